@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs the Debian packages smsrules needs to build, test and benchmark.
+# As root: apt-get update, then apt-get install -y of what is missing.
+# Otherwise: prints the exact command to run and exits 1.
+set -eu
+
+PACKAGES="make build-essential pkg-config liblua5.4-dev libcurl4-openssl-dev libuv1-dev
+liblmdb-dev lua-cjson-dev node-llhttp python3 curl wrk"
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+
+echo "install-deps: missing Debian packages:$missing" >&2
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: run as root:" >&2
+    echo "  apt-get update && apt-get install -y$missing" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+# shellcheck disable=SC2086
+apt-get install -y --no-install-recommends $missing

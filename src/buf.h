@@ -1,0 +1,38 @@
+/* buf: a growable byte buffer.
+ *
+ * Owns its bytes; sr_buf_free releases them. Appends never fail silently:
+ * on allocation failure the process aborts (a gateway that cannot allocate a
+ * few bytes cannot keep any promise anyway), which keeps every caller simple. */
+#ifndef SR_BUF_H
+#define SR_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sr_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} sr_buf;
+
+void sr_buf_init(sr_buf *b);
+void sr_buf_free(sr_buf *b);
+void sr_buf_reset(sr_buf *b); /* len = 0, keeps capacity */
+void sr_buf_reserve(sr_buf *b, size_t extra);
+void sr_buf_append(sr_buf *b, const void *data, size_t len);
+void sr_buf_puts(sr_buf *b, const char *s);
+void sr_buf_putc(sr_buf *b, char c);
+void sr_buf_printf(sr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sr_buf_vprintf(sr_buf *b, const char *fmt, va_list ap);
+void sr_buf_put_u64(sr_buf *b, uint64_t v);
+void sr_buf_put_i64(sr_buf *b, int64_t v);
+/* Appends s as a JSON string literal, quotes included. Invalid UTF-8 bytes
+ * are replaced by U+FFFD so the output is always valid JSON. */
+void sr_buf_json_str(sr_buf *b, const char *s, size_t len);
+/* Returns a NUL-terminated view (does not count the NUL in len). */
+const char *sr_buf_cstr(sr_buf *b);
+/* Takes the bytes out: caller owns the returned pointer (free()), b is reset. */
+char *sr_buf_steal(sr_buf *b, size_t *len_out);
+
+#endif

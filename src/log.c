@@ -1,0 +1,77 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+
+static sr_log_level log_min_level = SR_LOG_INFO;
+static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
+
+int sr_log_parse_level(const char *name) {
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, log_level_names[i]) == 0) return i;
+    return -1;
+}
+
+void sr_log_set_level(sr_log_level level) { log_min_level = level; }
+
+int sr_log_enabled(sr_log_level level) { return level >= log_min_level; }
+
+const char *sr_log_num(int64_t v) {
+    static char ring[8][24];
+    static unsigned next;
+    char *slot = ring[next++ % 8];
+    snprintf(slot, 24, "%s%lld", SR_LOG_NUM, (long long)v);
+    return slot;
+}
+
+void sr_log(sr_log_level level, const char *msg, ...) {
+    if (level < log_min_level) return;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char ts[40];
+    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+
+    sr_buf line;
+    sr_buf_init(&line);
+    sr_buf_puts(&line, "{\"ts\":\"");
+    sr_buf_puts(&line, ts);
+    sr_buf_puts(&line, "\",\"level\":\"");
+    sr_buf_puts(&line, log_level_names[level]);
+    sr_buf_puts(&line, "\",\"msg\":");
+    sr_buf_json_str(&line, msg, strlen(msg));
+
+    va_list ap;
+    va_start(ap, msg);
+    for (;;) {
+        const char *key = va_arg(ap, const char *);
+        if (!key) break;
+        const char *value = va_arg(ap, const char *);
+        if (!value) value = "";
+        sr_buf_putc(&line, ',');
+        sr_buf_json_str(&line, key, strlen(key));
+        sr_buf_putc(&line, ':');
+        if (value[0] == SR_LOG_NUM[0])
+            sr_buf_puts(&line, value + 1);
+        else
+            sr_buf_json_str(&line, value, strlen(value));
+    }
+    va_end(ap);
+    sr_buf_puts(&line, "}\n");
+    /* One write per line so lines from concurrent writers never interleave. */
+    ssize_t off = 0;
+    while ((size_t)off < line.len) {
+        ssize_t n = write(STDERR_FILENO, line.data + off, line.len - (size_t)off);
+        if (n <= 0) break;
+        off += n;
+    }
+    sr_buf_free(&line);
+}

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Runs every test: C unit tests, end-to-end tests (the real daemon over real
+# HTTP), and rule tests through `smsrules test`. Ends with "N passed, N failed".
+set -u
+BUILD=${BUILD:-build}
+export SMSRULES_BIN="$PWD/$BUILD/smsrules"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    "$t" 2>&1 | tee -a "$out"
+done
+
+for t in tests/e2e/test_*.py; do
+    [ -f "$t" ] || continue
+    python3 "$t" 2>&1 | tee -a "$out"
+done
+
+for t in examples/*/*_test.lua tests/lua/*_test.lua; do
+    [ -f "$t" ] || continue
+    "$SMSRULES_BIN" test "$t" 2>&1 | tee -a "$out"
+done
+
+passed=$(grep -c '^PASS ' "$out")
+failed=$(grep -c '^FAIL ' "$out")
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
