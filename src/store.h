@@ -1,0 +1,146 @@
+/* store: all durable state, in one LMDB environment under the data directory.
+ * The only unit that includes lmdb.h.
+ *
+ * Named databases: messages (id → record), queue (due order → id), expiry
+ * (expires_at → id), by_status (status,id), provider_ids (provider,id → message
+ * id), idempotency (key → id, body hash, time), kv (key → value, expiry),
+ * dedup (key → expiry), optouts (number → time), meta (schema version).
+ *
+ * Writes: the loop thread groups mutations into sr_store_txn units (each
+ * committed atomically, all or nothing) and submits them. All units submitted
+ * during one loop pass go to a writer thread as one batch, which applies them
+ * in one LMDB write transaction (a nested transaction per unit) and commits it
+ * with a full sync (group commit). Only then does each unit's done callback run
+ * on the loop, so an answer sent from that callback promises durability. The
+ * loop never waits on fsync. While one batch commits, the next one collects.
+ *
+ * Reads: sr_store_get_* run on the loop thread in short read transactions and
+ * see committed state only.
+ *
+ * Map size: starts at map_size and doubles on MDB_MAP_FULL up to
+ * map_size_max; when it cannot grow (or the disk is full), units that add new
+ * work fail with SR_E_FULL (answered 507) and nothing committed is touched.
+ *
+ * Indexes are derived from the message by the store itself on every put or
+ * update: a message is in `queue` (key: 3-priority, due ms, id) while queued,
+ * in `expiry` while queued or sending, in `by_status` always, and every
+ * attempt with a provider id is in `provider_ids`. */
+#ifndef SR_STORE_H
+#define SR_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "message.h"
+
+/* Error codes (negative, errno style). */
+#define SR_E_NOTFOUND (-2)
+#define SR_E_CORRUPT (-3)
+#define SR_E_FULL (-4)     /* map cannot grow or disk full: HTTP 507 */
+#define SR_E_IO (-5)       /* any other LMDB or system failure */
+#define SR_E_CONFLICT (-6) /* idempotency key reused with a different body */
+#define SR_E_EXISTS (-7)   /* idempotency key already used: the existing id is returned */
+#define SR_E_STATE (-8)    /* an update's mutator refused the transition */
+
+const char *sr_store_strerror(int code);
+
+typedef struct sr_store sr_store;
+typedef struct sr_store_txn sr_store_txn;
+
+typedef struct sr_store_options {
+    const char *dir;        /* created when missing */
+    size_t map_size;        /* bytes; 0: 256 MiB */
+    size_t map_size_max;    /* bytes; 0: 64 GiB */
+    int no_sync;            /* 1: commit without fsync (benchmarks of other parts only; never by default) */
+} sr_store_options;
+
+/* Opens (creating) the environment, checks the schema version, clears stale
+ * readers, starts the writer thread. Returns 0 or a negative code with a
+ * message in err. Main thread only. */
+int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, char *err, size_t errlen);
+/* Commits what is pending (waiting for it), stops the writer, closes. Done
+ * callbacks of pending units run before it returns. */
+void sr_store_close(sr_store *s);
+
+/* ---- writes ---- */
+
+/* A mutator runs on the writer thread inside the unit's transaction, on the
+ * decoded current message. It returns 0 to write the (possibly changed)
+ * message back, SR_E_STATE to leave it untouched and fail the unit. It must
+ * touch nothing but the message and its own arg (no Lua, no loop state). */
+typedef int (*sr_message_mutator)(sr_message *m, void *arg);
+
+typedef void (*sr_store_done_cb)(sr_store_txn *t, void *ud);
+
+/* A new unit of mutations, committed all or nothing. */
+sr_store_txn *sr_store_txn_new(sr_store *s);
+/* Each add returns the index of the mutation's result slot (0, 1, ...). */
+/* Creates a message. Takes ownership of m (freed by the store). With an
+ * idempotency key: when the key was used in the last 24 h the result is
+ * SR_E_EXISTS with the existing id (same body_hash) or SR_E_CONFLICT
+ * (different body_hash), and nothing is written. */
+int sr_store_txn_put_message(sr_store_txn *t, sr_message *m, const char *idem_key, uint64_t body_hash);
+/* Updates a message through mutator(m, arg); arg is borrowed until done. The
+ * result slot then holds the message as written (sr_store_txn_message). */
+int sr_store_txn_update_message(sr_store_txn *t, const char *id, sr_message_mutator fn, void *arg);
+int sr_store_txn_kv_set(sr_store_txn *t, const char *key, size_t klen, const char *val, size_t vlen, int64_t expires_at_ms);
+int sr_store_txn_kv_del(sr_store_txn *t, const char *key, size_t klen);
+/* Adds delta to an integer value (missing or expired counts as 0); result: the new value. */
+int sr_store_txn_kv_incr(sr_store_txn *t, const char *key, size_t klen, int64_t delta, int64_t expires_at_ms);
+int sr_store_txn_optout(sr_store_txn *t, const char *number, int opted_out);
+/* Records a dedup key until expires_at_ms; result SR_E_EXISTS when it was already there (and not expired). */
+int sr_store_txn_dedup(sr_store_txn *t, const char *key, size_t klen, int64_t expires_at_ms);
+
+/* Submits the unit; takes ownership of t. cb runs on the loop after the batch
+ * holding it committed to disk (or failed), then t is freed. */
+void sr_store_txn_submit(sr_store_txn *t, sr_store_done_cb cb, void *ud);
+/* Frees a unit that was never submitted. */
+void sr_store_txn_discard(sr_store_txn *t);
+
+/* In the done callback: the unit's status (0, SR_E_FULL, SR_E_IO, or the first
+ * failing mutation's code, in which case nothing of the unit was written). */
+int sr_store_txn_status(const sr_store_txn *t);
+/* A mutation's result: 0 or a negative code. */
+int sr_store_txn_result(const sr_store_txn *t, int slot);
+/* The message id of a put (the existing one on SR_E_EXISTS) or update. */
+const char *sr_store_txn_id(const sr_store_txn *t, int slot);
+/* The message as written by a put/update (borrowed until the callback returns). */
+const sr_message *sr_store_txn_message(const sr_store_txn *t, int slot);
+/* The value of a kv_incr. */
+int64_t sr_store_txn_int(const sr_store_txn *t, int slot);
+
+/* ---- reads (loop thread; committed state) ---- */
+
+int sr_store_get_message(sr_store *s, const char *id, sr_message *out); /* out initialised here */
+int sr_store_kv_get(sr_store *s, const char *key, size_t klen, int64_t now_ms, sr_buf *out);
+int sr_store_is_optout(sr_store *s, const char *number);
+int sr_store_find_provider_id(sr_store *s, const char *provider, const char *provider_id, char id_out[SR_ID_LEN + 1]);
+
+typedef struct sr_queue_entry {
+    char id[SR_ID_LEN + 1];
+    int priority;
+    int64_t due_ms;
+} sr_queue_entry;
+/* Up to max queued messages due at or before now_ms, highest priority first,
+ * then earliest due. Returns the count or a negative code. */
+int sr_store_queue_due(sr_store *s, int64_t now_ms, sr_queue_entry *out, int max);
+/* Up to max ids of queued or sending messages whose validity ended before now_ms. */
+int sr_store_expired(sr_store *s, int64_t now_ms, char (*ids)[SR_ID_LEN + 1], int max);
+/* Up to max ids with this status, in id (time) order, after after_id (NULL: from the start). */
+int sr_store_list_status(sr_store *s, sr_status st, const char *after_id, char (*ids)[SR_ID_LEN + 1], int max);
+/* Drops expired kv, dedup and idempotency entries; returns how many. */
+int sr_store_sweep_ttl(sr_store *s, int64_t now_ms);
+
+typedef struct sr_store_stats {
+    uint64_t commits;
+    uint64_t units;
+    uint64_t map_size;
+    uint64_t map_used;
+    uint64_t grows;
+    double last_commit_ms;
+} sr_store_stats;
+void sr_store_get_stats(sr_store *s, sr_store_stats *out);
+
+#endif
