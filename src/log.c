@@ -30,13 +30,33 @@ const char *sr_log_num(int64_t v) {
     return slot;
 }
 
+#define LOG_MAX_PAIRS 64
+
 void sr_log(sr_log_level level, const char *msg, ...) {
+    if (level < log_min_level) return;
+    const char *pairs[2 * LOG_MAX_PAIRS + 1];
+    int n = 0;
+    va_list ap;
+    va_start(ap, msg);
+    for (;;) {
+        const char *key = va_arg(ap, const char *);
+        if (!key || n >= 2 * LOG_MAX_PAIRS) break;
+        pairs[n++] = key;
+        const char *value = va_arg(ap, const char *);
+        pairs[n++] = value ? value : "";
+    }
+    va_end(ap);
+    pairs[n] = NULL;
+    sr_log_pairs(level, msg, pairs);
+}
+
+void sr_log_pairs(sr_log_level level, const char *msg, const char *const *pairs) {
     if (level < log_min_level) return;
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
-    char ts[40];
+    char ts[64];
     snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
 
@@ -49,13 +69,9 @@ void sr_log(sr_log_level level, const char *msg, ...) {
     sr_buf_puts(&line, "\",\"msg\":");
     sr_buf_json_str(&line, msg, strlen(msg));
 
-    va_list ap;
-    va_start(ap, msg);
-    for (;;) {
-        const char *key = va_arg(ap, const char *);
-        if (!key) break;
-        const char *value = va_arg(ap, const char *);
-        if (!value) value = "";
+    for (const char *const *p = pairs; p[0] && p[1]; p += 2) {
+        const char *key = p[0];
+        const char *value = p[1] ? p[1] : "";
         sr_buf_putc(&line, ',');
         sr_buf_json_str(&line, key, strlen(key));
         sr_buf_putc(&line, ':');
@@ -64,7 +80,6 @@ void sr_log(sr_log_level level, const char *msg, ...) {
         else
             sr_buf_json_str(&line, value, strlen(value));
     }
-    va_end(ap);
     sr_buf_puts(&line, "}\n");
     /* One write per line so lines from concurrent writers never interleave. */
     ssize_t off = 0;

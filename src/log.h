@@ -21,6 +21,8 @@ int sr_log_enabled(sr_log_level level);
  * the byte SR_LOG_NUM[0] is written unquoted (numbers, true/false); use
  * sr_log_num() to build one. */
 void sr_log(sr_log_level level, const char *msg, ...);
+/* The same with the pairs in an array ending with NULL. */
+void sr_log_pairs(sr_log_level level, const char *msg, const char *const *pairs);
 #define SR_LOG_NUM "\x01"
 /* Formats v as a number field value into a small static ring of buffers,
  * valid for the next 8 calls. */

@@ -1,0 +1,207 @@
+#include "app.h"
+
+#include <lua.h>
+#include <lmdb.h> /* version only */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+#include "metrics.h"
+
+#define APP_MAX_PARAMS 4
+#define APP_MAX_SEGMENT 256
+
+typedef struct app_route {
+    const char *pattern; /* segments; "*" matches one segment; also the metrics label */
+    const char *label;
+    const char *method;
+    sr_route_handler handler;
+} app_route;
+
+static void api_healthz(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+    static const char body[] = "{\"status\":\"ok\"}";
+    sr_http_respond(req, 200, "application/json", body, sizeof body - 1, NULL);
+}
+
+static void api_metrics(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+    sr_buf out;
+    sr_buf_init(&out);
+    sr_metrics_write(&out);
+    sr_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len, NULL);
+    sr_buf_free(&out);
+}
+
+static const app_route app_routes[] = {
+    {"/healthz", "/healthz", "GET", api_healthz},
+    {"/metrics", "/metrics", "GET", api_metrics},
+};
+
+/* Matches path against pattern, collecting "*" segments into params.
+ * Returns 1 on a match. */
+static int route_match(const char *pattern, const char *path, char params[][APP_MAX_SEGMENT], int *count) {
+    *count = 0;
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (*p != '/' || *s != '/') return 0;
+        p++;
+        s++;
+        const char *pe = strchr(p, '/');
+        size_t plen = pe ? (size_t)(pe - p) : strlen(p);
+        const char *se = strchr(s, '/');
+        size_t slen = se ? (size_t)(se - s) : strlen(s);
+        if (plen == 1 && *p == '*') {
+            if (slen == 0 || slen >= APP_MAX_SEGMENT || *count == APP_MAX_PARAMS) return 0;
+            memcpy(params[*count], s, slen);
+            params[*count][slen] = '\0';
+            (*count)++;
+        } else if (plen != slen || memcmp(p, s, plen) != 0) {
+            return 0;
+        }
+        p += plen;
+        s += slen;
+    }
+    return *p == '\0' && *s == '\0';
+}
+
+static void app_handle(sr_http_request *req, void *ud) {
+    sr_app *app = ud;
+    char params[APP_MAX_PARAMS][APP_MAX_SEGMENT];
+    const char *param_ptrs[APP_MAX_PARAMS];
+    char allow[128] = "";
+    const char *label = NULL;
+    for (size_t i = 0; i < sizeof app_routes / sizeof app_routes[0]; i++) {
+        const app_route *r = &app_routes[i];
+        int count;
+        if (!route_match(r->pattern, req->path, params, &count)) continue;
+        label = r->label;
+        if (strcmp(r->method, req->method_name) == 0) {
+            req->route = r->label;
+            for (int k = 0; k < count; k++) param_ptrs[k] = params[k];
+            r->handler(app, req, param_ptrs, count);
+            return;
+        }
+        if (!strstr(allow, r->method)) {
+            if (allow[0]) strncat(allow, ", ", sizeof allow - strlen(allow) - 1);
+            strncat(allow, r->method, sizeof allow - strlen(allow) - 1);
+        }
+    }
+    if (label) {
+        req->route = label;
+        char extra[160];
+        snprintf(extra, sizeof extra, "Allow: %s\r\n", allow);
+        char msg[200];
+        snprintf(msg, sizeof msg, "method %s is not allowed here; allowed: %s", req->method_name, allow);
+        sr_http_respond_error(req, 405, "method_not_allowed", msg, extra);
+        return;
+    }
+    req->route = "unmatched";
+    sr_http_respond_error(req, 404, "not_found", "no such path", NULL);
+}
+
+static void app_observe(const sr_http_request *req, int status, void *ud) { sr_metrics_http(req->route, status); }
+
+static double app_open_connections(void *ud) {
+    sr_app *app = ud;
+    return app->server ? sr_http_server_open_connections(app->server) : 0;
+}
+
+static void app_register_metrics(sr_app *app) {
+    char labels[256];
+    snprintf(labels, sizeof labels, "version=\"%s\",lua=\"%s\",libuv=\"%s\",lmdb=\"%d.%d.%d\"", SR_VERSION,
+             LUA_VERSION_MAJOR "." LUA_VERSION_MINOR "." LUA_VERSION_RELEASE, uv_version_string(),
+             MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH);
+    sr_metric_gauge("smsrules_build_info", "Build information.", labels)->value = 1;
+    sr_metric_gauge_fn("smsrules_http_open_connections", "Open HTTP connections.", NULL, app_open_connections, app);
+}
+
+/* ---- lifecycle ---- */
+
+static void app_close_walk(uv_handle_t *h, void *arg) {
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void app_stopped(void *ud) {
+    sr_app *app = ud;
+    uv_timer_stop(&app->drain_timer);
+    uv_walk(app->loop, app_close_walk, NULL);
+}
+
+static void app_drain_deadline(uv_timer_t *t) {
+    sr_app *app = t->data;
+    sr_warn("drain deadline reached, closing remaining connections");
+    sr_http_server_abort(app->server);
+}
+
+static void app_on_signal(uv_signal_t *h, int signum) {
+    sr_app *app = h->data;
+    if (signum == SIGHUP) {
+        sr_info("SIGHUP received; rules reload arrives with the rules API");
+        return;
+    }
+    if (app->stopping) return;
+    app->stopping = 1;
+    sr_info("stopping", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+            "in_flight", sr_log_num(sr_http_server_open_connections(app->server)));
+    uv_timer_start(&app->drain_timer, app_drain_deadline, app->config->shutdown_timeout_ms, 0);
+    sr_http_server_stop(app->server, app_stopped, app);
+}
+
+int sr_app_run(sr_config *config, sr_rules *rules) {
+    sr_app app;
+    memset(&app, 0, sizeof app);
+    app.loop = uv_default_loop();
+    app.config = config;
+    app.rules = rules;
+    signal(SIGPIPE, SIG_IGN);
+
+    char host[256];
+    int port;
+    if (sr_config_split_listen(config->listen, host, sizeof host, &port) != 0) {
+        sr_error("invalid listen address (want host:port)", "listen", config->listen);
+        sr_rules_free(rules);
+        return 1;
+    }
+    sr_http_options opt;
+    sr_http_options_default(&opt);
+    opt.max_header_bytes = config->max_header_bytes;
+    opt.max_body_bytes = config->max_body_bytes;
+    opt.max_connections = config->max_connections;
+    opt.header_timeout_ms = config->header_timeout_ms;
+    opt.body_timeout_ms = config->body_timeout_ms;
+    opt.idle_timeout_ms = config->idle_timeout_ms;
+    opt.handler = app_handle;
+    opt.handler_ud = &app;
+    opt.observer = app_observe;
+    opt.observer_ud = &app;
+
+    char err[256];
+    if (sr_http_server_start(&app.server, app.loop, host, port, &opt, err, sizeof err) != 0) {
+        sr_error("cannot start the HTTP server", "error", err);
+        sr_rules_free(rules);
+        return 2;
+    }
+    app_register_metrics(&app);
+    uv_timer_init(app.loop, &app.drain_timer);
+    app.drain_timer.data = &app;
+    uv_signal_init(app.loop, &app.sig_term);
+    uv_signal_init(app.loop, &app.sig_int);
+    uv_signal_init(app.loop, &app.sig_hup);
+    app.sig_term.data = app.sig_int.data = app.sig_hup.data = &app;
+    uv_signal_start(&app.sig_term, app_on_signal, SIGTERM);
+    uv_signal_start(&app.sig_int, app_on_signal, SIGINT);
+    uv_signal_start(&app.sig_hup, app_on_signal, SIGHUP);
+
+    sr_info("listening", "host", host, "port", sr_log_num(sr_http_server_port(app.server)),
+            "rules", rules && rules->path ? rules->path : "", "version", SR_VERSION);
+
+    uv_run(app.loop, UV_RUN_DEFAULT);
+    sr_http_server_free(app.server);
+    sr_rules_free(rules);
+    uv_loop_close(app.loop);
+    sr_metrics_reset();
+    sr_info("stopped");
+    return app.exit_code;
+}

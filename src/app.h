@@ -1,0 +1,36 @@
+/* app: the running daemon — owns the loop, the configuration, the rules, the
+ * HTTP server and the router that maps paths to handlers; and the lifecycle
+ * (signals, graceful drain on SIGTERM/SIGINT). */
+#ifndef SR_APP_H
+#define SR_APP_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "http_server.h"
+#include "rules.h"
+
+#define SR_VERSION "0.1.0"
+
+typedef struct sr_app sr_app;
+
+typedef void (*sr_route_handler)(sr_app *app, sr_http_request *req, const char *const *params, int param_count);
+
+typedef struct sr_app {
+    uv_loop_t *loop;
+    sr_config *config;
+    sr_rules *rules;
+    sr_http_server *server;
+    struct sr_store *store;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t drain_timer;
+    int stopping;
+    int exit_code;
+} sr_app;
+
+/* Runs the daemon until a stop signal; returns the process exit code.
+ * Takes ownership of rules; borrows config. */
+int sr_app_run(sr_config *config, sr_rules *rules);
+
+
+#endif

@@ -1,0 +1,45 @@
+/* config: the daemon's settings, from defaults, the rules file's
+ * sms.config{...} and the command line (which wins), in that order.
+ *
+ * Strings are heap-allocated and owned by the config (sr_config_free). */
+#ifndef SR_CONFIG_H
+#define SR_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sr_config {
+    char *listen;          /* "host:port", default 127.0.0.1:8080 */
+    char *data;            /* data directory, default ./data */
+    int log_level;         /* sr_log_level */
+    char **api_keys;       /* NULL-terminated; empty: the send API refuses every request */
+    int api_key_count;
+    char *admin_key;
+    char *default_country; /* digits, or NULL */
+    char *public_url;
+    int validity_s;        /* default 172800 */
+    int max_parts;         /* default 10 */
+    /* HTTP limits */
+    size_t max_header_bytes;
+    size_t max_body_bytes;
+    int max_connections;
+    uint64_t header_timeout_ms;
+    uint64_t body_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t shutdown_timeout_ms; /* drain deadline on SIGTERM, default 5000 */
+    /* store */
+    size_t map_size;
+    size_t map_size_max;
+    /* Lua sandbox */
+    uint64_t instruction_budget; /* per handler, default 1,000,000 */
+    size_t memory_limit;         /* bytes for the Lua state, default 64 MiB */
+} sr_config;
+
+void sr_config_init(sr_config *c);
+void sr_config_free(sr_config *c);
+void sr_config_set_str(char **slot, const char *value);
+void sr_config_add_api_key(sr_config *c, const char *key);
+/* Splits "host:port" (port required; "[v6]:port" allowed). Returns 0 or -1. */
+int sr_config_split_listen(const char *listen, char *host, size_t hostlen, int *port);
+
+#endif

@@ -1,0 +1,179 @@
+/* main: the command line — serve, check, version (and their --help). */
+#include <getopt.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "app.h"
+#include "config.h"
+#include "log.h"
+#include "rules.h"
+
+static const char usage_main[] =
+    "usage: smsrules COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  serve [-c rules.lua] [--listen HOST:PORT] [--data DIR] [--log-level LEVEL]\n"
+    "                     run the engine\n"
+    "  check rules.lua    load and validate a rules file; exit 1 on error\n"
+    "  version            print the version\n"
+    "\n"
+    "`smsrules COMMAND --help` describes each command's options.\n"
+    "Exit codes: 0 ok, 1 user error (bad rules, bad arguments), 2 runtime failure.\n";
+
+static const char usage_serve[] =
+    "usage: smsrules serve [-c rules.lua] [--listen HOST:PORT] [--data DIR] [--log-level LEVEL]\n"
+    "\n"
+    "Runs the engine: the HTTP API, the store and the rules.\n"
+    "  -c, --config FILE     the rules file (Lua); without it the engine runs with no rules\n"
+    "  -l, --listen ADDR     address to listen on (default 127.0.0.1:8080; port 0 picks a free one)\n"
+    "  -d, --data DIR        data directory (default ./data)\n"
+    "      --log-level LVL   debug, info, warn or error (default info)\n"
+    "  -h, --help            this help\n"
+    "Settings given here win over sms.config{...} in the rules file.\n";
+
+static const char usage_check[] =
+    "usage: smsrules check rules.lua\n"
+    "\n"
+    "Loads the rules file in the sandbox, as `serve` would, without serving.\n"
+    "Prints `file:line: message` and exits 1 on error; prints a one-line summary on success.\n";
+
+static const char usage_version[] = "usage: smsrules version\n\nPrints the version and the library versions.\n";
+
+static int usage_error(const char *usage, const char *fmt, const char *arg) {
+    fprintf(stderr, "smsrules: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n\n%s", usage);
+    return 1;
+}
+
+/* Parses the options shared by serve and check. Returns -1 when it already
+ * handled the outcome (help or error) with *exit_code set. */
+typedef struct cli_options {
+    const char *rules;
+    const char *listen;
+    const char *data;
+    const char *log_level;
+} cli_options;
+
+static int parse_options(int argc, char **argv, const char *usage, int allow_serve_flags, cli_options *o,
+                         int *exit_code) {
+    static const struct option long_opts[] = {{"config", required_argument, NULL, 'c'},
+                                              {"listen", required_argument, NULL, 'l'},
+                                              {"data", required_argument, NULL, 'd'},
+                                              {"log-level", required_argument, NULL, 'L'},
+                                              {"help", no_argument, NULL, 'h'},
+                                              {NULL, 0, NULL, 0}};
+    memset(o, 0, sizeof *o);
+    opterr = 0;
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":c:l:d:h", long_opts, NULL)) != -1) {
+        switch (ch) {
+        case 'h': fputs(usage, stdout); *exit_code = 0; return -1;
+        case 'c': if (!allow_serve_flags) goto unknown; o->rules = optarg; break;
+        case 'l': if (!allow_serve_flags) goto unknown; o->listen = optarg; break;
+        case 'd': if (!allow_serve_flags) goto unknown; o->data = optarg; break;
+        case 'L':
+            if (sr_log_parse_level(optarg) < 0) {
+                *exit_code = usage_error(usage, "unknown log level '%s'", optarg);
+                return -1;
+            }
+            o->log_level = optarg;
+            break;
+        case ':': *exit_code = usage_error(usage, "option '%s' needs a value", argv[optind - 1]); return -1;
+        default:
+        unknown:
+            *exit_code = usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv) {
+    cli_options o;
+    int code = 0;
+    if (parse_options(argc, argv, usage_serve, 1, &o, &code) < 0) return code;
+    if (optind < argc) return usage_error(usage_serve, "unexpected argument '%s'", argv[optind]);
+    if (o.log_level) sr_log_set_level((sr_log_level)sr_log_parse_level(o.log_level));
+
+    sr_config config;
+    sr_config_init(&config);
+    sr_rules *rules = NULL;
+    char err[512];
+    if (sr_rules_load(&rules, o.rules, &config, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        sr_config_free(&config);
+        return 1;
+    }
+    /* Command-line flags win over sms.config. */
+    if (o.listen) sr_config_set_str(&config.listen, o.listen);
+    if (o.data) sr_config_set_str(&config.data, o.data);
+    if (o.log_level) config.log_level = sr_log_parse_level(o.log_level);
+    sr_log_set_level((sr_log_level)config.log_level);
+    const char *env_keys = getenv("SMSRULES_API_KEYS");
+    if (env_keys) {
+        char *copy = strdup(env_keys), *save = NULL;
+        for (char *k = strtok_r(copy, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+            while (*k == ' ') k++;
+            size_t n = strlen(k);
+            while (n && k[n - 1] == ' ') k[--n] = '\0';
+            sr_config_add_api_key(&config, k);
+        }
+        free(copy);
+    }
+    int rc = sr_app_run(&config, rules);
+    sr_config_free(&config);
+    return rc;
+}
+
+static int cmd_check(int argc, char **argv) {
+    cli_options o;
+    int code = 0;
+    if (parse_options(argc, argv, usage_check, 0, &o, &code) < 0) return code;
+    if (optind != argc - 1) return usage_error(usage_check, "%s", "check needs exactly one rules file");
+    sr_config config;
+    sr_config_init(&config);
+    sr_rules *rules = NULL;
+    char err[512];
+    if (sr_rules_load(&rules, argv[optind], &config, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        sr_config_free(&config);
+        return 1;
+    }
+    char summary[512];
+    sr_rules_summary(rules, summary, sizeof summary);
+    printf("%s\n", summary);
+    sr_rules_free(rules);
+    sr_config_free(&config);
+    return 0;
+}
+
+static int cmd_version(int argc, char **argv) {
+    cli_options o;
+    int code = 0;
+    if (parse_options(argc, argv, usage_version, 0, &o, &code) < 0) return code;
+    if (optind < argc) return usage_error(usage_version, "unexpected argument '%s'", argv[optind]);
+    printf("smsrules %s (%s, libuv %s)\n", SR_VERSION, LUA_RELEASE, uv_version_string());
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return 1;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0) return cmd_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version(argc - 1, argv + 1);
+    fprintf(stderr, "smsrules: unknown command '%s'\n\n%s", cmd, usage_main);
+    return 1;
+}

@@ -1,0 +1,44 @@
+/* rules: the Lua host. Owns one sandboxed Lua 5.4 state per loaded rules
+ * file: its allocator (with a memory cap), the sandbox (safe libraries only,
+ * `require` limited to Lua source files in the rules' own folder), the `sms`
+ * table, and loading the file.
+ *
+ * Sandbox: no io, debug, load, loadfile, dofile, string.dump,
+ * package.loadlib, C modules or binary chunks; `os` is reduced to time, clock
+ * and date. lua-cjson is available as require "cjson". */
+#ifndef SR_RULES_H
+#define SR_RULES_H
+
+#include <lua.h>
+#include <stddef.h>
+
+#include "config.h"
+
+typedef struct sr_rules {
+    lua_State *L;
+    char *path;          /* the rules file as given */
+    char *dir;           /* its folder, for require */
+    sr_config *config;   /* borrowed: sms.config{} writes here while loading */
+    int loading;         /* 1 while the file's top level runs (declarations allowed) */
+    size_t memory_used;
+    size_t memory_limit;
+    int memory_exceeded; /* set by the allocator when it refused */
+} sr_rules;
+
+/* Creates the state and runs the rules file (path may be NULL: no rules).
+ * On error returns -1 with "file:line: message" in err. The config is
+ * borrowed for the lifetime of the rules. */
+int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err, size_t errlen);
+void sr_rules_free(sr_rules *r);
+/* A one-line summary of what the rules declare. */
+void sr_rules_summary(sr_rules *r, char *out, size_t outlen);
+
+/* From the Lua side: the host of a state. */
+sr_rules *sr_rules_from(lua_State *L);
+
+/* Openers of the Lua tables, one per file (lua_*.c). Each expects the `sms`
+ * table on top of the stack and adds its fields to it. */
+void sr_lua_open_sms(lua_State *L);
+void sr_lua_open_log(lua_State *L);
+
+#endif
