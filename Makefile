@@ -40,22 +40,26 @@ build: $(BIN) $(UNIT_BINS)
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(WARN) $(CPPFLAGS) -c $< -o $@
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS_COMMON) $(WARN) $(CPPFLAGS) -c $< -o $@
 
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -w -I$(LLHTTP_INC) -c $< -o $@
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS_COMMON) -w -I$(LLHTTP_INC) -c $< -o $@
 
 $(LIB): $(OBJS) $(LLHTTP_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BIN): $(BUILD)/obj/main.o $(LIB)
-	$(CC) $(CFLAGS_COMMON) $^ -o $@ $(LDLIBS)
+	@echo "  LD    $@"
+	@$(CC) $(CFLAGS_COMMON) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.c tests/unit/unit.h $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(WARN) $(CPPFLAGS) -Itests/unit $< tests/unit/unit.c $(LIB) -o $@ $(LDLIBS)
+	@echo "  LD    $@"
+	@$(CC) $(CFLAGS_COMMON) $(WARN) $(CPPFLAGS) -Itests/unit $< tests/unit/unit.c $(LIB) -o $@ $(LDLIBS)
 
 run: deps
 	@$(MAKE) --no-print-directory build

@@ -7,9 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "buf.h"
 #include "log.h"
+#include "message.h"
 #include "metrics.h"
+#include "store.h"
 
 #define APP_MAX_PARAMS 4
 #define APP_MAX_SEGMENT 256
@@ -37,6 +40,9 @@ static void api_metrics(sr_app *app, sr_http_request *req, const char *const *pa
 static const app_route app_routes[] = {
     {"/healthz", "/healthz", "GET", api_healthz},
     {"/metrics", "/metrics", "GET", api_metrics},
+    {"/v1/messages", "/v1/messages", "POST", sr_api_messages_post},
+    {"/v1/messages", "/v1/messages", "GET", sr_api_messages_list},
+    {"/v1/messages/*", "/v1/messages/{id}", "GET", sr_api_messages_get},
 };
 
 /* Matches path against pattern, collecting "*" segments into params.
@@ -126,7 +132,45 @@ static void app_close_walk(uv_handle_t *h, void *arg) {
 static void app_stopped(void *ud) {
     sr_app *app = ud;
     uv_timer_stop(&app->drain_timer);
+    /* Everything answered: flush the store, then let the loop end. */
+    if (app->store) {
+        sr_store_close(app->store);
+        app->store = NULL;
+    }
     uv_walk(app->loop, app_close_walk, NULL);
+}
+
+/* Expires queued messages whose validity ended before they were sent. */
+static int app_expire_mutator(sr_message *m, void *arg) {
+    int64_t now = *(const int64_t *)arg;
+    if (m->status != SR_ST_QUEUED || m->expires_at_ms == 0 || m->expires_at_ms > now) return SR_E_STATE;
+    sr_message_set_str(&m->error, "validity ended before the message was sent");
+    sr_message_set_status(m, SR_ST_EXPIRED, now);
+    return 0;
+}
+
+static void app_sweep(uv_timer_t *t) {
+    sr_app *app = t->data;
+    if (!app->store || app->stopping) return;
+    static int64_t now;
+    now = sr_now_ms();
+    char ids[256][SR_ID_LEN + 1];
+    int n = sr_store_expired(app->store, now, ids, 256);
+    for (int i = 0; i < n; i++) {
+        sr_store_txn *txn = sr_store_txn_new(app->store);
+        sr_store_txn_update_message(txn, ids[i], app_expire_mutator, &now);
+        sr_store_txn_submit(txn, NULL, NULL);
+    }
+    if (n > 0) sr_info("expired messages", "count", sr_log_num(n));
+    if (++app->sweeps % 60 == 0) sr_store_sweep_ttl(app->store, now);
+}
+
+static double app_store_gauge(void *ud) {
+    sr_app *app = ud;
+    if (!app->store) return 0;
+    sr_store_stats st;
+    sr_store_get_stats(app->store, &st);
+    return (double)st.map_used;
 }
 
 static void app_drain_deadline(uv_timer_t *t) {
@@ -146,6 +190,7 @@ static void app_on_signal(uv_signal_t *h, int signum) {
     sr_info("stopping", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT",
             "in_flight", sr_log_num(sr_http_server_open_connections(app->server)));
     uv_timer_start(&app->drain_timer, app_drain_deadline, app->config->shutdown_timeout_ms, 0);
+    uv_timer_stop(&app->sweep_timer);
     sr_http_server_stop(app->server, app_stopped, app);
 }
 
@@ -183,7 +228,24 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
         sr_rules_free(rules);
         return 2;
     }
+    sr_store_options so;
+    memset(&so, 0, sizeof so);
+    so.dir = config->data;
+    so.map_size = config->map_size;
+    so.map_size_max = config->map_size_max;
+    if (sr_store_open(&app.store, app.loop, &so, err, sizeof err) != 0) {
+        sr_error("cannot open the store", "dir", config->data, "error", err);
+        sr_http_server_stop(app.server, NULL, NULL);
+        uv_run(app.loop, UV_RUN_DEFAULT);
+        sr_http_server_free(app.server);
+        sr_rules_free(rules);
+        return 2;
+    }
     app_register_metrics(&app);
+    sr_metric_gauge_fn("smsrules_store_bytes_used", "Bytes used in the LMDB map.", NULL, app_store_gauge, &app);
+    uv_timer_init(app.loop, &app.sweep_timer);
+    app.sweep_timer.data = &app;
+    uv_timer_start(&app.sweep_timer, app_sweep, 1000, 1000);
     uv_timer_init(app.loop, &app.drain_timer);
     app.drain_timer.data = &app;
     uv_signal_init(app.loop, &app.sig_term);

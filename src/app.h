@@ -24,6 +24,8 @@ typedef struct sr_app {
     struct sr_store *store;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
+    uv_timer_t sweep_timer;
+    unsigned sweeps;
     int stopping;
     int exit_code;
 } sr_app;

@@ -172,8 +172,19 @@ static void conn_write(http_conn *c, const char *data, size_t len) {
 
 static void build_response(sr_http_server *s, sr_buf *out, int status, const char *content_type,
                            const char *body, size_t body_len, const char *extra, bool close) {
-    sr_buf_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, sr_http_status_text(status), server_date(s));
-    if (content_type) sr_buf_printf(out, "Content-Type: %s\r\n", content_type);
+    sr_buf_reserve(out, 160 + body_len);
+    sr_buf_puts(out, "HTTP/1.1 ");
+    sr_buf_put_u64(out, (uint64_t)status);
+    sr_buf_putc(out, ' ');
+    sr_buf_puts(out, sr_http_status_text(status));
+    sr_buf_puts(out, "\r\nDate: ");
+    sr_buf_puts(out, server_date(s));
+    sr_buf_puts(out, "\r\n");
+    if (content_type) {
+        sr_buf_puts(out, "Content-Type: ");
+        sr_buf_puts(out, content_type);
+        sr_buf_puts(out, "\r\n");
+    }
     sr_buf_puts(out, "Content-Length: ");
     sr_buf_put_u64(out, body_len);
     sr_buf_puts(out, "\r\n");
@@ -679,7 +690,11 @@ void sr_http_server_stop(sr_http_server *s, void (*done)(void *ud), void *ud) {
     while (c) {
         http_conn *next = c->next;
         if (c->handling) c->close_after = true;
-        else if (c->writes_in_flight == 0) conn_close(c);
+        else if (c->state == CONN_HEADERS || c->state == CONN_BODY) {
+            /* A request still arriving is in flight too: let it complete; it is
+             * answered with Connection: close (conn_dispatch sees stopping). The
+             * read timers and the drain deadline bound the wait. */
+        } else if (c->writes_in_flight == 0) conn_close(c);
         else c->close_after = true;
         c = next;
     }

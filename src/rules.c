@@ -76,7 +76,11 @@ static int rules_searcher(lua_State *L) {
 }
 
 static int rules_forbidden_module(lua_State *L) {
-    return luaL_error(L, "module '%s' is not available to rules", lua_tostring(L, 1));
+    /* Level 2: the rule that called require (level 1 is require itself). */
+    luaL_where(L, 2);
+    lua_pushfstring(L, "module '%s' is not available to rules", lua_tostring(L, 1));
+    lua_concat(L, 2);
+    return lua_error(L);
 }
 
 static void rules_sandbox(lua_State *L) {

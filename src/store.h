@@ -43,6 +43,7 @@
 #define SR_E_CONFLICT (-6) /* idempotency key reused with a different body */
 #define SR_E_EXISTS (-7)   /* idempotency key already used: the existing id is returned */
 #define SR_E_STATE (-8)    /* an update's mutator refused the transition */
+#define SR_E_INVALID (-9)  /* a bad argument (empty or too long key, bad id) or a kv_incr on a non-integer */
 
 const char *sr_store_strerror(int code);
 
@@ -61,7 +62,9 @@ typedef struct sr_store_options {
  * message in err. Main thread only. */
 int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, char *err, size_t errlen);
 /* Commits what is pending (waiting for it), stops the writer, closes. Done
- * callbacks of pending units run before it returns. */
+ * callbacks of pending units run before it returns (units they submit are
+ * committed too). Not from a done callback. The store's loop handles close
+ * on the loop's next pass. */
 void sr_store_close(sr_store *s);
 
 /* ---- writes ---- */
@@ -69,7 +72,10 @@ void sr_store_close(sr_store *s);
 /* A mutator runs on the writer thread inside the unit's transaction, on the
  * decoded current message. It returns 0 to write the (possibly changed)
  * message back, SR_E_STATE to leave it untouched and fail the unit. It must
- * touch nothing but the message and its own arg (no Lua, no loop state). */
+ * touch nothing but the message and its own arg (no Lua, no loop state).
+ * It may run more than once for one unit (the batch is redone after the map
+ * grew), each time on a fresh copy of the stored message; the id cannot be
+ * changed. */
 typedef int (*sr_message_mutator)(sr_message *m, void *arg);
 
 typedef void (*sr_store_done_cb)(sr_store_txn *t, void *ud);
@@ -77,30 +83,40 @@ typedef void (*sr_store_done_cb)(sr_store_txn *t, void *ud);
 /* A new unit of mutations, committed all or nothing. */
 sr_store_txn *sr_store_txn_new(sr_store *s);
 /* Each add returns the index of the mutation's result slot (0, 1, ...). */
-/* Creates a message. Takes ownership of m (freed by the store). With an
- * idempotency key: when the key was used in the last 24 h the result is
- * SR_E_EXISTS with the existing id (same body_hash) or SR_E_CONFLICT
- * (different body_hash), and nothing is written. */
+/* Creates a message. Takes ownership of m's contents: they move into the unit
+ * and *m is left empty (as after sr_message_init), so m may live on the stack;
+ * the store frees them. An empty m->id gets a new one (sr_id_new); an invalid
+ * one fails with SR_E_INVALID. With an idempotency key (NULL or "": none):
+ * when the key was used in the 24 h before m->created_at_ms (or now when 0)
+ * the result is SR_E_EXISTS with the existing id (same body_hash) or
+ * SR_E_CONFLICT (different body_hash), and nothing is written. A message with
+ * expires_at_ms 0 never expires (it is kept out of the expiry index). */
 int sr_store_txn_put_message(sr_store_txn *t, sr_message *m, const char *idem_key, uint64_t body_hash);
 /* Updates a message through mutator(m, arg); arg is borrowed until done. The
  * result slot then holds the message as written (sr_store_txn_message). */
 int sr_store_txn_update_message(sr_store_txn *t, const char *id, sr_message_mutator fn, void *arg);
 int sr_store_txn_kv_set(sr_store_txn *t, const char *key, size_t klen, const char *val, size_t vlen, int64_t expires_at_ms);
 int sr_store_txn_kv_del(sr_store_txn *t, const char *key, size_t klen);
-/* Adds delta to an integer value (missing or expired counts as 0); result: the new value. */
+/* Adds delta to an integer value (missing or expired counts as 0); result: the new value.
+ * The value is kept as decimal text (what kv_get returns). expires_at_ms applies when the key
+ * is created (missing or expired); a live key keeps its expiry. A non-integer value or an
+ * overflow fails with SR_E_INVALID. Expiry is judged on the wall clock (sr_now_ms). */
 int sr_store_txn_kv_incr(sr_store_txn *t, const char *key, size_t klen, int64_t delta, int64_t expires_at_ms);
 int sr_store_txn_optout(sr_store_txn *t, const char *number, int opted_out);
 /* Records a dedup key until expires_at_ms; result SR_E_EXISTS when it was already there (and not expired). */
 int sr_store_txn_dedup(sr_store_txn *t, const char *key, size_t klen, int64_t expires_at_ms);
 
 /* Submits the unit; takes ownership of t. cb runs on the loop after the batch
- * holding it committed to disk (or failed), then t is freed. */
+ * holding it committed to disk (or failed), then t is freed. cb may be NULL.
+ * Callbacks run in submit order. */
 void sr_store_txn_submit(sr_store_txn *t, sr_store_done_cb cb, void *ud);
 /* Frees a unit that was never submitted. */
 void sr_store_txn_discard(sr_store_txn *t);
 
 /* In the done callback: the unit's status (0, SR_E_FULL, SR_E_IO, or the first
- * failing mutation's code, in which case nothing of the unit was written). */
+ * failing mutation's code, in which case nothing of the unit was written).
+ * Check it first: when it is not 0 only the failing mutation's result (or, for
+ * SR_E_FULL / SR_E_IO of the whole batch, every result) carries the code. */
 int sr_store_txn_status(const sr_store_txn *t);
 /* A mutation's result: 0 or a negative code. */
 int sr_store_txn_result(const sr_store_txn *t, int slot);
@@ -114,8 +130,9 @@ int64_t sr_store_txn_int(const sr_store_txn *t, int slot);
 /* ---- reads (loop thread; committed state) ---- */
 
 int sr_store_get_message(sr_store *s, const char *id, sr_message *out); /* out initialised here */
+/* 0 and the value in out (its contents replaced), or SR_E_NOTFOUND when missing or expired. */
 int sr_store_kv_get(sr_store *s, const char *key, size_t klen, int64_t now_ms, sr_buf *out);
-int sr_store_is_optout(sr_store *s, const char *number);
+int sr_store_is_optout(sr_store *s, const char *number); /* 1, 0 or a negative code */
 int sr_store_find_provider_id(sr_store *s, const char *provider, const char *provider_id, char id_out[SR_ID_LEN + 1]);
 
 typedef struct sr_queue_entry {
@@ -130,7 +147,10 @@ int sr_store_queue_due(sr_store *s, int64_t now_ms, sr_queue_entry *out, int max
 int sr_store_expired(sr_store *s, int64_t now_ms, char (*ids)[SR_ID_LEN + 1], int max);
 /* Up to max ids with this status, in id (time) order, after after_id (NULL: from the start). */
 int sr_store_list_status(sr_store *s, sr_status st, const char *after_id, char (*ids)[SR_ID_LEN + 1], int max);
-/* Drops expired kv, dedup and idempotency entries; returns how many. */
+/* Drops expired kv, dedup and idempotency entries (idempotency keys live 24 h);
+ * returns how many it found. It scans on the loop (at most a few thousand per
+ * call) and deletes through a unit of its own, so the space is freed when that
+ * unit commits; while it is in flight, further calls return 0. */
 int sr_store_sweep_ttl(sr_store *s, int64_t now_ms);
 
 typedef struct sr_store_stats {
