@@ -19,6 +19,8 @@ LDLIBS = $(shell pkg-config --libs $(PKGS)) -lm -lpthread
 
 SRCS = $(filter-out src/main.c,$(wildcard src/*.c))
 OBJS = $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+LUA_FILES = $(sort $(wildcard lua/*.lua lua/adapters/*.lua))
+GEN_OBJ = $(BUILD)/gen/lua_embedded.o
 LLHTTP_OBJS = $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
 LIB = $(BUILD)/libsmsrules.a
 BIN = $(BUILD)/smsrules
@@ -48,7 +50,15 @@ $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS_COMMON) -w -I$(LLHTTP_INC) -c $< -o $@
 
-$(LIB): $(OBJS) $(LLHTTP_OBJS)
+$(BUILD)/gen/lua_embedded.c: $(LUA_FILES) scripts/embed-lua.sh
+	@mkdir -p $(dir $@)
+	@echo "  GEN   $@"
+	@scripts/embed-lua.sh $@ $(LUA_FILES)
+
+$(GEN_OBJ): $(BUILD)/gen/lua_embedded.c
+	@$(CC) $(CFLAGS_COMMON) -c $< -o $@
+
+$(LIB): $(OBJS) $(LLHTTP_OBJS) $(GEN_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 

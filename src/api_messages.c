@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "json.h"
+#include "scheduler.h"
 #include "log.h"
 #include "store.h"
 #include "submission.h"
@@ -167,6 +168,7 @@ static void post_finish(post_ctx *ctx) {
     }
     sr_http_respond(ctx->req, status, "application/json", body.data, body.len, NULL);
     sr_buf_free(&body);
+    if (status == 202) sr_scheduler_kick(ctx->app->scheduler);
     free(ctx->items);
     free(ctx);
 }
@@ -415,4 +417,48 @@ void sr_api_messages_list(sr_app *app, sr_http_request *req, const char *const *
     free(ids);
     sr_http_respond(req, 200, "application/json", body.data, body.len, NULL);
     sr_buf_free(&body);
+}
+
+/* ---- POST /v1/messages/{id}/retry ---- */
+
+typedef struct retry_ctx {
+    sr_app *app;
+    sr_http_request *req;
+    char id[SR_ID_LEN + 1];
+} retry_ctx;
+
+static void retry_done(int code, void *ud) {
+    retry_ctx *ctx = ud;
+    if (code == 0) {
+        sr_message m;
+        sr_buf body;
+        sr_buf_init(&body);
+        if (sr_store_get_message(ctx->app->store, ctx->id, &m) == 0) {
+            sr_message_to_api_json(&m, &body);
+            sr_message_free(&m);
+        }
+        sr_http_respond(ctx->req, 202, "application/json", body.data, body.len, NULL);
+        sr_buf_free(&body);
+    } else if (code == SR_E_NOTFOUND) {
+        sr_http_respond_error(ctx->req, 404, "not_found", "no message with this id", NULL);
+    } else if (code == SR_E_STATE) {
+        sr_http_respond_error(ctx->req, 409, "not_failed", "only a failed message can be retried", NULL);
+    } else {
+        sr_http_respond_error(ctx->req, code == SR_E_FULL ? 507 : 500, "storage_error", sr_store_strerror(code), NULL);
+    }
+    free(ctx);
+}
+
+void sr_api_messages_retry(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+    if (!sr_api_require_key(app, req)) return;
+    if (!sr_id_valid(params[0], strlen(params[0]))) {
+        sr_http_respond_error(req, 404, "not_found", "no message with this id", NULL);
+        return;
+    }
+    retry_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) abort();
+    ctx->app = app;
+    ctx->req = req;
+    snprintf(ctx->id, sizeof ctx->id, "%s", params[0]);
+    sr_scheduler_retry(app->scheduler, ctx->id, retry_done, ctx);
 }

@@ -12,6 +12,8 @@
 #include "log.h"
 #include "message.h"
 #include "metrics.h"
+#include "http_client.h"
+#include "scheduler.h"
 #include "store.h"
 
 #define APP_MAX_PARAMS 4
@@ -43,6 +45,7 @@ static const app_route app_routes[] = {
     {"/v1/messages", "/v1/messages", "POST", sr_api_messages_post},
     {"/v1/messages", "/v1/messages", "GET", sr_api_messages_list},
     {"/v1/messages/*", "/v1/messages/{id}", "GET", sr_api_messages_get},
+    {"/v1/messages/*/retry", "/v1/messages/{id}/retry", "POST", sr_api_messages_retry},
 };
 
 /* Matches path against pattern, collecting "*" segments into params.
@@ -129,10 +132,19 @@ static void app_close_walk(uv_handle_t *h, void *arg) {
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-static void app_stopped(void *ud) {
+static void app_engine_stopped(void *ud) {
     sr_app *app = ud;
     uv_timer_stop(&app->drain_timer);
-    /* Everything answered: flush the store, then let the loop end. */
+    /* Every answer given and every outcome recorded: close the client, flush
+     * the store, then let the loop end. */
+    if (app->scheduler) {
+        sr_scheduler_free(app->scheduler);
+        app->scheduler = NULL;
+    }
+    if (app->client) {
+        sr_http_client_close(app->client);
+        app->client = NULL;
+    }
     if (app->store) {
         sr_store_close(app->store);
         app->store = NULL;
@@ -173,10 +185,25 @@ static double app_store_gauge(void *ud) {
     return (double)st.map_used;
 }
 
+/* The HTTP side drained: let requests to providers finish and record their outcomes. */
+static void app_stopped(void *ud) {
+    sr_app *app = ud;
+    app->server_stopped = 1;
+    if (app->scheduler) sr_scheduler_stop(app->scheduler, app_engine_stopped, app);
+    else app_engine_stopped(app);
+}
+
 static void app_drain_deadline(uv_timer_t *t) {
     sr_app *app = t->data;
-    sr_warn("drain deadline reached, closing remaining connections");
+    sr_warn("drain deadline reached, closing remaining connections and provider requests");
     sr_http_server_abort(app->server);
+    /* Requests to providers still out are cancelled: their messages stay
+     * `sending` on disk and are resent after the restart. */
+    if (app->server_stopped && app->client) {
+        sr_http_client *c = app->client;
+        app->client = NULL;
+        sr_http_client_close(c);
+    }
 }
 
 static void app_on_signal(uv_signal_t *h, int signum) {
@@ -239,6 +266,11 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
         uv_run(app.loop, UV_RUN_DEFAULT);
         sr_http_server_free(app.server);
         sr_rules_free(rules);
+        return 2;
+    }
+    if (sr_http_client_new(&app.client, app.loop) != 0 ||
+        sr_scheduler_start(&app.scheduler, app.loop, app.store, rules, app.client, config) != 0) {
+        sr_error("cannot start the delivery engine");
         return 2;
     }
     app_register_metrics(&app);

@@ -22,11 +22,14 @@ typedef struct sr_app {
     sr_rules *rules;
     sr_http_server *server;
     struct sr_store *store;
+    struct sr_http_client *client;
+    struct sr_scheduler *scheduler;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
     uv_timer_t sweep_timer;
     unsigned sweeps;
     int stopping;
+    int server_stopped;
     int exit_code;
 } sr_app;
 

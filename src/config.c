@@ -21,6 +21,11 @@ void sr_config_init(sr_config *c) {
     c->shutdown_timeout_ms = 5000;
     c->map_size = 256u << 20;
     c->map_size_max = (size_t)64 << 30;
+    c->retry_base_ms = 1000;
+    c->retry_cap_ms = 60000;
+    c->retry_after_max_s = 300;
+    c->circuit_failures = 5;
+    c->circuit_cooldown_ms = 5000;
     c->instruction_budget = 1000000;
     c->memory_limit = 64u << 20;
 }

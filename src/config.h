@@ -30,6 +30,12 @@ typedef struct sr_config {
     /* store */
     size_t map_size;
     size_t map_size_max;
+    /* delivery */
+    uint64_t retry_base_ms;       /* backoff base, default 1000 */
+    uint64_t retry_cap_ms;        /* backoff cap, default 60000 */
+    uint64_t retry_after_max_s;   /* Retry-After honoured up to this, default 300 */
+    int circuit_failures;         /* consecutive failures that open a circuit, default 5 */
+    uint64_t circuit_cooldown_ms; /* open → one probe after, default 5000 */
     /* Lua sandbox */
     uint64_t instruction_budget; /* per handler, default 1,000,000 */
     size_t memory_limit;         /* bytes for the Lua state, default 64 MiB */

@@ -89,6 +89,16 @@ static int l_sms_config(lua_State *L) {
             c->map_size = (size_t)config_integer(L, key, 1 << 20, (lua_Integer)1 << 44);
         } else if (strcmp(key, "map_size_max") == 0) {
             c->map_size_max = (size_t)config_integer(L, key, 1 << 20, (lua_Integer)1 << 46);
+        } else if (strcmp(key, "retry_base_ms") == 0) {
+            c->retry_base_ms = (uint64_t)config_integer(L, key, 1, 3600000);
+        } else if (strcmp(key, "retry_cap_ms") == 0) {
+            c->retry_cap_ms = (uint64_t)config_integer(L, key, 1, 86400000);
+        } else if (strcmp(key, "retry_after_max_s") == 0) {
+            c->retry_after_max_s = (uint64_t)config_integer(L, key, 0, 86400);
+        } else if (strcmp(key, "circuit_failures") == 0) {
+            c->circuit_failures = (int)config_integer(L, key, 1, 1000);
+        } else if (strcmp(key, "circuit_cooldown_ms") == 0) {
+            c->circuit_cooldown_ms = (uint64_t)config_integer(L, key, 10, 3600000);
         } else if (strcmp(key, "instruction_budget") == 0) {
             c->instruction_budget = (uint64_t)config_integer(L, key, 1000, (lua_Integer)1 << 40);
         } else if (strcmp(key, "memory_limit") == 0) {

@@ -75,6 +75,24 @@ static int rules_searcher(lua_State *L) {
     return 2;
 }
 
+/* Embedded modules ("adapters.util" → lua/adapters/util.lua) load from the
+ * binary; preload entries make them require-able everywhere. */
+static int rules_load_embedded(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    char path[128];
+    snprintf(path, sizeof path, "%s", name);
+    for (char *p = path; *p; p++)
+        if (*p == '.') *p = '/';
+    size_t len;
+    const char *src = sr_lua_embedded(path, &len);
+    if (!src) return luaL_error(L, "no embedded module '%s'", name);
+    char chunk[140];
+    snprintf(chunk, sizeof chunk, "=%s", path);
+    if (luaL_loadbufferx(L, src, len, chunk, "t") != LUA_OK) return lua_error(L);
+    lua_call(L, 0, 1);
+    return 1;
+}
+
 static int rules_forbidden_module(lua_State *L) {
     /* Level 2: the rule that called require (level 1 is require itself). */
     luaL_where(L, 2);
@@ -132,6 +150,14 @@ static void rules_sandbox(lua_State *L) {
     lua_setfield(L, -2, "io");
     lua_pushcfunction(L, rules_forbidden_module);
     lua_setfield(L, -2, "debug");
+    for (int i = 0; sr_lua_embedded_name(i); i++) {
+        char mod[128];
+        snprintf(mod, sizeof mod, "%s", sr_lua_embedded_name(i));
+        for (char *p = mod; *p; p++)
+            if (*p == '/') *p = '.';
+        lua_pushcfunction(L, rules_load_embedded);
+        lua_setfield(L, -2, mod);
+    }
     lua_pop(L, 1);
     /* searchers: preload, then our Lua-source searcher. */
     lua_getfield(L, -1, "searchers");
@@ -161,11 +187,29 @@ static void rules_first_line(const char *msg, char *out, size_t outlen) {
     out[n] = '\0';
 }
 
+int sr_rules_call(sr_rules *r, int nargs, int nresults, char *err, size_t errlen) {
+    lua_State *L = r->L;
+    int base = lua_gettop(L) - nargs; /* the function's index */
+    lua_pushcfunction(L, rules_traceback);
+    lua_insert(L, base);
+    int rc = lua_pcall(L, nargs, nresults, base);
+    if (rc != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        rules_first_line(msg ? msg : "error", err, errlen);
+        sr_warn("rule error", "error", err, "traceback", msg ? msg : "");
+        lua_settop(L, base - 1);
+        return -1;
+    }
+    lua_remove(L, base);
+    return 0;
+}
+
 int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err, size_t errlen) {
     *out = NULL;
     sr_rules *r = calloc(1, sizeof *r);
     if (!r) abort();
     r->config = config;
+    r->route_ref = LUA_NOREF;
     r->memory_limit = config->memory_limit;
     r->L = lua_newstate(rules_alloc, r);
     if (!r->L) {
@@ -181,6 +225,7 @@ int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err
     lua_newtable(L);
     sr_lua_open_sms(L);
     sr_lua_open_log(L);
+    sr_lua_open_provider(L);
     lua_setglobal(L, "sms");
 
     if (path) {
@@ -209,8 +254,18 @@ fail:
     return -1;
 }
 
+sr_provider *sr_rules_provider(sr_rules *r, const char *name) {
+    for (int i = 0; i < r->provider_count; i++)
+        if (strcmp(r->providers[i].name, name) == 0) return &r->providers[i];
+    return NULL;
+}
+
 void sr_rules_free(sr_rules *r) {
     if (!r) return;
+    for (int i = 0; i < r->provider_count; i++) {
+        free(r->providers[i].name);
+        free(r->providers[i].adapter);
+    }
     if (r->L) lua_close(r->L);
     free(r->path);
     free(r->dir);
@@ -218,5 +273,11 @@ void sr_rules_free(sr_rules *r) {
 }
 
 void sr_rules_summary(sr_rules *r, char *out, size_t outlen) {
-    snprintf(out, outlen, "%s: ok", r->path ? r->path : "(no rules)");
+    int n = snprintf(out, outlen, "%s: ok, %d provider%s", r->path ? r->path : "(no rules)", r->provider_count,
+                     r->provider_count == 1 ? "" : "s");
+    for (int i = 0; i < r->provider_count && n > 0 && (size_t)n < outlen; i++)
+        n += snprintf(out + n, outlen - (size_t)n, "%s%s (%s)", i ? ", " : ": ", r->providers[i].name,
+                      r->providers[i].adapter);
+    if (n > 0 && (size_t)n < outlen)
+        snprintf(out + n, outlen - (size_t)n, "%s", r->route_ref != LUA_NOREF ? "; sms.route defined" : "");
 }

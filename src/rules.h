@@ -14,6 +14,27 @@
 
 #include "config.h"
 
+/* A provider declared with sms.provider(name, {...}). */
+typedef struct sr_provider {
+    char *name;
+    char *adapter;
+    int adapter_ref;   /* registry reference to the adapter table */
+    int cfg_ref;       /* registry reference to the options table (with name) */
+    double rate_per_s; /* messages per second; 0: no limit */
+    double burst;      /* messages allowed at once above the rate */
+    int concurrency;   /* requests in flight */
+    long timeout_ms;   /* per request */
+    int max_attempts;  /* attempts on this provider before the next of the route */
+    int batch_size;    /* messages per request: min(adapter.batch_size, option batch_size) */
+    double cost;       /* per segment, for least-cost routing rules */
+} sr_provider;
+
+#define SR_MAX_PROVIDERS 64
+
+/* Embedded Lua sources (lua/ folder, built in by scripts/embed-lua.sh). */
+const char *sr_lua_embedded(const char *name, size_t *len);
+const char *sr_lua_embedded_name(int i);
+
 typedef struct sr_rules {
     lua_State *L;
     char *path;          /* the rules file as given */
@@ -23,7 +44,19 @@ typedef struct sr_rules {
     size_t memory_used;
     size_t memory_limit;
     int memory_exceeded; /* set by the allocator when it refused */
+    sr_provider providers[SR_MAX_PROVIDERS];
+    int provider_count;
+    int route_ref;       /* registry reference to the sms.route function, or LUA_NOREF */
 } sr_rules;
+
+/* Calls the function below nargs arguments on the stack with a traceback
+ * handler. On success leaves nresults values and returns 0; on error pops
+ * everything it pushed, writes "file:line: message" to err, logs the
+ * traceback, and returns -1. */
+int sr_rules_call(sr_rules *r, int nargs, int nresults, char *err, size_t errlen);
+
+/* The provider named name, or NULL. */
+sr_provider *sr_rules_provider(sr_rules *r, const char *name);
 
 /* Creates the state and runs the rules file (path may be NULL: no rules).
  * On error returns -1 with "file:line: message" in err. The config is
@@ -40,5 +73,6 @@ sr_rules *sr_rules_from(lua_State *L);
  * table on top of the stack and adds its fields to it. */
 void sr_lua_open_sms(lua_State *L);
 void sr_lua_open_log(lua_State *L);
+void sr_lua_open_provider(lua_State *L);
 
 #endif

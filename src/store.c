@@ -1413,3 +1413,12 @@ void sr_store_get_stats(sr_store *s, sr_store_stats *out) {
     out->map_size = info.me_mapsize;
     out->map_used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
 }
+
+int64_t sr_store_queue_depth(sr_store *s) {
+    int code = store_read_begin(s);
+    if (code) return code;
+    MDB_stat st;
+    int rc = mdb_stat(s->read_txn, s->dbi[STORE_DB_QUEUE], &st);
+    store_read_end(s);
+    return rc ? store_error(rc, "stat") : (int64_t)st.ms_entries;
+}

@@ -143,6 +143,8 @@ typedef struct sr_queue_entry {
 /* Up to max queued messages due at or before now_ms, highest priority first,
  * then earliest due. Returns the count or a negative code. */
 int sr_store_queue_due(sr_store *s, int64_t now_ms, sr_queue_entry *out, int max);
+/* How many messages are queued (due or not). */
+int64_t sr_store_queue_depth(sr_store *s);
 /* Up to max ids of queued or sending messages whose validity ended before now_ms. */
 int sr_store_expired(sr_store *s, int64_t now_ms, char (*ids)[SR_ID_LEN + 1], int max);
 /* Up to max ids with this status, in id (time) order, after after_id (NULL: from the start). */

@@ -384,6 +384,19 @@ class Daemon:
             time.sleep(0.005)
         return False
 
+    def restart(self, ready_timeout=10.0):
+        """Starts the daemon again on the same data folder, port and rules."""
+        cmd = [BIN, "serve", "--listen", "%s:%d" % (HOST, self.port), "--data", os.path.join(self.dir, "data")]
+        if self.rules_path:
+            cmd += ["-c", self.rules_path]
+        self.restarts = getattr(self, "restarts", 0) + 1
+        self.stderr_path = os.path.join(self.dir, "stderr-restart-%d.log" % self.restarts)
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                         cwd=self.dir)
+        if not self._wait_ready(ready_timeout * SLOWDOWN):
+            raise TestFailure("daemon did not restart: " + self.stderr()[-2000:])
+
     # -- process --
 
     def running(self):
@@ -571,3 +584,51 @@ def run():
             print("FAIL %s:%s: %s%s" % (name_prefix, name, _one_line(reason), note), flush=True)
     sys.stderr.flush()
     sys.exit(1 if failed else 0)
+
+
+# ---- the mock provider ----
+
+class Mock(Daemon):
+    """`smsrules mock-provider --listen HOST:PORT ARGS...` (port 0: a free one,
+    read back from its "listening" log line). Inherits request(), signal(),
+    stop(), kill(), stderr() and log_lines() from Daemon."""
+
+    @classmethod
+    def start(cls, *args, port=0, ready_timeout=10.0):
+        m = cls()
+        m.dir = make_temp_dir("smsrules-mock-")
+        m.stderr_path = os.path.join(m.dir, "stderr.log")
+        cmd = [BIN, "mock-provider", "--listen", "%s:%d" % (HOST, port)] + [str(a) for a in args]
+        with open(m.stderr_path, "wb") as err:
+            m.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        _open_daemons.append(m)
+
+        def listening():
+            for raw in m.stderr().splitlines():
+                try:
+                    obj = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(obj, dict) and obj.get("msg") == "listening":
+                    return obj
+            if m.proc.poll() is not None:
+                raise TestFailure("mock-provider exited %s: %s" % (m.proc.returncode, m.stderr()[-500:]))
+            return None
+
+        line = wait_for(listening, ready_timeout * SLOWDOWN, "the mock's listening log line")
+        m.port = line["port"]
+        return m
+
+    @property
+    def url(self):
+        return "http://%s:%d/send" % (HOST, self.port)
+
+    def stats(self):
+        status, _, body, doc = self.request("GET", "/stats")
+        check(status == 200 and isinstance(doc, dict), "GET /stats answered %d %r" % (status, body[:200]))
+        return doc
+
+    def control(self, settings):
+        status, _, body, doc = self.request("POST", "/control", settings)
+        check(status == 200, "POST /control %r answered %d %r" % (settings, status, body[:200]))
+        return doc

@@ -5,14 +5,12 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BIN, HOST, SLOWDOWN, Daemon, TestFailure, check, free_port, run, test,  # noqa: E402
-                     wait_for)
+from harness import HOST, SLOWDOWN, Daemon, check, run, test, wait_for  # noqa: E402
 
 KEY = "test-key-1"
 RULES = """
@@ -30,16 +28,6 @@ def post(d, body, key=KEY, raw=None):
 
 def get(d, mid):
     return d.request("GET", "/v1/messages/" + mid, headers=AUTH)
-
-
-def restart(d, ready_timeout=10.0):
-    """Starts the daemon again on the same data folder and port."""
-    data = os.path.join(d.dir, "data")
-    cmd = [BIN, "serve", "--listen", "%s:%d" % (HOST, d.port), "--data", data, "-c", d.rules_path]
-    d.stderr_path = os.path.join(d.dir, "stderr-restart-%d.log" % random.randrange(1 << 30))
-    with open(d.stderr_path, "wb") as err:
-        d.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=d.dir)
-    check(d._wait_ready(ready_timeout * SLOWDOWN), "daemon did not restart: " + d.stderr()[-2000:])
 
 
 @test
@@ -186,7 +174,7 @@ def idempotency_key_returns_the_original():
     status, _, _, doc = post(d, dict(body, text="Order 7 cancelled"))
     check(status == 409 and doc["error"]["code"] == "idempotency_conflict", "conflict: %d %r" % (status, doc))
     d.stop()
-    restart(d)
+    d.restart()
     status, _, _, again = post(d, body)
     check(status == 200 and again["id"] == first["id"], "after restart: %d %r" % (status, again))
     check(count_queued(d) == 1, "one message")
@@ -303,7 +291,7 @@ def crash_keeps_every_accepted_message():
         stop.set()
         for t in threads:
             t.join()
-        restart(d)
+        d.restart()
         # Every acknowledged id, including all earlier rounds, is there with its content.
         conn = http.client.HTTPConnection(HOST, d.port, timeout=10)
         for mid, m in list(accepted.items()):

@@ -1,0 +1,327 @@
+-- adapters/util: what every provider adapter needs to read an HTTP answer.
+--
+-- Adapters do no I/O: they turn messages into a request and an HTTP answer
+-- into outcomes (see adapters/generic.lua for the contract). This module holds
+-- the parts that do not depend on one provider's format:
+--   util.decode(body, exact)     JSON body → value (exact: big integers as strings)
+--   util.inexact(v)              whether a decoded number may have lost digits
+--   util.id_string(v)            a JSON id (string or number) → string or nil
+--   util.status_class(status)    "ok" | "retry" | "provider" | "message"
+--   util.retry_after(headers)    Retry-After (delta seconds or HTTP-date) → seconds
+--   util.http_date(s)            HTTP-date → seconds since the epoch
+--   util.error_text(doc, body)   the provider's error text in an answer
+--   util.error_message(prefix, text)  "HTTP 400: text", cleaned and bounded
+--   util.http_failure(status, doc, body, headers)  outcome of a non-2xx answer
+--   util.failure(class, err, headers)  an outcome of a status class
+--   util.no_id()                 outcome of a 2xx answer without a usable id
+--   util.auth_headers(cfg, headers)  the api_key header, Bearer or cfg.auth_header
+--   util.header(headers, name)   a response header, whatever its case
+--   util.check_batch(name, batch_size, msgs)  raises unless 1..batch_size messages
+--   util.check_url(name, cfg)    raises unless cfg.url is an http(s) URL
+--
+-- Every outcome returned is a fresh table: the core may keep or change it.
+
+local cjson = require("cjson")
+-- A private instance: rules share the global cjson and may change its
+-- settings (cjson.encode_sparse_array, ...); adapters must not see that.
+if cjson.new then cjson = cjson.new() end
+
+local util = { json = cjson }
+
+local ERROR_MAX_BYTES = 200
+
+-- Integers beyond 2^53 lose digits as doubles, and cjson decodes every
+-- number into one (3482512350952730368 → 3482512350952730112). An adapter
+-- that finds such a number where it reads an id (util.inexact) decodes the
+-- body again with util.decode(body, true): every integer literal of 16 digits
+-- or more outside strings is then turned into a JSON string first, so ids
+-- arrive as their exact text. Only answers that need it pay for the scan.
+local EXACT_LIMIT = 2 ^ 53
+
+-- True when v is a number that may have lost digits in decoding.
+function util.inexact(v)
+    return type(v) == "number" and (v >= EXACT_LIMIT or v <= -EXACT_LIMIT)
+end
+
+local function quote_big_integers(body)
+    local parts, copied, i = {}, 1, 1
+    while true do
+        local s = body:find('["%-%d]', i)
+        if not s then break end
+        if body:byte(s) == 34 then -- '"': skip the string, escapes included
+            local j = s + 1
+            while true do
+                local q = body:find('["\\]', j)
+                if not q then return body end -- unterminated: let cjson say so
+                if body:byte(q) == 92 then
+                    j = q + 2
+                else
+                    j = q + 1
+                    break
+                end
+            end
+            i = j
+        else
+            local a, b = body:find("^%-?%d+", s)
+            if not a then
+                i = s + 1
+            else
+                local _, rest = body:find("^[%.eE][%d%.eE%+%-]*", b + 1)
+                local digits = b - a + 1 - (body:byte(a) == 45 and 1 or 0)
+                if not rest and digits >= 16 then
+                    parts[#parts + 1] = body:sub(copied, a - 1)
+                    parts[#parts + 1] = '"' .. body:sub(a, b) .. '"'
+                    copied = b + 1
+                end
+                i = (rest or b) + 1
+            end
+        end
+    end
+    if copied == 1 then return body end
+    parts[#parts + 1] = body:sub(copied)
+    return table.concat(parts)
+end
+
+-- The decoded JSON body, or nil and a message when it is not JSON. JSON null
+-- is util.null. With exact, integers of 16 digits or more come back as
+-- strings (see above).
+function util.decode(body, exact)
+    if type(body) ~= "string" or body == "" then return nil, "empty body" end
+    local ok, value = pcall(cjson.decode, exact and quote_big_integers(body) or body)
+    if not ok then return nil, tostring(value) end
+    return value
+end
+
+util.null = cjson.null
+
+-- A provider id as a string: strings as they are (when not empty), numbers
+-- in plain integer notation. Anything else is not a usable id: nil; so is a
+-- number that may have lost digits (decode again with exact first).
+function util.id_string(v)
+    if type(v) == "string" then
+        return v ~= "" and v or nil
+    elseif type(v) == "number" and not util.inexact(v) then
+        local i = math.tointeger(v)
+        if i then return string.format("%d", i) end
+    end
+    return nil
+end
+
+-- What an HTTP status means for the messages of the request:
+--   "ok"        2xx: accepted (the adapter still needs an id from the body)
+--   "retry"     429, 408 (a timeout) and every 5xx: try again later
+--   "provider"  401, 402, 403, and 3xx (a redirect means a wrong url): this
+--               provider cannot take any message now; the next one of the route
+--   "message"   every other 4xx (400, 404, 413, 422, ...): this message is refused
+-- Anything else (1xx, outside 100..599, not a number): "retry", we cannot
+-- know whether the message was taken.
+function util.status_class(status)
+    status = math.tointeger(status)
+    if not status then return "retry" end
+    if status >= 200 and status <= 299 then return "ok" end
+    if status == 429 or status == 408 or (status >= 500 and status <= 599) then return "retry" end
+    if status == 401 or status == 402 or status == 403 then return "provider" end
+    if status >= 300 and status <= 399 then return "provider" end
+    if status >= 400 and status <= 499 then return "message" end
+    return "retry"
+end
+
+-- A response header by name; the core gives lower-case names, but a table
+-- built by hand may not.
+function util.header(headers, name)
+    if type(headers) ~= "table" then return nil end
+    local v = headers[name]
+    if v == nil then
+        name = name:lower()
+        for k, value in pairs(headers) do
+            if type(k) == "string" and k:lower() == name then
+                v = value
+                break
+            end
+        end
+    end
+    if type(v) == "table" then v = v[1] end -- several of them: the first
+    return v
+end
+
+local MONTHS = { jan = 1, feb = 2, mar = 3, apr = 4, may = 5, jun = 6,
+                 jul = 7, aug = 8, sep = 9, oct = 10, nov = 11, dec = 12 }
+
+-- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+-- days_from_civil); pure arithmetic, so the local time zone plays no part.
+local function days_from_civil(y, m, d)
+    if m <= 2 then y = y - 1 end
+    local era = y // 400
+    local yoe = y - era * 400
+    local doy = (153 * ((m + 9) % 12) + 2) // 5 + d - 1
+    local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+end
+
+-- Seconds since the epoch of an HTTP-date (RFC 9110 §5.6.7), in any of its
+-- three forms, or nil:
+--   Sun, 06 Nov 1994 08:49:37 GMT     (IMF-fixdate)
+--   Sunday, 06-Nov-94 08:49:37 GMT    (obsolete RFC 850)
+--   Sun Nov  6 08:49:37 1994          (obsolete asctime)
+function util.http_date(s)
+    if type(s) ~= "string" then return nil end
+    local d, mon, y, hh, mm, ss = s:match("^%s*%a+, (%d%d?) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT%s*$")
+    if not d then
+        d, mon, y, hh, mm, ss = s:match("^%s*%a+, (%d%d?)%-(%a%a%a)%-(%d%d) (%d%d):(%d%d):(%d%d) GMT%s*$")
+        if y then
+            -- Two-digit years: 00-69 → 20xx, 70-99 → 19xx. RFC 9110 reads
+            -- them relative to now (more than 50 years ahead: the previous
+            -- century); for a Retry-After, a date near now, both agree.
+            y = tonumber(y)
+            y = y < 70 and 2000 + y or 1900 + y
+        end
+    end
+    if not d then
+        mon, d, hh, mm, ss, y = s:match("^%s*%a+ (%a%a%a) +(%d%d?) (%d%d):(%d%d):(%d%d) (%d%d%d%d)%s*$")
+    end
+    if not d then return nil end
+    local m = MONTHS[mon:lower()]
+    d, y, hh, mm, ss = tonumber(d), tonumber(y), tonumber(hh), tonumber(mm), tonumber(ss)
+    if not m or d < 1 or d > 31 or hh > 23 or mm > 59 or ss > 60 then return nil end
+    return days_from_civil(y, m, d) * 86400 + hh * 3600 + mm * 60 + ss
+end
+
+-- Seconds to wait from the Retry-After header, or nil when there is none or
+-- it is not understood. A delta ("2") as it is; an HTTP-date as the time
+-- left from now (os.time()), 0 when it has passed. The core bounds it.
+function util.retry_after(headers)
+    local v = util.header(headers, "retry-after")
+    if type(v) == "number" then v = tostring(v) end
+    if type(v) ~= "string" then return nil end
+    local delta = v:match("^%s*(%d+)%s*$")
+    if delta then return math.tointeger(tonumber(delta)) or math.maxinteger end
+    local at = util.http_date(v)
+    if not at then return nil end
+    local left = at - os.time()
+    return left > 0 and left or 0
+end
+
+-- The provider's own words about an error in a decoded answer (doc) or, when
+-- the answer is not JSON, in its raw text (body; HTML error pages left out).
+-- Looks at error (a string, or an object with message/description/code),
+-- message, error_description, error_message, description, detail, reason,
+-- errors[1] (a string or an object with message/detail). nil when none.
+function util.error_text(doc, body)
+    local function text(v)
+        if type(v) == "string" and v:find("%S") then return v end
+        if type(v) == "number" then return util.id_string(v) or tostring(v) end
+        return nil
+    end
+    local function from_object(t)
+        if type(t) ~= "table" then return text(t) end
+        return text(t.message) or text(t.description) or text(t.detail) or text(t.error_description)
+            or text(t.code)
+    end
+    if type(doc) == "table" then
+        local e = doc.error
+        local found = (type(e) == "table" and from_object(e)) or text(e) or text(doc.message)
+            or text(doc.error_description) or text(doc.error_message) or text(doc.description)
+            or text(doc.detail) or text(doc.reason)
+        if found then return found end
+        if type(doc.errors) == "table" then return from_object(doc.errors[1]) end
+        return nil
+    end
+    if type(doc) == "string" then return text(doc) end
+    if doc == nil and type(body) == "string" and body:find("%S") and not body:find("^%s*<") then
+        return body
+    end
+    return nil
+end
+
+-- "prefix: text" (or just prefix), control characters and runs of spaces
+-- folded into one space, cut to at most ~200 bytes on a UTF-8 boundary.
+function util.error_message(prefix, text)
+    local s = prefix
+    if text then
+        text = tostring(text):gsub("[%c%s]+", " "):match("^ ?(.-) ?$")
+        if text ~= "" then s = prefix .. ": " .. text end
+    end
+    if #s > ERROR_MAX_BYTES then
+        local cut = ERROR_MAX_BYTES
+        -- Back off continuation bytes (10xxxxxx) so no character is split.
+        while cut > 0 and (s:byte(cut + 1) or 0) & 0xC0 == 0x80 do cut = cut - 1 end
+        s = s:sub(1, cut) .. "..."
+    end
+    return s
+end
+
+-- The outcome of a non-2xx HTTP answer, the same for every message of the
+-- request: status is the HTTP status, doc the decoded body (or nil), body
+-- the raw one, headers the response headers (for Retry-After).
+--   {ok=false, retry=true, error=..., retry_after=seconds or nil}
+--   {ok=false, retry=false, scope="provider"|"message", error=...}
+function util.http_failure(status, doc, body, headers)
+    local class = util.status_class(status)
+    local err = util.error_message("HTTP " .. tostring(status), util.error_text(doc, body))
+    return util.failure(class, err, headers)
+end
+
+-- An outcome of class "retry" | "provider" | "message" with error err.
+-- headers (optional) gives the retry_after of a retryable one.
+function util.failure(class, err, headers)
+    if class == "retry" then
+        return { ok = false, retry = true, error = err, retry_after = util.retry_after(headers) }
+    end
+    return { ok = false, retry = false, scope = class, error = err }
+end
+
+-- A 2xx answer that does not say which id the provider gave: we do not know
+-- whether it took the message, so it is retried (same idempotency key).
+function util.no_id()
+    return { ok = false, retry = true, error = "no message id in answer" }
+end
+
+-- Adds the credentials of cfg to headers: the api_key as
+-- "Authorization: Bearer <key>", or under cfg.auth_header ("X-API-Key")
+-- as it is. Nothing without an api_key. Keys never go into URLs.
+function util.auth_headers(cfg, headers)
+    local key = cfg.api_key
+    if key == nil or key == "" then return headers end
+    if type(key) ~= "string" then error("provider " .. tostring(cfg.name) .. ": api_key must be a string", 0) end
+    local name = cfg.auth_header
+    if name ~= nil and name ~= "" then
+        if type(name) ~= "string" or not name:match("^[%w!#$%%&'*+%-.^_`|~]+$") then
+            error("provider " .. tostring(cfg.name) .. ": auth_header must be a header name", 0)
+        end
+        headers[name] = key
+    else
+        headers["Authorization"] = "Bearer " .. key
+    end
+    return headers
+end
+
+-- Raises unless msgs is an array of 1..adapter.batch_size messages with a
+-- string "to" and "text": the core must not call an adapter otherwise.
+function util.check_batch(adapter_name, batch_size, msgs)
+    if type(msgs) ~= "table" or #msgs < 1 or #msgs > batch_size then
+        error(adapter_name .. " adapter: expected 1 to " .. batch_size .. " messages", 0)
+    end
+    for i = 1, #msgs do
+        local m = msgs[i]
+        if type(m) ~= "table" or type(m.to) ~= "string" or type(m.text) ~= "string" then
+            error(adapter_name .. " adapter: message " .. i .. " needs a string to and text", 0)
+        end
+    end
+end
+
+-- Raises unless cfg.url is an http(s) URL; returns it. The core passes the
+-- same cfg table for every send of a provider, so a checked url is
+-- remembered (weakly: a reloaded provider's old cfg can go).
+local checked_urls = setmetatable({}, { __mode = "k" })
+
+function util.check_url(adapter_name, cfg)
+    local url = cfg.url
+    if url ~= nil and checked_urls[cfg] == url then return url end
+    if type(url) ~= "string" or not url:match("^[hH][tT][tT][pP][sS]?://[^%s]+$") then
+        error("provider " .. tostring(cfg.name) .. " (" .. adapter_name .. "): url must be an http(s) URL", 0)
+    end
+    checked_urls[cfg] = url
+    return url
+end
+
+return util

@@ -1,0 +1,938 @@
+#include "scheduler.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <lauxlib.h>
+
+#include "adapter.h"
+#include "log.h"
+#include "metrics.h"
+
+#define SCHED_SCAN_MAX 2048
+#define SCHED_CLAIM_BUCKETS 4096
+#define SCHED_IDLE_POLL_MS 200
+#define SCHED_BUSY_POLL_MS 50
+#define SCHED_ROUTE_MAX 16
+#define SCHED_WINDOW 20
+
+enum { CIRCUIT_CLOSED = 0, CIRCUIT_OPEN = 1, CIRCUIT_HALF_OPEN = 2 };
+
+/* The kinds of transition the engine makes (sched_apply). */
+typedef enum {
+    CH_SENDING,        /* queued → sending, a new attempt */
+    CH_SENT,           /* sending → sent */
+    CH_RETRY,          /* sending → queued, same provider, later */
+    CH_FALLBACK,       /* sending → queued, next provider of the route */
+    CH_FAILED,         /* sending → failed */
+    CH_EXPIRE,         /* queued → expired */
+    CH_REJECT,         /* queued → rejected (opt-out) */
+    CH_FAIL_QUEUED,    /* queued → failed (no usable route) */
+    CH_SKIP_PROVIDER,  /* queued → queued, next provider (open circuit) */
+    CH_RESCHEDULE,     /* queued → queued, later (open circuit, nothing else to try) */
+    CH_CRASH_REQUEUE,  /* sending → queued after a restart */
+    CH_REQUEUE_FAILED, /* failed → queued (POST .../retry) */
+} sched_kind;
+
+typedef struct sched_change {
+    sched_kind kind;
+    const char *provider;
+    char **route; /* set on the message when it has none yet */
+    int route_len;
+    int route_index;
+    int64_t now_ms;
+    int64_t next_attempt_at_ms;
+    int http_status;
+    int64_t duration_ms;
+    const char *provider_id;
+    const char *error;
+    const char *attempt_outcome;
+} sched_change;
+
+typedef struct sched_job {
+    char id[SR_ID_LEN + 1];
+    sr_message msg; /* as read; after the sending transition, as written */
+    int lane;
+    int send;       /* 1: a send job; 0: a transition only */
+    char *route[SCHED_ROUTE_MAX];
+    int route_len;
+    int route_index;
+    sched_change change;
+    char provider_id[128];
+    char error[300];
+    struct sched_job *next;  /* lane pending list / request batch */
+    struct sched_job *hnext; /* claimed set */
+    struct sched_request *req;
+} sched_job;
+
+typedef struct lane {
+    sr_provider *p;
+    double tat_ms; /* GCRA theoretical arrival time */
+    int requests_in_flight;
+    int64_t paused_until_ms;
+    int circuit;
+    int consecutive_failures;
+    uint32_t window; /* last outcomes, bit set = failure */
+    int window_count;
+    int64_t open_until_ms;
+    sched_job *pending;
+    sched_job **pending_tail;
+    int pending_count;
+    sr_metric *m_sent, *m_failed, *m_retried, *m_in_flight, *m_latency, *m_circuit, *m_fallback;
+} lane;
+
+typedef struct sched_request {
+    sr_scheduler *s;
+    int lane;
+    sched_job *jobs;
+    int count;
+    int units_pending;
+    int probe;
+    int64_t started_ms;
+} sched_request;
+
+struct sr_scheduler {
+    uv_loop_t *loop;
+    sr_store *store;
+    sr_rules *rules;
+    sr_http_client *client;
+    const sr_config *config;
+    lane *lanes;
+    int lane_count;
+    uv_timer_t timer;
+    int stopping;
+    int outstanding; /* claimed jobs */
+    void (*stop_done)(void *);
+    void *stop_ud;
+    sched_job *claimed[SCHED_CLAIM_BUCKETS];
+    sr_metric *m_crash, *m_expired, *m_rejected, *m_queue;
+};
+
+/* ---- claimed set ---- */
+
+static unsigned sched_hash(const char *id) {
+    unsigned h = 2166136261u;
+    for (const char *p = id; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % SCHED_CLAIM_BUCKETS;
+}
+
+static int sched_is_claimed(sr_scheduler *s, const char *id) {
+    for (sched_job *j = s->claimed[sched_hash(id)]; j; j = j->hnext)
+        if (strcmp(j->id, id) == 0) return 1;
+    return 0;
+}
+
+static sched_job *sched_claim(sr_scheduler *s, const char *id) {
+    sched_job *j = calloc(1, sizeof *j);
+    if (!j) abort();
+    snprintf(j->id, sizeof j->id, "%s", id);
+    sr_message_init(&j->msg);
+    unsigned h = sched_hash(id);
+    j->hnext = s->claimed[h];
+    s->claimed[h] = j;
+    s->outstanding++;
+    return j;
+}
+
+static void sched_check_stopped(sr_scheduler *s) {
+    if (s->stopping && s->outstanding == 0 && s->stop_done) {
+        void (*done)(void *) = s->stop_done;
+        s->stop_done = NULL;
+        done(s->stop_ud);
+    }
+}
+
+static void sched_release(sr_scheduler *s, sched_job *j) {
+    for (sched_job **pp = &s->claimed[sched_hash(j->id)]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == j) {
+            *pp = j->hnext;
+            break;
+        }
+    }
+    for (int i = 0; i < j->route_len; i++) free(j->route[i]);
+    sr_message_free(&j->msg);
+    free(j);
+    s->outstanding--;
+    sched_check_stopped(s);
+}
+
+/* ---- transitions (run on the store's writer thread: touch only m and the change) ---- */
+
+static sr_attempt *sched_last_attempt(sr_message *m) {
+    return m->attempt_count ? &m->attempts[m->attempt_count - 1] : NULL;
+}
+
+static void sched_close_attempt(sr_message *m, const sched_change *c) {
+    sr_attempt *a = sched_last_attempt(m);
+    if (!a) return;
+    a->duration_ms = c->duration_ms;
+    a->http_status = c->http_status;
+    sr_message_set_str(&a->outcome, c->attempt_outcome);
+    sr_message_set_str(&a->error, c->error);
+    if (c->provider_id && c->provider_id[0]) sr_message_set_str(&a->provider_id, c->provider_id);
+}
+
+static int sched_apply(sr_message *m, void *arg) {
+    const sched_change *c = arg;
+    switch (c->kind) {
+    case CH_SENDING: {
+        if (m->status != SR_ST_QUEUED) return SR_E_STATE;
+        if (m->route_len == 0 && c->route_len > 0) {
+            m->route = calloc((size_t)c->route_len, sizeof(char *));
+            if (!m->route) abort();
+            for (int i = 0; i < c->route_len; i++) sr_message_set_str(&m->route[i], c->route[i]);
+            m->route_len = c->route_len;
+        }
+        m->route_index = c->route_index;
+        sr_message_set_str(&m->provider, c->provider);
+        sr_message_set_str(&m->provider_id, NULL);
+        sr_attempt *a = sr_message_add_attempt(m, c->provider, c->now_ms);
+        sr_message_set_str(&a->outcome, "sending");
+        m->next_attempt_at_ms = 0;
+        sr_message_set_status(m, SR_ST_SENDING, c->now_ms);
+        return 0;
+    }
+    case CH_SENT:
+    case CH_RETRY:
+    case CH_FALLBACK:
+    case CH_FAILED:
+        if (m->status != SR_ST_SENDING) return SR_E_STATE;
+        sched_close_attempt(m, c);
+        sr_message_set_str(&m->error, c->kind == CH_SENT ? NULL : c->error);
+        if (c->kind == CH_SENT) {
+            sr_message_set_str(&m->provider_id, c->provider_id);
+            sr_message_set_status(m, SR_ST_SENT, c->now_ms);
+        } else if (c->kind == CH_FAILED) {
+            sr_message_set_status(m, SR_ST_FAILED, c->now_ms);
+        } else {
+            if (c->kind == CH_FALLBACK) m->route_index++;
+            m->next_attempt_at_ms = c->next_attempt_at_ms;
+            sr_message_set_status(m, SR_ST_QUEUED, c->now_ms);
+        }
+        return 0;
+    case CH_EXPIRE:
+    case CH_REJECT:
+    case CH_FAIL_QUEUED:
+        if (m->status != SR_ST_QUEUED) return SR_E_STATE;
+        sr_message_set_str(&m->error, c->error);
+        sr_message_set_status(m, c->kind == CH_EXPIRE ? SR_ST_EXPIRED : c->kind == CH_REJECT ? SR_ST_REJECTED
+                                                                                            : SR_ST_FAILED,
+                              c->now_ms);
+        return 0;
+    case CH_SKIP_PROVIDER:
+    case CH_RESCHEDULE:
+        if (m->status != SR_ST_QUEUED) return SR_E_STATE;
+        if (m->route_len == 0 && c->route_len > 0) {
+            m->route = calloc((size_t)c->route_len, sizeof(char *));
+            if (!m->route) abort();
+            for (int i = 0; i < c->route_len; i++) sr_message_set_str(&m->route[i], c->route[i]);
+            m->route_len = c->route_len;
+        }
+        if (c->kind == CH_SKIP_PROVIDER) m->route_index = c->route_index + 1;
+        m->next_attempt_at_ms = c->next_attempt_at_ms;
+        sr_message_set_str(&m->error, c->error);
+        return 0;
+    case CH_CRASH_REQUEUE: {
+        if (m->status != SR_ST_SENDING) return SR_E_STATE;
+        sr_attempt *a = sched_last_attempt(m);
+        if (a) {
+            sr_message_set_str(&a->outcome, "unknown");
+            sr_message_set_str(&a->error, "the daemon stopped before the provider answered; resent");
+        }
+        m->next_attempt_at_ms = 0;
+        sr_message_set_status(m, SR_ST_QUEUED, c->now_ms);
+        return 0;
+    }
+    case CH_REQUEUE_FAILED:
+        if (m->status != SR_ST_FAILED) return SR_E_STATE;
+        m->route_index = 0;
+        m->next_attempt_at_ms = 0;
+        sr_message_set_str(&m->error, NULL);
+        sr_message_set_status(m, SR_ST_QUEUED, c->now_ms);
+        return 0;
+    }
+    return SR_E_STATE;
+}
+
+/* ---- helpers ---- */
+
+static uint64_t sched_random(void) {
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != sizeof v) v = (uint64_t)sr_now_ms() * 6364136223846793005ULL;
+    return v;
+}
+
+static void sched_pump(sr_scheduler *s);
+
+static void sched_timer_cb(uv_timer_t *t) { sched_pump(t->data); }
+
+void sr_scheduler_kick(sr_scheduler *s) {
+    if (!s || s->stopping) return;
+    /* A 0 ms timer runs on the next loop pass: many kicks, one pump. */
+    uv_timer_start(&s->timer, sched_timer_cb, 0, 0);
+}
+
+/* Looks at the queue again in delay_ms, unless an earlier look is already due. */
+static void sched_arm(sr_scheduler *s, int64_t delay_ms) {
+    if (s->stopping) return;
+    if (delay_ms < 0) delay_ms = 0;
+    if (uv_is_active((uv_handle_t *)&s->timer) && uv_timer_get_due_in(&s->timer) <= (uint64_t)delay_ms) return;
+    uv_timer_start(&s->timer, sched_timer_cb, (uint64_t)delay_ms, 0);
+}
+
+static int lane_failed_ratio(const lane *l) {
+    if (l->window_count < SCHED_WINDOW / 2) return 0;
+    int n = l->window_count < SCHED_WINDOW ? l->window_count : SCHED_WINDOW;
+    int fails = __builtin_popcount(l->window & ((1u << n) - 1));
+    return fails * 2 >= n;
+}
+
+static const char *const circuit_names[] = {"closed", "open", "half_open"};
+
+static void lane_set_circuit(sr_scheduler *s, lane *l, int state, int64_t now) {
+    if (l->circuit == state) return;
+    l->circuit = state;
+    l->m_circuit->value = state;
+    if (state == CIRCUIT_OPEN) l->open_until_ms = now + (int64_t)s->config->circuit_cooldown_ms;
+    if (state == CIRCUIT_CLOSED) {
+        l->consecutive_failures = 0;
+        l->window = 0;
+        l->window_count = 0;
+    }
+    sr_log(state == CIRCUIT_OPEN ? SR_LOG_WARN : SR_LOG_INFO, "circuit state", "provider", l->p->name, "state",
+           circuit_names[state], (char *)0);
+}
+
+/* One request's result for the breaker: failure (transport, 5xx, provider
+ * refusal) or success (any answer about the messages themselves). */
+static void lane_record(sr_scheduler *s, lane *l, int failure, int probe, int64_t now) {
+    l->window = (l->window << 1) | (failure ? 1u : 0u);
+    if (l->window_count < SCHED_WINDOW) l->window_count++;
+    l->consecutive_failures = failure ? l->consecutive_failures + 1 : 0;
+    if (l->circuit == CIRCUIT_HALF_OPEN && probe) {
+        lane_set_circuit(s, l, failure ? CIRCUIT_OPEN : CIRCUIT_CLOSED, now);
+        if (failure) l->open_until_ms = now + (int64_t)s->config->circuit_cooldown_ms;
+        return;
+    }
+    if (l->circuit == CIRCUIT_CLOSED && failure &&
+        (l->consecutive_failures >= s->config->circuit_failures || lane_failed_ratio(l)))
+        lane_set_circuit(s, l, CIRCUIT_OPEN, now);
+}
+
+/* ---- transitions without a send ---- */
+
+static void sched_transition_done(sr_store_txn *t, void *ud) {
+    sched_job *j = ud;
+    sr_scheduler *s = j->req ? j->req->s : NULL;
+    (void)t;
+    /* The job holds its scheduler through a one-element fake request. */
+    sched_request *holder = j->req;
+    j->req = NULL;
+    sched_release(s, j);
+    free(holder);
+    sr_scheduler_kick(s);
+}
+
+/* Submits change for job j (claimed) and releases it after the commit. */
+static void sched_transition(sr_scheduler *s, sched_job *j) {
+    sched_request *holder = calloc(1, sizeof *holder);
+    if (!holder) abort();
+    holder->s = s;
+    j->req = holder;
+    sr_store_txn *t = sr_store_txn_new(s->store);
+    sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
+    sr_store_txn_submit(t, sched_transition_done, j);
+}
+
+/* ---- sending ---- */
+
+static void sched_http_done(const sr_http_client_response *resp, void *ud);
+
+static void sched_complete_done(sr_store_txn *t, void *ud) {
+    sched_job *j = ud;
+    sched_request *rq = j->req;
+    sr_scheduler *s = rq->s;
+    lane *l = &s->lanes[rq->lane];
+    int st = sr_store_txn_status(t);
+    if (st != 0) sr_error("cannot record a send outcome", "id", j->id, "error", sr_store_strerror(st));
+    else if (j->change.kind == CH_SENT) l->m_sent->value++;
+    else if (j->change.kind == CH_RETRY) l->m_retried->value++;
+    else if (j->change.kind == CH_FAILED) l->m_failed->value++;
+    else if (j->change.kind == CH_FALLBACK) l->m_fallback->value++;
+    if (--rq->units_pending == 0) free(rq);
+    sched_release(s, j);
+    sr_scheduler_kick(s);
+}
+
+/* Decides and records the outcome of one message of an answered (or
+ * failed) request. */
+static void sched_decide(sr_scheduler *s, lane *l, sched_job *j, const sr_adapter_outcome *o, int http_status,
+                         int64_t duration_ms, int64_t now) {
+    sched_change *c = &j->change;
+    memset(c, 0, sizeof *c);
+    c->now_ms = now;
+    c->http_status = http_status;
+    c->duration_ms = duration_ms;
+    snprintf(j->error, sizeof j->error, "%s", o->error);
+    c->error = j->error[0] ? j->error : NULL;
+    if (o->ok) {
+        snprintf(j->provider_id, sizeof j->provider_id, "%s", o->provider_id);
+        c->kind = CH_SENT;
+        c->provider_id = j->provider_id;
+        c->attempt_outcome = "sent";
+        return;
+    }
+    int attempts_here = 0;
+    for (int i = 0; i < j->msg.attempt_count; i++)
+        if (j->msg.attempts[i].provider && strcmp(j->msg.attempts[i].provider, l->p->name) == 0) attempts_here++;
+    int has_next = j->msg.route_index + 1 < j->msg.route_len;
+    if (o->retry && attempts_here < l->p->max_attempts) {
+        /* Exponential backoff with full jitter, Retry-After as a floor. */
+        double cap = (double)s->config->retry_cap_ms;
+        double ceiling = (double)s->config->retry_base_ms * pow(2.0, attempts_here - 1);
+        if (ceiling > cap) ceiling = cap;
+        int64_t delay = (int64_t)((double)(sched_random() % 1000001) / 1000000.0 * ceiling);
+        if (o->retry_after_s >= 0) {
+            double ra = o->retry_after_s;
+            if (ra > (double)s->config->retry_after_max_s) ra = (double)s->config->retry_after_max_s;
+            if ((int64_t)(ra * 1000) > delay) delay = (int64_t)(ra * 1000);
+        }
+        c->kind = CH_RETRY;
+        c->next_attempt_at_ms = now + delay;
+        c->attempt_outcome = "retry";
+        return;
+    }
+    if (o->retry || o->about_provider) {
+        c->attempt_outcome = o->retry ? "retry" : "failed";
+        if (o->retry) {
+            snprintf(j->error, sizeof j->error, "%.200s (attempts on %.64s exhausted)", o->error, l->p->name);
+            c->error = j->error;
+        }
+        if (has_next) {
+            c->kind = CH_FALLBACK;
+            c->next_attempt_at_ms = 0;
+        } else {
+            c->kind = CH_FAILED;
+        }
+        return;
+    }
+    c->kind = CH_FAILED;
+    c->attempt_outcome = "rejected";
+}
+
+static void sched_finish_request(sr_scheduler *s, sched_request *rq, sr_adapter_outcome *outs, int http_status,
+                                 int64_t duration_ms) {
+    lane *l = &s->lanes[rq->lane];
+    int64_t now = sr_now_ms();
+    rq->units_pending = rq->count;
+    sched_job *j = rq->jobs;
+    int i = 0;
+    sched_job *next;
+    for (; j; j = next, i++) {
+        next = j->next;
+        sched_decide(s, l, j, &outs[i], http_status, duration_ms, now);
+        sr_store_txn *t = sr_store_txn_new(s->store);
+        sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
+        sr_store_txn_submit(t, sched_complete_done, j);
+    }
+}
+
+static void sched_http_done(const sr_http_client_response *resp, void *ud) {
+    sched_request *rq = ud;
+    sr_scheduler *s = rq->s;
+    lane *l = &s->lanes[rq->lane];
+    l->requests_in_flight--;
+    int64_t now = sr_now_ms();
+    sr_metric_observe(l->m_latency, resp->duration_ms / 1000.0);
+    sr_adapter_outcome *outs = calloc((size_t)rq->count, sizeof *outs);
+    if (!outs) abort();
+    if (resp->error == SR_HTTP_E_CANCELLED) {
+        /* Shutting down without an answer: the messages stay `sending` on
+         * disk and are resent after the restart, like after a crash. */
+        sched_job *next;
+        for (sched_job *j = rq->jobs; j; j = next) {
+            next = j->next;
+            sched_release(s, j);
+        }
+        free(outs);
+        free(rq);
+        return;
+    }
+    int failure = 0;
+    if (resp->error) {
+        failure = 1;
+        for (int i = 0; i < rq->count; i++) {
+            outs[i].retry = 1;
+            outs[i].retry_after_s = -1;
+            snprintf(outs[i].error, sizeof outs[i].error, "%s",
+                     resp->error == SR_HTTP_E_TIMEOUT ? "timeout: no answer in time"
+                     : resp->error == SR_HTTP_E_CONNECT ? "connection failed"
+                                                        : "transport error");
+            if (resp->error_message && resp->error_message[0])
+                snprintf(outs[i].error + strlen(outs[i].error), sizeof outs[i].error - strlen(outs[i].error), ": %s",
+                         resp->error_message);
+        }
+    } else {
+        sr_message *msgs[1000];
+        int n = 0;
+        for (sched_job *j = rq->jobs; j && n < 1000; j = j->next) msgs[n++] = &j->msg;
+        sr_adapter_header hdrs[64];
+        int hn = 0;
+        for (int i = 0; i < resp->header_count && hn < 64; i++) {
+            hdrs[hn].name = resp->headers[i].name;
+            hdrs[hn].value = resp->headers[i].value;
+            hn++;
+        }
+        char err[300];
+        if (sr_adapter_parse_send(s->rules, l->p, msgs, n, resp->status, resp->body, resp->body_len, hdrs, hn, outs,
+                                  err, sizeof err) != 0) {
+            /* We cannot tell whether it was accepted: retry with the same key. */
+            for (int i = 0; i < rq->count; i++) {
+                memset(&outs[i], 0, sizeof outs[i]);
+                outs[i].retry = 1;
+                outs[i].retry_after_s = -1;
+                snprintf(outs[i].error, sizeof outs[i].error, "adapter error: %.200s", err);
+            }
+        }
+        failure = resp->status >= 500;
+        for (int i = 0; i < rq->count; i++)
+            if (!outs[i].ok && !outs[i].retry && outs[i].about_provider) failure = 1;
+        for (int i = 0; i < rq->count; i++) {
+            if (outs[i].retry_after_s >= 0) {
+                double ra = outs[i].retry_after_s;
+                if (ra > (double)s->config->retry_after_max_s) ra = (double)s->config->retry_after_max_s;
+                int64_t until = now + (int64_t)(ra * 1000);
+                if (until > l->paused_until_ms) l->paused_until_ms = until;
+            }
+        }
+    }
+    lane_record(s, l, failure, rq->probe, now);
+    sched_finish_request(s, rq, outs, resp->error ? 0 : resp->status, (int64_t)resp->duration_ms);
+    free(outs);
+    sr_scheduler_kick(s);
+}
+
+static void sched_send(sr_scheduler *s, sched_request *rq) {
+    lane *l = &s->lanes[rq->lane];
+    sr_message *msgs[1000];
+    int n = 0;
+    for (sched_job *j = rq->jobs; j && n < 1000; j = j->next) msgs[n++] = &j->msg;
+    sr_adapter_request ar;
+    char err[300];
+    if (sr_adapter_build_send(s->rules, l->p, msgs, n, &ar, err, sizeof err) != 0) {
+        l->requests_in_flight--;
+        sr_adapter_outcome *outs = calloc((size_t)n, sizeof *outs);
+        if (!outs) abort();
+        for (int i = 0; i < n; i++) {
+            outs[i].about_provider = 1;
+            snprintf(outs[i].error, sizeof outs[i].error, "adapter error: %.200s", err);
+        }
+        lane_record(s, l, 1, rq->probe, sr_now_ms());
+        sched_finish_request(s, rq, outs, 0, 0);
+        free(outs);
+        return;
+    }
+    sr_http_client_request hr;
+    memset(&hr, 0, sizeof hr);
+    hr.method = ar.method;
+    hr.url = ar.url;
+    hr.headers = (const char *const *)ar.headers;
+    hr.body = ar.body;
+    hr.body_len = ar.body_len;
+    hr.timeout_ms = l->p->timeout_ms;
+    rq->started_ms = sr_now_ms();
+    int rc = sr_http_client_request_start(s->client, &hr, sched_http_done, rq);
+    sr_adapter_request_free(&ar);
+    if (rc != 0) {
+        sr_http_client_response fake;
+        memset(&fake, 0, sizeof fake);
+        fake.error = SR_HTTP_E_TRANSPORT;
+        fake.error_message = "the request could not start";
+        fake.body = "";
+        sched_http_done(&fake, rq);
+    }
+}
+
+static void sched_marked(sr_store_txn *t, void *ud) {
+    sched_job *j = ud;
+    sched_request *rq = j->req;
+    sr_scheduler *s = rq->s;
+    if (sr_store_txn_status(t) == 0) {
+        const sr_message *written = sr_store_txn_message(t, 0);
+        sr_message_free(&j->msg);
+        sr_message_copy(&j->msg, written);
+    } else {
+        j->send = 0; /* changed meanwhile (or the store failed): not ours to send */
+    }
+    if (--rq->units_pending > 0) return;
+    /* Every message of the request is `sending` on disk: drop the others, send. */
+    sched_job **pp = &rq->jobs;
+    while (*pp) {
+        sched_job *x = *pp;
+        if (!x->send) {
+            *pp = x->next;
+            rq->count--;
+            sched_release(s, x);
+        } else {
+            pp = &x->next;
+        }
+    }
+    if (rq->count == 0 || s->stopping) {
+        /* Stopping: leave them `sending` on disk; resent after the restart. */
+        sched_job *next;
+        for (sched_job *x = rq->jobs; x; x = next) {
+            next = x->next;
+            sched_release(s, x);
+        }
+        s->lanes[rq->lane].requests_in_flight--;
+        free(rq);
+        return;
+    }
+    sched_send(s, rq);
+}
+
+/* Turns a lane's pending jobs into requests, as many as it may have in flight. */
+static void lane_flush(sr_scheduler *s, int li) {
+    lane *l = &s->lanes[li];
+    while (l->pending_count > 0 && l->requests_in_flight < l->p->concurrency) {
+        sched_request *rq = calloc(1, sizeof *rq);
+        if (!rq) abort();
+        rq->s = s;
+        rq->lane = li;
+        rq->probe = l->circuit == CIRCUIT_HALF_OPEN;
+        sched_job **tail = &rq->jobs;
+        while (l->pending && rq->count < l->p->batch_size) {
+            sched_job *j = l->pending;
+            l->pending = j->next;
+            j->next = NULL;
+            j->req = rq;
+            *tail = j;
+            tail = &j->next;
+            rq->count++;
+            l->pending_count--;
+        }
+        if (!l->pending) l->pending_tail = &l->pending;
+        l->requests_in_flight++;
+        int64_t now = sr_now_ms();
+        rq->units_pending = rq->count;
+        for (sched_job *j = rq->jobs; j; j = j->next) {
+            sched_change *c = &j->change;
+            memset(c, 0, sizeof *c);
+            c->kind = CH_SENDING;
+            c->provider = l->p->name;
+            c->route = j->route;
+            c->route_len = j->msg.route_len == 0 ? j->route_len : 0;
+            c->route_index = j->route_index;
+            c->now_ms = now;
+            sr_store_txn *t = sr_store_txn_new(s->store);
+            sr_store_txn_update_message(t, j->id, sched_apply, c);
+            sr_store_txn_submit(t, sched_marked, j);
+        }
+    }
+}
+
+/* ---- the pump ---- */
+
+/* Room for more messages in lane l now; 0 when blocked (then *wake_ms says when to look again, or -1). */
+static int lane_room(sr_scheduler *s, lane *l, int64_t now, int64_t *wake_ms) {
+    *wake_ms = -1;
+    if (l->paused_until_ms > now) {
+        *wake_ms = l->paused_until_ms - now;
+        return 0;
+    }
+    if (l->circuit == CIRCUIT_HALF_OPEN) return l->requests_in_flight == 0 && l->pending_count == 0 ? 1 : 0;
+    int room = (l->p->concurrency - l->requests_in_flight) * l->p->batch_size - l->pending_count;
+    return room > 0 ? room : 0;
+}
+
+/* GCRA: may one more message go now? Consumes it when yes. */
+static int lane_rate_take(lane *l, int64_t now, int64_t *wake_ms) {
+    if (l->p->rate_per_s <= 0) return 1;
+    double interval = 1000.0 / l->p->rate_per_s;
+    double tolerance = interval * l->p->burst;
+    double tat = l->tat_ms > (double)now ? l->tat_ms : (double)now;
+    if (tat - tolerance > (double)now) {
+        *wake_ms = (int64_t)ceil(tat - tolerance - (double)now);
+        return 0;
+    }
+    l->tat_ms = tat + interval;
+    return 1;
+}
+
+/* The route of m: its own, else sms.route(m), else every provider in
+ * declaration order. Fills j->route; returns its length or -1 (error in err). */
+static int sched_resolve_route(sr_scheduler *s, sched_job *j, char *err, size_t errlen) {
+    const sr_message *m = &j->msg;
+    if (m->route_len > 0) {
+        for (int i = 0; i < m->route_len && i < SCHED_ROUTE_MAX; i++) j->route[j->route_len++] = strdup(m->route[i]);
+        return j->route_len;
+    }
+    int n = sr_adapter_route(s->rules, m, j->route, SCHED_ROUTE_MAX, err, errlen);
+    if (n < 0) return -1;
+    if (n == 0 && s->rules->route_ref == LUA_NOREF)
+        for (int i = 0; i < s->rules->provider_count && n < SCHED_ROUTE_MAX; i++)
+            j->route[n++] = strdup(s->rules->providers[i].name);
+    j->route_len = n;
+    return n;
+}
+
+static int sched_lane_index(sr_scheduler *s, const char *name) {
+    for (int i = 0; i < s->lane_count; i++)
+        if (strcmp(s->lanes[i].p->name, name) == 0) return i;
+    return -1;
+}
+
+static void sched_pump(sr_scheduler *s) {
+    if (s->stopping) return;
+    int64_t now = sr_now_ms();
+    if (s->lane_count == 0) {
+        /* No provider declared: messages wait (and expire by their validity). */
+        sched_arm(s, 1000);
+        return;
+    }
+    int room_total = 0;
+    int64_t wake = SCHED_IDLE_POLL_MS, w;
+    for (int i = 0; i < s->lane_count; i++) room_total += lane_room(s, &s->lanes[i], now, &w);
+    int max = s->outstanding + room_total + 64;
+    if (max > SCHED_SCAN_MAX) max = SCHED_SCAN_MAX;
+    sr_queue_entry *entries = malloc(sizeof *entries * (size_t)max);
+    if (!entries) abort();
+    int n = sr_store_queue_due(s->store, now, entries, max);
+    char blocked[SR_MAX_PROVIDERS] = {0};
+    int blocked_count = 0;
+    for (int i = 0; i < n && blocked_count < s->lane_count; i++) {
+        if (sched_is_claimed(s, entries[i].id)) continue;
+        sched_job *j = sched_claim(s, entries[i].id);
+        if (sr_store_get_message(s->store, j->id, &j->msg) != 0 || j->msg.status != SR_ST_QUEUED) {
+            sched_release(s, j);
+            continue;
+        }
+        sched_change *c = &j->change;
+        memset(c, 0, sizeof *c);
+        c->now_ms = now;
+        if (j->msg.expires_at_ms && j->msg.expires_at_ms <= now) {
+            c->kind = CH_EXPIRE;
+            c->error = "validity ended before the message was sent";
+            s->m_expired->value++;
+            sched_transition(s, j);
+            continue;
+        }
+        if (sr_store_is_optout(s->store, j->msg.to) == 1) {
+            c->kind = CH_REJECT;
+            c->error = "the recipient opted out";
+            s->m_rejected->value++;
+            sched_transition(s, j);
+            continue;
+        }
+        char err[256];
+        int rl = sched_resolve_route(s, j, err, sizeof err);
+        int li = -1;
+        if (rl < 0) {
+            snprintf(j->error, sizeof j->error, "sms.route failed: %.250s", err);
+        } else if (rl == 0) {
+            snprintf(j->error, sizeof j->error, "no provider in the route");
+        } else if (j->msg.route_index >= rl) {
+            snprintf(j->error, sizeof j->error, "every provider of the route was tried");
+        } else {
+            li = sched_lane_index(s, j->route[j->msg.route_index]);
+            if (li < 0)
+                snprintf(j->error, sizeof j->error, "the route names an unknown provider '%s'",
+                         j->route[j->msg.route_index]);
+        }
+        if (li < 0) {
+            c->kind = CH_FAIL_QUEUED;
+            c->error = j->error;
+            sched_transition(s, j);
+            continue;
+        }
+        j->lane = li;
+        j->route_index = j->msg.route_index;
+        lane *l = &s->lanes[li];
+        if (l->circuit == CIRCUIT_OPEN) {
+            if (now >= l->open_until_ms) {
+                lane_set_circuit(s, l, CIRCUIT_HALF_OPEN, now);
+            } else {
+                c->route = j->route;
+                c->route_len = j->msg.route_len == 0 ? j->route_len : 0;
+                c->route_index = j->route_index;
+                if (j->route_index + 1 < j->route_len) {
+                    c->kind = CH_SKIP_PROVIDER;
+                    snprintf(j->error, sizeof j->error, "circuit of '%s' open; next provider", l->p->name);
+                } else {
+                    c->kind = CH_RESCHEDULE;
+                    c->next_attempt_at_ms = l->open_until_ms;
+                    snprintf(j->error, sizeof j->error, "circuit of '%s' open; waiting for it", l->p->name);
+                }
+                c->error = j->error;
+                sched_transition(s, j);
+                continue;
+            }
+        }
+        int64_t lane_wake = -1;
+        if (blocked[li] || lane_room(s, l, now, &lane_wake) == 0 || !lane_rate_take(l, now, &lane_wake)) {
+            if (!blocked[li]) {
+                blocked[li] = 1;
+                blocked_count++;
+            }
+            if (lane_wake >= 0 && lane_wake < wake) wake = lane_wake;
+            sched_release(s, j);
+            continue;
+        }
+        j->send = 1;
+        j->next = NULL;
+        *l->pending_tail = j;
+        l->pending_tail = &j->next;
+        l->pending_count++;
+        if (l->pending_count >= l->p->batch_size) lane_flush(s, li);
+    }
+    free(entries);
+    for (int i = 0; i < s->lane_count; i++) lane_flush(s, i);
+    if (n > 0 && wake > SCHED_BUSY_POLL_MS) wake = SCHED_BUSY_POLL_MS;
+    sched_arm(s, wake);
+}
+
+/* ---- metrics ---- */
+
+static double sched_queue_depth(void *ud) {
+    sr_scheduler *s = ud;
+    int64_t d = sr_store_queue_depth(s->store);
+    return d < 0 ? 0 : (double)d;
+}
+
+static double lane_in_flight(void *ud) {
+    lane *l = ud;
+    return l->requests_in_flight;
+}
+
+static void lane_metrics(lane *l) {
+    static const double bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    char labels[128];
+    snprintf(labels, sizeof labels, "provider=\"%s\"", l->p->name);
+    l->m_sent = sr_metric_counter("smsrules_provider_sent_total", "Messages a provider accepted.", labels);
+    l->m_failed = sr_metric_counter("smsrules_provider_failed_total", "Messages that failed on a provider.", labels);
+    l->m_retried =
+        sr_metric_counter("smsrules_provider_retried_total", "Retryable failures, to be tried again later.", labels);
+    l->m_fallback = sr_metric_counter("smsrules_provider_fallback_total",
+                                      "Messages passed on to the next provider of their route.", labels);
+    l->m_in_flight = sr_metric_gauge_fn("smsrules_provider_in_flight", "Requests in flight to a provider.", labels,
+                                        lane_in_flight, l);
+    l->m_latency = sr_metric_histogram("smsrules_provider_request_seconds", "Provider request latency.", labels,
+                                       bounds, (int)(sizeof bounds / sizeof bounds[0]));
+    l->m_circuit =
+        sr_metric_gauge("smsrules_provider_circuit_state", "Circuit breaker: 0 closed, 1 open, 2 half-open.", labels);
+}
+
+/* ---- lifecycle ---- */
+
+static void sched_recover(sr_scheduler *s) {
+    char ids[256][SR_ID_LEN + 1];
+    char after[SR_ID_LEN + 1] = "";
+    int total = 0;
+    for (;;) {
+        int n = sr_store_list_status(s->store, SR_ST_SENDING, after[0] ? after : NULL, ids, 256);
+        if (n <= 0) break;
+        for (int i = 0; i < n; i++) {
+            sched_job *j = sched_claim(s, ids[i]);
+            j->change.kind = CH_CRASH_REQUEUE;
+            j->change.now_ms = sr_now_ms();
+            sched_transition(s, j);
+        }
+        total += n;
+        snprintf(after, sizeof after, "%s", ids[n - 1]);
+        if (n < 256) break;
+    }
+    if (total > 0) {
+        s->m_crash->value += total;
+        sr_warn("messages left sending by a stop without drain are resent", "count", sr_log_num(total));
+    }
+}
+
+int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_rules *rules,
+                       sr_http_client *client, const sr_config *config) {
+    sr_scheduler *s = calloc(1, sizeof *s);
+    if (!s) abort();
+    s->loop = loop;
+    s->store = store;
+    s->rules = rules;
+    s->client = client;
+    s->config = config;
+    s->lane_count = rules ? rules->provider_count : 0;
+    s->lanes = calloc((size_t)(s->lane_count ? s->lane_count : 1), sizeof(lane));
+    if (!s->lanes) abort();
+    for (int i = 0; i < s->lane_count; i++) {
+        lane *l = &s->lanes[i];
+        l->p = &rules->providers[i];
+        l->pending_tail = &l->pending;
+        lane_metrics(l);
+    }
+    s->m_crash = sr_metric_counter("smsrules_resent_after_crash_total",
+                                   "Messages found `sending` at start (outcome unknown) and sent again.", NULL);
+    s->m_expired = sr_metric_counter("smsrules_messages_expired_total", "Messages whose validity ended unsent.", NULL);
+    s->m_rejected =
+        sr_metric_counter("smsrules_messages_rejected_total", "Messages rejected by rules (opt-out).", NULL);
+    s->m_queue = sr_metric_gauge_fn("smsrules_queue_depth", "Messages queued (due or later).", NULL, sched_queue_depth, s);
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    sched_recover(s);
+    sr_scheduler_kick(s);
+    *out = s;
+    return 0;
+}
+
+void sr_scheduler_stop(sr_scheduler *s, void (*done)(void *ud), void *ud) {
+    s->stopping = 1;
+    uv_timer_stop(&s->timer);
+    s->stop_done = done;
+    s->stop_ud = ud;
+    sched_check_stopped(s);
+}
+
+static void sched_timer_closed(uv_handle_t *h) { free(h->data); }
+
+void sr_scheduler_free(sr_scheduler *s) {
+    if (!s) return;
+    uv_close((uv_handle_t *)&s->timer, sched_timer_closed);
+    for (int i = 0; i < s->lane_count; i++) {
+        sched_job *next;
+        for (sched_job *j = s->lanes[i].pending; j; j = next) {
+            next = j->next;
+            sr_message_free(&j->msg);
+            free(j);
+        }
+    }
+    free(s->lanes);
+    /* s itself is freed by the timer's close callback. */
+}
+
+/* ---- POST /v1/messages/{id}/retry ---- */
+
+typedef struct sched_retry {
+    sr_scheduler *s;
+    sched_change change;
+    void (*cb)(int, void *);
+    void *ud;
+} sched_retry;
+
+static void sched_retry_done(sr_store_txn *t, void *ud) {
+    sched_retry *r = ud;
+    int st = sr_store_txn_status(t);
+    r->cb(st, r->ud);
+    if (st == 0) sr_scheduler_kick(r->s);
+    free(r);
+}
+
+void sr_scheduler_retry(sr_scheduler *s, const char *id, void (*cb)(int code, void *ud), void *ud) {
+    sched_retry *r = calloc(1, sizeof *r);
+    if (!r) abort();
+    r->s = s;
+    r->cb = cb;
+    r->ud = ud;
+    r->change.kind = CH_REQUEUE_FAILED;
+    r->change.now_ms = sr_now_ms();
+    sr_store_txn *t = sr_store_txn_new(s->store);
+    sr_store_txn_update_message(t, id, sched_apply, &r->change);
+    sr_store_txn_submit(t, sched_retry_done, r);
+}

@@ -1,0 +1,257 @@
+"""End-to-end tests of the delivery engine: the daemon sends to one or two
+`smsrules mock-provider` processes on loopback."""
+import calendar
+import http.client
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import HOST, SLOWDOWN, Daemon, Mock, check, run, test, wait_for  # noqa: E402
+
+KEY = "k"
+AUTH = {"Authorization": "Bearer " + KEY}
+
+
+def rules(providers, extra=""):
+    return 'sms.config{ api_keys = { "%s" }, retry_base_ms = 20, retry_cap_ms = 200 %s }\n%s\n' % (
+        KEY, extra, providers)
+
+
+def provider(name, mock, opts=""):
+    return 'sms.provider("%s", { adapter = "mock", url = "%s" %s })' % (name, mock.url, opts)
+
+
+class Sender:
+    """Posts batches of messages on one keep-alive connection."""
+
+    def __init__(self, d):
+        self.conn = http.client.HTTPConnection(HOST, d.port, timeout=30 * SLOWDOWN)
+
+    def batch(self, msgs):
+        self.conn.request("POST", "/v1/messages", body=json.dumps({"messages": msgs}), headers=AUTH)
+        r = self.conn.getresponse()
+        doc = json.loads(r.read())
+        check(r.status == 202, "batch answered %d %r" % (r.status, doc)[:300])
+        ids = [x["id"] for x in doc["result"] if x["code"] == "OK"]
+        check(len(ids) == len(msgs), "rejected: %r" % [x for x in doc["result"] if x["code"] != "OK"][:3])
+        return ids
+
+    def one(self, to, text="hello"):
+        return self.batch([{"to": to, "text": text}])[0]
+
+
+def metric(d, name, **labels):
+    m = d.metrics()
+    key = name
+    if labels:
+        key += "{" + ",".join('%s="%s"' % kv for kv in labels.items()) + "}"
+    return m.get(key, 0)
+
+
+def get(d, mid):
+    status, _, _, doc = d.request("GET", "/v1/messages/" + mid, headers=AUTH)
+    check(status == 200, "GET %s: %d" % (mid, status))
+    return doc
+
+
+def wait_status(d, mid, status, timeout=10):
+    return wait_for(lambda: (lambda m: m if m["status"] == status else None)(get(d, mid)), timeout * SLOWDOWN,
+                    "message %s to be %s" % (mid, status))
+
+
+def rfc3339(s):
+    base, frac = s.rstrip("Z").split(".")
+    return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + int(frac) / 1000.0
+
+
+@test(timeout=180)
+def ten_thousand_messages_each_received_once():
+    mock = Mock.start()
+    d = Daemon.start(rules(provider("primary", mock, ", concurrency = 32")))
+    s = Sender(d)
+    n = 10000
+    for b in range(n // 1000):
+        s.batch([{"to": "+8490%07d7" % (b * 1000 + i), "text": "m%d" % (b * 1000 + i)} for i in range(1000)])
+    wait_for(lambda: metric(d, "smsrules_provider_sent_total", provider="primary") >= n, 120 * SLOWDOWN,
+             "10,000 messages sent")
+    st = mock.stats()
+    check(st["received"] == n, "mock received %d" % st["received"])
+    counts = st["by_recipient"]
+    check(len(counts) == n and set(counts.values()) == {1}, "not exactly once: %d recipients, counts %r" % (
+        len(counts), sorted(set(counts.values()))))
+    check(st["duplicates"] == 0, "duplicates %d" % st["duplicates"])
+    status, _, _, doc = d.request("GET", "/v1/messages?status=sent&limit=1000", headers=AUTH)
+    check(len(doc["messages"]) == 1000 and doc["next"], "listing sent messages")
+    check(metric(d, "smsrules_queue_depth") == 0, "queue not empty")
+    d.stop()
+    mock.stop()
+
+
+@test(timeout=120)
+def retries_through_thirty_percent_503():
+    mock = Mock.start("--fail-5xx", 30, "--seed", 7)
+    # One message a request, so 30% of requests is 30% of messages.
+    d = Daemon.start(rules(provider("primary", mock, ", max_attempts = 20, batch_size = 1")))
+    s = Sender(d)
+    ids = s.batch([{"to": "+8491%07d7" % i, "text": "x%d" % i} for i in range(300)])
+    wait_for(lambda: metric(d, "smsrules_provider_sent_total", provider="primary") >= 300, 60 * SLOWDOWN,
+             "300 messages sent")
+    retried = 0
+    for mid in ids:
+        m = get(d, mid)
+        check(m["status"] == "sent", "%s is %s" % (mid, m["status"]))
+        outcomes = [a["outcome"] for a in m["attempts"]]
+        check(outcomes[-1] == "sent", repr(m["attempts"]))
+        if len(outcomes) > 1:
+            retried += 1
+            check(all(a["http_status"] == 503 and a["outcome"] == "retry" for a in m["attempts"][:-1]),
+                  "earlier attempts are retries after 503: %r" % m["attempts"])
+    check(retried > 0, "no retry visible in attempts")
+    check(metric(d, "smsrules_provider_retried_total", provider="primary") > 0, "retried metric")
+    check(mock.stats()["received"] == 300, "mock received each once")
+    d.stop()
+    mock.stop()
+
+
+@test(timeout=60)
+def retry_after_pauses_the_provider():
+    mock = Mock.start("--retry-after", 2)
+    d = Daemon.start(rules(provider("primary", mock, ", batch_size = 1")))
+    s = Sender(d)
+    first = s.one("+84912340429")  # always answered 429 Retry-After: 2
+    m = wait_for(lambda: (lambda m: m if m["attempts"] and m["attempts"][0]["outcome"] == "retry" else None)(
+        get(d, first)), 10 * SLOWDOWN, "the 429 answer")
+    answered_429 = rfc3339(m["attempts"][0]["started_at"]) + m["attempts"][0]["duration_ms"] / 1000.0
+    check(m["attempts"][0]["http_status"] == 429, repr(m["attempts"]))
+    other = s.one("+84912345678")
+    m2 = wait_status(d, other, "sent", 15)
+    started = rfc3339(m2["attempts"][0]["started_at"])
+    check(started >= answered_429 + 1.99, "next attempt to the provider %.3fs after the 429" % (started - answered_429))
+    m = wait_for(lambda: (lambda m: m if len(m["attempts"]) >= 2 else None)(get(d, first)), 15 * SLOWDOWN,
+                 "the retry of the 429'd message")
+    gap = rfc3339(m["attempts"][1]["started_at"]) - answered_429
+    check(gap >= 1.99, "the retry started %.3fs after the 429" % gap)
+    d.stop()
+    mock.stop()
+
+
+@test(timeout=60)
+def primary_401_sends_through_backup():
+    primary = Mock.start("--auth-key", "right")
+    backup = Mock.start()
+    d = Daemon.start(rules(provider("primary", primary, ', api_key = "wrong"') + "\n" + provider("backup", backup)))
+    s = Sender(d)
+    ids = s.batch([{"to": "+8492%07d7" % i, "text": "y%d" % i} for i in range(50)])
+    wait_for(lambda: metric(d, "smsrules_provider_sent_total", provider="backup") >= 50, 20 * SLOWDOWN,
+             "50 messages sent by the backup")
+    for mid in ids:
+        m = get(d, mid)
+        check(m["status"] == "sent" and m["provider"] == "backup", "%s: %s via %s" % (mid, m["status"], m["provider"]))
+        check(m["route"] == ["primary", "backup"], repr(m["route"]))
+        for a in m["attempts"][:-1]:
+            check(a["provider"] == "primary" and a["http_status"] == 401, repr(m["attempts"]))
+    check(primary.stats()["received"] == 0, "the primary accepted something")
+    check(backup.stats()["received"] == 50, "backup received %d" % backup.stats()["received"])
+    d.stop()
+    primary.stop()
+    backup.stop()
+
+
+@test(timeout=90)
+def circuit_opens_on_unreachable_primary_and_closes_again():
+    primary = Mock.start()
+    backup = Mock.start()
+    d = Daemon.start(rules(provider("primary", primary, ", max_attempts = 2, timeout_ms = 300, batch_size = 1") + "\n" +
+                           provider("backup", backup, ", batch_size = 1"),
+                           ", circuit_failures = 3, circuit_cooldown_ms = 1000"))
+    s = Sender(d)
+    wait_status(d, s.one("+84930000001"), "sent")
+    check(primary.stats()["received"] == 1, "primary carries traffic while up")
+    primary.control({"down": True})
+    for i in range(20):
+        s.one("+849300001%02d7" % i)
+    wait_for(lambda: metric(d, "smsrules_provider_circuit_state", provider="primary") == 1, 20 * SLOWDOWN,
+             "the primary's circuit to open")
+    d.wait_log("circuit state")
+    wait_for(lambda: backup.stats()["received"] >= 20, 30 * SLOWDOWN, "the backup to carry the traffic")
+    primary.control({"down": False})
+    before = primary.stats()["received"]
+
+    def primary_again():
+        s.one("+849300002%02d7" % (int(time.monotonic() * 10) % 100))
+        return metric(d, "smsrules_provider_circuit_state", provider="primary") == 0 and \
+            primary.stats()["received"] > before
+
+    wait_for(primary_again, 20 * SLOWDOWN, "the circuit to close and the primary to carry traffic", interval=0.3)
+    states = [x.get("state") for x in d.log_lines() if x.get("msg") == "circuit state"]
+    check(states[:1] == ["open"] and "half_open" in states and states[-1] == "closed", "circuit log: %r" % states)
+    d.stop()
+    primary.stop()
+    backup.stop()
+
+
+@test(timeout=90)
+def rate_limit_respected():
+    mock = Mock.start()
+    d = Daemon.start(rules(provider("primary", mock, ", rate = 100, burst = 10")))
+    s = Sender(d)
+    t0 = time.monotonic()
+    s.batch([{"to": "+8494%07d7" % i, "text": "r%d" % i} for i in range(400)])
+    wait_for(lambda: metric(d, "smsrules_provider_sent_total", provider="primary") >= 400, 30 * SLOWDOWN,
+             "400 messages sent")
+    elapsed = time.monotonic() - t0
+    st = mock.stats()
+    check(st["rate"]["max_per_window"] <= 100 + 10 + 1, "max per second %d" % st["rate"]["max_per_window"])
+    check(elapsed >= 3.5, "400 messages at 100/s took only %.2fs" % elapsed)
+    d.stop()
+    mock.stop()
+
+
+@test(timeout=60)
+def permanent_message_error_fails_and_retry_requeues():
+    mock = Mock.start()
+    d = Daemon.start(rules(provider("primary", mock)))
+    s = Sender(d)
+    bad = s.one("+84950000000")  # answered 400 invalid number
+    m = wait_status(d, bad, "failed")
+    a = m["attempts"][0]
+    check(a["outcome"] == "rejected" and "invalid number" in a["error"] and "invalid number" in m["error"], repr(m))
+    status, _, _, lst = d.request("GET", "/v1/messages?status=failed", headers=AUTH)
+    check([x["id"] for x in lst["messages"]] == [bad], repr(lst))
+    status, _, _, doc = d.request("POST", "/v1/messages/%s/retry" % bad, headers=AUTH)
+    check(status == 202 and doc["status"] == "queued", "retry: %d %r" % (status, doc))
+    m = wait_for(lambda: (lambda m: m if m["status"] == "failed" and len(m["attempts"]) == 2 else None)(get(d, bad)),
+                 10 * SLOWDOWN, "the retried message to be tried again")
+    status, _, _, doc = d.request("POST", "/v1/messages/%s/retry" % s.one("+84951234567"), headers=AUTH)
+    check(status in (409, 202), "retry of a non-failed message: %d" % status)
+    d.stop()
+    mock.stop()
+
+
+@test(timeout=180)
+def sigkill_while_sending_resends_after_restart():
+    mock = Mock.start("--latency-ms", 300)
+    d = Daemon.start(rules(provider("primary", mock, ", concurrency = 4, batch_size = 50")))
+    s = Sender(d)
+    n = 2000
+    for b in range(n // 1000):
+        s.batch([{"to": "+8496%07d7" % (b * 1000 + i), "text": "k%d" % i} for i in range(1000)])
+    wait_for(lambda: mock.stats()["received"] >= 200, 30 * SLOWDOWN, "sending under way")
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+    d.restart()
+    wait_for(lambda: mock.stats()["received"] >= n, 120 * SLOWDOWN, "every message to reach the mock")
+    counts = mock.stats()["by_recipient"]
+    missing = [i for i in range(n) if counts.get("+8496%07d7" % i, 0) < 1]
+    check(not missing, "%d messages never reached the mock" % len(missing))
+    check(metric(d, "smsrules_resent_after_crash_total") > 0, "resends after the crash not counted")
+    wait_for(lambda: metric(d, "smsrules_queue_depth") == 0, 60 * SLOWDOWN, "the queue to drain")
+    d.stop()
+    mock.stop()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,672 @@
+"""End-to-end tests of `smsrules mock-provider`, the fake SMS provider that
+speaks the generic provider API (PROVIDERS.md §1): sends, batches, auth, the
+recipient patterns, the seeded failure mix, latency, /stats, idempotency by
+client id, /control, delivery reports and shutdown.
+
+Each test starts the real mock on a free loopback port (--listen 127.0.0.1:0;
+the port comes from its "listening" log line) and, for delivery reports, a
+small Python HTTP server that receives them.
+Run: SMSRULES_BIN=build/smsrules python3 tests/e2e/test_mock_provider.py [name...]"""
+
+import datetime
+import http.client
+import http.server
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import (BIN, HOST, SLOWDOWN, Daemon, TestFailure, check, free_port, make_temp_dir,  # noqa: E402
+                     run, run_cli, test, wait_for)
+
+PATTERNS = ("0000", "0401", "0503", "0429", "0408", "0666")
+
+
+def phone(i, area=9):
+    """A distinct recipient for each i that matches no pattern (none ends in 7)."""
+    return "+84%d%07d7" % (area, i)
+
+# ---- helpers: the mock, a keep-alive client, a report receiver ----
+
+_mocks = []
+_receivers = []
+
+
+class Mock(Daemon):
+    """`smsrules mock-provider --listen 127.0.0.1:0 ARGS...`; stderr (JSON
+    logs) goes to a file. Inherits request(), signal(), wait_exit(), stop(),
+    log_lines() and wait_log() from the harness's Daemon."""
+
+    @classmethod
+    def start(cls, *args, ready_timeout=10.0):
+        m = cls()
+        m.dir = make_temp_dir("smsrules-mock-")
+        m.stderr_path = os.path.join(m.dir, "stderr.log")
+        cmd = [BIN, "mock-provider", "--listen", "%s:0" % HOST] + [str(a) for a in args]
+        with open(m.stderr_path, "wb") as err:
+            m.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        _mocks.append(m)
+
+        def listening():
+            for obj in m.log_lines():
+                if obj.get("msg") == "listening":
+                    return obj
+            if m.proc.poll() is not None:
+                raise TestFailure("mock-provider exited %s before listening: %s" % (m.proc.returncode, m.stderr()[-500:]))
+            return None
+
+        line = wait_for(listening, ready_timeout, "the mock's listening log line")
+        check(isinstance(line.get("port"), int) and line["port"] > 0, "listening line without a port: %r" % line)
+        m.port = line["port"]
+        return m
+
+    def client(self, timeout=5.0):
+        return Client(self.port, timeout)
+
+    def stats(self):
+        status, _, body, doc = self.request("GET", "/stats")
+        check(status == 200 and isinstance(doc, dict), "GET /stats answered %d %r" % (status, body[:200]))
+        return doc
+
+    def control(self, settings):
+        status, _, body, doc = self.request("POST", "/control", settings)
+        check(status == 200, "POST /control %r answered %d %r" % (settings, status, body[:200]))
+        return doc
+
+
+class Client:
+    """One keep-alive HTTP connection to the mock."""
+
+    def __init__(self, port, timeout=5.0):
+        self.conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+
+    def post(self, path, doc, headers=None):
+        """(status, {lower-case header: value}, parsed JSON body or None)."""
+        body = doc if isinstance(doc, (bytes, str)) else json.dumps(doc)
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        self.conn.request("POST", path, body=body, headers=h)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        hdrs = {k.lower(): v for k, v in resp.getheaders()}
+        try:
+            parsed = json.loads(data.decode("utf-8"))
+        except ValueError:
+            parsed = None
+        return resp.status, hdrs, parsed
+
+    def send(self, to, message="hello", **fields):
+        doc = {"to": to, "from": "Shop", "message": message}
+        doc.update(fields)
+        return self.post("/send", doc)
+
+    def close(self):
+        self.conn.close()
+
+
+class Receiver:
+    """A delivery-report endpoint: a threaded http.server on a free port.
+    Records (monotonic time, JSON body, headers) per POST. Answers 500 to
+    the first `fail_first` posts, 200 after; while `gate` is cleared, every
+    answer waits for it (the report is received but not yet answered)."""
+
+    def __init__(self, fail_first=0):
+        self.reports = []
+        self.lock = threading.Lock()
+        self.fail_first = fail_first
+        self.gate = threading.Event()
+        self.gate.set()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length)
+                try:
+                    doc = json.loads(raw.decode("utf-8"))
+                except ValueError:
+                    doc = {"unparsable": raw.decode("latin-1")}
+                with outer.lock:
+                    outer.reports.append((time.monotonic(), doc, {k.lower(): v for k, v in self.headers.items()}))
+                    n = len(outer.reports)
+                outer.gate.wait(30)
+                status = 500 if n <= outer.fail_first else 200
+                body = b'{"ok":true}'
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the mock stopped (or gave up) while the answer was held
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://%s:%d/dlr" % (HOST, self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        _receivers.append(self)
+
+    def bodies(self):
+        with self.lock:
+            return [doc for _, doc, _ in self.reports]
+
+    def close(self):
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def mock_test(fn=None, timeout=20.0):
+    """@test, plus: every mock and receiver the test started is stopped
+    afterwards, and a sanitizer report in a mock's stderr fails the test."""
+
+    def register(f):
+        def wrapper():
+            problems = []
+            try:
+                f()
+            finally:
+                for m in _mocks:
+                    m.kill()
+                    problems.extend(m.sanitizer_reports())
+                _mocks.clear()
+                for r in _receivers:
+                    r.close()
+                _receivers.clear()
+            if problems:
+                raise TestFailure("; ".join(problems))
+
+        wrapper.__name__ = f.__name__
+        return test(timeout=timeout)(wrapper)
+
+    if fn is not None:
+        return register(fn)
+    return register
+
+
+def in_thread(fn):
+    """Runs fn in a thread; returns a dict that gets "result" or "error"."""
+    out = {}
+
+    def body():
+        try:
+            out["result"] = fn()
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            out["error"] = e
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    out["thread"] = t
+    return out
+
+
+def check_accepted(status, doc, what="send"):
+    check(status == 200, "%s answered %d %r, expected 200" % (what, status, doc))
+    check(isinstance(doc, dict) and doc.get("status") == "accepted", "%s: not accepted: %r" % (what, doc))
+    mid = doc.get("message_id")
+    check(isinstance(mid, str) and mid, "%s: no message_id: %r" % (what, doc))
+    return mid
+
+
+# ---- command line ----
+
+
+@mock_test
+def help_documents_every_option_and_pattern():
+    code, out, _ = run_cli(["--help"])
+    check(code == 0 and "mock-provider" in out, "smsrules --help does not list mock-provider: %r" % out)
+    code, out, err = run_cli(["mock-provider", "--help"])
+    check(code == 0, "mock-provider --help exited %d: %r" % (code, err))
+    for opt in ("--listen", "--latency-ms", "--latency-jitter-ms", "--fail-5xx", "--fail-429", "--retry-after",
+                "--timeout", "--reject", "--auth-key", "--dlr-url", "--dlr-delay-ms", "--dlr-undelivered",
+                "--dlr-before-answer", "--seed", "--log-level", "--help", "127.0.0.1:9090"):
+        check(opt in out, "mock-provider --help does not describe %s" % opt)
+    for p in PATTERNS:
+        check(p in out, "mock-provider --help lacks the recipient pattern %s" % p)
+    for path in ("/send", "/stats", "/stats/reset", "/control"):
+        check(path in out, "mock-provider --help does not document %s" % path)
+    for bad in (["--fail-5xx", "150"], ["--bogus"], ["--latency-ms", "-5"], ["--fail-5xx", "60", "--reject", "50"],
+                ["--listen", "nonsense"], ["--log-level", "loud"], ["extra"]):
+        code, _, err = run_cli(["mock-provider"] + bad)
+        check(code == 1, "mock-provider %s exited %d, expected 1" % (" ".join(bad), code))
+        check("usage: smsrules mock-provider" in err, "no usage on stderr for %s: %r" % (bad, err[:200]))
+
+
+# ---- sends ----
+
+
+@mock_test
+def send_answers_unique_message_ids():
+    m = Mock.start("--seed", 1)
+    c = m.client()
+    status, hdrs, doc = c.send("+84912345678")
+    first = check_accepted(status, doc)
+    check(hdrs.get("content-type", "").startswith("application/json"), "Content-Type %r" % hdrs.get("content-type"))
+    status, _, doc = c.post("/", {"to": "+84912345679", "from": "Shop", "message": "via the / alias"})
+    ids = {first, check_accepted(status, doc, "POST /")}
+    for i in range(50):
+        ids.add(check_accepted(*c.send(phone(i, 1), "n%d" % i)[::2]))
+    check(len(ids) == 52, "message ids are not unique: %d distinct of 52" % len(ids))
+    status, _, doc = c.post("/send", b"{not json")
+    check(status == 400 and "error" in (doc or {}), "bad JSON answered %d %r" % (status, doc))
+    status, _, doc = c.post("/send", {"to": "+84912345678"})
+    check(status == 400 and "message" in (doc or {}).get("error", ""), "missing message answered %d %r" % (status, doc))
+    status, _, _, _ = m.request("GET", "/send")
+    check(status == 405, "GET /send answered %d, expected 405" % status)
+    status, _, _, _ = m.request("GET", "/nowhere")
+    check(status == 404, "GET /nowhere answered %d, expected 404" % status)
+    s = m.stats()
+    check(s["received"] == 52 and s["requests"] == 54 and s["bad_requests"] == 2,
+          "stats after 52 good and 2 bad sends: %r" % {k: s[k] for k in ("received", "requests", "bad_requests")})
+
+
+@mock_test
+def batch_answers_one_result_per_message_in_order():
+    m = Mock.start()
+    c = m.client()
+    batch = {"messages": [
+        {"to": "+84911111111", "from": "Shop", "message": "one", "id": "b-1"},
+        {"to": "+84900000000", "from": "Shop", "message": "invalid number"},
+        {"to": "+84922222222", "from": "Shop", "message": "three"},
+        {"from": "Shop", "message": "no recipient"},
+    ]}
+    status, _, doc = c.post("/send", batch)
+    check(status == 200, "batch answered %d %r" % (status, doc))
+    results = doc.get("results") if isinstance(doc, dict) else None
+    check(isinstance(results, list) and len(results) == 4, "batch results: %r" % doc)
+    check(results[0].get("status") == "accepted" and results[0].get("id") == "b-1", "result 0: %r" % results[0])
+    check(results[1].get("status") == "rejected" and results[1].get("error") == "invalid number", "result 1: %r" % results[1])
+    check(results[2].get("status") == "accepted", "result 2: %r" % results[2])
+    check(results[3].get("status") == "rejected", "result 3: %r" % results[3])
+    check(results[0]["message_id"] != results[2]["message_id"], "batch messages share a message_id")
+    s = m.stats()
+    check(s["received"] == 2 and s["rejected"] == 1 and s["requests"] == 1,
+          "stats after the batch: %r" % {k: s[k] for k in ("received", "rejected", "requests")})
+    check(s["by_recipient"] == {"+84911111111": 1, "+84922222222": 1}, "by_recipient: %r" % s["by_recipient"])
+    # A request-level pattern anywhere in the batch fails the whole request.
+    status, _, doc = c.post("/send", {"messages": [{"to": "+84933333333", "message": "a"},
+                                                   {"to": "+84900000503", "message": "b"}]})
+    check(status == 503, "batch with a ...0503 recipient answered %d %r" % (status, doc))
+    status, _, doc = c.post("/send", {"messages": []})
+    check(status == 400, "empty batch answered %d" % status)
+    check(m.stats()["received"] == 2, "a failed batch counted receptions")
+
+
+@mock_test
+def auth_key_required_when_set():
+    m = Mock.start("--auth-key", "s3cret")
+    c = m.client()
+    status, _, doc = c.send("+84912345678")
+    check(status == 401 and doc == {"error": "unauthorized"}, "no Authorization answered %d %r" % (status, doc))
+    status, _, doc = c.post("/send", {"to": "+84912345678", "message": "x"}, {"Authorization": "Bearer wrong"})
+    check(status == 401, "a wrong key answered %d" % status)
+    status, _, doc = c.post("/send", {"to": "+84912345678", "message": "x"}, {"Authorization": "Bearer s3cret"})
+    check_accepted(status, doc, "the right Bearer key")
+    status, _, doc = c.post("/send", {"to": "+84912345678", "message": "x"}, {"X-API-Key": "s3cret"})
+    check_accepted(status, doc, "the right X-API-Key")
+    s = m.stats()
+    check(s["unauthorized"] == 2 and s["received"] == 2, "stats: unauthorized %d received %d" % (s["unauthorized"], s["received"]))
+    check("s3cret" not in m.stderr(), "the auth key appears in the logs")
+
+
+@mock_test(timeout=30.0)
+def recipient_patterns_win_over_the_random_mix():
+    # --reject 100 rejects every other number: the patterns must still decide.
+    m = Mock.start("--reject", "100", "--retry-after", "7", "--hold-ms", "1500")
+    c = m.client()
+    status, _, doc = c.send("+84912345678")
+    check(status == 400 and doc == {"error": "invalid number"}, "--reject 100 answered %d %r" % (status, doc))
+    status, _, doc = c.send("+84900000000")
+    check(status == 400 and doc == {"error": "invalid number"}, "...0000 answered %d %r" % (status, doc))
+    status, _, doc = c.send("+84900000401")
+    check(status == 401 and doc == {"error": "unauthorized"}, "...0401 answered %d %r" % (status, doc))
+    status, _, doc = c.send("+1 (555) 010-0503")
+    check(status == 503 and doc == {"error": "unavailable"}, "...0503 (formatted) answered %d %r" % (status, doc))
+    status, hdrs, doc = c.send("+84900000429")
+    check(status == 429 and hdrs.get("retry-after") == "7", "...0429 answered %d Retry-After %r" % (status, hdrs.get("retry-after")))
+    status, _, doc = c.send("+84900000666")
+    check_accepted(status, doc, "...0666")
+    # ...0408: held without an answer; our client's timeout fires first.
+    t0 = time.monotonic()
+    try:
+        status, _, _, _ = m.request("POST", "/send", {"to": "+84900000408", "message": "x"}, timeout=0.7)
+        raise TestFailure("...0408 was answered (%d) instead of timing out" % status)
+    except socket.timeout:
+        pass
+    # The hold is bounded: after --hold-ms the request gets 504.
+    t0 = time.monotonic()
+    status, _, _, doc = m.request("POST", "/send", {"to": "+84900000408", "message": "x"}, timeout=10)
+    held = time.monotonic() - t0
+    check(status == 504 and held >= 1.4, "held request answered %d after %.2fs, expected 504 after 1.5s" % (status, held))
+    s = m.stats()
+    want = {"received": 1, "rejected": 2, "unauthorized": 1, "failed_5xx": 1, "failed_429": 1, "timeouts": 2}
+    got = {k: s[k] for k in want}
+    check(got == want, "stats %r, expected %r" % (got, want))
+
+
+def mix_statuses(seed):
+    m = Mock.start("--seed", seed, "--fail-5xx", "20", "--fail-429", "10", "--timeout", "5", "--reject", "10",
+                   "--hold-ms", "1")
+    c = m.client()
+    statuses = []
+    for i in range(1000):
+        status, _, _ = c.send(phone(i))
+        statuses.append(status)
+    return m, statuses
+
+
+@mock_test(timeout=60.0)
+def random_mix_follows_percentages_and_seed():
+    m, statuses = mix_statuses(42)
+    counts = {s: statuses.count(s) for s in set(statuses)}
+    expected = {503: 200, 429: 100, 504: 50, 400: 100, 200: 550}
+    for status, want in expected.items():
+        got = counts.get(status, 0)
+        check(abs(got - want) <= max(25, want * 0.2), "status %d: %d of 1000, expected about %d (%r)" % (status, got, want, counts))
+    check(set(counts) <= set(expected), "unexpected statuses: %r" % counts)
+    s = m.stats()
+    exact = {"failed_5xx": counts.get(503, 0), "failed_429": counts.get(429, 0), "timeouts": counts.get(504, 0),
+             "rejected": counts.get(400, 0), "received": counts.get(200, 0), "requests": 1000}
+    got = {k: s[k] for k in exact}
+    check(got == exact, "stats %r differ from what the client saw %r" % (got, exact))
+    # The same seed gives the same sequence; another seed a different one.
+    _, again = mix_statuses(42)
+    check(again == statuses, "the same --seed gave a different sequence of outcomes")
+    _, other = mix_statuses(43)
+    check(other != statuses, "--seed 43 gave the same sequence as --seed 42")
+
+
+@mock_test(timeout=30.0)
+def latency_applied_without_blocking():
+    m = Mock.start("--latency-ms", "500")
+    c = m.client()
+    t0 = time.monotonic()
+    check_accepted(*c.send("+84912345678")[::2])
+    one = time.monotonic() - t0
+    check(0.48 <= one < 0.5 + 1.0 * SLOWDOWN, "one send took %.3fs with --latency-ms 500" % one)
+    # 20 sends at once: answered together after ~0.5 s, not one after another.
+    barrier = threading.Barrier(20)
+
+    def send_one(i):
+        cl = m.client(timeout=10)
+        barrier.wait()
+        try:
+            return cl.send(phone(i, 2))[0]
+        finally:
+            cl.close()
+
+    t0 = time.monotonic()
+    workers = [in_thread(lambda i=i: send_one(i)) for i in range(20)]
+    for w in workers:
+        w["thread"].join(10)
+    took = time.monotonic() - t0
+    check(all(w.get("result") == 200 for w in workers), "concurrent sends: %r" % [w.get("result", w.get("error")) for w in workers])
+    check(took < 2.0 * SLOWDOWN, "20 concurrent sends with 500 ms latency took %.2fs: the latency blocks" % took)
+    s = m.stats()
+    check(s["max_in_flight"] == 20, "max_in_flight %d, expected 20" % s["max_in_flight"])
+    check(s["in_flight"] == 0, "in_flight %d after every answer" % s["in_flight"])
+    # Jitter: 200 ± 100 ms.
+    m2 = Mock.start("--latency-ms", "200", "--latency-jitter-ms", "100", "--seed", "5")
+    c2 = m2.client()
+    took = []
+    for i in range(12):
+        t0 = time.monotonic()
+        check_accepted(*c2.send(phone(i, 3))[::2])
+        took.append(time.monotonic() - t0)
+    check(min(took) >= 0.098, "a send took %.3fs, less than 200 - 100 ms" % min(took))
+    check(max(took) <= 0.3 + 0.5 * SLOWDOWN, "a send took %.3fs, more than 200 + 100 ms" % max(took))
+    check(max(took) - min(took) >= 0.05, "no jitter: every send took %.3f-%.3fs" % (min(took), max(took)))
+
+
+# ---- stats ----
+
+
+@mock_test(timeout=30.0)
+def stats_count_exactly_per_recipient():
+    m = Mock.start()
+    c = m.client()
+    a, b, d = "+84911110001", "+84922220002", "+84933330003"
+    for to in (a, a, b, d):
+        check_accepted(*c.send(to)[::2])
+    status, _, _ = c.post("/send", {"messages": [{"to": a, "message": "x"}, {"to": d, "message": "y"},
+                                                 {"to": "+84900000000", "message": "z"}]})
+    check(status == 200, "batch answered %d" % status)
+    t_first = time.monotonic()
+    s = m.stats()
+    check(s["by_recipient"] == {a: 3, b: 1, d: 2}, "by_recipient %r" % s["by_recipient"])
+    check(s["received"] == 6 and s["requests"] == 5 and s["rejected"] == 1,
+          "received %d requests %d rejected %d" % (s["received"], s["requests"], s["rejected"]))
+    check(s["rate"] == {"window_ms": 1000, "max_per_window": 6}, "rate after one burst of 6: %r" % s["rate"])
+    # A second burst more than a window later does not add to the first one.
+    wait_for(lambda: time.monotonic() > t_first + 1.1, 5, "a full rate window to pass")
+    for i in range(4):
+        check_accepted(*c.send(phone(i, 4))[::2])
+    s = m.stats()
+    check(s["received"] == 10, "received %d, expected 10" % s["received"])
+    check(s["rate"]["max_per_window"] == 6, "max_per_window %d after bursts of 6 and 4 a window apart, expected 6"
+          % s["rate"]["max_per_window"])
+    for i in range(8):
+        check_accepted(*c.send(phone(i, 5))[::2])
+    check(m.stats()["rate"]["max_per_window"] >= 12, "max_per_window does not grow with a burst of 8 right after 4")
+    status, _, _, doc = m.request("GET", "/stats?by_recipient=0")
+    check(status == 200 and "by_recipient" not in doc and doc["recipients"] == 15, "?by_recipient=0: %r" % doc)
+
+
+@mock_test
+def duplicate_client_ids_get_the_same_message_id():
+    m = Mock.start()
+    c = m.client()
+    first = check_accepted(*c.send("+84911110001", id="order-1")[::2])
+    status, _, doc = c.send("+84911110001", id="order-1")
+    check(check_accepted(status, doc, "resend") == first, "a resend with the same id got a new message_id: %r" % doc)
+    check(doc.get("duplicate") is True, "the resend is not marked as a duplicate: %r" % doc)
+    status, _, doc = c.post("/send", {"messages": [{"to": "+84911110001", "message": "x", "id": "order-1"},
+                                                   {"to": "+84922220002", "message": "y", "id": "order-2"}]})
+    results = doc["results"]
+    check(results[0]["message_id"] == first, "batch resend of order-1 got %r" % results[0])
+    check(results[1]["message_id"] != first and results[1]["status"] == "accepted", "order-2: %r" % results[1])
+    check_accepted(*c.send("+84911110001")[::2])  # no id: always a new reception
+    s = m.stats()
+    check(s["received"] == 3 and s["duplicates"] == 2, "received %d duplicates %d, expected 3 and 2" % (s["received"], s["duplicates"]))
+    check(s["by_recipient"] == {"+84911110001": 2, "+84922220002": 1}, "by_recipient %r" % s["by_recipient"])
+    # The memory for ids is bounded: with --max-ids 4 the oldest ids are forgotten, the newest kept.
+    m2 = Mock.start("--max-ids", "4")
+    c2 = m2.client()
+    ids = [check_accepted(*c2.send(phone(i), id="k%d" % i)[::2]) for i in range(10)]
+    status, _, doc = c2.send(phone(9), id="k9")
+    check(doc.get("message_id") == ids[9] and doc.get("duplicate") is True, "the newest id was forgotten: %r" % doc)
+    status, _, doc = c2.send(phone(0), id="k0")
+    check(check_accepted(status, doc) != ids[0] and not doc.get("duplicate"), "--max-ids 4 still remembers k0 of 10")
+
+
+@mock_test
+def reset_zeroes_everything():
+    m = Mock.start("--latency-ms", "1")
+    c = m.client()
+    check_accepted(*c.send("+84911110001", id="k1")[::2])
+    c.send("+84911110001", id="k1")
+    c.send("+84900000000")
+    c.send("+84900000503")
+    c.send("+84900000429")
+    before = m.stats()
+    check(before["received"] == 1 and before["duplicates"] == 1 and before["rate"]["max_per_window"] == 1,
+          "stats before the reset: %r" % before)
+    status, _, _, doc = m.request("POST", "/stats/reset")
+    check(status == 200, "POST /stats/reset answered %d" % status)
+    s = m.stats()
+    for key in ("received", "requests", "rejected", "failed_5xx", "failed_429", "timeouts", "duplicates",
+                "unauthorized", "bad_requests", "dlr_sent", "dlr_failed", "max_in_flight", "recipients"):
+        check(s[key] == 0, "%s is %r after the reset" % (key, s[key]))
+    check(s["by_recipient"] == {} and s["rate"]["max_per_window"] == 0, "after the reset: %r" % s)
+    status, _, doc = c.send("+84911110001", id="k1")
+    check_accepted(status, doc, "the send after the reset")
+    check(not doc.get("duplicate") and m.stats()["duplicates"] == 0, "client ids survived the reset: %r" % doc)
+
+
+# ---- control ----
+
+
+@mock_test(timeout=30.0)
+def control_changes_behaviour_and_down_up():
+    m = Mock.start()
+    c = m.client()
+    doc = m.control({"fail_5xx": 100})
+    check(doc.get("fail_5xx") == 100, "control answer %r" % doc)
+    check(c.send("+84911110001")[0] == 503, "fail_5xx 100 did not answer 503")
+    m.control({"fail_5xx": 0, "latency_ms": 0})
+    check_accepted(*c.send("+84911110001")[::2])
+    # Down: sends are not answered, /stats still is.
+    check(m.control({"down": True})["down"] is True, "down not reported")
+    try:
+        status, _, _, _ = m.request("POST", "/send", {"to": "+84911110002", "message": "x"}, timeout=0.5)
+        raise TestFailure("a send was answered (%d) while down" % status)
+    except socket.timeout:
+        pass
+    waiting = in_thread(lambda: m.request("POST", "/send", {"to": "+84911110003", "message": "x"}, timeout=10)[0])
+    wait_for(lambda: m.stats()["down_dropped"] == 2, 5, "the second send to be held while down")
+    check("result" not in waiting, "a send was answered while down")
+    s = m.stats()
+    check(s["received"] == 1, "received %d while down" % s["received"])
+    m.control({"down": False})
+    waiting["thread"].join(5)
+    check(waiting.get("result") == 503, "a send held while down got %r when the provider came back, expected 503"
+          % waiting.get("result", waiting.get("error")))
+    check_accepted(*m.client().send("+84911110004")[::2])
+    check(m.stats()["received"] == 2, "the send after coming back was not received")
+    # Invalid settings change nothing.
+    for bad in ({"fail_5xx": "x"}, {"bogus": 1}, {"fail_5xx": 60, "reject": 50}, {"down": "yes"}, [1]):
+        status, _, _, _ = m.request("POST", "/control", bad)
+        check(status == 400, "POST /control %r answered %d, expected 400" % (bad, status))
+    status, _, _, doc = m.request("GET", "/control")
+    check(status == 200 and doc["fail_5xx"] == 0 and doc["reject"] == 0 and doc["down"] is False,
+          "settings changed by invalid requests: %r" % doc)
+
+
+# ---- delivery reports ----
+
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+def check_report(report, message_id, to, status):
+    check(report.get("message_id") == message_id, "report for %r: %r" % (message_id, report))
+    check(report.get("status") == status, "report status %r, expected %r" % (report.get("status"), status))
+    check(report.get("to") == to, "report to %r, expected %r" % (report.get("to"), to))
+    ts = report.get("timestamp", "")
+    check(bool(RFC3339.match(ts)), "timestamp %r is not RFC 3339" % ts)
+    when = datetime.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    age = abs((datetime.datetime.now(datetime.timezone.utc) - when).total_seconds())
+    check(age < 60, "timestamp %r is %.0fs away from now" % (ts, age))
+
+
+@mock_test(timeout=30.0)
+def dlr_posted_with_the_right_fields():
+    r = Receiver()
+    m = Mock.start("--dlr-url", r.url, "--dlr-delay-ms", "200")
+    c = m.client()
+    mid1 = check_accepted(*c.send("+84912345678")[::2])
+    answered = time.monotonic()
+    mid2 = check_accepted(*c.send("+84900000666")[::2])
+    c.send("+84900000000")  # rejected: no report
+    wait_for(lambda: len(r.reports) >= 2, 5, "two delivery reports")
+    by_id = {doc.get("message_id"): doc for doc in r.bodies()}
+    check_report(by_id.get(mid1, {}), mid1, "+84912345678", "DELIVRD")
+    check_report(by_id.get(mid2, {}), mid2, "+84900000666", "UNDELIV")
+    check(r.reports[0][0] - answered >= 0.15, "the report came %.3fs after the send answer, before --dlr-delay-ms"
+          % (r.reports[0][0] - answered))
+    check(r.reports[0][2].get("content-type", "").startswith("application/json"), "report Content-Type %r"
+          % r.reports[0][2].get("content-type"))
+    wait_for(lambda: m.stats()["dlr_sent"] == 2, 5, "dlr_sent == 2")
+    # --dlr-undelivered, changed at runtime: every report UNDELIV.
+    m.control({"dlr_undelivered": 100, "dlr_delay_ms": 0})
+    mid3 = check_accepted(*c.send("+84912345670")[::2])
+    wait_for(lambda: len(r.reports) >= 3, 5, "the third report")
+    check_report(r.bodies()[2], mid3, "+84912345670", "UNDELIV")
+    wait_for(lambda: m.stats()["dlr_sent"] == 3, 5, "dlr_sent == 3")
+    check(len(r.reports) == 3, "reports for rejected sends: %r" % r.bodies())
+    check(m.stats()["dlr_failed"] == 0, "dlr_failed counted a report that went through")
+
+
+@mock_test(timeout=30.0)
+def dlr_post_retried_then_given_up():
+    r = Receiver(fail_first=2)
+    m = Mock.start("--dlr-url", r.url, "--dlr-delay-ms", "0")
+    mid = check_accepted(*m.client().send("+84912345678")[::2])
+    wait_for(lambda: m.stats()["dlr_sent"] == 1, 5, "the report to go through on the third post")
+    check([doc.get("message_id") for doc in r.bodies()] == [mid] * 3, "posts: %r" % r.bodies())
+    check(m.stats()["dlr_failed"] == 0, "dlr_failed counted a report that went through")
+    # Nobody listens there: four posts, then dlr_failed.
+    m.control({"dlr_url": "http://%s:%d/dlr" % (HOST, free_port())})
+    check_accepted(*m.client().send("+84912345679")[::2])
+    wait_for(lambda: m.stats()["dlr_failed"] == 1, 10, "dlr_failed == 1")
+    check(m.stats()["dlr_sent"] == 1, "dlr_sent grew for a report nobody received")
+    check(any(line.get("msg") == "delivery report not delivered" for line in m.log_lines()),
+          "no log line for the report given up")
+
+
+@mock_test(timeout=30.0)
+def dlr_before_answer_orders_the_report_first():
+    r = Receiver()
+    m = Mock.start("--dlr-url", r.url, "--dlr-delay-ms", "0", "--dlr-before-answer")
+    r.gate.clear()  # the receiver takes reports but does not answer them yet
+    sending = in_thread(lambda: m.client(timeout=10).send("+84912345678"))
+    wait_for(lambda: len(r.reports) == 1, 5, "the report, before the send answer")
+    check("result" not in sending, "the send was answered before its report")
+    # The answer waits for the report's answer, not only for its post.
+    sending["thread"].join(0.3)
+    check("result" not in sending, "the send was answered while its report was still unanswered")
+    r.gate.set()
+    sending["thread"].join(5)
+    check("result" in sending, "no send answer after the report was answered: %r" % sending.get("error"))
+    status, _, doc = sending["result"]
+    check(check_accepted(status, doc) == r.bodies()[0].get("message_id"), "report and answer name different messages")
+    # Without the flag the answer does not wait for the report.
+    m.control({"dlr_before_answer": False})
+    r.gate.clear()
+    status, _, doc = m.client().send("+84912345679")
+    check_accepted(status, doc, "the send without --dlr-before-answer")
+    wait_for(lambda: len(r.reports) == 2, 5, "the second report")
+    r.gate.set()
+    wait_for(lambda: m.stats()["dlr_sent"] == 2, 5, "dlr_sent == 2")
+
+
+# ---- shutdown ----
+
+
+@mock_test(timeout=30.0)
+def sigterm_and_sigint_exit_0():
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        r = Receiver()
+        r.gate.clear()
+        m = Mock.start("--latency-ms", "5000", "--dlr-url", r.url, "--dlr-delay-ms", "0", "--dlr-before-answer")
+        # In flight: one answer waiting for its latency and report, one held (timeout).
+        slow = in_thread(lambda: m.request("POST", "/send", {"to": "+84912345678", "message": "x"}, timeout=10))
+        held = in_thread(lambda: m.request("POST", "/send", {"to": "+84900000408", "message": "x"}, timeout=10))
+        wait_for(lambda: m.stats()["in_flight"] == 2 and len(r.reports) == 1, 5, "two sends in flight")
+        t0 = time.monotonic()
+        m.signal(signum)
+        code = m.wait_exit(5)
+        check(code == 0, "exit code %r after %s" % (code, signal.Signals(signum).name))
+        check(time.monotonic() - t0 < 4, "stopping took %.1fs" % (time.monotonic() - t0))
+        for w in (slow, held):
+            w["thread"].join(5)
+            check(not w["thread"].is_alive(), "a client still waits after the mock stopped")
+        m.wait_log("stopped")
+        r.gate.set()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,647 @@
+/* Unit tests for the provider adapters in lua/adapters/ (generic, mock and
+ * their helper module util), run in a real Lua state from the sources
+ * embedded in the binary, loaded the way the daemon loads them.
+ *
+ * Each test builds a state with the standard libraries, cjson and the
+ * embedded adapters.* modules preloaded, defines small Lua helpers (prelude
+ * below) and compares what Lua expressions return with the expected text:
+ * requests as "METHOD url", sorted headers and the body's JSON with sorted
+ * keys; outcomes as JSON with sorted keys, so every field is visible. os.time()
+ * is pinned to NOW, so HTTP-date Retry-After values are exact. */
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "unit.h"
+
+const char *sr_lua_embedded(const char *name, size_t *len);
+
+static const char prelude[] =
+    "local cjson = require 'cjson'\n"
+    "local real_time = os.time\n"
+    "NOW = 1700000000 -- 2023-11-14 22:13:20 UTC, a Tuesday\n"
+    "os.time = function(t) if t then return real_time(t) end return NOW end\n"
+    "NONE = {}\n"
+    /* JSON with sorted keys; integers without \".0\" (cjson 2.1 decodes floats). */
+    "function canon(v)\n"
+    "  if v == cjson.null then return 'null' end\n"
+    "  local t = type(v)\n"
+    "  if t == 'table' then\n"
+    "    if next(v) == nil then return '{}' end\n"
+    "    local parts = {}\n"
+    "    if #v > 0 then\n"
+    "      for i = 1, #v do parts[i] = canon(v[i]) end\n"
+    "      return '[' .. table.concat(parts, ',') .. ']'\n"
+    "    end\n"
+    "    local keys = {}\n"
+    "    for k in pairs(v) do keys[#keys + 1] = k end\n"
+    "    table.sort(keys)\n"
+    "    for i, k in ipairs(keys) do parts[i] = string.format('%q', k):gsub('\\\\\\n', '\\\\n') .. ':' .. canon(v[k]) end\n"
+    "    return '{' .. table.concat(parts, ',') .. '}'\n"
+    "  elseif t == 'string' then return (string.format('%q', v):gsub('\\\\\\n', '\\\\n'))\n"
+    "  elseif t == 'number' then\n"
+    "    local i = math.tointeger(v)\n"
+    "    return i and string.format('%d', i) or string.format('%.17g', v)\n"
+    "  end\n"
+    "  return tostring(v)\n"
+    "end\n"
+    "local function merge(t, over)\n"
+    "  for k, v in pairs(over or {}) do if v == NONE then t[k] = nil else t[k] = v end end\n"
+    "  return t\n"
+    "end\n"
+    /* The provider options as sms.provider would pass them. */
+    "function cfg(over)\n"
+    "  return merge({name = 'primary', adapter = 'generic', url = 'http://127.0.0.1:9090/send',\n"
+    "                api_key = 'k', sender = 'Brand'}, over)\n"
+    "end\n"
+    /* Message n: id 01K...000n, to +849123400n. */
+    "function msg(n, over)\n"
+    "  local id = string.format('01K0000000000000000000%04d', n)\n"
+    "  return merge({id = id, to = string.format('+8491234%04d', n), text = 'Hello ' .. n,\n"
+    "                segments = 1, encoding = 'gsm7', priority = 0, validity = 3600,\n"
+    "                idempotency_key = id}, over)\n"
+    "end\n"
+    "function msgs(n) local t = {} for i = 1, n do t[i] = msg(i) end return t end\n"
+    /* A request as text: first line, sorted headers, canonical body. */
+    "function show_request(r)\n"
+    "  local lines = {r.method .. ' ' .. r.url}\n"
+    "  local names = {}\n"
+    "  for k in pairs(r.headers) do names[#names + 1] = k end\n"
+    "  table.sort(names)\n"
+    "  for _, k in ipairs(names) do lines[#lines + 1] = k .. ': ' .. r.headers[k] end\n"
+    "  lines[#lines + 1] = canon(cjson.decode(r.body))\n"
+    "  return table.concat(lines, '\\n')\n"
+    "end\n"
+    "function request(adapter, c, ms) return show_request(adapter.build_send(c, ms)) end\n"
+    /* Outcomes of an answer as JSON; raises unless there is one per message. */
+    "function answer(adapter, n, status, body, headers)\n"
+    "  local ms = type(n) == 'table' and n or msgs(n)\n"
+    "  local out = adapter.parse_send(cfg(), ms, {status = status, body = body, headers = headers or {}})\n"
+    "  if type(out) ~= 'table' or #out ~= #ms then\n"
+    "    error(string.format('%d outcomes for %d messages', type(out) == 'table' and #out or -1, #ms))\n"
+    "  end\n"
+    "  return canon(out)\n"
+    "end\n"
+    /* The error a call raises, or 'no error'. */
+    "function raises(f, ...)\n"
+    "  local ok, err = pcall(f, ...)\n"
+    "  return ok and 'no error' or tostring(err)\n"
+    "end\n";
+
+static int test_traceback(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+    return 1;
+}
+
+/* package.preload entry for an embedded module: "adapters.util" loads the
+ * embedded "adapters/util", as the daemon does. */
+static int test_load_embedded(lua_State *L) {
+    char path[128];
+    snprintf(path, sizeof path, "%s", luaL_checkstring(L, 1));
+    for (char *p = path; *p; p++)
+        if (*p == '.') *p = '/';
+    size_t len;
+    const char *src = sr_lua_embedded(path, &len);
+    if (!src) return luaL_error(L, "no embedded module '%s'", path);
+    char chunk[140];
+    snprintf(chunk, sizeof chunk, "=%s", path);
+    if (luaL_loadbufferx(L, src, len, chunk, "t") != LUA_OK) return lua_error(L);
+    lua_call(L, 0, 1);
+    return 1;
+}
+
+/* Loads the embedded adapter name ("generic") exactly as the daemon will,
+ * calls the chunk with no arguments and stores the table it returns in the
+ * global of the same name. */
+static void load_adapter(lua_State *L, const char *name) {
+    char path[64], chunk[72];
+    snprintf(path, sizeof path, "adapters/%s", name);
+    snprintf(chunk, sizeof chunk, "=%s", path);
+    size_t len;
+    const char *src = sr_lua_embedded(path, &len);
+    if (!src) UNIT_FAIL("adapter %s is not embedded", path);
+    lua_pushcfunction(L, test_traceback);
+    if (luaL_loadbufferx(L, src, len, chunk, "t") != LUA_OK) UNIT_FAIL("%s: %s", path, lua_tostring(L, -1));
+    if (lua_pcall(L, 0, 1, -2) != LUA_OK) UNIT_FAIL("%s: %s", path, lua_tostring(L, -1));
+    if (!lua_istable(L, -1)) UNIT_FAIL("%s returned a %s, not a table", path, luaL_typename(L, -1));
+    lua_setglobal(L, name);
+    lua_pop(L, 1);
+}
+
+/* A fresh state with cjson, the adapters.* modules, the prelude and the
+ * globals generic, mock and util. Close with lua_close. */
+static lua_State *adapters_state(void) {
+    lua_State *L = luaL_newstate();
+    CHECK(L != NULL);
+    luaL_openlibs(L);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_cjson);
+    lua_setfield(L, -2, "cjson");
+    const char *modules[] = {"adapters.util", "adapters.generic", "adapters.mock"};
+    for (size_t i = 0; i < sizeof modules / sizeof modules[0]; i++) {
+        lua_pushcfunction(L, test_load_embedded);
+        lua_setfield(L, -2, modules[i]);
+    }
+    lua_pop(L, 2);
+    lua_pushcfunction(L, test_traceback);
+    if (luaL_loadbufferx(L, prelude, sizeof prelude - 1, "=prelude", "t") != LUA_OK ||
+        lua_pcall(L, 0, 0, -2) != LUA_OK)
+        UNIT_FAIL("prelude: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    load_adapter(L, "generic");
+    load_adapter(L, "mock");
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "adapters.util");
+    lua_call(L, 1, 1);
+    lua_setglobal(L, "util");
+    return L;
+}
+
+/* Runs code (an expression, or a chunk with its own return) and returns its
+ * result converted to a string. The caller frees it. A Lua error fails the
+ * test with the traceback. */
+static char *lua_eval(lua_State *L, const char *code) {
+    int base = lua_gettop(L);
+    lua_pushcfunction(L, test_traceback);
+    lua_pushfstring(L, "return %s", code);
+    if (luaL_loadbufferx(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=test", "t") != LUA_OK) {
+        lua_pop(L, 2);
+        if (luaL_loadbufferx(L, code, strlen(code), "=test", "t") != LUA_OK)
+            UNIT_FAIL("lua: %s\n  in: %s", lua_tostring(L, -1), code);
+    } else {
+        lua_remove(L, -2);
+    }
+    if (lua_pcall(L, 0, 1, base + 1) != LUA_OK) UNIT_FAIL("lua: %s\n  in: %s", lua_tostring(L, -1), code);
+    size_t len;
+    const char *s = luaL_tolstring(L, -1, &len);
+    char *copy = strndup(s, len);
+    CHECK(copy != NULL);
+    lua_settop(L, base);
+    return copy;
+}
+
+#define CHECK_LUA(L, code, expected)                                                              \
+    do {                                                                                          \
+        char *check_got = lua_eval((L), (code));                                                  \
+        if (strcmp(check_got, (expected)) != 0)                                                   \
+            UNIT_FAIL("%s\n  gave:     %s\n  expected: %s", (code), check_got, (expected));       \
+        free(check_got);                                                                          \
+    } while (0)
+
+/* Outcome texts used over and over. */
+#define NO_ID "{\"error\":\"no message id in answer\",\"ok\":false,\"retry\":true}"
+#define OK_ID(id) "{\"ok\":true,\"provider_id\":\"" id "\"}"
+
+/* ---- loading ---- */
+
+TEST(adapters_load_as_the_daemon_loads_them) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "math.type(generic.batch_size) .. ' ' .. generic.batch_size", "integer 1");
+    CHECK_LUA(L, "math.type(mock.batch_size) .. ' ' .. mock.batch_size", "integer 100");
+    CHECK_LUA(L, "type(generic.build_send) .. ' ' .. type(generic.parse_send)", "function function");
+    CHECK_LUA(L, "type(mock.build_send) .. ' ' .. type(mock.parse_send)", "function function");
+    /* The same module through require, as rules would see it. */
+    CHECK_LUA(L, "require('adapters.generic').batch_size", "1");
+    CHECK_LUA(L, "type(require('adapters.util').retry_after)", "function");
+    lua_close(L);
+}
+
+TEST(adapters_use_no_io_or_os_beyond_time) {
+    /* The rules sandbox has no io and an os with only the clock functions. */
+    lua_State *L = adapters_state();
+    CHECK_LUA(L,
+              "io = nil; package.loaded.io = nil\n"
+              "os = {time = os.time, clock = os.clock, date = os.date, difftime = os.difftime}\n"
+              "package.loaded['adapters.util'] = nil; package.loaded['adapters.generic'] = nil\n"
+              "local g = require('adapters.generic')\n"
+              "local r = g.build_send(cfg(), {msg(1)})\n"
+              "return answer(g, 1, 429, '', {['retry-after'] = 'Tue, 14 Nov 2023 22:13:25 GMT'})",
+              "[{\"error\":\"HTTP 429\",\"ok\":false,\"retry\":true,\"retry_after\":5}]");
+    lua_close(L);
+}
+
+/* ---- generic: the request ---- */
+
+TEST(generic_request) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "request(generic, cfg(), {msg(1)})",
+              "POST http://127.0.0.1:9090/send\n"
+              "Accept: application/json\n"
+              "Authorization: Bearer k\n"
+              "Content-Type: application/json\n"
+              "Idempotency-Key: 01K00000000000000000000001\n"
+              "{\"from\":\"Brand\",\"message\":\"Hello 1\",\"to\":\"84912340001\"}");
+    /* Text is passed through byte for byte: quotes, newlines, UCS-2 text. */
+    CHECK_LUA(L, "cjson = require 'cjson'; return cjson.decode(generic.build_send(cfg(), "
+                 "{msg(1, {text = 'Xin chào \"bạn\"\\n😀', encoding = 'ucs2'})}).body).message",
+              "Xin chào \"bạn\"\n😀");
+    /* A number already without '+' is left as it is. */
+    CHECK_LUA(L, "require('cjson').decode(generic.build_send(cfg(), {msg(1, {to = '84912345678'})}).body).to",
+              "84912345678");
+    lua_close(L);
+}
+
+TEST(generic_sender_fallback) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "require('cjson').decode(generic.build_send(cfg(), {msg(1, {from = 'Shop'})}).body).from", "Shop");
+    CHECK_LUA(L, "require('cjson').decode(generic.build_send(cfg(), {msg(1)}).body).from", "Brand");
+    CHECK_LUA(L, "require('cjson').decode(generic.build_send(cfg(), {msg(1, {from = ''})}).body).from", "Brand");
+    /* No sender anywhere: no "from" key at all (not null). */
+    CHECK_LUA(L, "request(generic, cfg{sender = NONE}, {msg(1)}):match('[^\\n]*$')",
+              "{\"message\":\"Hello 1\",\"to\":\"84912340001\"}");
+    lua_close(L);
+}
+
+TEST(generic_auth_variants) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "request(generic, cfg{api_key = 's3cret', auth_header = 'X-API-Key'}, {msg(1)})",
+              "POST http://127.0.0.1:9090/send\n"
+              "Accept: application/json\n"
+              "Content-Type: application/json\n"
+              "Idempotency-Key: 01K00000000000000000000001\n"
+              "X-API-Key: s3cret\n"
+              "{\"from\":\"Brand\",\"message\":\"Hello 1\",\"to\":\"84912340001\"}");
+    CHECK_LUA(L, "generic.build_send(cfg{api_key = 's3cret'}, {msg(1)}).headers.Authorization", "Bearer s3cret");
+    /* No key: no credentials header. */
+    CHECK_LUA(L, "request(generic, cfg{api_key = NONE}, {msg(1)})",
+              "POST http://127.0.0.1:9090/send\n"
+              "Accept: application/json\n"
+              "Content-Type: application/json\n"
+              "Idempotency-Key: 01K00000000000000000000001\n"
+              "{\"from\":\"Brand\",\"message\":\"Hello 1\",\"to\":\"84912340001\"}");
+    /* The key never goes into the URL or the body. */
+    CHECK_LUA(L, "local r = generic.build_send(cfg{api_key = 's3cret'}, {msg(1)})\n"
+                 "return tostring(r.url:find('s3cret', 1, true)) .. ' ' .. tostring(r.body:find('s3cret', 1, true))",
+              "nil nil");
+    /* A header name that could smuggle another header is refused. */
+    CHECK_LUA(L, "raises(generic.build_send, cfg{auth_header = 'X-Key: a\\r\\nX-Other'}, {msg(1)})",
+              "provider primary: auth_header must be a header name");
+    lua_close(L);
+}
+
+TEST(generic_misuse_raises) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "raises(generic.build_send, cfg{url = NONE}, {msg(1)})",
+              "provider primary (generic): url must be an http(s) URL");
+    CHECK_LUA(L, "raises(generic.build_send, cfg{url = 'ftp://x/send'}, {msg(1)})",
+              "provider primary (generic): url must be an http(s) URL");
+    /* A provider whose url changes is checked again. */
+    CHECK_LUA(L, "local c = cfg(); generic.build_send(c, {msg(1)}); c.url = 'localhost:9090'\n"
+                 "return raises(generic.build_send, c, {msg(1)})",
+              "provider primary (generic): url must be an http(s) URL");
+    CHECK_LUA(L, "raises(generic.build_send, cfg(), {})", "generic adapter: expected 1 to 1 messages");
+    CHECK_LUA(L, "raises(generic.build_send, cfg(), msgs(2))", "generic adapter: expected 1 to 1 messages");
+    CHECK_LUA(L, "raises(generic.build_send, cfg(), {msg(1, {text = NONE})})",
+              "generic adapter: message 1 needs a string to and text");
+    lua_close(L);
+}
+
+/* ---- generic: answers ---- */
+
+TEST(generic_success_ids) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":\"abc-123\",\"status\":\"queued\"}')", "[" OK_ID("abc-123") "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"id\":\"xyz\"}')", "[" OK_ID("xyz") "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":\"first\",\"id\":\"second\"}')", "[" OK_ID("first") "]");
+    CHECK_LUA(L, "answer(generic, 1, 201, '{\"message_id\":\"created\"}')", "[" OK_ID("created") "]");
+    CHECK_LUA(L, "answer(generic, 1, 202, '{\"id\":\"later\"}')", "[" OK_ID("later") "]");
+    /* Numeric ids become strings, exactly: small ones and ones past 2^53. */
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":12345}')", "[" OK_ID("12345") "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":3482512350952730368}')",
+              "[" OK_ID("3482512350952730368") "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '{ \"status\" : \"ok\", \"id\" : 3482512350952730368 }')",
+              "[" OK_ID("3482512350952730368") "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":9007199254740993,\"cost\":0.05}')",
+              "[" OK_ID("9007199254740993") "]");
+    /* A string id is kept as it is, digits or not. */
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":\"3482512350952730368\"}')",
+              "[" OK_ID("3482512350952730368") "]");
+    lua_close(L);
+}
+
+TEST(generic_2xx_without_a_usable_id_is_retried) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "answer(generic, 1, 200, 'OK')", "[" NO_ID "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '<html>accepted</html>')", "[" NO_ID "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '')", "[" NO_ID "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, nil)", "[" NO_ID "]");
+    CHECK_LUA(L, "answer(generic, 1, 204, '')", "[" NO_ID "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":')", "[" NO_ID "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"status\":\"queued\"}')", "[" NO_ID "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":null}')", "[" NO_ID "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":\"\"}')", "[" NO_ID "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":{\"x\":1}}')", "[" NO_ID "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":1.5}')", "[" NO_ID "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '[\"abc\"]')", "[" NO_ID "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '\"abc\"')", "[" NO_ID "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, 'null')", "[" NO_ID "]");
+    lua_close(L);
+}
+
+TEST(generic_permanent_message_errors) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "answer(generic, 1, 400, '{\"error\":\"invalid number\"}')",
+              "[{\"error\":\"HTTP 400: invalid number\",\"ok\":false,\"retry\":false,\"scope\":\"message\"}]");
+    CHECK_LUA(L, "answer(generic, 1, 404, '{\"message\":\"unknown destination\"}')",
+              "[{\"error\":\"HTTP 404: unknown destination\",\"ok\":false,\"retry\":false,\"scope\":\"message\"}]");
+    CHECK_LUA(L, "answer(generic, 1, 413, '')",
+              "[{\"error\":\"HTTP 413\",\"ok\":false,\"retry\":false,\"scope\":\"message\"}]");
+    CHECK_LUA(L, "answer(generic, 1, 422, '{\"error\":{\"code\":\"E21\",\"message\":\"text too long\"}}')",
+              "[{\"error\":\"HTTP 422: text too long\",\"ok\":false,\"retry\":false,\"scope\":\"message\"}]");
+    CHECK_LUA(L, "answer(generic, 1, 409, '{\"errors\":[{\"detail\":\"duplicate\"}]}')",
+              "[{\"error\":\"HTTP 409: duplicate\",\"ok\":false,\"retry\":false,\"scope\":\"message\"}]");
+    /* A Retry-After on a permanent error changes nothing. */
+    CHECK_LUA(L, "answer(generic, 1, 400, 'bad to', {['retry-after'] = '5'})",
+              "[{\"error\":\"HTTP 400: bad to\",\"ok\":false,\"retry\":false,\"scope\":\"message\"}]");
+    lua_close(L);
+}
+
+TEST(generic_permanent_provider_errors) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "answer(generic, 1, 401, '{\"error\":\"unauthorized\"}')",
+              "[{\"error\":\"HTTP 401: unauthorized\",\"ok\":false,\"retry\":false,\"scope\":\"provider\"}]");
+    CHECK_LUA(L, "answer(generic, 1, 402, '{\"error\":\"insufficient balance\"}')",
+              "[{\"error\":\"HTTP 402: insufficient balance\",\"ok\":false,\"retry\":false,\"scope\":\"provider\"}]");
+    CHECK_LUA(L, "answer(generic, 1, 403, '{\"error_description\":\"sender not allowed\"}')",
+              "[{\"error\":\"HTTP 403: sender not allowed\",\"ok\":false,\"retry\":false,\"scope\":\"provider\"}]");
+    /* A redirect means a wrong url for every message: next provider. */
+    CHECK_LUA(L, "answer(generic, 1, 301, '')",
+              "[{\"error\":\"HTTP 301\",\"ok\":false,\"retry\":false,\"scope\":\"provider\"}]");
+    lua_close(L);
+}
+
+TEST(generic_retryable_errors) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "answer(generic, 1, 500, '{\"error\":\"internal\"}')",
+              "[{\"error\":\"HTTP 500: internal\",\"ok\":false,\"retry\":true}]");
+    CHECK_LUA(L, "answer(generic, 1, 502, '<html><body>Bad Gateway</body></html>')",
+              "[{\"error\":\"HTTP 502\",\"ok\":false,\"retry\":true}]");
+    CHECK_LUA(L, "answer(generic, 1, 503, '{\"error\":\"unavailable\"}', {['retry-after'] = '30'})",
+              "[{\"error\":\"HTTP 503: unavailable\",\"ok\":false,\"retry\":true,\"retry_after\":30}]");
+    CHECK_LUA(L, "answer(generic, 1, 504, 'upstream timed out')",
+              "[{\"error\":\"HTTP 504: upstream timed out\",\"ok\":false,\"retry\":true}]");
+    CHECK_LUA(L, "answer(generic, 1, 507, '')", "[{\"error\":\"HTTP 507\",\"ok\":false,\"retry\":true}]");
+    CHECK_LUA(L, "answer(generic, 1, 408, '')", "[{\"error\":\"HTTP 408\",\"ok\":false,\"retry\":true}]");
+    /* 429 without Retry-After: no retry_after, the core's backoff decides. */
+    CHECK_LUA(L, "answer(generic, 1, 429, '{\"error\":\"rate limited\"}')",
+              "[{\"error\":\"HTTP 429: rate limited\",\"ok\":false,\"retry\":true}]");
+    lua_close(L);
+}
+
+TEST(generic_429_retry_after) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "answer(generic, 1, 429, '{\"error\":\"rate limited\"}', {['retry-after'] = '2'})",
+              "[{\"error\":\"HTTP 429: rate limited\",\"ok\":false,\"retry\":true,\"retry_after\":2}]");
+    /* An HTTP-date 7 s after NOW (Tue, 14 Nov 2023 22:13:20 GMT). */
+    CHECK_LUA(L, "answer(generic, 1, 429, '', {['retry-after'] = 'Tue, 14 Nov 2023 22:13:27 GMT'})",
+              "[{\"error\":\"HTTP 429\",\"ok\":false,\"retry\":true,\"retry_after\":7}]");
+    /* A date already past: retry at once. */
+    CHECK_LUA(L, "answer(generic, 1, 429, '', {['retry-after'] = 'Tue, 14 Nov 2023 22:00:00 GMT'})",
+              "[{\"error\":\"HTTP 429\",\"ok\":false,\"retry\":true,\"retry_after\":0}]");
+    /* Not understood: ignored. */
+    CHECK_LUA(L, "answer(generic, 1, 429, '', {['retry-after'] = 'soon'})",
+              "[{\"error\":\"HTTP 429\",\"ok\":false,\"retry\":true}]");
+    lua_close(L);
+}
+
+TEST(retry_after_forms) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "util.retry_after({['retry-after'] = '0'})", "0");
+    CHECK_LUA(L, "util.retry_after({['retry-after'] = ' 120 '})", "120");
+    CHECK_LUA(L, "util.retry_after({['Retry-After'] = '3'})", "3");
+    CHECK_LUA(L, "util.retry_after({})", "nil");
+    CHECK_LUA(L, "util.retry_after(nil)", "nil");
+    CHECK_LUA(L, "util.retry_after({['retry-after'] = '-1'})", "nil");
+    CHECK_LUA(L, "util.retry_after({['retry-after'] = '1.5'})", "nil");
+    CHECK_LUA(L, "util.retry_after({['retry-after'] = 'Tue, 14 Nov 2023 22:14:20 GMT'})", "60");
+    CHECK_LUA(L, "util.retry_after({['retry-after'] = 'Wed, 15 Nov 2023 22:13:20 GMT'})", "86400");
+    /* The two obsolete forms HTTP still requires recipients to accept. */
+    CHECK_LUA(L, "util.retry_after({['retry-after'] = 'Tuesday, 14-Nov-23 22:13:30 GMT'})", "10");
+    CHECK_LUA(L, "util.retry_after({['retry-after'] = 'Tue Nov 14 22:13:35 2023'})", "15");
+    CHECK_LUA(L, "util.retry_after({['retry-after'] = 'Tue, 14 Foo 2023 22:13:35 GMT'})", "nil");
+    CHECK_LUA(L, "util.retry_after({['retry-after'] = 'Tue, 14 Nov 2023 25:13:35 GMT'})", "nil");
+    /* The date arithmetic itself, against known instants. */
+    CHECK_LUA(L, "util.http_date('Thu, 01 Jan 1970 00:00:00 GMT')", "0");
+    CHECK_LUA(L, "util.http_date('Sun, 06 Nov 1994 08:49:37 GMT')", "784111777");
+    CHECK_LUA(L, "util.http_date('Tue, 29 Feb 2000 12:00:00 GMT')", "951825600");
+    CHECK_LUA(L, "util.http_date('Tue, 14 Nov 2023 22:13:20 GMT')", "1700000000");
+    lua_close(L);
+}
+
+TEST(error_text_is_cleaned_and_bounded) {
+    lua_State *L = adapters_state();
+    /* Control characters and runs of spaces fold into one space. */
+    CHECK_LUA(L, "answer(generic, 1, 400, '{\"error\":\"bad\\\\r\\\\n\\\\tnumber  \"}')",
+              "[{\"error\":\"HTTP 400: bad number\",\"ok\":false,\"retry\":false,\"scope\":\"message\"}]");
+    /* A long text is cut to 200 bytes plus "...". */
+    CHECK_LUA(L, "local e = require('cjson').decode(answer(generic, 1, 400, "
+                 "'{\"error\":\"' .. string.rep('x', 500) .. '\"}'))[1].error\n"
+                 "return #e .. ' ' .. e:sub(1, 12) .. ' ' .. e:sub(-4)",
+              "203 HTTP 400: xx x...");
+    /* ...and never in the middle of a UTF-8 character. */
+    CHECK_LUA(L, "local e = require('cjson').decode(answer(generic, 1, 400, "
+                 "'{\"error\":\"a' .. string.rep('é', 300) .. '\"}'))[1].error\n"
+                 "return tostring(utf8.len(e)) .. ' ' .. #e",
+              "108 202");
+    /* A plain text answer is the error text; an HTML page is not. */
+    CHECK_LUA(L, "answer(generic, 1, 400, 'Invalid destination')",
+              "[{\"error\":\"HTTP 400: Invalid destination\",\"ok\":false,\"retry\":false,\"scope\":\"message\"}]");
+    CHECK_LUA(L, "answer(generic, 1, 403, '  <!DOCTYPE html><p>Forbidden</p>')",
+              "[{\"error\":\"HTTP 403\",\"ok\":false,\"retry\":false,\"scope\":\"provider\"}]");
+    lua_close(L);
+}
+
+TEST(big_integers_decode_exactly_and_nothing_else_changes) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L,
+              "canon(util.decode('{\"a\":3482512350952730368,\"b\":-3482512350952730368,\"c\":[1,2.5,1e300],'"
+              " .. '\"d\":\"x\\\\\"3482512350952730368\",\"e\":12345678901234567.5,\"f\":1234567890123456e2,'"
+              " .. '\"g\":123456789012345}', true))",
+              "{\"a\":\"3482512350952730368\",\"b\":\"-3482512350952730368\",\"c\":[1,2.5,1.0000000000000001e+300],"
+              "\"d\":\"x\\\"3482512350952730368\",\"e\":12345678901234568,\"f\":123456789012345600,"
+              "\"g\":123456789012345}");
+    /* Without exact: plain cjson, and util.inexact tells which numbers lost digits. */
+    CHECK_LUA(L, "local d = util.decode('{\"a\":3482512350952730368,\"b\":9007199254740991}')\n"
+                 "return tostring(util.inexact(d.a)) .. ' ' .. tostring(util.inexact(d.b)) .. ' ' .. util.id_string(d.b) .. ' '"
+                 " .. tostring(util.id_string(d.a))",
+              "true false 9007199254740991 nil");
+    CHECK_LUA(L, "select(2, util.decode('{\"a\":'))", "Expected value but found T_END at character 6");
+    CHECK_LUA(L, "select(2, util.decode('{\"a\":\"unterminated 3482512350952730368', true))",
+              "Expected value but found unexpected end of string at character 39");
+    lua_close(L);
+}
+
+/* ---- mock: the request ---- */
+
+TEST(mock_request_batch) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "request(mock, cfg{adapter = 'mock'}, {msg(1), msg(2, {from = 'Shop'}), msg(3)})",
+              "POST http://127.0.0.1:9090/send\n"
+              "Accept: application/json\n"
+              "Authorization: Bearer k\n"
+              "Content-Type: application/json\n"
+              "{\"messages\":["
+              "{\"from\":\"Brand\",\"id\":\"01K00000000000000000000001\",\"message\":\"Hello 1\",\"to\":\"+84912340001\"},"
+              "{\"from\":\"Shop\",\"id\":\"01K00000000000000000000002\",\"message\":\"Hello 2\",\"to\":\"+84912340002\"},"
+              "{\"from\":\"Brand\",\"id\":\"01K00000000000000000000003\",\"message\":\"Hello 3\",\"to\":\"+84912340003\"}]}");
+    /* One message is still a batch; no key, no sender: neither is sent. */
+    CHECK_LUA(L, "request(mock, cfg{adapter = 'mock', api_key = NONE, sender = NONE}, {msg(7)})",
+              "POST http://127.0.0.1:9090/send\n"
+              "Accept: application/json\n"
+              "Content-Type: application/json\n"
+              "{\"messages\":[{\"id\":\"01K00000000000000000000007\",\"message\":\"Hello 7\",\"to\":\"+84912340007\"}]}");
+    CHECK_LUA(L, "#require('cjson').decode(mock.build_send(cfg(), msgs(100)).body).messages", "100");
+    CHECK_LUA(L, "raises(mock.build_send, cfg(), msgs(101))", "mock adapter: expected 1 to 100 messages");
+    CHECK_LUA(L, "raises(mock.build_send, cfg{url = NONE}, msgs(1))",
+              "provider primary (mock): url must be an http(s) URL");
+    lua_close(L);
+}
+
+/* ---- mock: answers ---- */
+
+TEST(mock_batch_mixed_results) {
+    lua_State *L = adapters_state();
+    /* The mock's own answer format: accepted, rejected (string status), a
+     * duplicate, plus the numeric-status form of errors. */
+    CHECK_LUA(L,
+              "answer(mock, 6, 200, [[{\"results\":["
+              "{\"message_id\":\"m1\",\"status\":\"accepted\",\"id\":\"01K00000000000000000000001\"},"
+              "{\"status\":\"rejected\",\"error\":\"invalid number\",\"id\":\"01K00000000000000000000002\"},"
+              "{\"message_id\":\"m0\",\"status\":\"accepted\",\"duplicate\":true,\"id\":\"01K00000000000000000000003\"},"
+              "{\"error\":\"invalid number\",\"status\":400},"
+              "{\"error\":\"slow down\",\"status\":429},"
+              "{\"error\":\"no credit\",\"status\":402}]}]], {['retry-after'] = '2'})",
+              "[" OK_ID("m1") ","
+              "{\"error\":\"rejected: invalid number\",\"ok\":false,\"retry\":false,\"scope\":\"message\"},"
+              OK_ID("m0") ","
+              "{\"error\":\"status 400: invalid number\",\"ok\":false,\"retry\":false,\"scope\":\"message\"},"
+              "{\"error\":\"status 429: slow down\",\"ok\":false,\"retry\":true,\"retry_after\":2},"
+              "{\"error\":\"status 402: no credit\",\"ok\":false,\"retry\":false,\"scope\":\"provider\"}]");
+    /* Numeric ids, one past 2^53; a 5xx result; a result without an id. */
+    CHECK_LUA(L,
+              "answer(mock, 4, 200, '{\"results\":[{\"message_id\":3482512350952730368},{\"message_id\":42},'"
+              " .. '{\"error\":\"down\",\"status\":503},{\"status\":\"accepted\"}]}')",
+              "[" OK_ID("3482512350952730368") "," OK_ID("42") ","
+              "{\"error\":\"status 503: down\",\"ok\":false,\"retry\":true}," NO_ID "]");
+    /* An error beside a 2xx status, or a refusal word without an error text. */
+    CHECK_LUA(L, "answer(mock, 2, 200, '{\"results\":[{\"status\":200,\"error\":\"blocked\"},'"
+                 " .. '{\"status\":\"failed\",\"message_id\":\"m5\"}]}')",
+              "[{\"error\":\"status 200: blocked\",\"ok\":false,\"retry\":false,\"scope\":\"message\"},"
+              "{\"error\":\"failed\",\"ok\":false,\"retry\":false,\"scope\":\"message\"}]");
+    /* Fewer results than messages, or a result that is not an object. */
+    CHECK_LUA(L, "answer(mock, 3, 200, '{\"results\":[{\"message_id\":\"a\"},7]}')",
+              "[" OK_ID("a") "," NO_ID "," NO_ID "]");
+    lua_close(L);
+}
+
+TEST(mock_results_are_matched_by_our_id) {
+    lua_State *L = adapters_state();
+    /* Out of order, but each result names its message. */
+    CHECK_LUA(L,
+              "answer(mock, 2, 200, [[{\"results\":["
+              "{\"message_id\":\"m2\",\"id\":\"01K00000000000000000000002\"},"
+              "{\"message_id\":\"m1\",\"id\":\"01K00000000000000000000001\"}]}]])",
+              "[" OK_ID("m1") "," OK_ID("m2") "]");
+    lua_close(L);
+}
+
+TEST(mock_result_for_another_message_is_not_credited) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L,
+              "answer(mock, 2, 200, [[{\"results\":["
+              "{\"message_id\":\"mx\",\"id\":\"01K00000000000000000000009\"},"
+              "{\"message_id\":\"m2\",\"id\":\"01K00000000000000000000002\"}]}]])",
+              "[" NO_ID "," OK_ID("m2") "]");
+    lua_close(L);
+}
+
+TEST(mock_whole_request_failures_apply_to_every_message) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "answer(mock, 3, 401, '{\"error\":\"unauthorized\"}')",
+              "[{\"error\":\"HTTP 401: unauthorized\",\"ok\":false,\"retry\":false,\"scope\":\"provider\"},"
+              "{\"error\":\"HTTP 401: unauthorized\",\"ok\":false,\"retry\":false,\"scope\":\"provider\"},"
+              "{\"error\":\"HTTP 401: unauthorized\",\"ok\":false,\"retry\":false,\"scope\":\"provider\"}]");
+    CHECK_LUA(L, "answer(mock, 2, 429, '{\"error\":\"rate limited\"}', {['retry-after'] = '2'})",
+              "[{\"error\":\"HTTP 429: rate limited\",\"ok\":false,\"retry\":true,\"retry_after\":2},"
+              "{\"error\":\"HTTP 429: rate limited\",\"ok\":false,\"retry\":true,\"retry_after\":2}]");
+    CHECK_LUA(L, "answer(mock, 2, 503, '{\"error\":\"unavailable\"}')",
+              "[{\"error\":\"HTTP 503: unavailable\",\"ok\":false,\"retry\":true},"
+              "{\"error\":\"HTTP 503: unavailable\",\"ok\":false,\"retry\":true}]");
+    CHECK_LUA(L, "answer(mock, 2, 400, '{\"error\":\"invalid request: \\\\\"messages\\\\\" must be an array\"}')",
+              "[{\"error\":\"HTTP 400: invalid request: \\\"messages\\\" must be an array\",\"ok\":false,\"retry\":false,"
+              "\"scope\":\"message\"},"
+              "{\"error\":\"HTTP 400: invalid request: \\\"messages\\\" must be an array\",\"ok\":false,\"retry\":false,"
+              "\"scope\":\"message\"}]");
+    /* Each message gets its own table: changing one changes no other. */
+    CHECK_LUA(L, "local o = mock.parse_send(cfg(), msgs(2), {status = 503, body = '', headers = {}})\n"
+                 "o[1].error = 'changed'; return o[2].error .. ' ' .. tostring(o[1] ~= o[2])",
+              "HTTP 503 true");
+    lua_close(L);
+}
+
+TEST(mock_plain_form_for_one_message) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "answer(mock, 1, 200, '{\"message_id\":\"m9\",\"status\":\"accepted\"}')", "[" OK_ID("m9") "]");
+    /* Our id echoed in "id" is never taken for the provider's. */
+    CHECK_LUA(L, "answer(mock, 1, 200, '{\"id\":\"01K00000000000000000000001\"}')", "[" NO_ID "]");
+    /* The plain form cannot say which of several messages it is about. */
+    CHECK_LUA(L, "answer(mock, 2, 200, '{\"message_id\":\"m9\"}')", "[" NO_ID "," NO_ID "]");
+    CHECK_LUA(L, "answer(mock, 2, 200, 'garbage')", "[" NO_ID "," NO_ID "]");
+    CHECK_LUA(L, "answer(mock, 1, 200, '')", "[" NO_ID "]");
+    lua_close(L);
+}
+
+/* ---- both ---- */
+
+TEST(one_outcome_per_message_always) {
+    /* Every status from 100 to 599 and odd ones, against bodies of every
+     * kind, batches of 1 to 5 (mock) or 1 (generic): as many outcomes as
+     * messages, each of one of the four shapes. */
+    lua_State *L = adapters_state();
+    CHECK_LUA(L,
+              "local bodies = {'', 'x', '{}', 'null', '[]', '{\"message_id\":\"a\"}', '{\"id\":7}',\n"
+              "  '{\"results\":[]}', '{\"results\":{}}', '{\"results\":[{\"message_id\":\"a\"},{\"error\":\"e\"}]}',\n"
+              "  '{\"results\":[null,{\"status\":500},{\"message_id\":null},{\"message_id\":\"b\",\"error\":null}]}',\n"
+              "  '{\"error\":[1]}', '{\"error\":{\"message\":{}}}', '{\"errors\":\"x\"}',\n"
+              "  '{\"results\":[{\"status\":200,\"error\":\"x\"},{\"status\":\"rejected\",\"message_id\":\"c\"}]}',\n"
+              "  '{\"message_id\":3482512350952730368,\"status\":201,\"error\":{}}'}\n"
+              "local statuses = {0, -1, 600, 999, 1.5}\n"
+              "for s = 100, 599 do statuses[#statuses + 1] = s end\n"
+              "local function shape(o)\n"
+              "  if o.ok == true then return type(o.provider_id) == 'string' and o.provider_id ~= '' end\n"
+              "  if o.ok ~= false or type(o.error) ~= 'string' or o.error == '' then return false end\n"
+              "  if o.retry == true then\n"
+              "    return o.scope == nil and (o.retry_after == nil or math.type(o.retry_after) == 'integer')\n"
+              "  end\n"
+              "  return o.retry == false and (o.scope == 'provider' or o.scope == 'message') and o.retry_after == nil\n"
+              "end\n"
+              "local checked = 0\n"
+              "for _, a in ipairs({{generic, 1}, {mock, 5}}) do\n"
+              "  for n = 1, a[2] do\n"
+              "    for _, s in ipairs(statuses) do\n"
+              "      for _, b in ipairs(bodies) do\n"
+              "        local out = a[1].parse_send(cfg(), msgs(n), {status = s, body = b, headers = {['retry-after'] = '1'}})\n"
+              "        if #out ~= n then error(string.format('%d outcomes for %d, status %s body %s', #out, n, s, b)) end\n"
+              "        for i = 1, n do\n"
+              "          if not shape(out[i]) then error(string.format('bad outcome %s for status %s body %s', canon(out[i]), s, b)) end\n"
+              "        end\n"
+              "        checked = checked + 1\n"
+              "      end\n"
+              "    end\n"
+              "  end\n"
+              "end\n"
+              "return checked",
+              "48480");
+    lua_close(L);
+}
+
+TEST(rules_changing_the_shared_cjson_do_not_change_adapters) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "local c = require('cjson'); c.decode_max_depth(1); c.encode_keep_buffer(false)\n"
+                 "return answer(generic, 1, 200, '{\"message_id\":\"deep\",\"x\":{\"y\":[1]}}')",
+              "[" OK_ID("deep") "]");
+    lua_close(L);
+}
