@@ -11,7 +11,10 @@ void sr_buf_free(sr_buf *b) {
     sr_buf_init(b);
 }
 
-void sr_buf_reset(sr_buf *b) { b->len = 0; }
+void sr_buf_reset(sr_buf *b) {
+    b->len = 0;
+    if (b->data) b->data[0] = '\0';
+}
 
 void sr_buf_reserve(sr_buf *b, size_t extra) {
     if (b->len + extra + 1 <= b->cap) return;

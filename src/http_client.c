@@ -517,8 +517,8 @@ static CURLcode client_setup(client_request *r, const sr_http_client_request *re
     CURLcode rc = CURLE_OK;
     long timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS;
     long connect_ms = req->connect_timeout_ms;
-    if (connect_ms <= 0) connect_ms = timeout_ms < CLIENT_MAX_CONNECT_TIMEOUT_MS ? timeout_ms
-                                                                                : CLIENT_MAX_CONNECT_TIMEOUT_MS;
+    if (connect_ms <= 0)
+        connect_ms = timeout_ms < CLIENT_MAX_CONNECT_TIMEOUT_MS ? timeout_ms : CLIENT_MAX_CONNECT_TIMEOUT_MS;
     r->error[0] = '\0';
 
     CLIENT_SET(CURLOPT_PRIVATE, (void *)r);

@@ -28,7 +28,7 @@ _Static_assert(offsetof(struct sr_json_block, data) % alignof(sr_json) == 0, "ar
 /* Objects up to this many members are checked for duplicate keys by a linear
  * scan; bigger ones by sorting their keys when they close, so a hostile
  * object with 100 000 keys costs O(n log n), not O(n^2). */
-#define JSON_LINEAR_KEYS 16
+#define JSON_LINEAR_KEYS 32
 
 /* A key remembered for the duplicate check of a big object. */
 typedef struct json_key_entry {

@@ -363,7 +363,8 @@ static void mock_pending_unlink(mock_pending *p) {
     p->prev = p->next = NULL;
 }
 
-/* Takes ownership of deferred (reports started after the answer). */
+/* A waiting answer, linked into mp->pending. req is borrowed until the
+ * answer; body and extra are copied. The caller sets waits or hold. */
 static mock_pending *mock_pending_new(mock_provider *mp, sr_http_request *req, int status, const char *body,
                                       size_t len, const char *extra) {
     mock_pending *p = calloc(1, sizeof *p);
@@ -451,6 +452,7 @@ static void mock_finish_send(mock_provider *mp, sr_http_request *req, int status
         return;
     }
     mock_pending *p = mock_pending_new(mp, req, status, body->data, body->len, extra);
+    p->waits = 1; /* while the waits are set up: a report may finish at once */
     if (before) {
         while (dlrs) {
             mock_dlr *next = dlrs->next_deferred;
@@ -467,6 +469,7 @@ static void mock_finish_send(mock_provider *mp, sr_http_request *req, int status
         p->waits++;
         uv_timer_start(&p->timer, mock_pending_timer_cb, delay_ms, 0);
     }
+    mock_pending_release_one(p);
 }
 
 /* A fixed body through mock_finish_send (latency applies to errors too). */
@@ -702,7 +705,7 @@ static int mock_send_one(mock_provider *mp, const sr_http_request *req, const sr
             sr_buf_puts(out, "{\"message_id\":");
             sr_buf_json_str(out, mid, strlen(mid));
             sr_buf_puts(out, ",\"status\":\"accepted\",\"duplicate\":true,\"id\":");
-            sr_buf_json_str(out, id->str, id->len);
+            sr_json_write(out, id); /* as the client wrote it */
             sr_buf_putc(out, '}');
             return 200;
         }
@@ -714,7 +717,7 @@ static int mock_send_one(mock_provider *mp, const sr_http_request *req, const sr
         sr_buf_puts(out, batch ? "{\"status\":\"rejected\",\"error\":\"invalid number\"" : "{\"error\":\"invalid number\"");
         if (batch && id) {
             sr_buf_puts(out, ",\"id\":");
-            sr_buf_json_str(out, id->str, id->len);
+            sr_json_write(out, id);
         }
         sr_buf_putc(out, '}');
         return 400;
@@ -747,7 +750,7 @@ static int mock_send_one(mock_provider *mp, const sr_http_request *req, const sr
     sr_buf_puts(out, ",\"status\":\"accepted\"");
     if (id) {
         sr_buf_puts(out, ",\"id\":");
-        sr_buf_json_str(out, id->str, id->len);
+        sr_json_write(out, id);
     }
     sr_buf_putc(out, '}');
     return 200;

@@ -551,6 +551,23 @@ TEST(connection_refused_is_a_connect_error) {
     fx_close(&f);
 }
 
+/* ".invalid" never resolves (RFC 2606). Without a DNS answer in time the
+ * timeout hits before any connection, which is a connect error too. */
+TEST(unknown_host_is_a_connect_error) {
+    fx f;
+    fx_open(&f);
+    result r;
+    result_init(&r, &f);
+    sr_http_client_request req = {.method = "GET", .url = "http://smsrules-test.invalid/",
+                                  .timeout_ms = 2000};
+    CHECK_INT(start_request(&f, &req, on_response, &r), 0);
+    WAIT_UNTIL(&f, r.calls == 1, 5000);
+    CHECK_INT(r.error, SR_HTTP_E_CONNECT);
+    CHECK_INT(r.status, 0);
+    result_free(&r);
+    fx_close(&f);
+}
+
 /* A listener with backlog 0 that never accepts: the first connection waits in
  * the kernel's accept queue (its request is sent and never answered), the
  * second one's SYN is dropped, so it never connects. */
@@ -755,7 +772,8 @@ TEST(close_from_inside_a_callback) {
     CHECK_INT(cl.ok + cl.cancelled + cl.other, 6);
 }
 
-/* An answer with an interim 1xx block first: only the final headers count. */
+/* A raw TCP peer: answers one request with canned bytes, then closes. For
+ * answers our server would never give. */
 typedef struct raw_server {
     uv_tcp_t listener;
     uv_tcp_t conn;
@@ -847,6 +865,7 @@ static void raw_exchange(fx *f, const char *answer, result *r) {
     raw_stop(&rs);
 }
 
+/* An interim 1xx answer with headers of its own comes first. */
 TEST(only_the_final_answer_headers_are_kept) {
     fx f;
     fx_open(&f);
@@ -901,7 +920,7 @@ static int active_polls(uv_loop_t *loop) {
  * (opening the socket) must happen in the very next loop pass. UV_RUN_NOWAIT
  * runs exactly one pass without sleeping, a fraction of a millisecond after
  * uv_update_time, so a timer rounded up to 1 ms would almost never be due in
- * it; twenty rounds make a pass by chance impossible. */
+ * it; twenty rounds make passing by chance vanishingly unlikely. */
 TEST(zero_ms_curl_timer_runs_on_the_next_loop_pass) {
     fx f;
     fx_open(&f);
