@@ -27,7 +27,6 @@ BIN = $(BUILD)/smsrules
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-RUN_ARGS ?= serve -c examples/quickstart/rules.lua
 
 .PHONY: all deps build run test asan bench clean fmt
 
@@ -73,7 +72,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.c tests/unit/unit.h $(LIB)
 
 run: deps
 	@$(MAKE) --no-print-directory build
-	$(BIN) $(RUN_ARGS)
+	@BIN=$(BIN) scripts/run.sh
 
 test: deps
 	@$(MAKE) --no-print-directory build
