@@ -14,6 +14,7 @@ int sr_api_secret_equal(const char *a, size_t alen, const char *b, size_t blen);
 void sr_api_messages_post(sr_app *app, sr_http_request *req, const char *const *params, int n);
 void sr_api_messages_get(sr_app *app, sr_http_request *req, const char *const *params, int n);
 void sr_api_messages_retry(sr_app *app, sr_http_request *req, const char *const *params, int n);
+void sr_api_events_post(sr_app *app, sr_http_request *req, const char *const *params, int n);
 void sr_api_messages_list(sr_app *app, sr_http_request *req, const char *const *params, int n);
 
 #endif

@@ -46,6 +46,7 @@ static const app_route app_routes[] = {
     {"/v1/messages", "/v1/messages", "GET", sr_api_messages_list},
     {"/v1/messages/*", "/v1/messages/{id}", "GET", sr_api_messages_get},
     {"/v1/messages/*/retry", "/v1/messages/{id}/retry", "POST", sr_api_messages_retry},
+    {"/v1/events/*", "/v1/events/{name}", "POST", sr_api_events_post},
 };
 
 /* Matches path against pattern, collecting "*" segments into params.
@@ -132,8 +133,18 @@ static void app_close_walk(uv_handle_t *h, void *arg) {
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+static void app_finish(uv_timer_t *t);
+
+/* The engine drained. This can be reached from inside a store callback,
+ * and the store must not be closed from its own callback: finish on the
+ * next loop pass. */
 static void app_engine_stopped(void *ud) {
     sr_app *app = ud;
+    uv_timer_start(&app->finish_timer, app_finish, 0, 0);
+}
+
+static void app_finish(uv_timer_t *t) {
+    sr_app *app = t->data;
     uv_timer_stop(&app->drain_timer);
     /* Every answer given and every outcome recorded: close the client, flush
      * the store, then let the loop end. */
@@ -273,6 +284,8 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
         sr_error("cannot start the delivery engine");
         return 2;
     }
+    rules->store = app.store;
+    rules->scheduler = app.scheduler;
     app_register_metrics(&app);
     sr_metric_gauge_fn("smsrules_store_bytes_used", "Bytes used in the LMDB map.", NULL, app_store_gauge, &app);
     uv_timer_init(app.loop, &app.sweep_timer);
@@ -280,6 +293,8 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     uv_timer_start(&app.sweep_timer, app_sweep, 1000, 1000);
     uv_timer_init(app.loop, &app.drain_timer);
     app.drain_timer.data = &app;
+    uv_timer_init(app.loop, &app.finish_timer);
+    app.finish_timer.data = &app;
     uv_signal_init(app.loop, &app.sig_term);
     uv_signal_init(app.loop, &app.sig_int);
     uv_signal_init(app.loop, &app.sig_hup);

@@ -26,6 +26,7 @@ typedef struct sr_app {
     struct sr_scheduler *scheduler;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
+    uv_timer_t finish_timer;
     uv_timer_t sweep_timer;
     unsigned sweeps;
     int stopping;

@@ -226,6 +226,8 @@ int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err
     sr_lua_open_sms(L);
     sr_lua_open_log(L);
     sr_lua_open_provider(L);
+    sr_lua_open_actions(L);
+    sr_lua_open_kv(L);
     lua_setglobal(L, "sms");
 
     if (path) {

@@ -47,6 +47,11 @@ typedef struct sr_rules {
     sr_provider providers[SR_MAX_PROVIDERS];
     int provider_count;
     int route_ref;       /* registry reference to the sms.route function, or LUA_NOREF */
+    /* Set by the daemon after loading (NULL for `smsrules check`): what
+     * handler actions act on. */
+    struct sr_store *store;
+    struct sr_scheduler *scheduler;
+    struct sr_invocation *current; /* the handler running now */
 } sr_rules;
 
 /* Calls the function below nargs arguments on the stack with a traceback
@@ -74,5 +79,7 @@ sr_rules *sr_rules_from(lua_State *L);
 void sr_lua_open_sms(lua_State *L);
 void sr_lua_open_log(lua_State *L);
 void sr_lua_open_provider(lua_State *L);
+void sr_lua_open_actions(lua_State *L);
+void sr_lua_open_kv(lua_State *L);
 
 #endif

@@ -175,17 +175,22 @@ static void sched_close_attempt(sr_message *m, const sched_change *c) {
     if (c->provider_id && c->provider_id[0]) sr_message_set_str(&a->provider_id, c->provider_id);
 }
 
+/* Stores the route resolved at dispatch on a message that had none. */
+static void sched_set_route(sr_message *m, const sched_change *c) {
+    if (m->route_len != 0 || c->route_len <= 0) return;
+    free(m->route); /* an empty route may still own its array */
+    m->route = calloc((size_t)c->route_len, sizeof(char *));
+    if (!m->route) abort();
+    for (int i = 0; i < c->route_len; i++) sr_message_set_str(&m->route[i], c->route[i]);
+    m->route_len = c->route_len;
+}
+
 static int sched_apply(sr_message *m, void *arg) {
     const sched_change *c = arg;
     switch (c->kind) {
     case CH_SENDING: {
         if (m->status != SR_ST_QUEUED) return SR_E_STATE;
-        if (m->route_len == 0 && c->route_len > 0) {
-            m->route = calloc((size_t)c->route_len, sizeof(char *));
-            if (!m->route) abort();
-            for (int i = 0; i < c->route_len; i++) sr_message_set_str(&m->route[i], c->route[i]);
-            m->route_len = c->route_len;
-        }
+        sched_set_route(m, c);
         m->route_index = c->route_index;
         sr_message_set_str(&m->provider, c->provider);
         sr_message_set_str(&m->provider_id, NULL);
@@ -225,12 +230,7 @@ static int sched_apply(sr_message *m, void *arg) {
     case CH_SKIP_PROVIDER:
     case CH_RESCHEDULE:
         if (m->status != SR_ST_QUEUED) return SR_E_STATE;
-        if (m->route_len == 0 && c->route_len > 0) {
-            m->route = calloc((size_t)c->route_len, sizeof(char *));
-            if (!m->route) abort();
-            for (int i = 0; i < c->route_len; i++) sr_message_set_str(&m->route[i], c->route[i]);
-            m->route_len = c->route_len;
-        }
+        sched_set_route(m, c);
         if (c->kind == CH_SKIP_PROVIDER) m->route_index = c->route_index + 1;
         m->next_attempt_at_ms = c->next_attempt_at_ms;
         sr_message_set_str(&m->error, c->error);

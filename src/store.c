@@ -1422,3 +1422,27 @@ int64_t sr_store_queue_depth(sr_store *s) {
     store_read_end(s);
     return rc ? store_error(rc, "stat") : (int64_t)st.ms_entries;
 }
+
+int sr_store_idempotency_get(sr_store *s, const char *key, int64_t now_ms, char id_out[SR_ID_LEN + 1],
+                             uint64_t *body_hash) {
+    size_t len = key ? strlen(key) : 0;
+    if (len == 0 || len > s->max_key) return SR_E_NOTFOUND;
+    int code = store_read_begin(s);
+    if (code) return code;
+    MDB_val k = {len, (void *)key}, v;
+    int rc = mdb_get(s->read_txn, s->dbi[STORE_DB_IDEMPOTENCY], &k, &v);
+    code = SR_E_NOTFOUND;
+    if (rc == 0 && v.mv_size == STORE_IDEM_VALUE_LEN) {
+        const unsigned char *p = v.mv_data;
+        if ((int64_t)store_get_be64(p + SR_ID_LEN + 8) + STORE_IDEM_TTL_MS > now_ms) {
+            memcpy(id_out, p, SR_ID_LEN);
+            id_out[SR_ID_LEN] = '\0';
+            if (body_hash) *body_hash = store_get_be64(p + SR_ID_LEN);
+            code = 0;
+        }
+    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+        code = store_error(rc, "idempotency get");
+    }
+    store_read_end(s);
+    return code;
+}

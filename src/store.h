@@ -143,6 +143,10 @@ typedef struct sr_queue_entry {
 /* Up to max queued messages due at or before now_ms, highest priority first,
  * then earliest due. Returns the count or a negative code. */
 int sr_store_queue_due(sr_store *s, int64_t now_ms, sr_queue_entry *out, int max);
+/* The message id (and body hash) an idempotency key was used for in the
+ * 24 h before now_ms: 0, or SR_E_NOTFOUND. */
+int sr_store_idempotency_get(sr_store *s, const char *key, int64_t now_ms, char id_out[SR_ID_LEN + 1],
+                             uint64_t *body_hash);
 /* How many messages are queued (due or not). */
 int64_t sr_store_queue_depth(sr_store *s);
 /* Up to max ids of queued or sending messages whose validity ended before now_ms. */

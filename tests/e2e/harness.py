@@ -467,7 +467,9 @@ class Daemon:
             return []
         text = self.stderr()
         marks = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-        return ["sanitizer report in daemon stderr: " + m for m in marks if m in text]
+        # Quote the report (its first frames) so a CI log alone tells what broke.
+        return ["sanitizer report in daemon stderr: " + " | ".join(
+            l.strip() for l in text[text.index(m):].splitlines()[:14] if l.strip()) for m in marks if m in text]
 
     # -- HTTP --
 

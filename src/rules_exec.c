@@ -1,0 +1,273 @@
+#include "rules_exec.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "scheduler.h"
+#include "store.h"
+
+/* Instructions between two budget checks. */
+#define EXEC_HOOK_STEP 1000
+
+struct sr_invocation {
+    sr_rules *rules;
+    lua_State *co;
+    int co_ref;
+    int overlay_ref;
+    sr_store_txn *unit;
+    char (*ids)[SR_ID_LEN + 1];
+    int id_count;
+    int id_cap;
+    uint64_t instructions;
+    int timed_out;
+    int memory_exceeded;
+    char *result_json;
+    sr_invocation_done done;
+    void *ud;
+    char error[512];
+};
+
+sr_invocation *sr_invocation_current(sr_rules *r) { return r->current; }
+
+sr_store_txn *sr_invocation_unit(sr_invocation *inv) {
+    if (!inv->unit) inv->unit = sr_store_txn_new(inv->rules->store);
+    return inv->unit;
+}
+
+void sr_invocation_add_id(sr_invocation *inv, const char *id) {
+    if (inv->id_count == inv->id_cap) {
+        inv->id_cap = inv->id_cap ? inv->id_cap * 2 : 4;
+        inv->ids = realloc(inv->ids, sizeof *inv->ids * (size_t)inv->id_cap);
+        if (!inv->ids) abort();
+    }
+    snprintf(inv->ids[inv->id_count++], SR_ID_LEN + 1, "%s", id);
+}
+
+void sr_invocation_push_overlay(sr_invocation *inv, lua_State *L) {
+    if (inv->overlay_ref == LUA_NOREF) {
+        lua_newtable(L);
+        inv->overlay_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, inv->overlay_ref);
+}
+
+void sr_lua_push_json(lua_State *L, const sr_json *v, int depth) {
+    luaL_checkstack(L, 4, "JSON too deep");
+    switch (v->type) {
+    case SR_JSON_NULL: lua_pushnil(L); break;
+    case SR_JSON_FALSE: lua_pushboolean(L, 0); break;
+    case SR_JSON_TRUE: lua_pushboolean(L, 1); break;
+    case SR_JSON_NUMBER: {
+        int64_t i;
+        if (sr_json_is_integer(v, &i)) lua_pushinteger(L, (lua_Integer)i);
+        else lua_pushnumber(L, v->num);
+        break;
+    }
+    case SR_JSON_STRING: lua_pushlstring(L, v->str, v->len); break;
+    case SR_JSON_ARRAY: {
+        lua_createtable(L, (int)v->count, 0);
+        lua_Integer i = 1;
+        for (const sr_json *c = v->child; c; c = c->next) {
+            sr_lua_push_json(L, c, depth + 1);
+            lua_rawseti(L, -2, i++);
+        }
+        break;
+    }
+    case SR_JSON_OBJECT:
+        lua_createtable(L, 0, (int)v->count);
+        for (const sr_json *c = v->child; c; c = c->next) {
+            lua_pushlstring(L, c->key, c->key_len);
+            sr_lua_push_json(L, c, depth + 1);
+            lua_rawset(L, -3);
+        }
+        break;
+    }
+}
+
+/* The count hook: charges the running invocation and stops it past its
+ * budget. Once over, it fires at every instruction so a pcall in the rule
+ * cannot swallow the error and keep going. */
+static void exec_hook(lua_State *L, lua_Debug *ar) {
+    sr_rules *r = sr_rules_from(L);
+    sr_invocation *inv = r->current;
+    if (!inv) return;
+    inv->instructions += inv->timed_out ? 1 : EXEC_HOOK_STEP;
+    if (inv->instructions > r->config->instruction_budget) {
+        if (!inv->timed_out) {
+            inv->timed_out = 1;
+            lua_sethook(L, exec_hook, LUA_MASKCOUNT, 1);
+        }
+        luaL_error(L, "instruction budget exceeded (%I instructions)", (lua_Integer)r->config->instruction_budget);
+    }
+}
+
+static void exec_free(sr_invocation *inv) {
+    lua_State *L = inv->rules->L;
+    if (inv->unit) sr_store_txn_discard(inv->unit);
+    luaL_unref(L, LUA_REGISTRYINDEX, inv->co_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, inv->overlay_ref);
+    free(inv->ids);
+    free(inv->result_json);
+    free(inv);
+}
+
+static void exec_report(sr_invocation *inv, sr_invocation_status st, const char *error, int store_code) {
+    sr_invocation_result res;
+    memset(&res, 0, sizeof res);
+    res.status = st;
+    res.error = error;
+    res.store_code = store_code;
+    res.ids = (const char(*)[SR_ID_LEN + 1])inv->ids;
+    res.id_count = st == SR_INV_OK ? inv->id_count : 0;
+    res.result_json = st == SR_INV_OK ? inv->result_json : NULL;
+    inv->done(&res, inv->ud);
+}
+
+static void exec_committed(sr_store_txn *t, void *ud) {
+    sr_invocation *inv = ud;
+    int st = sr_store_txn_status(t);
+    if (st == SR_E_EXISTS) {
+        /* A concurrent handler used the same idempotency key first: this one's
+         * effects are not written; its message is the existing one. */
+        for (int slot = 0; slot < inv->id_count; slot++) {
+            if (sr_store_txn_result(t, slot) == SR_E_EXISTS) {
+                const char *id = sr_store_txn_id(t, slot);
+                if (id) snprintf(inv->ids[slot], SR_ID_LEN + 1, "%s", id);
+            }
+        }
+        st = 0;
+    }
+    if (st == 0) {
+        if (inv->rules->scheduler) sr_scheduler_kick(inv->rules->scheduler);
+        exec_report(inv, SR_INV_OK, NULL, 0);
+    } else {
+        exec_report(inv, SR_INV_STORE, sr_store_strerror(st), st);
+    }
+    exec_free(inv);
+}
+
+/* Keeps the handler's first return value as JSON for the caller (values
+ * that have no JSON form — functions, cycles — are left out). */
+static void exec_keep_result(sr_invocation *inv) {
+    lua_State *co = inv->co;
+    if (lua_gettop(co) < 1 || lua_isnil(co, 1)) return;
+    lua_getfield(co, LUA_REGISTRYINDEX, "smsrules.cjson_encode");
+    if (!lua_isfunction(co, -1)) {
+        lua_pop(co, 1);
+        lua_getglobal(co, "require");
+        lua_pushstring(co, "cjson");
+        if (lua_pcall(co, 1, 1, 0) != LUA_OK) {
+            lua_pop(co, 1);
+            return;
+        }
+        lua_getfield(co, -1, "new");
+        if (lua_pcall(co, 0, 1, 0) != LUA_OK) {
+            lua_pop(co, 2);
+            return;
+        }
+        lua_getfield(co, -1, "encode");
+        lua_pushvalue(co, -1);
+        lua_setfield(co, LUA_REGISTRYINDEX, "smsrules.cjson_encode");
+        lua_remove(co, -2);
+        lua_remove(co, -2);
+    }
+    lua_pushvalue(co, 1);
+    /* The handler finished: no budget for the encoding itself. */
+    lua_sethook(co, NULL, 0, 0);
+    if (lua_pcall(co, 1, 1, 0) == LUA_OK) {
+        size_t len;
+        const char *json = lua_tolstring(co, -1, &len);
+        if (json && len <= 65536) {
+            inv->result_json = malloc(len + 1);
+            if (!inv->result_json) abort();
+            memcpy(inv->result_json, json, len + 1);
+        }
+    }
+    lua_pop(co, 1);
+}
+
+/* After the coroutine returned or failed. */
+static void exec_finish(sr_invocation *inv, int rc) {
+    sr_rules *r = inv->rules;
+    if (rc == LUA_OK) {
+        exec_keep_result(inv);
+        lua_settop(inv->co, 0);
+        if (inv->unit) {
+            sr_store_txn *t = inv->unit;
+            inv->unit = NULL;
+            sr_store_txn_submit(t, exec_committed, inv);
+            return;
+        }
+        exec_report(inv, SR_INV_OK, NULL, 0);
+        exec_free(inv);
+        return;
+    }
+    const char *msg = lua_tostring(inv->co, -1);
+    if (!msg) msg = "error object is not a string";
+    sr_invocation_status st = inv->timed_out ? SR_INV_TIMEOUT
+                              : (rc == LUA_ERRMEM || inv->memory_exceeded) ? SR_INV_MEMORY
+                                                                           : SR_INV_ERROR;
+    size_t n = strcspn(msg, "\n");
+    snprintf(inv->error, sizeof inv->error, "%.*s", (int)(n < 500 ? n : 500), msg);
+    luaL_traceback(r->L, inv->co, msg, 0);
+    sr_warn(st == SR_INV_TIMEOUT ? "rule stopped: instruction budget exceeded"
+            : st == SR_INV_MEMORY ? "rule stopped: memory limit reached"
+                                  : "rule error",
+            "error", inv->error, "traceback", lua_tostring(r->L, -1));
+    lua_pop(r->L, 1);
+    /* Nothing of a failed handler is written. */
+    if (inv->unit) {
+        sr_store_txn_discard(inv->unit);
+        inv->unit = NULL;
+    }
+    exec_report(inv, st, inv->error, 0);
+    exec_free(inv);
+    /* A memory-capped state gets its memory back now. */
+    lua_gc(r->L, LUA_GCCOLLECT);
+}
+
+/* Resumes the coroutine with nargs values on its stack. */
+static void exec_resume(sr_invocation *inv, int nargs) {
+    sr_rules *r = inv->rules;
+    sr_invocation *outer = r->current;
+    r->current = inv;
+    r->memory_exceeded = 0;
+    int nres = 0;
+    int rc = lua_resume(inv->co, r->L, nargs, &nres);
+    if (r->memory_exceeded) inv->memory_exceeded = 1;
+    r->current = outer;
+    if (rc == LUA_YIELD) return; /* an async action resumes it later */
+    exec_finish(inv, rc);
+}
+
+int sr_rules_fire_event(sr_rules *r, const char *name, const sr_json *arg, sr_invocation_done done, void *ud) {
+    lua_State *L = r->L;
+    lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.events");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return SR_E_NOTFOUND;
+    }
+    lua_getfield(L, -1, name);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 2);
+        return SR_E_NOTFOUND;
+    }
+    sr_invocation *inv = calloc(1, sizeof *inv);
+    if (!inv) abort();
+    inv->rules = r;
+    inv->done = done;
+    inv->ud = ud;
+    inv->overlay_ref = LUA_NOREF;
+    inv->co = lua_newthread(L);
+    inv->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_sethook(inv->co, exec_hook, LUA_MASKCOUNT, EXEC_HOOK_STEP);
+    lua_xmove(L, inv->co, 1); /* the handler */
+    lua_pop(L, 1);            /* the events table */
+    if (arg) sr_lua_push_json(inv->co, arg, 0);
+    else lua_newtable(inv->co);
+    exec_resume(inv, 1);
+    return 0;
+}

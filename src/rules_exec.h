@@ -1,0 +1,58 @@
+/* rules_exec: running rule handlers. Each event (trigger, inbound SMS,
+ * delivery report) runs its handler in its own coroutine, under the
+ * instruction budget and the state's memory cap. The handler's effects
+ * (messages sent, kv writes, opt-outs) gather in one store unit that is
+ * committed when the handler returns, all or nothing; a handler that raises,
+ * runs out of budget or memory commits nothing. The done callback runs after
+ * the commit reached the disk, so an answer sent from it promises durability. */
+#ifndef SR_RULES_EXEC_H
+#define SR_RULES_EXEC_H
+
+#include "json.h"
+#include "message.h"
+#include "rules.h"
+
+typedef enum {
+    SR_INV_OK = 0,
+    SR_INV_ERROR,   /* the handler raised: rule_error */
+    SR_INV_TIMEOUT, /* instruction budget exceeded: rule_timeout */
+    SR_INV_MEMORY,  /* memory cap reached: rule_memory */
+    SR_INV_STORE,   /* the effects could not be committed */
+} sr_invocation_status;
+
+typedef struct sr_invocation sr_invocation;
+
+/* What a finished invocation reports. ids: the messages it created (or
+ * found by idempotency key), valid during the callback. */
+typedef struct sr_invocation_result {
+    sr_invocation_status status;
+    const char *error; /* "file:line: message" or the store's error; NULL when OK */
+    int store_code;    /* with SR_INV_STORE */
+    const char (*ids)[SR_ID_LEN + 1];
+    int id_count;
+    const char *result_json; /* the handler's first return value as JSON, or NULL */
+} sr_invocation_result;
+
+typedef void (*sr_invocation_done)(const sr_invocation_result *res, void *ud);
+
+/* Runs the event handler registered with sms.on(name) with the JSON value as
+ * its argument (NULL: an empty table). Returns 0 and later calls done
+ * exactly once, or SR_E_NOTFOUND (no such handler; done never runs). */
+int sr_rules_fire_event(sr_rules *r, const char *name, const sr_json *arg, sr_invocation_done done, void *ud);
+
+/* The invocation whose handler is running now (NULL at load time). */
+sr_invocation *sr_invocation_current(sr_rules *r);
+/* For actions (sms.send, sms.kv, ...): the unit collecting the effects,
+ * created on first use. */
+struct sr_store_txn *sr_invocation_unit(sr_invocation *inv);
+/* Records a message id the invocation created. */
+void sr_invocation_add_id(sr_invocation *inv, const char *id);
+/* Pushes onto L (the running thread) a table holding this invocation's pending kv
+ * writes and opt-outs, so reads inside the handler see its own writes. */
+void sr_invocation_push_overlay(sr_invocation *inv, lua_State *L);
+
+/* Pushes a JSON value as a Lua value (objects → tables, arrays → sequences,
+ * null → nil inside tables). */
+void sr_lua_push_json(lua_State *L, const sr_json *v, int depth);
+
+#endif
