@@ -49,6 +49,10 @@ int sr_api_require_key(sr_app *app, sr_http_request *req) {
 
 /* ---- POST /v1/messages ---- */
 
+static const struct sr_template *api_find_template(void *ud, const char *name) {
+    return ud ? sr_rules_template_find(ud, name) : NULL;
+}
+
 typedef struct post_item {
     int rejected;     /* validation failed */
     sr_reasons reasons;
@@ -257,6 +261,7 @@ void sr_api_messages_post(sr_app *app, sr_http_request *req, const char *const *
     if (!ctx->items) abort();
 
     int64_t now = sr_now_ms();
+    sr_submission_templates templates = {api_find_template, app->rules};
     const sr_json *entry = batch ? list->child : root;
     sr_store_txn *units[API_MAX_BATCH];
     post_unit *unit_ud[API_MAX_BATCH];
@@ -268,7 +273,7 @@ void sr_api_messages_post(sr_app *app, sr_http_request *req, const char *const *
         sr_message m;
         const char *idem = NULL;
         uint64_t hash = 0;
-        if (sr_submission_parse(entry, app->config, now, prefix, &m, &idem, &hash, &it->reasons) != 0) {
+        if (sr_submission_parse(entry, app->config, &templates, now, prefix, &m, &idem, &hash, &it->reasons) != 0) {
             it->rejected = 1;
             continue;
         }

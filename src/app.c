@@ -286,6 +286,7 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     }
     rules->store = app.store;
     rules->scheduler = app.scheduler;
+    rules->client = app.client;
     app_register_metrics(&app);
     sr_metric_gauge_fn("smsrules_store_bytes_used", "Bytes used in the LMDB map.", NULL, app_store_gauge, &app);
     uv_timer_init(app.loop, &app.sweep_timer);

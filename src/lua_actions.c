@@ -72,6 +72,55 @@ static int l_sms_send(lua_State *L) {
     sr_rules *r = sr_rules_from(L);
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
+    lua_getfield(L, 1, "template");
+    if (!lua_isnil(L, -1)) {
+        /* template + vars → text, then the same path as a plain message. */
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pushnil(L);
+            lua_pushstring(L, "invalid_type: 'template' must be a template name");
+            return 2;
+        }
+        lua_getfield(L, 1, "text");
+        if (!lua_isnil(L, -1)) {
+            lua_pushnil(L);
+            lua_pushstring(L, "invalid_value: give 'text' or 'template', not both");
+            return 2;
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, 1, "vars"); /* 3 */
+        if (!lua_isnil(L, 3) && !lua_istable(L, 3)) {
+            lua_pushnil(L);
+            lua_pushstring(L, "invalid_type: 'vars' must be a table");
+            return 2;
+        }
+        const char *rendered;
+        size_t rlen;
+        char terr[200];
+        if (sr_lua_render(L, lua_tostring(L, 2), lua_isnil(L, 3) ? 0 : 3, &rendered, &rlen, terr, sizeof terr) != 0) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "template_error: %s", terr);
+            return 2;
+        }
+        /* 4: the text. A shallow copy of the message without template/vars. */
+        lua_newtable(L); /* 5 */
+        lua_pushnil(L);
+        while (lua_next(L, 1)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+            if (k && (strcmp(k, "template") == 0 || strcmp(k, "vars") == 0)) {
+                lua_pop(L, 1);
+                continue;
+            }
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, 5);
+        }
+        lua_pushvalue(L, 4);
+        lua_setfield(L, 5, "text");
+        lua_replace(L, 1);
+        lua_settop(L, 1);
+    } else {
+        lua_pop(L, 1);
+    }
     if (actions_encode(L, 1) != LUA_OK) {
         lua_pushnil(L);
         lua_pushfstring(L, "invalid_type: the message must hold only strings, numbers and tables (%s)",
@@ -93,7 +142,7 @@ static int l_sms_send(lua_State *L) {
     uint64_t hash = 0;
     sr_reasons reasons;
     /* An empty Lua table encodes as {} and an array-like one as [...]: both refused by the parser below. */
-    int rc = sr_submission_parse(doc.root, r->config, now, "", &m, &idem, &hash, &reasons);
+    int rc = sr_submission_parse(doc.root, r->config, NULL, now, "", &m, &idem, &hash, &reasons);
     if (rc != 0) {
         sr_json_doc_free(&doc);
         lua_pushnil(L);

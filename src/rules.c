@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "template.h"
 
 static const char RULES_KEY = 'r'; /* registry key: its address */
 
@@ -228,6 +229,7 @@ int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err
     sr_lua_open_provider(L);
     sr_lua_open_actions(L);
     sr_lua_open_kv(L);
+    sr_lua_open_template(L);
     lua_setglobal(L, "sms");
 
     if (path) {
@@ -262,8 +264,19 @@ sr_provider *sr_rules_provider(sr_rules *r, const char *name) {
     return NULL;
 }
 
+const struct sr_template *sr_rules_template_find(sr_rules *r, const char *name) {
+    for (int i = 0; i < r->template_count; i++)
+        if (strcmp(r->templates[i].name, name) == 0) return r->templates[i].tpl;
+    return NULL;
+}
+
 void sr_rules_free(sr_rules *r) {
     if (!r) return;
+    sr_buf_free(&r->render_buf);
+    for (int i = 0; i < r->template_count; i++) {
+        free(r->templates[i].name);
+        sr_template_free(r->templates[i].tpl);
+    }
     for (int i = 0; i < r->provider_count; i++) {
         free(r->providers[i].name);
         free(r->providers[i].adapter);
@@ -275,7 +288,8 @@ void sr_rules_free(sr_rules *r) {
 }
 
 void sr_rules_summary(sr_rules *r, char *out, size_t outlen) {
-    int n = snprintf(out, outlen, "%s: ok, %d provider%s", r->path ? r->path : "(no rules)", r->provider_count,
+    int n = snprintf(out, outlen, "%s: ok, %d template%s, %d provider%s", r->path ? r->path : "(no rules)",
+                     r->template_count, r->template_count == 1 ? "" : "s", r->provider_count,
                      r->provider_count == 1 ? "" : "s");
     for (int i = 0; i < r->provider_count && n > 0 && (size_t)n < outlen; i++)
         n += snprintf(out + n, outlen - (size_t)n, "%s%s (%s)", i ? ", " : ": ", r->providers[i].name,

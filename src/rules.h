@@ -12,6 +12,7 @@
 #include <lua.h>
 #include <stddef.h>
 
+#include "buf.h"
 #include "config.h"
 
 /* A provider declared with sms.provider(name, {...}). */
@@ -30,6 +31,13 @@ typedef struct sr_provider {
 } sr_provider;
 
 #define SR_MAX_PROVIDERS 64
+#define SR_MAX_TEMPLATES 1024
+
+struct sr_template;
+typedef struct sr_rules_template {
+    char *name;
+    struct sr_template *tpl;
+} sr_rules_template;
 
 /* Embedded Lua sources (lua/ folder, built in by scripts/embed-lua.sh). */
 const char *sr_lua_embedded(const char *name, size_t *len);
@@ -47,10 +55,14 @@ typedef struct sr_rules {
     sr_provider providers[SR_MAX_PROVIDERS];
     int provider_count;
     int route_ref;       /* registry reference to the sms.route function, or LUA_NOREF */
+    sr_rules_template templates[SR_MAX_TEMPLATES];
+    int template_count;
+    sr_buf render_buf; /* reused by renders: owned here, so a Lua error mid-render leaks nothing */
     /* Set by the daemon after loading (NULL for `smsrules check`): what
      * handler actions act on. */
     struct sr_store *store;
     struct sr_scheduler *scheduler;
+    struct sr_http_client *client;
     struct sr_invocation *current; /* the handler running now */
 } sr_rules;
 
@@ -59,6 +71,15 @@ typedef struct sr_rules {
  * everything it pushed, writes "file:line: message" to err, logs the
  * traceback, and returns -1. */
 int sr_rules_call(sr_rules *r, int nargs, int nresults, char *err, size_t errlen);
+
+/* The template declared with sms.template(name, ...), or NULL. */
+const struct sr_template *sr_rules_template_find(sr_rules *r, const char *name);
+
+/* Renders template name with the Lua table at vars_index (0: no vars). On
+ * success pushes the text (also returned through text/len) and returns 0;
+ * else returns -1 with err ("missing variable 'x'", "unknown template 'y'"). */
+int sr_lua_render(lua_State *L, const char *name, int vars_index, const char **text, size_t *len, char *err,
+                  size_t errlen);
 
 /* The provider named name, or NULL. */
 sr_provider *sr_rules_provider(sr_rules *r, const char *name);
@@ -81,5 +102,6 @@ void sr_lua_open_log(lua_State *L);
 void sr_lua_open_provider(lua_State *L);
 void sr_lua_open_actions(lua_State *L);
 void sr_lua_open_kv(lua_State *L);
+void sr_lua_open_template(lua_State *L);
 
 #endif

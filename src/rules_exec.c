@@ -243,6 +243,10 @@ static void exec_resume(sr_invocation *inv, int nargs) {
     exec_finish(inv, rc);
 }
 
+lua_State *sr_invocation_thread(sr_invocation *inv) { return inv->co; }
+
+void sr_invocation_resume(sr_invocation *inv, int nresults) { exec_resume(inv, nresults); }
+
 int sr_rules_fire_event(sr_rules *r, const char *name, const sr_json *arg, sr_invocation_done done, void *ud) {
     lua_State *L = r->L;
     lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.events");

@@ -51,6 +51,14 @@ void sr_invocation_add_id(sr_invocation *inv, const char *id);
  * writes and opt-outs, so reads inside the handler see its own writes. */
 void sr_invocation_push_overlay(sr_invocation *inv, lua_State *L);
 
+/* Async actions (the OpenResty pattern): the action checks
+ * lua_isyieldable, starts its I/O with a completion callback that holds the
+ * invocation, and returns lua_yield(L, 0). The completion pushes its results
+ * onto sr_invocation_thread(inv) and calls sr_invocation_resume(inv, nresults).
+ * A yielded invocation lives until it is resumed and finishes. */
+lua_State *sr_invocation_thread(sr_invocation *inv);
+void sr_invocation_resume(sr_invocation *inv, int nresults);
+
 /* Pushes a JSON value as a Lua value (objects → tables, arrays → sequences,
  * null → nil inside tables). */
 void sr_lua_push_json(lua_State *L, const sr_json *v, int depth);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "template.h"
 #include "text.h"
 
 #define SUB_MAX_ROUTE 16
@@ -60,11 +61,12 @@ static int sender_valid(const char *s, size_t len) {
     return 1;
 }
 
-static const char *const sub_fields[] = {"to",       "text",     "from",    "route", "idempotency_key",
-                                         "priority", "validity", "send_at", "tags",  NULL};
+static const char *const sub_fields[] = {"to",       "text",     "from",    "route", "idempotency_key", "priority",
+                                         "validity", "send_at", "tags",  "template", "vars", NULL};
 
-int sr_submission_parse(const sr_json *obj, const sr_config *cfg, int64_t now_ms, const char *prefix,
-                        sr_message *out, const char **idem_key, uint64_t *body_hash, sr_reasons *reasons) {
+int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submission_templates *templates,
+                        int64_t now_ms, const char *prefix, sr_message *out, const char **idem_key,
+                        uint64_t *body_hash, sr_reasons *reasons) {
     sr_message_init(out);
     *idem_key = NULL;
     *body_hash = 0;
@@ -91,8 +93,43 @@ int sr_submission_parse(const sr_json *obj, const sr_config *cfg, int64_t now_ms
         reason_add(reasons, "invalid_phone", prefix, "to", "not a valid phone number: '%s'", to->str);
     }
 
-    /* text */
+    /* template + vars → the text */
     const sr_json *text = sr_json_get(obj, "text");
+    const sr_json *tpl = sr_json_get(obj, "template");
+    const sr_json *vars = sr_json_get(obj, "vars");
+    sr_json rendered_node;
+    sr_buf rendered;
+    sr_buf_init(&rendered);
+    if (vars && !tpl) reason_add(reasons, "unknown_field", prefix, "vars", "'vars' needs 'template'%s", NULL);
+    if (tpl) {
+        const struct sr_template *t = NULL;
+        if (text) {
+            reason_add(reasons, "invalid_value", prefix, "template", "give 'text' or 'template', not both%s", NULL);
+        } else if (tpl->type != SR_JSON_STRING) {
+            reason_add(reasons, "invalid_type", prefix, "template", "'template' must be a template name%s", NULL);
+        } else if (vars && vars->type != SR_JSON_OBJECT) {
+            reason_add(reasons, "invalid_type", prefix, "vars", "'vars' must be an object%s", NULL);
+        } else if (!templates || !(t = templates->find(templates->ud, tpl->str))) {
+            reason_add(reasons, "unknown_template", prefix, "template", "no template named '%s'", tpl->str);
+        } else {
+            char err[200];
+            static const sr_json empty = {.type = SR_JSON_OBJECT};
+            if (sr_template_render(t, sr_template_lookup_json, (void *)(vars ? vars : &empty), &rendered, err,
+                                   sizeof err) != 0) {
+                reason_add(reasons, "template_error", prefix, "vars", "%s", err);
+            } else {
+                memset(&rendered_node, 0, sizeof rendered_node);
+                rendered_node.type = SR_JSON_STRING;
+                rendered_node.str = sr_buf_cstr(&rendered);
+                rendered_node.len = rendered.len;
+                text = &rendered_node;
+            }
+        }
+        if (!text) {
+            sr_buf_free(&rendered);
+            return -1;
+        }
+    }
     sr_segments seg = {0};
     if (!text) {
         reason_add(reasons, "missing_field", prefix, "text", "missing field 'text'%s", NULL);
@@ -179,7 +216,10 @@ int sr_submission_parse(const sr_json *obj, const sr_config *cfg, int64_t now_ms
                        NULL);
     }
 
-    if (reasons->count) return -1;
+    if (reasons->count) {
+        sr_buf_free(&rendered);
+        return -1;
+    }
 
     /* Build the record. */
     sr_message_set_str(&out->to, e164);
@@ -226,6 +266,7 @@ int sr_submission_parse(const sr_json *obj, const sr_config *cfg, int64_t now_ms
         h = hash_str(h, out->tags[i].value);
     }
     *body_hash = h;
+    sr_buf_free(&rendered);
     return 0;
 }
 

@@ -27,13 +27,24 @@ typedef struct sr_reasons {
     int count;
 } sr_reasons;
 
+/* Where templates come from for {template, vars} requests (NULL: refused). */
+struct sr_template;
+typedef struct sr_submission_templates {
+    const struct sr_template *(*find)(void *ud, const char *name);
+    void *ud;
+} sr_submission_templates;
+
 /* Validates obj. On success returns 0 with *out filled (initialised here,
  * owned by the caller: free it or hand it to the store), *idem_key pointing
  * into obj (or NULL) and *body_hash a hash of the normalised request (what an
  * idempotent retry must repeat). On refusal returns -1 with reasons filled
- * (out left empty). ref_prefix is "" or "messages[3]." for batch entries. */
-int sr_submission_parse(const sr_json *obj, const sr_config *cfg, int64_t now_ms, const char *ref_prefix,
-                        sr_message *out, const char **idem_key, uint64_t *body_hash, sr_reasons *reasons);
+ * (out left empty). ref_prefix is "" or "messages[3]." for batch entries.
+ * With "template" (and optional "vars", an object) instead of "text", the
+ * text is the template rendered with vars; a missing variable refuses the
+ * message with template_error naming it. */
+int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submission_templates *templates,
+                        int64_t now_ms, const char *ref_prefix, sr_message *out, const char **idem_key,
+                        uint64_t *body_hash, sr_reasons *reasons);
 
 /* The HTTP status for a refused single message: 400 for malformed requests
  * (missing/unknown field, wrong type, invalid text), 422 for well-formed but

@@ -9,7 +9,14 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import HOST, SLOWDOWN, Daemon, Mock, check, run, test, wait_for  # noqa: E402
+from harness import HOST, SLOWDOWN, Daemon, Mock, check, make_temp_dir, run, run_cli, test, wait_for  # noqa: E402
+
+
+def write_rules(text):
+    path = os.path.join(make_temp_dir(), "rules.lua")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
 
 KEY = "k"
 AUTH = {"Authorization": "Bearer " + KEY}
@@ -31,9 +38,15 @@ sms.config{ api_keys = { "k" }, default_country = "84", instruction_budget = 200
             memory_limit = 32 * 1024 * 1024 }
 sms.provider("mock", { adapter = "mock", url = "%(url)s" })
 
+sms.template("order_created", "Order #{{order.number}} confirmed. Total {{ order.total }}.")
 sms.on("order.created", function(ev)
-  return sms.send{ to = ev.phone, text = "Order #" .. ev.order.number .. " confirmed. Total " .. ev.order.total .. ".",
+  return sms.send{ to = ev.phone, template = "order_created", vars = ev,
                    idempotency_key = "order-" .. ev.order.number }
+end)
+sms.on("render", function(ev)
+  local text, err = sms.render("order_created", ev)
+  local id, send_err = sms.send{ to = "+84912345678", template = "order_created", vars = ev }
+  return { text = text, err = err, id = id, send_err = send_err }
 end)
 sms.on("count", function(ev)
   return { n = sms.kv.incr("counter:" .. ev.name, 1) }
@@ -101,6 +114,37 @@ def event_renders_and_provider_receives_exact_text():
 
 
 @test
+def templates_render_and_name_missing_variables():
+    mock = Mock.start()
+    d = start(mock)
+    status, _, _, doc = fire(d, "render", {"order": {"number": 7, "total": 9.5}})
+    check(doc["result"]["text"] == "Order #7 confirmed. Total 9.5." and doc["result"]["id"], "render: %r" % doc)
+    status, _, _, doc = fire(d, "render", {"order": {"number": 7}})
+    r = doc["result"]
+    check(r["err"] == "template_error: missing variable 'order.total'" and "id" not in r and
+          r["send_err"] == "template_error: missing variable 'order.total'", "missing variable: %r" % r)
+    # POST /v1/messages takes template + vars too.
+    status, _, _, doc = d.request("POST", "/v1/messages", headers=AUTH, body={
+        "to": "+84912345678", "template": "order_created", "vars": {"order": {"number": "A1", "total": "3.00"}}})
+    check(status == 202, "POST with template: %d %r" % (status, doc))
+    check(get(d, doc["id"])["text"] == "Order #A1 confirmed. Total 3.00.", "rendered text stored")
+    status, _, _, doc = d.request("POST", "/v1/messages", headers=AUTH, body={
+        "to": "+84912345678", "template": "order_created", "vars": {"order": {"number": 1}}})
+    check(status == 422 and doc["error"]["code"] == "template_error" and "order.total" in doc["error"]["message"],
+          "missing variable over HTTP: %d %r" % (status, doc))
+    status, _, _, doc = d.request("POST", "/v1/messages", headers=AUTH, body={"to": "+84912345678", "template": "nope"})
+    check(status == 422 and doc["error"]["code"] == "unknown_template", "unknown template: %d %r" % (status, doc))
+    d.stop()
+    mock.stop()
+
+
+@test
+def template_syntax_checked_at_load():
+    rc, out, err = run_cli(["check", write_rules('sms.config{}\nsms.template("t", "Hi {{name")\n')])
+    check(rc == 1 and "rules.lua:2:" in err and "unclosed" in err, "check: %d %r" % (rc, err))
+
+
+@test
 def unknown_event_and_rule_error():
     mock = Mock.start()
     d = start(mock)
@@ -108,10 +152,10 @@ def unknown_event_and_rule_error():
     check(status == 404 and doc["error"]["code"] == "unknown_event", "unknown: %d %r" % (status, doc))
     status, _, _, doc = fire(d, "order.created", {"phone": "0912345678"})  # ev.order is nil
     check(status == 500 and doc["error"]["code"] == "rule_error", "rule error: %d %r" % (status, doc))
-    check("rules.lua:7:" in doc["error"]["message"] and "traceback" not in doc["error"]["message"],
+    check("rules.lua:9:" in doc["error"]["message"] and "traceback" not in doc["error"]["message"],
           "file:line, no stack: %r" % doc["error"]["message"])
     logged = [x for x in d.log_lines() if x.get("msg") == "rule error"]
-    check(logged and "rules.lua:7:" in logged[-1]["error"] and "traceback" in logged[-1]["traceback"],
+    check(logged and "rules.lua:9:" in logged[-1]["error"] and "traceback" in logged[-1]["traceback"],
           "the log has file:line and the traceback: %r" % logged[-1:])
     status, _, _, doc = d.request("POST", "/v1/events/order.created", body=b"{bad", headers=AUTH)
     check(status == 400 and doc["error"]["code"] == "invalid_json", "bad body: %d" % status)
