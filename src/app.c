@@ -39,6 +39,8 @@ static void api_metrics(sr_app *app, sr_http_request *req, const char *const *pa
     sr_buf_free(&out);
 }
 
+static void api_admin_reload(sr_app *app, sr_http_request *req, const char *const *params, int n);
+
 static const app_route app_routes[] = {
     {"/healthz", "/healthz", "GET", api_healthz},
     {"/metrics", "/metrics", "GET", api_metrics},
@@ -47,6 +49,7 @@ static const app_route app_routes[] = {
     {"/v1/messages/*", "/v1/messages/{id}", "GET", sr_api_messages_get},
     {"/v1/messages/*/retry", "/v1/messages/{id}/retry", "POST", sr_api_messages_retry},
     {"/v1/events/*", "/v1/events/{name}", "POST", sr_api_events_post},
+    {"/v1/admin/reload", "/v1/admin/reload", "POST", api_admin_reload},
 };
 
 /* Matches path against pattern, collecting "*" segments into params.
@@ -125,6 +128,73 @@ static void app_register_metrics(sr_app *app) {
              MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH);
     sr_metric_gauge("smsrules_build_info", "Build information.", labels)->value = 1;
     sr_metric_gauge_fn("smsrules_http_open_connections", "Open HTTP connections.", NULL, app_open_connections, app);
+}
+
+/* ---- reload ---- */
+
+int sr_app_reload(sr_app *app, char *err, size_t errlen) {
+    sr_rules *old = app->rules;
+    if (!old || !old->path) {
+        snprintf(err, errlen, "the daemon runs without a rules file: nothing to reload");
+        sr_warn("rules reload refused", "error", err);
+        return -1;
+    }
+    sr_config scratch;
+    sr_config_init(&scratch);
+    sr_rules *fresh = NULL;
+    if (sr_rules_load(&fresh, old->path, &scratch, err, errlen) != 0) {
+        sr_error("rules reload failed; the old rules keep running", "rules", old->path, "error", err);
+        sr_metric_counter("smsrules_rules_reloads_total", "Rules reloads, by result.", "result=\"failed\"")->value++;
+        sr_config_free(&scratch);
+        return -1;
+    }
+    sr_config_add_env_api_keys(&scratch);
+    if (strcmp(scratch.listen, app->config->listen) != 0 || strcmp(scratch.data, app->config->data) != 0)
+        sr_warn("listen and data changes need a restart; kept the running ones");
+    sr_config_apply_live(app->config, &scratch);
+    sr_config_free(&scratch);
+    fresh->config = app->config;
+    fresh->store = app->store;
+    fresh->scheduler = app->scheduler;
+    fresh->client = app->client;
+    /* The swap: everything from now on sees the new rules. */
+    app->rules = fresh;
+    if (app->scheduler) sr_scheduler_set_rules(app->scheduler, fresh);
+    sr_rules_release(old);
+    sr_metric_counter("smsrules_rules_reloads_total", "Rules reloads, by result.", "result=\"ok\"")->value++;
+    sr_info("rules reloaded", "rules", fresh->path, "providers", sr_log_num(fresh->provider_count), "templates",
+            sr_log_num(fresh->template_count));
+    return 0;
+}
+
+static void api_admin_reload(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+    const char *key = app->config->admin_key;
+    if (!key || !*key) {
+        sr_http_respond_error(req, 403, "admin_disabled",
+                              "the admin API is off: set sms.config{admin_key = ...} to use it", NULL);
+        return;
+    }
+    size_t len = 0;
+    const char *auth = sr_http_header_get(req, "authorization", &len);
+    if (!auth || len <= 7 || strncasecmp(auth, "Bearer ", 7) != 0 ||
+        !sr_api_secret_equal(auth + 7, len - 7, key, strlen(key))) {
+        sr_http_respond_error(req, 401, "unauthorized", "the admin API needs Authorization: Bearer <admin key>",
+                              "WWW-Authenticate: Bearer\r\n");
+        return;
+    }
+    char err[512];
+    if (sr_app_reload(app, err, sizeof err) != 0) {
+        sr_http_respond_error(req, 422, "rules_error", err, NULL);
+        return;
+    }
+    sr_buf body;
+    sr_buf_init(&body);
+    sr_buf_puts(&body, "{\"status\":\"reloaded\",\"rules\":");
+    sr_buf_json_str(&body, app->rules->path, strlen(app->rules->path));
+    sr_buf_printf(&body, ",\"providers\":%d,\"templates\":%d}", app->rules->provider_count,
+                  app->rules->template_count);
+    sr_http_respond(req, 200, "application/json", body.data, body.len, NULL);
+    sr_buf_free(&body);
 }
 
 /* ---- lifecycle ---- */
@@ -220,7 +290,8 @@ static void app_drain_deadline(uv_timer_t *t) {
 static void app_on_signal(uv_signal_t *h, int signum) {
     sr_app *app = h->data;
     if (signum == SIGHUP) {
-        sr_info("SIGHUP received; rules reload arrives with the rules API");
+        char err[512];
+        if (!app->stopping) sr_app_reload(app, err, sizeof err);
         return;
     }
     if (app->stopping) return;
@@ -244,7 +315,7 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     int port;
     if (sr_config_split_listen(config->listen, host, sizeof host, &port) != 0) {
         sr_error("invalid listen address (want host:port)", "listen", config->listen);
-        sr_rules_free(rules);
+        sr_rules_release(rules);
         return 1;
     }
     sr_http_options opt;
@@ -263,7 +334,7 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     char err[256];
     if (sr_http_server_start(&app.server, app.loop, host, port, &opt, err, sizeof err) != 0) {
         sr_error("cannot start the HTTP server", "error", err);
-        sr_rules_free(rules);
+        sr_rules_release(rules);
         return 2;
     }
     sr_store_options so;
@@ -276,7 +347,7 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
         sr_http_server_stop(app.server, NULL, NULL);
         uv_run(app.loop, UV_RUN_DEFAULT);
         sr_http_server_free(app.server);
-        sr_rules_free(rules);
+        sr_rules_release(rules);
         return 2;
     }
     if (sr_http_client_new(&app.client, app.loop) != 0 ||
@@ -309,7 +380,7 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
 
     uv_run(app.loop, UV_RUN_DEFAULT);
     sr_http_server_free(app.server);
-    sr_rules_free(rules);
+    sr_rules_release(app.rules);
     uv_loop_close(app.loop);
     sr_metrics_reset();
     sr_info("stopped");

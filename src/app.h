@@ -34,6 +34,12 @@ typedef struct sr_app {
     int exit_code;
 } sr_app;
 
+/* Loads the rules file again into a fresh state, checks it, and swaps it in
+ * atomically: new events, routes and sends use it, handlers and requests in
+ * flight finish on the old one. A broken file leaves the old rules running.
+ * Returns 0, or -1 with "file:line: message" in err. */
+int sr_app_reload(sr_app *app, char *err, size_t errlen);
+
 /* Runs the daemon until a stop signal; returns the process exit code.
  * Takes ownership of rules; borrows config. */
 int sr_app_run(sr_config *config, sr_rules *rules);

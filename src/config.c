@@ -61,6 +61,40 @@ void sr_config_free(sr_config *c) {
     memset(c, 0, sizeof *c);
 }
 
+void sr_config_add_env_api_keys(sr_config *c) {
+    const char *env_keys = getenv("SMSRULES_API_KEYS");
+    if (!env_keys) return;
+    char *copy = strdup(env_keys), *save = NULL;
+    if (!copy) abort();
+    for (char *k = strtok_r(copy, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+        while (*k == ' ') k++;
+        size_t n = strlen(k);
+        while (n && k[n - 1] == ' ') k[--n] = '\0';
+        sr_config_add_api_key(c, k);
+    }
+    free(copy);
+}
+
+void sr_config_apply_live(sr_config *c, const sr_config *from) {
+    for (int i = 0; i < c->api_key_count; i++) free(c->api_keys[i]);
+    free(c->api_keys);
+    c->api_keys = NULL;
+    c->api_key_count = 0;
+    for (int i = 0; i < from->api_key_count; i++) sr_config_add_api_key(c, from->api_keys[i]);
+    sr_config_set_str(&c->admin_key, from->admin_key);
+    sr_config_set_str(&c->default_country, from->default_country);
+    sr_config_set_str(&c->public_url, from->public_url);
+    c->validity_s = from->validity_s;
+    c->max_parts = from->max_parts;
+    c->retry_base_ms = from->retry_base_ms;
+    c->retry_cap_ms = from->retry_cap_ms;
+    c->retry_after_max_s = from->retry_after_max_s;
+    c->circuit_failures = from->circuit_failures;
+    c->circuit_cooldown_ms = from->circuit_cooldown_ms;
+    c->instruction_budget = from->instruction_budget;
+    c->memory_limit = from->memory_limit;
+}
+
 int sr_config_split_listen(const char *listen, char *host, size_t hostlen, int *port) {
     const char *colon = strrchr(listen, ':');
     if (!colon || colon == listen) return -1;

@@ -45,6 +45,11 @@ void sr_config_init(sr_config *c);
 void sr_config_free(sr_config *c);
 void sr_config_set_str(char **slot, const char *value);
 void sr_config_add_api_key(sr_config *c, const char *key);
+/* Adds the keys of SMSRULES_API_KEYS (comma-separated), when set. */
+void sr_config_add_env_api_keys(sr_config *c);
+/* Replaces the settings a running daemon can change (keys, defaults, retry
+ * and circuit tuning, sandbox limits) with those of from. */
+void sr_config_apply_live(sr_config *c, const sr_config *from);
 /* Splits "host:port" (port required; "[v6]:port" allowed). Returns 0 or -1. */
 int sr_config_split_listen(const char *listen, char *host, size_t hostlen, int *port);
 

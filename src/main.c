@@ -117,17 +117,7 @@ static int cmd_serve(int argc, char **argv) {
     if (o.data) sr_config_set_str(&config.data, o.data);
     if (o.log_level) config.log_level = sr_log_parse_level(o.log_level);
     sr_log_set_level((sr_log_level)config.log_level);
-    const char *env_keys = getenv("SMSRULES_API_KEYS");
-    if (env_keys) {
-        char *copy = strdup(env_keys), *save = NULL;
-        for (char *k = strtok_r(copy, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
-            while (*k == ' ') k++;
-            size_t n = strlen(k);
-            while (n && k[n - 1] == ' ') k[--n] = '\0';
-            sr_config_add_api_key(&config, k);
-        }
-        free(copy);
-    }
+    sr_config_add_env_api_keys(&config);
     int rc = sr_app_run(&config, rules);
     sr_config_free(&config);
     return rc;

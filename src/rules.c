@@ -210,6 +210,7 @@ int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err
     sr_rules *r = calloc(1, sizeof *r);
     if (!r) abort();
     r->config = config;
+    r->refs = 1;
     r->route_ref = LUA_NOREF;
     r->memory_limit = config->memory_limit;
     r->L = lua_newstate(rules_alloc, r);
@@ -262,6 +263,15 @@ sr_provider *sr_rules_provider(sr_rules *r, const char *name) {
     for (int i = 0; i < r->provider_count; i++)
         if (strcmp(r->providers[i].name, name) == 0) return &r->providers[i];
     return NULL;
+}
+
+sr_rules *sr_rules_retain(sr_rules *r) {
+    if (r) r->refs++;
+    return r;
+}
+
+void sr_rules_release(sr_rules *r) {
+    if (r && --r->refs == 0) sr_rules_free(r);
 }
 
 const struct sr_template *sr_rules_template_find(sr_rules *r, const char *name) {

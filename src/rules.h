@@ -44,6 +44,7 @@ const char *sr_lua_embedded(const char *name, size_t *len);
 const char *sr_lua_embedded_name(int i);
 
 typedef struct sr_rules {
+    int refs;            /* the daemon's current rules hold one; so does each handler and provider request in flight */
     lua_State *L;
     char *path;          /* the rules file as given */
     char *dir;           /* its folder, for require */
@@ -89,6 +90,10 @@ sr_provider *sr_rules_provider(sr_rules *r, const char *name);
  * borrowed for the lifetime of the rules. */
 int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err, size_t errlen);
 void sr_rules_free(sr_rules *r);
+/* Reference counting across a reload: old rules live until the last
+ * handler or provider request started on them is done. Release frees at 0. */
+sr_rules *sr_rules_retain(sr_rules *r);
+void sr_rules_release(sr_rules *r);
 /* A one-line summary of what the rules declare. */
 void sr_rules_summary(sr_rules *r, char *out, size_t outlen);
 

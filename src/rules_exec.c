@@ -109,6 +109,9 @@ static void exec_free(sr_invocation *inv) {
     if (inv->unit) sr_store_txn_discard(inv->unit);
     luaL_unref(L, LUA_REGISTRYINDEX, inv->co_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, inv->overlay_ref);
+    /* Handlers in flight across a reload finish on the old rules, which go
+     * away with the last of them. */
+    sr_rules_release(inv->rules);
     free(inv->ids);
     free(inv->result_json);
     free(inv);
@@ -261,7 +264,7 @@ int sr_rules_fire_event(sr_rules *r, const char *name, const sr_json *arg, sr_in
     }
     sr_invocation *inv = calloc(1, sizeof *inv);
     if (!inv) abort();
-    inv->rules = r;
+    inv->rules = sr_rules_retain(r);
     inv->done = done;
     inv->ud = ud;
     inv->overlay_ref = LUA_NOREF;

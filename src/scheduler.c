@@ -18,6 +18,7 @@
 #define SCHED_BUSY_POLL_MS 50
 #define SCHED_ROUTE_MAX 16
 #define SCHED_WINDOW 20
+#define SCHED_MAX_LANES 256
 
 enum { CIRCUIT_CLOSED = 0, CIRCUIT_OPEN = 1, CIRCUIT_HALF_OPEN = 2 };
 
@@ -69,7 +70,8 @@ typedef struct sched_job {
 } sched_job;
 
 typedef struct lane {
-    sr_provider *p;
+    char name[72];
+    sr_provider *p; /* in the current rules; NULL when a reload removed the provider */
     double tat_ms; /* GCRA theoretical arrival time */
     int requests_in_flight;
     int64_t paused_until_ms;
@@ -86,6 +88,8 @@ typedef struct lane {
 
 typedef struct sched_request {
     sr_scheduler *s;
+    sr_rules *rules;    /* the rules the request was built with (retained) */
+    const sr_provider *p;
     int lane;
     sched_job *jobs;
     int count;
@@ -302,7 +306,7 @@ static void lane_set_circuit(sr_scheduler *s, lane *l, int state, int64_t now) {
         l->window = 0;
         l->window_count = 0;
     }
-    sr_log(state == CIRCUIT_OPEN ? SR_LOG_WARN : SR_LOG_INFO, "circuit state", "provider", l->p->name, "state",
+    sr_log(state == CIRCUIT_OPEN ? SR_LOG_WARN : SR_LOG_INFO, "circuit state", "provider", l->name, "state",
            circuit_names[state], (char *)0);
 }
 
@@ -320,6 +324,11 @@ static void lane_record(sr_scheduler *s, lane *l, int failure, int probe, int64_
     if (l->circuit == CIRCUIT_CLOSED && failure &&
         (l->consecutive_failures >= s->config->circuit_failures || lane_failed_ratio(l)))
         lane_set_circuit(s, l, CIRCUIT_OPEN, now);
+}
+
+static void sched_request_free(sched_request *rq) {
+    sr_rules_release(rq->rules);
+    free(rq);
 }
 
 /* ---- transitions without a send ---- */
@@ -362,15 +371,15 @@ static void sched_complete_done(sr_store_txn *t, void *ud) {
     else if (j->change.kind == CH_RETRY) l->m_retried->value++;
     else if (j->change.kind == CH_FAILED) l->m_failed->value++;
     else if (j->change.kind == CH_FALLBACK) l->m_fallback->value++;
-    if (--rq->units_pending == 0) free(rq);
+    if (--rq->units_pending == 0) sched_request_free(rq);
     sched_release(s, j);
     sr_scheduler_kick(s);
 }
 
 /* Decides and records the outcome of one message of an answered (or
  * failed) request. */
-static void sched_decide(sr_scheduler *s, lane *l, sched_job *j, const sr_adapter_outcome *o, int http_status,
-                         int64_t duration_ms, int64_t now) {
+static void sched_decide(sr_scheduler *s, const sr_provider *p, sched_job *j, const sr_adapter_outcome *o,
+                         int http_status, int64_t duration_ms, int64_t now) {
     sched_change *c = &j->change;
     memset(c, 0, sizeof *c);
     c->now_ms = now;
@@ -387,9 +396,9 @@ static void sched_decide(sr_scheduler *s, lane *l, sched_job *j, const sr_adapte
     }
     int attempts_here = 0;
     for (int i = 0; i < j->msg.attempt_count; i++)
-        if (j->msg.attempts[i].provider && strcmp(j->msg.attempts[i].provider, l->p->name) == 0) attempts_here++;
+        if (j->msg.attempts[i].provider && strcmp(j->msg.attempts[i].provider, p->name) == 0) attempts_here++;
     int has_next = j->msg.route_index + 1 < j->msg.route_len;
-    if (o->retry && attempts_here < l->p->max_attempts) {
+    if (o->retry && attempts_here < p->max_attempts) {
         /* Exponential backoff with full jitter, Retry-After as a floor. */
         double cap = (double)s->config->retry_cap_ms;
         double ceiling = (double)s->config->retry_base_ms * pow(2.0, attempts_here - 1);
@@ -408,7 +417,7 @@ static void sched_decide(sr_scheduler *s, lane *l, sched_job *j, const sr_adapte
     if (o->retry || o->about_provider) {
         c->attempt_outcome = o->retry ? "retry" : "failed";
         if (o->retry) {
-            snprintf(j->error, sizeof j->error, "%.200s (attempts on %.64s exhausted)", o->error, l->p->name);
+            snprintf(j->error, sizeof j->error, "%.200s (attempts on %.64s exhausted)", o->error, p->name);
             c->error = j->error;
         }
         if (has_next) {
@@ -425,7 +434,6 @@ static void sched_decide(sr_scheduler *s, lane *l, sched_job *j, const sr_adapte
 
 static void sched_finish_request(sr_scheduler *s, sched_request *rq, sr_adapter_outcome *outs, int http_status,
                                  int64_t duration_ms) {
-    lane *l = &s->lanes[rq->lane];
     int64_t now = sr_now_ms();
     rq->units_pending = rq->count;
     sched_job *j = rq->jobs;
@@ -433,7 +441,7 @@ static void sched_finish_request(sr_scheduler *s, sched_request *rq, sr_adapter_
     sched_job *next;
     for (; j; j = next, i++) {
         next = j->next;
-        sched_decide(s, l, j, &outs[i], http_status, duration_ms, now);
+        sched_decide(s, rq->p, j, &outs[i], http_status, duration_ms, now);
         sr_store_txn *t = sr_store_txn_new(s->store);
         sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
         sr_store_txn_submit(t, sched_complete_done, j);
@@ -458,7 +466,7 @@ static void sched_http_done(const sr_http_client_response *resp, void *ud) {
             sched_release(s, j);
         }
         free(outs);
-        free(rq);
+        sched_request_free(rq);
         return;
     }
     int failure = 0;
@@ -487,7 +495,7 @@ static void sched_http_done(const sr_http_client_response *resp, void *ud) {
             hn++;
         }
         char err[300];
-        if (sr_adapter_parse_send(s->rules, l->p, msgs, n, resp->status, resp->body, resp->body_len, hdrs, hn, outs,
+        if (sr_adapter_parse_send(rq->rules, rq->p, msgs, n, resp->status, resp->body, resp->body_len, hdrs, hn, outs,
                                   err, sizeof err) != 0) {
             /* We cannot tell whether it was accepted: retry with the same key. */
             for (int i = 0; i < rq->count; i++) {
@@ -522,7 +530,7 @@ static void sched_send(sr_scheduler *s, sched_request *rq) {
     for (sched_job *j = rq->jobs; j && n < 1000; j = j->next) msgs[n++] = &j->msg;
     sr_adapter_request ar;
     char err[300];
-    if (sr_adapter_build_send(s->rules, l->p, msgs, n, &ar, err, sizeof err) != 0) {
+    if (sr_adapter_build_send(rq->rules, rq->p, msgs, n, &ar, err, sizeof err) != 0) {
         l->requests_in_flight--;
         sr_adapter_outcome *outs = calloc((size_t)n, sizeof *outs);
         if (!outs) abort();
@@ -542,7 +550,7 @@ static void sched_send(sr_scheduler *s, sched_request *rq) {
     hr.headers = (const char *const *)ar.headers;
     hr.body = ar.body;
     hr.body_len = ar.body_len;
-    hr.timeout_ms = l->p->timeout_ms;
+    hr.timeout_ms = rq->p->timeout_ms;
     rq->started_ms = sr_now_ms();
     int rc = sr_http_client_request_start(s->client, &hr, sched_http_done, rq);
     sr_adapter_request_free(&ar);
@@ -588,7 +596,7 @@ static void sched_marked(sr_store_txn *t, void *ud) {
             sched_release(s, x);
         }
         s->lanes[rq->lane].requests_in_flight--;
-        free(rq);
+        sched_request_free(rq);
         return;
     }
     sched_send(s, rq);
@@ -597,10 +605,12 @@ static void sched_marked(sr_store_txn *t, void *ud) {
 /* Turns a lane's pending jobs into requests, as many as it may have in flight. */
 static void lane_flush(sr_scheduler *s, int li) {
     lane *l = &s->lanes[li];
-    while (l->pending_count > 0 && l->requests_in_flight < l->p->concurrency) {
+    while (l->p && l->pending_count > 0 && l->requests_in_flight < l->p->concurrency) {
         sched_request *rq = calloc(1, sizeof *rq);
         if (!rq) abort();
         rq->s = s;
+        rq->rules = sr_rules_retain(s->rules);
+        rq->p = l->p;
         rq->lane = li;
         rq->probe = l->circuit == CIRCUIT_HALF_OPEN;
         sched_job **tail = &rq->jobs;
@@ -639,6 +649,7 @@ static void lane_flush(sr_scheduler *s, int li) {
 /* Room for more messages in lane l now; 0 when blocked (then *wake_ms says when to look again, or -1). */
 static int lane_room(sr_scheduler *s, lane *l, int64_t now, int64_t *wake_ms) {
     *wake_ms = -1;
+    if (!l->p) return 0;
     if (l->paused_until_ms > now) {
         *wake_ms = l->paused_until_ms - now;
         return 0;
@@ -681,14 +692,14 @@ static int sched_resolve_route(sr_scheduler *s, sched_job *j, char *err, size_t 
 
 static int sched_lane_index(sr_scheduler *s, const char *name) {
     for (int i = 0; i < s->lane_count; i++)
-        if (strcmp(s->lanes[i].p->name, name) == 0) return i;
+        if (s->lanes[i].p && strcmp(s->lanes[i].name, name) == 0) return i;
     return -1;
 }
 
 static void sched_pump(sr_scheduler *s) {
     if (s->stopping) return;
     int64_t now = sr_now_ms();
-    if (s->lane_count == 0) {
+    if (!s->rules || s->rules->provider_count == 0) {
         /* No provider declared: messages wait (and expire by their validity). */
         sched_arm(s, 1000);
         return;
@@ -810,7 +821,7 @@ static double lane_in_flight(void *ud) {
 static void lane_metrics(lane *l) {
     static const double bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
     char labels[128];
-    snprintf(labels, sizeof labels, "provider=\"%s\"", l->p->name);
+    snprintf(labels, sizeof labels, "provider=\"%s\"", l->name);
     l->m_sent = sr_metric_counter("smsrules_provider_sent_total", "Messages a provider accepted.", labels);
     l->m_failed = sr_metric_counter("smsrules_provider_failed_total", "Messages that failed on a provider.", labels);
     l->m_retried =
@@ -850,32 +861,53 @@ static void sched_recover(sr_scheduler *s) {
     }
 }
 
+void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules) {
+    s->rules = rules;
+    for (int i = 0; i < s->lane_count; i++) s->lanes[i].p = NULL;
+    for (int i = 0; rules && i < rules->provider_count; i++) {
+        sr_provider *p = &rules->providers[i];
+        int found = -1;
+        for (int k = 0; k < s->lane_count; k++)
+            if (strcmp(s->lanes[k].name, p->name) == 0) found = k;
+        if (found < 0) {
+            if (s->lane_count == SCHED_MAX_LANES) {
+                sr_error("too many providers over reloads; restart to add more", "provider", p->name);
+                continue;
+            }
+            found = s->lane_count++;
+            lane *l = &s->lanes[found];
+            snprintf(l->name, sizeof l->name, "%s", p->name);
+            l->pending_tail = &l->pending;
+            lane_metrics(l);
+        }
+        /* Rate, circuit and counters carry over; limits come from the new rules. */
+        s->lanes[found].p = p;
+    }
+    if (!s->stopping) sr_scheduler_kick(s);
+}
+
 int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_rules *rules,
                        sr_http_client *client, const sr_config *config) {
     sr_scheduler *s = calloc(1, sizeof *s);
     if (!s) abort();
     s->loop = loop;
     s->store = store;
-    s->rules = rules;
     s->client = client;
     s->config = config;
-    s->lane_count = rules ? rules->provider_count : 0;
-    s->lanes = calloc((size_t)(s->lane_count ? s->lane_count : 1), sizeof(lane));
+    /* Lanes are never removed (requests in flight refer to them by index):
+     * a reload matches them by provider name and adds new ones. */
+    s->lanes = calloc(SCHED_MAX_LANES, sizeof(lane));
     if (!s->lanes) abort();
-    for (int i = 0; i < s->lane_count; i++) {
-        lane *l = &s->lanes[i];
-        l->p = &rules->providers[i];
-        l->pending_tail = &l->pending;
-        lane_metrics(l);
-    }
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    s->rules = NULL;
+    sr_scheduler_set_rules(s, rules);
     s->m_crash = sr_metric_counter("smsrules_resent_after_crash_total",
                                    "Messages found `sending` at start (outcome unknown) and sent again.", NULL);
     s->m_expired = sr_metric_counter("smsrules_messages_expired_total", "Messages whose validity ended unsent.", NULL);
     s->m_rejected =
         sr_metric_counter("smsrules_messages_rejected_total", "Messages rejected by rules (opt-out).", NULL);
     s->m_queue = sr_metric_gauge_fn("smsrules_queue_depth", "Messages queued (due or later).", NULL, sched_queue_depth, s);
-    uv_timer_init(loop, &s->timer);
-    s->timer.data = s;
     sched_recover(s);
     sr_scheduler_kick(s);
     *out = s;

@@ -25,6 +25,11 @@ typedef struct sr_scheduler sr_scheduler;
  * pumps. Borrows everything. Returns 0 or a negative code. */
 int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_rules *rules,
                        sr_http_client *client, const sr_config *config);
+/* After a reload: routes, adapters and limits come from rules from now on
+ * (borrowed; the caller keeps them alive). Lanes are matched by provider
+ * name, keeping their rate, circuit and counters; requests in flight finish
+ * with the rules they were built with. */
+void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules);
 /* New queued messages were committed: look at the queue soon. */
 void sr_scheduler_kick(sr_scheduler *s);
 /* Stops taking messages; done runs once no request is in flight (their

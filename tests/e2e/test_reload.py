@@ -1,0 +1,115 @@
+"""Hot reload: SIGHUP and POST /v1/admin/reload swap the rules atomically
+without dropping a request; a broken file leaves the old rules running."""
+import http.client
+import json
+import os
+import signal
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import HOST, SLOWDOWN, Daemon, check, run, test, wait_for  # noqa: E402
+
+AUTH = {"Authorization": "Bearer k"}
+
+
+def rules(version, admin=""):
+    return """
+sms.config{ api_keys = { "k" } %s }
+sms.template("greeting", "Hello from %s, {{name}}")
+sms.on("version", function(ev) return { version = "%s", text = sms.render("greeting", ev) } end)
+""" % (admin, version, version)
+
+
+def write(d, text):
+    tmp = d.rules_path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, d.rules_path)  # atomic: a reload never reads half a file
+
+
+def version(d):
+    status, _, _, doc = d.request("POST", "/v1/events/version", body={"name": "Ann"}, headers=AUTH)
+    check(status == 200, "event answered %d %r" % (status, doc))
+    return doc["result"]["version"]
+
+
+@test(timeout=60)
+def sighup_swaps_rules_under_load_without_dropping_a_request():
+    d = Daemon.start(rules("v1"))
+    stop = threading.Event()
+    seen = []
+    errors = []
+
+    def client():
+        c = http.client.HTTPConnection(HOST, d.port, timeout=10 * SLOWDOWN)
+        while not stop.is_set():
+            try:
+                c.request("POST", "/v1/events/version", body=json.dumps({"name": "Bo"}), headers=AUTH)
+                r = c.getresponse()
+                doc = json.loads(r.read())
+                if r.status != 200:
+                    errors.append((r.status, doc))
+                else:
+                    seen.append(doc["result"]["version"])
+            except Exception as e:  # noqa: BLE001 - any failure is a dropped request
+                errors.append(repr(e))
+                return
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(seen) > 50, 10 * SLOWDOWN, "load to start")
+    write(d, rules("v2"))
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: seen and seen[-1] == "v2" and seen.count("v2") > 50, 10 * SLOWDOWN, "the new rules to answer")
+    stop.set()
+    for t in threads:
+        t.join()
+    check(not errors, "requests failed during the reload: %r" % errors[:3])
+    first_v2 = seen.index("v2")
+    check(set(seen[first_v2 + 20:]) == {"v2"}, "old rules answered well after the swap")
+    d.wait_log("rules reloaded")
+    check(d.metrics().get('smsrules_rules_reloads_total{result="ok"}') == 1, "reload metric")
+    d.stop()
+
+
+@test(timeout=30)
+def broken_file_keeps_the_old_rules():
+    d = Daemon.start(rules("v1"))
+    check(version(d) == "v1", "v1")
+    write(d, "sms.config{ api_keys = { 'k' } }\nsms.on('version', function(ev)\n  return {\nend)\n")
+    d.signal(signal.SIGHUP)
+    line = d.wait_log("rules reload failed; the old rules keep running")
+    check("rules.lua:4:" in line["error"], "file:line in the log: %r" % line)
+    check(version(d) == "v1", "the old rules stopped answering")
+    write(d, rules("v3"))
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: version(d) == "v3", 10 * SLOWDOWN, "a later good file to load")
+    d.stop()
+
+
+@test(timeout=30)
+def admin_reload_endpoint():
+    d = Daemon.start(rules("v1"))
+    status, _, _, doc = d.request("POST", "/v1/admin/reload", headers=AUTH)
+    check(status == 403 and doc["error"]["code"] == "admin_disabled", "no admin key: %d %r" % (status, doc))
+    write(d, rules("v2", ', admin_key = "adm"'))
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: version(d) == "v2", 10 * SLOWDOWN, "v2")
+    status, _, _, doc = d.request("POST", "/v1/admin/reload", headers=AUTH)
+    check(status == 401, "an API key is not the admin key: %d" % status)
+    write(d, rules("v3", ', admin_key = "adm"'))
+    status, _, _, doc = d.request("POST", "/v1/admin/reload", headers={"Authorization": "Bearer adm"})
+    check(status == 200 and doc["status"] == "reloaded" and doc["templates"] == 1, "reload: %d %r" % (status, doc))
+    check(version(d) == "v3", "v3 after the admin reload")
+    write(d, "sms.config{ admin_key = 'adm' }\nsms.template('t', 'Hi {{name')\n")
+    status, _, _, doc = d.request("POST", "/v1/admin/reload", headers={"Authorization": "Bearer adm"})
+    check(status == 422 and doc["error"]["code"] == "rules_error" and "rules.lua:2:" in doc["error"]["message"],
+          "broken reload: %d %r" % (status, doc))
+    check(version(d) == "v3", "old rules kept after a failed admin reload")
+    d.stop()
+
+
+if __name__ == "__main__":
+    run()
