@@ -132,6 +132,45 @@ static int l_sms_provider(lua_State *L) {
     return 0;
 }
 
+/* sms.adapter(name, table): a custom provider adapter written in the rules
+ * file, with the same interface as the built-in ones (build_send and
+ * parse_send at least). Declare it before the providers that use it. */
+static int l_sms_adapter(lua_State *L) {
+    sr_rules *r = sr_rules_from(L);
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!r->loading) return luaL_error(L, "sms.adapter may only be called while the rules load");
+    size_t n = strlen(name);
+    if (n == 0 || n > 64 || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != n)
+        return luaL_error(L, "sms.adapter: name '%s' must be 1-64 letters, digits, '_' or '-'", name);
+    const char *fns[] = {"build_send", "parse_send"};
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, 2, fns[i]);
+        if (!lua_isfunction(L, -1)) return luaL_error(L, "sms.adapter '%s': %s must be a function", name, fns[i]);
+        lua_pop(L, 1);
+    }
+    const char *optional[] = {"parse_status", "parse_inbound", "verify", "build_poll", "parse_poll"};
+    for (int i = 0; i < 5; i++) {
+        lua_getfield(L, 2, optional[i]);
+        if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+            return luaL_error(L, "sms.adapter '%s': %s must be a function", name, optional[i]);
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.adapters");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "smsrules.adapters");
+    }
+    lua_getfield(L, -1, name);
+    if (!lua_isnil(L, -1)) return luaL_error(L, "sms.adapter: '%s' is declared twice", name);
+    lua_pop(L, 1);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, name);
+    return 0;
+}
+
 /* sms.route(function(msg) return {"a", "b"} end) */
 static int l_sms_route(lua_State *L) {
     sr_rules *r = sr_rules_from(L);
@@ -148,4 +187,6 @@ void sr_lua_open_provider(lua_State *L) {
     lua_setfield(L, -2, "provider");
     lua_pushcfunction(L, l_sms_route);
     lua_setfield(L, -2, "route");
+    lua_pushcfunction(L, l_sms_adapter);
+    lua_setfield(L, -2, "adapter");
 }

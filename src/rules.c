@@ -298,12 +298,37 @@ void sr_rules_free(sr_rules *r) {
 }
 
 void sr_rules_summary(sr_rules *r, char *out, size_t outlen) {
-    int n = snprintf(out, outlen, "%s: ok, %d template%s, %d provider%s", r->path ? r->path : "(no rules)",
-                     r->template_count, r->template_count == 1 ? "" : "s", r->provider_count,
-                     r->provider_count == 1 ? "" : "s");
-    for (int i = 0; i < r->provider_count && n > 0 && (size_t)n < outlen; i++)
-        n += snprintf(out + n, outlen - (size_t)n, "%s%s (%s)", i ? ", " : ": ", r->providers[i].name,
-                      r->providers[i].adapter);
-    if (n > 0 && (size_t)n < outlen)
-        snprintf(out + n, outlen - (size_t)n, "%s", r->route_ref != LUA_NOREF ? "; sms.route defined" : "");
+    sr_buf b;
+    sr_buf_init(&b);
+    sr_buf_printf(&b, "%s: ok; %d provider%s", r->path ? r->path : "(no rules)", r->provider_count,
+                  r->provider_count == 1 ? "" : "s");
+    for (int i = 0; i < r->provider_count; i++)
+        sr_buf_printf(&b, "%s%s (%s)", i ? ", " : ": ", r->providers[i].name, r->providers[i].adapter);
+    sr_buf_printf(&b, "; %d template%s", r->template_count, r->template_count == 1 ? "" : "s");
+    for (int i = 0; i < r->template_count; i++) {
+        const sr_template *t = r->templates[i].tpl;
+        sr_buf_printf(&b, "%s%s(", i ? ", " : ": ", r->templates[i].name);
+        for (int v = 0; v < sr_template_var_count(t); v++)
+            sr_buf_printf(&b, "%s%s", v ? " " : "", sr_template_var(t, v));
+        sr_buf_putc(&b, ')');
+    }
+    /* Handlers: the events, in name order. */
+    lua_State *L = r->L;
+    lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.events");
+    int events = 0;
+    sr_buf names;
+    sr_buf_init(&names);
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lua_pop(L, 1);
+            sr_buf_printf(&names, "%s%s", events++ ? ", " : ": ", lua_tostring(L, -1));
+        }
+    }
+    lua_pop(L, 1);
+    sr_buf_printf(&b, "; %d event handler%s%s", events, events == 1 ? "" : "s", names.len ? names.data : "");
+    if (r->route_ref != LUA_NOREF) sr_buf_puts(&b, "; sms.route defined");
+    sr_buf_free(&names);
+    snprintf(out, outlen, "%s", sr_buf_cstr(&b));
+    sr_buf_free(&b);
 }

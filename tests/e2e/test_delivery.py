@@ -9,7 +9,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import HOST, SLOWDOWN, Daemon, Mock, check, run, test, wait_for  # noqa: E402
+from harness import HOST, SLOWDOWN, Daemon, Mock, check, run, run_cli, test, wait_for  # noqa: E402
 
 KEY = "k"
 AUTH = {"Authorization": "Bearer " + KEY}
@@ -251,6 +251,39 @@ def sigkill_while_sending_resends_after_restart():
     wait_for(lambda: metric(d, "smsrules_queue_depth") == 0, 60 * SLOWDOWN, "the queue to drain")
     d.stop()
     mock.stop()
+
+
+@test(timeout=60)
+def custom_adapter_declared_in_the_rules_file():
+    mock = Mock.start()
+    d = Daemon.start(rules(CUSTOM_ADAPTER % mock.url))
+    s = Sender(d)
+    mid = s.one("+84912345677")
+    m = wait_status(d, mid, "sent")
+    check(m["provider"] == "home" and m["provider_id"].startswith("m"), repr(m))
+    check(mock.stats()["by_recipient"] == {"+84912345677": 1}, "mock: %r" % mock.stats()["by_recipient"])
+    rc, out, err = run_cli(["check", d.rules_path])
+    check(rc == 0 and "home (homemade)" in out, "check summary: %r %r" % (out, err))
+    d.stop()
+    mock.stop()
+
+
+CUSTOM_ADAPTER = """
+local cjson = require "cjson"
+sms.adapter("homemade", {
+  build_send = function(cfg, msgs)
+    local m = msgs[1]
+    return { method = "POST", url = cfg.url, headers = { ["Content-Type"] = "application/json" },
+             body = cjson.encode({ to = m.to, message = "[homemade] " .. m.text, id = m.id }) }
+  end,
+  parse_send = function(cfg, msgs, resp)
+    local ok, doc = pcall(cjson.decode, resp.body)
+    if resp.status == 200 and ok and doc.message_id then return { { ok = true, provider_id = doc.message_id } } end
+    return { { ok = false, retry = resp.status >= 500, scope = "message", error = "HTTP " .. resp.status } }
+  end,
+})
+sms.provider("home", { adapter = "homemade", url = "%s" })
+"""
 
 
 if __name__ == "__main__":
