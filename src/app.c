@@ -267,22 +267,32 @@ static double app_store_gauge(void *ud) {
 }
 
 /* The HTTP side drained: let requests to providers finish and record their outcomes. */
+static void app_stop_engine(sr_app *app) {
+    if (app->engine_stopping) return;
+    app->engine_stopping = 1;
+    if (app->scheduler) sr_scheduler_stop(app->scheduler, app_engine_stopped, app);
+    else app_engine_stopped(app);
+}
+
 static void app_stopped(void *ud) {
     sr_app *app = ud;
     app->server_stopped = 1;
-    if (app->scheduler) sr_scheduler_stop(app->scheduler, app_engine_stopped, app);
-    else app_engine_stopped(app);
+    app_stop_engine(app);
 }
 
 static void app_drain_deadline(uv_timer_t *t) {
     sr_app *app = t->data;
     sr_warn("drain deadline reached, closing remaining connections and provider requests");
     sr_http_server_abort(app->server);
-    /* Requests to providers still out are cancelled: their messages stay
-     * `sending` on disk and are resent after the restart. */
-    if (app->server_stopped && app->client) {
+    /* Requests still out — to providers, or from handlers waiting in
+     * sms.http.request — are cancelled: handlers resume with nil,
+     * "cancelled" and can answer; messages stay `sending` on disk and are
+     * resent after the restart. */
+    app_stop_engine(app); /* no new provider requests from here on */
+    if (app->client) {
         sr_http_client *c = app->client;
         app->client = NULL;
+        if (app->rules) app->rules->client = NULL;
         sr_http_client_close(c);
     }
 }

@@ -31,6 +31,7 @@ typedef struct sr_app {
     unsigned sweeps;
     int stopping;
     int server_stopped;
+    int engine_stopping;
     int exit_code;
 } sr_app;
 

@@ -22,6 +22,8 @@ static sr_invocation *kv_invocation(lua_State *L, const char *what) {
 static const char *kv_key(lua_State *L, size_t *len) {
     const char *k = luaL_checklstring(L, 1, len);
     if (*len == 0 || *len > KV_MAX_KEY) luaL_argerror(L, 1, "key must be 1-256 bytes");
+    /* Keys starting with \x01 belong to the host (sms.ratelimit keeps its state there). */
+    if (k[0] == '\x01') luaL_argerror(L, 1, "keys starting with \\x01 are reserved");
     return k;
 }
 

@@ -230,7 +230,10 @@ int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err
     sr_lua_open_provider(L);
     sr_lua_open_actions(L);
     sr_lua_open_kv(L);
+    sr_lua_open_http(L);
+    sr_lua_open_ratelimit(L);
     sr_lua_open_template(L);
+    sr_lua_open_crypto(L);
     lua_setglobal(L, "sms");
 
     if (path) {

@@ -25,6 +25,7 @@ struct sr_invocation {
     int timed_out;
     int memory_exceeded;
     char *result_json;
+    int yield_expected;
     sr_invocation_done done;
     void *ud;
     char error[512];
@@ -239,16 +240,26 @@ static void exec_resume(sr_invocation *inv, int nargs) {
     r->current = inv;
     r->memory_exceeded = 0;
     int nres = 0;
+    inv->yield_expected = 0;
     int rc = lua_resume(inv->co, r->L, nargs, &nres);
     if (r->memory_exceeded) inv->memory_exceeded = 1;
     r->current = outer;
-    if (rc == LUA_YIELD) return; /* an async action resumes it later */
+    if (rc == LUA_YIELD && inv->yield_expected) return; /* an async action resumes it later */
+    if (rc == LUA_YIELD) {
+        /* Nothing would ever resume it. */
+        lua_settop(inv->co, 0);
+        lua_pushstring(inv->co, "a handler may not yield (coroutine.yield outside a coroutine of its own); "
+                                "only async sms.* functions wait");
+        rc = LUA_ERRRUN;
+    }
     exec_finish(inv, rc);
 }
 
 lua_State *sr_invocation_thread(sr_invocation *inv) { return inv->co; }
 
 void sr_invocation_resume(sr_invocation *inv, int nresults) { exec_resume(inv, nresults); }
+
+void sr_invocation_expect_yield(sr_invocation *inv) { inv->yield_expected = 1; }
 
 int sr_rules_fire_event(sr_rules *r, const char *name, const sr_json *arg, sr_invocation_done done, void *ud) {
     lua_State *L = r->L;

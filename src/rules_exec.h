@@ -57,6 +57,10 @@ void sr_invocation_push_overlay(sr_invocation *inv, lua_State *L);
  * onto sr_invocation_thread(inv) and calls sr_invocation_resume(inv, nresults).
  * A yielded invocation lives until it is resumed and finishes. */
 lua_State *sr_invocation_thread(sr_invocation *inv);
+/* Called by an async action right before lua_yield: any other yield (a bare
+ * coroutine.yield in a handler) would leave the handler suspended forever,
+ * so it is a rule error. */
+void sr_invocation_expect_yield(sr_invocation *inv);
 void sr_invocation_resume(sr_invocation *inv, int nresults);
 
 /* Pushes a JSON value as a Lua value (objects → tables, arrays → sequences,

@@ -74,6 +74,7 @@ sms.on("bad_send", function(ev)
   return { id = id, err = err }
 end)
 sms.on("spin", function() while true do end end)
+sms.on("bare_yield", function() coroutine.yield() return "never" end)
 sms.on("spin_pcall", function() while true do pcall(function() while true do end end) end end)
 sms.on("big", function() local s = string.rep("x", 1e9) return #s end)
 sms.on("escape", function(ev)
@@ -157,6 +158,9 @@ def unknown_event_and_rule_error():
     logged = [x for x in d.log_lines() if x.get("msg") == "rule error"]
     check(logged and "rules.lua:9:" in logged[-1]["error"] and "traceback" in logged[-1]["traceback"],
           "the log has file:line and the traceback: %r" % logged[-1:])
+    status, _, _, doc = fire(d, "bare_yield")
+    check(status == 500 and doc["error"]["code"] == "rule_error" and "may not yield" in doc["error"]["message"],
+          "a bare coroutine.yield must not hang the handler: %d %r" % (status, doc))
     status, _, _, doc = d.request("POST", "/v1/events/order.created", body=b"{bad", headers=AUTH)
     check(status == 400 and doc["error"]["code"] == "invalid_json", "bad body: %d" % status)
     status, _, _, doc = d.request("POST", "/v1/events/order.created", body={})
