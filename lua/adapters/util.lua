@@ -18,6 +18,17 @@
 --   util.header(headers, name)   a response header, whatever its case
 --   util.check_batch(name, batch_size, msgs)  raises unless 1..batch_size messages
 --   util.check_url(name, cfg)    raises unless cfg.url is an http(s) URL
+--   util.base_url(name, cfg, default)  cfg.url (checked) or default, no trailing '/'
+--   util.credentials(name, cfg, basic)  "key", api_key | "basic", user, password
+--   util.base64(s), util.basic_auth(user, password)  HTTP Basic credentials
+--   util.url_escape(s)           percent-encodes all but RFC 3986 unreserved bytes
+--   util.form_decode(body)       application/x-www-form-urlencoded → table
+--   util.utc_offset(name, cfg)   cfg.utc_offset ("+03:00") → seconds east of UTC
+--   util.parse_time(s, offset)   ISO 8601-like or YYYYMMDDHHMMSS → epoch seconds
+--   util.epoch_ms(v)             milliseconds (number or digits) → epoch seconds
+--   util.plus_e164(s)            "79101111111" → "+79101111111"; others as given
+--   util.check_ids(name, max, ids)  raises unless 1..max string ids
+--   util.answer(status, body)    a webhook answer table (text/plain)
 --
 -- Every outcome returned is a fresh table: the core may keep or change it.
 
@@ -322,6 +333,236 @@ function util.check_url(adapter_name, cfg)
     end
     checked_urls[cfg] = url
     return url
+end
+
+-- The base URL of a provider whose adapter appends documented paths: cfg.url
+-- when given (checked as util.check_url does), else the adapter's default;
+-- trailing slashes are dropped so base .. "/path" has exactly one.
+function util.base_url(adapter_name, cfg, default)
+    local url = default
+    if cfg.url ~= nil then url = util.check_url(adapter_name, cfg) end
+    return (url:gsub("/+$", ""))
+end
+
+local function nonempty(v) return v ~= nil and v ~= "" end
+
+-- The credentials a provider declares, for adapters that take an API key or
+-- (when basic is true) HTTP Basic user + password:
+--   "key", api_key            when cfg.api_key is set
+--   "basic", user, password   when cfg.user and cfg.password are set
+-- Raises when there are none, when both kinds are given (which one would win
+-- is not obvious, so neither does), or when only one of user and password is.
+function util.credentials(adapter_name, cfg, basic)
+    local function fail(what)
+        error("provider " .. tostring(cfg.name) .. " (" .. adapter_name .. "): " .. what, 0)
+    end
+    local key, user, password = cfg.api_key, cfg.user, cfg.password
+    for _, f in ipairs({ { "api_key", key }, { "user", user }, { "password", password } }) do
+        if f[2] ~= nil and type(f[2]) ~= "string" then fail(f[1] .. " must be a string") end
+    end
+    local has_user = nonempty(user) or nonempty(password)
+    if nonempty(key) then
+        if has_user then fail("give api_key or user + password, not both") end
+        return "key", key
+    end
+    if basic then
+        if not (nonempty(user) and nonempty(password)) then
+            if has_user then fail("user and password go together") end
+            fail("needs api_key or user + password")
+        end
+        -- RFC 7617: the user-id cannot contain a colon.
+        if user:find(":", 1, true) then fail("user must not contain ':'") end
+        return "basic", user, password
+    end
+    fail("needs api_key")
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+-- Standard base64 (RFC 4648 §4) with padding.
+function util.base64(s)
+    local out = {}
+    for i = 1, #s, 3 do
+        local a, b, c = s:byte(i, i + 2)
+        local n = (a << 16) | ((b or 0) << 8) | (c or 0)
+        local k1, k2, k3, k4 = n >> 18, (n >> 12) & 63, (n >> 6) & 63, n & 63
+        out[#out + 1] = B64:sub(k1 + 1, k1 + 1) .. B64:sub(k2 + 1, k2 + 1)
+            .. (b and B64:sub(k3 + 1, k3 + 1) or "=") .. (c and B64:sub(k4 + 1, k4 + 1) or "=")
+    end
+    return table.concat(out)
+end
+
+-- The value of an "Authorization" header for HTTP Basic (RFC 7617).
+function util.basic_auth(user, password)
+    return "Basic " .. util.base64(user .. ":" .. password)
+end
+
+-- s with every byte outside the RFC 3986 unreserved set (ALPHA DIGIT - . _ ~)
+-- percent-encoded: safe as one path segment or query value.
+function util.url_escape(s)
+    return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+-- An application/x-www-form-urlencoded body as a table name → value ('+' is
+-- a space, %XX a byte). A name given twice keeps its first value. For
+-- webhooks whose form the core did not parse (no or another Content-Type).
+function util.form_decode(body)
+    local form = {}
+    if type(body) ~= "string" then return form end
+    local function unescape(v)
+        return (v:gsub("%+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+    end
+    for pair in body:gmatch("[^&]+") do
+        local k, v = pair:match("^([^=]*)=?(.*)$")
+        k = unescape(k)
+        if k ~= "" and form[k] == nil then form[k] = unescape(v) end
+    end
+    return form
+end
+
+-- "+03:00", "+0300", "+03", "-05:30", "Z" or "UTC" → seconds east of UTC;
+-- nil for anything else.
+local function offset_seconds(z)
+    if z == "Z" or z == "z" or z == "UTC" or z == "GMT" then return 0 end
+    local sign, hh, mm = z:match("^([%+%-])(%d%d):?(%d%d)$")
+    if not sign then
+        sign, hh = z:match("^([%+%-])(%d%d)$")
+        mm = "00"
+    end
+    if not sign then return nil end
+    hh, mm = tonumber(hh), tonumber(mm)
+    if hh > 23 or mm > 59 then return nil end
+    local s = hh * 3600 + mm * 60
+    return sign == "-" and -s or s
+end
+
+-- cfg.utc_offset in seconds (0 when not set): the zone of times a provider
+-- writes without one. Raises when it is not understood.
+function util.utc_offset(adapter_name, cfg)
+    local v = cfg.utc_offset
+    if v == nil then return 0 end
+    local s = type(v) == "string" and offset_seconds(v)
+    if not s then
+        error("provider " .. tostring(cfg.name) .. " (" .. adapter_name
+            .. "): utc_offset must look like \"+03:00\", \"-0500\" or \"Z\"", 0)
+    end
+    return s
+end
+
+-- Seconds since the epoch of a provider's time stamp, or nil:
+--   2025-01-23T10:30:00Z, 2025-01-23T10:30:00.250+02:00, 2020-11-11 11:20:35,
+--   2025-12-08 06:00:00.002+0200, 20150525154559 (YYYYMMDDHHMMSS).
+-- Fractions of a second are dropped. A time without a zone is read at
+-- offset (seconds east of UTC; 0 when nil).
+function util.parse_time(s, offset)
+    if type(s) ~= "string" then return nil end
+    s = s:match("^%s*(.-)%s*$")
+    local y, mo, d, h, mi, se, rest = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
+    if not y then
+        y, mo, d, h, mi, se = s:match("^(%d%d%d%d)(%d%d)(%d%d)(%d%d)(%d%d)(%d%d)$")
+        rest = ""
+    end
+    if not y then return nil end
+    rest = rest:gsub("^%.%d+", "")
+    local zone = offset or 0
+    if rest ~= "" then
+        zone = offset_seconds((rest:gsub("^ ", "")))
+        if not zone then return nil end
+    end
+    y, mo, d, h, mi, se = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(se)
+    if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or se > 60 then return nil end
+    return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - zone
+end
+
+-- Whole seconds since the epoch of a time in milliseconds, given as a JSON
+-- number or a string of digits ("1587721283000"); nil otherwise.
+function util.epoch_ms(v)
+    if type(v) == "string" and v:match("^%d+$") then v = math.tointeger(tonumber(v)) end
+    if type(v) ~= "number" or v ~= v or v < 0 or v >= 2 ^ 63 then return nil end
+    return math.floor(v) // 1000
+end
+
+-- A phone number a provider writes as bare international digits
+-- ("79101111111", the E.164 digits without the '+') with its '+'. Strings
+-- that are not 8-15 digits (short codes, sender names, numbers that already
+-- have a '+') are returned as they are.
+function util.plus_e164(s)
+    if type(s) == "string" and #s >= 8 and #s <= 15 and s:match("^%d+$") then return "+" .. s end
+    return s
+end
+
+-- Raises unless ids is an array of 1..max non-empty strings: the core must
+-- not call build_poll otherwise.
+function util.check_ids(adapter_name, max, ids)
+    if type(ids) ~= "table" or #ids < 1 or #ids > max then
+        error(adapter_name .. " adapter: expected 1 to " .. max .. " ids to poll", 0)
+    end
+    for i = 1, #ids do
+        if type(ids[i]) ~= "string" or ids[i] == "" then
+            error(adapter_name .. " adapter: id " .. i .. " to poll must be a non-empty string", 0)
+        end
+    end
+end
+
+-- What a webhook answers: status (default 200) and a plain-text body.
+function util.answer(status, body)
+    return { status = status or 200, headers = { ["Content-Type"] = "text/plain" }, body = body or "" }
+end
+
+-- ---- Forms and byte order (for the smsc, twilio and vonage adapters) ----
+--   util.form_encode(fields)     {{name, value}, ...} → "To=%2B849...&Body=Hi+there"
+--                                (application/x-www-form-urlencoded, in the order
+--                                given; fields whose value is nil are left out)
+--   util.form_pairs(body)        every name=value of a form body, in order,
+--                                repeated names included: {{"a", "1"}, {"a", "2"}}
+--                                (what a signature over "all parameters" needs)
+--   util.byte_less(a, b)         a < b comparing bytes; Lua's < follows the C
+--                                locale (strcoll), signatures need plain byte order
+
+-- Everything but what the HTML urlencoded serializer keeps as it is (ASCII
+-- letters, digits, "*-._") becomes %XX, and a space "+". Explicit ranges,
+-- not %w, so the C locale cannot widen the set.
+local function form_escape(s)
+    return (s:gsub("[^A-Za-z0-9%*%-%._ ]", function(c) return string.format("%%%02X", c:byte()) end)
+        :gsub(" ", "+"))
+end
+
+local function form_value(v)
+    if math.type(v) == "integer" then return string.format("%d", v) end
+    if type(v) == "number" and math.tointeger(v) then return string.format("%d", math.tointeger(v)) end
+    return tostring(v)
+end
+
+function util.form_encode(fields)
+    local parts = {}
+    for _, f in ipairs(fields) do
+        if f[2] ~= nil then
+            parts[#parts + 1] = form_escape(tostring(f[1])) .. "=" .. form_escape(form_value(f[2]))
+        end
+    end
+    return table.concat(parts, "&")
+end
+
+function util.form_pairs(body)
+    local list = {}
+    if type(body) ~= "string" then return list end
+    local function unescape(v)
+        return (v:gsub("%+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+    end
+    for item in body:gmatch("[^&]+") do
+        local k, v = item:match("^([^=]*)=?(.*)$")
+        list[#list + 1] = { unescape(k), unescape(v) }
+    end
+    return list
+end
+
+function util.byte_less(a, b)
+    local n = math.min(#a, #b)
+    for i = 1, n do
+        local x, y = a:byte(i), b:byte(i)
+        if x ~= y then return x < y end
+    end
+    return #a < #b
 end
 
 return util
