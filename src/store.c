@@ -431,8 +431,26 @@ static int store_provider_key_present(const sr_buf *b, const char *key, size_t l
     return 0;
 }
 
-static void store_add_provider_key(const sr_store *s, store_keys *k, const char *provider, const char *pid) {
-    if (!provider || !pid || !pid[0]) return;
+size_t sr_store_normalize_provider_id(const char *in, char *out, size_t outlen) {
+    if (outlen == 0) return 0;
+    while (*in == ' ' || *in == '\t') in++;
+    size_t n = strlen(in);
+    while (n && (in[n - 1] == ' ' || in[n - 1] == '\t')) n--;
+    size_t start = 0;
+    while (start + 1 < n && in[start] == '0') start++;
+    size_t len = 0;
+    for (size_t i = start; i < n && len + 1 < outlen; i++) {
+        char c = in[i];
+        out[len++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    out[len] = '\0';
+    return len;
+}
+
+static void store_add_provider_key(const sr_store *s, store_keys *k, const char *provider, const char *raw_pid) {
+    if (!provider || !raw_pid || !raw_pid[0]) return;
+    char pid[256];
+    if (sr_store_normalize_provider_id(raw_pid, pid, sizeof pid) == 0) return;
     size_t plen = strlen(provider), ilen = strlen(pid), len = plen + 1 + ilen;
     if (len > s->max_key) return; /* LMDB cannot hold the key: this provider id is not indexed */
     char stack[512];
@@ -1233,9 +1251,11 @@ int sr_store_is_optout(sr_store *s, const char *number) {
     return code;
 }
 
-int sr_store_find_provider_id(sr_store *s, const char *provider, const char *provider_id,
+int sr_store_find_provider_id(sr_store *s, const char *provider, const char *raw_provider_id,
                               char id_out[SR_ID_LEN + 1]) {
-    if (!provider || !provider_id) return SR_E_NOTFOUND;
+    if (!provider || !raw_provider_id) return SR_E_NOTFOUND;
+    char provider_id[256];
+    sr_store_normalize_provider_id(raw_provider_id, provider_id, sizeof provider_id);
     size_t plen = strlen(provider), ilen = strlen(provider_id), len = plen + 1 + ilen;
     if (ilen == 0 || len > s->max_key) return SR_E_NOTFOUND;
     char key[512];

@@ -133,6 +133,11 @@ int sr_store_get_message(sr_store *s, const char *id, sr_message *out); /* out i
 /* 0 and the value in out (its contents replaced), or SR_E_NOTFOUND when missing or expired. */
 int sr_store_kv_get(sr_store *s, const char *key, size_t klen, int64_t now_ms, sr_buf *out);
 int sr_store_is_optout(sr_store *s, const char *number); /* 1, 0 or a negative code */
+/* Provider ids are indexed and looked up normalised: trimmed, ASCII
+ * lower-case, without leading zeros ("00AbC1" and "abc1" are one id), since
+ * providers' send answers and delivery reports disagree on case and zeros.
+ * Writes at most outlen-1 bytes plus NUL; returns the length. */
+size_t sr_store_normalize_provider_id(const char *in, char *out, size_t outlen);
 int sr_store_find_provider_id(sr_store *s, const char *provider, const char *provider_id, char id_out[SR_ID_LEN + 1]);
 
 typedef struct sr_queue_entry {

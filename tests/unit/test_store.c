@@ -485,6 +485,9 @@ TEST(store_expiry_status_and_provider_indexes) {
     char found[SR_ID_LEN + 1];
     CHECK_INT(sr_store_find_provider_id(f.s, "primary", "p-1", found), 0);
     CHECK_STR(found, a);
+    /* Reports that disagree on case and leading zeros still match. */
+    CHECK_INT(sr_store_find_provider_id(f.s, "primary", "00P-1", found), 0);
+    CHECK_STR(found, a);
     CHECK_INT(sr_store_find_provider_id(f.s, "backup", "p-1", found), SR_E_NOTFOUND);
     CHECK_INT(sr_store_find_provider_id(f.s, "primary", "p-2", found), SR_E_NOTFOUND);
     ch = (change){
@@ -1166,4 +1169,14 @@ TEST(store_strerror_names_every_code) {
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
         CHECK(strcmp(sr_store_strerror(codes[i]), "unknown error") != 0);
     CHECK_STR(sr_store_strerror(0), "ok");
+}
+
+TEST(provider_ids_match_after_normalising_case_and_leading_zeros) {
+    char out[64];
+    CHECK_INT(sr_store_normalize_provider_id("  00AbC123 ", out, sizeof out), 6);
+    CHECK_STR(out, "abc123");
+    sr_store_normalize_provider_id("0000", out, sizeof out);
+    CHECK_STR(out, "0");
+    sr_store_normalize_provider_id("3482512350952730368", out, sizeof out);
+    CHECK_STR(out, "3482512350952730368");
 }
