@@ -65,10 +65,10 @@ $(BIN): $(BUILD)/obj/main.o $(LIB)
 	@echo "  LD    $@"
 	@$(CC) $(CFLAGS_COMMON) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.c tests/unit/unit.h $(LIB)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.c tests/unit/unit.h tests/unit/lua_fixture.c tests/unit/lua_fixture.h $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
-	@$(CC) $(CFLAGS_COMMON) $(WARN) $(CPPFLAGS) -Itests/unit $< tests/unit/unit.c $(LIB) -o $@ $(LDLIBS)
+	@$(CC) $(CFLAGS_COMMON) $(WARN) $(CPPFLAGS) -Itests/unit $< tests/unit/unit.c tests/unit/lua_fixture.c $(LIB) -o $@ $(LDLIBS)
 
 run: deps
 	@$(MAKE) --no-print-directory build

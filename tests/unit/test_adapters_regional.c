@@ -3,88 +3,25 @@
  * fixture is a payload PROVIDERS.md (§2 SMSBat, §3 Devino, §4 Agile Telecom)
  * documents, or a documented value put into the documented shape.
  *
- * Each test builds a state with the standard libraries, cjson and the
- * embedded adapters.* modules preloaded (as the daemon loads them), defines
- * small Lua helpers (prelude below) and compares what Lua expressions return
- * with the expected text: requests as "METHOD url", sorted headers and the
- * body's JSON with sorted keys; outcomes, status updates, inbound messages
- * and webhook answers as JSON with sorted keys, so every field is visible.
- * os.time() is pinned to NOW, so HTTP-date Retry-After values are exact.
- * None of these providers signs its webhooks: no sms.crypto is needed. */
-#include <lauxlib.h>
-#include <lua-cjson.h>
-#include <lua.h>
-#include <lualib.h>
-
-#include "unit.h"
-
-const char *sr_lua_embedded(const char *name, size_t *len);
+ * Each test builds its state with lua_fixture (cjson and the embedded
+ * adapters.* modules preloaded, as the daemon loads them, the shared helpers
+ * of lua_fixture.h, plus the ones below) and compares what Lua expressions
+ * return with the expected text: requests as "METHOD url", sorted headers
+ * and the body's JSON with sorted keys; outcomes, status updates, inbound
+ * messages and webhook answers as JSON with sorted keys, so every field is
+ * visible. os.time() is pinned to NOW, so HTTP-date Retry-After values are
+ * exact. None of these providers signs its webhooks: no sms.crypto is needed. */
+#include "lua_fixture.h"
 
 static const char prelude[] =
-    "local cjson = require 'cjson'\n"
-    "local real_time = os.time\n"
-    "NOW = 1700000000 -- 2023-11-14 22:13:20 UTC, a Tuesday\n"
-    "os.time = function(t) if t then return real_time(t) end return NOW end\n"
-    "NONE = {}\n"
-    /* JSON with sorted keys; integers without \".0\", other numbers short. */
-    "function canon(v)\n"
-    "  if v == cjson.null then return 'null' end\n"
-    "  local t = type(v)\n"
-    "  if t == 'table' then\n"
-    "    if next(v) == nil then return '{}' end\n"
-    "    local parts = {}\n"
-    "    if #v > 0 then\n"
-    "      for i = 1, #v do parts[i] = canon(v[i]) end\n"
-    "      return '[' .. table.concat(parts, ',') .. ']'\n"
-    "    end\n"
-    "    local keys = {}\n"
-    "    for k in pairs(v) do keys[#keys + 1] = k end\n"
-    "    table.sort(keys)\n"
-    "    for i, k in ipairs(keys) do parts[i] = string.format('%q', k):gsub('\\\\\\n', '\\\\n') .. ':' .. canon(v[k]) end\n"
-    "    return '{' .. table.concat(parts, ',') .. '}'\n"
-    "  elseif t == 'string' then return (string.format('%q', v):gsub('\\\\\\n', '\\\\n'))\n"
-    "  elseif t == 'number' then\n"
-    "    local i = math.tointeger(v)\n"
-    "    return i and string.format('%d', i) or string.format('%.14g', v)\n"
-    "  end\n"
-    "  return tostring(v)\n"
-    "end\n"
-    "function merge(t, over)\n"
-    "  for k, v in pairs(over or {}) do if v == NONE then t[k] = nil else t[k] = v end end\n"
-    "  return t\n"
-    "end\n"
     /* The provider options as sms.provider would pass them: no url, so the
      * adapter's documented default applies. */
     "function rcfg(adapter, over)\n"
     "  return merge({name = 'primary', adapter = adapter, api_key = 'k', sender = 'Brand'}, over)\n"
     "end\n"
-    /* Message n: id 01K...000n, to +849123400n. */
-    "function msg(n, over)\n"
-    "  local id = string.format('01K0000000000000000000%04d', n)\n"
-    "  return merge({id = id, to = string.format('+8491234%04d', n), text = 'Hello ' .. n,\n"
-    "                segments = 1, encoding = 'gsm7', priority = 0, validity = 3600,\n"
-    "                idempotency_key = id, tags = {}}, over)\n"
-    "end\n"
-    "function msgs(n) local t = {} for i = 1, n do t[i] = msg(i) end return t end\n"
-    /* A request as text: first line, sorted headers, canonical body (if any). */
-    "function show_request(r)\n"
-    "  local lines = {r.method .. ' ' .. r.url}\n"
-    "  local names = {}\n"
-    "  for k in pairs(r.headers) do names[#names + 1] = k end\n"
-    "  table.sort(names)\n"
-    "  for _, k in ipairs(names) do lines[#lines + 1] = k .. ': ' .. r.headers[k] end\n"
-    "  if r.body ~= nil then lines[#lines + 1] = canon(cjson.decode(r.body)) end\n"
-    "  return table.concat(lines, '\\n')\n"
-    "end\n"
-    "function request(adapter, c, ms) return show_request(adapter.build_send(c, ms)) end\n"
-    /* Outcomes of an answer as JSON; raises unless there is one per message. */
+    /* Outcomes of an answer to n messages (or the list n) as JSON. */
     "function answer(adapter, n, status, body, headers, c)\n"
-    "  local ms = type(n) == 'table' and n or msgs(n)\n"
-    "  local out = adapter.parse_send(c or rcfg(adapter.name), ms, {status = status, body = body, headers = headers or {}})\n"
-    "  if type(out) ~= 'table' or #out ~= #ms then\n"
-    "    error(string.format('%d outcomes for %d messages', type(out) == 'table' and #out or -1, #ms))\n"
-    "  end\n"
-    "  return canon(out)\n"
+    "  return canon(outcomes(adapter, c or rcfg(adapter.name), n, status, body, headers))\n"
     "end\n"
     /* A webhook request as the core hands it over. */
     "function hook(body, over)\n"
@@ -109,129 +46,18 @@ static const char prelude[] =
     "function poll(adapter, ids, st, body, c)\n"
     "  local u, err = adapter.parse_poll(c or rcfg(adapter.name), ids, {status = st, body = body, headers = {}})\n"
     "  return canon(u) .. (err and (' ' .. err) or '')\n"
-    "end\n"
-    /* The error a call raises, or 'no error'. */
-    "function raises(f, ...)\n"
-    "  local ok, err = pcall(f, ...)\n"
-    "  return ok and 'no error' or tostring(err)\n"
     "end\n";
 
-static int test_traceback(lua_State *L) {
-    const char *msg = lua_tostring(L, 1);
-    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
-    return 1;
-}
-
-/* package.preload entry for an embedded module: "adapters.util" loads the
- * embedded "adapters/util", as the daemon does. */
-static int test_load_embedded(lua_State *L) {
-    char path[128];
-    snprintf(path, sizeof path, "%s", luaL_checkstring(L, 1));
-    for (char *p = path; *p; p++)
-        if (*p == '.') *p = '/';
-    size_t len;
-    const char *src = sr_lua_embedded(path, &len);
-    if (!src) return luaL_error(L, "no embedded module '%s'", path);
-    char chunk[140];
-    snprintf(chunk, sizeof chunk, "=%s", path);
-    if (luaL_loadbufferx(L, src, len, chunk, "t") != LUA_OK) return lua_error(L);
-    lua_call(L, 0, 1);
-    return 1;
-}
-
-/* Loads the embedded adapter name ("devino") exactly as the daemon will,
- * calls the chunk with no arguments and stores the table it returns in the
- * global of the same name. */
-static void load_adapter(lua_State *L, const char *name) {
-    char path[64], chunk[72];
-    snprintf(path, sizeof path, "adapters/%s", name);
-    snprintf(chunk, sizeof chunk, "=%s", path);
-    size_t len;
-    const char *src = sr_lua_embedded(path, &len);
-    if (!src) UNIT_FAIL("adapter %s is not embedded", path);
-    lua_pushcfunction(L, test_traceback);
-    if (luaL_loadbufferx(L, src, len, chunk, "t") != LUA_OK) UNIT_FAIL("%s: %s", path, lua_tostring(L, -1));
-    if (lua_pcall(L, 0, 1, -2) != LUA_OK) UNIT_FAIL("%s: %s", path, lua_tostring(L, -1));
-    if (!lua_istable(L, -1)) UNIT_FAIL("%s returned a %s, not a table", path, luaL_typename(L, -1));
-    lua_setglobal(L, name);
-    lua_pop(L, 1);
-}
-
-/* A fresh state with cjson, the adapters.* modules, the prelude and the
- * globals smsbat, devino, agiletelecom and util. Close with lua_close. */
+/* A fresh state with the globals smsbat, devino, agiletelecom and util.
+ * Close with lua_close. */
 static lua_State *adapters_state(void) {
-    lua_State *L = luaL_newstate();
-    CHECK(L != NULL);
-    luaL_openlibs(L);
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_cjson);
-    lua_setfield(L, -2, "cjson");
-    const char *modules[] = {"adapters.util", "adapters.smsbat", "adapters.devino", "adapters.agiletelecom"};
-    for (size_t i = 0; i < sizeof modules / sizeof modules[0]; i++) {
-        lua_pushcfunction(L, test_load_embedded);
-        lua_setfield(L, -2, modules[i]);
-    }
-    lua_pop(L, 2);
-    lua_pushcfunction(L, test_traceback);
-    if (luaL_loadbufferx(L, prelude, sizeof prelude - 1, "=prelude", "t") != LUA_OK ||
-        lua_pcall(L, 0, 0, -2) != LUA_OK)
-        UNIT_FAIL("prelude: %s", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    load_adapter(L, "smsbat");
-    load_adapter(L, "devino");
-    load_adapter(L, "agiletelecom");
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "adapters.util");
-    lua_call(L, 1, 1);
-    lua_setglobal(L, "util");
-    return L;
+    static const char *const adapters[] = {"smsbat", "devino", "agiletelecom", NULL};
+    return fixture_adapters_state(&(struct fixture_options){.adapters = adapters, .prelude = prelude, .canon_digits = 14});
 }
 
-/* Runs code (an expression, or a chunk with its own return) and returns its
- * result converted to a string. The caller frees it. A Lua error fails the
- * test with the traceback. */
-static char *lua_eval(lua_State *L, const char *code) {
-    int base = lua_gettop(L);
-    lua_pushcfunction(L, test_traceback);
-    lua_pushfstring(L, "return %s", code);
-    if (luaL_loadbufferx(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=test", "t") != LUA_OK) {
-        lua_pop(L, 2);
-        if (luaL_loadbufferx(L, code, strlen(code), "=test", "t") != LUA_OK)
-            UNIT_FAIL("lua: %s\n  in: %s", lua_tostring(L, -1), code);
-    } else {
-        lua_remove(L, -2);
-    }
-    if (lua_pcall(L, 0, 1, base + 1) != LUA_OK) UNIT_FAIL("lua: %s\n  in: %s", lua_tostring(L, -1), code);
-    size_t len;
-    const char *s = luaL_tolstring(L, -1, &len);
-    char *copy = strndup(s, len);
-    CHECK(copy != NULL);
-    lua_settop(L, base);
-    return copy;
-}
-
-#define CHECK_LUA(L, code, expected)                                                              \
-    do {                                                                                          \
-        char *check_got = lua_eval((L), (code));                                                  \
-        if (strcmp(check_got, (expected)) != 0)                                                   \
-            UNIT_FAIL("%s\n  gave:     %s\n  expected: %s", (code), check_got, (expected));       \
-        free(check_got);                                                                          \
-    } while (0)
-
-/* Outcome texts used over and over. */
-#define NO_ID "{\"error\":\"no message id in answer\",\"ok\":false,\"retry\":true}"
-#define OK_ID(id) "{\"ok\":true,\"provider_id\":\"" id "\"}"
-#define FAILED(scope, err) "{\"error\":\"" err "\",\"ok\":false,\"retry\":false,\"scope\":\"" scope "\"}"
-#define RETRY(err) "{\"error\":\"" err "\",\"ok\":false,\"retry\":true}"
-#define RETRY_AFTER(err, s) "{\"error\":\"" err "\",\"ok\":false,\"retry\":true,\"retry_after\":" #s "}"
+/* Webhook answers as show_answer gives them. */
 #define ANSWER_200 "200 {\"Content-Type\":\"text/plain\"} \"\""
 #define ANSWER_OK "200 {\"Content-Type\":\"text/plain\"} \"+OK\""
-
-/* Message ids as the msg(n) helper makes them. */
-#define ID1 "01K00000000000000000000001"
-#define ID2 "01K00000000000000000000002"
-#define ID3 "01K00000000000000000000003"
 
 /* ---- loading ---- */
 
