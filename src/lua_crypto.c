@@ -6,6 +6,7 @@
  * caller as the provider wants (hex, base64). */
 #include <lauxlib.h>
 #include <stdint.h>
+#include <sys/random.h>
 
 #include "crypto.h"
 #include "rules.h"
@@ -115,6 +116,23 @@ static int l_crypto_equal(lua_State *L) {
     return 1;
 }
 
+/* sms.crypto.random(n) → n bytes from the kernel's CSPRNG (getrandom), for
+ * codes and tokens; math.random is not fit for those. n is 1..1024. */
+static int l_crypto_random(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 1 && n <= 1024, 1, "must be 1 to 1024 bytes");
+    luaL_Buffer b;
+    unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, (size_t)n);
+    size_t got = 0;
+    while (got < (size_t)n) {
+        ssize_t r = getrandom(p + got, (size_t)n - got, 0);
+        if (r < 0) return luaL_error(L, "no random bytes from the kernel");
+        got += (size_t)r;
+    }
+    luaL_pushresultsize(&b, (size_t)n);
+    return 1;
+}
+
 void sr_lua_open_crypto(lua_State *L) {
     static const luaL_Reg fns[] = {{"hmac_sha256", l_crypto_hmac_sha256},
                                    {"hmac_sha1", l_crypto_hmac_sha1},
@@ -125,6 +143,7 @@ void sr_lua_open_crypto(lua_State *L) {
                                    {"base64", l_crypto_base64},
                                    {"unbase64", l_crypto_unbase64},
                                    {"equal", l_crypto_equal},
+                                   {"random", l_crypto_random},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_setfield(L, -2, "crypto");

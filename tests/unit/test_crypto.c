@@ -592,3 +592,21 @@ TEST(lua_misuse_raises) {
                         "assert(c.hex(c.sha1(12)) == c.hex(c.sha1('12')))\n");
     lua_close(L);
 }
+
+TEST(lua_random_bytes) {
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    lua_newtable(L);
+    sr_lua_open_crypto(L);
+    lua_setglobal(L, "sms");
+    const char *code =
+        "local a, b = sms.crypto.random(16), sms.crypto.random(16)\n"
+        "assert(#a == 16 and #b == 16 and a ~= b)\n"
+        "assert(not pcall(sms.crypto.random, 0) and not pcall(sms.crypto.random, 1025))\n"
+        "local seen = {}\n"
+        "for i = 1, 200 do seen[sms.crypto.random(8)] = true end\n"
+        "local n = 0 for _ in pairs(seen) do n = n + 1 end\n"
+        "assert(n == 200)\n";
+    if (luaL_dostring(L, code) != LUA_OK) UNIT_FAIL("%s", lua_tostring(L, -1));
+    lua_close(L);
+}
