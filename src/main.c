@@ -11,6 +11,7 @@
 #include "log.h"
 #include "mock_provider.h"
 #include "rules.h"
+#include "test_runner.h"
 
 static const char usage_main[] =
     "usage: smsrules COMMAND [options]\n"
@@ -19,6 +20,7 @@ static const char usage_main[] =
     "  serve [-c rules.lua] [--listen HOST:PORT] [--data DIR] [--log-level LEVEL]\n"
     "                     run the engine\n"
     "  check rules.lua    load and validate a rules file; exit 1 on error\n"
+    "  test FILE...       run rule tests offline (simulated providers, virtual clock)\n"
     "  mock-provider [--listen HOST:PORT] [...]\n"
     "                     a fake SMS provider for demos, tests and benchmarks\n"
     "  version            print the version\n"
@@ -166,6 +168,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "check") == 0) return cmd_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "test") == 0) return sr_test_main(argc - 1, argv + 1);
     if (strcmp(cmd, "mock-provider") == 0) return sr_mock_provider_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version(argc - 1, argv + 1);
     fprintf(stderr, "smsrules: unknown command '%s'\n\n%s", cmd, usage_main);

@@ -235,10 +235,27 @@ int sr_id_valid(const char *s, size_t len) {
 
 /* ---- time ---- */
 
+/* The virtual clock: a lead over the wall clock, or a frozen time. Only
+ * `smsrules test` sets them; the store's writer thread reads them too. */
+static _Atomic int64_t clock_offset_ms;
+static _Atomic int64_t clock_frozen_ms; /* 0: the clock runs */
+
 int64_t sr_now_ms(void) {
+    int64_t frozen = clock_frozen_ms;
+    if (frozen) return frozen;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + clock_offset_ms;
+}
+
+void sr_clock_freeze(void) {
+    if (!clock_frozen_ms) clock_frozen_ms = sr_now_ms();
+}
+
+void sr_clock_advance_ms(int64_t delta_ms) {
+    if (delta_ms <= 0) return;
+    if (clock_frozen_ms) clock_frozen_ms += delta_ms;
+    else clock_offset_ms += delta_ms;
 }
 
 /* Floor division, for times before the epoch. */

@@ -234,6 +234,7 @@ int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err
     sr_lua_open_ratelimit(L);
     sr_lua_open_template(L);
     sr_lua_open_crypto(L);
+    sr_lua_open_inbound(L); /* after actions: sms.reply uses sms.send */
     lua_setglobal(L, "sms");
 
     if (path) {
@@ -330,6 +331,9 @@ void sr_rules_summary(sr_rules *r, char *out, size_t outlen) {
     }
     lua_pop(L, 1);
     sr_buf_printf(&b, "; %d event handler%s%s", events, events == 1 ? "" : "s", names.len ? names.data : "");
+    lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.on_inbound");
+    if (lua_isfunction(L, -1)) sr_buf_puts(&b, "; sms.on_inbound defined");
+    lua_pop(L, 1);
     if (r->route_ref != LUA_NOREF) sr_buf_puts(&b, "; sms.route defined");
     sr_buf_free(&names);
     snprintf(out, outlen, "%s", sr_buf_cstr(&b));

@@ -107,9 +107,10 @@ void sr_lua_open_log(lua_State *L);
 void sr_lua_open_provider(lua_State *L);
 void sr_lua_open_actions(lua_State *L);
 void sr_lua_open_kv(lua_State *L);
-void sr_lua_open_template(lua_State *L);
 void sr_lua_open_http(lua_State *L);
 void sr_lua_open_ratelimit(lua_State *L);
+void sr_lua_open_template(lua_State *L);
 void sr_lua_open_crypto(lua_State *L);
+void sr_lua_open_inbound(lua_State *L);
 
 #endif

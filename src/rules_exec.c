@@ -261,6 +261,24 @@ void sr_invocation_resume(sr_invocation *inv, int nresults) { exec_resume(inv, n
 
 void sr_invocation_expect_yield(sr_invocation *inv) { inv->yield_expected = 1; }
 
+/* Starts an invocation of the handler on top of r->L's stack (popped):
+ * its own coroutine, under the budget. The caller then pushes the handler's
+ * argument onto the returned invocation's thread and calls exec_resume. */
+static sr_invocation *exec_start(sr_rules *r, sr_invocation_done done, void *ud) {
+    lua_State *L = r->L;
+    sr_invocation *inv = calloc(1, sizeof *inv);
+    if (!inv) abort();
+    inv->rules = sr_rules_retain(r);
+    inv->done = done;
+    inv->ud = ud;
+    inv->overlay_ref = LUA_NOREF;
+    inv->co = lua_newthread(L);
+    inv->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_sethook(inv->co, exec_hook, LUA_MASKCOUNT, EXEC_HOOK_STEP);
+    lua_xmove(L, inv->co, 1); /* the handler */
+    return inv;
+}
+
 int sr_rules_fire_event(sr_rules *r, const char *name, const sr_json *arg, sr_invocation_done done, void *ud) {
     lua_State *L = r->L;
     lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.events");
@@ -273,19 +291,34 @@ int sr_rules_fire_event(sr_rules *r, const char *name, const sr_json *arg, sr_in
         lua_pop(L, 2);
         return SR_E_NOTFOUND;
     }
-    sr_invocation *inv = calloc(1, sizeof *inv);
-    if (!inv) abort();
-    inv->rules = sr_rules_retain(r);
-    inv->done = done;
-    inv->ud = ud;
-    inv->overlay_ref = LUA_NOREF;
-    inv->co = lua_newthread(L);
-    inv->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_sethook(inv->co, exec_hook, LUA_MASKCOUNT, EXEC_HOOK_STEP);
-    lua_xmove(L, inv->co, 1); /* the handler */
-    lua_pop(L, 1);            /* the events table */
+    sr_invocation *inv = exec_start(r, done, ud);
+    lua_pop(L, 1); /* the events table */
     if (arg) sr_lua_push_json(inv->co, arg, 0);
     else lua_newtable(inv->co);
+    exec_resume(inv, 1);
+    return 0;
+}
+
+int sr_rules_fire_inbound(sr_rules *r, const sr_inbound *msg, sr_invocation_done done, void *ud) {
+    lua_State *L = r->L;
+    lua_getfield(L, LUA_REGISTRYINDEX, SR_INBOUND_HANDLER_KEY);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return SR_E_NOTFOUND;
+    }
+    sr_invocation *inv = exec_start(r, done, ud);
+    /* The handler's argument: msg.id, msg.from, msg.to, msg.text, msg.provider, msg.received_at. */
+    lua_State *co = inv->co;
+    lua_createtable(co, 0, 6);
+    const char *fields[][2] = {{"id", msg->id}, {"from", msg->from}, {"to", msg->to},
+                               {"text", msg->text}, {"provider", msg->provider}};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (!fields[i][1]) continue;
+        lua_pushstring(co, fields[i][1]);
+        lua_setfield(co, -2, fields[i][0]);
+    }
+    lua_pushnumber(co, (lua_Number)msg->received_at_ms / 1000.0);
+    lua_setfield(co, -2, "received_at");
     exec_resume(inv, 1);
     return 0;
 }

@@ -40,6 +40,27 @@ typedef void (*sr_invocation_done)(const sr_invocation_result *res, void *ud);
  * exactly once, or SR_E_NOTFOUND (no such handler; done never runs). */
 int sr_rules_fire_event(sr_rules *r, const char *name, const sr_json *arg, sr_invocation_done done, void *ud);
 
+/* An inbound SMS as a provider webhook (or the test runner) hands it over.
+ * Strings are borrowed for the call; the caller bounds their sizes. */
+typedef struct sr_inbound {
+    const char *id;       /* our id for it (replies carry it as reply_to), or NULL */
+    const char *from;     /* the sender, E.164 */
+    const char *to;       /* the number it was sent to, or NULL */
+    const char *text;
+    const char *provider; /* the provider that received it, or NULL */
+    int64_t received_at_ms;
+} sr_inbound;
+
+/* Where sms.on_inbound(fn) keeps fn: a field of the Lua registry. */
+#define SR_INBOUND_HANDLER_KEY "smsrules.on_inbound"
+
+/* Runs the handler declared with sms.on_inbound(fn) with the message as a
+ * table {id, from, to, text, provider, received_at (seconds)}, like
+ * sr_rules_fire_event: returns 0 and later calls done exactly once (ids: the
+ * replies and other messages it created), or SR_E_NOTFOUND when the rules
+ * declare no inbound handler (done never runs). */
+int sr_rules_fire_inbound(sr_rules *r, const sr_inbound *msg, sr_invocation_done done, void *ud);
+
 /* The invocation whose handler is running now (NULL at load time). */
 sr_invocation *sr_invocation_current(sr_rules *r);
 /* For actions (sms.send, sms.kv, ...): the unit collecting the effects,

@@ -113,6 +113,11 @@ struct sr_scheduler {
     void *stop_ud;
     sched_job *claimed[SCHED_CLAIM_BUCKETS];
     sr_metric *m_crash, *m_expired, *m_rejected, *m_queue;
+    /* Set by the test runner: requests go to it instead of HTTP. */
+    sr_transport_fn transport;
+    void *transport_ud;
+    int jobs_at_transport; /* claimed jobs whose request the transport holds */
+    int kicked;            /* a look at the queue was asked for and has not run yet */
 };
 
 /* ---- claimed set ---- */
@@ -277,6 +282,19 @@ void sr_scheduler_kick(sr_scheduler *s) {
     if (!s || s->stopping) return;
     /* A 0 ms timer runs on the next loop pass: many kicks, one pump. */
     uv_timer_start(&s->timer, sched_timer_cb, 0, 0);
+    s->kicked = 1;
+}
+
+void sr_scheduler_set_transport(sr_scheduler *s, sr_transport_fn fn, void *ud) {
+    s->transport = fn;
+    s->transport_ud = ud;
+}
+
+int sr_scheduler_idle(sr_scheduler *s, int64_t *wake_ms) {
+    int64_t wake = -1;
+    if (uv_is_active((uv_handle_t *)&s->timer)) wake = (int64_t)uv_timer_get_due_in(&s->timer);
+    if (wake_ms) *wake_ms = wake;
+    return s->outstanding == s->jobs_at_transport && !s->kicked;
 }
 
 /* Looks at the queue again in delay_ms, unless an earlier look is already due. */
@@ -432,7 +450,7 @@ static void sched_decide(sr_scheduler *s, const sr_provider *p, sched_job *j, co
     c->attempt_outcome = "rejected";
 }
 
-static void sched_finish_request(sr_scheduler *s, sched_request *rq, sr_adapter_outcome *outs, int http_status,
+static void sched_finish_request(sr_scheduler *s, sched_request *rq, const sr_adapter_outcome *outs, int http_status,
                                  int64_t duration_ms) {
     int64_t now = sr_now_ms();
     rq->units_pending = rq->count;
@@ -445,6 +463,18 @@ static void sched_finish_request(sr_scheduler *s, sched_request *rq, sr_adapter_
         sr_store_txn *t = sr_store_txn_new(s->store);
         sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
         sr_store_txn_submit(t, sched_complete_done, j);
+    }
+}
+
+/* A Retry-After in an answer pauses the whole lane until then. */
+static void lane_pause_for_retry_after(sr_scheduler *s, lane *l, const sr_adapter_outcome *outs, int n, int64_t now) {
+    for (int i = 0; i < n; i++) {
+        if (outs[i].retry_after_s >= 0) {
+            double ra = outs[i].retry_after_s;
+            if (ra > (double)s->config->retry_after_max_s) ra = (double)s->config->retry_after_max_s;
+            int64_t until = now + (int64_t)(ra * 1000);
+            if (until > l->paused_until_ms) l->paused_until_ms = until;
+        }
     }
 }
 
@@ -508,18 +538,30 @@ static void sched_http_done(const sr_http_client_response *resp, void *ud) {
         failure = resp->status >= 500;
         for (int i = 0; i < rq->count; i++)
             if (!outs[i].ok && !outs[i].retry && outs[i].about_provider) failure = 1;
-        for (int i = 0; i < rq->count; i++) {
-            if (outs[i].retry_after_s >= 0) {
-                double ra = outs[i].retry_after_s;
-                if (ra > (double)s->config->retry_after_max_s) ra = (double)s->config->retry_after_max_s;
-                int64_t until = now + (int64_t)(ra * 1000);
-                if (until > l->paused_until_ms) l->paused_until_ms = until;
-            }
-        }
+        lane_pause_for_retry_after(s, l, outs, rq->count, now);
     }
     lane_record(s, l, failure, rq->probe, now);
     sched_finish_request(s, rq, outs, resp->error ? 0 : resp->status, (int64_t)resp->duration_ms);
     free(outs);
+    sr_scheduler_kick(s);
+}
+
+/* The transport's answer (sr_scheduler_set_transport): the outcomes come
+ * ready-made, the rest is what an HTTP answer goes through. */
+static void sched_transport_answered(void *request, const sr_adapter_outcome *outs, int http_status) {
+    sched_request *rq = request;
+    sr_scheduler *s = rq->s;
+    lane *l = &s->lanes[rq->lane];
+    l->requests_in_flight--;
+    s->jobs_at_transport -= rq->count;
+    int64_t now = sr_now_ms();
+    sr_metric_observe(l->m_latency, (double)(now - rq->started_ms) / 1000.0);
+    int failure = http_status == 0 || http_status >= 500;
+    for (int i = 0; i < rq->count; i++)
+        if (!outs[i].ok && !outs[i].retry && outs[i].about_provider) failure = 1;
+    lane_pause_for_retry_after(s, l, outs, rq->count, now);
+    lane_record(s, l, failure, rq->probe, now);
+    sched_finish_request(s, rq, outs, http_status, now - rq->started_ms);
     sr_scheduler_kick(s);
 }
 
@@ -541,6 +583,15 @@ static void sched_send(sr_scheduler *s, sched_request *rq) {
         lane_record(s, l, 1, rq->probe, sr_now_ms());
         sched_finish_request(s, rq, outs, 0, 0);
         free(outs);
+        return;
+    }
+    if (s->transport) {
+        /* The request was built (adapter errors surface as above); the
+         * transport, not HTTP, carries it. */
+        sr_adapter_request_free(&ar);
+        rq->started_ms = sr_now_ms();
+        s->jobs_at_transport += rq->count;
+        s->transport(s->transport_ud, rq->p, msgs, n, rq, sched_transport_answered);
         return;
     }
     sr_http_client_request hr;
@@ -697,6 +748,7 @@ static int sched_lane_index(sr_scheduler *s, const char *name) {
 }
 
 static void sched_pump(sr_scheduler *s) {
+    s->kicked = 0;
     if (s->stopping) return;
     int64_t now = sr_now_ms();
     if (!s->rules || s->rules->provider_count == 0) {
@@ -731,7 +783,10 @@ static void sched_pump(sr_scheduler *s) {
             sched_transition(s, j);
             continue;
         }
-        if (sr_store_is_optout(s->store, j->msg.to) == 1) {
+        /* A reply answers a message the person just sent (the STOP
+         * confirmation above all), so it goes out even to an opted-out number;
+         * everything else to that number is rejected. */
+        if (!j->msg.reply_to && sr_store_is_optout(s->store, j->msg.to) == 1) {
             c->kind = CH_REJECT;
             c->error = "the recipient opted out";
             s->m_rejected->value++;

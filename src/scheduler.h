@@ -14,6 +14,7 @@
 
 #include <uv.h>
 
+#include "adapter.h"
 #include "config.h"
 #include "http_client.h"
 #include "rules.h"
@@ -42,5 +43,25 @@ void sr_scheduler_free(sr_scheduler *s);
  * the first provider of its route. cb gets 0, SR_E_NOTFOUND or SR_E_STATE
  * (not failed). */
 void sr_scheduler_retry(sr_scheduler *s, const char *id, void (*cb)(int code, void *ud), void *ud);
+
+/* ---- another transport than HTTP: the offline test runner (smsrules test) ---- */
+
+/* Answers a request the transport took, exactly once: outs holds one outcome
+ * per message, in order (borrowed for the call); http_status is the status
+ * the provider answered, 0 when it did not answer (a timeout). */
+typedef void (*sr_transport_answer)(void *request, const sr_adapter_outcome *outs, int http_status);
+/* Takes one provider request: the provider and msgs[0..n), already built
+ * into a request by the adapter (whose errors are handled as usual). The
+ * msgs array is borrowed for the call, p and the messages until answer. */
+typedef void (*sr_transport_fn)(void *ud, const sr_provider *p, sr_message *const *msgs, int n, void *request,
+                                sr_transport_answer answer);
+/* Sends provider requests through fn instead of HTTP (NULL: HTTP again). */
+void sr_scheduler_set_transport(sr_scheduler *s, sr_transport_fn fn, void *ud);
+/* 1 when the engine has nothing to do until time passes or a transport
+ * answers: no store write of its own in flight and no look at the queue
+ * asked for (sr_scheduler_kick) that has not run. *wake_ms (may be NULL)
+ * gets when its timer fires next, in ms from now (a rate limit or pause
+ * ending, or a periodic look), or -1 when none is planned. */
+int sr_scheduler_idle(sr_scheduler *s, int64_t *wake_ms);
 
 #endif

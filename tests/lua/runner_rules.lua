@@ -1,0 +1,35 @@
+-- Rules for the test runner's own tests (runner_test.lua, failing_cases.lua).
+-- The URLs are never used: `smsrules test` simulates the providers.
+sms.config{ default_country = "84", retry_base_ms = 1000, retry_cap_ms = 4000 }
+
+sms.provider("primary", { adapter = "mock", url = "http://127.0.0.1:9/send", max_attempts = 3, timeout_ms = 5000 })
+sms.provider("backup", { adapter = "mock", url = "http://127.0.0.1:9/send" })
+sms.provider("slow", { adapter = "mock", url = "http://127.0.0.1:9/send", rate = 1, burst = 1 })
+
+sms.route(function(msg) return { "primary", "backup" } end)
+
+sms.template("greeting", "Hello {{name}}!")
+
+sms.on("greet", function(ev)
+  return sms.send{ to = ev.phone, template = "greeting", vars = ev }
+end)
+sms.on("greet_many", function(ev)
+  local ids = {}
+  for i, phone in ipairs(ev.phones) do ids[i] = sms.send{ to = phone, text = "Hi " .. i } end
+  return ids
+end)
+sms.on("echo", function(ev) return ev end)
+sms.on("remember", function(ev) sms.kv.set("note", ev.note, ev.ttl) end)
+sms.on("recall", function() return { note = sms.kv.get("note") } end)
+sms.on("broken", function() error("deliberate failure") end)
+
+sms.on_inbound(function(msg)
+  local word = msg.text:upper():match("^%s*(%a+)")
+  if word == "STOP" then
+    sms.optout(msg.from)
+    return "unsubscribed"
+  elseif word == "HELP" then
+    return sms.reply(msg, "greeting", { name = "friend" })
+  end
+  return sms.reply(msg, "You said: " .. msg.text)
+end)
