@@ -710,6 +710,19 @@ static int lane_room(sr_scheduler *s, lane *l, int64_t now, int64_t *wake_ms) {
     return room > 0 ? room : 0;
 }
 
+/* GCRA without consuming: could one message go now? Else *wake_ms says when. */
+static int lane_rate_ready(const lane *l, int64_t now, int64_t *wake_ms) {
+    *wake_ms = -1;
+    if (!l->p || l->p->rate_per_s <= 0) return 1;
+    double interval = 1000.0 / l->p->rate_per_s;
+    double tolerance = interval * l->p->burst;
+    if (l->tat_ms - tolerance > (double)now) {
+        *wake_ms = (int64_t)ceil(l->tat_ms - tolerance - (double)now);
+        return 0;
+    }
+    return 1;
+}
+
 /* GCRA: may one more message go now? Consumes it when yes. */
 static int lane_rate_take(lane *l, int64_t now, int64_t *wake_ms) {
     if (l->p->rate_per_s <= 0) return 1;
@@ -756,9 +769,22 @@ static void sched_pump(sr_scheduler *s) {
         sched_arm(s, 1000);
         return;
     }
-    int room_total = 0;
+    int room_total = 0, ready_lanes = 0;
     int64_t wake = SCHED_IDLE_POLL_MS, w;
-    for (int i = 0; i < s->lane_count; i++) room_total += lane_room(s, &s->lanes[i], now, &w);
+    for (int i = 0; i < s->lane_count; i++) {
+        lane *l = &s->lanes[i];
+        int room = lane_room(s, l, now, &w);
+        room_total += room;
+        if (room > 0 && lane_rate_ready(l, now, &w)) ready_lanes++;
+        else if (l->p && w >= 0 && w < wake) wake = w;
+    }
+    if (ready_lanes == 0) {
+        /* Every lane is full, paused or out of rate: reading and decoding the
+         * queue now would only put it back. Expiry keeps running in the app's
+         * sweep; look again when the first lane can take a message. */
+        sched_arm(s, wake);
+        return;
+    }
     int max = s->outstanding + room_total + 64;
     if (max > SCHED_SCAN_MAX) max = SCHED_SCAN_MAX;
     sr_queue_entry *entries = malloc(sizeof *entries * (size_t)max);
