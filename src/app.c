@@ -13,6 +13,7 @@
 #include "message.h"
 #include "metrics.h"
 #include "http_client.h"
+#include "rules_exec.h"
 #include "scheduler.h"
 #include "store.h"
 
@@ -218,6 +219,12 @@ static void app_finish(uv_timer_t *t) {
     uv_timer_stop(&app->drain_timer);
     /* Every answer given and every outcome recorded: close the client, flush
      * the store, then let the loop end. */
+    /* Handlers still running (status handlers started by the last commits)
+     * must not reach the engine after it is gone. */
+    if (app->rules) {
+        app->rules->scheduler = NULL;
+        app->rules->client = NULL;
+    }
     if (app->scheduler) {
         sr_scheduler_free(app->scheduler);
         app->scheduler = NULL;
@@ -242,6 +249,12 @@ static int app_expire_mutator(sr_message *m, void *arg) {
     return 0;
 }
 
+static void app_expired(sr_store_txn *t, void *ud) {
+    sr_app *app = ud;
+    const sr_message *m = sr_store_txn_message(t, 0);
+    if (sr_store_txn_status(t) == 0 && m && app->rules) sr_rules_fire_status(app->rules, m, NULL, NULL);
+}
+
 static void app_sweep(uv_timer_t *t) {
     sr_app *app = t->data;
     if (!app->store || app->stopping) return;
@@ -252,7 +265,7 @@ static void app_sweep(uv_timer_t *t) {
     for (int i = 0; i < n; i++) {
         sr_store_txn *txn = sr_store_txn_new(app->store);
         sr_store_txn_update_message(txn, ids[i], app_expire_mutator, &now);
-        sr_store_txn_submit(txn, NULL, NULL);
+        sr_store_txn_submit(txn, app_expired, app);
     }
     if (n > 0) sr_info("expired messages", "count", sr_log_num(n));
     if (++app->sweeps % 60 == 0) sr_store_sweep_ttl(app->store, now);

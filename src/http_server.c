@@ -621,6 +621,8 @@ static void server_on_connection(uv_stream_t *listener, int status) {
     else conn_close(c);
 }
 
+static void server_free_on_close(uv_handle_t *h) { free(h->data); }
+
 int sr_http_server_start(sr_http_server **out, uv_loop_t *loop, const char *host, int port,
                          const sr_http_options *opt, char *err, size_t errlen) {
     *out = NULL;
@@ -652,9 +654,8 @@ int sr_http_server_start(sr_http_server **out, uv_loop_t *loop, const char *host
     if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 1024, server_on_connection);
     if (rc != 0) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, uv_strerror(rc));
-        uv_close((uv_handle_t *)&s->listener, (uv_close_cb)free);
-        /* the listener is the first member's neighbour: free s from the close callback */
-        s->listener.data = NULL;
+        /* The listener lives inside s: free s once libuv is done with it. */
+        uv_close((uv_handle_t *)&s->listener, server_free_on_close);
         return rc;
     }
     struct sockaddr_storage bound;

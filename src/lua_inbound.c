@@ -1,4 +1,5 @@
-/* lua_inbound: inbound SMS in rules — sms.on_inbound(fn) declares the
+/* lua_inbound: inbound SMS and status changes in rules — sms.on_status(fn),
+ * and sms.on_inbound(fn) declares the
  * handler that runs for every inbound message (sr_rules_fire_inbound), and
  * sms.reply(msg, text_or_template, vars) answers one.
  *
@@ -23,6 +24,21 @@ static int l_sms_on_inbound(lua_State *L) {
     lua_pop(L, 1);
     lua_pushvalue(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, SR_INBOUND_HANDLER_KEY);
+    return 0;
+}
+
+/* sms.on_status(fn): fn(msg, status) runs after each status change the
+ * engine commits (sent, failed, expired, rejected; delivery reports add
+ * theirs). One per rules file. */
+static int l_sms_on_status(lua_State *L) {
+    sr_rules *r = sr_rules_from(L);
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (!r->loading) return luaL_error(L, "sms.on_status may only be called while the rules load");
+    lua_getfield(L, LUA_REGISTRYINDEX, SR_STATUS_HANDLER_KEY);
+    if (!lua_isnil(L, -1)) return luaL_error(L, "sms.on_status: a status handler is already declared");
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, SR_STATUS_HANDLER_KEY);
     return 0;
 }
 
@@ -96,6 +112,8 @@ static int l_sms_reply(lua_State *L) {
 void sr_lua_open_inbound(lua_State *L) {
     lua_pushcfunction(L, l_sms_on_inbound);
     lua_setfield(L, -2, "on_inbound");
+    lua_pushcfunction(L, l_sms_on_status);
+    lua_setfield(L, -2, "on_status");
     /* sms.reply keeps the sms.send it was opened with, whatever rules later
      * do to the sms table. */
     lua_getfield(L, -1, "send");

@@ -65,6 +65,7 @@ typedef struct sr_rules {
     struct sr_scheduler *scheduler;
     struct sr_http_client *client;
     struct sr_invocation *current; /* the handler running now */
+    int live_invocations;          /* handlers started and not yet finished (committed or failed) */
 } sr_rules;
 
 /* Calls the function below nargs arguments on the stack with a traceback

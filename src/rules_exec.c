@@ -112,6 +112,7 @@ static void exec_free(sr_invocation *inv) {
     luaL_unref(L, LUA_REGISTRYINDEX, inv->overlay_ref);
     /* Handlers in flight across a reload finish on the old rules, which go
      * away with the last of them. */
+    inv->rules->live_invocations--;
     sr_rules_release(inv->rules);
     free(inv->ids);
     free(inv->result_json);
@@ -119,6 +120,7 @@ static void exec_free(sr_invocation *inv) {
 }
 
 static void exec_report(sr_invocation *inv, sr_invocation_status st, const char *error, int store_code) {
+    if (!inv->done) return;
     sr_invocation_result res;
     memset(&res, 0, sizeof res);
     res.status = st;
@@ -269,6 +271,7 @@ static sr_invocation *exec_start(sr_rules *r, sr_invocation_done done, void *ud)
     sr_invocation *inv = calloc(1, sizeof *inv);
     if (!inv) abort();
     inv->rules = sr_rules_retain(r);
+    r->live_invocations++;
     inv->done = done;
     inv->ud = ud;
     inv->overlay_ref = LUA_NOREF;
@@ -320,5 +323,45 @@ int sr_rules_fire_inbound(sr_rules *r, const sr_inbound *msg, sr_invocation_done
     lua_pushnumber(co, (lua_Number)msg->received_at_ms / 1000.0);
     lua_setfield(co, -2, "received_at");
     exec_resume(inv, 1);
+    return 0;
+}
+
+/* The message as handlers see it: the fields of GET /v1/messages/{id} that
+ * rules decide on. */
+static void exec_push_message(lua_State *L, const sr_message *m) {
+    lua_createtable(L, 0, 14);
+    const char *strings[][2] = {{"id", m->id},         {"to", m->to},
+                                {"from", m->from},     {"text", m->text},
+                                {"status", sr_status_name(m->status)}, {"provider", m->provider},
+                                {"provider_id", m->provider_id}, {"error", m->error},
+                                {"reply_to", m->reply_to}};
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        if (!strings[i][1]) continue;
+        lua_pushstring(L, strings[i][1]);
+        lua_setfield(L, -2, strings[i][0]);
+    }
+    lua_pushinteger(L, m->segments);
+    lua_setfield(L, -2, "segments");
+    lua_pushinteger(L, m->attempt_count);
+    lua_setfield(L, -2, "attempts");
+    lua_createtable(L, 0, m->tag_count);
+    for (int i = 0; i < m->tag_count; i++) {
+        lua_pushstring(L, m->tags[i].value ? m->tags[i].value : "");
+        lua_setfield(L, -2, m->tags[i].key);
+    }
+    lua_setfield(L, -2, "tags");
+}
+
+int sr_rules_fire_status(sr_rules *r, const sr_message *m, sr_invocation_done done, void *ud) {
+    lua_State *L = r->L;
+    lua_getfield(L, LUA_REGISTRYINDEX, SR_STATUS_HANDLER_KEY);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return SR_E_NOTFOUND;
+    }
+    sr_invocation *inv = exec_start(r, done, ud);
+    exec_push_message(inv->co, m);
+    lua_pushstring(inv->co, sr_status_name(m->status));
+    exec_resume(inv, 2);
     return 0;
 }

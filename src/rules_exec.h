@@ -53,6 +53,13 @@ typedef struct sr_inbound {
 
 /* Where sms.on_inbound(fn) keeps fn: a field of the Lua registry. */
 #define SR_INBOUND_HANDLER_KEY "smsrules.on_inbound"
+#define SR_STATUS_HANDLER_KEY "smsrules.on_status"
+
+/* Runs sms.on_status(msg, status) for a message whose status just changed
+ * (m is the message as written; borrowed for the call). Returns 0 (done
+ * runs later; may be NULL) or SR_E_NOTFOUND when the rules declare no
+ * status handler. */
+int sr_rules_fire_status(sr_rules *r, const sr_message *m, sr_invocation_done done, void *ud);
 
 /* Runs the handler declared with sms.on_inbound(fn) with the message as a
  * table {id, from, to, text, provider, received_at (seconds)}, like

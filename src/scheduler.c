@@ -9,6 +9,7 @@
 #include <lauxlib.h>
 
 #include "adapter.h"
+#include "rules_exec.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -351,10 +352,17 @@ static void sched_request_free(sched_request *rq) {
 
 /* ---- transitions without a send ---- */
 
+/* sms.on_status after a committed change to a final or sent status. */
+static void sched_fire_status(sr_scheduler *s, sr_store_txn *t) {
+    if (sr_store_txn_status(t) != 0 || !s->rules) return;
+    const sr_message *m = sr_store_txn_message(t, 0);
+    if (m && (m->status == SR_ST_SENT || sr_status_is_final(m->status))) sr_rules_fire_status(s->rules, m, NULL, NULL);
+}
+
 static void sched_transition_done(sr_store_txn *t, void *ud) {
     sched_job *j = ud;
     sr_scheduler *s = j->req ? j->req->s : NULL;
-    (void)t;
+    if (s) sched_fire_status(s, t);
     /* The job holds its scheduler through a one-element fake request. */
     sched_request *holder = j->req;
     j->req = NULL;
@@ -389,6 +397,7 @@ static void sched_complete_done(sr_store_txn *t, void *ud) {
     else if (j->change.kind == CH_RETRY) l->m_retried->value++;
     else if (j->change.kind == CH_FAILED) l->m_failed->value++;
     else if (j->change.kind == CH_FALLBACK) l->m_fallback->value++;
+    sched_fire_status(s, t);
     if (--rq->units_pending == 0) sched_request_free(rq);
     sched_release(s, j);
     sr_scheduler_kick(s);

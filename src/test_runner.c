@@ -437,7 +437,9 @@ static void tr_settle(tr_runner *tr) {
     for (;;) {
         if (tr_answer_due(e, 0)) continue;
         int64_t wake_ms;
-        if (sr_scheduler_idle(e->scheduler, &wake_ms) && e->in_flight == 0) return;
+        /* Handlers the engine started itself (sms.on_status) count too. */
+        if (sr_scheduler_idle(e->scheduler, &wake_ms) && e->in_flight == 0 && e->rules->live_invocations == 0)
+            return;
         if (uv_hrtime() > deadline) tr_fatal(tr, "the engine did not settle in time");
         /* A timer due now (a look at the queue): run it without then sleeping
          * until the next one. Otherwise a store commit is coming: wait for it. */

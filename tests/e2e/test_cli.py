@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import check, make_temp_dir, run, run_cli, test  # noqa: E402
+from harness import Daemon, check, make_temp_dir, run, run_cli, test  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
@@ -350,6 +350,16 @@ def command_line_wins_over_config():
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+@test
+def port_in_use_is_a_clear_runtime_failure():
+    d = Daemon.start()
+    for args in (["serve", "--data", make_temp_dir()], ["mock-provider"]):
+        rc, out, err = run_cli(args + ["--listen", "127.0.0.1:%d" % d.port])
+        check(rc == 2, "%s on a busy port exited %d (want 2): %s" % (args[0], rc, err[-300:]))
+        check("address already in use" in err and "free()" not in err, "%s: %r" % (args[0], err[-300:]))
+    d.stop()
 
 
 if __name__ == "__main__":
