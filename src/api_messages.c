@@ -277,6 +277,23 @@ void sr_api_messages_post(sr_app *app, sr_http_request *req, const char *const *
             it->rejected = 1;
             continue;
         }
+        /* A route naming a provider the rules do not declare would only fail
+         * later: refuse it now, naming it. */
+        for (int r = 0; r < m.route_len && app->rules; r++) {
+            if (sr_rules_provider(app->rules, m.route[r])) continue;
+            sr_reason *x = &it->reasons.items[0];
+            it->reasons.count = 1;
+            x->key = "unknown_provider";
+            snprintf(x->ref, sizeof x->ref, "%sroute", prefix);
+            snprintf(x->message, sizeof x->message, "the route names '%.64s', which the rules do not declare",
+                     m.route[r]);
+            it->rejected = 1;
+            break;
+        }
+        if (it->rejected) {
+            sr_message_free(&m);
+            continue;
+        }
         it->status = m.status;
         it->segments = m.segments;
         it->encoding = m.encoding;

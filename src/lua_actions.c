@@ -149,6 +149,14 @@ static int l_sms_send(lua_State *L) {
         lua_pushfstring(L, "%s: %s", reasons.items[0].key, reasons.items[0].message);
         return 2;
     }
+    for (int i = 0; i < m.route_len; i++) {
+        if (sr_rules_provider(r, m.route[i])) continue;
+        sr_json_doc_free(&doc);
+        lua_pushnil(L);
+        lua_pushfstring(L, "unknown_provider: the route names '%s', which the rules do not declare", m.route[i]);
+        sr_message_free(&m);
+        return 2;
+    }
     char existing[SR_ID_LEN + 1];
     uint64_t existing_hash = 0;
     char *idem_copy = idem ? strdup(idem) : NULL;

@@ -286,5 +286,23 @@ sms.provider("home", { adapter = "homemade", url = "%s" })
 """
 
 
+@test(timeout=30)
+def route_naming_an_undeclared_provider_is_refused():
+    mock = Mock.start()
+    d = Daemon.start(rules(provider("primary", mock)))
+    status, _, _, doc = d.request("POST", "/v1/messages", headers=AUTH,
+                                  body={"to": "+84912345677", "text": "x", "route": ["primary", "nope"]})
+    check(status == 422 and doc["error"]["code"] == "unknown_provider" and "nope" in doc["error"]["message"],
+          "single: %d %r" % (status, doc))
+    status, _, _, doc = d.request("POST", "/v1/messages", headers=AUTH, body={"messages": [
+        {"to": "+84912345677", "text": "x", "route": ["primary"]},
+        {"to": "+84912345677", "text": "y", "route": ["nope"]}]})
+    res = doc["result"]
+    check(status == 202 and res[0]["code"] == "OK" and res[1]["reasons"][0]["key"] == "unknown_provider" and
+          res[1]["reasons"][0]["ref"] == "messages[1].route", "batch: %d %r" % (status, res))
+    d.stop()
+    mock.stop()
+
+
 if __name__ == "__main__":
     run()

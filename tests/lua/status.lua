@@ -12,3 +12,7 @@ sms.on_status(function(msg, status)
 end)
 
 sms.on("read", function(ev) return { value = sms.kv.get(ev.key) } end)
+sms.on("send_route", function(ev)
+  local id, err = sms.send{ to = "+84912345678", text = "routed", route = ev.route }
+  return { id = id, err = err }
+end)
