@@ -324,107 +324,44 @@ static void crypto_hmac_pads(const unsigned char k0[SR_CRYPTO_BLOCK_LEN],
     }
 }
 
-void sr_crypto_hmac_md5_init(sr_crypto_hmac_md5_ctx *ctx, const void *key, size_t key_len) {
-    unsigned char k0[SR_CRYPTO_BLOCK_LEN] = {0}, inner_pad[SR_CRYPTO_BLOCK_LEN], outer_pad[SR_CRYPTO_BLOCK_LEN];
-    if (key_len > SR_CRYPTO_BLOCK_LEN) sr_crypto_md5(key, key_len, k0);
-    else if (key_len > 0) memcpy(k0, key, key_len);
-    crypto_hmac_pads(k0, inner_pad, outer_pad);
-    sr_crypto_md5_init(&ctx->inner);
-    sr_crypto_md5_update(&ctx->inner, inner_pad, sizeof inner_pad);
-    sr_crypto_md5_init(&ctx->outer);
-    sr_crypto_md5_update(&ctx->outer, outer_pad, sizeof outer_pad);
-    crypto_wipe(k0, sizeof k0);
-    crypto_wipe(inner_pad, sizeof inner_pad);
-    crypto_wipe(outer_pad, sizeof outer_pad);
-}
+/* The three HMACs differ only in their hash: one definition, expanded per
+ * hash (H = md5, sha1, sha256; LEN its digest length). */
+#define CRYPTO_DEFINE_HMAC(H, LEN)                                                                       \
+    void sr_crypto_hmac_##H##_init(sr_crypto_hmac_##H##_ctx *ctx, const void *key, size_t key_len) {       \
+        unsigned char k0[SR_CRYPTO_BLOCK_LEN] = {0}, inner_pad[SR_CRYPTO_BLOCK_LEN],                      \
+                      outer_pad[SR_CRYPTO_BLOCK_LEN];                                                     \
+        if (key_len > SR_CRYPTO_BLOCK_LEN) sr_crypto_##H(key, key_len, k0);                               \
+        else if (key_len > 0) memcpy(k0, key, key_len);                                                   \
+        crypto_hmac_pads(k0, inner_pad, outer_pad);                                                       \
+        sr_crypto_##H##_init(&ctx->inner);                                                                \
+        sr_crypto_##H##_update(&ctx->inner, inner_pad, sizeof inner_pad);                                 \
+        sr_crypto_##H##_init(&ctx->outer);                                                                \
+        sr_crypto_##H##_update(&ctx->outer, outer_pad, sizeof outer_pad);                                 \
+        crypto_wipe(k0, sizeof k0);                                                                       \
+        crypto_wipe(inner_pad, sizeof inner_pad);                                                         \
+        crypto_wipe(outer_pad, sizeof outer_pad);                                                         \
+    }                                                                                                     \
+    void sr_crypto_hmac_##H##_update(sr_crypto_hmac_##H##_ctx *ctx, const void *data, size_t len) {       \
+        sr_crypto_##H##_update(&ctx->inner, data, len);                                                   \
+    }                                                                                                     \
+    void sr_crypto_hmac_##H##_final(sr_crypto_hmac_##H##_ctx *ctx, unsigned char out[LEN]) {              \
+        unsigned char inner_digest[LEN];                                                                  \
+        sr_crypto_##H##_final(&ctx->inner, inner_digest);                                                 \
+        sr_crypto_##H##_update(&ctx->outer, inner_digest, sizeof inner_digest);                           \
+        sr_crypto_##H##_final(&ctx->outer, out);                                                          \
+        crypto_wipe(inner_digest, sizeof inner_digest);                                                   \
+    }                                                                                                     \
+    void sr_crypto_hmac_##H(const void *key, size_t key_len, const void *data, size_t len,                \
+                            unsigned char out[LEN]) {                                                     \
+        sr_crypto_hmac_##H##_ctx ctx;                                                                     \
+        sr_crypto_hmac_##H##_init(&ctx, key, key_len);                                                    \
+        sr_crypto_hmac_##H##_update(&ctx, data, len);                                                     \
+        sr_crypto_hmac_##H##_final(&ctx, out);                                                            \
+    }
 
-void sr_crypto_hmac_md5_update(sr_crypto_hmac_md5_ctx *ctx, const void *data, size_t len) {
-    sr_crypto_md5_update(&ctx->inner, data, len);
-}
-
-void sr_crypto_hmac_md5_final(sr_crypto_hmac_md5_ctx *ctx, unsigned char out[SR_CRYPTO_MD5_LEN]) {
-    unsigned char inner_digest[SR_CRYPTO_MD5_LEN];
-    sr_crypto_md5_final(&ctx->inner, inner_digest);
-    sr_crypto_md5_update(&ctx->outer, inner_digest, sizeof inner_digest);
-    sr_crypto_md5_final(&ctx->outer, out);
-    crypto_wipe(inner_digest, sizeof inner_digest);
-}
-
-void sr_crypto_hmac_sha1_init(sr_crypto_hmac_sha1_ctx *ctx, const void *key, size_t key_len) {
-    unsigned char k0[SR_CRYPTO_BLOCK_LEN] = {0}, inner_pad[SR_CRYPTO_BLOCK_LEN], outer_pad[SR_CRYPTO_BLOCK_LEN];
-    if (key_len > SR_CRYPTO_BLOCK_LEN) sr_crypto_sha1(key, key_len, k0);
-    else if (key_len > 0) memcpy(k0, key, key_len);
-    crypto_hmac_pads(k0, inner_pad, outer_pad);
-    sr_crypto_sha1_init(&ctx->inner);
-    sr_crypto_sha1_update(&ctx->inner, inner_pad, sizeof inner_pad);
-    sr_crypto_sha1_init(&ctx->outer);
-    sr_crypto_sha1_update(&ctx->outer, outer_pad, sizeof outer_pad);
-    crypto_wipe(k0, sizeof k0);
-    crypto_wipe(inner_pad, sizeof inner_pad);
-    crypto_wipe(outer_pad, sizeof outer_pad);
-}
-
-void sr_crypto_hmac_sha1_update(sr_crypto_hmac_sha1_ctx *ctx, const void *data, size_t len) {
-    sr_crypto_sha1_update(&ctx->inner, data, len);
-}
-
-void sr_crypto_hmac_sha1_final(sr_crypto_hmac_sha1_ctx *ctx, unsigned char out[SR_CRYPTO_SHA1_LEN]) {
-    unsigned char inner_digest[SR_CRYPTO_SHA1_LEN];
-    sr_crypto_sha1_final(&ctx->inner, inner_digest);
-    sr_crypto_sha1_update(&ctx->outer, inner_digest, sizeof inner_digest);
-    sr_crypto_sha1_final(&ctx->outer, out);
-    crypto_wipe(inner_digest, sizeof inner_digest);
-}
-
-void sr_crypto_hmac_sha256_init(sr_crypto_hmac_sha256_ctx *ctx, const void *key, size_t key_len) {
-    unsigned char k0[SR_CRYPTO_BLOCK_LEN] = {0}, inner_pad[SR_CRYPTO_BLOCK_LEN], outer_pad[SR_CRYPTO_BLOCK_LEN];
-    if (key_len > SR_CRYPTO_BLOCK_LEN) sr_crypto_sha256(key, key_len, k0);
-    else if (key_len > 0) memcpy(k0, key, key_len);
-    crypto_hmac_pads(k0, inner_pad, outer_pad);
-    sr_crypto_sha256_init(&ctx->inner);
-    sr_crypto_sha256_update(&ctx->inner, inner_pad, sizeof inner_pad);
-    sr_crypto_sha256_init(&ctx->outer);
-    sr_crypto_sha256_update(&ctx->outer, outer_pad, sizeof outer_pad);
-    crypto_wipe(k0, sizeof k0);
-    crypto_wipe(inner_pad, sizeof inner_pad);
-    crypto_wipe(outer_pad, sizeof outer_pad);
-}
-
-void sr_crypto_hmac_sha256_update(sr_crypto_hmac_sha256_ctx *ctx, const void *data, size_t len) {
-    sr_crypto_sha256_update(&ctx->inner, data, len);
-}
-
-void sr_crypto_hmac_sha256_final(sr_crypto_hmac_sha256_ctx *ctx, unsigned char out[SR_CRYPTO_SHA256_LEN]) {
-    unsigned char inner_digest[SR_CRYPTO_SHA256_LEN];
-    sr_crypto_sha256_final(&ctx->inner, inner_digest);
-    sr_crypto_sha256_update(&ctx->outer, inner_digest, sizeof inner_digest);
-    sr_crypto_sha256_final(&ctx->outer, out);
-    crypto_wipe(inner_digest, sizeof inner_digest);
-}
-
-void sr_crypto_hmac_md5(const void *key, size_t key_len, const void *data, size_t len,
-                        unsigned char out[SR_CRYPTO_MD5_LEN]) {
-    sr_crypto_hmac_md5_ctx ctx;
-    sr_crypto_hmac_md5_init(&ctx, key, key_len);
-    sr_crypto_hmac_md5_update(&ctx, data, len);
-    sr_crypto_hmac_md5_final(&ctx, out);
-}
-
-void sr_crypto_hmac_sha1(const void *key, size_t key_len, const void *data, size_t len,
-                         unsigned char out[SR_CRYPTO_SHA1_LEN]) {
-    sr_crypto_hmac_sha1_ctx ctx;
-    sr_crypto_hmac_sha1_init(&ctx, key, key_len);
-    sr_crypto_hmac_sha1_update(&ctx, data, len);
-    sr_crypto_hmac_sha1_final(&ctx, out);
-}
-
-void sr_crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
-                           unsigned char out[SR_CRYPTO_SHA256_LEN]) {
-    sr_crypto_hmac_sha256_ctx ctx;
-    sr_crypto_hmac_sha256_init(&ctx, key, key_len);
-    sr_crypto_hmac_sha256_update(&ctx, data, len);
-    sr_crypto_hmac_sha256_final(&ctx, out);
-}
+CRYPTO_DEFINE_HMAC(md5, SR_CRYPTO_MD5_LEN)
+CRYPTO_DEFINE_HMAC(sha1, SR_CRYPTO_SHA1_LEN)
+CRYPTO_DEFINE_HMAC(sha256, SR_CRYPTO_SHA256_LEN)
 
 /* ---- hex ------------------------------------------------------------------ */
 
