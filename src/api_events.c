@@ -56,6 +56,15 @@ void sr_api_events_post(sr_app *app, sr_http_request *req, const char *const *pa
     sr_json_doc doc;
     memset(&doc, 0, sizeof doc);
     const sr_json *arg = NULL;
+    /* Handlers get bounded input: Lua's pattern matching runs in C, where the
+     * instruction budget cannot stop it, so its work must be bounded by size. */
+    if (req->body_len > app->config->max_event_bytes) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "event bodies are limited to %zu bytes (sms.config max_event_bytes)",
+                 app->config->max_event_bytes);
+        sr_http_respond_error(req, 413, "event_too_large", msg, NULL);
+        return;
+    }
     if (req->body_len > 0) {
         char err[160];
         if (sr_json_parse(&doc, req->body, req->body_len, err, sizeof err) != 0) {

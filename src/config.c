@@ -27,6 +27,7 @@ void sr_config_init(sr_config *c) {
     c->circuit_failures = 5;
     c->circuit_cooldown_ms = 5000;
     c->instruction_budget = 1000000;
+    c->max_event_bytes = 64 * 1024;
     c->memory_limit = 64u << 20;
 }
 
@@ -93,6 +94,7 @@ void sr_config_apply_live(sr_config *c, const sr_config *from) {
     c->circuit_cooldown_ms = from->circuit_cooldown_ms;
     c->instruction_budget = from->instruction_budget;
     c->memory_limit = from->memory_limit;
+    c->max_event_bytes = from->max_event_bytes;
 }
 
 int sr_config_split_listen(const char *listen, char *host, size_t hostlen, int *port) {

@@ -39,6 +39,7 @@ typedef struct sr_config {
     /* Lua sandbox */
     uint64_t instruction_budget; /* per handler, default 1,000,000 */
     size_t memory_limit;         /* bytes for the Lua state, default 64 MiB */
+    size_t max_event_bytes;      /* largest event body handed to a handler, default 64 KiB */
 } sr_config;
 
 void sr_config_init(sr_config *c);

@@ -101,6 +101,8 @@ static int l_sms_config(lua_State *L) {
             c->circuit_cooldown_ms = (uint64_t)config_integer(L, key, 10, 3600000);
         } else if (strcmp(key, "instruction_budget") == 0) {
             c->instruction_budget = (uint64_t)config_integer(L, key, 1000, (lua_Integer)1 << 40);
+        } else if (strcmp(key, "max_event_bytes") == 0) {
+            c->max_event_bytes = (size_t)config_integer(L, key, 1024, 1 << 20);
         } else if (strcmp(key, "memory_limit") == 0) {
             c->memory_limit = (size_t)config_integer(L, key, 1 << 20, (lua_Integer)1 << 40);
             r->memory_limit = c->memory_limit;

@@ -161,6 +161,8 @@ def unknown_event_and_rule_error():
     status, _, _, doc = fire(d, "bare_yield")
     check(status == 500 and doc["error"]["code"] == "rule_error" and "may not yield" in doc["error"]["message"],
           "a bare coroutine.yield must not hang the handler: %d %r" % (status, doc))
+    status, _, _, doc = fire(d, "count", {"name": "x" * 70000})
+    check(status == 413 and doc["error"]["code"] == "event_too_large", "event body over 64 KiB: %d %r" % (status, doc))
     status, _, _, doc = d.request("POST", "/v1/events/order.created", body=b"{bad", headers=AUTH)
     check(status == 400 and doc["error"]["code"] == "invalid_json", "bad body: %d" % status)
     status, _, _, doc = d.request("POST", "/v1/events/order.created", body={})
