@@ -23,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import harness  # noqa: E402
 from harness import (BIN, HOST, SLOWDOWN, Daemon, TestFailure, check, free_port, make_temp_dir,  # noqa: E402
                      run, run_cli, test, wait_for)
 
@@ -39,46 +40,18 @@ _mocks = []
 _receivers = []
 
 
-class Mock(Daemon):
-    """`smsrules mock-provider --listen 127.0.0.1:0 ARGS...`; stderr (JSON
-    logs) goes to a file. Inherits request(), signal(), wait_exit(), stop(),
-    log_lines() and wait_log() from the harness's Daemon."""
+class Mock(harness.Mock):
+    """The harness's mock-provider process, remembered so each test kills it
+    and checks its stderr for sanitizer reports afterwards."""
 
     @classmethod
-    def start(cls, *args, ready_timeout=10.0):
-        m = cls()
-        m.dir = make_temp_dir("smsrules-mock-")
-        m.stderr_path = os.path.join(m.dir, "stderr.log")
-        cmd = [BIN, "mock-provider", "--listen", "%s:0" % HOST] + [str(a) for a in args]
-        with open(m.stderr_path, "wb") as err:
-            m.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    def start(cls, *args, **kw):
+        m = super().start(*args, **kw)
         _mocks.append(m)
-
-        def listening():
-            for obj in m.log_lines():
-                if obj.get("msg") == "listening":
-                    return obj
-            if m.proc.poll() is not None:
-                raise TestFailure("mock-provider exited %s before listening: %s" % (m.proc.returncode, m.stderr()[-500:]))
-            return None
-
-        line = wait_for(listening, ready_timeout, "the mock's listening log line")
-        check(isinstance(line.get("port"), int) and line["port"] > 0, "listening line without a port: %r" % line)
-        m.port = line["port"]
         return m
 
     def client(self, timeout=5.0):
         return Client(self.port, timeout)
-
-    def stats(self):
-        status, _, body, doc = self.request("GET", "/stats")
-        check(status == 200 and isinstance(doc, dict), "GET /stats answered %d %r" % (status, body[:200]))
-        return doc
-
-    def control(self, settings):
-        status, _, body, doc = self.request("POST", "/control", settings)
-        check(status == 200, "POST /control %r answered %d %r" % (settings, status, body[:200]))
-        return doc
 
 
 class Client:
