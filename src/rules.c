@@ -316,18 +316,34 @@ void sr_rules_summary(sr_rules *r, char *out, size_t outlen) {
             sr_buf_printf(&b, "%s%s", v ? " " : "", sr_template_var(t, v));
         sr_buf_putc(&b, ')');
     }
-    /* Handlers: the events, in name order. */
+    /* Handlers: the events, in name order (the registry table has none). */
     lua_State *L = r->L;
     lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.events");
     int events = 0;
     sr_buf names;
     sr_buf_init(&names);
     if (lua_istable(L, -1)) {
+        lua_newtable(L);
         lua_pushnil(L);
-        while (lua_next(L, -2)) {
+        while (lua_next(L, -3)) {
             lua_pop(L, 1);
-            sr_buf_printf(&names, "%s%s", events++ ? ", " : ": ", lua_tostring(L, -1));
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, -3, ++events);
         }
+        /* Rules may have replaced the global `table`: sort only with a real one. */
+        lua_getglobal(L, "table");
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "sort");
+            lua_pushvalue(L, -3);
+            if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+        }
+        lua_pop(L, 1); /* table */
+        for (int i = 1; i <= events; i++) {
+            lua_rawgeti(L, -1, i);
+            sr_buf_printf(&names, "%s%s", i > 1 ? ", " : ": ", lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1); /* the name list */
     }
     lua_pop(L, 1);
     sr_buf_printf(&b, "; %d event handler%s%s", events, events == 1 ? "" : "s", names.len ? names.data : "");

@@ -362,5 +362,16 @@ def port_in_use_is_a_clear_runtime_failure():
     d.stop()
 
 
+@test
+def check_lists_handlers_in_name_order():
+    path = os.path.join(make_temp_dir(), "rules.lua")
+    with open(path, "w") as f:
+        f.write('sms.template("t", "Hi {{name}}")\n' +
+                "".join('sms.on("%s", function() end)\n' % n for n in ("zeta", "alpha", "mid.x", "beta")))
+    rc, out, err = run_cli(["check", path])
+    check(rc == 0 and "4 event handlers: alpha, beta, mid.x, zeta" in out and "t(name)" in out,
+          "summary: %r %r" % (out, err))
+
+
 if __name__ == "__main__":
     run()
