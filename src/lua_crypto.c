@@ -11,57 +11,37 @@
 #include "crypto.h"
 #include "rules.h"
 
-/* sms.crypto.hmac_sha256(key, data) → 32 raw bytes */
-static int l_crypto_hmac_sha256(lua_State *L) {
+typedef void (*crypto_digest_fn)(const void *data, size_t len, unsigned char *out);
+typedef void (*crypto_hmac_fn)(const void *key, size_t key_len, const void *data, size_t len, unsigned char *out);
+
+/* Pushes fn(data) for the string argument 1: out_len raw bytes. */
+static int crypto_push_digest(lua_State *L, crypto_digest_fn fn, size_t out_len) {
+    size_t len;
+    const char *data = luaL_checklstring(L, 1, &len);
+    unsigned char out[SR_CRYPTO_SHA256_LEN]; /* the longest digest here */
+    fn(data, len, out);
+    lua_pushlstring(L, (const char *)out, out_len);
+    return 1;
+}
+
+/* Pushes fn(key = argument 1, data = argument 2): out_len raw bytes. */
+static int crypto_push_hmac(lua_State *L, crypto_hmac_fn fn, size_t out_len) {
     size_t key_len, len;
     const char *key = luaL_checklstring(L, 1, &key_len);
     const char *data = luaL_checklstring(L, 2, &len);
-    unsigned char mac[SR_CRYPTO_SHA256_LEN];
-    sr_crypto_hmac_sha256(key, key_len, data, len, mac);
-    lua_pushlstring(L, (const char *)mac, sizeof mac);
+    unsigned char out[SR_CRYPTO_SHA256_LEN];
+    fn(key, key_len, data, len, out);
+    lua_pushlstring(L, (const char *)out, out_len);
     return 1;
 }
 
-/* sms.crypto.hmac_sha1(key, data) → 20 raw bytes */
-static int l_crypto_hmac_sha1(lua_State *L) {
-    size_t key_len, len;
-    const char *key = luaL_checklstring(L, 1, &key_len);
-    const char *data = luaL_checklstring(L, 2, &len);
-    unsigned char mac[SR_CRYPTO_SHA1_LEN];
-    sr_crypto_hmac_sha1(key, key_len, data, len, mac);
-    lua_pushlstring(L, (const char *)mac, sizeof mac);
-    return 1;
-}
-
-/* sms.crypto.sha256(data) → 32 raw bytes */
-static int l_crypto_sha256(lua_State *L) {
-    size_t len;
-    const char *data = luaL_checklstring(L, 1, &len);
-    unsigned char digest[SR_CRYPTO_SHA256_LEN];
-    sr_crypto_sha256(data, len, digest);
-    lua_pushlstring(L, (const char *)digest, sizeof digest);
-    return 1;
-}
-
-/* sms.crypto.sha1(data) → 20 raw bytes */
-static int l_crypto_sha1(lua_State *L) {
-    size_t len;
-    const char *data = luaL_checklstring(L, 1, &len);
-    unsigned char digest[SR_CRYPTO_SHA1_LEN];
-    sr_crypto_sha1(data, len, digest);
-    lua_pushlstring(L, (const char *)digest, sizeof digest);
-    return 1;
-}
-
-/* sms.crypto.md5(data) → 16 raw bytes */
-static int l_crypto_md5(lua_State *L) {
-    size_t len;
-    const char *data = luaL_checklstring(L, 1, &len);
-    unsigned char digest[SR_CRYPTO_MD5_LEN];
-    sr_crypto_md5(data, len, digest);
-    lua_pushlstring(L, (const char *)digest, sizeof digest);
-    return 1;
-}
+/* sms.crypto.hmac_sha256(key, data) → 32 raw bytes; hmac_sha1 → 20 */
+static int l_crypto_hmac_sha256(lua_State *L) { return crypto_push_hmac(L, sr_crypto_hmac_sha256, SR_CRYPTO_SHA256_LEN); }
+static int l_crypto_hmac_sha1(lua_State *L) { return crypto_push_hmac(L, sr_crypto_hmac_sha1, SR_CRYPTO_SHA1_LEN); }
+/* sms.crypto.sha256(data) → 32 raw bytes; sha1 → 20; md5 → 16 */
+static int l_crypto_sha256(lua_State *L) { return crypto_push_digest(L, sr_crypto_sha256, SR_CRYPTO_SHA256_LEN); }
+static int l_crypto_sha1(lua_State *L) { return crypto_push_digest(L, sr_crypto_sha1, SR_CRYPTO_SHA1_LEN); }
+static int l_crypto_md5(lua_State *L) { return crypto_push_digest(L, sr_crypto_md5, SR_CRYPTO_MD5_LEN); }
 
 /* sms.crypto.hex(bytes) → lowercase hex. The output is built in a
  * luaL_Buffer, which Lua owns, so nothing leaks if the allocation raises. */

@@ -164,24 +164,13 @@ local function send_outcome(response)
 end
 
 function twilio.parse_send(cfg, msgs, response)
-    local outcome = send_outcome(response)
-    -- One request carries one message; should the core ever pass more, the
-    -- others are retried (nothing is known about them), so counts match.
-    local outcomes = { outcome }
-    for i = 2, #msgs do
-        outcomes[i] = outcome.ok and util.no_id() or util.failure(
-            outcome.retry and "retry" or outcome.scope, outcome.error, response.headers)
-    end
-    return outcomes
+    -- One request carries one message.
+    return util.repeat_outcome(send_outcome(response), msgs, response.headers)
 end
 
 -- ---- webhooks ----
 
-local function crypto()
-    local c = type(sms) == "table" and sms.crypto
-    if type(c) ~= "table" then error("twilio adapter: sms.crypto is not available", 0) end
-    return c
-end
+local function crypto() return util.crypto("twilio") end
 
 -- The URL as Twilio may have signed it: as the request came, and with the
 -- default port added or removed. Twilio's own validators try both, because

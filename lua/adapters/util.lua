@@ -287,6 +287,26 @@ function util.no_id()
     return { ok = false, retry = true, error = "no message id in answer" }
 end
 
+-- For adapters whose request carries one message: the first message gets
+-- outcome, any others (should the core ever pass more) the same failure, or
+-- a retry when the first was accepted (nothing is known about them), so the
+-- counts always match.
+function util.repeat_outcome(outcome, msgs, headers)
+    local outcomes = { outcome }
+    for i = 2, #msgs do
+        outcomes[i] = outcome.ok and util.no_id() or util.failure(
+            outcome.retry and "retry" or outcome.scope, outcome.error, headers)
+    end
+    return outcomes
+end
+
+-- sms.crypto for verify(), or a clear error naming the adapter.
+function util.crypto(adapter_name)
+    local c = type(sms) == "table" and sms.crypto
+    if type(c) ~= "table" then error(adapter_name .. " adapter: sms.crypto is not available", 0) end
+    return c
+end
+
 -- Adds the credentials of cfg to headers: the api_key as
 -- "Authorization: Bearer <key>", or under cfg.auth_header ("X-API-Key")
 -- as it is. Nothing without an api_key. Keys never go into URLs.

@@ -205,22 +205,13 @@ local function send_outcome(response)
 end
 
 function vonage.parse_send(cfg, msgs, response)
-    local outcome = send_outcome(response)
-    local outcomes = { outcome }
-    for i = 2, #msgs do
-        outcomes[i] = outcome.ok and util.no_id() or util.failure(
-            outcome.retry and "retry" or outcome.scope, outcome.error, response.headers)
-    end
-    return outcomes
+    -- One request carries one message.
+    return util.repeat_outcome(send_outcome(response), msgs, response.headers)
 end
 
 -- ---- webhooks ----
 
-local function crypto()
-    local c = type(sms) == "table" and sms.crypto
-    if type(c) ~= "table" then error("vonage adapter: sms.crypto is not available", 0) end
-    return c
-end
+local function crypto() return util.crypto("vonage") end
 
 local function as_text(v)
     if type(v) == "string" then return v end
