@@ -1,4 +1,4 @@
-# smsrules — plain Makefile. `make`, `make run`, `make test`, `make asan`, `make bench`.
+# smsrules — plain Makefile. `make`, `make run`, `make test`, `make asan`, `make bench`, `make fuzz`.
 #
 # The public targets first make sure the Debian packages are there
 # (scripts/install-deps.sh), then build through a recursive make so that the
@@ -28,7 +28,7 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 
-.PHONY: all deps build run test asan bench clean fmt
+.PHONY: all deps build run test asan bench fuzz fuzz-build clean fmt
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -89,8 +89,61 @@ bench: deps
 	@$(MAKE) --no-print-directory build
 	@for b in scripts/bench/*.sh; do echo "== $$b"; BUILD=$(BUILD) $$b || exit 1; done
 
+# Coverage-guided fuzzing of the parsers that read outside input (libFuzzer,
+# clang only; not part of `make test` or CI). One target per parser in
+# tests/fuzz/fuzz_NAME.c, whose header says what it checks; each links the
+# src/ files it needs, compiled again by clang into build/fuzz/obj/. Each runs
+# FUZZ_SECONDS in turn, starting from tests/fuzz/seeds/NAME and keeping what
+# it finds in build/fuzz/corpus/NAME; a crash, leak or UB report is saved as
+# build/fuzz/NAME-crash-* and fails the target once all have run.
+#   make fuzz FUZZ_TARGETS=json FUZZ_SECONDS=600     one target, longer
+#   build/fuzz/fuzz_json build/fuzz/json-crash-...   replay a saved input
+FUZZ_CC = clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= json message text template rfc3339 base64
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_LDLIBS = $(shell pkg-config --libs lua5.4) -lm -lpthread
+FUZZ_OBJ = $(BUILD)/fuzz/obj
+# Longest input worth trying, per target: a few records, texts of several
+# parts, a template with many placeholders, one timestamp, one signature.
+FUZZ_MAX_LEN_json = 4096
+FUZZ_MAX_LEN_message = 4096
+FUZZ_MAX_LEN_text = 2048
+FUZZ_MAX_LEN_template = 2048
+FUZZ_MAX_LEN_rfc3339 = 64
+FUZZ_MAX_LEN_base64 = 512
+
+fuzz: deps
+	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install clang" >&2; exit 1; }
+	@$(MAKE) --no-print-directory fuzz-build
+	@status=0; $(foreach t,$(FUZZ_TARGETS),\
+		echo "== fuzz $(t) ($(FUZZ_SECONDS) s)"; mkdir -p $(BUILD)/fuzz/corpus/$(t); \
+		$(BUILD)/fuzz/fuzz_$(t) -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN_$(t)) \
+			-artifact_prefix=$(BUILD)/fuzz/$(t)- -print_final_stats=1 \
+			$(BUILD)/fuzz/corpus/$(t) tests/fuzz/seeds/$(t) || status=1;) \
+	exit $$status
+
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+
+$(FUZZ_OBJ)/%.o: src/%.c $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	@echo "  CC    $< (fuzz)"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) $(CPPFLAGS) -c $< -o $@
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c
+	@echo "  LD    $@"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) $(CPPFLAGS) $^ -o $@ $(FUZZ_LDLIBS)
+
+$(BUILD)/fuzz/fuzz_json: $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)/buf.o $(FUZZ_OBJ)/text.o
+$(BUILD)/fuzz/fuzz_message: $(FUZZ_OBJ)/message.o $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)/buf.o
+$(BUILD)/fuzz/fuzz_text: $(FUZZ_OBJ)/text.o
+$(BUILD)/fuzz/fuzz_template: $(FUZZ_OBJ)/template.o $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)/buf.o
+$(BUILD)/fuzz/fuzz_rfc3339: $(FUZZ_OBJ)/message.o $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)/buf.o
+$(BUILD)/fuzz/fuzz_base64: $(FUZZ_OBJ)/crypto.o
+
 fmt:
-	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h
+	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
 
 clean:
 	rm -rf build smsrules

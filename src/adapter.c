@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "text.h"
 
@@ -78,24 +79,60 @@ void sr_adapter_request_free(sr_adapter_request *req) {
     memset(req, 0, sizeof *req);
 }
 
-int sr_adapter_build_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, sr_adapter_request *out,
-                          char *err, size_t errlen) {
-    lua_State *L = r->L;
-    int top = lua_gettop(L);
-    memset(out, 0, sizeof *out);
-    if (adapter_push_fn(L, p, "build_send", err, errlen) != 0) return -1;
-    adapter_push_messages(L, msgs, n);
-    if (sr_rules_call(r, 2, 1, err, errlen) != 0) goto fail;
+/* The "headers" field of the table at idx as NULL-terminated "Name: value" lines (CR/LF refused). */
+static char **adapter_read_headers(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    lua_getfield(L, idx, "headers");
+    int count = 0;
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            count++;
+            lua_pop(L, 1);
+        }
+    }
+    char **headers = calloc((size_t)count + 1, sizeof(char *));
+    if (!headers) abort();
+    int i = 0;
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (i < count && lua_type(L, -2) == LUA_TSTRING
+                && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
+                const char *name = lua_tostring(L, -2);
+                lua_pushvalue(L, -1);
+                const char *value = lua_tostring(L, -1); /* a copy: converting the value in place is harmless */
+                /* Header injection through CR/LF is refused. */
+                if (!strpbrk(name, "\r\n:") && !strpbrk(value, "\r\n")) {
+                    size_t sz = strlen(name) + strlen(value) + 3;
+                    headers[i] = malloc(sz);
+                    if (!headers[i]) abort();
+                    snprintf(headers[i], sz, "%s: %s", name, value);
+                    i++;
+                }
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    return headers;
+}
+
+/* Reads the request table at the top of the stack into out (the caller frees it on error). Returns 0
+ * or -1 with err. */
+static int adapter_read_request(lua_State *L, const sr_provider *p, const char *fn, sr_adapter_request *out, char *err,
+                                size_t errlen) {
     if (!lua_istable(L, -1)) {
-        snprintf(err, errlen, "adapter '%s': build_send must return a request table", p->adapter);
-        goto fail;
+        snprintf(err, errlen, "adapter '%s': %s must return a request table", p->adapter, fn);
+        return -1;
     }
     size_t len;
     lua_getfield(L, -1, "method");
     const char *method = lua_isnil(L, -1) ? "POST" : lua_tolstring(L, -1, &len);
     if (!method) {
         snprintf(err, errlen, "adapter '%s': request.method must be a string", p->adapter);
-        goto fail;
+        return -1;
     }
     out->method = adapter_strdup(method, strlen(method));
     lua_pop(L, 1);
@@ -103,7 +140,7 @@ int sr_adapter_build_send(sr_rules *r, const sr_provider *p, sr_message *const *
     const char *url = lua_tolstring(L, -1, &len);
     if (!url || lua_type(L, -1) != LUA_TSTRING) {
         snprintf(err, errlen, "adapter '%s': request.url must be a string", p->adapter);
-        goto fail;
+        return -1;
     }
     out->url = adapter_strdup(url, len);
     lua_pop(L, 1);
@@ -114,45 +151,28 @@ int sr_adapter_build_send(sr_rules *r, const sr_provider *p, sr_message *const *
         out->body_len = len;
     }
     lua_pop(L, 1);
-    lua_getfield(L, -1, "headers");
-    int count = 0;
-    if (lua_istable(L, -1)) {
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            count++;
-            lua_pop(L, 1);
-        }
-    }
-    out->headers = calloc((size_t)count + 1, sizeof(char *));
-    if (!out->headers) abort();
-    int i = 0;
-    if (lua_istable(L, -1)) {
-        lua_pushnil(L);
-        while (lua_next(L, -2) && i < count) {
-            if (lua_type(L, -2) == LUA_TSTRING && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
-                const char *name = lua_tostring(L, -2);
-                const char *value = lua_tostring(L, -1);
-                /* Header injection through CR/LF is refused. */
-                if (!strpbrk(name, "\r\n:") && !strpbrk(value, "\r\n")) {
-                    size_t sz = strlen(name) + strlen(value) + 3;
-                    out->headers[i] = malloc(sz);
-                    if (!out->headers[i]) abort();
-                    snprintf(out->headers[i], sz, "%s: %s", name, value);
-                    i++;
-                }
-            }
-            lua_pop(L, 1);
-        }
+    out->headers = adapter_read_headers(L, -1);
+    return 0;
+}
+
+int sr_adapter_build_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, sr_adapter_request *out,
+                          char *err, size_t errlen) {
+    lua_State *L = r->L;
+    int top = lua_gettop(L);
+    memset(out, 0, sizeof *out);
+    if (adapter_push_fn(L, p, "build_send", err, errlen) != 0) return -1;
+    adapter_push_messages(L, msgs, n);
+    if (sr_rules_call(r, 2, 1, err, errlen) != 0 || adapter_read_request(L, p, "build_send", out, err, errlen) != 0) {
+        sr_adapter_request_free(out);
+        lua_settop(L, top);
+        return -1;
     }
     lua_settop(L, top);
     return 0;
-fail:
-    sr_adapter_request_free(out);
-    lua_settop(L, top);
-    return -1;
 }
 
-static void outcome_string(lua_State *L, int idx, const char *field, char *out, size_t outlen) {
+/* The string (or number, as text) field of the table at idx into out; "" when it is neither. */
+static void adapter_string_field(lua_State *L, int idx, const char *field, char *out, size_t outlen) {
     lua_getfield(L, idx, field);
     out[0] = '\0';
     if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
@@ -209,8 +229,12 @@ int sr_adapter_parse_send(sr_rules *r, const sr_provider *p, sr_message *const *
         lua_getfield(L, idx, "retry_after");
         if (lua_type(L, -1) == LUA_TNUMBER) o->retry_after_s = lua_tonumber(L, -1);
         lua_pop(L, 4);
-        outcome_string(L, idx, "provider_id", o->provider_id, sizeof o->provider_id);
-        outcome_string(L, idx, "error", o->error, sizeof o->error);
+        adapter_string_field(L, idx, "provider_id", o->provider_id, sizeof o->provider_id);
+        adapter_string_field(L, idx, "error", o->error, sizeof o->error);
+        lua_getfield(L, idx, "parts");
+        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0 && lua_tointeger(L, -1) <= 255)
+            o->parts = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
         if (o->ok && !o->provider_id[0]) {
             o->ok = 0;
             o->retry = 1;
@@ -225,7 +249,44 @@ fail:
     return -1;
 }
 
-int sr_adapter_route(sr_rules *r, const sr_message *m, char **names, int max, char *err, size_t errlen) {
+/* fallback_on and dlr_timeout of a route table (at top). Returns 0 or -1 with err. */
+static int adapter_route_options(lua_State *L, sr_route_options *opt, char *err, size_t errlen) {
+    lua_getfield(L, -1, "fallback_on");
+    if (lua_istable(L, -1)) {
+        int len = (int)lua_rawlen(L, -1);
+        for (int i = 1; i <= len; i++) {
+            lua_rawgeti(L, -1, i);
+            int st = lua_type(L, -1) == LUA_TSTRING ? sr_status_parse(lua_tostring(L, -1)) : -1;
+            lua_pop(L, 1);
+            if (st != SR_ST_UNDELIVERED && st != SR_ST_EXPIRED && st != SR_ST_REJECTED) {
+                snprintf(err, errlen, "sms.route: fallback_on takes \"undelivered\", \"expired\" and \"rejected\"");
+                lua_pop(L, 1);
+                return -1;
+            }
+            opt->fallback_on |= 1 << st;
+        }
+    } else if (!lua_isnil(L, -1)) {
+        snprintf(err, errlen, "sms.route: fallback_on must be a list of statuses");
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "dlr_timeout");
+    if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) > 0 && lua_tonumber(L, -1) <= 30 * 86400) {
+        opt->dlr_timeout_s = (int)lua_tonumber(L, -1);
+        if (opt->dlr_timeout_s < 1) opt->dlr_timeout_s = 1;
+    } else if (!lua_isnil(L, -1)) {
+        snprintf(err, errlen, "sms.route: dlr_timeout must be seconds (1 to 2592000)");
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+int sr_adapter_route(sr_rules *r, const sr_message *m, char **names, int max, sr_route_options *opt, char *err,
+                     size_t errlen) {
+    if (opt) memset(opt, 0, sizeof *opt);
     if (r->route_ref == LUA_NOREF) return 0;
     lua_State *L = r->L;
     int top = lua_gettop(L);
@@ -237,6 +298,12 @@ int sr_adapter_route(sr_rules *r, const sr_message *m, char **names, int max, ch
     }
     int n = 0;
     if (lua_istable(L, -1)) {
+        sr_route_options scratch;
+        memset(&scratch, 0, sizeof scratch);
+        if (adapter_route_options(L, opt ? opt : &scratch, err, errlen) != 0) {
+            lua_settop(L, top);
+            return -1;
+        }
         int len = (int)lua_rawlen(L, -1);
         for (int i = 1; i <= len && n < max; i++) {
             lua_rawgeti(L, -1, i);
@@ -252,4 +319,345 @@ int sr_adapter_route(sr_rules *r, const sr_message *m, char **names, int max, ch
     }
     lua_settop(L, top);
     return n;
+}
+
+/* ---- webhooks and polling ---- */
+
+static int adapter_hex(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Pushes the percent-decoded bytes of s[0..len) ('+' is a space). */
+static void adapter_push_urldecoded(lua_State *L, const char *s, size_t len) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '+') {
+            luaL_addchar(&b, ' ');
+        } else if (s[i] == '%' && i + 2 < len && adapter_hex((unsigned char)s[i + 1]) >= 0 && adapter_hex((unsigned char)s[i + 2]) >= 0) {
+            luaL_addchar(&b, (char)(adapter_hex((unsigned char)s[i + 1]) * 16 + adapter_hex((unsigned char)s[i + 2])));
+            i += 2;
+        } else {
+            luaL_addchar(&b, s[i]);
+        }
+    }
+    luaL_pushresult(&b);
+}
+
+/* Adds the name=value pairs of a form body or query to the table at top (the first value of a name wins). */
+static void adapter_add_form(lua_State *L, const char *s, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        size_t end = i;
+        while (end < len && s[end] != '&') end++;
+        size_t eq = i;
+        while (eq < end && s[eq] != '=') eq++;
+        if (eq > i) {
+            adapter_push_urldecoded(L, s + i, eq - i);
+            lua_pushvalue(L, -1);
+            lua_rawget(L, -3);
+            int present = !lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (present) {
+                lua_pop(L, 1);
+            } else {
+                adapter_push_urldecoded(L, eq < end ? s + eq + 1 : s + end, eq < end ? end - eq - 1 : 0);
+                lua_rawset(L, -3);
+            }
+        }
+        i = end + 1;
+    }
+}
+
+static void adapter_push_webhook(lua_State *L, const sr_webhook_request *rq) {
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, rq->method ? rq->method : "POST");
+    lua_setfield(L, -2, "method");
+    lua_pushstring(L, rq->url ? rq->url : "");
+    lua_setfield(L, -2, "url");
+    lua_pushstring(L, rq->path ? rq->path : "");
+    lua_setfield(L, -2, "path");
+    lua_pushstring(L, rq->query ? rq->query : "");
+    lua_setfield(L, -2, "query");
+    int form = 0;
+    lua_createtable(L, 0, rq->header_count);
+    for (int i = 0; i < rq->header_count; i++) {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (const char *c = rq->headers[i].name; *c; c++)
+            luaL_addchar(&b, (*c >= 'A' && *c <= 'Z') ? (char)(*c + 32) : *c);
+        luaL_pushresult(&b);
+        const char *name = lua_tostring(L, -1);
+        if (strcmp(name, "content-type") == 0 && strncasecmp(rq->headers[i].value, "application/x-www-form-urlencoded", 33) == 0)
+            form = 1;
+        lua_pushstring(L, rq->headers[i].value);
+        lua_settable(L, -3);
+    }
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, rq->body ? rq->body : "", rq->body ? rq->body_len : 0);
+    lua_setfield(L, -2, "body");
+    if (form || (rq->query && rq->query[0])) {
+        lua_newtable(L);
+        if (form && rq->body) adapter_add_form(L, rq->body, rq->body_len);
+        if (rq->query) adapter_add_form(L, rq->query, strlen(rq->query));
+        lua_setfield(L, -2, "form");
+    }
+}
+
+int sr_adapter_verify(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, char *reason, size_t len) {
+    lua_State *L = r->L;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->adapter_ref);
+    lua_getfield(L, -1, "verify");
+    lua_remove(L, -2);
+    if (lua_isnil(L, -1)) {
+        lua_settop(L, top);
+        return 1;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->cfg_ref);
+    adapter_push_webhook(L, rq);
+    if (sr_rules_call(r, 2, 2, reason, len) != 0) {
+        lua_settop(L, top);
+        return -1;
+    }
+    int ok = lua_toboolean(L, -2);
+    if (!ok) snprintf(reason, len, "%s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "signature check failed");
+    lua_settop(L, top);
+    return ok;
+}
+
+void sr_webhook_answer_free(sr_webhook_answer *a) {
+    free(a->body);
+    if (a->headers)
+        for (char **h = a->headers; *h; h++) free(*h);
+    free(a->headers);
+    memset(a, 0, sizeof *a);
+}
+
+/* The answer table at idx (nil: 200, empty). */
+static void adapter_read_answer(lua_State *L, int idx, sr_webhook_answer *ans) {
+    memset(ans, 0, sizeof *ans);
+    ans->status = 200;
+    if (!lua_istable(L, idx)) {
+        ans->headers = calloc(1, sizeof(char *));
+        if (!ans->headers) abort();
+        return;
+    }
+    lua_getfield(L, idx, "status");
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 200 && lua_tointeger(L, -1) <= 599)
+        ans->status = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "body");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t len;
+        const char *b = lua_tolstring(L, -1, &len);
+        ans->body = adapter_strdup(b, len);
+        ans->body_len = len;
+    }
+    lua_pop(L, 1);
+    ans->headers = adapter_read_headers(L, idx);
+}
+
+static int64_t adapter_field_time(lua_State *L, int idx, const char *field) {
+    lua_getfield(L, idx, field);
+    int64_t ms = lua_type(L, -1) == LUA_TNUMBER ? (int64_t)(lua_tonumber(L, -1) * 1000.0) : 0;
+    lua_pop(L, 1);
+    return ms > 0 ? ms : 0;
+}
+
+static int adapter_field_int(lua_State *L, int idx, const char *field, int max) {
+    lua_getfield(L, idx, field);
+    lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1);
+    return v > 0 && v <= max ? (int)v : 0;
+}
+
+/* The updates list at idx into *out (heap, count in *n). */
+static int adapter_read_reports(lua_State *L, int idx, const sr_provider *p, const char *fn, sr_report **out, int *n,
+                                char *err, size_t errlen) {
+    *out = NULL;
+    *n = 0;
+    if (lua_isnil(L, idx)) return 0;
+    if (!lua_istable(L, idx)) {
+        snprintf(err, errlen, "adapter '%s': %s must return a list of updates", p->adapter, fn);
+        return -1;
+    }
+    int len = (int)lua_rawlen(L, idx);
+    if (len == 0) return 0;
+    sr_report *reps = calloc((size_t)len, sizeof *reps);
+    if (!reps) abort();
+    int count = 0;
+    for (int i = 1; i <= len; i++) {
+        lua_rawgeti(L, idx, i);
+        int e = lua_gettop(L);
+        if (lua_istable(L, e)) {
+            sr_report *rp = &reps[count];
+            adapter_string_field(L, e, "provider_id", rp->provider_id, sizeof rp->provider_id);
+            adapter_string_field(L, e, "message_id", rp->message_id, sizeof rp->message_id);
+            char status[32];
+            adapter_string_field(L, e, "status", status, sizeof status);
+            int st = sr_status_parse(status);
+            rp->status = st == SR_ST_SENT || st == SR_ST_DELIVERED || st == SR_ST_UNDELIVERED || st == SR_ST_EXPIRED
+                                 || st == SR_ST_REJECTED || st == SR_ST_ACCEPTED
+                             ? st
+                             : -1;
+            adapter_string_field(L, e, "raw_status", rp->raw_status, sizeof rp->raw_status);
+            if (!rp->raw_status[0]) snprintf(rp->raw_status, sizeof rp->raw_status, "%s", status);
+            adapter_string_field(L, e, "error", rp->error, sizeof rp->error);
+            rp->at_ms = adapter_field_time(L, e, "at");
+            rp->part = adapter_field_int(L, e, "part", 255);
+            rp->parts = adapter_field_int(L, e, "parts", 255);
+            lua_getfield(L, e, "cost");
+            if (lua_type(L, -1) == LUA_TNUMBER) {
+                rp->cost = lua_tonumber(L, -1);
+                rp->has_cost = rp->cost == rp->cost && rp->cost >= 0 && rp->cost < 1e12;
+            }
+            lua_pop(L, 1);
+            if (rp->provider_id[0] || rp->message_id[0]) count++;
+            else memset(rp, 0, sizeof *rp);
+        }
+        lua_settop(L, e - 1);
+    }
+    *out = reps;
+    *n = count;
+    return 0;
+}
+
+int sr_adapter_parse_status(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_report **out, int *n,
+                            sr_webhook_answer *ans, char *err, size_t errlen) {
+    lua_State *L = r->L;
+    int top = lua_gettop(L);
+    *out = NULL;
+    *n = 0;
+    memset(ans, 0, sizeof *ans);
+    if (adapter_push_fn(L, p, "parse_status", err, errlen) != 0) return -1;
+    adapter_push_webhook(L, rq);
+    if (sr_rules_call(r, 2, 2, err, errlen) != 0
+        || adapter_read_reports(L, top + 1, p, "parse_status", out, n, err, errlen) != 0) {
+        lua_settop(L, top);
+        return -1;
+    }
+    adapter_read_answer(L, top + 2, ans);
+    lua_settop(L, top);
+    return 0;
+}
+
+void sr_inbound_sms_free(sr_inbound_sms *msgs, int n) {
+    for (int i = 0; i < n; i++) free(msgs[i].text);
+    free(msgs);
+}
+
+int sr_adapter_parse_inbound(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_inbound_sms **out,
+                             int *n, sr_webhook_answer *ans, char *err, size_t errlen) {
+    lua_State *L = r->L;
+    int top = lua_gettop(L);
+    *out = NULL;
+    *n = 0;
+    memset(ans, 0, sizeof *ans);
+    if (adapter_push_fn(L, p, "parse_inbound", err, errlen) != 0) return -1;
+    adapter_push_webhook(L, rq);
+    if (sr_rules_call(r, 2, 2, err, errlen) != 0) {
+        lua_settop(L, top);
+        return -1;
+    }
+    int idx = top + 1;
+    if (!lua_isnil(L, idx) && !lua_istable(L, idx)) {
+        snprintf(err, errlen, "adapter '%s': parse_inbound must return a list of messages", p->adapter);
+        lua_settop(L, top);
+        return -1;
+    }
+    int len = lua_istable(L, idx) ? (int)lua_rawlen(L, idx) : 0;
+    sr_inbound_sms *msgs = len ? calloc((size_t)len, sizeof *msgs) : NULL;
+    if (len && !msgs) abort();
+    int count = 0;
+    for (int i = 1; i <= len; i++) {
+        lua_rawgeti(L, idx, i);
+        int e = lua_gettop(L);
+        if (lua_istable(L, e)) {
+            sr_inbound_sms *m = &msgs[count];
+            adapter_string_field(L, e, "provider_message_id", m->provider_message_id, sizeof m->provider_message_id);
+            adapter_string_field(L, e, "from", m->from, sizeof m->from);
+            adapter_string_field(L, e, "to", m->to, sizeof m->to);
+            m->at_ms = adapter_field_time(L, e, "at");
+            lua_getfield(L, e, "text");
+            size_t tlen = 0;
+            const char *text = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &tlen) : NULL;
+            if (text && m->from[0]) {
+                m->text = adapter_strdup(text, tlen);
+                m->text_len = tlen;
+                count++;
+            } else {
+                memset(m, 0, sizeof *m);
+            }
+        }
+        lua_settop(L, e - 1);
+    }
+    adapter_read_answer(L, top + 2, ans);
+    lua_settop(L, top);
+    *out = msgs;
+    *n = count;
+    return 0;
+}
+
+int sr_adapter_poll_batch(sr_rules *r, const sr_provider *p) {
+    lua_State *L = r->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->adapter_ref);
+    lua_getfield(L, -1, "build_poll");
+    int can = lua_isfunction(L, -1);
+    lua_getfield(L, -2, "poll_batch");
+    lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 1;
+    lua_pop(L, 3);
+    if (!can) return 0;
+    return n < 1 ? 1 : n > 1000 ? 1000 : (int)n;
+}
+
+static void adapter_push_ids(lua_State *L, const char *const *ids, int n) {
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushstring(L, ids[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+int sr_adapter_build_poll(sr_rules *r, const sr_provider *p, const char *const *ids, int n, sr_adapter_request *out,
+                          char *err, size_t errlen) {
+    lua_State *L = r->L;
+    int top = lua_gettop(L);
+    memset(out, 0, sizeof *out);
+    if (adapter_push_fn(L, p, "build_poll", err, errlen) != 0) return -1;
+    adapter_push_ids(L, ids, n);
+    if (sr_rules_call(r, 2, 1, err, errlen) != 0 || adapter_read_request(L, p, "build_poll", out, err, errlen) != 0) {
+        sr_adapter_request_free(out);
+        lua_settop(L, top);
+        return -1;
+    }
+    lua_settop(L, top);
+    return 0;
+}
+
+int sr_adapter_parse_poll(sr_rules *r, const sr_provider *p, const char *const *ids, int n, int status,
+                          const char *body, size_t body_len, sr_report **out, int *count, char *err, size_t errlen) {
+    lua_State *L = r->L;
+    int top = lua_gettop(L);
+    *out = NULL;
+    *count = 0;
+    if (adapter_push_fn(L, p, "parse_poll", err, errlen) != 0) return -1;
+    adapter_push_ids(L, ids, n);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, status);
+    lua_setfield(L, -2, "status");
+    lua_pushlstring(L, body ? body : "", body ? body_len : 0);
+    lua_setfield(L, -2, "body");
+    lua_newtable(L);
+    lua_setfield(L, -2, "headers");
+    if (sr_rules_call(r, 3, 1, err, errlen) != 0
+        || adapter_read_reports(L, top + 1, p, "parse_poll", out, count, err, errlen) != 0) {
+        lua_settop(L, top);
+        return -1;
+    }
+    lua_settop(L, top);
+    return 0;
 }

@@ -25,6 +25,7 @@ typedef struct sr_adapter_outcome {
     char provider_id[128];
     char error[256];
     double retry_after_s; /* < 0: none given */
+    int parts;            /* when ok: the parts the provider counts (0: not said) */
 } sr_adapter_outcome;
 
 typedef struct sr_adapter_header {
@@ -45,9 +46,74 @@ int sr_adapter_parse_send(sr_rules *r, const sr_provider *p, sr_message *const *
                           const char *body, size_t body_len, const sr_adapter_header *headers, int header_count,
                           sr_adapter_outcome *outs, char *err, size_t errlen);
 
-/* Calls sms.route(msg). Returns the number of provider names written to
+/* Calls sms.route(msg). opt (may be NULL) gets the table's fallback_on and dlr_timeout. Returns the number of provider names written to
  * names (each a heap copy the caller frees), 0 when the rules define no
  * route function, or -1 with err. */
-int sr_adapter_route(sr_rules *r, const sr_message *m, char **names, int max, char *err, size_t errlen);
+typedef struct sr_route_options {
+    int fallback_on;   /* bit (1 << status) for each status of the route table's fallback_on */
+    int dlr_timeout_s; /* the route table's dlr_timeout, 0 when none */
+} sr_route_options;
+int sr_adapter_route(sr_rules *r, const sr_message *m, char **names, int max, sr_route_options *opt, char *err,
+                     size_t errlen);
+
+/* ---- webhooks and polling (lua/adapters/INTERFACE.md) ---- */
+
+/* A delivery report as parse_status / parse_poll give it. */
+typedef struct sr_report {
+    char provider_id[128];
+    char message_id[SR_ID_LEN + 8]; /* ours, when the provider echoes it (e.g. Vonage client-ref); "" none */
+    int status;                      /* accepted, sent, delivered, undelivered, expired, rejected; -1 unknown */
+    char raw_status[64];
+    char error[256];
+    int64_t at_ms; /* 0: not said */
+    int part;      /* 1-based part of a multipart message, 0: the whole message */
+    int parts;     /* parts of the message as the report counts them, 0: not said */
+    double cost;   /* what the provider charged, when has_cost */
+    int has_cost;
+} sr_report;
+
+typedef struct sr_inbound_sms {
+    char provider_message_id[128];
+    char from[64];
+    char to[64];
+    char *text; /* owned */
+    size_t text_len;
+    int64_t at_ms; /* 0: not said */
+} sr_inbound_sms;
+void sr_inbound_sms_free(sr_inbound_sms *msgs, int n);
+
+typedef struct sr_webhook_request {
+    const char *method;
+    const char *url; /* what the provider called: public_url (or http://Host) + path + "?" query */
+    const char *path;
+    const char *query; /* raw, "" when none */
+    const sr_adapter_header *headers;
+    int header_count;
+    const char *body;
+    size_t body_len;
+} sr_webhook_request;
+
+typedef struct sr_webhook_answer {
+    int status;
+    char *body; /* owned, may be NULL */
+    size_t body_len;
+    char **headers; /* NULL-terminated "Name: value" lines */
+} sr_webhook_answer;
+void sr_webhook_answer_free(sr_webhook_answer *a);
+
+/* adapter.verify: 1 accepted (or no verify), 0 refused (reason), -1 the adapter raised (reason). */
+int sr_adapter_verify(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, char *reason, size_t len);
+/* parse_status / parse_inbound: 0 with the list (heap; free / sr_inbound_sms_free) and the answer, or -1 with
+ * err (no parse function, the adapter raised or returned something unusable). */
+int sr_adapter_parse_status(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_report **out, int *n,
+                            sr_webhook_answer *ans, char *err, size_t errlen);
+int sr_adapter_parse_inbound(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_inbound_sms **out,
+                             int *n, sr_webhook_answer *ans, char *err, size_t errlen);
+/* Ids per poll request (adapter.poll_batch), or 0 when the adapter cannot poll. */
+int sr_adapter_poll_batch(sr_rules *r, const sr_provider *p);
+int sr_adapter_build_poll(sr_rules *r, const sr_provider *p, const char *const *ids, int n, sr_adapter_request *out,
+                          char *err, size_t errlen);
+int sr_adapter_parse_poll(sr_rules *r, const sr_provider *p, const char *const *ids, int n, int status,
+                          const char *body, size_t body_len, sr_report **out, int *count, char *err, size_t errlen);
 
 #endif

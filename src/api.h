@@ -16,5 +16,10 @@ void sr_api_messages_get(sr_app *app, sr_http_request *req, const char *const *p
 void sr_api_messages_retry(sr_app *app, sr_http_request *req, const char *const *params, int n);
 void sr_api_events_post(sr_app *app, sr_http_request *req, const char *const *params, int n);
 void sr_api_messages_list(sr_app *app, sr_http_request *req, const char *const *params, int n);
+/* Provider webhooks: /hooks/{provider}/{status|inbound} and /hooks/{provider}/{secret}/{status|inbound}. */
+void sr_api_hooks_post(sr_app *app, sr_http_request *req, const char *const *params, int n);
+/* At start: inbound SMS stored but whose handler never finished are handed to it again. */
+void sr_api_hooks_recover(sr_app *app);
+void sr_api_inbound_get(sr_app *app, sr_http_request *req, const char *const *params, int n);
 
 #endif

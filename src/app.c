@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "http_client.h"
 #include "rules_exec.h"
+#include "reports.h"
 #include "scheduler.h"
 #include "store.h"
 
@@ -51,6 +52,9 @@ static const app_route app_routes[] = {
     {"/v1/messages/*/retry", "/v1/messages/{id}/retry", "POST", sr_api_messages_retry},
     {"/v1/events/*", "/v1/events/{name}", "POST", sr_api_events_post},
     {"/v1/admin/reload", "/v1/admin/reload", "POST", api_admin_reload},
+    {"/v1/inbound/*", "/v1/inbound/{id}", "GET", sr_api_inbound_get},
+    {"/hooks/*/*", "/hooks/{provider}/{kind}", "POST", sr_api_hooks_post},
+    {"/hooks/*/*/*", "/hooks/{provider}/{secret}/{kind}", "POST", sr_api_hooks_post},
 };
 
 /* Matches path against pattern, collecting "*" segments into params.
@@ -161,6 +165,7 @@ int sr_app_reload(sr_app *app, char *err, size_t errlen) {
     /* The swap: everything from now on sees the new rules. */
     app->rules = fresh;
     if (app->scheduler) sr_scheduler_set_rules(app->scheduler, fresh);
+    if (app->reports) sr_reports_set_rules(app->reports, fresh);
     sr_rules_release(old);
     sr_metric_counter("smsrules_rules_reloads_total", "Rules reloads, by result.", "result=\"ok\"")->value++;
     sr_info("rules reloaded", "rules", fresh->path, "providers", sr_log_num(fresh->provider_count), "templates",
@@ -225,6 +230,10 @@ static void app_finish(uv_timer_t *t) {
         app->rules->scheduler = NULL;
         app->rules->client = NULL;
     }
+    if (app->reports) {
+        sr_reports_free(app->reports);
+        app->reports = NULL;
+    }
     if (app->scheduler) {
         sr_scheduler_free(app->scheduler);
         app->scheduler = NULL;
@@ -280,11 +289,17 @@ static double app_store_gauge(void *ud) {
 }
 
 /* The HTTP side drained: let requests to providers finish and record their outcomes. */
+static void app_scheduler_stopped(void *ud) {
+    sr_app *app = ud;
+    if (app->reports) sr_reports_stop(app->reports, app_engine_stopped, app);
+    else app_engine_stopped(app);
+}
+
 static void app_stop_engine(sr_app *app) {
     if (app->engine_stopping) return;
     app->engine_stopping = 1;
-    if (app->scheduler) sr_scheduler_stop(app->scheduler, app_engine_stopped, app);
-    else app_engine_stopped(app);
+    if (app->scheduler) sr_scheduler_stop(app->scheduler, app_scheduler_stopped, app);
+    else app_scheduler_stopped(app);
 }
 
 static void app_stopped(void *ud) {
@@ -378,9 +393,15 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
         sr_error("cannot start the delivery engine");
         return 2;
     }
+    if (sr_reports_start(&app.reports, app.loop, app.store, app.scheduler, rules, app.client, config) != 0) {
+        sr_error("cannot start the report engine");
+        return 2;
+    }
+    sr_scheduler_set_reports(app.scheduler, app.reports);
     rules->store = app.store;
     rules->scheduler = app.scheduler;
     rules->client = app.client;
+    sr_api_hooks_recover(&app);
     app_register_metrics(&app);
     sr_metric_gauge_fn("smsrules_store_bytes_used", "Bytes used in the LMDB map.", NULL, app_store_gauge, &app);
     uv_timer_init(app.loop, &app.sweep_timer);

@@ -24,6 +24,7 @@ typedef struct sr_app {
     struct sr_store *store;
     struct sr_http_client *client;
     struct sr_scheduler *scheduler;
+    struct sr_reports *reports;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
     uv_timer_t finish_timer;

@@ -28,6 +28,9 @@ void sr_config_init(sr_config *c) {
     c->circuit_cooldown_ms = 5000;
     c->instruction_budget = 1000000;
     c->max_event_bytes = 64 * 1024;
+    c->dlr_orphan_after_s = 3600;
+    c->poll_max_age_s = 7200;
+    c->inbound_retention_s = 7 * 86400;
     c->memory_limit = 64u << 20;
 }
 
@@ -95,6 +98,9 @@ void sr_config_apply_live(sr_config *c, const sr_config *from) {
     c->instruction_budget = from->instruction_budget;
     c->memory_limit = from->memory_limit;
     c->max_event_bytes = from->max_event_bytes;
+    c->dlr_orphan_after_s = from->dlr_orphan_after_s;
+    c->poll_max_age_s = from->poll_max_age_s;
+    c->inbound_retention_s = from->inbound_retention_s;
 }
 
 int sr_config_split_listen(const char *listen, char *host, size_t hostlen, int *port) {

@@ -39,7 +39,11 @@ typedef struct sr_config {
     /* Lua sandbox */
     uint64_t instruction_budget; /* per handler, default 1,000,000 */
     size_t memory_limit;         /* bytes for the Lua state, default 64 MiB */
-    size_t max_event_bytes;      /* largest event body handed to a handler, default 64 KiB */
+    size_t max_event_bytes;      /* largest event or webhook body handed to Lua, default 64 KiB */
+    /* delivery reports */
+    uint64_t dlr_orphan_after_s;  /* a parked report for an unknown id counts as orphaned after, default 3600 */
+    uint64_t poll_max_age_s;      /* status polls stop this long after sent, default 7200 */
+    uint64_t inbound_retention_s; /* inbound SMS kept, default 604800 (7 days); dedup keys 48 h */
 } sr_config;
 
 void sr_config_init(sr_config *c);

@@ -11,6 +11,10 @@
 
 #define HTTP_MAX_HEADERS 100
 #define HTTP_READ_BUFFER (64 * 1024)
+/* While a request is with its handler the connection keeps reading (stopping
+ * and restarting costs epoll_ctl calls on every asynchronous request); what
+ * arrives waits in `pending`, and reading stops only once this much waits. */
+#define HTTP_PENDING_MAX (64 * 1024)
 
 typedef enum { CONN_IDLE, CONN_HEADERS, CONN_BODY, CONN_HANDLING } conn_state;
 
@@ -31,6 +35,7 @@ typedef struct http_conn {
     bool close_after;   /* close once the current answer is written */
     bool closing;
     bool reading;
+    bool peer_eof;      /* the client half-closed while a request was with the handler */
     bool keep_alive;
     int error_status; /* set by parser callbacks that hit a limit */
     size_t header_bytes;
@@ -494,7 +499,7 @@ static void conn_feed(http_conn *c, const char *data, size_t len) {
     }
     if (c->closing || c->close_after) return;
     if (len > 0) sr_buf_append(&c->pending, data, len);
-    if (c->handling && c->reading) {
+    if (c->handling && c->reading && c->pending.len > HTTP_PENDING_MAX) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
     }
@@ -509,10 +514,25 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     http_conn *c = stream->data;
     if (nread < 0) {
+        if (nread == UV_EOF && c->handling) {
+            /* A half-close after the request: answer it (and what is pending), then close. */
+            c->peer_eof = true;
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = false;
+            return;
+        }
         conn_close(c);
         return;
     }
     if (nread == 0) return;
+    if (c->handling) {
+        sr_buf_append(&c->pending, buf->base, (size_t)nread);
+        if (c->pending.len > HTTP_PENDING_MAX) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = false;
+        }
+        return;
+    }
     if (c->pending.len) {
         /* Only reachable if bytes were left while reading resumed: keep order. */
         sr_buf_append(&c->pending, buf->base, (size_t)nread);
@@ -530,6 +550,11 @@ static void conn_resume(http_conn *c) {
         sr_buf_init(&c->pending);
         conn_feed(c, waiting.data, waiting.len);
         sr_buf_free(&waiting);
+    }
+    if (!c->handling && !c->closing && !c->close_after && c->peer_eof) {
+        c->close_after = true;
+        if (c->writes_in_flight == 0) conn_close(c);
+        return;
     }
     if (!c->handling && !c->closing && !c->close_after && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb) == 0) c->reading = true;

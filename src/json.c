@@ -566,6 +566,12 @@ static sr_json *json_parse_object(json_parser *jp, int depth) {
         const char *key;
         size_t key_len;
         if (json_parse_string(jp, &key, &key_len) < 0) return NULL;
+        /* Keys are names, read as C strings everywhere: "to\u0000x" would pass
+         * for "to" in a strcmp (and a second "route" in a stored record). */
+        if (memchr(key, '\0', key_len)) {
+            json_fail(jp, jp->text + key_offset, "a key holds U+0000");
+            return NULL;
+        }
         if (json_check_key(jp, object, signatures, key, key_len, key_offset) < 0) return NULL;
         json_skip_space(jp);
         if (jp->p >= jp->end || *jp->p != ':') {

@@ -75,7 +75,8 @@ void sr_json_doc_free(sr_json_doc *doc);
  * object, or has no such member. Borrowed from obj's document. Linear in the
  * number of members. */
 sr_json *sr_json_get(const sr_json *obj, const char *key);
-/* Same, for a key of key_len bytes that may contain NUL. */
+/* Same, for a key of key_len bytes. (Parsed keys never hold NUL: the parser
+ * refuses "\u0000" in a key, so every key can be read as a C string.) */
 sr_json *sr_json_get_len(const sr_json *obj, const char *key, size_t key_len);
 
 /* Returns 1 and stores the value in *out when v is a NUMBER written without

@@ -11,7 +11,7 @@
 /* Options every adapter takes; adapters may list more in `adapter.options`. */
 static const char *const provider_common_options[] = {
     "adapter", "url", "api_key", "sender", "rate", "burst", "concurrency", "timeout_ms", "max_attempts",
-    "cost", "poll", "batch_size", "auth_header", NULL};
+    "cost", "poll", "batch_size", "auth_header", "webhook_path_secret", "webhook_basic_auth", NULL};
 
 static double provider_number(lua_State *L, int opts, const char *key, double def, double min, double max) {
     lua_getfield(L, opts, key);
@@ -105,6 +105,35 @@ static int l_sms_provider(lua_State *L) {
     p->timeout_ms = (long)provider_number(L, 2, "timeout_ms", 10000, 10, 600000);
     p->max_attempts = (int)provider_number(L, 2, "max_attempts", 5, 1, 100);
     p->cost = provider_number(L, 2, "cost", 0, 0, 1e9);
+    lua_getfield(L, 2, "poll");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1)) return luaL_error(L, "sms.provider: '%s': poll must be true or false", name);
+    p->poll = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (p->poll) {
+        lua_getfield(L, adapter_idx, "build_poll");
+        lua_getfield(L, adapter_idx, "parse_poll");
+        int can = lua_isfunction(L, -1) && lua_isfunction(L, -2);
+        lua_pop(L, 2);
+        if (!can) return luaL_error(L, "sms.provider: '%s': adapter '%s' cannot poll statuses", name, adapter);
+    }
+    static const char *const secrets[] = {"webhook_path_secret", "webhook_basic_auth"};
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, 2, secrets[i]);
+        if (!lua_isnil(L, -1)) {
+            size_t len = 0;
+            const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+            if (!v || len < 8 || len > 200 || (i == 0 && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != len)
+                || (i == 1 && !strchr(v, ':')))
+                return luaL_error(L,
+                                  i == 0 ? "sms.provider: '%s': webhook_path_secret must be 8-200 letters, digits, '_' or '-'"
+                                         : "sms.provider: '%s': webhook_basic_auth must be \"user:password\" (8-200 characters)",
+                                  name);
+            char **slot = i == 0 ? &p->webhook_path_secret : &p->webhook_basic_auth;
+            *slot = strdup(v);
+            if (!*slot) return luaL_error(L, "out of memory");
+        }
+        lua_pop(L, 1);
+    }
     int adapter_batch = 1;
     lua_getfield(L, adapter_idx, "batch_size");
     if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 1) adapter_batch = (int)lua_tointeger(L, -1);

@@ -103,6 +103,12 @@ static int l_sms_config(lua_State *L) {
             c->instruction_budget = (uint64_t)config_integer(L, key, 1000, (lua_Integer)1 << 40);
         } else if (strcmp(key, "max_event_bytes") == 0) {
             c->max_event_bytes = (size_t)config_integer(L, key, 1024, 1 << 20);
+        } else if (strcmp(key, "dlr_orphan_after") == 0) {
+            c->dlr_orphan_after_s = (uint64_t)config_integer(L, key, 1, 30 * 86400);
+        } else if (strcmp(key, "poll_max_age") == 0) {
+            c->poll_max_age_s = (uint64_t)config_integer(L, key, 10, 30 * 86400);
+        } else if (strcmp(key, "inbound_retention") == 0) {
+            c->inbound_retention_s = (uint64_t)config_integer(L, key, 3600, 3650 * 86400);
         } else if (strcmp(key, "memory_limit") == 0) {
             c->memory_limit = (size_t)config_integer(L, key, 1 << 20, (lua_Integer)1 << 40);
             r->memory_limit = c->memory_limit;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "app.h"
@@ -98,6 +99,20 @@ static int parse_options(int argc, char **argv, const char *usage, int allow_ser
     return 0;
 }
 
+/* A server holds a descriptor per connection, per outbound transfer and per
+ * LMDB file: the soft open-file limit (often 1024) is raised to the hard one.
+ * Returns the limit now in force. */
+static rlim_t raise_open_file_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+        struct rlimit raised = {want, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl.rlim_cur = want;
+    }
+    return rl.rlim_cur;
+}
+
 static int cmd_serve(int argc, char **argv) {
     cli_options o;
     int code = 0;
@@ -120,6 +135,14 @@ static int cmd_serve(int argc, char **argv) {
     if (o.log_level) config.log_level = sr_log_parse_level(o.log_level);
     sr_log_set_level((sr_log_level)config.log_level);
     sr_config_add_env_api_keys(&config);
+    rlim_t files = raise_open_file_limit();
+    if (files && files < (rlim_t)config.max_connections + 256) {
+        char have[32], need[32];
+        snprintf(have, sizeof have, "%llu", (unsigned long long)files);
+        snprintf(need, sizeof need, "%llu", (unsigned long long)config.max_connections + 256);
+        sr_warn("open-file limit is below max_connections + 256: connections past it are refused", "limit", have,
+                "wanted", need);
+    }
     int rc = sr_app_run(&config, rules);
     sr_config_free(&config);
     return rc;
@@ -169,7 +192,10 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "check") == 0) return cmd_check(argc - 1, argv + 1);
     if (strcmp(cmd, "test") == 0) return sr_test_main(argc - 1, argv + 1);
-    if (strcmp(cmd, "mock-provider") == 0) return sr_mock_provider_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "mock-provider") == 0) {
+        raise_open_file_limit();
+        return sr_mock_provider_main(argc - 1, argv + 1);
+    }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version(argc - 1, argv + 1);
     fprintf(stderr, "smsrules: unknown command '%s'\n\n%s", cmd, usage_main);
     return 1;

@@ -68,6 +68,8 @@ static void message_free_attempt(sr_attempt *a) {
     free(a->provider_id);
     free(a->outcome);
     free(a->error);
+    free(a->report);
+    free(a->part_reports);
 }
 
 void sr_message_free(sr_message *m) {
@@ -89,6 +91,7 @@ void sr_message_free(sr_message *m) {
     free(m->history);
     free(m->error);
     free(m->reply_to);
+    free(m->part_reports);
     sr_message_init(m);
 }
 
@@ -124,6 +127,8 @@ void sr_message_copy(sr_message *dst, const sr_message *src) {
             b->provider_id = message_strdup(a->provider_id);
             b->outcome = message_strdup(a->outcome);
             b->error = message_strdup(a->error);
+            b->report = message_strdup(a->report);
+            b->part_reports = message_strdup(a->part_reports);
         }
     }
     dst->history = NULL;
@@ -133,6 +138,7 @@ void sr_message_copy(sr_message *dst, const sr_message *src) {
     }
     dst->error = message_strdup(src->error);
     dst->reply_to = message_strdup(src->reply_to);
+    dst->part_reports = message_strdup(src->part_reports);
 }
 
 void sr_message_set_str(char **slot, const char *s) {
@@ -156,6 +162,26 @@ void sr_message_set_status(sr_message *m, sr_status s, int64_t at_ms) {
     m->history[m->history_count].status = s;
     m->history[m->history_count].at_ms = at_ms;
     m->history_count++;
+}
+
+int sr_part_report_status(char c) {
+    switch (c) {
+    case 'd': return SR_ST_DELIVERED;
+    case 'u': return SR_ST_UNDELIVERED;
+    case 'e': return SR_ST_EXPIRED;
+    case 'r': return SR_ST_REJECTED;
+    default: return -1;
+    }
+}
+
+char sr_part_report_char(sr_status s) {
+    switch (s) {
+    case SR_ST_DELIVERED: return 'd';
+    case SR_ST_UNDELIVERED: return 'u';
+    case SR_ST_EXPIRED: return 'e';
+    case SR_ST_REJECTED: return 'r';
+    default: return '.';
+    }
 }
 
 int64_t sr_message_due_ms(const sr_message *m) {
@@ -289,8 +315,13 @@ static void message_civil_from_days(int64_t z, int64_t *y_out, int *m_out, int *
 }
 
 void sr_time_rfc3339(int64_t ms, sr_buf *out) {
-    int64_t days = message_floor_div(ms, 86400000);
-    int64_t rest = ms - days * 86400000; /* 0 .. 86399999 */
+    /* Floor division through the remainder: days * 86400000 would overflow
+     * for times near INT64_MIN (a corrupt record can hold any int64). */
+    int64_t days = ms / 86400000, rest = ms % 86400000;
+    if (rest < 0) {
+        rest += 86400000; /* 0 .. 86399999 */
+        days--;
+    }
     int64_t y;
     int mo, d;
     message_civil_from_days(days, &y, &mo, &d);
@@ -482,6 +513,11 @@ static void message_write_attempts(sr_buf *b, const sr_message *m, int api) {
         }
         message_field_str(b, "outcome", a->outcome);
         message_field_str(b, "error", a->error);
+        if (a->report) {
+            message_field_str(b, "report", a->report);
+            message_field_time(b, "reported_at", a->reported_at_ms, api, 1);
+        }
+        if (a->part_reports && !api) message_field_str(b, "part_reports", a->part_reports);
         sr_buf_putc(b, '}');
     }
     sr_buf_putc(b, ']');
@@ -501,6 +537,13 @@ static void message_write_history(sr_buf *b, const sr_message *m, int api) {
         sr_buf_putc(b, '}');
     }
     sr_buf_putc(b, ']');
+}
+
+/* "cost": the provider's charge as a number, or null when no report said. */
+static void message_field_cost(sr_buf *b, const sr_message *m) {
+    message_key(b, "cost", 0);
+    if (m->has_cost && m->cost == m->cost && m->cost > -1e15 && m->cost < 1e15) sr_buf_printf(b, "%.10g", m->cost);
+    else sr_buf_puts(b, "null");
 }
 
 void sr_message_encode(const sr_message *m, sr_buf *out) {
@@ -532,7 +575,35 @@ void sr_message_encode(const sr_message *m, sr_buf *out) {
     message_write_history(out, m, 0);
     message_field_str(out, "error", m->error);
     message_field_str(out, "reply_to", m->reply_to);
+    message_field_int(out, "parts", message_clamp(m->parts, 0, INT_MAX));
+    message_field_str(out, "part_reports", m->part_reports);
+    message_field_int(out, "sent_at", m->sent_at_ms);
+    message_field_int(out, "watch_at", m->watch_at_ms);
+    message_field_int(out, "polls", message_clamp(m->polls, 0, INT_MAX));
+    message_field_int(out, "fallback_on", message_clamp(m->fallback_on, 0, INT_MAX));
+    message_field_int(out, "dlr_timeout", message_clamp(m->dlr_timeout_s, 0, INT_MAX));
+    message_field_cost(out, m);
     sr_buf_putc(out, '}');
+}
+
+/* The per-part reports as the API shows them: an array of statuses (null: none yet). */
+static void message_write_parts(sr_buf *b, const sr_message *m) {
+    message_field_int(b, "parts", m->parts > 0 ? m->parts : m->segments);
+    if (!m->part_reports) return;
+    message_key(b, "part_reports", 0);
+    sr_buf_putc(b, '[');
+    for (const char *p = m->part_reports; *p; p++) {
+        if (p != m->part_reports) sr_buf_putc(b, ',');
+        int st = sr_part_report_status(*p);
+        if (st < 0) {
+            sr_buf_puts(b, "null");
+        } else {
+            sr_buf_putc(b, '"');
+            sr_buf_puts(b, sr_status_name((sr_status)st));
+            sr_buf_putc(b, '"');
+        }
+    }
+    sr_buf_putc(b, ']');
 }
 
 void sr_message_to_api_json(const sr_message *m, sr_buf *out) {
@@ -559,6 +630,9 @@ void sr_message_to_api_json(const sr_message *m, sr_buf *out) {
     message_field_int(out, "validity", m->validity_s);
     message_field_str(out, "idempotency_key", m->idempotency_key);
     message_field_str(out, "reply_to", m->reply_to);
+    message_write_parts(out, m);
+    message_field_time(out, "sent_at", m->sent_at_ms, 1, 1);
+    message_field_cost(out, m);
     sr_buf_putc(out, '}');
 }
 
@@ -634,6 +708,12 @@ static int message_get_attempt(const sr_json *v, sr_attempt *a) {
             rc = message_get_str(f, &a->outcome, 1);
         } else if (strcmp(k, "error") == 0) {
             rc = message_get_str(f, &a->error, 1);
+        } else if (strcmp(k, "report") == 0) {
+            rc = message_get_str(f, &a->report, 1);
+        } else if (strcmp(k, "reported_at") == 0) {
+            rc = message_get_int64(f, &a->reported_at_ms);
+        } else if (strcmp(k, "part_reports") == 0) {
+            rc = message_get_str(f, &a->part_reports, 1);
         } else {
             rc = 0; /* a field from a later minor change: ignored */
         }
@@ -687,6 +767,16 @@ static int message_decode_field(const sr_json *f, sr_message *m, int *seen) {
             *seen |= MESSAGE_HAS_CREATED;
             return message_get_int64(f, &m->created_at_ms);
         }
+        if (strcmp(k, "cost") == 0) {
+            if (f->type == SR_JSON_NULL) return 0;
+            if (f->type != SR_JSON_NUMBER) return -1;
+            m->cost = f->num;
+            m->has_cost = 1;
+            return 0;
+        }
+        break;
+    case 'd':
+        if (strcmp(k, "dlr_timeout") == 0) return message_get_int(f, &m->dlr_timeout_s, 0, INT_MAX);
         break;
     case 'e':
         if (strcmp(k, "encoding") == 0) return message_get_int(f, &m->encoding, 0, 1);
@@ -695,6 +785,7 @@ static int message_decode_field(const sr_json *f, sr_message *m, int *seen) {
         break;
     case 'f':
         if (strcmp(k, "from") == 0) return message_get_str(f, &m->from, 1);
+        if (strcmp(k, "fallback_on") == 0) return message_get_int(f, &m->fallback_on, 0, INT_MAX);
         break;
     case 'h':
         if (strcmp(k, "history") == 0) return message_get_history(f, m);
@@ -716,6 +807,9 @@ static int message_decode_field(const sr_json *f, sr_message *m, int *seen) {
         if (strcmp(k, "provider") == 0) return message_get_str(f, &m->provider, 1);
         if (strcmp(k, "provider_id") == 0) return message_get_str(f, &m->provider_id, 1);
         if (strcmp(k, "priority") == 0) return message_get_int(f, &m->priority, 0, 3);
+        if (strcmp(k, "parts") == 0) return message_get_int(f, &m->parts, 0, INT_MAX);
+        if (strcmp(k, "part_reports") == 0) return message_get_str(f, &m->part_reports, 1);
+        if (strcmp(k, "polls") == 0) return message_get_int(f, &m->polls, 0, INT_MAX);
         break;
     case 'r':
         if (strcmp(k, "route") == 0) return message_get_route(f, m);
@@ -729,6 +823,7 @@ static int message_decode_field(const sr_json *f, sr_message *m, int *seen) {
         }
         if (strcmp(k, "segments") == 0) return message_get_int(f, &m->segments, 0, INT_MAX);
         if (strcmp(k, "send_at") == 0) return message_get_int64(f, &m->send_at_ms);
+        if (strcmp(k, "sent_at") == 0) return message_get_int64(f, &m->sent_at_ms);
         break;
     case 't':
         if (strcmp(k, "to") == 0) {
@@ -743,6 +838,9 @@ static int message_decode_field(const sr_json *f, sr_message *m, int *seen) {
         break;
     case 'v':
         if (strcmp(k, "validity") == 0) return message_get_int(f, &m->validity_s, 0, INT_MAX);
+        break;
+    case 'w':
+        if (strcmp(k, "watch_at") == 0) return message_get_int64(f, &m->watch_at_ms);
         break;
     default:
         break;

@@ -48,6 +48,9 @@ typedef struct sr_attempt {
     int http_status;   /* 0 when no HTTP answer (timeout, connection error) */
     char *outcome;     /* "sending", "sent", "retry", "failed", "fallback", ... */
     char *error;       /* NULL when none */
+    char *report;      /* the last delivery report's status for this attempt ("delivered", ...), NULL when none */
+    char *part_reports; /* per-part reports of an earlier attempt, as sr_message.part_reports; NULL */
+    int64_t reported_at_ms;
 } sr_attempt;
 
 typedef struct sr_history_entry {
@@ -88,6 +91,16 @@ typedef struct sr_message {
     int history_count;
     char *error; /* last error, NULL when none */
     char *reply_to; /* id of the inbound message this replies to, or NULL */
+    /* Delivery reports (the current attempt). */
+    int parts;           /* parts the provider counts for it (0: unknown, taken as segments) */
+    char *part_reports;  /* per-part final reports, one character each ('.' none, 'd', 'u', 'e', 'r'); NULL */
+    int64_t sent_at_ms;  /* when the current provider accepted it */
+    int64_t watch_at_ms; /* while sent: when to look at it next (a status poll or a report deadline); 0 none */
+    int polls;           /* status polls made for the current attempt */
+    int fallback_on;     /* bit (1 << status): reports that send it on to the next provider of the route */
+    int dlr_timeout_s;   /* no final report this long after sent: on to the next provider (0: never) */
+    double cost;         /* what the provider charged, from its reports; valid when has_cost */
+    int has_cost;
 } sr_message;
 
 void sr_message_init(sr_message *m);
@@ -100,6 +113,9 @@ void sr_message_set_str(char **slot, const char *s);
 sr_attempt *sr_message_add_attempt(sr_message *m, const char *provider, int64_t started_at_ms);
 /* Sets the status and appends it to the history with the time. */
 void sr_message_set_status(sr_message *m, sr_status s, int64_t at_ms);
+/* Per-part report characters (sr_message.part_reports) and statuses: -1 / '.' for none. */
+int sr_part_report_status(char c);
+char sr_part_report_char(sr_status s);
 /* When the scheduler may take the message: max(send_at, next_attempt_at). */
 int64_t sr_message_due_ms(const sr_message *m);
 

@@ -13,9 +13,24 @@ static char *metrics_strdup(const char *s) {
     return p;
 }
 
+/* Series are found by name + labels through a hash index, so code that
+ * registers-or-finds a labelled series per event (webhooks by provider and
+ * result, say) pays a hash, not a scan of every series. */
+#define METRICS_INDEX_SIZE 1024
+static sr_metric *metrics_index[METRICS_INDEX_SIZE];
+
+static unsigned metrics_hash(const char *name, const char *labels) {
+    uint32_t h = 2166136261u; /* FNV-1a over name, a separator, labels */
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 16777619u;
+    h = (h ^ 0xffu) * 16777619u;
+    for (const unsigned char *p = (const unsigned char *)labels; *p; p++) h = (h ^ *p) * 16777619u;
+    return h & (METRICS_INDEX_SIZE - 1);
+}
+
 static sr_metric *metrics_find(const char *name, const char *labels) {
-    for (sr_metric *m = metrics_head; m; m = m->next)
-        if (strcmp(m->name, name) == 0 && strcmp(m->labels, labels ? labels : "") == 0) return m;
+    if (!labels) labels = "";
+    for (sr_metric *m = metrics_index[metrics_hash(name, labels)]; m; m = m->hash_next)
+        if (strcmp(m->name, name) == 0 && strcmp(m->labels, labels) == 0) return m;
     return NULL;
 }
 
@@ -40,6 +55,9 @@ static sr_metric *metrics_add(sr_metric_type type, const char *name, const char 
     m->next = *at;
     *at = m;
     if (!m->next) metrics_tail = &m->next;
+    unsigned h = metrics_hash(m->name, m->labels);
+    m->hash_next = metrics_index[h];
+    metrics_index[h] = m;
     return m;
 }
 
@@ -170,5 +188,6 @@ void sr_metrics_reset(void) {
     }
     metrics_head = NULL;
     metrics_tail = &metrics_head;
+    memset(metrics_index, 0, sizeof metrics_index);
     http_cache_len = 0;
 }

@@ -2,6 +2,8 @@
  *
  * A metric series is registered once (name, help, label set) and returns a
  * pointer that the hot path increments directly: no lookup per event.
+ * Registering a series again returns the same pointer for the cost of a hash
+ * lookup, so per-event code with variable labels may call it each time.
  * Series with the same name are written together under one HELP/TYPE.
  * Registered series live until sr_metrics_reset. Loop thread only. */
 #ifndef SR_METRICS_H
@@ -29,6 +31,7 @@ typedef struct sr_metric {
     uint64_t count;
     double sum;
     struct sr_metric *next;
+    struct sr_metric *hash_next; /* chain of the name+labels index */
 } sr_metric;
 
 /* Returns the series (the same pointer when already registered). labels may be NULL. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "message.h"
 #include "template.h"
 
 static const char RULES_KEY = 'r'; /* registry key: its address */
@@ -102,17 +103,47 @@ static int rules_forbidden_module(lua_State *L) {
     return lua_error(L);
 }
 
+/* os.time() and os.date(fmt) read "now" from sr_now_ms, the clock sms.now()
+ * reads: the wall clock when serving, the virtual one under `smsrules test`.
+ * With a time argument they are Lua's own (upvalue 1). */
+static int rules_os_time(lua_State *L) {
+    if (lua_isnoneornil(L, 1)) {
+        lua_pushinteger(L, (lua_Integer)(sr_now_ms() / 1000));
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int rules_os_date(lua_State *L) {
+    lua_settop(L, 2);
+    if (lua_isnil(L, 1)) lua_pushliteral(L, "%c"), lua_replace(L, 1);
+    if (lua_isnil(L, 2)) lua_pushinteger(L, (lua_Integer)(sr_now_ms() / 1000)), lua_replace(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 2, 1);
+    return 1;
+}
+
 static void rules_sandbox(lua_State *L) {
     luaL_openlibs(L);
 
     /* os: only the clock functions. */
     lua_newtable(L);
     lua_getglobal(L, "os");
-    const char *keep[] = {"time", "clock", "date", "difftime"};
+    const char *keep[] = {"clock", "difftime"};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
         lua_getfield(L, -1, keep[i]);
         lua_setfield(L, -3, keep[i]);
     }
+    lua_getfield(L, -1, "time");
+    lua_pushcclosure(L, rules_os_time, 1);
+    lua_setfield(L, -3, "time");
+    lua_getfield(L, -1, "date");
+    lua_pushcclosure(L, rules_os_date, 1);
+    lua_setfield(L, -3, "date");
     lua_pop(L, 1);
     lua_pushvalue(L, -1);
     lua_setglobal(L, "os");
@@ -294,6 +325,8 @@ void sr_rules_free(sr_rules *r) {
     for (int i = 0; i < r->provider_count; i++) {
         free(r->providers[i].name);
         free(r->providers[i].adapter);
+        free(r->providers[i].webhook_path_secret);
+        free(r->providers[i].webhook_basic_auth);
     }
     if (r->L) lua_close(r->L);
     free(r->path);

@@ -28,6 +28,9 @@ typedef struct sr_provider {
     int max_attempts;  /* attempts on this provider before the next of the route */
     int batch_size;    /* messages per request: min(adapter.batch_size, option batch_size) */
     double cost;       /* per segment, for least-cost routing rules */
+    int poll;          /* 1: pull statuses with the adapter's build_poll/parse_poll */
+    char *webhook_path_secret; /* webhooks must come to /hooks/NAME/SECRET/{status,inbound}; NULL: not asked */
+    char *webhook_basic_auth;  /* "user:password" webhooks must carry as basic auth; NULL: not asked */
 } sr_provider;
 
 #define SR_MAX_PROVIDERS 64

@@ -28,6 +28,8 @@ struct sr_invocation {
     int yield_expected;
     sr_invocation_done done;
     void *ud;
+    void (*before_commit)(sr_store_txn *unit, const char (*ids)[SR_ID_LEN + 1], int id_count, void *ud);
+    void *before_commit_ud;
     char error[512];
 };
 
@@ -201,6 +203,9 @@ static void exec_finish(sr_invocation *inv, int rc) {
     if (rc == LUA_OK) {
         exec_keep_result(inv);
         lua_settop(inv->co, 0);
+        if (inv->before_commit && r->store)
+            inv->before_commit(sr_invocation_unit(inv), (const char(*)[SR_ID_LEN + 1])inv->ids, inv->id_count,
+                               inv->before_commit_ud);
         if (inv->unit) {
             sr_store_txn *t = inv->unit;
             inv->unit = NULL;
@@ -310,6 +315,8 @@ int sr_rules_fire_inbound(sr_rules *r, const sr_inbound *msg, sr_invocation_done
         return SR_E_NOTFOUND;
     }
     sr_invocation *inv = exec_start(r, done, ud);
+    inv->before_commit = msg->before_commit;
+    inv->before_commit_ud = msg->before_commit_ud;
     /* The handler's argument: msg.id, msg.from, msg.to, msg.text, msg.provider, msg.received_at. */
     lua_State *co = inv->co;
     lua_createtable(co, 0, 6);

@@ -40,6 +40,8 @@ typedef void (*sr_invocation_done)(const sr_invocation_result *res, void *ud);
  * exactly once, or SR_E_NOTFOUND (no such handler; done never runs). */
 int sr_rules_fire_event(sr_rules *r, const char *name, const sr_json *arg, sr_invocation_done done, void *ud);
 
+struct sr_store_txn;
+
 /* An inbound SMS as a provider webhook (or the test runner) hands it over.
  * Strings are borrowed for the call; the caller bounds their sizes. */
 typedef struct sr_inbound {
@@ -49,6 +51,11 @@ typedef struct sr_inbound {
     const char *text;
     const char *provider; /* the provider that received it, or NULL */
     int64_t received_at_ms;
+    /* Optional: when the handler returned without error, called with the unit holding its effects
+     * (and the ids of the messages it created) right before that unit is submitted, so the caller's
+     * own record of the outcome commits with them, all or nothing. */
+    void (*before_commit)(struct sr_store_txn *unit, const char (*ids)[SR_ID_LEN + 1], int id_count, void *ud);
+    void *before_commit_ud;
 } sr_inbound;
 
 /* Where sms.on_inbound(fn) keeps fn: a field of the Lua registry. */

@@ -12,6 +12,7 @@
 #include "rules_exec.h"
 #include "log.h"
 #include "metrics.h"
+#include "reports.h"
 
 #define SCHED_SCAN_MAX 2048
 #define SCHED_CLAIM_BUCKETS 4096
@@ -52,6 +53,13 @@ typedef struct sched_change {
     const char *provider_id;
     const char *error;
     const char *attempt_outcome;
+    sr_route_options ropt; /* CH_SENDING with a route: the route table's fallback_on / dlr_timeout */
+    int attempt_count_at_send; /* CH_SENT..CH_FAILED: the attempts the message had when this one started */
+    int absorbed;          /* set by sched_apply: the message was already delivered (a late report for an
+                            * earlier attempt); only the attempt was closed */
+    int parts;             /* CH_SENT: the parts the provider counts */
+    int poll;              /* CH_SENT: the provider's statuses are polled */
+    int64_t poll_max_age_ms;
 } sched_change;
 
 typedef struct sched_job {
@@ -62,6 +70,7 @@ typedef struct sched_job {
     char *route[SCHED_ROUTE_MAX];
     int route_len;
     int route_index;
+    sr_route_options ropt;
     sched_change change;
     char provider_id[128];
     char error[300];
@@ -119,6 +128,7 @@ struct sr_scheduler {
     void *transport_ud;
     int jobs_at_transport; /* claimed jobs whose request the transport holds */
     int kicked;            /* a look at the queue was asked for and has not run yet */
+    sr_reports *reports;   /* told about every send recorded (parked reports, watch) */
 };
 
 /* ---- claimed set ---- */
@@ -196,10 +206,15 @@ static void sched_set_route(sr_message *m, const sched_change *c) {
 }
 
 static int sched_apply(sr_message *m, void *arg) {
-    const sched_change *c = arg;
+    sched_change *c = arg;
+    c->absorbed = 0;
     switch (c->kind) {
     case CH_SENDING: {
         if (m->status != SR_ST_QUEUED) return SR_E_STATE;
+        if (m->route_len == 0 && c->route_len > 0) {
+            m->fallback_on = c->ropt.fallback_on;
+            m->dlr_timeout_s = c->ropt.dlr_timeout_s;
+        }
         sched_set_route(m, c);
         m->route_index = c->route_index;
         sr_message_set_str(&m->provider, c->provider);
@@ -214,12 +229,25 @@ static int sched_apply(sr_message *m, void *arg) {
     case CH_RETRY:
     case CH_FALLBACK:
     case CH_FAILED:
+        if (m->status == SR_ST_DELIVERED && c->attempt_count_at_send == m->attempt_count) {
+            /* A late "delivered" for an earlier attempt arrived while this one was out: the
+             * message stays delivered; this attempt's outcome (and provider id, so its own report
+             * still matches) is recorded. */
+            sched_close_attempt(m, c);
+            c->absorbed = 1;
+            return 0;
+        }
         if (m->status != SR_ST_SENDING) return SR_E_STATE;
         sched_close_attempt(m, c);
         sr_message_set_str(&m->error, c->kind == CH_SENT ? NULL : c->error);
         if (c->kind == CH_SENT) {
             sr_message_set_str(&m->provider_id, c->provider_id);
             sr_message_set_status(m, SR_ST_SENT, c->now_ms);
+            m->sent_at_ms = c->now_ms;
+            m->parts = c->parts;
+            sr_message_set_str(&m->part_reports, NULL);
+            m->polls = 0;
+            m->watch_at_ms = sr_reports_next_watch(m, c->poll, c->now_ms, c->poll_max_age_ms);
         } else if (c->kind == CH_FAILED) {
             sr_message_set_status(m, SR_ST_FAILED, c->now_ms);
         } else {
@@ -393,11 +421,15 @@ static void sched_complete_done(sr_store_txn *t, void *ud) {
     lane *l = &s->lanes[rq->lane];
     int st = sr_store_txn_status(t);
     if (st != 0) sr_error("cannot record a send outcome", "id", j->id, "error", sr_store_strerror(st));
-    else if (j->change.kind == CH_SENT) l->m_sent->value++;
+    else if (j->change.kind == CH_SENT) {
+        l->m_sent->value++;
+        const sr_message *m = sr_store_txn_message(t, 0);
+        if (m && s->reports) sr_reports_on_sent(s->reports, m);
+    }
     else if (j->change.kind == CH_RETRY) l->m_retried->value++;
     else if (j->change.kind == CH_FAILED) l->m_failed->value++;
     else if (j->change.kind == CH_FALLBACK) l->m_fallback->value++;
-    sched_fire_status(s, t);
+    if (!j->change.absorbed) sched_fire_status(s, t);
     if (--rq->units_pending == 0) sched_request_free(rq);
     sched_release(s, j);
     sr_scheduler_kick(s);
@@ -410,6 +442,7 @@ static void sched_decide(sr_scheduler *s, const sr_provider *p, sched_job *j, co
     sched_change *c = &j->change;
     memset(c, 0, sizeof *c);
     c->now_ms = now;
+    c->attempt_count_at_send = j->msg.attempt_count;
     c->http_status = http_status;
     c->duration_ms = duration_ms;
     snprintf(j->error, sizeof j->error, "%s", o->error);
@@ -419,6 +452,9 @@ static void sched_decide(sr_scheduler *s, const sr_provider *p, sched_job *j, co
         c->kind = CH_SENT;
         c->provider_id = j->provider_id;
         c->attempt_outcome = "sent";
+        c->parts = o->parts;
+        c->poll = p->poll;
+        c->poll_max_age_ms = (int64_t)s->config->poll_max_age_s * 1000;
         return;
     }
     int attempts_here = 0;
@@ -696,6 +732,7 @@ static void lane_flush(sr_scheduler *s, int li) {
             c->route = j->route;
             c->route_len = j->msg.route_len == 0 ? j->route_len : 0;
             c->route_index = j->route_index;
+            c->ropt = j->ropt;
             c->now_ms = now;
             sr_store_txn *t = sr_store_txn_new(s->store);
             sr_store_txn_update_message(t, j->id, sched_apply, c);
@@ -754,7 +791,7 @@ static int sched_resolve_route(sr_scheduler *s, sched_job *j, char *err, size_t 
         for (int i = 0; i < m->route_len && i < SCHED_ROUTE_MAX; i++) j->route[j->route_len++] = strdup(m->route[i]);
         return j->route_len;
     }
-    int n = sr_adapter_route(s->rules, m, j->route, SCHED_ROUTE_MAX, err, errlen);
+    int n = sr_adapter_route(s->rules, m, j->route, SCHED_ROUTE_MAX, &j->ropt, err, errlen);
     if (n < 0) return -1;
     if (n == 0 && s->rules->route_ref == LUA_NOREF)
         for (int i = 0; i < s->rules->provider_count && n < SCHED_ROUTE_MAX; i++)
@@ -1057,4 +1094,15 @@ void sr_scheduler_retry(sr_scheduler *s, const char *id, void (*cb)(int code, vo
     sr_store_txn *t = sr_store_txn_new(s->store);
     sr_store_txn_update_message(t, id, sched_apply, &r->change);
     sr_store_txn_submit(t, sched_retry_done, r);
+}
+
+void sr_scheduler_set_reports(sr_scheduler *s, sr_reports *r) { s->reports = r; }
+
+int sr_scheduler_take_rate(sr_scheduler *s, const char *provider, int64_t now, int64_t *wake_ms) {
+    int li = sched_lane_index(s, provider);
+    if (li < 0) return 0;
+    int64_t w = -1;
+    int ok = lane_rate_take(&s->lanes[li], now, &w);
+    if (wake_ms) *wake_ms = w;
+    return ok;
 }

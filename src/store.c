@@ -34,6 +34,7 @@
 #define STORE_QUEUE_KEY_LEN (1 + 8 + SR_ID_LEN)
 #define STORE_EXPIRY_KEY_LEN (8 + SR_ID_LEN)
 #define STORE_STATUS_KEY_LEN (1 + SR_ID_LEN)
+#define STORE_WATCH_KEY_LEN (8 + SR_ID_LEN)
 
 enum {
     STORE_DB_MESSAGES,
@@ -46,13 +47,25 @@ enum {
     STORE_DB_DEDUP,
     STORE_DB_OPTOUTS,
     STORE_DB_META,
+    STORE_DB_WATCH,
+    STORE_DB_PARKED,
+    STORE_DB_INBOUND,
     STORE_DB_COUNT
 };
 
 static const char *const store_db_names[STORE_DB_COUNT] = {
     "messages",    "queue", "expiry", "by_status", "provider_ids",
     "idempotency", "kv",    "dedup",  "optouts",   "meta",
+    "watch",       "parked", "inbound",
 };
+
+/* The public record spaces (sr_store_space) and their databases. */
+static const int store_space_db[] = {STORE_DB_KV, STORE_DB_PARKED, STORE_DB_INBOUND};
+
+static int store_space(sr_store_space sp) {
+    return (int)sp >= 0 && (size_t)sp < sizeof store_space_db / sizeof store_space_db[0] ? store_space_db[sp]
+                                                                                           : STORE_DB_KV;
+}
 
 typedef enum {
     STORE_OP_PUT,
@@ -63,6 +76,8 @@ typedef enum {
     STORE_OP_OPTOUT,
     STORE_OP_DEDUP,
     STORE_OP_SWEEP, /* internal: delete key from db `flag` if still expired at expires_at_ms */
+    STORE_OP_APPEND,
+    STORE_OP_CONSUME, /* remove val from the front of the entry's bytes, if they start with it */
 } store_op_kind;
 
 typedef struct store_op {
@@ -80,6 +95,7 @@ typedef struct store_op {
     int64_t int_out;
     uint64_t body_hash;
     int flag; /* optout: opted out; sweep: the database */
+    int db;   /* kv set/del/append: the database (STORE_DB_KV unless a record space says otherwise) */
     sr_message_mutator fn;
     void *arg; /* borrowed */
 } store_op;
@@ -312,20 +328,51 @@ static store_op *store_txn_add_key(sr_store_txn *t, store_op_kind kind, const ch
     return op;
 }
 
-int sr_store_txn_kv_set(sr_store_txn *t, const char *key, size_t klen, const char *val, size_t vlen,
-                        int64_t expires_at_ms) {
+static int store_txn_add_value(sr_store_txn *t, store_op_kind kind, sr_store_space sp, const char *key,
+                               size_t klen, const char *val, size_t vlen, int64_t expires_at_ms) {
     int slot;
-    store_op *op = store_txn_add_key(t, STORE_OP_KV_SET, key, klen, &slot);
+    store_op *op = store_txn_add_key(t, kind, key, klen, &slot);
+    op->db = store_space(sp);
     op->val = store_memdup(val, val ? vlen : 0);
     op->vlen = val ? vlen : 0;
     op->expires_at_ms = expires_at_ms;
     return slot;
 }
 
-int sr_store_txn_kv_del(sr_store_txn *t, const char *key, size_t klen) {
+int sr_store_txn_set(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val,
+                     size_t vlen, int64_t expires_at_ms) {
+    return store_txn_add_value(t, STORE_OP_KV_SET, sp, key, klen, val, vlen, expires_at_ms);
+}
+
+int sr_store_txn_append(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val,
+                        size_t vlen, int64_t expires_at_ms) {
+    return store_txn_add_value(t, STORE_OP_APPEND, sp, key, klen, val, vlen, expires_at_ms);
+}
+
+int sr_store_txn_consume(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *prefix,
+                         size_t plen) {
+    return store_txn_add_value(t, STORE_OP_CONSUME, sp, key, klen, prefix, plen, 0);
+}
+
+int sr_store_txn_del_expired(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, int64_t now_ms) {
     int slot;
-    store_txn_add_key(t, STORE_OP_KV_DEL, key, klen, &slot);
+    store_op *op = store_txn_add_key(t, STORE_OP_SWEEP, key, klen, &slot);
+    op->flag = store_space(sp);
+    op->expires_at_ms = now_ms;
     return slot;
+}
+
+int sr_store_txn_del(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen) {
+    return store_txn_add_value(t, STORE_OP_KV_DEL, sp, key, klen, NULL, 0, 0);
+}
+
+int sr_store_txn_kv_set(sr_store_txn *t, const char *key, size_t klen, const char *val, size_t vlen,
+                        int64_t expires_at_ms) {
+    return sr_store_txn_set(t, SR_SPACE_KV, key, klen, val, vlen, expires_at_ms);
+}
+
+int sr_store_txn_kv_del(sr_store_txn *t, const char *key, size_t klen) {
+    return sr_store_txn_del(t, SR_SPACE_KV, key, klen);
 }
 
 int sr_store_txn_kv_incr(sr_store_txn *t, const char *key, size_t klen, int64_t delta,
@@ -379,6 +426,7 @@ static int store_txn_adds_data(const sr_store_txn *t) {
         switch (t->ops[i].kind) {
         case STORE_OP_PUT:
         case STORE_OP_KV_SET:
+        case STORE_OP_APPEND:
         case STORE_OP_KV_INCR:
         case STORE_OP_DEDUP: return 1;
         case STORE_OP_OPTOUT:
@@ -418,6 +466,8 @@ typedef struct store_keys {
     int expiring;
     unsigned char expiry[STORE_EXPIRY_KEY_LEN];
     unsigned char status[STORE_STATUS_KEY_LEN];
+    int watching;
+    unsigned char watch[STORE_WATCH_KEY_LEN];
     sr_buf providers; /* each key: 2 bytes length (big endian), provider, NUL, provider id */
 } store_keys;
 
@@ -476,6 +526,9 @@ static void store_keys_build(const sr_store *s, const sr_message *m, store_keys 
     k->expiring = (m->status == SR_ST_QUEUED || m->status == SR_ST_SENDING) && m->expires_at_ms != 0;
     store_put_be64(k->expiry, store_key_time(m->expires_at_ms));
     memcpy(k->expiry + 8, m->id, SR_ID_LEN);
+    k->watching = m->status == SR_ST_SENT && m->watch_at_ms > 0;
+    store_put_be64(k->watch, store_key_time(m->watch_at_ms));
+    memcpy(k->watch + 8, m->id, SR_ID_LEN);
     k->status[0] = (unsigned char)m->status;
     memcpy(k->status + 1, m->id, SR_ID_LEN);
     sr_buf_reset(&k->providers);
@@ -517,6 +570,9 @@ static int store_index_update(sr_store *s, MDB_txn *txn, const store_keys *old, 
     if (rc == 0)
         rc = store_index_move(txn, s->dbi[STORE_DB_STATUS], old != NULL, old ? old->status : NULL, 1,
                               new->status, STORE_STATUS_KEY_LEN);
+    if (rc == 0)
+        rc = store_index_move(txn, s->dbi[STORE_DB_WATCH], old && old->watching, old ? old->watch : NULL,
+                              new->watching, new->watch, STORE_WATCH_KEY_LEN);
     if (rc) return rc;
     MDB_dbi pdbi = s->dbi[STORE_DB_PROVIDER_IDS];
     if (old) {
@@ -629,6 +685,13 @@ static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
     sr_buf_init(&after.providers);
     store_keys_build(s, m, &before);
     rc = op->fn(m, op->arg);
+    if (rc == SR_STORE_UNCHANGED) {
+        /* Nothing to write; the unit goes on and the result slot shows the message as it is. */
+        op->msg = m;
+        m = NULL;
+        rc = 0;
+        goto fail;
+    }
     if (rc != 0) {
         rc = store_is_code(rc) ? rc : SR_E_STATE;
         goto fail;
@@ -706,6 +769,45 @@ static int store_op_kv_incr(sr_store *s, MDB_txn *txn, store_op *op) {
     return store_put_expiring(s, txn, s->dbi[STORE_DB_KV], op, exp, text, (size_t)n);
 }
 
+/* Appends op's bytes to an entry (a live one keeps its expiry; a missing or expired one starts anew). */
+static int store_op_append(sr_store *s, MDB_txn *txn, store_op *op) {
+    MDB_val k = {op->klen, op->key}, v;
+    MDB_dbi dbi = s->dbi[op->db];
+    int rc = mdb_get(txn, dbi, &k, &v);
+    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+    if (rc == MDB_NOTFOUND || !store_alive(&v, sr_now_ms()))
+        return store_put_expiring(s, txn, dbi, op, op->expires_at_ms, op->val, op->vlen);
+    /* The entry lives as long as the longer of the two (0: for ever). */
+    int64_t exp = (int64_t)store_get_be64(v.mv_data);
+    if (exp != 0 && (op->expires_at_ms == 0 || op->expires_at_ms > exp)) exp = op->expires_at_ms;
+    sr_buf_reset(&s->wbuf);
+    sr_buf_reserve(&s->wbuf, v.mv_size + op->vlen);
+    store_put_be64((unsigned char *)s->wbuf.data, (uint64_t)exp);
+    s->wbuf.len = 8;
+    sr_buf_append(&s->wbuf, (const char *)v.mv_data + 8, v.mv_size - 8);
+    sr_buf_append(&s->wbuf, op->val, op->vlen);
+    MDB_val nv = {s->wbuf.len, s->wbuf.data};
+    return mdb_put(txn, dbi, &k, &nv, 0);
+}
+
+static int store_op_consume(sr_store *s, MDB_txn *txn, store_op *op) {
+    MDB_val k = {op->klen, op->key}, v;
+    MDB_dbi dbi = s->dbi[op->db];
+    int rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc) return rc;
+    const char *bytes = (const char *)v.mv_data + 8;
+    size_t len = v.mv_size >= 8 ? v.mv_size - 8 : 0;
+    if (v.mv_size < 8 || len < op->vlen || memcmp(bytes, op->val, op->vlen) != 0) return 0; /* consumed already */
+    if (len == op->vlen) return store_del_quiet(txn, dbi, op->key, op->klen);
+    /* What was appended since the read stays, with the entry's expiry. */
+    sr_buf_reset(&s->wbuf);
+    sr_buf_append(&s->wbuf, v.mv_data, 8);
+    sr_buf_append(&s->wbuf, bytes + op->vlen, len - op->vlen);
+    MDB_val nv = {s->wbuf.len, s->wbuf.data};
+    return mdb_put(txn, dbi, &k, &nv, 0);
+}
+
 static int store_op_dedup(sr_store *s, MDB_txn *txn, store_op *op) {
     MDB_val k = {op->klen, op->key}, v;
     int rc = mdb_get(txn, s->dbi[STORE_DB_DEDUP], &k, &v);
@@ -740,8 +842,10 @@ static int store_apply_op(sr_store *s, MDB_txn *txn, store_op *op) {
     case STORE_OP_PUT: return store_op_put(s, txn, op);
     case STORE_OP_UPDATE: return store_op_update(s, txn, op);
     case STORE_OP_KV_SET:
-        return store_put_expiring(s, txn, s->dbi[STORE_DB_KV], op, op->expires_at_ms, op->val, op->vlen);
-    case STORE_OP_KV_DEL: return store_del_quiet(txn, s->dbi[STORE_DB_KV], op->key, op->klen);
+        return store_put_expiring(s, txn, s->dbi[op->db], op, op->expires_at_ms, op->val, op->vlen);
+    case STORE_OP_APPEND: return store_op_append(s, txn, op);
+    case STORE_OP_CONSUME: return store_op_consume(s, txn, op);
+    case STORE_OP_KV_DEL: return store_del_quiet(txn, s->dbi[op->db], op->key, op->klen);
     case STORE_OP_KV_INCR: return store_op_kv_incr(s, txn, op);
     case STORE_OP_OPTOUT: {
         if (!op->flag) return store_del_quiet(txn, s->dbi[STORE_DB_OPTOUTS], op->key, op->klen);
@@ -1219,25 +1323,59 @@ int sr_store_get_message(sr_store *s, const char *id, sr_message *out) {
     return code;
 }
 
-int sr_store_kv_get(sr_store *s, const char *key, size_t klen, int64_t now_ms, sr_buf *out) {
+int sr_store_get(sr_store *s, sr_store_space sp, const char *key, size_t klen, int64_t now_ms, sr_buf *out,
+                 int64_t *expires_at_ms) {
     if (!key || klen == 0 || klen > s->max_key) return SR_E_NOTFOUND;
     int code = store_read_begin(s);
     if (code) return code;
     MDB_val k = {klen, (void *)key}, v;
-    int rc = mdb_get(s->read_txn, s->dbi[STORE_DB_KV], &k, &v);
+    int rc = mdb_get(s->read_txn, s->dbi[store_space(sp)], &k, &v);
     if (rc == 0) {
         if (!store_alive(&v, now_ms)) {
             code = SR_E_NOTFOUND;
         } else {
             sr_buf_reset(out);
             sr_buf_append(out, (const char *)v.mv_data + 8, v.mv_size - 8);
+            if (expires_at_ms) *expires_at_ms = (int64_t)store_get_be64(v.mv_data);
         }
     } else {
-        code = store_error(rc, "kv get");
+        code = store_error(rc, "get");
     }
     store_read_end(s);
     return code;
 }
+
+int sr_store_kv_get(sr_store *s, const char *key, size_t klen, int64_t now_ms, sr_buf *out) {
+    return sr_store_get(s, SR_SPACE_KV, key, klen, now_ms, out, NULL);
+}
+
+int sr_store_scan(sr_store *s, sr_store_space sp, const char *after, size_t after_len, int max,
+                  sr_store_scan_cb cb, void *ud) {
+    MDB_cursor *cur = NULL;
+    int n = 0, rc;
+    if (max <= 0) return 0;
+    int code = store_read_begin(s);
+    if (code) return code;
+    rc = mdb_cursor_open(s->read_txn, s->dbi[store_space(sp)], &cur);
+    if (rc) goto fail;
+    MDB_val k = {after_len, (void *)after}, v;
+    rc = after && after_len ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    if (rc == 0 && after && after_len && k.mv_size == after_len && memcmp(k.mv_data, after, after_len) == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (v.mv_size < 8) continue;
+        n++;
+        if (cb(k.mv_data, k.mv_size, (const char *)v.mv_data + 8, v.mv_size - 8,
+               (int64_t)store_get_be64(v.mv_data), ud) != 0)
+            break;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+fail:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(s);
+    return rc ? store_error(rc, "scan") : n;
+}
+
 
 int sr_store_is_optout(sr_store *s, const char *number) {
     size_t len = number ? strlen(number) : 0;
@@ -1311,20 +1449,28 @@ fail:
     return rc ? store_error(rc, "queue scan") : n;
 }
 
-int sr_store_expired(sr_store *s, int64_t now_ms, char (*ids)[SR_ID_LEN + 1], int max) {
+/* Up to max ids of a (be64 time, id) index whose time is before `before`, earliest first; *next_ms (may
+ * be NULL) gets the first time at or after it, 0 when none. */
+static int store_time_index_due(sr_store *s, int db, int64_t before, char (*ids)[SR_ID_LEN + 1], int max,
+                                int64_t *next_ms, const char *what) {
     MDB_cursor *cur = NULL;
     int n = 0, rc;
+    if (next_ms) *next_ms = 0;
     if (max <= 0) return 0;
     int code = store_read_begin(s);
     if (code) return code;
-    rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_EXPIRY], &cur);
+    rc = mdb_cursor_open(s->read_txn, s->dbi[db], &cur);
     if (rc) goto fail;
     MDB_val k, v;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && n < max;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != STORE_EXPIRY_KEY_LEN) continue;
+        if (k.mv_size != 8 + SR_ID_LEN) continue;
         const unsigned char *p = k.mv_data;
-        if (now_ms <= 0 || store_get_be64(p) >= (uint64_t)now_ms) break;
+        uint64_t at = store_get_be64(p);
+        if (before <= 0 || at >= (uint64_t)before) {
+            if (next_ms) *next_ms = (int64_t)at;
+            break;
+        }
         memcpy(ids[n], p + 8, SR_ID_LEN);
         ids[n][SR_ID_LEN] = '\0';
         n++;
@@ -1333,7 +1479,15 @@ int sr_store_expired(sr_store *s, int64_t now_ms, char (*ids)[SR_ID_LEN + 1], in
 fail:
     if (cur) mdb_cursor_close(cur);
     store_read_end(s);
-    return rc ? store_error(rc, "expiry scan") : n;
+    return rc ? store_error(rc, what) : n;
+}
+
+int sr_store_expired(sr_store *s, int64_t now_ms, char (*ids)[SR_ID_LEN + 1], int max) {
+    return store_time_index_due(s, STORE_DB_EXPIRY, now_ms, ids, max, NULL, "expiry scan");
+}
+
+int sr_store_watch_due(sr_store *s, int64_t now_ms, char (*ids)[SR_ID_LEN + 1], int max, int64_t *next_ms) {
+    return store_time_index_due(s, STORE_DB_WATCH, now_ms + 1, ids, max, next_ms, "watch scan");
 }
 
 int sr_store_list_status(sr_store *s, sr_status st, const char *after_id, char (*ids)[SR_ID_LEN + 1],
@@ -1376,7 +1530,7 @@ static void store_on_sweep_done(sr_store_txn *t, void *ud) {
 }
 
 int sr_store_sweep_ttl(sr_store *s, int64_t now_ms) {
-    static const int dbs[] = {STORE_DB_KV, STORE_DB_DEDUP, STORE_DB_IDEMPOTENCY};
+    static const int dbs[] = {STORE_DB_KV, STORE_DB_DEDUP, STORE_DB_IDEMPOTENCY, STORE_DB_INBOUND};
     if (s->sweep_inflight) return 0;
     sr_store_txn *t = sr_store_txn_new(s);
     MDB_cursor *cur = NULL;

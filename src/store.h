@@ -23,8 +23,9 @@
  *
  * Indexes are derived from the message by the store itself on every put or
  * update: a message is in `queue` (key: 3-priority, due ms, id) while queued,
- * in `expiry` while queued or sending, in `by_status` always, and every
- * attempt with a provider id is in `provider_ids`. */
+ * in `expiry` while queued or sending, in `by_status` always, in `watch`
+ * (watch time, id) while sent with a watch time, and every attempt with a
+ * provider id is in `provider_ids`. */
 #ifndef SR_STORE_H
 #define SR_STORE_H
 
@@ -71,12 +72,15 @@ void sr_store_close(sr_store *s);
 
 /* A mutator runs on the writer thread inside the unit's transaction, on the
  * decoded current message. It returns 0 to write the (possibly changed)
- * message back, SR_E_STATE to leave it untouched and fail the unit. It must
+ * message back, SR_STORE_UNCHANGED to leave it untouched (the unit goes on), SR_E_STATE to leave it
+ * untouched and fail the unit. It must
  * touch nothing but the message and its own arg (no Lua, no loop state).
  * It may run more than once for one unit (the batch is redone after the map
  * grew), each time on a fresh copy of the stored message; the id cannot be
  * changed. */
 typedef int (*sr_message_mutator)(sr_message *m, void *arg);
+/* A mutator's answer for "nothing to change": the unit goes on, nothing is written. */
+#define SR_STORE_UNCHANGED 1
 
 typedef void (*sr_store_done_cb)(sr_store_txn *t, void *ud);
 
@@ -106,6 +110,26 @@ int sr_store_txn_optout(sr_store_txn *t, const char *number, int opted_out);
 /* Records a dedup key until expires_at_ms; result SR_E_EXISTS when it was already there (and not expired). */
 int sr_store_txn_dedup(sr_store_txn *t, const char *key, size_t klen, int64_t expires_at_ms);
 
+/* Record spaces: key → bytes with an optional expiry (0: none), like kv.
+ * SR_SPACE_PARKED holds delivery reports that arrived before their message's
+ * provider id was known (never swept: the report engine counts them as
+ * orphaned); SR_SPACE_INBOUND holds inbound SMS by id (swept when expired). */
+typedef enum { SR_SPACE_KV = 0, SR_SPACE_PARKED, SR_SPACE_INBOUND } sr_store_space;
+int sr_store_txn_set(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val,
+                     size_t vlen, int64_t expires_at_ms);
+/* Appends val to the entry's bytes (a missing or expired entry starts with val and expires_at_ms; a
+ * live one lives until the later of its expiry and expires_at_ms). */
+int sr_store_txn_append(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val,
+                        size_t vlen, int64_t expires_at_ms);
+/* Removes prefix from the front of the entry's bytes when they start with it (the entry goes when nothing
+ * is left; what was appended after it stays); otherwise changes nothing. For entries read, then handled,
+ * while appends go on: the reader consumes exactly what it read. */
+int sr_store_txn_consume(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *prefix,
+                         size_t plen);
+int sr_store_txn_del(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen);
+/* Deletes the entry if it is expired at now_ms when the unit runs (not if it was written again since). */
+int sr_store_txn_del_expired(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, int64_t now_ms);
+
 /* Submits the unit; takes ownership of t. cb runs on the loop after the batch
  * holding it committed to disk (or failed), then t is freed. cb may be NULL.
  * Callbacks run in submit order. */
@@ -132,6 +156,20 @@ int64_t sr_store_txn_int(const sr_store_txn *t, int slot);
 int sr_store_get_message(sr_store *s, const char *id, sr_message *out); /* out initialised here */
 /* 0 and the value in out (its contents replaced), or SR_E_NOTFOUND when missing or expired. */
 int sr_store_kv_get(sr_store *s, const char *key, size_t klen, int64_t now_ms, sr_buf *out);
+/* A record of a space: 0 with its bytes in out (and its expiry, 0: none), or SR_E_NOTFOUND. */
+int sr_store_get(sr_store *s, sr_store_space sp, const char *key, size_t klen, int64_t now_ms, sr_buf *out,
+                 int64_t *expires_at_ms);
+/* Calls cb for up to max entries of a space in key order, starting after the key `after` (NULL: from
+ * the first); expired entries included. cb runs inside a read transaction: it copies what it keeps and
+ * touches no store; a non-zero return stops the scan. Returns how many it visited, or a negative code. */
+typedef int (*sr_store_scan_cb)(const char *key, size_t klen, const char *val, size_t vlen, int64_t expires_at_ms,
+                                void *ud);
+int sr_store_scan(sr_store *s, sr_store_space sp, const char *after, size_t after_len, int max,
+                  sr_store_scan_cb cb, void *ud);
+/* Up to max ids of sent messages whose watch time (m->watch_at_ms: a status poll or a report
+ * deadline) is at or before now_ms, earliest first. *next_ms (may be NULL) gets the next watch time
+ * after those, 0 when none. */
+int sr_store_watch_due(sr_store *s, int64_t now_ms, char (*ids)[SR_ID_LEN + 1], int max, int64_t *next_ms);
 int sr_store_is_optout(sr_store *s, const char *number); /* 1, 0 or a negative code */
 /* Provider ids are indexed and looked up normalised: trimmed, ASCII
  * lower-case, without leading zeros ("00AbC1" and "abc1" are one id), since

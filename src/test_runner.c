@@ -54,21 +54,41 @@
  *                           :outcomes{...}           several at once: "accept",
  *                                                    {"reject", "invalid number"},
  *                                                    {"fail", 503}, {"delay", 2}, ...
+ *                         and, not queued but a setting of the provider:
+ *                           :dlr(status[, {error = "..."}])
+ *                                                    every message it accepts from
+ *                                                    now on gets that delivery
+ *                                                    report once its send is
+ *                                                    recorded; :dlr() none (the
+ *                                                    default: no reports, so
+ *                                                    advance() can pass a route's
+ *                                                    dlr_timeout)
  *   advance(seconds)      moves the virtual clock forward, running everything
  *                         that falls due on the way, in time order: retries,
  *                         send_at, delayed provider answers, expiry; kv and
  *                         rate-limit state ages with it. The clock stands still
- *                         otherwise. (Retries are jittered from 0 ms up: one
- *                         may go out before any advance.)
+ *                         otherwise. Report deadlines (a route's dlr_timeout)
+ *                         fall due on the way too. (Retries are jittered from
+ *                         0 ms up: one may go out before any advance.)
  *   sent()                the messages that reached a simulated provider, in
  *                         order, one entry per attempt: {to, from, text,
  *                         provider, id, outcome = "accepted" | "rejected" |
  *                         "failed" | "unauthorized" | "timeout", provider_id}.
+ *   dlr(msg_or_id, status[, {error =, part =, parts =}])
+ *                         a delivery report from the provider, applied by the
+ *                         report engine as a status webhook's is (sr_reports_apply:
+ *                         forward only, parts combined, fallback_on, late
+ *                         delivered): about an entry of sent() (that attempt),
+ *                         or a message id or message(id) table (its latest
+ *                         attempt a provider accepted; parked while the answer
+ *                         is on its way). status: delivered, undelivered,
+ *                         expired, rejected, sent or accepted. sms.on_status
+ *                         has run for what it changed when dlr returns.
  *   message(id)           the message as GET /v1/messages/{id} shows it (a
  *                         table; JSON null is nil), or nil.
  *   is_optout(number)     whether the number is opted out (committed state).
  *   now()                 the virtual time in seconds, as sms.now() sees it
- *                         (os.time() in rules reads the wall clock: use sms.now()).
+ *                         (and os.time() / os.date() without a time argument).
  *   assert_eq(actual, expected[, msg])   equal values (tables: deep equality)
  *   assert_true(value[, msg])            not false or nil
  *   assert_match(s, pattern[, msg])      string.find(s, pattern) succeeds
@@ -77,7 +97,10 @@
  *
  * After every helper the engine runs until it has nothing left to do without
  * time passing: handlers committed, due messages handed to their provider,
- * immediate answers recorded. */
+ * immediate answers recorded, scripted reports applied.
+ *
+ * Providers declared with poll = true are not polled (there is no network):
+ * their reports are scripted like the others'. */
 #include "test_runner.h"
 
 #include <errno.h>
@@ -95,6 +118,7 @@
 #include "log.h"
 #include "message.h"
 #include "metrics.h"
+#include "reports.h"
 #include "rules.h"
 #include "rules_exec.h"
 #include "scheduler.h"
@@ -126,6 +150,8 @@ typedef struct sim_provider {
     char name[72];
     sim_outcome *queue;
     int head, count, cap;
+    int dlr_status;      /* the report each accepted message gets (:dlr); -1: none */
+    char dlr_error[256]; /* its error text, "" none */
 } sim_provider;
 
 /* A request a simulated provider has taken and answers at due_ms. */
@@ -136,8 +162,18 @@ typedef struct sim_answer {
     int http_status;
     int count;
     sr_adapter_outcome *outs;
+    char provider[72];   /* the provider that took the request */
+    int dlr_status;      /* its :dlr setting when it took the request; -1: none */
+    char dlr_error[256];
     struct sim_answer *next;
 } sim_answer;
+
+/* A scripted delivery report (provider(name):dlr), applied once its
+ * message's send is recorded. */
+typedef struct tr_due_report {
+    char provider[72];
+    sr_report rep;
+} tr_due_report;
 
 typedef struct sent_entry {
     char *to, *from, *text, *provider, *id, *outcome, *provider_id;
@@ -149,9 +185,11 @@ typedef struct tr_engine {
     sr_rules *rules;
     sr_store *store;
     sr_scheduler *scheduler;
+    sr_reports *reports;
     char dir[PATH_MAX]; /* the store's temporary folder */
     int in_flight;      /* store units and handlers the runner waits for */
     int scheduler_stopped;
+    int reports_stopped;
     int64_t expire_now; /* argument of the expiry sweep's units */
     sim_provider sims[SR_MAX_PROVIDERS];
     int sim_count;
@@ -159,6 +197,8 @@ typedef struct tr_engine {
     sent_entry *sent;
     int sent_count, sent_cap;
     long provider_ids;
+    tr_due_report *due_reports; /* scripted reports waiting for their send to be recorded, in order */
+    int due_report_count, due_report_cap;
 } tr_engine;
 
 typedef struct tr_runner {
@@ -209,6 +249,7 @@ static sim_provider *tr_sim(tr_engine *e, const char *name) {
     sim_provider *sp = &e->sims[e->sim_count++];
     memset(sp, 0, sizeof *sp);
     snprintf(sp->name, sizeof sp->name, "%s", name);
+    sp->dlr_status = -1;
     return sp;
 }
 
@@ -272,6 +313,9 @@ static void tr_transport(void *ud, const sr_provider *p, sr_message *const *msgs
     a->request = request;
     a->answer = answer;
     a->count = n;
+    snprintf(a->provider, sizeof a->provider, "%s", p->name);
+    a->dlr_status = sp ? sp->dlr_status : -1;
+    if (sp) snprintf(a->dlr_error, sizeof a->dlr_error, "%s", sp->dlr_error);
     int64_t delay_ms = 0;
     int timed_out = 0;
     for (int i = 0; i < n; i++) {
@@ -327,6 +371,22 @@ static void tr_transport(void *ud, const sr_provider *p, sr_message *const *msgs
     *tail = a;
 }
 
+/* Queues the scripted report of one accepted message (provider(name):dlr). */
+static void tr_due_report_push(tr_engine *e, const char *provider, const char *provider_id, int status,
+                               const char *error) {
+    if (e->due_report_count == e->due_report_cap) {
+        e->due_report_cap = e->due_report_cap ? e->due_report_cap * 2 : 16;
+        e->due_reports = realloc(e->due_reports, sizeof *e->due_reports * (size_t)e->due_report_cap);
+        if (!e->due_reports) abort();
+    }
+    tr_due_report *d = &e->due_reports[e->due_report_count++];
+    memset(d, 0, sizeof *d);
+    snprintf(d->provider, sizeof d->provider, "%s", provider);
+    snprintf(d->rep.provider_id, sizeof d->rep.provider_id, "%s", provider_id);
+    snprintf(d->rep.error, sizeof d->rep.error, "%s", error);
+    d->rep.status = status;
+}
+
 /* Gives the answers that are due (all of them with all set). Returns how many. */
 static int tr_answer_due(tr_engine *e, int all) {
     int answered = 0;
@@ -337,6 +397,11 @@ static int tr_answer_due(tr_engine *e, int all) {
         sim_answer *a = *pp;
         if (!a) return answered;
         *pp = a->next;
+        /* Accepted messages of a provider scripted with :dlr get that report
+         * once their send is recorded (tr_settle applies it). */
+        for (int i = 0; i < a->count && a->dlr_status >= 0; i++)
+            if (a->outs[i].ok)
+                tr_due_report_push(e, a->provider, a->outs[i].provider_id, a->dlr_status, a->dlr_error);
         a->answer(a->request, a->outs, a->http_status);
         free(a->outs);
         free(a);
@@ -371,6 +436,17 @@ static int tr_engine_start(tr_runner *tr, char *err, size_t errlen) {
         goto fail;
     }
     sr_scheduler_set_transport(e->scheduler, tr_transport, e);
+    /* Reports come from the test (dlr, provider(name):dlr), as from webhooks.
+     * There is no HTTP client: providers declared with poll = true are not
+     * polled here (their reports are scripted the same way). The engine's
+     * own timer runs on real time; tr_advance runs its passes on the
+     * virtual clock (sr_reports_tick_now). */
+    for (int i = 0; i < e->rules->provider_count; i++) e->rules->providers[i].poll = 0;
+    if (sr_reports_start(&e->reports, &tr->loop, e->store, e->scheduler, e->rules, NULL, &e->config) != 0) {
+        snprintf(err, errlen, "cannot start the report engine");
+        goto fail;
+    }
+    sr_scheduler_set_reports(e->scheduler, e->reports);
     e->rules->store = e->store;
     e->rules->scheduler = e->scheduler;
     for (int i = 0; i < e->rules->provider_count; i++) tr_sim(e, e->rules->providers[i].name);
@@ -378,6 +454,11 @@ static int tr_engine_start(tr_runner *tr, char *err, size_t errlen) {
     tr_settle(tr);
     return 0;
 fail:
+    if (e->scheduler) {
+        /* Nothing was sent yet: it stops at once. */
+        sr_scheduler_stop(e->scheduler, NULL, NULL);
+        sr_scheduler_free(e->scheduler);
+    }
     if (e->store) {
         sr_store_close(e->store);
         uv_run(&tr->loop, UV_RUN_DEFAULT);
@@ -394,6 +475,11 @@ static void tr_scheduler_stopped(void *ud) {
     e->scheduler_stopped = 1;
 }
 
+static void tr_reports_stopped(void *ud) {
+    tr_engine *e = ud;
+    e->reports_stopped = 1;
+}
+
 /* Ends the running test's engine: the simulated providers answer what they
  * hold, the scheduler drains, everything closes and the store's folder goes. */
 static void tr_engine_stop(tr_runner *tr) {
@@ -406,6 +492,16 @@ static void tr_engine_stop(tr_runner *tr) {
         if (uv_hrtime() > deadline) tr_fatal(tr, "the engine did not stop in time");
         uv_run(&tr->loop, UV_RUN_ONCE);
     }
+    /* Then the report engine (what the daemon does too); scripted reports
+     * not applied yet are dropped. Status handlers started by the last
+     * commits finish before the engine they act on goes. */
+    sr_reports_stop(e->reports, tr_reports_stopped, e);
+    while (!e->reports_stopped || e->in_flight > 0 || e->rules->live_invocations > 0) {
+        if (uv_hrtime() > deadline) tr_fatal(tr, "the engine did not stop in time");
+        uv_run(&tr->loop, UV_RUN_ONCE);
+    }
+    e->rules->scheduler = NULL;
+    sr_reports_free(e->reports);
     sr_scheduler_free(e->scheduler);
     sr_store_close(e->store);
     uv_run(&tr->loop, UV_RUN_DEFAULT); /* the handles' close callbacks */
@@ -423,14 +519,38 @@ static void tr_engine_stop(tr_runner *tr) {
         free(s->provider_id);
     }
     free(e->sent);
+    free(e->due_reports);
     for (int i = 0; i < e->sim_count; i++) free(e->sims[i].queue);
     free(e);
     tr->engine = NULL;
     sr_metrics_reset();
 }
 
+/* A scripted report is on disk (applied or parked). */
+static void tr_due_report_applied(int code, void *ud) {
+    tr_engine *e = ud;
+    if (code != 0) sr_error("test: a scripted delivery report could not be stored", "error", sr_store_strerror(code));
+    e->in_flight--;
+}
+
+/* Applies the scripted reports whose sends are recorded by now (all that
+ * are queued: the caller made sure the scheduler is idle), in order, the way
+ * the status webhook does (sr_reports_apply). */
+static void tr_apply_due_reports(tr_engine *e) {
+    tr_due_report *due = e->due_reports;
+    int n = e->due_report_count;
+    e->due_reports = NULL;
+    e->due_report_count = e->due_report_cap = 0;
+    for (int i = 0; i < n; i++) {
+        e->in_flight++;
+        sr_reports_apply(e->reports, due[i].provider, &due[i].rep, 1, tr_due_report_applied, e);
+    }
+    free(due);
+}
+
 /* Runs the loop until nothing more happens without time passing: no unit or
- * handler the runner waits for, no answer due, the scheduler idle. */
+ * handler the runner waits for, no answer due, the scheduler and the report
+ * engine idle, no scripted report left to give. */
 static void tr_settle(tr_runner *tr) {
     tr_engine *e = tr->engine;
     uint64_t deadline = uv_hrtime() + (uint64_t)TR_SETTLE_LIMIT_MS * 1000000u;
@@ -438,8 +558,13 @@ static void tr_settle(tr_runner *tr) {
         if (tr_answer_due(e, 0)) continue;
         int64_t wake_ms;
         /* Handlers the engine started itself (sms.on_status) count too. */
-        if (sr_scheduler_idle(e->scheduler, &wake_ms) && e->in_flight == 0 && e->rules->live_invocations == 0)
-            return;
+        if (sr_scheduler_idle(e->scheduler, &wake_ms) && e->in_flight == 0 && e->rules->live_invocations == 0
+            && sr_reports_idle(e->reports)) {
+            /* Every send answered so far is recorded: its scripted report comes now. */
+            if (e->due_report_count == 0) return;
+            tr_apply_due_reports(e);
+            continue;
+        }
         if (uv_hrtime() > deadline) tr_fatal(tr, "the engine did not settle in time");
         /* A timer due now (a look at the queue): run it without then sleeping
          * until the next one. Otherwise a store commit is coming: wait for it. */
@@ -476,20 +601,37 @@ static void tr_expire(tr_runner *tr) {
     tr_settle(tr);
 }
 
+/* After the clock moved: what the daemon's timers do on their own — the
+ * expiry sweep, a look at the queue, a pass of the report engine (report
+ * deadlines) — then settle. */
+static void tr_clock_moved(tr_runner *tr) {
+    tr_engine *e = tr->engine;
+    tr_expire(tr);
+    sr_scheduler_kick(e->scheduler);
+    sr_reports_tick_now(e->reports);
+    tr_settle(tr);
+}
+
 /* Moves the virtual clock forward by ms, stopping at each moment something
- * falls due (a queued message, a provider's answer, the scheduler's next
- * look while a due message waits for its lane) and settling there. */
+ * falls due (a queued message, a provider's answer, a sent message's watch
+ * time such as its report deadline, the scheduler's next look while a due
+ * message waits for its lane) and settling there. */
 static void tr_advance(tr_runner *tr, int64_t ms) {
     tr_engine *e = tr->engine;
     int64_t target = sr_now_ms() + ms;
     tr_settle(tr);
     static sr_queue_entry entries[TR_QUEUE_SCAN];
+    static char watched[TR_QUEUE_SCAN][SR_ID_LEN + 1];
     for (;;) {
         int64_t now = sr_now_ms();
         if (now >= target) break;
         int64_t next = target;
         for (sim_answer *a = e->answers; a; a = a->next)
             if (a->due_ms < next) next = a->due_ms;
+        /* Watch times already due were handled at this moment's pass: the next one after now. */
+        int64_t watch_next = 0;
+        sr_store_watch_due(e->store, now, watched, TR_QUEUE_SCAN, &watch_next);
+        if (watch_next > now && watch_next < next) next = watch_next;
         int n = sr_store_queue_due(e->store, target, entries, TR_QUEUE_SCAN);
         int waiting = 0;
         for (int i = 0; i < n; i++) {
@@ -504,13 +646,9 @@ static void tr_advance(tr_runner *tr, int64_t ms) {
         }
         if (next <= now) next = now + 1;
         sr_clock_advance_ms(next - now);
-        tr_expire(tr);
-        sr_scheduler_kick(e->scheduler);
-        tr_settle(tr);
+        tr_clock_moved(tr);
     }
-    tr_expire(tr);
-    sr_scheduler_kick(e->scheduler);
-    tr_settle(tr);
+    tr_clock_moved(tr);
 }
 
 /* ---- helpers shared by the Lua functions ---- */
@@ -942,6 +1080,65 @@ static int l_provider_delay(lua_State *L) {
     return tr_queue(L, sp, &o);
 }
 
+/* ---- delivery reports ---- */
+
+/* The report status at idx: what a provider's report can say. */
+static int tr_report_status(lua_State *L, int idx) {
+    static const int allowed[] = {SR_ST_DELIVERED, SR_ST_UNDELIVERED, SR_ST_EXPIRED,
+                                  SR_ST_REJECTED,  SR_ST_SENT,        SR_ST_ACCEPTED};
+    int st = sr_status_parse(luaL_checkstring(L, idx));
+    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
+        if (st == allowed[i]) return st;
+    return luaL_argerror(L, idx, "a report status: delivered, undelivered, expired, rejected, sent or accepted");
+}
+
+/* Reads the options table at idx (none or nil: no options) into rep:
+ * error, and when parts_allowed also part and parts. Misuse raises. */
+static void tr_report_options(lua_State *L, int idx, const char *what, int parts_allowed, sr_report *rep) {
+    if (lua_isnoneornil(L, idx)) return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (key && strcmp(key, "error") == 0) {
+            if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: 'error' must be a string", what);
+            snprintf(rep->error, sizeof rep->error, "%s", lua_tostring(L, -1));
+        } else if (key && parts_allowed && (strcmp(key, "part") == 0 || strcmp(key, "parts") == 0)) {
+            lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+            if (v < 1 || v > 255) luaL_error(L, "%s: '%s' must be an integer from 1 to 255", what, key);
+            if (strcmp(key, "part") == 0) rep->part = (int)v;
+            else rep->parts = (int)v;
+        } else {
+            luaL_error(L, "%s: unknown option '%s' (options: %s)", what, key ? key : "?",
+                       parts_allowed ? "error, part, parts" : "error");
+        }
+        lua_pop(L, 1);
+    }
+    if (rep->parts && !rep->part) luaL_error(L, "%s: 'parts' needs 'part' (the part that reports)", what);
+    if (rep->part && rep->parts && rep->part > rep->parts) luaL_error(L, "%s: 'part' is beyond 'parts'", what);
+}
+
+/* :dlr(status[, {error = ...}]): every message this provider accepts from
+ * now on gets that report once its send is recorded; :dlr() or :dlr(nil):
+ * none (the default). */
+static int l_provider_dlr(lua_State *L) {
+    sim_provider *sp = tr_self(L, "dlr");
+    if (lua_isnoneornil(L, 2)) {
+        if (!lua_isnoneornil(L, 3)) luaL_argerror(L, 3, "no options without a status");
+        sp->dlr_status = -1;
+        sp->dlr_error[0] = '\0';
+    } else {
+        int st = tr_report_status(L, 2);
+        sr_report rep;
+        memset(&rep, 0, sizeof rep);
+        tr_report_options(L, 3, "dlr", 0, &rep);
+        sp->dlr_status = st;
+        snprintf(sp->dlr_error, sizeof sp->dlr_error, "%s", rep.error);
+    }
+    lua_settop(L, 1);
+    return 1;
+}
+
 /* :outcomes{"accept", {"reject", "invalid number"}, {"fail", 503}, ...}:
  * each entry calls the method it names with the arguments that follow. */
 static int l_provider_outcomes(lua_State *L) {
@@ -1014,6 +1211,92 @@ static int l_sent(lua_State *L) {
         lua_rawseti(L, -2, i + 1);
     }
     return 1;
+}
+
+/* Where a report about the value at idx goes (provider and rep->provider_id):
+ * a table with provider and provider_id (an entry of sent(), or message(id))
+ * names that attempt; a message id, or a table with only an id, names the
+ * message's latest attempt a simulated provider accepted (as sent() shows
+ * it: the send answer may still be on its way, then the report is parked
+ * until it is recorded, as in the daemon). Misuse raises. */
+static void tr_report_target(lua_State *L, tr_engine *e, int idx, char *provider, size_t provider_len,
+                             sr_report *rep) {
+    static const char usage[] =
+        "a message id, or a table with id (message(id)) or with provider and provider_id (an entry of sent())";
+    char id[SR_ID_LEN + 8];
+    if (lua_istable(L, idx)) {
+        lua_getfield(L, idx, "provider_id");
+        lua_getfield(L, idx, "provider");
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, idx, "the attempt has a provider_id but no provider");
+            const char *name = lua_tostring(L, -1);
+            if (!sr_rules_provider(e->rules, name)) luaL_error(L, "dlr: the rules declare no provider '%s'", name);
+            snprintf(provider, provider_len, "%s", name);
+            snprintf(rep->provider_id, sizeof rep->provider_id, "%s", lua_tostring(L, -2));
+            lua_pop(L, 2);
+            return;
+        }
+        lua_pop(L, 2);
+        lua_getfield(L, idx, "outcome");
+        if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "accepted") != 0)
+            luaL_error(L, "dlr: that attempt was not accepted (outcome '%s'): there is no provider id to report on",
+                       lua_tostring(L, -1));
+        lua_getfield(L, idx, "id");
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, idx, usage);
+        snprintf(id, sizeof id, "%s", lua_tostring(L, -1));
+        lua_pop(L, 2);
+    } else if (lua_type(L, idx) == LUA_TSTRING) {
+        snprintf(id, sizeof id, "%s", lua_tostring(L, idx));
+    } else {
+        luaL_argerror(L, idx, usage);
+        return;
+    }
+    for (int i = e->sent_count - 1; i >= 0; i--) {
+        const sent_entry *s = &e->sent[i];
+        if (s->id && strcmp(s->id, id) == 0 && s->provider_id && strcmp(s->outcome, "accepted") == 0) {
+            snprintf(provider, provider_len, "%s", s->provider);
+            snprintf(rep->provider_id, sizeof rep->provider_id, "%s", s->provider_id);
+            return;
+        }
+    }
+    sr_message m;
+    int found = sr_id_valid(id, strlen(id)) && sr_store_get_message(e->store, id, &m) == 0;
+    char status[32] = "";
+    if (found) snprintf(status, sizeof status, "%s", sr_status_name(m.status));
+    if (sr_id_valid(id, strlen(id))) sr_message_free(&m);
+    if (!found) luaL_error(L, "dlr: no message '%s'", id);
+    luaL_error(L, "dlr: message %s was not accepted by a provider (status %s): there is no provider id to report on",
+               id, status);
+}
+
+typedef struct tr_dlr_call {
+    tr_engine *e;
+    int code;
+} tr_dlr_call;
+
+static void tr_dlr_applied(int code, void *ud) {
+    tr_dlr_call *c = ud;
+    c->code = code;
+    c->e->in_flight--;
+}
+
+/* dlr(msg_or_id, status[, {error =, part =, parts =}]): a delivery report
+ * from the message's provider, through the report engine like a webhook's */
+static int l_dlr(lua_State *L) {
+    tr_runner *tr = tr_in_test(L, "dlr");
+    tr_engine *e = tr_engine_get(L, tr);
+    sr_report rep;
+    memset(&rep, 0, sizeof rep);
+    char provider[72];
+    tr_report_target(L, e, 1, provider, sizeof provider, &rep);
+    rep.status = tr_report_status(L, 2);
+    tr_report_options(L, 3, "dlr", 1, &rep);
+    tr_dlr_call c = {e, 0};
+    e->in_flight++;
+    sr_reports_apply(e->reports, provider, &rep, 1, tr_dlr_applied, &c);
+    tr_settle(tr);
+    if (c.code != 0) return luaL_error(L, "dlr: the report could not be stored (%s)", sr_store_strerror(c.code));
+    return 0;
 }
 
 /* message(id) → the message as GET /v1/messages/{id} shows it, or nil */
@@ -1263,7 +1546,8 @@ static void tr_open_globals(lua_State *L, tr_runner *tr) {
     static const luaL_Reg globals[] = {
         {"test", l_test},           {"load_rules", l_load_rules},   {"fire", l_fire},
         {"send", l_send},           {"inbound", l_inbound},         {"provider", l_provider},
-        {"advance", l_advance},     {"sent", l_sent},               {"message", l_message},
+        {"advance", l_advance},     {"sent", l_sent},               {"dlr", l_dlr},
+        {"message", l_message},
         {"is_optout", l_is_optout}, {"now", l_now},                 {"assert_eq", l_assert_eq},
         {"assert_true", l_assert_true}, {"assert_match", l_assert_match}, {NULL, NULL}};
     lua_pushglobaltable(L);
@@ -1276,6 +1560,7 @@ static void tr_open_globals(lua_State *L, tr_runner *tr) {
                                        {"unauthorized", l_provider_unauthorized},
                                        {"timeout", l_provider_timeout},
                                        {"delay", l_provider_delay},
+                                       {"dlr", l_provider_dlr},
                                        {"outcomes", l_provider_outcomes},
                                        {NULL, NULL}};
     luaL_newmetatable(L, TR_PROVIDER_MT);

@@ -10,7 +10,9 @@
 -- with backoff up to the provider's max_attempts; a permanent error about the
 -- provider (401, 403, billing), attempts exhausted or an open circuit passes
 -- it to the next provider of the route; a permanent error about the message
--- (invalid number) fails it at once, without trying the others.
+-- (invalid number) fails it at once, without trying the others. After the
+-- send, a delivery report saying "undelivered" (the route's fallback_on,
+-- README "Delivery reports") passes it to the next provider too.
 
 sms.config{
   listen = "127.0.0.1:8080",
@@ -79,15 +81,30 @@ local function cheapest_first(number)
   return route
 end
 
+-- Delivery-driven fallback: a report that the provider could not deliver
+-- the message (absent subscriber, blocked by the operator, ...) sends it on
+-- to the next provider of its route; a delivered report, or no report at all,
+-- keeps it where it is. (No dlr_timeout here: a provider that sends no
+-- reports, like the mock, would then pass every message on.)
+local FALLBACK_ON = { "undelivered" }
+
+-- The route table sms.route returns: the provider names in order, and when
+-- to fall back on the delivery outcome. A fresh table: ROUTES stays as is.
+local function route_of(providers)
+  local route = { fallback_on = FALLBACK_ON }
+  for i, name in ipairs(providers) do route[i] = name end
+  return route
+end
+
 -- Called once per message, when the scheduler first takes it (the route is
 -- then kept on the message; a message sent with its own `route` field skips
--- this). msg.to is E.164, msg.tags the message's tags.
+-- this, fallback_on included). msg.to is E.164, msg.tags the message's tags.
 sms.route(function(msg)
   local name = msg.tags and msg.tags.route
   if name then
     local named = ROUTES[name]
-    if named then return named end
+    if named then return route_of(named) end
     sms.log.warn("unknown route tag, routing by price", { route = name, id = msg.id })
   end
-  return cheapest_first(msg.to)
+  return route_of(cheapest_first(msg.to))
 end)

@@ -3,6 +3,9 @@
 -- The three providers are simulated; each test starts from an empty store.
 -- provider(name):unauthorized() / :fail(503) / :reject(reason) script the
 -- next answers of one provider; with nothing scripted it accepts.
+-- dlr(id, status) delivers a report for a sent message, like the provider's
+-- status webhook; provider(name):dlr(status) gives one to each message the
+-- provider accepts.
 
 local VN = "+84912345678"   -- +84: budget, standard, premium
 local RU = "+79161234567"   -- +7: standard, premium, budget
@@ -125,4 +128,28 @@ test("an explicit route on the message wins over sms.route", function()
   local id = send{ to = VN, text = "x", route = { "premium" } }
   assert_eq(message(id).route, { "premium" })
   assert_eq(message(id).provider, "premium")
+end)
+
+test("an undelivered report sends the message on to the next provider", function()
+  provider("budget"):dlr("undelivered", { error = "absent subscriber" })
+  provider("standard"):dlr("delivered")
+  local id = send{ to = VN, text = "Your order shipped" }
+  local m = message(id)
+  assert_eq(m.status, "delivered")
+  assert_eq(m.provider, "standard")
+  assert_eq(field(m.attempts, "provider"), { "budget", "standard" })
+  assert_eq(field(m.attempts, "report"), { "undelivered", "delivered" })
+  assert_eq(providers_of(sent()), { "budget", "standard" })
+  -- A delivered report keeps it where it is.
+  provider("budget"):dlr("delivered")
+  id = send{ to = VN, text = "Your order shipped" }
+  assert_eq(message(id).status, "delivered")
+  assert_eq(message(id).provider, "budget")
+  -- The last provider of the route: its undelivered is the message's outcome.
+  provider("premium"):dlr("undelivered", { error = "blocked" })
+  provider("standard"):dlr("undelivered")
+  id = send{ to = US, text = "Your order shipped" }
+  m = message(id)
+  assert_eq(m.status, "undelivered")
+  assert_eq(field(m.attempts, "provider"), { "premium", "standard" })
 end)

@@ -24,10 +24,16 @@
 --                                                    other 4xx: the message is refused
 --     error: "HTTP <status>" plus ": <provider's error text>" when it gave one,
 --     at most ~200 bytes.
---   Misuse (no url, no messages) raises.
+--   adapter.verify(cfg, request) → true | false, "reason"
+--   adapter.parse_status(cfg, request) → updates, answer
+--   adapter.parse_inbound(cfg, request) → messages, answer
+--     (lua/adapters/INTERFACE.md has the request, updates and messages)
+--   Misuse (no url, no messages) raises; so does a webhook body that cannot
+--   be read (the core answers 400).
 --
 -- Options: url (the mock's send endpoint, "http://127.0.0.1:9090/send"),
--- api_key (optional; Bearer, or under auth_header), sender.
+-- api_key (optional; Bearer, or under auth_header), sender, webhook_secret
+-- (checks X-Signature on the webhooks, as the generic adapter does).
 --
 -- Request: POST url,
 --   {"messages":[{"to":"+84912345678","from":"Brand","message":"text","id":"<message id>"}, ...]}
@@ -42,11 +48,23 @@
 -- Any other status concerns the whole request: every message of the batch
 -- gets the same outcome (401 → next provider, 429/503 → retry, with
 -- Retry-After; 400 {"error":...} → refused).
+--
+-- Webhooks: the mock speaks the generic REST shape (PROVIDERS.md §1), so
+-- verify, parse_status and parse_inbound are the generic adapter's (see
+-- adapters/generic.lua for every field and status word they read).
+--   Delivery report (--dlr-url): POST {"message_id":"m1","status":"DELIVRD"|"UNDELIV",
+--     "to":"+84912345678","timestamp":"2026-11-23T10:00:00Z"} (with "part" and
+--     "parts" for one part of a multipart message).
+--   Inbound message: POST {"message_id":"...","from":"+84912345678",
+--     "to":"+84900000000","text":"...","timestamp":"2026-11-23T10:00:00Z"}.
+--   Both are answered 200 {"status":"ok"}. With webhook_secret, X-Signature
+--   must be the hex HMAC-SHA256 of the raw body keyed by it.
 
 local util = require("adapters.util")
+local generic = require("adapters.generic")
 local json = util.json
 
-local mock = { name = "mock", batch_size = 100 }
+local mock = { name = "mock", batch_size = 100, options = { "webhook_secret" } }
 
 function mock.build_send(cfg, msgs)
     local url = util.check_url("mock", cfg)
@@ -138,5 +156,13 @@ function mock.parse_send(cfg, msgs, response)
     for i = 1, #msgs do outcomes[i] = util.no_id() end
     return outcomes
 end
+
+-- ---- webhooks: the generic adapter's ----
+
+function mock.verify(cfg, request) return generic.verify(cfg, request) end
+
+function mock.parse_status(cfg, request) return generic.parse_status(cfg, request) end
+
+function mock.parse_inbound(cfg, request) return generic.parse_inbound(cfg, request) end
 
 return mock

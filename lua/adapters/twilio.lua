@@ -99,18 +99,9 @@ local function nonempty(v)
     return type(v) == "string" and v ~= "" and v or nil
 end
 
--- The StatusCallback URL: cfg.status_callback, else derived from
--- cfg.public_url, else none (Twilio then posts no status callbacks for the
--- message, unless a Messaging Service has its own).
-local function status_callback(cfg)
-    local url = nonempty(cfg.status_callback)
-    if url then return url end
-    local public = nonempty(cfg.public_url)
-    if public then
-        return public:gsub("/+$", "") .. "/hooks/" .. util.url_escape(tostring(cfg.name)) .. "/status"
-    end
-    return nil
-end
+-- The StatusCallback URL (util.status_callback): without one Twilio posts no
+-- status callbacks for the message, unless a Messaging Service has its own.
+local status_callback = util.status_callback
 
 function twilio.build_send(cfg, msgs)
     util.check_batch("twilio", twilio.batch_size, msgs)

@@ -502,6 +502,21 @@ function util.epoch_ms(v)
     return math.floor(v) // 1000
 end
 
+-- The status callback URL to hand a provider that takes one per message:
+-- cfg.status_callback, else our webhook derived from cfg.public_url
+-- (public URL, /hooks/NAME, the provider's webhook_path_secret when it has
+-- one, /status), else nil.
+function util.status_callback(cfg)
+    local url = cfg.status_callback
+    if type(url) == "string" and url ~= "" then return url end
+    local public = cfg.public_url
+    if type(public) ~= "string" or public == "" then return nil end
+    url = public:gsub("/+$", "") .. "/hooks/" .. util.url_escape(tostring(cfg.name))
+    local secret = cfg.webhook_path_secret
+    if type(secret) == "string" and secret ~= "" then url = url .. "/" .. util.url_escape(secret) end
+    return url .. "/status"
+end
+
 -- A phone number a provider writes as bare international digits
 -- ("79101111111", the E.164 digits without the '+') with its '+'. Strings
 -- that are not 8-15 digits (short codes, sender names, numbers that already

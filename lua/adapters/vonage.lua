@@ -45,7 +45,9 @@
 --   delivery receipt: msisdn, to, network-code, messageId, price, status,
 --     scts, err-code, client-ref, message-timestamp (+ timestamp, nonce, sig
 --     when signed). Vonage sends one receipt per part, each with that part's
---     messageId: only the first part's matches the provider id we keep.
+--     messageId: only the first part's matches the provider id we keep, so
+--     client-ref (our message id, set by build_send) is passed up as
+--     message_id for the core to match the others by.
 --   inbound: msisdn (sender), to, messageId, text, type, keyword,
 --     message-timestamp, and concat, concat-ref, concat-total, concat-part
 --     for the parts of a long message (passed on as concat_ref, part, parts).
@@ -121,15 +123,7 @@ local function digits(s)
     return (tostring(s):gsub("[^0-9]", ""))
 end
 
-local function status_callback(cfg)
-    local url = nonempty(cfg.status_callback)
-    if url then return url end
-    local public = nonempty(cfg.public_url)
-    if public then
-        return public:gsub("/+$", "") .. "/hooks/" .. util.url_escape(tostring(cfg.name)) .. "/status"
-    end
-    return nil
-end
+local status_callback = util.status_callback
 
 function vonage.build_send(cfg, msgs)
     util.check_batch("vonage", vonage.batch_size, msgs)
@@ -339,6 +333,8 @@ function vonage.parse_status(cfg, request)
     if not id or not raw then error("vonage delivery receipt: needs messageId and status", 0) end
     local update = {
         provider_id = id,
+        -- Ours: the same in the receipt of every part.
+        message_id = nonempty(f["client-ref"]),
         status = DLR_STATUS[raw:lower()] or "unknown",
         raw_status = raw,
         at = util.parse_time(f["message-timestamp"], 0),

@@ -24,8 +24,8 @@ bench_start -c "$work/rules.lua"
 bench_wrk "http://127.0.0.1:$port/v1/messages" -s "$work/post.lua"
 stored=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^smsrules_http_requests_total{route="\/v1\/messages",code="202"} \([0-9]*\)/\1/p')
 bench_stop
-printf 'accept.sh: POST /v1/messages durable t=%s c=%s d=%s (%s): %s accepted/s, p99 %s, %s answered 202%s\n' \
-    "$THREADS" "$CONNECTIONS" "$DURATION" "$pinned" "$rps" "${p99:-?}" "${stored:-?}" "${errors:+, errors: $errors}"
+printf 'accept.sh: POST /v1/messages durable t=%s c=%s d=%s (%s): %s accepted/s, p99 %s, daemon CPU %s µs/request, %s answered 202%s\n' \
+    "$THREADS" "$CONNECTIONS" "$DURATION" "$pinned" "$rps" "${p99:-?}" "$cpu_us" "${stored:-?}" "${errors:+, errors: $errors}"
 if [ -n "$errors" ]; then
     echo "accept.sh: some requests were not accepted" >&2
     exit 1

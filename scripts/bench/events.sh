@@ -27,8 +27,8 @@ bench_start -c "$work/rules.lua"
 bench_wrk "http://127.0.0.1:$port/v1/events/x" -s "$work/post.lua"
 answered=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^smsrules_http_requests_total{route="\/v1\/events\/{name}",code="202"} \([0-9]*\)/\1/p')
 bench_stop
-printf 'events.sh: POST /v1/events/x (template + sms.send, durable) t=%s c=%s d=%s (%s): %s events/s, p99 %s, %s answered 202%s\n' \
-    "$THREADS" "$CONNECTIONS" "$DURATION" "$pinned" "$rps" "${p99:-?}" "${answered:-?}" "${errors:+, errors: $errors}"
+printf 'events.sh: POST /v1/events/x (template + sms.send, durable) t=%s c=%s d=%s (%s): %s events/s, p99 %s, daemon CPU %s µs/request, %s answered 202%s\n' \
+    "$THREADS" "$CONNECTIONS" "$DURATION" "$pinned" "$rps" "${p99:-?}" "$cpu_us" "${answered:-?}" "${errors:+, errors: $errors}"
 if [ -n "$errors" ]; then
     echo "events.sh: some events failed" >&2
     exit 1

@@ -8,5 +8,5 @@ NAME=http.sh
 bench_start
 bench_wrk "http://127.0.0.1:$port/healthz"
 bench_stop
-printf 'http.sh: GET /healthz keep-alive t=%s c=%s d=%s (%s): %s requests/s, p99 %s%s\n' \
-    "$THREADS" "$CONNECTIONS" "$DURATION" "$pinned" "$rps" "${p99:-?}" "${errors:+, errors: $errors}"
+printf 'http.sh: GET /healthz keep-alive t=%s c=%s d=%s (%s): %s requests/s, p99 %s, daemon CPU %s µs/request%s\n' \
+    "$THREADS" "$CONNECTIONS" "$DURATION" "$pinned" "$rps" "${p99:-?}" "$cpu_us" "${errors:+, errors: $errors}"

@@ -44,6 +44,8 @@ trap bench_cleanup EXIT INT TERM
 # bench_start [serve arguments...]: starts the daemon, sets $port and $pid.
 bench_start() {
     mkdir -p "$work/data"
+    # Empty before the start: the loop below must not read a previous daemon's line, nor a missing file.
+    : >"$work/daemon.log"
     # shellcheck disable=SC2086 # $daemon_pin is a command prefix or empty
     $daemon_pin "$BIN" serve --listen 127.0.0.1:0 --data "$work/data" --log-level info "$@" 2>"$work/daemon.log" &
     pid=$!
@@ -66,16 +68,31 @@ bench_start() {
     done
 }
 
-# bench_wrk URL [wrk arguments...]: runs wrk, sets $rps, $p99, $errors.
+# daemon_cpu_ticks: the daemon's user + system CPU time so far, in clock ticks.
+daemon_cpu_ticks() {
+    # /proc/PID/stat: the command is in parentheses and may hold spaces; utime
+    # and stime are the 12th and 13th fields after it.
+    sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'
+}
+
+# bench_wrk URL [wrk arguments...]: runs wrk, sets $rps, $p99, $errors, and
+# $cpu_us: the daemon's CPU time (all its threads) per answered request, in
+# microseconds. Throughput on a shared 2-core VM swings with fsync latency
+# and neighbours; CPU per request moves much less, so compare changes by it.
 bench_wrk() {
     url=$1
     shift
+    cpu_before=$(daemon_cpu_ticks)
     # shellcheck disable=SC2086
     $wrk_pin "$WRK" -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url" >"$work/wrk.out" 2>&1 || {
         cat "$work/wrk.out" >&2
         exit 1
     }
     rps=$(sed -n 's/^Requests\/sec:[[:space:]]*\([0-9.]*\).*/\1/p' "$work/wrk.out")
+    cpu_after=$(daemon_cpu_ticks)
+    requests=$(sed -n 's/^[[:space:]]*\([0-9][0-9]*\) requests in .*/\1/p' "$work/wrk.out")
+    cpu_us=$(awk -v a="$cpu_before" -v b="$cpu_after" -v n="${requests:-0}" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { if (n > 0) printf "%.1f", (b - a) * 1e6 / hz / n; else print "?" }')
     p99=$(sed -n 's/^[[:space:]]*99%[[:space:]]*\([0-9.]*[a-z]*\).*/\1/p' "$work/wrk.out")
     errors=$(sed -n 's/^[[:space:]]*Socket errors: \(.*\)/\1/p; s/^[[:space:]]*Non-2xx or 3xx responses: \(.*\)/non-2xx \1/p' \
         "$work/wrk.out" | tr '\n' ' ')

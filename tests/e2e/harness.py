@@ -527,7 +527,10 @@ def test(fn=None, timeout=20.0, known_bug=None):
     clear. Remove the note with the fix."""
 
     def register(f):
-        _tests.append((f.__name__, f, timeout, known_bug))
+        # Only the file being run registers its tests: a test file that imports
+        # another for a helper must not run (and count) that file's tests too.
+        if f.__module__ == "__main__":
+            _tests.append((f.__name__, f, timeout, known_bug))
         return f
 
     if fn is not None:

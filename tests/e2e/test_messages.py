@@ -5,12 +5,13 @@ import json
 import os
 import random
 import signal
+import socket
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import HOST, SLOWDOWN, Daemon, check, run, test, wait_for  # noqa: E402
+from harness import HOST, SLOWDOWN, Daemon, RawConn, build_request, check, run, test, wait_for  # noqa: E402
 
 KEY = "test-key-1"
 RULES = """
@@ -107,6 +108,7 @@ def bad_input_is_refused_and_stores_nothing():
         (json.dumps({"text": "x"}).encode(), 400, "missing_field"),
         (json.dumps({"to": "+84912345678"}).encode(), 400, "missing_field"),
         (json.dumps({"to": "+84912345678", "text": "x", "txet": "y"}).encode(), 400, "unknown_field"),
+        (b'{"to":"+84912345678","text":"x","tags":{"a":"1","a\\u0000":"2"}}', 400, "invalid_json"),
         (json.dumps({"to": 84912345678, "text": "x"}).encode(), 400, "invalid_type"),
         (b'{"to":"+84912345678","text":"\xff\xfe"}', 400, "invalid_text"),
         (b'{"to":"+84912345678","text":"\\ud800"}', 400, "invalid_text"),
@@ -233,6 +235,46 @@ def send_at_and_validity():
     status, _, _, lst = d.request("GET", "/v1/messages?status=expired", headers=AUTH)
     check([x["id"] for x in lst["messages"]] == [mid], repr(lst))
     d.stop()
+
+
+def send_request(text):
+    body = json.dumps({"to": "+84912345677", "text": text}).encode()
+    return build_request("POST", "/v1/messages", {"Authorization": "Bearer " + KEY,
+                                                  "Content-Type": "application/json"}, body)
+
+
+@test
+def a_client_that_half_closes_after_its_requests_gets_every_answer():
+    """Answers come after the commit; a client may shut its side down before then."""
+    d = Daemon.start(RULES)
+    c = RawConn(d.port)
+    c.send(send_request("one") + send_request("two"))
+    c.sock.shutdown(socket.SHUT_WR)
+    answers = [c.read_response(), c.read_response()]
+    check([a.status for a in answers] == [202, 202], "answers %r" % answers)
+    for a, text in zip(answers, ["one", "two"]):
+        status, _, _, msg = get(d, a.json()["id"])
+        check(status == 200 and msg["text"] == text, "message %r" % msg)
+    check(c.wait_closed(5.0 * SLOWDOWN), "the connection stayed open after the answers")
+
+
+@test(timeout=60)
+def a_long_pipeline_of_sends_is_answered_in_order():
+    """More is pipelined than the server buffers while a request waits on its commit: it stops
+    reading, then goes on, and every request is answered, in order."""
+    d = Daemon.start(RULES)
+    c = RawConn(d.port)
+    texts = ["pipelined %03d %s" % (i, "x" * 400) for i in range(400)]
+    c.send(b"".join(send_request(t) for t in texts))
+    ids = []
+    for i in range(len(texts)):
+        r = c.read_response(timeout=10.0 * SLOWDOWN)
+        check(r.status == 202, "request %d answered %r" % (i, r))
+        ids.append(r.json()["id"])
+    for i in (0, 199, 399):
+        status, _, _, msg = get(d, ids[i])
+        check(status == 200 and msg["text"] == texts[i], "answer %d is not for request %d: %r" % (i, i, msg))
+    check(c.request("GET", "/healthz").status == 200, "connection unusable after the pipeline")
 
 
 @test(timeout=240)

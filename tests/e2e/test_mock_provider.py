@@ -423,7 +423,8 @@ def stats_count_exactly_per_recipient():
     check(s["by_recipient"] == {a: 3, b: 1, d: 2}, "by_recipient %r" % s["by_recipient"])
     check(s["received"] == 6 and s["requests"] == 5 and s["rejected"] == 1,
           "received %d requests %d rejected %d" % (s["received"], s["requests"], s["rejected"]))
-    check(s["rate"] == {"window_ms": 1000, "max_per_window": 6}, "rate after one burst of 6: %r" % s["rate"])
+    check(s["rate"] == {"window_ms": 1000, "max_per_window": 6, "max_calls_per_window": 6},
+          "rate after one burst of 6 (no polls): %r" % s["rate"])
     # A second burst more than a window later does not add to the first one.
     wait_for(lambda: time.monotonic() > t_first + 1.1, 5, "a full rate window to pass")
     for i in range(4):

@@ -19,6 +19,7 @@ sms.on("greet_many", function(ev)
   return ids
 end)
 sms.on("echo", function(ev) return ev end)
+sms.on("clock", function() return { time = os.time(), date = os.date("!%Y-%m-%d %H:%M"), now = sms.now() } end)
 sms.on("remember", function(ev) sms.kv.set("note", ev.note, ev.ttl) end)
 sms.on("recall", function() return { note = sms.kv.get("note") } end)
 sms.on("broken", function() error("deliberate failure") end)

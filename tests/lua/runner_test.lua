@@ -229,6 +229,15 @@ test("the clock stands still but for advance()", function()
   assert_eq(now() - t0, 3600.25)
 end)
 
+test("os.time() and os.date() in rules read the virtual clock", function()
+  local a = fire("clock").result
+  assert_eq(a.time, math.floor(a.now), "os.time() is sms.now() in whole seconds")
+  advance(3 * 3600)
+  local b = fire("clock").result
+  assert_eq(b.time - a.time, 3 * 3600, "os.time() moved with advance()")
+  assert_eq(b.date, os.date("!%Y-%m-%d %H:%M", b.time), "os.date() without a time reads the same clock")
+end)
+
 test("load_rules inside a test starts it over", function()
   send{ to = PHONE, text = "x" }
   assert_eq(#sent(), 1)

@@ -7,6 +7,8 @@
 /* Declared here, as the test files always did, rather than through
  * src/rules.h: the fixture needs only the embedded sources. */
 const char *sr_lua_embedded(const char *name, size_t *len);
+/* sms.crypto's opener (src/lua_crypto.c), for options->with_crypto. */
+void sr_lua_open_crypto(lua_State *L);
 
 /* The helpers every adapter test uses (listed in lua_fixture.h). The chunk
  * gets two arguments: whether show_request shows bodies as sent, and the
@@ -80,6 +82,20 @@ static const char shared_prelude[] =
     "function raises(f, ...)\n"
     "  local ok, err = pcall(f, ...)\n"
     "  return ok and 'no error' or tostring(err)\n"
+    "end\n"
+    /* verify's answer as text: 'true' or 'false: reason'. */
+    "function verdict(adapter, c, r)\n"
+    "  local ok, why = adapter.verify(c, r)\n"
+    "  return ok and tostring(ok) or (tostring(ok) .. ': ' .. tostring(why))\n"
+    "end\n"
+    /* What parse_status / parse_inbound return, as JSON. */
+    "function status_of(adapter, c, r)\n"
+    "  local updates, ans = adapter.parse_status(c, r)\n"
+    "  return canon(updates) .. ' ' .. canon(ans)\n"
+    "end\n"
+    "function inbound_of(adapter, c, r)\n"
+    "  local messages, ans = adapter.parse_inbound(c, r)\n"
+    "  return canon(messages) .. ' ' .. canon(ans)\n"
     "end\n";
 
 /* Message handler for every pcall here: the error with a traceback. */
@@ -154,7 +170,11 @@ lua_State *fixture_adapters_state(const struct fixture_options *options) {
         lua_pop(L, 1);
     }
     lua_pop(L, 2);
-    if (options->open_extra) options->open_extra(L);
+    if (options->with_crypto) {
+        lua_newtable(L);
+        sr_lua_open_crypto(L);
+        lua_setglobal(L, "sms");
+    }
     fixture_run_prelude(L, shared_prelude, "=lua_fixture", options);
     if (options->prelude) fixture_run_prelude(L, options->prelude, "=prelude", options);
     for (const char *const *name = options->adapters; *name; name++)

@@ -31,7 +31,10 @@
  *                       parse_send's outcomes for an HTTP answer to the
  *                       messages ms (a list, or a count n for msgs(n));
  *                       raises unless there is one per message.
- *   raises(f, ...)      the error f(...) raises as a string, or 'no error'. */
+ *   raises(f, ...)      the error f(...) raises as a string, or 'no error'.
+ *   verdict(adapter, c, r)    verify's answer as text: "true" or "false: reason".
+ *   status_of(adapter, c, r)  parse_status's updates and answer, as canon JSON.
+ *   inbound_of(adapter, c, r) parse_inbound's messages and answer, as canon JSON. */
 #ifndef SR_LUA_FIXTURE_H
 #define SR_LUA_FIXTURE_H
 
@@ -45,10 +48,8 @@ struct fixture_options {
      * is preloaded as adapters.NAME (besides adapters.util, always there) and
      * loaded into the global NAME. Borrowed for the call. */
     const char *const *adapters;
-    /* Optional: called on the new state before any prelude runs, to add the
-     * globals the adapters need beyond the standard ones (e.g. sms.crypto).
-     * It must leave the stack as it found it. */
-    void (*open_extra)(lua_State *L);
+    /* The global sms holding the real sms.crypto (what verify functions use). */
+    bool with_crypto;
     /* Optional: the test file's own Lua helpers, run after the shared prelude
      * (chunk name "prelude"). Borrowed for the call. */
     const char *prelude;
@@ -63,7 +64,7 @@ struct fixture_options {
 };
 
 /* A fresh state with the standard libraries, cjson, the adapters.* modules,
- * options->open_extra applied, the shared prelude and options->prelude run,
+ * sms.crypto when options->with_crypto, the shared prelude and options->prelude run,
  * the globals named by options->adapters and the global util. Any failure
  * fails the test. The caller owns the state and closes it with lua_close. */
 lua_State *fixture_adapters_state(const struct fixture_options *options);

@@ -7,7 +7,9 @@
  * few below) and compares what Lua expressions return with the expected
  * text: requests as "METHOD url", sorted headers and the body's JSON with
  * sorted keys; outcomes as JSON with sorted keys, so every field is visible.
- * os.time() is pinned to NOW, so HTTP-date Retry-After values are exact. */
+ * os.time() is pinned to NOW, so HTTP-date Retry-After values are exact.
+ * The webhook tests run with the real sms.crypto (src/lua_crypto.c); their
+ * X-Signature vectors were computed independently (Python hmac/hashlib). */
 #include "lua_fixture.h"
 
 static const char prelude[] =
@@ -19,12 +21,42 @@ static const char prelude[] =
     /* Outcomes of an answer to n messages (or the list n) as JSON. */
     "function answer(adapter, n, status, body, headers)\n"
     "  return canon(outcomes(adapter, cfg(), n, status, body, headers))\n"
-    "end\n";
+    "end\n"
+    /* A webhook request as the core hands it over: the form parsed (body
+     * plus query) when the body is form-encoded or there is a query. */
+    "local util = require 'adapters.util'\n"
+    "function hook(body, headers, query)\n"
+    "  query = query or ''\n"
+    "  local ct = headers['content-type'] or ''\n"
+    "  local is_form = ct:find('application/x-www-form-urlencoded', 1, true)\n"
+    "  local form = nil\n"
+    "  if is_form or query ~= '' then\n"
+    "    form = is_form and util.form_decode(body) or {}\n"
+    "    for k, v in pairs(util.form_decode(query)) do if form[k] == nil then form[k] = v end end\n"
+    "  end\n"
+    "  local path = '/hooks/primary/status'\n"
+    "  return {method = 'POST', url = 'https://sms.example.com' .. path .. (query ~= '' and '?' .. query or ''),\n"
+    "          path = path, query = query, headers = headers, body = body, form = form}\n"
+    "end\n"
+    "function json_hook(body, query) return hook(body, {['content-type'] = 'application/json'}, query) end\n"
+    "function form_hook(body, query)\n"
+    "  return hook(body, {['content-type'] = 'application/x-www-form-urlencoded'}, query)\n"
+    "end\n"
+    /* A JSON webhook carrying X-Signature (nil: none). */
+    "function signed(body, sig)\n"
+    "  local headers = {['content-type'] = 'application/json'}\n"
+    "  headers['x-signature'] = sig\n"
+    "  return hook(body, headers)\n"
+    "end\n"
+    "function updates_of(adapter, r) return canon((adapter.parse_status(cfg(), r))) end\n";
 
-/* A fresh state with the globals generic, mock and util. Close with lua_close. */
+
+/* A fresh state with sms.crypto and the globals generic, mock and util.
+ * Close with lua_close. */
 static lua_State *adapters_state(void) {
     static const char *const adapters[] = {"generic", "mock", NULL};
-    return fixture_adapters_state(&(struct fixture_options){.adapters = adapters, .prelude = prelude});
+    return fixture_adapters_state(
+        &(struct fixture_options){.adapters = adapters, .with_crypto = true, .prelude = prelude});
 }
 
 /* ---- loading ---- */
@@ -35,6 +67,14 @@ TEST(adapters_load_as_the_daemon_loads_them) {
     CHECK_LUA(L, "math.type(mock.batch_size) .. ' ' .. mock.batch_size", "integer 100");
     CHECK_LUA(L, "type(generic.build_send) .. ' ' .. type(generic.parse_send)", "function function");
     CHECK_LUA(L, "type(mock.build_send) .. ' ' .. type(mock.parse_send)", "function function");
+    CHECK_LUA(L, "type(generic.verify) .. type(generic.parse_status) .. type(generic.parse_inbound)",
+              "functionfunctionfunction");
+    CHECK_LUA(L, "type(mock.verify) .. type(mock.parse_status) .. type(mock.parse_inbound)",
+              "functionfunctionfunction");
+    CHECK_LUA(L, "table.concat(generic.options, ',') .. ' ' .. table.concat(mock.options, ',')",
+              "webhook_secret webhook_secret");
+    /* Neither polls: reports come by webhook. */
+    CHECK_LUA(L, "type(generic.build_poll) .. type(mock.build_poll)", "nilnil");
     /* The same module through require, as rules would see it. */
     CHECK_LUA(L, "require('adapters.generic').batch_size", "1");
     CHECK_LUA(L, "type(require('adapters.util').retry_after)", "function");
@@ -423,6 +463,280 @@ TEST(mock_plain_form_for_one_message) {
     CHECK_LUA(L, "answer(mock, 2, 200, '{\"message_id\":\"m9\"}')", "[" NO_ID "," NO_ID "]");
     CHECK_LUA(L, "answer(mock, 2, 200, 'garbage')", "[" NO_ID "," NO_ID "]");
     CHECK_LUA(L, "answer(mock, 1, 200, '')", "[" NO_ID "]");
+    lua_close(L);
+}
+
+/* ---- generic and mock: webhooks ---- */
+
+/* The mock provider's delivery report, as src/mock_provider.c posts it. */
+#define DLR_M1 "{\"message_id\":\"m1\",\"status\":\"DELIVRD\",\"to\":\"+84912340001\",\"timestamp\":\"2023-11-14T22:13:20Z\"}"
+/* hex HMAC-SHA256 of DLR_M1 keyed by "whsec" (Python hmac). */
+#define DLR_M1_SIG "e27f6264244b5423f0e6652c013d4e32a5a9b3f0976495f0dcbf4f696d68bfa1"
+#define OK_ANSWER "{\"body\":\"{\\\"status\\\":\\\"ok\\\"}\",\"headers\":{\"Content-Type\":\"application/json\"},\"status\":200}"
+
+TEST(generic_verify_x_signature) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], '" DLR_M1_SIG "'))", "true");
+    /* Upper-case hex and surrounding spaces are the same signature. */
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], ' ' .. ('" DLR_M1_SIG "'):upper() .. ' '))",
+              "true");
+    /* A form body is signed the same way: the raw bytes. */
+    CHECK_LUA(L, "local r = form_hook('message_id=m2&status=UNDELIV&err=001')\n"
+                 "r.headers['x-signature'] = '86bd93169f2a00b94a9cf6650216a4190618d9ceb4c23153d7bd54f211b0eac2'\n"
+                 "return verdict(generic, cfg{webhook_secret = 'whsec'}, r)",
+              "true");
+    /* An empty body has a signature too. */
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, "
+                 "signed('', '30b8ae759085dd8ae9890354d6a941d37f53008e834e2e4a819d9fc155e99438'))",
+              "true");
+    /* One byte of the body changed (UNDELIV for DELIVRD), or another secret. */
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed(([[" DLR_M1 "]]):gsub('DELIVRD', 'UNDELIV'), '" DLR_M1_SIG "'))",
+              "false: X-Signature does not match");
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'other'}, signed([[" DLR_M1 "]], '" DLR_M1_SIG "'))",
+              "false: X-Signature does not match");
+    /* A signature cut short, or not hex at all. */
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], ('" DLR_M1_SIG "'):sub(1, 63)))",
+              "false: X-Signature does not match");
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], 'sha256=" DLR_M1_SIG "'))",
+              "false: X-Signature does not match");
+    /* No header, or an empty one. */
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], nil))", "false: missing X-Signature");
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], '  '))", "false: missing X-Signature");
+    /* The header name in another case (a table built by hand). */
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, hook([[" DLR_M1 "]], {['X-Signature'] = '" DLR_M1_SIG "'}))",
+              "true");
+    /* No secret configured (or an empty one): every request passes. */
+    CHECK_LUA(L, "verdict(generic, cfg(), signed([[" DLR_M1 "]], nil))", "true");
+    CHECK_LUA(L, "verdict(generic, cfg(), signed([[" DLR_M1 "]], 'deadbeef'))", "true");
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = ''}, signed([[" DLR_M1 "]], nil))", "true");
+    /* A secret that is not a string is a configuration error. */
+    CHECK_LUA(L, "raises(generic.verify, cfg{webhook_secret = 42}, signed([[" DLR_M1 "]], nil))",
+              "provider primary (generic): webhook_secret must be a string");
+    lua_close(L);
+}
+
+TEST(mock_verify_is_generic) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "verdict(mock, cfg{adapter = 'mock', webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], '" DLR_M1_SIG "'))",
+              "true");
+    CHECK_LUA(L, "verdict(mock, cfg{adapter = 'mock', webhook_secret = 'whsec'}, signed([[" DLR_M1 " ]], '" DLR_M1_SIG "'))",
+              "false: X-Signature does not match");
+    CHECK_LUA(L, "verdict(mock, cfg{adapter = 'mock', webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], nil))",
+              "false: missing X-Signature");
+    CHECK_LUA(L, "verdict(mock, cfg{adapter = 'mock'}, signed([[" DLR_M1 "]], nil))", "true");
+    lua_close(L);
+}
+
+TEST(generic_status_json) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "status_of(generic, cfg(), json_hook([[" DLR_M1 "]]))",
+              "[{\"at\":1700000000,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}] " OK_ANSWER);
+    /* Every optional field, under its first name. */
+    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"message_id\":\"abc-9\",\"status\":\"UNDELIV\",\"done_date\":"
+                 "\"2023-11-14T23:13:25+01:00\",\"part\":2,\"parts\":3,\"error\":\"absent subscriber\","
+                 "\"client_ref\":\"" ID1 "\",\"to\":\"84912340001\",\"cost\":0.05}]]))",
+              "[{\"at\":1700000005,\"error\":\"absent subscriber\",\"message_id\":\"" ID1 "\",\"part\":2,\"parts\":3,"
+              "\"provider_id\":\"abc-9\",\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}]");
+    /* ...and under the others: msgid, dlrstatus, timestamp, part_number,
+     * total_parts, err, reference. */
+    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"msgid\":\"x1\",\"dlrstatus\":\"EXPIRED\",\"timestamp\":"
+                 "\"2023-11-14 22:13:30\",\"part_number\":\"1\",\"total_parts\":\"2\",\"err\":\"027\","
+                 "\"reference\":\"" ID2 "\"}]]))",
+              "[{\"at\":1700000010,\"error\":\"027\",\"message_id\":\"" ID2 "\",\"part\":1,\"parts\":2,"
+              "\"provider_id\":\"x1\",\"raw_status\":\"EXPIRED\",\"status\":\"expired\"}]");
+    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"id\":\"x2\",\"stat\":\"REJECTD\",\"timestamp\":1700000020}]]))",
+              "[{\"at\":1700000020,\"provider_id\":\"x2\",\"raw_status\":\"REJECTD\",\"status\":\"rejected\"}]");
+    /* message_id comes before msgid and id; done_date before timestamp. */
+    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"id\":\"c\",\"msgid\":\"b\",\"message_id\":\"a\",\"status\":\"sent\","
+                 "\"timestamp\":1700000099,\"done_date\":\"1700000030\"}]]))",
+              "[{\"at\":1700000030,\"provider_id\":\"a\",\"raw_status\":\"sent\",\"status\":\"sent\"}]");
+    /* An SMPP "no error" code is no error; null and empty fields are absent;
+     * numbers that are not positive integers are no part counts. */
+    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"message_id\":\"m1\",\"status\":\"DELIVRD\",\"err\":\"000\","
+                 "\"part\":null,\"parts\":0,\"client_ref\":\"\",\"timestamp\":\"yesterday\"}]]))",
+              "[{\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
+    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"message_id\":\"m1\",\"status\":\"UNDELIV\",\"error\":0,\"part\":1.5}]]))",
+              "[{\"provider_id\":\"m1\",\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}]");
+    /* A JSON body posted to a URL with a query is still read as JSON. */
+    CHECK_LUA(L, "updates_of(generic, json_hook([[" DLR_M1 "]], 'token=abc'))",
+              "[{\"at\":1700000000,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
+    /* Without a Content-Type, a body that starts like JSON is JSON. */
+    CHECK_LUA(L, "updates_of(generic, hook([[ " DLR_M1 "]], {}))",
+              "[{\"at\":1700000000,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
+    /* Each answer is a fresh table. */
+    CHECK_LUA(L, "local _, a = generic.parse_status(cfg(), json_hook([[" DLR_M1 "]]))\n"
+                 "local _, b = generic.parse_status(cfg(), json_hook([[" DLR_M1 "]]))\n"
+                 "return tostring(a ~= b and a.headers ~= b.headers)",
+              "true");
+    lua_close(L);
+}
+
+TEST(generic_status_form) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "status_of(generic, cfg(), form_hook('message_id=m2&status=UNDELIV&err=001&done_date=2023-11-14+22%3A13%3A20"
+                 "&part=1&parts=2&client_ref=" ID1 "'))",
+              "[{\"at\":1700000000,\"error\":\"001\",\"message_id\":\"" ID1 "\",\"part\":1,\"parts\":2,\"provider_id\":\"m2\","
+              "\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}] " OK_ANSWER);
+    /* GET-style: the parameters in the query, no body. */
+    CHECK_LUA(L, "updates_of(generic, hook('', {}, 'msgid=77&stat=DELIVRD&timestamp=1700000040'))",
+              "[{\"at\":1700000040,\"provider_id\":\"77\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
+    /* A form the core did not parse (no Content-Type): decoded here. */
+    CHECK_LUA(L, "updates_of(generic, hook('id=9&dlrstatus=ACCEPTD', {}))",
+              "[{\"provider_id\":\"9\",\"raw_status\":\"ACCEPTD\",\"status\":\"accepted\"}]");
+    /* Form values are text: digits stay as written. */
+    CHECK_LUA(L, "updates_of(generic, form_hook('message_id=3482512350952730368&status=1'))",
+              "[{\"provider_id\":\"3482512350952730368\",\"raw_status\":\"1\",\"status\":\"delivered\"}]");
+    lua_close(L);
+}
+
+TEST(generic_status_array) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "status_of(generic, cfg(), json_hook([=[[{\"message_id\":\"m1\",\"status\":\"DELIVRD\"},"
+                 "{\"message_id\":\"m2\",\"status\":\"UNDELIV\",\"err\":\"011\"}]]=]))",
+              "[{\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"},"
+              "{\"error\":\"011\",\"provider_id\":\"m2\",\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}] " OK_ANSWER);
+    /* Entries without an id or a status, or that are not objects, are skipped. */
+    CHECK_LUA(L, "updates_of(generic, json_hook([=[[{\"status\":\"DELIVRD\"},7,null,{\"message_id\":\"m3\"},"
+                 "{\"message_id\":\"m4\",\"status\":\"EXPIRED\"}]]=]))",
+              "[{\"provider_id\":\"m4\",\"raw_status\":\"EXPIRED\",\"status\":\"expired\"}]");
+    /* Our id alone is enough to match. */
+    CHECK_LUA(L, "updates_of(generic, json_hook([=[[{\"client_ref\":\"" ID3 "\",\"status\":\"DELIVRD\"}]]=]))",
+              "[{\"message_id\":\"" ID3 "\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
+    /* An empty array: nothing to do, answered all the same. */
+    CHECK_LUA(L, "status_of(generic, cfg(), json_hook('[]'))", "{} " OK_ANSWER);
+    lua_close(L);
+}
+
+TEST(generic_status_big_numeric_id) {
+    lua_State *L = adapters_state();
+    /* Ids past 2^53 are read from the raw text, in every id field. */
+    CHECK_LUA(L, "updates_of(generic, json_hook('{\"message_id\":3482512350952730368,\"status\":\"DELIVRD\"}'))",
+              "[{\"provider_id\":\"3482512350952730368\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
+    CHECK_LUA(L, "updates_of(generic, json_hook('[{\"msgid\" : 9007199254740993, \"stat\" : \"UNDELIV\"}]'))",
+              "[{\"provider_id\":\"9007199254740993\",\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}]");
+    CHECK_LUA(L, "updates_of(generic, json_hook('{\"id\":12345,\"status\":2,\"timestamp\":1700000000}'))",
+              "[{\"at\":1700000000,\"provider_id\":\"12345\",\"raw_status\":\"2\",\"status\":\"undelivered\"}]");
+    lua_close(L);
+}
+
+TEST(generic_status_every_word) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L,
+              "local t = {}\n"
+              "for _, w in ipairs({'DELIVRD', 'delivrd', 'delivered', 'Delivered', '1', 'UNDELIV', 'undelivered', '2',\n"
+              "                    'EXPIRED', 'expired', 'REJECTD', 'rejected', 'DELETED', 'ACCEPTD', 'accepted',\n"
+              "                    'sent', 'SENT', 'ENROUTE', 'enroute', 'UNKNOWN', 'unknown', 'queued', '3', 'DELIVERED '}) do\n"
+              "  local u = generic.parse_status(cfg(), json_hook('{\"message_id\":\"m1\",\"status\":\"' .. w .. '\"}'))[1]\n"
+              "  t[#t + 1] = w .. '=' .. u.status .. (u.raw_status == w and '' or '(raw ' .. u.raw_status .. ')')\n"
+              "end\n"
+              "return table.concat(t, ' ')",
+              "DELIVRD=delivered delivrd=delivered delivered=delivered Delivered=delivered 1=delivered "
+              "UNDELIV=undelivered undelivered=undelivered 2=undelivered EXPIRED=expired expired=expired "
+              "REJECTD=rejected rejected=rejected DELETED=undelivered ACCEPTD=accepted accepted=accepted "
+              "sent=sent SENT=sent ENROUTE=sent enroute=sent UNKNOWN=unknown unknown=unknown queued=unknown "
+              "3=unknown DELIVERED =unknown");
+    /* The numeric variants as JSON numbers. */
+    CHECK_LUA(L, "local a = generic.parse_status(cfg(), json_hook('{\"message_id\":\"m1\",\"status\":1}'))[1]\n"
+                 "local b = generic.parse_status(cfg(), json_hook('{\"message_id\":\"m1\",\"status\":2.0}'))[1]\n"
+                 "return a.status .. ' ' .. a.raw_status .. ' ' .. b.status .. ' ' .. b.raw_status",
+              "delivered 1 undelivered 2");
+    lua_close(L);
+}
+
+TEST(generic_status_unreadable_body_raises) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "raises(generic.parse_status, cfg(), hook('garbage', {['content-type'] = 'text/plain'}))",
+              "generic status webhook: no report with an id and a status");
+    CHECK_LUA(L, "raises(generic.parse_status, cfg(), json_hook('{\"message_id\":'))",
+              "generic status webhook: body is not a JSON object or array: Expected value but found T_END at character 15");
+    CHECK_LUA(L, "raises(generic.parse_status, cfg(), json_hook('<html>hi</html>'))",
+              "generic status webhook: body is not a JSON object or array: Expected value but found invalid token at character 1");
+    CHECK_LUA(L, "raises(generic.parse_status, cfg(), json_hook(''))",
+              "generic status webhook: body is not a JSON object or array: empty body");
+    CHECK_LUA(L, "raises(generic.parse_status, cfg(), json_hook('null'))",
+              "generic status webhook: body is not a JSON object or array");
+    CHECK_LUA(L, "raises(generic.parse_status, cfg(), json_hook('\"DELIVRD\"'))",
+              "generic status webhook: body is not a JSON object or array");
+    CHECK_LUA(L, "raises(generic.parse_status, cfg(), form_hook(''))", "generic status webhook: empty body");
+    CHECK_LUA(L, "raises(generic.parse_status, cfg(), hook('', {}))", "generic status webhook: empty body");
+    /* Readable, but nothing to match or no status. */
+    CHECK_LUA(L, "raises(generic.parse_status, cfg(), json_hook('{}'))",
+              "generic status webhook: no report with an id and a status");
+    CHECK_LUA(L, "raises(generic.parse_status, cfg(), json_hook('{\"message_id\":\"m1\"}'))",
+              "generic status webhook: no report with an id and a status");
+    CHECK_LUA(L, "raises(generic.parse_status, cfg(), json_hook('[1, \"x\"]'))",
+              "generic status webhook: no report with an id and a status");
+    CHECK_LUA(L, "raises(generic.parse_status, cfg(), form_hook('status=DELIVRD'))",
+              "generic status webhook: no report with an id and a status");
+    /* The mock's errors name the mock. */
+    CHECK_LUA(L, "raises(mock.parse_status, cfg{adapter = 'mock'}, json_hook('nope'))",
+              "mock status webhook: body is not a JSON object or array: Expected value but found invalid token at character 1");
+    lua_close(L);
+}
+
+TEST(generic_inbound) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "inbound_of(generic, cfg(), json_hook('{\"message_id\":\"in-1\",\"from\":\"84912340001\",\"to\":\"84900000000\","
+                 "\"text\":\"Xin chào\",\"timestamp\":\"2023-11-14T22:13:20Z\"}'))",
+              "[{\"at\":1700000000,\"from\":\"+84912340001\",\"provider_message_id\":\"in-1\",\"text\":\"Xin chào\","
+              "\"to\":\"+84900000000\"}] " OK_ANSWER);
+    /* The other names; numbers already with '+', short codes and sender
+     * names as given; a big numeric id exactly. */
+    CHECK_LUA(L, "canon((generic.parse_inbound(cfg(), json_hook('{\"id\":3482512350952730368,\"sender\":\"+84912340002\","
+                 "\"recipient\":\"8085\",\"message\":\"STOP\",\"timestamp\":1700000050}'))))",
+              "[{\"at\":1700000050,\"from\":\"+84912340002\",\"provider_message_id\":\"3482512350952730368\","
+              "\"text\":\"STOP\",\"to\":\"8085\"}]");
+    CHECK_LUA(L, "canon((generic.parse_inbound(cfg(), json_hook('{\"msisdn\":84912340003,\"body\":\"hi\"}'))))",
+              "[{\"from\":\"+84912340003\",\"text\":\"hi\"}]");
+    CHECK_LUA(L, "canon((generic.parse_inbound(cfg(), json_hook('{\"from\":\"Brand\",\"to\":\"+84912340001\",\"text\":\"\"}'))))",
+              "[{\"from\":\"Brand\",\"text\":\"\",\"to\":\"+84912340001\"}]");
+    /* Form, and an array of messages. */
+    CHECK_LUA(L, "inbound_of(generic, cfg(), form_hook('from=84912340001&to=84900000000&text=Hello+there%21"
+                 "&message_id=in-2&timestamp=2023-11-14+22%3A13%3A21'))",
+              "[{\"at\":1700000001,\"from\":\"+84912340001\",\"provider_message_id\":\"in-2\",\"text\":\"Hello there!\","
+              "\"to\":\"+84900000000\"}] " OK_ANSWER);
+    CHECK_LUA(L, "canon((generic.parse_inbound(cfg(), json_hook('[{\"from\":\"84912340001\",\"text\":\"a\"},"
+                 "{\"from\":\"84912340002\",\"text\":\"b\"}]'))))",
+              "[{\"from\":\"+84912340001\",\"text\":\"a\"},{\"from\":\"+84912340002\",\"text\":\"b\"}]");
+    lua_close(L);
+}
+
+TEST(generic_inbound_missing_fields_raise) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "raises(generic.parse_inbound, cfg(), json_hook('{\"to\":\"84900000000\",\"text\":\"hi\"}'))",
+              "generic inbound webhook: message 1 needs from and text");
+    CHECK_LUA(L, "raises(generic.parse_inbound, cfg(), json_hook('{\"from\":\"\",\"text\":\"hi\"}'))",
+              "generic inbound webhook: message 1 needs from and text");
+    CHECK_LUA(L, "raises(generic.parse_inbound, cfg(), json_hook('{\"from\":\"84912340001\",\"to\":\"84900000000\"}'))",
+              "generic inbound webhook: message 1 needs from and text");
+    CHECK_LUA(L, "raises(generic.parse_inbound, cfg(), json_hook('{\"from\":\"84912340001\",\"text\":null}'))",
+              "generic inbound webhook: message 1 needs from and text");
+    CHECK_LUA(L, "raises(generic.parse_inbound, cfg(), form_hook('to=84900000000&text=hi'))",
+              "generic inbound webhook: message 1 needs from and text");
+    CHECK_LUA(L, "raises(generic.parse_inbound, cfg(), json_hook('[{\"from\":\"84912340001\",\"text\":\"a\"},7]'))",
+              "generic inbound webhook: message 2 needs from and text");
+    CHECK_LUA(L, "raises(generic.parse_inbound, cfg(), json_hook('{\"from\":'))",
+              "generic inbound webhook: body is not a JSON object or array: Expected value but found T_END at character 9");
+    CHECK_LUA(L, "raises(generic.parse_inbound, cfg(), form_hook(''))", "generic inbound webhook: empty body");
+    lua_close(L);
+}
+
+TEST(mock_webhooks_are_generic) {
+    lua_State *L = adapters_state();
+    /* What the mock provider posts: its delivery report, one part of a
+     * multipart message, and an inbound message. */
+    CHECK_LUA(L, "status_of(mock, cfg{adapter = 'mock'}, json_hook([[" DLR_M1 "]]))",
+              "[{\"at\":1700000000,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}] " OK_ANSWER);
+    CHECK_LUA(L, "updates_of(mock, json_hook('{\"message_id\":\"m7\",\"status\":\"UNDELIV\",\"to\":\"+84912340001\","
+                 "\"timestamp\":\"2023-11-14T22:13:25Z\",\"part\":2,\"parts\":2}'))",
+              "[{\"at\":1700000005,\"part\":2,\"parts\":2,\"provider_id\":\"m7\",\"raw_status\":\"UNDELIV\","
+              "\"status\":\"undelivered\"}]");
+    CHECK_LUA(L, "inbound_of(mock, cfg{adapter = 'mock'}, json_hook('{\"message_id\":\"in-9\",\"from\":\"+84912340001\","
+                 "\"to\":\"+84900000000\",\"text\":\"YES\",\"timestamp\":\"2023-11-14T22:13:20Z\"}'))",
+              "[{\"at\":1700000000,\"from\":\"+84912340001\",\"provider_message_id\":\"in-9\",\"text\":\"YES\","
+              "\"to\":\"+84900000000\"}] " OK_ANSWER);
+    CHECK_LUA(L, "raises(mock.parse_inbound, cfg{adapter = 'mock'}, json_hook('{\"text\":\"YES\"}'))",
+              "mock inbound webhook: message 1 needs from and text");
     lua_close(L);
 }
 

@@ -15,8 +15,6 @@
  * pinned to NOW. */
 #include "lua_fixture.h"
 
-void sr_lua_open_crypto(lua_State *L);
-
 static const char prelude[] =
     /* The provider options as sms.provider would pass them. */
     "function twcfg(over)\n"
@@ -53,36 +51,15 @@ static const char prelude[] =
     "  headers[name] = value\n"
     "  return headers\n"
     "end\n"
-    /* verify's answer as text: 'true' or 'false: reason'. */
-    "function verdict(adapter, c, r)\n"
-    "  local ok, why = adapter.verify(c, r)\n"
-    "  return ok and tostring(ok) or (tostring(ok) .. ': ' .. tostring(why))\n"
-    "end\n"
-    /* What parse_status / parse_inbound return, as JSON. */
-    "function status_of(adapter, c, r)\n"
-    "  local updates, ans = adapter.parse_status(c, r)\n"
-    "  return canon(updates) .. ' ' .. canon(ans)\n"
-    "end\n"
-    "function updates_of(adapter, c, r) return canon((adapter.parse_status(c, r))) end\n"
-    "function inbound_of(adapter, c, r)\n"
-    "  local messages, ans = adapter.parse_inbound(c, r)\n"
-    "  return canon(messages) .. ' ' .. canon(ans)\n"
-    "end\n";
+    "function updates_of(adapter, c, r) return canon((adapter.parse_status(c, r))) end\n";
 
-/* The global sms holding the real sms.crypto, which twilio and vonage use to
- * check signatures. */
-static void open_sms_crypto(lua_State *L) {
-    lua_newtable(L);
-    sr_lua_open_crypto(L);
-    lua_setglobal(L, "sms");
-}
 
 /* A fresh state with sms.crypto and the globals smsc, twilio, vonage and
  * util; requests show their bodies as sent. Close with lua_close. */
 static lua_State *adapters_state(void) {
     static const char *const adapters[] = {"smsc", "twilio", "vonage", NULL};
     return fixture_adapters_state(&(struct fixture_options){
-        .adapters = adapters, .open_extra = open_sms_crypto, .prelude = prelude, .raw_request_body = true, .canon_digits = 14});
+        .adapters = adapters, .with_crypto = true, .prelude = prelude, .raw_request_body = true, .canon_digits = 14});
 }
 
 #define OK_PARTS(id, n) "{\"ok\":true,\"parts\":" #n ",\"provider_id\":\"" id "\"}"
@@ -314,6 +291,11 @@ TEST(twilio_request_messaging_service_and_callback) {
     CHECK_LUA(L, "twilio.build_send(twcfg{public_url = 'https://sms.example.com/'}, {msg(1)}).body",
               "To=%2B84912340001&From=%2B15005550006&Body=Hello+1"
               "&StatusCallback=https%3A%2F%2Fsms.example.com%2Fhooks%2Ftw%2Fstatus");
+    /* A provider protected by a path secret gets its callbacks at the secret path. */
+    CHECK_LUA(L, "twilio.build_send(twcfg{public_url = 'https://sms.example.com', webhook_path_secret = 's3cr3t-9'},"
+                 " {msg(1)}).body",
+              "To=%2B84912340001&From=%2B15005550006&Body=Hello+1"
+              "&StatusCallback=https%3A%2F%2Fsms.example.com%2Fhooks%2Ftw%2Fs3cr3t-9%2Fstatus");
     CHECK_LUA(L, "twilio.build_send(twcfg{url = 'http://127.0.0.1:9090/'}, {msg(1)}).url",
               "http://127.0.0.1:9090/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json");
     lua_close(L);
@@ -636,11 +618,11 @@ TEST(vonage_delivery_receipt_every_status) {
               "delivered=delivered expired=expired failed=undelivered rejected=rejected accepted=sent buffered=sent "
               "unknown=unknown weird=unknown");
     CHECK_LUA(L, "status_of(vonage, vncfg(), hook('https://sms.example.com/hooks/vn/status', " VN_DLR("delivered", "0") "))",
-              "[{\"at\":1700000000,\"cost\":0.0333,\"provider_id\":\"0A0000001234567B\",\"raw_status\":\"delivered\","
-              "\"status\":\"delivered\"}] " EMPTY_ANSWER);
+              "[{\"at\":1700000000,\"cost\":0.0333,\"message_id\":\"01K00000000000000000000001\",\"provider_id\":\"0A0000001234567B\","
+              "\"raw_status\":\"delivered\",\"status\":\"delivered\"}] " EMPTY_ANSWER);
     CHECK_LUA(L, "updates_of(vonage, vncfg(), hook('https://sms.example.com/hooks/vn/status', " VN_DLR("failed", "2") "))",
-              "[{\"at\":1700000000,\"cost\":0.0333,\"error\":\"err-code 2\",\"provider_id\":\"0A0000001234567B\","
-              "\"raw_status\":\"failed\",\"status\":\"undelivered\"}]");
+              "[{\"at\":1700000000,\"cost\":0.0333,\"error\":\"err-code 2\",\"message_id\":\"01K00000000000000000000001\","
+              "\"provider_id\":\"0A0000001234567B\",\"raw_status\":\"failed\",\"status\":\"undelivered\"}]");
     /* POST-JSON webhooks, and GET-style parameters in the query. */
     CHECK_LUA(L, "updates_of(vonage, vncfg(), hook('https://sms.example.com/hooks/vn/status', "
                  "'{\"msisdn\": \"84912340001\", \"to\": \"Brand\", \"messageId\": \"0A0000001234567C\", \"status\": \"expired\", "
@@ -658,6 +640,39 @@ TEST(vonage_delivery_receipt_every_status) {
     CHECK_LUA(L, "raises(vonage.parse_status, vncfg(), hook('https://x/hooks/vn/status', '{\\\"messageId', {['content-type'] = "
                  "'application/json'}))",
               "vonage webhook: body is not a JSON object: Expected object key string but found unexpected end of string at character 12");
+    lua_close(L);
+}
+
+TEST(vonage_client_ref_round_trip) {
+    lua_State *L = adapters_state();
+    /* build_send sends our message id as client-ref, form or JSON... */
+    CHECK_LUA(L, "vonage.build_send(vncfg(), {msg(2)}).body:match('client%-ref=[^&]*')",
+              "client-ref=01K00000000000000000000002");
+    CHECK_LUA(L, "require('cjson').decode(vonage.build_send(vncfg{request_format = 'json'}, {msg(3)}).body)['client-ref']",
+              "01K00000000000000000000003");
+    /* ...but not an id Vonage could refuse as too long (40 characters, the
+     * stricter of its documented limits), nor an empty one. */
+    CHECK_LUA(L, "vonage.build_send(vncfg(), {msg(1, {id = string.rep('a', 40)})}).body:match('client%-ref=[^&]*')",
+              "client-ref=" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    CHECK_LUA(L, "tostring(vonage.build_send(vncfg(), {msg(1, {id = string.rep('a', 41)})}).body:find('client-ref', 1, true))",
+              "nil");
+    CHECK_LUA(L, "tostring(vonage.build_send(vncfg(), {msg(1, {id = ''})}).body:find('client-ref', 1, true))", "nil");
+    /* The receipts of a two-part message: each part's own messageId, the
+     * same client-ref, passed up as message_id for the core to match. */
+    CHECK_LUA(L, "updates_of(vonage, vncfg(), hook('https://sms.example.com/hooks/vn/status', "
+                 "'msisdn=84912340001&to=Brand&messageId=0A00000012345671&status=delivered&err-code=0"
+                 "&client-ref=01K00000000000000000000001'))",
+              "[{\"message_id\":\"01K00000000000000000000001\",\"provider_id\":\"0A00000012345671\","
+              "\"raw_status\":\"delivered\",\"status\":\"delivered\"}]");
+    CHECK_LUA(L, "updates_of(vonage, vncfg(), hook('https://sms.example.com/hooks/vn/status', "
+                 "'{\"msisdn\": \"84912340001\", \"messageId\": \"0A00000012345672\", \"status\": \"delivered\", "
+                 "\"client-ref\": \"01K00000000000000000000001\"}', {['content-type'] = 'application/json'}))",
+              "[{\"message_id\":\"01K00000000000000000000001\",\"provider_id\":\"0A00000012345672\","
+              "\"raw_status\":\"delivered\",\"status\":\"delivered\"}]");
+    /* A receipt without client-ref (or an empty one): no message_id. */
+    CHECK_LUA(L, "updates_of(vonage, vncfg(), hook('https://sms.example.com/hooks/vn/status', "
+                 "'messageId=0A01&status=delivered&client-ref='))",
+              "[{\"provider_id\":\"0A01\",\"raw_status\":\"delivered\",\"status\":\"delivered\"}]");
     lua_close(L);
 }
 

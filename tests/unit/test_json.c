@@ -451,13 +451,15 @@ TEST(depth_limit) {
 TEST(duplicate_keys) {
     expect_error("{\"a\":1,\"a\":2}", "duplicate key \"a\" at offset 7");
     expect_error("{\"a\":1, \"b\":2, \"\\u0061\":3}", "duplicate key \"a\" at offset 15");
-    expect_error("{\"a\\u0000b\":1,\"a\\u0000b\":2}", "duplicate key \"a?b\" at offset 14");
+    /* Keys are names: one holding U+0000 is refused (code reads keys as C strings). */
+    expect_error("{\"a\\u0000b\":1}", "a key holds U+0000 at offset 1");
+    expect_error("{\"route\":[],\"route\\u0000\":[]}", "a key holds U+0000 at offset 12");
     expect_error("{\"x\":{\"a\":1,\"a\":2}}", "duplicate key \"a\" at offset 12");
-    /* Same key in different objects, and keys that differ after a NUL, are fine. */
-    sr_json_doc doc = parse_ok("{\"a\":{\"a\":1},\"b\":{\"a\":2},\"a\\u0000b\":3,\"a\\u0000c\":4,\"ab\":5}");
-    CHECK_INT(doc.root->count, 5);
-    CHECK(sr_json_get_len(doc.root, "a\0c", 3) != NULL);
-    CHECK_INT(sr_json_get_len(doc.root, "a\0c", 3)->num, 4);
+    /* The same key in different objects is fine. */
+    sr_json_doc doc = parse_ok("{\"a\":{\"a\":1},\"b\":{\"a\":2},\"ab\":5}");
+    CHECK_INT(doc.root->count, 3);
+    CHECK(sr_json_get_len(doc.root, "ab", 2) != NULL);
+    CHECK_INT(sr_json_get_len(doc.root, "ab", 2)->num, 5);
     sr_json_doc_free(&doc);
     /* Long keys are shown shortened. */
     char text[256];
@@ -661,10 +663,10 @@ TEST(write_round_trip) {
     const char *text = " { \"id\" : 3482512350952730368 ,"
                        " \"t\" : \"h\\u00e9 \\\"q\\\" \\\\ \\/ \\b\\f\\n\\r\\t\\u0001\" ,\n"
                        "  \"a\" : [ 1 , -0 , 1E+2 , 2.50 , true , false , null , { } , [ ] ] ,"
-                       " \"n\\u0000k\" : \"\" } ";
+                       " \"n\" : \"\\u0000k\" } ";
     const char *compact = "{\"id\":3482512350952730368,"
                           "\"t\":\"h\xC3\xA9 \\\"q\\\" \\\\ / \\u0008\\u000c\\n\\r\\t\\u0001\","
-                          "\"a\":[1,-0,1E+2,2.50,true,false,null,{},[]],\"n\\u0000k\":\"\"}";
+                          "\"a\":[1,-0,1E+2,2.50,true,false,null,{},[]],\"n\":\"\\u0000k\"}";
     char *once = rewrite(text);
     CHECK_STR(once, compact);
     char *twice = rewrite(once);

@@ -437,6 +437,11 @@ TEST(record_decode_rejects_corrupt) {
         REC_HEAD ",\"history\":[{\"status\":\"nope\",\"at\":1}]}",
         REC_HEAD ",\"from\":5}",
         REC_HEAD ",\"error\":[]}",
+        /* A second collection under a name with a NUL once overflowed the first one's array. */
+        REC_HEAD ",\"route\":[\"a\",\"b\"],\"route\\u0000\":[\"c\"]}",
+        REC_HEAD ",\"tags\":{\"a\":\"1\"},\"tags\\u0000\":{\"b\":\"2\"}}",
+        REC_HEAD ",\"attempts\":[{},{}],\"attempts\\u0000\":[{}]}",
+        REC_HEAD ",\"history\":[{\"status\":\"queued\",\"at\":1}],\"history\\u0000\":[{\"status\":\"sent\",\"at\":2}]}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (decode_json(bad[i]) != -1) UNIT_FAIL("accepted corrupt record %zu: %s", i, bad[i]);
@@ -486,6 +491,27 @@ TEST(record_decode_truncations_and_flips) {
     }
     CHECK(accepted < 20000);
     sr_message_free(&m);
+    sr_buf_free(&b);
+}
+
+TEST(times_at_the_ends_of_int64_are_written_without_overflow) {
+    /* A corrupt record may hold any int64 time; the API view must still write it (UBSan checks). */
+    sr_buf b;
+    sr_buf_init(&b);
+    sr_time_rfc3339(INT64_MIN, &b);
+    CHECK(b.len > 0);
+    sr_buf_reset(&b);
+    sr_time_rfc3339(INT64_MAX, &b);
+    CHECK(b.len > 0);
+    sr_buf_reset(&b);
+    sr_time_rfc3339(-1, &b);
+    CHECK_STR(sr_buf_cstr(&b), "1969-12-31T23:59:59.999Z");
+    sr_buf_reset(&b);
+    sr_time_rfc3339(-86400000, &b);
+    CHECK_STR(sr_buf_cstr(&b), "1969-12-31T00:00:00.000Z");
+    sr_buf_reset(&b);
+    sr_time_rfc3339(1795428909123, &b);
+    CHECK_STR(sr_buf_cstr(&b), "2026-11-23T10:15:09.123Z");
     sr_buf_free(&b);
 }
 

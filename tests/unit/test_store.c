@@ -676,6 +676,59 @@ TEST(store_kv_ttl_incr_del_sweep) {
     fx_close(&f);
 }
 
+TEST(store_append_consume_and_delete_expired) {
+    fx f;
+    fx_open(&f, 0, 0);
+    int64_t now = sr_now_ms();
+    sr_buf v;
+    sr_buf_init(&v);
+    result r;
+
+    /* Two lines appended; a reader takes them; a third is appended before the reader's unit runs. */
+    sr_store_txn *t = sr_store_txn_new(f.s);
+    sr_store_txn_append(t, SR_SPACE_PARKED, "k", 1, "one\n", 4, now + HOUR_MS);
+    sr_store_txn_append(t, SR_SPACE_PARKED, "k", 1, "two\n", 4, now + 5 * HOUR_MS); /* lives as long as the later */
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    int64_t exp = 0;
+    CHECK_INT(sr_store_get(f.s, SR_SPACE_PARKED, "k", 1, now, &v, &exp), 0);
+    CHECK_STR(sr_buf_cstr(&v), "one\ntwo\n");
+    CHECK(exp == now + 5 * HOUR_MS);
+    t = sr_store_txn_new(f.s);
+    sr_store_txn_append(t, SR_SPACE_PARKED, "k", 1, "three\n", 6, now + 2 * HOUR_MS);
+    sr_store_txn_consume(t, SR_SPACE_PARKED, "k", 1, "one\ntwo\n", 8);
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    CHECK_INT(sr_store_get(f.s, SR_SPACE_PARKED, "k", 1, now, &v, &exp), 0);
+    CHECK_STR(sr_buf_cstr(&v), "three\n"); /* what came after the read stays */
+    CHECK(exp == now + 5 * HOUR_MS);
+
+    /* Consuming again what is gone changes nothing; consuming the rest removes the entry. */
+    t = sr_store_txn_new(f.s);
+    sr_store_txn_consume(t, SR_SPACE_PARKED, "k", 1, "one\n", 4);
+    sr_store_txn_consume(t, SR_SPACE_PARKED, "missing", 7, "x", 1);
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    CHECK_INT(sr_store_get(f.s, SR_SPACE_PARKED, "k", 1, now, &v, NULL), 0);
+    CHECK_STR(sr_buf_cstr(&v), "three\n");
+    t = sr_store_txn_new(f.s);
+    sr_store_txn_consume(t, SR_SPACE_PARKED, "k", 1, "three\n", 6);
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    CHECK_INT(sr_store_get(f.s, SR_SPACE_PARKED, "k", 1, now, &v, NULL), SR_E_NOTFOUND);
+
+    /* del_expired: only what is expired when the unit runs; an entry written again since stays. */
+    t = sr_store_txn_new(f.s);
+    sr_store_txn_append(t, SR_SPACE_PARKED, "old", 3, "a\n", 2, now + HOUR_MS);
+    sr_store_txn_append(t, SR_SPACE_PARKED, "live", 4, "b\n", 2, now + 3 * HOUR_MS);
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    t = sr_store_txn_new(f.s);
+    sr_store_txn_del_expired(t, SR_SPACE_PARKED, "old", 3, now + 2 * HOUR_MS);
+    sr_store_txn_del_expired(t, SR_SPACE_PARKED, "live", 4, now + 2 * HOUR_MS);
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    CHECK_INT(sr_store_get(f.s, SR_SPACE_PARKED, "old", 3, now, &v, NULL), SR_E_NOTFOUND);
+    CHECK_INT(sr_store_get(f.s, SR_SPACE_PARKED, "live", 4, now, &v, NULL), 0);
+    CHECK_STR(sr_buf_cstr(&v), "b\n");
+    sr_buf_free(&v);
+    fx_close(&f);
+}
+
 TEST(store_dedup_and_optout) {
     fx f;
     fx_open(&f, 0, 0);

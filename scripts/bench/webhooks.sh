@@ -1,0 +1,322 @@
+#!/bin/sh
+# Provider webhooks, 64 keep-alive connections, durable (every answer after
+# the synced commit):
+#  1. delivery reports: MESSAGES messages (default 100,000) are sent to
+#     `smsrules mock-provider` (no report push), their provider ids listed
+#     (GET /v1/messages?status=sent), then wrk posts one DELIVRD report per
+#     request to POST /hooks/mock/status, each for a different message (every
+#     report is a real sent → delivered change, never a duplicate). The rules'
+#     sms.on_status counts statuses in sms.kv. wrk stops when the ids run out
+#     (or after DURATION; the other thread's last few ids then stay unused).
+#     Prints reports/s and p99, and checks that every report matched, that as
+#     many messages are delivered, and the on_status counts.
+#  2. inbound SMS: wrk posts inbound messages with distinct provider ids to
+#     POST /hooks/mock/inbound for DURATION; sms.on_inbound answers each with
+#     sms.reply, which the daemon sends to the mock. Prints messages/s and
+#     p99, and waits until the mock has received every reply.
+# Settings: see lib.sh; MESSAGES (part 1), BATCH (1000). With PIN=1 the mock
+# shares CPU 1 with wrk.
+set -eu
+NAME=webhooks.sh
+. "$(dirname "$0")/lib.sh"
+
+MESSAGES=${MESSAGES:-100000}
+BATCH=${BATCH:-1000}
+KEY=bench-key
+
+mock_pid=""
+webhooks_cleanup() {
+    if [ -n "$mock_pid" ] && kill -0 "$mock_pid" 2>/dev/null; then
+        kill -KILL "$mock_pid" 2>/dev/null || true
+    fi
+    bench_cleanup
+}
+trap webhooks_cleanup EXIT INT TERM
+
+fail() {
+    echo "$NAME: $*" >&2
+    exit 1
+}
+
+# mock_start: starts the mock provider (no delivery reports), sets $mock_port.
+mock_start() {
+    # shellcheck disable=SC2086 # $wrk_pin is a command prefix or empty
+    : >"$work/mock.log"
+    $wrk_pin "$BIN" mock-provider --listen 127.0.0.1:0 2>"$work/mock.log" &
+    mock_pid=$!
+    mock_port=""
+    tries=0
+    while [ -z "$mock_port" ]; do
+        mock_port=$(sed -n 's/.*"msg":"listening".*"port":\([0-9][0-9]*\).*/\1/p' "$work/mock.log" | head -n 1)
+        [ -n "$mock_port" ] && break
+        kill -0 "$mock_pid" 2>/dev/null || { cat "$work/mock.log" >&2; fail "the mock provider exited"; }
+        tries=$((tries + 1))
+        [ "$tries" -gt 500 ] && fail "the mock provider did not start listening within 5 s"
+        sleep 0.01
+    done
+}
+
+# metric NAME{LABELS}: the daemon's value of one series (0 when absent).
+metric() {
+    curl -s "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }'
+}
+
+mock_received() {
+    curl -s "http://127.0.0.1:$mock_port/stats?by_recipient=0" | sed -n 's/.*"received":\([0-9]*\).*/\1/p'
+}
+
+# wait_until SECONDS COMMAND...: polls COMMAND every 0.1 s; 1 when it never succeeded.
+wait_until() {
+    limit=$(($1 * 10))
+    shift
+    n=0
+    until "$@"; do
+        n=$((n + 1))
+        [ "$n" -ge "$limit" ] && return 1
+        sleep 0.1
+    done
+    return 0
+}
+
+# list_pages STATUS: every page of GET /v1/messages?status=STATUS into $work/pages.
+list_pages() {
+    : >"$work/pages"
+    after=""
+    while :; do
+        curl -s -H "Authorization: Bearer $KEY" \
+            "http://127.0.0.1:$port/v1/messages?status=$1&limit=1000${after:+&after=$after}" >"$work/page"
+        grep -q '"messages":' "$work/page" || { cat "$work/page" >&2; fail "listing $1 messages failed"; }
+        cat "$work/page" >>"$work/pages"
+        echo >>"$work/pages"
+        after=$(tail -c 64 "$work/page" | sed -n 's/.*"next":"\([^"]*\)"}$/\1/p')
+        [ -n "$after" ] || break
+    done
+}
+
+now_ms() { date +%s%3N; }
+
+# counts: what the rules' on_status counted (part 1's rules).
+counts() {
+    curl -s -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d '{}' \
+        "http://127.0.0.1:$port/v1/events/bench_counts"
+}
+
+# From wrk's "N requests in T, ..." line: N (requests answered), T (the time run).
+wrk_requests() { sed -n 's/^[[:space:]]*\([0-9]*\) requests in.*/\1/p' "$work/wrk.out"; }
+wrk_time() { sed -n 's/^[[:space:]]*[0-9]* requests in \([^,]*\),.*/\1/p' "$work/wrk.out"; }
+
+# warn_lines WHAT: counts the daemon's warn and error log lines, shows the first 5.
+warn_lines() {
+    grep '"level":"\(warn\|error\)"' "$work/daemon.log" | head -n 5 | sed "s/^/$NAME: $1: /" >&2 || true
+    grep -c '"level":"\(warn\|error\)"' "$work/daemon.log" || true
+}
+
+mock_start
+
+# ---- part 1: delivery reports ----
+
+cat >"$work/rules.lua" <<LUA
+sms.config{ api_keys = { "$KEY" }, default_country = "84" }
+sms.provider("mock", { adapter = "mock", url = "http://127.0.0.1:$mock_port/send", concurrency = 16 })
+LUA
+cat >>"$work/rules.lua" <<'LUA'
+-- Durable: the increment commits in the handler's store unit.
+sms.on_status(function(msg, status)
+  sms.kv.incr("status:" .. status)
+end)
+sms.on("bench_counts", function()
+  return { sent = sms.kv.get("status:sent"), delivered = sms.kv.get("status:delivered") }
+end)
+LUA
+
+bench_start -c "$work/rules.lua"
+
+batches=$((MESSAGES / BATCH))
+[ "$batches" -ge 1 ] || fail "MESSAGES must be at least BATCH ($BATCH)"
+total=$((batches * BATCH))
+t0=$(now_ms)
+b=0
+while [ "$b" -lt "$batches" ]; do
+    awk -v b="$b" -v n="$BATCH" 'BEGIN {
+        printf "{\"messages\":["
+        for (i = 0; i < n; i++) {
+            k = b * n + i
+            printf "%s{\"to\":\"+849%07d7\",\"text\":\"Your order %d has shipped\"}", (i ? "," : ""), k % 10000000, k
+        }
+        printf "]}"
+    }' >"$work/batch.json"
+    code=$(curl -s -o "$work/answer" -w '%{http_code}' -H "Authorization: Bearer $KEY" \
+        -H 'Content-Type: application/json' --data-binary @"$work/batch.json" "http://127.0.0.1:$port/v1/messages")
+    [ "$code" = 202 ] || { head -c 500 "$work/answer" >&2; fail "batch $b answered $code"; }
+    b=$((b + 1))
+done
+sent_all() { [ "$(metric 'smsrules_provider_sent_total{provider="mock"}')" -ge "$total" ]; }
+wait_until 600 sent_all || fail "only $(metric 'smsrules_provider_sent_total{provider="mock"}') of $total messages were sent"
+# ... and their on_status handlers done, so that the reports start on a quiet daemon.
+kv_sent() { counts | sed -n 's/.*"sent":"\{0,1\}\([0-9]*\).*/\1/p'; }
+sent_counted() { [ "$(kv_sent)" = "$total" ]; }
+wait_until 120 sent_counted || fail "on_status counted $(kv_sent) of $total messages sent"
+t_sent=$(now_ms)
+
+# Their provider ids, in the order of the messages (the attempts repeat them).
+list_pages sent
+grep -o '"provider_id":"[^"]*"' "$work/pages" | sed 's/"provider_id":"\(.*\)"/\1/' | awk '!seen[$0]++' >"$work/ids"
+ids=$(wc -l <"$work/ids")
+[ "$ids" -eq "$total" ] || fail "$total messages sent but $ids provider ids listed"
+t_listed=$(now_ms)
+echo "$NAME: $total messages sent to the mock in $(((t_sent - t0) / 1000)).$(((t_sent - t0) % 1000 / 100)) s, provider ids listed in $(((t_listed - t_sent) / 1000)).$(((t_listed - t_sent) % 1000 / 100)) s" >&2
+
+# One report per request, thread k of THREADS taking every THREADS-th id;
+# when its ids run out, the thread stops and interrupts wrk (SIGINT ends
+# wrk's run early with its figures for the time actually run).
+{
+    printf 'local ids_file, nthreads = "%s", %d\n' "$work/ids" "$THREADS"
+    cat <<'LUA'
+local count = 0
+function setup(thread)
+  count = count + 1
+  thread:set("tid", count)
+end
+local ids, i, wrk_pid = {}, 0, nil
+function init(args)
+  local n = 0
+  for line in io.lines(ids_file) do
+    if n % nthreads == tid - 1 then ids[#ids + 1] = line end
+    n = n + 1
+  end
+  local f = io.open("/proc/self/stat")
+  wrk_pid = f:read("*n")
+  f:close()
+end
+local headers = { ["Content-Type"] = "application/json" }
+local verified = false
+function request()
+  -- wrk calls the first thread's request() once to check it, and never sends
+  -- that one: give it a request that spends no id.
+  if tid == 1 and not verified then
+    verified = true
+    return wrk.format("GET", "/healthz")
+  end
+  i = i + 1
+  local id = ids[i]
+  if id == nil then
+    if i == #ids + 1 then
+      wrk.thread:stop()
+      -- popen, not os.execute: system() ignores SIGINT while it runs.
+      io.popen("kill -INT " .. wrk_pid):close()
+    end
+    return wrk.format("GET", "/healthz")
+  end
+  return wrk.format("POST", "/hooks/mock/status", headers,
+    '{"message_id":"' .. id .. '","status":"DELIVRD","timestamp":"2026-11-23T10:00:00Z"}')
+end
+LUA
+} >"$work/status.lua"
+
+bench_wrk "http://127.0.0.1:$port/hooks/mock/status" -s "$work/status.lua"
+reports_rps=$rps
+reports_p99=$p99
+reports_cpu=$cpu_us
+reports_errors=$errors
+reports_answered=$(wrk_requests)
+reports_time=$(wrk_time)
+
+matched=$(metric 'smsrules_dlr_reports_total{result="matched"}')
+duplicate=$(metric 'smsrules_dlr_reports_total{result="duplicate"}')
+parked=$(metric 'smsrules_dlr_reports_total{result="parked"}')
+hooks_ok=$(metric 'smsrules_webhooks_total{provider="mock",kind="status",result="ok"}')
+hooks_err=$(metric 'smsrules_webhooks_total{provider="mock",kind="status",result="store_error"}')
+# on_status runs after each commit: wait for its count to catch up.
+kv_delivered() { counts | sed -n 's/.*"delivered":"\{0,1\}\([0-9]*\).*/\1/p'; }
+on_status_caught_up() { [ "$(kv_delivered)" = "$matched" ]; }
+wait_until 60 on_status_caught_up || true
+on_status=$(kv_delivered)
+list_pages delivered
+delivered=$(grep -o '"history":' "$work/pages" | wc -l)
+reports_warn=$(warn_lines reports)
+bench_stop
+
+printf 'webhooks.sh: POST /hooks/mock/status (DLR sent → delivered, on_status kv.incr, durable) t=%s c=%s (%s): %s reports/s (aim 50000/s: %s%%), p99 %s, daemon CPU %s µs/report, %s answered in %s; %s matched, %s messages delivered (of %s sent), on_status counted %s (duplicate %s, parked %s)%s\n' \
+    "$THREADS" "$CONNECTIONS" "$pinned" "$reports_rps" "$(awk -v r="$reports_rps" 'BEGIN { printf "%.0f", r / 500 }')" \
+    "${reports_p99:-?}" "$reports_cpu" "$reports_answered" "$reports_time" "$matched" "$delivered" "$total" "${on_status:-?}" \
+    "$duplicate" "$parked" "${reports_errors:+, errors: $reports_errors}"
+
+problems=""
+[ -n "$reports_errors" ] && problems="$problems wrk errors ($reports_errors);"
+[ "$hooks_err" -gt 0 ] && problems="$problems $hooks_err reports answered with a store error;"
+# wrk may count the few GET /healthz a thread sends as its ids run out: THREADS of slack.
+[ "$matched" -lt $((reports_answered - THREADS)) ] && problems="$problems $reports_answered answered but $matched matched;"
+[ "$delivered" -ne "$matched" ] && problems="$problems $matched matched but $delivered delivered;"
+[ "${on_status:-0}" != "$matched" ] && problems="$problems on_status counted ${on_status:-?} of $matched;"
+[ "$duplicate" -ne 0 ] || [ "$parked" -ne 0 ] && problems="$problems duplicate or parked reports;"
+[ "$hooks_ok" -lt $((reports_answered - THREADS)) ] && problems="$problems webhooks ok $hooks_ok < answered $reports_answered;"
+[ "$reports_warn" -gt 0 ] && problems="$problems $reports_warn warn/error log lines;"
+
+# ---- part 2: inbound SMS with an auto-reply ----
+
+rm -rf "$work/data"
+curl -s -X POST "http://127.0.0.1:$mock_port/stats/reset" >/dev/null
+cat >"$work/rules.lua" <<LUA
+sms.config{ api_keys = { "$KEY" }, default_country = "84" }
+sms.provider("mock", { adapter = "mock", url = "http://127.0.0.1:$mock_port/send", concurrency = 16 })
+LUA
+cat >>"$work/rules.lua" <<'LUA'
+sms.on_inbound(function(msg)
+  return sms.reply(msg, "Thanks, we got your message. Reply STOP to opt out.")
+end)
+LUA
+cat >"$work/inbound.lua" <<'LUA'
+local count = 0
+function setup(thread)
+  count = count + 1
+  thread:set("tid", count)
+end
+local n = 0
+local headers = { ["Content-Type"] = "application/json" }
+function request()
+  n = n + 1
+  -- Distinct provider ids (never a duplicate) and senders; senders end in 7,
+  -- none of the mock's failure patterns.
+  local body = string.format('{"message_id":"in-%d-%d","from":"+849%07d7","to":"+84900000001",'
+    .. '"text":"Hello, is my order %d on its way?","timestamp":"2026-11-23T10:00:00Z"}',
+    tid, n, ((tid - 1) * 5000000 + n) % 10000000, n)
+  return wrk.format("POST", "/hooks/mock/inbound", headers, body)
+end
+LUA
+
+bench_start -c "$work/rules.lua"
+bench_wrk "http://127.0.0.1:$port/hooks/mock/inbound" -s "$work/inbound.lua"
+inbound_rps=$rps
+inbound_p99=$p99
+inbound_cpu=$cpu_us
+inbound_errors=$errors
+inbound_answered=$(wrk_requests)
+t_end=$(now_ms)
+stored=$(metric smsrules_inbound_total)
+dups=$(metric smsrules_inbound_duplicates_total)
+replied() { [ "$(mock_received)" -ge "$stored" ]; }
+wait_until 300 replied || true
+t_drained=$(now_ms)
+replies=$(mock_received)
+handler_errors=$(metric smsrules_inbound_handler_errors_total)
+inbound_warn=$(warn_lines inbound)
+bench_stop
+kill -TERM "$mock_pid"
+wait "$mock_pid" || true
+mock_pid=""
+
+printf 'webhooks.sh: POST /hooks/mock/inbound (stored, on_inbound sms.reply, durable) t=%s c=%s d=%s (%s): %s messages/s (aim 20000/s: %s%%), p99 %s, daemon CPU %s µs/message, %s answered, %s stored, %s replies received by the mock %s.%s s after the run%s\n' \
+    "$THREADS" "$CONNECTIONS" "$DURATION" "$pinned" "$inbound_rps" "$(awk -v r="$inbound_rps" 'BEGIN { printf "%.0f", r / 200 }')" \
+    "${inbound_p99:-?}" "$inbound_cpu" "$inbound_answered" "$stored" "$replies" "$(((t_drained - t_end) / 1000))" \
+    "$(((t_drained - t_end) % 1000 / 100))" "${inbound_errors:+, errors: $inbound_errors}"
+
+[ -n "$inbound_errors" ] && problems="$problems inbound wrk errors ($inbound_errors);"
+[ "$stored" -lt "$inbound_answered" ] && problems="$problems $inbound_answered inbound answered but $stored stored;"
+[ "$dups" -ne 0 ] && problems="$problems $dups inbound duplicates;"
+[ "$replies" -lt "$stored" ] && problems="$problems $replies replies for $stored inbound;"
+[ "$handler_errors" -ne 0 ] && problems="$problems $handler_errors handler errors;"
+[ "$inbound_warn" -gt 0 ] && problems="$problems $inbound_warn warn/error log lines (inbound);"
+if [ -n "$problems" ]; then
+    echo "$NAME:$problems" >&2
+    exit 1
+fi
