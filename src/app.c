@@ -261,7 +261,7 @@ static int app_expire_mutator(sr_message *m, void *arg) {
 static void app_expired(sr_store_txn *t, void *ud) {
     sr_app *app = ud;
     const sr_message *m = sr_store_txn_message(t, 0);
-    if (sr_store_txn_status(t) == 0 && m && app->rules) sr_rules_fire_status(app->rules, m, NULL, NULL);
+    if (sr_store_txn_status(t) == 0 && m) sr_rules_status_committed(app->rules, app->store, t, 0);
 }
 
 static void app_sweep(uv_timer_t *t) {
@@ -274,6 +274,7 @@ static void app_sweep(uv_timer_t *t) {
     for (int i = 0; i < n; i++) {
         sr_store_txn *txn = sr_store_txn_new(app->store);
         sr_store_txn_update_message(txn, ids[i], app_expire_mutator, &now);
+        sr_rules_owe_status(app->rules, txn);
         sr_store_txn_submit(txn, app_expired, app);
     }
     if (n > 0) sr_info("expired messages", "count", sr_log_num(n));
@@ -402,6 +403,7 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     rules->scheduler = app.scheduler;
     rules->client = app.client;
     sr_api_hooks_recover(&app);
+    sr_rules_status_recover(app.rules, app.store);
     app_register_metrics(&app);
     sr_metric_gauge_fn("smsrules_store_bytes_used", "Bytes used in the LMDB map.", NULL, app_store_gauge, &app);
     uv_timer_init(app.loop, &app.sweep_timer);

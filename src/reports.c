@@ -300,7 +300,8 @@ static int reports_watch_mutator(sr_message *m, void *arg) {
 
 /* ---- after a commit ---- */
 
-static void reports_after(sr_reports *R, const apply_arg *a, const sr_message *m, int fallback_is_timeout) {
+static void reports_after(sr_reports *R, const apply_arg *a, const sr_store_txn *t, int slot, int fallback_is_timeout) {
+    const sr_message *m = sr_store_txn_message(t, slot);
     if (!m) return;
     if (a->fallback) {
         if (fallback_is_timeout) R->m_fallback_timeout->value++;
@@ -323,8 +324,8 @@ static void reports_after(sr_reports *R, const apply_arg *a, const sr_message *m
             double secs = (double)(at - m->sent_at_ms) / 1000.0;
             sr_metric_observe(R->m_latency, secs < 0 ? 0 : secs);
         }
-        if (R->rules) sr_rules_fire_status(R->rules, m, NULL, NULL);
     }
+    sr_rules_status_committed(R->rules, R->store, t, slot);
 }
 
 /* ---- parking ---- */
@@ -457,7 +458,7 @@ static void reports_unpark_done(sr_store_txn *t, void *ud) {
     }
     if (sr_store_txn_status(t) == 0) {
         R->m_unparked->value += u->n;
-        for (int i = 0; i < u->n; i++) reports_after(R, &u->args[i], sr_store_txn_message(t, i), 0);
+        for (int i = 0; i < u->n; i++) reports_after(R, &u->args[i], t, i, 0);
     } else {
         sr_warn("report: parked reports could not be applied", "error", sr_store_strerror(sr_store_txn_status(t)));
     }
@@ -512,6 +513,7 @@ static void reports_unpark(sr_reports *R, const char *provider, const char *key,
     u->next = R->unparking;
     R->unparking = u;
     R->inflight++;
+    sr_rules_owe_status(R->rules, t);
     sr_store_txn_submit(t, reports_unpark_done, u);
 }
 
@@ -600,7 +602,7 @@ static void reports_applied_done(sr_store_txn *t, void *ud) {
         reports_park(R, o);
         return;
     }
-    if (st == 0) reports_after(R, &o->a, sr_store_txn_message(t, 0), 0);
+    if (st == 0) reports_after(R, &o->a, t, 0, 0);
     reports_one_finished(o, st);
 }
 
@@ -632,7 +634,8 @@ void sr_reports_apply(sr_reports *R, const char *provider, const sr_report *reps
         }
         sr_store_txn *t = sr_store_txn_new(R->store);
         sr_store_txn_update_message(t, o->a.id, reports_apply_mutator, &o->a);
-        sr_store_txn_submit(t, reports_applied_done, o);
+        sr_rules_owe_status(R->rules, t);
+    sr_store_txn_submit(t, reports_applied_done, o);
     }
 }
 
@@ -651,7 +654,7 @@ static void reports_watch_done(sr_store_txn *t, void *ud) {
     int st = sr_store_txn_status(t);
     if (st != 0) sr_warn("report: watch update failed", "error", sr_store_strerror(st));
     for (int i = 0; i < w->n; i++) {
-        if (st == 0) reports_after(R, &w->args[i], sr_store_txn_message(t, i), w->timeout_only);
+        if (st == 0) reports_after(R, &w->args[i], t, i, w->timeout_only);
         reports_unclaim(R, w->args[i].id);
     }
     free(w);
@@ -707,6 +710,7 @@ static void reports_poll_record(poll_req *q, const sr_report *reps, int nreps) {
         sr_store_txn_update_message(t, a->id, reports_apply_mutator, a);
     }
     R->inflight++;
+    sr_rules_owe_status(R->rules, t);
     sr_store_txn_submit(t, reports_watch_done, w);
 }
 
@@ -787,6 +791,7 @@ static void reports_watch_units(sr_reports *R, char (*ids)[SR_ID_LEN + 1], const
         sr_store_txn_update_message(t, a->id, reports_watch_mutator, a);
     }
     R->inflight++;
+    sr_rules_owe_status(R->rules, t);
     sr_store_txn_submit(t, reports_watch_done, w);
 }
 

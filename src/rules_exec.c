@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "scheduler.h"
 #include "store.h"
 
@@ -30,6 +31,7 @@ struct sr_invocation {
     void *ud;
     void (*before_commit)(sr_store_txn *unit, const char (*ids)[SR_ID_LEN + 1], int id_count, void *ud);
     void *before_commit_ud;
+    char owed_key[SR_ID_LEN + 24]; /* SR_SPACE_OWED entry cleared when the handler ends, or "" */
     char error[512];
 };
 
@@ -121,6 +123,19 @@ static void exec_free(sr_invocation *inv) {
     free(inv);
 }
 
+static void exec_owed_cleared(sr_store_txn *t, void *ud) {
+    (void)ud;
+    if (sr_store_txn_status(t) != 0)
+        sr_warn("status handler: could not clear its owed entry", "error", sr_store_strerror(sr_store_txn_status(t)));
+}
+
+/* A status handler that failed ran to its end all the same: it is not owed any more. */
+static void exec_clear_owed(sr_store *store, const char *key) {
+    sr_store_txn *t = sr_store_txn_new(store);
+    sr_store_txn_del(t, SR_SPACE_OWED, key, strlen(key));
+    sr_store_txn_submit(t, exec_owed_cleared, NULL);
+}
+
 static void exec_report(sr_invocation *inv, sr_invocation_status st, const char *error, int store_code) {
     if (!inv->done) return;
     sr_invocation_result res;
@@ -206,6 +221,8 @@ static void exec_finish(sr_invocation *inv, int rc) {
         if (inv->before_commit && r->store)
             inv->before_commit(sr_invocation_unit(inv), (const char(*)[SR_ID_LEN + 1])inv->ids, inv->id_count,
                                inv->before_commit_ud);
+        if (inv->owed_key[0] && r->store)
+            sr_store_txn_del(sr_invocation_unit(inv), SR_SPACE_OWED, inv->owed_key, strlen(inv->owed_key));
         if (inv->unit) {
             sr_store_txn *t = inv->unit;
             inv->unit = NULL;
@@ -234,6 +251,7 @@ static void exec_finish(sr_invocation *inv, int rc) {
         sr_store_txn_discard(inv->unit);
         inv->unit = NULL;
     }
+    if (inv->owed_key[0] && r->store) exec_clear_owed(r->store, inv->owed_key);
     exec_report(inv, st, inv->error, 0);
     exec_free(inv);
     /* A memory-capped state gets its memory back now. */
@@ -359,16 +377,110 @@ static void exec_push_message(lua_State *L, const sr_message *m) {
     lua_setfield(L, -2, "tags");
 }
 
-int sr_rules_fire_status(sr_rules *r, const sr_message *m, sr_invocation_done done, void *ud) {
+/* Runs sms.on_status(msg, status) for m; owed_key (may be NULL) is the
+ * SR_SPACE_OWED entry the handler's unit clears. */
+static int exec_fire_status(sr_rules *r, const sr_message *m, sr_status status, const char *owed_key) {
     lua_State *L = r->L;
     lua_getfield(L, LUA_REGISTRYINDEX, SR_STATUS_HANDLER_KEY);
     if (!lua_isfunction(L, -1)) {
         lua_pop(L, 1);
         return SR_E_NOTFOUND;
     }
-    sr_invocation *inv = exec_start(r, done, ud);
+    sr_invocation *inv = exec_start(r, NULL, NULL);
+    if (owed_key) snprintf(inv->owed_key, sizeof inv->owed_key, "%s", owed_key);
     exec_push_message(inv->co, m);
-    lua_pushstring(inv->co, sr_status_name(m->status));
+    lua_pushstring(inv->co, sr_status_name(status));
     exec_resume(inv, 2);
     return 0;
+}
+
+int sr_rules_has_status_handler(sr_rules *r) {
+    if (!r) return 0;
+    lua_getfield(r->L, LUA_REGISTRYINDEX, SR_STATUS_HANDLER_KEY);
+    int yes = lua_isfunction(r->L, -1);
+    lua_pop(r->L, 1);
+    return yes;
+}
+
+void sr_rules_owe_status(sr_rules *r, sr_store_txn *t) {
+    if (sr_rules_has_status_handler(r))
+        sr_store_txn_owe_status(t, 1u << SR_ST_SENT | 1u << SR_ST_DELIVERED | 1u << SR_ST_UNDELIVERED |
+                                       1u << SR_ST_EXPIRED | 1u << SR_ST_REJECTED | 1u << SR_ST_FAILED);
+}
+
+void sr_rules_status_committed(sr_rules *r, sr_store *store, const sr_store_txn *t, int slot) {
+    int64_t n = sr_store_txn_int(t, slot);
+    const sr_message *m = sr_store_txn_message(t, slot);
+    if (n <= 0 || !m) return;
+    char key[SR_ID_LEN + 24];
+    sr_store_owed_key(m->id, n, key, sizeof key);
+    /* Rules reloaded meanwhile without a handler: nothing will run it. */
+    if (!r || exec_fire_status(r, m, m->status, key) != 0) exec_clear_owed(store, key);
+}
+
+typedef struct exec_owed_scan {
+    int count;
+    char last[SR_ID_LEN + 24];
+    struct {
+        char key[SR_ID_LEN + 24];
+        char status[16];
+    } owed[500];
+} exec_owed_scan;
+
+/* Runs inside the store's read transaction: only collects. */
+static int exec_owed_cb(const char *key, size_t klen, const char *val, size_t vlen, int64_t expires_at_ms, void *ud) {
+    exec_owed_scan *sc = ud;
+    (void)expires_at_ms;
+    if (klen >= sizeof sc->last) return 0;
+    memcpy(sc->last, key, klen);
+    sc->last[klen] = '\0';
+    memcpy(sc->owed[sc->count].key, key, klen);
+    sc->owed[sc->count].key[klen] = '\0';
+    snprintf(sc->owed[sc->count].status, sizeof sc->owed[0].status, "%.*s", (int)vlen, val);
+    sc->count++;
+    return 0;
+}
+
+static int exec_status_by_name(const char *name) {
+    for (int st = 0; st < SR_ST_COUNT; st++)
+        if (strcmp(sr_status_name((sr_status)st), name) == 0) return st;
+    return -1;
+}
+
+int sr_rules_status_recover(sr_rules *r, sr_store *store) {
+    exec_owed_scan *sc = calloc(1, sizeof *sc);
+    if (!sc) abort();
+    int fired = 0, dropped = 0;
+    for (;;) {
+        char after[sizeof sc->last];
+        memcpy(after, sc->last, sizeof after);
+        sc->count = 0;
+        int n = sr_store_scan(store, SR_SPACE_OWED, after[0] ? after : NULL, strlen(after), 500, exec_owed_cb, sc);
+        for (int i = 0; i < sc->count; i++) {
+            const char *key = sc->owed[i].key;
+            char id[SR_ID_LEN + 1];
+            snprintf(id, sizeof id, "%.*s", (int)strcspn(key, "/"), key);
+            sr_message m;
+            int status = exec_status_by_name(sc->owed[i].status);
+            sr_message_init(&m);
+            int rc = status >= 0 ? sr_store_get_message(store, id, &m) : SR_E_CORRUPT;
+            if (rc == 0 && r && exec_fire_status(r, &m, (sr_status)status, key) == 0) {
+                fired++;
+            } else {
+                dropped++;
+                exec_clear_owed(store, key);
+            }
+            sr_message_free(&m);
+        }
+        if (n < 500) break;
+    }
+    free(sc);
+    sr_metric_counter("smsrules_status_handlers_rerun_total",
+                      "sms.on_status handlers run again at start (the daemon stopped before they finished).", NULL)
+        ->value += fired;
+    if (fired) sr_info("status: handlers run again for changes whose sms.on_status did not finish", "count",
+                       sr_log_num(fired));
+    if (dropped) sr_warn("status: owed handlers dropped (no sms.on_status, or the message is gone)", "count",
+                         sr_log_num(dropped));
+    return fired;
 }

@@ -62,11 +62,20 @@ typedef struct sr_inbound {
 #define SR_INBOUND_HANDLER_KEY "smsrules.on_inbound"
 #define SR_STATUS_HANDLER_KEY "smsrules.on_status"
 
-/* Runs sms.on_status(msg, status) for a message whose status just changed
- * (m is the message as written; borrowed for the call). Returns 0 (done
- * runs later; may be NULL) or SR_E_NOTFOUND when the rules declare no
- * status handler. */
-int sr_rules_fire_status(sr_rules *r, const sr_message *m, sr_invocation_done done, void *ud);
+/* sms.on_status, at least once across a crash. Before submitting a unit
+ * whose message updates may change statuses, sr_rules_owe_status asks the
+ * store to record (when the rules declare a status handler) each change to
+ * sent or a final status as owed, in the same commit. After the commit,
+ * sr_rules_status_committed runs the handler for the update in slot when one
+ * was recorded, with the message as written; the handler's own unit clears
+ * the record (a handler that fails clears it alone). sr_rules_status_recover,
+ * at start, runs the handlers still owed (the daemon stopped first), each with
+ * the status it is owed for, and returns how many it started. */
+struct sr_store;
+void sr_rules_owe_status(sr_rules *r, struct sr_store_txn *t);
+void sr_rules_status_committed(sr_rules *r, struct sr_store *store, const struct sr_store_txn *t, int slot);
+int sr_rules_status_recover(sr_rules *r, struct sr_store *store);
+int sr_rules_has_status_handler(sr_rules *r);
 
 /* Runs the handler declared with sms.on_inbound(fn) with the message as a
  * table {id, from, to, text, provider, received_at (seconds)}, like

@@ -382,9 +382,7 @@ static void sched_request_free(sched_request *rq) {
 
 /* sms.on_status after a committed change to a final or sent status. */
 static void sched_fire_status(sr_scheduler *s, sr_store_txn *t) {
-    if (sr_store_txn_status(t) != 0 || !s->rules) return;
-    const sr_message *m = sr_store_txn_message(t, 0);
-    if (m && (m->status == SR_ST_SENT || sr_status_is_final(m->status))) sr_rules_fire_status(s->rules, m, NULL, NULL);
+    if (sr_store_txn_status(t) == 0) sr_rules_status_committed(s->rules, s->store, t, 0);
 }
 
 static void sched_transition_done(sr_store_txn *t, void *ud) {
@@ -407,6 +405,7 @@ static void sched_transition(sr_scheduler *s, sched_job *j) {
     j->req = holder;
     sr_store_txn *t = sr_store_txn_new(s->store);
     sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
+    sr_rules_owe_status(s->rules, t);
     sr_store_txn_submit(t, sched_transition_done, j);
 }
 
@@ -429,7 +428,7 @@ static void sched_complete_done(sr_store_txn *t, void *ud) {
     else if (j->change.kind == CH_RETRY) l->m_retried->value++;
     else if (j->change.kind == CH_FAILED) l->m_failed->value++;
     else if (j->change.kind == CH_FALLBACK) l->m_fallback->value++;
-    if (!j->change.absorbed) sched_fire_status(s, t);
+    sched_fire_status(s, t);
     if (--rq->units_pending == 0) sched_request_free(rq);
     sched_release(s, j);
     sr_scheduler_kick(s);
@@ -507,6 +506,7 @@ static void sched_finish_request(sr_scheduler *s, sched_request *rq, const sr_ad
         sched_decide(s, rq->p, j, &outs[i], http_status, duration_ms, now);
         sr_store_txn *t = sr_store_txn_new(s->store);
         sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
+        sr_rules_owe_status(s->rules, t);
         sr_store_txn_submit(t, sched_complete_done, j);
     }
 }

@@ -50,17 +50,18 @@ enum {
     STORE_DB_WATCH,
     STORE_DB_PARKED,
     STORE_DB_INBOUND,
+    STORE_DB_OWED,
     STORE_DB_COUNT
 };
 
 static const char *const store_db_names[STORE_DB_COUNT] = {
     "messages",    "queue", "expiry", "by_status", "provider_ids",
     "idempotency", "kv",    "dedup",  "optouts",   "meta",
-    "watch",       "parked", "inbound",
+    "watch",       "parked", "inbound", "owed",
 };
 
 /* The public record spaces (sr_store_space) and their databases. */
-static const int store_space_db[] = {STORE_DB_KV, STORE_DB_PARKED, STORE_DB_INBOUND};
+static const int store_space_db[] = {STORE_DB_KV, STORE_DB_PARKED, STORE_DB_INBOUND, STORE_DB_OWED};
 
 static int store_space(sr_store_space sp) {
     return (int)sp >= 0 && (size_t)sp < sizeof store_space_db / sizeof store_space_db[0] ? store_space_db[sp]
@@ -97,7 +98,8 @@ typedef struct store_op {
     int flag; /* optout: opted out; sweep: the database */
     int db;   /* kv set/del/append: the database (STORE_DB_KV unless a record space says otherwise) */
     sr_message_mutator fn;
-    void *arg; /* borrowed */
+    void *arg;             /* borrowed */
+    unsigned owe_mask;     /* update: statuses (1 << status) whose handler is owed when set */
 } store_op;
 
 struct sr_store_txn {
@@ -107,6 +109,7 @@ struct sr_store_txn {
     int cap;
     int status;
     int hard_error; /* set by the writer: the unit broke a batch and is skipped when it is redone */
+    unsigned owe_mask; /* sr_store_txn_owe_status */
     sr_store_done_cb cb;
     void *ud;
     sr_store_txn *next;
@@ -317,7 +320,19 @@ int sr_store_txn_update_message(sr_store_txn *t, const char *id, sr_message_muta
     if (id && strlen(id) == SR_ID_LEN) memcpy(op->id, id, sizeof op->id); /* else: not found when applied */
     op->fn = fn;
     op->arg = arg;
+    op->owe_mask = t->owe_mask;
     return slot;
+}
+
+void sr_store_txn_owe_status(sr_store_txn *t, unsigned status_mask) {
+    t->owe_mask = status_mask;
+    for (int i = 0; i < t->count; i++)
+        if (t->ops[i].kind == STORE_OP_UPDATE) t->ops[i].owe_mask = status_mask;
+}
+
+size_t sr_store_owed_key(const char *id, int64_t n, char *out, size_t outlen) {
+    int len = snprintf(out, outlen, "%s/%lld", id, (long long)n);
+    return len < 0 || (size_t)len >= outlen ? 0 : (size_t)len;
 }
 
 static store_op *store_txn_add_key(sr_store_txn *t, store_op_kind kind, const char *key, size_t klen,
@@ -666,6 +681,9 @@ static int store_op_put(sr_store *s, MDB_txn *txn, store_op *op) {
     return mdb_put(txn, s->dbi[STORE_DB_IDEMPOTENCY], &k, &v, 0);
 }
 
+static int store_put_expiring(sr_store *s, MDB_txn *txn, MDB_dbi dbi, const store_op *op, int64_t exp,
+                              const void *val, size_t vlen);
+
 static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
     MDB_val k = {SR_ID_LEN, op->id}, v;
     store_keys before, after;
@@ -684,6 +702,7 @@ static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
     sr_buf_init(&before.providers);
     sr_buf_init(&after.providers);
     store_keys_build(s, m, &before);
+    int history_before = m->history_count;
     rc = op->fn(m, op->arg);
     if (rc == SR_STORE_UNCHANGED) {
         /* Nothing to write; the unit goes on and the result slot shows the message as it is. */
@@ -709,6 +728,15 @@ static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
     store_keys_build(s, m, &after);
     rc = store_index_update(s, txn, &before, &after, op->id);
     if (rc) goto fail;
+    if (m->history_count > history_before && (op->owe_mask & (1u << m->status))) {
+        /* The status handler is owed for this change until its own unit clears the entry. */
+        char key[SR_ID_LEN + 24];
+        const char *name = sr_status_name(m->status);
+        store_op owed = {.key = key, .klen = sr_store_owed_key(op->id, m->history_count, key, sizeof key)};
+        rc = store_put_expiring(s, txn, s->dbi[STORE_DB_OWED], &owed, 0, name, strlen(name));
+        if (rc) goto fail;
+        op->int_out = m->history_count;
+    }
     op->msg = m; /* the unit owns it now */
     m = NULL;
 fail:

@@ -4,7 +4,8 @@
  * Named databases: messages (id → record), queue (due order → id), expiry
  * (expires_at → id), by_status (status,id), provider_ids (provider,id → message
  * id), idempotency (key → id, body hash, time), kv (key → value, expiry),
- * dedup (key → expiry), optouts (number → time), meta (schema version).
+ * dedup (key → expiry), optouts (number → time), meta (schema version),
+ * owed (message id/history number → status: sms.on_status not finished).
  *
  * Writes: the loop thread groups mutations into sr_store_txn units (each
  * committed atomically, all or nothing) and submits them. All units submitted
@@ -113,8 +114,9 @@ int sr_store_txn_dedup(sr_store_txn *t, const char *key, size_t klen, int64_t ex
 /* Record spaces: key → bytes with an optional expiry (0: none), like kv.
  * SR_SPACE_PARKED holds delivery reports that arrived before their message's
  * provider id was known (never swept: the report engine counts them as
- * orphaned); SR_SPACE_INBOUND holds inbound SMS by id (swept when expired). */
-typedef enum { SR_SPACE_KV = 0, SR_SPACE_PARKED, SR_SPACE_INBOUND } sr_store_space;
+ * orphaned); SR_SPACE_INBOUND holds inbound SMS by id (swept when expired); SR_SPACE_OWED holds the
+ * status changes whose sms.on_status has not finished (see sr_store_txn_owe_status). */
+typedef enum { SR_SPACE_KV = 0, SR_SPACE_PARKED, SR_SPACE_INBOUND, SR_SPACE_OWED } sr_store_space;
 int sr_store_txn_set(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val,
                      size_t vlen, int64_t expires_at_ms);
 /* Appends val to the entry's bytes (a missing or expired entry starts with val and expires_at_ms; a
@@ -129,6 +131,15 @@ int sr_store_txn_consume(sr_store_txn *t, sr_store_space sp, const char *key, si
 int sr_store_txn_del(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen);
 /* Deletes the entry if it is expired at now_ms when the unit runs (not if it was written again since). */
 int sr_store_txn_del_expired(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, int64_t now_ms);
+
+/* Every message update of the unit (added before or after this call) that sets a status in status_mask
+ * (bits 1 << sr_status) also writes, in the same commit, SR_SPACE_OWED key sr_store_owed_key(id, n) →
+ * the status name, where n is the message's history count after the change; the update's
+ * sr_store_txn_int is then n (0 when nothing was owed). Whoever runs the handler deletes the key in
+ * the handler's unit, so a crash before that leaves it for the next start. */
+void sr_store_txn_owe_status(sr_store_txn *t, unsigned status_mask);
+/* "ID/N"; returns the length (0 when out is too small). */
+size_t sr_store_owed_key(const char *id, int64_t n, char *out, size_t outlen);
 
 /* Submits the unit; takes ownership of t. cb runs on the loop after the batch
  * holding it committed to disk (or failed), then t is freed. cb may be NULL.

@@ -176,12 +176,21 @@ def the_mock_reports_each_part_and_the_message_is_delivered_after_all():
 def reports_before_answers_failures_and_crashes_leave_every_message_final():
     """300 messages (1-3 parts) to a mock that posts every part's report before answering the send, fails 10%
     of sends with 503 and reports 30% undelivered; the daemon is SIGKILLed three times while they go out.
-    Every message ends delivered or undelivered, no report is orphaned or counted twice unless the mock posted
-    it again, and the mock accepted each message once (a resend after a crash carries the same client id)."""
+    Every message ends delivered or undelivered, its sms.on_status for the final status commits once, no
+    report is orphaned or counted twice unless the mock posted it again, and the mock accepted each message once (a resend after a crash carries the same client id)."""
     rnd = random.Random(7)
     mock = Mock.start("--fail-5xx", "10", "--dlr-undelivered", "30", "--seed", "5", "--dlr-before-answer",
                       "--dlr-delay-ms", "0")
-    d = Daemon.start(rules(mock_provider("m", mock, ", concurrency = 16")))
+    d = Daemon.start(rules(mock_provider("m", mock, ", concurrency = 16") + '''
+sms.on_status(function(msg, status)
+  if status ~= "sent" then sms.kv.incr("final:" .. msg.id) end
+end)
+sms.on("finals", function(e)
+  local out = {}
+  for _, id in ipairs(e.ids) do out[id] = tonumber(sms.kv.get("final:" .. id)) or 0 end
+  return out
+end)
+'''))
     hook = lambda: mock.control({"dlr_url": "http://127.0.0.1:%d/hooks/m/status" % d.port})
     hook()
     n = 300
@@ -207,6 +216,14 @@ def reports_before_answers_failures_and_crashes_leave_every_message_final():
     check(metric(d, "smsrules_dlr_orphaned_total") == 0, "reports orphaned")
     # A report the daemon applied but could not answer (SIGKILLed, or slower than the mock's 5 s timeout)
     # is posted again: it may count as a duplicate, nothing else may.
+    # The status handler's effects commit with the entry that says it is owed: once per final status,
+    # crashes or not.
+    def finals():
+        status, _, _, doc = d.request("POST", "/v1/events/finals", {"ids": ids}, headers=AUTH)
+        check(status == 200, "finals answered %d %r" % (status, doc))
+        return doc["result"]
+    wait_for(lambda: set(finals().values()) == {1}, 20 * SLOWDOWN, "one final status handler per message",
+             interval=0.5)
     stats = mock.stats()
     dups = metric(d, "smsrules_dlr_reports_total", result="duplicate")
     check(dups <= stats["dlr_retried"], "%d reports counted twice, %d posted again" % (dups, stats["dlr_retried"]))
@@ -478,6 +495,44 @@ end)
         wait_for(lambda: replies(), 10 * SLOWDOWN, "the reply")
         got = replies()
         check(len(got) == 1 and got[0]["text"] == "looked it up: 200" and got[0]["reply_to"], "replies %r" % got)
+    finally:
+        peer.close()
+
+
+@test(timeout=60)
+def a_status_handler_that_did_not_finish_runs_again_after_a_crash():
+    """sms.on_status is owed in the same commit as the status change: a handler still waiting on
+    sms.http.request when the daemon is SIGKILLed runs again after the restart, with the status it is
+    owed for, and its effects commit once."""
+    from test_rules_async import Peer
+    peer = Peer()
+    try:
+        mock = Mock.start()
+        d = Daemon.start(rules(mock_provider("m", mock) + '''
+sms.on_status(function(msg, status)
+  local code = sms.http.request{ url = "%s", timeout_ms = 10000 }
+  sms.kv.incr("seen:" .. status .. ":" .. tostring(code))
+end)
+sms.on("peek", function() return { n = sms.kv.get("seen:sent:200") } end)
+''' % peer.url("/slow")))
+        mid = send(d, "+84912340027", "hello")
+        wait_for(lambda: peer.count("/slow") == 1, 10 * SLOWDOWN, "the status handler to be waiting on its request")
+        check(get(d, mid)["status"] == "sent", "status %r" % get(d, mid)["status"])
+        d.kill()
+        d.restart()
+        check(metric(d, "smsrules_status_handlers_rerun_total") == 1, "handlers run again at start")
+        wait_for(lambda: peer.count("/slow") == 2, 10 * SLOWDOWN, "the status handler to run again after the restart")
+
+        def seen():
+            status, _, _, doc = d.request("POST", "/v1/events/peek", {}, headers=AUTH)
+            return doc["result"].get("n") if status == 200 and doc.get("result") else None
+        wait_for(lambda: seen() is not None, 10 * SLOWDOWN, "the handler's effect")
+        check(str(seen()) == "1", "the handler committed %r times" % seen())
+        # Finished handlers are not owed any more: another restart runs nothing again.
+        d.stop()
+        d.restart()
+        check(metric(d, "smsrules_status_handlers_rerun_total") == 0, "handlers run again after a clean stop")
+        check(str(seen()) == "1", "seen %r after the second restart" % seen())
     finally:
         peer.close()
 

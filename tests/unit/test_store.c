@@ -729,6 +729,74 @@ TEST(store_append_consume_and_delete_expired) {
     fx_close(&f);
 }
 
+static int count_entries(const char *key, size_t klen, const char *val, size_t vlen, int64_t exp, void *ud) {
+    (void)key, (void)klen, (void)val, (void)vlen, (void)exp, (void)ud;
+    return 0;
+}
+
+/* Owed status handlers: written in the unit that sets a status of the mask, keyed by history number. */
+TEST(store_owed_status_entries_follow_the_mask) {
+    fx f;
+    fx_open(&f, 0, 0);
+    int64_t now = sr_now_ms();
+    char id[SR_ID_LEN + 1], key[SR_ID_LEN + 24];
+    put_one(&f, 1, now, 0, SR_ST_ACCEPTED, id); /* history: accepted */
+    sr_buf v;
+    sr_buf_init(&v);
+    result r;
+    unsigned mask = 1u << SR_ST_SENT | 1u << SR_ST_DELIVERED;
+
+    /* queued is not in the mask: nothing owed. */
+    change c = {.status = SR_ST_QUEUED, .at_ms = now + 1, .next_attempt_at_ms = -1};
+    sr_store_txn *t = sr_store_txn_new(f.s);
+    sr_store_txn_owe_status(t, mask); /* before the update */
+    sr_store_txn_update_message(t, id, mutate, &c);
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    CHECK(r.ints[0] == 0);
+    CHECK_INT(sr_store_scan(f.s, SR_SPACE_OWED, NULL, 0, 10, count_entries, NULL), 0);
+
+    /* sent is: the entry is "ID/3" → "sent", in the same commit. */
+    c = (change){.status = SR_ST_SENT, .at_ms = now + 2, .next_attempt_at_ms = -1};
+    t = sr_store_txn_new(f.s);
+    sr_store_txn_update_message(t, id, mutate, &c);
+    sr_store_txn_owe_status(t, mask); /* after the update */
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    CHECK(r.ints[0] == 3);
+    size_t klen = sr_store_owed_key(id, 3, key, sizeof key);
+    CHECK_INT(sr_store_get(f.s, SR_SPACE_OWED, key, klen, now, &v, NULL), 0);
+    CHECK_STR(sr_buf_cstr(&v), "sent");
+
+    /* An update that sets no status owes nothing, even with the mask; a unit without the mask neither. */
+    c = (change){.status = -1, .next_attempt_at_ms = now + 9};
+    t = sr_store_txn_new(f.s);
+    sr_store_txn_owe_status(t, mask);
+    sr_store_txn_update_message(t, id, mutate, &c);
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    CHECK(r.ints[0] == 0);
+    c = (change){.status = SR_ST_DELIVERED, .at_ms = now + 3, .next_attempt_at_ms = -1};
+    CHECK_INT(update_one(&f, id, &c), 0);
+    klen = sr_store_owed_key(id, 4, key, sizeof key);
+    CHECK_INT(sr_store_get(f.s, SR_SPACE_OWED, key, klen, now, &v, NULL), SR_E_NOTFOUND);
+
+    /* A refused update owes nothing: the unit wrote nothing. */
+    c = (change){.status = SR_ST_SENT, .at_ms = now + 4, .next_attempt_at_ms = -1};
+    t = sr_store_txn_new(f.s);
+    sr_store_txn_owe_status(t, mask);
+    sr_store_txn_update_message(t, id, mutate, &c);
+    CHECK_INT(run_unit(&f, t, &r), SR_E_STATE);
+    klen = sr_store_owed_key(id, 5, key, sizeof key);
+    CHECK_INT(sr_store_get(f.s, SR_SPACE_OWED, key, klen, now, &v, NULL), SR_E_NOTFOUND);
+
+    /* Clearing the entry is a plain delete. */
+    t = sr_store_txn_new(f.s);
+    klen = sr_store_owed_key(id, 3, key, sizeof key);
+    sr_store_txn_del(t, SR_SPACE_OWED, key, klen);
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    CHECK_INT(sr_store_get(f.s, SR_SPACE_OWED, key, klen, now, &v, NULL), SR_E_NOTFOUND);
+    sr_buf_free(&v);
+    fx_close(&f);
+}
+
 TEST(store_dedup_and_optout) {
     fx f;
     fx_open(&f, 0, 0);
