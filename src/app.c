@@ -281,13 +281,15 @@ static void app_sweep(uv_timer_t *t) {
     if (++app->sweeps % 60 == 0) sr_store_sweep_ttl(app->store, now);
 }
 
-static double app_store_gauge(void *ud) {
-    sr_app *app = ud;
+static double app_store_stat(sr_app *app, int which) {
     if (!app->store) return 0;
     sr_store_stats st;
     sr_store_get_stats(app->store, &st);
-    return (double)st.map_used;
+    return which == 0 ? (double)st.map_used : which == 1 ? (double)st.commits : (double)st.units;
 }
+static double app_store_gauge(void *ud) { return app_store_stat(ud, 0); }
+static double app_store_commits(void *ud) { return app_store_stat(ud, 1); }
+static double app_store_units(void *ud) { return app_store_stat(ud, 2); }
 
 /* The HTTP side drained: let requests to providers finish and record their outcomes. */
 static void app_scheduler_stopped(void *ud) {
@@ -406,6 +408,10 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     sr_rules_status_recover(app.rules, app.store);
     app_register_metrics(&app);
     sr_metric_gauge_fn("smsrules_store_bytes_used", "Bytes used in the LMDB map.", NULL, app_store_gauge, &app);
+    sr_metric_counter_fn("smsrules_store_commits_total", "Synced LMDB commits (each holds a batch of units).", NULL,
+                         app_store_commits, &app);
+    sr_metric_counter_fn("smsrules_store_units_total", "Units (all-or-nothing groups of writes) committed.", NULL,
+                         app_store_units, &app);
     uv_timer_init(app.loop, &app.sweep_timer);
     app.sweep_timer.data = &app;
     uv_timer_start(&app.sweep_timer, app_sweep, 1000, 1000);

@@ -77,6 +77,14 @@ sr_metric *sr_metric_gauge_fn(const char *name, const char *help, const char *la
     return m;
 }
 
+sr_metric *sr_metric_counter_fn(const char *name, const char *help, const char *labels, double (*read)(void *),
+                                void *ud) {
+    sr_metric *m = metrics_add(SR_METRIC_COUNTER, name, help, labels);
+    m->read = read;
+    m->read_ud = ud;
+    return m;
+}
+
 sr_metric *sr_metric_histogram(const char *name, const char *help, const char *labels, const double *bounds,
                                int bound_count) {
     sr_metric *m = metrics_add(SR_METRIC_HISTOGRAM, name, help, labels);

@@ -39,6 +39,9 @@ sr_metric *sr_metric_counter(const char *name, const char *help, const char *lab
 sr_metric *sr_metric_gauge(const char *name, const char *help, const char *labels);
 sr_metric *sr_metric_gauge_fn(const char *name, const char *help, const char *labels, double (*read)(void *),
                               void *ud);
+/* A counter whose value read(ud) gives when the metrics are written. */
+sr_metric *sr_metric_counter_fn(const char *name, const char *help, const char *labels, double (*read)(void *),
+                                void *ud);
 /* bounds ascending, at most SR_METRIC_MAX_BUCKETS (+Inf is implied). */
 sr_metric *sr_metric_histogram(const char *name, const char *help, const char *labels, const double *bounds,
                                int bound_count);

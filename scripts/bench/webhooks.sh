@@ -213,7 +213,11 @@ end
 LUA
 } >"$work/status.lua"
 
+commits0=$(metric smsrules_store_commits_total)
+units0=$(metric smsrules_store_units_total)
 bench_wrk "http://127.0.0.1:$port/hooks/mock/status" -s "$work/status.lua"
+commits=$(($(metric smsrules_store_commits_total) - commits0))
+units=$(($(metric smsrules_store_units_total) - units0))
 reports_rps=$rps
 reports_p99=$p99
 reports_cpu=$cpu_us
@@ -236,10 +240,10 @@ delivered=$(grep -o '"history":' "$work/pages" | wc -l)
 reports_warn=$(warn_lines reports)
 bench_stop
 
-printf 'webhooks.sh: POST /hooks/mock/status (DLR sent → delivered, on_status kv.incr, durable) t=%s c=%s (%s): %s reports/s (aim 50000/s: %s%%), p99 %s, daemon CPU %s µs/report, %s answered in %s; %s matched, %s messages delivered (of %s sent), on_status counted %s (duplicate %s, parked %s)%s\n' \
+printf 'webhooks.sh: POST /hooks/mock/status (DLR sent → delivered, on_status kv.incr, durable) t=%s c=%s (%s): %s reports/s (aim 50000/s: %s%%), p99 %s, daemon CPU %s µs/report, %s answered in %s; %s matched, %s messages delivered (of %s sent), on_status counted %s (duplicate %s, parked %s); %s store units in %s synced commits%s\n' \
     "$THREADS" "$CONNECTIONS" "$pinned" "$reports_rps" "$(awk -v r="$reports_rps" 'BEGIN { printf "%.0f", r / 500 }')" \
     "${reports_p99:-?}" "$reports_cpu" "$reports_answered" "$reports_time" "$matched" "$delivered" "$total" "${on_status:-?}" \
-    "$duplicate" "$parked" "${reports_errors:+, errors: $reports_errors}"
+    "$duplicate" "$parked" "$units" "$commits" "${reports_errors:+, errors: $reports_errors}"
 
 problems=""
 [ -n "$reports_errors" ] && problems="$problems wrk errors ($reports_errors);"
