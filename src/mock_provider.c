@@ -24,8 +24,9 @@
 
 #define MOCK_DEFAULT_LISTEN "127.0.0.1:9090"
 #define MOCK_RATE_WINDOW_MS 1000
-#define MOCK_DLR_ATTEMPTS 4         /* one post and three retries */
+#define MOCK_DLR_ATTEMPTS 4         /* default: one post and three retries */
 #define MOCK_DLR_BACKOFF_MS 200     /* doubled after each failed post */
+#define MOCK_DLR_BACKOFF_MAX_MS 5000
 #define MOCK_DLR_TIMEOUT_MS 5000
 #define MOCK_INBOUND_TIMEOUT_MS 10000
 #define MOCK_DRAIN_MS 3000          /* SIGTERM: then every connection is closed */
@@ -85,6 +86,7 @@ typedef struct mock_settings {
     uint64_t latency_jitter_ms;
     uint64_t hold_ms;      /* a "timed out" request is answered 504 after this */
     uint64_t dlr_delay_ms;
+    uint64_t dlr_attempts; /* posts of one report before giving up */
     bool dlr_before_answer;
     bool down;
     mock_dialect dialect;
@@ -308,6 +310,8 @@ static const char mock_usage[] =
     "      --dlr-delay-ms N       post it N ms after the send answer (default 100); polled statuses\n"
     "                             stay \"in progress\" that long after the send answer\n"
     "      --dlr-undelivered PCT  report PCT% of messages undelivered, the rest delivered\n"
+    "      --dlr-attempts N       post a report up to N times while posts fail: again after 200 ms,\n"
+    "                             doubling up to 5 s between tries (default 4)\n"
     "      --dlr-before-answer    post the report, and wait for its answer, before answering the\n"
     "                             send (the delay then counts from the request)\n"
     "      --inbound-url URL      where POST /control/inbound posts inbound SMS\n"
@@ -1016,14 +1020,15 @@ static void mock_dlr_failed_attempt(mock_dlr *d, int status, const char *error) 
         mock_dlr_finish(d);
         return;
     }
-    if (d->attempts >= MOCK_DLR_ATTEMPTS) {
+    if ((uint64_t)d->attempts >= mp->set.dlr_attempts) {
         mp->stats.dlr_failed++;
         sr_warn("delivery report not delivered", "message_id", d->message_id, "attempts",
                 sr_log_num(d->attempts), "http_status", sr_log_num(status), "error", error ? error : "");
         mock_dlr_finish(d);
         return;
     }
-    uint64_t backoff_ms = (uint64_t)MOCK_DLR_BACKOFF_MS << (d->attempts - 1);
+    uint64_t backoff_ms = d->attempts > 6 ? MOCK_DLR_BACKOFF_MAX_MS : (uint64_t)MOCK_DLR_BACKOFF_MS << (d->attempts - 1);
+    if (backoff_ms > MOCK_DLR_BACKOFF_MAX_MS) backoff_ms = MOCK_DLR_BACKOFF_MAX_MS;
     sr_debug("delivery report post failed, retrying", "message_id", d->message_id, "http_status",
              sr_log_num(status), "retry_in_ms", sr_log_num((int64_t)backoff_ms));
     uv_timer_start(&d->timer, mock_dlr_post, backoff_ms, 0);
@@ -3212,6 +3217,7 @@ enum {
     OPT_DLR_DELAY,
     OPT_DLR_UNDELIVERED,
     OPT_DLR_BEFORE,
+    OPT_DLR_ATTEMPTS,
     OPT_DIALECT,
     OPT_AUTH_TOKEN,
     OPT_WEBHOOK_SECRET,
@@ -3240,6 +3246,7 @@ static int mock_parse_args(int argc, char **argv, mock_provider *mp, const char 
                                               {"dlr-delay-ms", required_argument, NULL, OPT_DLR_DELAY},
                                               {"dlr-undelivered", required_argument, NULL, OPT_DLR_UNDELIVERED},
                                               {"dlr-before-answer", no_argument, NULL, OPT_DLR_BEFORE},
+                                              {"dlr-attempts", required_argument, NULL, OPT_DLR_ATTEMPTS},
                                               {"dialect", required_argument, NULL, OPT_DIALECT},
                                               {"auth-token", required_argument, NULL, OPT_AUTH_TOKEN},
                                               {"webhook-secret", required_argument, NULL, OPT_WEBHOOK_SECRET},
@@ -3276,6 +3283,7 @@ static int mock_parse_args(int argc, char **argv, mock_provider *mp, const char 
             else sr_config_set_str(&s->dlr_url, optarg);
             break;
         case OPT_DLR_DELAY: bad = mock_parse_uint(optarg, max_ms, &s->dlr_delay_ms); break;
+        case OPT_DLR_ATTEMPTS: bad = mock_parse_uint(optarg, 1000, &s->dlr_attempts) || s->dlr_attempts == 0; break;
         case OPT_DLR_UNDELIVERED: bad = mock_parse_pct(optarg, &s->dlr_undelivered_pct); break;
         case OPT_DLR_BEFORE: s->dlr_before_answer = true; break;
         case OPT_DIALECT: {
@@ -3357,6 +3365,7 @@ int sr_mock_provider_main(int argc, char **argv) {
     mp.set.retry_after_s = 1;
     mp.set.hold_ms = 60000;
     mp.set.dlr_delay_ms = 100;
+    mp.set.dlr_attempts = MOCK_DLR_ATTEMPTS;
     mp.max_ids = MOCK_DEFAULT_MAX_IDS;
     const char *listen = MOCK_DEFAULT_LISTEN;
     uint64_t seed = 0;

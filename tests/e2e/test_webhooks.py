@@ -168,8 +168,11 @@ def the_mock_reports_each_part_and_the_message_is_delivered_after_all():
     mid = send(d, "+84912000107", "x" * 400)
     m = wait_status(d, mid, "delivered")
     check(m["segments"] == 3 and m["part_reports"] == ["delivered"] * 3, "message %r" % m)
-    check(mock.stats()["dlr_sent"] == 3, "the mock posted %r reports" % mock.stats()["dlr_sent"])
-    check(metric(d, "smsrules_dlr_reports_total", result="duplicate") == 0, "a part report counted as a duplicate")
+    # The mock counts a report once it has the daemon's answer, which comes after the commit.
+    wait_for(lambda: mock.stats()["dlr_sent"] == 3, 5 * SLOWDOWN, "the mock to count 3 reports posted")
+    # A part the daemon was slower than the mock's 5 s to answer is posted again: only that may count twice.
+    dups = metric(d, "smsrules_dlr_reports_total", result="duplicate")
+    check(dups <= mock.stats()["dlr_retried"], "%d part reports counted as duplicates" % dups)
 
 
 @test(timeout=180)
@@ -179,8 +182,11 @@ def reports_before_answers_failures_and_crashes_leave_every_message_final():
     Every message ends delivered or undelivered, its sms.on_status for the final status commits once, no
     report is orphaned or counted twice unless the mock posted it again, and the mock accepted each message once (a resend after a crash carries the same client id)."""
     rnd = random.Random(7)
+    # A report posted while the daemon is down is posted again for ~80 s: a report the mock gave up on
+    # would leave its message sent for good (the resend after the restart is a duplicate to the mock,
+    # which reports only once).
     mock = Mock.start("--fail-5xx", "10", "--dlr-undelivered", "30", "--seed", "5", "--dlr-before-answer",
-                      "--dlr-delay-ms", "0")
+                      "--dlr-delay-ms", "0", "--dlr-attempts", "20")
     d = Daemon.start(rules(mock_provider("m", mock, ", concurrency = 16") + '''
 sms.on_status(function(msg, status)
   if status ~= "sent" then sms.kv.incr("final:" .. msg.id) end
@@ -208,7 +214,10 @@ end)
             st = get(d, mid)["status"]
             counts[st] = counts.get(st, 0) + 1
         return counts if set(counts) <= {"delivered", "undelivered"} else None
-    counts = wait_for(final, 60 * SLOWDOWN, "every message delivered or undelivered", interval=0.5)
+    def final_or_lost():
+        check(mock.stats()["dlr_failed"] == 0, "the mock gave up on %d reports" % mock.stats()["dlr_failed"])
+        return final()
+    counts = wait_for(final_or_lost, 60 * SLOWDOWN, "every message delivered or undelivered", interval=0.5)
     check(sum(counts.values()) == n and counts.get("undelivered", 0) > 0, "final statuses %r" % counts)
     for mid in ids[::25]:
         m = get(d, mid)
@@ -354,7 +363,9 @@ def polls_take_their_share_of_the_provider_rate():
     # GCRA at 4/s with a burst of 1 lets at most 4 + 1 + 1 calls into any 1 s window; up to 3 more when the
     # mock (slow under ASan) stalls and stamps requests sent 250 ms apart together. Polls that skip the
     # rate all go in the same tick: 14 were seen.
-    check(rate["max_calls_per_window"] <= 9, "sends and polls together reached %d in a second (rate 4, burst 1)"
+    # Sends reach the mock after a store commit, polls straight from the watch tick: slow commits (ASan)
+    # bunch arrivals a little. Without the shared rate 14 arrive, above either bound.
+    check(rate["max_calls_per_window"] <= 9 + 2 * (SLOWDOWN > 1), "sends and polls together reached %d in a second (rate 4, burst 1)"
           % rate["max_calls_per_window"])
     check(metric(d, "smsrules_status_polls_total") >= 12, "polls %r" % metric(d, "smsrules_status_polls_total"))
 
@@ -477,17 +488,17 @@ def an_inbound_whose_handler_did_not_finish_runs_again_after_a_crash():
         mock = Mock.start()
         d = Daemon.start(rules(mock_provider("m", mock) + '''
 sms.on_inbound(function(msg)
-  local status = sms.http.request{ url = "%s", timeout_ms = 10000 }
+  local status = sms.http.request{ url = "%s", timeout_ms = 60000 }
   return sms.reply(msg, "looked it up: " .. tostring(status))
 end)
-''' % peer.url("/slow")))
+''' % peer.url("/hang?s=%d" % (3 * SLOWDOWN))))
         inbound = {"message_id": "mo-crash", "from": "+84912340017", "to": "+84900000000", "text": "hello"}
         status, _, _, _ = d.request("POST", "/hooks/m/inbound", inbound)
         check(status == 200, "inbound answered %d" % status)
-        wait_for(lambda: peer.count("/slow") == 1, 5 * SLOWDOWN, "the handler to be waiting on its request")
+        wait_for(lambda: peer.count("/hang") == 1, 5 * SLOWDOWN, "the handler to be waiting on its request")
         d.kill()
         d.restart()
-        wait_for(lambda: peer.count("/slow") == 2, 10 * SLOWDOWN, "the handler to run again after the restart")
+        wait_for(lambda: peer.count("/hang") == 2, 10 * SLOWDOWN, "the handler to run again after the restart")
 
         def replies():
             status, _, _, doc = d.request("GET", "/v1/messages?status=sent", headers=AUTH)
@@ -510,18 +521,18 @@ def a_status_handler_that_did_not_finish_runs_again_after_a_crash():
         mock = Mock.start()
         d = Daemon.start(rules(mock_provider("m", mock) + '''
 sms.on_status(function(msg, status)
-  local code = sms.http.request{ url = "%s", timeout_ms = 10000 }
+  local code = sms.http.request{ url = "%s", timeout_ms = 60000 }
   sms.kv.incr("seen:" .. status .. ":" .. tostring(code))
 end)
 sms.on("peek", function() return { n = sms.kv.get("seen:sent:200") } end)
-''' % peer.url("/slow")))
+''' % peer.url("/hang?s=%d" % (3 * SLOWDOWN))))
         mid = send(d, "+84912340027", "hello")
-        wait_for(lambda: peer.count("/slow") == 1, 10 * SLOWDOWN, "the status handler to be waiting on its request")
+        wait_for(lambda: peer.count("/hang") == 1, 10 * SLOWDOWN, "the status handler to be waiting on its request")
         check(get(d, mid)["status"] == "sent", "status %r" % get(d, mid)["status"])
         d.kill()
         d.restart()
         check(metric(d, "smsrules_status_handlers_rerun_total") == 1, "handlers run again at start")
-        wait_for(lambda: peer.count("/slow") == 2, 10 * SLOWDOWN, "the status handler to run again after the restart")
+        wait_for(lambda: peer.count("/hang") == 2, 10 * SLOWDOWN, "the status handler to run again after the restart")
 
         def seen():
             status, _, _, doc = d.request("POST", "/v1/events/peek", {}, headers=AUTH)
