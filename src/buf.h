@@ -35,4 +35,12 @@ const char *sr_buf_cstr(sr_buf *b);
 /* Takes the bytes out: caller owns the returned pointer (free()), b is reset. */
 char *sr_buf_steal(sr_buf *b, size_t *len_out);
 
+/* FNV-1a (32-bit) of a NUL-terminated string, continuing from h (start
+ * with SR_FNV1A_INIT): for the small hash tables of ids and names. */
+#define SR_FNV1A_INIT 2166136261u
+static inline uint32_t sr_fnv1a_str(uint32_t h, const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 16777619u;
+    return h;
+}
+
 #endif

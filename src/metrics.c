@@ -20,11 +20,9 @@ static char *metrics_strdup(const char *s) {
 static sr_metric *metrics_index[METRICS_INDEX_SIZE];
 
 static unsigned metrics_hash(const char *name, const char *labels) {
-    uint32_t h = 2166136261u; /* FNV-1a over name, a separator, labels */
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 16777619u;
-    h = (h ^ 0xffu) * 16777619u;
-    for (const unsigned char *p = (const unsigned char *)labels; *p; p++) h = (h ^ *p) * 16777619u;
-    return h & (METRICS_INDEX_SIZE - 1);
+    /* name, a separator, labels */
+    uint32_t h = sr_fnv1a_str(sr_fnv1a_str(SR_FNV1A_INIT, name), "\xff");
+    return sr_fnv1a_str(h, labels) & (METRICS_INDEX_SIZE - 1);
 }
 
 static sr_metric *metrics_find(const char *name, const char *labels) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
@@ -49,9 +50,7 @@ struct sr_reports {
 /* ---- claims ---- */
 
 static unsigned reports_hash(const char *id) {
-    unsigned h = 2166136261u;
-    for (const char *p = id; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
-    return h % REPORTS_CLAIM_BUCKETS;
+    return sr_fnv1a_str(SR_FNV1A_INIT, id) % REPORTS_CLAIM_BUCKETS;
 }
 
 static int reports_claimed(sr_reports *R, const char *id) {

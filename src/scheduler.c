@@ -8,6 +8,7 @@
 
 #include <lauxlib.h>
 
+#include "buf.h"
 #include "adapter.h"
 #include "rules_exec.h"
 #include "log.h"
@@ -134,9 +135,7 @@ struct sr_scheduler {
 /* ---- claimed set ---- */
 
 static unsigned sched_hash(const char *id) {
-    unsigned h = 2166136261u;
-    for (const char *p = id; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
-    return h % SCHED_CLAIM_BUCKETS;
+    return sr_fnv1a_str(SR_FNV1A_INIT, id) % SCHED_CLAIM_BUCKETS;
 }
 
 static int sched_is_claimed(sr_scheduler *s, const char *id) {
