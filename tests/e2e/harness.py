@@ -27,6 +27,7 @@ import errno
 import http.client
 import json
 import os
+import random
 import resource
 import select
 import shutil
@@ -95,6 +96,50 @@ def free_port():
     try:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def _ephemeral_range():
+    """The kernel's range of local ports for outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def daemon_port():
+    """A free port for a daemon, outside the ephemeral range when there is
+    room: a port from that range can be handed to any outgoing connection
+    while a daemon is down between stop() and restart(), and the daemon
+    then cannot bind it again (for a minute, if that connection ends in
+    TIME_WAIT). Falls back to free_port()."""
+    low, high = _ephemeral_range()
+    if low - 1024 >= 4096:
+        span = range(max(1024, low - 16384), low)
+    elif 65535 - high >= 4096:
+        span = range(high + 1, min(65536, high + 1 + 16384))
+    else:
+        return free_port()
+    for _ in range(50):
+        port = random.choice(span)
+        if port_bindable(port):
+            return port
+    return free_port()
+
+
+def port_bindable(port):
+    """Whether a listener could bind HOST:port now (with SO_REUSEADDR, as
+    the daemon's libuv does, so TIME_WAIT leftovers do not count)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((HOST, port))
+        return True
+    except OSError:
+        return False
     finally:
         s.close()
 
@@ -175,7 +220,7 @@ class RawConn:
     """One TCP connection speaking bytes; reads whole HTTP responses
     (Content-Length framing), and tells when the server closed."""
 
-    def __init__(self, port, timeout=5.0, host=HOST):
+    def __init__(self, port, timeout=5.0 * SLOWDOWN, host=HOST):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
@@ -213,7 +258,7 @@ class RawConn:
         self.buf += chunk
         return True
 
-    def read_response(self, timeout=5.0):
+    def read_response(self, timeout=5.0 * SLOWDOWN):
         """The next response on the connection (a 1xx too, without body).
         Raises ConnectionClosed if the server closes first, socket.timeout
         if nothing complete arrives in time."""
@@ -246,7 +291,7 @@ class RawConn:
         self.buf = rest[length:]
         return Response(status, reason, headers, rest[:length], head)
 
-    def request(self, method, path, headers=None, body=b"", timeout=5.0):
+    def request(self, method, path, headers=None, body=b"", timeout=5.0 * SLOWDOWN):
         """Sends one request (Content-Length framing) and reads its answer."""
         self.send(build_request(method, path, headers, body))
         return self.read_response(timeout)
@@ -313,7 +358,9 @@ class Daemon:
 
     Daemon.start(rules="lua source", args=[...]) writes the rules to a file,
     starts `smsrules serve`, captures stderr (the JSON logs) to a file and
-    returns once GET /healthz answers 200."""
+    returns once GET /healthz answers 200.
+
+    ready_timeout (start, restart) is multiplied by SLOWDOWN."""
 
     def __init__(self):
         self.proc = None
@@ -334,7 +381,7 @@ class Daemon:
             with open(d.rules_path, "w") as f:
                 f.write(rules)
         for attempt in range(attempts):
-            d.port = free_port()
+            d.port = daemon_port()
             d.stderr_path = os.path.join(d.dir, "stderr-%d.log" % attempt)
             cmd = [BIN, "serve", "--listen", "%s:%d" % (HOST, d.port), "--data", data]
             if d.rules_path:
@@ -346,7 +393,7 @@ class Daemon:
                 d.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                           stderr=err, env=full_env, cwd=d.dir)
             _open_daemons.append(d)
-            if d._wait_ready(ready_timeout):
+            if d._wait_ready(ready_timeout * SLOWDOWN):
                 return d
             # The port was taken between our check and the daemon's bind: retry.
             log = d.stderr()
@@ -369,9 +416,18 @@ class Daemon:
                 continue
             try:
                 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+                # Wait for the answer as long as the daemon runs and the
+                # deadline allows: a probe given up on would still be answered
+                # (and counted in /metrics) after start() returned.
+                s.settimeout(0.1)
                 data = b""
                 while True:
-                    chunk = s.recv(4096)
+                    try:
+                        chunk = s.recv(4096)
+                    except socket.timeout:
+                        if self.proc.poll() is not None or time.monotonic() >= deadline:
+                            return False
+                        continue
                     if not chunk:
                         break
                     data += chunk
@@ -384,18 +440,47 @@ class Daemon:
             time.sleep(0.005)
         return False
 
-    def restart(self, ready_timeout=10.0):
-        """Starts the daemon again on the same data folder, port and rules."""
+    def restart(self, ready_timeout=10.0, attempts=5):
+        """Starts the daemon again on the same data folder, port and rules
+        (after stop() or kill()).
+
+        While the daemon was down, something else may have taken its port
+        (start() picks ports outside the ephemeral range so that outgoing
+        connections cannot); the new daemon then cannot bind it ("address
+        already in use", exit 2). The port cannot change (mocks and rules may
+        point at it), so that start is retried on the same port once the port
+        can be bound again (a bounded wait), up to `attempts` starts."""
+        if self.proc is not None:
+            # After a SIGKILL the old process may still be exiting (and holding
+            # the port and the data folder's lock).
+            try:
+                self.proc.wait(5.0 * SLOWDOWN)
+            except subprocess.TimeoutExpired:
+                raise TestFailure("restart(): the previous daemon (pid %d) still runs" % self.proc.pid)
         cmd = [BIN, "serve", "--listen", "%s:%d" % (HOST, self.port), "--data", os.path.join(self.dir, "data")]
         if self.rules_path:
             cmd += ["-c", self.rules_path]
-        self.restarts = getattr(self, "restarts", 0) + 1
-        self.stderr_path = os.path.join(self.dir, "stderr-restart-%d.log" % self.restarts)
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                         cwd=self.dir)
-        if not self._wait_ready(ready_timeout * SLOWDOWN):
-            raise TestFailure("daemon did not restart: " + self.stderr()[-2000:])
+        for attempt in range(attempts):
+            self.restarts = getattr(self, "restarts", 0) + 1
+            self.stderr_path = os.path.join(self.dir, "stderr-restart-%d.log" % self.restarts)
+            with open(self.stderr_path, "wb") as err:
+                self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                             cwd=self.dir)
+            if self._wait_ready(ready_timeout * SLOWDOWN):
+                return
+            log = self.stderr()
+            if self.proc.poll() is None or "address already in use" not in log:
+                raise TestFailure("daemon did not restart (exit %s): %s" % (self.proc.returncode, log[-2000:]))
+            self.proc.wait()
+            if attempt + 1 == attempts:
+                break
+            # Wait (bounded) until the connection holding the port is gone,
+            # then try again.
+            deadline = time.monotonic() + 2.0 * SLOWDOWN
+            while not port_bindable(self.port) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        raise TestFailure("daemon did not restart: port %d stayed in use after %d attempts: %s"
+                          % (self.port, attempts, self.stderr()[-500:]))
 
     # -- process --
 
@@ -413,8 +498,12 @@ class Daemon:
         except subprocess.TimeoutExpired:
             return None
 
-    def stop(self, timeout=5.0):
-        """SIGTERM, then the exit code (SIGKILL and TestFailure past timeout)."""
+    def stop(self, timeout=None):
+        """SIGTERM, then the exit code (SIGKILL and TestFailure past timeout).
+        The default covers the default 5 s drain deadline plus the exit
+        (LeakSanitizer's scan under ASan)."""
+        if timeout is None:
+            timeout = 5.0 + 5.0 * SLOWDOWN
         self.signal(signal.SIGTERM)
         rc = self.wait_exit(timeout)
         if rc is None:
@@ -447,7 +536,7 @@ class Daemon:
             lines.append(obj)
         return lines
 
-    def wait_log(self, msg, timeout=5.0):
+    def wait_log(self, msg, timeout=5.0 * SLOWDOWN):
         """Waits for a log line whose msg is `msg`; returns it."""
 
         def find():
@@ -473,10 +562,10 @@ class Daemon:
 
     # -- HTTP --
 
-    def connect(self, timeout=5.0):
+    def connect(self, timeout=5.0 * SLOWDOWN):
         return RawConn(self.port, timeout)
 
-    def request(self, method, path, body=None, headers=None, timeout=5.0):
+    def request(self, method, path, body=None, headers=None, timeout=5.0 * SLOWDOWN):
         """One request on a fresh http.client connection, closed afterwards.
         Returns (status, {lower-case header: value}, body bytes, parsed JSON or None)."""
         conn = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
@@ -505,7 +594,7 @@ class Daemon:
         return parse_metrics(body.decode("utf-8"))
 
 
-def run_cli(args, timeout=10.0, env=None, cwd=None, stdin_data=None):
+def run_cli(args, timeout=10.0 * SLOWDOWN, env=None, cwd=None, stdin_data=None):
     """Runs the binary with args; returns (exit code, stdout, stderr)."""
     full_env = dict(os.environ)
     full_env.update(env or {})

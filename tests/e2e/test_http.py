@@ -26,6 +26,9 @@ from harness import (  # noqa: E402
 )
 
 HEALTHZ_SERIES = 'smsrules_http_requests_total{route="/healthz",code="200"}'
+# How long a close that should follow at once (an answer with Connection:
+# close, a refusal) may take to be seen: a deadline, not a speed claim.
+CLOSE_WAIT = 2.0 * SLOWDOWN
 
 
 def get(path, extra=""):
@@ -65,11 +68,11 @@ def metrics_count_requests_connections_build_info():
     idle = [d.connect() for _ in range(3)]
     for c in idle:
         check(c.request("GET", "/healthz").status == 200, "idle connection not served")
-    wait_for(lambda: d.metrics().get("smsrules_http_open_connections") == 4, 2.0,
+    wait_for(lambda: d.metrics().get("smsrules_http_open_connections") == 4, 5.0 * SLOWDOWN,
              "smsrules_http_open_connections == 4 with 3 idle connections open")
     for c in idle:
         c.close()
-    wait_for(lambda: d.metrics().get("smsrules_http_open_connections") == 1, 2.0,
+    wait_for(lambda: d.metrics().get("smsrules_http_open_connections") == 1, 5.0 * SLOWDOWN,
              "smsrules_http_open_connections back to 1")
     text = d.request("GET", "/metrics")[2].decode()
     check("# TYPE smsrules_http_requests_total counter" in text, "no TYPE line for the counter")
@@ -114,13 +117,13 @@ def keep_alive_many_requests_one_connection():
     c2 = d.connect()
     c2.send(b"GET /healthz HTTP/1.0\r\n\r\n")
     check(c2.read_response().status == 200, "HTTP/1.0 request not answered")
-    check(c2.wait_closed(2.0), "HTTP/1.0 connection not closed after the answer")
+    check(c2.wait_closed(CLOSE_WAIT), "HTTP/1.0 connection not closed after the answer")
     # Connection: close is honoured.
     c3 = d.connect()
     c3.send(get("/healthz", "Connection: close\r\n"))
     r = c3.read_response()
     check(r.status == 200 and r.header("connection") == "close", "Connection: close not echoed: %r" % r.raw_head)
-    check(c3.wait_closed(2.0), "connection not closed after Connection: close")
+    check(c3.wait_closed(CLOSE_WAIT), "connection not closed after Connection: close")
 
 
 @test
@@ -191,13 +194,13 @@ def headers_over_limit_431_and_close():
     c = d.connect()
     c.send(get("/healthz", "X-Big: %s\r\n" % ("b" * 17000)))
     check_json_error(c.read_response(), 431)
-    check(c.wait_closed(2.0), "connection still open after 431")
+    check(c.wait_closed(CLOSE_WAIT), "connection still open after 431")
     # Many small headers add up too.
     c = d.connect()
     many = "".join("X-H%d: %s\r\n" % (i, "v" * 200) for i in range(90))
     c.send(get("/healthz", many))
     check_json_error(c.read_response(), 431)
-    check(c.wait_closed(2.0), "connection still open after 431 (many headers)")
+    check(c.wait_closed(CLOSE_WAIT), "connection still open after 431 (many headers)")
     # The limit is configurable.
     d2 = Daemon.start(rules="sms.config{ max_header_bytes = 2048 }\n")
     c = d2.connect()
@@ -210,20 +213,20 @@ def body_content_length_over_limit_413():
     d = Daemon.start()
     # Exactly 1 MiB is allowed (the route then says 405).
     c = d.connect()
-    r = c.request("POST", "/healthz", body=b"x" * (1 << 20), timeout=10)
+    r = c.request("POST", "/healthz", body=b"x" * (1 << 20), timeout=10 * SLOWDOWN)
     check_json_error(r, 405)
     # One byte more: 413 from the headers alone, before any body byte.
     c = d.connect()
     c.send(b"POST /healthz HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n" % ((1 << 20) + 1))
-    r = c.read_response(timeout=3.0)
+    r = c.read_response(timeout=3.0 * SLOWDOWN)
     check_json_error(r, 413)
     check(r.header("connection") == "close", "413 without Connection: close")
-    check(c.wait_closed(2.0), "connection still open after 413")
+    check(c.wait_closed(CLOSE_WAIT), "connection still open after 413")
     # A configured limit.
     d2 = Daemon.start(rules="sms.config{ max_body_bytes = 4096 }\n")
     c = d2.connect()
     c.send(b"POST /healthz HTTP/1.1\r\nHost: test\r\nContent-Length: 4097\r\n\r\n")
-    check_json_error(c.read_response(timeout=3.0), 413)
+    check_json_error(c.read_response(timeout=3.0 * SLOWDOWN), 413)
 
 
 @test
@@ -234,9 +237,9 @@ def body_chunked_over_limit_413():
     chunk = b"%x\r\n%s\r\n" % (64 * 1024, b"z" * (64 * 1024))
     c.send(chunk * 16)  # exactly 1 MiB so far: still allowed
     c.send(b"1\r\nz")  # the byte over the limit, and nothing after it
-    r = c.read_response(timeout=5.0)
+    r = c.read_response(timeout=5.0 * SLOWDOWN)
     check_json_error(r, 413)
-    check(c.wait_closed(2.0), "connection still open after 413 (chunked)")
+    check(c.wait_closed(CLOSE_WAIT), "connection still open after 413 (chunked)")
 
 
 @test
@@ -246,18 +249,18 @@ def content_length_with_transfer_encoding_400_and_close():
     c.send(b"POST /healthz HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n"
            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
     check_json_error(c.read_response(), 400)
-    check(c.wait_closed(2.0), "connection still open after 400 on CL+TE")
+    check(c.wait_closed(CLOSE_WAIT), "connection still open after 400 on CL+TE")
     # Either order.
     c = d.connect()
     c.send(b"POST /healthz HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n"
            b"Content-Length: 5\r\n\r\n0\r\n\r\n")
     check_json_error(c.read_response(), 400)
-    check(c.wait_closed(2.0), "connection still open after 400 on TE+CL")
+    check(c.wait_closed(CLOSE_WAIT), "connection still open after 400 on TE+CL")
     # Garbage is a 400 too, and the daemon keeps serving.
     c = d.connect()
     c.send(b"NOT HTTP AT ALL\r\n\r\n")
     check_json_error(c.read_response(), 400)
-    check(c.wait_closed(2.0), "connection still open after 400 on garbage")
+    check(c.wait_closed(CLOSE_WAIT), "connection still open after 400 on garbage")
     check(d.request("GET", "/healthz")[0] == 200, "daemon not serving after bad requests")
 
 
@@ -265,14 +268,15 @@ def content_length_with_transfer_encoding_400_and_close():
 def slow_headers_408_after_timeout():
     d = Daemon.start(rules="sms.config{ header_timeout_ms = 1000 }\n")
     c = d.connect()
+    late = 1.0 + 2.0 * SLOWDOWN  # the 1 s timeout, plus room for a slow machine
     t0 = time.monotonic()
     c.send(b"GET /healthz HTTP/1.1\r\nHost: te")  # half a header, then nothing
-    r = c.read_response(timeout=5.0)
+    r = c.read_response(timeout=late + 2.0 * SLOWDOWN)
     elapsed = time.monotonic() - t0
     check_json_error(r, 408)
     check(elapsed >= 0.9, "408 after %.2fs, before the 1 s timeout" % elapsed)
-    check(elapsed < 3.0, "408 after %.2fs, long after the 1 s timeout" % elapsed)
-    check(c.wait_closed(1.0), "connection still open after 408")
+    check(elapsed < late, "408 after %.2fs, long after the 1 s timeout" % elapsed)
+    check(c.wait_closed(CLOSE_WAIT), "connection still open after 408")
 
 
 @test
@@ -297,27 +301,31 @@ def slow_headers_dripping_still_408():
             continue
         except ConnectionClosed:
             break
+    late = 1.0 + 2.0 * SLOWDOWN  # the 1 s timeout, plus room for a slow machine
     if got is None:
-        got = c.read_response(timeout=3.0)
+        got = c.read_response(timeout=max(0.1, late + 2.0 * SLOWDOWN - (time.monotonic() - t0)))
     elapsed = time.monotonic() - t0
     check_json_error(got, 408)
-    check(0.9 <= elapsed < 3.0, "408 after %.2fs with a dripping client (timeout 1 s)" % elapsed)
+    check(0.9 <= elapsed < late, "408 after %.2fs with a dripping client (timeout 1 s)" % elapsed)
 
 
 @test
 def idle_keep_alive_timeout_closes():
     d = Daemon.start(rules="sms.config{ idle_timeout_ms = 500 }\n")
     c = d.connect()
-    check(c.request("GET", "/healthz").status == 200, "healthz failed")
+    late = 0.5 + 1.5 * SLOWDOWN  # the 0.5 s timeout, plus room for a slow machine
+    # From before the request: the idle time starts after the answer, so a
+    # stall here in the test can only lengthen what is measured.
     t0 = time.monotonic()
-    check(c.wait_closed(3.0), "idle connection not closed within 3 s (idle_timeout_ms=500)")
+    check(c.request("GET", "/healthz").status == 200, "healthz failed")
+    check(c.wait_closed(late + 1.0 * SLOWDOWN), "idle connection not closed (idle_timeout_ms=500)")
     elapsed = time.monotonic() - t0
     check(elapsed >= 0.4, "idle connection closed after %.2fs, before the 0.5 s timeout" % elapsed)
-    check(elapsed < 2.0, "idle connection closed after %.2fs" % elapsed)
+    check(elapsed < late, "idle connection closed after %.2fs" % elapsed)
     check(c.buf == b"", "idle close sent bytes: %r" % c.buf[:100])
     # A connection that never sent anything is idle too.
     c2 = d.connect()
-    check(c2.wait_closed(3.0), "silent connection not closed")
+    check(c2.wait_closed(late + 1.0 * SLOWDOWN), "silent connection not closed")
 
 
 @test
@@ -327,9 +335,9 @@ def max_connections_503_then_recovers():
     for c in held:
         check(c.request("GET", "/healthz").status == 200, "one of the first 5 connections was refused")
     sixth = d.connect()
-    r = sixth.read_response(timeout=3.0)
+    r = sixth.read_response(timeout=3.0 * SLOWDOWN)
     check_json_error(r, 503)
-    check(sixth.wait_closed(2.0), "6th connection still open after 503")
+    check(sixth.wait_closed(CLOSE_WAIT), "6th connection still open after 503")
     # The held ones are unaffected.
     check(held[0].request("GET", "/healthz").status == 200, "held connection broken by the 6th")
     held[0].close()
@@ -347,10 +355,10 @@ def max_connections_503_then_recovers():
             return False
         return c
 
-    extra = [wait_for(fresh_ok, 3.0, "a new connection accepted after closing 2")]
-    extra.append(wait_for(fresh_ok, 3.0, "a second new connection accepted"))
+    extra = [wait_for(fresh_ok, 5.0 * SLOWDOWN, "a new connection accepted after closing 2")]
+    extra.append(wait_for(fresh_ok, 5.0 * SLOWDOWN, "a second new connection accepted"))
     c = d.connect()
-    check_json_error(c.read_response(timeout=3.0), 503)
+    check_json_error(c.read_response(timeout=3.0 * SLOWDOWN), 503)
 
 
 @test(timeout=40)
@@ -367,13 +375,13 @@ def thousand_idle_connections_do_not_delay():
     raise_nofile(n + 200)
     idle = []
     for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5 * SLOWDOWN)
         idle.append(s)
     try:
         # All accepted by the daemon (the +1 is the connection asking).
-        wait_for(lambda: d.metrics().get("smsrules_http_open_connections") == n + 1, 10.0,
+        wait_for(lambda: d.metrics().get("smsrules_http_open_connections") == n + 1, 10.0 * SLOWDOWN,
                  "%d open connections in /metrics" % (n + 1))
-        worst = 0.0
+        times = []
         for _ in range(20):
             t0 = time.monotonic()
             c = RawConn(d.port)
@@ -381,11 +389,19 @@ def thousand_idle_connections_do_not_delay():
             elapsed = time.monotonic() - t0
             c.close()
             check(r.status == 200, "healthz answered %d" % r.status)
-            worst = max(worst, elapsed)
-        limit = 0.2 * SLOWDOWN
-        check(worst < limit, "a request took %.0f ms with %d idle connections open" % (worst * 1000, n))
-        # The idle ones are still there (not dropped to make room).
-        check(d.metrics().get("smsrules_http_open_connections") == n + 1, "idle connections were dropped")
+            times.append(elapsed)
+        times.sort()
+        # A delay caused by the idle connections would hold for every
+        # request; one stall of a loaded machine must not fail the test, so
+        # the median is bounded (and the second worst, loosely), not the worst.
+        median = (times[9] + times[10]) / 2
+        check(median < 0.2 * SLOWDOWN and times[-2] < 1.0 * SLOWDOWN,
+              "with %d idle connections open, round trips took %.0f ms (median), %.0f ms (second worst); all: %s"
+              % (n, median * 1000, times[-2] * 1000, " ".join("%.0f" % (t * 1000) for t in times)))
+        # The idle ones are still there (not dropped to make room). Waited
+        # for: the close of the last connection above may not be seen yet.
+        wait_for(lambda: d.metrics().get("smsrules_http_open_connections") == n + 1, 5.0 * SLOWDOWN,
+                 "%d open connections in /metrics again (idle connections were dropped?)" % (n + 1))
     finally:
         for s in idle:
             s.close()
@@ -397,18 +413,21 @@ def thousand_idle_connections_do_not_delay():
 @test
 def sigterm_drains_in_flight_request():
     """A request whose body is still arriving when SIGTERM comes is finished
-    and answered (with Connection: close), then the daemon exits 0."""
-    d = Daemon.start()
+    and answered (with Connection: close), then the daemon exits 0, without
+    waiting for its drain deadline."""
+    # A drain deadline far beyond any step here, so that a slow machine
+    # cannot reach it before the test sends the rest of the body, and so
+    # that the exit is seen to follow the drained answer, not the deadline.
+    d = Daemon.start(rules="sms.config{ shutdown_timeout_ms = 60000 }\n")
     c = d.connect()
     # Expect: 100-continue tells us when the daemon has read the headers:
     # from then on this request is in flight (its body is being received).
     c.send(b"POST /healthz HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n")
-    cont = c.read_response(timeout=3.0)
+    cont = c.read_response(timeout=3.0 * SLOWDOWN)
     check(cont.status == 100, "expected 100 Continue, got %r" % cont)
     c.send(b"12345")
-    t0 = time.monotonic()
     d.signal(signal.SIGTERM)
-    d.wait_log("stopping", 3.0)
+    d.wait_log("stopping", 5.0 * SLOWDOWN)
 
     def refused():
         try:
@@ -417,41 +436,48 @@ def sigterm_drains_in_flight_request():
         except OSError:
             return True
 
-    wait_for(refused, 3.0, "the listener to close after SIGTERM")
+    wait_for(refused, 5.0 * SLOWDOWN, "the listener to close after SIGTERM")
     check(d.running(), "daemon exited with a request in flight (exit %s)" % d.proc.returncode)
     check(not c.is_closed_now(), "the in-flight request's connection was closed by SIGTERM")
     c.send(b"67890")
-    r = c.read_response(timeout=3.0)
+    r = c.read_response(timeout=3.0 * SLOWDOWN)
     check_json_error(r, 405)
     check(r.header("connection") == "close", "answer during drain lacks Connection: close: %r" % r.raw_head)
-    check(c.wait_closed(2.0), "connection not closed after the drained answer")
-    rc = d.wait_exit(max(0.1, 5.0 - (time.monotonic() - t0)))
-    check(rc is not None, "daemon still running 5 s after SIGTERM")
+    check(c.wait_closed(CLOSE_WAIT), "connection not closed after the drained answer")
+    # The exit (LeakSanitizer's scan included under ASan) follows the last
+    # answer: far sooner than the 60 s drain deadline.
+    bound = 2.0 + 3.0 * SLOWDOWN
+    rc = d.wait_exit(bound)
+    check(rc is not None, "daemon still running %.0f s after its last request was drained" % bound)
     check(rc == 0, "daemon exited %s after draining" % rc)
-    d.wait_log("stopped", 1.0)
+    d.wait_log("stopped", 1.0 * SLOWDOWN)
 
 
 @test
 def sigterm_with_idle_connections_exits_promptly():
-    d = Daemon.start()
+    # Idle connections are closed at once, not drained: the exit must come
+    # far sooner than the drain deadline (60 s here, so that the two cannot
+    # be confused however slow the machine).
+    d = Daemon.start(rules="sms.config{ shutdown_timeout_ms = 60000 }\n")
     idle = [d.connect() for _ in range(3)]
     for c in idle:
         check(c.request("GET", "/healthz").status == 200, "healthz failed")
     silent = d.connect()  # connected, never sent anything
+    bound = 1.0 + 2.0 * SLOWDOWN  # LeakSanitizer's exit scan included under ASan
     t0 = time.monotonic()
-    rc = d.stop(5.0)
+    rc = d.stop(bound)
     elapsed = time.monotonic() - t0
     check(rc == 0, "exit code %s after SIGTERM" % rc)
-    check(elapsed < 1.0 * SLOWDOWN, "exit took %.2fs with only idle connections" % elapsed)
+    check(elapsed < bound, "exit took %.2fs with only idle connections" % elapsed)
     for c in idle + [silent]:
-        check(c.wait_closed(1.0), "an idle connection was left open")
+        check(c.wait_closed(CLOSE_WAIT), "an idle connection was left open")
 
 
 @test
 def sigint_exits_zero():
     d = Daemon.start()
     d.signal(signal.SIGINT)
-    rc = d.wait_exit(5.0)
+    rc = d.wait_exit(5.0 + 5.0 * SLOWDOWN)  # the default 5 s drain deadline, plus the exit
     check(rc == 0, "exit code %s after SIGINT" % rc)
 
 

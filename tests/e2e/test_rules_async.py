@@ -62,7 +62,7 @@ end)
 -- Takes a token, then waits on the peer: every concurrent handler has taken
 -- (or been refused) its token before any of them can commit.
 sms.on("rl_hold", function(ev)
-  local allowed = sms.ratelimit(ev.key, 5, 60)
+  local allowed = sms.ratelimit(ev.key, 5, ev.per or 60)
   local status = sms.http.request{ url = ev.url }
   return { allowed = allowed, status = status }
 end)
@@ -81,15 +81,19 @@ class Peer:
                JSON, and X-Reply: yes plus two X-Multi headers
     /slow      answers "slow done" after 2 s
     /hang?s=S  answers after S seconds (5 by default; for timeouts)
+    /held?id=I answers "held I" once the test calls release(I) (500 after
+               60 s x SLOWDOWN if it never does; close() releases all)
     /size?n=N  answers N bytes
-    /barrier?n=N&id=I  waits until N requests are in /barrier (500 after 5 s
-               if they never are), then answers "id=I", the later ids first
+    /barrier?n=N&id=I  waits until N requests are in /barrier (500 after
+               5 s x SLOWDOWN if they never are), then answers "id=I", the
+               later ids first
     """
 
     def __init__(self):
         self.lock = threading.Lock()
         self.arrived = []  # paths, in arrival order
         self.barriers = {}
+        self.gates = {}  # /held ids → threading.Event
         peer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -131,6 +135,11 @@ class Peer:
                 elif url.path == "/hang":
                     time.sleep(float(q.get("s", "5")))
                     self.answer(200, "too late")
+                elif url.path == "/held":
+                    if peer.gate(q.get("id", "")).wait(timeout=60.0 * SLOWDOWN):
+                        self.answer(200, "held " + q.get("id", ""))
+                    else:
+                        self.answer(500, "never released")
                 elif url.path == "/size":
                     self.answer(200, b"x" * int(q["n"]))
                 elif url.path == "/barrier":
@@ -163,7 +172,19 @@ class Peer:
         with self.lock:
             return self.arrived.count(path)
 
+    def gate(self, ident):
+        with self.lock:
+            return self.gates.setdefault(ident, threading.Event())
+
+    def release(self, ident):
+        """Lets the /held?id=ident requests (present and future) answer."""
+        self.gate(ident).set()
+
     def close(self):
+        with self.lock:
+            gates = list(self.gates.values())
+        for g in gates:
+            g.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -189,7 +210,7 @@ def fire_concurrently(d, name, bodies):
         c = http.client.HTTPConnection(HOST, d.port, timeout=20 * SLOWDOWN)
         try:
             c.connect()
-            gate.wait(timeout=10)
+            gate.wait(timeout=10 * SLOWDOWN)
             c.request("POST", "/v1/events/" + name, body=json.dumps(bodies[i]), headers=AUTH)
             r = c.getresponse()
             data = r.read()
@@ -257,15 +278,19 @@ def slow_request_does_not_delay_other_requests():
         slow = {}
 
         def fire_slow():
-            t0 = time.monotonic()
-            slow["response"] = fire(d, "fetch", {"spec": {"url": peer.url("/slow")}}, timeout=20)
-            slow["elapsed"] = time.monotonic() - t0
+            # The peer holds this one until the test releases it; the
+            # daemon's own timeout (60 s, the most allowed) is far off.
+            slow["response"] = fire(d, "fetch", {"spec": {"url": peer.url("/held?id=slow"), "timeout_ms": 60000}},
+                                    timeout=60)
+            slow["answered_at"] = time.monotonic()
 
         t = threading.Thread(target=fire_slow)
         t.start()
-        wait_for(lambda: peer.count("/slow") == 1, 5 * SLOWDOWN, "the slow request to reach the peer")
-        # The handler now waits on the peer (2 s). Everything else goes on.
-        bound = 0.3 * SLOWDOWN
+        wait_for(lambda: peer.count("/held") == 1, 5 * SLOWDOWN, "the slow request to reach the peer")
+        # The handler now waits on the peer, for as long as the test wants.
+        # Everything else goes on, each well within a bound (a daemon that
+        # waited on the slow request would not answer these at all).
+        bound = 0.5 + 0.5 * SLOWDOWN
         for i in range(5):
             t0 = time.monotonic()
             status = d.request("GET", "/healthz")[0]
@@ -280,15 +305,18 @@ def slow_request_does_not_delay_other_requests():
             took = time.monotonic() - t0
             check(res["status"] == 201 and took < bound,
                   "another handler's request during the slow one: %r in %.3fs" % (res.get("status"), took))
-        check("response" not in slow, "the slow event answered before the others were checked: "
-              "the checks did not overlap its wait")
+        check("response" not in slow, "the slow event answered before the peer did: "
+              "the checks did not overlap its wait (%r)" % (slow.get("response"),))
+        released_at = time.monotonic()
+        peer.release("slow")
         t.join(20 * SLOWDOWN)
+        check("response" in slow, "the slow event was not answered after the peer answered")
         status, _, _, doc = slow["response"]
-        check(status == 200 and doc["result"] == {"ok": True, "status": 200, "body": "slow done",
+        check(status == 200 and doc["result"] == {"ok": True, "status": 200, "body": "held slow",
                                                  "headers": doc["result"].get("headers")},
               "the slow event's result: %d %r" % (status, doc))
         check(doc["result"]["headers"].get("content-length") == "9", "slow headers: %r" % doc["result"]["headers"])
-        check(slow["elapsed"] >= 1.9, "the slow event answered in %.2fs, before the peer did" % slow["elapsed"])
+        check(slow["answered_at"] >= released_at, "the slow event answered before the peer did")
         d.stop()
     finally:
         peer.close()
@@ -418,17 +446,35 @@ def rl(d, key, rate=3, per=60):
     return fire_ok(d, "rl", {"key": key, "rate": rate, "per": per})
 
 
+# A period long enough that no token comes back during a test, however slow
+# the machine (a stop and restart under ASan included): 3 per hour gives one
+# every 1200 s.
+PER = 3600
+
+
+def check_retry_after(res, interval, since, what):
+    """res is a refusal whose retry_after is the emission interval less the
+    time since the key's first event, which came after monotonic `since`."""
+    elapsed = time.monotonic() - since
+    check(res["allowed"] is False, "%s: allowed: %r" % (what, res))
+    # A margin for the daemon's millisecond wall clock (not monotonic).
+    check(interval - elapsed - 0.5 <= res["retry_after"] <= interval + 0.5,
+          "%s: retry_after %r is not %d s less the %.1f s since the first event" %
+          (what, res["retry_after"], interval, elapsed))
+
+
 @test(timeout=40)
 def ratelimit_allows_rate_then_denies_and_survives_restart():
     d = Daemon.start(RULES)
+    t0 = time.monotonic()
     for i in range(3):
-        check(rl(d, "sender:+100") == {"allowed": True, "retry_after": 0}, "event %d of 3 was refused" % (i + 1))
-    res = rl(d, "sender:+100")
-    check(res["allowed"] is False and 0 < res["retry_after"] <= 60, "the 4th event: %r" % res)
-    # T = 60/3 = 20 s: the next one passes about 20 s from now.
-    check(15 <= res["retry_after"] <= 20, "retry_after %r is not the emission interval" % res["retry_after"])
+        check(rl(d, "sender:+100", per=PER) == {"allowed": True, "retry_after": 0},
+              "event %d of 3 was refused" % (i + 1))
+    res = rl(d, "sender:+100", per=PER)
+    # T = 3600/3 = 1200 s: the next one passes 1200 s after the first.
+    check_retry_after(res, PER / 3, t0, "the 4th event")
     # Another key has its own budget.
-    check(rl(d, "sender:+200")["allowed"] is True, "a different key was refused")
+    check(rl(d, "sender:+200", per=PER)["allowed"] is True, "a different key was refused")
     # Reserved: sms.kv can neither read nor overwrite the limiter's state.
     for event in ("kv_get", "kv_set"):
         status, _, _, doc = fire(d, event, {"key": "\x01rl:sender:+100"})
@@ -442,12 +488,13 @@ def ratelimit_allows_rate_then_denies_and_survives_restart():
 
     d.stop()
     d.restart()
-    res = rl(d, "sender:+100")
-    check(res["allowed"] is False and 0 < res["retry_after"] <= 60, "a restart reset the limit: %r" % res)
+    res = rl(d, "sender:+100", per=PER)
+    check(res["allowed"] is False, "a restart reset the limit: %r" % res)
+    check_retry_after(res, PER / 3, t0, "after the restart")
     # The other key kept its count too: 2 of 3 left.
-    check(rl(d, "sender:+200")["allowed"] is True and rl(d, "sender:+200")["allowed"] is True,
+    check(rl(d, "sender:+200", per=PER)["allowed"] is True and rl(d, "sender:+200", per=PER)["allowed"] is True,
           "sender:+200 lost its remaining budget")
-    check(rl(d, "sender:+200")["allowed"] is False, "sender:+200 got more than 3 after the restart")
+    check(rl(d, "sender:+200", per=PER)["allowed"] is False, "sender:+200 got more than 3 after the restart")
     d.stop()
 
 
@@ -456,14 +503,15 @@ def ratelimit_exact_under_concurrency():
     peer = Peer()
     try:
         d = Daemon.start(RULES)
-        results = fire_concurrently(d, "rl", [{"key": "burst", "rate": 5, "per": 60}] * 20)
+        # Rate 5 per hour: no token comes back while the test runs.
+        results = fire_concurrently(d, "rl", [{"key": "burst", "rate": 5, "per": PER}] * 20)
         check(all(s == 200 for s, _ in results), "statuses: %r" % [r for r in results if r[0] != 200][:3])
         allowed = sum(1 for _, doc in results if doc["result"]["allowed"])
         check(allowed == 5, "20 concurrent events with rate 5 allowed %d" % allowed)
         # Handlers that take a token and then wait: no handler commits before
         # every one has asked, so only the in-memory state can keep count.
         n = 20
-        bodies = [{"key": "held", "url": peer.url("/barrier?n=%d&id=%d" % (n, i))} for i in range(n)]
+        bodies = [{"key": "held", "per": PER, "url": peer.url("/barrier?n=%d&id=%d" % (n, i))} for i in range(n)]
         results = fire_concurrently(d, "rl_hold", bodies)
         check(all(s == 200 and doc["result"]["status"] == 200 for s, doc in results),
               "held handlers: %r" % [r for r in results if r[0] != 200 or r[1]["result"].get("status") != 200][:3])
@@ -471,7 +519,7 @@ def ratelimit_exact_under_concurrency():
         check(allowed == 5, "20 concurrent waiting handlers with rate 5 allowed %d" % allowed)
         d.stop()
         d.restart()
-        check(rl(d, "held", rate=5)["allowed"] is False, "the held key's state was not committed")
+        check(rl(d, "held", rate=5, per=PER)["allowed"] is False, "the held key's state was not committed")
         d.stop()
     finally:
         peer.close()
