@@ -78,6 +78,27 @@ def wait_for(condition, timeout, what="condition", interval=0.005):
         time.sleep(interval)
 
 
+def metric(d, name, **labels):
+    """The daemon's value of one series of GET /metrics (0 when absent)."""
+    key = name
+    if labels:
+        key += "{" + ",".join('%s="%s"' % kv for kv in labels.items()) + "}"
+    return d.metrics().get(key, 0)
+
+
+def get_message(d, mid, auth):
+    """GET /v1/messages/{mid} with the auth headers; checks it is found."""
+    status, _, _, doc = d.request("GET", "/v1/messages/" + mid, headers=auth)
+    check(status == 200, "GET %s: %d" % (mid, status))
+    return doc
+
+
+def wait_message_status(d, mid, status, auth, timeout=10):
+    """Waits (timeout x SLOWDOWN) until the message has status; returns it."""
+    return wait_for(lambda: (lambda m: m if m["status"] == status else None)(get_message(d, mid, auth)),
+                    timeout * SLOWDOWN, "message %s to be %s" % (mid, status))
+
+
 def raise_nofile(wanted):
     """Raises this process's soft RLIMIT_NOFILE to at least `wanted` (up to
     the hard limit); children (the daemon) inherit it. Returns the new soft

@@ -9,10 +9,18 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import HOST, SLOWDOWN, Daemon, Mock, check, run, run_cli, test, wait_for  # noqa: E402
+from harness import HOST, SLOWDOWN, Daemon, Mock, check, get_message, metric, run, run_cli, test, wait_for, wait_message_status  # noqa: E402
 
 KEY = "k"
 AUTH = {"Authorization": "Bearer " + KEY}
+
+
+def get(d, mid):
+    return get_message(d, mid, AUTH)
+
+
+def wait_status(d, mid, status, timeout=10):
+    return wait_message_status(d, mid, status, AUTH, timeout)
 
 
 def rules(providers, extra=""):
@@ -41,25 +49,6 @@ class Sender:
 
     def one(self, to, text="hello"):
         return self.batch([{"to": to, "text": text}])[0]
-
-
-def metric(d, name, **labels):
-    m = d.metrics()
-    key = name
-    if labels:
-        key += "{" + ",".join('%s="%s"' % kv for kv in labels.items()) + "}"
-    return m.get(key, 0)
-
-
-def get(d, mid):
-    status, _, _, doc = d.request("GET", "/v1/messages/" + mid, headers=AUTH)
-    check(status == 200, "GET %s: %d" % (mid, status))
-    return doc
-
-
-def wait_status(d, mid, status, timeout=10):
-    return wait_for(lambda: (lambda m: m if m["status"] == status else None)(get(d, mid)), timeout * SLOWDOWN,
-                    "message %s to be %s" % (mid, status))
 
 
 def rfc3339(s):

@@ -14,10 +14,18 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SLOWDOWN, Daemon, Mock, check, run, test, wait_for  # noqa: E402
+from harness import SLOWDOWN, Daemon, Mock, check, get_message, metric, run, test, wait_for, wait_message_status  # noqa: E402
 
 KEY = "k"
 AUTH = {"Authorization": "Bearer " + KEY}
+
+
+def get(d, mid):
+    return get_message(d, mid, AUTH)
+
+
+def wait_status(d, mid, status, timeout=10):
+    return wait_message_status(d, mid, status, AUTH, timeout)
 
 
 def rules(body, extra=""):
@@ -34,24 +42,6 @@ def send(d, to, text="hello", **extra):
     status, _, raw, doc = d.request("POST", "/v1/messages", body, headers=AUTH)
     check(status == 202, "send answered %d %r" % (status, raw[:200]))
     return doc["id"]
-
-
-def get(d, mid):
-    status, _, _, doc = d.request("GET", "/v1/messages/" + mid, headers=AUTH)
-    check(status == 200, "GET %s: %d" % (mid, status))
-    return doc
-
-
-def wait_status(d, mid, status, timeout=10):
-    return wait_for(lambda: (lambda m: m if m["status"] == status else None)(get(d, mid)), timeout * SLOWDOWN,
-                    "message %s to be %s" % (mid, status))
-
-
-def metric(d, name, **labels):
-    key = name
-    if labels:
-        key += "{" + ",".join('%s="%s"' % kv for kv in labels.items()) + "}"
-    return d.metrics().get(key, 0)
 
 
 def post_report(d, provider, doc, path=None):
