@@ -24,6 +24,7 @@ deadline.
 """
 
 import errno
+import glob
 import http.client
 import json
 import os
@@ -573,13 +574,19 @@ class Daemon:
         return wait_for(find, timeout, "log line %r" % msg)
 
     def sanitizer_reports(self):
-        if not self.stderr_path or not os.path.exists(self.stderr_path):
+        """Sanitizer reports in the stderr of every run of this daemon (before each restart too)."""
+        if not self.stderr_path:
             return []
-        text = self.stderr()
+        paths = sorted(glob.glob(os.path.join(os.path.dirname(self.stderr_path), "stderr*.log")))
         marks = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-        # Quote the report (its first frames) so a CI log alone tells what broke.
-        return ["sanitizer report in daemon stderr: " + " | ".join(
-            l.strip() for l in text[text.index(m):].splitlines()[:14] if l.strip()) for m in marks if m in text]
+        reports = []
+        for path in paths:
+            with open(path, "r", errors="replace") as f:
+                text = f.read()
+            # Quote the report (its first frames) so a CI log alone tells what broke.
+            reports += ["sanitizer report in %s: " % os.path.basename(path) + " | ".join(
+                l.strip() for l in text[text.index(m):].splitlines()[:14] if l.strip()) for m in marks if m in text]
+        return reports
 
     # -- HTTP --
 
