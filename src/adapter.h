@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "http_client.h"
 #include "message.h"
 #include "rules.h"
 
@@ -17,6 +18,18 @@ typedef struct sr_adapter_request {
     char *body;
     size_t body_len;
 } sr_adapter_request;
+
+/* The HTTP request that carries a built adapter request (borrows its strings). */
+static inline sr_http_client_request sr_adapter_http_request(const sr_adapter_request *a, long timeout_ms) {
+    sr_http_client_request r = {0};
+    r.method = a->method;
+    r.url = a->url;
+    r.headers = (const char *const *)a->headers;
+    r.body = a->body;
+    r.body_len = a->body_len;
+    r.timeout_ms = timeout_ms;
+    return r;
+}
 
 typedef struct sr_adapter_outcome {
     int ok;

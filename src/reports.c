@@ -754,14 +754,8 @@ static void reports_poll_start(sr_reports *R, poll_req *q) {
         poll_req_free(q);
         return;
     }
-    sr_http_client_request r;
-    memset(&r, 0, sizeof r);
-    r.method = req.method;
-    r.url = req.url;
-    r.headers = (const char *const *)req.headers;
-    r.body = req.body;
-    r.body_len = req.body_len;
-    r.timeout_ms = q->p->timeout_ms < POLL_TIMEOUT_MS ? q->p->timeout_ms : POLL_TIMEOUT_MS;
+    sr_http_client_request r =
+        sr_adapter_http_request(&req, q->p->timeout_ms < POLL_TIMEOUT_MS ? q->p->timeout_ms : POLL_TIMEOUT_MS);
     R->inflight++;
     int rc = sr_http_client_request_start(R->client, &r, reports_poll_answered, q);
     sr_adapter_request_free(&req);

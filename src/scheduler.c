@@ -638,14 +638,7 @@ static void sched_send(sr_scheduler *s, sched_request *rq) {
         s->transport(s->transport_ud, rq->p, msgs, n, rq, sched_transport_answered);
         return;
     }
-    sr_http_client_request hr;
-    memset(&hr, 0, sizeof hr);
-    hr.method = ar.method;
-    hr.url = ar.url;
-    hr.headers = (const char *const *)ar.headers;
-    hr.body = ar.body;
-    hr.body_len = ar.body_len;
-    hr.timeout_ms = rq->p->timeout_ms;
+    sr_http_client_request hr = sr_adapter_http_request(&ar, rq->p->timeout_ms);
     rq->started_ms = sr_now_ms();
     int rc = sr_http_client_request_start(s->client, &hr, sched_http_done, rq);
     sr_adapter_request_free(&ar);
