@@ -634,7 +634,7 @@ void sr_reports_apply(sr_reports *R, const char *provider, const sr_report *reps
         sr_store_txn *t = sr_store_txn_new(R->store);
         sr_store_txn_update_message(t, o->a.id, reports_apply_mutator, &o->a);
         sr_rules_owe_status(R->rules, t);
-    sr_store_txn_submit(t, reports_applied_done, o);
+        sr_store_txn_submit(t, reports_applied_done, o);
     }
 }
 

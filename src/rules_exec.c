@@ -394,7 +394,7 @@ static int exec_fire_status(sr_rules *r, const sr_message *m, sr_status status, 
     return 0;
 }
 
-int sr_rules_has_status_handler(sr_rules *r) {
+static int exec_has_status_handler(sr_rules *r) {
     if (!r) return 0;
     lua_getfield(r->L, LUA_REGISTRYINDEX, SR_STATUS_HANDLER_KEY);
     int yes = lua_isfunction(r->L, -1);
@@ -403,7 +403,7 @@ int sr_rules_has_status_handler(sr_rules *r) {
 }
 
 void sr_rules_owe_status(sr_rules *r, sr_store_txn *t) {
-    if (sr_rules_has_status_handler(r))
+    if (exec_has_status_handler(r))
         sr_store_txn_owe_status(t, 1u << SR_ST_SENT | 1u << SR_ST_DELIVERED | 1u << SR_ST_UNDELIVERED |
                                        1u << SR_ST_EXPIRED | 1u << SR_ST_REJECTED | 1u << SR_ST_FAILED);
 }

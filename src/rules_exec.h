@@ -75,7 +75,6 @@ struct sr_store;
 void sr_rules_owe_status(sr_rules *r, struct sr_store_txn *t);
 void sr_rules_status_committed(sr_rules *r, struct sr_store *store, const struct sr_store_txn *t, int slot);
 int sr_rules_status_recover(sr_rules *r, struct sr_store *store);
-int sr_rules_has_status_handler(sr_rules *r);
 
 /* Runs the handler declared with sms.on_inbound(fn) with the message as a
  * table {id, from, to, text, provider, received_at (seconds)}, like

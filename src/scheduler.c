@@ -56,8 +56,6 @@ typedef struct sched_change {
     const char *attempt_outcome;
     sr_route_options ropt; /* CH_SENDING with a route: the route table's fallback_on / dlr_timeout */
     int attempt_count_at_send; /* CH_SENT..CH_FAILED: the attempts the message had when this one started */
-    int absorbed;          /* set by sched_apply: the message was already delivered (a late report for an
-                            * earlier attempt); only the attempt was closed */
     int parts;             /* CH_SENT: the parts the provider counts */
     int poll;              /* CH_SENT: the provider's statuses are polled */
     int64_t poll_max_age_ms;
@@ -206,7 +204,6 @@ static void sched_set_route(sr_message *m, const sched_change *c) {
 
 static int sched_apply(sr_message *m, void *arg) {
     sched_change *c = arg;
-    c->absorbed = 0;
     switch (c->kind) {
     case CH_SENDING: {
         if (m->status != SR_ST_QUEUED) return SR_E_STATE;
@@ -233,7 +230,6 @@ static int sched_apply(sr_message *m, void *arg) {
              * message stays delivered; this attempt's outcome (and provider id, so its own report
              * still matches) is recorded. */
             sched_close_attempt(m, c);
-            c->absorbed = 1;
             return 0;
         }
         if (m->status != SR_ST_SENDING) return SR_E_STATE;
