@@ -69,6 +69,27 @@ static char *adapter_strdup(const char *s, size_t len) {
     return p;
 }
 
+void sr_adapter_http_send(sr_http_client *c, sr_adapter_request *req, long timeout_ms, sr_http_client_cb cb, void *ud) {
+    sr_http_client_request r;
+    memset(&r, 0, sizeof r);
+    r.method = req->method;
+    r.url = req->url;
+    r.headers = (const char *const *)req->headers;
+    r.body = req->body;
+    r.body_len = req->body_len;
+    r.timeout_ms = timeout_ms;
+    int rc = sr_http_client_request_start(c, &r, cb, ud);
+    sr_adapter_request_free(req);
+    if (rc != 0) {
+        sr_http_client_response fake;
+        memset(&fake, 0, sizeof fake);
+        fake.error = SR_HTTP_E_TRANSPORT;
+        fake.error_message = "the request could not start";
+        fake.body = "";
+        cb(&fake, ud);
+    }
+}
+
 void sr_adapter_request_free(sr_adapter_request *req) {
     free(req->method);
     free(req->url);

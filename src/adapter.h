@@ -19,17 +19,10 @@ typedef struct sr_adapter_request {
     size_t body_len;
 } sr_adapter_request;
 
-/* The HTTP request that carries a built adapter request (borrows its strings). */
-static inline sr_http_client_request sr_adapter_http_request(const sr_adapter_request *a, long timeout_ms) {
-    sr_http_client_request r = {0};
-    r.method = a->method;
-    r.url = a->url;
-    r.headers = (const char *const *)a->headers;
-    r.body = a->body;
-    r.body_len = a->body_len;
-    r.timeout_ms = timeout_ms;
-    return r;
-}
+/* Sends a built adapter request over c and frees it; cb runs exactly once:
+ * with the answer, or (the request could not start) right away with a
+ * transport error. */
+void sr_adapter_http_send(sr_http_client *c, sr_adapter_request *req, long timeout_ms, sr_http_client_cb cb, void *ud);
 
 typedef struct sr_adapter_outcome {
     int ok;

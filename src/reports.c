@@ -754,19 +754,9 @@ static void reports_poll_start(sr_reports *R, poll_req *q) {
         poll_req_free(q);
         return;
     }
-    sr_http_client_request r =
-        sr_adapter_http_request(&req, q->p->timeout_ms < POLL_TIMEOUT_MS ? q->p->timeout_ms : POLL_TIMEOUT_MS);
     R->inflight++;
-    int rc = sr_http_client_request_start(R->client, &r, reports_poll_answered, q);
-    sr_adapter_request_free(&req);
-    if (rc != 0) {
-        sr_http_client_response fake;
-        memset(&fake, 0, sizeof fake);
-        fake.error = SR_HTTP_E_TRANSPORT;
-        fake.error_message = "the request could not start";
-        fake.body = "";
-        reports_poll_answered(&fake, q);
-    }
+    sr_adapter_http_send(R->client, &req, q->p->timeout_ms < POLL_TIMEOUT_MS ? q->p->timeout_ms : POLL_TIMEOUT_MS,
+                         reports_poll_answered, q);
 }
 
 /* Watch units for messages that need no poll now (a deadline or a new watch time). */

@@ -634,18 +634,8 @@ static void sched_send(sr_scheduler *s, sched_request *rq) {
         s->transport(s->transport_ud, rq->p, msgs, n, rq, sched_transport_answered);
         return;
     }
-    sr_http_client_request hr = sr_adapter_http_request(&ar, rq->p->timeout_ms);
     rq->started_ms = sr_now_ms();
-    int rc = sr_http_client_request_start(s->client, &hr, sched_http_done, rq);
-    sr_adapter_request_free(&ar);
-    if (rc != 0) {
-        sr_http_client_response fake;
-        memset(&fake, 0, sizeof fake);
-        fake.error = SR_HTTP_E_TRANSPORT;
-        fake.error_message = "the request could not start";
-        fake.body = "";
-        sched_http_done(&fake, rq);
-    }
+    sr_adapter_http_send(s->client, &ar, rq->p->timeout_ms, sched_http_done, rq);
 }
 
 static void sched_marked(sr_store_txn *t, void *ud) {
