@@ -1,6 +1,7 @@
 #include "adapter.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -489,11 +490,18 @@ static int64_t adapter_field_time(lua_State *L, int idx, const char *field) {
     return ms > 0 ? ms : 0;
 }
 
-static int adapter_field_int(lua_State *L, int idx, const char *field, int max) {
+/* A report's part or parts: 0 when not given, the number when it is a whole
+ * number of at least 1 (or a string of one), else SR_REPORT_PART_INVALID so that
+ * the report engine refuses the report rather than take it for one on the
+ * whole message (range checks are the engine's: sr_reports_check). */
+static int adapter_field_part(lua_State *L, int idx, const char *field) {
     lua_getfield(L, idx, field);
-    lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+    int nil = lua_isnil(L, -1), isnum = 0;
+    lua_Integer v = nil ? 0 : lua_tointegerx(L, -1, &isnum);
     lua_pop(L, 1);
-    return v > 0 && v <= max ? (int)v : 0;
+    if (nil) return 0;
+    if (!isnum || v < 1) return SR_REPORT_PART_INVALID;
+    return v > INT_MAX ? INT_MAX : (int)v;
 }
 
 /* The updates list at idx into *out (heap, count in *n). */
@@ -529,8 +537,8 @@ static int adapter_read_reports(lua_State *L, int idx, const sr_provider *p, con
             if (!rp->raw_status[0]) snprintf(rp->raw_status, sizeof rp->raw_status, "%s", status);
             adapter_string_field(L, e, "error", rp->error, sizeof rp->error);
             rp->at_ms = adapter_field_time(L, e, "at");
-            rp->part = adapter_field_int(L, e, "part", 255);
-            rp->parts = adapter_field_int(L, e, "parts", 255);
+            rp->part = adapter_field_part(L, e, "part");
+            rp->parts = adapter_field_part(L, e, "parts");
             lua_getfield(L, e, "cost");
             if (lua_type(L, -1) == LUA_TNUMBER) {
                 rp->cost = lua_tonumber(L, -1);

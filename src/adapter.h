@@ -65,6 +65,8 @@ int sr_adapter_route(sr_rules *r, const sr_message *m, char **names, int max, sr
 /* ---- webhooks and polling (lua/adapters/INTERFACE.md) ---- */
 
 /* A delivery report as parse_status / parse_poll give it. */
+#define SR_REPORT_PART_INVALID (-1)
+
 typedef struct sr_report {
     char provider_id[128];
     char message_id[SR_ID_LEN + 8]; /* ours, when the provider echoes it (e.g. Vonage client-ref); "" none */
@@ -72,8 +74,10 @@ typedef struct sr_report {
     char raw_status[64];
     char error[256];
     int64_t at_ms; /* 0: not said */
-    int part;      /* 1-based part of a multipart message, 0: the whole message */
+    int part;      /* 1-based part of a multipart message, 0: the whole message (not said) */
     int parts;     /* parts of the message as the report counts them, 0: not said */
+    /* part and parts are SR_REPORT_PART_INVALID when the adapter gave something that is not a whole
+     * number of at least 1 ("abc", 1.5, 0, -1): the report engine refuses such a report (sr_reports_check). */
     double cost;   /* what the provider charged, when has_cost */
     int has_cost;
 } sr_report;

@@ -87,6 +87,13 @@ static void hooks_status_done(int code, void *ud) {
     if (code == 0) {
         hooks_count(c->provider, "status", "ok");
         hooks_respond_answer(c->req, &c->ans);
+    } else if (code == SR_E_INVALID) {
+        /* Only a part beyond the message's own count gets here (sr_reports_check ran before). */
+        hooks_count(c->provider, "status", "invalid_report");
+        sr_warn("status webhook: report refused", "provider", c->provider, "error",
+                "a part beyond the parts of its message");
+        sr_http_respond_error(c->req, 400, "invalid_report",
+                              "the report names a part beyond the parts of its message; nothing was changed", NULL);
     } else {
         hooks_count(c->provider, "status", "store_error");
         sr_http_respond_error(c->req, code == SR_E_FULL ? 507 : 503, "storage_error",
@@ -230,6 +237,7 @@ static void hooks_fire(sr_app *app, const char *id, const char *provider, const 
     in.from = h->sms.from;
     in.to = h->sms.to[0] ? h->sms.to : NULL;
     in.text = h->sms.text;
+    in.text_len = h->sms.text_len;
     in.provider = h->provider;
     in.received_at_ms = received;
     in.before_commit = hooks_mark_handled;
@@ -421,6 +429,18 @@ void sr_api_hooks_post(sr_app *app, sr_http_request *req, const char *const *par
             sr_warn("status webhook not understood", "provider", p->name, "error", err);
             sr_http_respond_error(req, 400, "invalid_webhook", err, NULL);
             sr_buf_free(&url);
+            return;
+        }
+        /* Impossible part numbers ("part 0", "7 of 3", "abc") are refused whole: nothing is applied. */
+        for (int i = 0; i < count; i++) {
+            if (sr_reports_check(&reps[i], err, sizeof err) == 0) continue;
+            hooks_count(p->name, kind, "invalid_report");
+            sr_warn("status webhook: report refused", "provider", p->name, "error", err);
+            sr_reports_apply(app->reports, p->name, reps, count, NULL, NULL); /* counts the refusal */
+            sr_http_respond_error(req, 400, "invalid_report", err, NULL);
+            sr_webhook_answer_free(&ans);
+            sr_buf_free(&url);
+            free(reps);
             return;
         }
         hooks_status_ctx *c = calloc(1, sizeof *c);

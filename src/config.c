@@ -29,6 +29,8 @@ void sr_config_init(sr_config *c) {
     c->instruction_budget = 1000000;
     c->max_event_bytes = 64 * 1024;
     c->dlr_orphan_after_s = 3600;
+    c->dlr_park_max = 100000;
+    c->dlr_park_max_bytes = 32u << 20;
     c->poll_max_age_s = 7200;
     c->inbound_retention_s = 7 * 86400;
     c->memory_limit = 64u << 20;
@@ -99,6 +101,8 @@ void sr_config_apply_live(sr_config *c, const sr_config *from) {
     c->memory_limit = from->memory_limit;
     c->max_event_bytes = from->max_event_bytes;
     c->dlr_orphan_after_s = from->dlr_orphan_after_s;
+    c->dlr_park_max = from->dlr_park_max;
+    c->dlr_park_max_bytes = from->dlr_park_max_bytes;
     c->poll_max_age_s = from->poll_max_age_s;
     c->inbound_retention_s = from->inbound_retention_s;
 }

@@ -42,6 +42,8 @@ typedef struct sr_config {
     size_t max_event_bytes;      /* largest event or webhook body handed to Lua, default 64 KiB */
     /* delivery reports */
     uint64_t dlr_orphan_after_s;  /* a parked report for an unknown id counts as orphaned after, default 3600 */
+    uint64_t dlr_park_max;        /* parked reports kept at most (oldest evicted), default 100000 */
+    uint64_t dlr_park_max_bytes;  /* bytes of parked reports kept at most, default 32 MiB */
     uint64_t poll_max_age_s;      /* status polls stop this long after sent, default 7200 */
     uint64_t inbound_retention_s; /* inbound SMS kept, default 604800 (7 days); dedup keys 48 h */
 } sr_config;

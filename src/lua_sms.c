@@ -105,6 +105,10 @@ static int l_sms_config(lua_State *L) {
             c->max_event_bytes = (size_t)config_integer(L, key, 1024, 1 << 20);
         } else if (strcmp(key, "dlr_orphan_after") == 0) {
             c->dlr_orphan_after_s = (uint64_t)config_integer(L, key, 1, 30 * 86400);
+        } else if (strcmp(key, "dlr_park_max") == 0) {
+            c->dlr_park_max = (uint64_t)config_integer(L, key, 1, 100000000);
+        } else if (strcmp(key, "dlr_park_max_bytes") == 0) {
+            c->dlr_park_max_bytes = (uint64_t)config_integer(L, key, 4096, (lua_Integer)1 << 40);
         } else if (strcmp(key, "poll_max_age") == 0) {
             c->poll_max_age_s = (uint64_t)config_integer(L, key, 10, 30 * 86400);
         } else if (strcmp(key, "inbound_retention") == 0) {

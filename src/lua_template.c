@@ -21,6 +21,8 @@ static int l_sms_template(lua_State *L) {
         return luaL_error(L, "sms.template: name '%s' must be 1-128 letters, digits, '_', '.' or '-'", name);
     if (sr_rules_template_find(r, name)) return luaL_error(L, "sms.template: '%s' is declared twice", name);
     if (r->template_count == SR_MAX_TEMPLATES) return luaL_error(L, "sms.template: too many templates");
+    /* Every message rendered from it would be refused (invalid_text): say so once, at load. */
+    if (memchr(text, '\0', len)) return luaL_error(L, "sms.template '%s': the text holds a NUL byte (\\0)", name);
     sr_template *t = NULL;
     char err[200];
     if (sr_template_compile(text, len, &t, err, sizeof err) != 0)

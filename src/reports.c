@@ -1,5 +1,6 @@
 #include "reports.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +21,32 @@
 #define POLL_MAX_INTERVAL_MS 60000
 #define POLL_TIMEOUT_MS 15000
 #define PARK_KEY_MAX 512
+#define PARK_BUCKETS 65536    /* the index of parked records (by key) */
+#define PARK_SEQ_HEX 16       /* the hex digits of a record key's sequence number */
+#define PARK_UNIT_MAX 1000    /* deletions per unit of an eviction or expiry pass */
+#define UNPARK_MAX 64         /* parked reports applied per unpark unit */
+#define PARK_EXPIRE_MAX 20000 /* records looked at per expiry pass (a second) */
 
 typedef struct claim {
     char id[SR_ID_LEN + 1];
     struct claim *next;
 } claim;
+
+/* One parked record (a report, or several in the older layout), known to the
+ * loop: the list is in parking order, so eviction takes from its head and
+ * expiry stops at the first record not yet due. It mirrors the store: every
+ * record is in it (rebuilt by a scan at start); a record deleted by a unit
+ * leaves it when the unit is submitted (and comes back when the unit fails). */
+typedef struct parked {
+    struct parked *prev, *next; /* R->park_head: oldest first */
+    struct parked *hash_next;
+    struct parked *chain; /* in a unit's list of records it deletes (out of the list meanwhile) */
+    int64_t parked_at_ms;
+    size_t bytes; /* key and value, as stored */
+    int reports;  /* reports in the record (1 but for the older layout) */
+    size_t key_len;
+    char key[];
+} parked;
 
 struct sr_reports {
     uv_loop_t *loop;
@@ -43,8 +65,15 @@ struct sr_reports {
     size_t sweep_after_len;
     claim *claimed[REPORTS_CLAIM_BUCKETS]; /* messages a watch unit or a poll holds */
     struct unpark_job *unparking;          /* parked keys being applied now (a short list) */
+    /* Parked reports: their records in parking order, an index by key, and what they hold. */
+    parked *park_head, *park_tail;
+    parked **park_index;
+    int64_t park_count, park_bytes;
+    uint64_t park_seq; /* the last sequence number given to a record key */
+    int park_legacy;   /* records of the older layout (one key per provider id) are left */
     sr_metric *m_matched, *m_duplicate, *m_parked, *m_unparked, *m_orphaned, *m_fallback_report,
-        *m_fallback_timeout, *m_late, *m_risk, *m_latency, *m_polls, *m_poll_errors;
+        *m_fallback_timeout, *m_late, *m_risk, *m_latency, *m_polls, *m_poll_errors, *m_invalid, *m_evicted,
+        *m_park_count, *m_park_bytes;
 };
 
 /* ---- claims ---- */
@@ -129,6 +158,7 @@ typedef struct apply_arg {
     int fallback;        /* sent on to the next provider */
     int late;            /* a late delivered for an earlier attempt */
     int risk;            /* ... while a later attempt was already out */
+    int invalid;         /* a part the message does not have: refused, nothing recorded */
     char id[SR_ID_LEN + 1];
     char park_key[PARK_KEY_MAX];
     size_t park_key_len;
@@ -201,11 +231,23 @@ static int reports_combine_parts(char **slot, int total, int part, int st) {
 
 static int reports_apply_mutator(sr_message *m, void *arg) {
     apply_arg *a = arg;
-    a->changed = a->recorded = a->fallback = a->late = a->risk = 0;
+    a->changed = a->recorded = a->fallback = a->late = a->risk = a->invalid = 0;
     int ai = reports_attempt_of(m, a);
     if (ai < 0) return a->must_match ? SR_E_STATE : (reports_poll_advance(m, a) ? 0 : SR_STORE_UNCHANGED);
     sr_attempt *at = &m->attempts[ai];
     int current = ai == m->attempt_count - 1 && m->status >= SR_ST_SENT;
+    /* A part beyond what the message has (the report's own count was checked on entry, but a report may
+     * name a part without a count) must not pass for a report on the whole message. */
+    if (a->rep.part > 0) {
+        int total = a->rep.parts;
+        if (current && m->parts > total) total = m->parts;
+        if (total == 0) total = m->segments;
+        if (a->rep.part > total) {
+            a->invalid = 1;
+            if (a->must_match) return SR_E_INVALID;
+            return reports_poll_advance(m, a) ? 0 : SR_STORE_UNCHANGED;
+        }
+    }
     int st = a->rep.status;
     int64_t when = a->rep.at_ms > 0 ? a->rep.at_ms : a->now;
     int advanced = reports_poll_advance(m, a);
@@ -220,8 +262,8 @@ static int reports_apply_mutator(sr_message *m, void *arg) {
     if (a->rep.part > 0) {
         int total = a->rep.parts;
         if (current && m->parts > total) total = m->parts;
-        if (current && total == 0) total = m->segments;
-        if (total > 1 && a->rep.part <= total && total <= 255) {
+        if (total == 0) total = m->segments;
+        if (total > 1 && a->rep.part <= total && total <= SR_REPORT_MAX_PARTS) {
             if (current && sr_status_is_final(m->status)) return advanced ? 0 : SR_STORE_UNCHANGED;
             int combined = reports_combine_parts(current ? &m->part_reports : &at->part_reports, total,
                                                  a->rep.part, st);
@@ -312,7 +354,9 @@ static void reports_after(sr_reports *R, const apply_arg *a, const sr_store_txn 
         R->m_late->value++;
         if (a->risk) R->m_risk->value++;
     }
-    if (!fallback_is_timeout) {
+    if (a->invalid) {
+        R->m_invalid->value++;
+    } else if (!fallback_is_timeout) {
         if (a->recorded || a->changed || a->fallback) R->m_matched->value++;
         else if (a->rep.status >= 0 && a->rep.status != SR_ST_ACCEPTED && a->rep.status != SR_ST_SENT)
             R->m_duplicate->value++;
@@ -432,17 +476,258 @@ static int reports_lookup(sr_reports *R, const char *provider, const sr_report *
     return sr_store_find_provider_id(R->store, provider, rep->provider_id, id);
 }
 
+/* ---- the parked records ---- */
+
+/* A record's key: the report's prefix (reports_park_key), NUL, and a sequence
+ * number in fixed-width hex, so the records of one id sort in arrival order. */
+static size_t reports_record_key(const char *prefix, size_t plen, uint64_t seq, char *out, size_t outlen) {
+    if (plen + 2 + PARK_SEQ_HEX > outlen) return 0;
+    memcpy(out, prefix, plen);
+    out[plen] = '\0';
+    snprintf(out + plen + 1, PARK_SEQ_HEX + 1, "%016" PRIx64, seq);
+    return plen + 1 + PARK_SEQ_HEX;
+}
+
+/* The length of a record key's prefix and (in *seq) its sequence number; a key
+ * of the older layout is a prefix itself (*seq 0). A prefix holds one NUL (after
+ * the provider), a record key two. */
+static size_t reports_record_prefix(const char *key, size_t klen, uint64_t *seq) {
+    *seq = 0;
+    if (klen < PARK_SEQ_HEX + 3) return klen;
+    size_t plen = klen - PARK_SEQ_HEX - 1;
+    if (key[plen] != '\0' || !memchr(key, '\0', plen)) return klen;
+    uint64_t v = 0;
+    for (size_t i = plen + 1; i < klen; i++) {
+        char c = key[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) return klen;
+        v = v << 4 | (uint64_t)d;
+    }
+    *seq = v;
+    return plen;
+}
+
+/* The provider and the id a prefix names: 0, or -1 when it is not one. */
+static int reports_prefix_parse(const char *key, size_t plen, char provider[72], sr_report *rep) {
+    size_t n = strnlen(key, plen);
+    if (n >= plen || n >= 72) return -1;
+    memcpy(provider, key, n);
+    provider[n] = '\0';
+    memset(rep, 0, sizeof *rep);
+    const char *rest = key + n + 1;
+    int rlen = (int)(plen - n - 1);
+    if (rlen > 0 && rest[0] == '#') snprintf(rep->message_id, sizeof rep->message_id, "%.*s", rlen - 1, rest + 1);
+    else snprintf(rep->provider_id, sizeof rep->provider_id, "%.*s", rlen, rest);
+    return 0;
+}
+
+static uint32_t parked_hash(const char *key, size_t len) {
+    uint32_t h = SR_FNV1A_INIT;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)key[i]) * 16777619u;
+    return h % PARK_BUCKETS;
+}
+
+static parked *parked_find(sr_reports *R, const char *key, size_t len) {
+    for (parked *p = R->park_index[parked_hash(key, len)]; p; p = p->hash_next)
+        if (p->key_len == len && memcmp(p->key, key, len) == 0) return p;
+    return NULL;
+}
+
+static parked *parked_new(const char *key, size_t len, int64_t parked_at_ms, size_t bytes, int reports) {
+    parked *p = calloc(1, sizeof *p + len);
+    if (!p) abort();
+    memcpy(p->key, key, len);
+    p->key_len = len;
+    p->parked_at_ms = parked_at_ms;
+    p->bytes = bytes;
+    p->reports = reports;
+    return p;
+}
+
+static void parked_gauges(sr_reports *R) {
+    R->m_park_count->value = (double)R->park_count;
+    R->m_park_bytes->value = (double)R->park_bytes;
+}
+
+/* Adds p to the index and the list: at the tail (just parked) or the head (back from a unit that failed). */
+static void parked_link(sr_reports *R, parked *p, int at_head) {
+    uint32_t h = parked_hash(p->key, p->key_len);
+    p->hash_next = R->park_index[h];
+    R->park_index[h] = p;
+    p->chain = NULL;
+    if (at_head) {
+        p->prev = NULL;
+        p->next = R->park_head;
+        if (R->park_head) R->park_head->prev = p;
+        else R->park_tail = p;
+        R->park_head = p;
+    } else {
+        p->next = NULL;
+        p->prev = R->park_tail;
+        if (R->park_tail) R->park_tail->next = p;
+        else R->park_head = p;
+        R->park_tail = p;
+    }
+    R->park_count += p->reports;
+    R->park_bytes += (int64_t)p->bytes;
+    parked_gauges(R);
+}
+
+static void parked_unlink(sr_reports *R, parked *p) {
+    for (parked **pp = &R->park_index[parked_hash(p->key, p->key_len)]; *pp; pp = &(*pp)->hash_next) {
+        if (*pp == p) {
+            *pp = p->hash_next;
+            break;
+        }
+    }
+    if (p->prev) p->prev->next = p->next;
+    else R->park_head = p->next;
+    if (p->next) p->next->prev = p->prev;
+    else R->park_tail = p->prev;
+    p->prev = p->next = p->hash_next = NULL;
+    R->park_count -= p->reports;
+    R->park_bytes -= (int64_t)p->bytes;
+    parked_gauges(R);
+}
+
+/* Takes the record under key out of the list into *chain (a unit deletes it): 1, or 0 when not listed. */
+static int parked_take(sr_reports *R, const char *key, size_t len, parked **chain) {
+    parked *p = parked_find(R, key, len);
+    if (!p) return 0;
+    parked_unlink(R, p);
+    p->chain = *chain;
+    *chain = p;
+    return 1;
+}
+
+static void parked_free_chain(parked *chain) {
+    while (chain) {
+        parked *next = chain->chain;
+        free(chain);
+        chain = next;
+    }
+}
+
+/* Records whose deleting unit failed are still stored: back at the head, oldest first. */
+static void parked_restore(sr_reports *R, parked *chain) {
+    while (chain) {
+        parked *next = chain->chain;
+        if (parked_find(R, chain->key, chain->key_len)) free(chain);
+        else parked_link(R, chain, 1);
+        chain = next;
+    }
+}
+
+/* Deletes (in t) the oldest records until the parked reports fit dlr_park_max
+ * and dlr_park_max_bytes; never keep (the record t adds). The records go to
+ * *chain; returns the reports they held. */
+static int reports_evict(sr_reports *R, sr_store_txn *t, const parked *keep, parked **chain, int max_records) {
+    int reports = 0, records = 0;
+    int64_t max_count = (int64_t)R->config->dlr_park_max, max_bytes = (int64_t)R->config->dlr_park_max_bytes;
+    while ((R->park_count > max_count || R->park_bytes > max_bytes) && R->park_head && R->park_head != keep
+           && records < max_records) {
+        parked *p = R->park_head;
+        sr_store_txn_del(t, SR_SPACE_PARKED, p->key, p->key_len);
+        reports += p->reports;
+        records++;
+        parked_take(R, p->key, p->key_len, chain);
+    }
+    return reports;
+}
+
+/* A unit that drops records: evicted (over the caps) or orphaned (expired). */
+typedef struct drop_job {
+    sr_reports *R;
+    parked *chain;
+    int records;
+    int reports;
+    int orphaned;
+} drop_job;
+
+static void reports_dropped(sr_store_txn *t, void *ud) {
+    drop_job *j = ud;
+    sr_reports *R = j->R;
+    if (sr_store_txn_status(t) == 0) {
+        if (j->orphaned) {
+            R->m_orphaned->value += j->reports;
+            sr_warn("delivery reports orphaned: no message with their provider id appeared", "count",
+                    sr_log_num(j->reports));
+        } else {
+            R->m_evicted->value += j->reports;
+            sr_warn("parked delivery reports evicted: more than dlr_park_max / dlr_park_max_bytes", "count",
+                    sr_log_num(j->reports));
+        }
+        parked_free_chain(j->chain);
+    } else {
+        sr_warn("parked delivery reports could not be dropped", "error", sr_store_strerror(sr_store_txn_status(t)));
+        parked_restore(R, j->chain);
+    }
+    free(j);
+    R->inflight--;
+    reports_check_stopped(R);
+}
+
+static void reports_drop_submit(sr_reports *R, sr_store_txn *t, drop_job *j) {
+    R->inflight++;
+    sr_store_txn_submit(t, reports_dropped, j);
+}
+
+/* Brings the parked reports within the caps (lowered by a reload, or on start). */
+static void reports_fit(sr_reports *R) {
+    while (R->park_count > (int64_t)R->config->dlr_park_max || R->park_bytes > (int64_t)R->config->dlr_park_max_bytes) {
+        drop_job *j = calloc(1, sizeof *j);
+        if (!j) abort();
+        j->R = R;
+        sr_store_txn *t = sr_store_txn_new(R->store);
+        j->reports = reports_evict(R, t, NULL, &j->chain, PARK_UNIT_MAX);
+        reports_drop_submit(R, t, j);
+    }
+}
+
+/* ---- applying parked reports ---- */
+
 typedef struct unpark_job {
     sr_reports *R;
     struct unpark_job *next; /* in R->unparking */
-    int again;               /* asked for again while in flight: more may have been parked */
+    int again;               /* asked for again while in flight, or more were left: look again */
     int n;
-    char key[PARK_KEY_MAX];
+    parked *chain;           /* the records this unit deletes */
+    char key[PARK_KEY_MAX];  /* the prefix */
     size_t key_len;
     char provider[72];
     char id[SR_ID_LEN + 1];
     apply_arg args[];
 } unpark_job;
+
+typedef struct unpark_scan {
+    const char *prefix;
+    size_t prefix_len;
+    int n;
+    int more;
+    char keys[UNPARK_MAX][PARK_KEY_MAX];
+    size_t lens[UNPARK_MAX];
+    size_t offsets[UNPARK_MAX + 1];
+    sr_buf values;
+} unpark_scan;
+
+/* Runs inside the store's read transaction: collects the records of one prefix. */
+static int reports_unpark_cb(const char *key, size_t klen, const char *val, size_t vlen, int64_t expires_at_ms,
+                             void *ud) {
+    unpark_scan *sc = ud;
+    (void)expires_at_ms;
+    if (klen <= sc->prefix_len || memcmp(key, sc->prefix, sc->prefix_len) != 0 || key[sc->prefix_len] != '\0')
+        return 1; /* past the prefix */
+    if (klen > PARK_KEY_MAX) return 0;
+    if (sc->n == UNPARK_MAX) {
+        sc->more = 1;
+        return 1;
+    }
+    memcpy(sc->keys[sc->n], key, klen);
+    sc->lens[sc->n] = klen;
+    sr_buf_append(&sc->values, val, vlen);
+    sc->offsets[++sc->n] = sc->values.len;
+    return 0;
+}
 
 static void reports_unpark(sr_reports *R, const char *provider, const char *key, size_t key_len, const char *id);
 
@@ -458,8 +743,10 @@ static void reports_unpark_done(sr_store_txn *t, void *ud) {
     if (sr_store_txn_status(t) == 0) {
         R->m_unparked->value += u->n;
         for (int i = 0; i < u->n; i++) reports_after(R, &u->args[i], t, i, 0);
+        parked_free_chain(u->chain);
     } else {
         sr_warn("report: parked reports could not be applied", "error", sr_store_strerror(sr_store_txn_status(t)));
+        parked_restore(R, u->chain);
     }
     if (u->again) reports_unpark(R, u->provider, u->key, u->key_len, u->id);
     free(u);
@@ -467,10 +754,10 @@ static void reports_unpark_done(sr_store_txn *t, void *ud) {
     reports_check_stopped(R);
 }
 
-/* Applies the reports parked under key to message id, and removes exactly
- * those from the key (reports parked meanwhile stay for the next look). One
- * look per key at a time: asked again while one is in flight, it looks again
- * once that one is committed, so no report is applied twice. */
+/* Applies the reports parked under prefix key to message id and deletes
+ * exactly their records (reports parked meanwhile stay for the next look).
+ * One look per prefix at a time: asked again while one is in flight, it looks
+ * again once that one is committed, so no report is applied twice. */
 static void reports_unpark(sr_reports *R, const char *provider, const char *key, size_t key_len, const char *id) {
     for (unpark_job *j = R->unparking; j; j = j->next) {
         if (j->key_len == key_len && memcmp(j->key, key, key_len) == 0) {
@@ -478,15 +765,32 @@ static void reports_unpark(sr_reports *R, const char *provider, const char *key,
             return;
         }
     }
-    sr_buf val;
-    sr_buf_init(&val);
-    if (sr_store_get(R->store, SR_SPACE_PARKED, key, key_len, sr_now_ms(), &val, NULL) != 0 || val.len == 0) {
-        sr_buf_free(&val);
+    unpark_scan *sc = calloc(1, sizeof *sc);
+    if (!sc) abort();
+    sc->prefix = key;
+    sc->prefix_len = key_len;
+    sr_buf_init(&sc->values);
+    int rc = sr_store_scan(R->store, SR_SPACE_PARKED, key, key_len, UNPARK_MAX + 1, reports_unpark_cb, sc);
+    /* The older layout: every report of the id appended to one record under the prefix itself. */
+    sr_buf legacy;
+    sr_buf_init(&legacy);
+    int has_legacy = R->park_legacy && sc->n < UNPARK_MAX
+                     && sr_store_get(R->store, SR_SPACE_PARKED, key, key_len, sr_now_ms(), &legacy, NULL) == 0
+                     && legacy.len > 0;
+    if (rc < 0 || (sc->n == 0 && !has_legacy)) {
+        sr_buf_free(&sc->values);
+        sr_buf_free(&legacy);
+        free(sc);
         return;
     }
-    sr_report reps[64];
+    sr_report reps[UNPARK_MAX];
+    int n = 0;
     size_t used = 0;
-    int n = reports_deserialise(val.data, val.len, reps, 64, &used);
+    for (int i = 0; i < sc->n; i++)
+        n += reports_deserialise(sc->values.data + sc->offsets[i], sc->offsets[i + 1] - sc->offsets[i], reps + n,
+                                 UNPARK_MAX - n, &used);
+    size_t legacy_used = 0;
+    if (has_legacy) n += reports_deserialise(legacy.data, legacy.len, reps + n, UNPARK_MAX - n, &legacy_used);
     unpark_job *u = calloc(1, sizeof *u + sizeof(apply_arg) * (size_t)(n ? n : 1));
     if (!u) abort();
     u->R = R;
@@ -505,10 +809,19 @@ static void reports_unpark(sr_reports *R, const char *provider, const char *key,
         snprintf(a->id, sizeof a->id, "%s", id);
         sr_store_txn_update_message(t, id, reports_apply_mutator, a);
     }
-    /* Past 64 reports the rest stay: the look after this one takes them. */
-    sr_store_txn_consume(t, SR_SPACE_PARKED, u->key, u->key_len, val.data, used);
-    u->again = used < val.len;
-    sr_buf_free(&val);
+    for (int i = 0; i < sc->n; i++) {
+        sr_store_txn_del(t, SR_SPACE_PARKED, sc->keys[i], sc->lens[i]);
+        parked_take(R, sc->keys[i], sc->lens[i], &u->chain);
+    }
+    if (has_legacy) {
+        /* Past UNPARK_MAX reports the rest stay: the look after this one takes them. */
+        sr_store_txn_consume(t, SR_SPACE_PARKED, key, key_len, legacy.data, legacy_used);
+        if (legacy_used == legacy.len) parked_take(R, key, key_len, &u->chain);
+    }
+    u->again = sc->more || (has_legacy && legacy_used < legacy.len) || (R->park_legacy && sc->n == UNPARK_MAX);
+    sr_buf_free(&sc->values);
+    sr_buf_free(&legacy);
+    free(sc);
     u->next = R->unparking;
     R->unparking = u;
     R->inflight++;
@@ -530,6 +843,27 @@ void sr_reports_on_sent(sr_reports *R, const sr_message *m) {
     if (n) reports_unpark(R, m->provider, key, n, m->id);
 }
 
+/* ---- checking a report on entry ---- */
+
+int sr_reports_check(const sr_report *rep, char *err, size_t errlen) {
+    if (rep->part < 0 || rep->parts < 0) {
+        snprintf(err, errlen, "the report's %s is not a whole number of at least 1",
+                 rep->part < 0 ? "part" : "parts");
+        return SR_E_INVALID;
+    }
+    if (rep->part > SR_REPORT_MAX_PARTS || rep->parts > SR_REPORT_MAX_PARTS) {
+        snprintf(err, errlen, "the report's %s is %d: a message has at most %d parts",
+                 rep->part > SR_REPORT_MAX_PARTS ? "part" : "parts",
+                 rep->part > SR_REPORT_MAX_PARTS ? rep->part : rep->parts, SR_REPORT_MAX_PARTS);
+        return SR_E_INVALID;
+    }
+    if (rep->part > 0 && rep->parts > 0 && rep->part > rep->parts) {
+        snprintf(err, errlen, "the report is for part %d of %d", rep->part, rep->parts);
+        return SR_E_INVALID;
+    }
+    return 0;
+}
+
 /* ---- applying a webhook's or a poll's reports ---- */
 
 typedef struct apply_batch {
@@ -543,7 +877,10 @@ typedef struct apply_batch {
 typedef struct apply_one {
     apply_batch *b;
     apply_arg a;
-    int parking;
+    parked *evicted; /* the records its parking dropped (back in the list when the unit fails) */
+    int evicted_reports;
+    char record[PARK_KEY_MAX];
+    size_t record_len;
 } apply_one;
 
 static void reports_one_finished(apply_one *o, int code) {
@@ -559,36 +896,51 @@ static void reports_one_finished(apply_one *o, int code) {
     reports_check_stopped(R);
 }
 
-static void reports_park(sr_reports *R, apply_one *o);
-
 static void reports_parked_done(sr_store_txn *t, void *ud) {
     apply_one *o = ud;
     sr_reports *R = o->b->R;
     int st = sr_store_txn_status(t);
     if (st == 0) {
         R->m_parked->value++;
+        if (o->evicted_reports) R->m_evicted->value += o->evicted_reports;
+        parked_free_chain(o->evicted);
         /* The send answer may have been recorded while this report was parking: look again. */
         char id[SR_ID_LEN + 1];
         if (reports_lookup(R, o->a.provider, &o->a.rep, id) == 0)
             reports_unpark(R, o->a.provider, o->a.park_key, o->a.park_key_len, id);
+    } else {
+        parked *p = parked_find(R, o->record, o->record_len);
+        if (p) {
+            parked_unlink(R, p);
+            free(p);
+        }
+        parked_restore(R, o->evicted);
     }
     reports_one_finished(o, st);
 }
 
+/* Parks a report whose message is not known yet: a record of its own, within the caps. */
 static void reports_park(sr_reports *R, apply_one *o) {
     o->a.park_key_len = reports_park_key(o->a.provider, &o->a.rep, o->a.park_key, sizeof o->a.park_key);
-    if (o->a.park_key_len == 0) {
+    if (o->a.park_key_len)
+        o->record_len = reports_record_key(o->a.park_key, o->a.park_key_len, R->park_seq + 1, o->record,
+                                           sizeof o->record);
+    if (o->record_len == 0) {
         reports_one_finished(o, 0);
         return;
     }
+    R->park_seq++;
     int64_t now = sr_now_ms();
     sr_buf line;
     sr_buf_init(&line);
     reports_serialise(&o->a.rep, now, &line);
     sr_store_txn *t = sr_store_txn_new(R->store);
-    sr_store_txn_append(t, SR_SPACE_PARKED, o->a.park_key, o->a.park_key_len, line.data, line.len,
-                        now + (int64_t)R->config->dlr_orphan_after_s * 1000);
+    sr_store_txn_set(t, SR_SPACE_PARKED, o->record, o->record_len, line.data, line.len,
+                     now + (int64_t)R->config->dlr_orphan_after_s * 1000);
+    parked *p = parked_new(o->record, o->record_len, now, o->record_len + line.len, 1);
     sr_buf_free(&line);
+    parked_link(R, p, 0);
+    o->evicted_reports = reports_evict(R, t, p, &o->evicted, INT32_MAX);
     sr_store_txn_submit(t, reports_parked_done, o);
 }
 
@@ -601,6 +953,7 @@ static void reports_applied_done(sr_store_txn *t, void *ud) {
         reports_park(R, o);
         return;
     }
+    if (st == SR_E_INVALID) R->m_invalid->value++; /* a part the message does not have */
     if (st == 0) reports_after(R, &o->a, t, 0, 0);
     reports_one_finished(o, st);
 }
@@ -609,6 +962,18 @@ void sr_reports_apply(sr_reports *R, const char *provider, const sr_report *reps
                       void (*cb)(int code, void *ud), void *ud) {
     if (n <= 0) {
         if (cb) cb(0, ud);
+        return;
+    }
+    /* Impossible part numbers are refused before anything is applied: a report for "part 0" or "part 7 of
+     * 3" must not pass for one on the whole message. */
+    int invalid = 0;
+    for (int i = 0; i < n; i++) {
+        char err[160];
+        if (sr_reports_check(&reps[i], err, sizeof err) != 0) invalid++;
+    }
+    if (invalid) {
+        R->m_invalid->value += invalid;
+        if (cb) cb(SR_E_INVALID, ud);
         return;
     }
     apply_batch *b = calloc(1, sizeof *b);
@@ -703,6 +1068,12 @@ static void reports_poll_record(poll_req *q, const sr_report *reps, int nreps) {
         snprintf(a->rep.provider_id, sizeof a->rep.provider_id, "%s", q->pids[i]);
         for (int k = 0; k < nreps; k++) {
             if (!reports_same_pid(reps[k].provider_id, q->pids[i])) continue;
+            char err[160];
+            if (sr_reports_check(&reps[k], err, sizeof err) != 0) {
+                R->m_invalid->value++;
+                sr_warn("status poll: report refused", "provider", q->p->name, "id", q->pids[i], "error", err);
+                continue;
+            }
             /* The most final answer wins when several speak of one id. */
             if (a->rep.status < 0 || sr_status_is_final((sr_status)reps[k].status)) a->rep = reps[k];
         }
@@ -839,57 +1210,89 @@ static void reports_watch(sr_reports *R, int64_t now) {
     free(unit_polls);
 }
 
-/* ---- orphans ---- */
+/* ---- orphans and the sweep ---- */
+
+/* Drops (as orphaned) the records parked dlr_orphan_after ago or more, oldest
+ * first: every one that is due, up to PARK_EXPIRE_MAX a pass, so expiry keeps
+ * up with any arrival rate (the caps bound what can be parked meanwhile). A
+ * record whose message appeared after all is applied instead. */
+static void reports_expire(sr_reports *R, int64_t now) {
+    int64_t ttl_ms = (int64_t)R->config->dlr_orphan_after_s * 1000;
+    struct {
+        char provider[72];
+        char prefix[PARK_KEY_MAX];
+        size_t prefix_len;
+        char id[SR_ID_LEN + 1];
+    } found[8];
+    int nfound = 0, seen = 0;
+    sr_store_txn *t = NULL;
+    drop_job *j = NULL;
+    parked *p = R->park_head;
+    while (p && p->parked_at_ms + ttl_ms <= now && seen < PARK_EXPIRE_MAX) {
+        parked *next = p->next;
+        seen++;
+        uint64_t seq;
+        size_t plen = reports_record_prefix(p->key, p->key_len, &seq);
+        char provider[72], id[SR_ID_LEN + 1];
+        sr_report rep;
+        if (reports_prefix_parse(p->key, plen, provider, &rep) == 0 && reports_lookup(R, provider, &rep, id) == 0) {
+            /* Unparked after this walk (which it changes); one that is in flight already waits for it. */
+            int listed = 0;
+            for (int i = 0; i < nfound; i++)
+                if (found[i].prefix_len == plen && memcmp(found[i].prefix, p->key, plen) == 0) listed = 1;
+            if (!listed && nfound < (int)(sizeof found / sizeof found[0])) {
+                snprintf(found[nfound].provider, sizeof found[nfound].provider, "%s", provider);
+                memcpy(found[nfound].prefix, p->key, plen);
+                found[nfound].prefix_len = plen;
+                memcpy(found[nfound].id, id, sizeof found[nfound].id);
+                nfound++;
+            }
+            p = next;
+            continue;
+        }
+        if (!t) {
+            t = sr_store_txn_new(R->store);
+            j = calloc(1, sizeof *j);
+            if (!j) abort();
+            j->R = R;
+            j->orphaned = 1;
+        }
+        sr_store_txn_del(t, SR_SPACE_PARKED, p->key, p->key_len);
+        j->reports += p->reports;
+        parked_take(R, p->key, p->key_len, &j->chain);
+        if (++j->records == PARK_UNIT_MAX) {
+            reports_drop_submit(R, t, j);
+            t = NULL;
+        }
+        p = next;
+    }
+    if (t) reports_drop_submit(R, t, j);
+    for (int i = 0; i < nfound; i++)
+        reports_unpark(R, found[i].provider, found[i].prefix, found[i].prefix_len, found[i].id);
+}
 
 typedef struct sweep_scan {
-    sr_reports *R;
-    int64_t now;
     int count;
     char keys[REPORTS_SWEEP_MAX][PARK_KEY_MAX];
     size_t lens[REPORTS_SWEEP_MAX];
-    int expired[REPORTS_SWEEP_MAX];
-    int reports[REPORTS_SWEEP_MAX];
 } sweep_scan;
 
 static int reports_sweep_cb(const char *key, size_t klen, const char *val, size_t vlen, int64_t expires_at_ms,
                             void *ud) {
     sweep_scan *sc = ud;
+    (void)val, (void)vlen, (void)expires_at_ms;
     if (klen > PARK_KEY_MAX) return 0;
-    int i = sc->count++;
-    memcpy(sc->keys[i], key, klen);
-    sc->lens[i] = klen;
-    sc->expired[i] = expires_at_ms != 0 && expires_at_ms <= sc->now;
-    int lines = 0;
-    for (size_t k = 0; k < vlen; k++) lines += val[k] == '\n';
-    sc->reports[i] = lines;
+    memcpy(sc->keys[sc->count], key, klen);
+    sc->lens[sc->count++] = klen;
     return 0;
 }
 
-typedef struct orphan_job {
-    sr_reports *R;
-    int reports;
-} orphan_job;
-
-static void reports_orphans_done(sr_store_txn *t, void *ud) {
-    orphan_job *o = ud;
-    if (sr_store_txn_status(t) == 0) {
-        o->R->m_orphaned->value += o->reports;
-        if (o->reports) {
-            char n[24];
-            snprintf(n, sizeof n, "%d", o->reports);
-            sr_warn("delivery reports orphaned: no message with their provider id appeared", "count", n);
-        }
-    }
-    o->R->inflight--;
-    reports_check_stopped(o->R);
-    free(o);
-}
-
-static void reports_sweep(sr_reports *R, int64_t now) {
+/* A slow walk over the parked records (REPORTS_SWEEP_MAX every REPORTS_SWEEP_MS)
+ * that applies those whose message is known by now: the send answer and the
+ * report can cross in ways the unpark on send does not see. */
+static void reports_sweep(sr_reports *R) {
     sweep_scan *sc = calloc(1, sizeof *sc);
     if (!sc) abort();
-    sc->R = R;
-    sc->now = now;
     int n = sr_store_scan(R->store, SR_SPACE_PARKED, R->sweep_after_len ? R->sweep_after : NULL, R->sweep_after_len,
                           REPORTS_SWEEP_MAX, reports_sweep_cb, sc);
     if (n < REPORTS_SWEEP_MAX) {
@@ -898,38 +1301,87 @@ static void reports_sweep(sr_reports *R, int64_t now) {
         memcpy(R->sweep_after, sc->keys[sc->count - 1], sc->lens[sc->count - 1]);
         R->sweep_after_len = sc->lens[sc->count - 1];
     }
-    sr_store_txn *t = NULL;
-    orphan_job *o = NULL;
+    size_t last_len = 0;
+    const char *last = NULL;
     for (int i = 0; i < sc->count; i++) {
-        const char *provider = sc->keys[i];
-        size_t plen = strnlen(provider, sc->lens[i]);
-        if (plen >= sc->lens[i]) continue;
+        uint64_t seq;
+        size_t plen = reports_record_prefix(sc->keys[i], sc->lens[i], &seq);
+        if (last && last_len == plen && memcmp(last, sc->keys[i], plen) == 0) continue; /* one look per id */
+        last = sc->keys[i];
+        last_len = plen;
+        char provider[72], id[SR_ID_LEN + 1];
         sr_report rep;
-        memset(&rep, 0, sizeof rep);
-        const char *rest = sc->keys[i] + plen + 1;
-        size_t rlen = sc->lens[i] - plen - 1;
-        if (rest[0] == '#') snprintf(rep.message_id, sizeof rep.message_id, "%.*s", (int)rlen - 1, rest + 1);
-        else snprintf(rep.provider_id, sizeof rep.provider_id, "%.*s", (int)rlen, rest);
-        char id[SR_ID_LEN + 1];
-        if (reports_lookup(R, provider, &rep, id) == 0) {
-            reports_unpark(R, provider, sc->keys[i], sc->lens[i], id);
-        } else if (sc->expired[i]) {
-            if (!t) {
-                t = sr_store_txn_new(R->store);
-                o = calloc(1, sizeof *o);
-                if (!o) abort();
-                o->R = R;
-            }
-            /* Only if still expired: a report parked under the key since the scan starts it afresh. */
-            sr_store_txn_del_expired(t, SR_SPACE_PARKED, sc->keys[i], sc->lens[i], now);
-            o->reports += sc->reports[i];
-        }
-    }
-    if (t) {
-        R->inflight++;
-        sr_store_txn_submit(t, reports_orphans_done, o);
+        if (reports_prefix_parse(sc->keys[i], plen, provider, &rep) == 0 && reports_lookup(R, provider, &rep, id) == 0)
+            reports_unpark(R, provider, sc->keys[i], plen, id);
     }
     free(sc);
+}
+
+/* ---- the list of parked records, rebuilt on start ---- */
+
+typedef struct rebuild_scan {
+    parked **items;
+    size_t n, cap;
+    char last[PARK_KEY_MAX];
+    size_t last_len;
+    uint64_t max_seq;
+    int legacy;
+} rebuild_scan;
+
+static int reports_rebuild_cb(const char *key, size_t klen, const char *val, size_t vlen, int64_t expires_at_ms,
+                              void *ud) {
+    rebuild_scan *sc = ud;
+    (void)expires_at_ms;
+    if (klen > PARK_KEY_MAX) return 0;
+    memcpy(sc->last, key, klen);
+    sc->last_len = klen;
+    uint64_t seq;
+    size_t plen = reports_record_prefix(key, klen, &seq);
+    if (seq > sc->max_seq) sc->max_seq = seq;
+    if (plen == klen) sc->legacy++;
+    /* When it was parked: the first line's "k" (reports_serialise). */
+    int64_t at = 0;
+    static const char k[] = ",\"k\":";
+    const char *f = memmem(val, vlen, k, sizeof k - 1);
+    if (f) {
+        f += sizeof k - 1;
+        while (f < val + vlen && *f >= '0' && *f <= '9') at = at * 10 + (*f++ - '0');
+    }
+    int reports = 0;
+    for (size_t i = 0; i < vlen; i++) reports += val[i] == '\n';
+    if (sc->n == sc->cap) {
+        sc->cap = sc->cap ? sc->cap * 2 : 1024;
+        sc->items = realloc(sc->items, sc->cap * sizeof *sc->items);
+        if (!sc->items) abort();
+    }
+    sc->items[sc->n++] = parked_new(key, klen, at, klen + vlen, reports ? reports : 1);
+    return 0;
+}
+
+static int reports_rebuild_order(const void *a, const void *b) {
+    const parked *x = *(const parked *const *)a, *y = *(const parked *const *)b;
+    if (x->parked_at_ms != y->parked_at_ms) return x->parked_at_ms < y->parked_at_ms ? -1 : 1;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(x->key, y->key, n);
+    return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+/* Lists the records in the store, oldest first (a scan before the loop runs). */
+static void reports_rebuild(sr_reports *R) {
+    rebuild_scan sc;
+    memset(&sc, 0, sizeof sc);
+    for (;;) {
+        int n = sr_store_scan(R->store, SR_SPACE_PARKED, sc.last_len ? sc.last : NULL, sc.last_len, 4096,
+                              reports_rebuild_cb, &sc);
+        if (n < 4096) break;
+    }
+    if (sc.n > 1) qsort(sc.items, sc.n, sizeof *sc.items, reports_rebuild_order);
+    for (size_t i = 0; i < sc.n; i++) parked_link(R, sc.items[i], 0);
+    free(sc.items);
+    R->park_seq = sc.max_seq;
+    R->park_legacy = sc.legacy > 0;
+    if (sc.n)
+        sr_info("parked delivery reports", "count", sr_log_num(R->park_count), "bytes", sr_log_num(R->park_bytes));
 }
 
 /* ---- the timer ---- */
@@ -939,9 +1391,11 @@ static void reports_tick(uv_timer_t *timer) {
     if (R->stopping) return;
     int64_t now = sr_now_ms();
     reports_watch(R, now);
+    reports_expire(R, now);
+    reports_fit(R); /* the caps may have been lowered by a reload */
     if (now >= R->next_sweep_ms) {
         R->next_sweep_ms = now + REPORTS_SWEEP_MS;
-        reports_sweep(R, now);
+        reports_sweep(R);
     }
 }
 
@@ -986,6 +1440,20 @@ int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, sr_sche
     R->m_polls = sr_metric_counter("smsrules_status_polls_total", "Status poll requests made.", NULL);
     R->m_poll_errors = sr_metric_counter("smsrules_status_poll_errors_total",
                                          "Status polls that failed or were not understood.", NULL);
+    R->m_invalid = sr_metric_counter("smsrules_dlr_reports_total", "Delivery reports received, by result.",
+                                     "result=\"invalid\"");
+    R->m_evicted = sr_metric_counter("smsrules_dlr_parked_evicted_total",
+                                     "Parked delivery reports dropped, oldest first, to stay within dlr_park_max and "
+                                     "dlr_park_max_bytes.",
+                                     NULL);
+    R->m_park_count =
+        sr_metric_gauge("smsrules_dlr_parked", "Delivery reports parked now (their message unknown).", NULL);
+    R->m_park_bytes = sr_metric_gauge("smsrules_dlr_parked_bytes",
+                                      "Bytes of the parked delivery reports (keys and values).", NULL);
+    R->park_index = calloc(PARK_BUCKETS, sizeof *R->park_index);
+    if (!R->park_index) abort();
+    reports_rebuild(R);
+    reports_fit(R);
     R->next_sweep_ms = sr_now_ms() + 1000;
     uv_timer_start(R->timer, reports_tick, REPORTS_TICK_MS, REPORTS_TICK_MS);
     *out = R;
@@ -1015,6 +1483,12 @@ void sr_reports_free(sr_reports *R) {
             c = next;
         }
     }
+    for (parked *p = R->park_head; p;) {
+        parked *next = p->next;
+        free(p);
+        p = next;
+    }
+    free(R->park_index);
     free(R);
 }
 

@@ -9,7 +9,9 @@
  * delivered when every part was. A report for an id not known yet (it can
  * arrive before the send answer) is parked in the store and applied when the
  * scheduler records that provider id; parked reports nobody claims are
- * counted as orphaned after `dlr_orphan_after`.
+ * counted as orphaned after `dlr_orphan_after`. Parking is bounded (count and
+ * bytes, oldest evicted first): status webhooks may be open to anyone.
+ * Impossible part numbers are refused on entry and never change a message.
  *
  * A route's fallback_on / dlr_timeout act here: a bad final report, or no
  * final report in time, sends the message on to the next provider of its
@@ -44,9 +46,27 @@ void sr_reports_stop(sr_reports *r, void (*done)(void *ud), void *ud);
 /* Frees after stop (closes its handles: run the loop once more). */
 void sr_reports_free(sr_reports *r);
 
+/* The most parts a report may name (a message has at most max_parts, itself at most this). */
+#define SR_REPORT_MAX_PARTS 255
+
+/* Checks a report's part numbers: part and parts, when said, are whole
+ * numbers from 1 to SR_REPORT_MAX_PARTS, part at most parts (the adapter gives
+ * SR_REPORT_PART_INVALID for anything else it was handed). 0, or SR_E_INVALID
+ * with the reason in err. */
+int sr_reports_check(const sr_report *rep, char *err, size_t errlen);
+
 /* Applies reports of one provider. cb (may be NULL) runs once every report
  * is on disk (applied or parked): code 0, or the store's error when one of
- * them could not be stored (the provider should send it again). */
+ * them could not be stored (the provider should send it again), or
+ * SR_E_INVALID when a report names a part its message cannot have
+ * (sr_reports_check before anything is applied, or a part beyond the
+ * message's own count): such a report changes nothing
+ * (smsrules_dlr_reports_total{result="invalid"}).
+ *
+ * A report whose message is unknown is parked (see "parking" in reports.c):
+ * at most config->dlr_park_max reports and dlr_park_max_bytes bytes, the
+ * oldest evicted past that (smsrules_dlr_parked_evicted_total), each dropped
+ * as orphaned dlr_orphan_after after it was parked. */
 void sr_reports_apply(sr_reports *r, const char *provider, const sr_report *reps, int n,
                       void (*cb)(int code, void *ud), void *ud);
 

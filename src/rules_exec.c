@@ -345,6 +345,11 @@ int sr_rules_fire_inbound(sr_rules *r, const sr_inbound *msg, sr_invocation_done
         lua_pushstring(co, fields[i][1]);
         lua_setfield(co, -2, fields[i][0]);
     }
+    if (msg->text && msg->text_len) {
+        /* Whole, NUL bytes included: an inbound SMS is never cut short. */
+        lua_pushlstring(co, msg->text, msg->text_len);
+        lua_setfield(co, -2, "text");
+    }
     lua_pushnumber(co, (lua_Number)msg->received_at_ms / 1000.0);
     lua_setfield(co, -2, "received_at");
     exec_resume(inv, 1);

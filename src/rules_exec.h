@@ -49,6 +49,7 @@ typedef struct sr_inbound {
     const char *from;     /* the sender, E.164 */
     const char *to;       /* the number it was sent to, or NULL */
     const char *text;
+    size_t text_len;      /* its bytes (it may hold NUL: inbound text is carried whole); 0: strlen(text) */
     const char *provider; /* the provider that received it, or NULL */
     int64_t received_at_ms;
     /* Optional: when the handler returned without error, called with the unit holding its effects

@@ -137,6 +137,12 @@ int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submi
         reason_add(reasons, "invalid_type", prefix, "text", "'text' must be a string%s", NULL);
     } else if (text->len == 0) {
         reason_add(reasons, "invalid_value", prefix, "text", "'text' must not be empty%s", NULL);
+    } else if (memchr(text->str, '\0', text->len)) {
+        /* U+0000 is no character an SMS carries, and the text is kept as a C string: refused, never cut short. */
+        reason_add(reasons, "invalid_text", prefix, tpl ? "vars" : "text",
+                   tpl ? "the text rendered from the template holds U+0000 (NUL), which an SMS cannot carry%s"
+                       : "'text' holds U+0000 (NUL), which an SMS cannot carry%s",
+                   NULL);
     } else if (text->len > SUB_MAX_TEXT_BYTES || sr_text_segments(text->str, text->len, &seg) != 0) {
         if (text->len > SUB_MAX_TEXT_BYTES) {
             reason_add(reasons, "too_long", prefix, "text", "'text' is longer than 8192 bytes%s", NULL);
@@ -164,7 +170,7 @@ int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submi
     if (route && route->type != SR_JSON_NULL) {
         int ok = route->type == SR_JSON_ARRAY && route->count <= SUB_MAX_ROUTE;
         for (const sr_json *p = ok ? route->child : NULL; p; p = p->next)
-            if (p->type != SR_JSON_STRING || p->len == 0 || p->len > 64) ok = 0;
+            if (p->type != SR_JSON_STRING || p->len == 0 || p->len > 64 || memchr(p->str, '\0', p->len)) ok = 0;
         if (!ok)
             reason_add(reasons, "invalid_value", prefix, "route",
                        "'route' must be a list of at most 16 provider names%s", NULL);
@@ -209,10 +215,13 @@ int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submi
     if (tags && tags->type != SR_JSON_NULL) {
         int ok = tags->type == SR_JSON_OBJECT && tags->count <= SUB_MAX_TAGS;
         for (const sr_json *p = ok ? tags->child : NULL; p; p = p->next)
-            if (p->type != SR_JSON_STRING || p->key_len == 0 || p->key_len > 64 || p->len > 256) ok = 0;
+            if (p->type != SR_JSON_STRING || p->key_len == 0 || p->key_len > 64 || p->len > 256 ||
+                memchr(p->str, '\0', p->len))
+                ok = 0;
         if (!ok)
             reason_add(reasons, "invalid_value", prefix, "tags",
-                       "'tags' must be an object of at most 32 strings (keys up to 64, values up to 256 bytes)%s",
+                       "'tags' must be an object of at most 32 strings (keys up to 64, values up to 256 bytes, "
+                       "without U+0000)%s",
                        NULL);
     }
 

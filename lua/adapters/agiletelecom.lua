@@ -232,8 +232,8 @@ function agiletelecom.parse_status(cfg, request)
                 raw_status = tostring(code),
                 error = status ~= "delivered" and desc or nil,
                 at = util.parse_time(r.timestamp, offset),
-                part = math.tointeger(tonumber(r.numPart)),
-                parts = math.tointeger(tonumber(r.totalParts)),
+                part = util.part_number(r.numPart),
+                parts = util.part_number(r.totalParts),
                 cost = tonumber(r.price),
             }
         end

@@ -212,12 +212,6 @@ local function first(r, names, as)
     return nil
 end
 
--- A positive integer (a number or digits), else nil.
-local function count(v)
-    local n = math.tointeger(tonumber(v))
-    return n and n > 0 and n or nil
-end
-
 -- Seconds since the epoch of an RFC 3339 time, a "YYYY-MM-DD HH:MM:SS" one
 -- (UTC) or epoch seconds (a number or digits); nil otherwise.
 local function epoch_seconds(v)
@@ -270,8 +264,8 @@ local function status_update(r)
         raw_status = raw,
         error = err,
         at = first(r, TIME_FIELDS, epoch_seconds),
-        part = first(r, PART_FIELDS, count),
-        parts = first(r, PARTS_FIELDS, count),
+        part = first(r, PART_FIELDS, util.part_number),
+        parts = first(r, PARTS_FIELDS, util.part_number),
     }
 end
 

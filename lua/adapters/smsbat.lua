@@ -195,6 +195,13 @@ end
 -- One status report (push or poll) as an update, or nil when it names no
 -- message or no status. polled_id: the id a poll asked about, which the
 -- update is about whatever the answer echoes.
+-- SMSBat's partscount says how many parts the whole message had (0 while it
+-- does not know yet): informational, never a per-part report.
+local function parts_count(v)
+    local n = math.tointeger(v)
+    return n and n >= 1 and n or nil
+end
+
 local function update_of(r, polled_id)
     if type(r) ~= "table" then return nil end
     local id = polled_id or util.id_string(r.messageId)
@@ -207,7 +214,7 @@ local function update_of(r, polled_id)
         raw_status = raw,
         error = (status == "undelivered") and raw or nil,
         at = util.parse_time(r.timestamp, 0),
-        parts = math.tointeger(r.partscount),
+        parts = parts_count(r.partscount),
         cost = type(r.cost) == "number" and r.cost or tonumber(r.cost),
     }
 end

@@ -118,6 +118,16 @@ function util.id_string(v)
     return nil
 end
 
+-- A delivery report's part or parts as the provider gave it: a whole number
+-- (or digits) as an integer; nil when absent, JSON null or ""; anything else
+-- as it is, so that the core refuses the report (part 0, -1, 1.5, "abc")
+-- rather than take it for a report on the whole message.
+function util.part_number(v)
+    if v == nil or v == cjson.null or v == "" then return nil end
+    local n = tonumber(v)
+    return n and math.tointeger(n) or v
+end
+
 -- What an HTTP status means for the messages of the request:
 --   "ok"        2xx: accepted (the adapter still needs an id from the body)
 --   "retry"     429, 408 (a timeout) and every 5xx: try again later
