@@ -551,12 +551,18 @@ TEST(generic_status_json) {
                  "\"timestamp\":1700000099,\"done_date\":\"1700000030\"}]]))",
               "[{\"at\":1700000030,\"provider_id\":\"a\",\"raw_status\":\"sent\",\"status\":\"sent\"}]");
     /* An SMPP "no error" code is no error; null and empty fields are absent;
-     * numbers that are not positive integers are no part counts. */
+     * part numbers that are not positive integers are handed over as given, for
+     * the core to refuse the report (sr_reports_check), never dropped: a report
+     * for "part 0" must not pass for one on the whole message. */
     CHECK_LUA(L, "updates_of(generic, json_hook([[{\"message_id\":\"m1\",\"status\":\"DELIVRD\",\"err\":\"000\","
-                 "\"part\":null,\"parts\":0,\"client_ref\":\"\",\"timestamp\":\"yesterday\"}]]))",
+                 "\"part\":null,\"parts\":\"\",\"client_ref\":\"\",\"timestamp\":\"yesterday\"}]]))",
               "[{\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
+    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"message_id\":\"m1\",\"status\":\"DELIVRD\",\"parts\":0}]]))",
+              "[{\"parts\":0,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
     CHECK_LUA(L, "updates_of(generic, json_hook([[{\"message_id\":\"m1\",\"status\":\"UNDELIV\",\"error\":0,\"part\":1.5}]]))",
-              "[{\"provider_id\":\"m1\",\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}]");
+              "[{\"part\":1.5,\"provider_id\":\"m1\",\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}]");
+    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"message_id\":\"m1\",\"status\":\"DELIVRD\",\"part\":\"abc\",\"parts\":\"3\"}]]))",
+              "[{\"part\":\"abc\",\"parts\":3,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
     /* A JSON body posted to a URL with a query is still read as JSON. */
     CHECK_LUA(L, "updates_of(generic, json_hook([[" DLR_M1 "]], 'token=abc'))",
               "[{\"at\":1700000000,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
