@@ -159,7 +159,7 @@ sms.on("nul", function(ev)
   return { id = id, err = err, rid = rid, rerr = rerr }
 end)
 sms.on_inbound(function(msg)
-  sms.log.info("inbound text", { len = #msg.text, nul = msg.text:find("\\0", 1, true) ~= nil })
+  sms.log.info("inbound text", { id = msg.id, len = #msg.text, nul = msg.text:find("\\0", 1, true) ~= nil })
 end)
 '''
 
@@ -199,6 +199,8 @@ def text_with_nul_is_refused_wherever_it_enters():
     check(status == 200, "inbound answered %d" % status)
     line = d.wait_log("inbound text", timeout=5 * SLOWDOWN)
     check(line["len"] == 4 and line["nul"] is True, "the handler saw %r" % line)
+    status, _, _, doc = d.request("GET", "/v1/inbound/" + line["id"], headers=AUTH)
+    check(status == 200 and doc["text"] == "a\u0000bc", "stored inbound %d %r" % (status, doc))
 
 
 if __name__ == "__main__":
