@@ -58,7 +58,8 @@ static int l_sms_reply(lua_State *L) {
     if (!inv || !r->store)
         return luaL_error(L, "sms.reply may only be called from a handler, not while the rules load");
     luaL_checktype(L, 1, LUA_TTABLE);
-    const char *body = luaL_checkstring(L, 2);
+    size_t body_len;
+    const char *body = luaL_checklstring(L, 2, &body_len);
     if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
     lua_settop(L, 3);
     lua_getfield(L, 1, "from"); /* 4 */
@@ -70,7 +71,8 @@ static int l_sms_reply(lua_State *L) {
     lua_createtable(L, 0, 4);              /* 8: its message */
     lua_pushvalue(L, 4);
     lua_setfield(L, 8, "to");
-    if (sr_rules_template_find(r, body)) {
+    /* A text holding NUL is no template name ("hello\0..." is not "hello"): it goes on as text, and is refused. */
+    if (strlen(body) == body_len && sr_rules_template_find(r, body)) {
         lua_pushvalue(L, 2);
         lua_setfield(L, 8, "template");
         lua_pushvalue(L, lua_isnil(L, 3) ? 1 : 3);

@@ -159,7 +159,10 @@ sms.on("nul", function(ev)
   return { id = id, err = err, rid = rid, rerr = rerr }
 end)
 sms.on_inbound(function(msg)
-  sms.log.info("inbound text", { id = msg.id, len = #msg.text, nul = msg.text:find("\\0", 1, true) ~= nil })
+  local _, echo_err = sms.reply(msg, msg.text)
+  local _, named_err = sms.reply(msg, "hello\\0x")
+  sms.log.info("inbound text", { id = msg.id, len = #msg.text, nul = msg.text:find("\\0", 1, true) ~= nil,
+                                 echo_err = echo_err, named_err = named_err })
 end)
 '''
 
@@ -199,6 +202,9 @@ def text_with_nul_is_refused_wherever_it_enters():
     check(status == 200, "inbound answered %d" % status)
     line = d.wait_log("inbound text", timeout=5 * SLOWDOWN)
     check(line["len"] == 4 and line["nul"] is True, "the handler saw %r" % line)
+    # Replying with it is refused like any text with NUL; "hello\0x" is no template name either.
+    check(line["echo_err"].startswith("invalid_text:") and line["named_err"].startswith("invalid_text:"),
+          "sms.reply gave %r" % line)
     status, _, _, doc = d.request("GET", "/v1/inbound/" + line["id"], headers=AUTH)
     check(status == 200 and doc["text"] == "a\u0000bc", "stored inbound %d %r" % (status, doc))
 
