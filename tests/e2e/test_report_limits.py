@@ -96,16 +96,20 @@ def a_flood_of_unknown_reports_stays_within_the_cap_and_an_early_report_still_ma
 @test(timeout=60)
 def the_byte_cap_evicts_too_and_expiry_drops_every_due_report():
     mock = Mock.start()
-    d = Daemon.start(rules(mock, ", dlr_park_max_bytes = 20000, dlr_orphan_after = 2"))
+    d = Daemon.start(rules(mock, ", dlr_park_max_bytes = 20000, dlr_orphan_after = 3"))
     flood(d, 0, 3000)
     check(metric(d, "smsrules_dlr_parked_bytes") <= 20000, "bytes %r" % metric(d, "smsrules_dlr_parked_bytes"))
-    kept = metric(d, "smsrules_dlr_parked")
-    check(0 < kept < 3000, "parked now %r" % kept)
-    check(metric(d, "smsrules_dlr_parked_evicted_total") == 3000 - kept, "evictions not counted")
-    # Expiry takes every due report in one pass, however many arrived.
-    wait_for(lambda: metric(d, "smsrules_dlr_parked") == 0, 10 * SLOWDOWN, "the parked reports to expire")
-    check(metric(d, "smsrules_dlr_orphaned_total") == kept,
-          "orphaned %r, expected %r" % (metric(d, "smsrules_dlr_orphaned_total"), kept))
+    check(metric(d, "smsrules_dlr_parked") < 3000, "parked now %r" % metric(d, "smsrules_dlr_parked"))
+    check(metric(d, "smsrules_dlr_parked_evicted_total") > 0, "no eviction counted")
+
+    # Expiry takes every due report (a pass a second), however many arrived; (on a slow machine it may
+    # have begun during the flood). Every report parked is then either evicted or orphaned, once.
+    def all_accounted():
+        m = d.metrics()
+        dropped = m.get("smsrules_dlr_parked_evicted_total", 0) + m.get("smsrules_dlr_orphaned_total", 0)
+        return m.get("smsrules_dlr_parked", 0) == 0 and dropped == 3000
+    wait_for(all_accounted, 10 * SLOWDOWN, "the parked reports to expire")
+    check(metric(d, "smsrules_dlr_orphaned_total") > 0, "none orphaned")
     check(parked_in_store_after_restart(d) == 0, "records left in the store")
 
 
