@@ -101,6 +101,8 @@ static int l_sms_config(lua_State *L) {
             c->circuit_cooldown_ms = (uint64_t)config_integer(L, key, 10, 3600000);
         } else if (strcmp(key, "instruction_budget") == 0) {
             c->instruction_budget = (uint64_t)config_integer(L, key, 1000, (lua_Integer)1 << 40);
+        } else if (strcmp(key, "time_limit_ms") == 0) {
+            c->time_limit_ms = (uint64_t)config_integer(L, key, 10, 600000);
         } else if (strcmp(key, "max_event_bytes") == 0) {
             c->max_event_bytes = (size_t)config_integer(L, key, 1024, 1 << 20);
         } else if (strcmp(key, "dlr_orphan_after") == 0) {
@@ -111,12 +113,12 @@ static int l_sms_config(lua_State *L) {
             c->inbound_retention_s = (uint64_t)config_integer(L, key, 3600, 3650 * 86400);
         } else if (strcmp(key, "memory_limit") == 0) {
             c->memory_limit = (size_t)config_integer(L, key, 1 << 20, (lua_Integer)1 << 40);
-            r->memory_limit = c->memory_limit;
         } else {
             return luaL_error(L, "sms.config: unknown key '%s'", key);
         }
         lua_pop(L, 1);
     }
+    sr_rules_budget_update(r);
     return 0;
 }
 
