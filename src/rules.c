@@ -370,7 +370,8 @@ void sr_rules_body_call(sr_rules *r, lua_State *L, int nargs, int nresults) {
 
 /* The error of a failed protected run (its message on top of L) into err,
  * logged with its traceback. */
-static void rules_report(sr_rules *r, lua_State *L, const sr_lua_budget *b, int rc, char *err, size_t errlen) {
+static void rules_report(sr_rules *r, lua_State *L, const sr_lua_budget *b, int rc, char *err, size_t errlen,
+                         int log) {
     const char *msg = lua_tostring(L, -1);
     if (!msg) msg = "error object is not a string";
     char text[96];
@@ -378,12 +379,13 @@ static void rules_report(sr_rules *r, lua_State *L, const sr_lua_budget *b, int 
         sr_lua_budget tmp = *b;
         tmp.expired = SR_LIMIT_MEMORY;
         snprintf(err, errlen, "%s%s%s", b->where, b->where[0] ? " " : "", sr_rules_limit_text(r, &tmp, text, sizeof text));
-        sr_warn("rule stopped: memory limit reached", "error", err);
+        if (log) sr_warn("rule stopped: memory limit reached", "error", err);
         lua_gc(L, LUA_GCCOLLECT);
         return;
     }
     rules_first_line(msg, err, errlen);
-    sr_warn(b->expired == SR_LIMIT_INSTRUCTIONS ? "rule stopped: instruction budget exceeded"
+    if (log)
+        sr_warn(b->expired == SR_LIMIT_INSTRUCTIONS ? "rule stopped: instruction budget exceeded"
             : b->expired == SR_LIMIT_TIME       ? "rule stopped: time limit exceeded"
             : b->expired == SR_LIMIT_MEMORY     ? "rule stopped: memory limit reached"
                                                 : "rule error",
@@ -395,7 +397,8 @@ static sr_lua_heap *rules_heap_of(sr_rules *r, lua_State *L) {
     return L == r->adapter_L ? &r->adapter_heap : &r->heap;
 }
 
-int sr_rules_call(sr_rules *r, int nargs, int nresults, char *err, size_t errlen) {
+/* sr_rules_call; log: 0 when the caller reports the error itself (loading). */
+static int rules_call(sr_rules *r, int nargs, int nresults, char *err, size_t errlen, int log) {
     lua_State *L = r->L;
     int base = lua_gettop(L) - nargs; /* the function's index */
     sr_lua_budget b;
@@ -406,13 +409,24 @@ int sr_rules_call(sr_rules *r, int nargs, int nresults, char *err, size_t errlen
     sr_lua_budget *outer = sr_rules_budget_enter(r, &b);
     int rc = lua_pcall(L, nargs, nresults, base);
     sr_rules_budget_leave(r, &b, outer);
+    if (rc == LUA_OK && b.expired) {
+        /* Past a limit and yet returned (a coroutine of the rule's swallowed the error). */
+        char text[96];
+        lua_settop(L, base);
+        lua_pushfstring(L, "%s%s%s", b.where, b.where[0] ? " " : "", sr_rules_limit_text(r, &b, text, sizeof text));
+        rc = LUA_ERRRUN;
+    }
     if (rc != LUA_OK) {
-        rules_report(r, L, &b, rc, err, errlen);
+        rules_report(r, L, &b, rc, err, errlen, log);
         lua_settop(L, base - 1);
         return -1;
     }
     lua_remove(L, base);
     return 0;
+}
+
+int sr_rules_call(sr_rules *r, int nargs, int nresults, char *err, size_t errlen) {
+    return rules_call(r, nargs, nresults, err, errlen, 1);
 }
 
 int sr_rules_protected(sr_rules *r, lua_State *L, lua_CFunction body, void *ud, char *err, size_t errlen) {
@@ -425,7 +439,13 @@ int sr_rules_protected(sr_rules *r, lua_State *L, lua_CFunction body, void *ud, 
     sr_lua_budget *outer = sr_rules_budget_enter(r, &b);
     int rc = lua_pcall(L, 1, 0, top + 1);
     sr_rules_budget_leave(r, &b, outer);
-    if (rc != LUA_OK) rules_report(r, L, &b, rc, err, errlen);
+    if (rc == LUA_OK && b.expired) {
+        char text[96];
+        lua_settop(L, top);
+        lua_pushfstring(L, "%s%s%s", b.where, b.where[0] ? " " : "", sr_rules_limit_text(r, &b, text, sizeof text));
+        rc = LUA_ERRRUN;
+    }
+    if (rc != LUA_OK) rules_report(r, L, &b, rc, err, errlen, 1);
     lua_settop(L, top);
     return rc == LUA_OK ? 0 : -1;
 }
@@ -740,7 +760,7 @@ int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err
          * that loops or explodes is stopped and reported, never hangs a
          * start, a reload or `smsrules check`. */
         r->loading = 1;
-        int rc = sr_rules_call(r, 0, 0, err, errlen);
+        int rc = rules_call(r, 0, 0, err, errlen, 0);
         r->loading = 0;
         if (rc != 0) {
             if (strncmp(err, "memory limit", 12) == 0) {

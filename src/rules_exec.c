@@ -260,6 +260,18 @@ static void exec_resume(sr_invocation *inv, int nargs) {
     int rc = lua_resume(inv->co, r->L, nargs, &nres);
     sr_rules_budget_leave(r, &inv->budget, outer_budget);
     r->current = outer;
+    if ((rc == LUA_OK || rc == LUA_YIELD) && inv->budget.expired) {
+        /* Past a limit and yet returned: the error was swallowed (a
+         * coroutine of its own caught it) before the hook could fire again. */
+        char where[160], text[96];
+        sr_rules_where(inv->co, 0, where, sizeof where);
+        if (!where[0]) snprintf(where, sizeof where, "%s", inv->budget.where);
+        lua_settop(inv->co, 0);
+        lua_pushfstring(inv->co, "%s%s%s", where, where[0] ? " " : "",
+                        sr_rules_limit_text(r, &inv->budget, text, sizeof text));
+        exec_finish(inv, LUA_ERRRUN);
+        return;
+    }
     if (rc == LUA_YIELD && inv->yield_expected) return; /* an async action resumes it later */
     if (rc == LUA_YIELD) {
         /* Nothing would ever resume it. */

@@ -750,11 +750,11 @@ static void tr_fill_call_result(lua_State *L, tr_call *c) {
     case SR_INV_ERROR: status = 500; tr_push_error(L, "rule_error", c->error ? c->error : ""); break;
     case SR_INV_TIMEOUT:
         status = 500;
-        tr_push_error(L, "rule_timeout", "the rule ran past its instruction budget and was stopped");
+        tr_push_error(L, "rule_timeout", c->error ? c->error : "the rule ran past its instruction budget and was stopped");
         break;
     case SR_INV_MEMORY:
         status = 500;
-        tr_push_error(L, "rule_memory", "the rule ran past the memory limit and was stopped");
+        tr_push_error(L, "rule_memory", c->error ? c->error : "the rule ran past the memory limit and was stopped");
         break;
     case SR_INV_STORE:
         status = c->store_code == SR_E_FULL ? 507 : 500;
