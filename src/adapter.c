@@ -101,8 +101,9 @@ void sr_adapter_request_free(sr_adapter_request *req) {
     memset(req, 0, sizeof *req);
 }
 
-/* The "headers" field of the table at idx as NULL-terminated "Name: value" lines (CR/LF refused). */
-static char **adapter_read_headers(lua_State *L, int idx) {
+/* The "headers" field of the table at idx as NULL-terminated "Name: value" lines (CR/LF refused), into
+ * *dst before it is filled: a Lua error half-way leaves it for the caller to free. */
+static void adapter_read_headers(lua_State *L, int idx, char ***dst) {
     idx = lua_absindex(L, idx);
     lua_getfield(L, idx, "headers");
     int count = 0;
@@ -115,6 +116,7 @@ static char **adapter_read_headers(lua_State *L, int idx) {
     }
     char **headers = calloc((size_t)count + 1, sizeof(char *));
     if (!headers) abort();
+    *dst = headers;
     int i = 0;
     if (lua_istable(L, -1)) {
         lua_pushnil(L);
@@ -138,7 +140,6 @@ static char **adapter_read_headers(lua_State *L, int idx) {
         }
     }
     lua_pop(L, 1);
-    return headers;
 }
 
 /* Reads the request table at the top of the stack into out (the caller frees it on error). Returns 0
@@ -173,18 +174,18 @@ static int adapter_read_request(lua_State *L, const sr_provider *p, const char *
         out->body_len = len;
     }
     lua_pop(L, 1);
-    out->headers = adapter_read_headers(L, -1);
+    adapter_read_headers(L, -1, &out->headers);
     return 0;
 }
 
-int sr_adapter_build_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, sr_adapter_request *out,
+static int adapter_build_send_in(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, sr_adapter_request *out,
                           char *err, size_t errlen) {
-    lua_State *L = r->L;
+    lua_State *L = p->L;
     int top = lua_gettop(L);
     memset(out, 0, sizeof *out);
     if (adapter_push_fn(L, p, "build_send", err, errlen) != 0) return -1;
     adapter_push_messages(L, msgs, n);
-    if (sr_rules_call(r, 2, 1, err, errlen) != 0 || adapter_read_request(L, p, "build_send", out, err, errlen) != 0) {
+    if ((sr_rules_body_call(r, L, 2, 1), 0) || adapter_read_request(L, p, "build_send", out, err, errlen) != 0) {
         sr_adapter_request_free(out);
         lua_settop(L, top);
         return -1;
@@ -204,10 +205,10 @@ static void adapter_string_field(lua_State *L, int idx, const char *field, char 
     lua_pop(L, 1);
 }
 
-int sr_adapter_parse_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, int status,
+static int adapter_parse_send_in(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, int status,
                           const char *body, size_t body_len, const sr_adapter_header *headers, int header_count,
                           sr_adapter_outcome *outs, char *err, size_t errlen) {
-    lua_State *L = r->L;
+    lua_State *L = p->L;
     int top = lua_gettop(L);
     if (adapter_push_fn(L, p, "parse_send", err, errlen) != 0) return -1;
     adapter_push_messages(L, msgs, n);
@@ -227,7 +228,7 @@ int sr_adapter_parse_send(sr_rules *r, const sr_provider *p, sr_message *const *
         lua_settable(L, -3);
     }
     lua_setfield(L, -2, "headers");
-    if (sr_rules_call(r, 3, 1, err, errlen) != 0) goto fail;
+    if ((sr_rules_body_call(r, L, 3, 1), 0)) goto fail;
     if (!lua_istable(L, -1) || (int)lua_rawlen(L, -1) != n) {
         snprintf(err, errlen, "adapter '%s': parse_send must return one outcome per message (%d)", p->adapter, n);
         goto fail;
@@ -306,15 +307,15 @@ static int adapter_route_options(lua_State *L, sr_route_options *opt, char *err,
     return 0;
 }
 
-int sr_adapter_route(sr_rules *r, const sr_message *m, char **names, int max, sr_route_options *opt, char *err,
-                     size_t errlen) {
+static int adapter_route_in(sr_rules *r, const sr_message *m, char **names, int max, sr_route_options *opt, char *err,
+                            size_t errlen, int *made) {
     if (opt) memset(opt, 0, sizeof *opt);
     if (r->route_ref == LUA_NOREF) return 0;
     lua_State *L = r->L;
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->route_ref);
     adapter_push_message(L, m);
-    if (sr_rules_call(r, 1, 1, err, errlen) != 0) {
+    if ((sr_rules_body_call(r, L, 1, 1), 0)) {
         lua_settop(L, top);
         return -1;
     }
@@ -329,11 +330,15 @@ int sr_adapter_route(sr_rules *r, const sr_message *m, char **names, int max, sr
         int len = (int)lua_rawlen(L, -1);
         for (int i = 1; i <= len && n < max; i++) {
             lua_rawgeti(L, -1, i);
-            if (lua_type(L, -1) == LUA_TSTRING) names[n++] = adapter_strdup(lua_tostring(L, -1), lua_rawlen(L, -1));
+            if (lua_type(L, -1) == LUA_TSTRING) {
+                names[n++] = adapter_strdup(lua_tostring(L, -1), lua_rawlen(L, -1));
+                *made = n;
+            }
             lua_pop(L, 1);
         }
     } else if (lua_type(L, -1) == LUA_TSTRING) {
         names[n++] = adapter_strdup(lua_tostring(L, -1), lua_rawlen(L, -1));
+        *made = n;
     } else if (!lua_isnil(L, -1)) {
         snprintf(err, errlen, "sms.route must return a list of provider names");
         lua_settop(L, top);
@@ -429,8 +434,8 @@ static void adapter_push_webhook(lua_State *L, const sr_webhook_request *rq) {
     }
 }
 
-int sr_adapter_verify(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, char *reason, size_t len) {
-    lua_State *L = r->L;
+static int adapter_verify_in(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, char *reason, size_t len) {
+    lua_State *L = p->L;
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->adapter_ref);
     lua_getfield(L, -1, "verify");
@@ -441,7 +446,7 @@ int sr_adapter_verify(sr_rules *r, const sr_provider *p, const sr_webhook_reques
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->cfg_ref);
     adapter_push_webhook(L, rq);
-    if (sr_rules_call(r, 2, 2, reason, len) != 0) {
+    if ((sr_rules_body_call(r, L, 2, 2), 0)) {
         lua_settop(L, top);
         return -1;
     }
@@ -480,7 +485,7 @@ static void adapter_read_answer(lua_State *L, int idx, sr_webhook_answer *ans) {
         ans->body_len = len;
     }
     lua_pop(L, 1);
-    ans->headers = adapter_read_headers(L, idx);
+    adapter_read_headers(L, idx, &ans->headers);
 }
 
 static int64_t adapter_field_time(lua_State *L, int idx, const char *field) {
@@ -518,6 +523,7 @@ static int adapter_read_reports(lua_State *L, int idx, const sr_provider *p, con
     if (len == 0) return 0;
     sr_report *reps = calloc((size_t)len, sizeof *reps);
     if (!reps) abort();
+    *out = reps;
     int count = 0;
     for (int i = 1; i <= len; i++) {
         lua_rawgeti(L, idx, i);
@@ -555,16 +561,16 @@ static int adapter_read_reports(lua_State *L, int idx, const sr_provider *p, con
     return 0;
 }
 
-int sr_adapter_parse_status(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_report **out, int *n,
+static int adapter_parse_status_in(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_report **out, int *n,
                             sr_webhook_answer *ans, char *err, size_t errlen) {
-    lua_State *L = r->L;
+    lua_State *L = p->L;
     int top = lua_gettop(L);
     *out = NULL;
     *n = 0;
     memset(ans, 0, sizeof *ans);
     if (adapter_push_fn(L, p, "parse_status", err, errlen) != 0) return -1;
     adapter_push_webhook(L, rq);
-    if (sr_rules_call(r, 2, 2, err, errlen) != 0
+    if ((sr_rules_body_call(r, L, 2, 2), 0)
         || adapter_read_reports(L, top + 1, p, "parse_status", out, n, err, errlen) != 0) {
         lua_settop(L, top);
         return -1;
@@ -579,16 +585,16 @@ void sr_inbound_sms_free(sr_inbound_sms *msgs, int n) {
     free(msgs);
 }
 
-int sr_adapter_parse_inbound(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_inbound_sms **out,
+static int adapter_parse_inbound_in(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_inbound_sms **out,
                              int *n, sr_webhook_answer *ans, char *err, size_t errlen) {
-    lua_State *L = r->L;
+    lua_State *L = p->L;
     int top = lua_gettop(L);
     *out = NULL;
     *n = 0;
     memset(ans, 0, sizeof *ans);
     if (adapter_push_fn(L, p, "parse_inbound", err, errlen) != 0) return -1;
     adapter_push_webhook(L, rq);
-    if (sr_rules_call(r, 2, 2, err, errlen) != 0) {
+    if ((sr_rules_body_call(r, L, 2, 2), 0)) {
         lua_settop(L, top);
         return -1;
     }
@@ -601,6 +607,8 @@ int sr_adapter_parse_inbound(sr_rules *r, const sr_provider *p, const sr_webhook
     int len = lua_istable(L, idx) ? (int)lua_rawlen(L, idx) : 0;
     sr_inbound_sms *msgs = len ? calloc((size_t)len, sizeof *msgs) : NULL;
     if (len && !msgs) abort();
+    *out = msgs;
+    *n = -len; /* until the end: the caller frees len entries on a Lua error */
     int count = 0;
     for (int i = 1; i <= len; i++) {
         lua_rawgeti(L, idx, i);
@@ -632,11 +640,15 @@ int sr_adapter_parse_inbound(sr_rules *r, const sr_provider *p, const sr_webhook
 }
 
 int sr_adapter_poll_batch(sr_rules *r, const sr_provider *p) {
-    lua_State *L = r->L;
+    (void)r;
+    lua_State *L = p->L;
+    /* Raw reads: a custom adapter's table may have metamethods, which run only in a protected call. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->adapter_ref);
-    lua_getfield(L, -1, "build_poll");
+    lua_pushliteral(L, "build_poll");
+    lua_rawget(L, -2);
     int can = lua_isfunction(L, -1);
-    lua_getfield(L, -2, "poll_batch");
+    lua_pushliteral(L, "poll_batch");
+    lua_rawget(L, -3);
     lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 1;
     lua_pop(L, 3);
     if (!can) return 0;
@@ -651,14 +663,14 @@ static void adapter_push_ids(lua_State *L, const char *const *ids, int n) {
     }
 }
 
-int sr_adapter_build_poll(sr_rules *r, const sr_provider *p, const char *const *ids, int n, sr_adapter_request *out,
+static int adapter_build_poll_in(sr_rules *r, const sr_provider *p, const char *const *ids, int n, sr_adapter_request *out,
                           char *err, size_t errlen) {
-    lua_State *L = r->L;
+    lua_State *L = p->L;
     int top = lua_gettop(L);
     memset(out, 0, sizeof *out);
     if (adapter_push_fn(L, p, "build_poll", err, errlen) != 0) return -1;
     adapter_push_ids(L, ids, n);
-    if (sr_rules_call(r, 2, 1, err, errlen) != 0 || adapter_read_request(L, p, "build_poll", out, err, errlen) != 0) {
+    if ((sr_rules_body_call(r, L, 2, 1), 0) || adapter_read_request(L, p, "build_poll", out, err, errlen) != 0) {
         sr_adapter_request_free(out);
         lua_settop(L, top);
         return -1;
@@ -667,9 +679,9 @@ int sr_adapter_build_poll(sr_rules *r, const sr_provider *p, const char *const *
     return 0;
 }
 
-int sr_adapter_parse_poll(sr_rules *r, const sr_provider *p, const char *const *ids, int n, int status,
+static int adapter_parse_poll_in(sr_rules *r, const sr_provider *p, const char *const *ids, int n, int status,
                           const char *body, size_t body_len, sr_report **out, int *count, char *err, size_t errlen) {
-    lua_State *L = r->L;
+    lua_State *L = p->L;
     int top = lua_gettop(L);
     *out = NULL;
     *count = 0;
@@ -682,11 +694,196 @@ int sr_adapter_parse_poll(sr_rules *r, const sr_provider *p, const char *const *
     lua_setfield(L, -2, "body");
     lua_newtable(L);
     lua_setfield(L, -2, "headers");
-    if (sr_rules_call(r, 3, 1, err, errlen) != 0
+    if ((sr_rules_body_call(r, L, 3, 1), 0)
         || adapter_read_reports(L, top + 1, p, "parse_poll", out, count, err, errlen) != 0) {
         lua_settop(L, top);
         return -1;
     }
     lua_settop(L, top);
+    return 0;
+}
+
+/* ---- every call into an adapter or the route runs in one protected, budgeted call ---- */
+
+/* The arguments and results of one call, for the bodies below. */
+typedef struct adapter_call {
+    sr_rules *r;
+    const sr_provider *p;
+    sr_message *const *msgs;
+    const sr_message *m;
+    int n;
+    int status;
+    const char *body;
+    size_t body_len;
+    const sr_adapter_header *headers;
+    int header_count;
+    const sr_webhook_request *rq;
+    const char *const *ids;
+    sr_adapter_request *req;
+    sr_adapter_outcome *outs;
+    sr_report **reports;
+    int *count;
+    sr_inbound_sms **inbound;
+    sr_webhook_answer *ans;
+    char **names;
+    int max;
+    int made; /* route names copied so far */
+    sr_route_options *opt;
+    char *err;
+    size_t errlen;
+    int rc; /* what the adapter_*_in function returned */
+} adapter_call;
+
+static int adapter_body_build_send(lua_State *L) {
+    adapter_call *c = lua_touserdata(L, 1);
+    c->rc = adapter_build_send_in(c->r, c->p, c->msgs, c->n, c->req, c->err, c->errlen);
+    return 0;
+}
+
+static int adapter_body_parse_send(lua_State *L) {
+    adapter_call *c = lua_touserdata(L, 1);
+    c->rc = adapter_parse_send_in(c->r, c->p, c->msgs, c->n, c->status, c->body, c->body_len, c->headers,
+                                  c->header_count, c->outs, c->err, c->errlen);
+    return 0;
+}
+
+static int adapter_body_route(lua_State *L) {
+    adapter_call *c = lua_touserdata(L, 1);
+    c->rc = adapter_route_in(c->r, c->m, c->names, c->max, c->opt, c->err, c->errlen, &c->made);
+    return 0;
+}
+
+static int adapter_body_verify(lua_State *L) {
+    adapter_call *c = lua_touserdata(L, 1);
+    c->rc = adapter_verify_in(c->r, c->p, c->rq, c->err, c->errlen);
+    return 0;
+}
+
+static int adapter_body_parse_status(lua_State *L) {
+    adapter_call *c = lua_touserdata(L, 1);
+    c->rc = adapter_parse_status_in(c->r, c->p, c->rq, c->reports, c->count, c->ans, c->err, c->errlen);
+    return 0;
+}
+
+static int adapter_body_parse_inbound(lua_State *L) {
+    adapter_call *c = lua_touserdata(L, 1);
+    c->rc = adapter_parse_inbound_in(c->r, c->p, c->rq, c->inbound, c->count, c->ans, c->err, c->errlen);
+    return 0;
+}
+
+static int adapter_body_build_poll(lua_State *L) {
+    adapter_call *c = lua_touserdata(L, 1);
+    c->rc = adapter_build_poll_in(c->r, c->p, c->ids, c->n, c->req, c->err, c->errlen);
+    return 0;
+}
+
+static int adapter_body_parse_poll(lua_State *L) {
+    adapter_call *c = lua_touserdata(L, 1);
+    c->rc = adapter_parse_poll_in(c->r, c->p, c->ids, c->n, c->status, c->body, c->body_len, c->reports, c->count,
+                                  c->err, c->errlen);
+    return 0;
+}
+
+/* Runs body on L; -1 when it raised (err from the protected call) or returned -1 (err from it). */
+static int adapter_run(adapter_call *c, lua_State *L, lua_CFunction body) {
+    c->rc = -1;
+    if (sr_rules_protected(c->r, L, body, c, c->err, c->errlen) != 0) return -1;
+    return c->rc;
+}
+
+int sr_adapter_build_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, sr_adapter_request *out,
+                          char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    adapter_call c = {.r = r, .p = p, .msgs = msgs, .n = n, .req = out, .err = err, .errlen = errlen};
+    int rc = adapter_run(&c, p->L, adapter_body_build_send);
+    if (rc != 0) sr_adapter_request_free(out);
+    return rc;
+}
+
+int sr_adapter_parse_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, int status,
+                          const char *body, size_t body_len, const sr_adapter_header *headers, int header_count,
+                          sr_adapter_outcome *outs, char *err, size_t errlen) {
+    adapter_call c = {.r = r, .p = p, .msgs = msgs, .n = n, .status = status, .body = body, .body_len = body_len,
+                      .headers = headers, .header_count = header_count, .outs = outs, .err = err, .errlen = errlen};
+    return adapter_run(&c, p->L, adapter_body_parse_send) == 0 ? 0 : -1;
+}
+
+int sr_adapter_route(sr_rules *r, const sr_message *m, char **names, int max, sr_route_options *opt, char *err,
+                     size_t errlen) {
+    if (opt) memset(opt, 0, sizeof *opt);
+    if (r->route_ref == LUA_NOREF) return 0;
+    adapter_call c = {.r = r, .m = m, .names = names, .max = max, .opt = opt, .err = err, .errlen = errlen};
+    int rc = adapter_run(&c, r->L, adapter_body_route);
+    if (rc < 0) {
+        for (int i = 0; i < c.made; i++) {
+            free(names[i]);
+            names[i] = NULL;
+        }
+        if (opt) memset(opt, 0, sizeof *opt);
+    }
+    return rc;
+}
+
+int sr_adapter_verify(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, char *reason, size_t len) {
+    adapter_call c = {.r = r, .p = p, .rq = rq, .err = reason, .errlen = len};
+    c.rc = -1;
+    if (sr_rules_protected(r, p->L, adapter_body_verify, &c, reason, len) != 0) return -1;
+    return c.rc;
+}
+
+int sr_adapter_parse_status(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_report **out, int *n,
+                            sr_webhook_answer *ans, char *err, size_t errlen) {
+    *out = NULL;
+    *n = 0;
+    memset(ans, 0, sizeof *ans);
+    adapter_call c = {.r = r, .p = p, .rq = rq, .reports = out, .count = n, .ans = ans, .err = err, .errlen = errlen};
+    if (adapter_run(&c, p->L, adapter_body_parse_status) != 0) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+        sr_webhook_answer_free(ans);
+        return -1;
+    }
+    return 0;
+}
+
+int sr_adapter_parse_inbound(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_inbound_sms **out,
+                             int *n, sr_webhook_answer *ans, char *err, size_t errlen) {
+    *out = NULL;
+    *n = 0;
+    memset(ans, 0, sizeof *ans);
+    adapter_call c = {.r = r, .p = p, .rq = rq, .inbound = out, .count = n, .ans = ans, .err = err, .errlen = errlen};
+    if (adapter_run(&c, p->L, adapter_body_parse_inbound) != 0) {
+        /* *n is minus the entries allocated until the list was complete. */
+        sr_inbound_sms_free(*out, *n < 0 ? -*n : *n);
+        *out = NULL;
+        *n = 0;
+        sr_webhook_answer_free(ans);
+        return -1;
+    }
+    return 0;
+}
+
+int sr_adapter_build_poll(sr_rules *r, const sr_provider *p, const char *const *ids, int n, sr_adapter_request *out,
+                          char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    adapter_call c = {.r = r, .p = p, .ids = ids, .n = n, .req = out, .err = err, .errlen = errlen};
+    int rc = adapter_run(&c, p->L, adapter_body_build_poll);
+    if (rc != 0) sr_adapter_request_free(out);
+    return rc;
+}
+
+int sr_adapter_parse_poll(sr_rules *r, const sr_provider *p, const char *const *ids, int n, int status,
+                          const char *body, size_t body_len, sr_report **out, int *count, char *err, size_t errlen) {
+    *out = NULL;
+    *count = 0;
+    adapter_call c = {.r = r, .p = p, .ids = ids, .n = n, .status = status, .body = body, .body_len = body_len,
+                      .reports = out, .count = count, .err = err, .errlen = errlen};
+    if (adapter_run(&c, p->L, adapter_body_parse_poll) != 0) {
+        free(*out);
+        *out = NULL;
+        *count = 0;
+        return -1;
+    }
     return 0;
 }

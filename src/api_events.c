@@ -37,11 +37,13 @@ static void events_done(const sr_invocation_result *res, void *ud) {
         sr_http_respond_error(req, 500, "rule_error", res->error, NULL);
         break;
     case SR_INV_TIMEOUT:
-        sr_http_respond_error(req, 500, "rule_timeout", "the rule ran past its instruction budget and was stopped",
-                              NULL);
+        /* "file:line: instruction budget exceeded (...)" or "... time limit exceeded (...)". */
+        sr_http_respond_error(req, 500, "rule_timeout",
+                              res->error ? res->error : "the rule ran past its instruction budget and was stopped", NULL);
         break;
     case SR_INV_MEMORY:
-        sr_http_respond_error(req, 500, "rule_memory", "the rule ran past the memory limit and was stopped", NULL);
+        sr_http_respond_error(req, 500, "rule_memory",
+                              res->error ? res->error : "the rule ran past the memory limit and was stopped", NULL);
         break;
     case SR_INV_STORE:
         sr_http_respond_error(req, res->store_code == SR_E_FULL ? 507 : 500,

@@ -27,6 +27,7 @@ void sr_config_init(sr_config *c) {
     c->circuit_failures = 5;
     c->circuit_cooldown_ms = 5000;
     c->instruction_budget = 1000000;
+    c->time_limit_ms = 1000;
     c->max_event_bytes = 64 * 1024;
     c->dlr_orphan_after_s = 3600;
     c->dlr_park_max = 100000;
@@ -98,6 +99,7 @@ void sr_config_apply_live(sr_config *c, const sr_config *from) {
     c->circuit_failures = from->circuit_failures;
     c->circuit_cooldown_ms = from->circuit_cooldown_ms;
     c->instruction_budget = from->instruction_budget;
+    c->time_limit_ms = from->time_limit_ms;
     c->memory_limit = from->memory_limit;
     c->max_event_bytes = from->max_event_bytes;
     c->dlr_orphan_after_s = from->dlr_orphan_after_s;

@@ -38,6 +38,7 @@ typedef struct sr_config {
     uint64_t circuit_cooldown_ms; /* open → one probe after, default 5000 */
     /* Lua sandbox */
     uint64_t instruction_budget; /* per handler, default 1,000,000 */
+    uint64_t time_limit_ms;      /* wall clock one run of Lua may hold the loop, default 1000 */
     size_t memory_limit;         /* bytes for the Lua state, default 64 MiB */
     size_t max_event_bytes;      /* largest event or webhook body handed to Lua, default 64 KiB */
     /* delivery reports */

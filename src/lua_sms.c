@@ -6,12 +6,54 @@
 #include "log.h"
 #include "rules.h"
 
-/* sms.env(name) → the environment variable's value, or nil. */
+/* The daemon's own secrets: never handed to rules. */
+static const char *const env_daemon_secrets[] = {"SMSRULES_API_KEYS", "SMSRULES_ADMIN_KEY", NULL};
+
+/* sms.env(name) → the environment variable's value, or nil. While the rules
+ * load, any name but the daemon's own secrets; what was read is remembered.
+ * From handlers, only those remembered values and the names the operator
+ * allows with sms.config{ env = {...}, env_prefix = "..." }: a snippet
+ * pasted into a handler cannot walk the environment. */
 static int l_sms_env(lua_State *L) {
+    sr_rules *r = sr_rules_from(L);
     const char *name = luaL_checkstring(L, 1);
+    for (int i = 0; env_daemon_secrets[i]; i++)
+        if (strcmp(name, env_daemon_secrets[i]) == 0) {
+            lua_pushnil(L);
+            return 1;
+        }
+    lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.env");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "smsrules.env");
+    }
+    int seen = lua_gettop(L);
+    if (!r->loading) {
+        if (lua_getfield(L, seen, name) != LUA_TNIL) {
+            if (!lua_toboolean(L, -1)) lua_pushnil(L);
+            return 1;
+        }
+        int allowed = 0;
+        lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.env.allow");
+        if (lua_istable(L, -1)) allowed = lua_getfield(L, -1, name) != LUA_TNIL;
+        lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.env.prefix");
+        if (lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) > 0
+            && strncmp(name, lua_tostring(L, -1), lua_rawlen(L, -1)) == 0)
+            allowed = 1;
+        if (!allowed)
+            return luaL_error(L, "sms.env: '%s' is not readable from a handler (read it while the rules load, or list it "
+                                 "in sms.config{ env = {...} })", name);
+    }
     const char *v = getenv(name);
     if (v) lua_pushstring(L, v);
-    else lua_pushnil(L);
+    else lua_pushboolean(L, 0);
+    if (r->loading) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, seen, name);
+    }
+    if (!v) lua_pushnil(L);
     return 1;
 }
 
@@ -101,6 +143,24 @@ static int l_sms_config(lua_State *L) {
             c->circuit_cooldown_ms = (uint64_t)config_integer(L, key, 10, 3600000);
         } else if (strcmp(key, "instruction_budget") == 0) {
             c->instruction_budget = (uint64_t)config_integer(L, key, 1000, (lua_Integer)1 << 40);
+        } else if (strcmp(key, "env") == 0) {
+            if (!lua_istable(L, -1)) return luaL_error(L, "sms.config: 'env' must be a list of variable names");
+            lua_newtable(L);
+            lua_Integer n = (lua_Integer)lua_rawlen(L, -2);
+            for (lua_Integer i = 1; i <= n; i++) {
+                if (lua_rawgeti(L, -2, i) != LUA_TSTRING) return luaL_error(L, "sms.config: 'env' must be a list of variable names");
+                lua_pushboolean(L, 1);
+                lua_rawset(L, -3);
+            }
+            lua_setfield(L, LUA_REGISTRYINDEX, "smsrules.env.allow");
+        } else if (strcmp(key, "env_prefix") == 0) {
+            const char *prefix = config_string(L, key);
+            if (strncmp(prefix, "SMSRULES_", strlen(prefix) < 9 ? strlen(prefix) : 9) == 0)
+                return luaL_error(L, "sms.config: 'env_prefix' may not cover the daemon's own SMSRULES_ variables");
+            lua_pushvalue(L, -1);
+            lua_setfield(L, LUA_REGISTRYINDEX, "smsrules.env.prefix");
+        } else if (strcmp(key, "time_limit_ms") == 0) {
+            c->time_limit_ms = (uint64_t)config_integer(L, key, 10, 600000);
         } else if (strcmp(key, "max_event_bytes") == 0) {
             c->max_event_bytes = (size_t)config_integer(L, key, 1024, 1 << 20);
         } else if (strcmp(key, "dlr_orphan_after") == 0) {
@@ -115,12 +175,12 @@ static int l_sms_config(lua_State *L) {
             c->inbound_retention_s = (uint64_t)config_integer(L, key, 3600, 3650 * 86400);
         } else if (strcmp(key, "memory_limit") == 0) {
             c->memory_limit = (size_t)config_integer(L, key, 1 << 20, (lua_Integer)1 << 40);
-            r->memory_limit = c->memory_limit;
         } else {
             return luaL_error(L, "sms.config: unknown key '%s'", key);
         }
         lua_pop(L, 1);
     }
+    sr_rules_budget_update(r);
     return 0;
 }
 

@@ -10,9 +10,6 @@
 #include "scheduler.h"
 #include "store.h"
 
-/* Instructions between two budget checks. */
-#define EXEC_HOOK_STEP 1000
-
 struct sr_invocation {
     sr_rules *rules;
     lua_State *co;
@@ -22,9 +19,7 @@ struct sr_invocation {
     char (*ids)[SR_ID_LEN + 1];
     int id_count;
     int id_cap;
-    uint64_t instructions;
-    int timed_out;
-    int memory_exceeded;
+    sr_lua_budget budget; /* across all its resumes */
     char *result_json;
     int yield_expected;
     sr_invocation_done done;
@@ -89,23 +84,6 @@ void sr_lua_push_json(lua_State *L, const sr_json *v, int depth) {
             lua_rawset(L, -3);
         }
         break;
-    }
-}
-
-/* The count hook: charges the running invocation and stops it past its
- * budget. Once over, it fires at every instruction so a pcall in the rule
- * cannot swallow the error and keep going. */
-static void exec_hook(lua_State *L, lua_Debug *ar) {
-    sr_rules *r = sr_rules_from(L);
-    sr_invocation *inv = r->current;
-    if (!inv) return;
-    inv->instructions += inv->timed_out ? 1 : EXEC_HOOK_STEP;
-    if (inv->instructions > r->config->instruction_budget) {
-        if (!inv->timed_out) {
-            inv->timed_out = 1;
-            lua_sethook(L, exec_hook, LUA_MASKCOUNT, 1);
-        }
-        luaL_error(L, "instruction budget exceeded (%I instructions)", (lua_Integer)r->config->instruction_budget);
     }
 }
 
@@ -198,8 +176,7 @@ static void exec_keep_result(sr_invocation *inv) {
         lua_remove(co, -2);
     }
     lua_pushvalue(co, 1);
-    /* The handler finished: no budget for the encoding itself. */
-    lua_sethook(co, NULL, 0, 0);
+    /* lua-cjson reads tables raw: no rule code runs in the encoding. */
     if (lua_pcall(co, 1, 1, 0) == LUA_OK) {
         size_t len;
         const char *json = lua_tolstring(co, -1, &len);
@@ -235,15 +212,29 @@ static void exec_finish(sr_invocation *inv, int rc) {
     }
     const char *msg = lua_tostring(inv->co, -1);
     if (!msg) msg = "error object is not a string";
-    sr_invocation_status st = inv->timed_out ? SR_INV_TIMEOUT
-                              : (rc == LUA_ERRMEM || inv->memory_exceeded) ? SR_INV_MEMORY
-                                                                           : SR_INV_ERROR;
-    size_t n = strcspn(msg, "\n");
-    snprintf(inv->error, sizeof inv->error, "%.*s", (int)(n < 500 ? n : 500), msg);
+    int limit = inv->budget.expired;
+    if (rc == LUA_ERRMEM) limit = SR_LIMIT_MEMORY;
+    sr_invocation_status st = limit == SR_LIMIT_INSTRUCTIONS || limit == SR_LIMIT_TIME ? SR_INV_TIMEOUT
+                              : limit == SR_LIMIT_MEMORY                               ? SR_INV_MEMORY
+                                                                                       : SR_INV_ERROR;
+    if (rc == LUA_ERRMEM) {
+        /* Lua raises memory errors without a place: the coroutine's stack
+         * (kept after the error) says where it was. */
+        char where[160], text[96];
+        sr_rules_where(inv->co, 0, where, sizeof where);
+        if (!where[0]) snprintf(where, sizeof where, "%s", inv->budget.where);
+        inv->budget.expired = SR_LIMIT_MEMORY;
+        snprintf(inv->error, sizeof inv->error, "%s%s%s", where, where[0] ? " " : "",
+                 sr_rules_limit_text(r, &inv->budget, text, sizeof text));
+    } else {
+        size_t n = strcspn(msg, "\n");
+        snprintf(inv->error, sizeof inv->error, "%.*s", (int)(n < 500 ? n : 500), msg);
+    }
     luaL_traceback(r->L, inv->co, msg, 0);
-    sr_warn(st == SR_INV_TIMEOUT ? "rule stopped: instruction budget exceeded"
-            : st == SR_INV_MEMORY ? "rule stopped: memory limit reached"
-                                  : "rule error",
+    sr_warn(limit == SR_LIMIT_INSTRUCTIONS ? "rule stopped: instruction budget exceeded"
+            : limit == SR_LIMIT_TIME       ? "rule stopped: time limit exceeded"
+            : limit == SR_LIMIT_MEMORY     ? "rule stopped: memory limit reached"
+                                           : "rule error",
             "error", inv->error, "traceback", lua_tostring(r->L, -1));
     lua_pop(r->L, 1);
     /* Nothing of a failed handler is written. */
@@ -263,12 +254,24 @@ static void exec_resume(sr_invocation *inv, int nargs) {
     sr_rules *r = inv->rules;
     sr_invocation *outer = r->current;
     r->current = inv;
-    r->memory_exceeded = 0;
     int nres = 0;
     inv->yield_expected = 0;
+    sr_lua_budget *outer_budget = sr_rules_budget_enter(r, &inv->budget);
     int rc = lua_resume(inv->co, r->L, nargs, &nres);
-    if (r->memory_exceeded) inv->memory_exceeded = 1;
+    sr_rules_budget_leave(r, &inv->budget, outer_budget);
     r->current = outer;
+    if ((rc == LUA_OK || rc == LUA_YIELD) && inv->budget.expired) {
+        /* Past a limit and yet returned: the error was swallowed (a
+         * coroutine of its own caught it) before the hook could fire again. */
+        char where[160], text[96];
+        sr_rules_where(inv->co, 0, where, sizeof where);
+        if (!where[0]) snprintf(where, sizeof where, "%s", inv->budget.where);
+        lua_settop(inv->co, 0);
+        lua_pushfstring(inv->co, "%s%s%s", where, where[0] ? " " : "",
+                        sr_rules_limit_text(r, &inv->budget, text, sizeof text));
+        exec_finish(inv, LUA_ERRRUN);
+        return;
+    }
     if (rc == LUA_YIELD && inv->yield_expected) return; /* an async action resumes it later */
     if (rc == LUA_YIELD) {
         /* Nothing would ever resume it. */
@@ -298,10 +301,15 @@ static sr_invocation *exec_start(sr_rules *r, sr_invocation_done done, void *ud)
     inv->done = done;
     inv->ud = ud;
     inv->overlay_ref = LUA_NOREF;
+    sr_rules_budget_init(r, &inv->budget, &r->heap, 0);
+    /* The coroutine inherits the count hook of the main thread. */
     inv->co = lua_newthread(L);
     inv->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_sethook(inv->co, exec_hook, LUA_MASKCOUNT, EXEC_HOOK_STEP);
     lua_xmove(L, inv->co, 1); /* the handler */
+    lua_Debug ar;
+    lua_pushvalue(inv->co, 1);
+    if (lua_getinfo(inv->co, ">S", &ar) && ar.linedefined > 0)
+        snprintf(inv->budget.where, sizeof inv->budget.where, "%s:%d:", ar.short_src, ar.linedefined);
     return inv;
 }
 

@@ -209,7 +209,7 @@ def sandbox_escape_routes_closed():
             'assert(package.loaded.io == nil and package.loaded.debug == nil, "io/debug in package.loaded")',
             'assert(package.loaded._G.io == nil, "io via package.loaded._G")',
             'assert(require("string").dump == nil, "string.dump via require")',
-            'assert(getmetatable("").__index.dump == nil, "dump via the string metatable")',
+            'assert(getmetatable("") == false, "the string metatable is reachable")',
             'assert(require("package").loadlib == nil, "package.loadlib via require")',
             'assert(package.cpath == "", "package.cpath is " .. tostring(package.cpath))',
             'local ok, err = pcall(require, "lfs")',
