@@ -1,0 +1,38 @@
+/* lua_string: bounded replacements for the string functions whose work in C
+ * a rule could make unbounded. Lua's count hook (the instruction budget) never
+ * fires inside one C call, so a single string.match with a backtracking
+ * pattern ("eight .- on 40 bytes") could hold the event loop for seconds.
+ *
+ * string.find, string.match, string.gmatch and string.gsub keep Lua 5.4's
+ * pattern semantics exactly (same results, same errors for malformed
+ * patterns) but count their matching steps: past the budget of one call they
+ * raise "pattern too complex: ..." at the caller's file:line. string.rep gets
+ * a result-size limit and no longer loops over empty pieces; table.move gets
+ * a limit on how many elements one call may copy.
+ *
+ * The budget of one call is SR_STRING_STEPS_BASE + SR_STRING_STEPS_PER_BYTE
+ * per byte of the subject, at most SR_STRING_STEPS_MAX. gsub and a gmatch
+ * iterator share one budget over all their matches. */
+#ifndef SR_LUA_STRING_H
+#define SR_LUA_STRING_H
+
+#include <lua.h>
+#include <stddef.h>
+
+#define SR_STRING_STEPS_BASE 1000000LL
+#define SR_STRING_STEPS_PER_BYTE 256LL
+#define SR_STRING_STEPS_MAX 10000000LL
+/* The longest string string.rep builds. */
+#define SR_STRING_REP_MAX ((size_t)32 << 20)
+/* The most elements one table.move copies. */
+#define SR_TABLE_MOVE_MAX ((lua_Integer)1 << 22)
+
+/* Replaces find, match, gmatch, gsub and rep in the global `string` table
+ * (which is also the strings' metatable __index, so s:match(...) is covered)
+ * and move in the global `table`. Call after luaL_openlibs. */
+void sr_lua_bound_string(lua_State *L);
+
+/* The matching-step budget of one call on a subject of len bytes. */
+long long sr_string_step_budget(size_t len);
+
+#endif
