@@ -33,57 +33,51 @@
 #define STR_SPECIALS "^$*+?.([%-"
 
 typedef struct {
-  const char *src_init; /* the subject */
-  const char *src_end;  /* its end (Lua strings hold a '\0' there) */
-  const char *p_end;    /* the pattern's end ('\0' there too) */
-  lua_State *L;
-  int depth_left;
-  int level; /* captures opened so far */
-  long long steps_left;
-  long long budget; /* for the error message */
-  struct {
-    const char *init;
-    ptrdiff_t len; /* or STR_CAP_UNFINISHED, STR_CAP_POSITION */
-  } capture[STR_MAX_CAPTURES];
+    const char *src_init; /* the subject */
+    const char *src_end;  /* its end (Lua strings hold a '\0' there) */
+    const char *p_end;    /* the pattern's end ('\0' there too) */
+    lua_State *L;
+    int depth_left;
+    int level; /* captures opened so far */
+    long long steps_left;
+    long long budget; /* for the error message */
+    struct {
+        const char *init;
+        ptrdiff_t len; /* or STR_CAP_UNFINISHED, STR_CAP_POSITION */
+    } capture[STR_MAX_CAPTURES];
 } str_match_state;
 
 long long sr_string_step_budget(size_t len) {
-  if (len >= (size_t)((SR_STRING_STEPS_MAX - SR_STRING_STEPS_BASE) /
-                      SR_STRING_STEPS_PER_BYTE))
-    return SR_STRING_STEPS_MAX;
-  long long b =
-      SR_STRING_STEPS_BASE + SR_STRING_STEPS_PER_BYTE * (long long)len;
-  return b < SR_STRING_STEPS_MAX ? b : SR_STRING_STEPS_MAX;
+    if (len >= (size_t)((SR_STRING_STEPS_MAX - SR_STRING_STEPS_BASE) / SR_STRING_STEPS_PER_BYTE))
+        return SR_STRING_STEPS_MAX;
+    long long b = SR_STRING_STEPS_BASE + SR_STRING_STEPS_PER_BYTE * (long long)len;
+    return b < SR_STRING_STEPS_MAX ? b : SR_STRING_STEPS_MAX;
 }
 
-static void str_state_init(str_match_state *ms, lua_State *L, const char *s,
-                           size_t ls, const char *p, size_t lp) {
-  ms->L = L;
-  ms->src_init = s;
-  ms->src_end = s + ls;
-  ms->p_end = p + lp;
-  ms->budget = sr_string_step_budget(ls);
-  ms->steps_left = ms->budget;
+static void str_state_init(str_match_state *ms, lua_State *L, const char *s, size_t ls, const char *p, size_t lp) {
+    ms->L = L;
+    ms->src_init = s;
+    ms->src_end = s + ls;
+    ms->p_end = p + lp;
+    ms->budget = sr_string_step_budget(ls);
+    ms->steps_left = ms->budget;
 }
 
 /* Before each attempt at a new subject position: the captures and the
  * nesting start afresh; the steps do not. */
 static void str_state_reset(str_match_state *ms) {
-  ms->level = 0;
-  ms->depth_left = STR_MAX_DEPTH;
+    ms->level = 0;
+    ms->depth_left = STR_MAX_DEPTH;
 }
 
 static void str_too_complex(str_match_state *ms) {
-  luaL_error(
-      ms->L,
-      "pattern too complex: more than %I matching steps for a %I-byte subject",
-      (lua_Integer)ms->budget, (lua_Integer)(ms->src_end - ms->src_init));
+    luaL_error(ms->L, "pattern too complex: more than %I matching steps for a %I-byte subject", (lua_Integer)ms->budget,
+               (lua_Integer)(ms->src_end - ms->src_init));
 }
 
 static inline void str_charge(str_match_state *ms, long long steps) {
-  ms->steps_left -= steps;
-  if (ms->steps_left < 0)
-    str_too_complex(ms);
+    ms->steps_left -= steps;
+    if (ms->steps_left < 0) str_too_complex(ms);
 }
 
 /* ---- single characters ------------------------------------------------- */
@@ -91,115 +85,78 @@ static inline void str_charge(str_match_state *ms, long long steps) {
 /* Whether c is in the class %cl (cl a letter of the class, or any other
  * character standing for itself). An upper-case class letter negates. */
 static int str_in_class(int c, int cl) {
-  int in;
-  switch (tolower(cl)) {
-  case 'a':
-    in = isalpha(c);
-    break;
-  case 'c':
-    in = iscntrl(c);
-    break;
-  case 'd':
-    in = isdigit(c);
-    break;
-  case 'g':
-    in = isgraph(c);
-    break;
-  case 'l':
-    in = islower(c);
-    break;
-  case 'p':
-    in = ispunct(c);
-    break;
-  case 's':
-    in = isspace(c);
-    break;
-  case 'u':
-    in = isupper(c);
-    break;
-  case 'w':
-    in = isalnum(c);
-    break;
-  case 'x':
-    in = isxdigit(c);
-    break;
-  case 'z':
-    in = c == 0;
-    break; /* deprecated in Lua 5.2, still accepted */
-  default:
-    return cl == c;
-  }
-  return isupper(cl) ? !in : in != 0;
+    int in;
+    switch (tolower(cl)) {
+    case 'a': in = isalpha(c); break;
+    case 'c': in = iscntrl(c); break;
+    case 'd': in = isdigit(c); break;
+    case 'g': in = isgraph(c); break;
+    case 'l': in = islower(c); break;
+    case 'p': in = ispunct(c); break;
+    case 's': in = isspace(c); break;
+    case 'u': in = isupper(c); break;
+    case 'w': in = isalnum(c); break;
+    case 'x': in = isxdigit(c); break;
+    case 'z': in = c == 0; break; /* deprecated in Lua 5.2, still accepted */
+    default: return cl == c;
+    }
+    return isupper(cl) ? !in : in != 0;
 }
 
 /* Whether c is in the set that opens at set ('[') and closes at close (its
  * ']'). A '^' right after '[' complements it; "x-y" is a range unless the
  * '-' is the set's last character. */
 static int str_in_set(int c, const char *set, const char *close) {
-  int hit = 1;
-  const char *p = set + 1;
-  if (*p == '^') {
-    hit = 0;
-    p++;
-  }
-  for (; p < close; p++) {
-    if (*p == STR_ESCAPE) {
-      p++;
-      if (str_in_class(c, (unsigned char)*p))
-        return hit;
-    } else if (p[1] == '-' && p + 2 < close) {
-      if ((unsigned char)p[0] <= c && c <= (unsigned char)p[2])
-        return hit;
-      p += 2;
-    } else if ((unsigned char)*p == c) {
-      return hit;
+    int hit = 1;
+    const char *p = set + 1;
+    if (*p == '^') {
+        hit = 0;
+        p++;
     }
-  }
-  return !hit;
+    for (; p < close; p++) {
+        if (*p == STR_ESCAPE) {
+            p++;
+            if (str_in_class(c, (unsigned char)*p)) return hit;
+        } else if (p[1] == '-' && p + 2 < close) {
+            if ((unsigned char)p[0] <= c && c <= (unsigned char)p[2]) return hit;
+            p += 2;
+        } else if ((unsigned char)*p == c) {
+            return hit;
+        }
+    }
+    return !hit;
 }
 
 /* Where the single-character item at p ends (a quantifier may follow).
  * Raises for a '%' ending the pattern and for a set without ']'. Reading at
  * p_end is safe: Lua strings end with '\0', which is no ']'. */
 static const char *str_item_end(str_match_state *ms, const char *p) {
-  char c = *p++;
-  if (c == STR_ESCAPE) {
-    if (p >= ms->p_end)
-      luaL_error(ms->L, "malformed pattern (ends with '%%')");
+    char c = *p++;
+    if (c == STR_ESCAPE) {
+        if (p >= ms->p_end) luaL_error(ms->L, "malformed pattern (ends with '%%')");
+        return p + 1;
+    }
+    if (c != '[') return p;
+    if (*p == '^') p++;
+    /* The set's first character is a member even when it is ']'. */
+    do {
+        if (p >= ms->p_end) luaL_error(ms->L, "malformed pattern (missing ']')");
+        c = *p++;
+        if (c == STR_ESCAPE && p < ms->p_end) p++; /* "%]" is a member */
+    } while (*p != ']');
     return p + 1;
-  }
-  if (c != '[')
-    return p;
-  if (*p == '^')
-    p++;
-  /* The set's first character is a member even when it is ']'. */
-  do {
-    if (p >= ms->p_end)
-      luaL_error(ms->L, "malformed pattern (missing ']')");
-    c = *p++;
-    if (c == STR_ESCAPE && p < ms->p_end)
-      p++; /* "%]" is a member */
-  } while (*p != ']');
-  return p + 1;
 }
 
 /* Whether the item p..ep matches the subject character at s. */
-static int str_item_matches(str_match_state *ms, const char *s, const char *p,
-                            const char *ep) {
-  if (s >= ms->src_end)
-    return 0;
-  int c = (unsigned char)*s;
-  switch (*p) {
-  case '.':
-    return 1;
-  case STR_ESCAPE:
-    return str_in_class(c, (unsigned char)p[1]);
-  case '[':
-    str_charge(ms, (ep - p) / 8);
-    return str_in_set(c, p, ep - 1);
-  default:
-    return (unsigned char)*p == c;
-  }
+static int str_item_matches(str_match_state *ms, const char *s, const char *p, const char *ep) {
+    if (s >= ms->src_end) return 0;
+    int c = (unsigned char)*s;
+    switch (*p) {
+    case '.': return 1;
+    case STR_ESCAPE: return str_in_class(c, (unsigned char)p[1]);
+    case '[': str_charge(ms, (ep - p) / 8); return str_in_set(c, p, ep - 1);
+    default: return (unsigned char)*p == c;
+    }
 }
 
 /* ---- the matcher ------------------------------------------------------- */
@@ -207,201 +164,165 @@ static int str_item_matches(str_match_state *ms, const char *s, const char *p,
 static const char *str_match(str_match_state *ms, const char *s, const char *p);
 
 /* %bxy at p (p points at x): a balanced run from s. */
-static const char *str_balanced(str_match_state *ms, const char *s,
-                                const char *p) {
-  if (p + 1 >= ms->p_end)
-    luaL_error(ms->L, "malformed pattern (missing arguments to '%%b')");
-  if (s >= ms->src_end || *s != p[0])
-    return NULL;
-  char open = p[0], close = p[1];
-  int depth = 1;
-  const char *start = s;
-  while (++s < ms->src_end) {
-    if (*s == close) {
-      if (--depth == 0) {
-        str_charge(ms, s - start);
-        return s + 1;
-      }
-    } else if (*s == open) {
-      depth++;
+static const char *str_balanced(str_match_state *ms, const char *s, const char *p) {
+    if (p + 1 >= ms->p_end) luaL_error(ms->L, "malformed pattern (missing arguments to '%%b')");
+    if (s >= ms->src_end || *s != p[0]) return NULL;
+    char open = p[0], close = p[1];
+    int depth = 1;
+    const char *start = s;
+    while (++s < ms->src_end) {
+        if (*s == close) {
+            if (--depth == 0) {
+                str_charge(ms, s - start);
+                return s + 1;
+            }
+        } else if (*s == open) {
+            depth++;
+        }
     }
-  }
-  str_charge(ms, s - start);
-  return NULL;
+    str_charge(ms, s - start);
+    return NULL;
 }
 
 /* %1-%9 (digit at p): the text of an earlier, closed capture again. */
 static const char *str_backref(str_match_state *ms, const char *s, int digit) {
-  int i = digit - '1';
-  if (i < 0 || i >= ms->level || ms->capture[i].len == STR_CAP_UNFINISHED)
-    luaL_error(ms->L, "invalid capture index %%%d", i + 1);
-  ptrdiff_t len = ms->capture[i].len;
-  if (len < 0)
-    return NULL; /* a position capture holds no text */
-  str_charge(ms, len / 16);
-  if (ms->src_end - s >= len &&
-      memcmp(ms->capture[i].init, s, (size_t)len) == 0)
-    return s + len;
-  return NULL;
+    int i = digit - '1';
+    if (i < 0 || i >= ms->level || ms->capture[i].len == STR_CAP_UNFINISHED)
+        luaL_error(ms->L, "invalid capture index %%%d", i + 1);
+    ptrdiff_t len = ms->capture[i].len;
+    if (len < 0) return NULL; /* a position capture holds no text */
+    str_charge(ms, len / 16);
+    if (ms->src_end - s >= len && memcmp(ms->capture[i].init, s, (size_t)len) == 0) return s + len;
+    return NULL;
 }
 
 /* item* and item+: the longest run first, then shorter ones. */
-static const char *str_longest(str_match_state *ms, const char *s,
-                               const char *p, const char *ep) {
-  ptrdiff_t n = 0;
-  while (str_item_matches(ms, s + n, p, ep)) {
-    str_charge(ms, 1);
-    n++;
-  }
-  for (; n >= 0; n--) {
-    const char *e = str_match(ms, s + n, ep + 1);
-    if (e)
-      return e;
-  }
-  return NULL;
+static const char *str_longest(str_match_state *ms, const char *s, const char *p, const char *ep) {
+    ptrdiff_t n = 0;
+    while (str_item_matches(ms, s + n, p, ep)) {
+        str_charge(ms, 1);
+        n++;
+    }
+    for (; n >= 0; n--) {
+        const char *e = str_match(ms, s + n, ep + 1);
+        if (e) return e;
+    }
+    return NULL;
 }
 
 /* item-: the shortest run first, then one more character at a time. */
-static const char *str_shortest(str_match_state *ms, const char *s,
-                                const char *p, const char *ep) {
-  for (;;) {
-    const char *e = str_match(ms, s, ep + 1);
-    if (e)
-      return e;
-    str_charge(ms, 1);
-    if (!str_item_matches(ms, s, p, ep))
-      return NULL;
-    s++;
-  }
+static const char *str_shortest(str_match_state *ms, const char *s, const char *p, const char *ep) {
+    for (;;) {
+        const char *e = str_match(ms, s, ep + 1);
+        if (e) return e;
+        str_charge(ms, 1);
+        if (!str_item_matches(ms, s, p, ep)) return NULL;
+        s++;
+    }
 }
 
-static const char *str_open_capture(str_match_state *ms, const char *s,
-                                    const char *p, ptrdiff_t what) {
-  if (ms->level >= STR_MAX_CAPTURES)
-    luaL_error(ms->L, "too many captures");
-  ms->capture[ms->level].init = s;
-  ms->capture[ms->level].len = what;
-  ms->level++;
-  const char *e = str_match(ms, s, p);
-  if (!e)
-    ms->level--;
-  return e;
+static const char *str_open_capture(str_match_state *ms, const char *s, const char *p, ptrdiff_t what) {
+    if (ms->level >= STR_MAX_CAPTURES) luaL_error(ms->L, "too many captures");
+    ms->capture[ms->level].init = s;
+    ms->capture[ms->level].len = what;
+    ms->level++;
+    const char *e = str_match(ms, s, p);
+    if (!e) ms->level--;
+    return e;
 }
 
-static const char *str_close_capture(str_match_state *ms, const char *s,
-                                     const char *p) {
-  int i = ms->level - 1;
-  while (i >= 0 && ms->capture[i].len != STR_CAP_UNFINISHED)
-    i--;
-  if (i < 0)
-    luaL_error(ms->L, "invalid pattern capture");
-  ms->capture[i].len = s - ms->capture[i].init;
-  const char *e = str_match(ms, s, p);
-  if (!e)
-    ms->capture[i].len = STR_CAP_UNFINISHED;
-  return e;
+static const char *str_close_capture(str_match_state *ms, const char *s, const char *p) {
+    int i = ms->level - 1;
+    while (i >= 0 && ms->capture[i].len != STR_CAP_UNFINISHED) i--;
+    if (i < 0) luaL_error(ms->L, "invalid pattern capture");
+    ms->capture[i].len = s - ms->capture[i].init;
+    const char *e = str_match(ms, s, p);
+    if (!e) ms->capture[i].len = STR_CAP_UNFINISHED;
+    return e;
 }
 
 /* Matches the pattern from p against the subject from s: the end of the
  * match, or NULL. Items that cannot backtrack loop here; the others recurse,
  * at most STR_MAX_DEPTH deep. */
-static const char *str_match(str_match_state *ms, const char *s,
-                             const char *p) {
-  if (ms->depth_left-- == 0)
-    luaL_error(ms->L, "pattern too complex");
-  for (;;) {
-    str_charge(ms, 1);
-    if (p == ms->p_end)
-      break;
-    switch (*p) {
-    case '(':
-      if (p[1] == ')')
-        s = str_open_capture(ms, s, p + 2, STR_CAP_POSITION);
-      else
-        s = str_open_capture(ms, s, p + 1, STR_CAP_UNFINISHED);
-      goto done;
-    case ')':
-      s = str_close_capture(ms, s, p + 1);
-      goto done;
-    case '$':
-      if (p + 1 != ms->p_end)
-        break; /* a '$' inside the pattern is itself */
-      if (s != ms->src_end)
-        s = NULL;
-      goto done;
-    case STR_ESCAPE:
-      if (p[1] == 'b') {
-        s = str_balanced(ms, s, p + 2);
-        if (!s)
-          goto done;
-        p += 4;
-        continue;
-      }
-      if (p[1] == 'f') {
-        p += 2;
-        if (*p != '[')
-          luaL_error(ms->L, "missing '[' after '%%f' in pattern");
-        const char *ep = str_item_end(ms, p);
-        str_charge(ms, (ep - p) / 4);
-        int before = s == ms->src_init ? 0 : (unsigned char)s[-1];
-        int here = s < ms->src_end ? (unsigned char)*s : 0;
-        if (str_in_set(before, p, ep - 1) || !str_in_set(here, p, ep - 1)) {
-          s = NULL;
-          goto done;
+static const char *str_match(str_match_state *ms, const char *s, const char *p) {
+    if (ms->depth_left-- == 0) luaL_error(ms->L, "pattern too complex");
+    for (;;) {
+        str_charge(ms, 1);
+        if (p == ms->p_end) break;
+        switch (*p) {
+        case '(':
+            if (p[1] == ')')
+                s = str_open_capture(ms, s, p + 2, STR_CAP_POSITION);
+            else
+                s = str_open_capture(ms, s, p + 1, STR_CAP_UNFINISHED);
+            goto done;
+        case ')': s = str_close_capture(ms, s, p + 1); goto done;
+        case '$':
+            if (p + 1 != ms->p_end) break; /* a '$' inside the pattern is itself */
+            if (s != ms->src_end) s = NULL;
+            goto done;
+        case STR_ESCAPE:
+            if (p[1] == 'b') {
+                s = str_balanced(ms, s, p + 2);
+                if (!s) goto done;
+                p += 4;
+                continue;
+            }
+            if (p[1] == 'f') {
+                p += 2;
+                if (*p != '[') luaL_error(ms->L, "missing '[' after '%%f' in pattern");
+                const char *ep = str_item_end(ms, p);
+                str_charge(ms, (ep - p) / 4);
+                int before = s == ms->src_init ? 0 : (unsigned char)s[-1];
+                int here = s < ms->src_end ? (unsigned char)*s : 0;
+                if (str_in_set(before, p, ep - 1) || !str_in_set(here, p, ep - 1)) {
+                    s = NULL;
+                    goto done;
+                }
+                p = ep;
+                continue;
+            }
+            if (isdigit((unsigned char)p[1])) {
+                s = str_backref(ms, s, (unsigned char)p[1]);
+                if (!s) goto done;
+                p += 2;
+                continue;
+            }
+            break;
+        default: break;
         }
-        p = ep;
-        continue;
-      }
-      if (isdigit((unsigned char)p[1])) {
-        s = str_backref(ms, s, (unsigned char)p[1]);
-        if (!s)
-          goto done;
-        p += 2;
-        continue;
-      }
-      break;
-    default:
-      break;
+        /* A single-character item, maybe with a quantifier. */
+        const char *ep = str_item_end(ms, p);
+        if (!str_item_matches(ms, s, p, ep)) {
+            if (*ep == '*' || *ep == '?' || *ep == '-') { /* zero repetitions are fine */
+                p = ep + 1;
+                continue;
+            }
+            s = NULL;
+            goto done;
+        }
+        switch (*ep) {
+        case '?': {
+            const char *e = str_match(ms, s + 1, ep + 1);
+            if (e) {
+                s = e;
+                goto done;
+            }
+            p = ep + 1;
+            continue;
+        }
+        case '+': s = str_longest(ms, s + 1, p, ep); goto done;
+        case '*': s = str_longest(ms, s, p, ep); goto done;
+        case '-': s = str_shortest(ms, s, p, ep); goto done;
+        default:
+            s++;
+            p = ep;
+            continue;
+        }
     }
-    /* A single-character item, maybe with a quantifier. */
-    const char *ep = str_item_end(ms, p);
-    if (!str_item_matches(ms, s, p, ep)) {
-      if (*ep == '*' || *ep == '?' ||
-          *ep == '-') { /* zero repetitions are fine */
-        p = ep + 1;
-        continue;
-      }
-      s = NULL;
-      goto done;
-    }
-    switch (*ep) {
-    case '?': {
-      const char *e = str_match(ms, s + 1, ep + 1);
-      if (e) {
-        s = e;
-        goto done;
-      }
-      p = ep + 1;
-      continue;
-    }
-    case '+':
-      s = str_longest(ms, s + 1, p, ep);
-      goto done;
-    case '*':
-      s = str_longest(ms, s, p, ep);
-      goto done;
-    case '-':
-      s = str_shortest(ms, s, p, ep);
-      goto done;
-    default:
-      s++;
-      p = ep;
-      continue;
-    }
-  }
 done:
-  ms->depth_left++;
-  return s;
+    ms->depth_left++;
+    return s;
 }
 
 /* ---- results ----------------------------------------------------------- */
@@ -409,95 +330,83 @@ done:
 /* Pushes capture i of the match s..e (a string, or a position as an
  * integer); with no captures, i == 0 is the whole match. Raises for a
  * capture the pattern does not have. */
-static void str_push_capture(str_match_state *ms, int i, const char *s,
-                             const char *e) {
-  if (i >= ms->level) {
-    if (i != 0)
-      luaL_error(ms->L, "invalid capture index %%%d", i + 1);
-    lua_pushlstring(ms->L, s, (size_t)(e - s));
-    return;
-  }
-  ptrdiff_t len = ms->capture[i].len;
-  if (len == STR_CAP_UNFINISHED)
-    luaL_error(ms->L, "unfinished capture");
-  if (len == STR_CAP_POSITION)
-    lua_pushinteger(ms->L,
-                    (lua_Integer)(ms->capture[i].init - ms->src_init) + 1);
-  else
-    lua_pushlstring(ms->L, ms->capture[i].init, (size_t)len);
+static void str_push_capture(str_match_state *ms, int i, const char *s, const char *e) {
+    if (i >= ms->level) {
+        if (i != 0) luaL_error(ms->L, "invalid capture index %%%d", i + 1);
+        lua_pushlstring(ms->L, s, (size_t)(e - s));
+        return;
+    }
+    ptrdiff_t len = ms->capture[i].len;
+    if (len == STR_CAP_UNFINISHED) luaL_error(ms->L, "unfinished capture");
+    if (len == STR_CAP_POSITION)
+        lua_pushinteger(ms->L, (lua_Integer)(ms->capture[i].init - ms->src_init) + 1);
+    else
+        lua_pushlstring(ms->L, ms->capture[i].init, (size_t)len);
 }
 
 /* Pushes every capture (the whole match s..e when there are none and s is
  * not NULL); returns how many. */
-static int str_push_captures(str_match_state *ms, const char *s,
-                             const char *e) {
-  int n = (ms->level == 0 && s) ? 1 : ms->level;
-  luaL_checkstack(ms->L, n, "too many captures");
-  for (int i = 0; i < n; i++)
-    str_push_capture(ms, i, s, e);
-  return n;
+static int str_push_captures(str_match_state *ms, const char *s, const char *e) {
+    int n = (ms->level == 0 && s) ? 1 : ms->level;
+    luaL_checkstack(ms->L, n, "too many captures");
+    for (int i = 0; i < n; i++) str_push_capture(ms, i, s, e);
+    return n;
 }
 
 /* A 1-based start position (negative: from the end) as an offset + 1,
  * clipped to 1 below; may exceed len + 1. */
 static size_t str_start_position(lua_Integer pos, size_t len) {
-  if (pos > 0)
-    return (size_t)pos;
-  if (pos == 0)
-    return 1;
-  if (pos < -(lua_Integer)len)
-    return 1;
-  return len + (size_t)pos + 1;
+    if (pos > 0) return (size_t)pos;
+    if (pos == 0) return 1;
+    if (pos < -(lua_Integer)len) return 1;
+    return len + (size_t)pos + 1;
 }
 
 static int str_has_specials(const char *p, size_t lp) {
-  for (size_t i = 0; i < lp; i++)
-    if (p[i] && strchr(STR_SPECIALS, p[i]))
-      return 1;
-  return 0;
+    for (size_t i = 0; i < lp; i++)
+        if (p[i] && strchr(STR_SPECIALS, p[i])) return 1;
+    return 0;
 }
 
 /* ---- find, match ------------------------------------------------------- */
 
 static int str_find_or_match(lua_State *L, int find) {
-  size_t ls, lp;
-  const char *s = luaL_checklstring(L, 1, &ls);
-  const char *p = luaL_checklstring(L, 2, &lp);
-  size_t init = str_start_position(luaL_optinteger(L, 3, 1), ls) - 1;
-  if (init > ls) {
+    size_t ls, lp;
+    const char *s = luaL_checklstring(L, 1, &ls);
+    const char *p = luaL_checklstring(L, 2, &lp);
+    size_t init = str_start_position(luaL_optinteger(L, 3, 1), ls) - 1;
+    if (init > ls) {
+        luaL_pushfail(L);
+        return 1;
+    }
+    if (find && (lua_toboolean(L, 4) || !str_has_specials(p, lp))) {
+        /* Plain text: memmem is linear, no budget needed. */
+        const char *hit = memmem(s + init, ls - init, p, lp);
+        if (hit) {
+            lua_pushinteger(L, (lua_Integer)(hit - s) + 1);
+            lua_pushinteger(L, (lua_Integer)(hit - s + (ptrdiff_t)lp));
+            return 2;
+        }
+        luaL_pushfail(L);
+        return 1;
+    }
+    str_match_state ms;
+    str_state_init(&ms, L, s, ls, p, lp);
+    int anchored = *p == '^';
+    if (anchored) p++;
+    const char *from = s + init;
+    do {
+        str_state_reset(&ms);
+        const char *e = str_match(&ms, from, p);
+        if (e) {
+            if (!find) return str_push_captures(&ms, from, e);
+            lua_pushinteger(L, (lua_Integer)(from - s) + 1);
+            lua_pushinteger(L, (lua_Integer)(e - s));
+            return str_push_captures(&ms, NULL, NULL) + 2;
+        }
+    } while (from++ < ms.src_end && !anchored);
     luaL_pushfail(L);
     return 1;
-  }
-  if (find && (lua_toboolean(L, 4) || !str_has_specials(p, lp))) {
-    /* Plain text: memmem is linear, no budget needed. */
-    const char *hit = memmem(s + init, ls - init, p, lp);
-    if (hit) {
-      lua_pushinteger(L, (lua_Integer)(hit - s) + 1);
-      lua_pushinteger(L, (lua_Integer)(hit - s + (ptrdiff_t)lp));
-      return 2;
-    }
-    luaL_pushfail(L);
-    return 1;
-  }
-  str_match_state ms;
-  str_state_init(&ms, L, s, ls, p, lp);
-  int anchored = *p == '^';
-  if (anchored)
-    p++;
-  const char *from = s + init;
-  do {
-    str_state_reset(&ms);
-    const char *e = str_match(&ms, from, p);
-    if (e) {
-      if (!find)
-        return str_push_captures(&ms, from, e);
-      lua_pushinteger(L, (lua_Integer)(from - s) + 1);
-      lua_pushinteger(L, (lua_Integer)(e - s));
-      return str_push_captures(&ms, NULL, NULL) + 2;
-    }
-  } while (from++ < ms.src_end && !anchored);
-  luaL_pushfail(L);
-  return 1;
 }
 
 static int l_string_find(lua_State *L) { return str_find_or_match(L, 1); }
@@ -510,142 +419,133 @@ static int l_string_match(lua_State *L) { return str_find_or_match(L, 0); }
  * 1 and 2, which keeps the pointers below valid). One budget for all the
  * iterations: a gmatch loop costs what one gsub over the subject costs. */
 typedef struct {
-  str_match_state ms;
-  const char *next;     /* where the next match may start */
-  const char *last_end; /* end of the last match: no empty match there */
+    str_match_state ms;
+    const char *next;     /* where the next match may start */
+    const char *last_end; /* end of the last match: no empty match there */
 } str_gmatch_state;
 
 static int l_gmatch_next(lua_State *L) {
-  str_gmatch_state *gm = lua_touserdata(L, lua_upvalueindex(3));
-  const char *p = lua_tostring(L, lua_upvalueindex(2));
-  gm->ms.L = L; /* the loop may run in another coroutine than gmatch did */
-  for (const char *from = gm->next; from <= gm->ms.src_end; from++) {
-    str_state_reset(&gm->ms);
-    const char *e = str_match(&gm->ms, from, p);
-    if (e && e != gm->last_end) {
-      gm->next = gm->last_end = e;
-      return str_push_captures(&gm->ms, from, e);
+    str_gmatch_state *gm = lua_touserdata(L, lua_upvalueindex(3));
+    const char *p = lua_tostring(L, lua_upvalueindex(2));
+    gm->ms.L = L; /* the loop may run in another coroutine than gmatch did */
+    for (const char *from = gm->next; from <= gm->ms.src_end; from++) {
+        str_state_reset(&gm->ms);
+        const char *e = str_match(&gm->ms, from, p);
+        if (e && e != gm->last_end) {
+            gm->next = gm->last_end = e;
+            return str_push_captures(&gm->ms, from, e);
+        }
     }
-  }
-  gm->next = gm->ms.src_end + 1; /* done: later calls return nothing at once */
-  return 0;
+    gm->next = gm->ms.src_end + 1; /* done: later calls return nothing at once */
+    return 0;
 }
 
 static int l_string_gmatch(lua_State *L) {
-  size_t ls, lp;
-  const char *s = luaL_checklstring(L, 1, &ls);
-  const char *p = luaL_checklstring(L, 2, &lp);
-  size_t init = str_start_position(luaL_optinteger(L, 3, 1), ls) - 1;
-  if (init > ls)
-    init = ls + 1; /* past the end: no match */
-  lua_settop(L, 2);
-  str_gmatch_state *gm = lua_newuserdatauv(L, sizeof *gm, 0);
-  str_state_init(&gm->ms, L, s, ls, p, lp);
-  gm->next = s + init;
-  gm->last_end = NULL;
-  lua_pushcclosure(L, l_gmatch_next, 3);
-  return 1;
+    size_t ls, lp;
+    const char *s = luaL_checklstring(L, 1, &ls);
+    const char *p = luaL_checklstring(L, 2, &lp);
+    size_t init = str_start_position(luaL_optinteger(L, 3, 1), ls) - 1;
+    if (init > ls) init = ls + 1; /* past the end: no match */
+    lua_settop(L, 2);
+    str_gmatch_state *gm = lua_newuserdatauv(L, sizeof *gm, 0);
+    str_state_init(&gm->ms, L, s, ls, p, lp);
+    gm->next = s + init;
+    gm->last_end = NULL;
+    lua_pushcclosure(L, l_gmatch_next, 3);
+    return 1;
 }
 
 /* ---- gsub -------------------------------------------------------------- */
 
 /* A string replacement with %0-%9 and %% for the match s..e into b. */
-static void str_add_template(str_match_state *ms, luaL_Buffer *b, const char *s,
-                             const char *e) {
-  lua_State *L = ms->L;
-  size_t len;
-  const char *r = lua_tolstring(L, 3, &len);
-  const char *esc;
-  while ((esc = memchr(r, STR_ESCAPE, len)) != NULL) {
-    luaL_addlstring(b, r, (size_t)(esc - r));
-    esc++; /* the character after '%' ('\0' at the end of the string) */
-    if (*esc == STR_ESCAPE) {
-      luaL_addchar(b, *esc);
-    } else if (*esc == '0') {
-      luaL_addlstring(b, s, (size_t)(e - s));
-    } else if (isdigit((unsigned char)*esc)) {
-      str_push_capture(ms, *esc - '1', s, e);
-      luaL_addvalue(b); /* the capture, or its position as a number */
-    } else {
-      luaL_error(L, "invalid use of '%c' in replacement string", STR_ESCAPE);
+static void str_add_template(str_match_state *ms, luaL_Buffer *b, const char *s, const char *e) {
+    lua_State *L = ms->L;
+    size_t len;
+    const char *r = lua_tolstring(L, 3, &len);
+    const char *esc;
+    while ((esc = memchr(r, STR_ESCAPE, len)) != NULL) {
+        luaL_addlstring(b, r, (size_t)(esc - r));
+        esc++; /* the character after '%' ('\0' at the end of the string) */
+        if (*esc == STR_ESCAPE) {
+            luaL_addchar(b, *esc);
+        } else if (*esc == '0') {
+            luaL_addlstring(b, s, (size_t)(e - s));
+        } else if (isdigit((unsigned char)*esc)) {
+            str_push_capture(ms, *esc - '1', s, e);
+            luaL_addvalue(b); /* the capture, or its position as a number */
+        } else {
+            luaL_error(L, "invalid use of '%c' in replacement string", STR_ESCAPE);
+        }
+        len -= (size_t)(esc + 1 - r);
+        r = esc + 1;
     }
-    len -= (size_t)(esc + 1 - r);
-    r = esc + 1;
-  }
-  luaL_addlstring(b, r, len);
+    luaL_addlstring(b, r, len);
 }
 
 /* Adds the replacement of the match s..e to b; returns whether it changed
  * the text (false when a function or table gave false or nil). */
-static int str_add_replacement(str_match_state *ms, luaL_Buffer *b,
-                               const char *s, const char *e, int type) {
-  lua_State *L = ms->L;
-  if (type == LUA_TFUNCTION) {
-    lua_pushvalue(L, 3);
-    int n = str_push_captures(ms, s, e);
-    lua_call(L, n, 1);
-  } else if (type == LUA_TTABLE) {
-    str_push_capture(ms, 0, s, e);
-    lua_gettable(L, 3);
-  } else {
-    str_add_template(ms, b, s, e);
+static int str_add_replacement(str_match_state *ms, luaL_Buffer *b, const char *s, const char *e, int type) {
+    lua_State *L = ms->L;
+    if (type == LUA_TFUNCTION) {
+        lua_pushvalue(L, 3);
+        int n = str_push_captures(ms, s, e);
+        lua_call(L, n, 1);
+    } else if (type == LUA_TTABLE) {
+        str_push_capture(ms, 0, s, e);
+        lua_gettable(L, 3);
+    } else {
+        str_add_template(ms, b, s, e);
+        return 1;
+    }
+    if (!lua_toboolean(L, -1)) {
+        lua_pop(L, 1);
+        luaL_addlstring(b, s, (size_t)(e - s)); /* keep the match */
+        return 0;
+    }
+    if (!lua_isstring(L, -1)) return luaL_error(L, "invalid replacement value (a %s)", luaL_typename(L, -1));
+    luaL_addvalue(b);
     return 1;
-  }
-  if (!lua_toboolean(L, -1)) {
-    lua_pop(L, 1);
-    luaL_addlstring(b, s, (size_t)(e - s)); /* keep the match */
-    return 0;
-  }
-  if (!lua_isstring(L, -1))
-    return luaL_error(L, "invalid replacement value (a %s)",
-                      luaL_typename(L, -1));
-  luaL_addvalue(b);
-  return 1;
 }
 
 static int l_string_gsub(lua_State *L) {
-  size_t ls, lp;
-  const char *s = luaL_checklstring(L, 1, &ls);
-  const char *p = luaL_checklstring(L, 2, &lp);
-  int type = lua_type(L, 3);
-  lua_Integer max_n = luaL_optinteger(L, 4, (lua_Integer)ls + 1);
-  luaL_argexpected(L,
-                   type == LUA_TNUMBER || type == LUA_TSTRING ||
-                       type == LUA_TFUNCTION || type == LUA_TTABLE,
-                   3, "string/function/table");
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  str_match_state ms;
-  str_state_init(&ms, L, s, ls, p, lp);
-  int anchored = *p == '^';
-  if (anchored)
-    p++;
-  const char *from = s, *last_end = NULL;
-  lua_Integer n = 0;
-  int changed = 0;
-  while (n < max_n) {
-    str_state_reset(&ms);
-    const char *e = str_match(&ms, from, p);
-    if (e && e != last_end) {
-      n++;
-      changed |= str_add_replacement(&ms, &b, from, e, type);
-      from = last_end = e;
-    } else if (from < ms.src_end) {
-      luaL_addchar(&b, *from++);
-    } else {
-      break;
+    size_t ls, lp;
+    const char *s = luaL_checklstring(L, 1, &ls);
+    const char *p = luaL_checklstring(L, 2, &lp);
+    int type = lua_type(L, 3);
+    lua_Integer max_n = luaL_optinteger(L, 4, (lua_Integer)ls + 1);
+    luaL_argexpected(L, type == LUA_TNUMBER || type == LUA_TSTRING || type == LUA_TFUNCTION || type == LUA_TTABLE, 3,
+                     "string/function/table");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    str_match_state ms;
+    str_state_init(&ms, L, s, ls, p, lp);
+    int anchored = *p == '^';
+    if (anchored) p++;
+    const char *from = s, *last_end = NULL;
+    lua_Integer n = 0;
+    int changed = 0;
+    while (n < max_n) {
+        str_state_reset(&ms);
+        const char *e = str_match(&ms, from, p);
+        if (e && e != last_end) {
+            n++;
+            changed |= str_add_replacement(&ms, &b, from, e, type);
+            from = last_end = e;
+        } else if (from < ms.src_end) {
+            luaL_addchar(&b, *from++);
+        } else {
+            break;
+        }
+        if (anchored) break;
     }
-    if (anchored)
-      break;
-  }
-  if (!changed) {
-    lua_pushvalue(L, 1); /* the subject itself, no copy */
-  } else {
-    luaL_addlstring(&b, from, (size_t)(ms.src_end - from));
-    luaL_pushresult(&b);
-  }
-  lua_pushinteger(L, n);
-  return 2;
+    if (!changed) {
+        lua_pushvalue(L, 1); /* the subject itself, no copy */
+    } else {
+        luaL_addlstring(&b, from, (size_t)(ms.src_end - from));
+        luaL_pushresult(&b);
+    }
+    lua_pushinteger(L, n);
+    return 2;
 }
 
 /* ---- rep, table.move --------------------------------------------------- */
@@ -654,66 +554,61 @@ static int l_string_gsub(lua_State *L) {
  * to be at most SR_STRING_REP_MAX bytes; empty pieces give "" at once
  * instead of looping n times over nothing. */
 static int l_string_rep(lua_State *L) {
-  size_t l, lsep;
-  luaL_checklstring(L, 1, &l);
-  lua_Integer n = luaL_checkinteger(L, 2);
-  luaL_optlstring(L, 3, "", &lsep);
-  if (n <= 0 || l + lsep == 0) {
-    lua_pushliteral(L, "");
+    size_t l, lsep;
+    luaL_checklstring(L, 1, &l);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_optlstring(L, 3, "", &lsep);
+    if (n <= 0 || l + lsep == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    /* n * l + (n - 1) * lsep <= max, without overflow. */
+    size_t max = SR_STRING_REP_MAX;
+    if (l > max || lsep > max || (size_t)(n - 1) > (max - l) / (l + lsep))
+        return luaL_error(L, "resulting string too large (string.rep makes at most %I bytes)", (lua_Integer)max);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
     return 1;
-  }
-  /* n * l + (n - 1) * lsep <= max, without overflow. */
-  size_t max = SR_STRING_REP_MAX;
-  if (l > max || lsep > max || (size_t)(n - 1) > (max - l) / (l + lsep))
-    return luaL_error(
-        L, "resulting string too large (string.rep makes at most %I bytes)",
-        (lua_Integer)max);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, 1);
-  return 1;
 }
 
 /* table.move(a1, f, e, t [, a2]): Lua's own (upvalue 1) for at most
  * SR_TABLE_MOVE_MAX elements. Lua's loops over the whole range even where
  * the table holds nothing, so table.move({}, 1, 1e15, 1) ran for days. */
 static int l_table_move(lua_State *L) {
-  lua_Integer f = luaL_checkinteger(L, 2);
-  lua_Integer e = luaL_checkinteger(L, 3);
-  luaL_checkinteger(L, 4);
-  /* e - f + 1 > max, written so that it cannot overflow. */
-  if (e >= f && (f > 0 || e < LUA_MAXINTEGER + f) && e - f >= SR_TABLE_MOVE_MAX)
-    return luaL_argerror(
-        L, 3,
-        lua_pushfstring(L, "too many elements to move (at most %I)",
-                        SR_TABLE_MOVE_MAX));
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, 1);
-  return 1;
+    lua_Integer f = luaL_checkinteger(L, 2);
+    lua_Integer e = luaL_checkinteger(L, 3);
+    luaL_checkinteger(L, 4);
+    /* e - f + 1 > max, written so that it cannot overflow. */
+    if (e >= f && (f > 0 || e < LUA_MAXINTEGER + f) && e - f >= SR_TABLE_MOVE_MAX)
+        return luaL_argerror(L, 3, lua_pushfstring(L, "too many elements to move (at most %I)", SR_TABLE_MOVE_MAX));
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
 }
 
 /* Replaces field name of the table on top by fn with the old value as its
  * upvalue. */
 static void str_wrap(lua_State *L, const char *name, lua_CFunction fn) {
-  lua_getfield(L, -1, name);
-  lua_pushcclosure(L, fn, 1);
-  lua_setfield(L, -2, name);
+    lua_getfield(L, -1, name);
+    lua_pushcclosure(L, fn, 1);
+    lua_setfield(L, -2, name);
 }
 
 void sr_lua_bound_string(lua_State *L) {
-  static const luaL_Reg fns[] = {
-      {"find", l_string_find},
-      {"match", l_string_match},
-      {"gmatch", l_string_gmatch},
-      {"gsub", l_string_gsub},
-      {NULL, NULL},
-  };
-  lua_getglobal(L, "string");
-  luaL_setfuncs(L, fns, 0);
-  str_wrap(L, "rep", l_string_rep);
-  lua_pop(L, 1);
-  lua_getglobal(L, "table");
-  str_wrap(L, "move", l_table_move);
-  lua_pop(L, 1);
+    static const luaL_Reg fns[] = {
+        {"find", l_string_find},
+        {"match", l_string_match},
+        {"gmatch", l_string_gmatch},
+        {"gsub", l_string_gsub},
+        {NULL, NULL},
+    };
+    lua_getglobal(L, "string");
+    luaL_setfuncs(L, fns, 0);
+    str_wrap(L, "rep", l_string_rep);
+    lua_pop(L, 1);
+    lua_getglobal(L, "table");
+    str_wrap(L, "move", l_table_move);
+    lua_pop(L, 1);
 }

@@ -21,137 +21,126 @@
  * "FT" a function returning a table, "T" a table. A case where ours ran out
  * of steps counts in SKIPPED instead (the random cases stay small, so this
  * is rare). */
-static const char harness[] =
-    "local R, O = REAL, OURS\n"
-    "SKIPPED = 0\n"
-    "local function show(ok, ...)\n"
-    "  local out = { ok and 'ok' or 'error' }\n"
-    "  for i = 1, select('#', ...) do\n"
-    "    local v = select(i, ...)\n"
-    "    if type(v) == 'string' then\n"
-    "      if not ok then v = R.gsub(v, \"to '[^']*'\", \"to '?'\") end\n"
-    "      out[#out + 1] = string.format('%q', v)\n"
-    "    else out[#out + 1] = math.type(v) or type(v); out[#out + 1] = "
-    "tostring(v) end\n"
-    "  end\n"
-    "  return table.concat(out, ' ')\n"
-    "end\n"
-    "local repl_table = { a = 'X', ab = false, [''] = '<>', b = 7, [1] = "
-    "'one', [2] = 2.5 }\n"
-    "local function repl_fn(...)\n"
-    "  local c = ...\n"
-    "  if c == 'a' then return false end\n"
-    "  if math.type(c) == 'integer' then return c * 10 end\n"
-    "  return '<' .. select('#', ...) .. tostring(c) .. '>'\n"
-    "end\n"
-    "local function run(lib, name, s, p, a, b)\n"
-    "  if name == 'gmatch' then\n"
-    "    return show(pcall(function()\n"
-    "      local out, it = {}, lib.gmatch(s, p, a)\n"
-    "      for i = 1, 200 do\n"
-    "        local r = table.pack(it())\n"
-    "        if r[1] == nil then break end\n"
-    "        out[#out + 1] = show(true, table.unpack(r, 1, r.n))\n"
-    "      end\n"
-    "      return table.concat(out, ' | ')\n"
-    "    end))\n"
-    "  elseif name == 'gsub' then\n"
-    "    if a == 'F' then a = repl_fn elseif a == 'T' then a = repl_table\n"
-    "    elseif a == 'FT' then a = function() return {} end end\n"
-    "    return show(pcall(lib.gsub, s, p, a, b))\n"
-    "  end\n"
-    "  return show(pcall(lib[name], s, p, a, b))\n"
-    "end\n"
-    "function compare(name, s, p, a, b)\n"
-    "  local ours = run(O, name, s, p, a, b)\n"
-    "  if R.find(ours, 'pattern too complex: more than', 1, true) then SKIPPED "
-    "= SKIPPED + 1; return nil end\n"
-    "  local real = run(R, name, s, p, a, b)\n"
-    "  if ours == real then return nil end\n"
-    "  return string.format('%s(%q, %q, %s, %s)\\n  lua:  %s\\n  ours: %s', "
-    "name, s, p,\n"
-    "    tostring(a), tostring(b), real, ours)\n"
-    "end\n";
+static const char harness[] = "local R, O = REAL, OURS\n"
+                              "SKIPPED = 0\n"
+                              "local function show(ok, ...)\n"
+                              "  local out = { ok and 'ok' or 'error' }\n"
+                              "  for i = 1, select('#', ...) do\n"
+                              "    local v = select(i, ...)\n"
+                              "    if type(v) == 'string' then\n"
+                              "      if not ok then v = R.gsub(v, \"to '[^']*'\", \"to '?'\") end\n"
+                              "      out[#out + 1] = string.format('%q', v)\n"
+                              "    else out[#out + 1] = math.type(v) or type(v); out[#out + 1] = "
+                              "tostring(v) end\n"
+                              "  end\n"
+                              "  return table.concat(out, ' ')\n"
+                              "end\n"
+                              "local repl_table = { a = 'X', ab = false, [''] = '<>', b = 7, [1] = "
+                              "'one', [2] = 2.5 }\n"
+                              "local function repl_fn(...)\n"
+                              "  local c = ...\n"
+                              "  if c == 'a' then return false end\n"
+                              "  if math.type(c) == 'integer' then return c * 10 end\n"
+                              "  return '<' .. select('#', ...) .. tostring(c) .. '>'\n"
+                              "end\n"
+                              "local function run(lib, name, s, p, a, b)\n"
+                              "  if name == 'gmatch' then\n"
+                              "    return show(pcall(function()\n"
+                              "      local out, it = {}, lib.gmatch(s, p, a)\n"
+                              "      for i = 1, 200 do\n"
+                              "        local r = table.pack(it())\n"
+                              "        if r[1] == nil then break end\n"
+                              "        out[#out + 1] = show(true, table.unpack(r, 1, r.n))\n"
+                              "      end\n"
+                              "      return table.concat(out, ' | ')\n"
+                              "    end))\n"
+                              "  elseif name == 'gsub' then\n"
+                              "    if a == 'F' then a = repl_fn elseif a == 'T' then a = repl_table\n"
+                              "    elseif a == 'FT' then a = function() return {} end end\n"
+                              "    return show(pcall(lib.gsub, s, p, a, b))\n"
+                              "  end\n"
+                              "  return show(pcall(lib[name], s, p, a, b))\n"
+                              "end\n"
+                              "function compare(name, s, p, a, b)\n"
+                              "  local ours = run(O, name, s, p, a, b)\n"
+                              "  if R.find(ours, 'pattern too complex: more than', 1, true) then SKIPPED "
+                              "= SKIPPED + 1; return nil end\n"
+                              "  local real = run(R, name, s, p, a, b)\n"
+                              "  if ours == real then return nil end\n"
+                              "  return string.format('%s(%q, %q, %s, %s)\\n  lua:  %s\\n  ours: %s', "
+                              "name, s, p,\n"
+                              "    tostring(a), tostring(b), real, ours)\n"
+                              "end\n";
 
 /* A plain state with REAL (Lua's functions), OURS (ours, also installed in
  * the global string table) and the harness. */
 static lua_State *string_test_state(void) {
-  lua_State *L = luaL_newstate();
-  luaL_openlibs(L);
-  const char *names[] = {"find", "match", "gmatch", "gsub", "rep"};
-  lua_newtable(L);
-  lua_getglobal(L, "string");
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-    lua_getfield(L, -1, names[i]);
-    lua_setfield(L, -3, names[i]);
-  }
-  lua_pop(L, 1);
-  lua_getglobal(L, "table");
-  lua_getfield(L, -1, "move");
-  lua_setfield(L, -3, "move");
-  lua_pop(L, 1);
-  lua_setglobal(L, "REAL");
-  sr_lua_bound_string(L);
-  lua_newtable(L);
-  lua_getglobal(L, "string");
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-    lua_getfield(L, -1, names[i]);
-    lua_setfield(L, -3, names[i]);
-  }
-  lua_pop(L, 1);
-  lua_setglobal(L, "OURS");
-  if (luaL_loadbuffer(L, harness, sizeof harness - 1, "=harness") != LUA_OK ||
-      lua_pcall(L, 0, 0, 0) != LUA_OK)
-    UNIT_FAIL("harness: %s", lua_tostring(L, -1));
-  return L;
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    const char *names[] = {"find", "match", "gmatch", "gsub", "rep"};
+    lua_newtable(L);
+    lua_getglobal(L, "string");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        lua_getfield(L, -1, names[i]);
+        lua_setfield(L, -3, names[i]);
+    }
+    lua_pop(L, 1);
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "move");
+    lua_setfield(L, -3, "move");
+    lua_pop(L, 1);
+    lua_setglobal(L, "REAL");
+    sr_lua_bound_string(L);
+    lua_newtable(L);
+    lua_getglobal(L, "string");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        lua_getfield(L, -1, names[i]);
+        lua_setfield(L, -3, names[i]);
+    }
+    lua_pop(L, 1);
+    lua_setglobal(L, "OURS");
+    if (luaL_loadbuffer(L, harness, sizeof harness - 1, "=harness") != LUA_OK || lua_pcall(L, 0, 0, 0) != LUA_OK)
+        UNIT_FAIL("harness: %s", lua_tostring(L, -1));
+    return L;
 }
 
 /* Runs chunk (named "=rule.lua") and returns the error it raised (a static
  * copy), or NULL when it ran through; *seconds is how long it took. */
-static const char *string_test_run(lua_State *L, const char *chunk,
-                                   double *seconds) {
-  static char err[512];
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  int rc = luaL_loadbuffer(L, chunk, strlen(chunk), "=rule.lua");
-  if (rc == LUA_OK)
-    rc = lua_pcall(L, 0, 0, 0);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  if (seconds)
-    *seconds = (double)(t1.tv_sec - t0.tv_sec) +
-               (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-  if (rc == LUA_OK)
-    return NULL;
-  snprintf(err, sizeof err, "%s", lua_tostring(L, -1));
-  lua_pop(L, 1);
-  return err;
+static const char *string_test_run(lua_State *L, const char *chunk, double *seconds) {
+    static char err[512];
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = luaL_loadbuffer(L, chunk, strlen(chunk), "=rule.lua");
+    if (rc == LUA_OK) rc = lua_pcall(L, 0, 0, 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (seconds) *seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (rc == LUA_OK) return NULL;
+    snprintf(err, sizeof err, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return err;
 }
 
 /* Fails unless chunk runs without error. */
 static void string_test_ok(lua_State *L, const char *chunk) {
-  const char *err = string_test_run(L, chunk, NULL);
-  if (err)
-    UNIT_FAIL("%s\n  raised: %s", chunk, err);
+    const char *err = string_test_run(L, chunk, NULL);
+    if (err) UNIT_FAIL("%s\n  raised: %s", chunk, err);
 }
 
 /* Fails unless chunk raises an error containing expected. */
-static void string_test_raises(lua_State *L, const char *chunk,
-                               const char *expected) {
-  const char *err = string_test_run(L, chunk, NULL);
-  if (!err)
-    UNIT_FAIL("%s\n  raised nothing, expected: %s", chunk, expected);
-  if (!strstr(err, expected))
-    UNIT_FAIL("%s\n  raised:   %s\n  expected: %s", chunk, err, expected);
+static void string_test_raises(lua_State *L, const char *chunk, const char *expected) {
+    const char *err = string_test_run(L, chunk, NULL);
+    if (!err) UNIT_FAIL("%s\n  raised nothing, expected: %s", chunk, expected);
+    if (!strstr(err, expected)) UNIT_FAIL("%s\n  raised:   %s\n  expected: %s", chunk, err, expected);
 }
 
 /* ---- the table of cases ------------------------------------------------ */
 
 struct string_case {
-  const char *fn;
-  const char *s;
-  const char *p;
-  const char *a; /* Lua expression for argument 3, or NULL */
-  const char *b; /* Lua expression for argument 4, or NULL */
+    const char *fn;
+    const char *s;
+    const char *p;
+    const char *a; /* Lua expression for argument 3, or NULL */
+    const char *b; /* Lua expression for argument 4, or NULL */
 };
 
 static const struct string_case string_cases[] = {
@@ -254,15 +243,9 @@ static const struct string_case string_cases[] = {
     {"match", "hello", "(h", NULL, NULL},
     {"match", "hello", "h)", NULL, NULL},
     {"match", "hello", "(()", NULL, NULL},
-    {"match", "x",
-     "((((((((((((((((((((((((((((((((x))))))))))))))))))))))))))))))))", NULL,
-     NULL},
-    {"match", "x",
-     "(((((((((((((((((((((((((((((((((x)))))))))))))))))))))))))))))))))",
-     NULL, NULL},
-    {"match", "x",
-     "()()()()()()()()()()()()()()()()()()()()()()()()()()()()()()()()x", NULL,
-     NULL},
+    {"match", "x", "((((((((((((((((((((((((((((((((x))))))))))))))))))))))))))))))))", NULL, NULL},
+    {"match", "x", "(((((((((((((((((((((((((((((((((x)))))))))))))))))))))))))))))))))", NULL, NULL},
+    {"match", "x", "()()()()()()()()()()()()()()()()()()()()()()()()()()()()()()()()x", NULL, NULL},
     /* back-references */
     {"match", "abcabc", "(abc)%1", NULL, NULL},
     {"match", "say \"hi\" or 'bye'", "([\"'])(.-)%1", NULL, NULL},
@@ -363,100 +346,94 @@ static const struct string_case string_cases[] = {
 /* The Lua string literal of s into out, each '@' standing for a NUL byte
  * (C strings cannot hold one). */
 static void string_test_quote(char *out, size_t outlen, const char *s) {
-  size_t o = 0;
-  out[o++] = '"';
-  for (; *s && o + 6 < outlen; s++)
-    o += (size_t)snprintf(out + o, outlen - o, "\\%d",
-                          *s == '@' ? 0 : (unsigned char)*s);
-  out[o++] = '"';
-  out[o] = '\0';
+    size_t o = 0;
+    out[o++] = '"';
+    for (; *s && o + 6 < outlen; s++)
+        o += (size_t)snprintf(out + o, outlen - o, "\\%d", *s == '@' ? 0 : (unsigned char)*s);
+    out[o++] = '"';
+    out[o] = '\0';
 }
 
 TEST(table_of_cases_matches_lua) {
-  lua_State *L = string_test_state();
-  char chunk[2048], sq[600], pq[600];
-  int mismatches = 0;
-  for (size_t i = 0; i < sizeof string_cases / sizeof string_cases[0]; i++) {
-    const struct string_case *c = &string_cases[i];
-    string_test_quote(sq, sizeof sq, c->s);
-    if (strcmp(c->p, "nil") == 0)
-      snprintf(pq, sizeof pq, "nil");
-    else
-      string_test_quote(pq, sizeof pq, c->p);
-    snprintf(chunk, sizeof chunk, "return compare('%s', %s, %s, %s, %s)", c->fn,
-             sq, pq, c->a ? c->a : "nil", c->b ? c->b : "nil");
-    if (luaL_dostring(L, chunk) != LUA_OK)
-      UNIT_FAIL("%s: %s", chunk, lua_tostring(L, -1));
-    if (!lua_isnil(L, -1)) {
-      fprintf(stderr, "case %zu: %s\n", i, lua_tostring(L, -1));
-      mismatches++;
+    lua_State *L = string_test_state();
+    char chunk[2048], sq[600], pq[600];
+    int mismatches = 0;
+    for (size_t i = 0; i < sizeof string_cases / sizeof string_cases[0]; i++) {
+        const struct string_case *c = &string_cases[i];
+        string_test_quote(sq, sizeof sq, c->s);
+        if (strcmp(c->p, "nil") == 0)
+            snprintf(pq, sizeof pq, "nil");
+        else
+            string_test_quote(pq, sizeof pq, c->p);
+        snprintf(chunk, sizeof chunk, "return compare('%s', %s, %s, %s, %s)", c->fn, sq, pq, c->a ? c->a : "nil",
+                 c->b ? c->b : "nil");
+        if (luaL_dostring(L, chunk) != LUA_OK) UNIT_FAIL("%s: %s", chunk, lua_tostring(L, -1));
+        if (!lua_isnil(L, -1)) {
+            fprintf(stderr, "case %zu: %s\n", i, lua_tostring(L, -1));
+            mismatches++;
+        }
+        lua_pop(L, 1);
     }
-    lua_pop(L, 1);
-  }
-  CHECK_INT(mismatches, 0);
-  lua_close(L);
+    CHECK_INT(mismatches, 0);
+    lua_close(L);
 }
 
 /* Seeded random cases (UNIT_SEED overrides the seed; a failure prints it):
  * patterns of random items, well-formed or not, on short subjects over a
  * small alphabet, through all four functions with random extra arguments. */
-static const char random_cases[] =
-    "local seed, count = ...\n"
-    "math.randomseed(seed)\n"
-    "local atoms = { '.', 'a', 'b', 'c', '%a', '%d', '%s', '%w', '%x', '%p', "
-    "'%c', '%g', '%l', '%u',\n"
-    "  '%A', '%S', '%W', '%D', '%.', '%%', '%(', '[ab]', '[^ab]', '[a-c]', "
-    "'[%d_]', '[]a]', '[^]]',\n"
-    "  '[a-]', '[%]]', 'x', ' ', '%z', '(', ')', '()', '(', ')', '%1', '%2', "
-    "'%0', '%b()', '%bab',\n"
-    "  '%f[%w]', '%f[^%s]', '%f[a]', '$', '^', '[', '%', '%f', '%b', '-', '*', "
-    "'?', '+', ']', '\\0' }\n"
-    "local quants = { '', '', '', '*', '+', '-', '?' }\n"
-    "local alphabet = { 'a', 'b', 'c', '(', ')', ' ', 'x', '1', '_', '.', "
-    "'\\0', 'A', '%', '-' }\n"
-    "local inits = { 'nil', '1', '2', '-1', '-3', '0', '5', '30' }\n"
-    "local repls = { \"'<%0>'\", \"'%1'\", \"'%2'\", \"'x'\", \"'%%'\", "
-    "\"'%'\", \"'F'\", \"'T'\", '3', \"'FT'\" }\n"
-    "local ns = { 'nil', '0', '1', '2', '-1' }\n"
-    "local fns = { 'find', 'match', 'gmatch', 'gsub' }\n"
-    "local function pick(t) return t[math.random(#t)] end\n"
-    "for i = 1, count do\n"
-    "  local p = {}\n"
-    "  if math.random(5) == 1 then p[#p + 1] = '^' end\n"
-    "  for k = 1, math.random(0, 6) do p[#p + 1] = pick(atoms) .. pick(quants) "
-    "end\n"
-    "  if math.random(5) == 1 then p[#p + 1] = '$' end\n"
-    "  p = table.concat(p)\n"
-    "  local s = {}\n"
-    "  for k = 1, math.random(0, 14) do s[#s + 1] = pick(alphabet) end\n"
-    "  s = table.concat(s)\n"
-    "  local fn = pick(fns)\n"
-    "  local a, b\n"
-    "  if fn == 'gsub' then a, b = load('return ' .. pick(repls))(), "
-    "load('return ' .. pick(ns))()\n"
-    "  else a = load('return ' .. pick(inits))(); b = math.random(3) == 1 end\n"
-    "  local bad = compare(fn, s, p, a, b)\n"
-    "  if bad then return 'case ' .. i .. ': ' .. bad end\n"
-    "end\n"
-    "return nil\n";
+static const char random_cases[] = "local seed, count = ...\n"
+                                   "math.randomseed(seed)\n"
+                                   "local atoms = { '.', 'a', 'b', 'c', '%a', '%d', '%s', '%w', '%x', '%p', "
+                                   "'%c', '%g', '%l', '%u',\n"
+                                   "  '%A', '%S', '%W', '%D', '%.', '%%', '%(', '[ab]', '[^ab]', '[a-c]', "
+                                   "'[%d_]', '[]a]', '[^]]',\n"
+                                   "  '[a-]', '[%]]', 'x', ' ', '%z', '(', ')', '()', '(', ')', '%1', '%2', "
+                                   "'%0', '%b()', '%bab',\n"
+                                   "  '%f[%w]', '%f[^%s]', '%f[a]', '$', '^', '[', '%', '%f', '%b', '-', '*', "
+                                   "'?', '+', ']', '\\0' }\n"
+                                   "local quants = { '', '', '', '*', '+', '-', '?' }\n"
+                                   "local alphabet = { 'a', 'b', 'c', '(', ')', ' ', 'x', '1', '_', '.', "
+                                   "'\\0', 'A', '%', '-' }\n"
+                                   "local inits = { 'nil', '1', '2', '-1', '-3', '0', '5', '30' }\n"
+                                   "local repls = { \"'<%0>'\", \"'%1'\", \"'%2'\", \"'x'\", \"'%%'\", "
+                                   "\"'%'\", \"'F'\", \"'T'\", '3', \"'FT'\" }\n"
+                                   "local ns = { 'nil', '0', '1', '2', '-1' }\n"
+                                   "local fns = { 'find', 'match', 'gmatch', 'gsub' }\n"
+                                   "local function pick(t) return t[math.random(#t)] end\n"
+                                   "for i = 1, count do\n"
+                                   "  local p = {}\n"
+                                   "  if math.random(5) == 1 then p[#p + 1] = '^' end\n"
+                                   "  for k = 1, math.random(0, 6) do p[#p + 1] = pick(atoms) .. pick(quants) "
+                                   "end\n"
+                                   "  if math.random(5) == 1 then p[#p + 1] = '$' end\n"
+                                   "  p = table.concat(p)\n"
+                                   "  local s = {}\n"
+                                   "  for k = 1, math.random(0, 14) do s[#s + 1] = pick(alphabet) end\n"
+                                   "  s = table.concat(s)\n"
+                                   "  local fn = pick(fns)\n"
+                                   "  local a, b\n"
+                                   "  if fn == 'gsub' then a, b = load('return ' .. pick(repls))(), "
+                                   "load('return ' .. pick(ns))()\n"
+                                   "  else a = load('return ' .. pick(inits))(); b = math.random(3) == 1 end\n"
+                                   "  local bad = compare(fn, s, p, a, b)\n"
+                                   "  if bad then return 'case ' .. i .. ': ' .. bad end\n"
+                                   "end\n"
+                                   "return nil\n";
 
 TEST(random_cases_match_lua) {
-  lua_State *L = string_test_state();
-  long seed = getenv("UNIT_SEED") ? atol(getenv("UNIT_SEED")) : 20240611;
-  int count = 40000;
-  if (luaL_loadbuffer(L, random_cases, sizeof random_cases - 1, "=random") !=
-      LUA_OK)
-    UNIT_FAIL("%s", lua_tostring(L, -1));
-  lua_pushinteger(L, seed);
-  lua_pushinteger(L, count);
-  if (lua_pcall(L, 2, 1, 0) != LUA_OK)
-    UNIT_FAIL("seed %ld: %s", seed, lua_tostring(L, -1));
-  if (!lua_isnil(L, -1))
-    UNIT_FAIL("seed %ld: %s", seed, lua_tostring(L, -1));
-  lua_getglobal(L, "SKIPPED");
-  /* The random cases are small: none should reach the budget. */
-  CHECK_INT(lua_tointeger(L, -1), 0);
-  lua_close(L);
+    lua_State *L = string_test_state();
+    long seed = getenv("UNIT_SEED") ? atol(getenv("UNIT_SEED")) : 20240611;
+    int count = 40000;
+    if (luaL_loadbuffer(L, random_cases, sizeof random_cases - 1, "=random") != LUA_OK)
+        UNIT_FAIL("%s", lua_tostring(L, -1));
+    lua_pushinteger(L, seed);
+    lua_pushinteger(L, count);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) UNIT_FAIL("seed %ld: %s", seed, lua_tostring(L, -1));
+    if (!lua_isnil(L, -1)) UNIT_FAIL("seed %ld: %s", seed, lua_tostring(L, -1));
+    lua_getglobal(L, "SKIPPED");
+    /* The random cases are small: none should reach the budget. */
+    CHECK_INT(lua_tointeger(L, -1), 0);
+    lua_close(L);
 }
 
 /* ---- what Lua's own functions cannot stop ------------------------------ */
@@ -465,171 +442,144 @@ TEST(random_cases_match_lua) {
  * stop it with the budget error, at the rule's file:line, well within 1 s
  * (measured: well under 0.1 s each, see README). */
 static void string_test_stops(const char *chunk) {
-  lua_State *L = string_test_state();
-  double seconds;
-  const char *err = string_test_run(L, chunk, &seconds);
-  if (!err)
-    UNIT_FAIL("%s\n  ran through", chunk);
-  if (strncmp(err, "rule.lua:", 9) != 0 ||
-      !strstr(err, ": pattern too complex: more than "))
-    UNIT_FAIL("%s\n  raised: %s", chunk, err);
-  if (seconds > 1.0)
-    UNIT_FAIL("%s\n  took %.3f s", chunk, seconds);
-  fprintf(stderr, "%.1f ms: %s\n", seconds * 1000, err);
-  lua_close(L);
+    lua_State *L = string_test_state();
+    double seconds;
+    const char *err = string_test_run(L, chunk, &seconds);
+    if (!err) UNIT_FAIL("%s\n  ran through", chunk);
+    if (strncmp(err, "rule.lua:", 9) != 0 || !strstr(err, ": pattern too complex: more than "))
+        UNIT_FAIL("%s\n  raised: %s", chunk, err);
+    if (seconds > 1.0) UNIT_FAIL("%s\n  took %.3f s", chunk, seconds);
+    fprintf(stderr, "%.1f ms: %s\n", seconds * 1000, err);
+    lua_close(L);
 }
 
 TEST(eight_lazy_dots_on_40_bytes_stop) {
-  string_test_stops("local s = string.rep('a', 40)\n"
-                    "return s:match('.-.-.-.-.-.-.-.-x')\n");
+    string_test_stops("local s = string.rep('a', 40)\n"
+                      "return s:match('.-.-.-.-.-.-.-.-x')\n");
 }
 
 TEST(lazy_captures_stop) {
-  string_test_stops(
-      "local s = string.rep('ab', 30)\n"
-      "return string.find(s, '(.-)(.-)(.-)(.-)(.-)(.-)(.-)%1x')\n");
+    string_test_stops("local s = string.rep('ab', 30)\n"
+                      "return string.find(s, '(.-)(.-)(.-)(.-)(.-)(.-)(.-)%1x')\n");
 }
 
 TEST(greedy_runs_stop) {
-  string_test_stops("local s = string.rep('a', 60)\n"
-                    "return string.match(s, 'a*a*a*a*a*a*a*a*a*b')\n");
+    string_test_stops("local s = string.rep('a', 60)\n"
+                      "return string.match(s, 'a*a*a*a*a*a*a*a*a*b')\n");
 }
 
 TEST(unbalanced_runs_on_64k_stop) {
-  /* %b() from each of 64 Ki positions scans to the end: n^2 / 2 bytes. */
-  string_test_stops("local s = string.rep('(', 65536)\n"
-                    "return s:find('%b()')\n");
+    /* %b() from each of 64 Ki positions scans to the end: n^2 / 2 bytes. */
+    string_test_stops("local s = string.rep('(', 65536)\n"
+                      "return s:find('%b()')\n");
 }
 
 TEST(lazy_chain_on_64k_stops) {
-  string_test_stops("local s = string.rep('a', 65536)\n"
-                    "return s:match('(.-)x(.-)y(.-)$')\n");
+    string_test_stops("local s = string.rep('a', 65536)\n"
+                      "return s:match('(.-)x(.-)y(.-)$')\n");
 }
 
 TEST(gsub_and_gmatch_share_one_budget) {
-  string_test_stops("local s = string.rep('a', 4096)\n"
-                    "return s:gsub('a-a-a-b', '')\n");
-  string_test_stops("local s = string.rep('a', 4096)\n"
-                    "local n = 0\n"
-                    "for w in s:gmatch('a-a-b') do n = n + 1 end\n");
+    string_test_stops("local s = string.rep('a', 4096)\n"
+                      "return s:gsub('a-a-a-b', '')\n");
+    string_test_stops("local s = string.rep('a', 4096)\n"
+                      "local n = 0\n"
+                      "for w in s:gmatch('a-a-b') do n = n + 1 end\n");
 }
 
 TEST(linear_work_on_big_subjects_fits) {
-  lua_State *L = string_test_state();
-  double seconds;
-  const char *err = string_test_run(
-      L,
-      "local s = string.rep('word, ', 200000)\n"
-      "assert(#s == 1200000)\n"
-      "local t, n = s:gsub('%s+', '')\n"
-      "assert(n == 200000 and #t == 1000000)\n"
-      "local c = 0\n"
-      "for w in s:gmatch('%a+') do c = c + 1 end\n"
-      "assert(c == 200000)\n"
-      "assert(s:find('word,$') == nil and s:find('word, $') == #s - 5)\n"
-      "assert(s:match('^%s*(.-)%s*$') == s:sub(1, -2))\n",
-      &seconds);
-  if (err)
-    UNIT_FAIL("%s", err);
-  lua_close(L);
+    lua_State *L = string_test_state();
+    double seconds;
+    const char *err = string_test_run(L,
+                                      "local s = string.rep('word, ', 200000)\n"
+                                      "assert(#s == 1200000)\n"
+                                      "local t, n = s:gsub('%s+', '')\n"
+                                      "assert(n == 200000 and #t == 1000000)\n"
+                                      "local c = 0\n"
+                                      "for w in s:gmatch('%a+') do c = c + 1 end\n"
+                                      "assert(c == 200000)\n"
+                                      "assert(s:find('word,$') == nil and s:find('word, $') == #s - 5)\n"
+                                      "assert(s:match('^%s*(.-)%s*$') == s:sub(1, -2))\n",
+                                      &seconds);
+    if (err) UNIT_FAIL("%s", err);
+    lua_close(L);
 }
 
 TEST(budget_grows_with_the_subject_up_to_a_cap) {
-  CHECK_INT(sr_string_step_budget(0), SR_STRING_STEPS_BASE);
-  CHECK_INT(sr_string_step_budget(1000),
-            SR_STRING_STEPS_BASE + 1000 * SR_STRING_STEPS_PER_BYTE);
-  CHECK_INT(sr_string_step_budget((size_t)1 << 30), SR_STRING_STEPS_MAX);
-  CHECK_INT(sr_string_step_budget(SIZE_MAX), SR_STRING_STEPS_MAX);
+    CHECK_INT(sr_string_step_budget(0), SR_STRING_STEPS_BASE);
+    CHECK_INT(sr_string_step_budget(1000), SR_STRING_STEPS_BASE + 1000 * SR_STRING_STEPS_PER_BYTE);
+    CHECK_INT(sr_string_step_budget((size_t)1 << 30), SR_STRING_STEPS_MAX);
+    CHECK_INT(sr_string_step_budget(SIZE_MAX), SR_STRING_STEPS_MAX);
 }
 
 TEST(methods_and_string_table_are_ours) {
-  lua_State *L = string_test_state();
-  string_test_ok(
-      L, "assert(getmetatable('').__index == string)\n"
-         "assert(('x').match == OURS.match and string.gsub == OURS.gsub)\n"
-         "assert(REAL.match ~= OURS.match)\n");
-  string_test_raises(
-      L, "local s = ('a'):rep(40)\n\nreturn s:match('.-.-.-.-.-.-.-.-x')",
-      "rule.lua:3: pattern too complex: more than");
-  /* The nesting limit of Lua's matcher stays as it is. */
-  string_test_raises(
-      L, "return string.match(string.rep('x', 300), string.rep('x?', 300))",
-      "rule.lua:1: pattern too complex");
-  lua_close(L);
+    lua_State *L = string_test_state();
+    string_test_ok(L, "assert(getmetatable('').__index == string)\n"
+                      "assert(('x').match == OURS.match and string.gsub == OURS.gsub)\n"
+                      "assert(REAL.match ~= OURS.match)\n");
+    string_test_raises(L, "local s = ('a'):rep(40)\n\nreturn s:match('.-.-.-.-.-.-.-.-x')",
+                       "rule.lua:3: pattern too complex: more than");
+    /* The nesting limit of Lua's matcher stays as it is. */
+    string_test_raises(L, "return string.match(string.rep('x', 300), string.rep('x?', 300))",
+                       "rule.lua:1: pattern too complex");
+    lua_close(L);
 }
 
 TEST(gsub_callbacks_run_as_lua) {
-  lua_State *L = string_test_state();
-  string_test_ok(
-      L,
-      "local seen = {}\n"
-      "local r, n = ('a=1, b=2'):gsub('(%w+)=(%w+)', function(k, v) seen[#seen "
-      "+ 1] = k .. v; return v .. k end)\n"
-      "assert(r == '1a, 2b' and n == 2 and seen[1] == 'a1' and seen[2] == "
-      "'b2')\n"
-      "local ok, err = pcall(string.gsub, 'abc', '%w', function() "
-      "error('boom') end)\n"
-      "assert(not ok and err:find('boom'))\n"
-      "local co = coroutine.wrap(function()\n"
-      "  return ('ab'):gsub('%w', function(c) return c:upper() end)\n"
-      "end)\n"
-      "assert(co() == 'AB')\n"
-      "local it = ('x y z'):gmatch('%a')\n"
-      "assert(coroutine.wrap(function() return it() end)() == 'x')\n"
-      "assert(it() == 'y' and it() == 'z' and it() == nil and it() == nil)\n");
-  lua_close(L);
+    lua_State *L = string_test_state();
+    string_test_ok(L, "local seen = {}\n"
+                      "local r, n = ('a=1, b=2'):gsub('(%w+)=(%w+)', function(k, v) seen[#seen "
+                      "+ 1] = k .. v; return v .. k end)\n"
+                      "assert(r == '1a, 2b' and n == 2 and seen[1] == 'a1' and seen[2] == "
+                      "'b2')\n"
+                      "local ok, err = pcall(string.gsub, 'abc', '%w', function() "
+                      "error('boom') end)\n"
+                      "assert(not ok and err:find('boom'))\n"
+                      "local co = coroutine.wrap(function()\n"
+                      "  return ('ab'):gsub('%w', function(c) return c:upper() end)\n"
+                      "end)\n"
+                      "assert(co() == 'AB')\n"
+                      "local it = ('x y z'):gmatch('%a')\n"
+                      "assert(coroutine.wrap(function() return it() end)() == 'x')\n"
+                      "assert(it() == 'y' and it() == 'z' and it() == nil and it() == nil)\n");
+    lua_close(L);
 }
 
 TEST(rep_is_limited) {
-  lua_State *L = string_test_state();
-  double seconds;
-  const char *err =
-      string_test_run(L,
-                      "assert(string.rep('', 1 << 62) == '')\n"
-                      "assert(string.rep('', 1 << 62, '') == '')\n",
-                      &seconds);
-  if (err)
-    UNIT_FAIL("%s", err);
-  CHECK(seconds < 0.5);
-  string_test_ok(
-      L,
-      "assert(string.rep('ab', 3, ',') == 'ab,ab,ab')\n"
-      "assert(string.rep('ab', 0) == '' and string.rep('ab', -1, ',') == '')\n"
-      "assert(string.rep('x', 1) == 'x' and ('y'):rep(2) == 'yy')\n"
-      "assert(#string.rep('x', 32 << 20) == 32 << 20)\n"
-      "assert(#string.rep('ab', 16 << 20) == 32 << 20)\n"
-      "assert(#string.rep('a', 16 << 20, '_') == (32 << 20) - 1)\n");
-  string_test_raises(L, "return string.rep('x', (32 << 20) + 1)",
-                     "rule.lua:1: resulting string too large");
-  string_test_raises(L, "return string.rep('ab', 1 << 62)",
-                     "resulting string too large");
-  string_test_raises(L, "return string.rep('a', 16 << 20, '__')",
-                     "resulting string too large");
-  string_test_raises(L, "return string.rep('', 1 << 62, 'x')",
-                     "resulting string too large");
-  string_test_raises(L, "return string.rep('a', 'x')",
-                     "bad argument #2 to 'rep'");
-  lua_close(L);
+    lua_State *L = string_test_state();
+    double seconds;
+    const char *err = string_test_run(L,
+                                      "assert(string.rep('', 1 << 62) == '')\n"
+                                      "assert(string.rep('', 1 << 62, '') == '')\n",
+                                      &seconds);
+    if (err) UNIT_FAIL("%s", err);
+    CHECK(seconds < 0.5);
+    string_test_ok(L, "assert(string.rep('ab', 3, ',') == 'ab,ab,ab')\n"
+                      "assert(string.rep('ab', 0) == '' and string.rep('ab', -1, ',') == '')\n"
+                      "assert(string.rep('x', 1) == 'x' and ('y'):rep(2) == 'yy')\n"
+                      "assert(#string.rep('x', 32 << 20) == 32 << 20)\n"
+                      "assert(#string.rep('ab', 16 << 20) == 32 << 20)\n"
+                      "assert(#string.rep('a', 16 << 20, '_') == (32 << 20) - 1)\n");
+    string_test_raises(L, "return string.rep('x', (32 << 20) + 1)", "rule.lua:1: resulting string too large");
+    string_test_raises(L, "return string.rep('ab', 1 << 62)", "resulting string too large");
+    string_test_raises(L, "return string.rep('a', 16 << 20, '__')", "resulting string too large");
+    string_test_raises(L, "return string.rep('', 1 << 62, 'x')", "resulting string too large");
+    string_test_raises(L, "return string.rep('a', 'x')", "bad argument #2 to 'rep'");
+    lua_close(L);
 }
 
 TEST(table_move_is_limited) {
-  lua_State *L = string_test_state();
-  double seconds;
-  string_test_ok(L,
-                 "local t = table.move({1, 2, 3}, 1, 3, 2)\n"
-                 "assert(t[1] == 1 and t[2] == 1 and t[3] == 2 and t[4] == 3)\n"
-                 "local d = table.move({1, 2, 3}, 2, 3, 1, {})\n"
-                 "assert(d[1] == 2 and d[2] == 3 and d[3] == nil)\n"
-                 "assert(#table.move({}, 1, 0, 1) == 0)\n");
-  const char *err =
-      string_test_run(L, "return table.move({}, 1, 1e15, 1)", &seconds);
-  if (!err || !strstr(err, "too many elements to move"))
-    UNIT_FAIL("%s", err ? err : "ran through");
-  CHECK(seconds < 0.5);
-  string_test_raises(
-      L, "return table.move({}, math.mininteger, math.maxinteger, 1)",
-      "too many elements to move");
-  string_test_raises(L, "return table.move({}, 1, 2, math.maxinteger)",
-                     "destination wrap around");
-  lua_close(L);
+    lua_State *L = string_test_state();
+    double seconds;
+    string_test_ok(L, "local t = table.move({1, 2, 3}, 1, 3, 2)\n"
+                      "assert(t[1] == 1 and t[2] == 1 and t[3] == 2 and t[4] == 3)\n"
+                      "local d = table.move({1, 2, 3}, 2, 3, 1, {})\n"
+                      "assert(d[1] == 2 and d[2] == 3 and d[3] == nil)\n"
+                      "assert(#table.move({}, 1, 0, 1) == 0)\n");
+    const char *err = string_test_run(L, "return table.move({}, 1, 1e15, 1)", &seconds);
+    if (!err || !strstr(err, "too many elements to move")) UNIT_FAIL("%s", err ? err : "ran through");
+    CHECK(seconds < 0.5);
+    string_test_raises(L, "return table.move({}, math.mininteger, math.maxinteger, 1)", "too many elements to move");
+    string_test_raises(L, "return table.move({}, 1, 2, math.maxinteger)", "destination wrap around");
+    lua_close(L);
 }
