@@ -13,64 +13,8 @@
 #include <time.h>
 
 #include "lua_string.h"
+#include "lua_string_compare.h"
 #include "unit.h"
-
-/* The comparison harness. compare(name, s, p, a, b) runs REAL[name] and
- * OURS[name] and returns nil when both gave the same, else a report.
- * gmatch compares the whole iteration; repl codes for gsub: "F" a function,
- * "FT" a function returning a table, "T" a table. A case where ours ran out
- * of steps counts in SKIPPED instead (the random cases stay small, so this
- * is rare). */
-static const char harness[] = "local R, O = REAL, OURS\n"
-                              "SKIPPED = 0\n"
-                              "local function show(ok, ...)\n"
-                              "  local out = { ok and 'ok' or 'error' }\n"
-                              "  for i = 1, select('#', ...) do\n"
-                              "    local v = select(i, ...)\n"
-                              "    if type(v) == 'string' then\n"
-                              "      if not ok then v = R.gsub(v, \"to '[^']*'\", \"to '?'\") end\n"
-                              "      out[#out + 1] = string.format('%q', v)\n"
-                              "    else out[#out + 1] = math.type(v) or type(v); out[#out + 1] = "
-                              "tostring(v) end\n"
-                              "  end\n"
-                              "  return table.concat(out, ' ')\n"
-                              "end\n"
-                              "local repl_table = { a = 'X', ab = false, [''] = '<>', b = 7, [1] = "
-                              "'one', [2] = 2.5 }\n"
-                              "local function repl_fn(...)\n"
-                              "  local c = ...\n"
-                              "  if c == 'a' then return false end\n"
-                              "  if math.type(c) == 'integer' then return c * 10 end\n"
-                              "  return '<' .. select('#', ...) .. tostring(c) .. '>'\n"
-                              "end\n"
-                              "local function run(lib, name, s, p, a, b)\n"
-                              "  if name == 'gmatch' then\n"
-                              "    return show(pcall(function()\n"
-                              "      local out, it = {}, lib.gmatch(s, p, a)\n"
-                              "      for i = 1, 200 do\n"
-                              "        local r = table.pack(it())\n"
-                              "        if r[1] == nil then break end\n"
-                              "        out[#out + 1] = show(true, table.unpack(r, 1, r.n))\n"
-                              "      end\n"
-                              "      return table.concat(out, ' | ')\n"
-                              "    end))\n"
-                              "  elseif name == 'gsub' then\n"
-                              "    if a == 'F' then a = repl_fn elseif a == 'T' then a = repl_table\n"
-                              "    elseif a == 'FT' then a = function() return {} end end\n"
-                              "    return show(pcall(lib.gsub, s, p, a, b))\n"
-                              "  end\n"
-                              "  return show(pcall(lib[name], s, p, a, b))\n"
-                              "end\n"
-                              "function compare(name, s, p, a, b)\n"
-                              "  local ours = run(O, name, s, p, a, b)\n"
-                              "  if R.find(ours, 'pattern too complex: more than', 1, true) then SKIPPED "
-                              "= SKIPPED + 1; return nil end\n"
-                              "  local real = run(R, name, s, p, a, b)\n"
-                              "  if ours == real then return nil end\n"
-                              "  return string.format('%s(%q, %q, %s, %s)\\n  lua:  %s\\n  ours: %s', "
-                              "name, s, p,\n"
-                              "    tostring(a), tostring(b), real, ours)\n"
-                              "end\n";
 
 /* A plain state with REAL (Lua's functions), OURS (ours, also installed in
  * the global string table) and the harness. */
@@ -99,7 +43,7 @@ static lua_State *string_test_state(void) {
     }
     lua_pop(L, 1);
     lua_setglobal(L, "OURS");
-    if (luaL_loadbuffer(L, harness, sizeof harness - 1, "=harness") != LUA_OK || lua_pcall(L, 0, 0, 0) != LUA_OK)
+    if (luaL_loadbuffer(L, string_compare_lua, sizeof string_compare_lua - 1, "=compare") != LUA_OK || lua_pcall(L, 0, 0, 0) != LUA_OK)
         UNIT_FAIL("harness: %s", lua_tostring(L, -1));
     return L;
 }
