@@ -32,6 +32,15 @@
 /* Patterns without these characters are searched for as plain text by find. */
 #define STR_SPECIALS "^$*+?.([%-"
 
+/* The guard of a state (sr_lua_string_set_guard): a full userdata, upvalue
+ * of every function here, and in the registry under &str_guard_key. */
+typedef struct {
+    sr_string_guard fn; /* or NULL */
+    void *ud;
+} str_guard;
+
+static const char str_guard_key = 'g';
+
 typedef struct {
     const char *src_init; /* the subject */
     const char *src_end;  /* its end (Lua strings hold a '\0' there) */
@@ -39,8 +48,10 @@ typedef struct {
     lua_State *L;
     int depth_left;
     int level; /* captures opened so far */
-    long long steps_left;
-    long long budget; /* for the error message */
+    long long steps_used;
+    long long budget;
+    long long next_check; /* steps_used past this: check the budget, call the guard */
+    const str_guard *guard;
     struct {
         const char *init;
         ptrdiff_t len; /* or STR_CAP_UNFINISHED, STR_CAP_POSITION */
@@ -54,13 +65,26 @@ long long sr_string_step_budget(size_t len) {
     return b < SR_STRING_STEPS_MAX ? b : SR_STRING_STEPS_MAX;
 }
 
-static void str_state_init(str_match_state *ms, lua_State *L, const char *s, size_t ls, const char *p, size_t lp) {
+static long long str_next_check(const str_match_state *ms) {
+    long long next = ms->steps_used + SR_STRING_GUARD_STEPS;
+    return ms->guard->fn && next < ms->budget ? next : ms->budget;
+}
+
+/* Calls the guard, if any: it may raise to stop the rule. */
+static void str_guard_call(lua_State *L, const str_guard *guard) {
+    if (guard->fn) guard->fn(L, guard->ud);
+}
+
+static void str_state_init(str_match_state *ms, lua_State *L, const str_guard *guard, const char *s, size_t ls,
+                           const char *p, size_t lp) {
     ms->L = L;
     ms->src_init = s;
     ms->src_end = s + ls;
     ms->p_end = p + lp;
     ms->budget = sr_string_step_budget(ls);
-    ms->steps_left = ms->budget;
+    ms->steps_used = 0;
+    ms->guard = guard;
+    ms->next_check = str_next_check(ms);
 }
 
 /* Before each attempt at a new subject position: the captures and the
@@ -75,9 +99,16 @@ static void str_too_complex(str_match_state *ms) {
                (lua_Integer)(ms->src_end - ms->src_init));
 }
 
+static void str_checkpoint(str_match_state *ms) {
+    if (ms->steps_used > ms->budget) str_too_complex(ms);
+    str_guard_call(ms->L, ms->guard);
+    ms->next_check = str_next_check(ms);
+}
+
+/* One compare on the hot path: the budget and the guard share a mark. */
 static inline void str_charge(str_match_state *ms, long long steps) {
-    ms->steps_left -= steps;
-    if (ms->steps_left < 0) str_too_complex(ms);
+    ms->steps_used += steps;
+    if (ms->steps_used > ms->next_check) str_checkpoint(ms);
 }
 
 /* ---- single characters ------------------------------------------------- */
@@ -371,6 +402,8 @@ static int str_has_specials(const char *p, size_t lp) {
 /* ---- find, match ------------------------------------------------------- */
 
 static int str_find_or_match(lua_State *L, int find) {
+    const str_guard *guard = lua_touserdata(L, lua_upvalueindex(1));
+    str_guard_call(L, guard);
     size_t ls, lp;
     const char *s = luaL_checklstring(L, 1, &ls);
     const char *p = luaL_checklstring(L, 2, &lp);
@@ -391,12 +424,13 @@ static int str_find_or_match(lua_State *L, int find) {
         return 1;
     }
     str_match_state ms;
-    str_state_init(&ms, L, s, ls, p, lp);
+    str_state_init(&ms, L, guard, s, ls, p, lp);
     int anchored = *p == '^';
     if (anchored) p++;
     const char *from = s + init;
     do {
         str_state_reset(&ms);
+        str_charge(&ms, 1); /* each start position costs a step of its own */
         const char *e = str_match(&ms, from, p);
         if (e) {
             if (!find) return str_push_captures(&ms, from, e);
@@ -416,7 +450,7 @@ static int l_string_match(lua_State *L) { return str_find_or_match(L, 0); }
 /* ---- gmatch ------------------------------------------------------------ */
 
 /* The iterator's state (upvalue 3; the subject and the pattern are upvalues
- * 1 and 2, which keeps the pointers below valid). One budget for all the
+ * 1 and 2, which keeps the pointers below valid; the guard is upvalue 4). One budget for all the
  * iterations: a gmatch loop costs what one gsub over the subject costs. */
 typedef struct {
     str_match_state ms;
@@ -428,8 +462,10 @@ static int l_gmatch_next(lua_State *L) {
     str_gmatch_state *gm = lua_touserdata(L, lua_upvalueindex(3));
     const char *p = lua_tostring(L, lua_upvalueindex(2));
     gm->ms.L = L; /* the loop may run in another coroutine than gmatch did */
+    str_guard_call(L, gm->ms.guard);
     for (const char *from = gm->next; from <= gm->ms.src_end; from++) {
         str_state_reset(&gm->ms);
+        str_charge(&gm->ms, 1);
         const char *e = str_match(&gm->ms, from, p);
         if (e && e != gm->last_end) {
             gm->next = gm->last_end = e;
@@ -441,6 +477,8 @@ static int l_gmatch_next(lua_State *L) {
 }
 
 static int l_string_gmatch(lua_State *L) {
+    const str_guard *guard = lua_touserdata(L, lua_upvalueindex(1));
+    str_guard_call(L, guard);
     size_t ls, lp;
     const char *s = luaL_checklstring(L, 1, &ls);
     const char *p = luaL_checklstring(L, 2, &lp);
@@ -448,10 +486,11 @@ static int l_string_gmatch(lua_State *L) {
     if (init > ls) init = ls + 1; /* past the end: no match */
     lua_settop(L, 2);
     str_gmatch_state *gm = lua_newuserdatauv(L, sizeof *gm, 0);
-    str_state_init(&gm->ms, L, s, ls, p, lp);
+    str_state_init(&gm->ms, L, guard, s, ls, p, lp);
     gm->next = s + init;
     gm->last_end = NULL;
-    lua_pushcclosure(L, l_gmatch_next, 3);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushcclosure(L, l_gmatch_next, 4);
     return 1;
 }
 
@@ -508,6 +547,8 @@ static int str_add_replacement(str_match_state *ms, luaL_Buffer *b, const char *
 }
 
 static int l_string_gsub(lua_State *L) {
+    const str_guard *guard = lua_touserdata(L, lua_upvalueindex(1));
+    str_guard_call(L, guard);
     size_t ls, lp;
     const char *s = luaL_checklstring(L, 1, &ls);
     const char *p = luaL_checklstring(L, 2, &lp);
@@ -518,7 +559,7 @@ static int l_string_gsub(lua_State *L) {
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     str_match_state ms;
-    str_state_init(&ms, L, s, ls, p, lp);
+    str_state_init(&ms, L, guard, s, ls, p, lp);
     int anchored = *p == '^';
     if (anchored) p++;
     const char *from = s, *last_end = NULL;
@@ -526,6 +567,7 @@ static int l_string_gsub(lua_State *L) {
     int changed = 0;
     while (n < max_n) {
         str_state_reset(&ms);
+        str_charge(&ms, 1);
         const char *e = str_match(&ms, from, p);
         if (e && e != last_end) {
             n++;
@@ -554,6 +596,7 @@ static int l_string_gsub(lua_State *L) {
  * to be at most SR_STRING_REP_MAX bytes; empty pieces give "" at once
  * instead of looping n times over nothing. */
 static int l_string_rep(lua_State *L) {
+    str_guard_call(L, lua_touserdata(L, lua_upvalueindex(2)));
     size_t l, lsep;
     luaL_checklstring(L, 1, &l);
     lua_Integer n = luaL_checkinteger(L, 2);
@@ -576,6 +619,7 @@ static int l_string_rep(lua_State *L) {
  * SR_TABLE_MOVE_MAX elements. Lua's loops over the whole range even where
  * the table holds nothing, so table.move({}, 1, 1e15, 1) ran for days. */
 static int l_table_move(lua_State *L) {
+    str_guard_call(L, lua_touserdata(L, lua_upvalueindex(2)));
     lua_Integer f = luaL_checkinteger(L, 2);
     lua_Integer e = luaL_checkinteger(L, 3);
     luaL_checkinteger(L, 4);
@@ -588,12 +632,13 @@ static int l_table_move(lua_State *L) {
     return 1;
 }
 
-/* Replaces field name of the table on top by fn with the old value as its
- * upvalue. */
+/* Replaces field name of the table below the guard (on top) by fn with the
+ * old value and the guard as its upvalues. */
 static void str_wrap(lua_State *L, const char *name, lua_CFunction fn) {
-    lua_getfield(L, -1, name);
-    lua_pushcclosure(L, fn, 1);
-    lua_setfield(L, -2, name);
+    lua_getfield(L, -2, name);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, fn, 2);
+    lua_setfield(L, -3, name);
 }
 
 void sr_lua_bound_string(lua_State *L) {
@@ -604,11 +649,28 @@ void sr_lua_bound_string(lua_State *L) {
         {"gsub", l_string_gsub},
         {NULL, NULL},
     };
+    str_guard *guard = lua_newuserdatauv(L, sizeof *guard, 0);
+    guard->fn = NULL;
+    guard->ud = NULL;
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &str_guard_key);
     lua_getglobal(L, "string");
-    luaL_setfuncs(L, fns, 0);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, fns, 1);
+    lua_pushvalue(L, -2);
     str_wrap(L, "rep", l_string_rep);
-    lua_pop(L, 1);
+    lua_pop(L, 2);
     lua_getglobal(L, "table");
+    lua_pushvalue(L, -2);
     str_wrap(L, "move", l_table_move);
+    lua_pop(L, 3);
+}
+
+void sr_lua_string_set_guard(lua_State *L, sr_string_guard fn, void *ud) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &str_guard_key);
+    str_guard *guard = lua_touserdata(L, -1);
     lua_pop(L, 1);
+    if (!guard) return; /* sr_lua_bound_string was not called */
+    guard->fn = fn;
+    guard->ud = ud;
 }

@@ -32,6 +32,17 @@
  * and move in the global `table`. Call after luaL_openlibs. */
 void sr_lua_bound_string(lua_State *L);
 
+/* A guard lets the host stop a rule from inside these functions, which the
+ * count hook cannot reach: it is called at the start of every call of them
+ * and every SR_STRING_GUARD_STEPS matching steps (a few ms) within one, and
+ * may raise (luaL_error) to stop the rule, e.g. past a wall-clock deadline.
+ * So a loop of many pattern calls between two count-hook firings is checked
+ * too. ud is borrowed; fn NULL removes the guard. Needs
+ * sr_lua_bound_string(L) first (else does nothing). */
+typedef void (*sr_string_guard)(lua_State *L, void *ud);
+#define SR_STRING_GUARD_STEPS 1000000LL
+void sr_lua_string_set_guard(lua_State *L, sr_string_guard fn, void *ud);
+
 /* The matching-step budget of one call on a subject of len bytes. */
 long long sr_string_step_budget(size_t len);
 

@@ -43,7 +43,8 @@ static lua_State *string_test_state(void) {
     }
     lua_pop(L, 1);
     lua_setglobal(L, "OURS");
-    if (luaL_loadbuffer(L, string_compare_lua, sizeof string_compare_lua - 1, "=compare") != LUA_OK || lua_pcall(L, 0, 0, 0) != LUA_OK)
+    if (luaL_loadbuffer(L, string_compare_lua, sizeof string_compare_lua - 1, "=compare") != LUA_OK ||
+        lua_pcall(L, 0, 0, 0) != LUA_OK)
         UNIT_FAIL("harness: %s", lua_tostring(L, -1));
     return L;
 }
@@ -525,5 +526,43 @@ TEST(table_move_is_limited) {
     CHECK(seconds < 0.5);
     string_test_raises(L, "return table.move({}, math.mininteger, math.maxinteger, 1)", "too many elements to move");
     string_test_raises(L, "return table.move({}, 1, 2, math.maxinteger)", "destination wrap around");
+    lua_close(L);
+}
+
+/* A guard that counts its calls and, once past *ud calls, raises the way a
+ * host's deadline check would. */
+static int guard_calls;
+static void string_test_guard(lua_State *L, void *ud) {
+    if (++guard_calls > *(int *)ud) luaL_error(L, "deadline passed");
+}
+
+TEST(guard_runs_at_every_call_and_within_long_ones) {
+    lua_State *L = string_test_state();
+    int limit = 1000000;
+    sr_lua_string_set_guard(L, string_test_guard, &limit);
+    /* Every bounded function calls it once per call (gmatch: per step). */
+    guard_calls = 0;
+    string_test_ok(L, "string.find('a', 'a'); string.match('a', 'a'); string.gsub('a', 'a', 'b')\n"
+                      "for w in string.gmatch('a b', '%a') do end\n"
+                      "string.rep('a', 2); table.move({}, 1, 0, 1); ('x'):find('x', 1, true)\n");
+    CHECK_INT(guard_calls, 1 + 1 + 1 + (1 + 3) + 1 + 1 + 1);
+    /* A long call reaches it every SR_STRING_GUARD_STEPS steps (and rep once). */
+    guard_calls = 0;
+    string_test_raises(L, "return string.rep('a', 65536):match('.-.-.-x')", "pattern too complex: more than");
+    CHECK_INT(guard_calls, 1 + 1 + SR_STRING_STEPS_MAX / SR_STRING_GUARD_STEPS - 1);
+    /* It can stop a loop of many cheap calls, and one long call. */
+    limit = 100;
+    guard_calls = 0;
+    string_test_raises(L, "for i = 1, 1e9 do string.find('abc', 'b') end", "rule.lua:1: deadline passed");
+    CHECK_INT(guard_calls, 101);
+    limit = 3;
+    guard_calls = 0;
+    string_test_raises(L, "return string.rep('a', 65536):match('.-.-.-x')", "rule.lua:1: deadline passed");
+    CHECK_INT(guard_calls, 4);
+    /* NULL removes it. */
+    sr_lua_string_set_guard(L, NULL, NULL);
+    guard_calls = 0;
+    string_test_ok(L, "string.find('abc', 'b')");
+    CHECK_INT(guard_calls, 0);
     lua_close(L);
 }
