@@ -533,6 +533,9 @@ static int str_add_replacement(str_match_state *ms, luaL_Buffer *b, const char *
         str_push_capture(ms, 0, s, e);
         lua_gettable(L, 3);
     } else {
+        size_t len;
+        lua_tolstring(L, 3, &len);
+        str_charge(ms, 1 + (long long)len / 8); /* copying the replacement is work too */
         str_add_template(ms, b, s, e);
         return 1;
     }
@@ -590,11 +593,21 @@ static int l_string_gsub(lua_State *L) {
     return 2;
 }
 
-/* ---- rep, table.move --------------------------------------------------- */
+/* ---- rep, format, table.move, table.sort ------------------------------ */
 
-/* string.rep(s, n [, sep]): Lua's own (upvalue 1) once the result is known
- * to be at most SR_STRING_REP_MAX bytes; empty pieces give "" at once
- * instead of looping n times over nothing. */
+/* Calls Lua's own function (upvalue 1) with the arguments. Used where the
+ * arguments were checked here, so that what it raises comes from
+ * metamethods, comparisons or memory, and names no function anyway. */
+static int str_call_lua_own(lua_State *L, int nresults) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, nresults);
+    return nresults;
+}
+
+/* string.rep(s, n [, sep]): Lua's own once the result is known to be at
+ * most SR_STRING_REP_MAX bytes; empty pieces give "" at once instead of
+ * looping n times over nothing. */
 static int l_string_rep(lua_State *L) {
     str_guard_call(L, lua_touserdata(L, lua_upvalueindex(2)));
     size_t l, lsep;
@@ -609,27 +622,101 @@ static int l_string_rep(lua_State *L) {
     size_t max = SR_STRING_REP_MAX;
     if (l > max || lsep > max || (size_t)(n - 1) > (max - l) / (l + lsep))
         return luaL_error(L, "resulting string too large (string.rep makes at most %I bytes)", (lua_Integer)max);
+    return str_call_lua_own(L, 1);
+}
+
+/* The messages Lua's string.format raises itself. Called from C, it cannot
+ * find its caller's file:line or its own name; l_string_format adds them. */
+static int str_format_own_error(const char *msg) {
+    static const char *const starts[] = {"bad argument #", "invalid conversion",        "invalid format",
+                                         "specifier '%q'", "value has no literal form", "'__tostring' must"};
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++)
+        if (strncmp(msg, starts[i], strlen(starts[i])) == 0) return 1;
+    return 0;
+}
+
+/* string.format(fmt, ...): Lua's own, once the strings that %q quotes are at
+ * most SR_STRING_QUOTE_MAX bytes in all: %q formats byte by byte, and 20 MiB
+ * of NULs took most of a second. (Widths and precisions are already limited
+ * to two digits by Lua.) */
+static int l_string_format(lua_State *L) {
+    str_guard_call(L, lua_touserdata(L, lua_upvalueindex(2)));
+    size_t len;
+    const char *fmt = luaL_checklstring(L, 1, &len);
+    size_t quoted = 0;
+    int arg = 1;
+    for (size_t i = 0; i < len; i++) {
+        if (fmt[i] != '%') continue;
+        if (++i < len && fmt[i] == '%') continue; /* "%%" */
+        arg++;
+        while (i < len && fmt[i] && strchr("-+ #0123456789.", fmt[i])) i++;
+        if (i < len && fmt[i] == 'q' && lua_type(L, arg) == LUA_TSTRING) quoted += lua_rawlen(L, arg);
+    }
+    if (quoted > SR_STRING_QUOTE_MAX)
+        return luaL_error(L, "string too long for '%%q' (string.format quotes at most %I bytes)",
+                          (lua_Integer)SR_STRING_QUOTE_MAX);
+    int nargs = lua_gettop(L);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, 1);
+    if (lua_pcall(L, nargs, 1, 0) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        if (lua_type(L, -1) == LUA_TSTRING && str_format_own_error(msg)) {
+            luaL_where(L, 1);
+            luaL_gsub(L, msg, "to '?'", "to 'format'");
+            lua_concat(L, 2);
+        }
+        return lua_error(L);
+    }
     return 1;
 }
 
-/* table.move(a1, f, e, t [, a2]): Lua's own (upvalue 1) for at most
- * SR_TABLE_MOVE_MAX elements. Lua's loops over the whole range even where
- * the table holds nothing, so table.move({}, 1, 1e15, 1) ran for days. */
+/* What table.move and table.sort accept as a table: a table, or a value
+ * whose metatable has the metamethods the function uses (as ltablib checks,
+ * with its error). */
+static void str_check_table(lua_State *L, int arg, int read, int write, int length) {
+    if (lua_type(L, arg) == LUA_TTABLE) return;
+    int top = lua_gettop(L);
+    if (lua_getmetatable(L, arg) && (!read || lua_getfield(L, top + 1, "__index") != LUA_TNIL) &&
+        (!write || lua_getfield(L, top + 1, "__newindex") != LUA_TNIL) &&
+        (!length || lua_getfield(L, top + 1, "__len") != LUA_TNIL)) {
+        lua_settop(L, top);
+        return;
+    }
+    luaL_checktype(L, arg, LUA_TTABLE);
+}
+
+/* table.move(a1, f, e, t [, a2]): Lua's own for at most SR_TABLE_MOVE_MAX
+ * elements. Lua's loops over the whole range even where the table holds
+ * nothing, so table.move({}, 1, 1e15, 1) ran for days. */
 static int l_table_move(lua_State *L) {
     str_guard_call(L, lua_touserdata(L, lua_upvalueindex(2)));
     lua_Integer f = luaL_checkinteger(L, 2);
     lua_Integer e = luaL_checkinteger(L, 3);
-    luaL_checkinteger(L, 4);
-    /* e - f + 1 > max, written so that it cannot overflow. */
-    if (e >= f && (f > 0 || e < LUA_MAXINTEGER + f) && e - f >= SR_TABLE_MOVE_MAX)
-        return luaL_argerror(L, 3, lua_pushfstring(L, "too many elements to move (at most %I)", SR_TABLE_MOVE_MAX));
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, 1);
-    return 1;
+    lua_Integer to = luaL_checkinteger(L, 4);
+    int dest = !lua_isnoneornil(L, 5) ? 5 : 1;
+    str_check_table(L, 1, 1, 0, 0);
+    str_check_table(L, dest, 0, 1, 0);
+    if (e >= f) {
+        luaL_argcheck(L, f > 0 || e < LUA_MAXINTEGER + f, 3, "too many elements to move");
+        if (e - f >= SR_TABLE_MOVE_MAX)
+            return luaL_argerror(L, 3, lua_pushfstring(L, "too many elements to move (at most %I)", SR_TABLE_MOVE_MAX));
+        luaL_argcheck(L, to <= LUA_MAXINTEGER - (e - f), 4, "destination wrap around");
+    }
+    return str_call_lua_own(L, 1);
+}
+
+/* table.sort(t [, comp]): Lua's own for at most SR_TABLE_SORT_MAX elements.
+ * Without a comparison function the whole sort is one C call: 2 million
+ * numbers took most of a second. */
+static int l_table_sort(lua_State *L) {
+    str_guard_call(L, lua_touserdata(L, lua_upvalueindex(2)));
+    str_check_table(L, 1, 1, 1, 1);
+    lua_Integer n = luaL_len(L, 1);
+    if (n > SR_TABLE_SORT_MAX)
+        return luaL_argerror(L, 1,
+                             lua_pushfstring(L, "array too big to sort (at most %I elements)", SR_TABLE_SORT_MAX));
+    if (n > 1 && !lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+    return str_call_lua_own(L, 0);
 }
 
 /* Replaces field name of the table below the guard (on top) by fn with the
@@ -659,10 +746,12 @@ void sr_lua_bound_string(lua_State *L) {
     luaL_setfuncs(L, fns, 1);
     lua_pushvalue(L, -2);
     str_wrap(L, "rep", l_string_rep);
+    str_wrap(L, "format", l_string_format);
     lua_pop(L, 2);
     lua_getglobal(L, "table");
     lua_pushvalue(L, -2);
     str_wrap(L, "move", l_table_move);
+    str_wrap(L, "sort", l_table_sort);
     lua_pop(L, 3);
 }
 

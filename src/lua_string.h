@@ -7,8 +7,9 @@
  * pattern semantics exactly (same results, same errors for malformed
  * patterns) but count their matching steps: past the budget of one call they
  * raise "pattern too complex: ..." at the caller's file:line. string.rep gets
- * a result-size limit and no longer loops over empty pieces; table.move gets
- * a limit on how many elements one call may copy.
+ * a result-size limit and no longer loops over empty pieces, string.format a
+ * limit on what %q quotes; table.move and table.sort get a limit on how many
+ * elements one call may copy or sort.
  *
  * The budget of one call is SR_STRING_STEPS_BASE + SR_STRING_STEPS_PER_BYTE
  * per byte of the subject, at most SR_STRING_STEPS_MAX. gsub and a gmatch
@@ -22,14 +23,17 @@
 #define SR_STRING_STEPS_BASE 1000000LL
 #define SR_STRING_STEPS_PER_BYTE 256LL
 #define SR_STRING_STEPS_MAX 10000000LL
-/* The longest string string.rep builds. */
+/* The longest string string.rep builds; the most bytes one string.format
+ * quotes with %q. */
 #define SR_STRING_REP_MAX ((size_t)32 << 20)
-/* The most elements one table.move copies. */
+#define SR_STRING_QUOTE_MAX ((size_t)2 << 20)
+/* The most elements one table.move copies, one table.sort sorts. */
 #define SR_TABLE_MOVE_MAX ((lua_Integer)1 << 22)
+#define SR_TABLE_SORT_MAX ((lua_Integer)1 << 18)
 
-/* Replaces find, match, gmatch, gsub and rep in the global `string` table
+/* Replaces find, match, gmatch, gsub, rep and format in the global `string` table
  * (which is also the strings' metatable __index, so s:match(...) is covered)
- * and move in the global `table`. Call after luaL_openlibs. */
+ * and move and sort in the global `table`. Call after luaL_openlibs. */
 void sr_lua_bound_string(lua_State *L);
 
 /* A guard lets the host stop a rule from inside these functions, which the

@@ -21,7 +21,7 @@
 static lua_State *string_test_state(void) {
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);
-    const char *names[] = {"find", "match", "gmatch", "gsub", "rep"};
+    const char *names[] = {"find", "match", "gmatch", "gsub", "rep", "format"};
     lua_newtable(L);
     lua_getglobal(L, "string");
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -32,6 +32,8 @@ static lua_State *string_test_state(void) {
     lua_getglobal(L, "table");
     lua_getfield(L, -1, "move");
     lua_setfield(L, -3, "move");
+    lua_getfield(L, -1, "sort");
+    lua_setfield(L, -3, "sort");
     lua_pop(L, 1);
     lua_setglobal(L, "REAL");
     sr_lua_bound_string(L);
@@ -564,5 +566,98 @@ TEST(guard_runs_at_every_call_and_within_long_ones) {
     guard_calls = 0;
     string_test_ok(L, "string.find('abc', 'b')");
     CHECK_INT(guard_calls, 0);
+    lua_close(L);
+}
+
+TEST(table_sort_is_limited) {
+    lua_State *L = string_test_state();
+    string_test_ok(L, "local t = {3, 1, 2}; table.sort(t); assert(t[1] == 1 and t[3] == 3)\n"
+                      "table.sort(t, function(a, b) return a > b end); assert(t[1] == 3)\n"
+                      "local big = {}; for i = 1, 1 << 18 do big[i] = -i end\n"
+                      "table.sort(big); assert(big[1] == -(1 << 18))\n");
+    string_test_raises(L, "local t = {}; for i = 1, (1 << 18) + 1 do t[i] = i end\ntable.sort(t)",
+                       "rule.lua:2: bad argument #1 to 'sort' (array too big to sort (at most 262144 elements))");
+    string_test_raises(L, "table.sort(nil)", "bad argument #1 to 'sort' (table expected, got nil)");
+    string_test_raises(L, "table.sort({3, 2, 1}, 1)", "bad argument #2 to 'sort'");
+    lua_close(L);
+}
+
+/* Fails unless ours (using string.* and table.*) and real (the same with
+ * REAL.*) raise exactly the same error, file:line included. */
+static void string_test_same_error(lua_State *L, const char *ours, const char *real) {
+    char ours_err[512];
+    const char *err = string_test_run(L, ours, NULL);
+    if (!err) UNIT_FAIL("%s\n  raised nothing", ours);
+    snprintf(ours_err, sizeof ours_err, "%s", err);
+    err = string_test_run(L, real, NULL);
+    if (!err) UNIT_FAIL("%s\n  raised nothing", real);
+    if (strcmp(ours_err, err) != 0) UNIT_FAIL("%s\n  ours: %s\n  lua:  %s", ours, ours_err, err);
+}
+
+TEST(wrapped_functions_raise_what_lua_raises) {
+    lua_State *L = string_test_state();
+    static const char *const calls[][2] = {
+        {"string.format('%d', 'x')", "REAL.format('%d', 'x')"},
+        {"string.format('%d', 1.5)", "REAL.format('%d', 1.5)"},
+        {"string.format('%y', 1)", "REAL.format('%y', 1)"},
+        {"string.format('%100d', 1)", "REAL.format('%100d', 1)"},
+        {"string.format('%.100f', 1)", "REAL.format('%.100f', 1)"},
+        {"string.format('%10q', 'a')", "REAL.format('%10q', 'a')"},
+        {"string.format('%q', {})", "REAL.format('%q', {})"},
+        {"string.format('%s %s', 1)", "REAL.format('%s %s', 1)"},
+        {"string.format(nil)", "REAL.format(nil)"},
+        {"string.format()", "REAL.format()"},
+        {"string.format('%s', setmetatable({}, {__tostring = function() return {} end}))",
+         "REAL.format('%s', setmetatable({}, {__tostring = function() return {} end}))"},
+        {"string.format('%s', setmetatable({}, {__tostring = function() error('mine') end}))",
+         "REAL.format('%s', setmetatable({}, {__tostring = function() error('mine') end}))"},
+        {"string.rep()", "REAL.rep()"},
+        {"string.rep('x', 2, {})", "REAL.rep('x', 2, {})"},
+        {"table.move(nil, 1, 2, 3)", "REAL.move(nil, 1, 2, 3)"},
+        {"table.move({}, 1, 2, 3, 4)", "REAL.move({}, 1, 2, 3, 4)"},
+        {"table.move({}, 'a', 2, 3)", "REAL.move({}, 'a', 2, 3)"},
+        {"table.move({}, -1, math.maxinteger, 3)", "REAL.move({}, -1, math.maxinteger, 3)"},
+        {"table.move({}, 1, 2, math.maxinteger)", "REAL.move({}, 1, 2, math.maxinteger)"},
+        {"table.move('abc', 1, 2, 3)", "REAL.move('abc', 1, 2, 3)"},
+        {"table.move({}, 1, 2, 3, 'abc')", "REAL.move({}, 1, 2, 3, 'abc')"},
+        {"table.sort('abc')", "REAL.sort('abc')"},
+        {"table.sort(1)", "REAL.sort(1)"},
+        {"table.sort({3, 2, 1}, 1)", "REAL.sort({3, 2, 1}, 1)"},
+        {"table.sort({3, 'x', 1})", "REAL.sort({3, 'x', 1})"},
+        {"table.sort({3, 2, 1}, function(a, b) error('cmp') end)",
+         "REAL.sort({3, 2, 1}, function(a, b) error('cmp') end)"},
+    };
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        char ours[512], real[512];
+        snprintf(ours, sizeof ours, "local x = 1\nreturn %s", calls[i][0]);
+        snprintf(real, sizeof real, "local x = 1\nreturn %s", calls[i][1]);
+        string_test_same_error(L, ours, real);
+    }
+    /* Accepted the same way too: proxies with the metamethods. */
+    string_test_ok(L,
+                   "local log = {}\n"
+                   "local src = setmetatable({}, {__index = function(_, k) return k * 10 end})\n"
+                   "local dst = setmetatable({}, {__newindex = function(_, k, v) log[#log + 1] = k .. '=' .. v end})\n"
+                   "table.move(src, 1, 2, 5, dst)\n"
+                   "assert(table.concat(log, ',') == '5=10,6=20')\n"
+                   "assert(string.format('%5.1f|%-3d|%q|%s|%%', 1.25, 7, 'a\\0', {}) ~= nil)\n"
+                   "assert(string.format('%q', 1/0) == REAL.format('%q', 1/0))\n");
+    lua_close(L);
+}
+
+TEST(format_quotes_at_most_2_mib) {
+    lua_State *L = string_test_state();
+    double seconds;
+    const char *err = string_test_run(L,
+                                      "local s = ('\\0'):rep(2 << 20)\n"
+                                      "assert(#string.format('%q', s) == (4 << 20) + 2)\n"
+                                      "assert(#string.format('%%q %s', s) == (2 << 20) + 3)\n"
+                                      "assert(#string.format('%5d%q', 1, s) == 5 + (4 << 20) + 2)\n",
+                                      &seconds);
+    if (err) UNIT_FAIL("%s", err);
+    string_test_raises(L, "local s = ('\\0'):rep((2 << 20) + 1)\nreturn string.format('%q', s)",
+                       "rule.lua:2: string too long for '%q' (string.format quotes at most 2097152 bytes)");
+    string_test_raises(L, "local s = ('\\0'):rep(1 << 20)\nreturn string.format('%q%s%q', s, 1, s .. 'x')",
+                       "rule.lua:2: string too long for '%q'");
     lua_close(L);
 }
