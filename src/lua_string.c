@@ -508,10 +508,14 @@ static void str_add_template(str_match_state *ms, luaL_Buffer *b, const char *s,
         if (*esc == STR_ESCAPE) {
             luaL_addchar(b, *esc);
         } else if (*esc == '0') {
+            str_charge(ms, 2 + (e - s) / 16);
             luaL_addlstring(b, s, (size_t)(e - s));
         } else if (isdigit((unsigned char)*esc)) {
             str_push_capture(ms, *esc - '1', s, e);
-            luaL_addvalue(b); /* the capture, or its position as a number */
+            size_t cap_len;
+            lua_tolstring(L, -1, &cap_len);
+            str_charge(ms, 10 + (long long)cap_len / 16); /* a push and an add cost ten steps' time */
+            luaL_addvalue(b);                             /* the capture, or its position as a number */
         } else {
             luaL_error(L, "invalid use of '%c' in replacement string", STR_ESCAPE);
         }
@@ -525,6 +529,7 @@ static void str_add_template(str_match_state *ms, luaL_Buffer *b, const char *s,
  * the text (false when a function or table gave false or nil). */
 static int str_add_replacement(str_match_state *ms, luaL_Buffer *b, const char *s, const char *e, int type) {
     lua_State *L = ms->L;
+    str_charge(ms, 6); /* the lookup or the call, besides what runs in Lua */
     if (type == LUA_TFUNCTION) {
         lua_pushvalue(L, 3);
         int n = str_push_captures(ms, s, e);
@@ -535,7 +540,7 @@ static int str_add_replacement(str_match_state *ms, luaL_Buffer *b, const char *
     } else {
         size_t len;
         lua_tolstring(L, 3, &len);
-        str_charge(ms, 1 + (long long)len / 8); /* copying the replacement is work too */
+        str_charge(ms, 1 + (long long)len / 16); /* copying the replacement is work too */
         str_add_template(ms, b, s, e);
         return 1;
     }
