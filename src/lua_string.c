@@ -168,6 +168,7 @@ static const char *str_item_end(str_match_state *ms, const char *p) {
         return p + 1;
     }
     if (c != '[') return p;
+    const char *set = p;
     if (*p == '^') p++;
     /* The set's first character is a member even when it is ']'. */
     do {
@@ -175,6 +176,7 @@ static const char *str_item_end(str_match_state *ms, const char *p) {
         c = *p++;
         if (c == STR_ESCAPE && p < ms->p_end) p++; /* "%]" is a member */
     } while (*p != ']');
+    str_charge(ms, (p - set) / 4); /* finding the end of a long set is work too */
     return p + 1;
 }
 
@@ -185,7 +187,7 @@ static int str_item_matches(str_match_state *ms, const char *s, const char *p, c
     switch (*p) {
     case '.': return 1;
     case STR_ESCAPE: return str_in_class(c, (unsigned char)p[1]);
-    case '[': str_charge(ms, (ep - p) / 8); return str_in_set(c, p, ep - 1);
+    case '[': str_charge(ms, (ep - p) / 4); return str_in_set(c, p, ep - 1);
     default: return (unsigned char)*p == c;
     }
 }
