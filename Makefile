@@ -100,19 +100,21 @@ bench: deps
 #   build/fuzz/fuzz_json build/fuzz/json-crash-...   replay a saved input
 FUZZ_CC = clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= json message text template rfc3339 base64
+FUZZ_TARGETS ?= json message text template rfc3339 base64 pattern
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_LDLIBS = $(shell pkg-config --libs lua5.4) -lm -lpthread
 FUZZ_OBJ = $(BUILD)/fuzz/obj
 # Longest input worth trying, per target: a few records, texts of several
-# parts, a template with many placeholders, one timestamp, one signature.
+# parts, a template with many placeholders, one timestamp, one signature, a
+# short subject and pattern (our matcher against Lua's, tests/fuzz/fuzz_pattern.c).
 FUZZ_MAX_LEN_json = 4096
 FUZZ_MAX_LEN_message = 4096
 FUZZ_MAX_LEN_text = 2048
 FUZZ_MAX_LEN_template = 2048
 FUZZ_MAX_LEN_rfc3339 = 64
 FUZZ_MAX_LEN_base64 = 512
+FUZZ_MAX_LEN_pattern = 256
 
 fuzz: deps
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install clang" >&2; exit 1; }
@@ -141,6 +143,8 @@ $(BUILD)/fuzz/fuzz_text: $(FUZZ_OBJ)/text.o
 $(BUILD)/fuzz/fuzz_template: $(FUZZ_OBJ)/template.o $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)/buf.o
 $(BUILD)/fuzz/fuzz_rfc3339: $(FUZZ_OBJ)/message.o $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)/buf.o
 $(BUILD)/fuzz/fuzz_base64: $(FUZZ_OBJ)/crypto.o
+$(BUILD)/fuzz/fuzz_pattern: $(FUZZ_OBJ)/lua_string.o
+$(BUILD)/tests/test_lua_string: tests/unit/lua_string_compare.h
 
 fmt:
 	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "lua_string.h"
 #include "message.h"
 #include "template.h"
 
@@ -258,6 +259,7 @@ static int rules_os_date(lua_State *L) {
 
 static void rules_sandbox(lua_State *L, int rules) {
     luaL_openlibs(L);
+    sr_lua_bound_string(L); /* patterns with a step budget: C work the count hook cannot stop */
 
     /* os: only the clock functions. */
     lua_newtable(L);

@@ -76,7 +76,7 @@ end)
 sms.on("spin", function() while true do end end)
 sms.on("bare_yield", function() coroutine.yield() return "never" end)
 sms.on("spin_pcall", function() while true do pcall(function() while true do end end) end end)
-sms.on("big", function() local s = string.rep("x", 1e9) return #s end)
+sms.on("big", function() local s = string.rep("x", 16 << 20) return #(s .. s .. s) end)
 sms.on("escape", function(ev)
   return {
     os_execute = (os.execute == nil), io = (io == nil), load = (load == nil), loadfile = (loadfile == nil),

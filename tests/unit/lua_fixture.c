@@ -4,6 +4,8 @@
 #include <lua-cjson.h>
 #include <lualib.h>
 
+#include "lua_string.h"
+
 /* Declared here, as the test files always did, rather than through
  * src/rules.h: the fixture needs only the embedded sources. */
 const char *sr_lua_embedded(const char *name, size_t *len);
@@ -157,6 +159,7 @@ lua_State *fixture_adapters_state(const struct fixture_options *options) {
     lua_State *L = luaL_newstate();
     CHECK(L != NULL);
     luaL_openlibs(L);
+    sr_lua_bound_string(L); /* the daemon's bounded patterns, as rules_sandbox installs them */
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "preload");
     lua_pushcfunction(L, luaopen_cjson);
