@@ -107,6 +107,27 @@ static void rules_hook(lua_State *L, lua_Debug *ar) {
     lua_error(L);
 }
 
+/* Called by the bounded string functions at each call and every million
+ * matching steps: a loop of many pattern calls, or one long call, runs
+ * between two firings of the count hook, so the deadline is checked here
+ * too. An expired budget makes the count hook raise at the next instruction
+ * as well, so a pcall in the rule cannot swallow this. */
+static void rules_string_guard(lua_State *L, void *ud) {
+    (void)ud;
+    sr_rules *r = sr_rules_from(L);
+    sr_lua_budget *b = r ? r->budget : NULL;
+    if (!b) return;
+    if (!b->expired) {
+        if (b->deadline_ns && rules_now_ns() > b->deadline_ns) b->expired = SR_LIMIT_TIME;
+        else return;
+    }
+    if (lua_gethookcount(L) != 1) lua_sethook(L, rules_hook, LUA_MASKCOUNT, 1);
+    char text[96], where[160];
+    sr_rules_where(L, 1, where, sizeof where);
+    lua_pushfstring(L, "%s%s%s", where, where[0] ? " " : "", sr_rules_limit_text(r, b, text, sizeof text));
+    lua_error(L);
+}
+
 void sr_rules_budget_init(sr_rules *r, sr_lua_budget *b, sr_lua_heap *heap, int host) {
     memset(b, 0, sizeof *b);
     b->max_instructions = r->config->instruction_budget;
@@ -260,6 +281,7 @@ static int rules_os_date(lua_State *L) {
 static void rules_sandbox(lua_State *L, int rules) {
     luaL_openlibs(L);
     sr_lua_bound_string(L); /* patterns with a step budget: C work the count hook cannot stop */
+    sr_lua_string_set_guard(L, rules_string_guard, NULL);
 
     /* os: only the clock functions. */
     lua_newtable(L);
