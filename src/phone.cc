@@ -317,19 +317,24 @@ extern "C" int sr_phone_normalize(const char *in, size_t len, const char *defaul
 
 extern "C" int sr_phone_normalize_received(const char *in, size_t len, const char *default_country,
                                            char out[SR_PHONE_MAX]) {
-    if (sr_phone_normalize(in, len, default_country, out, NULL, 0) == 0) return 0;
-    if (len == 0 || len > kMaxInput || in[0] < '1' || in[0] > '9') return -EINVAL;
-    for (size_t i = 0; i < len; i++)
-        if (in[i] < '0' || in[i] > '9') return -EINVAL;
-    std::string plus = "+" + std::string(in, len);
-    PhoneNumber num;
-    if (phone_util()->Parse(plus, "ZZ", &num) != PhoneNumberUtil::NO_PARSING_ERROR || !phone_util()->IsValidNumber(num))
-        return -EINVAL;
-    std::string e164;
-    phone_util()->Format(num, PhoneNumberUtil::E164, &e164);
-    if (e164.size() >= SR_PHONE_MAX) return -EINVAL;
-    snprintf(out, SR_PHONE_MAX, "%s", e164.c_str());
-    return 0;
+    // Digits only: first as international without its '+', the form most
+    // providers send, when that is a valid number.
+    bool digits = len > 0 && len <= kMaxInput && in[0] >= '1' && in[0] <= '9';
+    for (size_t i = 0; digits && i < len; i++)
+        if (in[i] < '0' || in[i] > '9') digits = false;
+    if (digits) {
+        PhoneNumber num;
+        std::string e164;
+        if (phone_util()->Parse("+" + std::string(in, len), "ZZ", &num) == PhoneNumberUtil::NO_PARSING_ERROR &&
+            phone_util()->IsValidNumber(num)) {
+            phone_util()->Format(num, PhoneNumberUtil::E164, &e164);
+            if (e164.size() < SR_PHONE_MAX) {
+                snprintf(out, SR_PHONE_MAX, "%s", e164.c_str());
+                return 0;
+            }
+        }
+    }
+    return sr_phone_normalize(in, len, default_country, out, NULL, 0);
 }
 
 extern "C" const char *sr_phone_time_zones(const sr_phone_info *info) {

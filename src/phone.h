@@ -77,9 +77,10 @@ int sr_phone_normalize(const char *in, size_t len, const char *default_country, 
                        size_t why_size);
 
 /* Like sr_phone_normalize, for numbers received from a provider (inbound
- * senders and recipients): when the default country's reading fails, a
- * number of digits only is also tried as international without its '+', the
- * form most providers send, and taken when valid. */
+ * senders and recipients): a number of digits only is first tried as
+ * international without its '+', the form most providers send ("79121234567",
+ * "447400123456"), and taken when that is valid; else the default country's
+ * reading applies. */
 int sr_phone_normalize_received(const char *in, size_t len, const char *default_country, char out[SR_PHONE_MAX]);
 
 /* The IANA time zones of the number's area, joined by '&'
