@@ -265,6 +265,7 @@ int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err
     sr_lua_open_ratelimit(L);
     sr_lua_open_template(L);
     sr_lua_open_crypto(L);
+    sr_lua_open_phone(L);
     sr_lua_open_inbound(L); /* after actions: sms.reply uses sms.send */
     lua_setglobal(L, "sms");
 
