@@ -317,21 +317,33 @@ extern "C" int sr_phone_normalize(const char *in, size_t len, const char *defaul
 
 extern "C" int sr_phone_normalize_received(const char *in, size_t len, const char *default_country,
                                            char out[SR_PHONE_MAX]) {
-    // Digits only: first as international without its '+', the form most
-    // providers send, when that is a valid number.
     bool digits = len > 0 && len <= kMaxInput && in[0] >= '1' && in[0] <= '9';
     for (size_t i = 0; digits && i < len; i++)
         if (in[i] < '0' || in[i] > '9') digits = false;
-    if (digits) {
-        PhoneNumber num;
-        std::string e164;
-        if (phone_util()->Parse("+" + std::string(in, len), "ZZ", &num) == PhoneNumberUtil::NO_PARSING_ERROR &&
-            phone_util()->IsValidNumber(num)) {
-            phone_util()->Format(num, PhoneNumberUtil::E164, &e164);
-            if (e164.size() < SR_PHONE_MAX) {
-                snprintf(out, SR_PHONE_MAX, "%s", e164.c_str());
-                return 0;
-            }
+    if (!digits) return sr_phone_normalize(in, len, default_country, out, NULL, 0);
+    // Digits only. A valid national number of the default country written
+    // as its bare significant number ("4155551234" with default 1) is taken
+    // as such; otherwise international without its '+', the form most
+    // providers send ("447400123456"; "84912345678" is Vietnam, not "8 491"
+    // in Russia: providers do not send trunk prefixes); otherwise whatever
+    // the default country's reading accepts.
+    phone_country country;
+    PhoneNumber num;
+    bool explicit_code;
+    std::string nsn;
+    if (phone_country_resolve(default_country, &country, NULL, 0) == 0 && country.region != "ZZ" &&
+        phone_read(in, len, country, &num, &explicit_code, NULL, 0) == 0 && phone_util()->IsValidNumber(num) &&
+        !num.has_extension()) {
+        phone_util()->GetNationalSignificantNumber(num, &nsn);
+        if (nsn == std::string(in, len)) return sr_phone_normalize(in, len, default_country, out, NULL, 0);
+    }
+    std::string e164;
+    if (phone_util()->Parse("+" + std::string(in, len), "ZZ", &num) == PhoneNumberUtil::NO_PARSING_ERROR &&
+        phone_util()->IsValidNumber(num)) {
+        phone_util()->Format(num, PhoneNumberUtil::E164, &e164);
+        if (e164.size() < SR_PHONE_MAX) {
+            snprintf(out, SR_PHONE_MAX, "%s", e164.c_str());
+            return 0;
         }
     }
     return sr_phone_normalize(in, len, default_country, out, NULL, 0);

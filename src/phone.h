@@ -77,10 +77,12 @@ int sr_phone_normalize(const char *in, size_t len, const char *default_country, 
                        size_t why_size);
 
 /* Like sr_phone_normalize, for numbers received from a provider (inbound
- * senders and recipients): a number of digits only is first tried as
- * international without its '+', the form most providers send ("79121234567",
- * "447400123456"), and taken when that is valid; else the default country's
- * reading applies. */
+ * senders and recipients), which most providers write as international
+ * without the '+'. A number of digits only is read as the default country's
+ * when it is a valid number of it without a trunk prefix ("4155551234" with
+ * default 1); else as international without its '+' when that is valid
+ * ("447400123456"; "84912345678" with default 7 is Vietnam, not "8 491..."
+ * in Russia); else as sr_phone_normalize reads it. */
 int sr_phone_normalize_received(const char *in, size_t len, const char *default_country, char out[SR_PHONE_MAX]);
 
 /* The IANA time zones of the number's area, joined by '&'

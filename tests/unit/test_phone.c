@@ -182,9 +182,10 @@ TEST(phone_received_numbers) {
     CHECK_STR(out, "+447400123456");
     CHECK_INT(sr_phone_normalize_received("84912345678", 11, "7", out), 0);
     CHECK_STR(out, "+84912345678");
-    /* Else the default country's reading ("8 491..." would be Ryazan). */
+    /* A bare national number of the default country stays there (+41 55 551 23 4 is Swiss too). */
     CHECK_INT(sr_phone_normalize_received("4155551234", 10, "1", out), 0);
     CHECK_STR(out, "+14155551234");
+    /* Trunk prefixes only when the international reading is no number. */
     CHECK_INT(sr_phone_normalize_received("89121234567", 11, "7", out), 0);
     CHECK_STR(out, "+79121234567");
     /* Short codes and alphanumeric senders are not numbers. */
