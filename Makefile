@@ -166,7 +166,7 @@ $(BUILD)/fuzz/fuzz_rfc3339: $(FUZZ_OBJ)/message.o $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)
 $(BUILD)/fuzz/fuzz_base64: $(FUZZ_OBJ)/crypto.o
 
 fmt:
-	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
+	clang-format -i src/*.c src/*.cc src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
 
 clean:
 	rm -rf build smsrules
