@@ -15,12 +15,22 @@ OPT ?= -O2
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -g $(OPT) -fno-omit-frame-pointer $(SAN)
 CPPFLAGS = -Isrc -I$(LLHTTP_INC) $(shell pkg-config --cflags $(PKGS))
-LDLIBS = $(shell pkg-config --libs $(PKGS)) -lm -lpthread
+# Phone numbers: libphonenumber (C++, no .pc file) and its geocoder, wrapped by
+# src/phone.cc; the C link adds the C++ runtime. The time zone and carrier
+# tables come from Debian's python3-phonenumbers (same libphonenumber release),
+# read by the system Python that has it.
+CXX ?= g++
+CXXFLAGS_COMMON = -std=c++17 -D_GNU_SOURCE -g $(OPT) -fno-omit-frame-pointer $(SAN)
+CXXWARN = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+PHONE_LIBS = -lgeocoding -lphonenumber $(shell pkg-config --libs icu-uc protobuf) -lstdc++
+PHONE_PYTHON ?= /usr/bin/python3
+LDLIBS = $(shell pkg-config --libs $(PKGS)) $(PHONE_LIBS) -lm -lpthread
 
 SRCS = $(filter-out src/main.c,$(wildcard src/*.c))
-OBJS = $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+CXX_SRCS = $(wildcard src/*.cc)
+OBJS = $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(CXX_SRCS:src/%.cc=$(BUILD)/obj/%.o)
 LUA_FILES = $(sort $(wildcard lua/*.lua lua/adapters/*.lua))
-GEN_OBJ = $(BUILD)/gen/lua_embedded.o
+GEN_OBJ = $(BUILD)/gen/lua_embedded.o $(BUILD)/gen/phone_data.o
 LLHTTP_OBJS = $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
 LIB = $(BUILD)/libsmsrules.a
 BIN = $(BUILD)/smsrules
@@ -44,6 +54,11 @@ $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS_COMMON) $(WARN) $(CPPFLAGS) -c $< -o $@
 
+$(BUILD)/obj/%.o: src/%.cc $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	@echo "  CXX   $<"
+	@$(CXX) $(CXXFLAGS_COMMON) $(CXXWARN) $(CPPFLAGS) -c $< -o $@
+
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
@@ -54,8 +69,16 @@ $(BUILD)/gen/lua_embedded.c: $(LUA_FILES) scripts/embed-lua.sh
 	@echo "  GEN   $@"
 	@scripts/embed-lua.sh $@ $(LUA_FILES)
 
-$(GEN_OBJ): $(BUILD)/gen/lua_embedded.c
+$(BUILD)/gen/lua_embedded.o: $(BUILD)/gen/lua_embedded.c
 	@$(CC) $(CFLAGS_COMMON) -c $< -o $@
+
+$(BUILD)/gen/phone_data.c: scripts/gen-phone-data.py
+	@mkdir -p $(dir $@)
+	@echo "  GEN   $@"
+	@$(PHONE_PYTHON) scripts/gen-phone-data.py $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/phone_data.o: $(BUILD)/gen/phone_data.c src/phone_data.h
+	@$(CC) $(CFLAGS_COMMON) -Isrc -c $< -o $@
 
 $(LIB): $(OBJS) $(LLHTTP_OBJS) $(GEN_OBJ)
 	@rm -f $@
@@ -147,7 +170,7 @@ $(BUILD)/fuzz/fuzz_pattern: $(FUZZ_OBJ)/lua_string.o
 $(BUILD)/tests/test_lua_string: tests/unit/lua_string_compare.h
 
 fmt:
-	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
+	clang-format -i src/*.c src/*.cc src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
 
 clean:
 	rm -rf build smsrules

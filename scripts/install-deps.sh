@@ -5,7 +5,8 @@
 set -eu
 
 PACKAGES="make build-essential pkg-config liblua5.4-dev libcurl4-openssl-dev libuv1-dev
-liblmdb-dev lua-cjson-dev node-llhttp python3 curl wrk"
+liblmdb-dev lua-cjson-dev node-llhttp python3 curl wrk
+g++ libphonenumber-dev libprotobuf-dev libicu-dev python3-phonenumbers"
 
 missing=""
 for p in $PACKAGES; do

@@ -25,6 +25,7 @@
 #include "reports.h"
 #include "rules_exec.h"
 #include "store.h"
+#include "phone.h"
 #include "text.h"
 
 #define HOOKS_DEDUP_TTL_MS (48LL * 3600 * 1000)
@@ -331,11 +332,12 @@ static void hooks_inbound(sr_app *app, sr_http_request *req, const sr_provider *
     lua_pop(app->rules->L, 1);
     for (int i = 0; i < n; i++) {
         sr_inbound_sms *m = &msgs[i];
-        /* Numbers as E.164 where they can be read so; as given otherwise. */
-        char e164[17];
-        if (sr_phone_normalize(m->from, strlen(m->from), app->config->default_country, e164) == 0)
+        /* Numbers as E.164 where they can be read so; as given otherwise (an
+         * alphanumeric sender, a short code): the message is recorded either way. */
+        char e164[SR_PHONE_MAX];
+        if (sr_phone_normalize_received(m->from, strlen(m->from), app->config->default_country, e164) == 0)
             snprintf(m->from, sizeof m->from, "%s", e164);
-        if (m->to[0] && sr_phone_normalize(m->to, strlen(m->to), app->config->default_country, e164) == 0)
+        if (m->to[0] && sr_phone_normalize_received(m->to, strlen(m->to), app->config->default_country, e164) == 0)
             snprintf(m->to, sizeof m->to, "%s", e164);
         hooks_inbound_one *o = &c->ones[i];
         o->ctx = c;

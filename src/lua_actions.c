@@ -11,6 +11,7 @@
 #include "rules_exec.h"
 #include "store.h"
 #include "submission.h"
+#include "phone.h"
 #include "text.h"
 
 static sr_invocation *actions_invocation(lua_State *L, const char *what) {
@@ -185,17 +186,18 @@ static int l_sms_send(lua_State *L) {
 }
 
 /* Normalises the number argument; raises on a bad one. */
-static void actions_number(lua_State *L, char out[17]) {
+static void actions_number(lua_State *L, char out[SR_PHONE_MAX]) {
     size_t len;
     const char *in = luaL_checklstring(L, 1, &len);
     sr_rules *r = sr_rules_from(L);
-    if (sr_phone_normalize(in, len, r->config->default_country, out) != 0)
-        luaL_argerror(L, 1, "not a valid phone number");
+    char why[SR_PHONE_WHY_MAX];
+    if (sr_phone_normalize(in, len, r->config->default_country, out, why, sizeof why) != 0)
+        luaL_argerror(L, 1, lua_pushfstring(L, "not a valid phone number: %s", why));
 }
 
 static int actions_set_optout(lua_State *L, int on) {
     sr_invocation *inv = actions_invocation(L, on ? "sms.optout" : "sms.optin");
-    char number[17];
+    char number[SR_PHONE_MAX];
     actions_number(L, number);
     sr_store_txn_optout(sr_invocation_unit(inv), number, on);
     sr_invocation_push_overlay(inv, L);
@@ -212,7 +214,7 @@ static int l_sms_optin(lua_State *L) { return actions_set_optout(L, 0); }
 static int l_sms_is_optout(lua_State *L) {
     sr_invocation *inv = actions_invocation(L, "sms.is_optout");
     sr_rules *r = sr_rules_from(L);
-    char number[17];
+    char number[SR_PHONE_MAX];
     actions_number(L, number);
     sr_invocation_push_overlay(inv, L);
     lua_pushfstring(L, "optout:%s", number);

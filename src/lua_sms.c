@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "phone.h"
 #include "rules.h"
 
 /* The daemon's own secrets: never handed to rules. */
@@ -103,9 +104,9 @@ static int l_sms_config(lua_State *L) {
             sr_config_set_str(&c->admin_key, config_string(L, key));
         } else if (strcmp(key, "default_country") == 0) {
             const char *cc = config_string(L, key);
-            size_t n = strlen(cc);
-            if (n == 0 || n > 4 || strspn(cc, "0123456789") != n || cc[0] == '0')
-                return luaL_error(L, "sms.config: 'default_country' must be a country calling code like \"84\"");
+            char why[SR_PHONE_WHY_MAX];
+            if (!*cc || sr_phone_country_check(cc, why, sizeof why) != 0)
+                return luaL_error(L, "sms.config: 'default_country' %s", *cc ? why : "must not be empty");
             sr_config_set_str(&c->default_country, cc);
         } else if (strcmp(key, "public_url") == 0) {
             sr_config_set_str(&c->public_url, config_string(L, key));

@@ -190,5 +190,6 @@ void sr_lua_open_ratelimit(lua_State *L);
 void sr_lua_open_template(lua_State *L);
 void sr_lua_open_crypto(lua_State *L);
 void sr_lua_open_inbound(lua_State *L);
+void sr_lua_open_phone(lua_State *L);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "phone.h"
 #include "template.h"
 #include "text.h"
 
@@ -26,6 +27,17 @@ static void reason_add(sr_reasons *r, const char *key, const char *prefix, const
         else snprintf(shown, sizeof shown, "%s", arg);
     }
     snprintf(x->message, sizeof x->message, fmt, arg ? shown : "");
+}
+
+/* An invalid_phone reason for 'to': the number (its first 40 bytes) and why
+ * it cannot be sent to, from sr_phone_normalize. */
+static void reason_add_phone(sr_reasons *r, const char *prefix, const sr_json *to, const char *why) {
+    if (r->count == SR_REASONS_MAX) return;
+    sr_reason *x = &r->items[r->count++];
+    x->key = "invalid_phone";
+    snprintf(x->ref, sizeof x->ref, "%sto", prefix);
+    snprintf(x->message, sizeof x->message, "not a valid phone number: '%.40s%s': %.110s", to->str,
+             to->len > 40 ? "..." : "", why);
 }
 
 /* FNV-1a 64 over the normalised fields, with a separator per field. */
@@ -84,13 +96,14 @@ int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submi
 
     /* to */
     const sr_json *to = sr_json_get(obj, "to");
-    char e164[17];
+    char e164[SR_PHONE_MAX];
+    char why[SR_PHONE_WHY_MAX];
     if (!to) {
         reason_add(reasons, "missing_field", prefix, "to", "missing field 'to'%s", NULL);
     } else if (to->type != SR_JSON_STRING) {
         reason_add(reasons, "invalid_type", prefix, "to", "'to' must be a string%s", NULL);
-    } else if (sr_phone_normalize(to->str, to->len, cfg->default_country, e164) != 0) {
-        reason_add(reasons, "invalid_phone", prefix, "to", "not a valid phone number: '%s'", to->str);
+    } else if (sr_phone_normalize(to->str, to->len, cfg->default_country, e164, why, sizeof why) != 0) {
+        reason_add_phone(reasons, prefix, to, why);
     }
 
     /* template + vars → the text */

@@ -124,6 +124,7 @@
 #include "scheduler.h"
 #include "store.h"
 #include "submission.h"
+#include "phone.h"
 #include "text.h"
 
 #define TR_SETTLE_LIMIT_MS 30000 /* real time for the engine to settle: past it, a bug */
@@ -1327,9 +1328,10 @@ static int l_is_optout(lua_State *L) {
     size_t len;
     const char *number = luaL_checklstring(L, 1, &len);
     tr_engine *e = tr_engine_get(L, tr);
-    char e164[17];
-    if (sr_phone_normalize(number, len, e->config.default_country, e164) != 0)
-        return luaL_argerror(L, 1, "not a valid phone number");
+    char e164[SR_PHONE_MAX];
+    char why[SR_PHONE_WHY_MAX];
+    if (sr_phone_normalize(number, len, e->config.default_country, e164, why, sizeof why) != 0)
+        return luaL_argerror(L, 1, lua_pushfstring(L, "not a valid phone number: %s", why));
     lua_pushboolean(L, sr_store_is_optout(e->store, e164) == 1);
     return 1;
 }

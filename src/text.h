@@ -1,11 +1,10 @@
-/* text: the SMS text rules: phone numbers, UTF-8 validity, encodings and parts.
+/* text: the SMS text rules: UTF-8 validity, encodings and parts.
  *
  * Owns the knowledge of what a network does to a message before it is sent:
- * how a phone number is written in E.164, which alphabet (GSM 03.38 7-bit or
- * UCS-2) a text needs, how many septets or UTF-16 code units it takes, and
- * where a provider cuts it into concatenated parts (160 / 70 for one part,
- * 153 / 67 per part when several are needed, never cutting an escape pair or
- * a surrogate pair). Everything here is pure: no allocation, no I/O, no
+ * which alphabet (GSM 03.38 7-bit or UCS-2) a text needs, how many septets or
+ * UTF-16 code units it takes, and where a provider cuts it into concatenated
+ * parts (160 / 70 for one part, 153 / 67 per part when several are needed,
+ * never cutting an escape pair or a surrogate pair). Everything here is pure: no allocation, no I/O, no
  * global state, and every input is a byte range that need not be
  * NUL-terminated and may contain NUL bytes. */
 #ifndef SR_TEXT_H
@@ -21,23 +20,6 @@
 #define SR_GSM7_MULTI 153
 #define SR_UCS2_SINGLE 70
 #define SR_UCS2_MULTI 67
-
-/* Size of the output of sr_phone_normalize: '+', at most 15 digits, NUL. */
-#define SR_PHONE_MAX 17
-
-/* Normalises a phone number to E.164: "+" then 8 to 15 digits, the first one
- * 1-9. in is len arbitrary bytes (borrowed, not NUL-terminated). Spaces, '-',
- * '.', '(' and ')' are ignored anywhere. Accepted forms:
- *   "+<digits>"   international, kept as is ('+' only as the first character);
- *   "00<digits>"  international with the dialling prefix, "00" becomes "+";
- *   "0<digits>"   national: the 0 is replaced by default_country, which must
- *                 be a non-empty string of digits ("84"); otherwise invalid;
- *   "<digits>"    anything else that starts with 1-9 is taken as international
- *                 without its '+' ("84912345678", the form providers send).
- * default_country is borrowed and may be NULL. Returns 0 and writes the
- * NUL-terminated number to out, or returns -1 (out is then "") for anything
- * else: other characters, a misplaced '+', no digits, a wrong digit count. */
-int sr_phone_normalize(const char *in, size_t len, const char *default_country, char out[17]);
 
 typedef enum { SR_ENC_GSM7 = 0, SR_ENC_UCS2 = 1 } sr_encoding;
 

@@ -22,17 +22,34 @@ sms.provider("mock", { adapter = "mock", url = sms.env("MOCK_URL") or "http://12
 -- Time zones and quiet hours (edit these two tables)
 ---------------------------------------------------------------------------
 
--- The recipient's UTC offset in hours, by number prefix (E.164). The longest
--- matching prefix wins; a number matching none is at DEFAULT_UTC_OFFSET.
--- Offsets are fixed (no daylight saving time): pick the one that suits you.
+-- Where the recipient is comes from the number: sms.phone gives the time
+-- zones of its area from libphonenumber's data ("+1 206..." is
+-- America/Los_Angeles, "+84..." Asia/Bangkok). A number of a country that
+-- spans zones without an area in the number (a Russian mobile, a
+-- Kazakh one) gets all of them: COUNTRY_ZONES picks the one to use.
+local COUNTRY_ZONES = {
+  RU = "Europe/Moscow",
+  KZ = "Asia/Almaty",
+  US = "America/New_York",
+  CA = "America/Toronto",
+}
+
+-- The UTC offset in hours of the zones you send to; any other zone is at
+-- DEFAULT_UTC_OFFSET. Offsets are fixed (no daylight saving time): pick the
+-- one that suits you.
 local UTC_OFFSETS = {
-  ["+84"] = 7,      -- Vietnam
-  ["+7"] = 3,       -- Russia: Moscow time...
-  ["+77"] = 5,      -- ...but +77 is Kazakhstan
-  ["+1"] = -5,      -- USA and Canada: Eastern time...
-  ["+1206"] = -8,   -- ...Seattle
-  ["+1808"] = -10,  -- ...Hawaii
-  ["+91"] = 5.5,    -- India
+  ["Asia/Bangkok"] = 7,          -- Vietnam (libphonenumber's zone for +84)
+  ["Asia/Ho_Chi_Minh"] = 7,
+  ["Europe/Moscow"] = 3,
+  ["Asia/Almaty"] = 5,
+  ["America/New_York"] = -5,
+  ["America/Toronto"] = -5,
+  ["America/Chicago"] = -6,
+  ["America/Denver"] = -7,
+  ["America/Los_Angeles"] = -8,
+  ["Pacific/Honolulu"] = -10,
+  ["Asia/Calcutta"] = 5.5,       -- India (libphonenumber's name for Asia/Kolkata)
+  ["Europe/London"] = 0,
 }
 local DEFAULT_UTC_OFFSET = 0
 
@@ -46,25 +63,17 @@ local CAMPAIGN_MEMORY_S = 30 * 86400
 
 ---------------------------------------------------------------------------
 
--- The number in E.164, the way the engine normalises it (spaces, dashes,
--- dots and parentheses ignored; 00 or no leading 0 = international; a
--- leading 0 takes the default country). Not a full check: a number the
--- engine refuses is refused by the send, which names it.
-local function e164(phone)
-  local p = tostring(phone):gsub("[%s%-%.%(%)]", "")
-  if p:sub(1, 1) == "+" then return p end
-  if p:sub(1, 2) == "00" then return "+" .. p:sub(3) end
-  if p:sub(1, 1) == "0" then return "+" .. DEFAULT_COUNTRY .. p:sub(2) end
-  return "+" .. p
+-- The recipient's zone: the only zone of the number's area, else its
+-- country's entry in COUNTRY_ZONES, else the first of its zones.
+local function recipient_zone(info)
+  local zones = info.time_zones or {}
+  if #zones == 1 then return zones[1] end
+  return COUNTRY_ZONES[info.country or ""] or zones[1]
 end
 
--- The UTC offset (hours) of an E.164 number: longest prefix first.
-local function utc_offset(number)
-  for len = #number, 2, -1 do
-    local offset = UTC_OFFSETS[number:sub(1, len)]
-    if offset then return offset end
-  end
-  return DEFAULT_UTC_OFFSET
+-- The UTC offset (hours) of a number read by sms.phone.
+local function utc_offset(info)
+  return UTC_OFFSETS[recipient_zone(info) or ""] or DEFAULT_UTC_OFFSET
 end
 
 -- "+07:00", "-05:00", "+05:30"
@@ -73,12 +82,12 @@ local function offset_string(hours)
   return string.format("%s%02d:%02d", hours < 0 and "-" or "+", minutes // 60, minutes % 60)
 end
 
--- When a marketing message to `number` may go, seen at time t (seconds since
--- the epoch, from sms.now()): nil for now, else the next opening as RFC 3339
--- in the recipient's own offset ("2026-11-24T08:00:00+07:00"). Also returns
--- the offset string.
-local function marketing_send_at(number, t)
-  local hours = utc_offset(number)
+-- When a marketing message to the number (read by sms.phone) may go, seen at
+-- time t (seconds since the epoch, from sms.now()): nil for now, else the
+-- next opening as RFC 3339 in the recipient's own offset
+-- ("2026-11-24T08:00:00+07:00"). Also returns the offset string.
+local function marketing_send_at(info, t)
+  local hours = utc_offset(info)
   local zone = offset_string(hours)
   local local_t = math.floor(t) + math.floor(hours * 3600 + 0.5) -- local wall time, as if it were UTC
   local hour = os.date("!*t", local_t).hour
@@ -144,11 +153,13 @@ end
 sms.on("promo", function(ev)
   if type(ev.campaign) ~= "string" or ev.campaign == "" then error("missing variable 'campaign'") end
   if ev.phone == nil then error("missing variable 'phone'") end
-  local to = e164(ev.phone)
-  local seen_key = "promo:" .. ev.campaign .. ":" .. to
+  -- The number as the engine reads it (default_country for national forms);
+  -- one it cannot send to is refused by sms.send below, which says why.
+  local info = sms.phone(tostring(ev.phone)) or { e164 = tostring(ev.phone) }
+  local seen_key = "promo:" .. ev.campaign .. ":" .. info.e164
   local seen = sms.kv.get(seen_key)
   if seen then return { id = seen, duplicate = true } end
-  local send_at, zone = marketing_send_at(to, sms.now())
+  local send_at, zone = marketing_send_at(info, sms.now())
   local id = assert(sms.send{
     to = ev.phone, template = "promo", vars = ev, send_at = send_at,
     idempotency_key = seen_key,

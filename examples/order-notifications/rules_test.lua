@@ -238,20 +238,21 @@ end)
 -- The time-zone table
 ---------------------------------------------------------------------------
 
-test("prefix table: the longest prefix wins, unknown prefixes are UTC", function()
+test("zones: from the number's area, per country for several, unknown zones are UTC", function()
   at_utc(3, 0)
   local cases = {
     { "+84912345678", "+07:00" },
     { "0912345678", "+07:00" }, -- national: default country 84
     { "0084 912 345 678", "+07:00" },
-    { "84912345678", "+07:00" }, -- digits without a + are international, as the engine reads them
-    { "+79161234567", "+03:00" }, -- +7
-    { "+77011234567", "+05:00" }, -- +77 beats +7
-    { "+12125550123", "-05:00" }, -- +1
-    { "+12065550123", "-08:00" }, -- +1206 beats +1
-    { "+18085550123", "-10:00" }, -- +1808 beats +1
+    { "84912345678", "+07:00" }, -- the calling code without '+', as the engine reads it
+    { "+79161234567", "+03:00" }, -- a Russian mobile: all of Russia's zones, COUNTRY_ZONES.RU
+    { "+77011234567", "+05:00" }, -- a Kazakh mobile (+7 too): COUNTRY_ZONES.KZ
+    { "+12125550123", "-05:00" }, -- New York
+    { "+12065550123", "-08:00" }, -- Seattle: America/Los_Angeles
+    { "+18085550123", "-10:00" }, -- Hawaii: Pacific/Honolulu
     { "+919812345678", "+05:30" },
-    { "+442071234567", "+00:00" }, -- not in the table
+    { "+442071234567", "+00:00" }, -- London
+    { "+33612345678", "+00:00" }, -- Europe/Paris: not in UTC_OFFSETS
   }
   for i, c in ipairs(cases) do
     local r = promo(c[1], "zones-" .. i)
@@ -260,7 +261,7 @@ test("prefix table: the longest prefix wins, unknown prefixes are UTC", function
   end
 end)
 
-test("prefix table: the local time decides, per number", function()
+test("zones: the local time decides, per number", function()
   local t = at_utc(17, 30) -- Moscow 20:30 (open), Kazakhstan 22:30 (closed)
   local moscow = promo("+79161234567")
   local almaty = promo("+77011234567")

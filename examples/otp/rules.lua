@@ -53,16 +53,15 @@ end
 -- The SMS. The code is a template variable, so it only exists in the text.
 sms.template("otp", "Your MyShop code is {{code}}. It expires in 5 minutes. Never share it with anyone.")
 
--- E.164 as the engine normalises numbers (README, "Phone numbers"), so that
--- "0912 345 678" and "+84912345678" share their limits and their code.
+-- E.164 as the engine reads numbers (README, "Phone numbers"), so that
+-- "0912 345 678" and "+84912345678" share their limits and their code. Only
+-- valid numbers of assigned ranges get a code (sms.phone: the numbering plan
+-- of the number's country), not one with an extension.
 local function normalize(phone)
   if type(phone) ~= "string" or #phone > 64 then return nil end
-  local p = phone:gsub("[ %-%.%(%)]", "")
-  if p:match("^%+") then p = p:sub(2)
-  elseif p:match("^00") then p = p:sub(3)
-  elseif p:match("^0") then p = COUNTRY .. p:sub(2) end
-  if not p:match("^[1-9]%d+$") or #p < 8 or #p > 15 then return nil end
-  return "+" .. p
+  local info = sms.phone(phone)
+  if not info or not info.valid or info.extension then return nil end
+  return info.e164
 end
 
 -- Six digits, uniform: 4 random bytes give n in [0, 2^32); values from the

@@ -1,5 +1,5 @@
-/* Unit tests for src/text.c: E.164 normalisation, strict UTF-8, the GSM 03.38
- * table, and how texts are counted and cut into parts. */
+/* Unit tests for src/text.c: strict UTF-8, the GSM 03.38 table, and how
+ * texts are counted and cut into parts (phone numbers: test_phone.c). */
 #include "buf.h"
 #include "text.h"
 #include "unit.h"
@@ -23,126 +23,9 @@ static sr_segments text_test_measure(const char *unit, int n) {
     return seg;
 }
 
-/* Normalises the NUL-terminated in and checks the outcome: expected NULL means
- * "must be invalid". */
-static void text_test_phone(const char *in, const char *country, const char *expected) {
-    char out[SR_PHONE_MAX];
-    memset(out, 'x', sizeof out);
-    int rc = sr_phone_normalize(in, strlen(in), country, out);
-    if (expected) {
-        if (rc != 0)
-            UNIT_FAIL("\"%s\" (country %s) rejected, expected %s", in, country ? country : "NULL",
-                      expected);
-        CHECK_STR(out, expected);
-    } else {
-        if (rc != -1) UNIT_FAIL("\"%s\" (country %s) accepted as %s", in, country ? country : "NULL", out);
-        CHECK_STR(out, "");
-    }
-}
-
 /* Length in bytes of the UTF-8 sequence starting with lead (valid input). */
 static size_t text_test_seq_len(unsigned char lead) {
     return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
-}
-
-/* ---- phone numbers ----------------------------------------------------- */
-
-TEST(phone_international_kept) {
-    text_test_phone("+84912345678", NULL, "+84912345678");
-    text_test_phone("+84912345678", "7", "+84912345678");
-}
-
-TEST(phone_national_with_default_country) {
-    text_test_phone("0912345678", "84", "+84912345678");
-    text_test_phone("0 91 234 5678", "84", "+84912345678");
-}
-
-TEST(phone_national_without_default_country_invalid) {
-    text_test_phone("0912345678", NULL, NULL);
-    text_test_phone("0912345678", "", NULL);
-    text_test_phone("0912345678", "+84", NULL);
-    text_test_phone("0912345678", "8a", NULL);
-    text_test_phone("0", "84", NULL);
-}
-
-TEST(phone_double_zero_prefix) {
-    text_test_phone("0084912345678", NULL, "+84912345678");
-    /* "00" wins over the national form even when a default country is set. */
-    text_test_phone("0084912345678", "7", "+84912345678");
-}
-
-TEST(phone_separators_ignored) {
-    text_test_phone("+1 (202) 555-0143", NULL, "+12025550143");
-    text_test_phone("84.912.345.678", NULL, "+84912345678");
-    text_test_phone(" +84 912-345-678 ", NULL, "+84912345678");
-}
-
-TEST(phone_bare_digits_are_international) {
-    text_test_phone("84912345678", NULL, "+84912345678");
-    text_test_phone("84912345678", "84", "+84912345678");
-}
-
-TEST(phone_digit_count_bounds) {
-    text_test_phone("+1234567", NULL, NULL);            /* 7 digits */
-    text_test_phone("+12345678", NULL, "+12345678");    /* 8 */
-    text_test_phone("+123456789012345", NULL, "+123456789012345"); /* 15 */
-    text_test_phone("+1234567890123456", NULL, NULL);   /* 16 */
-    text_test_phone("001234567890123456", NULL, NULL);  /* 16 after 00 */
-    text_test_phone("012345678901234", "84", NULL);     /* 84 + 14 = 16 */
-    text_test_phone("01234567", "1", "+11234567");      /* 1 + 7 = 8 */
-    text_test_phone("0123456", "1", NULL);              /* 1 + 6 = 7 */
-    char many[200];
-    memset(many, '9', sizeof many);
-    char out[SR_PHONE_MAX];
-    CHECK_INT(sr_phone_normalize(many, sizeof many, NULL, out), -1);
-}
-
-TEST(phone_letters_and_other_characters_invalid) {
-    text_test_phone("+8491234567a", NULL, NULL);
-    text_test_phone("+1-800-FLOWERS", NULL, NULL);
-    text_test_phone("+1/202/5550143", NULL, NULL);
-    text_test_phone("+1\t2025550143", NULL, NULL);
-    text_test_phone("+\xd9\xa1\xd9\xa2\xd9\xa3\xd9\xa4\xd9\xa5\xd9\xa6\xd9\xa7\xd9\xa8", NULL, NULL);
-}
-
-TEST(phone_first_digit_zero_invalid) {
-    text_test_phone("+0912345678", NULL, NULL);
-    text_test_phone("000912345678", NULL, NULL);
-    text_test_phone("0912345678", "0", NULL);
-}
-
-TEST(phone_empty_invalid) {
-    text_test_phone("", NULL, NULL);
-    text_test_phone("", "84", NULL);
-    text_test_phone("   ", NULL, NULL);
-    text_test_phone("+", NULL, NULL);
-    text_test_phone("( ) -", NULL, NULL);
-    char out[SR_PHONE_MAX];
-    CHECK_INT(sr_phone_normalize(NULL, 0, "84", out), -1);
-}
-
-TEST(phone_embedded_nul_invalid) {
-    static const char with_nul[] = "+8491\0" "2345678";
-    char out[SR_PHONE_MAX];
-    CHECK_INT(sr_phone_normalize(with_nul, sizeof with_nul - 1, NULL, out), -1);
-    CHECK_STR(out, "");
-    static const char trailing_nul[] = "+84912345678\0";
-    CHECK_INT(sr_phone_normalize(trailing_nul, sizeof trailing_nul - 1, NULL, out), -1);
-}
-
-TEST(phone_plus_only_at_start) {
-    text_test_phone("++12025550143", NULL, NULL);
-    text_test_phone("1+2025550143", NULL, NULL);
-    text_test_phone("+1202+5550143", NULL, NULL);
-    text_test_phone("+12025550143+", NULL, NULL);
-}
-
-TEST(phone_reads_only_len_bytes) {
-    /* Not NUL-terminated: what follows the range must not be read as digits. */
-    static const char longer[] = "+1202555014399999";
-    char out[SR_PHONE_MAX];
-    CHECK_INT(sr_phone_normalize(longer, 12, NULL, out), 0);
-    CHECK_STR(out, "+12025550143");
 }
 
 /* ---- UTF-8 and the GSM table ------------------------------------------ */
