@@ -1458,8 +1458,14 @@ static sigjmp_buf store_walk_jmp;
 static volatile sig_atomic_t store_walk_signal;
 /* What a walk cut short by a signal leaves behind, kept reachable on purpose: LMDB's state is not
  * safe to free after it, and the process is about to exit. */
-static MDB_env *volatile store_walk_abandoned_env;
-static MDB_txn *volatile store_walk_abandoned_txn;
+typedef struct store_abandoned {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_cursor *cursor;
+    struct store_abandoned *next;
+} store_abandoned;
+static store_abandoned *store_abandoned_list;
+static MDB_cursor *volatile store_walk_cursor; /* the walk's open cursor */
 
 static void store_walk_on_signal(int sig) {
     store_walk_signal = sig;
@@ -1510,38 +1516,45 @@ static int store_walk_db(store_walk *w, MDB_dbi dbi, const char *name) {
     MDB_cursor *cur = NULL;
     MDB_val k, v, prev = {0, NULL};
     int rc = mdb_cursor_open(w->txn, dbi, &cur);
-    if (rc == 0) {
-        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            w->entries++;
-            if (!store_walk_in_map(w, &k) || !store_walk_in_map(w, &v)) {
-                snprintf(w->problem, w->len, "database '%s' has an entry outside the file", name);
-                mdb_cursor_close(cur);
-                return SR_E_CORRUPT;
+    if (rc) {
+        snprintf(w->problem, w->len, "database '%s' cannot be read: %s", name, mdb_strerror(rc));
+        return SR_E_CORRUPT;
+    }
+    store_walk_cursor = cur; /* reachable if a signal ends the walk */
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        w->entries++;
+        if (!store_walk_in_map(w, &k) || !store_walk_in_map(w, &v)) {
+            snprintf(w->problem, w->len, "database '%s' has an entry outside the file", name);
+            goto fail;
+        }
+        if (prev.mv_data && mdb_cmp(w->txn, dbi, &prev, &k) >= 0) {
+            snprintf(w->problem, w->len, "database '%s' has keys out of order", name);
+            goto fail;
+        }
+        prev = k;
+        if (dbi == 0) { /* the free list: a count, then that many page numbers */
+            uint64_t count = v.mv_size >= 8 ? store_rd64(v.mv_data) : UINT64_MAX;
+            int ok = count != UINT64_MAX && v.mv_size == (count + 1) * 8;
+            for (uint64_t i = 1; ok && i <= count; i++) {
+                uint64_t pg = store_rd64((const unsigned char *)v.mv_data + i * 8);
+                ok = pg >= 2 && pg <= w->last_pg;
             }
-            if (prev.mv_data && mdb_cmp(w->txn, dbi, &prev, &k) >= 0) {
-                snprintf(w->problem, w->len, "database '%s' has keys out of order", name);
-                mdb_cursor_close(cur);
-                return SR_E_CORRUPT;
-            }
-            prev = k;
-            if (dbi == 0) { /* the free list: a count, then that many page numbers */
-                uint64_t count = v.mv_size >= 8 ? store_rd64(v.mv_data) : UINT64_MAX;
-                int ok = count != UINT64_MAX && v.mv_size == (count + 1) * 8;
-                for (uint64_t i = 1; ok && i <= count; i++) {
-                    uint64_t pg = store_rd64((const unsigned char *)v.mv_data + i * 8);
-                    ok = pg >= 2 && pg <= w->last_pg;
-                }
-                if (!ok) {
-                    snprintf(w->problem, w->len, "the free page list is damaged");
-                    mdb_cursor_close(cur);
-                    return SR_E_CORRUPT;
-                }
+            if (!ok) {
+                snprintf(w->problem, w->len, "the free page list is damaged");
+                goto fail;
             }
         }
-        mdb_cursor_close(cur);
-        if (rc == MDB_NOTFOUND) return 0;
     }
-    snprintf(w->problem, w->len, "database '%s' cannot be read: %s", name, mdb_strerror(rc));
+    if (rc != MDB_NOTFOUND) {
+        snprintf(w->problem, w->len, "database '%s' cannot be read: %s", name, mdb_strerror(rc));
+        goto fail;
+    }
+    store_walk_cursor = NULL;
+    mdb_cursor_close(cur);
+    return 0;
+fail:
+    store_walk_cursor = NULL;
+    mdb_cursor_close(cur);
     return SR_E_CORRUPT;
 }
 
@@ -1598,8 +1611,13 @@ static int store_walk_env(MDB_env **env, char *problem, size_t len) {
         mdb_txn_abort(w.txn);
     } else {
         snprintf(problem, len, "reading it stopped with %s", strsignal(store_walk_signal));
-        store_walk_abandoned_txn = w.txn;
-        store_walk_abandoned_env = *env;
+        store_abandoned *a = store_xcalloc(1, sizeof *a);
+        a->env = *env;
+        a->txn = w.txn;
+        a->cursor = store_walk_cursor;
+        a->next = store_abandoned_list;
+        store_abandoned_list = a;
+        store_walk_cursor = NULL;
         *env = NULL;
         code = SR_E_CORRUPT;
     }
