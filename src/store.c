@@ -146,7 +146,6 @@ struct sr_store {
     size_t page_size;
     size_t reserve; /* bytes of room kept for updates: below it, units that add data fail with SR_E_FULL */
     int lock_fd;    /* holds the flock on DIR/smsrules.lock; -1 when none */
-    char *dir;
     store_handles *handles;
 
     /* Disk-full state, written by the writer, read by the loop (sr_store_full). */
@@ -1713,7 +1712,6 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     /* Before anything is read: a second daemon stops here. */
     s->lock_fd = store_lock_dir(opt->dir, err, errlen, &code);
     if (s->lock_fd < 0) goto fail;
-    s->dir = store_memdup(opt->dir, strlen(opt->dir));
     char path[4096], problem[256];
     snprintf(path, sizeof path, "%s/data.mdb", opt->dir);
     code = store_check_file(path, problem, sizeof problem);
@@ -1824,7 +1822,6 @@ void sr_store_close(sr_store *s) {
     }
     sr_buf_free(&s->wbuf);
     if (s->lock_fd >= 0) close(s->lock_fd); /* the lock goes last: nothing of ours touches the files after */
-    free(s->dir);
     free(s);
 }
 
