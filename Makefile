@@ -123,7 +123,7 @@ bench: deps
 #   build/fuzz/fuzz_json build/fuzz/json-crash-...   replay a saved input
 FUZZ_CC = clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= json message text template rfc3339 base64 pattern
+FUZZ_TARGETS ?= json message text template rfc3339 base64 pattern store_open
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_LDLIBS = $(shell pkg-config --libs lua5.4) -lm -lpthread
@@ -138,6 +138,8 @@ FUZZ_MAX_LEN_template = 2048
 FUZZ_MAX_LEN_rfc3339 = 64
 FUZZ_MAX_LEN_base64 = 512
 FUZZ_MAX_LEN_pattern = 256
+# A small store file: two meta pages and a few dozen others.
+FUZZ_MAX_LEN_store_open = 131072
 
 fuzz: deps
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install clang" >&2; exit 1; }
@@ -168,6 +170,9 @@ $(BUILD)/fuzz/fuzz_rfc3339: $(FUZZ_OBJ)/message.o $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)
 $(BUILD)/fuzz/fuzz_base64: $(FUZZ_OBJ)/crypto.o
 $(BUILD)/fuzz/fuzz_pattern: $(FUZZ_OBJ)/lua_string.o
 $(BUILD)/tests/test_lua_string: tests/unit/lua_string_compare.h
+$(BUILD)/fuzz/fuzz_store_open: $(FUZZ_OBJ)/store.o $(FUZZ_OBJ)/message.o $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)/buf.o \
+	$(FUZZ_OBJ)/log.o $(FUZZ_OBJ)/text.o
+$(BUILD)/fuzz/fuzz_store_open: FUZZ_LDLIBS += $(shell pkg-config --libs libuv lmdb)
 
 fmt:
 	clang-format -i src/*.c src/*.cc src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c

@@ -97,7 +97,7 @@ static void hooks_status_done(int code, void *ud) {
                               "the report names a part beyond the parts of its message; nothing was changed", NULL);
     } else {
         hooks_count(c->provider, "status", "store_error");
-        sr_http_respond_error(c->req, code == SR_E_FULL ? 507 : 503, "storage_error",
+        sr_http_respond_error(c->req, code == SR_E_FULL ? 507 : 503, code == SR_E_FULL ? "storage_full" : "storage_error",
                               "the report could not be stored; send it again", NULL);
     }
     sr_webhook_answer_free(&c->ans);
@@ -249,7 +249,8 @@ static void hooks_fire(sr_app *app, const char *id, const char *provider, const 
 static void hooks_inbound_finish(hooks_inbound_ctx *c) {
     if (c->code) {
         hooks_count(c->provider, "inbound", "store_error");
-        sr_http_respond_error(c->req, c->code == SR_E_FULL ? 507 : 503, "storage_error",
+        sr_http_respond_error(c->req, c->code == SR_E_FULL ? 507 : 503,
+                              c->code == SR_E_FULL ? "storage_full" : "storage_error",
                               "the message could not be stored; send it again", NULL);
     } else {
         hooks_count(c->provider, "inbound", "ok");

@@ -144,7 +144,7 @@ static void post_finish(post_ctx *ctx) {
                                "stored\"}}");
         }
     } else {
-        int accepted = 0, full = 0;
+        int accepted = 0, full = 0, failed = 0;
         sr_buf_puts(&body, "{\"result\":[");
         for (int i = 0; i < ctx->count; i++) {
             post_item *it = &ctx->items[i];
@@ -153,6 +153,7 @@ static void post_finish(post_ctx *ctx) {
                 char prefix[32];
                 snprintf(prefix, sizeof prefix, "messages[%d].", i);
                 if (it->code == SR_E_FULL) full++;
+                else if (it->code != SR_E_CONFLICT) failed++;
                 store_error_reason(it, prefix);
             }
             if (it->rejected) {
@@ -168,7 +169,10 @@ static void post_finish(post_ctx *ctx) {
             }
         }
         sr_buf_puts(&body, "]}");
-        status = accepted ? 202 : (full ? 507 : 422);
+        /* None accepted: a full store is 507 and any other store failure 500, so a client
+         * sends the batch again later; 422 (do not resend) only when the messages themselves
+         * were refused. */
+        status = accepted ? 202 : full ? 507 : failed ? 500 : 422;
     }
     sr_http_respond(ctx->req, status, "application/json", body.data, body.len, NULL);
     sr_buf_free(&body);
@@ -466,7 +470,8 @@ static void retry_done(int code, void *ud) {
     } else if (code == SR_E_STATE) {
         sr_http_respond_error(ctx->req, 409, "not_failed", "only a failed message can be retried", NULL);
     } else {
-        sr_http_respond_error(ctx->req, code == SR_E_FULL ? 507 : 500, "storage_error", sr_store_strerror(code), NULL);
+        sr_http_respond_error(ctx->req, code == SR_E_FULL ? 507 : 500, code == SR_E_FULL ? "storage_full" : "storage_error",
+                              sr_store_strerror(code), NULL);
     }
     free(ctx);
 }

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "buf.h"
@@ -28,9 +30,16 @@ typedef struct app_route {
     sr_route_handler handler;
 } app_route;
 
+/* Alive and answering: 200 either way. A full store is a state the daemon
+ * serves through (reads, outcomes of messages already sent), so it shows in
+ * the body, not as a failure that would get the daemon restarted. */
 static void api_healthz(sr_app *app, sr_http_request *req, const char *const *params, int n) {
-    static const char body[] = "{\"status\":\"ok\"}";
-    sr_http_respond(req, 200, "application/json", body, sizeof body - 1, NULL);
+    static const char ok[] = "{\"status\":\"ok\",\"storage\":\"ok\"}";
+    static const char full[] = "{\"status\":\"degraded\",\"storage\":\"full\"}";
+    if (app->store && sr_store_full(app->store))
+        sr_http_respond(req, 200, "application/json", full, sizeof full - 1, NULL);
+    else
+        sr_http_respond(req, 200, "application/json", ok, sizeof ok - 1, NULL);
 }
 
 static void api_metrics(sr_app *app, sr_http_request *req, const char *const *params, int n) {
@@ -285,11 +294,75 @@ static double app_store_stat(sr_app *app, int which) {
     if (!app->store) return 0;
     sr_store_stats st;
     sr_store_get_stats(app->store, &st);
-    return which == 0 ? (double)st.map_used : which == 1 ? (double)st.commits : (double)st.units;
+    switch (which) {
+    case 0: return (double)st.map_used;
+    case 1: return (double)st.commits;
+    case 2: return (double)st.units;
+    case 3: return st.room == UINT64_MAX ? -1 : (double)st.room;
+    default: return (double)st.refused_units;
+    }
 }
 static double app_store_gauge(void *ud) { return app_store_stat(ud, 0); }
 static double app_store_commits(void *ud) { return app_store_stat(ud, 1); }
 static double app_store_units(void *ud) { return app_store_stat(ud, 2); }
+static double app_store_room(void *ud) { return app_store_stat(ud, 3); }
+static double app_store_refused(void *ud) { return app_store_stat(ud, 4); }
+static double app_store_full(void *ud) {
+    sr_app *app = ud;
+    return app->store && sr_store_full(app->store) ? 1 : 0;
+}
+
+/* A read of the mapped store file that faults at run time (the file cut
+ * short by something else, or an I/O error under the map) raises SIGBUS:
+ * say so in the log and exit 2, instead of dying without a word. The start-up
+ * check then tells what is wrong with the file. Async-signal-safe. */
+static char app_sigbus_line[640];
+static size_t app_sigbus_len;
+
+static void app_on_sigbus(int sig) {
+    static const char head[] = "{\"ts\":\"";
+    char ts[32];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    /* Days to a civil date (Howard Hinnant's algorithm): no locale, no locks. */
+    long long secs = now.tv_sec, days = secs / 86400, rem = secs % 86400;
+    long long z = days + 719468, era = z / 146097, doe = z - era * 146097;
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365, doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long long mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+    long long y = yoe + era * 400 + (m <= 2);
+    long long parts[6] = {y, m, d, rem / 3600, rem / 60 % 60, rem % 60};
+    static const char seps[] = "--T::Z";
+    size_t len = 0;
+    for (int i = 0; i < 6; i++) {
+        int width = i == 0 ? 4 : 2;
+        for (int k = width - 1; k >= 0; k--) {
+            long long v = parts[i];
+            for (int j = 0; j < k; j++) v /= 10;
+            ts[len++] = (char)('0' + v % 10);
+        }
+        ts[len++] = seps[i];
+    }
+    ssize_t rc = write(2, head, sizeof head - 1);
+    rc = write(2, ts, len);
+    rc = write(2, app_sigbus_line, app_sigbus_len);
+    (void)rc;
+    (void)sig;
+    _exit(2);
+}
+
+static void app_guard_sigbus(const char *dir) {
+    int n = snprintf(app_sigbus_line, sizeof app_sigbus_line,
+                     "\",\"level\":\"error\",\"msg\":\"the store file could not be read (SIGBUS): it was cut short "
+                     "or the disk failed under it; exiting. At the next start the store check says what is wrong; "
+                     "restore from a backup if it is damaged\",\"dir\":\"%.400s\"}\n",
+                     dir);
+    app_sigbus_len = n < 0 ? 0 : (size_t)n < sizeof app_sigbus_line ? (size_t)n : sizeof app_sigbus_line - 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = app_on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+}
 
 /* The HTTP side drained: let requests to providers finish and record their outcomes. */
 static void app_scheduler_stopped(void *ud) {
@@ -320,6 +393,7 @@ static void app_drain_deadline(uv_timer_t *t) {
      * "cancelled" and can answer; messages stay `sending` on disk and are
      * resent after the restart. */
     app_stop_engine(app); /* no new provider requests from here on */
+    if (app->scheduler) sr_scheduler_abandon_unrecorded(app->scheduler);
     if (app->client) {
         sr_http_client *c = app->client;
         app->client = NULL;
@@ -372,22 +446,30 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     opt.observer = app_observe;
     opt.observer_ud = &app;
 
-    char err[256];
-    if (sr_http_server_start(&app.server, app.loop, host, port, &opt, err, sizeof err) != 0) {
-        sr_error("cannot start the HTTP server", "error", err);
-        sr_rules_release(rules);
-        return 2;
-    }
+    /* The store first: its lock keeps a second daemon on the same data
+     * directory from going further, whatever its listen address. */
+    char err[1024];
     sr_store_options so;
     memset(&so, 0, sizeof so);
     so.dir = config->data;
     so.map_size = config->map_size;
     so.map_size_max = config->map_size_max;
-    if (sr_store_open(&app.store, app.loop, &so, err, sizeof err) != 0) {
-        sr_error("cannot open the store", "dir", config->data, "error", err);
-        sr_http_server_stop(app.server, NULL, NULL);
+    so.reserve = config->store_reserve;
+    int store_rc = sr_store_open(&app.store, app.loop, &so, err, sizeof err);
+    if (store_rc != 0) {
+        sr_error(store_rc == SR_E_LOCKED   ? "data directory in use: not starting"
+                 : store_rc == SR_E_CORRUPT ? "the store is damaged: not starting"
+                                            : "cannot open the store",
+                 "dir", config->data, "error", err);
         uv_run(app.loop, UV_RUN_DEFAULT);
-        sr_http_server_free(app.server);
+        sr_rules_release(rules);
+        return 2;
+    }
+    app_guard_sigbus(config->data);
+    if (sr_http_server_start(&app.server, app.loop, host, port, &opt, err, sizeof err) != 0) {
+        sr_error("cannot start the HTTP server", "error", err);
+        sr_store_close(app.store);
+        uv_run(app.loop, UV_RUN_DEFAULT);
         sr_rules_release(rules);
         return 2;
     }
@@ -412,6 +494,13 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
                          app_store_commits, &app);
     sr_metric_counter_fn("smsrules_store_units_total", "Units (all-or-nothing groups of writes) committed.", NULL,
                          app_store_units, &app);
+    sr_metric_gauge_fn("smsrules_store_full", "1 while the store refuses new data for lack of space (507).", NULL,
+                       app_store_full, &app);
+    sr_metric_gauge_fn("smsrules_store_room_bytes",
+                       "Bytes the store can still write (file system free space and map room, the smaller).", NULL,
+                       app_store_room, &app);
+    sr_metric_counter_fn("smsrules_store_refused_total", "Units of writes refused for lack of space.", NULL,
+                         app_store_refused, &app);
     uv_timer_init(app.loop, &app.sweep_timer);
     app.sweep_timer.data = &app;
     uv_timer_start(&app.sweep_timer, app_sweep, 1000, 1000);

@@ -21,6 +21,7 @@ void sr_config_init(sr_config *c) {
     c->shutdown_timeout_ms = 5000;
     c->map_size = 256u << 20;
     c->map_size_max = (size_t)64 << 30;
+    c->store_reserve = (size_t)32 << 20;
     c->retry_base_ms = 1000;
     c->retry_cap_ms = 60000;
     c->retry_after_max_s = 300;

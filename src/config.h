@@ -30,6 +30,7 @@ typedef struct sr_config {
     /* store */
     size_t map_size;
     size_t map_size_max;
+    size_t store_reserve; /* room kept for recording outcomes: below it, new data gets 507; default 32 MiB */
     /* delivery */
     uint64_t retry_base_ms;       /* backoff base, default 1000 */
     uint64_t retry_cap_ms;        /* backoff cap, default 60000 */

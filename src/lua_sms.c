@@ -132,6 +132,8 @@ static int l_sms_config(lua_State *L) {
             c->map_size = (size_t)config_integer(L, key, 1 << 20, (lua_Integer)1 << 44);
         } else if (strcmp(key, "map_size_max") == 0) {
             c->map_size_max = (size_t)config_integer(L, key, 1 << 20, (lua_Integer)1 << 46);
+        } else if (strcmp(key, "store_reserve") == 0) {
+            c->store_reserve = (size_t)config_integer(L, key, 0, (lua_Integer)1 << 40);
         } else if (strcmp(key, "retry_base_ms") == 0) {
             c->retry_base_ms = (uint64_t)config_integer(L, key, 1, 3600000);
         } else if (strcmp(key, "retry_cap_ms") == 0) {

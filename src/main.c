@@ -38,7 +38,9 @@ static const char usage_serve[] =
     "  -d, --data DIR        data directory (default ./data)\n"
     "      --log-level LVL   debug, info, warn or error (default info)\n"
     "  -h, --help            this help\n"
-    "Settings given here win over sms.config{...} in the rules file.\n";
+    "Settings given here win over sms.config{...} in the rules file.\n"
+    "Exits 2 when another smsrules holds the data directory (its pid is logged) or when\n"
+    "the store file is damaged (the log says what is wrong and how to restore a backup).\n";
 
 static const char usage_check[] =
     "usage: smsrules check rules.lua\n"

@@ -76,6 +76,7 @@ typedef struct sched_job {
     struct sched_job *next;  /* lane pending list / request batch */
     struct sched_job *hnext; /* claimed set */
     struct sched_request *req;
+    struct sched_job *unext; /* the unrecorded list */
 } sched_job;
 
 typedef struct lane {
@@ -118,6 +119,17 @@ struct sr_scheduler {
     uv_timer_t timer;
     int stopping;
     int outstanding; /* claimed jobs */
+    /* Outcomes of answered requests whose write failed (a full disk): kept here and written
+     * again until they land, so that a message a provider took never stays `sending` to be
+     * sent again at the next start. While any waits, no new message goes out: that bounds
+     * them by what was in flight when the store filled. */
+    sched_job *unrecorded;
+    int unrecorded_count;
+    uv_timer_t outcome_timer;
+    uint64_t outcome_delay_ms;
+    int timers_open;
+    int abandon_unrecorded; /* past the drain deadline: an outcome that cannot be written is given up */
+    sr_metric *m_unrecorded, *m_outcome_retries;
     void (*stop_done)(void *);
     void *stop_ud;
     sched_job *claimed[SCHED_CLAIM_BUCKETS];
@@ -408,12 +420,67 @@ static void sched_transition(sr_scheduler *s, sched_job *j) {
 
 static void sched_http_done(const sr_http_client_response *resp, void *ud);
 
+static void sched_complete_done(sr_store_txn *t, void *ud);
+
+/* Submits the outcome of job j (an answered request) in a unit of its own. */
+static void sched_record_outcome(sr_scheduler *s, sched_job *j) {
+    sr_store_txn *t = sr_store_txn_new(s->store);
+    sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
+    sr_rules_owe_status(s->rules, t);
+    sr_store_txn_submit(t, sched_complete_done, j);
+}
+
+static void sched_outcome_timer_cb(uv_timer_t *h) {
+    sr_scheduler *s = h->data;
+    sched_job *list = s->unrecorded;
+    s->unrecorded = NULL;
+    s->unrecorded_count = 0;
+    s->m_unrecorded->value = 0;
+    for (sched_job *j = list, *next; j; j = next) {
+        next = j->unext;
+        j->unext = NULL;
+        s->m_outcome_retries->value++;
+        sched_record_outcome(s, j);
+    }
+}
+
+/* The outcome's write failed for the store (full, or an I/O error): keep the job claimed and
+ * write it again later, backing off from 100 ms to 2 s. */
+static void sched_outcome_defer(sr_scheduler *s, sched_job *j, int code) {
+    if (s->abandon_unrecorded) {
+        sr_error("stopping: a send outcome could not be written; the message stays `sending` and is sent again at "
+                 "the next start",
+                 "id", j->id, "error", sr_store_strerror(code));
+        sched_request *rq = j->req;
+        if (--rq->units_pending == 0) sched_request_free(rq);
+        sched_release(s, j);
+        return;
+    }
+    if (!s->unrecorded && !s->outcome_delay_ms)
+        sr_warn("cannot record send outcomes: kept in memory and written again until they land; no new sends "
+                "meanwhile",
+                "error", sr_store_strerror(code));
+    j->unext = s->unrecorded;
+    s->unrecorded = j;
+    s->unrecorded_count++;
+    s->m_unrecorded->value = s->unrecorded_count;
+    if (uv_is_active((uv_handle_t *)&s->outcome_timer)) return;
+    s->outcome_delay_ms = s->outcome_delay_ms ? s->outcome_delay_ms * 2 : 100;
+    if (s->outcome_delay_ms > 2000) s->outcome_delay_ms = 2000;
+    uv_timer_start(&s->outcome_timer, sched_outcome_timer_cb, s->outcome_delay_ms, 0);
+}
+
 static void sched_complete_done(sr_store_txn *t, void *ud) {
     sched_job *j = ud;
     sched_request *rq = j->req;
     sr_scheduler *s = rq->s;
     lane *l = &s->lanes[rq->lane];
     int st = sr_store_txn_status(t);
+    if (st == SR_E_FULL || st == SR_E_IO) {
+        sched_outcome_defer(s, j, st);
+        return;
+    }
+    if (st == 0 && s->outcome_delay_ms) s->outcome_delay_ms = 0; /* writes land again */
     if (st != 0) sr_error("cannot record a send outcome", "id", j->id, "error", sr_store_strerror(st));
     else if (j->change.kind == CH_SENT) {
         l->m_sent->value++;
@@ -499,10 +566,7 @@ static void sched_finish_request(sr_scheduler *s, sched_request *rq, const sr_ad
     for (; j; j = next, i++) {
         next = j->next;
         sched_decide(s, rq->p, j, &outs[i], http_status, duration_ms, now);
-        sr_store_txn *t = sr_store_txn_new(s->store);
-        sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
-        sr_rules_owe_status(s->rules, t);
-        sr_store_txn_submit(t, sched_complete_done, j);
+        sched_record_outcome(s, j);
     }
 }
 
@@ -787,6 +851,11 @@ static int sched_lane_index(sr_scheduler *s, const char *name) {
 static void sched_pump(sr_scheduler *s) {
     s->kicked = 0;
     if (s->stopping) return;
+    if (s->unrecorded) {
+        /* Outcomes wait for room in the store: send nothing new until they are written. */
+        sched_arm(s, SCHED_IDLE_POLL_MS);
+        return;
+    }
     int64_t now = sr_now_ms();
     if (!s->rules || s->rules->provider_count == 0) {
         /* No provider declared: messages wait (and expire by their validity). */
@@ -1005,6 +1074,9 @@ int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_
     if (!s->lanes) abort();
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
+    uv_timer_init(loop, &s->outcome_timer);
+    s->outcome_timer.data = s;
+    s->timers_open = 2;
     s->rules = NULL;
     sr_scheduler_set_rules(s, rules);
     s->m_crash = sr_metric_counter("smsrules_resent_after_crash_total",
@@ -1012,6 +1084,12 @@ int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_
     s->m_expired = sr_metric_counter("smsrules_messages_expired_total", "Messages whose validity ended unsent.", NULL);
     s->m_rejected =
         sr_metric_counter("smsrules_messages_rejected_total", "Messages rejected by rules (opt-out).", NULL);
+    s->m_unrecorded = sr_metric_gauge("smsrules_outcomes_unrecorded",
+                                      "Provider answers whose write failed (store full), kept to be written again.",
+                                      NULL);
+    s->m_outcome_retries = sr_metric_counter("smsrules_outcome_write_retries_total",
+                                             "Writes of provider answers tried again after the store refused them.",
+                                             NULL);
     s->m_queue = sr_metric_gauge_fn("smsrules_queue_depth", "Messages queued (due or later).", NULL, sched_queue_depth, s);
     sched_recover(s);
     sr_scheduler_kick(s);
@@ -1027,11 +1105,35 @@ void sr_scheduler_stop(sr_scheduler *s, void (*done)(void *ud), void *ud) {
     sched_check_stopped(s);
 }
 
-static void sched_timer_closed(uv_handle_t *h) { free(h->data); }
+static void sched_timer_closed(uv_handle_t *h) {
+    sr_scheduler *s = h->data;
+    if (--s->timers_open == 0) free(s);
+}
+
+void sr_scheduler_abandon_unrecorded(sr_scheduler *s) {
+    if (!s) return;
+    s->abandon_unrecorded = 1;
+    if (!s->unrecorded) return;
+    sr_error("stopping with send outcomes still unwritten: those messages stay `sending` and are sent again at "
+             "the next start",
+             "count", sr_log_num(s->unrecorded_count));
+    uv_timer_stop(&s->outcome_timer);
+    sched_job *list = s->unrecorded;
+    s->unrecorded = NULL;
+    s->unrecorded_count = 0;
+    s->m_unrecorded->value = 0;
+    for (sched_job *j = list, *next; j; j = next) {
+        next = j->unext;
+        sched_request *rq = j->req;
+        if (--rq->units_pending == 0) sched_request_free(rq);
+        sched_release(s, j);
+    }
+}
 
 void sr_scheduler_free(sr_scheduler *s) {
     if (!s) return;
     uv_close((uv_handle_t *)&s->timer, sched_timer_closed);
+    uv_close((uv_handle_t *)&s->outcome_timer, sched_timer_closed);
     for (int i = 0; i < s->lane_count; i++) {
         sched_job *next;
         for (sched_job *j = s->lanes[i].pending; j; j = next) {

@@ -44,6 +44,10 @@ void sr_scheduler_kick(sr_scheduler *s);
 void sr_scheduler_stop(sr_scheduler *s, void (*done)(void *ud), void *ud);
 /* Frees after stop (closes its handles: run the loop once more). */
 void sr_scheduler_free(sr_scheduler *s);
+/* At the drain deadline: gives up the send outcomes still waiting for room in
+ * the store (logged; those messages are resent at the next start), so the stop
+ * can finish. */
+void sr_scheduler_abandon_unrecorded(sr_scheduler *s);
 
 /* POST /v1/messages/{id}/retry: a failed message back to the queue, from
  * the first provider of its route. cb gets 0, SR_E_NOTFOUND or SR_E_STATE

@@ -15,13 +15,21 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -135,7 +143,15 @@ struct sr_store {
     MDB_dbi dbi[STORE_DB_COUNT];
     size_t map_size_max;
     size_t max_key;
+    size_t page_size;
+    size_t reserve; /* bytes of room kept for updates: below it, units that add data fail with SR_E_FULL */
+    int lock_fd;    /* holds the flock on DIR/smsrules.lock; -1 when none */
     store_handles *handles;
+
+    /* Disk-full state, written by the writer, read by the loop (sr_store_full). */
+    atomic_int refused;               /* the last batch refused units for lack of space */
+    _Atomic uint64_t room_at_refusal; /* store_room when it did */
+    atomic_uint_fast64_t refused_units;
 
     /* Loop thread only. */
     store_list pending;
@@ -244,6 +260,7 @@ const char *sr_store_strerror(int code) {
     case SR_E_EXISTS: return "already exists";
     case SR_E_STATE: return "transition refused";
     case SR_E_INVALID: return "invalid argument";
+    case SR_E_LOCKED: return "data directory in use by another process";
     default: return "unknown error";
     }
 }
@@ -890,6 +907,9 @@ static int store_apply_op(sr_store *s, MDB_txn *txn, store_op *op) {
 
 /* ---- the writer ---- */
 
+/* ENOSPC, EDQUOT: from a write or a sync of a commit (or of a spill during one). */
+static int store_is_disk_full(int rc) { return rc == ENOSPC || rc == EDQUOT; }
+
 /* What applying a unit means for its batch. */
 enum { STORE_UNIT_DONE = 0, STORE_UNIT_MAP_FULL, STORE_UNIT_REDO };
 
@@ -904,11 +924,11 @@ enum { STORE_UNIT_DONE = 0, STORE_UNIT_MAP_FULL, STORE_UNIT_REDO };
  * write (every store_op_* checks first), so nothing is left to undo; an
  * LMDB error may leave partial writes, and the batch is then redone. This
  * saves LMDB's nested transaction (a 2 MB dirty list) per unit. */
-static int store_apply_unit(sr_store *s, MDB_txn *parent, sr_store_txn *t, int full_mode) {
+static int store_apply_unit(sr_store *s, MDB_txn *parent, sr_store_txn *t, int full_mode, int refuse_adds) {
     MDB_txn *txn = NULL;
     int rc;
     if (t->hard_error || t->count == 0) return STORE_UNIT_DONE;
-    if (full_mode && store_txn_adds_data(t)) {
+    if ((full_mode || refuse_adds) && store_txn_adds_data(t)) {
         store_txn_fail(t, SR_E_FULL);
         return STORE_UNIT_DONE;
     }
@@ -920,7 +940,7 @@ static int store_apply_unit(sr_store *s, MDB_txn *parent, sr_store_txn *t, int f
             return STORE_UNIT_DONE;
         }
         if (rc == MDB_MAP_FULL && !full_mode) return STORE_UNIT_MAP_FULL;
-        t->hard_error = rc == MDB_MAP_FULL ? SR_E_FULL : store_error(rc, "write");
+        t->hard_error = rc == MDB_MAP_FULL || store_is_disk_full(rc) ? SR_E_FULL : store_error(rc, "write");
         return STORE_UNIT_REDO;
     }
     rc = mdb_txn_begin(s->env, parent, 0, &txn);
@@ -943,6 +963,25 @@ fail:
     return STORE_UNIT_DONE;
 }
 
+/* Bytes that can still be written: the smaller of the file system's free space (as an unprivileged
+ * user sees it) and the map's room up to map_size_max. Pages on LMDB's free list are not counted:
+ * they are reused first, so this errs on the small side. The writer calls it as it is; the loop
+ * under map_lock (the meta pages move when the map grows). */
+static uint64_t store_room(sr_store *s) {
+    MDB_envinfo info;
+    uint64_t room = UINT64_MAX;
+    if (mdb_env_info(s->env, &info) == 0) {
+        uint64_t used = ((uint64_t)info.me_last_pgno + 1) * s->page_size;
+        room = s->map_size_max > used ? s->map_size_max - used : 0;
+    }
+    struct statvfs vfs;
+    if (fstatvfs(s->lock_fd, &vfs) == 0) {
+        uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        if (free_bytes < room) room = free_bytes;
+    }
+    return room;
+}
+
 /* Doubles the map (up to map_size_max). 0 when it grew. */
 static int store_grow(sr_store *s) {
     char num[32];
@@ -963,14 +1002,36 @@ static int store_grow(sr_store *s) {
     return 0;
 }
 
-/* One line per batch that the full map cut short. */
-static void store_log_refused(const sr_store *s, const sr_store_txn *head) {
-    char num[32], size[32];
-    int64_t refused = 0;
-    for (const sr_store_txn *t = head; t; t = t->next) refused += t->status == SR_E_FULL;
-    if (refused)
-        sr_warn("store full: units refused", "units", store_num(num, refused), "map_bytes",
-                store_num(size, (int64_t)s->map_size));
+/* Units of the batch refused for lack of space, and whether a unit that adds data went in. */
+static void store_count_space(const sr_store_txn *head, uint64_t *refused, int *added) {
+    *refused = 0;
+    *added = 0;
+    for (const sr_store_txn *t = head; t; t = t->next) {
+        if (t->status == SR_E_FULL) (*refused)++;
+        else if (t->status == 0 && store_txn_adds_data(t)) *added = 1;
+    }
+}
+
+/* The disk-full state after a batch: one log line when it starts and one when it ends, however
+ * many batches are refused in between. */
+static void store_note_space(sr_store *s, const sr_store_txn *head, uint64_t room, int low) {
+    char num[32], size[32], res[32];
+    uint64_t refused;
+    int added;
+    store_count_space(head, &refused, &added);
+    if (refused) {
+        atomic_fetch_add(&s->refused_units, refused);
+        atomic_store(&s->room_at_refusal, room);
+        if (!atomic_exchange(&s->refused, 1))
+            sr_warn("store full: refusing new data until space returns; updates of accepted messages go on",
+                    "room_bytes", store_num(size, room == UINT64_MAX ? -1 : (int64_t)room), "reserve_bytes",
+                    store_num(res, (int64_t)s->reserve), "units_refused", store_num(num, (int64_t)refused));
+    } else if (added || (!low && atomic_load(&s->refused) && room != UINT64_MAX &&
+                         room > atomic_load(&s->room_at_refusal) + ((uint64_t)1 << 20))) {
+        if (atomic_exchange(&s->refused, 0))
+            sr_info("store has room again: accepting new data", "room_bytes",
+                    store_num(size, room == UINT64_MAX ? -1 : (int64_t)room));
+    }
 }
 
 static void store_fail_batch(sr_store_txn *head, int code) {
@@ -978,13 +1039,18 @@ static void store_fail_batch(sr_store_txn *head, int code) {
 }
 
 /* Applies a batch in one write transaction with a full sync. On MDB_MAP_FULL
- * the map grows and the batch is redone; when it cannot grow, it is redone in
- * full mode (units that add data fail with SR_E_FULL, the rest apply). A unit
- * that broke the transaction is failed and the batch redone without it. */
+ * the map grows and the batch is redone; when it cannot grow, or the disk is
+ * full (ENOSPC / EDQUOT from the commit), it is redone in full mode (units
+ * that add data fail with SR_E_FULL, the rest apply). Below the reserve, units
+ * that add data are refused from the start (the map still grows for the
+ * rest). A unit that broke the transaction is failed and the batch redone
+ * without it. */
 static void store_commit_batch(sr_store *s, sr_store_txn *head) {
     struct timespec t0;
     int full_mode = 0, committed = 0;
     uint64_t count = 0;
+    uint64_t room = s->reserve || atomic_load(&s->refused) ? store_room(s) : UINT64_MAX;
+    int low = s->reserve && room < s->reserve;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (sr_store_txn *t = head; t; t = t->next) count++;
     for (;;) {
@@ -1003,7 +1069,7 @@ static void store_commit_batch(sr_store *s, sr_store_txn *head) {
             break;
         }
         for (sr_store_txn *t = head; t && outcome == STORE_UNIT_DONE; t = t->next)
-            outcome = store_apply_unit(s, txn, t, full_mode);
+            outcome = store_apply_unit(s, txn, t, full_mode, low);
         if (outcome == STORE_UNIT_REDO) {
             mdb_txn_abort(txn);
             continue;
@@ -1014,8 +1080,15 @@ static void store_commit_batch(sr_store *s, sr_store_txn *head) {
             rc = mdb_txn_commit(txn); /* frees txn whatever happens */
             if (rc == 0) {
                 committed = 1;
-                if (full_mode) store_log_refused(s, head);
                 break;
+            }
+            if (store_is_disk_full(rc)) {
+                if (full_mode) {
+                    store_fail_batch(head, SR_E_FULL);
+                    break;
+                }
+                full_mode = 1; /* the map needs no growing: the disk does */
+                continue;
             }
             if (rc != MDB_MAP_FULL) {
                 store_fail_batch(head, store_error(rc, "commit"));
@@ -1024,12 +1097,14 @@ static void store_commit_batch(sr_store *s, sr_store_txn *head) {
         }
         if (!full_mode && store_grow(s) == 0) continue;
         if (full_mode) {
-            char num[32];
-            sr_warn("store full: batch refused", "units", store_num(num, (int64_t)count));
             store_fail_batch(head, SR_E_FULL);
             break;
         }
         full_mode = 1;
+    }
+    if (full_mode || low || atomic_load(&s->refused)) {
+        if (full_mode) room = store_room(s);
+        store_note_space(s, head, room, low);
     }
     pthread_mutex_lock(&s->mu);
     if (committed) {
@@ -1151,6 +1226,413 @@ static int store_mkdirs(const char *dir) {
     return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
 }
 
+/* ---- the data directory lock ---- */
+
+#define STORE_LOCK_FILE "smsrules.lock"
+
+/* Takes an exclusive flock on DIR/smsrules.lock and writes our pid into it. Two daemons on one
+ * directory would each take the other's messages in flight for crash leftovers and send them again;
+ * the second one must not start. The lock belongs to the open file, so it goes with the process
+ * (never stale after a crash). Returns the descriptor, or -1 with *code and err set. */
+static int store_lock_dir(const char *dir, char *err, size_t errlen, int *code) {
+    char path[4096];
+    *code = SR_E_IO;
+    if (snprintf(path, sizeof path, "%s/%s", dir, STORE_LOCK_FILE) >= (int)sizeof path) {
+        snprintf(err, errlen, "data directory path too long: %s", dir);
+        return -1;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open the lock file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK) {
+            char buf[32] = "";
+            ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+            long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+            char holder[48] = "pid unknown";
+            if (pid > 0) snprintf(holder, sizeof holder, "pid %ld", pid);
+            snprintf(err, errlen,
+                     "data directory %s is in use by another smsrules process (%s); stop that one first, or give "
+                     "this one another --data",
+                     dir, holder);
+            *code = SR_E_LOCKED;
+        } else {
+            snprintf(err, errlen, "cannot lock %s: %s", path, strerror(e));
+        }
+        close(fd);
+        return -1;
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    /* Without the pid (a full disk) the lock still holds; only the second daemon's message lacks it. */
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) sr_warn("cannot write the pid to the lock file");
+    return fd;
+}
+
+/* ---- the start-up check of data.mdb ----
+ *
+ * LMDB trusts its file: a data.mdb cut short is mapped past its end (SIGBUS on
+ * the first read there), and garbage in a page can send it through wild
+ * pointers or into an assertion (SIGSEGV, SIGABRT). So before mdb_env_open
+ * both meta pages are read with pread and checked against LMDB 0.9's on-disk
+ * layout (64-bit), and the file must hold every page up to the newest meta's
+ * last page; after it, every database is walked under a signal guard. */
+
+#if SIZE_MAX != UINT64_MAX
+#error "the store check reads LMDB's 64-bit on-disk layout"
+#endif
+
+#define STORE_MDB_MAGIC 0xBEEFC0DEu
+#define STORE_MDB_DATA_VERSION 1
+#define STORE_P_META 0x08
+#define STORE_P_INVALID UINT64_MAX
+/* Offsets in a meta page: the page header (pgno 8, pad 2, flags 2, lower/upper 4), then MDB_meta
+ * (magic 4, version 4, address 8, mapsize 8, two MDB_db of 48 bytes, last_pg 8, txnid 8). An MDB_db:
+ * pad 4 (the page size, in the free DB's), flags 2, depth 2, branch, leaf, overflow pages, entries,
+ * root (8 each). */
+#define STORE_META_LEN 152
+#define STORE_OFF_FLAGS 10
+#define STORE_OFF_MAGIC 16
+#define STORE_OFF_VERSION 20
+#define STORE_OFF_MAPSIZE 32
+#define STORE_OFF_DB(i) (40 + 48 * (i))
+#define STORE_OFF_LAST_PG 136
+#define STORE_OFF_TXNID 144
+
+typedef struct store_meta {
+    uint64_t pgno;
+    uint16_t flags;
+    uint32_t magic, version, psize;
+    uint64_t mapsize, last_pg, txnid;
+    uint64_t root[2];
+    uint16_t depth[2];
+} store_meta;
+
+static uint64_t store_rd64(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static uint32_t store_rd32(const unsigned char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint16_t store_rd16(const unsigned char *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static void store_meta_parse(const unsigned char *p, store_meta *m) {
+    m->pgno = store_rd64(p);
+    m->flags = store_rd16(p + STORE_OFF_FLAGS);
+    m->magic = store_rd32(p + STORE_OFF_MAGIC);
+    m->version = store_rd32(p + STORE_OFF_VERSION);
+    m->mapsize = store_rd64(p + STORE_OFF_MAPSIZE);
+    m->psize = store_rd32(p + STORE_OFF_DB(0));
+    for (int i = 0; i < 2; i++) {
+        m->depth[i] = store_rd16(p + STORE_OFF_DB(i) + 6);
+        m->root[i] = store_rd64(p + STORE_OFF_DB(i) + 40);
+    }
+    m->last_pg = store_rd64(p + STORE_OFF_LAST_PG);
+    m->txnid = store_rd64(p + STORE_OFF_TXNID);
+}
+
+/* What is wrong with meta page n, or NULL. */
+static const char *store_meta_problem(const store_meta *m, uint64_t n, char *buf, size_t len) {
+    if (m->magic != STORE_MDB_MAGIC) snprintf(buf, len, "meta page %d has no LMDB magic number", (int)n);
+    else if (m->version != STORE_MDB_DATA_VERSION)
+        snprintf(buf, len, "meta page %d has data format version %u (this LMDB reads %d)", (int)n, m->version,
+                 STORE_MDB_DATA_VERSION);
+    else if (!(m->flags & STORE_P_META) || m->pgno != n) snprintf(buf, len, "meta page %d has a bad header", (int)n);
+    else if (m->psize < 512 || m->psize > 65536 || (m->psize & (m->psize - 1)))
+        snprintf(buf, len, "meta page %d has a bad page size %u", (int)n, m->psize);
+    else if (m->last_pg < 1 || m->last_pg > UINT64_MAX / 65536)
+        snprintf(buf, len, "meta page %d has a bad last page number", (int)n);
+    else if (m->mapsize < (m->last_pg + 1) * m->psize)
+        snprintf(buf, len, "meta page %d has a map size smaller than its data", (int)n);
+    else {
+        for (int i = 0; i < 2; i++) {
+            if (m->root[i] == STORE_P_INVALID) continue;
+            if (m->root[i] < 2 || m->root[i] > m->last_pg || m->depth[i] == 0 || m->depth[i] > 64) {
+                snprintf(buf, len, "meta page %d points at a bad root page", (int)n);
+                return buf;
+            }
+        }
+        return NULL;
+    }
+    return buf;
+}
+
+/* The check before LMDB opens the file. 0 (also when there is no file yet), SR_E_CORRUPT with the
+ * problem in problem, or SR_E_IO. */
+static int store_check_file(const char *path, char *problem, size_t len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return 0; /* a new store */
+        snprintf(problem, len, "cannot open it: %s", strerror(errno));
+        return SR_E_IO;
+    }
+    int code = SR_E_CORRUPT;
+    struct stat st;
+    unsigned char page[2][STORE_META_LEN];
+    store_meta meta[2];
+    char why[160];
+    if (fstat(fd, &st) != 0) {
+        snprintf(problem, len, "cannot stat it: %s", strerror(errno));
+        code = SR_E_IO;
+        goto done;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(problem, len, "it is not a regular file");
+        goto done;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    if (size == 0) {
+        /* LMDB would silently start an empty store over it. A store is never empty on disk: its
+         * meta pages are written when it is created. */
+        snprintf(problem, len, "it is empty (0 bytes)");
+        goto done;
+    }
+    ssize_t n = pread(fd, page[0], STORE_META_LEN, 0);
+    if (n < 0) {
+        snprintf(problem, len, "cannot read it: %s", strerror(errno));
+        code = SR_E_IO;
+        goto done;
+    }
+    if (n < STORE_META_LEN) {
+        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its first page",
+                 (unsigned long long)size);
+        goto done;
+    }
+    store_meta_parse(page[0], &meta[0]);
+    if (store_meta_problem(&meta[0], 0, why, sizeof why)) {
+        snprintf(problem, len, "%s", why);
+        goto done;
+    }
+    uint64_t psize = meta[0].psize;
+    if (size < 2 * psize) {
+        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its two meta pages",
+                 (unsigned long long)size);
+        goto done;
+    }
+    n = pread(fd, page[1], STORE_META_LEN, (off_t)psize);
+    if (n != STORE_META_LEN) {
+        snprintf(problem, len, "cannot read its second meta page");
+        code = n < 0 ? SR_E_IO : SR_E_CORRUPT;
+        goto done;
+    }
+    store_meta_parse(page[1], &meta[1]);
+    if (store_meta_problem(&meta[1], 1, why, sizeof why)) {
+        snprintf(problem, len, "%s", why);
+        goto done;
+    }
+    if (meta[1].psize != psize) {
+        snprintf(problem, len, "its meta pages disagree on the page size");
+        goto done;
+    }
+    /* LMDB opens the newest snapshot: every page it may touch must be in the file. */
+    const store_meta *newest = meta[1].txnid > meta[0].txnid ? &meta[1] : &meta[0];
+    uint64_t need = (newest->last_pg + 1) * psize;
+    if (size < need) {
+        snprintf(problem, len, "it is truncated: %llu bytes, its newest snapshot needs %llu",
+                 (unsigned long long)size, (unsigned long long)need);
+        goto done;
+    }
+    code = 0;
+done:
+    close(fd);
+    return code;
+}
+
+/* The walk after LMDB opened the file. One thread at a time: the signal handlers are process-wide,
+ * and the writer thread is not running yet. */
+static sigjmp_buf store_walk_jmp;
+static volatile sig_atomic_t store_walk_signal;
+/* What a walk cut short by a signal leaves behind, kept reachable on purpose: LMDB's state is not
+ * safe to free after it, and the process is about to exit. */
+typedef struct store_abandoned {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_cursor *cursor;
+    struct store_abandoned *next;
+} store_abandoned;
+static store_abandoned *store_abandoned_list;
+static MDB_cursor *volatile store_walk_cursor; /* the walk's open cursor */
+
+static void store_walk_on_signal(int sig) {
+    store_walk_signal = sig;
+    siglongjmp(store_walk_jmp, 1);
+}
+
+typedef struct store_walk {
+    MDB_txn *txn;
+    const char *lo, *hi; /* the mapped bytes of the newest snapshot */
+    uint64_t last_pg;
+    uint64_t entries;
+    char *problem;
+    size_t len;
+} store_walk;
+
+/* Where LMDB mapped data.mdb: LMDB does not say (me_mapaddr is only set with MDB_FIXEDMAP), so the
+ * mapping of the file's inode is looked up in /proc/self/maps. NULL when not found (the walk then
+ * leaves pointer ranges to LMDB's own checks). */
+static const char *store_map_address(MDB_env *env) {
+    mdb_filehandle_t fd;
+    struct stat st;
+    if (mdb_env_get_fd(env, &fd) != 0 || fstat(fd, &st) != 0) return NULL;
+    FILE *fp = fopen("/proc/self/maps", "re");
+    if (!fp) return NULL;
+    char line[4096];
+    const char *addr = NULL;
+    while (!addr && fgets(line, sizeof line, fp)) {
+        unsigned long long start, end, offset, inode;
+        unsigned major, minor;
+        if (sscanf(line, "%llx-%llx %*s %llx %x:%x %llu", &start, &end, &offset, &major, &minor, &inode) != 6)
+            continue;
+        if (inode == (unsigned long long)st.st_ino && offset == 0 && makedev(major, minor) == st.st_dev)
+            addr = (const char *)(uintptr_t)start;
+    }
+    fclose(fp);
+    return addr;
+}
+
+static int store_walk_in_map(const store_walk *w, const MDB_val *v) {
+    const char *p = v->mv_data;
+    if (v->mv_size == 0 || !w->lo) return 1;
+    return p >= w->lo && p < w->hi && v->mv_size <= (size_t)(w->hi - p);
+}
+
+/* Visits every entry of dbi: keys inside the map and in order, values inside the map, free-list
+ * records well formed. 0 or SR_E_CORRUPT with the problem set. */
+static int store_walk_db(store_walk *w, MDB_dbi dbi, const char *name) {
+    MDB_cursor *cur = NULL;
+    MDB_val k, v, prev = {0, NULL};
+    int rc = mdb_cursor_open(w->txn, dbi, &cur);
+    if (rc) {
+        snprintf(w->problem, w->len, "database '%s' cannot be read: %s", name, mdb_strerror(rc));
+        return SR_E_CORRUPT;
+    }
+    store_walk_cursor = cur; /* reachable if a signal ends the walk */
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        w->entries++;
+        if (!store_walk_in_map(w, &k) || !store_walk_in_map(w, &v)) {
+            snprintf(w->problem, w->len, "database '%s' has an entry outside the file", name);
+            goto fail;
+        }
+        if (prev.mv_data && mdb_cmp(w->txn, dbi, &prev, &k) >= 0) {
+            snprintf(w->problem, w->len, "database '%s' has keys out of order", name);
+            goto fail;
+        }
+        prev = k;
+        if (dbi == 0) { /* the free list: a count, then that many page numbers */
+            uint64_t count = v.mv_size >= 8 ? store_rd64(v.mv_data) : UINT64_MAX;
+            int ok = count != UINT64_MAX && v.mv_size == (count + 1) * 8;
+            for (uint64_t i = 1; ok && i <= count; i++) {
+                uint64_t pg = store_rd64((const unsigned char *)v.mv_data + i * 8);
+                ok = pg >= 2 && pg <= w->last_pg;
+            }
+            if (!ok) {
+                snprintf(w->problem, w->len, "the free page list is damaged");
+                goto fail;
+            }
+        }
+    }
+    if (rc != MDB_NOTFOUND) {
+        snprintf(w->problem, w->len, "database '%s' cannot be read: %s", name, mdb_strerror(rc));
+        goto fail;
+    }
+    store_walk_cursor = NULL;
+    mdb_cursor_close(cur);
+    return 0;
+fail:
+    store_walk_cursor = NULL;
+    mdb_cursor_close(cur);
+    return SR_E_CORRUPT;
+}
+
+static int store_walk_all(store_walk *w) {
+    MDB_dbi main_dbi;
+    int code = store_walk_db(w, 0, "free pages");
+    /* Opening the main database by its NULL name also sets up its key order for mdb_cmp. */
+    if (code == 0 && mdb_dbi_open(w->txn, NULL, 0, &main_dbi) != 0) {
+        snprintf(w->problem, w->len, "the main database cannot be opened");
+        code = SR_E_CORRUPT;
+    }
+    if (code == 0) code = store_walk_db(w, main_dbi, "main");
+    for (int i = 0; code == 0 && i < STORE_DB_COUNT; i++) {
+        MDB_dbi dbi;
+        int rc = mdb_dbi_open(w->txn, store_db_names[i], 0, &dbi);
+        if (rc == MDB_NOTFOUND) continue; /* not created yet */
+        if (rc) {
+            snprintf(w->problem, w->len, "database '%s' cannot be opened: %s", store_db_names[i], mdb_strerror(rc));
+            return SR_E_CORRUPT;
+        }
+        code = store_walk_db(w, dbi, store_db_names[i]);
+    }
+    return code;
+}
+
+/* Walks every database of the open environment once. 0, or SR_E_CORRUPT with the problem set (also
+ * when LMDB faulted or asserted during the walk: the environment is then abandoned and *env NULL). */
+static int store_walk_env(MDB_env **env, char *problem, size_t len) {
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+    struct sigaction old[sizeof sigs / sizeof sigs[0]], sa;
+    MDB_envinfo info;
+    MDB_stat st;
+    store_walk w = {.problem = problem, .len = len};
+    volatile int code = 0;
+    if (mdb_env_info(*env, &info) != 0 || mdb_env_stat(*env, &st) != 0) {
+        snprintf(problem, len, "its meta pages cannot be read");
+        return SR_E_CORRUPT;
+    }
+    w.last_pg = info.me_last_pgno;
+    w.lo = store_map_address(*env);
+    w.hi = w.lo ? w.lo + (info.me_last_pgno + 1) * st.ms_psize : NULL;
+    int rc = mdb_txn_begin(*env, NULL, MDB_RDONLY, &w.txn);
+    if (rc) {
+        snprintf(problem, len, "it cannot be read: %s", mdb_strerror(rc));
+        return SR_E_CORRUPT;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = store_walk_on_signal;
+    sigemptyset(&sa.sa_mask);
+    store_walk_signal = 0;
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, &old[i]);
+    if (sigsetjmp(store_walk_jmp, 1) == 0) {
+        code = store_walk_all(&w);
+        mdb_txn_abort(w.txn);
+    } else {
+        snprintf(problem, len, "reading it stopped with %s", strsignal(store_walk_signal));
+        store_abandoned *a = store_xcalloc(1, sizeof *a);
+        a->env = *env;
+        a->txn = w.txn;
+        a->cursor = store_walk_cursor;
+        a->next = store_abandoned_list;
+        store_abandoned_list = a;
+        store_walk_cursor = NULL;
+        *env = NULL;
+        code = SR_E_CORRUPT;
+    }
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &old[i], NULL);
+    return code;
+}
+
+/* The message for a damaged store: what is wrong and how to recover. */
+static void store_damaged(char *err, size_t errlen, const char *dir, const char *problem) {
+    snprintf(err, errlen,
+             "the store file %s/data.mdb is damaged: %s. Stop smsrules, restore data.mdb from a backup (a copy "
+             "taken while it was stopped, or with mdb_copy) into %s, and start again; or move %s/data.mdb "
+             "away to start with an empty store",
+             dir, problem, dir, dir);
+}
+
 /* Opens the named databases and checks (or writes) the schema version. */
 static int store_open_schema(sr_store *s, char *err, size_t errlen) {
     MDB_txn *txn = NULL;
@@ -1206,6 +1688,8 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     sr_store *s = store_xcalloc(1, sizeof *s);
     int rc, code = SR_E_IO;
     s->loop = loop;
+    s->lock_fd = -1;
+    s->reserve = opt->reserve;
     s->map_size = opt->map_size ? opt->map_size : STORE_DEFAULT_MAP;
     s->map_size_max = opt->map_size_max ? opt->map_size_max : STORE_DEFAULT_MAP_MAX;
     if (s->map_size_max < s->map_size) s->map_size_max = s->map_size;
@@ -1225,6 +1709,16 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
         snprintf(err, errlen, "cannot create data directory %s: %s", opt->dir, strerror(rc));
         goto fail;
     }
+    /* Before anything is read: a second daemon stops here. */
+    s->lock_fd = store_lock_dir(opt->dir, err, errlen, &code);
+    if (s->lock_fd < 0) goto fail;
+    char path[4096], problem[256];
+    snprintf(path, sizeof path, "%s/data.mdb", opt->dir);
+    code = store_check_file(path, problem, sizeof problem);
+    if (code == SR_E_CORRUPT) store_damaged(err, errlen, opt->dir, problem);
+    else if (code) snprintf(err, errlen, "cannot check the store file %s: %s", path, problem);
+    if (code) goto fail;
+    code = SR_E_IO;
     rc = mdb_env_create(&s->env);
     if (rc == 0) rc = mdb_env_set_maxdbs(s->env, 16);
     /* No size before opening: LMDB then keeps the size an existing file was grown to, and only
@@ -1233,11 +1727,22 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     MDB_envinfo info;
     if (rc == 0) rc = mdb_env_info(s->env, &info);
     if (rc == 0 && info.me_mapsize < s->map_size) rc = mdb_env_set_mapsize(s->env, s->map_size);
+    if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND) {
+        store_damaged(err, errlen, opt->dir, mdb_strerror(rc));
+        code = SR_E_CORRUPT;
+        goto fail;
+    }
     if (rc) {
         snprintf(err, errlen, "cannot open store in %s: %s", opt->dir, mdb_strerror(rc));
         code = store_error(rc, "open");
         goto fail;
     }
+    code = store_walk_env(&s->env, problem, sizeof problem);
+    if (code) {
+        store_damaged(err, errlen, opt->dir, problem);
+        goto fail;
+    }
+    code = SR_E_IO;
     int dead = 0;
     mdb_reader_check(s->env, &dead);
     if (dead > 0) sr_info("store: cleared stale readers", "count", sr_log_num(dead));
@@ -1248,6 +1753,9 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     s->map_size = info.me_mapsize; /* an existing file may be bigger than asked */
     if (s->map_size_max < s->map_size) s->map_size_max = s->map_size;
     s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
+    MDB_stat env_stat;
+    mdb_env_stat(s->env, &env_stat);
+    s->page_size = env_stat.ms_psize;
     rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->read_txn);
     if (rc) {
         snprintf(err, errlen, "cannot start a read transaction: %s", mdb_strerror(rc));
@@ -1313,6 +1821,7 @@ void sr_store_close(sr_store *s) {
         pthread_rwlock_destroy(&s->map_lock);
     }
     sr_buf_free(&s->wbuf);
+    if (s->lock_fd >= 0) close(s->lock_fd); /* the lock goes last: nothing of ours touches the files after */
     free(s);
 }
 
@@ -1614,6 +2123,21 @@ void sr_store_get_stats(sr_store *s, sr_store_stats *out) {
     pthread_rwlock_unlock(&s->map_lock);
     out->map_size = info.me_mapsize;
     out->map_used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    pthread_rwlock_rdlock(&s->map_lock);
+    out->room = store_room(s);
+    pthread_rwlock_unlock(&s->map_lock);
+    out->refused_units = atomic_load(&s->refused_units);
+}
+
+int sr_store_full(sr_store *s) {
+    pthread_rwlock_rdlock(&s->map_lock);
+    uint64_t room = store_room(s);
+    pthread_rwlock_unlock(&s->map_lock);
+    if (s->reserve && room < s->reserve) return 1;
+    if (!atomic_load(&s->refused)) return 0;
+    /* Refused at the last try; space freed since then (more than a little) ends the state now,
+     * otherwise the next write that lands does. */
+    return room <= atomic_load(&s->room_at_refusal) + ((uint64_t)1 << 20);
 }
 
 int64_t sr_store_queue_depth(sr_store *s) {

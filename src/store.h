@@ -19,8 +19,22 @@
  * see committed state only.
  *
  * Map size: starts at map_size and doubles on MDB_MAP_FULL up to
- * map_size_max; when it cannot grow (or the disk is full), units that add new
- * work fail with SR_E_FULL (answered 507) and nothing committed is touched.
+ * map_size_max; when it cannot grow (or the disk is full: ENOSPC, EDQUOT from
+ * a write or a sync), units that add new work fail with SR_E_FULL (answered
+ * 507) and nothing committed is touched. Units that only update or delete
+ * still apply when they fit. With a reserve, units that add data are refused
+ * as soon as the room left (the free space of the file system, and of the map
+ * up to map_size_max) falls below it, so that recording what happened to
+ * messages already accepted never competes with new ones. sr_store_full says
+ * whether the store is in that state.
+ *
+ * Open: takes an exclusive lock on DIR/smsrules.lock (a second process on the
+ * same directory gets SR_E_LOCKED and the holder's pid in err), then checks
+ * data.mdb before LMDB maps it (both meta pages, the file size against the
+ * newest meta's last page: a truncated file is never mapped past its end) and
+ * after (a walk of every database: key order, entries inside the file, free
+ * list), with SIGSEGV / SIGBUS / SIGABRT caught during that walk. A damaged
+ * file fails with SR_E_CORRUPT and err says what is wrong and how to restore.
  *
  * Indexes are derived from the message by the store itself on every put or
  * update: a message is in `queue` (key: 3-priority, due ms, id) while queued,
@@ -46,6 +60,7 @@
 #define SR_E_EXISTS (-7)   /* idempotency key already used: the existing id is returned */
 #define SR_E_STATE (-8)    /* an update's mutator refused the transition */
 #define SR_E_INVALID (-9)  /* a bad argument (empty or too long key, bad id) or a kv_incr on a non-integer */
+#define SR_E_LOCKED (-10)  /* sr_store_open: another process holds the data directory */
 
 const char *sr_store_strerror(int code);
 
@@ -57,6 +72,7 @@ typedef struct sr_store_options {
     size_t map_size;        /* bytes; 0: 256 MiB */
     size_t map_size_max;    /* bytes; 0: 64 GiB */
     int no_sync;            /* 1: commit without fsync (benchmarks of other parts only; never by default) */
+    size_t reserve;         /* bytes of room kept for updates of existing messages; 0: none */
 } sr_store_options;
 
 /* Opens (creating) the environment, checks the schema version, clears stale
@@ -213,7 +229,14 @@ int sr_store_list_status(sr_store *s, sr_status st, const char *after_id, char (
  * unit commits; while it is in flight, further calls return 0. */
 int sr_store_sweep_ttl(sr_store *s, int64_t now_ms);
 
+/* 1 while the store refuses new data for lack of space: the room left is
+ * below the reserve, or the last write that added data found no room (until
+ * one lands or the room grows). Loop thread; a statvfs each call. */
+int sr_store_full(sr_store *s);
+
 typedef struct sr_store_stats {
+    uint64_t room;          /* bytes that can still be written (file system and map), see sr_store_full */
+    uint64_t refused_units; /* units refused for lack of space since open */
     uint64_t commits;
     uint64_t units;
     uint64_t map_size;

@@ -44,7 +44,7 @@ def healthz_ok():
     status, headers, body, doc = d.request("GET", "/healthz")
     check(status == 200, "GET /healthz answered %d" % status)
     check(headers.get("content-type", "").startswith("application/json"), "Content-Type %r" % headers.get("content-type"))
-    check(doc == {"status": "ok"}, "body is %r" % body)
+    check(doc == {"status": "ok", "storage": "ok"}, "body is %r" % body)
 
 
 @test
@@ -133,12 +133,12 @@ def pipelined_requests_answered_in_order():
     c.send(get("/healthz") + get("/missing-one") + get("/metrics")
            + build_request("POST", "/healthz", body=b"abc") + get("/healthz?x=1") + get("/missing-two"))
     r1, r2, r3, r4, r5, r6 = [c.read_response() for _ in range(6)]
-    check(r1.status == 200 and r1.json() == {"status": "ok"}, "1st answer %r" % r1)
+    check(r1.status == 200 and r1.json() == {"status": "ok", "storage": "ok"}, "1st answer %r" % r1)
     check_json_error(r2, 404)
     check(r3.status == 200 and r3.header("content-type", "").startswith("text/plain")
           and b"smsrules_http_requests_total" in r3.body, "3rd answer is not /metrics: %r" % r3)
     check_json_error(r4, 405)
-    check(r5.status == 200 and r5.json() == {"status": "ok"}, "5th answer %r" % r5)
+    check(r5.status == 200 and r5.json() == {"status": "ok", "storage": "ok"}, "5th answer %r" % r5)
     check_json_error(r6, 404)
     check(c.buf == b"", "extra bytes after the 6 answers: %r" % c.buf[:100])
     # The 3rd answer (/metrics) was produced after the 1st and the 2nd only.
@@ -166,7 +166,7 @@ def chunked_body_accepted_connection_reused():
     check(r.header("allow") == "GET", "Allow is %r" % r.header("allow"))
     # The body was consumed as a body: the next request parses cleanly.
     r = c.request("GET", "/healthz")
-    check(r.status == 200 and r.json() == {"status": "ok"}, "request after a chunked body: %r" % r)
+    check(r.status == 200 and r.json() == {"status": "ok", "storage": "ok"}, "request after a chunked body: %r" % r)
     # Chunks in separate sends, with a trailer.
     c.send(b"POST /metrics HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nab")
     c.send(b"cd\r\n")
@@ -177,7 +177,7 @@ def chunked_body_accepted_connection_reused():
     c.send(build_request("POST", "/healthz", body=b"GET /metrics HTTP/1.1\r\n\r\n") + get("/healthz"))
     check_json_error(c.read_response(), 405)
     r = c.read_response()
-    check(r.status == 200 and r.json() == {"status": "ok"}, "body bytes were parsed as a request: %r" % r)
+    check(r.status == 200 and r.json() == {"status": "ok", "storage": "ok"}, "body bytes were parsed as a request: %r" % r)
 
 
 # ---- limits ----

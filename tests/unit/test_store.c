@@ -1,5 +1,6 @@
 /* Tests of the LMDB store: units, group commit, indexes, TTLs, map growth,
  * corruption and reopening. Each test works in its own mkdtemp directory. */
+#include <fcntl.h>
 #include <ftw.h>
 #include <lmdb.h>
 #include <stdint.h>
@@ -1300,4 +1301,109 @@ TEST(provider_ids_match_after_normalising_case_and_leading_zeros) {
     CHECK_STR(out, "0");
     sr_store_normalize_provider_id("3482512350952730368", out, sizeof out);
     CHECK_STR(out, "3482512350952730368");
+}
+
+/* ---- the lock, the start-up check, the reserve ---- */
+
+TEST(store_lock_refuses_a_second_open_naming_the_holder) {
+    fx f;
+    fx_open(&f, 0, 0);
+    sr_store_options opt = {.dir = f.dir};
+    char err[512], pid[32];
+    sr_store *second = NULL;
+    CHECK_INT(sr_store_open(&second, &f.loop, &opt, err, sizeof err), SR_E_LOCKED);
+    CHECK(second == NULL);
+    snprintf(pid, sizeof pid, "pid %ld", (long)getpid());
+    CHECK(strstr(err, pid) != NULL);
+    CHECK(strstr(err, f.dir) != NULL);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    /* The lock goes with the store: the directory opens again after close. */
+    fx_close_store(&f);
+    fx_open_store(&f, 0, 0);
+    fx_close(&f);
+}
+
+/* Fills a store with some messages, closes it, damages data.mdb by `how` and opens it again. */
+static int reopen_damaged(fx *f, void (*how)(int fd, off_t size), char *err, size_t errlen) {
+    char id[SR_ID_LEN + 1];
+    for (int i = 0; i < 50; i++) put_one(f, 0, sr_now_ms(), 0, SR_ST_QUEUED, id);
+    fx_close_store(f);
+    char path[128];
+    snprintf(path, sizeof path, "%s/data.mdb", f->dir);
+    int fd = open(path, O_RDWR);
+    CHECK(fd >= 0);
+    struct stat st;
+    CHECK_INT(fstat(fd, &st), 0);
+    how(fd, st.st_size);
+    close(fd);
+    sr_store_options opt = {.dir = f->dir};
+    int rc = sr_store_open(&f->s, &f->loop, &opt, err, errlen);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    return rc;
+}
+
+static void cut_to_zero(int fd, off_t size) { CHECK_INT(ftruncate(fd, 0), 0); }
+static void cut_to_one_page(int fd, off_t size) { CHECK_INT(ftruncate(fd, 4096), 0); }
+static void cut_last_page(int fd, off_t size) { CHECK_INT(ftruncate(fd, size - 4096), 0); }
+static void break_meta_magic(int fd, off_t size) { CHECK_INT(pwrite(fd, "\0\0\0\0", 4, 4096 + 16), 4); }
+static void break_root_pointer(int fd, off_t size) {
+    uint64_t bad = (uint64_t)size; /* a page number past the end */
+    CHECK_INT(pwrite(fd, &bad, 8, 128), 8);
+    CHECK_INT(pwrite(fd, &bad, 8, 4096 + 128), 8);
+}
+static void garble_data_pages(int fd, off_t size) {
+    char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)(i * 7 + 3);
+    for (off_t off = 2 * 4096; off < size; off += 4096) CHECK_INT(pwrite(fd, junk, sizeof junk, off), 4096);
+}
+
+TEST(store_refuses_damaged_files_with_a_way_to_restore) {
+    void (*hows[])(int, off_t) = {cut_to_zero,        cut_to_one_page,   cut_last_page,
+                                  break_meta_magic,   break_root_pointer, garble_data_pages};
+    const char *expect[] = {"empty", "truncated", "truncated", "magic", "root", ""};
+    for (size_t i = 0; i < sizeof hows / sizeof hows[0]; i++) {
+        fx f;
+        fx_open(&f, 0, 0);
+        char err[1024];
+        CHECK_INT(reopen_damaged(&f, hows[i], err, sizeof err), SR_E_CORRUPT);
+        CHECK(f.s == NULL);
+        if (!strstr(err, "damaged") || !strstr(err, "backup") || !strstr(err, expect[i]))
+            UNIT_FAIL("case %zu: %s", i, err);
+        fx_close(&f);
+    }
+}
+
+TEST(store_reserve_refuses_new_data_but_applies_updates) {
+    fx f;
+    fx_open(&f, 0, 0);
+    char id[SR_ID_LEN + 1];
+    put_one(&f, 0, sr_now_ms(), 0, SR_ST_QUEUED, id);
+    CHECK_INT(sr_store_full(f.s), 0);
+    fx_close_store(&f);
+    /* A reserve larger than any disk: always below it. */
+    sr_store_options opt = {.dir = f.dir, .reserve = (size_t)1 << 62};
+    char err[512];
+    CHECK_INT(sr_store_open(&f.s, &f.loop, &opt, err, sizeof err), 0);
+    CHECK_INT(sr_store_full(f.s), 1);
+    sr_message m;
+    make_message(&m, 0, sr_now_ms());
+    sr_store_txn *t = sr_store_txn_new(f.s);
+    sr_store_txn_put_message(t, &m, NULL, 0);
+    result r;
+    CHECK_INT(run_unit(&f, t, &r), SR_E_FULL);
+    t = sr_store_txn_new(f.s);
+    sr_store_txn_kv_set(t, "k", 1, "v", 1, 0);
+    CHECK_INT(run_unit(&f, t, &r), SR_E_FULL);
+    /* What happened to an accepted message is still written. */
+    change c = {.status = SR_ST_SENDING, .at_ms = sr_now_ms(), .next_attempt_at_ms = -1};
+    CHECK_INT(update_one(&f, id, &c), 0);
+    sr_message got;
+    CHECK_INT(sr_store_get_message(f.s, id, &got), 0);
+    CHECK_INT(got.status, SR_ST_SENDING);
+    sr_message_free(&got);
+    sr_store_stats st;
+    sr_store_get_stats(f.s, &st);
+    CHECK_INT(st.refused_units, 2);
+    CHECK(st.room < ((uint64_t)1 << 62));
+    fx_close(&f);
 }
