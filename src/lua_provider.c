@@ -41,7 +41,7 @@ static void provider_load_adapter(lua_State *L, const char *name) {
     lua_pop(L, 1);
     char path[96];
     snprintf(path, sizeof path, "adapters/%s", name);
-    size_t len;
+    size_t len = 0;
     const char *src = strchr(name, '/') || strchr(name, '.') ? NULL : sr_lua_embedded(path, &len);
     if (!src) luaL_error(L, "sms.provider: unknown adapter '%s'", name);
     char chunk[100];
