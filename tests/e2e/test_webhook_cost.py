@@ -125,6 +125,8 @@ def worst_cases():
          fill("", ws, '{"message_id":"w1","status":"DELIVRD"}'), {}, 200),
         ("generic status: too many form fields", "/hooks/gen0/status", fill("", "a=1&", "b=2"), FORM, 400),
         ("generic status: many fields, no form type", "/hooks/gen0/status", fill("", "a=1&", "b=2"), {}, 400),
+        ("generic status: too many query fields", "/hooks/gen0/status?" + "a=1&" * 300,
+         b'{"message_id":"w1","status":"DELIVRD"}', JSON, 400),
         ("generic inbound: spaces in timestamp", "/hooks/gen0/inbound",
          fill('{"from":"+84912345678","text":"hi","timestamp":"1', ws, 'x"}'), JSON, 200),
         ("mock status: spaces in timestamp", "/hooks/mock/status",
@@ -217,6 +219,8 @@ def worst_webhooks_cost_about_what_a_normal_one_does():
         slowest = max(slowest, (took, name))
         if took > bound:
             slow.append("%s: %.3f s" % (name, took))
+    status, _, raw, doc = d.request("POST", "/hooks/gen0/status", fill("", "a=1&", "b=2"), headers=FORM)
+    check(status == 400 and doc and doc["error"]["code"] == "too_many_fields", "too many fields: %d %r" % (status, raw))
     sys.stderr.write("normal webhook %.4f s; slowest worst case %.4f s (%s); bound %.3f s\n"
                      % (typical, slowest[0], slowest[1], bound))
     check(not slow, "slower than %.3f s (a normal webhook: %.4f s): %s" % (bound, typical, "; ".join(slow)))
