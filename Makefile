@@ -113,17 +113,22 @@ bench: deps
 	@for b in scripts/bench/*.sh; do echo "== $$b"; BUILD=$(BUILD) $$b || exit 1; done
 
 # Coverage-guided fuzzing of the parsers that read outside input (libFuzzer,
-# clang only; not part of `make test` or CI). One target per parser in
-# tests/fuzz/fuzz_NAME.c, whose header says what it checks; each links the
-# src/ files it needs, compiled again by clang into build/fuzz/obj/. Each runs
-# FUZZ_SECONDS in turn, starting from tests/fuzz/seeds/NAME and keeping what
-# it finds in build/fuzz/corpus/NAME; a crash, leak or UB report is saved as
-# build/fuzz/NAME-crash-* and fails the target once all have run.
+# clang; not part of `make test`; .ci/run runs it for FUZZ_SECONDS=15 each).
+# One target per parser in tests/fuzz/fuzz_NAME.c, whose header says what it
+# checks; each links the src/ files it needs (fuzz_webhooks all of them: a
+# whole rules state), compiled again by clang into build/fuzz/obj/. Each runs
+# FUZZ_SECONDS in turn: first every input of tests/fuzz/seeds/NAME and of the
+# committed regression corpus tests/fuzz/corpus/NAME (when there is one),
+# then new ones, kept in build/fuzz/corpus/NAME. A crash, leak, UB report or
+# an input that takes more than FUZZ_TIMEOUT seconds is saved as
+# build/fuzz/NAME-crash-* (or -timeout-*) and fails the target once all have
+# run.
 #   make fuzz FUZZ_TARGETS=json FUZZ_SECONDS=600     one target, longer
 #   build/fuzz/fuzz_json build/fuzz/json-crash-...   replay a saved input
 FUZZ_CC = clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= json message text template rfc3339 base64 pattern store_open
+FUZZ_TIMEOUT ?= 10
+FUZZ_TARGETS ?= json message text template rfc3339 base64 pattern store_open webhooks
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_LDLIBS = $(shell pkg-config --libs lua5.4) -lm -lpthread
@@ -140,6 +145,7 @@ FUZZ_MAX_LEN_base64 = 512
 FUZZ_MAX_LEN_pattern = 256
 # A small store file: two meta pages and a few dozen others.
 FUZZ_MAX_LEN_store_open = 131072
+FUZZ_MAX_LEN_webhooks = 8192
 
 fuzz: deps
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install clang" >&2; exit 1; }
@@ -147,8 +153,8 @@ fuzz: deps
 	@status=0; $(foreach t,$(FUZZ_TARGETS),\
 		echo "== fuzz $(t) ($(FUZZ_SECONDS) s)"; mkdir -p $(BUILD)/fuzz/corpus/$(t); \
 		$(BUILD)/fuzz/fuzz_$(t) -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN_$(t)) \
-			-artifact_prefix=$(BUILD)/fuzz/$(t)- -print_final_stats=1 \
-			$(BUILD)/fuzz/corpus/$(t) tests/fuzz/seeds/$(t) || status=1;) \
+			-timeout=$(FUZZ_TIMEOUT) -artifact_prefix=$(BUILD)/fuzz/$(t)- -print_final_stats=1 \
+			$(BUILD)/fuzz/corpus/$(t) $(wildcard tests/fuzz/corpus/$(t)) tests/fuzz/seeds/$(t) || status=1;) \
 	exit $$status
 
 fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
@@ -173,6 +179,9 @@ $(BUILD)/tests/test_lua_string: tests/unit/lua_string_compare.h
 $(BUILD)/fuzz/fuzz_store_open: $(FUZZ_OBJ)/store.o $(FUZZ_OBJ)/message.o $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)/buf.o \
 	$(FUZZ_OBJ)/log.o $(FUZZ_OBJ)/text.o
 $(BUILD)/fuzz/fuzz_store_open: FUZZ_LDLIBS += $(shell pkg-config --libs libuv lmdb)
+# The adapters run in a rules state: the whole library, and every library it links.
+$(BUILD)/fuzz/fuzz_webhooks: $(SRCS:src/%.c=$(FUZZ_OBJ)/%.o) $(LLHTTP_OBJS) $(GEN_OBJ)
+$(BUILD)/fuzz/fuzz_webhooks: FUZZ_LDLIBS = $(LDLIBS)
 
 fmt:
 	clang-format -i src/*.c src/*.cc src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c

@@ -4,8 +4,10 @@
 # Otherwise: prints the exact command to run and exits 1.
 set -eu
 
+# clang and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes, only
+# recommended by clang) for `make fuzz`, which .ci/run runs.
 PACKAGES="make build-essential pkg-config liblua5.4-dev libcurl4-openssl-dev libuv1-dev
-liblmdb-dev lua-cjson-dev node-llhttp python3 curl wrk
+liblmdb-dev lua-cjson-dev node-llhttp python3 curl wrk clang libclang-rt-14-dev
 g++ libphonenumber-dev libprotobuf-dev libicu-dev python3-phonenumbers"
 
 missing=""

@@ -92,6 +92,11 @@ typedef struct sr_inbound_sms {
 } sr_inbound_sms;
 void sr_inbound_sms_free(sr_inbound_sms *msgs, int n);
 
+/* Most name=value pairs a webhook's query, or its form body, may carry: real ones have a few dozen and signature
+ * checks sort them all, so more is refused (400) before the adapter runs. lua/adapters/util.lua (util.MAX_FIELDS)
+ * reads no more than this from bodies the core does not parse. */
+#define SR_WEBHOOK_MAX_FIELDS 256
+
 typedef struct sr_webhook_request {
     const char *method;
     const char *url; /* what the provider called: public_url (or http://Host) + path + "?" query */

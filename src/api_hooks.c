@@ -2,8 +2,9 @@
  * (also /hooks/{provider}/{secret}/...) — provider webhooks.
  *
  * Order of work: the provider must be configured; a configured path secret
- * or basic auth must match; the body is bounded (max_event_bytes); the
- * adapter's verify checks the signature (401, nothing stored); the adapter
+ * or basic auth must match; the body is bounded (max_event_bytes) and so
+ * are the form fields of the query and a form body (SR_WEBHOOK_MAX_FIELDS);
+ * the adapter's verify checks the signature (401, nothing stored); the adapter
  * parses. Reports go to the reports engine; inbound SMS are deduplicated and
  * stored (one unit each). The provider gets the adapter's answer only once
  * everything is on disk; a store failure answers 503 so that it sends again.
@@ -73,6 +74,31 @@ static int hooks_basic_ok(sr_http_request *req, const char *expected) {
     if (sr_crypto_unbase64_max_len(blen) > sizeof decoded || sr_crypto_unbase64(decoded, &dlen, b64, blen) != 0)
         return 0;
     return sr_crypto_equal(decoded, dlen, expected, strlen(expected));
+}
+
+/* Name=value pairs of a query or form body as the adapters see them: the non-empty segments between '&'s. */
+static size_t hooks_form_fields(const char *s, size_t len) {
+    size_t n = 0;
+    while (len) {
+        const char *amp = memchr(s, '&', len);
+        size_t seg = amp ? (size_t)(amp - s) : len;
+        if (seg) n++;
+        if (!amp) break;
+        s += seg + 1;
+        len -= seg + 1;
+    }
+    return n;
+}
+
+/* Whether the webhook has more parameters than the adapters read (SR_WEBHOOK_MAX_FIELDS): in its query, or in
+ * its body when that is a form (the core parses both into request.form). */
+static int hooks_too_many_fields(sr_http_request *req) {
+    if (hooks_form_fields(req->query, req->query_len) > SR_WEBHOOK_MAX_FIELDS) return 1;
+    size_t ctlen = 0;
+    const char *ct = sr_http_header_get(req, "content-type", &ctlen);
+    static const char form[] = "application/x-www-form-urlencoded";
+    if (!ct || ctlen < sizeof form - 1 || strncasecmp(ct, form, sizeof form - 1) != 0) return 0;
+    return hooks_form_fields(req->body, req->body_len) > SR_WEBHOOK_MAX_FIELDS;
 }
 
 /* ---- status ---- */
@@ -382,6 +408,13 @@ void sr_api_hooks_post(sr_app *app, sr_http_request *req, const char *const *par
         hooks_count(p->name, kind, "too_large");
         sr_http_respond_error(req, 413, "webhook_too_large", "webhook bodies are limited (sms.config max_event_bytes)",
                               NULL);
+        return;
+    }
+    if (hooks_too_many_fields(req)) {
+        hooks_count(p->name, kind, "bad_request");
+        char msg[120];
+        snprintf(msg, sizeof msg, "webhooks may carry at most %d form fields", SR_WEBHOOK_MAX_FIELDS);
+        sr_http_respond_error(req, 400, "too_many_fields", msg, NULL);
         return;
     }
     /* What the provider called, as it signs it: the public URL when configured. */

@@ -32,6 +32,30 @@ const char *sr_log_num(int64_t v) {
 
 #define LOG_MAX_PAIRS 64
 
+/* Whether v may be written unquoted: true, false, null or a JSON number. A "bare" value that is none of them
+ * (an "inf" or "nan" from printf) is written as a string, so a line is always JSON. */
+static int log_bare_json(const char *v) {
+    if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0 || strcmp(v, "null") == 0) return 1;
+    const char *p = v;
+    if (*p == '-') p++;
+    if (*p == '0') p++;
+    else if (*p >= '1' && *p <= '9')
+        while (*p >= '0' && *p <= '9') p++;
+    else return 0;
+    if (*p == '.') {
+        p++;
+        if (!(*p >= '0' && *p <= '9')) return 0;
+        while (*p >= '0' && *p <= '9') p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        if (!(*p >= '0' && *p <= '9')) return 0;
+        while (*p >= '0' && *p <= '9') p++;
+    }
+    return *p == '\0';
+}
+
 void sr_log(sr_log_level level, const char *msg, ...) {
     if (level < log_min_level) return;
     const char *pairs[2 * LOG_MAX_PAIRS + 1];
@@ -75,8 +99,10 @@ void sr_log_pairs(sr_log_level level, const char *msg, const char *const *pairs)
         sr_buf_putc(&line, ',');
         sr_buf_json_str(&line, key, strlen(key));
         sr_buf_putc(&line, ':');
-        if (value[0] == SR_LOG_NUM[0])
+        if (value[0] == SR_LOG_NUM[0] && log_bare_json(value + 1))
             sr_buf_puts(&line, value + 1);
+        else if (value[0] == SR_LOG_NUM[0])
+            sr_buf_json_str(&line, value + 1, strlen(value + 1));
         else
             sr_buf_json_str(&line, value, strlen(value));
     }

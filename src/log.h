@@ -18,8 +18,9 @@ void sr_log_set_level(sr_log_level level);
 int sr_log_enabled(sr_log_level level);
 
 /* sr_log(level, msg, "key", "value", ..., NULL). A value that starts with
- * the byte SR_LOG_NUM[0] is written unquoted (numbers, true/false); use
- * sr_log_num() to build one. */
+ * the byte SR_LOG_NUM[0] is written unquoted (numbers, true/false) when the
+ * rest is a JSON literal, else as a string ("inf", "nan"); use sr_log_num()
+ * to build one. */
 void sr_log(sr_log_level level, const char *msg, ...);
 /* The same with the pairs in an array ending with NULL. */
 void sr_log_pairs(sr_log_level level, const char *msg, const char *const *pairs);

@@ -27,11 +27,18 @@ static const char *kv_key(lua_State *L, size_t *len) {
     return k;
 }
 
+/* The longest TTL: 10 years (of 365.25 days). Longer ones (1e17, math.huge) are clamped to it: in milliseconds
+ * they would overflow the expiry time, which then lay in the past and the value was gone at once. */
+#define KV_MAX_TTL_S 315576000.0
+
 static int64_t kv_expiry(lua_State *L, int idx) {
     if (lua_isnoneornil(L, idx)) return 0;
     lua_Number ttl = luaL_checknumber(L, idx);
-    if (ttl <= 0) luaL_argerror(L, idx, "ttl must be a positive number of seconds");
-    return sr_now_ms() + (int64_t)(ttl * 1000);
+    /* Written so that NaN is refused too. */
+    if (!(ttl > 0)) luaL_argerror(L, idx, "ttl must be a positive number of seconds");
+    if (ttl > KV_MAX_TTL_S) ttl = KV_MAX_TTL_S;
+    int64_t ms = (int64_t)(ttl * 1000);
+    return sr_now_ms() + (ms > 0 ? ms : 1);
 }
 
 /* Overlay entries: "kv:<key>" → value string, or false when deleted, or

@@ -1,6 +1,7 @@
 /* lua_log: sms.log.debug/info/warn/error(msg, fields) — structured log lines
  * from rules, through the same JSON logger as the core. */
 #include <lauxlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "log.h"
@@ -26,7 +27,14 @@ static int log_at(lua_State *L, sr_log_level level) {
                 continue;
             }
             int bare = lua_type(L, -1) == LUA_TNUMBER || lua_type(L, -1) == LUA_TBOOLEAN;
-            luaL_tolstring(L, -1, NULL);
+            lua_Number num = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+            if (!isfinite(num)) {
+                /* JSON has no infinities or NaN ("inf", "-nan" would break the line): they go as strings. */
+                lua_pushstring(L, isnan(num) ? "nan" : num > 0 ? "inf" : "-inf");
+                bare = 0;
+            } else {
+                luaL_tolstring(L, -1, NULL);
+            }
             if (bare) {
                 lua_pushstring(L, SR_LOG_NUM);
                 lua_insert(L, -2);

@@ -123,7 +123,7 @@ static int provider_builtin_body(lua_State *A) {
     int cache = lua_gettop(A);
     if (lua_getfield(A, cache, pb->adapter) != LUA_TTABLE) {
         lua_pop(A, 1);
-        size_t len;
+        size_t len = 0;
         const char *src = strchr(pb->adapter, '/') || strchr(pb->adapter, '.') ? NULL : sr_lua_embedded(path, &len);
         if (!src) return luaL_error(A, "sms.provider: unknown adapter '%s'", pb->adapter);
         char chunk[100];

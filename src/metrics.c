@@ -1,5 +1,6 @@
 #include "metrics.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,10 @@ void sr_metrics_http(const char *route, int status) {
 }
 
 static void metrics_number(sr_buf *out, double v) {
-    if (v == (double)(int64_t)v && v < 9e15 && v > -9e15) sr_buf_put_i64(out, (int64_t)v);
+    /* Range first: converting NaN or an infinity to an integer is undefined. */
+    if (v < 9e15 && v > -9e15 && v == (double)(int64_t)v) sr_buf_put_i64(out, (int64_t)v);
+    else if (isnan(v)) sr_buf_puts(out, "NaN"); /* the exposition format's spellings */
+    else if (isinf(v)) sr_buf_puts(out, v > 0 ? "+Inf" : "-Inf");
     else sr_buf_printf(out, "%.6g", v);
 }
 

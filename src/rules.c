@@ -699,6 +699,10 @@ static int rules_setup(lua_State *L) {
     lua_call(L, 0, 1);
     lua_getfield(L, -1, "new");
     lua_call(L, 0, 1);
+    /* A handler's result holding 1/0 or 0/0 is still answered: as null. */
+    lua_getfield(L, -1, "encode_invalid_numbers");
+    lua_pushliteral(L, "null");
+    lua_call(L, 1, 0);
     lua_getfield(L, -1, "encode");
     lua_setfield(L, LUA_REGISTRYINDEX, "smsrules.cjson_encode");
     lua_pop(L, 2);

@@ -243,7 +243,11 @@ end
 
 function agiletelecom.parse_inbound(cfg, request)
     local form = request.form
-    if type(form) ~= "table" then form = util.form_decode(request.body) end
+    if type(form) ~= "table" then
+        local more
+        form, more = util.form_decode(request.body)
+        if more then error("agiletelecom inbound: more than " .. util.MAX_FIELDS .. " form fields", 0) end
+    end
     local from = form.originator
     if type(from) ~= "string" or from == "" then
         error("agiletelecom inbound: no originator in the form", 0)

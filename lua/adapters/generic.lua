@@ -133,6 +133,9 @@ local function answer_ok()
     return { status = 200, headers = { ["Content-Type"] = "application/json" }, body = '{"status":"ok"}' }
 end
 
+-- Hex HMAC-SHA256.
+local SIGNATURE_HEX_LEN = 64
+
 function generic.verify(cfg, request)
     local secret = cfg.webhook_secret
     if secret == nil or secret == "" then return true end
@@ -141,8 +144,11 @@ function generic.verify(cfg, request)
         error("provider " .. tostring(cfg.name) .. " (" .. name .. "): webhook_secret must be a string", 0)
     end
     local sig = util.header(request.headers, "x-signature")
-    sig = type(sig) == "string" and sig:match("^%s*(.-)%s*$") or ""
+    sig = type(sig) == "string" and util.trim(sig) or ""
     if sig == "" then return false, "missing X-Signature" end
+    -- Refused by its length before any hashing: an outsider's header costs
+    -- nothing but the trim.
+    if #sig ~= SIGNATURE_HEX_LEN then return false, "X-Signature is not 64 hex digits" end
     local c = util.crypto(name)
     local body = type(request.body) == "string" and request.body or ""
     -- Hex is compared in lower case: the case of the digits is no secret.
@@ -180,7 +186,8 @@ local function webhook_records(request)
     end
     local form = request.form
     if not (is_form and type(form) == "table") then
-        local fields = util.form_decode(body)
+        local fields, more = util.form_decode(body)
+        if more then return nil, "more than " .. util.MAX_FIELDS .. " form fields" end
         if type(form) == "table" then
             for k, v in pairs(form) do
                 if fields[k] == nil then fields[k] = v end
@@ -212,13 +219,19 @@ local function first(r, names, as)
     return nil
 end
 
+-- Longest epoch seconds read from text: 16 digits (2^53) and a fraction.
+local EPOCH_MAX_BYTES = 40
+
 -- Seconds since the epoch of an RFC 3339 time, a "YYYY-MM-DD HH:MM:SS" one
 -- (UTC) or epoch seconds (a number or digits); nil otherwise.
 local function epoch_seconds(v)
     if type(v) == "string" then
         local at = util.parse_time(v, 0)
         if at then return at end
-        v = v:match("^%s*(%d+%.?%d*)%s*$")
+        -- Trimmed and bounded first: "^%s*(%d+%.?%d*)%s*$" backtracks
+        -- quadratically over a long run of digits.
+        v = util.trim(v)
+        v = #v <= EPOCH_MAX_BYTES and (v:match("^%d+$") or v:match("^%d+%.%d*$")) or nil
         v = v and tonumber(v)
     end
     if type(v) ~= "number" or v ~= v or v <= 0 or v >= 2 ^ 53 then return nil end
@@ -256,7 +269,7 @@ local function status_update(r)
     local raw = first(r, STATUS_FIELDS, text)
     if not raw or not (id or ours) then return nil end
     local err = first(r, ERROR_FIELDS, text)
-    if err and err:match("^%s*0+%s*$") then err = nil end
+    if err and util.trim(err):match("^0+$") then err = nil end
     return {
         provider_id = id,
         message_id = ours,

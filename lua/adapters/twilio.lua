@@ -202,11 +202,16 @@ local function is_form(request)
     return type(ct) == "string" and ct:lower():find("application/x-www-form-urlencoded", 1, true) ~= nil
 end
 
+local SIGNATURE_LEN = 28
+
 function twilio.verify(cfg, request)
     local token = nonempty(cfg.auth_token)
     if not token then return false, "auth_token is not set: cannot check X-Twilio-Signature" end
     local signature = util.header(request.headers, "x-twilio-signature")
     if type(signature) ~= "string" or signature == "" then return false, "missing X-Twilio-Signature" end
+    -- Base64 of an HMAC-SHA1 is 28 characters: anything else is refused
+    -- before the body is read or hashed.
+    if #signature ~= SIGNATURE_LEN then return false, "X-Twilio-Signature is not 28 characters" end
     local url = request.url
     if type(url) ~= "string" or url == "" then return false, "no request url to check the signature against" end
     local c = crypto()
@@ -218,7 +223,9 @@ function twilio.verify(cfg, request)
         local hash = c.hex(c.sha256(request.body or ""))
         if not c.equal(hash, query.bodySHA256:lower()) then return false, "body does not match bodySHA256" end
     elseif is_form(request) or (request.body or "") ~= "" then
-        data_suffix = signed_params(util.form_pairs(request.body or ""))
+        local list, more = util.form_pairs(request.body or "")
+        if more then return false, "more than " .. util.MAX_FIELDS .. " parameters" end
+        data_suffix = signed_params(list)
     end
     local ok = false
     for _, u in ipairs(url_variants(url)) do
@@ -233,7 +240,11 @@ end
 -- The webhook's parameters: the form the core parsed, else the body's.
 local function webhook_fields(request)
     if type(request.form) == "table" then return request.form end
-    if type(request.body) == "string" and request.body ~= "" then return util.form_decode(request.body) end
+    if type(request.body) == "string" and request.body ~= "" then
+        local fields, more = util.form_decode(request.body)
+        if more then error("twilio webhook: more than " .. util.MAX_FIELDS .. " parameters", 0) end
+        return fields
+    end
     return {}
 end
 

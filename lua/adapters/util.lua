@@ -23,12 +23,22 @@
 --   util.base64(s), util.basic_auth(user, password)  HTTP Basic credentials
 --   util.url_escape(s)           percent-encodes all but RFC 3986 unreserved bytes
 --   util.form_decode(body)       application/x-www-form-urlencoded → table
+--                                (and true when it had more than util.MAX_FIELDS)
 --   util.utc_offset(name, cfg)   cfg.utc_offset ("+03:00") → seconds east of UTC
 --   util.parse_time(s, offset)   ISO 8601-like or YYYYMMDDHHMMSS → epoch seconds
 --   util.epoch_ms(v)             milliseconds (number or digits) → epoch seconds
 --   util.plus_e164(s)            "79101111111" → "+79101111111"; others as given
 --   util.check_ids(name, max, ids)  raises unless 1..max string ids
 --   util.answer(status, body)    a webhook answer table (text/plain)
+--   util.trim(s)                 s without leading and trailing whitespace
+--
+-- Webhooks come from anyone who can reach the port, before any signature
+-- is checked: everything here that reads request data costs time linear in
+-- its length. Lua patterns backtrack, so a pattern is used on request data
+-- only when its worst case is linear (anchored, no two adjacent repetitions
+-- that can match the same bytes: "^%s*(.-)%s*$" takes seconds on a long
+-- run of spaces); values that have a natural length (a time, a number, a
+-- signature) are refused by length before any pattern sees them.
 --
 -- Every outcome returned is a fresh table: the core may keep or change it.
 
@@ -433,22 +443,50 @@ function util.url_escape(s)
     return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
+-- The most parameters a webhook's form (or JSON object) is read for: real
+-- ones have a few dozen, and signature checks sort them all. The core
+-- refuses (400) a request whose query or form body has more
+-- (SR_WEBHOOK_MAX_FIELDS, src/adapter.h); util.form_decode and
+-- util.form_pairs read no more than this from a body it did not parse.
+util.MAX_FIELDS = 256
+
 -- An application/x-www-form-urlencoded body as a table name → value ('+' is
 -- a space, %XX a byte). A name given twice keeps its first value. For
 -- webhooks whose form the core did not parse (no or another Content-Type).
+-- Reads at most util.MAX_FIELDS pairs; a second result true says there
+-- were more (the caller refuses the request).
 function util.form_decode(body)
     local form = {}
     if type(body) ~= "string" then return form end
     local function unescape(v)
         return (v:gsub("%+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
     end
+    local n = 0
     for pair in body:gmatch("[^&]+") do
+        n = n + 1
+        if n > util.MAX_FIELDS then return form, true end
         local k, v = pair:match("^([^=]*)=?(.*)$")
         k = unescape(k)
         if k ~= "" and form[k] == nil then form[k] = unescape(v) end
     end
     return form
 end
+
+-- s without leading and trailing whitespace (%s), in time linear in #s.
+-- ("^%s*(.-)%s*$" is quadratic: for each byte the lazy ".-" takes, "%s*$"
+-- runs over the whole run of spaces that follows.) The first non-space is
+-- found by find; from there ".*%S" takes everything and backs off only over
+-- the trailing spaces, and it cannot fail, so it runs once.
+function util.trim(s)
+    local a = s:find("%S")
+    if not a then return "" end
+    local _, b = s:find(".*%S", a)
+    return s:sub(a, b)
+end
+
+-- Longest time stamp parse_time reads ("2025-01-23T10:30:00.123456789+02:00"
+-- is 35 bytes): anything longer is not one, and no pattern looks at it.
+local TIME_MAX_BYTES = 64
 
 -- "+03:00", "+0300", "+03", "-05:30", "Z" or "UTC" → seconds east of UTC;
 -- nil for anything else.
@@ -486,7 +524,8 @@ end
 -- offset (seconds east of UTC; 0 when nil).
 function util.parse_time(s, offset)
     if type(s) ~= "string" then return nil end
-    s = s:match("^%s*(.-)%s*$")
+    s = util.trim(s)
+    if #s > TIME_MAX_BYTES then return nil end
     local y, mo, d, h, mi, se, rest = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
     if not y then
         y, mo, d, h, mi, se = s:match("^(%d%d%d%d)(%d%d)(%d%d)(%d%d)(%d%d)(%d%d)$")
@@ -560,7 +599,8 @@ end
 --                                given; fields whose value is nil are left out)
 --   util.form_pairs(body)        every name=value of a form body, in order,
 --                                repeated names included: {{"a", "1"}, {"a", "2"}}
---                                (what a signature over "all parameters" needs)
+--                                (what a signature over "all parameters" needs);
+--                                at most util.MAX_FIELDS, and true when there were more
 --   util.byte_less(a, b)         a < b comparing bytes; Lua's < follows the C
 --                                locale (strcoll), signatures need plain byte order
 
@@ -595,19 +635,28 @@ function util.form_pairs(body)
         return (v:gsub("%+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
     end
     for item in body:gmatch("[^&]+") do
+        if #list >= util.MAX_FIELDS then return list, true end
         local k, v = item:match("^([^=]*)=?(.*)$")
         list[#list + 1] = { unescape(k), unescape(v) }
     end
     return list
 end
 
+-- The common prefix is found by halving, comparing substrings (in C), so
+-- parameters that share long prefixes (an outsider's webhook can have 256 of
+-- them) cost a few steps per comparison, not one per byte.
 function util.byte_less(a, b)
-    local n = math.min(#a, #b)
-    for i = 1, n do
-        local x, y = a:byte(i), b:byte(i)
-        if x ~= y then return x < y end
+    if a == b then return false end
+    -- a and b agree on their first lo bytes and differ within hi + 1.
+    local lo, hi = 0, math.min(#a, #b)
+    while lo < hi do
+        local mid = (lo + hi + 1) // 2
+        if a:sub(lo + 1, mid) == b:sub(lo + 1, mid) then lo = mid else hi = mid - 1 end
     end
-    return #a < #b
+    local x, y = a:byte(lo + 1), b:byte(lo + 1)
+    if x == nil then return true end -- a is a proper prefix of b
+    if y == nil then return false end
+    return x < y
 end
 
 return util

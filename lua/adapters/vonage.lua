@@ -226,23 +226,29 @@ end
 
 -- The webhook's parameters as strings: the form the core parsed (form body
 -- and query), else a JSON body ("POST-JSON" webhooks) plus the query, else a
--- form body the core did not recognise. Raises on a JSON body that is not
--- an object.
+-- form body the core did not recognise. nil and a reason for a JSON body
+-- that is not an object, or a body of more than util.MAX_FIELDS parameters.
 local function webhook_fields(request)
     if type(request.form) == "table" then return request.form end
     local fields = {}
     local body = request.body
+    local too_many = "webhook has more than " .. util.MAX_FIELDS .. " parameters"
     if type(body) == "string" and body ~= "" then
         if is_json(request) then
             local doc, err = util.decode(body)
             if type(doc) ~= "table" or #doc > 0 then
-                error("vonage webhook: body is not a JSON object" .. (err and (": " .. err) or ""), 0)
+                return nil, "body is not a JSON object" .. (err and (": " .. err) or "")
             end
+            local n = 0
             for k, v in pairs(doc) do
+                n = n + 1
+                if n > util.MAX_FIELDS then return nil, too_many end
                 if type(k) == "string" then fields[k] = as_text(v) end
             end
         else
-            fields = util.form_decode(body)
+            local more
+            fields, more = util.form_decode(body)
+            if more then return nil, too_many end
         end
     end
     for k, v in pairs(util.form_decode(request.query or "")) do
@@ -270,6 +276,8 @@ local SIGNERS = {
     sha1 = function(c, secret, text) return c.hex(c.hmac_sha1(secret, text)) end,
     sha256 = function(c, secret, text) return c.hex(c.hmac_sha256(secret, text)) end,
 }
+
+local SIGNATURE_HEX_LEN = { md5hash = 32, md5 = 32, sha1 = 40, sha256 = 64 }
 
 -- "&name=value" for every parameter but sig, sorted by name (byte order),
 -- '&' and '=' in names and values replaced by '_'. skip_empty leaves out
@@ -299,9 +307,14 @@ function vonage.verify(cfg, request)
     if not sign then
         fail(cfg, "signature_method must be md5hash, md5, sha1 or sha256 (sha512 is not supported)")
     end
-    local fields = webhook_fields(request)
+    local fields, err = webhook_fields(request)
+    if not fields then return false, err end
     local sig = nonempty(fields.sig)
     if not sig then return false, "missing sig" end
+    -- Hex of the method's digest: another length is refused before the
+    -- parameters are sorted and hashed.
+    local want = SIGNATURE_HEX_LEN[method:lower()]
+    if #sig ~= want then return false, "sig is not " .. want .. " hex digits" end
     local ts = fields.timestamp and fields.timestamp:match("^%s*(%d+)%s*$")
     ts = ts and math.tointeger(tonumber(ts))
     if not ts then return false, "missing timestamp" end
@@ -327,7 +340,8 @@ local function answer()
 end
 
 function vonage.parse_status(cfg, request)
-    local f = webhook_fields(request)
+    local f, err = webhook_fields(request)
+    if not f then error("vonage webhook: " .. err, 0) end
     local id = nonempty(f.messageId) or nonempty(f["message-id"])
     local raw = nonempty(f.status)
     if not id or not raw then error("vonage delivery receipt: needs messageId and status", 0) end
@@ -349,7 +363,8 @@ function vonage.parse_status(cfg, request)
 end
 
 function vonage.parse_inbound(cfg, request)
-    local f = webhook_fields(request)
+    local f, err = webhook_fields(request)
+    if not f then error("vonage webhook: " .. err, 0) end
     local from, to = nonempty(f.msisdn), nonempty(f.to)
     if not from or not to then error("vonage inbound message: needs msisdn and to", 0) end
     local message = {

@@ -303,6 +303,38 @@ TEST(retry_after_forms) {
     lua_close(L);
 }
 
+/* What util reads from webhooks, at lengths an outsider can send: trimmed without backtracking, times and
+ * numbers refused by length, forms read up to util.MAX_FIELDS. (tests/e2e/test_webhook_cost.py times them.) */
+TEST(webhook_helpers_bound_what_they_read) {
+    lua_State *L = adapters_state();
+    CHECK_LUA(L, "'[' .. util.trim('  a b \\t\\r\\n') .. ']'", "[a b]");
+    CHECK_LUA(L, "'[' .. util.trim('x') .. ']' .. util.trim('') .. util.trim(' \\t ') .. '.'", "[x].");
+    CHECK_LUA(L, "#util.trim('a' .. (' '):rep(100000) .. 'b' .. (' '):rep(100000))", "100002");
+    CHECK_LUA(L, "util.parse_time('  2025-01-23T10:30:00Z \\n')", "1737628200");
+    CHECK_LUA(L, "util.parse_time('2025-01-23T10:30:00.123456789+02:00')", "1737621000");
+    CHECK_LUA(L, "util.parse_time('2025-01-23T10:30:00.' .. ('1'):rep(100) .. 'Z')", "nil");
+    CHECK_LUA(L, "util.parse_time('2024' .. (' '):rep(100000) .. 'x')", "nil");
+    CHECK_LUA(L, "util.parse_time((' '):rep(100000))", "nil");
+    /* Epoch seconds in a generic report: digits, with or without a fraction; long runs are no time. */
+    CHECK_LUA(L, "canon(generic.parse_status(cfg(), json_hook('{\"id\":\"1\",\"status\":\"DELIVRD\",\"timestamp\":\" 1700000000.5 \"}'))[1].at)",
+              "1700000000");
+    CHECK_LUA(L, "canon(generic.parse_status(cfg(), json_hook('{\"id\":\"1\",\"status\":\"DELIVRD\",\"timestamp\":\"' .. ('1'):rep(60000) .. 'x\"}'))[1].at)",
+              "nil");
+    /* An all-zero error code is no error, however it is padded. */
+    CHECK_LUA(L, "canon(generic.parse_status(cfg(), json_hook('{\"id\":\"1\",\"status\":\"UNDELIV\",\"err\":\" 000 \"}'))[1].error)",
+              "nil");
+    CHECK_LUA(L, "canon(generic.parse_status(cfg(), json_hook('{\"id\":\"1\",\"status\":\"UNDELIV\",\"err\":\"0' .. ('0'):rep(60000) .. 'x\"}'))[1].error ~= nil)",
+              "true");
+    /* Forms: at most util.MAX_FIELDS pairs read, and a flag when there were more. */
+    CHECK_LUA(L, "util.MAX_FIELDS", "256");
+    CHECK_LUA(L, "local f, more = util.form_decode(('a=1&'):rep(256)) return tostring(f.a) .. ' ' .. tostring(more)", "1 nil");
+    CHECK_LUA(L, "local f, more = util.form_decode(('a=1&'):rep(257)) return tostring(f.a) .. ' ' .. tostring(more)", "1 true");
+    CHECK_LUA(L, "local l, more = util.form_pairs(('a=1&'):rep(300)) return #l .. ' ' .. tostring(more)", "256 true");
+    CHECK_LUA(L, "raises(generic.parse_status, cfg(), hook(('a=1&'):rep(300), {['content-type'] = 'text/plain'}))",
+              "generic status webhook: more than 256 form fields");
+    lua_close(L);
+}
+
 TEST(error_text_is_cleaned_and_bounded) {
     lua_State *L = adapters_state();
     /* Control characters and runs of spaces fold into one space. */
@@ -494,11 +526,18 @@ TEST(generic_verify_x_signature) {
               "false: X-Signature does not match");
     CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'other'}, signed([[" DLR_M1 "]], '" DLR_M1_SIG "'))",
               "false: X-Signature does not match");
-    /* A signature cut short, or not hex at all. */
+    /* A signature cut short or too long (refused by its length, before any hashing), or not hex at all. */
     CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], ('" DLR_M1_SIG "'):sub(1, 63)))",
-              "false: X-Signature does not match");
+              "false: X-Signature is not 64 hex digits");
     CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], 'sha256=" DLR_M1_SIG "'))",
+              "false: X-Signature is not 64 hex digits");
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], 'a' .. (' '):rep(20000) .. 'b'))",
+              "false: X-Signature is not 64 hex digits");
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], ('z'):rep(64)))",
               "false: X-Signature does not match");
+    /* Whitespace around a right one is trimmed. */
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], ' \t" DLR_M1_SIG "  '))",
+              "true");
     /* No header, or an empty one. */
     CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], nil))", "false: missing X-Signature");
     CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], '  '))", "false: missing X-Signature");

@@ -104,6 +104,23 @@ TEST(util_form_helpers) {
     CHECK_LUA(L, "tostring(util.byte_less('B', 'a')) .. tostring(util.byte_less('a', 'ab')) .. "
                  "tostring(util.byte_less('ab', 'ab')) .. tostring(util.byte_less('\\xc3', 'z'))",
               "truetruefalsefalse");
+    /* Against a byte-by-byte reference, on strings with long common prefixes, embedded zeros and high bytes. */
+    CHECK_LUA(L, "local function ref(a, b)\n"
+                 "  for i = 1, math.min(#a, #b) do\n"
+                 "    if a:byte(i) ~= b:byte(i) then return a:byte(i) < b:byte(i) end\n"
+                 "  end\n"
+                 "  return #a < #b\n"
+                 "end\n"
+                 "local alphabet, bad = {'', 'a', 'b', '\\0', '\\255', 'ab', 'a\\0', 'ba'}, 0\n"
+                 "for _, p in ipairs({'', 'x', ('k'):rep(100), ('k'):rep(257)}) do\n"
+                 "  for _, s in ipairs(alphabet) do for _, t in ipairs(alphabet) do\n"
+                 "    local a, b = p .. s, p .. t\n"
+                 "    if util.byte_less(a, b) ~= ref(a, b) then bad = bad + 1 end\n"
+                 "    if util.byte_less(a .. 'z', b) ~= ref(a .. 'z', b) then bad = bad + 1 end\n"
+                 "  end end\n"
+                 "end\n"
+                 "return bad",
+              "0");
     lua_close(L);
 }
 
@@ -487,6 +504,17 @@ TEST(twilio_signature_invalid) {
     CHECK_LUA(L, "verdict(twilio, twcfg{auth_token = '12345'}, hook(" TW_DOC_URL ", " TW_DOC_BODY("14158675309")
                  ", headers_with('x-twilio-signature', '')))",
               "false: missing X-Twilio-Signature");
+    /* Not the length of a base64 HMAC-SHA1: refused before the body is read. */
+    CHECK_LUA(L, "verdict(twilio, twcfg{auth_token = '12345'}, hook(" TW_DOC_URL ", " TW_DOC_BODY("14158675309")
+                 ", headers_with('x-twilio-signature', 'RSOYDt4T1cUTdK1PDd93/VVr8B8= ')))",
+              "false: X-Twilio-Signature is not 28 characters");
+    CHECK_LUA(L, "verdict(twilio, twcfg{auth_token = '12345'}, hook(" TW_DOC_URL ", " TW_DOC_BODY("14158675309")
+                 ", headers_with('x-twilio-signature', ('A'):rep(15000))))",
+              "false: X-Twilio-Signature is not 28 characters");
+    /* More parameters than any webhook has (util.MAX_FIELDS): refused, not sorted. */
+    CHECK_LUA(L, "verdict(twilio, twcfg{auth_token = '12345'}, hook(" TW_DOC_URL ", ('a=1&'):rep(257), "
+                 "headers_with('x-twilio-signature', 'RSOYDt4T1cUTdK1PDd93/VVr8B8=')))",
+              "false: more than 256 parameters");
     /* A JSON body that does not match its bodySHA256. */
     CHECK_LUA(L, "verdict(twilio, twcfg{auth_token = '12345'}, hook('https://mycompany.com/myapp.php?foo=1&bar=2"
                  "&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620', "
@@ -766,11 +794,15 @@ TEST(vonage_signature_invalid) {
                  "return verdict(vonage, vncfg{signature_secret = 'other'}, hook('https://x/hooks/vn/status', "
                  VN_SIMPLE("6af838ef94998832dbfc29020b564830") "))",
               "false: sig does not match");
-    /* The right signature under another method. */
+    /* The right signature under another method: refused by its length, before any hashing. */
     CHECK_LUA(L, "NOW = 1461605396\n"
                  "return verdict(vonage, vncfg{signature_secret = 'secret', signature_method = 'sha256'}, "
                  "hook('https://x/hooks/vn/status', " VN_SIMPLE("6af838ef94998832dbfc29020b564830") "))",
-              "false: sig does not match");
+              "false: sig is not 64 hex digits");
+    CHECK_LUA(L, "NOW = 1461605396\n"
+                 "return verdict(vonage, vncfg{signature_secret = 'secret', signature_method = 'md5'}, "
+                 "hook('https://x/hooks/vn/status', " VN_SIMPLE("6af838ef94998832dbfc29020b56483") "))",
+              "false: sig is not 32 hex digits");
     /* An added parameter. */
     CHECK_LUA(L, "NOW = 1461605396\n"
                  "return verdict(vonage, vncfg{signature_secret = 'secret'}, hook('https://x/hooks/vn/status', "
@@ -790,6 +822,13 @@ TEST(vonage_signature_invalid) {
     CHECK_LUA(L, "verdict(vonage, vncfg{signature_secret = 'secret'}, hook('https://x/hooks/vn/status', "
                  "'a=1&b=2&sig=6af838ef94998832dbfc29020b564830'))",
               "false: missing timestamp");
+    /* A JSON object of more keys than any webhook has (util.MAX_FIELDS): refused before anything is sorted. */
+    CHECK_LUA(L, "local keys = {} for i = 1, 300 do keys[i] = '\"k' .. i .. '\":1' end\n"
+                 "local body = '{' .. table.concat(keys, ',') .. '}'\n"
+                 "return verdict(vonage, vncfg{signature_secret = 'secret'}, hook('https://x/hooks/vn/status', body, "
+                 "{['content-type'] = 'application/json'})) .. ' / ' .. raises(vonage.parse_status, vncfg(), "
+                 "hook('https://x/hooks/vn/status', body, {['content-type'] = 'application/json'}))",
+              "false: webhook has more than 256 parameters / vonage webhook: webhook has more than 256 parameters");
     CHECK_LUA(L, "raises(vonage.verify, vncfg{signature_secret = 'secret', signature_method = 'sha512'}, "
                  "hook('https://x/hooks/vn/status', " VN_SIMPLE("00") "))",
               "provider vn (vonage): signature_method must be md5hash, md5, sha1 or sha256 (sha512 is not supported)");
