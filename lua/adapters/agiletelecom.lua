@@ -256,8 +256,8 @@ function agiletelecom.parse_inbound(cfg, request)
     return {
         {
             provider_message_id = nil,
-            from = util.plus_e164(from),
-            to = type(to) == "string" and util.plus_e164(to) or nil,
+            from = from,
+            to = type(to) == "string" and to or nil,
             text = type(form.text) == "string" and form.text or "",
             at = util.parse_time(form.date_time, util.utc_offset("agiletelecom", cfg)),
         },

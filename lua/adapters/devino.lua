@@ -269,8 +269,8 @@ function devino.parse_inbound(cfg, request)
         if type(r) == "table" and type(r.from) == "string" and r.from ~= "" then
             messages[#messages + 1] = {
                 provider_message_id = util.id_string(r.incomingMessageId),
-                from = util.plus_e164(r.from),
-                to = util.plus_e164(type(r.to) == "string" and r.to or util.id_string(r.to)),
+                from = r.from,
+                to = type(r.to) == "string" and r.to or util.id_string(r.to),
                 text = type(r.text) == "string" and r.text or "",
                 at = util.epoch_ms(r.ts),
             }

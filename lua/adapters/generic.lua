@@ -39,7 +39,7 @@
 -- its own secret path or basic auth).
 --
 -- Request: POST url, {"to":"84912345678","from":"Brand","message":"text"}
--- (E.164 digits without the '+'; "from" left out when there is none), with
+-- (as the provider wrote them: the core reads them with the numbering plan; "from" left out when there is none), with
 -- "Idempotency-Key: <message id>" so a provider that supports it drops the
 -- duplicate of a resend; others ignore the header.
 -- Answer: the provider id in "message_id", else "id" (string or number).
@@ -313,8 +313,8 @@ function generic.parse_inbound(cfg, request)
         end
         messages[i] = {
             provider_message_id = first(r, ID_FIELDS, util.id_string),
-            from = util.plus_e164(from),
-            to = util.plus_e164(first(r, { "to", "recipient" }, text)),
+            from = from,
+            to = first(r, { "to", "recipient" }, text),
             text = body,
             at = epoch_seconds(r.timestamp),
         }

@@ -27,7 +27,6 @@
 --   util.utc_offset(name, cfg)   cfg.utc_offset ("+03:00") → seconds east of UTC
 --   util.parse_time(s, offset)   ISO 8601-like or YYYYMMDDHHMMSS → epoch seconds
 --   util.epoch_ms(v)             milliseconds (number or digits) → epoch seconds
---   util.plus_e164(s)            "79101111111" → "+79101111111"; others as given
 --   util.check_ids(name, max, ids)  raises unless 1..max string ids
 --   util.answer(status, body)    a webhook answer table (text/plain)
 --   util.trim(s)                 s without leading and trailing whitespace
@@ -564,15 +563,6 @@ function util.status_callback(cfg)
     local secret = cfg.webhook_path_secret
     if type(secret) == "string" and secret ~= "" then url = url .. "/" .. util.url_escape(secret) end
     return url .. "/status"
-end
-
--- A phone number a provider writes as bare international digits
--- ("79101111111", the E.164 digits without the '+') with its '+'. Strings
--- that are not 8-15 digits (short codes, sender names, numbers that already
--- have a '+') are returned as they are.
-function util.plus_e164(s)
-    if type(s) == "string" and #s >= 8 and #s <= 15 and s:match("^%d+$") then return "+" .. s end
-    return s
 end
 
 -- Raises unless ids is an array of 1..max non-empty strings: the core must

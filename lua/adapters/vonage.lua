@@ -369,8 +369,8 @@ function vonage.parse_inbound(cfg, request)
     if not from or not to then error("vonage inbound message: needs msisdn and to", 0) end
     local message = {
         provider_message_id = nonempty(f.messageId),
-        from = util.plus_e164(from),
-        to = util.plus_e164(to),
+        from = from,
+        to = to,
         text = f.text or "",
         at = util.parse_time(f["message-timestamp"], 0),
     }

@@ -1077,7 +1077,10 @@ def adapters_parse_reports_and_inbound_from_the_mock():
         if signed:
             check(res.get("verified") is True, "%s verify refused the mock's inbound post: %r" % (dialect, res))
         msgs = res["messages"]
-        check(len(msgs) == 1 and msgs[0]["from"] == "+84987654321" and msgs[0]["to"] == "+84911111111"
+        # Adapters hand numbers over as the provider wrote them (with or without '+'); the core reads
+        # them with the numbering plan (test_phone.py).
+        check(len(msgs) == 1 and msgs[0]["from"].lstrip("+") == "84987654321"
+              and msgs[0]["to"].lstrip("+") == "84911111111"
               and msgs[0]["text"] == "HELP me", "%s inbound parsed as %r" % (dialect, msgs))
     # mock: its parse_inbound reads {"message_id","from","to","text","timestamp"} (when the adapter has one).
     r = Receiver()

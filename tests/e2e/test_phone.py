@@ -112,6 +112,7 @@ def inbound_numbers_are_read_and_unreadable_senders_kept_as_given():
     d = Daemon.start(rules("7", 'sms.provider("m", { adapter = "mock", url = "%s" })\n' % mock.url))
     senders = [("8 (912) 123-45-67", "+79121234567"),  # national, default country 7
                ("447400123456", "+447400123456"),      # international without '+', as providers send
+               ("9121234567", "+79121234567"),         # bare national digits: Russia, not India (+91)
                ("MyShop", "MyShop"),                   # an alphanumeric sender: recorded as given
                ("+7 912 123", "+7 912 123")]           # no valid number: recorded as given
     for i, (sender, _) in enumerate(senders):
