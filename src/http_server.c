@@ -68,6 +68,7 @@ typedef struct http_conn {
     size_t chunk_line_bytes;      /* of the open line, in earlier buffers */
     bool chunk_line_open;
     bool chunk_last;              /* the 0-size chunk was seen: trailers follow */
+    bool value_split;             /* the last header value ran to the end of the previous buffer */
     sr_http_request req;
 } http_conn;
 
@@ -476,6 +477,12 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     http_conn *c = p->data;
     c->parse_mark = at + len;
     if (p->flags & F_TRAILING) return trailer_budget(c, len);
+    /* A value arrives in more than one piece only when a read ended inside
+     * it; any other second piece is an obs-fold continuation line, which
+     * llhttp passes on and RFC 9112 5.2 lets a server refuse. */
+    if (c->last_header_part == 2 && !(c->value_split && at == c->parse_base))
+        return conn_refuse(c, 400, "bad_request", "malformed HTTP request: obsolete line folding in a header");
+    c->value_split = false;
     if (header_budget(c, len)) return HPE_USER;
     http_header_index *ix = &c->index[c->header_count - 1];
     if (c->last_header_part != 2) {
@@ -617,6 +624,7 @@ static long conn_parse(http_conn *c, const char *data, size_t len) {
     c->parse_mark = NULL;
     c->chunk_line_start = NULL;
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    c->value_split = c->last_header_part == 2 && c->parse_mark == data + len;
     if (err == HPE_OK) {
         if (c->chunk_line_open) {
             /* The buffer ended inside a chunk-size line: carry its length over. */
