@@ -22,8 +22,10 @@ from harness import (  # noqa: E402
     build_request,
     check,
     check_json_error,
+    make_temp_dir,
     metric,
     run,
+    run_cli,
     test,
     wait_for,
 )
@@ -321,6 +323,24 @@ def header_name_must_be_a_token():
     c.send(build_request("POST", "/healthz", headers={"Transfer-Encoding": "chunked"})
            + b"1\r\nx\r\n0\r\nBad Trailer: x\r\n\r\n")
     check_json_error(c.read_response(), 400, "bad_request")
+
+
+@test
+def limit_settings_checked():
+    for src, needle in (("sms.config{ request_timeout_ms = 0 }", "request_timeout_ms"),
+                        ("sms.config{ max_unsent_bytes = 100 }", "max_unsent_bytes"),
+                        ("sms.config{ max_unsent_bytes = \"lots\" }", "max_unsent_bytes")):
+        code, _, err = run_cli(["check", write_rules(src)])
+        check(code != 0 and needle in err and "rules.lua:1" in err, "%s: exit %d %r" % (src, code, err[:300]))
+    code, _, err = run_cli(["check", write_rules("sms.config{ request_timeout_ms = 500, max_unsent_bytes = 4096 }")])
+    check(code == 0, "valid limit settings refused: %r" % err[:300])
+
+
+def write_rules(src):
+    path = os.path.join(make_temp_dir(), "rules.lua")
+    with open(path, "w") as f:
+        f.write(src + "\n")
+    return path
 
 
 if __name__ == "__main__":
