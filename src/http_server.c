@@ -413,14 +413,17 @@ static int header_budget(http_conn *c, size_t len) {
 /* RFC 9110 5.6.2: a field name is a token. llhttp (as built by Debian) lets
  * spaces through ("X A: b", "Name : v"), which would let two parsers on the
  * path disagree about a header; refuse anything else. */
-static bool is_token_char(unsigned char ch) {
-    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) return true;
-    return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+static bool token_chars[256]; /* filled by token_chars_init (every header name byte is looked up) */
+
+static void token_chars_init(void) {
+    for (int ch = 0; ch < 256; ch++)
+        token_chars[ch] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                          (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
 }
 
 static int check_field_name(http_conn *c, const char *at, size_t len) {
     for (size_t i = 0; i < len; i++)
-        if (!is_token_char((unsigned char)at[i]))
+        if (!token_chars[(unsigned char)at[i]])
             return conn_refuse(c, 400, "bad_request", "malformed HTTP request: invalid character in a header name");
     return 0;
 }
@@ -846,6 +849,7 @@ int sr_http_server_start(sr_http_server **out, uv_loop_t *loop, const char *host
     if (!s) abort();
     s->loop = loop;
     s->opt = *opt;
+    token_chars_init();
     llhttp_settings_init(&s->settings);
     s->settings.on_message_begin = on_message_begin;
     s->settings.on_url = on_url;
