@@ -14,7 +14,10 @@ CC ?= cc
 OPT ?= -O2
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -g $(OPT) -fno-omit-frame-pointer $(SAN)
-CPPFLAGS = -Isrc -I$(LLHTTP_INC) $(shell pkg-config --cflags $(PKGS))
+# llhttp ships as generated C with a loose and a strict parser; the strict one
+# (RFC token header names, CRLF line ends) is the one a server should expose.
+LLHTTP_FLAGS = -DLLHTTP_STRICT_MODE=1
+CPPFLAGS = -Isrc -I$(LLHTTP_INC) $(LLHTTP_FLAGS) $(shell pkg-config --cflags $(PKGS))
 LDLIBS = $(shell pkg-config --libs $(PKGS)) -lm -lpthread
 
 SRCS = $(filter-out src/main.c,$(wildcard src/*.c))
@@ -44,10 +47,10 @@ $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS_COMMON) $(WARN) $(CPPFLAGS) -c $< -o $@
 
-$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c Makefile
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
-	@$(CC) $(CFLAGS_COMMON) -w -I$(LLHTTP_INC) -c $< -o $@
+	@$(CC) $(CFLAGS_COMMON) -w -I$(LLHTTP_INC) $(LLHTTP_FLAGS) -c $< -o $@
 
 $(BUILD)/gen/lua_embedded.c: $(LUA_FILES) scripts/embed-lua.sh
 	@mkdir -p $(dir $@)

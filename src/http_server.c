@@ -410,24 +410,6 @@ static int header_budget(http_conn *c, size_t len) {
     return 0;
 }
 
-/* RFC 9110 5.6.2: a field name is a token. llhttp (as built by Debian) lets
- * spaces through ("X A: b", "Name : v"), which would let two parsers on the
- * path disagree about a header; refuse anything else. */
-static bool token_chars[256]; /* filled by token_chars_init (every header name byte is looked up) */
-
-static void token_chars_init(void) {
-    for (int ch = 0; ch < 256; ch++)
-        token_chars[ch] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                          (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
-static int check_field_name(http_conn *c, const char *at, size_t len) {
-    for (size_t i = 0; i < len; i++)
-        if (!token_chars[(unsigned char)at[i]])
-            return conn_refuse(c, 400, "bad_request", "malformed HTTP request: invalid character in a header name");
-    return 0;
-}
-
 /* Trailers (after a chunked body) are counted against max_header_bytes and
  * dropped: no handler reads them, and keeping them beside the headers would
  * move the header buffer under the pointers already taken into it. */
@@ -457,7 +439,6 @@ static void lower_append(sr_buf *b, const char *at, size_t len) {
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     http_conn *c = p->data;
-    if (check_field_name(c, at, len)) return HPE_USER;
     if (p->flags & F_TRAILING) return trailer_budget(c, len + 4);
     if (header_budget(c, len + 4)) return HPE_USER;
     if (c->last_header_part != 1) {
@@ -849,7 +830,6 @@ int sr_http_server_start(sr_http_server **out, uv_loop_t *loop, const char *host
     if (!s) abort();
     s->loop = loop;
     s->opt = *opt;
-    token_chars_init();
     llhttp_settings_init(&s->settings);
     s->settings.on_message_begin = on_message_begin;
     s->settings.on_url = on_url;

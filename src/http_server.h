@@ -1,4 +1,5 @@
-/* http_server: the HTTP/1.1 server, on libuv with llhttp (strict mode).
+/* http_server: the HTTP/1.1 server, on libuv with llhttp (built with
+ * LLHTTP_STRICT_MODE, see the Makefile; no lenient flags).
  *
  * Owns listening, connections, request parsing and limits, and writing
  * answers in order. One request per connection is handled at a time: while a
@@ -12,10 +13,11 @@
  * stalled → 408 and close, whole request (headers + body) not received by the
  * request deadline → 408 and close, idle keep-alive timeout → close. Both
  * Content-Length and Transfer-Encoding → 400 and close (llhttp's strict rule);
- * a header name that is not an RFC 9110 token → 400 and close; a chunk-size
- * line (size and extensions) over HTTP_MAX_CHUNK_LINE bytes → 413 and close;
- * trailers over max_header_bytes → 431 and close (trailers are read and
- * dropped, never given to the handler).
+ * a header name that is not an RFC 9110 token or a bare-LF line end → 400
+ * and close (llhttp's strict mode); an obs-fold continuation line → 400 and
+ * close; a chunk-size line (size and extensions) over HTTP_MAX_CHUNK_LINE
+ * bytes → 413 and close; trailers over max_header_bytes → 431 and close
+ * (trailers are read and dropped, never given to the handler).
  *
  * Backpressure: answers a client does not read wait in its connection's write
  * queue; once more than max_unsent_bytes wait, the connection stops reading
