@@ -89,8 +89,11 @@ def pipelining_without_reading_is_bounded_and_loses_nothing():
     count = 8 * 1024 * 1024 // len(HEALTHZ)  # 8 MiB of requests: ~240,000 answers
     data = HEALTHZ * count
     s = socket.create_connection(("127.0.0.1", d.port), timeout=10 * SLOWDOWN)
-    # A small receive window, so the kernel holds few answers: the daemon's own queue is what is measured.
+    # Small socket buffers, so the kernel holds few answers (the daemon's own
+    # queue is what is measured) and few requests (so the client stalls well
+    # before it sent everything, once the daemon stops reading).
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
     try:
         sent = send_until_stalled(s, data, stall=1.0 * SLOWDOWN)
         check(sent < len(data), "the daemon read all %d bytes without its answers being read" % len(data))
