@@ -14,7 +14,10 @@ CC ?= cc
 OPT ?= -O2
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -g $(OPT) -fno-omit-frame-pointer $(SAN)
-CPPFLAGS = -Isrc -I$(LLHTTP_INC) $(shell pkg-config --cflags $(PKGS))
+# llhttp ships as generated C with a loose and a strict parser; the strict one
+# (RFC token header names, CRLF line ends) is the one a server should expose.
+LLHTTP_FLAGS = -DLLHTTP_STRICT_MODE=1
+CPPFLAGS = -Isrc -I$(LLHTTP_INC) $(LLHTTP_FLAGS) $(shell pkg-config --cflags $(PKGS))
 # Phone numbers: libphonenumber (C++, no .pc file) and its geocoder, wrapped by
 # src/phone.cc; the C link adds the C++ runtime. The time zone and carrier
 # tables come from Debian's python3-phonenumbers (same libphonenumber release),
@@ -54,6 +57,9 @@ $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS_COMMON) $(WARN) $(CPPFLAGS) -c $< -o $@
 
+# llhttp ships as generated C with a loose and a strict parser; the strict one
+# (RFC token header names, CRLF line ends) is the one a server should expose.
+LLHTTP_FLAGS = -DLLHTTP_STRICT_MODE=1
 $(BUILD)/obj/%.o: src/%.cc $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  CXX   $<"
@@ -62,7 +68,7 @@ $(BUILD)/obj/%.o: src/%.cc $(wildcard src/*.h)
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
-	@$(CC) $(CFLAGS_COMMON) -w -I$(LLHTTP_INC) -c $< -o $@
+	@$(CC) $(CFLAGS_COMMON) -w -I$(LLHTTP_INC) $(LLHTTP_FLAGS) -c $< -o $@
 
 $(BUILD)/gen/lua_embedded.c: $(LUA_FILES) scripts/embed-lua.sh
 	@mkdir -p $(dir $@)

@@ -135,6 +135,26 @@ static double app_open_connections(void *ud) {
     return app->server ? sr_http_server_open_connections(app->server) : 0;
 }
 
+static double app_http_read_paused(void *ud) {
+    sr_app *app = ud;
+    return app->server ? (double)sr_http_server_stats(app->server)->read_paused : 0;
+}
+
+static double app_http_header_timeouts(void *ud) {
+    sr_app *app = ud;
+    return app->server ? (double)sr_http_server_stats(app->server)->header_timeouts : 0;
+}
+
+static double app_http_body_timeouts(void *ud) {
+    sr_app *app = ud;
+    return app->server ? (double)sr_http_server_stats(app->server)->body_timeouts : 0;
+}
+
+static double app_http_request_timeouts(void *ud) {
+    sr_app *app = ud;
+    return app->server ? (double)sr_http_server_stats(app->server)->request_timeouts : 0;
+}
+
 static void app_register_metrics(sr_app *app) {
     char labels[256];
     snprintf(labels, sizeof labels, "version=\"%s\",lua=\"%s\",libuv=\"%s\",lmdb=\"%d.%d.%d\"", SR_VERSION,
@@ -142,6 +162,15 @@ static void app_register_metrics(sr_app *app) {
              MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH);
     sr_metric_gauge("smsrules_build_info", "Build information.", labels)->value = 1;
     sr_metric_gauge_fn("smsrules_http_open_connections", "Open HTTP connections.", NULL, app_open_connections, app);
+    sr_metric_counter_fn("smsrules_http_read_paused_total",
+                         "Times a connection stopped reading because its unsent answers exceeded max_unsent_bytes.",
+                         NULL, app_http_read_paused, app);
+    static const char timeouts_help[] = "Requests answered 408 and closed, by the timeout that ran out.";
+    sr_metric_counter_fn("smsrules_http_timeouts_total", timeouts_help, "timeout=\"header\"", app_http_header_timeouts,
+                         app);
+    sr_metric_counter_fn("smsrules_http_timeouts_total", timeouts_help, "timeout=\"body\"", app_http_body_timeouts, app);
+    sr_metric_counter_fn("smsrules_http_timeouts_total", timeouts_help, "timeout=\"request\"",
+                         app_http_request_timeouts, app);
 }
 
 /* ---- reload ---- */
@@ -441,6 +470,8 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     opt.header_timeout_ms = config->header_timeout_ms;
     opt.body_timeout_ms = config->body_timeout_ms;
     opt.idle_timeout_ms = config->idle_timeout_ms;
+    opt.request_timeout_ms = config->request_timeout_ms;
+    opt.max_unsent_bytes = config->max_unsent_bytes;
     opt.handler = app_handle;
     opt.handler_ud = &app;
     opt.observer = app_observe;

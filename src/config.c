@@ -18,6 +18,8 @@ void sr_config_init(sr_config *c) {
     c->header_timeout_ms = 10000;
     c->body_timeout_ms = 10000;
     c->idle_timeout_ms = 60000;
+    c->request_timeout_ms = 30000;
+    c->max_unsent_bytes = 256 * 1024;
     c->shutdown_timeout_ms = 5000;
     c->map_size = 256u << 20;
     c->map_size_max = (size_t)64 << 30;

@@ -26,6 +26,8 @@ typedef struct sr_config {
     uint64_t header_timeout_ms;
     uint64_t body_timeout_ms;
     uint64_t idle_timeout_ms;
+    uint64_t request_timeout_ms;  /* whole request (headers + body), default 30000 */
+    size_t max_unsent_bytes;      /* answers queued for one client before reading pauses, default 256 KiB */
     uint64_t shutdown_timeout_ms; /* drain deadline on SIGTERM, default 5000 */
     /* store */
     size_t map_size;

@@ -15,6 +15,13 @@
  * and restarting costs epoll_ctl calls on every asynchronous request); what
  * arrives waits in `pending`, and reading stops only once this much waits. */
 #define HTTP_PENDING_MAX (64 * 1024)
+/* A chunk-size line (hex size, extensions, CRLF) longer than this is refused
+ * (413): nothing legitimate comes near it, and without a bound a client could
+ * stream an endless extension (or endless leading zeros) that llhttp reads
+ * without ever reaching the data. */
+#define HTTP_MAX_CHUNK_LINE 4096
+#define HTTP_STR_(x) #x
+#define HTTP_STR(x) HTTP_STR_(x)
 
 typedef enum { CONN_IDLE, CONN_HEADERS, CONN_BODY, CONN_HANDLING } conn_state;
 
@@ -37,7 +44,9 @@ typedef struct http_conn {
     bool reading;
     bool peer_eof;      /* the client half-closed while a request was with the handler */
     bool keep_alive;
-    int error_status; /* set by parser callbacks that hit a limit */
+    bool output_paused; /* reading stopped until unsent answers drain */
+    int error_status;   /* set by parser callbacks that hit a limit (conn_refuse) */
+    const char *error_code, *error_message;
     size_t header_bytes;
     int last_header_part; /* 0 none, 1 field, 2 value */
     int header_count;
@@ -48,6 +57,18 @@ typedef struct http_conn {
     sr_buf body;
     sr_buf pending; /* bytes read but not parsed yet (pipelined requests) */
     int writes_in_flight;
+    size_t unsent_bytes;       /* answer bytes queued in uv_write, not yet written */
+    uint64_t request_deadline; /* uv_now() by which the request must be complete */
+    size_t trailer_bytes;
+    /* Chunk-size line accounting (see HTTP_MAX_CHUNK_LINE). Positions are in
+     * the buffer of the current llhttp_execute call only. */
+    const char *parse_base;       /* start of that buffer */
+    const char *parse_mark;       /* end of the last data callback in it, or NULL */
+    const char *chunk_line_start; /* where the open chunk line began in it, or NULL: at parse_base */
+    size_t chunk_line_bytes;      /* of the open line, in earlier buffers */
+    bool chunk_line_open;
+    bool chunk_last;              /* the 0-size chunk was seen: trailers follow */
+    bool value_split;             /* the last header value ran to the end of the previous buffer */
     sr_http_request req;
 } http_conn;
 
@@ -66,11 +87,13 @@ struct sr_http_server {
     char read_buffer[HTTP_READ_BUFFER];
     char date[64];
     uint64_t date_second;
+    sr_http_stats stats;
 };
 
 typedef struct http_write {
     uv_write_t req;
     http_conn *conn;
+    size_t len;
     char *data;
 } http_write;
 
@@ -86,6 +109,8 @@ void sr_http_options_default(sr_http_options *o) {
     o->header_timeout_ms = 10000;
     o->body_timeout_ms = 10000;
     o->idle_timeout_ms = 60000;
+    o->request_timeout_ms = 30000;
+    o->max_unsent_bytes = 256 * 1024;
 }
 
 const char *sr_http_status_text(int status) {
@@ -130,9 +155,25 @@ static const char *server_date(sr_http_server *s) {
     return s->date;
 }
 
+/* Whether so many answer bytes wait for the client that reading must pause. */
+static bool conn_output_full(const http_conn *c) { return c->unsent_bytes > c->server->opt.max_unsent_bytes; }
+
+/* Stops reading until conn_write_cb sees the answers drain. */
+static void conn_pause_output(http_conn *c) {
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+    if (!c->output_paused) {
+        c->output_paused = true;
+        c->server->stats.read_paused++;
+    }
+}
+
 static void conn_write_cb(uv_write_t *wr, int status) {
     http_write *w = (http_write *)wr;
     http_conn *c = w->conn;
+    c->unsent_bytes -= w->len;
     free(w->data);
     free(w);
     c->writes_in_flight--;
@@ -140,7 +181,17 @@ static void conn_write_cb(uv_write_t *wr, int status) {
         conn_close(c);
         return;
     }
-    if (c->close_after && c->writes_in_flight == 0 && !c->handling) conn_close(c);
+    if (c->closing) return;
+    if (c->close_after && c->writes_in_flight == 0 && !c->handling) {
+        conn_close(c);
+        return;
+    }
+    /* Resume at half the bound, not just under it, so a client that reads
+     * slowly does not flip reading on and off for every answer. */
+    if (c->output_paused && c->unsent_bytes <= c->server->opt.max_unsent_bytes / 2) {
+        c->output_paused = false;
+        conn_resume(c);
+    }
 }
 
 /* Writes bytes in order: try at once, queue the rest. */
@@ -160,14 +211,17 @@ static void conn_write(http_conn *c, const char *data, size_t len) {
     http_write *w = malloc(sizeof *w);
     if (!w) abort();
     w->conn = c;
+    w->len = len - off;
     w->data = malloc(len - off);
     if (!w->data) abort();
     memcpy(w->data, data + off, len - off);
     uv_buf_t b = uv_buf_init(w->data, (unsigned)(len - off));
     c->writes_in_flight++;
+    c->unsent_bytes += w->len;
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb);
     if (rc < 0) {
         c->writes_in_flight--;
+        c->unsent_bytes -= w->len;
         free(w->data);
         free(w);
         conn_close(c);
@@ -272,24 +326,45 @@ static void conn_close(http_conn *c) {
 
 static void conn_timer_cb(uv_timer_t *t) {
     http_conn *c = t->data;
+    sr_http_server *s = c->server;
+    bool reading_request = c->state == CONN_HEADERS || c->state == CONN_BODY;
+    if (reading_request && s->opt.request_timeout_ms && uv_now(s->loop) >= c->request_deadline) {
+        s->stats.request_timeouts++;
+        conn_fail(c, 408, "request_timeout", "request not received completely within request_timeout_ms");
+        return;
+    }
     switch (c->state) {
     case CONN_IDLE: conn_close(c); break;
     case CONN_HEADERS:
+        s->stats.header_timeouts++;
         conn_fail(c, 408, "request_timeout", "request headers not received in time");
         break;
-    case CONN_BODY: conn_fail(c, 408, "request_timeout", "request body not received in time"); break;
+    case CONN_BODY:
+        s->stats.body_timeouts++;
+        conn_fail(c, 408, "request_timeout", "request body not received in time");
+        break;
     case CONN_HANDLING: break;
     }
 }
 
+/* Arms the state's timer. While a request arrives the timer fires at the
+ * earlier of the state's own timeout (header total, body silence) and the
+ * request deadline, so a client that trickles bytes cannot hold the
+ * connection by never falling silent. */
 static void conn_set_state(http_conn *c, conn_state st) {
     c->state = st;
+    const sr_http_options *o = &c->server->opt;
     uint64_t ms = 0;
     switch (st) {
-    case CONN_IDLE: ms = c->server->opt.idle_timeout_ms; break;
-    case CONN_HEADERS: ms = c->server->opt.header_timeout_ms; break;
-    case CONN_BODY: ms = c->server->opt.body_timeout_ms; break;
+    case CONN_IDLE: ms = o->idle_timeout_ms; break;
+    case CONN_HEADERS: ms = o->header_timeout_ms; break;
+    case CONN_BODY: ms = o->body_timeout_ms; break;
     case CONN_HANDLING: ms = 0; break;
+    }
+    if ((st == CONN_HEADERS || st == CONN_BODY) && o->request_timeout_ms) {
+        uint64_t now = uv_now(c->server->loop);
+        uint64_t left = c->request_deadline > now ? c->request_deadline - now : 1;
+        if (!ms || left < ms) ms = left;
     }
     if (ms) uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
     else uv_timer_stop(&c->timer);
@@ -303,23 +378,45 @@ static void conn_reset_request(http_conn *c) {
     c->header_count = 0;
     c->last_header_part = 0;
     c->error_status = 0;
+    c->trailer_bytes = 0;
+    c->chunk_line_open = false;
+    c->chunk_last = false;
+    c->chunk_line_bytes = 0;
+    c->chunk_line_start = NULL;
 }
 
 /* ---- parser callbacks ---- */
 
+/* Records the answer for a limit a callback hit; conn_parse sends it. */
+static int conn_refuse(http_conn *c, int status, const char *code, const char *message) {
+    c->error_status = status;
+    c->error_code = code;
+    c->error_message = message;
+    return HPE_USER;
+}
+
 static int on_message_begin(llhttp_t *p) {
     http_conn *c = p->data;
     conn_reset_request(c);
+    c->request_deadline = uv_now(c->server->loop) + c->server->opt.request_timeout_ms;
     conn_set_state(c, CONN_HEADERS);
     return 0;
 }
 
 static int header_budget(http_conn *c, size_t len) {
     c->header_bytes += len;
-    if (c->header_bytes > c->server->opt.max_header_bytes) {
-        c->error_status = 431;
-        return HPE_USER;
-    }
+    if (c->header_bytes > c->server->opt.max_header_bytes)
+        return conn_refuse(c, 431, "headers_too_large", "request headers exceed the limit");
+    return 0;
+}
+
+/* Trailers (after a chunked body) are counted against max_header_bytes and
+ * dropped: no handler reads them, and keeping them beside the headers would
+ * move the header buffer under the pointers already taken into it. */
+static int trailer_budget(http_conn *c, size_t len) {
+    c->trailer_bytes += len;
+    if (c->trailer_bytes > c->server->opt.max_header_bytes)
+        return conn_refuse(c, 431, "trailers_too_large", "request trailers exceed the limit");
     return 0;
 }
 
@@ -342,13 +439,12 @@ static void lower_append(sr_buf *b, const char *at, size_t len) {
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     http_conn *c = p->data;
+    if (p->flags & F_TRAILING) return trailer_budget(c, len + 4);
     if (header_budget(c, len + 4)) return HPE_USER;
     if (c->last_header_part != 1) {
         if (c->last_header_part == 2) sr_buf_putc(&c->head, '\0');
-        if (c->header_count == HTTP_MAX_HEADERS) {
-            c->error_status = 431;
-            return HPE_USER;
-        }
+        if (c->header_count == HTTP_MAX_HEADERS)
+            return conn_refuse(c, 431, "headers_too_large", "request headers exceed the limit");
         http_header_index *ix = &c->index[c->header_count++];
         ix->name_off = c->head.len;
         ix->name_len = 0;
@@ -363,6 +459,14 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     http_conn *c = p->data;
+    c->parse_mark = at + len;
+    if (p->flags & F_TRAILING) return trailer_budget(c, len);
+    /* A value arrives in more than one piece only when a read ended inside
+     * it; any other second piece is an obs-fold continuation line, which
+     * llhttp passes on and RFC 9112 5.2 lets a server refuse. */
+    if (c->last_header_part == 2 && !(c->value_split && at == c->parse_base))
+        return conn_refuse(c, 400, "bad_request", "malformed HTTP request: obsolete line folding in a header");
+    c->value_split = false;
     if (header_budget(c, len)) return HPE_USER;
     http_header_index *ix = &c->index[c->header_count - 1];
     if (c->last_header_part != 2) {
@@ -373,6 +477,26 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     sr_buf_append(&c->head, at, len);
     ix->value_len += len;
     return 0;
+}
+
+/* A chunk-size line starts after the headers and after each chunk's data.
+ * It starts a few bytes (the CRLFs) after parse_mark, so the count is
+ * slightly high, which a limit this far above real lines does not notice. */
+static void chunk_line_begin(http_conn *c) {
+    c->chunk_line_open = true;
+    c->chunk_line_bytes = 0;
+    c->chunk_line_start = c->parse_mark;
+}
+
+/* Bytes of the open chunk line up to `end` (a position in the current buffer). */
+static size_t chunk_line_length(const http_conn *c, const char *end) {
+    const char *start = c->chunk_line_start ? c->chunk_line_start : c->parse_base;
+    return c->chunk_line_bytes + (size_t)(end - start);
+}
+
+static int chunk_line_refuse(http_conn *c) {
+    return conn_refuse(c, 413, "chunk_line_too_long",
+                       "a chunk-size line (size and extensions) exceeds " HTTP_STR(HTTP_MAX_CHUNK_LINE) " bytes");
 }
 
 static int on_headers_complete(llhttp_t *p) {
@@ -387,11 +511,10 @@ static int on_headers_complete(llhttp_t *p) {
         c->headers[i].value = ix->value_len ? c->head.data + ix->value_off : "";
         c->headers[i].value_len = ix->value_len;
     }
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s->opt.max_body_bytes) {
-        c->error_status = 413;
-        return HPE_USER;
-    }
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s->opt.max_body_bytes)
+        return conn_refuse(c, 413, "body_too_large", "request body exceeds the limit");
     conn_set_state(c, CONN_BODY);
+    if (p->flags & F_CHUNKED) chunk_line_begin(c);
     /* Clients that wait for "100 Continue" before a body get it at once. */
     c->req.headers = c->headers;
     c->req.header_count = c->header_count;
@@ -405,13 +528,33 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
     http_conn *c = p->data;
-    if (c->body.len + len > c->server->opt.max_body_bytes) {
-        c->error_status = 413;
-        return HPE_USER;
-    }
+    if (c->body.len + len > c->server->opt.max_body_bytes)
+        return conn_refuse(c, 413, "body_too_large", "request body exceeds the limit");
+    c->parse_mark = at + len;
     sr_buf_append(&c->body, at, len);
     /* A body that keeps arriving is not stalled: re-arm the body timer. */
     if (c->state == CONN_BODY) conn_set_state(c, CONN_BODY);
+    return 0;
+}
+
+static int on_chunk_header(llhttp_t *p) {
+    http_conn *c = p->data;
+    c->chunk_line_open = false;
+    if (p->content_length == 0) c->chunk_last = true;
+    return 0;
+}
+
+static int on_chunk_complete(llhttp_t *p) {
+    http_conn *c = p->data;
+    if (!c->chunk_last) chunk_line_begin(c);
+    return 0;
+}
+
+/* Extension bytes arrive with their position: refuse a long line at once,
+ * without waiting for the end of the buffer (conn_parse). */
+static int on_chunk_extension(llhttp_t *p, const char *at, size_t len) {
+    http_conn *c = p->data;
+    if (c->chunk_line_open && chunk_line_length(c, at + len) > HTTP_MAX_CHUNK_LINE) return chunk_line_refuse(c);
     return 0;
 }
 
@@ -461,8 +604,24 @@ static void conn_dispatch(http_conn *c) {
 /* Parses as much as possible; returns bytes consumed or -1 when the
  * connection failed. Stops after one complete request. */
 static long conn_parse(http_conn *c, const char *data, size_t len) {
+    c->parse_base = data;
+    c->parse_mark = NULL;
+    c->chunk_line_start = NULL;
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-    if (err == HPE_OK) return (long)len;
+    c->value_split = c->last_header_part == 2 && c->parse_mark == data + len;
+    if (err == HPE_OK) {
+        if (c->chunk_line_open) {
+            /* The buffer ended inside a chunk-size line: carry its length over. */
+            c->chunk_line_bytes = chunk_line_length(c, data + len);
+            c->chunk_line_start = NULL;
+            if (c->chunk_line_bytes > HTTP_MAX_CHUNK_LINE) {
+                chunk_line_refuse(c);
+                conn_fail(c, c->error_status, c->error_code, c->error_message);
+                return -1;
+            }
+        }
+        return (long)len;
+    }
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
         const char *pos = llhttp_get_error_pos(&c->parser);
         long used = pos ? (long)(pos - data) : (long)len;
@@ -476,10 +635,8 @@ static long conn_parse(http_conn *c, const char *data, size_t len) {
         conn_dispatch(c);
         return used;
     }
-    if (c->error_status == 431) {
-        conn_fail(c, 431, "headers_too_large", "request headers exceed the limit");
-    } else if (c->error_status == 413) {
-        conn_fail(c, 413, "body_too_large", "request body exceeds the limit");
+    if (c->error_status) {
+        conn_fail(c, c->error_status, c->error_code, c->error_message);
     } else if (err == HPE_UNEXPECTED_CONTENT_LENGTH) {
         conn_fail(c, 400, "bad_request", "Content-Length together with Transfer-Encoding is not allowed");
     } else {
@@ -490,8 +647,12 @@ static long conn_parse(http_conn *c, const char *data, size_t len) {
     return -1;
 }
 
+/* Parses requests from data while the connection can take them: not while
+ * one is with its handler, and not while too many answers wait unsent (a
+ * client that pipelines without reading would otherwise grow them without
+ * bound). The rest waits in `pending`. */
 static void conn_feed(http_conn *c, const char *data, size_t len) {
-    while (len > 0 && !c->handling && !c->closing && !c->close_after) {
+    while (len > 0 && !c->handling && !c->closing && !c->close_after && !conn_output_full(c)) {
         long used = conn_parse(c, data, len);
         if (used < 0) return;
         data += used;
@@ -499,7 +660,9 @@ static void conn_feed(http_conn *c, const char *data, size_t len) {
     }
     if (c->closing || c->close_after) return;
     if (len > 0) sr_buf_append(&c->pending, data, len);
-    if (c->handling && c->reading && c->pending.len > HTTP_PENDING_MAX) {
+    if (conn_output_full(c)) {
+        conn_pause_output(c);
+    } else if (c->handling && c->reading && c->pending.len > HTTP_PENDING_MAX) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
     }
@@ -514,11 +677,14 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     http_conn *c = stream->data;
     if (nread < 0) {
-        if (nread == UV_EOF && c->handling) {
-            /* A half-close after the request: answer it (and what is pending), then close. */
+        if (nread == UV_EOF) {
+            /* A half-close after the requests: answer them (the one with the
+             * handler, those pending, those whose answers are still queued),
+             * then close (conn_resume). */
             c->peer_eof = true;
             uv_read_stop((uv_stream_t *)&c->tcp);
             c->reading = false;
+            if (!c->handling) conn_resume(c);
             return;
         }
         conn_close(c);
@@ -551,12 +717,22 @@ static void conn_resume(http_conn *c) {
         conn_feed(c, waiting.data, waiting.len);
         sr_buf_free(&waiting);
     }
-    if (!c->handling && !c->closing && !c->close_after && c->peer_eof) {
+    if (c->handling || c->closing || c->close_after) return;
+    if (conn_output_full(c)) {
+        /* conn_write_cb resumes once the answers drain. */
+        conn_pause_output(c);
+        return;
+    }
+    if (c->peer_eof) {
+        /* Nothing more can arrive: close once the answers are written. The
+         * idle timer bounds a client that never reads them. */
         c->close_after = true;
+        conn_set_state(c, CONN_IDLE);
         if (c->writes_in_flight == 0) conn_close(c);
         return;
     }
-    if (!c->handling && !c->closing && !c->close_after && !c->reading) {
+    if (!c->reading) {
+        c->output_paused = false;
         if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb) == 0) c->reading = true;
         else conn_close(c);
     }
@@ -661,6 +837,10 @@ int sr_http_server_start(sr_http_server **out, uv_loop_t *loop, const char *host
     s->settings.on_header_value = on_header_value;
     s->settings.on_headers_complete = on_headers_complete;
     s->settings.on_body = on_body;
+    s->settings.on_chunk_header = on_chunk_header;
+    s->settings.on_chunk_complete = on_chunk_complete;
+    s->settings.on_chunk_extension_name = on_chunk_extension;
+    s->settings.on_chunk_extension_value = on_chunk_extension;
     s->settings.on_message_complete = on_message_complete;
 
     struct sockaddr_storage addr;
@@ -694,6 +874,8 @@ int sr_http_server_start(sr_http_server **out, uv_loop_t *loop, const char *host
 int sr_http_server_port(const sr_http_server *s) { return s->port; }
 
 int sr_http_server_open_connections(const sr_http_server *s) { return s->open_connections; }
+
+const sr_http_stats *sr_http_server_stats(const sr_http_server *s) { return &s->stats; }
 
 static void server_listener_closed(uv_handle_t *h) {
     sr_http_server *s = h->data;

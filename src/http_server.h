@@ -1,4 +1,5 @@
-/* http_server: the HTTP/1.1 server, on libuv with llhttp (strict mode).
+/* http_server: the HTTP/1.1 server, on libuv with llhttp (built with
+ * LLHTTP_STRICT_MODE, see the Makefile; no lenient flags).
  *
  * Owns listening, connections, request parsing and limits, and writing
  * answers in order. One request per connection is handled at a time: while a
@@ -9,8 +10,19 @@
  *
  * Limits, each with its answer: header bytes → 431, body bytes → 413, open
  * connections → 503 and close, header-read timeout → 408 and close, body read
- * stalled → 408 and close, idle keep-alive timeout → close. Both
- * Content-Length and Transfer-Encoding → 400 and close (llhttp's strict rule). */
+ * stalled → 408 and close, whole request (headers + body) not received by the
+ * request deadline → 408 and close, idle keep-alive timeout → close. Both
+ * Content-Length and Transfer-Encoding → 400 and close (llhttp's strict rule);
+ * a header name that is not an RFC 9110 token or a bare-LF line end → 400
+ * and close (llhttp's strict mode); an obs-fold continuation line → 400 and
+ * close; a chunk-size line (size and extensions) over HTTP_MAX_CHUNK_LINE
+ * bytes → 413 and close; trailers over max_header_bytes → 431 and close
+ * (trailers are read and dropped, never given to the handler).
+ *
+ * Backpressure: answers a client does not read wait in its connection's write
+ * queue; once more than max_unsent_bytes wait, the connection stops reading
+ * (and parsing what it already read) until half of that drained, so a client
+ * that pipelines without reading costs a bounded amount of memory. */
 #ifndef SR_HTTP_SERVER_H
 #define SR_HTTP_SERVER_H
 
@@ -58,6 +70,8 @@ typedef struct sr_http_options {
     uint64_t header_timeout_ms;   /* default 10 s: first byte of a request to end of headers */
     uint64_t body_timeout_ms;     /* default 10 s without body bytes */
     uint64_t idle_timeout_ms;     /* default 60 s keep-alive between requests */
+    uint64_t request_timeout_ms;  /* default 30 s: first byte of a request to its last; 0 none */
+    size_t max_unsent_bytes;      /* default 256 KiB of answers not yet sent before reading pauses */
     sr_http_handler handler;
     void *handler_ud;
     sr_http_observer observer;    /* may be NULL */
@@ -67,12 +81,22 @@ typedef struct sr_http_options {
 /* Fills the defaults. */
 void sr_http_options_default(sr_http_options *o);
 
+/* Counters of the protections above, for metrics. */
+typedef struct sr_http_stats {
+    uint64_t read_paused;      /* times a connection stopped reading for unsent answers */
+    uint64_t header_timeouts;  /* 408: headers not complete within header_timeout_ms */
+    uint64_t body_timeouts;    /* 408: no body bytes for body_timeout_ms */
+    uint64_t request_timeouts; /* 408: request not complete within request_timeout_ms */
+} sr_http_stats;
+
 /* Binds host:port and starts accepting. Returns 0 or a negative uv error
  * with a message in err. port 0 picks a free port (see sr_http_server_port). */
 int sr_http_server_start(sr_http_server **out, uv_loop_t *loop, const char *host, int port,
                          const sr_http_options *opt, char *err, size_t errlen);
 int sr_http_server_port(const sr_http_server *s);
 int sr_http_server_open_connections(const sr_http_server *s);
+/* Borrowed, valid until sr_http_server_free. */
+const sr_http_stats *sr_http_server_stats(const sr_http_server *s);
 /* Stops accepting, closes idle connections, lets in-flight requests finish
  * (their connections close after the answer), then calls done. */
 void sr_http_server_stop(sr_http_server *s, void (*done)(void *ud), void *ud);

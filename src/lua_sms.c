@@ -126,6 +126,10 @@ static int l_sms_config(lua_State *L) {
             c->body_timeout_ms = (uint64_t)config_integer(L, key, 1, 3600000);
         } else if (strcmp(key, "idle_timeout_ms") == 0) {
             c->idle_timeout_ms = (uint64_t)config_integer(L, key, 1, 86400000);
+        } else if (strcmp(key, "request_timeout_ms") == 0) {
+            c->request_timeout_ms = (uint64_t)config_integer(L, key, 1, 3600000);
+        } else if (strcmp(key, "max_unsent_bytes") == 0) {
+            c->max_unsent_bytes = (size_t)config_integer(L, key, 4096, 1 << 30);
         } else if (strcmp(key, "shutdown_timeout_ms") == 0) {
             c->shutdown_timeout_ms = (uint64_t)config_integer(L, key, 0, 600000);
         } else if (strcmp(key, "map_size") == 0) {
