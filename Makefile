@@ -57,15 +57,12 @@ $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS_COMMON) $(WARN) $(CPPFLAGS) -c $< -o $@
 
-# llhttp ships as generated C with a loose and a strict parser; the strict one
-# (RFC token header names, CRLF line ends) is the one a server should expose.
-LLHTTP_FLAGS = -DLLHTTP_STRICT_MODE=1
 $(BUILD)/obj/%.o: src/%.cc $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  CXX   $<"
 	@$(CXX) $(CXXFLAGS_COMMON) $(CXXWARN) $(CPPFLAGS) -c $< -o $@
 
-$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c Makefile
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS_COMMON) -w -I$(LLHTTP_INC) $(LLHTTP_FLAGS) -c $< -o $@
