@@ -28,6 +28,10 @@ typedef struct {
 extern const sr_phone_prefix_map sr_phone_time_zones_map;
 /* Values: one carrier name in English. */
 extern const sr_phone_prefix_map sr_phone_carriers_map;
+/* Keys: country calling codes; values: the national prefix the code's main
+ * region strips from a number when parsing it (its national_prefix_for_parsing):
+ * "" none, a digit string, or "?" when it is a pattern. */
+extern const sr_phone_prefix_map sr_phone_national_prefix_map;
 
 #ifdef __cplusplus
 }

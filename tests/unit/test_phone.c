@@ -2,6 +2,7 @@
  * read with the default country's numbering plan, to E.164 or to a refusal
  * with its reason; what sms.phone reports about a number. */
 #include <errno.h>
+#include <stdint.h>
 
 #include "phone.h"
 #include "unit.h"
@@ -241,4 +242,43 @@ TEST(phone_parse_reports_country_type_and_zones) {
 
     CHECK_INT(sr_phone_parse("hello", 5, "1", &info, why, sizeof why), -EINVAL);
     CHECK_STR(why, "not a phone number");
+}
+
+/* The fast path for E.164 input ("+" and digits) must agree with the full
+ * parse, which a space after the first digit forces (libphonenumber drops
+ * the space): same acceptance, same E.164. Seeded random numbers over every
+ * calling code's neighbourhood, with the national-prefix and leading-zero
+ * cases the fast path hands on. */
+TEST(phone_e164_fast_path_agrees_with_the_full_parse) {
+    uint64_t seed = 0x9E3779B97F4A7C15ull;
+    int accepted = 0;
+    for (int i = 0; i < 60000; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t r = seed >> 11;
+        char fast[24], full[26];
+        int code = (int)(r % 999) + 1;
+        int national_len = 4 + (int)((r >> 10) % 10);
+        int n = snprintf(fast, sizeof fast, "+%d", code);
+        for (int k = 0; k < national_len && n < 16; k++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            /* Leading digits 0, 1 and 8 more often: the national prefixes. */
+            int d = (int)((seed >> 33) % 13);
+            fast[n++] = (char)('0' + (k == 0 && d >= 10 ? (d == 10 ? 0 : d == 11 ? 1 : 8) : d % 10));
+        }
+        fast[n] = '\0';
+        snprintf(full, sizeof full, "+%c %s", fast[1], fast + 2);
+        const char *countries[] = {NULL, "1", "7", "44", "84"};
+        const char *dc = countries[i % 5];
+        char out_fast[SR_PHONE_MAX], out_full[SR_PHONE_MAX];
+        char why_fast[SR_PHONE_WHY_MAX] = "", why_full[SR_PHONE_WHY_MAX] = "";
+        int rc_fast = sr_phone_normalize(fast, strlen(fast), dc, out_fast, why_fast, sizeof why_fast);
+        int rc_full = sr_phone_normalize(full, strlen(full), dc, out_full, why_full, sizeof why_full);
+        if (rc_fast != rc_full)
+            UNIT_FAIL("\"%s\" %s (%s) but \"%s\" %s (%s)", fast, rc_fast ? "refused" : "accepted", why_fast, full,
+                      rc_full ? "refused" : "accepted", why_full);
+        if (rc_fast == 0 && strcmp(out_fast, out_full) != 0)
+            UNIT_FAIL("\"%s\" is %s but \"%s\" is %s", fast, out_fast, full, out_full);
+        if (rc_fast == 0) accepted++;
+    }
+    if (accepted < 1000) UNIT_FAIL("only %d of the random numbers were accepted: the test says little", accepted);
 }
