@@ -167,6 +167,11 @@ $(FUZZ_OBJ)/%.o: src/%.c $(wildcard src/*.h)
 	@echo "  CC    $< (fuzz)"
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) $(CPPFLAGS) -c $< -o $@
 
+$(FUZZ_OBJ)/%.o: src/%.cc $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	@echo "  CXX   $< (fuzz)"
+	@$(FUZZ_CC)++ $(patsubst -std=c11,-std=c++17,$(FUZZ_CFLAGS)) -fno-sanitize=vptr $(CXXWARN) $(CPPFLAGS) -c $< -o $@
+
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c
 	@echo "  LD    $@"
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) $(CPPFLAGS) $^ -o $@ $(FUZZ_LDLIBS)
@@ -183,7 +188,7 @@ $(BUILD)/fuzz/fuzz_store_open: $(FUZZ_OBJ)/store.o $(FUZZ_OBJ)/message.o $(FUZZ_
 	$(FUZZ_OBJ)/log.o $(FUZZ_OBJ)/text.o
 $(BUILD)/fuzz/fuzz_store_open: FUZZ_LDLIBS += $(shell pkg-config --libs libuv lmdb)
 # The adapters run in a rules state: the whole library, and every library it links.
-$(BUILD)/fuzz/fuzz_webhooks: $(SRCS:src/%.c=$(FUZZ_OBJ)/%.o) $(LLHTTP_OBJS) $(GEN_OBJ)
+$(BUILD)/fuzz/fuzz_webhooks: $(SRCS:src/%.c=$(FUZZ_OBJ)/%.o) $(CXX_SRCS:src/%.cc=$(FUZZ_OBJ)/%.o) $(LLHTTP_OBJS) $(GEN_OBJ)
 $(BUILD)/fuzz/fuzz_webhooks: FUZZ_LDLIBS = $(LDLIBS)
 
 fmt:
