@@ -84,7 +84,7 @@ def main():
                 next_batch[0] += 1
             if b >= batches:
                 break
-            msgs = [{"to": "+8491%07d" % (b * BATCH + i), "text": "Your order %d has shipped" % (b * BATCH + i)}
+            msgs = [{"to": "+8491%06d7" % (b * BATCH + i), "text": "Your order %d has shipped" % (b * BATCH + i)}
                     for i in range(BATCH)]
             c.request("POST", "/v1/messages", body=json.dumps({"messages": msgs}),
                       headers={"Authorization": "Bearer bench"})
