@@ -831,6 +831,9 @@ static void reports_unpark(sr_reports *R, const char *provider, const char *key,
 
 void sr_reports_on_sent(sr_reports *R, const sr_message *m) {
     if (!R || !m->provider || !m->provider_id) return;
+    /* The list mirrors the stored records (a record is listed from the moment
+     * its unit is submitted): nothing listed, nothing to scan the store for. */
+    if (!R->park_head && !R->park_legacy) return;
     char key[PARK_KEY_MAX];
     sr_report rep;
     memset(&rep, 0, sizeof rep);
