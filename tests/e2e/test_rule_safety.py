@@ -83,7 +83,7 @@ sms.on("swallow", function(ev) while true do pcall(function() while true do end 
 sms.on("resume", function(ev) coroutine.resume(saved_co) return "finished" end)
 sms.on("fill", function(ev)
   fill = fill or {}
-  for i = 1, 1e9 do fill[#fill + 1] = string.rep(string.char(65 + i %% 26), 65536) .. i end
+  for i = 1, 1e9 do fill[#fill + 1] = string.rep(string.char(65 + i %% 26), 1 << 20) .. i end
 end)
 sms.on("trap", function(ev) return trap end)
 sms.on("env", function(ev)
