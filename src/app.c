@@ -26,7 +26,7 @@
 /* Countries of each provider with series of their own in the smsrules_route_* gauges (the rest: "other"). */
 #define APP_ROUTE_STATS_TOP 10
 /* The most messages read to rebuild the route statistics at start (the newest of the last 24 h). */
-#define APP_ROUTE_STATS_REBUILD_MAX 1000000
+#define APP_ROUTE_STATS_REBUILD_MAX 500000
 
 typedef struct app_route {
     const char *pattern; /* segments; "*" matches one segment; also the metrics label */
