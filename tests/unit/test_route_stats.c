@@ -189,6 +189,18 @@ TEST(constant_cost_per_event) {
     }
     printf("route_stats: %.0f ns per event (1 country), %.0f ns (1000 countries)\n", per_event[0] * 1e9,
            per_event[1] * 1e9);
+    /* A query (what sms.stats does: the four windows) merges the buckets of each window. */
+    sr_route_stats *rs = sr_route_stats_new();
+    for (int i = 0; i < 100000; i++)
+        sr_route_stats_add_attempt(rs, "a", 84, T0 + (int64_t)i * 800, SR_RS_ACCEPTED, i % 5000, 0.01);
+    double t = now_s();
+    uint64_t seen = 0;
+    for (int i = 0; i < 2000; i++)
+        for (int w = 0; w < SR_ROUTE_STATS_WINDOWS; w++) seen += get(rs, "a", 84, w, T0 + 80000 * SEC).attempts;
+    double per_query = (now_s() - t) / 2000.0;
+    sr_route_stats_free(rs);
+    CHECK(seen > 0);
+    printf("route_stats: %.1f us per query of the four windows\n", per_query * 1e6);
     /* Generous bounds for a loaded machine under sanitizers: what matters is no growth with n. */
     CHECK(per_event[0] < 20e-6);
     CHECK(per_event[1] < 20e-6);
