@@ -21,5 +21,7 @@ void sr_api_hooks_post(sr_app *app, sr_http_request *req, const char *const *par
 /* At start: inbound SMS stored but whose handler never finished are handed to it again. */
 void sr_api_hooks_recover(sr_app *app);
 void sr_api_inbound_get(sr_app *app, sr_http_request *req, const char *const *params, int n);
+/* GET /v1/stats/routes: live route quality (api_stats.c). */
+void sr_api_stats_routes(sr_app *app, sr_http_request *req, const char *const *params, int n);
 
 #endif

@@ -17,11 +17,16 @@
 #include "http_client.h"
 #include "rules_exec.h"
 #include "reports.h"
+#include "route_stats.h"
 #include "scheduler.h"
 #include "store.h"
 
 #define APP_MAX_PARAMS 4
 #define APP_MAX_SEGMENT 256
+/* Countries of each provider with series of their own in the smsrules_route_* gauges (the rest: "other"). */
+#define APP_ROUTE_STATS_TOP 10
+/* The most messages read to rebuild the route statistics at start (the newest of the last 24 h). */
+#define APP_ROUTE_STATS_REBUILD_MAX 500000
 
 typedef struct app_route {
     const char *pattern; /* segments; "*" matches one segment; also the metrics label */
@@ -46,6 +51,7 @@ static void api_metrics(sr_app *app, sr_http_request *req, const char *const *pa
     sr_buf out;
     sr_buf_init(&out);
     sr_metrics_write(&out);
+    sr_route_stats_metrics(app->route_stats, sr_now_ms(), APP_ROUTE_STATS_TOP, &out);
     sr_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len, NULL);
     sr_buf_free(&out);
 }
@@ -62,6 +68,7 @@ static const app_route app_routes[] = {
     {"/v1/events/*", "/v1/events/{name}", "POST", sr_api_events_post},
     {"/v1/admin/reload", "/v1/admin/reload", "POST", api_admin_reload},
     {"/v1/inbound/*", "/v1/inbound/{id}", "GET", sr_api_inbound_get},
+    {"/v1/stats/routes", "/v1/stats/routes", "GET", sr_api_stats_routes},
     {"/hooks/*/*", "/hooks/{provider}/{kind}", "POST", sr_api_hooks_post},
     {"/hooks/*/*/*", "/hooks/{provider}/{secret}/{kind}", "POST", sr_api_hooks_post},
 };
@@ -200,6 +207,7 @@ int sr_app_reload(sr_app *app, char *err, size_t errlen) {
     fresh->store = app->store;
     fresh->scheduler = app->scheduler;
     fresh->client = app->client;
+    fresh->route_stats = app->route_stats;
     /* The swap: everything from now on sees the new rules. */
     app->rules = fresh;
     if (app->scheduler) sr_scheduler_set_rules(app->scheduler, fresh);
@@ -497,8 +505,16 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
         return 2;
     }
     app_guard_sigbus(config->data);
+    /* Before the engine sends anything: what the store says happened in the last 24 h. */
+    app.route_stats = sr_route_stats_new();
+    int rebuilt = sr_route_stats_rebuild(app.route_stats, app.store, rules, sr_now_ms(), APP_ROUTE_STATS_REBUILD_MAX);
+    if (rebuilt < 0)
+        sr_warn("route statistics: the store could not be read; starting from nothing", "error",
+                sr_store_strerror(rebuilt));
+    if (rules) rules->route_stats = app.route_stats;
     if (sr_http_server_start(&app.server, app.loop, host, port, &opt, err, sizeof err) != 0) {
         sr_error("cannot start the HTTP server", "error", err);
+        sr_route_stats_free(app.route_stats);
         sr_store_close(app.store);
         uv_run(app.loop, UV_RUN_DEFAULT);
         sr_rules_release(rules);
@@ -553,6 +569,7 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     uv_run(app.loop, UV_RUN_DEFAULT);
     sr_http_server_free(app.server);
     sr_rules_release(app.rules);
+    sr_route_stats_free(app.route_stats);
     uv_loop_close(app.loop);
     sr_metrics_reset();
     sr_info("stopped");

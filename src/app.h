@@ -25,6 +25,7 @@ typedef struct sr_app {
     struct sr_http_client *client;
     struct sr_scheduler *scheduler;
     struct sr_reports *reports;
+    struct sr_route_stats *route_stats; /* live route quality, rebuilt from the store at start */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
     uv_timer_t finish_timer;

@@ -442,3 +442,19 @@ extern "C" void sr_phone_location(const sr_phone_info *info, char *out, size_t o
     std::string where = geocoder->GetDescriptionForNumber(num, icu::Locale("en"));
     snprintf(out, out_size, "%s", where.c_str());
 }
+
+extern "C" int sr_phone_calling_code(const char *e164) {
+    if (!e164 || e164[0] != '+') return 0;
+    // Calling codes are prefix-free: the first of the 1-, 2- and 3-digit
+    // prefixes that names a region (or "001", non-geographic) is the one.
+    int code = 0;
+    for (int i = 1; i <= 3; i++) {
+        char c = e164[i];
+        if (c < '0' || c > '9') return 0;
+        code = code * 10 + (c - '0');
+        std::string region;
+        phone_util()->GetRegionCodeForCountryCode(code, &region);
+        if (region != "ZZ") return code;
+    }
+    return 0;
+}

@@ -102,6 +102,11 @@ const char *sr_phone_carrier(const sr_phone_info *info);
  * unknown. */
 void sr_phone_location(const sr_phone_info *info, char *out, size_t out_size);
 
+/* The country calling code of an E.164 number ("+84912345678" -> 84), from
+ * libphonenumber's list of codes, or 0 when e164 does not start with '+' and
+ * a known code. Cheap: no parsing of the rest of the number. */
+int sr_phone_calling_code(const char *e164);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,7 @@
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "route_stats.h"
 #include "rules_exec.h"
 #include "scheduler.h"
 
@@ -159,6 +160,7 @@ typedef struct apply_arg {
     int late;            /* a late delivered for an earlier attempt */
     int risk;            /* ... while a later attempt was already out */
     int invalid;         /* a part the message does not have: refused, nothing recorded */
+    int final_attempt;   /* the attempt that got its final report in this change, or -1 */
     char id[SR_ID_LEN + 1];
     char park_key[PARK_KEY_MAX];
     size_t park_key_len;
@@ -232,6 +234,7 @@ static int reports_combine_parts(char **slot, int total, int part, int st) {
 static int reports_apply_mutator(sr_message *m, void *arg) {
     apply_arg *a = arg;
     a->changed = a->recorded = a->fallback = a->late = a->risk = a->invalid = 0;
+    a->final_attempt = -1;
     int ai = reports_attempt_of(m, a);
     if (ai < 0) return a->must_match ? SR_E_STATE : (reports_poll_advance(m, a) ? 0 : SR_STORE_UNCHANGED);
     sr_attempt *at = &m->attempts[ai];
@@ -281,6 +284,7 @@ static int reports_apply_mutator(sr_message *m, void *arg) {
     sr_message_set_str(&at->report, sr_status_name((sr_status)st));
     at->reported_at_ms = when;
     a->recorded = 1;
+    if (sr_status_is_final((sr_status)st)) a->final_attempt = ai;
 
     if (!current) {
         /* A report for an earlier attempt (the message went on to another provider). */
@@ -321,6 +325,7 @@ static int reports_apply_mutator(sr_message *m, void *arg) {
 static int reports_watch_mutator(sr_message *m, void *arg) {
     apply_arg *a = arg;
     a->changed = a->recorded = a->fallback = a->late = a->risk = 0;
+    a->final_attempt = -1;
     if (m->status != SR_ST_SENT || m->watch_at_ms == 0 || m->watch_at_ms > a->now) return SR_STORE_UNCHANGED;
     int64_t deadline = reports_deadline(m);
     if (deadline && deadline <= a->now) {
@@ -361,6 +366,8 @@ static void reports_after(sr_reports *R, const apply_arg *a, const sr_store_txn 
         else if (a->rep.status >= 0 && a->rep.status != SR_ST_ACCEPTED && a->rep.status != SR_ST_SENT)
             R->m_duplicate->value++;
     }
+    if (a->final_attempt >= 0 && R->rules && R->rules->route_stats)
+        sr_route_stats_on_report(R->rules->route_stats, m, a->final_attempt, sr_now_ms());
     if (a->changed && sr_status_is_final(m->status)) {
         if (m->sent_at_ms > 0) {
             int64_t at = m->history_count ? m->history[m->history_count - 1].at_ms : sr_now_ms();

@@ -719,6 +719,7 @@ static int rules_setup(lua_State *L) {
         sr_lua_open_template(L);
         sr_lua_open_crypto(L);
         sr_lua_open_phone(L);
+        sr_lua_open_stats(L);
         sr_lua_open_inbound(L); /* after actions: sms.reply uses sms.send */
     } else {
         sr_lua_open_crypto(L);

@@ -109,6 +109,7 @@ typedef struct sr_rules {
     struct sr_store *store;
     struct sr_scheduler *scheduler;
     struct sr_http_client *client;
+    struct sr_route_stats *route_stats; /* live route quality (sms.stats), fed by the scheduler and reports; NULL: none */
     struct sr_invocation *current; /* the handler running now */
     int live_invocations;          /* handlers started and not yet finished (committed or failed) */
 } sr_rules;
@@ -191,5 +192,6 @@ void sr_lua_open_template(lua_State *L);
 void sr_lua_open_crypto(lua_State *L);
 void sr_lua_open_inbound(lua_State *L);
 void sr_lua_open_phone(lua_State *L);
+void sr_lua_open_stats(lua_State *L);
 
 #endif

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "reports.h"
+#include "route_stats.h"
 
 #define SCHED_SCAN_MAX 2048
 #define SCHED_CLAIM_BUCKETS 4096
@@ -481,6 +482,10 @@ static void sched_complete_done(sr_store_txn *t, void *ud) {
         return;
     }
     if (st == 0 && s->outcome_delay_ms) s->outcome_delay_ms = 0; /* writes land again */
+    if (st == 0 && s->rules && s->rules->route_stats) {
+        const sr_message *m = sr_store_txn_message(t, 0);
+        if (m) sr_route_stats_on_attempt(s->rules->route_stats, m, j->change.attempt_count_at_send - 1, rq->p->cost);
+    }
     if (st != 0) sr_error("cannot record a send outcome", "id", j->id, "error", sr_store_strerror(st));
     else if (j->change.kind == CH_SENT) {
         l->m_sent->value++;

@@ -2172,3 +2172,30 @@ int sr_store_idempotency_get(sr_store *s, const char *key, int64_t now_ms, char 
     store_read_end(s);
     return code;
 }
+
+int sr_store_scan_messages_back(sr_store *s, int64_t since_ms, int max, sr_store_message_cb cb, void *ud) {
+    MDB_cursor *cur = NULL;
+    int n = 0, rc;
+    if (max <= 0) return 0;
+    int code = store_read_begin(s);
+    if (code) return code;
+    rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_MESSAGES], &cur);
+    if (rc) goto fail;
+    MDB_val k, v;
+    sr_message m;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_LAST); rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+        if (sr_message_decode(v.mv_data, v.mv_size, &m) < 0) {
+            sr_message_free(&m);
+            continue; /* a corrupt record is reported where it is read for its own sake */
+        }
+        n++;
+        int stop = m.created_at_ms < since_ms || cb(&m, ud) != 0;
+        sr_message_free(&m);
+        if (stop) break;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+fail:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(s);
+    return rc ? store_error(rc, "message scan") : n;
+}

@@ -205,6 +205,13 @@ int sr_store_is_optout(sr_store *s, const char *number); /* 1, 0 or a negative c
 size_t sr_store_normalize_provider_id(const char *in, char *out, size_t outlen);
 int sr_store_find_provider_id(sr_store *s, const char *provider, const char *provider_id, char id_out[SR_ID_LEN + 1]);
 
+/* Reads messages newest first (id order: ids sort by creation time) until one created before since_ms
+ * or max read, calling cb with each (borrowed for the call; cb touches no store, a non-zero return
+ * stops). Runs in one read transaction on the loop: for bounded scans at start. Returns how many it
+ * read, or a negative code. */
+typedef int (*sr_store_message_cb)(const sr_message *m, void *ud);
+int sr_store_scan_messages_back(sr_store *s, int64_t since_ms, int max, sr_store_message_cb cb, void *ud);
+
 typedef struct sr_queue_entry {
     char id[SR_ID_LEN + 1];
     int priority;

@@ -118,6 +118,7 @@
 #include "log.h"
 #include "message.h"
 #include "metrics.h"
+#include "route_stats.h"
 #include "reports.h"
 #include "rules.h"
 #include "rules_exec.h"
@@ -448,6 +449,7 @@ static int tr_engine_start(tr_runner *tr, char *err, size_t errlen) {
     sr_scheduler_set_reports(e->scheduler, e->reports);
     e->rules->store = e->store;
     e->rules->scheduler = e->scheduler;
+    e->rules->route_stats = sr_route_stats_new(); /* on the virtual clock, like the rest of the engine */
     for (int i = 0; i < e->rules->provider_count; i++) tr_sim(e, e->rules->providers[i].name);
     tr->engine = e;
     tr_settle(tr);
@@ -505,6 +507,8 @@ static void tr_engine_stop(tr_runner *tr) {
     sr_store_close(e->store);
     uv_run(&tr->loop, UV_RUN_DEFAULT); /* the handles' close callbacks */
     tr_rmtree(e->dir);
+    sr_route_stats_free(e->rules->route_stats);
+    e->rules->route_stats = NULL;
     sr_rules_release(e->rules);
     sr_config_free(&e->config);
     for (int i = 0; i < e->sent_count; i++) {
