@@ -2215,8 +2215,12 @@ int sr_store_scan_messages(sr_store *s, const char *after, int64_t since_ms, int
         memcpy(start, after, start_len);
         skip_start = 1;
     } else if (since_ms > 0) {
-        sr_id_new(start, since_ms);
-        start_len = 10; /* the 48-bit time only: every id of that millisecond sorts after it */
+        /* The id's time part alone (10 Crockford base32 digits, as sr_id_new writes it): every id of
+         * that millisecond sorts after it. Not sr_id_new itself, which never goes back in time. */
+        static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        uint64_t t = (uint64_t)since_ms;
+        for (int i = 9; i >= 0; i--, t >>= 5) start[i] = crockford[t & 31];
+        start_len = 10;
     }
     rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_MESSAGES], &cur);
     if (rc) goto fail;
