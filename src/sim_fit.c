@@ -178,12 +178,23 @@ static void group_add_error(fit_group *g, int status) {
     g->error_count[g->errors++] = 1;
 }
 
+/* The "errors" key of a failed attempt, as an HTTP status (0: "timeout", no answer). A refusal inside a
+ * successful answer (batch APIs answer 200 with a result per message) has no status of its own: it
+ * counts under the status that means the same to the engine, by the class the adapter gave it:
+ * permanent for the message 400, about the provider 401, retryable 503. */
+static int error_key(const sr_attempt *a) {
+    if (a->http_status < 200 || a->http_status >= 300) return a->http_status;
+    if (strcmp(a->outcome, "rejected") == 0) return 400;
+    if (strcmp(a->outcome, "failed") == 0) return 401;
+    return 503;
+}
+
 /* Adds one attempt to group g; sent_ms is when the provider accepted it. */
 static void group_add_attempt(fit_group *g, const sr_attempt *a, int accepted, int64_t settle_before_ms) {
     g->attempts++;
     if (a->http_status > 0 || accepted) reservoir_add(&g->send_ms, (double)a->duration_ms);
     if (!accepted) {
-        group_add_error(g, a->http_status);
+        group_add_error(g, error_key(a));
         return;
     }
     g->accepted++;
@@ -199,7 +210,13 @@ static void group_add_attempt(fit_group *g, const sr_attempt *a, int accepted, i
     if (st == SR_ST_DELIVERED) g->delivered++;
     else if (st == SR_ST_EXPIRED) g->expired++;
     else g->undelivered++; /* undelivered, and rejected reports: final, not delivered */
-    if (a->reported_at_ms >= sent_ms) reservoir_add(&g->report_ms, (double)(a->reported_at_ms - sent_ms));
+    if (a->reported_at_ms > 0) {
+        /* The report's time is the provider's, often in whole seconds: such a time stands for the
+         * middle of its second. A time before the send answer (the provider's clock behind ours)
+         * counts as an immediate report. */
+        int64_t at = a->reported_at_ms % 1000 == 0 ? a->reported_at_ms + 500 : a->reported_at_ms;
+        reservoir_add(&g->report_ms, at > sent_ms ? (double)(at - sent_ms) : 0.0);
+    }
 }
 
 void sr_models_fit_add(sr_models_fit *f, const sr_message *m, int64_t settle_before_ms) {
@@ -373,7 +390,9 @@ static const char usage_models[] =
     "\n"
     "Fits provider models for `smsrules simulate` from an engine's own history: per provider, the\n"
     "share of send attempts accepted and of each error (by HTTP status; \"timeout\" when no answer\n"
-    "came), send latency p50/p95, the delivered / undelivered / expired shares of accepted attempts\n"
+    "came; a refusal inside a 200 answer counts as 400 when permanent for the message, 401 when\n"
+    "about the provider, 503 when retryable), send latency p50/p95, the delivered / undelivered /\n"
+    "expired shares of accepted attempts\n"
     "(rejected reports count as undelivered; the rest never got a final report), report latency\n"
     "(accepted -> final report) p50/p95 and the price per segment from reported costs. A country\n"
     "(calling code of the recipient) with at least --min-samples attempts gets its own model under\n"
