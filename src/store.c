@@ -1856,6 +1856,11 @@ void sr_store_close(sr_store *s) {
 static int store_read_begin(sr_store *s) {
     pthread_rwlock_rdlock(&s->map_lock);
     int rc = mdb_txn_renew(s->read_txn);
+    if (rc == MDB_MAP_RESIZED && s->read_only) {
+        /* The daemon beside us grew the map: adopt its size (no transaction of ours is live) and go on. */
+        rc = mdb_env_set_mapsize(s->env, 0);
+        if (rc == 0) rc = mdb_txn_renew(s->read_txn);
+    }
     if (rc) {
         pthread_rwlock_unlock(&s->map_lock);
         return store_error(rc, "read");

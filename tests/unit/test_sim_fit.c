@@ -232,3 +232,77 @@ TEST(read_only_store_scans_without_the_lock) {
     CHECK(access(missing, F_OK) != 0);
     nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
+
+static int count_messages(const sr_message *m, void *ud) {
+    (*(int *)ud)++;
+    return 0;
+}
+
+/* Puts n messages of about 1 KiB through writer w. */
+static void put_messages(uv_loop_t *loop, sr_store *w, int first, int n) {
+    sr_store_txn *t = sr_store_txn_new(w);
+    for (int i = first; i < first + n; i++) {
+        sr_message m;
+        sr_message_init(&m);
+        char to[32];
+        snprintf(to, sizeof to, "+8491234%04d", i);
+        m.to = strdup(to);
+        m.text = malloc(1025);
+        memset(m.text, 'x', 1024);
+        m.text[1024] = '\0';
+        m.created_at_ms = T0 + i;
+        sr_id_new(m.id, m.created_at_ms);
+        sr_store_txn_put_message(t, &m, NULL, 0);
+    }
+    int done = 0;
+    sr_store_txn_submit(t, on_done, &done);
+    uv_run(loop, UV_RUN_DEFAULT);
+    CHECK_INT(done, 1);
+}
+
+TEST(read_only_store_follows_the_writer_growing_the_map) {
+    /* A reader opened on a small file keeps reading after the daemon beside it grew the map (LMDB
+     * then answers MDB_MAP_RESIZED until the reader adopts the new size). */
+    char dir[64] = "/tmp/sr_fit_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    uv_loop_t loop;
+    CHECK_INT(uv_loop_init(&loop), 0);
+    sr_store *w = NULL;
+    char err[256];
+    sr_store_options wo = {.dir = dir, .map_size = 1 << 20, .map_size_max = 64 << 20};
+    CHECK_INT(sr_store_open(&w, &loop, &wo, err, sizeof err), 0);
+    put_messages(&loop, w, 0, 10);
+    int opened[2], grown[2];
+    CHECK(pipe(opened) == 0 && pipe(grown) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        sr_store *r = NULL;
+        sr_store_options ro = {.dir = dir, .read_only = 1};
+        if (sr_store_open(&r, NULL, &ro, err, sizeof err) != 0) _exit(10);
+        int n = 0;
+        char last[SR_ID_LEN + 1];
+        if (sr_store_scan_messages(r, NULL, 0, 100000, count_messages, &n, last) != 10) _exit(11);
+        char c = 'o';
+        if (write(opened[1], &c, 1) != 1 || read(grown[0], &c, 1) != 1) _exit(12);
+        n = 0;
+        int rc = sr_store_scan_messages(r, NULL, 0, 100000, count_messages, &n, last);
+        if (rc != 3010) _exit(rc < 0 ? 13 : 14);
+        sr_store_close(r);
+        _exit(0);
+    }
+    char c;
+    CHECK(read(opened[0], &c, 1) == 1);
+    put_messages(&loop, w, 10, 3000); /* about 3 MiB: the 1 MiB map grows */
+    sr_store_stats st;
+    sr_store_get_stats(w, &st);
+    CHECK(st.grows > 0);
+    CHECK(write(grown[1], "g", 1) == 1);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) UNIT_FAIL("reader child: status %d", status);
+    sr_store_close(w);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_INT(uv_loop_close(&loop), 0);
+    nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
