@@ -157,6 +157,40 @@ TEST(fit_leaves_out_reports_that_may_still_come) {
     sr_models_fit_free(fit);
 }
 
+TEST(fit_reads_whole_second_report_times_as_their_middle) {
+    /* Sent (answered) at T0 + 1.2 s. A report stamped T0 + 3 s exactly (a provider clock in whole seconds)
+     * came somewhere in [3 s, 4 s): 2.3 s after the answer, as the middle. One stamped T0 + 1 s stands for
+     * 1.5 s: 0.3 s. One stamped T0 + 1.1 s (before the answer: the provider's clock behind ours) counts as
+     * immediate. */
+    static const int64_t stamps[] = {T0 + 3000, T0 + 1000, T0 + 1100};
+    static const double want[] = {2300, 300, 0};
+    for (int k = 0; k < 3; k++) {
+        sr_models_fit *fit = sr_models_fit_new(0);
+        sr_message m;
+        sr_message_init(&m);
+        m.to = strdup("+84912345678");
+        m.created_at_ms = T0;
+        sr_attempt *a = sr_message_add_attempt(&m, "p", T0 + 1000);
+        a->duration_ms = 200;
+        a->http_status = 200;
+        sr_message_set_str(&a->outcome, "sent");
+        sr_message_set_str(&a->provider_id, "x");
+        sr_message_set_str(&a->report, "delivered");
+        a->reported_at_ms = stamps[k];
+        sr_models_fit_add(fit, &m, 0);
+        sr_message_free(&m);
+        sr_buf out;
+        sr_buf_init(&out);
+        sr_models_fit_write(fit, &out);
+        sr_json_doc doc = {0};
+        CHECK_INT(sr_json_parse(&doc, out.data, out.len, NULL, 0), 0);
+        CHECK_NEAR(num_at(doc.root, "providers/p/default/report_latency_ms/p50"), want[k], 0);
+        sr_json_doc_free(&doc);
+        sr_buf_free(&out);
+        sr_models_fit_free(fit);
+    }
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) { return remove(path); }
 
 static void on_done(sr_store_txn *t, void *ud) { *(int *)ud = sr_store_txn_status(t) == 0 ? 1 : -1; }
