@@ -1,4 +1,5 @@
-/* main: the command line — serve, check, version (and their --help). */
+/* main: the command line — serve, check, version, the strategy lab helpers (and their --help). */
+#include <errno.h>
 #include <getopt.h>
 #include <lua.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@
 #include "log.h"
 #include "mock_provider.h"
 #include "rules.h"
+#include "sim_fit.h"
+#include "sim_report.h"
 #include "test_runner.h"
 
 static const char usage_main[] =
@@ -24,6 +27,12 @@ static const char usage_main[] =
     "  test FILE...       run rule tests offline (simulated providers, virtual clock)\n"
     "  mock-provider [--listen HOST:PORT] [...]\n"
     "                     a fake SMS provider for demos, tests and benchmarks\n"
+    "  models fit --data DIR [--since 7d] [-o MODELS.json]\n"
+    "                     fit provider models for `simulate` from an engine's history\n"
+    "  traffic export --data DIR [--since 7d] [-o TRAFFIC.jsonl]\n"
+    "                     write what an engine really sent as a traffic file for `simulate`\n"
+    "  report-html DOC.json OUT.html\n"
+    "                     render a `simulate --json` document as the HTML report (a helper)\n"
     "  version            print the version\n"
     "\n"
     "`smsrules COMMAND --help` describes each command's options.\n"
@@ -49,6 +58,13 @@ static const char usage_check[] =
     "Prints `file:line: message` and exits 1 on error; prints a one-line summary on success.\n";
 
 static const char usage_version[] = "usage: smsrules version\n\nPrints the version and the library versions.\n";
+
+static const char usage_report_html[] =
+    "usage: smsrules report-html DOC.json OUT.html\n"
+    "\n"
+    "Renders a document written by `smsrules simulate --json` as the self-contained HTML page\n"
+    "`simulate --html` writes (inline SVG charts, nothing fetched when it opens). A helper for\n"
+    "re-rendering saved results and for tests; OUT.html `-` writes to stdout.\n";
 
 static int usage_error(const char *usage, const char *fmt, const char *arg) {
     fprintf(stderr, "smsrules: ");
@@ -181,6 +197,61 @@ static int cmd_version(int argc, char **argv) {
     return 0;
 }
 
+/* Reads a whole file into out; 0, or -1 with a message on stderr. */
+static int read_file(const char *path, sr_buf *out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "smsrules: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) sr_buf_append(out, chunk, n);
+    int failed = ferror(f);
+    fclose(f);
+    if (failed) fprintf(stderr, "smsrules: cannot read %s\n", path);
+    return failed ? -1 : 0;
+}
+
+static int cmd_report_html(int argc, char **argv) {
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(usage_report_html, stdout);
+        return 0;
+    }
+    if (argc != 3) return usage_error(usage_report_html, "%s", "report-html needs DOC.json and OUT.html");
+    sr_buf text, html;
+    sr_buf_init(&text);
+    sr_buf_init(&html);
+    sr_json_doc doc = {0};
+    int code = 1;
+    char err[256];
+    if (read_file(argv[1], &text) != 0) goto done;
+    if (sr_json_parse(&doc, text.data ? text.data : "", text.len, err, sizeof err) != 0) {
+        fprintf(stderr, "smsrules: %s: %s\n", argv[1], err);
+        goto done;
+    }
+    if (sr_sim_report_html(doc.root, &html) != 0) {
+        fprintf(stderr, "smsrules: %s: not a simulate --json document (no \"strategies\" array of objects)\n",
+                argv[1]);
+        goto done;
+    }
+    code = 2;
+    FILE *f = strcmp(argv[2], "-") == 0 ? stdout : fopen(argv[2], "wb");
+    if (!f) {
+        fprintf(stderr, "smsrules: cannot write %s: %s\n", argv[2], strerror(errno));
+        goto done;
+    }
+    int bad = fwrite(html.data, 1, html.len, f) != html.len;
+    bad |= f == stdout ? fflush(f) != 0 : fclose(f) != 0;
+    if (bad) fprintf(stderr, "smsrules: cannot write %s\n", argv[2]);
+    else code = 0;
+done:
+    sr_json_doc_free(&doc);
+    sr_buf_free(&text);
+    sr_buf_free(&html);
+    return code;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(usage_main, stderr);
@@ -198,6 +269,9 @@ int main(int argc, char **argv) {
         raise_open_file_limit();
         return sr_mock_provider_main(argc - 1, argv + 1);
     }
+    if (strcmp(cmd, "models") == 0) return sr_models_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "traffic") == 0) return sr_traffic_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "report-html") == 0) return cmd_report_html(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version(argc - 1, argv + 1);
     fprintf(stderr, "smsrules: unknown command '%s'\n\n%s", cmd, usage_main);
     return 1;

@@ -146,6 +146,7 @@ struct sr_store {
     size_t page_size;
     size_t reserve; /* bytes of room kept for updates: below it, units that add data fail with SR_E_FULL */
     int lock_fd;    /* holds the flock on DIR/smsrules.lock; -1 when none */
+    int read_only;  /* opened with sr_store_options.read_only: no lock, no writer, no handles */
     store_handles *handles;
 
     /* Disk-full state, written by the writer, read by the loop (sr_store_full). */
@@ -1184,6 +1185,12 @@ static void store_on_async(uv_async_t *h) {
 
 void sr_store_txn_submit(sr_store_txn *t, sr_store_done_cb cb, void *ud) {
     sr_store *s = t->store;
+    if (s->read_only) {
+        /* A programming error: a reader has no writer. The unit is dropped, its callback never runs. */
+        sr_error("store: unit submitted to a read-only store; dropped");
+        sr_store_txn_discard(t);
+        return;
+    }
     t->cb = cb;
     t->ud = ud;
     t->next = NULL;
@@ -1636,15 +1643,19 @@ static void store_damaged(char *err, size_t errlen, const char *dir, const char 
 /* Opens the named databases and checks (or writes) the schema version. */
 static int store_open_schema(sr_store *s, char *err, size_t errlen) {
     MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
     if (rc) goto fail;
     for (int i = 0; i < STORE_DB_COUNT; i++) {
-        rc = mdb_dbi_open(txn, store_db_names[i], MDB_CREATE, &s->dbi[i]);
+        rc = mdb_dbi_open(txn, store_db_names[i], s->read_only ? 0 : MDB_CREATE, &s->dbi[i]);
         if (rc) goto fail;
     }
     MDB_val k = {strlen("schema_version"), (void *)"schema_version"}, v;
     rc = mdb_get(txn, s->dbi[STORE_DB_META], &k, &v);
-    if (rc == MDB_NOTFOUND) {
+    if (rc == MDB_NOTFOUND && s->read_only) {
+        snprintf(err, errlen, "store has no schema version (never opened by a daemon)");
+        mdb_txn_abort(txn);
+        return SR_E_CORRUPT;
+    } else if (rc == MDB_NOTFOUND) {
         char text[16];
         int n = snprintf(text, sizeof text, "%d", STORE_SCHEMA_VERSION);
         v = (MDB_val){(size_t)n, text};
@@ -1704,14 +1715,24 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
         snprintf(err, errlen, "no data directory given");
         goto fail;
     }
-    rc = store_mkdirs(opt->dir);
-    if (rc) {
-        snprintf(err, errlen, "cannot create data directory %s: %s", opt->dir, strerror(rc));
-        goto fail;
+    s->read_only = opt->read_only;
+    if (s->read_only) {
+        struct stat dir_st;
+        if (stat(opt->dir, &dir_st) != 0 || !S_ISDIR(dir_st.st_mode)) {
+            snprintf(err, errlen, "no data directory %s", opt->dir);
+            goto fail;
+        }
+    } else {
+        rc = store_mkdirs(opt->dir);
+        if (rc) {
+            snprintf(err, errlen, "cannot create data directory %s: %s", opt->dir, strerror(rc));
+            goto fail;
+        }
+        /* Before anything is read: a second daemon stops here. A reader does not take the lock: it
+         * reads beside the daemon, which LMDB allows. */
+        s->lock_fd = store_lock_dir(opt->dir, err, errlen, &code);
+        if (s->lock_fd < 0) goto fail;
     }
-    /* Before anything is read: a second daemon stops here. */
-    s->lock_fd = store_lock_dir(opt->dir, err, errlen, &code);
-    if (s->lock_fd < 0) goto fail;
     char path[4096], problem[256];
     snprintf(path, sizeof path, "%s/data.mdb", opt->dir);
     code = store_check_file(path, problem, sizeof problem);
@@ -1723,10 +1744,11 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     if (rc == 0) rc = mdb_env_set_maxdbs(s->env, 16);
     /* No size before opening: LMDB then keeps the size an existing file was grown to, and only
      * a smaller one is raised to map_size below. */
-    if (rc == 0) rc = mdb_env_open(s->env, opt->dir, MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0), 0640);
+    unsigned env_flags = MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0) | (s->read_only ? MDB_RDONLY : 0);
+    if (rc == 0) rc = mdb_env_open(s->env, opt->dir, env_flags, 0640);
     MDB_envinfo info;
     if (rc == 0) rc = mdb_env_info(s->env, &info);
-    if (rc == 0 && info.me_mapsize < s->map_size) rc = mdb_env_set_mapsize(s->env, s->map_size);
+    if (rc == 0 && !s->read_only && info.me_mapsize < s->map_size) rc = mdb_env_set_mapsize(s->env, s->map_size);
     if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND) {
         store_damaged(err, errlen, opt->dir, mdb_strerror(rc));
         code = SR_E_CORRUPT;
@@ -1764,6 +1786,10 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     }
     mdb_txn_reset(s->read_txn);
 
+    if (s->read_only) {
+        *out = s;
+        return 0;
+    }
     s->handles = store_xcalloc(1, sizeof *s->handles);
     uv_prepare_init(loop, &s->handles->prepare);
     uv_check_init(loop, &s->handles->check);
@@ -1830,6 +1856,11 @@ void sr_store_close(sr_store *s) {
 static int store_read_begin(sr_store *s) {
     pthread_rwlock_rdlock(&s->map_lock);
     int rc = mdb_txn_renew(s->read_txn);
+    if (rc == MDB_MAP_RESIZED && s->read_only) {
+        /* The daemon beside us grew the map: adopt its size (no transaction of ours is live) and go on. */
+        rc = mdb_env_set_mapsize(s->env, 0);
+        if (rc == 0) rc = mdb_txn_renew(s->read_txn);
+    }
     if (rc) {
         pthread_rwlock_unlock(&s->map_lock);
         return store_error(rc, "read");
@@ -2190,6 +2221,57 @@ int sr_store_scan_messages_back(sr_store *s, int64_t since_ms, int max, sr_store
         }
         n++;
         int stop = m.created_at_ms < since_ms || cb(&m, ud) != 0;
+        sr_message_free(&m);
+        if (stop) break;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+fail:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(s);
+    return rc ? store_error(rc, "message scan") : n;
+}
+
+int sr_store_scan_messages(sr_store *s, const char *after, int64_t since_ms, int max, sr_store_message_cb cb,
+                           void *ud, char last[SR_ID_LEN + 1]) {
+    MDB_cursor *cur = NULL;
+    int n = 0, rc;
+    if (max <= 0) return 0;
+    int code = store_read_begin(s);
+    if (code) return code;
+    /* Ids begin with their creation time, so the first id of since_ms is where the scan starts. */
+    char start[SR_ID_LEN + 1];
+    size_t start_len = 0;
+    int skip_start = 0;
+    if (after && after[0]) {
+        start_len = strnlen(after, SR_ID_LEN);
+        memcpy(start, after, start_len);
+        skip_start = 1;
+    } else if (since_ms > 0) {
+        /* The id's time part alone (10 Crockford base32 digits, as sr_id_new writes it): every id of
+         * that millisecond sorts after it. Not sr_id_new itself, which never goes back in time. */
+        static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        uint64_t t = (uint64_t)since_ms;
+        for (int i = 9; i >= 0; i--, t >>= 5) start[i] = crockford[t & 31];
+        start_len = 10;
+    }
+    rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_MESSAGES], &cur);
+    if (rc) goto fail;
+    MDB_val k = {start_len, start}, v;
+    rc = start_len ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (skip_start && k.mv_size == start_len && memcmp(k.mv_data, start, start_len) == 0) continue;
+        sr_message m;
+        if (sr_message_decode(v.mv_data, v.mv_size, &m) < 0) {
+            sr_warn("store: corrupt message record skipped in a scan");
+            continue;
+        }
+        n++;
+        if (last) {
+            size_t len = k.mv_size < SR_ID_LEN ? k.mv_size : SR_ID_LEN;
+            memcpy(last, k.mv_data, len);
+            last[len] = '\0';
+        }
+        int stop = cb(&m, ud);
         sr_message_free(&m);
         if (stop) break;
     }

@@ -73,6 +73,11 @@ typedef struct sr_store_options {
     size_t map_size_max;    /* bytes; 0: 64 GiB */
     int no_sync;            /* 1: commit without fsync (benchmarks of other parts only; never by default) */
     size_t reserve;         /* bytes of room kept for updates of existing messages; 0: none */
+    /* 1: a reader beside whoever owns the directory (`smsrules models fit` on a running daemon's
+     * data): no lock taken, nothing created or written, no writer thread and no loop handles (loop
+     * may be NULL; never submit a unit to it); LMDB lets it read while the daemon writes. The
+     * directory and its store must exist. */
+    int read_only;
 } sr_store_options;
 
 /* Opens (creating) the environment, checks the schema version, clears stale
@@ -198,6 +203,14 @@ int sr_store_scan(sr_store *s, sr_store_space sp, const char *after, size_t afte
  * after those, 0 when none. */
 int sr_store_watch_due(sr_store *s, int64_t now_ms, char (*ids)[SR_ID_LEN + 1], int max, int64_t *next_ms);
 int sr_store_is_optout(sr_store *s, const char *number); /* 1, 0 or a negative code */
+/* Calls cb for up to max messages in id (creation time) order, starting after the id `after` (NULL or
+ * "": from the first id at or after since_ms, 0: from the start). m is decoded for the call only
+ * (borrowed; cb copies what it keeps, touches no store); corrupt records are skipped with a warning.
+ * A non-zero return stops the scan. Returns how many it visited, or a negative code; *last gets the
+ * id of the last one visited, to continue from. */
+typedef int (*sr_store_message_cb)(const sr_message *m, void *ud);
+int sr_store_scan_messages(sr_store *s, const char *after, int64_t since_ms, int max, sr_store_message_cb cb,
+                           void *ud, char last[SR_ID_LEN + 1]);
 /* Provider ids are indexed and looked up normalised: trimmed, ASCII
  * lower-case, without leading zeros ("00AbC1" and "abc1" are one id), since
  * providers' send answers and delivery reports disagree on case and zeros.
