@@ -377,3 +377,21 @@ extern "C" void sr_phone_location(const sr_phone_info *info, char *out, size_t o
     std::string where = geocoder->GetDescriptionForNumber(num, icu::Locale("en"));
     snprintf(out, out_size, "%s", where.c_str());
 }
+
+extern "C" int sr_phone_example_mobile(int calling_code, char out[SR_PHONE_MAX]) {
+    out[0] = '\0';
+    std::string region;
+    phone_util()->GetRegionCodeForCountryCode(calling_code, &region);
+    if (region.empty() || region == "ZZ") return -EINVAL;
+    PhoneNumber num;
+    // Some plans have no separate mobile ranges: any valid number stands in.
+    if (!phone_util()->GetExampleNumberForType(region, PhoneNumberUtil::MOBILE, &num) &&
+        !phone_util()->GetExampleNumberForType(region, PhoneNumberUtil::FIXED_LINE_OR_MOBILE, &num) &&
+        !phone_util()->GetExampleNumber(region, &num))
+        return -EINVAL;
+    std::string e164;
+    phone_util()->Format(num, PhoneNumberUtil::E164, &e164);
+    if (e164.size() >= SR_PHONE_MAX) return -EINVAL;
+    snprintf(out, SR_PHONE_MAX, "%s", e164.c_str());
+    return 0;
+}

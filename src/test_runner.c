@@ -122,6 +122,7 @@
 #include "rules.h"
 #include "rules_exec.h"
 #include "scheduler.h"
+#include "sim_random.h"
 #include "store.h"
 #include "submission.h"
 #include "phone.h"
@@ -199,6 +200,7 @@ typedef struct tr_engine {
     long provider_ids;
     tr_due_report *due_reports; /* scripted reports waiting for their send to be recorded, in order */
     int due_report_count, due_report_cap;
+    sr_sim_random random; /* the scheduler's retry jitter: the same in every run of a test */
 } tr_engine;
 
 typedef struct tr_runner {
@@ -435,6 +437,8 @@ static int tr_engine_start(tr_runner *tr, char *err, size_t errlen) {
         goto fail;
     }
     sr_scheduler_set_transport(e->scheduler, tr_transport, e);
+    sr_sim_random_seed(&e->random, 1);
+    sr_scheduler_set_random(e->scheduler, sr_sim_random_hook, &e->random);
     /* Reports come from the test (dlr, provider(name):dlr), as from webhooks.
      * There is no HTTP client: providers declared with poll = true are not
      * polled here (their reports are scripted the same way). The engine's
