@@ -817,10 +817,12 @@ static void sim_tally(sim_run *run, sim_live *l, const sr_message *m) {
     sim_result *r = run->res;
     if (m->status == SR_ST_SENT) r->no_report++;
     else r->by_status[m->status]++;
+    /* Steps along the route: after a failure, a bad report, a missed report
+     * deadline, or over a provider whose circuit was open (no attempt there). */
+    r->fallbacks += m->route_index;
     for (int i = 1; i < m->attempt_count; i++) {
         const char *a = m->attempts[i - 1].provider, *b = m->attempts[i].provider;
-        if (a && b && strcmp(a, b) != 0) r->fallbacks++;
-        else r->retries++;
+        if (a && b && strcmp(a, b) == 0) r->retries++;
     }
     if (m->status == SR_ST_DELIVERED) {
         int64_t at = 0;
