@@ -1354,16 +1354,16 @@ static int sim_run_strategy(const sim_models *models, sim_traffic *traffic, cons
         sr_store_watch_due(run->store, now, watched, SIM_SCAN, &watch_next);
         if (watch_next > now && watch_next < next) next = watch_next;
         int n = sr_store_queue_due(run->store, next == INT64_MAX ? now + SIM_DRAIN_MS : next, entries, SIM_SCAN);
-        int waiting = 0;
+        int waiting = 0, kick = 0;
         for (int i = 0; i < n; i++) {
             if (entries[i].due_ms <= now) waiting = 1;
-            else if (entries[i].due_ms < next) next = entries[i].due_ms;
+            else if (entries[i].due_ms <= next) next = entries[i].due_ms, kick = 1;
         }
         if (waiting) {
             int64_t wake_ms;
             sr_scheduler_idle(run->scheduler, &wake_ms);
             if (wake_ms < 1) wake_ms = 1;
-            if (now + wake_ms < next) next = now + wake_ms;
+            if (now + wake_ms <= next) next = now + wake_ms, kick = 1;
         }
         /* Nothing left but report deadlines long after the traffic ended. */
         if (next == INT64_MAX || next > last_activity + SIM_DRAIN_MS) break;
@@ -1377,8 +1377,14 @@ static int sim_run_strategy(const sim_models *models, sim_traffic *traffic, cons
         sr_clock_advance_ms(next - now);
         now = sr_now_ms();
         sim_expire(run, now);
-        sr_scheduler_kick(run->scheduler);
-        if (watch_next > 0 && watch_next <= now) sr_reports_tick_now(run->reports);
+        /* A look at the queue when a queued message falls due or a lane's
+         * wait ends (new messages and answers wake the scheduler themselves):
+         * with a backlog, each look reads the messages it cannot send yet. */
+        if (kick) sr_scheduler_kick(run->scheduler);
+        if (watch_next > 0 && watch_next <= now) {
+            sr_reports_tick_now(run->reports);
+            sr_scheduler_kick(run->scheduler);
+        }
     }
     /* What is still in flight: counted as it stands. */
     for (size_t i = 0; i < run->table_size; i++)
