@@ -22,7 +22,6 @@
 #include "simulate.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -43,6 +42,7 @@
 #include "reports.h"
 #include "rules.h"
 #include "scheduler.h"
+#include "sim_engine.h"
 #include "sim_random.h"
 #include "sim_report.h"
 #include "store.h"
@@ -50,7 +50,6 @@
 
 #define SIM_START_MS 1767225600000LL /* 2026-01-01T00:00:00Z: every run starts here */
 #define SIM_SETTLE_LIMIT_MS 60000    /* real time for the engine to settle: past it, a bug */
-#define SIM_SCAN 4096
 #define SIM_MAX_ERRORS 16
 #define SIM_MAX_COUNTRIES 64 /* countries shown one by one; the rest add up under "other" */
 #define SIM_MAX_TAGS 8
@@ -228,17 +227,10 @@ typedef struct sim_event {
 
 typedef struct sim_run {
     uv_loop_t loop;
-    sr_config config;
-    sr_rules *rules;
-    sr_store *store;
-    sr_scheduler *scheduler;
-    sr_reports *reports;
-    char dir[PATH_MAX];
-    int in_flight;
-    int scheduler_stopped, reports_stopped;
+    sr_sim_engine core; /* the engine: rules, store, scheduler, report engine */
     const sim_models *models;
     const sim_model *model_of[SR_MAX_PROVIDERS]; /* by the rules' provider index */
-    sr_sim_random random;                        /* providers and retry jitter */
+    sr_sim_random random;                        /* the providers' draws */
     sim_event *heap;
     int heap_count, heap_cap;
     uint64_t seq;
@@ -249,6 +241,7 @@ typedef struct sim_run {
     sim_result *res;
     long provider_ids;
     int64_t last_sweep_s;
+    int loop_open;
 } sim_run;
 
 static char *sim_strdup(const char *s) {
@@ -898,7 +891,7 @@ static void sim_check_dirty(sim_run *run) {
         l->dirty = 0;
         if (!l->tallied) {
             sr_message m;
-            if (sr_store_get_message(run->store, l->id, &m) == 0) {
+            if (sr_store_get_message(run->core.store, l->id, &m) == 0) {
                 if (sr_status_is_final(m.status)) sim_tally(run, l, &m);
                 sr_message_free(&m);
             }
@@ -949,8 +942,8 @@ static sim_event sim_pop(sim_run *run) {
 /* ---- the simulated providers ---- */
 
 static int sim_provider_index(const sim_run *run, const sr_provider *p) {
-    for (int i = 0; i < run->rules->provider_count; i++)
-        if (&run->rules->providers[i] == p || strcmp(run->rules->providers[i].name, p->name) == 0) return i;
+    for (int i = 0; i < run->core.rules->provider_count; i++)
+        if (&run->core.rules->providers[i] == p || strcmp(run->core.rules->providers[i].name, p->name) == 0) return i;
     return -1;
 }
 
@@ -1076,9 +1069,7 @@ static void sim_settle(sim_run *run) {
     uint64_t deadline = uv_hrtime() + (uint64_t)SIM_SETTLE_LIMIT_MS * 1000000u;
     for (;;) {
         int64_t wake_ms;
-        if (sr_scheduler_idle(run->scheduler, &wake_ms) && run->in_flight == 0 &&
-            run->rules->live_invocations == 0 && sr_reports_idle(run->reports))
-            return;
+        if (sr_sim_engine_idle(&run->core, &wake_ms)) return;
         if (uv_hrtime() > deadline) sim_fatal(run, "the engine did not settle in time");
         uv_run(&run->loop, wake_ms == 0 ? UV_RUN_NOWAIT : UV_RUN_ONCE);
     }
@@ -1095,7 +1086,7 @@ static void sim_put_done(sr_store_txn *t, void *ud) {
     int st = sr_store_txn_status(t);
     int code = st ? st : sr_store_txn_result(t, 0);
     const char *id = sr_store_txn_id(t, 0);
-    run->in_flight--;
+    run->core.in_flight--;
     if (code != 0 || !id) {
         run->res->refused++;
     } else {
@@ -1106,7 +1097,7 @@ static void sim_put_done(sr_store_txn *t, void *ud) {
         /* A message final at once (opted out, rejected by a rule) is counted at the end of the run. */
     }
     free(p);
-    sr_scheduler_kick(run->scheduler);
+    sr_scheduler_kick(run->core.scheduler);
 }
 
 /* POST /v1/messages with the input's body, as the API takes it. */
@@ -1123,7 +1114,7 @@ static void sim_submit(sim_run *run, const sim_input *in) {
     const char *idem = NULL;
     uint64_t hash = 0;
     sr_reasons reasons;
-    if (sr_submission_parse(doc.root, &run->config, NULL, sr_now_ms(), "", &m, &idem, &hash, &reasons) != 0) {
+    if (sr_submission_parse(doc.root, &run->core.config, NULL, sr_now_ms(), "", &m, &idem, &hash, &reasons) != 0) {
         sr_json_doc_free(&doc);
         r->refused++;
         return;
@@ -1132,18 +1123,18 @@ static void sim_submit(sim_run *run, const sim_input *in) {
     p->run = run;
     p->country = in->country;
     p->segments = m.segments > 0 ? m.segments : in->segments;
-    sr_store_txn *t = sr_store_txn_new(run->store);
+    sr_store_txn *t = sr_store_txn_new(run->core.store);
     sr_store_txn_put_message(t, &m, idem, hash);
     sr_message_free(&m);
     sr_json_doc_free(&doc);
-    run->in_flight++;
+    run->core.in_flight++;
     sr_store_txn_submit(t, sim_put_done, p);
 }
 
 static void sim_report_applied(int code, void *ud) {
     sim_run *run = ud;
     if (code != 0) sr_error("simulate: a delivery report could not be stored", "error", sr_store_strerror(code));
-    run->in_flight--;
+    run->core.in_flight--;
 }
 
 static void sim_run_event(sim_run *run, sim_event *ev) {
@@ -1171,122 +1162,66 @@ static void sim_run_event(sim_run *run, sim_event *ev) {
         sim_mark(run, l);
     }
     if (re->rep.status == SR_ST_DELIVERED && re->provider >= 0) run->res->providers[re->provider].delivered++;
-    run->in_flight++;
-    sr_reports_apply(run->reports, run->rules->providers[re->provider].name, &re->rep, 1, sim_report_applied, run);
+    run->core.in_flight++;
+    sr_reports_apply(run->core.reports, run->core.rules->providers[re->provider].name, &re->rep, 1, sim_report_applied, run);
     free(re);
 }
 
-static int sim_expire_mutator(sr_message *m, void *arg) {
-    int64_t now = *(const int64_t *)arg;
-    if (m->status != SR_ST_QUEUED || m->expires_at_ms == 0 || m->expires_at_ms > now) return SR_E_STATE;
-    sr_message_set_str(&m->error, "validity ended before the message was sent");
-    sr_message_set_status(m, SR_ST_EXPIRED, now);
-    return 0;
-}
-
-static void sim_unit_done(sr_store_txn *t, void *ud) {
+static void sim_expired(const char *id, void *ud) {
     sim_run *run = ud;
-    run->in_flight--;
+    sim_mark(run, sim_live_find(run, id));
 }
 
 /* The daemon's sweep, once a simulated second: queued messages whose validity ended. */
 static void sim_expire(sim_run *run, int64_t now) {
-    static int64_t expire_now;
     if (now / 1000 == run->last_sweep_s) return;
     run->last_sweep_s = now / 1000;
-    expire_now = now;
-    char ids[256][SR_ID_LEN + 1];
-    int n = sr_store_expired(run->store, now, ids, 256);
-    for (int i = 0; i < n; i++) {
-        sr_store_txn *t = sr_store_txn_new(run->store);
-        sr_store_txn_update_message(t, ids[i], sim_expire_mutator, &expire_now);
-        run->in_flight++;
-        sr_store_txn_submit(t, sim_unit_done, run);
-        sim_mark(run, sim_live_find(run, ids[i]));
-    }
+    sr_sim_engine_expire(&run->core, sim_expired, run);
 }
-
-static int sim_rmtree_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    remove(path);
-    return 0;
-}
-
-static void sim_scheduler_stopped(void *ud) { ((sim_run *)ud)->scheduler_stopped = 1; }
-static void sim_reports_stopped(void *ud) { ((sim_run *)ud)->reports_stopped = 1; }
 
 static int sim_engine_start(sim_run *run, const char *rules_path, uint64_t seed, char *err, size_t errlen) {
     if (uv_loop_init(&run->loop) != 0) return sim_fail(err, errlen, "cannot start an event loop");
-    sr_config_init(&run->config);
-    if (sr_rules_load(&run->rules, rules_path, &run->config, err, errlen) != 0) return -1;
-    for (int i = 0; i < run->rules->provider_count; i++) {
-        const char *name = run->rules->providers[i].name;
+    run->loop_open = 1;
+    if (sr_sim_engine_start(&run->core, &run->loop, rules_path, "smsrules-simulate", 64u << 20, seed, sim_transport,
+                            run, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < run->core.rules->provider_count; i++) {
+        const char *name = run->core.rules->providers[i].name;
         for (int j = 0; j < run->models->count; j++)
             if (strcmp(run->models->providers[j].name, name) == 0) run->model_of[i] = &run->models->providers[j];
         if (!run->model_of[i])
             return sim_fail(err, errlen, "%s: provider '%s' has no model in the models file", rules_path, name);
         snprintf(run->res->provider_names[i], sizeof run->res->provider_names[i], "%s", name);
-        /* No network: reports come from the simulated providers. */
-        run->rules->providers[i].poll = 0;
     }
-    run->res->provider_count = run->rules->provider_count;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(run->dir, sizeof run->dir, "%s/smsrules-simulate-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(run->dir)) {
-        run->dir[0] = '\0';
-        return sim_fail(err, errlen, "cannot create a temporary folder for the store: %s", strerror(errno));
-    }
-    sr_store_options so;
-    memset(&so, 0, sizeof so);
-    so.dir = run->dir;
-    so.map_size = 64u << 20;
-    so.no_sync = 1; /* the store is thrown away at the end: durability buys nothing */
-    if (sr_store_open(&run->store, &run->loop, &so, err, errlen) != 0) return -1;
-    if (sr_scheduler_start(&run->scheduler, &run->loop, run->store, run->rules, NULL, &run->config) != 0)
-        return sim_fail(err, errlen, "cannot start the delivery engine");
-    sr_scheduler_set_transport(run->scheduler, sim_transport, run);
-    sr_sim_random_seed(&run->random, seed);
-    sr_scheduler_set_random(run->scheduler, sr_sim_random_hook, &run->random);
-    if (sr_reports_start(&run->reports, &run->loop, run->store, run->scheduler, run->rules, NULL, &run->config) != 0)
-        return sim_fail(err, errlen, "cannot start the report engine");
-    sr_scheduler_set_reports(run->scheduler, run->reports);
-    run->rules->store = run->store;
-    run->rules->scheduler = run->scheduler;
+    run->res->provider_count = run->core.rules->provider_count;
+    /* The providers' draws: a stream of their own, apart from the retry jitter's. */
+    sr_sim_random_seed(&run->random, seed ^ 0x70726f7669646572ULL);
     run->last_sweep_s = -1;
     return 0;
 }
 
+/* Answers the requests the simulated providers still hold; reports still to come are dropped. */
+static int sim_flush(void *ud) {
+    sim_run *run = ud;
+    int n = 0;
+    while (run->heap_count > 0) {
+        sim_event ev = sim_pop(run);
+        if (ev.kind == EV_ANSWER) sim_run_event(run, &ev);
+        else free(ev.p);
+        n++;
+    }
+    return n;
+}
+
 /* Stops and frees whatever sim_engine_start got to. */
 static void sim_engine_stop(sim_run *run) {
-    uint64_t deadline = uv_hrtime() + (uint64_t)SIM_SETTLE_LIMIT_MS * 1000000u;
-    if (run->scheduler) {
-        sr_scheduler_stop(run->scheduler, sim_scheduler_stopped, run);
-        while (!run->scheduler_stopped || run->in_flight > 0 || run->heap_count > 0) {
-            /* Requests still at a provider are answered now. */
-            while (run->heap_count > 0) {
-                sim_event ev = sim_pop(run);
-                if (ev.kind == EV_ANSWER) sim_run_event(run, &ev);
-                else free(ev.p);
-            }
-            if (uv_hrtime() > deadline) sim_fatal(run, "the engine did not stop in time");
-            uv_run(&run->loop, UV_RUN_ONCE);
-        }
+    if (run->core.scheduler && sr_sim_engine_stop(&run->core, sim_flush, run, SIM_SETTLE_LIMIT_MS) != 0)
+        sim_fatal(run, "the engine did not stop in time");
+    if (run->loop_open) {
+        uv_run(&run->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&run->loop);
     }
-    if (run->reports) {
-        sr_reports_stop(run->reports, sim_reports_stopped, run);
-        while (!run->reports_stopped || run->in_flight > 0 || run->rules->live_invocations > 0) {
-            if (uv_hrtime() > deadline) sim_fatal(run, "the engine did not stop in time");
-            uv_run(&run->loop, UV_RUN_ONCE);
-        }
-    }
-    if (run->rules) run->rules->scheduler = NULL;
-    if (run->reports) sr_reports_free(run->reports);
-    if (run->scheduler) sr_scheduler_free(run->scheduler);
-    if (run->store) sr_store_close(run->store);
-    uv_run(&run->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&run->loop);
-    if (run->dir[0]) nftw(run->dir, sim_rmtree_entry, 16, FTW_DEPTH | FTW_PHYS);
-    if (run->rules) sr_rules_release(run->rules);
-    sr_config_free(&run->config);
+    sim_flush(run);
     for (size_t i = 0; i < run->table_size; i++)
         for (sim_live *l = run->table[i], *next; l; l = next) {
             next = l->next;
@@ -1295,7 +1230,6 @@ static void sim_engine_stop(sim_run *run) {
     free(run->table);
     free(run->heap);
     free(run->dirty);
-    sr_metrics_reset();
 }
 
 static void sim_progress(long done, long total, int strategy, int strategies) {
@@ -1326,8 +1260,6 @@ static int sim_run_strategy(const sim_models *models, sim_traffic *traffic, cons
     int progress = isatty(2);
     uint64_t started = uv_hrtime(), last_progress = started;
     int64_t last_activity = SIM_START_MS;
-    static sr_queue_entry entries[SIM_SCAN];
-    static char watched[SIM_SCAN][SR_ID_LEN + 1];
     for (;;) {
         int64_t now = sr_now_ms();
         while (have > 0 && SIM_START_MS + in.at_ms <= now) {
@@ -1350,21 +1282,9 @@ static int sim_run_strategy(const sim_models *models, sim_traffic *traffic, cons
         int64_t next = INT64_MAX;
         if (have > 0) next = SIM_START_MS + in.at_ms;
         if (run->heap_count > 0 && run->heap[0].at_ms < next) next = run->heap[0].at_ms;
-        int64_t watch_next = 0;
-        sr_store_watch_due(run->store, now, watched, SIM_SCAN, &watch_next);
-        if (watch_next > now && watch_next < next) next = watch_next;
-        int n = sr_store_queue_due(run->store, next == INT64_MAX ? now + SIM_DRAIN_MS : next, entries, SIM_SCAN);
-        int waiting = 0, kick = 0;
-        for (int i = 0; i < n; i++) {
-            if (entries[i].due_ms <= now) waiting = 1;
-            else if (entries[i].due_ms <= next) next = entries[i].due_ms, kick = 1;
-        }
-        if (waiting) {
-            int64_t wake_ms;
-            sr_scheduler_idle(run->scheduler, &wake_ms);
-            if (wake_ms < 1) wake_ms = 1;
-            if (now + wake_ms <= next) next = now + wake_ms, kick = 1;
-        }
+        int kick = 0;
+        next = sr_sim_engine_next(&run->core, now, next == INT64_MAX ? now + SIM_DRAIN_MS + 1 : next, &kick);
+        if (next == now + SIM_DRAIN_MS + 1 && have <= 0 && run->heap_count == 0) next = INT64_MAX;
         /* Nothing left but report deadlines long after the traffic ended. */
         if (next == INT64_MAX || next > last_activity + SIM_DRAIN_MS) break;
         if (next <= now) next = now + 1;
@@ -1380,18 +1300,16 @@ static int sim_run_strategy(const sim_models *models, sim_traffic *traffic, cons
         /* A look at the queue when a queued message falls due or a lane's
          * wait ends (new messages and answers wake the scheduler themselves):
          * with a backlog, each look reads the messages it cannot send yet. */
-        if (kick) sr_scheduler_kick(run->scheduler);
-        if (watch_next > 0 && watch_next <= now) {
-            sr_reports_tick_now(run->reports);
-            sr_scheduler_kick(run->scheduler);
-        }
+        if (kick) sr_scheduler_kick(run->core.scheduler);
+        /* Report deadlines that fell due (a missed dlr_timeout sends a message on). */
+        sr_reports_tick_now(run->core.reports);
     }
     /* What is still in flight: counted as it stands. */
     for (size_t i = 0; i < run->table_size; i++)
         for (sim_live *l = run->table[i]; l; l = l->next) {
             if (l->tallied) continue;
             sr_message m;
-            if (sr_store_get_message(run->store, l->id, &m) != 0) continue;
+            if (sr_store_get_message(run->core.store, l->id, &m) != 0) continue;
             if (sr_status_is_final(m.status) || m.status == SR_ST_SENT) sim_tally(run, l, &m);
             else res->by_status[SR_ST_QUEUED]++;
             sr_message_free(&m);
