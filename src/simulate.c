@@ -1647,6 +1647,9 @@ int sr_simulate_main(int argc, char **argv) {
                     code = 2;
                 }
                 if (f && fclose(f) != 0) code = 2;
+            } else {
+                fprintf(stderr, "smsrules simulate: the HTML report could not be rendered\n");
+                code = 2;
             }
             sr_json_doc_free(&doc);
         }
