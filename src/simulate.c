@@ -1163,7 +1163,8 @@ static void sim_run_event(sim_run *run, sim_event *ev) {
     }
     if (re->rep.status == SR_ST_DELIVERED && re->provider >= 0) run->res->providers[re->provider].delivered++;
     run->core.in_flight++;
-    sr_reports_apply(run->core.reports, run->core.rules->providers[re->provider].name, &re->rep, 1, sim_report_applied, run);
+    sr_reports_apply(run->core.reports, run->core.rules->providers[re->provider].name, &re->rep, 1,
+                     sim_report_applied, run);
     free(re);
 }
 
@@ -1567,8 +1568,8 @@ int sr_simulate_main(int argc, char **argv) {
             char *end;
             long v = strtol(optarg, &end, 10);
             if (*end || !*optarg || v < 1 || v > 60000) {
-                fprintf(stderr, "smsrules: --resolution-ms needs a whole number from 1 to 60000, not '%s'\n\n%s", optarg,
-                        usage_simulate);
+                fprintf(stderr, "smsrules: --resolution-ms needs a whole number from 1 to 60000, not '%s'\n\n%s",
+                        optarg, usage_simulate);
                 return 1;
             }
             resolution_ms = v;
