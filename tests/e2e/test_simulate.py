@@ -163,6 +163,32 @@ def dlr_timeout_bounds_time_to_delivered():
     check(abs(sum(v["cost"] for v in c.values()) - s["cost_total"]) < 1e-3, "country costs add up: %r" % c)
 
 
+@test(timeout=120)
+def country_overrides_and_error_kinds():
+    # The primary accepts 90%, answers 400 (refused for good: the message fails) to 5% and 429
+    # (retried) to 5%; Russia (+7) is overridden: delivered 0.5, price 0.04. A message fails
+    # when a 400 comes before an acceptance: p_fail = 0.05 / (1 - 0.05) = 0.0526 (up to the
+    # provider's max_attempts, whose tail is negligible), and gets about as many retries.
+    _, r = simulate("models_countries.json", "traffic_mixed.json", ["single.lua"])
+    s = r["single"]
+    n = s["messages"]
+    p_fail = 0.05 / 0.95
+    check(abs(s["failed"] / n - p_fail) <= tolerance(p_fail, n), "failed %r of %r" % (s["failed"], n))
+    check(abs(s["retries"] / n - p_fail) <= tolerance(p_fail, n), "retries %r" % s["retries"])
+    check(s["providers"]["primary"]["attempts"] == n + s["retries"], "attempts %r" % s["providers"])
+    c = s["countries"]
+    for cc, delivered in (("84", 0.9), ("7", 0.5)):
+        p = delivered * (1 - p_fail)
+        m = c[cc]["messages"]
+        check(abs(c[cc]["delivered"] / m - p) <= tolerance(p, m), "%s: %r, expected %r" % (cc, c[cc], p))
+    # Cost per message to Russia: 0.04 x 1.2 segments x the accepted share. Relative sd from
+    # the segment mix (0.4 / 1.2 per message) and the accepted share, over ~900 messages:
+    # sqrt((1/9 + 0.056) / 900) = 1.4%; tolerance 4.5 sd = 6%.
+    expected = 0.04 * 1.2 * (1 - p_fail)
+    check(abs(c["7"]["cost"] / c["7"]["messages"] / expected - 1) < 0.06, "cost %r vs %r per message" % (
+        c["7"], expected))
+
+
 @test(timeout=180)
 def same_seed_same_bytes_other_seed_other_numbers():
     args = ("models.json", "traffic_mixed.json", ["single.lua", "fallback.lua"])
