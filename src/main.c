@@ -15,6 +15,7 @@
 #include "rules.h"
 #include "sim_fit.h"
 #include "sim_report.h"
+#include "simulate.h"
 #include "test_runner.h"
 
 static const char usage_main[] =
@@ -25,6 +26,8 @@ static const char usage_main[] =
     "                     run the engine\n"
     "  check rules.lua    load and validate a rules file; exit 1 on error\n"
     "  test FILE...       run rule tests offline (simulated providers, virtual clock)\n"
+    "  simulate --models M.json --traffic T.json STRATEGY.lua...\n"
+    "                     compare fallback strategies on simulated providers and traffic\n"
     "  mock-provider [--listen HOST:PORT] [...]\n"
     "                     a fake SMS provider for demos, tests and benchmarks\n"
     "  models fit --data DIR [--since 7d] [-o MODELS.json]\n"
@@ -265,6 +268,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "check") == 0) return cmd_check(argc - 1, argv + 1);
     if (strcmp(cmd, "test") == 0) return sr_test_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "simulate") == 0) return sr_simulate_main(argc - 1, argv + 1);
     if (strcmp(cmd, "mock-provider") == 0) {
         raise_open_file_limit();
         return sr_mock_provider_main(argc - 1, argv + 1);

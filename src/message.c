@@ -278,6 +278,10 @@ void sr_clock_freeze(void) {
     if (!clock_frozen_ms) clock_frozen_ms = sr_now_ms();
 }
 
+void sr_clock_freeze_at(int64_t at_ms) {
+    clock_frozen_ms = at_ms > 0 ? at_ms : 1;
+}
+
 void sr_clock_advance_ms(int64_t delta_ms) {
     if (delta_ms <= 0) return;
     if (clock_frozen_ms) clock_frozen_ms += delta_ms;

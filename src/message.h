@@ -144,5 +144,7 @@ int64_t sr_now_ms(void); /* wall clock (CLOCK_REALTIME), unless the virtual cloc
  * puts it that far ahead of the wall clock. */
 void sr_clock_freeze(void);
 void sr_clock_advance_ms(int64_t delta_ms);
+/* Stops the clock at at_ms (simulate: every run starts at the same moment). */
+void sr_clock_freeze_at(int64_t at_ms);
 
 #endif

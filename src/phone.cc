@@ -458,3 +458,21 @@ extern "C" int sr_phone_calling_code(const char *e164) {
     }
     return 0;
 }
+
+extern "C" int sr_phone_example_mobile(int calling_code, char out[SR_PHONE_MAX]) {
+    out[0] = '\0';
+    std::string region;
+    phone_util()->GetRegionCodeForCountryCode(calling_code, &region);
+    if (region.empty() || region == "ZZ") return -EINVAL;
+    PhoneNumber num;
+    // Some plans have no separate mobile ranges: any valid number stands in.
+    if (!phone_util()->GetExampleNumberForType(region, PhoneNumberUtil::MOBILE, &num) &&
+        !phone_util()->GetExampleNumberForType(region, PhoneNumberUtil::FIXED_LINE_OR_MOBILE, &num) &&
+        !phone_util()->GetExampleNumber(region, &num))
+        return -EINVAL;
+    std::string e164;
+    phone_util()->Format(num, PhoneNumberUtil::E164, &e164);
+    if (e164.size() >= SR_PHONE_MAX) return -EINVAL;
+    snprintf(out, SR_PHONE_MAX, "%s", e164.c_str());
+    return 0;
+}

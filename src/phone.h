@@ -107,6 +107,11 @@ void sr_phone_location(const sr_phone_info *info, char *out, size_t out_size);
  * a known code. Cheap: no parsing of the rest of the number. */
 int sr_phone_calling_code(const char *e164);
 
+/* libphonenumber's example mobile number of the main region of a country
+ * calling code (84 → "+84912345678"), for simulated traffic: 0, or -EINVAL
+ * when the code has no region or no example. */
+int sr_phone_example_mobile(int calling_code, char out[SR_PHONE_MAX]);
+
 #ifdef __cplusplus
 }
 #endif

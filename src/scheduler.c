@@ -138,6 +138,9 @@ struct sr_scheduler {
     /* Set by the test runner: requests go to it instead of HTTP. */
     sr_transport_fn transport;
     void *transport_ud;
+    /* Set by the test runner and simulate: retry jitter from their seeded generator. */
+    uint64_t (*random)(void *ud);
+    void *random_ud;
     int jobs_at_transport; /* claimed jobs whose request the transport holds */
     int kicked;            /* a look at the queue was asked for and has not run yet */
     sr_reports *reports;   /* told about every send recorded (parked reports, watch) */
@@ -305,7 +308,8 @@ static int sched_apply(sr_message *m, void *arg) {
 
 /* ---- helpers ---- */
 
-static uint64_t sched_random(void) {
+static uint64_t sched_random(sr_scheduler *s) {
+    if (s->random) return s->random(s->random_ud);
     uint64_t v = 0;
     if (getrandom(&v, sizeof v, 0) != sizeof v) v = (uint64_t)sr_now_ms() * 6364136223846793005ULL;
     return v;
@@ -320,6 +324,11 @@ void sr_scheduler_kick(sr_scheduler *s) {
     /* A 0 ms timer runs on the next loop pass: many kicks, one pump. */
     uv_timer_start(&s->timer, sched_timer_cb, 0, 0);
     s->kicked = 1;
+}
+
+void sr_scheduler_set_random(sr_scheduler *s, uint64_t (*fn)(void *ud), void *ud) {
+    s->random = fn;
+    s->random_ud = ud;
 }
 
 void sr_scheduler_set_transport(sr_scheduler *s, sr_transport_fn fn, void *ud) {
@@ -532,7 +541,7 @@ static void sched_decide(sr_scheduler *s, const sr_provider *p, sched_job *j, co
         double cap = (double)s->config->retry_cap_ms;
         double ceiling = (double)s->config->retry_base_ms * pow(2.0, attempts_here - 1);
         if (ceiling > cap) ceiling = cap;
-        int64_t delay = (int64_t)((double)(sched_random() % 1000001) / 1000000.0 * ceiling);
+        int64_t delay = (int64_t)((double)(sched_random(s) % 1000001) / 1000000.0 * ceiling);
         if (o->retry_after_s >= 0) {
             double ra = o->retry_after_s;
             if (ra > (double)s->config->retry_after_max_s) ra = (double)s->config->retry_after_max_s;

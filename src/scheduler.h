@@ -67,6 +67,9 @@ typedef void (*sr_transport_fn)(void *ud, const sr_provider *p, sr_message *cons
                                 sr_transport_answer answer);
 /* Sends provider requests through fn instead of HTTP (NULL: HTTP again). */
 void sr_scheduler_set_transport(sr_scheduler *s, sr_transport_fn fn, void *ud);
+/* Draws retry jitter from fn(ud) instead of the kernel's randomness (NULL: the
+ * kernel's again), so that a seeded run repeats itself exactly. */
+void sr_scheduler_set_random(sr_scheduler *s, uint64_t (*fn)(void *ud), void *ud);
 /* 1 when the engine has nothing to do until time passes or a transport
  * answers: no store write of its own in flight and no look at the queue
  * asked for (sr_scheduler_kick) that has not run. *wake_ms (may be NULL)

@@ -118,11 +118,11 @@
 #include "log.h"
 #include "message.h"
 #include "metrics.h"
-#include "route_stats.h"
 #include "reports.h"
 #include "rules.h"
 #include "rules_exec.h"
 #include "scheduler.h"
+#include "sim_engine.h"
 #include "store.h"
 #include "submission.h"
 #include "phone.h"
@@ -130,7 +130,6 @@
 
 #define TR_SETTLE_LIMIT_MS 30000 /* real time for the engine to settle: past it, a bug */
 #define TR_TEST_LIMIT_S 60       /* real time for one test function */
-#define TR_QUEUE_SCAN 4096
 #define TR_PROVIDER_MT "smsrules.test.provider"
 
 static const char TR_KEY = 't'; /* registry key of the runner: its address */
@@ -182,16 +181,7 @@ typedef struct sent_entry {
 
 /* One test's engine. */
 typedef struct tr_engine {
-    sr_config config;
-    sr_rules *rules;
-    sr_store *store;
-    sr_scheduler *scheduler;
-    sr_reports *reports;
-    char dir[PATH_MAX]; /* the store's temporary folder */
-    int in_flight;      /* store units and handlers the runner waits for */
-    int scheduler_stopped;
-    int reports_stopped;
-    int64_t expire_now; /* argument of the expiry sweep's units */
+    sr_sim_engine core; /* the engine: rules, store, scheduler, report engine */
     sim_provider sims[SR_MAX_PROVIDERS];
     int sim_count;
     sim_answer *answers; /* in the order the requests came */
@@ -238,7 +228,7 @@ static void tr_rmtree(const char *dir) {
 /* The engine stopped making progress: a bug in smsrules, not in the test. */
 static void tr_fatal(tr_runner *tr, const char *what) {
     fprintf(stderr, "smsrules test: %s: %s\n", tr->path, what);
-    if (tr->engine) tr_rmtree(tr->engine->dir);
+    if (tr->engine) tr_rmtree(tr->engine->core.dir);
     exit(2);
 }
 
@@ -416,101 +406,29 @@ static void tr_settle(tr_runner *tr);
 static int tr_engine_start(tr_runner *tr, char *err, size_t errlen) {
     tr_engine *e = calloc(1, sizeof *e);
     if (!e) abort();
-    sr_config_init(&e->config);
-    if (sr_rules_load(&e->rules, tr->rules_path, &e->config, err, errlen) != 0) goto fail;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(e->dir, sizeof e->dir, "%s/smsrules-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(e->dir)) {
-        snprintf(err, errlen, "cannot create a temporary folder for the store: %s", strerror(errno));
-        e->dir[0] = '\0';
-        goto fail;
+    /* Reports come from the test (dlr, provider(name):dlr), as from webhooks;
+     * the retry jitter is seeded, the same in every run of a test. */
+    if (sr_sim_engine_start(&e->core, &tr->loop, tr->rules_path, "smsrules-test", 16u << 20, 1, tr_transport, e, err,
+                            errlen) != 0) {
+        free(e);
+        return -1;
     }
-    sr_store_options so;
-    memset(&so, 0, sizeof so);
-    so.dir = e->dir;
-    so.map_size = 16u << 20;
-    so.no_sync = 1; /* the store is thrown away: durability buys nothing here */
-    if (sr_store_open(&e->store, &tr->loop, &so, err, errlen) != 0) goto fail;
-    if (sr_scheduler_start(&e->scheduler, &tr->loop, e->store, e->rules, NULL, &e->config) != 0) {
-        snprintf(err, errlen, "cannot start the delivery engine");
-        goto fail;
-    }
-    sr_scheduler_set_transport(e->scheduler, tr_transport, e);
-    /* Reports come from the test (dlr, provider(name):dlr), as from webhooks.
-     * There is no HTTP client: providers declared with poll = true are not
-     * polled here (their reports are scripted the same way). The engine's
-     * own timer runs on real time; tr_advance runs its passes on the
-     * virtual clock (sr_reports_tick_now). */
-    for (int i = 0; i < e->rules->provider_count; i++) e->rules->providers[i].poll = 0;
-    if (sr_reports_start(&e->reports, &tr->loop, e->store, e->scheduler, e->rules, NULL, &e->config) != 0) {
-        snprintf(err, errlen, "cannot start the report engine");
-        goto fail;
-    }
-    sr_scheduler_set_reports(e->scheduler, e->reports);
-    e->rules->store = e->store;
-    e->rules->scheduler = e->scheduler;
-    e->rules->route_stats = sr_route_stats_new(); /* on the virtual clock, like the rest of the engine */
-    for (int i = 0; i < e->rules->provider_count; i++) tr_sim(e, e->rules->providers[i].name);
+    for (int i = 0; i < e->core.rules->provider_count; i++) tr_sim(e, e->core.rules->providers[i].name);
     tr->engine = e;
     tr_settle(tr);
     return 0;
-fail:
-    if (e->scheduler) {
-        /* Nothing was sent yet: it stops at once. */
-        sr_scheduler_stop(e->scheduler, NULL, NULL);
-        sr_scheduler_free(e->scheduler);
-    }
-    if (e->store) {
-        sr_store_close(e->store);
-        uv_run(&tr->loop, UV_RUN_DEFAULT);
-    }
-    tr_rmtree(e->dir);
-    sr_rules_release(e->rules);
-    sr_config_free(&e->config);
-    free(e);
-    return -1;
-}
-
-static void tr_scheduler_stopped(void *ud) {
-    tr_engine *e = ud;
-    e->scheduler_stopped = 1;
-}
-
-static void tr_reports_stopped(void *ud) {
-    tr_engine *e = ud;
-    e->reports_stopped = 1;
 }
 
 /* Ends the running test's engine: the simulated providers answer what they
  * hold, the scheduler drains, everything closes and the store's folder goes. */
+static int tr_flush_answers(void *ud) { return tr_answer_due(ud, 1); }
+
 static void tr_engine_stop(tr_runner *tr) {
     tr_engine *e = tr->engine;
     if (!e) return;
-    sr_scheduler_stop(e->scheduler, tr_scheduler_stopped, e);
-    uint64_t deadline = uv_hrtime() + (uint64_t)TR_SETTLE_LIMIT_MS * 1000000u;
-    while (!e->scheduler_stopped || e->in_flight > 0 || e->answers) {
-        if (tr_answer_due(e, 1)) continue;
-        if (uv_hrtime() > deadline) tr_fatal(tr, "the engine did not stop in time");
-        uv_run(&tr->loop, UV_RUN_ONCE);
-    }
-    /* Then the report engine (what the daemon does too); scripted reports
-     * not applied yet are dropped. Status handlers started by the last
-     * commits finish before the engine they act on goes. */
-    sr_reports_stop(e->reports, tr_reports_stopped, e);
-    while (!e->reports_stopped || e->in_flight > 0 || e->rules->live_invocations > 0) {
-        if (uv_hrtime() > deadline) tr_fatal(tr, "the engine did not stop in time");
-        uv_run(&tr->loop, UV_RUN_ONCE);
-    }
-    e->rules->scheduler = NULL;
-    sr_reports_free(e->reports);
-    sr_scheduler_free(e->scheduler);
-    sr_store_close(e->store);
-    uv_run(&tr->loop, UV_RUN_DEFAULT); /* the handles' close callbacks */
-    tr_rmtree(e->dir);
-    sr_route_stats_free(e->rules->route_stats);
-    e->rules->route_stats = NULL;
-    sr_rules_release(e->rules);
-    sr_config_free(&e->config);
+    /* Scripted reports not applied yet are dropped. */
+    if (sr_sim_engine_stop(&e->core, tr_flush_answers, e, TR_SETTLE_LIMIT_MS) != 0)
+        tr_fatal(tr, "the engine did not stop in time");
     for (int i = 0; i < e->sent_count; i++) {
         sent_entry *s = &e->sent[i];
         free(s->to);
@@ -533,7 +451,7 @@ static void tr_engine_stop(tr_runner *tr) {
 static void tr_due_report_applied(int code, void *ud) {
     tr_engine *e = ud;
     if (code != 0) sr_error("test: a scripted delivery report could not be stored", "error", sr_store_strerror(code));
-    e->in_flight--;
+    e->core.in_flight--;
 }
 
 /* Applies the scripted reports whose sends are recorded by now (all that
@@ -545,8 +463,8 @@ static void tr_apply_due_reports(tr_engine *e) {
     e->due_reports = NULL;
     e->due_report_count = e->due_report_cap = 0;
     for (int i = 0; i < n; i++) {
-        e->in_flight++;
-        sr_reports_apply(e->reports, due[i].provider, &due[i].rep, 1, tr_due_report_applied, e);
+        e->core.in_flight++;
+        sr_reports_apply(e->core.reports, due[i].provider, &due[i].rep, 1, tr_due_report_applied, e);
     }
     free(due);
 }
@@ -560,9 +478,7 @@ static void tr_settle(tr_runner *tr) {
     for (;;) {
         if (tr_answer_due(e, 0)) continue;
         int64_t wake_ms;
-        /* Handlers the engine started itself (sms.on_status) count too. */
-        if (sr_scheduler_idle(e->scheduler, &wake_ms) && e->in_flight == 0 && e->rules->live_invocations == 0
-            && sr_reports_idle(e->reports)) {
+        if (sr_sim_engine_idle(&e->core, &wake_ms)) {
             /* Every send answered so far is recorded: its scripted report comes now. */
             if (e->due_report_count == 0) return;
             tr_apply_due_reports(e);
@@ -575,32 +491,8 @@ static void tr_settle(tr_runner *tr) {
     }
 }
 
-static void tr_unit_settled(sr_store_txn *t, void *ud) {
-    tr_engine *e = ud;
-    e->in_flight--;
-}
-
-/* Expires queued messages whose validity ended (what the daemon's sweep
- * does every second; the scheduler itself expires only the due ones). */
-static int tr_expire_mutator(sr_message *m, void *arg) {
-    int64_t now = *(const int64_t *)arg;
-    if (m->status != SR_ST_QUEUED || m->expires_at_ms == 0 || m->expires_at_ms > now) return SR_E_STATE;
-    sr_message_set_str(&m->error, "validity ended before the message was sent");
-    sr_message_set_status(m, SR_ST_EXPIRED, now);
-    return 0;
-}
-
 static void tr_expire(tr_runner *tr) {
-    tr_engine *e = tr->engine;
-    e->expire_now = sr_now_ms();
-    char ids[256][SR_ID_LEN + 1];
-    int n = sr_store_expired(e->store, e->expire_now, ids, 256);
-    for (int i = 0; i < n; i++) {
-        sr_store_txn *t = sr_store_txn_new(e->store);
-        sr_store_txn_update_message(t, ids[i], tr_expire_mutator, &e->expire_now);
-        e->in_flight++;
-        sr_store_txn_submit(t, tr_unit_settled, e);
-    }
+    sr_sim_engine_expire(&tr->engine->core, NULL, NULL);
     tr_settle(tr);
 }
 
@@ -610,8 +502,8 @@ static void tr_expire(tr_runner *tr) {
 static void tr_clock_moved(tr_runner *tr) {
     tr_engine *e = tr->engine;
     tr_expire(tr);
-    sr_scheduler_kick(e->scheduler);
-    sr_reports_tick_now(e->reports);
+    sr_scheduler_kick(e->core.scheduler);
+    sr_reports_tick_now(e->core.reports);
     tr_settle(tr);
 }
 
@@ -623,30 +515,13 @@ static void tr_advance(tr_runner *tr, int64_t ms) {
     tr_engine *e = tr->engine;
     int64_t target = sr_now_ms() + ms;
     tr_settle(tr);
-    static sr_queue_entry entries[TR_QUEUE_SCAN];
-    static char watched[TR_QUEUE_SCAN][SR_ID_LEN + 1];
     for (;;) {
         int64_t now = sr_now_ms();
         if (now >= target) break;
         int64_t next = target;
         for (sim_answer *a = e->answers; a; a = a->next)
             if (a->due_ms < next) next = a->due_ms;
-        /* Watch times already due were handled at this moment's pass: the next one after now. */
-        int64_t watch_next = 0;
-        sr_store_watch_due(e->store, now, watched, TR_QUEUE_SCAN, &watch_next);
-        if (watch_next > now && watch_next < next) next = watch_next;
-        int n = sr_store_queue_due(e->store, target, entries, TR_QUEUE_SCAN);
-        int waiting = 0;
-        for (int i = 0; i < n; i++) {
-            if (entries[i].due_ms <= now) waiting = 1;
-            else if (entries[i].due_ms < next) next = entries[i].due_ms;
-        }
-        if (waiting) {
-            int64_t wake_ms;
-            sr_scheduler_idle(e->scheduler, &wake_ms);
-            if (wake_ms < 1) wake_ms = 1;
-            if (now + wake_ms < next) next = now + wake_ms;
-        }
+        next = sr_sim_engine_next(&e->core, now, next, NULL);
         if (next <= now) next = now + 1;
         sr_clock_advance_ms(next - now);
         tr_clock_moved(tr);
@@ -735,7 +610,7 @@ static void tr_call_done(const sr_invocation_result *res, void *ud) {
     if (!c->ids) abort();
     for (int i = 0; i < res->id_count; i++) c->ids[i] = tr_strdup(res->ids[i]);
     c->result_json = tr_strdup(res->result_json);
-    c->e->in_flight--;
+    c->e->core.in_flight--;
 }
 
 static void tr_push_error(lua_State *L, const char *code, const char *message) {
@@ -855,12 +730,12 @@ static int l_fire(lua_State *L) {
     tr_call c;
     memset(&c, 0, sizeof c);
     c.e = e;
-    e->in_flight++;
-    int rc = sr_rules_fire_event(e->rules, name, doc.root, tr_call_done, &c);
+    e->core.in_flight++;
+    int rc = sr_rules_fire_event(e->core.rules, name, doc.root, tr_call_done, &c);
     sr_json_doc_free(&doc);
     lua_createtable(L, 0, 4);
     if (rc == SR_E_NOTFOUND) {
-        e->in_flight--;
+        e->core.in_flight--;
         lua_pushinteger(L, 404);
         lua_setfield(L, -2, "status");
         lua_newtable(L);
@@ -891,8 +766,8 @@ static void tr_put_done(sr_store_txn *t, void *ud) {
     p->code = st ? st : sr_store_txn_result(t, 0);
     const char *id = sr_store_txn_id(t, 0);
     if (id) snprintf(p->id, sizeof p->id, "%s", id);
-    p->e->in_flight--;
-    sr_scheduler_kick(p->e->scheduler);
+    p->e->core.in_flight--;
+    sr_scheduler_kick(p->e->core.scheduler);
 }
 
 /* send(msg) → id, or nil, "code: message" */
@@ -902,12 +777,12 @@ static int l_send(lua_State *L) {
     tr_engine *e = tr_engine_get(L, tr);
     sr_json_doc doc;
     tr_table_to_json(L, 1, "send", &doc);
-    sr_submission_templates templates = {tr_find_template, e->rules};
+    sr_submission_templates templates = {tr_find_template, e->core.rules};
     sr_message m;
     const char *idem = NULL;
     uint64_t hash = 0;
     sr_reasons reasons;
-    if (sr_submission_parse(doc.root, &e->config, &templates, sr_now_ms(), "", &m, &idem, &hash, &reasons) != 0) {
+    if (sr_submission_parse(doc.root, &e->core.config, &templates, sr_now_ms(), "", &m, &idem, &hash, &reasons) != 0) {
         sr_json_doc_free(&doc);
         lua_pushnil(L);
         lua_pushfstring(L, "%s: %s", reasons.items[0].key, reasons.items[0].message);
@@ -916,11 +791,11 @@ static int l_send(lua_State *L) {
     tr_put p;
     memset(&p, 0, sizeof p);
     p.e = e;
-    sr_store_txn *t = sr_store_txn_new(e->store);
+    sr_store_txn *t = sr_store_txn_new(e->core.store);
     sr_store_txn_put_message(t, &m, idem, hash);
     sr_message_free(&m);
     sr_json_doc_free(&doc);
-    e->in_flight++;
+    e->core.in_flight++;
     sr_store_txn_submit(t, tr_put_done, &p);
     tr_settle(tr);
     if (p.code == 0 || p.code == SR_E_EXISTS) {
@@ -958,7 +833,7 @@ static int l_inbound(lua_State *L) {
     in.text = tr_opt_field(L, 1, "text", 1);
     in.to = tr_opt_field(L, 1, "to", 0);
     in.provider = tr_opt_field(L, 1, "provider", 0);
-    if (in.provider && !sr_rules_provider(e->rules, in.provider))
+    if (in.provider && !sr_rules_provider(e->core.rules, in.provider))
         return luaL_error(L, "inbound: the rules declare no provider '%s'", in.provider);
     char id[SR_ID_LEN + 1];
     in.received_at_ms = sr_now_ms();
@@ -967,15 +842,15 @@ static int l_inbound(lua_State *L) {
     tr_call c;
     memset(&c, 0, sizeof c);
     c.e = e;
-    e->in_flight++;
-    int rc = sr_rules_fire_inbound(e->rules, &in, tr_call_done, &c);
+    e->core.in_flight++;
+    int rc = sr_rules_fire_inbound(e->core.rules, &in, tr_call_done, &c);
     lua_createtable(L, 0, 6);
     lua_pushstring(L, id);
     lua_setfield(L, -2, "id");
     lua_pushboolean(L, rc == 0);
     lua_setfield(L, -2, "handled");
     if (rc == SR_E_NOTFOUND) {
-        e->in_flight--;
+        e->core.in_flight--;
         lua_pushinteger(L, 200);
         lua_setfield(L, -2, "status");
         lua_newtable(L);
@@ -992,7 +867,7 @@ static int l_provider(lua_State *L) {
     tr_runner *tr = tr_in_test(L, "provider");
     const char *name = luaL_checkstring(L, 1);
     tr_engine *e = tr_engine_get(L, tr);
-    if (!sr_rules_provider(e->rules, name))
+    if (!sr_rules_provider(e->core.rules, name))
         return luaL_error(L, "provider: the rules declare no provider '%s'", name);
     lua_createtable(L, 0, 1);
     lua_pushvalue(L, 1);
@@ -1233,7 +1108,7 @@ static void tr_report_target(lua_State *L, tr_engine *e, int idx, char *provider
         if (lua_type(L, -2) == LUA_TSTRING) {
             if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, idx, "the attempt has a provider_id but no provider");
             const char *name = lua_tostring(L, -1);
-            if (!sr_rules_provider(e->rules, name)) luaL_error(L, "dlr: the rules declare no provider '%s'", name);
+            if (!sr_rules_provider(e->core.rules, name)) luaL_error(L, "dlr: the rules declare no provider '%s'", name);
             snprintf(provider, provider_len, "%s", name);
             snprintf(rep->provider_id, sizeof rep->provider_id, "%s", lua_tostring(L, -2));
             lua_pop(L, 2);
@@ -1263,7 +1138,7 @@ static void tr_report_target(lua_State *L, tr_engine *e, int idx, char *provider
         }
     }
     sr_message m;
-    int found = sr_id_valid(id, strlen(id)) && sr_store_get_message(e->store, id, &m) == 0;
+    int found = sr_id_valid(id, strlen(id)) && sr_store_get_message(e->core.store, id, &m) == 0;
     char status[32] = "";
     if (found) snprintf(status, sizeof status, "%s", sr_status_name(m.status));
     if (sr_id_valid(id, strlen(id))) sr_message_free(&m);
@@ -1280,7 +1155,7 @@ typedef struct tr_dlr_call {
 static void tr_dlr_applied(int code, void *ud) {
     tr_dlr_call *c = ud;
     c->code = code;
-    c->e->in_flight--;
+    c->e->core.in_flight--;
 }
 
 /* dlr(msg_or_id, status[, {error =, part =, parts =}]): a delivery report
@@ -1295,8 +1170,8 @@ static int l_dlr(lua_State *L) {
     rep.status = tr_report_status(L, 2);
     tr_report_options(L, 3, "dlr", 1, &rep);
     tr_dlr_call c = {e, 0};
-    e->in_flight++;
-    sr_reports_apply(e->reports, provider, &rep, 1, tr_dlr_applied, &c);
+    e->core.in_flight++;
+    sr_reports_apply(e->core.reports, provider, &rep, 1, tr_dlr_applied, &c);
     tr_settle(tr);
     if (c.code != 0) return luaL_error(L, "dlr: the report could not be stored (%s)", sr_store_strerror(c.code));
     return 0;
@@ -1312,7 +1187,7 @@ static int l_message(lua_State *L) {
         lua_pushnil(L);
         return 1;
     }
-    if (sr_store_get_message(e->store, id, &m) != 0) {
+    if (sr_store_get_message(e->core.store, id, &m) != 0) {
         sr_message_free(&m);
         lua_pushnil(L);
         return 1;
@@ -1334,9 +1209,9 @@ static int l_is_optout(lua_State *L) {
     tr_engine *e = tr_engine_get(L, tr);
     char e164[SR_PHONE_MAX];
     char why[SR_PHONE_WHY_MAX];
-    if (sr_phone_normalize(number, len, e->config.default_country, e164, why, sizeof why) != 0)
+    if (sr_phone_normalize(number, len, e->core.config.default_country, e164, why, sizeof why) != 0)
         return luaL_argerror(L, 1, lua_pushfstring(L, "not a valid phone number: %s", why));
-    lua_pushboolean(L, sr_store_is_optout(e->store, e164) == 1);
+    lua_pushboolean(L, sr_store_is_optout(e->core.store, e164) == 1);
     return 1;
 }
 

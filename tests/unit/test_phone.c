@@ -282,3 +282,20 @@ TEST(phone_e164_fast_path_agrees_with_the_full_parse) {
     }
     if (accepted < 1000) UNIT_FAIL("only %d of the random numbers were accepted: the test says little", accepted);
 }
+
+/* simulate's traffic: an example mobile number per calling code, valid and a mobile. */
+TEST(phone_example_mobile_numbers) {
+    static const int codes[] = {84, 7, 1, 44, 49, 86, 91, 234};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        char out[SR_PHONE_MAX];
+        CHECK_INT(sr_phone_example_mobile(codes[i], out), 0);
+        sr_phone_info info;
+        CHECK_INT(sr_phone_parse(out, strlen(out), NULL, &info, NULL, 0), 0);
+        CHECK(info.valid);
+        CHECK_INT(info.calling_code, codes[i]);
+        CHECK(strcmp(info.type, "mobile") == 0 || strcmp(info.type, "fixed_line_or_mobile") == 0);
+    }
+    char out[SR_PHONE_MAX];
+    CHECK(sr_phone_example_mobile(999, out) != 0); /* no country has it */
+    CHECK_STR(out, "");
+}
