@@ -279,6 +279,18 @@ static int sim_read_file(const char *path, sr_buf *out, char *err, size_t errlen
     return 0;
 }
 
+/* A calling code written as a string of 1 to 3 digits ("84"). */
+static int sim_number_text(const sr_json *v, double *out) {
+    if (v->len < 1 || v->len > 3) return -1;
+    int n = 0;
+    for (size_t i = 0; i < v->len; i++) {
+        if (v->str[i] < '0' || v->str[i] > '9') return -1;
+        n = n * 10 + (v->str[i] - '0');
+    }
+    *out = n;
+    return 0;
+}
+
 static int sim_number(const sr_json *v, double lo, double hi, double *out) {
     if (!v || v->type != SR_JSON_NUMBER || !(v->num >= lo && v->num <= hi)) return -1;
     *out = v->num;
@@ -623,29 +635,33 @@ done:
     return rc;
 }
 
+/* A number of country calling code cc into out: its example mobile number
+ * with the last four digits drawn, kept when libphonenumber finds it valid
+ * (else the example itself). -1 when the code has no example number. */
+static int sim_draw_number(sr_sim_random *random, int cc, char out[SR_PHONE_MAX]) {
+    char example[SR_PHONE_MAX];
+    if (sr_phone_example_mobile(cc, example) != 0) return -1;
+    size_t len = strlen(example);
+    snprintf(out, SR_PHONE_MAX, "%s", example);
+    for (int attempt = 0; attempt < 16; attempt++) {
+        char cand[SR_PHONE_MAX];
+        snprintf(cand, sizeof cand, "%s", example);
+        for (size_t d = len > 5 ? len - 4 : len; d < len; d++) cand[d] = (char)('0' + sr_sim_random_next(random) % 10);
+        sr_phone_info info;
+        if (sr_phone_parse(cand, len, NULL, &info, NULL, 0) == 0 && info.valid) {
+            snprintf(out, SR_PHONE_MAX, "%s", cand);
+            break;
+        }
+    }
+    return 0;
+}
+
 /* Fills the pool of numbers of each country: the example number with its
  * last digits drawn, kept when libphonenumber finds it valid. */
 static void sim_traffic_numbers(sim_traffic *t) {
-    for (int c = 0; c < t->country_count; c++) {
-        char example[SR_PHONE_MAX];
-        sr_phone_example_mobile(t->countries[c], example);
-        size_t len = strlen(example);
-        for (int i = 0; i < SIM_NUMBER_POOL; i++) {
-            char *out = t->numbers[c * SIM_NUMBER_POOL + i];
-            snprintf(out, SR_PHONE_MAX, "%s", example);
-            for (int attempt = 0; attempt < 16; attempt++) {
-                char cand[SR_PHONE_MAX];
-                snprintf(cand, sizeof cand, "%s", example);
-                for (size_t d = len > 5 ? len - 4 : len; d < len; d++)
-                    cand[d] = (char)('0' + sr_sim_random_next(&t->random) % 10);
-                sr_phone_info info;
-                if (sr_phone_parse(cand, len, NULL, &info, NULL, 0) == 0 && info.valid) {
-                    snprintf(out, SR_PHONE_MAX, "%s", cand);
-                    break;
-                }
-            }
-        }
-    }
+    for (int c = 0; c < t->country_count; c++)
+        for (int i = 0; i < SIM_NUMBER_POOL; i++)
+            sim_draw_number(&t->random, t->countries[c], t->numbers[c * SIM_NUMBER_POOL + i]);
 }
 
 static int sim_pick(sr_sim_random *r, const double *shares, int n) {
@@ -724,26 +740,36 @@ static int sim_traffic_next(sim_traffic *t, sim_input *in, char *err, size_t err
         const sr_json *r = doc.root;
         double at_s = 0;
         const sr_json *to = r->type == SR_JSON_OBJECT ? sr_json_get(r, "to") : NULL;
-        const sr_json *text = to ? sr_json_get(r, "text") : NULL, *seg = to ? sr_json_get(r, "segments") : NULL;
-        const sr_json *tags = to ? sr_json_get(r, "tags") : NULL;
+        /* `smsrules traffic export` writes the country calling code instead of the number. */
+        const sr_json *country = r->type == SR_JSON_OBJECT && !to ? sr_json_get(r, "country") : NULL;
+        char drawn[SR_PHONE_MAX] = "";
+        double cc = 0;
+        if (country && (country->type == SR_JSON_STRING ? sim_number_text(country, &cc) : sim_number(country, 1, 999, &cc)) == 0 &&
+            cc >= 1 && cc <= 999 && cc == (int)cc)
+            sim_draw_number(&t->random, (int)cc, drawn);
+        int has_to = to || drawn[0];
+        const sr_json *text = has_to ? sr_json_get(r, "text") : NULL, *seg = has_to ? sr_json_get(r, "segments") : NULL;
+        const sr_json *tags = has_to ? sr_json_get(r, "tags") : NULL;
         double segments = 1;
-        int bad = !to || to->type != SR_JSON_STRING || sim_number(sr_json_get(r, "at_s"), 0, 1e9, &at_s) != 0 ||
+        int bad = !has_to || (to && to->type != SR_JSON_STRING) || sim_number(sr_json_get(r, "at_s"), 0, 1e9, &at_s) != 0 ||
                   at_s < t->at_s || (text && text->type != SR_JSON_STRING) ||
                   (seg && sim_number(seg, 1, 10, &segments) != 0) || (tags && tags->type != SR_JSON_OBJECT);
         if (bad) {
             sr_json_doc_free(&doc);
             return sim_fail(err, errlen,
-                            "%s:%ld: expected {\"at_s\": seconds (not before the line above), \"to\": \"+...\", "
-                            "\"text\": \"...\" or \"segments\": 1-10, \"tags\": {...}}",
+                            "%s:%ld: expected {\"at_s\": seconds (not before the line above), \"to\": \"+...\" "
+                            "or \"country\": \"84\", \"text\": \"...\" or \"segments\": 1-10, \"tags\": {...}}",
                             t->path, t->line);
         }
         t->at_s = at_s;
         in->at_ms = (int64_t)(at_s * 1000);
         in->segments = (int)segments;
+        const char *to_str = to ? to->str : drawn;
+        size_t to_len = to ? to->len : strlen(drawn);
         sr_phone_info info;
-        in->country = sr_phone_parse(to->str, to->len, NULL, &info, NULL, 0) == 0 ? info.calling_code : 0;
+        in->country = sr_phone_parse(to_str, to_len, NULL, &info, NULL, 0) == 0 ? info.calling_code : 0;
         sr_buf_puts(&in->body, "{\"to\":");
-        sr_buf_json_str(&in->body, to->str, to->len);
+        sr_buf_json_str(&in->body, to_str, to_len);
         sr_buf_puts(&in->body, ",\"text\":");
         if (text) {
             sr_buf_json_str(&in->body, text->str, text->len);

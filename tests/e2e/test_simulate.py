@@ -213,6 +213,11 @@ def jsonl_traffic_table_and_html():
     check(s["countries"]["84"]["messages"] == 2 and s["countries"]["7"]["messages"] == 1, "%r" % s["countries"])
     # 1 + 2 + 1 segments at 0.02 (the third at 61 s: the second minute of the timeline).
     check(abs(s["cost_total"] - 0.08) < 1e-9, "cost %r" % s["cost_total"])
+    # The same traffic as `smsrules traffic export` writes it: a country instead of a number.
+    _, r2 = simulate("models.json", "traffic_export.jsonl", ["single.lua"])
+    s2 = r2["single"]
+    check(s2["messages"] == 3 and s2["countries"]["84"]["messages"] == 2 and s2["countries"]["7"]["messages"] == 1
+          and abs(s2["cost_total"] - 0.08) < 1e-9, "exported traffic: %r" % s2)
     check([p["accepted"] for p in s["timeline"]][:2] == [2, 3], "timeline %r" % s["timeline"])
     d = make_temp_dir()
     html = os.path.join(d, "report.html")
