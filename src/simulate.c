@@ -356,6 +356,8 @@ static int sim_params_parse(const sr_json *obj, sim_params *p, const char *where
             if (sim_number(f, 0, 1e9, &p->price) != 0)
                 return sim_fail(err, errlen, "models: %s.price must be a number of at least 0", where);
             p->set |= F_PRICE;
+        } else if (strcmp(k, "samples") == 0) {
+            continue; /* what `smsrules models fit` fitted the model from: for the reader */
         } else if (incident && (strcmp(k, "provider") == 0 || strcmp(k, "country") == 0 || strcmp(k, "from_s") == 0 ||
                                 strcmp(k, "to_s") == 0)) {
             continue;

@@ -156,6 +156,22 @@ def models_fit_recovers_the_mock_shares_and_traffic_export_what_was_sent():
             want["tags"] = tags(i)
         check(line == want, "line %d: %r, expected %r" % (i, line, want))
 
+    # And the two files are what `smsrules simulate` reads: last hour's traffic on last hour's provider,
+    # which delivers about as the mock did (only the first attempt of each message counts here: no retries).
+    strategy = os.path.join(d.dir, "strategy.lua")
+    with open(strategy, "w") as f:
+        f.write('sms.provider("m", { adapter = "generic", url = "http://127.0.0.1:9/send", max_attempts = 1 })\n')
+    code, stdout, stderr = run_cli(["simulate", "--models", out, "--traffic", path, "--seed", "1", "--json", strategy],
+                                   timeout=120 * SLOWDOWN)
+    check(code == 0, "simulate on the fitted models exited %d: %s" % (code, stderr[-500:]))
+    s = json.loads(stdout)["strategies"][0]
+    check(s["messages"] == N, "simulated %r messages" % s["messages"])
+    # delivered = accepted x delivered share of the fit; 4.5 sd of a binomial share at N.
+    want = m["accept"] * m["delivered"]
+    sd = (want * (1 - want) / N) ** 0.5
+    check(abs(s["delivered_ratio"] - want) < 4.5 * sd + 0.002, "simulated delivered %.4f, fitted %.4f" % (
+        s["delivered_ratio"], want))
+
 
 @test(timeout=30)
 def commands_explain_their_mistakes():
