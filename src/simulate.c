@@ -998,6 +998,9 @@ static void sim_transport(void *ud, const sr_provider *p, sr_message *const *msg
     for (int i = 0; i < n; i++) {
         sim_live *l = sim_live_find(run, msgs[i]->id);
         a->live[i] = l;
+        /* The answer event holds it: it stays while the send is out (the
+         * message may end meanwhile: expired, say). */
+        if (l) l->pending++;
         int country = l ? l->country : 0;
         sim_params P;
         sim_params_at(run, sm, country, t_ms, &P);
@@ -1170,8 +1173,12 @@ static void sim_run_event(sim_run *run, sim_event *ev) {
         sim_answer *a = ev->p;
         a->answer(a->request, a->outs, a->http_status);
         /* An accepted message is `sent`, not final: only the others may have ended. */
-        for (int i = 0; i < a->count; i++)
-            if (!a->outs[i].ok) sim_mark(run, a->live[i]);
+        for (int i = 0; i < a->count; i++) {
+            sim_live *l = a->live[i];
+            if (!l) continue;
+            l->pending--;
+            if (!a->outs[i].ok || l->tallied) sim_mark(run, l);
+        }
         free(a->outs);
         free(a->live);
         free(a);
