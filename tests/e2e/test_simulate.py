@@ -238,6 +238,22 @@ def jsonl_traffic_table_and_html():
           and page.count('class="chart delivered-over-time"') == 2, page[:400])
 
 
+@test(timeout=180)
+def adaptive_route_on_sms_stats_beats_the_static_one_when_the_primary_degrades():
+    # 12,000 messages at 20/s (600 s); from 300 s the primary delivers 0.5 instead of 0.95, the backup 0.9.
+    # Static: (6000 x 0.95 + 6000 x 0.5) / 12000 = 0.725; binomial sd over n = 12,000 is at most
+    # sqrt(0.25 / 12000) = 0.0046, tolerance 4.5 sd = 0.021. Adaptive moves traffic to the backup once the
+    # primary's last-minute delivered ratio falls below it: it must deliver at least 0.10 more.
+    _, r = simulate("models_degrade.json", "traffic_degrade.json", ["static_primary.lua", "adaptive_primary.lua"],
+                    timeout=150)
+    st, ad = r["static_primary"], r["adaptive_primary"]
+    check(abs(st["delivered_ratio"] - 0.725) < 0.021, "static delivered %r, expected 0.725" % st["delivered_ratio"])
+    check(st["providers"]["backup"]["attempts"] == 0, "static used the backup: %r" % st["providers"])
+    check(ad["delivered_ratio"] > st["delivered_ratio"] + 0.10,
+          "adaptive %.4f vs static %.4f" % (ad["delivered_ratio"], st["delivered_ratio"]))
+    check(ad["providers"]["backup"]["attempts"] > 2000, "adaptive hardly used the backup: %r" % ad["providers"])
+
+
 @test(timeout=60)
 def bad_input_exit_1_with_the_reason():
     d = make_temp_dir()
