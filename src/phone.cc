@@ -324,10 +324,12 @@ bool phone_e164_fast(const char *in, size_t len, PhoneNumber *num) {
     num->Clear();
     num->set_country_code(code);
     num->set_national_number(nn);
-    // Valid, or of a possible length for its country: a number that names
-    // its calling code is taken then (see phone.h), as the full path does.
-    return phone_util()->IsValidNumber(*num) ||
-           phone_util()->IsPossibleNumberWithReason(*num) == PhoneNumberUtil::IS_POSSIBLE;
+    // Of a possible length for its country (a number that names its calling
+    // code is taken then, see phone.h), or valid, as the full path decides.
+    // The length check first: it reads the metadata's lengths, while
+    // IsValidNumber runs ICU regular expressions (~1-2 µs).
+    return phone_util()->IsPossibleNumberWithReason(*num) == PhoneNumberUtil::IS_POSSIBLE ||
+           phone_util()->IsValidNumber(*num);
 }
 
 } // namespace
