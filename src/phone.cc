@@ -295,20 +295,9 @@ bool phone_e164_fast(const char *in, size_t len, PhoneNumber *num) {
         if (in[i] < '0' || in[i] > '9') return false;
     const char *digits = in + 1;
     size_t ndigits = len - 1;
-    int code = 0;
-    size_t code_len = 0;
-    std::string region;
-    for (size_t n = 1; n <= 3; n++) {
-        int c = 0;
-        for (size_t i = 0; i < n; i++) c = c * 10 + (digits[i] - '0');
-        phone_util()->GetRegionCodeForCountryCode(c, &region);
-        if (region != "ZZ") {
-            code = c;
-            code_len = n;
-            break;
-        }
-    }
+    int code = sr_phone_calling_code(in);
     if (!code) return false;
+    size_t code_len = code < 10 ? 1 : code < 100 ? 2 : 3;
     const char *national = digits + code_len;
     size_t national_len = ndigits - code_len;
     if (national_len < 2 || national[0] == '0') return false;
@@ -448,15 +437,21 @@ extern "C" void sr_phone_location(const sr_phone_info *info, char *out, size_t o
 extern "C" int sr_phone_calling_code(const char *e164) {
     if (!e164 || e164[0] != '+') return 0;
     // Calling codes are prefix-free: the first of the 1-, 2- and 3-digit
-    // prefixes that names a region (or "001", non-geographic) is the one.
+    // prefixes that is assigned (a region, or "001", non-geographic) is the
+    // one, as libphonenumber's Parse reads it. Route statistics ask this for
+    // every event: what libphonenumber says of each code is kept.
+    static unsigned char known[1000]; // 0 not asked yet, 1 a code, 2 not one
     int code = 0;
     for (int i = 1; i <= 3; i++) {
         char c = e164[i];
         if (c < '0' || c > '9') return 0;
         code = code * 10 + (c - '0');
-        std::string region;
-        phone_util()->GetRegionCodeForCountryCode(code, &region);
-        if (region != "ZZ") return code;
+        if (!known[code]) {
+            std::string region;
+            phone_util()->GetRegionCodeForCountryCode(code, &region);
+            known[code] = region != "ZZ" ? 1 : 2;
+        }
+        if (known[code] == 1) return code;
     }
     return 0;
 }

@@ -92,29 +92,6 @@ void sr_route_stats_free(sr_route_stats *rs) {
 
 /* Calling codes seen: 0 not looked up, 1 a code, 2 not one. The lookup goes to libphonenumber once per
  * code. */
-static unsigned char rs_code_known[1000];
-
-static int rs_is_code(int code) {
-    if (rs_code_known[code] == 0) {
-        char e164[16];
-        snprintf(e164, sizeof e164, "+%d", code % 1000);
-        rs_code_known[code] = sr_phone_calling_code(e164) == code ? 1 : 2;
-    }
-    return rs_code_known[code] == 1;
-}
-
-int sr_route_stats_country(const char *e164) {
-    if (!e164 || e164[0] != '+') return 0;
-    int code = 0;
-    for (int i = 1; i <= 3; i++) {
-        char c = e164[i];
-        if (c < '0' || c > '9') return 0;
-        code = code * 10 + (c - '0');
-        if (rs_is_code(code)) return code;
-    }
-    return 0;
-}
-
 /* ---- slots ---- */
 
 static rs_slot *rs_slot_new(int country) {
@@ -286,7 +263,7 @@ void sr_route_stats_on_attempt(sr_route_stats *rs, const sr_message *m, int ai, 
     int cls = sr_route_stats_attempt_class(a);
     if (cls < 0 || !a->provider) return;
     double cost = cls == SR_RS_ACCEPTED ? cost_per_segment * (m->segments > 0 ? m->segments : 1) : 0;
-    sr_route_stats_add_attempt(rs, a->provider, sr_route_stats_country(m->to), a->started_at_ms + a->duration_ms,
+    sr_route_stats_add_attempt(rs, a->provider, sr_phone_calling_code(m->to), a->started_at_ms + a->duration_ms,
                                (sr_route_stats_class)cls, a->duration_ms, cost);
 }
 
@@ -310,7 +287,7 @@ void sr_route_stats_on_report(sr_route_stats *rs, const sr_message *m, int ai, i
     int64_t at = a->reported_at_ms > 0 ? a->reported_at_ms : now_ms;
     if (at > now_ms) at = now_ms;
     if (at < sent) at = sent;
-    sr_route_stats_add_report(rs, a->provider, sr_route_stats_country(m->to), at, rep, sent);
+    sr_route_stats_add_report(rs, a->provider, sr_phone_calling_code(m->to), at, rep, sent);
 }
 
 /* ---- queries ---- */

@@ -73,8 +73,6 @@ typedef struct sr_route_figures {
 sr_route_stats *sr_route_stats_new(void);
 void sr_route_stats_free(sr_route_stats *rs);
 
-/* The calling code of an E.164 number (0 when unknown), cached per code. */
-int sr_route_stats_country(const char *e164);
 
 /* ---- events (at_ms: when it happened) ---- */
 

@@ -422,6 +422,23 @@ static sr_lua_heap *rules_heap_of(sr_rules *r, lua_State *L) {
 }
 
 /* sr_rules_call; log: 0 when the caller reports the error itself (loading). */
+/* lua_pcall under budget b (message handler at msgh). A run that passed a
+ * limit and returned all the same (a coroutine of the rule's swallowed the
+ * error) fails too: the stack is cut to top and the limit's error pushed. */
+static int rules_pcall_budgeted(sr_rules *r, lua_State *L, sr_lua_budget *b, int nargs, int nresults, int msgh,
+                                int top) {
+    sr_lua_budget *outer = sr_rules_budget_enter(r, b);
+    int rc = lua_pcall(L, nargs, nresults, msgh);
+    sr_rules_budget_leave(r, b, outer);
+    if (rc == LUA_OK && b->expired) {
+        char text[96];
+        lua_settop(L, top);
+        lua_pushfstring(L, "%s%s%s", b->where, b->where[0] ? " " : "", sr_rules_limit_text(r, b, text, sizeof text));
+        rc = LUA_ERRRUN;
+    }
+    return rc;
+}
+
 static int rules_call(sr_rules *r, int nargs, int nresults, char *err, size_t errlen, int log) {
     lua_State *L = r->L;
     int base = lua_gettop(L) - nargs; /* the function's index */
@@ -430,16 +447,7 @@ static int rules_call(sr_rules *r, int nargs, int nresults, char *err, size_t er
     rules_note_where(L, base, &b);
     lua_pushcfunction(L, rules_traceback);
     lua_insert(L, base);
-    sr_lua_budget *outer = sr_rules_budget_enter(r, &b);
-    int rc = lua_pcall(L, nargs, nresults, base);
-    sr_rules_budget_leave(r, &b, outer);
-    if (rc == LUA_OK && b.expired) {
-        /* Past a limit and yet returned (a coroutine of the rule's swallowed the error). */
-        char text[96];
-        lua_settop(L, base);
-        lua_pushfstring(L, "%s%s%s", b.where, b.where[0] ? " " : "", sr_rules_limit_text(r, &b, text, sizeof text));
-        rc = LUA_ERRRUN;
-    }
+    int rc = rules_pcall_budgeted(r, L, &b, nargs, nresults, base, base);
     if (rc != LUA_OK) {
         rules_report(r, L, &b, rc, err, errlen, log);
         lua_settop(L, base - 1);
@@ -460,15 +468,7 @@ int sr_rules_protected(sr_rules *r, lua_State *L, lua_CFunction body, void *ud, 
     lua_pushcfunction(L, rules_traceback);
     lua_pushcfunction(L, body);
     lua_pushlightuserdata(L, ud);
-    sr_lua_budget *outer = sr_rules_budget_enter(r, &b);
-    int rc = lua_pcall(L, 1, 0, top + 1);
-    sr_rules_budget_leave(r, &b, outer);
-    if (rc == LUA_OK && b.expired) {
-        char text[96];
-        lua_settop(L, top);
-        lua_pushfstring(L, "%s%s%s", b.where, b.where[0] ? " " : "", sr_rules_limit_text(r, &b, text, sizeof text));
-        rc = LUA_ERRRUN;
-    }
+    int rc = rules_pcall_budgeted(r, L, &b, 1, 0, top + 1, top);
     if (rc != LUA_OK) rules_report(r, L, &b, rc, err, errlen, 1);
     lua_settop(L, top);
     return rc == LUA_OK ? 0 : -1;

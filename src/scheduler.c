@@ -440,12 +440,18 @@ static void sched_record_outcome(sr_scheduler *s, sched_job *j) {
     sr_store_txn_submit(t, sched_complete_done, j);
 }
 
-static void sched_outcome_timer_cb(uv_timer_t *h) {
-    sr_scheduler *s = h->data;
+/* Takes the whole list of outcomes waiting to be written (linked by unext). */
+static sched_job *sched_take_unrecorded(sr_scheduler *s) {
     sched_job *list = s->unrecorded;
     s->unrecorded = NULL;
     s->unrecorded_count = 0;
     s->m_unrecorded->value = 0;
+    return list;
+}
+
+static void sched_outcome_timer_cb(uv_timer_t *h) {
+    sr_scheduler *s = h->data;
+    sched_job *list = sched_take_unrecorded(s);
     for (sched_job *j = list, *next; j; j = next) {
         next = j->unext;
         j->unext = NULL;
@@ -1132,10 +1138,7 @@ void sr_scheduler_abandon_unrecorded(sr_scheduler *s) {
              "the next start",
              "count", sr_log_num(s->unrecorded_count));
     uv_timer_stop(&s->outcome_timer);
-    sched_job *list = s->unrecorded;
-    s->unrecorded = NULL;
-    s->unrecorded_count = 0;
-    s->m_unrecorded->value = 0;
+    sched_job *list = sched_take_unrecorded(s);
     for (sched_job *j = list, *next; j; j = next) {
         next = j->unext;
         sched_request *rq = j->req;

@@ -2204,7 +2204,13 @@ int sr_store_idempotency_get(sr_store *s, const char *key, int64_t now_ms, char 
     return code;
 }
 
-int sr_store_scan_messages_back(sr_store *s, int64_t since_ms, int max, sr_store_message_cb cb, void *ud) {
+/* The message scans: up to max messages in id (creation time) order from
+ * the key start (start_len 0: the first; skip_start: not the key itself), or
+ * newest first (back) until one created before stop_before_ms. *last, when
+ * asked, gets the id of the last one visited. */
+static int store_scan_messages(sr_store *s, const char *start, size_t start_len, int skip_start, int back,
+                               int64_t stop_before_ms, int max, sr_store_message_cb cb, void *ud,
+                               char last[SR_ID_LEN + 1]) {
     MDB_cursor *cur = NULL;
     int n = 0, rc;
     if (max <= 0) return 0;
@@ -2212,15 +2218,23 @@ int sr_store_scan_messages_back(sr_store *s, int64_t since_ms, int max, sr_store
     if (code) return code;
     rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_MESSAGES], &cur);
     if (rc) goto fail;
-    MDB_val k, v;
-    sr_message m;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_LAST); rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+    MDB_val k = {start_len, (void *)start}, v;
+    MDB_cursor_op step = back ? MDB_PREV : MDB_NEXT;
+    rc = mdb_cursor_get(cur, &k, &v, back ? MDB_LAST : start_len ? MDB_SET_RANGE : MDB_FIRST);
+    for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, step)) {
+        if (skip_start && k.mv_size == start_len && memcmp(k.mv_data, start, start_len) == 0) continue;
+        sr_message m;
         if (sr_message_decode(v.mv_data, v.mv_size, &m) < 0) {
-            sr_message_free(&m);
-            continue; /* a corrupt record is reported where it is read for its own sake */
+            sr_warn("store: corrupt message record skipped in a scan");
+            continue;
         }
         n++;
-        int stop = m.created_at_ms < since_ms || cb(&m, ud) != 0;
+        if (last) {
+            size_t len = k.mv_size < SR_ID_LEN ? k.mv_size : SR_ID_LEN;
+            memcpy(last, k.mv_data, len);
+            last[len] = '\0';
+        }
+        int stop = (back && m.created_at_ms < stop_before_ms) || cb(&m, ud) != 0;
         sr_message_free(&m);
         if (stop) break;
     }
@@ -2231,13 +2245,12 @@ fail:
     return rc ? store_error(rc, "message scan") : n;
 }
 
+int sr_store_scan_messages_back(sr_store *s, int64_t since_ms, int max, sr_store_message_cb cb, void *ud) {
+    return store_scan_messages(s, NULL, 0, 0, 1, since_ms, max, cb, ud, NULL);
+}
+
 int sr_store_scan_messages(sr_store *s, const char *after, int64_t since_ms, int max, sr_store_message_cb cb,
                            void *ud, char last[SR_ID_LEN + 1]) {
-    MDB_cursor *cur = NULL;
-    int n = 0, rc;
-    if (max <= 0) return 0;
-    int code = store_read_begin(s);
-    if (code) return code;
     /* Ids begin with their creation time, so the first id of since_ms is where the scan starts. */
     char start[SR_ID_LEN + 1];
     size_t start_len = 0;
@@ -2254,30 +2267,5 @@ int sr_store_scan_messages(sr_store *s, const char *after, int64_t since_ms, int
         for (int i = 9; i >= 0; i--, t >>= 5) start[i] = crockford[t & 31];
         start_len = 10;
     }
-    rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_MESSAGES], &cur);
-    if (rc) goto fail;
-    MDB_val k = {start_len, start}, v;
-    rc = start_len ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (skip_start && k.mv_size == start_len && memcmp(k.mv_data, start, start_len) == 0) continue;
-        sr_message m;
-        if (sr_message_decode(v.mv_data, v.mv_size, &m) < 0) {
-            sr_warn("store: corrupt message record skipped in a scan");
-            continue;
-        }
-        n++;
-        if (last) {
-            size_t len = k.mv_size < SR_ID_LEN ? k.mv_size : SR_ID_LEN;
-            memcpy(last, k.mv_data, len);
-            last[len] = '\0';
-        }
-        int stop = cb(&m, ud);
-        sr_message_free(&m);
-        if (stop) break;
-    }
-    if (rc == MDB_NOTFOUND) rc = 0;
-fail:
-    if (cur) mdb_cursor_close(cur);
-    store_read_end(s);
-    return rc ? store_error(rc, "message scan") : n;
+    return store_scan_messages(s, start, start_len, skip_start, 0, 0, max, cb, ud, last);
 }

@@ -222,7 +222,6 @@ int sr_store_find_provider_id(sr_store *s, const char *provider, const char *pro
  * or max read, calling cb with each (borrowed for the call; cb touches no store, a non-zero return
  * stops). Runs in one read transaction on the loop: for bounded scans at start. Returns how many it
  * read, or a negative code. */
-typedef int (*sr_store_message_cb)(const sr_message *m, void *ud);
 int sr_store_scan_messages_back(sr_store *s, int64_t since_ms, int max, sr_store_message_cb cb, void *ud);
 
 typedef struct sr_queue_entry {

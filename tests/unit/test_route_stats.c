@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "log.h"
 #include "message.h"
+#include "phone.h"
 #include "route_stats.h"
 #include "rules.h"
 #include "store.h"
@@ -207,15 +208,15 @@ TEST(constant_cost_per_event) {
 }
 
 TEST(country_of_a_number) {
-    CHECK_INT(sr_route_stats_country("+84912345678"), 84);
-    CHECK_INT(sr_route_stats_country("+14155551234"), 1);
-    CHECK_INT(sr_route_stats_country("+79161234567"), 7);
-    CHECK_INT(sr_route_stats_country("+447400123456"), 44);
-    CHECK_INT(sr_route_stats_country("+380501234567"), 380);
-    CHECK_INT(sr_route_stats_country("+80012345678"), 800);
-    CHECK_INT(sr_route_stats_country("84912345678"), 0);
-    CHECK_INT(sr_route_stats_country("+"), 0);
-    CHECK_INT(sr_route_stats_country(NULL), 0);
+    CHECK_INT(sr_phone_calling_code("+84912345678"), 84);
+    CHECK_INT(sr_phone_calling_code("+14155551234"), 1);
+    CHECK_INT(sr_phone_calling_code("+79161234567"), 7);
+    CHECK_INT(sr_phone_calling_code("+447400123456"), 44);
+    CHECK_INT(sr_phone_calling_code("+380501234567"), 380);
+    CHECK_INT(sr_phone_calling_code("+80012345678"), 800);
+    CHECK_INT(sr_phone_calling_code("84912345678"), 0);
+    CHECK_INT(sr_phone_calling_code("+"), 0);
+    CHECK_INT(sr_phone_calling_code(NULL), 0);
 }
 
 TEST(attempts_and_reports_from_messages) {
