@@ -55,6 +55,70 @@ def get_json(port, path):
     return doc
 
 
+class AnonSampler:
+    """Samples a process's peak anonymous memory (RssAnon, kB) in a thread:
+    VmHWM counts the LMDB map's file-backed pages too; this is what the
+    process itself holds."""
+
+    def __init__(self, pid, every_s=0.02):
+        self.pid, self.every_s, self.peak_kb, self.running = pid, every_s, 0, True
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def now_kb(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("RssAnon"):
+                    return int(line.split()[1])
+        return 0
+
+    def run(self):
+        while self.running:
+            try:
+                self.peak_kb = max(self.peak_kb, self.now_kb())
+            except OSError:
+                return
+            time.sleep(self.every_s)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+
+
+def post_batches(port, batches, batch, clients, label="Your order %d has shipped"):
+    """POSTs batches x batch messages to /v1/messages from `clients`
+    keep-alive connections (numbers +8491xxxxxx7: valid, and clear of the
+    mock's outcomes keyed on the last four digits). Returns the statuses of
+    the batches that were not answered 202."""
+    lock = threading.Lock()
+    next_batch = [0]
+    failures = []
+
+    def client():
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while True:
+            with lock:
+                b = next_batch[0]
+                next_batch[0] += 1
+            if b >= batches:
+                break
+            msgs = [{"to": "+8491%06d7" % ((b * batch + i) % 1000000), "text": label % (b * batch + i)}
+                    for i in range(batch)]
+            c.request("POST", "/v1/messages", body=json.dumps({"messages": msgs}),
+                      headers={"Authorization": "Bearer bench"})
+            r = c.getresponse()
+            r.read()
+            if r.status != 202:
+                failures.append(r.status)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failures
+
+
 def main():
     work = tempfile.mkdtemp(prefix="smsrules-bench-")
     pin = os.path.exists("/usr/bin/taskset") and os.cpu_count() >= 2
@@ -72,51 +136,9 @@ def main():
     pid = daemon.pid  # taskset execs the binary: the same pid
 
     batches = N // BATCH
-    lock = threading.Lock()
-    next_batch = [0]
-    failures = []
-
-    def client():
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        while True:
-            with lock:
-                b = next_batch[0]
-                next_batch[0] += 1
-            if b >= batches:
-                break
-            msgs = [{"to": "+8491%06d7" % (b * BATCH + i), "text": "Your order %d has shipped" % (b * BATCH + i)}
-                    for i in range(BATCH)]
-            c.request("POST", "/v1/messages", body=json.dumps({"messages": msgs}),
-                      headers={"Authorization": "Bearer bench"})
-            r = c.getresponse()
-            r.read()
-            if r.status != 202:
-                failures.append(r.status)
-
-    # VmHWM counts the LMDB map's file-backed pages too; sample the anonymous
-    # (heap) part separately to see what the process itself holds.
-    peak_anon = [0]
-    sampling = [True]
-
-    def sample():
-        while sampling[0]:
-            try:
-                with open("/proc/%d/status" % pid) as f:
-                    for line in f:
-                        if line.startswith("RssAnon"):
-                            peak_anon[0] = max(peak_anon[0], int(line.split()[1]))
-            except OSError:
-                return
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
+    sampler = AnonSampler(pid)
     t0 = time.time()
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    failures = post_batches(port, batches, BATCH, CLIENTS)
     t_accepted = time.time()
     received = 0
     while received < batches * BATCH:
@@ -125,8 +147,7 @@ def main():
             break
         time.sleep(0.05)
     t_done = time.time()
-    sampling[0] = False
-    sampler.join()
+    sampler.stop()
     with open("/proc/%d/status" % pid) as f:
         hwm = [line.split()[1] for line in f if line.startswith("VmHWM")][0]
     cpu_s = daemon_cpu_s(pid)
@@ -139,7 +160,7 @@ def main():
           "end to end; daemon CPU %.1f µs/message; daemon peak RSS %.1f MB (anonymous %.1f MB, the rest LMDB map pages)%s%s" % (
               total, t_accepted - t0, total / (t_accepted - t0), t_done - t0, received / (t_done - t0),
               cpu_s * 1e6 / max(received, 1),
-              int(hwm) / 1024.0, peak_anon[0] / 1024.0, "; pinned: daemon cpu0, mock cpu1" if pin else "",
+              int(hwm) / 1024.0, sampler.peak_kb / 1024.0, "; pinned: daemon cpu0, mock cpu1" if pin else "",
               "; %d batches refused" % len(failures) if failures else ""))
     subprocess.run(["rm", "-rf", work])
     if failures or received < total:
