@@ -19,7 +19,7 @@ CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -g $(OPT) -fno-omit-frame-pointer $(SAN)
 LLHTTP_FLAGS = -DLLHTTP_STRICT_MODE=1
 CPPFLAGS = -Isrc -I$(LLHTTP_INC) $(LLHTTP_FLAGS) $(shell pkg-config --cflags $(PKGS))
 # Phone numbers: libphonenumber (C++, no .pc file) and its geocoder, wrapped by
-# src/phone.cc; the C link adds the C++ runtime. The time zone and carrier
+# src/codec/phone.cc; the C link adds the C++ runtime. The time zone and carrier
 # tables come from Debian's python3-phonenumbers (same libphonenumber release),
 # read by the system Python that has it.
 CXX ?= g++
@@ -29,8 +29,9 @@ PHONE_LIBS = -lgeocoding -lphonenumber $(shell pkg-config --libs icu-uc protobuf
 PHONE_PYTHON ?= /usr/bin/python3
 LDLIBS = $(shell pkg-config --libs $(PKGS)) $(PHONE_LIBS) -lm -lpthread
 
-SRCS = $(filter-out src/main.c,$(wildcard src/*.c))
-CXX_SRCS = $(wildcard src/*.cc)
+SRCS = $(filter-out src/daemon/main.c,$(shell find src -name '*.c' | sort))
+CXX_SRCS = $(shell find src -name '*.cc' | sort)
+HDRS = $(shell find src -name '*.h')
 OBJS = $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(CXX_SRCS:src/%.cc=$(BUILD)/obj/%.o)
 LUA_FILES = $(sort $(wildcard lua/*.lua lua/adapters/*.lua))
 GEN_OBJ = $(BUILD)/gen/lua_embedded.o $(BUILD)/gen/phone_data.o
@@ -52,12 +53,12 @@ deps:
 
 build: $(BIN) $(UNIT_BINS)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h)
+$(BUILD)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS_COMMON) $(WARN) $(CPPFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.o: src/%.cc $(wildcard src/*.h)
+$(BUILD)/obj/%.o: src/%.cc $(HDRS)
 	@mkdir -p $(dir $@)
 	@echo "  CXX   $<"
 	@$(CXX) $(CXXFLAGS_COMMON) $(CXXWARN) $(CPPFLAGS) -c $< -o $@
@@ -80,14 +81,14 @@ $(BUILD)/gen/phone_data.c: scripts/gen-phone-data.py
 	@echo "  GEN   $@"
 	@$(PHONE_PYTHON) scripts/gen-phone-data.py $@.tmp && mv $@.tmp $@
 
-$(BUILD)/gen/phone_data.o: $(BUILD)/gen/phone_data.c src/phone_data.h
+$(BUILD)/gen/phone_data.o: $(BUILD)/gen/phone_data.c src/codec/phone_data.h
 	@$(CC) $(CFLAGS_COMMON) -Isrc -c $< -o $@
 
 $(LIB): $(OBJS) $(LLHTTP_OBJS) $(GEN_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
-$(BIN): $(BUILD)/obj/main.o $(LIB)
+$(BIN): $(BUILD)/obj/daemon/main.o $(LIB)
 	@echo "  LD    $@"
 	@$(CC) $(CFLAGS_COMMON) $^ -o $@ $(LDLIBS)
 
@@ -162,12 +163,12 @@ fuzz: deps
 
 fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
-$(FUZZ_OBJ)/%.o: src/%.c $(wildcard src/*.h)
+$(FUZZ_OBJ)/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $< (fuzz)"
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) $(CPPFLAGS) -c $< -o $@
 
-$(FUZZ_OBJ)/%.o: src/%.cc $(wildcard src/*.h)
+$(FUZZ_OBJ)/%.o: src/%.cc $(HDRS)
 	@mkdir -p $(dir $@)
 	@echo "  CXX   $< (fuzz)"
 	@$(FUZZ_CC)++ $(patsubst -std=c11,-std=c++17,$(FUZZ_CFLAGS)) -fno-sanitize=vptr $(CXXWARN) $(CPPFLAGS) -c $< -o $@
@@ -176,23 +177,23 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c
 	@echo "  LD    $@"
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) $(CPPFLAGS) $^ -o $@ $(FUZZ_LDLIBS)
 
-$(BUILD)/fuzz/fuzz_json: $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)/buf.o $(FUZZ_OBJ)/text.o
-$(BUILD)/fuzz/fuzz_message: $(FUZZ_OBJ)/message.o $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)/buf.o
-$(BUILD)/fuzz/fuzz_text: $(FUZZ_OBJ)/text.o
-$(BUILD)/fuzz/fuzz_template: $(FUZZ_OBJ)/template.o $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)/buf.o
-$(BUILD)/fuzz/fuzz_rfc3339: $(FUZZ_OBJ)/message.o $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)/buf.o
-$(BUILD)/fuzz/fuzz_base64: $(FUZZ_OBJ)/crypto.o
-$(BUILD)/fuzz/fuzz_pattern: $(FUZZ_OBJ)/lua_string.o
+$(BUILD)/fuzz/fuzz_json: $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o $(FUZZ_OBJ)/codec/text.o
+$(BUILD)/fuzz/fuzz_message: $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o
+$(BUILD)/fuzz/fuzz_text: $(FUZZ_OBJ)/codec/text.o
+$(BUILD)/fuzz/fuzz_template: $(FUZZ_OBJ)/codec/template.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o
+$(BUILD)/fuzz/fuzz_rfc3339: $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o
+$(BUILD)/fuzz/fuzz_base64: $(FUZZ_OBJ)/codec/crypto.o
+$(BUILD)/fuzz/fuzz_pattern: $(FUZZ_OBJ)/rules/lua_string.o
 $(BUILD)/tests/test_lua_string: tests/unit/lua_string_compare.h
-$(BUILD)/fuzz/fuzz_store_open: $(FUZZ_OBJ)/store.o $(FUZZ_OBJ)/message.o $(FUZZ_OBJ)/json.o $(FUZZ_OBJ)/buf.o \
-	$(FUZZ_OBJ)/log.o $(FUZZ_OBJ)/text.o
+$(BUILD)/fuzz/fuzz_store_open: $(FUZZ_OBJ)/store/store.o $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o \
+	$(FUZZ_OBJ)/core/log.o $(FUZZ_OBJ)/codec/text.o
 $(BUILD)/fuzz/fuzz_store_open: FUZZ_LDLIBS += $(shell pkg-config --libs libuv lmdb)
 # The adapters run in a rules state: the whole library, and every library it links.
 $(BUILD)/fuzz/fuzz_webhooks: $(SRCS:src/%.c=$(FUZZ_OBJ)/%.o) $(CXX_SRCS:src/%.cc=$(FUZZ_OBJ)/%.o) $(LLHTTP_OBJS) $(GEN_OBJ)
 $(BUILD)/fuzz/fuzz_webhooks: FUZZ_LDLIBS = $(LDLIBS)
 
 fmt:
-	clang-format -i src/*.c src/*.cc src/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
+	clang-format -i $(SRCS) src/daemon/main.c $(CXX_SRCS) $(HDRS) tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
 
 clean:
 	rm -rf build smsrules

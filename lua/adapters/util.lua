@@ -445,7 +445,7 @@ end
 -- The most parameters a webhook's form (or JSON object) is read for: real
 -- ones have a few dozen, and signature checks sort them all. The core
 -- refuses (400) a request whose query or form body has more
--- (SR_WEBHOOK_MAX_FIELDS, src/adapter.h); util.form_decode and
+-- (SR_WEBHOOK_MAX_FIELDS, src/rules/adapter.h); util.form_decode and
 -- util.form_pairs read no more than this from a body it did not parse.
 util.MAX_FIELDS = 256
 

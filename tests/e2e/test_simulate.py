@@ -233,7 +233,7 @@ def jsonl_traffic_table_and_html():
           "the fallback strategy's delivered share (second column) is marked best: %r" % row["delivered"])
     check("cost / delivered" in row and "backup attempts" in row and "double-delivery risk" in row, "%r" % list(row))
     page = open(html).read()
-    # The charted report (src/sim_report.c): one delivered-over-time chart per strategy, names shown.
+    # The charted report (src/tools/sim/sim_report.c): one delivered-over-time chart per strategy, names shown.
     check(page.startswith("<!DOCTYPE html>") and ">single<" in page and ">fallback<" in page
           and page.count('class="chart delivered-over-time"') == 2, page[:400])
 

@@ -1,4 +1,4 @@
-"""End-to-end tests of the bounded string functions (src/lua_string.c): a
+"""End-to-end tests of the bounded string functions (src/rules/lua_string.c): a
 rule whose pattern backtracks for seconds in Lua's own matcher fails with a
 rule error at its file:line within milliseconds, /healthz keeps answering
 within 1 s all along, and the next event is served as usual."""

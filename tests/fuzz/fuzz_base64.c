@@ -1,4 +1,4 @@
-/* Fuzz target for sr_crypto_unbase64 in src/crypto.c (webhook signatures).
+/* Fuzz target for sr_crypto_unbase64 in src/codec/crypto.c (webhook signatures).
  * Decodes arbitrary bytes into a buffer of exactly
  * sr_crypto_unbase64_max_len bytes (ASan catches a write past it); crypto.h
  * promises each byte string has exactly one accepted text, so an accepted
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypto.h"
+#include "codec/crypto.h"
 
 /* libFuzzer's entry point. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -1,4 +1,4 @@
-/* Fuzz target for src/json.c: sr_json_parse on arbitrary bytes (the text is
+/* Fuzz target for src/codec/json.c: sr_json_parse on arbitrary bytes (the text is
  * not NUL-terminated, so any read past len is caught by ASan). An accepted
  * document is walked (sr_json_get on every member key, sr_json_is_integer on
  * every number, counts checked) and written back with sr_json_write; the
@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "json.h"
-#include "text.h"
+#include "core/buf.h"
+#include "codec/json.h"
+#include "codec/text.h"
 
 /* libFuzzer's entry point. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

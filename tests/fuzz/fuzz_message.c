@@ -1,4 +1,4 @@
-/* Fuzz target for the stored record decoder in src/message.c: sr_message_decode
+/* Fuzz target for the stored record decoder in src/model/message.c: sr_message_decode
  * on arbitrary bytes (version byte + JSON). message.h promises that a corrupt
  * record is an error, never a crash, and sr_message_encode promises that "a
  * record the store writes must always read back": so every record that
@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "message.h"
+#include "core/buf.h"
+#include "model/message.h"
 
 /* libFuzzer's entry point. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -1,4 +1,4 @@
-/* Fuzz target for src/lua_string.c: the bounded string.find, match, gmatch
+/* Fuzz target for src/rules/lua_string.c: the bounded string.find, match, gmatch
  * and gsub against Lua's own (lstrlib), through the comparison the unit test
  * uses (tests/unit/lua_string_compare.h). Checks: for every subject, pattern
  * and extra arguments, both give the same values of the same types, or the
@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "../unit/lua_string_compare.h"
-#include "lua_string.h"
+#include "rules/lua_string.h"
 
 /* libFuzzer's entry points. */
 int LLVMFuzzerInitialize(int *argc, char ***argv);

@@ -1,12 +1,12 @@
-/* Fuzz target for sr_time_parse_rfc3339 in src/message.c (times in HTTP API
+/* Fuzz target for sr_time_parse_rfc3339 in src/model/message.c (times in HTTP API
  * bodies: send_at). Arbitrary bytes, not NUL-terminated; an accepted time is
  * formatted with sr_time_rfc3339, and for years 0000-9999 that text must
  * parse back to the same millisecond. */
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "buf.h"
-#include "message.h"
+#include "core/buf.h"
+#include "model/message.h"
 
 /* libFuzzer's entry point. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

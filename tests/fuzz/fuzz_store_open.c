@@ -1,4 +1,4 @@
-/* Fuzz target for the store's start-up path in src/store.c: sr_store_open on
+/* Fuzz target for the store's start-up path in src/store/store.c: sr_store_open on
  * an arbitrary data.mdb, then the reads a starting daemon makes (messages by
  * status, each message, the queue, expiry, watch, the owed space). store.h
  * promises that a damaged file fails the open with SR_E_CORRUPT (or SR_E_IO;
@@ -13,10 +13,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "buf.h"
-#include "log.h"
-#include "message.h"
-#include "store.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "model/message.h"
+#include "store/store.h"
 
 /* libFuzzer's entry point. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -1,4 +1,4 @@
-/* Fuzz target for src/template.c: sr_template_compile on arbitrary bytes and,
+/* Fuzz target for src/codec/template.c: sr_template_compile on arbitrary bytes and,
  * when it compiles, sr_template_render through sr_template_lookup_json over a
  * small fixed document. Checks template.h: a failed compile sets *out to NULL
  * and says "offset N: ..."; every variable path is listed once; a render
@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "json.h"
-#include "template.h"
+#include "core/buf.h"
+#include "codec/json.h"
+#include "codec/template.h"
 
 /* libFuzzer's entry points. */
 int LLVMFuzzerInitialize(int *argc, char ***argv);

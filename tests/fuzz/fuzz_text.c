@@ -1,5 +1,5 @@
-/* Fuzz target for src/text.c. The first input byte is skipped (it used to
- * pick phone numbers, which moved to src/phone.cc); on the rest:
+/* Fuzz target for src/codec/text.c. The first input byte is skipped (it used to
+ * pick phone numbers, which moved to src/codec/phone.cc); on the rest:
  *   text:  sr_text_segments and sr_text_split on the rest, checking text.h:
  *          both refuse exactly what sr_utf8_valid refuses, the part count
  *          agrees, part ends increase strictly (one empty part for the empty
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text.h"
+#include "codec/text.h"
 
 /* libFuzzer's entry point. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -84,7 +84,7 @@ static void fuzz_split(const uint8_t *data, size_t size) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    /* The first byte once chose phone numbers (now src/phone.cc, C++ over
+    /* The first byte once chose phone numbers (now src/codec/phone.cc, C++ over
      * libphonenumber) or text; it is skipped so that the seeds stay valid. */
     fuzz_split(data + 1, size - 1);
     return 0;

@@ -1,5 +1,5 @@
 /* Fuzz target for the webhook parsers of every built-in adapter, through the
- * C entry points the daemon uses (src/adapter.c: sr_adapter_verify,
+ * C entry points the daemon uses (src/rules/adapter.c: sr_adapter_verify,
  * sr_adapter_parse_status, sr_adapter_parse_inbound), so it follows whatever
  * those do around the Lua call (protection, budgets). One rules state,
  * loaded once, declares a provider per adapter that has webhooks (with and
@@ -28,10 +28,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "adapter.h"
-#include "config.h"
-#include "log.h"
-#include "rules.h"
+#include "rules/adapter.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "rules/rules.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -4,12 +4,12 @@
 #include <lua-cjson.h>
 #include <lualib.h>
 
-#include "lua_string.h"
+#include "rules/lua_string.h"
 
 /* Declared here, as the test files always did, rather than through
- * src/rules.h: the fixture needs only the embedded sources. */
+ * src/rules/rules.h: the fixture needs only the embedded sources. */
 const char *sr_lua_embedded(const char *name, size_t *len);
-/* sms.crypto's opener (src/lua_crypto.c), for options->with_crypto. */
+/* sms.crypto's opener (src/rules/bindings/lua_crypto.c), for options->with_crypto. */
 void sr_lua_open_crypto(lua_State *L);
 
 /* The helpers every adapter test uses (listed in lua_fixture.h). The chunk

@@ -1,5 +1,5 @@
 /* lua_string_compare: the Lua code that compares the bounded string
- * functions of src/lua_string.c with Lua's own, shared by the unit test
+ * functions of src/rules/lua_string.c with Lua's own, shared by the unit test
  * (tests/unit/test_lua_string.c) and the fuzz target
  * (tests/fuzz/fuzz_pattern.c).
  *

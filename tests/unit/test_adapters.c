@@ -8,7 +8,7 @@
  * text: requests as "METHOD url", sorted headers and the body's JSON with
  * sorted keys; outcomes as JSON with sorted keys, so every field is visible.
  * os.time() is pinned to NOW, so HTTP-date Retry-After values are exact.
- * The webhook tests run with the real sms.crypto (src/lua_crypto.c); their
+ * The webhook tests run with the real sms.crypto (src/rules/bindings/lua_crypto.c); their
  * X-Signature vectors were computed independently (Python hmac/hashlib). */
 #include "lua_fixture.h"
 
@@ -500,7 +500,7 @@ TEST(mock_plain_form_for_one_message) {
 
 /* ---- generic and mock: webhooks ---- */
 
-/* The mock provider's delivery report, as src/mock_provider.c posts it. */
+/* The mock provider's delivery report, as src/tools/mock/mock_provider.c posts it. */
 #define DLR_M1 "{\"message_id\":\"m1\",\"status\":\"DELIVRD\",\"to\":\"+84912340001\",\"timestamp\":\"2023-11-14T22:13:20Z\"}"
 /* hex HMAC-SHA256 of DLR_M1 keyed by "whsec" (Python hmac). */
 #define DLR_M1_SIG "e27f6264244b5423f0e6652c013d4e32a5a9b3f0976495f0dcbf4f696d68bfa1"

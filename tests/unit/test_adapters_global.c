@@ -1,7 +1,7 @@
 /* Unit tests for the adapters of the international providers in
  * lua/adapters/: smsc (smsc.ru), twilio and vonage, run in a real Lua state
  * from the sources embedded in the binary, loaded the way the daemon loads
- * them, with the real sms.crypto (src/lua_crypto.c) for the signatures.
+ * them, with the real sms.crypto (src/rules/bindings/lua_crypto.c) for the signatures.
  *
  * Fixtures are the payloads the providers document (PROVIDERS.md §5-§7 and
  * their API pages); signature vectors are Twilio's published ones and ones

@@ -1,4 +1,4 @@
-/* Unit tests for src/crypto.c and src/lua_crypto.c: the official vectors of
+/* Unit tests for src/codec/crypto.c and src/rules/bindings/lua_crypto.c: the official vectors of
  * every primitive (FIPS 180-4 / NIST examples for SHA-1 and SHA-256, the
  * RFC 1321 suite for MD5, RFC 2202 for HMAC-MD5 and HMAC-SHA1, RFC 4231 for
  * HMAC-SHA256, RFC 4648 §10 for base64), streaming in odd chunks against
@@ -8,8 +8,8 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "crypto.h"
-#include "rules.h"
+#include "codec/crypto.h"
+#include "rules/rules.h"
 #include "unit.h"
 
 /* ---- helpers ----------------------------------------------------------- */

@@ -12,9 +12,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "buf.h"
-#include "http_client.h"
-#include "http_server.h"
+#include "core/buf.h"
+#include "http/http_client.h"
+#include "http/http_server.h"
 #include "unit.h"
 
 #define MAX_CONNS 256

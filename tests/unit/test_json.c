@@ -1,4 +1,4 @@
-/* Unit tests for src/json.c: the strict JSON parser, lookups, integer
+/* Unit tests for src/codec/json.c: the strict JSON parser, lookups, integer
  * extraction and the compact writer. Inputs are copied into buffers of their
  * exact size, so under AddressSanitizer any read past the end is caught. */
 #include <locale.h>
@@ -6,8 +6,8 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "buf.h"
-#include "json.h"
+#include "core/buf.h"
+#include "codec/json.h"
 #include "unit.h"
 
 /* A realistic message, the sample for truncation and fuzzing. */

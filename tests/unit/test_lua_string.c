@@ -1,4 +1,4 @@
-/* Unit tests for src/lua_string.c: the bounded string.find, match, gmatch
+/* Unit tests for src/rules/lua_string.c: the bounded string.find, match, gmatch
  * and gsub give exactly what Lua's own give (results, captures, errors for
  * malformed patterns) on a table of cases and on seeded random ones, and stop
  * the patterns that backtrack for seconds in Lua's with "pattern too
@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "lua_string.h"
+#include "rules/lua_string.h"
 #include "lua_string_compare.h"
 #include "unit.h"
 

@@ -2,9 +2,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "buf.h"
-#include "json.h"
-#include "message.h"
+#include "core/buf.h"
+#include "codec/json.h"
+#include "model/message.h"
 #include "unit.h"
 
 /* A message with every field set, strings included that need escaping. */

@@ -1,10 +1,10 @@
-/* Unit tests for src/phone.cc: numbers as people write them in each country,
+/* Unit tests for src/codec/phone.cc: numbers as people write them in each country,
  * read with the default country's numbering plan, to E.164 or to a refusal
  * with its reason; what sms.phone reports about a number. */
 #include <errno.h>
 #include <stdint.h>
 
-#include "phone.h"
+#include "codec/phone.h"
 #include "unit.h"
 
 typedef struct {

@@ -1,8 +1,8 @@
 /* Unit tests of reports.c's entry check: impossible part numbers are refused. */
 #include <string.h>
 
-#include "reports.h"
-#include "store.h"
+#include "delivery/reports.h"
+#include "store/store.h"
 #include "unit.h"
 
 static int check_parts(int part, int parts) {

@@ -11,13 +11,13 @@
 #include <ftw.h>
 #include <uv.h>
 
-#include "buf.h"
-#include "log.h"
-#include "message.h"
-#include "phone.h"
-#include "route_stats.h"
-#include "rules.h"
-#include "store.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "model/message.h"
+#include "codec/phone.h"
+#include "delivery/route_stats.h"
+#include "rules/rules.h"
+#include "store/store.h"
 #include "unit.h"
 
 /* A time aligned to every bucket width (5 s ... 1 h). */

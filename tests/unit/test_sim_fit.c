@@ -1,4 +1,4 @@
-/* Unit tests for src/sim_fit.c (models fit, durations) and the read-only store it reads through
+/* Unit tests for src/tools/sim/sim_fit.c (models fit, durations) and the read-only store it reads through
  * (sr_store_options.read_only, sr_store_scan_messages). Messages are made by hand with known
  * attempts, reports and costs, so every fitted figure has an exact expected value. */
 #include <ftw.h>
@@ -9,11 +9,11 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "buf.h"
-#include "json.h"
-#include "message.h"
-#include "sim_fit.h"
-#include "store.h"
+#include "core/buf.h"
+#include "codec/json.h"
+#include "model/message.h"
+#include "tools/sim/sim_fit.h"
+#include "store/store.h"
 #include "unit.h"
 
 #define T0 1767225600000LL /* 2026-01-01T00:00:00Z */

@@ -1,13 +1,13 @@
-/* Unit tests for src/sim_report.c: the HTML page of a simulation, from a
+/* Unit tests for src/tools/sim/sim_report.c: the HTML page of a simulation, from a
  * simulate --json document. The page must escape every text of the document,
  * draw one delivered-over-time chart per strategy, fetch nothing, and stay
  * valid UTF-8 whatever bytes the names hold. */
 #include <errno.h>
 
-#include "buf.h"
-#include "json.h"
-#include "sim_report.h"
-#include "text.h"
+#include "core/buf.h"
+#include "codec/json.h"
+#include "tools/sim/sim_report.h"
+#include "codec/text.h"
 #include "unit.h"
 
 /* Three strategies, one with a hostile name and one with a hostile rules path. */

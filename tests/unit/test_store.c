@@ -9,9 +9,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "buf.h"
-#include "message.h"
-#include "store.h"
+#include "core/buf.h"
+#include "model/message.h"
+#include "store/store.h"
 #include "unit.h"
 
 #define HOUR_MS (3600LL * 1000)

@@ -1,10 +1,10 @@
 /* Unit tests of submission.c: text holding U+0000 is refused, never cut short. */
 #include <string.h>
 
-#include "config.h"
-#include "json.h"
-#include "submission.h"
-#include "template.h"
+#include "core/config.h"
+#include "codec/json.h"
+#include "model/submission.h"
+#include "codec/template.h"
 #include "unit.h"
 
 static const sr_template *tpl_hello;

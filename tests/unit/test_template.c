@@ -1,4 +1,4 @@
-/* Unit tests for src/template.c: template syntax and its errors, the compiled
+/* Unit tests for src/codec/template.c: template syntax and its errors, the compiled
  * variable list, rendering with the JSON and Lua lookups, the size limits and
  * the rendering speed. Template sources are copied into buffers of their exact
  * size, so under AddressSanitizer any read past the end is caught. */
@@ -9,9 +9,9 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "buf.h"
-#include "json.h"
-#include "template.h"
+#include "core/buf.h"
+#include "codec/json.h"
+#include "codec/template.h"
 #include "unit.h"
 
 /* ---- helpers ----------------------------------------------------------- */

@@ -1,7 +1,7 @@
-/* Unit tests for src/text.c: strict UTF-8, the GSM 03.38 table, and how
+/* Unit tests for src/codec/text.c: strict UTF-8, the GSM 03.38 table, and how
  * texts are counted and cut into parts (phone numbers: test_phone.c). */
-#include "buf.h"
-#include "text.h"
+#include "core/buf.h"
+#include "codec/text.h"
 #include "unit.h"
 
 /* ---- helpers ----------------------------------------------------------- */

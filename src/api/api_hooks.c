@@ -1,0 +1,589 @@
+/* api_hooks: POST /hooks/{provider}/status and /hooks/{provider}/inbound
+ * (also /hooks/{provider}/{secret}/...) — provider webhooks.
+ *
+ * Order of work: the provider must be configured; a configured path secret
+ * or basic auth must match; the body is bounded (max_event_bytes) and so
+ * are the form fields of the query and a form body (SR_WEBHOOK_MAX_FIELDS);
+ * the adapter's verify checks the signature (401, nothing stored); the adapter
+ * parses. Reports go to the reports engine; inbound SMS are deduplicated and
+ * stored (one unit each). The provider gets the adapter's answer only once
+ * everything is on disk; a store failure answers 503 so that it sends again.
+ * Inbound handlers run after the answer: a handler error never makes the
+ * provider retry; it is recorded on the stored inbound message. An inbound
+ * message still "pending" at start (the daemon stopped before its handler
+ * committed) is handed to the handler again. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "rules/adapter.h"
+#include "api/api.h"
+#include "codec/crypto.h"
+#include "codec/json.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "delivery/reports.h"
+#include "rules/rules_exec.h"
+#include "store/store.h"
+#include "codec/phone.h"
+#include "codec/text.h"
+
+#define HOOKS_DEDUP_TTL_MS (48LL * 3600 * 1000)
+#define HOOKS_MAX_HEADERS 128
+
+static void hooks_count(const char *provider, const char *kind, const char *result) {
+    char labels[200];
+    snprintf(labels, sizeof labels, "provider=\"%s\",kind=\"%s\",result=\"%s\"", provider, kind, result);
+    sr_metric_counter("smsrules_webhooks_total", "Provider webhooks received, by provider, kind and result.", labels)
+        ->value++;
+}
+
+static void hooks_respond_answer(sr_http_request *req, const sr_webhook_answer *ans) {
+    const char *content_type = NULL;
+    sr_buf extra;
+    sr_buf_init(&extra);
+    char ct[200];
+    for (char **h = ans->headers; h && *h; h++) {
+        if (strncasecmp(*h, "content-type:", 13) == 0) {
+            const char *v = *h + 13;
+            while (*v == ' ') v++;
+            snprintf(ct, sizeof ct, "%s", v);
+            content_type = ct;
+        } else if (strncasecmp(*h, "content-length:", 15) != 0 && strncasecmp(*h, "connection:", 11) != 0) {
+            sr_buf_puts(&extra, *h);
+            sr_buf_puts(&extra, "\r\n");
+        }
+    }
+    if (!content_type) content_type = ans->body_len ? "text/plain" : NULL;
+    sr_http_respond(req, ans->status, content_type, ans->body ? ans->body : "", ans->body_len,
+                    extra.len ? extra.data : NULL);
+    sr_buf_free(&extra);
+}
+
+/* "user:password" against Authorization: Basic ..., in constant time. */
+static int hooks_basic_ok(sr_http_request *req, const char *expected) {
+    size_t len = 0;
+    const char *auth = sr_http_header_get(req, "authorization", &len);
+    if (!auth || len <= 6 || strncasecmp(auth, "Basic ", 6) != 0) return 0;
+    const char *b64 = auth + 6;
+    size_t blen = len - 6;
+    while (blen && *b64 == ' ') b64++, blen--;
+    unsigned char decoded[512];
+    size_t dlen = 0;
+    if (sr_crypto_unbase64_max_len(blen) > sizeof decoded || sr_crypto_unbase64(decoded, &dlen, b64, blen) != 0)
+        return 0;
+    return sr_crypto_equal(decoded, dlen, expected, strlen(expected));
+}
+
+/* Name=value pairs of a query or form body as the adapters see them: the non-empty segments between '&'s. */
+static size_t hooks_form_fields(const char *s, size_t len) {
+    size_t n = 0;
+    while (len) {
+        const char *amp = memchr(s, '&', len);
+        size_t seg = amp ? (size_t)(amp - s) : len;
+        if (seg) n++;
+        if (!amp) break;
+        s += seg + 1;
+        len -= seg + 1;
+    }
+    return n;
+}
+
+/* Whether the webhook has more parameters than the adapters read (SR_WEBHOOK_MAX_FIELDS): in its query, or in
+ * its body when that is a form (the core parses both into request.form). */
+static int hooks_too_many_fields(sr_http_request *req) {
+    if (hooks_form_fields(req->query, req->query_len) > SR_WEBHOOK_MAX_FIELDS) return 1;
+    size_t ctlen = 0;
+    const char *ct = sr_http_header_get(req, "content-type", &ctlen);
+    static const char form[] = "application/x-www-form-urlencoded";
+    if (!ct || ctlen < sizeof form - 1 || strncasecmp(ct, form, sizeof form - 1) != 0) return 0;
+    return hooks_form_fields(req->body, req->body_len) > SR_WEBHOOK_MAX_FIELDS;
+}
+
+/* ---- status ---- */
+
+typedef struct hooks_status_ctx {
+    sr_http_request *req;
+    sr_webhook_answer ans;
+    char provider[72];
+} hooks_status_ctx;
+
+static void hooks_status_done(int code, void *ud) {
+    hooks_status_ctx *c = ud;
+    if (code == 0) {
+        hooks_count(c->provider, "status", "ok");
+        hooks_respond_answer(c->req, &c->ans);
+    } else if (code == SR_E_INVALID) {
+        /* Only a part beyond the message's own count gets here (sr_reports_check ran before). */
+        hooks_count(c->provider, "status", "invalid_report");
+        sr_warn("status webhook: report refused", "provider", c->provider, "error",
+                "a part beyond the parts of its message");
+        sr_http_respond_error(c->req, 400, "invalid_report",
+                              "the report names a part beyond the parts of its message; nothing was changed", NULL);
+    } else {
+        hooks_count(c->provider, "status", "store_error");
+        sr_http_respond_error(c->req, code == SR_E_FULL ? 507 : 503, code == SR_E_FULL ? "storage_full" : "storage_error",
+                              "the report could not be stored; send it again", NULL);
+    }
+    sr_webhook_answer_free(&c->ans);
+    free(c);
+}
+
+/* ---- inbound ---- */
+
+typedef struct hooks_inbound_one {
+    struct hooks_inbound_ctx *ctx;
+    char id[SR_ID_LEN + 1];
+    sr_inbound_sms *sms; /* borrowed from ctx */
+    int fresh;           /* stored now (not a duplicate) */
+    int unhandled;       /* the rules have no sms.on_inbound */
+} hooks_inbound_one;
+
+typedef struct hooks_inbound_ctx {
+    sr_app *app;
+    sr_http_request *req;
+    sr_webhook_answer ans;
+    char provider[72];
+    sr_inbound_sms *msgs;
+    int n;
+    int pending;
+    int code;
+    hooks_inbound_one *ones;
+} hooks_inbound_ctx;
+
+/* The stored record of an inbound SMS (JSON). */
+static void hooks_inbound_record(sr_buf *b, const char *id, const char *provider, const sr_inbound_sms *m,
+                                 int64_t received, const char *state, const char *error,
+                                 const char (*replies)[SR_ID_LEN + 1], int nreplies) {
+    sr_buf_puts(b, "{\"id\":");
+    sr_buf_json_str(b, id, strlen(id));
+    sr_buf_puts(b, ",\"provider\":");
+    sr_buf_json_str(b, provider, strlen(provider));
+    sr_buf_puts(b, ",\"provider_message_id\":");
+    sr_buf_json_str(b, m->provider_message_id, strlen(m->provider_message_id));
+    sr_buf_puts(b, ",\"from\":");
+    sr_buf_json_str(b, m->from, strlen(m->from));
+    sr_buf_puts(b, ",\"to\":");
+    sr_buf_json_str(b, m->to, strlen(m->to));
+    sr_buf_puts(b, ",\"text\":");
+    sr_buf_json_str(b, m->text, m->text_len);
+    sr_buf_puts(b, ",\"at\":");
+    sr_buf_put_i64(b, m->at_ms);
+    sr_buf_puts(b, ",\"received_at\":");
+    sr_buf_put_i64(b, received);
+    sr_buf_puts(b, ",\"state\":");
+    sr_buf_json_str(b, state, strlen(state));
+    if (error) {
+        sr_buf_puts(b, ",\"error\":");
+        sr_buf_json_str(b, error, strlen(error));
+    }
+    sr_buf_puts(b, ",\"replies\":[");
+    for (int i = 0; i < nreplies; i++) {
+        if (i) sr_buf_putc(b, ',');
+        sr_buf_json_str(b, replies[i], strlen(replies[i]));
+    }
+    sr_buf_puts(b, "]}");
+}
+
+typedef struct hooks_handler_ctx {
+    sr_app *app;
+    char id[SR_ID_LEN + 1];
+    char provider[72];
+    sr_inbound_sms sms; /* owns text */
+    int64_t received;
+} hooks_handler_ctx;
+
+static void hooks_handler_ctx_free(hooks_handler_ctx *h) {
+    free(h->sms.text);
+    free(h);
+}
+
+static void hooks_state_written(sr_store_txn *t, void *ud) {
+    (void)ud;
+    if (sr_store_txn_status(t) != 0)
+        sr_warn("inbound: handler outcome not recorded", "error", sr_store_strerror(sr_store_txn_status(t)));
+}
+
+/* The handler returned: its outcome is written in the unit of its effects. */
+static void hooks_mark_handled(sr_store_txn *unit, const char (*ids)[SR_ID_LEN + 1], int id_count, void *ud) {
+    hooks_handler_ctx *h = ud;
+    sr_buf rec;
+    sr_buf_init(&rec);
+    hooks_inbound_record(&rec, h->id, h->provider, &h->sms, h->received, "handled", NULL, ids, id_count);
+    sr_store_txn_set(unit, SR_SPACE_INBOUND, h->id, strlen(h->id), rec.data, rec.len,
+                     h->received + (int64_t)h->app->config->inbound_retention_s * 1000);
+    sr_buf_free(&rec);
+}
+
+static void hooks_handler_done(const sr_invocation_result *res, void *ud) {
+    hooks_handler_ctx *h = ud;
+    sr_app *app = h->app;
+    if (res->status == SR_INV_OK) {
+        hooks_handler_ctx_free(h); /* "handled" committed with the handler's effects */
+        return;
+    }
+    char why[600];
+    snprintf(why, sizeof why, "%s", res->error ? res->error
+                                    : res->status == SR_INV_TIMEOUT ? "the rule ran past its instruction budget"
+                                    : res->status == SR_INV_MEMORY  ? "the rule ran past the memory limit"
+                                                                     : "the rule failed");
+    sr_metric_counter("smsrules_inbound_handler_errors_total", "Inbound handlers that failed (the SMS is kept).", NULL)
+        ->value++;
+    sr_warn("inbound: handler failed", "id", h->id, "error", why);
+    if (app->store && !app->stopping) {
+        sr_buf rec;
+        sr_buf_init(&rec);
+        hooks_inbound_record(&rec, h->id, h->provider, &h->sms, h->received, "error", why, NULL, 0);
+        sr_store_txn *t = sr_store_txn_new(app->store);
+        sr_store_txn_set(t, SR_SPACE_INBOUND, h->id, strlen(h->id), rec.data, rec.len,
+                         h->received + (int64_t)app->config->inbound_retention_s * 1000);
+        sr_store_txn_submit(t, hooks_state_written, NULL);
+        sr_buf_free(&rec);
+    }
+    hooks_handler_ctx_free(h);
+}
+
+/* Hands a stored inbound SMS to sms.on_inbound. Takes a copy of m. */
+static void hooks_fire(sr_app *app, const char *id, const char *provider, const sr_inbound_sms *m, int64_t received) {
+    if (!app->rules) return;
+    hooks_handler_ctx *h = calloc(1, sizeof *h);
+    if (!h) abort();
+    h->app = app;
+    snprintf(h->id, sizeof h->id, "%s", id);
+    snprintf(h->provider, sizeof h->provider, "%s", provider);
+    h->sms = *m;
+    h->sms.text = malloc(m->text_len + 1);
+    if (!h->sms.text) abort();
+    memcpy(h->sms.text, m->text, m->text_len);
+    h->sms.text[m->text_len] = '\0';
+    h->received = received;
+    sr_inbound in;
+    memset(&in, 0, sizeof in);
+    in.id = h->id;
+    in.from = h->sms.from;
+    in.to = h->sms.to[0] ? h->sms.to : NULL;
+    in.text = h->sms.text;
+    in.text_len = h->sms.text_len;
+    in.provider = h->provider;
+    in.received_at_ms = received;
+    in.before_commit = hooks_mark_handled;
+    in.before_commit_ud = h;
+    if (sr_rules_fire_inbound(app->rules, &in, hooks_handler_done, h) != 0) hooks_handler_ctx_free(h);
+}
+
+static void hooks_inbound_finish(hooks_inbound_ctx *c) {
+    if (c->code) {
+        hooks_count(c->provider, "inbound", "store_error");
+        sr_http_respond_error(c->req, c->code == SR_E_FULL ? 507 : 503,
+                              c->code == SR_E_FULL ? "storage_full" : "storage_error",
+                              "the message could not be stored; send it again", NULL);
+    } else {
+        hooks_count(c->provider, "inbound", "ok");
+        hooks_respond_answer(c->req, &c->ans);
+        /* Stored, answered: now the rules. */
+        for (int i = 0; i < c->n; i++) {
+            hooks_inbound_one *o = &c->ones[i];
+            if (!o->fresh) continue;
+            if (o->unhandled) sr_info("inbound: stored, no sms.on_inbound handler", "id", o->id, "provider", c->provider);
+            else hooks_fire(c->app, o->id, c->provider, o->sms, sr_now_ms());
+        }
+    }
+    sr_webhook_answer_free(&c->ans);
+    sr_inbound_sms_free(c->msgs, c->n);
+    free(c->ones);
+    free(c);
+}
+
+static void hooks_inbound_stored(sr_store_txn *t, void *ud) {
+    hooks_inbound_one *o = ud;
+    hooks_inbound_ctx *c = o->ctx;
+    int st = sr_store_txn_status(t);
+    if (st == 0) {
+        o->fresh = 1;
+        sr_metric_counter("smsrules_inbound_total", "Inbound SMS stored.", NULL)->value++;
+    } else if (st == SR_E_EXISTS) {
+        sr_metric_counter("smsrules_inbound_duplicates_total", "Inbound SMS dropped as duplicates of one already stored.",
+                          NULL)
+            ->value++;
+    } else if (!c->code) {
+        c->code = st;
+    }
+    if (--c->pending == 0) hooks_inbound_finish(c);
+}
+
+/* The dedup key of an inbound SMS: the provider's message id, else a hash of what it says. */
+static size_t hooks_dedup_key(const char *provider, const sr_inbound_sms *m, char *out, size_t outlen) {
+    int n;
+    if (m->provider_message_id[0]) {
+        n = snprintf(out, outlen, "in:%s:%s", provider, m->provider_message_id);
+    } else {
+        sr_crypto_sha256_ctx h;
+        unsigned char d[SR_CRYPTO_SHA256_LEN];
+        char at[24];
+        snprintf(at, sizeof at, "%lld", (long long)(m->at_ms / 1000));
+        sr_crypto_sha256_init(&h);
+        sr_crypto_sha256_update(&h, m->from, strlen(m->from) + 1);
+        sr_crypto_sha256_update(&h, m->to, strlen(m->to) + 1);
+        sr_crypto_sha256_update(&h, at, strlen(at) + 1);
+        sr_crypto_sha256_update(&h, m->text, m->text_len);
+        sr_crypto_sha256_final(&h, d);
+        n = snprintf(out, outlen, "in:%s:#", provider);
+        for (int i = 0; i < 16 && n + 2 < (int)outlen; i++) n += snprintf(out + n, outlen - (size_t)n, "%02x", d[i]);
+    }
+    return n < 0 ? 0 : (size_t)n < outlen ? (size_t)n : outlen - 1;
+}
+
+static void hooks_inbound(sr_app *app, sr_http_request *req, const sr_provider *p, sr_inbound_sms *msgs, int n,
+                          sr_webhook_answer *ans) {
+    hooks_inbound_ctx *c = calloc(1, sizeof *c);
+    if (!c) abort();
+    c->app = app;
+    c->req = req;
+    c->ans = *ans;
+    memset(ans, 0, sizeof *ans);
+    snprintf(c->provider, sizeof c->provider, "%s", p->name);
+    c->msgs = msgs;
+    c->n = n;
+    c->ones = calloc((size_t)(n ? n : 1), sizeof *c->ones);
+    if (!c->ones) abort();
+    if (n == 0) {
+        hooks_inbound_finish(c);
+        return;
+    }
+    c->pending = n;
+    int64_t now = sr_now_ms();
+    int has_handler = 0;
+    lua_getfield(app->rules->L, LUA_REGISTRYINDEX, SR_INBOUND_HANDLER_KEY);
+    has_handler = lua_isfunction(app->rules->L, -1);
+    lua_pop(app->rules->L, 1);
+    for (int i = 0; i < n; i++) {
+        sr_inbound_sms *m = &msgs[i];
+        /* Numbers as E.164 where they can be read so; as given otherwise (an
+         * alphanumeric sender, a short code): the message is recorded either way. */
+        char e164[SR_PHONE_MAX];
+        if (sr_phone_normalize_received(m->from, strlen(m->from), app->config->default_country, e164) == 0)
+            snprintf(m->from, sizeof m->from, "%s", e164);
+        if (m->to[0] && sr_phone_normalize_received(m->to, strlen(m->to), app->config->default_country, e164) == 0)
+            snprintf(m->to, sizeof m->to, "%s", e164);
+        hooks_inbound_one *o = &c->ones[i];
+        o->ctx = c;
+        o->sms = m;
+        o->unhandled = !has_handler;
+        sr_id_new(o->id, now);
+        char key[300];
+        size_t klen = hooks_dedup_key(p->name, m, key, sizeof key);
+        sr_buf rec;
+        sr_buf_init(&rec);
+        hooks_inbound_record(&rec, o->id, p->name, m, now, has_handler ? "pending" : "unhandled", NULL, NULL, 0);
+        sr_store_txn *t = sr_store_txn_new(app->store);
+        sr_store_txn_dedup(t, key, klen, now + HOOKS_DEDUP_TTL_MS);
+        sr_store_txn_set(t, SR_SPACE_INBOUND, o->id, SR_ID_LEN, rec.data, rec.len,
+                         now + (int64_t)app->config->inbound_retention_s * 1000);
+        sr_buf_free(&rec);
+        sr_store_txn_submit(t, hooks_inbound_stored, o);
+    }
+}
+
+/* ---- the handler ---- */
+
+void sr_api_hooks_post(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+    const char *provider = params[0], *kind = params[n - 1], *secret = n == 3 ? params[1] : NULL;
+    sr_provider *p = sr_rules_provider(app->rules, provider);
+    int is_status = strcmp(kind, "status") == 0, is_inbound = strcmp(kind, "inbound") == 0;
+    /* A wrong path secret looks like any unknown path. */
+    if (!p || (!is_status && !is_inbound) || (p->webhook_path_secret == NULL) != (secret == NULL)
+        || (secret && !sr_crypto_equal(secret, strlen(secret), p->webhook_path_secret, strlen(p->webhook_path_secret)))) {
+        if (p && (is_status || is_inbound)) hooks_count(p->name, kind, "not_found");
+        sr_http_respond_error(req, 404, "not_found", "no such webhook", NULL);
+        return;
+    }
+    if (p->webhook_basic_auth && !hooks_basic_ok(req, p->webhook_basic_auth)) {
+        hooks_count(p->name, kind, "unauthorized");
+        sr_http_respond_error(req, 401, "unauthorized", "this webhook needs basic auth",
+                              "WWW-Authenticate: Basic realm=\"smsrules\"\r\n");
+        return;
+    }
+    if (req->body_len > app->config->max_event_bytes) {
+        hooks_count(p->name, kind, "too_large");
+        sr_http_respond_error(req, 413, "webhook_too_large", "webhook bodies are limited (sms.config max_event_bytes)",
+                              NULL);
+        return;
+    }
+    if (hooks_too_many_fields(req)) {
+        hooks_count(p->name, kind, "bad_request");
+        char msg[120];
+        snprintf(msg, sizeof msg, "webhooks may carry at most %d form fields", SR_WEBHOOK_MAX_FIELDS);
+        sr_http_respond_error(req, 400, "too_many_fields", msg, NULL);
+        return;
+    }
+    /* What the provider called, as it signs it: the public URL when configured. */
+    sr_buf url;
+    sr_buf_init(&url);
+    const char *base = app->config->public_url;
+    if (base && *base) {
+        size_t blen = strlen(base);
+        while (blen && base[blen - 1] == '/') blen--;
+        sr_buf_append(&url, base, blen);
+    } else {
+        size_t hlen = 0;
+        const char *host = sr_http_header_get(req, "host", &hlen);
+        sr_buf_puts(&url, "http://");
+        if (host) sr_buf_append(&url, host, hlen);
+    }
+    sr_buf_puts(&url, req->path);
+    if (req->query_len) {
+        sr_buf_putc(&url, '?');
+        sr_buf_append(&url, req->query, req->query_len);
+    }
+    sr_buf_putc(&url, '\0');
+    sr_adapter_header headers[HOOKS_MAX_HEADERS];
+    int hc = 0;
+    for (int i = 0; i < req->header_count && hc < HOOKS_MAX_HEADERS; i++) {
+        headers[hc].name = req->headers[i].name;
+        headers[hc].value = req->headers[i].value;
+        hc++;
+    }
+    sr_webhook_request wr = {req->method_name, url.data, req->path, req->query, headers, hc, req->body, req->body_len};
+    sr_rules *rules = app->rules;
+    char err[400];
+    int ok = sr_adapter_verify(rules, p, &wr, err, sizeof err);
+    if (ok != 1) {
+        hooks_count(p->name, kind, ok == 0 ? "bad_signature" : "adapter_error");
+        sr_warn("webhook refused", "provider", p->name, "kind", kind, "reason", err);
+        if (ok == 0) sr_http_respond_error(req, 401, "bad_signature", err, NULL);
+        else sr_http_respond_error(req, 500, "adapter_error", "the adapter's verify failed", NULL);
+        sr_buf_free(&url);
+        return;
+    }
+    sr_webhook_answer ans;
+    if (is_status) {
+        sr_report *reps = NULL;
+        int count = 0;
+        if (sr_adapter_parse_status(rules, p, &wr, &reps, &count, &ans, err, sizeof err) != 0) {
+            hooks_count(p->name, kind, "bad_request");
+            sr_warn("status webhook not understood", "provider", p->name, "error", err);
+            sr_http_respond_error(req, 400, "invalid_webhook", err, NULL);
+            sr_buf_free(&url);
+            return;
+        }
+        /* Impossible part numbers ("part 0", "7 of 3", "abc") are refused whole: nothing is applied. */
+        for (int i = 0; i < count; i++) {
+            if (sr_reports_check(&reps[i], err, sizeof err) == 0) continue;
+            hooks_count(p->name, kind, "invalid_report");
+            sr_warn("status webhook: report refused", "provider", p->name, "error", err);
+            sr_reports_apply(app->reports, p->name, reps, count, NULL, NULL); /* counts the refusal */
+            sr_http_respond_error(req, 400, "invalid_report", err, NULL);
+            sr_webhook_answer_free(&ans);
+            sr_buf_free(&url);
+            free(reps);
+            return;
+        }
+        hooks_status_ctx *c = calloc(1, sizeof *c);
+        if (!c) abort();
+        c->req = req;
+        c->ans = ans;
+        snprintf(c->provider, sizeof c->provider, "%s", p->name);
+        sr_buf_free(&url);
+        sr_reports_apply(app->reports, p->name, reps, count, hooks_status_done, c);
+        free(reps);
+        return;
+    }
+    sr_inbound_sms *msgs = NULL;
+    int count = 0;
+    if (sr_adapter_parse_inbound(rules, p, &wr, &msgs, &count, &ans, err, sizeof err) != 0) {
+        hooks_count(p->name, kind, "bad_request");
+        sr_warn("inbound webhook not understood", "provider", p->name, "error", err);
+        sr_http_respond_error(req, 400, "invalid_webhook", err, NULL);
+        sr_buf_free(&url);
+        return;
+    }
+    sr_buf_free(&url);
+    hooks_inbound(app, req, p, msgs, count, &ans);
+}
+
+/* ---- start: inbound SMS whose handler did not finish ---- */
+
+typedef struct hooks_pending_scan {
+    int count;
+    char last[SR_ID_LEN + 1];
+    char ids[1000][SR_ID_LEN + 1];
+} hooks_pending_scan;
+
+/* Runs inside the store's read transaction: only collects. */
+static int hooks_pending_cb(const char *key, size_t klen, const char *val, size_t vlen, int64_t expires_at_ms,
+                            void *ud) {
+    hooks_pending_scan *sc = ud;
+    (void)expires_at_ms;
+    if (klen != SR_ID_LEN) return 0;
+    memcpy(sc->last, key, SR_ID_LEN);
+    sc->last[SR_ID_LEN] = '\0';
+    static const char pending[] = "\"state\":\"pending\"";
+    if (memmem(val, vlen, pending, sizeof pending - 1)) memcpy(sc->ids[sc->count++], sc->last, SR_ID_LEN + 1);
+    return 0;
+}
+
+static void hooks_refire(sr_app *app, const char *id) {
+    sr_buf val;
+    sr_buf_init(&val);
+    if (sr_store_get(app->store, SR_SPACE_INBOUND, id, SR_ID_LEN, sr_now_ms(), &val, NULL) != 0) {
+        sr_buf_free(&val);
+        return;
+    }
+    sr_json_doc doc;
+    if (sr_json_parse(&doc, val.data, val.len, NULL, 0) == 0 && doc.root->type == SR_JSON_OBJECT) {
+        sr_inbound_sms m;
+        memset(&m, 0, sizeof m);
+        const sr_json *v;
+        char provider[72] = "";
+        int64_t received = 0;
+        if ((v = sr_json_get(doc.root, "provider")) && v->type == SR_JSON_STRING)
+            snprintf(provider, sizeof provider, "%s", v->str);
+        if ((v = sr_json_get(doc.root, "provider_message_id")) && v->type == SR_JSON_STRING)
+            snprintf(m.provider_message_id, sizeof m.provider_message_id, "%s", v->str);
+        if ((v = sr_json_get(doc.root, "from")) && v->type == SR_JSON_STRING) snprintf(m.from, sizeof m.from, "%s", v->str);
+        if ((v = sr_json_get(doc.root, "to")) && v->type == SR_JSON_STRING) snprintf(m.to, sizeof m.to, "%s", v->str);
+        if ((v = sr_json_get(doc.root, "at"))) sr_json_is_integer(v, &m.at_ms);
+        if ((v = sr_json_get(doc.root, "received_at"))) sr_json_is_integer(v, &received);
+        if ((v = sr_json_get(doc.root, "text")) && v->type == SR_JSON_STRING) {
+            m.text = (char *)v->str;
+            m.text_len = v->len;
+            hooks_fire(app, id, provider, &m, received);
+        }
+        sr_json_doc_free(&doc);
+    }
+    sr_buf_free(&val);
+}
+
+void sr_api_hooks_recover(sr_app *app) {
+    hooks_pending_scan *sc = calloc(1, sizeof *sc);
+    if (!sc) abort();
+    int fired = 0;
+    for (;;) {
+        char after[SR_ID_LEN + 1];
+        memcpy(after, sc->last, sizeof after);
+        sc->count = 0;
+        int n = sr_store_scan(app->store, SR_SPACE_INBOUND, after[0] ? after : NULL, after[0] ? SR_ID_LEN : 0, 1000,
+                              hooks_pending_cb, sc);
+        for (int i = 0; i < sc->count; i++) hooks_refire(app, sc->ids[i]);
+        fired += sc->count;
+        if (n < 1000) break;
+    }
+    free(sc);
+    if (fired) sr_info("inbound: handlers run again for messages left pending", "count", sr_log_num(fired));
+}
+
+/* GET /v1/inbound/{id}: a stored inbound SMS, with its handler's outcome and replies. */
+void sr_api_inbound_get(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+    (void)n;
+    if (!sr_api_require_key(app, req)) return;
+    const char *id = params[0];
+    sr_buf val;
+    sr_buf_init(&val);
+    int rc = strlen(id) == SR_ID_LEN ? sr_store_get(app->store, SR_SPACE_INBOUND, id, SR_ID_LEN, sr_now_ms(), &val, NULL)
+                                     : SR_E_NOTFOUND;
+    if (rc == 0) sr_http_respond(req, 200, "application/json", val.data, val.len, NULL);
+    else if (rc == SR_E_NOTFOUND) sr_http_respond_error(req, 404, "not_found", "no inbound message with this id", NULL);
+    else sr_http_respond_error(req, 500, "storage_error", "the inbound message could not be read", NULL);
+    sr_buf_free(&val);
+}

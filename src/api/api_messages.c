@@ -1,0 +1,491 @@
+/* api_messages: POST /v1/messages (single and batch), GET /v1/messages/{id},
+ * GET /v1/messages?status=... .
+ *
+ * A POST validates every message first (bad input never touches the store),
+ * then stores each valid one as its own store unit, so one conflict does not
+ * sink its neighbours; all of them still commit in the same group commit.
+ * The answer goes out from the store's done callback, that is only once the
+ * messages are on disk. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "codec/json.h"
+#include "delivery/scheduler.h"
+#include "core/log.h"
+#include "store/store.h"
+#include "model/submission.h"
+#include "codec/text.h"
+
+#define API_MAX_BATCH 1000
+
+int sr_api_secret_equal(const char *a, size_t alen, const char *b, size_t blen) {
+    /* Walk the whole candidate regardless of where it differs. */
+    unsigned char diff = (unsigned char)(alen != blen);
+    for (size_t i = 0; i < alen; i++) diff |= (unsigned char)(a[i] ^ (i < blen ? b[i] : 0));
+    return diff == 0;
+}
+
+int sr_api_require_key(sr_app *app, sr_http_request *req) {
+    size_t len = 0;
+    const char *auth = sr_http_header_get(req, "authorization", &len);
+    int ok = 0;
+    if (auth && len > 7 && strncasecmp(auth, "Bearer ", 7) == 0) {
+        const char *key = auth + 7;
+        size_t klen = len - 7;
+        for (int i = 0; i < app->config->api_key_count; i++) {
+            const char *k = app->config->api_keys[i];
+            ok |= sr_api_secret_equal(key, klen, k, strlen(k));
+        }
+    }
+    if (!ok) {
+        sr_http_respond_error(req, 401, "unauthorized",
+                              auth ? "invalid API key" : "missing API key: send Authorization: Bearer <key>",
+                              "WWW-Authenticate: Bearer\r\n");
+    }
+    return ok;
+}
+
+/* ---- POST /v1/messages ---- */
+
+static const struct sr_template *api_find_template(void *ud, const char *name) {
+    return ud ? sr_rules_template_find(ud, name) : NULL;
+}
+
+typedef struct post_item {
+    int rejected;     /* validation failed */
+    sr_reasons reasons;
+    int code;         /* store result */
+    char id[SR_ID_LEN + 1];
+    int segments;
+    int encoding;
+    sr_status status;
+} post_item;
+
+typedef struct post_ctx {
+    sr_app *app;
+    sr_http_request *req;
+    int batch;
+    int count;
+    int pending;
+    post_item *items;
+} post_ctx;
+
+/* The fields of an accepted item, without braces. */
+static void post_item_json(sr_buf *b, const post_item *it) {
+    sr_buf_puts(b, "\"id\":");
+    sr_buf_json_str(b, it->id, strlen(it->id));
+    sr_buf_puts(b, ",\"status\":\"");
+    sr_buf_puts(b, sr_status_name(it->status));
+    sr_buf_puts(b, "\",\"segments\":");
+    sr_buf_put_i64(b, it->segments);
+    sr_buf_puts(b, ",\"encoding\":\"");
+    sr_buf_puts(b, sr_encoding_name((sr_encoding)it->encoding));
+    sr_buf_putc(b, '"');
+}
+
+static void reasons_json(sr_buf *b, const sr_reasons *r) {
+    sr_buf_puts(b, "[");
+    for (int i = 0; i < r->count; i++) {
+        if (i) sr_buf_putc(b, ',');
+        sr_buf_puts(b, "{\"key\":");
+        sr_buf_json_str(b, r->items[i].key, strlen(r->items[i].key));
+        sr_buf_puts(b, ",\"ref\":");
+        sr_buf_json_str(b, r->items[i].ref, strlen(r->items[i].ref));
+        sr_buf_puts(b, ",\"message\":");
+        sr_buf_json_str(b, r->items[i].message, strlen(r->items[i].message));
+        sr_buf_putc(b, '}');
+    }
+    sr_buf_puts(b, "]");
+}
+
+static void store_error_reason(post_item *it, const char *ref_prefix) {
+    it->rejected = 1;
+    it->reasons.count = 1;
+    sr_reason *r = &it->reasons.items[0];
+    snprintf(r->ref, sizeof r->ref, "%sidempotency_key", ref_prefix);
+    if (it->code == SR_E_CONFLICT) {
+        r->key = "idempotency_conflict";
+        snprintf(r->message, sizeof r->message, "idempotency key already used with a different message");
+    } else if (it->code == SR_E_FULL) {
+        r->key = "storage_full";
+        snprintf(r->ref, sizeof r->ref, "%s", ref_prefix[0] ? "messages" : "");
+        snprintf(r->message, sizeof r->message, "the store is full; the message was not accepted");
+    } else {
+        r->key = "storage_error";
+        snprintf(r->ref, sizeof r->ref, "%s", ref_prefix[0] ? "messages" : "");
+        snprintf(r->message, sizeof r->message, "the message could not be stored: %s", sr_store_strerror(it->code));
+    }
+}
+
+static void post_finish(post_ctx *ctx) {
+    sr_buf body;
+    sr_buf_init(&body);
+    int status;
+    if (!ctx->batch) {
+        post_item *it = &ctx->items[0];
+        if (it->code == 0 || it->code == SR_E_EXISTS) {
+            status = it->code == 0 ? 202 : 200;
+            sr_buf_putc(&body, '{');
+            post_item_json(&body, it);
+            sr_buf_putc(&body, '}');
+        } else if (it->code == SR_E_CONFLICT) {
+            status = 409;
+            sr_buf_puts(&body, "{\"error\":{\"code\":\"idempotency_conflict\",\"message\":\"this idempotency key was used "
+                               "for a different message in the last 24 h\"}}");
+        } else if (it->code == SR_E_FULL) {
+            status = 507;
+            sr_buf_puts(&body, "{\"error\":{\"code\":\"storage_full\",\"message\":\"the store is full; the message was "
+                               "not accepted\"}}");
+        } else {
+            status = 500;
+            sr_buf_puts(&body, "{\"error\":{\"code\":\"storage_error\",\"message\":\"the message could not be "
+                               "stored\"}}");
+        }
+    } else {
+        int accepted = 0, full = 0, failed = 0;
+        sr_buf_puts(&body, "{\"result\":[");
+        for (int i = 0; i < ctx->count; i++) {
+            post_item *it = &ctx->items[i];
+            if (i) sr_buf_putc(&body, ',');
+            if (!it->rejected && it->code != 0 && it->code != SR_E_EXISTS) {
+                char prefix[32];
+                snprintf(prefix, sizeof prefix, "messages[%d].", i);
+                if (it->code == SR_E_FULL) full++;
+                else if (it->code != SR_E_CONFLICT) failed++;
+                store_error_reason(it, prefix);
+            }
+            if (it->rejected) {
+                sr_buf_puts(&body, "{\"code\":\"REJECTED\",\"reasons\":");
+                reasons_json(&body, &it->reasons);
+                sr_buf_putc(&body, '}');
+            } else {
+                accepted++;
+                sr_buf_puts(&body, "{\"code\":\"OK\",");
+                post_item_json(&body, it);
+                if (it->code == SR_E_EXISTS) sr_buf_puts(&body, ",\"duplicate\":true");
+                sr_buf_putc(&body, '}');
+            }
+        }
+        sr_buf_puts(&body, "]}");
+        /* None accepted: a full store is 507 and any other store failure 500, so a client
+         * sends the batch again later; 422 (do not resend) only when the messages themselves
+         * were refused. */
+        status = accepted ? 202 : full ? 507 : failed ? 500 : 422;
+    }
+    sr_http_respond(ctx->req, status, "application/json", body.data, body.len, NULL);
+    sr_buf_free(&body);
+    if (status == 202) sr_scheduler_kick(ctx->app->scheduler);
+    free(ctx->items);
+    free(ctx);
+}
+
+/* The done callback needs both the item and its request: items point back. */
+typedef struct post_unit {
+    post_ctx *ctx;
+    int index;
+} post_unit;
+
+static void post_unit_done(sr_store_txn *t, void *ud) {
+    post_unit *u = ud;
+    post_ctx *ctx = u->ctx;
+    post_item *it = &ctx->items[u->index];
+    free(u);
+    /* A unit whose put found the key fails as a whole with that code. */
+    int st = sr_store_txn_status(t);
+    it->code = st ? st : sr_store_txn_result(t, 0);
+    if (it->code == 0 || it->code == SR_E_EXISTS) {
+        const char *id = sr_store_txn_id(t, 0);
+        snprintf(it->id, sizeof it->id, "%s", id ? id : "");
+        if (it->code == SR_E_EXISTS) {
+            /* The original message's own figures. */
+            sr_message m;
+            if (sr_store_get_message(ctx->app->store, it->id, &m) == 0) {
+                it->status = m.status;
+                it->segments = m.segments;
+                it->encoding = m.encoding;
+                sr_message_free(&m);
+            }
+        }
+    }
+    if (--ctx->pending == 0) post_finish(ctx);
+}
+
+void sr_api_messages_post(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+    if (!sr_api_require_key(app, req)) return;
+    sr_json_doc doc;
+    memset(&doc, 0, sizeof doc);
+    char err[160];
+    if (sr_json_parse(&doc, req->body, req->body_len, err, sizeof err) != 0) {
+        char msg[220];
+        snprintf(msg, sizeof msg, "request body is not valid JSON: %s", err);
+        sr_http_respond_error(req, 400, "invalid_json", msg, NULL);
+        sr_json_doc_free(&doc);
+        return;
+    }
+    const sr_json *root = doc.root;
+    if (root->type != SR_JSON_OBJECT) {
+        sr_http_respond_error(req, 400, "invalid_json", "request body must be a JSON object", NULL);
+        sr_json_doc_free(&doc);
+        return;
+    }
+    const sr_json *list = sr_json_get(root, "messages");
+    int batch = list != NULL;
+    if (batch) {
+        if (root->count != 1) {
+            for (const sr_json *f = root->child; f; f = f->next) {
+                if (strcmp(f->key, "messages") == 0) continue;
+                char msg[200];
+                snprintf(msg, sizeof msg, "unknown field '%.64s' next to 'messages'", f->key);
+                sr_http_respond_error(req, 400, "unknown_field", msg, NULL);
+                sr_json_doc_free(&doc);
+                return;
+            }
+        }
+        if (list->type != SR_JSON_ARRAY || list->count == 0) {
+            sr_http_respond_error(req, 400, "invalid_type", "'messages' must be a non-empty list of messages", NULL);
+            sr_json_doc_free(&doc);
+            return;
+        }
+        if (list->count > API_MAX_BATCH) {
+            sr_http_respond_error(req, 422, "too_many_messages", "a batch holds at most 1000 messages", NULL);
+            sr_json_doc_free(&doc);
+            return;
+        }
+    }
+
+    post_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) abort();
+    ctx->app = app;
+    ctx->req = req;
+    ctx->batch = batch;
+    ctx->count = batch ? (int)list->count : 1;
+    ctx->items = calloc((size_t)ctx->count, sizeof(post_item));
+    if (!ctx->items) abort();
+
+    int64_t now = sr_now_ms();
+    sr_submission_templates templates = {api_find_template, app->rules};
+    const sr_json *entry = batch ? list->child : root;
+    sr_store_txn *units[API_MAX_BATCH];
+    post_unit *unit_ud[API_MAX_BATCH];
+    int unit_count = 0;
+    for (int i = 0; i < ctx->count; i++, entry = batch ? entry->next : NULL) {
+        post_item *it = &ctx->items[i];
+        char prefix[32] = "";
+        if (batch) snprintf(prefix, sizeof prefix, "messages[%d].", i);
+        sr_message m;
+        const char *idem = NULL;
+        uint64_t hash = 0;
+        if (sr_submission_parse(entry, app->config, &templates, now, prefix, &m, &idem, &hash, &it->reasons) != 0) {
+            it->rejected = 1;
+            continue;
+        }
+        /* A route naming a provider the rules do not declare would only fail
+         * later: refuse it now, naming it. */
+        for (int r = 0; r < m.route_len && app->rules; r++) {
+            if (sr_rules_provider(app->rules, m.route[r])) continue;
+            sr_reason *x = &it->reasons.items[0];
+            it->reasons.count = 1;
+            x->key = "unknown_provider";
+            snprintf(x->ref, sizeof x->ref, "%sroute", prefix);
+            snprintf(x->message, sizeof x->message, "the route names '%.64s', which the rules do not declare",
+                     m.route[r]);
+            it->rejected = 1;
+            break;
+        }
+        if (it->rejected) {
+            sr_message_free(&m);
+            continue;
+        }
+        it->status = m.status;
+        it->segments = m.segments;
+        it->encoding = m.encoding;
+        sr_store_txn *t = sr_store_txn_new(app->store);
+        sr_store_txn_put_message(t, &m, idem, hash);
+        sr_message_free(&m);
+        post_unit *u = malloc(sizeof *u);
+        if (!u) abort();
+        u->ctx = ctx;
+        u->index = i;
+        units[unit_count] = t;
+        unit_ud[unit_count] = u;
+        unit_count++;
+    }
+    sr_json_doc_free(&doc);
+
+    if (!batch && ctx->items[0].rejected) {
+        const sr_reasons *r = &ctx->items[0].reasons;
+        sr_buf body;
+        sr_buf_init(&body);
+        sr_buf_puts(&body, "{\"error\":{\"code\":");
+        sr_buf_json_str(&body, r->items[0].key, strlen(r->items[0].key));
+        sr_buf_puts(&body, ",\"message\":");
+        sr_buf_json_str(&body, r->items[0].message, strlen(r->items[0].message));
+        sr_buf_puts(&body, ",\"reasons\":");
+        reasons_json(&body, r);
+        sr_buf_puts(&body, "}}");
+        sr_http_respond(req, sr_submission_http_status(r), "application/json", body.data, body.len, NULL);
+        sr_buf_free(&body);
+        free(ctx->items);
+        free(ctx);
+        return;
+    }
+    if (unit_count == 0) {
+        ctx->pending = 0;
+        post_finish(ctx);
+        return;
+    }
+    ctx->pending = unit_count;
+    for (int i = 0; i < unit_count; i++) sr_store_txn_submit(units[i], post_unit_done, unit_ud[i]);
+}
+
+/* ---- GET /v1/messages/{id} ---- */
+
+void sr_api_messages_get(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+    if (!sr_api_require_key(app, req)) return;
+    const char *id = params[0];
+    if (!sr_id_valid(id, strlen(id))) {
+        sr_http_respond_error(req, 404, "not_found", "no message with this id", NULL);
+        return;
+    }
+    sr_message m;
+    int rc = sr_store_get_message(app->store, id, &m);
+    if (rc == SR_E_NOTFOUND) {
+        sr_http_respond_error(req, 404, "not_found", "no message with this id", NULL);
+        return;
+    }
+    if (rc != 0) {
+        sr_error("cannot read a message", "id", id, "error", sr_store_strerror(rc));
+        sr_http_respond_error(req, 500, rc == SR_E_CORRUPT ? "corrupt_record" : "storage_error",
+                              "the message record could not be read", NULL);
+        return;
+    }
+    sr_buf body;
+    sr_buf_init(&body);
+    sr_message_to_api_json(&m, &body);
+    sr_message_free(&m);
+    sr_http_respond(req, 200, "application/json", body.data, body.len, NULL);
+    sr_buf_free(&body);
+}
+
+/* ---- GET /v1/messages?status=failed&limit=100&after=ID ---- */
+
+/* Copies query parameter `name` into out (no percent-decoding needed for
+ * the values used here: statuses, ids, numbers). Returns 1 when present. */
+static int query_param(const char *query, const char *name, char *out, size_t outlen) {
+    size_t nlen = strlen(name);
+    const char *p = query;
+    while (p && *p) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            size_t vlen = len - nlen - 1;
+            if (vlen >= outlen) vlen = outlen - 1;
+            memcpy(out, p + nlen + 1, vlen);
+            out[vlen] = '\0';
+            return 1;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return 0;
+}
+
+void sr_api_messages_list(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+    if (!sr_api_require_key(app, req)) return;
+    char status_name[32], limit_s[16], after[SR_ID_LEN + 2];
+    if (!query_param(req->query, "status", status_name, sizeof status_name)) {
+        sr_http_respond_error(req, 400, "missing_field", "query parameter 'status' is required (e.g. ?status=failed)",
+                              NULL);
+        return;
+    }
+    int st = sr_status_parse(status_name);
+    if (st < 0) {
+        sr_http_respond_error(req, 400, "invalid_value", "unknown status", NULL);
+        return;
+    }
+    int limit = 100;
+    if (query_param(req->query, "limit", limit_s, sizeof limit_s)) {
+        limit = atoi(limit_s);
+        if (limit < 1 || limit > 1000) {
+            sr_http_respond_error(req, 400, "invalid_value", "'limit' must be from 1 to 1000", NULL);
+            return;
+        }
+    }
+    int has_after = query_param(req->query, "after", after, sizeof after);
+    if (has_after && !sr_id_valid(after, strlen(after))) {
+        sr_http_respond_error(req, 400, "invalid_value", "'after' must be a message id", NULL);
+        return;
+    }
+    char(*ids)[SR_ID_LEN + 1] = malloc(sizeof(*ids) * (size_t)limit);
+    if (!ids) abort();
+    int count = sr_store_list_status(app->store, (sr_status)st, has_after ? after : NULL, ids, limit);
+    if (count < 0) {
+        free(ids);
+        sr_http_respond_error(req, 500, "storage_error", "the messages could not be listed", NULL);
+        return;
+    }
+    sr_buf body;
+    sr_buf_init(&body);
+    sr_buf_puts(&body, "{\"messages\":[");
+    int written = 0;
+    for (int i = 0; i < count; i++) {
+        sr_message m;
+        if (sr_store_get_message(app->store, ids[i], &m) != 0) continue;
+        if (written++) sr_buf_putc(&body, ',');
+        sr_message_to_api_json(&m, &body);
+        sr_message_free(&m);
+    }
+    sr_buf_puts(&body, "],\"next\":");
+    if (count == limit) sr_buf_json_str(&body, ids[count - 1], strlen(ids[count - 1]));
+    else sr_buf_puts(&body, "null");
+    sr_buf_putc(&body, '}');
+    free(ids);
+    sr_http_respond(req, 200, "application/json", body.data, body.len, NULL);
+    sr_buf_free(&body);
+}
+
+/* ---- POST /v1/messages/{id}/retry ---- */
+
+typedef struct retry_ctx {
+    sr_app *app;
+    sr_http_request *req;
+    char id[SR_ID_LEN + 1];
+} retry_ctx;
+
+static void retry_done(int code, void *ud) {
+    retry_ctx *ctx = ud;
+    if (code == 0) {
+        sr_message m;
+        sr_buf body;
+        sr_buf_init(&body);
+        if (sr_store_get_message(ctx->app->store, ctx->id, &m) == 0) {
+            sr_message_to_api_json(&m, &body);
+            sr_message_free(&m);
+        }
+        sr_http_respond(ctx->req, 202, "application/json", body.data, body.len, NULL);
+        sr_buf_free(&body);
+    } else if (code == SR_E_NOTFOUND) {
+        sr_http_respond_error(ctx->req, 404, "not_found", "no message with this id", NULL);
+    } else if (code == SR_E_STATE) {
+        sr_http_respond_error(ctx->req, 409, "not_failed", "only a failed message can be retried", NULL);
+    } else {
+        sr_http_respond_error(ctx->req, code == SR_E_FULL ? 507 : 500, code == SR_E_FULL ? "storage_full" : "storage_error",
+                              sr_store_strerror(code), NULL);
+    }
+    free(ctx);
+}
+
+void sr_api_messages_retry(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+    if (!sr_api_require_key(app, req)) return;
+    if (!sr_id_valid(params[0], strlen(params[0]))) {
+        sr_http_respond_error(req, 404, "not_found", "no message with this id", NULL);
+        return;
+    }
+    retry_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) abort();
+    ctx->app = app;
+    ctx->req = req;
+    snprintf(ctx->id, sizeof ctx->id, "%s", params[0]);
+    sr_scheduler_retry(app->scheduler, ctx->id, retry_done, ctx);
+}

@@ -1,0 +1,80 @@
+/* scheduler: the delivery engine. Takes due messages from the store's queue
+ * (priority first, then due time) and hands them to provider lanes; a lane
+ * per provider enforces its rate (GCRA), its cap on requests in flight and
+ * its circuit breaker, batches messages for adapters that take several per
+ * request, and turns answers into outcomes: sent, retried on the same
+ * provider (exponential backoff with full jitter, Retry-After honoured),
+ * passed to the next provider of the route, or failed.
+ *
+ * Every step is a store transition committed before the next one starts: a
+ * message is `sending` on disk before its request leaves, so after a crash it
+ * is found and resent with the same idempotency key (its id), and counted. */
+#ifndef SR_SCHEDULER_H
+#define SR_SCHEDULER_H
+
+#include <uv.h>
+
+#include "rules/adapter.h"
+#include "core/config.h"
+#include "http/http_client.h"
+#include "rules/rules.h"
+#include "store/store.h"
+
+typedef struct sr_scheduler sr_scheduler;
+
+/* Starts the engine: requeues messages left `sending` by a crash, then
+ * pumps. Borrows everything. Returns 0 or a negative code. */
+int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_rules *rules,
+                       sr_http_client *client, const sr_config *config);
+/* After a reload: routes, adapters and limits come from rules from now on
+ * (borrowed; the caller keeps them alive). Lanes are matched by provider
+ * name, keeping their rate, circuit and counters; requests in flight finish
+ * with the rules they were built with. */
+void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules);
+struct sr_reports;
+/* Every send the engine records (committed) is handed to reports (sr_reports_on_sent). */
+void sr_scheduler_set_reports(sr_scheduler *s, struct sr_reports *r);
+/* Takes one request's worth of a provider's rate (GCRA, shared with sends): 1 taken, 0 not now
+ * (*wake_ms: when, may be NULL), also 0 for an unknown provider. */
+int sr_scheduler_take_rate(sr_scheduler *s, const char *provider, int64_t now, int64_t *wake_ms);
+/* New queued messages were committed: look at the queue soon. */
+void sr_scheduler_kick(sr_scheduler *s);
+/* Stops taking messages; done runs once no request is in flight (their
+ * outcomes recorded). */
+void sr_scheduler_stop(sr_scheduler *s, void (*done)(void *ud), void *ud);
+/* Frees after stop (closes its handles: run the loop once more). */
+void sr_scheduler_free(sr_scheduler *s);
+/* At the drain deadline: gives up the send outcomes still waiting for room in
+ * the store (logged; those messages are resent at the next start), so the stop
+ * can finish. */
+void sr_scheduler_abandon_unrecorded(sr_scheduler *s);
+
+/* POST /v1/messages/{id}/retry: a failed message back to the queue, from
+ * the first provider of its route. cb gets 0, SR_E_NOTFOUND or SR_E_STATE
+ * (not failed). */
+void sr_scheduler_retry(sr_scheduler *s, const char *id, void (*cb)(int code, void *ud), void *ud);
+
+/* ---- another transport than HTTP: the offline test runner (smsrules test) ---- */
+
+/* Answers a request the transport took, exactly once: outs holds one outcome
+ * per message, in order (borrowed for the call); http_status is the status
+ * the provider answered, 0 when it did not answer (a timeout). */
+typedef void (*sr_transport_answer)(void *request, const sr_adapter_outcome *outs, int http_status);
+/* Takes one provider request: the provider and msgs[0..n), already built
+ * into a request by the adapter (whose errors are handled as usual). The
+ * msgs array is borrowed for the call, p and the messages until answer. */
+typedef void (*sr_transport_fn)(void *ud, const sr_provider *p, sr_message *const *msgs, int n, void *request,
+                                sr_transport_answer answer);
+/* Sends provider requests through fn instead of HTTP (NULL: HTTP again). */
+void sr_scheduler_set_transport(sr_scheduler *s, sr_transport_fn fn, void *ud);
+/* Draws retry jitter from fn(ud) instead of the kernel's randomness (NULL: the
+ * kernel's again), so that a seeded run repeats itself exactly. */
+void sr_scheduler_set_random(sr_scheduler *s, uint64_t (*fn)(void *ud), void *ud);
+/* 1 when the engine has nothing to do until time passes or a transport
+ * answers: no store write of its own in flight and no look at the queue
+ * asked for (sr_scheduler_kick) that has not run. *wake_ms (may be NULL)
+ * gets when its timer fires next, in ms from now (a rate limit or pause
+ * ending, or a periodic look), or -1 when none is planned. */
+int sr_scheduler_idle(sr_scheduler *s, int64_t *wake_ms);
+
+#endif

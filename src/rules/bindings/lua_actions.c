@@ -1,0 +1,254 @@
+/* lua_actions: what handlers do — sms.on (declaring a trigger), sms.send,
+ * sms.optout / sms.optin / sms.is_optout, sms.segments, sms.now. Actions
+ * that write add to the running invocation's store unit (committed when the
+ * handler returns); reads see the handler's own pending writes. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/json.h"
+#include "rules/rules_exec.h"
+#include "store/store.h"
+#include "model/submission.h"
+#include "codec/phone.h"
+#include "codec/text.h"
+
+static sr_invocation *actions_invocation(lua_State *L, const char *what) {
+    sr_rules *r = sr_rules_from(L);
+    sr_invocation *inv = sr_invocation_current(r);
+    if (!inv || !r->store) luaL_error(L, "%s may only be called from a handler, not while the rules load", what);
+    return inv;
+}
+
+/* sms.on(name, fn): fn runs for POST /v1/events/{name}. */
+static int l_sms_on(lua_State *L) {
+    sr_rules *r = sr_rules_from(L);
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (!r->loading) return luaL_error(L, "sms.on may only be called while the rules load");
+    size_t n = strlen(name);
+    if (n == 0 || n > 128 ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != n)
+        return luaL_error(L, "sms.on: event name '%s' must be 1-128 letters, digits, '_', '.' or '-'", name);
+    lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.events");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "smsrules.events");
+    }
+    lua_getfield(L, -1, name);
+    if (!lua_isnil(L, -1)) return luaL_error(L, "sms.on: a handler for '%s' is already declared", name);
+    lua_pop(L, 1);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, name);
+    return 0;
+}
+
+/* Encodes the table at idx to JSON with lua-cjson (no functions or cycles). */
+static int actions_encode(lua_State *L, int idx) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.cjson_encode");
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        lua_getglobal(L, "require");
+        lua_pushstring(L, "cjson");
+        lua_call(L, 1, 1);
+        lua_getfield(L, -1, "new");
+        lua_call(L, 0, 1); /* a private instance: rules cannot reconfigure it */
+        lua_getfield(L, -1, "encode");
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "smsrules.cjson_encode");
+        lua_remove(L, -2);
+        lua_remove(L, -2);
+    }
+    lua_pushvalue(L, idx);
+    return lua_pcall(L, 1, 1, 0);
+}
+
+/* sms.send{to=..., text=..., ...} → id, or nil, "code: message". The same
+ * fields as POST /v1/messages. */
+static int l_sms_send(lua_State *L) {
+    sr_invocation *inv = actions_invocation(L, "sms.send");
+    sr_rules *r = sr_rules_from(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "template");
+    if (!lua_isnil(L, -1)) {
+        /* template + vars → text, then the same path as a plain message. */
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pushnil(L);
+            lua_pushstring(L, "invalid_type: 'template' must be a template name");
+            return 2;
+        }
+        lua_getfield(L, 1, "text");
+        if (!lua_isnil(L, -1)) {
+            lua_pushnil(L);
+            lua_pushstring(L, "invalid_value: give 'text' or 'template', not both");
+            return 2;
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, 1, "vars"); /* 3 */
+        if (!lua_isnil(L, 3) && !lua_istable(L, 3)) {
+            lua_pushnil(L);
+            lua_pushstring(L, "invalid_type: 'vars' must be a table");
+            return 2;
+        }
+        const char *rendered;
+        size_t rlen;
+        char terr[200];
+        if (sr_lua_render(L, lua_tostring(L, 2), lua_isnil(L, 3) ? 0 : 3, &rendered, &rlen, terr, sizeof terr) != 0) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "template_error: %s", terr);
+            return 2;
+        }
+        /* 4: the text. A shallow copy of the message without template/vars. */
+        lua_newtable(L); /* 5 */
+        lua_pushnil(L);
+        while (lua_next(L, 1)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+            if (k && (strcmp(k, "template") == 0 || strcmp(k, "vars") == 0)) {
+                lua_pop(L, 1);
+                continue;
+            }
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, 5);
+        }
+        lua_pushvalue(L, 4);
+        lua_setfield(L, 5, "text");
+        lua_replace(L, 1);
+        lua_settop(L, 1);
+    } else {
+        lua_pop(L, 1);
+    }
+    if (actions_encode(L, 1) != LUA_OK) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "invalid_type: the message must hold only strings, numbers and tables (%s)",
+                        lua_tostring(L, -2));
+        return 2;
+    }
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    sr_json_doc doc;
+    char err[160];
+    if (sr_json_parse(&doc, text, len, err, sizeof err) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "invalid_type: %s", err);
+        return 2;
+    }
+    int64_t now = sr_now_ms();
+    sr_message m;
+    const char *idem = NULL;
+    uint64_t hash = 0;
+    sr_reasons reasons;
+    /* An empty Lua table encodes as {} and an array-like one as [...]: both refused by the parser below. */
+    int rc = sr_submission_parse(doc.root, r->config, NULL, now, "", &m, &idem, &hash, &reasons);
+    if (rc != 0) {
+        sr_json_doc_free(&doc);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", reasons.items[0].key, reasons.items[0].message);
+        return 2;
+    }
+    for (int i = 0; i < m.route_len; i++) {
+        if (sr_rules_provider(r, m.route[i])) continue;
+        sr_json_doc_free(&doc);
+        lua_pushnil(L);
+        lua_pushfstring(L, "unknown_provider: the route names '%s', which the rules do not declare", m.route[i]);
+        sr_message_free(&m);
+        return 2;
+    }
+    char existing[SR_ID_LEN + 1];
+    uint64_t existing_hash = 0;
+    char *idem_copy = idem ? strdup(idem) : NULL;
+    sr_json_doc_free(&doc);
+    if (idem_copy && sr_store_idempotency_get(r->store, idem_copy, now, existing, &existing_hash) == 0) {
+        free(idem_copy);
+        sr_message_free(&m);
+        if (existing_hash != hash) {
+            lua_pushnil(L);
+            lua_pushstring(L, "idempotency_conflict: this idempotency key was used for a different message");
+            return 2;
+        }
+        sr_invocation_add_id(inv, existing);
+        lua_pushstring(L, existing);
+        return 1;
+    }
+    sr_id_new(m.id, now);
+    char id[SR_ID_LEN + 1];
+    memcpy(id, m.id, sizeof id);
+    sr_store_txn_put_message(sr_invocation_unit(inv), &m, idem_copy, hash);
+    free(idem_copy);
+    sr_message_free(&m);
+    sr_invocation_add_id(inv, id);
+    lua_pushstring(L, id);
+    return 1;
+}
+
+/* Normalises the number argument; raises on a bad one. */
+static void actions_number(lua_State *L, char out[SR_PHONE_MAX]) {
+    size_t len;
+    const char *in = luaL_checklstring(L, 1, &len);
+    sr_rules *r = sr_rules_from(L);
+    char why[SR_PHONE_WHY_MAX];
+    if (sr_phone_normalize(in, len, r->config->default_country, out, why, sizeof why) != 0)
+        luaL_argerror(L, 1, lua_pushfstring(L, "not a valid phone number: %s", why));
+}
+
+static int actions_set_optout(lua_State *L, int on) {
+    sr_invocation *inv = actions_invocation(L, on ? "sms.optout" : "sms.optin");
+    char number[SR_PHONE_MAX];
+    actions_number(L, number);
+    sr_store_txn_optout(sr_invocation_unit(inv), number, on);
+    sr_invocation_push_overlay(inv, L);
+    lua_pushfstring(L, "optout:%s", number);
+    lua_pushboolean(L, on);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int l_sms_optout(lua_State *L) { return actions_set_optout(L, 1); }
+static int l_sms_optin(lua_State *L) { return actions_set_optout(L, 0); }
+
+static int l_sms_is_optout(lua_State *L) {
+    sr_invocation *inv = actions_invocation(L, "sms.is_optout");
+    sr_rules *r = sr_rules_from(L);
+    char number[SR_PHONE_MAX];
+    actions_number(L, number);
+    sr_invocation_push_overlay(inv, L);
+    lua_pushfstring(L, "optout:%s", number);
+    lua_rawget(L, -2);
+    if (!lua_isnil(L, -1)) return 1;
+    lua_pushboolean(L, sr_store_is_optout(r->store, number) == 1);
+    return 1;
+}
+
+/* sms.segments(text) → count, encoding ("gsm7"/"ucs2"); nil, error on invalid UTF-8. */
+static int l_sms_segments(lua_State *L) {
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    sr_segments seg;
+    if (sr_text_segments(text, len, &seg) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, "invalid_text: not valid UTF-8");
+        return 2;
+    }
+    lua_pushinteger(L, seg.segments);
+    lua_pushstring(L, sr_encoding_name(seg.encoding));
+    return 2;
+}
+
+/* sms.now() → seconds since the epoch, with milliseconds. */
+static int l_sms_now(lua_State *L) {
+    lua_pushnumber(L, (lua_Number)sr_now_ms() / 1000.0);
+    return 1;
+}
+
+void sr_lua_open_actions(lua_State *L) {
+    static const luaL_Reg fns[] = {{"on", l_sms_on},           {"send", l_sms_send},
+                                   {"optout", l_sms_optout},   {"optin", l_sms_optin},
+                                   {"is_optout", l_sms_is_optout}, {"segments", l_sms_segments},
+                                   {"now", l_sms_now},         {NULL, NULL}};
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,125 @@
+/* lua_inbound: inbound SMS and status changes in rules — sms.on_status(fn),
+ * and sms.on_inbound(fn) declares the
+ * handler that runs for every inbound message (sr_rules_fire_inbound), and
+ * sms.reply(msg, text_or_template, vars) answers one.
+ *
+ * A reply is an ordinary sms.send (same checks, same store unit, same ids
+ * reported to the caller) to msg.from, through the provider that received
+ * the message when the rules declare it, and it records msg.id as its
+ * reply_to. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rules/rules_exec.h"
+#include "store/store.h"
+
+/* sms.on_inbound(fn): fn(msg) runs for each inbound SMS. One per rules file. */
+static int l_sms_on_inbound(lua_State *L) {
+    sr_rules *r = sr_rules_from(L);
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (!r->loading) return luaL_error(L, "sms.on_inbound may only be called while the rules load");
+    lua_getfield(L, LUA_REGISTRYINDEX, SR_INBOUND_HANDLER_KEY);
+    if (!lua_isnil(L, -1)) return luaL_error(L, "sms.on_inbound: an inbound handler is already declared");
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, SR_INBOUND_HANDLER_KEY);
+    return 0;
+}
+
+/* sms.on_status(fn): fn(msg, status) runs after each status change the
+ * engine commits (sent, failed, expired, rejected; delivery reports add
+ * theirs). One per rules file. */
+static int l_sms_on_status(lua_State *L) {
+    sr_rules *r = sr_rules_from(L);
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (!r->loading) return luaL_error(L, "sms.on_status may only be called while the rules load");
+    lua_getfield(L, LUA_REGISTRYINDEX, SR_STATUS_HANDLER_KEY);
+    if (!lua_isnil(L, -1)) return luaL_error(L, "sms.on_status: a status handler is already declared");
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, SR_STATUS_HANDLER_KEY);
+    return 0;
+}
+
+/* Runs in the store's writer thread: touches only the message and the id,
+ * which a userdata in the invocation's overlay keeps alive until the commit. */
+static int inbound_set_reply_to(sr_message *m, void *arg) {
+    sr_message_set_str(&m->reply_to, arg);
+    return 0;
+}
+
+/* sms.reply(msg, text_or_template, vars) → id, or nil, "code: message".
+ * When the second argument names a declared template it is rendered with
+ * vars (default: msg itself), else it is the text. Upvalue 1: sms.send. */
+static int l_sms_reply(lua_State *L) {
+    sr_rules *r = sr_rules_from(L);
+    sr_invocation *inv = sr_invocation_current(r);
+    if (!inv || !r->store)
+        return luaL_error(L, "sms.reply may only be called from a handler, not while the rules load");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    size_t body_len;
+    const char *body = luaL_checklstring(L, 2, &body_len);
+    if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    lua_getfield(L, 1, "from"); /* 4 */
+    if (lua_type(L, 4) != LUA_TSTRING) return luaL_argerror(L, 1, "an inbound message with a 'from' number");
+    lua_getfield(L, 1, "id");       /* 5 */
+    lua_getfield(L, 1, "provider"); /* 6 */
+
+    lua_pushvalue(L, lua_upvalueindex(1)); /* 7: sms.send */
+    lua_createtable(L, 0, 4);              /* 8: its message */
+    lua_pushvalue(L, 4);
+    lua_setfield(L, 8, "to");
+    /* A text holding NUL is no template name ("hello\0..." is not "hello"): it goes on as text, and is refused. */
+    if (strlen(body) == body_len && sr_rules_template_find(r, body)) {
+        lua_pushvalue(L, 2);
+        lua_setfield(L, 8, "template");
+        lua_pushvalue(L, lua_isnil(L, 3) ? 1 : 3);
+        lua_setfield(L, 8, "vars");
+    } else {
+        lua_pushvalue(L, 2);
+        lua_setfield(L, 8, "text");
+    }
+    /* The sender's number belongs to the provider that received the message. */
+    if (lua_type(L, 6) == LUA_TSTRING && sr_rules_provider(r, lua_tostring(L, 6))) {
+        lua_createtable(L, 1, 0);
+        lua_pushvalue(L, 6);
+        lua_rawseti(L, -2, 1);
+        lua_setfield(L, 8, "route");
+    }
+    lua_call(L, 1, 2); /* 7, 8: id or nil, err */
+    if (lua_isnil(L, 7) || lua_type(L, 5) != LUA_TSTRING) return 2;
+
+    const char *reply_to = lua_tostring(L, 5);
+    const char *id = lua_tostring(L, 7);
+    if (!sr_id_valid(reply_to, strlen(reply_to))) return 2;
+    /* An idempotency key may have found a message sent earlier: that one is
+     * on disk already and keeps what it has. */
+    sr_message existing;
+    int on_disk = sr_store_get_message(r->store, id, &existing) == 0;
+    sr_message_free(&existing);
+    if (on_disk) return 2;
+    char *arg = lua_newuserdatauv(L, SR_ID_LEN + 1, 0);
+    snprintf(arg, SR_ID_LEN + 1, "%s", reply_to);
+    sr_invocation_push_overlay(inv, L);
+    lua_pushfstring(L, "reply_to:%s", id);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 2);
+    sr_store_txn_update_message(sr_invocation_unit(inv), id, inbound_set_reply_to, arg);
+    return 2;
+}
+
+void sr_lua_open_inbound(lua_State *L) {
+    lua_pushcfunction(L, l_sms_on_inbound);
+    lua_setfield(L, -2, "on_inbound");
+    lua_pushcfunction(L, l_sms_on_status);
+    lua_setfield(L, -2, "on_status");
+    /* sms.reply keeps the sms.send it was opened with, whatever rules later
+     * do to the sms table. */
+    lua_getfield(L, -1, "send");
+    if (!lua_isfunction(L, -1)) luaL_error(L, "sr_lua_open_inbound: open the actions (sms.send) first");
+    lua_pushcclosure(L, l_sms_reply, 1);
+    lua_setfield(L, -2, "reply");
+}

@@ -1,0 +1,2271 @@
+/* store: the LMDB environment, the writer thread and group commit.
+ *
+ * Threads: the loop thread submits units and runs every read; one writer
+ * thread owns every write transaction. Units submitted during a loop pass
+ * collect in `pending` (loop only); before the loop blocks (prepare handle)
+ * and after the I/O callbacks of a pass (check handle) they move to `queued`
+ * (under mu), and the writer takes everything queued as one batch whenever
+ * it is free, so batches keep submit order and the next batch collects while
+ * one commits. After the commit the batch goes to `done` and an async wakes
+ * the loop, which runs the callbacks in order.
+ *
+ * Map growth: mdb_env_set_mapsize needs every transaction of the process
+ * closed, so loop-side reads hold map_lock for reading around their read
+ * transaction and the writer takes it for writing to resize. */
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_IDEM_TTL_MS (24LL * 3600 * 1000)
+#define STORE_DEFAULT_MAP ((size_t)256 << 20)
+#define STORE_DEFAULT_MAP_MAX ((size_t)64 << 30)
+#define STORE_SWEEP_MAX 4096
+#define STORE_IDEM_VALUE_LEN (SR_ID_LEN + 8 + 8) /* id, body hash, created ms */
+#define STORE_QUEUE_KEY_LEN (1 + 8 + SR_ID_LEN)
+#define STORE_EXPIRY_KEY_LEN (8 + SR_ID_LEN)
+#define STORE_STATUS_KEY_LEN (1 + SR_ID_LEN)
+#define STORE_WATCH_KEY_LEN (8 + SR_ID_LEN)
+
+enum {
+    STORE_DB_MESSAGES,
+    STORE_DB_QUEUE,
+    STORE_DB_EXPIRY,
+    STORE_DB_STATUS,
+    STORE_DB_PROVIDER_IDS,
+    STORE_DB_IDEMPOTENCY,
+    STORE_DB_KV,
+    STORE_DB_DEDUP,
+    STORE_DB_OPTOUTS,
+    STORE_DB_META,
+    STORE_DB_WATCH,
+    STORE_DB_PARKED,
+    STORE_DB_INBOUND,
+    STORE_DB_OWED,
+    STORE_DB_COUNT
+};
+
+static const char *const store_db_names[STORE_DB_COUNT] = {
+    "messages",    "queue", "expiry", "by_status", "provider_ids",
+    "idempotency", "kv",    "dedup",  "optouts",   "meta",
+    "watch",       "parked", "inbound", "owed",
+};
+
+/* The public record spaces (sr_store_space) and their databases. */
+static const int store_space_db[] = {STORE_DB_KV, STORE_DB_PARKED, STORE_DB_INBOUND, STORE_DB_OWED};
+
+static int store_space(sr_store_space sp) {
+    return (int)sp >= 0 && (size_t)sp < sizeof store_space_db / sizeof store_space_db[0] ? store_space_db[sp]
+                                                                                           : STORE_DB_KV;
+}
+
+typedef enum {
+    STORE_OP_PUT,
+    STORE_OP_UPDATE,
+    STORE_OP_KV_SET,
+    STORE_OP_KV_DEL,
+    STORE_OP_KV_INCR,
+    STORE_OP_OPTOUT,
+    STORE_OP_DEDUP,
+    STORE_OP_SWEEP, /* internal: delete key from db `flag` if still expired at expires_at_ms */
+    STORE_OP_APPEND,
+    STORE_OP_CONSUME, /* remove val from the front of the entry's bytes, if they start with it */
+} store_op_kind;
+
+typedef struct store_op {
+    store_op_kind kind;
+    int result;
+    char id[SR_ID_LEN + 1];
+    /* put: the message to write; update: the message as written (NULL until then). Owned. */
+    sr_message *msg;
+    char *key; /* kv, dedup and sweep key, optout number, put idempotency key; owned, may be NULL */
+    size_t klen;
+    char *val; /* kv_set value; owned */
+    size_t vlen;
+    int64_t expires_at_ms; /* kv, dedup; sweep: the time judged against */
+    int64_t delta;
+    int64_t int_out;
+    uint64_t body_hash;
+    int flag; /* optout: opted out; sweep: the database */
+    int db;   /* kv set/del/append: the database (STORE_DB_KV unless a record space says otherwise) */
+    sr_message_mutator fn;
+    void *arg;             /* borrowed */
+    unsigned owe_mask;     /* update: statuses (1 << status) whose handler is owed when set */
+} store_op;
+
+struct sr_store_txn {
+    sr_store *store;
+    store_op *ops;
+    int count;
+    int cap;
+    int status;
+    int hard_error; /* set by the writer: the unit broke a batch and is skipped when it is redone */
+    unsigned owe_mask; /* sr_store_txn_owe_status */
+    sr_store_done_cb cb;
+    void *ud;
+    sr_store_txn *next;
+};
+
+typedef struct store_list {
+    sr_store_txn *head;
+    sr_store_txn *tail;
+} store_list;
+
+/* The loop handles live apart from the store: they are freed by their close
+ * callbacks, after sr_store_close has freed the store itself. */
+typedef struct store_handles {
+    uv_prepare_t prepare;
+    uv_check_t check;
+    uv_async_t async;
+    int open; /* handles still to close */
+} store_handles;
+
+struct sr_store {
+    uv_loop_t *loop;
+    MDB_env *env;
+    MDB_dbi dbi[STORE_DB_COUNT];
+    size_t map_size_max;
+    size_t max_key;
+    size_t page_size;
+    size_t reserve; /* bytes of room kept for updates: below it, units that add data fail with SR_E_FULL */
+    int lock_fd;    /* holds the flock on DIR/smsrules.lock; -1 when none */
+    int read_only;  /* opened with sr_store_options.read_only: no lock, no writer, no handles */
+    store_handles *handles;
+
+    /* Disk-full state, written by the writer, read by the loop (sr_store_full). */
+    atomic_int refused;               /* the last batch refused units for lack of space */
+    _Atomic uint64_t room_at_refusal; /* store_room when it did */
+    atomic_uint_fast64_t refused_units;
+
+    /* Loop thread only. */
+    store_list pending;
+    size_t inflight; /* submitted units whose callback has not run; the async is ref'd while > 0 */
+    MDB_txn *read_txn; /* kept reset between reads, renewed for each */
+    int sweep_inflight;
+
+    /* Shared with the writer, under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t work_cond; /* queued or stop, for the writer */
+    pthread_cond_t idle_cond; /* the writer finished a batch, for close */
+    store_list queued;
+    store_list done;
+    int writer_busy;
+    int stop;
+    uint64_t commits;
+    uint64_t units;
+    uint64_t grows;
+    double last_commit_ms;
+
+    pthread_rwlock_t map_lock;
+    pthread_t writer;
+    int writer_started;
+    int sync_initialised;
+
+    /* Writer thread only (after open). */
+    size_t map_size;
+    sr_buf wbuf;
+};
+
+/* ---- small helpers ---- */
+
+static void *store_xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) {
+        fputs("smsrules: out of memory\n", stderr);
+        abort();
+    }
+    return p;
+}
+
+static char *store_memdup(const void *p, size_t len) {
+    char *q = store_xcalloc(len + 1, 1);
+    if (len) memcpy(q, p, len);
+    return q;
+}
+
+static void store_put_be64(unsigned char *p, uint64_t v) {
+    for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (unsigned char)v;
+}
+
+static uint64_t store_get_be64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+/* Times in index keys: negative ones (never produced) sort as 0. */
+static uint64_t store_key_time(int64_t ms) { return ms < 0 ? 0 : (uint64_t)ms; }
+
+/* A number field for sr_log that is safe from any thread (sr_log_num's ring is not). */
+static const char *store_num(char buf[32], int64_t v) {
+    snprintf(buf, 32, "%s%lld", SR_LOG_NUM, (long long)v);
+    return buf;
+}
+
+static double store_elapsed_ms(const struct timespec *t0) {
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* The codes the store's own logic produces, as opposed to LMDB's and errno's. */
+static int store_is_code(int rc) { return rc <= SR_E_NOTFOUND && rc >= SR_E_INVALID; }
+
+/* The one place LMDB and system errors become SR_E_* codes (and a log line). */
+static int store_error(int rc, const char *what) {
+    char num[32];
+    int code;
+    if (rc == 0) return 0;
+    if (store_is_code(rc)) return rc;
+    switch (rc) {
+    case MDB_NOTFOUND: return SR_E_NOTFOUND;
+    case MDB_KEYEXIST: return SR_E_EXISTS;
+    case MDB_BAD_VALSIZE: return SR_E_INVALID;
+    case MDB_MAP_FULL:
+    case ENOSPC:
+    case EDQUOT: code = SR_E_FULL; break;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID: code = SR_E_CORRUPT; break;
+    default: code = SR_E_IO; break;
+    }
+    sr_error("store error", "op", what, "error", mdb_strerror(rc), "lmdb_code", store_num(num, rc));
+    return code;
+}
+
+const char *sr_store_strerror(int code) {
+    switch (code) {
+    case 0: return "ok";
+    case SR_E_NOTFOUND: return "not found";
+    case SR_E_CORRUPT: return "corrupt record";
+    case SR_E_FULL: return "storage full";
+    case SR_E_IO: return "storage error";
+    case SR_E_CONFLICT: return "idempotency key reused with a different body";
+    case SR_E_EXISTS: return "already exists";
+    case SR_E_STATE: return "transition refused";
+    case SR_E_INVALID: return "invalid argument";
+    case SR_E_LOCKED: return "data directory in use by another process";
+    default: return "unknown error";
+    }
+}
+
+/* ---- units ---- */
+
+sr_store_txn *sr_store_txn_new(sr_store *s) {
+    sr_store_txn *t = store_xcalloc(1, sizeof *t);
+    t->store = s;
+    return t;
+}
+
+static store_op *store_txn_add(sr_store_txn *t, store_op_kind kind, int *slot) {
+    if (t->count == t->cap) {
+        int cap = t->cap ? t->cap * 2 : 4;
+        store_op *ops = realloc(t->ops, sizeof(store_op) * (size_t)cap);
+        if (!ops) {
+            fputs("smsrules: out of memory\n", stderr);
+            abort();
+        }
+        t->ops = ops;
+        t->cap = cap;
+    }
+    *slot = t->count;
+    store_op *op = &t->ops[t->count++];
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    return op;
+}
+
+static void store_free_message(sr_message **m) {
+    if (!*m) return;
+    sr_message_free(*m);
+    free(*m);
+    *m = NULL;
+}
+
+static void store_txn_free(sr_store_txn *t) {
+    for (int i = 0; i < t->count; i++) {
+        store_op *op = &t->ops[i];
+        store_free_message(&op->msg);
+        free(op->key);
+        free(op->val);
+    }
+    free(t->ops);
+    free(t);
+}
+
+void sr_store_txn_discard(sr_store_txn *t) {
+    if (t) store_txn_free(t);
+}
+
+int sr_store_txn_put_message(sr_store_txn *t, sr_message *m, const char *idem_key, uint64_t body_hash) {
+    int slot;
+    store_op *op = store_txn_add(t, STORE_OP_PUT, &slot);
+    op->msg = store_xcalloc(1, sizeof *op->msg);
+    *op->msg = *m; /* the contents move into the unit */
+    sr_message_init(m);
+    if (!op->msg->id[0])
+        sr_id_new(op->msg->id, op->msg->created_at_ms ? op->msg->created_at_ms : sr_now_ms());
+    op->msg->id[SR_ID_LEN] = '\0';
+    memcpy(op->id, op->msg->id, sizeof op->id);
+    if (idem_key && idem_key[0]) {
+        op->klen = strlen(idem_key);
+        op->key = store_memdup(idem_key, op->klen);
+    }
+    op->body_hash = body_hash;
+    return slot;
+}
+
+int sr_store_txn_update_message(sr_store_txn *t, const char *id, sr_message_mutator fn, void *arg) {
+    int slot;
+    store_op *op = store_txn_add(t, STORE_OP_UPDATE, &slot);
+    if (id && strlen(id) == SR_ID_LEN) memcpy(op->id, id, sizeof op->id); /* else: not found when applied */
+    op->fn = fn;
+    op->arg = arg;
+    op->owe_mask = t->owe_mask;
+    return slot;
+}
+
+void sr_store_txn_owe_status(sr_store_txn *t, unsigned status_mask) {
+    t->owe_mask = status_mask;
+    for (int i = 0; i < t->count; i++)
+        if (t->ops[i].kind == STORE_OP_UPDATE) t->ops[i].owe_mask = status_mask;
+}
+
+size_t sr_store_owed_key(const char *id, int64_t n, char *out, size_t outlen) {
+    int len = snprintf(out, outlen, "%s/%lld", id, (long long)n);
+    return len < 0 || (size_t)len >= outlen ? 0 : (size_t)len;
+}
+
+static store_op *store_txn_add_key(sr_store_txn *t, store_op_kind kind, const char *key, size_t klen,
+                                   int *slot) {
+    store_op *op = store_txn_add(t, kind, slot);
+    op->key = store_memdup(key, key ? klen : 0);
+    op->klen = key ? klen : 0;
+    return op;
+}
+
+static int store_txn_add_value(sr_store_txn *t, store_op_kind kind, sr_store_space sp, const char *key,
+                               size_t klen, const char *val, size_t vlen, int64_t expires_at_ms) {
+    int slot;
+    store_op *op = store_txn_add_key(t, kind, key, klen, &slot);
+    op->db = store_space(sp);
+    op->val = store_memdup(val, val ? vlen : 0);
+    op->vlen = val ? vlen : 0;
+    op->expires_at_ms = expires_at_ms;
+    return slot;
+}
+
+int sr_store_txn_set(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val,
+                     size_t vlen, int64_t expires_at_ms) {
+    return store_txn_add_value(t, STORE_OP_KV_SET, sp, key, klen, val, vlen, expires_at_ms);
+}
+
+int sr_store_txn_append(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val,
+                        size_t vlen, int64_t expires_at_ms) {
+    return store_txn_add_value(t, STORE_OP_APPEND, sp, key, klen, val, vlen, expires_at_ms);
+}
+
+int sr_store_txn_consume(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *prefix,
+                         size_t plen) {
+    return store_txn_add_value(t, STORE_OP_CONSUME, sp, key, klen, prefix, plen, 0);
+}
+
+int sr_store_txn_del_expired(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, int64_t now_ms) {
+    int slot;
+    store_op *op = store_txn_add_key(t, STORE_OP_SWEEP, key, klen, &slot);
+    op->flag = store_space(sp);
+    op->expires_at_ms = now_ms;
+    return slot;
+}
+
+int sr_store_txn_del(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen) {
+    return store_txn_add_value(t, STORE_OP_KV_DEL, sp, key, klen, NULL, 0, 0);
+}
+
+int sr_store_txn_kv_set(sr_store_txn *t, const char *key, size_t klen, const char *val, size_t vlen,
+                        int64_t expires_at_ms) {
+    return sr_store_txn_set(t, SR_SPACE_KV, key, klen, val, vlen, expires_at_ms);
+}
+
+int sr_store_txn_kv_del(sr_store_txn *t, const char *key, size_t klen) {
+    return sr_store_txn_del(t, SR_SPACE_KV, key, klen);
+}
+
+int sr_store_txn_kv_incr(sr_store_txn *t, const char *key, size_t klen, int64_t delta,
+                         int64_t expires_at_ms) {
+    int slot;
+    store_op *op = store_txn_add_key(t, STORE_OP_KV_INCR, key, klen, &slot);
+    op->delta = delta;
+    op->expires_at_ms = expires_at_ms;
+    return slot;
+}
+
+int sr_store_txn_optout(sr_store_txn *t, const char *number, int opted_out) {
+    int slot;
+    store_op *op = store_txn_add_key(t, STORE_OP_OPTOUT, number, number ? strlen(number) : 0, &slot);
+    op->flag = opted_out != 0;
+    return slot;
+}
+
+int sr_store_txn_dedup(sr_store_txn *t, const char *key, size_t klen, int64_t expires_at_ms) {
+    int slot;
+    store_op *op = store_txn_add_key(t, STORE_OP_DEDUP, key, klen, &slot);
+    op->expires_at_ms = expires_at_ms;
+    return slot;
+}
+
+int sr_store_txn_status(const sr_store_txn *t) { return t->status; }
+
+int sr_store_txn_result(const sr_store_txn *t, int slot) {
+    if (slot < 0 || slot >= t->count) return SR_E_NOTFOUND;
+    return t->ops[slot].result;
+}
+
+const char *sr_store_txn_id(const sr_store_txn *t, int slot) {
+    if (slot < 0 || slot >= t->count) return NULL;
+    return t->ops[slot].id;
+}
+
+const sr_message *sr_store_txn_message(const sr_store_txn *t, int slot) {
+    if (slot < 0 || slot >= t->count || t->status != 0) return NULL;
+    return t->ops[slot].msg;
+}
+
+int64_t sr_store_txn_int(const sr_store_txn *t, int slot) {
+    if (slot < 0 || slot >= t->count) return 0;
+    return t->ops[slot].int_out;
+}
+
+/* Does the unit add data (and so fail at once when the map cannot grow)? */
+static int store_txn_adds_data(const sr_store_txn *t) {
+    for (int i = 0; i < t->count; i++) {
+        switch (t->ops[i].kind) {
+        case STORE_OP_PUT:
+        case STORE_OP_KV_SET:
+        case STORE_OP_APPEND:
+        case STORE_OP_KV_INCR:
+        case STORE_OP_DEDUP: return 1;
+        case STORE_OP_OPTOUT:
+            if (t->ops[i].flag) return 1;
+            break;
+        default: break;
+        }
+    }
+    return 0;
+}
+
+static void store_txn_fail(sr_store_txn *t, int code) {
+    t->status = code;
+    for (int i = 0; i < t->count; i++) t->ops[i].result = code;
+}
+
+/* Back to the state before the writer first tried the unit (a batch may be redone). */
+static void store_txn_reset(sr_store_txn *t) {
+    t->status = 0;
+    for (int i = 0; i < t->count; i++) {
+        store_op *op = &t->ops[i];
+        op->result = 0;
+        op->int_out = 0;
+        if (op->kind == STORE_OP_PUT)
+            memcpy(op->id, op->msg->id, sizeof op->id);
+        else if (op->kind == STORE_OP_UPDATE)
+            store_free_message(&op->msg);
+    }
+    if (t->hard_error) store_txn_fail(t, t->hard_error);
+}
+
+/* ---- index keys (writer) ---- */
+
+typedef struct store_keys {
+    int queued;
+    unsigned char queue[STORE_QUEUE_KEY_LEN];
+    int expiring;
+    unsigned char expiry[STORE_EXPIRY_KEY_LEN];
+    unsigned char status[STORE_STATUS_KEY_LEN];
+    int watching;
+    unsigned char watch[STORE_WATCH_KEY_LEN];
+    sr_buf providers; /* each key: 2 bytes length (big endian), provider, NUL, provider id */
+} store_keys;
+
+static int store_provider_key_present(const sr_buf *b, const char *key, size_t len) {
+    size_t off = 0;
+    while (off + 2 <= b->len) {
+        size_t n = ((size_t)(unsigned char)b->data[off] << 8) | (unsigned char)b->data[off + 1];
+        if (n == len && memcmp(b->data + off + 2, key, len) == 0) return 1;
+        off += 2 + n;
+    }
+    return 0;
+}
+
+size_t sr_store_normalize_provider_id(const char *in, char *out, size_t outlen) {
+    if (outlen == 0) return 0;
+    while (*in == ' ' || *in == '\t') in++;
+    size_t n = strlen(in);
+    while (n && (in[n - 1] == ' ' || in[n - 1] == '\t')) n--;
+    size_t start = 0;
+    while (start + 1 < n && in[start] == '0') start++;
+    size_t len = 0;
+    for (size_t i = start; i < n && len + 1 < outlen; i++) {
+        char c = in[i];
+        out[len++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    out[len] = '\0';
+    return len;
+}
+
+static void store_add_provider_key(const sr_store *s, store_keys *k, const char *provider, const char *raw_pid) {
+    if (!provider || !raw_pid || !raw_pid[0]) return;
+    char pid[256];
+    if (sr_store_normalize_provider_id(raw_pid, pid, sizeof pid) == 0) return;
+    size_t plen = strlen(provider), ilen = strlen(pid), len = plen + 1 + ilen;
+    if (len > s->max_key) return; /* LMDB cannot hold the key: this provider id is not indexed */
+    char stack[512];
+    char *key = len <= sizeof stack ? stack : store_xcalloc(len, 1);
+    memcpy(key, provider, plen);
+    key[plen] = '\0';
+    memcpy(key + plen + 1, pid, ilen);
+    if (!store_provider_key_present(&k->providers, key, len)) {
+        unsigned char hdr[2] = {(unsigned char)(len >> 8), (unsigned char)len};
+        sr_buf_append(&k->providers, hdr, 2);
+        sr_buf_append(&k->providers, key, len);
+    }
+    if (key != stack) free(key);
+}
+
+/* Fills k with the index keys of m. k->providers must be initialised. */
+static void store_keys_build(const sr_store *s, const sr_message *m, store_keys *k) {
+    int priority = m->priority < 0 ? 0 : m->priority > 3 ? 3 : m->priority;
+    k->queued = m->status == SR_ST_QUEUED;
+    k->queue[0] = (unsigned char)(3 - priority);
+    store_put_be64(k->queue + 1, store_key_time(sr_message_due_ms(m)));
+    memcpy(k->queue + 9, m->id, SR_ID_LEN);
+    k->expiring = (m->status == SR_ST_QUEUED || m->status == SR_ST_SENDING) && m->expires_at_ms != 0;
+    store_put_be64(k->expiry, store_key_time(m->expires_at_ms));
+    memcpy(k->expiry + 8, m->id, SR_ID_LEN);
+    k->watching = m->status == SR_ST_SENT && m->watch_at_ms > 0;
+    store_put_be64(k->watch, store_key_time(m->watch_at_ms));
+    memcpy(k->watch + 8, m->id, SR_ID_LEN);
+    k->status[0] = (unsigned char)m->status;
+    memcpy(k->status + 1, m->id, SR_ID_LEN);
+    sr_buf_reset(&k->providers);
+    for (int i = 0; i < m->attempt_count; i++)
+        store_add_provider_key(s, k, m->attempts[i].provider, m->attempts[i].provider_id);
+    store_add_provider_key(s, k, m->provider, m->provider_id);
+}
+
+/* Deletes key from dbi; a missing key is fine. */
+static int store_del_quiet(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t len) {
+    MDB_val k = {len, (void *)key};
+    int rc = mdb_del(txn, dbi, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int store_put_empty(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t len) {
+    MDB_val k = {len, (void *)key}, v = {0, NULL};
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+/* Moves one index entry: old (present when had) to new (present when has). */
+static int store_index_move(MDB_txn *txn, MDB_dbi dbi, int had, const unsigned char *old, int has,
+                            const unsigned char *new, size_t len) {
+    int same = had && has && memcmp(old, new, len) == 0;
+    if (same) return 0;
+    int rc = had ? store_del_quiet(txn, dbi, old, len) : 0;
+    if (rc == 0 && has) rc = store_put_empty(txn, dbi, new, len);
+    return rc;
+}
+
+/* Brings every index from old (NULL: the message is new) to new. Returns an LMDB code. */
+static int store_index_update(sr_store *s, MDB_txn *txn, const store_keys *old, const store_keys *new,
+                              const char *id) {
+    int rc = store_index_move(txn, s->dbi[STORE_DB_QUEUE], old && old->queued, old ? old->queue : NULL,
+                              new->queued, new->queue, STORE_QUEUE_KEY_LEN);
+    if (rc == 0)
+        rc = store_index_move(txn, s->dbi[STORE_DB_EXPIRY], old && old->expiring, old ? old->expiry : NULL,
+                              new->expiring, new->expiry, STORE_EXPIRY_KEY_LEN);
+    if (rc == 0)
+        rc = store_index_move(txn, s->dbi[STORE_DB_STATUS], old != NULL, old ? old->status : NULL, 1,
+                              new->status, STORE_STATUS_KEY_LEN);
+    if (rc == 0)
+        rc = store_index_move(txn, s->dbi[STORE_DB_WATCH], old && old->watching, old ? old->watch : NULL,
+                              new->watching, new->watch, STORE_WATCH_KEY_LEN);
+    if (rc) return rc;
+    MDB_dbi pdbi = s->dbi[STORE_DB_PROVIDER_IDS];
+    if (old) {
+        size_t off = 0;
+        while (rc == 0 && off + 2 <= old->providers.len) {
+            const char *key = old->providers.data + off + 2;
+            size_t n = ((size_t)(unsigned char)old->providers.data[off] << 8)
+                       | (unsigned char)old->providers.data[off + 1];
+            off += 2 + n;
+            if (store_provider_key_present(&new->providers, key, n)) continue;
+            /* Only drop the entry when it still points at this message. */
+            MDB_val k = {n, (void *)key}, v;
+            rc = mdb_get(txn, pdbi, &k, &v);
+            if (rc == MDB_NOTFOUND) {
+                rc = 0;
+            } else if (rc == 0 && v.mv_size == SR_ID_LEN && memcmp(v.mv_data, id, SR_ID_LEN) == 0) {
+                rc = store_del_quiet(txn, pdbi, key, n);
+            }
+        }
+    }
+    size_t off = 0;
+    while (rc == 0 && off + 2 <= new->providers.len) {
+        const char *key = new->providers.data + off + 2;
+        size_t n = ((size_t)(unsigned char)new->providers.data[off] << 8)
+                   | (unsigned char)new->providers.data[off + 1];
+        off += 2 + n;
+        if (old && store_provider_key_present(&old->providers, key, n)) continue;
+        MDB_val k = {n, (void *)key}, v = {SR_ID_LEN, (void *)id};
+        rc = mdb_put(txn, pdbi, &k, &v, 0);
+    }
+    return rc;
+}
+
+/* ---- mutations (writer). Each returns 0, an SR_E_* code (the unit fails
+ * with it) or an LMDB / errno code (translated by the caller). ---- */
+
+static int store_check_key(const sr_store *s, const store_op *op) {
+    return op->klen == 0 || op->klen > s->max_key ? SR_E_INVALID : 0;
+}
+
+/* A status the record cannot name would make it unreadable: refuse such a message. */
+static int store_message_ok(const sr_message *m) {
+    if ((int)m->status < 0 || m->status >= SR_ST_COUNT) return 0;
+    for (int i = 0; i < m->history_count; i++)
+        if ((int)m->history[i].status < 0 || m->history[i].status >= SR_ST_COUNT) return 0;
+    return 1;
+}
+
+static int store_op_put(sr_store *s, MDB_txn *txn, store_op *op) {
+    sr_message *m = op->msg;
+    int64_t now = m->created_at_ms ? m->created_at_ms : sr_now_ms();
+    MDB_val k, v;
+    int rc;
+    if (!sr_id_valid(m->id, strlen(m->id)) || !store_message_ok(m)) return SR_E_INVALID;
+    if (op->key) {
+        if (store_check_key(s, op)) return SR_E_INVALID;
+        k = (MDB_val){op->klen, op->key};
+        rc = mdb_get(txn, s->dbi[STORE_DB_IDEMPOTENCY], &k, &v);
+        if (rc == 0 && v.mv_size == STORE_IDEM_VALUE_LEN) {
+            const unsigned char *p = v.mv_data;
+            int64_t created = (int64_t)store_get_be64(p + SR_ID_LEN + 8);
+            if (created + STORE_IDEM_TTL_MS > now) {
+                memcpy(op->id, p, SR_ID_LEN);
+                op->id[SR_ID_LEN] = '\0';
+                return store_get_be64(p + SR_ID_LEN) == op->body_hash ? SR_E_EXISTS : SR_E_CONFLICT;
+            }
+            /* Older than 24 h: the key is free again and is replaced below. */
+        } else if (rc != 0 && rc != MDB_NOTFOUND) {
+            return rc;
+        }
+    }
+    sr_buf_reset(&s->wbuf);
+    sr_message_encode(m, &s->wbuf);
+    k = (MDB_val){SR_ID_LEN, m->id};
+    v = (MDB_val){s->wbuf.len, s->wbuf.data};
+    rc = mdb_put(txn, s->dbi[STORE_DB_MESSAGES], &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) return SR_E_EXISTS;
+    if (rc) return rc;
+    store_keys keys;
+    sr_buf_init(&keys.providers);
+    store_keys_build(s, m, &keys);
+    rc = store_index_update(s, txn, NULL, &keys, m->id);
+    sr_buf_free(&keys.providers);
+    if (rc || !op->key) return rc;
+    unsigned char idem[STORE_IDEM_VALUE_LEN];
+    memcpy(idem, m->id, SR_ID_LEN);
+    store_put_be64(idem + SR_ID_LEN, op->body_hash);
+    store_put_be64(idem + SR_ID_LEN + 8, (uint64_t)now);
+    k = (MDB_val){op->klen, op->key};
+    v = (MDB_val){sizeof idem, idem};
+    return mdb_put(txn, s->dbi[STORE_DB_IDEMPOTENCY], &k, &v, 0);
+}
+
+static int store_put_expiring(sr_store *s, MDB_txn *txn, MDB_dbi dbi, const store_op *op, int64_t exp,
+                              const void *val, size_t vlen);
+
+static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
+    MDB_val k = {SR_ID_LEN, op->id}, v;
+    store_keys before, after;
+    sr_message *m = NULL;
+    int rc;
+    if (!sr_id_valid(op->id, strlen(op->id))) return SR_E_NOTFOUND;
+    rc = mdb_get(txn, s->dbi[STORE_DB_MESSAGES], &k, &v);
+    if (rc == MDB_NOTFOUND) return SR_E_NOTFOUND;
+    if (rc) return rc;
+    m = store_xcalloc(1, sizeof *m);
+    if (sr_message_decode(v.mv_data, v.mv_size, m) < 0) {
+        sr_warn("store: corrupt message record", "id", op->id);
+        free(m);
+        return SR_E_CORRUPT;
+    }
+    sr_buf_init(&before.providers);
+    sr_buf_init(&after.providers);
+    store_keys_build(s, m, &before);
+    int history_before = m->history_count;
+    rc = op->fn(m, op->arg);
+    if (rc == SR_STORE_UNCHANGED) {
+        /* Nothing to write; the unit goes on and the result slot shows the message as it is. */
+        op->msg = m;
+        m = NULL;
+        rc = 0;
+        goto fail;
+    }
+    if (rc != 0) {
+        rc = store_is_code(rc) ? rc : SR_E_STATE;
+        goto fail;
+    }
+    memcpy(m->id, op->id, sizeof m->id); /* the key of the record cannot move */
+    if (!store_message_ok(m)) {
+        rc = SR_E_INVALID;
+        goto fail;
+    }
+    sr_buf_reset(&s->wbuf);
+    sr_message_encode(m, &s->wbuf);
+    v = (MDB_val){s->wbuf.len, s->wbuf.data};
+    rc = mdb_put(txn, s->dbi[STORE_DB_MESSAGES], &k, &v, 0);
+    if (rc) goto fail;
+    store_keys_build(s, m, &after);
+    rc = store_index_update(s, txn, &before, &after, op->id);
+    if (rc) goto fail;
+    if (m->history_count > history_before && (op->owe_mask & (1u << m->status))) {
+        /* The status handler is owed for this change until its own unit clears the entry. */
+        char key[SR_ID_LEN + 24];
+        const char *name = sr_status_name(m->status);
+        store_op owed = {.key = key, .klen = sr_store_owed_key(op->id, m->history_count, key, sizeof key)};
+        rc = store_put_expiring(s, txn, s->dbi[STORE_DB_OWED], &owed, 0, name, strlen(name));
+        if (rc) goto fail;
+        op->int_out = m->history_count;
+    }
+    op->msg = m; /* the unit owns it now */
+    m = NULL;
+fail:
+    sr_buf_free(&before.providers);
+    sr_buf_free(&after.providers);
+    store_free_message(&m);
+    return rc;
+}
+
+/* An expiring value: 8 bytes of expiry (big endian ms, 0: none) then the bytes. */
+static int store_alive(const MDB_val *v, int64_t now) {
+    if (v->mv_size < 8) return 0;
+    int64_t exp = (int64_t)store_get_be64(v->mv_data);
+    return exp == 0 || exp > now;
+}
+
+static int store_put_expiring(sr_store *s, MDB_txn *txn, MDB_dbi dbi, const store_op *op, int64_t exp,
+                              const void *val, size_t vlen) {
+    sr_buf_reset(&s->wbuf);
+    sr_buf_reserve(&s->wbuf, 8 + vlen);
+    store_put_be64((unsigned char *)s->wbuf.data, (uint64_t)exp);
+    s->wbuf.len = 8;
+    sr_buf_append(&s->wbuf, val, vlen);
+    MDB_val k = {op->klen, op->key}, v = {s->wbuf.len, s->wbuf.data};
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+/* Parses a decimal int64 value of a kv entry; -1 when it is not one. */
+static int store_parse_int(const char *p, size_t len, int64_t *out) {
+    size_t i = 0;
+    int negative = 0;
+    uint64_t v = 0;
+    if (len > 0 && (p[0] == '-' || p[0] == '+')) negative = p[i++] == '-';
+    if (i == len || len - i > 19) return -1;
+    for (; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    if (v > (uint64_t)INT64_MAX + (uint64_t)negative) return -1;
+    *out = negative ? (int64_t)(0 - v) : (int64_t)v;
+    return 0;
+}
+
+static int store_op_kv_incr(sr_store *s, MDB_txn *txn, store_op *op) {
+    MDB_val k = {op->klen, op->key}, v;
+    int64_t now = sr_now_ms(), current = 0, exp = op->expires_at_ms;
+    int rc = mdb_get(txn, s->dbi[STORE_DB_KV], &k, &v);
+    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+    if (rc == 0 && store_alive(&v, now)) {
+        exp = (int64_t)store_get_be64(v.mv_data);
+        if (store_parse_int((const char *)v.mv_data + 8, v.mv_size - 8, &current) < 0) return SR_E_INVALID;
+    }
+    int64_t next;
+    if (__builtin_add_overflow(current, op->delta, &next)) return SR_E_INVALID;
+    char text[24];
+    int n = snprintf(text, sizeof text, "%lld", (long long)next);
+    op->int_out = next;
+    return store_put_expiring(s, txn, s->dbi[STORE_DB_KV], op, exp, text, (size_t)n);
+}
+
+/* Appends op's bytes to an entry (a live one keeps its expiry; a missing or expired one starts anew). */
+static int store_op_append(sr_store *s, MDB_txn *txn, store_op *op) {
+    MDB_val k = {op->klen, op->key}, v;
+    MDB_dbi dbi = s->dbi[op->db];
+    int rc = mdb_get(txn, dbi, &k, &v);
+    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+    if (rc == MDB_NOTFOUND || !store_alive(&v, sr_now_ms()))
+        return store_put_expiring(s, txn, dbi, op, op->expires_at_ms, op->val, op->vlen);
+    /* The entry lives as long as the longer of the two (0: for ever). */
+    int64_t exp = (int64_t)store_get_be64(v.mv_data);
+    if (exp != 0 && (op->expires_at_ms == 0 || op->expires_at_ms > exp)) exp = op->expires_at_ms;
+    sr_buf_reset(&s->wbuf);
+    sr_buf_reserve(&s->wbuf, v.mv_size + op->vlen);
+    store_put_be64((unsigned char *)s->wbuf.data, (uint64_t)exp);
+    s->wbuf.len = 8;
+    sr_buf_append(&s->wbuf, (const char *)v.mv_data + 8, v.mv_size - 8);
+    sr_buf_append(&s->wbuf, op->val, op->vlen);
+    MDB_val nv = {s->wbuf.len, s->wbuf.data};
+    return mdb_put(txn, dbi, &k, &nv, 0);
+}
+
+static int store_op_consume(sr_store *s, MDB_txn *txn, store_op *op) {
+    MDB_val k = {op->klen, op->key}, v;
+    MDB_dbi dbi = s->dbi[op->db];
+    int rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc) return rc;
+    const char *bytes = (const char *)v.mv_data + 8;
+    size_t len = v.mv_size >= 8 ? v.mv_size - 8 : 0;
+    if (v.mv_size < 8 || len < op->vlen || memcmp(bytes, op->val, op->vlen) != 0) return 0; /* consumed already */
+    if (len == op->vlen) return store_del_quiet(txn, dbi, op->key, op->klen);
+    /* What was appended since the read stays, with the entry's expiry. */
+    sr_buf_reset(&s->wbuf);
+    sr_buf_append(&s->wbuf, v.mv_data, 8);
+    sr_buf_append(&s->wbuf, bytes + op->vlen, len - op->vlen);
+    MDB_val nv = {s->wbuf.len, s->wbuf.data};
+    return mdb_put(txn, dbi, &k, &nv, 0);
+}
+
+static int store_op_dedup(sr_store *s, MDB_txn *txn, store_op *op) {
+    MDB_val k = {op->klen, op->key}, v;
+    int rc = mdb_get(txn, s->dbi[STORE_DB_DEDUP], &k, &v);
+    if (rc == 0 && store_alive(&v, sr_now_ms())) return SR_E_EXISTS;
+    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+    return store_put_expiring(s, txn, s->dbi[STORE_DB_DEDUP], op, op->expires_at_ms, NULL, 0);
+}
+
+/* Is the entry of a sweepable database expired at now (or unreadable)? */
+static int store_sweepable(int db, const MDB_val *v, int64_t now) {
+    if (db == STORE_DB_IDEMPOTENCY) {
+        if (v->mv_size != STORE_IDEM_VALUE_LEN) return 1;
+        int64_t created = (int64_t)store_get_be64((const unsigned char *)v->mv_data + SR_ID_LEN + 8);
+        return created + STORE_IDEM_TTL_MS <= now;
+    }
+    return !store_alive(v, now);
+}
+
+static int store_op_sweep(sr_store *s, MDB_txn *txn, store_op *op) {
+    MDB_val k = {op->klen, op->key}, v;
+    int rc = mdb_get(txn, s->dbi[op->flag], &k, &v);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc) return rc;
+    if (!store_sweepable(op->flag, &v, op->expires_at_ms)) return 0; /* written again since the scan */
+    return store_del_quiet(txn, s->dbi[op->flag], op->key, op->klen);
+}
+
+static int store_apply_op(sr_store *s, MDB_txn *txn, store_op *op) {
+    if (op->kind != STORE_OP_PUT && op->kind != STORE_OP_UPDATE && store_check_key(s, op))
+        return SR_E_INVALID;
+    switch (op->kind) {
+    case STORE_OP_PUT: return store_op_put(s, txn, op);
+    case STORE_OP_UPDATE: return store_op_update(s, txn, op);
+    case STORE_OP_KV_SET:
+        return store_put_expiring(s, txn, s->dbi[op->db], op, op->expires_at_ms, op->val, op->vlen);
+    case STORE_OP_APPEND: return store_op_append(s, txn, op);
+    case STORE_OP_CONSUME: return store_op_consume(s, txn, op);
+    case STORE_OP_KV_DEL: return store_del_quiet(txn, s->dbi[op->db], op->key, op->klen);
+    case STORE_OP_KV_INCR: return store_op_kv_incr(s, txn, op);
+    case STORE_OP_OPTOUT: {
+        if (!op->flag) return store_del_quiet(txn, s->dbi[STORE_DB_OPTOUTS], op->key, op->klen);
+        unsigned char when[8];
+        store_put_be64(when, (uint64_t)sr_now_ms());
+        MDB_val k = {op->klen, op->key}, v = {sizeof when, when};
+        return mdb_put(txn, s->dbi[STORE_DB_OPTOUTS], &k, &v, 0);
+    }
+    case STORE_OP_DEDUP: return store_op_dedup(s, txn, op);
+    case STORE_OP_SWEEP: return store_op_sweep(s, txn, op);
+    }
+    return SR_E_INVALID;
+}
+
+/* ---- the writer ---- */
+
+/* ENOSPC, EDQUOT: from a write or a sync of a commit (or of a spill during one). */
+static int store_is_disk_full(int rc) { return rc == ENOSPC || rc == EDQUOT; }
+
+/* What applying a unit means for its batch. */
+enum { STORE_UNIT_DONE = 0, STORE_UNIT_MAP_FULL, STORE_UNIT_REDO };
+
+/* Applies one unit, all of it or none, and sets t->status. Returns
+ * STORE_UNIT_MAP_FULL when the batch must be redone on a bigger map (only
+ * when !full_mode), STORE_UNIT_REDO when the batch must be redone without
+ * this unit (it left partial writes in parent), else STORE_UNIT_DONE.
+ *
+ * A unit of several mutations runs in a transaction nested in parent, which
+ * undoes it alone. A unit of one mutation (the common case) runs in parent
+ * directly: a mutation fails with an SR_E_* code only before its first
+ * write (every store_op_* checks first), so nothing is left to undo; an
+ * LMDB error may leave partial writes, and the batch is then redone. This
+ * saves LMDB's nested transaction (a 2 MB dirty list) per unit. */
+static int store_apply_unit(sr_store *s, MDB_txn *parent, sr_store_txn *t, int full_mode, int refuse_adds) {
+    MDB_txn *txn = NULL;
+    int rc;
+    if (t->hard_error || t->count == 0) return STORE_UNIT_DONE;
+    if ((full_mode || refuse_adds) && store_txn_adds_data(t)) {
+        store_txn_fail(t, SR_E_FULL);
+        return STORE_UNIT_DONE;
+    }
+    if (t->count == 1) {
+        rc = store_apply_op(s, parent, &t->ops[0]);
+        if (rc == 0) return STORE_UNIT_DONE;
+        if (store_is_code(rc)) {
+            t->status = t->ops[0].result = rc;
+            return STORE_UNIT_DONE;
+        }
+        if (rc == MDB_MAP_FULL && !full_mode) return STORE_UNIT_MAP_FULL;
+        t->hard_error = rc == MDB_MAP_FULL || store_is_disk_full(rc) ? SR_E_FULL : store_error(rc, "write");
+        return STORE_UNIT_REDO;
+    }
+    rc = mdb_txn_begin(s->env, parent, 0, &txn);
+    if (rc) goto fail;
+    for (int i = 0; i < t->count; i++) {
+        rc = store_apply_op(s, txn, &t->ops[i]);
+        if (rc) {
+            mdb_txn_abort(txn);
+            if (rc == MDB_MAP_FULL) goto fail;
+            t->status = t->ops[i].result = store_error(rc, "write");
+            return STORE_UNIT_DONE;
+        }
+    }
+    rc = mdb_txn_commit(txn); /* into the parent: no disk write yet */
+    if (rc) goto fail;
+    return STORE_UNIT_DONE;
+fail:
+    if (rc == MDB_MAP_FULL && !full_mode) return STORE_UNIT_MAP_FULL;
+    store_txn_fail(t, rc == MDB_MAP_FULL ? SR_E_FULL : store_error(rc, "unit"));
+    return STORE_UNIT_DONE;
+}
+
+/* Bytes that can still be written: the smaller of the file system's free space (as an unprivileged
+ * user sees it) and the map's room up to map_size_max. Pages on LMDB's free list are not counted:
+ * they are reused first, so this errs on the small side. The writer calls it as it is; the loop
+ * under map_lock (the meta pages move when the map grows). */
+static uint64_t store_room(sr_store *s) {
+    MDB_envinfo info;
+    uint64_t room = UINT64_MAX;
+    if (mdb_env_info(s->env, &info) == 0) {
+        uint64_t used = ((uint64_t)info.me_last_pgno + 1) * s->page_size;
+        room = s->map_size_max > used ? s->map_size_max - used : 0;
+    }
+    struct statvfs vfs;
+    if (fstatvfs(s->lock_fd, &vfs) == 0) {
+        uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        if (free_bytes < room) room = free_bytes;
+    }
+    return room;
+}
+
+/* Doubles the map (up to map_size_max). 0 when it grew. */
+static int store_grow(sr_store *s) {
+    char num[32];
+    size_t next = s->map_size > s->map_size_max / 2 ? s->map_size_max : s->map_size * 2;
+    if (next <= s->map_size) return -1;
+    pthread_rwlock_wrlock(&s->map_lock);
+    int rc = mdb_env_set_mapsize(s->env, next);
+    pthread_rwlock_unlock(&s->map_lock);
+    if (rc) {
+        store_error(rc, "grow map");
+        return -1;
+    }
+    s->map_size = next;
+    pthread_mutex_lock(&s->mu);
+    s->grows++;
+    pthread_mutex_unlock(&s->mu);
+    sr_info("store map grown", "bytes", store_num(num, (int64_t)next));
+    return 0;
+}
+
+/* Units of the batch refused for lack of space, and whether a unit that adds data went in. */
+static void store_count_space(const sr_store_txn *head, uint64_t *refused, int *added) {
+    *refused = 0;
+    *added = 0;
+    for (const sr_store_txn *t = head; t; t = t->next) {
+        if (t->status == SR_E_FULL) (*refused)++;
+        else if (t->status == 0 && store_txn_adds_data(t)) *added = 1;
+    }
+}
+
+/* The disk-full state after a batch: one log line when it starts and one when it ends, however
+ * many batches are refused in between. */
+static void store_note_space(sr_store *s, const sr_store_txn *head, uint64_t room, int low) {
+    char num[32], size[32], res[32];
+    uint64_t refused;
+    int added;
+    store_count_space(head, &refused, &added);
+    if (refused) {
+        atomic_fetch_add(&s->refused_units, refused);
+        atomic_store(&s->room_at_refusal, room);
+        if (!atomic_exchange(&s->refused, 1))
+            sr_warn("store full: refusing new data until space returns; updates of accepted messages go on",
+                    "room_bytes", store_num(size, room == UINT64_MAX ? -1 : (int64_t)room), "reserve_bytes",
+                    store_num(res, (int64_t)s->reserve), "units_refused", store_num(num, (int64_t)refused));
+    } else if (added || (!low && atomic_load(&s->refused) && room != UINT64_MAX &&
+                         room > atomic_load(&s->room_at_refusal) + ((uint64_t)1 << 20))) {
+        if (atomic_exchange(&s->refused, 0))
+            sr_info("store has room again: accepting new data", "room_bytes",
+                    store_num(size, room == UINT64_MAX ? -1 : (int64_t)room));
+    }
+}
+
+static void store_fail_batch(sr_store_txn *head, int code) {
+    for (sr_store_txn *t = head; t; t = t->next) store_txn_fail(t, code);
+}
+
+/* Applies a batch in one write transaction with a full sync. On MDB_MAP_FULL
+ * the map grows and the batch is redone; when it cannot grow, or the disk is
+ * full (ENOSPC / EDQUOT from the commit), it is redone in full mode (units
+ * that add data fail with SR_E_FULL, the rest apply). Below the reserve, units
+ * that add data are refused from the start (the map still grows for the
+ * rest). A unit that broke the transaction is failed and the batch redone
+ * without it. */
+static void store_commit_batch(sr_store *s, sr_store_txn *head) {
+    struct timespec t0;
+    int full_mode = 0, committed = 0;
+    uint64_t count = 0;
+    uint64_t room = s->reserve || atomic_load(&s->refused) ? store_room(s) : UINT64_MAX;
+    int low = s->reserve && room < s->reserve;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (sr_store_txn *t = head; t; t = t->next) count++;
+    for (;;) {
+        MDB_txn *txn = NULL;
+        int rc, outcome = STORE_UNIT_DONE;
+        for (sr_store_txn *t = head; t; t = t->next) store_txn_reset(t);
+        rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        if (rc == MDB_MAP_RESIZED) { /* another process grew it: adopt its size */
+            pthread_rwlock_wrlock(&s->map_lock);
+            mdb_env_set_mapsize(s->env, 0);
+            pthread_rwlock_unlock(&s->map_lock);
+            rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        }
+        if (rc) {
+            store_fail_batch(head, store_error(rc, "begin"));
+            break;
+        }
+        for (sr_store_txn *t = head; t && outcome == STORE_UNIT_DONE; t = t->next)
+            outcome = store_apply_unit(s, txn, t, full_mode, low);
+        if (outcome == STORE_UNIT_REDO) {
+            mdb_txn_abort(txn);
+            continue;
+        }
+        if (outcome == STORE_UNIT_MAP_FULL) {
+            mdb_txn_abort(txn);
+        } else {
+            rc = mdb_txn_commit(txn); /* frees txn whatever happens */
+            if (rc == 0) {
+                committed = 1;
+                break;
+            }
+            if (store_is_disk_full(rc)) {
+                if (full_mode) {
+                    store_fail_batch(head, SR_E_FULL);
+                    break;
+                }
+                full_mode = 1; /* the map needs no growing: the disk does */
+                continue;
+            }
+            if (rc != MDB_MAP_FULL) {
+                store_fail_batch(head, store_error(rc, "commit"));
+                break;
+            }
+        }
+        if (!full_mode && store_grow(s) == 0) continue;
+        if (full_mode) {
+            store_fail_batch(head, SR_E_FULL);
+            break;
+        }
+        full_mode = 1;
+    }
+    if (full_mode || low || atomic_load(&s->refused)) {
+        if (full_mode) room = store_room(s);
+        store_note_space(s, head, room, low);
+    }
+    pthread_mutex_lock(&s->mu);
+    if (committed) {
+        s->commits++;
+        s->units += count;
+    }
+    s->last_commit_ms = store_elapsed_ms(&t0);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void store_list_append(store_list *dst, store_list *src) {
+    if (!src->head) return;
+    if (dst->tail)
+        dst->tail->next = src->head;
+    else
+        dst->head = src->head;
+    dst->tail = src->tail;
+    src->head = src->tail = NULL;
+}
+
+static void *store_writer_main(void *arg) {
+    sr_store *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->queued.head && !s->stop) pthread_cond_wait(&s->work_cond, &s->mu);
+        if (!s->queued.head) break; /* stopping, and nothing left */
+        store_list batch = s->queued;
+        s->queued.head = s->queued.tail = NULL;
+        s->writer_busy = 1;
+        pthread_mutex_unlock(&s->mu);
+
+        store_commit_batch(s, batch.head);
+
+        pthread_mutex_lock(&s->mu);
+        store_list_append(&s->done, &batch);
+        s->writer_busy = 0;
+        pthread_cond_broadcast(&s->idle_cond);
+        uv_async_send(&s->handles->async);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- the loop side ---- */
+
+/* Hands what this loop pass submitted to the writer. */
+static void store_flush(sr_store *s) {
+    if (!s->pending.head) return;
+    pthread_mutex_lock(&s->mu);
+    store_list_append(&s->queued, &s->pending);
+    pthread_cond_signal(&s->work_cond);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Runs the callbacks of committed units in order and frees them. */
+static void store_run_done(sr_store *s, sr_store_txn *t) {
+    while (t) {
+        sr_store_txn *next = t->next;
+        if (t->cb) t->cb(t, t->ud);
+        store_txn_free(t);
+        if (--s->inflight == 0) uv_unref((uv_handle_t *)&s->handles->async);
+        t = next;
+    }
+}
+
+static void store_on_prepare(uv_prepare_t *h) { store_flush(h->data); }
+static void store_on_check(uv_check_t *h) { store_flush(h->data); }
+
+static void store_on_async(uv_async_t *h) {
+    sr_store *s = h->data;
+    pthread_mutex_lock(&s->mu);
+    store_list done = s->done;
+    s->done.head = s->done.tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    store_run_done(s, done.head);
+}
+
+void sr_store_txn_submit(sr_store_txn *t, sr_store_done_cb cb, void *ud) {
+    sr_store *s = t->store;
+    if (s->read_only) {
+        /* A programming error: a reader has no writer. The unit is dropped, its callback never runs. */
+        sr_error("store: unit submitted to a read-only store; dropped");
+        sr_store_txn_discard(t);
+        return;
+    }
+    t->cb = cb;
+    t->ud = ud;
+    t->next = NULL;
+    store_list one = {t, t};
+    store_list_append(&s->pending, &one);
+    if (s->inflight++ == 0) uv_ref((uv_handle_t *)&s->handles->async);
+}
+
+static void store_on_handle_closed(uv_handle_t *h) {
+    store_handles *hs = h->data;
+    if (--hs->open == 0) free(hs);
+}
+
+static void store_close_handles(store_handles *hs) {
+    if (!hs) return;
+    hs->prepare.data = hs->check.data = hs->async.data = hs;
+    hs->open = 3;
+    uv_close((uv_handle_t *)&hs->prepare, store_on_handle_closed);
+    uv_close((uv_handle_t *)&hs->check, store_on_handle_closed);
+    uv_close((uv_handle_t *)&hs->async, store_on_handle_closed);
+}
+
+/* ---- open and close ---- */
+
+/* mkdir -p */
+static int store_mkdirs(const char *dir) {
+    char path[4096];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof path) return ENAMETOOLONG;
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != '\0') continue;
+        char c = path[i];
+        path[i] = '\0';
+        if (mkdir(path, 0750) < 0 && errno != EEXIST) return errno;
+        path[i] = c;
+    }
+    struct stat st;
+    if (stat(dir, &st) < 0) return errno;
+    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+/* ---- the data directory lock ---- */
+
+#define STORE_LOCK_FILE "smsrules.lock"
+
+/* Takes an exclusive flock on DIR/smsrules.lock and writes our pid into it. Two daemons on one
+ * directory would each take the other's messages in flight for crash leftovers and send them again;
+ * the second one must not start. The lock belongs to the open file, so it goes with the process
+ * (never stale after a crash). Returns the descriptor, or -1 with *code and err set. */
+static int store_lock_dir(const char *dir, char *err, size_t errlen, int *code) {
+    char path[4096];
+    *code = SR_E_IO;
+    if (snprintf(path, sizeof path, "%s/%s", dir, STORE_LOCK_FILE) >= (int)sizeof path) {
+        snprintf(err, errlen, "data directory path too long: %s", dir);
+        return -1;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open the lock file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK) {
+            char buf[32] = "";
+            ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+            long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+            char holder[48] = "pid unknown";
+            if (pid > 0) snprintf(holder, sizeof holder, "pid %ld", pid);
+            snprintf(err, errlen,
+                     "data directory %s is in use by another smsrules process (%s); stop that one first, or give "
+                     "this one another --data",
+                     dir, holder);
+            *code = SR_E_LOCKED;
+        } else {
+            snprintf(err, errlen, "cannot lock %s: %s", path, strerror(e));
+        }
+        close(fd);
+        return -1;
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    /* Without the pid (a full disk) the lock still holds; only the second daemon's message lacks it. */
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) sr_warn("cannot write the pid to the lock file");
+    return fd;
+}
+
+/* ---- the start-up check of data.mdb ----
+ *
+ * LMDB trusts its file: a data.mdb cut short is mapped past its end (SIGBUS on
+ * the first read there), and garbage in a page can send it through wild
+ * pointers or into an assertion (SIGSEGV, SIGABRT). So before mdb_env_open
+ * both meta pages are read with pread and checked against LMDB 0.9's on-disk
+ * layout (64-bit), and the file must hold every page up to the newest meta's
+ * last page; after it, every database is walked under a signal guard. */
+
+#if SIZE_MAX != UINT64_MAX
+#error "the store check reads LMDB's 64-bit on-disk layout"
+#endif
+
+#define STORE_MDB_MAGIC 0xBEEFC0DEu
+#define STORE_MDB_DATA_VERSION 1
+#define STORE_P_META 0x08
+#define STORE_P_INVALID UINT64_MAX
+/* Offsets in a meta page: the page header (pgno 8, pad 2, flags 2, lower/upper 4), then MDB_meta
+ * (magic 4, version 4, address 8, mapsize 8, two MDB_db of 48 bytes, last_pg 8, txnid 8). An MDB_db:
+ * pad 4 (the page size, in the free DB's), flags 2, depth 2, branch, leaf, overflow pages, entries,
+ * root (8 each). */
+#define STORE_META_LEN 152
+#define STORE_OFF_FLAGS 10
+#define STORE_OFF_MAGIC 16
+#define STORE_OFF_VERSION 20
+#define STORE_OFF_MAPSIZE 32
+#define STORE_OFF_DB(i) (40 + 48 * (i))
+#define STORE_OFF_LAST_PG 136
+#define STORE_OFF_TXNID 144
+
+typedef struct store_meta {
+    uint64_t pgno;
+    uint16_t flags;
+    uint32_t magic, version, psize;
+    uint64_t mapsize, last_pg, txnid;
+    uint64_t root[2];
+    uint16_t depth[2];
+} store_meta;
+
+static uint64_t store_rd64(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static uint32_t store_rd32(const unsigned char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint16_t store_rd16(const unsigned char *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static void store_meta_parse(const unsigned char *p, store_meta *m) {
+    m->pgno = store_rd64(p);
+    m->flags = store_rd16(p + STORE_OFF_FLAGS);
+    m->magic = store_rd32(p + STORE_OFF_MAGIC);
+    m->version = store_rd32(p + STORE_OFF_VERSION);
+    m->mapsize = store_rd64(p + STORE_OFF_MAPSIZE);
+    m->psize = store_rd32(p + STORE_OFF_DB(0));
+    for (int i = 0; i < 2; i++) {
+        m->depth[i] = store_rd16(p + STORE_OFF_DB(i) + 6);
+        m->root[i] = store_rd64(p + STORE_OFF_DB(i) + 40);
+    }
+    m->last_pg = store_rd64(p + STORE_OFF_LAST_PG);
+    m->txnid = store_rd64(p + STORE_OFF_TXNID);
+}
+
+/* What is wrong with meta page n, or NULL. */
+static const char *store_meta_problem(const store_meta *m, uint64_t n, char *buf, size_t len) {
+    if (m->magic != STORE_MDB_MAGIC) snprintf(buf, len, "meta page %d has no LMDB magic number", (int)n);
+    else if (m->version != STORE_MDB_DATA_VERSION)
+        snprintf(buf, len, "meta page %d has data format version %u (this LMDB reads %d)", (int)n, m->version,
+                 STORE_MDB_DATA_VERSION);
+    else if (!(m->flags & STORE_P_META) || m->pgno != n) snprintf(buf, len, "meta page %d has a bad header", (int)n);
+    else if (m->psize < 512 || m->psize > 65536 || (m->psize & (m->psize - 1)))
+        snprintf(buf, len, "meta page %d has a bad page size %u", (int)n, m->psize);
+    else if (m->last_pg < 1 || m->last_pg > UINT64_MAX / 65536)
+        snprintf(buf, len, "meta page %d has a bad last page number", (int)n);
+    else if (m->mapsize < (m->last_pg + 1) * m->psize)
+        snprintf(buf, len, "meta page %d has a map size smaller than its data", (int)n);
+    else {
+        for (int i = 0; i < 2; i++) {
+            if (m->root[i] == STORE_P_INVALID) continue;
+            if (m->root[i] < 2 || m->root[i] > m->last_pg || m->depth[i] == 0 || m->depth[i] > 64) {
+                snprintf(buf, len, "meta page %d points at a bad root page", (int)n);
+                return buf;
+            }
+        }
+        return NULL;
+    }
+    return buf;
+}
+
+/* The check before LMDB opens the file. 0 (also when there is no file yet), SR_E_CORRUPT with the
+ * problem in problem, or SR_E_IO. */
+static int store_check_file(const char *path, char *problem, size_t len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return 0; /* a new store */
+        snprintf(problem, len, "cannot open it: %s", strerror(errno));
+        return SR_E_IO;
+    }
+    int code = SR_E_CORRUPT;
+    struct stat st;
+    unsigned char page[2][STORE_META_LEN];
+    store_meta meta[2];
+    char why[160];
+    if (fstat(fd, &st) != 0) {
+        snprintf(problem, len, "cannot stat it: %s", strerror(errno));
+        code = SR_E_IO;
+        goto done;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(problem, len, "it is not a regular file");
+        goto done;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    if (size == 0) {
+        /* LMDB would silently start an empty store over it. A store is never empty on disk: its
+         * meta pages are written when it is created. */
+        snprintf(problem, len, "it is empty (0 bytes)");
+        goto done;
+    }
+    ssize_t n = pread(fd, page[0], STORE_META_LEN, 0);
+    if (n < 0) {
+        snprintf(problem, len, "cannot read it: %s", strerror(errno));
+        code = SR_E_IO;
+        goto done;
+    }
+    if (n < STORE_META_LEN) {
+        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its first page",
+                 (unsigned long long)size);
+        goto done;
+    }
+    store_meta_parse(page[0], &meta[0]);
+    if (store_meta_problem(&meta[0], 0, why, sizeof why)) {
+        snprintf(problem, len, "%s", why);
+        goto done;
+    }
+    uint64_t psize = meta[0].psize;
+    if (size < 2 * psize) {
+        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its two meta pages",
+                 (unsigned long long)size);
+        goto done;
+    }
+    n = pread(fd, page[1], STORE_META_LEN, (off_t)psize);
+    if (n != STORE_META_LEN) {
+        snprintf(problem, len, "cannot read its second meta page");
+        code = n < 0 ? SR_E_IO : SR_E_CORRUPT;
+        goto done;
+    }
+    store_meta_parse(page[1], &meta[1]);
+    if (store_meta_problem(&meta[1], 1, why, sizeof why)) {
+        snprintf(problem, len, "%s", why);
+        goto done;
+    }
+    if (meta[1].psize != psize) {
+        snprintf(problem, len, "its meta pages disagree on the page size");
+        goto done;
+    }
+    /* LMDB opens the newest snapshot: every page it may touch must be in the file. */
+    const store_meta *newest = meta[1].txnid > meta[0].txnid ? &meta[1] : &meta[0];
+    uint64_t need = (newest->last_pg + 1) * psize;
+    if (size < need) {
+        snprintf(problem, len, "it is truncated: %llu bytes, its newest snapshot needs %llu",
+                 (unsigned long long)size, (unsigned long long)need);
+        goto done;
+    }
+    code = 0;
+done:
+    close(fd);
+    return code;
+}
+
+/* The walk after LMDB opened the file. One thread at a time: the signal handlers are process-wide,
+ * and the writer thread is not running yet. */
+static sigjmp_buf store_walk_jmp;
+static volatile sig_atomic_t store_walk_signal;
+/* What a walk cut short by a signal leaves behind, kept reachable on purpose: LMDB's state is not
+ * safe to free after it, and the process is about to exit. */
+typedef struct store_abandoned {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_cursor *cursor;
+    struct store_abandoned *next;
+} store_abandoned;
+static store_abandoned *store_abandoned_list;
+static MDB_cursor *volatile store_walk_cursor; /* the walk's open cursor */
+
+static void store_walk_on_signal(int sig) {
+    store_walk_signal = sig;
+    siglongjmp(store_walk_jmp, 1);
+}
+
+typedef struct store_walk {
+    MDB_txn *txn;
+    const char *lo, *hi; /* the mapped bytes of the newest snapshot */
+    uint64_t last_pg;
+    uint64_t entries;
+    char *problem;
+    size_t len;
+} store_walk;
+
+/* Where LMDB mapped data.mdb: LMDB does not say (me_mapaddr is only set with MDB_FIXEDMAP), so the
+ * mapping of the file's inode is looked up in /proc/self/maps. NULL when not found (the walk then
+ * leaves pointer ranges to LMDB's own checks). */
+static const char *store_map_address(MDB_env *env) {
+    mdb_filehandle_t fd;
+    struct stat st;
+    if (mdb_env_get_fd(env, &fd) != 0 || fstat(fd, &st) != 0) return NULL;
+    FILE *fp = fopen("/proc/self/maps", "re");
+    if (!fp) return NULL;
+    char line[4096];
+    const char *addr = NULL;
+    while (!addr && fgets(line, sizeof line, fp)) {
+        unsigned long long start, end, offset, inode;
+        unsigned major, minor;
+        if (sscanf(line, "%llx-%llx %*s %llx %x:%x %llu", &start, &end, &offset, &major, &minor, &inode) != 6)
+            continue;
+        if (inode == (unsigned long long)st.st_ino && offset == 0 && makedev(major, minor) == st.st_dev)
+            addr = (const char *)(uintptr_t)start;
+    }
+    fclose(fp);
+    return addr;
+}
+
+static int store_walk_in_map(const store_walk *w, const MDB_val *v) {
+    const char *p = v->mv_data;
+    if (v->mv_size == 0 || !w->lo) return 1;
+    return p >= w->lo && p < w->hi && v->mv_size <= (size_t)(w->hi - p);
+}
+
+/* Visits every entry of dbi: keys inside the map and in order, values inside the map, free-list
+ * records well formed. 0 or SR_E_CORRUPT with the problem set. */
+static int store_walk_db(store_walk *w, MDB_dbi dbi, const char *name) {
+    MDB_cursor *cur = NULL;
+    MDB_val k, v, prev = {0, NULL};
+    int rc = mdb_cursor_open(w->txn, dbi, &cur);
+    if (rc) {
+        snprintf(w->problem, w->len, "database '%s' cannot be read: %s", name, mdb_strerror(rc));
+        return SR_E_CORRUPT;
+    }
+    store_walk_cursor = cur; /* reachable if a signal ends the walk */
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        w->entries++;
+        if (!store_walk_in_map(w, &k) || !store_walk_in_map(w, &v)) {
+            snprintf(w->problem, w->len, "database '%s' has an entry outside the file", name);
+            goto fail;
+        }
+        if (prev.mv_data && mdb_cmp(w->txn, dbi, &prev, &k) >= 0) {
+            snprintf(w->problem, w->len, "database '%s' has keys out of order", name);
+            goto fail;
+        }
+        prev = k;
+        if (dbi == 0) { /* the free list: a count, then that many page numbers */
+            uint64_t count = v.mv_size >= 8 ? store_rd64(v.mv_data) : UINT64_MAX;
+            int ok = count != UINT64_MAX && v.mv_size == (count + 1) * 8;
+            for (uint64_t i = 1; ok && i <= count; i++) {
+                uint64_t pg = store_rd64((const unsigned char *)v.mv_data + i * 8);
+                ok = pg >= 2 && pg <= w->last_pg;
+            }
+            if (!ok) {
+                snprintf(w->problem, w->len, "the free page list is damaged");
+                goto fail;
+            }
+        }
+    }
+    if (rc != MDB_NOTFOUND) {
+        snprintf(w->problem, w->len, "database '%s' cannot be read: %s", name, mdb_strerror(rc));
+        goto fail;
+    }
+    store_walk_cursor = NULL;
+    mdb_cursor_close(cur);
+    return 0;
+fail:
+    store_walk_cursor = NULL;
+    mdb_cursor_close(cur);
+    return SR_E_CORRUPT;
+}
+
+static int store_walk_all(store_walk *w) {
+    MDB_dbi main_dbi;
+    int code = store_walk_db(w, 0, "free pages");
+    /* Opening the main database by its NULL name also sets up its key order for mdb_cmp. */
+    if (code == 0 && mdb_dbi_open(w->txn, NULL, 0, &main_dbi) != 0) {
+        snprintf(w->problem, w->len, "the main database cannot be opened");
+        code = SR_E_CORRUPT;
+    }
+    if (code == 0) code = store_walk_db(w, main_dbi, "main");
+    for (int i = 0; code == 0 && i < STORE_DB_COUNT; i++) {
+        MDB_dbi dbi;
+        int rc = mdb_dbi_open(w->txn, store_db_names[i], 0, &dbi);
+        if (rc == MDB_NOTFOUND) continue; /* not created yet */
+        if (rc) {
+            snprintf(w->problem, w->len, "database '%s' cannot be opened: %s", store_db_names[i], mdb_strerror(rc));
+            return SR_E_CORRUPT;
+        }
+        code = store_walk_db(w, dbi, store_db_names[i]);
+    }
+    return code;
+}
+
+/* Walks every database of the open environment once. 0, or SR_E_CORRUPT with the problem set (also
+ * when LMDB faulted or asserted during the walk: the environment is then abandoned and *env NULL). */
+static int store_walk_env(MDB_env **env, char *problem, size_t len) {
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+    struct sigaction old[sizeof sigs / sizeof sigs[0]], sa;
+    MDB_envinfo info;
+    MDB_stat st;
+    store_walk w = {.problem = problem, .len = len};
+    volatile int code = 0;
+    if (mdb_env_info(*env, &info) != 0 || mdb_env_stat(*env, &st) != 0) {
+        snprintf(problem, len, "its meta pages cannot be read");
+        return SR_E_CORRUPT;
+    }
+    w.last_pg = info.me_last_pgno;
+    w.lo = store_map_address(*env);
+    w.hi = w.lo ? w.lo + (info.me_last_pgno + 1) * st.ms_psize : NULL;
+    int rc = mdb_txn_begin(*env, NULL, MDB_RDONLY, &w.txn);
+    if (rc) {
+        snprintf(problem, len, "it cannot be read: %s", mdb_strerror(rc));
+        return SR_E_CORRUPT;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = store_walk_on_signal;
+    sigemptyset(&sa.sa_mask);
+    store_walk_signal = 0;
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, &old[i]);
+    if (sigsetjmp(store_walk_jmp, 1) == 0) {
+        code = store_walk_all(&w);
+        mdb_txn_abort(w.txn);
+    } else {
+        snprintf(problem, len, "reading it stopped with %s", strsignal(store_walk_signal));
+        store_abandoned *a = store_xcalloc(1, sizeof *a);
+        a->env = *env;
+        a->txn = w.txn;
+        a->cursor = store_walk_cursor;
+        a->next = store_abandoned_list;
+        store_abandoned_list = a;
+        store_walk_cursor = NULL;
+        *env = NULL;
+        code = SR_E_CORRUPT;
+    }
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &old[i], NULL);
+    return code;
+}
+
+/* The message for a damaged store: what is wrong and how to recover. */
+static void store_damaged(char *err, size_t errlen, const char *dir, const char *problem) {
+    snprintf(err, errlen,
+             "the store file %s/data.mdb is damaged: %s. Stop smsrules, restore data.mdb from a backup (a copy "
+             "taken while it was stopped, or with mdb_copy) into %s, and start again; or move %s/data.mdb "
+             "away to start with an empty store",
+             dir, problem, dir, dir);
+}
+
+/* Opens the named databases and checks (or writes) the schema version. */
+static int store_open_schema(sr_store *s, char *err, size_t errlen) {
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
+    if (rc) goto fail;
+    for (int i = 0; i < STORE_DB_COUNT; i++) {
+        rc = mdb_dbi_open(txn, store_db_names[i], s->read_only ? 0 : MDB_CREATE, &s->dbi[i]);
+        if (rc) goto fail;
+    }
+    MDB_val k = {strlen("schema_version"), (void *)"schema_version"}, v;
+    rc = mdb_get(txn, s->dbi[STORE_DB_META], &k, &v);
+    if (rc == MDB_NOTFOUND && s->read_only) {
+        snprintf(err, errlen, "store has no schema version (never opened by a daemon)");
+        mdb_txn_abort(txn);
+        return SR_E_CORRUPT;
+    } else if (rc == MDB_NOTFOUND) {
+        char text[16];
+        int n = snprintf(text, sizeof text, "%d", STORE_SCHEMA_VERSION);
+        v = (MDB_val){(size_t)n, text};
+        rc = mdb_put(txn, s->dbi[STORE_DB_META], &k, &v, 0);
+        if (rc) goto fail;
+    } else if (rc) {
+        goto fail;
+    } else {
+        int64_t version = 0;
+        if (store_parse_int(v.mv_data, v.mv_size, &version) < 0 || version < 1) {
+            snprintf(err, errlen, "store schema version is unreadable (corrupt meta database)");
+            mdb_txn_abort(txn);
+            return SR_E_CORRUPT;
+        }
+        if (version > STORE_SCHEMA_VERSION) {
+            snprintf(err, errlen,
+                     "store schema version %lld is newer than this smsrules supports (%d); upgrade smsrules",
+                     (long long)version, STORE_SCHEMA_VERSION);
+            mdb_txn_abort(txn);
+            return SR_E_INVALID;
+        }
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc) goto fail;
+    return 0;
+fail:
+    if (txn) mdb_txn_abort(txn);
+    snprintf(err, errlen, "cannot open store databases: %s", mdb_strerror(rc));
+    return store_error(rc, "open");
+}
+
+int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, char *err, size_t errlen) {
+    char dummy[8];
+    if (!err || errlen == 0) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    err[0] = '\0';
+    *out = NULL;
+    sr_store *s = store_xcalloc(1, sizeof *s);
+    int rc, code = SR_E_IO;
+    s->loop = loop;
+    s->lock_fd = -1;
+    s->reserve = opt->reserve;
+    s->map_size = opt->map_size ? opt->map_size : STORE_DEFAULT_MAP;
+    s->map_size_max = opt->map_size_max ? opt->map_size_max : STORE_DEFAULT_MAP_MAX;
+    if (s->map_size_max < s->map_size) s->map_size_max = s->map_size;
+    sr_buf_init(&s->wbuf);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work_cond, NULL);
+    pthread_cond_init(&s->idle_cond, NULL);
+    pthread_rwlock_init(&s->map_lock, NULL);
+    s->sync_initialised = 1;
+
+    if (!opt->dir || !opt->dir[0]) {
+        snprintf(err, errlen, "no data directory given");
+        goto fail;
+    }
+    s->read_only = opt->read_only;
+    if (s->read_only) {
+        struct stat dir_st;
+        if (stat(opt->dir, &dir_st) != 0 || !S_ISDIR(dir_st.st_mode)) {
+            snprintf(err, errlen, "no data directory %s", opt->dir);
+            goto fail;
+        }
+    } else {
+        rc = store_mkdirs(opt->dir);
+        if (rc) {
+            snprintf(err, errlen, "cannot create data directory %s: %s", opt->dir, strerror(rc));
+            goto fail;
+        }
+        /* Before anything is read: a second daemon stops here. A reader does not take the lock: it
+         * reads beside the daemon, which LMDB allows. */
+        s->lock_fd = store_lock_dir(opt->dir, err, errlen, &code);
+        if (s->lock_fd < 0) goto fail;
+    }
+    char path[4096], problem[256];
+    snprintf(path, sizeof path, "%s/data.mdb", opt->dir);
+    code = store_check_file(path, problem, sizeof problem);
+    if (code == SR_E_CORRUPT) store_damaged(err, errlen, opt->dir, problem);
+    else if (code) snprintf(err, errlen, "cannot check the store file %s: %s", path, problem);
+    if (code) goto fail;
+    code = SR_E_IO;
+    rc = mdb_env_create(&s->env);
+    if (rc == 0) rc = mdb_env_set_maxdbs(s->env, 16);
+    /* No size before opening: LMDB then keeps the size an existing file was grown to, and only
+     * a smaller one is raised to map_size below. */
+    unsigned env_flags = MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0) | (s->read_only ? MDB_RDONLY : 0);
+    if (rc == 0) rc = mdb_env_open(s->env, opt->dir, env_flags, 0640);
+    MDB_envinfo info;
+    if (rc == 0) rc = mdb_env_info(s->env, &info);
+    if (rc == 0 && !s->read_only && info.me_mapsize < s->map_size) rc = mdb_env_set_mapsize(s->env, s->map_size);
+    if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND) {
+        store_damaged(err, errlen, opt->dir, mdb_strerror(rc));
+        code = SR_E_CORRUPT;
+        goto fail;
+    }
+    if (rc) {
+        snprintf(err, errlen, "cannot open store in %s: %s", opt->dir, mdb_strerror(rc));
+        code = store_error(rc, "open");
+        goto fail;
+    }
+    code = store_walk_env(&s->env, problem, sizeof problem);
+    if (code) {
+        store_damaged(err, errlen, opt->dir, problem);
+        goto fail;
+    }
+    code = SR_E_IO;
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    if (dead > 0) sr_info("store: cleared stale readers", "count", sr_log_num(dead));
+    code = store_open_schema(s, err, errlen);
+    if (code) goto fail;
+    code = SR_E_IO;
+    mdb_env_info(s->env, &info);
+    s->map_size = info.me_mapsize; /* an existing file may be bigger than asked */
+    if (s->map_size_max < s->map_size) s->map_size_max = s->map_size;
+    s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
+    MDB_stat env_stat;
+    mdb_env_stat(s->env, &env_stat);
+    s->page_size = env_stat.ms_psize;
+    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->read_txn);
+    if (rc) {
+        snprintf(err, errlen, "cannot start a read transaction: %s", mdb_strerror(rc));
+        code = store_error(rc, "open");
+        goto fail;
+    }
+    mdb_txn_reset(s->read_txn);
+
+    if (s->read_only) {
+        *out = s;
+        return 0;
+    }
+    s->handles = store_xcalloc(1, sizeof *s->handles);
+    uv_prepare_init(loop, &s->handles->prepare);
+    uv_check_init(loop, &s->handles->check);
+    uv_async_init(loop, &s->handles->async, store_on_async);
+    s->handles->prepare.data = s->handles->check.data = s->handles->async.data = s;
+    uv_prepare_start(&s->handles->prepare, store_on_prepare);
+    uv_check_start(&s->handles->check, store_on_check);
+    /* None of them keeps the loop alive on its own: the async does while units are in flight. */
+    uv_unref((uv_handle_t *)&s->handles->prepare);
+    uv_unref((uv_handle_t *)&s->handles->check);
+    uv_unref((uv_handle_t *)&s->handles->async);
+
+    rc = pthread_create(&s->writer, NULL, store_writer_main, s);
+    if (rc) {
+        snprintf(err, errlen, "cannot start the store writer thread: %s", strerror(rc));
+        goto fail;
+    }
+    s->writer_started = 1;
+    *out = s;
+    return 0;
+fail:
+    sr_store_close(s);
+    return code;
+}
+
+void sr_store_close(sr_store *s) {
+    if (!s) return;
+    if (s->writer_started) {
+        /* Drain: callbacks may submit more units, which are committed too. */
+        for (;;) {
+            store_flush(s);
+            pthread_mutex_lock(&s->mu);
+            while (s->queued.head || s->writer_busy) pthread_cond_wait(&s->idle_cond, &s->mu);
+            store_list done = s->done;
+            s->done.head = s->done.tail = NULL;
+            pthread_mutex_unlock(&s->mu);
+            if (!done.head && !s->pending.head) break;
+            store_run_done(s, done.head);
+        }
+        pthread_mutex_lock(&s->mu);
+        s->stop = 1;
+        pthread_cond_signal(&s->work_cond);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->writer, NULL);
+    } else {
+        /* Never started: units submitted before cannot exist (open failed). */
+    }
+    store_close_handles(s->handles);
+    if (s->read_txn) mdb_txn_abort(s->read_txn);
+    if (s->env) mdb_env_close(s->env);
+    if (s->sync_initialised) {
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->work_cond);
+        pthread_cond_destroy(&s->idle_cond);
+        pthread_rwlock_destroy(&s->map_lock);
+    }
+    sr_buf_free(&s->wbuf);
+    if (s->lock_fd >= 0) close(s->lock_fd); /* the lock goes last: nothing of ours touches the files after */
+    free(s);
+}
+
+/* ---- reads ---- */
+
+static int store_read_begin(sr_store *s) {
+    pthread_rwlock_rdlock(&s->map_lock);
+    int rc = mdb_txn_renew(s->read_txn);
+    if (rc == MDB_MAP_RESIZED && s->read_only) {
+        /* The daemon beside us grew the map: adopt its size (no transaction of ours is live) and go on. */
+        rc = mdb_env_set_mapsize(s->env, 0);
+        if (rc == 0) rc = mdb_txn_renew(s->read_txn);
+    }
+    if (rc) {
+        pthread_rwlock_unlock(&s->map_lock);
+        return store_error(rc, "read");
+    }
+    return 0;
+}
+
+static void store_read_end(sr_store *s) {
+    mdb_txn_reset(s->read_txn);
+    pthread_rwlock_unlock(&s->map_lock);
+}
+
+int sr_store_get_message(sr_store *s, const char *id, sr_message *out) {
+    sr_message_init(out);
+    size_t len = id ? strlen(id) : 0;
+    if (len == 0 || len > s->max_key) return SR_E_NOTFOUND;
+    int code = store_read_begin(s);
+    if (code) return code;
+    MDB_val k = {len, (void *)id}, v;
+    int rc = mdb_get(s->read_txn, s->dbi[STORE_DB_MESSAGES], &k, &v);
+    if (rc == 0 && sr_message_decode(v.mv_data, v.mv_size, out) < 0) {
+        sr_warn("store: corrupt message record", "id", id);
+        code = SR_E_CORRUPT;
+    } else {
+        code = store_error(rc, "get message");
+    }
+    store_read_end(s);
+    return code;
+}
+
+int sr_store_get(sr_store *s, sr_store_space sp, const char *key, size_t klen, int64_t now_ms, sr_buf *out,
+                 int64_t *expires_at_ms) {
+    if (!key || klen == 0 || klen > s->max_key) return SR_E_NOTFOUND;
+    int code = store_read_begin(s);
+    if (code) return code;
+    MDB_val k = {klen, (void *)key}, v;
+    int rc = mdb_get(s->read_txn, s->dbi[store_space(sp)], &k, &v);
+    if (rc == 0) {
+        if (!store_alive(&v, now_ms)) {
+            code = SR_E_NOTFOUND;
+        } else {
+            sr_buf_reset(out);
+            sr_buf_append(out, (const char *)v.mv_data + 8, v.mv_size - 8);
+            if (expires_at_ms) *expires_at_ms = (int64_t)store_get_be64(v.mv_data);
+        }
+    } else {
+        code = store_error(rc, "get");
+    }
+    store_read_end(s);
+    return code;
+}
+
+int sr_store_kv_get(sr_store *s, const char *key, size_t klen, int64_t now_ms, sr_buf *out) {
+    return sr_store_get(s, SR_SPACE_KV, key, klen, now_ms, out, NULL);
+}
+
+int sr_store_scan(sr_store *s, sr_store_space sp, const char *after, size_t after_len, int max,
+                  sr_store_scan_cb cb, void *ud) {
+    MDB_cursor *cur = NULL;
+    int n = 0, rc;
+    if (max <= 0) return 0;
+    int code = store_read_begin(s);
+    if (code) return code;
+    rc = mdb_cursor_open(s->read_txn, s->dbi[store_space(sp)], &cur);
+    if (rc) goto fail;
+    MDB_val k = {after_len, (void *)after}, v;
+    rc = after && after_len ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    if (rc == 0 && after && after_len && k.mv_size == after_len && memcmp(k.mv_data, after, after_len) == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (v.mv_size < 8) continue;
+        n++;
+        if (cb(k.mv_data, k.mv_size, (const char *)v.mv_data + 8, v.mv_size - 8,
+               (int64_t)store_get_be64(v.mv_data), ud) != 0)
+            break;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+fail:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(s);
+    return rc ? store_error(rc, "scan") : n;
+}
+
+
+int sr_store_is_optout(sr_store *s, const char *number) {
+    size_t len = number ? strlen(number) : 0;
+    if (len == 0 || len > s->max_key) return 0;
+    int code = store_read_begin(s);
+    if (code) return code;
+    MDB_val k = {len, (void *)number}, v;
+    int rc = mdb_get(s->read_txn, s->dbi[STORE_DB_OPTOUTS], &k, &v);
+    code = rc == 0 ? 1 : rc == MDB_NOTFOUND ? 0 : store_error(rc, "optout get");
+    store_read_end(s);
+    return code;
+}
+
+int sr_store_find_provider_id(sr_store *s, const char *provider, const char *raw_provider_id,
+                              char id_out[SR_ID_LEN + 1]) {
+    if (!provider || !raw_provider_id) return SR_E_NOTFOUND;
+    char provider_id[256];
+    sr_store_normalize_provider_id(raw_provider_id, provider_id, sizeof provider_id);
+    size_t plen = strlen(provider), ilen = strlen(provider_id), len = plen + 1 + ilen;
+    if (ilen == 0 || len > s->max_key) return SR_E_NOTFOUND;
+    char key[512];
+    if (len > sizeof key) return SR_E_NOTFOUND;
+    memcpy(key, provider, plen);
+    key[plen] = '\0';
+    memcpy(key + plen + 1, provider_id, ilen);
+    int code = store_read_begin(s);
+    if (code) return code;
+    MDB_val k = {len, key}, v;
+    int rc = mdb_get(s->read_txn, s->dbi[STORE_DB_PROVIDER_IDS], &k, &v);
+    if (rc == 0 && v.mv_size == SR_ID_LEN) {
+        memcpy(id_out, v.mv_data, SR_ID_LEN);
+        id_out[SR_ID_LEN] = '\0';
+    } else {
+        code = rc == 0 ? SR_E_CORRUPT : store_error(rc, "provider id get");
+    }
+    store_read_end(s);
+    return code;
+}
+
+int sr_store_queue_due(sr_store *s, int64_t now_ms, sr_queue_entry *out, int max) {
+    MDB_cursor *cur = NULL;
+    int n = 0, rc;
+    if (max <= 0) return 0;
+    int code = store_read_begin(s);
+    if (code) return code;
+    rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_QUEUE], &cur);
+    if (rc) goto fail;
+    /* One band per priority (key byte 0 = priority 3), each in due order. */
+    for (int band = 0; band < 4 && n < max; band++) {
+        unsigned char start = (unsigned char)band;
+        MDB_val k = {1, &start}, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            const unsigned char *p = k.mv_data;
+            if (p[0] != band) break;
+            if (k.mv_size != STORE_QUEUE_KEY_LEN) continue;
+            uint64_t due = store_get_be64(p + 1);
+            if (now_ms < 0 || due > (uint64_t)now_ms) break;
+            memcpy(out[n].id, p + 9, SR_ID_LEN);
+            out[n].id[SR_ID_LEN] = '\0';
+            out[n].priority = 3 - band;
+            out[n].due_ms = (int64_t)due;
+            n++;
+        }
+        if (rc && rc != MDB_NOTFOUND) goto fail;
+    }
+    rc = 0;
+fail:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(s);
+    return rc ? store_error(rc, "queue scan") : n;
+}
+
+/* Up to max ids of a (be64 time, id) index whose time is before `before`, earliest first; *next_ms (may
+ * be NULL) gets the first time at or after it, 0 when none. */
+static int store_time_index_due(sr_store *s, int db, int64_t before, char (*ids)[SR_ID_LEN + 1], int max,
+                                int64_t *next_ms, const char *what) {
+    MDB_cursor *cur = NULL;
+    int n = 0, rc;
+    if (next_ms) *next_ms = 0;
+    if (max <= 0) return 0;
+    int code = store_read_begin(s);
+    if (code) return code;
+    rc = mdb_cursor_open(s->read_txn, s->dbi[db], &cur);
+    if (rc) goto fail;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && n < max;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8 + SR_ID_LEN) continue;
+        const unsigned char *p = k.mv_data;
+        uint64_t at = store_get_be64(p);
+        if (before <= 0 || at >= (uint64_t)before) {
+            if (next_ms) *next_ms = (int64_t)at;
+            break;
+        }
+        memcpy(ids[n], p + 8, SR_ID_LEN);
+        ids[n][SR_ID_LEN] = '\0';
+        n++;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+fail:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(s);
+    return rc ? store_error(rc, what) : n;
+}
+
+int sr_store_expired(sr_store *s, int64_t now_ms, char (*ids)[SR_ID_LEN + 1], int max) {
+    return store_time_index_due(s, STORE_DB_EXPIRY, now_ms, ids, max, NULL, "expiry scan");
+}
+
+int sr_store_watch_due(sr_store *s, int64_t now_ms, char (*ids)[SR_ID_LEN + 1], int max, int64_t *next_ms) {
+    return store_time_index_due(s, STORE_DB_WATCH, now_ms + 1, ids, max, next_ms, "watch scan");
+}
+
+int sr_store_list_status(sr_store *s, sr_status st, const char *after_id, char (*ids)[SR_ID_LEN + 1],
+                         int max) {
+    MDB_cursor *cur = NULL;
+    int n = 0, rc;
+    if (max <= 0 || (int)st < 0 || st >= SR_ST_COUNT) return 0;
+    int code = store_read_begin(s);
+    if (code) return code;
+    unsigned char start[STORE_STATUS_KEY_LEN];
+    size_t start_len = 1;
+    start[0] = (unsigned char)st;
+    if (after_id && strlen(after_id) == SR_ID_LEN) {
+        memcpy(start + 1, after_id, SR_ID_LEN);
+        start_len = STORE_STATUS_KEY_LEN;
+    }
+    rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_STATUS], &cur);
+    if (rc) goto fail;
+    MDB_val k = {start_len, start}, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && n < max;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const unsigned char *p = k.mv_data;
+        if (p[0] != (unsigned char)st) break;
+        if (k.mv_size != STORE_STATUS_KEY_LEN) continue;
+        if (start_len == STORE_STATUS_KEY_LEN && memcmp(p, start, STORE_STATUS_KEY_LEN) == 0) continue;
+        memcpy(ids[n], p + 1, SR_ID_LEN);
+        ids[n][SR_ID_LEN] = '\0';
+        n++;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+fail:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(s);
+    return rc ? store_error(rc, "status scan") : n;
+}
+
+static void store_on_sweep_done(sr_store_txn *t, void *ud) {
+    sr_store *s = ud;
+    s->sweep_inflight = 0;
+}
+
+int sr_store_sweep_ttl(sr_store *s, int64_t now_ms) {
+    static const int dbs[] = {STORE_DB_KV, STORE_DB_DEDUP, STORE_DB_IDEMPOTENCY, STORE_DB_INBOUND};
+    if (s->sweep_inflight) return 0;
+    sr_store_txn *t = sr_store_txn_new(s);
+    MDB_cursor *cur = NULL;
+    int rc = 0, found = 0;
+    int code = store_read_begin(s);
+    if (code) {
+        sr_store_txn_discard(t);
+        return code;
+    }
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0] && found < STORE_SWEEP_MAX; i++) {
+        rc = mdb_cursor_open(s->read_txn, s->dbi[dbs[i]], &cur);
+        if (rc) goto fail;
+        MDB_val k, v;
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && found < STORE_SWEEP_MAX;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (!store_sweepable(dbs[i], &v, now_ms)) continue;
+            int slot;
+            store_op *op = store_txn_add_key(t, STORE_OP_SWEEP, k.mv_data, k.mv_size, &slot);
+            op->flag = dbs[i];
+            op->expires_at_ms = now_ms;
+            found++;
+        }
+        mdb_cursor_close(cur);
+        cur = NULL;
+        if (rc != MDB_NOTFOUND && rc != 0) goto fail;
+        rc = 0;
+    }
+fail:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(s);
+    if (rc || found == 0) {
+        sr_store_txn_discard(t);
+        return rc ? store_error(rc, "sweep scan") : 0;
+    }
+    s->sweep_inflight = 1;
+    sr_store_txn_submit(t, store_on_sweep_done, s);
+    return found;
+}
+
+void sr_store_get_stats(sr_store *s, sr_store_stats *out) {
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&s->mu);
+    out->commits = s->commits;
+    out->units = s->units;
+    out->grows = s->grows;
+    out->last_commit_ms = s->last_commit_ms;
+    pthread_mutex_unlock(&s->mu);
+    MDB_envinfo info;
+    MDB_stat st;
+    pthread_rwlock_rdlock(&s->map_lock); /* the map must not move while its meta pages are read */
+    mdb_env_info(s->env, &info);
+    mdb_env_stat(s->env, &st);
+    pthread_rwlock_unlock(&s->map_lock);
+    out->map_size = info.me_mapsize;
+    out->map_used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    pthread_rwlock_rdlock(&s->map_lock);
+    out->room = store_room(s);
+    pthread_rwlock_unlock(&s->map_lock);
+    out->refused_units = atomic_load(&s->refused_units);
+}
+
+int sr_store_full(sr_store *s) {
+    pthread_rwlock_rdlock(&s->map_lock);
+    uint64_t room = store_room(s);
+    pthread_rwlock_unlock(&s->map_lock);
+    if (s->reserve && room < s->reserve) return 1;
+    if (!atomic_load(&s->refused)) return 0;
+    /* Refused at the last try; space freed since then (more than a little) ends the state now,
+     * otherwise the next write that lands does. */
+    return room <= atomic_load(&s->room_at_refusal) + ((uint64_t)1 << 20);
+}
+
+int64_t sr_store_queue_depth(sr_store *s) {
+    int code = store_read_begin(s);
+    if (code) return code;
+    MDB_stat st;
+    int rc = mdb_stat(s->read_txn, s->dbi[STORE_DB_QUEUE], &st);
+    store_read_end(s);
+    return rc ? store_error(rc, "stat") : (int64_t)st.ms_entries;
+}
+
+int sr_store_idempotency_get(sr_store *s, const char *key, int64_t now_ms, char id_out[SR_ID_LEN + 1],
+                             uint64_t *body_hash) {
+    size_t len = key ? strlen(key) : 0;
+    if (len == 0 || len > s->max_key) return SR_E_NOTFOUND;
+    int code = store_read_begin(s);
+    if (code) return code;
+    MDB_val k = {len, (void *)key}, v;
+    int rc = mdb_get(s->read_txn, s->dbi[STORE_DB_IDEMPOTENCY], &k, &v);
+    code = SR_E_NOTFOUND;
+    if (rc == 0 && v.mv_size == STORE_IDEM_VALUE_LEN) {
+        const unsigned char *p = v.mv_data;
+        if ((int64_t)store_get_be64(p + SR_ID_LEN + 8) + STORE_IDEM_TTL_MS > now_ms) {
+            memcpy(id_out, p, SR_ID_LEN);
+            id_out[SR_ID_LEN] = '\0';
+            if (body_hash) *body_hash = store_get_be64(p + SR_ID_LEN);
+            code = 0;
+        }
+    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+        code = store_error(rc, "idempotency get");
+    }
+    store_read_end(s);
+    return code;
+}
+
+/* The message scans: up to max messages in id (creation time) order from
+ * the key start (start_len 0: the first; skip_start: not the key itself), or
+ * newest first (back) until one created before stop_before_ms. *last, when
+ * asked, gets the id of the last one visited. */
+static int store_scan_messages(sr_store *s, const char *start, size_t start_len, int skip_start, int back,
+                               int64_t stop_before_ms, int max, sr_store_message_cb cb, void *ud,
+                               char last[SR_ID_LEN + 1]) {
+    MDB_cursor *cur = NULL;
+    int n = 0, rc;
+    if (max <= 0) return 0;
+    int code = store_read_begin(s);
+    if (code) return code;
+    rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_MESSAGES], &cur);
+    if (rc) goto fail;
+    MDB_val k = {start_len, (void *)start}, v;
+    MDB_cursor_op step = back ? MDB_PREV : MDB_NEXT;
+    rc = mdb_cursor_get(cur, &k, &v, back ? MDB_LAST : start_len ? MDB_SET_RANGE : MDB_FIRST);
+    for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, step)) {
+        if (skip_start && k.mv_size == start_len && memcmp(k.mv_data, start, start_len) == 0) continue;
+        sr_message m;
+        if (sr_message_decode(v.mv_data, v.mv_size, &m) < 0) {
+            sr_warn("store: corrupt message record skipped in a scan");
+            continue;
+        }
+        n++;
+        if (last) {
+            size_t len = k.mv_size < SR_ID_LEN ? k.mv_size : SR_ID_LEN;
+            memcpy(last, k.mv_data, len);
+            last[len] = '\0';
+        }
+        int stop = (back && m.created_at_ms < stop_before_ms) || cb(&m, ud) != 0;
+        sr_message_free(&m);
+        if (stop) break;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+fail:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(s);
+    return rc ? store_error(rc, "message scan") : n;
+}
+
+int sr_store_scan_messages_back(sr_store *s, int64_t since_ms, int max, sr_store_message_cb cb, void *ud) {
+    return store_scan_messages(s, NULL, 0, 0, 1, since_ms, max, cb, ud, NULL);
+}
+
+int sr_store_scan_messages(sr_store *s, const char *after, int64_t since_ms, int max, sr_store_message_cb cb,
+                           void *ud, char last[SR_ID_LEN + 1]) {
+    /* Ids begin with their creation time, so the first id of since_ms is where the scan starts. */
+    char start[SR_ID_LEN + 1];
+    size_t start_len = 0;
+    int skip_start = 0;
+    if (after && after[0]) {
+        start_len = strnlen(after, SR_ID_LEN);
+        memcpy(start, after, start_len);
+        skip_start = 1;
+    } else if (since_ms > 0) {
+        /* The id's time part alone (10 Crockford base32 digits, as sr_id_new writes it): every id of
+         * that millisecond sorts after it. Not sr_id_new itself, which never goes back in time. */
+        static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        uint64_t t = (uint64_t)since_ms;
+        for (int i = 9; i >= 0; i--, t >>= 5) start[i] = crockford[t & 31];
+        start_len = 10;
+    }
+    return store_scan_messages(s, start, start_len, skip_start, 0, 0, max, cb, ud, last);
+}
