@@ -176,7 +176,6 @@ static void post_finish(post_ctx *ctx) {
     }
     sr_http_respond(ctx->req, status, "application/json", body.data, body.len, NULL);
     sr_buf_free(&body);
-    if (status == 202) sr_scheduler_kick(ctx->app->scheduler);
     free(ctx->items);
     free(ctx);
 }

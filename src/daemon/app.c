@@ -15,6 +15,7 @@
 #include "model/message.h"
 #include "core/metrics.h"
 #include "http/http_client.h"
+#include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "delivery/reports.h"
 #include "delivery/route_stats.h"
@@ -204,12 +205,9 @@ int sr_app_reload(sr_app *app, char *err, size_t errlen) {
     sr_config_apply_live(app->config, &scratch);
     sr_config_free(&scratch);
     fresh->config = app->config;
-    fresh->store = app->store;
-    fresh->scheduler = app->scheduler;
-    fresh->client = app->client;
-    fresh->route_stats = app->route_stats;
     /* The swap: everything from now on sees the new rules. */
     app->rules = fresh;
+    sr_host_set_current(&app->host, fresh);
     if (app->scheduler) sr_scheduler_set_rules(app->scheduler, fresh);
     if (app->reports) sr_reports_set_rules(app->reports, fresh);
     sr_rules_release(old);
@@ -270,12 +268,9 @@ static void app_finish(uv_timer_t *t) {
     uv_timer_stop(&app->drain_timer);
     /* Every answer given and every outcome recorded: close the client, flush
      * the store, then let the loop end. */
-    /* Handlers still running (status handlers started by the last commits)
-     * must not reach the engine after it is gone. */
-    if (app->rules) {
-        app->rules->scheduler = NULL;
-        app->rules->client = NULL;
-    }
+    /* Handlers still running (status handlers started by the last commits, on any generation) reach
+     * nothing through their host from here on. */
+    sr_host_drop_client(&app->host);
     if (app->reports) {
         sr_reports_free(app->reports);
         app->reports = NULL;
@@ -289,6 +284,7 @@ static void app_finish(uv_timer_t *t) {
         app->client = NULL;
     }
     if (app->store) {
+        sr_host_close(&app->host);
         sr_store_close(app->store);
         app->store = NULL;
     }
@@ -304,12 +300,6 @@ static int app_expire_mutator(sr_message *m, void *arg) {
     return 0;
 }
 
-static void app_expired(sr_store_txn *t, void *ud) {
-    sr_app *app = ud;
-    const sr_message *m = sr_store_txn_message(t, 0);
-    if (sr_store_txn_status(t) == 0 && m) sr_rules_status_committed(app->rules, app->store, t, 0);
-}
-
 static void app_sweep(uv_timer_t *t) {
     sr_app *app = t->data;
     if (!app->store || app->stopping) return;
@@ -320,8 +310,7 @@ static void app_sweep(uv_timer_t *t) {
     for (int i = 0; i < n; i++) {
         sr_store_txn *txn = sr_store_txn_new(app->store);
         sr_store_txn_update_message(txn, ids[i], app_expire_mutator, &now);
-        sr_rules_owe_status(app->rules, txn);
-        sr_store_txn_submit(txn, app_expired, app);
+        sr_store_txn_submit(txn, NULL, NULL); /* sms.on_status hears of it from the store */
     }
     if (n > 0) sr_info("expired messages", "count", sr_log_num(n));
     if (++app->sweeps % 60 == 0) sr_store_sweep_ttl(app->store, now);
@@ -434,7 +423,7 @@ static void app_drain_deadline(uv_timer_t *t) {
     if (app->client) {
         sr_http_client *c = app->client;
         app->client = NULL;
-        if (app->rules) app->rules->client = NULL;
+        sr_host_drop_client(&app->host);
         sr_http_client_close(c);
     }
 }
@@ -511,7 +500,6 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     if (rebuilt < 0)
         sr_warn("route statistics: the store could not be read; starting from nothing", "error",
                 sr_store_strerror(rebuilt));
-    if (rules) rules->route_stats = app.route_stats;
     if (sr_http_server_start(&app.server, app.loop, host, port, &opt, err, sizeof err) != 0) {
         sr_error("cannot start the HTTP server", "error", err);
         sr_route_stats_free(app.route_stats);
@@ -529,10 +517,8 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
         sr_error("cannot start the report engine");
         return 2;
     }
-    sr_scheduler_set_reports(app.scheduler, app.reports);
-    rules->store = app.store;
-    rules->scheduler = app.scheduler;
-    rules->client = app.client;
+    sr_host_init(&app.host, app.store, app.client, app.route_stats);
+    sr_host_set_current(&app.host, rules);
     sr_api_hooks_recover(&app);
     sr_rules_status_recover(app.rules, app.store);
     app_register_metrics(&app);

@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "http/http_server.h"
+#include "rules/host.h"
 #include "rules/rules.h"
 
 #define SR_VERSION "0.1.0"
@@ -26,6 +27,7 @@ typedef struct sr_app {
     struct sr_scheduler *scheduler;
     struct sr_reports *reports;
     struct sr_route_stats *route_stats; /* live route quality, rebuilt from the store at start */
+    sr_host host; /* what every rules generation acts on; outlives them all */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
     uv_timer_t finish_timer;

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "delivery/route_stats.h"
+#include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "delivery/scheduler.h"
 
@@ -56,6 +57,7 @@ struct sr_reports {
     sr_rules *rules;
     sr_http_client *client;
     const sr_config *config;
+    sr_store_subscriber provider_id_sub; /* the store says when a send's provider id is known */
     uv_timer_t *timer;
     int stopping;
     void (*stop_done)(void *);
@@ -352,8 +354,8 @@ static void reports_after(sr_reports *R, const apply_arg *a, const sr_store_txn 
     if (a->fallback) {
         if (fallback_is_timeout) R->m_fallback_timeout->value++;
         else R->m_fallback_report->value++;
+        /* Queued again: the store tells the scheduler. */
         sr_info("report: on to the next provider", "id", m->id, "reason", m->error ? m->error : "");
-        if (R->sched) sr_scheduler_kick(R->sched);
     }
     if (a->late) {
         R->m_late->value++;
@@ -366,8 +368,8 @@ static void reports_after(sr_reports *R, const apply_arg *a, const sr_store_txn 
         else if (a->rep.status >= 0 && a->rep.status != SR_ST_ACCEPTED && a->rep.status != SR_ST_SENT)
             R->m_duplicate->value++;
     }
-    if (a->final_attempt >= 0 && R->rules && R->rules->route_stats)
-        sr_route_stats_on_report(R->rules->route_stats, m, a->final_attempt, sr_now_ms());
+    if (a->final_attempt >= 0 && sr_rules_route_stats(R->rules))
+        sr_route_stats_on_report(sr_rules_route_stats(R->rules), m, a->final_attempt, sr_now_ms());
     if (a->changed && sr_status_is_final(m->status)) {
         if (m->sent_at_ms > 0) {
             int64_t at = m->history_count ? m->history[m->history_count - 1].at_ms : sr_now_ms();
@@ -375,7 +377,7 @@ static void reports_after(sr_reports *R, const apply_arg *a, const sr_store_txn 
             sr_metric_observe(R->m_latency, secs < 0 ? 0 : secs);
         }
     }
-    sr_rules_status_committed(R->rules, R->store, t, slot);
+    /* sms.on_status hears of a change from the store, after this. */
 }
 
 /* ---- parking ---- */
@@ -832,12 +834,14 @@ static void reports_unpark(sr_reports *R, const char *provider, const char *key,
     u->next = R->unparking;
     R->unparking = u;
     R->inflight++;
-    sr_rules_owe_status(R->rules, t);
     sr_store_txn_submit(t, reports_unpark_done, u);
 }
 
-void sr_reports_on_sent(sr_reports *R, const sr_message *m) {
-    if (!R || !m->provider || !m->provider_id) return;
+/* A send's provider id is known (committed): claim its parked reports. */
+static void reports_on_provider_id(const sr_store_event *ev, void *ud) {
+    sr_reports *R = ud;
+    const sr_message *m = ev->msg;
+    if (!m->provider || !m->provider_id) return;
     /* The list mirrors the stored records (a record is listed from the moment
      * its unit is submitted): nothing listed, nothing to scan the store for. */
     if (!R->park_head && !R->park_legacy) return;
@@ -1008,8 +1012,7 @@ void sr_reports_apply(sr_reports *R, const char *provider, const sr_report *reps
         }
         sr_store_txn *t = sr_store_txn_new(R->store);
         sr_store_txn_update_message(t, o->a.id, reports_apply_mutator, &o->a);
-        sr_rules_owe_status(R->rules, t);
-        sr_store_txn_submit(t, reports_applied_done, o);
+            sr_store_txn_submit(t, reports_applied_done, o);
     }
 }
 
@@ -1090,7 +1093,6 @@ static void reports_poll_record(poll_req *q, const sr_report *reps, int nreps) {
         sr_store_txn_update_message(t, a->id, reports_apply_mutator, a);
     }
     R->inflight++;
-    sr_rules_owe_status(R->rules, t);
     sr_store_txn_submit(t, reports_watch_done, w);
 }
 
@@ -1155,7 +1157,6 @@ static void reports_watch_units(sr_reports *R, char (*ids)[SR_ID_LEN + 1], const
         sr_store_txn_update_message(t, a->id, reports_watch_mutator, a);
     }
     R->inflight++;
-    sr_rules_owe_status(R->rules, t);
     sr_store_txn_submit(t, reports_watch_done, w);
 }
 
@@ -1419,6 +1420,8 @@ int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, sr_sche
     R->rules = rules;
     R->client = client;
     R->config = config;
+    R->provider_id_sub = (sr_store_subscriber){.kind = SR_STORE_EV_PROVIDER_ID, .fn = reports_on_provider_id, .ud = R};
+    sr_store_subscribe(store, &R->provider_id_sub);
     R->timer = calloc(1, sizeof *R->timer);
     if (!R->timer) abort();
     uv_timer_init(loop, R->timer);
@@ -1484,6 +1487,7 @@ static void reports_timer_closed(uv_handle_t *h) { free(h); }
 
 void sr_reports_free(sr_reports *R) {
     if (!R) return;
+    sr_store_unsubscribe(R->store, &R->provider_id_sub);
     uv_close((uv_handle_t *)R->timer, reports_timer_closed);
     for (int i = 0; i < REPORTS_CLAIM_BUCKETS; i++) {
         claim *c = R->claimed[i];

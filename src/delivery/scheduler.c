@@ -15,6 +15,7 @@
 #include "core/metrics.h"
 #include "delivery/reports.h"
 #include "delivery/route_stats.h"
+#include "rules/host.h"
 
 #define SCHED_SCAN_MAX 2048
 #define SCHED_CLAIM_BUCKETS 4096
@@ -143,7 +144,7 @@ struct sr_scheduler {
     void *random_ud;
     int jobs_at_transport; /* claimed jobs whose request the transport holds */
     int kicked;            /* a look at the queue was asked for and has not run yet */
-    sr_reports *reports;   /* told about every send recorded (parked reports, watch) */
+    sr_store_subscriber queue_sub; /* the store says when a committed unit queued messages */
 };
 
 /* ---- claimed set ---- */
@@ -397,15 +398,10 @@ static void sched_request_free(sched_request *rq) {
 
 /* ---- transitions without a send ---- */
 
-/* sms.on_status after a committed change to a final or sent status. */
-static void sched_fire_status(sr_scheduler *s, sr_store_txn *t) {
-    if (sr_store_txn_status(t) == 0) sr_rules_status_committed(s->rules, s->store, t, 0);
-}
-
 static void sched_transition_done(sr_store_txn *t, void *ud) {
     sched_job *j = ud;
     sr_scheduler *s = j->req ? j->req->s : NULL;
-    if (s) sched_fire_status(s, t);
+    (void)t;
     /* The job holds its scheduler through a one-element fake request. */
     sched_request *holder = j->req;
     j->req = NULL;
@@ -422,7 +418,6 @@ static void sched_transition(sr_scheduler *s, sched_job *j) {
     j->req = holder;
     sr_store_txn *t = sr_store_txn_new(s->store);
     sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
-    sr_rules_owe_status(s->rules, t);
     sr_store_txn_submit(t, sched_transition_done, j);
 }
 
@@ -436,7 +431,6 @@ static void sched_complete_done(sr_store_txn *t, void *ud);
 static void sched_record_outcome(sr_scheduler *s, sched_job *j) {
     sr_store_txn *t = sr_store_txn_new(s->store);
     sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
-    sr_rules_owe_status(s->rules, t);
     sr_store_txn_submit(t, sched_complete_done, j);
 }
 
@@ -497,20 +491,18 @@ static void sched_complete_done(sr_store_txn *t, void *ud) {
         return;
     }
     if (st == 0 && s->outcome_delay_ms) s->outcome_delay_ms = 0; /* writes land again */
-    if (st == 0 && s->rules && s->rules->route_stats) {
+    if (st == 0 && sr_rules_route_stats(s->rules)) {
         const sr_message *m = sr_store_txn_message(t, 0);
-        if (m) sr_route_stats_on_attempt(s->rules->route_stats, m, j->change.attempt_count_at_send - 1, rq->p->cost);
+        if (m)
+            sr_route_stats_on_attempt(sr_rules_route_stats(s->rules), m, j->change.attempt_count_at_send - 1,
+                                      rq->p->cost);
     }
+    /* Its status handler and the reports waiting for its provider id hear of it from the store. */
     if (st != 0) sr_error("cannot record a send outcome", "id", j->id, "error", sr_store_strerror(st));
-    else if (j->change.kind == CH_SENT) {
-        l->m_sent->value++;
-        const sr_message *m = sr_store_txn_message(t, 0);
-        if (m && s->reports) sr_reports_on_sent(s->reports, m);
-    }
+    else if (j->change.kind == CH_SENT) l->m_sent->value++;
     else if (j->change.kind == CH_RETRY) l->m_retried->value++;
     else if (j->change.kind == CH_FAILED) l->m_failed->value++;
     else if (j->change.kind == CH_FALLBACK) l->m_fallback->value++;
-    sched_fire_status(s, t);
     if (--rq->units_pending == 0) sched_request_free(rq);
     sched_release(s, j);
     sr_scheduler_kick(s);
@@ -1055,6 +1047,12 @@ static void sched_recover(sr_scheduler *s) {
     }
 }
 
+/* A committed unit left messages queued (from the API, a handler, a report's fallback, a retry). */
+static void sched_on_queue(const sr_store_event *ev, void *ud) {
+    (void)ev;
+    sr_scheduler_kick(ud);
+}
+
 void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules) {
     s->rules = rules;
     for (int i = 0; i < s->lane_count; i++) s->lanes[i].p = NULL;
@@ -1112,6 +1110,8 @@ int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_
                                              NULL);
     s->m_queue = sr_metric_gauge_fn("smsrules_queue_depth", "Messages queued (due or later).", NULL, sched_queue_depth, s);
     sched_recover(s);
+    s->queue_sub = (sr_store_subscriber){.kind = SR_STORE_EV_QUEUE, .fn = sched_on_queue, .ud = s};
+    sr_store_subscribe(store, &s->queue_sub);
     sr_scheduler_kick(s);
     *out = s;
     return 0;
@@ -1149,6 +1149,7 @@ void sr_scheduler_abandon_unrecorded(sr_scheduler *s) {
 
 void sr_scheduler_free(sr_scheduler *s) {
     if (!s) return;
+    sr_store_unsubscribe(s->store, &s->queue_sub);
     uv_close((uv_handle_t *)&s->timer, sched_timer_closed);
     uv_close((uv_handle_t *)&s->outcome_timer, sched_timer_closed);
     for (int i = 0; i < s->lane_count; i++) {
@@ -1175,8 +1176,7 @@ typedef struct sched_retry {
 static void sched_retry_done(sr_store_txn *t, void *ud) {
     sched_retry *r = ud;
     int st = sr_store_txn_status(t);
-    r->cb(st, r->ud);
-    if (st == 0) sr_scheduler_kick(r->s);
+    r->cb(st, r->ud); /* back in the queue: the store tells the engine */
     free(r);
 }
 
@@ -1192,8 +1192,6 @@ void sr_scheduler_retry(sr_scheduler *s, const char *id, void (*cb)(int code, vo
     sr_store_txn_update_message(t, id, sched_apply, &r->change);
     sr_store_txn_submit(t, sched_retry_done, r);
 }
-
-void sr_scheduler_set_reports(sr_scheduler *s, sr_reports *r) { s->reports = r; }
 
 int sr_scheduler_take_rate(sr_scheduler *s, const char *provider, int64_t now, int64_t *wake_ms) {
     int li = sched_lane_index(s, provider);

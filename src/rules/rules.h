@@ -104,12 +104,9 @@ typedef struct sr_rules {
     sr_rules_template templates[SR_MAX_TEMPLATES];
     int template_count;
     sr_buf render_buf; /* reused by renders: owned here, so a Lua error mid-render leaks nothing */
-    /* Set by the daemon after loading (NULL for `smsrules check`): what
-     * handler actions act on. */
-    struct sr_store *store;
-    struct sr_scheduler *scheduler;
-    struct sr_http_client *client;
-    struct sr_route_stats *route_stats; /* live route quality (sms.stats), fed by the scheduler and reports; NULL: none */
+    /* What handler actions act on (the store, the HTTP client, route statistics), set by whoever runs
+     * the rules (sr_host_attach) and outliving this generation; NULL for `smsrules check`. */
+    struct sr_host *host;
     struct sr_invocation *current; /* the handler running now */
     int live_invocations;          /* handlers started and not yet finished (committed or failed) */
 } sr_rules;

@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "store/store.h"
 
@@ -139,7 +140,7 @@ static void ratelimit_store(sr_store *store, const char *skey, size_t sklen, lua
 static int l_ratelimit(lua_State *L) {
     sr_rules *r = sr_rules_from(L);
     sr_invocation *inv = sr_invocation_current(r);
-    if (!inv || !r->store)
+    if (!inv || !sr_rules_store(r))
         return luaL_error(L, "sms.ratelimit may only be called from a handler, not while the rules load");
     size_t klen;
     const char *key = luaL_checklstring(L, 1, &klen);
@@ -174,7 +175,7 @@ static int l_ratelimit(lua_State *L) {
      * store has the value kept across restarts, if any. TAT only grows, so
      * the larger of the two is the true one. */
     if (!cached) {
-        lua_Integer committed = ratelimit_committed(r->store, skey, sklen);
+        lua_Integer committed = ratelimit_committed(sr_rules_store(r), skey, sklen);
         if (committed > tat) tat = committed;
     }
 
@@ -196,7 +197,7 @@ static int l_ratelimit(lua_State *L) {
             count->sweep_at = count->entries * 2 > RATELIMIT_SWEEP_MIN ? count->entries * 2 : RATELIMIT_SWEEP_MIN;
         }
     }
-    ratelimit_store(r->store, skey, sklen, new_tat, now_us, per_seconds);
+    ratelimit_store(sr_rules_store(r), skey, sklen, new_tat, now_us, per_seconds);
 
     lua_pushboolean(L, 1);
     lua_pushinteger(L, 0);

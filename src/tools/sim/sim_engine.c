@@ -58,11 +58,9 @@ int sr_sim_engine_start(sr_sim_engine *e, uv_loop_t *loop, const char *rules_pat
         snprintf(err, errlen, "cannot start the report engine");
         goto fail;
     }
-    sr_scheduler_set_reports(e->scheduler, e->reports);
-    e->rules->store = e->store;
-    e->rules->scheduler = e->scheduler;
     /* sms.stats, on the virtual clock like the rest of the engine. */
-    e->rules->route_stats = sr_route_stats_new();
+    sr_host_init(&e->host, e->store, NULL, sr_route_stats_new());
+    sr_host_set_current(&e->host, e->rules);
     return 0;
 fail:
     if (e->scheduler) {
@@ -160,14 +158,14 @@ int sr_sim_engine_stop(sr_sim_engine *e, int (*flush)(void *ud), void *ud, int64
         if (uv_hrtime() > deadline) return -1;
         uv_run(e->loop, UV_RUN_ONCE);
     }
-    e->rules->scheduler = NULL;
     sr_reports_free(e->reports);
     sr_scheduler_free(e->scheduler);
+    sr_host_close(&e->host);
     sr_store_close(e->store);
     uv_run(e->loop, UV_RUN_DEFAULT); /* the handles' close callbacks */
     sim_engine_rmtree(e->dir);
-    sr_route_stats_free(e->rules->route_stats);
-    e->rules->route_stats = NULL;
+    sr_route_stats_free(e->host.route_stats);
+    e->host.route_stats = NULL;
     sr_rules_release(e->rules);
     sr_config_free(&e->config);
     memset(e, 0, sizeof *e);

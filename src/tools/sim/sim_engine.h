@@ -19,6 +19,7 @@
 
 #include "core/config.h"
 #include "delivery/reports.h"
+#include "rules/host.h"
 #include "rules/rules.h"
 #include "delivery/scheduler.h"
 #include "tools/sim/sim_random.h"
@@ -36,6 +37,7 @@ typedef struct sr_sim_engine {
     int scheduler_stopped, reports_stopped;
     int64_t expire_now;   /* argument of the expiry sweep's units */
     sr_sim_random random; /* the scheduler's retry jitter */
+    sr_host host;         /* what the rules act on: the store, route statistics (no HTTP client) */
 } sr_sim_engine;
 
 /* Starts an engine into e (zeroed here) on loop: rules_path (NULL: no rules),
