@@ -13,7 +13,7 @@
  *
  * Status handlers (sms.on_status) subscribe to the store's status changes
  * here, durable while the current rules declare one, and run on the current
- * generation. */
+ * generation. (Its functions live in rules_exec.c, beside the handlers.) */
 #ifndef SR_HOST_H
 #define SR_HOST_H
 
