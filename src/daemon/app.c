@@ -1,7 +1,6 @@
 #include "daemon/app.h"
 
 #include <lua.h>
-#include <lmdb.h> /* version only */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +17,11 @@
 #include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "delivery/reports.h"
-#include "delivery/route_stats.h"
+#include "delivery/route_stats_rebuild.h"
+#include "model/route_stats.h"
 #include "delivery/scheduler.h"
 #include "store/store.h"
+#include "rules/bindings/bindings.h"
 
 #define APP_MAX_PARAMS 4
 #define APP_MAX_SEGMENT 256
@@ -165,9 +166,9 @@ static double app_http_request_timeouts(void *ud) {
 
 static void app_register_metrics(sr_app *app) {
     char labels[256];
-    snprintf(labels, sizeof labels, "version=\"%s\",lua=\"%s\",libuv=\"%s\",lmdb=\"%d.%d.%d\"", SR_VERSION,
+    snprintf(labels, sizeof labels, "version=\"%s\",lua=\"%s\",libuv=\"%s\",lmdb=\"%s\"", SR_VERSION,
              LUA_VERSION_MAJOR "." LUA_VERSION_MINOR "." LUA_VERSION_RELEASE, uv_version_string(),
-             MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH);
+             sr_store_lmdb_version());
     sr_metric_gauge("smsrules_build_info", "Build information.", labels)->value = 1;
     sr_metric_gauge_fn("smsrules_http_open_connections", "Open HTTP connections.", NULL, app_open_connections, app);
     sr_metric_counter_fn("smsrules_http_read_paused_total",

@@ -9,7 +9,7 @@
 #include "codec/json.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "delivery/route_stats.h"
+#include "model/route_stats.h"
 #include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "delivery/scheduler.h"

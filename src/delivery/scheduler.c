@@ -14,7 +14,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "delivery/reports.h"
-#include "delivery/route_stats.h"
+#include "model/route_stats.h"
 #include "rules/host.h"
 
 #define SCHED_SCAN_MAX 2048

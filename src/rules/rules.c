@@ -708,22 +708,8 @@ static int rules_setup(lua_State *L) {
     lua_pop(L, 2);
 
     lua_newtable(L);
-    if (rules) {
-        sr_lua_open_sms(L);
-        sr_lua_open_log(L);
-        sr_lua_open_provider(L);
-        sr_lua_open_actions(L);
-        sr_lua_open_kv(L);
-        sr_lua_open_http(L);
-        sr_lua_open_ratelimit(L);
-        sr_lua_open_template(L);
-        sr_lua_open_crypto(L);
-        sr_lua_open_phone(L);
-        sr_lua_open_stats(L);
-        sr_lua_open_inbound(L); /* after actions: sms.reply uses sms.send */
-    } else {
-        sr_lua_open_crypto(L);
-    }
+    sr_rules *r = sr_rules_from(L);
+    if (r->open) r->open(L, rules);
     lua_setglobal(L, "sms");
     rules_protect_libraries(L);
     if (globals) rules_protect_globals(L);
@@ -761,11 +747,13 @@ lua_State *sr_rules_adapter_state(sr_rules *r) {
     return r->adapter_L;
 }
 
-int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err, size_t errlen) {
+int sr_rules_create(sr_rules **out, const char *path, sr_config *config, sr_rules_opener open, char *err,
+                    size_t errlen) {
     *out = NULL;
     sr_rules *r = calloc(1, sizeof *r);
     if (!r) abort();
     r->config = config;
+    r->open = open;
     r->refs = 1;
     r->route_ref = LUA_NOREF;
     /* A state without a rules file (the test runner's host) runs no rules:

@@ -252,6 +252,12 @@ static int store_error(int rc, const char *what) {
     return code;
 }
 
+#define STORE_STR_(x) #x
+#define STORE_STR(x) STORE_STR_(x)
+const char *sr_store_lmdb_version(void) {
+    return STORE_STR(MDB_VERSION_MAJOR) "." STORE_STR(MDB_VERSION_MINOR) "." STORE_STR(MDB_VERSION_PATCH);
+}
+
 const char *sr_store_strerror(int code) {
     switch (code) {
     case 0: return "ok";

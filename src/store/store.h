@@ -63,6 +63,8 @@
 #define SR_E_LOCKED (-10)  /* sr_store_open: another process holds the data directory */
 
 const char *sr_store_strerror(int code);
+/* The LMDB version the store was built with, "MAJOR.MINOR.PATCH" (for smsrules_build_info). */
+const char *sr_store_lmdb_version(void);
 
 typedef struct sr_store sr_store;
 typedef struct sr_store_txn sr_store_txn;

@@ -14,6 +14,7 @@
 #include "model/submission.h"
 #include "codec/phone.h"
 #include "codec/text.h"
+#include "rules/bindings/bindings.h"
 
 static sr_invocation *actions_invocation(lua_State *L, const char *what) {
     sr_rules *r = sr_rules_from(L);

@@ -24,6 +24,7 @@
 #include "http/http_client.h"
 #include "rules/host.h"
 #include "rules/rules_exec.h"
+#include "rules/bindings/bindings.h"
 
 #define HTTP_DEFAULT_TIMEOUT_MS 10000
 #define HTTP_MAX_TIMEOUT_MS 60000

@@ -14,6 +14,7 @@
 #include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "store/store.h"
+#include "rules/bindings/bindings.h"
 
 /* sms.on_inbound(fn): fn(msg) runs for each inbound SMS. One per rules file. */
 static int l_sms_on_inbound(lua_State *L) {

@@ -9,6 +9,7 @@
 #include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "store/store.h"
+#include "rules/bindings/bindings.h"
 
 #define KV_MAX_KEY 256
 #define KV_MAX_VALUE (64 * 1024)

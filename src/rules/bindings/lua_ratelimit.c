@@ -41,6 +41,7 @@
 #include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "store/store.h"
+#include "rules/bindings/bindings.h"
 
 #define RATELIMIT_MAX_KEY 200
 #define RATELIMIT_MAX_PER_SECONDS (366.0 * 24 * 3600) /* a year */

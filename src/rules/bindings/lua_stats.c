@@ -14,9 +14,10 @@
 #include <string.h>
 
 #include "model/message.h"
-#include "delivery/route_stats.h"
+#include "model/route_stats.h"
 #include "rules/host.h"
 #include "rules/rules.h"
+#include "rules/bindings/bindings.h"
 
 static void stats_set_int(lua_State *L, const char *name, uint64_t v) {
     lua_pushinteger(L, (lua_Integer)v);

@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "core/metrics.h"
-#include "delivery/route_stats.h"
+#include "model/route_stats.h"
+#include "rules/bindings/bindings.h"
 
 #define SIM_ENGINE_SCAN 4096
 
