@@ -2,6 +2,7 @@
 
 #include <lua.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,13 +35,17 @@ typedef struct app_route {
     const char *pattern; /* segments; "*" matches one segment; also the metrics label */
     const char *label;
     const char *method;
-    sr_route_handler handler;
+    sr_api_handler handler;
 } app_route;
+
+/* The daemon's own routes get the API context that it embeds. */
+#define APP_OF(api) ((sr_app *)((char *)(api) - offsetof(sr_app, api)))
 
 /* Alive and answering: 200 either way. A full store is a state the daemon
  * serves through (reads, outcomes of messages already sent), so it shows in
  * the body, not as a failure that would get the daemon restarted. */
-static void api_healthz(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+static void api_healthz(sr_api *api, sr_http_request *req, const char *const *params, int n) {
+    sr_app *app = APP_OF(api);
     static const char ok[] = "{\"status\":\"ok\",\"storage\":\"ok\"}";
     static const char full[] = "{\"status\":\"degraded\",\"storage\":\"full\"}";
     if (app->store && sr_store_full(app->store))
@@ -49,7 +54,8 @@ static void api_healthz(sr_app *app, sr_http_request *req, const char *const *pa
         sr_http_respond(req, 200, "application/json", ok, sizeof ok - 1, NULL);
 }
 
-static void api_metrics(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+static void api_metrics(sr_api *api, sr_http_request *req, const char *const *params, int n) {
+    sr_app *app = APP_OF(api);
     sr_buf out;
     sr_buf_init(&out);
     sr_metrics_write(&out);
@@ -58,7 +64,7 @@ static void api_metrics(sr_app *app, sr_http_request *req, const char *const *pa
     sr_buf_free(&out);
 }
 
-static void api_admin_reload(sr_app *app, sr_http_request *req, const char *const *params, int n);
+static void api_admin_reload(sr_api *api, sr_http_request *req, const char *const *params, int n);
 
 static const app_route app_routes[] = {
     {"/healthz", "/healthz", "GET", api_healthz},
@@ -116,7 +122,7 @@ static void app_handle(sr_http_request *req, void *ud) {
         if (strcmp(r->method, req->method_name) == 0) {
             req->route = r->label;
             for (int k = 0; k < count; k++) param_ptrs[k] = params[k];
-            r->handler(app, req, param_ptrs, count);
+            r->handler(&app->api, req, param_ptrs, count);
             return;
         }
         if (!strstr(allow, r->method)) {
@@ -208,6 +214,7 @@ int sr_app_reload(sr_app *app, char *err, size_t errlen) {
     fresh->config = app->config;
     /* The swap: everything from now on sees the new rules. */
     app->rules = fresh;
+    app->api.rules = fresh;
     sr_host_set_current(&app->host, fresh);
     if (app->scheduler) sr_scheduler_set_rules(app->scheduler, fresh);
     if (app->reports) sr_reports_set_rules(app->reports, fresh);
@@ -218,7 +225,8 @@ int sr_app_reload(sr_app *app, char *err, size_t errlen) {
     return 0;
 }
 
-static void api_admin_reload(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+static void api_admin_reload(sr_api *api, sr_http_request *req, const char *const *params, int n) {
+    sr_app *app = APP_OF(api);
     const char *key = app->config->admin_key;
     if (!key || !*key) {
         sr_http_respond_error(req, 403, "admin_disabled",
@@ -272,6 +280,9 @@ static void app_finish(uv_timer_t *t) {
     /* Handlers still running (status handlers started by the last commits, on any generation) reach
      * nothing through their host from here on. */
     sr_host_drop_client(&app->host);
+    app->api.reports = NULL;
+    app->api.scheduler = NULL;
+    app->api.store = NULL;
     if (app->reports) {
         sr_reports_free(app->reports);
         app->reports = NULL;
@@ -438,6 +449,7 @@ static void app_on_signal(uv_signal_t *h, int signum) {
     }
     if (app->stopping) return;
     app->stopping = 1;
+    app->api.stopping = 1;
     sr_info("stopping", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT",
             "in_flight", sr_log_num(sr_http_server_open_connections(app->server)));
     uv_timer_start(&app->drain_timer, app_drain_deadline, app->config->shutdown_timeout_ms, 0);
@@ -520,7 +532,9 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     }
     sr_host_init(&app.host, app.store, app.client, app.route_stats);
     sr_host_set_current(&app.host, rules);
-    sr_api_hooks_recover(&app);
+    app.api = (sr_api){.loop = app.loop, .config = config, .rules = rules, .store = app.store,
+                       .scheduler = app.scheduler, .reports = app.reports, .route_stats = app.route_stats};
+    sr_api_hooks_recover(&app.api);
     sr_rules_status_recover(app.rules, app.store);
     app_register_metrics(&app);
     sr_metric_gauge_fn("smsrules_store_bytes_used", "Bytes used in the LMDB map.", NULL, app_store_gauge, &app);
