@@ -521,12 +521,13 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
         sr_rules_release(rules);
         return 2;
     }
+    app.rates = sr_rate_lanes_new();
     if (sr_http_client_new(&app.client, app.loop) != 0 ||
-        sr_scheduler_start(&app.scheduler, app.loop, app.store, rules, app.client, config) != 0) {
+        sr_scheduler_start(&app.scheduler, app.loop, app.store, rules, app.client, app.rates, config) != 0) {
         sr_error("cannot start the delivery engine");
         return 2;
     }
-    if (sr_reports_start(&app.reports, app.loop, app.store, app.scheduler, rules, app.client, config) != 0) {
+    if (sr_reports_start(&app.reports, app.loop, app.store, app.rates, rules, app.client, config) != 0) {
         sr_error("cannot start the report engine");
         return 2;
     }
@@ -571,6 +572,7 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     sr_http_server_free(app.server);
     sr_rules_release(app.rules);
     sr_route_stats_free(app.route_stats);
+    sr_rate_lanes_free(app.rates);
     uv_loop_close(app.loop);
     sr_metrics_reset();
     sr_info("stopped");

@@ -25,6 +25,7 @@ typedef struct sr_app {
     struct sr_http_client *client;
     struct sr_scheduler *scheduler;
     struct sr_reports *reports;
+    struct sr_rate_lanes *rates;        /* each provider's rate: the scheduler's sends and status polls */
     struct sr_route_stats *route_stats; /* live route quality, rebuilt from the store at start */
     sr_host host; /* what every rules generation acts on; outlives them all */
     sr_api api;   /* what the API handlers act on, kept current here */

@@ -12,7 +12,7 @@
 #include "model/route_stats.h"
 #include "rules/host.h"
 #include "rules/rules_exec.h"
-#include "delivery/scheduler.h"
+#include "delivery/rate_lanes.h"
 
 #define REPORTS_TICK_MS 1000
 #define REPORTS_SWEEP_MS 2000
@@ -53,7 +53,7 @@ typedef struct parked {
 struct sr_reports {
     uv_loop_t *loop;
     sr_store *store;
-    sr_scheduler *sched;
+    sr_rate_lanes *rates; /* the providers' rates, shared with the scheduler's sends */
     sr_rules *rules;
     sr_http_client *client;
     const sr_config *config;
@@ -1185,7 +1185,7 @@ static void reports_watch(sr_reports *R, int64_t now) {
             int64_t wake = 0;
             poll_req *q = open[pi];
             if (!q) {
-                if (sr_scheduler_take_rate(R->sched, p->name, now, &wake) != 1) {
+                if (sr_rate_lanes_take(R->rates, p, now, &wake) != 1) {
                     sr_message_free(&m);
                     continue; /* out of rate: next tick */
                 }
@@ -1410,13 +1410,13 @@ static void reports_tick(uv_timer_t *timer) {
     }
 }
 
-int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, sr_scheduler *sched, sr_rules *rules,
+int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, sr_rate_lanes *rates, sr_rules *rules,
                      sr_http_client *client, const sr_config *config) {
     sr_reports *R = calloc(1, sizeof *R);
     if (!R) return -1;
     R->loop = loop;
     R->store = store;
-    R->sched = sched;
+    R->rates = rates;
     R->rules = rules;
     R->client = client;
     R->config = config;

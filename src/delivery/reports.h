@@ -33,14 +33,16 @@
 
 #include "rules/adapter.h"
 #include "core/config.h"
+#include "delivery/rate_lanes.h"
 #include "http/http_client.h"
 #include "rules/rules.h"
 #include "store/store.h"
 
-struct sr_scheduler;
 typedef struct sr_reports sr_reports;
 
-int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, struct sr_scheduler *sched, sr_rules *rules,
+/* Starts the report engine. Borrows everything; rates: the providers' rate lanes, which status polls
+ * share with the scheduler's sends. */
+int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, sr_rate_lanes *rates, sr_rules *rules,
                      sr_http_client *client, const sr_config *config);
 void sr_reports_set_rules(sr_reports *r, sr_rules *rules);
 /* Stops the timers; done runs once no poll or unit is in flight. */

@@ -13,6 +13,7 @@
 #include "rules/rules_exec.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "delivery/rate_lanes.h"
 #include "delivery/reports.h"
 #include "model/route_stats.h"
 #include "rules/host.h"
@@ -84,7 +85,7 @@ typedef struct sched_job {
 typedef struct lane {
     char name[72];
     sr_provider *p; /* in the current rules; NULL when a reload removed the provider */
-    double tat_ms; /* GCRA theoretical arrival time */
+    int64_t *tat; /* its rate lane's GCRA state (shared with status polls); NULL: not limited */
     int requests_in_flight;
     int64_t paused_until_ms;
     int circuit;
@@ -145,6 +146,7 @@ struct sr_scheduler {
     int jobs_at_transport; /* claimed jobs whose request the transport holds */
     int kicked;            /* a look at the queue was asked for and has not run yet */
     sr_store_subscriber queue_sub; /* the store says when a committed unit queued messages */
+    sr_rate_lanes *rates;          /* the providers' rates, shared with status polls */
 };
 
 /* ---- claimed set ---- */
@@ -810,32 +812,14 @@ static int lane_room(sr_scheduler *s, lane *l, int64_t now, int64_t *wake_ms) {
     return room > 0 ? room : 0;
 }
 
-/* GCRA without consuming: could one message go now? Else *wake_ms says when. */
+/* The provider's rate (shared with status polls): could one message go now? Else *wake_ms says when. */
 static int lane_rate_ready(const lane *l, int64_t now, int64_t *wake_ms) {
     *wake_ms = -1;
-    if (!l->p || l->p->rate_per_s <= 0) return 1;
-    double interval = 1000.0 / l->p->rate_per_s;
-    double tolerance = interval * l->p->burst;
-    if (l->tat_ms - tolerance > (double)now) {
-        *wake_ms = (int64_t)ceil(l->tat_ms - tolerance - (double)now);
-        return 0;
-    }
-    return 1;
+    return !l->p || sr_rate_lane_ready(l->tat, l->p, now, wake_ms);
 }
 
-/* GCRA: may one more message go now? Consumes it when yes. */
-static int lane_rate_take(lane *l, int64_t now, int64_t *wake_ms) {
-    if (l->p->rate_per_s <= 0) return 1;
-    double interval = 1000.0 / l->p->rate_per_s;
-    double tolerance = interval * l->p->burst;
-    double tat = l->tat_ms > (double)now ? l->tat_ms : (double)now;
-    if (tat - tolerance > (double)now) {
-        *wake_ms = (int64_t)ceil(tat - tolerance - (double)now);
-        return 0;
-    }
-    l->tat_ms = tat + interval;
-    return 1;
-}
+/* The same, taking one message's worth when yes. */
+static int lane_rate_take(lane *l, int64_t now, int64_t *wake_ms) { return sr_rate_lane_take(l->tat, l->p, now, wake_ms); }
 
 /* The route of m: its own, else sms.route(m), else every provider in
  * declaration order. Fills j->route; returns its length or -1 (error in err). */
@@ -1069,6 +1053,7 @@ void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules) {
             found = s->lane_count++;
             lane *l = &s->lanes[found];
             snprintf(l->name, sizeof l->name, "%s", p->name);
+            l->tat = sr_rate_lanes_tat(s->rates, l->name);
             l->pending_tail = &l->pending;
             lane_metrics(l);
         }
@@ -1079,10 +1064,11 @@ void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules) {
 }
 
 int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_rules *rules,
-                       sr_http_client *client, const sr_config *config) {
+                       sr_http_client *client, sr_rate_lanes *rates, const sr_config *config) {
     sr_scheduler *s = calloc(1, sizeof *s);
     if (!s) abort();
     s->loop = loop;
+    s->rates = rates;
     s->store = store;
     s->client = client;
     s->config = config;
@@ -1191,13 +1177,4 @@ void sr_scheduler_retry(sr_scheduler *s, const char *id, void (*cb)(int code, vo
     sr_store_txn *t = sr_store_txn_new(s->store);
     sr_store_txn_update_message(t, id, sched_apply, &r->change);
     sr_store_txn_submit(t, sched_retry_done, r);
-}
-
-int sr_scheduler_take_rate(sr_scheduler *s, const char *provider, int64_t now, int64_t *wake_ms) {
-    int li = sched_lane_index(s, provider);
-    if (li < 0) return 0;
-    int64_t w = -1;
-    int ok = lane_rate_take(&s->lanes[li], now, &w);
-    if (wake_ms) *wake_ms = w;
-    return ok;
 }

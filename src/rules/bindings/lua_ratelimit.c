@@ -2,12 +2,13 @@
  * retry_after — a rate limit per key for rules (per sender against reply
  * loops, per prefix against SMS pumping, ...), with GCRA.
  *
- * GCRA keeps one number per key, the theoretical arrival time (TAT). With
- * the emission interval T = per_seconds / rate and the burst tolerance
- * tau = (rate - 1) * T, an event at `now` conforms when TAT - tau <= now
- * (so `rate` events pass at once, then one per T); it then moves TAT to
- * max(TAT, now) + T. A refused event changes nothing and learns when the
- * next one would pass: retry_after = TAT - tau - now seconds.
+ * GCRA (core/gcra.h, the engine's one) keeps one number per key, the
+ * theoretical arrival time (TAT). With the emission interval
+ * T = per_seconds / rate and the burst tolerance tau = (rate - 1) * T, an
+ * event at `now` conforms when TAT - tau <= now (so `rate` events pass at
+ * once, then one per T); it then moves TAT to max(TAT, now) + T. A refused
+ * event changes nothing and learns when the next one would pass:
+ * retry_after = TAT - tau - now seconds.
  *
  * Durable, so a restart does not reset it: TAT is written to the kv store
  * under the reserved prefix "\x01rl:" (sms.kv refuses keys starting with
@@ -37,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gcra.h"
 #include "core/log.h"
 #include "rules/host.h"
 #include "rules/rules_exec.h"
@@ -156,9 +158,7 @@ static int l_ratelimit(lua_State *L) {
 
     /* Microseconds: T is exact enough for any rate up to 1e9 a year. */
     lua_Integer now_us = (lua_Integer)sr_now_ms() * 1000;
-    lua_Integer interval_us = (lua_Integer)llround(per_seconds * 1e6 / rate);
-    if (interval_us < 1) interval_us = 1;
-    lua_Integer tolerance_us = (lua_Integer)llround((rate - 1) * (lua_Number)interval_us);
+    sr_gcra g = sr_gcra_per_period(rate, per_seconds);
 
     ratelimit_push_cache(L); /* 4 */
     lua_pushvalue(L, 1);
@@ -180,12 +180,12 @@ static int l_ratelimit(lua_State *L) {
         if (committed > tat) tat = committed;
     }
 
-    if (tat - tolerance_us > now_us) {
+    int64_t new_tat = tat, wait_us = 0;
+    if (!sr_gcra_take(&g, &new_tat, now_us, &wait_us)) {
         lua_pushboolean(L, 0);
-        lua_pushnumber(L, (lua_Number)(tat - tolerance_us - now_us) / 1e6);
+        lua_pushnumber(L, (lua_Number)wait_us / 1e6);
         return 2;
     }
-    lua_Integer new_tat = (tat > now_us ? tat : now_us) + interval_us;
 
     /* Memory first: concurrent handlers see it at once. */
     lua_pushvalue(L, 1);

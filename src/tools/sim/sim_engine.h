@@ -32,6 +32,7 @@ typedef struct sr_sim_engine {
     sr_store *store;
     sr_scheduler *scheduler;
     sr_reports *reports;
+    sr_rate_lanes *rates; /* the providers' rates, shared by scheduler and reports */
     char dir[PATH_MAX]; /* the store's temporary folder, "" none */
     int in_flight;      /* store units and report applications the caller waits for */
     int scheduler_stopped, reports_stopped;
