@@ -457,6 +457,105 @@ static void app_on_signal(uv_signal_t *h, int signum) {
     sr_http_server_stop(app->server, app_stopped, app);
 }
 
+/* The HTTP server's limits from the configuration; requests go to the router. */
+static void app_http_options(sr_app *app, const sr_config *config, sr_http_options *opt) {
+    sr_http_options_default(opt);
+    opt->max_header_bytes = config->max_header_bytes;
+    opt->max_body_bytes = config->max_body_bytes;
+    opt->max_connections = config->max_connections;
+    opt->header_timeout_ms = config->header_timeout_ms;
+    opt->body_timeout_ms = config->body_timeout_ms;
+    opt->idle_timeout_ms = config->idle_timeout_ms;
+    opt->request_timeout_ms = config->request_timeout_ms;
+    opt->max_unsent_bytes = config->max_unsent_bytes;
+    opt->handler = app_handle;
+    opt->handler_ud = app;
+    opt->observer = app_observe;
+    opt->observer_ud = app;
+}
+
+/* Opens the store (0, else the exit code: 2, logged), then rebuilds the route statistics from it. */
+static int app_open_store(sr_app *app, const sr_config *config, sr_rules *rules) {
+    char err[1024];
+    sr_store_options so;
+    memset(&so, 0, sizeof so);
+    so.dir = config->data;
+    so.map_size = config->map_size;
+    so.map_size_max = config->map_size_max;
+    so.reserve = config->store_reserve;
+    int store_rc = sr_store_open(&app->store, app->loop, &so, err, sizeof err);
+    if (store_rc != 0) {
+        sr_error(store_rc == SR_E_LOCKED   ? "data directory in use: not starting"
+                 : store_rc == SR_E_CORRUPT ? "the store is damaged: not starting"
+                                            : "cannot open the store",
+                 "dir", config->data, "error", err);
+        return 2;
+    }
+    app_guard_sigbus(config->data);
+    /* Before the engine sends anything: what the store says happened in the last 24 h. */
+    app->route_stats = sr_route_stats_new();
+    int rebuilt = sr_route_stats_rebuild(app->route_stats, app->store, rules, sr_now_ms(), APP_ROUTE_STATS_REBUILD_MAX);
+    if (rebuilt < 0)
+        sr_warn("route statistics: the store could not be read; starting from nothing", "error",
+                sr_store_strerror(rebuilt));
+    return 0;
+}
+
+/* The delivery engine (scheduler, reports), the host the rules act through and the API's context; then
+ * what a crash left owed (inbound and status handlers). 0, or 2 (logged). */
+static int app_start_engine(sr_app *app, sr_config *config, sr_rules *rules) {
+    app->rates = sr_rate_lanes_new();
+    if (sr_http_client_new(&app->client, app->loop) != 0 ||
+        sr_scheduler_start(&app->scheduler, app->loop, app->store, rules, app->client, app->rates, config) != 0) {
+        sr_error("cannot start the delivery engine");
+        return 2;
+    }
+    if (sr_reports_start(&app->reports, app->loop, app->store, app->rates, rules, app->client, config) != 0) {
+        sr_error("cannot start the report engine");
+        return 2;
+    }
+    sr_host_init(&app->host, app->store, app->client, app->route_stats);
+    sr_host_set_current(&app->host, rules);
+    app->api = (sr_api){.loop = app->loop, .config = config, .rules = rules, .store = app->store,
+                        .scheduler = app->scheduler, .reports = app->reports, .route_stats = app->route_stats};
+    sr_api_hooks_recover(&app->api);
+    sr_rules_status_recover(app->rules, app->store);
+    return 0;
+}
+
+static void app_register_store_metrics(sr_app *app) {
+    sr_metric_gauge_fn("smsrules_store_bytes_used", "Bytes used in the LMDB map.", NULL, app_store_gauge, app);
+    sr_metric_counter_fn("smsrules_store_commits_total", "Synced LMDB commits (each holds a batch of units).", NULL,
+                         app_store_commits, app);
+    sr_metric_counter_fn("smsrules_store_units_total", "Units (all-or-nothing groups of writes) committed.", NULL,
+                         app_store_units, app);
+    sr_metric_gauge_fn("smsrules_store_full", "1 while the store refuses new data for lack of space (507).", NULL,
+                       app_store_full, app);
+    sr_metric_gauge_fn("smsrules_store_room_bytes",
+                       "Bytes the store can still write (file system free space and map room, the smaller).", NULL,
+                       app_store_room, app);
+    sr_metric_counter_fn("smsrules_store_refused_total", "Units of writes refused for lack of space.", NULL,
+                         app_store_refused, app);
+}
+
+/* The daemon's own timers and signals. */
+static void app_start_handles(sr_app *app) {
+    uv_timer_init(app->loop, &app->sweep_timer);
+    app->sweep_timer.data = app;
+    uv_timer_start(&app->sweep_timer, app_sweep, 1000, 1000);
+    uv_timer_init(app->loop, &app->drain_timer);
+    app->drain_timer.data = app;
+    uv_timer_init(app->loop, &app->finish_timer);
+    app->finish_timer.data = app;
+    uv_signal_init(app->loop, &app->sig_term);
+    uv_signal_init(app->loop, &app->sig_int);
+    uv_signal_init(app->loop, &app->sig_hup);
+    app->sig_term.data = app->sig_int.data = app->sig_hup.data = app;
+    uv_signal_start(&app->sig_term, app_on_signal, SIGTERM);
+    uv_signal_start(&app->sig_int, app_on_signal, SIGINT);
+    uv_signal_start(&app->sig_hup, app_on_signal, SIGHUP);
+}
+
 int sr_app_run(sr_config *config, sr_rules *rules) {
     sr_app app;
     memset(&app, 0, sizeof app);
@@ -465,7 +564,7 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     app.rules = rules;
     signal(SIGPIPE, SIG_IGN);
 
-    char host[256];
+    char host[256], err[1024];
     int port;
     if (sr_config_split_listen(config->listen, host, sizeof host, &port) != 0) {
         sr_error("invalid listen address (want host:port)", "listen", config->listen);
@@ -473,46 +572,14 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
         return 1;
     }
     sr_http_options opt;
-    sr_http_options_default(&opt);
-    opt.max_header_bytes = config->max_header_bytes;
-    opt.max_body_bytes = config->max_body_bytes;
-    opt.max_connections = config->max_connections;
-    opt.header_timeout_ms = config->header_timeout_ms;
-    opt.body_timeout_ms = config->body_timeout_ms;
-    opt.idle_timeout_ms = config->idle_timeout_ms;
-    opt.request_timeout_ms = config->request_timeout_ms;
-    opt.max_unsent_bytes = config->max_unsent_bytes;
-    opt.handler = app_handle;
-    opt.handler_ud = &app;
-    opt.observer = app_observe;
-    opt.observer_ud = &app;
-
+    app_http_options(&app, config, &opt);
     /* The store first: its lock keeps a second daemon on the same data
      * directory from going further, whatever its listen address. */
-    char err[1024];
-    sr_store_options so;
-    memset(&so, 0, sizeof so);
-    so.dir = config->data;
-    so.map_size = config->map_size;
-    so.map_size_max = config->map_size_max;
-    so.reserve = config->store_reserve;
-    int store_rc = sr_store_open(&app.store, app.loop, &so, err, sizeof err);
-    if (store_rc != 0) {
-        sr_error(store_rc == SR_E_LOCKED   ? "data directory in use: not starting"
-                 : store_rc == SR_E_CORRUPT ? "the store is damaged: not starting"
-                                            : "cannot open the store",
-                 "dir", config->data, "error", err);
+    if (app_open_store(&app, config, rules) != 0) {
         uv_run(app.loop, UV_RUN_DEFAULT);
         sr_rules_release(rules);
         return 2;
     }
-    app_guard_sigbus(config->data);
-    /* Before the engine sends anything: what the store says happened in the last 24 h. */
-    app.route_stats = sr_route_stats_new();
-    int rebuilt = sr_route_stats_rebuild(app.route_stats, app.store, rules, sr_now_ms(), APP_ROUTE_STATS_REBUILD_MAX);
-    if (rebuilt < 0)
-        sr_warn("route statistics: the store could not be read; starting from nothing", "error",
-                sr_store_strerror(rebuilt));
     if (sr_http_server_start(&app.server, app.loop, host, port, &opt, err, sizeof err) != 0) {
         sr_error("cannot start the HTTP server", "error", err);
         sr_route_stats_free(app.route_stats);
@@ -521,49 +588,10 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
         sr_rules_release(rules);
         return 2;
     }
-    app.rates = sr_rate_lanes_new();
-    if (sr_http_client_new(&app.client, app.loop) != 0 ||
-        sr_scheduler_start(&app.scheduler, app.loop, app.store, rules, app.client, app.rates, config) != 0) {
-        sr_error("cannot start the delivery engine");
-        return 2;
-    }
-    if (sr_reports_start(&app.reports, app.loop, app.store, app.rates, rules, app.client, config) != 0) {
-        sr_error("cannot start the report engine");
-        return 2;
-    }
-    sr_host_init(&app.host, app.store, app.client, app.route_stats);
-    sr_host_set_current(&app.host, rules);
-    app.api = (sr_api){.loop = app.loop, .config = config, .rules = rules, .store = app.store,
-                       .scheduler = app.scheduler, .reports = app.reports, .route_stats = app.route_stats};
-    sr_api_hooks_recover(&app.api);
-    sr_rules_status_recover(app.rules, app.store);
+    if (app_start_engine(&app, config, rules) != 0) return 2;
     app_register_metrics(&app);
-    sr_metric_gauge_fn("smsrules_store_bytes_used", "Bytes used in the LMDB map.", NULL, app_store_gauge, &app);
-    sr_metric_counter_fn("smsrules_store_commits_total", "Synced LMDB commits (each holds a batch of units).", NULL,
-                         app_store_commits, &app);
-    sr_metric_counter_fn("smsrules_store_units_total", "Units (all-or-nothing groups of writes) committed.", NULL,
-                         app_store_units, &app);
-    sr_metric_gauge_fn("smsrules_store_full", "1 while the store refuses new data for lack of space (507).", NULL,
-                       app_store_full, &app);
-    sr_metric_gauge_fn("smsrules_store_room_bytes",
-                       "Bytes the store can still write (file system free space and map room, the smaller).", NULL,
-                       app_store_room, &app);
-    sr_metric_counter_fn("smsrules_store_refused_total", "Units of writes refused for lack of space.", NULL,
-                         app_store_refused, &app);
-    uv_timer_init(app.loop, &app.sweep_timer);
-    app.sweep_timer.data = &app;
-    uv_timer_start(&app.sweep_timer, app_sweep, 1000, 1000);
-    uv_timer_init(app.loop, &app.drain_timer);
-    app.drain_timer.data = &app;
-    uv_timer_init(app.loop, &app.finish_timer);
-    app.finish_timer.data = &app;
-    uv_signal_init(app.loop, &app.sig_term);
-    uv_signal_init(app.loop, &app.sig_int);
-    uv_signal_init(app.loop, &app.sig_hup);
-    app.sig_term.data = app.sig_int.data = app.sig_hup.data = &app;
-    uv_signal_start(&app.sig_term, app_on_signal, SIGTERM);
-    uv_signal_start(&app.sig_int, app_on_signal, SIGINT);
-    uv_signal_start(&app.sig_hup, app_on_signal, SIGHUP);
+    app_register_store_metrics(&app);
+    app_start_handles(&app);
 
     sr_info("listening", "host", host, "port", sr_log_num(sr_http_server_port(app.server)),
             "rules", rules && rules->path ? rules->path : "", "version", SR_VERSION);
