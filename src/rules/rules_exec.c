@@ -189,34 +189,41 @@ static void exec_keep_result(sr_invocation *inv) {
     lua_pop(co, 1);
 }
 
+/* The handler returned: its effects (with the caller's record and the owed entry it clears) commit as
+ * one unit, and done runs after that. */
+static void exec_commit(sr_invocation *inv) {
+    sr_store *store = sr_rules_store(inv->rules);
+    exec_keep_result(inv);
+    lua_settop(inv->co, 0);
+    if (inv->before_commit && store)
+        inv->before_commit(sr_invocation_unit(inv), (const char(*)[SR_ID_LEN + 1])inv->ids, inv->id_count,
+                           inv->before_commit_ud);
+    if (inv->owed_key[0] && store)
+        sr_store_txn_del(sr_invocation_unit(inv), SR_SPACE_OWED, inv->owed_key, strlen(inv->owed_key));
+    if (inv->unit && !store) {
+        /* The store closed while the handler ran (the daemon stopped): nothing can be written. */
+        sr_store_txn_discard(inv->unit);
+        inv->unit = NULL;
+        exec_report(inv, SR_INV_STORE, "the store is closed", SR_E_IO);
+        exec_free(inv);
+        return;
+    }
+    if (inv->unit) {
+        sr_store_txn *t = inv->unit;
+        inv->unit = NULL;
+        sr_store_txn_submit(t, exec_committed, inv);
+        return;
+    }
+    exec_report(inv, SR_INV_OK, NULL, 0);
+    exec_free(inv);
+}
+
 /* After the coroutine returned or failed. */
 static void exec_finish(sr_invocation *inv, int rc) {
     sr_rules *r = inv->rules;
     sr_store *store = sr_rules_store(r);
     if (rc == LUA_OK) {
-        exec_keep_result(inv);
-        lua_settop(inv->co, 0);
-        if (inv->before_commit && store)
-            inv->before_commit(sr_invocation_unit(inv), (const char(*)[SR_ID_LEN + 1])inv->ids, inv->id_count,
-                               inv->before_commit_ud);
-        if (inv->owed_key[0] && store)
-            sr_store_txn_del(sr_invocation_unit(inv), SR_SPACE_OWED, inv->owed_key, strlen(inv->owed_key));
-        if (inv->unit && !store) {
-            /* The store closed while the handler ran (the daemon stopped): nothing can be written. */
-            sr_store_txn_discard(inv->unit);
-            inv->unit = NULL;
-            exec_report(inv, SR_INV_STORE, "the store is closed", SR_E_IO);
-            exec_free(inv);
-            return;
-        }
-        if (inv->unit) {
-            sr_store_txn *t = inv->unit;
-            inv->unit = NULL;
-            sr_store_txn_submit(t, exec_committed, inv);
-            return;
-        }
-        exec_report(inv, SR_INV_OK, NULL, 0);
-        exec_free(inv);
+        exec_commit(inv);
         return;
     }
     const char *msg = lua_tostring(inv->co, -1);

@@ -138,6 +138,20 @@ static void ratelimit_store(sr_store *store, const char *skey, size_t sklen, lua
     sr_store_txn_submit(t, ratelimit_stored, NULL);
 }
 
+/* Memory first: concurrent handlers see the key's new TAT (key at 1, the table at 4) at once. A new key
+ * counts towards the next sweep of the table. */
+static void ratelimit_remember(lua_State *L, lua_Integer new_tat, int cached, lua_Integer now_us) {
+    lua_pushvalue(L, 1);
+    lua_pushinteger(L, new_tat);
+    lua_rawset(L, 4);
+    if (cached) return;
+    ratelimit_count *count = ratelimit_get_count(L);
+    if (++count->entries >= count->sweep_at) {
+        count->entries = ratelimit_sweep(L, 4, now_us);
+        count->sweep_at = count->entries * 2 > RATELIMIT_SWEEP_MIN ? count->entries * 2 : RATELIMIT_SWEEP_MIN;
+    }
+}
+
 /* sms.ratelimit(key, rate, per_seconds) → allowed, retry_after (seconds; 0
  * when allowed). Does not yield. */
 static int l_ratelimit(lua_State *L) {
@@ -187,17 +201,7 @@ static int l_ratelimit(lua_State *L) {
         return 2;
     }
 
-    /* Memory first: concurrent handlers see it at once. */
-    lua_pushvalue(L, 1);
-    lua_pushinteger(L, new_tat);
-    lua_rawset(L, 4);
-    if (!cached) {
-        ratelimit_count *count = ratelimit_get_count(L);
-        if (++count->entries >= count->sweep_at) {
-            count->entries = ratelimit_sweep(L, 4, now_us);
-            count->sweep_at = count->entries * 2 > RATELIMIT_SWEEP_MIN ? count->entries * 2 : RATELIMIT_SWEEP_MIN;
-        }
-    }
+    ratelimit_remember(L, new_tat, cached, now_us);
     ratelimit_store(sr_rules_store(r), skey, sklen, new_tat, now_us, per_seconds);
 
     lua_pushboolean(L, 1);
