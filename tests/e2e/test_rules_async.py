@@ -613,7 +613,8 @@ def handler_of_old_rules_survives_reload_and_stop():
         check(fire_ok(d, "kv_get", {"key": "held:a"})["v"] == "v1:200:201", "the v1 handler's write")
 
         # 2. A v2 handler waits, the rules move on to v3 (v2 lives only through it), then the daemon stops:
-        # the drain deadline cancels its request, and its next one finds no client.
+        # the drain deadline cancels its request, its next one finds no client, and what it writes commits
+        # with the store's last batches while the engine goes away.
         t = threading.Thread(target=hold, args=("b", "b"))
         t.start()
         wait_for(lambda: peer.count("/held") == 2, 5 * SLOWDOWN, "the v2 handler's request to reach the peer")
