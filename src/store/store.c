@@ -118,7 +118,6 @@ struct sr_store_txn {
     int cap;
     int status;
     int hard_error; /* set by the writer: the unit broke a batch and is skipped when it is redone */
-    unsigned owe_mask; /* the durable status subscribers' statuses, taken at submit */
     sr_store_done_cb cb;
     void *ud;
     sr_store_txn *next;
@@ -1206,12 +1205,11 @@ static void store_txn_owe(sr_store_txn *t) {
     unsigned mask = 0;
     for (const sr_store_subscriber *sub = t->store->subscribers; sub; sub = sub->next)
         if (sub->kind == SR_STORE_EV_STATUS && sub->durable) mask |= sub->status_mask;
-    t->owe_mask = mask;
     for (int i = 0; i < t->count; i++) t->ops[i].owe_mask = mask;
 }
 
-/* Hands one event to every subscriber of its kind. A listener may subscribe or unsubscribe others,
- * so the next one is taken after the call. Subscribers of a status get it when the status is in
+/* Hands one event to every subscriber of its kind. The next one is taken before the call, so a
+ * listener may unsubscribe itself. Subscribers of a status get it when the status is in
  * their mask, and a durable one whenever a record was written for it (its mask changed meanwhile:
  * the record must still be cleared). */
 static void store_announce_one(sr_store *s, const sr_store_event *ev) {
