@@ -7,6 +7,9 @@ export SMSRULES_BIN="$PWD/$BUILD/smsrules"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
+# The source tree's boundaries: includes point downwards, no import cycle.
+python3 scripts/check-layers.py 2>&1 | tee -a "$out"
+
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     "$t" 2>&1 | tee -a "$out"

@@ -53,7 +53,7 @@ static void events_done(const sr_invocation_result *res, void *ud) {
     }
 }
 
-void sr_api_events_post(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+void sr_api_events_post(sr_api *app, sr_http_request *req, const char *const *params, int n) {
     if (!sr_api_require_key(app, req)) return;
     sr_json_doc doc;
     memset(&doc, 0, sizeof doc);

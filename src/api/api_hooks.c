@@ -141,7 +141,7 @@ typedef struct hooks_inbound_one {
 } hooks_inbound_one;
 
 typedef struct hooks_inbound_ctx {
-    sr_app *app;
+    sr_api *app;
     sr_http_request *req;
     sr_webhook_answer ans;
     char provider[72];
@@ -187,7 +187,7 @@ static void hooks_inbound_record(sr_buf *b, const char *id, const char *provider
 }
 
 typedef struct hooks_handler_ctx {
-    sr_app *app;
+    sr_api *app;
     char id[SR_ID_LEN + 1];
     char provider[72];
     sr_inbound_sms sms; /* owns text */
@@ -218,7 +218,7 @@ static void hooks_mark_handled(sr_store_txn *unit, const char (*ids)[SR_ID_LEN +
 
 static void hooks_handler_done(const sr_invocation_result *res, void *ud) {
     hooks_handler_ctx *h = ud;
-    sr_app *app = h->app;
+    sr_api *app = h->app;
     if (res->status == SR_INV_OK) {
         hooks_handler_ctx_free(h); /* "handled" committed with the handler's effects */
         return;
@@ -245,7 +245,7 @@ static void hooks_handler_done(const sr_invocation_result *res, void *ud) {
 }
 
 /* Hands a stored inbound SMS to sms.on_inbound. Takes a copy of m. */
-static void hooks_fire(sr_app *app, const char *id, const char *provider, const sr_inbound_sms *m, int64_t received) {
+static void hooks_fire(sr_api *app, const char *id, const char *provider, const sr_inbound_sms *m, int64_t received) {
     if (!app->rules) return;
     hooks_handler_ctx *h = calloc(1, sizeof *h);
     if (!h) abort();
@@ -334,7 +334,7 @@ static size_t hooks_dedup_key(const char *provider, const sr_inbound_sms *m, cha
     return n < 0 ? 0 : (size_t)n < outlen ? (size_t)n : outlen - 1;
 }
 
-static void hooks_inbound(sr_app *app, sr_http_request *req, const sr_provider *p, sr_inbound_sms *msgs, int n,
+static void hooks_inbound(sr_api *app, sr_http_request *req, const sr_provider *p, sr_inbound_sms *msgs, int n,
                           sr_webhook_answer *ans) {
     hooks_inbound_ctx *c = calloc(1, sizeof *c);
     if (!c) abort();
@@ -387,7 +387,7 @@ static void hooks_inbound(sr_app *app, sr_http_request *req, const sr_provider *
 
 /* ---- the handler ---- */
 
-void sr_api_hooks_post(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+void sr_api_hooks_post(sr_api *app, sr_http_request *req, const char *const *params, int n) {
     const char *provider = params[0], *kind = params[n - 1], *secret = n == 3 ? params[1] : NULL;
     sr_provider *p = sr_rules_provider(app->rules, provider);
     int is_status = strcmp(kind, "status") == 0, is_inbound = strcmp(kind, "inbound") == 0;
@@ -523,7 +523,7 @@ static int hooks_pending_cb(const char *key, size_t klen, const char *val, size_
     return 0;
 }
 
-static void hooks_refire(sr_app *app, const char *id) {
+static void hooks_refire(sr_api *app, const char *id) {
     sr_buf val;
     sr_buf_init(&val);
     if (sr_store_get(app->store, SR_SPACE_INBOUND, id, SR_ID_LEN, sr_now_ms(), &val, NULL) != 0) {
@@ -555,7 +555,7 @@ static void hooks_refire(sr_app *app, const char *id) {
     sr_buf_free(&val);
 }
 
-void sr_api_hooks_recover(sr_app *app) {
+void sr_api_hooks_recover(sr_api *app) {
     hooks_pending_scan *sc = calloc(1, sizeof *sc);
     if (!sc) abort();
     int fired = 0;
@@ -574,7 +574,7 @@ void sr_api_hooks_recover(sr_app *app) {
 }
 
 /* GET /v1/inbound/{id}: a stored inbound SMS, with its handler's outcome and replies. */
-void sr_api_inbound_get(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+void sr_api_inbound_get(sr_api *app, sr_http_request *req, const char *const *params, int n) {
     (void)n;
     if (!sr_api_require_key(app, req)) return;
     const char *id = params[0];

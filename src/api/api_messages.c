@@ -27,7 +27,7 @@ int sr_api_secret_equal(const char *a, size_t alen, const char *b, size_t blen) 
     return diff == 0;
 }
 
-int sr_api_require_key(sr_app *app, sr_http_request *req) {
+int sr_api_require_key(sr_api *app, sr_http_request *req) {
     size_t len = 0;
     const char *auth = sr_http_header_get(req, "authorization", &len);
     int ok = 0;
@@ -64,7 +64,7 @@ typedef struct post_item {
 } post_item;
 
 typedef struct post_ctx {
-    sr_app *app;
+    sr_api *app;
     sr_http_request *req;
     int batch;
     int count;
@@ -176,7 +176,6 @@ static void post_finish(post_ctx *ctx) {
     }
     sr_http_respond(ctx->req, status, "application/json", body.data, body.len, NULL);
     sr_buf_free(&body);
-    if (status == 202) sr_scheduler_kick(ctx->app->scheduler);
     free(ctx->items);
     free(ctx);
 }
@@ -212,7 +211,7 @@ static void post_unit_done(sr_store_txn *t, void *ud) {
     if (--ctx->pending == 0) post_finish(ctx);
 }
 
-void sr_api_messages_post(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+void sr_api_messages_post(sr_api *app, sr_http_request *req, const char *const *params, int n) {
     if (!sr_api_require_key(app, req)) return;
     sr_json_doc doc;
     memset(&doc, 0, sizeof doc);
@@ -342,7 +341,7 @@ void sr_api_messages_post(sr_app *app, sr_http_request *req, const char *const *
 
 /* ---- GET /v1/messages/{id} ---- */
 
-void sr_api_messages_get(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+void sr_api_messages_get(sr_api *app, sr_http_request *req, const char *const *params, int n) {
     if (!sr_api_require_key(app, req)) return;
     const char *id = params[0];
     if (!sr_id_valid(id, strlen(id))) {
@@ -391,7 +390,7 @@ static int query_param(const char *query, const char *name, char *out, size_t ou
     return 0;
 }
 
-void sr_api_messages_list(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+void sr_api_messages_list(sr_api *app, sr_http_request *req, const char *const *params, int n) {
     if (!sr_api_require_key(app, req)) return;
     char status_name[32], limit_s[16], after[SR_ID_LEN + 2];
     if (!query_param(req->query, "status", status_name, sizeof status_name)) {
@@ -448,7 +447,7 @@ void sr_api_messages_list(sr_app *app, sr_http_request *req, const char *const *
 /* ---- POST /v1/messages/{id}/retry ---- */
 
 typedef struct retry_ctx {
-    sr_app *app;
+    sr_api *app;
     sr_http_request *req;
     char id[SR_ID_LEN + 1];
 } retry_ctx;
@@ -476,7 +475,7 @@ static void retry_done(int code, void *ud) {
     free(ctx);
 }
 
-void sr_api_messages_retry(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+void sr_api_messages_retry(sr_api *app, sr_http_request *req, const char *const *params, int n) {
     if (!sr_api_require_key(app, req)) return;
     if (!sr_id_valid(params[0], strlen(params[0]))) {
         sr_http_respond_error(req, 404, "not_found", "no message with this id", NULL);

@@ -4,9 +4,9 @@
 #include "api/api.h"
 #include "core/buf.h"
 #include "model/message.h"
-#include "delivery/route_stats.h"
+#include "model/route_stats.h"
 
-void sr_api_stats_routes(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+void sr_api_stats_routes(sr_api *app, sr_http_request *req, const char *const *params, int n) {
     if (!sr_api_require_key(app, req)) return;
     sr_buf body;
     sr_buf_init(&body);

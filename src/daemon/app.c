@@ -1,8 +1,8 @@
 #include "daemon/app.h"
 
 #include <lua.h>
-#include <lmdb.h> /* version only */
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +15,14 @@
 #include "model/message.h"
 #include "core/metrics.h"
 #include "http/http_client.h"
+#include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "delivery/reports.h"
-#include "delivery/route_stats.h"
+#include "delivery/route_stats_rebuild.h"
+#include "model/route_stats.h"
 #include "delivery/scheduler.h"
 #include "store/store.h"
+#include "rules/bindings/bindings.h"
 
 #define APP_MAX_PARAMS 4
 #define APP_MAX_SEGMENT 256
@@ -32,13 +35,17 @@ typedef struct app_route {
     const char *pattern; /* segments; "*" matches one segment; also the metrics label */
     const char *label;
     const char *method;
-    sr_route_handler handler;
+    sr_api_handler handler;
 } app_route;
+
+/* The daemon's own routes get the API context that it embeds. */
+#define APP_OF(api) ((sr_app *)((char *)(api) - offsetof(sr_app, api)))
 
 /* Alive and answering: 200 either way. A full store is a state the daemon
  * serves through (reads, outcomes of messages already sent), so it shows in
  * the body, not as a failure that would get the daemon restarted. */
-static void api_healthz(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+static void api_healthz(sr_api *api, sr_http_request *req, const char *const *params, int n) {
+    sr_app *app = APP_OF(api);
     static const char ok[] = "{\"status\":\"ok\",\"storage\":\"ok\"}";
     static const char full[] = "{\"status\":\"degraded\",\"storage\":\"full\"}";
     if (app->store && sr_store_full(app->store))
@@ -47,7 +54,8 @@ static void api_healthz(sr_app *app, sr_http_request *req, const char *const *pa
         sr_http_respond(req, 200, "application/json", ok, sizeof ok - 1, NULL);
 }
 
-static void api_metrics(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+static void api_metrics(sr_api *api, sr_http_request *req, const char *const *params, int n) {
+    sr_app *app = APP_OF(api);
     sr_buf out;
     sr_buf_init(&out);
     sr_metrics_write(&out);
@@ -56,7 +64,7 @@ static void api_metrics(sr_app *app, sr_http_request *req, const char *const *pa
     sr_buf_free(&out);
 }
 
-static void api_admin_reload(sr_app *app, sr_http_request *req, const char *const *params, int n);
+static void api_admin_reload(sr_api *api, sr_http_request *req, const char *const *params, int n);
 
 static const app_route app_routes[] = {
     {"/healthz", "/healthz", "GET", api_healthz},
@@ -114,7 +122,7 @@ static void app_handle(sr_http_request *req, void *ud) {
         if (strcmp(r->method, req->method_name) == 0) {
             req->route = r->label;
             for (int k = 0; k < count; k++) param_ptrs[k] = params[k];
-            r->handler(app, req, param_ptrs, count);
+            r->handler(&app->api, req, param_ptrs, count);
             return;
         }
         if (!strstr(allow, r->method)) {
@@ -164,9 +172,9 @@ static double app_http_request_timeouts(void *ud) {
 
 static void app_register_metrics(sr_app *app) {
     char labels[256];
-    snprintf(labels, sizeof labels, "version=\"%s\",lua=\"%s\",libuv=\"%s\",lmdb=\"%d.%d.%d\"", SR_VERSION,
+    snprintf(labels, sizeof labels, "version=\"%s\",lua=\"%s\",libuv=\"%s\",lmdb=\"%s\"", SR_VERSION,
              LUA_VERSION_MAJOR "." LUA_VERSION_MINOR "." LUA_VERSION_RELEASE, uv_version_string(),
-             MDB_VERSION_MAJOR, MDB_VERSION_MINOR, MDB_VERSION_PATCH);
+             sr_store_lmdb_version());
     sr_metric_gauge("smsrules_build_info", "Build information.", labels)->value = 1;
     sr_metric_gauge_fn("smsrules_http_open_connections", "Open HTTP connections.", NULL, app_open_connections, app);
     sr_metric_counter_fn("smsrules_http_read_paused_total",
@@ -204,12 +212,10 @@ int sr_app_reload(sr_app *app, char *err, size_t errlen) {
     sr_config_apply_live(app->config, &scratch);
     sr_config_free(&scratch);
     fresh->config = app->config;
-    fresh->store = app->store;
-    fresh->scheduler = app->scheduler;
-    fresh->client = app->client;
-    fresh->route_stats = app->route_stats;
     /* The swap: everything from now on sees the new rules. */
     app->rules = fresh;
+    app->api.rules = fresh;
+    sr_host_set_current(&app->host, fresh);
     if (app->scheduler) sr_scheduler_set_rules(app->scheduler, fresh);
     if (app->reports) sr_reports_set_rules(app->reports, fresh);
     sr_rules_release(old);
@@ -219,7 +225,8 @@ int sr_app_reload(sr_app *app, char *err, size_t errlen) {
     return 0;
 }
 
-static void api_admin_reload(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+static void api_admin_reload(sr_api *api, sr_http_request *req, const char *const *params, int n) {
+    sr_app *app = APP_OF(api);
     const char *key = app->config->admin_key;
     if (!key || !*key) {
         sr_http_respond_error(req, 403, "admin_disabled",
@@ -270,12 +277,12 @@ static void app_finish(uv_timer_t *t) {
     uv_timer_stop(&app->drain_timer);
     /* Every answer given and every outcome recorded: close the client, flush
      * the store, then let the loop end. */
-    /* Handlers still running (status handlers started by the last commits)
-     * must not reach the engine after it is gone. */
-    if (app->rules) {
-        app->rules->scheduler = NULL;
-        app->rules->client = NULL;
-    }
+    /* Handlers still running (status handlers started by the last commits, on any generation) reach
+     * nothing through their host from here on. */
+    sr_host_drop_client(&app->host);
+    app->api.reports = NULL;
+    app->api.scheduler = NULL;
+    app->api.store = NULL;
     if (app->reports) {
         sr_reports_free(app->reports);
         app->reports = NULL;
@@ -289,6 +296,7 @@ static void app_finish(uv_timer_t *t) {
         app->client = NULL;
     }
     if (app->store) {
+        sr_host_close(&app->host);
         sr_store_close(app->store);
         app->store = NULL;
     }
@@ -304,12 +312,6 @@ static int app_expire_mutator(sr_message *m, void *arg) {
     return 0;
 }
 
-static void app_expired(sr_store_txn *t, void *ud) {
-    sr_app *app = ud;
-    const sr_message *m = sr_store_txn_message(t, 0);
-    if (sr_store_txn_status(t) == 0 && m) sr_rules_status_committed(app->rules, app->store, t, 0);
-}
-
 static void app_sweep(uv_timer_t *t) {
     sr_app *app = t->data;
     if (!app->store || app->stopping) return;
@@ -320,8 +322,7 @@ static void app_sweep(uv_timer_t *t) {
     for (int i = 0; i < n; i++) {
         sr_store_txn *txn = sr_store_txn_new(app->store);
         sr_store_txn_update_message(txn, ids[i], app_expire_mutator, &now);
-        sr_rules_owe_status(app->rules, txn);
-        sr_store_txn_submit(txn, app_expired, app);
+        sr_store_txn_submit(txn, NULL, NULL); /* sms.on_status hears of it from the store */
     }
     if (n > 0) sr_info("expired messages", "count", sr_log_num(n));
     if (++app->sweeps % 60 == 0) sr_store_sweep_ttl(app->store, now);
@@ -434,7 +435,7 @@ static void app_drain_deadline(uv_timer_t *t) {
     if (app->client) {
         sr_http_client *c = app->client;
         app->client = NULL;
-        if (app->rules) app->rules->client = NULL;
+        sr_host_drop_client(&app->host);
         sr_http_client_close(c);
     }
 }
@@ -448,11 +449,111 @@ static void app_on_signal(uv_signal_t *h, int signum) {
     }
     if (app->stopping) return;
     app->stopping = 1;
+    app->api.stopping = 1;
     sr_info("stopping", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT",
             "in_flight", sr_log_num(sr_http_server_open_connections(app->server)));
     uv_timer_start(&app->drain_timer, app_drain_deadline, app->config->shutdown_timeout_ms, 0);
     uv_timer_stop(&app->sweep_timer);
     sr_http_server_stop(app->server, app_stopped, app);
+}
+
+/* The HTTP server's limits from the configuration; requests go to the router. */
+static void app_http_options(sr_app *app, const sr_config *config, sr_http_options *opt) {
+    sr_http_options_default(opt);
+    opt->max_header_bytes = config->max_header_bytes;
+    opt->max_body_bytes = config->max_body_bytes;
+    opt->max_connections = config->max_connections;
+    opt->header_timeout_ms = config->header_timeout_ms;
+    opt->body_timeout_ms = config->body_timeout_ms;
+    opt->idle_timeout_ms = config->idle_timeout_ms;
+    opt->request_timeout_ms = config->request_timeout_ms;
+    opt->max_unsent_bytes = config->max_unsent_bytes;
+    opt->handler = app_handle;
+    opt->handler_ud = app;
+    opt->observer = app_observe;
+    opt->observer_ud = app;
+}
+
+/* Opens the store (0, else the exit code: 2, logged), then rebuilds the route statistics from it. */
+static int app_open_store(sr_app *app, const sr_config *config, sr_rules *rules) {
+    char err[1024];
+    sr_store_options so;
+    memset(&so, 0, sizeof so);
+    so.dir = config->data;
+    so.map_size = config->map_size;
+    so.map_size_max = config->map_size_max;
+    so.reserve = config->store_reserve;
+    int store_rc = sr_store_open(&app->store, app->loop, &so, err, sizeof err);
+    if (store_rc != 0) {
+        sr_error(store_rc == SR_E_LOCKED   ? "data directory in use: not starting"
+                 : store_rc == SR_E_CORRUPT ? "the store is damaged: not starting"
+                                            : "cannot open the store",
+                 "dir", config->data, "error", err);
+        return 2;
+    }
+    app_guard_sigbus(config->data);
+    /* Before the engine sends anything: what the store says happened in the last 24 h. */
+    app->route_stats = sr_route_stats_new();
+    int rebuilt = sr_route_stats_rebuild(app->route_stats, app->store, rules, sr_now_ms(), APP_ROUTE_STATS_REBUILD_MAX);
+    if (rebuilt < 0)
+        sr_warn("route statistics: the store could not be read; starting from nothing", "error",
+                sr_store_strerror(rebuilt));
+    return 0;
+}
+
+/* The delivery engine (scheduler, reports), the host the rules act through and the API's context; then
+ * what a crash left owed (inbound and status handlers). 0, or 2 (logged). */
+static int app_start_engine(sr_app *app, sr_config *config, sr_rules *rules) {
+    app->rates = sr_rate_lanes_new();
+    if (sr_http_client_new(&app->client, app->loop) != 0 ||
+        sr_scheduler_start(&app->scheduler, app->loop, app->store, rules, app->client, app->rates, config) != 0) {
+        sr_error("cannot start the delivery engine");
+        return 2;
+    }
+    if (sr_reports_start(&app->reports, app->loop, app->store, app->rates, rules, app->client, config) != 0) {
+        sr_error("cannot start the report engine");
+        return 2;
+    }
+    sr_host_init(&app->host, app->store, app->client, app->route_stats);
+    sr_host_set_current(&app->host, rules);
+    app->api = (sr_api){.loop = app->loop, .config = config, .rules = rules, .store = app->store,
+                        .scheduler = app->scheduler, .reports = app->reports, .route_stats = app->route_stats};
+    sr_api_hooks_recover(&app->api);
+    sr_rules_status_recover(app->rules, app->store);
+    return 0;
+}
+
+static void app_register_store_metrics(sr_app *app) {
+    sr_metric_gauge_fn("smsrules_store_bytes_used", "Bytes used in the LMDB map.", NULL, app_store_gauge, app);
+    sr_metric_counter_fn("smsrules_store_commits_total", "Synced LMDB commits (each holds a batch of units).", NULL,
+                         app_store_commits, app);
+    sr_metric_counter_fn("smsrules_store_units_total", "Units (all-or-nothing groups of writes) committed.", NULL,
+                         app_store_units, app);
+    sr_metric_gauge_fn("smsrules_store_full", "1 while the store refuses new data for lack of space (507).", NULL,
+                       app_store_full, app);
+    sr_metric_gauge_fn("smsrules_store_room_bytes",
+                       "Bytes the store can still write (file system free space and map room, the smaller).", NULL,
+                       app_store_room, app);
+    sr_metric_counter_fn("smsrules_store_refused_total", "Units of writes refused for lack of space.", NULL,
+                         app_store_refused, app);
+}
+
+/* The daemon's own timers and signals. */
+static void app_start_handles(sr_app *app) {
+    uv_timer_init(app->loop, &app->sweep_timer);
+    app->sweep_timer.data = app;
+    uv_timer_start(&app->sweep_timer, app_sweep, 1000, 1000);
+    uv_timer_init(app->loop, &app->drain_timer);
+    app->drain_timer.data = app;
+    uv_timer_init(app->loop, &app->finish_timer);
+    app->finish_timer.data = app;
+    uv_signal_init(app->loop, &app->sig_term);
+    uv_signal_init(app->loop, &app->sig_int);
+    uv_signal_init(app->loop, &app->sig_hup);
+    app->sig_term.data = app->sig_int.data = app->sig_hup.data = app;
+    uv_signal_start(&app->sig_term, app_on_signal, SIGTERM);
+    uv_signal_start(&app->sig_int, app_on_signal, SIGINT);
+    uv_signal_start(&app->sig_hup, app_on_signal, SIGHUP);
 }
 
 int sr_app_run(sr_config *config, sr_rules *rules) {
@@ -463,7 +564,7 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     app.rules = rules;
     signal(SIGPIPE, SIG_IGN);
 
-    char host[256];
+    char host[256], err[1024];
     int port;
     if (sr_config_split_listen(config->listen, host, sizeof host, &port) != 0) {
         sr_error("invalid listen address (want host:port)", "listen", config->listen);
@@ -471,47 +572,14 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
         return 1;
     }
     sr_http_options opt;
-    sr_http_options_default(&opt);
-    opt.max_header_bytes = config->max_header_bytes;
-    opt.max_body_bytes = config->max_body_bytes;
-    opt.max_connections = config->max_connections;
-    opt.header_timeout_ms = config->header_timeout_ms;
-    opt.body_timeout_ms = config->body_timeout_ms;
-    opt.idle_timeout_ms = config->idle_timeout_ms;
-    opt.request_timeout_ms = config->request_timeout_ms;
-    opt.max_unsent_bytes = config->max_unsent_bytes;
-    opt.handler = app_handle;
-    opt.handler_ud = &app;
-    opt.observer = app_observe;
-    opt.observer_ud = &app;
-
+    app_http_options(&app, config, &opt);
     /* The store first: its lock keeps a second daemon on the same data
      * directory from going further, whatever its listen address. */
-    char err[1024];
-    sr_store_options so;
-    memset(&so, 0, sizeof so);
-    so.dir = config->data;
-    so.map_size = config->map_size;
-    so.map_size_max = config->map_size_max;
-    so.reserve = config->store_reserve;
-    int store_rc = sr_store_open(&app.store, app.loop, &so, err, sizeof err);
-    if (store_rc != 0) {
-        sr_error(store_rc == SR_E_LOCKED   ? "data directory in use: not starting"
-                 : store_rc == SR_E_CORRUPT ? "the store is damaged: not starting"
-                                            : "cannot open the store",
-                 "dir", config->data, "error", err);
+    if (app_open_store(&app, config, rules) != 0) {
         uv_run(app.loop, UV_RUN_DEFAULT);
         sr_rules_release(rules);
         return 2;
     }
-    app_guard_sigbus(config->data);
-    /* Before the engine sends anything: what the store says happened in the last 24 h. */
-    app.route_stats = sr_route_stats_new();
-    int rebuilt = sr_route_stats_rebuild(app.route_stats, app.store, rules, sr_now_ms(), APP_ROUTE_STATS_REBUILD_MAX);
-    if (rebuilt < 0)
-        sr_warn("route statistics: the store could not be read; starting from nothing", "error",
-                sr_store_strerror(rebuilt));
-    if (rules) rules->route_stats = app.route_stats;
     if (sr_http_server_start(&app.server, app.loop, host, port, &opt, err, sizeof err) != 0) {
         sr_error("cannot start the HTTP server", "error", err);
         sr_route_stats_free(app.route_stats);
@@ -520,48 +588,10 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
         sr_rules_release(rules);
         return 2;
     }
-    if (sr_http_client_new(&app.client, app.loop) != 0 ||
-        sr_scheduler_start(&app.scheduler, app.loop, app.store, rules, app.client, config) != 0) {
-        sr_error("cannot start the delivery engine");
-        return 2;
-    }
-    if (sr_reports_start(&app.reports, app.loop, app.store, app.scheduler, rules, app.client, config) != 0) {
-        sr_error("cannot start the report engine");
-        return 2;
-    }
-    sr_scheduler_set_reports(app.scheduler, app.reports);
-    rules->store = app.store;
-    rules->scheduler = app.scheduler;
-    rules->client = app.client;
-    sr_api_hooks_recover(&app);
-    sr_rules_status_recover(app.rules, app.store);
+    if (app_start_engine(&app, config, rules) != 0) return 2;
     app_register_metrics(&app);
-    sr_metric_gauge_fn("smsrules_store_bytes_used", "Bytes used in the LMDB map.", NULL, app_store_gauge, &app);
-    sr_metric_counter_fn("smsrules_store_commits_total", "Synced LMDB commits (each holds a batch of units).", NULL,
-                         app_store_commits, &app);
-    sr_metric_counter_fn("smsrules_store_units_total", "Units (all-or-nothing groups of writes) committed.", NULL,
-                         app_store_units, &app);
-    sr_metric_gauge_fn("smsrules_store_full", "1 while the store refuses new data for lack of space (507).", NULL,
-                       app_store_full, &app);
-    sr_metric_gauge_fn("smsrules_store_room_bytes",
-                       "Bytes the store can still write (file system free space and map room, the smaller).", NULL,
-                       app_store_room, &app);
-    sr_metric_counter_fn("smsrules_store_refused_total", "Units of writes refused for lack of space.", NULL,
-                         app_store_refused, &app);
-    uv_timer_init(app.loop, &app.sweep_timer);
-    app.sweep_timer.data = &app;
-    uv_timer_start(&app.sweep_timer, app_sweep, 1000, 1000);
-    uv_timer_init(app.loop, &app.drain_timer);
-    app.drain_timer.data = &app;
-    uv_timer_init(app.loop, &app.finish_timer);
-    app.finish_timer.data = &app;
-    uv_signal_init(app.loop, &app.sig_term);
-    uv_signal_init(app.loop, &app.sig_int);
-    uv_signal_init(app.loop, &app.sig_hup);
-    app.sig_term.data = app.sig_int.data = app.sig_hup.data = &app;
-    uv_signal_start(&app.sig_term, app_on_signal, SIGTERM);
-    uv_signal_start(&app.sig_int, app_on_signal, SIGINT);
-    uv_signal_start(&app.sig_hup, app_on_signal, SIGHUP);
+    app_register_store_metrics(&app);
+    app_start_handles(&app);
 
     sr_info("listening", "host", host, "port", sr_log_num(sr_http_server_port(app.server)),
             "rules", rules && rules->path ? rules->path : "", "version", SR_VERSION);
@@ -570,6 +600,7 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     sr_http_server_free(app.server);
     sr_rules_release(app.rules);
     sr_route_stats_free(app.route_stats);
+    sr_rate_lanes_free(app.rates);
     uv_loop_close(app.loop);
     sr_metrics_reset();
     sr_info("stopped");

@@ -6,15 +6,15 @@
 
 #include <uv.h>
 
+#include "api/api.h"
 #include "core/config.h"
 #include "http/http_server.h"
+#include "rules/host.h"
 #include "rules/rules.h"
 
 #define SR_VERSION "0.1.0"
 
 typedef struct sr_app sr_app;
-
-typedef void (*sr_route_handler)(sr_app *app, sr_http_request *req, const char *const *params, int param_count);
 
 typedef struct sr_app {
     uv_loop_t *loop;
@@ -25,7 +25,10 @@ typedef struct sr_app {
     struct sr_http_client *client;
     struct sr_scheduler *scheduler;
     struct sr_reports *reports;
+    struct sr_rate_lanes *rates;        /* each provider's rate: the scheduler's sends and status polls */
     struct sr_route_stats *route_stats; /* live route quality, rebuilt from the store at start */
+    sr_host host; /* what every rules generation acts on; outlives them all */
+    sr_api api;   /* what the API handlers act on, kept current here */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
     uv_timer_t finish_timer;

@@ -17,6 +17,7 @@
 #include "tools/sim/sim_report.h"
 #include "tools/sim/simulate.h"
 #include "tools/test_runner.h"
+#include "rules/bindings/bindings.h"
 
 static const char usage_main[] =
     "usage: smsrules COMMAND [options]\n"

@@ -9,9 +9,10 @@
 #include "codec/json.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "delivery/route_stats.h"
+#include "model/route_stats.h"
+#include "rules/host.h"
 #include "rules/rules_exec.h"
-#include "delivery/scheduler.h"
+#include "delivery/rate_lanes.h"
 
 #define REPORTS_TICK_MS 1000
 #define REPORTS_SWEEP_MS 2000
@@ -52,10 +53,11 @@ typedef struct parked {
 struct sr_reports {
     uv_loop_t *loop;
     sr_store *store;
-    sr_scheduler *sched;
+    sr_rate_lanes *rates; /* the providers' rates, shared with the scheduler's sends */
     sr_rules *rules;
     sr_http_client *client;
     const sr_config *config;
+    sr_store_subscriber provider_id_sub; /* the store says when a send's provider id is known */
     uv_timer_t *timer;
     int stopping;
     void (*stop_done)(void *);
@@ -231,73 +233,34 @@ static int reports_combine_parts(char **slot, int total, int part, int st) {
     return combined;
 }
 
-static int reports_apply_mutator(sr_message *m, void *arg) {
-    apply_arg *a = arg;
-    a->changed = a->recorded = a->fallback = a->late = a->risk = a->invalid = 0;
-    a->final_attempt = -1;
-    int ai = reports_attempt_of(m, a);
-    if (ai < 0) return a->must_match ? SR_E_STATE : (reports_poll_advance(m, a) ? 0 : SR_STORE_UNCHANGED);
-    sr_attempt *at = &m->attempts[ai];
-    int current = ai == m->attempt_count - 1 && m->status >= SR_ST_SENT;
-    /* A part beyond what the message has (the report's own count was checked on entry, but a report may
-     * name a part without a count) must not pass for a report on the whole message. */
-    if (a->rep.part > 0) {
-        int total = a->rep.parts;
-        if (current && m->parts > total) total = m->parts;
-        if (total == 0) total = m->segments;
-        if (a->rep.part > total) {
-            a->invalid = 1;
-            if (a->must_match) return SR_E_INVALID;
-            return reports_poll_advance(m, a) ? 0 : SR_STORE_UNCHANGED;
-        }
-    }
-    int st = a->rep.status;
-    int64_t when = a->rep.at_ms > 0 ? a->rep.at_ms : a->now;
-    int advanced = reports_poll_advance(m, a);
-    if (a->rep.has_cost && current && (!m->has_cost || m->cost != a->rep.cost)) {
-        m->cost = a->rep.cost;
-        m->has_cost = 1;
-        advanced = 1; /* something to write */
-    }
-    if (st < 0 || st == SR_ST_ACCEPTED || st == SR_ST_SENT) return advanced ? 0 : SR_STORE_UNCHANGED;
+/* How many parts the report's message (or attempt) has: the report's count, the message's own when
+ * larger (current attempt), else its segments. */
+static int reports_part_total(const sr_message *m, const apply_arg *a, int current) {
+    int total = a->rep.parts;
+    if (current && m->parts > total) total = m->parts;
+    if (total == 0) total = m->segments;
+    return total;
+}
 
-    /* Per-part reports combine: on the message for the current attempt, on the attempt otherwise. */
-    if (a->rep.part > 0) {
-        int total = a->rep.parts;
-        if (current && m->parts > total) total = m->parts;
-        if (total == 0) total = m->segments;
-        if (total > 1 && a->rep.part <= total && total <= SR_REPORT_MAX_PARTS) {
-            if (current && sr_status_is_final(m->status)) return advanced ? 0 : SR_STORE_UNCHANGED;
-            int combined = reports_combine_parts(current ? &m->part_reports : &at->part_reports, total,
-                                                 a->rep.part, st);
-            if (current) m->parts = total;
-            if (combined == -2) return advanced ? 0 : SR_STORE_UNCHANGED; /* a duplicate */
-            a->recorded = 1;
-            if (combined == -1) return 0; /* parts still to report: the message stays as it is */
-            st = combined;
-        }
-    }
-
-    /* Forward only, per attempt: a final report for the attempt stays. */
-    if (at->report && sr_status_is_final((sr_status)sr_status_parse(at->report)))
-        return a->recorded || advanced ? 0 : SR_STORE_UNCHANGED;
-    sr_message_set_str(&at->report, sr_status_name((sr_status)st));
-    at->reported_at_ms = when;
+/* Per-part reports combine: on the message for the current attempt, on the attempt otherwise. Returns
+ * -1 when the report goes on with *st (the combined status, or its own), else the mutator's answer. */
+static int reports_combine(sr_message *m, sr_attempt *at, apply_arg *a, int current, int advanced, int *st) {
+    if (a->rep.part <= 0) return -1;
+    int total = reports_part_total(m, a, current);
+    if (total <= 1 || a->rep.part > total || total > SR_REPORT_MAX_PARTS) return -1;
+    if (current && sr_status_is_final(m->status)) return advanced ? 0 : SR_STORE_UNCHANGED;
+    int combined = reports_combine_parts(current ? &m->part_reports : &at->part_reports, total, a->rep.part, *st);
+    if (current) m->parts = total;
+    if (combined == -2) return advanced ? 0 : SR_STORE_UNCHANGED; /* a duplicate */
     a->recorded = 1;
-    if (sr_status_is_final((sr_status)st)) a->final_attempt = ai;
+    if (combined == -1) return 0; /* parts still to report: the message stays as it is */
+    *st = combined;
+    return -1;
+}
 
-    if (!current) {
-        /* A report for an earlier attempt (the message went on to another provider). */
-        if (st == SR_ST_DELIVERED && !sr_status_is_final(m->status)) {
-            a->late = 1;
-            a->risk = m->status == SR_ST_SENDING || m->status == SR_ST_SENT;
-            a->changed = 1;
-            m->watch_at_ms = 0;
-            sr_message_set_str(&m->error, NULL);
-            sr_message_set_status(m, SR_ST_DELIVERED, when);
-        }
-        return 0;
-    }
+/* A report recorded on the message's current attempt moves the message: on to the next provider
+ * (fallback_on), or to the report's status. */
+static int reports_move_message(sr_message *m, apply_arg *a, int st, int64_t when) {
     if (sr_status_is_final(m->status)) return 0; /* recorded on the attempt; the message stays */
     if ((m->fallback_on & (1 << st)) && m->route_index + 1 < m->route_len) {
         char why[200];
@@ -319,6 +282,59 @@ static int reports_apply_mutator(sr_message *m, void *arg) {
     sr_message_set_status(m, (sr_status)st, when);
     a->changed = 1;
     return 0;
+}
+
+/* A report for an earlier attempt (the message went on to another provider): a late "delivered" ends
+ * the message all the same. */
+static void reports_late_report(sr_message *m, apply_arg *a, int st, int64_t when) {
+    if (st != SR_ST_DELIVERED || sr_status_is_final(m->status)) return;
+    a->late = 1;
+    a->risk = m->status == SR_ST_SENDING || m->status == SR_ST_SENT;
+    a->changed = 1;
+    m->watch_at_ms = 0;
+    sr_message_set_str(&m->error, NULL);
+    sr_message_set_status(m, SR_ST_DELIVERED, when);
+}
+
+static int reports_apply_mutator(sr_message *m, void *arg) {
+    apply_arg *a = arg;
+    a->changed = a->recorded = a->fallback = a->late = a->risk = a->invalid = 0;
+    a->final_attempt = -1;
+    int ai = reports_attempt_of(m, a);
+    if (ai < 0) return a->must_match ? SR_E_STATE : (reports_poll_advance(m, a) ? 0 : SR_STORE_UNCHANGED);
+    sr_attempt *at = &m->attempts[ai];
+    int current = ai == m->attempt_count - 1 && m->status >= SR_ST_SENT;
+    /* A part beyond what the message has (the report's own count was checked on entry, but a report may
+     * name a part without a count) must not pass for a report on the whole message. */
+    if (a->rep.part > 0 && a->rep.part > reports_part_total(m, a, current)) {
+        a->invalid = 1;
+        if (a->must_match) return SR_E_INVALID;
+        return reports_poll_advance(m, a) ? 0 : SR_STORE_UNCHANGED;
+    }
+    int st = a->rep.status;
+    int64_t when = a->rep.at_ms > 0 ? a->rep.at_ms : a->now;
+    int advanced = reports_poll_advance(m, a);
+    if (a->rep.has_cost && current && (!m->has_cost || m->cost != a->rep.cost)) {
+        m->cost = a->rep.cost;
+        m->has_cost = 1;
+        advanced = 1; /* something to write */
+    }
+    if (st < 0 || st == SR_ST_ACCEPTED || st == SR_ST_SENT) return advanced ? 0 : SR_STORE_UNCHANGED;
+    int rc = reports_combine(m, at, a, current, advanced, &st);
+    if (rc != -1) return rc;
+
+    /* Forward only, per attempt: a final report for the attempt stays. */
+    if (at->report && sr_status_is_final((sr_status)sr_status_parse(at->report)))
+        return a->recorded || advanced ? 0 : SR_STORE_UNCHANGED;
+    sr_message_set_str(&at->report, sr_status_name((sr_status)st));
+    at->reported_at_ms = when;
+    a->recorded = 1;
+    if (sr_status_is_final((sr_status)st)) a->final_attempt = ai;
+    if (!current) {
+        reports_late_report(m, a, st, when);
+        return 0;
+    }
+    return reports_move_message(m, a, st, when);
 }
 
 /* The watch time came: a missed report deadline sends the message on; otherwise plan the next look. */
@@ -352,8 +368,8 @@ static void reports_after(sr_reports *R, const apply_arg *a, const sr_store_txn 
     if (a->fallback) {
         if (fallback_is_timeout) R->m_fallback_timeout->value++;
         else R->m_fallback_report->value++;
+        /* Queued again: the store tells the scheduler. */
         sr_info("report: on to the next provider", "id", m->id, "reason", m->error ? m->error : "");
-        if (R->sched) sr_scheduler_kick(R->sched);
     }
     if (a->late) {
         R->m_late->value++;
@@ -366,8 +382,8 @@ static void reports_after(sr_reports *R, const apply_arg *a, const sr_store_txn 
         else if (a->rep.status >= 0 && a->rep.status != SR_ST_ACCEPTED && a->rep.status != SR_ST_SENT)
             R->m_duplicate->value++;
     }
-    if (a->final_attempt >= 0 && R->rules && R->rules->route_stats)
-        sr_route_stats_on_report(R->rules->route_stats, m, a->final_attempt, sr_now_ms());
+    if (a->final_attempt >= 0 && sr_rules_route_stats(R->rules))
+        sr_route_stats_on_report(sr_rules_route_stats(R->rules), m, a->final_attempt, sr_now_ms());
     if (a->changed && sr_status_is_final(m->status)) {
         if (m->sent_at_ms > 0) {
             int64_t at = m->history_count ? m->history[m->history_count - 1].at_ms : sr_now_ms();
@@ -375,7 +391,7 @@ static void reports_after(sr_reports *R, const apply_arg *a, const sr_store_txn 
             sr_metric_observe(R->m_latency, secs < 0 ? 0 : secs);
         }
     }
-    sr_rules_status_committed(R->rules, R->store, t, slot);
+    /* sms.on_status hears of a change from the store, after this. */
 }
 
 /* ---- parking ---- */
@@ -761,6 +777,50 @@ static void reports_unpark_done(sr_store_txn *t, void *ud) {
     reports_check_stopped(R);
 }
 
+/* A job applying reps[0..n) (parked under key) to message id, each with its own mutator argument. */
+static unpark_job *reports_unpark_job(sr_reports *R, const char *provider, const char *key, size_t key_len,
+                                      const char *id, const sr_report *reps, int n) {
+    unpark_job *u = calloc(1, sizeof *u + sizeof(apply_arg) * (size_t)(n ? n : 1));
+    if (!u) abort();
+    u->R = R;
+    u->n = n;
+    memcpy(u->key, key, key_len);
+    u->key_len = key_len;
+    snprintf(u->provider, sizeof u->provider, "%s", provider);
+    snprintf(u->id, sizeof u->id, "%s", id);
+    int64_t now = sr_now_ms();
+    for (int i = 0; i < n; i++) {
+        apply_arg *a = &u->args[i];
+        snprintf(a->provider, sizeof a->provider, "%s", provider);
+        a->rep = reps[i];
+        a->now = now;
+        snprintf(a->id, sizeof a->id, "%s", id);
+    }
+    return u;
+}
+
+/* The unit of job u: its reports applied, and exactly the records read (sc, and legacy_used bytes of
+ * the older layout's record) deleted; then submitted. */
+static void reports_unpark_submit(sr_reports *R, unpark_job *u, const unpark_scan *sc, const sr_buf *legacy,
+                                  size_t legacy_used) {
+    sr_store_txn *t = sr_store_txn_new(R->store);
+    for (int i = 0; i < u->n; i++) sr_store_txn_update_message(t, u->id, reports_apply_mutator, &u->args[i]);
+    for (int i = 0; i < sc->n; i++) {
+        sr_store_txn_del(t, SR_SPACE_PARKED, sc->keys[i], sc->lens[i]);
+        parked_take(R, sc->keys[i], sc->lens[i], &u->chain);
+    }
+    if (legacy->len) {
+        /* Past UNPARK_MAX reports the rest stay: the look after this one takes them. */
+        sr_store_txn_consume(t, SR_SPACE_PARKED, u->key, u->key_len, legacy->data, legacy_used);
+        if (legacy_used == legacy->len) parked_take(R, u->key, u->key_len, &u->chain);
+    }
+    u->again = sc->more || (legacy->len && legacy_used < legacy->len) || (R->park_legacy && sc->n == UNPARK_MAX);
+    u->next = R->unparking;
+    R->unparking = u;
+    R->inflight++;
+    sr_store_txn_submit(t, reports_unpark_done, u);
+}
+
 /* Applies the reports parked under prefix key to message id and deletes
  * exactly their records (reports parked meanwhile stay for the next look).
  * One look per prefix at a time: asked again while one is in flight, it looks
@@ -784,60 +844,27 @@ static void reports_unpark(sr_reports *R, const char *provider, const char *key,
     int has_legacy = R->park_legacy && sc->n < UNPARK_MAX
                      && sr_store_get(R->store, SR_SPACE_PARKED, key, key_len, sr_now_ms(), &legacy, NULL) == 0
                      && legacy.len > 0;
-    if (rc < 0 || (sc->n == 0 && !has_legacy)) {
-        sr_buf_free(&sc->values);
-        sr_buf_free(&legacy);
-        free(sc);
-        return;
+    if (!has_legacy) legacy.len = 0;
+    if (rc >= 0 && (sc->n > 0 || has_legacy)) {
+        sr_report reps[UNPARK_MAX];
+        int n = 0;
+        size_t used = 0, legacy_used = 0;
+        for (int i = 0; i < sc->n; i++)
+            n += reports_deserialise(sc->values.data + sc->offsets[i], sc->offsets[i + 1] - sc->offsets[i], reps + n,
+                                     UNPARK_MAX - n, &used);
+        if (has_legacy) n += reports_deserialise(legacy.data, legacy.len, reps + n, UNPARK_MAX - n, &legacy_used);
+        reports_unpark_submit(R, reports_unpark_job(R, provider, key, key_len, id, reps, n), sc, &legacy, legacy_used);
     }
-    sr_report reps[UNPARK_MAX];
-    int n = 0;
-    size_t used = 0;
-    for (int i = 0; i < sc->n; i++)
-        n += reports_deserialise(sc->values.data + sc->offsets[i], sc->offsets[i + 1] - sc->offsets[i], reps + n,
-                                 UNPARK_MAX - n, &used);
-    size_t legacy_used = 0;
-    if (has_legacy) n += reports_deserialise(legacy.data, legacy.len, reps + n, UNPARK_MAX - n, &legacy_used);
-    unpark_job *u = calloc(1, sizeof *u + sizeof(apply_arg) * (size_t)(n ? n : 1));
-    if (!u) abort();
-    u->R = R;
-    u->n = n;
-    memcpy(u->key, key, key_len);
-    u->key_len = key_len;
-    snprintf(u->provider, sizeof u->provider, "%s", provider);
-    snprintf(u->id, sizeof u->id, "%s", id);
-    sr_store_txn *t = sr_store_txn_new(R->store);
-    int64_t now = sr_now_ms();
-    for (int i = 0; i < n; i++) {
-        apply_arg *a = &u->args[i];
-        snprintf(a->provider, sizeof a->provider, "%s", provider);
-        a->rep = reps[i];
-        a->now = now;
-        snprintf(a->id, sizeof a->id, "%s", id);
-        sr_store_txn_update_message(t, id, reports_apply_mutator, a);
-    }
-    for (int i = 0; i < sc->n; i++) {
-        sr_store_txn_del(t, SR_SPACE_PARKED, sc->keys[i], sc->lens[i]);
-        parked_take(R, sc->keys[i], sc->lens[i], &u->chain);
-    }
-    if (has_legacy) {
-        /* Past UNPARK_MAX reports the rest stay: the look after this one takes them. */
-        sr_store_txn_consume(t, SR_SPACE_PARKED, key, key_len, legacy.data, legacy_used);
-        if (legacy_used == legacy.len) parked_take(R, key, key_len, &u->chain);
-    }
-    u->again = sc->more || (has_legacy && legacy_used < legacy.len) || (R->park_legacy && sc->n == UNPARK_MAX);
     sr_buf_free(&sc->values);
     sr_buf_free(&legacy);
     free(sc);
-    u->next = R->unparking;
-    R->unparking = u;
-    R->inflight++;
-    sr_rules_owe_status(R->rules, t);
-    sr_store_txn_submit(t, reports_unpark_done, u);
 }
 
-void sr_reports_on_sent(sr_reports *R, const sr_message *m) {
-    if (!R || !m->provider || !m->provider_id) return;
+/* A send's provider id is known (committed): claim its parked reports. */
+static void reports_on_provider_id(const sr_store_event *ev, void *ud) {
+    sr_reports *R = ud;
+    const sr_message *m = ev->msg;
+    if (!m->provider || !m->provider_id) return;
     /* The list mirrors the stored records (a record is listed from the moment
      * its unit is submitted): nothing listed, nothing to scan the store for. */
     if (!R->park_head && !R->park_legacy) return;
@@ -1008,8 +1035,7 @@ void sr_reports_apply(sr_reports *R, const char *provider, const sr_report *reps
         }
         sr_store_txn *t = sr_store_txn_new(R->store);
         sr_store_txn_update_message(t, o->a.id, reports_apply_mutator, &o->a);
-        sr_rules_owe_status(R->rules, t);
-        sr_store_txn_submit(t, reports_applied_done, o);
+            sr_store_txn_submit(t, reports_applied_done, o);
     }
 }
 
@@ -1090,7 +1116,6 @@ static void reports_poll_record(poll_req *q, const sr_report *reps, int nreps) {
         sr_store_txn_update_message(t, a->id, reports_apply_mutator, a);
     }
     R->inflight++;
-    sr_rules_owe_status(R->rules, t);
     sr_store_txn_submit(t, reports_watch_done, w);
 }
 
@@ -1155,7 +1180,6 @@ static void reports_watch_units(sr_reports *R, char (*ids)[SR_ID_LEN + 1], const
         sr_store_txn_update_message(t, a->id, reports_watch_mutator, a);
     }
     R->inflight++;
-    sr_rules_owe_status(R->rules, t);
     sr_store_txn_submit(t, reports_watch_done, w);
 }
 
@@ -1184,7 +1208,7 @@ static void reports_watch(sr_reports *R, int64_t now) {
             int64_t wake = 0;
             poll_req *q = open[pi];
             if (!q) {
-                if (sr_scheduler_take_rate(R->sched, p->name, now, &wake) != 1) {
+                if (sr_rate_lanes_take(R->rates, p, now, &wake) != 1) {
                     sr_message_free(&m);
                     continue; /* out of rate: next tick */
                 }
@@ -1409,16 +1433,18 @@ static void reports_tick(uv_timer_t *timer) {
     }
 }
 
-int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, sr_scheduler *sched, sr_rules *rules,
+int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, sr_rate_lanes *rates, sr_rules *rules,
                      sr_http_client *client, const sr_config *config) {
     sr_reports *R = calloc(1, sizeof *R);
     if (!R) return -1;
     R->loop = loop;
     R->store = store;
-    R->sched = sched;
+    R->rates = rates;
     R->rules = rules;
     R->client = client;
     R->config = config;
+    R->provider_id_sub = (sr_store_subscriber){.kind = SR_STORE_EV_PROVIDER_ID, .fn = reports_on_provider_id, .ud = R};
+    sr_store_subscribe(store, &R->provider_id_sub);
     R->timer = calloc(1, sizeof *R->timer);
     if (!R->timer) abort();
     uv_timer_init(loop, R->timer);
@@ -1484,6 +1510,7 @@ static void reports_timer_closed(uv_handle_t *h) { free(h); }
 
 void sr_reports_free(sr_reports *R) {
     if (!R) return;
+    sr_store_unsubscribe(R->store, &R->provider_id_sub);
     uv_close((uv_handle_t *)R->timer, reports_timer_closed);
     for (int i = 0; i < REPORTS_CLAIM_BUCKETS; i++) {
         claim *c = R->claimed[i];

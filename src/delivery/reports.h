@@ -23,7 +23,9 @@
  * statuses in batches (within the provider's rate limit, backing off from
  * 5 s to 60 s, until a final status or poll_max_age) and applies deadlines.
  *
- * Every change is a store unit; sms.on_status runs after it committed. */
+ * Every change is a store unit; sms.on_status runs after it committed (the
+ * store announces the change). The reports parked for a provider id are
+ * claimed when the store announces that id known (SR_STORE_EV_PROVIDER_ID). */
 #ifndef SR_REPORTS_H
 #define SR_REPORTS_H
 
@@ -31,14 +33,16 @@
 
 #include "rules/adapter.h"
 #include "core/config.h"
+#include "delivery/rate_lanes.h"
 #include "http/http_client.h"
 #include "rules/rules.h"
 #include "store/store.h"
 
-struct sr_scheduler;
 typedef struct sr_reports sr_reports;
 
-int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, struct sr_scheduler *sched, sr_rules *rules,
+/* Starts the report engine. Borrows everything; rates: the providers' rate lanes, which status polls
+ * share with the scheduler's sends. */
+int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, sr_rate_lanes *rates, sr_rules *rules,
                      sr_http_client *client, const sr_config *config);
 void sr_reports_set_rules(sr_reports *r, sr_rules *rules);
 /* Stops the timers; done runs once no poll or unit is in flight. */
@@ -69,10 +73,6 @@ int sr_reports_check(const sr_report *rep, char *err, size_t errlen);
  * as orphaned dlr_orphan_after after it was parked. */
 void sr_reports_apply(sr_reports *r, const char *provider, const sr_report *reps, int n,
                       void (*cb)(int code, void *ud), void *ud);
-
-/* The scheduler recorded m as sent (committed): claim its parked reports
- * and watch it when it has a watch time. */
-void sr_reports_on_sent(sr_reports *r, const sr_message *m);
 
 /* The next watch time of a sent message (m->sent_at_ms, m->polls, m->dlr_timeout_s and m->route set):
  * its next status poll (poll: the provider polls; none past max_age_ms after sent) or its report

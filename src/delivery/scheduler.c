@@ -13,8 +13,10 @@
 #include "rules/rules_exec.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "delivery/rate_lanes.h"
 #include "delivery/reports.h"
-#include "delivery/route_stats.h"
+#include "model/route_stats.h"
+#include "rules/host.h"
 
 #define SCHED_SCAN_MAX 2048
 #define SCHED_CLAIM_BUCKETS 4096
@@ -83,7 +85,7 @@ typedef struct sched_job {
 typedef struct lane {
     char name[72];
     sr_provider *p; /* in the current rules; NULL when a reload removed the provider */
-    double tat_ms; /* GCRA theoretical arrival time */
+    int64_t *tat; /* its rate lane's GCRA state (shared with status polls); NULL: not limited */
     int requests_in_flight;
     int64_t paused_until_ms;
     int circuit;
@@ -143,7 +145,8 @@ struct sr_scheduler {
     void *random_ud;
     int jobs_at_transport; /* claimed jobs whose request the transport holds */
     int kicked;            /* a look at the queue was asked for and has not run yet */
-    sr_reports *reports;   /* told about every send recorded (parked reports, watch) */
+    sr_store_subscriber queue_sub; /* the store says when a committed unit queued messages */
+    sr_rate_lanes *rates;          /* the providers' rates, shared with status polls */
 };
 
 /* ---- claimed set ---- */
@@ -218,55 +221,81 @@ static void sched_set_route(sr_message *m, const sched_change *c) {
     m->route_len = c->route_len;
 }
 
+/* CH_SENDING: the message leaves for c->provider; an attempt opens. */
+static int sched_apply_sending(sr_message *m, const sched_change *c) {
+    if (m->status != SR_ST_QUEUED) return SR_E_STATE;
+    if (m->route_len == 0 && c->route_len > 0) {
+        m->fallback_on = c->ropt.fallback_on;
+        m->dlr_timeout_s = c->ropt.dlr_timeout_s;
+    }
+    sched_set_route(m, c);
+    m->route_index = c->route_index;
+    sr_message_set_str(&m->provider, c->provider);
+    sr_message_set_str(&m->provider_id, NULL);
+    sr_attempt *a = sr_message_add_attempt(m, c->provider, c->now_ms);
+    sr_message_set_str(&a->outcome, "sending");
+    m->next_attempt_at_ms = 0;
+    sr_message_set_status(m, SR_ST_SENDING, c->now_ms);
+    return 0;
+}
+
+/* CH_SENT, CH_RETRY, CH_FALLBACK, CH_FAILED: the provider answered (or did not). */
+static int sched_apply_answer(sr_message *m, const sched_change *c) {
+    if (m->status == SR_ST_DELIVERED && c->attempt_count_at_send == m->attempt_count) {
+        /* A late "delivered" for an earlier attempt arrived while this one was out: the
+         * message stays delivered; this attempt's outcome (and provider id, so its own report
+         * still matches) is recorded. */
+        sched_close_attempt(m, c);
+        return 0;
+    }
+    if (m->status != SR_ST_SENDING) return SR_E_STATE;
+    sched_close_attempt(m, c);
+    sr_message_set_str(&m->error, c->kind == CH_SENT ? NULL : c->error);
+    if (c->kind == CH_SENT) {
+        sr_message_set_str(&m->provider_id, c->provider_id);
+        sr_message_set_status(m, SR_ST_SENT, c->now_ms);
+        m->sent_at_ms = c->now_ms;
+        m->parts = c->parts;
+        sr_message_set_str(&m->part_reports, NULL);
+        m->polls = 0;
+        m->watch_at_ms = sr_reports_next_watch(m, c->poll, c->now_ms, c->poll_max_age_ms);
+    } else if (c->kind == CH_FAILED) {
+        sr_message_set_status(m, SR_ST_FAILED, c->now_ms);
+    } else {
+        if (c->kind == CH_FALLBACK) m->route_index++;
+        m->next_attempt_at_ms = c->next_attempt_at_ms;
+        sr_message_set_status(m, SR_ST_QUEUED, c->now_ms);
+    }
+    return 0;
+}
+
+/* CH_CRASH_REQUEUE, CH_REQUEUE_FAILED: back to the queue after a crash, or by POST .../retry. */
+static int sched_apply_requeue(sr_message *m, const sched_change *c) {
+    if (c->kind == CH_CRASH_REQUEUE) {
+        if (m->status != SR_ST_SENDING) return SR_E_STATE;
+        sr_attempt *a = sched_last_attempt(m);
+        if (a) {
+            sr_message_set_str(&a->outcome, "unknown");
+            sr_message_set_str(&a->error, "the daemon stopped before the provider answered; resent");
+        }
+    } else {
+        if (m->status != SR_ST_FAILED) return SR_E_STATE;
+        m->route_index = 0;
+        sr_message_set_str(&m->error, NULL);
+    }
+    m->next_attempt_at_ms = 0;
+    sr_message_set_status(m, SR_ST_QUEUED, c->now_ms);
+    return 0;
+}
+
 static int sched_apply(sr_message *m, void *arg) {
     sched_change *c = arg;
     switch (c->kind) {
-    case CH_SENDING: {
-        if (m->status != SR_ST_QUEUED) return SR_E_STATE;
-        if (m->route_len == 0 && c->route_len > 0) {
-            m->fallback_on = c->ropt.fallback_on;
-            m->dlr_timeout_s = c->ropt.dlr_timeout_s;
-        }
-        sched_set_route(m, c);
-        m->route_index = c->route_index;
-        sr_message_set_str(&m->provider, c->provider);
-        sr_message_set_str(&m->provider_id, NULL);
-        sr_attempt *a = sr_message_add_attempt(m, c->provider, c->now_ms);
-        sr_message_set_str(&a->outcome, "sending");
-        m->next_attempt_at_ms = 0;
-        sr_message_set_status(m, SR_ST_SENDING, c->now_ms);
-        return 0;
-    }
+    case CH_SENDING: return sched_apply_sending(m, c);
     case CH_SENT:
     case CH_RETRY:
     case CH_FALLBACK:
-    case CH_FAILED:
-        if (m->status == SR_ST_DELIVERED && c->attempt_count_at_send == m->attempt_count) {
-            /* A late "delivered" for an earlier attempt arrived while this one was out: the
-             * message stays delivered; this attempt's outcome (and provider id, so its own report
-             * still matches) is recorded. */
-            sched_close_attempt(m, c);
-            return 0;
-        }
-        if (m->status != SR_ST_SENDING) return SR_E_STATE;
-        sched_close_attempt(m, c);
-        sr_message_set_str(&m->error, c->kind == CH_SENT ? NULL : c->error);
-        if (c->kind == CH_SENT) {
-            sr_message_set_str(&m->provider_id, c->provider_id);
-            sr_message_set_status(m, SR_ST_SENT, c->now_ms);
-            m->sent_at_ms = c->now_ms;
-            m->parts = c->parts;
-            sr_message_set_str(&m->part_reports, NULL);
-            m->polls = 0;
-            m->watch_at_ms = sr_reports_next_watch(m, c->poll, c->now_ms, c->poll_max_age_ms);
-        } else if (c->kind == CH_FAILED) {
-            sr_message_set_status(m, SR_ST_FAILED, c->now_ms);
-        } else {
-            if (c->kind == CH_FALLBACK) m->route_index++;
-            m->next_attempt_at_ms = c->next_attempt_at_ms;
-            sr_message_set_status(m, SR_ST_QUEUED, c->now_ms);
-        }
-        return 0;
+    case CH_FAILED: return sched_apply_answer(m, c);
     case CH_EXPIRE:
     case CH_REJECT:
     case CH_FAIL_QUEUED:
@@ -284,24 +313,8 @@ static int sched_apply(sr_message *m, void *arg) {
         m->next_attempt_at_ms = c->next_attempt_at_ms;
         sr_message_set_str(&m->error, c->error);
         return 0;
-    case CH_CRASH_REQUEUE: {
-        if (m->status != SR_ST_SENDING) return SR_E_STATE;
-        sr_attempt *a = sched_last_attempt(m);
-        if (a) {
-            sr_message_set_str(&a->outcome, "unknown");
-            sr_message_set_str(&a->error, "the daemon stopped before the provider answered; resent");
-        }
-        m->next_attempt_at_ms = 0;
-        sr_message_set_status(m, SR_ST_QUEUED, c->now_ms);
-        return 0;
-    }
-    case CH_REQUEUE_FAILED:
-        if (m->status != SR_ST_FAILED) return SR_E_STATE;
-        m->route_index = 0;
-        m->next_attempt_at_ms = 0;
-        sr_message_set_str(&m->error, NULL);
-        sr_message_set_status(m, SR_ST_QUEUED, c->now_ms);
-        return 0;
+    case CH_CRASH_REQUEUE:
+    case CH_REQUEUE_FAILED: return sched_apply_requeue(m, c);
     }
     return SR_E_STATE;
 }
@@ -397,15 +410,10 @@ static void sched_request_free(sched_request *rq) {
 
 /* ---- transitions without a send ---- */
 
-/* sms.on_status after a committed change to a final or sent status. */
-static void sched_fire_status(sr_scheduler *s, sr_store_txn *t) {
-    if (sr_store_txn_status(t) == 0) sr_rules_status_committed(s->rules, s->store, t, 0);
-}
-
 static void sched_transition_done(sr_store_txn *t, void *ud) {
     sched_job *j = ud;
     sr_scheduler *s = j->req ? j->req->s : NULL;
-    if (s) sched_fire_status(s, t);
+    (void)t;
     /* The job holds its scheduler through a one-element fake request. */
     sched_request *holder = j->req;
     j->req = NULL;
@@ -422,7 +430,6 @@ static void sched_transition(sr_scheduler *s, sched_job *j) {
     j->req = holder;
     sr_store_txn *t = sr_store_txn_new(s->store);
     sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
-    sr_rules_owe_status(s->rules, t);
     sr_store_txn_submit(t, sched_transition_done, j);
 }
 
@@ -436,7 +443,6 @@ static void sched_complete_done(sr_store_txn *t, void *ud);
 static void sched_record_outcome(sr_scheduler *s, sched_job *j) {
     sr_store_txn *t = sr_store_txn_new(s->store);
     sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
-    sr_rules_owe_status(s->rules, t);
     sr_store_txn_submit(t, sched_complete_done, j);
 }
 
@@ -497,20 +503,18 @@ static void sched_complete_done(sr_store_txn *t, void *ud) {
         return;
     }
     if (st == 0 && s->outcome_delay_ms) s->outcome_delay_ms = 0; /* writes land again */
-    if (st == 0 && s->rules && s->rules->route_stats) {
+    if (st == 0 && sr_rules_route_stats(s->rules)) {
         const sr_message *m = sr_store_txn_message(t, 0);
-        if (m) sr_route_stats_on_attempt(s->rules->route_stats, m, j->change.attempt_count_at_send - 1, rq->p->cost);
+        if (m)
+            sr_route_stats_on_attempt(sr_rules_route_stats(s->rules), m, j->change.attempt_count_at_send - 1,
+                                      rq->p->cost);
     }
+    /* Its status handler and the reports waiting for its provider id hear of it from the store. */
     if (st != 0) sr_error("cannot record a send outcome", "id", j->id, "error", sr_store_strerror(st));
-    else if (j->change.kind == CH_SENT) {
-        l->m_sent->value++;
-        const sr_message *m = sr_store_txn_message(t, 0);
-        if (m && s->reports) sr_reports_on_sent(s->reports, m);
-    }
+    else if (j->change.kind == CH_SENT) l->m_sent->value++;
     else if (j->change.kind == CH_RETRY) l->m_retried->value++;
     else if (j->change.kind == CH_FAILED) l->m_failed->value++;
     else if (j->change.kind == CH_FALLBACK) l->m_fallback->value++;
-    sched_fire_status(s, t);
     if (--rq->units_pending == 0) sched_request_free(rq);
     sched_release(s, j);
     sr_scheduler_kick(s);
@@ -602,6 +606,52 @@ static void lane_pause_for_retry_after(sr_scheduler *s, lane *l, const sr_adapte
     }
 }
 
+/* Every message of the request gets "retry", with why it failed: the transport gave no answer. */
+static void sched_transport_failed(const sched_request *rq, const sr_http_client_response *resp,
+                                   sr_adapter_outcome *outs) {
+    for (int i = 0; i < rq->count; i++) {
+        outs[i].retry = 1;
+        outs[i].retry_after_s = -1;
+        snprintf(outs[i].error, sizeof outs[i].error, "%s",
+                 resp->error == SR_HTTP_E_TIMEOUT ? "timeout: no answer in time"
+                 : resp->error == SR_HTTP_E_CONNECT ? "connection failed"
+                                                    : "transport error");
+        if (resp->error_message && resp->error_message[0])
+            snprintf(outs[i].error + strlen(outs[i].error), sizeof outs[i].error - strlen(outs[i].error), ": %s",
+                     resp->error_message);
+    }
+}
+
+/* The adapter's reading of an answer into outs; 1 when it says the provider failed (5xx, or a refusal
+ * for a reason of its own), for the circuit breaker. */
+static int sched_parse_answer(sched_request *rq, const sr_http_client_response *resp, sr_adapter_outcome *outs) {
+    sr_message *msgs[1000];
+    int n = 0;
+    for (sched_job *j = rq->jobs; j && n < 1000; j = j->next) msgs[n++] = &j->msg;
+    sr_adapter_header hdrs[64];
+    int hn = 0;
+    for (int i = 0; i < resp->header_count && hn < 64; i++) {
+        hdrs[hn].name = resp->headers[i].name;
+        hdrs[hn].value = resp->headers[i].value;
+        hn++;
+    }
+    char err[300];
+    if (sr_adapter_parse_send(rq->rules, rq->p, msgs, n, resp->status, resp->body, resp->body_len, hdrs, hn, outs, err,
+                              sizeof err) != 0) {
+        /* We cannot tell whether it was accepted: retry with the same key. */
+        for (int i = 0; i < rq->count; i++) {
+            memset(&outs[i], 0, sizeof outs[i]);
+            outs[i].retry = 1;
+            outs[i].retry_after_s = -1;
+            snprintf(outs[i].error, sizeof outs[i].error, "adapter error: %.200s", err);
+        }
+    }
+    int failure = resp->status >= 500;
+    for (int i = 0; i < rq->count; i++)
+        if (!outs[i].ok && !outs[i].retry && outs[i].about_provider) failure = 1;
+    return failure;
+}
+
 static void sched_http_done(const sr_http_client_response *resp, void *ud) {
     sched_request *rq = ud;
     sr_scheduler *s = rq->s;
@@ -609,8 +659,6 @@ static void sched_http_done(const sr_http_client_response *resp, void *ud) {
     l->requests_in_flight--;
     int64_t now = sr_now_ms();
     sr_metric_observe(l->m_latency, resp->duration_ms / 1000.0);
-    sr_adapter_outcome *outs = calloc((size_t)rq->count, sizeof *outs);
-    if (!outs) abort();
     if (resp->error == SR_HTTP_E_CANCELLED) {
         /* Shutting down without an answer: the messages stay `sending` on
          * disk and are resent after the restart, like after a crash. */
@@ -619,49 +667,16 @@ static void sched_http_done(const sr_http_client_response *resp, void *ud) {
             next = j->next;
             sched_release(s, j);
         }
-        free(outs);
         sched_request_free(rq);
         return;
     }
-    int failure = 0;
+    sr_adapter_outcome *outs = calloc((size_t)rq->count, sizeof *outs);
+    if (!outs) abort();
+    int failure = 1;
     if (resp->error) {
-        failure = 1;
-        for (int i = 0; i < rq->count; i++) {
-            outs[i].retry = 1;
-            outs[i].retry_after_s = -1;
-            snprintf(outs[i].error, sizeof outs[i].error, "%s",
-                     resp->error == SR_HTTP_E_TIMEOUT ? "timeout: no answer in time"
-                     : resp->error == SR_HTTP_E_CONNECT ? "connection failed"
-                                                        : "transport error");
-            if (resp->error_message && resp->error_message[0])
-                snprintf(outs[i].error + strlen(outs[i].error), sizeof outs[i].error - strlen(outs[i].error), ": %s",
-                         resp->error_message);
-        }
+        sched_transport_failed(rq, resp, outs);
     } else {
-        sr_message *msgs[1000];
-        int n = 0;
-        for (sched_job *j = rq->jobs; j && n < 1000; j = j->next) msgs[n++] = &j->msg;
-        sr_adapter_header hdrs[64];
-        int hn = 0;
-        for (int i = 0; i < resp->header_count && hn < 64; i++) {
-            hdrs[hn].name = resp->headers[i].name;
-            hdrs[hn].value = resp->headers[i].value;
-            hn++;
-        }
-        char err[300];
-        if (sr_adapter_parse_send(rq->rules, rq->p, msgs, n, resp->status, resp->body, resp->body_len, hdrs, hn, outs,
-                                  err, sizeof err) != 0) {
-            /* We cannot tell whether it was accepted: retry with the same key. */
-            for (int i = 0; i < rq->count; i++) {
-                memset(&outs[i], 0, sizeof outs[i]);
-                outs[i].retry = 1;
-                outs[i].retry_after_s = -1;
-                snprintf(outs[i].error, sizeof outs[i].error, "adapter error: %.200s", err);
-            }
-        }
-        failure = resp->status >= 500;
-        for (int i = 0; i < rq->count; i++)
-            if (!outs[i].ok && !outs[i].retry && outs[i].about_provider) failure = 1;
+        failure = sched_parse_answer(rq, resp, outs);
         lane_pause_for_retry_after(s, l, outs, rq->count, now);
     }
     lane_record(s, l, failure, rq->probe, now);
@@ -818,32 +833,14 @@ static int lane_room(sr_scheduler *s, lane *l, int64_t now, int64_t *wake_ms) {
     return room > 0 ? room : 0;
 }
 
-/* GCRA without consuming: could one message go now? Else *wake_ms says when. */
+/* The provider's rate (shared with status polls): could one message go now? Else *wake_ms says when. */
 static int lane_rate_ready(const lane *l, int64_t now, int64_t *wake_ms) {
     *wake_ms = -1;
-    if (!l->p || l->p->rate_per_s <= 0) return 1;
-    double interval = 1000.0 / l->p->rate_per_s;
-    double tolerance = interval * l->p->burst;
-    if (l->tat_ms - tolerance > (double)now) {
-        *wake_ms = (int64_t)ceil(l->tat_ms - tolerance - (double)now);
-        return 0;
-    }
-    return 1;
+    return !l->p || sr_rate_lane_ready(l->tat, l->p, now, wake_ms);
 }
 
-/* GCRA: may one more message go now? Consumes it when yes. */
-static int lane_rate_take(lane *l, int64_t now, int64_t *wake_ms) {
-    if (l->p->rate_per_s <= 0) return 1;
-    double interval = 1000.0 / l->p->rate_per_s;
-    double tolerance = interval * l->p->burst;
-    double tat = l->tat_ms > (double)now ? l->tat_ms : (double)now;
-    if (tat - tolerance > (double)now) {
-        *wake_ms = (int64_t)ceil(tat - tolerance - (double)now);
-        return 0;
-    }
-    l->tat_ms = tat + interval;
-    return 1;
-}
+/* The same, taking one message's worth when yes. */
+static int lane_rate_take(lane *l, int64_t now, int64_t *wake_ms) { return sr_rate_lane_take(l->tat, l->p, now, wake_ms); }
 
 /* The route of m: its own, else sms.route(m), else every provider in
  * declaration order. Fills j->route; returns its length or -1 (error in err). */
@@ -868,6 +865,136 @@ static int sched_lane_index(sr_scheduler *s, const char *name) {
     return -1;
 }
 
+/* Lanes that could take a message now; adds up their room in *room_total and lowers *wake to when the
+ * first blocked one can (by rate or pause). */
+static int sched_ready_lanes(sr_scheduler *s, int64_t now, int *room_total, int64_t *wake) {
+    int ready_lanes = 0;
+    int64_t w;
+    for (int i = 0; i < s->lane_count; i++) {
+        lane *l = &s->lanes[i];
+        int room = lane_room(s, l, now, &w);
+        *room_total += room;
+        if (room > 0 && lane_rate_ready(l, now, &w)) ready_lanes++;
+        else if (l->p && w >= 0 && w < *wake) *wake = w;
+    }
+    return ready_lanes;
+}
+
+/* Ends job j before any provider when its validity ended or its recipient opted out: 1 when it did. */
+static int sched_close_early(sr_scheduler *s, sched_job *j) {
+    sched_change *c = &j->change;
+    if (j->msg.expires_at_ms && j->msg.expires_at_ms <= c->now_ms) {
+        c->kind = CH_EXPIRE;
+        c->error = "validity ended before the message was sent";
+        s->m_expired->value++;
+        sched_transition(s, j);
+        return 1;
+    }
+    /* A reply answers a message the person just sent (the STOP
+     * confirmation above all), so it goes out even to an opted-out number;
+     * everything else to that number is rejected. */
+    if (!j->msg.reply_to && sr_store_is_optout(s->store, j->msg.to) == 1) {
+        c->kind = CH_REJECT;
+        c->error = "the recipient opted out";
+        s->m_rejected->value++;
+        sched_transition(s, j);
+        return 1;
+    }
+    return 0;
+}
+
+/* The lane of job j's next provider, or -1 after failing j (no route, route exhausted, unknown provider). */
+static int sched_job_lane(sr_scheduler *s, sched_job *j) {
+    char err[256];
+    int rl = sched_resolve_route(s, j, err, sizeof err);
+    int li = -1;
+    if (rl < 0) {
+        snprintf(j->error, sizeof j->error, "sms.route failed: %.250s", err);
+    } else if (rl == 0) {
+        snprintf(j->error, sizeof j->error, "no provider in the route");
+    } else if (j->msg.route_index >= rl) {
+        snprintf(j->error, sizeof j->error, "every provider of the route was tried");
+    } else {
+        li = sched_lane_index(s, j->route[j->msg.route_index]);
+        if (li < 0)
+            snprintf(j->error, sizeof j->error, "the route names an unknown provider '%s'", j->route[j->msg.route_index]);
+    }
+    if (li < 0) {
+        j->change.kind = CH_FAIL_QUEUED;
+        j->change.error = j->error;
+        sched_transition(s, j);
+    }
+    return li;
+}
+
+/* An open circuit: half-open once its cooldown ended (0: go on), else job j goes to the next provider or
+ * waits for the circuit (1: j is taken care of). */
+static int sched_circuit_gate(sr_scheduler *s, sched_job *j, lane *l, int64_t now) {
+    if (l->circuit != CIRCUIT_OPEN) return 0;
+    if (now >= l->open_until_ms) {
+        lane_set_circuit(s, l, CIRCUIT_HALF_OPEN, now);
+        return 0;
+    }
+    sched_change *c = &j->change;
+    c->route = j->route;
+    c->route_len = j->msg.route_len == 0 ? j->route_len : 0;
+    c->route_index = j->route_index;
+    if (j->route_index + 1 < j->route_len) {
+        c->kind = CH_SKIP_PROVIDER;
+        snprintf(j->error, sizeof j->error, "circuit of '%s' open; next provider", l->p->name);
+    } else {
+        c->kind = CH_RESCHEDULE;
+        c->next_attempt_at_ms = l->open_until_ms;
+        snprintf(j->error, sizeof j->error, "circuit of '%s' open; waiting for it", l->p->name);
+    }
+    c->error = j->error;
+    sched_transition(s, j);
+    return 1;
+}
+
+/* What one pass of the pump knows about its lanes. */
+typedef struct sched_pass {
+    int64_t now;
+    int64_t wake;                  /* when to look again */
+    char blocked[SCHED_MAX_LANES]; /* lanes that took all they could this pass */
+    int blocked_count;
+} sched_pass;
+
+/* One due message: claimed, checked, routed and put in its lane's batch (or released for later). */
+static void sched_pump_one(sr_scheduler *s, const char *id, sched_pass *ps) {
+    if (sched_is_claimed(s, id)) return;
+    sched_job *j = sched_claim(s, id);
+    if (sr_store_get_message(s->store, j->id, &j->msg) != 0 || j->msg.status != SR_ST_QUEUED) {
+        sched_release(s, j);
+        return;
+    }
+    memset(&j->change, 0, sizeof j->change);
+    j->change.now_ms = ps->now;
+    if (sched_close_early(s, j)) return;
+    int li = sched_job_lane(s, j);
+    if (li < 0) return;
+    j->lane = li;
+    j->route_index = j->msg.route_index;
+    lane *l = &s->lanes[li];
+    if (sched_circuit_gate(s, j, l, ps->now)) return;
+    int64_t lane_wake = -1;
+    if (ps->blocked[li] || lane_room(s, l, ps->now, &lane_wake) == 0 || !lane_rate_take(l, ps->now, &lane_wake)) {
+        if (!ps->blocked[li]) {
+            ps->blocked[li] = 1;
+            ps->blocked_count++;
+        }
+        if (lane_wake >= 0 && lane_wake < ps->wake) ps->wake = lane_wake;
+        sched_release(s, j);
+        return;
+    }
+    j->send = 1;
+    j->next = NULL;
+    *l->pending_tail = j;
+    l->pending_tail = &j->next;
+    l->pending_count++;
+    if (l->pending_count >= l->p->batch_size) lane_flush(s, li);
+}
+
 static void sched_pump(sr_scheduler *s) {
     s->kicked = 0;
     if (s->stopping) return;
@@ -876,127 +1003,33 @@ static void sched_pump(sr_scheduler *s) {
         sched_arm(s, SCHED_IDLE_POLL_MS);
         return;
     }
-    int64_t now = sr_now_ms();
     if (!s->rules || s->rules->provider_count == 0) {
         /* No provider declared: messages wait (and expire by their validity). */
         sched_arm(s, 1000);
         return;
     }
-    int room_total = 0, ready_lanes = 0;
-    int64_t wake = SCHED_IDLE_POLL_MS, w;
-    for (int i = 0; i < s->lane_count; i++) {
-        lane *l = &s->lanes[i];
-        int room = lane_room(s, l, now, &w);
-        room_total += room;
-        if (room > 0 && lane_rate_ready(l, now, &w)) ready_lanes++;
-        else if (l->p && w >= 0 && w < wake) wake = w;
-    }
-    if (ready_lanes == 0) {
+    sched_pass ps;
+    memset(&ps, 0, sizeof ps);
+    ps.now = sr_now_ms();
+    ps.wake = SCHED_IDLE_POLL_MS;
+    int room_total = 0;
+    if (sched_ready_lanes(s, ps.now, &room_total, &ps.wake) == 0) {
         /* Every lane is full, paused or out of rate: reading and decoding the
          * queue now would only put it back. Expiry keeps running in the app's
          * sweep; look again when the first lane can take a message. */
-        sched_arm(s, wake);
+        sched_arm(s, ps.wake);
         return;
     }
     int max = s->outstanding + room_total + 64;
     if (max > SCHED_SCAN_MAX) max = SCHED_SCAN_MAX;
     sr_queue_entry *entries = malloc(sizeof *entries * (size_t)max);
     if (!entries) abort();
-    int n = sr_store_queue_due(s->store, now, entries, max);
-    char blocked[SR_MAX_PROVIDERS] = {0};
-    int blocked_count = 0;
-    for (int i = 0; i < n && blocked_count < s->lane_count; i++) {
-        if (sched_is_claimed(s, entries[i].id)) continue;
-        sched_job *j = sched_claim(s, entries[i].id);
-        if (sr_store_get_message(s->store, j->id, &j->msg) != 0 || j->msg.status != SR_ST_QUEUED) {
-            sched_release(s, j);
-            continue;
-        }
-        sched_change *c = &j->change;
-        memset(c, 0, sizeof *c);
-        c->now_ms = now;
-        if (j->msg.expires_at_ms && j->msg.expires_at_ms <= now) {
-            c->kind = CH_EXPIRE;
-            c->error = "validity ended before the message was sent";
-            s->m_expired->value++;
-            sched_transition(s, j);
-            continue;
-        }
-        /* A reply answers a message the person just sent (the STOP
-         * confirmation above all), so it goes out even to an opted-out number;
-         * everything else to that number is rejected. */
-        if (!j->msg.reply_to && sr_store_is_optout(s->store, j->msg.to) == 1) {
-            c->kind = CH_REJECT;
-            c->error = "the recipient opted out";
-            s->m_rejected->value++;
-            sched_transition(s, j);
-            continue;
-        }
-        char err[256];
-        int rl = sched_resolve_route(s, j, err, sizeof err);
-        int li = -1;
-        if (rl < 0) {
-            snprintf(j->error, sizeof j->error, "sms.route failed: %.250s", err);
-        } else if (rl == 0) {
-            snprintf(j->error, sizeof j->error, "no provider in the route");
-        } else if (j->msg.route_index >= rl) {
-            snprintf(j->error, sizeof j->error, "every provider of the route was tried");
-        } else {
-            li = sched_lane_index(s, j->route[j->msg.route_index]);
-            if (li < 0)
-                snprintf(j->error, sizeof j->error, "the route names an unknown provider '%s'",
-                         j->route[j->msg.route_index]);
-        }
-        if (li < 0) {
-            c->kind = CH_FAIL_QUEUED;
-            c->error = j->error;
-            sched_transition(s, j);
-            continue;
-        }
-        j->lane = li;
-        j->route_index = j->msg.route_index;
-        lane *l = &s->lanes[li];
-        if (l->circuit == CIRCUIT_OPEN) {
-            if (now >= l->open_until_ms) {
-                lane_set_circuit(s, l, CIRCUIT_HALF_OPEN, now);
-            } else {
-                c->route = j->route;
-                c->route_len = j->msg.route_len == 0 ? j->route_len : 0;
-                c->route_index = j->route_index;
-                if (j->route_index + 1 < j->route_len) {
-                    c->kind = CH_SKIP_PROVIDER;
-                    snprintf(j->error, sizeof j->error, "circuit of '%s' open; next provider", l->p->name);
-                } else {
-                    c->kind = CH_RESCHEDULE;
-                    c->next_attempt_at_ms = l->open_until_ms;
-                    snprintf(j->error, sizeof j->error, "circuit of '%s' open; waiting for it", l->p->name);
-                }
-                c->error = j->error;
-                sched_transition(s, j);
-                continue;
-            }
-        }
-        int64_t lane_wake = -1;
-        if (blocked[li] || lane_room(s, l, now, &lane_wake) == 0 || !lane_rate_take(l, now, &lane_wake)) {
-            if (!blocked[li]) {
-                blocked[li] = 1;
-                blocked_count++;
-            }
-            if (lane_wake >= 0 && lane_wake < wake) wake = lane_wake;
-            sched_release(s, j);
-            continue;
-        }
-        j->send = 1;
-        j->next = NULL;
-        *l->pending_tail = j;
-        l->pending_tail = &j->next;
-        l->pending_count++;
-        if (l->pending_count >= l->p->batch_size) lane_flush(s, li);
-    }
+    int n = sr_store_queue_due(s->store, ps.now, entries, max);
+    for (int i = 0; i < n && ps.blocked_count < s->lane_count; i++) sched_pump_one(s, entries[i].id, &ps);
     free(entries);
     for (int i = 0; i < s->lane_count; i++) lane_flush(s, i);
-    if (n > 0 && wake > SCHED_BUSY_POLL_MS) wake = SCHED_BUSY_POLL_MS;
-    sched_arm(s, wake);
+    if (n > 0 && ps.wake > SCHED_BUSY_POLL_MS) ps.wake = SCHED_BUSY_POLL_MS;
+    sched_arm(s, ps.wake);
 }
 
 /* ---- metrics ---- */
@@ -1055,6 +1088,12 @@ static void sched_recover(sr_scheduler *s) {
     }
 }
 
+/* A committed unit left messages queued (from the API, a handler, a report's fallback, a retry). */
+static void sched_on_queue(const sr_store_event *ev, void *ud) {
+    (void)ev;
+    sr_scheduler_kick(ud);
+}
+
 void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules) {
     s->rules = rules;
     for (int i = 0; i < s->lane_count; i++) s->lanes[i].p = NULL;
@@ -1071,6 +1110,7 @@ void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules) {
             found = s->lane_count++;
             lane *l = &s->lanes[found];
             snprintf(l->name, sizeof l->name, "%s", p->name);
+            l->tat = sr_rate_lanes_tat(s->rates, l->name);
             l->pending_tail = &l->pending;
             lane_metrics(l);
         }
@@ -1081,10 +1121,11 @@ void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules) {
 }
 
 int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_rules *rules,
-                       sr_http_client *client, const sr_config *config) {
+                       sr_http_client *client, sr_rate_lanes *rates, const sr_config *config) {
     sr_scheduler *s = calloc(1, sizeof *s);
     if (!s) abort();
     s->loop = loop;
+    s->rates = rates;
     s->store = store;
     s->client = client;
     s->config = config;
@@ -1112,6 +1153,8 @@ int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_
                                              NULL);
     s->m_queue = sr_metric_gauge_fn("smsrules_queue_depth", "Messages queued (due or later).", NULL, sched_queue_depth, s);
     sched_recover(s);
+    s->queue_sub = (sr_store_subscriber){.kind = SR_STORE_EV_QUEUE, .fn = sched_on_queue, .ud = s};
+    sr_store_subscribe(store, &s->queue_sub);
     sr_scheduler_kick(s);
     *out = s;
     return 0;
@@ -1149,6 +1192,7 @@ void sr_scheduler_abandon_unrecorded(sr_scheduler *s) {
 
 void sr_scheduler_free(sr_scheduler *s) {
     if (!s) return;
+    sr_store_unsubscribe(s->store, &s->queue_sub);
     uv_close((uv_handle_t *)&s->timer, sched_timer_closed);
     uv_close((uv_handle_t *)&s->outcome_timer, sched_timer_closed);
     for (int i = 0; i < s->lane_count; i++) {
@@ -1175,8 +1219,7 @@ typedef struct sched_retry {
 static void sched_retry_done(sr_store_txn *t, void *ud) {
     sched_retry *r = ud;
     int st = sr_store_txn_status(t);
-    r->cb(st, r->ud);
-    if (st == 0) sr_scheduler_kick(r->s);
+    r->cb(st, r->ud); /* back in the queue: the store tells the engine */
     free(r);
 }
 
@@ -1191,15 +1234,4 @@ void sr_scheduler_retry(sr_scheduler *s, const char *id, void (*cb)(int code, vo
     sr_store_txn *t = sr_store_txn_new(s->store);
     sr_store_txn_update_message(t, id, sched_apply, &r->change);
     sr_store_txn_submit(t, sched_retry_done, r);
-}
-
-void sr_scheduler_set_reports(sr_scheduler *s, sr_reports *r) { s->reports = r; }
-
-int sr_scheduler_take_rate(sr_scheduler *s, const char *provider, int64_t now, int64_t *wake_ms) {
-    int li = sched_lane_index(s, provider);
-    if (li < 0) return 0;
-    int64_t w = -1;
-    int ok = lane_rate_take(&s->lanes[li], now, &w);
-    if (wake_ms) *wake_ms = w;
-    return ok;
 }

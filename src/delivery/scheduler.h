@@ -16,6 +16,7 @@
 
 #include "rules/adapter.h"
 #include "core/config.h"
+#include "delivery/rate_lanes.h"
 #include "http/http_client.h"
 #include "rules/rules.h"
 #include "store/store.h"
@@ -23,21 +24,17 @@
 typedef struct sr_scheduler sr_scheduler;
 
 /* Starts the engine: requeues messages left `sending` by a crash, then
- * pumps. Borrows everything. Returns 0 or a negative code. */
+ * pumps. Borrows everything (rates: the providers' rate lanes, shared with
+ * the reports' status polls). Returns 0 or a negative code. */
 int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_rules *rules,
-                       sr_http_client *client, const sr_config *config);
+                       sr_http_client *client, sr_rate_lanes *rates, const sr_config *config);
 /* After a reload: routes, adapters and limits come from rules from now on
  * (borrowed; the caller keeps them alive). Lanes are matched by provider
  * name, keeping their rate, circuit and counters; requests in flight finish
  * with the rules they were built with. */
 void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules);
-struct sr_reports;
-/* Every send the engine records (committed) is handed to reports (sr_reports_on_sent). */
-void sr_scheduler_set_reports(sr_scheduler *s, struct sr_reports *r);
-/* Takes one request's worth of a provider's rate (GCRA, shared with sends): 1 taken, 0 not now
- * (*wake_ms: when, may be NULL), also 0 for an unknown provider. */
-int sr_scheduler_take_rate(sr_scheduler *s, const char *provider, int64_t now, int64_t *wake_ms);
-/* New queued messages were committed: look at the queue soon. */
+/* Look at the queue soon. The engine hears of messages committed as queued from the store
+ * (SR_STORE_EV_QUEUE): callers need this only for what the store does not announce. */
 void sr_scheduler_kick(sr_scheduler *s);
 /* Stops taking messages; done runs once no request is in flight (their
  * outcomes recorded). */

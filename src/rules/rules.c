@@ -278,12 +278,8 @@ static int rules_os_date(lua_State *L) {
     return 1;
 }
 
-static void rules_sandbox(lua_State *L, int rules) {
-    luaL_openlibs(L);
-    sr_lua_bound_string(L); /* patterns with a step budget: C work the count hook cannot stop */
-    sr_lua_string_set_guard(L, rules_string_guard, NULL);
-
-    /* os: only the clock functions. */
+/* Pushes the rules' os: the clock functions only (time and date wrapped), also set as the global. */
+static void rules_sandbox_os(lua_State *L) {
     lua_newtable(L);
     lua_getglobal(L, "os");
     const char *keep[] = {"clock", "difftime"};
@@ -300,19 +296,29 @@ static void rules_sandbox(lua_State *L, int rules) {
     lua_pop(L, 1);
     lua_pushvalue(L, -1);
     lua_setglobal(L, "os");
+}
 
-    const char *globals[] = {"io", "debug", "load", "loadfile", "dofile"};
-    for (size_t i = 0; i < sizeof globals / sizeof globals[0]; i++) {
-        lua_pushnil(L);
-        lua_setglobal(L, globals[i]);
+/* package.preload (the table on top): cjson, the embedded modules, a refusal for the removed libraries. */
+static void rules_sandbox_preload(lua_State *L) {
+    lua_pushcfunction(L, rules_open_cjson);
+    lua_setfield(L, -2, "cjson");
+    lua_pushcfunction(L, rules_forbidden_module);
+    lua_setfield(L, -2, "io");
+    lua_pushcfunction(L, rules_forbidden_module);
+    lua_setfield(L, -2, "debug");
+    for (int i = 0; sr_lua_embedded_name(i); i++) {
+        char mod[128];
+        snprintf(mod, sizeof mod, "%s", sr_lua_embedded_name(i));
+        for (char *p = mod; *p; p++)
+            if (*p == '/') *p = '.';
+        lua_pushcfunction(L, rules_load_embedded);
+        lua_setfield(L, -2, mod);
     }
+}
 
-    lua_getglobal(L, "string");
-    lua_pushnil(L);
-    lua_setfield(L, -2, "dump");
-    lua_pop(L, 1);
-
-    lua_getglobal(L, "package");
+/* package (on top, the safe os below it): no C modules, no paths, loaded os is the safe one; require
+ * finds preloads, then (rules) Lua sources in the rules' folder. */
+static void rules_sandbox_package(lua_State *L, int rules) {
     lua_getfield(L, -1, "loaded");
     lua_pushvalue(L, -3); /* safe os */
     lua_setfield(L, -2, "os");
@@ -330,22 +336,8 @@ static void rules_sandbox(lua_State *L, int rules) {
     /* searchpath would tell rules whether any file on the machine exists. */
     lua_pushnil(L);
     lua_setfield(L, -2, "searchpath");
-    /* preload: cjson, and a refusal for the removed libraries. */
     lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, rules_open_cjson);
-    lua_setfield(L, -2, "cjson");
-    lua_pushcfunction(L, rules_forbidden_module);
-    lua_setfield(L, -2, "io");
-    lua_pushcfunction(L, rules_forbidden_module);
-    lua_setfield(L, -2, "debug");
-    for (int i = 0; sr_lua_embedded_name(i); i++) {
-        char mod[128];
-        snprintf(mod, sizeof mod, "%s", sr_lua_embedded_name(i));
-        for (char *p = mod; *p; p++)
-            if (*p == '/') *p = '.';
-        lua_pushcfunction(L, rules_load_embedded);
-        lua_setfield(L, -2, mod);
-    }
+    rules_sandbox_preload(L);
     lua_pop(L, 1);
     /* searchers: preload, then our Lua-source searcher. */
     lua_getfield(L, -1, "searchers");
@@ -359,6 +351,24 @@ static void rules_sandbox(lua_State *L, int rules) {
     }
     lua_setfield(L, -3, "searchers");
     lua_pop(L, 1); /* old searchers */
+}
+
+static void rules_sandbox(lua_State *L, int rules) {
+    luaL_openlibs(L);
+    sr_lua_bound_string(L); /* patterns with a step budget: C work the count hook cannot stop */
+    sr_lua_string_set_guard(L, rules_string_guard, NULL);
+    rules_sandbox_os(L);
+    const char *globals[] = {"io", "debug", "load", "loadfile", "dofile"};
+    for (size_t i = 0; i < sizeof globals / sizeof globals[0]; i++) {
+        lua_pushnil(L);
+        lua_setglobal(L, globals[i]);
+    }
+    lua_getglobal(L, "string");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+    lua_pop(L, 1);
+    lua_getglobal(L, "package");
+    rules_sandbox_package(L, rules);
     lua_pop(L, 2); /* package, safe os */
 }
 
@@ -708,22 +718,8 @@ static int rules_setup(lua_State *L) {
     lua_pop(L, 2);
 
     lua_newtable(L);
-    if (rules) {
-        sr_lua_open_sms(L);
-        sr_lua_open_log(L);
-        sr_lua_open_provider(L);
-        sr_lua_open_actions(L);
-        sr_lua_open_kv(L);
-        sr_lua_open_http(L);
-        sr_lua_open_ratelimit(L);
-        sr_lua_open_template(L);
-        sr_lua_open_crypto(L);
-        sr_lua_open_phone(L);
-        sr_lua_open_stats(L);
-        sr_lua_open_inbound(L); /* after actions: sms.reply uses sms.send */
-    } else {
-        sr_lua_open_crypto(L);
-    }
+    sr_rules *r = sr_rules_from(L);
+    if (r->open) r->open(L, rules);
     lua_setglobal(L, "sms");
     rules_protect_libraries(L);
     if (globals) rules_protect_globals(L);
@@ -761,11 +757,13 @@ lua_State *sr_rules_adapter_state(sr_rules *r) {
     return r->adapter_L;
 }
 
-int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err, size_t errlen) {
+int sr_rules_create(sr_rules **out, const char *path, sr_config *config, sr_rules_opener open, char *err,
+                    size_t errlen) {
     *out = NULL;
     sr_rules *r = calloc(1, sizeof *r);
     if (!r) abort();
     r->config = config;
+    r->open = open;
     r->refs = 1;
     r->route_ref = LUA_NOREF;
     /* A state without a rules file (the test runner's host) runs no rules:

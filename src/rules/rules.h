@@ -87,6 +87,11 @@ typedef struct sr_rules_template {
 const char *sr_lua_embedded(const char *name, size_t *len);
 const char *sr_lua_embedded_name(int i);
 
+/* Opens the tables of the `sms` global into a new state (the table on top of the stack): every one
+ * for the rules' state (rules 1), sms.crypto alone for the built-in adapters' state (rules 0). They
+ * live a layer up, in rules/bindings: sr_rules_load (rules/bindings/bindings.h) passes them. */
+typedef void (*sr_rules_opener)(lua_State *L, int rules);
+
 typedef struct sr_rules {
     int refs;            /* the daemon's current rules hold one; so does each handler and provider request in flight */
     lua_State *L;
@@ -104,12 +109,10 @@ typedef struct sr_rules {
     sr_rules_template templates[SR_MAX_TEMPLATES];
     int template_count;
     sr_buf render_buf; /* reused by renders: owned here, so a Lua error mid-render leaks nothing */
-    /* Set by the daemon after loading (NULL for `smsrules check`): what
-     * handler actions act on. */
-    struct sr_store *store;
-    struct sr_scheduler *scheduler;
-    struct sr_http_client *client;
-    struct sr_route_stats *route_stats; /* live route quality (sms.stats), fed by the scheduler and reports; NULL: none */
+    sr_rules_opener open; /* the sms tables of every state it creates */
+    /* What handler actions act on (the store, the HTTP client, route statistics), set by whoever runs
+     * the rules (sr_host_attach) and outliving this generation; NULL for `smsrules check`. */
+    struct sr_host *host;
     struct sr_invocation *current; /* the handler running now */
     int live_invocations;          /* handlers started and not yet finished (committed or failed) */
 } sr_rules;
@@ -155,19 +158,15 @@ lua_State *sr_rules_adapter_state(sr_rules *r);
 /* The template declared with sms.template(name, ...), or NULL. */
 const struct sr_template *sr_rules_template_find(sr_rules *r, const char *name);
 
-/* Renders template name with the Lua table at vars_index (0: no vars). On
- * success pushes the text (also returned through text/len) and returns 0;
- * else returns -1 with err ("missing variable 'x'", "unknown template 'y'"). */
-int sr_lua_render(lua_State *L, const char *name, int vars_index, const char **text, size_t *len, char *err,
-                  size_t errlen);
-
 /* The provider named name, or NULL. */
 sr_provider *sr_rules_provider(sr_rules *r, const char *name);
 
-/* Creates the state and runs the rules file (path may be NULL: no rules).
+
+/* Creates the state with open's tables and runs the rules file (path may be NULL: no rules).
  * On error returns -1 with "file:line: message" in err. The config is
  * borrowed for the lifetime of the rules. */
-int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err, size_t errlen);
+int sr_rules_create(sr_rules **out, const char *path, sr_config *config, sr_rules_opener open, char *err,
+                    size_t errlen);
 void sr_rules_free(sr_rules *r);
 /* Reference counting across a reload: old rules live until the last
  * handler or provider request started on them is done. Release frees at 0. */
@@ -178,20 +177,5 @@ void sr_rules_summary(sr_rules *r, char *out, size_t outlen);
 
 /* From the Lua side: the host of a state. */
 sr_rules *sr_rules_from(lua_State *L);
-
-/* Openers of the Lua tables, one per file (lua_*.c). Each expects the `sms`
- * table on top of the stack and adds its fields to it. */
-void sr_lua_open_sms(lua_State *L);
-void sr_lua_open_log(lua_State *L);
-void sr_lua_open_provider(lua_State *L);
-void sr_lua_open_actions(lua_State *L);
-void sr_lua_open_kv(lua_State *L);
-void sr_lua_open_http(lua_State *L);
-void sr_lua_open_ratelimit(lua_State *L);
-void sr_lua_open_template(lua_State *L);
-void sr_lua_open_crypto(lua_State *L);
-void sr_lua_open_inbound(lua_State *L);
-void sr_lua_open_phone(lua_State *L);
-void sr_lua_open_stats(lua_State *L);
 
 #endif

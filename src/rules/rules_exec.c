@@ -7,7 +7,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
-#include "delivery/scheduler.h"
+#include "rules/host.h"
 #include "store/store.h"
 
 struct sr_invocation {
@@ -33,7 +33,7 @@ struct sr_invocation {
 sr_invocation *sr_invocation_current(sr_rules *r) { return r->current; }
 
 sr_store_txn *sr_invocation_unit(sr_invocation *inv) {
-    if (!inv->unit) inv->unit = sr_store_txn_new(inv->rules->store);
+    if (!inv->unit) inv->unit = sr_store_txn_new(sr_rules_store(inv->rules));
     return inv->unit;
 }
 
@@ -142,7 +142,7 @@ static void exec_committed(sr_store_txn *t, void *ud) {
         st = 0;
     }
     if (st == 0) {
-        if (inv->rules->scheduler) sr_scheduler_kick(inv->rules->scheduler);
+        /* Messages it queued reach the scheduler through the store's announcement. */
         exec_report(inv, SR_INV_OK, NULL, 0);
     } else {
         exec_report(inv, SR_INV_STORE, sr_store_strerror(st), st);
@@ -189,25 +189,41 @@ static void exec_keep_result(sr_invocation *inv) {
     lua_pop(co, 1);
 }
 
+/* The handler returned: its effects (with the caller's record and the owed entry it clears) commit as
+ * one unit, and done runs after that. */
+static void exec_commit(sr_invocation *inv) {
+    sr_store *store = sr_rules_store(inv->rules);
+    exec_keep_result(inv);
+    lua_settop(inv->co, 0);
+    if (inv->before_commit && store)
+        inv->before_commit(sr_invocation_unit(inv), (const char(*)[SR_ID_LEN + 1])inv->ids, inv->id_count,
+                           inv->before_commit_ud);
+    if (inv->owed_key[0] && store)
+        sr_store_txn_del(sr_invocation_unit(inv), SR_SPACE_OWED, inv->owed_key, strlen(inv->owed_key));
+    if (inv->unit && !store) {
+        /* The store closed while the handler ran (the daemon stopped): nothing can be written. */
+        sr_store_txn_discard(inv->unit);
+        inv->unit = NULL;
+        exec_report(inv, SR_INV_STORE, "the store is closed", SR_E_IO);
+        exec_free(inv);
+        return;
+    }
+    if (inv->unit) {
+        sr_store_txn *t = inv->unit;
+        inv->unit = NULL;
+        sr_store_txn_submit(t, exec_committed, inv);
+        return;
+    }
+    exec_report(inv, SR_INV_OK, NULL, 0);
+    exec_free(inv);
+}
+
 /* After the coroutine returned or failed. */
 static void exec_finish(sr_invocation *inv, int rc) {
     sr_rules *r = inv->rules;
+    sr_store *store = sr_rules_store(r);
     if (rc == LUA_OK) {
-        exec_keep_result(inv);
-        lua_settop(inv->co, 0);
-        if (inv->before_commit && r->store)
-            inv->before_commit(sr_invocation_unit(inv), (const char(*)[SR_ID_LEN + 1])inv->ids, inv->id_count,
-                               inv->before_commit_ud);
-        if (inv->owed_key[0] && r->store)
-            sr_store_txn_del(sr_invocation_unit(inv), SR_SPACE_OWED, inv->owed_key, strlen(inv->owed_key));
-        if (inv->unit) {
-            sr_store_txn *t = inv->unit;
-            inv->unit = NULL;
-            sr_store_txn_submit(t, exec_committed, inv);
-            return;
-        }
-        exec_report(inv, SR_INV_OK, NULL, 0);
-        exec_free(inv);
+        exec_commit(inv);
         return;
     }
     const char *msg = lua_tostring(inv->co, -1);
@@ -242,7 +258,7 @@ static void exec_finish(sr_invocation *inv, int rc) {
         sr_store_txn_discard(inv->unit);
         inv->unit = NULL;
     }
-    if (inv->owed_key[0] && r->store) exec_clear_owed(r->store, inv->owed_key);
+    if (inv->owed_key[0] && store) exec_clear_owed(store, inv->owed_key);
     exec_report(inv, st, inv->error, 0);
     exec_free(inv);
     /* A memory-capped state gets its memory back now. */
@@ -407,7 +423,7 @@ static int exec_fire_status(sr_rules *r, const sr_message *m, sr_status status, 
     return 0;
 }
 
-static int exec_has_status_handler(sr_rules *r) {
+int sr_rules_has_status_handler(sr_rules *r) {
     if (!r) return 0;
     lua_getfield(r->L, LUA_REGISTRYINDEX, SR_STATUS_HANDLER_KEY);
     int yes = lua_isfunction(r->L, -1);
@@ -415,20 +431,11 @@ static int exec_has_status_handler(sr_rules *r) {
     return yes;
 }
 
-void sr_rules_owe_status(sr_rules *r, sr_store_txn *t) {
-    if (exec_has_status_handler(r))
-        sr_store_txn_owe_status(t, 1u << SR_ST_SENT | 1u << SR_ST_DELIVERED | 1u << SR_ST_UNDELIVERED |
-                                       1u << SR_ST_EXPIRED | 1u << SR_ST_REJECTED | 1u << SR_ST_FAILED);
-}
-
-void sr_rules_status_committed(sr_rules *r, sr_store *store, const sr_store_txn *t, int slot) {
-    int64_t n = sr_store_txn_int(t, slot);
-    const sr_message *m = sr_store_txn_message(t, slot);
-    if (n <= 0 || !m) return;
-    char key[SR_ID_LEN + 24];
-    sr_store_owed_key(m->id, n, key, sizeof key);
+void sr_rules_status_changed(sr_rules *r, sr_store *store, const sr_message *m, int64_t owed) {
+    char key[SR_ID_LEN + 24] = "";
+    if (owed > 0) sr_store_owed_key(m->id, owed, key, sizeof key);
     /* Rules reloaded meanwhile without a handler: nothing will run it. */
-    if (!r || exec_fire_status(r, m, m->status, key) != 0) exec_clear_owed(store, key);
+    if ((!r || exec_fire_status(r, m, m->status, key[0] ? key : NULL) != 0) && key[0]) exec_clear_owed(store, key);
 }
 
 typedef struct exec_owed_scan {
@@ -496,4 +503,48 @@ int sr_rules_status_recover(sr_rules *r, sr_store *store) {
     if (dropped) sr_warn("status: owed handlers dropped (no sms.on_status, or the message is gone)", "count",
                          sr_log_num(dropped));
     return fired;
+}
+
+/* ---- the host (rules/host.h): status handlers subscribe to the store ---- */
+
+/* A committed status change: its handler runs on the current generation. */
+static void host_on_status(const sr_store_event *ev, void *ud) {
+    sr_host *h = ud;
+    sr_rules_status_changed(h->current, h->store, ev->msg, ev->owed);
+}
+
+void sr_host_init(sr_host *h, sr_store *store, struct sr_http_client *client, struct sr_route_stats *route_stats) {
+    memset(h, 0, sizeof *h);
+    h->store = store;
+    h->client = client;
+    h->route_stats = route_stats;
+    h->status_sub.kind = SR_STORE_EV_STATUS;
+    h->status_sub.fn = host_on_status;
+    h->status_sub.ud = h;
+}
+
+void sr_host_attach(sr_host *h, sr_rules *r) {
+    if (r) r->host = h;
+}
+
+void sr_host_set_current(sr_host *h, sr_rules *r) {
+    sr_host_attach(h, r);
+    h->current = r;
+    /* Owed durably exactly while a handler is declared: rules without one pay nothing per change. */
+    int on = sr_rules_has_status_handler(r);
+    h->status_sub.status_mask = on ? SR_STATUS_HANDLER_MASK : 0;
+    h->status_sub.durable = on;
+    if (h->store && !h->subscribed) {
+        sr_store_subscribe(h->store, &h->status_sub);
+        h->subscribed = 1;
+    }
+}
+
+void sr_host_drop_client(sr_host *h) { h->client = NULL; }
+
+void sr_host_close(sr_host *h) {
+    if (h->store && h->subscribed) sr_store_unsubscribe(h->store, &h->status_sub);
+    h->subscribed = 0;
+    h->store = NULL;
+    h->client = NULL;
 }

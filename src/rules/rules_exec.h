@@ -63,18 +63,22 @@ typedef struct sr_inbound {
 #define SR_INBOUND_HANDLER_KEY "smsrules.on_inbound"
 #define SR_STATUS_HANDLER_KEY "smsrules.on_status"
 
-/* sms.on_status, at least once across a crash. Before submitting a unit
- * whose message updates may change statuses, sr_rules_owe_status asks the
- * store to record (when the rules declare a status handler) each change to
- * sent or a final status as owed, in the same commit. After the commit,
- * sr_rules_status_committed runs the handler for the update in slot when one
- * was recorded, with the message as written; the handler's own unit clears
- * the record (a handler that fails clears it alone). sr_rules_status_recover,
- * at start, runs the handlers still owed (the daemon stopped first), each with
+/* sms.on_status, at least once across a crash. The host subscribes to the
+ * store's status changes (durably while the current rules declare a status
+ * handler: the store records each change to sent or a final status as owed
+ * in the same commit). sr_rules_status_changed runs the handler for one
+ * announced change, with the message as written; owed (the record's number,
+ * 0: none) is cleared by the handler's own unit (a handler that fails, or
+ * rules without a handler, clear it alone). sr_rules_status_recover, at
+ * start, runs the handlers still owed (the daemon stopped first), each with
  * the status it is owed for, and returns how many it started. */
 struct sr_store;
-void sr_rules_owe_status(sr_rules *r, struct sr_store_txn *t);
-void sr_rules_status_committed(sr_rules *r, struct sr_store *store, const struct sr_store_txn *t, int slot);
+/* The statuses sms.on_status is run for (bits 1 << sr_status). */
+#define SR_STATUS_HANDLER_MASK                                                                                        \
+    (1u << SR_ST_SENT | 1u << SR_ST_DELIVERED | 1u << SR_ST_UNDELIVERED | 1u << SR_ST_EXPIRED | 1u << SR_ST_REJECTED | \
+     1u << SR_ST_FAILED)
+int sr_rules_has_status_handler(sr_rules *r);
+void sr_rules_status_changed(sr_rules *r, struct sr_store *store, const sr_message *m, int64_t owed);
 int sr_rules_status_recover(sr_rules *r, struct sr_store *store);
 
 /* Runs the handler declared with sms.on_inbound(fn) with the message as a

@@ -108,6 +108,7 @@ typedef struct store_op {
     sr_message_mutator fn;
     void *arg;             /* borrowed */
     unsigned owe_mask;     /* update: statuses (1 << status) whose handler is owed when set */
+    unsigned events;       /* set by the writer: 1 << sr_store_event_kind of what this mutation did */
 } store_op;
 
 struct sr_store_txn {
@@ -117,7 +118,6 @@ struct sr_store_txn {
     int cap;
     int status;
     int hard_error; /* set by the writer: the unit broke a batch and is skipped when it is redone */
-    unsigned owe_mask; /* sr_store_txn_owe_status */
     sr_store_done_cb cb;
     void *ud;
     sr_store_txn *next;
@@ -159,6 +159,7 @@ struct sr_store {
     size_t inflight; /* submitted units whose callback has not run; the async is ref'd while > 0 */
     MDB_txn *read_txn; /* kept reset between reads, renewed for each */
     int sweep_inflight;
+    sr_store_subscriber *subscribers; /* what committed units are announced to */
 
     /* Shared with the writer, under mu. */
     pthread_mutex_t mu;
@@ -250,6 +251,12 @@ static int store_error(int rc, const char *what) {
     return code;
 }
 
+#define STORE_STR_(x) #x
+#define STORE_STR(x) STORE_STR_(x)
+const char *sr_store_lmdb_version(void) {
+    return STORE_STR(MDB_VERSION_MAJOR) "." STORE_STR(MDB_VERSION_MINOR) "." STORE_STR(MDB_VERSION_PATCH);
+}
+
 const char *sr_store_strerror(int code) {
     switch (code) {
     case 0: return "ok";
@@ -338,14 +345,7 @@ int sr_store_txn_update_message(sr_store_txn *t, const char *id, sr_message_muta
     if (id && strlen(id) == SR_ID_LEN) memcpy(op->id, id, sizeof op->id); /* else: not found when applied */
     op->fn = fn;
     op->arg = arg;
-    op->owe_mask = t->owe_mask;
     return slot;
-}
-
-void sr_store_txn_owe_status(sr_store_txn *t, unsigned status_mask) {
-    t->owe_mask = status_mask;
-    for (int i = 0; i < t->count; i++)
-        if (t->ops[i].kind == STORE_OP_UPDATE) t->ops[i].owe_mask = status_mask;
 }
 
 size_t sr_store_owed_key(const char *id, int64_t n, char *out, size_t outlen) {
@@ -483,6 +483,7 @@ static void store_txn_reset(sr_store_txn *t) {
         store_op *op = &t->ops[i];
         op->result = 0;
         op->int_out = 0;
+        op->events = 0;
         if (op->kind == STORE_OP_PUT)
             memcpy(op->id, op->msg->id, sizeof op->id);
         else if (op->kind == STORE_OP_UPDATE)
@@ -689,6 +690,7 @@ static int store_op_put(sr_store *s, MDB_txn *txn, store_op *op) {
     store_keys_build(s, m, &keys);
     rc = store_index_update(s, txn, NULL, &keys, m->id);
     sr_buf_free(&keys.providers);
+    if (rc == 0 && keys.queued) op->events |= 1u << SR_STORE_EV_QUEUE;
     if (rc || !op->key) return rc;
     unsigned char idem[STORE_IDEM_VALUE_LEN];
     memcpy(idem, m->id, SR_ID_LEN);
@@ -701,6 +703,26 @@ static int store_op_put(sr_store *s, MDB_txn *txn, store_op *op) {
 
 static int store_put_expiring(sr_store *s, MDB_txn *txn, MDB_dbi dbi, const store_op *op, int64_t exp,
                               const void *val, size_t vlen);
+
+/* 1 when after holds a provider key that before does not. */
+static int store_providers_grew(const sr_buf *before, const sr_buf *after) {
+    size_t off = 0;
+    while (off + 2 <= after->len) {
+        size_t n = ((size_t)(unsigned char)after->data[off] << 8) | (unsigned char)after->data[off + 1];
+        if (!store_provider_key_present(before, after->data + off + 2, n)) return 1;
+        off += 2 + n;
+    }
+    return 0;
+}
+
+/* What an update did, for the announcements after the commit. */
+static void store_note_events(store_op *op, const sr_message *m, int history_before, const store_keys *before,
+                              const store_keys *after) {
+    if (m->history_count > history_before) op->events |= 1u << SR_STORE_EV_STATUS;
+    if (after->queued) op->events |= 1u << SR_STORE_EV_QUEUE;
+    if (after->providers.len != before->providers.len || store_providers_grew(&before->providers, &after->providers))
+        op->events |= 1u << SR_STORE_EV_PROVIDER_ID;
+}
 
 static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
     MDB_val k = {SR_ID_LEN, op->id}, v;
@@ -746,6 +768,7 @@ static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
     store_keys_build(s, m, &after);
     rc = store_index_update(s, txn, &before, &after, op->id);
     if (rc) goto fail;
+    store_note_events(op, m, history_before, &before, &after);
     if (m->history_count > history_before && (op->owe_mask & (1u << m->status))) {
         /* The status handler is owed for this change until its own unit clears the entry. */
         char key[SR_ID_LEN + 24];
@@ -1160,11 +1183,76 @@ static void store_flush(sr_store *s) {
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Runs the callbacks of committed units in order and frees them. */
+/* ---- announcements (loop thread) ---- */
+
+void sr_store_subscribe(sr_store *s, sr_store_subscriber *sub) {
+    sub->next = s->subscribers;
+    s->subscribers = sub;
+}
+
+void sr_store_unsubscribe(sr_store *s, sr_store_subscriber *sub) {
+    for (sr_store_subscriber **p = &s->subscribers; *p; p = &(*p)->next) {
+        if (*p == sub) {
+            *p = sub->next;
+            sub->next = NULL;
+            return;
+        }
+    }
+}
+
+/* The statuses whose owed record a unit writes: those of the durable status subscribers, now. */
+static void store_txn_owe(sr_store_txn *t) {
+    unsigned mask = 0;
+    for (const sr_store_subscriber *sub = t->store->subscribers; sub; sub = sub->next)
+        if (sub->kind == SR_STORE_EV_STATUS && sub->durable) mask |= sub->status_mask;
+    for (int i = 0; i < t->count; i++) t->ops[i].owe_mask = mask;
+}
+
+/* Hands one event to every subscriber of its kind. The next one is taken before the call, so a
+ * listener may unsubscribe itself. Subscribers of a status get it when the status is in
+ * their mask, and a durable one whenever a record was written for it (its mask changed meanwhile:
+ * the record must still be cleared). */
+static void store_announce_one(sr_store *s, const sr_store_event *ev) {
+    for (sr_store_subscriber *sub = s->subscribers, *next; sub; sub = next) {
+        next = sub->next;
+        if (sub->kind != ev->kind) continue;
+        if (ev->kind == SR_STORE_EV_STATUS && !(sub->status_mask & (1u << ev->msg->status)) &&
+            !(sub->durable && ev->owed > 0))
+            continue;
+        sub->fn(ev, sub->ud);
+    }
+}
+
+/* What a committed unit did, to the subscribers: status changes and provider ids per message, the
+ * queue once per unit. */
+static void store_announce(sr_store *s, const sr_store_txn *t) {
+    const sr_message *queued = NULL;
+    for (int i = 0; i < t->count; i++) {
+        const store_op *op = &t->ops[i];
+        if (!op->events || !op->msg) continue;
+        if ((op->events & (1u << SR_STORE_EV_QUEUE)) && !queued) queued = op->msg;
+        if (op->events & (1u << SR_STORE_EV_PROVIDER_ID)) {
+            sr_store_event ev = {SR_STORE_EV_PROVIDER_ID, op->msg, 0};
+            store_announce_one(s, &ev);
+        }
+        if (op->events & (1u << SR_STORE_EV_STATUS)) {
+            sr_store_event ev = {SR_STORE_EV_STATUS, op->msg, op->int_out};
+            store_announce_one(s, &ev);
+        }
+    }
+    if (queued) {
+        sr_store_event ev = {SR_STORE_EV_QUEUE, queued, 0};
+        store_announce_one(s, &ev);
+    }
+}
+
+/* Runs the callbacks of committed units in order, then what they did goes to the subscribers, and
+ * frees them. */
 static void store_run_done(sr_store *s, sr_store_txn *t) {
     while (t) {
         sr_store_txn *next = t->next;
         if (t->cb) t->cb(t, t->ud);
+        if (t->status == 0 && s->subscribers) store_announce(s, t);
         store_txn_free(t);
         if (--s->inflight == 0) uv_unref((uv_handle_t *)&s->handles->async);
         t = next;
@@ -1194,6 +1282,7 @@ void sr_store_txn_submit(sr_store_txn *t, sr_store_done_cb cb, void *ud) {
     t->cb = cb;
     t->ud = ud;
     t->next = NULL;
+    store_txn_owe(t);
     store_list one = {t, t};
     store_list_append(&s->pending, &one);
     if (s->inflight++ == 0) uv_ref((uv_handle_t *)&s->handles->async);

@@ -63,6 +63,8 @@
 #define SR_E_LOCKED (-10)  /* sr_store_open: another process holds the data directory */
 
 const char *sr_store_strerror(int code);
+/* The LMDB version the store was built with, "MAJOR.MINOR.PATCH" (for smsrules_build_info). */
+const char *sr_store_lmdb_version(void);
 
 typedef struct sr_store sr_store;
 typedef struct sr_store_txn sr_store_txn;
@@ -136,7 +138,7 @@ int sr_store_txn_dedup(sr_store_txn *t, const char *key, size_t klen, int64_t ex
  * SR_SPACE_PARKED holds delivery reports that arrived before their message's
  * provider id was known (never swept: the report engine counts them as
  * orphaned); SR_SPACE_INBOUND holds inbound SMS by id (swept when expired); SR_SPACE_OWED holds the
- * status changes whose sms.on_status has not finished (see sr_store_txn_owe_status). */
+ * status changes whose sms.on_status has not finished (see "durable status subscribers" below). */
 typedef enum { SR_SPACE_KV = 0, SR_SPACE_PARKED, SR_SPACE_INBOUND, SR_SPACE_OWED } sr_store_space;
 int sr_store_txn_set(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val,
                      size_t vlen, int64_t expires_at_ms);
@@ -153,14 +155,61 @@ int sr_store_txn_del(sr_store_txn *t, sr_store_space sp, const char *key, size_t
 /* Deletes the entry if it is expired at now_ms when the unit runs (not if it was written again since). */
 int sr_store_txn_del_expired(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, int64_t now_ms);
 
-/* Every message update of the unit (added before or after this call) that sets a status in status_mask
- * (bits 1 << sr_status) also writes, in the same commit, SR_SPACE_OWED key sr_store_owed_key(id, n) →
- * the status name, where n is the message's history count after the change; the update's
- * sr_store_txn_int is then n (0 when nothing was owed). Whoever runs the handler deletes the key in
- * the handler's unit, so a crash before that leaves it for the next start. */
-void sr_store_txn_owe_status(sr_store_txn *t, unsigned status_mask);
-/* "ID/N"; returns the length (0 when out is too small). */
+/* "ID/N" (N: the message's history count after the change), the SR_SPACE_OWED key of a status change
+ * whose durable subscriber has not finished with it; returns the length (0 when out is too small). */
 size_t sr_store_owed_key(const char *id, int64_t n, char *out, size_t outlen);
+
+/* ---- what committed: announcements ----
+ *
+ * The store announces what a committed unit did, so that nobody has to remember to tell the
+ * parts that act on it: the scheduler subscribes to SR_STORE_EV_QUEUE, the reports to
+ * SR_STORE_EV_PROVIDER_ID, the status handlers (sms.on_status) to SR_STORE_EV_STATUS.
+ * Announcements run on the loop thread after the unit's batch reached the disk, right after the
+ * unit's own done callback, in submit order; a unit that failed announces nothing. They allocate
+ * nothing: the event and the message are borrowed for the call.
+ *
+ *  - SR_STORE_EV_STATUS: a message update set a new status (its history grew) that is in the
+ *    subscriber's status_mask; once per such update.
+ *  - SR_STORE_EV_QUEUE: the unit left at least one message queued (a put or an update); once per
+ *    unit, msg: the first such message.
+ *  - SR_STORE_EV_PROVIDER_ID: a message update indexed a provider id the message did not have
+ *    (a send answer recorded); once per such update.
+ *
+ * Durable status subscribers: while a SR_STORE_EV_STATUS subscriber has durable set, every unit
+ * submitted writes, in the same commit as each status change in its status_mask, the
+ * SR_SPACE_OWED record sr_store_owed_key(id, n) -> the status name, and announces n in
+ * ev->owed. The subscriber deletes the record once it is done with the change (in the unit of
+ * its own effects), so that a crash in between leaves it for the next start: at least once. */
+typedef enum {
+    SR_STORE_EV_STATUS = 0,
+    SR_STORE_EV_QUEUE,
+    SR_STORE_EV_PROVIDER_ID,
+    SR_STORE_EV_KINDS
+} sr_store_event_kind;
+
+typedef struct sr_store_event {
+    sr_store_event_kind kind;
+    const sr_message *msg; /* as written (borrowed for the call) */
+    int64_t owed;          /* SR_STORE_EV_STATUS: the owed record's history number, 0 when none was written */
+} sr_store_event;
+
+typedef void (*sr_store_listener)(const sr_store_event *ev, void *ud);
+
+/* A subscription; the subscriber owns it (it may live in the subscriber's own struct) and may change
+ * status_mask and durable at any time on the loop thread: units submitted from then on use them. */
+typedef struct sr_store_subscriber {
+    sr_store_event_kind kind;
+    unsigned status_mask; /* SR_STORE_EV_STATUS: the statuses announced (bits 1 << sr_status) */
+    int durable;          /* SR_STORE_EV_STATUS: write the owed record with each change in status_mask */
+    sr_store_listener fn;
+    void *ud;
+    struct sr_store_subscriber *next; /* the store's list */
+} sr_store_subscriber;
+
+/* Adds sub (borrowed until sr_store_unsubscribe or the store closes). Loop thread. */
+void sr_store_subscribe(sr_store *s, sr_store_subscriber *sub);
+/* Removes sub; nothing is announced to it afterwards (a subscriber that goes away first does this). */
+void sr_store_unsubscribe(sr_store *s, sr_store_subscriber *sub);
 
 /* Submits the unit; takes ownership of t. cb runs on the loop after the batch
  * holding it committed to disk (or failed), then t is freed. cb may be NULL.

@@ -127,6 +127,7 @@
 #include "model/submission.h"
 #include "codec/phone.h"
 #include "codec/text.h"
+#include "rules/bindings/bindings.h"
 
 #define TR_SETTLE_LIMIT_MS 30000 /* real time for the engine to settle: past it, a bug */
 #define TR_TEST_LIMIT_S 60       /* real time for one test function */

@@ -555,5 +555,84 @@ def sigterm_while_a_handler_waits_cancels_it_within_the_deadline():
     peer.close()
 
 
+# A handler waiting in sms.http.request keeps its rules generation alive across reloads; once it resumes it
+# must act through what the daemon has now (its host), never through pointers of its own: after a reload its
+# store and HTTP client are the daemon's; while the daemon stops, the client is gone ("cancelled") and the
+# engine it would have told about queued messages too. Under `make asan` a stale pointer shows as a report.
+HOLD_RULES = """
+sms.config{ api_keys = { "k" }, shutdown_timeout_ms = 1000 }
+sms.on("hold", function(ev)
+  local first, err1 = sms.http.request{ url = ev.url }
+  local second, err2 = sms.http.request{ url = ev.after }
+  sms.kv.set("held:" .. ev.tag, "VERSION:" .. tostring(first or err1) .. ":" .. tostring(second or err2))
+  return { version = "VERSION", first = first or err1, second = second or err2 }
+end)
+sms.on("kv_get", function(ev) return { v = sms.kv.get(ev.key) or "none", version = "VERSION" } end)
+"""
+
+
+def hold_rules(version):
+    return HOLD_RULES.replace("VERSION", version)
+
+
+def reload_to(d, version):
+    with open(d.rules_path + ".tmp", "w") as f:
+        f.write(hold_rules(version))
+    os.replace(d.rules_path + ".tmp", d.rules_path)
+    before = sum(1 for line in d.log_lines() if line.get("msg") == "rules reloaded")
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: sum(1 for line in d.log_lines() if line.get("msg") == "rules reloaded") > before,
+             5 * SLOWDOWN, "the reload to %s" % version)
+
+
+@test(timeout=90)
+def handler_of_old_rules_survives_reload_and_stop():
+    peer = Peer()
+    try:
+        d = Daemon.start(hold_rules("v1"))
+        out = {}
+
+        def hold(tag, key):
+            try:
+                out[tag] = fire(d, "hold", {"tag": tag, "url": peer.url("/held?id=" + tag), "after": peer.url("/echo")},
+                                timeout=30)
+            except Exception as e:  # noqa: BLE001 - the stop closes this connection: an expected outcome
+                out[tag] = repr(e)
+
+        # 1. Reload while a v1 handler waits: it resumes on v1, and reaches the client and the store.
+        t = threading.Thread(target=hold, args=("a", "a"))
+        t.start()
+        wait_for(lambda: peer.count("/held") == 1, 5 * SLOWDOWN, "the v1 handler's request to reach the peer")
+        reload_to(d, "v2")
+        check(fire_ok(d, "kv_get", {"key": "x"})["version"] == "v2", "the reload did not swap the rules")
+        peer.release("a")
+        t.join(20 * SLOWDOWN)
+        status, _, _, doc = out["a"]
+        check(status == 200 and doc["result"] == {"version": "v1", "first": 200, "second": 201},
+              "the v1 handler after the reload: %d %r" % (status, doc))
+        check(fire_ok(d, "kv_get", {"key": "held:a"})["v"] == "v1:200:201", "the v1 handler's write")
+
+        # 2. A v2 handler waits, the rules move on to v3 (v2 lives only through it), then the daemon stops:
+        # the drain deadline cancels its request, its next one finds no client, and what it writes commits
+        # with the store's last batches while the engine goes away.
+        t = threading.Thread(target=hold, args=("b", "b"))
+        t.start()
+        wait_for(lambda: peer.count("/held") == 2, 5 * SLOWDOWN, "the v2 handler's request to reach the peer")
+        reload_to(d, "v3")
+        d.signal(signal.SIGTERM)
+        rc = d.wait_exit(15 * SLOWDOWN)
+        t.join(20 * SLOWDOWN)
+        check(rc == 0, "exit code %r after stopping with a handler of old rules waiting" % rc)
+        check(peer.count("/echo") == 1, "a request went out after the client was closed")
+
+        # What it wrote while the daemon stopped is on disk: both requests were cancelled.
+        d.restart()
+        v = fire_ok(d, "kv_get", {"key": "held:b"})["v"]
+        check(v.startswith("v2:cancelled") and v.count("cancelled") == 2, "the v2 handler's write: %r" % v)
+        d.stop()
+    finally:
+        peer.close()
+
+
 if __name__ == "__main__":
     run()

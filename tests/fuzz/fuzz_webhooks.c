@@ -32,6 +32,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "rules/rules.h"
+#include "rules/bindings/bindings.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -9,6 +9,7 @@
 #include <lualib.h>
 
 #include "codec/crypto.h"
+#include "rules/bindings/bindings.h"
 #include "rules/rules.h"
 #include "unit.h"
 

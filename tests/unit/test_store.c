@@ -735,7 +735,86 @@ static int count_entries(const char *key, size_t klen, const char *val, size_t v
     return 0;
 }
 
-/* Owed status handlers: written in the unit that sets a status of the mask, keyed by history number. */
+/* What the subscribers of a test heard. */
+typedef struct heard {
+    int count[SR_STORE_EV_KINDS];
+    char id[SR_STORE_EV_KINDS][SR_ID_LEN + 1];
+    int status;
+    int64_t owed;
+} heard;
+
+static void on_event(const sr_store_event *ev, void *ud) {
+    heard *h = ud;
+    h->count[ev->kind]++;
+    snprintf(h->id[ev->kind], sizeof h->id[0], "%s", ev->msg->id);
+    if (ev->kind == SR_STORE_EV_STATUS) {
+        h->status = ev->msg->status;
+        h->owed = ev->owed;
+    }
+}
+
+/* Announcements: the queue once per unit that leaves messages queued, provider ids when an update indexes a
+ * new one, nothing for a failed unit nor after unsubscribing. */
+TEST(store_announces_queue_and_provider_ids) {
+    fx f;
+    fx_open(&f, 0, 0);
+    int64_t now = sr_now_ms();
+    heard h;
+    memset(&h, 0, sizeof h);
+    sr_store_subscriber q = {.kind = SR_STORE_EV_QUEUE, .fn = on_event, .ud = &h};
+    sr_store_subscriber p = {.kind = SR_STORE_EV_PROVIDER_ID, .fn = on_event, .ud = &h};
+    sr_store_subscribe(f.s, &q);
+    sr_store_subscribe(f.s, &p);
+    char a[SR_ID_LEN + 1], b[SR_ID_LEN + 1];
+    put_one(&f, 1, now, 0, SR_ST_ACCEPTED, a); /* not queued: no announcement */
+    CHECK_INT(h.count[SR_STORE_EV_QUEUE], 0);
+
+    sr_store_txn *t = sr_store_txn_new(f.s);
+    for (int i = 0; i < 3; i++) {
+        sr_message m;
+        make_message(&m, 1, now + i);
+        sr_message_set_status(&m, SR_ST_QUEUED, now);
+        sr_store_txn_put_message(t, &m, NULL, 0);
+    }
+    result r;
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    CHECK_INT(h.count[SR_STORE_EV_QUEUE], 1); /* one unit, one look at the queue */
+    snprintf(b, sizeof b, "%s", r.ids[0]);
+    CHECK_STR(h.id[SR_STORE_EV_QUEUE], b);
+    result_free(&r);
+
+    /* a goes to the queue by an update: announced. */
+    change c = {.status = SR_ST_QUEUED, .at_ms = now + 1, .next_attempt_at_ms = -1};
+    CHECK_INT(update_one(&f, a, &c), 0);
+    CHECK_INT(h.count[SR_STORE_EV_QUEUE], 2);
+    CHECK_STR(h.id[SR_STORE_EV_QUEUE], a);
+
+    /* Sent with a provider id: known once; the same id again is not news. */
+    c = (change){.status = SR_ST_SENDING, .at_ms = now + 2, .next_attempt_at_ms = -1};
+    CHECK_INT(update_one(&f, b, &c), 0);
+    CHECK_INT(h.count[SR_STORE_EV_PROVIDER_ID], 0);
+    c = (change){.status = SR_ST_SENT, .at_ms = now + 3, .provider = "primary", .provider_id = "P-1",
+                 .next_attempt_at_ms = -1};
+    CHECK_INT(update_one(&f, b, &c), 0);
+    CHECK_INT(h.count[SR_STORE_EV_PROVIDER_ID], 1);
+    CHECK_STR(h.id[SR_STORE_EV_PROVIDER_ID], b);
+    c = (change){.status = -1, .next_attempt_at_ms = now + 9};
+    CHECK_INT(update_one(&f, b, &c), 0);
+    CHECK_INT(h.count[SR_STORE_EV_PROVIDER_ID], 1);
+
+    /* A failed unit announces nothing; an unsubscribed one hears nothing. */
+    c = (change){.status = SR_ST_QUEUED, .at_ms = now + 4, .next_attempt_at_ms = -1};
+    CHECK_INT(update_one(&f, b, &c), SR_E_STATE);
+    CHECK_INT(h.count[SR_STORE_EV_QUEUE], 2);
+    sr_store_unsubscribe(f.s, &q);
+    put_one(&f, 1, now, 0, SR_ST_QUEUED, a);
+    CHECK_INT(h.count[SR_STORE_EV_QUEUE], 2);
+    sr_store_unsubscribe(f.s, &p);
+    fx_close(&f);
+}
+
+/* Owed status handlers: written in the unit that sets a status of a durable subscriber's mask, keyed by
+ * history number, and announced with that number after the commit. */
 TEST(store_owed_status_entries_follow_the_mask) {
     fx f;
     fx_open(&f, 0, 0);
@@ -744,52 +823,54 @@ TEST(store_owed_status_entries_follow_the_mask) {
     put_one(&f, 1, now, 0, SR_ST_ACCEPTED, id); /* history: accepted */
     sr_buf v;
     sr_buf_init(&v);
-    result r;
-    unsigned mask = 1u << SR_ST_SENT | 1u << SR_ST_DELIVERED;
+    heard h;
+    memset(&h, 0, sizeof h);
+    sr_store_subscriber sub = {.kind = SR_STORE_EV_STATUS, .status_mask = 1u << SR_ST_SENT | 1u << SR_ST_DELIVERED,
+                               .durable = 1, .fn = on_event, .ud = &h};
+    sr_store_subscribe(f.s, &sub);
 
-    /* queued is not in the mask: nothing owed. */
+    /* queued is not in the mask: nothing owed, nothing announced. */
     change c = {.status = SR_ST_QUEUED, .at_ms = now + 1, .next_attempt_at_ms = -1};
-    sr_store_txn *t = sr_store_txn_new(f.s);
-    sr_store_txn_owe_status(t, mask); /* before the update */
-    sr_store_txn_update_message(t, id, mutate, &c);
-    CHECK_INT(run_unit(&f, t, &r), 0);
-    CHECK(r.ints[0] == 0);
+    CHECK_INT(update_one(&f, id, &c), 0);
+    CHECK_INT(h.count[SR_STORE_EV_STATUS], 0);
     CHECK_INT(sr_store_scan(f.s, SR_SPACE_OWED, NULL, 0, 10, count_entries, NULL), 0);
 
-    /* sent is: the entry is "ID/3" → "sent", in the same commit. */
+    /* sent is: the entry is "ID/3" → "sent", in the same commit, and the subscriber hears n = 3. */
     c = (change){.status = SR_ST_SENT, .at_ms = now + 2, .next_attempt_at_ms = -1};
-    t = sr_store_txn_new(f.s);
-    sr_store_txn_update_message(t, id, mutate, &c);
-    sr_store_txn_owe_status(t, mask); /* after the update */
-    CHECK_INT(run_unit(&f, t, &r), 0);
-    CHECK(r.ints[0] == 3);
+    CHECK_INT(update_one(&f, id, &c), 0);
+    CHECK_INT(h.count[SR_STORE_EV_STATUS], 1);
+    CHECK_INT(h.status, SR_ST_SENT);
+    CHECK(h.owed == 3);
+    CHECK_STR(h.id[SR_STORE_EV_STATUS], id);
     size_t klen = sr_store_owed_key(id, 3, key, sizeof key);
     CHECK_INT(sr_store_get(f.s, SR_SPACE_OWED, key, klen, now, &v, NULL), 0);
     CHECK_STR(sr_buf_cstr(&v), "sent");
 
-    /* An update that sets no status owes nothing, even with the mask; a unit without the mask neither. */
+    /* An update that sets no status owes nothing; nor does a unit while the subscriber is not durable
+     * (it still hears the change, with owed 0). */
     c = (change){.status = -1, .next_attempt_at_ms = now + 9};
-    t = sr_store_txn_new(f.s);
-    sr_store_txn_owe_status(t, mask);
-    sr_store_txn_update_message(t, id, mutate, &c);
-    CHECK_INT(run_unit(&f, t, &r), 0);
-    CHECK(r.ints[0] == 0);
+    CHECK_INT(update_one(&f, id, &c), 0);
+    CHECK_INT(h.count[SR_STORE_EV_STATUS], 1);
+    sub.durable = 0;
     c = (change){.status = SR_ST_DELIVERED, .at_ms = now + 3, .next_attempt_at_ms = -1};
     CHECK_INT(update_one(&f, id, &c), 0);
+    CHECK_INT(h.count[SR_STORE_EV_STATUS], 2);
+    CHECK(h.owed == 0);
     klen = sr_store_owed_key(id, 4, key, sizeof key);
     CHECK_INT(sr_store_get(f.s, SR_SPACE_OWED, key, klen, now, &v, NULL), SR_E_NOTFOUND);
 
-    /* A refused update owes nothing: the unit wrote nothing. */
+    /* A refused update owes nothing and announces nothing: the unit wrote nothing. */
+    sub.durable = 1;
     c = (change){.status = SR_ST_SENT, .at_ms = now + 4, .next_attempt_at_ms = -1};
-    t = sr_store_txn_new(f.s);
-    sr_store_txn_owe_status(t, mask);
-    sr_store_txn_update_message(t, id, mutate, &c);
-    CHECK_INT(run_unit(&f, t, &r), SR_E_STATE);
+    CHECK_INT(update_one(&f, id, &c), SR_E_STATE);
+    CHECK_INT(h.count[SR_STORE_EV_STATUS], 2);
     klen = sr_store_owed_key(id, 5, key, sizeof key);
     CHECK_INT(sr_store_get(f.s, SR_SPACE_OWED, key, klen, now, &v, NULL), SR_E_NOTFOUND);
+    sr_store_unsubscribe(f.s, &sub);
 
     /* Clearing the entry is a plain delete. */
-    t = sr_store_txn_new(f.s);
+    result r;
+    sr_store_txn *t = sr_store_txn_new(f.s);
     klen = sr_store_owed_key(id, 3, key, sizeof key);
     sr_store_txn_del(t, SR_SPACE_OWED, key, klen);
     CHECK_INT(run_unit(&f, t, &r), 0);

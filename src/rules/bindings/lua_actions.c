@@ -8,16 +8,18 @@
 #include <string.h>
 
 #include "codec/json.h"
+#include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "store/store.h"
 #include "model/submission.h"
 #include "codec/phone.h"
 #include "codec/text.h"
+#include "rules/bindings/bindings.h"
 
 static sr_invocation *actions_invocation(lua_State *L, const char *what) {
     sr_rules *r = sr_rules_from(L);
     sr_invocation *inv = sr_invocation_current(r);
-    if (!inv || !r->store) luaL_error(L, "%s may only be called from a handler, not while the rules load", what);
+    if (!inv || !sr_rules_store(r)) luaL_error(L, "%s may only be called from a handler, not while the rules load", what);
     return inv;
 }
 
@@ -162,7 +164,7 @@ static int l_sms_send(lua_State *L) {
     uint64_t existing_hash = 0;
     char *idem_copy = idem ? strdup(idem) : NULL;
     sr_json_doc_free(&doc);
-    if (idem_copy && sr_store_idempotency_get(r->store, idem_copy, now, existing, &existing_hash) == 0) {
+    if (idem_copy && sr_store_idempotency_get(sr_rules_store(r), idem_copy, now, existing, &existing_hash) == 0) {
         free(idem_copy);
         sr_message_free(&m);
         if (existing_hash != hash) {
@@ -220,7 +222,7 @@ static int l_sms_is_optout(lua_State *L) {
     lua_pushfstring(L, "optout:%s", number);
     lua_rawget(L, -2);
     if (!lua_isnil(L, -1)) return 1;
-    lua_pushboolean(L, sr_store_is_optout(r->store, number) == 1);
+    lua_pushboolean(L, sr_store_is_optout(sr_rules_store(r), number) == 1);
     return 1;
 }
 

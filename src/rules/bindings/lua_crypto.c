@@ -10,6 +10,7 @@
 
 #include "codec/crypto.h"
 #include "rules/rules.h"
+#include "rules/bindings/bindings.h"
 
 typedef void (*crypto_digest_fn)(const void *data, size_t len, unsigned char *out);
 typedef void (*crypto_hmac_fn)(const void *key, size_t key_len, const void *data, size_t len, unsigned char *out);

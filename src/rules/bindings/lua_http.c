@@ -22,7 +22,9 @@
 #include <strings.h>
 
 #include "http/http_client.h"
+#include "rules/host.h"
 #include "rules/rules_exec.h"
+#include "rules/bindings/bindings.h"
 
 #define HTTP_DEFAULT_TIMEOUT_MS 10000
 #define HTTP_MAX_TIMEOUT_MS 60000
@@ -277,7 +279,7 @@ static void http_on_done(const sr_http_client_response *resp, void *ud) {
 static int l_http_request(lua_State *L) {
     sr_rules *r = sr_rules_from(L);
     sr_invocation *inv = sr_invocation_current(r);
-    if (!inv || !r->store)
+    if (!inv || !sr_rules_store(r))
         return luaL_error(L, "sms.http.request may only be called from a handler, not while the rules load");
     if (!lua_isyieldable(L))
         return luaL_error(L, "sms.http.request cannot wait here: it cannot be called from a metamethod, an "
@@ -308,7 +310,7 @@ static int l_http_request(lua_State *L) {
         if (t != LUA_TNUMBER || !isint || timeout_ms < 1 || timeout_ms > HTTP_MAX_TIMEOUT_MS)
             return luaL_argerror(L, 1, "timeout_ms must be an integer from 1 to 60000");
     }
-    if (!r->client) return http_push_failure(L, "cancelled", "the daemon is shutting down");
+    if (!sr_rules_client(r)) return http_push_failure(L, "cancelled", "the daemon is shutting down");
 
     /* Register the wait before anything is allocated outside Lua: this is
      * the last step that can raise. */
@@ -331,7 +333,7 @@ static int l_http_request(lua_State *L) {
         .body_len = body_len,
         .timeout_ms = (long)timeout_ms,
     };
-    int rc = sr_http_client_request_start(r->client, &req, http_on_done, p);
+    int rc = sr_http_client_request_start(sr_rules_client(r), &req, http_on_done, p);
     if (rc != 0) {
         /* The callback never runs: undo the registration. */
         free(p);

@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "store/store.h"
+#include "rules/bindings/bindings.h"
 
 /* sms.on_inbound(fn): fn(msg) runs for each inbound SMS. One per rules file. */
 static int l_sms_on_inbound(lua_State *L) {
@@ -55,7 +57,7 @@ static int inbound_set_reply_to(sr_message *m, void *arg) {
 static int l_sms_reply(lua_State *L) {
     sr_rules *r = sr_rules_from(L);
     sr_invocation *inv = sr_invocation_current(r);
-    if (!inv || !r->store)
+    if (!inv || !sr_rules_store(r))
         return luaL_error(L, "sms.reply may only be called from a handler, not while the rules load");
     luaL_checktype(L, 1, LUA_TTABLE);
     size_t body_len;
@@ -97,7 +99,7 @@ static int l_sms_reply(lua_State *L) {
     /* An idempotency key may have found a message sent earlier: that one is
      * on disk already and keeps what it has. */
     sr_message existing;
-    int on_disk = sr_store_get_message(r->store, id, &existing) == 0;
+    int on_disk = sr_store_get_message(sr_rules_store(r), id, &existing) == 0;
     sr_message_free(&existing);
     if (on_disk) return 2;
     char *arg = lua_newuserdatauv(L, SR_ID_LEN + 1, 0);

@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "store/store.h"
+#include "rules/bindings/bindings.h"
 
 #define KV_MAX_KEY 256
 #define KV_MAX_VALUE (64 * 1024)
@@ -15,7 +17,7 @@
 static sr_invocation *kv_invocation(lua_State *L, const char *what) {
     sr_rules *r = sr_rules_from(L);
     sr_invocation *inv = sr_invocation_current(r);
-    if (!inv || !r->store) luaL_error(L, "%s may only be called from a handler, not while the rules load", what);
+    if (!inv || !sr_rules_store(r)) luaL_error(L, "%s may only be called from a handler, not while the rules load", what);
     return inv;
 }
 
@@ -65,7 +67,7 @@ static int l_kv_get(lua_State *L) {
     lua_Integer pending = lua_istable(L, -1) ? (lua_rawgeti(L, -1, 1), lua_tointeger(L, -1)) : 0;
     sr_buf out;
     sr_buf_init(&out);
-    int rc = sr_store_kv_get(r->store, k, len, sr_now_ms(), &out);
+    int rc = sr_store_kv_get(sr_rules_store(r), k, len, sr_now_ms(), &out);
     if (rc == 0 && !pending) {
         lua_pushlstring(L, out.data ? out.data : "", out.len);
     } else if (rc == 0 || pending) {
@@ -141,7 +143,7 @@ static int l_kv_incr(lua_State *L) {
     sr_buf out;
     sr_buf_init(&out);
     lua_Integer base = 0;
-    if (sr_store_kv_get(r->store, k, len, sr_now_ms(), &out) == 0) base = (lua_Integer)strtoll(sr_buf_cstr(&out), NULL, 10);
+    if (sr_store_kv_get(sr_rules_store(r), k, len, sr_now_ms(), &out) == 0) base = (lua_Integer)strtoll(sr_buf_cstr(&out), NULL, 10);
     sr_buf_free(&out);
     lua_pushinteger(L, base + pending + delta);
     return 1;

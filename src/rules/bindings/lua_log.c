@@ -6,6 +6,7 @@
 
 #include "core/log.h"
 #include "rules/rules.h"
+#include "rules/bindings/bindings.h"
 
 #define LOG_MAX_FIELDS 32
 

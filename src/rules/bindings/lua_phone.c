@@ -8,6 +8,7 @@
 
 #include "codec/phone.h"
 #include "rules/rules.h"
+#include "rules/bindings/bindings.h"
 
 /* Pushes the '&'-joined zones as a list of strings. */
 static void phone_push_zones(lua_State *L, const char *zones) {

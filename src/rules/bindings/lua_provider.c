@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "rules/rules.h"
+#include "rules/bindings/bindings.h"
 
 /* Options every adapter takes; adapters may list more in `adapter.options`. */
 static const char *const provider_common_options[] = {

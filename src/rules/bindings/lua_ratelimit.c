@@ -2,12 +2,13 @@
  * retry_after — a rate limit per key for rules (per sender against reply
  * loops, per prefix against SMS pumping, ...), with GCRA.
  *
- * GCRA keeps one number per key, the theoretical arrival time (TAT). With
- * the emission interval T = per_seconds / rate and the burst tolerance
- * tau = (rate - 1) * T, an event at `now` conforms when TAT - tau <= now
- * (so `rate` events pass at once, then one per T); it then moves TAT to
- * max(TAT, now) + T. A refused event changes nothing and learns when the
- * next one would pass: retry_after = TAT - tau - now seconds.
+ * GCRA (core/gcra.h, the engine's one) keeps one number per key, the
+ * theoretical arrival time (TAT). With the emission interval
+ * T = per_seconds / rate and the burst tolerance tau = (rate - 1) * T, an
+ * event at `now` conforms when TAT - tau <= now (so `rate` events pass at
+ * once, then one per T); it then moves TAT to max(TAT, now) + T. A refused
+ * event changes nothing and learns when the next one would pass:
+ * retry_after = TAT - tau - now seconds.
  *
  * Durable, so a restart does not reset it: TAT is written to the kv store
  * under the reserved prefix "\x01rl:" (sms.kv refuses keys starting with
@@ -37,9 +38,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gcra.h"
 #include "core/log.h"
+#include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "store/store.h"
+#include "rules/bindings/bindings.h"
 
 #define RATELIMIT_MAX_KEY 200
 #define RATELIMIT_MAX_PER_SECONDS (366.0 * 24 * 3600) /* a year */
@@ -134,12 +138,26 @@ static void ratelimit_store(sr_store *store, const char *skey, size_t sklen, lua
     sr_store_txn_submit(t, ratelimit_stored, NULL);
 }
 
+/* Memory first: concurrent handlers see the key's new TAT (key at 1, the table at 4) at once. A new key
+ * counts towards the next sweep of the table. */
+static void ratelimit_remember(lua_State *L, lua_Integer new_tat, int cached, lua_Integer now_us) {
+    lua_pushvalue(L, 1);
+    lua_pushinteger(L, new_tat);
+    lua_rawset(L, 4);
+    if (cached) return;
+    ratelimit_count *count = ratelimit_get_count(L);
+    if (++count->entries >= count->sweep_at) {
+        count->entries = ratelimit_sweep(L, 4, now_us);
+        count->sweep_at = count->entries * 2 > RATELIMIT_SWEEP_MIN ? count->entries * 2 : RATELIMIT_SWEEP_MIN;
+    }
+}
+
 /* sms.ratelimit(key, rate, per_seconds) → allowed, retry_after (seconds; 0
  * when allowed). Does not yield. */
 static int l_ratelimit(lua_State *L) {
     sr_rules *r = sr_rules_from(L);
     sr_invocation *inv = sr_invocation_current(r);
-    if (!inv || !r->store)
+    if (!inv || !sr_rules_store(r))
         return luaL_error(L, "sms.ratelimit may only be called from a handler, not while the rules load");
     size_t klen;
     const char *key = luaL_checklstring(L, 1, &klen);
@@ -154,9 +172,7 @@ static int l_ratelimit(lua_State *L) {
 
     /* Microseconds: T is exact enough for any rate up to 1e9 a year. */
     lua_Integer now_us = (lua_Integer)sr_now_ms() * 1000;
-    lua_Integer interval_us = (lua_Integer)llround(per_seconds * 1e6 / rate);
-    if (interval_us < 1) interval_us = 1;
-    lua_Integer tolerance_us = (lua_Integer)llround((rate - 1) * (lua_Number)interval_us);
+    sr_gcra g = sr_gcra_per_period(rate, per_seconds);
 
     ratelimit_push_cache(L); /* 4 */
     lua_pushvalue(L, 1);
@@ -174,29 +190,19 @@ static int l_ratelimit(lua_State *L) {
      * store has the value kept across restarts, if any. TAT only grows, so
      * the larger of the two is the true one. */
     if (!cached) {
-        lua_Integer committed = ratelimit_committed(r->store, skey, sklen);
+        lua_Integer committed = ratelimit_committed(sr_rules_store(r), skey, sklen);
         if (committed > tat) tat = committed;
     }
 
-    if (tat - tolerance_us > now_us) {
+    int64_t new_tat = tat, wait_us = 0;
+    if (!sr_gcra_take(&g, &new_tat, now_us, &wait_us)) {
         lua_pushboolean(L, 0);
-        lua_pushnumber(L, (lua_Number)(tat - tolerance_us - now_us) / 1e6);
+        lua_pushnumber(L, (lua_Number)wait_us / 1e6);
         return 2;
     }
-    lua_Integer new_tat = (tat > now_us ? tat : now_us) + interval_us;
 
-    /* Memory first: concurrent handlers see it at once. */
-    lua_pushvalue(L, 1);
-    lua_pushinteger(L, new_tat);
-    lua_rawset(L, 4);
-    if (!cached) {
-        ratelimit_count *count = ratelimit_get_count(L);
-        if (++count->entries >= count->sweep_at) {
-            count->entries = ratelimit_sweep(L, 4, now_us);
-            count->sweep_at = count->entries * 2 > RATELIMIT_SWEEP_MIN ? count->entries * 2 : RATELIMIT_SWEEP_MIN;
-        }
-    }
-    ratelimit_store(r->store, skey, sklen, new_tat, now_us, per_seconds);
+    ratelimit_remember(L, new_tat, cached, now_us);
+    ratelimit_store(sr_rules_store(r), skey, sklen, new_tat, now_us, per_seconds);
 
     lua_pushboolean(L, 1);
     lua_pushinteger(L, 0);

@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "codec/phone.h"
 #include "rules/rules.h"
+#include "rules/bindings/bindings.h"
 
 /* The daemon's own secrets: never handed to rules. */
 static const char *const env_daemon_secrets[] = {"SMSRULES_API_KEYS", "SMSRULES_ADMIN_KEY", NULL};

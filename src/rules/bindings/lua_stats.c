@@ -14,8 +14,10 @@
 #include <string.h>
 
 #include "model/message.h"
-#include "delivery/route_stats.h"
+#include "model/route_stats.h"
+#include "rules/host.h"
 #include "rules/rules.h"
+#include "rules/bindings/bindings.h"
 
 static void stats_set_int(lua_State *L, const char *name, uint64_t v) {
     lua_pushinteger(L, (lua_Integer)v);
@@ -86,7 +88,7 @@ static int l_stats(lua_State *L) {
     lua_createtable(L, 0, SR_ROUTE_STATS_WINDOWS);
     for (int w = 0; w < SR_ROUTE_STATS_WINDOWS; w++) {
         sr_route_figures f;
-        sr_route_stats_get(r ? r->route_stats : NULL, provider, country, w, now, &f);
+        sr_route_stats_get(sr_rules_route_stats(r), provider, country, w, now, &f);
         stats_push_figures(L, &f);
         lua_setfield(L, -2, sr_route_stats_window_names[w]);
     }

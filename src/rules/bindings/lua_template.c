@@ -8,6 +8,7 @@
 
 #include "rules/rules.h"
 #include "codec/template.h"
+#include "rules/bindings/bindings.h"
 
 static int l_sms_template(lua_State *L) {
     sr_rules *r = sr_rules_from(L);

@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "core/metrics.h"
-#include "delivery/route_stats.h"
+#include "model/route_stats.h"
+#include "rules/bindings/bindings.h"
 
 #define SIM_ENGINE_SCAN 4096
 
@@ -41,7 +42,8 @@ int sr_sim_engine_start(sr_sim_engine *e, uv_loop_t *loop, const char *rules_pat
     so.map_size = map_size;
     so.no_sync = 1; /* the store is thrown away: durability buys nothing here */
     if (sr_store_open(&e->store, loop, &so, err, errlen) != 0) goto fail;
-    if (sr_scheduler_start(&e->scheduler, loop, e->store, e->rules, NULL, &e->config) != 0) {
+    e->rates = sr_rate_lanes_new();
+    if (sr_scheduler_start(&e->scheduler, loop, e->store, e->rules, NULL, e->rates, &e->config) != 0) {
         snprintf(err, errlen, "cannot start the delivery engine");
         goto fail;
     }
@@ -54,15 +56,13 @@ int sr_sim_engine_start(sr_sim_engine *e, uv_loop_t *loop, const char *rules_pat
      * engine's own timer runs on real time; the caller runs its passes on
      * the virtual clock (sr_reports_tick_now). */
     for (int i = 0; i < e->rules->provider_count; i++) e->rules->providers[i].poll = 0;
-    if (sr_reports_start(&e->reports, loop, e->store, e->scheduler, e->rules, NULL, &e->config) != 0) {
+    if (sr_reports_start(&e->reports, loop, e->store, e->rates, e->rules, NULL, &e->config) != 0) {
         snprintf(err, errlen, "cannot start the report engine");
         goto fail;
     }
-    sr_scheduler_set_reports(e->scheduler, e->reports);
-    e->rules->store = e->store;
-    e->rules->scheduler = e->scheduler;
     /* sms.stats, on the virtual clock like the rest of the engine. */
-    e->rules->route_stats = sr_route_stats_new();
+    sr_host_init(&e->host, e->store, NULL, sr_route_stats_new());
+    sr_host_set_current(&e->host, e->rules);
     return 0;
 fail:
     if (e->scheduler) {
@@ -75,6 +75,7 @@ fail:
         uv_run(loop, UV_RUN_DEFAULT);
     }
     sim_engine_rmtree(e->dir);
+    sr_rate_lanes_free(e->rates);
     if (e->rules) sr_rules_release(e->rules);
     sr_config_free(&e->config);
     memset(e, 0, sizeof *e);
@@ -160,14 +161,15 @@ int sr_sim_engine_stop(sr_sim_engine *e, int (*flush)(void *ud), void *ud, int64
         if (uv_hrtime() > deadline) return -1;
         uv_run(e->loop, UV_RUN_ONCE);
     }
-    e->rules->scheduler = NULL;
     sr_reports_free(e->reports);
     sr_scheduler_free(e->scheduler);
+    sr_host_close(&e->host);
     sr_store_close(e->store);
     uv_run(e->loop, UV_RUN_DEFAULT); /* the handles' close callbacks */
     sim_engine_rmtree(e->dir);
-    sr_route_stats_free(e->rules->route_stats);
-    e->rules->route_stats = NULL;
+    sr_route_stats_free(e->host.route_stats);
+    e->host.route_stats = NULL;
+    sr_rate_lanes_free(e->rates);
     sr_rules_release(e->rules);
     sr_config_free(&e->config);
     memset(e, 0, sizeof *e);

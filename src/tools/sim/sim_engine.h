@@ -19,6 +19,7 @@
 
 #include "core/config.h"
 #include "delivery/reports.h"
+#include "rules/host.h"
 #include "rules/rules.h"
 #include "delivery/scheduler.h"
 #include "tools/sim/sim_random.h"
@@ -31,11 +32,13 @@ typedef struct sr_sim_engine {
     sr_store *store;
     sr_scheduler *scheduler;
     sr_reports *reports;
+    sr_rate_lanes *rates; /* the providers' rates, shared by scheduler and reports */
     char dir[PATH_MAX]; /* the store's temporary folder, "" none */
     int in_flight;      /* store units and report applications the caller waits for */
     int scheduler_stopped, reports_stopped;
     int64_t expire_now;   /* argument of the expiry sweep's units */
     sr_sim_random random; /* the scheduler's retry jitter */
+    sr_host host;         /* what the rules act on: the store, route statistics (no HTTP client) */
 } sr_sim_engine;
 
 /* Starts an engine into e (zeroed here) on loop: rules_path (NULL: no rules),

@@ -1,4 +1,4 @@
-#include "delivery/route_stats.h"
+#include "model/route_stats.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -8,8 +8,6 @@
 
 #include "core/log.h"
 #include "codec/phone.h"
-#include "rules/rules.h"
-#include "store/store.h"
 
 const char *const sr_route_stats_window_names[SR_ROUTE_STATS_WINDOWS] = {"1m", "15m", "1h", "24h"};
 
@@ -267,7 +265,7 @@ void sr_route_stats_on_attempt(sr_route_stats *rs, const sr_message *m, int ai, 
                                (sr_route_stats_class)cls, a->duration_ms, cost);
 }
 
-static int rs_report_of(const char *status) {
+int sr_route_stats_report_of(const char *status) {
     switch (status ? sr_status_parse(status) : -1) {
     case SR_ST_DELIVERED: return SR_RS_DELIVERED;
     case SR_ST_UNDELIVERED:
@@ -281,7 +279,7 @@ static int rs_report_of(const char *status) {
 void sr_route_stats_on_report(sr_route_stats *rs, const sr_message *m, int ai, int64_t now_ms) {
     if (!rs || ai < 0 || ai >= m->attempt_count) return;
     const sr_attempt *a = &m->attempts[ai];
-    int rep = rs_report_of(a->report);
+    int rep = sr_route_stats_report_of(a->report);
     if (rep < 0 || !a->provider) return;
     int64_t sent = a->started_at_ms + a->duration_ms;
     int64_t at = a->reported_at_ms > 0 ? a->reported_at_ms : now_ms;
@@ -558,42 +556,4 @@ void sr_route_stats_metrics(sr_route_stats *rs, int64_t now_ms, int top_n, sr_bu
     }
     free(series);
     free(count);
-}
-
-/* ---- rebuild ---- */
-
-typedef struct rs_rebuild {
-    sr_route_stats *rs;
-    sr_rules *rules;
-    int64_t now_ms;
-    long attempts, reports;
-} rs_rebuild;
-
-static int rs_rebuild_cb(const sr_message *m, void *ud) {
-    rs_rebuild *rb = ud;
-    for (int i = 0; i < m->attempt_count; i++) {
-        const sr_attempt *a = &m->attempts[i];
-        if (sr_route_stats_attempt_class(a) < 0 || !a->provider) continue;
-        const sr_provider *p = rb->rules ? sr_rules_provider(rb->rules, a->provider) : NULL;
-        sr_route_stats_on_attempt(rb->rs, m, i, p ? p->cost : 0);
-        rb->attempts++;
-        if (rs_report_of(a->report) >= 0) {
-            sr_route_stats_on_report(rb->rs, m, i, rb->now_ms);
-            rb->reports++;
-        }
-    }
-    return 0;
-}
-
-int sr_route_stats_rebuild(sr_route_stats *rs, sr_store *store, sr_rules *rules, int64_t now_ms, int max_messages) {
-    rs_rebuild rb = {rs, rules, now_ms, 0, 0};
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int n = sr_store_scan_messages_back(store, now_ms - RS_DAY_MS, max_messages, rs_rebuild_cb, &rb);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (n >= 0)
-        sr_info("route statistics rebuilt from the store", "messages", sr_log_num(n), "attempts",
-                sr_log_num(rb.attempts), "reports", sr_log_num(rb.reports), "ms",
-                sr_log_num((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
-    return n;
 }

@@ -21,7 +21,10 @@
  * the message when the figures are rebuilt from the store: attempts count at
  * their answer, reports at the report's time, and `pending` (accepted, no
  * final report yet) in the bucket of the acceptance, taken off when the final
- * report comes. Loop thread only. */
+ * report comes. Loop thread only.
+ *
+ * Pure counting over messages (model layer): sms.stats reads it through the rules' host, the
+ * scheduler and reports feed it, and delivery/route_stats_rebuild refills it from the store. */
 #ifndef SR_ROUTE_STATS_H
 #define SR_ROUTE_STATS_H
 
@@ -83,6 +86,8 @@ void sr_route_stats_add_attempt(sr_route_stats *rs, const char *provider, int co
 void sr_route_stats_add_report(sr_route_stats *rs, const char *provider, int country, int64_t at_ms, int report,
                                int64_t sent_at_ms);
 
+/* SR_RS_DELIVERED... for a final report's status name ("delivered", ...), -1 for anything else. */
+int sr_route_stats_report_of(const char *status);
 /* The class of a closed attempt from what the store records (outcome, http status); -1 for one not
  * answered yet ("sending") or never answered ("unknown", after a crash). */
 int sr_route_stats_attempt_class(const sr_attempt *a);
@@ -110,13 +115,5 @@ void sr_route_stats_json(sr_route_stats *rs, int64_t now_ms, sr_buf *out);
 /* Prometheus text of smsrules_route_delivered_ratio and smsrules_route_report_latency_seconds (15m window),
  * countries limited to the top_n by 24 h volume of each provider plus "other". */
 void sr_route_stats_metrics(sr_route_stats *rs, int64_t now_ms, int top_n, sr_buf *out);
-
-struct sr_store;
-struct sr_rules;
-/* Rebuilds the figures from the messages created in the last 24 h (and up to max_messages of them,
- * newest kept), so that a restart does not blind adaptive rules. Costs from the rules' providers (may be
- * NULL). Returns the number of messages read, or a negative store code. */
-int sr_route_stats_rebuild(sr_route_stats *rs, struct sr_store *store, struct sr_rules *rules, int64_t now_ms,
-                           int max_messages);
 
 #endif

@@ -1,0 +1,25 @@
+#include "rules/bindings/bindings.h"
+
+/* Every table for a rules state; sms.crypto alone for the built-in adapters' state. */
+static void bindings_open(lua_State *L, int rules) {
+    if (!rules) {
+        sr_lua_open_crypto(L);
+        return;
+    }
+    sr_lua_open_sms(L);
+    sr_lua_open_log(L);
+    sr_lua_open_provider(L);
+    sr_lua_open_actions(L);
+    sr_lua_open_kv(L);
+    sr_lua_open_http(L);
+    sr_lua_open_ratelimit(L);
+    sr_lua_open_template(L);
+    sr_lua_open_crypto(L);
+    sr_lua_open_phone(L);
+    sr_lua_open_stats(L);
+    sr_lua_open_inbound(L); /* after actions: sms.reply uses sms.send */
+}
+
+int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err, size_t errlen) {
+    return sr_rules_create(out, path, config, bindings_open, err, errlen);
+}

@@ -1,0 +1,39 @@
+/* bindings: the `sms` tables a rules state offers, one file per table
+ * (lua_sms.c, lua_kv.c, ...), and loading a rules file with all of them.
+ * The Lua host below (rules.c) builds sandboxed states and calls back here
+ * to fill their `sms` global. */
+#ifndef SR_BINDINGS_H
+#define SR_BINDINGS_H
+
+#include <lua.h>
+
+#include "core/config.h"
+#include "rules/rules.h"
+
+/* Loads a rules file with every sms table (sr_rules_create with the openers below; path may be
+ * NULL: no rules). On error returns -1 with "file:line: message" in err. The config is borrowed for
+ * the lifetime of the rules. */
+int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err, size_t errlen);
+
+/* Renders template name with the Lua table at vars_index (0: no vars). On
+ * success pushes the text (also returned through text/len) and returns 0;
+ * else returns -1 with err ("missing variable 'x'", "unknown template 'y'"). */
+int sr_lua_render(lua_State *L, const char *name, int vars_index, const char **text, size_t *len, char *err,
+                  size_t errlen);
+
+/* Openers of the Lua tables, one per file (lua_*.c). Each expects the `sms`
+ * table on top of the stack and adds its fields to it. */
+void sr_lua_open_sms(lua_State *L);
+void sr_lua_open_log(lua_State *L);
+void sr_lua_open_provider(lua_State *L);
+void sr_lua_open_actions(lua_State *L);
+void sr_lua_open_kv(lua_State *L);
+void sr_lua_open_http(lua_State *L);
+void sr_lua_open_ratelimit(lua_State *L);
+void sr_lua_open_template(lua_State *L);
+void sr_lua_open_crypto(lua_State *L);
+void sr_lua_open_inbound(lua_State *L);
+void sr_lua_open_phone(lua_State *L);
+void sr_lua_open_stats(lua_State *L);
+
+#endif
