@@ -141,6 +141,56 @@ void sr_message_copy(sr_message *dst, const sr_message *src) {
     dst->part_reports = message_strdup(src->part_reports);
 }
 
+static void message_copy_attempts_in(sr_message *dst, const sr_message *src, sr_arena *arena) {
+    dst->attempts = NULL;
+    if (src->attempt_count <= 0) return;
+    dst->attempts = sr_arena_alloc(arena, sizeof(sr_attempt) * (size_t)src->attempt_count);
+    for (int i = 0; i < src->attempt_count; i++) {
+        const sr_attempt *a = &src->attempts[i];
+        sr_attempt *b = &dst->attempts[i];
+        *b = *a;
+        b->provider = sr_arena_strdup(arena, a->provider);
+        b->provider_id = sr_arena_strdup(arena, a->provider_id);
+        b->outcome = sr_arena_strdup(arena, a->outcome);
+        b->error = sr_arena_strdup(arena, a->error);
+        b->report = sr_arena_strdup(arena, a->report);
+        b->part_reports = sr_arena_strdup(arena, a->part_reports);
+    }
+}
+
+void sr_message_copy_in(sr_message *dst, const sr_message *src, sr_arena *arena) {
+    *dst = *src; /* scalars and id; every pointer is replaced below */
+    dst->to = sr_arena_strdup(arena, src->to);
+    dst->from = sr_arena_strdup(arena, src->from);
+    dst->text = sr_arena_strdup(arena, src->text);
+    dst->route = NULL;
+    if (src->route_len > 0) {
+        dst->route = sr_arena_alloc(arena, sizeof(char *) * (size_t)src->route_len);
+        for (int i = 0; i < src->route_len; i++) dst->route[i] = sr_arena_strdup(arena, src->route[i]);
+    }
+    dst->provider = sr_arena_strdup(arena, src->provider);
+    dst->provider_id = sr_arena_strdup(arena, src->provider_id);
+    dst->idempotency_key = sr_arena_strdup(arena, src->idempotency_key);
+    dst->tags = NULL;
+    if (src->tag_count > 0) {
+        dst->tags = sr_arena_alloc(arena, sizeof(sr_tag) * (size_t)src->tag_count);
+        for (int i = 0; i < src->tag_count; i++) {
+            dst->tags[i].key = sr_arena_strdup(arena, src->tags[i].key);
+            dst->tags[i].value = sr_arena_strdup(arena, src->tags[i].value);
+        }
+    }
+    message_copy_attempts_in(dst, src, arena);
+    dst->history = NULL;
+    if (src->history_count > 0) {
+        size_t n = sizeof(sr_history_entry) * (size_t)src->history_count;
+        dst->history = sr_arena_alloc(arena, n);
+        memcpy(dst->history, src->history, n);
+    }
+    dst->error = sr_arena_strdup(arena, src->error);
+    dst->reply_to = sr_arena_strdup(arena, src->reply_to);
+    dst->part_reports = sr_arena_strdup(arena, src->part_reports);
+}
+
 void sr_message_set_str(char **slot, const char *s) {
     char *copy = message_strdup(s); /* before freeing: s may be *slot itself */
     free(*slot);
@@ -550,8 +600,8 @@ static void message_field_cost(sr_buf *b, const sr_message *m) {
     else sr_buf_puts(b, "null");
 }
 
-void sr_message_encode(const sr_message *m, sr_buf *out) {
-    sr_buf_putc(out, (char)SR_MESSAGE_FORMAT);
+void sr_message_encode_json(const sr_message *m, sr_buf *out) {
+    sr_buf_putc(out, (char)SR_MESSAGE_FORMAT_JSON);
     sr_buf_putc(out, '{');
     message_key(out, "id", 1);
     sr_buf_json_str(out, m->id, strnlen(m->id, SR_ID_LEN));
@@ -852,9 +902,9 @@ static int message_decode_field(const sr_json *f, sr_message *m, int *seen) {
     return 0; /* unknown fields are ignored: a later minor change may add some */
 }
 
-int sr_message_decode(const char *data, size_t len, sr_message *m) {
+int sr_message_decode_json(const char *data, size_t len, sr_message *m) {
     sr_message_init(m);
-    if (!data || len < 3 || (unsigned char)data[0] != SR_MESSAGE_FORMAT) return -1;
+    if (!data || len < 3 || (unsigned char)data[0] != SR_MESSAGE_FORMAT_JSON) return -1;
     sr_json_doc doc;
     if (sr_json_parse(&doc, data + 1, len - 1, NULL, 0) < 0) return -1;
     int rc = -1, seen = 0;

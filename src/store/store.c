@@ -33,7 +33,8 @@
 
 #include "core/log.h"
 
-#define STORE_SCHEMA_VERSION 1
+/* 1: JSON message records; 2: binary ones (model/message_record.h), JSON ones still read. */
+#define STORE_SCHEMA_VERSION 2
 #define STORE_IDEM_TTL_MS (24LL * 3600 * 1000)
 #define STORE_DEFAULT_MAP ((size_t)256 << 20)
 #define STORE_DEFAULT_MAP_MAX ((size_t)64 << 30)
@@ -1640,6 +1641,42 @@ static void store_damaged(char *err, size_t errlen, const char *dir, const char 
              dir, problem, dir, dir);
 }
 
+/* Writes the schema version this smsrules writes. */
+static int store_put_schema(sr_store *s, MDB_txn *txn) {
+    MDB_val k = {strlen("schema_version"), (void *)"schema_version"}, v;
+    char text[16];
+    int n = snprintf(text, sizeof text, "%d", STORE_SCHEMA_VERSION);
+    v = (MDB_val){(size_t)n, text};
+    return mdb_put(txn, s->dbi[STORE_DB_META], &k, &v, 0);
+}
+
+/* Checks the schema version (writing it into a new store, and raising an older one: version 1 holds
+ * JSON message records, which this version reads, but from the first binary record on an older
+ * smsrules could not read the store, so it must refuse it). Returns an LMDB code, or an SR_E_* code
+ * with err set. */
+static int store_check_schema(sr_store *s, MDB_txn *txn, char *err, size_t errlen) {
+    MDB_val k = {strlen("schema_version"), (void *)"schema_version"}, v;
+    int rc = mdb_get(txn, s->dbi[STORE_DB_META], &k, &v);
+    if (rc == MDB_NOTFOUND && s->read_only) {
+        snprintf(err, errlen, "store has no schema version (never opened by a daemon)");
+        return SR_E_CORRUPT;
+    }
+    if (rc == MDB_NOTFOUND) return store_put_schema(s, txn);
+    if (rc) return rc;
+    int64_t version = 0;
+    if (store_parse_int(v.mv_data, v.mv_size, &version) < 0 || version < 1) {
+        snprintf(err, errlen, "store schema version is unreadable (corrupt meta database)");
+        return SR_E_CORRUPT;
+    }
+    if (version > STORE_SCHEMA_VERSION) {
+        snprintf(err, errlen, "store schema version %lld is newer than this smsrules supports (%d); upgrade smsrules",
+                 (long long)version, STORE_SCHEMA_VERSION);
+        return SR_E_INVALID;
+    }
+    if (version < STORE_SCHEMA_VERSION && !s->read_only) return store_put_schema(s, txn);
+    return 0;
+}
+
 /* Opens the named databases and checks (or writes) the schema version. */
 static int store_open_schema(sr_store *s, char *err, size_t errlen) {
     MDB_txn *txn = NULL;
@@ -1649,35 +1686,12 @@ static int store_open_schema(sr_store *s, char *err, size_t errlen) {
         rc = mdb_dbi_open(txn, store_db_names[i], s->read_only ? 0 : MDB_CREATE, &s->dbi[i]);
         if (rc) goto fail;
     }
-    MDB_val k = {strlen("schema_version"), (void *)"schema_version"}, v;
-    rc = mdb_get(txn, s->dbi[STORE_DB_META], &k, &v);
-    if (rc == MDB_NOTFOUND && s->read_only) {
-        snprintf(err, errlen, "store has no schema version (never opened by a daemon)");
+    rc = store_check_schema(s, txn, err, errlen);
+    if (store_is_code(rc)) {
         mdb_txn_abort(txn);
-        return SR_E_CORRUPT;
-    } else if (rc == MDB_NOTFOUND) {
-        char text[16];
-        int n = snprintf(text, sizeof text, "%d", STORE_SCHEMA_VERSION);
-        v = (MDB_val){(size_t)n, text};
-        rc = mdb_put(txn, s->dbi[STORE_DB_META], &k, &v, 0);
-        if (rc) goto fail;
-    } else if (rc) {
-        goto fail;
-    } else {
-        int64_t version = 0;
-        if (store_parse_int(v.mv_data, v.mv_size, &version) < 0 || version < 1) {
-            snprintf(err, errlen, "store schema version is unreadable (corrupt meta database)");
-            mdb_txn_abort(txn);
-            return SR_E_CORRUPT;
-        }
-        if (version > STORE_SCHEMA_VERSION) {
-            snprintf(err, errlen,
-                     "store schema version %lld is newer than this smsrules supports (%d); upgrade smsrules",
-                     (long long)version, STORE_SCHEMA_VERSION);
-            mdb_txn_abort(txn);
-            return SR_E_INVALID;
-        }
+        return rc;
     }
+    if (rc) goto fail;
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc) goto fail;
