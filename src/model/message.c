@@ -301,11 +301,22 @@ void sr_id_new(char id[SR_ID_LEN + 1], int64_t now_ms) {
     id[SR_ID_LEN] = '\0';
 }
 
+/* Is c a character of message_crockford? (A table: the store checks an id on every write.) */
+static int message_is_crockford(unsigned char c) {
+    static const unsigned char digits[256] = {
+        ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1,
+        ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+        ['J'] = 1, ['K'] = 1, ['M'] = 1, ['N'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
+        ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    };
+    return digits[c];
+}
+
 int sr_id_valid(const char *s, size_t len) {
     if (!s || len != SR_ID_LEN) return 0;
     if (s[0] < '0' || s[0] > '7') return 0; /* 128 bits in 130: the first character holds 3 */
     for (size_t i = 0; i < len; i++)
-        if (!s[i] || !strchr(message_crockford, s[i])) return 0;
+        if (!message_is_crockford((unsigned char)s[i])) return 0;
     return 1;
 }
 

@@ -22,15 +22,20 @@ static void *record_xmalloc(size_t n) {
 
 static int record_clamp(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+/* Room for n more bytes (and sr_buf's NUL), without a call when there is. */
+static inline void record_room(sr_buf *b, size_t n) {
+    if (b->cap - b->len <= n) sr_buf_reserve(b, n);
+}
+
 /* Every put below writes into room reserved by its caller or by itself; the
  * buffer's trailing NUL is restored once at the end of the record. */
 static void record_put_byte(sr_buf *b, unsigned v) {
-    sr_buf_reserve(b, 1);
+    record_room(b, 1);
     b->data[b->len++] = (char)v;
 }
 
 static void record_put_uvar(sr_buf *b, uint64_t v) {
-    sr_buf_reserve(b, 10);
+    record_room(b, 10);
     while (v >= 0x80) {
         b->data[b->len++] = (char)(v | 0x80);
         v >>= 7;
@@ -111,7 +116,7 @@ static void record_put_str(sr_buf *b, const char *s) {
     int clean = 1;
     size_t out = i == n ? n : i + record_clean_len(u + i, n - i, &clean);
     record_put_uvar(b, (uint64_t)out + 1);
-    sr_buf_reserve(b, out);
+    record_room(b, out);
     if (clean) {
         memcpy(b->data + b->len, s, n);
         b->len += n;
@@ -172,7 +177,7 @@ static void record_put_attempt(sr_buf *b, const sr_attempt *a) {
 
 static void record_put_head(sr_buf *b, const sr_message *m) {
     record_put_byte(b, SR_MESSAGE_FORMAT_BINARY);
-    sr_buf_reserve(b, SR_ID_LEN);
+    record_room(b, SR_ID_LEN);
     memcpy(b->data + b->len, m->id, SR_ID_LEN);
     b->len += SR_ID_LEN;
     record_put_byte(b, (unsigned)m->status < SR_ST_COUNT ? (unsigned)m->status : 0xFF);
@@ -210,7 +215,7 @@ static void record_put_tail(sr_buf *b, const sr_message *m) {
     if (has_cost) {
         uint64_t bits;
         memcpy(&bits, &m->cost, sizeof bits);
-        sr_buf_reserve(b, 8);
+        record_room(b, 8);
         for (int i = 0; i < 8; i++) b->data[b->len++] = (char)(bits >> (8 * i)); /* little endian */
     }
 }
@@ -227,7 +232,7 @@ void sr_record_encode_binary(const sr_message *m, sr_buf *out) {
         record_put_svar(out, m->history[i].at_ms);
     }
     record_put_tail(out, m);
-    sr_buf_reserve(out, 0);
+    record_room(out, 0);
     out->data[out->len] = '\0';
 }
 

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/arena.h"
 #include "core/log.h"
 
 /* 1: JSON message records; 2: binary ones (model/message_record.h), JSON ones still read. */
@@ -94,7 +95,8 @@ typedef struct store_op {
     store_op_kind kind;
     int result;
     char id[SR_ID_LEN + 1];
-    /* put: the message to write; update: the message as written (NULL until then). Owned. */
+    /* put: the message to write, owned; update: the message as written (NULL until then), a read-only
+     * copy in the batch's arena (sr_store.warena, then the arena of the batch's last unit). */
     sr_message *msg;
     char *key; /* kv, dedup and sweep key, optout number, put idempotency key; owned, may be NULL */
     size_t klen;
@@ -113,12 +115,14 @@ typedef struct store_op {
 
 struct sr_store_txn {
     sr_store *store;
-    store_op *ops;
+    store_op *ops; /* &first, or an array of cap */
+    store_op first;
     int count;
     int cap;
     int status;
     int hard_error; /* set by the writer: the unit broke a batch and is skipped when it is redone */
     unsigned owe_mask; /* sr_store_txn_owe_status */
+    sr_arena arena;    /* the last unit of a batch: the arena of the batch's update results */
     sr_store_done_cb cb;
     void *ud;
     sr_store_txn *next;
@@ -137,6 +141,18 @@ typedef struct store_handles {
     uv_async_t async;
     int open; /* handles still to close */
 } store_handles;
+
+/* The index entries of one message (writer). */
+typedef struct store_keys {
+    int queued;
+    unsigned char queue[STORE_QUEUE_KEY_LEN];
+    int expiring;
+    unsigned char expiry[STORE_EXPIRY_KEY_LEN];
+    unsigned char status[STORE_STATUS_KEY_LEN];
+    int watching;
+    unsigned char watch[STORE_WATCH_KEY_LEN];
+    sr_buf providers; /* each key: 2 bytes length (big endian), provider, NUL, provider id */
+} store_keys;
 
 struct sr_store {
     uv_loop_t *loop;
@@ -182,6 +198,8 @@ struct sr_store {
     /* Writer thread only (after open). */
     size_t map_size;
     sr_buf wbuf;
+    store_keys wkeys_before, wkeys_after; /* an update's index keys, reused */
+    sr_arena warena; /* the batch's update results; goes to the batch's last unit, freed with it */
 };
 
 /* ---- small helpers ---- */
@@ -272,17 +290,23 @@ const char *sr_store_strerror(int code) {
 sr_store_txn *sr_store_txn_new(sr_store *s) {
     sr_store_txn *t = store_xcalloc(1, sizeof *t);
     t->store = s;
+    sr_arena_init(&t->arena, 0);
     return t;
 }
 
 static store_op *store_txn_add(sr_store_txn *t, store_op_kind kind, int *slot) {
-    if (t->count == t->cap) {
-        int cap = t->cap ? t->cap * 2 : 4;
-        store_op *ops = realloc(t->ops, sizeof(store_op) * (size_t)cap);
+    if (t->count == 0 && t->cap == 0) {
+        t->ops = &t->first; /* most units hold one mutation: no allocation for it */
+        t->cap = 1;
+    } else if (t->count == t->cap) {
+        int cap = t->cap * 4;
+        store_op *ops = t->ops == &t->first ? malloc(sizeof(store_op) * (size_t)cap)
+                                            : realloc(t->ops, sizeof(store_op) * (size_t)cap);
         if (!ops) {
             fputs("smsrules: out of memory\n", stderr);
             abort();
         }
+        if (t->ops == &t->first) ops[0] = t->first;
         t->ops = ops;
         t->cap = cap;
     }
@@ -303,11 +327,12 @@ static void store_free_message(sr_message **m) {
 static void store_txn_free(sr_store_txn *t) {
     for (int i = 0; i < t->count; i++) {
         store_op *op = &t->ops[i];
-        store_free_message(&op->msg);
+        if (op->kind == STORE_OP_PUT) store_free_message(&op->msg);
         free(op->key);
         free(op->val);
     }
-    free(t->ops);
+    sr_arena_free(&t->arena); /* after every earlier unit of its batch: callbacks run in order */
+    if (t->ops != &t->first) free(t->ops);
     free(t);
 }
 
@@ -487,23 +512,13 @@ static void store_txn_reset(sr_store_txn *t) {
         if (op->kind == STORE_OP_PUT)
             memcpy(op->id, op->msg->id, sizeof op->id);
         else if (op->kind == STORE_OP_UPDATE)
-            store_free_message(&op->msg);
+            op->msg = NULL; /* in the batch's arena, reset with it */
     }
     if (t->hard_error) store_txn_fail(t, t->hard_error);
 }
 
 /* ---- index keys (writer) ---- */
 
-typedef struct store_keys {
-    int queued;
-    unsigned char queue[STORE_QUEUE_KEY_LEN];
-    int expiring;
-    unsigned char expiry[STORE_EXPIRY_KEY_LEN];
-    unsigned char status[STORE_STATUS_KEY_LEN];
-    int watching;
-    unsigned char watch[STORE_WATCH_KEY_LEN];
-    sr_buf providers; /* each key: 2 bytes length (big endian), provider, NUL, provider id */
-} store_keys;
 
 static int store_provider_key_present(const sr_buf *b, const char *key, size_t len) {
     size_t off = 0;
@@ -685,11 +700,8 @@ static int store_op_put(sr_store *s, MDB_txn *txn, store_op *op) {
     rc = mdb_put(txn, s->dbi[STORE_DB_MESSAGES], &k, &v, MDB_NOOVERWRITE);
     if (rc == MDB_KEYEXIST) return SR_E_EXISTS;
     if (rc) return rc;
-    store_keys keys;
-    sr_buf_init(&keys.providers);
-    store_keys_build(s, m, &keys);
-    rc = store_index_update(s, txn, NULL, &keys, m->id);
-    sr_buf_free(&keys.providers);
+    store_keys_build(s, m, &s->wkeys_after);
+    rc = store_index_update(s, txn, NULL, &s->wkeys_after, m->id);
     if (rc || !op->key) return rc;
     unsigned char idem[STORE_IDEM_VALUE_LEN];
     memcpy(idem, m->id, SR_ID_LEN);
@@ -703,65 +715,63 @@ static int store_op_put(sr_store *s, MDB_txn *txn, store_op *op) {
 static int store_put_expiring(sr_store *s, MDB_txn *txn, MDB_dbi dbi, const store_op *op, int64_t exp,
                               const void *val, size_t vlen);
 
-static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
-    MDB_val k = {SR_ID_LEN, op->id}, v;
-    store_keys before, after;
-    sr_message *m = NULL;
-    int rc;
-    if (!sr_id_valid(op->id, strlen(op->id))) return SR_E_NOTFOUND;
-    rc = mdb_get(txn, s->dbi[STORE_DB_MESSAGES], &k, &v);
-    if (rc == MDB_NOTFOUND) return SR_E_NOTFOUND;
-    if (rc) return rc;
-    m = store_xcalloc(1, sizeof *m);
-    if (sr_message_decode(v.mv_data, v.mv_size, m) < 0) {
-        sr_warn("store: corrupt message record", "id", op->id);
-        free(m);
-        return SR_E_CORRUPT;
-    }
-    sr_buf_init(&before.providers);
-    sr_buf_init(&after.providers);
-    store_keys_build(s, m, &before);
-    int history_before = m->history_count;
-    rc = op->fn(m, op->arg);
-    if (rc == SR_STORE_UNCHANGED) {
-        /* Nothing to write; the unit goes on and the result slot shows the message as it is. */
-        op->msg = m;
-        m = NULL;
-        rc = 0;
-        goto fail;
-    }
-    if (rc != 0) {
-        rc = store_is_code(rc) ? rc : SR_E_STATE;
-        goto fail;
-    }
+/* The result of an update: a read-only copy of m in the batch's arena (the loop reads it in the done
+ * callback; the writer frees its own allocations itself, which keeps malloc's caches warm). */
+static void store_keep_result(sr_store *s, store_op *op, const sr_message *m) {
+    op->msg = sr_arena_alloc(&s->warena, sizeof *op->msg);
+    sr_message_copy_in(op->msg, m, &s->warena);
+}
+
+/* Writes the owed-status entry of an update that set a status in op->owe_mask (history grew). */
+static int store_owe_status(sr_store *s, MDB_txn *txn, store_op *op, const sr_message *m, int history_before) {
+    if (m->history_count <= history_before || !(op->owe_mask & (1u << m->status))) return 0;
+    /* The status handler is owed for this change until its own unit clears the entry. */
+    char key[SR_ID_LEN + 24];
+    const char *name = sr_status_name(m->status);
+    store_op owed = {.key = key, .klen = sr_store_owed_key(op->id, m->history_count, key, sizeof key)};
+    int rc = store_put_expiring(s, txn, s->dbi[STORE_DB_OWED], &owed, 0, name, strlen(name));
+    if (rc == 0) op->int_out = m->history_count;
+    return rc;
+}
+
+/* Writes the changed message m back under op->id and moves its indexes from `before`. */
+static int store_write_back(sr_store *s, MDB_txn *txn, store_op *op, sr_message *m, const store_keys *before) {
     memcpy(m->id, op->id, sizeof m->id); /* the key of the record cannot move */
-    if (!store_message_ok(m)) {
-        rc = SR_E_INVALID;
-        goto fail;
-    }
+    if (!store_message_ok(m)) return SR_E_INVALID;
     sr_buf_reset(&s->wbuf);
     sr_message_encode(m, &s->wbuf);
-    v = (MDB_val){s->wbuf.len, s->wbuf.data};
-    rc = mdb_put(txn, s->dbi[STORE_DB_MESSAGES], &k, &v, 0);
-    if (rc) goto fail;
-    store_keys_build(s, m, &after);
-    rc = store_index_update(s, txn, &before, &after, op->id);
-    if (rc) goto fail;
-    if (m->history_count > history_before && (op->owe_mask & (1u << m->status))) {
-        /* The status handler is owed for this change until its own unit clears the entry. */
-        char key[SR_ID_LEN + 24];
-        const char *name = sr_status_name(m->status);
-        store_op owed = {.key = key, .klen = sr_store_owed_key(op->id, m->history_count, key, sizeof key)};
-        rc = store_put_expiring(s, txn, s->dbi[STORE_DB_OWED], &owed, 0, name, strlen(name));
-        if (rc) goto fail;
-        op->int_out = m->history_count;
+    MDB_val k = {SR_ID_LEN, op->id}, v = {s->wbuf.len, s->wbuf.data};
+    int rc = mdb_put(txn, s->dbi[STORE_DB_MESSAGES], &k, &v, 0);
+    if (rc) return rc;
+    store_keys_build(s, m, &s->wkeys_after);
+    return store_index_update(s, txn, before, &s->wkeys_after, op->id);
+}
+
+static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
+    MDB_val k = {SR_ID_LEN, op->id}, v;
+    sr_message m;
+    if (!sr_id_valid(op->id, strlen(op->id))) return SR_E_NOTFOUND;
+    int rc = mdb_get(txn, s->dbi[STORE_DB_MESSAGES], &k, &v);
+    if (rc == MDB_NOTFOUND) return SR_E_NOTFOUND;
+    if (rc) return rc;
+    if (sr_message_decode(v.mv_data, v.mv_size, &m) < 0) {
+        sr_warn("store: corrupt message record", "id", op->id);
+        return SR_E_CORRUPT;
     }
-    op->msg = m; /* the unit owns it now */
-    m = NULL;
-fail:
-    sr_buf_free(&before.providers);
-    sr_buf_free(&after.providers);
-    store_free_message(&m);
+    store_keys_build(s, &m, &s->wkeys_before);
+    int history_before = m.history_count;
+    rc = op->fn(&m, op->arg);
+    if (rc == SR_STORE_UNCHANGED) {
+        /* Nothing to write; the unit goes on and the result slot shows the message as it is. */
+        rc = 0;
+    } else if (rc != 0) {
+        rc = store_is_code(rc) ? rc : SR_E_STATE;
+    } else {
+        rc = store_write_back(s, txn, op, &m, &s->wkeys_before);
+        if (rc == 0) rc = store_owe_status(s, txn, op, &m, history_before);
+    }
+    if (rc == 0) store_keep_result(s, op, &m);
+    sr_message_free(&m);
     return rc;
 }
 
@@ -1040,76 +1050,85 @@ static void store_fail_batch(sr_store_txn *head, int code) {
     for (sr_store_txn *t = head; t; t = t->next) store_txn_fail(t, code);
 }
 
+/* Begins the batch's write transaction, adopting a map another process grew. */
+static int store_begin_write(sr_store *s, MDB_txn **txn) {
+    int rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    if (rc == MDB_MAP_RESIZED) { /* another process grew it: adopt its size */
+        pthread_rwlock_wrlock(&s->map_lock);
+        mdb_env_set_mapsize(s->env, 0);
+        pthread_rwlock_unlock(&s->map_lock);
+        rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    }
+    return rc;
+}
+
+/* What one try at a batch leads to. */
+enum { STORE_BATCH_COMMITTED, STORE_BATCH_FAILED, STORE_BATCH_REDO, STORE_BATCH_REDO_FULL, STORE_BATCH_GROW };
+
+/* One try at applying and committing the batch (every unit reset first). */
+static int store_try_batch(sr_store *s, sr_store_txn *head, int full_mode, int low) {
+    MDB_txn *txn = NULL;
+    int outcome = STORE_UNIT_DONE;
+    for (sr_store_txn *t = head; t; t = t->next) store_txn_reset(t);
+    sr_arena_reset(&s->warena);
+    int rc = store_begin_write(s, &txn);
+    if (rc) {
+        store_fail_batch(head, store_error(rc, "begin"));
+        return STORE_BATCH_FAILED;
+    }
+    for (sr_store_txn *t = head; t && outcome == STORE_UNIT_DONE; t = t->next)
+        outcome = store_apply_unit(s, txn, t, full_mode, low);
+    if (outcome != STORE_UNIT_DONE) {
+        mdb_txn_abort(txn);
+        return outcome == STORE_UNIT_REDO ? STORE_BATCH_REDO : STORE_BATCH_GROW;
+    }
+    rc = mdb_txn_commit(txn); /* frees txn whatever happens */
+    if (rc == 0) return STORE_BATCH_COMMITTED;
+    if (store_is_disk_full(rc)) {
+        if (!full_mode) return STORE_BATCH_REDO_FULL; /* the map needs no growing: the disk does */
+        store_fail_batch(head, SR_E_FULL);
+        return STORE_BATCH_FAILED;
+    }
+    if (rc == MDB_MAP_FULL) return STORE_BATCH_GROW;
+    store_fail_batch(head, store_error(rc, "commit"));
+    return STORE_BATCH_FAILED;
+}
+
 /* Applies a batch in one write transaction with a full sync. On MDB_MAP_FULL
  * the map grows and the batch is redone; when it cannot grow, or the disk is
  * full (ENOSPC / EDQUOT from the commit), it is redone in full mode (units
  * that add data fail with SR_E_FULL, the rest apply). Below the reserve, units
  * that add data are refused from the start (the map still grows for the
  * rest). A unit that broke the transaction is failed and the batch redone
- * without it. */
+ * without it. The results of updates go with the batch's last unit. */
 static void store_commit_batch(sr_store *s, sr_store_txn *head) {
     struct timespec t0;
-    int full_mode = 0, committed = 0;
+    int full_mode = 0, outcome;
     uint64_t count = 0;
     uint64_t room = s->reserve || atomic_load(&s->refused) ? store_room(s) : UINT64_MAX;
     int low = s->reserve && room < s->reserve;
+    sr_store_txn *tail = head;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (sr_store_txn *t = head; t; t = t->next) count++;
+    for (sr_store_txn *t = head; t; t = t->next, count++) tail = t;
     for (;;) {
-        MDB_txn *txn = NULL;
-        int rc, outcome = STORE_UNIT_DONE;
-        for (sr_store_txn *t = head; t; t = t->next) store_txn_reset(t);
-        rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-        if (rc == MDB_MAP_RESIZED) { /* another process grew it: adopt its size */
-            pthread_rwlock_wrlock(&s->map_lock);
-            mdb_env_set_mapsize(s->env, 0);
-            pthread_rwlock_unlock(&s->map_lock);
-            rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-        }
-        if (rc) {
-            store_fail_batch(head, store_error(rc, "begin"));
-            break;
-        }
-        for (sr_store_txn *t = head; t && outcome == STORE_UNIT_DONE; t = t->next)
-            outcome = store_apply_unit(s, txn, t, full_mode, low);
-        if (outcome == STORE_UNIT_REDO) {
-            mdb_txn_abort(txn);
-            continue;
-        }
-        if (outcome == STORE_UNIT_MAP_FULL) {
-            mdb_txn_abort(txn);
-        } else {
-            rc = mdb_txn_commit(txn); /* frees txn whatever happens */
-            if (rc == 0) {
-                committed = 1;
-                break;
-            }
-            if (store_is_disk_full(rc)) {
-                if (full_mode) {
-                    store_fail_batch(head, SR_E_FULL);
-                    break;
-                }
-                full_mode = 1; /* the map needs no growing: the disk does */
-                continue;
-            }
-            if (rc != MDB_MAP_FULL) {
-                store_fail_batch(head, store_error(rc, "commit"));
-                break;
-            }
-        }
-        if (!full_mode && store_grow(s) == 0) continue;
+        outcome = store_try_batch(s, head, full_mode, low);
+        if (outcome == STORE_BATCH_COMMITTED || outcome == STORE_BATCH_FAILED) break;
+        if (outcome == STORE_BATCH_REDO) continue;
+        if (outcome == STORE_BATCH_GROW && !full_mode && store_grow(s) == 0) continue;
         if (full_mode) {
             store_fail_batch(head, SR_E_FULL);
             break;
         }
         full_mode = 1;
     }
+    tail->arena = s->warena; /* the loop frees it with the last unit, after every callback of the batch */
+    sr_arena_init(&s->warena, 0);
     if (full_mode || low || atomic_load(&s->refused)) {
         if (full_mode) room = store_room(s);
         store_note_space(s, head, room, low);
     }
     pthread_mutex_lock(&s->mu);
-    if (committed) {
+    if (outcome == STORE_BATCH_COMMITTED) {
         s->commits++;
         s->units += count;
     }
@@ -1719,6 +1738,9 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     s->map_size_max = opt->map_size_max ? opt->map_size_max : STORE_DEFAULT_MAP_MAX;
     if (s->map_size_max < s->map_size) s->map_size_max = s->map_size;
     sr_buf_init(&s->wbuf);
+    sr_buf_init(&s->wkeys_before.providers);
+    sr_buf_init(&s->wkeys_after.providers);
+    sr_arena_init(&s->warena, 0);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cond, NULL);
     pthread_cond_init(&s->idle_cond, NULL);
@@ -1861,6 +1883,9 @@ void sr_store_close(sr_store *s) {
         pthread_rwlock_destroy(&s->map_lock);
     }
     sr_buf_free(&s->wbuf);
+    sr_buf_free(&s->wkeys_before.providers);
+    sr_buf_free(&s->wkeys_after.providers);
+    sr_arena_free(&s->warena);
     if (s->lock_fd >= 0) close(s->lock_fd); /* the lock goes last: nothing of ours touches the files after */
     free(s);
 }
