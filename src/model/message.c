@@ -1,6 +1,7 @@
 #include "model/message.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -821,95 +822,90 @@ enum {
     MESSAGE_REQUIRED = (1 << 5) - 1,
 };
 
+/* The plain fields of the record: a string, an int64 time or a bounded int at an offset of sr_message. */
+typedef enum { MESSAGE_FIELD_STR, MESSAGE_FIELD_STR_REQUIRED, MESSAGE_FIELD_I64, MESSAGE_FIELD_INT } message_field_kind;
+
+typedef struct message_field {
+    const char *name;
+    message_field_kind kind;
+    size_t offset;
+    int max;  /* MESSAGE_FIELD_INT: the range is 0..max */
+    int seen; /* a MESSAGE_HAS_* bit, or 0 */
+} message_field;
+
+#define MESSAGE_AT(field) offsetof(sr_message, field)
+static const message_field message_fields[] = {
+    {"to", MESSAGE_FIELD_STR_REQUIRED, MESSAGE_AT(to), 0, MESSAGE_HAS_TO},
+    {"text", MESSAGE_FIELD_STR_REQUIRED, MESSAGE_AT(text), 0, MESSAGE_HAS_TEXT},
+    {"from", MESSAGE_FIELD_STR, MESSAGE_AT(from), 0, 0},
+    {"provider", MESSAGE_FIELD_STR, MESSAGE_AT(provider), 0, 0},
+    {"provider_id", MESSAGE_FIELD_STR, MESSAGE_AT(provider_id), 0, 0},
+    {"idempotency_key", MESSAGE_FIELD_STR, MESSAGE_AT(idempotency_key), 0, 0},
+    {"error", MESSAGE_FIELD_STR, MESSAGE_AT(error), 0, 0},
+    {"reply_to", MESSAGE_FIELD_STR, MESSAGE_AT(reply_to), 0, 0},
+    {"part_reports", MESSAGE_FIELD_STR, MESSAGE_AT(part_reports), 0, 0},
+    {"created_at", MESSAGE_FIELD_I64, MESSAGE_AT(created_at_ms), 0, MESSAGE_HAS_CREATED},
+    {"send_at", MESSAGE_FIELD_I64, MESSAGE_AT(send_at_ms), 0, 0},
+    {"expires_at", MESSAGE_FIELD_I64, MESSAGE_AT(expires_at_ms), 0, 0},
+    {"next_attempt_at", MESSAGE_FIELD_I64, MESSAGE_AT(next_attempt_at_ms), 0, 0},
+    {"sent_at", MESSAGE_FIELD_I64, MESSAGE_AT(sent_at_ms), 0, 0},
+    {"watch_at", MESSAGE_FIELD_I64, MESSAGE_AT(watch_at_ms), 0, 0},
+    {"segments", MESSAGE_FIELD_INT, MESSAGE_AT(segments), INT_MAX, 0},
+    {"encoding", MESSAGE_FIELD_INT, MESSAGE_AT(encoding), 1, 0},
+    {"route_index", MESSAGE_FIELD_INT, MESSAGE_AT(route_index), INT_MAX, 0},
+    {"priority", MESSAGE_FIELD_INT, MESSAGE_AT(priority), 3, 0},
+    {"validity", MESSAGE_FIELD_INT, MESSAGE_AT(validity_s), INT_MAX, 0},
+    {"parts", MESSAGE_FIELD_INT, MESSAGE_AT(parts), INT_MAX, 0},
+    {"polls", MESSAGE_FIELD_INT, MESSAGE_AT(polls), INT_MAX, 0},
+    {"fallback_on", MESSAGE_FIELD_INT, MESSAGE_AT(fallback_on), INT_MAX, 0},
+    {"dlr_timeout", MESSAGE_FIELD_INT, MESSAGE_AT(dlr_timeout_s), INT_MAX, 0},
+};
+#undef MESSAGE_AT
+
+/* A plain field: 1 when f is one (*rc its outcome), 0 when it is not. */
+static int message_decode_plain(const sr_json *f, sr_message *m, int *seen, int *rc) {
+    for (size_t i = 0; i < sizeof message_fields / sizeof message_fields[0]; i++) {
+        const message_field *d = &message_fields[i];
+        if (strcmp(f->key, d->name) != 0) continue;
+        void *at = (char *)m + d->offset;
+        *seen |= d->seen;
+        switch (d->kind) {
+        case MESSAGE_FIELD_STR: *rc = message_get_str(f, at, 1); break;
+        case MESSAGE_FIELD_STR_REQUIRED: *rc = message_get_str(f, at, 0); break;
+        case MESSAGE_FIELD_I64: *rc = message_get_int64(f, at); break;
+        case MESSAGE_FIELD_INT: *rc = message_get_int(f, at, 0, d->max); break;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 static int message_decode_field(const sr_json *f, sr_message *m, int *seen) {
     const char *k = f->key;
-    switch (k[0]) {
-    case 'a':
-        if (strcmp(k, "attempts") == 0) return message_get_attempts(f, m);
-        break;
-    case 'c':
-        if (strcmp(k, "created_at") == 0) {
-            *seen |= MESSAGE_HAS_CREATED;
-            return message_get_int64(f, &m->created_at_ms);
-        }
-        if (strcmp(k, "cost") == 0) {
-            if (f->type == SR_JSON_NULL) return 0;
-            if (f->type != SR_JSON_NUMBER) return -1;
-            m->cost = f->num;
-            m->has_cost = 1;
-            return 0;
-        }
-        break;
-    case 'd':
-        if (strcmp(k, "dlr_timeout") == 0) return message_get_int(f, &m->dlr_timeout_s, 0, INT_MAX);
-        break;
-    case 'e':
-        if (strcmp(k, "encoding") == 0) return message_get_int(f, &m->encoding, 0, 1);
-        if (strcmp(k, "expires_at") == 0) return message_get_int64(f, &m->expires_at_ms);
-        if (strcmp(k, "error") == 0) return message_get_str(f, &m->error, 1);
-        break;
-    case 'f':
-        if (strcmp(k, "from") == 0) return message_get_str(f, &m->from, 1);
-        if (strcmp(k, "fallback_on") == 0) return message_get_int(f, &m->fallback_on, 0, INT_MAX);
-        break;
-    case 'h':
-        if (strcmp(k, "history") == 0) return message_get_history(f, m);
-        break;
-    case 'i':
-        if (strcmp(k, "id") == 0) {
-            if (f->type != SR_JSON_STRING || !sr_id_valid(f->str, f->len)) return -1;
-            memcpy(m->id, f->str, SR_ID_LEN);
-            m->id[SR_ID_LEN] = '\0';
-            *seen |= MESSAGE_HAS_ID;
-            return 0;
-        }
-        if (strcmp(k, "idempotency_key") == 0) return message_get_str(f, &m->idempotency_key, 1);
-        break;
-    case 'n':
-        if (strcmp(k, "next_attempt_at") == 0) return message_get_int64(f, &m->next_attempt_at_ms);
-        break;
-    case 'p':
-        if (strcmp(k, "provider") == 0) return message_get_str(f, &m->provider, 1);
-        if (strcmp(k, "provider_id") == 0) return message_get_str(f, &m->provider_id, 1);
-        if (strcmp(k, "priority") == 0) return message_get_int(f, &m->priority, 0, 3);
-        if (strcmp(k, "parts") == 0) return message_get_int(f, &m->parts, 0, INT_MAX);
-        if (strcmp(k, "part_reports") == 0) return message_get_str(f, &m->part_reports, 1);
-        if (strcmp(k, "polls") == 0) return message_get_int(f, &m->polls, 0, INT_MAX);
-        break;
-    case 'r':
-        if (strcmp(k, "route") == 0) return message_get_route(f, m);
-        if (strcmp(k, "route_index") == 0) return message_get_int(f, &m->route_index, 0, INT_MAX);
-        if (strcmp(k, "reply_to") == 0) return message_get_str(f, &m->reply_to, 1);
-        break;
-    case 's':
-        if (strcmp(k, "status") == 0) {
-            *seen |= MESSAGE_HAS_STATUS;
-            return message_get_status(f, &m->status);
-        }
-        if (strcmp(k, "segments") == 0) return message_get_int(f, &m->segments, 0, INT_MAX);
-        if (strcmp(k, "send_at") == 0) return message_get_int64(f, &m->send_at_ms);
-        if (strcmp(k, "sent_at") == 0) return message_get_int64(f, &m->sent_at_ms);
-        break;
-    case 't':
-        if (strcmp(k, "to") == 0) {
-            *seen |= MESSAGE_HAS_TO;
-            return message_get_str(f, &m->to, 0);
-        }
-        if (strcmp(k, "text") == 0) {
-            *seen |= MESSAGE_HAS_TEXT;
-            return message_get_str(f, &m->text, 0);
-        }
-        if (strcmp(k, "tags") == 0) return message_get_tags(f, m);
-        break;
-    case 'v':
-        if (strcmp(k, "validity") == 0) return message_get_int(f, &m->validity_s, 0, INT_MAX);
-        break;
-    case 'w':
-        if (strcmp(k, "watch_at") == 0) return message_get_int64(f, &m->watch_at_ms);
-        break;
-    default:
-        break;
+    int rc = -1;
+    if (message_decode_plain(f, m, seen, &rc)) return rc;
+    if (strcmp(k, "id") == 0) {
+        if (f->type != SR_JSON_STRING || !sr_id_valid(f->str, f->len)) return -1;
+        memcpy(m->id, f->str, SR_ID_LEN);
+        m->id[SR_ID_LEN] = '\0';
+        *seen |= MESSAGE_HAS_ID;
+        return 0;
     }
+    if (strcmp(k, "status") == 0) {
+        *seen |= MESSAGE_HAS_STATUS;
+        return message_get_status(f, &m->status);
+    }
+    if (strcmp(k, "cost") == 0) {
+        if (f->type == SR_JSON_NULL) return 0;
+        if (f->type != SR_JSON_NUMBER) return -1;
+        m->cost = f->num;
+        m->has_cost = 1;
+        return 0;
+    }
+    if (strcmp(k, "route") == 0) return message_get_route(f, m);
+    if (strcmp(k, "tags") == 0) return message_get_tags(f, m);
+    if (strcmp(k, "attempts") == 0) return message_get_attempts(f, m);
+    if (strcmp(k, "history") == 0) return message_get_history(f, m);
     return 0; /* unknown fields are ignored: a later minor change may add some */
 }
 

@@ -1399,6 +1399,48 @@ static const char *store_meta_problem(const store_meta *m, uint64_t n, char *buf
 
 /* The check before LMDB opens the file. 0 (also when there is no file yet), SR_E_CORRUPT with the
  * problem in problem, or SR_E_IO. */
+/* Reads and checks both meta pages of a file of size bytes. 0, SR_E_CORRUPT or SR_E_IO with problem set. */
+static int store_read_metas(int fd, uint64_t size, store_meta meta[2], char *problem, size_t len) {
+    unsigned char page[STORE_META_LEN];
+    char why[160];
+    ssize_t n = pread(fd, page, STORE_META_LEN, 0);
+    if (n < 0) {
+        snprintf(problem, len, "cannot read it: %s", strerror(errno));
+        return SR_E_IO;
+    }
+    if (n < STORE_META_LEN) {
+        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its first page",
+                 (unsigned long long)size);
+        return SR_E_CORRUPT;
+    }
+    store_meta_parse(page, &meta[0]);
+    if (store_meta_problem(&meta[0], 0, why, sizeof why)) {
+        snprintf(problem, len, "%s", why);
+        return SR_E_CORRUPT;
+    }
+    uint64_t psize = meta[0].psize;
+    if (size < 2 * psize) {
+        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its two meta pages",
+                 (unsigned long long)size);
+        return SR_E_CORRUPT;
+    }
+    n = pread(fd, page, STORE_META_LEN, (off_t)psize);
+    if (n != STORE_META_LEN) {
+        snprintf(problem, len, "cannot read its second meta page");
+        return n < 0 ? SR_E_IO : SR_E_CORRUPT;
+    }
+    store_meta_parse(page, &meta[1]);
+    if (store_meta_problem(&meta[1], 1, why, sizeof why)) {
+        snprintf(problem, len, "%s", why);
+        return SR_E_CORRUPT;
+    }
+    if (meta[1].psize != psize) {
+        snprintf(problem, len, "its meta pages disagree on the page size");
+        return SR_E_CORRUPT;
+    }
+    return 0;
+}
+
 static int store_check_file(const char *path, char *problem, size_t len) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -1408,9 +1450,7 @@ static int store_check_file(const char *path, char *problem, size_t len) {
     }
     int code = SR_E_CORRUPT;
     struct stat st;
-    unsigned char page[2][STORE_META_LEN];
     store_meta meta[2];
-    char why[160];
     if (fstat(fd, &st) != 0) {
         snprintf(problem, len, "cannot stat it: %s", strerror(errno));
         code = SR_E_IO;
@@ -1427,52 +1467,16 @@ static int store_check_file(const char *path, char *problem, size_t len) {
         snprintf(problem, len, "it is empty (0 bytes)");
         goto done;
     }
-    ssize_t n = pread(fd, page[0], STORE_META_LEN, 0);
-    if (n < 0) {
-        snprintf(problem, len, "cannot read it: %s", strerror(errno));
-        code = SR_E_IO;
-        goto done;
-    }
-    if (n < STORE_META_LEN) {
-        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its first page",
-                 (unsigned long long)size);
-        goto done;
-    }
-    store_meta_parse(page[0], &meta[0]);
-    if (store_meta_problem(&meta[0], 0, why, sizeof why)) {
-        snprintf(problem, len, "%s", why);
-        goto done;
-    }
-    uint64_t psize = meta[0].psize;
-    if (size < 2 * psize) {
-        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its two meta pages",
-                 (unsigned long long)size);
-        goto done;
-    }
-    n = pread(fd, page[1], STORE_META_LEN, (off_t)psize);
-    if (n != STORE_META_LEN) {
-        snprintf(problem, len, "cannot read its second meta page");
-        code = n < 0 ? SR_E_IO : SR_E_CORRUPT;
-        goto done;
-    }
-    store_meta_parse(page[1], &meta[1]);
-    if (store_meta_problem(&meta[1], 1, why, sizeof why)) {
-        snprintf(problem, len, "%s", why);
-        goto done;
-    }
-    if (meta[1].psize != psize) {
-        snprintf(problem, len, "its meta pages disagree on the page size");
-        goto done;
-    }
+    code = store_read_metas(fd, size, meta, problem, len);
+    if (code) goto done;
     /* LMDB opens the newest snapshot: every page it may touch must be in the file. */
     const store_meta *newest = meta[1].txnid > meta[0].txnid ? &meta[1] : &meta[0];
-    uint64_t need = (newest->last_pg + 1) * psize;
+    uint64_t need = (newest->last_pg + 1) * meta[0].psize;
     if (size < need) {
         snprintf(problem, len, "it is truncated: %llu bytes, its newest snapshot needs %llu",
                  (unsigned long long)size, (unsigned long long)need);
-        goto done;
+        code = SR_E_CORRUPT;
     }
-    code = 0;
 done:
     close(fd);
     return code;
@@ -1721,19 +1725,13 @@ fail:
     return store_error(rc, "open");
 }
 
-int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, char *err, size_t errlen) {
-    char dummy[8];
-    if (!err || errlen == 0) {
-        err = dummy;
-        errlen = sizeof dummy;
-    }
-    err[0] = '\0';
-    *out = NULL;
+/* A store not yet open: its sizes, buffers and locks initialised. */
+static sr_store *store_new(uv_loop_t *loop, const sr_store_options *opt) {
     sr_store *s = store_xcalloc(1, sizeof *s);
-    int rc, code = SR_E_IO;
     s->loop = loop;
     s->lock_fd = -1;
     s->reserve = opt->reserve;
+    s->read_only = opt->read_only;
     s->map_size = opt->map_size ? opt->map_size : STORE_DEFAULT_MAP;
     s->map_size_max = opt->map_size_max ? opt->map_size_max : STORE_DEFAULT_MAP_MAX;
     if (s->map_size_max < s->map_size) s->map_size_max = s->map_size;
@@ -1746,37 +1744,44 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     pthread_cond_init(&s->idle_cond, NULL);
     pthread_rwlock_init(&s->map_lock, NULL);
     s->sync_initialised = 1;
+    return s;
+}
 
-    if (!opt->dir || !opt->dir[0]) {
+/* The data directory: created and locked (a reader only checks it exists). 0 or a code, err set. */
+static int store_open_dir(sr_store *s, const char *dir, char *err, size_t errlen) {
+    int code = SR_E_IO;
+    if (!dir || !dir[0]) {
         snprintf(err, errlen, "no data directory given");
-        goto fail;
+        return code;
     }
-    s->read_only = opt->read_only;
     if (s->read_only) {
         struct stat dir_st;
-        if (stat(opt->dir, &dir_st) != 0 || !S_ISDIR(dir_st.st_mode)) {
-            snprintf(err, errlen, "no data directory %s", opt->dir);
-            goto fail;
+        if (stat(dir, &dir_st) != 0 || !S_ISDIR(dir_st.st_mode)) {
+            snprintf(err, errlen, "no data directory %s", dir);
+            return code;
         }
-    } else {
-        rc = store_mkdirs(opt->dir);
-        if (rc) {
-            snprintf(err, errlen, "cannot create data directory %s: %s", opt->dir, strerror(rc));
-            goto fail;
-        }
-        /* Before anything is read: a second daemon stops here. A reader does not take the lock: it
-         * reads beside the daemon, which LMDB allows. */
-        s->lock_fd = store_lock_dir(opt->dir, err, errlen, &code);
-        if (s->lock_fd < 0) goto fail;
+        return 0;
     }
+    int rc = store_mkdirs(dir);
+    if (rc) {
+        snprintf(err, errlen, "cannot create data directory %s: %s", dir, strerror(rc));
+        return code;
+    }
+    /* Before anything is read: a second daemon stops here. A reader does not take the lock: it
+     * reads beside the daemon, which LMDB allows. */
+    s->lock_fd = store_lock_dir(dir, err, errlen, &code);
+    return s->lock_fd < 0 ? code : 0;
+}
+
+/* Checks data.mdb, opens the environment and walks it. 0 or a code, err set. */
+static int store_open_env(sr_store *s, const sr_store_options *opt, char *err, size_t errlen) {
     char path[4096], problem[256];
     snprintf(path, sizeof path, "%s/data.mdb", opt->dir);
-    code = store_check_file(path, problem, sizeof problem);
+    int code = store_check_file(path, problem, sizeof problem);
     if (code == SR_E_CORRUPT) store_damaged(err, errlen, opt->dir, problem);
     else if (code) snprintf(err, errlen, "cannot check the store file %s: %s", path, problem);
-    if (code) goto fail;
-    code = SR_E_IO;
-    rc = mdb_env_create(&s->env);
+    if (code) return code;
+    int rc = mdb_env_create(&s->env);
     if (rc == 0) rc = mdb_env_set_maxdbs(s->env, 16);
     /* No size before opening: LMDB then keeps the size an existing file was grown to, and only
      * a smaller one is raised to map_size below. */
@@ -1787,26 +1792,20 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     if (rc == 0 && !s->read_only && info.me_mapsize < s->map_size) rc = mdb_env_set_mapsize(s->env, s->map_size);
     if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND) {
         store_damaged(err, errlen, opt->dir, mdb_strerror(rc));
-        code = SR_E_CORRUPT;
-        goto fail;
+        return SR_E_CORRUPT;
     }
     if (rc) {
         snprintf(err, errlen, "cannot open store in %s: %s", opt->dir, mdb_strerror(rc));
-        code = store_error(rc, "open");
-        goto fail;
+        return store_error(rc, "open");
     }
     code = store_walk_env(&s->env, problem, sizeof problem);
-    if (code) {
-        store_damaged(err, errlen, opt->dir, problem);
-        goto fail;
-    }
-    code = SR_E_IO;
-    int dead = 0;
-    mdb_reader_check(s->env, &dead);
-    if (dead > 0) sr_info("store: cleared stale readers", "count", sr_log_num(dead));
-    code = store_open_schema(s, err, errlen);
-    if (code) goto fail;
-    code = SR_E_IO;
+    if (code) store_damaged(err, errlen, opt->dir, problem);
+    return code;
+}
+
+/* After the schema: the sizes the environment has, and the loop's read transaction. */
+static int store_open_reads(sr_store *s, char *err, size_t errlen) {
+    MDB_envinfo info;
     mdb_env_info(s->env, &info);
     s->map_size = info.me_mapsize; /* an existing file may be bigger than asked */
     if (s->map_size_max < s->map_size) s->map_size_max = s->map_size;
@@ -1814,18 +1813,17 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     MDB_stat env_stat;
     mdb_env_stat(s->env, &env_stat);
     s->page_size = env_stat.ms_psize;
-    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->read_txn);
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->read_txn);
     if (rc) {
         snprintf(err, errlen, "cannot start a read transaction: %s", mdb_strerror(rc));
-        code = store_error(rc, "open");
-        goto fail;
+        return store_error(rc, "open");
     }
     mdb_txn_reset(s->read_txn);
+    return 0;
+}
 
-    if (s->read_only) {
-        *out = s;
-        return 0;
-    }
+/* The loop handles and the writer thread. */
+static int store_start_writer(sr_store *s, uv_loop_t *loop, char *err, size_t errlen) {
     s->handles = store_xcalloc(1, sizeof *s->handles);
     uv_prepare_init(loop, &s->handles->prepare);
     uv_check_init(loop, &s->handles->check);
@@ -1838,12 +1836,34 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     uv_unref((uv_handle_t *)&s->handles->check);
     uv_unref((uv_handle_t *)&s->handles->async);
 
-    rc = pthread_create(&s->writer, NULL, store_writer_main, s);
+    int rc = pthread_create(&s->writer, NULL, store_writer_main, s);
     if (rc) {
         snprintf(err, errlen, "cannot start the store writer thread: %s", strerror(rc));
-        goto fail;
+        return SR_E_IO;
     }
     s->writer_started = 1;
+    return 0;
+}
+
+int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, char *err, size_t errlen) {
+    char dummy[8];
+    if (!err || errlen == 0) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    err[0] = '\0';
+    *out = NULL;
+    sr_store *s = store_new(loop, opt);
+    int code = store_open_dir(s, opt->dir, err, errlen);
+    if (code == 0) code = store_open_env(s, opt, err, errlen);
+    if (code) goto fail;
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    if (dead > 0) sr_info("store: cleared stale readers", "count", sr_log_num(dead));
+    code = store_open_schema(s, err, errlen);
+    if (code == 0) code = store_open_reads(s, err, errlen);
+    if (code == 0 && !s->read_only) code = store_start_writer(s, loop, err, errlen);
+    if (code) goto fail;
     *out = s;
     return 0;
 fail:
