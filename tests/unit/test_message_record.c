@@ -272,7 +272,7 @@ TEST(binary_many_tags_dedup_past_the_stack) {
     sr_message_set_str(&m.text, "x");
     m.tags = calloc(40, sizeof(sr_tag));
     for (int i = 0; i < 40; i++) {
-        char key[8], val[8];
+        char key[16], val[16];
         snprintf(key, sizeof key, "k%d", i % 20);
         snprintf(val, sizeof val, "v%d", i);
         sr_message_set_str(&m.tags[i].key, key);
