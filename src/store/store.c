@@ -519,7 +519,6 @@ static void store_txn_reset(sr_store_txn *t) {
 
 /* ---- index keys (writer) ---- */
 
-
 static int store_provider_key_present(const sr_buf *b, const char *key, size_t len) {
     size_t off = 0;
     while (off + 2 <= b->len) {
