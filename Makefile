@@ -132,7 +132,7 @@ bench: deps
 FUZZ_CC = clang
 FUZZ_SECONDS ?= 60
 FUZZ_TIMEOUT ?= 10
-FUZZ_TARGETS ?= json message text template rfc3339 base64 pattern store_open webhooks
+FUZZ_TARGETS ?= json message record text template rfc3339 base64 pattern store_open webhooks
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_LDLIBS = $(shell pkg-config --libs lua5.4) -lm -lpthread
@@ -142,6 +142,7 @@ FUZZ_OBJ = $(BUILD)/fuzz/obj
 # short subject and pattern (our matcher against Lua's, tests/fuzz/fuzz_pattern.c).
 FUZZ_MAX_LEN_json = 4096
 FUZZ_MAX_LEN_message = 4096
+FUZZ_MAX_LEN_record = 2048
 FUZZ_MAX_LEN_text = 2048
 FUZZ_MAX_LEN_template = 2048
 FUZZ_MAX_LEN_rfc3339 = 64
@@ -178,14 +179,18 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) $(CPPFLAGS) $^ -o $@ $(FUZZ_LDLIBS)
 
 $(BUILD)/fuzz/fuzz_json: $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o $(FUZZ_OBJ)/codec/text.o
-$(BUILD)/fuzz/fuzz_message: $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o
+# The message: both record formats (message_record.o reads either), the arena of sr_message_copy_in.
+MESSAGE_FUZZ_OBJS = $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/model/message_record.o $(FUZZ_OBJ)/core/arena.o \
+	$(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o
+$(BUILD)/fuzz/fuzz_message: $(MESSAGE_FUZZ_OBJS)
+$(BUILD)/fuzz/fuzz_record: $(MESSAGE_FUZZ_OBJS)
 $(BUILD)/fuzz/fuzz_text: $(FUZZ_OBJ)/codec/text.o
 $(BUILD)/fuzz/fuzz_template: $(FUZZ_OBJ)/codec/template.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o
-$(BUILD)/fuzz/fuzz_rfc3339: $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o
+$(BUILD)/fuzz/fuzz_rfc3339: $(MESSAGE_FUZZ_OBJS)
 $(BUILD)/fuzz/fuzz_base64: $(FUZZ_OBJ)/codec/crypto.o
 $(BUILD)/fuzz/fuzz_pattern: $(FUZZ_OBJ)/rules/lua_string.o
 $(BUILD)/tests/test_lua_string: tests/unit/lua_string_compare.h
-$(BUILD)/fuzz/fuzz_store_open: $(FUZZ_OBJ)/store/store.o $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o \
+$(BUILD)/fuzz/fuzz_store_open: $(FUZZ_OBJ)/store/store.o $(MESSAGE_FUZZ_OBJS) \
 	$(FUZZ_OBJ)/core/log.o $(FUZZ_OBJ)/codec/text.o
 $(BUILD)/fuzz/fuzz_store_open: FUZZ_LDLIBS += $(shell pkg-config --libs libuv lmdb)
 # The adapters run in a rules state: the whole library, and every library it links.

@@ -1,6 +1,7 @@
 #include "model/message.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,56 @@ void sr_message_copy(sr_message *dst, const sr_message *src) {
     dst->part_reports = message_strdup(src->part_reports);
 }
 
+static void message_copy_attempts_in(sr_message *dst, const sr_message *src, sr_arena *arena) {
+    dst->attempts = NULL;
+    if (src->attempt_count <= 0) return;
+    dst->attempts = sr_arena_alloc(arena, sizeof(sr_attempt) * (size_t)src->attempt_count);
+    for (int i = 0; i < src->attempt_count; i++) {
+        const sr_attempt *a = &src->attempts[i];
+        sr_attempt *b = &dst->attempts[i];
+        *b = *a;
+        b->provider = sr_arena_strdup(arena, a->provider);
+        b->provider_id = sr_arena_strdup(arena, a->provider_id);
+        b->outcome = sr_arena_strdup(arena, a->outcome);
+        b->error = sr_arena_strdup(arena, a->error);
+        b->report = sr_arena_strdup(arena, a->report);
+        b->part_reports = sr_arena_strdup(arena, a->part_reports);
+    }
+}
+
+void sr_message_copy_in(sr_message *dst, const sr_message *src, sr_arena *arena) {
+    *dst = *src; /* scalars and id; every pointer is replaced below */
+    dst->to = sr_arena_strdup(arena, src->to);
+    dst->from = sr_arena_strdup(arena, src->from);
+    dst->text = sr_arena_strdup(arena, src->text);
+    dst->route = NULL;
+    if (src->route_len > 0) {
+        dst->route = sr_arena_alloc(arena, sizeof(char *) * (size_t)src->route_len);
+        for (int i = 0; i < src->route_len; i++) dst->route[i] = sr_arena_strdup(arena, src->route[i]);
+    }
+    dst->provider = sr_arena_strdup(arena, src->provider);
+    dst->provider_id = sr_arena_strdup(arena, src->provider_id);
+    dst->idempotency_key = sr_arena_strdup(arena, src->idempotency_key);
+    dst->tags = NULL;
+    if (src->tag_count > 0) {
+        dst->tags = sr_arena_alloc(arena, sizeof(sr_tag) * (size_t)src->tag_count);
+        for (int i = 0; i < src->tag_count; i++) {
+            dst->tags[i].key = sr_arena_strdup(arena, src->tags[i].key);
+            dst->tags[i].value = sr_arena_strdup(arena, src->tags[i].value);
+        }
+    }
+    message_copy_attempts_in(dst, src, arena);
+    dst->history = NULL;
+    if (src->history_count > 0) {
+        size_t n = sizeof(sr_history_entry) * (size_t)src->history_count;
+        dst->history = sr_arena_alloc(arena, n);
+        memcpy(dst->history, src->history, n);
+    }
+    dst->error = sr_arena_strdup(arena, src->error);
+    dst->reply_to = sr_arena_strdup(arena, src->reply_to);
+    dst->part_reports = sr_arena_strdup(arena, src->part_reports);
+}
+
 void sr_message_set_str(char **slot, const char *s) {
     char *copy = message_strdup(s); /* before freeing: s may be *slot itself */
     free(*slot);
@@ -251,11 +302,22 @@ void sr_id_new(char id[SR_ID_LEN + 1], int64_t now_ms) {
     id[SR_ID_LEN] = '\0';
 }
 
+/* Is c a character of message_crockford? (A table: the store checks an id on every write.) */
+static int message_is_crockford(unsigned char c) {
+    static const unsigned char digits[256] = {
+        ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1,
+        ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+        ['J'] = 1, ['K'] = 1, ['M'] = 1, ['N'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
+        ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    };
+    return digits[c];
+}
+
 int sr_id_valid(const char *s, size_t len) {
     if (!s || len != SR_ID_LEN) return 0;
     if (s[0] < '0' || s[0] > '7') return 0; /* 128 bits in 130: the first character holds 3 */
     for (size_t i = 0; i < len; i++)
-        if (!s[i] || !strchr(message_crockford, s[i])) return 0;
+        if (!message_is_crockford((unsigned char)s[i])) return 0;
     return 1;
 }
 
@@ -550,8 +612,8 @@ static void message_field_cost(sr_buf *b, const sr_message *m) {
     else sr_buf_puts(b, "null");
 }
 
-void sr_message_encode(const sr_message *m, sr_buf *out) {
-    sr_buf_putc(out, (char)SR_MESSAGE_FORMAT);
+void sr_message_encode_json(const sr_message *m, sr_buf *out) {
+    sr_buf_putc(out, (char)SR_MESSAGE_FORMAT_JSON);
     sr_buf_putc(out, '{');
     message_key(out, "id", 1);
     sr_buf_json_str(out, m->id, strnlen(m->id, SR_ID_LEN));
@@ -760,101 +822,96 @@ enum {
     MESSAGE_REQUIRED = (1 << 5) - 1,
 };
 
+/* The plain fields of the record: a string, an int64 time or a bounded int at an offset of sr_message. */
+typedef enum { MESSAGE_FIELD_STR, MESSAGE_FIELD_STR_REQUIRED, MESSAGE_FIELD_I64, MESSAGE_FIELD_INT } message_field_kind;
+
+typedef struct message_field {
+    const char *name;
+    message_field_kind kind;
+    size_t offset;
+    int max;  /* MESSAGE_FIELD_INT: the range is 0..max */
+    int seen; /* a MESSAGE_HAS_* bit, or 0 */
+} message_field;
+
+#define MESSAGE_AT(field) offsetof(sr_message, field)
+static const message_field message_fields[] = {
+    {"to", MESSAGE_FIELD_STR_REQUIRED, MESSAGE_AT(to), 0, MESSAGE_HAS_TO},
+    {"text", MESSAGE_FIELD_STR_REQUIRED, MESSAGE_AT(text), 0, MESSAGE_HAS_TEXT},
+    {"from", MESSAGE_FIELD_STR, MESSAGE_AT(from), 0, 0},
+    {"provider", MESSAGE_FIELD_STR, MESSAGE_AT(provider), 0, 0},
+    {"provider_id", MESSAGE_FIELD_STR, MESSAGE_AT(provider_id), 0, 0},
+    {"idempotency_key", MESSAGE_FIELD_STR, MESSAGE_AT(idempotency_key), 0, 0},
+    {"error", MESSAGE_FIELD_STR, MESSAGE_AT(error), 0, 0},
+    {"reply_to", MESSAGE_FIELD_STR, MESSAGE_AT(reply_to), 0, 0},
+    {"part_reports", MESSAGE_FIELD_STR, MESSAGE_AT(part_reports), 0, 0},
+    {"created_at", MESSAGE_FIELD_I64, MESSAGE_AT(created_at_ms), 0, MESSAGE_HAS_CREATED},
+    {"send_at", MESSAGE_FIELD_I64, MESSAGE_AT(send_at_ms), 0, 0},
+    {"expires_at", MESSAGE_FIELD_I64, MESSAGE_AT(expires_at_ms), 0, 0},
+    {"next_attempt_at", MESSAGE_FIELD_I64, MESSAGE_AT(next_attempt_at_ms), 0, 0},
+    {"sent_at", MESSAGE_FIELD_I64, MESSAGE_AT(sent_at_ms), 0, 0},
+    {"watch_at", MESSAGE_FIELD_I64, MESSAGE_AT(watch_at_ms), 0, 0},
+    {"segments", MESSAGE_FIELD_INT, MESSAGE_AT(segments), INT_MAX, 0},
+    {"encoding", MESSAGE_FIELD_INT, MESSAGE_AT(encoding), 1, 0},
+    {"route_index", MESSAGE_FIELD_INT, MESSAGE_AT(route_index), INT_MAX, 0},
+    {"priority", MESSAGE_FIELD_INT, MESSAGE_AT(priority), 3, 0},
+    {"validity", MESSAGE_FIELD_INT, MESSAGE_AT(validity_s), INT_MAX, 0},
+    {"parts", MESSAGE_FIELD_INT, MESSAGE_AT(parts), INT_MAX, 0},
+    {"polls", MESSAGE_FIELD_INT, MESSAGE_AT(polls), INT_MAX, 0},
+    {"fallback_on", MESSAGE_FIELD_INT, MESSAGE_AT(fallback_on), INT_MAX, 0},
+    {"dlr_timeout", MESSAGE_FIELD_INT, MESSAGE_AT(dlr_timeout_s), INT_MAX, 0},
+};
+#undef MESSAGE_AT
+
+/* A plain field: 1 when f is one (*rc its outcome), 0 when it is not. */
+static int message_decode_plain(const sr_json *f, sr_message *m, int *seen, int *rc) {
+    for (size_t i = 0; i < sizeof message_fields / sizeof message_fields[0]; i++) {
+        const message_field *d = &message_fields[i];
+        if (strcmp(f->key, d->name) != 0) continue;
+        void *at = (char *)m + d->offset;
+        *seen |= d->seen;
+        switch (d->kind) {
+        case MESSAGE_FIELD_STR: *rc = message_get_str(f, at, 1); break;
+        case MESSAGE_FIELD_STR_REQUIRED: *rc = message_get_str(f, at, 0); break;
+        case MESSAGE_FIELD_I64: *rc = message_get_int64(f, at); break;
+        case MESSAGE_FIELD_INT: *rc = message_get_int(f, at, 0, d->max); break;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 static int message_decode_field(const sr_json *f, sr_message *m, int *seen) {
     const char *k = f->key;
-    switch (k[0]) {
-    case 'a':
-        if (strcmp(k, "attempts") == 0) return message_get_attempts(f, m);
-        break;
-    case 'c':
-        if (strcmp(k, "created_at") == 0) {
-            *seen |= MESSAGE_HAS_CREATED;
-            return message_get_int64(f, &m->created_at_ms);
-        }
-        if (strcmp(k, "cost") == 0) {
-            if (f->type == SR_JSON_NULL) return 0;
-            if (f->type != SR_JSON_NUMBER) return -1;
-            m->cost = f->num;
-            m->has_cost = 1;
-            return 0;
-        }
-        break;
-    case 'd':
-        if (strcmp(k, "dlr_timeout") == 0) return message_get_int(f, &m->dlr_timeout_s, 0, INT_MAX);
-        break;
-    case 'e':
-        if (strcmp(k, "encoding") == 0) return message_get_int(f, &m->encoding, 0, 1);
-        if (strcmp(k, "expires_at") == 0) return message_get_int64(f, &m->expires_at_ms);
-        if (strcmp(k, "error") == 0) return message_get_str(f, &m->error, 1);
-        break;
-    case 'f':
-        if (strcmp(k, "from") == 0) return message_get_str(f, &m->from, 1);
-        if (strcmp(k, "fallback_on") == 0) return message_get_int(f, &m->fallback_on, 0, INT_MAX);
-        break;
-    case 'h':
-        if (strcmp(k, "history") == 0) return message_get_history(f, m);
-        break;
-    case 'i':
-        if (strcmp(k, "id") == 0) {
-            if (f->type != SR_JSON_STRING || !sr_id_valid(f->str, f->len)) return -1;
-            memcpy(m->id, f->str, SR_ID_LEN);
-            m->id[SR_ID_LEN] = '\0';
-            *seen |= MESSAGE_HAS_ID;
-            return 0;
-        }
-        if (strcmp(k, "idempotency_key") == 0) return message_get_str(f, &m->idempotency_key, 1);
-        break;
-    case 'n':
-        if (strcmp(k, "next_attempt_at") == 0) return message_get_int64(f, &m->next_attempt_at_ms);
-        break;
-    case 'p':
-        if (strcmp(k, "provider") == 0) return message_get_str(f, &m->provider, 1);
-        if (strcmp(k, "provider_id") == 0) return message_get_str(f, &m->provider_id, 1);
-        if (strcmp(k, "priority") == 0) return message_get_int(f, &m->priority, 0, 3);
-        if (strcmp(k, "parts") == 0) return message_get_int(f, &m->parts, 0, INT_MAX);
-        if (strcmp(k, "part_reports") == 0) return message_get_str(f, &m->part_reports, 1);
-        if (strcmp(k, "polls") == 0) return message_get_int(f, &m->polls, 0, INT_MAX);
-        break;
-    case 'r':
-        if (strcmp(k, "route") == 0) return message_get_route(f, m);
-        if (strcmp(k, "route_index") == 0) return message_get_int(f, &m->route_index, 0, INT_MAX);
-        if (strcmp(k, "reply_to") == 0) return message_get_str(f, &m->reply_to, 1);
-        break;
-    case 's':
-        if (strcmp(k, "status") == 0) {
-            *seen |= MESSAGE_HAS_STATUS;
-            return message_get_status(f, &m->status);
-        }
-        if (strcmp(k, "segments") == 0) return message_get_int(f, &m->segments, 0, INT_MAX);
-        if (strcmp(k, "send_at") == 0) return message_get_int64(f, &m->send_at_ms);
-        if (strcmp(k, "sent_at") == 0) return message_get_int64(f, &m->sent_at_ms);
-        break;
-    case 't':
-        if (strcmp(k, "to") == 0) {
-            *seen |= MESSAGE_HAS_TO;
-            return message_get_str(f, &m->to, 0);
-        }
-        if (strcmp(k, "text") == 0) {
-            *seen |= MESSAGE_HAS_TEXT;
-            return message_get_str(f, &m->text, 0);
-        }
-        if (strcmp(k, "tags") == 0) return message_get_tags(f, m);
-        break;
-    case 'v':
-        if (strcmp(k, "validity") == 0) return message_get_int(f, &m->validity_s, 0, INT_MAX);
-        break;
-    case 'w':
-        if (strcmp(k, "watch_at") == 0) return message_get_int64(f, &m->watch_at_ms);
-        break;
-    default:
-        break;
+    int rc = -1;
+    if (message_decode_plain(f, m, seen, &rc)) return rc;
+    if (strcmp(k, "id") == 0) {
+        if (f->type != SR_JSON_STRING || !sr_id_valid(f->str, f->len)) return -1;
+        memcpy(m->id, f->str, SR_ID_LEN);
+        m->id[SR_ID_LEN] = '\0';
+        *seen |= MESSAGE_HAS_ID;
+        return 0;
     }
+    if (strcmp(k, "status") == 0) {
+        *seen |= MESSAGE_HAS_STATUS;
+        return message_get_status(f, &m->status);
+    }
+    if (strcmp(k, "cost") == 0) {
+        if (f->type == SR_JSON_NULL) return 0;
+        if (f->type != SR_JSON_NUMBER) return -1;
+        m->cost = f->num;
+        m->has_cost = 1;
+        return 0;
+    }
+    if (strcmp(k, "route") == 0) return message_get_route(f, m);
+    if (strcmp(k, "tags") == 0) return message_get_tags(f, m);
+    if (strcmp(k, "attempts") == 0) return message_get_attempts(f, m);
+    if (strcmp(k, "history") == 0) return message_get_history(f, m);
     return 0; /* unknown fields are ignored: a later minor change may add some */
 }
 
-int sr_message_decode(const char *data, size_t len, sr_message *m) {
+int sr_message_decode_json(const char *data, size_t len, sr_message *m) {
     sr_message_init(m);
-    if (!data || len < 3 || (unsigned char)data[0] != SR_MESSAGE_FORMAT) return -1;
+    if (!data || len < 3 || (unsigned char)data[0] != SR_MESSAGE_FORMAT_JSON) return -1;
     sr_json_doc doc;
     if (sr_json_parse(&doc, data + 1, len - 1, NULL, 0) < 0) return -1;
     int rc = -1, seen = 0;

@@ -2,20 +2,26 @@
  * encoding on disk and on the wire.
  *
  * A message is owned by whoever holds the sr_message; every string in it is
- * heap-allocated and owned by the message (sr_message_free releases all).
- * On disk a record is one version byte (SR_MESSAGE_FORMAT) followed by the
- * message as compact JSON; the decoder meets a corrupt or unknown record with
- * an error, never a crash. Times are milliseconds since the Unix epoch in C and
- * RFC 3339 UTC strings in JSON. */
+ * heap-allocated and owned by the message (sr_message_free releases all),
+ * except in a copy made into an arena (sr_message_copy_in), which is only read.
+ * On disk a record is one format byte followed by the message: compact binary
+ * (SR_MESSAGE_FORMAT_BINARY, see message_record.h) or, in records written by
+ * older versions, compact JSON (SR_MESSAGE_FORMAT_JSON); the decoder reads
+ * both and meets a corrupt or unknown record with an error, never a crash.
+ * Times are milliseconds since the Unix epoch in C and RFC 3339 UTC strings
+ * in JSON. */
 #ifndef SR_MESSAGE_H
 #define SR_MESSAGE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/buf.h"
 
-#define SR_MESSAGE_FORMAT 1
+#define SR_MESSAGE_FORMAT_JSON 1   /* the record of smsrules before the binary one: read, no longer written */
+#define SR_MESSAGE_FORMAT_BINARY 2 /* message_record.h */
+#define SR_MESSAGE_FORMAT SR_MESSAGE_FORMAT_BINARY /* what sr_message_encode writes */
 #define SR_ID_LEN 26
 
 /* Normalised statuses, one vocabulary for every provider. The order of the
@@ -107,6 +113,11 @@ void sr_message_init(sr_message *m);
 void sr_message_free(sr_message *m);
 /* Deep copy; dst must be uninitialised or freed. */
 void sr_message_copy(sr_message *dst, const sr_message *src);
+/* Deep copy whose strings and arrays all live in arena: dst is read-only (never
+ * sr_message_free'd, never changed through sr_message_set_str and the like) and
+ * valid until the arena is reset or freed. One allocation per arena block
+ * instead of one per string. */
+void sr_message_copy_in(sr_message *dst, const sr_message *src, sr_arena *arena);
 /* Replaces *slot with a copy of s (NULL allowed), freeing the old string. */
 void sr_message_set_str(char **slot, const char *s);
 /* Appends an attempt (strings copied) and returns it. */
@@ -125,11 +136,15 @@ int64_t sr_message_due_ms(const sr_message *m);
 void sr_id_new(char id[SR_ID_LEN + 1], int64_t now_ms);
 int sr_id_valid(const char *s, size_t len);
 
-/* Record encoding: appends the version byte and the JSON record. */
+/* Record encoding: appends the current record (SR_MESSAGE_FORMAT) of m. */
 void sr_message_encode(const sr_message *m, sr_buf *out);
-/* Decodes a record into m (initialised here). Returns 0, or -1 for a corrupt
- * or unknown record (m is left empty and safe to free). */
+/* Decodes a record of either format into m (initialised here). Returns 0, or
+ * -1 for a corrupt or unknown record (m is left empty and safe to free). */
 int sr_message_decode(const char *data, size_t len, sr_message *m);
+/* The JSON record (format byte SR_MESSAGE_FORMAT_JSON), as older versions wrote
+ * it: for tests and tools that make or read such records. */
+void sr_message_encode_json(const sr_message *m, sr_buf *out);
+int sr_message_decode_json(const char *data, size_t len, sr_message *m);
 /* The message as the HTTP API shows it (DESIGN.md "a message reads"). */
 void sr_message_to_api_json(const sr_message *m, sr_buf *out);
 

@@ -31,9 +31,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/arena.h"
 #include "core/log.h"
 
-#define STORE_SCHEMA_VERSION 1
+/* 1: JSON message records; 2: binary ones (model/message_record.h), JSON ones still read. */
+#define STORE_SCHEMA_VERSION 2
 #define STORE_IDEM_TTL_MS (24LL * 3600 * 1000)
 #define STORE_DEFAULT_MAP ((size_t)256 << 20)
 #define STORE_DEFAULT_MAP_MAX ((size_t)64 << 30)
@@ -93,7 +95,8 @@ typedef struct store_op {
     store_op_kind kind;
     int result;
     char id[SR_ID_LEN + 1];
-    /* put: the message to write; update: the message as written (NULL until then). Owned. */
+    /* put: the message to write, owned; update: the message as written (NULL until then), a read-only
+     * copy in the batch's arena (sr_store.warena, then the arena of the batch's last unit). */
     sr_message *msg;
     char *key; /* kv, dedup and sweep key, optout number, put idempotency key; owned, may be NULL */
     size_t klen;
@@ -113,11 +116,13 @@ typedef struct store_op {
 
 struct sr_store_txn {
     sr_store *store;
-    store_op *ops;
+    store_op *ops; /* &first, or an array of cap */
+    store_op first;
     int count;
     int cap;
     int status;
     int hard_error; /* set by the writer: the unit broke a batch and is skipped when it is redone */
+    sr_arena arena;    /* the last unit of a batch: the arena of the batch's update results */
     sr_store_done_cb cb;
     void *ud;
     sr_store_txn *next;
@@ -136,6 +141,18 @@ typedef struct store_handles {
     uv_async_t async;
     int open; /* handles still to close */
 } store_handles;
+
+/* The index entries of one message (writer). */
+typedef struct store_keys {
+    int queued;
+    unsigned char queue[STORE_QUEUE_KEY_LEN];
+    int expiring;
+    unsigned char expiry[STORE_EXPIRY_KEY_LEN];
+    unsigned char status[STORE_STATUS_KEY_LEN];
+    int watching;
+    unsigned char watch[STORE_WATCH_KEY_LEN];
+    sr_buf providers; /* each key: 2 bytes length (big endian), provider, NUL, provider id */
+} store_keys;
 
 struct sr_store {
     uv_loop_t *loop;
@@ -182,6 +199,8 @@ struct sr_store {
     /* Writer thread only (after open). */
     size_t map_size;
     sr_buf wbuf;
+    store_keys wkeys_before, wkeys_after; /* an update's index keys, reused */
+    sr_arena warena; /* the batch's update results; goes to the batch's last unit, freed with it */
 };
 
 /* ---- small helpers ---- */
@@ -278,17 +297,23 @@ const char *sr_store_strerror(int code) {
 sr_store_txn *sr_store_txn_new(sr_store *s) {
     sr_store_txn *t = store_xcalloc(1, sizeof *t);
     t->store = s;
+    sr_arena_init(&t->arena, 0);
     return t;
 }
 
 static store_op *store_txn_add(sr_store_txn *t, store_op_kind kind, int *slot) {
-    if (t->count == t->cap) {
-        int cap = t->cap ? t->cap * 2 : 4;
-        store_op *ops = realloc(t->ops, sizeof(store_op) * (size_t)cap);
+    if (t->count == 0 && t->cap == 0) {
+        t->ops = &t->first; /* most units hold one mutation: no allocation for it */
+        t->cap = 1;
+    } else if (t->count == t->cap) {
+        int cap = t->cap * 4;
+        store_op *ops = t->ops == &t->first ? malloc(sizeof(store_op) * (size_t)cap)
+                                            : realloc(t->ops, sizeof(store_op) * (size_t)cap);
         if (!ops) {
             fputs("smsrules: out of memory\n", stderr);
             abort();
         }
+        if (t->ops == &t->first) ops[0] = t->first;
         t->ops = ops;
         t->cap = cap;
     }
@@ -309,11 +334,12 @@ static void store_free_message(sr_message **m) {
 static void store_txn_free(sr_store_txn *t) {
     for (int i = 0; i < t->count; i++) {
         store_op *op = &t->ops[i];
-        store_free_message(&op->msg);
+        if (op->kind == STORE_OP_PUT) store_free_message(&op->msg);
         free(op->key);
         free(op->val);
     }
-    free(t->ops);
+    sr_arena_free(&t->arena); /* after every earlier unit of its batch: callbacks run in order */
+    if (t->ops != &t->first) free(t->ops);
     free(t);
 }
 
@@ -487,23 +513,12 @@ static void store_txn_reset(sr_store_txn *t) {
         if (op->kind == STORE_OP_PUT)
             memcpy(op->id, op->msg->id, sizeof op->id);
         else if (op->kind == STORE_OP_UPDATE)
-            store_free_message(&op->msg);
+            op->msg = NULL; /* in the batch's arena, reset with it */
     }
     if (t->hard_error) store_txn_fail(t, t->hard_error);
 }
 
 /* ---- index keys (writer) ---- */
-
-typedef struct store_keys {
-    int queued;
-    unsigned char queue[STORE_QUEUE_KEY_LEN];
-    int expiring;
-    unsigned char expiry[STORE_EXPIRY_KEY_LEN];
-    unsigned char status[STORE_STATUS_KEY_LEN];
-    int watching;
-    unsigned char watch[STORE_WATCH_KEY_LEN];
-    sr_buf providers; /* each key: 2 bytes length (big endian), provider, NUL, provider id */
-} store_keys;
 
 static int store_provider_key_present(const sr_buf *b, const char *key, size_t len) {
     size_t off = 0;
@@ -685,12 +700,9 @@ static int store_op_put(sr_store *s, MDB_txn *txn, store_op *op) {
     rc = mdb_put(txn, s->dbi[STORE_DB_MESSAGES], &k, &v, MDB_NOOVERWRITE);
     if (rc == MDB_KEYEXIST) return SR_E_EXISTS;
     if (rc) return rc;
-    store_keys keys;
-    sr_buf_init(&keys.providers);
-    store_keys_build(s, m, &keys);
-    rc = store_index_update(s, txn, NULL, &keys, m->id);
-    sr_buf_free(&keys.providers);
-    if (rc == 0 && keys.queued) op->events |= 1u << SR_STORE_EV_QUEUE;
+    store_keys_build(s, m, &s->wkeys_after);
+    rc = store_index_update(s, txn, NULL, &s->wkeys_after, m->id);
+    if (rc == 0 && s->wkeys_after.queued) op->events |= 1u << SR_STORE_EV_QUEUE;
     if (rc || !op->key) return rc;
     unsigned char idem[STORE_IDEM_VALUE_LEN];
     memcpy(idem, m->id, SR_ID_LEN);
@@ -724,66 +736,64 @@ static void store_note_events(store_op *op, const sr_message *m, int history_bef
         op->events |= 1u << SR_STORE_EV_PROVIDER_ID;
 }
 
-static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
-    MDB_val k = {SR_ID_LEN, op->id}, v;
-    store_keys before, after;
-    sr_message *m = NULL;
-    int rc;
-    if (!sr_id_valid(op->id, strlen(op->id))) return SR_E_NOTFOUND;
-    rc = mdb_get(txn, s->dbi[STORE_DB_MESSAGES], &k, &v);
-    if (rc == MDB_NOTFOUND) return SR_E_NOTFOUND;
-    if (rc) return rc;
-    m = store_xcalloc(1, sizeof *m);
-    if (sr_message_decode(v.mv_data, v.mv_size, m) < 0) {
-        sr_warn("store: corrupt message record", "id", op->id);
-        free(m);
-        return SR_E_CORRUPT;
-    }
-    sr_buf_init(&before.providers);
-    sr_buf_init(&after.providers);
-    store_keys_build(s, m, &before);
-    int history_before = m->history_count;
-    rc = op->fn(m, op->arg);
-    if (rc == SR_STORE_UNCHANGED) {
-        /* Nothing to write; the unit goes on and the result slot shows the message as it is. */
-        op->msg = m;
-        m = NULL;
-        rc = 0;
-        goto fail;
-    }
-    if (rc != 0) {
-        rc = store_is_code(rc) ? rc : SR_E_STATE;
-        goto fail;
-    }
+/* The result of an update: a read-only copy of m in the batch's arena (the loop reads it in the done
+ * callback; the writer frees its own allocations itself, which keeps malloc's caches warm). */
+static void store_keep_result(sr_store *s, store_op *op, const sr_message *m) {
+    op->msg = sr_arena_alloc(&s->warena, sizeof *op->msg);
+    sr_message_copy_in(op->msg, m, &s->warena);
+}
+
+/* Writes the owed-status entry of an update that set a status in op->owe_mask (history grew). */
+static int store_owe_status(sr_store *s, MDB_txn *txn, store_op *op, const sr_message *m, int history_before) {
+    if (m->history_count <= history_before || !(op->owe_mask & (1u << m->status))) return 0;
+    /* The status handler is owed for this change until its own unit clears the entry. */
+    char key[SR_ID_LEN + 24];
+    const char *name = sr_status_name(m->status);
+    store_op owed = {.key = key, .klen = sr_store_owed_key(op->id, m->history_count, key, sizeof key)};
+    int rc = store_put_expiring(s, txn, s->dbi[STORE_DB_OWED], &owed, 0, name, strlen(name));
+    if (rc == 0) op->int_out = m->history_count;
+    return rc;
+}
+
+/* Writes the changed message m back under op->id and moves its indexes from `before`. */
+static int store_write_back(sr_store *s, MDB_txn *txn, store_op *op, sr_message *m, const store_keys *before) {
     memcpy(m->id, op->id, sizeof m->id); /* the key of the record cannot move */
-    if (!store_message_ok(m)) {
-        rc = SR_E_INVALID;
-        goto fail;
-    }
+    if (!store_message_ok(m)) return SR_E_INVALID;
     sr_buf_reset(&s->wbuf);
     sr_message_encode(m, &s->wbuf);
-    v = (MDB_val){s->wbuf.len, s->wbuf.data};
-    rc = mdb_put(txn, s->dbi[STORE_DB_MESSAGES], &k, &v, 0);
-    if (rc) goto fail;
-    store_keys_build(s, m, &after);
-    rc = store_index_update(s, txn, &before, &after, op->id);
-    if (rc) goto fail;
-    store_note_events(op, m, history_before, &before, &after);
-    if (m->history_count > history_before && (op->owe_mask & (1u << m->status))) {
-        /* The status handler is owed for this change until its own unit clears the entry. */
-        char key[SR_ID_LEN + 24];
-        const char *name = sr_status_name(m->status);
-        store_op owed = {.key = key, .klen = sr_store_owed_key(op->id, m->history_count, key, sizeof key)};
-        rc = store_put_expiring(s, txn, s->dbi[STORE_DB_OWED], &owed, 0, name, strlen(name));
-        if (rc) goto fail;
-        op->int_out = m->history_count;
+    MDB_val k = {SR_ID_LEN, op->id}, v = {s->wbuf.len, s->wbuf.data};
+    int rc = mdb_put(txn, s->dbi[STORE_DB_MESSAGES], &k, &v, 0);
+    if (rc) return rc;
+    store_keys_build(s, m, &s->wkeys_after);
+    return store_index_update(s, txn, before, &s->wkeys_after, op->id);
+}
+
+static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
+    MDB_val k = {SR_ID_LEN, op->id}, v;
+    sr_message m;
+    if (!sr_id_valid(op->id, strlen(op->id))) return SR_E_NOTFOUND;
+    int rc = mdb_get(txn, s->dbi[STORE_DB_MESSAGES], &k, &v);
+    if (rc == MDB_NOTFOUND) return SR_E_NOTFOUND;
+    if (rc) return rc;
+    if (sr_message_decode(v.mv_data, v.mv_size, &m) < 0) {
+        sr_warn("store: corrupt message record", "id", op->id);
+        return SR_E_CORRUPT;
     }
-    op->msg = m; /* the unit owns it now */
-    m = NULL;
-fail:
-    sr_buf_free(&before.providers);
-    sr_buf_free(&after.providers);
-    store_free_message(&m);
+    store_keys_build(s, &m, &s->wkeys_before);
+    int history_before = m.history_count;
+    rc = op->fn(&m, op->arg);
+    if (rc == SR_STORE_UNCHANGED) {
+        /* Nothing to write; the unit goes on and the result slot shows the message as it is. */
+        rc = 0;
+    } else if (rc != 0) {
+        rc = store_is_code(rc) ? rc : SR_E_STATE;
+    } else {
+        rc = store_write_back(s, txn, op, &m, &s->wkeys_before);
+        if (rc == 0) store_note_events(op, &m, history_before, &s->wkeys_before, &s->wkeys_after);
+        if (rc == 0) rc = store_owe_status(s, txn, op, &m, history_before);
+    }
+    if (rc == 0) store_keep_result(s, op, &m);
+    sr_message_free(&m);
     return rc;
 }
 
@@ -1062,76 +1072,85 @@ static void store_fail_batch(sr_store_txn *head, int code) {
     for (sr_store_txn *t = head; t; t = t->next) store_txn_fail(t, code);
 }
 
+/* Begins the batch's write transaction, adopting a map another process grew. */
+static int store_begin_write(sr_store *s, MDB_txn **txn) {
+    int rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    if (rc == MDB_MAP_RESIZED) { /* another process grew it: adopt its size */
+        pthread_rwlock_wrlock(&s->map_lock);
+        mdb_env_set_mapsize(s->env, 0);
+        pthread_rwlock_unlock(&s->map_lock);
+        rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    }
+    return rc;
+}
+
+/* What one try at a batch leads to. */
+enum { STORE_BATCH_COMMITTED, STORE_BATCH_FAILED, STORE_BATCH_REDO, STORE_BATCH_REDO_FULL, STORE_BATCH_GROW };
+
+/* One try at applying and committing the batch (every unit reset first). */
+static int store_try_batch(sr_store *s, sr_store_txn *head, int full_mode, int low) {
+    MDB_txn *txn = NULL;
+    int outcome = STORE_UNIT_DONE;
+    for (sr_store_txn *t = head; t; t = t->next) store_txn_reset(t);
+    sr_arena_reset(&s->warena);
+    int rc = store_begin_write(s, &txn);
+    if (rc) {
+        store_fail_batch(head, store_error(rc, "begin"));
+        return STORE_BATCH_FAILED;
+    }
+    for (sr_store_txn *t = head; t && outcome == STORE_UNIT_DONE; t = t->next)
+        outcome = store_apply_unit(s, txn, t, full_mode, low);
+    if (outcome != STORE_UNIT_DONE) {
+        mdb_txn_abort(txn);
+        return outcome == STORE_UNIT_REDO ? STORE_BATCH_REDO : STORE_BATCH_GROW;
+    }
+    rc = mdb_txn_commit(txn); /* frees txn whatever happens */
+    if (rc == 0) return STORE_BATCH_COMMITTED;
+    if (store_is_disk_full(rc)) {
+        if (!full_mode) return STORE_BATCH_REDO_FULL; /* the map needs no growing: the disk does */
+        store_fail_batch(head, SR_E_FULL);
+        return STORE_BATCH_FAILED;
+    }
+    if (rc == MDB_MAP_FULL) return STORE_BATCH_GROW;
+    store_fail_batch(head, store_error(rc, "commit"));
+    return STORE_BATCH_FAILED;
+}
+
 /* Applies a batch in one write transaction with a full sync. On MDB_MAP_FULL
  * the map grows and the batch is redone; when it cannot grow, or the disk is
  * full (ENOSPC / EDQUOT from the commit), it is redone in full mode (units
  * that add data fail with SR_E_FULL, the rest apply). Below the reserve, units
  * that add data are refused from the start (the map still grows for the
  * rest). A unit that broke the transaction is failed and the batch redone
- * without it. */
+ * without it. The results of updates go with the batch's last unit. */
 static void store_commit_batch(sr_store *s, sr_store_txn *head) {
     struct timespec t0;
-    int full_mode = 0, committed = 0;
+    int full_mode = 0, outcome;
     uint64_t count = 0;
     uint64_t room = s->reserve || atomic_load(&s->refused) ? store_room(s) : UINT64_MAX;
     int low = s->reserve && room < s->reserve;
+    sr_store_txn *tail = head;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (sr_store_txn *t = head; t; t = t->next) count++;
+    for (sr_store_txn *t = head; t; t = t->next, count++) tail = t;
     for (;;) {
-        MDB_txn *txn = NULL;
-        int rc, outcome = STORE_UNIT_DONE;
-        for (sr_store_txn *t = head; t; t = t->next) store_txn_reset(t);
-        rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-        if (rc == MDB_MAP_RESIZED) { /* another process grew it: adopt its size */
-            pthread_rwlock_wrlock(&s->map_lock);
-            mdb_env_set_mapsize(s->env, 0);
-            pthread_rwlock_unlock(&s->map_lock);
-            rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-        }
-        if (rc) {
-            store_fail_batch(head, store_error(rc, "begin"));
-            break;
-        }
-        for (sr_store_txn *t = head; t && outcome == STORE_UNIT_DONE; t = t->next)
-            outcome = store_apply_unit(s, txn, t, full_mode, low);
-        if (outcome == STORE_UNIT_REDO) {
-            mdb_txn_abort(txn);
-            continue;
-        }
-        if (outcome == STORE_UNIT_MAP_FULL) {
-            mdb_txn_abort(txn);
-        } else {
-            rc = mdb_txn_commit(txn); /* frees txn whatever happens */
-            if (rc == 0) {
-                committed = 1;
-                break;
-            }
-            if (store_is_disk_full(rc)) {
-                if (full_mode) {
-                    store_fail_batch(head, SR_E_FULL);
-                    break;
-                }
-                full_mode = 1; /* the map needs no growing: the disk does */
-                continue;
-            }
-            if (rc != MDB_MAP_FULL) {
-                store_fail_batch(head, store_error(rc, "commit"));
-                break;
-            }
-        }
-        if (!full_mode && store_grow(s) == 0) continue;
+        outcome = store_try_batch(s, head, full_mode, low);
+        if (outcome == STORE_BATCH_COMMITTED || outcome == STORE_BATCH_FAILED) break;
+        if (outcome == STORE_BATCH_REDO) continue;
+        if (outcome == STORE_BATCH_GROW && !full_mode && store_grow(s) == 0) continue;
         if (full_mode) {
             store_fail_batch(head, SR_E_FULL);
             break;
         }
         full_mode = 1;
     }
+    tail->arena = s->warena; /* the loop frees it with the last unit, after every callback of the batch */
+    sr_arena_init(&s->warena, 0);
     if (full_mode || low || atomic_load(&s->refused)) {
         if (full_mode) room = store_room(s);
         store_note_space(s, head, room, low);
     }
     pthread_mutex_lock(&s->mu);
-    if (committed) {
+    if (outcome == STORE_BATCH_COMMITTED) {
         s->commits++;
         s->units += count;
     }
@@ -1468,6 +1487,48 @@ static const char *store_meta_problem(const store_meta *m, uint64_t n, char *buf
 
 /* The check before LMDB opens the file. 0 (also when there is no file yet), SR_E_CORRUPT with the
  * problem in problem, or SR_E_IO. */
+/* Reads and checks both meta pages of a file of size bytes. 0, SR_E_CORRUPT or SR_E_IO with problem set. */
+static int store_read_metas(int fd, uint64_t size, store_meta meta[2], char *problem, size_t len) {
+    unsigned char page[STORE_META_LEN];
+    char why[160];
+    ssize_t n = pread(fd, page, STORE_META_LEN, 0);
+    if (n < 0) {
+        snprintf(problem, len, "cannot read it: %s", strerror(errno));
+        return SR_E_IO;
+    }
+    if (n < STORE_META_LEN) {
+        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its first page",
+                 (unsigned long long)size);
+        return SR_E_CORRUPT;
+    }
+    store_meta_parse(page, &meta[0]);
+    if (store_meta_problem(&meta[0], 0, why, sizeof why)) {
+        snprintf(problem, len, "%s", why);
+        return SR_E_CORRUPT;
+    }
+    uint64_t psize = meta[0].psize;
+    if (size < 2 * psize) {
+        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its two meta pages",
+                 (unsigned long long)size);
+        return SR_E_CORRUPT;
+    }
+    n = pread(fd, page, STORE_META_LEN, (off_t)psize);
+    if (n != STORE_META_LEN) {
+        snprintf(problem, len, "cannot read its second meta page");
+        return n < 0 ? SR_E_IO : SR_E_CORRUPT;
+    }
+    store_meta_parse(page, &meta[1]);
+    if (store_meta_problem(&meta[1], 1, why, sizeof why)) {
+        snprintf(problem, len, "%s", why);
+        return SR_E_CORRUPT;
+    }
+    if (meta[1].psize != psize) {
+        snprintf(problem, len, "its meta pages disagree on the page size");
+        return SR_E_CORRUPT;
+    }
+    return 0;
+}
+
 static int store_check_file(const char *path, char *problem, size_t len) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -1477,9 +1538,7 @@ static int store_check_file(const char *path, char *problem, size_t len) {
     }
     int code = SR_E_CORRUPT;
     struct stat st;
-    unsigned char page[2][STORE_META_LEN];
     store_meta meta[2];
-    char why[160];
     if (fstat(fd, &st) != 0) {
         snprintf(problem, len, "cannot stat it: %s", strerror(errno));
         code = SR_E_IO;
@@ -1496,52 +1555,16 @@ static int store_check_file(const char *path, char *problem, size_t len) {
         snprintf(problem, len, "it is empty (0 bytes)");
         goto done;
     }
-    ssize_t n = pread(fd, page[0], STORE_META_LEN, 0);
-    if (n < 0) {
-        snprintf(problem, len, "cannot read it: %s", strerror(errno));
-        code = SR_E_IO;
-        goto done;
-    }
-    if (n < STORE_META_LEN) {
-        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its first page",
-                 (unsigned long long)size);
-        goto done;
-    }
-    store_meta_parse(page[0], &meta[0]);
-    if (store_meta_problem(&meta[0], 0, why, sizeof why)) {
-        snprintf(problem, len, "%s", why);
-        goto done;
-    }
-    uint64_t psize = meta[0].psize;
-    if (size < 2 * psize) {
-        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its two meta pages",
-                 (unsigned long long)size);
-        goto done;
-    }
-    n = pread(fd, page[1], STORE_META_LEN, (off_t)psize);
-    if (n != STORE_META_LEN) {
-        snprintf(problem, len, "cannot read its second meta page");
-        code = n < 0 ? SR_E_IO : SR_E_CORRUPT;
-        goto done;
-    }
-    store_meta_parse(page[1], &meta[1]);
-    if (store_meta_problem(&meta[1], 1, why, sizeof why)) {
-        snprintf(problem, len, "%s", why);
-        goto done;
-    }
-    if (meta[1].psize != psize) {
-        snprintf(problem, len, "its meta pages disagree on the page size");
-        goto done;
-    }
+    code = store_read_metas(fd, size, meta, problem, len);
+    if (code) goto done;
     /* LMDB opens the newest snapshot: every page it may touch must be in the file. */
     const store_meta *newest = meta[1].txnid > meta[0].txnid ? &meta[1] : &meta[0];
-    uint64_t need = (newest->last_pg + 1) * psize;
+    uint64_t need = (newest->last_pg + 1) * meta[0].psize;
     if (size < need) {
         snprintf(problem, len, "it is truncated: %llu bytes, its newest snapshot needs %llu",
                  (unsigned long long)size, (unsigned long long)need);
-        goto done;
+        code = SR_E_CORRUPT;
     }
-    code = 0;
 done:
     close(fd);
     return code;
@@ -1729,6 +1752,42 @@ static void store_damaged(char *err, size_t errlen, const char *dir, const char 
              dir, problem, dir, dir);
 }
 
+/* Writes the schema version this smsrules writes. */
+static int store_put_schema(sr_store *s, MDB_txn *txn) {
+    MDB_val k = {strlen("schema_version"), (void *)"schema_version"}, v;
+    char text[16];
+    int n = snprintf(text, sizeof text, "%d", STORE_SCHEMA_VERSION);
+    v = (MDB_val){(size_t)n, text};
+    return mdb_put(txn, s->dbi[STORE_DB_META], &k, &v, 0);
+}
+
+/* Checks the schema version (writing it into a new store, and raising an older one: version 1 holds
+ * JSON message records, which this version reads, but from the first binary record on an older
+ * smsrules could not read the store, so it must refuse it). Returns an LMDB code, or an SR_E_* code
+ * with err set. */
+static int store_check_schema(sr_store *s, MDB_txn *txn, char *err, size_t errlen) {
+    MDB_val k = {strlen("schema_version"), (void *)"schema_version"}, v;
+    int rc = mdb_get(txn, s->dbi[STORE_DB_META], &k, &v);
+    if (rc == MDB_NOTFOUND && s->read_only) {
+        snprintf(err, errlen, "store has no schema version (never opened by a daemon)");
+        return SR_E_CORRUPT;
+    }
+    if (rc == MDB_NOTFOUND) return store_put_schema(s, txn);
+    if (rc) return rc;
+    int64_t version = 0;
+    if (store_parse_int(v.mv_data, v.mv_size, &version) < 0 || version < 1) {
+        snprintf(err, errlen, "store schema version is unreadable (corrupt meta database)");
+        return SR_E_CORRUPT;
+    }
+    if (version > STORE_SCHEMA_VERSION) {
+        snprintf(err, errlen, "store schema version %lld is newer than this smsrules supports (%d); upgrade smsrules",
+                 (long long)version, STORE_SCHEMA_VERSION);
+        return SR_E_INVALID;
+    }
+    if (version < STORE_SCHEMA_VERSION && !s->read_only) return store_put_schema(s, txn);
+    return 0;
+}
+
 /* Opens the named databases and checks (or writes) the schema version. */
 static int store_open_schema(sr_store *s, char *err, size_t errlen) {
     MDB_txn *txn = NULL;
@@ -1738,35 +1797,12 @@ static int store_open_schema(sr_store *s, char *err, size_t errlen) {
         rc = mdb_dbi_open(txn, store_db_names[i], s->read_only ? 0 : MDB_CREATE, &s->dbi[i]);
         if (rc) goto fail;
     }
-    MDB_val k = {strlen("schema_version"), (void *)"schema_version"}, v;
-    rc = mdb_get(txn, s->dbi[STORE_DB_META], &k, &v);
-    if (rc == MDB_NOTFOUND && s->read_only) {
-        snprintf(err, errlen, "store has no schema version (never opened by a daemon)");
+    rc = store_check_schema(s, txn, err, errlen);
+    if (store_is_code(rc)) {
         mdb_txn_abort(txn);
-        return SR_E_CORRUPT;
-    } else if (rc == MDB_NOTFOUND) {
-        char text[16];
-        int n = snprintf(text, sizeof text, "%d", STORE_SCHEMA_VERSION);
-        v = (MDB_val){(size_t)n, text};
-        rc = mdb_put(txn, s->dbi[STORE_DB_META], &k, &v, 0);
-        if (rc) goto fail;
-    } else if (rc) {
-        goto fail;
-    } else {
-        int64_t version = 0;
-        if (store_parse_int(v.mv_data, v.mv_size, &version) < 0 || version < 1) {
-            snprintf(err, errlen, "store schema version is unreadable (corrupt meta database)");
-            mdb_txn_abort(txn);
-            return SR_E_CORRUPT;
-        }
-        if (version > STORE_SCHEMA_VERSION) {
-            snprintf(err, errlen,
-                     "store schema version %lld is newer than this smsrules supports (%d); upgrade smsrules",
-                     (long long)version, STORE_SCHEMA_VERSION);
-            mdb_txn_abort(txn);
-            return SR_E_INVALID;
-        }
+        return rc;
     }
+    if (rc) goto fail;
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc) goto fail;
@@ -1777,59 +1813,63 @@ fail:
     return store_error(rc, "open");
 }
 
-int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, char *err, size_t errlen) {
-    char dummy[8];
-    if (!err || errlen == 0) {
-        err = dummy;
-        errlen = sizeof dummy;
-    }
-    err[0] = '\0';
-    *out = NULL;
+/* A store not yet open: its sizes, buffers and locks initialised. */
+static sr_store *store_new(uv_loop_t *loop, const sr_store_options *opt) {
     sr_store *s = store_xcalloc(1, sizeof *s);
-    int rc, code = SR_E_IO;
     s->loop = loop;
     s->lock_fd = -1;
     s->reserve = opt->reserve;
+    s->read_only = opt->read_only;
     s->map_size = opt->map_size ? opt->map_size : STORE_DEFAULT_MAP;
     s->map_size_max = opt->map_size_max ? opt->map_size_max : STORE_DEFAULT_MAP_MAX;
     if (s->map_size_max < s->map_size) s->map_size_max = s->map_size;
     sr_buf_init(&s->wbuf);
+    sr_buf_init(&s->wkeys_before.providers);
+    sr_buf_init(&s->wkeys_after.providers);
+    sr_arena_init(&s->warena, 0);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cond, NULL);
     pthread_cond_init(&s->idle_cond, NULL);
     pthread_rwlock_init(&s->map_lock, NULL);
     s->sync_initialised = 1;
+    return s;
+}
 
-    if (!opt->dir || !opt->dir[0]) {
+/* The data directory: created and locked (a reader only checks it exists). 0 or a code, err set. */
+static int store_open_dir(sr_store *s, const char *dir, char *err, size_t errlen) {
+    int code = SR_E_IO;
+    if (!dir || !dir[0]) {
         snprintf(err, errlen, "no data directory given");
-        goto fail;
+        return code;
     }
-    s->read_only = opt->read_only;
     if (s->read_only) {
         struct stat dir_st;
-        if (stat(opt->dir, &dir_st) != 0 || !S_ISDIR(dir_st.st_mode)) {
-            snprintf(err, errlen, "no data directory %s", opt->dir);
-            goto fail;
+        if (stat(dir, &dir_st) != 0 || !S_ISDIR(dir_st.st_mode)) {
+            snprintf(err, errlen, "no data directory %s", dir);
+            return code;
         }
-    } else {
-        rc = store_mkdirs(opt->dir);
-        if (rc) {
-            snprintf(err, errlen, "cannot create data directory %s: %s", opt->dir, strerror(rc));
-            goto fail;
-        }
-        /* Before anything is read: a second daemon stops here. A reader does not take the lock: it
-         * reads beside the daemon, which LMDB allows. */
-        s->lock_fd = store_lock_dir(opt->dir, err, errlen, &code);
-        if (s->lock_fd < 0) goto fail;
+        return 0;
     }
+    int rc = store_mkdirs(dir);
+    if (rc) {
+        snprintf(err, errlen, "cannot create data directory %s: %s", dir, strerror(rc));
+        return code;
+    }
+    /* Before anything is read: a second daemon stops here. A reader does not take the lock: it
+     * reads beside the daemon, which LMDB allows. */
+    s->lock_fd = store_lock_dir(dir, err, errlen, &code);
+    return s->lock_fd < 0 ? code : 0;
+}
+
+/* Checks data.mdb, opens the environment and walks it. 0 or a code, err set. */
+static int store_open_env(sr_store *s, const sr_store_options *opt, char *err, size_t errlen) {
     char path[4096], problem[256];
     snprintf(path, sizeof path, "%s/data.mdb", opt->dir);
-    code = store_check_file(path, problem, sizeof problem);
+    int code = store_check_file(path, problem, sizeof problem);
     if (code == SR_E_CORRUPT) store_damaged(err, errlen, opt->dir, problem);
     else if (code) snprintf(err, errlen, "cannot check the store file %s: %s", path, problem);
-    if (code) goto fail;
-    code = SR_E_IO;
-    rc = mdb_env_create(&s->env);
+    if (code) return code;
+    int rc = mdb_env_create(&s->env);
     if (rc == 0) rc = mdb_env_set_maxdbs(s->env, 16);
     /* No size before opening: LMDB then keeps the size an existing file was grown to, and only
      * a smaller one is raised to map_size below. */
@@ -1840,26 +1880,20 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     if (rc == 0 && !s->read_only && info.me_mapsize < s->map_size) rc = mdb_env_set_mapsize(s->env, s->map_size);
     if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND) {
         store_damaged(err, errlen, opt->dir, mdb_strerror(rc));
-        code = SR_E_CORRUPT;
-        goto fail;
+        return SR_E_CORRUPT;
     }
     if (rc) {
         snprintf(err, errlen, "cannot open store in %s: %s", opt->dir, mdb_strerror(rc));
-        code = store_error(rc, "open");
-        goto fail;
+        return store_error(rc, "open");
     }
     code = store_walk_env(&s->env, problem, sizeof problem);
-    if (code) {
-        store_damaged(err, errlen, opt->dir, problem);
-        goto fail;
-    }
-    code = SR_E_IO;
-    int dead = 0;
-    mdb_reader_check(s->env, &dead);
-    if (dead > 0) sr_info("store: cleared stale readers", "count", sr_log_num(dead));
-    code = store_open_schema(s, err, errlen);
-    if (code) goto fail;
-    code = SR_E_IO;
+    if (code) store_damaged(err, errlen, opt->dir, problem);
+    return code;
+}
+
+/* After the schema: the sizes the environment has, and the loop's read transaction. */
+static int store_open_reads(sr_store *s, char *err, size_t errlen) {
+    MDB_envinfo info;
     mdb_env_info(s->env, &info);
     s->map_size = info.me_mapsize; /* an existing file may be bigger than asked */
     if (s->map_size_max < s->map_size) s->map_size_max = s->map_size;
@@ -1867,18 +1901,17 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     MDB_stat env_stat;
     mdb_env_stat(s->env, &env_stat);
     s->page_size = env_stat.ms_psize;
-    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->read_txn);
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->read_txn);
     if (rc) {
         snprintf(err, errlen, "cannot start a read transaction: %s", mdb_strerror(rc));
-        code = store_error(rc, "open");
-        goto fail;
+        return store_error(rc, "open");
     }
     mdb_txn_reset(s->read_txn);
+    return 0;
+}
 
-    if (s->read_only) {
-        *out = s;
-        return 0;
-    }
+/* The loop handles and the writer thread. */
+static int store_start_writer(sr_store *s, uv_loop_t *loop, char *err, size_t errlen) {
     s->handles = store_xcalloc(1, sizeof *s->handles);
     uv_prepare_init(loop, &s->handles->prepare);
     uv_check_init(loop, &s->handles->check);
@@ -1891,12 +1924,34 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     uv_unref((uv_handle_t *)&s->handles->check);
     uv_unref((uv_handle_t *)&s->handles->async);
 
-    rc = pthread_create(&s->writer, NULL, store_writer_main, s);
+    int rc = pthread_create(&s->writer, NULL, store_writer_main, s);
     if (rc) {
         snprintf(err, errlen, "cannot start the store writer thread: %s", strerror(rc));
-        goto fail;
+        return SR_E_IO;
     }
     s->writer_started = 1;
+    return 0;
+}
+
+int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, char *err, size_t errlen) {
+    char dummy[8];
+    if (!err || errlen == 0) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    err[0] = '\0';
+    *out = NULL;
+    sr_store *s = store_new(loop, opt);
+    int code = store_open_dir(s, opt->dir, err, errlen);
+    if (code == 0) code = store_open_env(s, opt, err, errlen);
+    if (code) goto fail;
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    if (dead > 0) sr_info("store: cleared stale readers", "count", sr_log_num(dead));
+    code = store_open_schema(s, err, errlen);
+    if (code == 0) code = store_open_reads(s, err, errlen);
+    if (code == 0 && !s->read_only) code = store_start_writer(s, loop, err, errlen);
+    if (code) goto fail;
     *out = s;
     return 0;
 fail:
@@ -1936,6 +1991,9 @@ void sr_store_close(sr_store *s) {
         pthread_rwlock_destroy(&s->map_lock);
     }
     sr_buf_free(&s->wbuf);
+    sr_buf_free(&s->wkeys_before.providers);
+    sr_buf_free(&s->wkeys_after.providers);
+    sr_arena_free(&s->warena);
     if (s->lock_fd >= 0) close(s->lock_fd); /* the lock goes last: nothing of ours touches the files after */
     free(s);
 }

@@ -388,11 +388,11 @@ TEST(record_out_of_range_fields_still_decode) {
     sr_buf_free(&b);
 }
 
-/* Decodes version byte + json; returns the decoder's answer. */
+/* Decodes version byte + json (the record of older versions); returns the decoder's answer. */
 static int decode_json(const char *json) {
     sr_buf b;
     sr_buf_init(&b);
-    sr_buf_putc(&b, (char)SR_MESSAGE_FORMAT);
+    sr_buf_putc(&b, (char)SR_MESSAGE_FORMAT_JSON);
     sr_buf_puts(&b, json);
     sr_message m;
     int rc = sr_message_decode(b.data, b.len, &m);

@@ -1001,6 +1001,135 @@ TEST(store_reopen_keeps_everything) {
     fx_close(&f);
 }
 
+/* Opens the environment of f (store closed) raw; *dbi: the named database. */
+static MDB_env *raw_open(fx *f, const char *db, MDB_txn **txn, MDB_dbi *dbi) {
+    MDB_env *env;
+    CHECK_INT(mdb_env_create(&env), 0);
+    CHECK_INT(mdb_env_set_maxdbs(env, 16), 0);
+    CHECK_INT(mdb_env_open(env, f->dir, 0, 0640), 0);
+    CHECK_INT(mdb_txn_begin(env, NULL, 0, txn), 0);
+    CHECK_INT(mdb_dbi_open(*txn, db, 0, dbi), 0);
+    return env;
+}
+
+/* The format byte of a message's record, read raw (store closed). */
+static int raw_record_format(fx *f, const char *id) {
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_env *env = raw_open(f, "messages", &txn, &dbi);
+    MDB_val k = {SR_ID_LEN, (void *)id}, v;
+    CHECK_INT(mdb_get(txn, dbi, &k, &v), 0);
+    int format = ((const unsigned char *)v.mv_data)[0];
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return format;
+}
+
+/* Makes f's store look written by smsrules before the binary record: every message record in JSON
+ * (the indexes were the same then) and schema version 1. */
+static void make_json_store(fx *f, char ids[][SR_ID_LEN + 1], const sr_message *msgs, int n) {
+    MDB_txn *txn;
+    MDB_dbi dbi, meta;
+    MDB_env *env = raw_open(f, "messages", &txn, &dbi);
+    for (int i = 0; i < n; i++) {
+        sr_buf b;
+        sr_buf_init(&b);
+        sr_message_encode_json(&msgs[i], &b);
+        MDB_val k = {SR_ID_LEN, ids[i]}, v = {b.len, b.data};
+        CHECK_INT(mdb_put(txn, dbi, &k, &v, 0), 0);
+        sr_buf_free(&b);
+    }
+    CHECK_INT(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    MDB_val k = {14, (void *)"schema_version"}, v = {1, (void *)"1"};
+    CHECK_INT(mdb_put(txn, meta, &k, &v, 0), 0);
+    CHECK_INT(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* The API JSON of a stored message (caller frees). */
+static char *stored_api_json(fx *f, const char *id) {
+    sr_message m;
+    CHECK_INT(sr_store_get_message(f->s, id, &m), 0);
+    sr_buf b;
+    sr_buf_init(&b);
+    sr_message_to_api_json(&m, &b);
+    sr_message_free(&m);
+    return sr_buf_steal(&b, NULL);
+}
+
+static int count_scanned(const sr_message *m, void *ud) {
+    (void)m;
+    (*(int *)ud)++;
+    return 0;
+}
+
+TEST(store_serves_json_records_of_older_versions) {
+    fx f;
+    fx_open(&f, 0, 0);
+    int64_t now = sr_now_ms();
+    char ids[3][SR_ID_LEN + 1];
+    sr_message msgs[3];
+    char *before[3];
+    put_one(&f, 1, now - 2000, 0, SR_ST_QUEUED, ids[0]);
+    put_one(&f, 2, now - 1000, 0, SR_ST_QUEUED, ids[1]);
+    put_one(&f, 0, now, 0, SR_ST_QUEUED, ids[2]);
+    change c = {.status = SR_ST_SENDING, .at_ms = now, .provider = "p1", .provider_id = "X-1", .next_attempt_at_ms = -1};
+    CHECK_INT(update_one(&f, ids[1], &c), 0);
+    c = (change){.status = SR_ST_SENT, .at_ms = now + 5, .next_attempt_at_ms = -1};
+    CHECK_INT(update_one(&f, ids[1], &c), 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT(sr_store_get_message(f.s, ids[i], &msgs[i]), 0);
+        before[i] = stored_api_json(&f, ids[i]);
+    }
+    fx_close_store(&f);
+    make_json_store(&f, ids, msgs, 3);
+    CHECK_INT(raw_record_format(&f, ids[0]), SR_MESSAGE_FORMAT_JSON);
+
+    fx_open_store(&f, 0, 0);
+    for (int i = 0; i < 3; i++) {
+        char *after = stored_api_json(&f, ids[i]);
+        CHECK_STR(after, before[i]); /* every message served unchanged */
+        free(after);
+    }
+    int scanned = 0;
+    CHECK_INT(sr_store_scan_messages(f.s, NULL, 0, 10, count_scanned, &scanned, NULL), 3);
+    CHECK_INT(scanned, 3);
+    char found[SR_ID_LEN + 1];
+    CHECK_INT(sr_store_find_provider_id(f.s, "p1", "x-1", found), 0);
+    CHECK_STR(found, ids[1]);
+    sr_queue_entry q[4];
+    CHECK_INT(sr_store_queue_due(f.s, now + 1, q, 4), 2);
+    /* A change rewrites the record in the binary format; the rest stay JSON until they change. */
+    c = (change){.status = SR_ST_SENDING, .at_ms = now + 10, .provider = "p2", .provider_id = "Y", .next_attempt_at_ms = -1};
+    CHECK_INT(update_one(&f, ids[0], &c), 0);
+    sr_message m;
+    CHECK_INT(sr_store_get_message(f.s, ids[0], &m), 0);
+    CHECK_INT(m.status, SR_ST_SENDING);
+    CHECK_INT(m.history_count, msgs[0].history_count + 1);
+    CHECK_STR(m.to, msgs[0].to);
+    sr_message_free(&m);
+    CHECK_INT(sr_store_queue_due(f.s, now + 1, q, 4), 1);
+    fx_close_store(&f);
+    CHECK_INT(raw_record_format(&f, ids[0]), SR_MESSAGE_FORMAT_BINARY);
+    CHECK_INT(raw_record_format(&f, ids[2]), SR_MESSAGE_FORMAT_JSON);
+
+    /* The schema version was raised on open: an older smsrules refuses the store instead of failing on a
+     * binary record. */
+    MDB_txn *txn;
+    MDB_dbi meta;
+    MDB_env *env = raw_open(&f, "meta", &txn, &meta);
+    MDB_val k = {14, (void *)"schema_version"}, v;
+    CHECK_INT(mdb_get(txn, meta, &k, &v), 0);
+    CHECK(v.mv_size == 1 && memcmp(v.mv_data, "2", 1) == 0);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    for (int i = 0; i < 3; i++) {
+        sr_message_free(&msgs[i]);
+        free(before[i]);
+    }
+    fx_close(&f);
+}
+
 TEST(store_refuses_newer_schema) {
     fx f;
     fx_open(&f, 0, 0);
@@ -1016,8 +1145,8 @@ TEST(store_refuses_newer_schema) {
     MDB_val k = {14, (void *)"schema_version"}, v;
     CHECK_INT(mdb_get(txn, dbi, &k, &v), 0);
     CHECK_INT(v.mv_size, 1);
-    CHECK(memcmp(v.mv_data, "1", 1) == 0); /* written on create */
-    v = (MDB_val){1, (void *)"2"};
+    CHECK(memcmp(v.mv_data, "2", 1) == 0); /* written on create */
+    v = (MDB_val){1, (void *)"3"};
     CHECK_INT(mdb_put(txn, dbi, &k, &v, 0), 0);
     CHECK_INT(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
@@ -1026,7 +1155,7 @@ TEST(store_refuses_newer_schema) {
     char err[256];
     CHECK(sr_store_open(&f.s, &f.loop, &opt, err, sizeof err) < 0);
     CHECK(f.s == NULL);
-    CHECK(strstr(err, "schema version 2") != NULL);
+    CHECK(strstr(err, "schema version 3") != NULL);
     fx_close(&f);
 }
 
