@@ -6,7 +6,7 @@
 
 BUILD ?= build
 SAN ?=
-PKGS = lua5.4 libcurl libuv lmdb lua5.4-cjson
+PKGS = lua5.4 libcurl libuv lmdb lua5.4-cjson libcrypto
 LLHTTP_SRC = /usr/share/llhttp
 LLHTTP_INC = /usr/share/include/llhttp
 
@@ -135,7 +135,7 @@ FUZZ_TIMEOUT ?= 10
 FUZZ_TARGETS ?= json message text template rfc3339 base64 pattern store_open webhooks
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_LDLIBS = $(shell pkg-config --libs lua5.4) -lm -lpthread
+FUZZ_LDLIBS = $(shell pkg-config --libs lua5.4 libcrypto) -lm -lpthread
 FUZZ_OBJ = $(BUILD)/fuzz/obj
 # Longest input worth trying, per target: a few records, texts of several
 # parts, a template with many placeholders, one timestamp, one signature, a
@@ -178,15 +178,15 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) $(CPPFLAGS) $^ -o $@ $(FUZZ_LDLIBS)
 
 $(BUILD)/fuzz/fuzz_json: $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o $(FUZZ_OBJ)/codec/text.o
-$(BUILD)/fuzz/fuzz_message: $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o
+$(BUILD)/fuzz/fuzz_message: $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o $(FUZZ_OBJ)/codec/crypto.o
 $(BUILD)/fuzz/fuzz_text: $(FUZZ_OBJ)/codec/text.o
 $(BUILD)/fuzz/fuzz_template: $(FUZZ_OBJ)/codec/template.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o
-$(BUILD)/fuzz/fuzz_rfc3339: $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o
+$(BUILD)/fuzz/fuzz_rfc3339: $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o $(FUZZ_OBJ)/codec/crypto.o
 $(BUILD)/fuzz/fuzz_base64: $(FUZZ_OBJ)/codec/crypto.o
 $(BUILD)/fuzz/fuzz_pattern: $(FUZZ_OBJ)/rules/lua_string.o
 $(BUILD)/tests/test_lua_string: tests/unit/lua_string_compare.h
 $(BUILD)/fuzz/fuzz_store_open: $(FUZZ_OBJ)/store/store.o $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o \
-	$(FUZZ_OBJ)/core/log.o $(FUZZ_OBJ)/codec/text.o
+	$(FUZZ_OBJ)/core/log.o $(FUZZ_OBJ)/codec/text.o $(FUZZ_OBJ)/codec/crypto.o
 $(BUILD)/fuzz/fuzz_store_open: FUZZ_LDLIBS += $(shell pkg-config --libs libuv lmdb)
 # The adapters run in a rules state: the whole library, and every library it links.
 $(BUILD)/fuzz/fuzz_webhooks: $(SRCS:src/%.c=$(FUZZ_OBJ)/%.o) $(CXX_SRCS:src/%.cc=$(FUZZ_OBJ)/%.o) $(LLHTTP_OBJS) $(GEN_OBJ)

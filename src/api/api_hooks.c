@@ -318,16 +318,16 @@ static size_t hooks_dedup_key(const char *provider, const sr_inbound_sms *m, cha
     if (m->provider_message_id[0]) {
         n = snprintf(out, outlen, "in:%s:%s", provider, m->provider_message_id);
     } else {
-        sr_crypto_sha256_ctx h;
+        sr_crypto_ctx h;
         unsigned char d[SR_CRYPTO_SHA256_LEN];
         char at[24];
         snprintf(at, sizeof at, "%lld", (long long)(m->at_ms / 1000));
-        sr_crypto_sha256_init(&h);
-        sr_crypto_sha256_update(&h, m->from, strlen(m->from) + 1);
-        sr_crypto_sha256_update(&h, m->to, strlen(m->to) + 1);
-        sr_crypto_sha256_update(&h, at, strlen(at) + 1);
-        sr_crypto_sha256_update(&h, m->text, m->text_len);
-        sr_crypto_sha256_final(&h, d);
+        sr_crypto_init(&h, SR_CRYPTO_SHA256);
+        sr_crypto_update(&h, m->from, strlen(m->from) + 1);
+        sr_crypto_update(&h, m->to, strlen(m->to) + 1);
+        sr_crypto_update(&h, at, strlen(at) + 1);
+        sr_crypto_update(&h, m->text, m->text_len);
+        sr_crypto_final(&h, d);
         n = snprintf(out, outlen, "in:%s:#", provider);
         for (int i = 0; i < 16 && n + 2 < (int)outlen; i++) n += snprintf(out + n, outlen - (size_t)n, "%02x", d[i]);
     }

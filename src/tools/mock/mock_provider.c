@@ -703,15 +703,15 @@ static void mock_form_encode(sr_buf *out, const mock_param *params, size_t n) {
  * by name)) for sorted params, as "X-Twilio-Signature: ..." into header. */
 static void mock_twilio_signature(const char *token, const char *url, const mock_param *params, size_t n, char *header,
                                   size_t header_len) {
-    sr_crypto_hmac_sha1_ctx h;
-    sr_crypto_hmac_sha1_init(&h, token, strlen(token));
-    sr_crypto_hmac_sha1_update(&h, url, strlen(url));
+    sr_crypto_ctx h;
+    sr_crypto_hmac_init(&h, SR_CRYPTO_SHA1, token, strlen(token));
+    sr_crypto_update(&h, url, strlen(url));
     for (size_t i = 0; i < n; i++) {
-        sr_crypto_hmac_sha1_update(&h, params[i].name, strlen(params[i].name));
-        sr_crypto_hmac_sha1_update(&h, params[i].value, strlen(params[i].value));
+        sr_crypto_update(&h, params[i].name, strlen(params[i].name));
+        sr_crypto_update(&h, params[i].value, strlen(params[i].value));
     }
     unsigned char mac[SR_CRYPTO_SHA1_LEN];
-    sr_crypto_hmac_sha1_final(&h, mac);
+    sr_crypto_final(&h, mac);
     char b64[32];
     sr_crypto_base64(b64, mac, sizeof mac);
     snprintf(header, header_len, "X-Twilio-Signature: %s", b64);
@@ -736,7 +736,7 @@ static void mock_vonage_signature(const char *secret, const mock_param *params, 
     }
     sr_buf_puts(&text, secret);
     unsigned char digest[SR_CRYPTO_MD5_LEN];
-    sr_crypto_md5(text.data, text.len, digest);
+    sr_crypto_digest(SR_CRYPTO_MD5, text.data, text.len, digest);
     sr_crypto_hex(hex, digest, sizeof digest);
     sr_buf_free(&text);
 }
@@ -1096,7 +1096,7 @@ static void mock_post_sign_body(const mock_provider *mp, mock_post *post) {
     const char *secret = mp->set.webhook_secret;
     if (!secret) return;
     unsigned char mac[SR_CRYPTO_SHA256_LEN];
-    sr_crypto_hmac_sha256(secret, strlen(secret), post->body.data, post->body.len, mac);
+    sr_crypto_hmac(SR_CRYPTO_SHA256, secret, strlen(secret), post->body.data, post->body.len, mac);
     char hex[2 * SR_CRYPTO_SHA256_LEN + 1];
     sr_crypto_hex(hex, mac, sizeof mac);
     snprintf(post->signature, sizeof post->signature, "X-Signature: %s", hex);
