@@ -132,7 +132,7 @@ bench: deps
 FUZZ_CC = clang
 FUZZ_SECONDS ?= 60
 FUZZ_TIMEOUT ?= 10
-FUZZ_TARGETS ?= json message text template rfc3339 base64 pattern store_open webhooks
+FUZZ_TARGETS ?= json message text template rfc3339 base64 form pattern store_open webhooks
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_LDLIBS = $(shell pkg-config --libs lua5.4 libcrypto) -lm -lpthread
@@ -146,6 +146,7 @@ FUZZ_MAX_LEN_text = 2048
 FUZZ_MAX_LEN_template = 2048
 FUZZ_MAX_LEN_rfc3339 = 64
 FUZZ_MAX_LEN_base64 = 512
+FUZZ_MAX_LEN_form = 2048
 FUZZ_MAX_LEN_pattern = 256
 # A small store file: two meta pages and a few dozen others.
 FUZZ_MAX_LEN_store_open = 131072
@@ -183,6 +184,7 @@ $(BUILD)/fuzz/fuzz_text: $(FUZZ_OBJ)/codec/text.o
 $(BUILD)/fuzz/fuzz_template: $(FUZZ_OBJ)/codec/template.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o
 $(BUILD)/fuzz/fuzz_rfc3339: $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o $(FUZZ_OBJ)/codec/crypto.o
 $(BUILD)/fuzz/fuzz_base64: $(FUZZ_OBJ)/codec/crypto.o
+$(BUILD)/fuzz/fuzz_form: $(FUZZ_OBJ)/codec/form.o $(FUZZ_OBJ)/core/buf.o
 $(BUILD)/fuzz/fuzz_pattern: $(FUZZ_OBJ)/rules/lua_string.o
 $(BUILD)/tests/test_lua_string: tests/unit/lua_string_compare.h
 $(BUILD)/fuzz/fuzz_store_open: $(FUZZ_OBJ)/store/store.o $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o \

@@ -20,6 +20,7 @@
 #include "rules/adapter.h"
 #include "api/api.h"
 #include "codec/crypto.h"
+#include "codec/form.h"
 #include "codec/json.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -76,29 +77,15 @@ static int hooks_basic_ok(sr_http_request *req, const char *expected) {
     return sr_crypto_equal(decoded, dlen, expected, strlen(expected));
 }
 
-/* Name=value pairs of a query or form body as the adapters see them: the non-empty segments between '&'s. */
-static size_t hooks_form_fields(const char *s, size_t len) {
-    size_t n = 0;
-    while (len) {
-        const char *amp = memchr(s, '&', len);
-        size_t seg = amp ? (size_t)(amp - s) : len;
-        if (seg) n++;
-        if (!amp) break;
-        s += seg + 1;
-        len -= seg + 1;
-    }
-    return n;
-}
-
 /* Whether the webhook has more parameters than the adapters read (SR_WEBHOOK_MAX_FIELDS): in its query, or in
  * its body when that is a form (the core parses both into request.form). */
 static int hooks_too_many_fields(sr_http_request *req) {
-    if (hooks_form_fields(req->query, req->query_len) > SR_WEBHOOK_MAX_FIELDS) return 1;
+    if (sr_form_count(req->query, req->query_len) > SR_WEBHOOK_MAX_FIELDS) return 1;
     size_t ctlen = 0;
     const char *ct = sr_http_header_get(req, "content-type", &ctlen);
     static const char form[] = "application/x-www-form-urlencoded";
     if (!ct || ctlen < sizeof form - 1 || strncasecmp(ct, form, sizeof form - 1) != 0) return 0;
-    return hooks_form_fields(req->body, req->body_len) > SR_WEBHOOK_MAX_FIELDS;
+    return sr_form_count(req->body, req->body_len) > SR_WEBHOOK_MAX_FIELDS;
 }
 
 /* ---- status ---- */

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "codec/form.h"
 #include "http/http_client.h"
 #include "model/message.h"
 #include "rules/rules.h"
@@ -92,10 +93,10 @@ typedef struct sr_inbound_sms {
 } sr_inbound_sms;
 void sr_inbound_sms_free(sr_inbound_sms *msgs, int n);
 
-/* Most name=value pairs a webhook's query, or its form body, may carry: real ones have a few dozen and signature
- * checks sort them all, so more is refused (400) before the adapter runs. lua/adapters/util.lua (util.MAX_FIELDS)
- * reads no more than this from bodies the core does not parse. */
-#define SR_WEBHOOK_MAX_FIELDS 256
+/* Most name=value pairs a webhook's query, or its form body, may carry (codec/form.h counts them): real ones have a
+ * few dozen and signature checks sort them all, so more is refused (400) before the adapter runs.
+ * lua/adapters/util.lua (util.MAX_FIELDS) reads no more than this from bodies the core does not parse. */
+#define SR_WEBHOOK_MAX_FIELDS SR_FORM_MAX_FIELDS
 
 typedef struct sr_webhook_request {
     const char *method;
