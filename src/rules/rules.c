@@ -718,11 +718,13 @@ static int rules_setup(lua_State *L) {
         sr_lua_open_ratelimit(L);
         sr_lua_open_template(L);
         sr_lua_open_crypto(L);
+        sr_lua_open_form(L);
         sr_lua_open_phone(L);
         sr_lua_open_stats(L);
         sr_lua_open_inbound(L); /* after actions: sms.reply uses sms.send */
     } else {
         sr_lua_open_crypto(L);
+        sr_lua_open_form(L);
     }
     lua_setglobal(L, "sms");
     rules_protect_libraries(L);

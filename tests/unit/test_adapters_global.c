@@ -59,7 +59,7 @@ static const char prelude[] =
 static lua_State *adapters_state(void) {
     static const char *const adapters[] = {"smsc", "twilio", "vonage", NULL};
     return fixture_adapters_state(&(struct fixture_options){
-        .adapters = adapters, .with_crypto = true, .prelude = prelude, .raw_request_body = true, .canon_digits = 14});
+        .adapters = adapters, .prelude = prelude, .raw_request_body = true, .canon_digits = 14});
 }
 
 #define OK_PARTS(id, n) "{\"ok\":true,\"parts\":" #n ",\"provider_id\":\"" id "\"}"
