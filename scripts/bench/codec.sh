@@ -10,13 +10,16 @@
 #     decoder, src/codec/form.c) against the Lua decoder util.form_decode had
 #     before (gsub of '+' and of %XX), on a Twilio inbound body and on the
 #     worst bodies the webhook limits let through.
-# Environment: CC (default cc), N (signature checks per scheme, 200000).
+# Environment: CC (default cc), N (signature checks per scheme, 200000),
+# BUILD (default build: the library part 2 links).
 set -eu
 NAME=codec.sh
 CC=${CC:-cc}
 N=${N:-200000}
+BUILD=${BUILD:-build}
 OLD_COMMIT=098bddf~1 # the last commit with our own hashes
 root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
 
@@ -125,7 +128,11 @@ int main(void) {
     return 0;
 }
 C
-$CC -O2 -I"$root/src" $(pkg-config --cflags lua5.4) "$work/form.c" "$root/src/rules/bindings/lua_form.c" \
-    "$root/src/codec/form.c" "$root/src/core/buf.c" -o "$work/form" $(pkg-config --libs lua5.4) -lm
+# sms.form from the daemon's own library (and every library it links, as the Makefile's LDLIBS).
+lib="$BUILD/libsmsrules.a"
+[ -f "$lib" ] || { echo "$NAME: no $lib (run make)" >&2; exit 1; }
+$CC -O2 $(pkg-config --cflags lua5.4) "$work/form.c" "$lib" -o "$work/form" \
+    $(pkg-config --libs lua5.4 libcurl libuv lmdb lua5.4-cjson libcrypto) \
+    -lgeocoding -lphonenumber $(pkg-config --libs icu-uc protobuf) -lstdc++ -lm -lpthread
 echo "== reading a form body (the adapters' util.form_decode)"
 "$work/form"

@@ -358,12 +358,10 @@ static void adapter_push_unescaped(lua_State *L, const char *s, size_t len) {
     luaL_pushresultsize(&b, sr_form_unescape(out, s, len));
 }
 
-/* Adds the name=value pairs of a form body or query to the table at top (the first value of a name wins; pairs
- * with an empty name are skipped). The core refused webhooks with more than SR_FORM_MAX_FIELDS pairs before. */
-static void adapter_add_form(lua_State *L, const char *s, size_t len) {
-    size_t pos = 0;
+int sr_adapter_add_form(lua_State *L, const char *s, size_t len, size_t max) {
+    size_t pos = 0, n = 0;
     sr_form_pair pair;
-    while (sr_form_next(s, len, &pos, &pair)) {
+    for (; n < max && sr_form_next(s, len, &pos, &pair); n++) {
         if (pair.name_len == 0) continue;
         adapter_push_unescaped(L, pair.name, pair.name_len);
         lua_pushvalue(L, -1);
@@ -375,6 +373,7 @@ static void adapter_add_form(lua_State *L, const char *s, size_t len) {
         adapter_push_unescaped(L, pair.value, pair.value_len);
         lua_rawset(L, -3);
     }
+    return sr_form_next(s, len, &pos, &pair);
 }
 
 static void adapter_push_webhook(lua_State *L, const sr_webhook_request *rq) {
@@ -406,8 +405,9 @@ static void adapter_push_webhook(lua_State *L, const sr_webhook_request *rq) {
     lua_setfield(L, -2, "body");
     if (form || (rq->query && rq->query[0])) {
         lua_newtable(L);
-        if (form && rq->body) adapter_add_form(L, rq->body, rq->body_len);
-        if (rq->query) adapter_add_form(L, rq->query, strlen(rq->query));
+        /* The core refused webhooks with more than SR_WEBHOOK_MAX_FIELDS pairs before they got here. */
+        if (form && rq->body) sr_adapter_add_form(L, rq->body, rq->body_len, SR_WEBHOOK_MAX_FIELDS);
+        if (rq->query) sr_adapter_add_form(L, rq->query, strlen(rq->query), SR_WEBHOOK_MAX_FIELDS);
         lua_setfield(L, -2, "form");
     }
 }

@@ -98,6 +98,12 @@ void sr_inbound_sms_free(sr_inbound_sms *msgs, int n);
  * lua/adapters/util.lua (util.MAX_FIELDS) reads no more than this from bodies the core does not parse. */
 #define SR_WEBHOOK_MAX_FIELDS SR_FORM_MAX_FIELDS
 
+/* Adds the name=value pairs of form text (codec/form.h: a query or a form body) to the table at the top of L's
+ * stack, decoded, as request.form and sms.form.decode have them: the first value of a name wins (also over the
+ * table's earlier entries), pairs with an empty name are skipped. Reads at most max pairs; returns 1 when the text
+ * has more, else 0. */
+int sr_adapter_add_form(lua_State *L, const char *s, size_t len, size_t max);
+
 typedef struct sr_webhook_request {
     const char *method;
     const char *url; /* what the provider called: public_url (or http://Host) + path + "?" query */

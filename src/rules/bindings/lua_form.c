@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 
 #include "codec/form.h"
+#include "rules/adapter.h"
 #include "rules/rules.h"
 
 /* Pushes the decoding of len escaped bytes at s. The luaL_Buffer is Lua's,
@@ -20,33 +21,14 @@ static void form_push_unescaped(lua_State *L, const char *s, size_t len) {
     luaL_pushresultsize(&b, sr_form_unescape(out, s, len));
 }
 
-/* Pushes true when the pairs from pos on are not the end of text; returns the number of results (1 or 2). */
-static int form_push_more(lua_State *L, const char *text, size_t len, size_t pos) {
-    sr_form_pair extra;
-    if (!sr_form_next(text, len, &pos, &extra)) return 1;
-    lua_pushboolean(L, 1);
-    return 2;
-}
-
-/* sms.form.decode(text) → table, [true when more than SR_FORM_MAX_FIELDS pairs] */
+/* sms.form.decode(text) → table, [true when more than SR_FORM_MAX_FIELDS pairs]: request.form's own reader. */
 static int l_form_decode(lua_State *L) {
-    size_t len, pos = 0;
+    size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
     lua_newtable(L);
-    sr_form_pair p;
-    for (int n = 0; n < SR_FORM_MAX_FIELDS && sr_form_next(text, len, &pos, &p); n++) {
-        if (p.name_len == 0) continue;
-        form_push_unescaped(L, p.name, p.name_len);
-        lua_pushvalue(L, -1);
-        if (lua_rawget(L, -3) != LUA_TNIL) {
-            lua_pop(L, 2);
-            continue;
-        }
-        lua_pop(L, 1);
-        form_push_unescaped(L, p.value, p.value_len);
-        lua_rawset(L, -3);
-    }
-    return form_push_more(L, text, len, pos);
+    if (!sr_adapter_add_form(L, text, len, SR_FORM_MAX_FIELDS)) return 1;
+    lua_pushboolean(L, 1);
+    return 2;
 }
 
 /* sms.form.pairs(text) → {{name, value}, ...}, [true when more than SR_FORM_MAX_FIELDS pairs] */
@@ -63,7 +45,9 @@ static int l_form_pairs(lua_State *L) {
         lua_rawseti(L, -2, 2);
         lua_rawseti(L, -2, n + 1);
     }
-    return form_push_more(L, text, len, pos);
+    if (!sr_form_next(text, len, &pos, &p)) return 1;
+    lua_pushboolean(L, 1);
+    return 2;
 }
 
 /* sms.form.unescape(text) → text with '+' a space and %XX a byte. */
