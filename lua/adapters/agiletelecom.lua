@@ -1,8 +1,8 @@
--- adapters/agiletelecom: Agile Telecom's SMS REST API (PROVIDERS.md §4), in
+-- adapters/agiletelecom: Agile Telecom's SMS REST API (docs/providers.md, Agile Telecom), in
 -- batches of up to 100 messages, with delivery and inbound webhooks.
 --
 -- The adapter contract (every adapter; the C core calls it, the adapter does
--- no I/O; lua/adapters/INTERFACE.md has every detail):
+-- no I/O; docs/providers.md, Writing an adapter, has every detail):
 --
 --   adapter.batch_size, adapter.options
 --   adapter.build_send(cfg, msgs) → {method, url, headers, body}

@@ -1,8 +1,8 @@
--- adapters/devino: Devino (api.devino.online; PROVIDERS.md §3), in batches
+-- adapters/devino: Devino (api.devino.online; docs/providers.md, Devino), in batches
 -- of up to 100 messages, with status and inbound push webhooks and polling.
 --
 -- The adapter contract (every adapter; the C core calls it, the adapter does
--- no I/O; lua/adapters/INTERFACE.md has every detail):
+-- no I/O; docs/providers.md, Writing an adapter, has every detail):
 --
 --   adapter.batch_size, adapter.options, adapter.poll_batch
 --   adapter.build_send(cfg, msgs) → {method, url, headers, body}
@@ -27,7 +27,7 @@
 --                 followed link then reports CLICKED.
 --   priority_words  true: send the priority as LOW, MEDIUM, HIGH, REALTIME
 --                 (for 0..3), as a newer revision of Devino's API documents;
---                 by default the number 0..3 of PROVIDERS.md.
+--                 by default the number 0..3 (docs/providers.md, Devino).
 --   utc_offset    the zone of the statusDateTime of polled statuses
 --                 ("2020-11-11 11:20:35" carries none and Devino's docs do
 --                 not say which it is): e.g. "+03:00". Default UTC.

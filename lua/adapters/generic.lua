@@ -1,5 +1,5 @@
 -- adapters/generic: the common REST shape most SMS providers follow
--- (PROVIDERS.md §1). One message per request.
+-- (docs/providers.md, generic). One message per request.
 --
 -- The adapter contract (every adapter; the C core calls it, the adapter does
 -- no I/O):
@@ -28,7 +28,7 @@
 --   adapter.verify(cfg, request) → true | false, "reason"
 --   adapter.parse_status(cfg, request) → updates, answer
 --   adapter.parse_inbound(cfg, request) → messages, answer
---     (lua/adapters/INTERFACE.md has the request, updates and messages)
+--     (docs/providers.md, Writing an adapter, has the request, updates and messages)
 --   Misuse (no url, no messages, a webhook_secret that is not a string)
 --   raises; so does a webhook body that cannot be read (the core answers 400).
 --

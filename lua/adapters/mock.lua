@@ -27,7 +27,7 @@
 --   adapter.verify(cfg, request) → true | false, "reason"
 --   adapter.parse_status(cfg, request) → updates, answer
 --   adapter.parse_inbound(cfg, request) → messages, answer
---     (lua/adapters/INTERFACE.md has the request, updates and messages)
+--     (docs/providers.md, Writing an adapter, has the request, updates and messages)
 --   Misuse (no url, no messages) raises; so does a webhook body that cannot
 --   be read (the core answers 400).
 --
@@ -49,7 +49,7 @@
 -- gets the same outcome (401 → next provider, 429/503 → retry, with
 -- Retry-After; 400 {"error":...} → refused).
 --
--- Webhooks: the mock speaks the generic REST shape (PROVIDERS.md §1), so
+-- Webhooks: the mock speaks the generic REST shape (docs/providers.md, generic), so
 -- verify, parse_status and parse_inbound are the generic adapter's (see
 -- adapters/generic.lua for every field and status word they read).
 --   Delivery report (--dlr-url): POST {"message_id":"m1","status":"DELIVRD"|"UNDELIV",

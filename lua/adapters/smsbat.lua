@@ -1,8 +1,8 @@
--- adapters/smsbat: SMSBat (restapi.smsbat.com; PROVIDERS.md §2), in batches
+-- adapters/smsbat: SMSBat (restapi.smsbat.com; docs/providers.md, SMSBat), in batches
 -- of up to 100 messages, with a status push webhook and polling.
 --
 -- The adapter contract (every adapter; the C core calls it, the adapter does
--- no I/O; lua/adapters/INTERFACE.md has every detail):
+-- no I/O; docs/providers.md, Writing an adapter, has every detail):
 --
 --   adapter.batch_size, adapter.options, adapter.poll_batch
 --   adapter.build_send(cfg, msgs) → {method, url, headers, body}

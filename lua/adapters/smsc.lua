@@ -1,8 +1,8 @@
 -- adapters/smsc: SMSC (smsc.ru and its regional twins smsc.kz, smscentre.com;
--- PROVIDERS.md §5). One message per request; delivery statuses by polling.
+-- docs/providers.md, SMSC). One message per request; delivery statuses by polling.
 --
 -- The adapter contract (every adapter; the C core calls it, the adapter does
--- no I/O; lua/adapters/INTERFACE.md has it all):
+-- no I/O; docs/providers.md, Writing an adapter, has it all):
 --
 --   adapter.batch_size                  messages one request may carry (≥ 1)
 --   adapter.options                     options beyond the common ones

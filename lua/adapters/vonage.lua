@@ -1,8 +1,8 @@
--- adapters/vonage: the Vonage (formerly Nexmo) SMS API (PROVIDERS.md §7).
+-- adapters/vonage: the Vonage (formerly Nexmo) SMS API (docs/providers.md, Vonage).
 -- One message per request.
 --
 -- The adapter contract (every adapter; the C core calls it, the adapter does
--- no I/O; lua/adapters/INTERFACE.md has it all):
+-- no I/O; docs/providers.md, Writing an adapter, has it all):
 --
 --   adapter.batch_size                  messages one request may carry (≥ 1)
 --   adapter.options                     options beyond the common ones

@@ -317,16 +317,34 @@ static double json_strtod(const char *s) {
 
 static int json_is_digit(const char *p, const char *end) { return p < end && *p >= '0' && *p <= '9'; }
 
-static sr_json *json_parse_number(json_parser *jp) {
-    const char *start = jp->p, *p = start, *end = jp->end;
-    uint64_t mantissa = 0;
-    int mantissa_exact = 1; /* all significant digits are in mantissa */
-    long exponent = 0, fraction_digits = 0;
-    if (*p == '-') p++;
-    if (!json_is_digit(p, end)) {
-        json_fail_unexpected(jp, p, ", expected a digit");
-        return NULL;
+/* What json_scan_number read of a number: its digits as an integer (when
+ * they fit) and its decimal exponent. */
+typedef struct json_number_scan {
+    uint64_t mantissa;
+    int mantissa_exact; /* all significant digits are in mantissa */
+    long exponent10;    /* the value is mantissa * 10^exponent10 */
+} json_number_scan;
+
+/* Appends the digits at *pp to sc's mantissa; returns how many went in. */
+static long json_scan_digits(const char **pp, const char *end, json_number_scan *sc) {
+    long taken = 0;
+    for (const char *p = *pp; json_is_digit(p, end); p++, *pp = p) {
+        if (sc->mantissa < UINT64_MAX / 10) {
+            sc->mantissa = sc->mantissa * 10 + (uint64_t)(*p - '0');
+            taken++;
+        } else {
+            sc->mantissa_exact = 0;
+        }
     }
+    return taken;
+}
+
+/* The number's syntax (RFC 8259 6); returns where it ends, or NULL after json_fail. */
+static const char *json_scan_number(json_parser *jp, const char *p, json_number_scan *sc) {
+    const char *end = jp->end;
+    long exponent = 0;
+    if (*p == '-') p++;
+    if (!json_is_digit(p, end)) goto expected_digit;
     if (*p == '0') {
         p++;
         if (json_is_digit(p, end)) {
@@ -334,38 +352,33 @@ static sr_json *json_parse_number(json_parser *jp) {
             return NULL;
         }
     } else {
-        for (; json_is_digit(p, end); p++) {
-            if (mantissa < UINT64_MAX / 10) mantissa = mantissa * 10 + (uint64_t)(*p - '0');
-            else mantissa_exact = 0;
-        }
+        json_scan_digits(&p, end, sc);
     }
     if (p < end && *p == '.') {
         p++;
-        if (!json_is_digit(p, end)) {
-            json_fail_unexpected(jp, p, ", expected a digit");
-            return NULL;
-        }
-        for (; json_is_digit(p, end); p++) {
-            if (mantissa < UINT64_MAX / 10) {
-                mantissa = mantissa * 10 + (uint64_t)(*p - '0');
-                fraction_digits++;
-            } else {
-                mantissa_exact = 0;
-            }
-        }
+        if (!json_is_digit(p, end)) goto expected_digit;
+        sc->exponent10 -= json_scan_digits(&p, end, sc);
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
         int negative = p < end && *p == '-';
         if (p < end && (*p == '-' || *p == '+')) p++;
-        if (!json_is_digit(p, end)) {
-            json_fail_unexpected(jp, p, ", expected a digit");
-            return NULL;
-        }
+        if (!json_is_digit(p, end)) goto expected_digit;
         for (; json_is_digit(p, end); p++)
             if (exponent < 100000) exponent = exponent * 10 + (*p - '0');
-        if (negative) exponent = -exponent;
+        sc->exponent10 += negative ? -exponent : exponent;
     }
+    return p;
+expected_digit:
+    json_fail_unexpected(jp, p, ", expected a digit");
+    return NULL;
+}
+
+static sr_json *json_parse_number(json_parser *jp) {
+    const char *start = jp->p;
+    json_number_scan sc = {.mantissa_exact = 1};
+    const char *p = json_scan_number(jp, start, &sc);
+    if (!p) return NULL;
     size_t len = (size_t)(p - start);
     sr_json *node = json_new_node(jp, SR_JSON_NUMBER);
     char *text = node ? json_alloc(jp, len + 1, 1) : NULL;
@@ -377,10 +390,9 @@ static sr_json *json_parse_number(json_parser *jp) {
     /* Exact fast path: an integer of at most 2^53 times or divided by an
      * exact power of ten (10^22 at most) is one correctly rounded operation,
      * the same result strtod gives. */
-    long exponent10 = exponent - fraction_digits;
-    if (mantissa_exact && mantissa <= (UINT64_C(1) << 53) && exponent10 >= -22 && exponent10 <= 22) {
-        double v = (double)mantissa;
-        v = exponent10 < 0 ? v / json_pow10[-exponent10] : v * json_pow10[exponent10];
+    if (sc.mantissa_exact && sc.mantissa <= (UINT64_C(1) << 53) && sc.exponent10 >= -22 && sc.exponent10 <= 22) {
+        double v = (double)sc.mantissa;
+        v = sc.exponent10 < 0 ? v / json_pow10[-sc.exponent10] : v * json_pow10[sc.exponent10];
         node->num = *start == '-' ? -v : v;
     } else {
         node->num = json_strtod(text);

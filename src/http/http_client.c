@@ -512,6 +512,48 @@ static bool client_has_header(const char *const *headers, const char *name) {
 
 /* Applies every option of one request to r's freshly reset easy handle.
  * curl copies strings (URL, method); the body stays in r->request_body. */
+/* The method, and the body it carries. rc: the setup's result so far. */
+static CURLcode client_setup_method(client_request *r, const sr_http_client_request *req, CURLcode rc) {
+    CURL *e = r->easy;
+    const char *method = req->method;
+    bool has_body = req->body != NULL;
+    if (strcmp(method, "GET") == 0 && !has_body) {
+        CLIENT_SET(CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(method, "HEAD") == 0) {
+        CLIENT_SET(CURLOPT_NOBODY, 1L);
+    } else {
+        if (strcmp(method, "POST") == 0) CLIENT_SET(CURLOPT_POST, 1L);
+        else CLIENT_SET(CURLOPT_CUSTOMREQUEST, method);
+        /* POST, PUT and PATCH always carry a body (Content-Length: 0 when
+         * empty): without POSTFIELDS curl would read one from stdin. */
+        if (has_body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+            strcmp(method, "PATCH") == 0) {
+            sr_buf_reset(&r->request_body);
+            sr_buf_append(&r->request_body, req->body ? req->body : "", req->body ? req->body_len : 0);
+            CLIENT_SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->request_body.len);
+            CLIENT_SET(CURLOPT_POSTFIELDS, r->request_body.data);
+        }
+    }
+    return rc;
+}
+
+/* The request's headers, kept in r until it ends (curl reads them while it runs). */
+static CURLcode client_setup_headers(client_request *r, const sr_http_client_request *req) {
+    for (int i = 0; req->headers && req->headers[i]; i++) {
+        struct curl_slist *l = curl_slist_append(r->request_headers, req->headers[i]);
+        if (!l) return CURLE_OUT_OF_MEMORY;
+        r->request_headers = l;
+    }
+    /* An empty "Expect:" stops curl from asking for 100-continue and waiting
+     * for it before sending large bodies. */
+    if (!client_has_header(req->headers, "expect")) {
+        struct curl_slist *l = curl_slist_append(r->request_headers, "Expect:");
+        if (!l) return CURLE_OUT_OF_MEMORY;
+        r->request_headers = l;
+    }
+    return CURLE_OK;
+}
+
 static CURLcode client_setup(client_request *r, const sr_http_client_request *req) {
     CURL *e = r->easy;
     CURLcode rc = CURLE_OK;
@@ -542,38 +584,8 @@ static CURLcode client_setup(client_request *r, const sr_http_client_request *re
     CLIENT_SET(CURLOPT_HEADERDATA, (void *)r);
     CLIENT_SET(CURLOPT_USERAGENT, "smsrules");
 
-    const char *method = req->method;
-    bool has_body = req->body != NULL;
-    if (strcmp(method, "GET") == 0 && !has_body) {
-        CLIENT_SET(CURLOPT_HTTPGET, 1L);
-    } else if (strcmp(method, "HEAD") == 0) {
-        CLIENT_SET(CURLOPT_NOBODY, 1L);
-    } else {
-        if (strcmp(method, "POST") == 0) CLIENT_SET(CURLOPT_POST, 1L);
-        else CLIENT_SET(CURLOPT_CUSTOMREQUEST, method);
-        /* POST, PUT and PATCH always carry a body (Content-Length: 0 when
-         * empty): without POSTFIELDS curl would read one from stdin. */
-        if (has_body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
-            strcmp(method, "PATCH") == 0) {
-            sr_buf_reset(&r->request_body);
-            sr_buf_append(&r->request_body, req->body ? req->body : "", req->body ? req->body_len : 0);
-            CLIENT_SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->request_body.len);
-            CLIENT_SET(CURLOPT_POSTFIELDS, r->request_body.data);
-        }
-    }
-
-    for (int i = 0; req->headers && req->headers[i]; i++) {
-        struct curl_slist *l = curl_slist_append(r->request_headers, req->headers[i]);
-        if (!l) return CURLE_OUT_OF_MEMORY;
-        r->request_headers = l;
-    }
-    /* An empty "Expect:" stops curl from asking for 100-continue and waiting
-     * for it before sending large bodies. */
-    if (!client_has_header(req->headers, "expect")) {
-        struct curl_slist *l = curl_slist_append(r->request_headers, "Expect:");
-        if (!l) return CURLE_OUT_OF_MEMORY;
-        r->request_headers = l;
-    }
+    rc = client_setup_method(r, req, rc);
+    if (rc == CURLE_OK) rc = client_setup_headers(r, req);
     CLIENT_SET(CURLOPT_HTTPHEADER, r->request_headers);
     return rc;
 }

@@ -63,7 +63,7 @@ typedef struct sr_route_options {
 int sr_adapter_route(sr_rules *r, const sr_message *m, char **names, int max, sr_route_options *opt, char *err,
                      size_t errlen);
 
-/* ---- webhooks and polling (lua/adapters/INTERFACE.md) ---- */
+/* ---- webhooks and polling (docs/providers.md, Writing an adapter) ---- */
 
 /* A delivery report as parse_status / parse_poll give it. */
 #define SR_REPORT_PART_INVALID (-1)

@@ -1,5 +1,5 @@
 """End-to-end tests of `smsrules mock-provider --dialect NAME`: the mock speaks
-the API of each adapter in lua/adapters/ (PROVIDERS.md).
+the API of each adapter in lua/adapters/ (docs/providers.md).
 
 For every dialect the real daemon sends through the real adapter to the mock
 (the message ends "sent" with the provider id the mock gave; a ...0000

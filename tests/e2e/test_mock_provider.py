@@ -1,5 +1,5 @@
 """End-to-end tests of `smsrules mock-provider`, the fake SMS provider that
-speaks the generic provider API (PROVIDERS.md §1): sends, batches, auth, the
+speaks the generic provider API (docs/providers.md, generic): sends, batches, auth, the
 recipient patterns, the seeded failure mix, latency, /stats, idempotency by
 client id, /control, delivery reports and shutdown.
 

@@ -52,7 +52,7 @@ static const char shared_prelude[] =
     "  return t\n"
     "end\n"
     /* Message n: id 01K...000n, to +849123400n, with every field the core
-     * passes (lua/adapters/INTERFACE.md). */
+     * passes (docs/providers.md, Writing an adapter). */
     "function msg(n, over)\n"
     "  local id = string.format('01K0000000000000000000%04d', n)\n"
     "  return merge({id = id, to = string.format('+8491234%04d', n), text = 'Hello ' .. n,\n"

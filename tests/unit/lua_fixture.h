@@ -83,7 +83,7 @@ char *fixture_eval(lua_State *L, const char *code);
         free(check_got);                                                                          \
     } while (0)
 
-/* Outcome texts as canon shows them (lua/adapters/INTERFACE.md). */
+/* Outcome texts as canon shows them (docs/providers.md, Writing an adapter). */
 #define NO_ID "{\"error\":\"no message id in answer\",\"ok\":false,\"retry\":true}"
 #define OK_ID(id) "{\"ok\":true,\"provider_id\":\"" id "\"}"
 #define FAILED(scope, err) "{\"error\":\"" err "\",\"ok\":false,\"retry\":false,\"scope\":\"" scope "\"}"

@@ -3,9 +3,10 @@
  * from the sources embedded in the binary, loaded the way the daemon loads
  * them, with the real sms.crypto (src/rules/bindings/lua_crypto.c) for the signatures.
  *
- * Fixtures are the payloads the providers document (PROVIDERS.md §5-§7 and
- * their API pages); signature vectors are Twilio's published ones and ones
- * computed independently (Python hmac/hashlib) for Vonage. Each test builds
+ * Fixtures are the payloads the providers document (docs/providers.md:
+ * SMSC, Twilio, Vonage, and their API pages); signature vectors are Twilio's
+ * published ones and ones computed independently (Python hmac/hashlib) for
+ * Vonage. Each test builds
  * its state with lua_fixture (cjson and the embedded adapters.* modules
  * preloaded, the shared helpers of lua_fixture.h) plus a global sms table
  * holding sms.crypto and the helpers below, and compares what Lua

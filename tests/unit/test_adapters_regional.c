@@ -1,6 +1,6 @@
 /* Unit tests for the regional provider adapters in lua/adapters/ — smsbat,
  * devino, agiletelecom — and the helpers they added to adapters/util. Every
- * fixture is a payload PROVIDERS.md (§2 SMSBat, §3 Devino, §4 Agile Telecom)
+ * fixture is a payload docs/providers.md (SMSBat, Devino, Agile Telecom)
  * documents, or a documented value put into the documented shape.
  *
  * Each test builds its state with lua_fixture (cjson and the embedded

@@ -1,8 +1,9 @@
 /* Unit tests for src/core/config.c: the table of sms.config keys — its
  * defaults and limits, the reload (live keys taken, restart keys kept,
- * command-line keys pinned) — and the key table in README.md, which must be
- * what the table generates. To regenerate that part of README.md after
- * changing a key: SR_WRITE_README=1 build/tests/test_config readme_lists_every_key */
+ * command-line keys pinned) — and the key tables in README.md and
+ * src/rules/bindings/lua_sms.md, which must be what the table generates. To
+ * regenerate them after changing a key:
+ * SR_WRITE_README=1 build/tests/test_config readme_lists_every_key */
 #include <errno.h>
 
 #include "core/buf.h"
@@ -191,37 +192,43 @@ static char *read_file(const char *path, size_t *len) {
     return sr_buf_steal(&b, len);
 }
 
-TEST(readme_lists_every_key) {
+/* The key table between the markers of the document at path must be what config_doc writes (rewritten when
+ * SR_WRITE_README is set), and so name every key. */
+static void config_check_doc(const char *path) {
     size_t len;
-    char *readme = read_file("README.md", &len);
-    char *begin = strstr(readme, readme_begin), *end = begin ? strstr(begin, readme_end) : NULL;
-    if (!begin || !end) UNIT_FAIL("README.md has no sms.config key table between the markers");
+    char *doc = read_file(path, &len);
+    char *begin = strstr(doc, readme_begin), *end = begin ? strstr(begin, readme_end) : NULL;
+    if (!begin || !end) UNIT_FAIL("%s has no sms.config key table between the markers", path);
     end += strlen(readme_end);
     sr_buf want;
     sr_buf_init(&want);
     config_doc(&want);
     int same = (size_t)(end - begin) == want.len && memcmp(begin, want.data, want.len) == 0;
     if (!same && getenv("SR_WRITE_README")) {
-        FILE *f = fopen("README.md", "wb");
+        FILE *f = fopen(path, "wb");
         CHECK(f != NULL);
-        fwrite(readme, 1, (size_t)(begin - readme), f);
+        fwrite(doc, 1, (size_t)(begin - doc), f);
         fwrite(want.data, 1, want.len, f);
-        fwrite(end, 1, len - (size_t)(end - readme), f);
+        fwrite(end, 1, len - (size_t)(end - doc), f);
         fclose(f);
-        printf("README.md: sms.config key table regenerated\n");
+        printf("%s: sms.config key table regenerated\n", path);
         same = 1;
         begin = want.data;
     }
     if (!same)
-        UNIT_FAIL("README.md's sms.config key table differs from src/core/config.c; regenerate it with "
+        UNIT_FAIL("%s's sms.config key table differs from src/core/config.c; regenerate it with "
                   "SR_WRITE_README=1 build/tests/test_config readme_lists_every_key. It should read:\n%s",
-                  want.data);
-    /* And so every key is named there. */
+                  path, want.data);
     for (size_t i = 0; i < sr_config_key_count; i++) {
         char name[64];
         snprintf(name, sizeof name, "| `%s` |", sr_config_keys[i].name);
         CHECK(strstr(begin, name) != NULL);
     }
     sr_buf_free(&want);
-    free(readme);
+    free(doc);
+}
+
+TEST(readme_lists_every_key) {
+    config_check_doc("README.md");
+    config_check_doc("src/rules/bindings/lua_sms.md");
 }

@@ -5,7 +5,7 @@
  * provider API at a time, the "dialect" (--dialect, or "dialect" through
  * POST /control): our own "mock" JSON (POST /send with one message or a
  * batch) by default, or the API an adapter of lua/adapters/ speaks — generic,
- * smsbat, devino, agiletelecom, smsc, twilio, vonage (PROVIDERS.md): each
+ * smsbat, devino, agiletelecom, smsc, twilio, vonage (docs/providers.md): each
  * one's send path, credentials, request format and answers, its error
  * answers, its delivery-report webhook, its status polling endpoint where it
  * has one, and its inbound-SMS webhook.
