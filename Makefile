@@ -6,7 +6,7 @@
 
 BUILD ?= build
 SAN ?=
-PKGS = lua5.4 libcurl libuv lmdb lua5.4-cjson
+PKGS = lua5.4 libcurl libuv lmdb lua5.4-cjson libcrypto
 LLHTTP_SRC = /usr/share/llhttp
 LLHTTP_INC = /usr/share/include/llhttp
 
@@ -132,10 +132,10 @@ bench: deps
 FUZZ_CC = clang
 FUZZ_SECONDS ?= 60
 FUZZ_TIMEOUT ?= 10
-FUZZ_TARGETS ?= json message record text template rfc3339 base64 pattern store_open webhooks
+FUZZ_TARGETS ?= json message record text template rfc3339 base64 form pattern store_open webhooks
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_LDLIBS = $(shell pkg-config --libs lua5.4) -lm -lpthread
+FUZZ_LDLIBS = $(shell pkg-config --libs lua5.4 libcrypto) -lm -lpthread
 FUZZ_OBJ = $(BUILD)/fuzz/obj
 # Longest input worth trying, per target: a few records, texts of several
 # parts, a template with many placeholders, one timestamp, one signature, a
@@ -147,6 +147,7 @@ FUZZ_MAX_LEN_text = 2048
 FUZZ_MAX_LEN_template = 2048
 FUZZ_MAX_LEN_rfc3339 = 64
 FUZZ_MAX_LEN_base64 = 512
+FUZZ_MAX_LEN_form = 2048
 FUZZ_MAX_LEN_pattern = 256
 # A small store file: two meta pages and a few dozen others.
 FUZZ_MAX_LEN_store_open = 131072
@@ -181,13 +182,14 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c
 $(BUILD)/fuzz/fuzz_json: $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o $(FUZZ_OBJ)/codec/text.o
 # The message: both record formats (message_record.o reads either), the arena of sr_message_copy_in.
 MESSAGE_FUZZ_OBJS = $(FUZZ_OBJ)/model/message.o $(FUZZ_OBJ)/model/message_record.o $(FUZZ_OBJ)/core/arena.o \
-	$(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o
+	$(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o $(FUZZ_OBJ)/codec/crypto.o
 $(BUILD)/fuzz/fuzz_message: $(MESSAGE_FUZZ_OBJS)
 $(BUILD)/fuzz/fuzz_record: $(MESSAGE_FUZZ_OBJS)
 $(BUILD)/fuzz/fuzz_text: $(FUZZ_OBJ)/codec/text.o
 $(BUILD)/fuzz/fuzz_template: $(FUZZ_OBJ)/codec/template.o $(FUZZ_OBJ)/codec/json.o $(FUZZ_OBJ)/core/buf.o
 $(BUILD)/fuzz/fuzz_rfc3339: $(MESSAGE_FUZZ_OBJS)
 $(BUILD)/fuzz/fuzz_base64: $(FUZZ_OBJ)/codec/crypto.o
+$(BUILD)/fuzz/fuzz_form: $(FUZZ_OBJ)/codec/form.o $(FUZZ_OBJ)/core/buf.o
 $(BUILD)/fuzz/fuzz_pattern: $(FUZZ_OBJ)/rules/lua_string.o
 $(BUILD)/tests/test_lua_string: tests/unit/lua_string_compare.h
 $(BUILD)/fuzz/fuzz_store_open: $(FUZZ_OBJ)/store/store.o $(MESSAGE_FUZZ_OBJS) \

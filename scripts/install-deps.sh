@@ -4,12 +4,13 @@
 # Otherwise: prints the exact command to run and exits 1.
 set -eu
 
-# clang and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes, only
+# libssl-dev: libcrypto (OpenSSL) for the digests, HMAC, base64 and random
+# bytes of src/codec/crypto.c. clang and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes, only
 # recommended by clang) for `make fuzz`, which .ci/run runs. chromium: the
 # headless browser that loads the simulation report in
 # tests/e2e/test_sim_report_browser.py.
 PACKAGES="make build-essential pkg-config liblua5.4-dev libcurl4-openssl-dev libuv1-dev
-liblmdb-dev lua-cjson-dev node-llhttp python3 curl wrk clang libclang-rt-14-dev
+liblmdb-dev lua-cjson-dev libssl-dev node-llhttp python3 curl wrk clang libclang-rt-14-dev
 g++ libphonenumber-dev libprotobuf-dev libicu-dev python3-phonenumbers chromium"
 
 missing=""

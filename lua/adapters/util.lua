@@ -319,6 +319,15 @@ function util.repeat_outcome(outcome, msgs, headers)
     return outcomes
 end
 
+-- sms.form (src/rules/bindings/lua_form.c): the core's own form decoder
+-- (src/codec/form.c), the same that builds request.form; reads at most
+-- util.MAX_FIELDS pairs.
+function util.form_lib()
+    local f = type(sms) == "table" and sms.form
+    if type(f) ~= "table" then error("adapters.util: sms.form is not available", 0) end
+    return f
+end
+
 -- sms.crypto for verify(), or a clear error naming the adapter.
 function util.crypto(adapter_name)
     local c = type(sms) == "table" and sms.crypto
@@ -416,19 +425,9 @@ function util.credentials(adapter_name, cfg, basic)
     fail("needs api_key")
 end
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
--- Standard base64 (RFC 4648 §4) with padding.
+-- Standard base64 (RFC 4648 §4) with padding: sms.crypto.base64 (OpenSSL).
 function util.base64(s)
-    local out = {}
-    for i = 1, #s, 3 do
-        local a, b, c = s:byte(i, i + 2)
-        local n = (a << 16) | ((b or 0) << 8) | (c or 0)
-        local k1, k2, k3, k4 = n >> 18, (n >> 12) & 63, (n >> 6) & 63, n & 63
-        out[#out + 1] = B64:sub(k1 + 1, k1 + 1) .. B64:sub(k2 + 1, k2 + 1)
-            .. (b and B64:sub(k3 + 1, k3 + 1) or "=") .. (c and B64:sub(k4 + 1, k4 + 1) or "=")
-    end
-    return table.concat(out)
+    return util.crypto("adapters.util").base64(s)
 end
 
 -- The value of an "Authorization" header for HTTP Basic (RFC 7617).
@@ -455,20 +454,8 @@ util.MAX_FIELDS = 256
 -- Reads at most util.MAX_FIELDS pairs; a second result true says there
 -- were more (the caller refuses the request).
 function util.form_decode(body)
-    local form = {}
-    if type(body) ~= "string" then return form end
-    local function unescape(v)
-        return (v:gsub("%+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-    end
-    local n = 0
-    for pair in body:gmatch("[^&]+") do
-        n = n + 1
-        if n > util.MAX_FIELDS then return form, true end
-        local k, v = pair:match("^([^=]*)=?(.*)$")
-        k = unescape(k)
-        if k ~= "" and form[k] == nil then form[k] = unescape(v) end
-    end
-    return form
+    if type(body) ~= "string" then return {} end
+    return util.form_lib().decode(body)
 end
 
 -- s without leading and trailing whitespace (%s), in time linear in #s.
@@ -619,17 +606,8 @@ function util.form_encode(fields)
 end
 
 function util.form_pairs(body)
-    local list = {}
-    if type(body) ~= "string" then return list end
-    local function unescape(v)
-        return (v:gsub("%+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-    end
-    for item in body:gmatch("[^&]+") do
-        if #list >= util.MAX_FIELDS then return list, true end
-        local k, v = item:match("^([^=]*)=?(.*)$")
-        list[#list + 1] = { unescape(k), unescape(v) }
-    end
-    return list
+    if type(body) ~= "string" then return {} end
+    return util.form_lib().pairs(body)
 end
 
 -- The common prefix is found by halving, comparing substrings (in C), so

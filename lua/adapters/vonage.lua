@@ -26,8 +26,7 @@
 -- (checks the "sig" of signed webhooks; without it verify accepts every
 -- request and the core relies on its own secret path or basic auth),
 -- signature_method (what the Vonage dashboard is set to: "md5hash", the
--- default, or the HMACs "md5", "sha1", "sha256"; "sha512" is refused, as
--- sms.crypto has no SHA-512).
+-- default, or the HMACs "md5", "sha1", "sha256", "sha512").
 --
 -- Request: POST {url}/sms/json with api_key, api_secret, from, to (E.164
 -- digits without '+'), text, type=unicode for UCS-2 texts, callback,
@@ -257,27 +256,15 @@ local function webhook_fields(request)
     return fields
 end
 
--- HMAC-MD5 (RFC 2104) over sms.crypto.md5: the one HMAC sms.crypto lacks.
-local function hmac_md5(c, key, data)
-    if #key > 64 then key = c.md5(key) end
-    key = key .. string.rep("\0", 64 - #key)
-    local inner, outer = {}, {}
-    for i = 1, 64 do
-        local b = key:byte(i)
-        inner[i] = string.char(b ~ 0x36)
-        outer[i] = string.char(b ~ 0x5c)
-    end
-    return c.md5(table.concat(outer) .. c.md5(table.concat(inner) .. data))
-end
-
 local SIGNERS = {
     md5hash = function(c, secret, text) return c.hex(c.md5(text .. secret)) end,
-    md5 = function(c, secret, text) return c.hex(hmac_md5(c, secret, text)) end,
+    md5 = function(c, secret, text) return c.hex(c.hmac_md5(secret, text)) end,
     sha1 = function(c, secret, text) return c.hex(c.hmac_sha1(secret, text)) end,
     sha256 = function(c, secret, text) return c.hex(c.hmac_sha256(secret, text)) end,
+    sha512 = function(c, secret, text) return c.hex(c.hmac_sha512(secret, text)) end,
 }
 
-local SIGNATURE_HEX_LEN = { md5hash = 32, md5 = 32, sha1 = 40, sha256 = 64 }
+local SIGNATURE_HEX_LEN = { md5hash = 32, md5 = 32, sha1 = 40, sha256 = 64, sha512 = 128 }
 
 -- "&name=value" for every parameter but sig, sorted by name (byte order),
 -- '&' and '=' in names and values replaced by '_'. skip_empty leaves out
@@ -305,7 +292,7 @@ function vonage.verify(cfg, request)
     local method = cfg.signature_method or "md5hash"
     local sign = type(method) == "string" and SIGNERS[method:lower()]
     if not sign then
-        fail(cfg, "signature_method must be md5hash, md5, sha1 or sha256 (sha512 is not supported)")
+        fail(cfg, "signature_method must be md5hash, md5, sha1, sha256 or sha512")
     end
     local fields, err = webhook_fields(request)
     if not fields then return false, err end

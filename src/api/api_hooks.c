@@ -20,6 +20,7 @@
 #include "rules/adapter.h"
 #include "api/api.h"
 #include "codec/crypto.h"
+#include "codec/form.h"
 #include "codec/json.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -76,29 +77,15 @@ static int hooks_basic_ok(sr_http_request *req, const char *expected) {
     return sr_crypto_equal(decoded, dlen, expected, strlen(expected));
 }
 
-/* Name=value pairs of a query or form body as the adapters see them: the non-empty segments between '&'s. */
-static size_t hooks_form_fields(const char *s, size_t len) {
-    size_t n = 0;
-    while (len) {
-        const char *amp = memchr(s, '&', len);
-        size_t seg = amp ? (size_t)(amp - s) : len;
-        if (seg) n++;
-        if (!amp) break;
-        s += seg + 1;
-        len -= seg + 1;
-    }
-    return n;
-}
-
 /* Whether the webhook has more parameters than the adapters read (SR_WEBHOOK_MAX_FIELDS): in its query, or in
  * its body when that is a form (the core parses both into request.form). */
 static int hooks_too_many_fields(sr_http_request *req) {
-    if (hooks_form_fields(req->query, req->query_len) > SR_WEBHOOK_MAX_FIELDS) return 1;
+    if (sr_form_count(req->query, req->query_len) > SR_WEBHOOK_MAX_FIELDS) return 1;
     size_t ctlen = 0;
     const char *ct = sr_http_header_get(req, "content-type", &ctlen);
     static const char form[] = "application/x-www-form-urlencoded";
     if (!ct || ctlen < sizeof form - 1 || strncasecmp(ct, form, sizeof form - 1) != 0) return 0;
-    return hooks_form_fields(req->body, req->body_len) > SR_WEBHOOK_MAX_FIELDS;
+    return sr_form_count(req->body, req->body_len) > SR_WEBHOOK_MAX_FIELDS;
 }
 
 /* ---- status ---- */
@@ -318,16 +305,16 @@ static size_t hooks_dedup_key(const char *provider, const sr_inbound_sms *m, cha
     if (m->provider_message_id[0]) {
         n = snprintf(out, outlen, "in:%s:%s", provider, m->provider_message_id);
     } else {
-        sr_crypto_sha256_ctx h;
+        sr_crypto_ctx h;
         unsigned char d[SR_CRYPTO_SHA256_LEN];
         char at[24];
         snprintf(at, sizeof at, "%lld", (long long)(m->at_ms / 1000));
-        sr_crypto_sha256_init(&h);
-        sr_crypto_sha256_update(&h, m->from, strlen(m->from) + 1);
-        sr_crypto_sha256_update(&h, m->to, strlen(m->to) + 1);
-        sr_crypto_sha256_update(&h, at, strlen(at) + 1);
-        sr_crypto_sha256_update(&h, m->text, m->text_len);
-        sr_crypto_sha256_final(&h, d);
+        sr_crypto_init(&h, SR_CRYPTO_SHA256);
+        sr_crypto_update(&h, m->from, strlen(m->from) + 1);
+        sr_crypto_update(&h, m->to, strlen(m->to) + 1);
+        sr_crypto_update(&h, at, strlen(at) + 1);
+        sr_crypto_update(&h, m->text, m->text_len);
+        sr_crypto_final(&h, d);
         n = snprintf(out, outlen, "in:%s:#", provider);
         for (int i = 0; i < 16 && n + 2 < (int)outlen; i++) n += snprintf(out + n, outlen - (size_t)n, "%02x", d[i]);
     }

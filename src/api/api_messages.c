@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "codec/form.h"
 #include "codec/json.h"
 #include "delivery/scheduler.h"
 #include "core/log.h"
@@ -370,24 +371,13 @@ void sr_api_messages_get(sr_api *app, sr_http_request *req, const char *const *p
 
 /* ---- GET /v1/messages?status=failed&limit=100&after=ID ---- */
 
-/* Copies query parameter `name` into out (no percent-decoding needed for
- * the values used here: statuses, ids, numbers). Returns 1 when present. */
+/* Decodes query parameter `name` into out (truncated to outlen - 1 bytes). Returns 1 when present. */
 static int query_param(const char *query, const char *name, char *out, size_t outlen) {
-    size_t nlen = strlen(name);
-    const char *p = query;
-    while (p && *p) {
-        const char *amp = strchr(p, '&');
-        size_t len = amp ? (size_t)(amp - p) : strlen(p);
-        if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            size_t vlen = len - nlen - 1;
-            if (vlen >= outlen) vlen = outlen - 1;
-            memcpy(out, p + nlen + 1, vlen);
-            out[vlen] = '\0';
-            return 1;
-        }
-        p = amp ? amp + 1 : NULL;
-    }
-    return 0;
+    sr_form_pair pair;
+    if (!query || !sr_form_find(query, strlen(query), name, &pair)) return 0;
+    size_t len = pair.value_len < outlen - 1 ? pair.value_len : outlen - 1;
+    out[sr_form_unescape(out, pair.value, len)] = '\0';
+    return 1;
 }
 
 void sr_api_messages_list(sr_api *app, sr_http_request *req, const char *const *params, int n) {

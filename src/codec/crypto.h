@@ -1,108 +1,72 @@
 /* crypto: the hashing primitives provider adapters need to verify webhook
- * signatures (Twilio X-Twilio-Signature, Vonage `sig`, generic X-Signature).
- * Owns SHA-1 and SHA-256 (FIPS 180-4), MD5 (RFC 1321), HMAC over each of them
- * (RFC 2104), lowercase hex, base64 (RFC 4648, standard alphabet, padded)
- * and a constant-time comparison. Written from the standards so the project
- * links no crypto library; tests/unit/test_crypto.c checks the official
- * vectors.
+ * signatures (Twilio X-Twilio-Signature, Vonage `sig`, generic X-Signature),
+ * as a thin wrapper over OpenSSL's libcrypto: MD5, SHA-1, SHA-256 and
+ * SHA-512 digests (EVP), HMAC over each of them (EVP_MAC), base64 (RFC 4648,
+ * standard alphabet, padded; OpenSSL encodes and decodes, the strictness
+ * rules signatures deserve are ours), lowercase hex, a constant-time
+ * comparison (CRYPTO_memcmp) and random bytes (RAND_bytes).
+ * tests/unit/test_crypto.c checks the official vectors through this wrapper.
  *
- * Nothing here allocates: every function writes into memory the caller
- * provides, with sizes given by the constants and *_len helpers below. SHA-1
- * and MD5 are here only because providers still sign with them; do not use
- * them for anything new. */
+ * Nothing here returns an error: the algorithms are fetched from OpenSSL's
+ * default provider once, and what can still fail is an allocation, which
+ * aborts as every allocation failure in the daemon does. MD5 and SHA-1 are
+ * here only because providers still sign with them; do not use them for
+ * anything new. */
 #ifndef SR_CRYPTO_H
 #define SR_CRYPTO_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+/* The digests; each also names the HMAC over it. */
+typedef enum sr_crypto_alg {
+    SR_CRYPTO_MD5,
+    SR_CRYPTO_SHA1,
+    SR_CRYPTO_SHA256,
+    SR_CRYPTO_SHA512,
+} sr_crypto_alg;
+
 #define SR_CRYPTO_MD5_LEN 16
 #define SR_CRYPTO_SHA1_LEN 20
 #define SR_CRYPTO_SHA256_LEN 32
-/* All three hashes work on 64-byte blocks (HMAC's B in RFC 2104). */
-#define SR_CRYPTO_BLOCK_LEN 64
+#define SR_CRYPTO_SHA512_LEN 64
+/* The longest digest: room enough for any alg's output. */
+#define SR_CRYPTO_MAX_LEN SR_CRYPTO_SHA512_LEN
 
-/* ---- hashes: streaming (init, update any number of times, final) -------- */
+/* The digest (and HMAC) length of alg in bytes. */
+size_t sr_crypto_len(sr_crypto_alg alg);
 
-/* The contexts are plain values: copy one to fork a running hash. After
- * final the context holds no trace of the input and must be re-initialised
- * before reuse. update accepts data == NULL when len == 0. */
-typedef struct sr_crypto_md5_ctx {
-    uint32_t state[4];
-    uint64_t total_len; /* bytes hashed so far */
-    unsigned char block[SR_CRYPTO_BLOCK_LEN];
-    size_t block_len; /* bytes waiting in block */
-} sr_crypto_md5_ctx;
+/* ---- one-shot -------------------------------------------------------------- */
 
-typedef struct sr_crypto_sha1_ctx {
-    uint32_t state[5];
-    uint64_t total_len;
-    unsigned char block[SR_CRYPTO_BLOCK_LEN];
-    size_t block_len;
-} sr_crypto_sha1_ctx;
+/* Writes the alg digest of len bytes at data to out (sr_crypto_len(alg)
+ * bytes). data may be NULL when len is 0. */
+void sr_crypto_digest(sr_crypto_alg alg, const void *data, size_t len, unsigned char *out);
 
-typedef struct sr_crypto_sha256_ctx {
-    uint32_t state[8];
-    uint64_t total_len;
-    unsigned char block[SR_CRYPTO_BLOCK_LEN];
-    size_t block_len;
-} sr_crypto_sha256_ctx;
+/* Writes the HMAC (RFC 2104) over alg of len bytes at data under key (any
+ * length) to out (sr_crypto_len(alg) bytes). */
+void sr_crypto_hmac(sr_crypto_alg alg, const void *key, size_t key_len, const void *data, size_t len,
+                    unsigned char *out);
 
-void sr_crypto_md5_init(sr_crypto_md5_ctx *ctx);
-void sr_crypto_md5_update(sr_crypto_md5_ctx *ctx, const void *data, size_t len);
-void sr_crypto_md5_final(sr_crypto_md5_ctx *ctx, unsigned char out[SR_CRYPTO_MD5_LEN]);
+/* ---- streaming: init, update any number of times, final ---------------------- */
 
-void sr_crypto_sha1_init(sr_crypto_sha1_ctx *ctx);
-void sr_crypto_sha1_update(sr_crypto_sha1_ctx *ctx, const void *data, size_t len);
-void sr_crypto_sha1_final(sr_crypto_sha1_ctx *ctx, unsigned char out[SR_CRYPTO_SHA1_LEN]);
+/* A running digest or HMAC. It holds OpenSSL state: every init must be
+ * followed by final (which frees it) or sr_crypto_abandon. */
+typedef struct sr_crypto_ctx {
+    void *md;  /* EVP_MD_CTX, for a digest */
+    void *mac; /* EVP_MAC_CTX, for an HMAC */
+    sr_crypto_alg alg;
+} sr_crypto_ctx;
 
-void sr_crypto_sha256_init(sr_crypto_sha256_ctx *ctx);
-void sr_crypto_sha256_update(sr_crypto_sha256_ctx *ctx, const void *data, size_t len);
-void sr_crypto_sha256_final(sr_crypto_sha256_ctx *ctx, unsigned char out[SR_CRYPTO_SHA256_LEN]);
-
-/* One-shot: the digest of len bytes at data, written to out. */
-void sr_crypto_md5(const void *data, size_t len, unsigned char out[SR_CRYPTO_MD5_LEN]);
-void sr_crypto_sha1(const void *data, size_t len, unsigned char out[SR_CRYPTO_SHA1_LEN]);
-void sr_crypto_sha256(const void *data, size_t len, unsigned char out[SR_CRYPTO_SHA256_LEN]);
-
-/* ---- HMAC (RFC 2104) ----------------------------------------------------- */
-
-/* Streaming HMAC: init with the key (any length; keys longer than a block are
- * hashed first, as the RFC says), update with the message, final writes the
- * full-length MAC. The key is not kept: the context holds only the two hash
- * states primed with the padded key, and final wipes them. */
-typedef struct sr_crypto_hmac_md5_ctx {
-    sr_crypto_md5_ctx inner, outer;
-} sr_crypto_hmac_md5_ctx;
-
-typedef struct sr_crypto_hmac_sha1_ctx {
-    sr_crypto_sha1_ctx inner, outer;
-} sr_crypto_hmac_sha1_ctx;
-
-typedef struct sr_crypto_hmac_sha256_ctx {
-    sr_crypto_sha256_ctx inner, outer;
-} sr_crypto_hmac_sha256_ctx;
-
-void sr_crypto_hmac_md5_init(sr_crypto_hmac_md5_ctx *ctx, const void *key, size_t key_len);
-void sr_crypto_hmac_md5_update(sr_crypto_hmac_md5_ctx *ctx, const void *data, size_t len);
-void sr_crypto_hmac_md5_final(sr_crypto_hmac_md5_ctx *ctx, unsigned char out[SR_CRYPTO_MD5_LEN]);
-
-void sr_crypto_hmac_sha1_init(sr_crypto_hmac_sha1_ctx *ctx, const void *key, size_t key_len);
-void sr_crypto_hmac_sha1_update(sr_crypto_hmac_sha1_ctx *ctx, const void *data, size_t len);
-void sr_crypto_hmac_sha1_final(sr_crypto_hmac_sha1_ctx *ctx, unsigned char out[SR_CRYPTO_SHA1_LEN]);
-
-void sr_crypto_hmac_sha256_init(sr_crypto_hmac_sha256_ctx *ctx, const void *key, size_t key_len);
-void sr_crypto_hmac_sha256_update(sr_crypto_hmac_sha256_ctx *ctx, const void *data, size_t len);
-void sr_crypto_hmac_sha256_final(sr_crypto_hmac_sha256_ctx *ctx,
-                                 unsigned char out[SR_CRYPTO_SHA256_LEN]);
-
-/* One-shot HMAC of len bytes at data under key. */
-void sr_crypto_hmac_md5(const void *key, size_t key_len, const void *data, size_t len,
-                        unsigned char out[SR_CRYPTO_MD5_LEN]);
-void sr_crypto_hmac_sha1(const void *key, size_t key_len, const void *data, size_t len,
-                         unsigned char out[SR_CRYPTO_SHA1_LEN]);
-void sr_crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
-                           unsigned char out[SR_CRYPTO_SHA256_LEN]);
+void sr_crypto_init(sr_crypto_ctx *ctx, sr_crypto_alg alg);
+/* The key is not kept past the call (OpenSSL keeps only the padded-key hash
+ * states, and clears them when the context is freed). */
+void sr_crypto_hmac_init(sr_crypto_ctx *ctx, sr_crypto_alg alg, const void *key, size_t key_len);
+/* data may be NULL when len is 0. */
+void sr_crypto_update(sr_crypto_ctx *ctx, const void *data, size_t len);
+/* Writes the digest or MAC (sr_crypto_len(alg) bytes) and frees the state. */
+void sr_crypto_final(sr_crypto_ctx *ctx, unsigned char *out);
+/* Frees the state without an output. */
+void sr_crypto_abandon(sr_crypto_ctx *ctx);
 
 /* ---- encodings ----------------------------------------------------------- */
 
@@ -132,11 +96,15 @@ size_t sr_crypto_unbase64_max_len(size_t text_len);
  * unspecified and *out_len is 0). */
 int sr_crypto_unbase64(unsigned char *out, size_t *out_len, const char *text, size_t text_len);
 
-/* ---- comparison ---------------------------------------------------------- */
+/* ---- comparison and randomness --------------------------------------------- */
 
 /* 1 if the two byte strings are equal, else 0. The time taken depends only
  * on the two lengths, never on the bytes, so comparing a received signature
  * with the expected one leaks nothing about where they differ. */
 int sr_crypto_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+/* Fills out with len bytes from OpenSSL's CSPRNG (seeded by the kernel).
+ * Returns 0, or -EIO when it has no entropy (out is then unspecified). */
+int sr_crypto_random(void *out, size_t len);
 
 #endif

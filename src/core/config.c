@@ -1,43 +1,148 @@
 #include "core/config.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
 
+/* ---- the keys ---- */
+
+#define CONFIG_FIELD(field) offsetof(sr_config, field), sizeof(((sr_config *)0)->field)
+#define CONFIG_INT(name, field, min, max, def, live, unit, doc) \
+    {name, SR_CONFIG_INT, CONFIG_FIELD(field), min, max, def, NULL, live, false, unit, doc}
+#define CONFIG_STR(name, type, field, def, live, secret, doc) \
+    {name, type, CONFIG_FIELD(field), 0, 0, 0, def, live, secret, "", doc}
+#define LIVE true
+#define RESTART false
+#define KIB ((int64_t)1 << 10)
+#define MIB ((int64_t)1 << 20)
+#define GIB ((int64_t)1 << 30)
+#define DAY_S ((int64_t)86400)
+
+/* Live means the reload path hands the new value to what reads it (scheduler, reports, the rules' sandbox, the
+ * API handlers read app->config on each use); the HTTP server's limits and the store's sizes are taken once, at
+ * start. */
+const sr_config_key sr_config_keys[] = {
+    CONFIG_STR("listen", SR_CONFIG_STRING, listen, "127.0.0.1:8080", RESTART, false,
+               "host:port the HTTP API listens on (`--listen` wins)"),
+    CONFIG_STR("data", SR_CONFIG_STRING, data, "./data", RESTART, false, "the data directory (`--data` wins)"),
+    {"log_level", SR_CONFIG_LOG_LEVEL, CONFIG_FIELD(log_level), SR_LOG_DEBUG, SR_LOG_ERROR, SR_LOG_INFO, NULL, LIVE,
+     false, "", "`debug`, `info`, `warn` or `error` (`--log-level` wins)"},
+    {"api_keys", SR_CONFIG_KEY_LIST, CONFIG_FIELD(api_keys), 0, 0, 0, NULL, LIVE, true, "",
+     "list of keys of the send and event API, added to those of `SMSRULES_API_KEYS` (comma-separated); none: "
+     "every request is refused (401)"},
+    CONFIG_STR("admin_key", SR_CONFIG_STRING, admin_key, NULL, LIVE, true,
+               "key of the admin API (`/v1/admin/...`); none: the admin API is off"),
+    CONFIG_STR("default_country", SR_CONFIG_COUNTRY, default_country, NULL, LIVE, false,
+               "country of numbers written without `+` (calling code or ISO code)"),
+    CONFIG_STR("public_url", SR_CONFIG_STRING, public_url, NULL, LIVE, false,
+               "externally visible base URL: callback URLs and webhook signatures (default: the request's Host)"),
+    CONFIG_INT("validity", validity_s, 1, 3 * DAY_S, 2 * DAY_S, LIVE, "s", "a message's validity when it names none"),
+    CONFIG_INT("max_parts", max_parts, 1, 255, 10, LIVE, "", "most SMS parts one message may take"),
+    CONFIG_INT("max_header_bytes", max_header_bytes, KIB, 16 * MIB, 16 * KIB, RESTART, "bytes",
+               "request headers (and trailers) at most: 431"),
+    CONFIG_INT("max_body_bytes", max_body_bytes, KIB, GIB, MIB, RESTART, "bytes", "request body at most: 413"),
+    CONFIG_INT("max_connections", max_connections, 1, 1000000, 10000, RESTART, "", "open connections at most: 503"),
+    CONFIG_INT("header_timeout_ms", header_timeout_ms, 1, 3600000, 10000, RESTART, "ms",
+               "first byte to end of headers: 408"),
+    CONFIG_INT("body_timeout_ms", body_timeout_ms, 1, 3600000, 10000, RESTART, "ms", "silence within a body: 408"),
+    CONFIG_INT("idle_timeout_ms", idle_timeout_ms, 1, 86400000, 60000, RESTART, "ms",
+               "keep-alive between requests: close"),
+    CONFIG_INT("request_timeout_ms", request_timeout_ms, 1, 3600000, 30000, RESTART, "ms",
+               "first to last byte of a request: 408"),
+    CONFIG_INT("max_unsent_bytes", max_unsent_bytes, 4 * KIB, GIB, 256 * KIB, RESTART, "bytes",
+               "answers waiting for one client before its reading pauses"),
+    CONFIG_INT("shutdown_timeout_ms", shutdown_timeout_ms, 0, 600000, 5000, LIVE, "ms",
+               "how long SIGTERM waits for requests in flight"),
+    CONFIG_INT("map_size", map_size, MIB, (int64_t)1 << 44, 256 * MIB, RESTART, "bytes", "initial LMDB map size"),
+    CONFIG_INT("map_size_max", map_size_max, MIB, (int64_t)1 << 46, 64 * GIB, RESTART, "bytes",
+               "the LMDB map grows up to this"),
+    CONFIG_INT("store_reserve", store_reserve, 0, (int64_t)1 << 40, 32 * MIB, RESTART, "bytes",
+               "room kept for recording outcomes; below it new data gets 507 (0: off)"),
+    CONFIG_INT("retry_base_ms", retry_base_ms, 1, 3600000, 1000, LIVE, "ms", "retry backoff base"),
+    CONFIG_INT("retry_cap_ms", retry_cap_ms, 1, 86400000, 60000, LIVE, "ms", "retry backoff cap"),
+    CONFIG_INT("retry_after_max_s", retry_after_max_s, 0, DAY_S, 300, LIVE, "s", "`Retry-After` honoured up to this"),
+    CONFIG_INT("circuit_failures", circuit_failures, 1, 1000, 5, LIVE, "",
+               "consecutive failures that open a provider's circuit"),
+    CONFIG_INT("circuit_cooldown_ms", circuit_cooldown_ms, 10, 3600000, 5000, LIVE, "ms",
+               "an open circuit lets one probe through after this"),
+    CONFIG_INT("instruction_budget", instruction_budget, 1000, (int64_t)1 << 40, 1000000, LIVE, "",
+               "Lua instructions per run of a handler"),
+    CONFIG_INT("time_limit_ms", time_limit_ms, 10, 600000, 1000, LIVE, "ms",
+               "wall clock one run of Lua may hold the loop"),
+    CONFIG_INT("memory_limit", memory_limit, MIB, (int64_t)1 << 40, 64 * MIB, LIVE, "bytes",
+               "memory of the rules' Lua state"),
+    CONFIG_INT("max_event_bytes", max_event_bytes, KIB, MIB, 64 * KIB, LIVE, "bytes",
+               "largest event or webhook body handed to Lua: 413"),
+    CONFIG_INT("dlr_orphan_after", dlr_orphan_after_s, 1, 30 * DAY_S, 3600, LIVE, "s",
+               "a parked report for an unknown id counts as orphaned after this"),
+    CONFIG_INT("dlr_park_max", dlr_park_max, 1, 100000000, 100000, LIVE, "", "parked reports kept at most"),
+    CONFIG_INT("dlr_park_max_bytes", dlr_park_max_bytes, 4 * KIB, (int64_t)1 << 40, 32 * MIB, LIVE, "bytes",
+               "bytes of parked reports kept at most"),
+    CONFIG_INT("poll_max_age", poll_max_age_s, 10, 30 * DAY_S, 7200, LIVE, "s",
+               "status polls stop this long after sent"),
+    CONFIG_INT("inbound_retention", inbound_retention_s, 3600, 3650 * DAY_S, 7 * DAY_S, LIVE, "s",
+               "inbound SMS are kept this long"),
+    {"env", SR_CONFIG_NAME_LIST, SR_CONFIG_NO_FIELD, 0, 0, 0, 0, NULL, LIVE, false, "",
+     "list of environment variables handlers may read with `sms.env`"},
+    {"env_prefix", SR_CONFIG_PREFIX, SR_CONFIG_NO_FIELD, 0, 0, 0, 0, NULL, LIVE, false, "",
+     "handlers may read the variables with this prefix (not `SMSRULES_`)"},
+};
+const size_t sr_config_key_count = sizeof sr_config_keys / sizeof sr_config_keys[0];
+
+const sr_config_key *sr_config_key_find(const char *name) {
+    for (size_t i = 0; i < sr_config_key_count; i++)
+        if (strcmp(sr_config_keys[i].name, name) == 0) return &sr_config_keys[i];
+    return NULL;
+}
+
+static void *config_field(const sr_config *c, const sr_config_key *k) { return (char *)c + k->offset; }
+
+int64_t sr_config_get_int(const sr_config *c, const sr_config_key *k) {
+    /* int fields hold 4 bytes, size_t and uint64_t 8; every value is within [min, max], non-negative. */
+    if (k->size == sizeof(int32_t)) {
+        int32_t v;
+        memcpy(&v, config_field(c, k), sizeof v);
+        return v;
+    }
+    uint64_t v;
+    memcpy(&v, config_field(c, k), sizeof v);
+    return (int64_t)v;
+}
+
+int sr_config_set_int(sr_config *c, const sr_config_key *k, int64_t v) {
+    if (v < k->min || v > k->max) return -ERANGE;
+    if (k->size == sizeof(int32_t)) {
+        int32_t narrow = (int32_t)v;
+        memcpy(config_field(c, k), &narrow, sizeof narrow);
+    } else {
+        uint64_t wide = (uint64_t)v;
+        memcpy(config_field(c, k), &wide, sizeof wide);
+    }
+    return 0;
+}
+
+char **sr_config_str_slot(sr_config *c, const sr_config_key *k) { return (char **)config_field(c, k); }
+
+void sr_config_pin(sr_config *c, const char *name) {
+    const sr_config_key *k = sr_config_key_find(name);
+    if (k) c->pinned |= (uint64_t)1 << (k - sr_config_keys);
+}
+
 void sr_config_init(sr_config *c) {
+    /* The pinned bits (one per key) must fit. */
+    _Static_assert(sizeof sr_config_keys / sizeof sr_config_keys[0] <= 64, "too many config keys for pinned");
     memset(c, 0, sizeof *c);
-    sr_config_set_str(&c->listen, "127.0.0.1:8080");
-    sr_config_set_str(&c->data, "./data");
-    c->log_level = SR_LOG_INFO;
-    c->validity_s = 172800;
-    c->max_parts = 10;
-    c->max_header_bytes = 16 * 1024;
-    c->max_body_bytes = 1024 * 1024;
-    c->max_connections = 10000;
-    c->header_timeout_ms = 10000;
-    c->body_timeout_ms = 10000;
-    c->idle_timeout_ms = 60000;
-    c->request_timeout_ms = 30000;
-    c->max_unsent_bytes = 256 * 1024;
-    c->shutdown_timeout_ms = 5000;
-    c->map_size = 256u << 20;
-    c->map_size_max = (size_t)64 << 30;
-    c->store_reserve = (size_t)32 << 20;
-    c->retry_base_ms = 1000;
-    c->retry_cap_ms = 60000;
-    c->retry_after_max_s = 300;
-    c->circuit_failures = 5;
-    c->circuit_cooldown_ms = 5000;
-    c->instruction_budget = 1000000;
-    c->time_limit_ms = 1000;
-    c->max_event_bytes = 64 * 1024;
-    c->dlr_orphan_after_s = 3600;
-    c->dlr_park_max = 100000;
-    c->dlr_park_max_bytes = 32u << 20;
-    c->poll_max_age_s = 7200;
-    c->inbound_retention_s = 7 * 86400;
-    c->memory_limit = 64u << 20;
+    for (size_t i = 0; i < sr_config_key_count; i++) {
+        const sr_config_key *k = &sr_config_keys[i];
+        if (k->type == SR_CONFIG_INT || k->type == SR_CONFIG_LOG_LEVEL) {
+            if (sr_config_set_int(c, k, k->def) != 0) abort(); /* a default outside its own limits */
+        } else if (k->type == SR_CONFIG_STRING || k->type == SR_CONFIG_COUNTRY) {
+            sr_config_set_str(sr_config_str_slot(c, k), k->def_text);
+        }
+    }
 }
 
 void sr_config_set_str(char **slot, const char *value) {
@@ -85,31 +190,75 @@ void sr_config_add_env_api_keys(sr_config *c) {
     free(copy);
 }
 
-void sr_config_apply_live(sr_config *c, const sr_config *from) {
-    for (int i = 0; i < c->api_key_count; i++) free(c->api_keys[i]);
-    free(c->api_keys);
-    c->api_keys = NULL;
-    c->api_key_count = 0;
-    for (int i = 0; i < from->api_key_count; i++) sr_config_add_api_key(c, from->api_keys[i]);
-    sr_config_set_str(&c->admin_key, from->admin_key);
-    sr_config_set_str(&c->default_country, from->default_country);
-    sr_config_set_str(&c->public_url, from->public_url);
-    c->validity_s = from->validity_s;
-    c->max_parts = from->max_parts;
-    c->retry_base_ms = from->retry_base_ms;
-    c->retry_cap_ms = from->retry_cap_ms;
-    c->retry_after_max_s = from->retry_after_max_s;
-    c->circuit_failures = from->circuit_failures;
-    c->circuit_cooldown_ms = from->circuit_cooldown_ms;
-    c->instruction_budget = from->instruction_budget;
-    c->time_limit_ms = from->time_limit_ms;
-    c->memory_limit = from->memory_limit;
-    c->max_event_bytes = from->max_event_bytes;
-    c->dlr_orphan_after_s = from->dlr_orphan_after_s;
-    c->dlr_park_max = from->dlr_park_max;
-    c->dlr_park_max_bytes = from->dlr_park_max_bytes;
-    c->poll_max_age_s = from->poll_max_age_s;
-    c->inbound_retention_s = from->inbound_retention_s;
+/* ---- reload ---- */
+
+void sr_config_format(const sr_config *c, const sr_config_key *k, char *out, size_t len) {
+    if (k->secret) {
+        snprintf(out, len, "(secret)");
+    } else if (k->type == SR_CONFIG_INT) {
+        snprintf(out, len, "%lld", (long long)sr_config_get_int(c, k));
+    } else if (k->type == SR_CONFIG_LOG_LEVEL) {
+        static const char *const levels[] = {"debug", "info", "warn", "error"};
+        int64_t v = sr_config_get_int(c, k);
+        snprintf(out, len, "%s", v >= 0 && v < 4 ? levels[v] : "?");
+    } else if (k->type == SR_CONFIG_STRING || k->type == SR_CONFIG_COUNTRY) {
+        const char *v = *sr_config_str_slot((sr_config *)c, k);
+        snprintf(out, len, "%s", v ? v : "(none)");
+    } else {
+        snprintf(out, len, "-");
+    }
+}
+
+static int config_str_equal(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+static int config_key_equal(const sr_config *a, const sr_config *b, const sr_config_key *k) {
+    switch (k->type) {
+    case SR_CONFIG_INT:
+    case SR_CONFIG_LOG_LEVEL: return sr_config_get_int(a, k) == sr_config_get_int(b, k);
+    case SR_CONFIG_STRING:
+    case SR_CONFIG_COUNTRY:
+        return config_str_equal(*sr_config_str_slot((sr_config *)a, k), *sr_config_str_slot((sr_config *)b, k));
+    case SR_CONFIG_KEY_LIST:
+        if (a->api_key_count != b->api_key_count) return 0;
+        for (int i = 0; i < a->api_key_count; i++)
+            if (strcmp(a->api_keys[i], b->api_keys[i]) != 0) return 0;
+        return 1;
+    default: return 1; /* kept by the rules state: a reload brings a new one */
+    }
+}
+
+static void config_copy_key(sr_config *c, const sr_config *from, const sr_config_key *k) {
+    if (k->type == SR_CONFIG_INT || k->type == SR_CONFIG_LOG_LEVEL) {
+        sr_config_set_int(c, k, sr_config_get_int(from, k));
+    } else if (k->type == SR_CONFIG_STRING || k->type == SR_CONFIG_COUNTRY) {
+        sr_config_set_str(sr_config_str_slot(c, k), *sr_config_str_slot((sr_config *)from, k));
+    } else if (k->type == SR_CONFIG_KEY_LIST) {
+        for (int i = 0; i < c->api_key_count; i++) free(c->api_keys[i]);
+        free(c->api_keys);
+        c->api_keys = NULL;
+        c->api_key_count = 0;
+        for (int i = 0; i < from->api_key_count; i++) sr_config_add_api_key(c, from->api_keys[i]);
+    }
+}
+
+int sr_config_reload(sr_config *c, const sr_config *from) {
+    int kept = 0;
+    for (size_t i = 0; i < sr_config_key_count; i++) {
+        const sr_config_key *k = &sr_config_keys[i];
+        if ((c->pinned >> i & 1) || config_key_equal(c, from, k)) continue;
+        char was[128], wanted[128], msg[256];
+        sr_config_format(c, k, was, sizeof was);
+        sr_config_format(from, k, wanted, sizeof wanted);
+        if (!k->live) {
+            snprintf(msg, sizeof msg, "%s changes need a restart; kept %s", k->name, was);
+            sr_warn(msg, "key", k->name, "kept", was, "wanted", wanted);
+            kept++;
+            continue;
+        }
+        config_copy_key(c, from, k);
+        sr_info("config changed by the reload", "key", k->name, "from", was, "to", wanted);
+    }
+    return kept;
 }
 
 int sr_config_split_listen(const char *listen, char *host, size_t hostlen, int *port) {

@@ -155,6 +155,10 @@ static int cmd_serve(int argc, char **argv) {
     if (o.listen) sr_config_set_str(&config.listen, o.listen);
     if (o.data) sr_config_set_str(&config.data, o.data);
     if (o.log_level) config.log_level = sr_log_parse_level(o.log_level);
+    /* ... and over a reload's sms.config too. */
+    if (o.listen) sr_config_pin(&config, "listen");
+    if (o.data) sr_config_pin(&config, "data");
+    if (o.log_level) sr_config_pin(&config, "log_level");
     sr_log_set_level((sr_log_level)config.log_level);
     sr_config_add_env_api_keys(&config);
     rlim_t files = raise_open_file_limit();

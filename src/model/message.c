@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
+#include "codec/crypto.h"
 #include "codec/json.h"
 
 /* ---- statuses ---- */
@@ -248,20 +248,16 @@ static const char message_crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 static int64_t message_id_last_ms = -1;
 static unsigned char message_id_random[10];
 
+/* From OpenSSL's generator (user space, seeded by the kernel): no system
+ * call per millisecond that mints an id. */
 static void message_id_fresh_random(void) {
-    size_t got = 0;
-    while (got < sizeof message_id_random) {
-        ssize_t n = getrandom(message_id_random + got, sizeof message_id_random - got, 0);
-        if (n <= 0) break;
-        got += (size_t)n;
-    }
-    if (got < sizeof message_id_random) {
-        /* No kernel randomness (should not happen): fall back to the clock, still unique
+    if (sr_crypto_random(message_id_random, sizeof message_id_random) != 0) {
+        /* No entropy (should not happen): fall back to the clock, still unique
          * within this process thanks to the monotonic increment. */
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20);
-        for (size_t i = got; i < sizeof message_id_random; i++, x >>= 7)
+        for (size_t i = 0; i < sizeof message_id_random; i++, x >>= 7)
             message_id_random[i] = (unsigned char)x;
     }
 }

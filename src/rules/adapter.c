@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "codec/form.h"
 #include "codec/text.h"
 
 static void adapter_push_message(lua_State *L, const sr_message *m) {
@@ -350,53 +351,29 @@ static int adapter_route_in(sr_rules *r, const sr_message *m, char **names, int 
 
 /* ---- webhooks and polling ---- */
 
-static int adapter_hex(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Pushes the percent-decoded bytes of s[0..len) ('+' is a space). */
-static void adapter_push_urldecoded(lua_State *L, const char *s, size_t len) {
+/* Pushes the decoded bytes of len escaped form bytes at s. */
+static void adapter_push_unescaped(lua_State *L, const char *s, size_t len) {
     luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '+') {
-            luaL_addchar(&b, ' ');
-        } else if (s[i] == '%' && i + 2 < len && adapter_hex((unsigned char)s[i + 1]) >= 0 && adapter_hex((unsigned char)s[i + 2]) >= 0) {
-            luaL_addchar(&b, (char)(adapter_hex((unsigned char)s[i + 1]) * 16 + adapter_hex((unsigned char)s[i + 2])));
-            i += 2;
-        } else {
-            luaL_addchar(&b, s[i]);
-        }
-    }
-    luaL_pushresult(&b);
+    char *out = luaL_buffinitsize(L, &b, len);
+    luaL_pushresultsize(&b, sr_form_unescape(out, s, len));
 }
 
-/* Adds the name=value pairs of a form body or query to the table at top (the first value of a name wins). */
-static void adapter_add_form(lua_State *L, const char *s, size_t len) {
-    size_t i = 0;
-    while (i < len) {
-        size_t end = i;
-        while (end < len && s[end] != '&') end++;
-        size_t eq = i;
-        while (eq < end && s[eq] != '=') eq++;
-        if (eq > i) {
-            adapter_push_urldecoded(L, s + i, eq - i);
-            lua_pushvalue(L, -1);
-            lua_rawget(L, -3);
-            int present = !lua_isnil(L, -1);
-            lua_pop(L, 1);
-            if (present) {
-                lua_pop(L, 1);
-            } else {
-                adapter_push_urldecoded(L, eq < end ? s + eq + 1 : s + end, eq < end ? end - eq - 1 : 0);
-                lua_rawset(L, -3);
-            }
+int sr_adapter_add_form(lua_State *L, const char *s, size_t len, size_t max) {
+    size_t pos = 0, n = 0;
+    sr_form_pair pair;
+    for (; n < max && sr_form_next(s, len, &pos, &pair); n++) {
+        if (pair.name_len == 0) continue;
+        adapter_push_unescaped(L, pair.name, pair.name_len);
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, -3) != LUA_TNIL) {
+            lua_pop(L, 2);
+            continue;
         }
-        i = end + 1;
+        lua_pop(L, 1);
+        adapter_push_unescaped(L, pair.value, pair.value_len);
+        lua_rawset(L, -3);
     }
+    return sr_form_next(s, len, &pos, &pair);
 }
 
 static void adapter_push_webhook(lua_State *L, const sr_webhook_request *rq) {
@@ -428,8 +405,9 @@ static void adapter_push_webhook(lua_State *L, const sr_webhook_request *rq) {
     lua_setfield(L, -2, "body");
     if (form || (rq->query && rq->query[0])) {
         lua_newtable(L);
-        if (form && rq->body) adapter_add_form(L, rq->body, rq->body_len);
-        if (rq->query) adapter_add_form(L, rq->query, strlen(rq->query));
+        /* The core refused webhooks with more than SR_WEBHOOK_MAX_FIELDS pairs before they got here. */
+        if (form && rq->body) sr_adapter_add_form(L, rq->body, rq->body_len, SR_WEBHOOK_MAX_FIELDS);
+        if (rq->query) sr_adapter_add_form(L, rq->query, strlen(rq->query), SR_WEBHOOK_MAX_FIELDS);
         lua_setfield(L, -2, "form");
     }
 }

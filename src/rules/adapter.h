@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "codec/form.h"
 #include "http/http_client.h"
 #include "model/message.h"
 #include "rules/rules.h"
@@ -92,10 +93,16 @@ typedef struct sr_inbound_sms {
 } sr_inbound_sms;
 void sr_inbound_sms_free(sr_inbound_sms *msgs, int n);
 
-/* Most name=value pairs a webhook's query, or its form body, may carry: real ones have a few dozen and signature
- * checks sort them all, so more is refused (400) before the adapter runs. lua/adapters/util.lua (util.MAX_FIELDS)
- * reads no more than this from bodies the core does not parse. */
-#define SR_WEBHOOK_MAX_FIELDS 256
+/* Most name=value pairs a webhook's query, or its form body, may carry (codec/form.h counts them): real ones have a
+ * few dozen and signature checks sort them all, so more is refused (400) before the adapter runs.
+ * lua/adapters/util.lua (util.MAX_FIELDS) reads no more than this from bodies the core does not parse. */
+#define SR_WEBHOOK_MAX_FIELDS SR_FORM_MAX_FIELDS
+
+/* Adds the name=value pairs of form text (codec/form.h: a query or a form body) to the table at the top of L's
+ * stack, decoded, as request.form and sms.form.decode have them: the first value of a name wins (also over the
+ * table's earlier entries), pairs with an empty name are skipped. Reads at most max pairs; returns 1 when the text
+ * has more, else 0. */
+int sr_adapter_add_form(lua_State *L, const char *s, size_t len, size_t max);
 
 typedef struct sr_webhook_request {
     const char *method;

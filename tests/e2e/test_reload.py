@@ -119,5 +119,58 @@ def admin_reload_endpoint():
     d.stop()
 
 
+def limits_rules(max_body, max_event, admin=True):
+    return """
+sms.config{ api_keys = { "k" }, admin_key = "adm", max_body_bytes = %d, max_event_bytes = %d }
+sms.on("echo", function(ev) return { size = #ev.pad } end)
+""" % (max_body, max_event)
+
+
+def echo(d, size):
+    body = {"pad": "x" * size}
+    status, _, _, doc = d.request("POST", "/v1/events/echo", body=body, headers=AUTH)
+    return status, doc
+
+
+@test(timeout=30)
+def reload_changes_live_keys_and_names_each_kept_restart_key():
+    d = Daemon.start(limits_rules(65536, 65536))
+    status, doc = echo(d, 8000)
+    check(status == 200 and doc["result"]["size"] == 8000, "8000-byte event before: %d %r" % (status, doc))
+    # max_body_bytes needs a restart (the HTTP server took it at start); max_event_bytes changes live.
+    write(d, limits_rules(2048, 4096))
+    status, _, _, doc = d.request("POST", "/v1/admin/reload", headers={"Authorization": "Bearer adm"})
+    check(status == 200 and doc["status"] == "reloaded", "reload: %d %r" % (status, doc))
+    kept = d.wait_log("max_body_bytes changes need a restart; kept 65536")
+    check(kept["level"] == "warn" and kept["key"] == "max_body_bytes" and kept["wanted"] == "2048",
+          "the warning names the key and both values: %r" % kept)
+    changed = d.wait_log("config changed by the reload")
+    check(changed["key"] == "max_event_bytes" and changed["from"] == "65536" and changed["to"] == "4096",
+          "the live change is logged: %r" % changed)
+    # What a client sees: bodies up to 64 KiB still pass the HTTP limit (kept), but the event limit is 4096 now.
+    status, doc = echo(d, 3000)
+    check(status == 200 and doc["result"]["size"] == 3000, "3000-byte event after: %d %r" % (status, doc))
+    status, doc = echo(d, 8000)
+    check(status == 413 and doc["error"]["code"] == "event_too_large",
+          "8000 bytes: the new max_event_bytes, not the old max_body_bytes (431/413 close): %d %r" % (status, doc))
+    warned = [l for l in d.log_lines() if "need a restart" in l.get("msg", "")]
+    check(len(warned) == 1, "only the restart key that changed is named: %r" % warned)
+    d.stop()
+
+
+@test(timeout=30)
+def reload_with_a_value_out_of_limits_keeps_the_old_rules():
+    d = Daemon.start(limits_rules(65536, 65536))
+    write(d, "sms.config{ api_keys = { 'k' }, admin_key = 'adm' }\n"
+             "sms.config{ max_parts = 0 }\n")
+    status, _, _, doc = d.request("POST", "/v1/admin/reload", headers={"Authorization": "Bearer adm"})
+    check(status == 422 and doc["error"]["code"] == "rules_error", "reload: %d %r" % (status, doc))
+    check("rules.lua:2:" in doc["error"]["message"] and "'max_parts' must be an integer from 1 to 255"
+          in doc["error"]["message"], "file:line and the limits: %r" % doc["error"]["message"])
+    status, doc = echo(d, 100)
+    check(status == 200, "the old rules keep answering: %d %r" % (status, doc))
+    d.stop()
+
+
 if __name__ == "__main__":
     run()

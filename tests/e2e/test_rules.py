@@ -146,6 +146,22 @@ def template_syntax_checked_at_load():
 
 
 @test
+def config_keys_are_checked_at_load_with_file_and_line():
+    cases = [
+        ("sms.config{ validity = 60 }\nsms.config{ valdity = 60 }\n", "rules.lua:2:", "unknown key 'valdity'"),
+        ("sms.config{ max_parts = 256 }\n", "rules.lua:1:", "'max_parts' must be an integer from 1 to 255"),
+        ("sms.config{ map_size = 1.5 }\n", "rules.lua:1:", "'map_size' must be an integer from 1048576 to"),
+        ("\nsms.config{ listen = 8080 }\n", "rules.lua:2:", "'listen' must be a string"),
+        ("sms.config{ log_level = 'loud' }\n", "rules.lua:1:", "log_level must be debug, info, warn or error"),
+    ]
+    for text, where, what in cases:
+        rc, out, err = run_cli(["check", write_rules(text)])
+        check(rc == 1 and where in err and what in err, "%r: %d %r" % (text, rc, err))
+    rc, out, err = run_cli(["check", write_rules("sms.config{ max_parts = 255, validity = 1, store_reserve = 0 }\n")])
+    check(rc == 0, "the limits themselves are accepted: %d %r" % (rc, err))
+
+
+@test
 def unknown_event_and_rule_error():
     mock = Mock.start()
     d = start(mock)

@@ -9,8 +9,10 @@
 /* Declared here, as the test files always did, rather than through
  * src/rules/rules.h: the fixture needs only the embedded sources. */
 const char *sr_lua_embedded(const char *name, size_t *len);
-/* sms.crypto's opener (src/rules/bindings/lua_crypto.c), for options->with_crypto. */
+/* sms.crypto's opener (src/rules/bindings/lua_crypto.c): util.base64 and verify() use it. */
 void sr_lua_open_crypto(lua_State *L);
+/* sms.form's opener (src/rules/bindings/lua_form.c): util.form_decode reads forms with it. */
+void sr_lua_open_form(lua_State *L);
 
 /* The helpers every adapter test uses (listed in lua_fixture.h). The chunk
  * gets two arguments: whether show_request shows bodies as sent, and the
@@ -173,11 +175,10 @@ lua_State *fixture_adapters_state(const struct fixture_options *options) {
         lua_pop(L, 1);
     }
     lua_pop(L, 2);
-    if (options->with_crypto) {
-        lua_newtable(L);
-        sr_lua_open_crypto(L);
-        lua_setglobal(L, "sms");
-    }
+    lua_newtable(L);
+    sr_lua_open_crypto(L);
+    sr_lua_open_form(L);
+    lua_setglobal(L, "sms");
     fixture_run_prelude(L, shared_prelude, "=lua_fixture", options);
     if (options->prelude) fixture_run_prelude(L, options->prelude, "=prelude", options);
     for (const char *const *name = options->adapters; *name; name++)

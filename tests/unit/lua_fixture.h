@@ -48,8 +48,6 @@ struct fixture_options {
      * is preloaded as adapters.NAME (besides adapters.util, always there) and
      * loaded into the global NAME. Borrowed for the call. */
     const char *const *adapters;
-    /* The global sms holding the real sms.crypto (what verify functions use). */
-    bool with_crypto;
     /* Optional: the test file's own Lua helpers, run after the shared prelude
      * (chunk name "prelude"). Borrowed for the call. */
     const char *prelude;
@@ -64,7 +62,8 @@ struct fixture_options {
 };
 
 /* A fresh state with the standard libraries, cjson, the adapters.* modules,
- * sms.crypto when options->with_crypto, the shared prelude and options->prelude run,
+ * the global sms holding the real sms.crypto and sms.form (what util and
+ * verify functions use), the shared prelude and options->prelude run,
  * the globals named by options->adapters and the global util. Any failure
  * fails the test. The caller owns the state and closes it with lua_close. */
 lua_State *fixture_adapters_state(const struct fixture_options *options);

@@ -56,7 +56,7 @@ static const char prelude[] =
 static lua_State *adapters_state(void) {
     static const char *const adapters[] = {"generic", "mock", NULL};
     return fixture_adapters_state(
-        &(struct fixture_options){.adapters = adapters, .with_crypto = true, .prelude = prelude});
+        &(struct fixture_options){.adapters = adapters, .prelude = prelude});
 }
 
 /* ---- loading ---- */

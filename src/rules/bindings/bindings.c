@@ -4,6 +4,7 @@
 static void bindings_open(lua_State *L, int rules) {
     if (!rules) {
         sr_lua_open_crypto(L);
+        sr_lua_open_form(L);
         return;
     }
     sr_lua_open_sms(L);
@@ -15,6 +16,7 @@ static void bindings_open(lua_State *L, int rules) {
     sr_lua_open_ratelimit(L);
     sr_lua_open_template(L);
     sr_lua_open_crypto(L);
+    sr_lua_open_form(L);
     sr_lua_open_phone(L);
     sr_lua_open_stats(L);
     sr_lua_open_inbound(L); /* after actions: sms.reply uses sms.send */

@@ -32,6 +32,7 @@ void sr_lua_open_http(lua_State *L);
 void sr_lua_open_ratelimit(lua_State *L);
 void sr_lua_open_template(lua_State *L);
 void sr_lua_open_crypto(lua_State *L);
+void sr_lua_open_form(lua_State *L);
 void sr_lua_open_inbound(lua_State *L);
 void sr_lua_open_phone(lua_State *L);
 void sr_lua_open_stats(lua_State *L);

@@ -1,48 +1,48 @@
 /* lua_crypto: sms.crypto — the hashing primitives adapters use in verify() to
- * check webhook signatures: hmac_sha256, hmac_sha1, sha256, sha1, md5 (raw
- * bytes), hex, base64, unbase64 and a constant-time equal. None of them
+ * check webhook signatures: hmac_sha256, hmac_sha512, hmac_sha1, hmac_md5,
+ * sha256, sha512, sha1, md5 (raw bytes), hex, base64, unbase64, a
+ * constant-time equal and random bytes, all over OpenSSL (codec/crypto.h). None of them
  * yields; all of them work outside handlers too. Strings in, strings out:
  * Lua strings hold any bytes, so digests are returned raw and encoded by the
  * caller as the provider wants (hex, base64). */
 #include <lauxlib.h>
 #include <stdint.h>
-#include <sys/random.h>
 
 #include "codec/crypto.h"
 #include "rules/rules.h"
 #include "rules/bindings/bindings.h"
 
-typedef void (*crypto_digest_fn)(const void *data, size_t len, unsigned char *out);
-typedef void (*crypto_hmac_fn)(const void *key, size_t key_len, const void *data, size_t len, unsigned char *out);
-
-/* Pushes fn(data) for the string argument 1: out_len raw bytes. */
-static int crypto_push_digest(lua_State *L, crypto_digest_fn fn, size_t out_len) {
+/* Pushes the alg digest of the string argument 1: raw bytes. */
+static int crypto_push_digest(lua_State *L, sr_crypto_alg alg) {
     size_t len;
     const char *data = luaL_checklstring(L, 1, &len);
-    unsigned char out[SR_CRYPTO_SHA256_LEN]; /* the longest digest here */
-    fn(data, len, out);
-    lua_pushlstring(L, (const char *)out, out_len);
+    unsigned char out[SR_CRYPTO_MAX_LEN];
+    sr_crypto_digest(alg, data, len, out);
+    lua_pushlstring(L, (const char *)out, sr_crypto_len(alg));
     return 1;
 }
 
-/* Pushes fn(key = argument 1, data = argument 2): out_len raw bytes. */
-static int crypto_push_hmac(lua_State *L, crypto_hmac_fn fn, size_t out_len) {
+/* Pushes the HMAC over alg of argument 2 under key = argument 1: raw bytes. */
+static int crypto_push_hmac(lua_State *L, sr_crypto_alg alg) {
     size_t key_len, len;
     const char *key = luaL_checklstring(L, 1, &key_len);
     const char *data = luaL_checklstring(L, 2, &len);
-    unsigned char out[SR_CRYPTO_SHA256_LEN];
-    fn(key, key_len, data, len, out);
-    lua_pushlstring(L, (const char *)out, out_len);
+    unsigned char out[SR_CRYPTO_MAX_LEN];
+    sr_crypto_hmac(alg, key, key_len, data, len, out);
+    lua_pushlstring(L, (const char *)out, sr_crypto_len(alg));
     return 1;
 }
 
-/* sms.crypto.hmac_sha256(key, data) → 32 raw bytes; hmac_sha1 → 20 */
-static int l_crypto_hmac_sha256(lua_State *L) { return crypto_push_hmac(L, sr_crypto_hmac_sha256, SR_CRYPTO_SHA256_LEN); }
-static int l_crypto_hmac_sha1(lua_State *L) { return crypto_push_hmac(L, sr_crypto_hmac_sha1, SR_CRYPTO_SHA1_LEN); }
-/* sms.crypto.sha256(data) → 32 raw bytes; sha1 → 20; md5 → 16 */
-static int l_crypto_sha256(lua_State *L) { return crypto_push_digest(L, sr_crypto_sha256, SR_CRYPTO_SHA256_LEN); }
-static int l_crypto_sha1(lua_State *L) { return crypto_push_digest(L, sr_crypto_sha1, SR_CRYPTO_SHA1_LEN); }
-static int l_crypto_md5(lua_State *L) { return crypto_push_digest(L, sr_crypto_md5, SR_CRYPTO_MD5_LEN); }
+/* sms.crypto.hmac_sha256(key, data) → 32 raw bytes; hmac_sha512 → 64, hmac_sha1 → 20, hmac_md5 → 16 */
+static int l_crypto_hmac_sha256(lua_State *L) { return crypto_push_hmac(L, SR_CRYPTO_SHA256); }
+static int l_crypto_hmac_sha512(lua_State *L) { return crypto_push_hmac(L, SR_CRYPTO_SHA512); }
+static int l_crypto_hmac_sha1(lua_State *L) { return crypto_push_hmac(L, SR_CRYPTO_SHA1); }
+static int l_crypto_hmac_md5(lua_State *L) { return crypto_push_hmac(L, SR_CRYPTO_MD5); }
+/* sms.crypto.sha256(data) → 32 raw bytes; sha512 → 64, sha1 → 20, md5 → 16 */
+static int l_crypto_sha256(lua_State *L) { return crypto_push_digest(L, SR_CRYPTO_SHA256); }
+static int l_crypto_sha512(lua_State *L) { return crypto_push_digest(L, SR_CRYPTO_SHA512); }
+static int l_crypto_sha1(lua_State *L) { return crypto_push_digest(L, SR_CRYPTO_SHA1); }
+static int l_crypto_md5(lua_State *L) { return crypto_push_digest(L, SR_CRYPTO_MD5); }
 
 /* sms.crypto.hex(bytes) → lowercase hex. The output is built in a
  * luaL_Buffer, which Lua owns, so nothing leaks if the allocation raises. */
@@ -97,27 +97,26 @@ static int l_crypto_equal(lua_State *L) {
     return 1;
 }
 
-/* sms.crypto.random(n) → n bytes from the kernel's CSPRNG (getrandom), for
- * codes and tokens; math.random is not fit for those. n is 1..1024. */
+/* sms.crypto.random(n) → n bytes from OpenSSL's CSPRNG (RAND_bytes, seeded
+ * by the kernel), for codes and tokens; math.random is not fit for those.
+ * n is 1..1024. */
 static int l_crypto_random(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
     luaL_argcheck(L, n >= 1 && n <= 1024, 1, "must be 1 to 1024 bytes");
     luaL_Buffer b;
     unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, (size_t)n);
-    size_t got = 0;
-    while (got < (size_t)n) {
-        ssize_t r = getrandom(p + got, (size_t)n - got, 0);
-        if (r < 0) return luaL_error(L, "no random bytes from the kernel");
-        got += (size_t)r;
-    }
+    if (sr_crypto_random(p, (size_t)n) != 0) return luaL_error(L, "no random bytes (OpenSSL's generator has no entropy)");
     luaL_pushresultsize(&b, (size_t)n);
     return 1;
 }
 
 void sr_lua_open_crypto(lua_State *L) {
     static const luaL_Reg fns[] = {{"hmac_sha256", l_crypto_hmac_sha256},
+                                   {"hmac_sha512", l_crypto_hmac_sha512},
                                    {"hmac_sha1", l_crypto_hmac_sha1},
+                                   {"hmac_md5", l_crypto_hmac_md5},
                                    {"sha256", l_crypto_sha256},
+                                   {"sha512", l_crypto_sha512},
                                    {"sha1", l_crypto_sha1},
                                    {"md5", l_crypto_md5},
                                    {"hex", l_crypto_hex},

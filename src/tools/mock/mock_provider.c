@@ -17,6 +17,7 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "codec/crypto.h"
+#include "codec/form.h"
 #include "http/http_client.h"
 #include "http/http_server.h"
 #include "codec/json.h"
@@ -611,55 +612,6 @@ static void mock_rfc3339(uint64_t wall_ms, char *out, size_t len) {
     mock_format_time(wall_ms, "%Y-%m-%dT%H:%M:%SZ", out, len);
 }
 
-static int mock_hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Appends len bytes of application/x-www-form-urlencoded text, decoded:
- * '+' is a space, %XX a byte (a malformed escape stays as it is). */
-static void mock_form_unescape(sr_buf *out, const char *s, size_t len) {
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '+') {
-            sr_buf_putc(out, ' ');
-        } else if (s[i] == '%' && i + 2 < len && mock_hex_value(s[i + 1]) >= 0 && mock_hex_value(s[i + 2]) >= 0) {
-            sr_buf_putc(out, (char)(mock_hex_value(s[i + 1]) * 16 + mock_hex_value(s[i + 2])));
-            i += 2;
-        } else {
-            sr_buf_putc(out, s[i]);
-        }
-    }
-}
-
-/* Decodes the value of the first name=value pair named name of a form (a
- * query string or a form body) into out (replacing what it held). Returns
- * whether the form has that name. */
-static bool mock_form_get(const char *form, size_t len, const char *name, sr_buf *out) {
-    size_t name_len = strlen(name);
-    sr_buf decoded;
-    sr_buf_init(&decoded);
-    bool found = false;
-    for (size_t start = 0; start < len && !found;) {
-        size_t end = start;
-        while (end < len && form[end] != '&') end++;
-        size_t eq = start;
-        while (eq < end && form[eq] != '=') eq++;
-        sr_buf_reset(&decoded);
-        mock_form_unescape(&decoded, form + start, eq - start);
-        if (decoded.len == name_len && memcmp(decoded.data, name, name_len) == 0) {
-            sr_buf_reset(out);
-            if (eq < end) mock_form_unescape(out, form + eq + 1, end - eq - 1);
-            sr_buf_cstr(out);
-            found = true;
-        }
-        start = end + 1;
-    }
-    sr_buf_free(&decoded);
-    return found;
-}
-
 /* Appends s form-encoded the way HTML forms (and the adapters'
  * util.form_encode) do: ASCII letters, digits and "*-._" as they are, a space
  * as '+', every other byte as %XX. */
@@ -703,15 +655,15 @@ static void mock_form_encode(sr_buf *out, const mock_param *params, size_t n) {
  * by name)) for sorted params, as "X-Twilio-Signature: ..." into header. */
 static void mock_twilio_signature(const char *token, const char *url, const mock_param *params, size_t n, char *header,
                                   size_t header_len) {
-    sr_crypto_hmac_sha1_ctx h;
-    sr_crypto_hmac_sha1_init(&h, token, strlen(token));
-    sr_crypto_hmac_sha1_update(&h, url, strlen(url));
+    sr_crypto_ctx h;
+    sr_crypto_hmac_init(&h, SR_CRYPTO_SHA1, token, strlen(token));
+    sr_crypto_update(&h, url, strlen(url));
     for (size_t i = 0; i < n; i++) {
-        sr_crypto_hmac_sha1_update(&h, params[i].name, strlen(params[i].name));
-        sr_crypto_hmac_sha1_update(&h, params[i].value, strlen(params[i].value));
+        sr_crypto_update(&h, params[i].name, strlen(params[i].name));
+        sr_crypto_update(&h, params[i].value, strlen(params[i].value));
     }
     unsigned char mac[SR_CRYPTO_SHA1_LEN];
-    sr_crypto_hmac_sha1_final(&h, mac);
+    sr_crypto_final(&h, mac);
     char b64[32];
     sr_crypto_base64(b64, mac, sizeof mac);
     snprintf(header, header_len, "X-Twilio-Signature: %s", b64);
@@ -736,7 +688,7 @@ static void mock_vonage_signature(const char *secret, const mock_param *params, 
     }
     sr_buf_puts(&text, secret);
     unsigned char digest[SR_CRYPTO_MD5_LEN];
-    sr_crypto_md5(text.data, text.len, digest);
+    sr_crypto_digest(SR_CRYPTO_MD5, text.data, text.len, digest);
     sr_crypto_hex(hex, digest, sizeof digest);
     sr_buf_free(&text);
 }
@@ -1096,7 +1048,7 @@ static void mock_post_sign_body(const mock_provider *mp, mock_post *post) {
     const char *secret = mp->set.webhook_secret;
     if (!secret) return;
     unsigned char mac[SR_CRYPTO_SHA256_LEN];
-    sr_crypto_hmac_sha256(secret, strlen(secret), post->body.data, post->body.len, mac);
+    sr_crypto_hmac(SR_CRYPTO_SHA256, secret, strlen(secret), post->body.data, post->body.len, mac);
     char hex[2 * SR_CRYPTO_SHA256_LEN + 1];
     sr_crypto_hex(hex, mac, sizeof mac);
     snprintf(post->signature, sizeof post->signature, "X-Signature: %s", hex);
@@ -1365,9 +1317,9 @@ static void mock_fields_load(mock_fields *f, const char *const *names, const sr_
                 f->has[i] = true;
             }
         } else {
-            f->has[i] = mock_form_get(req->body, req->body_len, names[i], &f->value[i]);
+            f->has[i] = sr_form_get(req->body, req->body_len, names[i], &f->value[i]);
         }
-        if (!f->has[i]) f->has[i] = mock_form_get(req->query, req->query_len, names[i], &f->value[i]);
+        if (!f->has[i]) f->has[i] = sr_form_get(req->query, req->query_len, names[i], &f->value[i]);
         sr_buf_cstr(&f->value[i]);
     }
 }
@@ -2406,7 +2358,7 @@ static void mock_poll_smsbat(mock_provider *mp, sr_http_request *req, const char
     }
     sr_buf id;
     sr_buf_init(&id);
-    mock_form_unescape(&id, escaped_id, strlen(escaped_id));
+    sr_form_unescape_buf(&id, escaped_id, strlen(escaped_id));
     sr_buf_cstr(&id);
     const mock_slot *s = id.len ? mock_recall(&mp->statuses, &mp->statuses_old, id.data, id.len) : NULL;
     sr_buf out;
