@@ -134,8 +134,19 @@ int sr_backup_main(int argc, char **argv) {
     if (backup_parse(argc, argv, usage_backup, &dir, &file, &code) < 0) return code;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    sr_store *store = NULL;
     char err[1024];
+    struct stat st;
+    snprintf(err, sizeof err, "%s/data.mdb", dir);
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "smsrules: cannot read the store in %s: no data directory %s\n", dir, dir);
+        return 1;
+    }
+    if (stat(err, &st) != 0 && errno == ENOENT) {
+        fprintf(stderr, "smsrules: cannot read the store in %s: it holds no data.mdb (is it the daemon's --data?)\n",
+                dir);
+        return 1;
+    }
+    sr_store *store = NULL;
     sr_store_options so = {.dir = dir, .read_only = 1};
     int rc = sr_store_open(&store, NULL, &so, err, sizeof err);
     if (rc != 0) {
@@ -146,7 +157,6 @@ int sr_backup_main(int argc, char **argv) {
     sr_store_close(store);
     if (code != 0) return code;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    struct stat st;
     long long bytes = stat(file, &st) == 0 ? (long long)st.st_size : -1;
     printf("backup of %s written to %s (%lld bytes, %.0f ms)\n", dir, file, bytes,
            (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
