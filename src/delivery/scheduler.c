@@ -1013,6 +1013,20 @@ static double sched_queue_depth(void *ud) {
  * Reads the first SCHED_OLDEST_SCAN due entries (highest priority first, then earliest due): exact
  * while fewer are due; past that, the lower priorities' oldest may be missed (the depth shows it). */
 #define SCHED_OLDEST_SCAN 1024
+
+/* The creation time an id begins with (its first 10 Crockford base32 digits are the ms, as
+ * sr_id_new writes them); 0 when it is not one. */
+static int64_t sched_id_time_ms(const char *id) {
+    static const char digits[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    int64_t t = 0;
+    for (int i = 0; i < 10; i++) {
+        const char *d = id[i] ? strchr(digits, id[i]) : NULL;
+        if (!d) return 0;
+        t = t * 32 + (d - digits);
+    }
+    return t;
+}
+
 static double sched_queue_oldest_due(void *ud) {
     sr_scheduler *s = ud;
     int64_t now = sr_now_ms();
@@ -1020,8 +1034,11 @@ static double sched_queue_oldest_due(void *ud) {
     if (!entries) abort();
     int n = sr_store_queue_due(s->store, now, entries, SCHED_OLDEST_SCAN);
     int64_t oldest = now;
-    for (int i = 0; i < n; i++)
-        if (entries[i].due_ms < oldest) oldest = entries[i].due_ms;
+    for (int i = 0; i < n; i++) {
+        /* Due 0 is "at once": due since it was queued, which for a new message is its creation. */
+        int64_t due = entries[i].due_ms > 0 ? entries[i].due_ms : sched_id_time_ms(entries[i].id);
+        if (due > 0 && due < oldest) oldest = due;
+    }
     free(entries);
     return (double)(now - oldest) / 1000.0;
 }

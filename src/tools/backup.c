@@ -128,6 +128,18 @@ static int backup_write(sr_store *store, const char *path) {
     return 0;
 }
 
+/* LMDB makes DIR/lock.mdb when no process has it open. Run as root (a cron job, an admin) beside a
+ * directory owned by the service user, it would be root's, and the daemon could not open it at its
+ * next start: give it the directory's owner. */
+static void backup_fix_lock_owner(const char *dir) {
+    struct stat d, l;
+    char path[4096];
+    if (geteuid() != 0 || stat(dir, &d) != 0 || d.st_uid == 0) return;
+    snprintf(path, sizeof path, "%s/lock.mdb", dir);
+    if (lstat(path, &l) == 0 && S_ISREG(l.st_mode) && l.st_uid == 0 && chown(path, d.st_uid, d.st_gid) != 0)
+        fprintf(stderr, "smsrules: warning: cannot give %s to the owner of %s: %s\n", path, dir, strerror(errno));
+}
+
 int sr_backup_main(int argc, char **argv) {
     const char *dir, *file;
     int code = 0;
@@ -153,6 +165,7 @@ int sr_backup_main(int argc, char **argv) {
         fprintf(stderr, "smsrules: cannot read the store in %s: %s\n", dir, err);
         return rc == SR_E_IO ? 2 : 1;
     }
+    backup_fix_lock_owner(dir);
     code = backup_write(store, file);
     sr_store_close(store);
     if (code != 0) return code;

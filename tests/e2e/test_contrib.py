@@ -125,11 +125,15 @@ def queue_oldest_due_counts_only_due_messages_that_wait():
     check(oldest() == 0, "a message due in 30 days counts as overdue: %r" % oldest())
     # The provider holds its one lane: the next messages are due and wait.
     mock.control({"down": True})
+    waiting_since = time.monotonic()
     for i in range(3):
         status, _, body, _ = d.request("POST", "/v1/messages", {"to": "+8491234568%d" % i, "text": "now"},
                                        headers=AUTH)
         check(status == 202, "send answered %d %r" % (status, body[:200]))
-    wait_for(lambda: oldest() >= 1.0, 15 * SLOWDOWN, "the oldest due message to wait a second")
+    waited = wait_for(lambda: (lambda v: v if v >= 1.0 else None)(oldest()), 15 * SLOWDOWN,
+                      "the oldest due message to wait a second")
+    check(waited <= time.monotonic() - waiting_since + 0.5,
+          "the oldest due message waited %.1f s, longer than it exists" % waited)
     mock.control({"down": False})
     wait_for(lambda: oldest() == 0, 30 * SLOWDOWN, "the due messages to leave the queue")
 
