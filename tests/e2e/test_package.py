@@ -108,6 +108,8 @@ def package_holds_the_binary_config_units_and_docs():
         "/usr/share/doc/smsrules/copyright": "-rw-r--r--",
         "/usr/share/doc/smsrules/operations.md": "-rw-r--r--",
         "/usr/share/doc/smsrules/examples/quickstart/rules.lua": "-rw-r--r--",
+        "/usr/share/doc/smsrules/contrib/prometheus/smsrules-alerts.yml": "-rw-r--r--",
+        "/usr/share/doc/smsrules/contrib/grafana/smsrules-dashboard.json": "-rw-r--r--",
     }
     for path, mode in want.items():
         check(path in files, "%s is not in the package" % path)
