@@ -26,6 +26,7 @@ static const char usage_backup[] =
     "running on it: everything committed (every message answered 202) when the copy began, nothing\n"
     "after. The copy is compacted (free pages left out) and is itself a store file, data.mdb; it is\n"
     "written to FILE.tmp-PID and renamed to FILE once on disk, so FILE is never half written.\n"
+    "FILE `-` writes the copy to the standard output instead (a pipe: compression, ssh).\n"
     "Put it back with `smsrules restore --data DIR FILE`.\n"
     "  -d, --data DIR   the data directory (default ./data)\n"
     "  -h, --help       this help\n"
@@ -39,6 +40,7 @@ static const char usage_restore[] =
     "does not open as a store (it is checked as a daemon's start would check it) without touching\n"
     "DIR. The store it replaces is kept as DIR/before-restore-TIME/data.mdb (delete it once the\n"
     "restored daemon runs as it should). Run as root, the restored file gets DIR's owner.\n"
+    "FILE `-` reads the copy from the standard input.\n"
     "  -d, --data DIR   the data directory (default ./data)\n"
     "  -h, --help       this help\n"
     "Exit codes: 0 ok, 1 bad arguments or FILE is not a store, 2 a daemon holds DIR or I/O failed.\n";
@@ -140,12 +142,28 @@ static void backup_fix_lock_owner(const char *dir) {
         fprintf(stderr, "smsrules: warning: cannot give %s to the owner of %s: %s\n", path, dir, strerror(errno));
 }
 
-int sr_backup_main(int argc, char **argv) {
-    const char *dir, *file;
-    int code = 0;
-    if (backup_parse(argc, argv, usage_backup, &dir, &file, &code) < 0) return code;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+/* The copy to the standard output: no temporary file to rename, so a failure shows only in the exit
+ * code (the reader must check it). Returns the exit code. */
+static int backup_write_stdout(sr_store *store) {
+    char err[512];
+    if (isatty(STDOUT_FILENO)) {
+        fprintf(stderr, "smsrules: the standard output is a terminal: give FILE, or pipe the copy somewhere\n");
+        return 1;
+    }
+    if (sr_store_backup(store, STDOUT_FILENO, err, sizeof err) != 0) {
+        fprintf(stderr, "smsrules: backup failed: %s\n", err);
+        return 2;
+    }
+    /* A file behind the redirection is synced; a pipe cannot be (EINVAL), which is fine. */
+    if (fsync(STDOUT_FILENO) != 0 && errno != EINVAL && errno != EROFS) {
+        fprintf(stderr, "smsrules: cannot sync the standard output: %s\n", strerror(errno));
+        return 2;
+    }
+    return 0;
+}
+
+/* Opens the store of dir read-only for a copy. Returns 0, or the exit code with a message on stderr. */
+static int backup_open(const char *dir, sr_store **store) {
     char err[1024];
     struct stat st;
     snprintf(err, sizeof err, "%s/data.mdb", dir);
@@ -158,21 +176,37 @@ int sr_backup_main(int argc, char **argv) {
                 dir);
         return 1;
     }
-    sr_store *store = NULL;
     sr_store_options so = {.dir = dir, .read_only = 1};
-    int rc = sr_store_open(&store, NULL, &so, err, sizeof err);
+    int rc = sr_store_open(store, NULL, &so, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "smsrules: cannot read the store in %s: %s\n", dir, err);
         return rc == SR_E_IO ? 2 : 1;
     }
     backup_fix_lock_owner(dir);
-    code = backup_write(store, file);
+    return 0;
+}
+
+int sr_backup_main(int argc, char **argv) {
+    const char *dir, *file;
+    int code = 0;
+    if (backup_parse(argc, argv, usage_backup, &dir, &file, &code) < 0) return code;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    sr_store *store = NULL;
+    code = backup_open(dir, &store);
+    if (code != 0) return code;
+    int to_stdout = strcmp(file, "-") == 0;
+    code = to_stdout ? backup_write_stdout(store) : backup_write(store, file);
     sr_store_close(store);
     if (code != 0) return code;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    long long bytes = stat(file, &st) == 0 ? (long long)st.st_size : -1;
-    printf("backup of %s written to %s (%lld bytes, %.0f ms)\n", dir, file, bytes,
-           (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    struct stat st;
+    /* With the copy on the standard output, the summary goes to stderr. */
+    if (to_stdout) fprintf(stderr, "backup of %s written to the standard output (%.0f ms)\n", dir, ms);
+    else
+        printf("backup of %s written to %s (%lld bytes, %.0f ms)\n", dir, file,
+               stat(file, &st) == 0 ? (long long)st.st_size : -1LL, ms);
     return 0;
 }
 
@@ -242,7 +276,8 @@ static int restore_lock(const char *dir, const char *lock_path, int *code) {
 
 /* Copies src to dst (created, 0640) and syncs it. Returns 0, or -1 with a message on stderr. */
 static int restore_copy(const char *src, const char *dst) {
-    int in = open(src, O_RDONLY | O_CLOEXEC), out = -1, rc = -1;
+    int from_stdin = strcmp(src, "-") == 0;
+    int in = from_stdin ? STDIN_FILENO : open(src, O_RDONLY | O_CLOEXEC), out = -1, rc = -1;
     if (in < 0) {
         fprintf(stderr, "smsrules: cannot open %s: %s\n", src, strerror(errno));
         return -1;
@@ -278,7 +313,7 @@ static int restore_copy(const char *src, const char *dst) {
     rc = 0;
 done:
     if (out >= 0 && close(out) != 0 && rc == 0) rc = -1;
-    close(in);
+    if (!from_stdin) close(in);
     return rc;
 }
 
@@ -359,11 +394,13 @@ int sr_restore_main(int argc, char **argv) {
     int code = 0;
     if (backup_parse(argc, argv, usage_restore, &dir, &file, &code) < 0) return code;
     struct stat st;
-    if (stat(file, &st) != 0) {
+    const char *name = strcmp(file, "-") == 0 ? "the standard input" : file; /* for the messages */
+    if (strcmp(file, "-") == 0) {
+        /* restore_copy reads it */
+    } else if (stat(file, &st) != 0) {
         fprintf(stderr, "smsrules: cannot read %s: %s\n", file, strerror(errno));
         return 1;
-    }
-    if (!S_ISREG(st.st_mode)) {
+    } else if (!S_ISREG(st.st_mode)) {
         fprintf(stderr, "smsrules: %s is not a file (give the file `smsrules backup` wrote)\n", file);
         return 1;
     }
@@ -378,7 +415,7 @@ int sr_restore_main(int argc, char **argv) {
         goto done;
     }
     if (restore_copy(file, p.staged) != 0) goto done;
-    code = restore_verify(&p, file);
+    code = restore_verify(&p, name);
     if (code != 0) goto done;
     code = 2;
     if (restore_keep_old(&p, &kept) != 0) {
@@ -387,8 +424,8 @@ int sr_restore_main(int argc, char **argv) {
     }
     if (restore_swap(&p, dir) != 0) goto done;
     code = 0;
-    if (kept) printf("restored %s into %s; the store it replaced is %s/data.mdb\n", file, dir, p.aside);
-    else printf("restored %s into %s (it held no store before)\n", file, dir);
+    if (kept) printf("restored %s into %s; the store it replaced is %s/data.mdb\n", name, dir, p.aside);
+    else printf("restored %s into %s (it held no store before)\n", name, dir);
 done:
     restore_cleanup(&p);
     close(lock_fd); /* the lock goes last: a daemon may start from here on */

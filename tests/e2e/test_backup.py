@@ -9,12 +9,13 @@ Run: SMSRULES_BIN=build/smsrules python3 tests/e2e/test_backup.py [name...]"""
 import glob
 import hashlib
 import os
+import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SLOWDOWN, Daemon, Mock, check, make_temp_dir, metric, run, run_cli, test, wait_for  # noqa: E402
+from harness import BIN, SLOWDOWN, Daemon, Mock, check, make_temp_dir, metric, run, run_cli, test, wait_for  # noqa: E402
 
 KEY = "k"
 AUTH = {"Authorization": "Bearer " + KEY}
@@ -233,6 +234,37 @@ def restore_keeps_the_replaced_store_aside():
     kept = Daemon.start('sms.config{ api_keys = { "%s" } }\n' % KEY, args=["--data", aside[0]])
     for m in old + newer:
         check(get(kept, m)[0] == 200, "message %s is missing from the store set aside" % m)
+
+
+@test(timeout=60)
+def backup_and_restore_stream_through_a_pipe():
+    d = Daemon.start('sms.config{ api_keys = { "%s" } }\n' % KEY)
+    ids = post(d, 0, 5)
+    fresh = os.path.join(make_temp_dir(), "piped")
+    # smsrules backup --data D - | gzip | gunzip | smsrules restore --data FRESH -
+    backup = subprocess.Popen([BIN, "backup", "--data", data_dir(d), "-"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    gzip = subprocess.Popen(["gzip", "-c"], stdin=backup.stdout, stdout=subprocess.PIPE)
+    gunzip = subprocess.Popen(["gunzip", "-c"], stdin=gzip.stdout, stdout=subprocess.PIPE)
+    restore = subprocess.Popen([BIN, "restore", "--data", fresh, "-"], stdin=gunzip.stdout, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    backup.stdout.close()
+    gzip.stdout.close()
+    gunzip.stdout.close()
+    out, err = restore.communicate(timeout=30 * SLOWDOWN)
+    backup_err = backup.stderr.read().decode()
+    check(backup.wait(10 * SLOWDOWN) == 0, "backup - exited %s: %s" % (backup.returncode, backup_err))
+    check("written to the standard output" in backup_err, "backup - said %r on stderr" % backup_err)
+    check(gzip.wait(10 * SLOWDOWN) == 0 and gunzip.wait(10 * SLOWDOWN) == 0, "gzip or gunzip failed")
+    check(restore.returncode == 0, "restore - exited %d: %s" % (restore.returncode, err.decode()))
+    check("restored the standard input into" in out.decode(), "restore - said %r" % out.decode())
+    d.stop()
+    r = Daemon.start('sms.config{ api_keys = { "%s" } }\n' % KEY, args=["--data", fresh])
+    for m in ids:
+        check(get(r, m)[0] == 200, "message %s did not come through the pipe" % m)
+    code, _, err = run_cli(["restore", "--data", os.path.join(make_temp_dir(), "junk"), "-"],
+                           stdin_data=b"not a store")
+    check(code == 1 and "the standard input is not a smsrules store" in err, "junk on stdin: %d %r" % (code, err))
 
 
 @test
