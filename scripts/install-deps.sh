@@ -7,14 +7,15 @@ set -eu
 # clang and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes, only
 # recommended by clang) for `make fuzz`, which .ci/run runs. chromium: the
 # headless browser that loads the simulation report in
-# tests/e2e/test_sim_report_browser.py. dpkg-dev (dpkg-shlibdeps) builds
-# `make deb`; systemd brings systemd-analyze, which tests/e2e/test_package.py
-# runs on the units; python3-yaml reads contrib/'s alert rules in
-# tests/e2e/test_contrib.py.
+# tests/e2e/test_sim_report_browser.py.
 PACKAGES="make build-essential pkg-config liblua5.4-dev libcurl4-openssl-dev libuv1-dev
 liblmdb-dev lua-cjson-dev node-llhttp python3 curl wrk clang libclang-rt-14-dev
-g++ libphonenumber-dev libprotobuf-dev libicu-dev python3-phonenumbers chromium
-dpkg-dev systemd python3-yaml"
+g++ libphonenumber-dev libprotobuf-dev libicu-dev python3-phonenumbers chromium"
+
+# dpkg-dev (dpkg-shlibdeps) builds `make deb`; systemd brings systemd-analyze,
+# which tests/e2e/test_package.py runs on the units; python3-yaml reads
+# contrib/'s alert rules in tests/e2e/test_contrib.py.
+PACKAGES="$PACKAGES dpkg-dev systemd python3-yaml"
 
 missing=""
 for p in $PACKAGES; do
