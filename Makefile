@@ -1,4 +1,4 @@
-# smsrules — plain Makefile. `make`, `make run`, `make test`, `make asan`, `make bench`, `make fuzz`.
+# smsrules — plain Makefile. `make`, `make run`, `make test`, `make asan`, `make bench`, `make fuzz`, `make deb`.
 #
 # The public targets first make sure the Debian packages are there
 # (scripts/install-deps.sh), then build through a recursive make so that the
@@ -42,7 +42,7 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 
-.PHONY: all deps build run test asan bench fuzz fuzz-build clean fmt
+.PHONY: all deps build run test asan bench fuzz fuzz-build clean fmt deb
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -104,6 +104,13 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory build
 	@BUILD=$(BUILD) tests/run.sh
+
+# The Debian package (binary, units, quickstart rules as /etc/smsrules/rules.lua)
+# of the binary built here: $(BUILD)/deb/smsrules_VERSION_ARCH.deb. See
+# scripts/build-deb.sh and docs/operations.md.
+deb: deps
+	@$(MAKE) --no-print-directory $(BIN)
+	@scripts/build-deb.sh $(BIN) $(BUILD)/deb
 
 # AddressSanitizer + UBSan build of everything, running the same tests.
 asan: deps

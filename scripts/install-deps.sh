@@ -13,6 +13,11 @@ PACKAGES="make build-essential pkg-config liblua5.4-dev libcurl4-openssl-dev lib
 liblmdb-dev lua-cjson-dev libssl-dev node-llhttp python3 curl wrk clang libclang-rt-14-dev
 g++ libphonenumber-dev libprotobuf-dev libicu-dev python3-phonenumbers chromium"
 
+# dpkg-dev (dpkg-shlibdeps) builds `make deb`; systemd brings systemd-analyze,
+# which tests/e2e/test_package.py runs on the units; python3-yaml reads
+# contrib/'s alert rules in tests/e2e/test_contrib.py.
+PACKAGES="$PACKAGES dpkg-dev systemd python3-yaml"
+
 missing=""
 for p in $PACKAGES; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -11,6 +11,7 @@
 #include "daemon/app.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "tools/backup.h"
 #include "tools/mock/mock_provider.h"
 #include "rules/rules.h"
 #include "tools/sim/sim_fit.h"
@@ -35,6 +36,10 @@ static const char usage_main[] =
     "                     fit provider models for `simulate` from an engine's history\n"
     "  traffic export --data DIR [--since 7d] [-o TRAFFIC.jsonl]\n"
     "                     write what an engine really sent as a traffic file for `simulate`\n"
+    "  backup [--data DIR] FILE\n"
+    "                     write a consistent copy of the store to FILE, also while the engine runs\n"
+    "  restore [--data DIR] FILE\n"
+    "                     put a backup back as DIR's store (the engine on DIR stopped)\n"
     "  report-html DOC.json OUT.html\n"
     "                     render a `simulate --json` document as the HTML report (a helper)\n"
     "  version            print the version\n"
@@ -280,6 +285,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "models") == 0) return sr_models_main(argc - 1, argv + 1);
     if (strcmp(cmd, "traffic") == 0) return sr_traffic_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "backup") == 0) return sr_backup_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "restore") == 0) return sr_restore_main(argc - 1, argv + 1);
     if (strcmp(cmd, "report-html") == 0) return cmd_report_html(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version(argc - 1, argv + 1);
     fprintf(stderr, "smsrules: unknown command '%s'\n\n%s", cmd, usage_main);

@@ -1040,6 +1040,42 @@ static double sched_queue_depth(void *ud) {
     return d < 0 ? 0 : (double)d;
 }
 
+/* How long the most overdue queued message has waited past its due time, in seconds (0: none due).
+ * Messages waiting for a retry, a send_at or an open circuit are not due yet and do not count: a
+ * value that grows means due messages wait for a lane (rate, concurrency) or for nothing at all.
+ * Reads the first SCHED_OLDEST_SCAN due entries (highest priority first, then earliest due): exact
+ * while fewer are due; past that, the lower priorities' oldest may be missed (the depth shows it). */
+#define SCHED_OLDEST_SCAN 1024
+
+/* The creation time an id begins with (its first 10 Crockford base32 digits are the ms, as
+ * sr_id_new writes them); 0 when it is not one. */
+static int64_t sched_id_time_ms(const char *id) {
+    static const char digits[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    int64_t t = 0;
+    for (int i = 0; i < 10; i++) {
+        const char *d = id[i] ? strchr(digits, id[i]) : NULL;
+        if (!d) return 0;
+        t = t * 32 + (d - digits);
+    }
+    return t;
+}
+
+static double sched_queue_oldest_due(void *ud) {
+    sr_scheduler *s = ud;
+    int64_t now = sr_now_ms();
+    sr_queue_entry *entries = malloc(sizeof *entries * SCHED_OLDEST_SCAN);
+    if (!entries) abort();
+    int n = sr_store_queue_due(s->store, now, entries, SCHED_OLDEST_SCAN);
+    int64_t oldest = now;
+    for (int i = 0; i < n; i++) {
+        /* Due 0 is "at once": due since it was queued, which for a new message is its creation. */
+        int64_t due = entries[i].due_ms > 0 ? entries[i].due_ms : sched_id_time_ms(entries[i].id);
+        if (due > 0 && due < oldest) oldest = due;
+    }
+    free(entries);
+    return (double)(now - oldest) / 1000.0;
+}
+
 static double lane_in_flight(void *ud) {
     lane *l = ud;
     return l->requests_in_flight;
@@ -1152,6 +1188,9 @@ int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_
                                              "Writes of provider answers tried again after the store refused them.",
                                              NULL);
     s->m_queue = sr_metric_gauge_fn("smsrules_queue_depth", "Messages queued (due or later).", NULL, sched_queue_depth, s);
+    sr_metric_gauge_fn("smsrules_queue_oldest_due_seconds",
+                       "How long the most overdue queued message has waited past its due time (0: none due).", NULL,
+                       sched_queue_oldest_due, s);
     sched_recover(s);
     s->queue_sub = (sr_store_subscriber){.kind = SR_STORE_EV_QUEUE, .fn = sched_on_queue, .ud = s};
     sr_store_subscribe(store, &s->queue_sub);

@@ -314,4 +314,13 @@ typedef struct sr_store_stats {
 } sr_store_stats;
 void sr_store_get_stats(sr_store *s, sr_store_stats *out);
 
+/* Writes a consistent, compacted copy of the store's committed state (one read transaction: what
+ * was committed when it began, nothing after) to fd, a file LMDB can open as data.mdb. Free pages
+ * are left out and the rest renumbered, so the copy may be much smaller than data.mdb. Works on a
+ * read_only store beside a running daemon, which goes on writing meanwhile (its file may grow
+ * while the copy's transaction keeps old pages alive). Blocks for the whole copy: not on the
+ * daemon's loop. Returns 0, or a negative code with a message in err (SR_E_FULL when the
+ * destination's disk is full). */
+int sr_store_backup(sr_store *s, int fd, char *err, size_t errlen);
+
 #endif
