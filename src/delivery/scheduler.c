@@ -1203,3 +1203,17 @@ int sr_scheduler_take_rate(sr_scheduler *s, const char *provider, int64_t now, i
     if (wake_ms) *wake_ms = w;
     return ok;
 }
+
+int sr_scheduler_lane_info(sr_scheduler *s, const char *provider, int64_t now_ms, sr_lane_info *out) {
+    int li = s ? sched_lane_index(s, provider) : -1;
+    if (li < 0) return -1;
+    const lane *l = &s->lanes[li];
+    out->circuit = circuit_names[l->circuit];
+    out->in_flight = l->requests_in_flight;
+    out->pending = l->pending_count;
+    out->rate_used = 0;
+    if (l->p && l->p->rate_per_s > 0 && l->tat_ms > (double)now_ms)
+        out->rate_used = (l->tat_ms - (double)now_ms) * l->p->rate_per_s / 1000.0;
+    out->paused_until_ms = l->paused_until_ms > now_ms ? l->paused_until_ms : 0;
+    return 0;
+}

@@ -110,6 +110,8 @@ typedef struct sr_rules {
     struct sr_scheduler *scheduler;
     struct sr_http_client *client;
     struct sr_route_stats *route_stats; /* live route quality (sms.stats), fed by the scheduler and reports; NULL: none */
+    int64_t loaded_at_ms; /* when sr_rules_load finished (wall clock); shown by the console */
+    double load_ms;       /* how long loading the file took */
     struct sr_invocation *current; /* the handler running now */
     int live_invocations;          /* handlers started and not yet finished (committed or failed) */
 } sr_rules;
