@@ -34,7 +34,7 @@ CXX_SRCS = $(shell find src -name '*.cc' | sort)
 HDRS = $(shell find src -name '*.h')
 OBJS = $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(CXX_SRCS:src/%.cc=$(BUILD)/obj/%.o)
 LUA_FILES = $(sort $(wildcard lua/*.lua lua/adapters/*.lua))
-CONSOLE_FILES = $(sort $(wildcard console/*.html console/*.css console/*.js))
+CONSOLE_FILES = $(sort $(wildcard console/*.html console/*.css console/*.js console/*.svg))
 GEN_OBJ = $(BUILD)/gen/lua_embedded.o $(BUILD)/gen/phone_data.o $(BUILD)/gen/console_embedded.o
 LLHTTP_OBJS = $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
 LIB = $(BUILD)/libsmsrules.a

@@ -75,7 +75,7 @@
     let doc = null;
     try { doc = await res.json(); } catch (e) { doc = null; }
     if (res.status === 401 && !path.startsWith("/v1/console/login")) {
-      showLogin(path === "/v1/console/session" ? "" : "Your session ended: log in again.");
+      showLogin("Your session ended: log in again.");
       throw new ApiError(401, "unauthorized", "not logged in");
     }
     if (!res.ok) {
@@ -450,9 +450,11 @@
     document.getElementById("logout").addEventListener("click", logout);
     window.addEventListener("hashchange", route);
     try {
-      loggedIn(await api("GET", "/v1/console/session"));
+      const doc = await api("GET", "/v1/console/session");
+      if (doc.logged_in) loggedIn(doc);
+      else showLogin("");
     } catch (e) {
-      if (!(e instanceof ApiError && e.status === 401)) say(e.message);
+      say(e.message);
     }
   }
 

@@ -253,7 +253,7 @@ static void console_set_cookie(sr_app *app, sr_buf *out, const char *value, int6
 static void console_session_json(sr_buf *b, const console_token *t) {
     char csrf[CONSOLE_MAC_HEX + 1];
     console_mac("csrf.", t->id, CONSOLE_ID_HEX, csrf);
-    sr_buf_puts(b, "{\"csrf_token\":\"");
+    sr_buf_puts(b, "{\"logged_in\":true,\"csrf_token\":\"");
     sr_buf_puts(b, csrf);
     sr_buf_puts(b, "\",\"expires_at\":");
     sr_buf json_time;
@@ -363,9 +363,11 @@ void sr_api_console_logout(sr_app *app, sr_http_request *req, const char *const 
 }
 
 void sr_api_console_session(sr_app *app, sr_http_request *req, const char *const *params, int n) {
+    /* 200 either way: the page asks this first, and "not logged in" is an answer, not an error. */
     console_token t;
     if (console_session_of(req, &t) != 1) {
-        sr_http_respond_error(req, 401, "unauthorized", "no console session: log in", NULL);
+        static const char out[] = "{\"logged_in\":false}";
+        sr_http_respond(req, 200, "application/json", out, sizeof out - 1, "Cache-Control: no-store\r\n");
         return;
     }
     sr_buf body;
