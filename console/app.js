@@ -139,7 +139,7 @@
   function minutesChart(minutes) {
     const w = 600, h = 120, bw = w / minutes.length;
     const max = Math.max(1, ...minutes.map((m) => Math.max(m.accepted, m.sent, m.failed)));
-    const chart = svg("svg", { class: "chart", viewBox: "0 0 " + w + " " + h, role: "img",
+    const chart = svg("svg", { class: "chart", viewBox: "0 0 " + w + " " + h, preserveAspectRatio: "none", role: "img",
       "aria-label": "Messages per minute, last 30 minutes: accepted, sent and failed" });
     minutes.forEach((m, i) => {
       [["accepted", 0], ["sent", 1], ["failed", 2]].forEach(([k, j]) => {
@@ -173,6 +173,9 @@
       el("td", { class: "num" }, num(p.report_latency_p95_ms))));
     page("Overview", overviewCards(doc),
       el("h2", {}, "Messages per minute"), minutesChart(doc.minutes),
+      el("p", { class: "legend" }, el("span", { class: "key accepted" }, "accepted"), " ",
+        el("span", { class: "key sent" }, "sent"), " ", el("span", { class: "key failed" }, "failed"),
+        " — the last 30 minutes, oldest on the left."),
       el("p", { class: "muted" }, "Counted since " + when(doc.sampling_since) + ". Updated every 5 s."),
       table("Last 10 minutes, newest first", ["minute"].concat(series.map((s) => ({ label: s, num: true }))), minuteRows),
       el("h2", {}, "Providers (last 15 minutes)"),
