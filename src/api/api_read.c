@@ -90,7 +90,7 @@ static int read_paging(sr_http_request *req, int *limit, char cursor[SR_ID_LEN +
     char c[64];
     if (read_text_param(req, "cursor", c, sizeof c) != 0) return -1;
     if (c[0] && !sr_id_valid(c, strlen(c))) return read_bad(req, "'cursor' must be the 'next' of an earlier answer");
-    snprintf(cursor, SR_ID_LEN + 1, "%s", c);
+    memcpy(cursor, c, c[0] ? SR_ID_LEN + 1 : 1); /* a valid id is exactly SR_ID_LEN long */
     return 0;
 }
 
