@@ -405,6 +405,7 @@ int sr_api_query_param(const char *query, const char *name, char *out, size_t ou
                     int hi = i + 2 < len ? console_hex_digit(p[i + 1]) : -1, lo = hi >= 0 ? console_hex_digit(p[i + 2]) : -1;
                     if (lo < 0) return -1;
                     c = (char)(hi * 16 + lo);
+                    if (c == '\0') return -1; /* a NUL would cut the value short unseen */
                     i += 2;
                 }
                 if (o + 1 >= outlen) return -1;
