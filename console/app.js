@@ -138,13 +138,15 @@
 
   function minutesChart(minutes) {
     const w = 600, h = 120, bw = w / minutes.length;
-    const max = Math.max(1, ...minutes.map((m) => Math.max(m.accepted, m.sent, m.failed)));
+    const kinds = ["accepted", "sent", "delivered", "failed"];
+    const max = Math.max(1, ...minutes.map((m) => Math.max(...kinds.map((k) => m[k]))));
     const chart = svg("svg", { class: "chart", viewBox: "0 0 " + w + " " + h, preserveAspectRatio: "none", role: "img",
-      "aria-label": "Messages per minute, last 30 minutes: accepted, sent and failed" });
+      "aria-label": "Messages per minute, last 30 minutes: accepted, sent, delivered and failed" });
     minutes.forEach((m, i) => {
-      [["accepted", 0], ["sent", 1], ["failed", 2]].forEach(([k, j]) => {
+      kinds.forEach((k, j) => {
         const bh = (m[k] / max) * (h - 10);
-        chart.appendChild(svg("rect", { class: k, x: i * bw + j * (bw / 3), y: h - bh, width: bw / 3 - 1, height: bh }));
+        chart.appendChild(svg("rect", { class: k, x: i * bw + j * (bw / kinds.length), y: h - bh,
+          width: bw / kinds.length - 1, height: bh }));
       });
     });
     return chart;
@@ -163,7 +165,8 @@
   }
 
   function renderOverview(doc) {
-    const series = ["accepted", "sent", "failed", "retried", "expired", "rejected", "reports", "inbound", "webhooks"];
+    const series = ["accepted", "sent", "delivered", "undelivered", "failed", "retried", "expired", "rejected",
+      "inbound", "webhooks"];
     const recent = doc.minutes.slice(-10).reverse();
     const minuteRows = recent.map((m) => el("tr", {}, el("td", {}, new Date(m.at).toLocaleTimeString()),
       series.map((k) => el("td", { class: "num" }, m[k]))));
@@ -174,7 +177,8 @@
     page("Overview", overviewCards(doc),
       el("h2", {}, "Messages per minute"), minutesChart(doc.minutes),
       el("p", { class: "legend" }, el("span", { class: "key accepted" }, "accepted"), " ",
-        el("span", { class: "key sent" }, "sent"), " ", el("span", { class: "key failed" }, "failed"),
+        el("span", { class: "key sent" }, "sent"), " ", el("span", { class: "key delivered" }, "delivered"), " ",
+        el("span", { class: "key failed" }, "failed"),
         " — the last 30 minutes, oldest on the left."),
       el("p", { class: "muted" }, "Counted since " + when(doc.sampling_since) + ". Updated every 5 s."),
       table("Last 10 minutes, newest first", ["minute"].concat(series.map((s) => ({ label: s, num: true }))), minuteRows),

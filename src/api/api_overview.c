@@ -1,15 +1,17 @@
 /* api_overview: GET /v1/overview — what the console's first page shows: the
- * last 30 minutes minute by minute (messages accepted, sent, failed, retried,
- * expired, rejected, reports, inbound SMS and webhooks), the queue (depth and
- * oldest queued message), each provider's circuit, requests in flight and
- * route quality over 15 minutes, the store and the rules loaded.
+ * last 30 minutes minute by minute (messages accepted, sent, delivered,
+ * undelivered, failed, retried, expired, rejected; inbound SMS; webhooks),
+ * the queue (depth and oldest queued message), each provider's circuit,
+ * requests in flight and route quality over 15 minutes, the store and the
+ * rules loaded.
  *
  * The per-minute series come from a sampler: every few seconds it reads the
- * daemon's own counters (sr_metrics_sum) and adds what grew since its last look
- * to the current minute's bucket; "accepted" is the count of message ids
- * created in that span (a key-only walk of the store, no record decoded). So
- * the series start when the daemon starts and cost O(1) per sample whatever
- * the store holds; nothing is scanned when the page asks. */
+ * daemon's own counters (sr_metrics_sum) and the final reports the route
+ * statistics counted, and adds what grew since its last look to the current
+ * minute's bucket; "accepted" is the count of message ids created in that
+ * span (a key-only walk of the store, no record decoded). So the series start
+ * when the daemon starts and cost O(1) per sample whatever the store holds;
+ * nothing is scanned when the page asks. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,35 +30,35 @@
 #define OVERVIEW_COMMIT_LAG_MS 2000
 
 enum {
-    SERIES_ACCEPTED,
-    SERIES_SENT,
+    SERIES_ACCEPTED,    /* new message ids in the store */
+    SERIES_DELIVERED,   /* final reports, from the route statistics */
+    SERIES_UNDELIVERED, /* final reports undelivered, expired or rejected by the network */
+    SERIES_SENT,        /* the rest from counters (series_metrics) */
     SERIES_FAILED,
     SERIES_RETRIED,
     SERIES_EXPIRED,
     SERIES_REJECTED,
-    SERIES_REPORTS,
     SERIES_INBOUND,
     SERIES_WEBHOOKS,
     SERIES_COUNT
 };
+#define SERIES_FIRST_METRIC SERIES_SENT
 
-static const char *const series_names[SERIES_COUNT] = {"accepted", "sent",    "failed",  "retried", "expired",
-                                                       "rejected", "reports", "inbound", "webhooks"};
+static const char *const series_names[SERIES_COUNT] = {"accepted", "delivered", "undelivered", "sent",    "failed",
+                                                       "retried",  "expired",   "rejected",    "inbound", "webhooks"};
 
-/* The counters behind each series but the first (name, labels part or NULL). */
+/* The counters behind the series from SERIES_FIRST_METRIC on (name, labels part or NULL). */
 static const struct {
     const char *metric;
     const char *labels;
 } series_metrics[SERIES_COUNT] = {
-    {NULL, NULL},
-    {"smsrules_provider_sent_total", NULL},
-    {"smsrules_provider_failed_total", NULL},
-    {"smsrules_provider_retried_total", NULL},
-    {"smsrules_messages_expired_total", NULL},
-    {"smsrules_messages_rejected_total", NULL},
-    {"smsrules_dlr_reports_total", "result=\"matched\""},
-    {"smsrules_inbound_total", NULL},
-    {"smsrules_webhooks_total", NULL},
+    [SERIES_SENT] = {"smsrules_provider_sent_total", NULL},
+    [SERIES_FAILED] = {"smsrules_provider_failed_total", NULL},
+    [SERIES_RETRIED] = {"smsrules_provider_retried_total", NULL},
+    [SERIES_EXPIRED] = {"smsrules_messages_expired_total", NULL},
+    [SERIES_REJECTED] = {"smsrules_messages_rejected_total", NULL},
+    [SERIES_INBOUND] = {"smsrules_inbound_total", NULL},
+    [SERIES_WEBHOOKS] = {"smsrules_webhooks_total", NULL},
 };
 
 typedef struct overview_minute {
@@ -83,14 +85,26 @@ static overview_minute *overview_bucket(int64_t minute) {
     return b;
 }
 
+/* The cumulative values behind every series but "accepted". */
+static void overview_read(sr_app *app, double values[SERIES_COUNT]) {
+    uint64_t reports[SR_RS_REPORT_COUNT];
+    sr_route_stats_report_totals(app->route_stats, reports);
+    values[SERIES_ACCEPTED] = 0;
+    values[SERIES_DELIVERED] = (double)reports[SR_RS_DELIVERED];
+    values[SERIES_UNDELIVERED] = (double)(reports[SR_RS_UNDELIVERED] + reports[SR_RS_EXPIRED] + reports[SR_RS_REJECTED]);
+    for (int i = SERIES_FIRST_METRIC; i < SERIES_COUNT; i++)
+        values[i] = sr_metrics_sum(series_metrics[i].metric, series_metrics[i].labels);
+}
+
 static void overview_sample(uv_timer_t *t) {
     sr_app *app = ov.app;
     int64_t now = sr_now_ms();
     overview_minute *b = overview_bucket(now / 60000);
+    double now_values[SERIES_COUNT];
+    overview_read(app, now_values);
     for (int i = SERIES_ACCEPTED + 1; i < SERIES_COUNT; i++) {
-        double v = sr_metrics_sum(series_metrics[i].metric, series_metrics[i].labels);
-        if (v > ov.last[i]) b->counts[i] += v - ov.last[i];
-        ov.last[i] = v;
+        if (now_values[i] > ov.last[i]) b->counts[i] += now_values[i] - ov.last[i];
+        ov.last[i] = now_values[i];
     }
     int64_t until = now - OVERVIEW_COMMIT_LAG_MS;
     if (app->store && until > ov.counted_until_ms) {
@@ -105,8 +119,7 @@ void sr_api_overview_start(sr_app *app) {
     ov.app = app;
     ov.since_ms = sr_now_ms();
     ov.counted_until_ms = ov.since_ms - OVERVIEW_COMMIT_LAG_MS;
-    for (int i = SERIES_ACCEPTED + 1; i < SERIES_COUNT; i++)
-        ov.last[i] = sr_metrics_sum(series_metrics[i].metric, series_metrics[i].labels);
+    overview_read(app, ov.last);
     uv_timer_init(app->loop, &ov.timer);
     uv_unref((uv_handle_t *)&ov.timer);
     uv_timer_start(&ov.timer, overview_sample, OVERVIEW_SAMPLE_MS, OVERVIEW_SAMPLE_MS);

@@ -55,6 +55,7 @@ typedef struct rs_provider {
 struct sr_route_stats {
     rs_provider *providers[SR_ROUTE_STATS_PROVIDERS];
     int provider_count;
+    uint64_t report_totals[SR_RS_REPORT_COUNT]; /* every final report counted since creation */
 };
 
 /* A window's figures being summed: like a bucket, wider. */
@@ -238,6 +239,7 @@ static void rs_slot_report(rs_slot *s, int64_t at_ms, int report, int64_t sent_a
 void sr_route_stats_add_report(sr_route_stats *rs, const char *provider, int country, int64_t at_ms, int report,
                                int64_t sent_at_ms) {
     if (!rs || !provider || report < 0 || report >= SR_RS_REPORT_COUNT) return;
+    rs->report_totals[report]++;
     rs_provider *p = rs_get_provider(rs, provider);
     if (!p) return;
     int bin = sent_at_ms > 0 ? rs_bin((double)(at_ms > sent_at_ms ? at_ms - sent_at_ms : 0)) : -1;
@@ -596,4 +598,8 @@ int sr_route_stats_rebuild(sr_route_stats *rs, sr_store *store, sr_rules *rules,
                 sr_log_num(rb.attempts), "reports", sr_log_num(rb.reports), "ms",
                 sr_log_num((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
     return n;
+}
+
+void sr_route_stats_report_totals(const sr_route_stats *rs, uint64_t out[SR_RS_REPORT_COUNT]) {
+    for (int i = 0; i < SR_RS_REPORT_COUNT; i++) out[i] = rs ? rs->report_totals[i] : 0;
 }

@@ -351,16 +351,19 @@ def inbound_list_shows_outcomes_and_replies():
 def overview_providers_and_rules_show_the_daemon_without_secrets():
     mock, d = start()
     s = login(d)
+    # The mock reports each message delivered, to the provider's webhook.
+    mock.control({"dlr_url": "http://%s:%d/hooks/primary/%s/status" % (HOST, d.port, PATH_SECRET)})
     ids = [send(d, "+8491300%04d" % (i + 10)) for i in range(5)]
     for mid in ids:
-        wait_for(lambda: get(d, mid)["status"] == "sent", 10 * SLOWDOWN, "message %s sent" % mid)
+        wait_for(lambda: get(d, mid)["status"] == "delivered", 10 * SLOWDOWN, "message %s delivered" % mid)
 
     def counted():
         doc = s.request("GET", "/v1/overview")[3]
         total = lambda k: sum(m[k] for m in doc["minutes"])  # noqa: E731
-        return doc if total("accepted") >= 5 and total("sent") >= 5 else None
+        return doc if total("accepted") >= 5 and total("sent") >= 5 and total("delivered") >= 5 else None
 
-    doc = wait_for(counted, 15 * SLOWDOWN, "the overview to count 5 accepted and sent")
+    doc = wait_for(counted, 15 * SLOWDOWN, "the overview to count 5 accepted, sent and delivered")
+    check(sum(m["webhooks"] for m in doc["minutes"]) >= 5, "webhooks not counted")
     check(len(doc["minutes"]) == 30 and doc["queue"]["depth"] == 0, "overview %r" % doc["queue"])
     p = doc["providers"][0]
     check(p["name"] == "primary" and p["circuit"] == "closed" and p["in_flight"] == 0 and p["attempts"] >= 5,

@@ -78,7 +78,7 @@ def login_overview_search_and_a_hostile_text_shown_as_text():
         wait_for(lambda: get(d, mid)["status"] == "sent", 10 * SLOWDOWN, "the message sent")
         b.wait("document.getElementById('page-title').textContent === 'Overview'", what="the overview")
         # The overview polls: the message shows in the accepted and sent counts.
-        b.wait("[...document.querySelectorAll('tbody tr')].some(r => r.cells.length === 10 && "
+        b.wait("[...document.querySelectorAll('tbody tr')].some(r => r.cells.length === 11 && "
                "Number(r.cells[1].textContent) >= 1 && Number(r.cells[2].textContent) >= 1)",
                timeout=30, what="the overview counting the message")
         check(b.eval("document.body.textContent.includes('primary')"), "no provider row")
