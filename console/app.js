@@ -9,6 +9,7 @@
   const POLL_MS = 5000;
   let csrf = null;
   let pollTimer = null;
+  let generation = 0; // bumped by every navigation: answers to reads of an earlier page are dropped
 
   // ---- DOM helpers ----
 
@@ -66,7 +67,11 @@
     constructor(status, code, message) { super(message); this.status = status; this.code = code; }
   }
 
+  // A read answered after the user went to another page: nothing to show.
+  class Stale extends Error {}
+
   async function api(method, path, body) {
+    const gen = generation;
     const headers = { "Accept": "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
@@ -74,6 +79,7 @@
       body: body === undefined ? undefined : JSON.stringify(body) });
     let doc = null;
     try { doc = await res.json(); } catch (e) { doc = null; }
+    if (method === "GET" && gen !== generation) throw new Stale();
     if (res.status === 401 && !path.startsWith("/v1/console/login")) {
       showLogin("Your session ended: log in again.");
       throw new ApiError(401, "unauthorized", "not logged in");
@@ -86,7 +92,7 @@
   }
 
   function showError(e) {
-    if (e instanceof ApiError && e.status === 401) return;
+    if (e instanceof Stale || (e instanceof ApiError && e.status === 401)) return;
     document.getElementById("page").appendChild(el("p", { class: "alert", role: "alert" }, e.message || String(e)));
   }
 
@@ -300,44 +306,85 @@
 
   // -- failed --
 
-  async function retryGroup(g, button) {
-    if (!window.confirm("Send the " + g.ids.length + " failed messages of this group again?")) return;
+  // Retries ids one by one (the retry API takes one message), showing progress on the button.
+  async function retryIds(ids, button) {
+    if (!ids.length) { say("Nothing selected."); return; }
+    if (!window.confirm("Send " + ids.length + " failed message" + (ids.length === 1 ? "" : "s") + " again?")) return;
     button.disabled = true;
     let ok = 0, bad = 0;
-    for (const id of g.ids) {
+    for (const id of ids) {
       try { await api("POST", "/v1/messages/" + encodeURIComponent(id) + "/retry"); ok++; } catch (e) { bad++; }
-      button.textContent = "Retried " + (ok + bad) + " of " + g.ids.length;
+      button.textContent = "Retried " + (ok + bad) + " of " + ids.length;
     }
     say(ok + " queued again" + (bad ? ", " + bad + " refused" : "") + ".");
   }
 
+  // A group's messages with a checkbox each, and a button that retries the checked ones.
+  function groupDetails(g, n) {
+    const boxes = g.ids.map((id, i) => el("li", {}, el("input", { type: "checkbox", id: "g" + n + "-" + i, value: id }),
+      " ", el("label", { for: "g" + n + "-" + i, class: "mono inline" }, id), " ", msgLink(id)));
+    const button = el("button", { type: "button", class: "secondary" }, "Retry selected");
+    button.addEventListener("click", () => retryIds(boxes.map((li) => li.querySelector("input"))
+      .filter((c) => c.checked).map((c) => c.value), button).catch(showError));
+    return el("details", {}, el("summary", {}, "Messages"), el("ul", { class: "plain" }, boxes), button);
+  }
+
   async function failed() {
     const doc = await api("GET", "/v1/failed");
-    const rows = doc.groups.map((g) => {
+    const rows = doc.groups.map((g, n) => {
       const button = el("button", { type: "button", class: "danger" }, "Retry " + g.count);
-      button.addEventListener("click", () => retryGroup(g, button).catch(showError));
+      button.addEventListener("click", () => retryIds(g.ids, button).catch(showError));
       return el("tr", {}, el("td", { class: "text" }, g.error || "(no error text)"), el("td", {}, g.provider || "—"),
         el("td", { class: "num" }, g.count), el("td", {}, when(g.newest_created_at)),
-        el("td", {}, msgLink(g.ids[0])), el("td", {}, button));
+        el("td", {}, groupDetails(g, n)), el("td", {}, button));
     });
     page("Failed messages", table("Grouped by error and provider, biggest first", ["error", "provider",
-      { label: "count", num: true }, "newest", "example", "action"], rows),
+      { label: "count", num: true }, "newest", "messages", "action"], rows),
       el("p", { class: "muted" }, doc.scanned + " failed messages read" + (doc.next ? " (the newest; more exist)" : "") + "."));
   }
 
   // -- inbound --
 
-  async function inbound(params) {
-    const q = new URLSearchParams();
-    if (params.get("from")) q.set("from", params.get("from"));
-    const doc = params.get("id") ? { inbound: [await api("GET", "/v1/inbound/" + encodeURIComponent(params.get("id")))] }
-      : await api("GET", "/v1/inbound?" + q.toString());
-    const rows = doc.inbound.map((m) => el("tr", {}, el("td", {}, when(m.received_at)), el("td", { class: "mono" }, m.from),
+  function inboundRow(m) {
+    return el("tr", {}, el("td", {}, when(m.received_at)), el("td", { class: "mono" }, m.from),
       el("td", { class: "mono" }, m.to), el("td", {}, m.provider), el("td", { class: "text" }, m.text),
       el("td", {}, status(m.state)), el("td", { class: "text" }, m.error || ""),
-      el("td", {}, (m.replies || []).map((id) => el("div", {}, msgLink(id))))));
-    page("Inbound SMS", table("Received, newest first", ["received", "from", "to", "provider", "text", "handler",
-      "error", "replies"], rows));
+      el("td", {}, (m.replies || []).map((id) => el("div", {}, msgLink(id)))));
+  }
+
+  function inboundForm(params) {
+    const form = el("form", { class: "search", role: "search", "aria-label": "Filter inbound SMS" },
+      el("div", {}, el("label", { for: "in-from" }, "Sender"),
+        el("input", { id: "in-from", name: "from", type: "text", value: params.get("from") || "" })),
+      el("div", {}, el("button", { type: "submit" }, "Filter")));
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const v = form.querySelector("input").value;
+      location.hash = "#/inbound" + (v ? "?from=" + encodeURIComponent(v) : "");
+    });
+    return form;
+  }
+
+  async function inbound(params) {
+    const tbody = el("tbody", {});
+    const more = el("button", { type: "button", class: "secondary", hidden: true }, "More");
+    page("Inbound SMS", inboundForm(params), el("div", { class: "table-wrap" }, el("table", {},
+      el("caption", {}, "Received, newest first"), el("thead", {}, el("tr", {}, ["received", "from", "to", "provider",
+        "text", "handler", "error", "replies"].map((h) => el("th", { scope: "col" }, h)))), tbody)), more);
+    if (params.get("id")) {
+      tbody.appendChild(inboundRow(await api("GET", "/v1/inbound/" + encodeURIComponent(params.get("id")))));
+      return;
+    }
+    const q = new URLSearchParams();
+    if (params.get("from")) q.set("from", params.get("from"));
+    const load = async () => {
+      const doc = await api("GET", "/v1/inbound?" + q.toString());
+      doc.inbound.forEach((m) => tbody.appendChild(inboundRow(m)));
+      if (doc.next) q.set("cursor", doc.next);
+      more.hidden = !doc.next;
+    };
+    more.addEventListener("click", () => load().catch(showError));
+    await load();
   }
 
   // -- providers --
@@ -438,6 +485,7 @@
   function route() {
     if (!csrf) return;
     stopPolling();
+    generation++;
     const hash = location.hash.replace(/^#\/?/, "");
     const [path, query] = hash.split("?");
     const parts = path.split("/");

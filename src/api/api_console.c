@@ -48,6 +48,7 @@ static const char console_static_headers[] =
     "X-Content-Type-Options: nosniff\r\n"
     "X-Frame-Options: DENY\r\n"
     "Referrer-Policy: no-referrer\r\n"
+    "Cross-Origin-Resource-Policy: same-origin\r\n"
     "Cache-Control: no-cache\r\n";
 
 static void console_random(void *out, size_t len) {
@@ -168,6 +169,19 @@ static int console_session_of(sr_http_request *req, console_token *out) {
     return 1;
 }
 
+/* A browser names the page a request comes from in Origin: when it does, it must be this daemon (the
+ * scheme, then the Host the request was sent to). A second line of defence behind the CSRF token. */
+static int console_same_origin(sr_http_request *req) {
+    size_t olen = 0, hlen = 0;
+    const char *origin = sr_http_header_get(req, "origin", &olen);
+    const char *host = sr_http_header_get(req, "host", &hlen);
+    if (!origin) return 1;
+    const char *sep = olen > 3 ? memmem(origin, olen, "://", 3) : NULL;
+    if (!sep || !host) return 0;
+    size_t rest = olen - (size_t)(sep + 3 - origin);
+    return rest == hlen && strncasecmp(sep + 3, host, hlen) == 0;
+}
+
 int sr_api_console_auth(sr_app *app, sr_http_request *req) {
     (void)app;
     if (sr_http_header_get(req, "authorization", NULL)) return 0;
@@ -184,6 +198,10 @@ int sr_api_console_auth(sr_app *app, sr_http_request *req) {
     const char *csrf = sr_http_header_get(req, "x-csrf-token", &len);
     char expected[CONSOLE_MAC_HEX + 1];
     console_mac("csrf.", t.id, CONSOLE_ID_HEX, expected);
+    if (!console_same_origin(req)) {
+        sr_http_respond_error(req, 403, "cross_origin", "a state-changing request from another origin is refused", NULL);
+        return -1;
+    }
     if (!csrf || !sr_crypto_equal(csrf, len, expected, CONSOLE_MAC_HEX)) {
         sr_http_respond_error(req, 403, "csrf_token_invalid",
                               "a state-changing request with a session cookie needs its X-CSRF-Token header", NULL);

@@ -156,13 +156,17 @@ def a_cookie_alone_cannot_change_anything():
                                   extra={"Content-Type": "application/x-www-form-urlencoded",
                                          "Origin": "http://evil.example"})
     check(status == 403, "forged reload: %d %r" % (status, doc))
+    # Even with the token, a request another origin's page makes is refused.
+    status, _, _, doc = s.request("POST", "/v1/messages", body=body, extra={"Origin": "http://evil.example"})
+    check(status == 403 and doc["error"]["code"] == "cross_origin", "cross-origin with token: %d %r" % (status, doc))
     status, _, _, doc = s.request("POST", "/v1/console/logout", csrf=False)
     check(status == 403, "logout without its token: %d" % status)
     # Nothing was accepted by the refused requests.
     status, _, _, doc = d.request("GET", "/v1/search/messages", headers=ADMIN_AUTH)
     check(status == 200 and doc["messages"] == [], "refused requests stored messages: %r" % doc)
-    # With the token it is an ordinary API call.
-    status, _, _, doc = s.request("POST", "/v1/messages", body=body)
+    # With the token it is an ordinary API call (from this origin, or without an Origin header).
+    status, _, _, doc = s.request("POST", "/v1/messages", body=body,
+                                  extra={"Origin": "http://%s:%d" % (HOST, d.port), "Host": "%s:%d" % (HOST, d.port)})
     check(status == 202 and doc["status"] == "queued", "with the token: %d %r" % (status, doc))
     status, _, _, doc = s.request("POST", "/v1/events/ping", body={"n": 7})
     check(status == 200 and doc["result"] == {"pong": 7}, "event: %d %r" % (status, doc))

@@ -113,18 +113,30 @@ def a_failed_message_is_retried_from_the_failed_page():
     mock, d, b, base = env
     try:
         mock.control({"reject": 100})
-        mid = send(d, "+84912345622", "retry me")
-        wait_for(lambda: get(d, mid)["status"] == "failed", 10 * SLOWDOWN, "the message failed")
+        first, second = send(d, "+84912345622", "retry me"), send(d, "+84912345623", "and me")
+        for mid in (first, second):
+            wait_for(lambda: get(d, mid)["status"] == "failed", 10 * SLOWDOWN, "the message failed")
         mock.control({"reject": 0})
         b.eval("location.hash = '#/overview'; location.hash = '#/failed'")
-        b.wait("document.querySelectorAll('tbody tr button').length === 1", what="the failed group")
-        check("primary" in b.eval("document.querySelector('tbody tr').textContent"), "group without its provider")
+        b.wait("document.querySelectorAll('tbody tr button.danger').length === 1", what="the failed group")
+        row = b.eval("document.querySelector('tbody tr').textContent")
+        check("primary" in row and "Retry 2" in row, "group row %r" % row)
+        b.eval("document.querySelector('tbody tr details').open = true")
         shot(b, "failed")
         b.eval("window.confirm = () => true")  # the confirmation dialog, answered yes
-        b.eval("document.querySelector('tbody tr button').click()")
-        wait_for(lambda: get(d, mid)["status"] == "sent", 10 * SLOWDOWN, "the retried message sent")
-        check("+84912345622" in mock.stats()["by_recipient"], "the mock did not get it")
-        b.wait("document.querySelector('tbody tr button').textContent === 'Retried 1 of 1'", what="the progress")
+        # One selected: only it is retried.
+        b.eval("document.querySelector('input[type=checkbox][value=%s]').click()" % js(first))
+        b.eval("[...document.querySelectorAll('tbody tr button')].find(x => x.textContent === 'Retry selected').click()")
+        wait_for(lambda: get(d, first)["status"] == "sent", 10 * SLOWDOWN, "the selected message sent")
+        check(get(d, second)["status"] == "failed", "the unselected message was retried")
+        # Then the whole group, which is the other one now.
+        b.eval("location.hash = '#/overview'; location.hash = '#/failed'")
+        b.wait("document.querySelector('tbody tr button.danger') && "
+               "document.querySelector('tbody tr button.danger').textContent === 'Retry 1'", what="the smaller group")
+        b.eval("document.querySelector('tbody tr button.danger').click()")
+        wait_for(lambda: get(d, second)["status"] == "sent", 10 * SLOWDOWN, "the group's message sent")
+        check({"+84912345622", "+84912345623"} <= set(mock.stats()["by_recipient"]), "the mock did not get them")
+        b.wait("document.querySelector('tbody tr button.danger').textContent === 'Retried 1 of 1'", what="the progress")
         finish(mock, d, b, "failed-retried")
     finally:
         b.close()
