@@ -56,6 +56,16 @@ def open_console(path):
     return mock, d, b, base
 
 
+UNLABELLED = ("[...document.querySelectorAll('input, select, textarea')].filter(i => i.type !== 'hidden' && "
+              "!i.closest('[hidden]') && i.labels.length === 0 && !i.getAttribute('aria-label')).map(i => i.id || i.name)")
+
+
+def check_labels(b, where):
+    """Every visible form field has a label a screen reader reads."""
+    unlabelled = b.eval(UNLABELLED)
+    check(unlabelled == [], "%s: fields without a label: %r" % (where, unlabelled))
+
+
 def finish(mock, d, b, name, expected=()):
     """Saves the screenshot, then checks the browser logged nothing but the expected (an answer the test
     asked for, such as the 422 of a broken reload, which Chromium logs as a failed load)."""
@@ -100,6 +110,21 @@ def login_overview_search_and_a_hostile_text_shown_as_text():
               "no attempt row")
         page = b.eval("document.documentElement.outerHTML")
         check("&lt;img src=x" in page and "&lt;script&gt;window.__xss" in page, "not escaped in the DOM")
+        # On a phone, a long unbroken text and number wrap: the page never gets wider than the screen.
+        long_id = send(d, "+84912345612", "x" * 400, tags={"order": "9" * 120})
+        b.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2, mobile=True)
+        b.eval("location.hash = '#/message/%s'" % long_id)
+        b.wait("document.getElementById('message-text') && "
+               "document.getElementById('message-text').textContent.length === 400", what="the long message")
+        width = b.eval("[document.documentElement.scrollWidth, window.innerWidth]")
+        check(width[0] <= width[1], "the page overflows a phone screen: %r" % width)
+        shot(b, "message-phone")
+        b.eval("location.hash = '#/messages'")
+        b.wait("document.getElementById('q-to') !== null", what="the search form on a phone")
+        check_labels(b, "messages")
+        width = b.eval("[document.documentElement.scrollWidth, window.innerWidth]")
+        check(width[0] <= width[1], "the search page overflows a phone screen: %r" % width)
+        shot(b, "messages-phone")
         finish(mock, d, b, "message")
     finally:
         b.close()
@@ -122,6 +147,7 @@ def a_failed_message_is_retried_from_the_failed_page():
         row = b.eval("document.querySelector('tbody tr').textContent")
         check("primary" in row and "Retry 2" in row, "group row %r" % row)
         b.eval("document.querySelector('tbody tr details').open = true")
+        check_labels(b, "failed")
         shot(b, "failed")
         b.eval("window.confirm = () => true")  # the confirmation dialog, answered yes
         # One selected: only it is retried.
@@ -150,6 +176,7 @@ def a_broken_rules_file_shows_file_and_line_on_reload():
     mock, d, b, base = env
     try:
         b.wait("document.querySelector('pre.source code') !== null", what="the rules source")
+        check_labels(b, "rules")
         source = b.eval("document.querySelector('pre.source code').textContent")
         check('sms.on("ping"' in source and "[redacted]" in source, "source %r" % source[:200])
         for secret in (ADMIN, AUTH["Authorization"][7:]):
