@@ -182,6 +182,26 @@ static int console_same_origin(sr_http_request *req) {
     return rest == hlen && strncasecmp(sep + 3, host, hlen) == 0;
 }
 
+/* A state-changing request of session t: from this origin, with the session's CSRF token. 0, or -1
+ * answered 403. */
+static int console_check_unsafe(sr_http_request *req, const console_token *t) {
+    if (strcmp(req->method_name, "GET") == 0 || strcmp(req->method_name, "HEAD") == 0) return 0;
+    if (!console_same_origin(req)) {
+        sr_http_respond_error(req, 403, "cross_origin", "a state-changing request from another origin is refused", NULL);
+        return -1;
+    }
+    size_t len = 0;
+    const char *csrf = sr_http_header_get(req, "x-csrf-token", &len);
+    char expected[CONSOLE_MAC_HEX + 1];
+    console_mac("csrf.", t->id, CONSOLE_ID_HEX, expected);
+    if (!csrf || !sr_crypto_equal(csrf, len, expected, CONSOLE_MAC_HEX)) {
+        sr_http_respond_error(req, 403, "csrf_token_invalid",
+                              "a state-changing request with a session cookie needs its X-CSRF-Token header", NULL);
+        return -1;
+    }
+    return 0;
+}
+
 int sr_api_console_auth(sr_app *app, sr_http_request *req) {
     (void)app;
     if (sr_http_header_get(req, "authorization", NULL)) return 0;
@@ -193,21 +213,7 @@ int sr_api_console_auth(sr_app *app, sr_http_request *req) {
                               NULL);
         return -1;
     }
-    if (strcmp(req->method_name, "GET") == 0 || strcmp(req->method_name, "HEAD") == 0) return 1;
-    size_t len = 0;
-    const char *csrf = sr_http_header_get(req, "x-csrf-token", &len);
-    char expected[CONSOLE_MAC_HEX + 1];
-    console_mac("csrf.", t.id, CONSOLE_ID_HEX, expected);
-    if (!console_same_origin(req)) {
-        sr_http_respond_error(req, 403, "cross_origin", "a state-changing request from another origin is refused", NULL);
-        return -1;
-    }
-    if (!csrf || !sr_crypto_equal(csrf, len, expected, CONSOLE_MAC_HEX)) {
-        sr_http_respond_error(req, 403, "csrf_token_invalid",
-                              "a state-changing request with a session cookie needs its X-CSRF-Token header", NULL);
-        return -1;
-    }
-    return 1;
+    return console_check_unsafe(req, &t) == 0 ? 1 : -1;
 }
 
 /* Bearer ADMIN_KEY: 1 matches, 0 absent or wrong. */
@@ -366,7 +372,7 @@ void sr_api_console_login(sr_app *app, sr_http_request *req, const char *const *
 void sr_api_console_logout(sr_app *app, sr_http_request *req, const char *const *params, int n) {
     console_token t;
     int rc = console_session_of(req, &t);
-    if (rc == 1 && sr_api_console_auth(app, req) < 0) return; /* a logout needs its CSRF token too */
+    if (rc == 1 && console_check_unsafe(req, &t) != 0) return; /* a logout needs its CSRF token too */
     if (rc == 1) {
         console_session *c = console_find(t.id);
         if (c) memset(c, 0, sizeof *c);
