@@ -34,7 +34,8 @@ CXX_SRCS = $(shell find src -name '*.cc' | sort)
 HDRS = $(shell find src -name '*.h')
 OBJS = $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(CXX_SRCS:src/%.cc=$(BUILD)/obj/%.o)
 LUA_FILES = $(sort $(wildcard lua/*.lua lua/adapters/*.lua))
-GEN_OBJ = $(BUILD)/gen/lua_embedded.o $(BUILD)/gen/phone_data.o
+CONSOLE_FILES = $(sort $(wildcard console/*.html console/*.css console/*.js console/*.svg))
+GEN_OBJ = $(BUILD)/gen/lua_embedded.o $(BUILD)/gen/phone_data.o $(BUILD)/gen/console_embedded.o
 LLHTTP_OBJS = $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
 LIB = $(BUILD)/libsmsrules.a
 BIN = $(BUILD)/smsrules
@@ -74,6 +75,14 @@ $(BUILD)/gen/lua_embedded.c: $(LUA_FILES) scripts/embed-lua.sh
 	@scripts/embed-lua.sh $@ $(LUA_FILES)
 
 $(BUILD)/gen/lua_embedded.o: $(BUILD)/gen/lua_embedded.c
+	@$(CC) $(CFLAGS_COMMON) -c $< -o $@
+
+$(BUILD)/gen/console_embedded.c: $(CONSOLE_FILES) scripts/embed-console.sh
+	@mkdir -p $(dir $@)
+	@echo "  GEN   $@"
+	@scripts/embed-console.sh $@ $(CONSOLE_FILES)
+
+$(BUILD)/gen/console_embedded.o: $(BUILD)/gen/console_embedded.c
 	@$(CC) $(CFLAGS_COMMON) -c $< -o $@
 
 $(BUILD)/gen/phone_data.c: scripts/gen-phone-data.py

@@ -12,6 +12,7 @@
 
 #include "api/api.h"
 #include "codec/form.h"
+#include "api/api_console.h"
 #include "codec/json.h"
 #include "delivery/scheduler.h"
 #include "core/log.h"
@@ -29,6 +30,8 @@ int sr_api_secret_equal(const char *a, size_t alen, const char *b, size_t blen) 
 }
 
 int sr_api_require_key(sr_api *app, sr_http_request *req) {
+    int session = sr_api_console_auth(app, req); /* the console's cookie, when there is no key */
+    if (session) return session > 0;
     size_t len = 0;
     const char *auth = sr_http_header_get(req, "authorization", &len);
     int ok = 0;

@@ -201,3 +201,13 @@ void sr_metrics_reset(void) {
     memset(metrics_index, 0, sizeof metrics_index);
     http_cache_len = 0;
 }
+
+double sr_metrics_sum(const char *name, const char *label_part) {
+    double sum = 0;
+    for (sr_metric *m = metrics_head; m; m = m->next) {
+        if (m->type == SR_METRIC_HISTOGRAM || strcmp(m->name, name) != 0) continue;
+        if (label_part && !strstr(m->labels, label_part)) continue;
+        sum += m->read ? m->read(m->read_ud) : m->value;
+    }
+    return sum;
+}

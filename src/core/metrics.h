@@ -50,6 +50,9 @@ void sr_metric_observe(sr_metric *h, double v);
 /* Counts an HTTP answer: smsrules_http_requests_total{route,code}. */
 void sr_metrics_http(const char *route, int status);
 
+/* The sum of the values of every counter or gauge series named name whose labels contain
+ * label_part (NULL: all of them), e.g. `kind="inbound"`. 0 when none. */
+double sr_metrics_sum(const char *name, const char *label_part);
 void sr_metrics_write(sr_buf *out);
 void sr_metrics_reset(void);
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/api_console.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "model/message.h"
@@ -77,6 +78,17 @@ static const app_route app_routes[] = {
     {"/v1/admin/reload", "/v1/admin/reload", "POST", api_admin_reload},
     {"/v1/inbound/*", "/v1/inbound/{id}", "GET", sr_api_inbound_get},
     {"/v1/stats/routes", "/v1/stats/routes", "GET", sr_api_stats_routes},
+    {"/console", "/console", "GET", sr_api_console_page},
+    {"/console/*", "/console/{file}", "GET", sr_api_console_page},
+    {"/v1/console/login", "/v1/console/login", "POST", sr_api_console_login},
+    {"/v1/console/logout", "/v1/console/logout", "POST", sr_api_console_logout},
+    {"/v1/console/session", "/v1/console/session", "GET", sr_api_console_session},
+    {"/v1/search/messages", "/v1/search/messages", "GET", sr_api_search_messages},
+    {"/v1/failed", "/v1/failed", "GET", sr_api_failed_groups},
+    {"/v1/inbound", "/v1/inbound", "GET", sr_api_inbound_list},
+    {"/v1/providers", "/v1/providers", "GET", sr_api_providers},
+    {"/v1/rules", "/v1/rules", "GET", sr_api_rules_get},
+    {"/v1/overview", "/v1/overview", "GET", sr_api_overview},
     {"/hooks/*/*", "/hooks/{provider}/{kind}", "POST", sr_api_hooks_post},
     {"/hooks/*/*/*", "/hooks/{provider}/{secret}/{kind}", "POST", sr_api_hooks_post},
 };
@@ -227,20 +239,7 @@ int sr_app_reload(sr_app *app, char *err, size_t errlen) {
 
 static void api_admin_reload(sr_api *api, sr_http_request *req, const char *const *params, int n) {
     sr_app *app = APP_OF(api);
-    const char *key = app->config->admin_key;
-    if (!key || !*key) {
-        sr_http_respond_error(req, 403, "admin_disabled",
-                              "the admin API is off: set sms.config{admin_key = ...} to use it", NULL);
-        return;
-    }
-    size_t len = 0;
-    const char *auth = sr_http_header_get(req, "authorization", &len);
-    if (!auth || len <= 7 || strncasecmp(auth, "Bearer ", 7) != 0 ||
-        !sr_api_secret_equal(auth + 7, len - 7, key, strlen(key))) {
-        sr_http_respond_error(req, 401, "unauthorized", "the admin API needs Authorization: Bearer <admin key>",
-                              "WWW-Authenticate: Bearer\r\n");
-        return;
-    }
+    if (!sr_api_require_admin(api, req)) return; /* the admin key, or a console session with its CSRF token */
     char err[512];
     if (sr_app_reload(app, err, sizeof err) != 0) {
         sr_http_respond_error(req, 422, "rules_error", err, NULL);
@@ -591,6 +590,7 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     if (app_start_engine(&app, config, rules) != 0) return 2;
     app_register_metrics(&app);
     app_register_store_metrics(&app);
+    sr_api_console_start(&app.api);
     app_start_handles(&app);
 
     sr_info("listening", "host", host, "port", sr_log_num(sr_http_server_port(app.server)),

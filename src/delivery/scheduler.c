@@ -1274,3 +1274,17 @@ void sr_scheduler_retry(sr_scheduler *s, const char *id, void (*cb)(int code, vo
     sr_store_txn_update_message(t, id, sched_apply, &r->change);
     sr_store_txn_submit(t, sched_retry_done, r);
 }
+
+int sr_scheduler_lane_info(sr_scheduler *s, const char *provider, int64_t now_ms, sr_lane_info *out) {
+    int li = s ? sched_lane_index(s, provider) : -1;
+    if (li < 0) return -1;
+    const lane *l = &s->lanes[li];
+    out->circuit = circuit_names[l->circuit];
+    out->in_flight = l->requests_in_flight;
+    out->pending = l->pending_count;
+    out->rate_used = 0;
+    if (l->p && l->p->rate_per_s > 0 && l->tat && *l->tat > now_ms)
+        out->rate_used = (double)(*l->tat - now_ms) * l->p->rate_per_s / 1000.0;
+    out->paused_until_ms = l->paused_until_ms > now_ms ? l->paused_until_ms : 0;
+    return 0;
+}

@@ -51,6 +51,17 @@ void sr_scheduler_abandon_unrecorded(sr_scheduler *s);
  * (not failed). */
 void sr_scheduler_retry(sr_scheduler *s, const char *id, void (*cb)(int code, void *ud), void *ud);
 
+/* What a provider's lane is doing now, for the console (GET /v1/providers). */
+typedef struct sr_lane_info {
+    const char *circuit;   /* "closed", "open", "half_open" */
+    int in_flight;         /* requests out now */
+    int pending;           /* messages taken from the queue, waiting for a request */
+    double rate_used;      /* messages the GCRA counts ahead of now: 0 idle, up to burst + 1 at the limit */
+    int64_t paused_until_ms; /* a Retry-After pause, 0 none */
+} sr_lane_info;
+/* 0 with the lane of provider in out, or -1 when no lane has that name (yet). */
+int sr_scheduler_lane_info(sr_scheduler *s, const char *provider, int64_t now_ms, sr_lane_info *out);
+
 /* ---- another transport than HTTP: the offline test runner (smsrules test) ---- */
 
 /* Answers a request the transport took, exactly once: outs holds one outcome

@@ -53,6 +53,7 @@ typedef struct rs_provider {
 struct sr_route_stats {
     rs_provider *providers[SR_ROUTE_STATS_PROVIDERS];
     int provider_count;
+    uint64_t report_totals[SR_RS_REPORT_COUNT]; /* every final report counted since creation */
 };
 
 /* A window's figures being summed: like a bucket, wider. */
@@ -236,6 +237,7 @@ static void rs_slot_report(rs_slot *s, int64_t at_ms, int report, int64_t sent_a
 void sr_route_stats_add_report(sr_route_stats *rs, const char *provider, int country, int64_t at_ms, int report,
                                int64_t sent_at_ms) {
     if (!rs || !provider || report < 0 || report >= SR_RS_REPORT_COUNT) return;
+    rs->report_totals[report]++;
     rs_provider *p = rs_get_provider(rs, provider);
     if (!p) return;
     int bin = sent_at_ms > 0 ? rs_bin((double)(at_ms > sent_at_ms ? at_ms - sent_at_ms : 0)) : -1;
@@ -556,4 +558,8 @@ void sr_route_stats_metrics(sr_route_stats *rs, int64_t now_ms, int top_n, sr_bu
     }
     free(series);
     free(count);
+}
+
+void sr_route_stats_report_totals(const sr_route_stats *rs, uint64_t out[SR_RS_REPORT_COUNT]) {
+    for (int i = 0; i < SR_RS_REPORT_COUNT; i++) out[i] = rs ? rs->report_totals[i] : 0;
 }

@@ -110,6 +110,10 @@ int sr_route_stats_providers(sr_route_stats *rs, const char **names, int max);
  * "other", listed when it has a slot). */
 int sr_route_stats_countries(sr_route_stats *rs, const char *provider, int64_t now_ms, int *codes, int max);
 
+/* Every final report counted since the statistics were created (the rebuild at start included), by
+ * report (SR_RS_DELIVERED...): what the console's per-minute series take differences of. */
+void sr_route_stats_report_totals(const sr_route_stats *rs, uint64_t out[SR_RS_REPORT_COUNT]);
+
 /* {"providers": {NAME: {"countries": {CC: {"1m": {...}, ...}}, "all": {...}}}} (see README). */
 void sr_route_stats_json(sr_route_stats *rs, int64_t now_ms, sr_buf *out);
 /* Prometheus text of smsrules_route_delivered_ratio and smsrules_route_report_latency_seconds (15m window),

@@ -760,6 +760,8 @@ lua_State *sr_rules_adapter_state(sr_rules *r) {
 int sr_rules_create(sr_rules **out, const char *path, sr_config *config, sr_rules_opener open, char *err,
                     size_t errlen) {
     *out = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     sr_rules *r = calloc(1, sizeof *r);
     if (!r) abort();
     r->config = config;
@@ -799,6 +801,9 @@ int sr_rules_create(sr_rules **out, const char *path, sr_config *config, sr_rule
             goto fail;
         }
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    r->load_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    r->loaded_at_ms = sr_now_ms();
     *out = r;
     return 0;
 fail:

@@ -113,6 +113,8 @@ typedef struct sr_rules {
     /* What handler actions act on (the store, the HTTP client, route statistics), set by whoever runs
      * the rules (sr_host_attach) and outliving this generation; NULL for `smsrules check`. */
     struct sr_host *host;
+    int64_t loaded_at_ms; /* when sr_rules_load finished (wall clock); shown by the console */
+    double load_ms;       /* how long loading the file took */
     struct sr_invocation *current; /* the handler running now */
     int live_invocations;          /* handlers started and not yet finished (committed or failed) */
 } sr_rules;

@@ -2435,3 +2435,144 @@ int sr_store_scan_messages(sr_store *s, const char *after, int64_t since_ms, int
     }
     return store_scan_messages(s, start, start_len, skip_start, 0, 0, max, cb, ud, last);
 }
+
+/* The id prefix of a time: its 10 Crockford base32 digits, as sr_id_new writes them. Every id made in
+ * that millisecond or later sorts at or after it. */
+static void store_id_time_prefix(int64_t ms, char out[10]) {
+    static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    uint64_t t = ms < 0 ? 0 : (uint64_t)ms;
+    for (int i = 9; i >= 0; i--, t >>= 5) out[i] = crockford[t & 31];
+}
+
+/* Positions cur on the last key that sorts before start (start_len 0: the last key). */
+static int store_cursor_before(MDB_cursor *cur, const void *start, size_t start_len, MDB_val *k, MDB_val *v) {
+    if (start_len == 0) return mdb_cursor_get(cur, k, v, MDB_LAST);
+    k->mv_size = start_len;
+    k->mv_data = (void *)start;
+    int rc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND) return mdb_cursor_get(cur, k, v, MDB_LAST);
+    return rc ? rc : mdb_cursor_get(cur, k, v, MDB_PREV);
+}
+
+int sr_store_scan_messages_before(sr_store *s, const char *before, int64_t since_ms, int max, sr_store_message_cb cb,
+                                  void *ud, char last[SR_ID_LEN + 1]) {
+    MDB_cursor *cur = NULL;
+    int n = 0, rc;
+    if (max <= 0) return 0;
+    size_t start_len = before ? strnlen(before, SR_ID_LEN) : 0;
+    int code = store_read_begin(s);
+    if (code) return code;
+    rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_MESSAGES], &cur);
+    if (rc) goto fail;
+    MDB_val k, v;
+    for (rc = store_cursor_before(cur, before, start_len, &k, &v); rc == 0 && n < max;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+        sr_message m;
+        if (sr_message_decode(v.mv_data, v.mv_size, &m) < 0) {
+            sr_warn("store: corrupt message record skipped in a scan");
+            continue;
+        }
+        if (since_ms > 0 && m.created_at_ms < since_ms) {
+            sr_message_free(&m);
+            break;
+        }
+        n++;
+        if (last) {
+            size_t len = k.mv_size < SR_ID_LEN ? k.mv_size : SR_ID_LEN;
+            memcpy(last, k.mv_data, len);
+            last[len] = '\0';
+        }
+        int stop = cb(&m, ud) != 0;
+        sr_message_free(&m);
+        if (stop) break;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+fail:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(s);
+    return rc ? store_error(rc, "message scan") : n;
+}
+
+int sr_store_list_status_back(sr_store *s, sr_status st, const char *before_id, char (*ids)[SR_ID_LEN + 1], int max) {
+    MDB_cursor *cur = NULL;
+    int n = 0, rc;
+    if (max <= 0 || (int)st < 0 || st >= SR_ST_COUNT) return 0;
+    int code = store_read_begin(s);
+    if (code) return code;
+    /* Before (st, before_id), or before the first key of the next status. */
+    unsigned char start[STORE_STATUS_KEY_LEN];
+    size_t start_len = 1;
+    start[0] = (unsigned char)(st + 1);
+    if (before_id && strlen(before_id) == SR_ID_LEN) {
+        start[0] = (unsigned char)st;
+        memcpy(start + 1, before_id, SR_ID_LEN);
+        start_len = STORE_STATUS_KEY_LEN;
+    }
+    rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_STATUS], &cur);
+    if (rc) goto fail;
+    MDB_val k, v;
+    for (rc = store_cursor_before(cur, start, start_len, &k, &v); rc == 0 && n < max;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+        const unsigned char *p = k.mv_data;
+        if (p[0] != (unsigned char)st) break;
+        if (k.mv_size != STORE_STATUS_KEY_LEN) continue;
+        memcpy(ids[n], p + 1, SR_ID_LEN);
+        ids[n][SR_ID_LEN] = '\0';
+        n++;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+fail:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(s);
+    return rc ? store_error(rc, "status scan") : n;
+}
+
+int64_t sr_store_count_messages(sr_store *s, int64_t since_ms, int64_t until_ms, int64_t max) {
+    MDB_cursor *cur = NULL;
+    int64_t n = 0;
+    int rc;
+    char from[10], to[10];
+    store_id_time_prefix(since_ms, from);
+    store_id_time_prefix(until_ms, to);
+    int code = store_read_begin(s);
+    if (code) return code;
+    rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_MESSAGES], &cur);
+    if (rc) goto fail;
+    MDB_val k = {sizeof from, from}, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && n < max;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        size_t cmp_len = k.mv_size < sizeof to ? k.mv_size : sizeof to;
+        if (memcmp(k.mv_data, to, cmp_len) >= 0) break;
+        n++;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+fail:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(s);
+    return rc ? store_error(rc, "message count") : n;
+}
+
+int sr_store_scan_back(sr_store *s, sr_store_space sp, const char *before, size_t before_len, int max,
+                       sr_store_scan_cb cb, void *ud) {
+    MDB_cursor *cur = NULL;
+    int n = 0, rc;
+    if (max <= 0) return 0;
+    int code = store_read_begin(s);
+    if (code) return code;
+    rc = mdb_cursor_open(s->read_txn, s->dbi[store_space(sp)], &cur);
+    if (rc) goto fail;
+    MDB_val k, v;
+    for (rc = store_cursor_before(cur, before, before ? before_len : 0, &k, &v); rc == 0 && n < max;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+        if (v.mv_size < 8) continue;
+        n++;
+        if (cb(k.mv_data, k.mv_size, (const char *)v.mv_data + 8, v.mv_size - 8,
+               (int64_t)store_get_be64(v.mv_data), ud) != 0)
+            break;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+fail:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(s);
+    return rc ? store_error(rc, "scan") : n;
+}

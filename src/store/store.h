@@ -247,6 +247,10 @@ typedef int (*sr_store_scan_cb)(const char *key, size_t klen, const char *val, s
                                 void *ud);
 int sr_store_scan(sr_store *s, sr_store_space sp, const char *after, size_t after_len, int max,
                   sr_store_scan_cb cb, void *ud);
+/* Like sr_store_scan, in reverse key order: entries whose keys sort before `before` (NULL or
+ * before_len 0: from the last). */
+int sr_store_scan_back(sr_store *s, sr_store_space sp, const char *before, size_t before_len, int max,
+                       sr_store_scan_cb cb, void *ud);
 /* Up to max ids of sent messages whose watch time (m->watch_at_ms: a status poll or a report
  * deadline) is at or before now_ms, earliest first. *next_ms (may be NULL) gets the next watch time
  * after those, 0 when none. */
@@ -272,6 +276,18 @@ int sr_store_find_provider_id(sr_store *s, const char *provider, const char *pro
  * stops). Runs in one read transaction on the loop: for bounded scans at start. Returns how many it
  * read, or a negative code. */
 int sr_store_scan_messages_back(sr_store *s, int64_t since_ms, int max, sr_store_message_cb cb, void *ud);
+
+/* Newest first: calls cb for up to max messages whose ids sort before `before` (NULL or "": from the
+ * newest), stopping at the first created before since_ms (0: no bound). Same contract as
+ * sr_store_scan_messages otherwise (*last: the last id visited, to continue from). For paged searches. */
+int sr_store_scan_messages_before(sr_store *s, const char *before, int64_t since_ms, int max, sr_store_message_cb cb,
+                                  void *ud, char last[SR_ID_LEN + 1]);
+/* Like sr_store_list_status, newest first: up to max ids with this status that sort before before_id
+ * (NULL: from the newest). */
+int sr_store_list_status_back(sr_store *s, sr_status st, const char *before_id, char (*ids)[SR_ID_LEN + 1], int max);
+/* How many messages were created in [since_ms, until_ms), counting at most max (keys only, nothing
+ * decoded: cheap enough for a periodic sample). Returns the count or a negative code. */
+int64_t sr_store_count_messages(sr_store *s, int64_t since_ms, int64_t until_ms, int64_t max);
 
 typedef struct sr_queue_entry {
     char id[SR_ID_LEN + 1];

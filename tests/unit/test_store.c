@@ -1617,3 +1617,79 @@ TEST(store_reserve_refuses_new_data_but_applies_updates) {
     CHECK(st.room < ((uint64_t)1 << 62));
     fx_close(&f);
 }
+
+static int collect_ids(const sr_message *m, void *ud) {
+    sr_buf *b = ud;
+    sr_buf_append(b, m->id, SR_ID_LEN);
+    sr_buf_putc(b, ' ');
+    return 0;
+}
+
+static int collect_keys(const char *key, size_t klen, const char *val, size_t vlen, int64_t exp, void *ud) {
+    sr_buf *b = ud;
+    sr_buf_append(b, key, klen);
+    sr_buf_putc(b, ' ');
+    return 0;
+}
+
+/* The console's newest-first walks: messages by id, by status, a record space, and the key-only count. */
+TEST(store_newest_first_scans_and_count) {
+    fx f;
+    fx_open(&f, 0, 0);
+    int64_t t0 = sr_now_ms() + 10000;
+    char ids[5][SR_ID_LEN + 1];
+    for (int i = 0; i < 5; i++) put_one(&f, 0, t0 + i * 1000, 0, i % 2 ? SR_ST_QUEUED : SR_ST_SENT, ids[i]);
+    sr_buf b;
+    sr_buf_init(&b);
+    char last[SR_ID_LEN + 1];
+    CHECK_INT(sr_store_scan_messages_before(f.s, NULL, 0, 10, collect_ids, &b, last), 5);
+    char want[6 * (SR_ID_LEN + 1) + 1];
+    snprintf(want, sizeof want, "%s %s %s %s %s ", ids[4], ids[3], ids[2], ids[1], ids[0]);
+    CHECK_STR(sr_buf_cstr(&b), want);
+    CHECK_STR(last, ids[0]);
+    /* A page of two, then on from its last id; and a lower time bound. */
+    sr_buf_reset(&b);
+    CHECK_INT(sr_store_scan_messages_before(f.s, NULL, 0, 2, collect_ids, &b, last), 2);
+    CHECK_STR(last, ids[3]);
+    sr_buf_reset(&b);
+    CHECK_INT(sr_store_scan_messages_before(f.s, last, 0, 10, collect_ids, &b, NULL), 3);
+    snprintf(want, sizeof want, "%s %s %s ", ids[2], ids[1], ids[0]);
+    CHECK_STR(sr_buf_cstr(&b), want);
+    sr_buf_reset(&b);
+    CHECK_INT(sr_store_scan_messages_before(f.s, ids[3], t0 + 1000, 10, collect_ids, &b, NULL), 2);
+    snprintf(want, sizeof want, "%s %s ", ids[2], ids[1]);
+    CHECK_STR(sr_buf_cstr(&b), want);
+    /* By status, newest first, before an id. */
+    char got[5][SR_ID_LEN + 1];
+    CHECK_INT(sr_store_list_status_back(f.s, SR_ST_SENT, NULL, got, 5), 3);
+    CHECK_STR(got[0], ids[4]);
+    CHECK_STR(got[2], ids[0]);
+    CHECK_INT(sr_store_list_status_back(f.s, SR_ST_SENT, ids[4], got, 5), 2);
+    CHECK_STR(got[0], ids[2]);
+    CHECK_INT(sr_store_list_status_back(f.s, SR_ST_QUEUED, NULL, got, 1), 1);
+    CHECK_STR(got[0], ids[3]);
+    CHECK_INT(sr_store_list_status_back(f.s, SR_ST_FAILED, NULL, got, 5), 0);
+    /* Counting by creation time, keys only. */
+    CHECK_INT(sr_store_count_messages(f.s, t0, t0 + 5000, 100), 5);
+    CHECK_INT(sr_store_count_messages(f.s, t0 + 1000, t0 + 3000, 100), 2);
+    CHECK_INT(sr_store_count_messages(f.s, t0, t0 + 5000, 3), 3);
+    CHECK_INT(sr_store_count_messages(f.s, t0 + 9000, t0 + 19000, 100), 0);
+    /* A record space backwards. */
+    sr_store_txn *t = sr_store_txn_new(f.s);
+    sr_store_txn_set(t, SR_SPACE_INBOUND, "a", 1, "1", 1, 0);
+    sr_store_txn_set(t, SR_SPACE_INBOUND, "b", 1, "2", 1, 0);
+    sr_store_txn_set(t, SR_SPACE_INBOUND, "c", 1, "3", 1, 0);
+    result r;
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    sr_buf_reset(&b);
+    CHECK_INT(sr_store_scan_back(f.s, SR_SPACE_INBOUND, NULL, 0, 10, collect_keys, &b), 3);
+    CHECK_STR(sr_buf_cstr(&b), "c b a ");
+    sr_buf_reset(&b);
+    CHECK_INT(sr_store_scan_back(f.s, SR_SPACE_INBOUND, "c", 1, 1, collect_keys, &b), 1);
+    CHECK_STR(sr_buf_cstr(&b), "b ");
+    sr_buf_reset(&b);
+    CHECK_INT(sr_store_scan_back(f.s, SR_SPACE_INBOUND, "bz", 2, 10, collect_keys, &b), 2);
+    CHECK_STR(sr_buf_cstr(&b), "b a ");
+    sr_buf_free(&b);
+    fx_close(&f);
+}

@@ -1,0 +1,281 @@
+/* api_rules_view: what the console shows of the configuration (admin key or
+ * console session):
+ *   GET /v1/providers  each provider's limits (rate, burst, concurrency, ...) and
+ *                      their current use (circuit, requests in flight, rate used)
+ *   GET /v1/rules      the loaded rules file: its text, what it declares, when it
+ *                      was loaded and how long that took
+ *
+ * No secret leaves: providers are shown by their limits, never their options
+ * (credentials, URLs with keys in them); the rules file's text has every secret
+ * the daemon holds replaced by "[redacted]" — the API and admin keys, webhook
+ * path secrets and basic auth, and every string option of a provider whose name
+ * says it is one (key, secret, token, password, auth, sid, sign, credential) —
+ * wherever it appears in the file. */
+#include <ctype.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "api/api.h"
+#include "api/api_console.h"
+#include "codec/template.h"
+#include "delivery/scheduler.h"
+#include "model/message.h"
+
+#define RULES_MAX_SOURCE (1024 * 1024)
+#define RULES_MAX_SECRETS 512
+#define RULES_MAX_EVENTS 512
+/* Shorter values are not redacted: they would blank out ordinary words of the file. */
+#define RULES_MIN_SECRET_LEN 4
+
+/* ---- GET /v1/providers ---- */
+
+static void providers_one(sr_api *app, sr_buf *b, const sr_provider *p, int64_t now) {
+    sr_buf_puts(b, "{\"name\":");
+    sr_buf_json_str(b, p->name, strlen(p->name));
+    sr_buf_puts(b, ",\"adapter\":");
+    sr_buf_json_str(b, p->adapter, strlen(p->adapter));
+    sr_buf_printf(b, ",\"rate_per_s\":%.6g,\"burst\":%.6g,\"concurrency\":%d,\"timeout_ms\":%ld,\"max_attempts\":%d,"
+                     "\"batch_size\":%d,\"cost\":%.6g,\"poll\":%s",
+                  p->rate_per_s, p->burst, p->concurrency, p->timeout_ms, p->max_attempts, p->batch_size, p->cost,
+                  p->poll ? "true" : "false");
+    sr_lane_info li;
+    memset(&li, 0, sizeof li);
+    li.circuit = "closed";
+    sr_scheduler_lane_info(app->scheduler, p->name, now, &li);
+    sr_buf_printf(b, ",\"circuit\":\"%s\",\"in_flight\":%d,\"pending\":%d,\"rate_used\":%.3f,\"paused_until\":",
+                  li.circuit, li.in_flight, li.pending, li.rate_used);
+    if (li.paused_until_ms) {
+        sr_buf t;
+        sr_buf_init(&t);
+        sr_time_rfc3339(li.paused_until_ms, &t);
+        sr_buf_json_str(b, t.data, t.len);
+        sr_buf_free(&t);
+    } else {
+        sr_buf_puts(b, "null");
+    }
+    sr_buf_putc(b, '}');
+}
+
+void sr_api_providers(sr_api *app, sr_http_request *req, const char *const *params, int n) {
+    if (!sr_api_require_admin(app, req)) return;
+    int64_t now = sr_now_ms();
+    sr_buf b;
+    sr_buf_init(&b);
+    sr_buf_puts(&b, "{\"providers\":[");
+    for (int i = 0; app->rules && i < app->rules->provider_count; i++) {
+        if (i) sr_buf_putc(&b, ',');
+        providers_one(app, &b, &app->rules->providers[i], now);
+    }
+    sr_buf_puts(&b, "]}");
+    sr_http_respond(req, 200, "application/json", b.data, b.len, "Cache-Control: no-store\r\n");
+    sr_buf_free(&b);
+}
+
+/* ---- secrets ---- */
+
+typedef struct rules_secrets {
+    const char *items[RULES_MAX_SECRETS];
+    size_t lens[RULES_MAX_SECRETS];
+    int count;
+} rules_secrets;
+
+static void secrets_add(rules_secrets *s, const char *v, size_t len) {
+    if (v && len >= RULES_MIN_SECRET_LEN && s->count < RULES_MAX_SECRETS) {
+        s->items[s->count] = v;
+        s->lens[s->count++] = len;
+    }
+}
+
+static int secrets_key_is_secret(const char *k) {
+    static const char *const words[] = {"key", "secret", "token", "pass", "auth", "sid", "sign", "credential"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strcasestr(k, words[i])) return 1;
+    return 0;
+}
+
+/* The string options of p whose names say they are secret. Raw table walk (lua_next runs no metamethod);
+ * the strings stay valid while the rules live, which outlasts this request. */
+static void secrets_of_provider(rules_secrets *s, const sr_provider *p) {
+    lua_State *L = p->L;
+    if (!L || !lua_checkstack(L, 4)) return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->cfg_ref);
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING &&
+                secrets_key_is_secret(lua_tostring(L, -2))) {
+                size_t len = 0;
+                const char *v = lua_tolstring(L, -1, &len);
+                secrets_add(s, v, len);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+static void secrets_collect(sr_api *app, rules_secrets *s) {
+    const sr_config *c = app->config;
+    for (int i = 0; i < c->api_key_count; i++) secrets_add(s, c->api_keys[i], strlen(c->api_keys[i]));
+    if (c->admin_key) secrets_add(s, c->admin_key, strlen(c->admin_key));
+    for (int i = 0; app->rules && i < app->rules->provider_count; i++) {
+        const sr_provider *p = &app->rules->providers[i];
+        if (p->webhook_path_secret) secrets_add(s, p->webhook_path_secret, strlen(p->webhook_path_secret));
+        if (p->webhook_basic_auth) {
+            secrets_add(s, p->webhook_basic_auth, strlen(p->webhook_basic_auth));
+            const char *colon = strchr(p->webhook_basic_auth, ':');
+            if (colon) secrets_add(s, colon + 1, strlen(colon + 1));
+        }
+        secrets_of_provider(s, p);
+    }
+}
+
+/* src with every secret replaced, as a JSON string. */
+static void secrets_redacted_json(const rules_secrets *s, const char *src, size_t len, sr_buf *out) {
+    sr_buf clean;
+    sr_buf_init(&clean);
+    for (size_t i = 0; i < len;) {
+        size_t hit = 0;
+        for (int k = 0; k < s->count && !hit; k++)
+            if (s->lens[k] <= len - i && memcmp(src + i, s->items[k], s->lens[k]) == 0) hit = s->lens[k];
+        if (hit) {
+            sr_buf_puts(&clean, "[redacted]");
+            i += hit;
+        } else {
+            sr_buf_putc(&clean, src[i++]);
+        }
+    }
+    sr_buf_json_str(out, clean.data ? clean.data : "", clean.len);
+    sr_buf_free(&clean);
+}
+
+/* ---- GET /v1/rules ---- */
+
+static int rules_name_cmp(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* The names of sms.on handlers, sorted, as a JSON list (a raw walk of the registry table). */
+static void rules_events_json(sr_rules *r, sr_buf *b) {
+    const char *names[RULES_MAX_EVENTS];
+    int count = 0;
+    lua_State *L = r->L;
+    sr_buf_puts(b, "[");
+    if (!lua_checkstack(L, 4)) goto done;
+    lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.events");
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (lua_type(L, -2) == LUA_TSTRING && count < RULES_MAX_EVENTS) names[count++] = lua_tostring(L, -2);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    qsort(names, (size_t)count, sizeof names[0], rules_name_cmp);
+    for (int i = 0; i < count; i++) {
+        if (i) sr_buf_putc(b, ',');
+        sr_buf_json_str(b, names[i], strlen(names[i]));
+    }
+done:
+    sr_buf_puts(b, "]");
+}
+
+static void rules_declared_json(sr_rules *r, sr_buf *b) {
+    sr_buf_puts(b, ",\"providers\":[");
+    for (int i = 0; i < r->provider_count; i++) {
+        sr_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        sr_buf_json_str(b, r->providers[i].name, strlen(r->providers[i].name));
+        sr_buf_puts(b, ",\"adapter\":");
+        sr_buf_json_str(b, r->providers[i].adapter, strlen(r->providers[i].adapter));
+        sr_buf_putc(b, '}');
+    }
+    sr_buf_puts(b, "],\"templates\":[");
+    for (int i = 0; i < r->template_count; i++) {
+        const sr_template *t = r->templates[i].tpl;
+        sr_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        sr_buf_json_str(b, r->templates[i].name, strlen(r->templates[i].name));
+        sr_buf_puts(b, ",\"vars\":[");
+        for (int v = 0; v < sr_template_var_count(t); v++) {
+            if (v) sr_buf_putc(b, ',');
+            sr_buf_json_str(b, sr_template_var(t, v), strlen(sr_template_var(t, v)));
+        }
+        sr_buf_puts(b, "]}");
+    }
+    sr_buf_puts(b, "],\"events\":");
+    rules_events_json(r, b);
+    lua_getfield(r->L, LUA_REGISTRYINDEX, "smsrules.on_inbound");
+    sr_buf_printf(b, ",\"on_inbound\":%s", lua_isfunction(r->L, -1) ? "true" : "false");
+    lua_pop(r->L, 1);
+    sr_buf_printf(b, ",\"route\":%s", r->route_ref != LUA_NOREF ? "true" : "false");
+}
+
+/* The file as it is on disk now (it may have changed since it was loaded): 0, or -1 with why in err. */
+static int rules_read_source(const char *path, sr_buf *out, int64_t *mtime_ms, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) {
+        snprintf(err, errlen, "cannot read %s", path);
+        if (f) fclose(f);
+        return -1;
+    }
+    *mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    if (st.st_size > RULES_MAX_SOURCE) {
+        snprintf(err, errlen, "the file is larger than %d bytes: not shown", RULES_MAX_SOURCE);
+        fclose(f);
+        return -1;
+    }
+    sr_buf_reserve(out, (size_t)st.st_size + 1);
+    char chunk[8192];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0 && out->len + got <= RULES_MAX_SOURCE) sr_buf_append(out, chunk, got);
+    fclose(f);
+    return 0;
+}
+
+static void rules_source_json(sr_api *app, sr_rules *r, sr_buf *b) {
+    sr_buf src;
+    sr_buf_init(&src);
+    char err[300];
+    int64_t mtime = 0;
+    if (rules_read_source(r->path, &src, &mtime, err, sizeof err) == 0) {
+        rules_secrets *secrets = calloc(1, sizeof *secrets);
+        if (!secrets) abort();
+        secrets_collect(app, secrets);
+        sr_buf_puts(b, ",\"source\":");
+        secrets_redacted_json(secrets, src.data ? src.data : "", src.len, b);
+        sr_buf_printf(b, ",\"changed_since_load\":%s", mtime > r->loaded_at_ms ? "true" : "false");
+        free(secrets);
+    } else {
+        sr_buf_puts(b, ",\"source\":null,\"source_error\":");
+        sr_buf_json_str(b, err, strlen(err));
+    }
+    sr_buf_free(&src);
+}
+
+void sr_api_rules_get(sr_api *app, sr_http_request *req, const char *const *params, int n) {
+    if (!sr_api_require_admin(app, req)) return;
+    sr_rules *r = app->rules;
+    if (!r || !r->path) {
+        sr_http_respond_error(req, 404, "no_rules", "the daemon runs without a rules file", NULL);
+        return;
+    }
+    sr_buf b;
+    sr_buf_init(&b);
+    sr_buf_puts(&b, "{\"path\":");
+    sr_buf_json_str(&b, r->path, strlen(r->path));
+    sr_buf_puts(&b, ",\"loaded_at\":");
+    sr_buf t;
+    sr_buf_init(&t);
+    sr_time_rfc3339(r->loaded_at_ms, &t);
+    sr_buf_json_str(&b, t.data, t.len);
+    sr_buf_free(&t);
+    sr_buf_printf(&b, ",\"load_ms\":%.3f", r->load_ms);
+    rules_declared_json(r, &b);
+    rules_source_json(app, r, &b);
+    sr_buf_putc(&b, '}');
+    sr_http_respond(req, 200, "application/json", b.data, b.len, "Cache-Control: no-store\r\n");
+    sr_buf_free(&b);
+}
