@@ -1,0 +1,274 @@
+/* mock_control: GET /stats, POST /stats/reset and GET|POST /control. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <uv.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "codec/crypto.h"
+#include "codec/json.h"
+#include "http/http_client.h"
+#include "http/http_server.h"
+#include "tools/mock/mock_internal.h"
+
+/* ---- GET /stats, POST /stats/reset, /control ---- */
+
+static void mock_put_field(sr_buf *b, const char *name, uint64_t value) {
+    sr_buf_putc(b, '"');
+    sr_buf_puts(b, name);
+    sr_buf_puts(b, "\":");
+    sr_buf_put_u64(b, value);
+    sr_buf_putc(b, ',');
+}
+
+void mock_stats_get(mock_provider *mp, sr_http_request *req) {
+    const mock_stats *s = &mp->stats;
+    bool with_recipients = strstr(req->query, "by_recipient=0") == NULL;
+    sr_buf b;
+    sr_buf_init(&b);
+    sr_buf_reserve(&b, 512 + (with_recipients ? mp->recipients.used * 24 : 0));
+    sr_buf_putc(&b, '{');
+    mock_put_field(&b, "received", s->received);
+    mock_put_field(&b, "requests", s->requests);
+    if (with_recipients) {
+        sr_buf_puts(&b, "\"by_recipient\":{");
+        bool first = true;
+        for (size_t i = 0; i < mp->recipients.cap; i++) {
+            const mock_slot *slot = &mp->recipients.slots[i];
+            if (!slot->hash) continue;
+            if (!first) sr_buf_putc(&b, ',');
+            first = false;
+            sr_buf_json_str(&b, slot->key, slot->key_len);
+            sr_buf_putc(&b, ':');
+            sr_buf_put_u64(&b, slot->count);
+        }
+        sr_buf_puts(&b, "},");
+    }
+    mock_put_field(&b, "recipients", mp->recipients.used);
+    mock_put_field(&b, "rejected", s->rejected);
+    mock_put_field(&b, "failed_5xx", s->failed_5xx);
+    mock_put_field(&b, "failed_429", s->failed_429);
+    mock_put_field(&b, "timeouts", s->timeouts);
+    mock_put_field(&b, "duplicates", s->duplicates);
+    mock_put_field(&b, "unauthorized", s->unauthorized);
+    mock_put_field(&b, "bad_requests", s->bad_requests);
+    mock_put_field(&b, "down_dropped", s->down_dropped);
+    mock_put_field(&b, "dlr_sent", s->dlr_sent);
+    mock_put_field(&b, "dlr_failed", s->dlr_failed);
+    mock_put_field(&b, "dlr_retried", s->dlr_retried);
+    mock_put_field(&b, "dlr_pending", mp->dlrs_started);
+    mock_put_field(&b, "polls", s->polls);
+    mock_put_field(&b, "inbound_sent", s->inbound_sent);
+    mock_put_field(&b, "inbound_failed", s->inbound_failed);
+    mock_put_field(&b, "in_flight", (uint64_t)mp->in_flight);
+    mock_put_field(&b, "max_in_flight", (uint64_t)s->max_in_flight);
+    sr_buf_puts(&b, "\"rate\":{\"window_ms\":");
+    sr_buf_put_u64(&b, MOCK_RATE_WINDOW_MS);
+    sr_buf_puts(&b, ",\"max_per_window\":");
+    sr_buf_put_u64(&b, mp->rate.max_per_window);
+    sr_buf_puts(&b, ",\"max_calls_per_window\":");
+    sr_buf_put_u64(&b, mp->calls.max_per_window);
+    sr_buf_puts(&b, "}}");
+    sr_http_respond(req, 200, "application/json", b.data, b.len, NULL);
+    sr_buf_free(&b);
+}
+
+void mock_stats_reset(mock_provider *mp, sr_http_request *req) {
+    memset(&mp->stats, 0, sizeof mp->stats);
+    mp->stats.max_in_flight = mp->in_flight;
+    mock_map_clear(&mp->recipients);
+    mock_map_clear(&mp->seen);
+    mock_map_clear(&mp->seen_old);
+    mock_map_clear(&mp->statuses);
+    mock_map_clear(&mp->statuses_old);
+    mock_rate_clear(&mp->rate);
+    mock_rate_clear(&mp->calls);
+    static const char body[] = "{\"reset\":true}";
+    sr_http_respond(req, 200, "application/json", body, sizeof body - 1, NULL);
+}
+
+static void mock_put_pct(sr_buf *b, const char *name, double pct) {
+    sr_buf_printf(b, "\"%s\":%.15g,", name, pct);
+}
+
+static void mock_put_url(sr_buf *b, const char *name, const char *url) {
+    sr_buf_printf(b, "\"%s\":", name);
+    if (url) sr_buf_json_str(b, url, strlen(url));
+    else sr_buf_puts(b, "null");
+    sr_buf_putc(b, ',');
+}
+
+/* The settings; secrets only as whether they are set. */
+void mock_settings_write(const mock_provider *mp, sr_buf *b) {
+    const mock_settings *s = &mp->set;
+    sr_buf_putc(b, '{');
+    sr_buf_printf(b, "\"dialect\":\"%s\",", mock_dialect_names[s->dialect]);
+    mock_put_pct(b, "fail_5xx", s->fail_5xx_pct);
+    mock_put_pct(b, "fail_429", s->fail_429_pct);
+    mock_put_field(b, "retry_after", s->retry_after_s);
+    mock_put_pct(b, "timeout", s->timeout_pct);
+    mock_put_field(b, "hold_ms", s->hold_ms);
+    mock_put_pct(b, "reject", s->reject_pct);
+    mock_put_field(b, "latency_ms", s->latency_ms);
+    mock_put_field(b, "latency_jitter_ms", s->latency_jitter_ms);
+    mock_put_url(b, "dlr_url", s->dlr_url);
+    mock_put_field(b, "dlr_delay_ms", s->dlr_delay_ms);
+    mock_put_pct(b, "dlr_undelivered", s->dlr_undelivered_pct);
+    mock_put_url(b, "inbound_url", s->inbound_url);
+    sr_buf_printf(b, "\"dlr_before_answer\":%s,\"auth\":%s,\"auth_token\":%s,\"webhook_secret\":%s,\"down\":%s}",
+                  s->dlr_before_answer ? "true" : "false", s->auth_key ? "true" : "false",
+                  s->auth_token ? "true" : "false", s->webhook_secret ? "true" : "false",
+                  s->down ? "true" : "false");
+}
+
+/* A percentage member: 0 when absent, 1 when valid (stored), -1 when invalid. */
+static int mock_control_pct(const sr_json *root, const char *name, double *out) {
+    const sr_json *v = sr_json_get(root, name);
+    if (!v) return 0;
+    if (v->type != SR_JSON_NUMBER || !(v->num >= 0 && v->num <= 100)) return -1;
+    *out = v->num;
+    return 1;
+}
+
+static int mock_control_uint(const sr_json *root, const char *name, uint64_t *out) {
+    const sr_json *v = sr_json_get(root, name);
+    if (!v) return 0;
+    int64_t n;
+    if (!sr_json_is_integer(v, &n) || n < 0 || n > 86400000) return -1;
+    *out = (uint64_t)n;
+    return 1;
+}
+
+static int mock_control_bool(const sr_json *root, const char *name, bool *out) {
+    const sr_json *v = sr_json_get(root, name);
+    if (!v) return 0;
+    if (v->type != SR_JSON_TRUE && v->type != SR_JSON_FALSE) return -1;
+    *out = v->type == SR_JSON_TRUE;
+    return 1;
+}
+
+/* A string-or-null member: *out becomes a new copy (or NULL); *set tells it was there. */
+static int mock_control_str(const sr_json *root, const char *name, char **out, bool *set) {
+    const sr_json *v = sr_json_get(root, name);
+    if (!v) return 0;
+    if (v->type == SR_JSON_NULL) {
+        *out = NULL;
+    } else if (v->type == SR_JSON_STRING && v->len > 0 && strlen(v->str) == v->len) {
+        *out = strdup(v->str);
+        if (!*out) abort();
+    } else {
+        return -1;
+    }
+    *set = true;
+    return 1;
+}
+
+static int mock_control_dialect(const sr_json *root, mock_dialect *out) {
+    const sr_json *v = sr_json_get(root, "dialect");
+    if (!v) return 0;
+    int d = v->type == SR_JSON_STRING ? mock_dialect_parse(v->str, v->len) : -1;
+    if (d < 0) return -1;
+    *out = (mock_dialect)d;
+    return 1;
+}
+
+/* Answers the held "down" requests: the provider is back. */
+static void mock_release_down(mock_provider *mp) {
+    mock_pending *p = mp->pending;
+    while (p) {
+        mock_pending *next = p->next;
+        if (p->hold == MOCK_HOLD_DOWN) mock_pending_answer(p);
+        p = next;
+    }
+}
+
+/* The string settings /control may change, in one place. */
+typedef struct mock_control_strs {
+    const char *name;
+    char *value; /* owned until applied */
+    bool set;
+} mock_control_strs;
+
+void mock_control(mock_provider *mp, sr_http_request *req) {
+    static const char *const known[] = {"fail_5xx",        "fail_429",          "retry_after", "timeout",
+                                        "hold_ms",         "reject",            "latency_ms",  "latency_jitter_ms",
+                                        "dlr_url",         "dlr_delay_ms",      "dlr_undelivered",
+                                        "dlr_before_answer", "down",            "auth_key",    "dialect",
+                                        "auth_token",      "webhook_secret",    "inbound_url", NULL};
+    sr_json_doc doc;
+    char err[160];
+    if (sr_json_parse(&doc, req->body, req->body_len, err, sizeof err) != 0 || doc.root->type != SR_JSON_OBJECT) {
+        sr_json_doc_free(&doc);
+        mock_respond_error(req, 400, "the body must be a JSON object of settings", NULL);
+        return;
+    }
+    for (const sr_json *m = doc.root->child; m; m = m->next) {
+        bool ok = false;
+        for (int i = 0; known[i]; i++) ok = ok || strcmp(m->key, known[i]) == 0;
+        if (!ok) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "unknown setting \"%.100s\"", m->key);
+            sr_json_doc_free(&doc);
+            mock_respond_error(req, 400, msg, NULL);
+            return;
+        }
+    }
+    /* Validate everything into a copy, then apply at once. */
+    mock_settings next = mp->set;
+    mock_control_strs strs[] = {{"auth_key", NULL, false},       {"dlr_url", NULL, false},
+                                {"auth_token", NULL, false},     {"webhook_secret", NULL, false},
+                                {"inbound_url", NULL, false}};
+    char **slots[] = {&next.auth_key, &next.dlr_url, &next.auth_token, &next.webhook_secret, &next.inbound_url};
+    char **current[] = {&mp->set.auth_key, &mp->set.dlr_url, &mp->set.auth_token, &mp->set.webhook_secret,
+                        &mp->set.inbound_url};
+    const size_t nstrs = sizeof strs / sizeof strs[0];
+    const sr_json *root = doc.root;
+    bool bad = mock_control_pct(root, "fail_5xx", &next.fail_5xx_pct) < 0 ||
+               mock_control_pct(root, "fail_429", &next.fail_429_pct) < 0 ||
+               mock_control_pct(root, "timeout", &next.timeout_pct) < 0 ||
+               mock_control_pct(root, "reject", &next.reject_pct) < 0 ||
+               mock_control_pct(root, "dlr_undelivered", &next.dlr_undelivered_pct) < 0 ||
+               mock_control_uint(root, "retry_after", &next.retry_after_s) < 0 ||
+               mock_control_uint(root, "hold_ms", &next.hold_ms) < 0 ||
+               mock_control_uint(root, "latency_ms", &next.latency_ms) < 0 ||
+               mock_control_uint(root, "latency_jitter_ms", &next.latency_jitter_ms) < 0 ||
+               mock_control_uint(root, "dlr_delay_ms", &next.dlr_delay_ms) < 0 ||
+               mock_control_bool(root, "dlr_before_answer", &next.dlr_before_answer) < 0 ||
+               mock_control_bool(root, "down", &next.down) < 0 || mock_control_dialect(root, &next.dialect) < 0;
+    for (size_t i = 0; i < nstrs && !bad; i++)
+        bad = mock_control_str(root, strs[i].name, &strs[i].value, &strs[i].set) < 0;
+    sr_json_doc_free(&doc);
+    if (!bad && next.fail_5xx_pct + next.fail_429_pct + next.timeout_pct + next.reject_pct > 100) bad = true;
+    if (bad) {
+        for (size_t i = 0; i < nstrs; i++) free(strs[i].value);
+        mock_respond_error(req, 400,
+                           "invalid setting: percentages are numbers 0-100 (fail_5xx + fail_429 + timeout + reject "
+                           "at most 100), durations non-negative integers, flags true or false, dialect one of mock, "
+                           "generic, smsbat, devino, agiletelecom, smsc, twilio, vonage, keys and URLs strings or null",
+                           NULL);
+        return;
+    }
+    for (size_t i = 0; i < nstrs; i++) {
+        if (!strs[i].set) continue;
+        free(*current[i]);
+        *slots[i] = strs[i].value;
+    }
+    bool was_down = mp->set.down;
+    mock_dialect was_dialect = mp->set.dialect;
+    mp->set = next;
+    if (was_dialect != next.dialect) sr_info("dialect changed", "dialect", mock_dialect_names[next.dialect]);
+    if (was_down != next.down) sr_info(next.down ? "provider down" : "provider up");
+    if (was_down && !next.down) mock_release_down(mp);
+    sr_buf b;
+    sr_buf_init(&b);
+    mock_settings_write(mp, &b);
+    sr_http_respond(req, 200, "application/json", b.data, b.len, NULL);
+    sr_buf_free(&b);
+}

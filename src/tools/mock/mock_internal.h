@@ -1,0 +1,386 @@
+/* mock_internal: what the files of the mock provider share (see
+ * mock_provider.h for what the mock does): its limits, its state, a send
+ * request being decided, delivery reports, and the helpers each file offers
+ * the others. Not for use outside src/tools/mock/. */
+#ifndef SR_MOCK_INTERNAL_H
+#define SR_MOCK_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/buf.h"
+#include "codec/crypto.h"
+#include "codec/json.h"
+#include "http/http_client.h"
+#include "http/http_server.h"
+
+
+#define MOCK_DEFAULT_LISTEN "127.0.0.1:9090"
+#define MOCK_RATE_WINDOW_MS 1000
+#define MOCK_DLR_ATTEMPTS 4         /* default: one post and three retries */
+#define MOCK_DLR_BACKOFF_MS 200     /* doubled after each failed post */
+#define MOCK_DLR_BACKOFF_MAX_MS 5000
+#define MOCK_DLR_TIMEOUT_MS 5000
+#define MOCK_INBOUND_TIMEOUT_MS 10000
+#define MOCK_DRAIN_MS 3000          /* SIGTERM: then every connection is closed */
+#define MOCK_MAX_BATCH 10000
+#define MOCK_ID_LEN 48
+#define MOCK_DEFAULT_MAX_IDS 1000000
+#define MOCK_DEVINO_POLL_MAX 500    /* ids in one Devino status request */
+#define MOCK_SMSC_ID_MAX 40         /* SMSC: a client "id" is at most 40 characters */
+#define MOCK_MAX_FIELDS 8           /* form fields one dialect reads */
+#define MOCK_MAX_PARAMS 16          /* parameters of one form webhook */
+#define MOCK_TWILIO_API "2010-04-01"
+
+typedef enum {
+    MOCK_DIALECT_MOCK,
+    MOCK_DIALECT_GENERIC,
+    MOCK_DIALECT_SMSBAT,
+    MOCK_DIALECT_DEVINO,
+    MOCK_DIALECT_AGILETELECOM,
+    MOCK_DIALECT_SMSC,
+    MOCK_DIALECT_TWILIO,
+    MOCK_DIALECT_VONAGE
+} mock_dialect;
+
+/* ---- settings (command line, then POST /control) ---- */
+
+typedef struct mock_settings {
+    double fail_5xx_pct;
+    double fail_429_pct;
+    double timeout_pct;
+    double reject_pct;
+    double dlr_undelivered_pct;
+    uint64_t retry_after_s;
+    uint64_t latency_ms;
+    uint64_t latency_jitter_ms;
+    uint64_t hold_ms;      /* a "timed out" request is answered 504 after this */
+    uint64_t dlr_delay_ms;
+    uint64_t dlr_attempts; /* posts of one report before giving up */
+    bool dlr_before_answer;
+    bool down;
+    mock_dialect dialect;
+    char *auth_key;       /* owned, or NULL: no auth */
+    char *auth_token;     /* owned, or NULL: Twilio's auth token (Basic password, webhook signatures) */
+    char *webhook_secret; /* owned, or NULL: generic X-Signature and Vonage sig */
+    char *dlr_url;        /* owned, or NULL: no delivery reports */
+    char *inbound_url;    /* owned, or NULL: no inbound posts */
+} mock_settings;
+
+/* ---- a string-keyed hash map (open addressing, linear probing) ---- */
+
+typedef struct mock_slot {
+    uint64_t hash;  /* 0 marks an empty slot; hashes are never 0 */
+    char *key;      /* owned: key bytes, NUL, then value bytes and NUL when the map stores values */
+    size_t key_len; /* the key may contain NUL (\u0000 in JSON): the length is authoritative */
+    uint64_t count;
+} mock_slot;
+
+typedef struct mock_map {
+    mock_slot *slots; /* owned */
+    size_t cap;       /* a power of two, or 0 */
+    size_t used;
+} mock_map;
+
+/* ---- accepted-send timestamps of the last window (a ring) ---- */
+
+typedef struct mock_rate {
+    uint64_t *at_ms; /* owned; non-decreasing */
+    size_t cap, head, len;
+    uint64_t max_per_window;
+} mock_rate;
+
+typedef struct mock_stats {
+    uint64_t received, requests, rejected, failed_5xx, failed_429, timeouts, duplicates;
+    uint64_t unauthorized, bad_requests, down_dropped, dlr_sent, dlr_failed, dlr_retried;
+    uint64_t polls, inbound_sent, inbound_failed;
+    int64_t max_in_flight;
+} mock_stats;
+
+typedef struct mock_pending mock_pending;
+typedef struct mock_dlr mock_dlr;
+
+typedef struct mock_provider {
+    uv_loop_t *loop;
+    sr_http_server *server;
+    sr_http_client *client; /* owned; created for the first delivery report or inbound post */
+    mock_settings set;
+    mock_stats stats;
+    int64_t in_flight; /* send requests not answered yet */
+    mock_map recipients;
+    mock_map seen, seen_old; /* client id → provider id; two generations bound the memory */
+    /* Polled dialects: status key → count packing (answered_ms << 8) | (parts << 1) | undelivered,
+     * where answered_ms is the monotonic time of the send answer (0: not answered yet); the value
+     * is the SMSBat messagelistId. Two generations, like seen. */
+    mock_map statuses, statuses_old;
+    uint64_t max_ids;
+    mock_rate rate;  /* accepted messages */
+    mock_rate calls; /* accepted messages and status polls: what a provider's rate limit counts */
+    uint64_t rng;
+    uint64_t next_id;
+    uint64_t next_list_id; /* SMSBat messagelistId */
+    uint64_t nonces;       /* Vonage signature nonces (not from rng: signing never shifts the seeded mix) */
+    uint64_t start_ms;     /* wall clock at start: provider ids stay unique across restarts */
+    char id_prefix[24];
+    char twilio_account[64]; /* the AccountSid of the last Twilio send, for inbound posts */
+    mock_pending *pending; /* answers not given yet */
+    mock_dlr *dlrs;        /* delivery reports started and not finished */
+    uint64_t dlrs_started; /* how many are in dlrs */
+    uv_signal_t sig_term, sig_int;
+    uv_timer_t drain_timer;
+    bool stopping;
+} mock_provider;
+
+typedef enum { MOCK_HOLD_NONE, MOCK_HOLD_TIMEOUT, MOCK_HOLD_DOWN } mock_hold_kind;
+
+/* An answer that waits: for the latency timer, for delivery reports posted
+ * before the answer, or held (timeout, down). Freed in the timer's close
+ * callback, after the answer. */
+struct mock_pending {
+    uv_timer_t timer;
+    mock_provider *mp;
+    sr_http_request *req; /* borrowed from the server until answered */
+    mock_pending *prev, *next;
+    int status;
+    sr_buf body;
+    sr_buf stamps;       /* status keys (NUL-separated) whose answer time is this answer's */
+    char extra[64];      /* extra header lines, "" when none */
+    int waits;           /* latency timer + before-answer reports not finished */
+    mock_hold_kind hold;
+    mock_dlr *deferred;  /* owned: reports that start once the answer is out */
+};
+
+/* One delivery report: a delay, then posts with retries. The timer handle is
+ * initialised when the report starts; freed in its close callback. The
+ * report keeps the dialect of the send it is about. */
+struct mock_dlr {
+    uv_timer_t timer;
+    mock_provider *mp;
+    mock_pending *pending; /* before-answer mode: the answer waiting for this report */
+    mock_dlr *prev, *next; /* in mp->dlrs once started */
+    mock_dlr *next_deferred;
+    int attempts;
+    bool posting;
+    bool undelivered;
+    unsigned part, parts; /* which part this report is about, of how many (0, 0: the whole message) */
+    mock_dialect dialect;
+    char message_id[MOCK_ID_LEN];
+    char *to; /* owned */
+    size_t to_len;
+    char *from;       /* owned or NULL: the sender (Twilio From, Vonage "to") */
+    char *client_ref; /* owned or NULL: Vonage client-ref */
+    char *account;    /* owned or NULL: Twilio AccountSid */
+};
+
+/* Reports made while deciding a request, in order (linked by next_deferred). */
+typedef struct mock_dlr_list {
+    mock_dlr *head;
+    mock_dlr **tail;
+} mock_dlr_list;
+
+typedef enum {
+    MOCK_OK,
+    MOCK_REJECT,       /* 400 invalid number: permanent, about the message */
+    MOCK_UNAUTHORIZED, /* 401: permanent, about the provider */
+    MOCK_UNAVAILABLE,  /* 503 */
+    MOCK_RATE_LIMITED, /* 429 with Retry-After */
+    MOCK_TIMEOUT,      /* no answer */
+    MOCK_UNDELIVERED   /* accepted, then an UNDELIV report */
+} mock_outcome;
+
+/* What became of one message of a send request. */
+typedef enum { MOCK_RESULT_ACCEPTED, MOCK_RESULT_DUPLICATE, MOCK_RESULT_REJECTED, MOCK_RESULT_INVALID } mock_result;
+
+/* One message of a send request, whatever the dialect. The strings are
+ * borrowed from the request's context (parsed JSON or decoded form fields)
+ * and are NULL when absent; they need not be NUL-terminated. */
+typedef struct mock_msg {
+    const char *to, *from, *text, *client_id;
+    size_t to_len, from_len, text_len, client_id_len;
+    const sr_json *id_json;    /* the client id as the client wrote it (echoed), or NULL */
+    const char *problem;       /* why the message is unusable, or NULL */
+    const char *problem_field; /* the field at fault ("to", "text", "from", ...) */
+    bool problem_missing;      /* that field is missing rather than invalid */
+    mock_result result;
+    unsigned parts;
+    char provider_id[MOCK_ID_LEN];
+} mock_msg;
+
+/* Decoded form fields (smsc, twilio, vonage), in a dialect's field order. */
+typedef struct mock_fields {
+    sr_buf value[MOCK_MAX_FIELDS];
+    bool has[MOCK_MAX_FIELDS];
+} mock_fields;
+
+/* A send request being decided: what was parsed, and the messages. */
+typedef struct mock_send_ctx {
+    mock_provider *mp;
+    mock_dialect dialect;
+    sr_json_doc doc;                 /* a JSON body, or empty */
+    mock_fields fields;              /* form dialects (and Vonage JSON): decoded fields, in the dialect's order */
+    mock_msg *msgs; /* owned */
+    size_t count;
+    bool batch;                    /* mock: the request was {"messages":[...]} */
+    char account[64];              /* twilio: the AccountSid of the path */
+    char request_id[MOCK_ID_LEN];  /* smsc: the id of a request without a client id ("" until made) */
+    uint64_t list_id;              /* smsbat: the messagelistId */
+    const sr_json *global_id;      /* agiletelecom: echoed */
+    char bad[240];                 /* a request-level problem, formatted */
+} mock_send_ctx;
+
+/* A failure of a whole send request. */
+typedef enum {
+    MOCK_FAIL_UNAUTHORIZED,
+    MOCK_FAIL_UNAVAILABLE,
+    MOCK_FAIL_RATE_LIMITED,
+    MOCK_FAIL_BAD_REQUEST
+} mock_failure;
+
+/* A name and value of a form webhook (both borrowed). */
+typedef struct mock_param {
+    const char *name;
+    const char *value;
+} mock_param;
+
+/* A post being built: its body and header lines (the storage for the
+ * header lines is in here too). */
+typedef struct mock_post {
+    sr_buf body;
+    const char *headers[3]; /* NULL-terminated */
+    char signature[160];    /* "X-...: value", or "" */
+    /* Vonage's signature parameters, referred to by the parameter list. */
+    char timestamp[24], nonce[40], sig[2 * SR_CRYPTO_MD5_LEN + 1];
+} mock_post;
+
+/* Field orders. The credentials come first for smsc (both lists) and vonage. */
+enum { SMSC_LOGIN, SMSC_PSW, SMSC_APIKEY, SMSC_PHONES, SMSC_MES, SMSC_SENDER, SMSC_ID };
+enum { SMSC_STATUS_PHONE = 3, SMSC_STATUS_ID };
+enum { TWILIO_TO, TWILIO_FROM, TWILIO_SERVICE, TWILIO_BODY };
+enum { VONAGE_KEY, VONAGE_SECRET, VONAGE_TO, VONAGE_FROM, VONAGE_TEXT, VONAGE_REF };
+
+typedef enum { MOCK_STATE_PENDING, MOCK_STATE_DELIVERED, MOCK_STATE_UNDELIVERED } mock_state;
+
+/* An inbound post in flight: the control request waits for its answer. */
+typedef struct mock_inbound_post {
+    mock_provider *mp;
+    sr_http_request *req; /* borrowed until answered */
+} mock_inbound_post;
+
+/* ---- mock_dialect.c ---- */
+extern const char *const mock_dialect_names[];
+bool mock_dialect_pushes(mock_dialect d);
+bool mock_dialect_polled(mock_dialect d);
+bool mock_dialect_has_inbound(mock_dialect d);
+int mock_dialect_parse(const char *name, size_t len);
+
+/* ---- mock_util.c ---- */
+uint64_t mock_rand(mock_provider *mp);
+double mock_rand_pct(mock_provider *mp);
+uint64_t mock_hash(const char *s, size_t len);
+mock_slot *mock_map_upsert(mock_map *m, const char *key, size_t len, uint64_t hash, const char *value);
+const char *mock_slot_value(const mock_slot *s);
+void mock_map_clear(mock_map *m);
+void mock_rate_add(mock_rate *r, uint64_t now_ms);
+void mock_rate_clear(mock_rate *r);
+mock_slot *mock_remember(const mock_provider *mp, mock_map *young, mock_map *old, const char *key, size_t len,
+                         const char *value);
+mock_slot *mock_recall(const mock_map *young, const mock_map *old, const char *key, size_t len);
+char *mock_strndup(const char *s, size_t len);
+void mock_put_digits(sr_buf *out, const char *s, size_t len);
+bool mock_all_digits(const char *s, size_t len);
+unsigned mock_parts(const char *text, size_t len);
+uint64_t mock_wall_ms(void);
+uint64_t mock_mono_ms(void);
+void mock_format_time(uint64_t wall_ms, const char *fmt, char *out, size_t len);
+void mock_rfc3339(uint64_t wall_ms, char *out, size_t len);
+void mock_form_unescape(sr_buf *out, const char *s, size_t len);
+void mock_params_sort(mock_param *params, size_t n);
+void mock_form_encode(sr_buf *out, const mock_param *params, size_t n);
+mock_outcome mock_pattern(const char *to, size_t len);
+bool mock_equal(const char *a, size_t alen, const char *b);
+bool mock_header_is(const sr_http_request *req, const char *name, const char *prefix, const char *key);
+bool mock_basic_is(const sr_http_request *req, const char *user, const char *password);
+bool mock_basic_key(const sr_http_request *req, const char *key);
+const char *mock_field(const mock_fields *f, int i, size_t *len);
+void mock_fields_init(mock_fields *f);
+void mock_fields_free(mock_fields *f);
+void mock_fields_load(mock_fields *f, const char *const *names, const sr_http_request *req, const sr_json *json);
+bool mock_fields_pair_is(const mock_fields *f, int a, int b, const char *key);
+bool mock_json_str(const sr_json *obj, const char *name, bool required, const char **s, size_t *len);
+bool mock_json_client_id(const sr_json *obj, const char *name, mock_msg *m);
+void mock_msg_problem(mock_msg *m, const char *field, bool missing);
+const char *mock_parse_json(mock_send_ctx *ctx, const sr_http_request *req);
+const sr_json *mock_batch_list(mock_send_ctx *ctx, const char **bad);
+const char *mock_parse_list(mock_send_ctx *ctx, const sr_http_request *req, const char *id_name);
+void mock_put_problem(sr_buf *out, const mock_msg *m);
+void mock_put_str(sr_buf *out, const char *name, const char *value, size_t len);
+mock_state mock_status_state(const mock_provider *mp, const mock_slot *s, uint64_t *at_ms);
+
+/* ---- mock_send.c ---- */
+void mock_new_id(mock_provider *mp, mock_dialect d, char *out);
+void mock_respond_error(sr_http_request *req, int status, const char *message, const char *extra);
+void mock_pending_answer(mock_pending *p);
+void mock_pending_release_one(mock_pending *p);
+bool mock_header_auth_ok(const mock_provider *mp, mock_dialect dialect, const sr_http_request *req,
+                         const char *account);
+bool mock_body_auth_ok(const mock_provider *mp, mock_dialect dialect, const mock_fields *f);
+void mock_send(mock_provider *mp, sr_http_request *req, const char *account);
+void mock_ctx_alloc(mock_send_ctx *ctx, size_t count);
+void mock_poll_unauthorized(mock_provider *mp, mock_dialect dialect, sr_http_request *req);
+
+/* ---- mock_dlr.c ---- */
+void mock_dlr_start(mock_dlr *d);
+mock_dlr *mock_dlr_new(mock_provider *mp, mock_dialect dialect, const char *message_id, const char *to, size_t to_len,
+                       const char *from, size_t from_len, const char *client_ref, size_t ref_len, const char *account,
+                       bool undelivered);
+void mock_dlr_finish(mock_dlr *d);
+void mock_inbound(mock_provider *mp, sr_http_request *req);
+
+/* ---- mock_control.c ---- */
+void mock_stats_get(mock_provider *mp, sr_http_request *req);
+void mock_stats_reset(mock_provider *mp, sr_http_request *req);
+void mock_settings_write(const mock_provider *mp, sr_buf *b);
+void mock_control(mock_provider *mp, sr_http_request *req);
+
+/* ---- dialect_mock.c ---- */
+void mock_msg_mock(mock_msg *m, const sr_json *obj, bool with_id);
+const char *mock_parse_mock(mock_send_ctx *ctx, const sr_http_request *req);
+int mock_write_mock(const mock_send_ctx *ctx, sr_buf *out);
+
+/* ---- dialect_generic.c ---- */
+const char *mock_parse_generic(mock_send_ctx *ctx, const sr_http_request *req);
+int mock_write_generic(const mock_send_ctx *ctx, sr_buf *out);
+
+/* ---- dialect_smsbat.c ---- */
+int mock_write_smsbat(const mock_send_ctx *ctx, sr_buf *out);
+void mock_poll_smsbat(mock_provider *mp, sr_http_request *req, const char *escaped_id);
+
+/* ---- dialect_devino.c ---- */
+int mock_write_devino(const mock_send_ctx *ctx, sr_buf *out);
+void mock_poll_devino(mock_provider *mp, sr_http_request *req);
+
+/* ---- dialect_agiletelecom.c ---- */
+const char *mock_parse_agiletelecom(mock_send_ctx *ctx, const sr_http_request *req);
+int mock_write_agiletelecom(const mock_send_ctx *ctx, sr_buf *out);
+
+/* ---- dialect_smsc.c ---- */
+const char *mock_parse_smsc(mock_send_ctx *ctx, const sr_http_request *req, mock_fields *f);
+int mock_write_smsc(const mock_send_ctx *ctx, sr_buf *out);
+void mock_poll_smsc(mock_provider *mp, sr_http_request *req);
+
+/* ---- dialect_twilio.c ---- */
+void mock_twilio_signature(const char *token, const char *url, const mock_param *params, size_t n, char *header,
+                           size_t header_len);
+const char *mock_parse_twilio(mock_send_ctx *ctx, const sr_http_request *req, mock_fields *f);
+int mock_write_twilio(const mock_send_ctx *ctx, sr_buf *out);
+bool mock_twilio_path(const char *path, char *account, size_t account_len);
+
+/* ---- dialect_vonage.c ---- */
+size_t mock_vonage_sign(mock_provider *mp, mock_param *params, size_t n, char *timestamp, size_t ts_len, char *nonce,
+                        size_t nonce_len, char sig[2 * SR_CRYPTO_MD5_LEN + 1]);
+const char *mock_parse_vonage(mock_send_ctx *ctx, const sr_http_request *req, mock_fields *f);
+int mock_write_vonage(const mock_send_ctx *ctx, sr_buf *out);
+
+#endif
