@@ -1,4 +1,6 @@
-/* dialect_agiletelecom: the agiletelecom dialect of the mock provider. */
+/* dialect_agiletelecom: Agile Telecom's API: POST /services/sms/send (or
+ * /sms/send) with messages of several destinations each (client ids "ids"),
+ * JSON reports one per part, form inbound posts. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
@@ -19,7 +21,7 @@
 #include "tools/mock/mock_internal.h"
 
 /* Agile Telecom: one message per destination of each entry. */
-const char *mock_parse_agiletelecom(mock_send_ctx *ctx, const sr_http_request *req) {
+static const char *mock_parse_agiletelecom(mock_send_ctx *ctx, const sr_http_request *req) {
     const char *bad = mock_parse_json(ctx, req);
     if (bad) return bad;
     const sr_json *list = mock_batch_list(ctx, &bad);
@@ -70,7 +72,7 @@ const char *mock_parse_agiletelecom(mock_send_ctx *ctx, const sr_http_request *r
     return NULL;
 }
 
-int mock_write_agiletelecom(const mock_send_ctx *ctx, sr_buf *out) {
+static int mock_write_agiletelecom(const mock_send_ctx *ctx, sr_buf *out) {
     bool any = false;
     for (size_t i = 0; i < ctx->count; i++)
         any = any || ctx->msgs[i].result == MOCK_RESULT_ACCEPTED || ctx->msgs[i].result == MOCK_RESULT_DUPLICATE;
@@ -97,3 +99,75 @@ int mock_write_agiletelecom(const mock_send_ctx *ctx, sr_buf *out) {
     sr_buf_puts(out, "]}");
     return 200;
 }
+
+static void agiletelecom_format_id(const mock_provider *mp, uint64_t n, char *out) {
+    snprintf(out, MOCK_ID_LEN, "msg_%011" PRIx64 "%08" PRIx64, mp->start_ms, n);
+}
+
+static bool agiletelecom_is_send_path(const char *path, char *account, size_t account_len) {
+    (void)account;
+    (void)account_len;
+    return strcmp(path, "/services/sms/send") == 0 || strcmp(path, "/sms/send") == 0;
+}
+
+/* X-Api-Key: KEY, or HTTP Basic "user:password" = KEY. */
+static bool agiletelecom_auth_ok(const mock_provider *mp, const sr_http_request *req, const char *account) {
+    (void)account;
+    const char *key = mp->set.auth_key;
+    return !key || mock_header_is(req, "x-api-key", "", key) || mock_basic_key(req, key);
+}
+
+static int agiletelecom_write_failure(mock_failure f, const char *detail, sr_buf *out) {
+    static const int http[] = {401, 503, 429, 400};
+    static const char *const text[] = {"invalid credentials", "service temporarily unavailable", "too many requests",
+                                       "bad request"};
+    const char *message = detail ? detail : text[f];
+    sr_buf_printf(out, "{\"accepted\":false,\"statusCode\":%d", http[f]);
+    mock_put_str(out, "description", message, strlen(message));
+    sr_buf_putc(out, '}');
+    return http[f];
+}
+
+/* {"channel":"SMS","eventType":"DELIVERY","messageId","statusCode":3|6,"numPart","totalParts",...}. */
+static void agiletelecom_dlr_build(const mock_dlr *d, const char *url, mock_post *post) {
+    (void)url;
+    char timestamp[32];
+    mock_rfc3339(mock_wall_ms(), timestamp, sizeof timestamp);
+    sr_buf *b = &post->body;
+    mock_post_init(post, mock_ct_json);
+    sr_buf_puts(b, "{\"channel\":\"SMS\",\"eventType\":\"DELIVERY\",\"messageId\":");
+    sr_buf_json_str(b, d->message_id, strlen(d->message_id));
+    sr_buf_printf(b,
+                  ",\"statusCode\":%d,\"statusDescription\":\"%s\",\"price\":0.035,\"numPart\":%u,"
+                  "\"totalParts\":%u,\"timestamp\":\"%s\"}",
+                  d->undelivered ? 6 : 3, d->undelivered ? "Not delivered" : "Delivered", d->parts ? d->part : 1,
+                  d->parts ? d->parts : 1, timestamp);
+}
+
+/* A form: originator, destination, date_time, text. */
+static void agiletelecom_inbound_build(mock_provider *mp, const mock_inbound_sms *sms, const char *url,
+                                       mock_post *post) {
+    (void)mp;
+    (void)url;
+    char date_time[24];
+    mock_format_time(sms->now_ms, "%Y%m%d%H%M%S", date_time, sizeof date_time);
+    mock_param params[] = {{"originator", sms->from_bare}, {"destination", sms->to_bare}, {"date_time", date_time},
+                           {"text", sms->text}};
+    mock_post_init(post, mock_ct_form);
+    mock_form_encode(&post->body, params, sizeof params / sizeof params[0]);
+}
+
+const mock_dialect mock_dialect_agiletelecom = {
+    .name = "agiletelecom",
+    .send_methods = MOCK_POST,
+    .per_part_reports = true,
+    .numbered_requests = true,
+    .is_send_path = agiletelecom_is_send_path,
+    .format_id = agiletelecom_format_id,
+    .header_auth_ok = agiletelecom_auth_ok,
+    .parse_send = mock_parse_agiletelecom,
+    .write_answer = mock_write_agiletelecom,
+    .write_failure = agiletelecom_write_failure,
+    .dlr_build = agiletelecom_dlr_build,
+    .inbound_build = agiletelecom_inbound_build,
+};

@@ -1,4 +1,6 @@
-/* dialect_generic: the generic dialect of the mock provider. */
+/* dialect_generic: what the generic adapter speaks: POST /send (or /) with one
+ * message {"to","from","message"}, the client id in the Idempotency-Key
+ * header; failures, reports and inbound posts as the mock dialect's. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
@@ -18,7 +20,7 @@
 #include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
-const char *mock_parse_generic(mock_send_ctx *ctx, const sr_http_request *req) {
+static const char *mock_parse_generic(mock_send_ctx *ctx, const sr_http_request *req) {
     const char *bad = mock_parse_json(ctx, req);
     if (bad) return bad;
     const sr_json *root = ctx->doc.root;
@@ -36,7 +38,7 @@ const char *mock_parse_generic(mock_send_ctx *ctx, const sr_http_request *req) {
     return NULL;
 }
 
-int mock_write_generic(const mock_send_ctx *ctx, sr_buf *out) {
+static int mock_write_generic(const mock_send_ctx *ctx, sr_buf *out) {
     const mock_msg *m = &ctx->msgs[0];
     if (m->result == MOCK_RESULT_INVALID || m->result == MOCK_RESULT_REJECTED) {
         sr_buf_puts(out, "{\"error\":");
@@ -50,3 +52,17 @@ int mock_write_generic(const mock_send_ctx *ctx, sr_buf *out) {
     sr_buf_puts(out, ",\"status\":\"accepted\"}");
     return 200;
 }
+
+const mock_dialect mock_dialect_generic = {
+    .name = "generic",
+    .send_methods = MOCK_POST,
+    .per_part_reports = true,
+    .is_send_path = mock_is_send_path_mock,
+    .format_id = mock_format_id_mock,
+    .header_auth_ok = mock_bearer_auth_ok,
+    .parse_send = mock_parse_generic,
+    .write_answer = mock_write_generic,
+    .write_failure = mock_write_error_answer,
+    .dlr_build = mock_dlr_build_mock,
+    .inbound_build = mock_inbound_build_mock,
+};

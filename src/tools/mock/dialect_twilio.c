@@ -1,4 +1,6 @@
-/* dialect_twilio: the twilio dialect of the mock provider. */
+/* dialect_twilio: Twilio's Messages API: POST /2010-04-01/Accounts/{AccountSid}/
+ * Messages.json with a form (HTTP Basic), no client ids; form reports and
+ * inbound posts signed with X-Twilio-Signature under --auth-token. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
@@ -18,11 +20,12 @@
 #include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
+enum { TWILIO_TO, TWILIO_FROM, TWILIO_SERVICE, TWILIO_BODY };
 static const char *const mock_twilio_fields[] = {"To", "From", "MessagingServiceSid", "Body", NULL};
 
 /* X-Twilio-Signature: base64(HMAC-SHA1(token, url + every name + value, sorted
  * by name)) for sorted params, as "X-Twilio-Signature: ..." into header. */
-void mock_twilio_signature(const char *token, const char *url, const mock_param *params, size_t n, char *header,
+static void mock_twilio_signature(const char *token, const char *url, const mock_param *params, size_t n, char *header,
                                   size_t header_len) {
     sr_crypto_hmac_sha1_ctx h;
     sr_crypto_hmac_sha1_init(&h, token, strlen(token));
@@ -38,7 +41,8 @@ void mock_twilio_signature(const char *token, const char *url, const mock_param 
     snprintf(header, header_len, "X-Twilio-Signature: %s", b64);
 }
 
-const char *mock_parse_twilio(mock_send_ctx *ctx, const sr_http_request *req, mock_fields *f) {
+static const char *mock_parse_twilio(mock_send_ctx *ctx, const sr_http_request *req) {
+    mock_fields *f = &ctx->fields;
     mock_fields_load(f, mock_twilio_fields, req, NULL);
     mock_ctx_alloc(ctx, 1);
     mock_msg *m = &ctx->msgs[0];
@@ -59,7 +63,7 @@ const char *mock_parse_twilio(mock_send_ctx *ctx, const sr_http_request *req, mo
     return NULL;
 }
 
-int mock_write_twilio(const mock_send_ctx *ctx, sr_buf *out) {
+static int mock_write_twilio(const mock_send_ctx *ctx, sr_buf *out) {
     const mock_msg *m = &ctx->msgs[0];
     if (m->result == MOCK_RESULT_INVALID || m->result == MOCK_RESULT_REJECTED) {
         int code = 21211;
@@ -105,7 +109,7 @@ int mock_write_twilio(const mock_send_ctx *ctx, sr_buf *out) {
 }
 
 /* Whether path is Twilio's Messages resource; copies the AccountSid. */
-bool mock_twilio_path(const char *path, char *account, size_t account_len) {
+static bool mock_twilio_path(const char *path, char *account, size_t account_len) {
     static const char prefix[] = "/2010-04-01/Accounts/", suffix[] = "/Messages.json";
     if (strncmp(path, prefix, sizeof prefix - 1) != 0) return false;
     const char *sid = path + sizeof prefix - 1;
@@ -118,3 +122,92 @@ bool mock_twilio_path(const char *path, char *account, size_t account_len) {
     account[len] = '\0';
     return true;
 }
+
+/* Without --auth-key, HTTP Basic with the path's AccountSid and --auth-token
+ * (when set); with it, HTTP Basic "sid:token" = KEY. */
+static bool twilio_auth_ok(const mock_provider *mp, const sr_http_request *req, const char *account) {
+    if (mp->set.auth_key) return mock_basic_key(req, mp->set.auth_key);
+    return !mp->set.auth_token || mock_basic_is(req, account, mp->set.auth_token);
+}
+
+static void twilio_format_id(const mock_provider *mp, uint64_t n, char *out) {
+    snprintf(out, MOCK_ID_LEN, "SM%016" PRIx64 "%016" PRIx64, mp->start_ms, n);
+}
+
+static int twilio_write_failure(mock_failure f, const char *detail, sr_buf *out) {
+    static const int http[] = {401, 503, 429, 400};
+    static const int code[] = {20003, 20503, 20429, 0};
+    static const char *const text[] = {"Authenticate", "Service Unavailable", "Too Many Requests", NULL};
+    if (code[f]) {
+        sr_buf_printf(out,
+                      "{\"code\":%d,\"message\":\"%s\",\"more_info\":\"https://www.twilio.com/docs/errors/%d\","
+                      "\"status\":%d}",
+                      code[f], text[f], code[f], http[f]);
+    } else {
+        sr_buf_puts(out, "{\"message\":");
+        sr_buf_json_str(out, detail, strlen(detail));
+        sr_buf_printf(out, ",\"status\":%d}", http[f]);
+    }
+    return http[f];
+}
+
+/* A form post: the parameters sorted and, under --auth-token, signed. */
+static void twilio_post_form(const mock_provider *mp, const char *url, mock_param *params, size_t n,
+                             mock_post *post) {
+    mock_post_init(post, mock_ct_form);
+    mock_params_sort(params, n);
+    if (mp->set.auth_token) {
+        mock_twilio_signature(mp->set.auth_token, url, params, n, post->signature, sizeof post->signature);
+        mock_post_sign(post);
+    }
+    mock_form_encode(&post->body, params, n);
+}
+
+/* A form: MessageSid, MessageStatus delivered|undelivered, ErrorCode, ... */
+static void twilio_dlr_build(const mock_dlr *d, const char *url, mock_post *post) {
+    const char *status = d->undelivered ? "undelivered" : "delivered";
+    mock_param params[MOCK_MAX_PARAMS];
+    size_t n = 0;
+    params[n++] = (mock_param){"AccountSid", d->account ? d->account : "AC00000000000000000000000000000000"};
+    params[n++] = (mock_param){"ApiVersion", MOCK_TWILIO_API};
+    if (d->undelivered) params[n++] = (mock_param){"ErrorCode", "30003"};
+    if (d->from) params[n++] = (mock_param){"From", d->from};
+    params[n++] = (mock_param){"MessageSid", d->message_id};
+    params[n++] = (mock_param){"MessageStatus", status};
+    params[n++] = (mock_param){"SmsSid", d->message_id};
+    params[n++] = (mock_param){"SmsStatus", status};
+    params[n++] = (mock_param){"To", d->to};
+    twilio_post_form(d->mp, url, params, n, post);
+}
+
+/* A form: MessageSid, From, To, Body, ... */
+static void twilio_inbound_build(mock_provider *mp, const mock_inbound_sms *sms, const char *url, mock_post *post) {
+    mock_param params[MOCK_MAX_PARAMS];
+    size_t n = 0;
+    params[n++] = (mock_param){"AccountSid", mp->last_account[0] ? mp->last_account
+                                                                     : "AC00000000000000000000000000000000"};
+    params[n++] = (mock_param){"ApiVersion", MOCK_TWILIO_API};
+    params[n++] = (mock_param){"Body", sms->text};
+    params[n++] = (mock_param){"From", sms->from};
+    params[n++] = (mock_param){"MessageSid", sms->id};
+    params[n++] = (mock_param){"NumMedia", "0"};
+    params[n++] = (mock_param){"NumSegments", "1"};
+    params[n++] = (mock_param){"SmsMessageSid", sms->id};
+    params[n++] = (mock_param){"SmsSid", sms->id};
+    params[n++] = (mock_param){"SmsStatus", "received"};
+    params[n++] = (mock_param){"To", sms->to};
+    twilio_post_form(mp, url, params, n, post);
+}
+
+const mock_dialect mock_dialect_twilio = {
+    .name = "twilio",
+    .send_methods = MOCK_POST,
+    .is_send_path = mock_twilio_path,
+    .format_id = twilio_format_id,
+    .header_auth_ok = twilio_auth_ok,
+    .parse_send = mock_parse_twilio,
+    .write_answer = mock_write_twilio,
+    .write_failure = twilio_write_failure,
+    .dlr_build = twilio_dlr_build,
+    .inbound_build = twilio_inbound_build,
+};

@@ -109,7 +109,7 @@ static void mock_put_url(sr_buf *b, const char *name, const char *url) {
 void mock_settings_write(const mock_provider *mp, sr_buf *b) {
     const mock_settings *s = &mp->set;
     sr_buf_putc(b, '{');
-    sr_buf_printf(b, "\"dialect\":\"%s\",", mock_dialect_names[s->dialect]);
+    sr_buf_printf(b, "\"dialect\":\"%s\",", s->dialect->name);
     mock_put_pct(b, "fail_5xx", s->fail_5xx_pct);
     mock_put_pct(b, "fail_429", s->fail_429_pct);
     mock_put_field(b, "retry_after", s->retry_after_s);
@@ -170,12 +170,12 @@ static int mock_control_str(const sr_json *root, const char *name, char **out, b
     return 1;
 }
 
-static int mock_control_dialect(const sr_json *root, mock_dialect *out) {
+static int mock_control_dialect(const sr_json *root, const mock_dialect **out) {
     const sr_json *v = sr_json_get(root, "dialect");
     if (!v) return 0;
-    int d = v->type == SR_JSON_STRING ? mock_dialect_parse(v->str, v->len) : -1;
-    if (d < 0) return -1;
-    *out = (mock_dialect)d;
+    const mock_dialect *d = v->type == SR_JSON_STRING ? mock_dialect_find(v->str, v->len) : NULL;
+    if (!d) return -1;
+    *out = d;
     return 1;
 }
 
@@ -189,65 +189,95 @@ static void mock_release_down(mock_provider *mp) {
     }
 }
 
-/* The string settings /control may change, in one place. */
+/* The string settings /control may change, in one place: names, the new
+ * values (owned until applied) and whether each was given. */
+#define MOCK_CONTROL_STRS 5
 typedef struct mock_control_strs {
-    const char *name;
-    char *value; /* owned until applied */
-    bool set;
+    const char *name[MOCK_CONTROL_STRS];
+    char *value[MOCK_CONTROL_STRS];
+    bool set[MOCK_CONTROL_STRS];
 } mock_control_strs;
 
-void mock_control(mock_provider *mp, sr_http_request *req) {
+static char **mock_control_str_slot(mock_settings *s, size_t i) {
+    char **slots[MOCK_CONTROL_STRS] = {&s->auth_key, &s->dlr_url, &s->auth_token, &s->webhook_secret,
+                                       &s->inbound_url};
+    return slots[i];
+}
+
+/* Parses the body into doc: a JSON object of known settings; else answers
+ * 400 and returns false. */
+static bool mock_control_read(sr_http_request *req, sr_json_doc *doc) {
     static const char *const known[] = {"fail_5xx",        "fail_429",          "retry_after", "timeout",
                                         "hold_ms",         "reject",            "latency_ms",  "latency_jitter_ms",
                                         "dlr_url",         "dlr_delay_ms",      "dlr_undelivered",
                                         "dlr_before_answer", "down",            "auth_key",    "dialect",
                                         "auth_token",      "webhook_secret",    "inbound_url", NULL};
-    sr_json_doc doc;
     char err[160];
-    if (sr_json_parse(&doc, req->body, req->body_len, err, sizeof err) != 0 || doc.root->type != SR_JSON_OBJECT) {
-        sr_json_doc_free(&doc);
+    if (sr_json_parse(doc, req->body, req->body_len, err, sizeof err) != 0 || doc->root->type != SR_JSON_OBJECT) {
         mock_respond_error(req, 400, "the body must be a JSON object of settings", NULL);
-        return;
+        return false;
     }
-    for (const sr_json *m = doc.root->child; m; m = m->next) {
+    for (const sr_json *m = doc->root->child; m; m = m->next) {
         bool ok = false;
         for (int i = 0; known[i]; i++) ok = ok || strcmp(m->key, known[i]) == 0;
         if (!ok) {
             char msg[200];
             snprintf(msg, sizeof msg, "unknown setting \"%.100s\"", m->key);
-            sr_json_doc_free(&doc);
             mock_respond_error(req, 400, msg, NULL);
-            return;
+            return false;
         }
     }
-    /* Validate everything into a copy, then apply at once. */
+    return true;
+}
+
+/* Reads every setting of root into next and strs; false when one is invalid. */
+static bool mock_control_parse(const sr_json *root, mock_settings *next, mock_control_strs *strs) {
+    bool bad = mock_control_pct(root, "fail_5xx", &next->fail_5xx_pct) < 0 ||
+               mock_control_pct(root, "fail_429", &next->fail_429_pct) < 0 ||
+               mock_control_pct(root, "timeout", &next->timeout_pct) < 0 ||
+               mock_control_pct(root, "reject", &next->reject_pct) < 0 ||
+               mock_control_pct(root, "dlr_undelivered", &next->dlr_undelivered_pct) < 0 ||
+               mock_control_uint(root, "retry_after", &next->retry_after_s) < 0 ||
+               mock_control_uint(root, "hold_ms", &next->hold_ms) < 0 ||
+               mock_control_uint(root, "latency_ms", &next->latency_ms) < 0 ||
+               mock_control_uint(root, "latency_jitter_ms", &next->latency_jitter_ms) < 0 ||
+               mock_control_uint(root, "dlr_delay_ms", &next->dlr_delay_ms) < 0 ||
+               mock_control_bool(root, "dlr_before_answer", &next->dlr_before_answer) < 0 ||
+               mock_control_bool(root, "down", &next->down) < 0 || mock_control_dialect(root, &next->dialect) < 0;
+    for (size_t i = 0; i < MOCK_CONTROL_STRS && !bad; i++)
+        bad = mock_control_str(root, strs->name[i], &strs->value[i], &strs->set[i]) < 0;
+    return !bad && next->fail_5xx_pct + next->fail_429_pct + next->timeout_pct + next->reject_pct <= 100;
+}
+
+/* Makes next the settings (the strings given replace the old ones). */
+static void mock_control_apply(mock_provider *mp, mock_settings *next, mock_control_strs *strs) {
+    for (size_t i = 0; i < MOCK_CONTROL_STRS; i++) {
+        if (!strs->set[i]) continue;
+        free(*mock_control_str_slot(&mp->set, i));
+        *mock_control_str_slot(next, i) = strs->value[i];
+    }
+    bool was_down = mp->set.down;
+    const mock_dialect *was_dialect = mp->set.dialect;
+    mp->set = *next;
+    if (was_dialect != next->dialect) sr_info("dialect changed", "dialect", next->dialect->name);
+    if (was_down != next->down) sr_info(next->down ? "provider down" : "provider up");
+    if (was_down && !next->down) mock_release_down(mp);
+}
+
+/* POST /control: validates every setting into a copy, then applies them at
+ * once; answers the settings. */
+void mock_control(mock_provider *mp, sr_http_request *req) {
+    sr_json_doc doc;
+    if (!mock_control_read(req, &doc)) {
+        sr_json_doc_free(&doc);
+        return;
+    }
     mock_settings next = mp->set;
-    mock_control_strs strs[] = {{"auth_key", NULL, false},       {"dlr_url", NULL, false},
-                                {"auth_token", NULL, false},     {"webhook_secret", NULL, false},
-                                {"inbound_url", NULL, false}};
-    char **slots[] = {&next.auth_key, &next.dlr_url, &next.auth_token, &next.webhook_secret, &next.inbound_url};
-    char **current[] = {&mp->set.auth_key, &mp->set.dlr_url, &mp->set.auth_token, &mp->set.webhook_secret,
-                        &mp->set.inbound_url};
-    const size_t nstrs = sizeof strs / sizeof strs[0];
-    const sr_json *root = doc.root;
-    bool bad = mock_control_pct(root, "fail_5xx", &next.fail_5xx_pct) < 0 ||
-               mock_control_pct(root, "fail_429", &next.fail_429_pct) < 0 ||
-               mock_control_pct(root, "timeout", &next.timeout_pct) < 0 ||
-               mock_control_pct(root, "reject", &next.reject_pct) < 0 ||
-               mock_control_pct(root, "dlr_undelivered", &next.dlr_undelivered_pct) < 0 ||
-               mock_control_uint(root, "retry_after", &next.retry_after_s) < 0 ||
-               mock_control_uint(root, "hold_ms", &next.hold_ms) < 0 ||
-               mock_control_uint(root, "latency_ms", &next.latency_ms) < 0 ||
-               mock_control_uint(root, "latency_jitter_ms", &next.latency_jitter_ms) < 0 ||
-               mock_control_uint(root, "dlr_delay_ms", &next.dlr_delay_ms) < 0 ||
-               mock_control_bool(root, "dlr_before_answer", &next.dlr_before_answer) < 0 ||
-               mock_control_bool(root, "down", &next.down) < 0 || mock_control_dialect(root, &next.dialect) < 0;
-    for (size_t i = 0; i < nstrs && !bad; i++)
-        bad = mock_control_str(root, strs[i].name, &strs[i].value, &strs[i].set) < 0;
+    mock_control_strs strs = {{"auth_key", "dlr_url", "auth_token", "webhook_secret", "inbound_url"}, {0}, {0}};
+    bool ok = mock_control_parse(doc.root, &next, &strs);
     sr_json_doc_free(&doc);
-    if (!bad && next.fail_5xx_pct + next.fail_429_pct + next.timeout_pct + next.reject_pct > 100) bad = true;
-    if (bad) {
-        for (size_t i = 0; i < nstrs; i++) free(strs[i].value);
+    if (!ok) {
+        for (size_t i = 0; i < MOCK_CONTROL_STRS; i++) free(strs.value[i]);
         mock_respond_error(req, 400,
                            "invalid setting: percentages are numbers 0-100 (fail_5xx + fail_429 + timeout + reject "
                            "at most 100), durations non-negative integers, flags true or false, dialect one of mock, "
@@ -255,17 +285,7 @@ void mock_control(mock_provider *mp, sr_http_request *req) {
                            NULL);
         return;
     }
-    for (size_t i = 0; i < nstrs; i++) {
-        if (!strs[i].set) continue;
-        free(*current[i]);
-        *slots[i] = strs[i].value;
-    }
-    bool was_down = mp->set.down;
-    mock_dialect was_dialect = mp->set.dialect;
-    mp->set = next;
-    if (was_dialect != next.dialect) sr_info("dialect changed", "dialect", mock_dialect_names[next.dialect]);
-    if (was_down != next.down) sr_info(next.down ? "provider down" : "provider up");
-    if (was_down && !next.down) mock_release_down(mp);
+    mock_control_apply(mp, &next, &strs);
     sr_buf b;
     sr_buf_init(&b);
     mock_settings_write(mp, &b);

@@ -1,42 +1,17 @@
-/* mock_dialect: the names of the dialects the mock speaks and what each does. */
-#include <inttypes.h>
-#include <math.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
+/* mock_dialect: the table of the dialects the mock speaks. A new dialect is
+ * a dialect_NAME.c defining its mock_dialect table, listed here. */
 #include <string.h>
-#include <strings.h>
-#include <sys/time.h>
-#include <time.h>
-#include <uv.h>
 
-#include "core/buf.h"
-#include "core/log.h"
-#include "codec/crypto.h"
-#include "codec/json.h"
-#include "http/http_client.h"
-#include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
-/* ---- dialects: which provider API the mock speaks ---- */
+/* In the order of --help; the first is the default. */
+const mock_dialect *const mock_dialects[] = {
+    &mock_dialect_mock, &mock_dialect_generic, &mock_dialect_smsbat,  &mock_dialect_devino, &mock_dialect_agiletelecom,
+    &mock_dialect_smsc, &mock_dialect_twilio,  &mock_dialect_vonage, NULL};
 
-const char *const mock_dialect_names[] = {"mock",         "generic", "smsbat", "devino",
-                                                 "agiletelecom", "smsc",    "twilio", "vonage", NULL};
-
-/* SMSC documents no status push we could follow: its reports are polled. */
-bool mock_dialect_pushes(mock_dialect d) { return d != MOCK_DIALECT_SMSC; }
-
-bool mock_dialect_polled(mock_dialect d) {
-    return d == MOCK_DIALECT_SMSBAT || d == MOCK_DIALECT_DEVINO || d == MOCK_DIALECT_SMSC;
-}
-
-/* Dialects with an inbound-SMS webhook (one their adapter's parse_inbound
- * reads): SMSBat and SMSC document none. */
-bool mock_dialect_has_inbound(mock_dialect d) { return d != MOCK_DIALECT_SMSBAT && d != MOCK_DIALECT_SMSC; }
-
-/* The dialect named name (len bytes), or -1. */
-int mock_dialect_parse(const char *name, size_t len) {
-    for (int i = 0; mock_dialect_names[i]; i++)
-        if (strlen(mock_dialect_names[i]) == len && memcmp(mock_dialect_names[i], name, len) == 0) return i;
-    return -1;
+const mock_dialect *mock_dialect_find(const char *name, size_t len) {
+    for (int i = 0; mock_dialects[i]; i++)
+        if (strlen(mock_dialects[i]->name) == len && memcmp(mock_dialects[i]->name, name, len) == 0)
+            return mock_dialects[i];
+    return NULL;
 }

@@ -31,22 +31,21 @@ static sr_http_client *mock_client(mock_provider *mp) {
 
 /* ---- delivery reports ---- */
 
-/* A report about message_id in dialect's format. Copies message_id, to,
- * from, client_ref and account (from, client_ref and account may be NULL;
- * from_len and ref_len are their lengths). The report does nothing until
+/* A report about the accepted message m (its provider id) in dialect's
+ * format. Copies what the report needs of m and account (the account of
+ * the send, "" or NULL when none). The report does nothing until
  * mock_dlr_start. */
-mock_dlr *mock_dlr_new(mock_provider *mp, mock_dialect dialect, const char *message_id, const char *to,
-                              size_t to_len, const char *from, size_t from_len, const char *client_ref,
-                              size_t ref_len, const char *account, bool undelivered) {
+mock_dlr *mock_dlr_new(mock_provider *mp, const mock_dialect *dialect, const mock_msg *m, const char *account,
+                       bool undelivered) {
     mock_dlr *d = calloc(1, sizeof *d);
     if (!d) abort();
     d->mp = mp;
     d->dialect = dialect;
-    snprintf(d->message_id, sizeof d->message_id, "%s", message_id);
-    d->to = mock_strndup(to, to_len);
-    d->to_len = to_len;
-    d->from = mock_strndup(from, from_len);
-    d->client_ref = mock_strndup(client_ref, ref_len);
+    snprintf(d->message_id, sizeof d->message_id, "%s", m->provider_id);
+    d->to = mock_strndup(m->to, m->to_len);
+    d->to_len = m->to_len;
+    d->from = mock_strndup(m->from, m->from_len);
+    d->client_ref = mock_strndup(m->client_id, m->client_id_len);
     d->account = account && account[0] ? mock_strndup(account, strlen(account)) : NULL;
     d->undelivered = undelivered;
     return d;
@@ -131,7 +130,7 @@ static void mock_dlr_answered(const sr_http_client_response *resp, void *ud) {
     mock_dlr_failed_attempt(d, resp->status, resp->error_message);
 }
 
-static const char mock_ct_json[] = "Content-Type: application/json";
+const char mock_ct_json[] = "Content-Type: application/json";
 
 /* POSTs a built report or inbound SMS to url; frees its body. Returns the client's start code. */
 static int mock_post_send(sr_http_client *client, const char *url, mock_post *post, long timeout_ms,
@@ -149,9 +148,9 @@ static int mock_post_send(sr_http_client *client, const char *url, mock_post *po
     return rc;
 }
 
-static const char mock_ct_form[] = "Content-Type: application/x-www-form-urlencoded";
+const char mock_ct_form[] = "Content-Type: application/x-www-form-urlencoded";
 
-static void mock_post_init(mock_post *post, const char *content_type) {
+void mock_post_init(mock_post *post, const char *content_type) {
     sr_buf_init(&post->body);
     post->signature[0] = '\0';
     post->headers[0] = content_type;
@@ -159,13 +158,13 @@ static void mock_post_init(mock_post *post, const char *content_type) {
     post->headers[2] = NULL;
 }
 
-static void mock_post_sign(mock_post *post) {
+void mock_post_sign(mock_post *post) {
     if (post->signature[0]) post->headers[1] = post->signature;
 }
 
 /* X-Signature: the hex HMAC-SHA256 of the body keyed by --webhook-secret
  * (mock and generic webhooks), when the secret is set. */
-static void mock_post_sign_body(const mock_provider *mp, mock_post *post) {
+void mock_post_sign_body(const mock_provider *mp, mock_post *post) {
     const char *secret = mp->set.webhook_secret;
     if (!secret) return;
     unsigned char mac[SR_CRYPTO_SHA256_LEN];
@@ -174,111 +173,6 @@ static void mock_post_sign_body(const mock_provider *mp, mock_post *post) {
     sr_crypto_hex(hex, mac, sizeof mac);
     snprintf(post->signature, sizeof post->signature, "X-Signature: %s", hex);
     mock_post_sign(post);
-}
-
-/* Form webhooks (Twilio, Vonage): sorts params, signs them when the
- * dialect's secret is set, encodes the body. params has room for three more. */
-static void mock_post_form(mock_provider *mp, mock_dialect dialect, const char *url, mock_param *params, size_t n,
-                           mock_post *post) {
-    mock_post_init(post, mock_ct_form);
-    if (dialect == MOCK_DIALECT_VONAGE && mp->set.webhook_secret) {
-        n = mock_vonage_sign(mp, params, n, post->timestamp, sizeof post->timestamp, post->nonce, sizeof post->nonce,
-                             post->sig);
-    } else {
-        mock_params_sort(params, n);
-    }
-    if (dialect == MOCK_DIALECT_TWILIO && mp->set.auth_token) {
-        mock_twilio_signature(mp->set.auth_token, url, params, n, post->signature, sizeof post->signature);
-        mock_post_sign(post);
-    }
-    mock_form_encode(&post->body, params, n);
-}
-
-/* The report as its dialect posts it. */
-static void mock_dlr_build(mock_dlr *d, const char *url, mock_post *post) {
-    mock_provider *mp = d->mp;
-    uint64_t now_ms = mock_wall_ms();
-    char timestamp[32];
-    mock_rfc3339(now_ms, timestamp, sizeof timestamp);
-    sr_buf *b = &post->body;
-    switch (d->dialect) {
-    case MOCK_DIALECT_SMSBAT:
-        mock_post_init(post, mock_ct_json);
-        sr_buf_puts(b, "{\"messageId\":");
-        sr_buf_json_str(b, d->message_id, strlen(d->message_id));
-        sr_buf_printf(b, ",\"deliverystatus\":\"%s\",\"timestamp\":\"%s\",\"cost\":0.05}",
-                      d->undelivered ? "undeliverable" : "delivered", timestamp);
-        return;
-    case MOCK_DIALECT_DEVINO:
-        mock_post_init(post, mock_ct_json);
-        sr_buf_puts(b, "[{\"messageId\":");
-        sr_buf_json_str(b, d->message_id, strlen(d->message_id));
-        sr_buf_printf(b, ",\"ts\":%" PRIu64 ",\"status\":\"%s\",\"errorCode\":%d}]", now_ms,
-                      d->undelivered ? "UNDELIVERABLE" : "DELIVERED", d->undelivered ? 1 : 0);
-        return;
-    case MOCK_DIALECT_AGILETELECOM:
-        mock_post_init(post, mock_ct_json);
-        sr_buf_puts(b, "{\"channel\":\"SMS\",\"eventType\":\"DELIVERY\",\"messageId\":");
-        sr_buf_json_str(b, d->message_id, strlen(d->message_id));
-        sr_buf_printf(b,
-                      ",\"statusCode\":%d,\"statusDescription\":\"%s\",\"price\":0.035,\"numPart\":%u,"
-                      "\"totalParts\":%u,\"timestamp\":\"%s\"}",
-                      d->undelivered ? 6 : 3, d->undelivered ? "Not delivered" : "Delivered", d->parts ? d->part : 1,
-                      d->parts ? d->parts : 1, timestamp);
-        return;
-    case MOCK_DIALECT_TWILIO: {
-        const char *status = d->undelivered ? "undelivered" : "delivered";
-        mock_param params[MOCK_MAX_PARAMS];
-        size_t n = 0;
-        params[n++] = (mock_param){"AccountSid", d->account ? d->account : "AC00000000000000000000000000000000"};
-        params[n++] = (mock_param){"ApiVersion", MOCK_TWILIO_API};
-        if (d->undelivered) params[n++] = (mock_param){"ErrorCode", "30003"};
-        if (d->from) params[n++] = (mock_param){"From", d->from};
-        params[n++] = (mock_param){"MessageSid", d->message_id};
-        params[n++] = (mock_param){"MessageStatus", status};
-        params[n++] = (mock_param){"SmsSid", d->message_id};
-        params[n++] = (mock_param){"SmsStatus", status};
-        params[n++] = (mock_param){"To", d->to};
-        mock_post_form(mp, d->dialect, url, params, n, post);
-        return;
-    }
-    case MOCK_DIALECT_VONAGE: {
-        char message_ts[24], scts[16];
-        mock_format_time(now_ms, "%Y-%m-%d %H:%M:%S", message_ts, sizeof message_ts);
-        mock_format_time(now_ms, "%y%m%d%H%M", scts, sizeof scts);
-        sr_buf msisdn;
-        sr_buf_init(&msisdn);
-        mock_put_digits(&msisdn, d->to, d->to_len);
-        mock_param params[MOCK_MAX_PARAMS];
-        size_t n = 0;
-        if (d->client_ref) params[n++] = (mock_param){"client-ref", d->client_ref};
-        params[n++] = (mock_param){"err-code", d->undelivered ? "1" : "0"};
-        params[n++] = (mock_param){"message-timestamp", message_ts};
-        params[n++] = (mock_param){"messageId", d->message_id};
-        params[n++] = (mock_param){"msisdn", sr_buf_cstr(&msisdn)};
-        params[n++] = (mock_param){"network-code", "12345"};
-        params[n++] = (mock_param){"price", "0.03330000"};
-        params[n++] = (mock_param){"scts", scts};
-        params[n++] = (mock_param){"status", d->undelivered ? "failed" : "delivered"};
-        if (d->from) params[n++] = (mock_param){"to", d->from};
-        mock_post_form(mp, d->dialect, url, params, n, post);
-        sr_buf_free(&msisdn);
-        return;
-    }
-    default: /* mock, generic */
-        mock_post_init(post, mock_ct_json);
-        sr_buf_puts(b, "{\"message_id\":");
-        sr_buf_json_str(b, d->message_id, strlen(d->message_id));
-        sr_buf_puts(b, d->undelivered ? ",\"status\":\"UNDELIV\",\"to\":" : ",\"status\":\"DELIVRD\",\"to\":");
-        sr_buf_json_str(b, d->to, d->to_len);
-        sr_buf_puts(b, ",\"timestamp\":\"");
-        sr_buf_puts(b, timestamp);
-        sr_buf_putc(b, '"');
-        if (d->parts) sr_buf_printf(b, ",\"part\":%u,\"parts\":%u", d->part, d->parts);
-        sr_buf_putc(b, '}');
-        mock_post_sign_body(mp, post);
-        return;
-    }
 }
 
 static void mock_dlr_post(uv_timer_t *t) {
@@ -297,7 +191,7 @@ static void mock_dlr_post(uv_timer_t *t) {
         return;
     }
     mock_post post;
-    mock_dlr_build(d, url, &post);
+    d->dialect->dlr_build(d, url, &post);
     if (mock_post_send(client, url, &post, MOCK_DLR_TIMEOUT_MS, mock_dlr_answered, d) != 0) {
         mock_dlr_failed_attempt(d, 0, "the request could not start");
         return;
@@ -306,6 +200,12 @@ static void mock_dlr_post(uv_timer_t *t) {
 }
 
 /* ---- POST /control/inbound ---- */
+
+/* An inbound post in flight: the control request waits for its answer. */
+typedef struct mock_inbound_post {
+    mock_provider *mp;
+    sr_http_request *req; /* borrowed until answered */
+} mock_inbound_post;
 
 static void mock_inbound_answered(const sr_http_client_response *resp, void *ud) {
     mock_inbound_post *in = ud;
@@ -331,103 +231,74 @@ static void mock_inbound_answered(const sr_http_client_response *resp, void *ud)
     free(in);
 }
 
-/* The inbound SMS as the dialect posts it. Strings are NUL-terminated. */
-static void mock_inbound_build(mock_provider *mp, mock_dialect dialect, const char *url, const char *from,
-                               const char *to, const char *text, size_t text_len, const char *id, mock_post *post) {
-    uint64_t now_ms = mock_wall_ms();
+/* Whether an inbound SMS can be posted now; else answers why not. */
+static bool mock_inbound_possible(mock_provider *mp, sr_http_request *req) {
+    const mock_dialect *dialect = mp->set.dialect;
+    if (mp->stopping) {
+        mock_respond_error(req, 503, "stopping", NULL);
+        return false;
+    }
+    if (!dialect->inbound_build) {
+        char text[200];
+        snprintf(text, sizeof text, "the %s dialect has no inbound webhook (the provider documents none)",
+                 dialect->name);
+        mock_respond_error(req, 400, text, NULL);
+        return false;
+    }
+    if (!mp->set.inbound_url) {
+        mock_respond_error(req, 400, "no inbound URL: start with --inbound-url or set inbound_url", NULL);
+        return false;
+    }
+    return true;
+}
+
+/* Reads {"from","to","text","id"} (id optional; nothing else, no NUL bytes)
+ * into sms, borrowing from doc; else answers 400 and returns false. */
+static bool mock_inbound_read(sr_http_request *req, sr_json_doc *doc, mock_inbound_sms *sms) {
+    char err[160];
+    if (sr_json_parse(doc, req->body, req->body_len, err, sizeof err) != 0 || doc->root->type != SR_JSON_OBJECT) {
+        mock_respond_error(req, 400, "the body must be a JSON object {\"from\",\"to\",\"text\",\"id\"}", NULL);
+        return false;
+    }
+    const sr_json *root = doc->root;
+    size_t from_len = 0, to_len = 0, id_len = 0;
+    bool ok = mock_json_str(root, "from", true, &sms->from, &from_len) && sms->from &&
+              mock_json_str(root, "to", true, &sms->to, &to_len) && sms->to &&
+              mock_json_str(root, "text", false, &sms->text, &sms->text_len) && sms->text &&
+              mock_json_str(root, "id", false, &sms->id, &id_len) && strlen(sms->from) == from_len &&
+              strlen(sms->to) == to_len && strlen(sms->text) == sms->text_len &&
+              (!sms->id || (id_len && strlen(sms->id) == id_len && id_len < MOCK_ID_LEN));
+    for (const sr_json *m = root->child; ok && m; m = m->next)
+        ok = strcmp(m->key, "from") == 0 || strcmp(m->key, "to") == 0 || strcmp(m->key, "text") == 0 ||
+             strcmp(m->key, "id") == 0;
+    if (!ok)
+        mock_respond_error(req, 400,
+                           "want {\"from\": non-empty string, \"to\": non-empty string, \"text\": string, \"id\": "
+                           "optional string} (no NUL bytes, nothing else)",
+                           NULL);
+    return ok;
+}
+
+/* Builds the inbound post in the dialect's format: an id made when the
+ * request gave none, the numbers also as bare digits. */
+static void mock_inbound_build(mock_provider *mp, mock_inbound_sms *sms, const char *url, mock_post *post) {
     char made_id[MOCK_ID_LEN];
-    if (!id) {
-        mock_new_id(mp, dialect, made_id);
-        id = made_id;
+    if (!sms->id) {
+        mock_new_id(mp, mp->set.dialect, made_id);
+        sms->id = made_id;
     }
     sr_buf from_digits, to_digits;
     sr_buf_init(&from_digits);
     sr_buf_init(&to_digits);
-    mock_put_digits(&from_digits, from, strlen(from));
-    mock_put_digits(&to_digits, to, strlen(to));
+    mock_put_digits(&from_digits, sms->from, strlen(sms->from));
+    mock_put_digits(&to_digits, sms->to, strlen(sms->to));
     /* A number as bare digits (how Devino, Agile Telecom and Vonage write
      * them); a sender name stays as it is. */
-    const char *to_bare = to[0] == '+' ? sr_buf_cstr(&to_digits) : to;
-    const char *from_bare = from[0] == '+' ? sr_buf_cstr(&from_digits) : from;
-    sr_buf *b = &post->body;
-    switch (dialect) {
-    case MOCK_DIALECT_DEVINO:
-        mock_post_init(post, mock_ct_json);
-        sr_buf_puts(b, "{\"incomingMessageId\":");
-        sr_buf_json_str(b, id, strlen(id));
-        mock_put_str(b, "to", to_bare, strlen(to_bare));
-        mock_put_str(b, "from", from_bare, strlen(from_bare));
-        mock_put_str(b, "text", text, text_len);
-        sr_buf_printf(b, ",\"transactionId\":\"%012" PRIx64 "\",\"countryName\":\"\",\"operator\":\"\",\"prefix\":\"\","
-                         "\"ts\":\"%" PRIu64 "\"}",
-                      (uint64_t)(mock_hash(id, strlen(id)) & 0xffffffffffffu), now_ms);
-        break;
-    case MOCK_DIALECT_AGILETELECOM: {
-        char date_time[24];
-        mock_format_time(now_ms, "%Y%m%d%H%M%S", date_time, sizeof date_time);
-        mock_param params[] = {{"originator", from_bare}, {"destination", to_bare}, {"date_time", date_time},
-                               {"text", text}};
-        mock_post_init(post, mock_ct_form);
-        mock_form_encode(b, params, sizeof params / sizeof params[0]);
-        break;
-    }
-    case MOCK_DIALECT_TWILIO: {
-        mock_param params[MOCK_MAX_PARAMS];
-        size_t n = 0;
-        params[n++] = (mock_param){"AccountSid", mp->twilio_account[0] ? mp->twilio_account
-                                                                         : "AC00000000000000000000000000000000"};
-        params[n++] = (mock_param){"ApiVersion", MOCK_TWILIO_API};
-        params[n++] = (mock_param){"Body", text};
-        params[n++] = (mock_param){"From", from};
-        params[n++] = (mock_param){"MessageSid", id};
-        params[n++] = (mock_param){"NumMedia", "0"};
-        params[n++] = (mock_param){"NumSegments", "1"};
-        params[n++] = (mock_param){"SmsMessageSid", id};
-        params[n++] = (mock_param){"SmsSid", id};
-        params[n++] = (mock_param){"SmsStatus", "received"};
-        params[n++] = (mock_param){"To", to};
-        mock_post_form(mp, dialect, url, params, n, post);
-        break;
-    }
-    case MOCK_DIALECT_VONAGE: {
-        char message_ts[24];
-        mock_format_time(now_ms, "%Y-%m-%d %H:%M:%S", message_ts, sizeof message_ts);
-        /* Vonage's keyword: the first word, upper-cased. */
-        char keyword[64];
-        size_t k = 0, start = 0;
-        while (start < text_len && text[start] == ' ') start++;
-        for (size_t i = start; i < text_len && text[i] != ' ' && k + 1 < sizeof keyword; i++)
-            keyword[k++] = (char)(text[i] >= 'a' && text[i] <= 'z' ? text[i] - 32 : text[i]);
-        keyword[k] = '\0';
-        bool ascii = true;
-        for (size_t i = 0; i < text_len; i++) ascii = ascii && (unsigned char)text[i] < 0x80;
-        mock_param params[MOCK_MAX_PARAMS];
-        size_t n = 0;
-        params[n++] = (mock_param){"keyword", keyword};
-        params[n++] = (mock_param){"message-timestamp", message_ts};
-        params[n++] = (mock_param){"messageId", id};
-        params[n++] = (mock_param){"msisdn", from_bare};
-        params[n++] = (mock_param){"text", text};
-        params[n++] = (mock_param){"to", to_bare};
-        params[n++] = (mock_param){"type", ascii ? "text" : "unicode"};
-        mock_post_form(mp, dialect, url, params, n, post);
-        break;
-    }
-    default: { /* mock, generic */
-        char timestamp[32];
-        mock_rfc3339(now_ms, timestamp, sizeof timestamp);
-        mock_post_init(post, mock_ct_json);
-        sr_buf_puts(b, "{\"message_id\":");
-        sr_buf_json_str(b, id, strlen(id));
-        mock_put_str(b, "from", from, strlen(from));
-        mock_put_str(b, "to", to, strlen(to));
-        mock_put_str(b, "text", text, text_len);
-        mock_put_str(b, "timestamp", timestamp, strlen(timestamp));
-        sr_buf_putc(b, '}');
-        mock_post_sign_body(mp, post);
-        break;
-    }
-    }
+    sms->to_bare = sms->to[0] == '+' ? sr_buf_cstr(&to_digits) : sms->to;
+    sms->from_bare = sms->from[0] == '+' ? sr_buf_cstr(&from_digits) : sms->from;
+    sms->now_ms = mock_wall_ms();
+    mp->set.dialect->inbound_build(mp, sms, url, post);
+    sms->id = sms->to_bare = sms->from_bare = NULL;
     sr_buf_free(&from_digits);
     sr_buf_free(&to_digits);
 }
@@ -435,46 +306,12 @@ static void mock_inbound_build(mock_provider *mp, mock_dialect dialect, const ch
 /* POST /control/inbound {"from","to","text","id"}: one inbound SMS posted to
  * inbound_url; answered with what the receiver answered, once it did. */
 void mock_inbound(mock_provider *mp, sr_http_request *req) {
-    mock_dialect dialect = mp->set.dialect;
-    if (mp->stopping) {
-        mock_respond_error(req, 503, "stopping", NULL);
-        return;
-    }
-    if (!mock_dialect_has_inbound(dialect)) {
-        char text[200];
-        snprintf(text, sizeof text, "the %s dialect has no inbound webhook (the provider documents none)",
-                 mock_dialect_names[dialect]);
-        mock_respond_error(req, 400, text, NULL);
-        return;
-    }
-    if (!mp->set.inbound_url) {
-        mock_respond_error(req, 400, "no inbound URL: start with --inbound-url or set inbound_url", NULL);
-        return;
-    }
+    if (!mock_inbound_possible(mp, req)) return;
     sr_json_doc doc;
-    char err[160];
-    if (sr_json_parse(&doc, req->body, req->body_len, err, sizeof err) != 0 || doc.root->type != SR_JSON_OBJECT) {
+    mock_inbound_sms sms;
+    memset(&sms, 0, sizeof sms);
+    if (!mock_inbound_read(req, &doc, &sms)) {
         sr_json_doc_free(&doc);
-        mock_respond_error(req, 400, "the body must be a JSON object {\"from\",\"to\",\"text\",\"id\"}", NULL);
-        return;
-    }
-    const char *from = NULL, *to = NULL, *text = NULL, *id = NULL;
-    size_t from_len = 0, to_len = 0, text_len = 0, id_len = 0;
-    const sr_json *root = doc.root;
-    bool ok = mock_json_str(root, "from", true, &from, &from_len) && from &&
-              mock_json_str(root, "to", true, &to, &to_len) && to &&
-              mock_json_str(root, "text", false, &text, &text_len) && text &&
-              mock_json_str(root, "id", false, &id, &id_len) && strlen(from) == from_len && strlen(to) == to_len &&
-              strlen(text) == text_len && (!id || (id_len && strlen(id) == id_len && id_len < MOCK_ID_LEN));
-    for (const sr_json *m = root->child; ok && m; m = m->next)
-        ok = strcmp(m->key, "from") == 0 || strcmp(m->key, "to") == 0 || strcmp(m->key, "text") == 0 ||
-             strcmp(m->key, "id") == 0;
-    if (!ok) {
-        sr_json_doc_free(&doc);
-        mock_respond_error(req, 400,
-                           "want {\"from\": non-empty string, \"to\": non-empty string, \"text\": string, \"id\": "
-                           "optional string} (no NUL bytes, nothing else)",
-                           NULL);
         return;
     }
     sr_http_client *client = mock_client(mp);
@@ -485,7 +322,7 @@ void mock_inbound(mock_provider *mp, sr_http_request *req) {
     }
     const char *url = mp->set.inbound_url;
     mock_post post;
-    mock_inbound_build(mp, dialect, url, from, to, text, text_len, id, &post);
+    mock_inbound_build(mp, &sms, url, &post);
     sr_json_doc_free(&doc);
     mock_inbound_post *in = calloc(1, sizeof *in);
     if (!in) abort();

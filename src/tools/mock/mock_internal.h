@@ -16,7 +16,6 @@
 #include "http/http_client.h"
 #include "http/http_server.h"
 
-
 #define MOCK_DEFAULT_LISTEN "127.0.0.1:9090"
 #define MOCK_RATE_WINDOW_MS 1000
 #define MOCK_DLR_ATTEMPTS 4         /* default: one post and three retries */
@@ -34,16 +33,8 @@
 #define MOCK_MAX_PARAMS 16          /* parameters of one form webhook */
 #define MOCK_TWILIO_API "2010-04-01"
 
-typedef enum {
-    MOCK_DIALECT_MOCK,
-    MOCK_DIALECT_GENERIC,
-    MOCK_DIALECT_SMSBAT,
-    MOCK_DIALECT_DEVINO,
-    MOCK_DIALECT_AGILETELECOM,
-    MOCK_DIALECT_SMSC,
-    MOCK_DIALECT_TWILIO,
-    MOCK_DIALECT_VONAGE
-} mock_dialect;
+/* The provider API the mock speaks: a table of functions (below). */
+typedef struct mock_dialect mock_dialect;
 
 /* ---- settings (command line, then POST /control) ---- */
 
@@ -61,7 +52,7 @@ typedef struct mock_settings {
     uint64_t dlr_attempts; /* posts of one report before giving up */
     bool dlr_before_answer;
     bool down;
-    mock_dialect dialect;
+    const mock_dialect *dialect;
     char *auth_key;       /* owned, or NULL: no auth */
     char *auth_token;     /* owned, or NULL: Twilio's auth token (Basic password, webhook signatures) */
     char *webhook_secret; /* owned, or NULL: generic X-Signature and Vonage sig */
@@ -124,7 +115,7 @@ typedef struct mock_provider {
     uint64_t nonces;       /* Vonage signature nonces (not from rng: signing never shifts the seeded mix) */
     uint64_t start_ms;     /* wall clock at start: provider ids stay unique across restarts */
     char id_prefix[24];
-    char twilio_account[64]; /* the AccountSid of the last Twilio send, for inbound posts */
+    char last_account[64]; /* the account named by the last send's path (Twilio AccountSid), for inbound posts */
     mock_pending *pending; /* answers not given yet */
     mock_dlr *dlrs;        /* delivery reports started and not finished */
     uint64_t dlrs_started; /* how many are in dlrs */
@@ -165,13 +156,13 @@ struct mock_dlr {
     bool posting;
     bool undelivered;
     unsigned part, parts; /* which part this report is about, of how many (0, 0: the whole message) */
-    mock_dialect dialect;
+    const mock_dialect *dialect;
     char message_id[MOCK_ID_LEN];
     char *to; /* owned */
     size_t to_len;
     char *from;       /* owned or NULL: the sender (Twilio From, Vonage "to") */
-    char *client_ref; /* owned or NULL: Vonage client-ref */
-    char *account;    /* owned or NULL: Twilio AccountSid */
+    char *client_ref; /* owned or NULL: the client's id of the message (Vonage client-ref) */
+    char *account;    /* owned or NULL: the account of the send (Twilio AccountSid) */
 };
 
 /* Reports made while deciding a request, in order (linked by next_deferred). */
@@ -217,7 +208,7 @@ typedef struct mock_fields {
 /* A send request being decided: what was parsed, and the messages. */
 typedef struct mock_send_ctx {
     mock_provider *mp;
-    mock_dialect dialect;
+    const mock_dialect *dialect;
     sr_json_doc doc;                 /* a JSON body, or empty */
     mock_fields fields;              /* form dialects (and Vonage JSON): decoded fields, in the dialect's order */
     mock_msg *msgs; /* owned */
@@ -225,7 +216,7 @@ typedef struct mock_send_ctx {
     bool batch;                    /* mock: the request was {"messages":[...]} */
     char account[64];              /* twilio: the AccountSid of the path */
     char request_id[MOCK_ID_LEN];  /* smsc: the id of a request without a client id ("" until made) */
-    uint64_t list_id;              /* smsbat: the messagelistId */
+    uint64_t list_id;              /* numbered requests (smsbat messagelistId, agiletelecom globalId), or 0 */
     const sr_json *global_id;      /* agiletelecom: echoed */
     char bad[240];                 /* a request-level problem, formatted */
 } mock_send_ctx;
@@ -254,26 +245,70 @@ typedef struct mock_post {
     char timestamp[24], nonce[40], sig[2 * SR_CRYPTO_MD5_LEN + 1];
 } mock_post;
 
-/* Field orders. The credentials come first for smsc (both lists) and vonage. */
-enum { SMSC_LOGIN, SMSC_PSW, SMSC_APIKEY, SMSC_PHONES, SMSC_MES, SMSC_SENDER, SMSC_ID };
-enum { SMSC_STATUS_PHONE = 3, SMSC_STATUS_ID };
-enum { TWILIO_TO, TWILIO_FROM, TWILIO_SERVICE, TWILIO_BODY };
-enum { VONAGE_KEY, VONAGE_SECRET, VONAGE_TO, VONAGE_FROM, VONAGE_TEXT, VONAGE_REF };
-
 typedef enum { MOCK_STATE_PENDING, MOCK_STATE_DELIVERED, MOCK_STATE_UNDELIVERED } mock_state;
 
-/* An inbound post in flight: the control request waits for its answer. */
-typedef struct mock_inbound_post {
-    mock_provider *mp;
-    sr_http_request *req; /* borrowed until answered */
-} mock_inbound_post;
+/* An inbound SMS to post (POST /control/inbound): the strings are
+ * NUL-terminated and borrowed for the call. */
+typedef struct mock_inbound_sms {
+    const char *from, *to, *text, *id;
+    size_t text_len;
+    const char *from_bare, *to_bare; /* a number as bare digits, a sender name as it is */
+    uint64_t now_ms;                 /* wall clock */
+} mock_inbound_sms;
+
+/* HTTP methods an endpoint takes. */
+enum { MOCK_GET = 1, MOCK_POST = 2 };
+
+/* ---- the dialects ---- */
+
+/* What one provider API does, as the functions the core calls. One table per
+ * dialect (dialect_NAME.c), all listed in mock_dialects (mock_dialect.c).
+ * A NULL function: the dialect lacks that part. Strings and buffers given to
+ * the functions are borrowed for the call. */
+struct mock_dialect {
+    const char *name;
+    unsigned send_methods;  /* MOCK_GET | MOCK_POST the send endpoint takes */
+    bool per_part_reports;  /* one report per part of a multipart message (formats with part numbers) */
+    bool key_by_phone;      /* client ids and polled statuses name a message with its phone ("id:digits") */
+    bool numbered_requests; /* each accepted request gets a number (ctx->list_id) */
+    /* Whether path is the send endpoint; copies an account named in the path
+     * (Twilio's AccountSid) into account. */
+    bool (*is_send_path)(const char *path, char *account, size_t account_len);
+    /* A provider id in the dialect's style for the n-th id (MOCK_ID_LEN bytes). */
+    void (*format_id)(const mock_provider *mp, uint64_t n, char *out);
+    /* Credentials in the headers (account: from the path, "" when none);
+     * NULL: the dialect carries them in the body. */
+    bool (*header_auth_ok)(const mock_provider *mp, const sr_http_request *req, const char *account);
+    /* Credentials among the decoded fields; NULL: not in the body. */
+    bool (*body_auth_ok)(const mock_provider *mp, const mock_fields *f);
+    /* Parses a send into ctx->msgs (and ctx->fields); NULL, or the problem with the whole request. */
+    const char *(*parse_send)(mock_send_ctx *ctx, const sr_http_request *req);
+    /* The provider id of an accepted message; NULL: a new one (mock_new_id). */
+    void (*assign_id)(mock_send_ctx *ctx, mock_msg *m);
+    /* The answer to a decided request; returns its HTTP status. */
+    int (*write_answer)(const mock_send_ctx *ctx, sr_buf *out);
+    /* A request-level failure in the dialect's words (detail: the problem of
+     * a bad request, else NULL); returns the HTTP status. */
+    int (*write_failure)(mock_failure f, const char *detail, sr_buf *out);
+    /* The delivery report d as the dialect posts it to url; NULL: reports are not pushed. */
+    void (*dlr_build)(const mock_dlr *d, const char *url, mock_post *post);
+    /* The inbound SMS as the dialect posts it to url; NULL: no inbound webhook. */
+    void (*inbound_build)(mock_provider *mp, const mock_inbound_sms *sms, const char *url, mock_post *post);
+    /* Status polling: whether path is the poll endpoint, the methods it
+     * takes, and the answer. NULL: statuses are not polled. */
+    bool (*is_poll_path)(const char *path);
+    unsigned poll_methods;
+    void (*poll)(mock_provider *mp, sr_http_request *req);
+};
+
+extern const mock_dialect mock_dialect_mock, mock_dialect_generic, mock_dialect_smsbat, mock_dialect_devino,
+    mock_dialect_agiletelecom, mock_dialect_smsc, mock_dialect_twilio, mock_dialect_vonage;
 
 /* ---- mock_dialect.c ---- */
-extern const char *const mock_dialect_names[];
-bool mock_dialect_pushes(mock_dialect d);
-bool mock_dialect_polled(mock_dialect d);
-bool mock_dialect_has_inbound(mock_dialect d);
-int mock_dialect_parse(const char *name, size_t len);
+/* Every dialect, the default first; NULL-terminated. */
+extern const mock_dialect *const mock_dialects[];
+/* The dialect named name (len bytes), or NULL. */
+const mock_dialect *mock_dialect_find(const char *name, size_t len);
 
 /* ---- mock_util.c ---- */
 uint64_t mock_rand(mock_provider *mp);
@@ -319,24 +354,25 @@ void mock_put_str(sr_buf *out, const char *name, const char *value, size_t len);
 mock_state mock_status_state(const mock_provider *mp, const mock_slot *s, uint64_t *at_ms);
 
 /* ---- mock_send.c ---- */
-void mock_new_id(mock_provider *mp, mock_dialect d, char *out);
+void mock_new_id(mock_provider *mp, const mock_dialect *d, char *out);
 void mock_respond_error(sr_http_request *req, int status, const char *message, const char *extra);
+void mock_respond_method(sr_http_request *req, unsigned methods);
 void mock_pending_answer(mock_pending *p);
 void mock_pending_release_one(mock_pending *p);
-bool mock_header_auth_ok(const mock_provider *mp, mock_dialect dialect, const sr_http_request *req,
-                         const char *account);
-bool mock_body_auth_ok(const mock_provider *mp, mock_dialect dialect, const mock_fields *f);
 void mock_send(mock_provider *mp, sr_http_request *req, const char *account);
 void mock_ctx_alloc(mock_send_ctx *ctx, size_t count);
-void mock_poll_unauthorized(mock_provider *mp, mock_dialect dialect, sr_http_request *req);
+void mock_poll_unauthorized(mock_provider *mp, sr_http_request *req);
 
 /* ---- mock_dlr.c ---- */
+extern const char mock_ct_json[], mock_ct_form[];
 void mock_dlr_start(mock_dlr *d);
-mock_dlr *mock_dlr_new(mock_provider *mp, mock_dialect dialect, const char *message_id, const char *to, size_t to_len,
-                       const char *from, size_t from_len, const char *client_ref, size_t ref_len, const char *account,
+mock_dlr *mock_dlr_new(mock_provider *mp, const mock_dialect *dialect, const mock_msg *m, const char *account,
                        bool undelivered);
 void mock_dlr_finish(mock_dlr *d);
 void mock_inbound(mock_provider *mp, sr_http_request *req);
+void mock_post_init(mock_post *post, const char *content_type);
+void mock_post_sign(mock_post *post);
+void mock_post_sign_body(const mock_provider *mp, mock_post *post);
 
 /* ---- mock_control.c ---- */
 void mock_stats_get(mock_provider *mp, sr_http_request *req);
@@ -344,43 +380,13 @@ void mock_stats_reset(mock_provider *mp, sr_http_request *req);
 void mock_settings_write(const mock_provider *mp, sr_buf *b);
 void mock_control(mock_provider *mp, sr_http_request *req);
 
-/* ---- dialect_mock.c ---- */
+/* ---- dialect_mock.c (the generic dialect shares them) ---- */
 void mock_msg_mock(mock_msg *m, const sr_json *obj, bool with_id);
-const char *mock_parse_mock(mock_send_ctx *ctx, const sr_http_request *req);
-int mock_write_mock(const mock_send_ctx *ctx, sr_buf *out);
-
-/* ---- dialect_generic.c ---- */
-const char *mock_parse_generic(mock_send_ctx *ctx, const sr_http_request *req);
-int mock_write_generic(const mock_send_ctx *ctx, sr_buf *out);
-
-/* ---- dialect_smsbat.c ---- */
-int mock_write_smsbat(const mock_send_ctx *ctx, sr_buf *out);
-void mock_poll_smsbat(mock_provider *mp, sr_http_request *req, const char *escaped_id);
-
-/* ---- dialect_devino.c ---- */
-int mock_write_devino(const mock_send_ctx *ctx, sr_buf *out);
-void mock_poll_devino(mock_provider *mp, sr_http_request *req);
-
-/* ---- dialect_agiletelecom.c ---- */
-const char *mock_parse_agiletelecom(mock_send_ctx *ctx, const sr_http_request *req);
-int mock_write_agiletelecom(const mock_send_ctx *ctx, sr_buf *out);
-
-/* ---- dialect_smsc.c ---- */
-const char *mock_parse_smsc(mock_send_ctx *ctx, const sr_http_request *req, mock_fields *f);
-int mock_write_smsc(const mock_send_ctx *ctx, sr_buf *out);
-void mock_poll_smsc(mock_provider *mp, sr_http_request *req);
-
-/* ---- dialect_twilio.c ---- */
-void mock_twilio_signature(const char *token, const char *url, const mock_param *params, size_t n, char *header,
-                           size_t header_len);
-const char *mock_parse_twilio(mock_send_ctx *ctx, const sr_http_request *req, mock_fields *f);
-int mock_write_twilio(const mock_send_ctx *ctx, sr_buf *out);
-bool mock_twilio_path(const char *path, char *account, size_t account_len);
-
-/* ---- dialect_vonage.c ---- */
-size_t mock_vonage_sign(mock_provider *mp, mock_param *params, size_t n, char *timestamp, size_t ts_len, char *nonce,
-                        size_t nonce_len, char sig[2 * SR_CRYPTO_MD5_LEN + 1]);
-const char *mock_parse_vonage(mock_send_ctx *ctx, const sr_http_request *req, mock_fields *f);
-int mock_write_vonage(const mock_send_ctx *ctx, sr_buf *out);
+int mock_write_error_answer(mock_failure f, const char *detail, sr_buf *out);
+void mock_dlr_build_mock(const mock_dlr *d, const char *url, mock_post *post);
+void mock_inbound_build_mock(mock_provider *mp, const mock_inbound_sms *sms, const char *url, mock_post *post);
+void mock_format_id_mock(const mock_provider *mp, uint64_t n, char *out);
+bool mock_bearer_auth_ok(const mock_provider *mp, const sr_http_request *req, const char *account);
+bool mock_is_send_path_mock(const char *path, char *account, size_t account_len);
 
 #endif

@@ -157,105 +157,71 @@ static const char mock_usage[] =
 
 /* ---- routing ---- */
 
-/* Whether path is the send endpoint of the dialect (account: Twilio's). */
-static bool mock_is_send_path(mock_dialect dialect, const char *path, char *account, size_t account_len) {
-    switch (dialect) {
-    case MOCK_DIALECT_SMSBAT: return strcmp(path, "/bat/messagelist") == 0;
-    case MOCK_DIALECT_DEVINO: return strcmp(path, "/sms/messages") == 0;
-    case MOCK_DIALECT_AGILETELECOM: return strcmp(path, "/services/sms/send") == 0 || strcmp(path, "/sms/send") == 0;
-    case MOCK_DIALECT_SMSC: return strcmp(path, "/sys/send.php") == 0;
-    case MOCK_DIALECT_TWILIO: return mock_twilio_path(path, account, account_len);
-    case MOCK_DIALECT_VONAGE: return strcmp(path, "/sms/json") == 0;
-    default: return strcmp(path, "/send") == 0 || strcmp(path, "/") == 0;
-    }
+static unsigned mock_method(const sr_http_request *req) {
+    if (strcmp(req->method_name, "GET") == 0) return MOCK_GET;
+    if (strcmp(req->method_name, "POST") == 0) return MOCK_POST;
+    return 0;
 }
 
-/* Routes a poll of the dialect; false when path is none of its. */
-static bool mock_route_poll(mock_provider *mp, sr_http_request *req, bool is_get, bool is_post) {
-    const char *path = req->path;
-    static const char smsbat_prefix[] = "/bat/message/";
-    switch (mp->set.dialect) {
-    case MOCK_DIALECT_SMSBAT:
-        if (strncmp(path, smsbat_prefix, sizeof smsbat_prefix - 1) != 0 || !path[sizeof smsbat_prefix - 1] ||
-            strchr(path + sizeof smsbat_prefix - 1, '/'))
-            return false;
-        req->route = "/poll";
-        if (!is_get) {
-            mock_respond_error(req, 405, "use GET", "Allow: GET\r\n");
-            return true;
-        }
-        mp->stats.polls++;
-        mock_rate_add(&mp->calls, req->start_ns / 1000000);
-        mock_poll_smsbat(mp, req, path + sizeof smsbat_prefix - 1);
+/* Routes a send or a poll of the current dialect; false when the path is
+ * neither of its. */
+static bool mock_route_dialect(mock_provider *mp, sr_http_request *req, unsigned method) {
+    const mock_dialect *d = mp->set.dialect;
+    char account[64] = "";
+    if (d->is_send_path(req->path, account, sizeof account)) {
+        req->route = "/send";
+        if (method & d->send_methods) mock_send(mp, req, account[0] ? account : NULL);
+        else mock_respond_method(req, d->send_methods);
         return true;
-    case MOCK_DIALECT_DEVINO:
-        if (strcmp(path, "/sms-stat/statuses/get-by-ids") != 0) return false;
-        req->route = "/poll";
-        if (!is_post) {
-            mock_respond_error(req, 405, "use POST", "Allow: POST\r\n");
-            return true;
-        }
-        mp->stats.polls++;
-        mock_rate_add(&mp->calls, req->start_ns / 1000000);
-        mock_poll_devino(mp, req);
+    }
+    if (!d->poll || !d->is_poll_path(req->path)) return false;
+    req->route = "/poll";
+    if (!(method & d->poll_methods)) {
+        mock_respond_method(req, d->poll_methods);
         return true;
-    case MOCK_DIALECT_SMSC:
-        if (strcmp(path, "/sys/status.php") != 0) return false;
-        req->route = "/poll";
-        if (!is_get && !is_post) {
-            mock_respond_error(req, 405, "use GET or POST", "Allow: GET, POST\r\n");
-            return true;
-        }
-        mp->stats.polls++;
-        mock_rate_add(&mp->calls, req->start_ns / 1000000);
-        mock_poll_smsc(mp, req);
-        return true;
-    default: return false;
+    }
+    mp->stats.polls++;
+    mock_rate_add(&mp->calls, req->start_ns / 1000000);
+    d->poll(mp, req);
+    return true;
+}
+
+static void mock_route_control(mock_provider *mp, sr_http_request *req, unsigned method) {
+    req->route = "/control";
+    if (method == MOCK_POST) {
+        mock_control(mp, req);
+    } else if (method == MOCK_GET) {
+        sr_buf b;
+        sr_buf_init(&b);
+        mock_settings_write(mp, &b);
+        sr_http_respond(req, 200, "application/json", b.data, b.len, NULL);
+        sr_buf_free(&b);
+    } else {
+        mock_respond_method(req, MOCK_GET | MOCK_POST);
     }
 }
 
 static void mock_handle(sr_http_request *req, void *ud) {
     mock_provider *mp = ud;
-    bool is_post = strcmp(req->method_name, "POST") == 0;
-    bool is_get = strcmp(req->method_name, "GET") == 0;
+    unsigned method = mock_method(req);
     const char *path = req->path;
-    char account[64] = "";
-    if (mock_is_send_path(mp->set.dialect, path, account, sizeof account)) {
-        req->route = "/send";
-        /* SMSC documents GET for sends too. */
-        if (is_post || (is_get && mp->set.dialect == MOCK_DIALECT_SMSC))
-            mock_send(mp, req, account[0] ? account : NULL);
-        else if (mp->set.dialect == MOCK_DIALECT_SMSC)
-            mock_respond_error(req, 405, "use GET or POST", "Allow: GET, POST\r\n");
-        else mock_respond_error(req, 405, "use POST", "Allow: POST\r\n");
-    } else if (mock_route_poll(mp, req, is_get, is_post)) {
+    if (mock_route_dialect(mp, req, method)) {
         /* answered */
     } else if (strcmp(path, "/stats") == 0) {
         req->route = "/stats";
-        if (is_get) mock_stats_get(mp, req);
-        else mock_respond_error(req, 405, "use GET", "Allow: GET\r\n");
+        if (method == MOCK_GET) mock_stats_get(mp, req);
+        else mock_respond_method(req, MOCK_GET);
     } else if (strcmp(path, "/stats/reset") == 0) {
         req->route = "/stats/reset";
-        if (is_post) mock_stats_reset(mp, req);
-        else mock_respond_error(req, 405, "use POST", "Allow: POST\r\n");
+        if (method == MOCK_POST) mock_stats_reset(mp, req);
+        else mock_respond_method(req, MOCK_POST);
     } else if (strcmp(path, "/control") == 0) {
-        req->route = "/control";
-        if (is_post) {
-            mock_control(mp, req);
-        } else if (is_get) {
-            sr_buf b;
-            sr_buf_init(&b);
-            mock_settings_write(mp, &b);
-            sr_http_respond(req, 200, "application/json", b.data, b.len, NULL);
-            sr_buf_free(&b);
-        } else {
-            mock_respond_error(req, 405, "use GET or POST", "Allow: GET, POST\r\n");
-        }
+        mock_route_control(mp, req, method);
     } else if (strcmp(path, "/control/inbound") == 0) {
         req->route = "/control/inbound";
-        if (is_post) mock_inbound(mp, req);
-        else mock_respond_error(req, 405, "use POST", "Allow: POST\r\n");
-    } else if (strcmp(path, "/healthz") == 0 && is_get) {
+        if (method == MOCK_POST) mock_inbound(mp, req);
+        else mock_respond_method(req, MOCK_POST);
+    } else if (strcmp(path, "/healthz") == 0 && method == MOCK_GET) {
         req->route = "/healthz";
         static const char body[] = "{\"status\":\"ok\"}";
         sr_http_respond(req, 200, "application/json", body, sizeof body - 1, NULL);
@@ -357,93 +323,95 @@ enum {
     OPT_LOG_LEVEL
 };
 
-/* Fills mp's settings from argv. Returns 0 to run, else -1 with *exit_code
- * set (help printed or a usage error). Strings in the settings are copies
- * owned by mp. */
-static int mock_parse_args(int argc, char **argv, mock_provider *mp, const char **listen, uint64_t *seed,
-                           bool *seed_given, int *exit_code) {
-    static const struct option long_opts[] = {{"listen", required_argument, NULL, 'l'},
-                                              {"latency-ms", required_argument, NULL, OPT_LATENCY},
-                                              {"latency-jitter-ms", required_argument, NULL, OPT_JITTER},
-                                              {"fail-5xx", required_argument, NULL, OPT_FAIL_5XX},
-                                              {"fail-429", required_argument, NULL, OPT_FAIL_429},
-                                              {"retry-after", required_argument, NULL, OPT_RETRY_AFTER},
-                                              {"timeout", required_argument, NULL, OPT_TIMEOUT},
-                                              {"hold-ms", required_argument, NULL, OPT_HOLD},
-                                              {"reject", required_argument, NULL, OPT_REJECT},
-                                              {"auth-key", required_argument, NULL, OPT_AUTH_KEY},
-                                              {"dlr-url", required_argument, NULL, OPT_DLR_URL},
-                                              {"dlr-delay-ms", required_argument, NULL, OPT_DLR_DELAY},
-                                              {"dlr-undelivered", required_argument, NULL, OPT_DLR_UNDELIVERED},
-                                              {"dlr-before-answer", no_argument, NULL, OPT_DLR_BEFORE},
-                                              {"dlr-attempts", required_argument, NULL, OPT_DLR_ATTEMPTS},
-                                              {"dialect", required_argument, NULL, OPT_DIALECT},
-                                              {"auth-token", required_argument, NULL, OPT_AUTH_TOKEN},
-                                              {"webhook-secret", required_argument, NULL, OPT_WEBHOOK_SECRET},
-                                              {"inbound-url", required_argument, NULL, OPT_INBOUND_URL},
-                                              {"max-ids", required_argument, NULL, OPT_MAX_IDS},
-                                              {"seed", required_argument, NULL, OPT_SEED},
-                                              {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-                                              {"help", no_argument, NULL, 'h'},
-                                              {NULL, 0, NULL, 0}};
+static const struct option mock_long_opts[] = {{"listen", required_argument, NULL, 'l'},
+                                               {"latency-ms", required_argument, NULL, OPT_LATENCY},
+                                               {"latency-jitter-ms", required_argument, NULL, OPT_JITTER},
+                                               {"fail-5xx", required_argument, NULL, OPT_FAIL_5XX},
+                                               {"fail-429", required_argument, NULL, OPT_FAIL_429},
+                                               {"retry-after", required_argument, NULL, OPT_RETRY_AFTER},
+                                               {"timeout", required_argument, NULL, OPT_TIMEOUT},
+                                               {"hold-ms", required_argument, NULL, OPT_HOLD},
+                                               {"reject", required_argument, NULL, OPT_REJECT},
+                                               {"auth-key", required_argument, NULL, OPT_AUTH_KEY},
+                                               {"dlr-url", required_argument, NULL, OPT_DLR_URL},
+                                               {"dlr-delay-ms", required_argument, NULL, OPT_DLR_DELAY},
+                                               {"dlr-undelivered", required_argument, NULL, OPT_DLR_UNDELIVERED},
+                                               {"dlr-before-answer", no_argument, NULL, OPT_DLR_BEFORE},
+                                               {"dlr-attempts", required_argument, NULL, OPT_DLR_ATTEMPTS},
+                                               {"dialect", required_argument, NULL, OPT_DIALECT},
+                                               {"auth-token", required_argument, NULL, OPT_AUTH_TOKEN},
+                                               {"webhook-secret", required_argument, NULL, OPT_WEBHOOK_SECRET},
+                                               {"inbound-url", required_argument, NULL, OPT_INBOUND_URL},
+                                               {"max-ids", required_argument, NULL, OPT_MAX_IDS},
+                                               {"seed", required_argument, NULL, OPT_SEED},
+                                               {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+                                               {"help", no_argument, NULL, 'h'},
+                                               {NULL, 0, NULL, 0}};
+
+/* What the command line gives besides the settings. */
+typedef struct mock_args {
+    const char *listen;
+    uint64_t seed;
+    bool seed_given;
+} mock_args;
+
+/* A numeric option: 0 when ch is one and arg is valid, -1 when invalid, 1
+ * when ch is not a numeric option. */
+static int mock_option_number(mock_provider *mp, int ch, const char *arg, mock_args *args) {
     mock_settings *s = &mp->set;
-    opterr = 0;
-    optind = 1;
-    int ch;
     const uint64_t max_ms = 86400000; /* a day */
-    while ((ch = getopt_long(argc, argv, ":l:h", long_opts, NULL)) != -1) {
-        int bad = 0;
+    switch (ch) {
+    case OPT_LATENCY: return mock_parse_uint(arg, max_ms, &s->latency_ms);
+    case OPT_JITTER: return mock_parse_uint(arg, max_ms, &s->latency_jitter_ms);
+    case OPT_FAIL_5XX: return mock_parse_pct(arg, &s->fail_5xx_pct);
+    case OPT_FAIL_429: return mock_parse_pct(arg, &s->fail_429_pct);
+    case OPT_RETRY_AFTER: return mock_parse_uint(arg, 86400, &s->retry_after_s);
+    case OPT_TIMEOUT: return mock_parse_pct(arg, &s->timeout_pct);
+    case OPT_HOLD: return mock_parse_uint(arg, max_ms, &s->hold_ms);
+    case OPT_REJECT: return mock_parse_pct(arg, &s->reject_pct);
+    case OPT_DLR_DELAY: return mock_parse_uint(arg, max_ms, &s->dlr_delay_ms);
+    case OPT_DLR_ATTEMPTS: return mock_parse_uint(arg, 1000, &s->dlr_attempts) || s->dlr_attempts == 0 ? -1 : 0;
+    case OPT_DLR_UNDELIVERED: return mock_parse_pct(arg, &s->dlr_undelivered_pct);
+    case OPT_MAX_IDS: return mock_parse_uint(arg, UINT32_MAX, &mp->max_ids);
+    case OPT_SEED: args->seed_given = true; return mock_parse_uint(arg, UINT64_MAX, &args->seed);
+    default: return 1;
+    }
+}
+
+/* A string option (a non-empty copy into the settings): as mock_option_number. */
+static int mock_option_string(mock_provider *mp, int ch, const char *arg) {
+    mock_settings *s = &mp->set;
+    char **slot;
+    switch (ch) {
+    case OPT_AUTH_KEY: slot = &s->auth_key; break;
+    case OPT_DLR_URL: slot = &s->dlr_url; break;
+    case OPT_AUTH_TOKEN: slot = &s->auth_token; break;
+    case OPT_WEBHOOK_SECRET: slot = &s->webhook_secret; break;
+    case OPT_INBOUND_URL: slot = &s->inbound_url; break;
+    default: return 1;
+    }
+    if (!*arg) return -1;
+    sr_config_set_str(slot, arg);
+    return 0;
+}
+
+/* One option of getopt_long. Returns 0 to go on, else -1 with *exit_code set. */
+static int mock_option(mock_provider *mp, int ch, char **argv, mock_args *args, int *exit_code) {
+    int bad = mock_option_number(mp, ch, optarg, args);
+    if (bad == 1) bad = mock_option_string(mp, ch, optarg);
+    if (bad == 1) {
+        bad = 0;
         switch (ch) {
         case 'h': fputs(mock_usage, stdout); *exit_code = 0; return -1;
-        case 'l': *listen = optarg; break;
-        case OPT_LATENCY: bad = mock_parse_uint(optarg, max_ms, &s->latency_ms); break;
-        case OPT_JITTER: bad = mock_parse_uint(optarg, max_ms, &s->latency_jitter_ms); break;
-        case OPT_FAIL_5XX: bad = mock_parse_pct(optarg, &s->fail_5xx_pct); break;
-        case OPT_FAIL_429: bad = mock_parse_pct(optarg, &s->fail_429_pct); break;
-        case OPT_RETRY_AFTER: bad = mock_parse_uint(optarg, 86400, &s->retry_after_s); break;
-        case OPT_TIMEOUT: bad = mock_parse_pct(optarg, &s->timeout_pct); break;
-        case OPT_HOLD: bad = mock_parse_uint(optarg, max_ms, &s->hold_ms); break;
-        case OPT_REJECT: bad = mock_parse_pct(optarg, &s->reject_pct); break;
-        case OPT_AUTH_KEY:
-            if (!*optarg) bad = -1;
-            else sr_config_set_str(&s->auth_key, optarg);
-            break;
-        case OPT_DLR_URL:
-            if (!*optarg) bad = -1;
-            else sr_config_set_str(&s->dlr_url, optarg);
-            break;
-        case OPT_DLR_DELAY: bad = mock_parse_uint(optarg, max_ms, &s->dlr_delay_ms); break;
-        case OPT_DLR_ATTEMPTS: bad = mock_parse_uint(optarg, 1000, &s->dlr_attempts) || s->dlr_attempts == 0; break;
-        case OPT_DLR_UNDELIVERED: bad = mock_parse_pct(optarg, &s->dlr_undelivered_pct); break;
-        case OPT_DLR_BEFORE: s->dlr_before_answer = true; break;
-        case OPT_DIALECT: {
-            int d = mock_dialect_parse(optarg, strlen(optarg));
-            if (d < 0) {
-                *exit_code = mock_usage_error("unknown dialect '%s' (want mock, generic, smsbat, devino, "
-                                              "agiletelecom, smsc, twilio or vonage)",
-                                              optarg);
-                return -1;
-            }
-            s->dialect = (mock_dialect)d;
-            break;
-        }
-        case OPT_AUTH_TOKEN:
-            if (!*optarg) bad = -1;
-            else sr_config_set_str(&s->auth_token, optarg);
-            break;
-        case OPT_WEBHOOK_SECRET:
-            if (!*optarg) bad = -1;
-            else sr_config_set_str(&s->webhook_secret, optarg);
-            break;
-        case OPT_INBOUND_URL:
-            if (!*optarg) bad = -1;
-            else sr_config_set_str(&s->inbound_url, optarg);
-            break;
-        case OPT_MAX_IDS: bad = mock_parse_uint(optarg, UINT32_MAX, &mp->max_ids); break;
-        case OPT_SEED:
-            bad = mock_parse_uint(optarg, UINT64_MAX, seed);
-            *seed_given = true;
-            break;
+        case 'l': args->listen = optarg; break;
+        case OPT_DLR_BEFORE: mp->set.dlr_before_answer = true; break;
+        case OPT_DIALECT:
+            mp->set.dialect = mock_dialect_find(optarg, strlen(optarg));
+            if (mp->set.dialect) break;
+            *exit_code = mock_usage_error("unknown dialect '%s' (want mock, generic, smsbat, devino, "
+                                          "agiletelecom, smsc, twilio or vonage)",
+                                          optarg);
+            return -1;
         case OPT_LOG_LEVEL:
             if (sr_log_parse_level(optarg) < 0) {
                 *exit_code = mock_usage_error("unknown log level '%s'", optarg);
@@ -454,15 +422,28 @@ static int mock_parse_args(int argc, char **argv, mock_provider *mp, const char 
         case ':': *exit_code = mock_usage_error("option '%s' needs a value", argv[optind - 1]); return -1;
         default: *exit_code = mock_usage_error("unknown option '%s'", argv[optind - 1]); return -1;
         }
-        if (bad) {
-            *exit_code = mock_usage_error("invalid value for %s", argv[optind - 1]);
-            return -1;
-        }
     }
+    if (bad) {
+        *exit_code = mock_usage_error("invalid value for %s", argv[optind - 1]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Fills mp's settings and args from argv. Returns 0 to run, else -1 with
+ * *exit_code set (help printed or a usage error). Strings in the settings
+ * are copies owned by mp. */
+static int mock_parse_args(int argc, char **argv, mock_provider *mp, mock_args *args, int *exit_code) {
+    opterr = 0;
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":l:h", mock_long_opts, NULL)) != -1)
+        if (mock_option(mp, ch, argv, args, exit_code) != 0) return -1;
     if (optind < argc) {
         *exit_code = mock_usage_error("unexpected argument '%s'", argv[optind]);
         return -1;
     }
+    const mock_settings *s = &mp->set;
     if (s->fail_5xx_pct + s->fail_429_pct + s->timeout_pct + s->reject_pct > 100) {
         *exit_code = mock_usage_error("%s", "--fail-5xx, --fail-429, --timeout and --reject add up to more than 100");
         return -1;
@@ -489,29 +470,70 @@ static void mock_free(mock_provider *mp) {
     free(mp->set.inbound_url);
 }
 
+static void mock_defaults(mock_provider *mp) {
+    memset(mp, 0, sizeof *mp);
+    mp->set.retry_after_s = 1;
+    mp->set.hold_ms = 60000;
+    mp->set.dlr_delay_ms = 100;
+    mp->set.dlr_attempts = MOCK_DLR_ATTEMPTS;
+    mp->set.dialect = mock_dialects[0];
+    mp->max_ids = MOCK_DEFAULT_MAX_IDS;
+}
+
+/* Starts the server and the signal handlers on mp->loop; -1 (logged) when
+ * it cannot listen. */
+static int mock_start(mock_provider *mp, const char *host, int port) {
+    sr_http_options opt;
+    sr_http_options_default(&opt);
+    opt.max_body_bytes = 8 * 1024 * 1024; /* large batches */
+    opt.max_connections = 50000;          /* held requests keep their connection */
+    opt.handler = mock_handle;
+    opt.handler_ud = mp;
+    char err[256];
+    if (sr_http_server_start(&mp->server, mp->loop, host, port, &opt, err, sizeof err) != 0) {
+        sr_error("cannot start the HTTP server", "error", err);
+        return -1;
+    }
+    uv_timer_init(mp->loop, &mp->drain_timer);
+    mp->drain_timer.data = mp;
+    uv_signal_init(mp->loop, &mp->sig_term);
+    uv_signal_init(mp->loop, &mp->sig_int);
+    mp->sig_term.data = mp->sig_int.data = mp;
+    uv_signal_start(&mp->sig_term, mock_on_signal, SIGTERM);
+    uv_signal_start(&mp->sig_int, mock_on_signal, SIGINT);
+    return 0;
+}
+
+/* The "listening" line tests and scripts wait for. */
+static void mock_log_listening(const mock_provider *mp, const char *host, uint64_t seed) {
+    char seed_field[32];
+    snprintf(seed_field, sizeof seed_field, "%s%" PRIu64, SR_LOG_NUM, seed);
+    const mock_settings *s = &mp->set;
+    sr_info("listening", "host", host, "port", sr_log_num(sr_http_server_port(mp->server)), "seed", seed_field,
+            "dialect", s->dialect->name, "dlr_url", s->dlr_url ? s->dlr_url : "", "inbound_url",
+            s->inbound_url ? s->inbound_url : "", "auth",
+            s->auth_key || s->auth_token ? SR_LOG_NUM "true" : SR_LOG_NUM "false");
+    if (s->dlr_url && !s->dialect->dlr_build)
+        sr_warn("this dialect pushes no delivery reports (its statuses are polled): --dlr-url is not used",
+                "dialect", s->dialect->name);
+}
+
 int sr_mock_provider_main(int argc, char **argv) {
     mock_provider mp;
-    memset(&mp, 0, sizeof mp);
-    mp.set.retry_after_s = 1;
-    mp.set.hold_ms = 60000;
-    mp.set.dlr_delay_ms = 100;
-    mp.set.dlr_attempts = MOCK_DLR_ATTEMPTS;
-    mp.max_ids = MOCK_DEFAULT_MAX_IDS;
-    const char *listen = MOCK_DEFAULT_LISTEN;
-    uint64_t seed = 0;
-    bool seed_given = false;
+    mock_defaults(&mp);
+    mock_args args = {MOCK_DEFAULT_LISTEN, 0, false};
     int code = 0;
-    if (mock_parse_args(argc, argv, &mp, &listen, &seed, &seed_given, &code) != 0) {
+    if (mock_parse_args(argc, argv, &mp, &args, &code) != 0) {
         mock_free(&mp);
         return code;
     }
     char host[256];
     int port;
-    if (sr_config_split_listen(listen, host, sizeof host, &port) != 0) {
+    if (sr_config_split_listen(args.listen, host, sizeof host, &port) != 0) {
         mock_free(&mp);
-        return mock_usage_error("invalid listen address '%s' (want host:port)", listen);
+        return mock_usage_error("invalid listen address '%s' (want host:port)", args.listen);
     }
-    if (!seed_given) seed = uv_hrtime() ^ ((uint64_t)getpid() << 32);
+    uint64_t seed = args.seed_given ? args.seed : uv_hrtime() ^ ((uint64_t)getpid() << 32);
     mp.rng = seed;
     /* Ids stay unique across restarts of the mock: a time prefix, then a counter. */
     mp.start_ms = mock_wall_ms();
@@ -519,38 +541,13 @@ int sr_mock_provider_main(int argc, char **argv) {
 
     signal(SIGPIPE, SIG_IGN);
     mp.loop = uv_default_loop();
-    sr_http_options opt;
-    sr_http_options_default(&opt);
-    opt.max_body_bytes = 8 * 1024 * 1024; /* large batches */
-    opt.max_connections = 50000;          /* held requests keep their connection */
-    opt.handler = mock_handle;
-    opt.handler_ud = &mp;
-    char err[256];
-    if (sr_http_server_start(&mp.server, mp.loop, host, port, &opt, err, sizeof err) != 0) {
-        sr_error("cannot start the HTTP server", "error", err);
+    if (mock_start(&mp, host, port) != 0) {
         uv_run(mp.loop, UV_RUN_DEFAULT);
         uv_loop_close(mp.loop);
         mock_free(&mp);
         return 2;
     }
-    uv_timer_init(mp.loop, &mp.drain_timer);
-    mp.drain_timer.data = &mp;
-    uv_signal_init(mp.loop, &mp.sig_term);
-    uv_signal_init(mp.loop, &mp.sig_int);
-    mp.sig_term.data = mp.sig_int.data = &mp;
-    uv_signal_start(&mp.sig_term, mock_on_signal, SIGTERM);
-    uv_signal_start(&mp.sig_int, mock_on_signal, SIGINT);
-
-    char seed_field[32];
-    snprintf(seed_field, sizeof seed_field, "%s%" PRIu64, SR_LOG_NUM, seed);
-    sr_info("listening", "host", host, "port", sr_log_num(sr_http_server_port(mp.server)), "seed", seed_field,
-            "dialect", mock_dialect_names[mp.set.dialect], "dlr_url", mp.set.dlr_url ? mp.set.dlr_url : "",
-            "inbound_url", mp.set.inbound_url ? mp.set.inbound_url : "", "auth",
-            mp.set.auth_key || mp.set.auth_token ? SR_LOG_NUM "true" : SR_LOG_NUM "false");
-    if (mp.set.dlr_url && !mock_dialect_pushes(mp.set.dialect))
-        sr_warn("this dialect pushes no delivery reports (its statuses are polled): --dlr-url is not used",
-                "dialect", mock_dialect_names[mp.set.dialect]);
-
+    mock_log_listening(&mp, host, seed);
     uv_run(mp.loop, UV_RUN_DEFAULT);
     sr_http_server_free(mp.server);
     uv_loop_close(mp.loop);

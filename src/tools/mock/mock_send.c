@@ -21,22 +21,7 @@
 
 /* A provider id in the dialect's style, unique across restarts of the mock,
  * into out (MOCK_ID_LEN bytes). */
-void mock_new_id(mock_provider *mp, mock_dialect d, char *out) {
-    uint64_t n = ++mp->next_id;
-    switch (d) {
-    case MOCK_DIALECT_SMSBAT: snprintf(out, MOCK_ID_LEN, "%011" PRIx64 "%012" PRIx64, mp->start_ms, n); break;
-    /* Devino's ids are decimal numbers beyond 2^53 (clients must read them exactly). */
-    case MOCK_DIALECT_DEVINO: snprintf(out, MOCK_ID_LEN, "%" PRIu64, mp->start_ms * 1000000 + n); break;
-    case MOCK_DIALECT_AGILETELECOM: snprintf(out, MOCK_ID_LEN, "msg_%011" PRIx64 "%08" PRIx64, mp->start_ms, n); break;
-    /* SMSC's ids are small numbers (its older libraries keep them in 32 bits). */
-    case MOCK_DIALECT_SMSC: snprintf(out, MOCK_ID_LEN, "%" PRIu64, mp->start_ms / 1000 % 100000 * 10000 + n); break;
-    case MOCK_DIALECT_TWILIO: snprintf(out, MOCK_ID_LEN, "SM%016" PRIx64 "%016" PRIx64, mp->start_ms, n); break;
-    case MOCK_DIALECT_VONAGE:
-        snprintf(out, MOCK_ID_LEN, "%08" PRIX64 "%08" PRIX64, mp->start_ms / 1000 & 0xffffffffu, n & 0xffffffffu);
-        break;
-    default: snprintf(out, MOCK_ID_LEN, "%s%" PRIu64, mp->id_prefix, n); break;
-    }
-}
+void mock_new_id(mock_provider *mp, const mock_dialect *d, char *out) { d->format_id(mp, ++mp->next_id, out); }
 
 /* ---- answers ---- */
 
@@ -56,6 +41,13 @@ void mock_respond_error(sr_http_request *req, int status, const char *message, c
     sr_buf_putc(&b, '}');
     sr_http_respond(req, status, "application/json", b.data, b.len, extra);
     sr_buf_free(&b);
+}
+
+/* Answers 405 for a method other than methods (MOCK_GET | MOCK_POST). */
+void mock_respond_method(sr_http_request *req, unsigned methods) {
+    if (methods == (MOCK_GET | MOCK_POST)) mock_respond_error(req, 405, "use GET or POST", "Allow: GET, POST\r\n");
+    else if (methods == MOCK_GET) mock_respond_error(req, 405, "use GET", "Allow: GET\r\n");
+    else mock_respond_error(req, 405, "use POST", "Allow: POST\r\n");
 }
 
 /* The send answer is out: the statuses of the messages it accepted count
@@ -201,45 +193,6 @@ static void mock_finish_send(mock_provider *mp, sr_http_request *req, int status
     mock_pending_release_one(p);
 }
 
-/* Whether a request carries the credentials its dialect sends in headers
- * (--auth-key; Twilio also --auth-token). account: Twilio's AccountSid from
- * the path. Dialects with credentials in the body (smsc, vonage) pass. */
-bool mock_header_auth_ok(const mock_provider *mp, mock_dialect dialect, const sr_http_request *req,
-                                const char *account) {
-    const char *key = mp->set.auth_key;
-    switch (dialect) {
-    case MOCK_DIALECT_SMSC:
-    case MOCK_DIALECT_VONAGE: return true;
-    case MOCK_DIALECT_TWILIO:
-        if (key) return mock_basic_key(req, key);
-        return !mp->set.auth_token || mock_basic_is(req, account, mp->set.auth_token);
-    default: break;
-    }
-    if (!key) return true;
-    switch (dialect) {
-    case MOCK_DIALECT_SMSBAT:
-        return mock_header_is(req, "x-authorization-key", "", key) || mock_basic_is(req, "@", key) ||
-               mock_basic_key(req, key);
-    case MOCK_DIALECT_DEVINO: return mock_header_is(req, "authorization", "Key ", key);
-    case MOCK_DIALECT_AGILETELECOM: return mock_header_is(req, "x-api-key", "", key) || mock_basic_key(req, key);
-    default: return mock_header_is(req, "authorization", "Bearer ", key) || mock_header_is(req, "x-api-key", "", key);
-    }
-}
-
-/* Credentials in the body: smsc apikey or "login:psw", vonage
- * "api_key:api_secret", against --auth-key. */
-bool mock_body_auth_ok(const mock_provider *mp, mock_dialect dialect, const mock_fields *f) {
-    const char *key = mp->set.auth_key;
-    if (!key) return true;
-    if (dialect == MOCK_DIALECT_SMSC) {
-        size_t len;
-        const char *apikey = mock_field(f, SMSC_APIKEY, &len);
-        return (apikey && mock_equal(apikey, len, key)) || mock_fields_pair_is(f, SMSC_LOGIN, SMSC_PSW, key);
-    }
-    if (dialect == MOCK_DIALECT_VONAGE) return mock_fields_pair_is(f, VONAGE_KEY, VONAGE_SECRET, key);
-    return true;
-}
-
 /* ---- send requests: parsing ---- */
 
 static void mock_ctx_init(mock_send_ctx *ctx, mock_provider *mp, const char *account) {
@@ -263,22 +216,6 @@ void mock_ctx_alloc(mock_send_ctx *ctx, size_t count) {
     ctx->count = count;
 }
 
-/* Parses a send request in ctx's dialect into ctx->msgs (and ctx->fields,
- * for the form dialects). NULL, or a problem with the whole request. */
-static const char *mock_parse_send(mock_send_ctx *ctx, const sr_http_request *req) {
-    mock_fields *f = &ctx->fields;
-    switch (ctx->dialect) {
-    case MOCK_DIALECT_GENERIC: return mock_parse_generic(ctx, req);
-    case MOCK_DIALECT_SMSBAT: return mock_parse_list(ctx, req, "customerMessageId");
-    case MOCK_DIALECT_DEVINO: return mock_parse_list(ctx, req, NULL);
-    case MOCK_DIALECT_AGILETELECOM: return mock_parse_agiletelecom(ctx, req);
-    case MOCK_DIALECT_SMSC: return mock_parse_smsc(ctx, req, f);
-    case MOCK_DIALECT_TWILIO: return mock_parse_twilio(ctx, req, f);
-    case MOCK_DIALECT_VONAGE: return mock_parse_vonage(ctx, req, f);
-    default: return mock_parse_mock(ctx, req);
-    }
-}
-
 /* ---- send requests: deciding ---- */
 
 /* Decides the request-level outcome (recipient patterns first, then the
@@ -298,23 +235,79 @@ static mock_outcome mock_request_outcome(mock_provider *mp, const mock_send_ctx 
     return MOCK_OK;
 }
 
-/* The key under which a client id is remembered: the id; SMSC's ids
- * name a message together with its phone. */
+/* The key under which a client id is remembered: the id; for dialects
+ * whose ids name a message together with its phone (SMSC), "id:digits". */
 static void mock_seen_key(const mock_send_ctx *ctx, const mock_msg *m, sr_buf *key) {
     sr_buf_append(key, m->client_id, m->client_id_len);
-    if (ctx->dialect == MOCK_DIALECT_SMSC) {
+    if (ctx->dialect->key_by_phone) {
         sr_buf_putc(key, ':');
         mock_put_digits(key, m->to, m->to_len);
     }
 }
 
-/* The key of a polled status: the provider id; for SMSC "id:phone digits",
- * as its status requests name messages. */
+/* The key of a polled status: the provider id; "id:phone digits" where
+ * status requests name messages that way (SMSC). */
 static void mock_status_key(const mock_send_ctx *ctx, const mock_msg *m, sr_buf *key) {
     sr_buf_puts(key, m->provider_id);
-    if (ctx->dialect == MOCK_DIALECT_SMSC) {
+    if (ctx->dialect->key_by_phone) {
         sr_buf_putc(key, ':');
         mock_put_digits(key, m->to, m->to_len);
+    }
+}
+
+/* Whether m repeats a client id seen before: then it gets the same provider
+ * id and counts as a duplicate. */
+static bool mock_decide_duplicate(mock_send_ctx *ctx, mock_msg *m, const sr_buf *seen_key) {
+    mock_provider *mp = ctx->mp;
+    mock_slot *seen = m->client_id ? mock_recall(&mp->seen, &mp->seen_old, seen_key->data, seen_key->len) : NULL;
+    if (!seen) return false;
+    mp->stats.duplicates++;
+    snprintf(m->provider_id, sizeof m->provider_id, "%s", mock_slot_value(seen));
+    m->result = MOCK_RESULT_DUPLICATE;
+    return true;
+}
+
+/* Accepts m: its provider id, the counters, the rate windows, its client id. */
+static void mock_accept(mock_send_ctx *ctx, const sr_http_request *req, mock_msg *m, const sr_buf *seen_key) {
+    mock_provider *mp = ctx->mp;
+    if (ctx->dialect->assign_id) ctx->dialect->assign_id(ctx, m);
+    else mock_new_id(mp, ctx->dialect, m->provider_id);
+    m->result = MOCK_RESULT_ACCEPTED;
+    mp->stats.received++;
+    mock_map_upsert(&mp->recipients, m->to, m->to_len, mock_hash(m->to, m->to_len), NULL)->count++;
+    mock_rate_add(&mp->rate, req->start_ns / 1000000);
+    mock_rate_add(&mp->calls, req->start_ns / 1000000);
+    if (m->client_id) mock_remember(mp, &mp->seen, &mp->seen_old, seen_key->data, seen_key->len, m->provider_id);
+}
+
+/* Remembers the status of an accepted message of a polled dialect, and its
+ * key in stamps (its "in progress" time starts with the answer). */
+static void mock_remember_status(mock_send_ctx *ctx, const mock_msg *m, bool undelivered, sr_buf *stamps) {
+    mock_provider *mp = ctx->mp;
+    sr_buf key;
+    sr_buf_init(&key);
+    mock_status_key(ctx, m, &key);
+    char list_id[24] = "";
+    if (ctx->list_id) snprintf(list_id, sizeof list_id, "%" PRIu64, ctx->list_id);
+    mock_slot *s = mock_remember(mp, &mp->statuses, &mp->statuses_old, key.data, key.len, list_id);
+    s->count = (uint64_t)m->parts << 1 | (undelivered ? 1u : 0u);
+    sr_buf_append(stamps, key.data, key.len);
+    sr_buf_putc(stamps, '\0');
+    sr_buf_free(&key);
+}
+
+/* Appends the reports of an accepted message to dlrs: one, or one per part
+ * of a multipart message in formats with part numbers, as SMSCs send them. */
+static void mock_add_reports(mock_send_ctx *ctx, const mock_msg *m, bool undelivered, mock_dlr_list *dlrs) {
+    unsigned reports = ctx->dialect->per_part_reports && m->parts > 1 ? m->parts : 1;
+    for (unsigned part = 1; part <= reports; part++) {
+        mock_dlr *d = mock_dlr_new(ctx->mp, ctx->dialect, m, ctx->account, undelivered);
+        if (reports > 1) {
+            d->part = part;
+            d->parts = reports;
+        }
+        *dlrs->tail = d;
+        dlrs->tail = &d->next_deferred;
     }
 }
 
@@ -325,7 +318,6 @@ static void mock_status_key(const mock_send_ctx *ctx, const mock_msg *m, sr_buf 
 static void mock_decide(mock_send_ctx *ctx, const sr_http_request *req, mock_msg *m, double draw,
                         mock_dlr_list *dlrs, sr_buf *stamps) {
     mock_provider *mp = ctx->mp;
-    mock_dialect dialect = ctx->dialect;
     if (m->problem) {
         mp->stats.bad_requests++;
         m->result = MOCK_RESULT_INVALID;
@@ -334,84 +326,24 @@ static void mock_decide(mock_send_ctx *ctx, const sr_http_request *req, mock_msg
     m->parts = mock_parts(m->text, m->text_len);
     sr_buf seen_key;
     sr_buf_init(&seen_key);
-    if (m->client_id) {
-        mock_seen_key(ctx, m, &seen_key);
-        mock_slot *seen = mock_recall(&mp->seen, &mp->seen_old, seen_key.data, seen_key.len);
-        if (seen) {
-            mp->stats.duplicates++;
-            snprintf(m->provider_id, sizeof m->provider_id, "%s", mock_slot_value(seen));
-            m->result = MOCK_RESULT_DUPLICATE;
-            sr_buf_free(&seen_key);
-            return;
-        }
-    }
+    if (m->client_id) mock_seen_key(ctx, m, &seen_key);
     mock_outcome pattern = mock_pattern(m->to, m->to_len);
     double request_band = mp->set.fail_5xx_pct + mp->set.fail_429_pct + mp->set.timeout_pct;
-    if (pattern == MOCK_REJECT || (pattern == MOCK_OK && draw < request_band + mp->set.reject_pct)) {
+    if (mock_decide_duplicate(ctx, m, &seen_key)) {
+        /* the first answer stands */
+    } else if (pattern == MOCK_REJECT || (pattern == MOCK_OK && draw < request_band + mp->set.reject_pct)) {
         mp->stats.rejected++;
         m->result = MOCK_RESULT_REJECTED;
-        sr_buf_free(&seen_key);
-        return;
-    }
-
-    if (dialect == MOCK_DIALECT_SMSC) {
-        /* SMSC answers with the client's id; without one, the request gets one id. */
-        if (m->client_id) {
-            snprintf(m->provider_id, sizeof m->provider_id, "%.*s", (int)m->client_id_len, m->client_id);
-        } else {
-            if (!ctx->request_id[0]) mock_new_id(mp, dialect, ctx->request_id);
-            snprintf(m->provider_id, sizeof m->provider_id, "%s", ctx->request_id);
-        }
     } else {
-        mock_new_id(mp, dialect, m->provider_id);
-    }
-    m->result = MOCK_RESULT_ACCEPTED;
-    mp->stats.received++;
-    mock_map_upsert(&mp->recipients, m->to, m->to_len, mock_hash(m->to, m->to_len), NULL)->count++;
-    mock_rate_add(&mp->rate, req->start_ns / 1000000);
-    mock_rate_add(&mp->calls, req->start_ns / 1000000);
-    if (m->client_id) mock_remember(mp, &mp->seen, &mp->seen_old, seen_key.data, seen_key.len, m->provider_id);
-    sr_buf_free(&seen_key);
-
-    bool report = mp->set.dlr_url && mock_dialect_pushes(dialect);
-    bool polled = mock_dialect_polled(dialect);
-    bool undelivered = false;
-    if (report || polled) {
-        undelivered = pattern == MOCK_UNDELIVERED;
-        if (!undelivered && mp->set.dlr_undelivered_pct > 0)
+        mock_accept(ctx, req, m, &seen_key);
+        bool report = mp->set.dlr_url && ctx->dialect->dlr_build, polled = ctx->dialect->poll != NULL;
+        bool undelivered = pattern == MOCK_UNDELIVERED;
+        if ((report || polled) && !undelivered && mp->set.dlr_undelivered_pct > 0)
             undelivered = mock_rand_pct(mp) < mp->set.dlr_undelivered_pct;
+        if (polled) mock_remember_status(ctx, m, undelivered, stamps);
+        if (report) mock_add_reports(ctx, m, undelivered, dlrs);
     }
-    if (polled) {
-        sr_buf key;
-        sr_buf_init(&key);
-        mock_status_key(ctx, m, &key);
-        char list_id[24] = "";
-        if (dialect == MOCK_DIALECT_SMSBAT) snprintf(list_id, sizeof list_id, "%" PRIu64, ctx->list_id);
-        mock_slot *s = mock_remember(mp, &mp->statuses, &mp->statuses_old, key.data, key.len, list_id);
-        s->count = (uint64_t)m->parts << 1 | (undelivered ? 1u : 0u);
-        sr_buf_append(stamps, key.data, key.len);
-        sr_buf_putc(stamps, '\0');
-        sr_buf_free(&key);
-    }
-    if (report) {
-        bool vonage = dialect == MOCK_DIALECT_VONAGE;
-        /* Formats with part numbers (mock, generic, Agile Telecom) get one
-         * report per part of a multipart message, as SMSCs send them. */
-        bool per_part = dialect == MOCK_DIALECT_MOCK || dialect == MOCK_DIALECT_GENERIC ||
-                        dialect == MOCK_DIALECT_AGILETELECOM;
-        unsigned reports = per_part && m->parts > 1 ? m->parts : 1;
-        for (unsigned part = 1; part <= reports; part++) {
-            mock_dlr *d = mock_dlr_new(mp, dialect, m->provider_id, m->to, m->to_len, m->from, m->from_len,
-                                       vonage ? m->client_id : NULL, vonage ? m->client_id_len : 0,
-                                       dialect == MOCK_DIALECT_TWILIO ? ctx->account : NULL, undelivered);
-            if (reports > 1) {
-                d->part = part;
-                d->parts = reports;
-            }
-            *dlrs->tail = d;
-            dlrs->tail = &d->next_deferred;
-        }
-    }
+    sr_buf_free(&seen_key);
 }
 
 /* ---- send requests: answering ---- */
@@ -419,111 +351,16 @@ static void mock_decide(mock_send_ctx *ctx, const sr_http_request *req, mock_msg
 /* A request-level failure in the dialect's words; returns the HTTP status
  * and sets extra (header lines, "" when none). detail: the problem of a bad
  * request. */
-static int mock_write_failure(const mock_provider *mp, mock_dialect dialect, mock_failure f, const char *detail,
+static int mock_write_failure(const mock_provider *mp, const mock_dialect *dialect, mock_failure f, const char *detail,
                               sr_buf *out, char *extra, size_t extra_len) {
-    static const int http[] = {401, 503, 429, 400};
-    int status = http[f];
-    switch (dialect) {
-    case MOCK_DIALECT_SMSBAT: {
-        static const char *const reason[] = {"Unauthorized", "Service Unavailable", "Too Many Requests", "Bad Request"};
-        static const char *const text[] = {"invalid credentials", "service temporarily unavailable",
-                                           "rate limit exceeded, retry later", "bad request"};
-        sr_buf_printf(out, "{\"status\":%d,\"error\":\"%s\"", status, reason[f]);
-        const char *message = detail ? detail : text[f];
-        mock_put_str(out, "message", message, strlen(message));
-        sr_buf_putc(out, '}');
-        break;
-    }
-    case MOCK_DIALECT_DEVINO: {
-        static const char *const key[] = {"forbidden", NULL, "too.many.messages", "invalid"};
-        static const char *const text[] = {"invalid api key", "service temporarily unavailable", "too many requests",
-                                           "bad request"};
-        sr_buf_putc(out, '{');
-        if (key[f]) sr_buf_printf(out, "\"reasons\":[{\"key\":\"%s\",\"ref\":\"messages\"}],", key[f]);
-        sr_buf_puts(out, "\"description\":");
-        const char *message = detail ? detail : text[f];
-        sr_buf_json_str(out, message, strlen(message));
-        sr_buf_putc(out, '}');
-        break;
-    }
-    case MOCK_DIALECT_AGILETELECOM: {
-        static const char *const text[] = {"invalid credentials", "service temporarily unavailable",
-                                           "too many requests", "bad request"};
-        const char *message = detail ? detail : text[f];
-        sr_buf_printf(out, "{\"accepted\":false,\"statusCode\":%d", status);
-        mock_put_str(out, "description", message, strlen(message));
-        sr_buf_putc(out, '}');
-        break;
-    }
-    case MOCK_DIALECT_SMSC:
-        /* SMSC answers its own errors with HTTP 200; a 503 comes from its front. */
-        if (f == MOCK_FAIL_UNAVAILABLE) {
-            sr_buf_puts(out, "{\"error\":\"service temporarily unavailable\"}");
-            break;
-        }
-        status = 200;
-        if (f == MOCK_FAIL_UNAUTHORIZED) sr_buf_puts(out, "{\"error\":\"authorise error\",\"error_code\":2}");
-        else if (f == MOCK_FAIL_RATE_LIMITED)
-            sr_buf_puts(out, "{\"error\":\"duplicate request, wait a minute\",\"error_code\":9}");
-        else sr_buf_puts(out, "{\"error\":\"parameters error\",\"error_code\":1}");
-        break;
-    case MOCK_DIALECT_TWILIO: {
-        static const int code[] = {20003, 20503, 20429, 0};
-        static const char *const text[] = {"Authenticate", "Service Unavailable", "Too Many Requests", NULL};
-        if (code[f]) {
-            sr_buf_printf(out,
-                          "{\"code\":%d,\"message\":\"%s\",\"more_info\":\"https://www.twilio.com/docs/errors/%d\","
-                          "\"status\":%d}",
-                          code[f], text[f], code[f], status);
-        } else {
-            sr_buf_puts(out, "{\"message\":");
-            sr_buf_json_str(out, detail, strlen(detail));
-            sr_buf_printf(out, ",\"status\":%d}", status);
-        }
-        break;
-    }
-    case MOCK_DIALECT_VONAGE: {
-        /* Vonage's SMS API answers 200 with a status per message. */
-        static const char *const code[] = {"4", "5", "1", "3"};
-        static const char *const text[] = {"Bad Credentials", "Internal Error",
-                                           "Throughput Rate Exceeded - please wait [ 1000 ] and retry", NULL};
-        status = 200;
-        sr_buf_printf(out, "{\"message-count\":\"1\",\"messages\":[{\"status\":\"%s\"", code[f]);
-        const char *message = text[f] ? text[f] : detail;
-        mock_put_str(out, "error-text", message, strlen(message));
-        sr_buf_puts(out, "}]}");
-        break;
-    }
-    default: {
-        static const char *const text[] = {"unauthorized", "unavailable", "rate limited", NULL};
-        const char *message = text[f] ? text[f] : detail;
-        sr_buf_puts(out, "{\"error\":");
-        sr_buf_json_str(out, message, strlen(message));
-        sr_buf_putc(out, '}');
-        break;
-    }
-    }
+    int status = dialect->write_failure(f, detail, out);
     extra[0] = '\0';
     if (status == 429) snprintf(extra, extra_len, "Retry-After: %" PRIu64 "\r\n", mp->set.retry_after_s);
     return status;
 }
 
-/* The answer to a decided request; returns its HTTP status. */
-static int mock_write_answer(const mock_send_ctx *ctx, sr_buf *out) {
-    switch (ctx->dialect) {
-    case MOCK_DIALECT_GENERIC: return mock_write_generic(ctx, out);
-    case MOCK_DIALECT_SMSBAT: return mock_write_smsbat(ctx, out);
-    case MOCK_DIALECT_DEVINO: return mock_write_devino(ctx, out);
-    case MOCK_DIALECT_AGILETELECOM: return mock_write_agiletelecom(ctx, out);
-    case MOCK_DIALECT_SMSC: return mock_write_smsc(ctx, out);
-    case MOCK_DIALECT_TWILIO: return mock_write_twilio(ctx, out);
-    case MOCK_DIALECT_VONAGE: return mock_write_vonage(ctx, out);
-    default: return mock_write_mock(ctx, out);
-    }
-}
-
 /* Answers a send with a request-level failure (after the latency), counted. */
-static void mock_send_fail(mock_provider *mp, mock_dialect dialect, sr_http_request *req, mock_failure f,
+static void mock_send_fail(mock_provider *mp, const mock_dialect *dialect, sr_http_request *req, mock_failure f,
                            const char *detail) {
     switch (f) {
     case MOCK_FAIL_UNAUTHORIZED: mp->stats.unauthorized++; break;
@@ -539,8 +376,67 @@ static void mock_send_fail(mock_provider *mp, mock_dialect dialect, sr_http_requ
     sr_buf_free(&out);
 }
 
-/* A send request in the current dialect. account: Twilio's AccountSid from
- * the path (else NULL). */
+/* Checks the credentials and parses the request into ctx; false when the
+ * request failed as a whole (answered). */
+static bool mock_send_parse(mock_send_ctx *ctx, sr_http_request *req) {
+    mock_provider *mp = ctx->mp;
+    const mock_dialect *dialect = ctx->dialect;
+    if (dialect->header_auth_ok && !dialect->header_auth_ok(mp, req, ctx->account)) {
+        mock_send_fail(mp, dialect, req, MOCK_FAIL_UNAUTHORIZED, NULL);
+        return false;
+    }
+    const char *bad = dialect->parse_send(ctx, req);
+    if (bad) {
+        mock_send_fail(mp, dialect, req, MOCK_FAIL_BAD_REQUEST, bad);
+        return false;
+    }
+    if (dialect->body_auth_ok && !dialect->body_auth_ok(mp, &ctx->fields)) {
+        mock_send_fail(mp, dialect, req, MOCK_FAIL_UNAUTHORIZED, NULL);
+        return false;
+    }
+    return true;
+}
+
+/* Applies the request-level outcome (recipient patterns, then the random
+ * mix); false when the request failed or is held (answered or answering). */
+static bool mock_send_passes(mock_send_ctx *ctx, sr_http_request *req, double *draw) {
+    mock_provider *mp = ctx->mp;
+    switch (mock_request_outcome(mp, ctx, draw)) {
+    case MOCK_UNAUTHORIZED: mock_send_fail(mp, ctx->dialect, req, MOCK_FAIL_UNAUTHORIZED, NULL); return false;
+    case MOCK_UNAVAILABLE: mock_send_fail(mp, ctx->dialect, req, MOCK_FAIL_UNAVAILABLE, NULL); return false;
+    case MOCK_RATE_LIMITED: mock_send_fail(mp, ctx->dialect, req, MOCK_FAIL_RATE_LIMITED, NULL); return false;
+    case MOCK_TIMEOUT:
+        mp->stats.timeouts++;
+        mock_hold(mp, req, MOCK_HOLD_TIMEOUT);
+        return false;
+    default: return true;
+    }
+}
+
+/* Decides every message of a request that passed, and answers it. */
+static void mock_send_decide(mock_send_ctx *ctx, sr_http_request *req, double draw) {
+    mock_provider *mp = ctx->mp;
+    if (ctx->dialect->numbered_requests) ctx->list_id = ++mp->next_list_id;
+    /* Message-level outcomes. The first message reuses the request's draw;
+     * later ones draw past the request-level bands, so --reject stays the
+     * share of all messages. */
+    double request_band = mp->set.fail_5xx_pct + mp->set.fail_429_pct + mp->set.timeout_pct;
+    mock_dlr_list dlrs = {NULL, &dlrs.head};
+    sr_buf out, stamps;
+    sr_buf_init(&out);
+    sr_buf_init(&stamps);
+    for (size_t i = 0; i < ctx->count; i++) {
+        if (i > 0) draw = request_band + mock_rand_pct(mp) * (100 - request_band) / 100;
+        mock_decide(ctx, req, &ctx->msgs[i], draw, &dlrs, &stamps);
+    }
+    int status = ctx->dialect->write_answer(ctx, &out);
+    mock_finish_send(mp, req, status, &out, NULL, dlrs.head, &stamps);
+    sr_buf_free(&out);
+    sr_buf_free(&stamps);
+}
+
+/* A send request in the current dialect. account: the account named in the
+ * path (Twilio's AccountSid), else NULL. */
 void mock_send(mock_provider *mp, sr_http_request *req, const char *account) {
     mp->stats.requests++;
     if (++mp->in_flight > mp->stats.max_in_flight) mp->stats.max_in_flight = mp->in_flight;
@@ -556,60 +452,21 @@ void mock_send(mock_provider *mp, sr_http_request *req, const char *account) {
     }
     mock_send_ctx ctx;
     mock_ctx_init(&ctx, mp, account);
-    mock_dialect dialect = ctx.dialect;
-    sr_buf out, stamps;
-    sr_buf_init(&out);
-    sr_buf_init(&stamps);
-    if (!mock_header_auth_ok(mp, dialect, req, ctx.account)) {
-        mock_send_fail(mp, dialect, req, MOCK_FAIL_UNAUTHORIZED, NULL);
-        goto done;
-    }
-    const char *bad = mock_parse_send(&ctx, req);
-    if (bad) {
-        mock_send_fail(mp, dialect, req, MOCK_FAIL_BAD_REQUEST, bad);
-        goto done;
-    }
-    if (!mock_body_auth_ok(mp, dialect, &ctx.fields)) {
-        mock_send_fail(mp, dialect, req, MOCK_FAIL_UNAUTHORIZED, NULL);
-        goto done;
-    }
-    if (dialect == MOCK_DIALECT_TWILIO) snprintf(mp->twilio_account, sizeof mp->twilio_account, "%s", ctx.account);
     double draw = 0;
-    switch (mock_request_outcome(mp, &ctx, &draw)) {
-    case MOCK_UNAUTHORIZED: mock_send_fail(mp, dialect, req, MOCK_FAIL_UNAUTHORIZED, NULL); goto done;
-    case MOCK_UNAVAILABLE: mock_send_fail(mp, dialect, req, MOCK_FAIL_UNAVAILABLE, NULL); goto done;
-    case MOCK_RATE_LIMITED: mock_send_fail(mp, dialect, req, MOCK_FAIL_RATE_LIMITED, NULL); goto done;
-    case MOCK_TIMEOUT:
-        mp->stats.timeouts++;
-        mock_hold(mp, req, MOCK_HOLD_TIMEOUT);
-        goto done;
-    default: break;
+    if (mock_send_parse(&ctx, req)) {
+        /* Inbound posts name the account of the last send (Twilio). */
+        if (ctx.account[0]) snprintf(mp->last_account, sizeof mp->last_account, "%s", ctx.account);
+        if (mock_send_passes(&ctx, req, &draw)) mock_send_decide(&ctx, req, draw);
     }
-    if (dialect == MOCK_DIALECT_SMSBAT || dialect == MOCK_DIALECT_AGILETELECOM) ctx.list_id = ++mp->next_list_id;
-
-    /* Message-level outcomes. The first message reuses the request's draw;
-     * later ones draw past the request-level bands, so --reject stays the
-     * share of all messages. */
-    double request_band = mp->set.fail_5xx_pct + mp->set.fail_429_pct + mp->set.timeout_pct;
-    mock_dlr_list dlrs = {NULL, &dlrs.head};
-    for (size_t i = 0; i < ctx.count; i++) {
-        if (i > 0) draw = request_band + mock_rand_pct(mp) * (100 - request_band) / 100;
-        mock_decide(&ctx, req, &ctx.msgs[i], draw, &dlrs, &stamps);
-    }
-    int status = mock_write_answer(&ctx, &out);
-    mock_finish_send(mp, req, status, &out, NULL, dlrs.head, &stamps);
-done:
     mock_ctx_free(&ctx);
-    sr_buf_free(&out);
-    sr_buf_free(&stamps);
 }
 
 /* A poll refused for its credentials, in the dialect's words. */
-void mock_poll_unauthorized(mock_provider *mp, mock_dialect dialect, sr_http_request *req) {
+void mock_poll_unauthorized(mock_provider *mp, sr_http_request *req) {
     sr_buf out;
     sr_buf_init(&out);
     char extra[64];
-    int status = mock_write_failure(mp, dialect, MOCK_FAIL_UNAUTHORIZED, NULL, &out, extra, sizeof extra);
+    int status = mock_write_failure(mp, mp->set.dialect, MOCK_FAIL_UNAUTHORIZED, NULL, &out, extra, sizeof extra);
     sr_http_respond(req, status, "application/json", out.data, out.len, NULL);
     sr_buf_free(&out);
 }
