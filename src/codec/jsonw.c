@@ -13,6 +13,13 @@ void sr_jw_init(sr_jw *w, sr_buf *out) {
     w->out = out;
 }
 
+void sr_jw_init_spaced(sr_jw *w, sr_buf *out) {
+    sr_jw_init(w, out);
+    w->spaced = true;
+}
+
+void sr_jw_break(sr_jw *w) { w->newline = true; }
+
 /* Before every value and key: a comma unless this is the first item of its
  * level or the value of the key just written. */
 static void jw_item(sr_jw *w) {
@@ -20,8 +27,10 @@ static void jw_item(sr_jw *w) {
         w->after_key = false;
         return;
     }
-    if (w->has_items[w->depth]) sr_buf_putc(w->out, ',');
+    if (w->has_items[w->depth]) sr_buf_puts(w->out, w->spaced && !w->newline ? ", " : ",");
     w->has_items[w->depth] = true;
+    if (w->newline) sr_buf_putc(w->out, '\n');
+    w->newline = false;
 }
 
 static void jw_open(sr_jw *w, char c) {
@@ -45,7 +54,7 @@ void sr_jw_array_end(sr_jw *w) { jw_close(w, ']'); }
 void sr_jw_key_len(sr_jw *w, const char *key, size_t len) {
     jw_item(w);
     sr_buf_json_str(w->out, key, len);
-    sr_buf_putc(w->out, ':');
+    sr_buf_puts(w->out, w->spaced ? ": " : ":");
     w->after_key = true;
 }
 

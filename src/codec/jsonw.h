@@ -15,7 +15,8 @@
  *     sr_jw_array_end(&w);
  *     sr_jw_object_end(&w);
  *
- * Output is compact (no spaces). Strings go through sr_buf_json_str: '"',
+ * Output is compact (no spaces), or spaced for files people read and edit
+ * (", " between items, ": " after keys: sr_jw_init_spaced). Strings go through sr_buf_json_str: '"',
  * '\\', \n, \r and \t get their short escapes, other control characters
  * \u00XX, valid UTF-8 is kept as it is and an invalid byte becomes U+FFFD, so
  * the output is always valid JSON. A double that is not finite (NaN, inf)
@@ -40,6 +41,8 @@ typedef struct sr_jw {
     sr_buf *out;    /* borrowed */
     int depth;      /* open arrays and objects */
     bool after_key; /* the next value is a member's value: no comma before it */
+    bool spaced;    /* ", " and ": " instead of "," and ":" */
+    bool newline;   /* the next item starts on a new line (after its comma) */
     /* has_items[d]: the array/object open at depth d (1-based; 0 is the top
      * level, where a writer may put several values one after the other)
      * already holds an item, so the next one needs a comma. */
@@ -49,6 +52,11 @@ typedef struct sr_jw {
 /* Starts writing to out, after what out already holds (out stays the
  * caller's; the writer keeps a pointer to it). */
 void sr_jw_init(sr_jw *w, sr_buf *out);
+/* The same, writing ", " between items and ": " after keys. */
+void sr_jw_init_spaced(sr_jw *w, sr_buf *out);
+/* The next item (value or key) starts on a new line, after its comma: one
+ * item per line in a long list that people read. */
+void sr_jw_break(sr_jw *w);
 
 void sr_jw_object_begin(sr_jw *w);
 void sr_jw_object_end(sr_jw *w);

@@ -183,3 +183,35 @@ TEST(field_shorthands) {
     CHECK_STR(valid(&b), "{\"s\":null,\"n\":\"ab\",\"z\":null,\"d\":1.5,\"f\":false}");
     sr_buf_free(&b);
 }
+
+TEST(spaced_for_people) {
+    sr_buf b;
+    sr_buf_init(&b);
+    sr_jw w;
+    sr_jw_init_spaced(&w, &b);
+    sr_jw_object_begin(&w);
+    sr_jw_field_int(&w, "a", 1);
+    sr_jw_key(&w, "b");
+    sr_jw_array_begin(&w);
+    sr_jw_int(&w, 2);
+    sr_jw_int(&w, 3);
+    sr_jw_array_end(&w);
+    sr_jw_object_end(&w);
+    CHECK_STR(valid(&b), "{\"a\": 1, \"b\": [2, 3]}");
+    sr_buf_free(&b);
+}
+
+TEST(break_puts_items_on_their_own_lines) {
+    sr_buf b;
+    sr_buf_init(&b);
+    sr_jw w;
+    sr_jw_init(&w, &b);
+    sr_jw_array_begin(&w);
+    for (int i = 0; i < 3; i++) {
+        sr_jw_break(&w);
+        sr_jw_int(&w, i);
+    }
+    sr_jw_array_end(&w);
+    CHECK_STR(valid(&b), "[\n0,\n1,\n2]");
+    sr_buf_free(&b);
+}
