@@ -72,31 +72,43 @@ static const char *mock_parse_agiletelecom(mock_send_ctx *ctx, const sr_http_req
     return NULL;
 }
 
+/* One result of the answer: the destination, its id and status. */
+static void agiletelecom_write_result(sr_jw *w, const mock_msg *m) {
+    bool taken = m->result == MOCK_RESULT_ACCEPTED || m->result == MOCK_RESULT_DUPLICATE;
+    sr_jw_object_begin(w);
+    sr_jw_field_strn(w, "destination", m->to, m->to_len);
+    sr_jw_field_str(w, "id", taken ? m->provider_id : NULL);
+    sr_jw_field_bool(w, "accepted", taken);
+    sr_jw_field_int(w, "statusCode", taken ? 200 : 400);
+    if (!taken) {
+        sr_jw_key(w, "description");
+        if (m->result == MOCK_RESULT_INVALID) mock_put_problem(w, m);
+        else sr_jw_cstr(w, "invalid destination");
+    }
+    sr_jw_object_end(w);
+}
+
 static int mock_write_agiletelecom(const mock_send_ctx *ctx, sr_buf *out) {
     bool any = false;
     for (size_t i = 0; i < ctx->count; i++)
         any = any || ctx->msgs[i].result == MOCK_RESULT_ACCEPTED || ctx->msgs[i].result == MOCK_RESULT_DUPLICATE;
-    sr_buf_puts(out, "{\"globalId\":");
-    if (ctx->global_id) sr_json_write(out, ctx->global_id);
-    else sr_buf_printf(out, "\"g%" PRIx64 "-%" PRIu64 "\"", ctx->mp->start_ms, ctx->list_id);
-    sr_buf_printf(out, ",\"accepted\":%s,\"results\":[", any ? "true" : "false");
-    for (size_t i = 0; i < ctx->count; i++) {
-        const mock_msg *m = &ctx->msgs[i];
-        if (i) sr_buf_putc(out, ',');
-        sr_buf_puts(out, "{\"destination\":");
-        if (m->to) sr_buf_json_str(out, m->to, m->to_len);
-        else sr_buf_puts(out, "null");
-        if (m->result == MOCK_RESULT_ACCEPTED || m->result == MOCK_RESULT_DUPLICATE) {
-            mock_put_str(out, "id", m->provider_id, strlen(m->provider_id));
-            sr_buf_puts(out, ",\"accepted\":true,\"statusCode\":200}");
-            continue;
-        }
-        sr_buf_puts(out, ",\"id\":null,\"accepted\":false,\"statusCode\":400,\"description\":");
-        if (m->result == MOCK_RESULT_INVALID) mock_put_problem(out, m);
-        else sr_buf_puts(out, "\"invalid destination\"");
-        sr_buf_putc(out, '}');
+    sr_jw w;
+    sr_jw_init(&w, out);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "globalId");
+    if (ctx->global_id) {
+        sr_jw_json(&w, ctx->global_id);
+    } else {
+        char global[48];
+        snprintf(global, sizeof global, "g%" PRIx64 "-%" PRIu64, ctx->mp->start_ms, ctx->list_id);
+        sr_jw_cstr(&w, global);
     }
-    sr_buf_puts(out, "]}");
+    sr_jw_field_bool(&w, "accepted", any);
+    sr_jw_key(&w, "results");
+    sr_jw_array_begin(&w);
+    for (size_t i = 0; i < ctx->count; i++) agiletelecom_write_result(&w, &ctx->msgs[i]);
+    sr_jw_array_end(&w);
+    sr_jw_object_end(&w);
     return 200;
 }
 
@@ -121,10 +133,13 @@ static int agiletelecom_write_failure(mock_failure f, const char *detail, sr_buf
     static const int http[] = {401, 503, 429, 400};
     static const char *const text[] = {"invalid credentials", "service temporarily unavailable", "too many requests",
                                        "bad request"};
-    const char *message = detail ? detail : text[f];
-    sr_buf_printf(out, "{\"accepted\":false,\"statusCode\":%d", http[f]);
-    mock_put_str(out, "description", message, strlen(message));
-    sr_buf_putc(out, '}');
+    sr_jw w;
+    sr_jw_init(&w, out);
+    sr_jw_object_begin(&w);
+    sr_jw_field_bool(&w, "accepted", false);
+    sr_jw_field_int(&w, "statusCode", http[f]);
+    sr_jw_field_str(&w, "description", detail ? detail : text[f]);
+    sr_jw_object_end(&w);
     return http[f];
 }
 
@@ -133,15 +148,20 @@ static void agiletelecom_dlr_build(const mock_dlr *d, const char *url, mock_post
     (void)url;
     char timestamp[32];
     mock_rfc3339(mock_wall_ms(), timestamp, sizeof timestamp);
-    sr_buf *b = &post->body;
     mock_post_init(post, mock_ct_json);
-    sr_buf_puts(b, "{\"channel\":\"SMS\",\"eventType\":\"DELIVERY\",\"messageId\":");
-    sr_buf_json_str(b, d->message_id, strlen(d->message_id));
-    sr_buf_printf(b,
-                  ",\"statusCode\":%d,\"statusDescription\":\"%s\",\"price\":0.035,\"numPart\":%u,"
-                  "\"totalParts\":%u,\"timestamp\":\"%s\"}",
-                  d->undelivered ? 6 : 3, d->undelivered ? "Not delivered" : "Delivered", d->parts ? d->part : 1,
-                  d->parts ? d->parts : 1, timestamp);
+    sr_jw w;
+    sr_jw_init(&w, &post->body);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "channel", "SMS");
+    sr_jw_field_str(&w, "eventType", "DELIVERY");
+    sr_jw_field_str(&w, "messageId", d->message_id);
+    sr_jw_field_int(&w, "statusCode", d->undelivered ? 6 : 3);
+    sr_jw_field_str(&w, "statusDescription", d->undelivered ? "Not delivered" : "Delivered");
+    sr_jw_field_double(&w, "price", 0.035);
+    sr_jw_field_uint(&w, "numPart", d->parts ? d->part : 1);
+    sr_jw_field_uint(&w, "totalParts", d->parts ? d->parts : 1);
+    sr_jw_field_str(&w, "timestamp", timestamp);
+    sr_jw_object_end(&w);
 }
 
 /* A form: originator, destination, date_time, text. */

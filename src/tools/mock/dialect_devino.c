@@ -20,30 +20,49 @@
 #include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
+/* The members of a rejected message i: a reason naming its field. */
+static void devino_write_rejected(sr_jw *w, const mock_msg *m, size_t i) {
+    const char *key = "invalid", *field = "to";
+    if (m->result == MOCK_RESULT_INVALID) {
+        key = m->problem_missing ? "must.be.not.null" : "invalid";
+        field = m->problem_field;
+    }
+    char ref[96];
+    snprintf(ref, sizeof ref, "messages[%zu]%s%s", i, field ? "." : "", field ? field : "");
+    sr_jw_field_str(w, "code", "REJECTED");
+    sr_jw_field_null(w, "messageId");
+    sr_jw_field_null(w, "segmentsId");
+    sr_jw_key(w, "reasons");
+    sr_jw_array_begin(w);
+    sr_jw_object_begin(w);
+    sr_jw_field_str(w, "key", key);
+    sr_jw_field_str(w, "ref", ref);
+    sr_jw_object_end(w);
+    sr_jw_array_end(w);
+    sr_jw_key(w, "description");
+    if (m->result == MOCK_RESULT_INVALID) mock_put_problem(w, m);
+    else sr_jw_cstr(w, "invalid phone number");
+}
+
 static int mock_write_devino(const mock_send_ctx *ctx, sr_buf *out) {
-    sr_buf_puts(out, "{\"result\":[");
+    sr_jw w;
+    sr_jw_init(&w, out);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "result");
+    sr_jw_array_begin(&w);
     for (size_t i = 0; i < ctx->count; i++) {
         const mock_msg *m = &ctx->msgs[i];
-        if (i) sr_buf_putc(out, ',');
+        sr_jw_object_begin(&w);
         if (m->result == MOCK_RESULT_ACCEPTED || m->result == MOCK_RESULT_DUPLICATE) {
-            sr_buf_puts(out, "{\"code\":\"OK\",\"messageId\":");
-            sr_buf_json_str(out, m->provider_id, strlen(m->provider_id));
-            sr_buf_putc(out, '}');
-            continue;
+            sr_jw_field_str(&w, "code", "OK");
+            sr_jw_field_str(&w, "messageId", m->provider_id);
+        } else {
+            devino_write_rejected(&w, m, i);
         }
-        const char *key = "invalid", *field = "to";
-        if (m->result == MOCK_RESULT_INVALID) {
-            key = m->problem_missing ? "must.be.not.null" : "invalid";
-            field = m->problem_field;
-        }
-        sr_buf_printf(out, "{\"code\":\"REJECTED\",\"messageId\":null,\"segmentsId\":null,\"reasons\":[{\"key\":\"%s\","
-                           "\"ref\":\"messages[%zu]%s%s\"}],\"description\":",
-                      key, i, field ? "." : "", field ? field : "");
-        if (m->result == MOCK_RESULT_INVALID) mock_put_problem(out, m);
-        else sr_buf_puts(out, "\"invalid phone number\"");
-        sr_buf_putc(out, '}');
+        sr_jw_object_end(&w);
     }
-    sr_buf_puts(out, "]}");
+    sr_jw_array_end(&w);
+    sr_jw_object_end(&w);
     return 200;
 }
 
@@ -54,6 +73,39 @@ static bool devino_auth_ok(const mock_provider *mp, const sr_http_request *req, 
 }
 
 static bool devino_is_poll_path(const char *path) { return strcmp(path, "/sms-stat/statuses/get-by-ids") == 0; }
+
+static void devino_write_poll_error(sr_jw *w, bool too_many) {
+    sr_jw_object_begin(w);
+    sr_jw_key(w, "reasons");
+    sr_jw_array_begin(w);
+    sr_jw_object_begin(w);
+    sr_jw_field_str(w, "key", too_many ? "too.many.messages" : "invalid");
+    sr_jw_field_str(w, "ref", "ids");
+    sr_jw_object_end(w);
+    sr_jw_array_end(w);
+    sr_jw_field_str(w, "description",
+                    too_many ? "at most 500 ids per request" : "the body must be a JSON array of 1 to 500 ids");
+    sr_jw_object_end(w);
+}
+
+/* The status of the message id v, when it is known. */
+static void devino_write_poll_status(mock_provider *mp, sr_jw *w, const sr_json *v) {
+    if (v->type != SR_JSON_STRING && v->type != SR_JSON_NUMBER) return;
+    const mock_slot *s = mock_recall(&mp->statuses, &mp->statuses_old, v->str, v->len);
+    if (!s) return;
+    uint64_t at_ms;
+    static const char *const words[] = {"ENROUTE", "DELIVERED", "UNDELIVERABLE"};
+    mock_state state = mock_status_state(mp, s, &at_ms);
+    char when[32];
+    mock_format_time(at_ms, "%Y-%m-%d %H:%M:%S", when, sizeof when);
+    sr_jw_object_begin(w);
+    sr_jw_key(w, "smsId");
+    if (mock_all_digits(v->str, v->len)) sr_jw_raw(w, v->str, v->len); /* a number, digits exact */
+    else sr_jw_string(w, v->str, v->len);
+    sr_jw_field_str(w, "status", words[state]);
+    sr_jw_field_str(w, "statusDateTime", when);
+    sr_jw_object_end(w);
+}
 
 /* POST /sms-stat/statuses/get-by-ids with a JSON array of ids
  * (numbers or strings); unknown ids are left out of the answer. */
@@ -66,36 +118,22 @@ static void devino_poll(mock_provider *mp, sr_http_request *req) {
     char err[160];
     sr_buf out;
     sr_buf_init(&out);
+    sr_jw w;
+    sr_jw_init(&w, &out);
     if (sr_json_parse(&doc, req->body, req->body_len, err, sizeof err) != 0 || doc.root->type != SR_JSON_ARRAY ||
         doc.root->count == 0 || doc.root->count > MOCK_DEVINO_POLL_MAX) {
         bool too_many = doc.root && doc.root->type == SR_JSON_ARRAY && doc.root->count > MOCK_DEVINO_POLL_MAX;
-        sr_buf_printf(&out, "{\"reasons\":[{\"key\":\"%s\",\"ref\":\"ids\"}],\"description\":\"%s\"}",
-                      too_many ? "too.many.messages" : "invalid",
-                      too_many ? "at most 500 ids per request" : "the body must be a JSON array of 1 to 500 ids");
+        devino_write_poll_error(&w, too_many);
         sr_http_respond(req, 400, "application/json", out.data, out.len, NULL);
-        goto done;
+    } else {
+        sr_jw_object_begin(&w);
+        sr_jw_key(&w, "result");
+        sr_jw_array_begin(&w);
+        for (const sr_json *v = doc.root->child; v; v = v->next) devino_write_poll_status(mp, &w, v);
+        sr_jw_array_end(&w);
+        sr_jw_object_end(&w);
+        sr_http_respond(req, 200, "application/json", out.data, out.len, NULL);
     }
-    sr_buf_puts(&out, "{\"result\":[");
-    bool first = true;
-    for (const sr_json *v = doc.root->child; v; v = v->next) {
-        if (v->type != SR_JSON_STRING && v->type != SR_JSON_NUMBER) continue;
-        const mock_slot *s = mock_recall(&mp->statuses, &mp->statuses_old, v->str, v->len);
-        if (!s) continue;
-        uint64_t at_ms;
-        static const char *const words[] = {"ENROUTE", "DELIVERED", "UNDELIVERABLE"};
-        mock_state state = mock_status_state(mp, s, &at_ms);
-        char when[32];
-        mock_format_time(at_ms, "%Y-%m-%d %H:%M:%S", when, sizeof when);
-        if (!first) sr_buf_putc(&out, ',');
-        first = false;
-        sr_buf_puts(&out, "{\"smsId\":");
-        if (mock_all_digits(v->str, v->len)) sr_buf_append(&out, v->str, v->len); /* a number, digits exact */
-        else sr_buf_json_str(&out, v->str, v->len);
-        sr_buf_printf(&out, ",\"status\":\"%s\",\"statusDateTime\":\"%s\"}", words[state], when);
-    }
-    sr_buf_puts(&out, "]}");
-    sr_http_respond(req, 200, "application/json", out.data, out.len, NULL);
-done:
     sr_json_doc_free(&doc);
     sr_buf_free(&out);
 }
@@ -120,40 +158,60 @@ static int devino_write_failure(mock_failure f, const char *detail, sr_buf *out)
     static const char *const key[] = {"forbidden", NULL, "too.many.messages", "invalid"};
     static const char *const text[] = {"invalid api key", "service temporarily unavailable", "too many requests",
                                        "bad request"};
-    sr_buf_putc(out, '{');
-    if (key[f]) sr_buf_printf(out, "\"reasons\":[{\"key\":\"%s\",\"ref\":\"messages\"}],", key[f]);
-    sr_buf_puts(out, "\"description\":");
-    const char *message = detail ? detail : text[f];
-    sr_buf_json_str(out, message, strlen(message));
-    sr_buf_putc(out, '}');
+    sr_jw w;
+    sr_jw_init(&w, out);
+    sr_jw_object_begin(&w);
+    if (key[f]) {
+        sr_jw_key(&w, "reasons");
+        sr_jw_array_begin(&w);
+        sr_jw_object_begin(&w);
+        sr_jw_field_str(&w, "key", key[f]);
+        sr_jw_field_str(&w, "ref", "messages");
+        sr_jw_object_end(&w);
+        sr_jw_array_end(&w);
+    }
+    sr_jw_field_str(&w, "description", detail ? detail : text[f]);
+    sr_jw_object_end(&w);
     return http[f];
 }
 
 /* [{"messageId","ts","status":"DELIVERED"|"UNDELIVERABLE","errorCode"}]. */
 static void devino_dlr_build(const mock_dlr *d, const char *url, mock_post *post) {
     (void)url;
-    sr_buf *b = &post->body;
     mock_post_init(post, mock_ct_json);
-    sr_buf_puts(b, "[{\"messageId\":");
-    sr_buf_json_str(b, d->message_id, strlen(d->message_id));
-    sr_buf_printf(b, ",\"ts\":%" PRIu64 ",\"status\":\"%s\",\"errorCode\":%d}]", mock_wall_ms(),
-                  d->undelivered ? "UNDELIVERABLE" : "DELIVERED", d->undelivered ? 1 : 0);
+    sr_jw w;
+    sr_jw_init(&w, &post->body);
+    sr_jw_array_begin(&w);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "messageId", d->message_id);
+    sr_jw_field_uint(&w, "ts", mock_wall_ms());
+    sr_jw_field_str(&w, "status", d->undelivered ? "UNDELIVERABLE" : "DELIVERED");
+    sr_jw_field_int(&w, "errorCode", d->undelivered ? 1 : 0);
+    sr_jw_object_end(&w);
+    sr_jw_array_end(&w);
 }
 
 /* {"incomingMessageId","to","from","text","transactionId",...,"ts"}. */
 static void devino_inbound_build(mock_provider *mp, const mock_inbound_sms *sms, const char *url, mock_post *post) {
     (void)mp;
     (void)url;
-    sr_buf *b = &post->body;
+    char transaction[16], ts[24];
+    snprintf(transaction, sizeof transaction, "%012" PRIx64, mock_hash(sms->id, strlen(sms->id)) & 0xffffffffffffu);
+    snprintf(ts, sizeof ts, "%" PRIu64, sms->now_ms);
     mock_post_init(post, mock_ct_json);
-    sr_buf_puts(b, "{\"incomingMessageId\":");
-    sr_buf_json_str(b, sms->id, strlen(sms->id));
-    mock_put_str(b, "to", sms->to_bare, strlen(sms->to_bare));
-    mock_put_str(b, "from", sms->from_bare, strlen(sms->from_bare));
-    mock_put_str(b, "text", sms->text, sms->text_len);
-    sr_buf_printf(b, ",\"transactionId\":\"%012" PRIx64 "\",\"countryName\":\"\",\"operator\":\"\",\"prefix\":\"\","
-                     "\"ts\":\"%" PRIu64 "\"}",
-                  (uint64_t)(mock_hash(sms->id, strlen(sms->id)) & 0xffffffffffffu), sms->now_ms);
+    sr_jw w;
+    sr_jw_init(&w, &post->body);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "incomingMessageId", sms->id);
+    sr_jw_field_str(&w, "to", sms->to_bare);
+    sr_jw_field_str(&w, "from", sms->from_bare);
+    sr_jw_field_strn(&w, "text", sms->text, sms->text_len);
+    sr_jw_field_str(&w, "transactionId", transaction);
+    sr_jw_field_str(&w, "countryName", "");
+    sr_jw_field_str(&w, "operator", "");
+    sr_jw_field_str(&w, "prefix", "");
+    sr_jw_field_str(&w, "ts", ts);
+    sr_jw_object_end(&w);
 }
 
 const mock_dialect mock_dialect_devino = {

@@ -40,17 +40,19 @@ static const char *mock_parse_generic(mock_send_ctx *ctx, const sr_http_request 
 
 static int mock_write_generic(const mock_send_ctx *ctx, sr_buf *out) {
     const mock_msg *m = &ctx->msgs[0];
+    sr_jw w;
+    sr_jw_init(&w, out);
+    sr_jw_object_begin(&w);
+    int status = 200;
     if (m->result == MOCK_RESULT_INVALID || m->result == MOCK_RESULT_REJECTED) {
-        sr_buf_puts(out, "{\"error\":");
-        const char *text = m->result == MOCK_RESULT_INVALID ? m->problem : "invalid number";
-        sr_buf_json_str(out, text, strlen(text));
-        sr_buf_putc(out, '}');
-        return 400;
+        sr_jw_field_str(&w, "error", m->result == MOCK_RESULT_INVALID ? m->problem : "invalid number");
+        status = 400;
+    } else {
+        sr_jw_field_str(&w, "message_id", m->provider_id);
+        sr_jw_field_str(&w, "status", "accepted");
     }
-    sr_buf_puts(out, "{\"message_id\":");
-    sr_buf_json_str(out, m->provider_id, strlen(m->provider_id));
-    sr_buf_puts(out, ",\"status\":\"accepted\"}");
-    return 200;
+    sr_jw_object_end(&w);
+    return status;
 }
 
 const mock_dialect mock_dialect_generic = {

@@ -75,44 +75,40 @@ static const char *mock_parse_mock(mock_send_ctx *ctx, const sr_http_request *re
 
 /* The mock dialect's result object of one message; returns the status a
  * single send gets. */
-static int mock_write_mock_result(const mock_msg *m, bool batch, sr_buf *out) {
-    switch (m->result) {
-    case MOCK_RESULT_INVALID:
-        sr_buf_puts(out, batch ? "{\"status\":\"rejected\",\"error\":" : "{\"error\":");
-        sr_buf_json_str(out, m->problem, strlen(m->problem));
-        sr_buf_putc(out, '}');
-        return 400;
-    case MOCK_RESULT_REJECTED:
-        sr_buf_puts(out, batch ? "{\"status\":\"rejected\",\"error\":\"invalid number\""
-                               : "{\"error\":\"invalid number\"");
-        if (batch && m->id_json) {
-            sr_buf_puts(out, ",\"id\":");
-            sr_json_write(out, m->id_json);
+static int mock_write_mock_result(const mock_msg *m, bool batch, sr_jw *w) {
+    sr_jw_object_begin(w);
+    int status = 400;
+    if (m->result == MOCK_RESULT_INVALID || m->result == MOCK_RESULT_REJECTED) {
+        if (batch) sr_jw_field_str(w, "status", "rejected");
+        sr_jw_field_str(w, "error", m->result == MOCK_RESULT_INVALID ? m->problem : "invalid number");
+        if (batch && m->id_json && m->result == MOCK_RESULT_REJECTED) {
+            sr_jw_key(w, "id");
+            sr_jw_json(w, m->id_json);
         }
-        sr_buf_putc(out, '}');
-        return 400;
-    default:
-        sr_buf_puts(out, "{\"message_id\":");
-        sr_buf_json_str(out, m->provider_id, strlen(m->provider_id));
-        sr_buf_puts(out, ",\"status\":\"accepted\"");
-        if (m->result == MOCK_RESULT_DUPLICATE) sr_buf_puts(out, ",\"duplicate\":true");
+    } else {
+        status = 200;
+        sr_jw_field_str(w, "message_id", m->provider_id);
+        sr_jw_field_str(w, "status", "accepted");
+        if (m->result == MOCK_RESULT_DUPLICATE) sr_jw_field_bool(w, "duplicate", true);
         if (m->id_json) {
-            sr_buf_puts(out, ",\"id\":");
-            sr_json_write(out, m->id_json); /* as the client wrote it */
+            sr_jw_key(w, "id");
+            sr_jw_json(w, m->id_json); /* as the client wrote it */
         }
-        sr_buf_putc(out, '}');
-        return 200;
     }
+    sr_jw_object_end(w);
+    return status;
 }
 
 static int mock_write_mock(const mock_send_ctx *ctx, sr_buf *out) {
-    if (!ctx->batch) return mock_write_mock_result(&ctx->msgs[0], false, out);
-    sr_buf_puts(out, "{\"results\":[");
-    for (size_t i = 0; i < ctx->count; i++) {
-        if (i) sr_buf_putc(out, ',');
-        mock_write_mock_result(&ctx->msgs[i], true, out);
-    }
-    sr_buf_puts(out, "]}");
+    sr_jw w;
+    sr_jw_init(&w, out);
+    if (!ctx->batch) return mock_write_mock_result(&ctx->msgs[0], false, &w);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "results");
+    sr_jw_array_begin(&w);
+    for (size_t i = 0; i < ctx->count; i++) mock_write_mock_result(&ctx->msgs[i], true, &w);
+    sr_jw_array_end(&w);
+    sr_jw_object_end(&w);
     return 200;
 }
 
@@ -120,10 +116,11 @@ static int mock_write_mock(const mock_send_ctx *ctx, sr_buf *out) {
 int mock_write_error_answer(mock_failure f, const char *detail, sr_buf *out) {
     static const int http[] = {401, 503, 429, 400};
     static const char *const text[] = {"unauthorized", "unavailable", "rate limited", NULL};
-    const char *message = text[f] ? text[f] : detail;
-    sr_buf_puts(out, "{\"error\":");
-    sr_buf_json_str(out, message, strlen(message));
-    sr_buf_putc(out, '}');
+    sr_jw w;
+    sr_jw_init(&w, out);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "error", text[f] ? text[f] : detail);
+    sr_jw_object_end(&w);
     return http[f];
 }
 
@@ -150,17 +147,19 @@ void mock_dlr_build_mock(const mock_dlr *d, const char *url, mock_post *post) {
     (void)url;
     char timestamp[32];
     mock_rfc3339(mock_wall_ms(), timestamp, sizeof timestamp);
-    sr_buf *b = &post->body;
     mock_post_init(post, mock_ct_json);
-    sr_buf_puts(b, "{\"message_id\":");
-    sr_buf_json_str(b, d->message_id, strlen(d->message_id));
-    sr_buf_puts(b, d->undelivered ? ",\"status\":\"UNDELIV\",\"to\":" : ",\"status\":\"DELIVRD\",\"to\":");
-    sr_buf_json_str(b, d->to, d->to_len);
-    sr_buf_puts(b, ",\"timestamp\":\"");
-    sr_buf_puts(b, timestamp);
-    sr_buf_putc(b, '"');
-    if (d->parts) sr_buf_printf(b, ",\"part\":%u,\"parts\":%u", d->part, d->parts);
-    sr_buf_putc(b, '}');
+    sr_jw w;
+    sr_jw_init(&w, &post->body);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "message_id", d->message_id);
+    sr_jw_field_str(&w, "status", d->undelivered ? "UNDELIV" : "DELIVRD");
+    sr_jw_field_strn(&w, "to", d->to, d->to_len);
+    sr_jw_field_str(&w, "timestamp", timestamp);
+    if (d->parts) {
+        sr_jw_field_uint(&w, "part", d->part);
+        sr_jw_field_uint(&w, "parts", d->parts);
+    }
+    sr_jw_object_end(&w);
     mock_post_sign_body(d->mp, post);
 }
 
@@ -169,15 +168,16 @@ void mock_inbound_build_mock(mock_provider *mp, const mock_inbound_sms *sms, con
     (void)url;
     char timestamp[32];
     mock_rfc3339(sms->now_ms, timestamp, sizeof timestamp);
-    sr_buf *b = &post->body;
     mock_post_init(post, mock_ct_json);
-    sr_buf_puts(b, "{\"message_id\":");
-    sr_buf_json_str(b, sms->id, strlen(sms->id));
-    mock_put_str(b, "from", sms->from, strlen(sms->from));
-    mock_put_str(b, "to", sms->to, strlen(sms->to));
-    mock_put_str(b, "text", sms->text, sms->text_len);
-    mock_put_str(b, "timestamp", timestamp, strlen(timestamp));
-    sr_buf_putc(b, '}');
+    sr_jw w;
+    sr_jw_init(&w, &post->body);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "message_id", sms->id);
+    sr_jw_field_str(&w, "from", sms->from);
+    sr_jw_field_str(&w, "to", sms->to);
+    sr_jw_field_strn(&w, "text", sms->text, sms->text_len);
+    sr_jw_field_str(&w, "timestamp", timestamp);
+    sr_jw_object_end(&w);
     mock_post_sign_body(mp, post);
 }
 

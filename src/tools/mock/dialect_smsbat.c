@@ -21,29 +21,34 @@
 #include "tools/mock/mock_internal.h"
 
 static int mock_write_smsbat(const mock_send_ctx *ctx, sr_buf *out) {
-    sr_buf_printf(out, "{\"messagelistId\":%" PRIu64 ",\"messages\":[", ctx->list_id);
+    sr_jw w;
+    sr_jw_init(&w, out);
+    sr_jw_object_begin(&w);
+    sr_jw_field_uint(&w, "messagelistId", ctx->list_id);
+    sr_jw_key(&w, "messages");
+    sr_jw_array_begin(&w);
     for (size_t i = 0; i < ctx->count; i++) {
         const mock_msg *m = &ctx->msgs[i];
         bool taken = m->result == MOCK_RESULT_ACCEPTED || m->result == MOCK_RESULT_DUPLICATE;
-        if (i) sr_buf_putc(out, ',');
-        sr_buf_puts(out, "{\"messageId\":");
-        if (taken) sr_buf_json_str(out, m->provider_id, strlen(m->provider_id));
-        else sr_buf_puts(out, "null");
-        sr_buf_printf(out, ",\"status\":\"%s\",\"parts\":%u", taken ? "accepted" : "rejected", taken ? m->parts : 0);
+        sr_jw_object_begin(&w);
+        sr_jw_field_str(&w, "messageId", taken ? m->provider_id : NULL);
+        sr_jw_field_str(&w, "status", taken ? "accepted" : "rejected");
+        sr_jw_field_uint(&w, "parts", taken ? m->parts : 0);
         if (m->id_json) {
-            sr_buf_puts(out, ",\"customerMessageId\":");
-            sr_json_write(out, m->id_json);
+            sr_jw_key(&w, "customerMessageId");
+            sr_jw_json(&w, m->id_json);
         }
-        if (m->to) mock_put_str(out, "to", m->to, m->to_len);
+        if (m->to) sr_jw_field_strn(&w, "to", m->to, m->to_len);
         if (m->result == MOCK_RESULT_REJECTED) {
-            sr_buf_puts(out, ",\"message\":\"invalid phone number\"");
+            sr_jw_field_str(&w, "message", "invalid phone number");
         } else if (m->result == MOCK_RESULT_INVALID) {
-            sr_buf_puts(out, ",\"message\":");
-            mock_put_problem(out, m);
+            sr_jw_key(&w, "message");
+            mock_put_problem(&w, m);
         }
-        sr_buf_putc(out, '}');
+        sr_jw_object_end(&w);
     }
-    sr_buf_puts(out, "]}");
+    sr_jw_array_end(&w);
+    sr_jw_object_end(&w);
     return 200;
 }
 
@@ -76,20 +81,28 @@ static void smsbat_poll(mock_provider *mp, sr_http_request *req) {
     const mock_slot *s = id.len ? mock_recall(&mp->statuses, &mp->statuses_old, id.data, id.len) : NULL;
     sr_buf out;
     sr_buf_init(&out);
+    sr_jw w;
+    sr_jw_init(&w, &out);
+    sr_jw_object_begin(&w);
     if (!s) {
-        sr_buf_puts(&out, "{\"status\":404,\"error\":\"Not Found\",\"message\":\"message not found\"}");
-        sr_http_respond(req, 404, "application/json", out.data, out.len, NULL);
+        sr_jw_field_int(&w, "status", 404);
+        sr_jw_field_str(&w, "error", "Not Found");
+        sr_jw_field_str(&w, "message", "message not found");
     } else {
         uint64_t at_ms;
         static const char *const words[] = {"processing", "delivered", "undeliverable"};
         mock_state state = mock_status_state(mp, s, &at_ms);
         const char *list_id = mock_slot_value(s);
-        sr_buf_printf(&out, "{\"messagelistId\":%s,\"messageId\":", list_id[0] ? list_id : "null");
-        sr_buf_json_str(&out, id.data, id.len);
-        sr_buf_printf(&out, ",\"deliverystatus\":\"%s\",\"partscount\":%u,\"cost\":0.05}", words[state],
-                      (unsigned)(s->count >> 1 & 0x7f));
-        sr_http_respond(req, 200, "application/json", out.data, out.len, NULL);
+        sr_jw_key(&w, "messagelistId");
+        if (list_id[0]) sr_jw_raw(&w, list_id, strlen(list_id)); /* digits */
+        else sr_jw_null(&w);
+        sr_jw_field_strn(&w, "messageId", id.data, id.len);
+        sr_jw_field_str(&w, "deliverystatus", words[state]);
+        sr_jw_field_uint(&w, "partscount", s->count >> 1 & 0x7f);
+        sr_jw_field_double(&w, "cost", 0.05);
     }
+    sr_jw_object_end(&w);
+    sr_http_respond(req, s ? 200 : 404, "application/json", out.data, out.len, NULL);
     sr_buf_free(&out);
     sr_buf_free(&id);
 }
@@ -113,10 +126,13 @@ static int smsbat_write_failure(mock_failure f, const char *detail, sr_buf *out)
     static const char *const reason[] = {"Unauthorized", "Service Unavailable", "Too Many Requests", "Bad Request"};
     static const char *const text[] = {"invalid credentials", "service temporarily unavailable",
                                        "rate limit exceeded, retry later", "bad request"};
-    sr_buf_printf(out, "{\"status\":%d,\"error\":\"%s\"", http[f], reason[f]);
-    const char *message = detail ? detail : text[f];
-    mock_put_str(out, "message", message, strlen(message));
-    sr_buf_putc(out, '}');
+    sr_jw w;
+    sr_jw_init(&w, out);
+    sr_jw_object_begin(&w);
+    sr_jw_field_int(&w, "status", http[f]);
+    sr_jw_field_str(&w, "error", reason[f]);
+    sr_jw_field_str(&w, "message", detail ? detail : text[f]);
+    sr_jw_object_end(&w);
     return http[f];
 }
 
@@ -125,12 +141,15 @@ static void smsbat_dlr_build(const mock_dlr *d, const char *url, mock_post *post
     (void)url;
     char timestamp[32];
     mock_rfc3339(mock_wall_ms(), timestamp, sizeof timestamp);
-    sr_buf *b = &post->body;
     mock_post_init(post, mock_ct_json);
-    sr_buf_puts(b, "{\"messageId\":");
-    sr_buf_json_str(b, d->message_id, strlen(d->message_id));
-    sr_buf_printf(b, ",\"deliverystatus\":\"%s\",\"timestamp\":\"%s\",\"cost\":0.05}",
-                  d->undelivered ? "undeliverable" : "delivered", timestamp);
+    sr_jw w;
+    sr_jw_init(&w, &post->body);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "messageId", d->message_id);
+    sr_jw_field_str(&w, "deliverystatus", d->undelivered ? "undeliverable" : "delivered");
+    sr_jw_field_str(&w, "timestamp", timestamp);
+    sr_jw_field_double(&w, "cost", 0.05);
+    sr_jw_object_end(&w);
 }
 
 const mock_dialect mock_dialect_smsbat = {

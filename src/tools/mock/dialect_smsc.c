@@ -123,15 +123,16 @@ static int mock_write_smsc(const mock_send_ctx *ctx, sr_buf *out) {
  * from its front. */
 static int smsc_write_failure(mock_failure f, const char *detail, sr_buf *out) {
     (void)detail;
-    if (f == MOCK_FAIL_UNAVAILABLE) {
-        sr_buf_puts(out, "{\"error\":\"service temporarily unavailable\"}");
-        return 503;
-    }
-    if (f == MOCK_FAIL_UNAUTHORIZED) sr_buf_puts(out, "{\"error\":\"authorise error\",\"error_code\":2}");
-    else if (f == MOCK_FAIL_RATE_LIMITED)
-        sr_buf_puts(out, "{\"error\":\"duplicate request, wait a minute\",\"error_code\":9}");
-    else sr_buf_puts(out, "{\"error\":\"parameters error\",\"error_code\":1}");
-    return 200;
+    static const char *const text[] = {"authorise error", "service temporarily unavailable",
+                                       "duplicate request, wait a minute", "parameters error"};
+    static const int code[] = {2, 0, 9, 1};
+    sr_jw w;
+    sr_jw_init(&w, out);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "error", text[f]);
+    if (code[f]) sr_jw_field_int(&w, "error_code", code[f]);
+    sr_jw_object_end(&w);
+    return f == MOCK_FAIL_UNAVAILABLE ? 503 : 200;
 }
 
 /* The next item of a comma-separated list at *at (advanced past it).

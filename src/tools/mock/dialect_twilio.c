@@ -63,48 +63,78 @@ static const char *mock_parse_twilio(mock_send_ctx *ctx, const sr_http_request *
     return NULL;
 }
 
-static int mock_write_twilio(const mock_send_ctx *ctx, sr_buf *out) {
-    const mock_msg *m = &ctx->msgs[0];
-    if (m->result == MOCK_RESULT_INVALID || m->result == MOCK_RESULT_REJECTED) {
-        int code = 21211;
-        char text[200];
-        if (m->result == MOCK_RESULT_REJECTED) {
-            snprintf(text, sizeof text, "The 'To' number %.*s is not a valid phone number.", (int)m->to_len, m->to);
-        } else if (m->problem_field && strcmp(m->problem_field, "To") == 0) {
-            code = 21604;
-            snprintf(text, sizeof text, "A 'To' phone number is required.");
-        } else if (m->problem_field && strcmp(m->problem_field, "Body") == 0) {
-            code = 21602;
-            snprintf(text, sizeof text, "Message body is required.");
-        } else {
-            code = 21603;
-            snprintf(text, sizeof text, "A 'From' or 'MessagingServiceSid' parameter is required.");
-        }
-        sr_buf_printf(out, "{\"code\":%d,\"message\":", code);
-        sr_buf_json_str(out, text, strlen(text));
-        sr_buf_printf(out, ",\"more_info\":\"https://www.twilio.com/docs/errors/%d\",\"status\":400}", code);
-        return 400;
+/* An error answer: {"code","message","more_info","status"}. */
+static void twilio_write_error(sr_jw *w, int code, const char *message, int status) {
+    char more_info[64];
+    snprintf(more_info, sizeof more_info, "https://www.twilio.com/docs/errors/%d", code);
+    sr_jw_object_begin(w);
+    sr_jw_field_int(w, "code", code);
+    sr_jw_field_str(w, "message", message);
+    sr_jw_field_str(w, "more_info", more_info);
+    sr_jw_field_int(w, "status", status);
+    sr_jw_object_end(w);
+}
+
+/* A message refused: the error code of its problem. */
+static void twilio_write_refused(sr_jw *w, const mock_msg *m) {
+    int code = 21211;
+    char text[200];
+    if (m->result == MOCK_RESULT_REJECTED) {
+        snprintf(text, sizeof text, "The 'To' number %.*s is not a valid phone number.", (int)m->to_len, m->to);
+    } else if (m->problem_field && strcmp(m->problem_field, "To") == 0) {
+        code = 21604;
+        snprintf(text, sizeof text, "A 'To' phone number is required.");
+    } else if (m->problem_field && strcmp(m->problem_field, "Body") == 0) {
+        code = 21602;
+        snprintf(text, sizeof text, "Message body is required.");
+    } else {
+        code = 21603;
+        snprintf(text, sizeof text, "A 'From' or 'MessagingServiceSid' parameter is required.");
     }
-    char date[48];
+    twilio_write_error(w, code, text, 400);
+}
+
+/* The Message resource of an accepted message. */
+static void twilio_write_message(sr_jw *w, const mock_send_ctx *ctx, const mock_msg *m) {
+    char date[48], uri[160];
     mock_format_time(mock_wall_ms(), "%a, %d %b %Y %H:%M:%S +0000", date, sizeof date);
+    snprintf(uri, sizeof uri, "/2010-04-01/Accounts/%s/Messages/%s.json", ctx->account, m->provider_id);
     size_t service_len;
     const char *service = mock_field(&ctx->fields, TWILIO_SERVICE, &service_len);
-    sr_buf_puts(out, "{\"account_sid\":");
-    sr_buf_json_str(out, ctx->account, strlen(ctx->account));
-    sr_buf_puts(out, ",\"api_version\":\"" MOCK_TWILIO_API "\"");
-    mock_put_str(out, "body", m->text, m->text_len);
-    sr_buf_printf(out, ",\"date_created\":\"%s\",\"date_sent\":null,\"date_updated\":\"%s\","
-                       "\"direction\":\"outbound-api\",\"error_code\":null,\"error_message\":null",
-                  date, date);
-    mock_put_str(out, "from", m->from, m->from_len);
-    mock_put_str(out, "messaging_service_sid", service && service_len ? service : NULL, service_len);
-    sr_buf_printf(out, ",\"num_media\":\"0\",\"num_segments\":\"%u\",\"price\":null,\"price_unit\":\"USD\"", m->parts);
-    mock_put_str(out, "sid", m->provider_id, strlen(m->provider_id));
-    sr_buf_puts(out, ",\"status\":\"queued\"");
-    mock_put_str(out, "to", m->to, m->to_len);
-    sr_buf_puts(out, ",\"uri\":\"/2010-04-01/Accounts/");
-    sr_buf_puts(out, ctx->account);
-    sr_buf_printf(out, "/Messages/%s.json\"}", m->provider_id);
+    sr_jw_object_begin(w);
+    sr_jw_field_str(w, "account_sid", ctx->account);
+    sr_jw_field_str(w, "api_version", MOCK_TWILIO_API);
+    sr_jw_field_strn(w, "body", m->text, m->text_len);
+    sr_jw_field_str(w, "date_created", date);
+    sr_jw_field_null(w, "date_sent");
+    sr_jw_field_str(w, "date_updated", date);
+    sr_jw_field_str(w, "direction", "outbound-api");
+    sr_jw_field_null(w, "error_code");
+    sr_jw_field_null(w, "error_message");
+    sr_jw_field_strn(w, "from", m->from, m->from_len);
+    sr_jw_field_strn(w, "messaging_service_sid", service && service_len ? service : NULL, service_len);
+    sr_jw_field_str(w, "num_media", "0");
+    char segments[16];
+    snprintf(segments, sizeof segments, "%u", m->parts);
+    sr_jw_field_str(w, "num_segments", segments);
+    sr_jw_field_null(w, "price");
+    sr_jw_field_str(w, "price_unit", "USD");
+    sr_jw_field_str(w, "sid", m->provider_id);
+    sr_jw_field_str(w, "status", "queued");
+    sr_jw_field_strn(w, "to", m->to, m->to_len);
+    sr_jw_field_str(w, "uri", uri);
+    sr_jw_object_end(w);
+}
+
+static int mock_write_twilio(const mock_send_ctx *ctx, sr_buf *out) {
+    const mock_msg *m = &ctx->msgs[0];
+    sr_jw w;
+    sr_jw_init(&w, out);
+    if (m->result == MOCK_RESULT_INVALID || m->result == MOCK_RESULT_REJECTED) {
+        twilio_write_refused(&w, m);
+        return 400;
+    }
+    twilio_write_message(&w, ctx, m);
     return 201;
 }
 
@@ -138,15 +168,15 @@ static int twilio_write_failure(mock_failure f, const char *detail, sr_buf *out)
     static const int http[] = {401, 503, 429, 400};
     static const int code[] = {20003, 20503, 20429, 0};
     static const char *const text[] = {"Authenticate", "Service Unavailable", "Too Many Requests", NULL};
+    sr_jw w;
+    sr_jw_init(&w, out);
     if (code[f]) {
-        sr_buf_printf(out,
-                      "{\"code\":%d,\"message\":\"%s\",\"more_info\":\"https://www.twilio.com/docs/errors/%d\","
-                      "\"status\":%d}",
-                      code[f], text[f], code[f], http[f]);
+        twilio_write_error(&w, code[f], text[f], http[f]);
     } else {
-        sr_buf_puts(out, "{\"message\":");
-        sr_buf_json_str(out, detail, strlen(detail));
-        sr_buf_printf(out, ",\"status\":%d}", http[f]);
+        sr_jw_object_begin(&w);
+        sr_jw_field_str(&w, "message", detail);
+        sr_jw_field_int(&w, "status", http[f]);
+        sr_jw_object_end(&w);
     }
     return http[f];
 }

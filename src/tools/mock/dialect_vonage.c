@@ -105,28 +105,34 @@ static const char *mock_parse_vonage(mock_send_ctx *ctx, const sr_http_request *
 
 static int mock_write_vonage(const mock_send_ctx *ctx, sr_buf *out) {
     const mock_msg *m = &ctx->msgs[0];
-    sr_buf_puts(out, "{\"message-count\":\"1\",\"messages\":[{");
-    if (m->to) {
-        sr_buf_puts(out, "\"to\":");
-        sr_buf_json_str(out, m->to, m->to_len);
-        sr_buf_putc(out, ',');
-    }
+    sr_jw w;
+    sr_jw_init(&w, out);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "message-count", "1");
+    sr_jw_key(&w, "messages");
+    sr_jw_array_begin(&w);
+    sr_jw_object_begin(&w);
+    if (m->to) sr_jw_field_strn(&w, "to", m->to, m->to_len);
     if (m->result == MOCK_RESULT_INVALID) {
         char text[160];
         snprintf(text, sizeof text, "%s %s", m->problem_missing ? "Missing" : "Invalid",
                  m->problem_field ? m->problem_field : "parameters");
-        sr_buf_printf(out, "\"status\":\"%s\",\"error-text\":", m->problem_missing ? "2" : "3");
-        sr_buf_json_str(out, text, strlen(text));
+        sr_jw_field_str(&w, "status", m->problem_missing ? "2" : "3");
+        sr_jw_field_str(&w, "error-text", text);
     } else if (m->result == MOCK_RESULT_REJECTED) {
-        sr_buf_puts(out, "\"status\":\"3\",\"error-text\":\"Invalid to address\"");
+        sr_jw_field_str(&w, "status", "3");
+        sr_jw_field_str(&w, "error-text", "Invalid to address");
     } else {
-        sr_buf_puts(out, "\"message-id\":");
-        sr_buf_json_str(out, m->provider_id, strlen(m->provider_id));
-        sr_buf_puts(out, ",\"status\":\"0\",\"remaining-balance\":\"10.00000000\",\"message-price\":\"0.03330000\","
-                         "\"network\":\"12345\"");
-        if (m->client_id) mock_put_str(out, "client-ref", m->client_id, m->client_id_len);
+        sr_jw_field_str(&w, "message-id", m->provider_id);
+        sr_jw_field_str(&w, "status", "0");
+        sr_jw_field_str(&w, "remaining-balance", "10.00000000");
+        sr_jw_field_str(&w, "message-price", "0.03330000");
+        sr_jw_field_str(&w, "network", "12345");
+        if (m->client_id) sr_jw_field_strn(&w, "client-ref", m->client_id, m->client_id_len);
     }
-    sr_buf_puts(out, "}]}");
+    sr_jw_object_end(&w);
+    sr_jw_array_end(&w);
+    sr_jw_object_end(&w);
     return 200;
 }
 
@@ -150,10 +156,18 @@ static int vonage_write_failure(mock_failure f, const char *detail, sr_buf *out)
     static const char *const code[] = {"4", "5", "1", "3"};
     static const char *const text[] = {"Bad Credentials", "Internal Error",
                                        "Throughput Rate Exceeded - please wait [ 1000 ] and retry", NULL};
-    sr_buf_printf(out, "{\"message-count\":\"1\",\"messages\":[{\"status\":\"%s\"", code[f]);
-    const char *message = text[f] ? text[f] : detail;
-    mock_put_str(out, "error-text", message, strlen(message));
-    sr_buf_puts(out, "}]}");
+    sr_jw w;
+    sr_jw_init(&w, out);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "message-count", "1");
+    sr_jw_key(&w, "messages");
+    sr_jw_array_begin(&w);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "status", code[f]);
+    sr_jw_field_str(&w, "error-text", text[f] ? text[f] : detail);
+    sr_jw_object_end(&w);
+    sr_jw_array_end(&w);
+    sr_jw_object_end(&w);
     return 200;
 }
 

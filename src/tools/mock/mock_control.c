@@ -20,62 +20,63 @@
 
 /* ---- GET /stats, POST /stats/reset, /control ---- */
 
-static void mock_put_field(sr_buf *b, const char *name, uint64_t value) {
-    sr_buf_putc(b, '"');
-    sr_buf_puts(b, name);
-    sr_buf_puts(b, "\":");
-    sr_buf_put_u64(b, value);
-    sr_buf_putc(b, ',');
+/* {"to as sent": accepted count, ...}. */
+static void mock_stats_recipients(const mock_provider *mp, sr_jw *w) {
+    sr_jw_object_begin(w);
+    for (size_t i = 0; i < mp->recipients.cap; i++) {
+        const mock_slot *slot = &mp->recipients.slots[i];
+        if (!slot->hash) continue;
+        sr_jw_key_len(w, slot->key, slot->key_len);
+        sr_jw_uint(w, slot->count);
+    }
+    sr_jw_object_end(w);
+}
+
+/* The counters after "recipients", in the order GET /stats has always had. */
+static void mock_stats_counters(const mock_provider *mp, sr_jw *w) {
+    const mock_stats *s = &mp->stats;
+    sr_jw_field_uint(w, "rejected", s->rejected);
+    sr_jw_field_uint(w, "failed_5xx", s->failed_5xx);
+    sr_jw_field_uint(w, "failed_429", s->failed_429);
+    sr_jw_field_uint(w, "timeouts", s->timeouts);
+    sr_jw_field_uint(w, "duplicates", s->duplicates);
+    sr_jw_field_uint(w, "unauthorized", s->unauthorized);
+    sr_jw_field_uint(w, "bad_requests", s->bad_requests);
+    sr_jw_field_uint(w, "down_dropped", s->down_dropped);
+    sr_jw_field_uint(w, "dlr_sent", s->dlr_sent);
+    sr_jw_field_uint(w, "dlr_failed", s->dlr_failed);
+    sr_jw_field_uint(w, "dlr_retried", s->dlr_retried);
+    sr_jw_field_uint(w, "dlr_pending", mp->dlrs_started);
+    sr_jw_field_uint(w, "polls", s->polls);
+    sr_jw_field_uint(w, "inbound_sent", s->inbound_sent);
+    sr_jw_field_uint(w, "inbound_failed", s->inbound_failed);
+    sr_jw_field_uint(w, "in_flight", (uint64_t)mp->in_flight);
+    sr_jw_field_uint(w, "max_in_flight", (uint64_t)s->max_in_flight);
 }
 
 void mock_stats_get(mock_provider *mp, sr_http_request *req) {
-    const mock_stats *s = &mp->stats;
     bool with_recipients = strstr(req->query, "by_recipient=0") == NULL;
     sr_buf b;
     sr_buf_init(&b);
     sr_buf_reserve(&b, 512 + (with_recipients ? mp->recipients.used * 24 : 0));
-    sr_buf_putc(&b, '{');
-    mock_put_field(&b, "received", s->received);
-    mock_put_field(&b, "requests", s->requests);
+    sr_jw w;
+    sr_jw_init(&w, &b);
+    sr_jw_object_begin(&w);
+    sr_jw_field_uint(&w, "received", mp->stats.received);
+    sr_jw_field_uint(&w, "requests", mp->stats.requests);
     if (with_recipients) {
-        sr_buf_puts(&b, "\"by_recipient\":{");
-        bool first = true;
-        for (size_t i = 0; i < mp->recipients.cap; i++) {
-            const mock_slot *slot = &mp->recipients.slots[i];
-            if (!slot->hash) continue;
-            if (!first) sr_buf_putc(&b, ',');
-            first = false;
-            sr_buf_json_str(&b, slot->key, slot->key_len);
-            sr_buf_putc(&b, ':');
-            sr_buf_put_u64(&b, slot->count);
-        }
-        sr_buf_puts(&b, "},");
+        sr_jw_key(&w, "by_recipient");
+        mock_stats_recipients(mp, &w);
     }
-    mock_put_field(&b, "recipients", mp->recipients.used);
-    mock_put_field(&b, "rejected", s->rejected);
-    mock_put_field(&b, "failed_5xx", s->failed_5xx);
-    mock_put_field(&b, "failed_429", s->failed_429);
-    mock_put_field(&b, "timeouts", s->timeouts);
-    mock_put_field(&b, "duplicates", s->duplicates);
-    mock_put_field(&b, "unauthorized", s->unauthorized);
-    mock_put_field(&b, "bad_requests", s->bad_requests);
-    mock_put_field(&b, "down_dropped", s->down_dropped);
-    mock_put_field(&b, "dlr_sent", s->dlr_sent);
-    mock_put_field(&b, "dlr_failed", s->dlr_failed);
-    mock_put_field(&b, "dlr_retried", s->dlr_retried);
-    mock_put_field(&b, "dlr_pending", mp->dlrs_started);
-    mock_put_field(&b, "polls", s->polls);
-    mock_put_field(&b, "inbound_sent", s->inbound_sent);
-    mock_put_field(&b, "inbound_failed", s->inbound_failed);
-    mock_put_field(&b, "in_flight", (uint64_t)mp->in_flight);
-    mock_put_field(&b, "max_in_flight", (uint64_t)s->max_in_flight);
-    sr_buf_puts(&b, "\"rate\":{\"window_ms\":");
-    sr_buf_put_u64(&b, MOCK_RATE_WINDOW_MS);
-    sr_buf_puts(&b, ",\"max_per_window\":");
-    sr_buf_put_u64(&b, mp->rate.max_per_window);
-    sr_buf_puts(&b, ",\"max_calls_per_window\":");
-    sr_buf_put_u64(&b, mp->calls.max_per_window);
-    sr_buf_puts(&b, "}}");
+    sr_jw_field_uint(&w, "recipients", mp->recipients.used);
+    mock_stats_counters(mp, &w);
+    sr_jw_key(&w, "rate");
+    sr_jw_object_begin(&w);
+    sr_jw_field_uint(&w, "window_ms", MOCK_RATE_WINDOW_MS);
+    sr_jw_field_uint(&w, "max_per_window", mp->rate.max_per_window);
+    sr_jw_field_uint(&w, "max_calls_per_window", mp->calls.max_per_window);
+    sr_jw_object_end(&w);
+    sr_jw_object_end(&w);
     sr_http_respond(req, 200, "application/json", b.data, b.len, NULL);
     sr_buf_free(&b);
 }
@@ -94,38 +95,31 @@ void mock_stats_reset(mock_provider *mp, sr_http_request *req) {
     sr_http_respond(req, 200, "application/json", body, sizeof body - 1, NULL);
 }
 
-static void mock_put_pct(sr_buf *b, const char *name, double pct) {
-    sr_buf_printf(b, "\"%s\":%.15g,", name, pct);
-}
-
-static void mock_put_url(sr_buf *b, const char *name, const char *url) {
-    sr_buf_printf(b, "\"%s\":", name);
-    if (url) sr_buf_json_str(b, url, strlen(url));
-    else sr_buf_puts(b, "null");
-    sr_buf_putc(b, ',');
-}
-
 /* The settings; secrets only as whether they are set. */
 void mock_settings_write(const mock_provider *mp, sr_buf *b) {
     const mock_settings *s = &mp->set;
-    sr_buf_putc(b, '{');
-    sr_buf_printf(b, "\"dialect\":\"%s\",", s->dialect->name);
-    mock_put_pct(b, "fail_5xx", s->fail_5xx_pct);
-    mock_put_pct(b, "fail_429", s->fail_429_pct);
-    mock_put_field(b, "retry_after", s->retry_after_s);
-    mock_put_pct(b, "timeout", s->timeout_pct);
-    mock_put_field(b, "hold_ms", s->hold_ms);
-    mock_put_pct(b, "reject", s->reject_pct);
-    mock_put_field(b, "latency_ms", s->latency_ms);
-    mock_put_field(b, "latency_jitter_ms", s->latency_jitter_ms);
-    mock_put_url(b, "dlr_url", s->dlr_url);
-    mock_put_field(b, "dlr_delay_ms", s->dlr_delay_ms);
-    mock_put_pct(b, "dlr_undelivered", s->dlr_undelivered_pct);
-    mock_put_url(b, "inbound_url", s->inbound_url);
-    sr_buf_printf(b, "\"dlr_before_answer\":%s,\"auth\":%s,\"auth_token\":%s,\"webhook_secret\":%s,\"down\":%s}",
-                  s->dlr_before_answer ? "true" : "false", s->auth_key ? "true" : "false",
-                  s->auth_token ? "true" : "false", s->webhook_secret ? "true" : "false",
-                  s->down ? "true" : "false");
+    sr_jw w;
+    sr_jw_init(&w, b);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "dialect", s->dialect->name);
+    sr_jw_field_double(&w, "fail_5xx", s->fail_5xx_pct);
+    sr_jw_field_double(&w, "fail_429", s->fail_429_pct);
+    sr_jw_field_uint(&w, "retry_after", s->retry_after_s);
+    sr_jw_field_double(&w, "timeout", s->timeout_pct);
+    sr_jw_field_uint(&w, "hold_ms", s->hold_ms);
+    sr_jw_field_double(&w, "reject", s->reject_pct);
+    sr_jw_field_uint(&w, "latency_ms", s->latency_ms);
+    sr_jw_field_uint(&w, "latency_jitter_ms", s->latency_jitter_ms);
+    sr_jw_field_str(&w, "dlr_url", s->dlr_url);
+    sr_jw_field_uint(&w, "dlr_delay_ms", s->dlr_delay_ms);
+    sr_jw_field_double(&w, "dlr_undelivered", s->dlr_undelivered_pct);
+    sr_jw_field_str(&w, "inbound_url", s->inbound_url);
+    sr_jw_field_bool(&w, "dlr_before_answer", s->dlr_before_answer);
+    sr_jw_field_bool(&w, "auth", s->auth_key);
+    sr_jw_field_bool(&w, "auth_token", s->auth_token);
+    sr_jw_field_bool(&w, "webhook_secret", s->webhook_secret);
+    sr_jw_field_bool(&w, "down", s->down);
+    sr_jw_object_end(&w);
 }
 
 /* A percentage member: 0 when absent, 1 when valid (stored), -1 when invalid. */

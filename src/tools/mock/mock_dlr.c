@@ -108,7 +108,8 @@ static void mock_dlr_failed_attempt(mock_dlr *d, int status, const char *error) 
         mock_dlr_finish(d);
         return;
     }
-    uint64_t backoff_ms = d->attempts > 6 ? MOCK_DLR_BACKOFF_MAX_MS : (uint64_t)MOCK_DLR_BACKOFF_MS << (d->attempts - 1);
+    uint64_t backoff_ms =
+        d->attempts > 6 ? MOCK_DLR_BACKOFF_MAX_MS : (uint64_t)MOCK_DLR_BACKOFF_MS << (d->attempts - 1);
     if (backoff_ms > MOCK_DLR_BACKOFF_MAX_MS) backoff_ms = MOCK_DLR_BACKOFF_MAX_MS;
     sr_debug("delivery report post failed, retrying", "message_id", d->message_id, "http_status",
              sr_log_num(status), "retry_in_ms", sr_log_num((int64_t)backoff_ms));
@@ -214,9 +215,12 @@ static void mock_inbound_answered(const sr_http_client_response *resp, void *ud)
     sr_buf_init(&out);
     if (resp->error == 0) {
         mp->stats.inbound_sent++;
-        sr_buf_printf(&out, "{\"status\":%d,\"body\":", resp->status);
-        sr_buf_json_str(&out, resp->body ? resp->body : "", resp->body_len);
-        sr_buf_putc(&out, '}');
+        sr_jw w;
+        sr_jw_init(&w, &out);
+        sr_jw_object_begin(&w);
+        sr_jw_field_int(&w, "status", resp->status);
+        sr_jw_field_strn(&w, "body", resp->body ? resp->body : "", resp->body_len);
+        sr_jw_object_end(&w);
         sr_http_respond(in->req, 200, "application/json", out.data, out.len, NULL);
     } else {
         mp->stats.inbound_failed++;

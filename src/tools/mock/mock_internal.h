@@ -13,6 +13,7 @@
 #include "core/buf.h"
 #include "codec/crypto.h"
 #include "codec/json.h"
+#include "codec/jsonw.h"
 #include "http/http_client.h"
 #include "http/http_server.h"
 
@@ -349,8 +350,7 @@ void mock_msg_problem(mock_msg *m, const char *field, bool missing);
 const char *mock_parse_json(mock_send_ctx *ctx, const sr_http_request *req);
 const sr_json *mock_batch_list(mock_send_ctx *ctx, const char **bad);
 const char *mock_parse_list(mock_send_ctx *ctx, const sr_http_request *req, const char *id_name);
-void mock_put_problem(sr_buf *out, const mock_msg *m);
-void mock_put_str(sr_buf *out, const char *name, const char *value, size_t len);
+void mock_put_problem(sr_jw *w, const mock_msg *m);
 mock_state mock_status_state(const mock_provider *mp, const mock_slot *s, uint64_t *at_ms);
 
 /* ---- mock_send.c ---- */

@@ -36,9 +36,11 @@ static void mock_respond_send(mock_provider *mp, sr_http_request *req, int statu
 void mock_respond_error(sr_http_request *req, int status, const char *message, const char *extra) {
     sr_buf b;
     sr_buf_init(&b);
-    sr_buf_puts(&b, "{\"error\":");
-    sr_buf_json_str(&b, message, strlen(message));
-    sr_buf_putc(&b, '}');
+    sr_jw w;
+    sr_jw_init(&w, &b);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "error", message);
+    sr_jw_object_end(&w);
     sr_http_respond(req, status, "application/json", b.data, b.len, extra);
     sr_buf_free(&b);
 }

@@ -531,20 +531,13 @@ const char *mock_parse_list(mock_send_ctx *ctx, const sr_http_request *req, cons
 }
 
 /* "missing 'to'" / "invalid 'to'", or the problem as it is. */
-void mock_put_problem(sr_buf *out, const mock_msg *m) {
+void mock_put_problem(sr_jw *w, const mock_msg *m) {
     char text[160];
     if (m->problem_field)
         snprintf(text, sizeof text, "%s '%s'", m->problem_missing ? "missing" : "invalid", m->problem_field);
     else
         snprintf(text, sizeof text, "%s", m->problem);
-    sr_buf_json_str(out, text, strlen(text));
-}
-
-/* A JSON string member: ,"name":"value" (or null when value is NULL). */
-void mock_put_str(sr_buf *out, const char *name, const char *value, size_t len) {
-    sr_buf_printf(out, ",\"%s\":", name);
-    if (value) sr_buf_json_str(out, value, len);
-    else sr_buf_puts(out, "null");
+    sr_jw_cstr(w, text);
 }
 
 /* What a polled status says now: in progress until dlr_delay_ms after the
