@@ -18,7 +18,7 @@ void sr_jw_init_spaced(sr_jw *w, sr_buf *out) {
     w->spaced = true;
 }
 
-void sr_jw_break(sr_jw *w) { w->newline = true; }
+void sr_jw_break(sr_jw *w, const char *indent) { w->newline = indent; }
 
 /* Before every value and key: a comma unless this is the first item of its
  * level or the value of the key just written. */
@@ -29,8 +29,11 @@ static void jw_item(sr_jw *w) {
     }
     if (w->has_items[w->depth]) sr_buf_puts(w->out, w->spaced && !w->newline ? ", " : ",");
     w->has_items[w->depth] = true;
-    if (w->newline) sr_buf_putc(w->out, '\n');
-    w->newline = false;
+    if (w->newline) {
+        sr_buf_putc(w->out, '\n');
+        sr_buf_puts(w->out, w->newline);
+        w->newline = NULL;
+    }
 }
 
 static void jw_open(sr_jw *w, char c) {

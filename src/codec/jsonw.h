@@ -42,7 +42,7 @@ typedef struct sr_jw {
     int depth;      /* open arrays and objects */
     bool after_key; /* the next value is a member's value: no comma before it */
     bool spaced;    /* ", " and ": " instead of "," and ":" */
-    bool newline;   /* the next item starts on a new line (after its comma) */
+    const char *newline; /* the indent of the next item, on a new line after its comma; NULL: none */
     /* has_items[d]: the array/object open at depth d (1-based; 0 is the top
      * level, where a writer may put several values one after the other)
      * already holds an item, so the next one needs a comma. */
@@ -54,9 +54,10 @@ typedef struct sr_jw {
 void sr_jw_init(sr_jw *w, sr_buf *out);
 /* The same, writing ", " between items and ": " after keys. */
 void sr_jw_init_spaced(sr_jw *w, sr_buf *out);
-/* The next item (value or key) starts on a new line, after its comma: one
- * item per line in a long list that people read. */
-void sr_jw_break(sr_jw *w);
+/* The next item (value or key) starts on a new line after its comma,
+ * indented by indent (a static string, "" for none): one item per line in
+ * documents that people read. */
+void sr_jw_break(sr_jw *w, const char *indent);
 
 void sr_jw_object_begin(sr_jw *w);
 void sr_jw_object_end(sr_jw *w);

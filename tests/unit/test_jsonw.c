@@ -208,10 +208,18 @@ TEST(break_puts_items_on_their_own_lines) {
     sr_jw_init(&w, &b);
     sr_jw_array_begin(&w);
     for (int i = 0; i < 3; i++) {
-        sr_jw_break(&w);
+        sr_jw_break(&w, i == 2 ? "  " : "");
         sr_jw_int(&w, i);
     }
     sr_jw_array_end(&w);
-    CHECK_STR(valid(&b), "[\n0,\n1,\n2]");
+    CHECK_STR(valid(&b), "[\n0,\n1,\n  2]");
+    sr_buf_reset(&b);
+    sr_jw_init_spaced(&w, &b);
+    sr_jw_object_begin(&w);
+    sr_jw_field_int(&w, "a", 1);
+    sr_jw_break(&w, " ");
+    sr_jw_field_int(&w, "b", 2);
+    sr_jw_object_end(&w);
+    CHECK_STR(valid(&b), "{\"a\": 1,\n \"b\": 2}");
     sr_buf_free(&b);
 }
