@@ -2,22 +2,9 @@
  * /sms/send) with messages of several destinations each (client ids "ids"),
  * JSON reports one per part, form inbound posts. */
 #include <inttypes.h>
-#include <math.h>
-#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/time.h>
-#include <time.h>
-#include <uv.h>
 
-#include "core/buf.h"
-#include "core/log.h"
-#include "codec/crypto.h"
-#include "codec/json.h"
-#include "http/http_client.h"
-#include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
 /* Agile Telecom: one message per destination of each entry. */

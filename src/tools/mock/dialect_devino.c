@@ -2,22 +2,9 @@
  * (Authorization: Key; no client ids), JSON reports, statuses polled with
  * POST /sms-stat/statuses/get-by-ids, JSON inbound posts. */
 #include <inttypes.h>
-#include <math.h>
-#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/time.h>
-#include <time.h>
-#include <uv.h>
 
-#include "core/buf.h"
-#include "core/log.h"
-#include "codec/crypto.h"
-#include "codec/json.h"
-#include "http/http_client.h"
-#include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
 /* The members of a rejected message i: a reason naming its field. */

@@ -1,23 +1,7 @@
 /* dialect_generic: what the generic adapter speaks: POST /send (or /) with one
  * message {"to","from","message"}, the client id in the Idempotency-Key
  * header; failures, reports and inbound posts as the mock dialect's. */
-#include <inttypes.h>
-#include <math.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/time.h>
-#include <time.h>
-#include <uv.h>
 
-#include "core/buf.h"
-#include "core/log.h"
-#include "codec/crypto.h"
-#include "codec/json.h"
-#include "http/http_client.h"
-#include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
 static const char *mock_parse_generic(mock_send_ctx *ctx, const sr_http_request *req) {

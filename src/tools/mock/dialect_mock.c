@@ -3,22 +3,9 @@
  * reports one per part, JSON inbound posts, X-Signature under --webhook-secret.
  * The generic dialect (dialect_generic.c) shares its answers and webhooks. */
 #include <inttypes.h>
-#include <math.h>
-#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/time.h>
-#include <time.h>
-#include <uv.h>
 
-#include "core/buf.h"
-#include "core/log.h"
-#include "codec/crypto.h"
-#include "codec/json.h"
-#include "http/http_client.h"
-#include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
 /* The recipient of a message, or NULL when it is not a usable message. */

@@ -2,22 +2,9 @@
  * (client ids "customerMessageId"), JSON reports, statuses polled with
  * GET /bat/message/{messageId}; no inbound webhook. */
 #include <inttypes.h>
-#include <math.h>
-#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/time.h>
-#include <time.h>
-#include <uv.h>
 
-#include "core/buf.h"
-#include "core/log.h"
-#include "codec/crypto.h"
-#include "codec/json.h"
-#include "http/http_client.h"
-#include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
 static int mock_write_smsbat(const mock_send_ctx *ctx, sr_buf *out) {

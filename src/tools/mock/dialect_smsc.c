@@ -3,23 +3,9 @@
  * message with its phone), errors answered 200 with an error_code, statuses
  * polled with GET|POST /sys/status.php; no pushed reports, no inbound webhook. */
 #include <inttypes.h>
-#include <math.h>
-#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/time.h>
-#include <time.h>
-#include <uv.h>
 
-#include "core/buf.h"
-#include "core/log.h"
-#include "codec/crypto.h"
-#include "codec/json.h"
-#include "http/http_client.h"
-#include "codec/jsonw.h"
-#include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
 /* Field orders; the credentials come first in both lists. */

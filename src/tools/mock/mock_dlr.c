@@ -1,22 +1,10 @@
 /* mock_dlr: delivery reports (a delay, then posts with retries) and
  * POST /control/inbound (one inbound SMS posted in the dialect's format). */
-#include <inttypes.h>
-#include <math.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/time.h>
-#include <time.h>
-#include <uv.h>
 
-#include "core/buf.h"
 #include "core/log.h"
-#include "codec/crypto.h"
-#include "codec/json.h"
-#include "http/http_client.h"
-#include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
 static void mock_dlr_post(uv_timer_t *t);

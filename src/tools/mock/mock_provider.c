@@ -4,17 +4,13 @@
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <uv.h>
 
-#include "core/buf.h"
 #include "core/config.h"
 #include "core/log.h"
-#include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
 static const char mock_usage[] =

@@ -1,22 +1,10 @@
 /* mock_send: a send request, from credentials and parsing to the decided
  * outcome of each message and the answer (now, after the latency, or held). */
 #include <inttypes.h>
-#include <math.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/time.h>
-#include <time.h>
-#include <uv.h>
 
-#include "core/buf.h"
-#include "core/log.h"
-#include "codec/crypto.h"
-#include "codec/json.h"
-#include "http/http_client.h"
-#include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
 /* A provider id in the dialect's style, unique across restarts of the mock,

@@ -1,22 +1,12 @@
 /* mock_util: the mock provider's small parts: random numbers, the string map,
  * the rate window, strings, time, forms, credentials, fields and JSON members. */
-#include <inttypes.h>
-#include <math.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
-#include <uv.h>
 
-#include "core/buf.h"
-#include "core/log.h"
-#include "codec/crypto.h"
-#include "codec/json.h"
-#include "http/http_client.h"
-#include "http/http_server.h"
 #include "tools/mock/mock_internal.h"
 
 /* ---- random numbers (splitmix64: small, fast, seedable) ---- */
