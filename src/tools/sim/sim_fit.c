@@ -471,6 +471,24 @@ static int fit_usage_error(const char *usage, const char *fmt, const char *arg) 
 }
 
 /* argv[0] is the command ("models"), argv[1] the verb; returns -1 when the outcome is decided. */
+/* --settle or --min-samples (models fit only) from optarg; -1 with *code set when bad. */
+static int fit_parse_flag(int ch, const char *usage, fit_options *o, int *code) {
+    if (ch == 't') {
+        if (sr_sim_parse_duration(optarg, &o->settle_ms) == 0) return 0;
+        *code = fit_usage_error(usage, "bad --settle '%s' (e.g. 10m)", optarg);
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    long n = strtol(optarg, &end, 10);
+    if (errno || *end || end == optarg || n < 1 || n > 1000000000) {
+        *code = fit_usage_error(usage, "bad --min-samples '%s'", optarg);
+        return -1;
+    }
+    o->min_samples = (int)n;
+    return 0;
+}
+
 static int fit_parse(int argc, char **argv, const char *verb, const char *usage, int fit_flags, fit_options *o,
                      int *code) {
     memset(o, 0, sizeof *o);
@@ -496,7 +514,6 @@ static int fit_parse(int argc, char **argv, const char *verb, const char *usage,
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc - 1, argv + 1, ":d:o:h", long_opts, NULL)) != -1) {
-        char *end;
         switch (ch) {
         case 'h': fputs(usage, stdout); *code = 0; return -1;
         case 'd': o->data = optarg; break;
@@ -510,20 +527,7 @@ static int fit_parse(int argc, char **argv, const char *verb, const char *usage,
         case 'n':
         case 't':
             if (!fit_flags) goto unknown;
-            if (ch == 't') {
-                if (sr_sim_parse_duration(optarg, &o->settle_ms) != 0) {
-                    *code = fit_usage_error(usage, "bad --settle '%s' (e.g. 10m)", optarg);
-                    return -1;
-                }
-                break;
-            }
-            errno = 0;
-            long n = strtol(optarg, &end, 10);
-            if (errno || *end || end == optarg || n < 1 || n > 1000000000) {
-                *code = fit_usage_error(usage, "bad --min-samples '%s'", optarg);
-                return -1;
-            }
-            o->min_samples = (int)n;
+            if (fit_parse_flag(ch, usage, o, code) != 0) return -1;
             break;
         case ':': *code = fit_usage_error(usage, "option '%s' needs a value", argv[optind]); return -1;
         default:

@@ -308,6 +308,30 @@ static int sim_latency(const sr_json *v, double *p50, double *p95) {
 /* Reads the fields of one layer (a provider's default, a country, an
  * incident); where names the layer in messages. Unknown fields are refused,
  * so that a typo does not silently mean "the default". */
+/* "errors": {STATUS or "timeout": weight} of a model into p. */
+static int sim_params_errors(const sr_json *f, sim_params *p, const char *where, char *err, size_t errlen) {
+    for (const sr_json *e = f->child; e; e = e->next) {
+        if (p->error_count == SIM_MAX_ERRORS)
+            return sim_fail(err, errlen, "models: %s.errors: at most %d kinds", where, SIM_MAX_ERRORS);
+        sim_error *se = &p->errors[p->error_count];
+        if (strcmp(e->key, "timeout") == 0) {
+            se->status = 0;
+        } else {
+            char *end;
+            long st = strtol(e->key, &end, 10);
+            if (*end || st < 400 || st > 599)
+                return sim_fail(err, errlen,
+                                "models: %s.errors: '%s' is not an HTTP error status (400-599) or \"timeout\"", where,
+                                e->key);
+            se->status = (int)st;
+        }
+        if (sim_number(e, 0, 1, &se->weight) != 0)
+            return sim_fail(err, errlen, "models: %s.errors.%s must be a number from 0 to 1", where, e->key);
+        p->error_count++;
+    }
+    return 0;
+}
+
 static int sim_params_parse(const sr_json *obj, sim_params *p, const char *where, int incident, char *err,
                             size_t errlen) {
     memset(p, 0, sizeof *p);
@@ -319,24 +343,7 @@ static int sim_params_parse(const sr_json *obj, sim_params *p, const char *where
             p->set |= F_ACCEPT;
         } else if (strcmp(k, "errors") == 0) {
             if (f->type != SR_JSON_OBJECT) goto range;
-            for (const sr_json *e = f->child; e; e = e->next) {
-                if (p->error_count == SIM_MAX_ERRORS)
-                    return sim_fail(err, errlen, "models: %s.errors: at most %d kinds", where, SIM_MAX_ERRORS);
-                sim_error *se = &p->errors[p->error_count];
-                if (strcmp(e->key, "timeout") == 0) se->status = 0;
-                else {
-                    char *end;
-                    long st = strtol(e->key, &end, 10);
-                    if (*end || st < 400 || st > 599)
-                        return sim_fail(err, errlen,
-                                        "models: %s.errors: '%s' is not an HTTP error status (400-599) or \"timeout\"",
-                                        where, e->key);
-                    se->status = (int)st;
-                }
-                if (sim_number(e, 0, 1, &se->weight) != 0)
-                    return sim_fail(err, errlen, "models: %s.errors.%s must be a number from 0 to 1", where, e->key);
-                p->error_count++;
-            }
+            if (sim_params_errors(f, p, where, err, errlen) != 0) return -1;
             p->set |= F_ERRORS;
         } else if (strcmp(k, "send_latency_ms") == 0) {
             if (sim_latency(f, &p->send_p50_ms, &p->send_p95_ms) != 0) goto latency;
@@ -1009,6 +1016,92 @@ static int sim_provider_index(const sim_run *run, const sr_provider *p) {
  * drawn from the provider's model; the answer comes after the slowest send
  * latency among them (a timeout past the provider's timeout_ms); accepted
  * messages get their delivery report, if any, a report latency later. */
+/* The error status of a refused send: one of the model's errors by weight,
+ * 503 when it names none (the provider is down). */
+static int sim_error_status(sim_run *run, const sim_params *P) {
+    if (P->error_count == 0) return 503;
+    double total = 0;
+    for (int e = 0; e < P->error_count; e++) total += P->errors[e].weight;
+    if (!(total > 0)) return 503;
+    double u = sr_sim_random_unit(&run->random) * total;
+    int e;
+    for (e = 0; e < P->error_count - 1 && u >= P->errors[e].weight; e++) u -= P->errors[e].weight;
+    return P->errors[e].status;
+}
+
+/* What the provider does with one message: its answer *status (200, an
+ * error status), the report to come (*report_status, -1: none) after
+ * *report_ms. Returns the send latency drawn. */
+static double sim_draw_send(sim_run *run, const sim_model *sm, int country, int64_t t_ms, int *status,
+                            int *report_status, double *report_ms) {
+    sim_params P;
+    sim_params_at(run, sm, country, t_ms, &P);
+    double lat = sim_lognormal(&run->random, P.send_p50_ms, P.send_p95_ms);
+    *report_status = -1;
+    if (sr_sim_random_unit(&run->random) < P.accept) {
+        *status = 200;
+        double u = sr_sim_random_unit(&run->random);
+        if (u < P.delivered) *report_status = SR_ST_DELIVERED;
+        else if (u < P.delivered + P.undelivered) *report_status = SR_ST_UNDELIVERED;
+        else if (u < P.delivered + P.undelivered + P.expired) *report_status = SR_ST_EXPIRED;
+        *report_ms = sim_lognormal(&run->random, P.report_p50_ms, P.report_p95_ms);
+    } else {
+        *status = sim_error_status(run, &P);
+    }
+    return lat;
+}
+
+/* The outcome of a send the provider did not accept (st: its status, 0 timeout). */
+static void sim_refused(sr_adapter_outcome *o, int st) {
+    if (st == 0) {
+        o->retry = 1;
+        snprintf(o->error, sizeof o->error, "timeout: no answer in time");
+    } else if (st == 429 || st == 408 || st >= 500) {
+        o->retry = 1;
+        snprintf(o->error, sizeof o->error, "HTTP %d", st);
+    } else if (st == 401 || st == 403) {
+        o->about_provider = 1;
+        snprintf(o->error, sizeof o->error, "HTTP %d: unauthorized", st);
+    } else {
+        snprintf(o->error, sizeof o->error, "HTTP %d: rejected", st);
+    }
+}
+
+/* Schedules the report of an accepted send for at_ms. */
+static void sim_schedule_report(sim_run *run, int pi, sim_live *l, const char *provider_id, int report_status,
+                                double cost, int64_t at_ms) {
+    sim_report_event *re = sim_calloc(1, sizeof *re);
+    re->provider = pi;
+    re->live = l;
+    re->attempt = l ? l->accepted : 0;
+    snprintf(re->rep.provider_id, sizeof re->rep.provider_id, "%s", provider_id);
+    re->rep.status = report_status;
+    re->rep.cost = cost;
+    re->rep.has_cost = 1;
+    if (report_status != SR_ST_DELIVERED)
+        snprintf(re->rep.error, sizeof re->rep.error, "simulated %s", sr_status_name(report_status));
+    if (l) l->pending++;
+    sim_push(run, at_ms, EV_REPORT, re);
+}
+
+/* The outcome of an accepted send: a provider id and its cost (returned), counted. */
+static double sim_accepted(sim_run *run, const sr_provider *p, int pi, const sim_model *sm, int64_t t_ms,
+                         sr_adapter_outcome *o, sim_live *l, int segments) {
+    sim_result *r = run->res;
+    o->ok = 1;
+    snprintf(o->provider_id, sizeof o->provider_id, "%.64s-%ld", p->name, ++run->provider_ids);
+    sim_params P;
+    sim_params_at(run, sm, l ? l->country : 0, t_ms, &P);
+    double cost = P.price * segments;
+    r->cost_total += cost;
+    if (pi >= 0) r->providers[pi].cost += cost;
+    if (l) {
+        sim_country(r, l->country)->cost += cost;
+        l->accepted++;
+    }
+    return cost;
+}
+
 static void sim_transport(void *ud, const sr_provider *p, sr_message *const *msgs, int n, void *request,
                           sr_transport_answer answer) {
     sim_run *run = ud;
@@ -1031,31 +1124,8 @@ static void sim_transport(void *ud, const sr_provider *p, sr_message *const *msg
         /* The answer event holds it: it stays while the send is out (the
          * message may end meanwhile: expired, say). */
         if (l) l->pending++;
-        int country = l ? l->country : 0;
-        sim_params P;
-        sim_params_at(run, sm, country, t_ms, &P);
-        double lat = sim_lognormal(&run->random, P.send_p50_ms, P.send_p95_ms);
+        double lat = sim_draw_send(run, sm, l ? l->country : 0, t_ms, &status[i], &report_status[i], &report_ms[i]);
         if (lat > latency_ms) latency_ms = lat;
-        report_status[i] = -1;
-        if (sr_sim_random_unit(&run->random) < P.accept) {
-            status[i] = 200;
-            double u = sr_sim_random_unit(&run->random);
-            if (u < P.delivered) report_status[i] = SR_ST_DELIVERED;
-            else if (u < P.delivered + P.undelivered) report_status[i] = SR_ST_UNDELIVERED;
-            else if (u < P.delivered + P.undelivered + P.expired) report_status[i] = SR_ST_EXPIRED;
-            report_ms[i] = sim_lognormal(&run->random, P.report_p50_ms, P.report_p95_ms);
-        } else if (P.error_count == 0) {
-            status[i] = 503; /* refused without a say of how: the provider is down */
-        } else {
-            double total = 0;
-            for (int e = 0; e < P.error_count; e++) total += P.errors[e].weight;
-            int e = 0;
-            if (total > 0) {
-                double u = sr_sim_random_unit(&run->random) * total;
-                for (e = 0; e < P.error_count - 1 && u >= P.errors[e].weight; e++) u -= P.errors[e].weight;
-            }
-            status[i] = total > 0 ? P.errors[e].status : 503;
-        }
     }
     int timed_out = p->timeout_ms > 0 && latency_ms >= (double)p->timeout_ms;
     for (int i = 0; i < n && !timed_out; i++)
@@ -1065,53 +1135,20 @@ static void sim_transport(void *ud, const sr_provider *p, sr_message *const *msg
     for (int i = 0; i < n && !timed_out; i++)
         a->http_status = a->http_status < 0 || a->http_status == status[i] ? status[i] : 200;
     if (timed_out) a->http_status = 0;
-    sim_result *r = run->res;
     for (int i = 0; i < n; i++) {
         sr_adapter_outcome *o = &a->outs[i];
         sim_live *l = a->live[i];
         o->retry_after_s = -1;
-        if (pi >= 0) r->providers[pi].attempts++;
+        if (pi >= 0) run->res->providers[pi].attempts++;
         int st = timed_out ? 0 : status[i];
-        if (st == 200) {
-            o->ok = 1;
-            snprintf(o->provider_id, sizeof o->provider_id, "%.64s-%ld", p->name, ++run->provider_ids);
-            int segments = l ? l->segments : msgs[i]->segments;
-            sim_params P;
-            sim_params_at(run, sm, l ? l->country : 0, t_ms, &P);
-            double cost = P.price * segments;
-            r->cost_total += cost;
-            if (pi >= 0) r->providers[pi].cost += cost;
-            if (l) {
-                sim_country(r, l->country)->cost += cost;
-                l->accepted++;
-            }
-            if (report_status[i] >= 0) {
-                sim_report_event *re = sim_calloc(1, sizeof *re);
-                re->provider = pi;
-                re->live = l;
-                re->attempt = l ? l->accepted : 0;
-                snprintf(re->rep.provider_id, sizeof re->rep.provider_id, "%s", o->provider_id);
-                re->rep.status = report_status[i];
-                re->rep.cost = cost;
-                re->rep.has_cost = 1;
-                if (report_status[i] != SR_ST_DELIVERED)
-                    snprintf(re->rep.error, sizeof re->rep.error, "simulated %s", sr_status_name(report_status[i]));
-                if (l) l->pending++;
-                int64_t after = (int64_t)llround(report_ms[i]);
-                sim_push(run, due + (after < 1 ? 1 : after), EV_REPORT, re);
-            }
-        } else if (st == 0) {
-            o->retry = 1;
-            snprintf(o->error, sizeof o->error, "timeout: no answer in time");
-        } else if (st == 429 || st == 408 || st >= 500) {
-            o->retry = 1;
-            snprintf(o->error, sizeof o->error, "HTTP %d", st);
-        } else if (st == 401 || st == 403) {
-            o->about_provider = 1;
-            snprintf(o->error, sizeof o->error, "HTTP %d: unauthorized", st);
-        } else {
-            snprintf(o->error, sizeof o->error, "HTTP %d: rejected", st);
+        if (st != 200) {
+            sim_refused(o, st);
+            continue;
         }
+        double cost = sim_accepted(run, p, pi, sm, t_ms, o, l, l ? l->segments : msgs[i]->segments);
+        int64_t after = (int64_t)llround(report_ms[i]);
+        if (report_status[i] >= 0)
+            sim_schedule_report(run, pi, l, o->provider_id, report_status[i], cost, due + (after < 1 ? 1 : after));
     }
     free(status);
     free(report_ms);
@@ -1308,15 +1345,48 @@ static void sim_progress(long done, long total, int strategy, int strategies) {
 }
 
 /* Runs one strategy over the whole traffic into res. */
+/* The next moment of the run after now: the next message (next_input_ms,
+ * INT64_MAX: none left), the next simulated event or what the engine waits
+ * for (*kick: a look at the queue is due then), rounded up to a step of
+ * resolution_ms: what falls due within one step runs together at its end,
+ * in fewer, larger store commits. INT64_MAX when the run is over: nothing
+ * left, or nothing but report deadlines long after the last activity. */
+static int64_t sim_next_moment(sim_run *run, int64_t next_input_ms, int64_t now, int64_t last_activity,
+                               int64_t resolution_ms, int *kick) {
+    int64_t next = next_input_ms;
+    if (run->heap_count > 0 && run->heap[0].at_ms < next) next = run->heap[0].at_ms;
+    int idle = next == INT64_MAX;
+    next = sr_sim_engine_next(&run->core, now, idle ? now + SIM_DRAIN_MS + 1 : next, kick);
+    if (next == now + SIM_DRAIN_MS + 1 && idle) return INT64_MAX;
+    if (next == INT64_MAX || next > last_activity + SIM_DRAIN_MS) return INT64_MAX;
+    if (next <= now) next = now + 1;
+    if (resolution_ms > 1) {
+        int64_t rel = next - SIM_START_MS;
+        next = SIM_START_MS + (rel + resolution_ms - 1) / resolution_ms * resolution_ms;
+    }
+    return next;
+}
+
+/* What is still in flight at the end: counted as it stands. */
+static void sim_tally_in_flight(sim_run *run) {
+    for (size_t i = 0; i < run->table_size; i++)
+        for (sim_live *l = run->table[i]; l; l = l->next) {
+            if (l->tallied) continue;
+            sr_message m;
+            if (sr_store_get_message(run->core.store, l->id, &m) != 0) continue;
+            if (sr_status_is_final(m.status) || m.status == SR_ST_SENT) sim_tally(run, l, &m);
+            else run->res->by_status[SR_ST_QUEUED]++;
+            sr_message_free(&m);
+        }
+}
+
 static int sim_run_strategy(const sim_models *models, sim_traffic *traffic, const char *rules_path, uint64_t seed,
                             int64_t resolution_ms, int index, int count, sim_result *res, char *err, size_t errlen) {
     sim_run *run = sim_calloc(1, sizeof *run);
     run->models = models;
     run->res = res;
     int rc = -1;
-    sim_input in;
-    memset(&in, 0, sizeof in);
-    sr_buf_init(&in.body);
+    sim_input in = {0}; /* its body: an empty sr_buf */
     sr_clock_freeze_at(SIM_START_MS);
     sim_traffic_rewind(traffic, seed);
     if (sim_engine_start(run, rules_path, seed, err, errlen) != 0) goto done;
@@ -1344,22 +1414,10 @@ static int sim_run_strategy(const sim_models *models, sim_traffic *traffic, cons
             if (!traffic->jsonl) sim_progress(res->messages, traffic->messages, index + 1, count);
         }
         if (have > 0 || run->heap_count > 0) last_activity = now;
-        /* The next moment something falls due. */
-        int64_t next = INT64_MAX;
-        if (have > 0) next = SIM_START_MS + in.at_ms;
-        if (run->heap_count > 0 && run->heap[0].at_ms < next) next = run->heap[0].at_ms;
         int kick = 0;
-        next = sr_sim_engine_next(&run->core, now, next == INT64_MAX ? now + SIM_DRAIN_MS + 1 : next, &kick);
-        if (next == now + SIM_DRAIN_MS + 1 && have <= 0 && run->heap_count == 0) next = INT64_MAX;
-        /* Nothing left but report deadlines long after the traffic ended. */
-        if (next == INT64_MAX || next > last_activity + SIM_DRAIN_MS) break;
-        if (next <= now) next = now + 1;
-        /* Everything that falls due within one step of resolution_ms runs
-         * together at its end: fewer, larger store commits. */
-        if (resolution_ms > 1) {
-            int64_t rel = next - SIM_START_MS;
-            next = SIM_START_MS + (rel + resolution_ms - 1) / resolution_ms * resolution_ms;
-        }
+        int64_t next_input = have > 0 ? SIM_START_MS + in.at_ms : INT64_MAX;
+        int64_t next = sim_next_moment(run, next_input, now, last_activity, resolution_ms, &kick);
+        if (next == INT64_MAX) break;
         sr_clock_advance_ms(next - now);
         now = sr_now_ms();
         sim_expire(run, now);
@@ -1370,16 +1428,7 @@ static int sim_run_strategy(const sim_models *models, sim_traffic *traffic, cons
         /* Report deadlines that fell due (a missed dlr_timeout sends a message on). */
         sr_reports_tick_now(run->core.reports);
     }
-    /* What is still in flight: counted as it stands. */
-    for (size_t i = 0; i < run->table_size; i++)
-        for (sim_live *l = run->table[i]; l; l = l->next) {
-            if (l->tallied) continue;
-            sr_message m;
-            if (sr_store_get_message(run->core.store, l->id, &m) != 0) continue;
-            if (sr_status_is_final(m.status) || m.status == SR_ST_SENT) sim_tally(run, l, &m);
-            else res->by_status[SR_ST_QUEUED]++;
-            sr_message_free(&m);
-        }
+    sim_tally_in_flight(run);
     if (progress && !traffic->jsonl) {
         sim_progress(res->messages, traffic->messages, index + 1, count);
         fputc('\n', stderr);
