@@ -8,6 +8,7 @@
 
 #include "api/api.h"
 #include "codec/json.h"
+#include "codec/jsonw.h"
 #include "rules/rules_exec.h"
 #include "store/store.h"
 
@@ -17,17 +18,18 @@ static void events_done(const sr_invocation_result *res, void *ud) {
     case SR_INV_OK: {
         sr_buf body;
         sr_buf_init(&body);
-        sr_buf_puts(&body, "{\"ids\":[");
-        for (int i = 0; i < res->id_count; i++) {
-            if (i) sr_buf_putc(&body, ',');
-            sr_buf_json_str(&body, res->ids[i], strlen(res->ids[i]));
-        }
-        sr_buf_puts(&body, "]");
+        sr_jw w;
+        sr_jw_init(&w, &body);
+        sr_jw_object_begin(&w);
+        sr_jw_key(&w, "ids");
+        sr_jw_array_begin(&w);
+        for (int i = 0; i < res->id_count; i++) sr_jw_cstr(&w, res->ids[i]);
+        sr_jw_array_end(&w);
         if (res->result_json) {
-            sr_buf_puts(&body, ",\"result\":");
-            sr_buf_puts(&body, res->result_json);
+            sr_jw_key(&w, "result");
+            sr_jw_raw(&w, res->result_json, strlen(res->result_json)); /* already JSON */
         }
-        sr_buf_puts(&body, "}");
+        sr_jw_object_end(&w);
         sr_http_respond(req, res->id_count ? 202 : 200, "application/json", body.data, body.len, NULL);
         sr_buf_free(&body);
         break;

@@ -22,6 +22,7 @@
 #include "codec/crypto.h"
 #include "codec/form.h"
 #include "codec/json.h"
+#include "codec/jsonw.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "delivery/reports.h"
@@ -143,34 +144,25 @@ typedef struct hooks_inbound_ctx {
 static void hooks_inbound_record(sr_buf *b, const char *id, const char *provider, const sr_inbound_sms *m,
                                  int64_t received, const char *state, const char *error,
                                  const char (*replies)[SR_ID_LEN + 1], int nreplies) {
-    sr_buf_puts(b, "{\"id\":");
-    sr_buf_json_str(b, id, strlen(id));
-    sr_buf_puts(b, ",\"provider\":");
-    sr_buf_json_str(b, provider, strlen(provider));
-    sr_buf_puts(b, ",\"provider_message_id\":");
-    sr_buf_json_str(b, m->provider_message_id, strlen(m->provider_message_id));
-    sr_buf_puts(b, ",\"from\":");
-    sr_buf_json_str(b, m->from, strlen(m->from));
-    sr_buf_puts(b, ",\"to\":");
-    sr_buf_json_str(b, m->to, strlen(m->to));
-    sr_buf_puts(b, ",\"text\":");
-    sr_buf_json_str(b, m->text, m->text_len);
-    sr_buf_puts(b, ",\"at\":");
-    sr_buf_put_i64(b, m->at_ms);
-    sr_buf_puts(b, ",\"received_at\":");
-    sr_buf_put_i64(b, received);
-    sr_buf_puts(b, ",\"state\":");
-    sr_buf_json_str(b, state, strlen(state));
-    if (error) {
-        sr_buf_puts(b, ",\"error\":");
-        sr_buf_json_str(b, error, strlen(error));
-    }
-    sr_buf_puts(b, ",\"replies\":[");
-    for (int i = 0; i < nreplies; i++) {
-        if (i) sr_buf_putc(b, ',');
-        sr_buf_json_str(b, replies[i], strlen(replies[i]));
-    }
-    sr_buf_puts(b, "]}");
+    sr_jw w;
+    sr_jw_init(&w, b);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "id", id);
+    sr_jw_field_str(&w, "provider", provider);
+    sr_jw_field_str(&w, "provider_message_id", m->provider_message_id);
+    sr_jw_field_str(&w, "from", m->from);
+    sr_jw_field_str(&w, "to", m->to);
+    sr_jw_field_strn(&w, "text", m->text, m->text_len);
+    sr_jw_field_int(&w, "at", m->at_ms);
+    sr_jw_field_int(&w, "received_at", received);
+    /* hooks_pending_cb finds unfinished records by these exact bytes: "state":"pending". */
+    sr_jw_field_str(&w, "state", state);
+    if (error) sr_jw_field_str(&w, "error", error);
+    sr_jw_key(&w, "replies");
+    sr_jw_array_begin(&w);
+    for (int i = 0; i < nreplies; i++) sr_jw_cstr(&w, replies[i]);
+    sr_jw_array_end(&w);
+    sr_jw_object_end(&w);
 }
 
 typedef struct hooks_handler_ctx {

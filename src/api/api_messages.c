@@ -14,6 +14,7 @@
 #include "codec/form.h"
 #include "api/api_console.h"
 #include "codec/json.h"
+#include "codec/jsonw.h"
 #include "delivery/scheduler.h"
 #include "core/log.h"
 #include "store/store.h"
@@ -76,32 +77,35 @@ typedef struct post_ctx {
     post_item *items;
 } post_ctx;
 
-/* The fields of an accepted item, without braces. */
-static void post_item_json(sr_buf *b, const post_item *it) {
-    sr_buf_puts(b, "\"id\":");
-    sr_buf_json_str(b, it->id, strlen(it->id));
-    sr_buf_puts(b, ",\"status\":\"");
-    sr_buf_puts(b, sr_status_name(it->status));
-    sr_buf_puts(b, "\",\"segments\":");
-    sr_buf_put_i64(b, it->segments);
-    sr_buf_puts(b, ",\"encoding\":\"");
-    sr_buf_puts(b, sr_encoding_name((sr_encoding)it->encoding));
-    sr_buf_putc(b, '"');
+/* The members of an accepted item (inside an object the caller opened). */
+static void post_item_json(sr_jw *w, const post_item *it) {
+    sr_jw_field_str(w, "id", it->id);
+    sr_jw_field_str(w, "status", sr_status_name(it->status));
+    sr_jw_field_int(w, "segments", it->segments);
+    sr_jw_field_str(w, "encoding", sr_encoding_name((sr_encoding)it->encoding));
 }
 
-static void reasons_json(sr_buf *b, const sr_reasons *r) {
-    sr_buf_puts(b, "[");
+static void reasons_json(sr_jw *w, const sr_reasons *r) {
+    sr_jw_array_begin(w);
     for (int i = 0; i < r->count; i++) {
-        if (i) sr_buf_putc(b, ',');
-        sr_buf_puts(b, "{\"key\":");
-        sr_buf_json_str(b, r->items[i].key, strlen(r->items[i].key));
-        sr_buf_puts(b, ",\"ref\":");
-        sr_buf_json_str(b, r->items[i].ref, strlen(r->items[i].ref));
-        sr_buf_puts(b, ",\"message\":");
-        sr_buf_json_str(b, r->items[i].message, strlen(r->items[i].message));
-        sr_buf_putc(b, '}');
+        sr_jw_object_begin(w);
+        sr_jw_field_str(w, "key", r->items[i].key);
+        sr_jw_field_str(w, "ref", r->items[i].ref);
+        sr_jw_field_str(w, "message", r->items[i].message);
+        sr_jw_object_end(w);
     }
-    sr_buf_puts(b, "]");
+    sr_jw_array_end(w);
+}
+
+/* {"error": {"code", "message"}}. */
+static void error_json(sr_jw *w, const char *code, const char *message) {
+    sr_jw_object_begin(w);
+    sr_jw_key(w, "error");
+    sr_jw_object_begin(w);
+    sr_jw_field_str(w, "code", code);
+    sr_jw_field_str(w, "message", message);
+    sr_jw_object_end(w);
+    sr_jw_object_end(w);
 }
 
 static void store_error_reason(post_item *it, const char *ref_prefix) {
@@ -126,33 +130,34 @@ static void store_error_reason(post_item *it, const char *ref_prefix) {
 static void post_finish(post_ctx *ctx) {
     sr_buf body;
     sr_buf_init(&body);
+    sr_jw w;
+    sr_jw_init(&w, &body);
     int status;
     if (!ctx->batch) {
         post_item *it = &ctx->items[0];
         if (it->code == 0 || it->code == SR_E_EXISTS) {
             status = it->code == 0 ? 202 : 200;
-            sr_buf_putc(&body, '{');
-            post_item_json(&body, it);
-            sr_buf_putc(&body, '}');
+            sr_jw_object_begin(&w);
+            post_item_json(&w, it);
+            sr_jw_object_end(&w);
         } else if (it->code == SR_E_CONFLICT) {
             status = 409;
-            sr_buf_puts(&body, "{\"error\":{\"code\":\"idempotency_conflict\",\"message\":\"this idempotency key was used "
-                               "for a different message in the last 24 h\"}}");
+            error_json(&w, "idempotency_conflict",
+                       "this idempotency key was used for a different message in the last 24 h");
         } else if (it->code == SR_E_FULL) {
             status = 507;
-            sr_buf_puts(&body, "{\"error\":{\"code\":\"storage_full\",\"message\":\"the store is full; the message was "
-                               "not accepted\"}}");
+            error_json(&w, "storage_full", "the store is full; the message was not accepted");
         } else {
             status = 500;
-            sr_buf_puts(&body, "{\"error\":{\"code\":\"storage_error\",\"message\":\"the message could not be "
-                               "stored\"}}");
+            error_json(&w, "storage_error", "the message could not be stored");
         }
     } else {
         int accepted = 0, full = 0, failed = 0;
-        sr_buf_puts(&body, "{\"result\":[");
+        sr_jw_object_begin(&w);
+        sr_jw_key(&w, "result");
+        sr_jw_array_begin(&w);
         for (int i = 0; i < ctx->count; i++) {
             post_item *it = &ctx->items[i];
-            if (i) sr_buf_putc(&body, ',');
             if (!it->rejected && it->code != 0 && it->code != SR_E_EXISTS) {
                 char prefix[32];
                 snprintf(prefix, sizeof prefix, "messages[%d].", i);
@@ -160,19 +165,21 @@ static void post_finish(post_ctx *ctx) {
                 else if (it->code != SR_E_CONFLICT) failed++;
                 store_error_reason(it, prefix);
             }
+            sr_jw_object_begin(&w);
             if (it->rejected) {
-                sr_buf_puts(&body, "{\"code\":\"REJECTED\",\"reasons\":");
-                reasons_json(&body, &it->reasons);
-                sr_buf_putc(&body, '}');
+                sr_jw_field_str(&w, "code", "REJECTED");
+                sr_jw_key(&w, "reasons");
+                reasons_json(&w, &it->reasons);
             } else {
                 accepted++;
-                sr_buf_puts(&body, "{\"code\":\"OK\",");
-                post_item_json(&body, it);
-                if (it->code == SR_E_EXISTS) sr_buf_puts(&body, ",\"duplicate\":true");
-                sr_buf_putc(&body, '}');
+                sr_jw_field_str(&w, "code", "OK");
+                post_item_json(&w, it);
+                if (it->code == SR_E_EXISTS) sr_jw_field_bool(&w, "duplicate", true);
             }
+            sr_jw_object_end(&w);
         }
-        sr_buf_puts(&body, "]}");
+        sr_jw_array_end(&w);
+        sr_jw_object_end(&w);
         /* None accepted: a full store is 507 and any other store failure 500, so a client
          * sends the batch again later; 422 (do not resend) only when the messages themselves
          * were refused. */
@@ -321,13 +328,17 @@ void sr_api_messages_post(sr_api *app, sr_http_request *req, const char *const *
         const sr_reasons *r = &ctx->items[0].reasons;
         sr_buf body;
         sr_buf_init(&body);
-        sr_buf_puts(&body, "{\"error\":{\"code\":");
-        sr_buf_json_str(&body, r->items[0].key, strlen(r->items[0].key));
-        sr_buf_puts(&body, ",\"message\":");
-        sr_buf_json_str(&body, r->items[0].message, strlen(r->items[0].message));
-        sr_buf_puts(&body, ",\"reasons\":");
-        reasons_json(&body, r);
-        sr_buf_puts(&body, "}}");
+        sr_jw w;
+        sr_jw_init(&w, &body);
+        sr_jw_object_begin(&w);
+        sr_jw_key(&w, "error");
+        sr_jw_object_begin(&w);
+        sr_jw_field_str(&w, "code", r->items[0].key);
+        sr_jw_field_str(&w, "message", r->items[0].message);
+        sr_jw_key(&w, "reasons");
+        reasons_json(&w, r);
+        sr_jw_object_end(&w);
+        sr_jw_object_end(&w);
         sr_http_respond(req, sr_submission_http_status(r), "application/json", body.data, body.len, NULL);
         sr_buf_free(&body);
         free(ctx->items);
@@ -417,21 +428,26 @@ void sr_api_messages_list(sr_api *app, sr_http_request *req, const char *const *
         sr_http_respond_error(req, 500, "storage_error", "the messages could not be listed", NULL);
         return;
     }
-    sr_buf body;
+    sr_buf body, one;
     sr_buf_init(&body);
-    sr_buf_puts(&body, "{\"messages\":[");
-    int written = 0;
+    sr_buf_init(&one);
+    sr_jw w;
+    sr_jw_init(&w, &body);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "messages");
+    sr_jw_array_begin(&w);
     for (int i = 0; i < count; i++) {
         sr_message m;
         if (sr_store_get_message(app->store, ids[i], &m) != 0) continue;
-        if (written++) sr_buf_putc(&body, ',');
-        sr_message_to_api_json(&m, &body);
+        sr_buf_reset(&one);
+        sr_message_to_api_json(&m, &one);
+        sr_jw_raw(&w, one.data, one.len);
         sr_message_free(&m);
     }
-    sr_buf_puts(&body, "],\"next\":");
-    if (count == limit) sr_buf_json_str(&body, ids[count - 1], strlen(ids[count - 1]));
-    else sr_buf_puts(&body, "null");
-    sr_buf_putc(&body, '}');
+    sr_jw_array_end(&w);
+    sr_jw_field_str(&w, "next", count == limit ? ids[count - 1] : NULL);
+    sr_jw_object_end(&w);
+    sr_buf_free(&one);
     free(ids);
     sr_http_respond(req, 200, "application/json", body.data, body.len, NULL);
     sr_buf_free(&body);

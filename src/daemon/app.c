@@ -13,6 +13,7 @@
 #include "api/api_console.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "codec/jsonw.h"
 #include "model/message.h"
 #include "core/metrics.h"
 #include "http/http_client.h"
@@ -247,10 +248,14 @@ static void api_admin_reload(sr_api *api, sr_http_request *req, const char *cons
     }
     sr_buf body;
     sr_buf_init(&body);
-    sr_buf_puts(&body, "{\"status\":\"reloaded\",\"rules\":");
-    sr_buf_json_str(&body, app->rules->path, strlen(app->rules->path));
-    sr_buf_printf(&body, ",\"providers\":%d,\"templates\":%d}", app->rules->provider_count,
-                  app->rules->template_count);
+    sr_jw w;
+    sr_jw_init(&w, &body);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "status", "reloaded");
+    sr_jw_field_str(&w, "rules", app->rules->path);
+    sr_jw_field_int(&w, "providers", app->rules->provider_count);
+    sr_jw_field_int(&w, "templates", app->rules->template_count);
+    sr_jw_object_end(&w);
     sr_http_respond(req, 200, "application/json", body.data, body.len, NULL);
     sr_buf_free(&body);
 }
@@ -353,7 +358,7 @@ static double app_store_full(void *ud) {
  * short by something else, or an I/O error under the map) raises SIGBUS:
  * say so in the log and exit 2, instead of dying without a word. The start-up
  * check then tells what is wrong with the file. Async-signal-safe. */
-static char app_sigbus_line[640];
+static char app_sigbus_line[3072];
 static size_t app_sigbus_len;
 
 static void app_on_sigbus(int sig) {
@@ -388,11 +393,21 @@ static void app_on_sigbus(int sig) {
 }
 
 static void app_guard_sigbus(const char *dir) {
-    int n = snprintf(app_sigbus_line, sizeof app_sigbus_line,
-                     "\",\"level\":\"error\",\"msg\":\"the store file could not be read (SIGBUS): it was cut short "
-                     "or the disk failed under it; exiting. At the next start the store check says what is wrong; "
-                     "restore from a backup if it is damaged\",\"dir\":\"%.400s\"}\n",
-                     dir);
+    /* The line after {"ts":"...: the rest of a log line, made now (the handler only writes). */
+    sr_buf tail;
+    sr_buf_init(&tail);
+    sr_jw w;
+    sr_jw_init(&w, &tail);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "level", "error");
+    sr_jw_field_str(&w, "msg", "the store file could not be read (SIGBUS): it was cut short or the disk failed "
+                               "under it; exiting. At the next start the store check says what is wrong; restore "
+                               "from a backup if it is damaged");
+    size_t dir_len = strlen(dir);
+    sr_jw_field_strn(&w, "dir", dir, dir_len < 400 ? dir_len : 400);
+    sr_jw_object_end(&w);
+    int n = snprintf(app_sigbus_line, sizeof app_sigbus_line, "\",%s\n", sr_buf_cstr(&tail) + 1);
+    sr_buf_free(&tail);
     app_sigbus_len = n < 0 ? 0 : (size_t)n < sizeof app_sigbus_line ? (size_t)n : sizeof app_sigbus_line - 1;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -7,6 +7,7 @@
 
 #include "core/buf.h"
 #include "codec/json.h"
+#include "codec/jsonw.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "model/route_stats.h"
@@ -411,27 +412,26 @@ static size_t reports_park_key(const char *provider, const sr_report *rep, char 
     return n ? plen + 1 + n : 0;
 }
 
+/* One parked report, one line. reports_rebuild_cb finds "k" by its bytes: ,"k":. */
 static void reports_serialise(const sr_report *rep, int64_t parked_at, sr_buf *out) {
-    sr_buf_puts(out, "{\"p\":");
-    sr_buf_json_str(out, rep->provider_id, strlen(rep->provider_id));
-    sr_buf_puts(out, ",\"m\":");
-    sr_buf_json_str(out, rep->message_id, strlen(rep->message_id));
-    sr_buf_puts(out, ",\"r\":");
-    sr_buf_json_str(out, rep->raw_status, strlen(rep->raw_status));
-    sr_buf_puts(out, ",\"e\":");
-    sr_buf_json_str(out, rep->error, strlen(rep->error));
-    sr_buf_puts(out, ",\"s\":");
-    sr_buf_put_i64(out, rep->status);
-    sr_buf_puts(out, ",\"a\":");
-    sr_buf_put_i64(out, rep->at_ms);
-    sr_buf_puts(out, ",\"n\":");
-    sr_buf_put_i64(out, rep->part);
-    sr_buf_puts(out, ",\"t\":");
-    sr_buf_put_i64(out, rep->parts);
-    if (rep->has_cost) sr_buf_printf(out, ",\"c\":%.10g", rep->cost);
-    sr_buf_puts(out, ",\"k\":");
-    sr_buf_put_i64(out, parked_at);
-    sr_buf_puts(out, "}\n");
+    sr_jw w;
+    sr_jw_init(&w, out);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "p", rep->provider_id);
+    sr_jw_field_str(&w, "m", rep->message_id);
+    sr_jw_field_str(&w, "r", rep->raw_status);
+    sr_jw_field_str(&w, "e", rep->error);
+    sr_jw_field_int(&w, "s", rep->status);
+    sr_jw_field_int(&w, "a", rep->at_ms);
+    sr_jw_field_int(&w, "n", rep->part);
+    sr_jw_field_int(&w, "t", rep->parts);
+    if (rep->has_cost) {
+        sr_jw_key(&w, "c");
+        sr_jw_double_fmt(&w, "%.10g", rep->cost);
+    }
+    sr_jw_field_int(&w, "k", parked_at);
+    sr_jw_object_end(&w);
+    sr_buf_putc(out, '\n');
 }
 
 static void reports_json_str(const sr_json *o, const char *key, char *out, size_t outlen) {

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "codec/jsonw.h"
 
 #define HTTP_MAX_HEADERS 100
 #define HTTP_READ_BUFFER (64 * 1024)
@@ -253,11 +254,15 @@ static void build_response(sr_http_server *s, sr_buf *out, int status, const cha
 }
 
 static void json_error_body(sr_buf *b, const char *code, const char *message) {
-    sr_buf_puts(b, "{\"error\":{\"code\":");
-    sr_buf_json_str(b, code, strlen(code));
-    sr_buf_puts(b, ",\"message\":");
-    sr_buf_json_str(b, message, strlen(message));
-    sr_buf_puts(b, "}}");
+    sr_jw w;
+    sr_jw_init(&w, b);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "error");
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "code", code);
+    sr_jw_field_str(&w, "message", message);
+    sr_jw_object_end(&w);
+    sr_jw_object_end(&w);
 }
 
 /* An answer outside a request (limits hit while reading): write it, close. */

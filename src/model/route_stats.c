@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "codec/jsonw.h"
 #include "codec/phone.h"
 
 const char *const sr_route_stats_window_names[SR_ROUTE_STATS_WINDOWS] = {"1m", "15m", "1h", "24h"};
@@ -412,82 +413,93 @@ int sr_route_stats_countries(sr_route_stats *rs, const char *provider, int64_t n
 
 /* ---- output ---- */
 
-static void rs_json_num(sr_buf *out, double v) {
-    if (v < 0 || !isfinite(v)) {
-        sr_buf_puts(out, "null");
-        return;
-    }
-    char tmp[48];
-    snprintf(tmp, sizeof tmp, "%.6g", v);
-    sr_buf_puts(out, tmp);
+/* A figure that may be unknown: null when negative or not finite. */
+static void rs_json_num(sr_jw *w, const char *key, double v) {
+    sr_jw_key(w, key);
+    if (v < 0) sr_jw_null(w);
+    else sr_jw_double_fmt(w, "%.6g", v);
 }
 
-static void rs_json_figures(sr_buf *out, const sr_route_figures *f) {
-    sr_buf_printf(out,
-                  "{\"attempts\":%llu,\"accepted\":%llu,\"errors\":{\"retryable\":%llu,\"permanent_message\":%llu,"
-                  "\"permanent_provider\":%llu,\"timeout\":%llu},\"delivered\":%llu,\"undelivered\":%llu,"
-                  "\"expired\":%llu,\"rejected\":%llu,\"pending\":%llu,\"delivered_ratio\":",
-                  (unsigned long long)f->attempts, (unsigned long long)f->accepted,
-                  (unsigned long long)f->errors[SR_RS_ERR_RETRYABLE],
-                  (unsigned long long)f->errors[SR_RS_ERR_PERMANENT_MESSAGE],
-                  (unsigned long long)f->errors[SR_RS_ERR_PERMANENT_PROVIDER],
-                  (unsigned long long)f->errors[SR_RS_ERR_TIMEOUT], (unsigned long long)f->reports[SR_RS_DELIVERED],
-                  (unsigned long long)f->reports[SR_RS_UNDELIVERED], (unsigned long long)f->reports[SR_RS_EXPIRED],
-                  (unsigned long long)f->reports[SR_RS_REJECTED], (unsigned long long)f->pending);
-    rs_json_num(out, f->delivered_ratio);
-    sr_buf_puts(out, ",\"report_latency_ms\":{\"p50\":");
-    rs_json_num(out, f->report_latency_p50_ms);
-    sr_buf_puts(out, ",\"p95\":");
-    rs_json_num(out, f->report_latency_p95_ms);
-    sr_buf_puts(out, "},\"send_latency_ms\":{\"p50\":");
-    rs_json_num(out, f->send_latency_p50_ms);
-    sr_buf_puts(out, ",\"p95\":");
-    rs_json_num(out, f->send_latency_p95_ms);
-    sr_buf_puts(out, "},\"cost_total\":");
-    char tmp[48];
-    snprintf(tmp, sizeof tmp, "%.6g", f->cost_total);
-    sr_buf_puts(out, tmp);
-    sr_buf_puts(out, ",\"cost_per_delivered\":");
-    rs_json_num(out, f->cost_per_delivered);
-    sr_buf_putc(out, '}');
+/* {"p50", "p95"} of a latency. */
+static void rs_json_latency(sr_jw *w, const char *key, double p50, double p95) {
+    sr_jw_key(w, key);
+    sr_jw_object_begin(w);
+    rs_json_num(w, "p50", p50);
+    rs_json_num(w, "p95", p95);
+    sr_jw_object_end(w);
 }
 
-static void rs_json_windows(sr_buf *out, const rs_slot *s, int64_t now_ms) {
-    sr_buf_putc(out, '{');
-    for (int w = 0; w < SR_ROUTE_STATS_WINDOWS; w++) {
+static void rs_json_figures(sr_jw *w, const sr_route_figures *f) {
+    sr_jw_object_begin(w);
+    sr_jw_field_uint(w, "attempts", f->attempts);
+    sr_jw_field_uint(w, "accepted", f->accepted);
+    sr_jw_key(w, "errors");
+    sr_jw_object_begin(w);
+    sr_jw_field_uint(w, "retryable", f->errors[SR_RS_ERR_RETRYABLE]);
+    sr_jw_field_uint(w, "permanent_message", f->errors[SR_RS_ERR_PERMANENT_MESSAGE]);
+    sr_jw_field_uint(w, "permanent_provider", f->errors[SR_RS_ERR_PERMANENT_PROVIDER]);
+    sr_jw_field_uint(w, "timeout", f->errors[SR_RS_ERR_TIMEOUT]);
+    sr_jw_object_end(w);
+    sr_jw_field_uint(w, "delivered", f->reports[SR_RS_DELIVERED]);
+    sr_jw_field_uint(w, "undelivered", f->reports[SR_RS_UNDELIVERED]);
+    sr_jw_field_uint(w, "expired", f->reports[SR_RS_EXPIRED]);
+    sr_jw_field_uint(w, "rejected", f->reports[SR_RS_REJECTED]);
+    sr_jw_field_uint(w, "pending", f->pending);
+    rs_json_num(w, "delivered_ratio", f->delivered_ratio);
+    rs_json_latency(w, "report_latency_ms", f->report_latency_p50_ms, f->report_latency_p95_ms);
+    rs_json_latency(w, "send_latency_ms", f->send_latency_p50_ms, f->send_latency_p95_ms);
+    sr_jw_key(w, "cost_total");
+    sr_jw_double_fmt(w, "%.6g", f->cost_total);
+    rs_json_num(w, "cost_per_delivered", f->cost_per_delivered);
+    sr_jw_object_end(w);
+}
+
+static void rs_json_windows(sr_jw *w, const rs_slot *s, int64_t now_ms) {
+    sr_jw_object_begin(w);
+    for (int win = 0; win < SR_ROUTE_STATS_WINDOWS; win++) {
         rs_acc acc;
         memset(&acc, 0, sizeof acc);
-        rs_acc_slot(&acc, s, w, now_ms, 1);
+        rs_acc_slot(&acc, s, win, now_ms, 1);
         sr_route_figures f;
         rs_figures(&acc, &f);
-        sr_buf_printf(out, "%s\"%s\":", w ? "," : "", sr_route_stats_window_names[w]);
-        rs_json_figures(out, &f);
+        sr_jw_key(w, sr_route_stats_window_names[win]);
+        rs_json_figures(w, &f);
     }
-    sr_buf_putc(out, '}');
+    sr_jw_object_end(w);
 }
 
 void sr_route_stats_json(sr_route_stats *rs, int64_t now_ms, sr_buf *out) {
-    sr_buf_puts(out, "{\"providers\":{");
+    sr_jw w;
+    sr_jw_init(&w, out);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "providers");
+    sr_jw_object_begin(&w);
     for (int i = 0; rs && i < rs->provider_count; i++) {
         rs_provider *p = rs->providers[i];
-        if (i) sr_buf_putc(out, ',');
-        sr_buf_json_str(out, p->name, strlen(p->name));
-        sr_buf_puts(out, ":{\"countries\":{");
+        sr_jw_key(&w, p->name);
+        sr_jw_object_begin(&w);
+        sr_jw_key(&w, "countries");
+        sr_jw_object_begin(&w);
         rs_slot *ranked[SR_ROUTE_STATS_COUNTRIES];
         int n = rs_ranked(p, now_ms, ranked, SR_ROUTE_STATS_COUNTRIES);
         for (int k = 0; k < n; k++) {
-            sr_buf_printf(out, "%s\"%d\":", k ? "," : "", ranked[k]->country);
-            rs_json_windows(out, ranked[k], now_ms);
+            char code[16];
+            snprintf(code, sizeof code, "%d", ranked[k]->country);
+            sr_jw_key(&w, code);
+            rs_json_windows(&w, ranked[k], now_ms);
         }
         if (p->other && rs_volume(p->other, now_ms)) {
-            sr_buf_printf(out, "%s\"other\":", n ? "," : "");
-            rs_json_windows(out, p->other, now_ms);
+            sr_jw_key(&w, "other");
+            rs_json_windows(&w, p->other, now_ms);
         }
-        sr_buf_puts(out, "},\"all\":");
-        rs_json_windows(out, p->all, now_ms);
-        sr_buf_putc(out, '}');
+        sr_jw_object_end(&w);
+        sr_jw_key(&w, "all");
+        rs_json_windows(&w, p->all, now_ms);
+        sr_jw_object_end(&w);
     }
-    sr_buf_puts(out, "}}\n");
+    sr_jw_object_end(&w);
+    sr_jw_object_end(&w);
+    sr_buf_putc(out, '\n');
 }
 
 typedef struct rs_series {

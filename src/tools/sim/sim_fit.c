@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "codec/jsonw.h"
 #include "codec/phone.h"
 #include "store/store.h"
 
@@ -248,70 +249,71 @@ void sr_models_fit_add(sr_models_fit *f, const sr_message *m, int64_t settle_bef
 
 /* ---- the models file ---- */
 
-static void put_share(sr_buf *out, uint64_t part, uint64_t whole) {
-    sr_buf_printf(out, "%.4f", whole ? (double)part / (double)whole : 0.0);
+static void put_share(sr_jw *w, const char *key, uint64_t part, uint64_t whole) {
+    sr_jw_key(w, key);
+    sr_jw_double_fmt(w, "%.4f", whole ? (double)part / (double)whole : 0.0);
+}
+
+/* {"p50": .., "p95": ..} of a reservoir, in whole milliseconds. */
+static void put_latency(sr_jw *w, const char *key, reservoir *r) {
+    sr_jw_key(w, key);
+    sr_jw_object_begin(w);
+    sr_jw_key(w, "p50");
+    sr_jw_double_fmt(w, "%.0f", reservoir_percentile(r, 50));
+    sr_jw_key(w, "p95");
+    sr_jw_double_fmt(w, "%.0f", reservoir_percentile(r, 95));
+    sr_jw_object_end(w);
+}
+
+/* "errors": {STATUS: share, ...}: statuses in ascending order, "timeout" (no answer) last. */
+static void put_errors(sr_jw *w, const fit_group *g) {
+    sr_jw_key(w, "errors");
+    sr_jw_object_begin(w);
+    for (int pass = 0; pass < 2; pass++) {
+        int order[FIT_MAX_ERRORS], n = 0;
+        for (int i = 0; i < g->errors; i++)
+            if ((g->error_status[i] == 0) == (pass == 1)) order[n++] = i;
+        for (int a = 1; a < n; a++)
+            for (int b = a; b > 0 && g->error_status[order[b]] < g->error_status[order[b - 1]]; b--) {
+                int t = order[b];
+                order[b] = order[b - 1];
+                order[b - 1] = t;
+            }
+        for (int k = 0; k < n; k++) {
+            char status[16];
+            snprintf(status, sizeof status, "%d", g->error_status[order[k]]);
+            put_share(w, g->error_status[order[k]] == 0 ? "timeout" : status, g->error_count[order[k]], g->attempts);
+        }
+    }
+    sr_jw_object_end(w);
 }
 
 /* One model: the fields simulate reads, each only when the history has data for it, plus "samples". */
-static void write_model(sr_buf *out, fit_group *g) {
-    sr_buf_puts(out, "{");
-    int comma = 0;
+static void write_model(sr_jw *w, fit_group *g) {
+    sr_jw_object_begin(w);
     if (g->attempts) {
-        sr_buf_puts(out, "\"accept\": ");
-        put_share(out, g->accepted, g->attempts);
-        sr_buf_puts(out, ", \"errors\": {");
-        /* Statuses in ascending order, "timeout" (no answer) last. */
-        for (int pass = 0, first = 1; pass < 2; pass++) {
-            int order[FIT_MAX_ERRORS], n = 0;
-            for (int i = 0; i < g->errors; i++)
-                if ((g->error_status[i] == 0) == (pass == 1)) order[n++] = i;
-            for (int a = 1; a < n; a++)
-                for (int b = a; b > 0 && g->error_status[order[b]] < g->error_status[order[b - 1]]; b--) {
-                    int t = order[b];
-                    order[b] = order[b - 1];
-                    order[b - 1] = t;
-                }
-            for (int k = 0; k < n; k++) {
-                int i = order[k];
-                if (!first) sr_buf_puts(out, ", ");
-                first = 0;
-                if (g->error_status[i] == 0) sr_buf_puts(out, "\"timeout\": ");
-                else sr_buf_printf(out, "\"%d\": ", g->error_status[i]);
-                put_share(out, g->error_count[i], g->attempts);
-            }
-        }
-        sr_buf_puts(out, "}");
-        comma = 1;
+        put_share(w, "accept", g->accepted, g->attempts);
+        put_errors(w, g);
     }
-    if (g->send_ms.n) {
-        sr_buf_printf(out, "%s\"send_latency_ms\": {\"p50\": %.0f, \"p95\": %.0f}", comma ? ", " : "",
-                      reservoir_percentile(&g->send_ms, 50), reservoir_percentile(&g->send_ms, 95));
-        comma = 1;
-    }
+    if (g->send_ms.n) put_latency(w, "send_latency_ms", &g->send_ms);
     if (g->settled) {
-        sr_buf_printf(out, "%s\"delivered\": ", comma ? ", " : "");
-        put_share(out, g->delivered, g->settled);
-        sr_buf_puts(out, ", \"undelivered\": ");
-        put_share(out, g->undelivered, g->settled);
-        sr_buf_puts(out, ", \"expired\": ");
-        put_share(out, g->expired, g->settled);
-        comma = 1;
+        put_share(w, "delivered", g->delivered, g->settled);
+        put_share(w, "undelivered", g->undelivered, g->settled);
+        put_share(w, "expired", g->expired, g->settled);
     }
-    if (g->report_ms.n) {
-        sr_buf_printf(out, "%s\"report_latency_ms\": {\"p50\": %.0f, \"p95\": %.0f}", comma ? ", " : "",
-                      reservoir_percentile(&g->report_ms, 50), reservoir_percentile(&g->report_ms, 95));
-        comma = 1;
-    }
+    if (g->report_ms.n) put_latency(w, "report_latency_ms", &g->report_ms);
     if (g->cost_segments) {
-        sr_buf_printf(out, "%s\"price\": %.6g", comma ? ", " : "", g->cost / (double)g->cost_segments);
-        comma = 1;
+        sr_jw_key(w, "price");
+        sr_jw_double_fmt(w, "%.6g", g->cost / (double)g->cost_segments);
     }
-    sr_buf_printf(out,
-                  "%s\"samples\": {\"attempts\": %llu, \"accepted\": %llu, \"reports\": %llu, \"priced_segments\": "
-                  "%llu}}",
-                  comma ? ", " : "", (unsigned long long)g->attempts, (unsigned long long)g->accepted,
-                  (unsigned long long)(g->delivered + g->undelivered + g->expired),
-                  (unsigned long long)g->cost_segments);
+    sr_jw_key(w, "samples");
+    sr_jw_object_begin(w);
+    sr_jw_field_uint(w, "attempts", g->attempts);
+    sr_jw_field_uint(w, "accepted", g->accepted);
+    sr_jw_field_uint(w, "reports", g->delivered + g->undelivered + g->expired);
+    sr_jw_field_uint(w, "priced_segments", g->cost_segments);
+    sr_jw_object_end(w);
+    sr_jw_object_end(w);
 }
 
 /* Output order: providers by name, each one's default first, then its countries by volume. */
@@ -324,39 +326,72 @@ static int cmp_group(const void *a, const void *b) {
     return x->country - y->country;
 }
 
+/* "fitted_from": what the models were fitted from. */
+static void write_fitted_from(sr_jw *w, const sr_models_fit *f) {
+    sr_jw_key(w, "fitted_from");
+    sr_jw_object_begin(w);
+    sr_jw_field_uint(w, "messages", f->messages);
+    sr_jw_field_uint(w, "attempts", f->attempts);
+    if (f->messages) {
+        sr_buf when;
+        sr_buf_init(&when);
+        sr_time_rfc3339(f->first_ms, &when);
+        sr_jw_field_strn(w, "from", when.data, when.len);
+        sr_buf_reset(&when);
+        sr_time_rfc3339(f->last_ms, &when);
+        sr_jw_field_strn(w, "to", when.data, when.len);
+        sr_buf_free(&when);
+    }
+    sr_jw_field_int(w, "min_samples", f->min_samples);
+    sr_jw_object_end(w);
+}
+
+/* The models file, spaced and one model per line for people to read and edit. */
 void sr_models_fit_write(sr_models_fit *f, sr_buf *out) {
     qsort(f->groups, f->count, sizeof *f->groups, cmp_group);
     fit_reindex(f, f->index_cap); /* the groups moved */
-    sr_buf_puts(out, "{\"fitted_from\": {");
-    sr_buf_printf(out, "\"messages\": %llu, \"attempts\": %llu", (unsigned long long)f->messages,
-                  (unsigned long long)f->attempts);
-    if (f->messages) {
-        sr_buf_puts(out, ", \"from\": \"");
-        sr_time_rfc3339(f->first_ms, out);
-        sr_buf_puts(out, "\", \"to\": \"");
-        sr_time_rfc3339(f->last_ms, out);
-        sr_buf_puts(out, "\"");
-    }
-    sr_buf_printf(out, ", \"min_samples\": %d},\n \"providers\": {", f->min_samples);
+    sr_jw w;
+    sr_jw_init_spaced(&w, out);
+    sr_jw_object_begin(&w);
+    write_fitted_from(&w, f);
+    sr_jw_break(&w, " ");
+    sr_jw_key(&w, "providers");
+    sr_jw_object_begin(&w);
     for (size_t i = 0; i < f->count;) {
         fit_group *def = &f->groups[i];
-        sr_buf_puts(out, i ? ",\n  " : "\n  ");
-        sr_buf_json_str(out, def->provider, strlen(def->provider));
-        sr_buf_puts(out, ": {\"default\": ");
-        write_model(out, def);
-        sr_buf_puts(out, ",\n   \"countries\": {");
+        sr_jw_break(&w, "  ");
+        sr_jw_key(&w, def->provider);
+        sr_jw_object_begin(&w);
+        sr_jw_key(&w, "default");
+        write_model(&w, def);
+        sr_jw_break(&w, "   ");
+        sr_jw_key(&w, "countries");
+        sr_jw_object_begin(&w);
         int n = 0;
         size_t j = i + 1;
         for (; j < f->count && strcmp(f->groups[j].provider, def->provider) == 0; j++) {
             fit_group *g = &f->groups[j];
             if (g->attempts < (uint64_t)f->min_samples) continue;
-            sr_buf_printf(out, "%s\n    \"%d\": ", n++ ? "," : "", g->country);
-            write_model(out, g);
+            char country[16];
+            snprintf(country, sizeof country, "%d", g->country);
+            sr_jw_break(&w, "    ");
+            sr_jw_key(&w, country);
+            write_model(&w, g);
+            n++;
         }
-        sr_buf_puts(out, n ? "\n   }}" : "}}");
+        if (n) sr_buf_puts(out, "\n   ");
+        sr_jw_object_end(&w);
+        sr_jw_object_end(&w);
         i = j;
     }
-    sr_buf_puts(out, "\n },\n \"incidents\": []}\n");
+    sr_buf_puts(out, "\n ");
+    sr_jw_object_end(&w);
+    sr_jw_break(&w, " ");
+    sr_jw_key(&w, "incidents");
+    sr_jw_array_begin(&w);
+    sr_jw_array_end(&w);
+    sr_jw_object_end(&w);
+    sr_buf_putc(out, '\n');
 }
 
 /* ---- the commands ---- */
@@ -436,6 +471,24 @@ static int fit_usage_error(const char *usage, const char *fmt, const char *arg) 
 }
 
 /* argv[0] is the command ("models"), argv[1] the verb; returns -1 when the outcome is decided. */
+/* --settle or --min-samples (models fit only) from optarg; -1 with *code set when bad. */
+static int fit_parse_flag(int ch, const char *usage, fit_options *o, int *code) {
+    if (ch == 't') {
+        if (sr_sim_parse_duration(optarg, &o->settle_ms) == 0) return 0;
+        *code = fit_usage_error(usage, "bad --settle '%s' (e.g. 10m)", optarg);
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    long n = strtol(optarg, &end, 10);
+    if (errno || *end || end == optarg || n < 1 || n > 1000000000) {
+        *code = fit_usage_error(usage, "bad --min-samples '%s'", optarg);
+        return -1;
+    }
+    o->min_samples = (int)n;
+    return 0;
+}
+
 static int fit_parse(int argc, char **argv, const char *verb, const char *usage, int fit_flags, fit_options *o,
                      int *code) {
     memset(o, 0, sizeof *o);
@@ -461,7 +514,6 @@ static int fit_parse(int argc, char **argv, const char *verb, const char *usage,
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc - 1, argv + 1, ":d:o:h", long_opts, NULL)) != -1) {
-        char *end;
         switch (ch) {
         case 'h': fputs(usage, stdout); *code = 0; return -1;
         case 'd': o->data = optarg; break;
@@ -475,20 +527,7 @@ static int fit_parse(int argc, char **argv, const char *verb, const char *usage,
         case 'n':
         case 't':
             if (!fit_flags) goto unknown;
-            if (ch == 't') {
-                if (sr_sim_parse_duration(optarg, &o->settle_ms) != 0) {
-                    *code = fit_usage_error(usage, "bad --settle '%s' (e.g. 10m)", optarg);
-                    return -1;
-                }
-                break;
-            }
-            errno = 0;
-            long n = strtol(optarg, &end, 10);
-            if (errno || *end || end == optarg || n < 1 || n > 1000000000) {
-                *code = fit_usage_error(usage, "bad --min-samples '%s'", optarg);
-                return -1;
-            }
-            o->min_samples = (int)n;
+            if (fit_parse_flag(ch, usage, o, code) != 0) return -1;
             break;
         case ':': *code = fit_usage_error(usage, "option '%s' needs a value", argv[optind]); return -1;
         default:
@@ -606,20 +645,25 @@ static int traffic_visit(const sr_message *m, void *ud) {
     /* Ids are time-ordered but several engines' clocks or a clock step can put one a little before. */
     int64_t at = m->created_at_ms - t->first_ms;
     if (at < 0) at = 0;
-    sr_buf_printf(&t->out, "{\"at_s\": %lld.%03lld, \"country\": \"%d\", \"segments\": %d", (long long)(at / 1000),
-                  (long long)(at % 1000), country, m->segments > 0 ? m->segments : 1);
+    char at_s[32], code[16];
+    int at_len = snprintf(at_s, sizeof at_s, "%lld.%03lld", (long long)(at / 1000), (long long)(at % 1000));
+    snprintf(code, sizeof code, "%d", country);
+    sr_jw w;
+    sr_jw_init_spaced(&w, &t->out);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "at_s");
+    sr_jw_raw(&w, at_s, (size_t)at_len);
+    sr_jw_field_str(&w, "country", code);
+    sr_jw_field_int(&w, "segments", m->segments > 0 ? m->segments : 1);
     if (m->tag_count > 0) {
-        sr_buf_puts(&t->out, ", \"tags\": {");
-        for (int i = 0; i < m->tag_count; i++) {
-            if (i) sr_buf_puts(&t->out, ", ");
-            const char *k = m->tags[i].key ? m->tags[i].key : "", *v = m->tags[i].value ? m->tags[i].value : "";
-            sr_buf_json_str(&t->out, k, strlen(k));
-            sr_buf_puts(&t->out, ": ");
-            sr_buf_json_str(&t->out, v, strlen(v));
-        }
-        sr_buf_puts(&t->out, "}");
+        sr_jw_key(&w, "tags");
+        sr_jw_object_begin(&w);
+        for (int i = 0; i < m->tag_count; i++)
+            sr_jw_field_str(&w, m->tags[i].key ? m->tags[i].key : "", m->tags[i].value ? m->tags[i].value : "");
+        sr_jw_object_end(&w);
     }
-    sr_buf_puts(&t->out, "}\n");
+    sr_jw_object_end(&w);
+    sr_buf_putc(&t->out, '\n');
     t->written++;
     return 0;
 }

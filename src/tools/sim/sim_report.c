@@ -378,63 +378,48 @@ static int provider_index(provider_names *pn, const sr_json *member) {
     return pn->count++;
 }
 
-static void provider_chart(sr_buf *out, const sr_json *strategies) {
-    provider_names pn = {.count = 0};
-    int rows = 0;
-    for (const sr_json *s = strategies->child; s; s = s->next) {
-        const sr_json *providers = sr_json_get(s, "providers");
-        if (providers && providers->type == SR_JSON_OBJECT)
-            for (const sr_json *p = providers->child; p; p = p->next) provider_index(&pn, p);
-        rows++;
-    }
-    double row_h = 28, label_w = 150, bar_w = CHART_W - label_w - PAD_R, height = rows * row_h + 30;
-    sr_buf_puts(out, "<figure>\n<svg class=\"chart provider-shares\" id=\"provider-shares\" role=\"img\" ");
-    sr_buf_printf(out, "viewBox=\"0 0 %.0f %.0f\" aria-labelledby=\"providers-title providers-desc\">", CHART_W,
-                  height);
-    sr_buf_puts(out, "<title id=\"providers-title\">Share of attempts per provider</title>"
-                     "<desc id=\"providers-desc\">One bar per strategy, split by the share of its send attempts "
-                     "that went to each provider; the table below has the numbers.</desc>");
-    int row = 0;
-    for (const sr_json *s = strategies->child; s; s = s->next, row++) {
-        double y = 10 + row * row_h, total = 0, v;
-        const sr_json *providers = sr_json_get(s, "providers");
-        sr_buf_printf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\"><title>", label_w - 8, y + 15);
-        html_member(out, s, "name");
-        sr_buf_puts(out, "</title>");
-        html_member_clipped(out, s, "name", 20);
-        sr_buf_puts(out, "</text>");
-        if (!providers || providers->type != SR_JSON_OBJECT) continue;
-        for (const sr_json *p = providers->child; p; p = p->next)
-            if (member_number(p, "attempts", &v) && v > 0) total += v;
-        if (!(total > 0)) continue;
-        double x = label_w;
-        for (const sr_json *p = providers->child; p; p = p->next) {
-            if (!member_number(p, "attempts", &v) || !(v > 0)) continue;
-            double w = v / total * bar_w;
-            sr_buf_printf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"20\" fill=\"%s\"><title>", x, y,
-                          w, palette[provider_index(&pn, p) % PALETTE_LEN]);
-            html_text(out, p->key, p->key_len);
-            sr_buf_printf(out, ": %.0f attempts, %.1f %%</title></rect>", v, v / total * 100);
-            x += w;
-        }
-    }
-    sr_buf_puts(out, "</svg>\n<figcaption class=\"legend\">");
-    for (int i = 0; i < pn.count; i++) {
-        sr_buf_printf(out, "<span><span class=\"swatch\" style=\"background:%s\"></span>", palette[i % PALETTE_LEN]);
-        html_text(out, pn.names[i]->key, pn.names[i]->key_len);
-        sr_buf_puts(out, "</span>");
-    }
-    sr_buf_puts(out, "</figcaption>\n</figure>\n");
+/* The sum of the attempts of a strategy's providers (0 when none). */
+static double provider_attempts_total(const sr_json *providers) {
+    double total = 0, v;
+    for (const sr_json *p = providers->child; p; p = p->next)
+        if (member_number(p, "attempts", &v) && v > 0) total += v;
+    return total;
+}
 
+/* One bar of the chart: the strategy's name, then a segment per provider. */
+static void provider_bar(sr_buf *out, const sr_json *s, provider_names *pn, double y, double label_w,
+                         double bar_w) {
+    double v;
+    const sr_json *providers = sr_json_get(s, "providers");
+    sr_buf_printf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\"><title>", label_w - 8, y + 15);
+    html_member(out, s, "name");
+    sr_buf_puts(out, "</title>");
+    html_member_clipped(out, s, "name", 20);
+    sr_buf_puts(out, "</text>");
+    if (!providers || providers->type != SR_JSON_OBJECT) return;
+    double total = provider_attempts_total(providers);
+    if (!(total > 0)) return;
+    double x = label_w;
+    for (const sr_json *p = providers->child; p; p = p->next) {
+        if (!member_number(p, "attempts", &v) || !(v > 0)) continue;
+        double w = v / total * bar_w;
+        sr_buf_printf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"20\" fill=\"%s\"><title>", x, y, w,
+                      palette[provider_index(pn, p) % PALETTE_LEN]);
+        html_text(out, p->key, p->key_len);
+        sr_buf_printf(out, ": %.0f attempts, %.1f %%</title></rect>", v, v / total * 100);
+        x += w;
+    }
+}
+
+/* The table under the chart: a row per strategy and provider. */
+static void provider_table(sr_buf *out, const sr_json *strategies) {
     sr_buf_puts(out, "<table id=\"providers\">\n<thead><tr><th scope=\"col\">Strategy</th><th scope=\"col\">Provider"
                      "</th><th scope=\"col\">Attempts</th><th scope=\"col\">Share of attempts</th>"
                      "<th scope=\"col\">Delivered</th><th scope=\"col\">Cost</th></tr></thead>\n<tbody>\n");
     for (const sr_json *s = strategies->child; s; s = s->next) {
         const sr_json *providers = sr_json_get(s, "providers");
         if (!providers || providers->type != SR_JSON_OBJECT) continue;
-        double total = 0, v;
-        for (const sr_json *p = providers->child; p; p = p->next)
-            if (member_number(p, "attempts", &v) && v > 0) total += v;
+        double total = provider_attempts_total(providers), v;
         for (const sr_json *p = providers->child; p; p = p->next) {
             sr_buf_puts(out, "<tr><td class=\"text\">");
             html_member(out, s, "name");
@@ -452,6 +437,35 @@ static void provider_chart(sr_buf *out, const sr_json *strategies) {
         }
     }
     sr_buf_puts(out, "</tbody></table>\n");
+}
+
+static void provider_chart(sr_buf *out, const sr_json *strategies) {
+    provider_names pn = {.count = 0};
+    int rows = 0;
+    for (const sr_json *s = strategies->child; s; s = s->next) {
+        const sr_json *providers = sr_json_get(s, "providers");
+        if (providers && providers->type == SR_JSON_OBJECT)
+            for (const sr_json *p = providers->child; p; p = p->next) provider_index(&pn, p);
+        rows++;
+    }
+    double row_h = 28, label_w = 150, bar_w = CHART_W - label_w - PAD_R, height = rows * row_h + 30;
+    sr_buf_puts(out, "<figure>\n<svg class=\"chart provider-shares\" id=\"provider-shares\" role=\"img\" ");
+    sr_buf_printf(out, "viewBox=\"0 0 %.0f %.0f\" aria-labelledby=\"providers-title providers-desc\">", CHART_W,
+                  height);
+    sr_buf_puts(out, "<title id=\"providers-title\">Share of attempts per provider</title>"
+                     "<desc id=\"providers-desc\">One bar per strategy, split by the share of its send attempts "
+                     "that went to each provider; the table below has the numbers.</desc>");
+    int row = 0;
+    for (const sr_json *s = strategies->child; s; s = s->next, row++)
+        provider_bar(out, s, &pn, 10 + row * row_h, label_w, bar_w);
+    sr_buf_puts(out, "</svg>\n<figcaption class=\"legend\">");
+    for (int i = 0; i < pn.count; i++) {
+        sr_buf_printf(out, "<span><span class=\"swatch\" style=\"background:%s\"></span>", palette[i % PALETTE_LEN]);
+        html_text(out, pn.names[i]->key, pn.names[i]->key_len);
+        sr_buf_puts(out, "</span>");
+    }
+    sr_buf_puts(out, "</figcaption>\n</figure>\n");
+    provider_table(out, strategies);
 }
 
 static void country_table(sr_buf *out, const sr_json *strategies) {

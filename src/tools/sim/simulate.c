@@ -35,6 +35,7 @@
 #include "rules/adapter.h"
 #include "core/config.h"
 #include "codec/json.h"
+#include "codec/jsonw.h"
 #include "core/log.h"
 #include "model/message.h"
 #include "core/metrics.h"
@@ -307,6 +308,30 @@ static int sim_latency(const sr_json *v, double *p50, double *p95) {
 /* Reads the fields of one layer (a provider's default, a country, an
  * incident); where names the layer in messages. Unknown fields are refused,
  * so that a typo does not silently mean "the default". */
+/* "errors": {STATUS or "timeout": weight} of a model into p. */
+static int sim_params_errors(const sr_json *f, sim_params *p, const char *where, char *err, size_t errlen) {
+    for (const sr_json *e = f->child; e; e = e->next) {
+        if (p->error_count == SIM_MAX_ERRORS)
+            return sim_fail(err, errlen, "models: %s.errors: at most %d kinds", where, SIM_MAX_ERRORS);
+        sim_error *se = &p->errors[p->error_count];
+        if (strcmp(e->key, "timeout") == 0) {
+            se->status = 0;
+        } else {
+            char *end;
+            long st = strtol(e->key, &end, 10);
+            if (*end || st < 400 || st > 599)
+                return sim_fail(err, errlen,
+                                "models: %s.errors: '%s' is not an HTTP error status (400-599) or \"timeout\"", where,
+                                e->key);
+            se->status = (int)st;
+        }
+        if (sim_number(e, 0, 1, &se->weight) != 0)
+            return sim_fail(err, errlen, "models: %s.errors.%s must be a number from 0 to 1", where, e->key);
+        p->error_count++;
+    }
+    return 0;
+}
+
 static int sim_params_parse(const sr_json *obj, sim_params *p, const char *where, int incident, char *err,
                             size_t errlen) {
     memset(p, 0, sizeof *p);
@@ -318,24 +343,7 @@ static int sim_params_parse(const sr_json *obj, sim_params *p, const char *where
             p->set |= F_ACCEPT;
         } else if (strcmp(k, "errors") == 0) {
             if (f->type != SR_JSON_OBJECT) goto range;
-            for (const sr_json *e = f->child; e; e = e->next) {
-                if (p->error_count == SIM_MAX_ERRORS)
-                    return sim_fail(err, errlen, "models: %s.errors: at most %d kinds", where, SIM_MAX_ERRORS);
-                sim_error *se = &p->errors[p->error_count];
-                if (strcmp(e->key, "timeout") == 0) se->status = 0;
-                else {
-                    char *end;
-                    long st = strtol(e->key, &end, 10);
-                    if (*end || st < 400 || st > 599)
-                        return sim_fail(err, errlen,
-                                        "models: %s.errors: '%s' is not an HTTP error status (400-599) or \"timeout\"",
-                                        where, e->key);
-                    se->status = (int)st;
-                }
-                if (sim_number(e, 0, 1, &se->weight) != 0)
-                    return sim_fail(err, errlen, "models: %s.errors.%s must be a number from 0 to 1", where, e->key);
-                p->error_count++;
-            }
+            if (sim_params_errors(f, p, where, err, errlen) != 0) return -1;
             p->set |= F_ERRORS;
         } else if (strcmp(k, "send_latency_ms") == 0) {
             if (sim_latency(f, &p->send_p50_ms, &p->send_p95_ms) != 0) goto latency;
@@ -399,12 +407,72 @@ static int sim_country_code(const char *s, size_t len) {
     return v > 0 ? v : -1;
 }
 
+/* providers.NAME.countries: the per-country overrides of sm. */
+static int sim_model_countries(sim_model *sm, const sr_json *cs, const char *path, char *err, size_t errlen) {
+    char where[256];
+    if (cs->type != SR_JSON_OBJECT)
+        return sim_fail(err, errlen, "%s: models: providers.%s.countries must be an object", path, sm->name);
+    sm->countries = sim_calloc(cs->count, sizeof *sm->countries);
+    for (const sr_json *c = cs->child; c; c = c->next) {
+        sim_country_params *cp = &sm->countries[sm->country_count++];
+        cp->country = sim_country_code(c->key, c->key_len);
+        snprintf(where, sizeof where, "providers.%s.countries.%s", sm->name, c->key);
+        if (cp->country < 0)
+            return sim_fail(err, errlen, "%s: models: %s: a country is its calling code (\"84\")", path, where);
+        if (sim_params_parse(c, &cp->p, where, 0, err, errlen) != 0) return -1;
+    }
+    return 0;
+}
+
+/* providers.NAME: {default, countries} into sm. */
+static int sim_model_load(sim_model *sm, const sr_json *p, const char *path, char *err, size_t errlen) {
+    char where[256];
+    snprintf(sm->name, sizeof sm->name, "%s", p->key);
+    if (p->type != SR_JSON_OBJECT)
+        return sim_fail(err, errlen, "%s: models: providers.%s must be an object", path, p->key);
+    for (const sr_json *f = p->child; f; f = f->next)
+        if (strcmp(f->key, "default") != 0 && strcmp(f->key, "countries") != 0)
+            return sim_fail(err, errlen, "%s: models: providers.%s: unknown field '%s' (default, countries)", path,
+                            p->key, f->key);
+    const sr_json *def = sr_json_get(p, "default");
+    snprintf(where, sizeof where, "providers.%s.default", p->key);
+    if (def && sim_params_parse(def, &sm->def, where, 0, err, errlen) != 0) return -1;
+    const sr_json *cs = sr_json_get(p, "countries");
+    return cs ? sim_model_countries(sm, cs, path, err, errlen) : 0;
+}
+
+/* incidents: [{provider, country, from_s, to_s, ...params}]. */
+static int sim_incidents_load(sim_models *m, const sr_json *inc, const char *path, char *err, size_t errlen) {
+    char where[256];
+    if (inc->type != SR_JSON_ARRAY) return sim_fail(err, errlen, "%s: models: incidents must be an array", path);
+    m->incidents = sim_calloc(inc->count, sizeof *m->incidents);
+    int i = 0;
+    for (const sr_json *x = inc->child; x; x = x->next, i++) {
+        sim_incident *si = &m->incidents[m->incident_count++];
+        snprintf(where, sizeof where, "incidents[%d]", i);
+        if (sim_params_parse(x, &si->p, where, 1, err, errlen) != 0) return -1;
+        const sr_json *pv = sr_json_get(x, "provider"), *cv = sr_json_get(x, "country");
+        double from_s, to_s;
+        if (!pv || pv->type != SR_JSON_STRING || sim_number(sr_json_get(x, "from_s"), 0, 1e9, &from_s) != 0 ||
+            sim_number(sr_json_get(x, "to_s"), from_s, 1e9, &to_s) != 0)
+            return sim_fail(err, errlen,
+                            "%s: models: %s needs provider (a name), from_s and to_s (seconds, from <= to)", path,
+                            where);
+        snprintf(si->provider, sizeof si->provider, "%s", pv->str);
+        if (cv && (cv->type != SR_JSON_STRING || (si->country = sim_country_code(cv->str, cv->len)) < 0))
+            return sim_fail(err, errlen, "%s: models: %s.country must be a calling code (\"84\")", path, where);
+        si->from_ms = (int64_t)(from_s * 1000);
+        si->to_ms = (int64_t)(to_s * 1000);
+    }
+    return 0;
+}
+
 static int sim_models_load(sim_models *m, const char *path, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     sr_buf text;
     sr_buf_init(&text);
     sr_json_doc doc = {0};
-    char where[256], perr[160];
+    char perr[160];
     int rc = -1;
     if (sim_read_file(path, &text, err, errlen) != 0) goto done;
     if (sr_json_parse(&doc, text.data, text.len, perr, sizeof perr) != 0) {
@@ -417,68 +485,10 @@ static int sim_models_load(sim_models *m, const char *path, char *err, size_t er
         goto done;
     }
     m->providers = sim_calloc(providers->count, sizeof *m->providers);
-    for (const sr_json *p = providers->child; p; p = p->next) {
-        sim_model *sm = &m->providers[m->count++];
-        snprintf(sm->name, sizeof sm->name, "%s", p->key);
-        if (p->type != SR_JSON_OBJECT) {
-            sim_fail(err, errlen, "%s: models: providers.%s must be an object", path, p->key);
-            goto done;
-        }
-        for (const sr_json *f = p->child; f; f = f->next)
-            if (strcmp(f->key, "default") != 0 && strcmp(f->key, "countries") != 0) {
-                sim_fail(err, errlen, "%s: models: providers.%s: unknown field '%s' (default, countries)", path,
-                         p->key, f->key);
-                goto done;
-            }
-        const sr_json *def = sr_json_get(p, "default");
-        snprintf(where, sizeof where, "providers.%s.default", p->key);
-        if (def && sim_params_parse(def, &sm->def, where, 0, err, errlen) != 0) goto done;
-        const sr_json *cs = sr_json_get(p, "countries");
-        if (cs) {
-            if (cs->type != SR_JSON_OBJECT) {
-                sim_fail(err, errlen, "%s: models: providers.%s.countries must be an object", path, p->key);
-                goto done;
-            }
-            sm->countries = sim_calloc(cs->count, sizeof *sm->countries);
-            for (const sr_json *c = cs->child; c; c = c->next) {
-                sim_country_params *cp = &sm->countries[sm->country_count++];
-                cp->country = sim_country_code(c->key, c->key_len);
-                snprintf(where, sizeof where, "providers.%s.countries.%s", p->key, c->key);
-                if (cp->country < 0) {
-                    sim_fail(err, errlen, "%s: models: %s: a country is its calling code (\"84\")", path, where);
-                    goto done;
-                }
-                if (sim_params_parse(c, &cp->p, where, 0, err, errlen) != 0) goto done;
-            }
-        }
-    }
+    for (const sr_json *p = providers->child; p; p = p->next)
+        if (sim_model_load(&m->providers[m->count++], p, path, err, errlen) != 0) goto done;
     const sr_json *inc = sr_json_get(doc.root, "incidents");
-    if (inc && inc->type != SR_JSON_ARRAY) {
-        sim_fail(err, errlen, "%s: models: incidents must be an array", path);
-        goto done;
-    }
-    if (inc) m->incidents = sim_calloc(inc->count, sizeof *m->incidents);
-    int i = 0;
-    for (const sr_json *x = inc ? inc->child : NULL; x; x = x->next, i++) {
-        sim_incident *si = &m->incidents[m->incident_count++];
-        snprintf(where, sizeof where, "incidents[%d]", i);
-        if (sim_params_parse(x, &si->p, where, 1, err, errlen) != 0) goto done;
-        const sr_json *pv = sr_json_get(x, "provider"), *cv = sr_json_get(x, "country");
-        double from_s, to_s;
-        if (!pv || pv->type != SR_JSON_STRING || sim_number(sr_json_get(x, "from_s"), 0, 1e9, &from_s) != 0 ||
-            sim_number(sr_json_get(x, "to_s"), from_s, 1e9, &to_s) != 0) {
-            sim_fail(err, errlen, "%s: models: %s needs provider (a name), from_s and to_s (seconds, from <= to)", path,
-                     where);
-            goto done;
-        }
-        snprintf(si->provider, sizeof si->provider, "%s", pv->str);
-        if (cv && (cv->type != SR_JSON_STRING || (si->country = sim_country_code(cv->str, cv->len)) < 0)) {
-            sim_fail(err, errlen, "%s: models: %s.country must be a calling code (\"84\")", path, where);
-            goto done;
-        }
-        si->from_ms = (int64_t)(from_s * 1000);
-        si->to_ms = (int64_t)(to_s * 1000);
-    }
+    if (inc && sim_incidents_load(m, inc, path, err, errlen) != 0) goto done;
     rc = 0;
 done:
     sr_json_doc_free(&doc);
@@ -536,6 +546,86 @@ static int sim_shares(const sr_json *obj, const char *what, const char *path, ch
     return 0;
 }
 
+/* countries: {CODE: share} of a generator. */
+static int sim_traffic_countries(sim_traffic *t, const sr_json *cs, const char *path, char *err, size_t errlen) {
+    if (sim_shares(cs, "countries", path, err, errlen) != 0) return -1;
+    if (cs->count > SIM_MAX_COUNTRIES)
+        return sim_fail(err, errlen, "%s: traffic: at most %d countries", path, SIM_MAX_COUNTRIES);
+    t->numbers = sim_calloc(cs->count * SIM_NUMBER_POOL, sizeof *t->numbers);
+    for (const sr_json *c = cs->child; c; c = c->next) {
+        int cc = sim_country_code(c->key, c->key_len);
+        char example[SR_PHONE_MAX];
+        if (cc < 0 || sr_phone_example_mobile(cc, example) != 0)
+            return sim_fail(err, errlen, "%s: traffic: countries.%s is not a country calling code with numbers", path,
+                            c->key);
+        t->countries[t->country_count] = cc;
+        t->country_shares[t->country_count] = c->num;
+        t->country_count++;
+    }
+    return 0;
+}
+
+/* segments: {COUNT: share} of a generator (default: every message one segment). */
+static int sim_traffic_segments(sim_traffic *t, const sr_json *ss, const char *path, char *err, size_t errlen) {
+    if (!ss) {
+        t->segments[0] = 1;
+        t->segment_shares[0] = 1;
+        t->segment_count = 1;
+        return 0;
+    }
+    if (sim_shares(ss, "segments", path, err, errlen) != 0) return -1;
+    for (const sr_json *s = ss->child; s; s = s->next) {
+        int n = sim_country_code(s->key, s->key_len);
+        if (n < 1 || n > 10 || t->segment_count == 16)
+            return sim_fail(err, errlen, "%s: traffic: segments: '%s' is not a segment count from 1 to 10", path,
+                            s->key);
+        t->segments[t->segment_count] = n;
+        t->segment_shares[t->segment_count++] = s->num;
+    }
+    return 0;
+}
+
+/* tags: {KEY: {VALUE: share}} of a generator. */
+static int sim_traffic_tags(sim_traffic *t, const sr_json *tags, const char *path, char *err, size_t errlen) {
+    if (tags->type != SR_JSON_OBJECT || tags->count > SIM_MAX_TAGS)
+        return sim_fail(err, errlen, "%s: traffic: tags must be {KEY: {VALUE: share, ...}, ...} (at most %d keys)",
+                        path, SIM_MAX_TAGS);
+    for (const sr_json *k = tags->child; k; k = k->next) {
+        sim_tag_dist *td = &t->tags[t->tag_count++];
+        if (k->key_len > 64 || sim_shares(k, "tags", path, err, errlen) != 0 || k->count > SIM_MAX_TAG_VALUES) {
+            if (!err[0])
+                sim_fail(err, errlen, "%s: traffic: tags.%s: at most %d values", path, k->key, SIM_MAX_TAG_VALUES);
+            return -1;
+        }
+        snprintf(td->key, sizeof td->key, "%s", k->key);
+        for (const sr_json *v = k->child; v; v = v->next) {
+            snprintf(td->values[td->count], sizeof td->values[0], "%s", v->key);
+            td->shares[td->count++] = v->num;
+        }
+    }
+    return 0;
+}
+
+/* A generator {messages, rate_per_s, countries, segments, tags} into t. */
+static int sim_traffic_generator(sim_traffic *t, const sr_json *r, const char *path, char *err, size_t errlen) {
+    double messages;
+    if (r->type != SR_JSON_OBJECT || sim_number(sr_json_get(r, "messages"), 1, 1e9, &messages) != 0 ||
+        sim_number(sr_json_get(r, "rate_per_s"), 1e-6, 1e7, &t->rate_per_s) != 0)
+        return sim_fail(err, errlen,
+                        "%s: traffic: expected {\"messages\": N >= 1, \"rate_per_s\": R > 0, \"countries\": {...}, "
+                        "\"segments\": {...}, \"tags\": {...}} (or a .jsonl file of messages)",
+                        path);
+    for (const sr_json *f = r->child; f; f = f->next)
+        if (strcmp(f->key, "messages") && strcmp(f->key, "rate_per_s") && strcmp(f->key, "countries") &&
+            strcmp(f->key, "segments") && strcmp(f->key, "tags"))
+            return sim_fail(err, errlen, "%s: traffic: unknown field '%s'", path, f->key);
+    t->messages = (long)messages;
+    if (sim_traffic_countries(t, sr_json_get(r, "countries"), path, err, errlen) != 0) return -1;
+    if (sim_traffic_segments(t, sr_json_get(r, "segments"), path, err, errlen) != 0) return -1;
+    const sr_json *tags = sr_json_get(r, "tags");
+    return tags ? sim_traffic_tags(t, tags, path, err, errlen) : 0;
+}
+
 static int sim_traffic_load(sim_traffic *t, const char *path, char *err, size_t errlen) {
     memset(t, 0, sizeof *t);
     t->path = path;
@@ -556,81 +646,7 @@ static int sim_traffic_load(sim_traffic *t, const char *path, char *err, size_t 
         sim_fail(err, errlen, "%s: not JSON: %s", path, perr);
         goto done;
     }
-    const sr_json *r = doc.root;
-    double messages;
-    if (r->type != SR_JSON_OBJECT || sim_number(sr_json_get(r, "messages"), 1, 1e9, &messages) != 0 ||
-        sim_number(sr_json_get(r, "rate_per_s"), 1e-6, 1e7, &t->rate_per_s) != 0) {
-        sim_fail(err, errlen,
-                 "%s: traffic: expected {\"messages\": N >= 1, \"rate_per_s\": R > 0, \"countries\": {...}, "
-                 "\"segments\": {...}, \"tags\": {...}} (or a .jsonl file of messages)",
-                 path);
-        goto done;
-    }
-    for (const sr_json *f = r->child; f; f = f->next)
-        if (strcmp(f->key, "messages") && strcmp(f->key, "rate_per_s") && strcmp(f->key, "countries") &&
-            strcmp(f->key, "segments") && strcmp(f->key, "tags")) {
-            sim_fail(err, errlen, "%s: traffic: unknown field '%s'", path, f->key);
-            goto done;
-        }
-    t->messages = (long)messages;
-    const sr_json *cs = sr_json_get(r, "countries");
-    if (sim_shares(cs, "countries", path, err, errlen) != 0) goto done;
-    if (cs->count > SIM_MAX_COUNTRIES) {
-        sim_fail(err, errlen, "%s: traffic: at most %d countries", path, SIM_MAX_COUNTRIES);
-        goto done;
-    }
-    t->numbers = sim_calloc(cs->count * SIM_NUMBER_POOL, sizeof *t->numbers);
-    for (const sr_json *c = cs->child; c; c = c->next) {
-        int cc = sim_country_code(c->key, c->key_len);
-        char example[SR_PHONE_MAX];
-        if (cc < 0 || sr_phone_example_mobile(cc, example) != 0) {
-            sim_fail(err, errlen, "%s: traffic: countries.%s is not a country calling code with numbers", path,
-                     c->key);
-            goto done;
-        }
-        t->countries[t->country_count] = cc;
-        t->country_shares[t->country_count] = c->num;
-        t->country_count++;
-    }
-    const sr_json *ss = sr_json_get(r, "segments");
-    if (ss) {
-        if (sim_shares(ss, "segments", path, err, errlen) != 0) goto done;
-        for (const sr_json *s = ss->child; s; s = s->next) {
-            int n = sim_country_code(s->key, s->key_len);
-            if (n < 1 || n > 10 || t->segment_count == 16) {
-                sim_fail(err, errlen, "%s: traffic: segments: '%s' is not a segment count from 1 to 10", path, s->key);
-                goto done;
-            }
-            t->segments[t->segment_count] = n;
-            t->segment_shares[t->segment_count++] = s->num;
-        }
-    } else {
-        t->segments[0] = 1;
-        t->segment_shares[0] = 1;
-        t->segment_count = 1;
-    }
-    const sr_json *tags = sr_json_get(r, "tags");
-    if (tags) {
-        if (tags->type != SR_JSON_OBJECT || tags->count > SIM_MAX_TAGS) {
-            sim_fail(err, errlen, "%s: traffic: tags must be {KEY: {VALUE: share, ...}, ...} (at most %d keys)", path,
-                     SIM_MAX_TAGS);
-            goto done;
-        }
-        for (const sr_json *k = tags->child; k; k = k->next) {
-            sim_tag_dist *td = &t->tags[t->tag_count++];
-            if (k->key_len > 64 || sim_shares(k, "tags", path, err, errlen) != 0 || k->count > SIM_MAX_TAG_VALUES) {
-                if (!err[0]) sim_fail(err, errlen, "%s: traffic: tags.%s: at most %d values", path, k->key,
-                                      SIM_MAX_TAG_VALUES);
-                goto done;
-            }
-            snprintf(td->key, sizeof td->key, "%s", k->key);
-            for (const sr_json *v = k->child; v; v = v->next) {
-                snprintf(td->values[td->count], sizeof td->values[0], "%s", v->key);
-                td->shares[td->count++] = v->num;
-            }
-        }
-    }
-    rc = 0;
+    rc = sim_traffic_generator(t, doc.root, path, err, errlen);
 done:
     sr_json_doc_free(&doc);
     sr_buf_free(&text);
@@ -695,38 +711,99 @@ static void sim_text(sr_buf *b, int segments) {
     for (int i = 0; i < len; i++) sr_buf_putc(b, words[i % (sizeof words - 1)]);
 }
 
+/* The next generated message into in: a Poisson arrival at rate_per_s, a
+ * country, a number of it, a text of drawn segments, drawn tags. */
+static void sim_traffic_generate(sim_traffic *t, sim_input *in) {
+    if (t->produced > 0) t->at_s += -log(1.0 - sr_sim_random_unit(&t->random)) / t->rate_per_s;
+    t->produced++;
+    in->at_ms = (int64_t)(t->at_s * 1000);
+    int c = sim_pick(&t->random, t->country_shares, t->country_count);
+    in->country = t->countries[c];
+    const char *to = t->numbers[c * SIM_NUMBER_POOL + sr_sim_random_next(&t->random) % SIM_NUMBER_POOL];
+    in->segments = t->segments[sim_pick(&t->random, t->segment_shares, t->segment_count)];
+    sr_buf text;
+    sr_buf_init(&text);
+    sim_text(&text, in->segments);
+    sr_jw w;
+    sr_jw_init(&w, &in->body);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "to", to);
+    sr_jw_field_strn(&w, "text", text.data, text.len);
+    if (t->tag_count) {
+        sr_jw_key(&w, "tags");
+        sr_jw_object_begin(&w);
+        for (int i = 0; i < t->tag_count; i++) {
+            const sim_tag_dist *td = &t->tags[i];
+            sr_jw_field_str(&w, td->key, td->values[sim_pick(&t->random, td->shares, td->count)]);
+        }
+        sr_jw_object_end(&w);
+    }
+    sr_jw_object_end(&w);
+    sr_buf_free(&text);
+}
+
+/* The body of a message read from a line: {"to","text","tags"}, a text of
+ * that many segments when the line has none. */
+static void sim_line_body(sim_input *in, const char *to, size_t to_len, const sr_json *text, const sr_json *tags) {
+    sr_jw w;
+    sr_jw_init(&w, &in->body);
+    sr_jw_object_begin(&w);
+    sr_jw_field_strn(&w, "to", to, to_len);
+    if (text) {
+        sr_jw_field_strn(&w, "text", text->str, text->len);
+    } else {
+        sr_buf made;
+        sr_buf_init(&made);
+        sim_text(&made, in->segments);
+        sr_jw_field_strn(&w, "text", made.data, made.len);
+        sr_buf_free(&made);
+    }
+    if (tags) {
+        sr_jw_key(&w, "tags");
+        sr_jw_json(&w, tags);
+    }
+    sr_jw_object_end(&w);
+}
+
+/* One parsed line of a .jsonl file into in; -1 when it is not a message
+ * (or comes before the line above). */
+static int sim_traffic_line(sim_traffic *t, const sr_json *r, sim_input *in) {
+    double at_s = 0;
+    const sr_json *to = r->type == SR_JSON_OBJECT ? sr_json_get(r, "to") : NULL;
+    /* `smsrules traffic export` writes the country calling code instead of the number. */
+    const sr_json *country = r->type == SR_JSON_OBJECT && !to ? sr_json_get(r, "country") : NULL;
+    char drawn[SR_PHONE_MAX] = "";
+    double cc = 0;
+    if (country &&
+        (country->type == SR_JSON_STRING ? sim_number_text(country, &cc) : sim_number(country, 1, 999, &cc)) == 0 &&
+        cc >= 1 && cc <= 999 && cc == (int)cc)
+        sim_draw_number(&t->random, (int)cc, drawn);
+    int has_to = to || drawn[0];
+    const sr_json *text = has_to ? sr_json_get(r, "text") : NULL, *seg = has_to ? sr_json_get(r, "segments") : NULL;
+    const sr_json *tags = has_to ? sr_json_get(r, "tags") : NULL;
+    double segments = 1;
+    if (!has_to || (to && to->type != SR_JSON_STRING) || sim_number(sr_json_get(r, "at_s"), 0, 1e9, &at_s) != 0 ||
+        at_s < t->at_s || (text && text->type != SR_JSON_STRING) || (seg && sim_number(seg, 1, 10, &segments) != 0) ||
+        (tags && tags->type != SR_JSON_OBJECT))
+        return -1;
+    t->at_s = at_s;
+    in->at_ms = (int64_t)(at_s * 1000);
+    in->segments = (int)segments;
+    const char *to_str = to ? to->str : drawn;
+    size_t to_len = to ? to->len : strlen(drawn);
+    sr_phone_info info;
+    in->country = sr_phone_parse(to_str, to_len, NULL, &info, NULL, 0) == 0 ? info.calling_code : 0;
+    sim_line_body(in, to_str, to_len, text, tags);
+    return 0;
+}
+
 /* The next message into in (body reset here). Returns 1, 0 at the end, -1 on
  * a bad line (err says which). */
 static int sim_traffic_next(sim_traffic *t, sim_input *in, char *err, size_t errlen) {
     sr_buf_reset(&in->body);
     if (!t->jsonl) {
         if (t->produced >= t->messages) return 0;
-        /* Poisson arrivals at rate_per_s. */
-        if (t->produced > 0) t->at_s += -log(1.0 - sr_sim_random_unit(&t->random)) / t->rate_per_s;
-        t->produced++;
-        in->at_ms = (int64_t)(t->at_s * 1000);
-        int c = sim_pick(&t->random, t->country_shares, t->country_count);
-        in->country = t->countries[c];
-        const char *to = t->numbers[c * SIM_NUMBER_POOL + sr_sim_random_next(&t->random) % SIM_NUMBER_POOL];
-        in->segments = t->segments[sim_pick(&t->random, t->segment_shares, t->segment_count)];
-        sr_buf_puts(&in->body, "{\"to\":\"");
-        sr_buf_puts(&in->body, to);
-        sr_buf_puts(&in->body, "\",\"text\":\"");
-        sim_text(&in->body, in->segments);
-        sr_buf_putc(&in->body, '"');
-        if (t->tag_count) {
-            sr_buf_puts(&in->body, ",\"tags\":{");
-            for (int i = 0; i < t->tag_count; i++) {
-                const sim_tag_dist *td = &t->tags[i];
-                const char *v = td->values[sim_pick(&t->random, td->shares, td->count)];
-                if (i) sr_buf_putc(&in->body, ',');
-                sr_buf_json_str(&in->body, td->key, strlen(td->key));
-                sr_buf_putc(&in->body, ':');
-                sr_buf_json_str(&in->body, v, strlen(v));
-            }
-            sr_buf_putc(&in->body, '}');
-        }
-        sr_buf_putc(&in->body, '}');
+        sim_traffic_generate(t, in);
         return 1;
     }
     for (;;) {
@@ -739,53 +816,13 @@ static int sim_traffic_next(sim_traffic *t, sim_input *in, char *err, size_t err
         char perr[160];
         if (sr_json_parse(&doc, t->linebuf, (size_t)n, perr, sizeof perr) != 0)
             return sim_fail(err, errlen, "%s:%ld: not JSON: %s", t->path, t->line, perr);
-        const sr_json *r = doc.root;
-        double at_s = 0;
-        const sr_json *to = r->type == SR_JSON_OBJECT ? sr_json_get(r, "to") : NULL;
-        /* `smsrules traffic export` writes the country calling code instead of the number. */
-        const sr_json *country = r->type == SR_JSON_OBJECT && !to ? sr_json_get(r, "country") : NULL;
-        char drawn[SR_PHONE_MAX] = "";
-        double cc = 0;
-        if (country && (country->type == SR_JSON_STRING ? sim_number_text(country, &cc) : sim_number(country, 1, 999, &cc)) == 0 &&
-            cc >= 1 && cc <= 999 && cc == (int)cc)
-            sim_draw_number(&t->random, (int)cc, drawn);
-        int has_to = to || drawn[0];
-        const sr_json *text = has_to ? sr_json_get(r, "text") : NULL, *seg = has_to ? sr_json_get(r, "segments") : NULL;
-        const sr_json *tags = has_to ? sr_json_get(r, "tags") : NULL;
-        double segments = 1;
-        int bad = !has_to || (to && to->type != SR_JSON_STRING) || sim_number(sr_json_get(r, "at_s"), 0, 1e9, &at_s) != 0 ||
-                  at_s < t->at_s || (text && text->type != SR_JSON_STRING) ||
-                  (seg && sim_number(seg, 1, 10, &segments) != 0) || (tags && tags->type != SR_JSON_OBJECT);
-        if (bad) {
-            sr_json_doc_free(&doc);
+        int rc = sim_traffic_line(t, doc.root, in);
+        sr_json_doc_free(&doc);
+        if (rc != 0)
             return sim_fail(err, errlen,
                             "%s:%ld: expected {\"at_s\": seconds (not before the line above), \"to\": \"+...\" "
                             "or \"country\": \"84\", \"text\": \"...\" or \"segments\": 1-10, \"tags\": {...}}",
                             t->path, t->line);
-        }
-        t->at_s = at_s;
-        in->at_ms = (int64_t)(at_s * 1000);
-        in->segments = (int)segments;
-        const char *to_str = to ? to->str : drawn;
-        size_t to_len = to ? to->len : strlen(drawn);
-        sr_phone_info info;
-        in->country = sr_phone_parse(to_str, to_len, NULL, &info, NULL, 0) == 0 ? info.calling_code : 0;
-        sr_buf_puts(&in->body, "{\"to\":");
-        sr_buf_json_str(&in->body, to_str, to_len);
-        sr_buf_puts(&in->body, ",\"text\":");
-        if (text) {
-            sr_buf_json_str(&in->body, text->str, text->len);
-        } else {
-            sr_buf_putc(&in->body, '"');
-            sim_text(&in->body, in->segments);
-            sr_buf_putc(&in->body, '"');
-        }
-        if (tags) {
-            sr_buf_puts(&in->body, ",\"tags\":");
-            sr_json_write(&in->body, tags);
-        }
-        sr_buf_putc(&in->body, '}');
-        sr_json_doc_free(&doc);
         return 1;
     }
 }
@@ -979,6 +1016,92 @@ static int sim_provider_index(const sim_run *run, const sr_provider *p) {
  * drawn from the provider's model; the answer comes after the slowest send
  * latency among them (a timeout past the provider's timeout_ms); accepted
  * messages get their delivery report, if any, a report latency later. */
+/* The error status of a refused send: one of the model's errors by weight,
+ * 503 when it names none (the provider is down). */
+static int sim_error_status(sim_run *run, const sim_params *P) {
+    if (P->error_count == 0) return 503;
+    double total = 0;
+    for (int e = 0; e < P->error_count; e++) total += P->errors[e].weight;
+    if (!(total > 0)) return 503;
+    double u = sr_sim_random_unit(&run->random) * total;
+    int e;
+    for (e = 0; e < P->error_count - 1 && u >= P->errors[e].weight; e++) u -= P->errors[e].weight;
+    return P->errors[e].status;
+}
+
+/* What the provider does with one message: its answer *status (200, an
+ * error status), the report to come (*report_status, -1: none) after
+ * *report_ms. Returns the send latency drawn. */
+static double sim_draw_send(sim_run *run, const sim_model *sm, int country, int64_t t_ms, int *status,
+                            int *report_status, double *report_ms) {
+    sim_params P;
+    sim_params_at(run, sm, country, t_ms, &P);
+    double lat = sim_lognormal(&run->random, P.send_p50_ms, P.send_p95_ms);
+    *report_status = -1;
+    if (sr_sim_random_unit(&run->random) < P.accept) {
+        *status = 200;
+        double u = sr_sim_random_unit(&run->random);
+        if (u < P.delivered) *report_status = SR_ST_DELIVERED;
+        else if (u < P.delivered + P.undelivered) *report_status = SR_ST_UNDELIVERED;
+        else if (u < P.delivered + P.undelivered + P.expired) *report_status = SR_ST_EXPIRED;
+        *report_ms = sim_lognormal(&run->random, P.report_p50_ms, P.report_p95_ms);
+    } else {
+        *status = sim_error_status(run, &P);
+    }
+    return lat;
+}
+
+/* The outcome of a send the provider did not accept (st: its status, 0 timeout). */
+static void sim_refused(sr_adapter_outcome *o, int st) {
+    if (st == 0) {
+        o->retry = 1;
+        snprintf(o->error, sizeof o->error, "timeout: no answer in time");
+    } else if (st == 429 || st == 408 || st >= 500) {
+        o->retry = 1;
+        snprintf(o->error, sizeof o->error, "HTTP %d", st);
+    } else if (st == 401 || st == 403) {
+        o->about_provider = 1;
+        snprintf(o->error, sizeof o->error, "HTTP %d: unauthorized", st);
+    } else {
+        snprintf(o->error, sizeof o->error, "HTTP %d: rejected", st);
+    }
+}
+
+/* Schedules the report of an accepted send for at_ms. */
+static void sim_schedule_report(sim_run *run, int pi, sim_live *l, const char *provider_id, int report_status,
+                                double cost, int64_t at_ms) {
+    sim_report_event *re = sim_calloc(1, sizeof *re);
+    re->provider = pi;
+    re->live = l;
+    re->attempt = l ? l->accepted : 0;
+    snprintf(re->rep.provider_id, sizeof re->rep.provider_id, "%s", provider_id);
+    re->rep.status = report_status;
+    re->rep.cost = cost;
+    re->rep.has_cost = 1;
+    if (report_status != SR_ST_DELIVERED)
+        snprintf(re->rep.error, sizeof re->rep.error, "simulated %s", sr_status_name(report_status));
+    if (l) l->pending++;
+    sim_push(run, at_ms, EV_REPORT, re);
+}
+
+/* The outcome of an accepted send: a provider id and its cost (returned), counted. */
+static double sim_accepted(sim_run *run, const sr_provider *p, int pi, const sim_model *sm, int64_t t_ms,
+                         sr_adapter_outcome *o, sim_live *l, int segments) {
+    sim_result *r = run->res;
+    o->ok = 1;
+    snprintf(o->provider_id, sizeof o->provider_id, "%.64s-%ld", p->name, ++run->provider_ids);
+    sim_params P;
+    sim_params_at(run, sm, l ? l->country : 0, t_ms, &P);
+    double cost = P.price * segments;
+    r->cost_total += cost;
+    if (pi >= 0) r->providers[pi].cost += cost;
+    if (l) {
+        sim_country(r, l->country)->cost += cost;
+        l->accepted++;
+    }
+    return cost;
+}
+
 static void sim_transport(void *ud, const sr_provider *p, sr_message *const *msgs, int n, void *request,
                           sr_transport_answer answer) {
     sim_run *run = ud;
@@ -1001,31 +1124,8 @@ static void sim_transport(void *ud, const sr_provider *p, sr_message *const *msg
         /* The answer event holds it: it stays while the send is out (the
          * message may end meanwhile: expired, say). */
         if (l) l->pending++;
-        int country = l ? l->country : 0;
-        sim_params P;
-        sim_params_at(run, sm, country, t_ms, &P);
-        double lat = sim_lognormal(&run->random, P.send_p50_ms, P.send_p95_ms);
+        double lat = sim_draw_send(run, sm, l ? l->country : 0, t_ms, &status[i], &report_status[i], &report_ms[i]);
         if (lat > latency_ms) latency_ms = lat;
-        report_status[i] = -1;
-        if (sr_sim_random_unit(&run->random) < P.accept) {
-            status[i] = 200;
-            double u = sr_sim_random_unit(&run->random);
-            if (u < P.delivered) report_status[i] = SR_ST_DELIVERED;
-            else if (u < P.delivered + P.undelivered) report_status[i] = SR_ST_UNDELIVERED;
-            else if (u < P.delivered + P.undelivered + P.expired) report_status[i] = SR_ST_EXPIRED;
-            report_ms[i] = sim_lognormal(&run->random, P.report_p50_ms, P.report_p95_ms);
-        } else if (P.error_count == 0) {
-            status[i] = 503; /* refused without a say of how: the provider is down */
-        } else {
-            double total = 0;
-            for (int e = 0; e < P.error_count; e++) total += P.errors[e].weight;
-            int e = 0;
-            if (total > 0) {
-                double u = sr_sim_random_unit(&run->random) * total;
-                for (e = 0; e < P.error_count - 1 && u >= P.errors[e].weight; e++) u -= P.errors[e].weight;
-            }
-            status[i] = total > 0 ? P.errors[e].status : 503;
-        }
     }
     int timed_out = p->timeout_ms > 0 && latency_ms >= (double)p->timeout_ms;
     for (int i = 0; i < n && !timed_out; i++)
@@ -1035,53 +1135,20 @@ static void sim_transport(void *ud, const sr_provider *p, sr_message *const *msg
     for (int i = 0; i < n && !timed_out; i++)
         a->http_status = a->http_status < 0 || a->http_status == status[i] ? status[i] : 200;
     if (timed_out) a->http_status = 0;
-    sim_result *r = run->res;
     for (int i = 0; i < n; i++) {
         sr_adapter_outcome *o = &a->outs[i];
         sim_live *l = a->live[i];
         o->retry_after_s = -1;
-        if (pi >= 0) r->providers[pi].attempts++;
+        if (pi >= 0) run->res->providers[pi].attempts++;
         int st = timed_out ? 0 : status[i];
-        if (st == 200) {
-            o->ok = 1;
-            snprintf(o->provider_id, sizeof o->provider_id, "%.64s-%ld", p->name, ++run->provider_ids);
-            int segments = l ? l->segments : msgs[i]->segments;
-            sim_params P;
-            sim_params_at(run, sm, l ? l->country : 0, t_ms, &P);
-            double cost = P.price * segments;
-            r->cost_total += cost;
-            if (pi >= 0) r->providers[pi].cost += cost;
-            if (l) {
-                sim_country(r, l->country)->cost += cost;
-                l->accepted++;
-            }
-            if (report_status[i] >= 0) {
-                sim_report_event *re = sim_calloc(1, sizeof *re);
-                re->provider = pi;
-                re->live = l;
-                re->attempt = l ? l->accepted : 0;
-                snprintf(re->rep.provider_id, sizeof re->rep.provider_id, "%s", o->provider_id);
-                re->rep.status = report_status[i];
-                re->rep.cost = cost;
-                re->rep.has_cost = 1;
-                if (report_status[i] != SR_ST_DELIVERED)
-                    snprintf(re->rep.error, sizeof re->rep.error, "simulated %s", sr_status_name(report_status[i]));
-                if (l) l->pending++;
-                int64_t after = (int64_t)llround(report_ms[i]);
-                sim_push(run, due + (after < 1 ? 1 : after), EV_REPORT, re);
-            }
-        } else if (st == 0) {
-            o->retry = 1;
-            snprintf(o->error, sizeof o->error, "timeout: no answer in time");
-        } else if (st == 429 || st == 408 || st >= 500) {
-            o->retry = 1;
-            snprintf(o->error, sizeof o->error, "HTTP %d", st);
-        } else if (st == 401 || st == 403) {
-            o->about_provider = 1;
-            snprintf(o->error, sizeof o->error, "HTTP %d: unauthorized", st);
-        } else {
-            snprintf(o->error, sizeof o->error, "HTTP %d: rejected", st);
+        if (st != 200) {
+            sim_refused(o, st);
+            continue;
         }
+        double cost = sim_accepted(run, p, pi, sm, t_ms, o, l, l ? l->segments : msgs[i]->segments);
+        int64_t after = (int64_t)llround(report_ms[i]);
+        if (report_status[i] >= 0)
+            sim_schedule_report(run, pi, l, o->provider_id, report_status[i], cost, due + (after < 1 ? 1 : after));
     }
     free(status);
     free(report_ms);
@@ -1278,15 +1345,48 @@ static void sim_progress(long done, long total, int strategy, int strategies) {
 }
 
 /* Runs one strategy over the whole traffic into res. */
+/* The next moment of the run after now: the next message (next_input_ms,
+ * INT64_MAX: none left), the next simulated event or what the engine waits
+ * for (*kick: a look at the queue is due then), rounded up to a step of
+ * resolution_ms: what falls due within one step runs together at its end,
+ * in fewer, larger store commits. INT64_MAX when the run is over: nothing
+ * left, or nothing but report deadlines long after the last activity. */
+static int64_t sim_next_moment(sim_run *run, int64_t next_input_ms, int64_t now, int64_t last_activity,
+                               int64_t resolution_ms, int *kick) {
+    int64_t next = next_input_ms;
+    if (run->heap_count > 0 && run->heap[0].at_ms < next) next = run->heap[0].at_ms;
+    int idle = next == INT64_MAX;
+    next = sr_sim_engine_next(&run->core, now, idle ? now + SIM_DRAIN_MS + 1 : next, kick);
+    if (next == now + SIM_DRAIN_MS + 1 && idle) return INT64_MAX;
+    if (next == INT64_MAX || next > last_activity + SIM_DRAIN_MS) return INT64_MAX;
+    if (next <= now) next = now + 1;
+    if (resolution_ms > 1) {
+        int64_t rel = next - SIM_START_MS;
+        next = SIM_START_MS + (rel + resolution_ms - 1) / resolution_ms * resolution_ms;
+    }
+    return next;
+}
+
+/* What is still in flight at the end: counted as it stands. */
+static void sim_tally_in_flight(sim_run *run) {
+    for (size_t i = 0; i < run->table_size; i++)
+        for (sim_live *l = run->table[i]; l; l = l->next) {
+            if (l->tallied) continue;
+            sr_message m;
+            if (sr_store_get_message(run->core.store, l->id, &m) != 0) continue;
+            if (sr_status_is_final(m.status) || m.status == SR_ST_SENT) sim_tally(run, l, &m);
+            else run->res->by_status[SR_ST_QUEUED]++;
+            sr_message_free(&m);
+        }
+}
+
 static int sim_run_strategy(const sim_models *models, sim_traffic *traffic, const char *rules_path, uint64_t seed,
                             int64_t resolution_ms, int index, int count, sim_result *res, char *err, size_t errlen) {
     sim_run *run = sim_calloc(1, sizeof *run);
     run->models = models;
     run->res = res;
     int rc = -1;
-    sim_input in;
-    memset(&in, 0, sizeof in);
-    sr_buf_init(&in.body);
+    sim_input in = {0}; /* its body: an empty sr_buf */
     sr_clock_freeze_at(SIM_START_MS);
     sim_traffic_rewind(traffic, seed);
     if (sim_engine_start(run, rules_path, seed, err, errlen) != 0) goto done;
@@ -1314,22 +1414,10 @@ static int sim_run_strategy(const sim_models *models, sim_traffic *traffic, cons
             if (!traffic->jsonl) sim_progress(res->messages, traffic->messages, index + 1, count);
         }
         if (have > 0 || run->heap_count > 0) last_activity = now;
-        /* The next moment something falls due. */
-        int64_t next = INT64_MAX;
-        if (have > 0) next = SIM_START_MS + in.at_ms;
-        if (run->heap_count > 0 && run->heap[0].at_ms < next) next = run->heap[0].at_ms;
         int kick = 0;
-        next = sr_sim_engine_next(&run->core, now, next == INT64_MAX ? now + SIM_DRAIN_MS + 1 : next, &kick);
-        if (next == now + SIM_DRAIN_MS + 1 && have <= 0 && run->heap_count == 0) next = INT64_MAX;
-        /* Nothing left but report deadlines long after the traffic ended. */
-        if (next == INT64_MAX || next > last_activity + SIM_DRAIN_MS) break;
-        if (next <= now) next = now + 1;
-        /* Everything that falls due within one step of resolution_ms runs
-         * together at its end: fewer, larger store commits. */
-        if (resolution_ms > 1) {
-            int64_t rel = next - SIM_START_MS;
-            next = SIM_START_MS + (rel + resolution_ms - 1) / resolution_ms * resolution_ms;
-        }
+        int64_t next_input = have > 0 ? SIM_START_MS + in.at_ms : INT64_MAX;
+        int64_t next = sim_next_moment(run, next_input, now, last_activity, resolution_ms, &kick);
+        if (next == INT64_MAX) break;
         sr_clock_advance_ms(next - now);
         now = sr_now_ms();
         sim_expire(run, now);
@@ -1340,16 +1428,7 @@ static int sim_run_strategy(const sim_models *models, sim_traffic *traffic, cons
         /* Report deadlines that fell due (a missed dlr_timeout sends a message on). */
         sr_reports_tick_now(run->core.reports);
     }
-    /* What is still in flight: counted as it stands. */
-    for (size_t i = 0; i < run->table_size; i++)
-        for (sim_live *l = run->table[i]; l; l = l->next) {
-            if (l->tallied) continue;
-            sr_message m;
-            if (sr_store_get_message(run->core.store, l->id, &m) != 0) continue;
-            if (sr_status_is_final(m.status) || m.status == SR_ST_SENT) sim_tally(run, l, &m);
-            else res->by_status[SR_ST_QUEUED]++;
-            sr_message_free(&m);
-        }
+    sim_tally_in_flight(run);
     if (progress && !traffic->jsonl) {
         sim_progress(res->messages, traffic->messages, index + 1, count);
         fputc('\n', stderr);
@@ -1364,8 +1443,13 @@ done:
 
 /* ---- output ---- */
 
-/* A number with up to 6 decimals, trailing zeros cut: the same bytes for the same value. */
-static void sim_put_num(sr_buf *b, double v) {
+/* A number with up to 6 decimals, trailing zeros cut: the same bytes for the
+ * same value (null when not finite). */
+static void sim_put_num(sr_jw *w, double v) {
+    if (!isfinite(v)) {
+        sr_jw_null(w);
+        return;
+    }
     char s[64];
     snprintf(s, sizeof s, "%.6f", v);
     char *dot = strchr(s, '.');
@@ -1375,69 +1459,110 @@ static void sim_put_num(sr_buf *b, double v) {
         if (end == dot) *end = '\0';
     }
     if (strcmp(s, "-0") == 0) snprintf(s, sizeof s, "0");
-    sr_buf_puts(b, s);
+    sr_jw_raw(w, s, strlen(s));
+}
+
+static void sim_field_num(sr_jw *w, const char *key, double v) {
+    sr_jw_key(w, key);
+    sim_put_num(w, v);
 }
 
 static double sim_ratio(long a, long b) { return b > 0 ? (double)a / (double)b : 0; }
 
-static void sim_json(sr_buf *b, sim_result *res, int count) {
-    sr_buf_puts(b, "{\"strategies\":[");
-    for (int s = 0; s < count; s++) {
-        sim_result *r = &res[s];
-        long delivered = r->by_status[SR_ST_DELIVERED];
-        if (s) sr_buf_putc(b, ',');
-        sr_buf_puts(b, "\n{\"name\":");
-        sr_buf_json_str(b, r->name, strlen(r->name));
-        sr_buf_puts(b, ",\"rules\":");
-        sr_buf_json_str(b, r->rules, strlen(r->rules));
-        sr_buf_printf(b, ",\"messages\":%ld,\"delivered\":%ld,\"delivered_ratio\":", r->messages, delivered);
-        sim_put_num(b, sim_ratio(delivered, r->messages));
-        sr_buf_printf(b,
-                      ",\"undelivered\":%ld,\"expired\":%ld,\"failed\":%ld,\"rejected\":%ld,\"no_report\":%ld,"
-                      "\"refused\":%ld,\"pending\":%ld",
-                      r->by_status[SR_ST_UNDELIVERED], r->by_status[SR_ST_EXPIRED], r->by_status[SR_ST_FAILED],
-                      r->by_status[SR_ST_REJECTED], r->no_report, r->refused, r->by_status[SR_ST_QUEUED]);
-        sr_buf_puts(b, ",\"time_to_delivered_ms\":{\"p50\":");
-        sim_put_num(b, sim_hist_percentile(r, 0.50));
-        sr_buf_puts(b, ",\"p95\":");
-        sim_put_num(b, sim_hist_percentile(r, 0.95));
-        sr_buf_puts(b, ",\"p99\":");
-        sim_put_num(b, sim_hist_percentile(r, 0.99));
-        sr_buf_puts(b, "},\"cost_total\":");
-        sim_put_num(b, r->cost_total);
-        sr_buf_puts(b, ",\"cost_per_delivered\":");
-        sim_put_num(b, delivered ? r->cost_total / (double)delivered : 0);
-        sr_buf_puts(b, ",\"providers\":{");
-        for (int i = 0; i < r->provider_count; i++) {
-            if (i) sr_buf_putc(b, ',');
-            sr_buf_json_str(b, r->provider_names[i], strlen(r->provider_names[i]));
-            sr_buf_printf(b, ":{\"attempts\":%ld,\"delivered\":%ld,\"cost\":", r->providers[i].attempts,
-                          r->providers[i].delivered);
-            sim_put_num(b, r->providers[i].cost);
-            sr_buf_putc(b, '}');
-        }
-        sr_buf_printf(b, "},\"fallbacks\":%ld,\"double_delivery_risk\":%ld,\"retries\":%ld,\"timeline\":[",
-                      r->fallbacks, r->double_delivery_risk, r->retries);
-        long acc = 0, del = 0;
-        for (int m = 0; m < r->minutes; m++) {
-            acc += r->timeline_accepted[m];
-            del += r->timeline_delivered[m];
-            sr_buf_printf(b, "%s{\"t_s\":%d,\"accepted\":%ld,\"delivered\":%ld}", m ? "," : "", (m + 1) * 60, acc,
-                          del);
-        }
-        sr_buf_puts(b, "],\"countries\":{");
-        for (int i = 0; i < r->country_count; i++) {
-            const sim_country_stats *c = &r->countries[i];
-            if (i) sr_buf_putc(b, ',');
-            if (c->country) sr_buf_printf(b, "\"%d\"", c->country);
-            else sr_buf_puts(b, "\"other\"");
-            sr_buf_printf(b, ":{\"messages\":%ld,\"delivered\":%ld,\"cost\":", c->messages, c->delivered);
-            sim_put_num(b, c->cost);
-            sr_buf_putc(b, '}');
-        }
-        sr_buf_puts(b, "}}");
+/* "providers": {NAME: {attempts, delivered, cost}} and "timeline": [{t_s, accepted, delivered}] (running totals
+ * per minute) of one strategy. */
+static void sim_json_providers_timeline(sr_jw *w, const sim_result *r) {
+    sr_jw_key(w, "providers");
+    sr_jw_object_begin(w);
+    for (int i = 0; i < r->provider_count; i++) {
+        sr_jw_key(w, r->provider_names[i]);
+        sr_jw_object_begin(w);
+        sr_jw_field_int(w, "attempts", r->providers[i].attempts);
+        sr_jw_field_int(w, "delivered", r->providers[i].delivered);
+        sim_field_num(w, "cost", r->providers[i].cost);
+        sr_jw_object_end(w);
     }
-    sr_buf_puts(b, "\n]}\n");
+    sr_jw_object_end(w);
+    sr_jw_field_int(w, "fallbacks", r->fallbacks);
+    sr_jw_field_int(w, "double_delivery_risk", r->double_delivery_risk);
+    sr_jw_field_int(w, "retries", r->retries);
+    sr_jw_key(w, "timeline");
+    sr_jw_array_begin(w);
+    long acc = 0, del = 0;
+    for (int m = 0; m < r->minutes; m++) {
+        acc += r->timeline_accepted[m];
+        del += r->timeline_delivered[m];
+        sr_jw_object_begin(w);
+        sr_jw_field_int(w, "t_s", (m + 1) * 60);
+        sr_jw_field_int(w, "accepted", acc);
+        sr_jw_field_int(w, "delivered", del);
+        sr_jw_object_end(w);
+    }
+    sr_jw_array_end(w);
+}
+
+/* "countries": {"CODE" or "other": {messages, delivered, cost}} of one strategy. */
+static void sim_json_countries(sr_jw *w, const sim_result *r) {
+    sr_jw_key(w, "countries");
+    sr_jw_object_begin(w);
+    for (int i = 0; i < r->country_count; i++) {
+        const sim_country_stats *c = &r->countries[i];
+        char code[16];
+        snprintf(code, sizeof code, "%d", c->country);
+        sr_jw_key(w, c->country ? code : "other");
+        sr_jw_object_begin(w);
+        sr_jw_field_int(w, "messages", c->messages);
+        sr_jw_field_int(w, "delivered", c->delivered);
+        sim_field_num(w, "cost", c->cost);
+        sr_jw_object_end(w);
+    }
+    sr_jw_object_end(w);
+}
+
+/* The figures of one strategy, one object. */
+static void sim_json_strategy(sr_jw *w, sim_result *r) {
+    long delivered = r->by_status[SR_ST_DELIVERED];
+    sr_jw_object_begin(w);
+    sr_jw_field_str(w, "name", r->name);
+    sr_jw_field_str(w, "rules", r->rules);
+    sr_jw_field_int(w, "messages", r->messages);
+    sr_jw_field_int(w, "delivered", delivered);
+    sim_field_num(w, "delivered_ratio", sim_ratio(delivered, r->messages));
+    sr_jw_field_int(w, "undelivered", r->by_status[SR_ST_UNDELIVERED]);
+    sr_jw_field_int(w, "expired", r->by_status[SR_ST_EXPIRED]);
+    sr_jw_field_int(w, "failed", r->by_status[SR_ST_FAILED]);
+    sr_jw_field_int(w, "rejected", r->by_status[SR_ST_REJECTED]);
+    sr_jw_field_int(w, "no_report", r->no_report);
+    sr_jw_field_int(w, "refused", r->refused);
+    sr_jw_field_int(w, "pending", r->by_status[SR_ST_QUEUED]);
+    sr_jw_key(w, "time_to_delivered_ms");
+    sr_jw_object_begin(w);
+    sim_field_num(w, "p50", sim_hist_percentile(r, 0.50));
+    sim_field_num(w, "p95", sim_hist_percentile(r, 0.95));
+    sim_field_num(w, "p99", sim_hist_percentile(r, 0.99));
+    sr_jw_object_end(w);
+    sim_field_num(w, "cost_total", r->cost_total);
+    sim_field_num(w, "cost_per_delivered", delivered ? r->cost_total / (double)delivered : 0);
+    sim_json_providers_timeline(w, r);
+    sim_json_countries(w, r);
+    sr_jw_object_end(w);
+}
+
+/* The --json document: {"strategies": [...]}, one strategy per line. */
+static void sim_json(sr_buf *b, sim_result *res, int count) {
+    sr_jw w;
+    sr_jw_init(&w, b);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "strategies");
+    sr_jw_array_begin(&w);
+    for (int s = 0; s < count; s++) {
+        sr_jw_break(&w, "");
+        sim_json_strategy(&w, &res[s]);
+    }
+    sr_buf_putc(b, '\n');
+    sr_jw_array_end(&w);
+    sr_jw_object_end(&w);
+    sr_buf_putc(b, '\n');
 }
 
 /* The terminal table: a row per figure, a column per strategy, the best
@@ -1456,75 +1581,97 @@ static void sim_row_add(sim_row *rows, int *n, const char *label, int better) {
     (*n)++;
 }
 
-static void sim_table(sim_result *res, int count) {
-    static sim_row rows[64];
-    int n = 0;
-    enum { MESSAGES, DELIVERED, UNDELIVERED, EXPIRED, FAILED, REJECTED, NO_REPORT, P50, P95, P99, COST, CPD, FALLBACKS,
-           RETRIES, RISK };
-    sim_row_add(rows, &n, "messages", 0);
-    sim_row_add(rows, &n, "delivered", 1);
-    sim_row_add(rows, &n, "undelivered", -1);
-    sim_row_add(rows, &n, "expired", -1);
-    sim_row_add(rows, &n, "failed", -1);
-    sim_row_add(rows, &n, "rejected", -1);
-    sim_row_add(rows, &n, "no report", -1);
-    sim_row_add(rows, &n, "to delivered p50", -1);
-    sim_row_add(rows, &n, "to delivered p95", -1);
-    sim_row_add(rows, &n, "to delivered p99", -1);
-    sim_row_add(rows, &n, "cost total", -1);
-    sim_row_add(rows, &n, "cost / delivered", -1);
-    sim_row_add(rows, &n, "fallbacks", 0);
-    sim_row_add(rows, &n, "retries", 0);
-    sim_row_add(rows, &n, "double-delivery risk", -1);
-    /* One attempts row per provider any strategy declares. */
+enum { SIM_ROW_MESSAGES, SIM_ROW_DELIVERED, SIM_ROW_P50 = SIM_ROW_DELIVERED + 6, SIM_ROW_COST = SIM_ROW_P50 + 3,
+       SIM_ROW_CPD, SIM_ROW_FALLBACKS, SIM_ROW_RETRIES, SIM_ROW_RISK, SIM_ROW_PROVIDERS };
+
+/* The rows of the table: the fixed ones (in the order of the enum above),
+ * then one attempts row per provider any strategy declares (its name into
+ * pnames). Returns the number of rows; *provider_rows gets how many of them
+ * are providers'. */
+static int sim_table_rows(sim_row *rows, const sim_result *res, int count, const char **pnames, int *provider_rows) {
+    static const char *const labels[] = {"messages",         "delivered",        "undelivered",      "expired",
+                                         "failed",           "rejected",         "no report",        "to delivered p50",
+                                         "to delivered p95", "to delivered p99", "cost total",       "cost / delivered",
+                                         "fallbacks",        "retries",          "double-delivery risk"};
+    static const int better[] = {0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, -1};
     static char provider_labels[64][96];
-    int provider_rows = 0;
-    static const char *pnames[64];
+    int n = 0;
+    for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) sim_row_add(rows, &n, labels[i], better[i]);
+    *provider_rows = 0;
     for (int s = 0; s < count; s++)
         for (int i = 0; i < res[s].provider_count; i++) {
             int seen = 0;
-            for (int k = 0; k < provider_rows; k++) seen |= strcmp(pnames[k], res[s].provider_names[i]) == 0;
-            if (!seen && provider_rows < 32) {
-                pnames[provider_rows] = res[s].provider_names[i];
-                snprintf(provider_labels[provider_rows], sizeof provider_labels[0], "%s attempts",
-                         res[s].provider_names[i]);
-                sim_row_add(rows, &n, provider_labels[provider_rows], 0);
-                provider_rows++;
-            }
+            for (int k = 0; k < *provider_rows; k++) seen |= strcmp(pnames[k], res[s].provider_names[i]) == 0;
+            if (seen || *provider_rows >= 32) continue;
+            pnames[*provider_rows] = res[s].provider_names[i];
+            snprintf(provider_labels[*provider_rows], sizeof provider_labels[0], "%s attempts",
+                     res[s].provider_names[i]);
+            sim_row_add(rows, &n, provider_labels[*provider_rows], 0);
+            (*provider_rows)++;
         }
-    for (int s = 0; s < count && s < 64; s++) {
-        sim_result *r = &res[s];
-        long d = r->by_status[SR_ST_DELIVERED];
-        double m = (double)(r->messages ? r->messages : 1);
-        long counts[] = {d, r->by_status[SR_ST_UNDELIVERED], r->by_status[SR_ST_EXPIRED], r->by_status[SR_ST_FAILED],
-                         r->by_status[SR_ST_REJECTED], r->no_report};
-        rows[MESSAGES].v[s] = (double)r->messages;
-        snprintf(rows[MESSAGES].text[s], 32, "%ld", r->messages);
-        for (int k = 0; k < 6; k++) {
-            rows[DELIVERED + k].v[s] = (double)counts[k] / m;
-            snprintf(rows[DELIVERED + k].text[s], 32, "%.2f%%", 100.0 * (double)counts[k] / m);
-        }
-        double q[] = {0.5, 0.95, 0.99};
-        for (int k = 0; k < 3; k++) {
-            rows[P50 + k].v[s] = d ? sim_hist_percentile(r, q[k]) : INFINITY;
-            snprintf(rows[P50 + k].text[s], 32, d ? "%.1f s" : "-", sim_hist_percentile(r, q[k]) / 1000.0);
-        }
-        rows[COST].v[s] = r->cost_total;
-        snprintf(rows[COST].text[s], 32, "%.2f", r->cost_total);
-        rows[CPD].v[s] = d ? r->cost_total / (double)d : INFINITY;
-        snprintf(rows[CPD].text[s], 32, d ? "%.5f" : "-", d ? r->cost_total / (double)d : 0);
-        snprintf(rows[FALLBACKS].text[s], 32, "%ld", r->fallbacks);
-        snprintf(rows[RETRIES].text[s], 32, "%ld", r->retries);
-        rows[RISK].v[s] = (double)r->double_delivery_risk;
-        snprintf(rows[RISK].text[s], 32, "%ld", r->double_delivery_risk);
-        for (int k = 0; k < provider_rows; k++) {
-            snprintf(rows[RISK + 1 + k].text[s], 32, "-");
-            for (int i = 0; i < r->provider_count; i++)
-                if (strcmp(r->provider_names[i], pnames[k]) == 0)
-                    snprintf(rows[RISK + 1 + k].text[s], 32, "%ld (%.1f%%)", r->providers[i].attempts,
-                             100.0 * (double)r->providers[i].attempts / m);
-        }
+    return n;
+}
+
+/* Column s of the table: the figures of strategy r. */
+static void sim_table_column(sim_row *rows, int s, const sim_result *r, const char **pnames, int provider_rows) {
+    long d = r->by_status[SR_ST_DELIVERED];
+    double m = (double)(r->messages ? r->messages : 1);
+    long counts[] = {d, r->by_status[SR_ST_UNDELIVERED], r->by_status[SR_ST_EXPIRED], r->by_status[SR_ST_FAILED],
+                     r->by_status[SR_ST_REJECTED], r->no_report};
+    rows[SIM_ROW_MESSAGES].v[s] = (double)r->messages;
+    snprintf(rows[SIM_ROW_MESSAGES].text[s], 32, "%ld", r->messages);
+    for (int k = 0; k < 6; k++) {
+        rows[SIM_ROW_DELIVERED + k].v[s] = (double)counts[k] / m;
+        snprintf(rows[SIM_ROW_DELIVERED + k].text[s], 32, "%.2f%%", 100.0 * (double)counts[k] / m);
     }
+    double q[] = {0.5, 0.95, 0.99};
+    for (int k = 0; k < 3; k++) {
+        rows[SIM_ROW_P50 + k].v[s] = d ? sim_hist_percentile(r, q[k]) : INFINITY;
+        snprintf(rows[SIM_ROW_P50 + k].text[s], 32, d ? "%.1f s" : "-", sim_hist_percentile(r, q[k]) / 1000.0);
+    }
+    rows[SIM_ROW_COST].v[s] = r->cost_total;
+    snprintf(rows[SIM_ROW_COST].text[s], 32, "%.2f", r->cost_total);
+    rows[SIM_ROW_CPD].v[s] = d ? r->cost_total / (double)d : INFINITY;
+    snprintf(rows[SIM_ROW_CPD].text[s], 32, d ? "%.5f" : "-", d ? r->cost_total / (double)d : 0);
+    snprintf(rows[SIM_ROW_FALLBACKS].text[s], 32, "%ld", r->fallbacks);
+    snprintf(rows[SIM_ROW_RETRIES].text[s], 32, "%ld", r->retries);
+    rows[SIM_ROW_RISK].v[s] = (double)r->double_delivery_risk;
+    snprintf(rows[SIM_ROW_RISK].text[s], 32, "%ld", r->double_delivery_risk);
+    for (int k = 0; k < provider_rows; k++) {
+        snprintf(rows[SIM_ROW_PROVIDERS + k].text[s], 32, "-");
+        for (int i = 0; i < r->provider_count; i++)
+            if (strcmp(r->provider_names[i], pnames[k]) == 0)
+                snprintf(rows[SIM_ROW_PROVIDERS + k].text[s], 32, "%ld (%.1f%%)", r->providers[i].attempts,
+                         100.0 * (double)r->providers[i].attempts / m);
+    }
+}
+
+/* One printed row, its best value marked when the strategies can be compared on it. */
+static void sim_table_print_row(const sim_row *row, int count, int label_w, int col_w) {
+    double best = 0;
+    int have = 0;
+    for (int s = 0; s < count && row->better && count > 1; s++) {
+        double v = row->v[s];
+        if (!isfinite(v)) continue;
+        if (!have || (row->better > 0 ? v > best : v < best)) best = v;
+        have = 1;
+    }
+    printf("%-*s", label_w, row->label);
+    for (int s = 0; s < count; s++) {
+        char cell[48];
+        int mark = have && row->v[s] == best;
+        snprintf(cell, sizeof cell, "%s%s", row->text[s], mark ? " *" : "  ");
+        printf("%*s", col_w, cell);
+    }
+    printf("\n");
+}
+
+static void sim_table(sim_result *res, int count) {
+    static sim_row rows[64];
+    static const char *pnames[64];
+    int provider_rows;
+    int n = sim_table_rows(rows, res, count, pnames, &provider_rows);
+    for (int s = 0; s < count && s < 64; s++) sim_table_column(rows, s, &res[s], pnames, provider_rows);
     if (count > 64) count = 64;
     int label_w = 22, col_w = 14;
     for (int s = 0; s < count; s++) {
@@ -1534,25 +1681,7 @@ static void sim_table(sim_result *res, int count) {
     printf("%-*s", label_w, "");
     for (int s = 0; s < count; s++) printf("%*s", col_w, res[s].name);
     printf("\n");
-    for (int i = 0; i < n; i++) {
-        const sim_row *row = &rows[i];
-        double best = 0;
-        int have = 0;
-        for (int s = 0; s < count && row->better && count > 1; s++) {
-            double v = row->v[s];
-            if (!isfinite(v)) continue;
-            if (!have || (row->better > 0 ? v > best : v < best)) best = v;
-            have = 1;
-        }
-        printf("%-*s", label_w, row->label);
-        for (int s = 0; s < count; s++) {
-            char cell[48];
-            int mark = have && row->v[s] == best;
-            snprintf(cell, sizeof cell, "%s%s", row->text[s], mark ? " *" : "  ");
-            printf("%*s", col_w, cell);
-        }
-        printf("\n");
-    }
+    for (int i = 0; i < n; i++) sim_table_print_row(&rows[i], count, label_w, col_w);
     if (count > 1) printf("(* the best value of the row)\n");
 }
 
@@ -1576,8 +1705,15 @@ static const char usage_simulate[] =
     "  -h, --help           this help\n"
     "See README.md, \"Strategy lab\", for the file formats and every output column.\n";
 
-int sr_simulate_main(int argc, char **argv) {
-    static const struct option long_opts[] = {{"models", required_argument, NULL, 'm'},
+/* What the command line asks for. */
+typedef struct sim_options {
+    const char *models_path, *traffic_path, *html;
+    uint64_t seed;
+    int64_t resolution_ms;
+    int json;
+} sim_options;
+
+static const struct option sim_long_opts[] = {{"models", required_argument, NULL, 'm'},
                                               {"traffic", required_argument, NULL, 't'},
                                               {"seed", required_argument, NULL, 's'},
                                               {"json", no_argument, NULL, 'j'},
@@ -1585,74 +1721,92 @@ int sr_simulate_main(int argc, char **argv) {
                                               {"resolution-ms", required_argument, NULL, 'r'},
                                               {"help", no_argument, NULL, 'h'},
                                               {NULL, 0, NULL, 0}};
-    const char *models_path = NULL, *traffic_path = NULL, *html = NULL;
-    uint64_t seed = 1;
-    int64_t resolution_ms = SIM_DEFAULT_RESOLUTION_MS;
-    int json = 0;
+
+/* A number option (-r, -s) into o: 0, or 1 after the usage error. */
+static int sim_option_number(sim_options *o, int ch, const char *arg) {
+    char *end;
+    if (ch == 'r') {
+        long v = strtol(arg, &end, 10);
+        if (*end || !*arg || v < 1 || v > 60000) {
+            fprintf(stderr, "smsrules: --resolution-ms needs a whole number from 1 to 60000, not '%s'\n\n%s", arg,
+                    usage_simulate);
+            return 1;
+        }
+        o->resolution_ms = v;
+        return 0;
+    }
+    errno = 0;
+    unsigned long long v = strtoull(arg, &end, 10);
+    if (errno || *end || !*arg || arg[0] == '-') {
+        fprintf(stderr, "smsrules: --seed needs a whole number >= 0, not '%s'\n\n%s", arg, usage_simulate);
+        return 1;
+    }
+    o->seed = v;
+    return 0;
+}
+
+/* Reads the options into o. Returns -1 to go on, else the exit code (help
+ * printed, or a usage error). optind is left at the first strategy. */
+static int sim_parse_options(int argc, char **argv, sim_options *o) {
     opterr = 0;
     optind = 1;
     int ch;
-    while ((ch = getopt_long(argc, argv, ":m:t:s:jh", long_opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":m:t:s:jh", sim_long_opts, NULL)) != -1) {
         switch (ch) {
         case 'h': fputs(usage_simulate, stdout); return 0;
-        case 'm': models_path = optarg; break;
-        case 't': traffic_path = optarg; break;
-        case 'j': json = 1; break;
-        case 'H': html = optarg; break;
-        case 'r': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || !*optarg || v < 1 || v > 60000) {
-                fprintf(stderr, "smsrules: --resolution-ms needs a whole number from 1 to 60000, not '%s'\n\n%s",
-                        optarg, usage_simulate);
-                return 1;
-            }
-            resolution_ms = v;
+        case 'm': o->models_path = optarg; break;
+        case 't': o->traffic_path = optarg; break;
+        case 'j': o->json = 1; break;
+        case 'H': o->html = optarg; break;
+        case 'r':
+        case 's':
+            if (sim_option_number(o, ch, optarg) != 0) return 1;
             break;
-        }
-        case 's': {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(optarg, &end, 10);
-            if (errno || *end || !*optarg || optarg[0] == '-') {
-                fprintf(stderr, "smsrules: --seed needs a whole number >= 0, not '%s'\n\n%s", optarg, usage_simulate);
-                return 1;
-            }
-            seed = v;
-            break;
-        }
         case ':':
             fprintf(stderr, "smsrules: option '%s' needs a value\n\n%s", argv[optind - 1], usage_simulate);
             return 1;
         default: fprintf(stderr, "smsrules: unknown option '%s'\n\n%s", argv[optind - 1], usage_simulate); return 1;
         }
     }
-    if (!models_path || !traffic_path || optind >= argc) {
+    if (!o->models_path || !o->traffic_path || optind >= argc) {
         fprintf(stderr, "smsrules: simulate needs --models, --traffic and at least one strategy file\n\n%s",
                 usage_simulate);
         return 1;
     }
-    sr_log_set_level(SR_LOG_ERROR);
-    char err[1024] = "";
-    sim_models models;
-    sim_traffic traffic;
-    memset(&traffic, 0, sizeof traffic);
-    if (sim_models_load(&models, models_path, err, sizeof err) != 0) {
-        fprintf(stderr, "%s\n", err);
-        sim_models_free(&models);
-        return 1;
+    return -1;
+}
+
+/* Writes the HTML report of the --json document doc_text to path; 0, or
+ * the exit code 2. */
+static int sim_write_html(const sr_buf *doc_text, const char *path) {
+    int code = 0;
+    sr_json_doc doc;
+    sr_buf page;
+    sr_buf_init(&page);
+    if (sr_json_parse(&doc, doc_text->data, doc_text->len, NULL, 0) == 0) {
+        if (sr_sim_report_html(doc.root, &page) == 0) {
+            FILE *f = fopen(path, "wb");
+            if (!f || fwrite(page.data, 1, page.len, f) != page.len) {
+                fprintf(stderr, "smsrules simulate: cannot write %s: %s\n", path, strerror(errno));
+                code = 2;
+            }
+            if (f && fclose(f) != 0) code = 2;
+        } else {
+            fprintf(stderr, "smsrules simulate: the HTML report could not be rendered\n");
+            code = 2;
+        }
+        sr_json_doc_free(&doc);
     }
-    if (sim_traffic_load(&traffic, traffic_path, err, sizeof err) != 0) {
-        fprintf(stderr, "%s\n", err);
-        sim_models_free(&models);
-        if (traffic.f) fclose(traffic.f);
-        free(traffic.numbers);
-        return 1;
-    }
-    int count = argc - optind, code = 0;
-    sim_result *res = sim_calloc((size_t)count, sizeof *res);
+    sr_buf_free(&page);
+    return code;
+}
+
+/* Runs every strategy (files paths[0..count)) into res; 0, or 1 (printed). */
+static int sim_run_all(const sim_options *o, sim_models *models, sim_traffic *traffic, char **paths, int count,
+                       sim_result *res) {
+    char err[1024];
     for (int s = 0; s < count; s++) {
-        const char *path = argv[optind + s];
+        const char *path = paths[s];
         const char *base = strrchr(path, '/');
         base = base ? base + 1 : path;
         res[s].name = sim_strdup(base);
@@ -1660,40 +1814,49 @@ int sr_simulate_main(int argc, char **argv) {
         if (bl > 4 && strcmp(res[s].name + bl - 4, ".lua") == 0) res[s].name[bl - 4] = '\0';
         res[s].rules = sim_strdup(path);
         err[0] = '\0';
-        if (sim_run_strategy(&models, &traffic, path, seed, resolution_ms, s, count, &res[s], err, sizeof err) != 0) {
+        if (sim_run_strategy(models, traffic, path, o->seed, o->resolution_ms, s, count, &res[s], err, sizeof err) !=
+            0) {
             fprintf(stderr, "%s\n", err);
-            code = 1;
-            goto done;
+            return 1;
         }
     }
+    return 0;
+}
+
+/* Prints the results (table or --json) and writes the HTML report; the exit code. */
+static int sim_output(const sim_options *o, sim_result *res, int count) {
     sr_buf out;
     sr_buf_init(&out);
     sim_json(&out, res, count);
-    if (json) fwrite(out.data, 1, out.len, stdout);
+    if (o->json) fwrite(out.data, 1, out.len, stdout);
     else sim_table(res, count);
-    if (html) {
-        sr_json_doc doc;
-        sr_buf page;
-        sr_buf_init(&page);
-        if (sr_json_parse(&doc, out.data, out.len, NULL, 0) == 0) {
-            if (sr_sim_report_html(doc.root, &page) == 0) {
-                FILE *f = fopen(html, "wb");
-                if (!f || fwrite(page.data, 1, page.len, f) != page.len) {
-                    fprintf(stderr, "smsrules simulate: cannot write %s: %s\n", html, strerror(errno));
-                    code = 2;
-                }
-                if (f && fclose(f) != 0) code = 2;
-            } else {
-                fprintf(stderr, "smsrules simulate: the HTML report could not be rendered\n");
-                code = 2;
-            }
-            sr_json_doc_free(&doc);
-        }
-        sr_buf_free(&page);
-    }
+    int code = o->html ? sim_write_html(&out, o->html) : 0;
     sr_buf_free(&out);
+    return code;
+}
+
+int sr_simulate_main(int argc, char **argv) {
+    sim_options o = {NULL, NULL, NULL, 1, SIM_DEFAULT_RESOLUTION_MS, 0};
+    int code = sim_parse_options(argc, argv, &o);
+    if (code >= 0) return code;
+    sr_log_set_level(SR_LOG_ERROR);
+    char err[1024] = "";
+    sim_models models;
+    sim_traffic traffic;
+    memset(&traffic, 0, sizeof traffic);
+    int count = argc - optind;
+    sim_result *res = NULL;
+    code = 1;
+    if (sim_models_load(&models, o.models_path, err, sizeof err) != 0 ||
+        sim_traffic_load(&traffic, o.traffic_path, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        goto done;
+    }
+    res = sim_calloc((size_t)count, sizeof *res);
+    code = sim_run_all(&o, &models, &traffic, argv + optind, count, res);
+    if (code == 0) code = sim_output(&o, res, count);
 done:
-    for (int s = 0; s < count; s++) {
+    for (int s = 0; res && s < count; s++) {
         free(res[s].name);
         free(res[s].rules);
         free(res[s].timeline_accepted);
