@@ -45,7 +45,8 @@ install -m 0644 "$PKG/smsrules.service" "$PKG/smsrules-mock-provider.service" "$
 
 # Docs: the manual, operations, the license, every example rule set.
 install -m 0644 README.md "$ROOT/usr/share/doc/smsrules/README.md"
-[ -f docs/operations.md ] && install -m 0644 docs/operations.md "$ROOT/usr/share/doc/smsrules/operations.md"
+mkdir -p "$ROOT/usr/share/doc/smsrules/docs"
+install -m 0644 docs/*.md "$ROOT/usr/share/doc/smsrules/docs/"
 install -m 0644 LICENSE "$ROOT/usr/share/doc/smsrules/copyright"
 for d in examples/*/; do
     name=$(basename "$d")

@@ -3,16 +3,16 @@
 -- as fallbacks, and named routes a message can ask for with a tag.
 -- Tested offline by rules_test.lua beside it:
 --   smsrules test examples/fallback/rules_test.lua
--- Run it next to `smsrules mock-provider` (127.0.0.1:9090); see README.md.
+-- Run it next to `smsrules mock-provider` (127.0.0.1:9090); see docs/cli.md.
 --
--- What the engine does with a route (README, "Delivery"): the message goes to
+-- What the engine does with a route (docs/delivery.md): the message goes to
 -- the first provider; a retryable failure (429, 5xx, timeout) is retried there
 -- with backoff up to the provider's max_attempts; a permanent error about the
 -- provider (401, 403, billing), attempts exhausted or an open circuit passes
 -- it to the next provider of the route; a permanent error about the message
 -- (invalid number) fails it at once, without trying the others. After the
 -- send, a delivery report saying "undelivered" (the route's fallback_on,
--- README "Delivery reports") passes it to the next provider too.
+-- docs/delivery.md, "Delivery reports") passes it to the next provider too.
 
 sms.config{
   listen = "127.0.0.1:8080",

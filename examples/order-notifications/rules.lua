@@ -4,7 +4,7 @@
 -- arrives, and keep marketing out of the night in the recipient's time zone.
 -- Tested offline by rules_test.lua beside it:
 --   smsrules test examples/order-notifications/rules_test.lua
--- Run it next to `smsrules mock-provider` (127.0.0.1:9090); see README.md.
+-- Run it next to `smsrules mock-provider` (127.0.0.1:9090); see docs/cli.md.
 
 local DEFAULT_COUNTRY = "84" -- national numbers ("0912...") are Vietnamese
 

@@ -53,7 +53,7 @@ end
 -- The SMS. The code is a template variable, so it only exists in the text.
 sms.template("otp", "Your MyShop code is {{code}}. It expires in 5 minutes. Never share it with anyone.")
 
--- E.164 as the engine reads numbers (README, "Phone numbers"), so that
+-- E.164 as the engine reads numbers (docs/rules.md, "Phone numbers"), so that
 -- "0912 345 678" and "+84912345678" share their limits and their code. Only
 -- valid numbers of assigned ranges get a code (sms.phone: the numbering plan
 -- of the number's country), not one with an extension.

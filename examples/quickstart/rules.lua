@@ -5,6 +5,8 @@ sms.config{
   listen = "127.0.0.1:8080",
   data = "./data",
   api_keys = { sms.env("SMSRULES_DEMO_KEY") or "demo-key" },
+  -- The admin key: reloads (POST /v1/admin/reload) and the console at /console.
+  admin_key = sms.env("ADMIN_KEY") or "demo-admin",
   default_country = "84",
 }
 

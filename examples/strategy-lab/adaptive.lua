@@ -3,14 +3,14 @@
 -- ratio to the message's country over the last 15 minutes drops below
 -- premium's by more than the price difference is worth: then premium goes
 -- first until budget recovers. The figures come from `sms.stats(provider,
--- country)` (README, "Live route quality"), which the engine keeps from its
+-- country)` (docs/delivery.md, "Route quality"), which the engine keeps from its
 -- own attempts and reports, in the daemon and in the simulator alike.
 --
 -- Where sms.stats is missing (an engine older than it) or a provider has too
 -- few reports in the window to judge, the route is the static cheapest-first
 -- one: the strategy never routes on noise.
 --
--- Compare it with the others (see README.md):
+-- Compare it with the others (see README.md beside this file):
 --   smsrules simulate --models models.json --traffic traffic.json \
 --     static.lua cheapest.lua adaptive.lua
 

@@ -6,7 +6,7 @@
 -- late turns into a second send, and a late `delivered` after premium already
 -- sent is a double delivery (the "double-delivery risk" row of the table).
 --
--- Compare it with the others (see README.md):
+-- Compare it with the others (see README.md beside this file):
 --   smsrules simulate --models models.json --traffic traffic.json \
 --     static.lua cheapest.lua adaptive.lua
 

@@ -3,7 +3,7 @@
 -- (an error about the provider, attempts exhausted, an open circuit).
 -- Nothing reacts to delivery reports: an undelivered message stays so.
 --
--- Compare it with the others (see README.md):
+-- Compare it with the others (see README.md beside this file):
 --   smsrules simulate --models models.json --traffic traffic.json \
 --     static.lua cheapest.lua adaptive.lua
 -- Outside the simulator the providers talk to `smsrules mock-provider`

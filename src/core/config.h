@@ -5,7 +5,7 @@
  * type, limits, default, whether a reload changes it in a running daemon or
  * it needs a restart, and its documentation line. The table drives
  * sms.config{} (rules/bindings/lua_sms.c), the defaults, the reload and the
- * key list in README.md (checked by tests/unit/test_config.c).
+ * key list in docs/rules.md and src/rules/bindings/lua_sms.md (checked by tests/unit/test_config.c).
  *
  * Strings are heap-allocated and owned by the config (sr_config_free). */
 #ifndef SR_CONFIG_H
@@ -86,7 +86,7 @@ typedef struct sr_config_key {
     bool live;            /* a reload changes it in a running daemon; else it needs a restart */
     bool secret;          /* never written to the log */
     const char *unit;     /* of an integer: "ms", "s", "bytes", or "" */
-    const char *doc;      /* one line for README.md */
+    const char *doc;      /* one line for the key tables of the docs */
 } sr_config_key;
 
 extern const sr_config_key sr_config_keys[];

@@ -106,7 +106,7 @@ def package_holds_the_binary_config_units_and_docs():
         "/lib/systemd/system/smsrules.service": "-rw-r--r--",
         "/lib/systemd/system/smsrules-mock-provider.service": "-rw-r--r--",
         "/usr/share/doc/smsrules/copyright": "-rw-r--r--",
-        "/usr/share/doc/smsrules/operations.md": "-rw-r--r--",
+        "/usr/share/doc/smsrules/docs/operations.md": "-rw-r--r--",
         "/usr/share/doc/smsrules/examples/quickstart/rules.lua": "-rw-r--r--",
         "/usr/share/doc/smsrules/contrib/prometheus/smsrules-alerts.yml": "-rw-r--r--",
         "/usr/share/doc/smsrules/contrib/grafana/smsrules-dashboard.json": "-rw-r--r--",

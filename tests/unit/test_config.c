@@ -1,6 +1,6 @@
 /* Unit tests for src/core/config.c: the table of sms.config keys — its
  * defaults and limits, the reload (live keys taken, restart keys kept,
- * command-line keys pinned) — and the key tables in README.md and
+ * command-line keys pinned) — and the key tables in docs/rules.md and
  * src/rules/bindings/lua_sms.md, which must be what the table generates. To
  * regenerate them after changing a key:
  * SR_WRITE_README=1 build/tests/test_config readme_lists_every_key */
@@ -141,7 +141,7 @@ TEST(format_hides_secrets) {
     sr_config_free(&c);
 }
 
-/* ---- README.md ---------------------------------------------------------------- */
+/* ---- docs/rules.md ---------------------------------------------------------------- */
 
 static const char readme_begin[] = "<!-- sms.config keys: generated from src/core/config.c, checked by tests/unit/test_config.c -->\n";
 static const char readme_end[] = "<!-- end of sms.config keys -->\n";
@@ -229,6 +229,6 @@ static void config_check_doc(const char *path) {
 }
 
 TEST(readme_lists_every_key) {
-    config_check_doc("README.md");
+    config_check_doc("docs/rules.md");
     config_check_doc("src/rules/bindings/lua_sms.md");
 }

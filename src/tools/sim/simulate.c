@@ -1703,7 +1703,7 @@ static const char usage_simulate[] =
     "      --resolution-ms N  step of the virtual clock (default 10): what falls due within\n"
     "                       one step runs at its end; 1 is exact, larger is faster\n"
     "  -h, --help           this help\n"
-    "See README.md, \"Strategy lab\", for the file formats and every output column.\n";
+    "See docs/strategy-lab.md for the file formats and every output column.\n";
 
 /* What the command line asks for. */
 typedef struct sim_options {
