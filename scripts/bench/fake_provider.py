@@ -139,9 +139,9 @@ class Nginx:
 
     def received(self):
         """Requests nginx answered on /send and /batch: all its requests less our status polls."""
-        self.polls += 1
         with urllib.request.urlopen("http://127.0.0.1:%d/status" % self.port, timeout=10) as r:
             text = r.read().decode()
+        self.polls += 1
         # "Active connections: N \nserver accepts handled requests\n A H R \n..."
         return int(text.splitlines()[2].split()[2]) - self.polls
 

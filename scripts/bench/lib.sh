@@ -304,3 +304,24 @@ wrk_quota_wait() {
     wait "$wrk_pid" || true
     wrk_errors=$(sed -n 's/^[[:space:]]*Socket errors: \(.*\)/\1/p' "$work/wrk.out")
 }
+
+# disk_sync: the median and p90 of 30 fdatasync calls of a 4 KiB write in the
+# work folder (the store's file system): the durable benchmarks wait for such
+# syncs, and on a shared machine their latency moves the rates more than the code.
+disk_sync() {
+    python3 - "$work" <<'PY'
+import os, statistics, sys, time
+path = os.path.join(sys.argv[1], "sync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+ts = []
+for i in range(30):
+    os.pwrite(fd, b"x" * 4096, i * 4096)
+    t = time.perf_counter()
+    os.fdatasync(fd)
+    ts.append(time.perf_counter() - t)
+os.close(fd)
+os.unlink(path)
+ts.sort()
+print("fdatasync %.2f ms median, %.2f ms p90" % (statistics.median(ts) * 1e3, ts[26] * 1e3))
+PY
+}

@@ -45,6 +45,7 @@ if [ -n "$PERF" ]; then
 fi
 
 load_before=$(load)
+sync_before=$(disk_sync)
 fake_start
 
 # ---- 1. smsrules ----
@@ -110,7 +111,7 @@ printf '%s: smsrules: %s messages (1 a request, t=%s c=%s, %s), generic adapter,
 # ---- 2. Kannel ----
 
 if [ "$KANNEL" != 1 ]; then
-    echo "$NAME: Kannel skipped (KANNEL=$KANNEL); load average $load_before before, $(load) after"
+    echo "$NAME: Kannel skipped (KANNEL=$KANNEL); load average $load_before before, $(load) after; disk $sync_before before, $(disk_sync) after"
     exit 0
 fi
 
@@ -211,6 +212,7 @@ printf '%s: kannel %s: %s messages (1 a request, t=%s c=%s), HTTP SMSC generic, 
     "$([ "$KANNEL_STORE" = 1 ] && echo "store file" || echo "no store (memory only)")" \
     "$(secs "$kannel_accept_ms")" "$(rate "$MESSAGES" "$kannel_accept_ms")" "$(secs "$kannel_ms")" "$kannel_rate" \
     "$kannel_cpu" "${ksent:-?}" "${kannel_errors:+; wrk socket errors: $kannel_errors}"
-printf '%s: smsrules %s messages/s (%s µs CPU each) vs kannel %s messages/s (%s µs CPU each): %sx (aim 5x); load average %s before, %s after\n' \
+printf '%s: smsrules %s messages/s (%s µs CPU each) vs kannel %s messages/s (%s µs CPU each): %sx (aim 5x); load average %s before, %s after; disk %s before, %s after\n' \
     "$NAME" "$ours_rate" "$ours_cpu" "$kannel_rate" "$kannel_cpu" \
-    "$(awk -v a="$ours_rate" -v b="$kannel_rate" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')" "$load_before" "$(load)"
+    "$(awk -v a="$ours_rate" -v b="$kannel_rate" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')" "$load_before" "$(load)" \
+    "$sync_before" "$(disk_sync)"
