@@ -89,6 +89,13 @@ cpu_ticks() {
     for p in "$@"; do sed 's/^.*) //' "/proc/$p/stat"; done | awk '{ t += $12 + $13 } END { print t + 0 }'
 }
 
+# loop_ticks PID: the CPU ticks of the process's main thread alone (the daemon's
+# event loop; the rest of cpu_ticks is the store's writer and helper threads).
+loop_ticks() { sed 's/^.*) //' "/proc/$1/task/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# core_pct TICKS MS: TICKS of CPU over MS of wall time, as a percentage of one core.
+core_pct() { awk -v t="$1" -v ms="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (ms > 0) printf "%.0f", t * 1e5 / hz / ms; else print "?" }'; }
+
 # daemon_cpu_ticks: the daemon's user + system CPU time so far, in clock ticks.
 daemon_cpu_ticks() { cpu_ticks "$pid"; }
 

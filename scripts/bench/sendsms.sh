@@ -20,9 +20,11 @@
 #
 # Settings: lib.sh's (THREADS, CONNECTIONS, PIN, BUILD, SMSRULES_BIN);
 # MESSAGES; PROVIDER_CONCURRENCY (requests in flight to the provider: the
-# provider's `concurrency` and Kannel's max-pending-submits, default 16, the
-# daemon's default); KANNEL=0 (skip Kannel); KANNEL_STORE=1; PERF=FILE
-# (record `perf record -g` of the daemon during its run into FILE);
+# provider's `concurrency` and Kannel's max-pending-submits, default 64, as
+# many as the clients: at the daemon's default of 16 each send waits for two
+# synced commits, sending and sent, and the rate is the disk's); KANNEL=0 (skip Kannel); KANNEL_STORE=1; PERF=FILE
+# (record `perf record -g` of the daemon during its run into FILE; PERF_ARGS
+# replaces -g, e.g. "--call-graph dwarf -F 499");
 # STALL (seconds without progress before giving up, default 60).
 # Installs wrk, nginx-light and kannel with apt-get when missing (as root).
 set -eu
@@ -71,13 +73,17 @@ bench_start -c "$work/rules.lua"
 sent_count() { count=$(metric 'smsrules_provider_sent_total{provider="fake"}'); }
 perf_pid=""
 if [ -n "$PERF" ]; then
-    perf record -g -o "$PERF" -p "$pid" >"$work/perf.log" 2>&1 &
+    # shellcheck disable=SC2086 # PERF_ARGS: perf's options, split on spaces
+    perf record ${PERF_ARGS:--g} -o "$PERF" -p "$pid" >"$work/perf.log" 2>&1 &
     perf_pid=$!
     bench_track "$perf_pid"
     # perf writes its header once it attached: wait for it rather than a fixed time.
     wait_until 10 test -s "$PERF" || fail "perf record did not start: $(cat "$work/perf.log")"
 fi
 cpu0=$(daemon_cpu_ticks)
+loop0=$(loop_ticks "$pid")
+commits0=$(metric smsrules_store_commits_total)
+units0=$(metric smsrules_store_units_total)
 fake_count
 fake0=$count
 fake_conns0=$fake_conns
@@ -88,6 +94,9 @@ ours_accept_ms=$((t_sent_all - t0))
 wait_count sent_count "$MESSAGES" "$STALL" || fail "smsrules: $count of $MESSAGES messages sent, no progress for $STALL s ($(metric 'smsrules_http_requests_total{route="/v1/messages",code="202"}') accepted)"
 ours_ms=$((t_reached - t0))
 cpu1=$(daemon_cpu_ticks)
+loop1=$(loop_ticks "$pid")
+commits=$(($(metric smsrules_store_commits_total) - commits0))
+units=$(($(metric smsrules_store_units_total) - units0))
 if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
@@ -103,9 +112,12 @@ bench_stop
 [ "$accepted" -eq "$MESSAGES" ] || fail "smsrules accepted $accepted of $MESSAGES requests"
 ours_rate=$(rate "$MESSAGES" "$ours_ms")
 ours_cpu=$(us_per "$cpu0" "$cpu1" "$MESSAGES")
-printf '%s: smsrules: %s messages (1 a request, t=%s c=%s, %s), generic adapter, provider concurrency %s: accepted in %s s (%s/s), all sent (committed) in %s s: %s messages/s end to end, daemon CPU %s µs/message; the provider saw %s requests on %s connections (%s retried, %s failed)%s\n' \
+printf '%s: smsrules: %s messages (1 a request, t=%s c=%s, %s), generic adapter, provider concurrency %s: accepted in %s s (%s/s), all sent (committed) in %s s: %s messages/s end to end, daemon CPU %s µs/message; the daemon used %s%% of a core (loop thread %s%%, writer and other threads %s%%), %s store units in %s synced commits (%s ms apart); the provider saw %s requests on %s connections (%s retried, %s failed)%s\n' \
     "$NAME" "$MESSAGES" "$THREADS" "$CONNECTIONS" "$pinned" "$PROVIDER_CONCURRENCY" "$(secs "$ours_accept_ms")" \
-    "$(rate "$MESSAGES" "$ours_accept_ms")" "$(secs "$ours_ms")" "$ours_rate" "$ours_cpu" "$ours_provider" \
+    "$(rate "$MESSAGES" "$ours_accept_ms")" "$(secs "$ours_ms")" "$ours_rate" "$ours_cpu" \
+    "$(core_pct $((cpu1 - cpu0)) "$ours_ms")" "$(core_pct $((loop1 - loop0)) "$ours_ms")" \
+    "$(core_pct $((cpu1 - cpu0 - loop1 + loop0)) "$ours_ms")" "$units" "$commits" \
+    "$(awk -v c="$commits" -v ms="$ours_ms" 'BEGIN { printf "%.1f", (c > 0 ? ms / c : 0) }')" "$ours_provider" \
     "$ours_conns" "$retried" "$failed" "${ours_errors:+; wrk socket errors: $ours_errors}"
 
 # ---- 2. Kannel ----
@@ -209,7 +221,7 @@ kannel_cpu=$(us_per "$kcpu0" "$kcpu1" "$MESSAGES")
 kversion=$(dpkg-query -W -f '${Version}' kannel 2>/dev/null || true)
 printf '%s: kannel %s: %s messages (1 a request, t=%s c=%s), HTTP SMSC generic, max-pending-submits %s, %s: accepted in %s s (%s/s), all received by the provider in %s s: %s messages/s end to end, bearerbox + smsbox CPU %s µs/message; Kannel counted %s sent%s\n' \
     "$NAME" "${kversion:-?}" "$MESSAGES" "$THREADS" "$CONNECTIONS" "$PROVIDER_CONCURRENCY" \
-    "$([ "$KANNEL_STORE" = 1 ] && echo "store file" || echo "no store (memory only)")" \
+    "$([ "$KANNEL_STORE" = 1 ] && echo "store file ($(du -sh "$kdir/store" | cut -f1) on disk)" || echo "no store (memory only)")" \
     "$(secs "$kannel_accept_ms")" "$(rate "$MESSAGES" "$kannel_accept_ms")" "$(secs "$kannel_ms")" "$kannel_rate" \
     "$kannel_cpu" "${ksent:-?}" "${kannel_errors:+; wrk socket errors: $kannel_errors}"
 printf '%s: smsrules %s messages/s (%s µs CPU each) vs kannel %s messages/s (%s µs CPU each): %sx (aim 5x); load average %s before, %s after; disk %s before, %s after\n' \
