@@ -17,7 +17,7 @@ Endpoints (any method; the request body is read and dropped):
 Used as a module by outbound.py and queued.py, and from the shell scripts:
   fake_provider.py conf DIR [PORT]  writes DIR/nginx.conf, prints the port
                                     (PORT, checked to be free, else a free one)
-  fake_provider.py port             prints a free loopback port
+  fake_provider.py port [N]         prints N (default 1) distinct free loopback ports
   fake_provider.py free PORT        fails (exit 1, a message) when PORT is busy
 """
 import os
@@ -59,13 +59,23 @@ http {
 """
 
 
+def free_ports(count):
+    """count distinct loopback ports nothing listens on now (the kernel's
+    choice; all held until all are chosen, so none repeats)."""
+    socks = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
 def free_port():
-    """A loopback port nothing listens on now (the kernel's choice)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback port nothing listens on now."""
+    return free_ports(1)[0]
 
 
 def check_free(port, what="fake provider"):
@@ -154,8 +164,8 @@ class Nginx:
 def main(argv):
     if len(argv) >= 3 and argv[1] == "conf":
         print(write_conf(argv[2], int(argv[3]) if len(argv) > 3 and argv[3] else None))
-    elif len(argv) == 2 and argv[1] == "port":
-        print(free_port())
+    elif len(argv) in (2, 3) and argv[1] == "port":
+        print(" ".join(str(p) for p in free_ports(int(argv[2]) if len(argv) == 3 else 1)))
     elif len(argv) == 3 and argv[1] == "free":
         check_free(int(argv[2]), "benchmark")
     else:

@@ -162,16 +162,15 @@ fake_polls=0
 fake_start() {
     bench_need nginx nginx-light
     fake_port=$(python3 "$bench_dir/fake_provider.py" conf "$work/nginx" "${FAKE_PORT:-}") || exit 1
-    : >"$work/nginx/error.log"
     # shellcheck disable=SC2086 # $wrk_pin is a command prefix or empty
-    $wrk_pin nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" >>"$work/nginx/error.log" 2>&1 &
+    $wrk_pin nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" >"$work/nginx/out.log" 2>&1 &
     fake_pid=$!
     bench_track "$fake_pid"
     fake_polls=0
     tries=0
     until fake_count; do
         if ! kill -0 "$fake_pid" 2>/dev/null; then
-            cat "$work/nginx/error.log" >&2
+            cat "$work/nginx/out.log" "$work/nginx/error.log" >&2 2>/dev/null || true
             fail "nginx (the fake provider) exited; port $fake_port busy?"
         fi
         tries=$((tries + 1))
