@@ -127,15 +127,19 @@ if [ "$KANNEL" != 1 ]; then
     exit 0
 fi
 
-kdir="$work/kannel"
-mkdir -p "$kdir/store"
-# Four loopback ports: admin, smsbox link, the HTTP SMSC's own (for MO, unused), sendsms.
-# shellcheck disable=SC2046 # four words
-set -- $(python3 "$bench_dir/fake_provider.py" port 4)
-k_admin=$1 k_box=$2 k_smsc=$3 k_send=$4
-[ "$KANNEL_STORE" = 1 ] && k_store="store-type = file
-store-location = \"$kdir/store/kannel.store\"" || k_store=""
-cat >"$kdir/kannel.conf" <<CONF
+# kannel_conf: writes $kdir/kannel.conf: bearerbox with an HTTP SMSC (generic)
+# sending to the fake provider, smsbox with one sendsms user, on four free
+# loopback ports (admin, smsbox link, the SMSC's own for MO, sendsms).
+kannel_conf() {
+    mkdir -p "$kdir/store"
+    # shellcheck disable=SC2046 # four words
+    set -- $(python3 "$bench_dir/fake_provider.py" port 4)
+    k_admin=$1 k_box=$2 k_smsc=$3 k_send=$4
+    k_store=""
+    if [ "$KANNEL_STORE" = 1 ]; then
+        k_store=$(printf 'store-type = file\nstore-location = "%s"' "$kdir/store/kannel.store")
+    fi
+    cat >"$kdir/kannel.conf" <<CONF
 group = core
 admin-port = $k_admin
 admin-interface = 127.0.0.1
@@ -167,28 +171,39 @@ group = sendsms-user
 username = bench
 password = bench
 CONF
+}
 
-# -v 2: warnings and errors only (the default, debug, would cost more than the work).
-# shellcheck disable=SC2086 # $daemon_pin is a command prefix or empty
-$daemon_pin bearerbox -v 2 "$kdir/kannel.conf" >"$kdir/bearerbox.log" 2>&1 &
-bb_pid=$!
-bench_track "$bb_pid"
+# kstatus: bearerbox's status page (text).
 kstatus() { curl -s --max-time 5 "http://127.0.0.1:$k_admin/status.txt?password=bench"; }
-bb_up() {
-    kill -0 "$bb_pid" 2>/dev/null || { cat "$kdir/bearerbox.log" >&2; fail "bearerbox exited (a port busy?)"; }
-    kstatus | grep -q 'online'
+
+# kannel_start: starts bearerbox, waits until its SMSC is online, then smsbox,
+# waits until it is connected and answers; sets $bb_pid and $sb_pid.
+kannel_start() {
+    # -v 2: warnings and errors only (the default, debug, would cost more than the work).
+    # shellcheck disable=SC2086 # $daemon_pin is a command prefix or empty
+    $daemon_pin bearerbox -v 2 "$kdir/kannel.conf" >"$kdir/bearerbox.log" 2>&1 &
+    bb_pid=$!
+    bench_track "$bb_pid"
+    bb_up() {
+        kill -0 "$bb_pid" 2>/dev/null || { cat "$kdir/bearerbox.log" >&2; fail "bearerbox exited (a port busy?)"; }
+        kstatus | grep -q 'online'
+    }
+    wait_until 30 bb_up || { cat "$kdir/bearerbox.log" >&2; fail "bearerbox's HTTP SMSC did not come online in 30 s"; }
+    # shellcheck disable=SC2086
+    $daemon_pin smsbox -v 2 "$kdir/kannel.conf" >"$kdir/smsbox.log" 2>&1 &
+    sb_pid=$!
+    bench_track "$sb_pid"
+    sb_up() {
+        kill -0 "$sb_pid" 2>/dev/null || { cat "$kdir/smsbox.log" >&2; fail "smsbox exited (a port busy?)"; }
+        kstatus | grep -q 'smsbox:.*on-line' &&
+            [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$k_send/cgi-bin/sendsms")" != 000 ]
+    }
+    wait_until 30 sb_up || { cat "$kdir/smsbox.log" >&2; fail "smsbox did not connect and listen in 30 s"; }
 }
-wait_until 30 bb_up || { cat "$kdir/bearerbox.log" >&2; fail "bearerbox's HTTP SMSC did not come online in 30 s"; }
-# shellcheck disable=SC2086
-$daemon_pin smsbox -v 2 "$kdir/kannel.conf" >"$kdir/smsbox.log" 2>&1 &
-sb_pid=$!
-bench_track "$sb_pid"
-sb_up() {
-    kill -0 "$sb_pid" 2>/dev/null || { cat "$kdir/smsbox.log" >&2; fail "smsbox exited (a port busy?)"; }
-    kstatus | grep -q 'smsbox:.*on-line' &&
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$k_send/cgi-bin/sendsms")" != 000 ]
-}
-wait_until 30 sb_up || { cat "$kdir/smsbox.log" >&2; fail "smsbox did not connect and listen in 30 s"; }
+
+kdir="$work/kannel"
+kannel_conf
+kannel_start
 
 cat >"$work/kannel.lua" <<'LUA'
 function make_request(n, tid)
