@@ -291,8 +291,10 @@ LUA
 }
 
 # wrk_quota_wait SECONDS: waits until every wrk thread sent its share (at most
-# SECONDS), then ends wrk (SIGINT: it prints its figures); sets $t_sent_all
-# (ms). Fails when wrk exits first or the time runs out.
+# SECONDS); sets $t_sent_all (ms). Fails when wrk exits first or the time runs
+# out. wrk keeps its connections open (the last requests may still be in
+# flight, and a server may drop a request whose client has gone) until
+# wrk_quota_end.
 wrk_quota_wait() {
     limit=$(($1 * 100))
     n=0
@@ -306,6 +308,10 @@ wrk_quota_wait() {
         sleep 0.01
     done
     t_sent_all=$(now_ms)
+}
+
+# wrk_quota_end: ends wrk (SIGINT: it prints its figures); sets $wrk_errors.
+wrk_quota_end() {
     kill -INT "$wrk_pid" 2>/dev/null || true
     wait "$wrk_pid" || true
     wrk_errors=$(sed -n 's/^[[:space:]]*Socket errors: \(.*\)/\1/p' "$work/wrk.out")

@@ -93,6 +93,7 @@ wrk_quota_wait 3600
 ours_accept_ms=$((t_sent_all - t0))
 wait_count sent_count "$MESSAGES" "$STALL" || fail "smsrules: $count of $MESSAGES messages sent, no progress for $STALL s ($(metric 'smsrules_http_requests_total{route="/v1/messages",code="202"}') accepted)"
 ours_ms=$((t_reached - t0))
+wrk_quota_end
 cpu1=$(daemon_cpu_ticks)
 loop1=$(loop_ticks "$pid")
 commits=$(($(metric smsrules_store_commits_total) - commits0))
@@ -224,9 +225,14 @@ t0=$(now_ms)
 wrk_quota "http://127.0.0.1:$k_send/cgi-bin/sendsms" "$MESSAGES" "$work/kannel.lua" /
 wrk_quota_wait 3600
 kannel_accept_ms=$((t_sent_all - t0))
-kannel_errors=$wrk_errors
-wait_count provider_count "$MESSAGES" "$STALL" || fail "Kannel: the provider received $count of $MESSAGES, no progress for $STALL s"
+if ! wait_count provider_count "$MESSAGES" "$STALL"; then
+    kstatus | sed -n 's/^SMS: /Kannel: SMS: /p' >&2
+    tail -n 5 "$kdir/bearerbox.log" "$kdir/smsbox.log" >&2
+    fail "Kannel: the provider received $count of $MESSAGES, no progress for $STALL s"
+fi
 kannel_ms=$((t_reached - t0))
+wrk_quota_end
+kannel_errors=$wrk_errors
 kcpu1=$(cpu_ticks "$bb_pid" "$sb_pid")
 ksent=$(kstatus | sed -n 's/^SMS: received .*, sent \([0-9]*\) .*/\1/p')
 kill -KILL "$sb_pid" "$bb_pid" 2>/dev/null || true
