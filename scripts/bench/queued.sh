@@ -1,6 +1,6 @@
 #!/bin/sh
-# Queued memory: 1,000,000 messages behind a provider that is down, and the
-# daemon's peak anonymous memory (see queued.py for the settings).
+# Queued: accepts at 0 and at 1,000,000 messages queued behind a provider that
+# is down, and the daemon's anonymous memory (see queued.py for the settings).
 set -eu
 BUILD=${BUILD:-build}
 export BUILD

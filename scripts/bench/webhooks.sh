@@ -1,21 +1,18 @@
 #!/bin/sh
-# Provider webhooks, 64 keep-alive connections, durable (every answer after
-# the synced commit):
-#  1. delivery reports: MESSAGES messages (default 100,000) are sent to
-#     `smsrules mock-provider` (no report push), their provider ids listed
-#     (GET /v1/messages?status=sent), then wrk posts one DELIVRD report per
-#     request to POST /hooks/mock/status, each for a different message (every
-#     report is a real sent → delivered change, never a duplicate). The rules'
-#     sms.on_status counts statuses in sms.kv. wrk stops when the ids run out
-#     (or after DURATION; the other thread's last few ids then stay unused).
-#     Prints reports/s and p99, and checks that every report matched, that as
-#     many messages are delivered, and the on_status counts.
-#  2. inbound SMS: wrk posts inbound messages with distinct provider ids to
-#     POST /hooks/mock/inbound for DURATION; sms.on_inbound answers each with
-#     sms.reply, which the daemon sends to the mock. Prints messages/s and
-#     p99, and waits until the mock has received every reply.
-# Settings: see lib.sh; MESSAGES (part 1), BATCH (1000). With PIN=1 the mock
-# shares CPU 1 with wrk.
+# Delivery reports, 64 keep-alive connections, durable (every answer after the
+# synced commit): MESSAGES messages (default 100,000) are sent to the fake
+# provider (nginx answering a canned JSON, fake_provider.py; the mock adapter,
+# batches of 100, a distinct provider id per message; no report push), their
+# provider ids listed (GET /v1/messages?status=sent), then wrk posts one
+# DELIVRD report per request to POST /hooks/mock/status, each for a different
+# message (every report is a real sent → delivered change, never a
+# duplicate). The rules' sms.on_status counts statuses in sms.kv. wrk stops
+# when the ids run out (or after DURATION; the other thread's last few ids
+# then stay unused). Prints reports/s, p99 and the daemon's CPU µs per report,
+# and checks that every report matched, that as many messages are delivered,
+# and the on_status counts. Inbound SMS with an auto-reply: inbound.sh.
+# Settings: see lib.sh; MESSAGES, BATCH (1000). With PIN=1 nginx shares CPU 1
+# with wrk.
 set -eu
 NAME=webhooks.sh
 . "$(dirname "$0")/lib.sh"
@@ -23,60 +20,6 @@ NAME=webhooks.sh
 MESSAGES=${MESSAGES:-100000}
 BATCH=${BATCH:-1000}
 KEY=bench-key
-
-mock_pid=""
-webhooks_cleanup() {
-    if [ -n "$mock_pid" ] && kill -0 "$mock_pid" 2>/dev/null; then
-        kill -KILL "$mock_pid" 2>/dev/null || true
-    fi
-    bench_cleanup
-}
-trap webhooks_cleanup EXIT INT TERM
-
-fail() {
-    echo "$NAME: $*" >&2
-    exit 1
-}
-
-# mock_start: starts the mock provider (no delivery reports), sets $mock_port.
-mock_start() {
-    # shellcheck disable=SC2086 # $wrk_pin is a command prefix or empty
-    : >"$work/mock.log"
-    $wrk_pin "$BIN" mock-provider --listen 127.0.0.1:0 2>"$work/mock.log" &
-    mock_pid=$!
-    mock_port=""
-    tries=0
-    while [ -z "$mock_port" ]; do
-        mock_port=$(sed -n 's/.*"msg":"listening".*"port":\([0-9][0-9]*\).*/\1/p' "$work/mock.log" | head -n 1)
-        [ -n "$mock_port" ] && break
-        kill -0 "$mock_pid" 2>/dev/null || { cat "$work/mock.log" >&2; fail "the mock provider exited"; }
-        tries=$((tries + 1))
-        [ "$tries" -gt 500 ] && fail "the mock provider did not start listening within 5 s"
-        sleep 0.01
-    done
-}
-
-# metric NAME{LABELS}: the daemon's value of one series (0 when absent).
-metric() {
-    curl -s "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }'
-}
-
-mock_received() {
-    curl -s "http://127.0.0.1:$mock_port/stats?by_recipient=0" | sed -n 's/.*"received":\([0-9]*\).*/\1/p'
-}
-
-# wait_until SECONDS COMMAND...: polls COMMAND every 0.1 s; 1 when it never succeeded.
-wait_until() {
-    limit=$(($1 * 10))
-    shift
-    n=0
-    until "$@"; do
-        n=$((n + 1))
-        [ "$n" -ge "$limit" ] && return 1
-        sleep 0.1
-    done
-    return 0
-}
 
 # list_pages STATUS: every page of GET /v1/messages?status=STATUS into $work/pages.
 list_pages() {
@@ -92,8 +35,6 @@ list_pages() {
         [ -n "$after" ] || break
     done
 }
-
-now_ms() { date +%s%3N; }
 
 # counts: what the rules' on_status counted (part 1's rules).
 counts() {
@@ -111,13 +52,13 @@ warn_lines() {
     grep -c '"level":"\(warn\|error\)"' "$work/daemon.log" || true
 }
 
-mock_start
-
-# ---- part 1: delivery reports ----
+load_before=$(load)
+sync_before=$(disk_sync)
+fake_start
 
 cat >"$work/rules.lua" <<LUA
 sms.config{ api_keys = { "$KEY" }, default_country = "84" }
-sms.provider("mock", { adapter = "mock", url = "http://127.0.0.1:$mock_port/send", concurrency = 16 })
+sms.provider("mock", { adapter = "mock", url = "http://127.0.0.1:$fake_port/batch", concurrency = 16 })
 LUA
 cat >>"$work/rules.lua" <<'LUA'
 -- Durable: the increment commits in the handler's store unit.
@@ -164,7 +105,7 @@ grep -o '"provider_id":"[^"]*"' "$work/pages" | sed 's/"provider_id":"\(.*\)"/\1
 ids=$(wc -l <"$work/ids")
 [ "$ids" -eq "$total" ] || fail "$total messages sent but $ids provider ids listed"
 t_listed=$(now_ms)
-echo "$NAME: $total messages sent to the mock in $(((t_sent - t0) / 1000)).$(((t_sent - t0) % 1000 / 100)) s, provider ids listed in $(((t_listed - t_sent) / 1000)).$(((t_listed - t_sent) % 1000 / 100)) s" >&2
+echo "$NAME: $total messages sent to the fake provider in $(((t_sent - t0) / 1000)).$(((t_sent - t0) % 1000 / 100)) s, provider ids listed in $(((t_listed - t_sent) / 1000)).$(((t_listed - t_sent) % 1000 / 100)) s" >&2
 
 # One report per request, thread k of THREADS taking every THREADS-th id;
 # when its ids run out, the thread stops and interrupts wrk (SIGINT ends
@@ -240,10 +181,10 @@ delivered=$(grep -o '"history":' "$work/pages" | wc -l)
 reports_warn=$(warn_lines reports)
 bench_stop
 
-printf 'webhooks.sh: POST /hooks/mock/status (DLR sent → delivered, on_status kv.incr, durable) t=%s c=%s (%s): %s reports/s (aim 50000/s: %s%%), p99 %s, daemon CPU %s µs/report, %s answered in %s; %s matched, %s messages delivered (of %s sent), on_status counted %s (duplicate %s, parked %s); %s store units in %s synced commits%s\n' \
+printf 'webhooks.sh: POST /hooks/mock/status (DLR sent → delivered, on_status kv.incr, durable) t=%s c=%s (%s): %s reports/s (aim 50000/s: %s%%), p99 %s, daemon CPU %s µs/report, %s answered in %s; %s matched, %s messages delivered (of %s sent), on_status counted %s (duplicate %s, parked %s); %s store units in %s synced commits; load average %s before, %s after; disk %s before, %s after%s\n' \
     "$THREADS" "$CONNECTIONS" "$pinned" "$reports_rps" "$(awk -v r="$reports_rps" 'BEGIN { printf "%.0f", r / 500 }')" \
     "${reports_p99:-?}" "$reports_cpu" "$reports_answered" "$reports_time" "$matched" "$delivered" "$total" "${on_status:-?}" \
-    "$duplicate" "$parked" "$units" "$commits" "${reports_errors:+, errors: $reports_errors}"
+    "$duplicate" "$parked" "$units" "$commits" "$load_before" "$(load)" "$sync_before" "$(disk_sync)" "${reports_errors:+, errors: $reports_errors}"
 
 problems=""
 [ -n "$reports_errors" ] && problems="$problems wrk errors ($reports_errors);"
@@ -255,71 +196,7 @@ problems=""
 [ "$duplicate" -ne 0 ] || [ "$parked" -ne 0 ] && problems="$problems duplicate or parked reports;"
 [ "$hooks_ok" -lt $((reports_answered - THREADS)) ] && problems="$problems webhooks ok $hooks_ok < answered $reports_answered;"
 [ "$reports_warn" -gt 0 ] && problems="$problems $reports_warn warn/error log lines;"
-
-# ---- part 2: inbound SMS with an auto-reply ----
-
-rm -rf "$work/data"
-curl -s -X POST "http://127.0.0.1:$mock_port/stats/reset" >/dev/null
-cat >"$work/rules.lua" <<LUA
-sms.config{ api_keys = { "$KEY" }, default_country = "84" }
-sms.provider("mock", { adapter = "mock", url = "http://127.0.0.1:$mock_port/send", concurrency = 16 })
-LUA
-cat >>"$work/rules.lua" <<'LUA'
-sms.on_inbound(function(msg)
-  return sms.reply(msg, "Thanks, we got your message. Reply STOP to opt out.")
-end)
-LUA
-cat >"$work/inbound.lua" <<'LUA'
-local count = 0
-function setup(thread)
-  count = count + 1
-  thread:set("tid", count)
-end
-local n = 0
-local headers = { ["Content-Type"] = "application/json" }
-function request()
-  n = n + 1
-  -- Distinct provider ids (never a duplicate) and senders; senders end in 7,
-  -- none of the mock's failure patterns.
-  local body = string.format('{"message_id":"in-%d-%d","from":"+849%07d7","to":"+84900000001",'
-    .. '"text":"Hello, is my order %d on its way?","timestamp":"2026-11-23T10:00:00Z"}',
-    tid, n, ((tid - 1) * 5000000 + n) % 10000000, n)
-  return wrk.format("POST", "/hooks/mock/inbound", headers, body)
-end
-LUA
-
-bench_start -c "$work/rules.lua"
-bench_wrk "http://127.0.0.1:$port/hooks/mock/inbound" -s "$work/inbound.lua"
-inbound_rps=$rps
-inbound_p99=$p99
-inbound_cpu=$cpu_us
-inbound_errors=$errors
-inbound_answered=$(wrk_requests)
-t_end=$(now_ms)
-stored=$(metric smsrules_inbound_total)
-dups=$(metric smsrules_inbound_duplicates_total)
-replied() { [ "$(mock_received)" -ge "$stored" ]; }
-wait_until 300 replied || true
-t_drained=$(now_ms)
-replies=$(mock_received)
-handler_errors=$(metric smsrules_inbound_handler_errors_total)
-inbound_warn=$(warn_lines inbound)
-bench_stop
-kill -TERM "$mock_pid"
-wait "$mock_pid" || true
-mock_pid=""
-
-printf 'webhooks.sh: POST /hooks/mock/inbound (stored, on_inbound sms.reply, durable) t=%s c=%s d=%s (%s): %s messages/s (aim 20000/s: %s%%), p99 %s, daemon CPU %s µs/message, %s answered, %s stored, %s replies received by the mock %s.%s s after the run%s\n' \
-    "$THREADS" "$CONNECTIONS" "$DURATION" "$pinned" "$inbound_rps" "$(awk -v r="$inbound_rps" 'BEGIN { printf "%.0f", r / 200 }')" \
-    "${inbound_p99:-?}" "$inbound_cpu" "$inbound_answered" "$stored" "$replies" "$(((t_drained - t_end) / 1000))" \
-    "$(((t_drained - t_end) % 1000 / 100))" "${inbound_errors:+, errors: $inbound_errors}"
-
-[ -n "$inbound_errors" ] && problems="$problems inbound wrk errors ($inbound_errors);"
-[ "$stored" -lt "$inbound_answered" ] && problems="$problems $inbound_answered inbound answered but $stored stored;"
-[ "$dups" -ne 0 ] && problems="$problems $dups inbound duplicates;"
-[ "$replies" -lt "$stored" ] && problems="$problems $replies replies for $stored inbound;"
-[ "$handler_errors" -ne 0 ] && problems="$problems $handler_errors handler errors;"
-[ "$inbound_warn" -gt 0 ] && problems="$problems $inbound_warn warn/error log lines (inbound);"
+fake_stop
 if [ -n "$problems" ]; then
     echo "$NAME:$problems" >&2
     exit 1
