@@ -507,6 +507,34 @@ typedef struct rs_series {
     sr_route_figures f;
 } rs_series;
 
+/* Fills ps (room for top_n + 2) with the figures of provider p in window w: "all", its top_n countries by
+ * volume, then "other" when it has anything. Returns how many it filled. */
+static int rs_metrics_series(rs_provider *p, int64_t now_ms, int w, int top_n, rs_series *ps) {
+    int count = 0;
+    rs_slot *ranked[SR_ROUTE_STATS_COUNTRIES];
+    int n = rs_ranked(p, now_ms, ranked, top_n);
+    rs_acc all, other;
+    memset(&all, 0, sizeof all);
+    rs_acc_slot(&all, p->all, w, now_ms, 1);
+    rs_figures(&all, &ps[count].f);
+    snprintf(ps[count++].country, sizeof ps->country, "all");
+    /* "other": everything of the provider but its top countries (exact, since "all" counts every event
+     * its countries count). */
+    other = all;
+    for (int k = 0; k < n; k++) {
+        rs_acc one;
+        memset(&one, 0, sizeof one);
+        rs_acc_slot(&one, ranked[k], w, now_ms, 1);
+        rs_figures(&one, &ps[count].f);
+        snprintf(ps[count++].country, sizeof ps->country, "%d", ranked[k]->country);
+        rs_acc_slot(&other, ranked[k], w, now_ms, -1);
+    }
+    rs_figures(&other, &ps[count].f);
+    if (ps[count].f.attempts || ps[count].f.pending || ps[count].f.delivered_ratio >= 0)
+        snprintf(ps[count++].country, sizeof ps->country, "other");
+    return count;
+}
+
 void sr_route_stats_metrics(sr_route_stats *rs, int64_t now_ms, int top_n, sr_buf *out) {
     if (!rs || rs->provider_count == 0) return;
     const int w = 1; /* 15m */
@@ -514,31 +542,8 @@ void sr_route_stats_metrics(sr_route_stats *rs, int64_t now_ms, int top_n, sr_bu
     rs_series *series = calloc((size_t)rs->provider_count * (size_t)(top_n + 2), sizeof *series);
     int *count = calloc((size_t)rs->provider_count, sizeof *count);
     if (!series || !count) abort();
-    for (int i = 0; i < rs->provider_count; i++) {
-        rs_provider *p = rs->providers[i];
-        rs_series *ps = series + (size_t)i * (size_t)(top_n + 2);
-        rs_slot *ranked[SR_ROUTE_STATS_COUNTRIES];
-        int n = rs_ranked(p, now_ms, ranked, top_n);
-        rs_acc all, other;
-        memset(&all, 0, sizeof all);
-        rs_acc_slot(&all, p->all, w, now_ms, 1);
-        rs_figures(&all, &ps[count[i]].f);
-        snprintf(ps[count[i]++].country, sizeof ps->country, "all");
-        /* "other": everything of the provider but its top countries (exact, since "all" counts every event
-         * its countries count). */
-        other = all;
-        for (int k = 0; k < n; k++) {
-            rs_acc one;
-            memset(&one, 0, sizeof one);
-            rs_acc_slot(&one, ranked[k], w, now_ms, 1);
-            rs_figures(&one, &ps[count[i]].f);
-            snprintf(ps[count[i]++].country, sizeof ps->country, "%d", ranked[k]->country);
-            rs_acc_slot(&other, ranked[k], w, now_ms, -1);
-        }
-        rs_figures(&other, &ps[count[i]].f);
-        if (ps[count[i]].f.attempts || ps[count[i]].f.pending || ps[count[i]].f.delivered_ratio >= 0)
-            snprintf(ps[count[i]++].country, sizeof ps->country, "other");
-    }
+    for (int i = 0; i < rs->provider_count; i++)
+        count[i] = rs_metrics_series(rs->providers[i], now_ms, w, top_n, series + (size_t)i * (size_t)(top_n + 2));
     sr_buf_puts(out, "# HELP smsrules_route_delivered_ratio Delivered share of the final delivery reports, per "
                      "provider and destination country (top countries by volume, the rest as other).\n"
                      "# TYPE smsrules_route_delivered_ratio gauge\n");

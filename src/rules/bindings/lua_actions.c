@@ -68,62 +68,64 @@ static int actions_encode(lua_State *L, int idx) {
     return lua_pcall(L, 1, 1, 0);
 }
 
-/* sms.send{to=..., text=..., ...} → id, or nil, "code: message". The same
- * fields as POST /v1/messages. */
-static int l_sms_send(lua_State *L) {
-    sr_invocation *inv = actions_invocation(L, "sms.send");
-    sr_rules *r = sr_rules_from(L);
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    lua_getfield(L, 1, "template");
-    if (!lua_isnil(L, -1)) {
-        /* template + vars → text, then the same path as a plain message. */
-        if (lua_type(L, -1) != LUA_TSTRING) {
-            lua_pushnil(L);
-            lua_pushstring(L, "invalid_type: 'template' must be a template name");
-            return 2;
-        }
-        lua_getfield(L, 1, "text");
-        if (!lua_isnil(L, -1)) {
-            lua_pushnil(L);
-            lua_pushstring(L, "invalid_value: give 'text' or 'template', not both");
-            return 2;
-        }
-        lua_pop(L, 1);
-        lua_getfield(L, 1, "vars"); /* 3 */
-        if (!lua_isnil(L, 3) && !lua_istable(L, 3)) {
-            lua_pushnil(L);
-            lua_pushstring(L, "invalid_type: 'vars' must be a table");
-            return 2;
-        }
-        const char *rendered;
-        size_t rlen;
-        char terr[200];
-        if (sr_lua_render(L, lua_tostring(L, 2), lua_isnil(L, 3) ? 0 : 3, &rendered, &rlen, terr, sizeof terr) != 0) {
-            lua_pushnil(L);
-            lua_pushfstring(L, "template_error: %s", terr);
-            return 2;
-        }
-        /* 4: the text. A shallow copy of the message without template/vars. */
-        lua_newtable(L); /* 5 */
+/* sms.send's template form. Expects the stack to be exactly the message (1) and its template field (2, not
+ * nil). Renders the template with the message's vars and replaces the message by a shallow copy holding the
+ * text instead of template and vars: returns 0 with the stack at just that copy. On a bad template or vars
+ * returns 2 with nil, "code: message" on top (the caller returns them). */
+static int send_apply_template(lua_State *L) {
+    /* template + vars → text, then the same path as a plain message. */
+    if (lua_type(L, -1) != LUA_TSTRING) {
         lua_pushnil(L);
-        while (lua_next(L, 1)) {
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-            if (k && (strcmp(k, "template") == 0 || strcmp(k, "vars") == 0)) {
-                lua_pop(L, 1);
-                continue;
-            }
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_rawset(L, 5);
-        }
-        lua_pushvalue(L, 4);
-        lua_setfield(L, 5, "text");
-        lua_replace(L, 1);
-        lua_settop(L, 1);
-    } else {
-        lua_pop(L, 1);
+        lua_pushstring(L, "invalid_type: 'template' must be a template name");
+        return 2;
     }
+    lua_getfield(L, 1, "text");
+    if (!lua_isnil(L, -1)) {
+        lua_pushnil(L);
+        lua_pushstring(L, "invalid_value: give 'text' or 'template', not both");
+        return 2;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "vars"); /* 3 */
+    if (!lua_isnil(L, 3) && !lua_istable(L, 3)) {
+        lua_pushnil(L);
+        lua_pushstring(L, "invalid_type: 'vars' must be a table");
+        return 2;
+    }
+    const char *rendered;
+    size_t rlen;
+    char terr[200];
+    if (sr_lua_render(L, lua_tostring(L, 2), lua_isnil(L, 3) ? 0 : 3, &rendered, &rlen, terr, sizeof terr) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "template_error: %s", terr);
+        return 2;
+    }
+    /* 4: the text. A shallow copy of the message without template/vars. */
+    lua_newtable(L); /* 5 */
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (k && (strcmp(k, "template") == 0 || strcmp(k, "vars") == 0)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, 5);
+    }
+    lua_pushvalue(L, 4);
+    lua_setfield(L, 5, "text");
+    lua_replace(L, 1);
+    lua_settop(L, 1);
+    return 0;
+}
+
+/* Encodes the message table at index 1 to JSON and parses that as POST /v1/messages does, with every provider
+ * of the route declared. Pushes the JSON text (leave it until the call returns). On success returns 0 and fills
+ * *m (the caller frees it), *idem_copy (the idempotency key in malloc'd memory, or NULL; the caller frees it),
+ * *hash and *now_ms. Otherwise returns 2 with nil, "code: message" on top (the caller returns them) and
+ * nothing to free. Nothing is allocated outside Lua before the last call that can raise. */
+static int send_parse(lua_State *L, sr_rules *r, sr_message *m, char **idem_copy, uint64_t *hash, int64_t *now_ms) {
     if (actions_encode(L, 1) != LUA_OK) {
         lua_pushnil(L);
         lua_pushfstring(L, "invalid_type: the message must hold only strings, numbers and tables (%s)",
@@ -140,33 +142,40 @@ static int l_sms_send(lua_State *L) {
         return 2;
     }
     int64_t now = sr_now_ms();
-    sr_message m;
     const char *idem = NULL;
-    uint64_t hash = 0;
     sr_reasons reasons;
     /* An empty Lua table encodes as {} and an array-like one as [...]: both refused by the parser below. */
-    int rc = sr_submission_parse(doc.root, r->config, NULL, now, "", &m, &idem, &hash, &reasons);
+    int rc = sr_submission_parse(doc.root, r->config, NULL, now, "", m, &idem, hash, &reasons);
     if (rc != 0) {
         sr_json_doc_free(&doc);
         lua_pushnil(L);
         lua_pushfstring(L, "%s: %s", reasons.items[0].key, reasons.items[0].message);
         return 2;
     }
-    for (int i = 0; i < m.route_len; i++) {
-        if (sr_rules_provider(r, m.route[i])) continue;
+    for (int i = 0; i < m->route_len; i++) {
+        if (sr_rules_provider(r, m->route[i])) continue;
         sr_json_doc_free(&doc);
         lua_pushnil(L);
-        lua_pushfstring(L, "unknown_provider: the route names '%s', which the rules do not declare", m.route[i]);
-        sr_message_free(&m);
+        lua_pushfstring(L, "unknown_provider: the route names '%s', which the rules do not declare", m->route[i]);
+        sr_message_free(m);
         return 2;
     }
+    *idem_copy = idem ? strdup(idem) : NULL;
+    sr_json_doc_free(&doc);
+    *now_ms = now;
+    return 0;
+}
+
+/* Adds the parsed message m to the invocation's store unit under a new id, or, when its idempotency key
+ * (idem_copy, may be NULL) already names a message with the same hash, takes that one. Frees m and idem_copy.
+ * Pushes the id and returns 1, or nil, "idempotency_conflict: ..." and returns 2. */
+static int send_store(lua_State *L, sr_invocation *inv, sr_message *m, char *idem_copy, uint64_t hash, int64_t now) {
+    sr_rules *r = sr_rules_from(L);
     char existing[SR_ID_LEN + 1];
     uint64_t existing_hash = 0;
-    char *idem_copy = idem ? strdup(idem) : NULL;
-    sr_json_doc_free(&doc);
     if (idem_copy && sr_store_idempotency_get(sr_rules_store(r), idem_copy, now, existing, &existing_hash) == 0) {
         free(idem_copy);
-        sr_message_free(&m);
+        sr_message_free(m);
         if (existing_hash != hash) {
             lua_pushnil(L);
             lua_pushstring(L, "idempotency_conflict: this idempotency key was used for a different message");
@@ -176,15 +185,36 @@ static int l_sms_send(lua_State *L) {
         lua_pushstring(L, existing);
         return 1;
     }
-    sr_id_new(m.id, now);
+    sr_id_new(m->id, now);
     char id[SR_ID_LEN + 1];
-    memcpy(id, m.id, sizeof id);
-    sr_store_txn_put_message(sr_invocation_unit(inv), &m, idem_copy, hash);
+    memcpy(id, m->id, sizeof id);
+    sr_store_txn_put_message(sr_invocation_unit(inv), m, idem_copy, hash);
     free(idem_copy);
-    sr_message_free(&m);
+    sr_message_free(m);
     sr_invocation_add_id(inv, id);
     lua_pushstring(L, id);
     return 1;
+}
+
+/* sms.send{to=..., text=..., ...} → id, or nil, "code: message". The same
+ * fields as POST /v1/messages. */
+static int l_sms_send(lua_State *L) {
+    sr_invocation *inv = actions_invocation(L, "sms.send");
+    sr_rules *r = sr_rules_from(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "template");
+    if (!lua_isnil(L, -1)) {
+        if (send_apply_template(L) != 0) return 2;
+    } else {
+        lua_pop(L, 1);
+    }
+    sr_message m;
+    char *idem_copy = NULL;
+    uint64_t hash = 0;
+    int64_t now = 0;
+    if (send_parse(L, r, &m, &idem_copy, &hash, &now) != 0) return 2;
+    return send_store(L, inv, &m, idem_copy, hash, now);
 }
 
 /* Normalises the number argument; raises on a bad one. */

@@ -274,42 +274,63 @@ static void http_on_done(const sr_http_client_response *resp, void *ud) {
     sr_invocation_resume(inv, nresults);
 }
 
+/* The invocation sms.http.request runs in; raises when it is called where it cannot wait (at load time, where
+ * it cannot yield, or on a coroutine other than the handler's). Pushes nothing. */
+static sr_invocation *http_check_caller(lua_State *L, sr_rules *r) {
+    sr_invocation *inv = sr_invocation_current(r);
+    if (!inv || !sr_rules_store(r))
+        luaL_error(L, "sms.http.request may only be called from a handler, not while the rules load");
+    if (!lua_isyieldable(L))
+        luaL_error(L, "sms.http.request cannot wait here: it cannot be called from a metamethod, an "
+                      "iterator or a callback of a C function (table.sort, string.gsub)");
+    if (L != sr_invocation_thread(inv))
+        luaL_error(L, "sms.http.request cannot be called from a coroutine the rule created; call it from "
+                      "the handler itself");
+    return inv;
+}
+
+/* Checks the body field (none for HEAD); pushes it (nil or the string, anchoring what it returns) and
+ * returns the bytes, NULL for none. */
+static const char *http_check_body(lua_State *L, const char *method, size_t *body_len) {
+    const char *body = NULL;
+    *body_len = 0;
+    int t = lua_getfield(L, 1, "body");
+    if (t != LUA_TNIL) {
+        if (t != LUA_TSTRING) luaL_argerror(L, 1, "body must be a string");
+        body = lua_tolstring(L, -1, body_len);
+        if (*body_len > HTTP_MAX_REQUEST_BODY) luaL_argerror(L, 1, "body is longer than 8 MiB");
+        if (strcmp(method, "HEAD") == 0) luaL_argerror(L, 1, "body: a HEAD request has no body");
+    }
+    return body;
+}
+
+/* Checks the timeout_ms field; pushes its value (nil or the number) and returns it or the default. */
+static lua_Integer http_check_timeout(lua_State *L) {
+    lua_Integer timeout_ms = HTTP_DEFAULT_TIMEOUT_MS;
+    int t = lua_getfield(L, 1, "timeout_ms");
+    if (t != LUA_TNIL) {
+        int isint = 0;
+        timeout_ms = lua_tointegerx(L, -1, &isint);
+        if (t != LUA_TNUMBER || !isint || timeout_ms < 1 || timeout_ms > HTTP_MAX_TIMEOUT_MS)
+            luaL_argerror(L, 1, "timeout_ms must be an integer from 1 to 60000");
+    }
+    return timeout_ms;
+}
+
 /* sms.http.request{method="GET", url=..., headers={...}, body=..., timeout_ms=...}
  * → status, body, headers (names in lower case) | nil, "message". Yields. */
 static int l_http_request(lua_State *L) {
     sr_rules *r = sr_rules_from(L);
-    sr_invocation *inv = sr_invocation_current(r);
-    if (!inv || !sr_rules_store(r))
-        return luaL_error(L, "sms.http.request may only be called from a handler, not while the rules load");
-    if (!lua_isyieldable(L))
-        return luaL_error(L, "sms.http.request cannot wait here: it cannot be called from a metamethod, an "
-                             "iterator or a callback of a C function (table.sort, string.gsub)");
-    if (L != sr_invocation_thread(inv))
-        return luaL_error(L, "sms.http.request cannot be called from a coroutine the rule created; call it from "
-                             "the handler itself");
+    sr_invocation *inv = http_check_caller(L, r);
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     http_check_fields(L);
     const char *method = http_check_method(L);
     const char *url = http_check_url(L); /* 2 */
     const char **headers = http_check_headers(L); /* 3, 4, 5 */
-    size_t body_len = 0;
-    const char *body = NULL;
-    int t = lua_getfield(L, 1, "body"); /* 6 */
-    if (t != LUA_TNIL) {
-        if (t != LUA_TSTRING) return luaL_argerror(L, 1, "body must be a string");
-        body = lua_tolstring(L, -1, &body_len);
-        if (body_len > HTTP_MAX_REQUEST_BODY) return luaL_argerror(L, 1, "body is longer than 8 MiB");
-        if (strcmp(method, "HEAD") == 0) return luaL_argerror(L, 1, "body: a HEAD request has no body");
-    }
-    lua_Integer timeout_ms = HTTP_DEFAULT_TIMEOUT_MS;
-    t = lua_getfield(L, 1, "timeout_ms"); /* 7 */
-    if (t != LUA_TNIL) {
-        int isint = 0;
-        timeout_ms = lua_tointegerx(L, -1, &isint);
-        if (t != LUA_TNUMBER || !isint || timeout_ms < 1 || timeout_ms > HTTP_MAX_TIMEOUT_MS)
-            return luaL_argerror(L, 1, "timeout_ms must be an integer from 1 to 60000");
-    }
+    size_t body_len;
+    const char *body = http_check_body(L, method, &body_len); /* 6 */
+    lua_Integer timeout_ms = http_check_timeout(L); /* 7 */
     if (!sr_rules_client(r)) return http_push_failure(L, "cancelled", "the daemon is shutting down");
 
     /* Register the wait before anything is allocated outside Lua: this is

@@ -146,62 +146,64 @@ static int provider_builtin_body(lua_State *A) {
     return 0;
 }
 
-static int l_sms_provider(lua_State *L) {
-    sr_rules *r = sr_rules_from(L);
-    const char *name = luaL_checkstring(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    if (!r->loading) return luaL_error(L, "sms.provider may only be called while the rules load");
+/* Raises unless a provider called name may be declared now: while the rules load, a valid name, not yet
+ * declared, room for one more. Pushes nothing. */
+static void provider_check_name(lua_State *L, sr_rules *r, const char *name) {
+    if (!r->loading) luaL_error(L, "sms.provider may only be called while the rules load");
     size_t nlen = strlen(name);
     if (nlen == 0 || nlen > 64 || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != nlen)
-        return luaL_error(L, "sms.provider: name '%s' must be 1-64 letters, digits, '_' or '-'", name);
-    if (sr_rules_provider(r, name)) return luaL_error(L, "sms.provider: '%s' is declared twice", name);
-    if (r->provider_count == SR_MAX_PROVIDERS) return luaL_error(L, "sms.provider: too many providers");
+        luaL_error(L, "sms.provider: name '%s' must be 1-64 letters, digits, '_' or '-'", name);
+    if (sr_rules_provider(r, name)) luaL_error(L, "sms.provider: '%s' is declared twice", name);
+    if (r->provider_count == SR_MAX_PROVIDERS) luaL_error(L, "sms.provider: too many providers");
+}
 
-    lua_getfield(L, 2, "adapter");
-    if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "sms.provider: '%s' needs adapter = \"...\"", name);
-    char adapter_name[72]; /* a copy: the string leaves the stack below */
-    snprintf(adapter_name, sizeof adapter_name, "%s", lua_tostring(L, -1));
-    const char *adapter = adapter_name;
-    provider_adapter_info info;
-    memset(&info, 0, sizeof info);
-    /* A custom adapter (sms.adapter) lives in the rules' state; a built-in
-     * one in the adapters' own, out of the rules' reach. */
+/* Finds the adapter called adapter for provider name (options at index 2) and reads its info. A custom
+ * adapter (sms.adapter) lives in the rules' state; a built-in one in the adapters' own, out of the rules'
+ * reach, where its cfg table is made too (*cfg_ref; LUA_NOREF for a custom one). Returns the adapter's state
+ * and sets *adapter_ref; raises on an unknown adapter. Leaves the stack at the name and the options (2). */
+static lua_State *provider_find_adapter(lua_State *L, sr_rules *r, const char *name, const char *adapter,
+                                        provider_adapter_info *info, int *adapter_ref, int *cfg_ref) {
     lua_State *adapter_L = L;
-    int adapter_ref = LUA_NOREF, cfg_ref = LUA_NOREF;
+    *adapter_ref = LUA_NOREF;
+    *cfg_ref = LUA_NOREF;
     lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.adapters");
     if (lua_istable(L, -1) && lua_getfield(L, -1, adapter) == LUA_TTABLE) {
-        provider_read_info(L, -1, &info);
-        adapter_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        provider_read_info(L, -1, info);
+        *adapter_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     } else {
         lua_State *A = sr_rules_adapter_state(r);
-        if (!A) return luaL_error(L, "sms.provider: the built-in adapters are not available");
-        provider_builtin pb = {.rules_L = L, .adapter = adapter, .name = name, .info = &info};
+        if (!A) luaL_error(L, "sms.provider: the built-in adapters are not available");
+        provider_builtin pb = {.rules_L = L, .adapter = adapter, .name = name, .info = info};
         char err[300];
         lua_settop(L, 2);
-        if (sr_rules_protected(r, A, provider_builtin_body, &pb, err, sizeof err) != 0) return luaL_error(L, "%s", err);
+        if (sr_rules_protected(r, A, provider_builtin_body, &pb, err, sizeof err) != 0) luaL_error(L, "%s", err);
         adapter_L = A;
-        adapter_ref = pb.adapter_ref;
-        cfg_ref = pb.cfg_ref;
+        *adapter_ref = pb.adapter_ref;
+        *cfg_ref = pb.cfg_ref;
     }
     lua_settop(L, 2);
-    if (!info.has_send) return luaL_error(L, "sms.provider: adapter '%s' lacks build_send/parse_send", adapter);
+    return adapter_L;
+}
 
-    /* Unknown options are errors, so typos do not pass silently. */
+/* Unknown options (of the table at index 2) are errors, so typos do not pass silently. Pushes nothing. */
+static void provider_check_options(lua_State *L, const char *name, const provider_adapter_info *info) {
     lua_pushnil(L);
     while (lua_next(L, 2)) {
         lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "sms.provider: option names must be strings");
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "sms.provider: option names must be strings");
         const char *key = lua_tostring(L, -1);
         int known = 0;
         for (int i = 0; provider_common_options[i]; i++)
             if (strcmp(key, provider_common_options[i]) == 0) known = 1;
-        for (int i = 0; i < info.option_count && !known; i++)
-            if (strcmp(key, info.options[i]) == 0) known = 1;
-        if (!known) return luaL_error(L, "sms.provider: '%s': unknown option '%s'", name, key);
+        for (int i = 0; i < info->option_count && !known; i++)
+            if (strcmp(key, info->options[i]) == 0) known = 1;
+        if (!known) luaL_error(L, "sms.provider: '%s': unknown option '%s'", name, key);
     }
+}
 
-    sr_provider *p = &r->providers[r->provider_count];
-    memset(p, 0, sizeof *p);
+/* Reads the limits and poll of p from the options at index 2; raises on a bad one. Pushes nothing. */
+static void provider_read_limits(lua_State *L, sr_provider *p, const char *name, const char *adapter,
+                                 const provider_adapter_info *info) {
     p->rate_per_s = provider_number(L, 2, "rate", 0, 0, 1e6);
     p->burst = provider_number(L, 2, "burst", p->rate_per_s > 0 ? (p->rate_per_s / 10 > 1 ? p->rate_per_s / 10 : 1) : 0,
                                0, 1e6);
@@ -210,11 +212,16 @@ static int l_sms_provider(lua_State *L) {
     p->max_attempts = (int)provider_number(L, 2, "max_attempts", 5, 1, 100);
     p->cost = provider_number(L, 2, "cost", 0, 0, 1e9);
     lua_getfield(L, 2, "poll");
-    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1)) return luaL_error(L, "sms.provider: '%s': poll must be true or false", name);
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1)) luaL_error(L, "sms.provider: '%s': poll must be true or false", name);
     p->poll = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    if (p->poll && !info.has_poll)
-        return luaL_error(L, "sms.provider: '%s': adapter '%s' cannot poll statuses", name, adapter);
+    if (p->poll && !info->has_poll)
+        luaL_error(L, "sms.provider: '%s': adapter '%s' cannot poll statuses", name, adapter);
+}
+
+/* Reads webhook_path_secret and webhook_basic_auth of p (strdup'd into it) from the options at index 2;
+ * raises on a bad one. Pushes nothing. */
+static void provider_read_secrets(lua_State *L, sr_provider *p, const char *name) {
     static const char *const secrets[] = {"webhook_path_secret", "webhook_basic_auth"};
     for (int i = 0; i < 2; i++) {
         lua_getfield(L, 2, secrets[i]);
@@ -223,34 +230,61 @@ static int l_sms_provider(lua_State *L) {
             const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
             if (!v || len < 8 || len > 200 || (i == 0 && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != len)
                 || (i == 1 && !strchr(v, ':')))
-                return luaL_error(L,
-                                  i == 0 ? "sms.provider: '%s': webhook_path_secret must be 8-200 letters, digits, '_' or '-'"
-                                         : "sms.provider: '%s': webhook_basic_auth must be \"user:password\" (8-200 characters)",
-                                  name);
+                luaL_error(L,
+                           i == 0 ? "sms.provider: '%s': webhook_path_secret must be 8-200 letters, digits, '_' or '-'"
+                                  : "sms.provider: '%s': webhook_basic_auth must be \"user:password\" (8-200 characters)",
+                           name);
             char **slot = i == 0 ? &p->webhook_path_secret : &p->webhook_basic_auth;
             *slot = strdup(v);
-            if (!*slot) return luaL_error(L, "out of memory");
+            if (!*slot) luaL_error(L, "out of memory");
         }
         lua_pop(L, 1);
     }
+}
+
+/* The cfg table handed to a custom adapter: a copy of the options (index 2) plus name, in the registry.
+ * Returns its reference; the stack is as before. */
+static int provider_cfg_ref(lua_State *L, const char *name) {
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, -4);
+    }
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static int l_sms_provider(lua_State *L) {
+    sr_rules *r = sr_rules_from(L);
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    provider_check_name(L, r, name);
+
+    lua_getfield(L, 2, "adapter");
+    if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "sms.provider: '%s' needs adapter = \"...\"", name);
+    char adapter_name[72]; /* a copy: the string leaves the stack below */
+    snprintf(adapter_name, sizeof adapter_name, "%s", lua_tostring(L, -1));
+    const char *adapter = adapter_name;
+    provider_adapter_info info;
+    memset(&info, 0, sizeof info);
+    int adapter_ref, cfg_ref;
+    lua_State *adapter_L = provider_find_adapter(L, r, name, adapter, &info, &adapter_ref, &cfg_ref);
+    if (!info.has_send) return luaL_error(L, "sms.provider: adapter '%s' lacks build_send/parse_send", adapter);
+    provider_check_options(L, name, &info);
+
+    sr_provider *p = &r->providers[r->provider_count];
+    memset(p, 0, sizeof *p);
+    provider_read_limits(L, p, name, adapter, &info);
+    provider_read_secrets(L, p, name);
     int adapter_batch = info.batch_size;
     p->batch_size = (int)provider_number(L, 2, "batch_size", adapter_batch, 1, 1000);
     if (p->batch_size > adapter_batch) p->batch_size = adapter_batch;
 
-    /* The cfg table handed to the adapter: a copy of the options plus name
-     * (a built-in adapter's was made in its own state). */
-    if (adapter_L == L) {
-        lua_newtable(L);
-        lua_pushnil(L);
-        while (lua_next(L, 2)) {
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_settable(L, -4);
-        }
-        lua_pushstring(L, name);
-        lua_setfield(L, -2, "name");
-        cfg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
+    /* A built-in adapter's cfg table was made in its own state. */
+    if (adapter_L == L) cfg_ref = provider_cfg_ref(L, name);
     p->L = adapter_L;
     p->cfg_ref = cfg_ref;
     p->adapter_ref = adapter_ref;
