@@ -76,74 +76,79 @@ static int sender_valid(const char *s, size_t len) {
 static const char *const sub_fields[] = {"to",       "text",     "from",    "route", "idempotency_key", "priority",
                                          "validity", "send_at", "tags",  "template", "vars", NULL};
 
-int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submission_templates *templates,
-                        int64_t now_ms, const char *prefix, sr_message *out, const char **idem_key,
-                        uint64_t *body_hash, sr_reasons *reasons) {
-    sr_message_init(out);
-    *idem_key = NULL;
-    *body_hash = 0;
-    reasons->count = 0;
-    if (!obj || obj->type != SR_JSON_OBJECT) {
-        reason_add(reasons, "invalid_type", prefix, "", "a message must be a JSON object%s", NULL);
-        return -1;
-    }
-    for (const sr_json *f = obj->child; f; f = f->next) {
+/* What sr_submission_parse read of one message, between its checks and building the record. */
+typedef struct sub_parse {
+    const sr_json *obj;
+    const char *prefix;
+    sr_reasons *reasons;
+    char e164[SR_PHONE_MAX];
+    const sr_json *text, *tpl, *from, *route, *idem, *tags;
+    sr_json rendered_node; /* the text rendered from the template; text points here then */
+    sr_buf rendered;
+    sr_segments seg;
+    int64_t priority, validity, send_at, send_at_asked;
+} sub_parse;
+
+static void sub_check_fields(sub_parse *ps) {
+    for (const sr_json *f = ps->obj->child; f; f = f->next) {
         int known = 0;
         for (int i = 0; sub_fields[i]; i++)
             if (strcmp(f->key, sub_fields[i]) == 0) known = 1;
-        if (!known) reason_add(reasons, "unknown_field", prefix, f->key, "unknown field '%s'", f->key);
+        if (!known) reason_add(ps->reasons, "unknown_field", ps->prefix, f->key, "unknown field '%s'", f->key);
     }
+}
 
-    /* to */
-    const sr_json *to = sr_json_get(obj, "to");
-    char e164[SR_PHONE_MAX];
+static void sub_read_to(sub_parse *ps, const sr_config *cfg) {
+    const sr_json *to = sr_json_get(ps->obj, "to");
     char why[SR_PHONE_WHY_MAX];
     if (!to) {
-        reason_add(reasons, "missing_field", prefix, "to", "missing field 'to'%s", NULL);
+        reason_add(ps->reasons, "missing_field", ps->prefix, "to", "missing field 'to'%s", NULL);
     } else if (to->type != SR_JSON_STRING) {
-        reason_add(reasons, "invalid_type", prefix, "to", "'to' must be a string%s", NULL);
-    } else if (sr_phone_normalize(to->str, to->len, cfg->default_country, e164, why, sizeof why) != 0) {
-        reason_add_phone(reasons, prefix, to, why);
+        reason_add(ps->reasons, "invalid_type", ps->prefix, "to", "'to' must be a string%s", NULL);
+    } else if (sr_phone_normalize(to->str, to->len, cfg->default_country, ps->e164, why, sizeof why) != 0) {
+        reason_add_phone(ps->reasons, ps->prefix, to, why);
     }
+}
 
-    /* template + vars → the text */
-    const sr_json *text = sr_json_get(obj, "text");
-    const sr_json *tpl = sr_json_get(obj, "template");
-    const sr_json *vars = sr_json_get(obj, "vars");
-    sr_json rendered_node;
-    sr_buf rendered;
-    sr_buf_init(&rendered);
-    if (vars && !tpl) reason_add(reasons, "unknown_field", prefix, "vars", "'vars' needs 'template'%s", NULL);
-    if (tpl) {
-        const struct sr_template *t = NULL;
-        if (text) {
-            reason_add(reasons, "invalid_value", prefix, "template", "give 'text' or 'template', not both%s", NULL);
-        } else if (tpl->type != SR_JSON_STRING) {
-            reason_add(reasons, "invalid_type", prefix, "template", "'template' must be a template name%s", NULL);
-        } else if (vars && vars->type != SR_JSON_OBJECT) {
-            reason_add(reasons, "invalid_type", prefix, "vars", "'vars' must be an object%s", NULL);
-        } else if (!templates || !(t = templates->find(templates->ud, tpl->str))) {
-            reason_add(reasons, "unknown_template", prefix, "template", "no template named '%s'", tpl->str);
+/* template + vars → the text. Returns -1 when a template was named but gave no text (nothing more to check). */
+static int sub_render(sub_parse *ps, const sr_submission_templates *templates) {
+    const sr_json *vars = sr_json_get(ps->obj, "vars");
+    sr_reasons *reasons = ps->reasons;
+    const char *prefix = ps->prefix;
+    ps->text = sr_json_get(ps->obj, "text");
+    ps->tpl = sr_json_get(ps->obj, "template");
+    if (vars && !ps->tpl) reason_add(reasons, "unknown_field", prefix, "vars", "'vars' needs 'template'%s", NULL);
+    if (!ps->tpl) return 0;
+    const struct sr_template *t = NULL;
+    if (ps->text) {
+        reason_add(reasons, "invalid_value", prefix, "template", "give 'text' or 'template', not both%s", NULL);
+    } else if (ps->tpl->type != SR_JSON_STRING) {
+        reason_add(reasons, "invalid_type", prefix, "template", "'template' must be a template name%s", NULL);
+    } else if (vars && vars->type != SR_JSON_OBJECT) {
+        reason_add(reasons, "invalid_type", prefix, "vars", "'vars' must be an object%s", NULL);
+    } else if (!templates || !(t = templates->find(templates->ud, ps->tpl->str))) {
+        reason_add(reasons, "unknown_template", prefix, "template", "no template named '%s'", ps->tpl->str);
+    } else {
+        char err[200];
+        static const sr_json empty = {.type = SR_JSON_OBJECT};
+        if (sr_template_render(t, sr_template_lookup_json, (void *)(vars ? vars : &empty), &ps->rendered, err,
+                               sizeof err) != 0) {
+            reason_add(reasons, "template_error", prefix, "vars", "%s", err);
         } else {
-            char err[200];
-            static const sr_json empty = {.type = SR_JSON_OBJECT};
-            if (sr_template_render(t, sr_template_lookup_json, (void *)(vars ? vars : &empty), &rendered, err,
-                                   sizeof err) != 0) {
-                reason_add(reasons, "template_error", prefix, "vars", "%s", err);
-            } else {
-                memset(&rendered_node, 0, sizeof rendered_node);
-                rendered_node.type = SR_JSON_STRING;
-                rendered_node.str = sr_buf_cstr(&rendered);
-                rendered_node.len = rendered.len;
-                text = &rendered_node;
-            }
-        }
-        if (!text) {
-            sr_buf_free(&rendered);
-            return -1;
+            memset(&ps->rendered_node, 0, sizeof ps->rendered_node);
+            ps->rendered_node.type = SR_JSON_STRING;
+            ps->rendered_node.str = sr_buf_cstr(&ps->rendered);
+            ps->rendered_node.len = ps->rendered.len;
+            ps->text = &ps->rendered_node;
         }
     }
-    sr_segments seg = {0};
+    return ps->text ? 0 : -1;
+}
+
+static void sub_check_text(sub_parse *ps, const sr_config *cfg) {
+    const sr_json *text = ps->text;
+    sr_reasons *reasons = ps->reasons;
+    const char *prefix = ps->prefix;
     if (!text) {
         reason_add(reasons, "missing_field", prefix, "text", "missing field 'text'%s", NULL);
     } else if (text->type != SR_JSON_STRING) {
@@ -152,24 +157,28 @@ int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submi
         reason_add(reasons, "invalid_value", prefix, "text", "'text' must not be empty%s", NULL);
     } else if (memchr(text->str, '\0', text->len)) {
         /* U+0000 is no character an SMS carries, and the text is kept as a C string: refused, never cut short. */
-        reason_add(reasons, "invalid_text", prefix, tpl ? "vars" : "text",
-                   tpl ? "the text rendered from the template holds U+0000 (NUL), which an SMS cannot carry%s"
-                       : "'text' holds U+0000 (NUL), which an SMS cannot carry%s",
+        reason_add(reasons, "invalid_text", prefix, ps->tpl ? "vars" : "text",
+                   ps->tpl ? "the text rendered from the template holds U+0000 (NUL), which an SMS cannot carry%s"
+                           : "'text' holds U+0000 (NUL), which an SMS cannot carry%s",
                    NULL);
-    } else if (text->len > SUB_MAX_TEXT_BYTES || sr_text_segments(text->str, text->len, &seg) != 0) {
+    } else if (text->len > SUB_MAX_TEXT_BYTES || sr_text_segments(text->str, text->len, &ps->seg) != 0) {
         if (text->len > SUB_MAX_TEXT_BYTES) {
             reason_add(reasons, "too_long", prefix, "text", "'text' is longer than 8192 bytes%s", NULL);
         } else {
             reason_add(reasons, "invalid_text", prefix, "text", "'text' is not valid UTF-8%s", NULL);
         }
-    } else if (seg.segments > cfg->max_parts) {
+    } else if (ps->seg.segments > cfg->max_parts) {
         char n[32];
-        snprintf(n, sizeof n, "%d", seg.segments);
+        snprintf(n, sizeof n, "%d", ps->seg.segments);
         reason_add(reasons, "too_long", prefix, "text", "'text' needs %s parts, more than the maximum", n);
     }
+}
 
-    /* from */
-    const sr_json *from = sr_json_get(obj, "from");
+/* from, route, idempotency_key. */
+static void sub_read_addressing(sub_parse *ps) {
+    sr_reasons *reasons = ps->reasons;
+    const char *prefix = ps->prefix;
+    const sr_json *from = ps->from = sr_json_get(ps->obj, "from");
     if (from && from->type != SR_JSON_NULL) {
         if (from->type != SR_JSON_STRING)
             reason_add(reasons, "invalid_type", prefix, "from", "'from' must be a string%s", NULL);
@@ -177,9 +186,7 @@ int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submi
             reason_add(reasons, "invalid_value", prefix, "from",
                        "'from' must be up to 11 letters, digits, spaces or .-_& or up to 15 digits: '%s'", from->str);
     }
-
-    /* route */
-    const sr_json *route = sr_json_get(obj, "route");
+    const sr_json *route = ps->route = sr_json_get(ps->obj, "route");
     if (route && route->type != SR_JSON_NULL) {
         int ok = route->type == SR_JSON_ARRAY && route->count <= SUB_MAX_ROUTE;
         for (const sr_json *p = ok ? route->child : NULL; p; p = p->next)
@@ -188,72 +195,69 @@ int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submi
             reason_add(reasons, "invalid_value", prefix, "route",
                        "'route' must be a list of at most 16 provider names%s", NULL);
     }
-
-    /* idempotency_key */
-    const sr_json *idem = sr_json_get(obj, "idempotency_key");
+    const sr_json *idem = ps->idem = sr_json_get(ps->obj, "idempotency_key");
     if (idem && idem->type != SR_JSON_NULL) {
         if (idem->type != SR_JSON_STRING || idem->len == 0 || idem->len > 256 || memchr(idem->str, 0, idem->len))
             reason_add(reasons, "invalid_value", prefix, "idempotency_key",
                        "'idempotency_key' must be a string of 1 to 256 bytes%s", NULL);
     }
+}
 
-    /* priority */
-    int64_t priority = 0;
-    const sr_json *prio = sr_json_get(obj, "priority");
-    if (prio && prio->type != SR_JSON_NULL && (!sr_json_is_integer(prio, &priority) || priority < 0 || priority > 3))
+/* priority, validity, send_at. */
+static void sub_read_timing(sub_parse *ps, const sr_config *cfg, int64_t now_ms) {
+    sr_reasons *reasons = ps->reasons;
+    const char *prefix = ps->prefix;
+    const sr_json *prio = sr_json_get(ps->obj, "priority");
+    if (prio && prio->type != SR_JSON_NULL &&
+        (!sr_json_is_integer(prio, &ps->priority) || ps->priority < 0 || ps->priority > 3))
         reason_add(reasons, "invalid_value", prefix, "priority", "'priority' must be an integer from 0 to 3%s", NULL);
-
-    /* validity */
-    int64_t validity = cfg->validity_s;
-    const sr_json *val = sr_json_get(obj, "validity");
-    if (val && val->type != SR_JSON_NULL && (!sr_json_is_integer(val, &validity) || validity < 1 || validity > 259200))
+    ps->validity = cfg->validity_s;
+    const sr_json *val = sr_json_get(ps->obj, "validity");
+    if (val && val->type != SR_JSON_NULL &&
+        (!sr_json_is_integer(val, &ps->validity) || ps->validity < 1 || ps->validity > 259200))
         reason_add(reasons, "invalid_value", prefix, "validity",
                    "'validity' must be a number of seconds from 1 to 259200%s", NULL);
-
-    /* send_at */
-    int64_t send_at = 0, send_at_asked = -1;
-    const sr_json *sat = sr_json_get(obj, "send_at");
+    ps->send_at_asked = -1;
+    const sr_json *sat = sr_json_get(ps->obj, "send_at");
     if (sat && sat->type != SR_JSON_NULL) {
-        if (sat->type != SR_JSON_STRING || sr_time_parse_rfc3339(sat->str, sat->len, &send_at) != 0)
+        if (sat->type != SR_JSON_STRING || sr_time_parse_rfc3339(sat->str, sat->len, &ps->send_at) != 0)
             reason_add(reasons, "invalid_value", prefix, "send_at",
                        "'send_at' must be an RFC 3339 time like 2026-01-02T15:04:05Z%s", NULL);
-        else if (send_at > now_ms + SUB_MAX_SEND_AHEAD_MS)
+        else if (ps->send_at > now_ms + SUB_MAX_SEND_AHEAD_MS)
             reason_add(reasons, "invalid_value", prefix, "send_at", "'send_at' is more than a year ahead%s", NULL);
-        send_at_asked = send_at;
-        if (send_at <= now_ms) send_at = 0;
+        ps->send_at_asked = ps->send_at;
+        if (ps->send_at <= now_ms) ps->send_at = 0;
     }
+}
 
-    /* tags */
-    const sr_json *tags = sr_json_get(obj, "tags");
-    if (tags && tags->type != SR_JSON_NULL) {
-        int ok = tags->type == SR_JSON_OBJECT && tags->count <= SUB_MAX_TAGS;
-        for (const sr_json *p = ok ? tags->child : NULL; p; p = p->next)
-            if (p->type != SR_JSON_STRING || p->key_len == 0 || p->key_len > 64 || p->len > 256 ||
-                memchr(p->str, '\0', p->len))
-                ok = 0;
-        if (!ok)
-            reason_add(reasons, "invalid_value", prefix, "tags",
-                       "'tags' must be an object of at most 32 strings (keys up to 64, values up to 256 bytes, "
-                       "without U+0000)%s",
-                       NULL);
-    }
+static void sub_read_tags(sub_parse *ps) {
+    const sr_json *tags = ps->tags = sr_json_get(ps->obj, "tags");
+    if (!tags || tags->type == SR_JSON_NULL) return;
+    int ok = tags->type == SR_JSON_OBJECT && tags->count <= SUB_MAX_TAGS;
+    for (const sr_json *p = ok ? tags->child : NULL; p; p = p->next)
+        if (p->type != SR_JSON_STRING || p->key_len == 0 || p->key_len > 64 || p->len > 256 ||
+            memchr(p->str, '\0', p->len))
+            ok = 0;
+    if (!ok)
+        reason_add(ps->reasons, "invalid_value", ps->prefix, "tags",
+                   "'tags' must be an object of at most 32 strings (keys up to 64, values up to 256 bytes, "
+                   "without U+0000)%s",
+                   NULL);
+}
 
-    if (reasons->count) {
-        sr_buf_free(&rendered);
-        return -1;
-    }
-
-    /* Build the record. */
-    sr_message_set_str(&out->to, e164);
-    sr_message_set_str(&out->text, text->str);
-    if (from && from->type == SR_JSON_STRING) sr_message_set_str(&out->from, from->str);
-    out->segments = seg.segments;
-    out->encoding = (int)seg.encoding;
-    out->priority = (int)priority;
-    out->validity_s = (int)validity;
+/* The record of a message that passed every check. */
+static void sub_build(const sub_parse *ps, int64_t now_ms, sr_message *out, const char **idem_key) {
+    sr_message_set_str(&out->to, ps->e164);
+    sr_message_set_str(&out->text, ps->text->str);
+    if (ps->from && ps->from->type == SR_JSON_STRING) sr_message_set_str(&out->from, ps->from->str);
+    out->segments = ps->seg.segments;
+    out->encoding = (int)ps->seg.encoding;
+    out->priority = (int)ps->priority;
+    out->validity_s = (int)ps->validity;
     out->created_at_ms = now_ms;
-    out->send_at_ms = send_at;
-    out->expires_at_ms = (send_at ? send_at : now_ms) + validity * 1000;
+    out->send_at_ms = ps->send_at;
+    out->expires_at_ms = (ps->send_at ? ps->send_at : now_ms) + ps->validity * 1000;
+    const sr_json *route = ps->route, *tags = ps->tags;
     if (route && route->type == SR_JSON_ARRAY && route->count) {
         out->route = calloc(route->count, sizeof(char *));
         if (!out->route) abort();
@@ -268,12 +272,15 @@ int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submi
             sr_message_set_str(&t->value, p->str);
         }
     }
-    if (idem && idem->type == SR_JSON_STRING) {
-        *idem_key = idem->str;
-        sr_message_set_str(&out->idempotency_key, idem->str);
+    if (ps->idem && ps->idem->type == SR_JSON_STRING) {
+        *idem_key = ps->idem->str;
+        sr_message_set_str(&out->idempotency_key, ps->idem->str);
     }
     sr_message_set_status(out, SR_ST_QUEUED, now_ms);
+}
 
+/* What makes two submissions with one idempotency key the same request. */
+static uint64_t sub_hash(const sr_message *out, const sub_parse *ps) {
     uint64_t h = 14695981039346656037ULL;
     h = hash_str(h, out->to);
     h = hash_str(h, out->text);
@@ -281,15 +288,48 @@ int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submi
     for (int i = 0; i < out->route_len; i++) h = hash_str(h, out->route[i]);
     h = hash_str(h, "");
     h = hash_i64(h, out->priority);
-    h = hash_i64(h, validity);
-    h = hash_i64(h, send_at_asked);
+    h = hash_i64(h, ps->validity);
+    h = hash_i64(h, ps->send_at_asked);
     for (int i = 0; i < out->tag_count; i++) {
         h = hash_str(h, out->tags[i].key);
         h = hash_str(h, out->tags[i].value);
     }
-    *body_hash = h;
-    sr_buf_free(&rendered);
-    return 0;
+    return h;
+}
+
+int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submission_templates *templates,
+                        int64_t now_ms, const char *prefix, sr_message *out, const char **idem_key,
+                        uint64_t *body_hash, sr_reasons *reasons) {
+    sr_message_init(out);
+    *idem_key = NULL;
+    *body_hash = 0;
+    reasons->count = 0;
+    if (!obj || obj->type != SR_JSON_OBJECT) {
+        reason_add(reasons, "invalid_type", prefix, "", "a message must be a JSON object%s", NULL);
+        return -1;
+    }
+    sub_parse ps;
+    memset(&ps, 0, sizeof ps);
+    ps.obj = obj;
+    ps.prefix = prefix;
+    ps.reasons = reasons;
+    sr_buf_init(&ps.rendered);
+    sub_check_fields(&ps);
+    sub_read_to(&ps, cfg);
+    int rc = sub_render(&ps, templates);
+    if (rc == 0) {
+        sub_check_text(&ps, cfg);
+        sub_read_addressing(&ps);
+        sub_read_timing(&ps, cfg, now_ms);
+        sub_read_tags(&ps);
+        rc = reasons->count ? -1 : 0;
+    }
+    if (rc == 0) {
+        sub_build(&ps, now_ms, out, idem_key);
+        *body_hash = sub_hash(out, &ps);
+    }
+    sr_buf_free(&ps.rendered);
+    return rc;
 }
 
 int sr_submission_http_status(const sr_reasons *r) {
