@@ -366,119 +366,150 @@ static void hooks_inbound(sr_api *app, sr_http_request *req, const sr_provider *
 
 /* ---- the handler ---- */
 
-void sr_api_hooks_post(sr_api *app, sr_http_request *req, const char *const *params, int n) {
-    const char *provider = params[0], *kind = params[n - 1], *secret = n == 3 ? params[1] : NULL;
-    sr_provider *p = sr_rules_provider(app->rules, provider);
+/* Whether the webhook may go on to its adapter: it exists, its basic auth matches, its body and its form fields
+ * are within bounds. Answers the request and returns -1 when not. */
+static int hooks_admit(sr_api *app, sr_http_request *req, const sr_provider *p, const char *kind, const char *secret) {
     int is_status = strcmp(kind, "status") == 0, is_inbound = strcmp(kind, "inbound") == 0;
     /* A wrong path secret looks like any unknown path. */
     if (!p || (!is_status && !is_inbound) || (p->webhook_path_secret == NULL) != (secret == NULL)
         || (secret && !sr_crypto_equal(secret, strlen(secret), p->webhook_path_secret, strlen(p->webhook_path_secret)))) {
         if (p && (is_status || is_inbound)) hooks_count(p->name, kind, "not_found");
         sr_http_respond_error(req, 404, "not_found", "no such webhook", NULL);
-        return;
+        return -1;
     }
     if (p->webhook_basic_auth && !hooks_basic_ok(req, p->webhook_basic_auth)) {
         hooks_count(p->name, kind, "unauthorized");
         sr_http_respond_error(req, 401, "unauthorized", "this webhook needs basic auth",
                               "WWW-Authenticate: Basic realm=\"smsrules\"\r\n");
-        return;
+        return -1;
     }
     if (req->body_len > app->config->max_event_bytes) {
         hooks_count(p->name, kind, "too_large");
         sr_http_respond_error(req, 413, "webhook_too_large", "webhook bodies are limited (sms.config max_event_bytes)",
                               NULL);
-        return;
+        return -1;
     }
     if (hooks_too_many_fields(req)) {
         hooks_count(p->name, kind, "bad_request");
         char msg[120];
         snprintf(msg, sizeof msg, "webhooks may carry at most %d form fields", SR_WEBHOOK_MAX_FIELDS);
         sr_http_respond_error(req, 400, "too_many_fields", msg, NULL);
-        return;
+        return -1;
     }
-    /* What the provider called, as it signs it: the public URL when configured. */
-    sr_buf url;
-    sr_buf_init(&url);
+    return 0;
+}
+
+/* What the provider called, as it signs it: the public URL when configured, else http://Host; then the path and
+ * the query. Into url (initialised here, NUL-terminated; the caller frees it). */
+static void hooks_signed_url(sr_api *app, sr_http_request *req, sr_buf *url) {
+    sr_buf_init(url);
     const char *base = app->config->public_url;
     if (base && *base) {
         size_t blen = strlen(base);
         while (blen && base[blen - 1] == '/') blen--;
-        sr_buf_append(&url, base, blen);
+        sr_buf_append(url, base, blen);
     } else {
         size_t hlen = 0;
         const char *host = sr_http_header_get(req, "host", &hlen);
-        sr_buf_puts(&url, "http://");
-        if (host) sr_buf_append(&url, host, hlen);
+        sr_buf_puts(url, "http://");
+        if (host) sr_buf_append(url, host, hlen);
     }
-    sr_buf_puts(&url, req->path);
+    sr_buf_puts(url, req->path);
     if (req->query_len) {
-        sr_buf_putc(&url, '?');
-        sr_buf_append(&url, req->query, req->query_len);
+        sr_buf_putc(url, '?');
+        sr_buf_append(url, req->query, req->query_len);
     }
-    sr_buf_putc(&url, '\0');
-    sr_adapter_header headers[HOOKS_MAX_HEADERS];
+    sr_buf_putc(url, '\0');
+}
+
+/* The webhook as the adapter sees it. Borrows req, url and headers (HOOKS_MAX_HEADERS entries, filled here). */
+static sr_webhook_request hooks_webhook_request(sr_http_request *req, const char *url, sr_adapter_header *headers) {
     int hc = 0;
     for (int i = 0; i < req->header_count && hc < HOOKS_MAX_HEADERS; i++) {
         headers[hc].name = req->headers[i].name;
         headers[hc].value = req->headers[i].value;
         hc++;
     }
-    sr_webhook_request wr = {req->method_name, url.data, req->path, req->query, headers, hc, req->body, req->body_len};
-    sr_rules *rules = app->rules;
+    sr_webhook_request wr = {req->method_name, url, req->path, req->query, headers, hc, req->body, req->body_len};
+    return wr;
+}
+
+/* The adapter's verify: 0 when the signature holds; otherwise answers (401 or 500), nothing stored, and -1. */
+static int hooks_verify(sr_api *app, sr_http_request *req, const sr_provider *p, const char *kind,
+                        const sr_webhook_request *wr) {
     char err[400];
-    int ok = sr_adapter_verify(rules, p, &wr, err, sizeof err);
-    if (ok != 1) {
-        hooks_count(p->name, kind, ok == 0 ? "bad_signature" : "adapter_error");
-        sr_warn("webhook refused", "provider", p->name, "kind", kind, "reason", err);
-        if (ok == 0) sr_http_respond_error(req, 401, "bad_signature", err, NULL);
-        else sr_http_respond_error(req, 500, "adapter_error", "the adapter's verify failed", NULL);
-        sr_buf_free(&url);
+    int ok = sr_adapter_verify(app->rules, p, wr, err, sizeof err);
+    if (ok == 1) return 0;
+    hooks_count(p->name, kind, ok == 0 ? "bad_signature" : "adapter_error");
+    sr_warn("webhook refused", "provider", p->name, "kind", kind, "reason", err);
+    if (ok == 0) sr_http_respond_error(req, 401, "bad_signature", err, NULL);
+    else sr_http_respond_error(req, 500, "adapter_error", "the adapter's verify failed", NULL);
+    return -1;
+}
+
+/* A status webhook: the adapter parses its reports, all are checked, then applied; the answer goes out once
+ * they are stored (hooks_status_done). */
+static void hooks_status_post(sr_api *app, sr_http_request *req, const sr_provider *p, const char *kind,
+                              const sr_webhook_request *wr) {
+    char err[400];
+    sr_webhook_answer ans;
+    sr_report *reps = NULL;
+    int count = 0;
+    if (sr_adapter_parse_status(app->rules, p, wr, &reps, &count, &ans, err, sizeof err) != 0) {
+        hooks_count(p->name, kind, "bad_request");
+        sr_warn("status webhook not understood", "provider", p->name, "error", err);
+        sr_http_respond_error(req, 400, "invalid_webhook", err, NULL);
         return;
     }
-    sr_webhook_answer ans;
-    if (is_status) {
-        sr_report *reps = NULL;
-        int count = 0;
-        if (sr_adapter_parse_status(rules, p, &wr, &reps, &count, &ans, err, sizeof err) != 0) {
-            hooks_count(p->name, kind, "bad_request");
-            sr_warn("status webhook not understood", "provider", p->name, "error", err);
-            sr_http_respond_error(req, 400, "invalid_webhook", err, NULL);
-            sr_buf_free(&url);
-            return;
-        }
-        /* Impossible part numbers ("part 0", "7 of 3", "abc") are refused whole: nothing is applied. */
-        for (int i = 0; i < count; i++) {
-            if (sr_reports_check(&reps[i], err, sizeof err) == 0) continue;
-            hooks_count(p->name, kind, "invalid_report");
-            sr_warn("status webhook: report refused", "provider", p->name, "error", err);
-            sr_reports_apply(app->reports, p->name, reps, count, NULL, NULL); /* counts the refusal */
-            sr_http_respond_error(req, 400, "invalid_report", err, NULL);
-            sr_webhook_answer_free(&ans);
-            sr_buf_free(&url);
-            free(reps);
-            return;
-        }
-        hooks_status_ctx *c = calloc(1, sizeof *c);
-        if (!c) abort();
-        c->req = req;
-        c->ans = ans;
-        snprintf(c->provider, sizeof c->provider, "%s", p->name);
-        sr_buf_free(&url);
-        sr_reports_apply(app->reports, p->name, reps, count, hooks_status_done, c);
+    /* Impossible part numbers ("part 0", "7 of 3", "abc") are refused whole: nothing is applied. */
+    for (int i = 0; i < count; i++) {
+        if (sr_reports_check(&reps[i], err, sizeof err) == 0) continue;
+        hooks_count(p->name, kind, "invalid_report");
+        sr_warn("status webhook: report refused", "provider", p->name, "error", err);
+        sr_reports_apply(app->reports, p->name, reps, count, NULL, NULL); /* counts the refusal */
+        sr_http_respond_error(req, 400, "invalid_report", err, NULL);
+        sr_webhook_answer_free(&ans);
         free(reps);
         return;
     }
+    hooks_status_ctx *c = calloc(1, sizeof *c);
+    if (!c) abort();
+    c->req = req;
+    c->ans = ans;
+    snprintf(c->provider, sizeof c->provider, "%s", p->name);
+    sr_reports_apply(app->reports, p->name, reps, count, hooks_status_done, c);
+    free(reps);
+}
+
+/* An inbound webhook: the adapter parses its messages, hooks_inbound stores them and answers. */
+static void hooks_inbound_post(sr_api *app, sr_http_request *req, const sr_provider *p, const char *kind,
+                               const sr_webhook_request *wr) {
+    char err[400];
+    sr_webhook_answer ans;
     sr_inbound_sms *msgs = NULL;
     int count = 0;
-    if (sr_adapter_parse_inbound(rules, p, &wr, &msgs, &count, &ans, err, sizeof err) != 0) {
+    if (sr_adapter_parse_inbound(app->rules, p, wr, &msgs, &count, &ans, err, sizeof err) != 0) {
         hooks_count(p->name, kind, "bad_request");
         sr_warn("inbound webhook not understood", "provider", p->name, "error", err);
         sr_http_respond_error(req, 400, "invalid_webhook", err, NULL);
-        sr_buf_free(&url);
         return;
     }
-    sr_buf_free(&url);
     hooks_inbound(app, req, p, msgs, count, &ans);
+}
+
+void sr_api_hooks_post(sr_api *app, sr_http_request *req, const char *const *params, int n) {
+    const char *provider = params[0], *kind = params[n - 1], *secret = n == 3 ? params[1] : NULL;
+    sr_provider *p = sr_rules_provider(app->rules, provider);
+    if (hooks_admit(app, req, p, kind, secret) != 0) return;
+    sr_buf url;
+    hooks_signed_url(app, req, &url);
+    sr_adapter_header headers[HOOKS_MAX_HEADERS];
+    sr_webhook_request wr = hooks_webhook_request(req, url.data, headers);
+    if (hooks_verify(app, req, p, kind, &wr) == 0) {
+        if (strcmp(kind, "status") == 0) hooks_status_post(app, req, p, kind, &wr);
+        else hooks_inbound_post(app, req, p, kind, &wr);
+    }
+    sr_buf_free(&url);
 }
 
 /* ---- start: inbound SMS whose handler did not finish ---- */

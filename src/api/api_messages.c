@@ -127,64 +127,73 @@ static void store_error_reason(post_item *it, const char *ref_prefix) {
     }
 }
 
+/* The answer to a single message once its unit is done: the message, or the store's error. Returns the status. */
+static int post_answer_single(post_ctx *ctx, sr_jw *w) {
+    post_item *it = &ctx->items[0];
+    if (it->code == 0 || it->code == SR_E_EXISTS) {
+        sr_jw_object_begin(w);
+        post_item_json(w, it);
+        sr_jw_object_end(w);
+        return it->code == 0 ? 202 : 200;
+    }
+    if (it->code == SR_E_CONFLICT) {
+        error_json(w, "idempotency_conflict", "this idempotency key was used for a different message in the last 24 h");
+        return 409;
+    }
+    if (it->code == SR_E_FULL) {
+        error_json(w, "storage_full", "the store is full; the message was not accepted");
+        return 507;
+    }
+    error_json(w, "storage_error", "the message could not be stored");
+    return 500;
+}
+
+/* One member of a batch's "result": REJECTED with its reasons (a store failure becomes one), or OK with the
+ * message. Counts what it saw into *accepted, *full and *failed. */
+static void post_batch_item_json(sr_jw *w, post_item *it, int index, int *accepted, int *full, int *failed) {
+    if (!it->rejected && it->code != 0 && it->code != SR_E_EXISTS) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "messages[%d].", index);
+        if (it->code == SR_E_FULL) (*full)++;
+        else if (it->code != SR_E_CONFLICT) (*failed)++;
+        store_error_reason(it, prefix);
+    }
+    sr_jw_object_begin(w);
+    if (it->rejected) {
+        sr_jw_field_str(w, "code", "REJECTED");
+        sr_jw_key(w, "reasons");
+        reasons_json(w, &it->reasons);
+    } else {
+        (*accepted)++;
+        sr_jw_field_str(w, "code", "OK");
+        post_item_json(w, it);
+        if (it->code == SR_E_EXISTS) sr_jw_field_bool(w, "duplicate", true);
+    }
+    sr_jw_object_end(w);
+}
+
+/* The answer to a batch once all its units are done: {"result": [...]}. Returns the status. */
+static int post_answer_batch(post_ctx *ctx, sr_jw *w) {
+    int accepted = 0, full = 0, failed = 0;
+    sr_jw_object_begin(w);
+    sr_jw_key(w, "result");
+    sr_jw_array_begin(w);
+    for (int i = 0; i < ctx->count; i++) post_batch_item_json(w, &ctx->items[i], i, &accepted, &full, &failed);
+    sr_jw_array_end(w);
+    sr_jw_object_end(w);
+    /* None accepted: a full store is 507 and any other store failure 500, so a client
+     * sends the batch again later; 422 (do not resend) only when the messages themselves
+     * were refused. */
+    return accepted ? 202 : full ? 507 : failed ? 500 : 422;
+}
+
+/* Answers the request and frees ctx. */
 static void post_finish(post_ctx *ctx) {
     sr_buf body;
     sr_buf_init(&body);
     sr_jw w;
     sr_jw_init(&w, &body);
-    int status;
-    if (!ctx->batch) {
-        post_item *it = &ctx->items[0];
-        if (it->code == 0 || it->code == SR_E_EXISTS) {
-            status = it->code == 0 ? 202 : 200;
-            sr_jw_object_begin(&w);
-            post_item_json(&w, it);
-            sr_jw_object_end(&w);
-        } else if (it->code == SR_E_CONFLICT) {
-            status = 409;
-            error_json(&w, "idempotency_conflict",
-                       "this idempotency key was used for a different message in the last 24 h");
-        } else if (it->code == SR_E_FULL) {
-            status = 507;
-            error_json(&w, "storage_full", "the store is full; the message was not accepted");
-        } else {
-            status = 500;
-            error_json(&w, "storage_error", "the message could not be stored");
-        }
-    } else {
-        int accepted = 0, full = 0, failed = 0;
-        sr_jw_object_begin(&w);
-        sr_jw_key(&w, "result");
-        sr_jw_array_begin(&w);
-        for (int i = 0; i < ctx->count; i++) {
-            post_item *it = &ctx->items[i];
-            if (!it->rejected && it->code != 0 && it->code != SR_E_EXISTS) {
-                char prefix[32];
-                snprintf(prefix, sizeof prefix, "messages[%d].", i);
-                if (it->code == SR_E_FULL) full++;
-                else if (it->code != SR_E_CONFLICT) failed++;
-                store_error_reason(it, prefix);
-            }
-            sr_jw_object_begin(&w);
-            if (it->rejected) {
-                sr_jw_field_str(&w, "code", "REJECTED");
-                sr_jw_key(&w, "reasons");
-                reasons_json(&w, &it->reasons);
-            } else {
-                accepted++;
-                sr_jw_field_str(&w, "code", "OK");
-                post_item_json(&w, it);
-                if (it->code == SR_E_EXISTS) sr_jw_field_bool(&w, "duplicate", true);
-            }
-            sr_jw_object_end(&w);
-        }
-        sr_jw_array_end(&w);
-        sr_jw_object_end(&w);
-        /* None accepted: a full store is 507 and any other store failure 500, so a client
-         * sends the batch again later; 422 (do not resend) only when the messages themselves
-         * were refused. */
-        status = accepted ? 202 : full ? 507 : failed ? 500 : 422;
-    }
+    int status = ctx->batch ? post_answer_batch(ctx, &w) : post_answer_single(ctx, &w);
     sr_http_respond(ctx->req, status, "application/json", body.data, body.len, NULL);
     sr_buf_free(&body);
     free(ctx->items);
@@ -222,92 +231,99 @@ static void post_unit_done(sr_store_txn *t, void *ud) {
     if (--ctx->pending == 0) post_finish(ctx);
 }
 
-void sr_api_messages_post(sr_api *app, sr_http_request *req, const char *const *params, int n) {
-    if (!sr_api_require_key(app, req)) return;
-    sr_json_doc doc;
-    memset(&doc, 0, sizeof doc);
+/* A batch's shape: 'messages' alone in the body, a non-empty list of at most API_MAX_BATCH. Answers the request
+ * and returns -1 when it is wrong. */
+static int post_check_batch(sr_http_request *req, const sr_json *root, const sr_json *list) {
+    if (root->count != 1) {
+        for (const sr_json *f = root->child; f; f = f->next) {
+            if (strcmp(f->key, "messages") == 0) continue;
+            char msg[200];
+            snprintf(msg, sizeof msg, "unknown field '%.64s' next to 'messages'", f->key);
+            sr_http_respond_error(req, 400, "unknown_field", msg, NULL);
+            return -1;
+        }
+    }
+    if (list->type != SR_JSON_ARRAY || list->count == 0) {
+        sr_http_respond_error(req, 400, "invalid_type", "'messages' must be a non-empty list of messages", NULL);
+        return -1;
+    }
+    if (list->count > API_MAX_BATCH) {
+        sr_http_respond_error(req, 422, "too_many_messages", "a batch holds at most 1000 messages", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Parses the body: one message object, or {"messages": [...]}. Returns 0 with doc owning the tree (the caller
+ * frees it) and *list the batch's list (NULL for one message); otherwise answers the request, frees doc and
+ * returns -1. */
+static int post_parse_body(sr_http_request *req, sr_json_doc *doc, const sr_json **list) {
+    memset(doc, 0, sizeof *doc);
     char err[160];
-    if (sr_json_parse(&doc, req->body, req->body_len, err, sizeof err) != 0) {
+    if (sr_json_parse(doc, req->body, req->body_len, err, sizeof err) != 0) {
         char msg[220];
         snprintf(msg, sizeof msg, "request body is not valid JSON: %s", err);
         sr_http_respond_error(req, 400, "invalid_json", msg, NULL);
-        sr_json_doc_free(&doc);
-        return;
+        sr_json_doc_free(doc);
+        return -1;
     }
-    const sr_json *root = doc.root;
+    const sr_json *root = doc->root;
     if (root->type != SR_JSON_OBJECT) {
         sr_http_respond_error(req, 400, "invalid_json", "request body must be a JSON object", NULL);
-        sr_json_doc_free(&doc);
-        return;
+        sr_json_doc_free(doc);
+        return -1;
     }
-    const sr_json *list = sr_json_get(root, "messages");
-    int batch = list != NULL;
-    if (batch) {
-        if (root->count != 1) {
-            for (const sr_json *f = root->child; f; f = f->next) {
-                if (strcmp(f->key, "messages") == 0) continue;
-                char msg[200];
-                snprintf(msg, sizeof msg, "unknown field '%.64s' next to 'messages'", f->key);
-                sr_http_respond_error(req, 400, "unknown_field", msg, NULL);
-                sr_json_doc_free(&doc);
-                return;
-            }
-        }
-        if (list->type != SR_JSON_ARRAY || list->count == 0) {
-            sr_http_respond_error(req, 400, "invalid_type", "'messages' must be a non-empty list of messages", NULL);
-            sr_json_doc_free(&doc);
-            return;
-        }
-        if (list->count > API_MAX_BATCH) {
-            sr_http_respond_error(req, 422, "too_many_messages", "a batch holds at most 1000 messages", NULL);
-            sr_json_doc_free(&doc);
-            return;
-        }
+    *list = sr_json_get(root, "messages");
+    if (*list && post_check_batch(req, root, *list) != 0) {
+        sr_json_doc_free(doc);
+        return -1;
     }
+    return 0;
+}
 
-    post_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx) abort();
-    ctx->app = app;
-    ctx->req = req;
-    ctx->batch = batch;
-    ctx->count = batch ? (int)list->count : 1;
-    ctx->items = calloc((size_t)ctx->count, sizeof(post_item));
-    if (!ctx->items) abort();
+/* Validates one message into *m (the caller frees it). Returns 0 when it is valid; otherwise marks the item
+ * rejected with its reasons and returns -1 (nothing to free then). */
+static int post_validate(sr_api *app, const sr_json *entry, const sr_submission_templates *templates, int64_t now,
+                         const char *prefix, post_item *it, sr_message *m, const char **idem, uint64_t *hash) {
+    if (sr_submission_parse(entry, app->config, templates, now, prefix, m, idem, hash, &it->reasons) != 0) {
+        it->rejected = 1;
+        return -1;
+    }
+    /* A route naming a provider the rules do not declare would only fail
+     * later: refuse it now, naming it. */
+    for (int r = 0; r < m->route_len && app->rules; r++) {
+        if (sr_rules_provider(app->rules, m->route[r])) continue;
+        sr_reason *x = &it->reasons.items[0];
+        it->reasons.count = 1;
+        x->key = "unknown_provider";
+        snprintf(x->ref, sizeof x->ref, "%sroute", prefix);
+        snprintf(x->message, sizeof x->message, "the route names '%.64s', which the rules do not declare",
+                 m->route[r]);
+        it->rejected = 1;
+        break;
+    }
+    if (it->rejected) {
+        sr_message_free(m);
+        return -1;
+    }
+    return 0;
+}
 
+/* Validates every message (entry: the first) and makes a store unit for each valid one, not submitted yet: into
+ * units, with its done callback's argument in unit_ud. Returns how many units it made. */
+static int post_prepare_units(post_ctx *ctx, const sr_json *entry, sr_store_txn **units, post_unit **unit_ud) {
+    sr_api *app = ctx->app;
     int64_t now = sr_now_ms();
     sr_submission_templates templates = {api_find_template, app->rules};
-    const sr_json *entry = batch ? list->child : root;
-    sr_store_txn *units[API_MAX_BATCH];
-    post_unit *unit_ud[API_MAX_BATCH];
     int unit_count = 0;
-    for (int i = 0; i < ctx->count; i++, entry = batch ? entry->next : NULL) {
+    for (int i = 0; i < ctx->count; i++, entry = ctx->batch ? entry->next : NULL) {
         post_item *it = &ctx->items[i];
         char prefix[32] = "";
-        if (batch) snprintf(prefix, sizeof prefix, "messages[%d].", i);
+        if (ctx->batch) snprintf(prefix, sizeof prefix, "messages[%d].", i);
         sr_message m;
         const char *idem = NULL;
         uint64_t hash = 0;
-        if (sr_submission_parse(entry, app->config, &templates, now, prefix, &m, &idem, &hash, &it->reasons) != 0) {
-            it->rejected = 1;
-            continue;
-        }
-        /* A route naming a provider the rules do not declare would only fail
-         * later: refuse it now, naming it. */
-        for (int r = 0; r < m.route_len && app->rules; r++) {
-            if (sr_rules_provider(app->rules, m.route[r])) continue;
-            sr_reason *x = &it->reasons.items[0];
-            it->reasons.count = 1;
-            x->key = "unknown_provider";
-            snprintf(x->ref, sizeof x->ref, "%sroute", prefix);
-            snprintf(x->message, sizeof x->message, "the route names '%.64s', which the rules do not declare",
-                     m.route[r]);
-            it->rejected = 1;
-            break;
-        }
-        if (it->rejected) {
-            sr_message_free(&m);
-            continue;
-        }
+        if (post_validate(app, entry, &templates, now, prefix, it, &m, &idem, &hash) != 0) continue;
         it->status = m.status;
         it->segments = m.segments;
         it->encoding = m.encoding;
@@ -322,27 +338,55 @@ void sr_api_messages_post(sr_api *app, sr_http_request *req, const char *const *
         unit_ud[unit_count] = u;
         unit_count++;
     }
+    return unit_count;
+}
+
+/* A single message that was refused: {"error": {code, message, reasons}} with the status of its reasons. Frees
+ * ctx. */
+static void post_answer_rejected(post_ctx *ctx) {
+    const sr_reasons *r = &ctx->items[0].reasons;
+    sr_buf body;
+    sr_buf_init(&body);
+    sr_jw w;
+    sr_jw_init(&w, &body);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "error");
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "code", r->items[0].key);
+    sr_jw_field_str(&w, "message", r->items[0].message);
+    sr_jw_key(&w, "reasons");
+    reasons_json(&w, r);
+    sr_jw_object_end(&w);
+    sr_jw_object_end(&w);
+    sr_http_respond(ctx->req, sr_submission_http_status(r), "application/json", body.data, body.len, NULL);
+    sr_buf_free(&body);
+    free(ctx->items);
+    free(ctx);
+}
+
+void sr_api_messages_post(sr_api *app, sr_http_request *req, const char *const *params, int n) {
+    if (!sr_api_require_key(app, req)) return;
+    sr_json_doc doc;
+    const sr_json *list = NULL;
+    if (post_parse_body(req, &doc, &list) != 0) return;
+    int batch = list != NULL;
+
+    post_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) abort();
+    ctx->app = app;
+    ctx->req = req;
+    ctx->batch = batch;
+    ctx->count = batch ? (int)list->count : 1;
+    ctx->items = calloc((size_t)ctx->count, sizeof(post_item));
+    if (!ctx->items) abort();
+
+    sr_store_txn *units[API_MAX_BATCH];
+    post_unit *unit_ud[API_MAX_BATCH];
+    int unit_count = post_prepare_units(ctx, batch ? list->child : doc.root, units, unit_ud);
     sr_json_doc_free(&doc);
 
     if (!batch && ctx->items[0].rejected) {
-        const sr_reasons *r = &ctx->items[0].reasons;
-        sr_buf body;
-        sr_buf_init(&body);
-        sr_jw w;
-        sr_jw_init(&w, &body);
-        sr_jw_object_begin(&w);
-        sr_jw_key(&w, "error");
-        sr_jw_object_begin(&w);
-        sr_jw_field_str(&w, "code", r->items[0].key);
-        sr_jw_field_str(&w, "message", r->items[0].message);
-        sr_jw_key(&w, "reasons");
-        reasons_json(&w, r);
-        sr_jw_object_end(&w);
-        sr_jw_object_end(&w);
-        sr_http_respond(req, sr_submission_http_status(r), "application/json", body.data, body.len, NULL);
-        sr_buf_free(&body);
-        free(ctx->items);
-        free(ctx);
+        post_answer_rejected(ctx);
         return;
     }
     if (unit_count == 0) {
