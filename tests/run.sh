@@ -10,6 +10,7 @@ trap 'rm -f "$out"' EXIT
 # The source tree's boundaries: includes point downwards, no import cycle.
 python3 scripts/check-layers.py 2>&1 | tee -a "$out"
 python3 scripts/check-docs.py 2>&1 | tee -a "$out"
+python3 scripts/check-functions.py 2>&1 | tee -a "$out"
 
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue

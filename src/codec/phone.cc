@@ -127,6 +127,59 @@ const char *phone_type_name(PhoneNumberUtil::PhoneNumberType t) {
     }
 }
 
+// What any number's text must be before libphonenumber reads it; *letters
+// says whether it has letters (allowed only to mark an extension).
+static int phone_check_text(const char *in, size_t len, bool *letters, char *why, size_t why_size) {
+    if (len > kMaxInput) {
+        phone_why(why, why_size, "longer than %zu bytes", kMaxInput);
+        return -1;
+    }
+    if (len && memchr(in, '\0', len)) {
+        phone_why(why, why_size, "contains a NUL byte");
+        return -1;
+    }
+    if (!sr_utf8_valid(in, len)) {
+        phone_why(why, why_size, "not valid UTF-8");
+        return -1;
+    }
+    bool started = false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c < 0x20 || c == 0x7F) {
+            phone_why(why, why_size, "contains control characters");
+            return -1;
+        }
+        if (isalpha(c)) *letters = true;
+        // libphonenumber skips what precedes a '+'; a '+' after anything but
+        // spaces means the text is not one number.
+        if (c == '+' && started) {
+            phone_why(why, why_size, "'+' is allowed only at the start");
+            return -1;
+        }
+        if (c != ' ') started = true;
+    }
+    return 0;
+}
+
+// Why libphonenumber refused the text, in words (assumed_plus: we put the '+' there).
+static void phone_parse_error(PhoneNumberUtil::ErrorType err, bool assumed_plus, char *why, size_t why_size) {
+    switch (err) {
+    case PhoneNumberUtil::INVALID_COUNTRY_CODE_ERROR:
+        if (assumed_plus)
+            phone_why(why, why_size,
+                      "no country calling code (\"+CC...\") and no default_country "
+                      "to read it with");
+        else phone_why(why, why_size, "no known country calling code after '+'");
+        return;
+    case PhoneNumberUtil::TOO_SHORT_AFTER_IDD:
+        phone_why(why, why_size, "too short after the international prefix");
+        return;
+    case PhoneNumberUtil::TOO_SHORT_NSN: phone_why(why, why_size, "too short"); return;
+    case PhoneNumberUtil::TOO_LONG_NSN: phone_why(why, why_size, "too long"); return;
+    default: phone_why(why, why_size, "not a phone number"); return;
+    }
+}
+
 // Reads in[0..len) into num. *explicit_code says whether the input named its
 // calling code itself ('+' or an international dialling prefix), as opposed
 // to the default country's code or a '+' we assumed.
@@ -134,34 +187,8 @@ int phone_read(const char *in, size_t len, const phone_country &country, PhoneNu
                char *why, size_t why_size) {
     *explicit_code = false;
     if (!in && len) len = 0;
-    if (len > kMaxInput) {
-        phone_why(why, why_size, "longer than %zu bytes", kMaxInput);
-        return -EINVAL;
-    }
-    if (len && memchr(in, '\0', len)) {
-        phone_why(why, why_size, "contains a NUL byte");
-        return -EINVAL;
-    }
-    if (!sr_utf8_valid(in, len)) {
-        phone_why(why, why_size, "not valid UTF-8");
-        return -EINVAL;
-    }
-    bool letters = false, started = false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (c < 0x20 || c == 0x7F) {
-            phone_why(why, why_size, "contains control characters");
-            return -EINVAL;
-        }
-        if (isalpha(c)) letters = true;
-        // libphonenumber skips what precedes a '+'; a '+' after anything but
-        // spaces means the text is not one number.
-        if (c == '+' && started) {
-            phone_why(why, why_size, "'+' is allowed only at the start");
-            return -EINVAL;
-        }
-        if (c != ' ') started = true;
-    }
+    bool letters = false;
+    if (phone_check_text(in, len, &letters, why, why_size) != 0) return -EINVAL;
     std::string s(in ? in : "", len);
     size_t start = s.find_first_not_of(" \t");
     bool assumed_plus = false;
@@ -176,21 +203,9 @@ int phone_read(const char *in, size_t len, const phone_country &country, PhoneNu
         assumed_plus = true;
     }
     PhoneNumberUtil::ErrorType err = phone_util()->ParseAndKeepRawInput(s, country.region, num);
-    switch (err) {
-    case PhoneNumberUtil::NO_PARSING_ERROR: break;
-    case PhoneNumberUtil::INVALID_COUNTRY_CODE_ERROR:
-        if (assumed_plus)
-            phone_why(why, why_size,
-                      "no country calling code (\"+CC...\") and no default_country "
-                      "to read it with");
-        else phone_why(why, why_size, "no known country calling code after '+'");
+    if (err != PhoneNumberUtil::NO_PARSING_ERROR) {
+        phone_parse_error(err, assumed_plus, why, why_size);
         return -EINVAL;
-    case PhoneNumberUtil::TOO_SHORT_AFTER_IDD:
-        phone_why(why, why_size, "too short after the international prefix");
-        return -EINVAL;
-    case PhoneNumberUtil::TOO_SHORT_NSN: phone_why(why, why_size, "too short"); return -EINVAL;
-    case PhoneNumberUtil::TOO_LONG_NSN: phone_why(why, why_size, "too long"); return -EINVAL;
-    default: phone_why(why, why_size, "not a phone number"); return -EINVAL;
     }
     // libphonenumber reads letters as a keypad ("1-800-FLOWERS"); a number
     // to send to is digits, with letters only to mark an extension.

@@ -216,7 +216,11 @@ static int template_intern_var(template_builder *b, const char *name, size_t len
 }
 
 /* Parses the placeholder whose "{{" is at src[open] and adds it as a var
- * part. Returns 0 and the offset just past its "}}" in *next, or -1 with err. */
+ * part. Returns 0 and the offset just past its "}}" in *next, or -1 with err.
+ * long: one left-to-right scan of the placeholder's grammar (spaces, path
+ * segments, indexes, the closing braces), each branch with the error it owes;
+ * cut apart, the position and the segment state would travel through every
+ * piece. */
 static int template_parse_placeholder(template_builder *b, const char *src, size_t len, size_t open,
                                       size_t *next, char *err, size_t errlen) {
     char what[16];

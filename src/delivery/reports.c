@@ -1433,22 +1433,8 @@ static void reports_tick(uv_timer_t *timer) {
     }
 }
 
-int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, sr_rate_lanes *rates, sr_rules *rules,
-                     sr_http_client *client, const sr_config *config) {
-    sr_reports *R = calloc(1, sizeof *R);
-    if (!R) return -1;
-    R->loop = loop;
-    R->store = store;
-    R->rates = rates;
-    R->rules = rules;
-    R->client = client;
-    R->config = config;
-    R->provider_id_sub = (sr_store_subscriber){.kind = SR_STORE_EV_PROVIDER_ID, .fn = reports_on_provider_id, .ud = R};
-    sr_store_subscribe(store, &R->provider_id_sub);
-    R->timer = calloc(1, sizeof *R->timer);
-    if (!R->timer) abort();
-    uv_timer_init(loop, R->timer);
-    R->timer->data = R;
+/* The reports' metric series, registered once at start. */
+static void reports_metrics(sr_reports *R) {
     R->m_matched = sr_metric_counter("smsrules_dlr_reports_total", "Delivery reports received, by result.",
                                      "result=\"matched\"");
     R->m_duplicate = sr_metric_counter("smsrules_dlr_reports_total", "Delivery reports received, by result.",
@@ -1486,6 +1472,25 @@ int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, sr_rate
         sr_metric_gauge("smsrules_dlr_parked", "Delivery reports parked now (their message unknown).", NULL);
     R->m_park_bytes = sr_metric_gauge("smsrules_dlr_parked_bytes",
                                       "Bytes of the parked delivery reports (keys and values).", NULL);
+}
+
+int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, sr_rate_lanes *rates, sr_rules *rules,
+                     sr_http_client *client, const sr_config *config) {
+    sr_reports *R = calloc(1, sizeof *R);
+    if (!R) return -1;
+    R->loop = loop;
+    R->store = store;
+    R->rates = rates;
+    R->rules = rules;
+    R->client = client;
+    R->config = config;
+    R->provider_id_sub = (sr_store_subscriber){.kind = SR_STORE_EV_PROVIDER_ID, .fn = reports_on_provider_id, .ud = R};
+    sr_store_subscribe(store, &R->provider_id_sub);
+    R->timer = calloc(1, sizeof *R->timer);
+    if (!R->timer) abort();
+    uv_timer_init(loop, R->timer);
+    R->timer->data = R;
+    reports_metrics(R);
     R->park_index = calloc(PARK_BUCKETS, sizeof *R->park_index);
     if (!R->park_index) abort();
     reports_rebuild(R);

@@ -206,6 +206,30 @@ static void adapter_string_field(lua_State *L, int idx, const char *field, char 
     lua_pop(L, 1);
 }
 
+/* Reads the outcome table at idx into o (the stack as before). */
+static void adapter_read_outcome(lua_State *L, int idx, sr_adapter_outcome *o) {
+    lua_getfield(L, idx, "ok");
+    o->ok = lua_toboolean(L, -1);
+    lua_getfield(L, idx, "retry");
+    o->retry = lua_toboolean(L, -1);
+    lua_getfield(L, idx, "scope");
+    o->about_provider = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "provider") == 0;
+    lua_getfield(L, idx, "retry_after");
+    if (lua_type(L, -1) == LUA_TNUMBER) o->retry_after_s = lua_tonumber(L, -1);
+    lua_pop(L, 4);
+    adapter_string_field(L, idx, "provider_id", o->provider_id, sizeof o->provider_id);
+    adapter_string_field(L, idx, "error", o->error, sizeof o->error);
+    lua_getfield(L, idx, "parts");
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0 && lua_tointeger(L, -1) <= 255)
+        o->parts = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (o->ok && !o->provider_id[0]) {
+        o->ok = 0;
+        o->retry = 1;
+        snprintf(o->error, sizeof o->error, "accepted without a provider id");
+    }
+}
+
 static int adapter_parse_send_in(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, int status,
                           const char *body, size_t body_len, const sr_adapter_header *headers, int header_count,
                           sr_adapter_outcome *outs, char *err, size_t errlen) {
@@ -244,26 +268,7 @@ static int adapter_parse_send_in(sr_rules *r, const sr_provider *p, sr_message *
             snprintf(err, errlen, "adapter '%s': outcome %d is not a table", p->adapter, i + 1);
             goto fail;
         }
-        lua_getfield(L, idx, "ok");
-        o->ok = lua_toboolean(L, -1);
-        lua_getfield(L, idx, "retry");
-        o->retry = lua_toboolean(L, -1);
-        lua_getfield(L, idx, "scope");
-        o->about_provider = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "provider") == 0;
-        lua_getfield(L, idx, "retry_after");
-        if (lua_type(L, -1) == LUA_TNUMBER) o->retry_after_s = lua_tonumber(L, -1);
-        lua_pop(L, 4);
-        adapter_string_field(L, idx, "provider_id", o->provider_id, sizeof o->provider_id);
-        adapter_string_field(L, idx, "error", o->error, sizeof o->error);
-        lua_getfield(L, idx, "parts");
-        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0 && lua_tointeger(L, -1) <= 255)
-            o->parts = (int)lua_tointeger(L, -1);
-        lua_pop(L, 1);
-        if (o->ok && !o->provider_id[0]) {
-            o->ok = 0;
-            o->retry = 1;
-            snprintf(o->error, sizeof o->error, "accepted without a provider id");
-        }
+        adapter_read_outcome(L, idx, o);
         lua_pop(L, 1);
     }
     lua_settop(L, top);

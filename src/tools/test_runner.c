@@ -292,7 +292,10 @@ static void tr_record_sent(tr_engine *e, const sr_message *m, const char *provid
 
 /* The scheduler's transport: each message takes the next scripted outcome of
  * its provider; the answer is due after the longest delay among them, or
- * after the provider's timeout when that delay reaches it. */
+ * after the provider's timeout when that delay reaches it.
+ * long: one pass over the request's messages that draws each outcome and
+ * the request's delay together; the virtual clock's ordering depends on
+ * doing both in this one place. */
 static void tr_transport(void *ud, const sr_provider *p, sr_message *const *msgs, int n, void *request,
                          sr_transport_answer answer) {
     tr_engine *e = ud;
