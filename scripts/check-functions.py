@@ -28,7 +28,12 @@ def functions(path):
                 while k < len(lines) and lines[k] != "}":
                     k += 1
                 name = re.search(r"([A-Za-z_0-9]+)\s*\(", line)
-                yield (name.group(1) if name else line.strip(), i + 1, k - i + 1, lines[max(0, i - 8):i])
+                before = []
+                for b in range(i - 1, max(-1, i - 20), -1):
+                    if lines[b] == "}":
+                        break
+                    before.append(lines[b])
+                yield (name.group(1) if name else line.strip(), i + 1, k - i + 1, before)
                 i = k + 1
                 continue
         i += 1

@@ -8,10 +8,12 @@ set -eu
 # bytes of src/codec/crypto.c. clang and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes, only
 # recommended by clang) for `make fuzz`, which .ci/run runs. chromium: the
 # headless browser that loads the simulation report in
-# tests/e2e/test_sim_report_browser.py.
+# tests/e2e/test_sim_report_browser.py and drives the console's browser tests.
+# clang-format: scripts/check-format.sh (in make test) and make fmt.
 PACKAGES="make build-essential pkg-config liblua5.4-dev libcurl4-openssl-dev libuv1-dev
 liblmdb-dev lua-cjson-dev libssl-dev node-llhttp python3 curl wrk clang libclang-rt-14-dev
-g++ libphonenumber-dev libprotobuf-dev libicu-dev python3-phonenumbers chromium"
+g++ libphonenumber-dev libprotobuf-dev libicu-dev python3-phonenumbers chromium
+clang-format"
 
 # dpkg-dev (dpkg-shlibdeps) builds `make deb`; systemd brings systemd-analyze,
 # which tests/e2e/test_package.py runs on the units; python3-yaml reads

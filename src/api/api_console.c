@@ -181,7 +181,8 @@ static int console_same_origin(sr_http_request *req) {
 static int console_check_unsafe(sr_http_request *req, const console_token *t) {
     if (strcmp(req->method_name, "GET") == 0 || strcmp(req->method_name, "HEAD") == 0) return 0;
     if (!console_same_origin(req)) {
-        sr_http_respond_error(req, 403, "cross_origin", "a state-changing request from another origin is refused", NULL);
+        sr_http_respond_error(req, 403, "cross_origin", "a state-changing request from another origin is refused",
+                              NULL);
         return -1;
     }
     size_t len = 0;

@@ -41,7 +41,8 @@ static void events_done(const sr_invocation_result *res, void *ud) {
     case SR_INV_TIMEOUT:
         /* "file:line: instruction budget exceeded (...)" or "... time limit exceeded (...)". */
         sr_http_respond_error(req, 500, "rule_timeout",
-                              res->error ? res->error : "the rule ran past its instruction budget and was stopped", NULL);
+                              res->error ? res->error : "the rule ran past its instruction budget and was stopped",
+                              NULL);
         break;
     case SR_INV_MEMORY:
         sr_http_respond_error(req, 500, "rule_memory",

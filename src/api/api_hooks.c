@@ -111,7 +111,8 @@ static void hooks_status_done(int code, void *ud) {
                               "the report names a part beyond the parts of its message; nothing was changed", NULL);
     } else {
         hooks_count(c->provider, "status", "store_error");
-        sr_http_respond_error(c->req, code == SR_E_FULL ? 507 : 503, code == SR_E_FULL ? "storage_full" : "storage_error",
+        sr_http_respond_error(c->req, code == SR_E_FULL ? 507 : 503,
+                              code == SR_E_FULL ? "storage_full" : "storage_error",
                               "the report could not be stored; send it again", NULL);
     }
     sr_webhook_answer_free(&c->ans);
@@ -203,10 +204,11 @@ static void hooks_handler_done(const sr_invocation_result *res, void *ud) {
         return;
     }
     char why[600];
-    snprintf(why, sizeof why, "%s", res->error ? res->error
-                                    : res->status == SR_INV_TIMEOUT ? "the rule ran past its instruction budget"
-                                    : res->status == SR_INV_MEMORY  ? "the rule ran past the memory limit"
-                                                                     : "the rule failed");
+    snprintf(why, sizeof why, "%s",
+             res->error                      ? res->error
+             : res->status == SR_INV_TIMEOUT ? "the rule ran past its instruction budget"
+             : res->status == SR_INV_MEMORY  ? "the rule ran past the memory limit"
+                                             : "the rule failed");
     sr_metric_counter("smsrules_inbound_handler_errors_total", "Inbound handlers that failed (the SMS is kept).", NULL)
         ->value++;
     sr_warn("inbound: handler failed", "id", h->id, "error", why);
@@ -264,8 +266,10 @@ static void hooks_inbound_finish(hooks_inbound_ctx *c) {
         for (int i = 0; i < c->n; i++) {
             hooks_inbound_one *o = &c->ones[i];
             if (!o->fresh) continue;
-            if (o->unhandled) sr_info("inbound: stored, no sms.on_inbound handler", "id", o->id, "provider", c->provider);
-            else hooks_fire(c->app, o->id, c->provider, o->sms, sr_now_ms());
+            if (o->unhandled)
+                sr_info("inbound: stored, no sms.on_inbound handler", "id", o->id, "provider", c->provider);
+            else
+                hooks_fire(c->app, o->id, c->provider, o->sms, sr_now_ms());
         }
     }
     sr_webhook_answer_free(&c->ans);
@@ -282,8 +286,8 @@ static void hooks_inbound_stored(sr_store_txn *t, void *ud) {
         o->fresh = 1;
         sr_metric_counter("smsrules_inbound_total", "Inbound SMS stored.", NULL)->value++;
     } else if (st == SR_E_EXISTS) {
-        sr_metric_counter("smsrules_inbound_duplicates_total", "Inbound SMS dropped as duplicates of one already stored.",
-                          NULL)
+        sr_metric_counter("smsrules_inbound_duplicates_total",
+                          "Inbound SMS dropped as duplicates of one already stored.", NULL)
             ->value++;
     } else if (!c->code) {
         c->code = st;
@@ -371,8 +375,8 @@ static void hooks_inbound(sr_api *app, sr_http_request *req, const sr_provider *
 static int hooks_admit(sr_api *app, sr_http_request *req, const sr_provider *p, const char *kind, const char *secret) {
     int is_status = strcmp(kind, "status") == 0, is_inbound = strcmp(kind, "inbound") == 0;
     /* A wrong path secret looks like any unknown path. */
-    if (!p || (!is_status && !is_inbound) || (p->webhook_path_secret == NULL) != (secret == NULL)
-        || (secret && !sr_crypto_equal(secret, strlen(secret), p->webhook_path_secret, strlen(p->webhook_path_secret)))) {
+    if (!p || (!is_status && !is_inbound) || (p->webhook_path_secret == NULL) != (secret == NULL) ||
+        (secret && !sr_crypto_equal(secret, strlen(secret), p->webhook_path_secret, strlen(p->webhook_path_secret)))) {
         if (p && (is_status || is_inbound)) hooks_count(p->name, kind, "not_found");
         sr_http_respond_error(req, 404, "not_found", "no such webhook", NULL);
         return -1;
@@ -443,7 +447,8 @@ static int hooks_verify(sr_api *app, sr_http_request *req, const sr_provider *p,
     hooks_count(p->name, kind, ok == 0 ? "bad_signature" : "adapter_error");
     sr_warn("webhook refused", "provider", p->name, "kind", kind, "reason", err);
     if (ok == 0) sr_http_respond_error(req, 401, "bad_signature", err, NULL);
-    else sr_http_respond_error(req, 500, "adapter_error", "the adapter's verify failed", NULL);
+    else
+        sr_http_respond_error(req, 500, "adapter_error", "the adapter's verify failed", NULL);
     return -1;
 }
 
@@ -507,7 +512,8 @@ void sr_api_hooks_post(sr_api *app, sr_http_request *req, const char *const *par
     sr_webhook_request wr = hooks_webhook_request(req, url.data, headers);
     if (hooks_verify(app, req, p, kind, &wr) == 0) {
         if (strcmp(kind, "status") == 0) hooks_status_post(app, req, p, kind, &wr);
-        else hooks_inbound_post(app, req, p, kind, &wr);
+        else
+            hooks_inbound_post(app, req, p, kind, &wr);
     }
     sr_buf_free(&url);
 }
@@ -551,7 +557,8 @@ static void hooks_refire(sr_api *app, const char *id) {
             snprintf(provider, sizeof provider, "%s", v->str);
         if ((v = sr_json_get(doc.root, "provider_message_id")) && v->type == SR_JSON_STRING)
             snprintf(m.provider_message_id, sizeof m.provider_message_id, "%s", v->str);
-        if ((v = sr_json_get(doc.root, "from")) && v->type == SR_JSON_STRING) snprintf(m.from, sizeof m.from, "%s", v->str);
+        if ((v = sr_json_get(doc.root, "from")) && v->type == SR_JSON_STRING)
+            snprintf(m.from, sizeof m.from, "%s", v->str);
         if ((v = sr_json_get(doc.root, "to")) && v->type == SR_JSON_STRING) snprintf(m.to, sizeof m.to, "%s", v->str);
         if ((v = sr_json_get(doc.root, "at"))) sr_json_is_integer(v, &m.at_ms);
         if ((v = sr_json_get(doc.root, "received_at"))) sr_json_is_integer(v, &received);
@@ -590,10 +597,13 @@ void sr_api_inbound_get(sr_api *app, sr_http_request *req, const char *const *pa
     const char *id = params[0];
     sr_buf val;
     sr_buf_init(&val);
-    int rc = strlen(id) == SR_ID_LEN ? sr_store_get(app->store, SR_SPACE_INBOUND, id, SR_ID_LEN, sr_now_ms(), &val, NULL)
-                                     : SR_E_NOTFOUND;
+    int rc = strlen(id) == SR_ID_LEN
+                 ? sr_store_get(app->store, SR_SPACE_INBOUND, id, SR_ID_LEN, sr_now_ms(), &val, NULL)
+                 : SR_E_NOTFOUND;
     if (rc == 0) sr_http_respond(req, 200, "application/json", val.data, val.len, NULL);
-    else if (rc == SR_E_NOTFOUND) sr_http_respond_error(req, 404, "not_found", "no inbound message with this id", NULL);
-    else sr_http_respond_error(req, 500, "storage_error", "the inbound message could not be read", NULL);
+    else if (rc == SR_E_NOTFOUND)
+        sr_http_respond_error(req, 404, "not_found", "no inbound message with this id", NULL);
+    else
+        sr_http_respond_error(req, 500, "storage_error", "the inbound message could not be read", NULL);
     sr_buf_free(&val);
 }

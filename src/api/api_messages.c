@@ -59,9 +59,9 @@ static const struct sr_template *api_find_template(void *ud, const char *name) {
 }
 
 typedef struct post_item {
-    int rejected;     /* validation failed */
+    int rejected; /* validation failed */
     sr_reasons reasons;
-    int code;         /* store result */
+    int code; /* store result */
     char id[SR_ID_LEN + 1];
     int segments;
     int encoding;
@@ -155,7 +155,8 @@ static void post_batch_item_json(sr_jw *w, post_item *it, int index, int *accept
         char prefix[32];
         snprintf(prefix, sizeof prefix, "messages[%d].", index);
         if (it->code == SR_E_FULL) (*full)++;
-        else if (it->code != SR_E_CONFLICT) (*failed)++;
+        else if (it->code != SR_E_CONFLICT)
+            (*failed)++;
         store_error_reason(it, prefix);
     }
     sr_jw_object_begin(w);
@@ -297,8 +298,7 @@ static int post_validate(sr_api *app, const sr_json *entry, const sr_submission_
         it->reasons.count = 1;
         x->key = "unknown_provider";
         snprintf(x->ref, sizeof x->ref, "%sroute", prefix);
-        snprintf(x->message, sizeof x->message, "the route names '%.64s', which the rules do not declare",
-                 m->route[r]);
+        snprintf(x->message, sizeof x->message, "the route names '%.64s', which the rules do not declare", m->route[r]);
         it->rejected = 1;
         break;
     }
@@ -522,8 +522,8 @@ static void retry_done(int code, void *ud) {
     } else if (code == SR_E_STATE) {
         sr_http_respond_error(ctx->req, 409, "not_failed", "only a failed message can be retried", NULL);
     } else {
-        sr_http_respond_error(ctx->req, code == SR_E_FULL ? 507 : 500, code == SR_E_FULL ? "storage_full" : "storage_error",
-                              sr_store_strerror(code), NULL);
+        sr_http_respond_error(ctx->req, code == SR_E_FULL ? 507 : 500,
+                              code == SR_E_FULL ? "storage_full" : "storage_error", sr_store_strerror(code), NULL);
     }
     free(ctx);
 }

@@ -91,7 +91,8 @@ static void overview_read(sr_api *app, double values[SERIES_COUNT]) {
     sr_route_stats_report_totals(app->route_stats, reports);
     values[SERIES_ACCEPTED] = 0;
     values[SERIES_DELIVERED] = (double)reports[SR_RS_DELIVERED];
-    values[SERIES_UNDELIVERED] = (double)(reports[SR_RS_UNDELIVERED] + reports[SR_RS_EXPIRED] + reports[SR_RS_REJECTED]);
+    values[SERIES_UNDELIVERED] =
+        (double)(reports[SR_RS_UNDELIVERED] + reports[SR_RS_EXPIRED] + reports[SR_RS_REJECTED]);
     for (int i = SERIES_FIRST_METRIC; i < SERIES_COUNT; i++)
         values[i] = sr_metrics_sum(series_metrics[i].metric, series_metrics[i].labels);
 }
@@ -141,7 +142,8 @@ static void overview_time(sr_buf *b, const char *key, int64_t ms) {
 
 static void overview_number(sr_buf *b, double v) {
     if (v < 0) sr_buf_puts(b, "null");
-    else sr_buf_printf(b, "%.6g", v);
+    else
+        sr_buf_printf(b, "%.6g", v);
 }
 
 static void overview_minutes_json(sr_buf *b, int64_t now) {
@@ -229,7 +231,8 @@ void sr_api_overview(sr_api *app, sr_http_request *req, const char *const *param
     }
     sr_buf_puts(&b, "],\"rules\":{\"path\":");
     if (r && r->path) sr_buf_json_str(&b, r->path, strlen(r->path));
-    else sr_buf_puts(&b, "null");
+    else
+        sr_buf_puts(&b, "null");
     sr_buf_putc(&b, ',');
     overview_time(&b, "loaded_at", r ? r->loaded_at_ms : 0);
     sr_buf_printf(&b, ",\"load_ms\":%.3f}", r ? r->load_ms : 0.0);

@@ -29,7 +29,7 @@
 typedef struct search_query {
     char id[READ_FIELD_MAX], to[READ_FIELD_MAX], provider[READ_FIELD_MAX], tag[READ_FIELD_MAX];
     char cursor[SR_ID_LEN + 1];
-    int status; /* -1: any */
+    int status;                 /* -1: any */
     int64_t since_ms, until_ms; /* 0: none; created_at in [since, until) */
     int limit;
 } search_query;
@@ -84,7 +84,8 @@ static int read_paging(sr_http_request *req, int *limit, char cursor[SR_ID_LEN +
     if (rc != 0) {
         char *end = NULL;
         long l = rc == 1 ? strtol(v, &end, 10) : 0;
-        if (rc != 1 || !end || *end || l < 1 || l > READ_MAX_LIMIT) return read_bad(req, "'limit' must be from 1 to 500");
+        if (rc != 1 || !end || *end || l < 1 || l > READ_MAX_LIMIT)
+            return read_bad(req, "'limit' must be from 1 to 500");
         *limit = (int)l;
     }
     char c[64];
@@ -103,8 +104,9 @@ static int search_parse(sr_http_request *req, search_query *q) {
     char st[32];
     if (read_text_param(req, "status", st, sizeof st)) return -1;
     q->status = st[0] ? sr_status_parse(st) : -1;
-    if (st[0] && q->status < 0) return read_bad(req, "unknown 'status' (accepted, queued, sending, sent, delivered, "
-                                                     "undelivered, expired, rejected, failed)");
+    if (st[0] && q->status < 0)
+        return read_bad(req, "unknown 'status' (accepted, queued, sending, sent, delivered, "
+                             "undelivered, expired, rejected, failed)");
     if (read_time_param(req, "since", &q->since_ms) < 0 || read_time_param(req, "until", &q->until_ms) < 0) return -1;
     return 0;
 }
@@ -218,9 +220,11 @@ void sr_api_search_messages(sr_api *app, sr_http_request *req, const char *const
     int rc = 0;
     char start[SR_ID_LEN + 1];
     if (q.id[0]) search_by_id(app, &s);
-    else if (q.status >= 0) rc = search_by_status(app, &s);
-    else rc = sr_store_scan_messages_before(app->store, search_start(&q, start), q.since_ms, READ_SCAN_BUDGET,
-                                            search_visit, &s, NULL);
+    else if (q.status >= 0)
+        rc = search_by_status(app, &s);
+    else
+        rc = sr_store_scan_messages_before(app->store, search_start(&q, start), q.since_ms, READ_SCAN_BUDGET,
+                                           search_visit, &s, NULL);
     if (rc < 0) {
         sr_buf_free(&body);
         sr_error("console search: the store could not be read", "error", sr_store_strerror(rc));
@@ -229,7 +233,8 @@ void sr_api_search_messages(sr_api *app, sr_http_request *req, const char *const
     }
     sr_buf_puts(&body, "],\"next\":");
     if (s.stopped_early) sr_buf_json_str(&body, s.last, strlen(s.last));
-    else sr_buf_puts(&body, "null");
+    else
+        sr_buf_puts(&body, "null");
     sr_buf_printf(&body, ",\"scanned\":%d}", s.scanned);
     sr_http_respond(req, 200, "application/json", body.data, body.len, "Cache-Control: no-store\r\n");
     sr_buf_free(&body);
@@ -253,7 +258,8 @@ typedef struct failed_state {
 
 static failed_group *failed_group_of(failed_state *f, const char *error, const char *provider) {
     for (int i = 0; i < f->group_count; i++)
-        if (strcmp(f->groups[i].error, error) == 0 && strcmp(f->groups[i].provider, provider) == 0) return &f->groups[i];
+        if (strcmp(f->groups[i].error, error) == 0 && strcmp(f->groups[i].provider, provider) == 0)
+            return &f->groups[i];
     if (f->group_count == READ_MAX_GROUPS) return NULL;
     failed_group *g = &f->groups[f->group_count++];
     memset(g, 0, sizeof *g);
@@ -312,7 +318,8 @@ static void failed_json(failed_state *f, sr_buf *b, int scanned, const char *nex
     }
     sr_buf_printf(b, "],\"ungrouped\":%d,\"scanned\":%d,\"next\":", f->other, scanned);
     if (next) sr_buf_json_str(b, next, strlen(next));
-    else sr_buf_puts(b, "null");
+    else
+        sr_buf_puts(b, "null");
     sr_buf_putc(b, '}');
 }
 
@@ -404,7 +411,8 @@ void sr_api_inbound_list(sr_api *app, sr_http_request *req, const char *const *p
     }
     sr_buf_puts(&body, "],\"next\":");
     if (s.stopped_early) sr_buf_json_str(&body, s.last, SR_ID_LEN);
-    else sr_buf_puts(&body, "null");
+    else
+        sr_buf_puts(&body, "null");
     sr_buf_printf(&body, ",\"scanned\":%d}", s.scanned);
     sr_http_respond(req, 200, "application/json", body.data, body.len, "Cache-Control: no-store\r\n");
     sr_buf_free(&body);

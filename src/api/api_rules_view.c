@@ -39,8 +39,9 @@ static void providers_one(sr_api *app, sr_buf *b, const sr_provider *p, int64_t 
     sr_buf_json_str(b, p->name, strlen(p->name));
     sr_buf_puts(b, ",\"adapter\":");
     sr_buf_json_str(b, p->adapter, strlen(p->adapter));
-    sr_buf_printf(b, ",\"rate_per_s\":%.6g,\"burst\":%.6g,\"concurrency\":%d,\"timeout_ms\":%ld,\"max_attempts\":%d,"
-                     "\"batch_size\":%d,\"cost\":%.6g,\"poll\":%s",
+    sr_buf_printf(b,
+                  ",\"rate_per_s\":%.6g,\"burst\":%.6g,\"concurrency\":%d,\"timeout_ms\":%ld,\"max_attempts\":%d,"
+                  "\"batch_size\":%d,\"cost\":%.6g,\"poll\":%s",
                   p->rate_per_s, p->burst, p->concurrency, p->timeout_ms, p->max_attempts, p->batch_size, p->cost,
                   p->poll ? "true" : "false");
     sr_lane_info li;
@@ -156,7 +157,9 @@ static void secrets_redacted_json(const rules_secrets *s, const char *src, size_
 
 /* ---- GET /v1/rules ---- */
 
-static int rules_name_cmp(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+static int rules_name_cmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
 
 /* The names of sms.on handlers, sorted, as a JSON list (a raw walk of the registry table). */
 static void rules_events_json(sr_rules *r, sr_buf *b) {
@@ -230,7 +233,8 @@ static int rules_read_source(const char *path, sr_buf *out, int64_t *mtime_ms, c
     sr_buf_reserve(out, (size_t)st.st_size + 1);
     char chunk[8192];
     size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0 && out->len + got <= RULES_MAX_SOURCE) sr_buf_append(out, chunk, got);
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0 && out->len + got <= RULES_MAX_SOURCE)
+        sr_buf_append(out, chunk, got);
     fclose(f);
     return 0;
 }

@@ -54,15 +54,14 @@ typedef struct json_parser {
 
 /* Bytes that end the fast scan of a string: '"', '\\' and control characters. */
 static const unsigned char json_string_stop[256] = {
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    ['"'] = 1, ['\\'] = 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,         1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ['"'] = 1, ['\\'] = 1,
 };
 
 static const double json_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-static void json_fail(json_parser *jp, const char *at, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void json_fail(json_parser *jp, const char *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Records the first error only: callers unwind by returning NULL/-1, and the
  * innermost message is the precise one. */
@@ -87,8 +86,7 @@ static void json_fail_unexpected(json_parser *jp, const char *at, const char *co
         return;
     }
     unsigned char c = (unsigned char)*at;
-    if (c >= 0x20 && c < 0x7f)
-        json_fail(jp, at, "unexpected character '%c'%s", c, context);
+    if (c >= 0x20 && c < 0x7f) json_fail(jp, at, "unexpected character '%c'%s", c, context);
     else
         json_fail(jp, at, "unexpected byte 0x%02x%s", c, context);
 }
@@ -155,9 +153,12 @@ static int json_hex4(const unsigned char *p, unsigned *out) {
     for (int i = 0; i < 4; i++) {
         unsigned c = p[i], d;
         if (c >= '0' && c <= '9') d = c - '0';
-        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else return -1;
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return -1;
         v = v << 4 | d;
     }
     *out = v;
@@ -224,9 +225,7 @@ static unsigned char *json_decode_escapes(json_parser *jp, const unsigned char *
                 p += 6;
             }
             continue;
-        default:
-            json_fail(jp, (const char *)p, "invalid escape");
-            return NULL;
+        default: json_fail(jp, (const char *)p, "invalid escape"); return NULL;
         }
         p += 2;
     }
@@ -500,8 +499,7 @@ static int json_check_big_object(json_parser *jp, size_t base) {
     qsort(keys, n, sizeof *keys, json_compare_keys);
     const json_key_entry *first = NULL;
     for (size_t i = 1; i < n; i++) {
-        int same = keys[i].key_len == keys[i - 1].key_len &&
-                   memcmp(keys[i].key, keys[i - 1].key, keys[i].key_len) == 0;
+        int same = keys[i].key_len == keys[i - 1].key_len && memcmp(keys[i].key, keys[i - 1].key, keys[i].key_len) == 0;
         if (same && (!first || keys[i].index < first->index)) first = &keys[i];
     }
     jp->keys_len = base;
@@ -526,8 +524,8 @@ static inline uint64_t json_key_signature(const char *key, size_t key_len) {
  * members are scanned linearly by signature (signatures[] holds theirs);
  * from then on keys go on jp->keys and are checked when the object closes.
  * Returns 0 or -1 (error set). */
-static int json_check_key(json_parser *jp, const sr_json *object, uint64_t *signatures, const char *key,
-                          size_t key_len, size_t offset) {
+static int json_check_key(json_parser *jp, const sr_json *object, uint64_t *signatures, const char *key, size_t key_len,
+                          size_t offset) {
     size_t count = object->count;
     if (count < JSON_LINEAR_KEYS) {
         uint64_t sig = json_key_signature(key, key_len);
@@ -632,12 +630,17 @@ static sr_json *json_parse_value(json_parser *jp, int depth) {
     case 'f': return json_parse_literal(jp, "false", 5, SR_JSON_FALSE);
     case 'n': return json_parse_literal(jp, "null", 4, SR_JSON_NULL);
     case '-':
-    case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9':
-        return json_parse_number(jp);
-    default:
-        json_fail_unexpected(jp, jp->p, "");
-        return NULL;
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9': return json_parse_number(jp);
+    default: json_fail_unexpected(jp, jp->p, ""); return NULL;
     }
 }
 

@@ -70,7 +70,8 @@ void sr_jw_string(sr_jw *w, const char *s, size_t len) {
 
 void sr_jw_cstr(sr_jw *w, const char *s) {
     if (s) sr_jw_string(w, s, strlen(s));
-    else sr_jw_null(w);
+    else
+        sr_jw_null(w);
 }
 
 void sr_jw_int(sr_jw *w, int64_t v) {
@@ -111,7 +112,8 @@ void sr_jw_double_fmt(sr_jw *w, const char *fmt, double v) {
 
 void sr_jw_bool(sr_jw *w, bool v) {
     if (v) sr_jw_raw(w, "true", 4);
-    else sr_jw_raw(w, "false", 5);
+    else
+        sr_jw_raw(w, "false", 5);
 }
 
 void sr_jw_null(sr_jw *w) { sr_jw_raw(w, "null", 4); }
@@ -134,7 +136,8 @@ void sr_jw_field_str(sr_jw *w, const char *key, const char *s) {
 void sr_jw_field_strn(sr_jw *w, const char *key, const char *s, size_t len) {
     sr_jw_key(w, key);
     if (s) sr_jw_string(w, s, len);
-    else sr_jw_null(w);
+    else
+        sr_jw_null(w);
 }
 
 void sr_jw_field_int(sr_jw *w, const char *key, int64_t v) {

@@ -38,10 +38,10 @@ struct sr_json;
 #define SR_JW_MAX_DEPTH 64
 
 typedef struct sr_jw {
-    sr_buf *out;    /* borrowed */
-    int depth;      /* open arrays and objects */
-    bool after_key; /* the next value is a member's value: no comma before it */
-    bool spaced;    /* ", " and ": " instead of "," and ":" */
+    sr_buf *out;         /* borrowed */
+    int depth;           /* open arrays and objects */
+    bool after_key;      /* the next value is a member's value: no comma before it */
+    bool spaced;         /* ", " and ": " instead of "," and ":" */
     const char *newline; /* the indent of the next item, on a new line after its comma; NULL: none */
     /* has_items[d]: the array/object open at depth d (1-based; 0 is the top
      * level, where a writer may put several values one after the other)

@@ -106,7 +106,8 @@ std::string phone_place(int code, const phone_country &country) {
     if (code != country.code) phone_util()->GetRegionCodeForCountryCode(code, &region);
     char buf[32];
     if (region == "ZZ" || region == "001") snprintf(buf, sizeof buf, "+%d", code);
-    else snprintf(buf, sizeof buf, "%s (+%d)", region.c_str(), code);
+    else
+        snprintf(buf, sizeof buf, "%s (+%d)", region.c_str(), code);
     return buf;
 }
 
@@ -169,7 +170,8 @@ static void phone_parse_error(PhoneNumberUtil::ErrorType err, bool assumed_plus,
             phone_why(why, why_size,
                       "no country calling code (\"+CC...\") and no default_country "
                       "to read it with");
-        else phone_why(why, why_size, "no known country calling code after '+'");
+        else
+            phone_why(why, why_size, "no known country calling code after '+'");
         return;
     case PhoneNumberUtil::TOO_SHORT_AFTER_IDD:
         phone_why(why, why_size, "too short after the international prefix");
@@ -255,7 +257,8 @@ const char *phone_prefix_lookup(const sr_phone_prefix_map &map, const char *digi
             int cmp = strcmp(map.blob + map.entries[mid].key, key);
             if (cmp == 0) return map.blob + map.entries[mid].value;
             if (cmp < 0) lo = mid + 1;
-            else hi = mid;
+            else
+                hi = mid;
         }
     }
     return NULL;

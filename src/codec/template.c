@@ -24,8 +24,8 @@ typedef struct {
 } template_part;
 
 typedef struct {
-    const char *name;             /* "order.number", NUL-terminated, in the pool */
-    const char *const *segments;  /* count pointers into t->segments */
+    const char *name;            /* "order.number", NUL-terminated, in the pool */
+    const char *const *segments; /* count pointers into t->segments */
     int count;
 } template_var;
 
@@ -117,8 +117,7 @@ static void template_error(char *err, size_t errlen, size_t offset, const char *
  * its hexadecimal value, so the message stays readable plain ASCII. */
 static const char *template_describe(char c, char buf[16]) {
     unsigned char u = (unsigned char)c;
-    if (u >= 0x20 && u < 0x7f && u != '\'')
-        snprintf(buf, 16, "character '%c'", c);
+    if (u >= 0x20 && u < 0x7f && u != '\'') snprintf(buf, 16, "character '%c'", c);
     else
         snprintf(buf, 16, "byte 0x%02X", u);
     return buf;
@@ -187,8 +186,7 @@ static int template_intern_var(template_builder *b, const char *name, size_t len
     size_t h = template_hash(name, len) & (b->slot_count - 1);
     while (b->slots[h]) {
         const template_builder_var *var = &b->vars[b->slots[h] - 1];
-        if (var->name_len == len && memcmp(b->pool.data + var->name_offset, name, len) == 0)
-            return b->slots[h] - 1;
+        if (var->name_len == len && memcmp(b->pool.data + var->name_offset, name, len) == 0) return b->slots[h] - 1;
         h = (h + 1) & (b->slot_count - 1);
     }
 
@@ -221,8 +219,8 @@ static int template_intern_var(template_builder *b, const char *name, size_t len
  * segments, indexes, the closing braces), each branch with the error it owes;
  * cut apart, the position and the segment state would travel through every
  * piece. */
-static int template_parse_placeholder(template_builder *b, const char *src, size_t len, size_t open,
-                                      size_t *next, char *err, size_t errlen) {
+static int template_parse_placeholder(template_builder *b, const char *src, size_t len, size_t open, size_t *next,
+                                      char *err, size_t errlen) {
     char what[16];
     /* The placeholder ends at the first "}}"; a "{{" before it means this one
      * was never closed (most likely the author forgot its braces). */
@@ -254,23 +252,21 @@ static int template_parse_placeholder(template_builder *b, const char *src, size
             if (k == close || src[k] == '.' || template_space(src[k]))
                 template_error(err, errlen, k, "expected a name or an array index in the path");
             else
-                template_error(err, errlen, k, "unexpected %s in placeholder",
-                               template_describe(src[k], what));
+                template_error(err, errlen, k, "unexpected %s in placeholder", template_describe(src[k], what));
             return -1;
         }
         if (template_digit(src[segment])) {
             for (size_t i = segment; i < k; i++) {
                 if (!template_digit(src[i])) {
-                    template_error(err, errlen, segment,
-                                   "bad path segment '%.*s': a name starts with a letter or '_'",
+                    template_error(err, errlen, segment, "bad path segment '%.*s': a name starts with a letter or '_'",
                                    (int)segment_len, src + segment);
                     return -1;
                 }
             }
             if (src[segment] == '0') {
                 template_error(err, errlen, segment,
-                               "bad array index '%.*s': indexes start at 1, without leading zeros",
-                               (int)segment_len, src + segment);
+                               "bad array index '%.*s': indexes start at 1, without leading zeros", (int)segment_len,
+                               src + segment);
                 return -1;
             }
             /* Checked here, so a lookup can rely on template_index. */
@@ -420,8 +416,7 @@ failed_lookup:
     }
     goto fail;
 too_long:
-    if (err && errlen)
-        snprintf(err, errlen, "rendered text too long (more than %d bytes)", SR_TEMPLATE_MAX_OUTPUT);
+    if (err && errlen) snprintf(err, errlen, "rendered text too long (more than %d bytes)", SR_TEMPLATE_MAX_OUTPUT);
 fail:
     out->len = start;
     if (out->data) out->data[start] = '\0';
@@ -447,17 +442,10 @@ int sr_template_lookup_json(void *ud, const char *const *segments, int count, sr
     if (!node) return SR_TEMPLATE_MISSING;
     switch (node->type) {
     case SR_JSON_STRING:
-    case SR_JSON_NUMBER:
-        sr_buf_append(out, node->str, node->len);
-        return 0;
-    case SR_JSON_TRUE:
-        sr_buf_append(out, "true", 4);
-        return 0;
-    case SR_JSON_FALSE:
-        sr_buf_append(out, "false", 5);
-        return 0;
-    default:
-        return SR_TEMPLATE_NOT_PRINTABLE;
+    case SR_JSON_NUMBER: sr_buf_append(out, node->str, node->len); return 0;
+    case SR_JSON_TRUE: sr_buf_append(out, "true", 4); return 0;
+    case SR_JSON_FALSE: sr_buf_append(out, "false", 5); return 0;
+    default: return SR_TEMPLATE_NOT_PRINTABLE;
     }
 }
 
@@ -502,8 +490,7 @@ int sr_template_lookup_lua(void *ud, const char *const *segments, int count, sr_
     case LUA_TNUMBER:
         /* Formatted here rather than with lua_tolstring, which would convert
          * the number in place on the stack (and allocate). */
-        if (lua_isinteger(L, -1))
-            sr_buf_put_i64(out, (int64_t)lua_tointeger(L, -1));
+        if (lua_isinteger(L, -1)) sr_buf_put_i64(out, (int64_t)lua_tointeger(L, -1));
         else
             sr_buf_printf(out, "%.14g", (double)lua_tonumber(L, -1));
         rc = 0;
@@ -512,12 +499,8 @@ int sr_template_lookup_lua(void *ud, const char *const *segments, int count, sr_
         sr_buf_puts(out, lua_toboolean(L, -1) ? "true" : "false");
         rc = 0;
         break;
-    case LUA_TNIL:
-        rc = SR_TEMPLATE_MISSING;
-        break;
-    default:
-        rc = SR_TEMPLATE_NOT_PRINTABLE;
-        break;
+    case LUA_TNIL: rc = SR_TEMPLATE_MISSING; break;
+    default: rc = SR_TEMPLATE_NOT_PRINTABLE; break;
     }
 done:
     lua_settop(L, top);

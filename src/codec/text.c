@@ -82,7 +82,7 @@ static const uint16_t text_gsm_basic_high[] = {
     0x00E8, /* è */ 0x00E9, /* é */ 0x00EC, /* ì */ 0x00F1, /* ñ */ 0x00F2, /* ò */
     0x00F6, /* ö */ 0x00F8, /* ø */ 0x00F9, /* ù */ 0x00FC, /* ü */ 0x0393, /* Γ */
     0x0394, /* Δ */ 0x0398, /* Θ */ 0x039B, /* Λ */ 0x039E, /* Ξ */ 0x03A0, /* Π */
-    0x03A3, /* Σ */ 0x03A6, /* Φ */ 0x03A8, /* Ψ */ 0x03A9, /* Ω */
+    0x03A3, /* Σ */ 0x03A6, /* Φ */ 0x03A8, /* Ψ */ 0x03A9,                 /* Ω */
 };
 
 #define TEXT_EURO 0x20AC
@@ -95,8 +95,7 @@ int sr_gsm7_septets(uint32_t cp) {
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (text_gsm_basic_high[mid] == cp) return 1;
-        if (text_gsm_basic_high[mid] < cp)
-            lo = mid + 1;
+        if (text_gsm_basic_high[mid] < cp) lo = mid + 1;
         else
             hi = mid;
     }
@@ -146,8 +145,8 @@ static void text_end_part(size_t end, size_t *part_end, int max_parts, int *coun
 
 /* The greedy cut shared by sr_text_segments and sr_text_split, on text that
  * text_scan has already accepted. Returns the part count. */
-static int text_cut(const unsigned char *s, size_t len, sr_encoding encoding, size_t units,
-                    size_t *part_end, int max_parts) {
+static int text_cut(const unsigned char *s, size_t len, sr_encoding encoding, size_t units, size_t *part_end,
+                    int max_parts) {
     size_t single = encoding == SR_ENC_GSM7 ? SR_GSM7_SINGLE : SR_UCS2_SINGLE;
     size_t multi = encoding == SR_ENC_GSM7 ? SR_GSM7_MULTI : SR_UCS2_MULTI;
     int count = 0;

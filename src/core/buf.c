@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sr_buf_init(sr_buf *b) { b->data = NULL; b->len = b->cap = 0; }
+void sr_buf_init(sr_buf *b) {
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
 
 void sr_buf_free(sr_buf *b) {
     free(b->data);
@@ -87,10 +90,20 @@ static size_t buf_utf8_seq_len(const unsigned char *s, size_t n) {
     if (c < 0x80) return 1;
     size_t len;
     unsigned min;
-    if ((c & 0xE0) == 0xC0) { len = 2; min = 0x80; c &= 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; min = 0x800; c &= 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { len = 4; min = 0x10000; c &= 0x07; }
-    else return 0;
+    if ((c & 0xE0) == 0xC0) {
+        len = 2;
+        min = 0x80;
+        c &= 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+        len = 3;
+        min = 0x800;
+        c &= 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+        len = 4;
+        min = 0x10000;
+        c &= 0x07;
+    } else
+        return 0;
     if (n < len) return 0;
     for (size_t i = 1; i < len; i++) {
         if ((s[i] & 0xC0) != 0x80) return 0;

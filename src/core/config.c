@@ -10,10 +10,10 @@
 /* ---- the keys ---- */
 
 #define CONFIG_FIELD(field) offsetof(sr_config, field), sizeof(((sr_config *)0)->field)
-#define CONFIG_INT(name, field, min, max, def, live, unit, doc) \
-    {name, SR_CONFIG_INT, CONFIG_FIELD(field), min, max, def, NULL, live, false, unit, doc}
-#define CONFIG_STR(name, type, field, def, live, secret, doc) \
-    {name, type, CONFIG_FIELD(field), 0, 0, 0, def, live, secret, "", doc}
+#define CONFIG_INT(name, field, min, max, def, live, unit, doc)                                                        \
+    { name, SR_CONFIG_INT, CONFIG_FIELD(field), min, max, def, NULL, live, false, unit, doc }
+#define CONFIG_STR(name, type, field, def, live, secret, doc)                                                          \
+    { name, type, CONFIG_FIELD(field), 0, 0, 0, def, live, secret, "", doc }
 #define LIVE true
 #define RESTART false
 #define KIB ((int64_t)1 << 10)

@@ -16,16 +16,16 @@
 #include <stdint.h>
 
 typedef struct sr_config {
-    char *listen;          /* "host:port", default 127.0.0.1:8080 */
-    char *data;            /* data directory, default ./data */
-    int log_level;         /* sr_log_level */
-    char **api_keys;       /* NULL-terminated; empty: the send API refuses every request */
+    char *listen;    /* "host:port", default 127.0.0.1:8080 */
+    char *data;      /* data directory, default ./data */
+    int log_level;   /* sr_log_level */
+    char **api_keys; /* NULL-terminated; empty: the send API refuses every request */
     int api_key_count;
     char *admin_key;
     char *default_country; /* digits, or NULL */
     char *public_url;
-    int validity_s;        /* default 172800 */
-    int max_parts;         /* default 10 */
+    int validity_s; /* default 172800 */
+    int max_parts;  /* default 10 */
     /* HTTP limits */
     size_t max_header_bytes;
     size_t max_body_bytes;
@@ -57,7 +57,7 @@ typedef struct sr_config {
     uint64_t dlr_park_max_bytes;  /* bytes of parked reports kept at most, default 32 MiB */
     uint64_t poll_max_age_s;      /* status polls stop this long after sent, default 7200 */
     uint64_t inbound_retention_s; /* inbound SMS kept, default 604800 (7 days); dedup keys 48 h */
-    uint64_t pinned; /* bit i: sr_config_keys[i] was set on the command line, which a reload keeps */
+    uint64_t pinned;              /* bit i: sr_config_keys[i] was set on the command line, which a reload keeps */
 } sr_config;
 
 /* What a key holds. */
@@ -76,7 +76,7 @@ typedef enum sr_config_type {
 #define SR_CONFIG_NO_FIELD SIZE_MAX
 
 typedef struct sr_config_key {
-    const char *name;     /* as written in sms.config{...} */
+    const char *name; /* as written in sms.config{...} */
     sr_config_type type;
     size_t offset;        /* of the field in sr_config, or SR_CONFIG_NO_FIELD */
     size_t size;          /* of the field (which integer type an SR_CONFIG_INT is) */

@@ -41,7 +41,8 @@ static int log_bare_json(const char *v) {
     if (*p == '0') p++;
     else if (*p >= '1' && *p <= '9')
         while (*p >= '0' && *p <= '9') p++;
-    else return 0;
+    else
+        return 0;
     if (*p == '.') {
         p++;
         if (!(*p >= '0' && *p <= '9')) return 0;
@@ -81,8 +82,8 @@ void sr_log_pairs(sr_log_level level, const char *msg, const char *const *pairs)
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
     char ts[64];
-    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
 
     sr_buf line;
     sr_buf_init(&line);
@@ -99,8 +100,7 @@ void sr_log_pairs(sr_log_level level, const char *msg, const char *const *pairs)
         sr_buf_putc(&line, ',');
         sr_buf_json_str(&line, key, strlen(key));
         sr_buf_putc(&line, ':');
-        if (value[0] == SR_LOG_NUM[0] && log_bare_json(value + 1))
-            sr_buf_puts(&line, value + 1);
+        if (value[0] == SR_LOG_NUM[0] && log_bare_json(value + 1)) sr_buf_puts(&line, value + 1);
         else if (value[0] == SR_LOG_NUM[0])
             sr_buf_json_str(&line, value + 1, strlen(value + 1));
         else

@@ -118,7 +118,8 @@ void sr_metrics_http(const char *route, int status) {
     }
     char labels[160];
     snprintf(labels, sizeof labels, "route=\"%s\",code=\"%d\"", route, status);
-    sr_metric *m = sr_metric_counter("smsrules_http_requests_total", "HTTP requests answered, by route and status code.", labels);
+    sr_metric *m =
+        sr_metric_counter("smsrules_http_requests_total", "HTTP requests answered, by route and status code.", labels);
     m->value++;
     if (http_cache_len < (int)(sizeof http_cache / sizeof http_cache[0])) {
         http_cache[http_cache_len].route = route;
@@ -131,9 +132,12 @@ void sr_metrics_http(const char *route, int status) {
 static void metrics_number(sr_buf *out, double v) {
     /* Range first: converting NaN or an infinity to an integer is undefined. */
     if (v < 9e15 && v > -9e15 && v == (double)(int64_t)v) sr_buf_put_i64(out, (int64_t)v);
-    else if (isnan(v)) sr_buf_puts(out, "NaN"); /* the exposition format's spellings */
-    else if (isinf(v)) sr_buf_puts(out, v > 0 ? "+Inf" : "-Inf");
-    else sr_buf_printf(out, "%.6g", v);
+    else if (isnan(v))
+        sr_buf_puts(out, "NaN"); /* the exposition format's spellings */
+    else if (isinf(v))
+        sr_buf_puts(out, v > 0 ? "+Inf" : "-Inf");
+    else
+        sr_buf_printf(out, "%.6g", v);
 }
 
 static void metrics_series(sr_buf *out, const char *name, const char *suffix, const char *labels,

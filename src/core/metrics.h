@@ -21,8 +21,8 @@ typedef struct sr_metric {
     sr_metric_type type;
     char *name;
     char *help;
-    char *labels; /* `provider="a",route="b"` or "" */
-    double value;  /* counter / gauge */
+    char *labels;             /* `provider="a",route="b"` or "" */
+    double value;             /* counter / gauge */
     double (*read)(void *ud); /* gauge read at exposition when set */
     void *read_ud;
     int bucket_count;
@@ -37,8 +37,7 @@ typedef struct sr_metric {
 /* Returns the series (the same pointer when already registered). labels may be NULL. */
 sr_metric *sr_metric_counter(const char *name, const char *help, const char *labels);
 sr_metric *sr_metric_gauge(const char *name, const char *help, const char *labels);
-sr_metric *sr_metric_gauge_fn(const char *name, const char *help, const char *labels, double (*read)(void *),
-                              void *ud);
+sr_metric *sr_metric_gauge_fn(const char *name, const char *help, const char *labels, double (*read)(void *), void *ud);
 /* A counter whose value read(ud) gives when the metrics are written. */
 sr_metric *sr_metric_counter_fn(const char *name, const char *help, const char *labels, double (*read)(void *),
                                 void *ud);

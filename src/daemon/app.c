@@ -41,7 +41,7 @@ typedef struct app_route {
 } app_route;
 
 /* The daemon's own routes get the API context that it embeds. */
-#define APP_OF(api) ((sr_app *)((char *)(api) - offsetof(sr_app, api)))
+#define APP_OF(api) ((sr_app *)((char *)(api)-offsetof(sr_app, api)))
 
 /* Alive and answering: 200 either way. A full store is a state the daemon
  * serves through (reads, outcomes of messages already sent), so it shows in
@@ -196,7 +196,8 @@ static void app_register_metrics(sr_app *app) {
     static const char timeouts_help[] = "Requests answered 408 and closed, by the timeout that ran out.";
     sr_metric_counter_fn("smsrules_http_timeouts_total", timeouts_help, "timeout=\"header\"", app_http_header_timeouts,
                          app);
-    sr_metric_counter_fn("smsrules_http_timeouts_total", timeouts_help, "timeout=\"body\"", app_http_body_timeouts, app);
+    sr_metric_counter_fn("smsrules_http_timeouts_total", timeouts_help, "timeout=\"body\"", app_http_body_timeouts,
+                         app);
     sr_metric_counter_fn("smsrules_http_timeouts_total", timeouts_help, "timeout=\"request\"",
                          app_http_request_timeouts, app);
 }
@@ -369,7 +370,8 @@ static void app_on_sigbus(int sig) {
     /* Days to a civil date (Howard Hinnant's algorithm): no locale, no locks. */
     long long secs = now.tv_sec, days = secs / 86400, rem = secs % 86400;
     long long z = days + 719468, era = z / 146097, doe = z - era * 146097;
-    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365, doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365,
+              doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     long long mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
     long long y = yoe + era * 400 + (m <= 2);
     long long parts[6] = {y, m, d, rem / 3600, rem / 60 % 60, rem % 60};
@@ -400,9 +402,10 @@ static void app_guard_sigbus(const char *dir) {
     sr_jw_init(&w, &tail);
     sr_jw_object_begin(&w);
     sr_jw_field_str(&w, "level", "error");
-    sr_jw_field_str(&w, "msg", "the store file could not be read (SIGBUS): it was cut short or the disk failed "
-                               "under it; exiting. At the next start the store check says what is wrong; restore "
-                               "from a backup if it is damaged");
+    sr_jw_field_str(&w, "msg",
+                    "the store file could not be read (SIGBUS): it was cut short or the disk failed "
+                    "under it; exiting. At the next start the store check says what is wrong; restore "
+                    "from a backup if it is damaged");
     size_t dir_len = strlen(dir);
     sr_jw_field_strn(&w, "dir", dir, dir_len < 400 ? dir_len : 400);
     sr_jw_object_end(&w);
@@ -420,14 +423,16 @@ static void app_guard_sigbus(const char *dir) {
 static void app_scheduler_stopped(void *ud) {
     sr_app *app = ud;
     if (app->reports) sr_reports_stop(app->reports, app_engine_stopped, app);
-    else app_engine_stopped(app);
+    else
+        app_engine_stopped(app);
 }
 
 static void app_stop_engine(sr_app *app) {
     if (app->engine_stopping) return;
     app->engine_stopping = 1;
     if (app->scheduler) sr_scheduler_stop(app->scheduler, app_scheduler_stopped, app);
-    else app_scheduler_stopped(app);
+    else
+        app_scheduler_stopped(app);
 }
 
 static void app_stopped(void *ud) {
@@ -464,8 +469,8 @@ static void app_on_signal(uv_signal_t *h, int signum) {
     if (app->stopping) return;
     app->stopping = 1;
     app->api.stopping = 1;
-    sr_info("stopping", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT",
-            "in_flight", sr_log_num(sr_http_server_open_connections(app->server)));
+    sr_info("stopping", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT", "in_flight",
+            sr_log_num(sr_http_server_open_connections(app->server)));
     uv_timer_start(&app->drain_timer, app_drain_deadline, app->config->shutdown_timeout_ms, 0);
     uv_timer_stop(&app->sweep_timer);
     sr_http_server_stop(app->server, app_stopped, app);
@@ -499,7 +504,7 @@ static int app_open_store(sr_app *app, const sr_config *config, sr_rules *rules)
     so.reserve = config->store_reserve;
     int store_rc = sr_store_open(&app->store, app->loop, &so, err, sizeof err);
     if (store_rc != 0) {
-        sr_error(store_rc == SR_E_LOCKED   ? "data directory in use: not starting"
+        sr_error(store_rc == SR_E_LOCKED    ? "data directory in use: not starting"
                  : store_rc == SR_E_CORRUPT ? "the store is damaged: not starting"
                                             : "cannot open the store",
                  "dir", config->data, "error", err);
@@ -530,8 +535,13 @@ static int app_start_engine(sr_app *app, sr_config *config, sr_rules *rules) {
     }
     sr_host_init(&app->host, app->store, app->client, app->route_stats);
     sr_host_set_current(&app->host, rules);
-    app->api = (sr_api){.loop = app->loop, .config = config, .rules = rules, .store = app->store,
-                        .scheduler = app->scheduler, .reports = app->reports, .route_stats = app->route_stats};
+    app->api = (sr_api){.loop = app->loop,
+                        .config = config,
+                        .rules = rules,
+                        .store = app->store,
+                        .scheduler = app->scheduler,
+                        .reports = app->reports,
+                        .route_stats = app->route_stats};
     sr_api_hooks_recover(&app->api);
     sr_rules_status_recover(app->rules, app->store);
     return 0;
@@ -608,8 +618,8 @@ int sr_app_run(sr_config *config, sr_rules *rules) {
     sr_api_console_start(&app.api);
     app_start_handles(&app);
 
-    sr_info("listening", "host", host, "port", sr_log_num(sr_http_server_port(app.server)),
-            "rules", rules && rules->path ? rules->path : "", "version", SR_VERSION);
+    sr_info("listening", "host", host, "port", sr_log_num(sr_http_server_port(app.server)), "rules",
+            rules && rules->path ? rules->path : "", "version", SR_VERSION);
 
     uv_run(app.loop, UV_RUN_DEFAULT);
     sr_http_server_free(app.server);

@@ -27,8 +27,8 @@ typedef struct sr_app {
     struct sr_reports *reports;
     struct sr_rate_lanes *rates;        /* each provider's rate: the scheduler's sends and status polls */
     struct sr_route_stats *route_stats; /* live route quality, rebuilt from the store at start */
-    sr_host host; /* what every rules generation acts on; outlives them all */
-    sr_api api;   /* what the API handlers act on, kept current here */
+    sr_host host;                       /* what every rules generation acts on; outlives them all */
+    sr_api api;                         /* what the API handlers act on, kept current here */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
     uv_timer_t finish_timer;
@@ -49,6 +49,5 @@ int sr_app_reload(sr_app *app, char *err, size_t errlen);
 /* Runs the daemon until a stop signal; returns the process exit code.
  * Takes ownership of rules; borrows config. */
 int sr_app_run(sr_config *config, sr_rules *rules);
-
 
 #endif

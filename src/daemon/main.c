@@ -93,22 +93,32 @@ typedef struct cli_options {
 
 static int parse_options(int argc, char **argv, const char *usage, int allow_serve_flags, cli_options *o,
                          int *exit_code) {
-    static const struct option long_opts[] = {{"config", required_argument, NULL, 'c'},
-                                              {"listen", required_argument, NULL, 'l'},
-                                              {"data", required_argument, NULL, 'd'},
-                                              {"log-level", required_argument, NULL, 'L'},
-                                              {"help", no_argument, NULL, 'h'},
-                                              {NULL, 0, NULL, 0}};
+    static const struct option long_opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
+        {"data", required_argument, NULL, 'd'},   {"log-level", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof *o);
     opterr = 0;
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, ":c:l:d:h", long_opts, NULL)) != -1) {
         switch (ch) {
-        case 'h': fputs(usage, stdout); *exit_code = 0; return -1;
-        case 'c': if (!allow_serve_flags) goto unknown; o->rules = optarg; break;
-        case 'l': if (!allow_serve_flags) goto unknown; o->listen = optarg; break;
-        case 'd': if (!allow_serve_flags) goto unknown; o->data = optarg; break;
+        case 'h':
+            fputs(usage, stdout);
+            *exit_code = 0;
+            return -1;
+        case 'c':
+            if (!allow_serve_flags) goto unknown;
+            o->rules = optarg;
+            break;
+        case 'l':
+            if (!allow_serve_flags) goto unknown;
+            o->listen = optarg;
+            break;
+        case 'd':
+            if (!allow_serve_flags) goto unknown;
+            o->data = optarg;
+            break;
         case 'L':
             if (sr_log_parse_level(optarg) < 0) {
                 *exit_code = usage_error(usage, "unknown log level '%s'", optarg);
@@ -244,8 +254,7 @@ static int cmd_report_html(int argc, char **argv) {
         goto done;
     }
     if (sr_sim_report_html(doc.root, &html) != 0) {
-        fprintf(stderr, "smsrules: %s: not a simulate --json document (no \"strategies\" array of objects)\n",
-                argv[1]);
+        fprintf(stderr, "smsrules: %s: not a simulate --json document (no \"strategies\" array of objects)\n", argv[1]);
         goto done;
     }
     code = 2;
@@ -257,7 +266,8 @@ static int cmd_report_html(int argc, char **argv) {
     int bad = fwrite(html.data, 1, html.len, f) != html.len;
     bad |= f == stdout ? fflush(f) != 0 : fclose(f) != 0;
     if (bad) fprintf(stderr, "smsrules: cannot write %s\n", argv[2]);
-    else code = 0;
+    else
+        code = 0;
 done:
     sr_json_doc_free(&doc);
     sr_buf_free(&text);

@@ -75,16 +75,13 @@ struct sr_reports {
     int64_t park_count, park_bytes;
     uint64_t park_seq; /* the last sequence number given to a record key */
     int park_legacy;   /* records of the older layout (one key per provider id) are left */
-    sr_metric *m_matched, *m_duplicate, *m_parked, *m_unparked, *m_orphaned, *m_fallback_report,
-        *m_fallback_timeout, *m_late, *m_risk, *m_latency, *m_polls, *m_poll_errors, *m_invalid, *m_evicted,
-        *m_park_count, *m_park_bytes;
+    sr_metric *m_matched, *m_duplicate, *m_parked, *m_unparked, *m_orphaned, *m_fallback_report, *m_fallback_timeout,
+        *m_late, *m_risk, *m_latency, *m_polls, *m_poll_errors, *m_invalid, *m_evicted, *m_park_count, *m_park_bytes;
 };
 
 /* ---- claims ---- */
 
-static unsigned reports_hash(const char *id) {
-    return sr_fnv1a_str(SR_FNV1A_INIT, id) % REPORTS_CLAIM_BUCKETS;
-}
+static unsigned reports_hash(const char *id) { return sr_fnv1a_str(SR_FNV1A_INIT, id) % REPORTS_CLAIM_BUCKETS; }
 
 static int reports_claimed(sr_reports *R, const char *id) {
     for (claim *c = R->claimed[reports_hash(id)]; c; c = c->next)
@@ -152,18 +149,18 @@ typedef struct apply_arg {
     char provider[72];
     sr_report rep;
     int64_t now;
-    int poll_round;      /* a poll's answer: count the poll and plan the next one */
-    int provider_polls;  /* the provider polls (for the next watch time) */
+    int poll_round;     /* a poll's answer: count the poll and plan the next one */
+    int provider_polls; /* the provider polls (for the next watch time) */
     int64_t max_age_ms;
-    int must_match;      /* 0: an attempt that cannot be found fails the unit (the report is parked) */
+    int must_match; /* 0: an attempt that cannot be found fails the unit (the report is parked) */
     /* set by the mutator (each run starts them afresh) */
-    int changed;         /* the message's status changed */
-    int recorded;        /* anything was recorded */
-    int fallback;        /* sent on to the next provider */
-    int late;            /* a late delivered for an earlier attempt */
-    int risk;            /* ... while a later attempt was already out */
-    int invalid;         /* a part the message does not have: refused, nothing recorded */
-    int final_attempt;   /* the attempt that got its final report in this change, or -1 */
+    int changed;       /* the message's status changed */
+    int recorded;      /* anything was recorded */
+    int fallback;      /* sent on to the next provider */
+    int late;          /* a late delivered for an earlier attempt */
+    int risk;          /* ... while a later attempt was already out */
+    int invalid;       /* a part the message does not have: refused, nothing recorded */
+    int final_attempt; /* the attempt that got its final report in this change, or -1 */
     char id[SR_ID_LEN + 1];
     char park_key[PARK_KEY_MAX];
     size_t park_key_len;
@@ -180,8 +177,8 @@ static int reports_same_pid(const char *a, const char *b) {
 static int reports_attempt_of(const sr_message *m, const apply_arg *a) {
     for (int i = m->attempt_count - 1; i >= 0; i--) {
         const sr_attempt *t = &m->attempts[i];
-        if (t->provider && strcmp(t->provider, a->provider) == 0 && a->rep.provider_id[0]
-            && reports_same_pid(t->provider_id, a->rep.provider_id))
+        if (t->provider && strcmp(t->provider, a->provider) == 0 && a->rep.provider_id[0] &&
+            reports_same_pid(t->provider_id, a->rep.provider_id))
             return i;
     }
     if (a->rep.message_id[0] && strcmp(a->rep.message_id, m->id) == 0) {
@@ -276,8 +273,9 @@ static int reports_move_message(sr_message *m, apply_arg *a, int st, int64_t whe
         sr_message_set_str(&m->error, NULL);
     } else {
         char why[300];
-        snprintf(why, sizeof why, "%s%s%.200s", a->rep.raw_status[0] ? a->rep.raw_status : sr_status_name((sr_status)st),
-                 a->rep.error[0] ? ": " : "", a->rep.error);
+        snprintf(why, sizeof why, "%s%s%.200s",
+                 a->rep.raw_status[0] ? a->rep.raw_status : sr_status_name((sr_status)st), a->rep.error[0] ? ": " : "",
+                 a->rep.error);
         sr_message_set_str(&m->error, why);
     }
     sr_message_set_status(m, (sr_status)st, when);
@@ -347,8 +345,8 @@ static int reports_watch_mutator(sr_message *m, void *arg) {
     int64_t deadline = reports_deadline(m);
     if (deadline && deadline <= a->now) {
         char why[160];
-        snprintf(why, sizeof why, "no final report from %.64s within %d s; next provider", m->provider ? m->provider : "?",
-                 m->dlr_timeout_s);
+        snprintf(why, sizeof why, "no final report from %.64s within %d s; next provider",
+                 m->provider ? m->provider : "?", m->dlr_timeout_s);
         sr_attempt *at = m->attempt_count ? &m->attempts[m->attempt_count - 1] : NULL;
         if (at && !at->error) sr_message_set_str(&at->error, "no final report in time");
         reports_fallback(m, a->now, why);
@@ -368,7 +366,8 @@ static void reports_after(sr_reports *R, const apply_arg *a, const sr_store_txn 
     if (!m) return;
     if (a->fallback) {
         if (fallback_is_timeout) R->m_fallback_timeout->value++;
-        else R->m_fallback_report->value++;
+        else
+            R->m_fallback_report->value++;
         /* Queued again: the store tells the scheduler. */
         sr_info("report: on to the next provider", "id", m->id, "reason", m->error ? m->error : "");
     }
@@ -540,7 +539,8 @@ static int reports_prefix_parse(const char *key, size_t plen, char provider[72],
     const char *rest = key + n + 1;
     int rlen = (int)(plen - n - 1);
     if (rlen > 0 && rest[0] == '#') snprintf(rep->message_id, sizeof rep->message_id, "%.*s", rlen - 1, rest + 1);
-    else snprintf(rep->provider_id, sizeof rep->provider_id, "%.*s", rlen, rest);
+    else
+        snprintf(rep->provider_id, sizeof rep->provider_id, "%.*s", rlen, rest);
     return 0;
 }
 
@@ -582,13 +582,15 @@ static void parked_link(sr_reports *R, parked *p, int at_head) {
         p->prev = NULL;
         p->next = R->park_head;
         if (R->park_head) R->park_head->prev = p;
-        else R->park_tail = p;
+        else
+            R->park_tail = p;
         R->park_head = p;
     } else {
         p->next = NULL;
         p->prev = R->park_tail;
         if (R->park_tail) R->park_tail->next = p;
-        else R->park_head = p;
+        else
+            R->park_head = p;
         R->park_tail = p;
     }
     R->park_count += p->reports;
@@ -604,9 +606,11 @@ static void parked_unlink(sr_reports *R, parked *p) {
         }
     }
     if (p->prev) p->prev->next = p->next;
-    else R->park_head = p->next;
+    else
+        R->park_head = p->next;
     if (p->next) p->next->prev = p->prev;
-    else R->park_tail = p->prev;
+    else
+        R->park_tail = p->prev;
     p->prev = p->next = p->hash_next = NULL;
     R->park_count -= p->reports;
     R->park_bytes -= (int64_t)p->bytes;
@@ -636,7 +640,8 @@ static void parked_restore(sr_reports *R, parked *chain) {
     while (chain) {
         parked *next = chain->chain;
         if (parked_find(R, chain->key, chain->key_len)) free(chain);
-        else parked_link(R, chain, 1);
+        else
+            parked_link(R, chain, 1);
         chain = next;
     }
 }
@@ -647,8 +652,8 @@ static void parked_restore(sr_reports *R, parked *chain) {
 static int reports_evict(sr_reports *R, sr_store_txn *t, const parked *keep, parked **chain, int max_records) {
     int reports = 0, records = 0;
     int64_t max_count = (int64_t)R->config->dlr_park_max, max_bytes = (int64_t)R->config->dlr_park_max_bytes;
-    while ((R->park_count > max_count || R->park_bytes > max_bytes) && R->park_head && R->park_head != keep
-           && records < max_records) {
+    while ((R->park_count > max_count || R->park_bytes > max_bytes) && R->park_head && R->park_head != keep &&
+           records < max_records) {
         parked *p = R->park_head;
         sr_store_txn_del(t, SR_SPACE_PARKED, p->key, p->key_len);
         reports += p->reports;
@@ -714,8 +719,8 @@ typedef struct unpark_job {
     struct unpark_job *next; /* in R->unparking */
     int again;               /* asked for again while in flight, or more were left: look again */
     int n;
-    parked *chain;           /* the records this unit deletes */
-    char key[PARK_KEY_MAX];  /* the prefix */
+    parked *chain;          /* the records this unit deletes */
+    char key[PARK_KEY_MAX]; /* the prefix */
     size_t key_len;
     char provider[72];
     char id[SR_ID_LEN + 1];
@@ -841,9 +846,9 @@ static void reports_unpark(sr_reports *R, const char *provider, const char *key,
     /* The older layout: every report of the id appended to one record under the prefix itself. */
     sr_buf legacy;
     sr_buf_init(&legacy);
-    int has_legacy = R->park_legacy && sc->n < UNPARK_MAX
-                     && sr_store_get(R->store, SR_SPACE_PARKED, key, key_len, sr_now_ms(), &legacy, NULL) == 0
-                     && legacy.len > 0;
+    int has_legacy = R->park_legacy && sc->n < UNPARK_MAX &&
+                     sr_store_get(R->store, SR_SPACE_PARKED, key, key_len, sr_now_ms(), &legacy, NULL) == 0 &&
+                     legacy.len > 0;
     if (!has_legacy) legacy.len = 0;
     if (rc >= 0 && (sc->n > 0 || has_legacy)) {
         sr_report reps[UNPARK_MAX];
@@ -884,8 +889,7 @@ static void reports_on_provider_id(const sr_store_event *ev, void *ud) {
 
 int sr_reports_check(const sr_report *rep, char *err, size_t errlen) {
     if (rep->part < 0 || rep->parts < 0) {
-        snprintf(err, errlen, "the report's %s is not a whole number of at least 1",
-                 rep->part < 0 ? "part" : "parts");
+        snprintf(err, errlen, "the report's %s is not a whole number of at least 1", rep->part < 0 ? "part" : "parts");
         return SR_E_INVALID;
     }
     if (rep->part > SR_REPORT_MAX_PARTS || rep->parts > SR_REPORT_MAX_PARTS) {
@@ -960,8 +964,8 @@ static void reports_parked_done(sr_store_txn *t, void *ud) {
 static void reports_park(sr_reports *R, apply_one *o) {
     o->a.park_key_len = reports_park_key(o->a.provider, &o->a.rep, o->a.park_key, sizeof o->a.park_key);
     if (o->a.park_key_len)
-        o->record_len = reports_record_key(o->a.park_key, o->a.park_key_len, R->park_seq + 1, o->record,
-                                           sizeof o->record);
+        o->record_len =
+            reports_record_key(o->a.park_key, o->a.park_key_len, R->park_seq + 1, o->record, sizeof o->record);
     if (o->record_len == 0) {
         reports_one_finished(o, 0);
         return;
@@ -995,8 +999,8 @@ static void reports_applied_done(sr_store_txn *t, void *ud) {
     reports_one_finished(o, st);
 }
 
-void sr_reports_apply(sr_reports *R, const char *provider, const sr_report *reps, int n,
-                      void (*cb)(int code, void *ud), void *ud) {
+void sr_reports_apply(sr_reports *R, const char *provider, const sr_report *reps, int n, void (*cb)(int code, void *ud),
+                      void *ud) {
     if (n <= 0) {
         if (cb) cb(0, ud);
         return;
@@ -1035,7 +1039,7 @@ void sr_reports_apply(sr_reports *R, const char *provider, const sr_report *reps
         }
         sr_store_txn *t = sr_store_txn_new(R->store);
         sr_store_txn_update_message(t, o->a.id, reports_apply_mutator, &o->a);
-            sr_store_txn_submit(t, reports_applied_done, o);
+        sr_store_txn_submit(t, reports_applied_done, o);
     }
 }
 
@@ -1131,8 +1135,7 @@ static void reports_poll_answered(const sr_http_client_response *resp, void *ud)
     } else {
         char err[300];
         if (sr_adapter_parse_poll(q->rules, q->p, (const char *const *)q->pids, q->n, resp->status, resp->body,
-                                  resp->body_len, &reps, &n, err, sizeof err)
-            != 0) {
+                                  resp->body_len, &reps, &n, err, sizeof err) != 0) {
             R->m_poll_errors->value++;
             sr_warn("status poll answer not understood", "provider", q->p->name, "error", err);
         }
@@ -1202,8 +1205,8 @@ static void reports_watch(sr_reports *R, int64_t now) {
         int pi = p ? (int)(p - R->rules->providers) : -1;
         int polls = p && p->poll;
         int64_t deadline = reports_deadline(&m);
-        int poll_now = m.status == SR_ST_SENT && polls && m.provider_id && (deadline == 0 || deadline > now)
-                       && now - m.sent_at_ms <= (int64_t)R->config->poll_max_age_s * 1000;
+        int poll_now = m.status == SR_ST_SENT && polls && m.provider_id && (deadline == 0 || deadline > now) &&
+                       now - m.sent_at_ms <= (int64_t)R->config->poll_max_age_s * 1000;
         if (poll_now) {
             int64_t wake = 0;
             poll_req *q = open[pi];
@@ -1435,23 +1438,23 @@ static void reports_tick(uv_timer_t *timer) {
 
 /* The reports' metric series, registered once at start. */
 static void reports_metrics(sr_reports *R) {
-    R->m_matched = sr_metric_counter("smsrules_dlr_reports_total", "Delivery reports received, by result.",
-                                     "result=\"matched\"");
+    R->m_matched =
+        sr_metric_counter("smsrules_dlr_reports_total", "Delivery reports received, by result.", "result=\"matched\"");
     R->m_duplicate = sr_metric_counter("smsrules_dlr_reports_total", "Delivery reports received, by result.",
                                        "result=\"duplicate\"");
-    R->m_parked = sr_metric_counter("smsrules_dlr_reports_total", "Delivery reports received, by result.",
-                                    "result=\"parked\"");
-    R->m_unparked = sr_metric_counter("smsrules_dlr_unparked_total",
-                                      "Parked delivery reports matched once their message's provider id was known.",
-                                      NULL);
+    R->m_parked =
+        sr_metric_counter("smsrules_dlr_reports_total", "Delivery reports received, by result.", "result=\"parked\"");
+    R->m_unparked =
+        sr_metric_counter("smsrules_dlr_unparked_total",
+                          "Parked delivery reports matched once their message's provider id was known.", NULL);
     R->m_orphaned = sr_metric_counter("smsrules_dlr_orphaned_total",
                                       "Parked delivery reports whose message never appeared (dlr_orphan_after).", NULL);
-    R->m_fallback_report = sr_metric_counter("smsrules_dlr_fallback_total",
-                                             "Messages sent on to the next provider because of a delivery outcome.",
-                                             "reason=\"report\"");
-    R->m_fallback_timeout = sr_metric_counter("smsrules_dlr_fallback_total",
-                                              "Messages sent on to the next provider because of a delivery outcome.",
-                                              "reason=\"timeout\"");
+    R->m_fallback_report =
+        sr_metric_counter("smsrules_dlr_fallback_total",
+                          "Messages sent on to the next provider because of a delivery outcome.", "reason=\"report\"");
+    R->m_fallback_timeout =
+        sr_metric_counter("smsrules_dlr_fallback_total",
+                          "Messages sent on to the next provider because of a delivery outcome.", "reason=\"timeout\"");
     R->m_late = sr_metric_counter("smsrules_dlr_late_delivered_total",
                                   "Delivered reports for an earlier attempt, after the message went on.", NULL);
     R->m_risk = sr_metric_counter("smsrules_double_delivery_risk_total",
@@ -1462,16 +1465,16 @@ static void reports_metrics(sr_reports *R) {
     R->m_polls = sr_metric_counter("smsrules_status_polls_total", "Status poll requests made.", NULL);
     R->m_poll_errors = sr_metric_counter("smsrules_status_poll_errors_total",
                                          "Status polls that failed or were not understood.", NULL);
-    R->m_invalid = sr_metric_counter("smsrules_dlr_reports_total", "Delivery reports received, by result.",
-                                     "result=\"invalid\"");
+    R->m_invalid =
+        sr_metric_counter("smsrules_dlr_reports_total", "Delivery reports received, by result.", "result=\"invalid\"");
     R->m_evicted = sr_metric_counter("smsrules_dlr_parked_evicted_total",
                                      "Parked delivery reports dropped, oldest first, to stay within dlr_park_max and "
                                      "dlr_park_max_bytes.",
                                      NULL);
     R->m_park_count =
         sr_metric_gauge("smsrules_dlr_parked", "Delivery reports parked now (their message unknown).", NULL);
-    R->m_park_bytes = sr_metric_gauge("smsrules_dlr_parked_bytes",
-                                      "Bytes of the parked delivery reports (keys and values).", NULL);
+    R->m_park_bytes =
+        sr_metric_gauge("smsrules_dlr_parked_bytes", "Bytes of the parked delivery reports (keys and values).", NULL);
 }
 
 int sr_reports_start(sr_reports **out, uv_loop_t *loop, sr_store *store, sr_rate_lanes *rates, sr_rules *rules,

@@ -71,8 +71,8 @@ int sr_reports_check(const sr_report *rep, char *err, size_t errlen);
  * at most config->dlr_park_max reports and dlr_park_max_bytes bytes, the
  * oldest evicted past that (smsrules_dlr_parked_evicted_total), each dropped
  * as orphaned dlr_orphan_after after it was parked. */
-void sr_reports_apply(sr_reports *r, const char *provider, const sr_report *reps, int n,
-                      void (*cb)(int code, void *ud), void *ud);
+void sr_reports_apply(sr_reports *r, const char *provider, const sr_report *reps, int n, void (*cb)(int code, void *ud),
+                      void *ud);
 
 /* The next watch time of a sent message (m->sent_at_ms, m->polls, m->dlr_timeout_s and m->route set):
  * its next status poll (poll: the provider polls; none past max_age_ms after sent) or its report

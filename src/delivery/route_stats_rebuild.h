@@ -12,7 +12,6 @@
 /* Rebuilds the figures from the messages created in the last 24 h (and up to max_messages of them,
  * newest kept), so that a restart does not blind adaptive rules. Costs from the rules' providers (may be
  * NULL). Returns the number of messages read, or a negative store code. */
-int sr_route_stats_rebuild(sr_route_stats *rs, sr_store *store, sr_rules *rules, int64_t now_ms,
-                           int max_messages);
+int sr_route_stats_rebuild(sr_route_stats *rs, sr_store *store, sr_rules *rules, int64_t now_ms, int max_messages);
 
 #endif

@@ -26,8 +26,8 @@ typedef struct sr_scheduler sr_scheduler;
 /* Starts the engine: requeues messages left `sending` by a crash, then
  * pumps. Borrows everything (rates: the providers' rate lanes, shared with
  * the reports' status polls). Returns 0 or a negative code. */
-int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_rules *rules,
-                       sr_http_client *client, sr_rate_lanes *rates, const sr_config *config);
+int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_rules *rules, sr_http_client *client,
+                       sr_rate_lanes *rates, const sr_config *config);
 /* After a reload: routes, adapters and limits come from rules from now on
  * (borrowed; the caller keeps them alive). Lanes are matched by provider
  * name, keeping their rate, circuit and counters; requests in flight finish
@@ -53,10 +53,10 @@ void sr_scheduler_retry(sr_scheduler *s, const char *id, void (*cb)(int code, vo
 
 /* What a provider's lane is doing now, for the console (GET /v1/providers). */
 typedef struct sr_lane_info {
-    const char *circuit;   /* "closed", "open", "half_open" */
-    int in_flight;         /* requests out now */
-    int pending;           /* messages taken from the queue, waiting for a request */
-    double rate_used;      /* messages the GCRA counts ahead of now: 0 idle, up to burst + 1 at the limit */
+    const char *circuit;     /* "closed", "open", "half_open" */
+    int in_flight;           /* requests out now */
+    int pending;             /* messages taken from the queue, waiting for a request */
+    double rate_used;        /* messages the GCRA counts ahead of now: 0 idle, up to burst + 1 at the limit */
     int64_t paused_until_ms; /* a Retry-After pause, 0 none */
 } sr_lane_info;
 /* 0 with the lane of provider in out, or -1 when no lane has that name (yet). */

@@ -39,7 +39,7 @@ typedef struct client_request {
     sr_http_client_header *headers; /* built from index when the request completes */
     int headers_cap;
     bool body_too_large;
-    int deferred_error; /* failed before reaching curl: completed from the immediate handle */
+    int deferred_error;           /* failed before reaching curl: completed from the immediate handle */
     const char *deferred_message; /* static string */
     sr_http_client_cb cb;
     void *ud;
@@ -106,7 +106,8 @@ static void client_list_push(client_request **head, client_request *r) {
 
 static void client_list_remove(client_request **head, client_request *r) {
     if (r->prev) r->prev->next = r->next;
-    else *head = r->next;
+    else
+        *head = r->next;
     if (r->next) r->next->prev = r->prev;
     r->prev = r->next = NULL;
 }
@@ -150,7 +151,8 @@ fail:
 
 static void client_buf_recycle(sr_buf *b) {
     if (b->cap > CLIENT_KEEP_BUFFER_BYTES) sr_buf_free(b);
-    else sr_buf_reset(b);
+    else
+        sr_buf_reset(b);
 }
 
 /* Takes r back after its callback ran: into the pool with its easy handle
@@ -295,7 +297,8 @@ static void client_complete(sr_http_client *c, CURL *easy, CURLcode result) {
     int error = client_error_from_curl(result, pretransfer_us > 0);
     const char *message = NULL;
     if (r->body_too_large) message = "response body exceeds SR_HTTP_CLIENT_MAX_BODY";
-    else if (result != CURLE_OK) message = r->error[0] ? r->error : curl_easy_strerror(result);
+    else if (result != CURLE_OK)
+        message = r->error[0] ? r->error : curl_easy_strerror(result);
     client_finish(c, r, (int)status, error, message);
 }
 
@@ -353,7 +356,8 @@ static void client_socket_closed(uv_handle_t *h) {
  * so after curl has closed it the number could belong to someone else. */
 static void client_socket_close(sr_http_client *c, client_socket *s) {
     if (s->prev) s->prev->next = s->next;
-    else c->sockets = s->next;
+    else
+        c->sockets = s->next;
     if (s->next) s->next->prev = s->prev;
     uv_close((uv_handle_t *)&s->poll, client_socket_closed);
 }
@@ -469,7 +473,8 @@ static void client_fail_later(sr_http_client *c, client_request *r, int error, c
     r->deferred_message = message;
     r->prev = r->next = NULL;
     if (c->deferred_tail) c->deferred_tail->next = r;
-    else c->deferred_head = r;
+    else
+        c->deferred_head = r;
     c->deferred_tail = r;
     c->deferred_count++;
     uv_idle_start(&c->immediate, client_on_immediate);
@@ -505,9 +510,9 @@ static bool client_has_header(const char *const *headers, const char *name) {
     return false;
 }
 
-#define CLIENT_SET(opt, value)                                           \
-    do {                                                                 \
-        if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, value);        \
+#define CLIENT_SET(opt, value)                                                                                         \
+    do {                                                                                                               \
+        if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, value);                                                      \
     } while (0)
 
 /* Applies every option of one request to r's freshly reset easy handle.
@@ -523,11 +528,11 @@ static CURLcode client_setup_method(client_request *r, const sr_http_client_requ
         CLIENT_SET(CURLOPT_NOBODY, 1L);
     } else {
         if (strcmp(method, "POST") == 0) CLIENT_SET(CURLOPT_POST, 1L);
-        else CLIENT_SET(CURLOPT_CUSTOMREQUEST, method);
+        else
+            CLIENT_SET(CURLOPT_CUSTOMREQUEST, method);
         /* POST, PUT and PATCH always carry a body (Content-Length: 0 when
          * empty): without POSTFIELDS curl would read one from stdin. */
-        if (has_body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
-            strcmp(method, "PATCH") == 0) {
+        if (has_body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0) {
             sr_buf_reset(&r->request_body);
             sr_buf_append(&r->request_body, req->body ? req->body : "", req->body ? req->body_len : 0);
             CLIENT_SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->request_body.len);
@@ -592,8 +597,7 @@ static CURLcode client_setup(client_request *r, const sr_http_client_request *re
 
 #undef CLIENT_SET
 
-int sr_http_client_request_start(sr_http_client *c, const sr_http_client_request *req, sr_http_client_cb cb,
-                                 void *ud) {
+int sr_http_client_request_start(sr_http_client *c, const sr_http_client_request *req, sr_http_client_cb cb, void *ud) {
     if (c->closing) return -ECANCELED;
     if (!req || !req->url || !cb || !client_method_valid(req->method) || !client_headers_valid(req->headers))
         return -EINVAL;

@@ -26,22 +26,22 @@ typedef struct sr_http_client_header {
 
 /* What came back. Owned by the client; valid during the callback only. */
 typedef struct sr_http_client_response {
-    int status;         /* HTTP status, 0 when there was no complete answer (error != 0) */
-    int error;          /* 0, or one of SR_HTTP_E_* below */
+    int status;                /* HTTP status, 0 when there was no complete answer (error != 0) */
+    int error;                 /* 0, or one of SR_HTTP_E_* below */
     const char *error_message; /* human text for error (curl's), or NULL */
-    const char *body;   /* NUL-terminated; at most SR_HTTP_CLIENT_MAX_BODY bytes (more: TRANSPORT) */
+    const char *body;          /* NUL-terminated; at most SR_HTTP_CLIENT_MAX_BODY bytes (more: TRANSPORT) */
     size_t body_len;
     sr_http_client_header *headers; /* of the final answer only (not of 1xx answers) */
     int header_count;
     double duration_ms; /* from start to the end of the answer */
 } sr_http_client_response;
 
-#define SR_HTTP_E_TIMEOUT 1    /* no complete answer within timeout_ms */
+#define SR_HTTP_E_TIMEOUT 1 /* no complete answer within timeout_ms */
 /* Could not connect (refused, unreachable, DNS, or the timeout passed before
  * the connection was up): the request was certainly not sent. */
 #define SR_HTTP_E_CONNECT 2
-#define SR_HTTP_E_TRANSPORT 3  /* connection broke, TLS error, malformed answer, ... */
-#define SR_HTTP_E_CANCELLED 4  /* sr_http_client_close ran first */
+#define SR_HTTP_E_TRANSPORT 3 /* connection broke, TLS error, malformed answer, ... */
+#define SR_HTTP_E_CANCELLED 4 /* sr_http_client_close ran first */
 
 /* Larger answer bodies fail the request with SR_HTTP_E_TRANSPORT. */
 #define SR_HTTP_CLIENT_MAX_BODY (16 * 1024 * 1024)
@@ -49,12 +49,12 @@ typedef struct sr_http_client_response {
 typedef void (*sr_http_client_cb)(const sr_http_client_response *resp, void *ud);
 
 typedef struct sr_http_client_request {
-    const char *method;   /* "GET", "POST", ... */
+    const char *method; /* "GET", "POST", ... */
     const char *url;
     const char *const *headers; /* NULL-terminated "Name: value" strings (no CR/LF), or NULL */
-    const char *body;     /* may be NULL */
+    const char *body;           /* may be NULL */
     size_t body_len;
-    long timeout_ms;      /* whole request; 0: 30000 */
+    long timeout_ms;         /* whole request; 0: 30000 */
     long connect_timeout_ms; /* 0: min(timeout_ms, 10000) */
 } sr_http_client_request;
 
@@ -70,8 +70,7 @@ void sr_http_client_close(sr_http_client *c);
  * cb never runs): -EINVAL for a missing url or cb, a malformed method or a
  * header with CR/LF, -ECANCELED while closing, -ENOMEM. Redirects are not
  * followed; only http and https URLs are fetched. */
-int sr_http_client_request_start(sr_http_client *c, const sr_http_client_request *req, sr_http_client_cb cb,
-                                 void *ud);
+int sr_http_client_request_start(sr_http_client *c, const sr_http_client_request *req, sr_http_client_cb cb, void *ud);
 
 /* Header value by case-insensitive name, or NULL. */
 const char *sr_http_client_header_get(const sr_http_client_response *r, const char *name);

@@ -37,13 +37,13 @@ typedef struct http_conn {
     sr_http_server *server;
     struct http_conn *prev, *next;
     conn_state state;
-    int handles_open;   /* tcp + timer: freed when both closed and no request is out */
-    bool handling;      /* a request is with the handler */
-    bool in_dispatch;   /* inside the handler call (answers made now are synchronous) */
-    bool close_after;   /* close once the current answer is written */
+    int handles_open; /* tcp + timer: freed when both closed and no request is out */
+    bool handling;    /* a request is with the handler */
+    bool in_dispatch; /* inside the handler call (answers made now are synchronous) */
+    bool close_after; /* close once the current answer is written */
     bool closing;
     bool reading;
-    bool peer_eof;      /* the client half-closed while a request was with the handler */
+    bool peer_eof; /* the client half-closed while a request was with the handler */
     bool keep_alive;
     bool output_paused; /* reading stopped until unsent answers drain */
     int error_status;   /* set by parser callbacks that hit a limit (conn_refuse) */
@@ -68,8 +68,8 @@ typedef struct http_conn {
     const char *chunk_line_start; /* where the open chunk line began in it, or NULL: at parse_base */
     size_t chunk_line_bytes;      /* of the open line, in earlier buffers */
     bool chunk_line_open;
-    bool chunk_last;              /* the 0-size chunk was seen: trailers follow */
-    bool value_split;             /* the last header value ran to the end of the previous buffer */
+    bool chunk_last;  /* the 0-size chunk was seen: trailers follow */
+    bool value_split; /* the last header value ran to the end of the previous buffer */
     sr_http_request req;
 } http_conn;
 
@@ -229,8 +229,8 @@ static void conn_write(http_conn *c, const char *data, size_t len) {
     }
 }
 
-static void build_response(sr_http_server *s, sr_buf *out, int status, const char *content_type,
-                           const char *body, size_t body_len, const char *extra, bool close) {
+static void build_response(sr_http_server *s, sr_buf *out, int status, const char *content_type, const char *body,
+                           size_t body_len, const char *extra, bool close) {
     sr_buf_reserve(out, 160 + body_len);
     sr_buf_puts(out, "HTTP/1.1 ");
     sr_buf_put_u64(out, (uint64_t)status);
@@ -322,7 +322,8 @@ static void conn_close(http_conn *c) {
     c->closing = true;
     sr_http_server *s = c->server;
     if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
+    else
+        s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->open_connections--;
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
@@ -372,7 +373,8 @@ static void conn_set_state(http_conn *c, conn_state st) {
         if (!ms || left < ms) ms = left;
     }
     if (ms) uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
-    else uv_timer_stop(&c->timer);
+    else
+        uv_timer_stop(&c->timer);
 }
 
 static void conn_reset_request(http_conn *c) {
@@ -739,7 +741,8 @@ static void conn_resume(http_conn *c) {
     if (!c->reading) {
         c->output_paused = false;
         if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb) == 0) c->reading = true;
-        else conn_close(c);
+        else
+            conn_close(c);
     }
 }
 
@@ -755,8 +758,8 @@ const char *sr_http_header_get(const sr_http_request *r, const char *name, size_
     return NULL;
 }
 
-void sr_http_respond(sr_http_request *req, int status, const char *content_type, const char *body,
-                     size_t body_len, const char *extra_headers) {
+void sr_http_respond(sr_http_request *req, int status, const char *content_type, const char *body, size_t body_len,
+                     const char *extra_headers) {
     http_conn *c = req->conn_;
     sr_http_server *s = c->server;
     if (s->opt.observer) s->opt.observer(req, status, s->opt.observer_ud);
@@ -823,13 +826,14 @@ static void server_on_connection(uv_stream_t *listener, int status) {
     }
     conn_set_state(c, CONN_IDLE);
     if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb) == 0) c->reading = true;
-    else conn_close(c);
+    else
+        conn_close(c);
 }
 
 static void server_free_on_close(uv_handle_t *h) { free(h->data); }
 
-int sr_http_server_start(sr_http_server **out, uv_loop_t *loop, const char *host, int port,
-                         const sr_http_options *opt, char *err, size_t errlen) {
+int sr_http_server_start(sr_http_server **out, uv_loop_t *loop, const char *host, int port, const sr_http_options *opt,
+                         char *err, size_t errlen) {
     *out = NULL;
     sr_http_server *s = calloc(1, sizeof *s);
     if (!s) abort();
@@ -906,8 +910,10 @@ void sr_http_server_stop(sr_http_server *s, void (*done)(void *ud), void *ud) {
             /* A request still arriving is in flight too: let it complete; it is
              * answered with Connection: close (conn_dispatch sees stopping). The
              * read timers and the drain deadline bound the wait. */
-        } else if (c->writes_in_flight == 0) conn_close(c);
-        else c->close_after = true;
+        } else if (c->writes_in_flight == 0)
+            conn_close(c);
+        else
+            c->close_after = true;
         c = next;
     }
 }

@@ -47,16 +47,16 @@ typedef struct sr_http_request {
     const char *method_name; /* "GET", ... */
     const char *path;        /* without the query, NUL-terminated */
     size_t path_len;
-    const char *query;       /* after '?', NUL-terminated, "" when none */
+    const char *query; /* after '?', NUL-terminated, "" when none */
     size_t query_len;
-    const char *body;        /* NUL-terminated (the NUL is not counted) */
+    const char *body; /* NUL-terminated (the NUL is not counted) */
     size_t body_len;
     sr_http_header *headers;
     int header_count;
-    const char *route;       /* metrics label set by the handler; "unknown" by default */
-    uint64_t start_ns;       /* uv_hrtime() when the request was complete */
-    void *user;              /* free for the handler */
-    void *conn_;             /* private */
+    const char *route; /* metrics label set by the handler; "unknown" by default */
+    uint64_t start_ns; /* uv_hrtime() when the request was complete */
+    void *user;        /* free for the handler */
+    void *conn_;       /* private */
 } sr_http_request;
 
 typedef void (*sr_http_handler)(sr_http_request *req, void *ud);
@@ -64,17 +64,17 @@ typedef void (*sr_http_handler)(sr_http_request *req, void *ud);
 typedef void (*sr_http_observer)(const sr_http_request *req, int status, void *ud);
 
 typedef struct sr_http_options {
-    size_t max_header_bytes;      /* default 16 KiB */
-    size_t max_body_bytes;        /* default 1 MiB */
-    int max_connections;          /* default 10000 */
-    uint64_t header_timeout_ms;   /* default 10 s: first byte of a request to end of headers */
-    uint64_t body_timeout_ms;     /* default 10 s without body bytes */
-    uint64_t idle_timeout_ms;     /* default 60 s keep-alive between requests */
-    uint64_t request_timeout_ms;  /* default 30 s: first byte of a request to its last; 0 none */
-    size_t max_unsent_bytes;      /* default 256 KiB of answers not yet sent before reading pauses */
+    size_t max_header_bytes;     /* default 16 KiB */
+    size_t max_body_bytes;       /* default 1 MiB */
+    int max_connections;         /* default 10000 */
+    uint64_t header_timeout_ms;  /* default 10 s: first byte of a request to end of headers */
+    uint64_t body_timeout_ms;    /* default 10 s without body bytes */
+    uint64_t idle_timeout_ms;    /* default 60 s keep-alive between requests */
+    uint64_t request_timeout_ms; /* default 30 s: first byte of a request to its last; 0 none */
+    size_t max_unsent_bytes;     /* default 256 KiB of answers not yet sent before reading pauses */
     sr_http_handler handler;
     void *handler_ud;
-    sr_http_observer observer;    /* may be NULL */
+    sr_http_observer observer; /* may be NULL */
     void *observer_ud;
 } sr_http_options;
 
@@ -91,8 +91,8 @@ typedef struct sr_http_stats {
 
 /* Binds host:port and starts accepting. Returns 0 or a negative uv error
  * with a message in err. port 0 picks a free port (see sr_http_server_port). */
-int sr_http_server_start(sr_http_server **out, uv_loop_t *loop, const char *host, int port,
-                         const sr_http_options *opt, char *err, size_t errlen);
+int sr_http_server_start(sr_http_server **out, uv_loop_t *loop, const char *host, int port, const sr_http_options *opt,
+                         char *err, size_t errlen);
 int sr_http_server_port(const sr_http_server *s);
 int sr_http_server_open_connections(const sr_http_server *s);
 /* Borrowed, valid until sr_http_server_free. */
@@ -110,8 +110,8 @@ const char *sr_http_header_get(const sr_http_request *r, const char *name, size_
 
 /* Answers the request. body is copied. extra_headers: NULL or complete
  * "Name: value\r\n" lines. After this call req must not be used. */
-void sr_http_respond(sr_http_request *req, int status, const char *content_type, const char *body,
-                     size_t body_len, const char *extra_headers);
+void sr_http_respond(sr_http_request *req, int status, const char *content_type, const char *body, size_t body_len,
+                     const char *extra_headers);
 /* {"error":{"code":code,"message":message}} with status. */
 void sr_http_respond_error(sr_http_request *req, int status, const char *code, const char *message,
                            const char *extra_headers);

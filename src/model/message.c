@@ -257,8 +257,7 @@ static void message_id_fresh_random(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20);
-        for (size_t i = 0; i < sizeof message_id_random; i++, x >>= 7)
-            message_id_random[i] = (unsigned char)x;
+        for (size_t i = 0; i < sizeof message_id_random; i++, x >>= 7) message_id_random[i] = (unsigned char)x;
     }
 }
 
@@ -301,10 +300,10 @@ void sr_id_new(char id[SR_ID_LEN + 1], int64_t now_ms) {
 /* Is c a character of message_crockford? (A table: the store checks an id on every write.) */
 static int message_is_crockford(unsigned char c) {
     static const unsigned char digits[256] = {
-        ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1,
-        ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-        ['J'] = 1, ['K'] = 1, ['M'] = 1, ['N'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
-        ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+        ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+        ['8'] = 1, ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+        ['G'] = 1, ['H'] = 1, ['J'] = 1, ['K'] = 1, ['M'] = 1, ['N'] = 1, ['P'] = 1, ['Q'] = 1,
+        ['R'] = 1, ['S'] = 1, ['T'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
     };
     return digits[c];
 }
@@ -336,20 +335,17 @@ void sr_clock_freeze(void) {
     if (!clock_frozen_ms) clock_frozen_ms = sr_now_ms();
 }
 
-void sr_clock_freeze_at(int64_t at_ms) {
-    clock_frozen_ms = at_ms > 0 ? at_ms : 1;
-}
+void sr_clock_freeze_at(int64_t at_ms) { clock_frozen_ms = at_ms > 0 ? at_ms : 1; }
 
 void sr_clock_advance_ms(int64_t delta_ms) {
     if (delta_ms <= 0) return;
     if (clock_frozen_ms) clock_frozen_ms += delta_ms;
-    else clock_offset_ms += delta_ms;
+    else
+        clock_offset_ms += delta_ms;
 }
 
 /* Floor division, for times before the epoch. */
-static int64_t message_floor_div(int64_t a, int64_t b) {
-    return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
-}
+static int64_t message_floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
 static int64_t message_days_from_civil(int64_t y, int m, int d) {
@@ -411,13 +407,11 @@ static int message_digits(const char *s, int n) {
 int sr_time_parse_rfc3339(const char *s, size_t len, int64_t *ms_out) {
     /* YYYY-MM-DDTHH:MM:SS then [.frac] then Z or +HH:MM / -HH:MM */
     if (!s || len < 20) return -1;
-    if (s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
-        return -1;
+    if (s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':') return -1;
     int year = message_digits(s, 4), month = message_digits(s + 5, 2), day = message_digits(s + 8, 2);
-    int hour = message_digits(s + 11, 2), minute = message_digits(s + 14, 2),
-        second = message_digits(s + 17, 2);
-    if (year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59
-        || second < 0 || second > 60)
+    int hour = message_digits(s + 11, 2), minute = message_digits(s + 14, 2), second = message_digits(s + 17, 2);
+    if (year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 ||
+        second < 0 || second > 60)
         return -1;
     if (day > message_days_in_month(year, month)) return -1;
     size_t i = 19;
@@ -465,8 +459,7 @@ static void message_key(sr_buf *b, const char *key, int first) {
 }
 
 static void message_str_or_null(sr_buf *b, const char *s) {
-    if (s)
-        sr_buf_json_str(b, s, strlen(s));
+    if (s) sr_buf_json_str(b, s, strlen(s));
     else
         sr_buf_puts(b, "null");
 }
@@ -520,8 +513,8 @@ static void message_write_tags(sr_buf *b, const sr_message *m) {
         size_t key_end = b->len;
         int duplicate = 0;
         for (int j = 0; j < written && starts; j++)
-            if (ends[j] - starts[j] == key_end - key_start
-                && memcmp(b->data + starts[j], b->data + key_start, key_end - key_start) == 0)
+            if (ends[j] - starts[j] == key_end - key_start &&
+                memcmp(b->data + starts[j], b->data + key_start, key_end - key_start) == 0)
                 duplicate = 1;
         if (duplicate) {
             b->len = mark;
@@ -605,7 +598,8 @@ static void message_write_history(sr_buf *b, const sr_message *m, int api) {
 static void message_field_cost(sr_buf *b, const sr_message *m) {
     message_key(b, "cost", 0);
     if (m->has_cost && m->cost == m->cost && m->cost > -1e15 && m->cost < 1e15) sr_buf_printf(b, "%.10g", m->cost);
-    else sr_buf_puts(b, "null");
+    else
+        sr_buf_puts(b, "null");
 }
 
 void sr_message_encode_json(const sr_message *m, sr_buf *out) {
@@ -802,8 +796,7 @@ static int message_get_history(const sr_json *v, sr_message *m) {
         if (e->type != SR_JSON_OBJECT) return -1;
         const sr_json *st = sr_json_get(e, "status"), *at = sr_json_get(e, "at");
         sr_history_entry *h = &m->history[m->history_count];
-        if (!st || !at || message_get_status(st, &h->status) < 0 || message_get_int64(at, &h->at_ms) < 0)
-            return -1;
+        if (!st || !at || message_get_status(st, &h->status) < 0 || message_get_int64(at, &h->at_ms) < 0) return -1;
         m->history_count++;
     }
     return 0;

@@ -51,10 +51,10 @@ typedef struct sr_attempt {
     char *provider_id; /* NULL until the provider answered with one */
     int64_t started_at_ms;
     int64_t duration_ms;
-    int http_status;   /* 0 when no HTTP answer (timeout, connection error) */
-    char *outcome;     /* "sending", "sent", "retry", "failed", "fallback", ... */
-    char *error;       /* NULL when none */
-    char *report;      /* the last delivery report's status for this attempt ("delivered", ...), NULL when none */
+    int http_status;    /* 0 when no HTTP answer (timeout, connection error) */
+    char *outcome;      /* "sending", "sent", "retry", "failed", "fallback", ... */
+    char *error;        /* NULL when none */
+    char *report;       /* the last delivery report's status for this attempt ("delivered", ...), NULL when none */
     char *part_reports; /* per-part reports of an earlier attempt, as sr_message.part_reports; NULL */
     int64_t reported_at_ms;
 } sr_attempt;
@@ -83,7 +83,7 @@ typedef struct sr_message {
     char *provider;  /* provider that carries (or carried) it, NULL before the first attempt */
     char *provider_id;
     char *idempotency_key;
-    int priority;   /* 0-3, 3 most urgent */
+    int priority; /* 0-3, 3 most urgent */
     int validity_s;
     int64_t created_at_ms;
     int64_t send_at_ms;         /* 0: at once */
@@ -95,7 +95,7 @@ typedef struct sr_message {
     int attempt_count;
     sr_history_entry *history;
     int history_count;
-    char *error; /* last error, NULL when none */
+    char *error;    /* last error, NULL when none */
     char *reply_to; /* id of the inbound message this replies to, or NULL */
     /* Delivery reports (the current attempt). */
     int parts;           /* parts the provider counts for it (0: unknown, taken as segments) */
@@ -149,7 +149,7 @@ int sr_message_decode_json(const char *data, size_t len, sr_message *m);
 void sr_message_to_api_json(const sr_message *m, sr_buf *out);
 
 /* RFC 3339 helpers. */
-void sr_time_rfc3339(int64_t ms, sr_buf *out); /* "2026-11-23T04:28:30.123Z" */
+void sr_time_rfc3339(int64_t ms, sr_buf *out);                         /* "2026-11-23T04:28:30.123Z" */
 int sr_time_parse_rfc3339(const char *s, size_t len, int64_t *ms_out); /* 0 or -1 */
 int64_t sr_now_ms(void); /* wall clock (CLOCK_REALTIME), unless the virtual clock below is in use */
 /* The virtual clock, for the offline test runner (`smsrules test`) only; the

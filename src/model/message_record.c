@@ -44,9 +44,7 @@ static void record_put_uvar(sr_buf *b, uint64_t v) {
 }
 
 /* Zigzag: small negative numbers stay short. */
-static void record_put_svar(sr_buf *b, int64_t v) {
-    record_put_uvar(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
-}
+static void record_put_svar(sr_buf *b, int64_t v) { record_put_uvar(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63)); }
 
 /* Length of the valid UTF-8 sequence at s (1-4), or 0 when invalid (as sr_buf_json_str judges). */
 static size_t record_utf8_seq_len(const unsigned char *s, size_t n) {
@@ -54,10 +52,20 @@ static size_t record_utf8_seq_len(const unsigned char *s, size_t n) {
     if (c < 0x80) return 1;
     size_t len;
     unsigned min;
-    if ((c & 0xE0) == 0xC0) { len = 2; min = 0x80; c &= 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; min = 0x800; c &= 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { len = 4; min = 0x10000; c &= 0x07; }
-    else return 0;
+    if ((c & 0xE0) == 0xC0) {
+        len = 2;
+        min = 0x80;
+        c &= 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+        len = 3;
+        min = 0x800;
+        c &= 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+        len = 4;
+        min = 0x10000;
+        c &= 0x07;
+    } else
+        return 0;
     if (n < len) return 0;
     for (size_t i = 1; i < len; i++) {
         if ((s[i] & 0xC0) != 0x80) return 0;
@@ -147,8 +155,8 @@ static void record_put_tags(sr_buf *b, const sr_message *m) {
         record_put_str(b, m->tags[i].key ? m->tags[i].key : "");
         int duplicate = 0;
         for (int j = 0; j < written && !duplicate; j++)
-            duplicate = keys[2 * j + 1] == b->len - mark
-                        && memcmp(b->data + keys[2 * j], b->data + mark, b->len - mark) == 0;
+            duplicate =
+                keys[2 * j + 1] == b->len - mark && memcmp(b->data + keys[2 * j], b->data + mark, b->len - mark) == 0;
         if (duplicate) {
             b->len = mark;
             continue;
@@ -316,8 +324,8 @@ static void record_str(record_reader *r, char **slot, int nullable) {
 }
 
 static void record_get_head(record_reader *r, sr_message *m) {
-    if (record_byte(r) != SR_MESSAGE_FORMAT_BINARY || r->end - r->p < SR_ID_LEN
-        || !sr_id_valid((const char *)r->p, SR_ID_LEN)) {
+    if (record_byte(r) != SR_MESSAGE_FORMAT_BINARY || r->end - r->p < SR_ID_LEN ||
+        !sr_id_valid((const char *)r->p, SR_ID_LEN)) {
         r->bad = 1;
         return;
     }

@@ -127,7 +127,8 @@ static rs_slot *rs_find_country(rs_provider *p, int country) {
     int full = 1;
     for (int i = 0; i < SR_ROUTE_STATS_COUNTRIES; i++) {
         if (!p->countries[i]) full = 0;
-        else if (p->countries[i]->country == country) return p->countries[i];
+        else if (p->countries[i]->country == country)
+            return p->countries[i];
     }
     /* Not tracked: with every slot taken its events went to "other"; else there were none. */
     return full ? p->other : NULL;
@@ -417,7 +418,8 @@ int sr_route_stats_countries(sr_route_stats *rs, const char *provider, int64_t n
 static void rs_json_num(sr_jw *w, const char *key, double v) {
     sr_jw_key(w, key);
     if (v < 0) sr_jw_null(w);
-    else sr_jw_double_fmt(w, "%.6g", v);
+    else
+        sr_jw_double_fmt(w, "%.6g", v);
 }
 
 /* {"p50", "p95"} of a latency. */

@@ -76,7 +76,6 @@ typedef struct sr_route_figures {
 sr_route_stats *sr_route_stats_new(void);
 void sr_route_stats_free(sr_route_stats *rs);
 
-
 /* ---- events (at_ms: when it happened) ---- */
 
 /* An answered attempt: its class, how long the request took, what it cost (accepted ones). */
@@ -114,7 +113,8 @@ int sr_route_stats_countries(sr_route_stats *rs, const char *provider, int64_t n
  * report (SR_RS_DELIVERED...): what the console's per-minute series take differences of. */
 void sr_route_stats_report_totals(const sr_route_stats *rs, uint64_t out[SR_RS_REPORT_COUNT]);
 
-/* {"providers": {NAME: {"countries": {CC: {"1m": {...}, ...}}, "all": {...}}}} (see docs/delivery.md, "Route quality"). */
+/* {"providers": {NAME: {"countries": {CC: {"1m": {...}, ...}}, "all": {...}}}} (see docs/delivery.md, "Route quality").
+ */
 void sr_route_stats_json(sr_route_stats *rs, int64_t now_ms, sr_buf *out);
 /* Prometheus text of smsrules_route_delivered_ratio and smsrules_route_report_latency_seconds (15m window),
  * countries limited to the top_n by 24 h volume of each provider plus "other". */

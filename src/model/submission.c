@@ -24,7 +24,8 @@ static void reason_add(sr_reasons *r, const char *key, const char *prefix, const
     if (arg) {
         size_t n = strlen(arg);
         if (n > 64) snprintf(shown, sizeof shown, "%.64s...", arg);
-        else snprintf(shown, sizeof shown, "%s", arg);
+        else
+            snprintf(shown, sizeof shown, "%s", arg);
     }
     snprintf(x->message, sizeof x->message, fmt, arg ? shown : "");
 }
@@ -73,8 +74,9 @@ static int sender_valid(const char *s, size_t len) {
     return 1;
 }
 
-static const char *const sub_fields[] = {"to",       "text",     "from",    "route", "idempotency_key", "priority",
-                                         "validity", "send_at", "tags",  "template", "vars", NULL};
+static const char *const sub_fields[] = {"to",       "text",     "from",    "route", "idempotency_key",
+                                         "priority", "validity", "send_at", "tags",  "template",
+                                         "vars",     NULL};
 
 /* What sr_submission_parse read of one message, between its checks and building the record. */
 typedef struct sub_parse {
@@ -298,8 +300,8 @@ static uint64_t sub_hash(const sr_message *out, const sub_parse *ps) {
 }
 
 int sr_submission_parse(const sr_json *obj, const sr_config *cfg, const sr_submission_templates *templates,
-                        int64_t now_ms, const char *prefix, sr_message *out, const char **idem_key,
-                        uint64_t *body_hash, sr_reasons *reasons) {
+                        int64_t now_ms, const char *prefix, sr_message *out, const char **idem_key, uint64_t *body_hash,
+                        sr_reasons *reasons) {
     sr_message_init(out);
     *idem_key = NULL;
     *body_hash = 0;

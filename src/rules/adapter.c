@@ -122,8 +122,8 @@ static void adapter_read_headers(lua_State *L, int idx, char ***dst) {
     if (lua_istable(L, -1)) {
         lua_pushnil(L);
         while (lua_next(L, -2)) {
-            if (i < count && lua_type(L, -2) == LUA_TSTRING
-                && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
+            if (i < count && lua_type(L, -2) == LUA_TSTRING &&
+                (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
                 const char *name = lua_tostring(L, -2);
                 lua_pushvalue(L, -1);
                 const char *value = lua_tostring(L, -1); /* a copy: converting the value in place is harmless */
@@ -179,8 +179,8 @@ static int adapter_read_request(lua_State *L, const sr_provider *p, const char *
     return 0;
 }
 
-static int adapter_build_send_in(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, sr_adapter_request *out,
-                          char *err, size_t errlen) {
+static int adapter_build_send_in(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n,
+                                 sr_adapter_request *out, char *err, size_t errlen) {
     lua_State *L = p->L;
     int top = lua_gettop(L);
     memset(out, 0, sizeof *out);
@@ -231,8 +231,8 @@ static void adapter_read_outcome(lua_State *L, int idx, sr_adapter_outcome *o) {
 }
 
 static int adapter_parse_send_in(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, int status,
-                          const char *body, size_t body_len, const sr_adapter_header *headers, int header_count,
-                          sr_adapter_outcome *outs, char *err, size_t errlen) {
+                                 const char *body, size_t body_len, const sr_adapter_header *headers, int header_count,
+                                 sr_adapter_outcome *outs, char *err, size_t errlen) {
     lua_State *L = p->L;
     int top = lua_gettop(L);
     if (adapter_push_fn(L, p, "parse_send", err, errlen) != 0) return -1;
@@ -400,7 +400,8 @@ static void adapter_push_webhook(lua_State *L, const sr_webhook_request *rq) {
             luaL_addchar(&b, (*c >= 'A' && *c <= 'Z') ? (char)(*c + 32) : *c);
         luaL_pushresult(&b);
         const char *name = lua_tostring(L, -1);
-        if (strcmp(name, "content-type") == 0 && strncasecmp(rq->headers[i].value, "application/x-www-form-urlencoded", 33) == 0)
+        if (strcmp(name, "content-type") == 0 &&
+            strncasecmp(rq->headers[i].value, "application/x-www-form-urlencoded", 33) == 0)
             form = 1;
         lua_pushstring(L, rq->headers[i].value);
         lua_settable(L, -3);
@@ -417,7 +418,8 @@ static void adapter_push_webhook(lua_State *L, const sr_webhook_request *rq) {
     }
 }
 
-static int adapter_verify_in(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, char *reason, size_t len) {
+static int adapter_verify_in(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, char *reason,
+                             size_t len) {
     lua_State *L = p->L;
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->adapter_ref);
@@ -434,7 +436,8 @@ static int adapter_verify_in(sr_rules *r, const sr_provider *p, const sr_webhook
         return -1;
     }
     int ok = lua_toboolean(L, -2);
-    if (!ok) snprintf(reason, len, "%s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "signature check failed");
+    if (!ok)
+        snprintf(reason, len, "%s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "signature check failed");
     lua_settop(L, top);
     return ok;
 }
@@ -518,8 +521,8 @@ static int adapter_read_reports(lua_State *L, int idx, const sr_provider *p, con
             char status[32];
             adapter_string_field(L, e, "status", status, sizeof status);
             int st = sr_status_parse(status);
-            rp->status = st == SR_ST_SENT || st == SR_ST_DELIVERED || st == SR_ST_UNDELIVERED || st == SR_ST_EXPIRED
-                                 || st == SR_ST_REJECTED || st == SR_ST_ACCEPTED
+            rp->status = st == SR_ST_SENT || st == SR_ST_DELIVERED || st == SR_ST_UNDELIVERED || st == SR_ST_EXPIRED ||
+                                 st == SR_ST_REJECTED || st == SR_ST_ACCEPTED
                              ? st
                              : -1;
             adapter_string_field(L, e, "raw_status", rp->raw_status, sizeof rp->raw_status);
@@ -535,7 +538,8 @@ static int adapter_read_reports(lua_State *L, int idx, const sr_provider *p, con
             }
             lua_pop(L, 1);
             if (rp->provider_id[0] || rp->message_id[0]) count++;
-            else memset(rp, 0, sizeof *rp);
+            else
+                memset(rp, 0, sizeof *rp);
         }
         lua_settop(L, e - 1);
     }
@@ -544,8 +548,8 @@ static int adapter_read_reports(lua_State *L, int idx, const sr_provider *p, con
     return 0;
 }
 
-static int adapter_parse_status_in(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_report **out, int *n,
-                            sr_webhook_answer *ans, char *err, size_t errlen) {
+static int adapter_parse_status_in(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_report **out,
+                                   int *n, sr_webhook_answer *ans, char *err, size_t errlen) {
     lua_State *L = p->L;
     int top = lua_gettop(L);
     *out = NULL;
@@ -553,8 +557,8 @@ static int adapter_parse_status_in(sr_rules *r, const sr_provider *p, const sr_w
     memset(ans, 0, sizeof *ans);
     if (adapter_push_fn(L, p, "parse_status", err, errlen) != 0) return -1;
     adapter_push_webhook(L, rq);
-    if ((sr_rules_body_call(r, L, 2, 2), 0)
-        || adapter_read_reports(L, top + 1, p, "parse_status", out, n, err, errlen) != 0) {
+    if ((sr_rules_body_call(r, L, 2, 2), 0) ||
+        adapter_read_reports(L, top + 1, p, "parse_status", out, n, err, errlen) != 0) {
         lua_settop(L, top);
         return -1;
     }
@@ -568,8 +572,8 @@ void sr_inbound_sms_free(sr_inbound_sms *msgs, int n) {
     free(msgs);
 }
 
-static int adapter_parse_inbound_in(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_inbound_sms **out,
-                             int *n, sr_webhook_answer *ans, char *err, size_t errlen) {
+static int adapter_parse_inbound_in(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq,
+                                    sr_inbound_sms **out, int *n, sr_webhook_answer *ans, char *err, size_t errlen) {
     lua_State *L = p->L;
     int top = lua_gettop(L);
     *out = NULL;
@@ -646,8 +650,8 @@ static void adapter_push_ids(lua_State *L, const char *const *ids, int n) {
     }
 }
 
-static int adapter_build_poll_in(sr_rules *r, const sr_provider *p, const char *const *ids, int n, sr_adapter_request *out,
-                          char *err, size_t errlen) {
+static int adapter_build_poll_in(sr_rules *r, const sr_provider *p, const char *const *ids, int n,
+                                 sr_adapter_request *out, char *err, size_t errlen) {
     lua_State *L = p->L;
     int top = lua_gettop(L);
     memset(out, 0, sizeof *out);
@@ -663,7 +667,8 @@ static int adapter_build_poll_in(sr_rules *r, const sr_provider *p, const char *
 }
 
 static int adapter_parse_poll_in(sr_rules *r, const sr_provider *p, const char *const *ids, int n, int status,
-                          const char *body, size_t body_len, sr_report **out, int *count, char *err, size_t errlen) {
+                                 const char *body, size_t body_len, sr_report **out, int *count, char *err,
+                                 size_t errlen) {
     lua_State *L = p->L;
     int top = lua_gettop(L);
     *out = NULL;
@@ -677,8 +682,8 @@ static int adapter_parse_poll_in(sr_rules *r, const sr_provider *p, const char *
     lua_setfield(L, -2, "body");
     lua_newtable(L);
     lua_setfield(L, -2, "headers");
-    if ((sr_rules_body_call(r, L, 3, 1), 0)
-        || adapter_read_reports(L, top + 1, p, "parse_poll", out, count, err, errlen) != 0) {
+    if ((sr_rules_body_call(r, L, 3, 1), 0) ||
+        adapter_read_reports(L, top + 1, p, "parse_poll", out, count, err, errlen) != 0) {
         lua_settop(L, top);
         return -1;
     }
@@ -786,8 +791,18 @@ int sr_adapter_build_send(sr_rules *r, const sr_provider *p, sr_message *const *
 int sr_adapter_parse_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, int status,
                           const char *body, size_t body_len, const sr_adapter_header *headers, int header_count,
                           sr_adapter_outcome *outs, char *err, size_t errlen) {
-    adapter_call c = {.r = r, .p = p, .msgs = msgs, .n = n, .status = status, .body = body, .body_len = body_len,
-                      .headers = headers, .header_count = header_count, .outs = outs, .err = err, .errlen = errlen};
+    adapter_call c = {.r = r,
+                      .p = p,
+                      .msgs = msgs,
+                      .n = n,
+                      .status = status,
+                      .body = body,
+                      .body_len = body_len,
+                      .headers = headers,
+                      .header_count = header_count,
+                      .outs = outs,
+                      .err = err,
+                      .errlen = errlen};
     return adapter_run(&c, p->L, adapter_body_parse_send) == 0 ? 0 : -1;
 }
 
@@ -860,8 +875,17 @@ int sr_adapter_parse_poll(sr_rules *r, const sr_provider *p, const char *const *
                           const char *body, size_t body_len, sr_report **out, int *count, char *err, size_t errlen) {
     *out = NULL;
     *count = 0;
-    adapter_call c = {.r = r, .p = p, .ids = ids, .n = n, .status = status, .body = body, .body_len = body_len,
-                      .reports = out, .count = count, .err = err, .errlen = errlen};
+    adapter_call c = {.r = r,
+                      .p = p,
+                      .ids = ids,
+                      .n = n,
+                      .status = status,
+                      .body = body,
+                      .body_len = body_len,
+                      .reports = out,
+                      .count = count,
+                      .err = err,
+                      .errlen = errlen};
     if (adapter_run(&c, p->L, adapter_body_parse_poll) != 0) {
         free(*out);
         *out = NULL;

@@ -53,9 +53,9 @@ int sr_adapter_parse_send(sr_rules *r, const sr_provider *p, sr_message *const *
                           const char *body, size_t body_len, const sr_adapter_header *headers, int header_count,
                           sr_adapter_outcome *outs, char *err, size_t errlen);
 
-/* Calls sms.route(msg). opt (may be NULL) gets the table's fallback_on and dlr_timeout. Returns the number of provider names written to
- * names (each a heap copy the caller frees), 0 when the rules define no
- * route function, or -1 with err. */
+/* Calls sms.route(msg). opt (may be NULL) gets the table's fallback_on and dlr_timeout. Returns the number of provider
+ * names written to names (each a heap copy the caller frees), 0 when the rules define no route function, or -1 with
+ * err. */
 typedef struct sr_route_options {
     int fallback_on;   /* bit (1 << status) for each status of the route table's fallback_on */
     int dlr_timeout_s; /* the route table's dlr_timeout, 0 when none */
@@ -71,7 +71,7 @@ int sr_adapter_route(sr_rules *r, const sr_message *m, char **names, int max, sr
 typedef struct sr_report {
     char provider_id[128];
     char message_id[SR_ID_LEN + 8]; /* ours, when the provider echoes it (e.g. Vonage client-ref); "" none */
-    int status;                      /* accepted, sent, delivered, undelivered, expired, rejected; -1 unknown */
+    int status;                     /* accepted, sent, delivered, undelivered, expired, rejected; -1 unknown */
     char raw_status[64];
     char error[256];
     int64_t at_ms; /* 0: not said */
@@ -79,7 +79,7 @@ typedef struct sr_report {
     int parts;     /* parts of the message as the report counts them, 0: not said */
     /* part and parts are SR_REPORT_PART_INVALID when the adapter gave something that is not a whole
      * number of at least 1 ("abc", 1.5, 0, -1): the report engine refuses such a report (sr_reports_check). */
-    double cost;   /* what the provider charged, when has_cost */
+    double cost; /* what the provider charged, when has_cost */
     int has_cost;
 } sr_report;
 

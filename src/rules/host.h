@@ -47,7 +47,9 @@ void sr_host_close(sr_host *h);
 
 /* What a generation acts on (NULL when it has no host, or the host has none). */
 static inline sr_store *sr_rules_store(const sr_rules *r) { return r && r->host ? r->host->store : NULL; }
-static inline struct sr_http_client *sr_rules_client(const sr_rules *r) { return r && r->host ? r->host->client : NULL; }
+static inline struct sr_http_client *sr_rules_client(const sr_rules *r) {
+    return r && r->host ? r->host->client : NULL;
+}
 static inline struct sr_route_stats *sr_rules_route_stats(const sr_rules *r) {
     return r && r->host ? r->host->route_stats : NULL;
 }

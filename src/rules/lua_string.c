@@ -284,8 +284,7 @@ static const char *str_match(str_match_state *ms, const char *s, const char *p) 
         if (p == ms->p_end) break;
         switch (*p) {
         case '(':
-            if (p[1] == ')')
-                s = str_open_capture(ms, s, p + 2, STR_CAP_POSITION);
+            if (p[1] == ')') s = str_open_capture(ms, s, p + 2, STR_CAP_POSITION);
             else
                 s = str_open_capture(ms, s, p + 1, STR_CAP_UNFINISHED);
             goto done;
@@ -371,8 +370,7 @@ static void str_push_capture(str_match_state *ms, int i, const char *s, const ch
     }
     ptrdiff_t len = ms->capture[i].len;
     if (len == STR_CAP_UNFINISHED) luaL_error(ms->L, "unfinished capture");
-    if (len == STR_CAP_POSITION)
-        lua_pushinteger(ms->L, (lua_Integer)(ms->capture[i].init - ms->src_init) + 1);
+    if (len == STR_CAP_POSITION) lua_pushinteger(ms->L, (lua_Integer)(ms->capture[i].init - ms->src_init) + 1);
     else
         lua_pushlstring(ms->L, ms->capture[i].init, (size_t)len);
 }

@@ -64,7 +64,9 @@ const char *sr_rules_limit_text(sr_rules *r, const sr_lua_budget *b, char *buf, 
     case SR_LIMIT_INSTRUCTIONS:
         snprintf(buf, len, "instruction budget exceeded (%llu instructions)", (unsigned long long)b->max_instructions);
         break;
-    case SR_LIMIT_TIME: snprintf(buf, len, "time limit exceeded (%llu ms)", (unsigned long long)b->time_limit_ms); break;
+    case SR_LIMIT_TIME:
+        snprintf(buf, len, "time limit exceeded (%llu ms)", (unsigned long long)b->time_limit_ms);
+        break;
     case SR_LIMIT_MEMORY:
         snprintf(buf, len, "memory limit reached (%llu bytes)", (unsigned long long)b->memory_limit);
         break;
@@ -95,9 +97,12 @@ static void rules_hook(lua_State *L, lua_Debug *ar) {
             b->instructions += RULES_HOOK_STEP;
         }
         if (b->heap && b->heap->exceeded) b->expired = SR_LIMIT_MEMORY;
-        else if (b->max_instructions && b->instructions > b->max_instructions) b->expired = SR_LIMIT_INSTRUCTIONS;
-        else if (b->deadline_ns && rules_now_ns() > b->deadline_ns) b->expired = SR_LIMIT_TIME;
-        else return;
+        else if (b->max_instructions && b->instructions > b->max_instructions)
+            b->expired = SR_LIMIT_INSTRUCTIONS;
+        else if (b->deadline_ns && rules_now_ns() > b->deadline_ns)
+            b->expired = SR_LIMIT_TIME;
+        else
+            return;
     }
     if (count != 1) lua_sethook(L, rules_hook, LUA_MASKCOUNT, 1);
     /* In a hook, level 0 is the running function: the place to name. */
@@ -119,7 +124,8 @@ static void rules_string_guard(lua_State *L, void *ud) {
     if (!b) return;
     if (!b->expired) {
         if (b->deadline_ns && rules_now_ns() > b->deadline_ns) b->expired = SR_LIMIT_TIME;
-        else return;
+        else
+            return;
     }
     if (lua_gethookcount(L) != 1) lua_sethook(L, rules_hook, LUA_MASKCOUNT, 1);
     char text[96], where[160];
@@ -404,15 +410,15 @@ void sr_rules_body_call(sr_rules *r, lua_State *L, int nargs, int nresults) {
 
 /* The error of a failed protected run (its message on top of L) into err,
  * logged with its traceback. */
-static void rules_report(sr_rules *r, lua_State *L, const sr_lua_budget *b, int rc, char *err, size_t errlen,
-                         int log) {
+static void rules_report(sr_rules *r, lua_State *L, const sr_lua_budget *b, int rc, char *err, size_t errlen, int log) {
     const char *msg = lua_tostring(L, -1);
     if (!msg) msg = "error object is not a string";
     char text[96];
     if (rc == LUA_ERRMEM || (b->expired == SR_LIMIT_MEMORY && strcmp(msg, "not enough memory") == 0)) {
         sr_lua_budget tmp = *b;
         tmp.expired = SR_LIMIT_MEMORY;
-        snprintf(err, errlen, "%s%s%s", b->where, b->where[0] ? " " : "", sr_rules_limit_text(r, &tmp, text, sizeof text));
+        snprintf(err, errlen, "%s%s%s", b->where, b->where[0] ? " " : "",
+                 sr_rules_limit_text(r, &tmp, text, sizeof text));
         if (log) sr_warn("rule stopped: memory limit reached", "error", err);
         lua_gc(L, LUA_GCCOLLECT);
         return;
@@ -420,16 +426,14 @@ static void rules_report(sr_rules *r, lua_State *L, const sr_lua_budget *b, int 
     rules_first_line(msg, err, errlen);
     if (log)
         sr_warn(b->expired == SR_LIMIT_INSTRUCTIONS ? "rule stopped: instruction budget exceeded"
-            : b->expired == SR_LIMIT_TIME       ? "rule stopped: time limit exceeded"
-            : b->expired == SR_LIMIT_MEMORY     ? "rule stopped: memory limit reached"
-                                                : "rule error",
-            "error", err, "traceback", msg);
+                : b->expired == SR_LIMIT_TIME       ? "rule stopped: time limit exceeded"
+                : b->expired == SR_LIMIT_MEMORY     ? "rule stopped: memory limit reached"
+                                                    : "rule error",
+                "error", err, "traceback", msg);
     if (b->expired == SR_LIMIT_MEMORY) lua_gc(L, LUA_GCCOLLECT);
 }
 
-static sr_lua_heap *rules_heap_of(sr_rules *r, lua_State *L) {
-    return L == r->adapter_L ? &r->adapter_heap : &r->heap;
-}
+static sr_lua_heap *rules_heap_of(sr_rules *r, lua_State *L) { return L == r->adapter_L ? &r->adapter_heap : &r->heap; }
 
 /* sr_rules_call; log: 0 when the caller reports the error itself (loading). */
 /* lua_pcall under budget b (message handler at msgh). A run that passed a
@@ -494,7 +498,8 @@ static const char BASE_KEY = 'b';     /* the protected globals of a rules state 
 static int rules_setmetatable(lua_State *L) {
     if (lua_type(L, 2) == LUA_TTABLE) {
         lua_pushliteral(L, "__gc");
-        if (lua_rawget(L, 2) != LUA_TNIL) return luaL_error(L, "setmetatable: __gc finalizers are not available to rules");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "setmetatable: __gc finalizers are not available to rules");
         lua_pop(L, 1);
     }
     lua_settop(L, 2);
@@ -547,8 +552,8 @@ static int rules_collectgarbage(lua_State *L) {
 }
 
 static int rules_readonly_newindex(lua_State *L) {
-    return luaL_error(L, "'%s' is read-only: rules may not change it (field '%s')", lua_tostring(L, lua_upvalueindex(1)),
-                      luaL_tolstring(L, 2, NULL));
+    return luaL_error(L, "'%s' is read-only: rules may not change it (field '%s')",
+                      lua_tostring(L, lua_upvalueindex(1)), luaL_tolstring(L, 2, NULL));
 }
 
 static int rules_readonly_pairs(lua_State *L) {
@@ -632,7 +637,8 @@ static void rules_protect_libraries(lua_State *L) {
         lua_pushvalue(L, -1);
         lua_setglobal(L, libs[i]);
         if (strcmp(libs[i], "sms") != 0) lua_setfield(L, loaded, libs[i]);
-        else lua_pop(L, 1);
+        else
+            lua_pop(L, 1);
     }
     lua_pop(L, 1);
     lua_pushliteral(L, "");

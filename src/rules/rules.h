@@ -43,33 +43,33 @@ enum { SR_LIMIT_NONE = 0, SR_LIMIT_INSTRUCTIONS, SR_LIMIT_TIME, SR_LIMIT_MEMORY 
  * resumes (instructions add up; the deadline restarts at each resume: it
  * bounds how long Lua holds the loop at once). */
 typedef struct sr_lua_budget {
-    uint64_t instructions;     /* charged so far */
+    uint64_t instructions; /* charged so far */
     uint64_t max_instructions;
     uint64_t time_limit_ms;
-    uint64_t start_ns;    /* monotonic, set by sr_rules_budget_enter */
+    uint64_t start_ns; /* monotonic, set by sr_rules_budget_enter */
     uint64_t deadline_ns;
     size_t memory_limit;
-    sr_lua_heap *heap;  /* the heap this run allocates from */
-    int expired;        /* SR_LIMIT_*: once set, the hook raises at every instruction */
-    size_t saved_cap;   /* the heap's cap before enter */
-    char where[160];    /* "file:line:" of the Lua function called, for memory errors (Lua unwinds them unlocated) */
+    sr_lua_heap *heap; /* the heap this run allocates from */
+    int expired;       /* SR_LIMIT_*: once set, the hook raises at every instruction */
+    size_t saved_cap;  /* the heap's cap before enter */
+    char where[160];   /* "file:line:" of the Lua function called, for memory errors (Lua unwinds them unlocated) */
 } sr_lua_budget;
 
 /* A provider declared with sms.provider(name, {...}). */
 typedef struct sr_provider {
     char *name;
     char *adapter;
-    lua_State *L;      /* the state holding adapter_ref and cfg_ref: the adapters' own for built-in adapters */
-    int adapter_ref;   /* registry reference to the adapter table */
-    int cfg_ref;       /* registry reference to the options table (with name) */
-    double rate_per_s; /* messages per second; 0: no limit */
-    double burst;      /* messages allowed at once above the rate */
-    int concurrency;   /* requests in flight */
-    long timeout_ms;   /* per request */
-    int max_attempts;  /* attempts on this provider before the next of the route */
-    int batch_size;    /* messages per request: min(adapter.batch_size, option batch_size) */
-    double cost;       /* per segment, for least-cost routing rules */
-    int poll;          /* 1: pull statuses with the adapter's build_poll/parse_poll */
+    lua_State *L;              /* the state holding adapter_ref and cfg_ref: the adapters' own for built-in adapters */
+    int adapter_ref;           /* registry reference to the adapter table */
+    int cfg_ref;               /* registry reference to the options table (with name) */
+    double rate_per_s;         /* messages per second; 0: no limit */
+    double burst;              /* messages allowed at once above the rate */
+    int concurrency;           /* requests in flight */
+    long timeout_ms;           /* per request */
+    int max_attempts;          /* attempts on this provider before the next of the route */
+    int batch_size;            /* messages per request: min(adapter.batch_size, option batch_size) */
+    double cost;               /* per segment, for least-cost routing rules */
+    int poll;                  /* 1: pull statuses with the adapter's build_poll/parse_poll */
     char *webhook_path_secret; /* webhooks must come to /hooks/NAME/SECRET/{status,inbound}; NULL: not asked */
     char *webhook_basic_auth;  /* "user:password" webhooks must carry as basic auth; NULL: not asked */
 } sr_provider;
@@ -93,28 +93,28 @@ const char *sr_lua_embedded_name(int i);
 typedef void (*sr_rules_opener)(lua_State *L, int rules);
 
 typedef struct sr_rules {
-    int refs;            /* the daemon's current rules hold one; so does each handler and provider request in flight */
+    int refs; /* the daemon's current rules hold one; so does each handler and provider request in flight */
     lua_State *L;
-    char *path;          /* the rules file as given */
-    char *dir;           /* its folder, for require */
-    sr_config *config;   /* borrowed: sms.config{} writes here while loading */
-    int loading;         /* 1 while the file's top level runs (declarations allowed) */
-    sr_lua_heap heap;          /* L's memory */
-    lua_State *adapter_L;      /* built-in adapters (created on first use), unreachable from rules */
-    sr_lua_heap adapter_heap;  /* adapter_L's memory */
-    sr_lua_budget *budget;     /* the run of Lua in progress, or NULL */
+    char *path;               /* the rules file as given */
+    char *dir;                /* its folder, for require */
+    sr_config *config;        /* borrowed: sms.config{} writes here while loading */
+    int loading;              /* 1 while the file's top level runs (declarations allowed) */
+    sr_lua_heap heap;         /* L's memory */
+    lua_State *adapter_L;     /* built-in adapters (created on first use), unreachable from rules */
+    sr_lua_heap adapter_heap; /* adapter_L's memory */
+    sr_lua_budget *budget;    /* the run of Lua in progress, or NULL */
     sr_provider providers[SR_MAX_PROVIDERS];
     int provider_count;
-    int route_ref;       /* registry reference to the sms.route function, or LUA_NOREF */
+    int route_ref; /* registry reference to the sms.route function, or LUA_NOREF */
     sr_rules_template templates[SR_MAX_TEMPLATES];
     int template_count;
-    sr_buf render_buf; /* reused by renders: owned here, so a Lua error mid-render leaks nothing */
+    sr_buf render_buf;    /* reused by renders: owned here, so a Lua error mid-render leaks nothing */
     sr_rules_opener open; /* the sms tables of every state it creates */
     /* What handler actions act on (the store, the HTTP client, route statistics), set by whoever runs
      * the rules (sr_host_attach) and outliving this generation; NULL for `smsrules check`. */
     struct sr_host *host;
-    int64_t loaded_at_ms; /* when sr_rules_load finished (wall clock); shown by the console */
-    double load_ms;       /* how long loading the file took */
+    int64_t loaded_at_ms;          /* when sr_rules_load finished (wall clock); shown by the console */
+    double load_ms;                /* how long loading the file took */
     struct sr_invocation *current; /* the handler running now */
     int live_invocations;          /* handlers started and not yet finished (committed or failed) */
 } sr_rules;
@@ -162,7 +162,6 @@ const struct sr_template *sr_rules_template_find(sr_rules *r, const char *name);
 
 /* The provider named name, or NULL. */
 sr_provider *sr_rules_provider(sr_rules *r, const char *name);
-
 
 /* Creates the state with open's tables and runs the rules file (path may be NULL: no rules).
  * On error returns -1 with "file:line: message" in err. The config is

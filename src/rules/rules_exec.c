@@ -63,7 +63,8 @@ void sr_lua_push_json(lua_State *L, const sr_json *v, int depth) {
     case SR_JSON_NUMBER: {
         int64_t i;
         if (sr_json_is_integer(v, &i)) lua_pushinteger(L, (lua_Integer)i);
-        else lua_pushnumber(L, v->num);
+        else
+            lua_pushnumber(L, v->num);
         break;
     }
     case SR_JSON_STRING: lua_pushlstring(L, v->str, v->len); break;
@@ -121,7 +122,7 @@ static void exec_report(sr_invocation *inv, sr_invocation_status st, const char 
     res.status = st;
     res.error = error;
     res.store_code = store_code;
-    res.ids = (const char(*)[SR_ID_LEN + 1])inv->ids;
+    res.ids = (const char(*)[SR_ID_LEN + 1]) inv->ids;
     res.id_count = st == SR_INV_OK ? inv->id_count : 0;
     res.result_json = st == SR_INV_OK ? inv->result_json : NULL;
     inv->done(&res, inv->ud);
@@ -196,7 +197,7 @@ static void exec_commit(sr_invocation *inv) {
     exec_keep_result(inv);
     lua_settop(inv->co, 0);
     if (inv->before_commit && store)
-        inv->before_commit(sr_invocation_unit(inv), (const char(*)[SR_ID_LEN + 1])inv->ids, inv->id_count,
+        inv->before_commit(sr_invocation_unit(inv), (const char(*)[SR_ID_LEN + 1]) inv->ids, inv->id_count,
                            inv->before_commit_ud);
     if (inv->owed_key[0] && store)
         sr_store_txn_del(sr_invocation_unit(inv), SR_SPACE_OWED, inv->owed_key, strlen(inv->owed_key));
@@ -344,7 +345,8 @@ int sr_rules_fire_event(sr_rules *r, const char *name, const sr_json *arg, sr_in
     sr_invocation *inv = exec_start(r, done, ud);
     lua_pop(L, 1); /* the events table */
     if (arg) sr_lua_push_json(inv->co, arg, 0);
-    else lua_newtable(inv->co);
+    else
+        lua_newtable(inv->co);
     exec_resume(inv, 1);
     return 0;
 }
@@ -362,8 +364,8 @@ int sr_rules_fire_inbound(sr_rules *r, const sr_inbound *msg, sr_invocation_done
     /* The handler's argument: msg.id, msg.from, msg.to, msg.text, msg.provider, msg.received_at. */
     lua_State *co = inv->co;
     lua_createtable(co, 0, 6);
-    const char *fields[][2] = {{"id", msg->id}, {"from", msg->from}, {"to", msg->to},
-                               {"text", msg->text}, {"provider", msg->provider}};
+    const char *fields[][2] = {
+        {"id", msg->id}, {"from", msg->from}, {"to", msg->to}, {"text", msg->text}, {"provider", msg->provider}};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         if (!fields[i][1]) continue;
         lua_pushstring(co, fields[i][1]);
@@ -384,10 +386,14 @@ int sr_rules_fire_inbound(sr_rules *r, const sr_inbound *msg, sr_invocation_done
  * rules decide on. */
 static void exec_push_message(lua_State *L, const sr_message *m) {
     lua_createtable(L, 0, 14);
-    const char *strings[][2] = {{"id", m->id},         {"to", m->to},
-                                {"from", m->from},     {"text", m->text},
-                                {"status", sr_status_name(m->status)}, {"provider", m->provider},
-                                {"provider_id", m->provider_id}, {"error", m->error},
+    const char *strings[][2] = {{"id", m->id},
+                                {"to", m->to},
+                                {"from", m->from},
+                                {"text", m->text},
+                                {"status", sr_status_name(m->status)},
+                                {"provider", m->provider},
+                                {"provider_id", m->provider_id},
+                                {"error", m->error},
                                 {"reply_to", m->reply_to}};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         if (!strings[i][1]) continue;
@@ -498,10 +504,12 @@ int sr_rules_status_recover(sr_rules *r, sr_store *store) {
     sr_metric_counter("smsrules_status_handlers_rerun_total",
                       "sms.on_status handlers run again at start (the daemon stopped before they finished).", NULL)
         ->value += fired;
-    if (fired) sr_info("status: handlers run again for changes whose sms.on_status did not finish", "count",
-                       sr_log_num(fired));
-    if (dropped) sr_warn("status: owed handlers dropped (no sms.on_status, or the message is gone)", "count",
-                         sr_log_num(dropped));
+    if (fired)
+        sr_info("status: handlers run again for changes whose sms.on_status did not finish", "count",
+                sr_log_num(fired));
+    if (dropped)
+        sr_warn("status: owed handlers dropped (no sms.on_status, or the message is gone)", "count",
+                sr_log_num(dropped));
     return fired;
 }
 

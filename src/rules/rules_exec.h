@@ -45,9 +45,9 @@ struct sr_store_txn;
 /* An inbound SMS as a provider webhook (or the test runner) hands it over.
  * Strings are borrowed for the call; the caller bounds their sizes. */
 typedef struct sr_inbound {
-    const char *id;       /* our id for it (replies carry it as reply_to), or NULL */
-    const char *from;     /* the sender, E.164 */
-    const char *to;       /* the number it was sent to, or NULL */
+    const char *id;   /* our id for it (replies carry it as reply_to), or NULL */
+    const char *from; /* the sender, E.164 */
+    const char *to;   /* the number it was sent to, or NULL */
     const char *text;
     size_t text_len;      /* its bytes (it may hold NUL: inbound text is carried whole); 0: strlen(text) */
     const char *provider; /* the provider that received it, or NULL */
@@ -74,7 +74,7 @@ typedef struct sr_inbound {
  * the status it is owed for, and returns how many it started. */
 struct sr_store;
 /* The statuses sms.on_status is run for (bits 1 << sr_status). */
-#define SR_STATUS_HANDLER_MASK                                                                                        \
+#define SR_STATUS_HANDLER_MASK                                                                                         \
     (1u << SR_ST_SENT | 1u << SR_ST_DELIVERED | 1u << SR_ST_UNDELIVERED | 1u << SR_ST_EXPIRED | 1u << SR_ST_REJECTED | \
      1u << SR_ST_FAILED)
 int sr_rules_has_status_handler(sr_rules *r);

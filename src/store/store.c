@@ -65,9 +65,8 @@ enum {
 };
 
 static const char *const store_db_names[STORE_DB_COUNT] = {
-    "messages",    "queue", "expiry", "by_status", "provider_ids",
-    "idempotency", "kv",    "dedup",  "optouts",   "meta",
-    "watch",       "parked", "inbound", "owed",
+    "messages", "queue",   "expiry", "by_status", "provider_ids", "idempotency", "kv",
+    "dedup",    "optouts", "meta",   "watch",     "parked",       "inbound",     "owed",
 };
 
 /* The public record spaces (sr_store_space) and their databases. */
@@ -75,7 +74,7 @@ static const int store_space_db[] = {STORE_DB_KV, STORE_DB_PARKED, STORE_DB_INBO
 
 static int store_space(sr_store_space sp) {
     return (int)sp >= 0 && (size_t)sp < sizeof store_space_db / sizeof store_space_db[0] ? store_space_db[sp]
-                                                                                           : STORE_DB_KV;
+                                                                                         : STORE_DB_KV;
 }
 
 typedef enum {
@@ -109,9 +108,9 @@ typedef struct store_op {
     int flag; /* optout: opted out; sweep: the database */
     int db;   /* kv set/del/append: the database (STORE_DB_KV unless a record space says otherwise) */
     sr_message_mutator fn;
-    void *arg;             /* borrowed */
-    unsigned owe_mask;     /* update: statuses (1 << status) whose handler is owed when set */
-    unsigned events;       /* set by the writer: 1 << sr_store_event_kind of what this mutation did */
+    void *arg;         /* borrowed */
+    unsigned owe_mask; /* update: statuses (1 << status) whose handler is owed when set */
+    unsigned events;   /* set by the writer: 1 << sr_store_event_kind of what this mutation did */
 } store_op;
 
 struct sr_store_txn {
@@ -122,7 +121,7 @@ struct sr_store_txn {
     int cap;
     int status;
     int hard_error; /* set by the writer: the unit broke a batch and is skipped when it is redone */
-    sr_arena arena;    /* the last unit of a batch: the arena of the batch's update results */
+    sr_arena arena; /* the last unit of a batch: the arena of the batch's update results */
     sr_store_done_cb cb;
     void *ud;
     sr_store_txn *next;
@@ -173,7 +172,7 @@ struct sr_store {
 
     /* Loop thread only. */
     store_list pending;
-    size_t inflight; /* submitted units whose callback has not run; the async is ref'd while > 0 */
+    size_t inflight;   /* submitted units whose callback has not run; the async is ref'd while > 0 */
     MDB_txn *read_txn; /* kept reset between reads, renewed for each */
     int sweep_inflight;
     sr_store_subscriber *subscribers; /* what committed units are announced to */
@@ -200,7 +199,7 @@ struct sr_store {
     size_t map_size;
     sr_buf wbuf;
     store_keys wkeys_before, wkeys_after; /* an update's index keys, reused */
-    sr_arena warena; /* the batch's update results; goes to the batch's last unit, freed with it */
+    sr_arena warena;                      /* the batch's update results; goes to the batch's last unit, freed with it */
 };
 
 /* ---- small helpers ---- */
@@ -353,8 +352,7 @@ int sr_store_txn_put_message(sr_store_txn *t, sr_message *m, const char *idem_ke
     op->msg = store_xcalloc(1, sizeof *op->msg);
     *op->msg = *m; /* the contents move into the unit */
     sr_message_init(m);
-    if (!op->msg->id[0])
-        sr_id_new(op->msg->id, op->msg->created_at_ms ? op->msg->created_at_ms : sr_now_ms());
+    if (!op->msg->id[0]) sr_id_new(op->msg->id, op->msg->created_at_ms ? op->msg->created_at_ms : sr_now_ms());
     op->msg->id[SR_ID_LEN] = '\0';
     memcpy(op->id, op->msg->id, sizeof op->id);
     if (idem_key && idem_key[0]) {
@@ -379,16 +377,15 @@ size_t sr_store_owed_key(const char *id, int64_t n, char *out, size_t outlen) {
     return len < 0 || (size_t)len >= outlen ? 0 : (size_t)len;
 }
 
-static store_op *store_txn_add_key(sr_store_txn *t, store_op_kind kind, const char *key, size_t klen,
-                                   int *slot) {
+static store_op *store_txn_add_key(sr_store_txn *t, store_op_kind kind, const char *key, size_t klen, int *slot) {
     store_op *op = store_txn_add(t, kind, slot);
     op->key = store_memdup(key, key ? klen : 0);
     op->klen = key ? klen : 0;
     return op;
 }
 
-static int store_txn_add_value(sr_store_txn *t, store_op_kind kind, sr_store_space sp, const char *key,
-                               size_t klen, const char *val, size_t vlen, int64_t expires_at_ms) {
+static int store_txn_add_value(sr_store_txn *t, store_op_kind kind, sr_store_space sp, const char *key, size_t klen,
+                               const char *val, size_t vlen, int64_t expires_at_ms) {
     int slot;
     store_op *op = store_txn_add_key(t, kind, key, klen, &slot);
     op->db = store_space(sp);
@@ -398,13 +395,13 @@ static int store_txn_add_value(sr_store_txn *t, store_op_kind kind, sr_store_spa
     return slot;
 }
 
-int sr_store_txn_set(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val,
-                     size_t vlen, int64_t expires_at_ms) {
+int sr_store_txn_set(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val, size_t vlen,
+                     int64_t expires_at_ms) {
     return store_txn_add_value(t, STORE_OP_KV_SET, sp, key, klen, val, vlen, expires_at_ms);
 }
 
-int sr_store_txn_append(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val,
-                        size_t vlen, int64_t expires_at_ms) {
+int sr_store_txn_append(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val, size_t vlen,
+                        int64_t expires_at_ms) {
     return store_txn_add_value(t, STORE_OP_APPEND, sp, key, klen, val, vlen, expires_at_ms);
 }
 
@@ -434,8 +431,7 @@ int sr_store_txn_kv_del(sr_store_txn *t, const char *key, size_t klen) {
     return sr_store_txn_del(t, SR_SPACE_KV, key, klen);
 }
 
-int sr_store_txn_kv_incr(sr_store_txn *t, const char *key, size_t klen, int64_t delta,
-                         int64_t expires_at_ms) {
+int sr_store_txn_kv_incr(sr_store_txn *t, const char *key, size_t klen, int64_t delta, int64_t expires_at_ms) {
     int slot;
     store_op *op = store_txn_add_key(t, STORE_OP_KV_INCR, key, klen, &slot);
     op->delta = delta;
@@ -510,8 +506,7 @@ static void store_txn_reset(sr_store_txn *t) {
         op->result = 0;
         op->int_out = 0;
         op->events = 0;
-        if (op->kind == STORE_OP_PUT)
-            memcpy(op->id, op->msg->id, sizeof op->id);
+        if (op->kind == STORE_OP_PUT) memcpy(op->id, op->msg->id, sizeof op->id);
         else if (op->kind == STORE_OP_UPDATE)
             op->msg = NULL; /* in the batch's arena, reset with it */
     }
@@ -609,27 +604,26 @@ static int store_index_move(MDB_txn *txn, MDB_dbi dbi, int had, const unsigned c
 }
 
 /* Brings every index from old (NULL: the message is new) to new. Returns an LMDB code. */
-static int store_index_update(sr_store *s, MDB_txn *txn, const store_keys *old, const store_keys *new,
-                              const char *id) {
-    int rc = store_index_move(txn, s->dbi[STORE_DB_QUEUE], old && old->queued, old ? old->queue : NULL,
-                              new->queued, new->queue, STORE_QUEUE_KEY_LEN);
+static int store_index_update(sr_store *s, MDB_txn *txn, const store_keys *old, const store_keys *new, const char *id) {
+    int rc = store_index_move(txn, s->dbi[STORE_DB_QUEUE], old && old->queued, old ? old->queue : NULL, new->queued,
+                              new->queue, STORE_QUEUE_KEY_LEN);
     if (rc == 0)
         rc = store_index_move(txn, s->dbi[STORE_DB_EXPIRY], old && old->expiring, old ? old->expiry : NULL,
                               new->expiring, new->expiry, STORE_EXPIRY_KEY_LEN);
     if (rc == 0)
-        rc = store_index_move(txn, s->dbi[STORE_DB_STATUS], old != NULL, old ? old->status : NULL, 1,
-                              new->status, STORE_STATUS_KEY_LEN);
+        rc = store_index_move(txn, s->dbi[STORE_DB_STATUS], old != NULL, old ? old->status : NULL, 1, new->status,
+                              STORE_STATUS_KEY_LEN);
     if (rc == 0)
-        rc = store_index_move(txn, s->dbi[STORE_DB_WATCH], old && old->watching, old ? old->watch : NULL,
-                              new->watching, new->watch, STORE_WATCH_KEY_LEN);
+        rc = store_index_move(txn, s->dbi[STORE_DB_WATCH], old && old->watching, old ? old->watch : NULL, new->watching,
+                              new->watch, STORE_WATCH_KEY_LEN);
     if (rc) return rc;
     MDB_dbi pdbi = s->dbi[STORE_DB_PROVIDER_IDS];
     if (old) {
         size_t off = 0;
         while (rc == 0 && off + 2 <= old->providers.len) {
             const char *key = old->providers.data + off + 2;
-            size_t n = ((size_t)(unsigned char)old->providers.data[off] << 8)
-                       | (unsigned char)old->providers.data[off + 1];
+            size_t n =
+                ((size_t)(unsigned char)old->providers.data[off] << 8) | (unsigned char)old->providers.data[off + 1];
             off += 2 + n;
             if (store_provider_key_present(&new->providers, key, n)) continue;
             /* Only drop the entry when it still points at this message. */
@@ -645,8 +639,7 @@ static int store_index_update(sr_store *s, MDB_txn *txn, const store_keys *old, 
     size_t off = 0;
     while (rc == 0 && off + 2 <= new->providers.len) {
         const char *key = new->providers.data + off + 2;
-        size_t n = ((size_t)(unsigned char)new->providers.data[off] << 8)
-                   | (unsigned char)new->providers.data[off + 1];
+        size_t n = ((size_t)(unsigned char)new->providers.data[off] << 8) | (unsigned char)new->providers.data[off + 1];
         off += 2 + n;
         if (old && store_provider_key_present(&old->providers, key, n)) continue;
         MDB_val k = {n, (void *)key}, v = {SR_ID_LEN, (void *)id};
@@ -713,8 +706,8 @@ static int store_op_put(sr_store *s, MDB_txn *txn, store_op *op) {
     return mdb_put(txn, s->dbi[STORE_DB_IDEMPOTENCY], &k, &v, 0);
 }
 
-static int store_put_expiring(sr_store *s, MDB_txn *txn, MDB_dbi dbi, const store_op *op, int64_t exp,
-                              const void *val, size_t vlen);
+static int store_put_expiring(sr_store *s, MDB_txn *txn, MDB_dbi dbi, const store_op *op, int64_t exp, const void *val,
+                              size_t vlen);
 
 /* 1 when after holds a provider key that before does not. */
 static int store_providers_grew(const sr_buf *before, const sr_buf *after) {
@@ -804,8 +797,8 @@ static int store_alive(const MDB_val *v, int64_t now) {
     return exp == 0 || exp > now;
 }
 
-static int store_put_expiring(sr_store *s, MDB_txn *txn, MDB_dbi dbi, const store_op *op, int64_t exp,
-                              const void *val, size_t vlen) {
+static int store_put_expiring(sr_store *s, MDB_txn *txn, MDB_dbi dbi, const store_op *op, int64_t exp, const void *val,
+                              size_t vlen) {
     sr_buf_reset(&s->wbuf);
     sr_buf_reserve(&s->wbuf, 8 + vlen);
     store_put_be64((unsigned char *)s->wbuf.data, (uint64_t)exp);
@@ -915,13 +908,11 @@ static int store_op_sweep(sr_store *s, MDB_txn *txn, store_op *op) {
 }
 
 static int store_apply_op(sr_store *s, MDB_txn *txn, store_op *op) {
-    if (op->kind != STORE_OP_PUT && op->kind != STORE_OP_UPDATE && store_check_key(s, op))
-        return SR_E_INVALID;
+    if (op->kind != STORE_OP_PUT && op->kind != STORE_OP_UPDATE && store_check_key(s, op)) return SR_E_INVALID;
     switch (op->kind) {
     case STORE_OP_PUT: return store_op_put(s, txn, op);
     case STORE_OP_UPDATE: return store_op_update(s, txn, op);
-    case STORE_OP_KV_SET:
-        return store_put_expiring(s, txn, s->dbi[op->db], op, op->expires_at_ms, op->val, op->vlen);
+    case STORE_OP_KV_SET: return store_put_expiring(s, txn, s->dbi[op->db], op, op->expires_at_ms, op->val, op->vlen);
     case STORE_OP_APPEND: return store_op_append(s, txn, op);
     case STORE_OP_CONSUME: return store_op_consume(s, txn, op);
     case STORE_OP_KV_DEL: return store_del_quiet(txn, s->dbi[op->db], op->key, op->klen);
@@ -1042,7 +1033,8 @@ static void store_count_space(const sr_store_txn *head, uint64_t *refused, int *
     *added = 0;
     for (const sr_store_txn *t = head; t; t = t->next) {
         if (t->status == SR_E_FULL) (*refused)++;
-        else if (t->status == 0 && store_txn_adds_data(t)) *added = 1;
+        else if (t->status == 0 && store_txn_adds_data(t))
+            *added = 1;
     }
 }
 
@@ -1160,8 +1152,7 @@ static void store_commit_batch(sr_store *s, sr_store_txn *head) {
 
 static void store_list_append(store_list *dst, store_list *src) {
     if (!src->head) return;
-    if (dst->tail)
-        dst->tail->next = src->head;
+    if (dst->tail) dst->tail->next = src->head;
     else
         dst->head = src->head;
     dst->tail = src->tail;
@@ -1465,7 +1456,8 @@ static const char *store_meta_problem(const store_meta *m, uint64_t n, char *buf
     else if (m->version != STORE_MDB_DATA_VERSION)
         snprintf(buf, len, "meta page %d has data format version %u (this LMDB reads %d)", (int)n, m->version,
                  STORE_MDB_DATA_VERSION);
-    else if (!(m->flags & STORE_P_META) || m->pgno != n) snprintf(buf, len, "meta page %d has a bad header", (int)n);
+    else if (!(m->flags & STORE_P_META) || m->pgno != n)
+        snprintf(buf, len, "meta page %d has a bad header", (int)n);
     else if (m->psize < 512 || m->psize > 65536 || (m->psize & (m->psize - 1)))
         snprintf(buf, len, "meta page %d has a bad page size %u", (int)n, m->psize);
     else if (m->last_pg < 1 || m->last_pg > UINT64_MAX / 65536)
@@ -1497,8 +1489,7 @@ static int store_read_metas(int fd, uint64_t size, store_meta meta[2], char *pro
         return SR_E_IO;
     }
     if (n < STORE_META_LEN) {
-        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its first page",
-                 (unsigned long long)size);
+        snprintf(problem, len, "it is truncated to %llu bytes, shorter than its first page", (unsigned long long)size);
         return SR_E_CORRUPT;
     }
     store_meta_parse(page, &meta[0]);
@@ -1561,8 +1552,8 @@ static int store_check_file(const char *path, char *problem, size_t len) {
     const store_meta *newest = meta[1].txnid > meta[0].txnid ? &meta[1] : &meta[0];
     uint64_t need = (newest->last_pg + 1) * meta[0].psize;
     if (size < need) {
-        snprintf(problem, len, "it is truncated: %llu bytes, its newest snapshot needs %llu",
-                 (unsigned long long)size, (unsigned long long)need);
+        snprintf(problem, len, "it is truncated: %llu bytes, its newest snapshot needs %llu", (unsigned long long)size,
+                 (unsigned long long)need);
         code = SR_E_CORRUPT;
     }
 done:
@@ -1613,8 +1604,7 @@ static const char *store_map_address(MDB_env *env) {
     while (!addr && fgets(line, sizeof line, fp)) {
         unsigned long long start, end, offset, inode;
         unsigned major, minor;
-        if (sscanf(line, "%llx-%llx %*s %llx %x:%x %llu", &start, &end, &offset, &major, &minor, &inode) != 6)
-            continue;
+        if (sscanf(line, "%llx-%llx %*s %llx %x:%x %llu", &start, &end, &offset, &major, &minor, &inode) != 6) continue;
         if (inode == (unsigned long long)st.st_ino && offset == 0 && makedev(major, minor) == st.st_dev)
             addr = (const char *)(uintptr_t)start;
     }
@@ -1867,7 +1857,8 @@ static int store_open_env(sr_store *s, const sr_store_options *opt, char *err, s
     snprintf(path, sizeof path, "%s/data.mdb", opt->dir);
     int code = store_check_file(path, problem, sizeof problem);
     if (code == SR_E_CORRUPT) store_damaged(err, errlen, opt->dir, problem);
-    else if (code) snprintf(err, errlen, "cannot check the store file %s: %s", path, problem);
+    else if (code)
+        snprintf(err, errlen, "cannot check the store file %s: %s", path, problem);
     if (code) return code;
     int rc = mdb_env_create(&s->env);
     if (rc == 0) rc = mdb_env_set_maxdbs(s->env, 16);
@@ -2083,8 +2074,8 @@ int sr_store_kv_get(sr_store *s, const char *key, size_t klen, int64_t now_ms, s
     return sr_store_get(s, SR_SPACE_KV, key, klen, now_ms, out, NULL);
 }
 
-int sr_store_scan(sr_store *s, sr_store_space sp, const char *after, size_t after_len, int max,
-                  sr_store_scan_cb cb, void *ud) {
+int sr_store_scan(sr_store *s, sr_store_space sp, const char *after, size_t after_len, int max, sr_store_scan_cb cb,
+                  void *ud) {
     MDB_cursor *cur = NULL;
     int n = 0, rc;
     if (max <= 0) return 0;
@@ -2099,8 +2090,8 @@ int sr_store_scan(sr_store *s, sr_store_space sp, const char *after, size_t afte
     for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (v.mv_size < 8) continue;
         n++;
-        if (cb(k.mv_data, k.mv_size, (const char *)v.mv_data + 8, v.mv_size - 8,
-               (int64_t)store_get_be64(v.mv_data), ud) != 0)
+        if (cb(k.mv_data, k.mv_size, (const char *)v.mv_data + 8, v.mv_size - 8, (int64_t)store_get_be64(v.mv_data),
+               ud) != 0)
             break;
     }
     if (rc == MDB_NOTFOUND) rc = 0;
@@ -2109,7 +2100,6 @@ fail:
     store_read_end(s);
     return rc ? store_error(rc, "scan") : n;
 }
-
 
 int sr_store_is_optout(sr_store *s, const char *number) {
     size_t len = number ? strlen(number) : 0;
@@ -2196,8 +2186,7 @@ static int store_time_index_due(sr_store *s, int db, int64_t before, char (*ids)
     rc = mdb_cursor_open(s->read_txn, s->dbi[db], &cur);
     if (rc) goto fail;
     MDB_val k, v;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && n < max;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != 8 + SR_ID_LEN) continue;
         const unsigned char *p = k.mv_data;
         uint64_t at = store_get_be64(p);
@@ -2224,8 +2213,7 @@ int sr_store_watch_due(sr_store *s, int64_t now_ms, char (*ids)[SR_ID_LEN + 1], 
     return store_time_index_due(s, STORE_DB_WATCH, now_ms + 1, ids, max, next_ms, "watch scan");
 }
 
-int sr_store_list_status(sr_store *s, sr_status st, const char *after_id, char (*ids)[SR_ID_LEN + 1],
-                         int max) {
+int sr_store_list_status(sr_store *s, sr_status st, const char *after_id, char (*ids)[SR_ID_LEN + 1], int max) {
     MDB_cursor *cur = NULL;
     int n = 0, rc;
     if (max <= 0 || (int)st < 0 || st >= SR_ST_COUNT) return 0;
@@ -2415,8 +2403,8 @@ int sr_store_scan_messages_back(sr_store *s, int64_t since_ms, int max, sr_store
     return store_scan_messages(s, NULL, 0, 0, 1, since_ms, max, cb, ud, NULL);
 }
 
-int sr_store_scan_messages(sr_store *s, const char *after, int64_t since_ms, int max, sr_store_message_cb cb,
-                           void *ud, char last[SR_ID_LEN + 1]) {
+int sr_store_scan_messages(sr_store *s, const char *after, int64_t since_ms, int max, sr_store_message_cb cb, void *ud,
+                           char last[SR_ID_LEN + 1]) {
     /* Ids begin with their creation time, so the first id of since_ms is where the scan starts. */
     char start[SR_ID_LEN + 1];
     size_t start_len = 0;
@@ -2566,8 +2554,8 @@ int sr_store_scan_back(sr_store *s, sr_store_space sp, const char *before, size_
          rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
         if (v.mv_size < 8) continue;
         n++;
-        if (cb(k.mv_data, k.mv_size, (const char *)v.mv_data + 8, v.mv_size - 8,
-               (int64_t)store_get_be64(v.mv_data), ud) != 0)
+        if (cb(k.mv_data, k.mv_size, (const char *)v.mv_data + 8, v.mv_size - 8, (int64_t)store_get_be64(v.mv_data),
+               ud) != 0)
             break;
     }
     if (rc == MDB_NOTFOUND) rc = 0;

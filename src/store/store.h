@@ -70,11 +70,11 @@ typedef struct sr_store sr_store;
 typedef struct sr_store_txn sr_store_txn;
 
 typedef struct sr_store_options {
-    const char *dir;        /* created when missing */
-    size_t map_size;        /* bytes; 0: 256 MiB */
-    size_t map_size_max;    /* bytes; 0: 64 GiB */
-    int no_sync;            /* 1: commit without fsync (benchmarks of other parts only; never by default) */
-    size_t reserve;         /* bytes of room kept for updates of existing messages; 0: none */
+    const char *dir;     /* created when missing */
+    size_t map_size;     /* bytes; 0: 256 MiB */
+    size_t map_size_max; /* bytes; 0: 64 GiB */
+    int no_sync;         /* 1: commit without fsync (benchmarks of other parts only; never by default) */
+    size_t reserve;      /* bytes of room kept for updates of existing messages; 0: none */
     /* 1: a reader beside whoever owns the directory (`smsrules models fit` on a running daemon's
      * data): no lock taken, nothing created or written, no writer thread and no loop handles (loop
      * may be NULL; never submit a unit to it); LMDB lets it read while the daemon writes. The
@@ -123,7 +123,8 @@ int sr_store_txn_put_message(sr_store_txn *t, sr_message *m, const char *idem_ke
 /* Updates a message through mutator(m, arg); arg is borrowed until done. The
  * result slot then holds the message as written (sr_store_txn_message). */
 int sr_store_txn_update_message(sr_store_txn *t, const char *id, sr_message_mutator fn, void *arg);
-int sr_store_txn_kv_set(sr_store_txn *t, const char *key, size_t klen, const char *val, size_t vlen, int64_t expires_at_ms);
+int sr_store_txn_kv_set(sr_store_txn *t, const char *key, size_t klen, const char *val, size_t vlen,
+                        int64_t expires_at_ms);
 int sr_store_txn_kv_del(sr_store_txn *t, const char *key, size_t klen);
 /* Adds delta to an integer value (missing or expired counts as 0); result: the new value.
  * The value is kept as decimal text (what kv_get returns). expires_at_ms applies when the key
@@ -140,12 +141,12 @@ int sr_store_txn_dedup(sr_store_txn *t, const char *key, size_t klen, int64_t ex
  * orphaned); SR_SPACE_INBOUND holds inbound SMS by id (swept when expired); SR_SPACE_OWED holds the
  * status changes whose sms.on_status has not finished (see "durable status subscribers" below). */
 typedef enum { SR_SPACE_KV = 0, SR_SPACE_PARKED, SR_SPACE_INBOUND, SR_SPACE_OWED } sr_store_space;
-int sr_store_txn_set(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val,
-                     size_t vlen, int64_t expires_at_ms);
+int sr_store_txn_set(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val, size_t vlen,
+                     int64_t expires_at_ms);
 /* Appends val to the entry's bytes (a missing or expired entry starts with val and expires_at_ms; a
  * live one lives until the later of its expiry and expires_at_ms). */
-int sr_store_txn_append(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val,
-                        size_t vlen, int64_t expires_at_ms);
+int sr_store_txn_append(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *val, size_t vlen,
+                        int64_t expires_at_ms);
 /* Removes prefix from the front of the entry's bytes when they start with it (the entry goes when nothing
  * is left; what was appended after it stays); otherwise changes nothing. For entries read, then handled,
  * while appends go on: the reader consumes exactly what it read. */
@@ -245,8 +246,8 @@ int sr_store_get(sr_store *s, sr_store_space sp, const char *key, size_t klen, i
  * touches no store; a non-zero return stops the scan. Returns how many it visited, or a negative code. */
 typedef int (*sr_store_scan_cb)(const char *key, size_t klen, const char *val, size_t vlen, int64_t expires_at_ms,
                                 void *ud);
-int sr_store_scan(sr_store *s, sr_store_space sp, const char *after, size_t after_len, int max,
-                  sr_store_scan_cb cb, void *ud);
+int sr_store_scan(sr_store *s, sr_store_space sp, const char *after, size_t after_len, int max, sr_store_scan_cb cb,
+                  void *ud);
 /* Like sr_store_scan, in reverse key order: entries whose keys sort before `before` (NULL or
  * before_len 0: from the last). */
 int sr_store_scan_back(sr_store *s, sr_store_space sp, const char *before, size_t before_len, int max,
@@ -262,8 +263,8 @@ int sr_store_is_optout(sr_store *s, const char *number); /* 1, 0 or a negative c
  * A non-zero return stops the scan. Returns how many it visited, or a negative code; *last gets the
  * id of the last one visited, to continue from. */
 typedef int (*sr_store_message_cb)(const sr_message *m, void *ud);
-int sr_store_scan_messages(sr_store *s, const char *after, int64_t since_ms, int max, sr_store_message_cb cb,
-                           void *ud, char last[SR_ID_LEN + 1]);
+int sr_store_scan_messages(sr_store *s, const char *after, int64_t since_ms, int max, sr_store_message_cb cb, void *ud,
+                           char last[SR_ID_LEN + 1]);
 /* Provider ids are indexed and looked up normalised: trimmed, ASCII
  * lower-case, without leading zeros ("00AbC1" and "abc1" are one id), since
  * providers' send answers and delivery reports disagree on case and zeros.

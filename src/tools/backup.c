@@ -63,7 +63,10 @@ static int backup_parse(int argc, char **argv, const char *usage, const char **d
     int ch;
     while ((ch = getopt_long(argc, argv, ":d:h", long_opts, NULL)) != -1) {
         switch (ch) {
-        case 'h': fputs(usage, stdout); *code = 0; return -1;
+        case 'h':
+            fputs(usage, stdout);
+            *code = 0;
+            return -1;
         case 'd': *dir = optarg; break;
         case ':': *code = backup_usage_error(usage, "option '%s' needs a value", argv[optind - 1]); return -1;
         default: *code = backup_usage_error(usage, "unknown option '%s'", argv[optind - 1]); return -1;
@@ -425,7 +428,8 @@ int sr_restore_main(int argc, char **argv) {
     if (restore_swap(&p, dir) != 0) goto done;
     code = 0;
     if (kept) printf("restored %s into %s; the store it replaced is %s/data.mdb\n", name, dir, p.aside);
-    else printf("restored %s into %s (it held no store before)\n", name, dir);
+    else
+        printf("restored %s into %s (it held no store before)\n", name, dir);
 done:
     restore_cleanup(&p);
     close(lock_fd); /* the lock goes last: a daemon may start from here on */

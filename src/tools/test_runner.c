@@ -163,8 +163,8 @@ typedef struct sim_answer {
     int http_status;
     int count;
     sr_adapter_outcome *outs;
-    char provider[72];   /* the provider that took the request */
-    int dlr_status;      /* its :dlr setting when it took the request; -1: none */
+    char provider[72]; /* the provider that took the request */
+    int dlr_status;    /* its :dlr setting when it took the request; -1: none */
     char dlr_error[256];
     struct sim_answer *next;
 } sim_answer;
@@ -195,12 +195,12 @@ typedef struct tr_engine {
 
 typedef struct tr_runner {
     uv_loop_t loop;
-    const char *path;     /* the test file as given */
+    const char *path; /* the test file as given */
     sr_config host_config;
-    sr_rules *host;       /* hosts the test file's sandboxed Lua state */
-    int in_test;          /* a test function runs */
-    char *rules_path;     /* the running test's rules file; NULL: none */
-    tr_engine *engine;    /* the running test's engine, started on first use */
+    sr_rules *host;    /* hosts the test file's sandboxed Lua state */
+    int in_test;       /* a test function runs */
+    char *rules_path;  /* the running test's rules file; NULL: none */
+    tr_engine *engine; /* the running test's engine, started on first use */
 } tr_runner;
 
 static char *tr_strdup(const char *s) {
@@ -339,7 +339,8 @@ static void tr_transport(void *ud, const sr_provider *p, sr_message *const *msgs
         case SIM_ACCEPT:
             o->ok = 1;
             if (so->text[0]) snprintf(provider_id, sizeof provider_id, "%.100s", so->text);
-            else snprintf(provider_id, sizeof provider_id, "%.64s-%ld", p->name, ++e->provider_ids);
+            else
+                snprintf(provider_id, sizeof provider_id, "%.64s-%ld", p->name, ++e->provider_ids);
             snprintf(o->provider_id, sizeof o->provider_id, "%s", provider_id);
             break;
         case SIM_REJECT: snprintf(o->error, sizeof o->error, "%s", so->text[0] ? so->text : "rejected"); break;
@@ -394,8 +395,7 @@ static int tr_answer_due(tr_engine *e, int all) {
         /* Accepted messages of a provider scripted with :dlr get that report
          * once their send is recorded (tr_settle applies it). */
         for (int i = 0; i < a->count && a->dlr_status >= 0; i++)
-            if (a->outs[i].ok)
-                tr_due_report_push(e, a->provider, a->outs[i].provider_id, a->dlr_status, a->dlr_error);
+            if (a->outs[i].ok) tr_due_report_push(e, a->provider, a->outs[i].provider_id, a->dlr_status, a->dlr_error);
         a->answer(a->request, a->outs, a->http_status);
         free(a->outs);
         free(a);
@@ -631,10 +631,14 @@ static void tr_fill_call_result(lua_State *L, tr_call *c) {
     int status = 200;
     switch (c->status) {
     case SR_INV_OK: status = c->id_count ? 202 : 200; break;
-    case SR_INV_ERROR: status = 500; tr_push_error(L, "rule_error", c->error ? c->error : ""); break;
+    case SR_INV_ERROR:
+        status = 500;
+        tr_push_error(L, "rule_error", c->error ? c->error : "");
+        break;
     case SR_INV_TIMEOUT:
         status = 500;
-        tr_push_error(L, "rule_timeout", c->error ? c->error : "the rule ran past its instruction budget and was stopped");
+        tr_push_error(L, "rule_timeout",
+                      c->error ? c->error : "the rule ran past its instruction budget and was stopped");
         break;
     case SR_INV_MEMORY:
         status = 500;
@@ -670,7 +674,8 @@ static void tr_fill_call_result(lua_State *L, tr_call *c) {
 static const char *tr_push_path(lua_State *L, tr_runner *tr, const char *path) {
     const char *dir = tr->host->dir;
     if (path[0] == '/' || strcmp(dir, ".") == 0) lua_pushstring(L, path);
-    else lua_pushfstring(L, "%s/%s", dir, path);
+    else
+        lua_pushfstring(L, "%s/%s", dir, path);
     return lua_tostring(L, -1);
 }
 
@@ -880,7 +885,6 @@ static int l_provider(lua_State *L) {
     return 1;
 }
 
-
 /* The queue of the provider object self (argument 1), in the running test's engine. */
 static sim_provider *tr_self(lua_State *L, const char *method) {
     tr_runner *tr = tr_in_test(L, method);
@@ -989,7 +993,8 @@ static void tr_report_options(lua_State *L, int idx, const char *what, int parts
             lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
             if (v < 1 || v > 255) luaL_error(L, "%s: '%s' must be an integer from 1 to 255", what, key);
             if (strcmp(key, "part") == 0) rep->part = (int)v;
-            else rep->parts = (int)v;
+            else
+                rep->parts = (int)v;
         } else {
             luaL_error(L, "%s: unknown option '%s' (options: %s)", what, key ? key : "?",
                        parts_allowed ? "error, part, parts" : "error");
@@ -1033,14 +1038,16 @@ static int l_provider_outcomes(lua_State *L) {
         lua_rawgeti(L, 2, i); /* 3 */
         int is_table = lua_istable(L, 3);
         if (is_table) lua_rawgeti(L, 3, 1);
-        else lua_pushvalue(L, 3);
+        else
+            lua_pushvalue(L, 3);
         const char *kind = lua_tostring(L, -1);
         int k = -1;
         for (int j = 0; kind && kinds[j]; j++)
             if (strcmp(kind, kinds[j]) == 0) k = j;
         if (k < 0)
-            return luaL_error(L, "outcomes: entry %d is not an outcome (accept, reject, fail, unauthorized, timeout, "
-                                 "delay, or a table {name, arguments...})",
+            return luaL_error(L,
+                              "outcomes: entry %d is not an outcome (accept, reject, fail, unauthorized, timeout, "
+                              "delay, or a table {name, arguments...})",
                               (int)i);
         lua_pop(L, 1);
         luaL_getmetatable(L, TR_PROVIDER_MT);
@@ -1101,8 +1108,7 @@ static int l_sent(lua_State *L) {
  * message's latest attempt a simulated provider accepted (as sent() shows
  * it: the send answer may still be on its way, then the report is parked
  * until it is recorded, as in the daemon). Misuse raises. */
-static void tr_report_target(lua_State *L, tr_engine *e, int idx, char *provider, size_t provider_len,
-                             sr_report *rep) {
+static void tr_report_target(lua_State *L, tr_engine *e, int idx, char *provider, size_t provider_len, sr_report *rep) {
     static const char usage[] =
         "a message id, or a table with id (message(id)) or with provider and provider_id (an entry of sent())";
     char id[SR_ID_LEN + 8];
@@ -1407,6 +1413,22 @@ static void tr_report(const char *path, const char *name, const char *message) {
     fflush(stdout);
 }
 
+/* NAME_test.lua tests NAME.lua beside it unless load_rules says otherwise. */
+static void tr_default_rules(lua_State *L, tr_runner *tr) {
+    const char *base = strrchr(tr->path, '/');
+    base = base ? base + 1 : tr->path;
+    size_t len = strlen(base);
+    static const char suffix[] = "_test.lua";
+    if (len > sizeof suffix - 1 && strcmp(base + len - (sizeof suffix - 1), suffix) == 0) {
+        char name[PATH_MAX];
+        snprintf(name, sizeof name, "%.*s.lua", (int)(len - (sizeof suffix - 1)), base);
+        lua_pushstring(L, name);
+        tr_push_path(L, tr, name);
+        lua_setfield(L, LUA_REGISTRYINDEX, "smsrules.test.rules");
+        lua_pop(L, 1);
+    }
+}
+
 static void tr_open_globals(lua_State *L, tr_runner *tr) {
     lua_pushlightuserdata(L, tr);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &TR_KEY);
@@ -1420,13 +1442,22 @@ static void tr_open_globals(lua_State *L, tr_runner *tr) {
     lua_pushnil(L);
     lua_setglobal(L, "sms");
 
-    static const luaL_Reg globals[] = {
-        {"test", l_test},           {"load_rules", l_load_rules},   {"fire", l_fire},
-        {"send", l_send},           {"inbound", l_inbound},         {"provider", l_provider},
-        {"advance", l_advance},     {"sent", l_sent},               {"dlr", l_dlr},
-        {"message", l_message},
-        {"is_optout", l_is_optout}, {"now", l_now},                 {"assert_eq", l_assert_eq},
-        {"assert_true", l_assert_true}, {"assert_match", l_assert_match}, {NULL, NULL}};
+    static const luaL_Reg globals[] = {{"test", l_test},
+                                       {"load_rules", l_load_rules},
+                                       {"fire", l_fire},
+                                       {"send", l_send},
+                                       {"inbound", l_inbound},
+                                       {"provider", l_provider},
+                                       {"advance", l_advance},
+                                       {"sent", l_sent},
+                                       {"dlr", l_dlr},
+                                       {"message", l_message},
+                                       {"is_optout", l_is_optout},
+                                       {"now", l_now},
+                                       {"assert_eq", l_assert_eq},
+                                       {"assert_true", l_assert_true},
+                                       {"assert_match", l_assert_match},
+                                       {NULL, NULL}};
     lua_pushglobaltable(L);
     luaL_setfuncs(L, globals, 0);
     lua_pop(L, 1);
@@ -1445,19 +1476,7 @@ static void tr_open_globals(lua_State *L, tr_runner *tr) {
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 
-    /* NAME_test.lua tests NAME.lua beside it unless load_rules says otherwise. */
-    const char *base = strrchr(tr->path, '/');
-    base = base ? base + 1 : tr->path;
-    size_t len = strlen(base);
-    static const char suffix[] = "_test.lua";
-    if (len > sizeof suffix - 1 && strcmp(base + len - (sizeof suffix - 1), suffix) == 0) {
-        char name[PATH_MAX];
-        snprintf(name, sizeof name, "%.*s.lua", (int)(len - (sizeof suffix - 1)), base);
-        lua_pushstring(L, name);
-        tr_push_path(L, tr, name);
-        lua_setfield(L, LUA_REGISTRYINDEX, "smsrules.test.rules");
-        lua_pop(L, 1);
-    }
+    tr_default_rules(L, tr);
 }
 
 /* Runs one test of the list at the top of the stack. */
@@ -1544,7 +1563,8 @@ static int tr_run_file(tr_runner *tr, const char *path, int *passed, int *failed
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
             if (tr_run_test(tr, L, i)) (*passed)++;
-            else (*failed)++;
+            else
+                (*failed)++;
         }
     }
     sr_rules_release(tr->host);

@@ -35,8 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sr_crypto_base64(text, data, size);
     if (strlen(text) != text_len) abort();
     unsigned char *back = malloc(sr_crypto_unbase64_max_len(text_len) + 1);
-    if (sr_crypto_unbase64(back, &out_len, text, text_len) != 0 || out_len != size ||
-        memcmp(back, data, size) != 0)
+    if (sr_crypto_unbase64(back, &out_len, text, text_len) != 0 || out_len != size || memcmp(back, data, size) != 0)
         abort();
     free(back);
     free(text);

@@ -56,8 +56,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 static void fuzz_pattern_push_a(lua_State *L, int fn, int code) {
     static const lua_Integer inits[] = {1, 2, -1, -3, 0, 5, 40, 1};
     static const char *const repls[] = {"<%0>", "%1", "%2", "x%%", "F", "T", "FT", "%"};
-    if (fn == 3)
-        lua_pushstring(L, repls[code]);
+    if (fn == 3) lua_pushstring(L, repls[code]);
     else if (code == 7)
         lua_pushnil(L);
     else
@@ -67,8 +66,7 @@ static void fuzz_pattern_push_a(lua_State *L, int fn, int code) {
 /* Pushes the fourth argument: find's plain, or gsub's max n. */
 static void fuzz_pattern_push_b(lua_State *L, int fn, int code) {
     static const lua_Integer ns[] = {0, 1, 2, -1, 3};
-    if (fn == 3 && code < 5)
-        lua_pushinteger(L, ns[code]);
+    if (fn == 3 && code < 5) lua_pushinteger(L, ns[code]);
     else if (fn == 3)
         lua_pushnil(L);
     else

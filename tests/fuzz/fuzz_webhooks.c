@@ -52,7 +52,7 @@ static const char fuzz_rules[] =
     "sms.provider('vonage', { adapter = 'vonage', api_key = 'k', api_secret = 's', signature_secret = 'sec' })\n"
     "sms.provider('vonage0', { adapter = 'vonage', api_key = 'k', api_secret = 's' })\n";
 
-static const char *const fuzz_providers[] = {"generic", "generic0", "mock",   "agile",   "smsbat",
+static const char *const fuzz_providers[] = {"generic", "generic0", "mock",   "agile",  "smsbat",
                                              "devino",  "smsc",     "twilio", "vonage", "vonage0"};
 #define FUZZ_PROVIDERS (sizeof fuzz_providers / sizeof fuzz_providers[0])
 

@@ -38,7 +38,8 @@ static const char shared_prelude[] =
     "    local keys = {}\n"
     "    for k in pairs(v) do keys[#keys + 1] = k end\n"
     "    table.sort(keys)\n"
-    "    for i, k in ipairs(keys) do parts[i] = string.format('%q', k):gsub('\\\\\\n', '\\\\n') .. ':' .. canon(v[k]) end\n"
+    "    for i, k in ipairs(keys) do parts[i] = string.format('%q', k):gsub('\\\\\\n', '\\\\n') .. ':' .. canon(v[k]) "
+    "end\n"
     "    return '{' .. table.concat(parts, ',') .. '}'\n"
     "  elseif t == 'string' then return (string.format('%q', v):gsub('\\\\\\n', '\\\\n'))\n"
     "  elseif t == 'number' then\n"
@@ -181,8 +182,7 @@ lua_State *fixture_adapters_state(const struct fixture_options *options) {
     lua_setglobal(L, "sms");
     fixture_run_prelude(L, shared_prelude, "=lua_fixture", options);
     if (options->prelude) fixture_run_prelude(L, options->prelude, "=prelude", options);
-    for (const char *const *name = options->adapters; *name; name++)
-        fixture_load_adapter(L, *name);
+    for (const char *const *name = options->adapters; *name; name++) fixture_load_adapter(L, *name);
     lua_getglobal(L, "require");
     lua_pushstring(L, "adapters.util");
     lua_call(L, 1, 1);

@@ -75,12 +75,12 @@ lua_State *fixture_adapters_state(const struct fixture_options *options);
 char *fixture_eval(lua_State *L, const char *code);
 
 /* Fails the test unless code gives exactly the text expected. */
-#define CHECK_LUA(L, code, expected)                                                              \
-    do {                                                                                          \
-        char *check_got = fixture_eval((L), (code));                                              \
-        if (strcmp(check_got, (expected)) != 0)                                                   \
-            UNIT_FAIL("%s\n  gave:     %s\n  expected: %s", (code), check_got, (expected));       \
-        free(check_got);                                                                          \
+#define CHECK_LUA(L, code, expected)                                                                                   \
+    do {                                                                                                               \
+        char *check_got = fixture_eval((L), (code));                                                                   \
+        if (strcmp(check_got, (expected)) != 0)                                                                        \
+            UNIT_FAIL("%s\n  gave:     %s\n  expected: %s", (code), check_got, (expected));                            \
+        free(check_got);                                                                                               \
     } while (0)
 
 /* Outcome texts as canon shows them (docs/providers.md, Writing an adapter). */

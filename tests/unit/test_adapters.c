@@ -50,13 +50,11 @@ static const char prelude[] =
     "end\n"
     "function updates_of(adapter, r) return canon((adapter.parse_status(cfg(), r))) end\n";
 
-
 /* A fresh state with sms.crypto and the globals generic, mock and util.
  * Close with lua_close. */
 static lua_State *adapters_state(void) {
     static const char *const adapters[] = {"generic", "mock", NULL};
-    return fixture_adapters_state(
-        &(struct fixture_options){.adapters = adapters, .prelude = prelude});
+    return fixture_adapters_state(&(struct fixture_options){.adapters = adapters, .prelude = prelude});
 }
 
 /* ---- loading ---- */
@@ -107,8 +105,9 @@ TEST(generic_request) {
               "Idempotency-Key: 01K00000000000000000000001\n"
               "{\"from\":\"Brand\",\"message\":\"Hello 1\",\"to\":\"84912340001\"}");
     /* Text is passed through byte for byte: quotes, newlines, UCS-2 text. */
-    CHECK_LUA(L, "cjson = require 'cjson'; return cjson.decode(generic.build_send(cfg(), "
-                 "{msg(1, {text = 'Xin chào \"bạn\"\\n😀', encoding = 'ucs2'})}).body).message",
+    CHECK_LUA(L,
+              "cjson = require 'cjson'; return cjson.decode(generic.build_send(cfg(), "
+              "{msg(1, {text = 'Xin chào \"bạn\"\\n😀', encoding = 'ucs2'})}).body).message",
               "Xin chào \"bạn\"\n😀");
     /* A number already without '+' is left as it is. */
     CHECK_LUA(L, "require('cjson').decode(generic.build_send(cfg(), {msg(1, {to = '84912345678'})}).body).to",
@@ -145,8 +144,9 @@ TEST(generic_auth_variants) {
               "Idempotency-Key: 01K00000000000000000000001\n"
               "{\"from\":\"Brand\",\"message\":\"Hello 1\",\"to\":\"84912340001\"}");
     /* The key never goes into the URL or the body. */
-    CHECK_LUA(L, "local r = generic.build_send(cfg{api_key = 's3cret'}, {msg(1)})\n"
-                 "return tostring(r.url:find('s3cret', 1, true)) .. ' ' .. tostring(r.body:find('s3cret', 1, true))",
+    CHECK_LUA(L,
+              "local r = generic.build_send(cfg{api_key = 's3cret'}, {msg(1)})\n"
+              "return tostring(r.url:find('s3cret', 1, true)) .. ' ' .. tostring(r.body:find('s3cret', 1, true))",
               "nil nil");
     /* A header name that could smuggle another header is refused. */
     CHECK_LUA(L, "raises(generic.build_send, cfg{auth_header = 'X-Key: a\\r\\nX-Other'}, {msg(1)})",
@@ -161,8 +161,9 @@ TEST(generic_misuse_raises) {
     CHECK_LUA(L, "raises(generic.build_send, cfg{url = 'ftp://x/send'}, {msg(1)})",
               "provider primary (generic): url must be an http(s) URL");
     /* A provider whose url changes is checked again. */
-    CHECK_LUA(L, "local c = cfg(); generic.build_send(c, {msg(1)}); c.url = 'localhost:9090'\n"
-                 "return raises(generic.build_send, c, {msg(1)})",
+    CHECK_LUA(L,
+              "local c = cfg(); generic.build_send(c, {msg(1)}); c.url = 'localhost:9090'\n"
+              "return raises(generic.build_send, c, {msg(1)})",
               "provider primary (generic): url must be an http(s) URL");
     CHECK_LUA(L, "raises(generic.build_send, cfg(), {})", "generic adapter: expected 1 to 1 messages");
     CHECK_LUA(L, "raises(generic.build_send, cfg(), msgs(2))", "generic adapter: expected 1 to 1 messages");
@@ -175,7 +176,8 @@ TEST(generic_misuse_raises) {
 
 TEST(generic_success_ids) {
     lua_State *L = adapters_state();
-    CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":\"abc-123\",\"status\":\"queued\"}')", "[" OK_ID("abc-123") "]");
+    CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":\"abc-123\",\"status\":\"queued\"}')",
+              "[" OK_ID("abc-123") "]");
     CHECK_LUA(L, "answer(generic, 1, 200, '{\"id\":\"xyz\"}')", "[" OK_ID("xyz") "]");
     CHECK_LUA(L, "answer(generic, 1, 200, '{\"message_id\":\"first\",\"id\":\"second\"}')", "[" OK_ID("first") "]");
     CHECK_LUA(L, "answer(generic, 1, 201, '{\"message_id\":\"created\"}')", "[" OK_ID("created") "]");
@@ -316,19 +318,29 @@ TEST(webhook_helpers_bound_what_they_read) {
     CHECK_LUA(L, "util.parse_time('2024' .. (' '):rep(100000) .. 'x')", "nil");
     CHECK_LUA(L, "util.parse_time((' '):rep(100000))", "nil");
     /* Epoch seconds in a generic report: digits, with or without a fraction; long runs are no time. */
-    CHECK_LUA(L, "canon(generic.parse_status(cfg(), json_hook('{\"id\":\"1\",\"status\":\"DELIVRD\",\"timestamp\":\" 1700000000.5 \"}'))[1].at)",
+    CHECK_LUA(L,
+              "canon(generic.parse_status(cfg(), json_hook('{\"id\":\"1\",\"status\":\"DELIVRD\",\"timestamp\":\" "
+              "1700000000.5 \"}'))[1].at)",
               "1700000000");
-    CHECK_LUA(L, "canon(generic.parse_status(cfg(), json_hook('{\"id\":\"1\",\"status\":\"DELIVRD\",\"timestamp\":\"' .. ('1'):rep(60000) .. 'x\"}'))[1].at)",
+    CHECK_LUA(L,
+              "canon(generic.parse_status(cfg(), json_hook('{\"id\":\"1\",\"status\":\"DELIVRD\",\"timestamp\":\"' .. "
+              "('1'):rep(60000) .. 'x\"}'))[1].at)",
               "nil");
     /* An all-zero error code is no error, however it is padded. */
-    CHECK_LUA(L, "canon(generic.parse_status(cfg(), json_hook('{\"id\":\"1\",\"status\":\"UNDELIV\",\"err\":\" 000 \"}'))[1].error)",
+    CHECK_LUA(L,
+              "canon(generic.parse_status(cfg(), json_hook('{\"id\":\"1\",\"status\":\"UNDELIV\",\"err\":\" 000 "
+              "\"}'))[1].error)",
               "nil");
-    CHECK_LUA(L, "canon(generic.parse_status(cfg(), json_hook('{\"id\":\"1\",\"status\":\"UNDELIV\",\"err\":\"0' .. ('0'):rep(60000) .. 'x\"}'))[1].error ~= nil)",
+    CHECK_LUA(L,
+              "canon(generic.parse_status(cfg(), json_hook('{\"id\":\"1\",\"status\":\"UNDELIV\",\"err\":\"0' .. "
+              "('0'):rep(60000) .. 'x\"}'))[1].error ~= nil)",
               "true");
     /* Forms: at most util.MAX_FIELDS pairs read, and a flag when there were more. */
     CHECK_LUA(L, "util.MAX_FIELDS", "256");
-    CHECK_LUA(L, "local f, more = util.form_decode(('a=1&'):rep(256)) return tostring(f.a) .. ' ' .. tostring(more)", "1 nil");
-    CHECK_LUA(L, "local f, more = util.form_decode(('a=1&'):rep(257)) return tostring(f.a) .. ' ' .. tostring(more)", "1 true");
+    CHECK_LUA(L, "local f, more = util.form_decode(('a=1&'):rep(256)) return tostring(f.a) .. ' ' .. tostring(more)",
+              "1 nil");
+    CHECK_LUA(L, "local f, more = util.form_decode(('a=1&'):rep(257)) return tostring(f.a) .. ' ' .. tostring(more)",
+              "1 true");
     CHECK_LUA(L, "local l, more = util.form_pairs(('a=1&'):rep(300)) return #l .. ' ' .. tostring(more)", "256 true");
     CHECK_LUA(L, "raises(generic.parse_status, cfg(), hook(('a=1&'):rep(300), {['content-type'] = 'text/plain'}))",
               "generic status webhook: more than 256 form fields");
@@ -341,14 +353,16 @@ TEST(error_text_is_cleaned_and_bounded) {
     CHECK_LUA(L, "answer(generic, 1, 400, '{\"error\":\"bad\\\\r\\\\n\\\\tnumber  \"}')",
               "[{\"error\":\"HTTP 400: bad number\",\"ok\":false,\"retry\":false,\"scope\":\"message\"}]");
     /* A long text is cut to 200 bytes plus "...". */
-    CHECK_LUA(L, "local e = require('cjson').decode(answer(generic, 1, 400, "
-                 "'{\"error\":\"' .. string.rep('x', 500) .. '\"}'))[1].error\n"
-                 "return #e .. ' ' .. e:sub(1, 12) .. ' ' .. e:sub(-4)",
+    CHECK_LUA(L,
+              "local e = require('cjson').decode(answer(generic, 1, 400, "
+              "'{\"error\":\"' .. string.rep('x', 500) .. '\"}'))[1].error\n"
+              "return #e .. ' ' .. e:sub(1, 12) .. ' ' .. e:sub(-4)",
               "203 HTTP 400: xx x...");
     /* ...and never in the middle of a UTF-8 character. */
-    CHECK_LUA(L, "local e = require('cjson').decode(answer(generic, 1, 400, "
-                 "'{\"error\":\"a' .. string.rep('é', 300) .. '\"}'))[1].error\n"
-                 "return tostring(utf8.len(e)) .. ' ' .. #e",
+    CHECK_LUA(L,
+              "local e = require('cjson').decode(answer(generic, 1, 400, "
+              "'{\"error\":\"a' .. string.rep('é', 300) .. '\"}'))[1].error\n"
+              "return tostring(utf8.len(e)) .. ' ' .. #e",
               "108 202");
     /* A plain text answer is the error text; an HTML page is not. */
     CHECK_LUA(L, "answer(generic, 1, 400, 'Invalid destination')",
@@ -368,10 +382,12 @@ TEST(big_integers_decode_exactly_and_nothing_else_changes) {
               "\"d\":\"x\\\"3482512350952730368\",\"e\":12345678901234568,\"f\":123456789012345600,"
               "\"g\":123456789012345}");
     /* Without exact: plain cjson, and util.inexact tells which numbers lost digits. */
-    CHECK_LUA(L, "local d = util.decode('{\"a\":3482512350952730368,\"b\":9007199254740991}')\n"
-                 "return tostring(util.inexact(d.a)) .. ' ' .. tostring(util.inexact(d.b)) .. ' ' .. util.id_string(d.b) .. ' '"
-                 " .. tostring(util.id_string(d.a))",
-              "true false 9007199254740991 nil");
+    CHECK_LUA(
+        L,
+        "local d = util.decode('{\"a\":3482512350952730368,\"b\":9007199254740991}')\n"
+        "return tostring(util.inexact(d.a)) .. ' ' .. tostring(util.inexact(d.b)) .. ' ' .. util.id_string(d.b) .. ' '"
+        " .. tostring(util.id_string(d.a))",
+        "true false 9007199254740991 nil");
     CHECK_LUA(L, "select(2, util.decode('{\"a\":'))", "Expected value but found T_END at character 6");
     CHECK_LUA(L, "select(2, util.decode('{\"a\":\"unterminated 3482512350952730368', true))",
               "Expected value but found unexpected end of string at character 39");
@@ -382,21 +398,23 @@ TEST(big_integers_decode_exactly_and_nothing_else_changes) {
 
 TEST(mock_request_batch) {
     lua_State *L = adapters_state();
-    CHECK_LUA(L, "request(mock, cfg{adapter = 'mock'}, {msg(1), msg(2, {from = 'Shop'}), msg(3)})",
-              "POST http://127.0.0.1:9090/send\n"
-              "Accept: application/json\n"
-              "Authorization: Bearer k\n"
-              "Content-Type: application/json\n"
-              "{\"messages\":["
-              "{\"from\":\"Brand\",\"id\":\"01K00000000000000000000001\",\"message\":\"Hello 1\",\"to\":\"+84912340001\"},"
-              "{\"from\":\"Shop\",\"id\":\"01K00000000000000000000002\",\"message\":\"Hello 2\",\"to\":\"+84912340002\"},"
-              "{\"from\":\"Brand\",\"id\":\"01K00000000000000000000003\",\"message\":\"Hello 3\",\"to\":\"+84912340003\"}]}");
+    CHECK_LUA(
+        L, "request(mock, cfg{adapter = 'mock'}, {msg(1), msg(2, {from = 'Shop'}), msg(3)})",
+        "POST http://127.0.0.1:9090/send\n"
+        "Accept: application/json\n"
+        "Authorization: Bearer k\n"
+        "Content-Type: application/json\n"
+        "{\"messages\":["
+        "{\"from\":\"Brand\",\"id\":\"01K00000000000000000000001\",\"message\":\"Hello 1\",\"to\":\"+84912340001\"},"
+        "{\"from\":\"Shop\",\"id\":\"01K00000000000000000000002\",\"message\":\"Hello 2\",\"to\":\"+84912340002\"},"
+        "{\"from\":\"Brand\",\"id\":\"01K00000000000000000000003\",\"message\":\"Hello 3\",\"to\":\"+84912340003\"}]}");
     /* One message is still a batch; no key, no sender: neither is sent. */
-    CHECK_LUA(L, "request(mock, cfg{adapter = 'mock', api_key = NONE, sender = NONE}, {msg(7)})",
-              "POST http://127.0.0.1:9090/send\n"
-              "Accept: application/json\n"
-              "Content-Type: application/json\n"
-              "{\"messages\":[{\"id\":\"01K00000000000000000000007\",\"message\":\"Hello 7\",\"to\":\"+84912340007\"}]}");
+    CHECK_LUA(
+        L, "request(mock, cfg{adapter = 'mock', api_key = NONE, sender = NONE}, {msg(7)})",
+        "POST http://127.0.0.1:9090/send\n"
+        "Accept: application/json\n"
+        "Content-Type: application/json\n"
+        "{\"messages\":[{\"id\":\"01K00000000000000000000007\",\"message\":\"Hello 7\",\"to\":\"+84912340007\"}]}");
     CHECK_LUA(L, "#require('cjson').decode(mock.build_send(cfg(), msgs(100)).body).messages", "100");
     CHECK_LUA(L, "raises(mock.build_send, cfg(), msgs(101))", "mock adapter: expected 1 to 100 messages");
     CHECK_LUA(L, "raises(mock.build_send, cfg{url = NONE}, msgs(1))",
@@ -410,29 +428,35 @@ TEST(mock_batch_mixed_results) {
     lua_State *L = adapters_state();
     /* The mock's own answer format: accepted, rejected (string status), a
      * duplicate, plus the numeric-status form of errors. */
-    CHECK_LUA(L,
-              "answer(mock, 6, 200, [[{\"results\":["
-              "{\"message_id\":\"m1\",\"status\":\"accepted\",\"id\":\"01K00000000000000000000001\"},"
-              "{\"status\":\"rejected\",\"error\":\"invalid number\",\"id\":\"01K00000000000000000000002\"},"
-              "{\"message_id\":\"m0\",\"status\":\"accepted\",\"duplicate\":true,\"id\":\"01K00000000000000000000003\"},"
-              "{\"error\":\"invalid number\",\"status\":400},"
-              "{\"error\":\"slow down\",\"status\":429},"
-              "{\"error\":\"no credit\",\"status\":402}]}]], {['retry-after'] = '2'})",
-              "[" OK_ID("m1") ","
-              "{\"error\":\"rejected: invalid number\",\"ok\":false,\"retry\":false,\"scope\":\"message\"},"
-              OK_ID("m0") ","
-              "{\"error\":\"status 400: invalid number\",\"ok\":false,\"retry\":false,\"scope\":\"message\"},"
-              "{\"error\":\"status 429: slow down\",\"ok\":false,\"retry\":true,\"retry_after\":2},"
-              "{\"error\":\"status 402: no credit\",\"ok\":false,\"retry\":false,\"scope\":\"provider\"}]");
+    CHECK_LUA(
+        L,
+        "answer(mock, 6, 200, [[{\"results\":["
+        "{\"message_id\":\"m1\",\"status\":\"accepted\",\"id\":\"01K00000000000000000000001\"},"
+        "{\"status\":\"rejected\",\"error\":\"invalid number\",\"id\":\"01K00000000000000000000002\"},"
+        "{\"message_id\":\"m0\",\"status\":\"accepted\",\"duplicate\":true,\"id\":\"01K00000000000000000000003\"},"
+        "{\"error\":\"invalid number\",\"status\":400},"
+        "{\"error\":\"slow down\",\"status\":429},"
+        "{\"error\":\"no credit\",\"status\":402}]}]], {['retry-after'] = '2'})",
+        "[" OK_ID(
+            "m1") ","
+                  "{\"error\":\"rejected: invalid number\",\"ok\":false,\"retry\":false,\"scope\":\"message\"}," OK_ID(
+                      "m0") ","
+                            "{\"error\":\"status 400: invalid "
+                            "number\",\"ok\":false,\"retry\":false,\"scope\":\"message\"},"
+                            "{\"error\":\"status 429: slow down\",\"ok\":false,\"retry\":true,\"retry_after\":2},"
+                            "{\"error\":\"status 402: no "
+                            "credit\",\"ok\":false,\"retry\":false,\"scope\":\"provider\"}]");
     /* Numeric ids, one past 2^53; a 5xx result; a result without an id. */
     CHECK_LUA(L,
               "answer(mock, 4, 200, '{\"results\":[{\"message_id\":3482512350952730368},{\"message_id\":42},'"
               " .. '{\"error\":\"down\",\"status\":503},{\"status\":\"accepted\"}]}')",
-              "[" OK_ID("3482512350952730368") "," OK_ID("42") ","
-              "{\"error\":\"status 503: down\",\"ok\":false,\"retry\":true}," NO_ID "]");
+              "[" OK_ID("3482512350952730368") "," OK_ID(
+                  "42") ","
+                        "{\"error\":\"status 503: down\",\"ok\":false,\"retry\":true}," NO_ID "]");
     /* An error beside a 2xx status, or a refusal word without an error text. */
-    CHECK_LUA(L, "answer(mock, 2, 200, '{\"results\":[{\"status\":200,\"error\":\"blocked\"},'"
-                 " .. '{\"status\":\"failed\",\"message_id\":\"m5\"}]}')",
+    CHECK_LUA(L,
+              "answer(mock, 2, 200, '{\"results\":[{\"status\":200,\"error\":\"blocked\"},'"
+              " .. '{\"status\":\"failed\",\"message_id\":\"m5\"}]}')",
               "[{\"error\":\"status 200: blocked\",\"ok\":false,\"retry\":false,\"scope\":\"message\"},"
               "{\"error\":\"failed\",\"ok\":false,\"retry\":false,\"scope\":\"message\"}]");
     /* Fewer results than messages, or a result that is not an object. */
@@ -474,14 +498,16 @@ TEST(mock_whole_request_failures_apply_to_every_message) {
     CHECK_LUA(L, "answer(mock, 2, 503, '{\"error\":\"unavailable\"}')",
               "[{\"error\":\"HTTP 503: unavailable\",\"ok\":false,\"retry\":true},"
               "{\"error\":\"HTTP 503: unavailable\",\"ok\":false,\"retry\":true}]");
-    CHECK_LUA(L, "answer(mock, 2, 400, '{\"error\":\"invalid request: \\\\\"messages\\\\\" must be an array\"}')",
-              "[{\"error\":\"HTTP 400: invalid request: \\\"messages\\\" must be an array\",\"ok\":false,\"retry\":false,"
-              "\"scope\":\"message\"},"
-              "{\"error\":\"HTTP 400: invalid request: \\\"messages\\\" must be an array\",\"ok\":false,\"retry\":false,"
-              "\"scope\":\"message\"}]");
+    CHECK_LUA(
+        L, "answer(mock, 2, 400, '{\"error\":\"invalid request: \\\\\"messages\\\\\" must be an array\"}')",
+        "[{\"error\":\"HTTP 400: invalid request: \\\"messages\\\" must be an array\",\"ok\":false,\"retry\":false,"
+        "\"scope\":\"message\"},"
+        "{\"error\":\"HTTP 400: invalid request: \\\"messages\\\" must be an array\",\"ok\":false,\"retry\":false,"
+        "\"scope\":\"message\"}]");
     /* Each message gets its own table: changing one changes no other. */
-    CHECK_LUA(L, "local o = mock.parse_send(cfg(), msgs(2), {status = 503, body = '', headers = {}})\n"
-                 "o[1].error = 'changed'; return o[2].error .. ' ' .. tostring(o[1] ~= o[2])",
+    CHECK_LUA(L,
+              "local o = mock.parse_send(cfg(), msgs(2), {status = 503, body = '', headers = {}})\n"
+              "o[1].error = 'changed'; return o[2].error .. ' ' .. tostring(o[1] ~= o[2])",
               "HTTP 503 true");
     lua_close(L);
 }
@@ -501,37 +527,47 @@ TEST(mock_plain_form_for_one_message) {
 /* ---- generic and mock: webhooks ---- */
 
 /* The mock provider's delivery report, as src/tools/mock/mock_provider.c posts it. */
-#define DLR_M1 "{\"message_id\":\"m1\",\"status\":\"DELIVRD\",\"to\":\"+84912340001\",\"timestamp\":\"2023-11-14T22:13:20Z\"}"
+#define DLR_M1                                                                                                         \
+    "{\"message_id\":\"m1\",\"status\":\"DELIVRD\",\"to\":\"+84912340001\",\"timestamp\":\"2023-11-14T22:13:20Z\"}"
 /* hex HMAC-SHA256 of DLR_M1 keyed by "whsec" (Python hmac). */
 #define DLR_M1_SIG "e27f6264244b5423f0e6652c013d4e32a5a9b3f0976495f0dcbf4f696d68bfa1"
-#define OK_ANSWER "{\"body\":\"{\\\"status\\\":\\\"ok\\\"}\",\"headers\":{\"Content-Type\":\"application/json\"},\"status\":200}"
+#define OK_ANSWER                                                                                                      \
+    "{\"body\":\"{\\\"status\\\":\\\"ok\\\"}\",\"headers\":{\"Content-Type\":\"application/json\"},\"status\":200}"
 
 TEST(generic_verify_x_signature) {
     lua_State *L = adapters_state();
     CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], '" DLR_M1_SIG "'))", "true");
     /* Upper-case hex and surrounding spaces are the same signature. */
-    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], ' ' .. ('" DLR_M1_SIG "'):upper() .. ' '))",
+    CHECK_LUA(L,
+              "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], ' ' .. ('" DLR_M1_SIG
+              "'):upper() .. ' '))",
               "true");
     /* A form body is signed the same way: the raw bytes. */
-    CHECK_LUA(L, "local r = form_hook('message_id=m2&status=UNDELIV&err=001')\n"
-                 "r.headers['x-signature'] = '86bd93169f2a00b94a9cf6650216a4190618d9ceb4c23153d7bd54f211b0eac2'\n"
-                 "return verdict(generic, cfg{webhook_secret = 'whsec'}, r)",
+    CHECK_LUA(L,
+              "local r = form_hook('message_id=m2&status=UNDELIV&err=001')\n"
+              "r.headers['x-signature'] = '86bd93169f2a00b94a9cf6650216a4190618d9ceb4c23153d7bd54f211b0eac2'\n"
+              "return verdict(generic, cfg{webhook_secret = 'whsec'}, r)",
               "true");
     /* An empty body has a signature too. */
-    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, "
-                 "signed('', '30b8ae759085dd8ae9890354d6a941d37f53008e834e2e4a819d9fc155e99438'))",
+    CHECK_LUA(L,
+              "verdict(generic, cfg{webhook_secret = 'whsec'}, "
+              "signed('', '30b8ae759085dd8ae9890354d6a941d37f53008e834e2e4a819d9fc155e99438'))",
               "true");
     /* One byte of the body changed (UNDELIV for DELIVRD), or another secret. */
-    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed(([[" DLR_M1 "]]):gsub('DELIVRD', 'UNDELIV'), '" DLR_M1_SIG "'))",
+    CHECK_LUA(L,
+              "verdict(generic, cfg{webhook_secret = 'whsec'}, signed(([[" DLR_M1
+              "]]):gsub('DELIVRD', 'UNDELIV'), '" DLR_M1_SIG "'))",
               "false: X-Signature does not match");
     CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'other'}, signed([[" DLR_M1 "]], '" DLR_M1_SIG "'))",
               "false: X-Signature does not match");
     /* A signature cut short or too long (refused by its length, before any hashing), or not hex at all. */
-    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], ('" DLR_M1_SIG "'):sub(1, 63)))",
+    CHECK_LUA(L,
+              "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], ('" DLR_M1_SIG "'):sub(1, 63)))",
               "false: X-Signature is not 64 hex digits");
     CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], 'sha256=" DLR_M1_SIG "'))",
               "false: X-Signature is not 64 hex digits");
-    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], 'a' .. (' '):rep(20000) .. 'b'))",
+    CHECK_LUA(L,
+              "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], 'a' .. (' '):rep(20000) .. 'b'))",
               "false: X-Signature is not 64 hex digits");
     CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], ('z'):rep(64)))",
               "false: X-Signature does not match");
@@ -539,10 +575,14 @@ TEST(generic_verify_x_signature) {
     CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], ' \t" DLR_M1_SIG "  '))",
               "true");
     /* No header, or an empty one. */
-    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], nil))", "false: missing X-Signature");
-    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], '  '))", "false: missing X-Signature");
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], nil))",
+              "false: missing X-Signature");
+    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], '  '))",
+              "false: missing X-Signature");
     /* The header name in another case (a table built by hand). */
-    CHECK_LUA(L, "verdict(generic, cfg{webhook_secret = 'whsec'}, hook([[" DLR_M1 "]], {['X-Signature'] = '" DLR_M1_SIG "'}))",
+    CHECK_LUA(L,
+              "verdict(generic, cfg{webhook_secret = 'whsec'}, hook([[" DLR_M1 "]], {['X-Signature'] = '" DLR_M1_SIG
+              "'}))",
               "true");
     /* No secret configured (or an empty one): every request passes. */
     CHECK_LUA(L, "verdict(generic, cfg(), signed([[" DLR_M1 "]], nil))", "true");
@@ -556,10 +596,12 @@ TEST(generic_verify_x_signature) {
 
 TEST(mock_verify_is_generic) {
     lua_State *L = adapters_state();
-    CHECK_LUA(L, "verdict(mock, cfg{adapter = 'mock', webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], '" DLR_M1_SIG "'))",
-              "true");
-    CHECK_LUA(L, "verdict(mock, cfg{adapter = 'mock', webhook_secret = 'whsec'}, signed([[" DLR_M1 " ]], '" DLR_M1_SIG "'))",
-              "false: X-Signature does not match");
+    CHECK_LUA(
+        L, "verdict(mock, cfg{adapter = 'mock', webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], '" DLR_M1_SIG "'))",
+        "true");
+    CHECK_LUA(
+        L, "verdict(mock, cfg{adapter = 'mock', webhook_secret = 'whsec'}, signed([[" DLR_M1 " ]], '" DLR_M1_SIG "'))",
+        "false: X-Signature does not match");
     CHECK_LUA(L, "verdict(mock, cfg{adapter = 'mock', webhook_secret = 'whsec'}, signed([[" DLR_M1 "]], nil))",
               "false: missing X-Signature");
     CHECK_LUA(L, "verdict(mock, cfg{adapter = 'mock'}, signed([[" DLR_M1 "]], nil))", "true");
@@ -568,40 +610,50 @@ TEST(mock_verify_is_generic) {
 
 TEST(generic_status_json) {
     lua_State *L = adapters_state();
-    CHECK_LUA(L, "status_of(generic, cfg(), json_hook([[" DLR_M1 "]]))",
-              "[{\"at\":1700000000,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}] " OK_ANSWER);
+    CHECK_LUA(
+        L, "status_of(generic, cfg(), json_hook([[" DLR_M1 "]]))",
+        "[{\"at\":1700000000,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}] " OK_ANSWER);
     /* Every optional field, under its first name. */
-    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"message_id\":\"abc-9\",\"status\":\"UNDELIV\",\"done_date\":"
-                 "\"2023-11-14T23:13:25+01:00\",\"part\":2,\"parts\":3,\"error\":\"absent subscriber\","
-                 "\"client_ref\":\"" ID1 "\",\"to\":\"84912340001\",\"cost\":0.05}]]))",
+    CHECK_LUA(L,
+              "updates_of(generic, json_hook([[{\"message_id\":\"abc-9\",\"status\":\"UNDELIV\",\"done_date\":"
+              "\"2023-11-14T23:13:25+01:00\",\"part\":2,\"parts\":3,\"error\":\"absent subscriber\","
+              "\"client_ref\":\"" ID1 "\",\"to\":\"84912340001\",\"cost\":0.05}]]))",
               "[{\"at\":1700000005,\"error\":\"absent subscriber\",\"message_id\":\"" ID1 "\",\"part\":2,\"parts\":3,"
               "\"provider_id\":\"abc-9\",\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}]");
     /* ...and under the others: msgid, dlrstatus, timestamp, part_number,
      * total_parts, err, reference. */
-    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"msgid\":\"x1\",\"dlrstatus\":\"EXPIRED\",\"timestamp\":"
-                 "\"2023-11-14 22:13:30\",\"part_number\":\"1\",\"total_parts\":\"2\",\"err\":\"027\","
-                 "\"reference\":\"" ID2 "\"}]]))",
+    CHECK_LUA(L,
+              "updates_of(generic, json_hook([[{\"msgid\":\"x1\",\"dlrstatus\":\"EXPIRED\",\"timestamp\":"
+              "\"2023-11-14 22:13:30\",\"part_number\":\"1\",\"total_parts\":\"2\",\"err\":\"027\","
+              "\"reference\":\"" ID2 "\"}]]))",
               "[{\"at\":1700000010,\"error\":\"027\",\"message_id\":\"" ID2 "\",\"part\":1,\"parts\":2,"
               "\"provider_id\":\"x1\",\"raw_status\":\"EXPIRED\",\"status\":\"expired\"}]");
     CHECK_LUA(L, "updates_of(generic, json_hook([[{\"id\":\"x2\",\"stat\":\"REJECTD\",\"timestamp\":1700000020}]]))",
               "[{\"at\":1700000020,\"provider_id\":\"x2\",\"raw_status\":\"REJECTD\",\"status\":\"rejected\"}]");
     /* message_id comes before msgid and id; done_date before timestamp. */
-    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"id\":\"c\",\"msgid\":\"b\",\"message_id\":\"a\",\"status\":\"sent\","
-                 "\"timestamp\":1700000099,\"done_date\":\"1700000030\"}]]))",
+    CHECK_LUA(L,
+              "updates_of(generic, json_hook([[{\"id\":\"c\",\"msgid\":\"b\",\"message_id\":\"a\",\"status\":\"sent\","
+              "\"timestamp\":1700000099,\"done_date\":\"1700000030\"}]]))",
               "[{\"at\":1700000030,\"provider_id\":\"a\",\"raw_status\":\"sent\",\"status\":\"sent\"}]");
     /* An SMPP "no error" code is no error; null and empty fields are absent;
      * part numbers that are not positive integers are handed over as given, for
      * the core to refuse the report (sr_reports_check), never dropped: a report
      * for "part 0" must not pass for one on the whole message. */
-    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"message_id\":\"m1\",\"status\":\"DELIVRD\",\"err\":\"000\","
-                 "\"part\":null,\"parts\":\"\",\"client_ref\":\"\",\"timestamp\":\"yesterday\"}]]))",
+    CHECK_LUA(L,
+              "updates_of(generic, json_hook([[{\"message_id\":\"m1\",\"status\":\"DELIVRD\",\"err\":\"000\","
+              "\"part\":null,\"parts\":\"\",\"client_ref\":\"\",\"timestamp\":\"yesterday\"}]]))",
               "[{\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
     CHECK_LUA(L, "updates_of(generic, json_hook([[{\"message_id\":\"m1\",\"status\":\"DELIVRD\",\"parts\":0}]]))",
               "[{\"parts\":0,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
-    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"message_id\":\"m1\",\"status\":\"UNDELIV\",\"error\":0,\"part\":1.5}]]))",
-              "[{\"part\":1.5,\"provider_id\":\"m1\",\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}]");
-    CHECK_LUA(L, "updates_of(generic, json_hook([[{\"message_id\":\"m1\",\"status\":\"DELIVRD\",\"part\":\"abc\",\"parts\":\"3\"}]]))",
-              "[{\"part\":\"abc\",\"parts\":3,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
+    CHECK_LUA(
+        L,
+        "updates_of(generic, json_hook([[{\"message_id\":\"m1\",\"status\":\"UNDELIV\",\"error\":0,\"part\":1.5}]]))",
+        "[{\"part\":1.5,\"provider_id\":\"m1\",\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}]");
+    CHECK_LUA(
+        L,
+        "updates_of(generic, "
+        "json_hook([[{\"message_id\":\"m1\",\"status\":\"DELIVRD\",\"part\":\"abc\",\"parts\":\"3\"}]]))",
+        "[{\"part\":\"abc\",\"parts\":3,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
     /* A JSON body posted to a URL with a query is still read as JSON. */
     CHECK_LUA(L, "updates_of(generic, json_hook([[" DLR_M1 "]], 'token=abc'))",
               "[{\"at\":1700000000,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
@@ -609,19 +661,23 @@ TEST(generic_status_json) {
     CHECK_LUA(L, "updates_of(generic, hook([[ " DLR_M1 "]], {}))",
               "[{\"at\":1700000000,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
     /* Each answer is a fresh table. */
-    CHECK_LUA(L, "local _, a = generic.parse_status(cfg(), json_hook([[" DLR_M1 "]]))\n"
-                 "local _, b = generic.parse_status(cfg(), json_hook([[" DLR_M1 "]]))\n"
-                 "return tostring(a ~= b and a.headers ~= b.headers)",
+    CHECK_LUA(L,
+              "local _, a = generic.parse_status(cfg(), json_hook([[" DLR_M1 "]]))\n"
+              "local _, b = generic.parse_status(cfg(), json_hook([[" DLR_M1 "]]))\n"
+              "return tostring(a ~= b and a.headers ~= b.headers)",
               "true");
     lua_close(L);
 }
 
 TEST(generic_status_form) {
     lua_State *L = adapters_state();
-    CHECK_LUA(L, "status_of(generic, cfg(), form_hook('message_id=m2&status=UNDELIV&err=001&done_date=2023-11-14+22%3A13%3A20"
-                 "&part=1&parts=2&client_ref=" ID1 "'))",
-              "[{\"at\":1700000000,\"error\":\"001\",\"message_id\":\"" ID1 "\",\"part\":1,\"parts\":2,\"provider_id\":\"m2\","
-              "\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}] " OK_ANSWER);
+    CHECK_LUA(
+        L,
+        "status_of(generic, cfg(), form_hook('message_id=m2&status=UNDELIV&err=001&done_date=2023-11-14+22%3A13%3A20"
+        "&part=1&parts=2&client_ref=" ID1 "'))",
+        "[{\"at\":1700000000,\"error\":\"001\",\"message_id\":\"" ID1
+        "\",\"part\":1,\"parts\":2,\"provider_id\":\"m2\","
+        "\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}] " OK_ANSWER);
     /* GET-style: the parameters in the query, no body. */
     CHECK_LUA(L, "updates_of(generic, hook('', {}, 'msgid=77&stat=DELIVRD&timestamp=1700000040'))",
               "[{\"at\":1700000040,\"provider_id\":\"77\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}]");
@@ -636,13 +692,16 @@ TEST(generic_status_form) {
 
 TEST(generic_status_array) {
     lua_State *L = adapters_state();
-    CHECK_LUA(L, "status_of(generic, cfg(), json_hook([=[[{\"message_id\":\"m1\",\"status\":\"DELIVRD\"},"
-                 "{\"message_id\":\"m2\",\"status\":\"UNDELIV\",\"err\":\"011\"}]]=]))",
-              "[{\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"},"
-              "{\"error\":\"011\",\"provider_id\":\"m2\",\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}] " OK_ANSWER);
+    CHECK_LUA(
+        L,
+        "status_of(generic, cfg(), json_hook([=[[{\"message_id\":\"m1\",\"status\":\"DELIVRD\"},"
+        "{\"message_id\":\"m2\",\"status\":\"UNDELIV\",\"err\":\"011\"}]]=]))",
+        "[{\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"},"
+        "{\"error\":\"011\",\"provider_id\":\"m2\",\"raw_status\":\"UNDELIV\",\"status\":\"undelivered\"}] " OK_ANSWER);
     /* Entries without an id or a status, or that are not objects, are skipped. */
-    CHECK_LUA(L, "updates_of(generic, json_hook([=[[{\"status\":\"DELIVRD\"},7,null,{\"message_id\":\"m3\"},"
-                 "{\"message_id\":\"m4\",\"status\":\"EXPIRED\"}]]=]))",
+    CHECK_LUA(L,
+              "updates_of(generic, json_hook([=[[{\"status\":\"DELIVRD\"},7,null,{\"message_id\":\"m3\"},"
+              "{\"message_id\":\"m4\",\"status\":\"EXPIRED\"}]]=]))",
               "[{\"provider_id\":\"m4\",\"raw_status\":\"EXPIRED\",\"status\":\"expired\"}]");
     /* Our id alone is enough to match. */
     CHECK_LUA(L, "updates_of(generic, json_hook([=[[{\"client_ref\":\"" ID3 "\",\"status\":\"DELIVRD\"}]]=]))",
@@ -666,24 +725,27 @@ TEST(generic_status_big_numeric_id) {
 
 TEST(generic_status_every_word) {
     lua_State *L = adapters_state();
-    CHECK_LUA(L,
-              "local t = {}\n"
-              "for _, w in ipairs({'DELIVRD', 'delivrd', 'delivered', 'Delivered', '1', 'UNDELIV', 'undelivered', '2',\n"
-              "                    'EXPIRED', 'expired', 'REJECTD', 'rejected', 'DELETED', 'ACCEPTD', 'accepted',\n"
-              "                    'sent', 'SENT', 'ENROUTE', 'enroute', 'UNKNOWN', 'unknown', 'queued', '3', 'DELIVERED '}) do\n"
-              "  local u = generic.parse_status(cfg(), json_hook('{\"message_id\":\"m1\",\"status\":\"' .. w .. '\"}'))[1]\n"
-              "  t[#t + 1] = w .. '=' .. u.status .. (u.raw_status == w and '' or '(raw ' .. u.raw_status .. ')')\n"
-              "end\n"
-              "return table.concat(t, ' ')",
-              "DELIVRD=delivered delivrd=delivered delivered=delivered Delivered=delivered 1=delivered "
-              "UNDELIV=undelivered undelivered=undelivered 2=undelivered EXPIRED=expired expired=expired "
-              "REJECTD=rejected rejected=rejected DELETED=undelivered ACCEPTD=accepted accepted=accepted "
-              "sent=sent SENT=sent ENROUTE=sent enroute=sent UNKNOWN=unknown unknown=unknown queued=unknown "
-              "3=unknown DELIVERED =unknown");
+    CHECK_LUA(
+        L,
+        "local t = {}\n"
+        "for _, w in ipairs({'DELIVRD', 'delivrd', 'delivered', 'Delivered', '1', 'UNDELIV', 'undelivered', '2',\n"
+        "                    'EXPIRED', 'expired', 'REJECTD', 'rejected', 'DELETED', 'ACCEPTD', 'accepted',\n"
+        "                    'sent', 'SENT', 'ENROUTE', 'enroute', 'UNKNOWN', 'unknown', 'queued', '3', 'DELIVERED '}) "
+        "do\n"
+        "  local u = generic.parse_status(cfg(), json_hook('{\"message_id\":\"m1\",\"status\":\"' .. w .. '\"}'))[1]\n"
+        "  t[#t + 1] = w .. '=' .. u.status .. (u.raw_status == w and '' or '(raw ' .. u.raw_status .. ')')\n"
+        "end\n"
+        "return table.concat(t, ' ')",
+        "DELIVRD=delivered delivrd=delivered delivered=delivered Delivered=delivered 1=delivered "
+        "UNDELIV=undelivered undelivered=undelivered 2=undelivered EXPIRED=expired expired=expired "
+        "REJECTD=rejected rejected=rejected DELETED=undelivered ACCEPTD=accepted accepted=accepted "
+        "sent=sent SENT=sent ENROUTE=sent enroute=sent UNKNOWN=unknown unknown=unknown queued=unknown "
+        "3=unknown DELIVERED =unknown");
     /* The numeric variants as JSON numbers. */
-    CHECK_LUA(L, "local a = generic.parse_status(cfg(), json_hook('{\"message_id\":\"m1\",\"status\":1}'))[1]\n"
-                 "local b = generic.parse_status(cfg(), json_hook('{\"message_id\":\"m1\",\"status\":2.0}'))[1]\n"
-                 "return a.status .. ' ' .. a.raw_status .. ' ' .. b.status .. ' ' .. b.raw_status",
+    CHECK_LUA(L,
+              "local a = generic.parse_status(cfg(), json_hook('{\"message_id\":\"m1\",\"status\":1}'))[1]\n"
+              "local b = generic.parse_status(cfg(), json_hook('{\"message_id\":\"m1\",\"status\":2.0}'))[1]\n"
+              "return a.status .. ' ' .. a.raw_status .. ' ' .. b.status .. ' ' .. b.raw_status",
               "delivered 1 undelivered 2");
     lua_close(L);
 }
@@ -692,10 +754,12 @@ TEST(generic_status_unreadable_body_raises) {
     lua_State *L = adapters_state();
     CHECK_LUA(L, "raises(generic.parse_status, cfg(), hook('garbage', {['content-type'] = 'text/plain'}))",
               "generic status webhook: no report with an id and a status");
-    CHECK_LUA(L, "raises(generic.parse_status, cfg(), json_hook('{\"message_id\":'))",
-              "generic status webhook: body is not a JSON object or array: Expected value but found T_END at character 15");
+    CHECK_LUA(
+        L, "raises(generic.parse_status, cfg(), json_hook('{\"message_id\":'))",
+        "generic status webhook: body is not a JSON object or array: Expected value but found T_END at character 15");
     CHECK_LUA(L, "raises(generic.parse_status, cfg(), json_hook('<html>hi</html>'))",
-              "generic status webhook: body is not a JSON object or array: Expected value but found invalid token at character 1");
+              "generic status webhook: body is not a JSON object or array: Expected value but found invalid token at "
+              "character 1");
     CHECK_LUA(L, "raises(generic.parse_status, cfg(), json_hook(''))",
               "generic status webhook: body is not a JSON object or array: empty body");
     CHECK_LUA(L, "raises(generic.parse_status, cfg(), json_hook('null'))",
@@ -715,33 +779,41 @@ TEST(generic_status_unreadable_body_raises) {
               "generic status webhook: no report with an id and a status");
     /* The mock's errors name the mock. */
     CHECK_LUA(L, "raises(mock.parse_status, cfg{adapter = 'mock'}, json_hook('nope'))",
-              "mock status webhook: body is not a JSON object or array: Expected value but found invalid token at character 1");
+              "mock status webhook: body is not a JSON object or array: Expected value but found invalid token at "
+              "character 1");
     lua_close(L);
 }
 
 TEST(generic_inbound) {
     lua_State *L = adapters_state();
-    CHECK_LUA(L, "inbound_of(generic, cfg(), json_hook('{\"message_id\":\"in-1\",\"from\":\"84912340001\",\"to\":\"84900000000\","
-                 "\"text\":\"Xin chào\",\"timestamp\":\"2023-11-14T22:13:20Z\"}'))",
+    CHECK_LUA(L,
+              "inbound_of(generic, cfg(), "
+              "json_hook('{\"message_id\":\"in-1\",\"from\":\"84912340001\",\"to\":\"84900000000\","
+              "\"text\":\"Xin chào\",\"timestamp\":\"2023-11-14T22:13:20Z\"}'))",
               "[{\"at\":1700000000,\"from\":\"84912340001\",\"provider_message_id\":\"in-1\",\"text\":\"Xin chào\","
               "\"to\":\"84900000000\"}] " OK_ANSWER);
     /* The other names; numbers already with '+', short codes and sender
      * names as given; a big numeric id exactly. */
-    CHECK_LUA(L, "canon((generic.parse_inbound(cfg(), json_hook('{\"id\":3482512350952730368,\"sender\":\"+84912340002\","
-                 "\"recipient\":\"8085\",\"message\":\"STOP\",\"timestamp\":1700000050}'))))",
+    CHECK_LUA(L,
+              "canon((generic.parse_inbound(cfg(), json_hook('{\"id\":3482512350952730368,\"sender\":\"+84912340002\","
+              "\"recipient\":\"8085\",\"message\":\"STOP\",\"timestamp\":1700000050}'))))",
               "[{\"at\":1700000050,\"from\":\"+84912340002\",\"provider_message_id\":\"3482512350952730368\","
               "\"text\":\"STOP\",\"to\":\"8085\"}]");
     CHECK_LUA(L, "canon((generic.parse_inbound(cfg(), json_hook('{\"msisdn\":84912340003,\"body\":\"hi\"}'))))",
               "[{\"from\":\"84912340003\",\"text\":\"hi\"}]");
-    CHECK_LUA(L, "canon((generic.parse_inbound(cfg(), json_hook('{\"from\":\"Brand\",\"to\":\"+84912340001\",\"text\":\"\"}'))))",
+    CHECK_LUA(L,
+              "canon((generic.parse_inbound(cfg(), "
+              "json_hook('{\"from\":\"Brand\",\"to\":\"+84912340001\",\"text\":\"\"}'))))",
               "[{\"from\":\"Brand\",\"text\":\"\",\"to\":\"+84912340001\"}]");
     /* Form, and an array of messages. */
-    CHECK_LUA(L, "inbound_of(generic, cfg(), form_hook('from=84912340001&to=84900000000&text=Hello+there%21"
-                 "&message_id=in-2&timestamp=2023-11-14+22%3A13%3A21'))",
+    CHECK_LUA(L,
+              "inbound_of(generic, cfg(), form_hook('from=84912340001&to=84900000000&text=Hello+there%21"
+              "&message_id=in-2&timestamp=2023-11-14+22%3A13%3A21'))",
               "[{\"at\":1700000001,\"from\":\"84912340001\",\"provider_message_id\":\"in-2\",\"text\":\"Hello there!\","
               "\"to\":\"84900000000\"}] " OK_ANSWER);
-    CHECK_LUA(L, "canon((generic.parse_inbound(cfg(), json_hook('[{\"from\":\"84912340001\",\"text\":\"a\"},"
-                 "{\"from\":\"84912340002\",\"text\":\"b\"}]'))))",
+    CHECK_LUA(L,
+              "canon((generic.parse_inbound(cfg(), json_hook('[{\"from\":\"84912340001\",\"text\":\"a\"},"
+              "{\"from\":\"84912340002\",\"text\":\"b\"}]'))))",
               "[{\"from\":\"84912340001\",\"text\":\"a\"},{\"from\":\"84912340002\",\"text\":\"b\"}]");
     lua_close(L);
 }
@@ -760,8 +832,9 @@ TEST(generic_inbound_missing_fields_raise) {
               "generic inbound webhook: message 1 needs from and text");
     CHECK_LUA(L, "raises(generic.parse_inbound, cfg(), json_hook('[{\"from\":\"84912340001\",\"text\":\"a\"},7]'))",
               "generic inbound webhook: message 2 needs from and text");
-    CHECK_LUA(L, "raises(generic.parse_inbound, cfg(), json_hook('{\"from\":'))",
-              "generic inbound webhook: body is not a JSON object or array: Expected value but found T_END at character 9");
+    CHECK_LUA(
+        L, "raises(generic.parse_inbound, cfg(), json_hook('{\"from\":'))",
+        "generic inbound webhook: body is not a JSON object or array: Expected value but found T_END at character 9");
     CHECK_LUA(L, "raises(generic.parse_inbound, cfg(), form_hook(''))", "generic inbound webhook: empty body");
     lua_close(L);
 }
@@ -770,14 +843,17 @@ TEST(mock_webhooks_are_generic) {
     lua_State *L = adapters_state();
     /* What the mock provider posts: its delivery report, one part of a
      * multipart message, and an inbound message. */
-    CHECK_LUA(L, "status_of(mock, cfg{adapter = 'mock'}, json_hook([[" DLR_M1 "]]))",
-              "[{\"at\":1700000000,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}] " OK_ANSWER);
-    CHECK_LUA(L, "updates_of(mock, json_hook('{\"message_id\":\"m7\",\"status\":\"UNDELIV\",\"to\":\"+84912340001\","
-                 "\"timestamp\":\"2023-11-14T22:13:25Z\",\"part\":2,\"parts\":2}'))",
+    CHECK_LUA(
+        L, "status_of(mock, cfg{adapter = 'mock'}, json_hook([[" DLR_M1 "]]))",
+        "[{\"at\":1700000000,\"provider_id\":\"m1\",\"raw_status\":\"DELIVRD\",\"status\":\"delivered\"}] " OK_ANSWER);
+    CHECK_LUA(L,
+              "updates_of(mock, json_hook('{\"message_id\":\"m7\",\"status\":\"UNDELIV\",\"to\":\"+84912340001\","
+              "\"timestamp\":\"2023-11-14T22:13:25Z\",\"part\":2,\"parts\":2}'))",
               "[{\"at\":1700000005,\"part\":2,\"parts\":2,\"provider_id\":\"m7\",\"raw_status\":\"UNDELIV\","
               "\"status\":\"undelivered\"}]");
-    CHECK_LUA(L, "inbound_of(mock, cfg{adapter = 'mock'}, json_hook('{\"message_id\":\"in-9\",\"from\":\"+84912340001\","
-                 "\"to\":\"+84900000000\",\"text\":\"YES\",\"timestamp\":\"2023-11-14T22:13:20Z\"}'))",
+    CHECK_LUA(L,
+              "inbound_of(mock, cfg{adapter = 'mock'}, json_hook('{\"message_id\":\"in-9\",\"from\":\"+84912340001\","
+              "\"to\":\"+84900000000\",\"text\":\"YES\",\"timestamp\":\"2023-11-14T22:13:20Z\"}'))",
               "[{\"at\":1700000000,\"from\":\"+84912340001\",\"provider_message_id\":\"in-9\",\"text\":\"YES\","
               "\"to\":\"+84900000000\"}] " OK_ANSWER);
     CHECK_LUA(L, "raises(mock.parse_inbound, cfg{adapter = 'mock'}, json_hook('{\"text\":\"YES\"}'))",
@@ -792,47 +868,51 @@ TEST(one_outcome_per_message_always) {
      * kind, batches of 1 to 5 (mock) or 1 (generic): as many outcomes as
      * messages, each of one of the four shapes. */
     lua_State *L = adapters_state();
-    CHECK_LUA(L,
-              "local bodies = {'', 'x', '{}', 'null', '[]', '{\"message_id\":\"a\"}', '{\"id\":7}',\n"
-              "  '{\"results\":[]}', '{\"results\":{}}', '{\"results\":[{\"message_id\":\"a\"},{\"error\":\"e\"}]}',\n"
-              "  '{\"results\":[null,{\"status\":500},{\"message_id\":null},{\"message_id\":\"b\",\"error\":null}]}',\n"
-              "  '{\"error\":[1]}', '{\"error\":{\"message\":{}}}', '{\"errors\":\"x\"}',\n"
-              "  '{\"results\":[{\"status\":200,\"error\":\"x\"},{\"status\":\"rejected\",\"message_id\":\"c\"}]}',\n"
-              "  '{\"message_id\":3482512350952730368,\"status\":201,\"error\":{}}'}\n"
-              "local statuses = {0, -1, 600, 999, 1.5}\n"
-              "for s = 100, 599 do statuses[#statuses + 1] = s end\n"
-              "local function shape(o)\n"
-              "  if o.ok == true then return type(o.provider_id) == 'string' and o.provider_id ~= '' end\n"
-              "  if o.ok ~= false or type(o.error) ~= 'string' or o.error == '' then return false end\n"
-              "  if o.retry == true then\n"
-              "    return o.scope == nil and (o.retry_after == nil or math.type(o.retry_after) == 'integer')\n"
-              "  end\n"
-              "  return o.retry == false and (o.scope == 'provider' or o.scope == 'message') and o.retry_after == nil\n"
-              "end\n"
-              "local checked = 0\n"
-              "for _, a in ipairs({{generic, 1}, {mock, 5}}) do\n"
-              "  for n = 1, a[2] do\n"
-              "    for _, s in ipairs(statuses) do\n"
-              "      for _, b in ipairs(bodies) do\n"
-              "        local out = a[1].parse_send(cfg(), msgs(n), {status = s, body = b, headers = {['retry-after'] = '1'}})\n"
-              "        if #out ~= n then error(string.format('%d outcomes for %d, status %s body %s', #out, n, s, b)) end\n"
-              "        for i = 1, n do\n"
-              "          if not shape(out[i]) then error(string.format('bad outcome %s for status %s body %s', canon(out[i]), s, b)) end\n"
-              "        end\n"
-              "        checked = checked + 1\n"
-              "      end\n"
-              "    end\n"
-              "  end\n"
-              "end\n"
-              "return checked",
-              "48480");
+    CHECK_LUA(
+        L,
+        "local bodies = {'', 'x', '{}', 'null', '[]', '{\"message_id\":\"a\"}', '{\"id\":7}',\n"
+        "  '{\"results\":[]}', '{\"results\":{}}', '{\"results\":[{\"message_id\":\"a\"},{\"error\":\"e\"}]}',\n"
+        "  '{\"results\":[null,{\"status\":500},{\"message_id\":null},{\"message_id\":\"b\",\"error\":null}]}',\n"
+        "  '{\"error\":[1]}', '{\"error\":{\"message\":{}}}', '{\"errors\":\"x\"}',\n"
+        "  '{\"results\":[{\"status\":200,\"error\":\"x\"},{\"status\":\"rejected\",\"message_id\":\"c\"}]}',\n"
+        "  '{\"message_id\":3482512350952730368,\"status\":201,\"error\":{}}'}\n"
+        "local statuses = {0, -1, 600, 999, 1.5}\n"
+        "for s = 100, 599 do statuses[#statuses + 1] = s end\n"
+        "local function shape(o)\n"
+        "  if o.ok == true then return type(o.provider_id) == 'string' and o.provider_id ~= '' end\n"
+        "  if o.ok ~= false or type(o.error) ~= 'string' or o.error == '' then return false end\n"
+        "  if o.retry == true then\n"
+        "    return o.scope == nil and (o.retry_after == nil or math.type(o.retry_after) == 'integer')\n"
+        "  end\n"
+        "  return o.retry == false and (o.scope == 'provider' or o.scope == 'message') and o.retry_after == nil\n"
+        "end\n"
+        "local checked = 0\n"
+        "for _, a in ipairs({{generic, 1}, {mock, 5}}) do\n"
+        "  for n = 1, a[2] do\n"
+        "    for _, s in ipairs(statuses) do\n"
+        "      for _, b in ipairs(bodies) do\n"
+        "        local out = a[1].parse_send(cfg(), msgs(n), {status = s, body = b, headers = {['retry-after'] = "
+        "'1'}})\n"
+        "        if #out ~= n then error(string.format('%d outcomes for %d, status %s body %s', #out, n, s, b)) end\n"
+        "        for i = 1, n do\n"
+        "          if not shape(out[i]) then error(string.format('bad outcome %s for status %s body %s', "
+        "canon(out[i]), s, b)) end\n"
+        "        end\n"
+        "        checked = checked + 1\n"
+        "      end\n"
+        "    end\n"
+        "  end\n"
+        "end\n"
+        "return checked",
+        "48480");
     lua_close(L);
 }
 
 TEST(rules_changing_the_shared_cjson_do_not_change_adapters) {
     lua_State *L = adapters_state();
-    CHECK_LUA(L, "local c = require('cjson'); c.decode_max_depth(1); c.encode_keep_buffer(false)\n"
-                 "return answer(generic, 1, 200, '{\"message_id\":\"deep\",\"x\":{\"y\":[1]}}')",
+    CHECK_LUA(L,
+              "local c = require('cjson'); c.decode_max_depth(1); c.encode_keep_buffer(false)\n"
+              "return answer(generic, 1, 200, '{\"message_id\":\"deep\",\"x\":{\"y\":[1]}}')",
               "[" OK_ID("deep") "]");
     lua_close(L);
 }

@@ -30,7 +30,8 @@ TEST(defaults_are_within_limits_and_applied) {
     for (size_t i = 0; i < sr_config_key_count; i++) {
         const sr_config_key *k = &sr_config_keys[i];
         if (k->type != SR_CONFIG_INT) continue;
-        if (k->def < k->min || k->def > k->max) UNIT_FAIL("%s: default %lld outside its limits", k->name, (long long)k->def);
+        if (k->def < k->min || k->def > k->max)
+            UNIT_FAIL("%s: default %lld outside its limits", k->name, (long long)k->def);
         CHECK_INT(sr_config_get_int(&c, k), k->def);
     }
     /* The fields the daemon reads, as the table set them. */
@@ -143,7 +144,8 @@ TEST(format_hides_secrets) {
 
 /* ---- docs/rules.md ---------------------------------------------------------------- */
 
-static const char readme_begin[] = "<!-- sms.config keys: generated from src/core/config.c, checked by tests/unit/test_config.c -->\n";
+static const char readme_begin[] =
+    "<!-- sms.config keys: generated from src/core/config.c, checked by tests/unit/test_config.c -->\n";
 static const char readme_end[] = "<!-- end of sms.config keys -->\n";
 
 /* "integer 1-255 s", "string", ... */

@@ -25,22 +25,22 @@
 
 /* Checks that the first strlen(expected_hex) / 2 bytes of digest have that
  * hex (a prefix when a vector is truncated, RFC 4231 case 5). */
-#define CHECK_HEX(digest, digest_len, expected_hex)                                           \
-    do {                                                                                      \
-        char hex_[2 * SR_CRYPTO_MAX_LEN + 1];                                                 \
-        size_t want_ = strlen(expected_hex) / 2;                                              \
-        CHECK(want_ <= (digest_len));                                                         \
-        sr_crypto_hex(hex_, (digest), want_);                                                 \
-        CHECK_STR(hex_, (expected_hex));                                                      \
+#define CHECK_HEX(digest, digest_len, expected_hex)                                                                    \
+    do {                                                                                                               \
+        char hex_[2 * SR_CRYPTO_MAX_LEN + 1];                                                                          \
+        size_t want_ = strlen(expected_hex) / 2;                                                                       \
+        CHECK(want_ <= (digest_len));                                                                                  \
+        sr_crypto_hex(hex_, (digest), want_);                                                                          \
+        CHECK_STR(hex_, (expected_hex));                                                                               \
     } while (0)
 
 /* The hash of the NUL-terminated text must have the given hex. */
-#define CHECK_HASH(alg, text, expected_hex)                                                   \
-    do {                                                                                      \
-        unsigned char d_[SR_CRYPTO_MAX_LEN];                                                  \
-        sr_crypto_digest((alg), (text), strlen(text), d_);                                    \
-        CHECK_HEX(d_, sr_crypto_len(alg), (expected_hex));                                    \
-        CHECK_INT(strlen(expected_hex), 2 * sr_crypto_len(alg));                              \
+#define CHECK_HASH(alg, text, expected_hex)                                                                            \
+    do {                                                                                                               \
+        unsigned char d_[SR_CRYPTO_MAX_LEN];                                                                           \
+        sr_crypto_digest((alg), (text), strlen(text), d_);                                                             \
+        CHECK_HEX(d_, sr_crypto_len(alg), (expected_hex));                                                             \
+        CHECK_INT(strlen(expected_hex), 2 * sr_crypto_len(alg));                                                       \
     } while (0)
 
 /* Fills out with n copies of byte. */
@@ -95,18 +95,14 @@ TEST(sha1_empty) { CHECK_HASH(ALG_SHA1, "", "da39a3ee5e6b4b0d3255bfef95601890afd
 
 /* ---- SHA-256 (FIPS 180-4; NIST CSRC examples) --------------------------- */
 
-TEST(sha256_abc) {
-    CHECK_HASH(ALG_SHA256, "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-}
+TEST(sha256_abc) { CHECK_HASH(ALG_SHA256, "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"); }
 
 TEST(sha256_448_bits) {
     CHECK_HASH(ALG_SHA256, "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
                "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
-TEST(sha256_empty) {
-    CHECK_HASH(ALG_SHA256, "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-}
+TEST(sha256_empty) { CHECK_HASH(ALG_SHA256, "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"); }
 
 /* ---- SHA-512 (FIPS 180-4; NIST CSRC examples) --------------------------- */
 
@@ -229,9 +225,11 @@ static void crypto_test_hmac_cases(sr_crypto_alg alg, const crypto_test_hmac_cas
         if (c->key_text) memcpy(key, c->key_text, key_len);
         else if (c->key_byte == KEY_0102_19)
             for (size_t k = 0; k < key_len; k++) key[k] = (unsigned char)(k + 1);
-        else crypto_test_fill(key, c->key_byte, key_len);
+        else
+            crypto_test_fill(key, c->key_byte, key_len);
         if (c->data_text) memcpy(data, c->data_text, data_len);
-        else crypto_test_fill(data, c->data_byte, data_len);
+        else
+            crypto_test_fill(data, c->data_byte, data_len);
         sr_crypto_hmac(alg, key, key_len, data, data_len, mac);
         char hex[2 * SR_CRYPTO_MAX_LEN + 1];
         sr_crypto_hex(hex, mac, strlen(c->hex) / 2);
@@ -275,8 +273,7 @@ TEST(hmac_sha256_rfc4231) {
         {0, 0, "Jefe", 0, 0, "what do ya want for nothing?",
          "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
         {0xaa, 20, NULL, 0xdd, 50, NULL, "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"},
-        {KEY_0102_19, 25, NULL, 0xcd, 50, NULL,
-         "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"},
+        {KEY_0102_19, 25, NULL, 0xcd, 50, NULL, "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"},
         /* Case 5: the RFC gives only the first 128 bits. */
         {0x0c, 20, NULL, 0, 0, "Test With Truncation", "a3b6167473100ee06e0c796c2955552b"},
         {0xaa, 131, NULL, 0, 0, "Test Using Larger Than Block-Size Key - Hash Key First",
@@ -437,26 +434,26 @@ TEST(base64_round_trip) {
 }
 
 TEST(base64_rejects_invalid) {
-    crypto_test_base64_bad("Zg", 2);           /* missing padding */
-    crypto_test_base64_bad("Zg=", 3);          /* short padding */
-    crypto_test_base64_bad("Zm9vY", 5);        /* not a multiple of 4 */
-    crypto_test_base64_bad("Z===", 4);         /* three '=' */
-    crypto_test_base64_bad("====", 4);         /* padding only */
-    crypto_test_base64_bad("=Zg=", 4);         /* '=' first */
-    crypto_test_base64_bad("Zg=a", 4);         /* data after '=' */
-    crypto_test_base64_bad("Zg==Zg==", 8);     /* padding in the middle */
-    crypto_test_base64_bad("Zm9v\n", 5);       /* newline */
+    crypto_test_base64_bad("Zg", 2);            /* missing padding */
+    crypto_test_base64_bad("Zg=", 3);           /* short padding */
+    crypto_test_base64_bad("Zm9vY", 5);         /* not a multiple of 4 */
+    crypto_test_base64_bad("Z===", 4);          /* three '=' */
+    crypto_test_base64_bad("====", 4);          /* padding only */
+    crypto_test_base64_bad("=Zg=", 4);          /* '=' first */
+    crypto_test_base64_bad("Zg=a", 4);          /* data after '=' */
+    crypto_test_base64_bad("Zg==Zg==", 8);      /* padding in the middle */
+    crypto_test_base64_bad("Zm9v\n", 5);        /* newline */
     crypto_test_base64_bad("Zm9v\r\nYmFy", 10); /* line break inside */
-    crypto_test_base64_bad("Zm 9v", 5);        /* space */
-    crypto_test_base64_bad("Zm9 ", 4);         /* trailing space */
+    crypto_test_base64_bad("Zm 9v", 5);         /* space */
+    crypto_test_base64_bad("Zm9 ", 4);          /* trailing space */
     /* OpenSSL's EVP_DecodeBlock takes these (it skips whitespace at both
      * ends); ours does not. */
-    crypto_test_base64_bad(" Zm9v", 5);        /* leading space */
-    crypto_test_base64_bad("\tZm9vYmE=", 9);   /* leading tab */
-    crypto_test_base64_bad("Zm9vYmF\n", 8);    /* trailing newline in place of a character */
-    crypto_test_base64_bad("Zm-_", 4);         /* URL-safe alphabet */
-    crypto_test_base64_bad("Zm9v*A==", 8);     /* punctuation */
-    crypto_test_base64_bad("Zg\0=", 4);        /* embedded NUL */
+    crypto_test_base64_bad(" Zm9v", 5);            /* leading space */
+    crypto_test_base64_bad("\tZm9vYmE=", 9);       /* leading tab */
+    crypto_test_base64_bad("Zm9vYmF\n", 8);        /* trailing newline in place of a character */
+    crypto_test_base64_bad("Zm-_", 4);             /* URL-safe alphabet */
+    crypto_test_base64_bad("Zm9v*A==", 8);         /* punctuation */
+    crypto_test_base64_bad("Zg\0=", 4);            /* embedded NUL */
     crypto_test_base64_bad("\xff\xfe\xfd\xfc", 4); /* non-ASCII */
     /* Non-zero bits under the padding (RFC 4648 §3.5): "Zh==" would also
      * decode to "f", "Zm9=" to "fo". */
@@ -470,11 +467,11 @@ TEST(equal_compares_bytes_and_lengths) {
     CHECK_INT(sr_crypto_equal("abc", 3, "abc", 3), 1);
     CHECK_INT(sr_crypto_equal("", 0, "", 0), 1);
     CHECK_INT(sr_crypto_equal(NULL, 0, NULL, 0), 1);
-    CHECK_INT(sr_crypto_equal("abc", 3, "abd", 3), 0); /* last byte */
-    CHECK_INT(sr_crypto_equal("xbc", 3, "abc", 3), 0); /* first byte */
+    CHECK_INT(sr_crypto_equal("abc", 3, "abd", 3), 0);   /* last byte */
+    CHECK_INT(sr_crypto_equal("xbc", 3, "abc", 3), 0);   /* first byte */
     CHECK_INT(sr_crypto_equal("a\0c", 3, "a\0d", 3), 0); /* past a NUL */
     CHECK_INT(sr_crypto_equal("\x80", 1, "\x00", 1), 0); /* high bit only */
-    CHECK_INT(sr_crypto_equal("abc", 3, "abcd", 4), 0); /* prefix */
+    CHECK_INT(sr_crypto_equal("abc", 3, "abcd", 4), 0);  /* prefix */
     CHECK_INT(sr_crypto_equal("abcd", 4, "abc", 3), 0);
     CHECK_INT(sr_crypto_equal("", 0, "a", 1), 0);
     unsigned char x[256], y[256];
@@ -551,72 +548,68 @@ static void crypto_test_lua_run(lua_State *L, const char *code) {
 
 TEST(lua_hashes_and_hex) {
     lua_State *L = crypto_test_lua();
-    crypto_test_lua_run(L,
-                        "local c = sms.crypto\n"
-                        "assert(c.hex(c.sha256('abc')) == "
-                        "'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')\n"
-                        "assert(#c.sha256('abc') == 32 and #c.sha1('abc') == 20 and #c.md5('abc') == 16)\n"
-                        "assert(c.hex(c.sha1('abc')) == 'a9993e364706816aba3e25717850c26c9cd0d89d')\n"
-                        "assert(c.hex(c.md5('message digest')) == 'f96b697d7cb7938d525a2f31aaf161d0')\n"
-                        "assert(c.hex(c.hmac_sha256('Jefe', 'what do ya want for nothing?')) == "
-                        "'5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843')\n"
-                        "assert(c.hex(c.hmac_sha1('Jefe', 'what do ya want for nothing?')) == "
-                        "'effcdf6ae5eb2fa2d27416d5f184df9c259a7c79')\n"
-                        "assert(c.hex(c.hmac_md5('Jefe', 'what do ya want for nothing?')) == "
-                        "'750c783e6ab0b503eaa86e310a5db738')\n"
-                        "assert(c.hex(c.hmac_sha512('Jefe', 'what do ya want for nothing?')):sub(1, 32) == "
-                        "'164b7a7bfcf819e2e395fbe73b56e0a3')\n"
-                        "assert(#c.sha512('abc') == 64 and #c.hmac_sha512('k', 'abc') == 64)\n"
-                        "assert(c.hex(c.sha512('abc')):sub(1, 32) == 'ddaf35a193617abacc417349ae204131')\n"
-                        "assert(c.hex('') == '' and c.hex('\\0\\255') == '00ff')\n"
-                        "assert(c.hex(c.sha256('a\\0b')) ~= c.hex(c.sha256('a')))\n");
+    crypto_test_lua_run(L, "local c = sms.crypto\n"
+                           "assert(c.hex(c.sha256('abc')) == "
+                           "'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')\n"
+                           "assert(#c.sha256('abc') == 32 and #c.sha1('abc') == 20 and #c.md5('abc') == 16)\n"
+                           "assert(c.hex(c.sha1('abc')) == 'a9993e364706816aba3e25717850c26c9cd0d89d')\n"
+                           "assert(c.hex(c.md5('message digest')) == 'f96b697d7cb7938d525a2f31aaf161d0')\n"
+                           "assert(c.hex(c.hmac_sha256('Jefe', 'what do ya want for nothing?')) == "
+                           "'5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843')\n"
+                           "assert(c.hex(c.hmac_sha1('Jefe', 'what do ya want for nothing?')) == "
+                           "'effcdf6ae5eb2fa2d27416d5f184df9c259a7c79')\n"
+                           "assert(c.hex(c.hmac_md5('Jefe', 'what do ya want for nothing?')) == "
+                           "'750c783e6ab0b503eaa86e310a5db738')\n"
+                           "assert(c.hex(c.hmac_sha512('Jefe', 'what do ya want for nothing?')):sub(1, 32) == "
+                           "'164b7a7bfcf819e2e395fbe73b56e0a3')\n"
+                           "assert(#c.sha512('abc') == 64 and #c.hmac_sha512('k', 'abc') == 64)\n"
+                           "assert(c.hex(c.sha512('abc')):sub(1, 32) == 'ddaf35a193617abacc417349ae204131')\n"
+                           "assert(c.hex('') == '' and c.hex('\\0\\255') == '00ff')\n"
+                           "assert(c.hex(c.sha256('a\\0b')) ~= c.hex(c.sha256('a')))\n");
     lua_close(L);
 }
 
 TEST(lua_twilio_signature) {
     lua_State *L = crypto_test_lua();
-    crypto_test_lua_run(L,
-                        "local params = {CallSid = 'CA1234567890ABCDE', Caller = '+12349013030',\n"
-                        "  Digits = '1234', From = '+12349013030', To = '+18005551212'}\n"
-                        "local names = {}\n"
-                        "for k in pairs(params) do names[#names + 1] = k end\n"
-                        "table.sort(names)\n"
-                        "local parts = {'https://mycompany.com/myapp.php?foo=1&bar=2'}\n"
-                        "for _, k in ipairs(names) do parts[#parts + 1] = k .. params[k] end\n"
-                        "local sig = sms.crypto.base64(sms.crypto.hmac_sha1('12345', table.concat(parts)))\n"
-                        "assert(sms.crypto.equal(sig, '0/KCTR6DLpKmkAf8muzZqo1nDgQ='), sig)\n");
+    crypto_test_lua_run(L, "local params = {CallSid = 'CA1234567890ABCDE', Caller = '+12349013030',\n"
+                           "  Digits = '1234', From = '+12349013030', To = '+18005551212'}\n"
+                           "local names = {}\n"
+                           "for k in pairs(params) do names[#names + 1] = k end\n"
+                           "table.sort(names)\n"
+                           "local parts = {'https://mycompany.com/myapp.php?foo=1&bar=2'}\n"
+                           "for _, k in ipairs(names) do parts[#parts + 1] = k .. params[k] end\n"
+                           "local sig = sms.crypto.base64(sms.crypto.hmac_sha1('12345', table.concat(parts)))\n"
+                           "assert(sms.crypto.equal(sig, '0/KCTR6DLpKmkAf8muzZqo1nDgQ='), sig)\n");
     lua_close(L);
 }
 
 TEST(lua_base64) {
     lua_State *L = crypto_test_lua();
-    crypto_test_lua_run(L,
-                        "local c = sms.crypto\n"
-                        "assert(c.base64('foobar') == 'Zm9vYmFy' and c.base64('f') == 'Zg==')\n"
-                        "assert(c.base64('') == '' and c.unbase64('') == '')\n"
-                        "local all = {}\n"
-                        "for i = 0, 255 do all[#all + 1] = string.char(i) end\n"
-                        "all = table.concat(all)\n"
-                        "for n = 0, 256 do\n"
-                        "  local s = all:sub(1, n)\n"
-                        "  assert(c.unbase64(c.base64(s)) == s, n)\n"
-                        "end\n"
-                        "for _, bad in ipairs({'%%%%', 'Zg', 'Zg=', 'Zm9v\\n', 'Zh==', 'not base64!'}) do\n"
-                        "  local v, err = c.unbase64(bad)\n"
-                        "  assert(v == nil and err == 'invalid base64', bad)\n"
-                        "end\n");
+    crypto_test_lua_run(L, "local c = sms.crypto\n"
+                           "assert(c.base64('foobar') == 'Zm9vYmFy' and c.base64('f') == 'Zg==')\n"
+                           "assert(c.base64('') == '' and c.unbase64('') == '')\n"
+                           "local all = {}\n"
+                           "for i = 0, 255 do all[#all + 1] = string.char(i) end\n"
+                           "all = table.concat(all)\n"
+                           "for n = 0, 256 do\n"
+                           "  local s = all:sub(1, n)\n"
+                           "  assert(c.unbase64(c.base64(s)) == s, n)\n"
+                           "end\n"
+                           "for _, bad in ipairs({'%%%%', 'Zg', 'Zg=', 'Zm9v\\n', 'Zh==', 'not base64!'}) do\n"
+                           "  local v, err = c.unbase64(bad)\n"
+                           "  assert(v == nil and err == 'invalid base64', bad)\n"
+                           "end\n");
     lua_close(L);
 }
 
 TEST(lua_equal) {
     lua_State *L = crypto_test_lua();
-    crypto_test_lua_run(L,
-                        "local c = sms.crypto\n"
-                        "assert(c.equal('abc', 'abc') == true)\n"
-                        "assert(c.equal('abc', 'abd') == false)\n"
-                        "assert(c.equal('abc', 'abcd') == false)\n"
-                        "assert(c.equal('', '') == true)\n"
-                        "assert(c.equal('a\\0b', 'a\\0c') == false)\n");
+    crypto_test_lua_run(L, "local c = sms.crypto\n"
+                           "assert(c.equal('abc', 'abc') == true)\n"
+                           "assert(c.equal('abc', 'abd') == false)\n"
+                           "assert(c.equal('abc', 'abcd') == false)\n"
+                           "assert(c.equal('', '') == true)\n"
+                           "assert(c.equal('a\\0b', 'a\\0c') == false)\n");
     lua_close(L);
 }
 
@@ -624,25 +617,24 @@ TEST(lua_equal) {
  * everywhere in Lua's string functions. */
 TEST(lua_misuse_raises) {
     lua_State *L = crypto_test_lua();
-    crypto_test_lua_run(L,
-                        "local c = sms.crypto\n"
-                        "for _, call in ipairs({\n"
-                        "  function() return c.sha256() end,\n"
-                        "  function() return c.sha1({}) end,\n"
-                        "  function() return c.md5(nil) end,\n"
-                        "  function() return c.hmac_sha256('key') end,\n"
-                        "  function() return c.hmac_sha1(nil, 'data') end,\n"
-                        "  function() return c.hmac_md5('key', {}) end,\n"
-                        "  function() return c.sha512() end,\n"
-                        "  function() return c.hex(true) end,\n"
-                        "  function() return c.base64() end,\n"
-                        "  function() return c.unbase64({}) end,\n"
-                        "  function() return c.equal('a') end,\n"
-                        "}) do\n"
-                        "  local ok, err = pcall(call)\n"
-                        "  assert(not ok and err:find('bad argument'), tostring(err))\n"
-                        "end\n"
-                        "assert(c.hex(c.sha1(12)) == c.hex(c.sha1('12')))\n");
+    crypto_test_lua_run(L, "local c = sms.crypto\n"
+                           "for _, call in ipairs({\n"
+                           "  function() return c.sha256() end,\n"
+                           "  function() return c.sha1({}) end,\n"
+                           "  function() return c.md5(nil) end,\n"
+                           "  function() return c.hmac_sha256('key') end,\n"
+                           "  function() return c.hmac_sha1(nil, 'data') end,\n"
+                           "  function() return c.hmac_md5('key', {}) end,\n"
+                           "  function() return c.sha512() end,\n"
+                           "  function() return c.hex(true) end,\n"
+                           "  function() return c.base64() end,\n"
+                           "  function() return c.unbase64({}) end,\n"
+                           "  function() return c.equal('a') end,\n"
+                           "}) do\n"
+                           "  local ok, err = pcall(call)\n"
+                           "  assert(not ok and err:find('bad argument'), tostring(err))\n"
+                           "end\n"
+                           "assert(c.hex(c.sha1(12)) == c.hex(c.sha1('12')))\n");
     lua_close(L);
 }
 
@@ -652,14 +644,13 @@ TEST(lua_random_bytes) {
     lua_newtable(L);
     sr_lua_open_crypto(L);
     lua_setglobal(L, "sms");
-    const char *code =
-        "local a, b = sms.crypto.random(16), sms.crypto.random(16)\n"
-        "assert(#a == 16 and #b == 16 and a ~= b)\n"
-        "assert(not pcall(sms.crypto.random, 0) and not pcall(sms.crypto.random, 1025))\n"
-        "local seen = {}\n"
-        "for i = 1, 200 do seen[sms.crypto.random(8)] = true end\n"
-        "local n = 0 for _ in pairs(seen) do n = n + 1 end\n"
-        "assert(n == 200)\n";
+    const char *code = "local a, b = sms.crypto.random(16), sms.crypto.random(16)\n"
+                       "assert(#a == 16 and #b == 16 and a ~= b)\n"
+                       "assert(not pcall(sms.crypto.random, 0) and not pcall(sms.crypto.random, 1025))\n"
+                       "local seen = {}\n"
+                       "for i = 1, 200 do seen[sms.crypto.random(8)] = true end\n"
+                       "local n = 0 for _ in pairs(seen) do n = n + 1 end\n"
+                       "assert(n == 200)\n";
     if (luaL_dostring(L, code) != LUA_OK) UNIT_FAIL("%s", lua_tostring(L, -1));
     lua_close(L);
 }

@@ -25,12 +25,12 @@ static const char *form_test_unescape(const char *escaped, size_t *len) {
     return out;
 }
 
-#define CHECK_UNESCAPE(escaped, want)                                                  \
-    do {                                                                               \
-        size_t len_;                                                                   \
-        const char *got_ = form_test_unescape((escaped), &len_);                       \
-        if (len_ != sizeof(want) - 1 || memcmp(got_, (want), len_) != 0)               \
-            UNIT_FAIL("\"%s\" decoded to \"%.*s\"", (escaped), (int)len_, got_);       \
+#define CHECK_UNESCAPE(escaped, want)                                                                                  \
+    do {                                                                                                               \
+        size_t len_;                                                                                                   \
+        const char *got_ = form_test_unescape((escaped), &len_);                                                       \
+        if (len_ != sizeof(want) - 1 || memcmp(got_, (want), len_) != 0)                                               \
+            UNIT_FAIL("\"%s\" decoded to \"%.*s\"", (escaped), (int)len_, got_);                                       \
     } while (0)
 
 /* The pairs of form written as "name=value|name=value|..." (still escaped). */
@@ -107,12 +107,12 @@ TEST(pairs_split_on_amp_and_first_equals) {
     form_test_pairs("", "");
     form_test_pairs("a=1", "a=1");
     form_test_pairs("a=1&b=2", "a=1|b=2");
-    form_test_pairs("a=1=2&b==", "a=1=2|b==");     /* the name ends at the first '=' */
-    form_test_pairs("flag&b=", "flag=|b=");         /* no '=': an empty value */
-    form_test_pairs("&&a=1&&&b=2&", "a=1|b=2");     /* empty segments skipped */
-    form_test_pairs("=x&=&a", "=x|=|a=");           /* empty names are pairs (callers skip them) */
-    form_test_pairs("a%3D1=2%26", "a%3D1=2%26");    /* escaped '=' and '&' do not split */
-    form_test_pairs("a=1;b=2", "a=1;b=2");          /* ';' is no separator */
+    form_test_pairs("a=1=2&b==", "a=1=2|b==");   /* the name ends at the first '=' */
+    form_test_pairs("flag&b=", "flag=|b=");      /* no '=': an empty value */
+    form_test_pairs("&&a=1&&&b=2&", "a=1|b=2");  /* empty segments skipped */
+    form_test_pairs("=x&=&a", "=x|=|a=");        /* empty names are pairs (callers skip them) */
+    form_test_pairs("a%3D1=2%26", "a%3D1=2%26"); /* escaped '=' and '&' do not split */
+    form_test_pairs("a=1;b=2", "a=1;b=2");       /* ';' is no separator */
 }
 
 TEST(count_is_non_empty_segments) {
@@ -190,39 +190,39 @@ static void form_test_lua_run(lua_State *L, const char *code) {
 
 TEST(lua_decode_pairs_unescape) {
     lua_State *L = form_test_lua();
-    form_test_lua_run(L,
-                      "local f = sms.form\n"
-                      "local t, more = f.decode('To=%2B1555&Body=Hi+there&Body=2&=x&flag&&e=')\n"
-                      "assert(t.To == '+1555' and t.Body == 'Hi there' and t.flag == '' and t.e == '' and more == nil)\n"
-                      "local n = 0 for _ in pairs(t) do n = n + 1 end assert(n == 4, n)\n"
-                      "local l = f.pairs('b=2&a=1&b=3&=x')\n"
-                      "assert(#l == 4 and l[1][1] == 'b' and l[1][2] == '2' and l[3][2] == '3' and l[4][1] == '' and l[4][2] == 'x')\n"
-                      "assert(f.unescape('a%41+%zz%') == 'aA %zz%')\n"
-                      "assert(f.unescape('%00') == '\\0')\n"
-                      "assert(next(f.decode('')) == nil and #f.pairs('&&') == 0)\n"
-                      "assert(f.MAX_FIELDS == 256)\n");
+    form_test_lua_run(
+        L, "local f = sms.form\n"
+           "local t, more = f.decode('To=%2B1555&Body=Hi+there&Body=2&=x&flag&&e=')\n"
+           "assert(t.To == '+1555' and t.Body == 'Hi there' and t.flag == '' and t.e == '' and more == nil)\n"
+           "local n = 0 for _ in pairs(t) do n = n + 1 end assert(n == 4, n)\n"
+           "local l = f.pairs('b=2&a=1&b=3&=x')\n"
+           "assert(#l == 4 and l[1][1] == 'b' and l[1][2] == '2' and l[3][2] == '3' and l[4][1] == '' and l[4][2] == "
+           "'x')\n"
+           "assert(f.unescape('a%41+%zz%') == 'aA %zz%')\n"
+           "assert(f.unescape('%00') == '\\0')\n"
+           "assert(next(f.decode('')) == nil and #f.pairs('&&') == 0)\n"
+           "assert(f.MAX_FIELDS == 256)\n");
     lua_close(L);
 }
 
 /* At most SR_FORM_MAX_FIELDS pairs are read, and a second result says there were more. */
 TEST(lua_field_cap) {
     lua_State *L = form_test_lua();
-    form_test_lua_run(L,
-                      "local f = sms.form\n"
-                      "local t, more = f.decode(('a=1&'):rep(256))\n"
-                      "assert(t.a == '1' and more == nil)\n"
-                      "t, more = f.decode(('a=1&'):rep(257))\n"
-                      "assert(t.a == '1' and more == true)\n"
-                      "local l\n"
-                      "l, more = f.pairs(('a=1&'):rep(300))\n"
-                      "assert(#l == 256 and more == true)\n"
-                      "l, more = f.pairs(('a=1&'):rep(256) .. '&&&')\n"
-                      "assert(#l == 256 and more == nil)\n"
-                      "for _, call in ipairs({function() return f.decode() end, function() return f.pairs({}) end,\n"
-                      "                       function() return f.unescape(nil) end}) do\n"
-                      "  local ok, err = pcall(call)\n"
-                      "  assert(not ok and err:find('bad argument'), tostring(err))\n"
-                      "end\n");
+    form_test_lua_run(L, "local f = sms.form\n"
+                         "local t, more = f.decode(('a=1&'):rep(256))\n"
+                         "assert(t.a == '1' and more == nil)\n"
+                         "t, more = f.decode(('a=1&'):rep(257))\n"
+                         "assert(t.a == '1' and more == true)\n"
+                         "local l\n"
+                         "l, more = f.pairs(('a=1&'):rep(300))\n"
+                         "assert(#l == 256 and more == true)\n"
+                         "l, more = f.pairs(('a=1&'):rep(256) .. '&&&')\n"
+                         "assert(#l == 256 and more == nil)\n"
+                         "for _, call in ipairs({function() return f.decode() end, function() return f.pairs({}) end,\n"
+                         "                       function() return f.unescape(nil) end}) do\n"
+                         "  local ok, err = pcall(call)\n"
+                         "  assert(not ok and err:find('bad argument'), tostring(err))\n"
+                         "end\n");
     lua_close(L);
 }
 
@@ -231,40 +231,40 @@ TEST(lua_field_cap) {
  * matter: the same tables, the same lists. */
 TEST(lua_same_as_the_old_lua_decoder) {
     lua_State *L = form_test_lua();
-    form_test_lua_run(L,
-                      "local function unescape(v)\n"
-                      "  return (v:gsub('%+', ' '):gsub('%%(%x%x)', function(h) return string.char(tonumber(h, 16)) end))\n"
-                      "end\n"
-                      "local function old_decode(body)\n"
-                      "  local form = {}\n"
-                      "  for pair in body:gmatch('[^&]+') do\n"
-                      "    local k, v = pair:match('^([^=]*)=?(.*)$')\n"
-                      "    k = unescape(k)\n"
-                      "    if k ~= '' and form[k] == nil then form[k] = unescape(v) end\n"
-                      "  end\n"
-                      "  return form\n"
-                      "end\n"
-                      "local function old_pairs(body)\n"
-                      "  local list = {}\n"
-                      "  for item in body:gmatch('[^&]+') do\n"
-                      "    local k, v = item:match('^([^=]*)=?(.*)$')\n"
-                      "    list[#list + 1] = {unescape(k), unescape(v)}\n"
-                      "  end\n"
-                      "  return list\n"
-                      "end\n"
-                      "local alphabet = {'&', '=', '+', '%', '2', 'B', 'f', 'a', 'Z', 'g', '0', ' ', '\\0', '\\255'}\n"
-                      "local seed = 7\n"
-                      "local function rand(n) seed = (seed * 1103515245 + 12345) % 2147483648 return seed % n + 1 end\n"
-                      "for round = 1, 3000 do\n"
-                      "  local t = {}\n"
-                      "  for i = 1, rand(24) - 1 do t[i] = alphabet[rand(#alphabet)] end\n"
-                      "  local text = table.concat(t)\n"
-                      "  local a, b = old_decode(text), sms.form.decode(text)\n"
-                      "  for k, v in pairs(a) do assert(b[k] == v, text) end\n"
-                      "  for k, v in pairs(b) do assert(a[k] == v, text) end\n"
-                      "  local la, lb = old_pairs(text), sms.form.pairs(text)\n"
-                      "  assert(#la == #lb, text)\n"
-                      "  for i = 1, #la do assert(la[i][1] == lb[i][1] and la[i][2] == lb[i][2], text) end\n"
-                      "end\n");
+    form_test_lua_run(
+        L, "local function unescape(v)\n"
+           "  return (v:gsub('%+', ' '):gsub('%%(%x%x)', function(h) return string.char(tonumber(h, 16)) end))\n"
+           "end\n"
+           "local function old_decode(body)\n"
+           "  local form = {}\n"
+           "  for pair in body:gmatch('[^&]+') do\n"
+           "    local k, v = pair:match('^([^=]*)=?(.*)$')\n"
+           "    k = unescape(k)\n"
+           "    if k ~= '' and form[k] == nil then form[k] = unescape(v) end\n"
+           "  end\n"
+           "  return form\n"
+           "end\n"
+           "local function old_pairs(body)\n"
+           "  local list = {}\n"
+           "  for item in body:gmatch('[^&]+') do\n"
+           "    local k, v = item:match('^([^=]*)=?(.*)$')\n"
+           "    list[#list + 1] = {unescape(k), unescape(v)}\n"
+           "  end\n"
+           "  return list\n"
+           "end\n"
+           "local alphabet = {'&', '=', '+', '%', '2', 'B', 'f', 'a', 'Z', 'g', '0', ' ', '\\0', '\\255'}\n"
+           "local seed = 7\n"
+           "local function rand(n) seed = (seed * 1103515245 + 12345) % 2147483648 return seed % n + 1 end\n"
+           "for round = 1, 3000 do\n"
+           "  local t = {}\n"
+           "  for i = 1, rand(24) - 1 do t[i] = alphabet[rand(#alphabet)] end\n"
+           "  local text = table.concat(t)\n"
+           "  local a, b = old_decode(text), sms.form.decode(text)\n"
+           "  for k, v in pairs(a) do assert(b[k] == v, text) end\n"
+           "  for k, v in pairs(b) do assert(a[k] == v, text) end\n"
+           "  local la, lb = old_pairs(text), sms.form.pairs(text)\n"
+           "  assert(#la == #lb, text)\n"
+           "  for i = 1, #la do assert(la[i][1] == lb[i][1] and la[i][2] == lb[i][2], text) end\n"
+           "end\n");
     lua_close(L);
 }

@@ -44,8 +44,8 @@ struct fx {
     char path[256];
     char query[256];
     sr_buf body;
-    char token[64];       /* X-Token */
-    char custom[64];      /* X-Custom, "" when absent */
+    char token[64];  /* X-Token */
+    char custom[64]; /* X-Custom, "" when absent */
     char content_type[64];
     bool saw_expect;
     void *conns[MAX_CONNS];
@@ -182,14 +182,14 @@ static void fx_close(fx *f) {
     sr_buf_free(&f->body);
 }
 
-#define WAIT_UNTIL(f, cond, ms)                                                               \
-    do {                                                                                      \
-        uv_update_time(&(f)->loop);                                                           \
-        uint64_t wait_deadline = uv_now(&(f)->loop) + (ms);                                   \
-        while (!(cond)) {                                                                     \
-            if (uv_now(&(f)->loop) > wait_deadline) UNIT_FAIL("timed out waiting for %s", #cond); \
-            uv_run(&(f)->loop, UV_RUN_ONCE);                                                  \
-        }                                                                                     \
+#define WAIT_UNTIL(f, cond, ms)                                                                                        \
+    do {                                                                                                               \
+        uv_update_time(&(f)->loop);                                                                                    \
+        uint64_t wait_deadline = uv_now(&(f)->loop) + (ms);                                                            \
+        while (!(cond)) {                                                                                              \
+            if (uv_now(&(f)->loop) > wait_deadline) UNIT_FAIL("timed out waiting for %s", #cond);                      \
+            uv_run(&(f)->loop, UV_RUN_ONCE);                                                                           \
+        }                                                                                                              \
     } while (0)
 
 /* ---- client side ---- */
@@ -452,8 +452,7 @@ TEST(pooled_handles_carry_nothing_over) {
     char url[128];
     snprintf(url, sizeof url, "%s/echo", f.base);
     const char *headers[] = {"X-Custom: first", NULL};
-    sr_http_client_request post = {
-        .method = "POST", .url = url, .headers = headers, .body = "payload", .body_len = 7};
+    sr_http_client_request post = {.method = "POST", .url = url, .headers = headers, .body = "payload", .body_len = 7};
     CHECK_INT(start_request(&f, &post, on_response, &r), 0);
     WAIT_UNTIL(&f, r.calls == 1, 5000);
     CHECK_STR(f.method, "POST");
@@ -558,8 +557,7 @@ TEST(unknown_host_is_a_connect_error) {
     fx_open(&f);
     result r;
     result_init(&r, &f);
-    sr_http_client_request req = {.method = "GET", .url = "http://smsrules-test.invalid/",
-                                  .timeout_ms = 2000};
+    sr_http_client_request req = {.method = "GET", .url = "http://smsrules-test.invalid/", .timeout_ms = 2000};
     CHECK_INT(start_request(&f, &req, on_response, &r), 0);
     WAIT_UNTIL(&f, r.calls == 1, 5000);
     CHECK_INT(r.error, SR_HTTP_E_CONNECT);
@@ -606,8 +604,7 @@ TEST(connect_timeout_is_a_connect_error_and_answer_timeout_is_not) {
 TEST(only_http_and_https_are_fetched) {
     fx f;
     fx_open(&f);
-    const char *urls[] = {"file:///etc/hostname", "ftp://127.0.0.1/", "gopher://127.0.0.1/",
-                          "dict://127.0.0.1/"};
+    const char *urls[] = {"file:///etc/hostname", "ftp://127.0.0.1/", "gopher://127.0.0.1/", "dict://127.0.0.1/"};
     enum { N = sizeof urls / sizeof urls[0] };
     result r[N];
     for (int i = 0; i < N; i++) {
@@ -879,8 +876,7 @@ TEST(only_the_final_answer_headers_are_kept) {
     CHECK_INT(r.error, 0);
     CHECK_INT(r.status, 200);
     CHECK_STR(r.body.data, "ok");
-    CHECK_STR(r.headers.data,
-              "Content-Length: 2\nX-Final: padded value\nX-Folded: one two\nConnection: close\n");
+    CHECK_STR(r.headers.data, "Content-Length: 2\nX-Final: padded value\nX-Folded: one two\nConnection: close\n");
     result_free(&r);
     fx_close(&f);
 }
@@ -889,16 +885,14 @@ TEST(broken_answers_are_transport_errors) {
     fx f;
     fx_open(&f);
     const char *answers[] = {
-        "this is not HTTP\r\n\r\n",
-        "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", /* breaks off in the body */
-        "",                                                   /* closed without a word */
+        "this is not HTTP\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", /* breaks off in the body */
+        "",                                                                                /* closed without a word */
     };
     for (int i = 0; i < 3; i++) {
         result r;
         result_init(&r, &f);
         raw_exchange(&f, answers[i], &r);
-        if (r.error != SR_HTTP_E_TRANSPORT)
-            UNIT_FAIL("answer %d: error %d (%s)", i, r.error, r.error_message);
+        if (r.error != SR_HTTP_E_TRANSPORT) UNIT_FAIL("answer %d: error %d (%s)", i, r.error, r.error_message);
         CHECK_INT(r.status, 0);
         CHECK(r.error_message[0] != '\0');
         result_free(&r);

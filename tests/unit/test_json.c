@@ -35,8 +35,7 @@ static int parse_exact(sr_json_doc *doc, const char *text, size_t len, char *err
 static sr_json_doc parse_ok(const char *text) {
     sr_json_doc doc;
     char err[128];
-    if (parse_exact(&doc, text, strlen(text), err, sizeof err) != 0)
-        UNIT_FAIL("parse of %s failed: %s", text, err);
+    if (parse_exact(&doc, text, strlen(text), err, sizeof err) != 0) UNIT_FAIL("parse of %s failed: %s", text, err);
     CHECK(doc.root != NULL);
     return doc;
 }
@@ -45,17 +44,13 @@ static sr_json_doc parse_ok(const char *text) {
 static void expect_error_len(const char *text, size_t len, const char *message) {
     sr_json_doc doc;
     char err[128] = "not written";
-    if (parse_exact(&doc, text, len, err, sizeof err) != -1)
-        UNIT_FAIL("parse of %.*s succeeded", (int)len, text);
+    if (parse_exact(&doc, text, len, err, sizeof err) != -1) UNIT_FAIL("parse of %.*s succeeded", (int)len, text);
     CHECK(doc.root == NULL);
     CHECK(doc.blocks == NULL);
-    if (strcmp(err, message) != 0)
-        UNIT_FAIL("parse of %.*s: \"%s\", expected \"%s\"", (int)len, text, err, message);
+    if (strcmp(err, message) != 0) UNIT_FAIL("parse of %.*s: \"%s\", expected \"%s\"", (int)len, text, err, message);
 }
 
-static void expect_error(const char *text, const char *message) {
-    expect_error_len(text, strlen(text), message);
-}
+static void expect_error(const char *text, const char *message) { expect_error_len(text, strlen(text), message); }
 
 /* Compact form of text through sr_json_write. Caller frees. */
 static char *rewrite(const char *text) {
@@ -118,12 +113,18 @@ TEST(number_values) {
         const char *text;
         double value;
     } cases[] = {
-        {"0.1", 0.1},         {"-0.5", -0.5},       {"1e-400", 0.0},
-        {"2.5E-3", 2.5e-3},   {"1e22", 1e22},       {"1e23", 1e23},
+        {"0.1", 0.1},
+        {"-0.5", -0.5},
+        {"1e-400", 0.0},
+        {"2.5E-3", 2.5e-3},
+        {"1e22", 1e22},
+        {"1e23", 1e23},
         {"9007199254740993", 9007199254740993.0},
         {"123456789012345678901234567890", 123456789012345678901234567890.0},
-        {"1.7976931348623157e308", 1.7976931348623157e308}, {"4.9e-324", 4.9e-324},
-        {"0.000001234", 0.000001234}, {"1E+2", 100.0},
+        {"1.7976931348623157e308", 1.7976931348623157e308},
+        {"4.9e-324", 4.9e-324},
+        {"0.000001234", 0.000001234},
+        {"1E+2", 100.0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sr_json_doc doc = parse_ok(cases[i].text);
@@ -139,9 +140,8 @@ TEST(number_values) {
     for (int i = 0; i < 20000; i++) {
         char text[64];
         uint64_t r = rng_next();
-        snprintf(text, sizeof text, "%s%llu.%llue%d", r & 1 ? "-" : "",
-                 (unsigned long long)(r >> 8) % 100000000, (unsigned long long)rng_next() % 1000000,
-                 (int)(rng_next() % 61) - 30);
+        snprintf(text, sizeof text, "%s%llu.%llue%d", r & 1 ? "-" : "", (unsigned long long)(r >> 8) % 100000000,
+                 (unsigned long long)rng_next() % 1000000, (int)(rng_next() % 61) - 30);
         doc = parse_ok(text);
         if (doc.root->num != strtod(text, NULL)) UNIT_FAIL("%s parsed as %.17g", text, doc.root->num);
         sr_json_doc_free(&doc);
@@ -252,7 +252,8 @@ TEST(decodes_escapes_and_surrogate_pairs) {
     sr_json *e = doc.root->child;
     CHECK_STR(e->str, "\xED\xA0\x80");
     CHECK_STR(e->next->str, "\xED\xB0\x80x");
-    CHECK_STR(e->next->next->str, "\xED\xA0\x80" "A");
+    CHECK_STR(e->next->next->str, "\xED\xA0\x80"
+                                  "A");
     CHECK_STR(e->next->next->next->str, "\xED\xA0\x80\xF0\x90\x80\x80");
     CHECK_STR(e->next->next->next->next->str, "x\xED\xAF\xBF");
     sr_json_doc_free(&doc);
@@ -353,7 +354,9 @@ TEST(rejects_what_rfc8259_forbids) {
         {"-Infinity", "unexpected character 'I', expected a digit at offset 1"},
         {"'a'", "unexpected character ''' at offset 0"},
         {"{'a':1}", "unexpected character ''', expected a string key at offset 1"},
-        {"\"a\x01" "b\"", "control character in string at offset 2"},
+        {"\"a\x01"
+         "b\"",
+         "control character in string at offset 2"},
         {"\"a\nb\"", "control character in string at offset 2"},
         {"\"a\\n\tb\"", "control character in string at offset 4"},
         {"1 2", "unexpected character '2' after the top-level value at offset 2"},
@@ -593,8 +596,7 @@ TEST(duplicate_keys_match_brute_force) {
             sr_json_doc_free(&doc);
         } else {
             char message[64];
-            snprintf(message, sizeof message, "duplicate key \"%s\" at offset %zu", keys[first],
-                     offsets[first]);
+            snprintf(message, sizeof message, "duplicate key \"%s\" at offset %zu", keys[first], offsets[first]);
             expect_error_len(b.data, b.len, message);
         }
         if (n > 16) outcomes[first < 0]++;

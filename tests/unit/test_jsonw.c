@@ -235,9 +235,22 @@ static uint64_t rng_next(uint64_t *s) {
 /* A string of pieces that need every kind of care (quotes, backslashes,
  * control characters, NUL, 2-4 byte UTF-8); *valid: no invalid byte in it. */
 static size_t random_text(uint64_t *s, char *out, size_t cap, int *valid) {
-    static const char *const pieces[] = {"a",    "Z ",   "\"",   "\\",       "\n",           "\r\t",
-                                         "\x01", "\x1f", "\x7f", "/",        "\xc3\xa9",     "\xe2\x82\xac",
-                                         "\xf0\x9f\x98\x80",  "\xff", "\xc3", "\xed\xa0\x80"};
+    static const char *const pieces[] = {"a",
+                                         "Z ",
+                                         "\"",
+                                         "\\",
+                                         "\n",
+                                         "\r\t",
+                                         "\x01",
+                                         "\x1f",
+                                         "\x7f",
+                                         "/",
+                                         "\xc3\xa9",
+                                         "\xe2\x82\xac",
+                                         "\xf0\x9f\x98\x80",
+                                         "\xff",
+                                         "\xc3",
+                                         "\xed\xa0\x80"};
     static const size_t lens[] = {1, 2, 1, 1, 1, 2, 1, 1, 1, 1, 2, 3, 4, 1, 1, 3};
     size_t len = 0, n = rng_next(s) % 24;
     *valid = 1;
@@ -246,7 +259,8 @@ static size_t random_text(uint64_t *s, char *out, size_t cap, int *valid) {
         size_t piece_len = k == 16 ? 1 : lens[k];
         if (len + piece_len > cap) break;
         if (k == 16) out[len] = '\0';
-        else memcpy(out + len, pieces[k], piece_len);
+        else
+            memcpy(out + len, pieces[k], piece_len);
         if (k >= 13 && k <= 15) *valid = 0;
         len += piece_len;
     }

@@ -98,7 +98,8 @@ static void collect_functions(lua_State *L, int idx, const char *prefix, int dep
             char name[DOCS_NAME_MAX];
             snprintf(name, sizeof name, "%s.%s", prefix, lua_tostring(L, -2));
             if (lua_isfunction(L, -1)) names_add(out, name, "");
-            else if (lua_istable(L, -1) && depth == 0) collect_functions(L, -1, name, 1, out);
+            else if (lua_istable(L, -1) && depth == 0)
+                collect_functions(L, -1, name, 1, out);
         }
         lua_pop(L, 1);
     }
@@ -240,7 +241,8 @@ TEST(every_binding_has_its_doc_beside_it) {
         char quoted[DOCS_NAME_MAX + 2];
         snprintf(quoted, sizeof quoted, "\"%s\"", strrchr(h->name, '.') + 1);
         if (!strstr(source, quoted))
-            complain(report, sizeof report, "\n  %s documents %s, which its C file does not register", h->file, h->name);
+            complain(report, sizeof report, "\n  %s documents %s, which its C file does not register", h->file,
+                     h->name);
         free(source);
     }
     if (report[0]) UNIT_FAIL("bindings and docs apart:%s", report);
@@ -260,7 +262,8 @@ TEST(lua_api_overview_lists_every_function) {
         snprintf(call, sizeof call, "| `%s(", functions.items[i].name);
         snprintf(table_call, sizeof table_call, "| `%s{", functions.items[i].name);
         if (!strstr(text, call) && !strstr(text, table_call))
-            complain(report, sizeof report, "\n  %s is not in the table of docs/lua-api.md%s", functions.items[i].name, "");
+            complain(report, sizeof report, "\n  %s is not in the table of docs/lua-api.md%s", functions.items[i].name,
+                     "");
     }
     free(text);
     if (report[0]) UNIT_FAIL("docs/lua-api.md is missing functions:%s", report);

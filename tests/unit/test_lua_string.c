@@ -308,8 +308,7 @@ TEST(table_of_cases_matches_lua) {
     for (size_t i = 0; i < sizeof string_cases / sizeof string_cases[0]; i++) {
         const struct string_case *c = &string_cases[i];
         string_test_quote(sq, sizeof sq, c->s);
-        if (strcmp(c->p, "nil") == 0)
-            snprintf(pq, sizeof pq, "nil");
+        if (strcmp(c->p, "nil") == 0) snprintf(pq, sizeof pq, "nil");
         else
             string_test_quote(pq, sizeof pq, c->p);
         snprintf(chunk, sizeof chunk, "return compare('%s', %s, %s, %s, %s)", c->fn, sq, pq, c->a ? c->a : "nil",

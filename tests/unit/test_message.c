@@ -100,7 +100,7 @@ static void check_same(const sr_message *a, const sr_message *b) {
 }
 
 TEST(status_names_and_forward_rule) {
-    const char *names[] = {"accepted", "queued", "sending", "sent", "delivered",
+    const char *names[] = {"accepted",    "queued",  "sending",  "sent",  "delivered",
                            "undelivered", "expired", "rejected", "failed"};
     for (int i = 0; i < SR_ST_COUNT; i++) {
         CHECK_STR(sr_status_name((sr_status)i), names[i]);
@@ -109,8 +109,7 @@ TEST(status_names_and_forward_rule) {
     CHECK_INT(sr_status_parse("Sent"), -1);
     CHECK_INT(sr_status_parse(""), -1);
     CHECK(!sr_status_is_final(SR_ST_SENT));
-    CHECK(sr_status_is_final(SR_ST_DELIVERED) && sr_status_is_final(SR_ST_FAILED)
-          && sr_status_is_final(SR_ST_EXPIRED));
+    CHECK(sr_status_is_final(SR_ST_DELIVERED) && sr_status_is_final(SR_ST_FAILED) && sr_status_is_final(SR_ST_EXPIRED));
     CHECK(sr_status_is_forward(SR_ST_ACCEPTED, SR_ST_QUEUED));
     CHECK(sr_status_is_forward(SR_ST_QUEUED, SR_ST_SENT));
     CHECK(sr_status_is_forward(SR_ST_SENDING, SR_ST_FAILED));
@@ -255,11 +254,11 @@ TEST(rfc3339_parse_invalid) {
     const char *bad[] = {
         "",
         "2026-11-23",
-        "2026-11-23T04:28:30",          /* no zone */
-        "2026-11-23 04:28:30Z",         /* space instead of T */
-        "2026-02-30T00:00:00Z",         /* no such day */
-        "2026-02-29T00:00:00Z",         /* not a leap year */
-        "1900-02-29T00:00:00Z",         /* century, not a leap year */
+        "2026-11-23T04:28:30",  /* no zone */
+        "2026-11-23 04:28:30Z", /* space instead of T */
+        "2026-02-30T00:00:00Z", /* no such day */
+        "2026-02-29T00:00:00Z", /* not a leap year */
+        "1900-02-29T00:00:00Z", /* century, not a leap year */
         "2026-04-31T00:00:00Z",
         "2026-13-01T00:00:00Z",
         "2026-00-01T00:00:00Z",
@@ -268,7 +267,7 @@ TEST(rfc3339_parse_invalid) {
         "2026-11-23T24:00:00Z",
         "2026-11-23T04:60:00Z",
         "2026-11-23T04:28:61Z",
-        "2026-11-23T04:28:30.Z",        /* empty fraction */
+        "2026-11-23T04:28:30.Z", /* empty fraction */
         "2026-11-23T04:28:30,123Z",
         "2026-11-23T04:28:30+0700",
         "2026-11-23T04:28:30+07",
@@ -283,8 +282,7 @@ TEST(rfc3339_parse_invalid) {
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t ms = 12345;
-        if (sr_time_parse_rfc3339(bad[i], strlen(bad[i]), &ms) != -1)
-            UNIT_FAIL("accepted invalid time '%s'", bad[i]);
+        if (sr_time_parse_rfc3339(bad[i], strlen(bad[i]), &ms) != -1) UNIT_FAIL("accepted invalid time '%s'", bad[i]);
         CHECK_INT(ms, 12345);
     }
     int64_t ms;
@@ -523,8 +521,7 @@ TEST(api_json_shape) {
     sr_message_to_api_json(&m, &b);
     sr_json_doc doc;
     char err[128];
-    if (sr_json_parse(&doc, b.data, b.len, err, sizeof err) != 0)
-        UNIT_FAIL("invalid JSON: %s: %s", err, b.data);
+    if (sr_json_parse(&doc, b.data, b.len, err, sizeof err) != 0) UNIT_FAIL("invalid JSON: %s: %s", err, b.data);
     const sr_json *r = doc.root;
     CHECK_STR(sr_json_get(r, "id")->str, "01JD3K8ZQ4M6X8Y1R2T3V4W5XZ");
     CHECK_STR(sr_json_get(r, "to")->str, "+84912345678");

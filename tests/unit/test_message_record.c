@@ -335,14 +335,14 @@ TEST(binary_refuses_out_of_range_fields) {
      * from (31), text (32: length 3, "hi"), segments (35), encoding (36), route count (37),
      * route index (38), provider (39), provider id (40), idempotency key (41), priority (42). */
     CHECK_INT(decode_patched(SIZE_MAX, 0), 0); /* the baseline decodes */
-    CHECK_INT(decode_patched(0, 1), -1);   /* the JSON format byte on a binary body */
-    CHECK_INT(decode_patched(0, 3), -1);   /* a format from the future */
-    CHECK_INT(decode_patched(1, 'I'), -1); /* not an id character */
+    CHECK_INT(decode_patched(0, 1), -1);       /* the JSON format byte on a binary body */
+    CHECK_INT(decode_patched(0, 3), -1);       /* a format from the future */
+    CHECK_INT(decode_patched(1, 'I'), -1);     /* not an id character */
     CHECK_INT(decode_patched(27, SR_ST_COUNT), -1);
-    CHECK_INT(decode_patched(28, 0), -1);  /* `to` NULL */
-    CHECK_INT(decode_patched(28, 50), -1); /* `to` longer than the record */
-    CHECK_INT(decode_patched(32, 0), -1);  /* `text` NULL */
-    CHECK_INT(decode_patched(36, 2), -1);  /* encoding */
+    CHECK_INT(decode_patched(28, 0), -1);   /* `to` NULL */
+    CHECK_INT(decode_patched(28, 50), -1);  /* `to` longer than the record */
+    CHECK_INT(decode_patched(32, 0), -1);   /* `text` NULL */
+    CHECK_INT(decode_patched(36, 2), -1);   /* encoding */
     CHECK_INT(decode_patched(37, 100), -1); /* route count past the record */
     CHECK_INT(decode_patched(38, 1), -1);   /* route index past the route */
     CHECK_INT(decode_patched(42, 4), -1);   /* priority */
@@ -373,9 +373,9 @@ static int decode_with_segments(const char *varint, size_t n) {
 
 TEST(binary_varints_are_checked) {
     CHECK_INT(decode_with_segments("\x05", 1), 5);
-    CHECK_INT(decode_with_segments("\x85\x00", 2), 5);                           /* long, but a number */
-    CHECK_INT(decode_with_segments("\xFF\xFF\xFF\xFF\x07", 5), 2147483647); /* INT_MAX */
-    CHECK_INT(decode_with_segments("\x80\x80\x80\x80\x08", 5), -1);          /* INT_MAX + 1 */
+    CHECK_INT(decode_with_segments("\x85\x00", 2), 5);                                   /* long, but a number */
+    CHECK_INT(decode_with_segments("\xFF\xFF\xFF\xFF\x07", 5), 2147483647);              /* INT_MAX */
+    CHECK_INT(decode_with_segments("\x80\x80\x80\x80\x08", 5), -1);                      /* INT_MAX + 1 */
     CHECK_INT(decode_with_segments("\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\x02", 10), -1); /* past 64 bits */
     CHECK_INT(decode_with_segments("\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\x01", 11), -1);
 }

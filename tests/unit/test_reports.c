@@ -18,9 +18,9 @@ static int check_parts(int part, int parts) {
 }
 
 TEST(possible_parts_pass) {
-    CHECK_INT(check_parts(0, 0), 0);   /* the whole message */
-    CHECK_INT(check_parts(0, 3), 0);   /* the whole message, with its part count */
-    CHECK_INT(check_parts(2, 0), 0);   /* a part; the count is the message's (checked when applied) */
+    CHECK_INT(check_parts(0, 0), 0); /* the whole message */
+    CHECK_INT(check_parts(0, 3), 0); /* the whole message, with its part count */
+    CHECK_INT(check_parts(2, 0), 0); /* a part; the count is the message's (checked when applied) */
     CHECK_INT(check_parts(1, 3), 0);
     CHECK_INT(check_parts(3, 3), 0);
     CHECK_INT(check_parts(255, 255), 0);

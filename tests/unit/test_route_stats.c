@@ -132,8 +132,7 @@ TEST(bounded_memory_with_1000_countries) {
     sr_route_stats *rs = sr_route_stats_new();
     size_t before = heap_used();
     for (int round = 0; round < 3; round++)
-        for (int c = 1; c <= 1000; c++)
-            sr_route_stats_add_attempt(rs, "a", c, T0 + round * SEC, SR_RS_ACCEPTED, 50, 0);
+        for (int c = 1; c <= 1000; c++) sr_route_stats_add_attempt(rs, "a", c, T0 + round * SEC, SR_RS_ACCEPTED, 50, 0);
     size_t grown = heap_used() - before;
     /* 32 countries, "other" and "all": 34 slots of about 45 KB. */
     if (grown > 34 * 48 * 1024) UNIT_FAIL("grew by %zu bytes", grown);
@@ -276,8 +275,8 @@ TEST(json_and_metrics) {
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < counts[k]; i++) {
             sr_route_stats_add_attempt(rs, "budget", codes[k], T0, SR_RS_ACCEPTED, 100, 0.01);
-            sr_route_stats_add_report(rs, "budget", codes[k], T0 + 2 * SEC,
-                                      i % 2 ? SR_RS_UNDELIVERED : SR_RS_DELIVERED, T0);
+            sr_route_stats_add_report(rs, "budget", codes[k], T0 + 2 * SEC, i % 2 ? SR_RS_UNDELIVERED : SR_RS_DELIVERED,
+                                      T0);
         }
     sr_buf out;
     sr_buf_init(&out);
@@ -291,10 +290,12 @@ TEST(json_and_metrics) {
     sr_route_stats_metrics(rs, T0 + 5 * SEC, 1, &out);
     sr_buf_putc(&out, '\0');
     CHECK(strstr(out.data, "smsrules_route_delivered_ratio{provider=\"budget\",country=\"84\",window=\"15m\"} 0.5\n"));
-    CHECK(strstr(out.data, "smsrules_route_delivered_ratio{provider=\"budget\",country=\"other\",window=\"15m\"} 0.5\n"));
+    CHECK(
+        strstr(out.data, "smsrules_route_delivered_ratio{provider=\"budget\",country=\"other\",window=\"15m\"} 0.5\n"));
     CHECK(strstr(out.data, "smsrules_route_delivered_ratio{provider=\"budget\",country=\"all\",window=\"15m\"} 0.5\n"));
     CHECK(strstr(out.data, "country=\"7\"") == NULL); /* beyond the top 1: in "other" */
-    CHECK(strstr(out.data, "smsrules_route_report_latency_seconds{provider=\"budget\",country=\"other\",quantile=\"0.95\"} "));
+    CHECK(strstr(out.data,
+                 "smsrules_route_report_latency_seconds{provider=\"budget\",country=\"other\",quantile=\"0.95\"} "));
     sr_buf_free(&out);
     sr_route_stats_free(rs);
 }

@@ -82,10 +82,10 @@ static double num_at(const sr_json *root, const char *path) {
     return v->num;
 }
 
-#define CHECK_NEAR(a, b, tol)                                                                     \
-    do {                                                                                          \
-        double unit_x = (a), unit_y = (b);                                                        \
-        if (!(fabs(unit_x - unit_y) <= (tol))) UNIT_FAIL("%s == %g, expected %g", #a, unit_x, unit_y); \
+#define CHECK_NEAR(a, b, tol)                                                                                          \
+    do {                                                                                                               \
+        double unit_x = (a), unit_y = (b);                                                                             \
+        if (!(fabs(unit_x - unit_y) <= (tol))) UNIT_FAIL("%s == %g, expected %g", #a, unit_x, unit_y);                 \
     } while (0)
 
 TEST(fit_recovers_known_shares) {

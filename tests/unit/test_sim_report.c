@@ -108,8 +108,8 @@ TEST(report_fetches_nothing) {
     sr_buf_init(&out);
     CHECK_INT(render(fixture, &out), 0);
     const char *html = sr_buf_cstr(&out);
-    static const char *const fetchers[] = {"http://", "https://", "//cdn",   "url(",
-                                           "@import", "<link",    "<iframe", "<object", "<embed"};
+    static const char *const fetchers[] = {"http://", "https://", "//cdn",   "url(",  "@import",
+                                           "<link",   "<iframe",  "<object", "<embed"};
     for (size_t i = 0; i < sizeof fetchers / sizeof fetchers[0]; i++)
         if (strstr(html, fetchers[i])) UNIT_FAIL("the page holds %s", fetchers[i]);
     /* No tag has a src, and every link is to an anchor of the page itself. (Escaped text such as
@@ -149,13 +149,16 @@ TEST(report_marks_the_best_value) {
 
 TEST(report_output_is_valid_utf8_for_any_name) {
     /* A name with a raw control character, an invalid byte, a cut sequence and a valid "é". */
-    static const char doc[] = "{\"strategies\": [{\"name\": \"a\\u0001b\xff" "c\xc3 \xc3\xa9\", \"timeline\": "
+    static const char doc[] = "{\"strategies\": [{\"name\": \"a\\u0001b\xff"
+                              "c\xc3 \xc3\xa9\", \"timeline\": "
                               "[{\"t_s\": 0, \"accepted\": 1, \"delivered\": 1}]}]}";
     sr_buf out;
     sr_buf_init(&out);
     CHECK_INT(render(doc, &out), 0);
     CHECK(sr_utf8_valid(out.data, out.len));
-    CHECK(strstr(sr_buf_cstr(&out), "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd \xc3\xa9") != NULL);
+    CHECK(strstr(sr_buf_cstr(&out), "a\xef\xbf\xbd"
+                                    "b\xef\xbf\xbd"
+                                    "c\xef\xbf\xbd \xc3\xa9") != NULL);
     sr_buf_free(&out);
 }
 

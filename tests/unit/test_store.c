@@ -128,7 +128,7 @@ static void put_one(fx *f, int priority, int64_t created_ms, int64_t send_at_ms,
 typedef struct change {
     int status; /* -1: keep */
     int64_t at_ms;
-    const char *provider;    /* non-NULL: add an attempt with this provider and provider id */
+    const char *provider; /* non-NULL: add an attempt with this provider and provider id */
     const char *provider_id;
     int64_t next_attempt_at_ms; /* -1: keep */
     int calls;
@@ -460,8 +460,8 @@ TEST(store_expiry_status_and_provider_indexes) {
     change ch = {.status = SR_ST_SENDING, .at_ms = now, .next_attempt_at_ms = -1};
     CHECK_INT(update_one(&f, a, &ch), 0);
     CHECK_INT(sr_store_expired(f.s, now, ids, 10), 2);
-    ch = (change){.status = SR_ST_SENT, .at_ms = now, .provider = "primary", .provider_id = "p-1",
-                  .next_attempt_at_ms = -1};
+    ch = (change){
+        .status = SR_ST_SENT, .at_ms = now, .provider = "primary", .provider_id = "p-1", .next_attempt_at_ms = -1};
     CHECK_INT(update_one(&f, a, &ch), 0);
     n = sr_store_expired(f.s, now, ids, 10);
     CHECK_INT(n, 1);
@@ -491,8 +491,7 @@ TEST(store_expiry_status_and_provider_indexes) {
     CHECK_STR(found, a);
     CHECK_INT(sr_store_find_provider_id(f.s, "backup", "p-1", found), SR_E_NOTFOUND);
     CHECK_INT(sr_store_find_provider_id(f.s, "primary", "p-2", found), SR_E_NOTFOUND);
-    ch = (change){
-        .status = -1, .at_ms = now, .provider = "backup", .provider_id = "b-9", .next_attempt_at_ms = -1};
+    ch = (change){.status = -1, .at_ms = now, .provider = "backup", .provider_id = "b-9", .next_attempt_at_ms = -1};
     CHECK_INT(update_one(&f, b, &ch), 0);
     CHECK_INT(sr_store_find_provider_id(f.s, "backup", "b-9", found), 0);
     CHECK_STR(found, b);
@@ -521,8 +520,7 @@ TEST(store_provider_index_follows_removal) {
     int64_t now = sr_now_ms();
     char a[SR_ID_LEN + 1], found[SR_ID_LEN + 1];
     put_one(&f, 0, now, 0, SR_ST_QUEUED, a);
-    change ch = {
-        .status = -1, .at_ms = now, .provider = "primary", .provider_id = "p-1", .next_attempt_at_ms = -1};
+    change ch = {.status = -1, .at_ms = now, .provider = "primary", .provider_id = "p-1", .next_attempt_at_ms = -1};
     CHECK_INT(update_one(&f, a, &ch), 0);
     CHECK_INT(sr_store_find_provider_id(f.s, "primary", "p-1", found), 0);
     sr_store_txn *t = sr_store_txn_new(f.s);
@@ -609,9 +607,9 @@ TEST(store_kv_ttl_incr_del_sweep) {
 
     sr_store_txn *t = sr_store_txn_new(f.s);
     sr_store_txn_kv_set(t, "name", 4, "alice", 5, 0);
-    sr_store_txn_kv_set(t, "gone", 4, "old", 3, now - 1);          /* already expired */
+    sr_store_txn_kv_set(t, "gone", 4, "old", 3, now - 1); /* already expired */
     sr_store_txn_kv_set(t, "soon", 4, "x", 1, now + HOUR_MS);
-    sr_store_txn_kv_set(t, "bin", 3, "a\0b", 3, 0);                 /* any bytes */
+    sr_store_txn_kv_set(t, "bin", 3, "a\0b", 3, 0); /* any bytes */
     CHECK_INT(run_unit(&f, t, &r), 0);
     CHECK_INT(sr_store_kv_get(f.s, "name", 4, now, &v), 0);
     CHECK_STR(sr_buf_cstr(&v), "alice");
@@ -793,8 +791,8 @@ TEST(store_announces_queue_and_provider_ids) {
     c = (change){.status = SR_ST_SENDING, .at_ms = now + 2, .next_attempt_at_ms = -1};
     CHECK_INT(update_one(&f, b, &c), 0);
     CHECK_INT(h.count[SR_STORE_EV_PROVIDER_ID], 0);
-    c = (change){.status = SR_ST_SENT, .at_ms = now + 3, .provider = "primary", .provider_id = "P-1",
-                 .next_attempt_at_ms = -1};
+    c = (change){
+        .status = SR_ST_SENT, .at_ms = now + 3, .provider = "primary", .provider_id = "P-1", .next_attempt_at_ms = -1};
     CHECK_INT(update_one(&f, b, &c), 0);
     CHECK_INT(h.count[SR_STORE_EV_PROVIDER_ID], 1);
     CHECK_STR(h.id[SR_STORE_EV_PROVIDER_ID], b);
@@ -825,8 +823,11 @@ TEST(store_owed_status_entries_follow_the_mask) {
     sr_buf_init(&v);
     heard h;
     memset(&h, 0, sizeof h);
-    sr_store_subscriber sub = {.kind = SR_STORE_EV_STATUS, .status_mask = 1u << SR_ST_SENT | 1u << SR_ST_DELIVERED,
-                               .durable = 1, .fn = on_event, .ud = &h};
+    sr_store_subscriber sub = {.kind = SR_STORE_EV_STATUS,
+                               .status_mask = 1u << SR_ST_SENT | 1u << SR_ST_DELIVERED,
+                               .durable = 1,
+                               .fn = on_event,
+                               .ud = &h};
     sr_store_subscribe(f.s, &sub);
 
     /* queued is not in the mask: nothing owed, nothing announced. */
@@ -972,8 +973,7 @@ TEST(store_reopen_keeps_everything) {
     sr_store_txn_optout(t, "+15550001", 1);
     sr_store_txn_dedup(t, "d", 1, 0);
     CHECK_INT(run_unit(&f, t, &r), 0);
-    change c = {
-        .status = -1, .at_ms = now, .provider = "primary", .provider_id = "x1", .next_attempt_at_ms = -1};
+    change c = {.status = -1, .at_ms = now, .provider = "primary", .provider_id = "x1", .next_attempt_at_ms = -1};
     CHECK_INT(update_one(&f, id, &c), 0);
     fx_close_store(&f);
 
@@ -1073,7 +1073,8 @@ TEST(store_serves_json_records_of_older_versions) {
     put_one(&f, 1, now - 2000, 0, SR_ST_QUEUED, ids[0]);
     put_one(&f, 2, now - 1000, 0, SR_ST_QUEUED, ids[1]);
     put_one(&f, 0, now, 0, SR_ST_QUEUED, ids[2]);
-    change c = {.status = SR_ST_SENDING, .at_ms = now, .provider = "p1", .provider_id = "X-1", .next_attempt_at_ms = -1};
+    change c = {
+        .status = SR_ST_SENDING, .at_ms = now, .provider = "p1", .provider_id = "X-1", .next_attempt_at_ms = -1};
     CHECK_INT(update_one(&f, ids[1], &c), 0);
     c = (change){.status = SR_ST_SENT, .at_ms = now + 5, .next_attempt_at_ms = -1};
     CHECK_INT(update_one(&f, ids[1], &c), 0);
@@ -1100,7 +1101,8 @@ TEST(store_serves_json_records_of_older_versions) {
     sr_queue_entry q[4];
     CHECK_INT(sr_store_queue_due(f.s, now + 1, q, 4), 2);
     /* A change rewrites the record in the binary format; the rest stay JSON until they change. */
-    c = (change){.status = SR_ST_SENDING, .at_ms = now + 10, .provider = "p2", .provider_id = "Y", .next_attempt_at_ms = -1};
+    c = (change){
+        .status = SR_ST_SENDING, .at_ms = now + 10, .provider = "p2", .provider_id = "Y", .next_attempt_at_ms = -1};
     CHECK_INT(update_one(&f, ids[0], &c), 0);
     sr_message m;
     CHECK_INT(sr_store_get_message(f.s, ids[0], &m), 0);
@@ -1228,8 +1230,7 @@ TEST(store_map_full_fails_new_work_only) {
     put_many(&f, N, 100, statuses, ids);
     int ok = 0, full = 0;
     for (int i = 0; i < N; i++) {
-        if (statuses[i] == 0)
-            ok++;
+        if (statuses[i] == 0) ok++;
         else if (statuses[i] == SR_E_FULL)
             full++;
         else
@@ -1403,9 +1404,7 @@ typedef struct order_ctx {
 
 static order_ctx *order;
 
-static void on_chain_done(sr_store_txn *t, void *ud) {
-    order->chain_done = sr_store_txn_status(t) == 0 ? 1 : -1;
-}
+static void on_chain_done(sr_store_txn *t, void *ud) { order->chain_done = sr_store_txn_status(t) == 0 ? 1 : -1; }
 
 static void on_ordered(sr_store_txn *t, void *ud) {
     int i = (int)(intptr_t)ud;
@@ -1496,8 +1495,8 @@ TEST(store_close_flushes_pending) {
 }
 
 TEST(store_strerror_names_every_code) {
-    int codes[] = {SR_E_NOTFOUND, SR_E_CORRUPT, SR_E_FULL, SR_E_IO, SR_E_CONFLICT, SR_E_EXISTS, SR_E_STATE,
-                   SR_E_INVALID};
+    int codes[] = {SR_E_NOTFOUND, SR_E_CORRUPT, SR_E_FULL,  SR_E_IO,
+                   SR_E_CONFLICT, SR_E_EXISTS,  SR_E_STATE, SR_E_INVALID};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
         CHECK(strcmp(sr_store_strerror(codes[i]), "unknown error") != 0);
     CHECK_STR(sr_store_strerror(0), "ok");
@@ -1568,8 +1567,8 @@ static void garble_data_pages(int fd, off_t size) {
 }
 
 TEST(store_refuses_damaged_files_with_a_way_to_restore) {
-    void (*hows[])(int, off_t) = {cut_to_zero,        cut_to_one_page,   cut_last_page,
-                                  break_meta_magic,   break_root_pointer, garble_data_pages};
+    void (*hows[])(int, off_t) = {cut_to_zero,      cut_to_one_page,    cut_last_page,
+                                  break_meta_magic, break_root_pointer, garble_data_pages};
     const char *expect[] = {"empty", "truncated", "truncated", "magic", "root", ""};
     for (size_t i = 0; i < sizeof hows / sizeof hows[0]; i++) {
         fx f;

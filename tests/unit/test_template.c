@@ -30,8 +30,7 @@ static int compile_exact(const char *src, size_t len, sr_template **out, char *e
 static sr_template *compile_ok(const char *src) {
     sr_template *t = NULL;
     char err[256];
-    if (compile_exact(src, strlen(src), &t, err, sizeof err) != 0)
-        UNIT_FAIL("\"%.80s\" did not compile: %s", src, err);
+    if (compile_exact(src, strlen(src), &t, err, sizeof err) != 0) UNIT_FAIL("\"%.80s\" did not compile: %s", src, err);
     CHECK(t != NULL);
     return t;
 }
@@ -51,8 +50,7 @@ static void compile_fails(const char *src, const char *expected) {
 static void render_json(const char *src, const char *json, const char *expected, const char *expected_err) {
     sr_json_doc doc;
     char err[256] = "";
-    if (sr_json_parse(&doc, json, strlen(json), err, sizeof err) != 0)
-        UNIT_FAIL("bad JSON %s: %s", json, err);
+    if (sr_json_parse(&doc, json, strlen(json), err, sizeof err) != 0) UNIT_FAIL("bad JSON %s: %s", json, err);
     sr_template *t = compile_ok(src);
     sr_buf out;
     sr_buf_init(&out);
@@ -143,16 +141,15 @@ TEST(several_variables) {
 }
 
 TEST(nested_paths) {
-    render_json("{{a.b.c.d}}/{{a.b.x}}/{{top}}",
-                "{\"top\":\"T\",\"a\":{\"b\":{\"x\":\"X\",\"c\":{\"d\":\"deep\"}}}}", "deep/X/T", NULL);
-    render_lua("{{a.b.c.d}}/{{a.b.x}}/{{top}}", "return {top='T', a={b={x='X', c={d='deep'}}}}", "deep/X/T",
-               NULL);
+    render_json("{{a.b.c.d}}/{{a.b.x}}/{{top}}", "{\"top\":\"T\",\"a\":{\"b\":{\"x\":\"X\",\"c\":{\"d\":\"deep\"}}}}",
+                "deep/X/T", NULL);
+    render_lua("{{a.b.c.d}}/{{a.b.x}}/{{top}}", "return {top='T', a={b={x='X', c={d='deep'}}}}", "deep/X/T", NULL);
     render_json("{{_private.Key_2}}", "{\"_private\":{\"Key_2\":\"ok\"}}", "ok", NULL);
 }
 
 TEST(whitespace_inside_braces) {
-    render_json("#{{ order.number }}|{{\torder.number\r\n}}|{{order.number   }}",
-                "{\"order\":{\"number\":\"7\"}}", "#7|7|7", NULL);
+    render_json("#{{ order.number }}|{{\torder.number\r\n}}|{{order.number   }}", "{\"order\":{\"number\":\"7\"}}",
+                "#7|7|7", NULL);
     sr_template *t = compile_ok("{{  order.number  }} {{order.number}}");
     CHECK_INT(sr_template_var_count(t), 1);
     CHECK_STR(sr_template_var(t, 0), "order.number");
@@ -188,8 +185,7 @@ TEST(escape_braces) {
 TEST(syntax_errors) {
     compile_fails("Hi {{name", "offset 3: unclosed '{{' (write \\{{ for a literal '{{')");
     compile_fails("Hi {{name}", "offset 3: unclosed '{{' (write \\{{ for a literal '{{')");
-    compile_fails("Hi {{name, your code is {{code}}",
-                  "offset 3: unclosed '{{' (write \\{{ for a literal '{{')");
+    compile_fails("Hi {{name, your code is {{code}}", "offset 3: unclosed '{{' (write \\{{ for a literal '{{')");
     compile_fails("{{{{x}}", "offset 0: unclosed '{{' (write \\{{ for a literal '{{')");
     compile_fails("{{", "offset 0: unclosed '{{' (write \\{{ for a literal '{{')");
     compile_fails("{{}}", "offset 0: empty placeholder '{{}}'");
@@ -266,8 +262,7 @@ TEST(missing_variable_json) {
 TEST(missing_variable_lua) {
     render_lua("Total {{order.total}}", "return {order={number=1}}", NULL, "missing variable 'order.total'");
     render_lua("{{order.number}} {{a.b}}", "return {order={number=1}}", NULL, "missing variable 'a.b'");
-    render_lua("{{order.number.x}}", "return {order={number='1'}}", NULL,
-               "missing variable 'order.number.x'");
+    render_lua("{{order.number.x}}", "return {order={number='1'}}", NULL, "missing variable 'order.number.x'");
     render_lua("{{x}}", "return {x=nil, y=1}", NULL, "missing variable 'x'");
 }
 
@@ -329,8 +324,7 @@ TEST(not_printable_lua) {
 }
 
 TEST(numbers_json) {
-    render_json("{{a}} {{b}} {{c}} {{d}} {{e}}",
-                "{\"a\":12.50,\"b\":1E3,\"c\":-0,\"d\":3482512350952730368,\"e\":0.1}",
+    render_json("{{a}} {{b}} {{c}} {{d}} {{e}}", "{\"a\":12.50,\"b\":1E3,\"c\":-0,\"d\":3482512350952730368,\"e\":0.1}",
                 "12.50 1E3 -0 3482512350952730368 0.1", NULL);
 }
 
@@ -352,8 +346,15 @@ TEST(lua_stack_balanced) {
     lua_pushboolean(L, 1); /* the vars table is now at -2 */
     int top = lua_gettop(L);
     const char *paths[] = {"s", "n", "t", "deep.a.b", "deep.a", "deep.x.y", "s.x", "nope", "deep.a.b.c"};
-    int expected[] = {0, 0, SR_TEMPLATE_NOT_PRINTABLE, 0, SR_TEMPLATE_NOT_PRINTABLE,
-                      SR_TEMPLATE_MISSING, SR_TEMPLATE_MISSING, SR_TEMPLATE_MISSING, SR_TEMPLATE_MISSING};
+    int expected[] = {0,
+                      0,
+                      SR_TEMPLATE_NOT_PRINTABLE,
+                      0,
+                      SR_TEMPLATE_NOT_PRINTABLE,
+                      SR_TEMPLATE_MISSING,
+                      SR_TEMPLATE_MISSING,
+                      SR_TEMPLATE_MISSING,
+                      SR_TEMPLATE_MISSING};
     sr_template_lua_vars relative = {L, -2};
     sr_template_lua_vars absolute = {L, top - 1};
     sr_buf out;
@@ -385,13 +386,12 @@ TEST(lua_stack_balanced) {
 TEST(lua_no_metamethods) {
     /* Any metamethod call would raise outside a protected call and abort the
      * test process: raw access must never run one. */
-    const char *chunk =
-        "local boom = function() error('metamethod called') end\n"
-        "local inner = setmetatable({}, {__index = boom})\n"
-        "local proxy = setmetatable({}, {__index = {hidden = 'h'}})\n"
-        "return setmetatable({inner = inner, proxy = proxy, s = 'ok',\n"
-        "                     obj = setmetatable({}, {__tostring = boom, __name = 'x'})},\n"
-        "                    {__index = boom})";
+    const char *chunk = "local boom = function() error('metamethod called') end\n"
+                        "local inner = setmetatable({}, {__index = boom})\n"
+                        "local proxy = setmetatable({}, {__index = {hidden = 'h'}})\n"
+                        "return setmetatable({inner = inner, proxy = proxy, s = 'ok',\n"
+                        "                     obj = setmetatable({}, {__tostring = boom, __name = 'x'})},\n"
+                        "                    {__index = boom})";
     render_lua("{{nothere}}", chunk, NULL, "missing variable 'nothere'");
     render_lua("{{inner.x}}", chunk, NULL, "missing variable 'inner.x'");
     render_lua("{{inner.1}}", chunk, NULL, "missing variable 'inner.1'");
@@ -403,11 +403,13 @@ TEST(lua_no_metamethods) {
 }
 
 TEST(utf8_passes_through) {
-    render_json("Привет, {{name}}! 😀 {{city}}", "{\"name\":\"Zoë\",\"city\":\"東京\"}", "Привет, Zoë! 😀 東京",
-                NULL);
+    render_json("Привет, {{name}}! 😀 {{city}}", "{\"name\":\"Zoë\",\"city\":\"東京\"}", "Привет, Zoë! 😀 東京", NULL);
     render_lua("Привет, {{name}}! 😀", "return {name='Zoë'}", "Привет, Zoë! 😀", NULL);
     /* Bytes are not checked here: that is the SMS text rules' job. */
-    render_json("\xff{{x}}\xfe", "{\"x\":\"a\"}", "\xff" "a\xfe", NULL);
+    render_json("\xff{{x}}\xfe", "{\"x\":\"a\"}",
+                "\xff"
+                "a\xfe",
+                NULL);
 }
 
 TEST(output_limit) {
@@ -502,4 +504,3 @@ TEST(lookup_gets_segments) {
 }
 
 /* ---- speed -------------------------------------------------------------- */
-

@@ -17,16 +17,13 @@ static sr_segments text_test_measure(const char *unit, int n) {
     sr_buf_init(&b);
     text_test_repeat(&b, unit, n);
     sr_segments seg = {SR_ENC_UCS2, -1, 0};
-    if (sr_text_segments(b.data, b.len, &seg) != 0)
-        UNIT_FAIL("sr_text_segments refused %d x \"%s\"", n, unit);
+    if (sr_text_segments(b.data, b.len, &seg) != 0) UNIT_FAIL("sr_text_segments refused %d x \"%s\"", n, unit);
     sr_buf_free(&b);
     return seg;
 }
 
 /* Length in bytes of the UTF-8 sequence starting with lead (valid input). */
-static size_t text_test_seq_len(unsigned char lead) {
-    return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
-}
+static size_t text_test_seq_len(unsigned char lead) { return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4; }
 
 /* ---- UTF-8 and the GSM table ------------------------------------------ */
 
@@ -104,8 +101,7 @@ TEST(gsm_table_exact) {
         sr_segments seg;
         CHECK_INT(sr_text_segments(text_test_gsm_extension + i, n, &seg), 0);
         if (seg.encoding != SR_ENC_GSM7 || seg.units != 2)
-            UNIT_FAIL("character at byte %zu (%.*s) not a GSM extension", i, (int)n,
-                      text_test_gsm_extension + i);
+            UNIT_FAIL("character at byte %zu (%.*s) not a GSM extension", i, (int)n, text_test_gsm_extension + i);
         i += n;
     }
     /* ...and nothing else in Unicode is: 127 basic and 10 extension characters. */
@@ -129,7 +125,7 @@ TEST(gsm_table_tricky_characters) {
     CHECK_INT(sr_gsm7_septets('`'), 0);
     CHECK_INT(sr_gsm7_septets('\t'), 0);
     CHECK_INT(sr_gsm7_septets(0), 0);
-    CHECK_INT(sr_gsm7_septets(0x1B), 0);   /* the escape itself is not a character */
+    CHECK_INT(sr_gsm7_septets(0x1B), 0); /* the escape itself is not a character */
     CHECK_INT(sr_gsm7_septets(0x7F), 0);
     CHECK_INT(sr_gsm7_septets(0xE7), 0);   /* ç: only the capital Ç is in the table */
     CHECK_INT(sr_gsm7_septets(0x2126), 0); /* Ohm sign, not Greek Omega */

@@ -28,14 +28,18 @@ int main(int argc, char **argv) {
         if (only && strcmp(only, unit_tests[i].name) != 0) continue;
         fflush(stdout);
         pid_t pid = fork();
-        if (pid < 0) { perror("fork"); return 2; }
+        if (pid < 0) {
+            perror("fork");
+            return 2;
+        }
         if (pid == 0) {
             alarm((unsigned)timeout_s);
             unit_tests[i].fn();
             exit(0);
         }
         int status;
-        while (waitpid(pid, &status, 0) < 0) {}
+        while (waitpid(pid, &status, 0) < 0) {
+        }
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
             printf("PASS %s:%s\n", prog, unit_tests[i].name);
         } else {

@@ -19,7 +19,8 @@
 static sr_invocation *actions_invocation(lua_State *L, const char *what) {
     sr_rules *r = sr_rules_from(L);
     sr_invocation *inv = sr_invocation_current(r);
-    if (!inv || !sr_rules_store(r)) luaL_error(L, "%s may only be called from a handler, not while the rules load", what);
+    if (!inv || !sr_rules_store(r))
+        luaL_error(L, "%s may only be called from a handler, not while the rules load", what);
     return inv;
 }
 
@@ -30,8 +31,7 @@ static int l_sms_on(lua_State *L) {
     luaL_checktype(L, 2, LUA_TFUNCTION);
     if (!r->loading) return luaL_error(L, "sms.on may only be called while the rules load");
     size_t n = strlen(name);
-    if (n == 0 || n > 128 ||
-        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != n)
+    if (n == 0 || n > 128 || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != n)
         return luaL_error(L, "sms.on: event name '%s' must be 1-128 letters, digits, '_', '.' or '-'", name);
     lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.events");
     if (!lua_istable(L, -1)) {
@@ -278,9 +278,13 @@ static int l_sms_now(lua_State *L) {
 }
 
 void sr_lua_open_actions(lua_State *L) {
-    static const luaL_Reg fns[] = {{"on", l_sms_on},           {"send", l_sms_send},
-                                   {"optout", l_sms_optout},   {"optin", l_sms_optin},
-                                   {"is_optout", l_sms_is_optout}, {"segments", l_sms_segments},
-                                   {"now", l_sms_now},         {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"on", l_sms_on},
+                                   {"send", l_sms_send},
+                                   {"optout", l_sms_optout},
+                                   {"optin", l_sms_optin},
+                                   {"is_optout", l_sms_is_optout},
+                                   {"segments", l_sms_segments},
+                                   {"now", l_sms_now},
+                                   {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

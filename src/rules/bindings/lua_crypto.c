@@ -105,7 +105,8 @@ static int l_crypto_random(lua_State *L) {
     luaL_argcheck(L, n >= 1 && n <= 1024, 1, "must be 1 to 1024 bytes");
     luaL_Buffer b;
     unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, (size_t)n);
-    if (sr_crypto_random(p, (size_t)n) != 0) return luaL_error(L, "no random bytes (OpenSSL's generator has no entropy)");
+    if (sr_crypto_random(p, (size_t)n) != 0)
+        return luaL_error(L, "no random bytes (OpenSSL's generator has no entropy)");
     luaL_pushresultsize(&b, (size_t)n);
     return 1;
 }

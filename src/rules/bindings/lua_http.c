@@ -166,8 +166,8 @@ static void http_check_fields(lua_State *L) {
             for (int i = 0; known[i] && !ok; i++) ok = strcmp(lua_tostring(L, -1), known[i]) == 0;
         if (!ok) {
             const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
-            luaL_argerror(L, 1, lua_pushfstring(L, "unknown field '%s' (known: method, url, headers, body, timeout_ms)",
-                                                name));
+            luaL_argerror(
+                L, 1, lua_pushfstring(L, "unknown field '%s' (known: method, url, headers, body, timeout_ms)", name));
         }
     }
 }
@@ -176,7 +176,8 @@ static void http_check_fields(lua_State *L) {
 static int http_push_failure(lua_State *L, const char *prefix, const char *detail) {
     lua_pushnil(L);
     if (detail && detail[0]) lua_pushfstring(L, "%s: %s", prefix, detail);
-    else lua_pushstring(L, prefix);
+    else
+        lua_pushstring(L, prefix);
     return 2;
 }
 
@@ -326,11 +327,11 @@ static int l_http_request(lua_State *L) {
     lua_settop(L, 1);
     http_check_fields(L);
     const char *method = http_check_method(L);
-    const char *url = http_check_url(L); /* 2 */
+    const char *url = http_check_url(L);          /* 2 */
     const char **headers = http_check_headers(L); /* 3, 4, 5 */
     size_t body_len;
     const char *body = http_check_body(L, method, &body_len); /* 6 */
-    lua_Integer timeout_ms = http_check_timeout(L); /* 7 */
+    lua_Integer timeout_ms = http_check_timeout(L);           /* 7 */
     if (!sr_rules_client(r)) return http_push_failure(L, "cancelled", "the daemon is shutting down");
 
     /* Register the wait before anything is allocated outside Lua: this is

@@ -17,7 +17,8 @@
 static sr_invocation *kv_invocation(lua_State *L, const char *what) {
     sr_rules *r = sr_rules_from(L);
     sr_invocation *inv = sr_invocation_current(r);
-    if (!inv || !sr_rules_store(r)) luaL_error(L, "%s may only be called from a handler, not while the rules load", what);
+    if (!inv || !sr_rules_store(r))
+        luaL_error(L, "%s may only be called from a handler, not while the rules load", what);
     return inv;
 }
 
@@ -121,7 +122,7 @@ static int l_kv_incr(lua_State *L) {
     lua_settop(L, 3);
     sr_store_txn_kv_incr(sr_invocation_unit(inv), k, len, delta, exp);
     sr_invocation_push_overlay(inv, L); /* 4 */
-    kv_overlay_key(L, k, len);       /* 5 */
+    kv_overlay_key(L, k, len);          /* 5 */
     lua_pushvalue(L, 5);
     lua_rawget(L, 4); /* 6: the pending entry */
     if (lua_type(L, 6) == LUA_TSTRING || lua_type(L, 6) == LUA_TBOOLEAN) {
@@ -143,7 +144,8 @@ static int l_kv_incr(lua_State *L) {
     sr_buf out;
     sr_buf_init(&out);
     lua_Integer base = 0;
-    if (sr_store_kv_get(sr_rules_store(r), k, len, sr_now_ms(), &out) == 0) base = (lua_Integer)strtoll(sr_buf_cstr(&out), NULL, 10);
+    if (sr_store_kv_get(sr_rules_store(r), k, len, sr_now_ms(), &out) == 0)
+        base = (lua_Integer)strtoll(sr_buf_cstr(&out), NULL, 10);
     sr_buf_free(&out);
     lua_pushinteger(L, base + pending + delta);
     return 1;

@@ -10,9 +10,22 @@
 #include "rules/bindings/bindings.h"
 
 /* Options every adapter takes; adapters may list more in `adapter.options`. */
-static const char *const provider_common_options[] = {
-    "adapter", "url", "api_key", "sender", "rate", "burst", "concurrency", "timeout_ms", "max_attempts",
-    "cost", "poll", "batch_size", "auth_header", "webhook_path_secret", "webhook_basic_auth", NULL};
+static const char *const provider_common_options[] = {"adapter",
+                                                      "url",
+                                                      "api_key",
+                                                      "sender",
+                                                      "rate",
+                                                      "burst",
+                                                      "concurrency",
+                                                      "timeout_ms",
+                                                      "max_attempts",
+                                                      "cost",
+                                                      "poll",
+                                                      "batch_size",
+                                                      "auth_header",
+                                                      "webhook_path_secret",
+                                                      "webhook_basic_auth",
+                                                      NULL};
 
 static double provider_number(lua_State *L, int opts, const char *key, double def, double min, double max) {
     lua_getfield(L, opts, key);
@@ -76,7 +89,8 @@ static void provider_copy_value(lua_State *from, int idx, lua_State *to, int dep
     }
     case LUA_TNUMBER:
         if (lua_isinteger(from, idx)) lua_pushinteger(to, lua_tointeger(from, idx));
-        else lua_pushnumber(to, lua_tonumber(from, idx));
+        else
+            lua_pushnumber(to, lua_tonumber(from, idx));
         break;
     case LUA_TBOOLEAN: lua_pushboolean(to, lua_toboolean(from, idx)); break;
     case LUA_TTABLE:
@@ -93,7 +107,8 @@ static void provider_copy_value(lua_State *from, int idx, lua_State *to, int dep
         }
         break;
     default:
-        luaL_error(to, "sms.provider: options of a built-in adapter must be strings, numbers, booleans or tables, not %s",
+        luaL_error(to,
+                   "sms.provider: options of a built-in adapter must be strings, numbers, booleans or tables, not %s",
                    luaL_typename(from, idx));
     }
 }
@@ -151,7 +166,8 @@ static int provider_builtin_body(lua_State *A) {
 static void provider_check_name(lua_State *L, sr_rules *r, const char *name) {
     if (!r->loading) luaL_error(L, "sms.provider may only be called while the rules load");
     size_t nlen = strlen(name);
-    if (nlen == 0 || nlen > 64 || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != nlen)
+    if (nlen == 0 || nlen > 64 ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != nlen)
         luaL_error(L, "sms.provider: name '%s' must be 1-64 letters, digits, '_' or '-'", name);
     if (sr_rules_provider(r, name)) luaL_error(L, "sms.provider: '%s' is declared twice", name);
     if (r->provider_count == SR_MAX_PROVIDERS) luaL_error(L, "sms.provider: too many providers");
@@ -212,7 +228,8 @@ static void provider_read_limits(lua_State *L, sr_provider *p, const char *name,
     p->max_attempts = (int)provider_number(L, 2, "max_attempts", 5, 1, 100);
     p->cost = provider_number(L, 2, "cost", 0, 0, 1e9);
     lua_getfield(L, 2, "poll");
-    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1)) luaL_error(L, "sms.provider: '%s': poll must be true or false", name);
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+        luaL_error(L, "sms.provider: '%s': poll must be true or false", name);
     p->poll = lua_toboolean(L, -1);
     lua_pop(L, 1);
     if (p->poll && !info->has_poll)
@@ -228,11 +245,13 @@ static void provider_read_secrets(lua_State *L, sr_provider *p, const char *name
         if (!lua_isnil(L, -1)) {
             size_t len = 0;
             const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-            if (!v || len < 8 || len > 200 || (i == 0 && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != len)
-                || (i == 1 && !strchr(v, ':')))
+            if (!v || len < 8 || len > 200 ||
+                (i == 0 && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != len) ||
+                (i == 1 && !strchr(v, ':')))
                 luaL_error(L,
-                           i == 0 ? "sms.provider: '%s': webhook_path_secret must be 8-200 letters, digits, '_' or '-'"
-                                  : "sms.provider: '%s': webhook_basic_auth must be \"user:password\" (8-200 characters)",
+                           i == 0
+                               ? "sms.provider: '%s': webhook_path_secret must be 8-200 letters, digits, '_' or '-'"
+                               : "sms.provider: '%s': webhook_basic_auth must be \"user:password\" (8-200 characters)",
                            name);
             char **slot = i == 0 ? &p->webhook_path_secret : &p->webhook_basic_auth;
             *slot = strdup(v);

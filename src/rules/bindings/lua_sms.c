@@ -41,16 +41,19 @@ static int l_sms_env(lua_State *L) {
         lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.env.allow");
         if (lua_istable(L, -1)) allowed = lua_getfield(L, -1, name) != LUA_TNIL;
         lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.env.prefix");
-        if (lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) > 0
-            && strncmp(name, lua_tostring(L, -1), lua_rawlen(L, -1)) == 0)
+        if (lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) > 0 &&
+            strncmp(name, lua_tostring(L, -1), lua_rawlen(L, -1)) == 0)
             allowed = 1;
         if (!allowed)
-            return luaL_error(L, "sms.env: '%s' is not readable from a handler (read it while the rules load, or list it "
-                                 "in sms.config{ env = {...} })", name);
+            return luaL_error(L,
+                              "sms.env: '%s' is not readable from a handler (read it while the rules load, or list it "
+                              "in sms.config{ env = {...} })",
+                              name);
     }
     const char *v = getenv(name);
     if (v) lua_pushstring(L, v);
-    else lua_pushboolean(L, 0);
+    else
+        lua_pushboolean(L, 0);
     if (r->loading) {
         lua_pushvalue(L, -1);
         lua_setfield(L, seen, name);

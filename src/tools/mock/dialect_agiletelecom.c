@@ -28,7 +28,8 @@ static const char *mock_parse_agiletelecom(mock_send_ctx *ctx, const sr_http_req
         if (!dests || dests->type != SR_JSON_ARRAY || dests->count == 0) {
             mock_msg *m = &ctx->msgs[i++];
             if (e->type != SR_JSON_OBJECT) m->problem = "a message must be an object";
-            else mock_msg_problem(m, "destinations", !dests || dests->type == SR_JSON_NULL);
+            else
+                mock_msg_problem(m, "destinations", !dests || dests->type == SR_JSON_NULL);
             continue;
         }
         const sr_json *ids = sr_json_get(e, "ids");
@@ -70,7 +71,8 @@ static void agiletelecom_write_result(sr_jw *w, const mock_msg *m) {
     if (!taken) {
         sr_jw_key(w, "description");
         if (m->result == MOCK_RESULT_INVALID) mock_put_problem(w, m);
-        else sr_jw_cstr(w, "invalid destination");
+        else
+            sr_jw_cstr(w, "invalid destination");
     }
     sr_jw_object_end(w);
 }
@@ -158,8 +160,8 @@ static void agiletelecom_inbound_build(mock_provider *mp, const mock_inbound_sms
     (void)url;
     char date_time[24];
     mock_format_time(sms->now_ms, "%Y%m%d%H%M%S", date_time, sizeof date_time);
-    mock_param params[] = {{"originator", sms->from_bare}, {"destination", sms->to_bare}, {"date_time", date_time},
-                           {"text", sms->text}};
+    mock_param params[] = {
+        {"originator", sms->from_bare}, {"destination", sms->to_bare}, {"date_time", date_time}, {"text", sms->text}};
     mock_post_init(post, mock_ct_form);
     mock_form_encode(&post->body, params, sizeof params / sizeof params[0]);
 }

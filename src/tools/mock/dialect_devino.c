@@ -28,7 +28,8 @@ static void devino_write_rejected(sr_jw *w, const mock_msg *m, size_t i) {
     sr_jw_array_end(w);
     sr_jw_key(w, "description");
     if (m->result == MOCK_RESULT_INVALID) mock_put_problem(w, m);
-    else sr_jw_cstr(w, "invalid phone number");
+    else
+        sr_jw_cstr(w, "invalid phone number");
 }
 
 static int mock_write_devino(const mock_send_ctx *ctx, sr_buf *out) {
@@ -88,7 +89,8 @@ static void devino_write_poll_status(mock_provider *mp, sr_jw *w, const sr_json 
     sr_jw_object_begin(w);
     sr_jw_key(w, "smsId");
     if (mock_all_digits(v->str, v->len)) sr_jw_raw(w, v->str, v->len); /* a number, digits exact */
-    else sr_jw_string(w, v->str, v->len);
+    else
+        sr_jw_string(w, v->str, v->len);
     sr_jw_field_str(w, "status", words[state]);
     sr_jw_field_str(w, "statusDateTime", when);
     sr_jw_object_end(w);

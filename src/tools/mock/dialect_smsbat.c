@@ -82,7 +82,8 @@ static void smsbat_poll(mock_provider *mp, sr_http_request *req) {
         const char *list_id = mock_slot_value(s);
         sr_jw_key(&w, "messagelistId");
         if (list_id[0]) sr_jw_raw(&w, list_id, strlen(list_id)); /* digits */
-        else sr_jw_null(&w);
+        else
+            sr_jw_null(&w);
         sr_jw_field_strn(&w, "messageId", id.data, id.len);
         sr_jw_field_str(&w, "deliverystatus", words[state]);
         sr_jw_field_uint(&w, "partscount", s->count >> 1 & 0x7f);

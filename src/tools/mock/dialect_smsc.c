@@ -75,7 +75,8 @@ static const char *mock_parse_smsc(mock_send_ctx *ctx, const sr_http_request *re
 /* An id as SMSC writes it: a JSON number when it is digits, else a string. */
 static void mock_put_smsc_id(sr_jw *w, const char *id, size_t len) {
     if (mock_all_digits(id, len) && len < 16 && id[0] != '0') sr_jw_raw(w, id, len);
-    else sr_jw_string(w, id, len);
+    else
+        sr_jw_string(w, id, len);
 }
 
 static int mock_write_smsc(const mock_send_ctx *ctx, sr_buf *out) {

@@ -169,8 +169,7 @@ static int twilio_write_failure(mock_failure f, const char *detail, sr_buf *out)
 }
 
 /* A form post: the parameters sorted and, under --auth-token, signed. */
-static void twilio_post_form(const mock_provider *mp, const char *url, mock_param *params, size_t n,
-                             mock_post *post) {
+static void twilio_post_form(const mock_provider *mp, const char *url, mock_param *params, size_t n, mock_post *post) {
     mock_post_init(post, mock_ct_form);
     mock_params_sort(params, n);
     if (mp->set.auth_token) {
@@ -201,8 +200,8 @@ static void twilio_dlr_build(const mock_dlr *d, const char *url, mock_post *post
 static void twilio_inbound_build(mock_provider *mp, const mock_inbound_sms *sms, const char *url, mock_post *post) {
     mock_param params[MOCK_MAX_PARAMS];
     size_t n = 0;
-    params[n++] = (mock_param){"AccountSid", mp->last_account[0] ? mp->last_account
-                                                                     : "AC00000000000000000000000000000000"};
+    params[n++] =
+        (mock_param){"AccountSid", mp->last_account[0] ? mp->last_account : "AC00000000000000000000000000000000"};
     params[n++] = (mock_param){"ApiVersion", MOCK_TWILIO_API};
     params[n++] = (mock_param){"Body", sms->text};
     params[n++] = (mock_param){"From", sms->from};

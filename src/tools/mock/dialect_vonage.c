@@ -77,8 +77,11 @@ static const char *mock_parse_vonage(mock_send_ctx *ctx, const sr_http_request *
     static const struct {
         int index;
         const char *name;
-    } required[] = {{VONAGE_KEY, "api_key"}, {VONAGE_SECRET, "api_secret"}, {VONAGE_FROM, "from"},
-                    {VONAGE_TO, "to"},       {VONAGE_TEXT, "text"}};
+    } required[] = {{VONAGE_KEY, "api_key"},
+                    {VONAGE_SECRET, "api_secret"},
+                    {VONAGE_FROM, "from"},
+                    {VONAGE_TO, "to"},
+                    {VONAGE_TEXT, "text"}};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
         size_t value_len;
         if (!mock_field(f, required[i].index, &value_len) || value_len == 0) {
@@ -165,7 +168,8 @@ static void vonage_post_form(mock_provider *mp, mock_param *params, size_t n, mo
     if (mp->set.webhook_secret)
         n = mock_vonage_sign(mp, params, n, post->timestamp, sizeof post->timestamp, post->nonce, sizeof post->nonce,
                              post->sig);
-    else mock_params_sort(params, n);
+    else
+        mock_params_sort(params, n);
     mock_form_encode(&post->body, params, n);
 }
 

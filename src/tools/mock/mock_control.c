@@ -181,19 +181,18 @@ typedef struct mock_control_strs {
 } mock_control_strs;
 
 static char **mock_control_str_slot(mock_settings *s, size_t i) {
-    char **slots[MOCK_CONTROL_STRS] = {&s->auth_key, &s->dlr_url, &s->auth_token, &s->webhook_secret,
-                                       &s->inbound_url};
+    char **slots[MOCK_CONTROL_STRS] = {&s->auth_key, &s->dlr_url, &s->auth_token, &s->webhook_secret, &s->inbound_url};
     return slots[i];
 }
 
 /* Parses the body into doc: a JSON object of known settings; else answers
  * 400 and returns false. */
 static bool mock_control_read(sr_http_request *req, sr_json_doc *doc) {
-    static const char *const known[] = {"fail_5xx",        "fail_429",          "retry_after", "timeout",
-                                        "hold_ms",         "reject",            "latency_ms",  "latency_jitter_ms",
-                                        "dlr_url",         "dlr_delay_ms",      "dlr_undelivered",
-                                        "dlr_before_answer", "down",            "auth_key",    "dialect",
-                                        "auth_token",      "webhook_secret",    "inbound_url", NULL};
+    static const char *const known[] = {
+        "fail_5xx",   "fail_429",          "retry_after", "timeout",      "hold_ms",         "reject",
+        "latency_ms", "latency_jitter_ms", "dlr_url",     "dlr_delay_ms", "dlr_undelivered", "dlr_before_answer",
+        "down",       "auth_key",          "dialect",     "auth_token",   "webhook_secret",  "inbound_url",
+        NULL};
     char err[160];
     if (sr_json_parse(doc, req->body, req->body_len, err, sizeof err) != 0 || doc->root->type != SR_JSON_OBJECT) {
         mock_respond_error(req, 400, "the body must be a JSON object of settings", NULL);

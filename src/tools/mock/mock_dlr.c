@@ -55,7 +55,8 @@ static void mock_dlr_closed(uv_handle_t *h) { mock_dlr_discard(h->data); }
 void mock_dlr_finish(mock_dlr *d) {
     mock_provider *mp = d->mp;
     if (d->prev) d->prev->next = d->next;
-    else mp->dlrs = d->next;
+    else
+        mp->dlrs = d->next;
     if (d->next) d->next->prev = d->prev;
     mp->dlrs_started--;
     mock_pending *p = d->pending;
@@ -91,16 +92,16 @@ static void mock_dlr_failed_attempt(mock_dlr *d, int status, const char *error) 
     }
     if ((uint64_t)d->attempts >= mp->set.dlr_attempts) {
         mp->stats.dlr_failed++;
-        sr_warn("delivery report not delivered", "message_id", d->message_id, "attempts",
-                sr_log_num(d->attempts), "http_status", sr_log_num(status), "error", error ? error : "");
+        sr_warn("delivery report not delivered", "message_id", d->message_id, "attempts", sr_log_num(d->attempts),
+                "http_status", sr_log_num(status), "error", error ? error : "");
         mock_dlr_finish(d);
         return;
     }
     uint64_t backoff_ms =
         d->attempts > 6 ? MOCK_DLR_BACKOFF_MAX_MS : (uint64_t)MOCK_DLR_BACKOFF_MS << (d->attempts - 1);
     if (backoff_ms > MOCK_DLR_BACKOFF_MAX_MS) backoff_ms = MOCK_DLR_BACKOFF_MAX_MS;
-    sr_debug("delivery report post failed, retrying", "message_id", d->message_id, "http_status",
-             sr_log_num(status), "retry_in_ms", sr_log_num((int64_t)backoff_ms));
+    sr_debug("delivery report post failed, retrying", "message_id", d->message_id, "http_status", sr_log_num(status),
+             "retry_in_ms", sr_log_num((int64_t)backoff_ms));
     uv_timer_start(&d->timer, mock_dlr_post, backoff_ms, 0);
 }
 
@@ -213,7 +214,7 @@ static void mock_inbound_answered(const sr_http_client_response *resp, void *ud)
     } else {
         mp->stats.inbound_failed++;
         char text[300];
-        const char *why = resp->error_message                 ? resp->error_message
+        const char *why = resp->error_message                  ? resp->error_message
                           : resp->error == SR_HTTP_E_CANCELLED ? "cancelled"
                                                                : "error";
         snprintf(text, sizeof text, "the inbound post failed: %s", why);

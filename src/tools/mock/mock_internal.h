@@ -20,19 +20,19 @@
 
 #define MOCK_DEFAULT_LISTEN "127.0.0.1:9090"
 #define MOCK_RATE_WINDOW_MS 1000
-#define MOCK_DLR_ATTEMPTS 4         /* default: one post and three retries */
-#define MOCK_DLR_BACKOFF_MS 200     /* doubled after each failed post */
+#define MOCK_DLR_ATTEMPTS 4     /* default: one post and three retries */
+#define MOCK_DLR_BACKOFF_MS 200 /* doubled after each failed post */
 #define MOCK_DLR_BACKOFF_MAX_MS 5000
 #define MOCK_DLR_TIMEOUT_MS 5000
 #define MOCK_INBOUND_TIMEOUT_MS 10000
-#define MOCK_DRAIN_MS 3000          /* SIGTERM: then every connection is closed */
+#define MOCK_DRAIN_MS 3000 /* SIGTERM: then every connection is closed */
 #define MOCK_MAX_BATCH 10000
 #define MOCK_ID_LEN 48
 #define MOCK_DEFAULT_MAX_IDS 1000000
-#define MOCK_DEVINO_POLL_MAX 500    /* ids in one Devino status request */
-#define MOCK_SMSC_ID_MAX 40         /* SMSC: a client "id" is at most 40 characters */
-#define MOCK_MAX_FIELDS 8           /* form fields one dialect reads */
-#define MOCK_MAX_PARAMS 16          /* parameters of one form webhook */
+#define MOCK_DEVINO_POLL_MAX 500 /* ids in one Devino status request */
+#define MOCK_SMSC_ID_MAX 40      /* SMSC: a client "id" is at most 40 characters */
+#define MOCK_MAX_FIELDS 8        /* form fields one dialect reads */
+#define MOCK_MAX_PARAMS 16       /* parameters of one form webhook */
 #define MOCK_TWILIO_API "2010-04-01"
 
 /* The provider API the mock speaks: a table of functions (below). */
@@ -49,7 +49,7 @@ typedef struct mock_settings {
     uint64_t retry_after_s;
     uint64_t latency_ms;
     uint64_t latency_jitter_ms;
-    uint64_t hold_ms;      /* a "timed out" request is answered 504 after this */
+    uint64_t hold_ms; /* a "timed out" request is answered 504 after this */
     uint64_t dlr_delay_ms;
     uint64_t dlr_attempts; /* posts of one report before giving up */
     bool dlr_before_answer;
@@ -138,11 +138,11 @@ struct mock_pending {
     mock_pending *prev, *next;
     int status;
     sr_buf body;
-    sr_buf stamps;       /* status keys (NUL-separated) whose answer time is this answer's */
-    char extra[64];      /* extra header lines, "" when none */
-    int waits;           /* latency timer + before-answer reports not finished */
+    sr_buf stamps;  /* status keys (NUL-separated) whose answer time is this answer's */
+    char extra[64]; /* extra header lines, "" when none */
+    int waits;      /* latency timer + before-answer reports not finished */
     mock_hold_kind hold;
-    mock_dlr *deferred;  /* owned: reports that start once the answer is out */
+    mock_dlr *deferred; /* owned: reports that start once the answer is out */
 };
 
 /* One delivery report: a delay, then posts with retries. The timer handle is
@@ -211,16 +211,16 @@ typedef struct mock_fields {
 typedef struct mock_send_ctx {
     mock_provider *mp;
     const mock_dialect *dialect;
-    sr_json_doc doc;                 /* a JSON body, or empty */
-    mock_fields fields;              /* form dialects (and Vonage JSON): decoded fields, in the dialect's order */
-    mock_msg *msgs; /* owned */
+    sr_json_doc doc;    /* a JSON body, or empty */
+    mock_fields fields; /* form dialects (and Vonage JSON): decoded fields, in the dialect's order */
+    mock_msg *msgs;     /* owned */
     size_t count;
-    bool batch;                    /* mock: the request was {"messages":[...]} */
-    char account[64];              /* twilio: the AccountSid of the path */
-    char request_id[MOCK_ID_LEN];  /* smsc: the id of a request without a client id ("" until made) */
-    uint64_t list_id;              /* numbered requests (smsbat messagelistId, agiletelecom globalId), or 0 */
-    const sr_json *global_id;      /* agiletelecom: echoed */
-    char bad[240];                 /* a request-level problem, formatted */
+    bool batch;                   /* mock: the request was {"messages":[...]} */
+    char account[64];             /* twilio: the AccountSid of the path */
+    char request_id[MOCK_ID_LEN]; /* smsc: the id of a request without a client id ("" until made) */
+    uint64_t list_id;             /* numbered requests (smsbat messagelistId, agiletelecom globalId), or 0 */
+    const sr_json *global_id;     /* agiletelecom: echoed */
+    char bad[240];                /* a request-level problem, formatted */
 } mock_send_ctx;
 
 /* A failure of a whole send request. */

@@ -167,7 +167,8 @@ static bool mock_route_dialect(mock_provider *mp, sr_http_request *req, unsigned
     if (d->is_send_path(req->path, account, sizeof account)) {
         req->route = "/send";
         if (method & d->send_methods) mock_send(mp, req, account[0] ? account : NULL);
-        else mock_respond_method(req, d->send_methods);
+        else
+            mock_respond_method(req, d->send_methods);
         return true;
     }
     if (!d->poll || !d->is_poll_path(req->path)) return false;
@@ -206,17 +207,20 @@ static void mock_handle(sr_http_request *req, void *ud) {
     } else if (strcmp(path, "/stats") == 0) {
         req->route = "/stats";
         if (method == MOCK_GET) mock_stats_get(mp, req);
-        else mock_respond_method(req, MOCK_GET);
+        else
+            mock_respond_method(req, MOCK_GET);
     } else if (strcmp(path, "/stats/reset") == 0) {
         req->route = "/stats/reset";
         if (method == MOCK_POST) mock_stats_reset(mp, req);
-        else mock_respond_method(req, MOCK_POST);
+        else
+            mock_respond_method(req, MOCK_POST);
     } else if (strcmp(path, "/control") == 0) {
         mock_route_control(mp, req, method);
     } else if (strcmp(path, "/control/inbound") == 0) {
         req->route = "/control/inbound";
         if (method == MOCK_POST) mock_inbound(mp, req);
-        else mock_respond_method(req, MOCK_POST);
+        else
+            mock_respond_method(req, MOCK_POST);
     } else if (strcmp(path, "/healthz") == 0 && method == MOCK_GET) {
         req->route = "/healthz";
         static const char body[] = "{\"status\":\"ok\"}";
@@ -398,7 +402,10 @@ static int mock_option(mock_provider *mp, int ch, char **argv, mock_args *args, 
     if (bad == 1) {
         bad = 0;
         switch (ch) {
-        case 'h': fputs(mock_usage, stdout); *exit_code = 0; return -1;
+        case 'h':
+            fputs(mock_usage, stdout);
+            *exit_code = 0;
+            return -1;
         case 'l': args->listen = optarg; break;
         case OPT_DLR_BEFORE: mp->set.dlr_before_answer = true; break;
         case OPT_DIALECT:
@@ -510,8 +517,8 @@ static void mock_log_listening(const mock_provider *mp, const char *host, uint64
             s->inbound_url ? s->inbound_url : "", "auth",
             s->auth_key || s->auth_token ? SR_LOG_NUM "true" : SR_LOG_NUM "false");
     if (s->dlr_url && !s->dialect->dlr_build)
-        sr_warn("this dialect pushes no delivery reports (its statuses are polled): --dlr-url is not used",
-                "dialect", s->dialect->name);
+        sr_warn("this dialect pushes no delivery reports (its statuses are polled): --dlr-url is not used", "dialect",
+                s->dialect->name);
 }
 
 int sr_mock_provider_main(int argc, char **argv) {

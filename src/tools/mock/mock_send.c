@@ -36,8 +36,10 @@ void mock_respond_error(sr_http_request *req, int status, const char *message, c
 /* Answers 405 for a method other than methods (MOCK_GET | MOCK_POST). */
 void mock_respond_method(sr_http_request *req, unsigned methods) {
     if (methods == (MOCK_GET | MOCK_POST)) mock_respond_error(req, 405, "use GET or POST", "Allow: GET, POST\r\n");
-    else if (methods == MOCK_GET) mock_respond_error(req, 405, "use GET", "Allow: GET\r\n");
-    else mock_respond_error(req, 405, "use POST", "Allow: POST\r\n");
+    else if (methods == MOCK_GET)
+        mock_respond_error(req, 405, "use GET", "Allow: GET\r\n");
+    else
+        mock_respond_error(req, 405, "use POST", "Allow: POST\r\n");
 }
 
 /* The send answer is out: the statuses of the messages it accepted count
@@ -63,7 +65,8 @@ static void mock_pending_closed(uv_handle_t *h) {
 static void mock_pending_unlink(mock_pending *p) {
     mock_provider *mp = p->mp;
     if (p->prev) p->prev->next = p->next;
-    else mp->pending = p->next;
+    else
+        mp->pending = p->next;
     if (p->next) p->next->prev = p->prev;
     p->prev = p->next = NULL;
 }
@@ -71,8 +74,8 @@ static void mock_pending_unlink(mock_pending *p) {
 /* A waiting answer, linked into mp->pending. req is borrowed until the
  * answer; body, extra and stamps (may be NULL) are copied. The caller sets
  * waits or hold. */
-static mock_pending *mock_pending_new(mock_provider *mp, sr_http_request *req, int status, const char *body,
-                                      size_t len, const char *extra, const sr_buf *stamps) {
+static mock_pending *mock_pending_new(mock_provider *mp, sr_http_request *req, int status, const char *body, size_t len,
+                                      const char *extra, const sr_buf *stamps) {
     mock_pending *p = calloc(1, sizeof *p);
     if (!p) abort();
     p->mp = mp;
@@ -119,7 +122,8 @@ void mock_pending_release_one(mock_pending *p) {
 static void mock_pending_timer_cb(uv_timer_t *t) {
     mock_pending *p = t->data;
     if (p->hold != MOCK_HOLD_NONE) mock_pending_answer(p);
-    else mock_pending_release_one(p);
+    else
+        mock_pending_release_one(p);
 }
 
 /* Holds a send request unanswered: a timeout, or the provider is down. It is
@@ -147,8 +151,8 @@ static uint64_t mock_latency(mock_provider *mp) {
  * delivery reports; takes ownership of the report list dlrs (linked by
  * next_deferred). body, extra and stamps (the status keys of the accepted
  * messages, or NULL) are copied. */
-static void mock_finish_send(mock_provider *mp, sr_http_request *req, int status, const sr_buf *body,
-                             const char *extra, mock_dlr *dlrs, const sr_buf *stamps) {
+static void mock_finish_send(mock_provider *mp, sr_http_request *req, int status, const sr_buf *body, const char *extra,
+                             mock_dlr *dlrs, const sr_buf *stamps) {
     uint64_t delay_ms = mock_latency(mp);
     bool before = mp->set.dlr_before_answer && dlrs;
     if (delay_ms == 0 && !before) {
@@ -261,7 +265,8 @@ static bool mock_decide_duplicate(mock_send_ctx *ctx, mock_msg *m, const sr_buf 
 static void mock_accept(mock_send_ctx *ctx, const sr_http_request *req, mock_msg *m, const sr_buf *seen_key) {
     mock_provider *mp = ctx->mp;
     if (ctx->dialect->assign_id) ctx->dialect->assign_id(ctx, m);
-    else mock_new_id(mp, ctx->dialect, m->provider_id);
+    else
+        mock_new_id(mp, ctx->dialect, m->provider_id);
     m->result = MOCK_RESULT_ACCEPTED;
     mp->stats.received++;
     mock_map_upsert(&mp->recipients, m->to, m->to_len, mock_hash(m->to, m->to_len), NULL)->count++;
@@ -305,8 +310,8 @@ static void mock_add_reports(mock_send_ctx *ctx, const mock_msg *m, bool undeliv
  * draw is this message's number in [0, 100) (already past the
  * request-level bands). Appends a report to dlrs when reports are on, and
  * the status key to stamps for polled dialects. */
-static void mock_decide(mock_send_ctx *ctx, const sr_http_request *req, mock_msg *m, double draw,
-                        mock_dlr_list *dlrs, sr_buf *stamps) {
+static void mock_decide(mock_send_ctx *ctx, const sr_http_request *req, mock_msg *m, double draw, mock_dlr_list *dlrs,
+                        sr_buf *stamps) {
     mock_provider *mp = ctx->mp;
     if (m->problem) {
         mp->stats.bad_requests++;

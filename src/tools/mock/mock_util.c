@@ -127,7 +127,7 @@ void mock_rate_clear(mock_rate *r) {
  * one is dropped and the young one becomes old, so at most max_ids keys are
  * kept. Returns the slot, borrowed until the map changes. */
 mock_slot *mock_remember(const mock_provider *mp, mock_map *young, mock_map *old, const char *key, size_t len,
-                                const char *value) {
+                         const char *value) {
     if (young->used >= mp->max_ids / 2 + 1) {
         mock_map_clear(old);
         *old = *young;
@@ -265,9 +265,7 @@ mock_outcome mock_pattern(const char *to, size_t len) {
     return MOCK_OK;
 }
 
-bool mock_equal(const char *a, size_t alen, const char *b) {
-    return a && alen == strlen(b) && memcmp(a, b, alen) == 0;
-}
+bool mock_equal(const char *a, size_t alen, const char *b) { return a && alen == strlen(b) && memcmp(a, b, alen) == 0; }
 
 /* Whether header name is prefix (case-insensitive) followed by key. */
 bool mock_header_is(const sr_http_request *req, const char *name, const char *prefix, const char *key) {
@@ -333,8 +331,7 @@ void mock_fields_free(mock_fields *f) {
 /* Loads the named fields: from json (an object: strings and numbers) when
  * given, else from the form body; then from the query string for those
  * still missing (SMSC takes GET too; Vonage takes query parameters too). */
-void mock_fields_load(mock_fields *f, const char *const *names, const sr_http_request *req,
-                             const sr_json *json) {
+void mock_fields_load(mock_fields *f, const char *const *names, const sr_http_request *req, const sr_json *json) {
     for (int i = 0; names[i] && i < MOCK_MAX_FIELDS; i++) {
         if (json) {
             const sr_json *v = sr_json_get(json, names[i]);

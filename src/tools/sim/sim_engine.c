@@ -22,9 +22,8 @@ static void sim_engine_rmtree(const char *dir) {
     if (dir[0]) nftw(dir, sim_engine_rmtree_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-int sr_sim_engine_start(sr_sim_engine *e, uv_loop_t *loop, const char *rules_path, const char *prefix,
-                        size_t map_size, uint64_t seed, sr_transport_fn transport, void *ud, char *err,
-                        size_t errlen) {
+int sr_sim_engine_start(sr_sim_engine *e, uv_loop_t *loop, const char *rules_path, const char *prefix, size_t map_size,
+                        uint64_t seed, sr_transport_fn transport, void *ud, char *err, size_t errlen) {
     memset(e, 0, sizeof *e);
     e->loop = loop;
     sr_config_init(&e->config);
@@ -130,7 +129,8 @@ int64_t sr_sim_engine_next(sr_sim_engine *e, int64_t now, int64_t next, int *kic
     int waiting = 0;
     for (int i = 0; i < n; i++) {
         if (entries[i].due_ms <= now) waiting = 1;
-        else if (entries[i].due_ms <= next) next = entries[i].due_ms, k = 1;
+        else if (entries[i].due_ms <= next)
+            next = entries[i].due_ms, k = 1;
     }
     if (waiting) {
         int64_t wake_ms;

@@ -33,8 +33,8 @@ typedef struct sr_sim_engine {
     sr_scheduler *scheduler;
     sr_reports *reports;
     sr_rate_lanes *rates; /* the providers' rates, shared by scheduler and reports */
-    char dir[PATH_MAX]; /* the store's temporary folder, "" none */
-    int in_flight;      /* store units and report applications the caller waits for */
+    char dir[PATH_MAX];   /* the store's temporary folder, "" none */
+    int in_flight;        /* store units and report applications the caller waits for */
     int scheduler_stopped, reports_stopped;
     int64_t expire_now;   /* argument of the expiry sweep's units */
     sr_sim_random random; /* the scheduler's retry jitter */
@@ -45,8 +45,8 @@ typedef struct sr_sim_engine {
  * its store in a new folder $TMPDIR/PREFIX-XXXXXX of map_size bytes, requests
  * to transport(ud), retry jitter seeded with seed. Returns 0, or -1 with err
  * set and everything started freed (the loop is run to close it). */
-int sr_sim_engine_start(sr_sim_engine *e, uv_loop_t *loop, const char *rules_path, const char *prefix,
-                        size_t map_size, uint64_t seed, sr_transport_fn transport, void *ud, char *err, size_t errlen);
+int sr_sim_engine_start(sr_sim_engine *e, uv_loop_t *loop, const char *rules_path, const char *prefix, size_t map_size,
+                        uint64_t seed, sr_transport_fn transport, void *ud, char *err, size_t errlen);
 /* 1 when nothing happens without time passing or the transport answering: no
  * unit in flight, no handler running, the scheduler and report engine idle.
  * *wake_ms (may be NULL) as sr_scheduler_idle's. */

@@ -209,8 +209,10 @@ static void group_add_attempt(fit_group *g, const sr_attempt *a, int accepted, i
     }
     g->settled++;
     if (st == SR_ST_DELIVERED) g->delivered++;
-    else if (st == SR_ST_EXPIRED) g->expired++;
-    else g->undelivered++; /* undelivered, and rejected reports: final, not delivered */
+    else if (st == SR_ST_EXPIRED)
+        g->expired++;
+    else
+        g->undelivered++; /* undelivered, and rejected reports: final, not delivered */
     if (a->reported_at_ms > 0) {
         /* The report's time is the provider's, often in whole seconds: such a time stands for the
          * middle of its second. A time before the send answer (the provider's clock behind ours)
@@ -515,7 +517,10 @@ static int fit_parse(int argc, char **argv, const char *verb, const char *usage,
     int ch;
     while ((ch = getopt_long(argc - 1, argv + 1, ":d:o:h", long_opts, NULL)) != -1) {
         switch (ch) {
-        case 'h': fputs(usage, stdout); *code = 0; return -1;
+        case 'h':
+            fputs(usage, stdout);
+            *code = 0;
+            return -1;
         case 'd': o->data = optarg; break;
         case 'o': o->output = optarg; break;
         case 's':

@@ -65,7 +65,8 @@ static void html_text(sr_buf *out, const char *s, size_t len) {
         case '\'': sr_buf_puts(out, "&#39;"); break;
         default:
             if (c < 0x20 || c == 0x7f) sr_buf_puts(out, "\xef\xbf\xbd");
-            else sr_buf_putc(out, (char)c);
+            else
+                sr_buf_putc(out, (char)c);
         }
         i++;
     }
@@ -87,14 +88,16 @@ static void html_text_clipped(sr_buf *out, const char *s, size_t len, size_t max
 static void html_member_clipped(sr_buf *out, const sr_json *obj, const char *key, size_t max_chars) {
     const sr_json *v = sr_json_get(obj, key);
     if (v && v->type == SR_JSON_STRING) html_text_clipped(out, v->str, v->len, max_chars);
-    else sr_buf_puts(out, "\xe2\x80\x93");
+    else
+        sr_buf_puts(out, "\xe2\x80\x93");
 }
 
 /* A string member as text; "–" when missing or not a string. */
 static void html_member(sr_buf *out, const sr_json *obj, const char *key) {
     const sr_json *v = sr_json_get(obj, key);
     if (v && v->type == SR_JSON_STRING) html_text(out, v->str, v->len);
-    else sr_buf_puts(out, "\xe2\x80\x93");
+    else
+        sr_buf_puts(out, "\xe2\x80\x93");
 }
 
 /* ---- numbers ---- */
@@ -125,7 +128,8 @@ static void put_value(sr_buf *out, double v, value_format f) {
     case FMT_SHARE: sr_buf_printf(out, "%.2f %%", v * 100.0); break;
     case FMT_MS:
         if (v < 10000) sr_buf_printf(out, "%.0f ms", v);
-        else sr_buf_printf(out, "%.1f s", v / 1000.0);
+        else
+            sr_buf_printf(out, "%.1f s", v / 1000.0);
         break;
     case FMT_MONEY: sr_buf_printf(out, "%.4f", v); break;
     case FMT_TEXT: break;
@@ -151,8 +155,8 @@ typedef struct summary_row {
     const char *label;
     const char *key, *sub; /* the member, and the member of it (NULL) */
     value_format format;
-    int better;           /* +1 the highest is best, -1 the lowest, 0 no best */
-    int with_share;       /* a count also shown as a share of the messages */
+    int better;     /* +1 the highest is best, -1 the lowest, 0 no best */
+    int with_share; /* a count also shown as a share of the messages */
 } summary_row;
 
 static const summary_row summary_rows[] = {
@@ -387,8 +391,7 @@ static double provider_attempts_total(const sr_json *providers) {
 }
 
 /* One bar of the chart: the strategy's name, then a segment per provider. */
-static void provider_bar(sr_buf *out, const sr_json *s, provider_names *pn, double y, double label_w,
-                         double bar_w) {
+static void provider_bar(sr_buf *out, const sr_json *s, provider_names *pn, double y, double label_w, double bar_w) {
     double v;
     const sr_json *providers = sr_json_get(s, "providers");
     sr_buf_printf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\"><title>", label_w - 8, y + 15);

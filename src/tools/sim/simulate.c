@@ -152,9 +152,9 @@ typedef struct sim_traffic {
 
 /* One message to inject. */
 typedef struct sim_input {
-    int64_t at_ms;     /* from the start of the run */
-    sr_buf body;       /* the POST /v1/messages request */
-    int country;       /* calling code, 0 unknown */
+    int64_t at_ms; /* from the start of the run */
+    sr_buf body;   /* the POST /v1/messages request */
+    int country;   /* calling code, 0 unknown */
     int segments;
 } sim_input;
 
@@ -376,8 +376,7 @@ static int sim_params_parse(const sr_json *obj, sim_params *p, const char *where
     range:
         return sim_fail(err, errlen, "models: %s.%s must be a number from 0 to 1", where, k);
     latency:
-        return sim_fail(err, errlen, "models: %s.%s must be {\"p50\": ms, \"p95\": ms} with 0 <= p50 <= p95", where,
-                        k);
+        return sim_fail(err, errlen, "models: %s.%s must be {\"p50\": ms, \"p95\": ms} with 0 <= p50 <= p95", where, k);
     }
     return 0;
 }
@@ -700,7 +699,8 @@ static void sim_traffic_rewind(sim_traffic *t, uint64_t seed) {
     t->at_s = 0;
     t->line = 0;
     if (t->jsonl) rewind(t->f);
-    else sim_traffic_numbers(t);
+    else
+        sim_traffic_numbers(t);
 }
 
 /* A text of that many GSM-7 segments (153 characters each when split, one
@@ -867,14 +867,16 @@ static void sim_timeline_add(sim_result *r, int64_t t_ms, int delivered) {
         r->minutes = n;
     }
     if (delivered) r->timeline_delivered[minute]++;
-    else r->timeline_accepted[minute]++;
+    else
+        r->timeline_accepted[minute]++;
 }
 
 /* What a message became, read from the store: counted once. */
 static void sim_tally(sim_run *run, sim_live *l, const sr_message *m) {
     sim_result *r = run->res;
     if (m->status == SR_ST_SENT) r->no_report++;
-    else r->by_status[m->status]++;
+    else
+        r->by_status[m->status]++;
     /* Steps along the route: after a failure, a bad report, a missed report
      * deadline, or over a provider whose circuit was open (no attempt there). */
     r->fallbacks += m->route_index;
@@ -995,8 +997,7 @@ static sim_event sim_pop(sim_run *run) {
         if (c + 1 < n && (run->heap[c + 1].at_ms < run->heap[c].at_ms ||
                           (run->heap[c + 1].at_ms == run->heap[c].at_ms && run->heap[c + 1].seq < run->heap[c].seq)))
             c++;
-        if (last.at_ms < run->heap[c].at_ms || (last.at_ms == run->heap[c].at_ms && last.seq < run->heap[c].seq))
-            break;
+        if (last.at_ms < run->heap[c].at_ms || (last.at_ms == run->heap[c].at_ms && last.seq < run->heap[c].seq)) break;
         run->heap[i] = run->heap[c];
         i = c;
     }
@@ -1042,8 +1043,10 @@ static double sim_draw_send(sim_run *run, const sim_model *sm, int country, int6
         *status = 200;
         double u = sr_sim_random_unit(&run->random);
         if (u < P.delivered) *report_status = SR_ST_DELIVERED;
-        else if (u < P.delivered + P.undelivered) *report_status = SR_ST_UNDELIVERED;
-        else if (u < P.delivered + P.undelivered + P.expired) *report_status = SR_ST_EXPIRED;
+        else if (u < P.delivered + P.undelivered)
+            *report_status = SR_ST_UNDELIVERED;
+        else if (u < P.delivered + P.undelivered + P.expired)
+            *report_status = SR_ST_EXPIRED;
         *report_ms = sim_lognormal(&run->random, P.report_p50_ms, P.report_p95_ms);
     } else {
         *status = sim_error_status(run, &P);
@@ -1086,7 +1089,7 @@ static void sim_schedule_report(sim_run *run, int pi, sim_live *l, const char *p
 
 /* The outcome of an accepted send: a provider id and its cost (returned), counted. */
 static double sim_accepted(sim_run *run, const sr_provider *p, int pi, const sim_model *sm, int64_t t_ms,
-                         sr_adapter_outcome *o, sim_live *l, int segments) {
+                           sr_adapter_outcome *o, sim_live *l, int segments) {
     sim_result *r = run->res;
     o->ok = 1;
     snprintf(o->provider_id, sizeof o->provider_id, "%.64s-%ld", p->name, ++run->provider_ids);
@@ -1265,8 +1268,8 @@ static void sim_run_event(sim_run *run, sim_event *ev) {
     }
     if (re->rep.status == SR_ST_DELIVERED && re->provider >= 0) run->res->providers[re->provider].delivered++;
     run->core.in_flight++;
-    sr_reports_apply(run->core.reports, run->core.rules->providers[re->provider].name, &re->rep, 1,
-                     sim_report_applied, run);
+    sr_reports_apply(run->core.reports, run->core.rules->providers[re->provider].name, &re->rep, 1, sim_report_applied,
+                     run);
     free(re);
 }
 
@@ -1310,7 +1313,8 @@ static int sim_flush(void *ud) {
     while (run->heap_count > 0) {
         sim_event ev = sim_pop(run);
         if (ev.kind == EV_ANSWER) sim_run_event(run, &ev);
-        else free(ev.p);
+        else
+            free(ev.p);
         n++;
     }
     return n;
@@ -1375,7 +1379,8 @@ static void sim_tally_in_flight(sim_run *run) {
             sr_message m;
             if (sr_store_get_message(run->core.store, l->id, &m) != 0) continue;
             if (sr_status_is_final(m.status) || m.status == SR_ST_SENT) sim_tally(run, l, &m);
-            else run->res->by_status[SR_ST_QUEUED]++;
+            else
+                run->res->by_status[SR_ST_QUEUED]++;
             sr_message_free(&m);
         }
 }
@@ -1581,18 +1586,27 @@ static void sim_row_add(sim_row *rows, int *n, const char *label, int better) {
     (*n)++;
 }
 
-enum { SIM_ROW_MESSAGES, SIM_ROW_DELIVERED, SIM_ROW_P50 = SIM_ROW_DELIVERED + 6, SIM_ROW_COST = SIM_ROW_P50 + 3,
-       SIM_ROW_CPD, SIM_ROW_FALLBACKS, SIM_ROW_RETRIES, SIM_ROW_RISK, SIM_ROW_PROVIDERS };
+enum {
+    SIM_ROW_MESSAGES,
+    SIM_ROW_DELIVERED,
+    SIM_ROW_P50 = SIM_ROW_DELIVERED + 6,
+    SIM_ROW_COST = SIM_ROW_P50 + 3,
+    SIM_ROW_CPD,
+    SIM_ROW_FALLBACKS,
+    SIM_ROW_RETRIES,
+    SIM_ROW_RISK,
+    SIM_ROW_PROVIDERS
+};
 
 /* The rows of the table: the fixed ones (in the order of the enum above),
  * then one attempts row per provider any strategy declares (its name into
  * pnames). Returns the number of rows; *provider_rows gets how many of them
  * are providers'. */
 static int sim_table_rows(sim_row *rows, const sim_result *res, int count, const char **pnames, int *provider_rows) {
-    static const char *const labels[] = {"messages",         "delivered",        "undelivered",      "expired",
-                                         "failed",           "rejected",         "no report",        "to delivered p50",
-                                         "to delivered p95", "to delivered p99", "cost total",       "cost / delivered",
-                                         "fallbacks",        "retries",          "double-delivery risk"};
+    static const char *const labels[] = {
+        "messages",   "delivered",        "undelivered",      "expired",          "failed",
+        "rejected",   "no report",        "to delivered p50", "to delivered p95", "to delivered p99",
+        "cost total", "cost / delivered", "fallbacks",        "retries",          "double-delivery risk"};
     static const int better[] = {0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, -1};
     static char provider_labels[64][96];
     int n = 0;
@@ -1616,8 +1630,12 @@ static int sim_table_rows(sim_row *rows, const sim_result *res, int count, const
 static void sim_table_column(sim_row *rows, int s, const sim_result *r, const char **pnames, int provider_rows) {
     long d = r->by_status[SR_ST_DELIVERED];
     double m = (double)(r->messages ? r->messages : 1);
-    long counts[] = {d, r->by_status[SR_ST_UNDELIVERED], r->by_status[SR_ST_EXPIRED], r->by_status[SR_ST_FAILED],
-                     r->by_status[SR_ST_REJECTED], r->no_report};
+    long counts[] = {d,
+                     r->by_status[SR_ST_UNDELIVERED],
+                     r->by_status[SR_ST_EXPIRED],
+                     r->by_status[SR_ST_FAILED],
+                     r->by_status[SR_ST_REJECTED],
+                     r->no_report};
     rows[SIM_ROW_MESSAGES].v[s] = (double)r->messages;
     snprintf(rows[SIM_ROW_MESSAGES].text[s], 32, "%ld", r->messages);
     for (int k = 0; k < 6; k++) {
@@ -1713,14 +1731,11 @@ typedef struct sim_options {
     int json;
 } sim_options;
 
-static const struct option sim_long_opts[] = {{"models", required_argument, NULL, 'm'},
-                                              {"traffic", required_argument, NULL, 't'},
-                                              {"seed", required_argument, NULL, 's'},
-                                              {"json", no_argument, NULL, 'j'},
-                                              {"html", required_argument, NULL, 'H'},
-                                              {"resolution-ms", required_argument, NULL, 'r'},
-                                              {"help", no_argument, NULL, 'h'},
-                                              {NULL, 0, NULL, 0}};
+static const struct option sim_long_opts[] = {
+    {"models", required_argument, NULL, 'm'}, {"traffic", required_argument, NULL, 't'},
+    {"seed", required_argument, NULL, 's'},   {"json", no_argument, NULL, 'j'},
+    {"html", required_argument, NULL, 'H'},   {"resolution-ms", required_argument, NULL, 'r'},
+    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
 
 /* A number option (-r, -s) into o: 0, or 1 after the usage error. */
 static int sim_option_number(sim_options *o, int ch, const char *arg) {
@@ -1829,7 +1844,8 @@ static int sim_output(const sim_options *o, sim_result *res, int count) {
     sr_buf_init(&out);
     sim_json(&out, res, count);
     if (o->json) fwrite(out.data, 1, out.len, stdout);
-    else sim_table(res, count);
+    else
+        sim_table(res, count);
     int code = o->html ? sim_write_html(&out, o->html) : 0;
     sr_buf_free(&out);
     return code;
