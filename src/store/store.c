@@ -1736,9 +1736,9 @@ static int store_walk_env(MDB_env **env, char *problem, size_t len) {
 /* The message for a damaged store: what is wrong and how to recover. */
 static void store_damaged(char *err, size_t errlen, const char *dir, const char *problem) {
     snprintf(err, errlen,
-             "the store file %s/data.mdb is damaged: %s. Stop smsrules, restore data.mdb from a backup (a copy "
-             "taken while it was stopped, or with mdb_copy) into %s, and start again; or move %s/data.mdb "
-             "away to start with an empty store",
+             "the store file %s/data.mdb is damaged: %s. Stop smsrules and restore a backup (`smsrules restore "
+             "--data %s FILE`, FILE made by `smsrules backup`), then start again; or move %s/data.mdb away to "
+             "start with an empty store",
              dir, problem, dir, dir);
 }
 
