@@ -531,14 +531,15 @@ static int fit_parse(int argc, char **argv, const char *verb, const char *usage,
             break;
         case 'n':
         case 't':
-            if (!fit_flags) goto unknown;
+            if (!fit_flags) {
+                /* Options of `models fit` only: name the option, not its value. */
+                *code = fit_usage_error(usage, "unknown option '%s'", ch == 'n' ? "--min-samples" : "--settle");
+                return -1;
+            }
             if (fit_parse_flag(ch, usage, o, code) != 0) return -1;
             break;
         case ':': *code = fit_usage_error(usage, "option '%s' needs a value", argv[optind]); return -1;
-        default:
-        unknown:
-            *code = fit_usage_error(usage, "unknown option '%s'", argv[optind]);
-            return -1;
+        default: *code = fit_usage_error(usage, "unknown option '%s'", argv[optind]); return -1;
         }
     }
     if (optind + 1 < argc) {
