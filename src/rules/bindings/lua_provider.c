@@ -238,9 +238,13 @@ static void provider_read_limits(lua_State *L, sr_provider *p, const char *name,
 
 /* Reads webhook_path_secret and webhook_basic_auth of p (strdup'd into it) from the options at index 2;
  * raises on a bad one. Pushes nothing. */
-static void provider_read_secrets(lua_State *L, sr_provider *p, const char *name) {
+/* Checks the webhook secrets of the options (index 2) and points out[0] (path secret) and out[1]
+ * (basic auth) at them, or NULL: strings the options table keeps alive for the call. Copies are
+ * made last, once nothing can raise, so a refused declaration leaks nothing. */
+static void provider_read_secrets(lua_State *L, const char *name, const char *out[2]) {
     static const char *const secrets[] = {"webhook_path_secret", "webhook_basic_auth"};
     for (int i = 0; i < 2; i++) {
+        out[i] = NULL;
         lua_getfield(L, 2, secrets[i]);
         if (!lua_isnil(L, -1)) {
             size_t len = 0;
@@ -253,12 +257,26 @@ static void provider_read_secrets(lua_State *L, sr_provider *p, const char *name
                                ? "sms.provider: '%s': webhook_path_secret must be 8-200 letters, digits, '_' or '-'"
                                : "sms.provider: '%s': webhook_basic_auth must be \"user:password\" (8-200 characters)",
                            name);
-            char **slot = i == 0 ? &p->webhook_path_secret : &p->webhook_basic_auth;
-            *slot = strdup(v);
-            if (!*slot) luaL_error(L, "out of memory");
+            out[i] = v;
         }
         lua_pop(L, 1);
     }
+}
+
+/* The provider's own copies of its strings; on a failed copy frees them all, clears them, and returns -1. */
+static int provider_copy_strings(sr_provider *p, const char *name, const char *adapter, const char *secrets[2]) {
+    p->name = strdup(name);
+    p->adapter = strdup(adapter);
+    p->webhook_path_secret = secrets[0] ? strdup(secrets[0]) : NULL;
+    p->webhook_basic_auth = secrets[1] ? strdup(secrets[1]) : NULL;
+    if (p->name && p->adapter && (!secrets[0] || p->webhook_path_secret) && (!secrets[1] || p->webhook_basic_auth))
+        return 0;
+    free(p->name);
+    free(p->adapter);
+    free(p->webhook_path_secret);
+    free(p->webhook_basic_auth);
+    p->name = p->adapter = p->webhook_path_secret = p->webhook_basic_auth = NULL;
+    return -1;
 }
 
 /* The cfg table handed to a custom adapter: a copy of the options (index 2) plus name, in the registry.
@@ -297,7 +315,8 @@ static int l_sms_provider(lua_State *L) {
     sr_provider *p = &r->providers[r->provider_count];
     memset(p, 0, sizeof *p);
     provider_read_limits(L, p, name, adapter, &info);
-    provider_read_secrets(L, p, name);
+    const char *secrets[2];
+    provider_read_secrets(L, name, secrets);
     int adapter_batch = info.batch_size;
     p->batch_size = (int)provider_number(L, 2, "batch_size", adapter_batch, 1, 1000);
     if (p->batch_size > adapter_batch) p->batch_size = adapter_batch;
@@ -307,9 +326,7 @@ static int l_sms_provider(lua_State *L) {
     p->L = adapter_L;
     p->cfg_ref = cfg_ref;
     p->adapter_ref = adapter_ref;
-    p->name = strdup(name);
-    p->adapter = strdup(adapter);
-    if (!p->name || !p->adapter) return luaL_error(L, "out of memory");
+    if (provider_copy_strings(p, name, adapter, secrets) != 0) return luaL_error(L, "out of memory");
     r->provider_count++;
     return 0;
 }
