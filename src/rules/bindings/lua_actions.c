@@ -154,10 +154,12 @@ static int send_parse(lua_State *L, sr_rules *r, sr_message *m, char **idem_copy
     }
     for (int i = 0; i < m->route_len; i++) {
         if (sr_rules_provider(r, m->route[i])) continue;
+        char unknown[72]; /* route names are at most 64 bytes; copied so m is freed before Lua may raise */
+        snprintf(unknown, sizeof unknown, "%s", m->route[i]);
         sr_json_doc_free(&doc);
-        lua_pushnil(L);
-        lua_pushfstring(L, "unknown_provider: the route names '%s', which the rules do not declare", m->route[i]);
         sr_message_free(m);
+        lua_pushnil(L);
+        lua_pushfstring(L, "unknown_provider: the route names '%s', which the rules do not declare", unknown);
         return 2;
     }
     *idem_copy = idem ? strdup(idem) : NULL;
