@@ -351,6 +351,41 @@ def sigterm_leaves_marked_requests_sending_and_restart_sends_them_once():
     mock.stop()
 
 
+@test(timeout=90)
+def reload_removing_a_provider_still_sends_its_marked_requests():
+    # A reload drops the provider while 2 of its requests are out and 2 more wait marked `sending`:
+    # those 2 still go out with the rules they were built with (none stays `sending`); the messages
+    # not marked yet go by the new rules' provider.
+    primary = Mock.start()
+    backup = Mock.start()
+    primary.control({"down": True})
+    d = Daemon.start(rules(provider("primary", primary, HOLDING), ", circuit_failures = 100"))
+    s = Sender(d)
+    ids = s.batch([{"to": "+8495%07d7" % i, "text": "r%d" % i} for i in range(6)])
+    wait_for(lambda: primary.stats()["in_flight"] == 2 and count_status(d, "sending") == 4, 20 * SLOWDOWN,
+             "2 requests out and 2 more marked `sending`")
+    tmp = d.rules_path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(rules(provider("backup", backup, PATIENT)))
+    os.replace(tmp, d.rules_path)
+    d.signal(signal.SIGHUP)
+    d.wait_log("rules reloaded")
+    primary.control({"down": False})  # the 2 out get 503; their route names a provider gone: failed
+    wait_for(lambda: count_status(d, "sending") == 0 and count_status(d, "queued") == 0, 30 * SLOWDOWN,
+             "nothing left sending or queued")
+    check(primary.stats()["received"] == 2 and primary.stats()["max_in_flight"] == 2, "primary: %r" %
+          {k: primary.stats()[k] for k in ("received", "max_in_flight")})
+    by = {}
+    for mid in ids:
+        m = get(d, mid)
+        by.setdefault((m["status"], m["provider"]), []).append(mid)
+    check({k: len(v) for k, v in by.items()} == {("sent", "primary"): 2, ("failed", "primary"): 2,
+                                                  ("sent", "backup"): 2}, "outcomes: %r" % by)
+    d.stop()
+    primary.stop()
+    backup.stop()
+
+
 @test(timeout=60)
 def custom_adapter_declared_in_the_rules_file():
     mock = Mock.start()
