@@ -469,11 +469,16 @@ static int lane_concurrency(const lane *l, const sched_request *rq) {
 static int lane_requests(const lane *l) { return l->requests_in_flight + l->marking + l->ready_count; }
 
 /* How many requests lane l may hold in all (lane_requests): its concurrency out, and while its circuit is
- * closed as many again being marked or ready, so that the `sending` commit of the next requests overlaps
- * the round trip of those out (a look ahead). Otherwise none ahead: a half-open probe stays alone. */
+ * closed some more being marked or ready, so that the `sending` commit of the next requests overlaps the
+ * round trip of those out. Ahead go as many messages as it may have requests out (requests of batch_size):
+ * as many requests again when each carries one message; a request or two of a batching adapter already
+ * cover a commit, and more ahead only make the group commits bigger (measured: more CPU per message,
+ * scripts/bench/outbound.py). Otherwise none ahead: a half-open probe stays alone. */
 static int lane_capacity(const lane *l) {
     if (!l->p) return 0;
-    return l->circuit == CIRCUIT_CLOSED ? 2 * l->p->concurrency : l->p->concurrency;
+    if (l->circuit != CIRCUIT_CLOSED) return l->p->concurrency;
+    int batch = l->p->batch_size > 0 ? l->p->batch_size : 1;
+    return l->p->concurrency + (l->p->concurrency + batch - 1) / batch;
 }
 
 static void sched_complete_done(sr_store_txn *t, void *ud);

@@ -10,8 +10,8 @@
  * message is `sending` on disk before its request leaves, so after a crash it
  * is found and resent with the same idempotency key (its id), and counted.
  * The provider's concurrency bounds its requests out, not those commits: a
- * lane marks up to as many requests again ahead, which wait, marked, for a
- * slot (none ahead while its circuit is not closed). */
+ * lane marks requests ahead (as many messages as requests may be out), which
+ * wait, marked, for a slot (none ahead while its circuit is not closed). */
 #ifndef SR_SCHEDULER_H
 #define SR_SCHEDULER_H
 
