@@ -86,7 +86,15 @@ typedef struct lane {
     char name[72];
     sr_provider *p; /* in the current rules; NULL when a reload removed the provider */
     int64_t *tat; /* its rate lane's GCRA state (shared with status polls); NULL: not limited */
+    /* A request goes through three stages: its messages' `sending` marks are committed (marking), it
+     * waits for a slot (the ready list, first in first out), it is out to the provider
+     * (requests_in_flight, bounded by the provider's concurrency). */
     int requests_in_flight;
+    int marking;
+    struct sched_request *ready;
+    struct sched_request **ready_tail;
+    int ready_count;
+    int starting; /* lane_start_ready is running: a nested call leaves the work to it */
     int64_t paused_until_ms;
     int circuit;
     int consecutive_failures;
@@ -109,6 +117,7 @@ typedef struct sched_request {
     int units_pending;
     int probe;
     int64_t started_ms;
+    struct sched_request *next; /* the lane's ready list */
 } sched_request;
 
 struct sr_scheduler {
@@ -144,6 +153,7 @@ struct sr_scheduler {
     uint64_t (*random)(void *ud);
     void *random_ud;
     int jobs_at_transport; /* claimed jobs whose request the transport holds */
+    int jobs_ready;        /* claimed jobs in ready requests, waiting for a slot */
     int kicked;            /* a look at the queue was asked for and has not run yet */
     sr_store_subscriber queue_sub; /* the store says when a committed unit queued messages */
     sr_rate_lanes *rates;          /* the providers' rates, shared with status polls */
@@ -353,7 +363,8 @@ int sr_scheduler_idle(sr_scheduler *s, int64_t *wake_ms) {
     int64_t wake = -1;
     if (uv_is_active((uv_handle_t *)&s->timer)) wake = (int64_t)uv_timer_get_due_in(&s->timer);
     if (wake_ms) *wake_ms = wake;
-    return s->outstanding == s->jobs_at_transport && !s->kicked;
+    /* A ready request waits for an answer to free a slot, or for a pause to end (the timer). */
+    return s->outstanding == s->jobs_at_transport + s->jobs_ready && !s->kicked;
 }
 
 /* Looks at the queue again in delay_ms, unless an earlier look is already due. */
@@ -408,6 +419,16 @@ static void sched_request_free(sched_request *rq) {
     free(rq);
 }
 
+/* Releases request rq's jobs unsent (their messages stay as they are on disk) and frees it. */
+static void sched_request_drop(sr_scheduler *s, sched_request *rq) {
+    sched_job *next;
+    for (sched_job *j = rq->jobs; j; j = next) {
+        next = j->next;
+        sched_release(s, j);
+    }
+    sched_request_free(rq);
+}
+
 /* ---- transitions without a send ---- */
 
 static void sched_transition_done(sr_store_txn *t, void *ud) {
@@ -436,6 +457,29 @@ static void sched_transition(sr_scheduler *s, sched_job *j) {
 /* ---- sending ---- */
 
 static void sched_http_done(const sr_http_client_response *resp, void *ud);
+static void lane_start_ready(sr_scheduler *s, lane *l);
+
+/* The requests lane l may have out to its provider at once: the provider's concurrency, or, once a reload
+ * removed the provider, that of the rules request rq was built with (its ready requests still go out). */
+static int lane_concurrency(const lane *l, const sched_request *rq) {
+    return l->p ? l->p->concurrency : rq->p->concurrency;
+}
+
+/* The requests lane l holds in any stage: being marked, ready, or out. */
+static int lane_requests(const lane *l) { return l->requests_in_flight + l->marking + l->ready_count; }
+
+/* How many requests lane l may hold in all (lane_requests): its concurrency out, and while its circuit is
+ * closed some more being marked or ready, so that the `sending` commit of the next requests overlaps the
+ * round trip of those out. Ahead go as many messages as it may have requests out (requests of batch_size):
+ * as many requests again when each carries one message; a request or two of a batching adapter already
+ * cover a commit, and more ahead only make the group commits bigger (measured: more CPU per message,
+ * scripts/bench/outbound.py). Otherwise none ahead: a half-open probe stays alone. */
+static int lane_capacity(const lane *l) {
+    if (!l->p) return 0;
+    if (l->circuit != CIRCUIT_CLOSED) return l->p->concurrency;
+    int batch = l->p->batch_size > 0 ? l->p->batch_size : 1;
+    return l->p->concurrency + (l->p->concurrency + batch - 1) / batch;
+}
 
 static void sched_complete_done(sr_store_txn *t, void *ud);
 
@@ -662,12 +706,8 @@ static void sched_http_done(const sr_http_client_response *resp, void *ud) {
     if (resp->error == SR_HTTP_E_CANCELLED) {
         /* Shutting down without an answer: the messages stay `sending` on
          * disk and are resent after the restart, like after a crash. */
-        sched_job *next;
-        for (sched_job *j = rq->jobs; j; j = next) {
-            next = j->next;
-            sched_release(s, j);
-        }
-        sched_request_free(rq);
+        sched_request_drop(s, rq);
+        lane_start_ready(s, l);
         return;
     }
     sr_adapter_outcome *outs = calloc((size_t)rq->count, sizeof *outs);
@@ -682,6 +722,7 @@ static void sched_http_done(const sr_http_client_response *resp, void *ud) {
     lane_record(s, l, failure, rq->probe, now);
     sched_finish_request(s, rq, outs, resp->error ? 0 : resp->status, (int64_t)resp->duration_ms);
     free(outs);
+    lane_start_ready(s, l);
     sr_scheduler_kick(s);
 }
 
@@ -701,9 +742,12 @@ static void sched_transport_answered(void *request, const sr_adapter_outcome *ou
     lane_pause_for_retry_after(s, l, outs, rq->count, now);
     lane_record(s, l, failure, rq->probe, now);
     sched_finish_request(s, rq, outs, http_status, now - rq->started_ms);
+    lane_start_ready(s, l);
     sr_scheduler_kick(s);
 }
 
+/* Builds and sends request rq, counted in flight by the caller (lane_start_ready, which goes on with the
+ * next ready request when a build fails here). */
 static void sched_send(sr_scheduler *s, sched_request *rq) {
     lane *l = &s->lanes[rq->lane];
     sr_message *msgs[1000];
@@ -737,6 +781,39 @@ static void sched_send(sr_scheduler *s, sched_request *rq) {
     sr_adapter_http_send(s->client, &ar, rq->p->timeout_ms, sched_http_done, rq);
 }
 
+/* Starts lane l's ready requests, first in first out, while fewer than its concurrency are out and no
+ * Retry-After pause holds the lane (the pump comes back when it ends). An answer that comes back at once
+ * (a request that cannot start) or a build error calls this again from inside: the running loop goes on. */
+static void lane_start_ready(sr_scheduler *s, lane *l) {
+    if (l->starting) return;
+    l->starting = 1;
+    while (l->ready && !s->stopping && l->requests_in_flight < lane_concurrency(l, l->ready) &&
+           l->paused_until_ms <= sr_now_ms()) {
+        sched_request *rq = l->ready;
+        l->ready = rq->next;
+        if (!l->ready) l->ready_tail = &l->ready;
+        rq->next = NULL;
+        l->ready_count--;
+        s->jobs_ready -= rq->count;
+        l->requests_in_flight++;
+        sched_send(s, rq);
+    }
+    l->starting = 0;
+}
+
+/* Stopping: lane l's ready requests never leave. Their messages stay `sending` on disk and are resent
+ * after the restart, like after a crash. */
+static void lane_drop_ready(sr_scheduler *s, lane *l) {
+    while (l->ready) {
+        sched_request *rq = l->ready;
+        l->ready = rq->next;
+        l->ready_count--;
+        s->jobs_ready -= rq->count;
+        sched_request_drop(s, rq);
+    }
+    l->ready_tail = &l->ready;
+}
+
 static void sched_marked(sr_store_txn *t, void *ud) {
     sched_job *j = ud;
     sched_request *rq = j->req;
@@ -749,6 +826,8 @@ static void sched_marked(sr_store_txn *t, void *ud) {
         j->send = 0; /* changed meanwhile (or the store failed): not ours to send */
     }
     if (--rq->units_pending > 0) return;
+    lane *l = &s->lanes[rq->lane];
+    l->marking--;
     /* Every message of the request is `sending` on disk: drop the others, send. */
     sched_job **pp = &rq->jobs;
     while (*pp) {
@@ -763,42 +842,50 @@ static void sched_marked(sr_store_txn *t, void *ud) {
     }
     if (rq->count == 0 || s->stopping) {
         /* Stopping: leave them `sending` on disk; resent after the restart. */
-        sched_job *next;
-        for (sched_job *x = rq->jobs; x; x = next) {
-            next = x->next;
-            sched_release(s, x);
-        }
-        s->lanes[rq->lane].requests_in_flight--;
-        sched_request_free(rq);
+        sched_request_drop(s, rq);
+        sr_scheduler_kick(s); /* room in the lane */
         return;
     }
-    sched_send(s, rq);
+    rq->next = NULL;
+    *l->ready_tail = rq;
+    l->ready_tail = &rq->next;
+    l->ready_count++;
+    s->jobs_ready += rq->count;
+    lane_start_ready(s, l);
 }
 
-/* Turns a lane's pending jobs into requests, as many as it may have in flight. */
+/* A new request of lane li with its first pending jobs (up to a batch). */
+static sched_request *lane_take_request(sr_scheduler *s, int li) {
+    lane *l = &s->lanes[li];
+    sched_request *rq = calloc(1, sizeof *rq);
+    if (!rq) abort();
+    rq->s = s;
+    rq->rules = sr_rules_retain(s->rules);
+    rq->p = l->p;
+    rq->lane = li;
+    rq->probe = l->circuit == CIRCUIT_HALF_OPEN;
+    sched_job **tail = &rq->jobs;
+    while (l->pending && rq->count < l->p->batch_size) {
+        sched_job *j = l->pending;
+        l->pending = j->next;
+        j->next = NULL;
+        j->req = rq;
+        *tail = j;
+        tail = &j->next;
+        rq->count++;
+        l->pending_count--;
+    }
+    if (!l->pending) l->pending_tail = &l->pending;
+    return rq;
+}
+
+/* Turns a lane's pending jobs into requests, as many as it may hold (lane_capacity), and submits their
+ * `sending` marks; sched_marked takes each request on once all its marks are committed. */
 static void lane_flush(sr_scheduler *s, int li) {
     lane *l = &s->lanes[li];
-    while (l->p && l->pending_count > 0 && l->requests_in_flight < l->p->concurrency) {
-        sched_request *rq = calloc(1, sizeof *rq);
-        if (!rq) abort();
-        rq->s = s;
-        rq->rules = sr_rules_retain(s->rules);
-        rq->p = l->p;
-        rq->lane = li;
-        rq->probe = l->circuit == CIRCUIT_HALF_OPEN;
-        sched_job **tail = &rq->jobs;
-        while (l->pending && rq->count < l->p->batch_size) {
-            sched_job *j = l->pending;
-            l->pending = j->next;
-            j->next = NULL;
-            j->req = rq;
-            *tail = j;
-            tail = &j->next;
-            rq->count++;
-            l->pending_count--;
-        }
-        if (!l->pending) l->pending_tail = &l->pending;
-        l->requests_in_flight++;
+    while (l->p && l->pending_count > 0 && lane_requests(l) < lane_capacity(l)) {
+        sched_request *rq = lane_take_request(s, li);
+        l->marking++;
         int64_t now = sr_now_ms();
         rq->units_pending = rq->count;
         for (sched_job *j = rq->jobs; j; j = j->next) {
@@ -828,8 +915,8 @@ static int lane_room(sr_scheduler *s, lane *l, int64_t now, int64_t *wake_ms) {
         *wake_ms = l->paused_until_ms - now;
         return 0;
     }
-    if (l->circuit == CIRCUIT_HALF_OPEN) return l->requests_in_flight == 0 && l->pending_count == 0 ? 1 : 0;
-    int room = (l->p->concurrency - l->requests_in_flight) * l->p->batch_size - l->pending_count;
+    if (l->circuit == CIRCUIT_HALF_OPEN) return lane_requests(l) == 0 && l->pending_count == 0 ? 1 : 0;
+    int room = (lane_capacity(l) - lane_requests(l)) * l->p->batch_size - l->pending_count;
     return room > 0 ? room : 0;
 }
 
@@ -998,6 +1085,8 @@ static void sched_pump_one(sr_scheduler *s, const char *id, sched_pass *ps) {
 static void sched_pump(sr_scheduler *s) {
     s->kicked = 0;
     if (s->stopping) return;
+    /* Ready requests held by a pause that ended, or by a concurrency a reload raised. */
+    for (int i = 0; i < s->lane_count; i++) lane_start_ready(s, &s->lanes[i]);
     if (s->unrecorded) {
         /* Outcomes wait for room in the store: send nothing new until they are written. */
         sched_arm(s, SCHED_IDLE_POLL_MS);
@@ -1148,6 +1237,7 @@ void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules) {
             snprintf(l->name, sizeof l->name, "%s", p->name);
             l->tat = sr_rate_lanes_tat(s->rates, l->name);
             l->pending_tail = &l->pending;
+            l->ready_tail = &l->ready;
             lane_metrics(l);
         }
         /* Rate, circuit and counters carry over; limits come from the new rules. */
@@ -1202,6 +1292,9 @@ int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_
 void sr_scheduler_stop(sr_scheduler *s, void (*done)(void *ud), void *ud) {
     s->stopping = 1;
     uv_timer_stop(&s->timer);
+    /* Before done is set: releasing them must not end the stop halfway. Requests still being marked are
+     * dropped the same way when their marks commit (sched_marked). */
+    for (int i = 0; i < s->lane_count; i++) lane_drop_ready(s, &s->lanes[i]);
     s->stop_done = done;
     s->stop_ud = ud;
     sched_check_stopped(s);
@@ -1240,6 +1333,16 @@ void sr_scheduler_free(sr_scheduler *s) {
             next = j->next;
             sr_message_free(&j->msg);
             free(j);
+        }
+        /* Ready requests are dropped by the stop; without one, their messages stay `sending` too. */
+        for (sched_request *rq = s->lanes[i].ready, *rq_next; rq; rq = rq_next) {
+            rq_next = rq->next;
+            for (sched_job *j = rq->jobs; j; j = next) {
+                next = j->next;
+                sr_message_free(&j->msg);
+                free(j);
+            }
+            sched_request_free(rq);
         }
     }
     free(s->lanes);
@@ -1281,6 +1384,8 @@ int sr_scheduler_lane_info(sr_scheduler *s, const char *provider, int64_t now_ms
     const lane *l = &s->lanes[li];
     out->circuit = circuit_names[l->circuit];
     out->in_flight = l->requests_in_flight;
+    out->marking = l->marking;
+    out->ready = l->ready_count;
     out->pending = l->pending_count;
     out->rate_used = 0;
     if (l->p && l->p->rate_per_s > 0 && l->tat && *l->tat > now_ms)

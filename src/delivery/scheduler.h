@@ -8,7 +8,10 @@
  *
  * Every step is a store transition committed before the next one starts: a
  * message is `sending` on disk before its request leaves, so after a crash it
- * is found and resent with the same idempotency key (its id), and counted. */
+ * is found and resent with the same idempotency key (its id), and counted.
+ * The provider's concurrency bounds its requests out, not those commits: a
+ * lane marks requests ahead (as many messages as requests may be out), which
+ * wait, marked, for a slot (none ahead while its circuit is not closed). */
 #ifndef SR_SCHEDULER_H
 #define SR_SCHEDULER_H
 
@@ -37,7 +40,8 @@ void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules);
  * (SR_STORE_EV_QUEUE): callers need this only for what the store does not announce. */
 void sr_scheduler_kick(sr_scheduler *s);
 /* Stops taking messages; done runs once no request is in flight (their
- * outcomes recorded). */
+ * outcomes recorded). Requests marked `sending` that did not leave yet never
+ * do: their messages are resent at the next start, as after a crash. */
 void sr_scheduler_stop(sr_scheduler *s, void (*done)(void *ud), void *ud);
 /* Frees after stop (closes its handles: run the loop once more). */
 void sr_scheduler_free(sr_scheduler *s);
@@ -54,7 +58,9 @@ void sr_scheduler_retry(sr_scheduler *s, const char *id, void (*cb)(int code, vo
 /* What a provider's lane is doing now, for the console (GET /v1/providers). */
 typedef struct sr_lane_info {
     const char *circuit;     /* "closed", "open", "half_open" */
-    int in_flight;           /* requests out now */
+    int in_flight;           /* requests out now (HTTP requests started, not answered yet) */
+    int marking;             /* requests whose messages' `sending` marks are being committed */
+    int ready;               /* requests marked `sending`, waiting for a slot among the in_flight */
     int pending;             /* messages taken from the queue, waiting for a request */
     double rate_used;        /* messages the GCRA counts ahead of now: 0 idle, up to burst + 1 at the limit */
     int64_t paused_until_ms; /* a Retry-After pause, 0 none */

@@ -286,6 +286,106 @@ def sigkill_while_sending_resends_after_restart():
     mock.stop()
 
 
+def count_status(d, status):
+    st, _, _, doc = d.request("GET", "/v1/messages?status=%s&limit=1000" % status, headers=AUTH)
+    check(st == 200, "list %s: %d" % (status, st))
+    return len(doc["messages"])
+
+
+# The provider holds every send unanswered while down; few failures must not open the circuit.
+HOLDING = ", concurrency = 2, batch_size = 1" + PATIENT
+
+
+@test(timeout=90)
+def concurrency_bounds_requests_out_not_their_sending_marks():
+    # While 2 requests (the provider's concurrency) are out, the next 2 are already marked `sending`
+    # (their commits overlap the round trip) and wait for a slot; the provider never sees more than 2.
+    mock = Mock.start("--latency-ms", 20)
+    mock.control({"down": True})
+    d = Daemon.start(rules(provider("primary", mock, HOLDING), ", circuit_failures = 100"))
+    s = Sender(d)
+    n = 200
+    s.batch([{"to": "+8493%07d7" % i, "text": "c%d" % i} for i in range(n)])
+    wait_for(lambda: mock.stats()["in_flight"] == 2 and count_status(d, "sending") == 4, 20 * SLOWDOWN,
+             "2 requests out and 2 more marked `sending`")
+    check(count_status(d, "sending") == 4 and mock.stats()["in_flight"] == 2, "more than 4 sending, 2 out")
+    mock.control({"down": False})  # the held ones get 503 and are retried
+    wait_for(lambda: metric(d, "smsrules_provider_sent_total", provider="primary") >= n, 60 * SLOWDOWN,
+             "every message sent")
+    st = mock.stats()
+    check(st["max_in_flight"] == 2, "the provider saw %d requests at once" % st["max_in_flight"])
+    counts = st["by_recipient"]
+    wrong = {k: v for k, v in counts.items() if v != 1}
+    check(len(counts) == n and not wrong, "%d recipients, not once: %r" % (len(counts), list(wrong.items())[:5]))
+    d.stop()
+    mock.stop()
+
+
+@test(timeout=90)
+def sigterm_leaves_marked_requests_sending_and_restart_sends_them_once():
+    # Requests marked `sending` but not out when the daemon stops never leave; they stay `sending` and
+    # the next start sends them, as after a crash: each message reaches the provider exactly once.
+    mock = Mock.start()
+    mock.control({"down": True})
+    d = Daemon.start(rules(provider("primary", mock, HOLDING), ", circuit_failures = 100"))
+    s = Sender(d)
+    n = 6
+    s.batch([{"to": "+8494%07d7" % i, "text": "t%d" % i} for i in range(n)])
+    wait_for(lambda: mock.stats()["in_flight"] == 2 and count_status(d, "sending") == 4, 20 * SLOWDOWN,
+             "2 requests out and 2 more marked `sending`")
+    d.signal(signal.SIGTERM)
+    d.wait_log("stopping")
+    mock.control({"down": False})  # the 2 out are answered (503: queued for a retry), the daemon ends
+    d.wait_exit(30 * SLOWDOWN)
+    check(d.proc.returncode == 0, "exit %s" % d.proc.returncode)
+    check(mock.stats()["received"] == 0, "received before the restart: %r" % mock.stats())
+    d.restart()
+    check(metric(d, "smsrules_resent_after_crash_total") == 2, "resent after the stop: %r" %
+          metric(d, "smsrules_resent_after_crash_total"))
+    wait_for(lambda: metric(d, "smsrules_provider_sent_total", provider="primary") >= n, 30 * SLOWDOWN,
+             "every message sent")
+    counts = mock.stats()["by_recipient"]
+    check(counts == {"+8494%07d7" % i: 1 for i in range(n)}, "receptions: %r" % counts)
+    check(mock.stats()["max_in_flight"] == 2, "max in flight %d" % mock.stats()["max_in_flight"])
+    d.stop()
+    mock.stop()
+
+
+@test(timeout=90)
+def reload_removing_a_provider_still_sends_its_marked_requests():
+    # A reload drops the provider while 2 of its requests are out and 2 more wait marked `sending`:
+    # those 2 still go out with the rules they were built with (none stays `sending`); the messages
+    # not marked yet go by the new rules' provider.
+    primary = Mock.start()
+    backup = Mock.start()
+    primary.control({"down": True})
+    d = Daemon.start(rules(provider("primary", primary, HOLDING), ", circuit_failures = 100"))
+    s = Sender(d)
+    ids = s.batch([{"to": "+8495%07d7" % i, "text": "r%d" % i} for i in range(6)])
+    wait_for(lambda: primary.stats()["in_flight"] == 2 and count_status(d, "sending") == 4, 20 * SLOWDOWN,
+             "2 requests out and 2 more marked `sending`")
+    tmp = d.rules_path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(rules(provider("backup", backup, PATIENT)))
+    os.replace(tmp, d.rules_path)
+    d.signal(signal.SIGHUP)
+    d.wait_log("rules reloaded")
+    primary.control({"down": False})  # the 2 out get 503; their route names a provider gone: failed
+    wait_for(lambda: count_status(d, "sending") == 0 and count_status(d, "queued") == 0, 30 * SLOWDOWN,
+             "nothing left sending or queued")
+    check(primary.stats()["received"] == 2 and primary.stats()["max_in_flight"] == 2, "primary: %r" %
+          {k: primary.stats()[k] for k in ("received", "max_in_flight")})
+    by = {}
+    for mid in ids:
+        m = get(d, mid)
+        by.setdefault((m["status"], m["provider"]), []).append(mid)
+    check({k: len(v) for k, v in by.items()} == {("sent", "primary"): 2, ("failed", "primary"): 2,
+                                                  ("sent", "backup"): 2}, "outcomes: %r" % by)
+    d.stop()
+    primary.stop()
+    backup.stop()
+
+
 @test(timeout=60)
 def custom_adapter_declared_in_the_rules_file():
     mock = Mock.start()
