@@ -57,10 +57,10 @@ typedef struct sched_change {
     const char *provider_id;
     const char *error;
     const char *attempt_outcome;
-    sr_route_options ropt; /* CH_SENDING with a route: the route table's fallback_on / dlr_timeout */
+    sr_route_options ropt;     /* CH_SENDING with a route: the route table's fallback_on / dlr_timeout */
     int attempt_count_at_send; /* CH_SENT..CH_FAILED: the attempts the message had when this one started */
-    int parts;             /* CH_SENT: the parts the provider counts */
-    int poll;              /* CH_SENT: the provider's statuses are polled */
+    int parts;                 /* CH_SENT: the parts the provider counts */
+    int poll;                  /* CH_SENT: the provider's statuses are polled */
     int64_t poll_max_age_ms;
 } sched_change;
 
@@ -68,7 +68,7 @@ typedef struct sched_job {
     char id[SR_ID_LEN + 1];
     sr_message msg; /* as read; after the sending transition, as written */
     int lane;
-    int send;       /* 1: a send job; 0: a transition only */
+    int send; /* 1: a send job; 0: a transition only */
     char *route[SCHED_ROUTE_MAX];
     int route_len;
     int route_index;
@@ -85,7 +85,7 @@ typedef struct sched_job {
 typedef struct lane {
     char name[72];
     sr_provider *p; /* in the current rules; NULL when a reload removed the provider */
-    int64_t *tat; /* its rate lane's GCRA state (shared with status polls); NULL: not limited */
+    int64_t *tat;   /* its rate lane's GCRA state (shared with status polls); NULL: not limited */
     /* A request goes through three stages: its messages' `sending` marks are committed (marking), it
      * waits for a slot (the ready list, first in first out), it is out to the provider
      * (requests_in_flight, bounded by the provider's concurrency). */
@@ -109,7 +109,7 @@ typedef struct lane {
 
 typedef struct sched_request {
     sr_scheduler *s;
-    sr_rules *rules;    /* the rules the request was built with (retained) */
+    sr_rules *rules; /* the rules the request was built with (retained) */
     const sr_provider *p;
     int lane;
     sched_job *jobs;
@@ -152,18 +152,16 @@ struct sr_scheduler {
     /* Set by the test runner and simulate: retry jitter from their seeded generator. */
     uint64_t (*random)(void *ud);
     void *random_ud;
-    int jobs_at_transport; /* claimed jobs whose request the transport holds */
-    int jobs_ready;        /* claimed jobs in ready requests, waiting for a slot */
-    int kicked;            /* a look at the queue was asked for and has not run yet */
+    int jobs_at_transport;         /* claimed jobs whose request the transport holds */
+    int jobs_ready;                /* claimed jobs in ready requests, waiting for a slot */
+    int kicked;                    /* a look at the queue was asked for and has not run yet */
     sr_store_subscriber queue_sub; /* the store says when a committed unit queued messages */
     sr_rate_lanes *rates;          /* the providers' rates, shared with status polls */
 };
 
 /* ---- claimed set ---- */
 
-static unsigned sched_hash(const char *id) {
-    return sr_fnv1a_str(SR_FNV1A_INIT, id) % SCHED_CLAIM_BUCKETS;
-}
+static unsigned sched_hash(const char *id) { return sr_fnv1a_str(SR_FNV1A_INIT, id) % SCHED_CLAIM_BUCKETS; }
 
 static int sched_is_claimed(sr_scheduler *s, const char *id) {
     for (sched_job *j = s->claimed[sched_hash(id)]; j; j = j->hnext)
@@ -311,8 +309,10 @@ static int sched_apply(sr_message *m, void *arg) {
     case CH_FAIL_QUEUED:
         if (m->status != SR_ST_QUEUED) return SR_E_STATE;
         sr_message_set_str(&m->error, c->error);
-        sr_message_set_status(m, c->kind == CH_EXPIRE ? SR_ST_EXPIRED : c->kind == CH_REJECT ? SR_ST_REJECTED
-                                                                                            : SR_ST_FAILED,
+        sr_message_set_status(m,
+                              c->kind == CH_EXPIRE   ? SR_ST_EXPIRED
+                              : c->kind == CH_REJECT ? SR_ST_REJECTED
+                                                     : SR_ST_FAILED,
                               c->now_ms);
         return 0;
     case CH_SKIP_PROVIDER:
@@ -555,10 +555,14 @@ static void sched_complete_done(sr_store_txn *t, void *ud) {
     }
     /* Its status handler and the reports waiting for its provider id hear of it from the store. */
     if (st != 0) sr_error("cannot record a send outcome", "id", j->id, "error", sr_store_strerror(st));
-    else if (j->change.kind == CH_SENT) l->m_sent->value++;
-    else if (j->change.kind == CH_RETRY) l->m_retried->value++;
-    else if (j->change.kind == CH_FAILED) l->m_failed->value++;
-    else if (j->change.kind == CH_FALLBACK) l->m_fallback->value++;
+    else if (j->change.kind == CH_SENT)
+        l->m_sent->value++;
+    else if (j->change.kind == CH_RETRY)
+        l->m_retried->value++;
+    else if (j->change.kind == CH_FAILED)
+        l->m_failed->value++;
+    else if (j->change.kind == CH_FALLBACK)
+        l->m_fallback->value++;
     if (--rq->units_pending == 0) sched_request_free(rq);
     sched_release(s, j);
     sr_scheduler_kick(s);
@@ -657,7 +661,7 @@ static void sched_transport_failed(const sched_request *rq, const sr_http_client
         outs[i].retry = 1;
         outs[i].retry_after_s = -1;
         snprintf(outs[i].error, sizeof outs[i].error, "%s",
-                 resp->error == SR_HTTP_E_TIMEOUT ? "timeout: no answer in time"
+                 resp->error == SR_HTTP_E_TIMEOUT   ? "timeout: no answer in time"
                  : resp->error == SR_HTTP_E_CONNECT ? "connection failed"
                                                     : "transport error");
         if (resp->error_message && resp->error_message[0])
@@ -927,7 +931,9 @@ static int lane_rate_ready(const lane *l, int64_t now, int64_t *wake_ms) {
 }
 
 /* The same, taking one message's worth when yes. */
-static int lane_rate_take(lane *l, int64_t now, int64_t *wake_ms) { return sr_rate_lane_take(l->tat, l->p, now, wake_ms); }
+static int lane_rate_take(lane *l, int64_t now, int64_t *wake_ms) {
+    return sr_rate_lane_take(l->tat, l->p, now, wake_ms);
+}
 
 /* The route of m: its own, else sms.route(m), else every provider in
  * declaration order. Fills j->route; returns its length or -1 (error in err). */
@@ -962,7 +968,8 @@ static int sched_ready_lanes(sr_scheduler *s, int64_t now, int *room_total, int6
         int room = lane_room(s, l, now, &w);
         *room_total += room;
         if (room > 0 && lane_rate_ready(l, now, &w)) ready_lanes++;
-        else if (l->p && w >= 0 && w < *wake) *wake = w;
+        else if (l->p && w >= 0 && w < *wake)
+            *wake = w;
     }
     return ready_lanes;
 }
@@ -1004,7 +1011,8 @@ static int sched_job_lane(sr_scheduler *s, sched_job *j) {
     } else {
         li = sched_lane_index(s, j->route[j->msg.route_index]);
         if (li < 0)
-            snprintf(j->error, sizeof j->error, "the route names an unknown provider '%s'", j->route[j->msg.route_index]);
+            snprintf(j->error, sizeof j->error, "the route names an unknown provider '%s'",
+                     j->route[j->msg.route_index]);
     }
     if (li < 0) {
         j->change.kind = CH_FAIL_QUEUED;
@@ -1182,8 +1190,8 @@ static void lane_metrics(lane *l) {
                                       "Messages passed on to the next provider of their route.", labels);
     l->m_in_flight = sr_metric_gauge_fn("smsrules_provider_in_flight", "Requests in flight to a provider.", labels,
                                         lane_in_flight, l);
-    l->m_latency = sr_metric_histogram("smsrules_provider_request_seconds", "Provider request latency.", labels,
-                                       bounds, (int)(sizeof bounds / sizeof bounds[0]));
+    l->m_latency = sr_metric_histogram("smsrules_provider_request_seconds", "Provider request latency.", labels, bounds,
+                                       (int)(sizeof bounds / sizeof bounds[0]));
     l->m_circuit =
         sr_metric_gauge("smsrules_provider_circuit_state", "Circuit breaker: 0 closed, 1 open, 2 half-open.", labels);
 }
@@ -1246,8 +1254,8 @@ void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules) {
     if (!s->stopping) sr_scheduler_kick(s);
 }
 
-int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_rules *rules,
-                       sr_http_client *client, sr_rate_lanes *rates, const sr_config *config) {
+int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_rules *rules, sr_http_client *client,
+                       sr_rate_lanes *rates, const sr_config *config) {
     sr_scheduler *s = calloc(1, sizeof *s);
     if (!s) abort();
     s->loop = loop;
@@ -1271,13 +1279,14 @@ int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_
     s->m_expired = sr_metric_counter("smsrules_messages_expired_total", "Messages whose validity ended unsent.", NULL);
     s->m_rejected =
         sr_metric_counter("smsrules_messages_rejected_total", "Messages rejected by rules (opt-out).", NULL);
-    s->m_unrecorded = sr_metric_gauge("smsrules_outcomes_unrecorded",
-                                      "Provider answers whose write failed (store full), kept to be written again.",
-                                      NULL);
-    s->m_outcome_retries = sr_metric_counter("smsrules_outcome_write_retries_total",
-                                             "Writes of provider answers tried again after the store refused them.",
-                                             NULL);
-    s->m_queue = sr_metric_gauge_fn("smsrules_queue_depth", "Messages queued (due or later).", NULL, sched_queue_depth, s);
+    s->m_unrecorded =
+        sr_metric_gauge("smsrules_outcomes_unrecorded",
+                        "Provider answers whose write failed (store full), kept to be written again.", NULL);
+    s->m_outcome_retries =
+        sr_metric_counter("smsrules_outcome_write_retries_total",
+                          "Writes of provider answers tried again after the store refused them.", NULL);
+    s->m_queue =
+        sr_metric_gauge_fn("smsrules_queue_depth", "Messages queued (due or later).", NULL, sched_queue_depth, s);
     sr_metric_gauge_fn("smsrules_queue_oldest_due_seconds",
                        "How long the most overdue queued message has waited past its due time (0: none due).", NULL,
                        sched_queue_oldest_due, s);
