@@ -7,10 +7,12 @@ export SMSRULES_BIN="$PWD/$BUILD/smsrules"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
-# The source tree's boundaries: includes point downwards, no import cycle.
+# The source tree's boundaries (includes point downwards, no import cycle), the manual's links,
+# short functions and the format.
 python3 scripts/check-layers.py 2>&1 | tee -a "$out"
 python3 scripts/check-docs.py 2>&1 | tee -a "$out"
 python3 scripts/check-functions.py 2>&1 | tee -a "$out"
+scripts/check-format.sh 2>&1 | tee -a "$out"
 
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue

@@ -364,7 +364,7 @@ TEST(twilio_error_codes) {
     lua_State *L = adapters_state();
 #define TW_ERR(status, code, text)                                                                                     \
     "answer(twilio, twcfg(), " #status ", '{\"code\": " #code ", \"message\": \"" text "\", \"status\": " #status "}'" \
-                                                                                                                  ")"
+    ")"
     CHECK_LUA(L, TW_ERR(400, 21211, "The To number +849 is not a valid phone number."),
               REFUSED("HTTP 400 (21211): The To number +849 is not a valid phone number."));
     CHECK_LUA(L, TW_ERR(400, 21608, "The number is unverified."),
