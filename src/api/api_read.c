@@ -16,6 +16,7 @@
 #include "api/api.h"
 #include "api/api_console.h"
 #include "codec/json.h"
+#include "codec/jsonw.h"
 #include "core/log.h"
 #include "model/message.h"
 #include "store/store.h"
@@ -36,7 +37,8 @@ typedef struct search_query {
 
 typedef struct search_state {
     const search_query *q;
-    sr_buf *out;
+    sr_jw *w;
+    sr_buf one; /* one message's JSON, before it goes into the answer */
     int matched;
     int scanned;
     int stopped_early; /* the limit or the budget stopped the walk: there may be more */
@@ -141,15 +143,20 @@ static int search_matches(const search_query *q, const sr_message *m) {
     return 1;
 }
 
+/* A match into the "messages" list. */
+static void search_emit(search_state *s, const sr_message *m) {
+    s->matched++;
+    sr_buf_reset(&s->one);
+    sr_message_to_api_json(m, &s->one);
+    sr_jw_raw(s->w, s->one.data, s->one.len);
+}
+
 /* Runs inside the store's read transaction: writes the match, touches no store. */
 static int search_visit(const sr_message *m, void *ud) {
     search_state *s = ud;
     s->scanned++;
     memcpy(s->last, m->id, sizeof s->last);
-    if (search_matches(s->q, m)) {
-        if (s->matched++) sr_buf_putc(s->out, ',');
-        sr_message_to_api_json(m, s->out);
-    }
+    if (search_matches(s->q, m)) search_emit(s, m);
     if (s->matched >= s->q->limit || s->scanned >= READ_SCAN_BUDGET) {
         s->stopped_early = 1;
         return 1;
@@ -201,10 +208,7 @@ done:
 static void search_by_id(sr_api *app, search_state *s) {
     sr_message m;
     if (!sr_id_valid(s->q->id, strlen(s->q->id)) || sr_store_get_message(app->store, s->q->id, &m) != 0) return;
-    if (search_matches(s->q, &m)) {
-        s->matched++;
-        sr_message_to_api_json(&m, s->out);
-    }
+    if (search_matches(s->q, &m)) search_emit(s, &m);
     s->scanned = 1;
     sr_message_free(&m);
 }
@@ -215,8 +219,16 @@ void sr_api_search_messages(sr_api *app, sr_http_request *req, const char *const
     if (search_parse(req, &q) != 0) return;
     sr_buf body;
     sr_buf_init(&body);
-    sr_buf_puts(&body, "{\"messages\":[");
-    search_state s = {&q, &body, 0, 0, 0, ""};
+    sr_jw w;
+    sr_jw_init(&w, &body);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "messages");
+    sr_jw_array_begin(&w);
+    search_state s;
+    memset(&s, 0, sizeof s);
+    s.q = &q;
+    s.w = &w;
+    sr_buf_init(&s.one);
     int rc = 0;
     char start[SR_ID_LEN + 1];
     if (q.id[0]) search_by_id(app, &s);
@@ -225,17 +237,17 @@ void sr_api_search_messages(sr_api *app, sr_http_request *req, const char *const
     else
         rc = sr_store_scan_messages_before(app->store, search_start(&q, start), q.since_ms, READ_SCAN_BUDGET,
                                            search_visit, &s, NULL);
+    sr_buf_free(&s.one);
     if (rc < 0) {
         sr_buf_free(&body);
         sr_error("console search: the store could not be read", "error", sr_store_strerror(rc));
         sr_http_respond_error(req, 500, "storage_error", "the messages could not be read", NULL);
         return;
     }
-    sr_buf_puts(&body, "],\"next\":");
-    if (s.stopped_early) sr_buf_json_str(&body, s.last, strlen(s.last));
-    else
-        sr_buf_puts(&body, "null");
-    sr_buf_printf(&body, ",\"scanned\":%d}", s.scanned);
+    sr_jw_array_end(&w);
+    sr_jw_field_str(&w, "next", s.stopped_early ? s.last : NULL);
+    sr_jw_field_int(&w, "scanned", s.scanned);
+    sr_jw_object_end(&w);
     sr_http_respond(req, 200, "application/json", body.data, body.len, "Cache-Control: no-store\r\n");
     sr_buf_free(&body);
 }
@@ -247,7 +259,7 @@ typedef struct failed_group {
     char *provider;
     int count;
     int64_t newest_ms, oldest_ms;
-    sr_buf ids; /* JSON strings, comma-separated */
+    sr_buf ids; /* the message ids, each ended by a NUL */
 } failed_group;
 
 typedef struct failed_state {
@@ -276,18 +288,17 @@ static void failed_add(failed_state *f, const sr_message *m) {
         f->other++;
         return;
     }
-    if (g->count++) sr_buf_putc(&g->ids, ',');
-    sr_buf_json_str(&g->ids, m->id, strlen(m->id));
+    g->count++;
+    sr_buf_append(&g->ids, m->id, strlen(m->id) + 1);
     if (m->created_at_ms > g->newest_ms) g->newest_ms = m->created_at_ms;
     if (!g->oldest_ms || m->created_at_ms < g->oldest_ms) g->oldest_ms = m->created_at_ms;
 }
 
-static void failed_time(sr_buf *b, const char *key, int64_t ms) {
-    sr_buf_printf(b, ",\"%s\":", key);
+static void failed_time(sr_jw *w, const char *key, int64_t ms) {
     sr_buf t;
     sr_buf_init(&t);
     sr_time_rfc3339(ms, &t);
-    sr_buf_json_str(b, t.data, t.len);
+    sr_jw_field_strn(w, key, t.data ? t.data : "", t.len);
     sr_buf_free(&t);
 }
 
@@ -297,30 +308,41 @@ static int failed_cmp(const void *a, const void *b) {
     return y->count - x->count;
 }
 
+/* One group as an object; frees what the group holds. */
+static void failed_group_json(sr_jw *w, failed_group *g) {
+    sr_jw_object_begin(w);
+    sr_jw_field_str(w, "error", g->error);
+    sr_jw_field_str(w, "provider", g->provider);
+    sr_jw_field_int(w, "count", g->count);
+    failed_time(w, "newest_created_at", g->newest_ms);
+    failed_time(w, "oldest_created_at", g->oldest_ms);
+    sr_jw_key(w, "ids");
+    sr_jw_array_begin(w);
+    for (size_t at = 0; at < g->ids.len;) {
+        size_t len = strlen(g->ids.data + at);
+        sr_jw_string(w, g->ids.data + at, len);
+        at += len + 1;
+    }
+    sr_jw_array_end(w);
+    sr_jw_object_end(w);
+    free(g->error);
+    free(g->provider);
+    sr_buf_free(&g->ids);
+}
+
 static void failed_json(failed_state *f, sr_buf *b, int scanned, const char *next) {
     qsort(f->groups, (size_t)f->group_count, sizeof f->groups[0], failed_cmp);
-    sr_buf_puts(b, "{\"groups\":[");
-    for (int i = 0; i < f->group_count; i++) {
-        failed_group *g = &f->groups[i];
-        sr_buf_puts(b, i ? ",{\"error\":" : "{\"error\":");
-        sr_buf_json_str(b, g->error, strlen(g->error));
-        sr_buf_puts(b, ",\"provider\":");
-        sr_buf_json_str(b, g->provider, strlen(g->provider));
-        sr_buf_printf(b, ",\"count\":%d", g->count);
-        failed_time(b, "newest_created_at", g->newest_ms);
-        failed_time(b, "oldest_created_at", g->oldest_ms);
-        sr_buf_puts(b, ",\"ids\":[");
-        sr_buf_append(b, g->ids.data, g->ids.len);
-        sr_buf_puts(b, "]}");
-        free(g->error);
-        free(g->provider);
-        sr_buf_free(&g->ids);
-    }
-    sr_buf_printf(b, "],\"ungrouped\":%d,\"scanned\":%d,\"next\":", f->other, scanned);
-    if (next) sr_buf_json_str(b, next, strlen(next));
-    else
-        sr_buf_puts(b, "null");
-    sr_buf_putc(b, '}');
+    sr_jw w;
+    sr_jw_init(&w, b);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "groups");
+    sr_jw_array_begin(&w);
+    for (int i = 0; i < f->group_count; i++) failed_group_json(&w, &f->groups[i]);
+    sr_jw_array_end(&w);
+    sr_jw_field_int(&w, "ungrouped", f->other);
+    sr_jw_field_int(&w, "scanned", scanned);
+    sr_jw_field_str(&w, "next", next);
+    sr_jw_object_end(&w);
 }
 
 void sr_api_failed_groups(sr_api *app, sr_http_request *req, const char *const *params, int n) {
@@ -356,7 +378,7 @@ void sr_api_failed_groups(sr_api *app, sr_http_request *req, const char *const *
 /* ---- GET /v1/inbound: received SMS, newest first ---- */
 
 typedef struct inbound_state {
-    sr_buf *out;
+    sr_jw *w;
     const char *from; /* substring filter, "" none */
     int64_t now;
     int limit, matched, scanned, stopped_early;
@@ -380,8 +402,8 @@ static int inbound_visit(const char *key, size_t klen, const char *val, size_t v
         sr_json_doc_free(&doc);
     }
     if (keep) {
-        if (s->matched++) sr_buf_putc(s->out, ',');
-        sr_buf_append(s->out, val, vlen);
+        s->matched++;
+        sr_jw_raw(s->w, val, vlen); /* the record is a JSON object already */
     }
     if (s->matched >= s->limit || s->scanned >= READ_SCAN_BUDGET) {
         s->stopped_early = 1;
@@ -398,8 +420,12 @@ void sr_api_inbound_list(sr_api *app, sr_http_request *req, const char *const *p
     if (read_paging(req, &s.limit, cursor) != 0 || read_text_param(req, "from", from, sizeof from) != 0) return;
     sr_buf body;
     sr_buf_init(&body);
-    sr_buf_puts(&body, "{\"inbound\":[");
-    s.out = &body;
+    sr_jw w;
+    sr_jw_init(&w, &body);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "inbound");
+    sr_jw_array_begin(&w);
+    s.w = &w;
     s.from = from;
     s.now = sr_now_ms();
     int rc = sr_store_scan_back(app->store, SR_SPACE_INBOUND, cursor[0] ? cursor : NULL, strlen(cursor),
@@ -409,11 +435,10 @@ void sr_api_inbound_list(sr_api *app, sr_http_request *req, const char *const *p
         sr_http_respond_error(req, 500, "storage_error", "the inbound messages could not be read", NULL);
         return;
     }
-    sr_buf_puts(&body, "],\"next\":");
-    if (s.stopped_early) sr_buf_json_str(&body, s.last, SR_ID_LEN);
-    else
-        sr_buf_puts(&body, "null");
-    sr_buf_printf(&body, ",\"scanned\":%d}", s.scanned);
+    sr_jw_array_end(&w);
+    sr_jw_field_str(&w, "next", s.stopped_early ? s.last : NULL);
+    sr_jw_field_int(&w, "scanned", s.scanned);
+    sr_jw_object_end(&w);
     sr_http_respond(req, 200, "application/json", body.data, body.len, "Cache-Control: no-store\r\n");
     sr_buf_free(&body);
 }
