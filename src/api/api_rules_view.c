@@ -22,6 +22,7 @@
 
 #include "api/api.h"
 #include "api/api_console.h"
+#include "codec/jsonw.h"
 #include "codec/template.h"
 #include "delivery/scheduler.h"
 #include "model/message.h"
@@ -34,32 +35,45 @@
 
 /* ---- GET /v1/providers ---- */
 
-static void providers_one(sr_api *app, sr_buf *b, const sr_provider *p, int64_t now) {
-    sr_buf_puts(b, "{\"name\":");
-    sr_buf_json_str(b, p->name, strlen(p->name));
-    sr_buf_puts(b, ",\"adapter\":");
-    sr_buf_json_str(b, p->adapter, strlen(p->adapter));
-    sr_buf_printf(b,
-                  ",\"rate_per_s\":%.6g,\"burst\":%.6g,\"concurrency\":%d,\"timeout_ms\":%ld,\"max_attempts\":%d,"
-                  "\"batch_size\":%d,\"cost\":%.6g,\"poll\":%s",
-                  p->rate_per_s, p->burst, p->concurrency, p->timeout_ms, p->max_attempts, p->batch_size, p->cost,
-                  p->poll ? "true" : "false");
+/* A time as an RFC 3339 string member. */
+static void rules_field_time(sr_jw *w, const char *key, int64_t ms) {
+    sr_buf t;
+    sr_buf_init(&t);
+    sr_time_rfc3339(ms, &t);
+    sr_jw_field_strn(w, key, t.data ? t.data : "", t.len);
+    sr_buf_free(&t);
+}
+
+/* A double member with a fixed printf format (the console shows these figures as they come). */
+static void rules_field_fmt(sr_jw *w, const char *key, const char *fmt, double v) {
+    sr_jw_key(w, key);
+    sr_jw_double_fmt(w, fmt, v);
+}
+
+static void providers_one(sr_api *app, sr_jw *w, const sr_provider *p, int64_t now) {
+    sr_jw_object_begin(w);
+    sr_jw_field_str(w, "name", p->name);
+    sr_jw_field_str(w, "adapter", p->adapter);
+    rules_field_fmt(w, "rate_per_s", "%.6g", p->rate_per_s);
+    rules_field_fmt(w, "burst", "%.6g", p->burst);
+    sr_jw_field_int(w, "concurrency", p->concurrency);
+    sr_jw_field_int(w, "timeout_ms", p->timeout_ms);
+    sr_jw_field_int(w, "max_attempts", p->max_attempts);
+    sr_jw_field_int(w, "batch_size", p->batch_size);
+    rules_field_fmt(w, "cost", "%.6g", p->cost);
+    sr_jw_field_bool(w, "poll", p->poll);
     sr_lane_info li;
     memset(&li, 0, sizeof li);
     li.circuit = "closed";
     sr_scheduler_lane_info(app->scheduler, p->name, now, &li);
-    sr_buf_printf(b, ",\"circuit\":\"%s\",\"in_flight\":%d,\"pending\":%d,\"rate_used\":%.3f,\"paused_until\":",
-                  li.circuit, li.in_flight, li.pending, li.rate_used);
-    if (li.paused_until_ms) {
-        sr_buf t;
-        sr_buf_init(&t);
-        sr_time_rfc3339(li.paused_until_ms, &t);
-        sr_buf_json_str(b, t.data, t.len);
-        sr_buf_free(&t);
-    } else {
-        sr_buf_puts(b, "null");
-    }
-    sr_buf_putc(b, '}');
+    sr_jw_field_str(w, "circuit", li.circuit);
+    sr_jw_field_int(w, "in_flight", li.in_flight);
+    sr_jw_field_int(w, "pending", li.pending);
+    rules_field_fmt(w, "rate_used", "%.3f", li.rate_used);
+    if (li.paused_until_ms) rules_field_time(w, "paused_until", li.paused_until_ms);
+    else
+        sr_jw_field_null(w, "paused_until");
+    sr_jw_object_end(w);
 }
 
 void sr_api_providers(sr_api *app, sr_http_request *req, const char *const *params, int n) {
@@ -67,12 +81,15 @@ void sr_api_providers(sr_api *app, sr_http_request *req, const char *const *para
     int64_t now = sr_now_ms();
     sr_buf b;
     sr_buf_init(&b);
-    sr_buf_puts(&b, "{\"providers\":[");
-    for (int i = 0; app->rules && i < app->rules->provider_count; i++) {
-        if (i) sr_buf_putc(&b, ',');
-        providers_one(app, &b, &app->rules->providers[i], now);
-    }
-    sr_buf_puts(&b, "]}");
+    sr_jw w;
+    sr_jw_init(&w, &b);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "providers");
+    sr_jw_array_begin(&w);
+    for (int i = 0; app->rules && i < app->rules->provider_count; i++)
+        providers_one(app, &w, &app->rules->providers[i], now);
+    sr_jw_array_end(&w);
+    sr_jw_object_end(&w);
     sr_http_respond(req, 200, "application/json", b.data, b.len, "Cache-Control: no-store\r\n");
     sr_buf_free(&b);
 }
@@ -137,7 +154,7 @@ static void secrets_collect(sr_api *app, rules_secrets *s) {
 }
 
 /* src with every secret replaced, as a JSON string. */
-static void secrets_redacted_json(const rules_secrets *s, const char *src, size_t len, sr_buf *out) {
+static void secrets_redacted_json(const rules_secrets *s, const char *src, size_t len, sr_jw *w) {
     sr_buf clean;
     sr_buf_init(&clean);
     for (size_t i = 0; i < len;) {
@@ -151,7 +168,7 @@ static void secrets_redacted_json(const rules_secrets *s, const char *src, size_
             sr_buf_putc(&clean, src[i++]);
         }
     }
-    sr_buf_json_str(out, clean.data ? clean.data : "", clean.len);
+    sr_jw_string(w, clean.data ? clean.data : "", clean.len);
     sr_buf_free(&clean);
 }
 
@@ -162,11 +179,11 @@ static int rules_name_cmp(const void *a, const void *b) {
 }
 
 /* The names of sms.on handlers, sorted, as a JSON list (a raw walk of the registry table). */
-static void rules_events_json(sr_rules *r, sr_buf *b) {
+static void rules_events_json(sr_rules *r, sr_jw *w) {
     const char *names[RULES_MAX_EVENTS];
     int count = 0;
     lua_State *L = r->L;
-    sr_buf_puts(b, "[");
+    sr_jw_array_begin(w);
     if (!lua_checkstack(L, 4)) goto done;
     lua_getfield(L, LUA_REGISTRYINDEX, "smsrules.events");
     if (lua_istable(L, -1)) {
@@ -178,41 +195,40 @@ static void rules_events_json(sr_rules *r, sr_buf *b) {
     }
     lua_pop(L, 1);
     qsort(names, (size_t)count, sizeof names[0], rules_name_cmp);
-    for (int i = 0; i < count; i++) {
-        if (i) sr_buf_putc(b, ',');
-        sr_buf_json_str(b, names[i], strlen(names[i]));
-    }
+    for (int i = 0; i < count; i++) sr_jw_cstr(w, names[i]);
 done:
-    sr_buf_puts(b, "]");
+    sr_jw_array_end(w);
 }
 
-static void rules_declared_json(sr_rules *r, sr_buf *b) {
-    sr_buf_puts(b, ",\"providers\":[");
+static void rules_declared_json(sr_rules *r, sr_jw *w) {
+    sr_jw_key(w, "providers");
+    sr_jw_array_begin(w);
     for (int i = 0; i < r->provider_count; i++) {
-        sr_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
-        sr_buf_json_str(b, r->providers[i].name, strlen(r->providers[i].name));
-        sr_buf_puts(b, ",\"adapter\":");
-        sr_buf_json_str(b, r->providers[i].adapter, strlen(r->providers[i].adapter));
-        sr_buf_putc(b, '}');
+        sr_jw_object_begin(w);
+        sr_jw_field_str(w, "name", r->providers[i].name);
+        sr_jw_field_str(w, "adapter", r->providers[i].adapter);
+        sr_jw_object_end(w);
     }
-    sr_buf_puts(b, "],\"templates\":[");
+    sr_jw_array_end(w);
+    sr_jw_key(w, "templates");
+    sr_jw_array_begin(w);
     for (int i = 0; i < r->template_count; i++) {
         const sr_template *t = r->templates[i].tpl;
-        sr_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
-        sr_buf_json_str(b, r->templates[i].name, strlen(r->templates[i].name));
-        sr_buf_puts(b, ",\"vars\":[");
-        for (int v = 0; v < sr_template_var_count(t); v++) {
-            if (v) sr_buf_putc(b, ',');
-            sr_buf_json_str(b, sr_template_var(t, v), strlen(sr_template_var(t, v)));
-        }
-        sr_buf_puts(b, "]}");
+        sr_jw_object_begin(w);
+        sr_jw_field_str(w, "name", r->templates[i].name);
+        sr_jw_key(w, "vars");
+        sr_jw_array_begin(w);
+        for (int v = 0; v < sr_template_var_count(t); v++) sr_jw_cstr(w, sr_template_var(t, v));
+        sr_jw_array_end(w);
+        sr_jw_object_end(w);
     }
-    sr_buf_puts(b, "],\"events\":");
-    rules_events_json(r, b);
+    sr_jw_array_end(w);
+    sr_jw_key(w, "events");
+    rules_events_json(r, w);
     lua_getfield(r->L, LUA_REGISTRYINDEX, "smsrules.on_inbound");
-    sr_buf_printf(b, ",\"on_inbound\":%s", lua_isfunction(r->L, -1) ? "true" : "false");
+    sr_jw_field_bool(w, "on_inbound", lua_isfunction(r->L, -1));
     lua_pop(r->L, 1);
-    sr_buf_printf(b, ",\"route\":%s", r->route_ref != LUA_NOREF ? "true" : "false");
+    sr_jw_field_bool(w, "route", r->route_ref != LUA_NOREF);
 }
 
 /* The file as it is on disk now (it may have changed since it was loaded): 0, or -1 with why in err. */
@@ -239,7 +255,7 @@ static int rules_read_source(const char *path, sr_buf *out, int64_t *mtime_ms, c
     return 0;
 }
 
-static void rules_source_json(sr_api *app, sr_rules *r, sr_buf *b) {
+static void rules_source_json(sr_api *app, sr_rules *r, sr_jw *w) {
     sr_buf src;
     sr_buf_init(&src);
     char err[300];
@@ -248,13 +264,13 @@ static void rules_source_json(sr_api *app, sr_rules *r, sr_buf *b) {
         rules_secrets *secrets = calloc(1, sizeof *secrets);
         if (!secrets) abort();
         secrets_collect(app, secrets);
-        sr_buf_puts(b, ",\"source\":");
-        secrets_redacted_json(secrets, src.data ? src.data : "", src.len, b);
-        sr_buf_printf(b, ",\"changed_since_load\":%s", mtime > r->loaded_at_ms ? "true" : "false");
+        sr_jw_key(w, "source");
+        secrets_redacted_json(secrets, src.data ? src.data : "", src.len, w);
+        sr_jw_field_bool(w, "changed_since_load", mtime > r->loaded_at_ms);
         free(secrets);
     } else {
-        sr_buf_puts(b, ",\"source\":null,\"source_error\":");
-        sr_buf_json_str(b, err, strlen(err));
+        sr_jw_field_null(w, "source");
+        sr_jw_field_str(w, "source_error", err);
     }
     sr_buf_free(&src);
 }
@@ -268,18 +284,15 @@ void sr_api_rules_get(sr_api *app, sr_http_request *req, const char *const *para
     }
     sr_buf b;
     sr_buf_init(&b);
-    sr_buf_puts(&b, "{\"path\":");
-    sr_buf_json_str(&b, r->path, strlen(r->path));
-    sr_buf_puts(&b, ",\"loaded_at\":");
-    sr_buf t;
-    sr_buf_init(&t);
-    sr_time_rfc3339(r->loaded_at_ms, &t);
-    sr_buf_json_str(&b, t.data, t.len);
-    sr_buf_free(&t);
-    sr_buf_printf(&b, ",\"load_ms\":%.3f", r->load_ms);
-    rules_declared_json(r, &b);
-    rules_source_json(app, r, &b);
-    sr_buf_putc(&b, '}');
+    sr_jw w;
+    sr_jw_init(&w, &b);
+    sr_jw_object_begin(&w);
+    sr_jw_field_str(&w, "path", r->path);
+    rules_field_time(&w, "loaded_at", r->loaded_at_ms);
+    rules_field_fmt(&w, "load_ms", "%.3f", r->load_ms);
+    rules_declared_json(r, &w);
+    rules_source_json(app, r, &w);
+    sr_jw_object_end(&w);
     sr_http_respond(req, 200, "application/json", b.data, b.len, "Cache-Control: no-store\r\n");
     sr_buf_free(&b);
 }
