@@ -18,6 +18,7 @@
 
 #include "api/api.h"
 #include "api/api_console.h"
+#include "codec/jsonw.h"
 #include "core/metrics.h"
 #include "model/route_stats.h"
 #include "delivery/scheduler.h"
@@ -127,86 +128,106 @@ void sr_api_overview_start(sr_api *app) {
     ov.started = 1;
 }
 
-static void overview_time(sr_buf *b, const char *key, int64_t ms) {
-    sr_buf_printf(b, "\"%s\":", key);
+/* A time member: RFC 3339, or null when there is none (ms <= 0). */
+static void overview_time(sr_jw *w, const char *key, int64_t ms) {
     if (ms <= 0) {
-        sr_buf_puts(b, "null");
+        sr_jw_field_null(w, key);
         return;
     }
     sr_buf t;
     sr_buf_init(&t);
     sr_time_rfc3339(ms, &t);
-    sr_buf_json_str(b, t.data, t.len);
+    sr_jw_field_strn(w, key, t.data ? t.data : "", t.len);
     sr_buf_free(&t);
 }
 
-static void overview_number(sr_buf *b, double v) {
-    if (v < 0) sr_buf_puts(b, "null");
+/* A figure member: null when not measured (negative), else 6 significant digits. */
+static void overview_number(sr_jw *w, const char *key, double v) {
+    sr_jw_key(w, key);
+    if (v < 0) sr_jw_null(w);
     else
-        sr_buf_printf(b, "%.6g", v);
+        sr_jw_double_fmt(w, "%.6g", v);
 }
 
-static void overview_minutes_json(sr_buf *b, int64_t now) {
+static void overview_minutes_json(sr_jw *w, int64_t now) {
     int64_t current = now / 60000;
-    sr_buf_puts(b, "\"minutes\":[");
+    sr_jw_key(w, "minutes");
+    sr_jw_array_begin(w);
     for (int64_t m = current - OVERVIEW_MINUTES + 1; m <= current; m++) {
         const overview_minute *src = &ov.minutes[m % OVERVIEW_MINUTES];
-        if (m != current - OVERVIEW_MINUTES + 1) sr_buf_putc(b, ',');
-        sr_buf_putc(b, '{');
-        overview_time(b, "at", m * 60000);
-        for (int i = 0; i < SERIES_COUNT; i++)
-            sr_buf_printf(b, ",\"%s\":%.0f", series_names[i], src->minute == m ? src->counts[i] : 0.0);
-        sr_buf_putc(b, '}');
+        sr_jw_object_begin(w);
+        overview_time(w, "at", m * 60000);
+        for (int i = 0; i < SERIES_COUNT; i++) {
+            sr_jw_key(w, series_names[i]);
+            sr_jw_double_fmt(w, "%.0f", src->minute == m ? src->counts[i] : 0.0); /* counts: whole numbers */
+        }
+        sr_jw_object_end(w);
     }
-    sr_buf_puts(b, "]");
+    sr_jw_array_end(w);
 }
 
 /* Depth, and the oldest queued message (the first of the status index: ids sort by creation). */
-static void overview_queue_json(sr_api *app, sr_buf *b, int64_t now) {
+static void overview_queue_json(sr_api *app, sr_jw *w, int64_t now) {
     int64_t depth = sr_store_queue_depth(app->store);
     char oldest[1][SR_ID_LEN + 1];
     int n = sr_store_list_status(app->store, SR_ST_QUEUED, NULL, oldest, 1);
-    sr_buf_printf(b, "\"queue\":{\"depth\":%lld,\"oldest_id\":", (long long)(depth < 0 ? 0 : depth));
+    sr_jw_key(w, "queue");
+    sr_jw_object_begin(w);
+    sr_jw_field_int(w, "depth", depth < 0 ? 0 : depth);
     sr_message m;
     int64_t created = 0;
     if (n == 1 && sr_store_get_message(app->store, oldest[0], &m) == 0) {
         created = m.created_at_ms;
         sr_message_free(&m);
-        sr_buf_json_str(b, oldest[0], SR_ID_LEN);
+        sr_jw_field_strn(w, "oldest_id", oldest[0], SR_ID_LEN);
     } else {
-        sr_buf_puts(b, "null");
+        sr_jw_field_null(w, "oldest_id");
     }
-    sr_buf_putc(b, ',');
-    overview_time(b, "oldest_created_at", created);
-    sr_buf_puts(b, ",\"oldest_age_s\":");
-    overview_number(b, created ? (double)(now - created) / 1000.0 : -1);
-    sr_buf_putc(b, '}');
+    overview_time(w, "oldest_created_at", created);
+    overview_number(w, "oldest_age_s", created ? (double)(now - created) / 1000.0 : -1);
+    sr_jw_object_end(w);
 }
 
-static void overview_provider_json(sr_api *app, sr_buf *b, const sr_provider *p, int64_t now) {
-    sr_buf_puts(b, "{\"name\":");
-    sr_buf_json_str(b, p->name, strlen(p->name));
-    sr_buf_puts(b, ",\"adapter\":");
-    sr_buf_json_str(b, p->adapter, strlen(p->adapter));
+static void overview_provider_json(sr_api *app, sr_jw *w, const sr_provider *p, int64_t now) {
+    sr_jw_object_begin(w);
+    sr_jw_field_str(w, "name", p->name);
+    sr_jw_field_str(w, "adapter", p->adapter);
     sr_lane_info li;
-    if (sr_scheduler_lane_info(app->scheduler, p->name, now, &li) == 0)
-        sr_buf_printf(b, ",\"circuit\":\"%s\",\"in_flight\":%d", li.circuit, li.in_flight);
-    else
-        sr_buf_puts(b, ",\"circuit\":\"closed\",\"in_flight\":0");
+    int known = sr_scheduler_lane_info(app->scheduler, p->name, now, &li) == 0;
+    sr_jw_field_str(w, "circuit", known ? li.circuit : "closed");
+    sr_jw_field_int(w, "in_flight", known ? li.in_flight : 0);
     sr_route_figures f;
     if (sr_route_stats_get(app->route_stats, p->name, -1, 1, now, &f) != 0) {
         /* Nothing measured yet: no ratio and no latency rather than zeros. */
         memset(&f, 0, sizeof f);
         f.delivered_ratio = f.report_latency_p50_ms = f.report_latency_p95_ms = -1;
     }
-    sr_buf_printf(b, ",\"window\":\"15m\",\"attempts\":%llu,\"accepted\":%llu,\"delivered_ratio\":",
-                  (unsigned long long)f.attempts, (unsigned long long)f.accepted);
-    overview_number(b, f.delivered_ratio);
-    sr_buf_puts(b, ",\"report_latency_p50_ms\":");
-    overview_number(b, f.report_latency_p50_ms);
-    sr_buf_puts(b, ",\"report_latency_p95_ms\":");
-    overview_number(b, f.report_latency_p95_ms);
-    sr_buf_putc(b, '}');
+    sr_jw_field_str(w, "window", "15m");
+    sr_jw_field_uint(w, "attempts", f.attempts);
+    sr_jw_field_uint(w, "accepted", f.accepted);
+    overview_number(w, "delivered_ratio", f.delivered_ratio);
+    overview_number(w, "report_latency_p50_ms", f.report_latency_p50_ms);
+    overview_number(w, "report_latency_p95_ms", f.report_latency_p95_ms);
+    sr_jw_object_end(w);
+}
+
+/* The rules loaded (path null without a rules file) and the store. */
+static void overview_rules_store_json(sr_api *app, sr_jw *w) {
+    sr_rules *r = app->rules;
+    sr_jw_key(w, "rules");
+    sr_jw_object_begin(w);
+    sr_jw_field_str(w, "path", r ? r->path : NULL);
+    overview_time(w, "loaded_at", r ? r->loaded_at_ms : 0);
+    sr_jw_key(w, "load_ms");
+    sr_jw_double_fmt(w, "%.3f", r ? r->load_ms : 0.0);
+    sr_jw_object_end(w);
+    sr_store_stats st;
+    sr_store_get_stats(app->store, &st);
+    sr_jw_key(w, "store");
+    sr_jw_object_begin(w);
+    sr_jw_field_bool(w, "full", sr_store_full(app->store));
+    sr_jw_field_uint(w, "bytes_used", st.map_used);
+    sr_jw_object_end(w);
 }
 
 void sr_api_overview(sr_api *app, sr_http_request *req, const char *const *params, int n) {
@@ -215,31 +236,20 @@ void sr_api_overview(sr_api *app, sr_http_request *req, const char *const *param
     if (ov.started) overview_sample(&ov.timer); /* the current minute up to now */
     sr_buf b;
     sr_buf_init(&b);
-    sr_buf_putc(&b, '{');
-    overview_time(&b, "now", now);
-    sr_buf_putc(&b, ',');
-    overview_time(&b, "sampling_since", ov.since_ms);
-    sr_buf_putc(&b, ',');
-    overview_minutes_json(&b, now);
-    sr_buf_putc(&b, ',');
-    overview_queue_json(app, &b, now);
-    sr_buf_puts(&b, ",\"providers\":[");
+    sr_jw w;
+    sr_jw_init(&w, &b);
+    sr_jw_object_begin(&w);
+    overview_time(&w, "now", now);
+    overview_time(&w, "sampling_since", ov.since_ms);
+    overview_minutes_json(&w, now);
+    overview_queue_json(app, &w, now);
+    sr_jw_key(&w, "providers");
+    sr_jw_array_begin(&w);
     sr_rules *r = app->rules;
-    for (int i = 0; r && i < r->provider_count; i++) {
-        if (i) sr_buf_putc(&b, ',');
-        overview_provider_json(app, &b, &r->providers[i], now);
-    }
-    sr_buf_puts(&b, "],\"rules\":{\"path\":");
-    if (r && r->path) sr_buf_json_str(&b, r->path, strlen(r->path));
-    else
-        sr_buf_puts(&b, "null");
-    sr_buf_putc(&b, ',');
-    overview_time(&b, "loaded_at", r ? r->loaded_at_ms : 0);
-    sr_buf_printf(&b, ",\"load_ms\":%.3f}", r ? r->load_ms : 0.0);
-    sr_store_stats st;
-    sr_store_get_stats(app->store, &st);
-    sr_buf_printf(&b, ",\"store\":{\"full\":%s,\"bytes_used\":%llu}}", sr_store_full(app->store) ? "true" : "false",
-                  (unsigned long long)st.map_used);
+    for (int i = 0; r && i < r->provider_count; i++) overview_provider_json(app, &w, &r->providers[i], now);
+    sr_jw_array_end(&w);
+    overview_rules_store_json(app, &w);
+    sr_jw_object_end(&w);
     sr_http_respond(req, 200, "application/json", b.data, b.len, "Cache-Control: no-store\r\n");
     sr_buf_free(&b);
 }
