@@ -12,6 +12,7 @@
 #include "codec/crypto.h"
 #include "codec/form.h"
 #include "codec/json.h"
+#include "codec/jsonw.h"
 #include "core/log.h"
 #include "model/message.h"
 
@@ -272,15 +273,17 @@ static void console_set_cookie(sr_api *app, sr_buf *out, const char *value, int6
 static void console_session_json(sr_buf *b, const console_token *t) {
     char csrf[CONSOLE_MAC_HEX + 1];
     console_mac("csrf.", t->id, CONSOLE_ID_HEX, csrf);
-    sr_buf_puts(b, "{\"logged_in\":true,\"csrf_token\":\"");
-    sr_buf_puts(b, csrf);
-    sr_buf_puts(b, "\",\"expires_at\":");
-    sr_buf json_time;
-    sr_buf_init(&json_time);
-    sr_time_rfc3339(t->expires_ms, &json_time);
-    sr_buf_json_str(b, json_time.data, json_time.len);
-    sr_buf_free(&json_time);
-    sr_buf_putc(b, '}');
+    sr_buf expires_at;
+    sr_buf_init(&expires_at);
+    sr_time_rfc3339(t->expires_ms, &expires_at);
+    sr_jw w;
+    sr_jw_init(&w, b);
+    sr_jw_object_begin(&w);
+    sr_jw_field_bool(&w, "logged_in", true);
+    sr_jw_field_str(&w, "csrf_token", csrf);
+    sr_jw_field_strn(&w, "expires_at", expires_at.data ? expires_at.data : "", expires_at.len);
+    sr_jw_object_end(&w);
+    sr_buf_free(&expires_at);
 }
 
 /* 1 when too many logins failed in the last minute (counts this one when failed is set). */
