@@ -1397,8 +1397,9 @@ int sr_scheduler_lane_info(sr_scheduler *s, const char *provider, int64_t now_ms
     out->ready = l->ready_count;
     out->pending = l->pending_count;
     out->rate_used = 0;
-    if (l->p && l->p->rate_per_s > 0 && l->tat && *l->tat > now_ms)
-        out->rate_used = (double)(*l->tat - now_ms) * l->p->rate_per_s / 1000.0;
+    int64_t now_us = now_ms * 1000; /* the GCRA's time is µs (core/gcra.h) */
+    if (l->p && l->p->rate_per_s > 0 && l->tat && *l->tat > now_us)
+        out->rate_used = (double)(*l->tat - now_us) * l->p->rate_per_s / 1e6;
     out->paused_until_ms = l->paused_until_ms > now_ms ? l->paused_until_ms : 0;
     return 0;
 }

@@ -376,6 +376,8 @@ def overview_providers_and_rules_show_the_daemon_without_secrets():
     doc = s.request("GET", "/v1/providers")[3]
     p = doc["providers"][0]
     check(p["rate_per_s"] == 50 and p["burst"] == 5 and p["max_attempts"] == 1 and p["circuit"] == "closed", repr(p))
+    # The rate in use: messages the provider's GCRA counts ahead of now, at most its burst + 1.
+    check(0 <= p["rate_used"] <= p["burst"] + 1, "rate_used %r" % p)
     doc = s.request("GET", "/v1/rules")[3]
     check(doc["events"] == ["ping"] and doc["on_inbound"] is True and doc["providers"][0]["adapter"] == "mock",
           "rules %r" % {k: v for k, v in doc.items() if k != "source"})
