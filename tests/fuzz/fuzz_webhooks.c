@@ -31,6 +31,7 @@
 #include "rules/adapter.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "delivery/reports.h"
 #include "rules/rules.h"
 #include "rules/bindings/bindings.h"
 
@@ -167,7 +168,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (n < 0 || (n > 0 && !reps)) abort();
             for (int k = 0; k < n; k++) {
                 if (!reps[k].provider_id[0] && !reps[k].message_id[0]) abort();
-                if (reps[k].part < 0 || reps[k].part > 255 || reps[k].parts < 0 || reps[k].parts > 255) abort();
+                /* A part the adapter could not read is SR_REPORT_PART_INVALID, for the report engine to
+                 * refuse; what the engine takes has its parts within a message's. */
+                if (reps[k].part < SR_REPORT_PART_INVALID || reps[k].parts < SR_REPORT_PART_INVALID) abort();
+                char why[160];
+                if (sr_reports_check(&reps[k], why, sizeof why) == 0 &&
+                    (reps[k].part < 0 || reps[k].part > 255 || reps[k].parts < 0 || reps[k].parts > 255))
+                    abort();
                 if (reps[k].at_ms < 0) abort();
             }
             fuzz_check_answer(&ans);
