@@ -7,6 +7,7 @@ errors; that no key or provider secret appears in any answer; that a hostile
 text comes back as data.
 
 Run: SMSRULES_BIN=build/smsrules python3 tests/e2e/test_console.py [name...]"""
+import datetime
 import http.client
 import json
 import os
@@ -235,6 +236,10 @@ def search_filters_pages_and_bounds():
     mock, d = start(mock_args=("--latency-ms", 0))
     s = login(d)
     ids_a = [send(d, "+8491234%04d" % (i + 10), "a%d" % i, tags={"shop": "north"}) for i in range(7)]
+    # since/until below split the two groups at a creation time (ms): the second group starts in a
+    # later millisecond than the first ends, however fast the store commits.
+    last_a = datetime.datetime.fromisoformat(get(d, ids_a[-1])["created_at"].replace("Z", "+00:00"))
+    wait_for(lambda: time.time() > last_a.timestamp() + 0.002, 5 * SLOWDOWN, "the clock past the first group")
     ids_b = [send(d, "+4915112%04d" % (i + 10), "b%d" % i) for i in range(3)]
     for mid in ids_a + ids_b:
         wait_for(lambda: get(d, mid)["status"] == "sent", 10 * SLOWDOWN, "message %s sent" % mid)
