@@ -2074,33 +2074,6 @@ int sr_store_kv_get(sr_store *s, const char *key, size_t klen, int64_t now_ms, s
     return sr_store_get(s, SR_SPACE_KV, key, klen, now_ms, out, NULL);
 }
 
-int sr_store_scan(sr_store *s, sr_store_space sp, const char *after, size_t after_len, int max, sr_store_scan_cb cb,
-                  void *ud) {
-    MDB_cursor *cur = NULL;
-    int n = 0, rc;
-    if (max <= 0) return 0;
-    int code = store_read_begin(s);
-    if (code) return code;
-    rc = mdb_cursor_open(s->read_txn, s->dbi[store_space(sp)], &cur);
-    if (rc) goto fail;
-    MDB_val k = {after_len, (void *)after}, v;
-    rc = after && after_len ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    if (rc == 0 && after && after_len && k.mv_size == after_len && memcmp(k.mv_data, after, after_len) == 0)
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (v.mv_size < 8) continue;
-        n++;
-        if (cb(k.mv_data, k.mv_size, (const char *)v.mv_data + 8, v.mv_size - 8, (int64_t)store_get_be64(v.mv_data),
-               ud) != 0)
-            break;
-    }
-    if (rc == MDB_NOTFOUND) rc = 0;
-fail:
-    if (cur) mdb_cursor_close(cur);
-    store_read_end(s);
-    return rc ? store_error(rc, "scan") : n;
-}
-
 int sr_store_is_optout(sr_store *s, const char *number) {
     size_t len = number ? strlen(number) : 0;
     if (len == 0 || len > s->max_key) return 0;
@@ -2358,72 +2331,6 @@ int sr_store_idempotency_get(sr_store *s, const char *key, int64_t now_ms, char 
     return code;
 }
 
-/* The message scans: up to max messages in id (creation time) order from
- * the key start (start_len 0: the first; skip_start: not the key itself), or
- * newest first (back) until one created before stop_before_ms. *last, when
- * asked, gets the id of the last one visited. */
-static int store_scan_messages(sr_store *s, const char *start, size_t start_len, int skip_start, int back,
-                               int64_t stop_before_ms, int max, sr_store_message_cb cb, void *ud,
-                               char last[SR_ID_LEN + 1]) {
-    MDB_cursor *cur = NULL;
-    int n = 0, rc;
-    if (max <= 0) return 0;
-    int code = store_read_begin(s);
-    if (code) return code;
-    rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_MESSAGES], &cur);
-    if (rc) goto fail;
-    MDB_val k = {start_len, (void *)start}, v;
-    MDB_cursor_op step = back ? MDB_PREV : MDB_NEXT;
-    rc = mdb_cursor_get(cur, &k, &v, back ? MDB_LAST : start_len ? MDB_SET_RANGE : MDB_FIRST);
-    for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, step)) {
-        if (skip_start && k.mv_size == start_len && memcmp(k.mv_data, start, start_len) == 0) continue;
-        sr_message m;
-        if (sr_message_decode(v.mv_data, v.mv_size, &m) < 0) {
-            sr_warn("store: corrupt message record skipped in a scan");
-            continue;
-        }
-        n++;
-        if (last) {
-            size_t len = k.mv_size < SR_ID_LEN ? k.mv_size : SR_ID_LEN;
-            memcpy(last, k.mv_data, len);
-            last[len] = '\0';
-        }
-        int stop = (back && m.created_at_ms < stop_before_ms) || cb(&m, ud) != 0;
-        sr_message_free(&m);
-        if (stop) break;
-    }
-    if (rc == MDB_NOTFOUND) rc = 0;
-fail:
-    if (cur) mdb_cursor_close(cur);
-    store_read_end(s);
-    return rc ? store_error(rc, "message scan") : n;
-}
-
-int sr_store_scan_messages_back(sr_store *s, int64_t since_ms, int max, sr_store_message_cb cb, void *ud) {
-    return store_scan_messages(s, NULL, 0, 0, 1, since_ms, max, cb, ud, NULL);
-}
-
-int sr_store_scan_messages(sr_store *s, const char *after, int64_t since_ms, int max, sr_store_message_cb cb, void *ud,
-                           char last[SR_ID_LEN + 1]) {
-    /* Ids begin with their creation time, so the first id of since_ms is where the scan starts. */
-    char start[SR_ID_LEN + 1];
-    size_t start_len = 0;
-    int skip_start = 0;
-    if (after && after[0]) {
-        start_len = strnlen(after, SR_ID_LEN);
-        memcpy(start, after, start_len);
-        skip_start = 1;
-    } else if (since_ms > 0) {
-        /* The id's time part alone (10 Crockford base32 digits, as sr_id_new writes it): every id of
-         * that millisecond sorts after it. Not sr_id_new itself, which never goes back in time. */
-        static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-        uint64_t t = (uint64_t)since_ms;
-        for (int i = 9; i >= 0; i--, t >>= 5) start[i] = crockford[t & 31];
-        start_len = 10;
-    }
-    return store_scan_messages(s, start, start_len, skip_start, 0, 0, max, cb, ud, last);
-}
-
 /* The id prefix of a time: its 10 Crockford base32 digits, as sr_id_new writes them. Every id made in
  * that millisecond or later sorts at or after it. */
 static void store_id_time_prefix(int64_t ms, char out[10]) {
@@ -2442,25 +2349,36 @@ static int store_cursor_before(MDB_cursor *cur, const void *start, size_t start_
     return rc ? rc : mdb_cursor_get(cur, k, v, MDB_PREV);
 }
 
-int sr_store_scan_messages_before(sr_store *s, const char *before, int64_t since_ms, int max, sr_store_message_cb cb,
-                                  void *ud, char last[SR_ID_LEN + 1]) {
+/* The message scans: up to max messages in id (creation time) order from
+ * the key start (start_len 0: the first; skip_start: not the key itself), or
+ * newest first (back) from the last key before start (start_len 0: the newest)
+ * until one created before stop_before_ms (0: no bound), which cb does not see
+ * (back | STORE_SCAN_COUNT_END: it is counted, and noted in *last, as read).
+ * *last, when asked, gets the id of the last one visited. */
+#define STORE_SCAN_COUNT_END 2
+static int store_scan_messages(sr_store *s, const char *start, size_t start_len, int skip_start, int back,
+                               int64_t stop_before_ms, int max, sr_store_message_cb cb, void *ud,
+                               char last[SR_ID_LEN + 1]) {
     MDB_cursor *cur = NULL;
     int n = 0, rc;
     if (max <= 0) return 0;
-    size_t start_len = before ? strnlen(before, SR_ID_LEN) : 0;
     int code = store_read_begin(s);
     if (code) return code;
     rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_MESSAGES], &cur);
     if (rc) goto fail;
-    MDB_val k, v;
-    for (rc = store_cursor_before(cur, before, start_len, &k, &v); rc == 0 && n < max;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+    MDB_val k = {start_len, (void *)start}, v;
+    MDB_cursor_op step = back ? MDB_PREV : MDB_NEXT;
+    rc = back ? store_cursor_before(cur, start, start_len, &k, &v)
+              : mdb_cursor_get(cur, &k, &v, start_len ? MDB_SET_RANGE : MDB_FIRST);
+    for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, step)) {
+        if (skip_start && k.mv_size == start_len && memcmp(k.mv_data, start, start_len) == 0) continue;
         sr_message m;
         if (sr_message_decode(v.mv_data, v.mv_size, &m) < 0) {
             sr_warn("store: corrupt message record skipped in a scan");
             continue;
         }
-        if (since_ms > 0 && m.created_at_ms < since_ms) {
+        int ends = back && m.created_at_ms < stop_before_ms;
+        if (ends && !(back & STORE_SCAN_COUNT_END)) {
             sr_message_free(&m);
             break;
         }
@@ -2470,7 +2388,7 @@ int sr_store_scan_messages_before(sr_store *s, const char *before, int64_t since
             memcpy(last, k.mv_data, len);
             last[len] = '\0';
         }
-        int stop = cb(&m, ud) != 0;
+        int stop = ends || cb(&m, ud) != 0;
         sr_message_free(&m);
         if (stop) break;
     }
@@ -2479,6 +2397,33 @@ fail:
     if (cur) mdb_cursor_close(cur);
     store_read_end(s);
     return rc ? store_error(rc, "message scan") : n;
+}
+
+int sr_store_scan_messages_back(sr_store *s, int64_t since_ms, int max, sr_store_message_cb cb, void *ud) {
+    return store_scan_messages(s, NULL, 0, 0, 1 | STORE_SCAN_COUNT_END, since_ms, max, cb, ud, NULL);
+}
+
+int sr_store_scan_messages(sr_store *s, const char *after, int64_t since_ms, int max, sr_store_message_cb cb, void *ud,
+                           char last[SR_ID_LEN + 1]) {
+    /* Ids begin with their creation time, so the first id of since_ms is where the scan starts. */
+    char start[SR_ID_LEN + 1];
+    size_t start_len = 0;
+    int skip_start = 0;
+    if (after && after[0]) {
+        start_len = strnlen(after, SR_ID_LEN);
+        memcpy(start, after, start_len);
+        skip_start = 1;
+    } else if (since_ms > 0) {
+        /* Not sr_id_new itself, which never goes back in time. */
+        store_id_time_prefix(since_ms, start);
+        start_len = 10;
+    }
+    return store_scan_messages(s, start, start_len, skip_start, 0, 0, max, cb, ud, last);
+}
+
+int sr_store_scan_messages_before(sr_store *s, const char *before, int64_t since_ms, int max, sr_store_message_cb cb,
+                                  void *ud, char last[SR_ID_LEN + 1]) {
+    return store_scan_messages(s, before, before ? strnlen(before, SR_ID_LEN) : 0, 0, 1, since_ms, max, cb, ud, last);
 }
 
 int sr_store_list_status_back(sr_store *s, sr_status st, const char *before_id, char (*ids)[SR_ID_LEN + 1], int max) {
@@ -2540,8 +2485,9 @@ fail:
     return rc ? store_error(rc, "message count") : n;
 }
 
-int sr_store_scan_back(sr_store *s, sr_store_space sp, const char *before, size_t before_len, int max,
-                       sr_store_scan_cb cb, void *ud) {
+/* sr_store_scan (from the first key after `from`) and sr_store_scan_back (from the last key before it). */
+static int store_scan_entries(sr_store *s, sr_store_space sp, const char *from, size_t from_len, int back, int max,
+                              sr_store_scan_cb cb, void *ud) {
     MDB_cursor *cur = NULL;
     int n = 0, rc;
     if (max <= 0) return 0;
@@ -2549,9 +2495,16 @@ int sr_store_scan_back(sr_store *s, sr_store_space sp, const char *before, size_
     if (code) return code;
     rc = mdb_cursor_open(s->read_txn, s->dbi[store_space(sp)], &cur);
     if (rc) goto fail;
-    MDB_val k, v;
-    for (rc = store_cursor_before(cur, before, before ? before_len : 0, &k, &v); rc == 0 && n < max;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+    if (!from) from_len = 0;
+    MDB_val k = {from_len, (void *)from}, v;
+    if (back) {
+        rc = store_cursor_before(cur, from, from_len, &k, &v);
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, from_len ? MDB_SET_RANGE : MDB_FIRST);
+        if (rc == 0 && from_len && k.mv_size == from_len && memcmp(k.mv_data, from, from_len) == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    for (; rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, back ? MDB_PREV : MDB_NEXT)) {
         if (v.mv_size < 8) continue;
         n++;
         if (cb(k.mv_data, k.mv_size, (const char *)v.mv_data + 8, v.mv_size - 8, (int64_t)store_get_be64(v.mv_data),
@@ -2563,4 +2516,14 @@ fail:
     if (cur) mdb_cursor_close(cur);
     store_read_end(s);
     return rc ? store_error(rc, "scan") : n;
+}
+
+int sr_store_scan(sr_store *s, sr_store_space sp, const char *after, size_t after_len, int max, sr_store_scan_cb cb,
+                  void *ud) {
+    return store_scan_entries(s, sp, after, after_len, 0, max, cb, ud);
+}
+
+int sr_store_scan_back(sr_store *s, sr_store_space sp, const char *before, size_t before_len, int max,
+                       sr_store_scan_cb cb, void *ud) {
+    return store_scan_entries(s, sp, before, before_len, 1, max, cb, ud);
 }
