@@ -84,8 +84,7 @@ void sr_buf_put_i64(sr_buf *b, int64_t v) {
     }
 }
 
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 when invalid. */
-static size_t buf_utf8_seq_len(const unsigned char *s, size_t n) {
+size_t sr_utf8_seq_len(const unsigned char *s, size_t n) {
     unsigned c = s[0];
     if (c < 0x80) return 1;
     size_t len;
@@ -129,7 +128,7 @@ void sr_buf_json_str(sr_buf *b, const char *s, size_t len) {
         }
         unsigned char c = p[i];
         if (c >= 0x80) {
-            size_t n = buf_utf8_seq_len(p + i, len - i);
+            size_t n = sr_utf8_seq_len(p + i, len - i);
             if (n == 0) {
                 sr_buf_append(b, "\xEF\xBF\xBD", 3);
                 i++;

@@ -43,4 +43,8 @@ static inline uint32_t sr_fnv1a_str(uint32_t h, const char *s) {
     return h;
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4 of the n bytes there), or 0 when it is invalid
+ * (overlong, a surrogate, past U+10FFFF, cut short): how sr_buf_json_str judges text. */
+size_t sr_utf8_seq_len(const unsigned char *s, size_t n);
+
 #endif

@@ -46,35 +46,6 @@ static void record_put_uvar(sr_buf *b, uint64_t v) {
 /* Zigzag: small negative numbers stay short. */
 static void record_put_svar(sr_buf *b, int64_t v) { record_put_uvar(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63)); }
 
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 when invalid (as sr_buf_json_str judges). */
-static size_t record_utf8_seq_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned min;
-    if ((c & 0xE0) == 0xC0) {
-        len = 2;
-        min = 0x80;
-        c &= 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-        len = 3;
-        min = 0x800;
-        c &= 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-        len = 4;
-        min = 0x10000;
-        c &= 0x07;
-    } else
-        return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
-    return len;
-}
-
 /* The length of s once every invalid UTF-8 byte is replaced by U+FFFD (3 bytes); *clean: none was. */
 static size_t record_clean_len(const unsigned char *s, size_t n, int *clean) {
     size_t out = 0, i = 0;
@@ -84,7 +55,7 @@ static size_t record_clean_len(const unsigned char *s, size_t n, int *clean) {
             i++, out++;
             continue;
         }
-        size_t k = record_utf8_seq_len(s + i, n - i);
+        size_t k = sr_utf8_seq_len(s + i, n - i);
         if (k == 0) {
             *clean = 0;
             i++, out += 3;
@@ -99,7 +70,7 @@ static size_t record_clean_len(const unsigned char *s, size_t n, int *clean) {
 static void record_put_cleaned(sr_buf *b, const unsigned char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
-        size_t k = s[i] < 0x80 ? 1 : record_utf8_seq_len(s + i, n - i);
+        size_t k = s[i] < 0x80 ? 1 : sr_utf8_seq_len(s + i, n - i);
         if (k == 0) {
             memcpy(b->data + b->len, "\xEF\xBF\xBD", 3);
             b->len += 3;
