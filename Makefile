@@ -69,18 +69,18 @@ $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c Makefile
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS_COMMON) -w -I$(LLHTTP_INC) $(LLHTTP_FLAGS) -c $< -o $@
 
-$(BUILD)/gen/lua_embedded.c: $(LUA_FILES) scripts/embed-lua.sh
+$(BUILD)/gen/lua_embedded.c: $(LUA_FILES) scripts/embed-files.sh
 	@mkdir -p $(dir $@)
 	@echo "  GEN   $@"
-	@scripts/embed-lua.sh $@ $(LUA_FILES)
+	@scripts/embed-files.sh $@ lua lua/ .lua $(LUA_FILES)
 
 $(BUILD)/gen/lua_embedded.o: $(BUILD)/gen/lua_embedded.c
 	@$(CC) $(CFLAGS_COMMON) -c $< -o $@
 
-$(BUILD)/gen/console_embedded.c: $(CONSOLE_FILES) scripts/embed-console.sh
+$(BUILD)/gen/console_embedded.c: $(CONSOLE_FILES) scripts/embed-files.sh
 	@mkdir -p $(dir $@)
 	@echo "  GEN   $@"
-	@scripts/embed-console.sh $@ $(CONSOLE_FILES)
+	@scripts/embed-files.sh $@ console console/ "" $(CONSOLE_FILES)
 
 $(BUILD)/gen/console_embedded.o: $(BUILD)/gen/console_embedded.c
 	@$(CC) $(CFLAGS_COMMON) -c $< -o $@

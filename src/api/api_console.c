@@ -25,7 +25,7 @@
 /* Failed logins allowed per minute before the login answers 429: the admin key cannot be guessed online. */
 #define CONSOLE_LOGIN_FAILURES_PER_MIN 10
 
-/* The generated table of console/ (scripts/embed-console.sh). */
+/* The generated table of console/ (scripts/embed-files.sh). */
 const char *sr_console_embedded(const char *name, size_t *len);
 
 typedef struct console_session {

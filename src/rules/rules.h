@@ -83,7 +83,7 @@ typedef struct sr_rules_template {
     struct sr_template *tpl;
 } sr_rules_template;
 
-/* Embedded Lua sources (lua/ folder, built in by scripts/embed-lua.sh). */
+/* Embedded Lua sources (lua/ folder, built in by scripts/embed-files.sh). */
 const char *sr_lua_embedded(const char *name, size_t *len);
 const char *sr_lua_embedded_name(int i);
 
