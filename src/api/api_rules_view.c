@@ -27,7 +27,6 @@
 #include "delivery/scheduler.h"
 #include "model/message.h"
 
-#define RULES_MAX_SOURCE (1024 * 1024)
 #define RULES_MAX_SECRETS 512
 #define RULES_MAX_EVENTS 512
 /* Shorter values are not redacted: they would blank out ordinary words of the file. */
@@ -231,48 +230,28 @@ static void rules_declared_json(sr_rules *r, sr_jw *w) {
     sr_jw_field_bool(w, "route", r->route_ref != LUA_NOREF);
 }
 
-/* The file as it is on disk now (it may have changed since it was loaded): 0, or -1 with why in err. */
-static int rules_read_source(const char *path, sr_buf *out, int64_t *mtime_ms, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    if (!f || fstat(fileno(f), &st) != 0) {
-        snprintf(err, errlen, "cannot read %s", path);
-        if (f) fclose(f);
-        return -1;
-    }
-    *mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
-    if (st.st_size > RULES_MAX_SOURCE) {
-        snprintf(err, errlen, "the file is larger than %d bytes: not shown", RULES_MAX_SOURCE);
-        fclose(f);
-        return -1;
-    }
-    sr_buf_reserve(out, (size_t)st.st_size + 1);
-    char chunk[8192];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0 && out->len + got <= RULES_MAX_SOURCE)
-        sr_buf_append(out, chunk, got);
-    fclose(f);
-    return 0;
-}
-
+/* The text the running rules were compiled from, kept by sr_rules: nothing is read on the loop. One
+ * stat says whether the file has changed on disk since (a reload would pick the change up). */
 static void rules_source_json(sr_api *app, sr_rules *r, sr_jw *w) {
-    sr_buf src;
-    sr_buf_init(&src);
-    char err[300];
-    int64_t mtime = 0;
-    if (rules_read_source(r->path, &src, &mtime, err, sizeof err) == 0) {
+    if (!r->source) {
+        sr_jw_field_null(w, "source");
+        char why[80];
+        snprintf(why, sizeof why, "the file is larger than %d bytes: not shown", SR_RULES_MAX_SOURCE);
+        sr_jw_field_str(w, "source_error", why);
+    } else {
         rules_secrets *secrets = calloc(1, sizeof *secrets);
         if (!secrets) abort();
         secrets_collect(app, secrets);
         sr_jw_key(w, "source");
-        secrets_redacted_json(secrets, src.data ? src.data : "", src.len, w);
-        sr_jw_field_bool(w, "changed_since_load", mtime > r->loaded_at_ms);
+        secrets_redacted_json(secrets, r->source, r->source_len, w);
         free(secrets);
-    } else {
-        sr_jw_field_null(w, "source");
-        sr_jw_field_str(w, "source_error", err);
     }
-    sr_buf_free(&src);
+    struct stat st;
+    int changed = 1; /* gone or unreadable counts as changed */
+    if (stat(r->path, &st) == 0)
+        changed = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000 != r->source_mtime_ms ||
+                  (r->source && (size_t)st.st_size != r->source_len);
+    sr_jw_field_bool(w, "changed_since_load", changed);
 }
 
 void sr_api_rules_get(sr_api *app, sr_http_request *req, const char *const *params, int n) {

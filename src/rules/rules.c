@@ -5,7 +5,9 @@
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "core/log.h"
@@ -763,6 +765,61 @@ lua_State *sr_rules_adapter_state(sr_rules *r) {
     return r->adapter_L;
 }
 
+/* Reads the whole file into buf: 0, or -1 with Lua's own words for an unreadable file in err. */
+static int rules_read_file(const char *path, sr_buf *buf, int64_t *mtime_ms, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        if (f) fclose(f);
+        return -1;
+    }
+    *mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    char chunk[16384];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) sr_buf_append(buf, chunk, got);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "cannot read %s", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Compiles the rules file from one read of it, and keeps those bytes for the console (so what it shows
+ * is what runs, and showing it reads no file on the loop). Like luaL_loadfile, a leading UTF-8 BOM
+ * and a first line starting with '#' are skipped, its newline kept so line numbers stay right. */
+static int rules_load_file(sr_rules *r, const char *path, char *err, size_t errlen) {
+    sr_buf src;
+    sr_buf_init(&src);
+    if (rules_read_file(path, &src, &r->source_mtime_ms, err, errlen) != 0) {
+        sr_buf_free(&src);
+        return -1;
+    }
+    const char *p = src.data ? src.data : "";
+    size_t n = src.len;
+    if (n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3, n -= 3;
+    if (n > 0 && p[0] == '#')
+        while (n > 0 && p[0] != '\n') p++, n--;
+    sr_buf chunkname;
+    sr_buf_init(&chunkname);
+    sr_buf_printf(&chunkname, "@%s", path);
+    int rc = luaL_loadbufferx(r->L, p, n, sr_buf_cstr(&chunkname), "t");
+    sr_buf_free(&chunkname);
+    if (rc != LUA_OK) {
+        rules_first_line(lua_tostring(r->L, -1), err, errlen);
+        sr_buf_free(&src);
+        return -1;
+    }
+    if (src.len <= SR_RULES_MAX_SOURCE) {
+        r->source = sr_buf_steal(&src, &r->source_len);
+        if (!r->source) r->source = strdup("");
+    }
+    sr_buf_free(&src);
+    return 0;
+}
+
 int sr_rules_create(sr_rules **out, const char *path, sr_config *config, sr_rules_opener open, char *err,
                     size_t errlen) {
     *out = NULL;
@@ -781,17 +838,13 @@ int sr_rules_create(sr_rules **out, const char *path, sr_config *config, sr_rule
         free(r);
         return -1;
     }
-    lua_State *L = r->L;
 
     if (path) {
         r->path = strdup(path);
         const char *slash = strrchr(path, '/');
         r->dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
         if (!r->path || !r->dir) abort();
-        if (luaL_loadfilex(L, path, "t") != LUA_OK) {
-            rules_first_line(lua_tostring(L, -1), err, errlen);
-            goto fail;
-        }
+        if (rules_load_file(r, path, err, errlen) != 0) goto fail;
         /* The top level runs under the same limits as a handler: a file
          * that loops or explodes is stopped and reported, never hangs a
          * start, a reload or `smsrules check`. */
@@ -855,6 +908,7 @@ void sr_rules_free(sr_rules *r) {
     if (r->adapter_L) lua_close(r->adapter_L);
     free(r->path);
     free(r->dir);
+    free(r->source);
     free(r);
 }
 

@@ -92,6 +92,9 @@ const char *sr_lua_embedded_name(int i);
  * live a layer up, in rules/bindings: sr_rules_load (rules/bindings/bindings.h) passes them. */
 typedef void (*sr_rules_opener)(lua_State *L, int rules);
 
+/* The largest rules file whose text the daemon keeps to show (GET /v1/rules). */
+#define SR_RULES_MAX_SOURCE (1024 * 1024)
+
 typedef struct sr_rules {
     int refs; /* the daemon's current rules hold one; so does each handler and provider request in flight */
     lua_State *L;
@@ -113,7 +116,10 @@ typedef struct sr_rules {
     /* What handler actions act on (the store, the HTTP client, route statistics), set by whoever runs
      * the rules (sr_host_attach) and outliving this generation; NULL for `smsrules check`. */
     struct sr_host *host;
-    int64_t loaded_at_ms;          /* when sr_rules_load finished (wall clock); shown by the console */
+    int64_t loaded_at_ms; /* when sr_rules_load finished (wall clock); shown by the console */
+    char *source;         /* the file's bytes as loaded (NULL past SR_RULES_MAX_SOURCE): the console shows them */
+    size_t source_len;
+    int64_t source_mtime_ms;       /* the file's modification time when it was read */
     double load_ms;                /* how long loading the file took */
     struct sr_invocation *current; /* the handler running now */
     int live_invocations;          /* handlers started and not yet finished (committed or failed) */

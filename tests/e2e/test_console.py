@@ -411,6 +411,8 @@ def reload_from_the_console_shows_file_and_line():
         f.write(good + "\nsms.on(\"broken\", function(ev)\n  return nope(\nend)\n")
     status, _, _, doc = s.request("GET", "/v1/rules")
     check(doc["changed_since_load"] is True, "the change is not noticed")
+    # The source shown is the one running, not the file's new text.
+    check('sms.on("ping"' in doc["source"] and "broken" not in doc["source"], "source %r" % doc["source"][-200:])
     status, _, _, doc = s.request("POST", "/v1/admin/reload")
     check(status == 422 and doc["error"]["code"] == "rules_error" and re.search(r"rules\.lua:\d+:", doc["error"]["message"]),
           "reload: %d %r" % (status, doc))
