@@ -11,15 +11,20 @@
 # then stay unused). Prints reports/s, p99 and the daemon's CPU µs per report,
 # and checks that every report matched, that as many messages are delivered,
 # and the on_status counts. Inbound SMS with an auto-reply: inbound.sh.
-# Settings: see lib.sh; MESSAGES, BATCH (1000). With PIN=1 nginx shares CPU 1
-# with wrk.
+# Settings: see lib.sh; MESSAGES, BATCH (1000); PERF=FILE (record `perf
+# record -g` of the daemon during the reports into FILE; PERF_ARGS replaces -g,
+# e.g. "--call-graph dwarf -F 499"). With PIN=1 nginx shares CPU 1 with wrk.
 set -eu
 NAME=webhooks.sh
 . "$(dirname "$0")/lib.sh"
 
 MESSAGES=${MESSAGES:-100000}
 BATCH=${BATCH:-1000}
+PERF=${PERF:-}
 KEY=bench-key
+if [ -n "$PERF" ]; then
+    bench_need perf linux-perf
+fi
 
 # list_pages STATUS: every page of GET /v1/messages?status=STATUS into $work/pages.
 list_pages() {
@@ -154,6 +159,14 @@ end
 LUA
 } >"$work/status.lua"
 
+if [ -n "$PERF" ]; then
+    # shellcheck disable=SC2086 # PERF_ARGS: perf's options, split on spaces
+    perf record ${PERF_ARGS:--g} -o "$PERF" -p "$pid" >"$work/perf.log" 2>&1 &
+    perf_pid=$!
+    bench_track "$perf_pid"
+    # perf writes its header once it attached: wait for it rather than a fixed time.
+    wait_until 10 test -s "$PERF" || fail "perf record did not start: $(cat "$work/perf.log")"
+fi
 commits0=$(metric smsrules_store_commits_total)
 units0=$(metric smsrules_store_units_total)
 bench_wrk "http://127.0.0.1:$port/hooks/mock/status" -s "$work/status.lua"
@@ -165,6 +178,10 @@ reports_cpu=$cpu_us
 reports_errors=$errors
 reports_answered=$(wrk_requests)
 reports_time=$(wrk_time)
+if [ -n "$PERF" ]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+fi
 
 matched=$(metric 'smsrules_dlr_reports_total{result="matched"}')
 duplicate=$(metric 'smsrules_dlr_reports_total{result="duplicate"}')

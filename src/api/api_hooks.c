@@ -27,6 +27,7 @@
 #include "core/metrics.h"
 #include "delivery/reports.h"
 #include "rules/rules_exec.h"
+#include "rules/webhook_generic.h"
 #include "store/store.h"
 #include "codec/phone.h"
 #include "codec/text.h"
@@ -442,7 +443,7 @@ static sr_webhook_request hooks_webhook_request(sr_http_request *req, const char
 static int hooks_verify(sr_api *app, sr_http_request *req, const sr_provider *p, const char *kind,
                         const sr_webhook_request *wr) {
     char err[400];
-    int ok = sr_adapter_verify(app->rules, p, wr, err, sizeof err);
+    int ok = sr_webhook_verify(app->rules, p, wr, err, sizeof err);
     if (ok == 1) return 0;
     hooks_count(p->name, kind, ok == 0 ? "bad_signature" : "adapter_error");
     sr_warn("webhook refused", "provider", p->name, "kind", kind, "reason", err);
@@ -460,7 +461,7 @@ static void hooks_status_post(sr_api *app, sr_http_request *req, const sr_provid
     sr_webhook_answer ans;
     sr_report *reps = NULL;
     int count = 0;
-    if (sr_adapter_parse_status(app->rules, p, wr, &reps, &count, &ans, err, sizeof err) != 0) {
+    if (sr_webhook_parse_status(app->rules, p, wr, &reps, &count, &ans, err, sizeof err) != 0) {
         hooks_count(p->name, kind, "bad_request");
         sr_warn("status webhook not understood", "provider", p->name, "error", err);
         sr_http_respond_error(req, 400, "invalid_webhook", err, NULL);

@@ -72,6 +72,11 @@ typedef struct sr_provider {
     int poll;                  /* 1: pull statuses with the adapter's build_poll/parse_poll */
     char *webhook_path_secret; /* webhooks must come to /hooks/NAME/SECRET/{status,inbound}; NULL: not asked */
     char *webhook_basic_auth;  /* "user:password" webhooks must carry as basic auth; NULL: not asked */
+    /* 1: the built-in generic or mock adapter, whose verify and parse_status rules/webhook_generic.c reads
+     * in C for the usual webhook; webhook_secret is then cfg.webhook_secret (NULL: none). */
+    int native_webhooks;
+    char *webhook_secret;
+    size_t webhook_secret_len;
 } sr_provider;
 
 #define SR_MAX_PROVIDERS 64

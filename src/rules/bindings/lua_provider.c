@@ -279,6 +279,25 @@ static int provider_copy_strings(sr_provider *p, const char *name, const char *a
     return -1;
 }
 
+/* Whether the webhooks of a provider with a built-in adapter may be read in C (rules/webhook_generic.h: the
+ * generic adapter's, which mock uses too), with a copy of cfg.webhook_secret (options at index 2). Not when
+ * the secret is not a string: the Lua raises on that. Returns -1 when a copy failed. */
+static int provider_native_webhooks(lua_State *L, sr_provider *p, const char *adapter, int builtin) {
+    if (!builtin || (strcmp(adapter, "generic") != 0 && strcmp(adapter, "mock") != 0)) return 0;
+    lua_pushliteral(L, "webhook_secret");
+    int type = lua_rawget(L, 2);
+    size_t len = 0;
+    const char *v = type == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    if (type == LUA_TNIL || (v && len == 0)) p->native_webhooks = 1;
+    else if (v && (p->webhook_secret = malloc(len + 1)) != NULL) {
+        memcpy(p->webhook_secret, v, len + 1);
+        p->webhook_secret_len = len;
+        p->native_webhooks = 1;
+    }
+    lua_pop(L, 1);
+    return v && len && !p->webhook_secret ? -1 : 0;
+}
+
 /* The cfg table handed to a custom adapter: a copy of the options (index 2) plus name, in the registry.
  * Returns its reference; the stack is as before. */
 static int provider_cfg_ref(lua_State *L, const char *name) {
@@ -327,6 +346,13 @@ static int l_sms_provider(lua_State *L) {
     p->cfg_ref = cfg_ref;
     p->adapter_ref = adapter_ref;
     if (provider_copy_strings(p, name, adapter, secrets) != 0) return luaL_error(L, "out of memory");
+    if (provider_native_webhooks(L, p, adapter, adapter_L != L) != 0) {
+        free(p->name);
+        free(p->adapter);
+        free(p->webhook_path_secret);
+        free(p->webhook_basic_auth);
+        return luaL_error(L, "out of memory");
+    }
     r->provider_count++;
     return 0;
 }
