@@ -9,6 +9,7 @@
 
 #include "codec/form.h"
 #include "codec/text.h"
+#include "rules/adapter_generic.h"
 
 static void adapter_push_message(lua_State *L, const sr_message *m) {
     lua_createtable(L, 0, 12);
@@ -772,6 +773,56 @@ static int adapter_body_parse_poll(lua_State *L) {
     return 0;
 }
 
+/* ---- the generic adapter's C path (rules/adapter_generic.h) ---- */
+
+/* The generic template of p, a provider of r (whose array keeps it), or NULL. */
+static const sr_send_template *adapter_generic_template(sr_rules *r, const sr_provider *p) {
+    if (p < r->providers || p >= r->providers + r->provider_count) return NULL;
+    return sr_generic_template(r, &r->providers[p - r->providers]);
+}
+
+static char *adapter_header_line(const char *name, const char *value) {
+    size_t size = strlen(name) + strlen(value) + 3;
+    char *line = malloc(size);
+    if (!line) abort();
+    snprintf(line, size, "%s: %s", name, value);
+    return line;
+}
+
+/* generic.build_send in C: 1 with out filled, 0 when the Lua adapter must build this request. */
+static int adapter_generic_build(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n,
+                                 sr_adapter_request *out) {
+    const sr_send_template *t = adapter_generic_template(r, p);
+    if (!t || !t->usable || n != 1 || !msgs[0]->to) return 0;
+    const sr_message *m = msgs[0];
+    const char *from = m->from && m->from[0] ? m->from : t->sender;
+    out->body = sr_generic_body(m->to, from, m->text ? m->text : "", &out->body_len);
+    out->method = adapter_strdup("POST", 4);
+    out->url = adapter_strdup(t->url, strlen(t->url));
+    out->headers = calloc(5, sizeof(char *));
+    if (!out->headers) abort();
+    int h = 0;
+    out->headers[h++] = adapter_header_line("Content-Type", "application/json");
+    out->headers[h++] = adapter_header_line("Accept", "application/json");
+    /* The idempotency key is the message's id (adapter_push_message). */
+    if (m->id[0]) out->headers[h++] = adapter_header_line("Idempotency-Key", m->id);
+    if (t->auth_line) out->headers[h++] = adapter_strdup(t->auth_line, strlen(t->auth_line));
+    return 1;
+}
+
+/* generic.parse_send in C: 1 with outs[0] filled, 0 when the Lua adapter must read this answer. */
+static int adapter_generic_parse(sr_rules *r, const sr_provider *p, int n, int status, const char *body,
+                                 size_t body_len, sr_adapter_outcome *outs) {
+    char id[sizeof outs[0].provider_id];
+    if (n != 1 || !adapter_generic_template(r, p) || !sr_generic_provider_id(status, body, body_len, id, sizeof id))
+        return 0;
+    memset(&outs[0], 0, sizeof outs[0]);
+    outs[0].ok = 1;
+    outs[0].retry_after_s = -1;
+    memcpy(outs[0].provider_id, id, sizeof id);
+    return 1;
+}
+
 /* Runs body on L; -1 when it raised (err from the protected call) or returned -1 (err from it). */
 static int adapter_run(adapter_call *c, lua_State *L, lua_CFunction body) {
     c->rc = -1;
@@ -782,6 +833,7 @@ static int adapter_run(adapter_call *c, lua_State *L, lua_CFunction body) {
 int sr_adapter_build_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, sr_adapter_request *out,
                           char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
+    if (adapter_generic_build(r, p, msgs, n, out)) return 0;
     adapter_call c = {.r = r, .p = p, .msgs = msgs, .n = n, .req = out, .err = err, .errlen = errlen};
     int rc = adapter_run(&c, p->L, adapter_body_build_send);
     if (rc != 0) sr_adapter_request_free(out);
@@ -791,6 +843,7 @@ int sr_adapter_build_send(sr_rules *r, const sr_provider *p, sr_message *const *
 int sr_adapter_parse_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, int status,
                           const char *body, size_t body_len, const sr_adapter_header *headers, int header_count,
                           sr_adapter_outcome *outs, char *err, size_t errlen) {
+    if (adapter_generic_parse(r, p, n, status, body, body_len, outs)) return 0;
     adapter_call c = {.r = r,
                       .p = p,
                       .msgs = msgs,

@@ -72,6 +72,7 @@ typedef struct sr_provider {
     int poll;                  /* 1: pull statuses with the adapter's build_poll/parse_poll */
     char *webhook_path_secret; /* webhooks must come to /hooks/NAME/SECRET/{status,inbound}; NULL: not asked */
     char *webhook_basic_auth;  /* "user:password" webhooks must carry as basic auth; NULL: not asked */
+    struct sr_send_template *send_template; /* the generic adapter's request parts (adapter_generic.h), owned */
 } sr_provider;
 
 #define SR_MAX_PROVIDERS 64
