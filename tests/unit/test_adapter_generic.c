@@ -6,6 +6,7 @@
  * and so is every outcome sr_adapter_parse_send reads from the same answers.
  * The common case must take the C path, the odd ones must decline to it, and
  * a custom adapter called "generic" is never replaced. */
+#include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,7 @@ static void request_text(fixture *f, const sr_provider *p, sr_message *m, char *
     sr_message *msgs[1] = {m};
     sr_adapter_request rq;
     char err[300] = "";
-    int rc = sr_adapter_build_send(f->rules, p, msgs, 1, &rq, err, sizeof err);
+    int rc = sr_adapter_build_send(f->rules, p, msgs, 1, &rq, NULL, err, sizeof err);
     if (rc != 0) {
         snprintf(out, outlen, "error: %s", err);
         return;
@@ -177,8 +178,8 @@ static void outcome_text(fixture *f, const char *name, int status, const char *b
     sr_adapter_outcome o;
     memset(&o, 0, sizeof o);
     char err[300] = "";
-    int rc = sr_adapter_parse_send(f->rules, provider(f, name), msgs, 1, status, body, strlen(body), NULL, 0, &o, err,
-                                   sizeof err);
+    int rc = sr_adapter_parse_send(f->rules, provider(f, name), msgs, 1, LUA_NOREF, status, body, strlen(body), NULL, 0,
+                                   &o, err, sizeof err);
     snprintf(out, outlen, "rc=%d ok=%d retry=%d provider=%d id=%s error=%s after=%g parts=%d err=%s", rc, o.ok, o.retry,
              o.about_provider, o.provider_id, o.error, o.retry_after_s, o.parts, rc ? err : "");
     sr_message_free(&m);
