@@ -830,9 +830,16 @@ static void sched_marked(sr_store_txn *t, void *ud) {
     sched_request *rq = j->req;
     sr_scheduler *s = rq->s;
     if (sr_store_txn_status(t) == 0) {
+        /* The store applied this change to the message the pump read (a queued message is ours while
+         * claimed): applied to our copy too, it gives what was written without copying that back. Only
+         * should something else have changed it meanwhile (a late report on an earlier attempt) is the
+         * written one copied. */
         const sr_message *written = sr_store_txn_message(t, 0);
-        sr_message_free(&j->msg);
-        sr_message_copy(&j->msg, written);
+        if (sched_apply(&j->msg, &j->change) != 0 || j->msg.attempt_count != written->attempt_count ||
+            j->msg.history_count != written->history_count || j->msg.route_len != written->route_len) {
+            sr_message_free(&j->msg);
+            sr_message_copy(&j->msg, written);
+        }
     } else {
         j->send = 0; /* changed meanwhile (or the store failed): not ours to send */
     }
