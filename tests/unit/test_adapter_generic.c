@@ -156,6 +156,7 @@ TEST(odd_options_and_custom_adapters_stay_in_lua) {
     char text[4096];
     CHECK_INT(same_request(&f, "crlf", &m, text, sizeof text), 0); /* Lua drops the header: so does the result */
     CHECK(strstr(text, "Authorization") == NULL);
+    sr_message_free(&m);
     message(&m, "+84912345678", NULL, "hi");
     CHECK_INT(same_request(&f, "number", &m, text, sizeof text), 0);
     CHECK(strstr(text, "\"from\":12345") != NULL);
