@@ -398,6 +398,7 @@ static client_socket *client_socket_new(sr_http_client *c, curl_socket_t fd) {
     if (c->sockets) c->sockets->prev = s;
     c->sockets = s;
     c->handles_open++;
+    c->stats.sockets_watched++;
     /* A watcher left for a number the kernel gave out again would be a bug: it goes. */
     if (c->by_fd[fd]) client_socket_close(c, c->by_fd[fd]);
     c->by_fd[fd] = s;
