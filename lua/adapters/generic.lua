@@ -88,11 +88,16 @@ function generic.build_send(cfg, msgs)
     local key = m.idempotency_key or m.id
     if key ~= nil and key ~= "" then headers["Idempotency-Key"] = tostring(key) end
     util.auth_headers(cfg, headers)
+    -- The fields in a fixed order (a table's would follow its hash order, which changes from run to
+    -- run), so that the body is the same bytes as those of the core's copy of this function in C
+    -- (src/rules/adapter_generic.c), which builds it when the options are plain.
+    local body = '{"to":' .. json.encode((m.to:gsub("^%+", "")))
+    if from ~= nil then body = body .. ',"from":' .. json.encode(from) end
     return {
         method = "POST",
         url = url,
         headers = headers,
-        body = json.encode({ to = (m.to:gsub("^%+", "")), from = from, message = m.text }),
+        body = body .. ',"message":' .. json.encode(m.text) .. "}",
     }
 end
 

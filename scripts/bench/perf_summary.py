@@ -31,7 +31,8 @@ def read_samples(path):
             if cur:
                 samples.append(cur)
             cur = None
-        elif not line[0].isspace():
+        elif not line.startswith("\t"):
+            # The header line: perf pads the tid with spaces, the frames start with a tab.
             cur = (line.split()[0], [])
         elif cur is not None:
             m = re.match(r"\s*[0-9a-f]+ (.*) \((.*)\)$", line)

@@ -117,6 +117,7 @@ typedef struct sched_request {
     int units_pending;
     int probe;
     int64_t started_ms;
+    int msgs_ref; /* the Lua messages table build_send got, for parse_send (sr_adapter_build_send); LUA_NOREF */
     struct sched_request *next; /* the lane's ready list */
 } sched_request;
 
@@ -415,6 +416,7 @@ static void lane_record(sr_scheduler *s, lane *l, int failure, int probe, int64_
 }
 
 static void sched_request_free(sched_request *rq) {
+    sr_adapter_msgs_release(rq->p, rq->msgs_ref);
     sr_rules_release(rq->rules);
     free(rq);
 }
@@ -448,6 +450,7 @@ static void sched_transition(sr_scheduler *s, sched_job *j) {
     sched_request *holder = calloc(1, sizeof *holder);
     if (!holder) abort();
     holder->s = s;
+    holder->msgs_ref = LUA_NOREF;
     j->req = holder;
     sr_store_txn *t = sr_store_txn_new(s->store);
     sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
@@ -684,8 +687,10 @@ static int sched_parse_answer(sched_request *rq, const sr_http_client_response *
         hn++;
     }
     char err[300];
-    if (sr_adapter_parse_send(rq->rules, rq->p, msgs, n, resp->status, resp->body, resp->body_len, hdrs, hn, outs, err,
-                              sizeof err) != 0) {
+    int msgs_ref = rq->msgs_ref;
+    rq->msgs_ref = LUA_NOREF; /* the parse releases it */
+    if (sr_adapter_parse_send(rq->rules, rq->p, msgs, n, msgs_ref, resp->status, resp->body, resp->body_len, hdrs, hn,
+                              outs, err, sizeof err) != 0) {
         /* We cannot tell whether it was accepted: retry with the same key. */
         for (int i = 0; i < rq->count; i++) {
             memset(&outs[i], 0, sizeof outs[i]);
@@ -759,7 +764,9 @@ static void sched_send(sr_scheduler *s, sched_request *rq) {
     for (sched_job *j = rq->jobs; j && n < 1000; j = j->next) msgs[n++] = &j->msg;
     sr_adapter_request ar;
     char err[300];
-    if (sr_adapter_build_send(rq->rules, rq->p, msgs, n, &ar, err, sizeof err) != 0) {
+    /* Only an HTTP answer is parsed by the adapter: a transport hands outcomes over ready-made. */
+    if (sr_adapter_build_send(rq->rules, rq->p, msgs, n, &ar, s->transport ? NULL : &rq->msgs_ref, err, sizeof err) !=
+        0) {
         l->requests_in_flight--;
         sr_adapter_outcome *outs = calloc((size_t)n, sizeof *outs);
         if (!outs) abort();
@@ -823,9 +830,16 @@ static void sched_marked(sr_store_txn *t, void *ud) {
     sched_request *rq = j->req;
     sr_scheduler *s = rq->s;
     if (sr_store_txn_status(t) == 0) {
+        /* The store applied this change to the message the pump read (a queued message is ours while
+         * claimed): applied to our copy too, it gives what was written without copying that back. Only
+         * should something else have changed it meanwhile (a late report on an earlier attempt) is the
+         * written one copied. */
         const sr_message *written = sr_store_txn_message(t, 0);
-        sr_message_free(&j->msg);
-        sr_message_copy(&j->msg, written);
+        if (sched_apply(&j->msg, &j->change) != 0 || j->msg.attempt_count != written->attempt_count ||
+            j->msg.history_count != written->history_count || j->msg.route_len != written->route_len) {
+            sr_message_free(&j->msg);
+            sr_message_copy(&j->msg, written);
+        }
     } else {
         j->send = 0; /* changed meanwhile (or the store failed): not ours to send */
     }
@@ -866,6 +880,7 @@ static sched_request *lane_take_request(sr_scheduler *s, int li) {
     rq->s = s;
     rq->rules = sr_rules_retain(s->rules);
     rq->p = l->p;
+    rq->msgs_ref = LUA_NOREF;
     rq->lane = li;
     rq->probe = l->circuit == CIRCUIT_HALF_OPEN;
     sched_job **tail = &rq->jobs;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/log.h"
 
@@ -48,11 +50,15 @@ typedef struct client_request {
     struct client_request *prev, *next; /* in active, deferred or pool */
 } client_request;
 
-/* One socket curl asked us to watch; its address is curl's socketp. */
+/* One socket curl asked us to watch; its address is curl's socketp. A connection socket curl opened
+ * through client_open_socket stays (stopped) while its connection waits in curl's cache, so that the next
+ * request on it starts watching again without a new uv_poll (an ioctl and two epoll_ctl calls each time):
+ * curl tells client_close_socket before it closes the fd. */
 typedef struct client_socket {
     uv_poll_t poll;
     sr_http_client *client;
     curl_socket_t fd;
+    bool connection; /* opened by client_open_socket: its close is announced */
     struct client_socket *prev, *next;
 } client_socket;
 
@@ -71,6 +77,8 @@ struct sr_http_client {
     int pool_count;
     int in_flight;
     client_socket *sockets;
+    client_socket **by_fd; /* every socket of the list above, by fd */
+    int by_fd_cap;
     sr_http_client_stats stats;
 };
 
@@ -359,7 +367,61 @@ static void client_socket_close(sr_http_client *c, client_socket *s) {
     else
         c->sockets = s->next;
     if (s->next) s->next->prev = s->prev;
+    if (s->fd >= 0 && s->fd < c->by_fd_cap && c->by_fd[s->fd] == s) c->by_fd[s->fd] = NULL;
     uv_close((uv_handle_t *)&s->poll, client_socket_closed);
+}
+
+/* A new watcher for fd (not started), in the list and by_fd; NULL when libuv cannot watch it. */
+static client_socket *client_socket_new(sr_http_client *c, curl_socket_t fd) {
+    if (fd < 0) return NULL;
+    if (fd >= c->by_fd_cap) {
+        int cap = c->by_fd_cap ? c->by_fd_cap : 64;
+        while (cap <= fd) cap *= 2;
+        client_socket **by_fd = realloc(c->by_fd, (size_t)cap * sizeof *by_fd);
+        if (!by_fd) abort();
+        memset(by_fd + c->by_fd_cap, 0, (size_t)(cap - c->by_fd_cap) * sizeof *by_fd);
+        c->by_fd = by_fd;
+        c->by_fd_cap = cap;
+    }
+    client_socket *s = calloc(1, sizeof *s);
+    if (!s) abort();
+    int rc = uv_poll_init_socket(c->loop, &s->poll, fd);
+    if (rc != 0) {
+        sr_error("http client: cannot watch a socket", "error", uv_strerror(rc));
+        free(s);
+        return NULL;
+    }
+    s->poll.data = s;
+    s->client = c;
+    s->fd = fd;
+    s->next = c->sockets;
+    if (c->sockets) c->sockets->prev = s;
+    c->sockets = s;
+    c->handles_open++;
+    c->stats.sockets_watched++;
+    /* A watcher left for a number the kernel gave out again would be a bug: it goes. */
+    if (c->by_fd[fd]) client_socket_close(c, c->by_fd[fd]);
+    c->by_fd[fd] = s;
+    return s;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: curl's connection sockets, watched from the start (see client_socket). */
+static curl_socket_t client_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address) {
+    sr_http_client *c = clientp;
+    (void)purpose;
+    curl_socket_t fd = socket(address->family, address->socktype, address->protocol);
+    if (fd == CURL_SOCKET_BAD || c->closing) return fd;
+    client_socket *s = client_socket_new(c, fd);
+    if (s) s->connection = true;
+    return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: stops watching fd while it is still curl's (uv_close takes it out of epoll
+ * by number), then closes it. */
+static int client_close_socket(void *clientp, curl_socket_t fd) {
+    sr_http_client *c = clientp;
+    if (fd >= 0 && fd < c->by_fd_cap && c->by_fd[fd]) client_socket_close(c, c->by_fd[fd]);
+    return close(fd);
 }
 
 /* CURLMOPT_SOCKETFUNCTION: one uv_poll per socket, kept as curl's socketp. */
@@ -369,29 +431,20 @@ static int client_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
     if (what == CURL_POLL_REMOVE) {
         if (s) {
             curl_multi_assign(c->multi, fd, NULL);
-            client_socket_close(c, s);
+            /* A kept-alive connection's socket waits, stopped, for its next request. */
+            if (s->connection) uv_poll_stop(&s->poll);
+            else
+                client_socket_close(c, s);
         }
         return 0;
     }
     if (c->closing) return 0;
     if (!s) {
-        s = calloc(1, sizeof *s);
-        if (!s) abort();
-        int rc = uv_poll_init_socket(c->loop, &s->poll, fd);
-        if (rc != 0) {
-            /* Returning -1 would kill the whole multi handle: this transfer
-             * alone is left to run into its timeout. */
-            sr_error("http client: cannot watch a socket", "error", uv_strerror(rc));
-            free(s);
-            return 0;
-        }
-        s->poll.data = s;
-        s->client = c;
-        s->fd = fd;
-        s->next = c->sockets;
-        if (c->sockets) c->sockets->prev = s;
-        c->sockets = s;
-        c->handles_open++;
+        s = fd >= 0 && fd < c->by_fd_cap ? c->by_fd[fd] : NULL;
+        /* Returning -1 would kill the whole multi handle: a socket that cannot be watched leaves this
+         * transfer alone to run into its timeout. */
+        if (!s) s = client_socket_new(c, fd);
+        if (!s) return 0;
         curl_multi_assign(c->multi, fd, s);
     }
     int events = 0;
@@ -588,6 +641,10 @@ static CURLcode client_setup(client_request *r, const sr_http_client_request *re
     CLIENT_SET(CURLOPT_HEADERFUNCTION, client_on_header);
     CLIENT_SET(CURLOPT_HEADERDATA, (void *)r);
     CLIENT_SET(CURLOPT_USERAGENT, "smsrules");
+    CLIENT_SET(CURLOPT_OPENSOCKETFUNCTION, client_open_socket);
+    CLIENT_SET(CURLOPT_OPENSOCKETDATA, (void *)r->client);
+    CLIENT_SET(CURLOPT_CLOSESOCKETFUNCTION, client_close_socket);
+    CLIENT_SET(CURLOPT_CLOSESOCKETDATA, (void *)r->client);
 
     rc = client_setup_method(r, req, rc);
     if (rc == CURLE_OK) rc = client_setup_headers(r, req);
@@ -697,8 +754,12 @@ void sr_http_client_close(sr_http_client *c) {
         curl_multi_assign(c->multi, c->sockets->fd, NULL);
         client_socket_close(c, c->sockets);
     }
+    /* Closing its cached connections, curl calls client_close_socket: nothing is watched any more. */
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
+    free(c->by_fd);
+    c->by_fd = NULL;
+    c->by_fd_cap = 0;
     uv_close((uv_handle_t *)&c->timer, client_handle_closed);
     uv_close((uv_handle_t *)&c->immediate, client_handle_closed);
 }

@@ -83,6 +83,7 @@ typedef struct sr_http_client_stats {
     uint64_t requests_completed; /* callbacks run, any outcome */
     uint64_t requests_failed;    /* of which with error != 0 */
     uint64_t connections_opened; /* new connections; the other requests reused kept-alive ones */
+    uint64_t sockets_watched;    /* uv_poll watchers made: one per connection, kept while it is kept alive */
 } sr_http_client_stats;
 void sr_http_client_stats_get(const sr_http_client *c, sr_http_client_stats *out);
 

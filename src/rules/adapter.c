@@ -9,6 +9,7 @@
 
 #include "codec/form.h"
 #include "codec/text.h"
+#include "rules/adapter_generic.h"
 
 static void adapter_push_message(lua_State *L, const sr_message *m) {
     lua_createtable(L, 0, 12);
@@ -179,13 +180,18 @@ static int adapter_read_request(lua_State *L, const sr_provider *p, const char *
     return 0;
 }
 
+/* keep_ref (may be NULL) gets a reference to the messages table handed to build_send, for parse_send. */
 static int adapter_build_send_in(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n,
-                                 sr_adapter_request *out, char *err, size_t errlen) {
+                                 sr_adapter_request *out, int *keep_ref, char *err, size_t errlen) {
     lua_State *L = p->L;
     int top = lua_gettop(L);
     memset(out, 0, sizeof *out);
     if (adapter_push_fn(L, p, "build_send", err, errlen) != 0) return -1;
     adapter_push_messages(L, msgs, n);
+    if (keep_ref) {
+        lua_pushvalue(L, -1);
+        *keep_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     if ((sr_rules_body_call(r, L, 2, 1), 0) || adapter_read_request(L, p, "build_send", out, err, errlen) != 0) {
         sr_adapter_request_free(out);
         lua_settop(L, top);
@@ -230,13 +236,17 @@ static void adapter_read_outcome(lua_State *L, int idx, sr_adapter_outcome *o) {
     }
 }
 
-static int adapter_parse_send_in(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, int status,
-                                 const char *body, size_t body_len, const sr_adapter_header *headers, int header_count,
-                                 sr_adapter_outcome *outs, char *err, size_t errlen) {
+/* msgs_ref: the messages table build_send got (a registry reference), or LUA_NOREF to make it again. */
+static int adapter_parse_send_in(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, int msgs_ref,
+                                 int status, const char *body, size_t body_len, const sr_adapter_header *headers,
+                                 int header_count, sr_adapter_outcome *outs, char *err, size_t errlen) {
     lua_State *L = p->L;
     int top = lua_gettop(L);
     if (adapter_push_fn(L, p, "parse_send", err, errlen) != 0) return -1;
-    adapter_push_messages(L, msgs, n);
+    if (msgs_ref == LUA_NOREF || lua_rawgeti(L, LUA_REGISTRYINDEX, msgs_ref) != LUA_TTABLE) {
+        if (msgs_ref != LUA_NOREF) lua_pop(L, 1);
+        adapter_push_messages(L, msgs, n);
+    }
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, status);
     lua_setfield(L, -2, "status");
@@ -700,6 +710,8 @@ typedef struct adapter_call {
     sr_message *const *msgs;
     const sr_message *m;
     int n;
+    int *keep_ref; /* build_send: where the messages table's reference goes (NULL: not kept) */
+    int msgs_ref;  /* parse_send: that reference, or LUA_NOREF */
     int status;
     const char *body;
     size_t body_len;
@@ -724,13 +736,13 @@ typedef struct adapter_call {
 
 static int adapter_body_build_send(lua_State *L) {
     adapter_call *c = lua_touserdata(L, 1);
-    c->rc = adapter_build_send_in(c->r, c->p, c->msgs, c->n, c->req, c->err, c->errlen);
+    c->rc = adapter_build_send_in(c->r, c->p, c->msgs, c->n, c->req, c->keep_ref, c->err, c->errlen);
     return 0;
 }
 
 static int adapter_body_parse_send(lua_State *L) {
     adapter_call *c = lua_touserdata(L, 1);
-    c->rc = adapter_parse_send_in(c->r, c->p, c->msgs, c->n, c->status, c->body, c->body_len, c->headers,
+    c->rc = adapter_parse_send_in(c->r, c->p, c->msgs, c->n, c->msgs_ref, c->status, c->body, c->body_len, c->headers,
                                   c->header_count, c->outs, c->err, c->errlen);
     return 0;
 }
@@ -772,6 +784,56 @@ static int adapter_body_parse_poll(lua_State *L) {
     return 0;
 }
 
+/* ---- the generic adapter's C path (rules/adapter_generic.h) ---- */
+
+/* The generic template of p, a provider of r (whose array keeps it), or NULL. */
+static const sr_send_template *adapter_generic_template(sr_rules *r, const sr_provider *p) {
+    if (p < r->providers || p >= r->providers + r->provider_count) return NULL;
+    return sr_generic_template(r, &r->providers[p - r->providers]);
+}
+
+static char *adapter_header_line(const char *name, const char *value) {
+    size_t size = strlen(name) + strlen(value) + 3;
+    char *line = malloc(size);
+    if (!line) abort();
+    snprintf(line, size, "%s: %s", name, value);
+    return line;
+}
+
+/* generic.build_send in C: 1 with out filled, 0 when the Lua adapter must build this request. */
+static int adapter_generic_build(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n,
+                                 sr_adapter_request *out) {
+    const sr_send_template *t = adapter_generic_template(r, p);
+    if (!t || !t->usable || n != 1 || !msgs[0]->to) return 0;
+    const sr_message *m = msgs[0];
+    const char *from = m->from && m->from[0] ? m->from : t->sender;
+    out->body = sr_generic_body(m->to, from, m->text ? m->text : "", &out->body_len);
+    out->method = adapter_strdup("POST", 4);
+    out->url = adapter_strdup(t->url, strlen(t->url));
+    out->headers = calloc(5, sizeof(char *));
+    if (!out->headers) abort();
+    int h = 0;
+    out->headers[h++] = adapter_header_line("Content-Type", "application/json");
+    out->headers[h++] = adapter_header_line("Accept", "application/json");
+    /* The idempotency key is the message's id (adapter_push_message). */
+    if (m->id[0]) out->headers[h++] = adapter_header_line("Idempotency-Key", m->id);
+    if (t->auth_line) out->headers[h++] = adapter_strdup(t->auth_line, strlen(t->auth_line));
+    return 1;
+}
+
+/* generic.parse_send in C: 1 with outs[0] filled, 0 when the Lua adapter must read this answer. */
+static int adapter_generic_parse(sr_rules *r, const sr_provider *p, int n, int status, const char *body,
+                                 size_t body_len, sr_adapter_outcome *outs) {
+    char id[sizeof outs[0].provider_id];
+    if (n != 1 || !adapter_generic_template(r, p) || !sr_generic_provider_id(status, body, body_len, id, sizeof id))
+        return 0;
+    memset(&outs[0], 0, sizeof outs[0]);
+    outs[0].ok = 1;
+    outs[0].retry_after_s = -1;
+    memcpy(outs[0].provider_id, id, sizeof id);
+    return 1;
+}
+
 /* Runs body on L; -1 when it raised (err from the protected call) or returned -1 (err from it). */
 static int adapter_run(adapter_call *c, lua_State *L, lua_CFunction body) {
     c->rc = -1;
@@ -780,21 +842,44 @@ static int adapter_run(adapter_call *c, lua_State *L, lua_CFunction body) {
 }
 
 int sr_adapter_build_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, sr_adapter_request *out,
-                          char *err, size_t errlen) {
+                          int *msgs_ref, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
-    adapter_call c = {.r = r, .p = p, .msgs = msgs, .n = n, .req = out, .err = err, .errlen = errlen};
+    if (msgs_ref) *msgs_ref = LUA_NOREF;
+    if (adapter_generic_build(r, p, msgs, n, out)) return 0;
+    /* The kept tables live in the adapter's state until the answer: only while they cannot crowd its
+     * memory cap (sr_rules_budget_enter), else parse_send gets new ones. */
+    const sr_lua_heap *heap = p->L == r->adapter_L ? &r->adapter_heap : &r->heap;
+    if (heap->used > r->config->memory_limit / 4) msgs_ref = NULL;
+    adapter_call c = {
+        .r = r, .p = p, .msgs = msgs, .n = n, .keep_ref = msgs_ref, .req = out, .err = err, .errlen = errlen};
     int rc = adapter_run(&c, p->L, adapter_body_build_send);
-    if (rc != 0) sr_adapter_request_free(out);
+    if (rc != 0) {
+        sr_adapter_request_free(out);
+        if (msgs_ref) {
+            sr_adapter_msgs_release(p, *msgs_ref);
+            *msgs_ref = LUA_NOREF;
+        }
+    }
     return rc;
 }
 
-int sr_adapter_parse_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, int status,
+void sr_adapter_msgs_release(const sr_provider *p, int msgs_ref) {
+    /* Clearing an existing registry slot allocates nothing: safe outside a protected call. */
+    if (msgs_ref >= 0) luaL_unref(p->L, LUA_REGISTRYINDEX, msgs_ref);
+}
+
+int sr_adapter_parse_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, int msgs_ref, int status,
                           const char *body, size_t body_len, const sr_adapter_header *headers, int header_count,
                           sr_adapter_outcome *outs, char *err, size_t errlen) {
+    if (adapter_generic_parse(r, p, n, status, body, body_len, outs)) {
+        sr_adapter_msgs_release(p, msgs_ref);
+        return 0;
+    }
     adapter_call c = {.r = r,
                       .p = p,
                       .msgs = msgs,
                       .n = n,
+                      .msgs_ref = msgs_ref,
                       .status = status,
                       .body = body,
                       .body_len = body_len,
@@ -803,7 +888,9 @@ int sr_adapter_parse_send(sr_rules *r, const sr_provider *p, sr_message *const *
                       .outs = outs,
                       .err = err,
                       .errlen = errlen};
-    return adapter_run(&c, p->L, adapter_body_parse_send) == 0 ? 0 : -1;
+    int rc = adapter_run(&c, p->L, adapter_body_parse_send) == 0 ? 0 : -1;
+    sr_adapter_msgs_release(p, msgs_ref);
+    return rc;
 }
 
 int sr_adapter_route(sr_rules *r, const sr_message *m, char **names, int max, sr_route_options *opt, char *err,

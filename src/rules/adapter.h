@@ -42,14 +42,21 @@ typedef struct sr_adapter_header {
 
 /* Builds the request for msgs[0..n). Returns 0, or -1 with err (the adapter
  * raised or returned something unusable). out is owned by the caller
- * (sr_adapter_request_free). */
+ * (sr_adapter_request_free). msgs_ref (may be NULL) gets a reference to the
+ * Lua messages table build_send was handed (or LUA_NOREF), so that
+ * parse_send of the same request gets the same table instead of new ones:
+ * pass it to sr_adapter_parse_send, or to sr_adapter_msgs_release when the
+ * request gets no answer. */
 int sr_adapter_build_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, sr_adapter_request *out,
-                          char *err, size_t errlen);
+                          int *msgs_ref, char *err, size_t errlen);
 void sr_adapter_request_free(sr_adapter_request *req);
+/* Drops a messages table kept by sr_adapter_build_send (LUA_NOREF: nothing). */
+void sr_adapter_msgs_release(const sr_provider *p, int msgs_ref);
 
-/* Parses an HTTP answer into exactly n outcomes. Returns 0, or -1 with err
- * (then the caller decides; outcomes untouched). */
-int sr_adapter_parse_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, int status,
+/* Parses an HTTP answer into exactly n outcomes. msgs_ref: what
+ * sr_adapter_build_send kept for this request (released here), or LUA_NOREF.
+ * Returns 0, or -1 with err (then the caller decides; outcomes untouched). */
+int sr_adapter_parse_send(sr_rules *r, const sr_provider *p, sr_message *const *msgs, int n, int msgs_ref, int status,
                           const char *body, size_t body_len, const sr_adapter_header *headers, int header_count,
                           sr_adapter_outcome *outs, char *err, size_t errlen);
 

@@ -904,6 +904,7 @@ void sr_rules_free(sr_rules *r) {
         free(r->providers[i].webhook_path_secret);
         free(r->providers[i].webhook_basic_auth);
         free(r->providers[i].webhook_secret);
+        free(r->providers[i].send_template); /* one block (rules/adapter_generic.h) */
     }
     if (r->L) lua_close(r->L);
     if (r->adapter_L) lua_close(r->adapter_L);

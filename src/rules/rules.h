@@ -77,6 +77,7 @@ typedef struct sr_provider {
     int native_webhooks;
     char *webhook_secret;
     size_t webhook_secret_len;
+    struct sr_send_template *send_template; /* the generic adapter's request parts (adapter_generic.h), owned */
 } sr_provider;
 
 #define SR_MAX_PROVIDERS 64

@@ -416,6 +416,7 @@ TEST(sequential_requests_reuse_one_connection) {
     sr_http_client_stats_get(f.client, &st);
     CHECK_INT(st.connections_opened, 1);
     CHECK_INT(st.requests_completed, 50);
+    CHECK_INT(st.sockets_watched, 1); /* the connection's watcher waits between its requests */
     fx_close(&f);
 }
 
@@ -439,6 +440,7 @@ TEST(stale_keepalive_connection_is_replaced) {
     sr_http_client_stats st;
     sr_http_client_stats_get(f.client, &st);
     CHECK_INT(st.connections_opened, 2);
+    CHECK_INT(st.sockets_watched, 2); /* the closed connection's watcher went with it */
     result_free(&r);
     fx_close(&f);
 }
