@@ -1,8 +1,10 @@
 #include "core/buf.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void sr_buf_init(sr_buf *b) {
     b->data = NULL;
@@ -165,4 +167,25 @@ char *sr_buf_steal(sr_buf *b, size_t *len_out) {
     if (len_out) *len_out = b->len;
     sr_buf_init(b);
     return p;
+}
+
+int sr_buf_read_file(sr_buf *out, const char *path, int64_t *mtime_ms, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        if (f) fclose(f);
+        return -1;
+    }
+    if (mtime_ms) *mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) sr_buf_append(out, chunk, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "cannot read %s", path);
+        return -1;
+    }
+    return 0;
 }

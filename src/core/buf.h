@@ -34,6 +34,9 @@ void sr_buf_json_str(sr_buf *b, const char *s, size_t len);
 const char *sr_buf_cstr(sr_buf *b);
 /* Takes the bytes out: caller owns the returned pointer (free()), b is reset. */
 char *sr_buf_steal(sr_buf *b, size_t *len_out);
+/* Appends the whole file at path to out: 0, or -1 with "cannot open PATH: why" or "cannot read PATH" in
+ * err. mtime_ms (may be NULL) gets the file's modification time, in ms since the epoch. */
+int sr_buf_read_file(sr_buf *out, const char *path, int64_t *mtime_ms, char *err, size_t errlen);
 
 /* FNV-1a (32-bit) of a NUL-terminated string, continuing from h (start
  * with SR_FNV1A_INIT): for the small hash tables of ids and names. */

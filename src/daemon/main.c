@@ -222,18 +222,10 @@ static int cmd_version(int argc, char **argv) {
 
 /* Reads a whole file into out; 0, or -1 with a message on stderr. */
 static int read_file(const char *path, sr_buf *out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "smsrules: cannot open %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) sr_buf_append(out, chunk, n);
-    int failed = ferror(f);
-    fclose(f);
-    if (failed) fprintf(stderr, "smsrules: cannot read %s\n", path);
-    return failed ? -1 : 0;
+    char err[512];
+    if (sr_buf_read_file(out, path, NULL, err, sizeof err) == 0) return 0;
+    fprintf(stderr, "smsrules: %s\n", err);
+    return -1;
 }
 
 static int cmd_report_html(int argc, char **argv) {

@@ -765,35 +765,13 @@ lua_State *sr_rules_adapter_state(sr_rules *r) {
     return r->adapter_L;
 }
 
-/* Reads the whole file into buf: 0, or -1 with Lua's own words for an unreadable file in err. */
-static int rules_read_file(const char *path, sr_buf *buf, int64_t *mtime_ms, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    if (!f || fstat(fileno(f), &st) != 0) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        if (f) fclose(f);
-        return -1;
-    }
-    *mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
-    char chunk[16384];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) sr_buf_append(buf, chunk, got);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        snprintf(err, errlen, "cannot read %s", path);
-        return -1;
-    }
-    return 0;
-}
-
 /* Compiles the rules file from one read of it, and keeps those bytes for the console (so what it shows
  * is what runs, and showing it reads no file on the loop). Like luaL_loadfile, a leading UTF-8 BOM
  * and a first line starting with '#' are skipped, its newline kept so line numbers stay right. */
 static int rules_load_file(sr_rules *r, const char *path, char *err, size_t errlen) {
     sr_buf src;
     sr_buf_init(&src);
-    if (rules_read_file(path, &src, &r->source_mtime_ms, err, errlen) != 0) {
+    if (sr_buf_read_file(&src, path, &r->source_mtime_ms, err, errlen) != 0) {
         sr_buf_free(&src);
         return -1;
     }

@@ -268,18 +268,6 @@ static int sim_fail(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
-static int sim_read_file(const char *path, sr_buf *out, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return sim_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) sr_buf_append(out, chunk, n);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) return sim_fail(err, errlen, "%s: cannot read", path);
-    return 0;
-}
-
 /* A calling code written as a string of 1 to 3 digits ("84"). */
 static int sim_number_text(const sr_json *v, double *out) {
     if (v->len < 1 || v->len > 3) return -1;
@@ -473,7 +461,7 @@ static int sim_models_load(sim_models *m, const char *path, char *err, size_t er
     sr_json_doc doc = {0};
     char perr[160];
     int rc = -1;
-    if (sim_read_file(path, &text, err, errlen) != 0) goto done;
+    if (sr_buf_read_file(&text, path, NULL, err, errlen) != 0) goto done;
     if (sr_json_parse(&doc, text.data, text.len, perr, sizeof perr) != 0) {
         sim_fail(err, errlen, "%s: not JSON: %s", path, perr);
         goto done;
@@ -640,7 +628,7 @@ static int sim_traffic_load(sim_traffic *t, const char *path, char *err, size_t 
     sr_json_doc doc = {0};
     char perr[160];
     int rc = -1;
-    if (sim_read_file(path, &text, err, errlen) != 0) goto done;
+    if (sr_buf_read_file(&text, path, NULL, err, errlen) != 0) goto done;
     if (sr_json_parse(&doc, text.data, text.len, perr, sizeof perr) != 0) {
         sim_fail(err, errlen, "%s: not JSON: %s", path, perr);
         goto done;
