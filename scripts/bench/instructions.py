@@ -91,12 +91,20 @@ def post(port, n, first):
         s.close()
 
 
-def sent_total(port):
+def metric(port, name):
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=60) as r:
         for line in r.read().decode().splitlines():
-            if line.startswith('smsrules_provider_sent_total{provider="fake"}'):
+            if line.startswith(name + " "):
                 return int(float(line.split()[1]))
     return 0
+
+
+def sent_total(port):
+    return metric(port, 'smsrules_provider_sent_total{provider="fake"}')
+
+
+def store_counts(port):
+    return metric(port, "smsrules_store_units_total"), metric(port, "smsrules_store_commits_total")
 
 
 def wait_for(what, cond, limit_s):
@@ -146,11 +154,14 @@ def measure(binary, mode, work):
             wait_for("the warm-up was not sent", lambda: sent_total(port) >= WARM, 120)
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
+        units0, commits0 = store_counts(port)
         post(port, N, 1000000)
         if fake:
             wait_for("the messages were not sent", lambda: sent_total(port) >= WARM + N, 600)
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
+        units1, commits1 = store_counts(port)
+        print("instructions.py: %s: %d store units in %d commits" % (mode, units1 - units0, commits1 - commits0))
     finally:
         proc.terminate()
         proc.wait()
@@ -159,6 +170,8 @@ def measure(binary, mode, work):
     # callgrind_control -d wrote callgrind.out.PID.1: from the zeroing to the dump (the file without a
     # suffix, written at the exit, holds the rest).
     dump = "%s.%d.1" % (out, proc.pid)
+    if os.environ.get("KEEP"):
+        shutil.copy(dump, os.environ["KEEP"])
     ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", "--auto=no", dump],
                          capture_output=True, text=True, check=True).stdout
     return ann
@@ -176,7 +189,7 @@ def summary(ann, label):
             continue
         print("  %8d  %s" % (int(m.group(1).replace(",", "")) // N, m.group(2)))
         shown += 1
-        if shown == 25:
+        if shown == int(os.environ.get("TOP", "25")):
             break
 
 

@@ -233,12 +233,14 @@ static void post_finish(post_ctx *ctx) {
 typedef struct post_unit {
     post_ctx *ctx;
     int index;
+    void *job; /* the scheduler's, when the message goes out from this unit */
 } post_unit;
 
 static void post_unit_done(sr_store_txn *t, void *ud) {
     post_unit *u = ud;
     post_ctx *ctx = u->ctx;
     post_item *it = &ctx->items[u->index];
+    if (u->job) sr_scheduler_accept_done(ctx->app->scheduler, u->job, t);
     free(u);
     /* A unit whose put found the key fails as a whole with that code. */
     int st = sr_store_txn_status(t);
@@ -356,12 +358,16 @@ static int post_prepare_units(post_ctx *ctx, const sr_json *entry, sr_store_txn 
         it->segments = m.segments;
         it->encoding = m.encoding;
         sr_store_txn *t = sr_store_txn_new(app->store);
+        sr_id_new(m.id, m.created_at_ms);
+        void *job = app->scheduler ? sr_scheduler_accept_take(app->scheduler, &m) : NULL;
+        if (job) sr_scheduler_accept_mark(app->scheduler, job, &m);
         sr_store_txn_put_message(t, &m, idem, hash);
         sr_message_free(&m);
         post_unit *u = malloc(sizeof *u);
         if (!u) abort();
         u->ctx = ctx;
         u->index = i;
+        u->job = job;
         units[unit_count] = t;
         unit_ud[unit_count] = u;
         unit_count++;
