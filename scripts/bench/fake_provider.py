@@ -17,6 +17,10 @@ Endpoints (any method; the request body is read and dropped):
 Used as a module by outbound.py and queued.py, and from the shell scripts:
   fake_provider.py conf DIR [PORT]  writes DIR/nginx.conf, prints the port
                                     (PORT, checked to be free, else a free one)
+  fake_provider.py proxy DIR UPSTREAM
+                                    writes DIR/nginx.conf of the "floor" contender
+                                    (PROXY_CONF: POST /v1/messages proxied to
+                                    UPSTREAM's /send), prints its free port
   fake_provider.py port [N]         prints N (default 1) distinct free loopback ports
   fake_provider.py free PORT        fails (exit 1, a message) when PORT is busy
 """
@@ -57,6 +61,56 @@ http {
     }
 }
 """
+
+# sendsms.sh's floor: nginx as a pure proxy, one HTTP request in and one out
+# (to the fake provider, over kept-alive upstream connections) with no work
+# between them. No gateway that makes one provider request per client request
+# can spend less than this on a message. One worker, like the daemon's one
+# event loop; no access log, no buffering to temp files.
+PROXY_CONF = """daemon off;
+master_process off;
+worker_processes 1;
+pid @DIR@/nginx.pid;
+error_log @DIR@/error.log warn;
+events { worker_connections 16384; multi_accept on; }
+http {
+    access_log off;
+    client_body_temp_path @DIR@/body;
+    proxy_temp_path @DIR@/proxy;
+    fastcgi_temp_path @DIR@/fastcgi;
+    uwsgi_temp_path @DIR@/uwsgi;
+    scgi_temp_path @DIR@/scgi;
+    keepalive_requests 1000000000;
+    keepalive_timeout 600s;
+    client_body_buffer_size 64k;
+    upstream provider {
+        server 127.0.0.1:@UPSTREAM@;
+        keepalive 64;
+        keepalive_requests 1000000000;
+        keepalive_timeout 600s;
+    }
+    server {
+        listen 127.0.0.1:@PORT@ backlog=4096;
+        location = /v1/messages {
+            proxy_pass http://provider/send;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+        location = /healthz { return 200 'ok'; }
+        location / { return 404 '{"error":{"code":"not_found","message":"no such endpoint"}}'; }
+    }
+}
+"""
+
+
+def write_proxy_conf(directory, upstream):
+    """Writes DIRECTORY/nginx.conf of the floor proxy to UPSTREAM's /send; returns its (free) port."""
+    port = free_port()
+    text = PROXY_CONF.replace("@DIR@", directory).replace("@PORT@", str(port)).replace("@UPSTREAM@", str(upstream))
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "nginx.conf"), "w") as f:
+        f.write(text)
+    return port
 
 
 def free_ports(count):
@@ -164,6 +218,8 @@ class Nginx:
 def main(argv):
     if len(argv) >= 3 and argv[1] == "conf":
         print(write_conf(argv[2], int(argv[3]) if len(argv) > 3 and argv[3] else None))
+    elif len(argv) == 4 and argv[1] == "proxy":
+        print(write_proxy_conf(argv[2], int(argv[3])))
     elif len(argv) in (2, 3) and argv[1] == "port":
         print(" ".join(str(p) for p in free_ports(int(argv[2]) if len(argv) == 3 else 1)))
     elif len(argv) == 3 and argv[1] == "free":

@@ -13,16 +13,26 @@
 #     fake provider). Timed from the first request until nginx received all
 #     MESSAGES. Kannel keeps its queue in memory only (no store file) unless
 #     KANNEL_STORE=1.
-# Prints both rates, their ratio (aim: smsrules at least 5x), and the CPU time
-# per message of the daemon (all its threads) and of bearerbox + smsbox, from
-# /proc/PID/stat before and after: on a shared machine the rates swing with
-# the neighbours, the CPU per message much less.
+#  3. the floor: nginx itself as a pure proxy (one worker, like the daemon's
+#     one event loop): the same wrk script and bodies to POST /v1/messages,
+#     proxy_pass to the same fake provider's /send over kept-alive upstream
+#     connections (fake_provider.py's PROXY_CONF). One HTTP request in and
+#     one out with no work at all: no gateway that makes one provider request
+#     per client request can beat it on this machine. Timed from the first
+#     request until nginx (the provider) received all MESSAGES.
+# Prints each rate and the CPU time per message of the daemon (all its
+# threads), of the floor's nginx and of bearerbox + smsbox, from
+# /proc/PID/stat before and after (on a shared machine the rates swing with
+# the neighbours, the CPU per message much less), then the ratios
+# smsrules/Kannel (aim 5x), floor/Kannel (the most any gateway can reach
+# here) and smsrules/floor.
 #
 # Settings: lib.sh's (THREADS, CONNECTIONS, PIN, BUILD, SMSRULES_BIN);
 # MESSAGES; PROVIDER_CONCURRENCY (requests in flight to the provider: the
 # provider's `concurrency` and Kannel's max-pending-submits, default 64, as
 # many as the clients: at the daemon's default of 16 each send waits for two
-# synced commits, sending and sent, and the rate is the disk's); KANNEL=0 (skip Kannel); KANNEL_STORE=1; PERF=FILE
+# synced commits, sending and sent, and the rate is the disk's); KANNEL=0 (skip Kannel); KANNEL_STORE=1;
+# FLOOR=0 (skip the floor); PERF=FILE
 # (record `perf record -g` of the daemon during its run into FILE; PERF_ARGS
 # replaces -g, e.g. "--call-graph dwarf -F 499");
 # STALL (seconds without progress before giving up, default 60).
@@ -35,6 +45,7 @@ MESSAGES=${MESSAGES:-100000}
 PROVIDER_CONCURRENCY=${PROVIDER_CONCURRENCY:-64}
 KANNEL=${KANNEL:-1}
 KANNEL_STORE=${KANNEL_STORE:-0}
+FLOOR=${FLOOR:-1}
 PERF=${PERF:-}
 STALL=${STALL:-60}
 KEY=bench-key
@@ -121,10 +132,70 @@ printf '%s: smsrules: %s messages (1 a request, t=%s c=%s, %s), generic adapter,
     "$(awk -v c="$commits" -v ms="$ours_ms" 'BEGIN { printf "%.1f", (c > 0 ? ms / c : 0) }')" "$ours_provider" \
     "$ours_conns" "$retried" "$failed" "${ours_errors:+; wrk socket errors: $ours_errors}"
 
-# ---- 2. Kannel ----
+# provider_count: sets $count to the requests the fake provider received since $fake0.
+provider_count() {
+    fake_count || return 1
+    count=$((count - fake0))
+}
+
+# ratio A B: A / B with two decimals ("?" when either is missing).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && a != "?" && b + 0 > 0) printf "%.2f", a / b; else print "?" }'; }
+
+# summary: the rates side by side and their ratios, the machine's load and disk.
+summary() {
+    line="smsrules $ours_rate messages/s ($ours_cpu µs CPU each)"
+    [ -n "$floor_rate" ] && line="$line, floor (nginx proxy) $floor_rate/s ($floor_cpu µs)"
+    [ -n "$kannel_rate" ] && line="$line, kannel $kannel_rate/s ($kannel_cpu µs)"
+    [ -n "$kannel_rate" ] && line="$line; smsrules/kannel $(ratio "$ours_rate" "$kannel_rate")x (aim 5x)"
+    [ -n "$kannel_rate" ] && [ -n "$floor_rate" ] && line="$line, floor/kannel $(ratio "$floor_rate" "$kannel_rate")x"
+    [ -n "$floor_rate" ] && line="$line, smsrules/floor $(ratio "$ours_rate" "$floor_rate")x (CPU $(ratio "$ours_cpu" "$floor_cpu")x the floor's)"
+    printf '%s: %s; load average %s before, %s after; disk %s before, %s after\n' \
+        "$NAME" "$line" "$load_before" "$(load)" "$sync_before" "$(disk_sync)"
+}
+
+# ---- 2. the floor: nginx as a pure proxy to the same provider ----
+
+floor_rate=""
+floor_cpu=""
+kannel_rate=""
+kannel_cpu=""
+if [ "$FLOOR" = 1 ]; then
+    fdir="$work/floor"
+    floor_port=$(python3 "$bench_dir/fake_provider.py" proxy "$fdir" "$fake_port") || exit 1
+    # shellcheck disable=SC2086 # $daemon_pin is a command prefix or empty
+    $daemon_pin nginx -p "$fdir" -c "$fdir/nginx.conf" -e "$fdir/error.log" >"$fdir/out.log" 2>&1 &
+    floor_pid=$!
+    bench_track "$floor_pid"
+    floor_up() {
+        kill -0 "$floor_pid" 2>/dev/null || { cat "$fdir/out.log" "$fdir/error.log" >&2; fail "nginx (the floor) exited"; }
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$floor_port/healthz")" = 200 ]
+    }
+    wait_until 10 floor_up || fail "nginx (the floor) did not answer on port $floor_port within 10 s"
+    fcpu0=$(cpu_ticks "$floor_pid")
+    fake_count
+    fake0=$count
+    t0=$(now_ms)
+    wrk_quota "http://127.0.0.1:$floor_port/v1/messages" "$MESSAGES" "$work/post.lua"
+    wrk_quota_wait 3600
+    wait_count provider_count "$MESSAGES" "$STALL" ||
+        fail "floor: the provider received $count of $MESSAGES, no progress for $STALL s"
+    floor_ms=$((t_reached - t0))
+    wrk_quota_end
+    fcpu1=$(cpu_ticks "$floor_pid")
+    kill -KILL "$floor_pid" 2>/dev/null || true
+    wait "$floor_pid" 2>/dev/null || true
+    floor_rate=$(rate "$MESSAGES" "$floor_ms")
+    floor_cpu=$(us_per "$fcpu0" "$fcpu1" "$MESSAGES")
+    printf '%s: floor (nginx %s, one worker, proxy_pass over 64 kept-alive upstream connections): %s messages (1 a request, t=%s c=%s), all received by the provider in %s s: %s messages/s end to end, nginx CPU %s µs/message%s\n' \
+        "$NAME" "$(nginx -v 2>&1 | sed 's/.*nginx\///')" "$MESSAGES" "$THREADS" "$CONNECTIONS" "$(secs "$floor_ms")" \
+        "$floor_rate" "$floor_cpu" "${wrk_errors:+; wrk socket errors: $wrk_errors}"
+fi
+
+# ---- 3. Kannel ----
 
 if [ "$KANNEL" != 1 ]; then
-    echo "$NAME: Kannel skipped (KANNEL=$KANNEL); load average $load_before before, $(load) after; disk $sync_before before, $(disk_sync) after"
+    echo "$NAME: Kannel skipped (KANNEL=$KANNEL)"
+    summary
     exit 0
 fi
 
@@ -217,10 +288,6 @@ LUA
 kcpu0=$(cpu_ticks "$bb_pid" "$sb_pid")
 fake_count
 fake0=$count
-provider_count() {
-    fake_count || return 1
-    count=$((count - fake0))
-}
 t0=$(now_ms)
 wrk_quota "http://127.0.0.1:$k_send/cgi-bin/sendsms" "$MESSAGES" "$work/kannel.lua" /
 wrk_quota_wait 3600
@@ -246,7 +313,4 @@ printf '%s: kannel %s: %s messages (1 a request, t=%s c=%s), HTTP SMSC generic, 
     "$([ "$KANNEL_STORE" = 1 ] && echo "store file ($(du -sh "$kdir/store" | cut -f1) on disk)" || echo "no store (memory only)")" \
     "$(secs "$kannel_accept_ms")" "$(rate "$MESSAGES" "$kannel_accept_ms")" "$(secs "$kannel_ms")" "$kannel_rate" \
     "$kannel_cpu" "${ksent:-?}" "${kannel_errors:+; wrk socket errors: $kannel_errors}"
-printf '%s: smsrules %s messages/s (%s µs CPU each) vs kannel %s messages/s (%s µs CPU each): %sx (aim 5x); load average %s before, %s after; disk %s before, %s after\n' \
-    "$NAME" "$ours_rate" "$ours_cpu" "$kannel_rate" "$kannel_cpu" \
-    "$(awk -v a="$ours_rate" -v b="$kannel_rate" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')" "$load_before" "$(load)" \
-    "$sync_before" "$(disk_sync)"
+summary

@@ -74,15 +74,41 @@ typedef struct post_ctx {
     int batch;
     int count;
     int pending;
-    post_item *items;
+    post_item items[]; /* count of them */
 } post_ctx;
 
-/* The members of an accepted item (inside an object the caller opened). */
-static void post_item_json(sr_jw *w, const post_item *it) {
-    sr_jw_field_str(w, "id", it->id);
-    sr_jw_field_str(w, "status", sr_status_name(it->status));
-    sr_jw_field_int(w, "segments", it->segments);
-    sr_jw_field_str(w, "encoding", sr_encoding_name((sr_encoding)it->encoding));
+/* ctx with its count items in one allocation. The items' reasons are left unset: sr_submission_parse and
+ * store_error_reason fill them, count first, and zeroing 2 KiB of them was a third of a message's answer. */
+static post_ctx *post_ctx_new(sr_api *app, sr_http_request *req, int batch, int count) {
+    post_ctx *ctx = malloc(sizeof *ctx + (size_t)count * sizeof(post_item));
+    if (!ctx) abort();
+    *ctx = (post_ctx){.app = app, .req = req, .batch = batch, .count = count};
+    for (int i = 0; i < count; i++) {
+        post_item *it = &ctx->items[i];
+        it->rejected = 0;
+        it->reasons.count = 0;
+        it->code = 0;
+        it->id[0] = '\0';
+        it->segments = 0;
+        it->encoding = 0;
+        it->status = SR_ST_ACCEPTED;
+    }
+    return ctx;
+}
+
+/* An accepted item as a JSON object: {["code":"OK",]"id","status","segments","encoding"[,"duplicate":true]}
+ * (the prefix and the flag in a batch). Written straight, not member by member through sr_jw: every value is
+ * an id, a fixed name or a number, with nothing to escape, and this is most of a single message's answer. */
+static void post_item_object(sr_buf *b, const post_item *it, int batch) {
+    sr_buf_puts(b, batch ? "{\"code\":\"OK\",\"id\":\"" : "{\"id\":\"");
+    sr_buf_puts(b, it->id);
+    sr_buf_puts(b, "\",\"status\":\"");
+    sr_buf_puts(b, sr_status_name(it->status));
+    sr_buf_puts(b, "\",\"segments\":");
+    sr_buf_put_i64(b, it->segments);
+    sr_buf_puts(b, ",\"encoding\":\"");
+    sr_buf_puts(b, sr_encoding_name((sr_encoding)it->encoding));
+    sr_buf_puts(b, batch && it->code == SR_E_EXISTS ? "\",\"duplicate\":true}" : "\"}");
 }
 
 static void reasons_json(sr_jw *w, const sr_reasons *r) {
@@ -131,9 +157,7 @@ static void store_error_reason(post_item *it, const char *ref_prefix) {
 static int post_answer_single(post_ctx *ctx, sr_jw *w) {
     post_item *it = &ctx->items[0];
     if (it->code == 0 || it->code == SR_E_EXISTS) {
-        sr_jw_object_begin(w);
-        post_item_json(w, it);
-        sr_jw_object_end(w);
+        post_item_object(w->out, it, 0);
         return it->code == 0 ? 202 : 200;
     }
     if (it->code == SR_E_CONFLICT) {
@@ -149,8 +173,9 @@ static int post_answer_single(post_ctx *ctx, sr_jw *w) {
 }
 
 /* One member of a batch's "result": REJECTED with its reasons (a store failure becomes one), or OK with the
- * message. Counts what it saw into *accepted, *full and *failed. */
-static void post_batch_item_json(sr_jw *w, post_item *it, int index, int *accepted, int *full, int *failed) {
+ * message (built in scratch). Counts what it saw into *accepted, *full and *failed. */
+static void post_batch_item_json(sr_jw *w, sr_buf *scratch, post_item *it, int index, int *accepted, int *full,
+                                 int *failed) {
     if (!it->rejected && it->code != 0 && it->code != SR_E_EXISTS) {
         char prefix[32];
         snprintf(prefix, sizeof prefix, "messages[%d].", index);
@@ -159,29 +184,33 @@ static void post_batch_item_json(sr_jw *w, post_item *it, int index, int *accept
             (*failed)++;
         store_error_reason(it, prefix);
     }
-    sr_jw_object_begin(w);
     if (it->rejected) {
+        sr_jw_object_begin(w);
         sr_jw_field_str(w, "code", "REJECTED");
         sr_jw_key(w, "reasons");
         reasons_json(w, &it->reasons);
-    } else {
-        (*accepted)++;
-        sr_jw_field_str(w, "code", "OK");
-        post_item_json(w, it);
-        if (it->code == SR_E_EXISTS) sr_jw_field_bool(w, "duplicate", true);
+        sr_jw_object_end(w);
+        return;
     }
-    sr_jw_object_end(w);
+    (*accepted)++;
+    sr_buf_reset(scratch);
+    post_item_object(scratch, it, 1);
+    sr_jw_raw(w, scratch->data, scratch->len);
 }
 
 /* The answer to a batch once all its units are done: {"result": [...]}. Returns the status. */
 static int post_answer_batch(post_ctx *ctx, sr_jw *w) {
     int accepted = 0, full = 0, failed = 0;
+    sr_buf scratch;
+    sr_buf_init(&scratch);
     sr_jw_object_begin(w);
     sr_jw_key(w, "result");
     sr_jw_array_begin(w);
-    for (int i = 0; i < ctx->count; i++) post_batch_item_json(w, &ctx->items[i], i, &accepted, &full, &failed);
+    for (int i = 0; i < ctx->count; i++)
+        post_batch_item_json(w, &scratch, &ctx->items[i], i, &accepted, &full, &failed);
     sr_jw_array_end(w);
     sr_jw_object_end(w);
+    sr_buf_free(&scratch);
     /* None accepted: a full store is 507 and any other store failure 500, so a client
      * sends the batch again later; 422 (do not resend) only when the messages themselves
      * were refused. */
@@ -197,7 +226,6 @@ static void post_finish(post_ctx *ctx) {
     int status = ctx->batch ? post_answer_batch(ctx, &w) : post_answer_single(ctx, &w);
     sr_http_respond(ctx->req, status, "application/json", body.data, body.len, NULL);
     sr_buf_free(&body);
-    free(ctx->items);
     free(ctx);
 }
 
@@ -205,12 +233,14 @@ static void post_finish(post_ctx *ctx) {
 typedef struct post_unit {
     post_ctx *ctx;
     int index;
+    void *job; /* the scheduler's, when the message goes out from this unit */
 } post_unit;
 
 static void post_unit_done(sr_store_txn *t, void *ud) {
     post_unit *u = ud;
     post_ctx *ctx = u->ctx;
     post_item *it = &ctx->items[u->index];
+    if (u->job) sr_scheduler_accept_done(ctx->app->scheduler, u->job, t);
     free(u);
     /* A unit whose put found the key fails as a whole with that code. */
     int st = sr_store_txn_status(t);
@@ -328,12 +358,16 @@ static int post_prepare_units(post_ctx *ctx, const sr_json *entry, sr_store_txn 
         it->segments = m.segments;
         it->encoding = m.encoding;
         sr_store_txn *t = sr_store_txn_new(app->store);
+        sr_id_new(m.id, m.created_at_ms);
+        void *job = app->scheduler ? sr_scheduler_accept_take(app->scheduler, &m) : NULL;
+        if (job) sr_scheduler_accept_mark(app->scheduler, job, &m);
         sr_store_txn_put_message(t, &m, idem, hash);
         sr_message_free(&m);
         post_unit *u = malloc(sizeof *u);
         if (!u) abort();
         u->ctx = ctx;
         u->index = i;
+        u->job = job;
         units[unit_count] = t;
         unit_ud[unit_count] = u;
         unit_count++;
@@ -360,7 +394,6 @@ static void post_answer_rejected(post_ctx *ctx) {
     sr_jw_object_end(&w);
     sr_http_respond(ctx->req, sr_submission_http_status(r), "application/json", body.data, body.len, NULL);
     sr_buf_free(&body);
-    free(ctx->items);
     free(ctx);
 }
 
@@ -371,14 +404,7 @@ void sr_api_messages_post(sr_api *app, sr_http_request *req, const char *const *
     if (post_parse_body(req, &doc, &list) != 0) return;
     int batch = list != NULL;
 
-    post_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx) abort();
-    ctx->app = app;
-    ctx->req = req;
-    ctx->batch = batch;
-    ctx->count = batch ? (int)list->count : 1;
-    ctx->items = calloc((size_t)ctx->count, sizeof(post_item));
-    if (!ctx->items) abort();
+    post_ctx *ctx = post_ctx_new(app, req, batch, batch ? (int)list->count : 1);
 
     sr_store_txn *units[API_MAX_BATCH];
     post_unit *unit_ud[API_MAX_BATCH];

@@ -61,7 +61,7 @@ struct phone_country {
     int code = 0;
 };
 
-int phone_country_resolve(const char *dc, phone_country *c, char *why, size_t why_size) {
+int phone_country_lookup(const char *dc, phone_country *c, char *why, size_t why_size) {
     c->region = "ZZ";
     c->code = 0;
     if (!dc || !*dc) return 0;
@@ -97,6 +97,26 @@ int phone_country_resolve(const char *dc, phone_country *c, char *why, size_t wh
               "must be a country calling code like \"44\" or a region code like "
               "\"GB\"");
     return -EINVAL;
+}
+
+// phone_country_lookup, remembering the last default country that resolved:
+// a daemon names the same one for every message, and looking it up again (a
+// std::string, libphonenumber's map) costs about what the E.164 fast path does.
+int phone_country_resolve(const char *dc, phone_country *c, char *why, size_t why_size) {
+    thread_local std::string last_dc;
+    thread_local phone_country last;
+    thread_local bool have_last = false;
+    if (have_last && dc && last_dc == dc) {
+        *c = last;
+        return 0;
+    }
+    int rc = phone_country_lookup(dc, c, why, why_size);
+    if (rc == 0 && dc) {
+        last_dc = dc;
+        last = *c;
+        have_last = true;
+    }
+    return rc;
 }
 
 // "GB (+44)": the main region of a calling code, or the default country's

@@ -158,6 +158,10 @@ struct sr_scheduler {
     int kicked;                    /* a look at the queue was asked for and has not run yet */
     sr_store_subscriber queue_sub; /* the store says when a committed unit queued messages */
     sr_rate_lanes *rates;          /* the providers' rates, shared with status polls */
+    /* Due messages may wait in the queue: set when a unit queued one and when accept-time dispatch
+     * turned one away, cleared by a pump pass that left nothing due behind. While set, new messages
+     * go through the queue too, so they never overtake older ones (sr_scheduler_accept_take). */
+    int backlog;
 };
 
 /* ---- claimed set ---- */
@@ -1139,9 +1143,81 @@ static void sched_pump(sr_scheduler *s) {
     int n = sr_store_queue_due(s->store, ps.now, entries, max);
     for (int i = 0; i < n && ps.blocked_count < s->lane_count; i++) sched_pump_one(s, entries[i].id, &ps);
     free(entries);
+    if (n < max && ps.blocked_count == 0) s->backlog = 0;
     for (int i = 0; i < s->lane_count; i++) lane_flush(s, i);
     if (n > 0 && ps.wake > SCHED_BUSY_POLL_MS) ps.wake = SCHED_BUSY_POLL_MS;
     sched_arm(s, ps.wake);
+}
+
+/* ---- accept-time dispatch ---- */
+
+/* One message per request costs three synced store units through the queue (accepted, sending, sent).
+ * A new message that could leave at once instead goes into its lane at accept time: its put already
+ * holds the `sending` transition, and once that unit committed it joins the lane's ready requests
+ * (sched_marked), skipping a unit, the queue index and the pump's read. Only when nothing due waits
+ * in the queue (backlog) and the lane would take it now: due, not expired, not opted out, its
+ * provider's circuit closed, unbatched (a batching provider gathers from the queue), room and rate.
+ * Anything else goes through the queue, where the pump decides (and fails or reroutes) as ever. */
+static lane *sched_accept_lane(sr_scheduler *s, sched_job *j, int64_t now) {
+    char err[256];
+    int rl = sched_resolve_route(s, j, err, sizeof err);
+    int li = rl > j->msg.route_index ? sched_lane_index(s, j->route[j->msg.route_index]) : -1;
+    lane *l = li >= 0 ? &s->lanes[li] : NULL;
+    int64_t wake;
+    if (!l || l->circuit != CIRCUIT_CLOSED || l->p->batch_size != 1 || l->pending_count ||
+        lane_room(s, l, now, &wake) == 0 || !lane_rate_take(l, now, &wake))
+        return NULL;
+    j->lane = li;
+    j->route_index = j->msg.route_index;
+    return l;
+}
+
+void *sr_scheduler_accept_take(sr_scheduler *s, const sr_message *m) {
+    if (s->backlog || s->stopping || s->unrecorded || s->transport || !s->rules || s->rules->provider_count == 0)
+        return NULL;
+    int64_t now = sr_now_ms();
+    if (m->send_at_ms > now || m->status != SR_ST_QUEUED || (m->expires_at_ms && m->expires_at_ms <= now) ||
+        (!m->reply_to && sr_store_is_optout(s->store, m->to) != 0) || sched_is_claimed(s, m->id))
+        return NULL;
+    sched_job *j = sched_claim(s, m->id);
+    sr_message_copy(&j->msg, m);
+    lane *l = sched_accept_lane(s, j, now);
+    if (!l) {
+        s->backlog = 1; /* it waits in the queue: the next ones wait behind it */
+        sched_release(s, j);
+        return NULL;
+    }
+    j->send = 1;
+    sched_request *rq = calloc(1, sizeof *rq);
+    if (!rq) abort();
+    *rq = (sched_request){.s = s,
+                          .rules = sr_rules_retain(s->rules),
+                          .p = l->p,
+                          .lane = j->lane,
+                          .jobs = j,
+                          .count = 1,
+                          .units_pending = 1};
+    j->req = rq;
+    l->marking++;
+    sched_change *c = &j->change;
+    *c = (sched_change){.kind = CH_SENDING,
+                        .provider = l->p->name,
+                        .route = j->route,
+                        .route_len = m->route_len == 0 ? j->route_len : 0,
+                        .route_index = j->route_index,
+                        .ropt = j->ropt,
+                        .now_ms = now};
+    return j;
+}
+
+void sr_scheduler_accept_mark(sr_scheduler *s, void *job, sr_message *m) {
+    (void)s;
+    sched_apply(m, &((sched_job *)job)->change);
+}
+
+void sr_scheduler_accept_done(sr_scheduler *s, void *job, sr_store_txn *t) {
+    (void)s;
+    sched_marked(t, job); /* a failed unit (a duplicate, a full store) lets the job go */
 }
 
 /* ---- metrics ---- */
@@ -1239,7 +1315,9 @@ static void sched_recover(sr_scheduler *s) {
 /* A committed unit left messages queued (from the API, a handler, a report's fallback, a retry). */
 static void sched_on_queue(const sr_store_event *ev, void *ud) {
     (void)ev;
-    sr_scheduler_kick(ud);
+    sr_scheduler *s = ud;
+    s->backlog = 1;
+    sr_scheduler_kick(s);
 }
 
 void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules) {
@@ -1287,6 +1365,7 @@ int sr_scheduler_start(sr_scheduler **out, uv_loop_t *loop, sr_store *store, sr_
     uv_timer_init(loop, &s->outcome_timer);
     s->outcome_timer.data = s;
     s->timers_open = 2;
+    s->backlog = 1; /* until the first pump pass has looked at the queue */
     s->rules = NULL;
     sr_scheduler_set_rules(s, rules);
     s->m_crash = sr_metric_counter("smsrules_resent_after_crash_total",

@@ -39,6 +39,17 @@ void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules);
 /* Look at the queue soon. The engine hears of messages committed as queued from the store
  * (SR_STORE_EV_QUEUE): callers need this only for what the store does not announce. */
 void sr_scheduler_kick(sr_scheduler *s);
+
+/* Accept-time dispatch (POST /v1/messages): a new message m (its id set, not stored yet) that could leave
+ * now — nothing due waits in the queue, m is due, not expired, not opted out, and its first provider's
+ * lane is closed-circuit, unbatched, with room and rate — is claimed and returned as a job; else NULL
+ * (it goes through the queue). sr_scheduler_accept_mark then makes m `sending` (its put carries the
+ * transition, one store unit instead of two); once the put's unit t is done, sr_scheduler_accept_done
+ * sends it, or lets the job go when t failed (an idempotency duplicate, a full store). */
+struct sr_store_txn;
+void *sr_scheduler_accept_take(sr_scheduler *s, const sr_message *m);
+void sr_scheduler_accept_mark(sr_scheduler *s, void *job, sr_message *m);
+void sr_scheduler_accept_done(sr_scheduler *s, void *job, struct sr_store_txn *t);
 /* Stops taking messages; done runs once no request is in flight (their
  * outcomes recorded). Requests marked `sending` that did not leave yet never
  * do: their messages are resent at the next start, as after a crash. */

@@ -60,6 +60,11 @@ typedef struct http_conn {
     int writes_in_flight;
     size_t unsent_bytes;       /* answer bytes queued in uv_write, not yet written */
     uint64_t request_deadline; /* uv_now() by which the request must be complete */
+    /* The state's timeout (conn_set_state) as a uv_now() time, 0: none. The uv timer is armed
+     * lazily: only moved earlier, never later or stopped, so a keep-alive request costs no timer
+     * heap work; when it fires before `deadline` it is armed again for the rest. */
+    uint64_t deadline;
+    uint64_t timer_due; /* when the uv timer fires, 0: not armed */
     size_t trailer_bytes;
     /* Chunk-size line accounting (see HTTP_MAX_CHUNK_LINE). Positions are in
      * the buffer of the current llhttp_execute call only. */
@@ -88,6 +93,7 @@ struct sr_http_server {
     char read_buffer[HTTP_READ_BUFFER];
     char date[64];
     uint64_t date_second;
+    sr_buf out; /* an answer being built (sr_http_respond): kept, so answers need no allocation */
     sr_http_stats stats;
 };
 
@@ -275,6 +281,7 @@ static void conn_fail(http_conn *c, int status, const char *code, const char *me
     build_response(s, &out, status, "application/json", body.data, body.len, NULL, true);
     c->close_after = true;
     uv_timer_stop(&c->timer);
+    c->deadline = c->timer_due = 0;
     if (c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
@@ -333,6 +340,16 @@ static void conn_close(http_conn *c) {
 static void conn_timer_cb(uv_timer_t *t) {
     http_conn *c = t->data;
     sr_http_server *s = c->server;
+    c->timer_due = 0;
+    uint64_t now = uv_now(s->loop);
+    if (!c->deadline) return;
+    if (now < c->deadline) {
+        /* Armed for an earlier state's timeout: the current one ends later. */
+        c->timer_due = c->deadline;
+        uv_timer_start(&c->timer, conn_timer_cb, c->deadline - now, 0);
+        return;
+    }
+    c->deadline = 0;
     bool reading_request = c->state == CONN_HEADERS || c->state == CONN_BODY;
     if (reading_request && s->opt.request_timeout_ms && uv_now(s->loop) >= c->request_deadline) {
         s->stats.request_timeouts++;
@@ -372,9 +389,15 @@ static void conn_set_state(http_conn *c, conn_state st) {
         uint64_t left = c->request_deadline > now ? c->request_deadline - now : 1;
         if (!ms || left < ms) ms = left;
     }
-    if (ms) uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
-    else
-        uv_timer_stop(&c->timer);
+    if (!ms) {
+        c->deadline = 0; /* a timer still armed fires and finds nothing to do */
+        return;
+    }
+    c->deadline = uv_now(c->server->loop) + ms;
+    if (!c->timer_due || c->deadline < c->timer_due) {
+        c->timer_due = c->deadline;
+        uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+    }
 }
 
 static void conn_reset_request(http_conn *c) {
@@ -769,11 +792,10 @@ void sr_http_respond(sr_http_request *req, int status, const char *content_type,
         return;
     }
     if (s->stopping) c->close_after = true;
-    sr_buf out;
-    sr_buf_init(&out);
-    build_response(s, &out, status, content_type, body, body_len, extra_headers, c->close_after);
-    conn_write(c, out.data, out.len);
-    sr_buf_free(&out);
+    sr_buf_reset(&s->out);
+    build_response(s, &s->out, status, content_type, body, body_len, extra_headers, c->close_after);
+    conn_write(c, s->out.data, s->out.len);
+    if (s->out.cap > 64 * 1024) sr_buf_free(&s->out); /* keep a small one, not the largest ever */
     if (c->closing) return;
     conn_reset_request(c);
     conn_set_state(c, CONN_IDLE);
@@ -927,4 +949,7 @@ void sr_http_server_abort(sr_http_server *s) {
     }
 }
 
-void sr_http_server_free(sr_http_server *s) { free(s); }
+void sr_http_server_free(sr_http_server *s) {
+    sr_buf_free(&s->out);
+    free(s);
+}

@@ -74,13 +74,28 @@ static int sender_valid(const char *s, size_t len) {
     return 1;
 }
 
-static const char *const sub_fields[] = {"to",       "text",     "from",    "route", "idempotency_key",
-                                         "priority", "validity", "send_at", "tags",  "template",
-                                         "vars",     NULL};
+/* The fields a message may have, in the order of sub_fields. */
+enum {
+    SUB_TO,
+    SUB_TEXT,
+    SUB_FROM,
+    SUB_ROUTE,
+    SUB_IDEM,
+    SUB_PRIORITY,
+    SUB_VALIDITY,
+    SUB_SEND_AT,
+    SUB_TAGS,
+    SUB_TEMPLATE,
+    SUB_VARS,
+    SUB_FIELD_COUNT
+};
+static const char *const sub_fields[SUB_FIELD_COUNT] = {
+    "to", "text", "from", "route", "idempotency_key", "priority", "validity", "send_at", "tags", "template", "vars"};
 
 /* What sr_submission_parse read of one message, between its checks and building the record. */
 typedef struct sub_parse {
     const sr_json *obj;
+    const sr_json *field[SUB_FIELD_COUNT]; /* the object's member of each known field, or NULL */
     const char *prefix;
     sr_reasons *reasons;
     char e164[SR_PHONE_MAX];
@@ -91,17 +106,23 @@ typedef struct sub_parse {
     int64_t priority, validity, send_at, send_at_asked;
 } sub_parse;
 
+/* One pass over the members: each known one into its slot (the parser refuses duplicate keys), each other one
+ * a reason. The readers below take the slots instead of looking every field up by name. */
 static void sub_check_fields(sub_parse *ps) {
     for (const sr_json *f = ps->obj->child; f; f = f->next) {
-        int known = 0;
-        for (int i = 0; sub_fields[i]; i++)
-            if (strcmp(f->key, sub_fields[i]) == 0) known = 1;
-        if (!known) reason_add(ps->reasons, "unknown_field", ps->prefix, f->key, "unknown field '%s'", f->key);
+        int known = -1;
+        for (int i = 0; i < SUB_FIELD_COUNT && known < 0; i++)
+            if (f->key[0] == sub_fields[i][0] && f->key_len == strlen(sub_fields[i]) &&
+                memcmp(f->key, sub_fields[i], f->key_len) == 0)
+                known = i;
+        if (known >= 0) ps->field[known] = f;
+        else
+            reason_add(ps->reasons, "unknown_field", ps->prefix, f->key, "unknown field '%s'", f->key);
     }
 }
 
 static void sub_read_to(sub_parse *ps, const sr_config *cfg) {
-    const sr_json *to = sr_json_get(ps->obj, "to");
+    const sr_json *to = ps->field[SUB_TO];
     char why[SR_PHONE_WHY_MAX];
     if (!to) {
         reason_add(ps->reasons, "missing_field", ps->prefix, "to", "missing field 'to'%s", NULL);
@@ -114,11 +135,11 @@ static void sub_read_to(sub_parse *ps, const sr_config *cfg) {
 
 /* template + vars → the text. Returns -1 when a template was named but gave no text (nothing more to check). */
 static int sub_render(sub_parse *ps, const sr_submission_templates *templates) {
-    const sr_json *vars = sr_json_get(ps->obj, "vars");
+    const sr_json *vars = ps->field[SUB_VARS];
     sr_reasons *reasons = ps->reasons;
     const char *prefix = ps->prefix;
-    ps->text = sr_json_get(ps->obj, "text");
-    ps->tpl = sr_json_get(ps->obj, "template");
+    ps->text = ps->field[SUB_TEXT];
+    ps->tpl = ps->field[SUB_TEMPLATE];
     if (vars && !ps->tpl) reason_add(reasons, "unknown_field", prefix, "vars", "'vars' needs 'template'%s", NULL);
     if (!ps->tpl) return 0;
     const struct sr_template *t = NULL;
@@ -180,7 +201,7 @@ static void sub_check_text(sub_parse *ps, const sr_config *cfg) {
 static void sub_read_addressing(sub_parse *ps) {
     sr_reasons *reasons = ps->reasons;
     const char *prefix = ps->prefix;
-    const sr_json *from = ps->from = sr_json_get(ps->obj, "from");
+    const sr_json *from = ps->from = ps->field[SUB_FROM];
     if (from && from->type != SR_JSON_NULL) {
         if (from->type != SR_JSON_STRING)
             reason_add(reasons, "invalid_type", prefix, "from", "'from' must be a string%s", NULL);
@@ -188,7 +209,7 @@ static void sub_read_addressing(sub_parse *ps) {
             reason_add(reasons, "invalid_value", prefix, "from",
                        "'from' must be up to 11 letters, digits, spaces or .-_& or up to 15 digits: '%s'", from->str);
     }
-    const sr_json *route = ps->route = sr_json_get(ps->obj, "route");
+    const sr_json *route = ps->route = ps->field[SUB_ROUTE];
     if (route && route->type != SR_JSON_NULL) {
         int ok = route->type == SR_JSON_ARRAY && route->count <= SUB_MAX_ROUTE;
         for (const sr_json *p = ok ? route->child : NULL; p; p = p->next)
@@ -197,7 +218,7 @@ static void sub_read_addressing(sub_parse *ps) {
             reason_add(reasons, "invalid_value", prefix, "route",
                        "'route' must be a list of at most 16 provider names%s", NULL);
     }
-    const sr_json *idem = ps->idem = sr_json_get(ps->obj, "idempotency_key");
+    const sr_json *idem = ps->idem = ps->field[SUB_IDEM];
     if (idem && idem->type != SR_JSON_NULL) {
         if (idem->type != SR_JSON_STRING || idem->len == 0 || idem->len > 256 || memchr(idem->str, 0, idem->len))
             reason_add(reasons, "invalid_value", prefix, "idempotency_key",
@@ -209,18 +230,18 @@ static void sub_read_addressing(sub_parse *ps) {
 static void sub_read_timing(sub_parse *ps, const sr_config *cfg, int64_t now_ms) {
     sr_reasons *reasons = ps->reasons;
     const char *prefix = ps->prefix;
-    const sr_json *prio = sr_json_get(ps->obj, "priority");
+    const sr_json *prio = ps->field[SUB_PRIORITY];
     if (prio && prio->type != SR_JSON_NULL &&
         (!sr_json_is_integer(prio, &ps->priority) || ps->priority < 0 || ps->priority > 3))
         reason_add(reasons, "invalid_value", prefix, "priority", "'priority' must be an integer from 0 to 3%s", NULL);
     ps->validity = cfg->validity_s;
-    const sr_json *val = sr_json_get(ps->obj, "validity");
+    const sr_json *val = ps->field[SUB_VALIDITY];
     if (val && val->type != SR_JSON_NULL &&
         (!sr_json_is_integer(val, &ps->validity) || ps->validity < 1 || ps->validity > 259200))
         reason_add(reasons, "invalid_value", prefix, "validity",
                    "'validity' must be a number of seconds from 1 to 259200%s", NULL);
     ps->send_at_asked = -1;
-    const sr_json *sat = sr_json_get(ps->obj, "send_at");
+    const sr_json *sat = ps->field[SUB_SEND_AT];
     if (sat && sat->type != SR_JSON_NULL) {
         if (sat->type != SR_JSON_STRING || sr_time_parse_rfc3339(sat->str, sat->len, &ps->send_at) != 0)
             reason_add(reasons, "invalid_value", prefix, "send_at",
@@ -233,7 +254,7 @@ static void sub_read_timing(sub_parse *ps, const sr_config *cfg, int64_t now_ms)
 }
 
 static void sub_read_tags(sub_parse *ps) {
-    const sr_json *tags = ps->tags = sr_json_get(ps->obj, "tags");
+    const sr_json *tags = ps->tags = ps->field[SUB_TAGS];
     if (!tags || tags->type == SR_JSON_NULL) return;
     int ok = tags->type == SR_JSON_OBJECT && tags->count <= SUB_MAX_TAGS;
     for (const sr_json *p = ok ? tags->child : NULL; p; p = p->next)

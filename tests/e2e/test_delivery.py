@@ -292,6 +292,36 @@ def count_status(d, status):
     return len(doc["messages"])
 
 
+@test(timeout=60)
+def a_message_whose_lane_has_room_is_marked_sending_in_its_accept_unit():
+    # One message per request, the provider's lane with room: the put already carries `sending` (two
+    # store units a message, accepted+sending and sent, not three); the history still shows queued,
+    # sending, sent, and the provider gets each message once.
+    mock = Mock.start()
+    d = Daemon.start(rules(provider("primary", mock, ", concurrency = 8, batch_size = 1")))
+    units0 = metric(d, "smsrules_store_units_total")
+    n = 20
+    ids = []
+    for i in range(n):
+        status, _, _, doc = d.request("POST", "/v1/messages", body={"to": "+8495%07d7" % i, "text": "u%d" % i},
+                                      headers=AUTH)
+        check(status == 202 and doc["status"] == "queued", "POST answered %d %r" % (status, doc))
+        ids.append(doc["id"])
+    wait_for(lambda: metric(d, "smsrules_provider_sent_total", provider="primary") >= n, 30 * SLOWDOWN,
+             "every message sent")
+    units = metric(d, "smsrules_store_units_total") - units0
+    # 2 a message; a few more for the daemon's own sweeps, never the 3 a message of the queue's way.
+    check(2 * n <= units < 2 * n + n // 2, "%d store units for %d messages" % (units, n))
+    for mid in ids:
+        doc = wait_status(d, mid, "sent")
+        seen = [h["status"] for h in doc["history"]]
+        check(seen[:3] == ["queued", "sending", "sent"], "history %r" % seen)
+    counts = mock.stats()["by_recipient"]
+    check(counts == {"+8495%07d7" % i: 1 for i in range(n)}, "receptions: %r" % counts)
+    d.stop()
+    mock.stop()
+
+
 # The provider holds every send unanswered while down; few failures must not open the circuit.
 HOLDING = ", concurrency = 2, batch_size = 1" + PATIENT
 

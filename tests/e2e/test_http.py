@@ -310,6 +310,25 @@ def slow_headers_dripping_still_408():
 
 
 @test
+def idle_timeout_outlasts_an_earlier_header_timeout():
+    """The connection's timer is moved only earlier (a keep-alive request
+    costs no timer work): after a request the header timeout it was armed for
+    fires first and must re-arm for the idle time, not close the connection."""
+    idle = 3.0 * SLOWDOWN
+    d = Daemon.start(rules="sms.config{ header_timeout_ms = 300, idle_timeout_ms = %d }\n" % int(idle * 1000))
+    c = d.connect()
+    t0 = time.monotonic()
+    check(c.request("GET", "/healthz").status == 200, "healthz failed")
+    # Past the 0.3 s header timeout, well before the idle one.
+    check(not c.wait_closed(0.9), "connection closed after %.2fs, before idle_timeout_ms" % (time.monotonic() - t0))
+    check(c.request("GET", "/healthz").status == 200, "a second request on the kept connection failed")
+    t1 = time.monotonic()
+    check(c.wait_closed(idle + 2.0 * SLOWDOWN), "idle connection not closed after idle_timeout_ms")
+    check(time.monotonic() - t1 >= idle - 0.1, "idle connection closed after %.2fs" % (time.monotonic() - t1))
+    check(c.buf == b"", "idle close sent bytes (a 408?): %r" % c.buf[:100])
+
+
+@test
 def idle_keep_alive_timeout_closes():
     d = Daemon.start(rules="sms.config{ idle_timeout_ms = 500 }\n")
     c = d.connect()
