@@ -169,9 +169,11 @@ static int send_parse(lua_State *L, sr_rules *r, sr_message *m, char **idem_copy
 }
 
 /* Adds the parsed message m to the invocation's store unit under a new id, or, when its idempotency key
- * (idem_copy, may be NULL) already names a message with the same hash, takes that one. Frees m and idem_copy.
- * Pushes the id and returns 1, or nil, "idempotency_conflict: ..." and returns 2. */
-static int send_store(lua_State *L, sr_invocation *inv, sr_message *m, char *idem_copy, uint64_t hash, int64_t now) {
+ * (idem_copy, may be NULL) already names a message with the same hash, takes that one. A new message records
+ * reply_to (may be NULL); one found by its key keeps what it has. Frees m and idem_copy. Pushes the id and
+ * returns 1, or nil, "idempotency_conflict: ..." and returns 2. */
+static int send_store(lua_State *L, sr_invocation *inv, sr_message *m, char *idem_copy, uint64_t hash, int64_t now,
+                      const char *reply_to) {
     sr_rules *r = sr_rules_from(L);
     char existing[SR_ID_LEN + 1];
     uint64_t existing_hash = 0;
@@ -188,6 +190,7 @@ static int send_store(lua_State *L, sr_invocation *inv, sr_message *m, char *ide
         return 1;
     }
     sr_id_new(m->id, now);
+    if (reply_to) sr_message_set_str(&m->reply_to, reply_to);
     char id[SR_ID_LEN + 1];
     memcpy(id, m->id, sizeof id);
     sr_store_txn_put_message(sr_invocation_unit(inv), m, idem_copy, hash);
@@ -198,13 +201,10 @@ static int send_store(lua_State *L, sr_invocation *inv, sr_message *m, char *ide
     return 1;
 }
 
-/* sms.send{to=..., text=..., ...} → id, or nil, "code: message". The same
- * fields as POST /v1/messages. */
-static int l_sms_send(lua_State *L) {
-    sr_invocation *inv = actions_invocation(L, "sms.send");
+/* sms.send's work on the message table at index 1 (the stack holds only it); reply_to: see send_store. */
+static int send_message(lua_State *L, const char *what, const char *reply_to) {
+    sr_invocation *inv = actions_invocation(L, what);
     sr_rules *r = sr_rules_from(L);
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
     lua_getfield(L, 1, "template");
     if (!lua_isnil(L, -1)) {
         if (send_apply_template(L) != 0) return 2;
@@ -216,7 +216,26 @@ static int l_sms_send(lua_State *L) {
     uint64_t hash = 0;
     int64_t now = 0;
     if (send_parse(L, r, &m, &idem_copy, &hash, &now) != 0) return 2;
-    return send_store(L, inv, &m, idem_copy, hash, now);
+    return send_store(L, inv, &m, idem_copy, hash, now, reply_to);
+}
+
+/* sms.send{to=..., text=..., ...} → id, or nil, "code: message". The same
+ * fields as POST /v1/messages. */
+static int l_sms_send(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    return send_message(L, "sms.send", NULL);
+}
+
+int sr_lua_send_reply(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    char reply_to[SR_ID_LEN + 1] = "";
+    size_t len = 0;
+    const char *id = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
+    /* Copied: the stack is cut to the message before the send's work. */
+    if (id && sr_id_valid(id, len)) memcpy(reply_to, id, len + 1);
+    lua_settop(L, 1);
+    return send_message(L, "sms.reply", reply_to[0] ? reply_to : NULL);
 }
 
 /* Normalises the number argument; raises on a bad one. */

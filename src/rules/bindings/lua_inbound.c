@@ -6,7 +6,7 @@
  * A reply is an ordinary sms.send (same checks, same store unit, same ids
  * reported to the caller) to msg.from, through the provider that received
  * the message when the rules declare it, and it records msg.id as its
- * reply_to. */
+ * reply_to (in the message's own put). */
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,16 +44,11 @@ static int l_sms_on_status(lua_State *L) {
     return 0;
 }
 
-/* Runs in the store's writer thread: touches only the message and the id,
- * which a userdata in the invocation's overlay keeps alive until the commit. */
-static int inbound_set_reply_to(sr_message *m, void *arg) {
-    sr_message_set_str(&m->reply_to, arg);
-    return 0;
-}
-
 /* sms.reply(msg, text_or_template, vars) → id, or nil, "code: message".
  * When the second argument names a declared template it is rendered with
- * vars (default: msg itself), else it is the text. Upvalue 1: sms.send. */
+ * vars (default: msg itself), else it is the text. The reply is sms.send's
+ * C function itself (rules cannot replace it), and it records msg.id as
+ * reply_to in its own put: no second write of the message. */
 static int l_sms_reply(lua_State *L) {
     sr_rules *r = sr_rules_from(L);
     sr_invocation *inv = sr_invocation_current(r);
@@ -69,8 +64,8 @@ static int l_sms_reply(lua_State *L) {
     lua_getfield(L, 1, "id");       /* 5 */
     lua_getfield(L, 1, "provider"); /* 6 */
 
-    lua_pushvalue(L, lua_upvalueindex(1)); /* 7: sms.send */
-    lua_createtable(L, 0, 4);              /* 8: its message */
+    lua_pushcfunction(L, sr_lua_send_reply); /* 7 */
+    lua_createtable(L, 0, 4);                /* 8: its message */
     lua_pushvalue(L, 4);
     lua_setfield(L, 8, "to");
     /* A text holding NUL is no template name ("hello\0..." is not "hello"): it goes on as text, and is refused. */
@@ -90,26 +85,8 @@ static int l_sms_reply(lua_State *L) {
         lua_rawseti(L, -2, 1);
         lua_setfield(L, 8, "route");
     }
-    lua_call(L, 1, 2); /* 7, 8: id or nil, err */
-    if (lua_isnil(L, 7) || lua_type(L, 5) != LUA_TSTRING) return 2;
-
-    const char *reply_to = lua_tostring(L, 5);
-    const char *id = lua_tostring(L, 7);
-    if (!sr_id_valid(reply_to, strlen(reply_to))) return 2;
-    /* An idempotency key may have found a message sent earlier: that one is
-     * on disk already and keeps what it has. */
-    sr_message existing;
-    int on_disk = sr_store_get_message(sr_rules_store(r), id, &existing) == 0;
-    sr_message_free(&existing);
-    if (on_disk) return 2;
-    char *arg = lua_newuserdatauv(L, SR_ID_LEN + 1, 0);
-    snprintf(arg, SR_ID_LEN + 1, "%s", reply_to);
-    sr_invocation_push_overlay(inv, L);
-    lua_pushfstring(L, "reply_to:%s", id);
-    lua_pushvalue(L, -3);
-    lua_rawset(L, -3);
-    lua_pop(L, 2);
-    sr_store_txn_update_message(sr_invocation_unit(inv), id, inbound_set_reply_to, arg);
+    lua_pushvalue(L, 5); /* 9: reply_to (ignored unless a valid id) */
+    lua_call(L, 2, 2);   /* 7, 8: id or nil, err */
     return 2;
 }
 
@@ -118,10 +95,6 @@ void sr_lua_open_inbound(lua_State *L) {
     lua_setfield(L, -2, "on_inbound");
     lua_pushcfunction(L, l_sms_on_status);
     lua_setfield(L, -2, "on_status");
-    /* sms.reply keeps the sms.send it was opened with, whatever rules later
-     * do to the sms table. */
-    lua_getfield(L, -1, "send");
-    if (!lua_isfunction(L, -1)) luaL_error(L, "sr_lua_open_inbound: open the actions (sms.send) first");
-    lua_pushcclosure(L, l_sms_reply, 1);
+    lua_pushcfunction(L, l_sms_reply);
     lua_setfield(L, -2, "reply");
 }
