@@ -127,6 +127,8 @@ typedef struct hooks_inbound_one {
     sr_inbound_sms *sms; /* borrowed from ctx */
     int fresh;           /* stored now (not a duplicate) */
     int unhandled;       /* the rules have no sms.on_inbound */
+    int64_t received;
+    sr_buf head; /* the stored record's head (hooks_record_head), handed on to its handler */
 } hooks_inbound_one;
 
 typedef struct hooks_inbound_ctx {
@@ -141,10 +143,11 @@ typedef struct hooks_inbound_ctx {
     hooks_inbound_one *ones;
 } hooks_inbound_ctx;
 
-/* The stored record of an inbound SMS (JSON). */
-static void hooks_inbound_record(sr_buf *b, const char *id, const char *provider, const sr_inbound_sms *m,
-                                 int64_t received, const char *state, const char *error,
-                                 const char (*replies)[SR_ID_LEN + 1], int nreplies) {
+/* The stored record of an inbound SMS is JSON in two parts: its head (what the message says, written once when
+ * it arrives) and its tail (the handler's outcome, written again as it changes). The head: an object left open
+ * after its first members. */
+static void hooks_record_head(sr_buf *b, const char *id, const char *provider, const sr_inbound_sms *m,
+                              int64_t received) {
     sr_jw w;
     sr_jw_init(&w, b);
     sr_jw_object_begin(&w);
@@ -156,6 +159,19 @@ static void hooks_inbound_record(sr_buf *b, const char *id, const char *provider
     sr_jw_field_strn(&w, "text", m->text, m->text_len);
     sr_jw_field_int(&w, "at", m->at_ms);
     sr_jw_field_int(&w, "received_at", received);
+}
+
+/* The whole record into rec (initialised here): head, then the state, the error and the replies, closed. */
+static void hooks_record(sr_buf *rec, const sr_buf *head, const char *state, const char *error,
+                         const char (*replies)[SR_ID_LEN + 1], int nreplies) {
+    sr_buf_init(rec);
+    sr_buf_reserve(rec, head->len + 64 + (size_t)nreplies * (SR_ID_LEN + 3) + (error ? strlen(error) + 16 : 0));
+    sr_buf_append(rec, head->data, head->len);
+    sr_jw w;
+    sr_jw_init(&w, rec);
+    /* Inside the head's object, after its members. */
+    w.depth = 1;
+    w.has_items[1] = true;
     /* hooks_pending_cb finds unfinished records by these exact bytes: "state":"pending". */
     sr_jw_field_str(&w, "state", state);
     if (error) sr_jw_field_str(&w, "error", error);
@@ -169,13 +185,12 @@ static void hooks_inbound_record(sr_buf *b, const char *id, const char *provider
 typedef struct hooks_handler_ctx {
     sr_api *app;
     char id[SR_ID_LEN + 1];
-    char provider[72];
-    sr_inbound_sms sms; /* owns text */
     int64_t received;
+    sr_buf head; /* the record's head: its outcome is written after it */
 } hooks_handler_ctx;
 
 static void hooks_handler_ctx_free(hooks_handler_ctx *h) {
-    free(h->sms.text);
+    sr_buf_free(&h->head);
     free(h);
 }
 
@@ -189,8 +204,7 @@ static void hooks_state_written(sr_store_txn *t, void *ud) {
 static void hooks_mark_handled(sr_store_txn *unit, const char (*ids)[SR_ID_LEN + 1], int id_count, void *ud) {
     hooks_handler_ctx *h = ud;
     sr_buf rec;
-    sr_buf_init(&rec);
-    hooks_inbound_record(&rec, h->id, h->provider, &h->sms, h->received, "handled", NULL, ids, id_count);
+    hooks_record(&rec, &h->head, "handled", NULL, ids, id_count);
     sr_store_txn_set(unit, SR_SPACE_INBOUND, h->id, strlen(h->id), rec.data, rec.len,
                      h->received + (int64_t)h->app->config->inbound_retention_s * 1000);
     sr_buf_free(&rec);
@@ -214,8 +228,7 @@ static void hooks_handler_done(const sr_invocation_result *res, void *ud) {
     sr_warn("inbound: handler failed", "id", h->id, "error", why);
     if (app->store && !app->stopping) {
         sr_buf rec;
-        sr_buf_init(&rec);
-        hooks_inbound_record(&rec, h->id, h->provider, &h->sms, h->received, "error", why, NULL, 0);
+        hooks_record(&rec, &h->head, "error", why, NULL, 0);
         sr_store_txn *t = sr_store_txn_new(app->store);
         sr_store_txn_set(t, SR_SPACE_INBOUND, h->id, strlen(h->id), rec.data, rec.len,
                          h->received + (int64_t)app->config->inbound_retention_s * 1000);
@@ -225,28 +238,28 @@ static void hooks_handler_done(const sr_invocation_result *res, void *ud) {
     hooks_handler_ctx_free(h);
 }
 
-/* Hands a stored inbound SMS to sms.on_inbound. Takes a copy of m. */
-static void hooks_fire(sr_api *app, const char *id, const char *provider, const sr_inbound_sms *m, int64_t received) {
-    if (!app->rules) return;
+/* Hands a stored inbound SMS to sms.on_inbound. Takes head (the record's, left empty); m is read only here. */
+static void hooks_fire(sr_api *app, const char *id, const char *provider, const sr_inbound_sms *m, int64_t received,
+                       sr_buf *head) {
+    if (!app->rules) {
+        sr_buf_free(head);
+        return;
+    }
     hooks_handler_ctx *h = calloc(1, sizeof *h);
     if (!h) abort();
     h->app = app;
     snprintf(h->id, sizeof h->id, "%s", id);
-    snprintf(h->provider, sizeof h->provider, "%s", provider);
-    h->sms = *m;
-    h->sms.text = malloc(m->text_len + 1);
-    if (!h->sms.text) abort();
-    memcpy(h->sms.text, m->text, m->text_len);
-    h->sms.text[m->text_len] = '\0';
     h->received = received;
+    h->head = *head;
+    sr_buf_init(head);
     sr_inbound in;
     memset(&in, 0, sizeof in);
     in.id = h->id;
-    in.from = h->sms.from;
-    in.to = h->sms.to[0] ? h->sms.to : NULL;
-    in.text = h->sms.text;
-    in.text_len = h->sms.text_len;
-    in.provider = h->provider;
+    in.from = m->from;
+    in.to = m->to[0] ? m->to : NULL;
+    in.text = m->text;
+    in.text_len = m->text_len;
+    in.provider = provider;
     in.received_at_ms = received;
     in.before_commit = hooks_mark_handled;
     in.before_commit_ud = h;
@@ -269,11 +282,12 @@ static void hooks_inbound_finish(hooks_inbound_ctx *c) {
             if (o->unhandled)
                 sr_info("inbound: stored, no sms.on_inbound handler", "id", o->id, "provider", c->provider);
             else
-                hooks_fire(c->app, o->id, c->provider, o->sms, sr_now_ms());
+                hooks_fire(c->app, o->id, c->provider, o->sms, o->received, &o->head);
         }
     }
     sr_webhook_answer_free(&c->ans);
     sr_inbound_sms_free(c->msgs, c->n);
+    for (int i = 0; i < c->n; i++) sr_buf_free(&c->ones[i].head);
     free(c->ones);
     free(c);
 }
@@ -353,12 +367,13 @@ static void hooks_inbound(sr_api *app, sr_http_request *req, const sr_provider *
         o->ctx = c;
         o->sms = m;
         o->unhandled = !has_handler;
+        o->received = now;
         sr_id_new(o->id, now);
         char key[300];
         size_t klen = hooks_dedup_key(p->name, m, key, sizeof key);
+        hooks_record_head(&o->head, o->id, p->name, m, now);
         sr_buf rec;
-        sr_buf_init(&rec);
-        hooks_inbound_record(&rec, o->id, p->name, m, now, has_handler ? "pending" : "unhandled", NULL, NULL, 0);
+        hooks_record(&rec, &o->head, has_handler ? "pending" : "unhandled", NULL, NULL, 0);
         sr_store_txn *t = sr_store_txn_new(app->store);
         sr_store_txn_dedup(t, key, klen, now + HOOKS_DEDUP_TTL_MS);
         sr_store_txn_set(t, SR_SPACE_INBOUND, o->id, SR_ID_LEN, rec.data, rec.len,
@@ -565,7 +580,10 @@ static void hooks_refire(sr_api *app, const char *id) {
         if ((v = sr_json_get(doc.root, "text")) && v->type == SR_JSON_STRING) {
             m.text = (char *)v->str;
             m.text_len = v->len;
-            hooks_fire(app, id, provider, &m, received);
+            sr_buf head;
+            sr_buf_init(&head);
+            hooks_record_head(&head, id, provider, &m, received);
+            hooks_fire(app, id, provider, &m, received, &head);
         }
         sr_json_doc_free(&doc);
     }
