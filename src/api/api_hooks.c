@@ -449,7 +449,7 @@ static sr_webhook_request hooks_webhook_request(sr_http_request *req, const char
         headers[hc].value = req->headers[i].value;
         hc++;
     }
-    sr_webhook_request wr = {req->method_name, url, req->path, req->query, headers, hc, req->body, req->body_len};
+    sr_webhook_request wr = {req->method_name, url, req->path, req->query, headers, hc, req->body, req->body_len, NULL};
     return wr;
 }
 
@@ -525,11 +525,14 @@ void sr_api_hooks_post(sr_api *app, sr_http_request *req, const char *const *par
     hooks_signed_url(app, req, &url);
     sr_adapter_header headers[HOOKS_MAX_HEADERS];
     sr_webhook_request wr = hooks_webhook_request(req, url.data, headers);
+    int table_ref = 0; /* verify and parse share one request table */
+    wr.table_ref = &table_ref;
     if (hooks_verify(app, req, p, kind, &wr) == 0) {
         if (strcmp(kind, "status") == 0) hooks_status_post(app, req, p, kind, &wr);
         else
             hooks_inbound_post(app, req, p, kind, &wr);
     }
+    sr_adapter_webhook_done(p, &wr);
     sr_buf_free(&url);
 }
 
