@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codec/text.h"
 #include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "store/store.h"
@@ -44,10 +45,51 @@ static int l_sms_on_status(lua_State *L) {
     return 0;
 }
 
+/* Calls sms.send's C function for the reply (the stack as l_sms_reply left it: 1 msg, 2 text or template name,
+ * 3 vars, 4 msg.from, 5 msg.id) with its message {to, text | template and vars, route = {provider}} as a table;
+ * leaves id or nil, err on top. */
+static int reply_send_table(lua_State *L, int is_template, const char *provider) {
+    lua_pushcfunction(L, sr_lua_send_reply);
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, 4);
+    lua_setfield(L, -2, "to");
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, is_template ? "template" : "text");
+    if (is_template) {
+        lua_pushvalue(L, lua_isnil(L, 3) ? 1 : 3);
+        lua_setfield(L, -2, "vars");
+    }
+    /* The sender's number belongs to the provider that received the message. */
+    if (provider) {
+        lua_createtable(L, 1, 0);
+        lua_pushstring(L, provider);
+        lua_rawseti(L, -2, 1);
+        lua_setfield(L, -2, "route");
+    }
+    lua_pushvalue(L, 5); /* reply_to (ignored unless a valid id) */
+    lua_call(L, 2, 2);
+    return 2;
+}
+
+/* A plain text reply: sent from C (no table, no encoder) when every string is valid UTF-8, which JSON then holds
+ * byte for byte; otherwise through the table, whose encoder keeps the bytes as they are for the submission to
+ * judge. */
+static int reply_text(lua_State *L, const char *body, size_t body_len, const char *provider) {
+    size_t to_len, id_len = 0;
+    const char *to = lua_tolstring(L, 4, &to_len);
+    const char *id = lua_type(L, 5) == LUA_TSTRING ? lua_tolstring(L, 5, &id_len) : NULL;
+    char reply_to[SR_ID_LEN + 1] = "";
+    if (id && sr_id_valid(id, id_len)) memcpy(reply_to, id, id_len + 1);
+    if (!sr_utf8_valid(to, to_len) || !sr_utf8_valid(body, body_len) ||
+        (provider && !sr_utf8_valid(provider, strlen(provider))))
+        return reply_send_table(L, 0, provider);
+    return sr_lua_send_reply_text(L, to, to_len, body, body_len, provider, reply_to[0] ? reply_to : NULL);
+}
+
 /* sms.reply(msg, text_or_template, vars) → id, or nil, "code: message".
  * When the second argument names a declared template it is rendered with
- * vars (default: msg itself), else it is the text. The reply is sms.send's
- * C function itself (rules cannot replace it), and it records msg.id as
+ * vars (default: msg itself), else it is the text. The reply is sent by
+ * sms.send's own C code (rules cannot replace it), and it records msg.id as
  * reply_to in its own put: no second write of the message. */
 static int l_sms_reply(lua_State *L) {
     sr_rules *r = sr_rules_from(L);
@@ -63,31 +105,11 @@ static int l_sms_reply(lua_State *L) {
     if (lua_type(L, 4) != LUA_TSTRING) return luaL_argerror(L, 1, "an inbound message with a 'from' number");
     lua_getfield(L, 1, "id");       /* 5 */
     lua_getfield(L, 1, "provider"); /* 6 */
-
-    lua_pushcfunction(L, sr_lua_send_reply); /* 7 */
-    lua_createtable(L, 0, 4);                /* 8: its message */
-    lua_pushvalue(L, 4);
-    lua_setfield(L, 8, "to");
+    const char *provider = lua_type(L, 6) == LUA_TSTRING ? lua_tostring(L, 6) : NULL;
+    if (provider && !sr_rules_provider(r, provider)) provider = NULL;
     /* A text holding NUL is no template name ("hello\0..." is not "hello"): it goes on as text, and is refused. */
-    if (strlen(body) == body_len && sr_rules_template_find(r, body)) {
-        lua_pushvalue(L, 2);
-        lua_setfield(L, 8, "template");
-        lua_pushvalue(L, lua_isnil(L, 3) ? 1 : 3);
-        lua_setfield(L, 8, "vars");
-    } else {
-        lua_pushvalue(L, 2);
-        lua_setfield(L, 8, "text");
-    }
-    /* The sender's number belongs to the provider that received the message. */
-    if (lua_type(L, 6) == LUA_TSTRING && sr_rules_provider(r, lua_tostring(L, 6))) {
-        lua_createtable(L, 1, 0);
-        lua_pushvalue(L, 6);
-        lua_rawseti(L, -2, 1);
-        lua_setfield(L, 8, "route");
-    }
-    lua_pushvalue(L, 5); /* 9: reply_to (ignored unless a valid id) */
-    lua_call(L, 2, 2);   /* 7, 8: id or nil, err */
-    return 2;
+    if (strlen(body) == body_len && sr_rules_template_find(r, body)) return reply_send_table(L, 1, provider);
+    return reply_text(L, body, body_len, provider);
 }
 
 void sr_lua_open_inbound(lua_State *L) {
