@@ -360,7 +360,8 @@ static int hooks_fire(sr_api *app, const char *id, const char *provider, const s
                      .received_at_ms = received,
                      .before_commit = hooks_mark_handled,
                      .before_commit_ud = h,
-                     .waiting = waiting};
+                     .waiting = waiting,
+                     .no_result = 1};
     *out = h; /* alive while the handler waits */
     if (sr_rules_fire_inbound(app->rules, &in, hooks_handler_done, h) == 0) return 0;
     *head = h->head; /* given back */

@@ -22,6 +22,7 @@ struct sr_invocation {
     sr_lua_budget budget; /* across all its resumes */
     char *result_json;
     int yield_expected;
+    int no_result; /* the caller does not read the handler's return value: it is not encoded */
     sr_invocation_done done;
     void *ud;
     int (*before_commit)(sr_store_txn *unit, const char (*ids)[SR_ID_LEN + 1], int id_count, void *ud);
@@ -194,7 +195,7 @@ static void exec_keep_result(sr_invocation *inv) {
  * one unit, and done runs after that. */
 static void exec_commit(sr_invocation *inv) {
     sr_store *store = sr_rules_store(inv->rules);
-    exec_keep_result(inv);
+    if (!inv->no_result) exec_keep_result(inv);
     lua_settop(inv->co, 0);
     int dropped = inv->before_commit && store
                       ? inv->before_commit(sr_invocation_unit(inv), (const char(*)[SR_ID_LEN + 1]) inv->ids,
@@ -370,6 +371,7 @@ int sr_rules_fire_inbound(sr_rules *r, const sr_inbound *msg, sr_invocation_done
     sr_invocation *inv = exec_start(r, done, ud);
     inv->before_commit = msg->before_commit;
     inv->before_commit_ud = msg->before_commit_ud;
+    inv->no_result = msg->no_result;
     /* The handler's argument: msg.id, msg.from, msg.to, msg.text, msg.provider, msg.received_at. */
     lua_State *co = inv->co;
     lua_createtable(co, 0, 6);

@@ -61,6 +61,7 @@ typedef struct sr_inbound {
     /* Optional: set to 1 when sr_rules_fire_inbound returns with the handler waiting for an async
      * action (it goes on later), 0 when it ran to its end (done has run, or runs once its unit commits). */
     int *waiting;
+    int no_result; /* 1: done's result_json stays NULL (the handler's return value is not encoded) */
 } sr_inbound;
 
 /* Where sms.on_inbound(fn) keeps fn: a field of the Lua registry. */
