@@ -306,20 +306,24 @@ local function message_text(v)
     return type(v) == "number" and text(v) or nil
 end
 
+local FROM_FIELDS = { "from", "sender", "msisdn" }
+local TEXT_FIELDS = { "text", "message", "body" }
+local TO_FIELDS = { "to", "recipient" }
+
 function generic.parse_inbound(cfg, request)
     local list, err = webhook_records(request)
     if not list then error(adapter_name(cfg) .. " inbound webhook: " .. err, 0) end
     local messages = {}
     for i, r in ipairs(list) do
-        local from = type(r) == "table" and first(r, { "from", "sender", "msisdn" }, text)
-        local body = type(r) == "table" and first(r, { "text", "message", "body" }, message_text)
+        local from = type(r) == "table" and first(r, FROM_FIELDS, text)
+        local body = type(r) == "table" and first(r, TEXT_FIELDS, message_text)
         if not from or not body then
             error(adapter_name(cfg) .. " inbound webhook: message " .. i .. " needs from and text", 0)
         end
         messages[i] = {
             provider_message_id = first(r, ID_FIELDS, util.id_string),
             from = from,
-            to = first(r, { "to", "recipient" }, text),
+            to = first(r, TO_FIELDS, text),
             text = body,
             at = epoch_seconds(r.timestamp),
         }

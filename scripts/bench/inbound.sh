@@ -9,13 +9,19 @@
 # and the daemon's CPU µs per inbound SMS (all its threads, from the first
 # request until the last reply is sent: storing it, the handler, the reply).
 # Settings: see lib.sh; STALL (seconds without progress before giving up,
-# default 60). With PIN=1 nginx shares CPU 1 with wrk.
+# default 60); PERF=FILE (record `perf record -g` of the daemon from the first
+# request until the last reply is sent into FILE; PERF_ARGS replaces -g, e.g.
+# "--call-graph dwarf -F 499"). With PIN=1 nginx shares CPU 1 with wrk.
 set -eu
 NAME=inbound.sh
 . "$(dirname "$0")/lib.sh"
 
 KEY=bench-key
 STALL=${STALL:-60}
+PERF=${PERF:-}
+if [ -n "$PERF" ]; then
+    bench_need perf linux-perf
+fi
 
 # warn_lines: counts the daemon's warn and error log lines, shows the first 5.
 warn_lines() {
@@ -54,6 +60,15 @@ end
 LUA
 
 bench_start -c "$work/rules.lua"
+perf_pid=""
+if [ -n "$PERF" ]; then
+    # shellcheck disable=SC2086 # PERF_ARGS: perf's options, split on spaces
+    perf record ${PERF_ARGS:--g} -o "$PERF" -p "$pid" >"$work/perf.log" 2>&1 &
+    perf_pid=$!
+    bench_track "$perf_pid"
+    # perf writes its header once it attached: wait for it rather than a fixed time.
+    wait_until 10 test -s "$PERF" || fail "perf record did not start: $(cat "$work/perf.log")"
+fi
 cpu0=$(daemon_cpu_ticks)
 t0=$(now_ms)
 bench_wrk "http://127.0.0.1:$port/hooks/mock/inbound" -s "$work/inbound.lua"
@@ -65,6 +80,10 @@ wait_count replies_sent "$stored" "$STALL" || true
 replies=$count
 t_done=$t_reached
 cpu1=$(daemon_cpu_ticks)
+if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+fi
 handler_errors=$(metric smsrules_inbound_handler_errors_total)
 warn=$(warn_lines)
 bench_stop

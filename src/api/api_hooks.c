@@ -6,9 +6,10 @@
  * are the form fields of the query and a form body (SR_WEBHOOK_MAX_FIELDS);
  * the adapter's verify checks the signature (401, nothing stored); the adapter
  * parses. Reports go to the reports engine; inbound SMS are deduplicated and
- * stored (one unit each). The provider gets the adapter's answer only once
- * everything is on disk; a store failure answers 503 so that it sends again.
- * Inbound handlers run after the answer: a handler error never makes the
+ * stored, each in the unit of its handler's effects when the handler runs to
+ * its end at once (see "inbound" below), else in one of its own. The provider
+ * gets the adapter's answer only once everything is on disk; a store failure
+ * answers 503 so that it sends again. A handler error never makes the
  * provider retry; it is recorded on the stored inbound message. An inbound
  * message still "pending" at start (the daemon stopped before its handler
  * committed) is handed to the handler again. */
@@ -120,7 +121,15 @@ static void hooks_status_done(int code, void *ud) {
     free(c);
 }
 
-/* ---- inbound ---- */
+/* ---- inbound ----
+ *
+ * A fresh message with a handler is handed to it first: when the handler runs to its end at once, the message
+ * (its dedup key and its record, "handled") commits in the unit of the handler's effects, one unit for the
+ * message and its reply. A handler that waits for an async action (sms.http) leaves the message to be stored
+ * on its own now, "pending" (as every message was before), and writes its outcome when it ends; one that
+ * fails has the message stored with its error. A message whose dedup key is already stored or may be in flight
+ * takes the old way: stored first (a duplicate stops there), its handler after. Either way the provider is
+ * answered once the message is on disk. */
 
 typedef struct hooks_inbound_one {
     struct hooks_inbound_ctx *ctx;
@@ -128,6 +137,11 @@ typedef struct hooks_inbound_one {
     sr_inbound_sms *sms; /* borrowed from ctx */
     int fresh;           /* stored now (not a duplicate) */
     int unhandled;       /* the rules have no sms.on_inbound */
+    int fired;           /* its handler started before it was stored (hooks_fire_first) */
+    int64_t received;
+    sr_buf head;   /* the stored record's head (hooks_record_head), handed on to its handler */
+    char key[300]; /* the dedup key */
+    size_t klen;
 } hooks_inbound_one;
 
 typedef struct hooks_inbound_ctx {
@@ -142,10 +156,22 @@ typedef struct hooks_inbound_ctx {
     hooks_inbound_one *ones;
 } hooks_inbound_ctx;
 
-/* The stored record of an inbound SMS (JSON). */
-static void hooks_inbound_record(sr_buf *b, const char *id, const char *provider, const sr_inbound_sms *m,
-                                 int64_t received, const char *state, const char *error,
-                                 const char (*replies)[SR_ID_LEN + 1], int nreplies) {
+/* Dedup keys of messages whose store has not committed yet, as counts in slots of their hash: a message whose
+ * slot is taken takes the old way (a collision only costs that). Loop thread only, like every webhook. */
+#define HOOKS_INFLIGHT_SLOTS 4096
+static unsigned short hooks_inflight[HOOKS_INFLIGHT_SLOTS];
+
+static unsigned hooks_key_slot(const char *key, size_t len) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)key[i]) * 16777619u;
+    return h % HOOKS_INFLIGHT_SLOTS;
+}
+
+/* The stored record of an inbound SMS is JSON in two parts: its head (what the message says, written once when
+ * it arrives) and its tail (the handler's outcome, written again as it changes). The head: an object left open
+ * after its first members. */
+static void hooks_record_head(sr_buf *b, const char *id, const char *provider, const sr_inbound_sms *m,
+                              int64_t received) {
     sr_jw w;
     sr_jw_init(&w, b);
     sr_jw_object_begin(&w);
@@ -157,6 +183,19 @@ static void hooks_inbound_record(sr_buf *b, const char *id, const char *provider
     sr_jw_field_strn(&w, "text", m->text, m->text_len);
     sr_jw_field_int(&w, "at", m->at_ms);
     sr_jw_field_int(&w, "received_at", received);
+}
+
+/* The whole record into rec (initialised here): head, then the state, the error and the replies, closed. */
+static void hooks_record(sr_buf *rec, const sr_buf *head, const char *state, const char *error,
+                         const char (*replies)[SR_ID_LEN + 1], int nreplies) {
+    sr_buf_init(rec);
+    sr_buf_reserve(rec, head->len + 64 + (size_t)nreplies * (SR_ID_LEN + 3) + (error ? strlen(error) + 16 : 0));
+    sr_buf_append(rec, head->data, head->len);
+    sr_jw w;
+    sr_jw_init(&w, rec);
+    /* Inside the head's object, after its members. */
+    w.depth = 1;
+    w.has_items[1] = true;
     /* hooks_pending_cb finds unfinished records by these exact bytes: "state":"pending". */
     sr_jw_field_str(&w, "state", state);
     if (error) sr_jw_field_str(&w, "error", error);
@@ -167,122 +206,47 @@ static void hooks_inbound_record(sr_buf *b, const char *id, const char *provider
     sr_jw_object_end(&w);
 }
 
-typedef struct hooks_handler_ctx {
-    sr_api *app;
-    char id[SR_ID_LEN + 1];
-    char provider[72];
-    sr_inbound_sms sms; /* owns text */
-    int64_t received;
-} hooks_handler_ctx;
-
-static void hooks_handler_ctx_free(hooks_handler_ctx *h) {
-    free(h->sms.text);
-    free(h);
-}
-
-static void hooks_state_written(sr_store_txn *t, void *ud) {
-    (void)ud;
-    if (sr_store_txn_status(t) != 0)
-        sr_warn("inbound: handler outcome not recorded", "error", sr_store_strerror(sr_store_txn_status(t)));
-}
-
-/* The handler returned: its outcome is written in the unit of its effects. */
-static void hooks_mark_handled(sr_store_txn *unit, const char (*ids)[SR_ID_LEN + 1], int id_count, void *ud) {
-    hooks_handler_ctx *h = ud;
+/* Adds the record (head, then the outcome) to the unit t, with the message's dedup key when key is not NULL. */
+static void hooks_record_set(sr_api *app, sr_store_txn *t, const char *id, const sr_buf *head, int64_t received,
+                             const char *key, size_t klen, const char *state, const char *error,
+                             const char (*replies)[SR_ID_LEN + 1], int nreplies) {
+    if (key) sr_store_txn_dedup(t, key, klen, received + HOOKS_DEDUP_TTL_MS);
     sr_buf rec;
-    sr_buf_init(&rec);
-    hooks_inbound_record(&rec, h->id, h->provider, &h->sms, h->received, "handled", NULL, ids, id_count);
-    sr_store_txn_set(unit, SR_SPACE_INBOUND, h->id, strlen(h->id), rec.data, rec.len,
-                     h->received + (int64_t)h->app->config->inbound_retention_s * 1000);
+    hooks_record(&rec, head, state, error, replies, nreplies);
+    sr_store_txn_set(t, SR_SPACE_INBOUND, id, strlen(id), rec.data, rec.len,
+                     received + (int64_t)app->config->inbound_retention_s * 1000);
     sr_buf_free(&rec);
 }
 
-static void hooks_handler_done(const sr_invocation_result *res, void *ud) {
-    hooks_handler_ctx *h = ud;
-    sr_api *app = h->app;
-    if (res->status == SR_INV_OK) {
-        hooks_handler_ctx_free(h); /* "handled" committed with the handler's effects */
-        return;
-    }
-    char why[600];
-    snprintf(why, sizeof why, "%s",
-             res->error                      ? res->error
-             : res->status == SR_INV_TIMEOUT ? "the rule ran past its instruction budget"
-             : res->status == SR_INV_MEMORY  ? "the rule ran past the memory limit"
-                                             : "the rule failed");
-    sr_metric_counter("smsrules_inbound_handler_errors_total", "Inbound handlers that failed (the SMS is kept).", NULL)
-        ->value++;
-    sr_warn("inbound: handler failed", "id", h->id, "error", why);
-    if (app->store && !app->stopping) {
-        sr_buf rec;
-        sr_buf_init(&rec);
-        hooks_inbound_record(&rec, h->id, h->provider, &h->sms, h->received, "error", why, NULL, 0);
-        sr_store_txn *t = sr_store_txn_new(app->store);
-        sr_store_txn_set(t, SR_SPACE_INBOUND, h->id, strlen(h->id), rec.data, rec.len,
-                         h->received + (int64_t)app->config->inbound_retention_s * 1000);
-        sr_store_txn_submit(t, hooks_state_written, NULL);
-        sr_buf_free(&rec);
-    }
-    hooks_handler_ctx_free(h);
+typedef enum {
+    HOOKS_FIRST,   /* the message is stored with the handler's unit (hooks_fire_first) */
+    HOOKS_PENDING, /* the handler waits; the message's own unit ("pending") is submitted */
+    HOOKS_STORED   /* the message is on disk */
+} hooks_stage;
+
+typedef struct hooks_handler_ctx {
+    sr_api *app;
+    char id[SR_ID_LEN + 1];
+    int64_t received;
+    sr_buf head; /* the record's head: its outcome is written after it */
+    hooks_stage stage;
+    hooks_inbound_one *one; /* HOOKS_FIRST and HOOKS_PENDING: the webhook's message, waiting to be stored */
+    int refs;               /* the handler; and a pending unit's callback */
+    int store_failed;       /* the pending unit failed: the handler's effects are not written */
+} hooks_handler_ctx;
+
+static void hooks_handler_release(hooks_handler_ctx *h) {
+    if (--h->refs > 0) return;
+    sr_buf_free(&h->head);
+    free(h);
 }
 
-/* Hands a stored inbound SMS to sms.on_inbound. Takes a copy of m. */
-static void hooks_fire(sr_api *app, const char *id, const char *provider, const sr_inbound_sms *m, int64_t received) {
-    if (!app->rules) return;
-    hooks_handler_ctx *h = calloc(1, sizeof *h);
-    if (!h) abort();
-    h->app = app;
-    snprintf(h->id, sizeof h->id, "%s", id);
-    snprintf(h->provider, sizeof h->provider, "%s", provider);
-    h->sms = *m;
-    h->sms.text = malloc(m->text_len + 1);
-    if (!h->sms.text) abort();
-    memcpy(h->sms.text, m->text, m->text_len);
-    h->sms.text[m->text_len] = '\0';
-    h->received = received;
-    sr_inbound in;
-    memset(&in, 0, sizeof in);
-    in.id = h->id;
-    in.from = h->sms.from;
-    in.to = h->sms.to[0] ? h->sms.to : NULL;
-    in.text = h->sms.text;
-    in.text_len = h->sms.text_len;
-    in.provider = h->provider;
-    in.received_at_ms = received;
-    in.before_commit = hooks_mark_handled;
-    in.before_commit_ud = h;
-    if (sr_rules_fire_inbound(app->rules, &in, hooks_handler_done, h) != 0) hooks_handler_ctx_free(h);
-}
+static void hooks_inbound_finish(hooks_inbound_ctx *c);
 
-static void hooks_inbound_finish(hooks_inbound_ctx *c) {
-    if (c->code) {
-        hooks_count(c->provider, "inbound", "store_error");
-        sr_http_respond_error(c->req, c->code == SR_E_FULL ? 507 : 503,
-                              c->code == SR_E_FULL ? "storage_full" : "storage_error",
-                              "the message could not be stored; send it again", NULL);
-    } else {
-        hooks_count(c->provider, "inbound", "ok");
-        hooks_respond_answer(c->req, &c->ans);
-        /* Stored, answered: now the rules. */
-        for (int i = 0; i < c->n; i++) {
-            hooks_inbound_one *o = &c->ones[i];
-            if (!o->fresh) continue;
-            if (o->unhandled)
-                sr_info("inbound: stored, no sms.on_inbound handler", "id", o->id, "provider", c->provider);
-            else
-                hooks_fire(c->app, o->id, c->provider, o->sms, sr_now_ms());
-        }
-    }
-    sr_webhook_answer_free(&c->ans);
-    sr_inbound_sms_free(c->msgs, c->n);
-    free(c->ones);
-    free(c);
-}
-
-static void hooks_inbound_stored(sr_store_txn *t, void *ud) {
-    hooks_inbound_one *o = ud;
+/* One message of the webhook has its store's outcome (0, SR_E_EXISTS: a duplicate, or an error). */
+static void hooks_one_stored(hooks_inbound_one *o, int st) {
     hooks_inbound_ctx *c = o->ctx;
-    int st = sr_store_txn_status(t);
+    if (o->fired) hooks_inflight[hooks_key_slot(o->key, o->klen)]--;
     if (st == 0) {
         o->fresh = 1;
         sr_metric_counter("smsrules_inbound_total", "Inbound SMS stored.", NULL)->value++;
@@ -294,6 +258,158 @@ static void hooks_inbound_stored(sr_store_txn *t, void *ud) {
         c->code = st;
     }
     if (--c->pending == 0) hooks_inbound_finish(c);
+}
+
+static void hooks_inbound_stored(sr_store_txn *t, void *ud) { hooks_one_stored(ud, sr_store_txn_status(t)); }
+
+static void hooks_state_written(sr_store_txn *t, void *ud) {
+    (void)ud;
+    if (sr_store_txn_status(t) != 0)
+        sr_warn("inbound: handler outcome not recorded", "error", sr_store_strerror(sr_store_txn_status(t)));
+}
+
+/* The handler returned: its outcome is written in the unit of its effects (with the message itself when it
+ * is not stored yet). */
+static int hooks_mark_handled(sr_store_txn *unit, const char (*ids)[SR_ID_LEN + 1], int id_count, void *ud) {
+    hooks_handler_ctx *h = ud;
+    if (h->store_failed) return h->store_failed;
+    int first = h->stage == HOOKS_FIRST;
+    hooks_record_set(h->app, unit, h->id, &h->head, h->received, first ? h->one->key : NULL, first ? h->one->klen : 0,
+                     "handled", NULL, ids, id_count);
+    return 0;
+}
+
+/* The error record of a message stored with its handler's failure committed (or failed). */
+static void hooks_error_stored(sr_store_txn *t, void *ud) {
+    hooks_handler_ctx *h = ud;
+    hooks_inbound_one *o = h->one;
+    h->one = NULL;
+    hooks_one_stored(o, sr_store_txn_status(t));
+    hooks_handler_release(h);
+}
+
+/* The handler failed: its error is recorded on the message (stored with it when it is not stored yet). */
+static void hooks_handler_failed(hooks_handler_ctx *h, const sr_invocation_result *res) {
+    sr_api *app = h->app;
+    char why[600];
+    snprintf(why, sizeof why, "%s",
+             res->error                      ? res->error
+             : res->status == SR_INV_TIMEOUT ? "the rule ran past its instruction budget"
+             : res->status == SR_INV_MEMORY  ? "the rule ran past the memory limit"
+                                             : "the rule failed");
+    sr_metric_counter("smsrules_inbound_handler_errors_total", "Inbound handlers that failed (the SMS is kept).", NULL)
+        ->value++;
+    sr_warn("inbound: handler failed", "id", h->id, "error", why);
+    int first = h->stage == HOOKS_FIRST;
+    if (!app->store || app->stopping) {
+        if (first) {
+            hooks_inbound_one *o = h->one;
+            h->one = NULL;
+            hooks_one_stored(o, SR_E_IO);
+        }
+        return;
+    }
+    sr_store_txn *t = sr_store_txn_new(app->store);
+    hooks_record_set(app, t, h->id, &h->head, h->received, first ? h->one->key : NULL, first ? h->one->klen : 0,
+                     "error", why, NULL, 0);
+    if (first) h->refs++;
+    sr_store_txn_submit(t, first ? hooks_error_stored : hooks_state_written, h);
+}
+
+static void hooks_handler_done(const sr_invocation_result *res, void *ud) {
+    hooks_handler_ctx *h = ud;
+    if (res->status != SR_INV_OK && res->status != SR_INV_STORE) {
+        hooks_handler_failed(h, res);
+    } else if (h->stage == HOOKS_FIRST) {
+        /* The message committed with the handler's effects ("handled"), or not at all. */
+        hooks_inbound_one *o = h->one;
+        h->one = NULL;
+        hooks_one_stored(o, res->status == SR_INV_OK ? 0 : res->store_code);
+    } else if (res->status == SR_INV_STORE && !h->store_failed) {
+        sr_warn("inbound: handler outcome not recorded", "id", h->id, "error", res->error);
+    }
+    hooks_handler_release(h);
+}
+
+/* Hands a message to sms.on_inbound; takes head (the record's, left empty); m is read only here. one: the
+ * webhook's message when it is not stored yet (it is stored with the handler's outcome), else NULL. Sets
+ * *waiting when the handler waits for an async action, and then *out to its context. Returns -1 when no
+ * handler ran (head is given back). */
+static int hooks_fire(sr_api *app, const char *id, const char *provider, const sr_inbound_sms *m, int64_t received,
+                      sr_buf *head, hooks_inbound_one *one, int *waiting, hooks_handler_ctx **out) {
+    *waiting = 0;
+    if (!app->rules) {
+        sr_buf_free(head);
+        return -1;
+    }
+    hooks_handler_ctx *h = calloc(1, sizeof *h);
+    if (!h) abort();
+    h->app = app;
+    snprintf(h->id, sizeof h->id, "%s", id);
+    h->received = received;
+    h->head = *head;
+    sr_buf_init(head);
+    h->stage = one ? HOOKS_FIRST : HOOKS_STORED;
+    h->one = one;
+    h->refs = 1;
+    sr_inbound in = {.id = h->id,
+                     .from = m->from,
+                     .to = m->to[0] ? m->to : NULL,
+                     .text = m->text,
+                     .text_len = m->text_len,
+                     .provider = provider,
+                     .received_at_ms = received,
+                     .before_commit = hooks_mark_handled,
+                     .before_commit_ud = h,
+                     .waiting = waiting,
+                     .no_result = 1};
+    *out = h; /* alive while the handler waits */
+    if (sr_rules_fire_inbound(app->rules, &in, hooks_handler_done, h) == 0) return 0;
+    *head = h->head; /* given back */
+    free(h);
+    return -1;
+}
+
+/* A waiting handler's message, stored on its own ("pending"), committed or failed. */
+static void hooks_wait_stored(sr_store_txn *t, void *ud) {
+    hooks_handler_ctx *h = ud;
+    int st = sr_store_txn_status(t);
+    /* The handler's effects must not be written without the message (a duplicate, or a store failure: the
+     * provider sends it again). */
+    if (st != 0) h->store_failed = st;
+    h->stage = HOOKS_STORED;
+    hooks_inbound_one *o = h->one;
+    h->one = NULL;
+    hooks_one_stored(o, st);
+    hooks_handler_release(h);
+}
+
+static void hooks_inbound_finish(hooks_inbound_ctx *c) {
+    if (c->code) {
+        hooks_count(c->provider, "inbound", "store_error");
+        sr_http_respond_error(c->req, c->code == SR_E_FULL ? 507 : 503,
+                              c->code == SR_E_FULL ? "storage_full" : "storage_error",
+                              "the message could not be stored; send it again", NULL);
+    } else {
+        hooks_count(c->provider, "inbound", "ok");
+        hooks_respond_answer(c->req, &c->ans);
+        /* Stored, answered: now the rules, for the messages whose handler did not run first. */
+        for (int i = 0; i < c->n; i++) {
+            hooks_inbound_one *o = &c->ones[i];
+            if (!o->fresh || o->fired) continue;
+            int waiting;
+            hooks_handler_ctx *h;
+            if (o->unhandled)
+                sr_info("inbound: stored, no sms.on_inbound handler", "id", o->id, "provider", c->provider);
+            else
+                (void)hooks_fire(c->app, o->id, c->provider, o->sms, o->received, &o->head, NULL, &waiting, &h);
+        }
+    }
+    sr_webhook_answer_free(&c->ans);
+    sr_inbound_sms_free(c->msgs, c->n);
+    for (int i = 0; i < c->n; i++) sr_buf_free(&c->ones[i].head);
+    free(c->ones);
+    free(c);
 }
 
 /* The dedup key of an inbound SMS: the provider's message id, else a hash of what it says. */
@@ -318,6 +434,33 @@ static size_t hooks_dedup_key(const char *provider, const sr_inbound_sms *m, cha
     return n < 0 ? 0 : (size_t)n < outlen ? (size_t)n : outlen - 1;
 }
 
+/* The handler first (see above), when the message's dedup key is neither stored nor in flight. Returns -1 when
+ * the message takes the old way. */
+static int hooks_fire_first(sr_api *app, hooks_inbound_ctx *c, hooks_inbound_one *o) {
+    unsigned slot = hooks_key_slot(o->key, o->klen);
+    if (hooks_inflight[slot] || sr_store_dedup_seen(app->store, o->key, o->klen, sr_now_ms()) != 0) return -1;
+    hooks_inflight[slot]++;
+    o->fired = 1;
+    int waiting;
+    hooks_handler_ctx *h;
+    if (hooks_fire(app, o->id, c->provider, o->sms, o->received, &o->head, o, &waiting, &h) != 0) {
+        hooks_inflight[slot]--;
+        o->fired = 0;
+        return -1;
+    }
+    if (waiting) {
+        /* The provider is not kept waiting for an async action: the message is stored now, "pending". */
+        h->stage = HOOKS_PENDING;
+        h->refs++;
+        sr_store_txn *t = sr_store_txn_new(app->store);
+        hooks_record_set(app, t, o->id, &h->head, o->received, o->key, o->klen, "pending", NULL, NULL, 0);
+        sr_store_txn_submit(t, hooks_wait_stored, h);
+    }
+    return 0;
+}
+
+/* Stores the webhook's messages (their handlers first where they can: see above); the answer goes out once all
+ * are stored (hooks_inbound_finish). */
 static void hooks_inbound(sr_api *app, sr_http_request *req, const sr_provider *p, sr_inbound_sms *msgs, int n,
                           sr_webhook_answer *ans) {
     hooks_inbound_ctx *c = calloc(1, sizeof *c);
@@ -331,15 +474,10 @@ static void hooks_inbound(sr_api *app, sr_http_request *req, const sr_provider *
     c->n = n;
     c->ones = calloc((size_t)(n ? n : 1), sizeof *c->ones);
     if (!c->ones) abort();
-    if (n == 0) {
-        hooks_inbound_finish(c);
-        return;
-    }
-    c->pending = n;
+    c->pending = n + 1; /* + 1 until every message is on its way: one may be done before the next starts */
     int64_t now = sr_now_ms();
-    int has_handler = 0;
     lua_getfield(app->rules->L, LUA_REGISTRYINDEX, SR_INBOUND_HANDLER_KEY);
-    has_handler = lua_isfunction(app->rules->L, -1);
+    int has_handler = lua_isfunction(app->rules->L, -1);
     lua_pop(app->rules->L, 1);
     for (int i = 0; i < n; i++) {
         sr_inbound_sms *m = &msgs[i];
@@ -354,19 +492,17 @@ static void hooks_inbound(sr_api *app, sr_http_request *req, const sr_provider *
         o->ctx = c;
         o->sms = m;
         o->unhandled = !has_handler;
+        o->received = now;
         sr_id_new(o->id, now);
-        char key[300];
-        size_t klen = hooks_dedup_key(p->name, m, key, sizeof key);
-        sr_buf rec;
-        sr_buf_init(&rec);
-        hooks_inbound_record(&rec, o->id, p->name, m, now, has_handler ? "pending" : "unhandled", NULL, NULL, 0);
+        o->klen = hooks_dedup_key(p->name, m, o->key, sizeof o->key);
+        hooks_record_head(&o->head, o->id, p->name, m, now);
+        if (has_handler && hooks_fire_first(app, c, o) == 0) continue;
         sr_store_txn *t = sr_store_txn_new(app->store);
-        sr_store_txn_dedup(t, key, klen, now + HOOKS_DEDUP_TTL_MS);
-        sr_store_txn_set(t, SR_SPACE_INBOUND, o->id, SR_ID_LEN, rec.data, rec.len,
-                         now + (int64_t)app->config->inbound_retention_s * 1000);
-        sr_buf_free(&rec);
+        hooks_record_set(app, t, o->id, &o->head, now, o->key, o->klen, has_handler ? "pending" : "unhandled", NULL,
+                         NULL, 0);
         sr_store_txn_submit(t, hooks_inbound_stored, o);
     }
+    if (--c->pending == 0) hooks_inbound_finish(c);
 }
 
 /* ---- the handler ---- */
@@ -435,7 +571,7 @@ static sr_webhook_request hooks_webhook_request(sr_http_request *req, const char
         headers[hc].value = req->headers[i].value;
         hc++;
     }
-    sr_webhook_request wr = {req->method_name, url, req->path, req->query, headers, hc, req->body, req->body_len};
+    sr_webhook_request wr = {req->method_name, url, req->path, req->query, headers, hc, req->body, req->body_len, NULL};
     return wr;
 }
 
@@ -511,11 +647,14 @@ void sr_api_hooks_post(sr_api *app, sr_http_request *req, const char *const *par
     hooks_signed_url(app, req, &url);
     sr_adapter_header headers[HOOKS_MAX_HEADERS];
     sr_webhook_request wr = hooks_webhook_request(req, url.data, headers);
+    int table_ref = 0; /* verify and parse share one request table */
+    wr.table_ref = &table_ref;
     if (hooks_verify(app, req, p, kind, &wr) == 0) {
         if (strcmp(kind, "status") == 0) hooks_status_post(app, req, p, kind, &wr);
         else
             hooks_inbound_post(app, req, p, kind, &wr);
     }
+    sr_adapter_webhook_done(p, &wr);
     sr_buf_free(&url);
 }
 
@@ -566,7 +705,12 @@ static void hooks_refire(sr_api *app, const char *id) {
         if ((v = sr_json_get(doc.root, "text")) && v->type == SR_JSON_STRING) {
             m.text = (char *)v->str;
             m.text_len = v->len;
-            hooks_fire(app, id, provider, &m, received);
+            sr_buf head;
+            sr_buf_init(&head);
+            hooks_record_head(&head, id, provider, &m, received);
+            int waiting;
+            hooks_handler_ctx *h;
+            if (hooks_fire(app, id, provider, &m, received, &head, NULL, &waiting, &h) != 0) sr_buf_free(&head);
         }
         sr_json_doc_free(&doc);
     }

@@ -391,7 +391,28 @@ int sr_adapter_add_form(lua_State *L, const char *s, size_t len, size_t max) {
     return sr_form_next(s, len, &pos, &pair);
 }
 
+static void adapter_make_webhook(lua_State *L, const sr_webhook_request *rq);
+
+/* Pushes the request table of rq: the one an earlier call for the same webhook made, or a new one. */
 static void adapter_push_webhook(lua_State *L, const sr_webhook_request *rq) {
+    if (rq->table_ref && *rq->table_ref > 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, *rq->table_ref);
+        return;
+    }
+    adapter_make_webhook(L, rq);
+    if (rq->table_ref) {
+        lua_pushvalue(L, -1);
+        *rq->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+}
+
+void sr_adapter_webhook_done(const sr_provider *p, const sr_webhook_request *rq) {
+    if (!rq->table_ref || *rq->table_ref <= 0) return;
+    luaL_unref(p->L, LUA_REGISTRYINDEX, *rq->table_ref);
+    *rq->table_ref = 0;
+}
+
+static void adapter_make_webhook(lua_State *L, const sr_webhook_request *rq) {
     lua_createtable(L, 0, 7);
     lua_pushstring(L, rq->method ? rq->method : "POST");
     lua_setfield(L, -2, "method");

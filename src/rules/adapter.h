@@ -120,7 +120,12 @@ typedef struct sr_webhook_request {
     int header_count;
     const char *body;
     size_t body_len;
+    /* NULL, or where the calls for this webhook keep the request table they share (the caller's int, 0 at
+     * first): verify and then parse_* get the same table, made once. sr_adapter_webhook_done drops it. */
+    int *table_ref;
 } sr_webhook_request;
+/* Drops the request table the adapter calls for rq shared (when they made one). */
+void sr_adapter_webhook_done(const sr_provider *p, const sr_webhook_request *rq);
 
 typedef struct sr_webhook_answer {
     int status;

@@ -22,9 +22,10 @@ struct sr_invocation {
     sr_lua_budget budget; /* across all its resumes */
     char *result_json;
     int yield_expected;
+    int no_result; /* the caller does not read the handler's return value: it is not encoded */
     sr_invocation_done done;
     void *ud;
-    void (*before_commit)(sr_store_txn *unit, const char (*ids)[SR_ID_LEN + 1], int id_count, void *ud);
+    int (*before_commit)(sr_store_txn *unit, const char (*ids)[SR_ID_LEN + 1], int id_count, void *ud);
     void *before_commit_ud;
     char owed_key[SR_ID_LEN + 24]; /* SR_SPACE_OWED entry cleared when the handler ends, or "" */
     char error[512];
@@ -194,11 +195,18 @@ static void exec_keep_result(sr_invocation *inv) {
  * one unit, and done runs after that. */
 static void exec_commit(sr_invocation *inv) {
     sr_store *store = sr_rules_store(inv->rules);
-    exec_keep_result(inv);
+    if (!inv->no_result) exec_keep_result(inv);
     lua_settop(inv->co, 0);
-    if (inv->before_commit && store)
-        inv->before_commit(sr_invocation_unit(inv), (const char(*)[SR_ID_LEN + 1]) inv->ids, inv->id_count,
-                           inv->before_commit_ud);
+    int dropped = inv->before_commit && store
+                      ? inv->before_commit(sr_invocation_unit(inv), (const char(*)[SR_ID_LEN + 1]) inv->ids,
+                                           inv->id_count, inv->before_commit_ud)
+                      : 0;
+    if (dropped) {
+        /* The caller's record cannot go with these effects: none of them is written. */
+        exec_report(inv, SR_INV_STORE, sr_store_strerror(dropped), dropped);
+        exec_free(inv);
+        return;
+    }
     if (inv->owed_key[0] && store)
         sr_store_txn_del(sr_invocation_unit(inv), SR_SPACE_OWED, inv->owed_key, strlen(inv->owed_key));
     if (inv->unit && !store) {
@@ -266,8 +274,9 @@ static void exec_finish(sr_invocation *inv, int rc) {
     lua_gc(r->L, LUA_GCCOLLECT);
 }
 
-/* Resumes the coroutine with nargs values on its stack. */
-static void exec_resume(sr_invocation *inv, int nargs) {
+/* Resumes the coroutine with nargs values on its stack. Returns 1 when it waits for an async action (inv lives
+ * on), 0 when it ended (inv may be gone). */
+static int exec_resume(sr_invocation *inv, int nargs) {
     sr_rules *r = inv->rules;
     sr_invocation *outer = r->current;
     r->current = inv;
@@ -287,9 +296,9 @@ static void exec_resume(sr_invocation *inv, int nargs) {
         lua_pushfstring(inv->co, "%s%s%s", where, where[0] ? " " : "",
                         sr_rules_limit_text(r, &inv->budget, text, sizeof text));
         exec_finish(inv, LUA_ERRRUN);
-        return;
+        return 0;
     }
-    if (rc == LUA_YIELD && inv->yield_expected) return; /* an async action resumes it later */
+    if (rc == LUA_YIELD && inv->yield_expected) return 1; /* an async action resumes it later */
     if (rc == LUA_YIELD) {
         /* Nothing would ever resume it. */
         lua_settop(inv->co, 0);
@@ -298,11 +307,12 @@ static void exec_resume(sr_invocation *inv, int nargs) {
         rc = LUA_ERRRUN;
     }
     exec_finish(inv, rc);
+    return 0;
 }
 
 lua_State *sr_invocation_thread(sr_invocation *inv) { return inv->co; }
 
-void sr_invocation_resume(sr_invocation *inv, int nresults) { exec_resume(inv, nresults); }
+void sr_invocation_resume(sr_invocation *inv, int nresults) { (void)exec_resume(inv, nresults); }
 
 void sr_invocation_expect_yield(sr_invocation *inv) { inv->yield_expected = 1; }
 
@@ -361,6 +371,7 @@ int sr_rules_fire_inbound(sr_rules *r, const sr_inbound *msg, sr_invocation_done
     sr_invocation *inv = exec_start(r, done, ud);
     inv->before_commit = msg->before_commit;
     inv->before_commit_ud = msg->before_commit_ud;
+    inv->no_result = msg->no_result;
     /* The handler's argument: msg.id, msg.from, msg.to, msg.text, msg.provider, msg.received_at. */
     lua_State *co = inv->co;
     lua_createtable(co, 0, 6);
@@ -378,7 +389,8 @@ int sr_rules_fire_inbound(sr_rules *r, const sr_inbound *msg, sr_invocation_done
     }
     lua_pushnumber(co, (lua_Number)msg->received_at_ms / 1000.0);
     lua_setfield(co, -2, "received_at");
-    exec_resume(inv, 1);
+    int waiting = exec_resume(inv, 1);
+    if (msg->waiting) *msg->waiting = waiting;
     return 0;
 }
 

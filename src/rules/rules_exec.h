@@ -54,9 +54,14 @@ typedef struct sr_inbound {
     int64_t received_at_ms;
     /* Optional: when the handler returned without error, called with the unit holding its effects
      * (and the ids of the messages it created) right before that unit is submitted, so the caller's
-     * own record of the outcome commits with them, all or nothing. */
-    void (*before_commit)(struct sr_store_txn *unit, const char (*ids)[SR_ID_LEN + 1], int id_count, void *ud);
+     * own record of the outcome commits with them, all or nothing. It returns 0, or a negative store
+     * code to drop the unit: nothing of the handler is written, done reports SR_INV_STORE with it. */
+    int (*before_commit)(struct sr_store_txn *unit, const char (*ids)[SR_ID_LEN + 1], int id_count, void *ud);
     void *before_commit_ud;
+    /* Optional: set to 1 when sr_rules_fire_inbound returns with the handler waiting for an async
+     * action (it goes on later), 0 when it ran to its end (done has run, or runs once its unit commits). */
+    int *waiting;
+    int no_result; /* 1: done's result_json stays NULL (the handler's return value is not encoded) */
 } sr_inbound;
 
 /* Where sms.on_inbound(fn) keeps fn: a field of the Lua registry. */

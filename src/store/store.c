@@ -2070,6 +2070,17 @@ int sr_store_get(sr_store *s, sr_store_space sp, const char *key, size_t klen, i
     return code;
 }
 
+int sr_store_dedup_seen(sr_store *s, const char *key, size_t klen, int64_t now_ms) {
+    if (!key || klen == 0 || klen > s->max_key) return 0;
+    int code = store_read_begin(s);
+    if (code) return code;
+    MDB_val k = {klen, (void *)key}, v;
+    int rc = mdb_get(s->read_txn, s->dbi[STORE_DB_DEDUP], &k, &v);
+    code = rc == 0 ? store_alive(&v, now_ms) : rc == MDB_NOTFOUND ? 0 : store_error(rc, "dedup get");
+    store_read_end(s);
+    return code;
+}
+
 int sr_store_kv_get(sr_store *s, const char *key, size_t klen, int64_t now_ms, sr_buf *out) {
     return sr_store_get(s, SR_SPACE_KV, key, klen, now_ms, out, NULL);
 }

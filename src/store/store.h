@@ -134,6 +134,9 @@ int sr_store_txn_kv_incr(sr_store_txn *t, const char *key, size_t klen, int64_t 
 int sr_store_txn_optout(sr_store_txn *t, const char *number, int opted_out);
 /* Records a dedup key until expires_at_ms; result SR_E_EXISTS when it was already there (and not expired). */
 int sr_store_txn_dedup(sr_store_txn *t, const char *key, size_t klen, int64_t expires_at_ms);
+/* 1 when a dedup key is recorded (committed, not expired at now_ms), 0 when not, or a negative code. Loop
+ * thread. */
+int sr_store_dedup_seen(sr_store *s, const char *key, size_t klen, int64_t now_ms);
 
 /* Record spaces: key → bytes with an optional expiry (0: none), like kv.
  * SR_SPACE_PARKED holds delivery reports that arrived before their message's

@@ -450,6 +450,46 @@ def quickstart_stop_through_the_mock_inbound_hook():
 
 
 @test(timeout=60)
+def the_same_inbound_posted_at_once_is_stored_and_answered_once():
+    """A provider that posts one message several times at once (its retries racing the first post): every post
+    is answered 200, one message is stored and handled, the others are counted duplicates, one reply is sent."""
+    import threading
+    mock = Mock.start()
+    d = Daemon.start(rules(mock_provider("m", mock) +
+                           'sms.on_inbound(function(msg) return sms.reply(msg, "got it") end)\n'))
+    inbound = {"message_id": "mo-race", "from": "+84912340031", "to": "+84900000000", "text": "hello?"}
+    statuses = []
+    start = threading.Barrier(8)
+
+    def post():
+        start.wait()
+        statuses.append(d.request("POST", "/hooks/m/inbound", inbound)[0])
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(statuses == [200] * 8, "answers %r" % statuses)
+    check(metric(d, "smsrules_inbound_total") == 1 and metric(d, "smsrules_inbound_duplicates_total") == 7,
+          "stored %d, duplicates %d" % (metric(d, "smsrules_inbound_total"),
+                                        metric(d, "smsrules_inbound_duplicates_total")))
+
+    def replies():
+        status, _, _, doc = d.request("GET", "/v1/messages?status=sent", headers=AUTH)
+        got = [m for m in doc["messages"] if m["to"] == "+84912340031"] if status == 200 else []
+        return got or None
+    got = wait_for(replies, 10 * SLOWDOWN, "the reply to be sent")
+    status, _, _, stored = d.request("GET", "/v1/inbound/" + got[0]["reply_to"], headers=AUTH)
+    check(status == 200 and stored["state"] == "handled" and stored["replies"] == [got[0]["id"]],
+          "stored inbound %r" % stored)
+    check(len(got) == 1, "replies sent %r" % got)
+    for st in ("queued", "sending"):
+        status, _, _, doc = d.request("GET", "/v1/messages?status=" + st, headers=AUTH)
+        check(status == 200 and not [m for m in doc["messages"] if m["to"] == "+84912340031"],
+              "%s messages %r" % (st, doc))
+
+
+@test(timeout=60)
 def an_inbound_without_a_handler_is_stored_unhandled():
     mock = Mock.start()
     d = Daemon.start(rules(mock_provider("m", mock)))

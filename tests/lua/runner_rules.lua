@@ -31,6 +31,14 @@ sms.on_inbound(function(msg)
     return "unsubscribed"
   elseif word == "HELP" then
     return sms.reply(msg, "greeting", { name = "friend" })
+  elseif word == "REFUSED" then
+    -- What sms.reply says of a text or a number it cannot send, beside what sms.send says of the same.
+    local bytes_id, bytes_err = sms.reply(msg, "bad \255 byte")
+    local _, send_bytes_err = sms.send{ to = msg.from, text = "bad \255 byte" }
+    local to_id, to_err = sms.reply({ id = msg.id, from = "not a number" }, "hello")
+    local _, send_to_err = sms.send{ to = "not a number", text = "hello" }
+    return { bytes_id = bytes_id, bytes_err = bytes_err, send_bytes_err = send_bytes_err,
+             to_id = to_id, to_err = to_err, send_to_err = send_to_err }
   end
   return sms.reply(msg, "You said: " .. msg.text)
 end)

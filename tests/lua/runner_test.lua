@@ -208,6 +208,18 @@ test("inbound HELP: sms.reply renders a template", function()
   assert_eq(message(r.ids[1]).text, "Hello friend!")
 end)
 
+test("inbound: sms.reply refuses what sms.send refuses, with the same errors", function()
+  local r = inbound{ from = "+84912000111", text = "refused" }
+  local out = r.result
+  assert_eq(out.bytes_id, nil)
+  assert_eq(out.bytes_err, out.send_bytes_err, "a text that is not UTF-8")
+  assert_match(out.bytes_err, "^invalid_text: ")
+  assert_eq(out.to_id, nil)
+  assert_eq(out.to_err, out.send_to_err, "a sender that is no number")
+  assert_match(out.to_err, "^invalid_phone: ")
+  assert_eq(#r.ids, 0)
+end)
+
 test("inbound STOP: opted out, later sends are rejected", function()
   local r = inbound{ from = "0912000111", text = " Stop please" }
   assert_eq(r.result, "unsubscribed")

@@ -136,6 +136,14 @@ TEST(util_base64_and_basic_auth) {
 TEST(util_time_parsing) {
     lua_State *L = adapters_state();
     CHECK_LUA(L, "util.parse_time('2025-01-23T10:30:00Z')", "1737628200");
+    /* The exact UTC form (read by its bytes) gives what the long way gives; its Z wins over an offset. */
+    CHECK_LUA(L, "util.parse_time('2025-01-23t10:30:00z', 3600)", "1737628200");
+    CHECK_LUA(L, "util.parse_time('2025-01-23 10:30:00Z')", "1737628200");
+    CHECK_LUA(L, "util.parse_time('1999-12-31T23:59:60Z')", "946684800");
+    CHECK_LUA(L, "tostring(util.parse_time('2025-01-23T24:30:00Z'))", "nil");
+    CHECK_LUA(L, "tostring(util.parse_time('2025-01-32T10:30:00Z'))", "nil");
+    CHECK_LUA(L, "tostring(util.parse_time('2025-00-23T10:30:00Z'))", "nil");
+    CHECK_LUA(L, "tostring(util.parse_time('2025-01-23T10:3a:00Z'))", "nil");
     CHECK_LUA(L, "util.parse_time('2025-01-23T10:30:00.250Z')", "1737628200");
     CHECK_LUA(L, "util.parse_time('2025-01-23T12:30:00+02:00')", "1737628200");
     CHECK_LUA(L, "util.parse_time('2025-01-23T05:30:00-0500')", "1737628200");

@@ -888,7 +888,13 @@ TEST(store_dedup_and_optout) {
     sr_store_txn *t = sr_store_txn_new(f.s);
     sr_store_txn_dedup(t, "dlr:abc", 7, now + HOUR_MS);
     sr_store_txn_dedup(t, "dlr:old", 7, now - 1);
+    CHECK_INT(sr_store_dedup_seen(f.s, "dlr:abc", 7, now), 0); /* not committed yet */
     CHECK_INT(run_unit(&f, t, &r), 0);
+    /* What a dedup would find, read without a unit: recorded and alive, expired, never recorded. */
+    CHECK_INT(sr_store_dedup_seen(f.s, "dlr:abc", 7, now), 1);
+    CHECK_INT(sr_store_dedup_seen(f.s, "dlr:abc", 7, now + HOUR_MS), 0);
+    CHECK_INT(sr_store_dedup_seen(f.s, "dlr:old", 7, now), 0);
+    CHECK_INT(sr_store_dedup_seen(f.s, "dlr:new", 7, now), 0);
     t = sr_store_txn_new(f.s);
     sr_store_txn_dedup(t, "dlr:abc", 7, now + HOUR_MS);
     CHECK_INT(run_unit(&f, t, &r), SR_E_EXISTS);

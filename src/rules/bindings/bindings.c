@@ -19,7 +19,7 @@ static void bindings_open(lua_State *L, int rules) {
     sr_lua_open_form(L);
     sr_lua_open_phone(L);
     sr_lua_open_stats(L);
-    sr_lua_open_inbound(L); /* after actions: sms.reply uses sms.send */
+    sr_lua_open_inbound(L);
 }
 
 int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err, size_t errlen) {

@@ -21,6 +21,16 @@ int sr_rules_load(sr_rules **out, const char *path, sr_config *config, char *err
 int sr_lua_render(lua_State *L, const char *name, int vars_index, const char **text, size_t *len, char *err,
                   size_t errlen);
 
+/* sms.send for sms.reply (a lua_CFunction): (message, inbound id) → id, or nil, "code: message". The message is
+ * sent as sms.send sends it; a new one records the inbound id (when it is a valid id) as its reply_to, in the same
+ * put. */
+int sr_lua_send_reply(lua_State *L);
+/* The same for a plain text reply, from C: sends {to, text, route = {provider}} (provider may be NULL: no route)
+ * as sms.send would, recording reply_to (may be NULL) on a new message. The strings must be valid UTF-8 (JSON
+ * holds them byte for byte). Pushes id, or nil, "code: message"; returns how many it pushed. */
+int sr_lua_send_reply_text(lua_State *L, const char *to, size_t to_len, const char *text, size_t text_len,
+                           const char *provider, const char *reply_to);
+
 /* Openers of the Lua tables, one per file (lua_*.c). Each expects the `sms`
  * table on top of the stack and adds its fields to it. */
 void sr_lua_open_sms(lua_State *L);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "codec/json.h"
+#include "codec/jsonw.h"
 #include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "store/store.h"
@@ -120,11 +121,43 @@ static int send_apply_template(lua_State *L) {
     return 0;
 }
 
-/* Encodes the message table at index 1 to JSON and parses that as POST /v1/messages does, with every provider
- * of the route declared. Pushes the JSON text (leave it until the call returns). On success returns 0 and fills
- * *m (the caller frees it), *idem_copy (the idempotency key in malloc'd memory, or NULL; the caller frees it),
- * *hash and *now_ms. Otherwise returns 2 with nil, "code: message" on top (the caller returns them) and
- * nothing to free. Nothing is allocated outside Lua before the last call that can raise. */
+/* Parses the JSON text of a message as POST /v1/messages does, with every provider of the route declared. On
+ * success returns 0 and fills *m (the caller frees it), *idem_copy (the idempotency key in malloc'd memory, or
+ * NULL; the caller frees it), *hash and *now_ms; otherwise returns -1 with "code: message" in err and nothing to
+ * free. Calls nothing in Lua: the caller's own memory (json) cannot leak through a raise. */
+static int send_parse_json(sr_rules *r, const char *json, size_t len, sr_message *m, char **idem_copy, uint64_t *hash,
+                           int64_t *now_ms, char *err, size_t errlen) {
+    sr_json_doc doc;
+    char perr[160];
+    if (sr_json_parse(&doc, json, len, perr, sizeof perr) != 0) {
+        snprintf(err, errlen, "invalid_type: %s", perr);
+        return -1;
+    }
+    int64_t now = sr_now_ms();
+    const char *idem = NULL;
+    sr_reasons reasons;
+    /* An empty Lua table encodes as {} and an array-like one as [...]: both refused by the parser below. */
+    if (sr_submission_parse(doc.root, r->config, NULL, now, "", m, &idem, hash, &reasons) != 0) {
+        sr_json_doc_free(&doc);
+        snprintf(err, errlen, "%s: %s", reasons.items[0].key, reasons.items[0].message);
+        return -1;
+    }
+    for (int i = 0; i < m->route_len; i++) {
+        if (sr_rules_provider(r, m->route[i])) continue;
+        snprintf(err, errlen, "unknown_provider: the route names '%s', which the rules do not declare", m->route[i]);
+        sr_json_doc_free(&doc);
+        sr_message_free(m);
+        return -1;
+    }
+    *idem_copy = idem ? strdup(idem) : NULL;
+    sr_json_doc_free(&doc);
+    *now_ms = now;
+    return 0;
+}
+
+/* Encodes the message table at index 1 to JSON and parses that (send_parse_json). Pushes the JSON text (leave it
+ * until the call returns). On success returns 0 with what send_parse_json fills. Otherwise returns 2 with nil,
+ * "code: message" on top (the caller returns them) and nothing to free. */
 static int send_parse(lua_State *L, sr_rules *r, sr_message *m, char **idem_copy, uint64_t *hash, int64_t *now_ms) {
     if (actions_encode(L, 1) != LUA_OK) {
         lua_pushnil(L);
@@ -134,44 +167,21 @@ static int send_parse(lua_State *L, sr_rules *r, sr_message *m, char **idem_copy
     }
     size_t len;
     const char *text = lua_tolstring(L, -1, &len);
-    sr_json_doc doc;
-    char err[160];
-    if (sr_json_parse(&doc, text, len, err, sizeof err) != 0) {
+    char err[400];
+    if (send_parse_json(r, text, len, m, idem_copy, hash, now_ms, err, sizeof err) != 0) {
         lua_pushnil(L);
-        lua_pushfstring(L, "invalid_type: %s", err);
+        lua_pushstring(L, err);
         return 2;
     }
-    int64_t now = sr_now_ms();
-    const char *idem = NULL;
-    sr_reasons reasons;
-    /* An empty Lua table encodes as {} and an array-like one as [...]: both refused by the parser below. */
-    int rc = sr_submission_parse(doc.root, r->config, NULL, now, "", m, &idem, hash, &reasons);
-    if (rc != 0) {
-        sr_json_doc_free(&doc);
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", reasons.items[0].key, reasons.items[0].message);
-        return 2;
-    }
-    for (int i = 0; i < m->route_len; i++) {
-        if (sr_rules_provider(r, m->route[i])) continue;
-        char unknown[72]; /* route names are at most 64 bytes; copied so m is freed before Lua may raise */
-        snprintf(unknown, sizeof unknown, "%s", m->route[i]);
-        sr_json_doc_free(&doc);
-        sr_message_free(m);
-        lua_pushnil(L);
-        lua_pushfstring(L, "unknown_provider: the route names '%s', which the rules do not declare", unknown);
-        return 2;
-    }
-    *idem_copy = idem ? strdup(idem) : NULL;
-    sr_json_doc_free(&doc);
-    *now_ms = now;
     return 0;
 }
 
 /* Adds the parsed message m to the invocation's store unit under a new id, or, when its idempotency key
- * (idem_copy, may be NULL) already names a message with the same hash, takes that one. Frees m and idem_copy.
- * Pushes the id and returns 1, or nil, "idempotency_conflict: ..." and returns 2. */
-static int send_store(lua_State *L, sr_invocation *inv, sr_message *m, char *idem_copy, uint64_t hash, int64_t now) {
+ * (idem_copy, may be NULL) already names a message with the same hash, takes that one. A new message records
+ * reply_to (may be NULL); one found by its key keeps what it has. Frees m and idem_copy. Pushes the id and
+ * returns 1, or nil, "idempotency_conflict: ..." and returns 2. */
+static int send_store(lua_State *L, sr_invocation *inv, sr_message *m, char *idem_copy, uint64_t hash, int64_t now,
+                      const char *reply_to) {
     sr_rules *r = sr_rules_from(L);
     char existing[SR_ID_LEN + 1];
     uint64_t existing_hash = 0;
@@ -188,6 +198,7 @@ static int send_store(lua_State *L, sr_invocation *inv, sr_message *m, char *ide
         return 1;
     }
     sr_id_new(m->id, now);
+    if (reply_to) sr_message_set_str(&m->reply_to, reply_to);
     char id[SR_ID_LEN + 1];
     memcpy(id, m->id, sizeof id);
     sr_store_txn_put_message(sr_invocation_unit(inv), m, idem_copy, hash);
@@ -198,13 +209,10 @@ static int send_store(lua_State *L, sr_invocation *inv, sr_message *m, char *ide
     return 1;
 }
 
-/* sms.send{to=..., text=..., ...} → id, or nil, "code: message". The same
- * fields as POST /v1/messages. */
-static int l_sms_send(lua_State *L) {
-    sr_invocation *inv = actions_invocation(L, "sms.send");
+/* sms.send's work on the message table at index 1 (the stack holds only it); reply_to: see send_store. */
+static int send_message(lua_State *L, const char *what, const char *reply_to) {
+    sr_invocation *inv = actions_invocation(L, what);
     sr_rules *r = sr_rules_from(L);
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
     lua_getfield(L, 1, "template");
     if (!lua_isnil(L, -1)) {
         if (send_apply_template(L) != 0) return 2;
@@ -216,7 +224,63 @@ static int l_sms_send(lua_State *L) {
     uint64_t hash = 0;
     int64_t now = 0;
     if (send_parse(L, r, &m, &idem_copy, &hash, &now) != 0) return 2;
-    return send_store(L, inv, &m, idem_copy, hash, now);
+    return send_store(L, inv, &m, idem_copy, hash, now, reply_to);
+}
+
+/* sms.send{to=..., text=..., ...} → id, or nil, "code: message". The same
+ * fields as POST /v1/messages. */
+static int l_sms_send(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    return send_message(L, "sms.send", NULL);
+}
+
+int sr_lua_send_reply(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    char reply_to[SR_ID_LEN + 1] = "";
+    size_t len = 0;
+    const char *id = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
+    /* Copied: the stack is cut to the message before the send's work. */
+    if (id && sr_id_valid(id, len)) memcpy(reply_to, id, len + 1);
+    lua_settop(L, 1);
+    return send_message(L, "sms.reply", reply_to[0] ? reply_to : NULL);
+}
+
+int sr_lua_send_reply_text(lua_State *L, const char *to, size_t to_len, const char *text, size_t text_len,
+                           const char *provider, const char *reply_to) {
+    sr_invocation *inv = actions_invocation(L, "sms.reply");
+    sr_rules *r = sr_rules_from(L);
+    /* The JSON sms.send would make of {to = to, text = text, route = {provider}}, written here: no table, no
+     * encoder. Nothing below calls into Lua until json is freed. */
+    sr_buf json;
+    sr_buf_init(&json);
+    sr_jw w;
+    sr_jw_init(&w, &json);
+    sr_jw_object_begin(&w);
+    sr_jw_key(&w, "to");
+    sr_jw_string(&w, to, to_len);
+    sr_jw_key(&w, "text");
+    sr_jw_string(&w, text, text_len);
+    if (provider) {
+        sr_jw_key(&w, "route");
+        sr_jw_array_begin(&w);
+        sr_jw_cstr(&w, provider);
+        sr_jw_array_end(&w);
+    }
+    sr_jw_object_end(&w);
+    sr_message m;
+    char *idem_copy = NULL;
+    uint64_t hash = 0;
+    int64_t now = 0;
+    char err[400];
+    int rc = send_parse_json(r, json.data, json.len, &m, &idem_copy, &hash, &now, err, sizeof err);
+    sr_buf_free(&json);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    return send_store(L, inv, &m, idem_copy, hash, now, reply_to);
 }
 
 /* Normalises the number argument; raises on a bad one. */

@@ -6,11 +6,12 @@
  * A reply is an ordinary sms.send (same checks, same store unit, same ids
  * reported to the caller) to msg.from, through the provider that received
  * the message when the rules declare it, and it records msg.id as its
- * reply_to. */
+ * reply_to (in the message's own put). */
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "codec/text.h"
 #include "rules/host.h"
 #include "rules/rules_exec.h"
 #include "store/store.h"
@@ -44,16 +45,52 @@ static int l_sms_on_status(lua_State *L) {
     return 0;
 }
 
-/* Runs in the store's writer thread: touches only the message and the id,
- * which a userdata in the invocation's overlay keeps alive until the commit. */
-static int inbound_set_reply_to(sr_message *m, void *arg) {
-    sr_message_set_str(&m->reply_to, arg);
-    return 0;
+/* Calls sms.send's C function for the reply (the stack as l_sms_reply left it: 1 msg, 2 text or template name,
+ * 3 vars, 4 msg.from, 5 msg.id) with its message {to, text | template and vars, route = {provider}} as a table;
+ * leaves id or nil, err on top. */
+static int reply_send_table(lua_State *L, int is_template, const char *provider) {
+    lua_pushcfunction(L, sr_lua_send_reply);
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, 4);
+    lua_setfield(L, -2, "to");
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, is_template ? "template" : "text");
+    if (is_template) {
+        lua_pushvalue(L, lua_isnil(L, 3) ? 1 : 3);
+        lua_setfield(L, -2, "vars");
+    }
+    /* The sender's number belongs to the provider that received the message. */
+    if (provider) {
+        lua_createtable(L, 1, 0);
+        lua_pushstring(L, provider);
+        lua_rawseti(L, -2, 1);
+        lua_setfield(L, -2, "route");
+    }
+    lua_pushvalue(L, 5); /* reply_to (ignored unless a valid id) */
+    lua_call(L, 2, 2);
+    return 2;
+}
+
+/* A plain text reply: sent from C (no table, no encoder) when every string is valid UTF-8, which JSON then holds
+ * byte for byte; otherwise through the table, whose encoder keeps the bytes as they are for the submission to
+ * judge. */
+static int reply_text(lua_State *L, const char *body, size_t body_len, const char *provider) {
+    size_t to_len, id_len = 0;
+    const char *to = lua_tolstring(L, 4, &to_len);
+    const char *id = lua_type(L, 5) == LUA_TSTRING ? lua_tolstring(L, 5, &id_len) : NULL;
+    char reply_to[SR_ID_LEN + 1] = "";
+    if (id && sr_id_valid(id, id_len)) memcpy(reply_to, id, id_len + 1);
+    if (!sr_utf8_valid(to, to_len) || !sr_utf8_valid(body, body_len) ||
+        (provider && !sr_utf8_valid(provider, strlen(provider))))
+        return reply_send_table(L, 0, provider);
+    return sr_lua_send_reply_text(L, to, to_len, body, body_len, provider, reply_to[0] ? reply_to : NULL);
 }
 
 /* sms.reply(msg, text_or_template, vars) → id, or nil, "code: message".
  * When the second argument names a declared template it is rendered with
- * vars (default: msg itself), else it is the text. Upvalue 1: sms.send. */
+ * vars (default: msg itself), else it is the text. The reply is sent by
+ * sms.send's own C code (rules cannot replace it), and it records msg.id as
+ * reply_to in its own put: no second write of the message. */
 static int l_sms_reply(lua_State *L) {
     sr_rules *r = sr_rules_from(L);
     sr_invocation *inv = sr_invocation_current(r);
@@ -68,49 +105,11 @@ static int l_sms_reply(lua_State *L) {
     if (lua_type(L, 4) != LUA_TSTRING) return luaL_argerror(L, 1, "an inbound message with a 'from' number");
     lua_getfield(L, 1, "id");       /* 5 */
     lua_getfield(L, 1, "provider"); /* 6 */
-
-    lua_pushvalue(L, lua_upvalueindex(1)); /* 7: sms.send */
-    lua_createtable(L, 0, 4);              /* 8: its message */
-    lua_pushvalue(L, 4);
-    lua_setfield(L, 8, "to");
+    const char *provider = lua_type(L, 6) == LUA_TSTRING ? lua_tostring(L, 6) : NULL;
+    if (provider && !sr_rules_provider(r, provider)) provider = NULL;
     /* A text holding NUL is no template name ("hello\0..." is not "hello"): it goes on as text, and is refused. */
-    if (strlen(body) == body_len && sr_rules_template_find(r, body)) {
-        lua_pushvalue(L, 2);
-        lua_setfield(L, 8, "template");
-        lua_pushvalue(L, lua_isnil(L, 3) ? 1 : 3);
-        lua_setfield(L, 8, "vars");
-    } else {
-        lua_pushvalue(L, 2);
-        lua_setfield(L, 8, "text");
-    }
-    /* The sender's number belongs to the provider that received the message. */
-    if (lua_type(L, 6) == LUA_TSTRING && sr_rules_provider(r, lua_tostring(L, 6))) {
-        lua_createtable(L, 1, 0);
-        lua_pushvalue(L, 6);
-        lua_rawseti(L, -2, 1);
-        lua_setfield(L, 8, "route");
-    }
-    lua_call(L, 1, 2); /* 7, 8: id or nil, err */
-    if (lua_isnil(L, 7) || lua_type(L, 5) != LUA_TSTRING) return 2;
-
-    const char *reply_to = lua_tostring(L, 5);
-    const char *id = lua_tostring(L, 7);
-    if (!sr_id_valid(reply_to, strlen(reply_to))) return 2;
-    /* An idempotency key may have found a message sent earlier: that one is
-     * on disk already and keeps what it has. */
-    sr_message existing;
-    int on_disk = sr_store_get_message(sr_rules_store(r), id, &existing) == 0;
-    sr_message_free(&existing);
-    if (on_disk) return 2;
-    char *arg = lua_newuserdatauv(L, SR_ID_LEN + 1, 0);
-    snprintf(arg, SR_ID_LEN + 1, "%s", reply_to);
-    sr_invocation_push_overlay(inv, L);
-    lua_pushfstring(L, "reply_to:%s", id);
-    lua_pushvalue(L, -3);
-    lua_rawset(L, -3);
-    lua_pop(L, 2);
-    sr_store_txn_update_message(sr_invocation_unit(inv), id, inbound_set_reply_to, arg);
-    return 2;
+    if (strlen(body) == body_len && sr_rules_template_find(r, body)) return reply_send_table(L, 1, provider);
+    return reply_text(L, body, body_len, provider);
 }
 
 void sr_lua_open_inbound(lua_State *L) {
@@ -118,10 +117,6 @@ void sr_lua_open_inbound(lua_State *L) {
     lua_setfield(L, -2, "on_inbound");
     lua_pushcfunction(L, l_sms_on_status);
     lua_setfield(L, -2, "on_status");
-    /* sms.reply keeps the sms.send it was opened with, whatever rules later
-     * do to the sms table. */
-    lua_getfield(L, -1, "send");
-    if (!lua_isfunction(L, -1)) luaL_error(L, "sr_lua_open_inbound: open the actions (sms.send) first");
-    lua_pushcclosure(L, l_sms_reply, 1);
+    lua_pushcfunction(L, l_sms_reply);
     lua_setfield(L, -2, "reply");
 }
