@@ -57,7 +57,7 @@ static void wg_close(wg_env *e) {
 
 static sr_webhook_request wg_request(const char *body, sr_adapter_header *h, int hc) {
     sr_webhook_request rq = {
-        "POST", "http://127.0.0.1/hooks/m/status", "/hooks/m/status", "", h, hc, body, body ? strlen(body) : 0};
+        "POST", "http://127.0.0.1/hooks/m/status", "/hooks/m/status", "", h, hc, body, body ? strlen(body) : 0, NULL};
     return rq;
 }
 
