@@ -95,11 +95,19 @@ def pipelining_without_reading_is_bounded_and_loses_nothing():
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
     try:
-        sent = send_until_stalled(s, data, stall=1.0 * SLOWDOWN)
+        # Send until the daemon paused this connection: it reads (and answers) no more until answers are
+        # read. A stall alone is not proof (on a loaded machine the daemon may just not have run for a
+        # while), so keep sending after each stall until the pause is counted.
+        view = memoryview(data)
+        sent = 0
+
+        def paused():
+            nonlocal sent
+            sent += send_until_stalled(s, view[sent:], stall=0.5 * SLOWDOWN)
+            return metric(d, "smsrules_http_read_paused_total") >= 1
+
+        wait_for(paused, 15 * SLOWDOWN, "smsrules_http_read_paused_total to count the pause")
         check(sent < len(data), "the daemon read all %d bytes without its answers being read" % len(data))
-        # The daemon paused this connection: it reads (and answers) no more until answers are read.
-        wait_for(lambda: metric(d, "smsrules_http_read_paused_total") >= 1, 5 * SLOWDOWN,
-                 "smsrules_http_read_paused_total to count the pause")
         answered = metric(d, "smsrules_http_requests_total", route="/healthz", code="200")
         grown_kb = rss_anon_kb(d) - before_kb
         check(answered < count / 2, "%d of %d pipelined requests answered while none was read" % (answered, count))
