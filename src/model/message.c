@@ -348,7 +348,7 @@ void sr_clock_advance_ms(int64_t delta_ms) {
 static int64_t message_floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static int64_t message_days_from_civil(int64_t y, int m, int d) {
+int64_t sr_days_from_civil(int64_t y, int m, int d) {
     y -= m <= 2;
     int64_t era = message_floor_div(y, 400);
     int64_t yoe = y - era * 400;
@@ -440,7 +440,7 @@ int sr_time_parse_rfc3339(const char *s, size_t len, int64_t *ms_out) {
         return -1;
     }
     if (i != len) return -1;
-    int64_t days = message_days_from_civil(year, month, day);
+    int64_t days = sr_days_from_civil(year, month, day);
     int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - (int64_t)offset_min * 60;
     *ms_out = secs * 1000 + frac_ms;
     return 0;

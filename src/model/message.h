@@ -151,6 +151,8 @@ void sr_message_to_api_json(const sr_message *m, sr_buf *out);
 /* RFC 3339 helpers. */
 void sr_time_rfc3339(int64_t ms, sr_buf *out);                         /* "2026-11-23T04:28:30.123Z" */
 int sr_time_parse_rfc3339(const char *s, size_t len, int64_t *ms_out); /* 0 or -1 */
+/* Days since 1970-01-01 of a proleptic Gregorian date (month 1-12; H. Hinnant's days_from_civil). */
+int64_t sr_days_from_civil(int64_t y, int m, int d);
 int64_t sr_now_ms(void); /* wall clock (CLOCK_REALTIME), unless the virtual clock below is in use */
 /* The virtual clock, for the offline test runner (`smsrules test`) only; the
  * daemon never calls these. sr_clock_freeze stops the clock at the current

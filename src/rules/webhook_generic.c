@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "codec/crypto.h"
+#include "model/message.h"
 
 /* ---- the request ---- */
 
@@ -205,18 +206,6 @@ static int gw_num(const char *s, int n) {
     return v;
 }
 
-static int64_t gw_floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
-
-/* util.lua days_from_civil. */
-static int64_t gw_days_from_civil(int64_t y, int64_t m, int64_t d) {
-    if (m <= 2) y -= 1;
-    int64_t era = gw_floor_div(y, 400);
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* util.lua offset_seconds: 0 and *sec, or -1. */
 static int gw_offset(const char *z, size_t len, int *sec) {
     if ((len == 1 && (*z == 'Z' || *z == 'z')) || (len == 3 && (!memcmp(z, "UTC", 3) || !memcmp(z, "GMT", 3)))) {
@@ -265,7 +254,7 @@ static int gw_parse_time(const char *s, size_t len, int64_t *at) {
         if (gw_offset(rest, rlen, &zone) != 0) return -1;
     }
     if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 || v[5] > 60) return -1;
-    *at = gw_days_from_civil(v[0], v[1], v[2]) * 86400 + v[3] * 3600 + v[4] * 60 + v[5] - zone;
+    *at = sr_days_from_civil(v[0], v[1], v[2]) * 86400 + v[3] * 3600 + v[4] * 60 + v[5] - zone;
     return 0;
 }
 
