@@ -630,7 +630,7 @@ static void hooks_inbound_post(sr_api *app, sr_http_request *req, const sr_provi
     sr_webhook_answer ans;
     sr_inbound_sms *msgs = NULL;
     int count = 0;
-    if (sr_adapter_parse_inbound(app->rules, p, wr, &msgs, &count, &ans, err, sizeof err) != 0) {
+    if (sr_webhook_parse_inbound(app->rules, p, wr, &msgs, &count, &ans, err, sizeof err) != 0) {
         hooks_count(p->name, kind, "bad_request");
         sr_warn("inbound webhook not understood", "provider", p->name, "error", err);
         sr_http_respond_error(req, 400, "invalid_webhook", err, NULL);

@@ -1,8 +1,9 @@
-/* webhook_generic: generic.verify and generic.parse_status in C for flat JSON delivery reports (see the
- * header). Every rule here restates a line of lua/adapters/generic.lua or adapters/util.lua; where the Lua
+/* webhook_generic: generic.verify, generic.parse_status and generic.parse_inbound in C for flat JSON webhooks
+ * (see the header). Every rule here restates a line of lua/adapters/generic.lua or adapters/util.lua; where the Lua
  * would take a path this file does not follow, it answers "not mine" (1) and the Lua runs. */
 #include "rules/webhook_generic.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,11 +96,15 @@ static const char *const gw_names[GW_FIELDS] = {
 typedef struct gw_str {
     const char *s; /* NULL: not in the object */
     size_t len;
+    int esc; /* has backslash escapes (wide scans only): gw_unescape reads it */
 } gw_str;
 
 typedef struct gw_scan {
     const char *b;
     size_t len, i;
+    const char *const *names; /* the fields read, count of them */
+    int count;
+    int wide; /* strings may hold escapes and non-ASCII bytes (message texts do) */
 } gw_scan;
 
 static void gw_skip_ws(gw_scan *sc) {
@@ -108,18 +113,25 @@ static void gw_skip_ws(gw_scan *sc) {
         sc->i++;
 }
 
-/* A string without escapes, of printable ASCII only, at sc->i (its quote): 0 and *out, or -1. */
+/* A string at sc->i (its quote): 0 and *out, or -1. Without wide, of printable ASCII only and no escapes;
+ * with it, bytes from 0x80 up (cjson passes them through as they are) and escapes are allowed too, checked
+ * when gw_unescape reads them. Control bytes are never (cjson would take them; nobody sends them). */
 static int gw_string(gw_scan *sc, gw_str *out) {
     if (sc->i >= sc->len || sc->b[sc->i] != '"') return -1;
     size_t start = ++sc->i;
+    out->esc = 0;
     for (; sc->i < sc->len; sc->i++) {
-        char c = sc->b[sc->i];
+        unsigned char c = (unsigned char)sc->b[sc->i];
         if (c == '"') {
             out->s = sc->b + start;
             out->len = sc->i++ - start;
             return 0;
         }
-        if (c < 0x20 || c > 0x7e || c == '\\') return -1;
+        if (c < 0x20 || ((c > 0x7e || c == '\\') && !sc->wide)) return -1;
+        if (c == '\\') {
+            out->esc = 1;
+            if (++sc->i >= sc->len || (unsigned char)sc->b[sc->i] < 0x20) return -1;
+        }
     }
     return -1;
 }
@@ -153,17 +165,20 @@ static int gw_scalar(gw_scan *sc) {
     return 0;
 }
 
+static int gw_escapes_read(const gw_str *v);
+
 /* One "key": value member into f when the key is a field read: 0, or -1 (not this shape). */
 static int gw_member(gw_scan *sc, gw_str *f) {
-    gw_str key, value = {NULL, 0};
+    gw_str key, value = {NULL, 0, 0};
     if (gw_string(sc, &key) != 0) return -1;
     gw_skip_ws(sc);
     if (sc->i >= sc->len || sc->b[sc->i++] != ':') return -1;
     gw_skip_ws(sc);
     int is_string = sc->i < sc->len && sc->b[sc->i] == '"';
     if ((is_string ? gw_string(sc, &value) : gw_scalar(sc)) != 0) return -1;
-    for (int k = 0; k < GW_FIELDS; k++) {
-        if (strlen(gw_names[k]) != key.len || memcmp(gw_names[k], key.s, key.len) != 0) continue;
+    if (key.esc || (value.esc && !gw_escapes_read(&value))) return -1; /* a key might spell a field read */
+    for (int k = 0; k < sc->count; k++) {
+        if (strlen(sc->names[k]) != key.len || memcmp(sc->names[k], key.s, key.len) != 0) continue;
         /* A field read that is not a string (a number id, null, ...) or comes twice: the Lua's. */
         if (!is_string || f[k].s) return -1;
         f[k] = value;
@@ -171,10 +186,10 @@ static int gw_member(gw_scan *sc, gw_str *f) {
     return 0;
 }
 
-/* The body as one flat object whose fields read are strings into f (GW_FIELDS entries): 0, or -1. */
-static int gw_object(const char *body, size_t len, gw_str *f) {
-    gw_scan sc = {body, len, 0};
-    memset(f, 0, GW_FIELDS * sizeof *f);
+/* The body as one flat object whose fields read (names, count of them) are strings into f: 0, or -1. */
+static int gw_object(const char *body, size_t len, const char *const *names, int count, int wide, gw_str *f) {
+    gw_scan sc = {body, len, 0, names, count, wide};
+    memset(f, 0, (size_t)count * sizeof *f);
     gw_skip_ws(&sc);
     if (sc.i >= len || body[sc.i++] != '{') return -1;
     gw_skip_ws(&sc);
@@ -190,6 +205,76 @@ static int gw_object(const char *body, size_t len, gw_str *f) {
     }
     gw_skip_ws(&sc);
     return sc.i == len ? 0 : -1;
+}
+
+/* The 4 hex digits at s as a number, or -1. */
+static long gw_hex4(const char *s) {
+    long v = 0;
+    for (int k = 0; k < 4; k++) {
+        char c = s[k];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* The \uXXXX escape (or surrogate pair) at s[*i] (its 'u'), as cjson decodes it, in UTF-8 at out: its length,
+ * or 0 when cjson would refuse it or it is U+0000 (the core's strings end there: the Lua's). */
+static size_t gw_unicode(const char *s, size_t len, size_t *i, char *out) {
+    if (len - *i < 5) return 0;
+    long cp = gw_hex4(s + *i + 1);
+    *i += 4;
+    if (cp <= 0) return 0;
+    if ((cp & 0xF800) == 0xD800) {
+        if ((cp & 0x400) || len - *i < 7 || s[*i + 1] != '\\' || s[*i + 2] != 'u') return 0;
+        long lo = gw_hex4(s + *i + 3);
+        if (lo < 0 || (lo & 0xFC00) != 0xDC00) return 0;
+        cp = (((cp & 0x3FF) << 10) | (lo & 0x3FF)) + 0x10000;
+        *i += 6;
+    }
+    unsigned char *o = (unsigned char *)out;
+    if (cp < 0x80) return o[0] = (unsigned char)cp, 1;
+    if (cp < 0x800) return o[0] = (unsigned char)(0xC0 | cp >> 6), o[1] = (unsigned char)(0x80 | (cp & 0x3F)), 2;
+    int n = cp < 0x10000 ? 3 : 4;
+    o[0] = (unsigned char)(n == 3 ? 0xE0 | cp >> 12 : 0xF0 | cp >> 18);
+    for (int k = 1; k < n; k++) o[k] = (unsigned char)(0x80 | ((cp >> (6 * (n - 1 - k))) & 0x3F));
+    return (size_t)n;
+}
+
+/* The text of string v as cjson decodes it into out (room for v->len bytes, never more is needed): 0 and
+ * *n, or -1 when cjson would refuse an escape (or it is one left to the Lua). */
+static int gw_unescape(const gw_str *v, char *out, size_t *n) {
+    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+    size_t o = 0;
+    for (size_t i = 0; i < v->len; i++) {
+        if (v->s[i] != '\\') {
+            out[o++] = v->s[i];
+            continue;
+        }
+        char e = v->s[++i];
+        const char *at = e ? strchr(from, e) : NULL;
+        size_t u = e == 'u' ? gw_unicode(v->s, v->len, &i, out + o) : 0;
+        if (!at && !u) return -1;
+        if (u) o += u;
+        else
+            out[o++] = to[at - from];
+    }
+    *n = o;
+    return 0;
+}
+
+/* Whether every escape of v is one gw_unescape reads: cjson refuses a body with a bad one, wherever it is. */
+static int gw_escapes_read(const gw_str *v) {
+    char *scratch = malloc(v->len + 1);
+    if (!scratch) abort();
+    size_t n;
+    int ok = gw_unescape(v, scratch, &n) == 0;
+    free(scratch);
+    return ok;
 }
 
 /* ---- time stamps (util.parse_time with offset 0) ---- */
@@ -351,10 +436,123 @@ int sr_webhook_generic_status(const sr_webhook_request *rq, sr_report **out, int
     if (ct && strcasestr(ct, form)) return 1;
     gw_str f[GW_FIELDS];
     sr_report rp;
-    if (!rq->body || gw_object(rq->body, rq->body_len, f) != 0 || gw_report(f, &rp) != 0) return 1;
+    if (!rq->body || gw_object(rq->body, rq->body_len, gw_names, GW_FIELDS, 0, f) != 0 || gw_report(f, &rp) != 0)
+        return 1;
     *out = malloc(sizeof rp);
     if (!*out) abort();
     **out = rp;
+    *n = 1;
+    gw_answer_ok(ans);
+    return 0;
+}
+
+/* ---- inbound messages (generic.parse_inbound) ---- */
+
+/* The fields parse_inbound reads (generic.lua FROM_FIELDS, TEXT_FIELDS, TO_FIELDS, ID_FIELDS), in order. */
+enum {
+    GI_FROM,
+    GI_SENDER,
+    GI_MSISDN,
+    GI_TEXT,
+    GI_MESSAGE,
+    GI_BODY,
+    GI_TO,
+    GI_RECIPIENT,
+    GI_MESSAGE_ID,
+    GI_MSGID,
+    GI_ID,
+    GI_TIMESTAMP,
+    GI_FIELDS
+};
+
+static const char *const gi_names[GI_FIELDS] = {"from", "sender",    "msisdn",     "text",  "message", "body",
+                                                "to",   "recipient", "message_id", "msgid", "id",      "timestamp"};
+
+/* generic.lua EPOCH_MAX_BYTES. */
+#define GW_EPOCH_MAX_BYTES 40
+
+/* generic.lua epoch_seconds of a string, as adapter.c's adapter_field_time turns it into ms (0: none): an
+ * RFC 3339-like time, else epoch seconds in digits (with a fraction). */
+static int64_t gw_epoch_ms(const char *s, size_t len) {
+    int64_t at;
+    if (gw_parse_time(s, len, &at) == 0) return at > 0 ? at * 1000 : 0;
+    s = gw_trim(s, &len);
+    if (len == 0 || len > GW_EPOCH_MAX_BYTES) return 0;
+    char digits[GW_EPOCH_MAX_BYTES + 1];
+    int dots = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '.' && i > 0 && !dots) dots++;
+        else if (s[i] < '0' || s[i] > '9')
+            return 0;
+        digits[i] = s[i];
+    }
+    digits[len] = '\0';
+    /* tonumber reads it as strtod does (correctly rounded); math.floor; then ms in a double, as the Lua. */
+    double v = strtod(digits, NULL);
+    if (!(v > 0 && v < 9007199254740992.0)) return 0;
+    int64_t ms = (int64_t)(floor(v) * 1000.0);
+    return ms > 0 ? ms : 0;
+}
+
+/* String v decoded (gw_unescape) into a fresh buffer (*n bytes, NUL after them): NULL when it is not read. */
+static char *gw_decoded(const gw_str *v, size_t *n) {
+    char *out = malloc(v->len + 1);
+    if (!out) abort();
+    if (!v->esc) memcpy(out, v->s, *n = v->len);
+    else if (gw_unescape(v, out, n) != 0) {
+        free(out);
+        return NULL;
+    }
+    out[*n] = '\0';
+    return out;
+}
+
+/* String v decoded into out[size], cut as adapter.c's snprintf cuts it: 0, or -1. */
+static int gw_copy(const gw_str *v, char *out, size_t size) {
+    out[0] = '\0';
+    if (!v) return 0;
+    size_t n;
+    char *d = gw_decoded(v, &n);
+    if (!d) return -1;
+    snprintf(out, size, "%s", d);
+    free(d);
+    return 0;
+}
+
+/* The message of the fields f, as adapter.c reads parse_inbound's into m: 0, or -1 (the Lua's: no from or
+ * text, which it refuses, or an escape it is to read). */
+static int gw_inbound_sms(const gw_str *f, sr_inbound_sms *m) {
+    const gw_str *from = gw_first(f, GI_FROM, GI_MSISDN + 1), *text = NULL;
+    for (int k = GI_TEXT; k <= GI_BODY && !text; k++)
+        if (f[k].s) text = &f[k]; /* an empty text is a text */
+    if (!from || !text) return -1;
+    memset(m, 0, sizeof *m);
+    if (gw_copy(from, m->from, sizeof m->from) != 0 ||
+        gw_copy(gw_first(f, GI_TO, GI_RECIPIENT + 1), m->to, sizeof m->to) != 0 ||
+        gw_copy(gw_first(f, GI_MESSAGE_ID, GI_ID + 1), m->provider_message_id, sizeof m->provider_message_id) != 0)
+        return -1;
+    if (f[GI_TIMESTAMP].s) {
+        size_t n;
+        char *at = gw_decoded(&f[GI_TIMESTAMP], &n);
+        if (!at) return -1;
+        m->at_ms = gw_epoch_ms(at, n);
+        free(at);
+    }
+    if (!(m->text = gw_decoded(text, &m->text_len))) return -1;
+    return 0;
+}
+
+int sr_webhook_generic_inbound(const sr_webhook_request *rq, sr_inbound_sms **out, int *n, sr_webhook_answer *ans) {
+    /* As for reports: a form is the Lua's; any other body that opens with '{' is JSON. */
+    const char *ct = gw_header(rq, "content-type");
+    if (ct && strcasestr(ct, "application/x-www-form-urlencoded")) return 1;
+    gw_str f[GI_FIELDS];
+    sr_inbound_sms m;
+    if (!rq->body || gw_object(rq->body, rq->body_len, gi_names, GI_FIELDS, 1, f) != 0 || gw_inbound_sms(f, &m) != 0)
+        return 1;
+    *out = malloc(sizeof m);
+    if (!*out) abort();
+    **out = m;
     *n = 1;
     gw_answer_ok(ans);
     return 0;
@@ -372,4 +570,13 @@ int sr_webhook_parse_status(sr_rules *r, const sr_provider *p, const sr_webhook_
     memset(ans, 0, sizeof *ans);
     if (p->native_webhooks && sr_webhook_generic_status(rq, out, n, ans) == 0) return 0;
     return sr_adapter_parse_status(r, p, rq, out, n, ans, err, errlen);
+}
+
+int sr_webhook_parse_inbound(sr_rules *r, const sr_provider *p, const sr_webhook_request *rq, sr_inbound_sms **out,
+                             int *n, sr_webhook_answer *ans, char *err, size_t errlen) {
+    *out = NULL;
+    *n = 0;
+    memset(ans, 0, sizeof *ans);
+    if (p->native_webhooks && sr_webhook_generic_inbound(rq, out, n, ans) == 0) return 0;
+    return sr_adapter_parse_inbound(r, p, rq, out, n, ans, err, errlen);
 }

@@ -244,3 +244,224 @@ TEST(signatures_are_checked_in_c_as_the_lua_checks_them) {
     wg_verify_same(&e, e.mock, NULL, 1);
     wg_close(&e);
 }
+
+/* ---- inbound messages ---- */
+
+typedef struct wg_inbound {
+    int rc, n;
+    sr_inbound_sms *msgs;
+    sr_webhook_answer ans;
+    char err[400];
+} wg_inbound;
+
+static void wg_parse_inbound(wg_env *e, int native, const sr_webhook_request *rq, wg_inbound *out) {
+    memset(out, 0, sizeof *out);
+    int saved = e->mock->native_webhooks;
+    e->mock->native_webhooks = native;
+    out->rc = sr_webhook_parse_inbound(e->r, e->mock, rq, &out->msgs, &out->n, &out->ans, out->err, sizeof out->err);
+    e->mock->native_webhooks = saved;
+}
+
+static void wg_inbound_free(wg_inbound *w) {
+    sr_inbound_sms_free(w->msgs, w->n);
+    sr_webhook_answer_free(&w->ans);
+}
+
+/* Whether what the core gets is the same to the byte (messages, answer, error); says what differs. */
+static int wg_inbound_equal(const wg_inbound *a, const wg_inbound *b, const char *body) {
+    const char *what = NULL;
+    if (a->rc != b->rc || a->n != b->n || strcmp(a->err, b->err) != 0) what = "rc, count or error";
+    for (int i = 0; !what && i < a->n; i++) {
+        const sr_inbound_sms *x = &a->msgs[i], *y = &b->msgs[i];
+        if (strcmp(x->provider_message_id, y->provider_message_id) != 0) what = "provider_message_id";
+        else if (strcmp(x->from, y->from) != 0 || strcmp(x->to, y->to) != 0)
+            what = "from or to";
+        else if (x->text_len != y->text_len || memcmp(x->text, y->text, x->text_len + 1) != 0)
+            what = "text";
+        else if (x->at_ms != y->at_ms)
+            what = "at";
+    }
+    if (!what && (a->ans.status != b->ans.status || a->ans.body_len != b->ans.body_len ||
+                  (a->ans.body_len && memcmp(a->ans.body, b->ans.body, a->ans.body_len) != 0)))
+        what = "answer";
+    for (int i = 0; !what && a->ans.headers && b->ans.headers && (a->ans.headers[i] || b->ans.headers[i]); i++)
+        if (!a->ans.headers[i] || !b->ans.headers[i] || strcmp(a->ans.headers[i], b->ans.headers[i]) != 0)
+            what = "answer headers";
+    if (what) fprintf(stderr, "  inbound %s differs for %s\n", what, body);
+    return what == NULL;
+}
+
+/* Parses an inbound body both ways and checks the results are the same; returns whether the C read it. */
+static int wg_inbound_same(wg_env *e, const char *body, const char *ct) {
+    sr_adapter_header h[2] = {{"Host", "127.0.0.1"}, {"Content-Type", ct}};
+    sr_webhook_request rq = wg_request(body, h, ct ? 2 : 1);
+    wg_inbound c, lua;
+    wg_parse_inbound(e, 1, &rq, &c);
+    wg_parse_inbound(e, 0, &rq, &lua);
+    CHECK(wg_inbound_equal(&c, &lua, body));
+    wg_inbound_free(&c);
+    wg_inbound_free(&lua);
+    sr_inbound_sms *msgs = NULL;
+    int n = 0;
+    sr_webhook_answer ans;
+    memset(&ans, 0, sizeof ans);
+    int mine = sr_webhook_generic_inbound(&rq, &msgs, &n, &ans) == 0;
+    if (mine) {
+        sr_inbound_sms_free(msgs, n);
+        sr_webhook_answer_free(&ans);
+    }
+    return mine;
+}
+
+#define INBOUND(rest) "{\"from\":\"+84912345678\",\"to\":\"+84900000001\"," rest "}"
+
+TEST(flat_json_inbound_messages_are_read_in_c_as_the_lua_reads_them) {
+    wg_env e;
+    wg_open(&e);
+    static const char *const bodies[] = {
+        "{\"message_id\":\"in-1-1\",\"from\":\"+84900000017\",\"to\":\"+84900000001\","
+        "\"text\":\"Hello, is my order 1 on its way?\",\"timestamp\":\"2026-11-23T10:00:00Z\"}",
+        INBOUND("\"text\":\"a\\nb \\\"q\\\" \\\\ \\/ \\t\\b\\f\\r end\""),
+        INBOUND(
+            "\"text\":\"Xin ch\\u00e0o \\u4E2D\\u6587 \\ud83d\\ude00 caf\\u00E9 \\u007f\\u0080\\u07ff\\u0800\\uffff\""),
+        "{\"from\":\"Nguy\xe1\xbb\x85n\",\"text\":\"Xin ch\xc3\xa0o \xf0\x9f\x98\x80\",\"to\":\"\xff\xfe\"}",
+        "{\"from\":\"\",\"sender\":\"Brand\",\"message\":\"hi\",\"recipient\":\"123\",\"msgid\":\"\",\"id\":\"7\"}",
+        "{\"msisdn\":\"84912345678\",\"body\":\"b\",\"to\":\"\",\"recipient\":\"r\"}",
+        INBOUND("\"text\":\"\",\"message\":\"not this one\""),
+        " {\n\t\"from\" : \"+1\" , \"text\":\"t\",\"price\":1.5e2,\"ok\":true,\"no\":false,\"n\":null,\"neg\":-0.5E-3,"
+        "\"other\":\"\\u00e9\\n\"} \r\n",
+        INBOUND("\"text\":\"t\",\"timestamp\":\"1700000000\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\" 1700000000.9 \""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"12.\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"0\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"0.5\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\".5\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"1.2.3\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"9007199254740991\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"9007199254740992\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"9007199254740991.9\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"00000000000000000000000000000001700000000\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"0000000000000000000000000000001700000000\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"2025-13-01T00:00:00Z\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"2025-01-23 10:30:00.250+02:00\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"2000-02-29T00:00:00.5+05\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"1969-12-31T23:59:59Z\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"20150525154559\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"\\u0032\\u00300150525154559\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"2025-01-01T00:00:00+24:00\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"abc\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"\""),
+        INBOUND("\"text\":\"t\",\"timestamp\":\"   \""),
+        INBOUND("\"text\":\"t\",\"done_date\":\"2025-01-01T00:00:00Z\""),
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++)
+        if (!wg_inbound_same(&e, bodies[i], JSON)) UNIT_FAIL("not read in C: %s", bodies[i]);
+    CHECK(wg_inbound_same(&e, bodies[0], NULL));
+    CHECK(wg_inbound_same(&e, bodies[0], "text/plain"));
+    /* Fields longer than the core keeps are cut the same way (a UTF-8 character may be cut: the same one);
+     * texts are kept whole. */
+    static char body[12000], id[300], text[8001];
+    static const unsigned char e_acute_a[] = {0xc3, 0xa9, 'a'};
+    for (size_t i = 0; i + 1 < sizeof id; i++) id[i] = (char)e_acute_a[i % 3];
+    id[sizeof id - 1] = '\0';
+    for (size_t i = 0; i + 1 < sizeof text; i++) text[i] = "ab\\n\\u00e9"[i % 10];
+    text[sizeof text - 1] = '\0';
+    snprintf(body, sizeof body, "{\"message_id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"text\":\"%s\"}", id, id, id,
+             text);
+    CHECK(wg_inbound_same(&e, body, JSON));
+    wg_close(&e);
+}
+
+TEST(other_inbound_webhooks_are_left_to_the_lua) {
+    wg_env e;
+    wg_open(&e);
+    static const char *const bodies[] = {
+        "{\"from\":84912345678,\"text\":\"x\"}", /* a number sender */
+        "{\"from\":\"+1\",\"text\":12.5}",       /* a number text */
+        "{\"from\":\"+1\",\"text\":\"x\",\"message_id\":12345678901234567890}",
+        "{\"from\":\"+1\",\"text\":\"x\",\"timestamp\":1700000000}",
+        "{\"from\":null,\"sender\":\"s\",\"text\":\"x\"}",
+        "{\"text\":\"x\"}",  /* no sender: the Lua's error */
+        "{\"from\":\"+1\"}", /* no text */
+        "{\"from\":\"\",\"text\":\"x\"}",
+        "{}",
+        "[{\"from\":\"+1\",\"text\":\"x\"}]",
+        "{\"from\":\"+1\",\"text\":\"x\",\"text\":\"y\"}",
+        "{\"from\":\"+1\",\"text\":\"x\",\"meta\":{\"a\":1}}",
+        "{\"fr\\u006fm\":\"+1\",\"text\":\"x\"}",   /* a key spelled with an escape */
+        "{\"from\":\"+1\",\"text\":\"a\\u0000b\"}", /* NUL: the core's strings end there */
+        "{\"from\":\"+1\",\"text\":\"\\ud83d\"}",   /* a lone surrogate: cjson refuses */
+        "{\"from\":\"+1\",\"text\":\"\\ud83dx\\ude00\"}",
+        "{\"from\":\"+1\",\"text\":\"\\ude00\"}",
+        "{\"from\":\"+1\",\"text\":\"\\u12g4\"}",
+        "{\"from\":\"+1\",\"text\":\"x\",\"other\":\"\\q\"}", /* a bad escape anywhere: cjson refuses */
+        "{\"from\":\"+1\",\"text\":\"a\x01"
+        "b\"}", /* a control byte */
+        "{\"from\":\"+1\",\"text\":\"x\"} x",
+        "{\"from\":\"+1\",\"text\":\"x\",}",
+        "{\"from\":\"+1\",\"text\":\"x\"",
+        "{\"from\":\"+1\",\"text\":\"x\\",
+        "\v{\"from\":\"+1\",\"text\":\"x\"}",
+        "from=%2B1&text=x",
+        "",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++)
+        if (wg_inbound_same(&e, bodies[i], JSON)) UNIT_FAIL("read in C: %s", bodies[i]);
+    CHECK(!wg_inbound_same(&e, "{\"from\":\"+1\",\"text\":\"x\"}", "application/x-www-form-urlencoded"));
+    wg_close(&e);
+}
+
+TEST(an_inbound_message_read_in_c_says_what_the_provider_sent) {
+    sr_adapter_header h[1] = {{"content-type", JSON}};
+    sr_webhook_request rq =
+        wg_request("{\"message_id\":\"in-1\",\"from\":\"+84912345678\",\"to\":\"+84900000001\",\"text\":\"Ch\\u00e0o\\n"
+                   "\xf0\x9f\x98\x80\",\"timestamp\":\"2026-11-23T10:00:00+01:00\"}",
+                   h, 1);
+    sr_inbound_sms *msgs = NULL;
+    int n = 0;
+    sr_webhook_answer ans;
+    CHECK_INT(sr_webhook_generic_inbound(&rq, &msgs, &n, &ans), 0);
+    CHECK_INT(n, 1);
+    CHECK_STR(msgs[0].provider_message_id, "in-1");
+    CHECK_STR(msgs[0].from, "+84912345678");
+    CHECK_STR(msgs[0].to, "+84900000001");
+    CHECK_STR(msgs[0].text, "Ch\xc3\xa0o\n\xf0\x9f\x98\x80");
+    CHECK(msgs[0].text_len == 10);
+    CHECK(msgs[0].at_ms == 1795424400000LL); /* 2026-11-23T09:00:00Z */
+    CHECK_INT(ans.status, 200);
+    CHECK_STR(ans.body, "{\"status\":\"ok\"}");
+    sr_inbound_sms_free(msgs, n);
+    sr_webhook_answer_free(&ans);
+}
+
+/* The comparison catches a C reading that is off by one thing: each field of the C's message changed in
+ * turn must make it differ from the Lua's. */
+TEST(the_inbound_comparison_fails_when_the_c_reads_differently) {
+    wg_env e;
+    wg_open(&e);
+    const char *body = "{\"message_id\":\"in-1\",\"from\":\"+1\",\"to\":\"+2\",\"text\":\"caf\\u00e9\","
+                       "\"timestamp\":\"2026-11-23T10:00:00Z\"}";
+    sr_adapter_header h[1] = {{"Content-Type", JSON}};
+    sr_webhook_request rq = wg_request(body, h, 1);
+    wg_inbound c, lua;
+    wg_parse_inbound(&e, 0, &rq, &lua);
+    for (int k = 0; k < 7; k++) {
+        wg_parse_inbound(&e, 1, &rq, &c);
+        CHECK(wg_inbound_equal(&c, &lua, body));
+        sr_inbound_sms *m = &c.msgs[0];
+        switch (k) {
+        case 0: m->provider_message_id[0] = 'x'; break;
+        case 1: m->from[1] = '9'; break;
+        case 2: m->to[0] = '\0'; break;
+        case 3: m->text[4] = '\0'; break; /* the second byte of é */
+        case 4: m->text_len--; break;
+        case 5: m->at_ms += 1000; break;
+        default: c.ans.status = 204; break;
+        }
+        fprintf(stderr, "  (a difference is expected next)\n");
+        CHECK(!wg_inbound_equal(&c, &lua, body));
+        wg_inbound_free(&c);
+    }
+    wg_inbound_free(&lua);
+    wg_close(&e);
+}
