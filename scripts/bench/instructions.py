@@ -14,8 +14,11 @@ end, counted sent) they are dumped. Modes:
            validate, the store unit with its synced commit, the 202)
   send     the generic adapter to the fake provider (nginx, fake_provider.py),
            concurrency 64: accept, then sending, the provider's answer, sent
+  inbound  POST /hooks/mock/inbound as inbound.sh (distinct inbound SMS, an
+           sms.on_inbound answering each with sms.reply, sent by the mock
+           adapter to the fake provider): per inbound SMS with its reply
 Prints the instructions per message and the top functions by inclusive
-count. Run: python3 scripts/bench/instructions.py [accept|send] [SMSRULES_BIN]
+count. Run: python3 scripts/bench/instructions.py [accept|send|inbound] [SMSRULES_BIN]
 (a second binary: both, one after the other, to compare). Needs valgrind
 (apt-get install -y valgrind).
 """
@@ -39,7 +42,16 @@ WARM = 300
 KEY = "bench-key"
 
 
+MODES = ("accept", "send", "inbound")
+MODE = "accept"
+
+
 def request(k):
+    if MODE == "inbound":
+        body = ('{"message_id":"in-%d","from":"+849%07d7","to":"+84900000001","text":"Hello, is my order %d on its way?",'
+                '"timestamp":"2026-11-23T10:00:00Z"}' % (k, k % 10000000, k)).encode()
+        return (b"POST /hooks/mock/inbound HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body)
     body = ('{"to":"+8491%07d","from":"Shop","text":"Your order %d has shipped. Track it at example.com/t/%d"}' %
             (k % 10000000, k, k)).encode()
     return (b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode() +
@@ -77,7 +89,7 @@ def post(port, n, first):
                                   if line.lower().startswith("content-length:")))
                 if len(buf) < end + 4 + length:
                     break
-                if not head.startswith("HTTP/1.1 202"):
+                if not head.startswith("HTTP/1.1 200" if MODE == "inbound" else "HTTP/1.1 202"):
                     sys.exit("instructions: answer %r" % head.split("\r\n")[0])
                 buf = buf[end + 4 + length:]
                 done += 1
@@ -100,7 +112,7 @@ def metric(port, name):
 
 
 def sent_total(port):
-    return metric(port, 'smsrules_provider_sent_total{provider="fake"}')
+    return metric(port, 'smsrules_provider_sent_total{provider="%s"}' % ("mock" if MODE == "inbound" else "fake"))
 
 
 def store_counts(port):
@@ -139,6 +151,12 @@ def measure(binary, mode, work):
         fake = Nginx(os.path.join(work, "nginx"))
         rules += ('sms.provider("fake", { adapter = "generic", url = "http://127.0.0.1:%d/send", concurrency = 64 })\n'
                   % fake.port)
+    elif mode == "inbound":
+        fake = Nginx(os.path.join(work, "nginx"))
+        rules += ('sms.provider("mock", { adapter = "mock", url = "http://127.0.0.1:%d/batch", concurrency = 16 })\n'
+                  'sms.on_inbound(function(msg)\n'
+                  '  return sms.reply(msg, "Thanks, we got your message. Reply STOP to opt out.")\n'
+                  'end)\n' % fake.port)
     with open(os.path.join(work, "rules.lua"), "w") as f:
         f.write(rules)
     out = os.path.join(work, "callgrind.out")
@@ -194,8 +212,9 @@ def summary(ann, label):
 
 
 def main(argv):
-    mode = argv[1] if len(argv) > 1 and argv[1] in ("accept", "send") else "accept"
-    bins = [a for a in argv[1:] if a not in ("accept", "send")] or [
+    global MODE
+    mode = MODE = argv[1] if len(argv) > 1 and argv[1] in MODES else "accept"
+    bins = [a for a in argv[1:] if a not in MODES] or [
         os.environ.get("SMSRULES_BIN") or os.path.join(os.environ.get("BUILD", "build"), "smsrules")]
     if not shutil.which("valgrind"):
         sys.exit("instructions: valgrind is missing: apt-get install -y valgrind")
