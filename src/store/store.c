@@ -126,6 +126,7 @@ struct sr_store_txn {
     int cap;
     int status;
     int hard_error; /* set by the writer: the unit broke a batch and is skipped when it is redone */
+    int hard_slot;  /* > 0: only that mutation failed with hard_error (an SR_E_* code) */
     sr_arena arena; /* the last unit of a batch: the arena of the batch's update results */
     sr_store_done_cb cb;
     void *ud;
@@ -519,7 +520,9 @@ static void store_txn_reset(sr_store_txn *t) {
         else if (op->kind == STORE_OP_UPDATE)
             op->msg = NULL; /* in the batch's arena, reset with it */
     }
-    if (t->hard_error) store_txn_fail(t, t->hard_error);
+    if (t->hard_error && t->hard_slot > 0) t->status = t->ops[t->hard_slot].result = t->hard_error;
+    else if (t->hard_error)
+        store_txn_fail(t, t->hard_error);
 }
 
 /* ---- index keys (writer) ---- */
@@ -947,37 +950,34 @@ static int store_is_disk_full(int rc) { return rc == ENOSPC || rc == EDQUOT; }
 /* What applying a unit means for its batch. */
 enum { STORE_UNIT_DONE = 0, STORE_UNIT_MAP_FULL, STORE_UNIT_REDO };
 
-/* Applies one unit, all of it or none, and sets t->status. Returns
- * STORE_UNIT_MAP_FULL when the batch must be redone on a bigger map (only
- * when !full_mode), STORE_UNIT_REDO when the batch must be redone without
- * this unit (it left partial writes in parent), else STORE_UNIT_DONE.
- *
- * A unit of several mutations runs in a transaction nested in parent, which
- * undoes it alone. A unit of one mutation (the common case) runs in parent
- * directly: a mutation fails with an SR_E_* code only before its first
- * write (every store_op_* checks first), so nothing is left to undo; an
- * LMDB error may leave partial writes, and the batch is then redone. This
- * saves LMDB's nested transaction (a 2 MB dirty list) per unit. */
-static int store_apply_unit(sr_store *s, MDB_txn *parent, sr_store_txn *t, int full_mode, int refuse_adds) {
-    MDB_txn *txn = NULL;
-    int rc;
-    if (t->hard_error || t->count == 0) return STORE_UNIT_DONE;
-    if ((full_mode || refuse_adds) && store_txn_adds_data(t)) {
-        store_txn_fail(t, SR_E_FULL);
-        return STORE_UNIT_DONE;
-    }
-    if (t->count == 1) {
-        rc = store_apply_op(s, parent, &t->ops[0]);
-        if (rc == 0) return STORE_UNIT_DONE;
-        if (store_is_code(rc)) {
+/* A unit applied in parent directly. A mutation fails with an SR_E_* code only before its first
+ * write (every store_op_* checks first): when the first one fails nothing is left to undo. When a
+ * later one fails, or LMDB fails (which may leave partial writes), the batch is redone with the
+ * unit failed from the start (hard_error, hard_slot: the mutation that failed). */
+static int store_apply_direct(sr_store *s, MDB_txn *parent, sr_store_txn *t, int full_mode) {
+    for (int i = 0; i < t->count; i++) {
+        int rc = store_apply_op(s, parent, &t->ops[i]);
+        if (rc == 0) continue;
+        if (store_is_code(rc) && i == 0) {
             t->status = t->ops[0].result = rc;
             return STORE_UNIT_DONE;
+        }
+        if (store_is_code(rc)) {
+            t->hard_error = rc;
+            t->hard_slot = i;
+            return STORE_UNIT_REDO;
         }
         if (rc == MDB_MAP_FULL && !full_mode) return STORE_UNIT_MAP_FULL;
         t->hard_error = rc == MDB_MAP_FULL || store_is_disk_full(rc) ? SR_E_FULL : store_error(rc, "write");
         return STORE_UNIT_REDO;
     }
-    rc = mdb_txn_begin(s->env, parent, 0, &txn);
+    return STORE_UNIT_DONE;
+}
+
+/* A unit of several mutations in a transaction nested in parent, which undoes it alone. */
+static int store_apply_nested(sr_store *s, MDB_txn *parent, sr_store_txn *t, int full_mode) {
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(s->env, parent, 0, &txn);
     if (rc) goto fail;
     for (int i = 0; i < t->count; i++) {
         rc = store_apply_op(s, txn, &t->ops[i]);
@@ -995,6 +995,26 @@ fail:
     if (rc == MDB_MAP_FULL && !full_mode) return STORE_UNIT_MAP_FULL;
     store_txn_fail(t, rc == MDB_MAP_FULL ? SR_E_FULL : store_error(rc, "unit"));
     return STORE_UNIT_DONE;
+}
+
+/* Applies one unit, all of it or none, and sets t->status. Returns
+ * STORE_UNIT_MAP_FULL when the batch must be redone on a bigger map (only
+ * when !full_mode), STORE_UNIT_REDO when the batch must be redone without
+ * this unit (it left partial writes in parent), else STORE_UNIT_DONE.
+ *
+ * Units run in parent directly (store_apply_direct): LMDB's nested
+ * transaction (a 2 MB dirty list, and merging it into the parent) per unit
+ * costs more than the rare redo. Once a batch was redone (careful), units of
+ * several mutations run nested, so one batch is redone at most once for them. */
+static int store_apply_unit(sr_store *s, MDB_txn *parent, sr_store_txn *t, int full_mode, int refuse_adds,
+                            int careful) {
+    if (t->hard_error || t->count == 0) return STORE_UNIT_DONE;
+    if ((full_mode || refuse_adds) && store_txn_adds_data(t)) {
+        store_txn_fail(t, SR_E_FULL);
+        return STORE_UNIT_DONE;
+    }
+    if (t->count > 1 && careful) return store_apply_nested(s, parent, t, full_mode);
+    return store_apply_direct(s, parent, t, full_mode);
 }
 
 /* Bytes that can still be written: the smaller of the file system's free space (as an unprivileged
@@ -1089,7 +1109,7 @@ static int store_begin_write(sr_store *s, MDB_txn **txn) {
 enum { STORE_BATCH_COMMITTED, STORE_BATCH_FAILED, STORE_BATCH_REDO, STORE_BATCH_REDO_FULL, STORE_BATCH_GROW };
 
 /* One try at applying and committing the batch (every unit reset first). */
-static int store_try_batch(sr_store *s, sr_store_txn *head, int full_mode, int low) {
+static int store_try_batch(sr_store *s, sr_store_txn *head, int full_mode, int low, int careful) {
     MDB_txn *txn = NULL;
     int outcome = STORE_UNIT_DONE;
     for (sr_store_txn *t = head; t; t = t->next) store_txn_reset(t);
@@ -1100,7 +1120,7 @@ static int store_try_batch(sr_store *s, sr_store_txn *head, int full_mode, int l
         return STORE_BATCH_FAILED;
     }
     for (sr_store_txn *t = head; t && outcome == STORE_UNIT_DONE; t = t->next)
-        outcome = store_apply_unit(s, txn, t, full_mode, low);
+        outcome = store_apply_unit(s, txn, t, full_mode, low, careful);
     if (outcome != STORE_UNIT_DONE) {
         mdb_txn_abort(txn);
         return outcome == STORE_UNIT_REDO ? STORE_BATCH_REDO : STORE_BATCH_GROW;
@@ -1126,7 +1146,7 @@ static int store_try_batch(sr_store *s, sr_store_txn *head, int full_mode, int l
  * without it. The results of updates go with the batch's last unit. */
 static void store_commit_batch(sr_store *s, sr_store_txn *head) {
     struct timespec t0;
-    int full_mode = 0, outcome;
+    int full_mode = 0, careful = 0, outcome;
     uint64_t count = 0;
     uint64_t room = s->reserve || atomic_load(&s->refused) ? store_room(s) : UINT64_MAX;
     int low = s->reserve && room < s->reserve;
@@ -1134,9 +1154,12 @@ static void store_commit_batch(sr_store *s, sr_store_txn *head) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (sr_store_txn *t = head; t; t = t->next, count++) tail = t;
     for (;;) {
-        outcome = store_try_batch(s, head, full_mode, low);
+        outcome = store_try_batch(s, head, full_mode, low, careful);
         if (outcome == STORE_BATCH_COMMITTED || outcome == STORE_BATCH_FAILED) break;
-        if (outcome == STORE_BATCH_REDO) continue;
+        if (outcome == STORE_BATCH_REDO) {
+            careful = 1;
+            continue;
+        }
         if (outcome == STORE_BATCH_GROW && !full_mode && store_grow(s) == 0) continue;
         if (full_mode) {
             store_fail_batch(head, SR_E_FULL);
