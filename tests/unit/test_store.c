@@ -645,6 +645,16 @@ TEST(store_kv_ttl_incr_del_sweep) {
     CHECK_STR(sr_buf_cstr(&v), "7");
     CHECK_INT(sr_store_kv_get(f.s, "gone", 4, now + HOUR_MS, &v), SR_E_NOTFOUND);
 
+    /* Negative counts, down to the smallest int64, are written in decimal. */
+    t = sr_store_txn_new(f.s);
+    sr_store_txn_kv_incr(t, "neg", 3, -40, 0);
+    sr_store_txn_kv_incr(t, "min", 3, INT64_MIN, 0);
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    CHECK_INT(sr_store_kv_get(f.s, "neg", 3, now, &v), 0);
+    CHECK_STR(sr_buf_cstr(&v), "-40");
+    CHECK_INT(sr_store_kv_get(f.s, "min", 3, now, &v), 0);
+    CHECK_STR(sr_buf_cstr(&v), "-9223372036854775808");
+
     /* incr on text, overflow, empty key: SR_E_INVALID, nothing written. */
     t = sr_store_txn_new(f.s);
     sr_store_txn_kv_incr(t, "name", 4, 1, 0);
@@ -853,6 +863,9 @@ TEST(store_owed_status_entries_follow_the_mask) {
     CHECK(h.owed == 3);
     CHECK_STR(h.id[SR_STORE_EV_STATUS], id);
     size_t klen = sr_store_owed_key(id, 3, key, sizeof key);
+    CHECK_INT(klen, SR_ID_LEN + 2); /* the key is on disk: "ID/N" */
+    CHECK_STR(key + SR_ID_LEN, "/3");
+    CHECK_INT(sr_store_owed_key(id, 3, key, SR_ID_LEN + 2), 0); /* no room for the NUL */
     CHECK_INT(sr_store_get(f.s, SR_SPACE_OWED, key, klen, now, &v, NULL), 0);
     CHECK_STR(sr_buf_cstr(&v), "sent");
 
