@@ -6,8 +6,9 @@
  * and after the I/O callbacks of a pass (check handle) they move to `queued`
  * (under mu), and the writer takes everything queued as one batch whenever
  * it is free (under load after a short wait for more: store_linger), so
- * batches keep submit order and the next batch collects while one commits. After the commit the batch goes to `done` and an async wakes
- * the loop, which runs the callbacks in order.
+ * batches keep submit order and the next batch collects while one commits.
+ * After the commit the batch goes to `done` and an async wakes the loop,
+ * which runs the callbacks in order.
  *
  * Map growth: mdb_env_set_mapsize needs every transaction of the process
  * closed, so loop-side reads hold map_lock for reading around their read
