@@ -10,8 +10,8 @@
  * Writes: the loop thread groups mutations into sr_store_txn units (each
  * committed atomically, all or nothing) and submits them. All units submitted
  * during one loop pass go to a writer thread as one batch, which applies them
- * in one LMDB write transaction (a nested transaction per unit) and commits it
- * with a full sync (group commit). Only then does each unit's done callback run
+ * in one LMDB write transaction (a unit that fails part way is dropped and the
+ * batch redone without it) and commits it with a full sync (group commit). Only then does each unit's done callback run
  * on the loop, so an answer sent from that callback promises durability. The
  * loop never waits on fsync. While one batch commits, the next one collects.
  *

@@ -541,9 +541,10 @@ TEST(store_unit_is_all_or_nothing) {
     fx_open(&f, 0, 0);
     int64_t now = sr_now_ms();
     sr_message m;
-    result r1, r2, r3;
+    result r1, r2, r3, r4;
 
-    /* Three units in one loop pass (one batch): the middle one fails on its second mutation. */
+    /* Four units in one loop pass (one batch): the second fails on its third mutation (the batch is
+     * redone without it), the fourth on its second (applied nested in the redone batch). */
     sr_store_txn *t1 = sr_store_txn_new(f.s);
     sr_store_txn_kv_set(t1, "k1", 2, "one", 3, 0);
     sr_store_txn *t2 = sr_store_txn_new(f.s);
@@ -556,21 +557,28 @@ TEST(store_unit_is_all_or_nothing) {
     strcpy(put_id, sr_store_txn_id(t2, 0));
     sr_store_txn *t3 = sr_store_txn_new(f.s);
     sr_store_txn_kv_set(t3, "k3", 2, "three", 5, 0);
+    sr_store_txn *t4 = sr_store_txn_new(f.s);
+    sr_store_txn_kv_set(t4, "k5", 2, "five", 4, 0);
+    sr_store_txn_update_message(t4, "01JD3K8ZQ4M6X8Y1R2T3V4W5XZ", mutate, &c);
+    memset(&r4, 0, sizeof r4);
     memset(&r1, 0, sizeof r1);
     memset(&r2, 0, sizeof r2);
     memset(&r3, 0, sizeof r3);
     sr_store_txn_submit(t1, on_done, &r1);
     sr_store_txn_submit(t2, on_done, &r2);
     sr_store_txn_submit(t3, on_done, &r3);
+    sr_store_txn_submit(t4, on_done, &r4);
     uv_run(&f.loop, UV_RUN_DEFAULT);
     CHECK_INT(r1.status, 0);
     CHECK_INT(r2.status, SR_E_NOTFOUND);
     CHECK_INT(r2.results[2], SR_E_NOTFOUND);
     CHECK_INT(r3.status, 0);
+    CHECK_INT(r4.status, SR_E_NOTFOUND);
+    CHECK_INT(r4.results[1], SR_E_NOTFOUND);
     sr_store_stats st;
     sr_store_get_stats(f.s, &st);
     CHECK_INT(st.commits, 1);
-    CHECK_INT(st.units, 3);
+    CHECK_INT(st.units, 4);
 
     sr_buf v;
     sr_buf_init(&v);
@@ -578,6 +586,7 @@ TEST(store_unit_is_all_or_nothing) {
     CHECK_INT(sr_store_kv_get(f.s, "k2", 2, now, &v), SR_E_NOTFOUND);
     CHECK_INT(sr_store_kv_get(f.s, "k3", 2, now, &v), 0);
     CHECK_STR(sr_buf_cstr(&v), "three");
+    CHECK_INT(sr_store_kv_get(f.s, "k5", 2, now, &v), SR_E_NOTFOUND);
     sr_message got;
     CHECK_INT(sr_store_get_message(f.s, put_id, &got), SR_E_NOTFOUND);
     char ids[4][SR_ID_LEN + 1];
@@ -635,6 +644,16 @@ TEST(store_kv_ttl_incr_del_sweep) {
     CHECK_INT(sr_store_kv_get(f.s, "gone", 4, now, &v), 0);
     CHECK_STR(sr_buf_cstr(&v), "7");
     CHECK_INT(sr_store_kv_get(f.s, "gone", 4, now + HOUR_MS, &v), SR_E_NOTFOUND);
+
+    /* Negative counts, down to the smallest int64, are written in decimal. */
+    t = sr_store_txn_new(f.s);
+    sr_store_txn_kv_incr(t, "neg", 3, -40, 0);
+    sr_store_txn_kv_incr(t, "min", 3, INT64_MIN, 0);
+    CHECK_INT(run_unit(&f, t, &r), 0);
+    CHECK_INT(sr_store_kv_get(f.s, "neg", 3, now, &v), 0);
+    CHECK_STR(sr_buf_cstr(&v), "-40");
+    CHECK_INT(sr_store_kv_get(f.s, "min", 3, now, &v), 0);
+    CHECK_STR(sr_buf_cstr(&v), "-9223372036854775808");
 
     /* incr on text, overflow, empty key: SR_E_INVALID, nothing written. */
     t = sr_store_txn_new(f.s);
@@ -844,6 +863,9 @@ TEST(store_owed_status_entries_follow_the_mask) {
     CHECK(h.owed == 3);
     CHECK_STR(h.id[SR_STORE_EV_STATUS], id);
     size_t klen = sr_store_owed_key(id, 3, key, sizeof key);
+    CHECK_INT(klen, SR_ID_LEN + 2); /* the key is on disk: "ID/N" */
+    CHECK_STR(key + SR_ID_LEN, "/3");
+    CHECK_INT(sr_store_owed_key(id, 3, key, SR_ID_LEN + 2), 0); /* no room for the NUL */
     CHECK_INT(sr_store_get(f.s, SR_SPACE_OWED, key, klen, now, &v, NULL), 0);
     CHECK_STR(sr_buf_cstr(&v), "sent");
 
