@@ -33,6 +33,7 @@
 #include "core/log.h"
 #include "delivery/reports.h"
 #include "rules/rules.h"
+#include "rules/webhook_generic.h"
 #include "rules/bindings/bindings.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -114,6 +115,87 @@ static void fuzz_check_answer(const sr_webhook_answer *a) {
     if (!a->headers) abort();
 }
 
+static int fuzz_same_answer(const sr_webhook_answer *a, const sr_webhook_answer *b) {
+    if (a->status != b->status || a->body_len != b->body_len) return 0;
+    if (a->body_len && memcmp(a->body, b->body, a->body_len) != 0) return 0;
+    for (int i = 0; a->headers[i] || b->headers[i]; i++)
+        if (!a->headers[i] || !b->headers[i] || strcmp(a->headers[i], b->headers[i]) != 0) return 0;
+    return 1;
+}
+
+static void fuzz_check_reports(const sr_report *reps, int n) {
+    if (n < 0 || (n > 0 && !reps)) abort();
+    for (int k = 0; k < n; k++) {
+        if (!reps[k].provider_id[0] && !reps[k].message_id[0]) abort();
+        /* A part the adapter could not read is SR_REPORT_PART_INVALID, for the report engine to
+         * refuse; what the engine takes has its parts within a message's. */
+        if (reps[k].part < SR_REPORT_PART_INVALID || reps[k].parts < SR_REPORT_PART_INVALID) abort();
+        char why[160];
+        if (sr_reports_check(&reps[k], why, sizeof why) == 0 &&
+            (reps[k].part < 0 || reps[k].part > 255 || reps[k].parts < 0 || reps[k].parts > 255))
+            abort();
+        if (reps[k].at_ms < 0) abort();
+    }
+}
+
+/* A status webhook as the daemon reads it (sr_webhook_parse_status: in C when the adapter is the built-in
+ * generic or mock one and the webhook has the usual shape). When C read it, the Lua must give the same. */
+static void fuzz_status(sr_provider *prov, const sr_webhook_request *rq) {
+    char err[400];
+    sr_report *reps = NULL;
+    int n = 0;
+    sr_webhook_answer ans;
+    if (sr_webhook_parse_status(fuzz_rules_state, prov, rq, &reps, &n, &ans, err, sizeof err) != 0) return;
+    fuzz_check_reports(reps, n);
+    fuzz_check_answer(&ans);
+    sr_webhook_answer_free(&ans);
+    free(reps);
+    if (!prov->native_webhooks || sr_webhook_generic_status(rq, &reps, &n, &ans) != 0) return;
+    sr_report *lua = NULL;
+    int ln = 0;
+    sr_webhook_answer lans;
+    if (sr_adapter_parse_status(fuzz_rules_state, prov, rq, &lua, &ln, &lans, err, sizeof err) != 0) abort();
+    if (ln != n || (n && memcmp(lua, reps, (size_t)n * sizeof *reps) != 0) || !fuzz_same_answer(&ans, &lans))
+        abort(); /* the C reader and generic.lua disagree */
+    sr_webhook_answer_free(&ans);
+    sr_webhook_answer_free(&lans);
+    free(reps);
+    free(lua);
+}
+
+static int fuzz_same_inbound(const sr_inbound_sms *a, const sr_inbound_sms *b) {
+    return strcmp(a->provider_message_id, b->provider_message_id) == 0 && strcmp(a->from, b->from) == 0 &&
+           strcmp(a->to, b->to) == 0 && a->text_len == b->text_len && a->at_ms == b->at_ms &&
+           (!a->text_len || memcmp(a->text, b->text, a->text_len) == 0);
+}
+
+/* An inbound webhook as the daemon reads it; when C read it, the Lua must give the same. */
+static void fuzz_inbound(sr_provider *prov, const sr_webhook_request *rq) {
+    char err[400];
+    sr_inbound_sms *msgs = NULL;
+    int n = 0;
+    sr_webhook_answer ans;
+    if (sr_webhook_parse_inbound(fuzz_rules_state, prov, rq, &msgs, &n, &ans, err, sizeof err) != 0) return;
+    if (n < 0 || (n > 0 && !msgs)) abort();
+    for (int k = 0; k < n; k++)
+        if (msgs[k].text_len && !msgs[k].text) abort();
+    fuzz_check_answer(&ans);
+    sr_webhook_answer_free(&ans);
+    sr_inbound_sms_free(msgs, n);
+    if (!prov->native_webhooks || sr_webhook_generic_inbound(rq, &msgs, &n, &ans) != 0) return;
+    sr_inbound_sms *lua = NULL;
+    int ln = 0;
+    sr_webhook_answer lans;
+    if (sr_adapter_parse_inbound(fuzz_rules_state, prov, rq, &lua, &ln, &lans, err, sizeof err) != 0) abort();
+    if (ln != n || !fuzz_same_answer(&ans, &lans)) abort();
+    for (int k = 0; k < n; k++)
+        if (!fuzz_same_inbound(&msgs[k], &lua[k])) abort(); /* the C reader and generic.lua disagree */
+    sr_webhook_answer_free(&ans);
+    sr_webhook_answer_free(&lans);
+    sr_inbound_sms_free(msgs, n);
+    sr_inbound_sms_free(lua, ln);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *p = (const char *)data, *end = p + size;
     char *content_type = fuzz_line(&p, end);
@@ -150,50 +232,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char url[2048];
     lua_State *L = fuzz_rules_state->L;
     for (size_t i = 0; i < FUZZ_PROVIDERS; i++) {
-        const sr_provider *prov = sr_rules_provider(fuzz_rules_state, fuzz_providers[i]);
+        sr_provider *prov = sr_rules_provider(fuzz_rules_state, fuzz_providers[i]);
         char path[128];
         snprintf(path, sizeof path, "/hooks/%s/status", fuzz_providers[i]);
         snprintf(url, sizeof url, "https://sms.example.com%s%s%.1900s", path, query[0] ? "?" : "", query);
-        sr_webhook_request rq = {"POST", url, path, query, headers, hc, body, body_len};
+        sr_webhook_request rq = {"POST", url, path, query, headers, hc, body, body_len, NULL};
         int top = lua_gettop(L);
         char err[400];
 
-        int ok = sr_adapter_verify(fuzz_rules_state, prov, &rq, err, sizeof err);
+        int ok = sr_webhook_verify(fuzz_rules_state, prov, &rq, err, sizeof err);
         if (ok < -1 || ok > 1 || lua_gettop(L) != top) abort();
+        if (prov->native_webhooks && sr_adapter_verify(fuzz_rules_state, prov, &rq, err, sizeof err) != ok) abort();
 
-        sr_report *reps = NULL;
-        int n = 0;
-        sr_webhook_answer ans;
-        if (sr_adapter_parse_status(fuzz_rules_state, prov, &rq, &reps, &n, &ans, err, sizeof err) == 0) {
-            if (n < 0 || (n > 0 && !reps)) abort();
-            for (int k = 0; k < n; k++) {
-                if (!reps[k].provider_id[0] && !reps[k].message_id[0]) abort();
-                /* A part the adapter could not read is SR_REPORT_PART_INVALID, for the report engine to
-                 * refuse; what the engine takes has its parts within a message's. */
-                if (reps[k].part < SR_REPORT_PART_INVALID || reps[k].parts < SR_REPORT_PART_INVALID) abort();
-                char why[160];
-                if (sr_reports_check(&reps[k], why, sizeof why) == 0 &&
-                    (reps[k].part < 0 || reps[k].part > 255 || reps[k].parts < 0 || reps[k].parts > 255))
-                    abort();
-                if (reps[k].at_ms < 0) abort();
-            }
-            fuzz_check_answer(&ans);
-            sr_webhook_answer_free(&ans);
-        }
-        free(reps);
+        fuzz_status(prov, &rq);
         if (lua_gettop(L) != top) abort();
 
         snprintf(path, sizeof path, "/hooks/%s/inbound", fuzz_providers[i]);
         rq.path = path;
-        sr_inbound_sms *msgs = NULL;
-        if (sr_adapter_parse_inbound(fuzz_rules_state, prov, &rq, &msgs, &n, &ans, err, sizeof err) == 0) {
-            if (n < 0 || (n > 0 && !msgs)) abort();
-            for (int k = 0; k < n; k++)
-                if (msgs[k].text_len && !msgs[k].text) abort();
-            fuzz_check_answer(&ans);
-            sr_webhook_answer_free(&ans);
-            sr_inbound_sms_free(msgs, n);
-        }
+        fuzz_inbound(prov, &rq);
         if (lua_gettop(L) != top) abort();
     }
     free(content_type);
