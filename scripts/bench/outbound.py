@@ -9,7 +9,9 @@ daemon's smsrules_provider_sent_total says all are sent: accepted → provider
 answered → `sent` committed), the daemon's CPU µs per message (all its
 threads, /proc/PID/stat before and after) and its peak memory. Settings
 through the environment: MESSAGES (default 200000), BATCH (1000), CLIENTS
-(4), SMSRULES_BIN, BUILD."""
+(4), SMSRULES_BIN, BUILD; PERF=FILE records `perf record -g` of the daemon
+from the first POST until all are sent into FILE (PERF_ARGS replaces -g, as
+in sendsms.sh); read it with perf_summary.py."""
 import http.client
 import json
 import os
@@ -200,10 +202,37 @@ def main():
         subprocess.run(["rm", "-rf", work])
 
 
+def perf_start(pid):
+    """`perf record` of the daemon into $PERF, once perf has attached (its file has its header); None
+    without PERF."""
+    path = os.environ.get("PERF")
+    if not path:
+        return None
+    if subprocess.run(["sh", "-c", "command -v perf"], stdout=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", "linux-perf"], stdout=subprocess.DEVNULL, check=True)
+    args = (os.environ.get("PERF_ARGS") or "-g").split()
+    p = subprocess.Popen(["perf", "record"] + args + ["-o", path, "-p", str(pid)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while not (os.path.exists(path) and os.path.getsize(path) > 0):
+        if time.time() > deadline or p.poll() is not None:
+            p.kill()
+            sys.exit("outbound.sh: perf record did not start")
+        time.sleep(0.02)
+    return p
+
+
+def perf_stop(p):
+    if p:
+        p.send_signal(2)  # SIGINT: perf writes its data and exits
+        p.wait()
+
+
 def run(pid, port, fake, pin, load_before):
     batches = N // BATCH
     total = batches * BATCH
     sampler = AnonSampler(pid)
+    perf = perf_start(pid)
     cpu0 = daemon_cpu_s(pid)
     t0 = time.time()
     failures = post_batches(port, batches, BATCH, CLIENTS)
@@ -211,6 +240,7 @@ def run(pid, port, fake, pin, load_before):
     sent = wait_sent(port, 'smsrules_provider_sent_total{provider="fake"}', total)
     t_done = time.time()
     cpu_s = daemon_cpu_s(pid) - cpu0
+    perf_stop(perf)
     sampler.stop()
     with open("/proc/%d/status" % pid) as f:
         hwm = [line.split()[1] for line in f if line.startswith("VmHWM")][0]
