@@ -34,7 +34,9 @@ import urllib.request
 
 BATCH = 100  # the mock adapter's batch_size
 
-CONF = """daemon off;
+# What both nginx configs start with: one worker in the foreground, its files
+# in its own directory, no access log, connections kept alive.
+NGINX_HEAD = """daemon off;
 master_process off;
 worker_processes 1;
 pid @DIR@/nginx.pid;
@@ -49,7 +51,9 @@ http {
     scgi_temp_path @DIR@/scgi;
     keepalive_requests 1000000000;
     keepalive_timeout 600s;
-    client_max_body_size 64m;
+"""
+
+CONF = NGINX_HEAD + """    client_max_body_size 64m;
     client_body_buffer_size 1m;
     default_type application/json;
     server {
@@ -67,22 +71,7 @@ http {
 # between them. No gateway that makes one provider request per client request
 # can spend less than this on a message. One worker, like the daemon's one
 # event loop; no access log, no buffering to temp files.
-PROXY_CONF = """daemon off;
-master_process off;
-worker_processes 1;
-pid @DIR@/nginx.pid;
-error_log @DIR@/error.log warn;
-events { worker_connections 16384; multi_accept on; }
-http {
-    access_log off;
-    client_body_temp_path @DIR@/body;
-    proxy_temp_path @DIR@/proxy;
-    fastcgi_temp_path @DIR@/fastcgi;
-    uwsgi_temp_path @DIR@/uwsgi;
-    scgi_temp_path @DIR@/scgi;
-    keepalive_requests 1000000000;
-    keepalive_timeout 600s;
-    client_body_buffer_size 64k;
+PROXY_CONF = NGINX_HEAD + """    client_body_buffer_size 64k;
     upstream provider {
         server 127.0.0.1:@UPSTREAM@;
         keepalive 64;

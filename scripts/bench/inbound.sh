@@ -60,15 +60,7 @@ end
 LUA
 
 bench_start -c "$work/rules.lua"
-perf_pid=""
-if [ -n "$PERF" ]; then
-    # shellcheck disable=SC2086 # PERF_ARGS: perf's options, split on spaces
-    perf record ${PERF_ARGS:--g} -o "$PERF" -p "$pid" >"$work/perf.log" 2>&1 &
-    perf_pid=$!
-    bench_track "$perf_pid"
-    # perf writes its header once it attached: wait for it rather than a fixed time.
-    wait_until 10 test -s "$PERF" || fail "perf record did not start: $(cat "$work/perf.log")"
-fi
+perf_start
 cpu0=$(daemon_cpu_ticks)
 t0=$(now_ms)
 bench_wrk "http://127.0.0.1:$port/hooks/mock/inbound" -s "$work/inbound.lua"
@@ -80,10 +72,7 @@ wait_count replies_sent "$stored" "$STALL" || true
 replies=$count
 t_done=$t_reached
 cpu1=$(daemon_cpu_ticks)
-if [ -n "$perf_pid" ]; then
-    kill -INT "$perf_pid"
-    wait "$perf_pid" || true
-fi
+perf_stop
 handler_errors=$(metric smsrules_inbound_handler_errors_total)
 warn=$(warn_lines)
 bench_stop

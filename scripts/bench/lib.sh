@@ -337,3 +337,23 @@ ts.sort()
 print("fdatasync %.2f ms median, %.2f ms p90" % (statistics.median(ts) * 1e3, ts[26] * 1e3))
 PY
 }
+
+# perf_start: when PERF is set, `perf record` of the daemon ($pid) into $PERF
+# (PERF_ARGS replaces -g), returning once perf has attached (its file has its
+# header). perf_stop ends it (SIGINT: perf writes its data). Both do nothing
+# without PERF.
+perf_pid=""
+perf_start() {
+    [ -n "${PERF:-}" ] || return 0
+    # shellcheck disable=SC2086 # PERF_ARGS: perf's options, split on spaces
+    perf record ${PERF_ARGS:--g} -o "$PERF" -p "$pid" >"$work/perf.log" 2>&1 &
+    perf_pid=$!
+    bench_track "$perf_pid"
+    wait_until 10 test -s "$PERF" || fail "perf record did not start: $(cat "$work/perf.log")"
+}
+perf_stop() {
+    [ -n "$perf_pid" ] || return 0
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    perf_pid=""
+}

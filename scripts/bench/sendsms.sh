@@ -82,15 +82,7 @@ LUA
 
 bench_start -c "$work/rules.lua"
 sent_count() { count=$(metric 'smsrules_provider_sent_total{provider="fake"}'); }
-perf_pid=""
-if [ -n "$PERF" ]; then
-    # shellcheck disable=SC2086 # PERF_ARGS: perf's options, split on spaces
-    perf record ${PERF_ARGS:--g} -o "$PERF" -p "$pid" >"$work/perf.log" 2>&1 &
-    perf_pid=$!
-    bench_track "$perf_pid"
-    # perf writes its header once it attached: wait for it rather than a fixed time.
-    wait_until 10 test -s "$PERF" || fail "perf record did not start: $(cat "$work/perf.log")"
-fi
+perf_start
 cpu0=$(daemon_cpu_ticks)
 loop0=$(loop_ticks "$pid")
 commits0=$(metric smsrules_store_commits_total)
@@ -109,10 +101,7 @@ cpu1=$(daemon_cpu_ticks)
 loop1=$(loop_ticks "$pid")
 commits=$(($(metric smsrules_store_commits_total) - commits0))
 units=$(($(metric smsrules_store_units_total) - units0))
-if [ -n "$perf_pid" ]; then
-    kill -INT "$perf_pid"
-    wait "$perf_pid" || true
-fi
+perf_stop
 accepted=$(metric 'smsrules_http_requests_total{route="/v1/messages",code="202"}')
 failed=$(metric 'smsrules_provider_failed_total{provider="fake"}')
 retried=$(metric 'smsrules_provider_retried_total{provider="fake"}')

@@ -159,14 +159,7 @@ end
 LUA
 } >"$work/status.lua"
 
-if [ -n "$PERF" ]; then
-    # shellcheck disable=SC2086 # PERF_ARGS: perf's options, split on spaces
-    perf record ${PERF_ARGS:--g} -o "$PERF" -p "$pid" >"$work/perf.log" 2>&1 &
-    perf_pid=$!
-    bench_track "$perf_pid"
-    # perf writes its header once it attached: wait for it rather than a fixed time.
-    wait_until 10 test -s "$PERF" || fail "perf record did not start: $(cat "$work/perf.log")"
-fi
+perf_start
 commits0=$(metric smsrules_store_commits_total)
 units0=$(metric smsrules_store_units_total)
 bench_wrk "http://127.0.0.1:$port/hooks/mock/status" -s "$work/status.lua"
@@ -178,10 +171,7 @@ reports_cpu=$cpu_us
 reports_errors=$errors
 reports_answered=$(wrk_requests)
 reports_time=$(wrk_time)
-if [ -n "$PERF" ]; then
-    kill -INT "$perf_pid" 2>/dev/null || true
-    wait "$perf_pid" 2>/dev/null || true
-fi
+perf_stop
 
 matched=$(metric 'smsrules_dlr_reports_total{result="matched"}')
 duplicate=$(metric 'smsrules_dlr_reports_total{result="duplicate"}')
