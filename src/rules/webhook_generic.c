@@ -429,11 +429,14 @@ static void gw_answer_ok(sr_webhook_answer *ans) {
     if (!ans->body || !ans->headers || !(ans->headers[0] = strdup("Content-Type: application/json"))) abort();
 }
 
-int sr_webhook_generic_status(const sr_webhook_request *rq, sr_report **out, int *n, sr_webhook_answer *ans) {
-    /* A form is read from request.form and the query: the Lua's. Any other body that opens with '{' is JSON. */
+/* A form is read from request.form and the query: the Lua's. Any other body that opens with '{' is JSON. */
+static int gw_is_form(const sr_webhook_request *rq) {
     const char *ct = gw_header(rq, "content-type");
-    static const char form[] = "application/x-www-form-urlencoded";
-    if (ct && strcasestr(ct, form)) return 1;
+    return ct && strcasestr(ct, "application/x-www-form-urlencoded") != NULL;
+}
+
+int sr_webhook_generic_status(const sr_webhook_request *rq, sr_report **out, int *n, sr_webhook_answer *ans) {
+    if (gw_is_form(rq)) return 1;
     gw_str f[GW_FIELDS];
     sr_report rp;
     if (!rq->body || gw_object(rq->body, rq->body_len, gw_names, GW_FIELDS, 0, f) != 0 || gw_report(f, &rp) != 0)
@@ -543,9 +546,7 @@ static int gw_inbound_sms(const gw_str *f, sr_inbound_sms *m) {
 }
 
 int sr_webhook_generic_inbound(const sr_webhook_request *rq, sr_inbound_sms **out, int *n, sr_webhook_answer *ans) {
-    /* As for reports: a form is the Lua's; any other body that opens with '{' is JSON. */
-    const char *ct = gw_header(rq, "content-type");
-    if (ct && strcasestr(ct, "application/x-www-form-urlencoded")) return 1;
+    if (gw_is_form(rq)) return 1;
     gw_str f[GI_FIELDS];
     sr_inbound_sms m;
     if (!rq->body || gw_object(rq->body, rq->body_len, gi_names, GI_FIELDS, 1, f) != 0 || gw_inbound_sms(f, &m) != 0)
