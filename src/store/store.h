@@ -80,6 +80,14 @@ typedef struct sr_store_options {
      * may be NULL; never submit a unit to it); LMDB lets it read while the daemon writes. The
      * directory and its store must exist. */
     int read_only;
+    /* Cluster mode (docs/cluster.md): NULL or "" runs the single-node store. Otherwise the NATS
+     * servers ("nats://HOST:PORT[,nats://HOST:PORT...]") whose JetStream holds the authoritative
+     * state: every unit is published to a replicated stream before its done callback runs, and
+     * the LMDB environment under dir is this node's replica of that stream (rebuilt from it). */
+    const char *cluster;
+    const char *cluster_stream; /* the stream's name (subjects "<name>.units"); NULL: "SMSRULES" */
+    int cluster_replicas;       /* the stream's replication factor when this node creates it; 0: 3 */
+    const char *node;           /* this node's name, unique in the cluster; NULL: "<hostname>-<pid>" */
 } sr_store_options;
 
 /* Opens (creating) the environment, checks the schema version, clears stale
