@@ -96,7 +96,10 @@ def hidden_upward(files):
 
 
 def module(path):
-    return os.path.splitext(path)[0]
+    """A .c/.cc file and the .h of the same name; a module's private header (NAME_internal.h,
+    shared by the module's files) belongs to the module too."""
+    base = os.path.splitext(path)[0]
+    return base[: -len("_internal")] if base.endswith("_internal") else base
 
 
 def find_cycles(edges):
