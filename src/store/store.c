@@ -93,10 +93,17 @@ static double store_elapsed_ms(const struct timespec *t0) {
 }
 
 /* The codes the store's own logic produces, as opposed to LMDB's and errno's. */
-static int store_is_code(int rc) { return rc <= SR_E_NOTFOUND && rc >= SR_E_INVALID; }
+int store_is_code(int rc) { return rc <= SR_E_NOTFOUND && rc >= STORE_E_RETRY; }
+
+uint64_t store_bytes_hash(const void *p, size_t len) {
+    const unsigned char *b = p;
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < len; i++) h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
 
 /* The one place LMDB and system errors become SR_E_* codes (and a log line). */
-static int store_error(int rc, const char *what) {
+int store_error(int rc, const char *what) {
     char num[32];
     int code;
     if (rc == 0) return 0;
@@ -148,7 +155,7 @@ sr_store_txn *sr_store_txn_new(sr_store *s) {
     return t;
 }
 
-static store_op *store_txn_add(sr_store_txn *t, store_op_kind kind, int *slot) {
+store_op *store_txn_add(sr_store_txn *t, store_op_kind kind, int *slot) {
     if (t->count == 0 && t->cap == 0) {
         t->ops = &t->first; /* most units hold one mutation: no allocation for it */
         t->cap = 1;
@@ -362,7 +369,7 @@ static int store_txn_adds_data(const sr_store_txn *t) {
     return 0;
 }
 
-static void store_txn_fail(sr_store_txn *t, int code) {
+void store_txn_fail(sr_store_txn *t, int code) {
     t->status = code;
     for (int i = 0; i < t->count; i++) t->ops[i].result = code;
 }
@@ -376,7 +383,7 @@ static void store_txn_reset(sr_store_txn *t) {
         op->int_out = 0;
         op->events = 0;
         if (op->kind == STORE_OP_PUT) memcpy(op->id, op->msg->id, sizeof op->id);
-        else if (op->kind == STORE_OP_UPDATE)
+        else if (op->kind == STORE_OP_UPDATE || op->kind == STORE_OP_REPLACE)
             op->msg = NULL; /* in the batch's arena, reset with it */
     }
     if (t->hard_error && t->hard_slot > 0) t->status = t->ops[t->hard_slot].result = t->hard_error;
@@ -527,7 +534,7 @@ static int store_check_key(const sr_store *s, const store_op *op) {
 }
 
 /* A status the record cannot name would make it unreadable: refuse such a message. */
-static int store_message_ok(const sr_message *m) {
+int store_message_ok(const sr_message *m) {
     if ((int)m->status < 0 || m->status >= SR_ST_COUNT) return 0;
     for (int i = 0; i < m->history_count; i++)
         if ((int)m->history[i].status < 0 || m->history[i].status >= SR_ST_COUNT) return 0;
@@ -536,7 +543,7 @@ static int store_message_ok(const sr_message *m) {
 
 static int store_op_put(sr_store *s, MDB_txn *txn, store_op *op) {
     sr_message *m = op->msg;
-    int64_t now = m->created_at_ms ? m->created_at_ms : sr_now_ms();
+    int64_t now = m->created_at_ms ? m->created_at_ms : s->wnow;
     MDB_val k, v;
     int rc;
     if (!sr_id_valid(m->id, strlen(m->id)) || !store_message_ok(m)) return SR_E_INVALID;
@@ -661,6 +668,37 @@ static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
     return rc;
 }
 
+/* Cluster mode: writes the record bytes a node resolved an update to (store_cluster.c), when the
+ * stored record is still the one it was resolved from. The bytes go in as they are, so the next
+ * update resolved from them expects exactly what is stored. */
+static int store_op_replace(sr_store *s, MDB_txn *txn, store_op *op) {
+    MDB_val k = {SR_ID_LEN, op->id}, v;
+    sr_message m;
+    if (!sr_id_valid(op->id, strlen(op->id))) return SR_E_NOTFOUND;
+    int rc = mdb_get(txn, s->dbi[STORE_DB_MESSAGES], &k, &v);
+    if (rc == MDB_NOTFOUND) return SR_E_NOTFOUND;
+    if (rc) return rc;
+    if (store_bytes_hash(v.mv_data, v.mv_size) != op->body_hash) return STORE_E_RETRY;
+    if (sr_message_decode(v.mv_data, v.mv_size, &m) < 0) return SR_E_CORRUPT;
+    store_keys_build(s, &m, &s->wkeys_before);
+    int history_before = m.history_count;
+    sr_message_free(&m);
+    if (sr_message_decode(op->val, op->vlen, &m) < 0) return SR_E_INVALID;
+    memcpy(m.id, op->id, sizeof m.id);
+    if (!store_message_ok(&m)) rc = SR_E_INVALID;
+    MDB_val nv = {op->vlen, op->val};
+    if (rc == 0) rc = mdb_put(txn, s->dbi[STORE_DB_MESSAGES], &k, &nv, 0);
+    if (rc == 0) {
+        store_keys_build(s, &m, &s->wkeys_after);
+        rc = store_index_update(s, txn, &s->wkeys_before, &s->wkeys_after, op->id);
+    }
+    if (rc == 0) store_note_events(op, &m, history_before, &s->wkeys_before, &s->wkeys_after);
+    if (rc == 0) rc = store_owe_status(s, txn, op, &m, history_before);
+    if (rc == 0) store_keep_result(s, op, &m);
+    sr_message_free(&m);
+    return rc;
+}
+
 /* An expiring value: 8 bytes of expiry (big endian ms, 0: none) then the bytes. */
 static int store_alive(const MDB_val *v, int64_t now) {
     if (v->mv_size < 8) return 0;
@@ -697,7 +735,7 @@ static int store_parse_int(const char *p, size_t len, int64_t *out) {
 
 static int store_op_kv_incr(sr_store *s, MDB_txn *txn, store_op *op) {
     MDB_val k = {op->klen, op->key}, v;
-    int64_t now = sr_now_ms(), current = 0, exp = op->expires_at_ms;
+    int64_t now = s->wnow, current = 0, exp = op->expires_at_ms;
     int rc = mdb_get(txn, s->dbi[STORE_DB_KV], &k, &v);
     if (rc != 0 && rc != MDB_NOTFOUND) return rc;
     if (rc == 0 && store_alive(&v, now)) {
@@ -718,7 +756,7 @@ static int store_op_append(sr_store *s, MDB_txn *txn, store_op *op) {
     MDB_dbi dbi = s->dbi[op->db];
     int rc = mdb_get(txn, dbi, &k, &v);
     if (rc != 0 && rc != MDB_NOTFOUND) return rc;
-    if (rc == MDB_NOTFOUND || !store_alive(&v, sr_now_ms()))
+    if (rc == MDB_NOTFOUND || !store_alive(&v, s->wnow))
         return store_put_expiring(s, txn, dbi, op, op->expires_at_ms, op->val, op->vlen);
     /* The entry lives as long as the longer of the two (0: for ever). */
     int64_t exp = (int64_t)store_get_be64(v.mv_data);
@@ -754,7 +792,7 @@ static int store_op_consume(sr_store *s, MDB_txn *txn, store_op *op) {
 static int store_op_dedup(sr_store *s, MDB_txn *txn, store_op *op) {
     MDB_val k = {op->klen, op->key}, v;
     int rc = mdb_get(txn, s->dbi[STORE_DB_DEDUP], &k, &v);
-    if (rc == 0 && store_alive(&v, sr_now_ms())) return SR_E_EXISTS;
+    if (rc == 0 && store_alive(&v, s->wnow)) return SR_E_EXISTS;
     if (rc != 0 && rc != MDB_NOTFOUND) return rc;
     return store_put_expiring(s, txn, s->dbi[STORE_DB_DEDUP], op, op->expires_at_ms, NULL, 0);
 }
@@ -779,8 +817,12 @@ static int store_op_sweep(sr_store *s, MDB_txn *txn, store_op *op) {
 }
 
 static int store_apply_op(sr_store *s, MDB_txn *txn, store_op *op) {
-    if (op->kind != STORE_OP_PUT && op->kind != STORE_OP_UPDATE && store_check_key(s, op)) return SR_E_INVALID;
+    if (op->kind != STORE_OP_PUT && op->kind != STORE_OP_UPDATE && op->kind != STORE_OP_REPLACE &&
+        op->kind != STORE_OP_NOP && store_check_key(s, op))
+        return SR_E_INVALID;
     switch (op->kind) {
+    case STORE_OP_REPLACE: return store_op_replace(s, txn, op);
+    case STORE_OP_NOP: return 0;
     case STORE_OP_PUT: return store_op_put(s, txn, op);
     case STORE_OP_UPDATE: return store_op_update(s, txn, op);
     case STORE_OP_KV_SET: return store_put_expiring(s, txn, s->dbi[op->db], op, op->expires_at_ms, op->val, op->vlen);
@@ -791,7 +833,7 @@ static int store_apply_op(sr_store *s, MDB_txn *txn, store_op *op) {
     case STORE_OP_OPTOUT: {
         if (!op->flag) return store_del_quiet(txn, s->dbi[STORE_DB_OPTOUTS], op->key, op->klen);
         unsigned char when[8];
-        store_put_be64(when, (uint64_t)sr_now_ms());
+        store_put_be64(when, (uint64_t)s->wnow);
         MDB_val k = {op->klen, op->key}, v = {sizeof when, when};
         return mdb_put(txn, s->dbi[STORE_DB_OPTOUTS], &k, &v, 0);
     }
@@ -868,6 +910,7 @@ fail:
 static int store_apply_unit(sr_store *s, MDB_txn *parent, sr_store_txn *t, int full_mode, int refuse_adds,
                             int careful) {
     if (t->hard_error || t->count == 0) return STORE_UNIT_DONE;
+    s->wnow = t->now_ms ? t->now_ms : sr_now_ms();
     if ((full_mode || refuse_adds) && store_txn_adds_data(t)) {
         store_txn_fail(t, SR_E_FULL);
         return STORE_UNIT_DONE;
@@ -964,6 +1007,15 @@ static int store_begin_write(sr_store *s, MDB_txn **txn) {
     return rc;
 }
 
+/* A number in the meta database (cluster mode: the stream sequence the replica reached), as 8 bytes
+ * big endian. */
+static int store_put_meta_u64(sr_store *s, MDB_txn *txn, const char *key, uint64_t v) {
+    unsigned char b[8];
+    store_put_be64(b, v);
+    MDB_val k = {strlen(key), (void *)key}, val = {sizeof b, b};
+    return mdb_put(txn, s->dbi[STORE_DB_META], &k, &val, 0);
+}
+
 /* What one try at a batch leads to. */
 enum { STORE_BATCH_COMMITTED, STORE_BATCH_FAILED, STORE_BATCH_REDO, STORE_BATCH_REDO_FULL, STORE_BATCH_GROW };
 
@@ -980,9 +1032,17 @@ static int store_try_batch(sr_store *s, sr_store_txn *head, int full_mode, int l
     }
     for (sr_store_txn *t = head; t && outcome == STORE_UNIT_DONE; t = t->next)
         outcome = store_apply_unit(s, txn, t, full_mode, low, careful);
+    if (outcome == STORE_UNIT_DONE && s->wmeta_seq)
+        rc = store_put_meta_u64(s, txn, STORE_META_CLUSTER_SEQ, s->wmeta_seq);
+    if (rc == MDB_MAP_FULL) outcome = STORE_UNIT_MAP_FULL;
     if (outcome != STORE_UNIT_DONE) {
         mdb_txn_abort(txn);
         return outcome == STORE_UNIT_REDO ? STORE_BATCH_REDO : STORE_BATCH_GROW;
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        store_fail_batch(head, store_error(rc, "meta"));
+        return STORE_BATCH_FAILED;
     }
     rc = mdb_txn_commit(txn); /* frees txn whatever happens */
     if (rc == 0) return STORE_BATCH_COMMITTED;
@@ -1003,7 +1063,7 @@ static int store_try_batch(sr_store *s, sr_store_txn *head, int full_mode, int l
  * that add data are refused from the start (the map still grows for the
  * rest). A unit that broke the transaction is failed and the batch redone
  * without it. The results of updates go with the batch's last unit. */
-static void store_commit_batch(sr_store *s, sr_store_txn *head) {
+int store_commit_batch(sr_store *s, sr_store_txn *head) {
     struct timespec t0;
     int full_mode = 0, careful = 0, outcome;
     uint64_t count = 0;
@@ -1020,7 +1080,8 @@ static void store_commit_batch(sr_store *s, sr_store_txn *head) {
             continue;
         }
         if (outcome == STORE_BATCH_GROW && !full_mode && store_grow(s) == 0) continue;
-        if (full_mode) {
+        /* A replica applies all of a batch or none of it: what the others applied (cluster mode). */
+        if (full_mode || s->cluster) {
             store_fail_batch(head, SR_E_FULL);
             break;
         }
@@ -1039,9 +1100,10 @@ static void store_commit_batch(sr_store *s, sr_store_txn *head) {
     }
     s->last_commit_ms = store_elapsed_ms(&t0);
     pthread_mutex_unlock(&s->mu);
+    return outcome == STORE_BATCH_COMMITTED;
 }
 
-static void store_list_append(store_list *dst, store_list *src) {
+void store_list_append(store_list *dst, store_list *src) {
     if (!src->head) return;
     if (dst->tail) dst->tail->next = src->head;
     else
@@ -1089,7 +1151,9 @@ static void *store_writer_main(void *arg) {
         pthread_mutex_unlock(&s->mu);
 
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        store_commit_batch(s, batch.head);
+        if (s->cluster) store_cluster_commit(s, batch.head);
+        else
+            store_commit_batch(s, batch.head);
         clock_gettime(CLOCK_MONOTONIC, &s->last_done);
         s->last_cycle_ns = store_ns_between(&t0, &s->last_done);
         s->last_batch = batch.n;
@@ -1167,7 +1231,8 @@ static void store_announce(sr_store *s, const sr_store_txn *t) {
             sr_store_event ev = {SR_STORE_EV_PROVIDER_ID, op->msg, 0};
             store_announce_one(s, &ev);
         }
-        if (op->events & (1u << SR_STORE_EV_STATUS)) {
+        /* A status change is announced on the node that made it: its handler runs once. */
+        if ((op->events & (1u << SR_STORE_EV_STATUS)) && !t->remote) {
             sr_store_event ev = {SR_STORE_EV_STATUS, op->msg, op->int_out};
             store_announce_one(s, &ev);
         }
@@ -1185,8 +1250,9 @@ static void store_run_done(sr_store *s, sr_store_txn *t) {
         sr_store_txn *next = t->next;
         if (t->cb) t->cb(t, t->ud);
         if (t->status == 0 && s->subscribers) store_announce(s, t);
+        int remote = t->remote;
         store_txn_free(t);
-        if (--s->inflight == 0) uv_unref((uv_handle_t *)&s->handles->async);
+        if (!remote && --s->inflight == 0) uv_unref((uv_handle_t *)&s->handles->async);
         t = next;
     }
 }
@@ -1869,6 +1935,7 @@ int sr_store_open(sr_store **out, uv_loop_t *loop, const sr_store_options *opt, 
     code = store_open_schema(s, err, errlen);
     if (code == 0) code = store_open_reads(s, err, errlen);
     if (code == 0 && !s->read_only) code = store_start_writer(s, loop, err, errlen);
+    if (code == 0 && !s->read_only && opt->cluster && opt->cluster[0]) code = store_cluster_open(s, opt, err, errlen);
     if (code) goto fail;
     *out = s;
     return 0;
@@ -1897,6 +1964,13 @@ void sr_store_close(sr_store *s) {
         pthread_cond_signal(&s->work_cond);
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->writer, NULL);
+        store_cluster_close(s);
+        /* Units of other nodes the applier handed over after the last drain: nothing waits on them. */
+        for (sr_store_txn *t = s->done.head, *next; t; t = next) {
+            next = t->next;
+            store_txn_free(t);
+        }
+        s->done.head = s->done.tail = NULL;
     } else {
         /* Never started: units submitted before cannot exist (open failed). */
     }
@@ -1956,6 +2030,38 @@ static int store_read_begin(sr_store *s) {
 static void store_read_end(sr_store *s) {
     mdb_txn_reset(s->read_txn);
     pthread_rwlock_unlock(&s->map_lock);
+}
+
+int store_read_meta_u64(sr_store *s, const char *key, uint64_t *out) {
+    MDB_txn *txn = NULL;
+    MDB_val k = {strlen(key), (void *)key}, v;
+    *out = 0;
+    pthread_rwlock_rdlock(&s->map_lock);
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0) rc = mdb_get(txn, s->dbi[STORE_DB_META], &k, &v);
+    if (rc == 0 && v.mv_size == 8) *out = store_get_be64(v.mv_data);
+    if (txn) mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->map_lock);
+    return rc == MDB_NOTFOUND ? 0 : rc ? store_error(rc, "read meta") : 0;
+}
+
+int store_write_meta_u64(sr_store *s, const char *key, uint64_t v) {
+    MDB_txn *txn = NULL;
+    int rc = store_begin_write(s, &txn);
+    if (rc == 0) rc = store_put_meta_u64(s, txn, key, v);
+    if (rc == 0) rc = mdb_txn_commit(txn);
+    else if (txn)
+        mdb_txn_abort(txn);
+    return rc ? store_error(rc, "write meta") : 0;
+}
+
+int store_has_messages(sr_store *s) {
+    MDB_txn *txn = NULL;
+    MDB_stat st;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0) rc = mdb_stat(txn, s->dbi[STORE_DB_MESSAGES], &st);
+    if (txn) mdb_txn_abort(txn);
+    return rc == 0 && st.ms_entries > 0;
 }
 
 int sr_store_get_message(sr_store *s, const char *id, sr_message *out) {

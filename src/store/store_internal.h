@@ -57,6 +57,11 @@ typedef enum {
     STORE_OP_SWEEP, /* internal: delete key from db `flag` if still expired at expires_at_ms */
     STORE_OP_APPEND,
     STORE_OP_CONSUME, /* remove val from the front of the entry's bytes, if they start with it */
+    /* Cluster mode (store_cluster.c): an update resolved by the node that made it. Writes the
+     * record bytes in val under id when the stored record's bytes still hash to body_hash (else
+     * STORE_E_RETRY: someone changed it since), moving its indexes as an update does. */
+    STORE_OP_REPLACE,
+    STORE_OP_NOP, /* cluster mode: an update whose mutator changed nothing (its slot stays) */
 } store_op_kind;
 
 typedef struct store_op {
@@ -91,6 +96,10 @@ struct sr_store_txn {
     int status;
     int hard_error; /* set by the writer: the unit broke a batch and is skipped when it is redone */
     int hard_slot;  /* > 0: only that mutation failed with hard_error (an SR_E_* code) */
+    int64_t now_ms; /* the unit's clock for expiry and times it records; 0: the writer's sr_now_ms() (cluster
+                       mode sets it, so every replica applies the unit alike) */
+    int applied;    /* cluster mode: this node's replica applied it (its outcome is in) */
+    int remote;     /* cluster mode: a unit another node made, applied here; no callback, not in inflight */
     sr_arena arena; /* the last unit of a batch: the arena of the batch's update results */
     sr_store_done_cb cb;
     void *ud;
@@ -174,6 +183,38 @@ struct sr_store {
     size_t last_batch;                    /* units of the writer's last batch */
     struct timespec last_done;            /* when it was committed (CLOCK_MONOTONIC) */
     int64_t last_cycle_ns;                /* how long it took, from taking it to its commit */
+    int64_t wnow;                         /* the clock of the unit being applied (sr_store_txn.now_ms) */
+    uint64_t wmeta_seq;                   /* cluster mode: > 0, the stream sequence the batch brings the replica to */
+
+    struct store_cluster *cluster; /* cluster mode (store_cluster.c); NULL: a single node */
 };
+
+/* An update whose expectation failed (cluster mode): resolved again and republished. Never seen
+ * outside the store. */
+#define STORE_E_RETRY (-11)
+
+/* FNV-1a over bytes, 64 bits: what a cluster REPLACE expects the stored record to hash to. */
+uint64_t store_bytes_hash(const void *p, size_t len);
+
+/* store.c, for store_cluster.c */
+/* 1 when the batch committed (each unit's status says how it fared), 0 when nothing did. */
+int store_commit_batch(sr_store *s, sr_store_txn *head);
+int store_error(int rc, const char *what);
+int store_is_code(int rc);
+store_op *store_txn_add(sr_store_txn *t, store_op_kind kind, int *slot);
+int store_message_ok(const sr_message *m);
+void store_txn_fail(sr_store_txn *t, int code);
+void store_list_append(store_list *dst, store_list *src);
+int store_read_meta_u64(sr_store *s, const char *key, uint64_t *out);
+int store_write_meta_u64(sr_store *s, const char *key, uint64_t v); /* in a transaction of its own */
+int store_has_messages(sr_store *s);
+#define STORE_META_CLUSTER_SEQ "cluster_seq"
+#define STORE_META_CLUSTER_STREAM "cluster_stream"
+
+/* store_cluster.c */
+int store_cluster_open(sr_store *s, const sr_store_options *opt, char *err, size_t errlen);
+/* Writer thread: publishes the batch's units and waits until the replica applied them. */
+void store_cluster_commit(sr_store *s, sr_store_txn *head);
+void store_cluster_close(sr_store *s);
 
 #endif

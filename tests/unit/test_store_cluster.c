@@ -1,0 +1,361 @@
+/* Tests of the store's cluster mode (store/store_cluster.c): two nodes, each with its own replica,
+ * on one real JetStream server (Debian's nats-server, started per test on a free loopback port
+ * with its own store directory, killed with the test). Both nodes run on one loop here; the
+ * daemon runs one per process. */
+#include <arpa/inet.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/buf.h"
+#include "model/message.h"
+#include "store/store.h"
+#include "unit.h"
+
+typedef struct natsd {
+    char dir[64];
+    char url[64];
+    pid_t pid;
+} natsd;
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int port_open(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A JetStream server of its own; it dies with the test process. */
+static void natsd_start(natsd *n) {
+    strcpy(n->dir, "/tmp/sr_natsd_XXXXXX");
+    CHECK(mkdtemp(n->dir) != NULL);
+    int port = free_port();
+    char port_s[16];
+    snprintf(port_s, sizeof port_s, "%d", port);
+    snprintf(n->url, sizeof n->url, "nats://127.0.0.1:%d", port);
+    n->pid = fork();
+    CHECK(n->pid >= 0);
+    if (n->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        freopen("/dev/null", "w", stdout);
+        freopen("/dev/null", "w", stderr);
+        execlp("nats-server", "nats-server", "-js", "-a", "127.0.0.1", "-p", port_s, "-sd", n->dir, (char *)NULL);
+        _exit(127);
+    }
+    for (int64_t deadline = mono_ms() + 5000; !port_open(port); usleep(10000))
+        if (mono_ms() > deadline) UNIT_FAIL("nats-server did not listen on %d (is it installed?)", port);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) { return remove(path); }
+
+static void natsd_stop(natsd *n) {
+    kill(n->pid, SIGKILL);
+    waitpid(n->pid, NULL, 0);
+    nftw(n->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+typedef struct node {
+    char dir[64];
+    char name[16];
+    sr_store *s;
+} node;
+
+static uv_loop_t loop;
+
+static int node_open(node *nd, const natsd *n, const char *name, char *err, size_t errlen) {
+    if (!nd->dir[0]) {
+        strcpy(nd->dir, "/tmp/sr_node_XXXXXX");
+        CHECK(mkdtemp(nd->dir) != NULL);
+    }
+    snprintf(nd->name, sizeof nd->name, "%s", name);
+    sr_store_options opt = {
+        .dir = nd->dir, .cluster = n->url, .cluster_stream = "TEST", .cluster_replicas = 1, .node = nd->name};
+    return sr_store_open(&nd->s, &loop, &opt, err, errlen);
+}
+
+static void node_up(node *nd, const natsd *n, const char *name) {
+    char err[512];
+    int rc = node_open(nd, n, name, err, sizeof err);
+    if (rc) UNIT_FAIL("node %s: %d %s", name, rc, err);
+}
+
+static void node_close(node *nd) {
+    sr_store_close(nd->s);
+    nd->s = NULL;
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static void node_remove(node *nd) {
+    if (nd->s) node_close(nd);
+    nftw(nd->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+typedef struct result {
+    int done, status, result0;
+    char id[SR_ID_LEN + 1];
+    int64_t value;
+} result;
+
+static void on_done(sr_store_txn *t, void *ud) {
+    result *r = ud;
+    r->done = 1;
+    r->status = sr_store_txn_status(t);
+    r->result0 = sr_store_txn_result(t, 0);
+    const char *id = sr_store_txn_id(t, 0);
+    snprintf(r->id, sizeof r->id, "%s", id ? id : "");
+    r->value = sr_store_txn_int(t, 0);
+}
+
+/* Runs the loop until every one of n results is in (5 s at most). */
+static void wait_done(result *r, int n) {
+    int64_t deadline = mono_ms() + 5000;
+    for (;;) {
+        int all = 1;
+        for (int i = 0; i < n; i++) all &= r[i].done;
+        if (all) return;
+        if (mono_ms() > deadline) UNIT_FAIL("units not done within 5 s");
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+}
+
+static void put(node *nd, const char *text, const char *idem, result *r) {
+    sr_message m;
+    sr_message_init(&m);
+    sr_message_set_str(&m.to, "+84912345678");
+    sr_message_set_str(&m.text, text);
+    m.created_at_ms = sr_now_ms();
+    m.expires_at_ms = m.created_at_ms + 3600 * 1000;
+    sr_message_set_status(&m, SR_ST_ACCEPTED, m.created_at_ms);
+    sr_store_txn *t = sr_store_txn_new(nd->s);
+    sr_store_txn_put_message(t, &m, idem, 42);
+    memset(r, 0, sizeof *r);
+    sr_store_txn_submit(t, on_done, r);
+}
+
+/* The message as node nd's replica has it, waited for (it may still be on its way). */
+static void wait_message(node *nd, const char *id, const char *text) {
+    int64_t deadline = mono_ms() + 5000;
+    for (;;) {
+        sr_message m;
+        int rc = sr_store_get_message(nd->s, id, &m);
+        int ok = rc == 0 && (!text || (m.text && strcmp(m.text, text) == 0));
+        sr_message_free(&m);
+        if (ok) return;
+        if (mono_ms() > deadline) UNIT_FAIL("%s: message %s (%s) not in the replica", nd->name, id, text ? text : "");
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(2000);
+    }
+}
+
+TEST(a_message_put_on_one_node_is_in_the_other_nodes_replica) {
+    natsd n;
+    node a = {0}, b = {0};
+    natsd_start(&n);
+    uv_loop_init(&loop);
+    node_up(&a, &n, "a");
+    node_up(&b, &n, "b");
+    result r;
+    put(&a, "hello from a", NULL, &r);
+    wait_done(&r, 1);
+    CHECK_INT(r.status, 0);
+    CHECK_INT((int)strlen(r.id), SR_ID_LEN);
+    wait_message(&a, r.id, "hello from a"); /* the writer's own replica has it when the callback runs */
+    wait_message(&b, r.id, "hello from a");
+    node_remove(&a);
+    node_remove(&b);
+    natsd_stop(&n);
+}
+
+static int append_char(sr_message *m, void *arg) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s%s", m->text ? m->text : "", (const char *)arg);
+    sr_message_set_str(&m->text, buf);
+    return 0;
+}
+
+TEST(updates_racing_on_two_nodes_are_all_kept) {
+    natsd n;
+    node a = {0}, b = {0};
+    natsd_start(&n);
+    uv_loop_init(&loop);
+    node_up(&a, &n, "a");
+    node_up(&b, &n, "b");
+    result r, ra[20], rb[20];
+    put(&a, "", NULL, &r);
+    wait_done(&r, 1);
+    wait_message(&b, r.id, "");
+    /* Both nodes submit in the same loop pass: their batches race for the same record. */
+    for (int i = 0; i < 20; i++) {
+        sr_store_txn *t = sr_store_txn_new(a.s);
+        sr_store_txn_update_message(t, r.id, append_char, "a");
+        memset(&ra[i], 0, sizeof ra[i]);
+        sr_store_txn_submit(t, on_done, &ra[i]);
+        t = sr_store_txn_new(b.s);
+        sr_store_txn_update_message(t, r.id, append_char, "b");
+        memset(&rb[i], 0, sizeof rb[i]);
+        sr_store_txn_submit(t, on_done, &rb[i]);
+    }
+    wait_done(ra, 20);
+    wait_done(rb, 20);
+    for (int i = 0; i < 20; i++) {
+        CHECK_INT(ra[i].status, 0);
+        CHECK_INT(rb[i].status, 0);
+    }
+    /* No update overwrote another: 40 characters, 20 of each, the same on both replicas. */
+    for (int k = 0; k < 2; k++) {
+        node *nd = k ? &b : &a;
+        int64_t deadline = mono_ms() + 5000;
+        sr_message m;
+        for (;;) {
+            CHECK_INT(sr_store_get_message(nd->s, r.id, &m), 0);
+            if (strlen(m.text) == 40 || mono_ms() > deadline) break;
+            sr_message_free(&m);
+            uv_run(&loop, UV_RUN_NOWAIT);
+            usleep(2000);
+        }
+        CHECK_INT((int)strlen(m.text), 40);
+        int as = 0;
+        for (const char *p = m.text; *p; p++) as += *p == 'a';
+        CHECK_INT(as, 20);
+        sr_message_free(&m);
+    }
+    node_remove(&a);
+    node_remove(&b);
+    natsd_stop(&n);
+}
+
+TEST(an_idempotency_key_reused_on_another_node_returns_the_first_id) {
+    natsd n;
+    node a = {0}, b = {0};
+    natsd_start(&n);
+    uv_loop_init(&loop);
+    node_up(&a, &n, "a");
+    node_up(&b, &n, "b");
+    result first, again;
+    put(&a, "order 17 shipped", "order-17", &first);
+    wait_done(&first, 1);
+    CHECK_INT(first.status, 0);
+    put(&b, "order 17 shipped", "order-17", &again);
+    wait_done(&again, 1);
+    CHECK_INT(again.status, SR_E_EXISTS);
+    CHECK_STR(again.id, first.id);
+    node_remove(&a);
+    node_remove(&b);
+    natsd_stop(&n);
+}
+
+TEST(counters_incremented_on_two_nodes_add_up) {
+    natsd n;
+    node a = {0}, b = {0};
+    natsd_start(&n);
+    uv_loop_init(&loop);
+    node_up(&a, &n, "a");
+    node_up(&b, &n, "b");
+    result r[100];
+    for (int i = 0; i < 100; i++) {
+        sr_store_txn *t = sr_store_txn_new(i % 2 ? a.s : b.s);
+        sr_store_txn_kv_incr(t, "sent:today", 10, 1, 0);
+        memset(&r[i], 0, sizeof r[i]);
+        sr_store_txn_submit(t, on_done, &r[i]);
+    }
+    wait_done(r, 100);
+    int64_t max = 0;
+    for (int i = 0; i < 100; i++) {
+        CHECK_INT(r[i].status, 0);
+        if (r[i].value > max) max = r[i].value;
+    }
+    CHECK_INT(max, 100); /* each increment saw every earlier one, whichever node made it */
+    sr_buf v;
+    sr_buf_init(&v);
+    int64_t deadline = mono_ms() + 5000;
+    for (;;) {
+        sr_buf_reset(&v);
+        if (sr_store_kv_get(a.s, "sent:today", 10, sr_now_ms(), &v) == 0 && v.len == 3) break;
+        if (mono_ms() > deadline) break;
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(2000);
+    }
+    CHECK(v.len == 3 && memcmp(v.data, "100", 3) == 0);
+    sr_buf_free(&v);
+    node_remove(&a);
+    node_remove(&b);
+    natsd_stop(&n);
+}
+
+TEST(a_node_that_was_down_catches_up_from_where_it_stopped) {
+    natsd n;
+    node a = {0}, b = {0};
+    natsd_start(&n);
+    uv_loop_init(&loop);
+    node_up(&a, &n, "a");
+    node_up(&b, &n, "b");
+    result r1, r2;
+    put(&a, "before", NULL, &r1);
+    wait_done(&r1, 1);
+    wait_message(&b, r1.id, "before");
+    node_close(&b);
+    put(&a, "while b was down", NULL, &r2);
+    wait_done(&r2, 1);
+    node_up(&b, &n, "b"); /* the same replica directory */
+    wait_message(&b, r2.id, "while b was down");
+    wait_message(&b, r1.id, "before");
+    /* A replica rebuilt from nothing has everything too. */
+    node c = {0};
+    node_up(&c, &n, "c");
+    wait_message(&c, r1.id, "before");
+    wait_message(&c, r2.id, "while b was down");
+    node_remove(&a);
+    node_remove(&b);
+    node_remove(&c);
+    natsd_stop(&n);
+}
+
+TEST(cluster_mode_refuses_what_it_cannot_use) {
+    natsd n;
+    node a = {0};
+    char err[512];
+    uv_loop_init(&loop);
+    /* No server: a clear error, no store. */
+    natsd dead = {.url = "nats://127.0.0.1:1"};
+    CHECK_INT(node_open(&a, &dead, "a", err, sizeof err), SR_E_IO);
+    CHECK(strstr(err, "cannot connect to the NATS cluster") != NULL);
+    /* A single-node store is not a replica. */
+    sr_store_options single = {.dir = a.dir};
+    CHECK_INT(sr_store_open(&a.s, &loop, &single, err, sizeof err), 0);
+    result r;
+    put(&a, "local", NULL, &r);
+    wait_done(&r, 1);
+    node_close(&a);
+    natsd_start(&n);
+    CHECK_INT(node_open(&a, &n, "a", err, sizeof err), SR_E_INVALID);
+    CHECK(strstr(err, "single-node store") != NULL);
+    node_remove(&a);
+    natsd_stop(&n);
+}
