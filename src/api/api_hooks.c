@@ -717,6 +717,36 @@ static void hooks_refire(sr_api *app, const char *id) {
     sr_buf_free(&val);
 }
 
+/* Cluster mode: a pending inbound of a node that is gone, run here once this node took it over. */
+typedef struct hooks_take_over {
+    sr_api *app;
+    char id[SR_ID_LEN + 1];
+} hooks_take_over;
+
+static void hooks_taken_over(sr_store_txn *t, void *ud) {
+    hooks_take_over *x = ud;
+    if (sr_store_txn_status(t) == 0) hooks_refire(x->app, x->id);
+    free(x);
+}
+
+/* Runs the handler of a pending inbound again: at once on a single node, after taking it over in
+ * cluster mode. Not at all while the process that left it pending lives. */
+static int hooks_recover_one(sr_api *app, const char *id) {
+    if (!sr_store_orphaned(app->store, SR_ORPHAN_INBOUND, id, SR_ID_LEN)) return 0;
+    if (!sr_store_clustered(app->store)) {
+        hooks_refire(app, id);
+        return 1;
+    }
+    hooks_take_over *x = calloc(1, sizeof *x);
+    if (!x) abort();
+    x->app = app;
+    snprintf(x->id, sizeof x->id, "%s", id);
+    sr_store_txn *t = sr_store_txn_new(app->store);
+    sr_store_txn_take_over(t, SR_ORPHAN_INBOUND, id, SR_ID_LEN);
+    sr_store_txn_submit(t, hooks_taken_over, x);
+    return 1;
+}
+
 void sr_api_hooks_recover(sr_api *app) {
     hooks_pending_scan *sc = calloc(1, sizeof *sc);
     if (!sc) abort();
@@ -727,8 +757,7 @@ void sr_api_hooks_recover(sr_api *app) {
         sc->count = 0;
         int n = sr_store_scan(app->store, SR_SPACE_INBOUND, after[0] ? after : NULL, after[0] ? SR_ID_LEN : 0, 1000,
                               hooks_pending_cb, sc);
-        for (int i = 0; i < sc->count; i++) hooks_refire(app, sc->ids[i]);
-        fired += sc->count;
+        for (int i = 0; i < sc->count; i++) fired += hooks_recover_one(app, sc->ids[i]);
         if (n < 1000) break;
     }
     free(sc);

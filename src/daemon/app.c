@@ -32,6 +32,8 @@
 #define APP_ROUTE_STATS_TOP 10
 /* The most messages read to rebuild the route statistics at start (the newest of the last 24 h). */
 #define APP_ROUTE_STATS_REBUILD_MAX 500000
+/* Cluster mode: how often (sweeps of 1 s) a node looks for work left by nodes gone silent. */
+#define APP_TAKE_OVER_S 5
 
 typedef struct app_route {
     const char *pattern; /* segments; "*" matches one segment; also the metrics label */
@@ -317,6 +319,14 @@ static int app_expire_mutator(sr_message *m, void *arg) {
     return 0;
 }
 
+/* Messages left sending, handlers owed and inbound handlers left pending by a process that is gone
+ * (at start: this one's predecessor; in cluster mode also nodes gone silent). */
+static void app_take_over(sr_app *app) {
+    sr_scheduler_take_over(app->scheduler);
+    sr_api_hooks_recover(&app->api);
+    sr_rules_status_recover(app->host.current, app->store);
+}
+
 static void app_sweep(uv_timer_t *t) {
     sr_app *app = t->data;
     if (!app->store || app->stopping) return;
@@ -331,6 +341,8 @@ static void app_sweep(uv_timer_t *t) {
     }
     if (n > 0) sr_info("expired messages", "count", sr_log_num(n));
     if (++app->sweeps % 60 == 0) sr_store_sweep_ttl(app->store, now);
+    /* Cluster mode: work left by nodes that went silent is taken over by one of the others. */
+    if (sr_store_clustered(app->store) && app->sweeps % APP_TAKE_OVER_S == 0) app_take_over(app);
 }
 
 static double app_store_stat(sr_app *app, int which) {

@@ -1289,6 +1289,9 @@ static void lane_metrics(lane *l) {
 
 /* ---- lifecycle ---- */
 
+/* Messages left `sending` by a process that is gone (this one's predecessor; in cluster mode also
+ * a node gone silent) go back to the queue, to be resent. In cluster mode the requeue's status
+ * check makes sure one node does it. */
 static void sched_recover(sr_scheduler *s) {
     char ids[256][SR_ID_LEN + 1];
     char after[SR_ID_LEN + 1] = "";
@@ -1297,12 +1300,15 @@ static void sched_recover(sr_scheduler *s) {
         int n = sr_store_list_status(s->store, SR_ST_SENDING, after[0] ? after : NULL, ids, 256);
         if (n <= 0) break;
         for (int i = 0; i < n; i++) {
+            /* A live node's (or this process's own, or one being requeued): not ours to resend. */
+            if (sched_is_claimed(s, ids[i]) || !sr_store_orphaned(s->store, SR_ORPHAN_SENDING, ids[i], SR_ID_LEN))
+                continue;
             sched_job *j = sched_claim(s, ids[i]);
             j->change.kind = CH_CRASH_REQUEUE;
             j->change.now_ms = sr_now_ms();
             sched_transition(s, j);
+            total++;
         }
-        total += n;
         snprintf(after, sizeof after, "%s", ids[n - 1]);
         if (n < 256) break;
     }
@@ -1310,6 +1316,10 @@ static void sched_recover(sr_scheduler *s) {
         s->m_crash->value += total;
         sr_warn("messages left sending by a stop without drain are resent", "count", sr_log_num(total));
     }
+}
+
+void sr_scheduler_take_over(sr_scheduler *s) {
+    if (!s->stopping) sched_recover(s);
 }
 
 /* A committed unit left messages queued (from the API, a handler, a report's fallback, a retry). */

@@ -39,6 +39,10 @@ void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules);
 /* Look at the queue soon. The engine hears of messages committed as queued from the store
  * (SR_STORE_EV_QUEUE): callers need this only for what the store does not announce. */
 void sr_scheduler_kick(sr_scheduler *s);
+/* Requeues (to be resent, counted as crash resends) the messages left `sending` by a process that
+ * is gone; at start it is this process's predecessor, and in cluster mode the daemon calls it every
+ * few seconds for nodes gone silent (sr_store_orphaned). */
+void sr_scheduler_take_over(sr_scheduler *s);
 
 /* Accept-time dispatch (POST /v1/messages): a new message m (its id set, not stored yet) that could leave
  * now — nothing due waits in the queue, m is due, not expired, not opted out, and its first provider's

@@ -485,10 +485,60 @@ static int exec_status_by_name(const char *name) {
     return -1;
 }
 
+/* Runs the handler owed under key for status (-1: unknown); 1 when it started, else the entry is
+ * cleared (no handler, or the message is gone) and 0. */
+static int exec_rerun_owed(sr_rules *r, sr_store *store, const char *key, int status) {
+    char id[SR_ID_LEN + 1];
+    sr_message m;
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(key, "/"), key);
+    sr_message_init(&m);
+    int rc = status >= 0 ? sr_store_get_message(store, id, &m) : SR_E_CORRUPT;
+    int fired = rc == 0 && r && exec_fire_status(r, &m, (sr_status)status, key) == 0;
+    if (!fired) exec_clear_owed(store, key);
+    sr_message_free(&m);
+    return fired;
+}
+
+static void exec_count_rerun(int fired) {
+    sr_metric_counter("smsrules_status_handlers_rerun_total",
+                      "sms.on_status handlers run again (the daemon, or in a cluster the node that owed them, "
+                      "stopped before they finished).",
+                      NULL)
+        ->value += fired;
+}
+
+/* Cluster mode: an owed handler of a node that is gone, run here once this node took it over (so
+ * no other node runs it too). */
+typedef struct exec_take_over {
+    sr_rules *r;
+    sr_store *store;
+    int status;
+    char key[SR_ID_LEN + 24];
+} exec_take_over;
+
+static void exec_owed_taken(sr_store_txn *t, void *ud) {
+    exec_take_over *x = ud;
+    if (sr_store_txn_status(t) == 0) exec_count_rerun(exec_rerun_owed(x->r, x->store, x->key, x->status));
+    if (x->r) sr_rules_release(x->r);
+    free(x);
+}
+
+static void exec_take_over_owed(sr_rules *r, sr_store *store, const char *key, int status) {
+    exec_take_over *x = calloc(1, sizeof *x);
+    if (!x) abort();
+    x->r = r ? sr_rules_retain(r) : NULL;
+    x->store = store;
+    x->status = status;
+    snprintf(x->key, sizeof x->key, "%s", key);
+    sr_store_txn *t = sr_store_txn_new(store);
+    sr_store_txn_take_over(t, SR_ORPHAN_OWED, key, strlen(key));
+    sr_store_txn_submit(t, exec_owed_taken, x);
+}
+
 int sr_rules_status_recover(sr_rules *r, sr_store *store) {
     exec_owed_scan *sc = calloc(1, sizeof *sc);
     if (!sc) abort();
-    int fired = 0, dropped = 0;
+    int fired = 0, dropped = 0, taken = 0;
     for (;;) {
         char after[sizeof sc->last];
         memcpy(after, sc->last, sizeof after);
@@ -496,33 +546,29 @@ int sr_rules_status_recover(sr_rules *r, sr_store *store) {
         int n = sr_store_scan(store, SR_SPACE_OWED, after[0] ? after : NULL, strlen(after), 500, exec_owed_cb, sc);
         for (int i = 0; i < sc->count; i++) {
             const char *key = sc->owed[i].key;
-            char id[SR_ID_LEN + 1];
-            snprintf(id, sizeof id, "%.*s", (int)strcspn(key, "/"), key);
-            sr_message m;
             int status = exec_status_by_name(sc->owed[i].status);
-            sr_message_init(&m);
-            int rc = status >= 0 ? sr_store_get_message(store, id, &m) : SR_E_CORRUPT;
-            if (rc == 0 && r && exec_fire_status(r, &m, (sr_status)status, key) == 0) {
+            if (!sr_store_orphaned(store, SR_ORPHAN_OWED, key, strlen(key))) continue; /* its node is at it */
+            if (sr_store_clustered(store)) {
+                exec_take_over_owed(r, store, key, status);
+                taken++;
+            } else if (exec_rerun_owed(r, store, key, status)) {
                 fired++;
             } else {
                 dropped++;
-                exec_clear_owed(store, key);
             }
-            sr_message_free(&m);
         }
         if (n < 500) break;
     }
     free(sc);
-    sr_metric_counter("smsrules_status_handlers_rerun_total",
-                      "sms.on_status handlers run again at start (the daemon stopped before they finished).", NULL)
-        ->value += fired;
+    exec_count_rerun(fired);
     if (fired)
         sr_info("status: handlers run again for changes whose sms.on_status did not finish", "count",
                 sr_log_num(fired));
+    if (taken) sr_info("status: taking over handlers owed by a node that is gone", "count", sr_log_num(taken));
     if (dropped)
         sr_warn("status: owed handlers dropped (no sms.on_status, or the message is gone)", "count",
                 sr_log_num(dropped));
-    return fired;
+    return fired + taken;
 }
 
 /* ---- the host (rules/host.h): status handlers subscribe to the store ---- */

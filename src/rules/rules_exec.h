@@ -76,7 +76,10 @@ typedef struct sr_inbound {
  * 0: none) is cleared by the handler's own unit (a handler that fails, or
  * rules without a handler, clear it alone). sr_rules_status_recover, at
  * start, runs the handlers still owed (the daemon stopped first), each with
- * the status it is owed for, and returns how many it started. */
+ * the status it is owed for, and returns how many it started. In cluster mode
+ * it runs only those owed by a node that is gone (sr_store_orphaned), each
+ * after this node took it over in a unit (so exactly one node runs it); the
+ * daemon then calls it every few seconds. */
 struct sr_store;
 /* The statuses sms.on_status is run for (bits 1 << sr_status). */
 #define SR_STATUS_HANDLER_MASK                                                                                         \

@@ -38,8 +38,8 @@
 #include "store/store_internal.h"
 
 static const char *const store_db_names[STORE_DB_COUNT] = {
-    "messages", "queue",   "expiry", "by_status", "provider_ids", "idempotency", "kv",
-    "dedup",    "optouts", "meta",   "watch",     "parked",       "inbound",     "owed",
+    "messages", "queue", "expiry", "by_status", "provider_ids", "idempotency", "kv",     "dedup",
+    "optouts",  "meta",  "watch",  "parked",    "inbound",      "owed",        "owners",
 };
 
 /* The public record spaces (sr_store_space) and their databases. */
@@ -294,6 +294,16 @@ int sr_store_txn_del_expired(sr_store_txn *t, sr_store_space sp, const char *key
     return slot;
 }
 
+int sr_store_txn_take_over(sr_store_txn *t, char kind, const char *key, size_t klen) {
+    int slot;
+    char k[SR_ID_LEN + 64];
+    if (klen + 1 > sizeof k) klen = sizeof k - 1; /* too long to be owned: the claim fails */
+    k[0] = kind;
+    memcpy(k + 1, key, klen);
+    store_txn_add_key(t, STORE_OP_TAKE_OVER, k, klen + 1, &slot);
+    return slot;
+}
+
 int sr_store_txn_del(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen) {
     return store_txn_add_value(t, STORE_OP_KV_DEL, sp, key, klen, NULL, 0, 0);
 }
@@ -482,6 +492,37 @@ static int store_index_move(MDB_txn *txn, MDB_dbi dbi, int had, const unsigned c
 }
 
 /* Brings every index from old (NULL: the message is new) to new. Returns an LMDB code. */
+/* Cluster mode: the owner of something in flight, under kind ('s': a message sending, 'o': an owed
+ * handler) and key; owner NULL deletes the entry. */
+static int store_owner_set(sr_store *s, MDB_txn *txn, char kind, const char *key, size_t klen, const char *owner) {
+    char k[SR_ID_LEN + 64];
+    if (klen + 1 > sizeof k) return 0;
+    k[0] = kind;
+    memcpy(k + 1, key, klen);
+    if (!owner) return store_del_quiet(txn, s->dbi[STORE_DB_OWNERS], k, klen + 1);
+    MDB_val kv = {klen + 1, k}, v = {strlen(owner), (void *)owner};
+    return mdb_put(txn, s->dbi[STORE_DB_OWNERS], &kv, &v, 0);
+}
+
+/* The owner kind of a record space whose entries are work in flight (0: none). */
+static char store_owner_kind(int db) {
+    return db == STORE_DB_OWED ? SR_ORPHAN_OWED : db == STORE_DB_INBOUND ? SR_ORPHAN_INBOUND : 0;
+}
+
+/* Cluster mode: a record of a space of work in flight is owned by the node that wrote it last. */
+static int store_owner_record(sr_store *s, MDB_txn *txn, int db, const char *key, size_t klen, int set) {
+    char kind = store_owner_kind(db);
+    if (!s->wowner || !kind) return 0;
+    return store_owner_set(s, txn, kind, key, klen, set ? s->wowner : NULL);
+}
+
+/* Cluster mode: a message entering `sending` is owned by the node whose unit did it, until it leaves. */
+static int store_owner_update(sr_store *s, MDB_txn *txn, const store_keys *old, const store_keys *new, const char *id) {
+    int was = old && old->status[0] == SR_ST_SENDING, is = new->status[0] == SR_ST_SENDING;
+    if (!s->wowner || was == is) return 0;
+    return store_owner_set(s, txn, 's', id, SR_ID_LEN, is ? s->wowner : NULL);
+}
+
 static int store_index_update(sr_store *s, MDB_txn *txn, const store_keys *old, const store_keys *new, const char *id) {
     int rc = store_index_move(txn, s->dbi[STORE_DB_QUEUE], old && old->queued, old ? old->queue : NULL, new->queued,
                               new->queue, STORE_QUEUE_KEY_LEN);
@@ -523,7 +564,7 @@ static int store_index_update(sr_store *s, MDB_txn *txn, const store_keys *old, 
         MDB_val k = {n, (void *)key}, v = {SR_ID_LEN, (void *)id};
         rc = mdb_put(txn, pdbi, &k, &v, 0);
     }
-    return rc;
+    return rc ? rc : store_owner_update(s, txn, old, new, id);
 }
 
 /* ---- mutations (writer). Each returns 0, an SR_E_* code (the unit fails
@@ -622,6 +663,7 @@ static int store_owe_status(sr_store *s, MDB_txn *txn, store_op *op, const sr_me
     const char *name = sr_status_name(m->status);
     store_op owed = {.key = key, .klen = sr_store_owed_key(op->id, m->history_count, key, sizeof key)};
     int rc = store_put_expiring(s, txn, s->dbi[STORE_DB_OWED], &owed, 0, name, strlen(name));
+    if (rc == 0 && s->wowner) rc = store_owner_set(s, txn, 'o', owed.key, owed.klen, s->wowner);
     if (rc == 0) op->int_out = m->history_count;
     return rc;
 }
@@ -813,7 +855,21 @@ static int store_op_sweep(sr_store *s, MDB_txn *txn, store_op *op) {
     if (rc == MDB_NOTFOUND) return 0;
     if (rc) return rc;
     if (!store_sweepable(op->flag, &v, op->expires_at_ms)) return 0; /* written again since the scan */
-    return store_del_quiet(txn, s->dbi[op->flag], op->key, op->klen);
+    rc = store_del_quiet(txn, s->dbi[op->flag], op->key, op->klen);
+    return rc ? rc : store_owner_record(s, txn, op->flag, op->key, op->klen, 0);
+}
+
+/* Cluster mode: the owner entry op->key goes to the node applying, when it is still the one the
+ * claimant saw gone (its bytes hash to body_hash; 0: there was none). */
+static int store_op_claim(sr_store *s, MDB_txn *txn, store_op *op) {
+    MDB_val k = {op->klen, op->key}, v;
+    int rc = mdb_get(txn, s->dbi[STORE_DB_OWNERS], &k, &v);
+    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+    uint64_t seen = rc == 0 ? store_bytes_hash(v.mv_data, v.mv_size) : 0;
+    if (seen != op->body_hash) return STORE_E_RETRY;
+    if (!s->wowner) return 0;
+    MDB_val nv = {strlen(s->wowner), (void *)s->wowner};
+    return mdb_put(txn, s->dbi[STORE_DB_OWNERS], &k, &nv, 0);
 }
 
 static int store_apply_op(sr_store *s, MDB_txn *txn, store_op *op) {
@@ -825,10 +881,18 @@ static int store_apply_op(sr_store *s, MDB_txn *txn, store_op *op) {
     case STORE_OP_NOP: return 0;
     case STORE_OP_PUT: return store_op_put(s, txn, op);
     case STORE_OP_UPDATE: return store_op_update(s, txn, op);
-    case STORE_OP_KV_SET: return store_put_expiring(s, txn, s->dbi[op->db], op, op->expires_at_ms, op->val, op->vlen);
+    case STORE_OP_KV_SET: {
+        int rc = store_put_expiring(s, txn, s->dbi[op->db], op, op->expires_at_ms, op->val, op->vlen);
+        return rc ? rc : store_owner_record(s, txn, op->db, op->key, op->klen, 1);
+    }
+    case STORE_OP_TAKE_OVER: return 0; /* single node: nobody else could have it */
+    case STORE_OP_CLAIM: return store_op_claim(s, txn, op);
     case STORE_OP_APPEND: return store_op_append(s, txn, op);
     case STORE_OP_CONSUME: return store_op_consume(s, txn, op);
-    case STORE_OP_KV_DEL: return store_del_quiet(txn, s->dbi[op->db], op->key, op->klen);
+    case STORE_OP_KV_DEL: {
+        int rc = store_del_quiet(txn, s->dbi[op->db], op->key, op->klen);
+        return rc ? rc : store_owner_record(s, txn, op->db, op->key, op->klen, 0);
+    }
     case STORE_OP_KV_INCR: return store_op_kv_incr(s, txn, op);
     case STORE_OP_OPTOUT: {
         if (!op->flag) return store_del_quiet(txn, s->dbi[STORE_DB_OPTOUTS], op->key, op->klen);
@@ -2062,6 +2126,28 @@ int store_has_messages(sr_store *s) {
     if (rc == 0) rc = mdb_stat(txn, s->dbi[STORE_DB_MESSAGES], &st);
     if (txn) mdb_txn_abort(txn);
     return rc == 0 && st.ms_entries > 0;
+}
+
+int sr_store_clustered(const sr_store *s) { return s->cluster != NULL; }
+
+int sr_store_orphaned(sr_store *s, char kind, const char *key, size_t klen) {
+    char k[SR_ID_LEN + 64], owner[160];
+    size_t olen = 0;
+    if (!s->cluster) return 1;
+    if (klen + 1 > sizeof k) return 1;
+    k[0] = kind;
+    memcpy(k + 1, key, klen);
+    if (store_read_begin(s)) return 0; /* unknown: leave it for the next look */
+    MDB_val kv = {klen + 1, k}, v;
+    int rc = mdb_get(s->read_txn, s->dbi[STORE_DB_OWNERS], &kv, &v);
+    if (rc == 0 && v.mv_size < sizeof owner) {
+        olen = v.mv_size;
+        memcpy(owner, v.mv_data, olen);
+    }
+    store_read_end(s);
+    /* No owner recorded (written before cluster mode knew of owners): nobody else will take it. */
+    if (rc == MDB_NOTFOUND || olen == 0) return 1;
+    return store_cluster_owner_gone(s, owner, olen);
 }
 
 int sr_store_get_message(sr_store *s, const char *id, sr_message *out) {

@@ -88,6 +88,7 @@ typedef struct sr_store_options {
     const char *cluster_stream; /* the stream's name (subjects "<name>.units"); NULL: "SMSRULES" */
     int cluster_replicas;       /* the stream's replication factor when this node creates it; 0: 3 */
     const char *node;           /* this node's name, unique in the cluster; NULL: "<hostname>-<pid>" */
+    int node_timeout_ms;        /* a node not heard from for this long is gone; 0: SR_STORE_NODE_TIMEOUT_MS */
 } sr_store_options;
 
 /* Opens (creating) the environment, checks the schema version, clears stale
@@ -324,6 +325,27 @@ int sr_store_list_status(sr_store *s, sr_status st, const char *after_id, char (
  * call) and deletes through a unit of its own, so the space is freed when that
  * unit commits; while it is in flight, further calls return 0. */
 int sr_store_sweep_ttl(sr_store *s, int64_t now_ms);
+
+/* ---- cluster mode (docs/cluster.md) ---- */
+
+/* 1 in cluster mode: other nodes change the state too, so whoever takes over work left by a
+ * node that is gone asks sr_store_orphaned now and then, not only at start. */
+int sr_store_clustered(const sr_store *s);
+/* Work in flight whose owner is gone, so the caller takes it over (a status change's compare
+ * makes sure only one node does): SR_ORPHAN_SENDING, key a message id in `sending`;
+ * SR_ORPHAN_OWED, key an SR_SPACE_OWED key. Single node: always 1 (call it at start: the owner
+ * was this process's predecessor). Cluster mode: 1 when the node that left it was this node's
+ * predecessor (same name, earlier process) or a node not heard from for the node timeout;
+ * 0 while its node lives. Loop thread. */
+#define SR_ORPHAN_SENDING 's'
+#define SR_ORPHAN_OWED 'o'
+#define SR_ORPHAN_INBOUND 'i' /* key: an SR_SPACE_INBOUND id (its handler was waiting) */
+#define SR_STORE_NODE_TIMEOUT_MS 10000
+int sr_store_orphaned(sr_store *s, char kind, const char *key, size_t klen);
+/* Takes over what sr_store_orphaned said is orphaned, in this unit: in cluster mode the unit fails
+ * with SR_E_STATE when the owner is alive after all or another node took it over first, so that
+ * exactly one node reruns the work. Single node: always succeeds. */
+int sr_store_txn_take_over(sr_store_txn *t, char kind, const char *key, size_t klen);
 
 /* 1 while the store refuses new data for lack of space: the room left is
  * below the reserve, or the last write that added data found no room (until

@@ -41,11 +41,13 @@
 #include "store/store_internal.h"
 
 #define CL_MAGIC "SRU1"
-#define CL_ROUNDS 32                                /* resolve-and-publish rounds of one batch before giving up */
-#define CL_PUBLISH_WAIT_MS 5000                     /* one publish attempt waits this long for its acknowledgement */
-#define CL_PUBLISH_TRIES 3                          /* with the same Nats-Msg-Id */
-#define CL_APPLY_WAIT_MS 30000                      /* a published unit applied here within this, or it fails */
-#define CL_CATCH_UP_MS 120000                       /* at open: the replica reaches the stream's end within this */
+#define CL_ROUNDS 32            /* resolve-and-publish rounds of one batch before giving up */
+#define CL_PUBLISH_WAIT_MS 5000 /* one publish attempt waits this long for its acknowledgement */
+#define CL_PUBLISH_TRIES 3      /* with the same Nats-Msg-Id */
+#define CL_APPLY_WAIT_MS 30000  /* a published unit applied here within this, or it fails */
+#define CL_CATCH_UP_MS 120000   /* at open: the replica reaches the stream's end within this */
+#define CL_MAX_PEERS 256
+#define CL_BEAT_MS 1000 /* a node says it is alive this often; silent SR_STORE_NODE_TIMEOUT_MS: gone */
 #define CL_DUPLICATE_WINDOW_NS (120LL * 1000000000) /* the stream's Nats-Msg-Id window */
 
 typedef struct cl_overlay_entry {
@@ -83,6 +85,19 @@ struct store_cluster {
     uint64_t applied_seq;
     int stop;
     int caught_up; /* units of other nodes go to the loop (not during the catch-up at open) */
+
+    /* Who is alive (under mu): each (node, incarnation) heard on the heartbeat subject. */
+    struct cl_peer {
+        char owner[160]; /* "node/incarnation" */
+        int64_t seen_ms; /* monotonic */
+    } peers[CL_MAX_PEERS];
+    int npeers;
+    int64_t started_ms;
+    int64_t timeout_ms; /* silent this long: gone */
+    int64_t beat_ms;    /* applier thread: when this node last said it is alive */
+    char owner[160];    /* this process's "node/incarnation" */
+    char alive_subject[96];
+    natsSubscription *alive_sub;
 
     /* The round the writer waits for (under mu): its token and units, by index. */
     uint64_t await_token;
@@ -210,8 +225,8 @@ static int cl_decode_op(cl_reader *r, store_op *op) {
     free(id);
     op->key = cl_get_bytes(r, &op->klen);
     op->val = cl_get_bytes(r, &op->vlen);
-    if (r->bad || op->db < 0 || op->db >= STORE_DB_COUNT || op->kind > STORE_OP_NOP) return -1;
-    if (op->kind == STORE_OP_UPDATE) return -1; /* updates travel resolved */
+    if (r->bad || op->db < 0 || op->db >= STORE_DB_COUNT || op->kind > STORE_OP_CLAIM) return -1;
+    if (op->kind == STORE_OP_UPDATE || op->kind == STORE_OP_TAKE_OVER) return -1; /* they travel resolved */
     return op->kind == STORE_OP_PUT ? cl_decode_put(op) : 0;
 }
 
@@ -304,9 +319,20 @@ static int cl_resolve_update(sr_store *s, MDB_txn *rtxn, store_op *op, int unit,
     return 0;
 }
 
+/* A take-over resolved: refused while the owner lives, else a claim of the owner entry as seen. */
+static int cl_resolve_take_over(sr_store *s, MDB_txn *rtxn, store_op *op, sr_buf *out) {
+    MDB_val k = {op->klen, op->key}, v;
+    int rc = mdb_get(rtxn, s->dbi[STORE_DB_OWNERS], &k, &v);
+    if (rc != 0 && rc != MDB_NOTFOUND) return store_error(rc, "cluster read");
+    if (rc == 0 && !store_cluster_owner_gone(s, v.mv_data, v.mv_size)) return SR_E_STATE;
+    cl_encode_op(out, op, STORE_OP_CLAIM, NULL, 0, rc == 0 ? store_bytes_hash(v.mv_data, v.mv_size) : 0);
+    return 0;
+}
+
 static int cl_resolve_op(sr_store *s, MDB_txn *rtxn, store_op *op, int unit, sr_buf *out) {
     store_cluster *cl = s->cluster;
     if (op->kind == STORE_OP_UPDATE) return cl_resolve_update(s, rtxn, op, unit, out);
+    if (op->kind == STORE_OP_TAKE_OVER) return cl_resolve_take_over(s, rtxn, op, out);
     if (op->kind != STORE_OP_PUT) {
         cl_encode_op(out, op, op->kind, op->val, op->vlen, op->body_hash);
         return 0;
@@ -639,9 +665,13 @@ static int cl_apply(sr_store *s, const char *data, size_t len, uint64_t seq) {
         m.head = m.tail = sr_store_txn_new(s); /* no mutation: the batch only moves the replica's sequence */
         m.n = 1;
     }
+    char owner[160];
+    snprintf(owner, sizeof owner, "%s/%016llx", m.node, (unsigned long long)m.incarnation);
+    s->wowner = owner;
     s->wmeta_seq = seq;
     int committed = store_commit_batch(s, m.head);
     s->wmeta_seq = 0;
+    s->wowner = NULL;
     if (!committed) {
         cl_free_units(m.head);
         free(m.index);
@@ -683,12 +713,70 @@ static void cl_apply_msg(sr_store *s, natsMsg *msg) {
     }
 }
 
+static int64_t cl_mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A heartbeat heard (a NATS thread). */
+static void cl_on_alive(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *ud) {
+    store_cluster *cl = ud;
+    int len = natsMsg_GetDataLength(msg);
+    const char *data = natsMsg_GetData(msg);
+    (void)nc;
+    (void)sub;
+    if (len > 0 && (size_t)len < sizeof cl->peers[0].owner) {
+        int64_t now = cl_mono_ms();
+        pthread_mutex_lock(&cl->mu);
+        int at = -1, oldest = 0;
+        for (int i = 0; i < cl->npeers; i++) {
+            if (strncmp(cl->peers[i].owner, data, (size_t)len) == 0 && cl->peers[i].owner[len] == '\0') at = i;
+            if (cl->peers[i].seen_ms < cl->peers[oldest].seen_ms) oldest = i;
+        }
+        if (at < 0) at = cl->npeers < CL_MAX_PEERS ? cl->npeers++ : oldest;
+        snprintf(cl->peers[at].owner, sizeof cl->peers[at].owner, "%.*s", len, data);
+        cl->peers[at].seen_ms = now;
+        pthread_mutex_unlock(&cl->mu);
+    }
+    natsMsg_Destroy(msg);
+}
+
+/* Says this node is alive, every CL_BEAT_MS (applier thread). */
+static void cl_beat(store_cluster *cl) {
+    int64_t now = cl_mono_ms();
+    /* Several beats per timeout, so one lost or late beat does not make a node look gone. */
+    int64_t every = cl->timeout_ms / 4 < CL_BEAT_MS ? cl->timeout_ms / 4 : CL_BEAT_MS;
+    if (now - cl->beat_ms < every) return;
+    cl->beat_ms = now;
+    natsConnection_Publish(cl->nc, cl->alive_subject, cl->owner, (int)strlen(cl->owner));
+}
+
+int store_cluster_owner_gone(sr_store *s, const char *owner, size_t len) {
+    store_cluster *cl = s->cluster;
+    const char *slash = memchr(owner, '/', len);
+    size_t node_len = slash ? (size_t)(slash - owner) : len;
+    if (!cl) return 1;
+    if (len == strlen(cl->owner) && memcmp(owner, cl->owner, len) == 0) return 0;         /* this process */
+    if (node_len == strlen(cl->node) && memcmp(owner, cl->node, node_len) == 0) return 1; /* its predecessor */
+    int64_t now = cl_mono_ms(), seen = -1;
+    pthread_mutex_lock(&cl->mu);
+    for (int i = 0; i < cl->npeers; i++)
+        if (strlen(cl->peers[i].owner) == len && memcmp(cl->peers[i].owner, owner, len) == 0)
+            seen = cl->peers[i].seen_ms;
+    pthread_mutex_unlock(&cl->mu);
+    /* Never heard: gone once this node has listened long enough to have heard it. */
+    if (seen < 0) seen = cl->started_ms;
+    return now - seen > cl->timeout_ms;
+}
+
 static void *cl_applier_main(void *arg) {
     sr_store *s = arg;
     store_cluster *cl = s->cluster;
     while (!cl_stopping(cl)) {
         natsMsg *msg = NULL;
-        natsStatus st = natsSubscription_NextMsg(&msg, cl->sub, 200);
+        cl_beat(cl);
+        natsStatus st = natsSubscription_NextMsg(&msg, cl->sub, cl->timeout_ms / 8 < 200 ? cl->timeout_ms / 8 : 200);
         if (st == NATS_TIMEOUT) continue;
         if (st != NATS_OK) {
             /* The ordered consumer recreates itself after a gap or a server change; a closed
@@ -888,13 +976,21 @@ int store_cluster_open(sr_store *s, const sr_store_options *opt, char *err, size
     snprintf(cl->stream, sizeof cl->stream, "%s",
              opt->cluster_stream && opt->cluster_stream[0] ? opt->cluster_stream : "SMSRULES");
     snprintf(cl->subject, sizeof cl->subject, "%s.units", cl->stream);
+    snprintf(cl->alive_subject, sizeof cl->alive_subject, "%s.alive", cl->stream);
     cl_node_name(cl->node, sizeof cl->node, opt->node);
     sr_crypto_random(&cl->incarnation, sizeof cl->incarnation);
+    snprintf(cl->owner, sizeof cl->owner, "%s/%016llx", cl->node, (unsigned long long)cl->incarnation);
+    cl->started_ms = cl_mono_ms();
+    cl->timeout_ms = opt->node_timeout_ms > 0 ? opt->node_timeout_ms : SR_STORE_NODE_TIMEOUT_MS;
     int rc = cl_connect(cl, opt->cluster, err, errlen);
     if (rc == 0) rc = cl_stream_info(cl, opt->cluster_replicas > 0 ? opt->cluster_replicas : 3, &si, err, errlen);
     if (rc == 0) rc = cl_check_replica(s, si, err, errlen);
     uint64_t last = si ? si->State.LastSeq : 0;
     if (si) jsStreamInfo_Destroy(si);
+    if (rc == 0 && natsConnection_Subscribe(&cl->alive_sub, cl->nc, cl->alive_subject, cl_on_alive, cl) != NATS_OK) {
+        snprintf(err, errlen, "cannot subscribe to %s", cl->alive_subject);
+        rc = SR_E_IO;
+    }
     if (rc == 0) rc = cl_start_applier(s, err, errlen);
     if (rc == 0) rc = cl_catch_up(cl, last, err, errlen);
     if (rc == 0)
@@ -912,6 +1008,12 @@ void store_cluster_close(sr_store *s) {
     pthread_mutex_unlock(&cl->mu);
     if (cl->applier_started) pthread_join(cl->applier, NULL);
     if (cl->sub) natsSubscription_Destroy(cl->sub);
+    if (cl->alive_sub) {
+        /* Drained: no heartbeat callback runs after this (it takes mu, destroyed below). */
+        if (natsSubscription_Drain(cl->alive_sub) == NATS_OK)
+            natsSubscription_WaitForDrainCompletion(cl->alive_sub, 2000);
+        natsSubscription_Destroy(cl->alive_sub);
+    }
     if (cl->js) jsCtx_Destroy(cl->js);
     if (cl->nc) natsConnection_Destroy(cl->nc);
     pthread_mutex_destroy(&cl->mu);

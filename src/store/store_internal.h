@@ -43,6 +43,7 @@ enum {
     STORE_DB_PARKED,
     STORE_DB_INBOUND,
     STORE_DB_OWED,
+    STORE_DB_OWNERS, /* cluster mode: who left a message sending ('s' id) or a handler owed ('o' key) */
     STORE_DB_COUNT
 };
 
@@ -61,7 +62,9 @@ typedef enum {
      * record bytes in val under id when the stored record's bytes still hash to body_hash (else
      * STORE_E_RETRY: someone changed it since), moving its indexes as an update does. */
     STORE_OP_REPLACE,
-    STORE_OP_NOP, /* cluster mode: an update whose mutator changed nothing (its slot stays) */
+    STORE_OP_NOP,       /* cluster mode: an update whose mutator changed nothing (its slot stays) */
+    STORE_OP_TAKE_OVER, /* sr_store_txn_take_over: key = kind + key; single node: nothing to do */
+    STORE_OP_CLAIM,     /* cluster mode: a take-over resolved: the owner entry key, expected hash body_hash */
 } store_op_kind;
 
 typedef struct store_op {
@@ -184,7 +187,8 @@ struct sr_store {
     struct timespec last_done;            /* when it was committed (CLOCK_MONOTONIC) */
     int64_t last_cycle_ns;                /* how long it took, from taking it to its commit */
     int64_t wnow;                         /* the clock of the unit being applied (sr_store_txn.now_ms) */
-    uint64_t wmeta_seq;                   /* cluster mode: > 0, the stream sequence the batch brings the replica to */
+    const char *wowner; /* cluster mode: "node/incarnation" of the units being applied; NULL: single node */
+    uint64_t wmeta_seq; /* cluster mode: > 0, the stream sequence the batch brings the replica to */
 
     struct store_cluster *cluster; /* cluster mode (store_cluster.c); NULL: a single node */
 };
@@ -212,6 +216,9 @@ int store_has_messages(sr_store *s);
 #define STORE_META_CLUSTER_STREAM "cluster_stream"
 
 /* store_cluster.c */
+/* 1 when the owner ("node/incarnation", as in the owners database) is gone: this node's
+ * predecessor, or a node not heard from for a while. */
+int store_cluster_owner_gone(sr_store *s, const char *owner, size_t len);
 int store_cluster_open(sr_store *s, const sr_store_options *opt, char *err, size_t errlen);
 /* Writer thread: publishes the batch's units and waits until the replica applied them. */
 void store_cluster_commit(sr_store *s, sr_store_txn *head);

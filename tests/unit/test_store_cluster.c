@@ -95,8 +95,12 @@ static int node_open(node *nd, const natsd *n, const char *name, char *err, size
         CHECK(mkdtemp(nd->dir) != NULL);
     }
     snprintf(nd->name, sizeof nd->name, "%s", name);
-    sr_store_options opt = {
-        .dir = nd->dir, .cluster = n->url, .cluster_stream = "TEST", .cluster_replicas = 1, .node = nd->name};
+    sr_store_options opt = {.dir = nd->dir,
+                            .cluster = n->url,
+                            .cluster_stream = "TEST",
+                            .cluster_replicas = 1,
+                            .node = nd->name,
+                            .node_timeout_ms = 300};
     return sr_store_open(&nd->s, &loop, &opt, err, errlen);
 }
 
@@ -357,5 +361,76 @@ TEST(cluster_mode_refuses_what_it_cannot_use) {
     CHECK_INT(node_open(&a, &n, "a", err, sizeof err), SR_E_INVALID);
     CHECK(strstr(err, "single-node store") != NULL);
     node_remove(&a);
+    natsd_stop(&n);
+}
+
+static int take_over(node *nd, char kind, const char *key, result *r) {
+    sr_store_txn *t = sr_store_txn_new(nd->s);
+    sr_store_txn_take_over(t, kind, key, strlen(key));
+    memset(r, 0, sizeof *r);
+    sr_store_txn_submit(t, on_done, r);
+    return 0;
+}
+
+TEST(work_left_by_a_node_that_is_gone_is_taken_over_by_exactly_one) {
+    natsd n;
+    node a = {0}, x1 = {0}, x2 = {0};
+    natsd_start(&n);
+    uv_loop_init(&loop);
+    node_up(&a, &n, "a");
+    /* a leaves a message sending and a handler owed, and stops. */
+    sr_message m;
+    sr_message_init(&m);
+    sr_message_set_str(&m.to, "+84912345678");
+    sr_message_set_str(&m.text, "in flight");
+    m.created_at_ms = sr_now_ms();
+    sr_message_set_status(&m, SR_ST_QUEUED, m.created_at_ms);
+    sr_message_set_status(&m, SR_ST_SENDING, m.created_at_ms);
+    sr_store_txn *t = sr_store_txn_new(a.s);
+    sr_store_txn_put_message(t, &m, NULL, 0);
+    sr_store_txn_set(t, SR_SPACE_OWED, "owed/1", 6, "sent", 4, 0);
+    result r = {0};
+    sr_store_txn_submit(t, on_done, &r);
+    wait_done(&r, 1);
+    CHECK_INT(r.status, 0);
+    char id[SR_ID_LEN + 1];
+    snprintf(id, sizeof id, "%s", r.id);
+    CHECK_INT(sr_store_orphaned(a.s, SR_ORPHAN_SENDING, id, SR_ID_LEN), 0); /* its own, while it runs */
+    CHECK_INT(sr_store_orphaned(a.s, SR_ORPHAN_OWED, "owed/1", 6), 0);
+    node_close(&a);
+    /* Two other nodes: a is gone once they have not heard from it for the node timeout (300 ms
+     * here); both try to take over the owed handler in the same pass, one gets it. */
+    node_up(&x1, &n, "x1");
+    node_up(&x2, &n, "x2");
+    wait_message(&x2, id, "in flight");
+    CHECK_INT(sr_store_orphaned(x1.s, SR_ORPHAN_OWED, "owed/1", 6), 0); /* not yet: it may be alive */
+    /* Each node gives a node it never heard the timeout from its own start. */
+    for (int64_t deadline = mono_ms() + 3000; !sr_store_orphaned(x1.s, SR_ORPHAN_SENDING, id, SR_ID_LEN) ||
+                                              !sr_store_orphaned(x2.s, SR_ORPHAN_OWED, "owed/1", 6);) {
+        if (mono_ms() > deadline) UNIT_FAIL("a's work never seen orphaned");
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+    result r1, r2;
+    take_over(&x1, SR_ORPHAN_OWED, "owed/1", &r1);
+    take_over(&x2, SR_ORPHAN_OWED, "owed/1", &r2);
+    wait_done(&r1, 1);
+    wait_done(&r2, 1);
+    CHECK((r1.status == 0) != (r2.status == 0));
+    CHECK_INT(r1.status == 0 ? r2.status : r1.status, SR_E_STATE);
+    /* Taken: the winner's now, and it lives; nobody takes it again. */
+    node *winner = r1.status == 0 ? &x1 : &x2, *loser = r1.status == 0 ? &x2 : &x1;
+    CHECK_INT(sr_store_orphaned(winner->s, SR_ORPHAN_OWED, "owed/1", 6), 0);
+    take_over(loser, SR_ORPHAN_OWED, "owed/1", &r1);
+    wait_done(&r1, 1);
+    CHECK_INT(r1.status, SR_E_STATE);
+    /* a restarted under its own name takes its in-flight messages back at once (not the owed
+     * handler: that has a live owner now). */
+    node_up(&a, &n, "a");
+    CHECK_INT(sr_store_orphaned(a.s, SR_ORPHAN_SENDING, id, SR_ID_LEN), 1);
+    CHECK_INT(sr_store_orphaned(a.s, SR_ORPHAN_OWED, "owed/1", 6), 0);
+    node_remove(&a);
+    node_remove(&x1);
+    node_remove(&x2);
     natsd_stop(&n);
 }
