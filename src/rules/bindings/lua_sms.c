@@ -117,7 +117,13 @@ static void config_env_prefix(lua_State *L) {
 static void config_set(lua_State *L, sr_config *c, const sr_config_key *k) {
     switch (k->type) {
     case SR_CONFIG_INT: sr_config_set_int(c, k, config_integer(L, k)); break;
-    case SR_CONFIG_STRING: sr_config_set_str(sr_config_str_slot(c, k), config_string(L, k->name)); break;
+    case SR_CONFIG_STRING: {
+        const char *v = config_string(L, k->name);
+        char why[512];
+        if (sr_config_check_string(k, v, why, sizeof why) != 0) luaL_error(L, "sms.config: '%s' %s", k->name, why);
+        sr_config_set_str(sr_config_str_slot(c, k), v);
+        break;
+    }
     case SR_CONFIG_LOG_LEVEL: {
         int lvl = sr_log_parse_level(config_string(L, k->name));
         if (lvl < 0) luaL_error(L, "sms.config: log_level must be debug, info, warn or error");
