@@ -194,9 +194,11 @@ const sr_config_key sr_config_keys[] = {
     {"env_prefix", SR_CONFIG_PREFIX, SR_CONFIG_NO_FIELD, 0, 0, 0, 0, NULL, LIVE, false, "",
      "handlers may read the variables with this prefix (not `SMSRULES_`)", NULL},
     /* Cluster mode is chosen at start: the store is one or the other for the life of the process. */
-    CONFIG_CHECKED_STR("cluster", cluster, NULL, RESTART, config_check_cluster,
-                       "cluster mode (see docs/cluster.md): the NATS servers, comma-separated `nats://HOST:PORT` or "
-                       "`tls://HOST:PORT`; none: a single node (`--cluster` wins)"),
+    CONFIG_CHECKED_STR(
+        "cluster", cluster, NULL, RESTART, config_check_cluster,
+        "cluster mode (see docs/cluster.md): the NATS servers, comma-separated `nats://HOST:PORT` or "
+        "`tls://HOST:PORT`; none: a single node (`--cluster` wins). Also a table: `cluster = { urls = {...}, stream = "
+        "..., replicas = ..., node = ... }`"),
     CONFIG_CHECKED_STR("cluster_stream", cluster_stream, "SMSRULES", RESTART, config_check_stream,
                        "cluster mode (see docs/cluster.md): the JetStream stream (letters, digits, `-`, `_`; at "
                        "most 32)"),
