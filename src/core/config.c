@@ -265,8 +265,10 @@ void sr_config_redact_urls(const char *in, char *out, size_t len) {
     while (*in) {
         const char *sep = strstr(in, "://");
         if (!sep) break;
-        /* The authority runs to the first '/', '?', '#', ',' or white space; its last '@' ends the user. */
-        const char *auth = sep + 3, *end = auth + strcspn(auth, "/?#, \t"), *at = NULL;
+        /* The user information ends at the last '@' before the next ',' or white space, '/', '?' and '#'
+         * included: a password written without percent-encoding may hold them, and the cluster check takes
+         * the last '@' of each URL too. A path holding '@' is cut short in the log, never a password shown. */
+        const char *auth = sep + 3, *end = auth + strcspn(auth, ", \t"), *at = NULL;
         for (const char *p = auth; p < end; p++)
             if (*p == '@') at = p;
         config_put(out, len, &used, in, (size_t)(auth - in));

@@ -117,7 +117,8 @@ char **sr_config_str_slot(sr_config *c, const sr_config_key *k);
 int sr_config_check_string(const sr_config_key *k, const char *value, char *why, size_t whylen);
 /* Copies in to out (truncated to len, always terminated) with the user information ("user:password@",
  * "token@") of every URL in it stripped: "nats://a:s3cret@h:4222,nats://h2:4222" -> "nats://h:4222,
- * nats://h2:4222" without the space. For logs and error messages; the rest is copied as is. */
+ * nats://h2:4222" without the space. Each URL's user information runs from "://" to its last '@' before a
+ * ',' or white space. For logs and error messages; the rest is copied as is. */
 void sr_config_redact_urls(const char *in, char *out, size_t len);
 
 /* Marks the key named name as set on the command line: a reload keeps it. */

@@ -131,6 +131,8 @@ class Serve:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        log = self.stderr()
+        check("Sanitizer" not in log and "runtime error:" not in log, "sanitizer report: %r" % log[-3000:])
 
     def stderr(self):
         with open(self.err_path, "rb") as f:

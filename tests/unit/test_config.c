@@ -225,6 +225,7 @@ TEST(cluster_takes_nats_and_tls_urls) {
         {"nats://a:1,b:2", "'b:2' is not one"},
         /* The credentials of a refused URL are not repeated in the message. */
         {"nats://bob:secret@h:0", "'nats://h:0' is not one"},
+        {"nats://bob:secret/1@h:0", "'nats://h:0' is not one"},
         {"nats://a:1,,tls://secret@b:2", "'nats://a:1,,tls://b:2' has an empty one"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -266,8 +267,9 @@ TEST(redact_urls_strips_credentials) {
         {"nats://user:pw@h:4222", "nats://h:4222"},
         {"nats://u:p@a:1,tls://token@b:2, nats://c:3", "nats://a:1,tls://b:2, nats://c:3"},
         {"nats://h:4222", "nats://h:4222"},
-        {"nats://we@ird:pw@h:1", "nats://h:1"},       /* the last '@' of the authority ends the user */
-        {"https://u:p@h/path@x", "https://h/path@x"}, /* an '@' past the authority stays */
+        {"nats://we@ird:pw@h:1", "nats://h:1"}, /* the last '@' of the authority ends the user */
+        {"nats://u:pa/ss#?@h:1", "nats://h:1"}, /* a password not percent-encoded */
+        {"https://u:p@h/path", "https://h/path"},
         {"nats://h:1,tls://u@", "nats://h:1,tls://"},
         {"./data", "./data"},
         {"me@example.com", "me@example.com"},
