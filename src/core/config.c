@@ -1,5 +1,6 @@
 #include "core/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,19 +8,121 @@
 
 #include "core/log.h"
 
-/* ---- the keys ---- */
-
 #define CONFIG_FIELD(field) offsetof(sr_config, field), sizeof(((sr_config *)0)->field)
 #define CONFIG_INT(name, field, min, max, def, live, unit, doc)                                                        \
-    { name, SR_CONFIG_INT, CONFIG_FIELD(field), min, max, def, NULL, live, false, unit, doc }
+    { name, SR_CONFIG_INT, CONFIG_FIELD(field), min, max, def, NULL, live, false, unit, doc, NULL }
 #define CONFIG_STR(name, type, field, def, live, secret, doc)                                                          \
-    { name, type, CONFIG_FIELD(field), 0, 0, 0, def, live, secret, "", doc }
+    { name, type, CONFIG_FIELD(field), 0, 0, 0, def, live, secret, "", doc, NULL }
+/* A string that its check must accept (sr_config_check_string). */
+#define CONFIG_CHECKED_STR(name, field, def, live, check, doc)                                                         \
+    { name, SR_CONFIG_STRING, CONFIG_FIELD(field), 0, 0, 0, def, live, false, "", doc, check }
 #define LIVE true
 #define RESTART false
 #define KIB ((int64_t)1 << 10)
 #define MIB ((int64_t)1 << 20)
 #define GIB ((int64_t)1 << 30)
 #define DAY_S ((int64_t)86400)
+
+/* ---- checks of string keys (the rows' check) ---- */
+
+/* The user information of URLs is a password or a token: error messages quote values without it. */
+static void config_quote(const char *value, char *why, size_t whylen, const char *fmt) {
+    char shown[256];
+    sr_config_redact_urls(value, shown, sizeof shown);
+    snprintf(why, whylen, fmt, shown);
+}
+
+/* A name of 1 to max characters, each a letter, a digit or one of extra. */
+static int config_is_name(const char *s, size_t max, const char *extra) {
+    size_t n = strlen(s);
+    if (n == 0 || n > max) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr(extra, s[i])) return 0;
+    return 1;
+}
+
+/* "HOST:PORT" (HOST a name, an IPv4 address or "[IPv6]"; PORT 1-65535) in s[0..n). */
+static int config_is_host_port(const char *s, size_t n) {
+    const char *colon = NULL;
+    for (size_t i = n; i > 0; i--)
+        if (s[i - 1] == ':') {
+            colon = s + i - 1;
+            break;
+        }
+    if (!colon || colon == s) return 0;
+    size_t hlen = (size_t)(colon - s), plen = n - hlen - 1;
+    const char *host_chars = "-._";
+    if (s[0] == '[') {
+        if (hlen < 3 || s[hlen - 1] != ']') return 0;
+        s++;
+        hlen -= 2;
+        host_chars = ":.";
+    }
+    for (size_t i = 0; i < hlen; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr(host_chars, s[i])) return 0;
+    if (plen == 0 || plen > 5) return 0;
+    long port = 0;
+    for (size_t i = 0; i < plen; i++) {
+        if (!isdigit((unsigned char)colon[1 + i])) return 0;
+        port = port * 10 + (colon[1 + i] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+/* One NATS server URL in s[0..n): nats:// or tls://, optional user information, HOST:PORT, nothing after. */
+static int config_is_nats_url(const char *s, size_t n) {
+    size_t scheme = strncmp(s, "nats://", 7) == 0 ? 7 : strncmp(s, "tls://", 6) == 0 ? 6 : 0;
+    if (!scheme) return 0;
+    const char *auth = s + scheme, *end = s + n, *at = NULL;
+    for (const char *p = auth; p < end; p++)
+        if (*p == '@') at = p;
+    if (at) {
+        if (at == auth) return 0;
+        auth = at + 1;
+    }
+    return config_is_host_port(auth, (size_t)(end - auth));
+}
+
+static int config_check_cluster(const char *value, char *why, size_t whylen) {
+    static const char want[] = "must be comma-separated nats://HOST:PORT or tls://HOST:PORT URLs";
+    char fmt[160];
+    if (!*value) return 0; /* a single node */
+    for (const char *p = value;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        while (n && (*p == ' ' || *p == '\t')) p++, n--;
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+        if (n == 0) {
+            snprintf(fmt, sizeof fmt, "%s; '%%s' has an empty one", want);
+            config_quote(value, why, whylen, fmt);
+            return -EINVAL;
+        }
+        if (!config_is_nats_url(p, n)) {
+            char item[512];
+            snprintf(item, sizeof item, "%.*s", (int)(n < sizeof item ? n : sizeof item - 1), p);
+            snprintf(fmt, sizeof fmt, "%s; '%%s' is not one", want);
+            config_quote(item, why, whylen, fmt);
+            return -EINVAL;
+        }
+        if (!comma) return 0;
+        p = comma + 1;
+    }
+}
+
+/* A JetStream stream name: no '.', '*', '>' or white space (NATS rules), kept to a portable alphabet. */
+static int config_check_stream(const char *value, char *why, size_t whylen) {
+    if (config_is_name(value, 32, "-_")) return 0;
+    config_quote(value, why, whylen, "must be 1 to 32 letters, digits, '-' or '_' (a JetStream stream name); got '%s'");
+    return -EINVAL;
+}
+
+static int config_check_node(const char *value, char *why, size_t whylen) {
+    if (config_is_name(value, 64, "-_.")) return 0;
+    config_quote(value, why, whylen, "must be 1 to 64 letters, digits, '-', '_' or '.'; got '%s'");
+    return -EINVAL;
+}
+
+/* ---- the keys ---- */
 
 /* Live means the reload path hands the new value to what reads it (scheduler, reports, the rules' sandbox, the
  * API handlers read app->config on each use); the HTTP server's limits and the store's sizes are taken once, at
@@ -29,10 +132,11 @@ const sr_config_key sr_config_keys[] = {
                "host:port the HTTP API listens on (`--listen` wins)"),
     CONFIG_STR("data", SR_CONFIG_STRING, data, "./data", RESTART, false, "the data directory (`--data` wins)"),
     {"log_level", SR_CONFIG_LOG_LEVEL, CONFIG_FIELD(log_level), SR_LOG_DEBUG, SR_LOG_ERROR, SR_LOG_INFO, NULL, LIVE,
-     false, "", "`debug`, `info`, `warn` or `error` (`--log-level` wins)"},
+     false, "", "`debug`, `info`, `warn` or `error` (`--log-level` wins)", NULL},
     {"api_keys", SR_CONFIG_KEY_LIST, CONFIG_FIELD(api_keys), 0, 0, 0, NULL, LIVE, true, "",
      "list of keys of the send and event API, added to those of `SMSRULES_API_KEYS` (comma-separated); none: "
-     "every request is refused (401)"},
+     "every request is refused (401)",
+     NULL},
     CONFIG_STR("admin_key", SR_CONFIG_STRING, admin_key, NULL, LIVE, true,
                "key of the admin API (`/v1/admin/...`); none: the admin API is off"),
     CONFIG_STR("default_country", SR_CONFIG_COUNTRY, default_country, NULL, LIVE, false,
@@ -86,9 +190,23 @@ const sr_config_key sr_config_keys[] = {
     CONFIG_INT("inbound_retention", inbound_retention_s, 3600, 3650 * DAY_S, 7 * DAY_S, LIVE, "s",
                "inbound SMS are kept this long"),
     {"env", SR_CONFIG_NAME_LIST, SR_CONFIG_NO_FIELD, 0, 0, 0, 0, NULL, LIVE, false, "",
-     "list of environment variables handlers may read with `sms.env`"},
+     "list of environment variables handlers may read with `sms.env`", NULL},
     {"env_prefix", SR_CONFIG_PREFIX, SR_CONFIG_NO_FIELD, 0, 0, 0, 0, NULL, LIVE, false, "",
-     "handlers may read the variables with this prefix (not `SMSRULES_`)"},
+     "handlers may read the variables with this prefix (not `SMSRULES_`)", NULL},
+    /* Cluster mode is chosen at start: the store is one or the other for the life of the process. */
+    CONFIG_CHECKED_STR(
+        "cluster", cluster, NULL, RESTART, config_check_cluster,
+        "cluster mode (see docs/cluster.md): the NATS servers, comma-separated `nats://HOST:PORT` or "
+        "`tls://HOST:PORT`; none: a single node (`--cluster` wins). Also a table: `cluster = { urls = {...}, stream = "
+        "..., replicas = ..., node = ... }`"),
+    CONFIG_CHECKED_STR("cluster_stream", cluster_stream, "SMSRULES", RESTART, config_check_stream,
+                       "cluster mode (see docs/cluster.md): the JetStream stream (letters, digits, `-`, `_`; at "
+                       "most 32)"),
+    CONFIG_INT("cluster_replicas", cluster_replicas, 1, 5, 3, RESTART, "",
+               "cluster mode (see docs/cluster.md): the stream's replication factor when this node creates it"),
+    CONFIG_CHECKED_STR("node", node, NULL, RESTART, config_check_node,
+                       "cluster mode (see docs/cluster.md): this node's name, unique in the cluster (letters, "
+                       "digits, `-`, `_`, `.`; at most 64); none: `<hostname>-<pid>` (`--node` wins)"),
 };
 const size_t sr_config_key_count = sizeof sr_config_keys / sizeof sr_config_keys[0];
 
@@ -125,6 +243,39 @@ int sr_config_set_int(sr_config *c, const sr_config_key *k, int64_t v) {
 }
 
 char **sr_config_str_slot(sr_config *c, const sr_config_key *k) { return (char **)config_field(c, k); }
+
+int sr_config_check_string(const sr_config_key *k, const char *value, char *why, size_t whylen) {
+    if (whylen) why[0] = '\0';
+    return k->check ? k->check(value, why, whylen) : 0;
+}
+
+/* Appends s[0..n) to out[*used..len), truncating; out stays terminated. */
+static void config_put(char *out, size_t len, size_t *used, const char *s, size_t n) {
+    if (*used + 1 >= len) return;
+    if (n > len - 1 - *used) n = len - 1 - *used;
+    memcpy(out + *used, s, n);
+    *used += n;
+    out[*used] = '\0';
+}
+
+void sr_config_redact_urls(const char *in, char *out, size_t len) {
+    size_t used = 0;
+    if (!len) return;
+    out[0] = '\0';
+    while (*in) {
+        const char *sep = strstr(in, "://");
+        if (!sep) break;
+        /* The user information ends at the last '@' before the next ',' or white space, '/', '?' and '#'
+         * included: a password written without percent-encoding may hold them, and the cluster check takes
+         * the last '@' of each URL too. A path holding '@' is cut short in the log, never a password shown. */
+        const char *auth = sep + 3, *end = auth + strcspn(auth, ", \t"), *at = NULL;
+        for (const char *p = auth; p < end; p++)
+            if (*p == '@') at = p;
+        config_put(out, len, &used, in, (size_t)(auth - in));
+        in = at ? at + 1 : auth;
+    }
+    config_put(out, len, &used, in, strlen(in));
+}
 
 void sr_config_pin(sr_config *c, const char *name) {
     const sr_config_key *k = sr_config_key_find(name);
@@ -173,6 +324,9 @@ void sr_config_free(sr_config *c) {
     free(c->admin_key);
     free(c->default_country);
     free(c->public_url);
+    free(c->cluster);
+    free(c->cluster_stream);
+    free(c->node);
     memset(c, 0, sizeof *c);
 }
 
@@ -203,7 +357,7 @@ void sr_config_format(const sr_config *c, const sr_config_key *k, char *out, siz
         snprintf(out, len, "%s", v >= 0 && v < 4 ? levels[v] : "?");
     } else if (k->type == SR_CONFIG_STRING || k->type == SR_CONFIG_COUNTRY) {
         const char *v = *sr_config_str_slot((sr_config *)c, k);
-        snprintf(out, len, "%s", v ? v : "(none)");
+        sr_config_redact_urls(v ? v : "(none)", out, len);
     } else {
         snprintf(out, len, "-");
     }

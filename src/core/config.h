@@ -57,7 +57,12 @@ typedef struct sr_config {
     uint64_t dlr_park_max_bytes;  /* bytes of parked reports kept at most, default 32 MiB */
     uint64_t poll_max_age_s;      /* status polls stop this long after sent, default 7200 */
     uint64_t inbound_retention_s; /* inbound SMS kept, default 604800 (7 days); dedup keys 48 h */
-    uint64_t pinned;              /* bit i: sr_config_keys[i] was set on the command line, which a reload keeps */
+    /* cluster mode (docs/cluster.md), handed to the store at start */
+    char *cluster;        /* "nats://HOST:PORT[,...]" (or tls://); NULL or "": single node */
+    char *cluster_stream; /* JetStream stream name, default SMSRULES */
+    int cluster_replicas; /* the stream's replication factor, default 3 */
+    char *node;           /* this node's name; NULL: "<hostname>-<pid>" */
+    uint64_t pinned;      /* bit i: sr_config_keys[i] was set on the command line, which a reload keeps */
 } sr_config;
 
 /* What a key holds. */
@@ -87,6 +92,9 @@ typedef struct sr_config_key {
     bool secret;          /* never written to the log */
     const char *unit;     /* of an integer: "ms", "s", "bytes", or "" */
     const char *doc;      /* one line for the key tables of the docs */
+    /* SR_CONFIG_STRING: checks a value beyond its type, or NULL (any string). 0, or -EINVAL with why (a phrase
+     * that follows the key's name: "must be ...") written; see sr_config_check_string. */
+    int (*check)(const char *value, char *why, size_t whylen);
 } sr_config_key;
 
 extern const sr_config_key sr_config_keys[];
@@ -102,12 +110,22 @@ int64_t sr_config_get_int(const sr_config *c, const sr_config_key *k);
 int sr_config_set_int(sr_config *c, const sr_config_key *k, int64_t v);
 /* The field of an SR_CONFIG_STRING or SR_CONFIG_COUNTRY key. */
 char **sr_config_str_slot(sr_config *c, const sr_config_key *k);
+/* Whether value suits the string key k (its row's check; any value when it has none). Returns 0, or -EINVAL
+ * with why written: a phrase to follow the key's name ("must be ..."), quoting the value with any URL
+ * credentials stripped. Every path that sets a string key from the user goes through it (sms.config, the
+ * command line). */
+int sr_config_check_string(const sr_config_key *k, const char *value, char *why, size_t whylen);
+/* Copies in to out (truncated to len, always terminated) with the user information ("user:password@",
+ * "token@") of every URL in it stripped: "nats://a:s3cret@h:4222,nats://h2:4222" -> "nats://h:4222,
+ * nats://h2:4222" without the space. Each URL's user information runs from "://" to its last '@' before a
+ * ',' or white space. For logs and error messages; the rest is copied as is. */
+void sr_config_redact_urls(const char *in, char *out, size_t len);
 
 /* Marks the key named name as set on the command line: a reload keeps it. */
 void sr_config_pin(sr_config *c, const char *name);
 
 /* Writes the value of k in c for the log (secrets as "(secret)", no string as
- * "(none)") into out. */
+ * "(none)", URLs without their credentials) into out. */
 void sr_config_format(const sr_config *c, const sr_config_key *k, char *out, size_t len);
 
 void sr_config_init(sr_config *c);

@@ -505,15 +505,40 @@ static void app_http_options(sr_app *app, const sr_config *config, sr_http_optio
     opt->observer_ud = app;
 }
 
+/* Cluster mode (a non-empty `cluster`): the store's cluster options, and a line in the log naming the mode,
+ * the servers (without their credentials) and the node. A node the configuration does not name is named here
+ * as the store would name it, "<hostname>-<pid>", in node (nodelen bytes, borrowed by so), so that the log
+ * names the node the store runs as. */
+static void app_cluster_options(const sr_config *config, sr_store_options *so, char *node, size_t nodelen) {
+    if (!config->cluster || !*config->cluster) return;
+    if (config->node) {
+        snprintf(node, nodelen, "%s", config->node);
+    } else {
+        char host[256];
+        if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "smsrules");
+        host[sizeof host - 1] = '\0';
+        snprintf(node, nodelen, "%s-%ld", host, (long)getpid());
+    }
+    so->cluster = config->cluster;
+    so->cluster_stream = config->cluster_stream;
+    so->cluster_replicas = config->cluster_replicas;
+    so->node = node;
+    char servers[1024];
+    sr_config_redact_urls(config->cluster, servers, sizeof servers);
+    sr_info("store: cluster mode (NATS JetStream)", "mode", "cluster", "node", node, "servers", servers, "stream",
+            so->cluster_stream ? so->cluster_stream : "SMSRULES", "replicas", sr_log_num(so->cluster_replicas));
+}
+
 /* Opens the store (0, else the exit code: 2, logged), then rebuilds the route statistics from it. */
 static int app_open_store(sr_app *app, const sr_config *config, sr_rules *rules) {
-    char err[1024];
+    char err[1024], node[320];
     sr_store_options so;
     memset(&so, 0, sizeof so);
     so.dir = config->data;
     so.map_size = config->map_size;
     so.map_size_max = config->map_size_max;
     so.reserve = config->store_reserve;
+    app_cluster_options(config, &so, node, sizeof node);
     int store_rc = sr_store_open(&app->store, app->loop, &so, err, sizeof err);
     if (store_rc != 0) {
         sr_error(store_rc == SR_E_LOCKED    ? "data directory in use: not starting"

@@ -25,6 +25,7 @@ static const char usage_main[] =
     "\n"
     "commands:\n"
     "  serve [-c rules.lua] [--listen HOST:PORT] [--data DIR] [--log-level LEVEL]\n"
+    "        [--cluster URLS] [--node NAME]\n"
     "                     run the engine\n"
     "  check rules.lua    load and validate a rules file; exit 1 on error\n"
     "  test FILE...       run rule tests offline (simulated providers, virtual clock)\n"
@@ -49,12 +50,18 @@ static const char usage_main[] =
 
 static const char usage_serve[] =
     "usage: smsrules serve [-c rules.lua] [--listen HOST:PORT] [--data DIR] [--log-level LEVEL]\n"
+    "                      [--cluster URLS] [--node NAME]\n"
     "\n"
     "Runs the engine: the HTTP API, the store and the rules.\n"
     "  -c, --config FILE     the rules file (Lua); without it the engine runs with no rules\n"
     "  -l, --listen ADDR     address to listen on (default 127.0.0.1:8080; port 0 picks a free one)\n"
     "  -d, --data DIR        data directory (default ./data)\n"
     "      --log-level LVL   debug, info, warn or error (default info)\n"
+    "      --cluster URLS    cluster mode (see docs/cluster.md): the NATS JetStream servers,\n"
+    "                        comma-separated nats://HOST:PORT or tls://HOST:PORT (default: none,\n"
+    "                        a single node on its own store)\n"
+    "      --node NAME       this node's name in the cluster: letters, digits, '-', '_', '.'\n"
+    "                        (default HOSTNAME-PID)\n"
     "  -h, --help            this help\n"
     "Settings given here win over sms.config{...} in the rules file.\n"
     "Exits 2 when another smsrules holds the data directory (its pid is logged) or when\n"
@@ -89,14 +96,25 @@ typedef struct cli_options {
     const char *listen;
     const char *data;
     const char *log_level;
+    const char *cluster;
+    const char *node;
 } cli_options;
+
+/* A value for the config key named key, given as option: 0, or 1 (a user error, said on stderr). */
+static int check_option(const char *usage, const char *option, const char *key, const char *value) {
+    char why[512];
+    if (sr_config_check_string(sr_config_key_find(key), value, why, sizeof why) == 0) return 0;
+    fprintf(stderr, "smsrules: %s %s\n\n%s", option, why, usage);
+    return 1;
+}
 
 static int parse_options(int argc, char **argv, const char *usage, int allow_serve_flags, cli_options *o,
                          int *exit_code) {
     static const struct option long_opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
-        {"data", required_argument, NULL, 'd'},   {"log-level", required_argument, NULL, 'L'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+        {"config", required_argument, NULL, 'c'},  {"listen", required_argument, NULL, 'l'},
+        {"data", required_argument, NULL, 'd'},    {"log-level", required_argument, NULL, 'L'},
+        {"cluster", required_argument, NULL, 'C'}, {"node", required_argument, NULL, 'N'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof *o);
     opterr = 0;
     optind = 1;
@@ -125,6 +143,16 @@ static int parse_options(int argc, char **argv, const char *usage, int allow_ser
                 return -1;
             }
             o->log_level = optarg;
+            break;
+        case 'C':
+            if (!allow_serve_flags) goto unknown;
+            if ((*exit_code = check_option(usage, "--cluster", "cluster", optarg)) != 0) return -1;
+            o->cluster = optarg;
+            break;
+        case 'N':
+            if (!allow_serve_flags) goto unknown;
+            if ((*exit_code = check_option(usage, "--node", "node", optarg)) != 0) return -1;
+            o->node = optarg;
             break;
         case ':': *exit_code = usage_error(usage, "option '%s' needs a value", argv[optind - 1]); return -1;
         default:
@@ -170,10 +198,14 @@ static int cmd_serve(int argc, char **argv) {
     if (o.listen) sr_config_set_str(&config.listen, o.listen);
     if (o.data) sr_config_set_str(&config.data, o.data);
     if (o.log_level) config.log_level = sr_log_parse_level(o.log_level);
+    if (o.cluster) sr_config_set_str(&config.cluster, o.cluster);
+    if (o.node) sr_config_set_str(&config.node, o.node);
     /* ... and over a reload's sms.config too. */
     if (o.listen) sr_config_pin(&config, "listen");
     if (o.data) sr_config_pin(&config, "data");
     if (o.log_level) sr_config_pin(&config, "log_level");
+    if (o.cluster) sr_config_pin(&config, "cluster");
+    if (o.node) sr_config_pin(&config, "node");
     sr_log_set_level((sr_log_level)config.log_level);
     sr_config_add_env_api_keys(&config);
     rlim_t files = raise_open_file_limit();

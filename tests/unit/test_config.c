@@ -142,6 +142,190 @@ TEST(format_hides_secrets) {
     sr_config_free(&c);
 }
 
+/* ---- cluster mode ----------------------------------------------------------------- */
+
+TEST(cluster_keys_are_restart_only_with_their_defaults) {
+    static const char *const names[] = {"cluster", "cluster_stream", "cluster_replicas", "node"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const sr_config_key *k = sr_config_key_find(names[i]);
+        CHECK(k != NULL && k->live == false && strstr(k->doc, "cluster mode (see docs/cluster.md)"));
+    }
+    const sr_config_key *replicas = sr_config_key_find("cluster_replicas");
+    CHECK(replicas->type == SR_CONFIG_INT && replicas->min == 1 && replicas->max == 5 && replicas->def == 3);
+    sr_config c;
+    sr_config_init(&c);
+    CHECK(c.cluster == NULL && c.node == NULL);
+    CHECK_STR(c.cluster_stream, "SMSRULES");
+    CHECK_INT(c.cluster_replicas, 3);
+    sr_config_free(&c);
+}
+
+/* A string key's default passes its own check (else a file that names no value would be refused). */
+TEST(string_defaults_pass_their_checks) {
+    for (size_t i = 0; i < sr_config_key_count; i++) {
+        const sr_config_key *k = &sr_config_keys[i];
+        char why[256];
+        if (k->check && k->def_text && sr_config_check_string(k, k->def_text, why, sizeof why) != 0)
+            UNIT_FAIL("%s: default '%s' %s", k->name, k->def_text, why);
+        if (k->check) CHECK(k->type == SR_CONFIG_STRING);
+    }
+    char why[64] = "stale";
+    CHECK_INT(sr_config_check_string(sr_config_key_find("listen"), "anything", why, sizeof why), 0);
+    CHECK_STR(why, "");
+}
+
+/* value refused by key; why must hold want (and never the word secret: URL credentials stay out). */
+static void check_refused(const char *key, const char *value, const char *want) {
+    char why[512];
+    if (sr_config_check_string(sr_config_key_find(key), value, why, sizeof why) != -EINVAL)
+        UNIT_FAIL("%s = '%s' was accepted", key, value);
+    if (!strstr(why, want)) UNIT_FAIL("%s = '%s': '%s' does not say '%s'", key, value, why, want);
+    if (strstr(why, "secret")) UNIT_FAIL("%s = '%s': '%s' shows the credentials", key, value, why);
+}
+
+static void check_accepted(const char *key, const char *value) {
+    char why[512];
+    if (sr_config_check_string(sr_config_key_find(key), value, why, sizeof why) != 0)
+        UNIT_FAIL("%s = '%s' was refused: %s", key, value, why);
+}
+
+TEST(cluster_takes_nats_and_tls_urls) {
+    static const char *const good[] = {"", /* a single node */
+                                       "nats://127.0.0.1:4222",
+                                       "tls://nats.example.com:4443",
+                                       "nats://a:4222,nats://b:4223,tls://c-1.example:65535",
+                                       " nats://a:4222 , nats://b:1",
+                                       "nats://user:secret@10.0.0.1:4222",
+                                       "nats://s3cr3t-token@h:4222",
+                                       "nats://[::1]:4222",
+                                       "nats://[fe80::1]:4222,nats://h_1:1"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) check_accepted("cluster", good[i]);
+    static const char want[] = "must be comma-separated nats://HOST:PORT or tls://HOST:PORT URLs";
+    static const char *const bad[][2] = {
+        {"not-a-url", "'not-a-url' is not one"},
+        {"http://h:4222", "'http://h:4222' is not one"},
+        {"nats://h", "'nats://h' is not one"},
+        {"nats://h:", "'nats://h:' is not one"},
+        {"nats://h:0", "'nats://h:0' is not one"},
+        {"nats://h:65536", "'nats://h:65536' is not one"},
+        {"nats://h:42x", "is not one"},
+        {"nats://h:123456", "is not one"},
+        {"nats://:4222", "is not one"},
+        {"nats://h:4222/", "'nats://h:4222/' is not one"},
+        {"nats://h:4222?x=1", "is not one"},
+        {"nats://h 1:4222", "is not one"},
+        {"nats://@h:4222", "is not one"},
+        {"nats://[::1:4222", "is not one"},
+        {"nats://[]:4222", "is not one"},
+        {"NATS://h:4222", "is not one"},
+        {"nats://a:1,", "'nats://a:1,' has an empty one"},
+        {"nats://a:1,,nats://b:2", "has an empty one"},
+        {",nats://a:1", "has an empty one"},
+        {" ", "has an empty one"},
+        {"nats://a:1,b:2", "'b:2' is not one"},
+        /* The credentials of a refused URL are not repeated in the message. */
+        {"nats://bob:secret@h:0", "'nats://h:0' is not one"},
+        {"nats://bob:secret/1@h:0", "'nats://h:0' is not one"},
+        {"nats://a:1,,tls://secret@b:2", "'nats://a:1,,tls://b:2' has an empty one"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        check_refused("cluster", bad[i][0], want);
+        check_refused("cluster", bad[i][0], bad[i][1]);
+    }
+}
+
+TEST(cluster_stream_takes_a_jetstream_stream_name) {
+    check_accepted("cluster_stream", "SMSRULES");
+    check_accepted("cluster_stream", "sms-rules_2");
+    check_accepted("cluster_stream", "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"); /* 32 */
+    static const char want[] = "must be 1 to 32 letters, digits, '-' or '_' (a JetStream stream name)";
+    static const char *const bad[] = {"",          "SMS.RULES",  "SMS*", "SMS>",
+                                      "SMS RULES", "SMS\tRULES", "a/b",  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456" /* 33 */,
+                                      "é"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) check_refused("cluster_stream", bad[i], want);
+    check_refused("cluster_stream", "SMS.RULES", "got 'SMS.RULES'");
+}
+
+TEST(node_takes_a_name) {
+    check_accepted("node", "node-1");
+    check_accepted("node", "sms_a.example.com");
+    char longest[66];
+    memset(longest, 'n', 64);
+    longest[64] = '\0';
+    check_accepted("node", longest);
+    static const char want[] = "must be 1 to 64 letters, digits, '-', '_' or '.'";
+    longest[64] = 'n';
+    longest[65] = '\0';
+    check_refused("node", longest, want);
+    static const char *const bad[] = {"", "node 1", "node/1", "node*", "node>", "node:1", "nöde"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) check_refused("node", bad[i], want);
+    check_refused("node", "node 1", "got 'node 1'");
+}
+
+TEST(redact_urls_strips_credentials) {
+    static const char *const cases[][2] = {
+        {"nats://user:pw@h:4222", "nats://h:4222"},
+        {"nats://u:p@a:1,tls://token@b:2, nats://c:3", "nats://a:1,tls://b:2, nats://c:3"},
+        {"nats://h:4222", "nats://h:4222"},
+        {"nats://we@ird:pw@h:1", "nats://h:1"}, /* the last '@' of the authority ends the user */
+        {"nats://u:pa/ss#?@h:1", "nats://h:1"}, /* a password not percent-encoded */
+        {"https://u:p@h/path", "https://h/path"},
+        {"nats://h:1,tls://u@", "nats://h:1,tls://"},
+        {"./data", "./data"},
+        {"me@example.com", "me@example.com"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[128];
+        sr_config_redact_urls(cases[i][0], out, sizeof out);
+        CHECK_STR(out, cases[i][1]);
+    }
+    char small[12];
+    sr_config_redact_urls("nats://u:p@host.example:4222", small, sizeof small);
+    CHECK_STR(small, "nats://host");
+    char one[1] = {'x'};
+    sr_config_redact_urls("nats://u:p@h:1", one, sizeof one);
+    CHECK_INT(one[0], '\0');
+    sr_config_redact_urls("nats://u:p@h:1", one, 0); /* writes nothing */
+}
+
+/* What the log shows of the cluster key (a reload's warning, the start line) has no credentials. */
+TEST(format_strips_cluster_credentials) {
+    sr_config c;
+    sr_config_init(&c);
+    char out[128];
+    sr_config_format(&c, sr_config_key_find("cluster"), out, sizeof out);
+    CHECK_STR(out, "(none)");
+    sr_config_set_str(&c.cluster, "nats://smsrules:secret@10.0.0.1:4222,nats://10.0.0.2:4222");
+    sr_config_format(&c, sr_config_key_find("cluster"), out, sizeof out);
+    CHECK_STR(out, "nats://10.0.0.1:4222,nats://10.0.0.2:4222");
+    sr_config_format(&c, sr_config_key_find("cluster_stream"), out, sizeof out);
+    CHECK_STR(out, "SMSRULES");
+    sr_config_free(&c);
+}
+
+/* Cluster mode is chosen at start: a reload that changes it keeps the running value (and says so); the
+ * command line's --cluster and --node win over a reload. */
+TEST(reload_keeps_cluster_keys) {
+    sr_config running, file;
+    sr_config_init(&running);
+    sr_config_init(&file);
+    sr_config_set_str(&file.cluster, "nats://a:4222");
+    sr_config_set_str(&file.cluster_stream, "OTHER");
+    file.cluster_replicas = 1;
+    CHECK_INT(sr_config_reload(&running, &file), 3);
+    CHECK(running.cluster == NULL);
+    CHECK_STR(running.cluster_stream, "SMSRULES");
+    CHECK_INT(running.cluster_replicas, 3);
+    sr_config_set_str(&running.node, "cli-node");
+    sr_config_pin(&running, "node");
+    sr_config_set_str(&file.node, "file-node");
+    CHECK_INT(sr_config_reload(&running, &file), 3);
+    CHECK_STR(running.node, "cli-node");
+    sr_config_free(&running);
+    sr_config_free(&file);
+}
+
 /* ---- docs/rules.md ---------------------------------------------------------------- */
 
 static const char readme_begin[] =

@@ -117,7 +117,13 @@ static void config_env_prefix(lua_State *L) {
 static void config_set(lua_State *L, sr_config *c, const sr_config_key *k) {
     switch (k->type) {
     case SR_CONFIG_INT: sr_config_set_int(c, k, config_integer(L, k)); break;
-    case SR_CONFIG_STRING: sr_config_set_str(sr_config_str_slot(c, k), config_string(L, k->name)); break;
+    case SR_CONFIG_STRING: {
+        const char *v = config_string(L, k->name);
+        char why[512];
+        if (sr_config_check_string(k, v, why, sizeof why) != 0) luaL_error(L, "sms.config: '%s' %s", k->name, why);
+        sr_config_set_str(sr_config_str_slot(c, k), v);
+        break;
+    }
     case SR_CONFIG_LOG_LEVEL: {
         int lvl = sr_log_parse_level(config_string(L, k->name));
         if (lvl < 0) luaL_error(L, "sms.config: log_level must be debug, info, warn or error");
@@ -138,6 +144,47 @@ static void config_set(lua_State *L, sr_config *c, const sr_config_key *k) {
     }
 }
 
+/* cluster.urls given as a list (at the top of the stack): replaced by the comma-separated string the flat key
+ * takes. */
+static void config_join_urls(lua_State *L) {
+    int t = lua_gettop(L);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, t);
+    if (n == 0) luaL_error(L, "sms.config: 'cluster.urls' must be a string or a non-empty list of strings");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (i > 1) luaL_addchar(&b, ',');
+        if (lua_rawgeti(L, t, i) != LUA_TSTRING)
+            luaL_error(L, "sms.config: 'cluster.urls' must be a string or a non-empty list of strings");
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    lua_replace(L, t);
+}
+
+/* cluster = { urls = "nats://h:4222,..." or {...}, stream = ..., replicas = ..., node = ... } (at the top of the
+ * stack): the nested form of the flat keys cluster, cluster_stream, cluster_replicas and node, each set and
+ * checked by its own row. */
+static void config_cluster_table(lua_State *L, sr_config *c) {
+    static const char *const fields[][2] = {
+        {"urls", "cluster"}, {"stream", "cluster_stream"}, {"replicas", "cluster_replicas"}, {"node", "node"}};
+    int t = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        const char *key = NULL;
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0] && lua_type(L, -2) == LUA_TSTRING; i++)
+            if (strcmp(lua_tostring(L, -2), fields[i][0]) == 0) key = fields[i][1];
+        if (!key && lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "sms.config: 'cluster' as a table takes the fields urls, stream, replicas and node");
+        if (!key)
+            luaL_error(L, "sms.config: 'cluster' as a table takes urls, stream, replicas and node; not '%s'",
+                       lua_tostring(L, -2));
+        if (strcmp(key, "cluster") == 0 && lua_istable(L, -1)) config_join_urls(L);
+        config_set(L, c, sr_config_key_find(key));
+        lua_pop(L, 1);
+    }
+}
+
 /* sms.config{key = value, ...}: settings for the daemon, one row each of sr_config_keys (core/config.c). Only at
  * load time; an unknown key is an error naming it, so typos do not pass silently. */
 static int l_sms_config(lua_State *L) {
@@ -150,7 +197,9 @@ static int l_sms_config(lua_State *L) {
         const char *name = lua_tostring(L, -2);
         const sr_config_key *k = sr_config_key_find(name);
         if (!k) return luaL_error(L, "sms.config: unknown key '%s'", name);
-        config_set(L, r->config, k);
+        if (strcmp(name, "cluster") == 0 && lua_istable(L, -1)) config_cluster_table(L, r->config);
+        else
+            config_set(L, r->config, k);
         lua_pop(L, 1);
     }
     sr_rules_budget_update(r);
