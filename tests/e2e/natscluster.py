@@ -41,7 +41,9 @@ NATS_SERVER = os.environ.get("NATS_SERVER") or shutil.which("nats-server") or "/
 # 2.9's Raft timers, not configurable); the default deadlines leave room for
 # that on a loaded machine before SLOWDOWN.
 READY_TIMEOUT = 20.0
-POLL_INTERVAL = 0.05
+# Each poll asks every server 3 questions: often enough, without loading a
+# busy machine (or filling the servers' logs with failed health checks).
+POLL_INTERVAL = 0.1
 
 CONFIG = """# nats-server %(index)d of %(n)d, written by tests/e2e/natscluster.py
 server_name: "%(name)s"
@@ -79,6 +81,10 @@ class NatsServer:
         self.log_path = os.path.join(folder, "nats-server.log")
         self.client_port = self.http_port = self.route_port = None
         self.proc = None
+        # Whether the server should run: spawned and not killed or stopped by
+        # the test; one that exited on its own fails wait_healthy() at once.
+        self.expected = False
+        self.log_start = 0  # where the current run's lines begin in the log
 
     @property
     def url(self):
@@ -88,16 +94,22 @@ class NatsServer:
         return [p for p in (self.client_port, self.http_port, self.route_port) if p]
 
     def spawn(self):
+        # Registered first: a test timing out right after the start still ends it.
+        self.proc = None
+        if self not in harness._open_daemons:
+            harness._open_daemons.append(self)
         # Appended to, so a restarted server's log follows the earlier runs'.
         with open(self.log_path, "ab") as log:
+            self.log_start = log.tell()
             self.proc = subprocess.Popen([NATS_SERVER, "-c", self.config_path], stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log, cwd=self.dir)
-        harness._open_daemons.append(self)
+        self.expected = True
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self):
+        self.expected = False
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -107,16 +119,28 @@ class NatsServer:
     def sanitizer_reports(self):
         return []
 
-    def log(self):
+    def log(self, run_only=False):
+        """The log file's text (run_only: only the current run's lines)."""
         try:
             with open(self.log_path, "rb") as f:
+                f.seek(self.log_start if run_only else 0)
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
 
+    def listening(self):
+        """Whether the current run bound all its ports: the route listener
+        (with a cluster block), else the client one, is bound last."""
+        last = "Listening for route connections" if self.route_port else "Server is ready"
+        return last in self.log(run_only=True)
+
     def bind_failed(self):
-        """Whether the process exited because one of its ports was taken."""
-        return self.proc.poll() is not None and "address already in use" in self.log()
+        """Whether the current run exited because one of its ports was taken."""
+        return self.proc.poll() is not None and "address already in use" in self.log(run_only=True)
+
+    def died(self):
+        """Whether the server exited though the test did not end it."""
+        return self.expected and self.proc is not None and self.proc.poll() is not None
 
     def get(self, path):
         """GET path on the monitoring port: (status, parsed JSON or None), or
@@ -212,7 +236,8 @@ class NatsCluster:
                 if not s.running():
                     raise TestFailure("nats-server %s exited (%s) at start:\n%s"
                                       % (s.name, s.proc.returncode, self.log_tails()))
-            problem = self.health_problem()
+            waiting = [s.name for s in self.servers if not s.listening()]
+            problem = "%s not listening yet" % ", ".join(waiting) if waiting else self.health_problem()
             if problem is None:
                 return True
             if time.monotonic() >= deadline:
@@ -244,6 +269,7 @@ class NatsCluster:
         after timeout x SLOWDOWN."""
         running = [s for s in self.servers if s.running()]
         for s in running:
+            s.expected = False
             s.proc.terminate()
         deadline = time.monotonic() + timeout * SLOWDOWN
         for s in running:
@@ -253,21 +279,28 @@ class NatsCluster:
                 pass
             s.kill()
 
-    def start_server(self, i, ready_timeout=READY_TIMEOUT, attempts=5):
+    def start_server(self, i, ready_timeout=READY_TIMEOUT, attempts=5, healthy=True):
         """Starts server i again on its ports, config and store folder (after
-        kill()) and returns once it rejoined and the cluster is healthy
-        (wait_healthy). When one of its ports was taken meanwhile, retries
-        once the port can be bound again (a bounded wait each time)."""
+        kill() or stop()) and returns once it rejoined and the cluster is
+        healthy (wait_healthy); with healthy=False, once it answers on its
+        monitoring port (to start several servers of a cluster without a
+        quorum, then wait_healthy()). When one of its ports was taken
+        meanwhile, retries once the port can be bound again (a bounded wait
+        each time)."""
         s = self.servers[i]
         if s.running():
             raise TestFailure("start_server(%d): %s is running" % (i, s.name))
         for attempt in range(attempts):
             s.spawn()
             deadline = time.monotonic() + ready_timeout * SLOWDOWN
-            while s.running() and time.monotonic() < deadline and s.get("/healthz")[0] is None:
+            while not s.listening() and s.running():
+                if time.monotonic() >= deadline:
+                    raise TestFailure("nats-server %s did not listen within %.1fs:\n%s"
+                                      % (s.name, ready_timeout * SLOWDOWN, self.log_tails()))
                 time.sleep(POLL_INTERVAL)
             if s.running():
-                self.wait_healthy(max(0.0, deadline - time.monotonic()) / SLOWDOWN)
+                if healthy:
+                    self.wait_healthy(max(0.0, deadline - time.monotonic()) / SLOWDOWN)
                 return
             if not s.bind_failed():
                 raise TestFailure("nats-server %s exited (%s) at restart:\n%s"
@@ -289,16 +322,16 @@ class NatsCluster:
         """The meta leader's server name when every running server names the
         same running one, else None (a SIGKILLed leader is still named by
         the others until they notice it is gone)."""
-        names = {s.name for s in self.servers if s.running()}
-        seen = set()
-        for i, s in enumerate(self.servers):
-            if s.running():
-                doc = self.jsz(i)
-                seen.add(((doc or {}).get("meta_cluster") or {}).get("leader"))
-        if len(seen) == 1:
-            leader = seen.pop()
-            return leader if leader in names else None
-        return None
+        running = [s for s in self.servers if s.running()]
+        return self._agreed_leader({s.name: self.jsz(s.index) for s in running})
+
+    @staticmethod
+    def _agreed_leader(docs):
+        """The leader every /jsz of docs ({running server's name: doc})
+        names, when it is one of them; else None."""
+        seen = {((doc or {}).get("meta_cluster") or {}).get("leader") for doc in docs.values()}
+        leader = seen.pop() if len(seen) == 1 else None
+        return leader if leader in docs else None
 
     def leader_index(self):
         """The index of the meta leader (leader()), or None."""
@@ -323,24 +356,24 @@ class NatsCluster:
         return self._cluster_problem(running)
 
     def _cluster_problem(self, running):
-        ids, docs = {}, {}
+        docs = {}
         for s in running:
-            doc = self.jsz(s.index)
+            doc = docs[s.name] = self.jsz(s.index)
             meta = (doc or {}).get("meta_cluster") or {}
             if meta.get("cluster_size") != self.n:
                 return "%s counts %s meta peers, not %d" % (s.name, meta.get("cluster_size"), self.n)
-            ids[s.name], docs[s.name] = doc.get("server_id"), meta
-        leader = self.leader()
+        leader = self._agreed_leader(docs)
         if leader is None:
             return "no meta leader that every running server agrees on"
-        current = {r.get("name") for r in docs[leader].get("replicas") or [] if r.get("current")}
+        replicas = docs[leader]["meta_cluster"].get("replicas") or []
+        current = {r.get("name") for r in replicas if r.get("current")}
         for s in running:
             if s.name != leader and s.name not in current:
                 return "the meta leader %s does not see %s as current" % (leader, s.name)
         for s in running:
             status, doc = s.get("/routez")
             remote = {r.get("remote_id") for r in (doc or {}).get("routes") or []}
-            missing = [o.name for o in running if o is not s and ids[o.name] not in remote]
+            missing = [o.name for o in running if o is not s and docs[o.name].get("server_id") not in remote]
             if missing:
                 return "%s has no route to %s" % (s.name, ", ".join(missing))
         return None
@@ -351,6 +384,10 @@ class NatsCluster:
         TestFailure with what was missing and the logs' tails otherwise."""
         deadline = time.monotonic() + timeout * SLOWDOWN
         while True:
+            for s in self.servers:
+                if s.died():
+                    raise TestFailure("nats-server %s exited (%s) though the test did not end it:\n%s"
+                                      % (s.name, s.proc.returncode, self.log_tails()))
             problem = self.health_problem()
             if problem is None:
                 return

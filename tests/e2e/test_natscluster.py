@@ -139,28 +139,32 @@ def port_taken_at_start_is_retried():
     check(info(c.url(0)).get("jetstream") is True, "no JetStream after the retry")
 
 
-@test(timeout=15)
+@test(timeout=20)
 def restart_waits_for_its_port():
-    c = NatsCluster.start(1)
-    port = c.servers[0].client_port
-    c.kill(0)
-    # Something holds the server's client port while it is down, for a moment.
+    c = NatsCluster.start(2)
+    port = c.servers[1].route_port
+    c.kill(1)
+    # Something holds the server's route port (bound last, after the client
+    # port) while it is down, until the restart has failed on it.
     holder = socket.socket()
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     holder.bind((HOST, port))
     holder.listen()
-    # Released once the restart has failed on it, so start_server must retry.
-    failed = lambda: "address already in use" in c.servers[0].log()  # noqa: E731
+    failed = lambda: "address already in use" in c.servers[1].log(run_only=True)  # noqa: E731
     releaser = threading.Thread(target=lambda: (wait_for(failed, 10.0 * SLOWDOWN, "a bind failure", 0.02),
                                                 holder.close()), daemon=True)
     releaser.start()
     try:
-        c.start_server(0)
+        c.start_server(1)
     finally:
         releaser.join(10.0 * SLOWDOWN)
         holder.close()
-    check(c.servers[0].log().count("address already in use") >= 1, "the restart never met the held port")
-    check(c.servers[0].client_port == port and info(c.url(0)).get("jetstream") is True, "not back on port %d" % port)
+    check("address already in use" in c.servers[1].log(), "the restart never met the held port")
+    check(c.running(1) and c.servers[1].route_port == port, "not back on route port %d" % port)
+    for i in range(2):
+        status, routes = c.servers[i].get("/routez")
+        check(status == 200 and routes.get("num_routes") == 1, "server %d routes %r" % (i, routes))
+        check(meta(c, i).get("cluster_size") == 2, "server %d meta group %r" % (i, meta(c, i)))
 
 
 @test(timeout=15)
