@@ -1,10 +1,12 @@
 """End-to-end tests of the NATS JetStream cluster fixture (natscluster.py)
 the cluster tests run on: what it starts is checked the way a client and an
 operator see it, through each server's client port (its INFO greeting) and
-monitoring endpoints (/jsz, /varz, /routez): three servers with JetStream
-and one meta leader; a SIGKILLed meta leader replaced by the other two; the
-killed server rejoining on its ports and store; a single server; a port
-taken at start; every server ended by the harness's cleanup."""
+monitoring endpoints (/jsz, /varz, /routez), and by a raw NATS client
+using JetStream at once: three servers with JetStream and one meta leader; a
+SIGKILLed meta leader replaced by the other two, which go on storing; the
+killed server rejoining on its ports and store and catching up; a single
+server, kept across a restart; a port taken at start or restart; every
+server ended by the harness's cleanup."""
 import json
 import os
 import socket
@@ -33,6 +35,41 @@ def info(url):
     line = data.split(b"\r\n", 1)[0].decode("utf-8")
     check(line.startswith("INFO "), "%s greeted with %r" % (url, line[:200]))
     return json.loads(line[5:])
+
+
+def js_request(url, subject, body, headers=None):
+    """One request over the NATS protocol (the JetStream API, or a publish
+    to a stream): its reply parsed as JSON. A raw client, so the fixture is
+    checked without the C one."""
+    host, port = url[len("nats://"):].rsplit(":", 1)
+    body = json.dumps(body).encode() if isinstance(body, dict) else body.encode()
+    if headers:
+        head = ("NATS/1.0\r\n" + "".join("%s: %s\r\n" % kv for kv in headers.items()) + "\r\n").encode()
+        pub = b"HPUB %s _INBOX.t %d %d\r\n" % (subject.encode(), len(head), len(head) + len(body)) + head
+    else:
+        pub = b"PUB %s _INBOX.t %d\r\n" % (subject.encode(), len(body))
+    with socket.create_connection((host, int(port)), timeout=10.0 * SLOWDOWN) as s:
+        f = s.makefile("rb")
+        check(f.readline().startswith(b"INFO "), "%s sent no INFO" % url)
+        s.sendall(b'CONNECT {"verbose":false,"headers":true,"no_responders":true}\r\nSUB _INBOX.t 1\r\n'
+                  + pub + body + b"\r\n")
+        while True:
+            line = f.readline()
+            check(line, "%s closed before answering %s" % (url, subject))
+            parts = line.split()
+            if parts[0] == b"PING":
+                s.sendall(b"PONG\r\n")
+            elif parts[0] in (b"MSG", b"HMSG"):
+                data = f.read(int(parts[-1]))
+                check(parts[0] == b"MSG", "%s: no responders for %s (%r)" % (url, subject, data[:100]))
+                return json.loads(data.decode())
+            else:
+                check(parts[0] in (b"+OK", b"PONG", b"INFO"), "%s answered %r" % (url, line[:200]))
+
+
+def publish(url, subject, text, msg_id):
+    """A JetStream publish with a Nats-Msg-Id; its acknowledgement."""
+    return js_request(url, subject, text, {"Nats-Msg-Id": msg_id})
 
 
 def varz(c, i):
@@ -75,6 +112,11 @@ def three_servers_with_jetstream_and_a_meta_leader():
     replicas = meta(c, c.leader_index()).get("replicas") or []
     check(sorted(r["name"] for r in replicas if r.get("current")) == sorted(names - {leader}),
           "the leader's replicas %r" % replicas)
+    # Ready means usable at once: a stream on all three, a publish stored.
+    created = js_request(c.url(2), "$JS.API.STREAM.CREATE.T", {"name": "T", "subjects": ["t.>"], "num_replicas": 3})
+    check(created.get("config", {}).get("num_replicas") == 3, "stream create answered %r" % created)
+    ack = publish(c.url(0), "t.a", "one", "m1")
+    check(ack == {"stream": "T", "seq": 1}, "publish answered %r" % ack)
 
 
 @test(timeout=40)
@@ -83,19 +125,25 @@ def killed_meta_leader_is_replaced_and_rejoins():
     old = c.leader_index()
     old_name, old_port = c.servers[old].name, c.servers[old].client_port
     store = c.jsz(old)["config"]["store_dir"]
+    js_request(c.url(old), "$JS.API.STREAM.CREATE.T", {"name": "T", "subjects": ["t.>"], "num_replicas": 3})
+    check(publish(c.url(old), "t.a", "one", "m1").get("seq") == 1, "first publish not stored")
     c.kill(old)
     check(not c.running(old), "server %d still runs after kill()" % old)
     others = [i for i in range(3) if i != old]
     # Both survivors must name the same new leader (leader() ignores the dead one they still name at first).
-    new = wait_for(lambda: c.leader(), 15.0 * SLOWDOWN, "a new meta leader among %r" % others, 0.05)
+    new = wait_for(lambda: c.leader(), 20.0 * SLOWDOWN, "a new meta leader among %r" % others, 0.05)
     check(new != old_name, "the killed server %s is still the leader" % old_name)
     c.wait_healthy()
     for i in others:
         check(meta(c, i).get("leader") == new, "server %d meta group %r" % (i, meta(c, i)))
+    ack = publish(c.url(others[0]), "t.a", "two", "m2")
+    check(ack == {"stream": "T", "seq": 2}, "publish on the two survivors answered %r" % ack)
     c.start_server(old)
     check(c.running(old) and c.servers[old].client_port == old_port, "server %d did not restart on its port" % old)
     check(info(c.url(old)).get("jetstream") is True, "restarted server %d has no JetStream" % old)
     check(c.jsz(old)["config"]["store_dir"] == store, "restarted server %d changed store" % old)
+    # Its copy of the stream catches up with what was stored while it was down.
+    wait_for(lambda: (c.jsz(old) or {}).get("messages") == 2, 10.0 * SLOWDOWN, "server %d to hold 2 messages" % old)
     for i in range(3):
         m = meta(c, i)
         check(m.get("cluster_size") == 3 and m.get("leader") == c.leader(), "server %d after rejoin: %r" % (i, m))
@@ -113,8 +161,15 @@ def single_server_with_jetstream():
     doc = c.jsz(0)
     check(doc["config"]["max_storage"] == 256 * MB and "meta_cluster" not in doc, "/jsz %r" % doc)
     check(varz(c, 0).get("max_payload") == 8 * MB, "/varz max_payload")
+    js_request(c.url(0), "$JS.API.STREAM.CREATE.T", {"name": "T", "subjects": ["t.>"]})
+    check(publish(c.url(0), "t.a", "one", "m1") == {"stream": "T", "seq": 1}, "first publish not stored")
     c.stop()
     check(not c.running(0), "server still runs after stop()")
+    # Started again on its store: the stream, its message and its duplicate window are kept.
+    c.start_server(0)
+    check(c.jsz(0).get("messages") == 1, "after the restart /jsz %r" % c.jsz(0))
+    ack = publish(c.url(0), "t.a", "one", "m1")
+    check(ack.get("duplicate") is True and ack.get("seq") == 1, "publish again answered %r" % ack)
 
 
 @test(timeout=15)
