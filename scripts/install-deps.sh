@@ -20,6 +20,11 @@ clang-format"
 # contrib/'s alert rules in tests/e2e/test_contrib.py.
 PACKAGES="$PACKAGES dpkg-dev systemd python3-yaml"
 
+# nats-server: the JetStream servers of cluster mode; the e2e tests start a
+# loopback cluster of them (tests/e2e/natscluster.py). libnats-dev: the C
+# client (JetStream, key-value, libuv adapter) the cluster store is built on.
+PACKAGES="$PACKAGES nats-server libnats-dev"
+
 missing=""
 for p in $PACKAGES; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
