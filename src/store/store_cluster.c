@@ -837,7 +837,7 @@ static int cl_connect(store_cluster *cl, const char *urls, char *err, size_t err
     natsOptions_Destroy(o);
     if (st == NATS_OK) st = natsConnection_JetStream(&cl->js, cl->nc, NULL);
     if (st != NATS_OK) {
-        snprintf(err, errlen, "cannot connect to the NATS cluster at %s: %s", urls, natsStatus_GetText(st));
+        snprintf(err, errlen, "cannot connect to the NATS cluster: %s", natsStatus_GetText(st));
         return SR_E_IO;
     }
     int64_t max = natsConnection_GetMaxPayload(cl->nc);
@@ -867,8 +867,10 @@ static int cl_stream_info(store_cluster *cl, int replicas, jsStreamInfo **si, ch
         if (jerr == JSStreamNameExistErr) st = js_GetStreamInfo(si, cl->js, cl->stream, NULL, &jerr);
     }
     if (st != NATS_OK) {
-        snprintf(err, errlen, "cannot open the JetStream stream %s: %s (error %d)", cl->stream, natsStatus_GetText(st),
-                 (int)jerr);
+        const char *why = nats_GetLastError(NULL);
+        snprintf(err, errlen, "cannot open the JetStream stream %s: %s%s", cl->stream,
+                 why && *why ? why : natsStatus_GetText(st),
+                 jerr == JSStreamReplicasNotSupportedErr ? " (a single server: set cluster_replicas = 1)" : "");
         return SR_E_IO;
     }
     return 0;
@@ -921,8 +923,8 @@ static int cl_start_applier(sr_store *s, char *err, size_t errlen) {
     so.Config.OptStartSeq = cl->applied_seq ? cl->applied_seq + 1 : 0;
     natsStatus st = js_SubscribeSync(&cl->sub, cl->js, cl->subject, NULL, &so, &jerr);
     if (st != NATS_OK) {
-        snprintf(err, errlen, "cannot read the stream %s: %s (error %d)", cl->stream, natsStatus_GetText(st),
-                 (int)jerr);
+        const char *why = nats_GetLastError(NULL);
+        snprintf(err, errlen, "cannot read the stream %s: %s", cl->stream, why && *why ? why : natsStatus_GetText(st));
         return SR_E_IO;
     }
     int rc = pthread_create(&cl->applier, NULL, cl_applier_main, s);
