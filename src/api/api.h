@@ -33,6 +33,9 @@ typedef void (*sr_api_handler)(sr_api *app, sr_http_request *req, const char *co
 /* 1 when the request carries a configured API key (constant-time compare);
  * otherwise answers 401 and returns 0. */
 int sr_api_require_key(sr_api *app, sr_http_request *req);
+/* The HTTP status and error code of a store failure: 507 storage_full, 503 cluster_unavailable (cluster
+ * mode: try again later, with the same idempotency key), else 500 storage_error. */
+int sr_api_store_status(int store_code, const char **error_code);
 /* Compares two byte strings in time that depends only on their lengths. */
 int sr_api_secret_equal(const char *a, size_t alen, const char *b, size_t blen);
 

@@ -48,11 +48,12 @@ static void events_done(const sr_invocation_result *res, void *ud) {
         sr_http_respond_error(req, 500, "rule_memory",
                               res->error ? res->error : "the rule ran past the memory limit and was stopped", NULL);
         break;
-    case SR_INV_STORE:
-        sr_http_respond_error(req, res->store_code == SR_E_FULL ? 507 : 500,
-                              res->store_code == SR_E_FULL ? "storage_full" : "storage_error",
-                              "the rule's effects could not be stored", NULL);
+    case SR_INV_STORE: {
+        const char *key;
+        int status = sr_api_store_status(res->store_code, &key);
+        sr_http_respond_error(req, status, key, "the rule's effects could not be stored", NULL);
         break;
+    }
     }
 }
 

@@ -30,6 +30,19 @@ int sr_api_secret_equal(const char *a, size_t alen, const char *b, size_t blen) 
     return diff == 0;
 }
 
+int sr_api_store_status(int store_code, const char **error_code) {
+    if (store_code == SR_E_FULL) {
+        *error_code = "storage_full";
+        return 507;
+    }
+    if (store_code == SR_E_UNAVAILABLE) {
+        *error_code = "cluster_unavailable";
+        return 503;
+    }
+    *error_code = "storage_error";
+    return 500;
+}
+
 int sr_api_require_key(sr_api *app, sr_http_request *req) {
     int session = sr_api_console_auth(app, req); /* the console's cookie, when there is no key */
     if (session) return session > 0;
@@ -142,6 +155,10 @@ static void store_error_reason(post_item *it, const char *ref_prefix) {
     if (it->code == SR_E_CONFLICT) {
         r->key = "idempotency_conflict";
         snprintf(r->message, sizeof r->message, "idempotency key already used with a different message");
+    } else if (it->code == SR_E_UNAVAILABLE) {
+        r->key = "cluster_unavailable";
+        snprintf(r->ref, sizeof r->ref, "%s", ref_prefix[0] ? "messages" : "");
+        snprintf(r->message, sizeof r->message, "the cluster could not store the message now; send it again later");
     } else if (it->code == SR_E_FULL) {
         r->key = "storage_full";
         snprintf(r->ref, sizeof r->ref, "%s", ref_prefix[0] ? "messages" : "");
@@ -168,6 +185,11 @@ static int post_answer_single(post_ctx *ctx, sr_jw *w) {
         error_json(w, "storage_full", "the store is full; the message was not accepted");
         return 507;
     }
+    if (it->code == SR_E_UNAVAILABLE) {
+        error_json(w, "cluster_unavailable",
+                   "the cluster could not store the message now; send it again later with the same idempotency key");
+        return 503;
+    }
     error_json(w, "storage_error", "the message could not be stored");
     return 500;
 }
@@ -175,11 +197,13 @@ static int post_answer_single(post_ctx *ctx, sr_jw *w) {
 /* One member of a batch's "result": REJECTED with its reasons (a store failure becomes one), or OK with the
  * message (built in scratch). Counts what it saw into *accepted, *full and *failed. */
 static void post_batch_item_json(sr_jw *w, sr_buf *scratch, post_item *it, int index, int *accepted, int *full,
-                                 int *failed) {
+                                 int *failed, int *unavailable) {
     if (!it->rejected && it->code != 0 && it->code != SR_E_EXISTS) {
         char prefix[32];
         snprintf(prefix, sizeof prefix, "messages[%d].", index);
         if (it->code == SR_E_FULL) (*full)++;
+        else if (it->code == SR_E_UNAVAILABLE)
+            (*unavailable)++;
         else if (it->code != SR_E_CONFLICT)
             (*failed)++;
         store_error_reason(it, prefix);
@@ -200,21 +224,21 @@ static void post_batch_item_json(sr_jw *w, sr_buf *scratch, post_item *it, int i
 
 /* The answer to a batch once all its units are done: {"result": [...]}. Returns the status. */
 static int post_answer_batch(post_ctx *ctx, sr_jw *w) {
-    int accepted = 0, full = 0, failed = 0;
+    int accepted = 0, full = 0, failed = 0, unavailable = 0;
     sr_buf scratch;
     sr_buf_init(&scratch);
     sr_jw_object_begin(w);
     sr_jw_key(w, "result");
     sr_jw_array_begin(w);
     for (int i = 0; i < ctx->count; i++)
-        post_batch_item_json(w, &scratch, &ctx->items[i], i, &accepted, &full, &failed);
+        post_batch_item_json(w, &scratch, &ctx->items[i], i, &accepted, &full, &failed, &unavailable);
     sr_jw_array_end(w);
     sr_jw_object_end(w);
     sr_buf_free(&scratch);
-    /* None accepted: a full store is 507 and any other store failure 500, so a client
-     * sends the batch again later; 422 (do not resend) only when the messages themselves
-     * were refused. */
-    return accepted ? 202 : full ? 507 : failed ? 500 : 422;
+    /* None accepted: a full store is 507, a cluster without quorum 503 and any other store failure
+     * 500, so a client sends the batch again later; 422 (do not resend) only when the messages
+     * themselves were refused. */
+    return accepted ? 202 : full ? 507 : unavailable ? 503 : failed ? 500 : 422;
 }
 
 /* Answers the request and frees ctx. */
@@ -548,8 +572,9 @@ static void retry_done(int code, void *ud) {
     } else if (code == SR_E_STATE) {
         sr_http_respond_error(ctx->req, 409, "not_failed", "only a failed message can be retried", NULL);
     } else {
-        sr_http_respond_error(ctx->req, code == SR_E_FULL ? 507 : 500,
-                              code == SR_E_FULL ? "storage_full" : "storage_error", sr_store_strerror(code), NULL);
+        const char *key;
+        int status = sr_api_store_status(code, &key);
+        sr_http_respond_error(ctx->req, status, key, sr_store_strerror(code), NULL);
     }
     free(ctx);
 }

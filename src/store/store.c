@@ -93,7 +93,7 @@ static double store_elapsed_ms(const struct timespec *t0) {
 }
 
 /* The codes the store's own logic produces, as opposed to LMDB's and errno's. */
-int store_is_code(int rc) { return rc <= SR_E_NOTFOUND && rc >= STORE_E_RETRY; }
+int store_is_code(int rc) { return rc <= SR_E_NOTFOUND && rc >= SR_E_UNAVAILABLE; }
 
 uint64_t store_bytes_hash(const void *p, size_t len) {
     const unsigned char *b = p;
@@ -142,6 +142,7 @@ const char *sr_store_strerror(int code) {
     case SR_E_STATE: return "transition refused";
     case SR_E_INVALID: return "invalid argument";
     case SR_E_LOCKED: return "data directory in use by another process";
+    case SR_E_UNAVAILABLE: return "the cluster did not store it (no quorum or no connection)";
     default: return "unknown error";
     }
 }

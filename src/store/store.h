@@ -61,6 +61,10 @@
 #define SR_E_STATE (-8)    /* an update's mutator refused the transition */
 #define SR_E_INVALID (-9)  /* a bad argument (empty or too long key, bad id) or a kv_incr on a non-integer */
 #define SR_E_LOCKED (-10)  /* sr_store_open: another process holds the data directory */
+/* Cluster mode: the stream did not store the unit (no quorum, no connection) within the publish
+ * budget: HTTP 503. It may still land later (an acknowledgement lost on the way): resend with the
+ * same idempotency key. */
+#define SR_E_UNAVAILABLE (-12)
 
 const char *sr_store_strerror(int code);
 /* The LMDB version the store was built with, "MAJOR.MINOR.PATCH" (for smsrules_build_info). */

@@ -41,11 +41,11 @@
 #include "store/store_internal.h"
 
 #define CL_MAGIC "SRU1"
-#define CL_ROUNDS 32            /* resolve-and-publish rounds of one batch before giving up */
-#define CL_PUBLISH_WAIT_MS 5000 /* one publish attempt waits this long for its acknowledgement */
-#define CL_PUBLISH_TRIES 3      /* with the same Nats-Msg-Id */
-#define CL_APPLY_WAIT_MS 30000  /* a published unit applied here within this, or it fails */
-#define CL_CATCH_UP_MS 120000   /* at open: the replica reaches the stream's end within this */
+#define CL_ROUNDS 32               /* resolve-and-publish rounds of one batch before giving up */
+#define CL_PUBLISH_WAIT_MS 2000    /* one publish attempt waits this long for its acknowledgement */
+#define CL_PUBLISH_BUDGET_MS 10000 /* attempts (same Nats-Msg-Id) go on this long: rides out a leader election */
+#define CL_APPLY_WAIT_MS 30000     /* a published unit applied here within this, or it fails */
+#define CL_CATCH_UP_MS 120000      /* at open: the replica reaches the stream's end within this */
 #define CL_MAX_PEERS 256
 #define CL_BEAT_MS 1000 /* a node says it is alive this often; silent SR_STORE_NODE_TIMEOUT_MS: gone */
 #define CL_DUPLICATE_WINDOW_NS (120LL * 1000000000) /* the stream's Nats-Msg-Id window */
@@ -110,6 +110,12 @@ struct store_cluster {
     sr_arena arena; /* the batch's update results, then the batch's last unit's */
     cl_overlay ov;
 };
+
+static int64_t cl_mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---- wire encoding ---- */
 
@@ -393,7 +399,7 @@ static int cl_publish(store_cluster *cl, const sr_buf *b, int part, uint64_t *se
              (unsigned long long)cl->token, part);
     natsStatus st = NATS_OK;
     jsErrCode jerr = 0;
-    for (int tries = 0; tries < CL_PUBLISH_TRIES; tries++) {
+    for (int64_t until = cl_mono_ms() + CL_PUBLISH_BUDGET_MS; cl_mono_ms() < until;) {
         jsPubOptions po;
         jsPubOptions_Init(&po);
         po.MsgId = msg_id;
@@ -405,9 +411,10 @@ static int cl_publish(store_cluster *cl, const sr_buf *b, int part, uint64_t *se
             jsPubAck_Destroy(pa);
             return 0;
         }
+        usleep(100000); /* not connected, no responders: they answer at once */
     }
     sr_error("cluster: the stream did not store a unit", "error", natsStatus_GetText(st), "stream", cl->stream);
-    return SR_E_IO;
+    return SR_E_UNAVAILABLE;
 }
 
 /* Resolves the round's units into stream messages and publishes them; *last: the last sequence. */
@@ -711,12 +718,6 @@ static void cl_apply_msg(sr_store *s, natsMsg *msg) {
         for (int i = 0; i < 10 && !cl_stopping(cl); i++) usleep(100000);
         if (cl_stopping(cl)) return;
     }
-}
-
-static int64_t cl_mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A heartbeat heard (a NATS thread). */
