@@ -58,11 +58,12 @@ typedef struct sr_config {
     uint64_t poll_max_age_s;      /* status polls stop this long after sent, default 7200 */
     uint64_t inbound_retention_s; /* inbound SMS kept, default 604800 (7 days); dedup keys 48 h */
     /* cluster mode (docs/cluster.md), handed to the store at start */
-    char *cluster;        /* "nats://HOST:PORT[,...]" (or tls://); NULL or "": single node */
-    char *cluster_stream; /* JetStream stream name, default SMSRULES */
-    int cluster_replicas; /* the stream's replication factor, default 3 */
-    char *node;           /* this node's name; NULL: "<hostname>-<pid>" */
-    uint64_t pinned;      /* bit i: sr_config_keys[i] was set on the command line, which a reload keeps */
+    char *cluster;               /* "nats://HOST:PORT[,...]" (or tls://); NULL or "": single node */
+    char *cluster_stream;        /* JetStream stream name, default SMSRULES */
+    int cluster_replicas;        /* the stream's replication factor, default 3 */
+    int cluster_node_timeout_ms; /* a node silent this long is gone, default 10000 */
+    char *node;                  /* this node's name; NULL: "<hostname>-<pid>" */
+    uint64_t pinned;             /* bit i: sr_config_keys[i] was set on the command line, which a reload keeps */
 } sr_config;
 
 /* What a key holds. */
