@@ -303,6 +303,9 @@ static void app_finish(uv_timer_t *t) {
         app->client = NULL;
     }
     if (app->store) {
+        if (app->rs_follower) sr_route_stats_unfollow(app->rs_follower, app->store);
+        free(app->rs_follower);
+        app->rs_follower = NULL;
         sr_host_close(&app->host);
         sr_store_close(app->store);
         app->store = NULL;
@@ -573,6 +576,9 @@ static int app_start_engine(sr_app *app, sr_config *config, sr_rules *rules) {
     }
     sr_host_init(&app->host, app->store, app->client, app->route_stats);
     sr_host_set_current(&app->host, rules);
+    app->rs_follower = calloc(1, sizeof *app->rs_follower);
+    if (!app->rs_follower) abort();
+    sr_route_stats_follow(app->rs_follower, app->store, app->route_stats, &app->host.current);
     app->api = (sr_api){.loop = app->loop,
                         .config = config,
                         .rules = rules,

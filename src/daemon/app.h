@@ -25,10 +25,11 @@ typedef struct sr_app {
     struct sr_http_client *client;
     struct sr_scheduler *scheduler;
     struct sr_reports *reports;
-    struct sr_rate_lanes *rates;        /* each provider's rate: the scheduler's sends and status polls */
-    struct sr_route_stats *route_stats; /* live route quality, rebuilt from the store at start */
-    sr_host host;                       /* what every rules generation acts on; outlives them all */
-    sr_api api;                         /* what the API handlers act on, kept current here */
+    struct sr_rate_lanes *rates;                 /* each provider's rate: the scheduler's sends and status polls */
+    struct sr_route_stats *route_stats;          /* live route quality, rebuilt from the store at start */
+    sr_host host;                                /* what every rules generation acts on; outlives them all */
+    struct sr_route_stats_follower *rs_follower; /* cluster mode: other nodes' changes into route_stats */
+    sr_api api;                                  /* what the API handlers act on, kept current here */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
     uv_timer_t finish_timer;

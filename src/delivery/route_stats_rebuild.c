@@ -45,3 +45,39 @@ int sr_route_stats_rebuild(sr_route_stats *rs, sr_store *store, sr_rules *rules,
                 sr_log_num((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
     return n;
 }
+
+/* ---- other nodes' changes (cluster mode) ---- */
+
+/* What another node's status change counts: leaving `sending` closed the last attempt (sent, failed,
+ * or requeued for a retry or a fallback; not a crash, whose attempt was never answered); leaving
+ * `sent` recorded a final report (delivered, undelivered, or a fallback after one) on the newest
+ * attempt that has one. */
+static void rs_on_remote(const sr_store_event *ev, void *ud) {
+    sr_route_stats_follower *f = ud;
+    const sr_message *m = ev->msg;
+    if (!ev->remote || m->attempt_count == 0 || m->history_count < 2) return;
+    sr_status before = m->history[m->history_count - 2].status;
+    int last = m->attempt_count - 1;
+    const sr_attempt *a = &m->attempts[last];
+    if (before == SR_ST_SENDING && sr_route_stats_attempt_class(a) >= 0 && a->provider) {
+        const sr_provider *p = *f->rules ? sr_rules_provider(*f->rules, a->provider) : NULL;
+        sr_route_stats_on_attempt(f->rs, m, last, p ? p->cost : 0);
+        return;
+    }
+    if (before != SR_ST_SENT) return;
+    for (int i = last; i >= 0; i--) {
+        if (sr_route_stats_report_of(m->attempts[i].report) >= 0) {
+            sr_route_stats_on_report(f->rs, m, i, sr_now_ms());
+            return;
+        }
+    }
+}
+
+void sr_route_stats_follow(sr_route_stats_follower *f, sr_store *store, sr_route_stats *rs, sr_rules *const *rules) {
+    f->rs = rs;
+    f->rules = rules;
+    f->sub = (sr_store_subscriber){.kind = SR_STORE_EV_STATUS, .status_mask = ~0u, .fn = rs_on_remote, .ud = f};
+    if (sr_store_clustered(store)) sr_store_subscribe(store, &f->sub);
+}
+
+void sr_route_stats_unfollow(sr_route_stats_follower *f, sr_store *store) { sr_store_unsubscribe(store, &f->sub); }

@@ -576,6 +576,7 @@ int sr_rules_status_recover(sr_rules *r, sr_store *store) {
 /* A committed status change: its handler runs on the current generation. */
 static void host_on_status(const sr_store_event *ev, void *ud) {
     sr_host *h = ud;
+    if (ev->remote) return; /* another node's change: its handler ran there */
     sr_rules_status_changed(h->current, h->store, ev->msg, ev->owed);
 }
 

@@ -1293,17 +1293,16 @@ static void store_announce(sr_store *s, const sr_store_txn *t) {
         if (!op->events || !op->msg) continue;
         if ((op->events & (1u << SR_STORE_EV_QUEUE)) && !queued) queued = op->msg;
         if (op->events & (1u << SR_STORE_EV_PROVIDER_ID)) {
-            sr_store_event ev = {SR_STORE_EV_PROVIDER_ID, op->msg, 0};
+            sr_store_event ev = {SR_STORE_EV_PROVIDER_ID, op->msg, 0, t->remote};
             store_announce_one(s, &ev);
         }
-        /* A status change is announced on the node that made it: its handler runs once. */
-        if ((op->events & (1u << SR_STORE_EV_STATUS)) && !t->remote) {
-            sr_store_event ev = {SR_STORE_EV_STATUS, op->msg, op->int_out};
+        if (op->events & (1u << SR_STORE_EV_STATUS)) {
+            sr_store_event ev = {SR_STORE_EV_STATUS, op->msg, op->int_out, t->remote};
             store_announce_one(s, &ev);
         }
     }
     if (queued) {
-        sr_store_event ev = {SR_STORE_EV_QUEUE, queued, 0};
+        sr_store_event ev = {SR_STORE_EV_QUEUE, queued, 0, t->remote};
         store_announce_one(s, &ev);
     }
 }

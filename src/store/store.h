@@ -192,6 +192,11 @@ size_t sr_store_owed_key(const char *id, int64_t n, char *out, size_t outlen);
  *  - SR_STORE_EV_PROVIDER_ID: a message update indexed a provider id the message did not have
  *    (a send answer recorded); once per such update.
  *
+ * Cluster mode: units of other nodes, once this node's replica applied them, are announced too,
+ * with ev->remote set: the queue and provider ids so that this node's scheduler and reports act on
+ * them, status changes so that this node's statistics count them (a status handler runs only on
+ * the node that made the change: it ignores remote ones).
+ *
  * Durable status subscribers: while a SR_STORE_EV_STATUS subscriber has durable set, every unit
  * submitted writes, in the same commit as each status change in its status_mask, the
  * SR_SPACE_OWED record sr_store_owed_key(id, n) -> the status name, and announces n in
@@ -208,6 +213,7 @@ typedef struct sr_store_event {
     sr_store_event_kind kind;
     const sr_message *msg; /* as written (borrowed for the call) */
     int64_t owed;          /* SR_STORE_EV_STATUS: the owed record's history number, 0 when none was written */
+    int remote;            /* cluster mode: another node made the change (its handlers ran there) */
 } sr_store_event;
 
 typedef void (*sr_store_listener)(const sr_store_event *ev, void *ud);

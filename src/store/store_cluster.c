@@ -641,14 +641,14 @@ static void cl_hand_outcomes(store_cluster *cl, const cl_message *m) {
     }
 }
 
-/* Units of another node (or of this node's predecessor): to the loop, for the scheduler and the
- * reports, when they did something those act on; else freed here. */
+/* Units of another node (or of this node's predecessor): to the loop, for the scheduler, the reports
+ * and the statistics, when they did something those act on; else freed here. */
 static void cl_to_loop(sr_store *s, cl_message *m) {
     int wanted = 0;
     for (sr_store_txn *t = m->head; t; t = t->next) {
         t->remote = 1;
         for (int j = 0; j < t->count && t->status == 0; j++)
-            if (t->ops[j].events & ((1u << SR_STORE_EV_QUEUE) | (1u << SR_STORE_EV_PROVIDER_ID))) wanted = 1;
+            if (t->ops[j].events) wanted = 1;
     }
     if (!wanted || !s->cluster->caught_up) {
         cl_free_units(m->head);
