@@ -344,7 +344,9 @@ static void app_sweep(uv_timer_t *t) {
     }
     if (n > 0) sr_info("expired messages", "count", sr_log_num(n));
     if (++app->sweeps % 60 == 0) sr_store_sweep_ttl(app->store, now);
-    /* Cluster mode: work left by nodes that went silent is taken over by one of the others. */
+    /* Cluster mode: each node takes its share of the providers' rates; work left by nodes that went
+     * silent is taken over by one of the others. */
+    if (sr_store_clustered(app->store)) sr_rate_lanes_set_nodes(app->rates, sr_store_cluster_nodes(app->store));
     if (sr_store_clustered(app->store) && app->sweeps % APP_TAKE_OVER_S == 0) app_take_over(app);
 }
 
@@ -565,6 +567,7 @@ static int app_open_store(sr_app *app, const sr_config *config, sr_rules *rules)
  * what a crash left owed (inbound and status handlers). 0, or 2 (logged). */
 static int app_start_engine(sr_app *app, sr_config *config, sr_rules *rules) {
     app->rates = sr_rate_lanes_new();
+    sr_rate_lanes_set_nodes(app->rates, sr_store_cluster_nodes(app->store)); /* cluster: heard at open */
     if (sr_http_client_new(&app->client, app->loop) != 0 ||
         sr_scheduler_start(&app->scheduler, app->loop, app->store, rules, app->client, app->rates, config) != 0) {
         sr_error("cannot start the delivery engine");

@@ -84,8 +84,8 @@ typedef struct sched_job {
 
 typedef struct lane {
     char name[72];
-    sr_provider *p; /* in the current rules; NULL when a reload removed the provider */
-    int64_t *tat;   /* its rate lane's GCRA state (shared with status polls); NULL: not limited */
+    sr_provider *p;    /* in the current rules; NULL when a reload removed the provider */
+    sr_rate_lane *tat; /* its rate lane (shared with status polls); NULL: not limited */
     /* A request goes through three stages: its messages' `sending` marks are committed (marking), it
      * waits for a slot (the ready list, first in first out), it is out to the provider
      * (requests_in_flight, bounded by the provider's concurrency). */
@@ -1346,7 +1346,7 @@ void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules) {
             found = s->lane_count++;
             lane *l = &s->lanes[found];
             snprintf(l->name, sizeof l->name, "%s", p->name);
-            l->tat = sr_rate_lanes_tat(s->rates, l->name);
+            l->tat = sr_rate_lanes_lane(s->rates, l->name);
             l->pending_tail = &l->pending;
             l->ready_tail = &l->ready;
             lane_metrics(l);
@@ -1502,8 +1502,8 @@ int sr_scheduler_lane_info(sr_scheduler *s, const char *provider, int64_t now_ms
     out->pending = l->pending_count;
     out->rate_used = 0;
     int64_t now_us = now_ms * 1000; /* the GCRA's time is µs (core/gcra.h) */
-    if (l->p && l->p->rate_per_s > 0 && l->tat && *l->tat > now_us)
-        out->rate_used = (double)(*l->tat - now_us) * l->p->rate_per_s / 1e6;
+    if (l->p && l->p->rate_per_s > 0 && l->tat && l->tat->tat_us > now_us)
+        out->rate_used = (double)(l->tat->tat_us - now_us) * sr_rate_lane_rate(l->tat, l->p) / 1e6;
     out->paused_until_ms = l->paused_until_ms > now_ms ? l->paused_until_ms : 0;
     return 0;
 }

@@ -2130,6 +2130,8 @@ int store_has_messages(sr_store *s) {
 
 int sr_store_clustered(const sr_store *s) { return s->cluster != NULL; }
 
+int sr_store_cluster_nodes(sr_store *s) { return s->cluster ? store_cluster_live_nodes(s) : 1; }
+
 int sr_store_orphaned(sr_store *s, char kind, const char *key, size_t klen) {
     char k[SR_ID_LEN + 64], owner[160];
     size_t olen = 0;

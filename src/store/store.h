@@ -341,6 +341,9 @@ int sr_store_sweep_ttl(sr_store *s, int64_t now_ms);
 /* 1 in cluster mode: other nodes change the state too, so whoever takes over work left by a
  * node that is gone asks sr_store_orphaned now and then, not only at start. */
 int sr_store_clustered(const sr_store *s);
+/* Cluster mode: the nodes alive now (heard within the node timeout), this one included; 1 on a
+ * single node. Each takes its share of a provider's rate. */
+int sr_store_cluster_nodes(sr_store *s);
 /* Work in flight whose owner is gone, so the caller takes it over (a status change's compare
  * makes sure only one node does): SR_ORPHAN_SENDING, key a message id in `sending`;
  * SR_ORPHAN_OWED, key an SR_SPACE_OWED key. Single node: always 1 (call it at start: the owner

@@ -753,6 +753,17 @@ static void cl_beat(store_cluster *cl) {
     natsConnection_Publish(cl->nc, cl->alive_subject, cl->owner, (int)strlen(cl->owner));
 }
 
+int store_cluster_live_nodes(sr_store *s) {
+    store_cluster *cl = s->cluster;
+    int64_t now = cl_mono_ms();
+    int n = 1; /* this one */
+    pthread_mutex_lock(&cl->mu);
+    for (int i = 0; i < cl->npeers; i++)
+        if (now - cl->peers[i].seen_ms <= cl->timeout_ms && strcmp(cl->peers[i].owner, cl->owner) != 0) n++;
+    pthread_mutex_unlock(&cl->mu);
+    return n;
+}
+
 int store_cluster_owner_gone(sr_store *s, const char *owner, size_t len) {
     store_cluster *cl = s->cluster;
     const char *slash = memchr(owner, '/', len);
@@ -955,6 +966,14 @@ static int cl_catch_up(store_cluster *cl, uint64_t last, char *err, size_t errle
     return SR_E_IO;
 }
 
+/* At open: long enough for every live node's heartbeat to be heard (two beat intervals), so this node
+ * counts them before it takes its share of a provider's rate. */
+static void cl_hear_peers(store_cluster *cl) {
+    int64_t every = cl->timeout_ms / 4 < CL_BEAT_MS ? cl->timeout_ms / 4 : CL_BEAT_MS;
+    int64_t wait = cl->started_ms + 2 * every - cl_mono_ms();
+    if (wait > 0) usleep((useconds_t)wait * 1000);
+}
+
 static void cl_node_name(char *out, size_t len, const char *node) {
     char host[64] = "node";
     if (node && node[0]) {
@@ -996,6 +1015,7 @@ int store_cluster_open(sr_store *s, const sr_store_options *opt, char *err, size
     }
     if (rc == 0) rc = cl_start_applier(s, err, errlen);
     if (rc == 0) rc = cl_catch_up(cl, last, err, errlen);
+    if (rc == 0) cl_hear_peers(cl);
     if (rc == 0)
         sr_info("cluster: replica caught up with the stream", "stream", cl->stream, "node", cl->node, "seq",
                 sr_log_num((int64_t)cl->applied_seq));
