@@ -204,6 +204,9 @@ const sr_config_key sr_config_keys[] = {
                        "most 32)"),
     CONFIG_INT("cluster_replicas", cluster_replicas, 1, 5, 3, RESTART, "",
                "cluster mode (see docs/cluster.md): the stream's replication factor when this node creates it"),
+    CONFIG_INT("cluster_retention_s", cluster_retention_s, 3600, 366 * DAY_S, DAY_S, RESTART, "s",
+               "cluster mode (see docs/cluster.md): the stream keeps units this long; a node down longer is seeded "
+               "from another node's backup"),
     CONFIG_INT("cluster_node_timeout_ms", cluster_node_timeout_ms, 200, 600000, 10000, RESTART, "ms",
                "cluster mode (see docs/cluster.md): a node not heard from this long is gone; another takes over "
                "its messages in flight and its owed handlers"),

@@ -62,6 +62,7 @@ typedef struct sr_config {
     char *cluster_stream;        /* JetStream stream name, default SMSRULES */
     int cluster_replicas;        /* the stream's replication factor, default 3 */
     int cluster_node_timeout_ms; /* a node silent this long is gone, default 10000 */
+    int64_t cluster_retention_s; /* the stream's max age, default 86400 */
     char *node;                  /* this node's name; NULL: "<hostname>-<pid>" */
     uint64_t pinned;             /* bit i: sr_config_keys[i] was set on the command line, which a reload keeps */
 } sr_config;

@@ -528,6 +528,7 @@ static void app_cluster_options(const sr_config *config, sr_store_options *so, c
     so->cluster_stream = config->cluster_stream;
     so->cluster_replicas = config->cluster_replicas;
     so->node_timeout_ms = config->cluster_node_timeout_ms;
+    so->retention_s = config->cluster_retention_s;
     so->node = node;
     char servers[1024];
     sr_config_redact_urls(config->cluster, servers, sizeof servers);

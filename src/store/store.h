@@ -93,6 +93,7 @@ typedef struct sr_store_options {
     int cluster_replicas;       /* the stream's replication factor when this node creates it; 0: 3 */
     const char *node;           /* this node's name, unique in the cluster; NULL: "<hostname>-<pid>" */
     int node_timeout_ms;        /* a node not heard from for this long is gone; 0: SR_STORE_NODE_TIMEOUT_MS */
+    int64_t retention_s;        /* the stream keeps units this long (JetStream max age); 0: 86400 */
 } sr_store_options;
 
 /* Opens (creating) the environment, checks the schema version, clears stale

@@ -857,9 +857,27 @@ static int cl_connect(store_cluster *cl, const char *urls, char *err, size_t err
     return 0;
 }
 
+/* The stream keeps units for the retention (its max age): a stream made with another is changed. */
+static natsStatus cl_keep_retention(store_cluster *cl, jsStreamInfo **si, int64_t max_age_ns) {
+    if (!(*si)->Config || (*si)->Config->MaxAge == max_age_ns) return NATS_OK;
+    jsStreamConfig cfg = *(*si)->Config;
+    jsStreamInfo *updated = NULL;
+    jsErrCode jerr = 0;
+    cfg.MaxAge = max_age_ns;
+    natsStatus st = js_UpdateStream(&updated, cl->js, &cfg, NULL, &jerr);
+    if (st != NATS_OK) return st;
+    sr_info("cluster: the stream's retention changed", "stream", cl->stream, "seconds",
+            sr_log_num(max_age_ns / 1000000000));
+    jsStreamInfo_Destroy(*si);
+    *si = updated;
+    return NATS_OK;
+}
+
 /* The stream's info, the stream created first when it does not exist (by whichever node comes
  * first: a second one finds it). */
-static int cl_stream_info(store_cluster *cl, int replicas, jsStreamInfo **si, char *err, size_t errlen) {
+static int cl_stream_info(store_cluster *cl, int replicas, int64_t retention_s, jsStreamInfo **si, char *err,
+                          size_t errlen) {
+    int64_t max_age_ns = (retention_s > 0 ? retention_s : 86400) * 1000000000;
     jsErrCode jerr = 0;
     natsStatus st = js_GetStreamInfo(si, cl->js, cl->stream, NULL, &jerr);
     if (st == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
@@ -872,12 +890,14 @@ static int cl_stream_info(store_cluster *cl, int replicas, jsStreamInfo **si, ch
         cfg.Storage = js_FileStorage;
         cfg.Replicas = replicas;
         cfg.Duplicates = CL_DUPLICATE_WINDOW_NS;
+        cfg.MaxAge = max_age_ns;
         jerr = 0;
         st = js_AddStream(si, cl->js, &cfg, NULL, &jerr);
         if (st == NATS_OK)
             sr_info("cluster: created the stream", "stream", cl->stream, "replicas", sr_log_num(replicas));
         if (jerr == JSStreamNameExistErr) st = js_GetStreamInfo(si, cl->js, cl->stream, NULL, &jerr);
     }
+    if (st == NATS_OK) st = cl_keep_retention(cl, si, max_age_ns);
     if (st != NATS_OK) {
         const char *why = nats_GetLastError(NULL);
         snprintf(err, errlen, "cannot open the JetStream stream %s: %s%s", cl->stream,
@@ -912,11 +932,15 @@ static int cl_check_replica(sr_store *s, const jsStreamInfo *si, char *err, size
                  cl->stream);
         return SR_E_INVALID;
     }
-    if (si->State.Msgs > 0 && si->State.FirstSeq > seq + 1) {
+    /* Units older than the retention are gone from the stream: a replica that missed them (down that
+     * long, or new) cannot be built from it. */
+    uint64_t first = si->State.Msgs > 0 ? si->State.FirstSeq : si->State.LastSeq + 1;
+    if (first > seq + 1) {
         snprintf(err, errlen,
-                 "the stream no longer holds the units after this replica's position (%llu; the stream starts at "
-                 "%llu): move the data directory away, the replica is rebuilt from the stream",
-                 (unsigned long long)seq, (unsigned long long)si->State.FirstSeq);
+                 "the stream no longer holds the units after this replica's position (%llu; it starts at %llu, "
+                 "older ones are past cluster_retention_s): seed this node's data directory with `smsrules backup` "
+                 "of another node's, then start it again",
+                 (unsigned long long)seq, (unsigned long long)first);
         return SR_E_INVALID;
     }
     cl->applied_seq = seq;
@@ -1005,7 +1029,9 @@ int store_cluster_open(sr_store *s, const sr_store_options *opt, char *err, size
     cl->started_ms = cl_mono_ms();
     cl->timeout_ms = opt->node_timeout_ms > 0 ? opt->node_timeout_ms : SR_STORE_NODE_TIMEOUT_MS;
     int rc = cl_connect(cl, opt->cluster, err, errlen);
-    if (rc == 0) rc = cl_stream_info(cl, opt->cluster_replicas > 0 ? opt->cluster_replicas : 3, &si, err, errlen);
+    if (rc == 0)
+        rc = cl_stream_info(cl, opt->cluster_replicas > 0 ? opt->cluster_replicas : 3, opt->retention_s, &si, err,
+                            errlen);
     if (rc == 0) rc = cl_check_replica(s, si, err, errlen);
     uint64_t last = si ? si->State.LastSeq : 0;
     if (si) jsStreamInfo_Destroy(si);

@@ -84,7 +84,7 @@ def config_keys_are_checked_at_load_with_file_and_line():
         ('sms.config{ cluster = { urls = {"nats://a:1", "b"} } }', "'b' is not one"),
         ('sms.config{ cluster = { urls = {} } }', "'cluster.urls' must be a string or a non-empty list"),
         ('sms.config{ cluster = { urls = "nats://a:1", replica = 1 } }',
-         "'cluster' as a table takes urls, stream, replicas, node and node_timeout_ms; not 'replica'"),
+         "'cluster' as a table takes urls, stream, replicas, node, node_timeout_ms and retention_s; not 'replica'"),
         ('sms.config{ cluster = { replicas = 9 } }', "'cluster_replicas' must be an integer from 1 to 5"),
         ('sms.config{ cluster = { stream = "a>b" } }', "'cluster_stream' must be"),
     ]

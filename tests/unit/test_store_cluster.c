@@ -3,6 +3,8 @@
  * with its own store directory, killed with the test). Both nodes run on one loop here; the
  * daemon runs one per process. */
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <nats/nats.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -431,5 +433,70 @@ TEST(work_left_by_a_node_that_is_gone_is_taken_over_by_exactly_one) {
     node_remove(&a);
     node_remove(&x1);
     node_remove(&x2);
+    natsd_stop(&n);
+}
+
+/* Drops the stream's units before its last one (as its retention would). */
+static void purge_all_but_last(const natsd *n) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    jsOptions o;
+    jsStreamInfo *si = NULL;
+    CHECK(natsConnection_ConnectTo(&nc, n->url) == NATS_OK);
+    CHECK(natsConnection_JetStream(&js, nc, NULL) == NATS_OK);
+    CHECK(js_GetStreamInfo(&si, js, "TEST", NULL, NULL) == NATS_OK);
+    jsOptions_Init(&o);
+    o.Stream.Purge.Sequence = si->State.LastSeq;
+    CHECK(js_PurgeStream(js, "TEST", &o, NULL) == NATS_OK);
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
+/* A copy of a running node's replica in dir (what `smsrules backup` makes). */
+static void seed_from(const node *from, const char *dir) {
+    sr_store *ro = NULL;
+    char err[256], path[128];
+    sr_store_options opt = {.dir = from->dir, .read_only = 1};
+    CHECK_INT(sr_store_open(&ro, NULL, &opt, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    CHECK(fd >= 0);
+    CHECK_INT(sr_store_backup(ro, fd, err, sizeof err), 0);
+    close(fd);
+    sr_store_close(ro);
+}
+
+TEST(a_replica_the_stream_can_no_longer_build_is_seeded_from_another_nodes_backup) {
+    natsd n;
+    node a = {0}, c = {0};
+    char err[512];
+    natsd_start(&n);
+    uv_loop_init(&loop);
+    node_up(&a, &n, "a");
+    result r1, r2;
+    put(&a, "old", NULL, &r1);
+    wait_done(&r1, 1);
+    put(&a, "new", NULL, &r2);
+    wait_done(&r2, 1);
+    purge_all_but_last(&n);
+    /* A new node cannot rebuild "old" from the stream: a clear refusal, nothing half built. */
+    CHECK_INT(node_open(&c, &n, "c", err, sizeof err), SR_E_INVALID);
+    CHECK(strstr(err, "smsrules backup") != NULL);
+    node_remove(&c);
+    memset(&c, 0, sizeof c);
+    /* Seeded with a copy of a's replica, it starts and goes on from a's position. */
+    strcpy(c.dir, "/tmp/sr_node_XXXXXX");
+    CHECK(mkdtemp(c.dir) != NULL);
+    seed_from(&a, c.dir);
+    result r3;
+    put(&a, "after the copy", NULL, &r3);
+    wait_done(&r3, 1);
+    node_up(&c, &n, "c");
+    wait_message(&c, r1.id, "old");
+    wait_message(&c, r2.id, "new");
+    wait_message(&c, r3.id, "after the copy");
+    node_remove(&a);
+    node_remove(&c);
     natsd_stop(&n);
 }

@@ -170,7 +170,8 @@ static void config_cluster_table(lua_State *L, sr_config *c) {
                                             {"stream", "cluster_stream"},
                                             {"replicas", "cluster_replicas"},
                                             {"node", "node"},
-                                            {"node_timeout_ms", "cluster_node_timeout_ms"}};
+                                            {"node_timeout_ms", "cluster_node_timeout_ms"},
+                                            {"retention_s", "cluster_retention_s"}};
     int t = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, t)) {
@@ -178,13 +179,13 @@ static void config_cluster_table(lua_State *L, sr_config *c) {
         for (size_t i = 0; i < sizeof fields / sizeof fields[0] && lua_type(L, -2) == LUA_TSTRING; i++)
             if (strcmp(lua_tostring(L, -2), fields[i][0]) == 0) key = fields[i][1];
         if (!key && lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(
-                L,
-                "sms.config: 'cluster' as a table takes the fields urls, stream, replicas, node and node_timeout_ms");
+            luaL_error(L, "sms.config: 'cluster' as a table takes the fields urls, stream, replicas, node, "
+                          "node_timeout_ms and retention_s");
         if (!key)
-            luaL_error(
-                L, "sms.config: 'cluster' as a table takes urls, stream, replicas, node and node_timeout_ms; not '%s'",
-                lua_tostring(L, -2));
+            luaL_error(L,
+                       "sms.config: 'cluster' as a table takes urls, stream, replicas, node, node_timeout_ms and "
+                       "retention_s; not '%s'",
+                       lua_tostring(L, -2));
         if (strcmp(key, "cluster") == 0 && lua_istable(L, -1)) config_join_urls(L);
         config_set(L, c, sr_config_key_find(key));
         lua_pop(L, 1);
