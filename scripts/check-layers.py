@@ -38,6 +38,7 @@ OWNERS = {
     "lmdb.h": ["store"],
     "curl/curl.h": ["http"],
     "llhttp.h": ["http"],
+    "nats/nats.h": ["store"],
     "uv.h": None,  # everywhere: the loop is the daemon's spine
 }
 

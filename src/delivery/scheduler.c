@@ -549,7 +549,7 @@ static void sched_complete_done(sr_store_txn *t, void *ud) {
     sr_scheduler *s = rq->s;
     lane *l = &s->lanes[rq->lane];
     int st = sr_store_txn_status(t);
-    if (st == SR_E_FULL || st == SR_E_IO) {
+    if (st == SR_E_FULL || st == SR_E_IO || st == SR_E_UNAVAILABLE) {
         sched_outcome_defer(s, j, st);
         return;
     }

@@ -990,11 +990,11 @@ static int cl_catch_up(store_cluster *cl, uint64_t last, char *err, size_t errle
     return SR_E_IO;
 }
 
-/* At open: long enough for every live node's heartbeat to be heard (two beat intervals), so this node
- * counts them before it takes its share of a provider's rate. */
+/* At open: long enough for every live node's heartbeat to be heard (a beat interval and a quarter),
+ * so this node counts them before it takes its share of a provider's rate. */
 static void cl_hear_peers(store_cluster *cl) {
     int64_t every = cl->timeout_ms / 4 < CL_BEAT_MS ? cl->timeout_ms / 4 : CL_BEAT_MS;
-    int64_t wait = cl->started_ms + 2 * every - cl_mono_ms();
+    int64_t wait = cl->started_ms + every + every / 4 - cl_mono_ms();
     if (wait > 0) usleep((useconds_t)wait * 1000);
 }
 
