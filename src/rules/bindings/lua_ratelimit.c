@@ -31,7 +31,13 @@
  * handler does afterwards (a limit against abuse counts attempts), before
  * and after a restart alike. (Which is also why the handler's overlay has
  * no part here: the in-memory table already holds its own writes.) The
- * handler's answer goes out after its own unit commits, so after this one. */
+ * handler's answer goes out after its own unit commits, so after this one.
+ *
+ * Cluster mode: every node keeps its own table, and reads the stored TAT
+ * on every call, which holds the tokens every node took once their units
+ * reached this node's replica. Two events of one key on two nodes within
+ * that delay (milliseconds) may both pass: the limit holds across the
+ * cluster up to that. */
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
@@ -188,8 +194,10 @@ static int l_ratelimit(lua_State *L) {
     const char *skey = lua_tolstring(L, 5, &sklen);
     /* Not in memory (first use since the start, or swept as past): the
      * store has the value kept across restarts, if any. TAT only grows, so
-     * the larger of the two is the true one. */
-    if (!cached) {
+     * the larger of the two is the true one. In cluster mode the store also
+     * has what the other nodes took (once it reached this node's replica,
+     * milliseconds later): it is read every time. */
+    if (!cached || sr_store_clustered(sr_rules_store(r))) {
         lua_Integer committed = ratelimit_committed(sr_rules_store(r), skey, sklen);
         if (committed > tat) tat = committed;
     }
