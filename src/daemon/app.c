@@ -338,6 +338,7 @@ static void app_sweep(uv_timer_t *t) {
     char ids[256][SR_ID_LEN + 1];
     int n = sr_store_expired(app->store, now, ids, 256);
     for (int i = 0; i < n; i++) {
+        if (!sr_store_mine(app->store, ids[i])) continue; /* cluster: another node expires it */
         sr_store_txn *txn = sr_store_txn_new(app->store);
         sr_store_txn_update_message(txn, ids[i], app_expire_mutator, &now);
         sr_store_txn_submit(txn, NULL, NULL); /* sms.on_status hears of it from the store */

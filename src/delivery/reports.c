@@ -1195,7 +1195,7 @@ static void reports_watch(sr_reports *R, int64_t now) {
     if (!ids || !units || !unit_polls) abort();
     int n = sr_store_watch_due(R->store, now, ids, REPORTS_SCAN_MAX, NULL), nunits = 0;
     for (int i = 0; i < n; i++) {
-        if (reports_claimed(R, ids[i])) continue;
+        if (reports_claimed(R, ids[i]) || !sr_store_mine(R->store, ids[i])) continue; /* cluster: another's */
         sr_message m;
         if (sr_store_get_message(R->store, ids[i], &m) != 0) {
             sr_message_free(&m);

@@ -2132,6 +2132,8 @@ int sr_store_clustered(const sr_store *s) { return s->cluster != NULL; }
 
 int sr_store_cluster_nodes(sr_store *s) { return s->cluster ? store_cluster_live_nodes(s) : 1; }
 
+int sr_store_mine(sr_store *s, const char *id) { return s->cluster ? store_cluster_mine(s, id) : 1; }
+
 int sr_store_orphaned(sr_store *s, char kind, const char *key, size_t klen) {
     char k[SR_ID_LEN + 64], owner[160];
     size_t olen = 0;

@@ -345,6 +345,11 @@ int sr_store_clustered(const sr_store *s);
 /* Cluster mode: the nodes alive now (heard within the node timeout), this one included; 1 on a
  * single node. Each takes its share of a provider's rate. */
 int sr_store_cluster_nodes(sr_store *s);
+/* Whether this node looks after a message's timed work (status polls, report deadlines, expiry):
+ * the live nodes share messages by a hash of the id, so that each is polled by one node. Always 1 on
+ * a single node. While nodes come and go, a message may briefly have two such nodes or none: that
+ * work is idempotent (a poll asks twice; a transition's compare makes the second a no-op). */
+int sr_store_mine(sr_store *s, const char *id);
 /* Work in flight whose owner is gone, so the caller takes it over (a status change's compare
  * makes sure only one node does): SR_ORPHAN_SENDING, key a message id in `sending`;
  * SR_ORPHAN_OWED, key an SR_SPACE_OWED key. Single node: always 1 (call it at start: the owner

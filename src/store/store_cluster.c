@@ -764,6 +764,23 @@ int store_cluster_live_nodes(sr_store *s) {
     return n;
 }
 
+/* This node's place among the live ones (by their "node/incarnation" order) decides which ids are its. */
+int store_cluster_mine(sr_store *s, const char *id) {
+    store_cluster *cl = s->cluster;
+    int64_t now = cl_mono_ms();
+    int n = 1, before = 0;
+    pthread_mutex_lock(&cl->mu);
+    for (int i = 0; i < cl->npeers; i++) {
+        if (now - cl->peers[i].seen_ms > cl->timeout_ms) continue;
+        int c = strcmp(cl->peers[i].owner, cl->owner);
+        if (c == 0) continue;
+        n++;
+        if (c < 0) before++;
+    }
+    pthread_mutex_unlock(&cl->mu);
+    return (int)(sr_fnv1a_str(SR_FNV1A_INIT, id) % (uint32_t)n) == before;
+}
+
 int store_cluster_owner_gone(sr_store *s, const char *owner, size_t len) {
     store_cluster *cl = s->cluster;
     const char *slash = memchr(owner, '/', len);

@@ -500,3 +500,33 @@ TEST(a_replica_the_stream_can_no_longer_build_is_seeded_from_another_nodes_backu
     node_remove(&c);
     natsd_stop(&n);
 }
+
+TEST(live_nodes_share_the_timed_work_of_messages) {
+    natsd n;
+    node a = {0}, b = {0};
+    natsd_start(&n);
+    uv_loop_init(&loop);
+    node_up(&a, &n, "a");
+    node_up(&b, &n, "b");
+    /* Once each has heard the other, every id is looked after by exactly one of them. */
+    for (int64_t deadline = mono_ms() + 3000; sr_store_cluster_nodes(a.s) != 2 || sr_store_cluster_nodes(b.s) != 2;
+         usleep(10000))
+        if (mono_ms() > deadline) UNIT_FAIL("the nodes did not hear each other");
+    int mine_a = 0;
+    char id[SR_ID_LEN + 1];
+    for (int i = 0; i < 1000; i++) {
+        sr_id_new(id, sr_now_ms());
+        int x = sr_store_mine(a.s, id), y = sr_store_mine(b.s, id);
+        CHECK(x + y == 1);
+        mine_a += x;
+    }
+    /* About half each (binomial, n = 1000: 5 standard deviations = 79). */
+    CHECK(mine_a > 500 - 79 && mine_a < 500 + 79);
+    node_remove(&b);
+    /* b gone (silent past the node timeout): a looks after everything. */
+    for (int64_t deadline = mono_ms() + 3000; sr_store_cluster_nodes(a.s) != 1; usleep(10000))
+        if (mono_ms() > deadline) UNIT_FAIL("a still counts b");
+    CHECK_INT(sr_store_mine(a.s, id), 1);
+    node_remove(&a);
+    natsd_stop(&n);
+}
