@@ -1921,7 +1921,12 @@ static int store_open_env(sr_store *s, const sr_store_options *opt, char *err, s
     if (rc == 0) rc = mdb_env_set_maxdbs(s->env, 16);
     /* No size before opening: LMDB then keeps the size an existing file was grown to, and only
      * a smaller one is raised to map_size below. */
-    unsigned env_flags = MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0) | (s->read_only ? MDB_RDONLY : 0);
+    /* A cluster node's replica syncs its data but not its meta page: a system crash may undo its last
+     * transactions (never its integrity), and the applier then applies them again from the stream,
+     * whose position is in the same transactions. What was acknowledged is safe in the stream. */
+    int replica = opt->cluster && opt->cluster[0] && !s->read_only;
+    unsigned env_flags = MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0) | (replica ? MDB_NOMETASYNC : 0) |
+                         (s->read_only ? MDB_RDONLY : 0);
     if (rc == 0) rc = mdb_env_open(s->env, opt->dir, env_flags, 0640);
     MDB_envinfo info;
     if (rc == 0) rc = mdb_env_info(s->env, &info);
