@@ -360,9 +360,17 @@ static double app_store_stat(sr_app *app, int which) {
     case 1: return (double)st.commits;
     case 2: return (double)st.units;
     case 3: return st.room == UINT64_MAX ? -1 : (double)st.room;
+    case 5: return (double)st.stream_seq;
+    case 6: return (double)st.retried_units;
+    case 7: return (double)st.unavailable_units;
+    case 8: return (double)st.nodes;
     default: return (double)st.refused_units;
     }
 }
+static double app_cluster_seq(void *ud) { return app_store_stat(ud, 5); }
+static double app_cluster_retried(void *ud) { return app_store_stat(ud, 6); }
+static double app_cluster_unavailable(void *ud) { return app_store_stat(ud, 7); }
+static double app_cluster_nodes(void *ud) { return app_store_stat(ud, 8); }
 static double app_store_gauge(void *ud) { return app_store_stat(ud, 0); }
 static double app_store_commits(void *ud) { return app_store_stat(ud, 1); }
 static double app_store_units(void *ud) { return app_store_stat(ud, 2); }
@@ -609,6 +617,17 @@ static void app_register_store_metrics(sr_app *app) {
                        app_store_room, app);
     sr_metric_counter_fn("smsrules_store_refused_total", "Units of writes refused for lack of space.", NULL,
                          app_store_refused, app);
+    if (!sr_store_clustered(app->store)) return;
+    sr_metric_gauge_fn("smsrules_cluster_nodes", "Cluster mode: live nodes, this one included.", NULL,
+                       app_cluster_nodes, app);
+    sr_metric_gauge_fn("smsrules_cluster_stream_seq", "Cluster mode: the stream position this node's replica reached.",
+                       NULL, app_cluster_seq, app);
+    sr_metric_counter_fn("smsrules_cluster_retried_units_total",
+                         "Cluster mode: units resolved again because another node changed their message first.", NULL,
+                         app_cluster_retried, app);
+    sr_metric_counter_fn("smsrules_cluster_unavailable_units_total",
+                         "Cluster mode: units the stream did not store in time (503 cluster_unavailable).", NULL,
+                         app_cluster_unavailable, app);
 }
 
 /* The daemon's own timers and signals. */

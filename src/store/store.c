@@ -1925,8 +1925,8 @@ static int store_open_env(sr_store *s, const sr_store_options *opt, char *err, s
      * transactions (never its integrity), and the applier then applies them again from the stream,
      * whose position is in the same transactions. What was acknowledged is safe in the stream. */
     int replica = opt->cluster && opt->cluster[0] && !s->read_only;
-    unsigned env_flags = MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0) | (replica ? MDB_NOMETASYNC : 0) |
-                         (s->read_only ? MDB_RDONLY : 0);
+    unsigned env_flags =
+        MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0) | (replica ? MDB_NOMETASYNC : 0) | (s->read_only ? MDB_RDONLY : 0);
     if (rc == 0) rc = mdb_env_open(s->env, opt->dir, env_flags, 0640);
     MDB_envinfo info;
     if (rc == 0) rc = mdb_env_info(s->env, &info);
@@ -2425,6 +2425,7 @@ void sr_store_get_stats(sr_store *s, sr_store_stats *out) {
     out->room = store_room(s);
     pthread_rwlock_unlock(&s->map_lock);
     out->refused_units = atomic_load(&s->refused_units);
+    if (s->cluster) store_cluster_stats(s, out);
 }
 
 int sr_store_full(sr_store *s) {

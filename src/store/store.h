@@ -380,6 +380,11 @@ typedef struct sr_store_stats {
     uint64_t map_used;
     uint64_t grows;
     double last_commit_ms;
+    /* cluster mode (0 on a single node) */
+    uint64_t stream_seq;        /* the stream position this node's replica reached */
+    uint64_t retried_units;     /* units resolved again after another node changed their message first */
+    uint64_t unavailable_units; /* units the stream did not store in time (answered 503) */
+    int nodes;                  /* live nodes, this one included */
 } sr_store_stats;
 void sr_store_get_stats(sr_store *s, sr_store_stats *out);
 

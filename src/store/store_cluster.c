@@ -83,6 +83,7 @@ struct store_cluster {
     pthread_mutex_t mu;
     pthread_cond_t cond; /* applied_seq moved, or the applier stopped */
     uint64_t applied_seq;
+    uint64_t retried, unavailable; /* units resolved again after losing a race; units the stream refused */
     int stop;
     int caught_up; /* units of other nodes go to the loop (not during the catch-up at open) */
 
@@ -489,6 +490,7 @@ static int cl_after_round(sr_store_txn **round, int n, int rc) {
             continue;
         }
         if (t->status != STORE_E_RETRY) continue;
+        again++;
         t->status = 0;
         t->applied = 0;
         for (int j = 0; j < t->count; j++) {
@@ -498,7 +500,7 @@ static int cl_after_round(sr_store_txn **round, int n, int rc) {
             op->events = 0;
             if (op->kind == STORE_OP_UPDATE) op->msg = NULL; /* in the batch's arena */
         }
-        round[again++] = t;
+        round[again - 1] = t;
     }
     return again;
 }
@@ -520,6 +522,11 @@ static int cl_round(sr_store *s, sr_store_txn **round, int n) {
     int rc = cl_publish_round(s, round, n, &last);
     if (rc == 0 && last) rc = cl_wait_applied(cl, last);
     cl_set_await(cl, NULL, 0);
+    if (rc == SR_E_UNAVAILABLE) {
+        pthread_mutex_lock(&cl->mu);
+        cl->unavailable += (uint64_t)n;
+        pthread_mutex_unlock(&cl->mu);
+    }
     return rc;
 }
 
@@ -542,6 +549,11 @@ void store_cluster_commit(sr_store *s, sr_store_txn *head) {
             break;
         }
         n = cl_after_round(round, n, cl_round(s, round, n));
+        if (n > 0) {
+            pthread_mutex_lock(&cl->mu);
+            cl->retried += (uint64_t)n;
+            pthread_mutex_unlock(&cl->mu);
+        }
     }
     if (tail) {
         tail->arena = cl->arena; /* the loop frees it with the last unit, after every callback of the batch */
@@ -779,6 +791,16 @@ int store_cluster_mine(sr_store *s, const char *id) {
     }
     pthread_mutex_unlock(&cl->mu);
     return (int)(sr_fnv1a_str(SR_FNV1A_INIT, id) % (uint32_t)n) == before;
+}
+
+void store_cluster_stats(sr_store *s, sr_store_stats *out) {
+    store_cluster *cl = s->cluster;
+    out->nodes = store_cluster_live_nodes(s);
+    pthread_mutex_lock(&cl->mu);
+    out->stream_seq = cl->applied_seq;
+    out->retried_units = cl->retried;
+    out->unavailable_units = cl->unavailable;
+    pthread_mutex_unlock(&cl->mu);
 }
 
 int store_cluster_owner_gone(sr_store *s, const char *owner, size_t len) {

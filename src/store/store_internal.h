@@ -221,6 +221,7 @@ int store_has_messages(sr_store *s);
 int store_cluster_owner_gone(sr_store *s, const char *owner, size_t len);
 int store_cluster_live_nodes(sr_store *s);
 int store_cluster_mine(sr_store *s, const char *id);
+void store_cluster_stats(sr_store *s, sr_store_stats *out);
 int store_cluster_open(sr_store *s, const sr_store_options *opt, char *err, size_t errlen);
 /* Writer thread: publishes the batch's units and waits until the replica applied them. */
 void store_cluster_commit(sr_store *s, sr_store_txn *head);
