@@ -1141,7 +1141,11 @@ static void sched_pump(sr_scheduler *s) {
     sr_queue_entry *entries = malloc(sizeof *entries * (size_t)max);
     if (!entries) abort();
     int n = sr_store_queue_due(s->store, ps.now, entries, max);
-    for (int i = 0; i < n && ps.blocked_count < s->lane_count; i++) sched_pump_one(s, entries[i].id, &ps);
+    /* Cluster mode: the live nodes share the queue by a hash of the id (sr_store_mine), so they do
+     * not all race for the same messages; the compare on `sending` keeps it right while that share
+     * moves as nodes come and go. */
+    for (int i = 0; i < n && ps.blocked_count < s->lane_count; i++)
+        if (sr_store_mine(s->store, entries[i].id)) sched_pump_one(s, entries[i].id, &ps);
     free(entries);
     if (n < max && ps.blocked_count == 0) s->backlog = 0;
     for (int i = 0; i < s->lane_count; i++) lane_flush(s, i);
