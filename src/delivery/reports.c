@@ -759,6 +759,14 @@ static int reports_unpark_cb(const char *key, size_t klen, const char *val, size
 
 static void reports_unpark(sr_reports *R, const char *provider, const char *key, size_t key_len, const char *id);
 
+/* An unpark unit failed because a parked record it took was gone (its updates, slots 0..n-1, were fine). */
+static int reports_taken_by_another(const sr_store_txn *t, int n) {
+    if (sr_store_txn_status(t) != SR_E_NOTFOUND) return 0;
+    for (int i = 0; i < n; i++)
+        if (sr_store_txn_result(t, i) == SR_E_NOTFOUND) return 0;
+    return 1;
+}
+
 static void reports_unpark_done(sr_store_txn *t, void *ud) {
     unpark_job *u = ud;
     sr_reports *R = u->R;
@@ -772,6 +780,11 @@ static void reports_unpark_done(sr_store_txn *t, void *ud) {
         R->m_unparked->value += u->n;
         for (int i = 0; i < u->n; i++) reports_after(R, &u->args[i], t, i, 0);
         parked_free_chain(u->chain);
+    } else if (reports_taken_by_another(t, u->n)) {
+        /* Gone from the store (applied by whoever took them, or expired): not ours to restore; what was
+         * parked meanwhile is looked at again. */
+        parked_free_chain(u->chain);
+        u->again = 1;
     } else {
         sr_warn("report: parked reports could not be applied", "error", sr_store_strerror(sr_store_txn_status(t)));
         parked_restore(R, u->chain);
@@ -811,7 +824,9 @@ static void reports_unpark_submit(sr_reports *R, unpark_job *u, const unpark_sca
     sr_store_txn *t = sr_store_txn_new(R->store);
     for (int i = 0; i < u->n; i++) sr_store_txn_update_message(t, u->id, reports_apply_mutator, &u->args[i]);
     for (int i = 0; i < sc->n; i++) {
-        sr_store_txn_del(t, SR_SPACE_PARKED, sc->keys[i], sc->lens[i]);
+        /* Taken, not just deleted: if another node (cluster mode) or the expiry took one first, this
+         * unit applies nothing and the reports count once. */
+        sr_store_txn_take(t, SR_SPACE_PARKED, sc->keys[i], sc->lens[i]);
         parked_take(R, sc->keys[i], sc->lens[i], &u->chain);
     }
     if (legacy->len) {

@@ -309,6 +309,12 @@ int sr_store_txn_del(sr_store_txn *t, sr_store_space sp, const char *key, size_t
     return store_txn_add_value(t, STORE_OP_KV_DEL, sp, key, klen, NULL, 0, 0);
 }
 
+int sr_store_txn_take(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen) {
+    int slot = store_txn_add_value(t, STORE_OP_KV_DEL, sp, key, klen, NULL, 0, 0);
+    t->ops[slot].flag = 1; /* must be there */
+    return slot;
+}
+
 int sr_store_txn_kv_set(sr_store_txn *t, const char *key, size_t klen, const char *val, size_t vlen,
                         int64_t expires_at_ms) {
     return sr_store_txn_set(t, SR_SPACE_KV, key, klen, val, vlen, expires_at_ms);
@@ -891,6 +897,8 @@ static int store_apply_op(sr_store *s, MDB_txn *txn, store_op *op) {
     case STORE_OP_APPEND: return store_op_append(s, txn, op);
     case STORE_OP_CONSUME: return store_op_consume(s, txn, op);
     case STORE_OP_KV_DEL: {
+        MDB_val k = {op->klen, op->key}, v;
+        if (op->flag && mdb_get(txn, s->dbi[op->db], &k, &v) == MDB_NOTFOUND) return SR_E_NOTFOUND; /* taken */
         int rc = store_del_quiet(txn, s->dbi[op->db], op->key, op->klen);
         return rc ? rc : store_owner_record(s, txn, op->db, op->key, op->klen, 0);
     }

@@ -170,6 +170,10 @@ int sr_store_txn_append(sr_store_txn *t, sr_store_space sp, const char *key, siz
 int sr_store_txn_consume(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, const char *prefix,
                          size_t plen);
 int sr_store_txn_del(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen);
+/* Deletes the entry, and fails the unit with SR_E_NOTFOUND when it is not there: whoever takes a
+ * record (a parked report) applies what it holds, and a second taker (another node in cluster mode,
+ * or the expiry) gets nothing. */
+int sr_store_txn_take(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen);
 /* Deletes the entry if it is expired at now_ms when the unit runs (not if it was written again since). */
 int sr_store_txn_del_expired(sr_store_txn *t, sr_store_space sp, const char *key, size_t klen, int64_t now_ms);
 

@@ -1523,8 +1523,8 @@ TEST(store_close_flushes_pending) {
 }
 
 TEST(store_strerror_names_every_code) {
-    int codes[] = {SR_E_NOTFOUND, SR_E_CORRUPT, SR_E_FULL,  SR_E_IO,
-                   SR_E_CONFLICT, SR_E_EXISTS,  SR_E_STATE, SR_E_INVALID};
+    int codes[] = {SR_E_NOTFOUND, SR_E_CORRUPT, SR_E_FULL,    SR_E_IO,     SR_E_CONFLICT,
+                   SR_E_EXISTS,   SR_E_STATE,   SR_E_INVALID, SR_E_LOCKED, SR_E_UNAVAILABLE};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
         CHECK(strcmp(sr_store_strerror(codes[i]), "unknown error") != 0);
     CHECK_STR(sr_store_strerror(0), "ok");
@@ -1718,5 +1718,34 @@ TEST(store_newest_first_scans_and_count) {
     CHECK_INT(sr_store_scan_back(f.s, SR_SPACE_INBOUND, "bz", 2, 10, collect_keys, &b), 2);
     CHECK_STR(sr_buf_cstr(&b), "b a ");
     sr_buf_free(&b);
+    fx_close(&f);
+}
+
+TEST(store_take_deletes_once_and_fails_a_second_taker) {
+    fx f;
+    fx_open(&f, 0, 0);
+    result r1, r2;
+    sr_store_txn *t = sr_store_txn_new(f.s);
+    sr_store_txn_set(t, SR_SPACE_PARKED, "mock/abc/1", 10, "report", 6, 0);
+    CHECK_INT(run_unit(&f, t, &r1), 0);
+    /* Two units take the same record: the first gets it, the second fails whole (its kv write too). */
+    t = sr_store_txn_new(f.s);
+    sr_store_txn_take(t, SR_SPACE_PARKED, "mock/abc/1", 10);
+    sr_store_txn *t2 = sr_store_txn_new(f.s);
+    sr_store_txn_kv_set(t2, "applied", 7, "yes", 3, 0);
+    sr_store_txn_take(t2, SR_SPACE_PARKED, "mock/abc/1", 10);
+    memset(&r1, 0, sizeof r1);
+    memset(&r2, 0, sizeof r2);
+    sr_store_txn_submit(t, on_done, &r1);
+    sr_store_txn_submit(t2, on_done, &r2);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    CHECK_INT(r1.status, 0);
+    CHECK_INT(r2.status, SR_E_NOTFOUND);
+    CHECK_INT(r2.results[1], SR_E_NOTFOUND);
+    sr_buf v;
+    sr_buf_init(&v);
+    CHECK_INT(sr_store_kv_get(f.s, "applied", 7, sr_now_ms(), &v), SR_E_NOTFOUND);
+    CHECK_INT(sr_store_get(f.s, SR_SPACE_PARKED, "mock/abc/1", 10, sr_now_ms(), &v, NULL), SR_E_NOTFOUND);
+    sr_buf_free(&v);
     fx_close(&f);
 }
