@@ -86,6 +86,7 @@ struct store_cluster {
     uint64_t retried, unavailable; /* units resolved again after losing a race; units the stream refused */
     int stop;
     int caught_up; /* units of other nodes go to the loop (not during the catch-up at open) */
+    int closed;    /* the connection's closed callback ran: no callback of its touches this struct after */
 
     /* Who is alive (under mu): each (node, incarnation) heard on the heartbeat subject. */
     struct cl_peer {
@@ -869,6 +870,17 @@ static void cl_on_disconnected(natsConnection *nc, void *ud) {
     sr_warn("cluster: lost the connection to NATS; reconnecting", "stream", ((store_cluster *)ud)->stream);
 }
 
+/* The last callback of a connection (on the client's callback thread): close waits for it before it
+ * frees what the callbacks use. */
+static void cl_on_closed(natsConnection *nc, void *ud) {
+    store_cluster *cl = ud;
+    (void)nc;
+    pthread_mutex_lock(&cl->mu);
+    cl->closed = 1;
+    pthread_cond_broadcast(&cl->cond);
+    pthread_mutex_unlock(&cl->mu);
+}
+
 static void cl_on_reconnected(natsConnection *nc, void *ud) {
     (void)nc;
     sr_info("cluster: reconnected to NATS", "stream", ((store_cluster *)ud)->stream);
@@ -884,6 +896,7 @@ static int cl_connect(store_cluster *cl, const char *urls, char *err, size_t err
     if (st == NATS_OK) st = natsOptions_SetReconnectWait(o, 250);
     if (st == NATS_OK) st = natsOptions_SetDisconnectedCB(o, cl_on_disconnected, cl);
     if (st == NATS_OK) st = natsOptions_SetReconnectedCB(o, cl_on_reconnected, cl);
+    if (st == NATS_OK) st = natsOptions_SetClosedCB(o, cl_on_closed, cl);
     if (st == NATS_OK) st = natsConnection_Connect(&cl->nc, o);
     natsOptions_Destroy(o);
     if (st == NATS_OK) st = natsConnection_JetStream(&cl->js, cl->nc, NULL);
@@ -1103,7 +1116,17 @@ void store_cluster_close(sr_store *s) {
         natsSubscription_Destroy(cl->alive_sub);
     }
     if (cl->js) jsCtx_Destroy(cl->js);
-    if (cl->nc) natsConnection_Destroy(cl->nc);
+    if (cl->nc) {
+        natsConnection_Close(cl->nc);
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 5;
+        pthread_mutex_lock(&cl->mu);
+        while (!cl->closed)
+            if (pthread_cond_timedwait(&cl->cond, &cl->mu, &deadline) == ETIMEDOUT) break;
+        pthread_mutex_unlock(&cl->mu);
+        natsConnection_Destroy(cl->nc);
+    }
     pthread_mutex_destroy(&cl->mu);
     pthread_cond_destroy(&cl->cond);
     sr_buf_free(&cl->out);
