@@ -582,6 +582,12 @@ static int store_check_key(const sr_store *s, const store_op *op) {
 }
 
 /* A status the record cannot name would make it unreadable: refuse such a message. */
+/* The clock of the unit being applied: its own time (cluster mode), else the writer's, read once. */
+static int64_t store_wnow(sr_store *s) {
+    if (!s->wnow) s->wnow = sr_now_ms();
+    return s->wnow;
+}
+
 int store_message_ok(const sr_message *m) {
     if ((int)m->status < 0 || m->status >= SR_ST_COUNT) return 0;
     for (int i = 0; i < m->history_count; i++)
@@ -591,7 +597,7 @@ int store_message_ok(const sr_message *m) {
 
 static int store_op_put(sr_store *s, MDB_txn *txn, store_op *op) {
     sr_message *m = op->msg;
-    int64_t now = m->created_at_ms ? m->created_at_ms : s->wnow;
+    int64_t now = m->created_at_ms ? m->created_at_ms : store_wnow(s);
     MDB_val k, v;
     int rc;
     if (!sr_id_valid(m->id, strlen(m->id)) || !store_message_ok(m)) return SR_E_INVALID;
@@ -784,7 +790,7 @@ static int store_parse_int(const char *p, size_t len, int64_t *out) {
 
 static int store_op_kv_incr(sr_store *s, MDB_txn *txn, store_op *op) {
     MDB_val k = {op->klen, op->key}, v;
-    int64_t now = s->wnow, current = 0, exp = op->expires_at_ms;
+    int64_t now = store_wnow(s), current = 0, exp = op->expires_at_ms;
     int rc = mdb_get(txn, s->dbi[STORE_DB_KV], &k, &v);
     if (rc != 0 && rc != MDB_NOTFOUND) return rc;
     if (rc == 0 && store_alive(&v, now)) {
@@ -805,7 +811,7 @@ static int store_op_append(sr_store *s, MDB_txn *txn, store_op *op) {
     MDB_dbi dbi = s->dbi[op->db];
     int rc = mdb_get(txn, dbi, &k, &v);
     if (rc != 0 && rc != MDB_NOTFOUND) return rc;
-    if (rc == MDB_NOTFOUND || !store_alive(&v, s->wnow))
+    if (rc == MDB_NOTFOUND || !store_alive(&v, store_wnow(s)))
         return store_put_expiring(s, txn, dbi, op, op->expires_at_ms, op->val, op->vlen);
     /* The entry lives as long as the longer of the two (0: for ever). */
     int64_t exp = (int64_t)store_get_be64(v.mv_data);
@@ -841,7 +847,7 @@ static int store_op_consume(sr_store *s, MDB_txn *txn, store_op *op) {
 static int store_op_dedup(sr_store *s, MDB_txn *txn, store_op *op) {
     MDB_val k = {op->klen, op->key}, v;
     int rc = mdb_get(txn, s->dbi[STORE_DB_DEDUP], &k, &v);
-    if (rc == 0 && store_alive(&v, s->wnow)) return SR_E_EXISTS;
+    if (rc == 0 && store_alive(&v, store_wnow(s))) return SR_E_EXISTS;
     if (rc != 0 && rc != MDB_NOTFOUND) return rc;
     return store_put_expiring(s, txn, s->dbi[STORE_DB_DEDUP], op, op->expires_at_ms, NULL, 0);
 }
@@ -906,7 +912,7 @@ static int store_apply_op(sr_store *s, MDB_txn *txn, store_op *op) {
     case STORE_OP_OPTOUT: {
         if (!op->flag) return store_del_quiet(txn, s->dbi[STORE_DB_OPTOUTS], op->key, op->klen);
         unsigned char when[8];
-        store_put_be64(when, (uint64_t)s->wnow);
+        store_put_be64(when, (uint64_t)store_wnow(s));
         MDB_val k = {op->klen, op->key}, v = {sizeof when, when};
         return mdb_put(txn, s->dbi[STORE_DB_OPTOUTS], &k, &v, 0);
     }
@@ -983,7 +989,7 @@ fail:
 static int store_apply_unit(sr_store *s, MDB_txn *parent, sr_store_txn *t, int full_mode, int refuse_adds,
                             int careful) {
     if (t->hard_error || t->count == 0) return STORE_UNIT_DONE;
-    s->wnow = t->now_ms ? t->now_ms : sr_now_ms();
+    s->wnow = t->now_ms; /* 0: the clock, read when an op needs it */
     if ((full_mode || refuse_adds) && store_txn_adds_data(t)) {
         store_txn_fail(t, SR_E_FULL);
         return STORE_UNIT_DONE;
