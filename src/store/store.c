@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "core/arena.h"
+#include "core/gcra.h"
 #include "core/log.h"
 
 #include "store/store_internal.h"
@@ -332,6 +333,14 @@ int sr_store_txn_kv_incr(sr_store_txn *t, const char *key, size_t klen, int64_t 
     return slot;
 }
 
+int sr_store_txn_gcra(sr_store_txn *t, const char *key, size_t klen, int64_t interval_us, int64_t tolerance_us) {
+    int slot;
+    store_op *op = store_txn_add_key(t, STORE_OP_GCRA, key, klen, &slot);
+    op->delta = interval_us;
+    op->body_hash = (uint64_t)tolerance_us;
+    return slot;
+}
+
 int sr_store_txn_optout(sr_store_txn *t, const char *number, int opted_out) {
     int slot;
     store_op *op = store_txn_add_key(t, STORE_OP_OPTOUT, number, number ? strlen(number) : 0, &slot);
@@ -376,6 +385,7 @@ static int store_txn_adds_data(const sr_store_txn *t) {
         case STORE_OP_KV_SET:
         case STORE_OP_APPEND:
         case STORE_OP_KV_INCR:
+        case STORE_OP_GCRA:
         case STORE_OP_DEDUP: return 1;
         case STORE_OP_OPTOUT:
             if (t->ops[i].flag) return 1;
@@ -805,6 +815,25 @@ static int store_op_kv_incr(sr_store *s, MDB_txn *txn, store_op *op) {
     return store_put_expiring(s, txn, s->dbi[STORE_DB_KV], op, exp, text, n);
 }
 
+static int store_op_gcra(sr_store *s, MDB_txn *txn, store_op *op) {
+    MDB_val k = {op->klen, op->key}, v;
+    int64_t now_ms = store_wnow(s), now_us = now_ms * 1000, tat = 0, wait_us = 0;
+    int rc = mdb_get(txn, s->dbi[STORE_DB_KV], &k, &v);
+    if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+    if (rc == 0 && store_alive(&v, now_ms) && store_parse_int((const char *)v.mv_data + 8, v.mv_size - 8, &tat) < 0)
+        tat = 0; /* not a TAT: as if never limited */
+    sr_gcra g = {op->delta, (int64_t)op->body_hash};
+    if (!sr_gcra_take(&g, &tat, now_us, &wait_us)) {
+        op->int_out = wait_us > 0 ? wait_us : 1;
+        return 0;
+    }
+    op->int_out = 0;
+    int64_t keep_us = tat - now_us > g.interval_us + g.tolerance_us ? tat - now_us : g.interval_us + g.tolerance_us;
+    char text[24];
+    size_t n = store_fmt_i64(text, tat);
+    return store_put_expiring(s, txn, s->dbi[STORE_DB_KV], op, now_ms + keep_us / 1000 + 1000, text, n);
+}
+
 /* Appends op's bytes to an entry (a live one keeps its expiry; a missing or expired one starts anew). */
 static int store_op_append(sr_store *s, MDB_txn *txn, store_op *op) {
     MDB_val k = {op->klen, op->key}, v;
@@ -900,6 +929,7 @@ static int store_apply_op(sr_store *s, MDB_txn *txn, store_op *op) {
     }
     case STORE_OP_TAKE_OVER: return 0; /* single node: nobody else could have it */
     case STORE_OP_CLAIM: return store_op_claim(s, txn, op);
+    case STORE_OP_GCRA: return store_op_gcra(s, txn, op);
     case STORE_OP_APPEND: return store_op_append(s, txn, op);
     case STORE_OP_CONSUME: return store_op_consume(s, txn, op);
     case STORE_OP_KV_DEL: {

@@ -145,6 +145,12 @@ int sr_store_txn_kv_del(sr_store_txn *t, const char *key, size_t klen);
  * is created (missing or expired); a live key keeps its expiry. A non-integer value or an
  * overflow fails with SR_E_INVALID. Expiry is judged on the wall clock (sr_now_ms). */
 int sr_store_txn_kv_incr(sr_store_txn *t, const char *key, size_t klen, int64_t delta, int64_t expires_at_ms);
+/* Takes one event of a GCRA rate limit (core/gcra.h: interval T and tolerance tau, µs) kept under the kv
+ * key as its TAT in µs (decimal text, as sms.ratelimit stores it), at the unit's time: result (the
+ * slot's int) 0 when the event conforms (the TAT moved on, kept until it is past, at least tau + T), else
+ * the µs until one would (nothing written). Decided where units are applied, in their order, so in
+ * cluster mode one key's limit holds across the nodes exactly. */
+int sr_store_txn_gcra(sr_store_txn *t, const char *key, size_t klen, int64_t interval_us, int64_t tolerance_us);
 int sr_store_txn_optout(sr_store_txn *t, const char *number, int opted_out);
 /* Records a dedup key until expires_at_ms; result SR_E_EXISTS when it was already there (and not expired). */
 int sr_store_txn_dedup(sr_store_txn *t, const char *key, size_t klen, int64_t expires_at_ms);

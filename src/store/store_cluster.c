@@ -233,7 +233,7 @@ static int cl_decode_op(cl_reader *r, store_op *op) {
     free(id);
     op->key = cl_get_bytes(r, &op->klen);
     op->val = cl_get_bytes(r, &op->vlen);
-    if (r->bad || op->db < 0 || op->db >= STORE_DB_COUNT || op->kind > STORE_OP_CLAIM) return -1;
+    if (r->bad || op->db < 0 || op->db >= STORE_DB_COUNT || op->kind > STORE_OP_GCRA) return -1;
     if (op->kind == STORE_OP_UPDATE || op->kind == STORE_OP_TAKE_OVER) return -1; /* they travel resolved */
     return op->kind == STORE_OP_PUT ? cl_decode_put(op) : 0;
 }

@@ -65,6 +65,7 @@ typedef enum {
     STORE_OP_NOP,       /* cluster mode: an update whose mutator changed nothing (its slot stays) */
     STORE_OP_TAKE_OVER, /* sr_store_txn_take_over: key = kind + key; single node: nothing to do */
     STORE_OP_CLAIM,     /* cluster mode: a take-over resolved: the owner entry key, expected hash body_hash */
+    STORE_OP_GCRA,      /* sr_store_txn_gcra: key, delta = T µs, body_hash = tau µs */
 } store_op_kind;
 
 typedef struct store_op {

@@ -1749,3 +1749,31 @@ TEST(store_take_deletes_once_and_fails_a_second_taker) {
     sr_buf_free(&v);
     fx_close(&f);
 }
+
+TEST(store_gcra_takes_tokens_in_unit_order) {
+    fx f;
+    fx_open(&f, 0, 0);
+    /* 3 events an hour: three pass at once, the fourth learns how long to wait (about 20 minutes). */
+    int64_t interval = 1200LL * 1000000, tolerance = 2 * interval;
+    result r[4];
+    for (int i = 0; i < 4; i++) {
+        sr_store_txn *t = sr_store_txn_new(f.s);
+        sr_store_txn_gcra(t, "\x01rl:k", 5, interval, tolerance);
+        memset(&r[i], 0, sizeof r[i]);
+        sr_store_txn_submit(t, on_done, &r[i]);
+    }
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT(r[i].status, 0);
+        CHECK_INT(r[i].ints[0], 0);
+    }
+    CHECK_INT(r[3].status, 0);
+    CHECK(r[3].ints[0] > interval - 5000000 && r[3].ints[0] <= interval);
+    /* The TAT is kept as sms.ratelimit keeps it: decimal µs. */
+    sr_buf v;
+    sr_buf_init(&v);
+    CHECK_INT(sr_store_kv_get(f.s, "\x01rl:k", 5, sr_now_ms(), &v), 0);
+    CHECK(strtoll(sr_buf_cstr(&v), NULL, 10) > sr_now_ms() * 1000 + 2 * interval);
+    sr_buf_free(&v);
+    fx_close(&f);
+}

@@ -33,11 +33,14 @@
  * no part here: the in-memory table already holds its own writes.) The
  * handler's answer goes out after its own unit commits, so after this one.
  *
- * Cluster mode: every node keeps its own table, and reads the stored TAT
- * on every call, which holds the tokens every node took once their units
- * reached this node's replica. Two events of one key on two nodes within
- * that delay (milliseconds) may both pass: the limit holds across the
- * cluster up to that. */
+ * Cluster mode: the decision is the store's (sr_store_txn_gcra), made where
+ * units are applied, in the stream's order, so one key's limit holds
+ * across the nodes exactly; sms.ratelimit then yields until its unit is
+ * applied (a few milliseconds). Where the caller cannot wait (a metamethod,
+ * an iterator, a coroutine of the rule's own), it decides alone as above,
+ * from its own table and the stored TAT read on every call (holding the
+ * tokens every node took once they reached this node's replica): two
+ * events of one key on two nodes within that delay may both pass. */
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
@@ -158,8 +161,78 @@ static void ratelimit_remember(lua_State *L, lua_Integer new_tat, int cached, lu
     }
 }
 
+/* ---- cluster mode: the store decides ---- */
+
+/* Registry table: handler thread → the wait it is in (its address), so a decision that comes after the
+ * rule resumed its handler by hand (and it waits on something else) resumes nothing. */
+static const char RATELIMIT_WAITING_KEY = 'w';
+
+typedef struct ratelimit_wait {
+    sr_rules *rules; /* retained until the decision */
+    sr_invocation *inv;
+    lua_State *co;
+} ratelimit_wait;
+
+static void ratelimit_push_waiting(lua_State *L) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &RATELIMIT_WAITING_KEY) == LUA_TTABLE) return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &RATELIMIT_WAITING_KEY);
+}
+
+/* The unit is applied: its decision goes to the handler, which goes on. A store failure refuses the
+ * event (a limit against abuse fails closed) for a second. */
+static void ratelimit_decided(sr_store_txn *t, void *ud) {
+    ratelimit_wait *w = ud;
+    lua_State *L = w->rules->L;
+    int top = lua_gettop(L);
+    ratelimit_push_waiting(L);
+    int current = lua_rawgetp(L, -1, w->co) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == w;
+    lua_pop(L, 1);
+    if (current) {
+        lua_pushnil(L);
+        lua_rawsetp(L, -2, w->co);
+    }
+    lua_settop(L, top);
+    int st = sr_store_txn_status(t);
+    int64_t wait_us = st == 0 ? sr_store_txn_int(t, 0) : 1000000;
+    if (st != 0) sr_warn("ratelimit: the cluster did not decide; refused", "error", sr_store_strerror(st));
+    if (current && lua_status(w->co) == LUA_YIELD && lua_checkstack(w->co, 2)) {
+        lua_pushboolean(w->co, wait_us == 0);
+        if (wait_us == 0) lua_pushinteger(w->co, 0);
+        else
+            lua_pushnumber(w->co, (lua_Number)wait_us / 1e6);
+        sr_invocation_resume(w->inv, 2);
+    } else if (current && lua_status(w->co) != LUA_YIELD) {
+        /* Resumed by hand and ran to its end elsewhere: finish the invocation (see sms.http.request). */
+        if (lua_status(w->co) != LUA_OK || lua_gettop(w->co) == 0) sr_invocation_resume(w->inv, 0);
+    }
+    sr_rules_release(w->rules);
+    free(w);
+}
+
+/* Submits the decision to the store and yields until it is made. */
+static int ratelimit_in_cluster(lua_State *L, sr_rules *r, sr_invocation *inv, const char *skey, size_t sklen,
+                                const sr_gcra *g) {
+    ratelimit_wait *w = calloc(1, sizeof *w);
+    if (!w) return luaL_error(L, "out of memory");
+    w->rules = sr_rules_retain(r);
+    w->inv = inv;
+    w->co = L;
+    ratelimit_push_waiting(L);
+    lua_pushlightuserdata(L, w);
+    lua_rawsetp(L, -2, L);
+    lua_pop(L, 1);
+    sr_store_txn *t = sr_store_txn_new(sr_rules_store(r));
+    sr_store_txn_gcra(t, skey, sklen, g->interval_us, g->tolerance_us);
+    sr_store_txn_submit(t, ratelimit_decided, w);
+    sr_invocation_expect_yield(inv);
+    return lua_yield(L, 0);
+}
+
 /* sms.ratelimit(key, rate, per_seconds) → allowed, retry_after (seconds; 0
- * when allowed). Does not yield. */
+ * when allowed). Does not yield, but in cluster mode (see the top). */
 static int l_ratelimit(lua_State *L) {
     sr_rules *r = sr_rules_from(L);
     sr_invocation *inv = sr_invocation_current(r);
@@ -192,6 +265,8 @@ static int l_ratelimit(lua_State *L) {
     luaL_pushresult(&b); /* 5: the store key */
     size_t sklen;
     const char *skey = lua_tolstring(L, 5, &sklen);
+    if (sr_store_clustered(sr_rules_store(r)) && lua_isyieldable(L) && L == sr_invocation_thread(inv))
+        return ratelimit_in_cluster(L, r, inv, skey, sklen, &g);
     /* Not in memory (first use since the start, or swept as past): the
      * store has the value kept across restarts, if any. TAT only grows, so
      * the larger of the two is the true one. In cluster mode the store also
