@@ -521,7 +521,10 @@ static int cl_round(sr_store *s, sr_store_txn **round, int n) {
     cl->token++;
     cl_set_await(cl, round, n);
     int rc = cl_publish_round(s, round, n, &last);
-    if (rc == 0 && last) rc = cl_wait_applied(cl, last);
+    /* Even when a later part failed, the parts the stream stored are applied: their units get their
+     * outcomes (the others fail with rc). */
+    int wait_rc = last ? cl_wait_applied(cl, last) : 0;
+    if (rc == 0) rc = wait_rc;
     cl_set_await(cl, NULL, 0);
     if (rc == SR_E_UNAVAILABLE) {
         pthread_mutex_lock(&cl->mu);
