@@ -1020,6 +1020,7 @@ static int store_apply_unit(sr_store *s, MDB_txn *parent, sr_store_txn *t, int f
                             int careful) {
     if (t->hard_error || t->count == 0) return STORE_UNIT_DONE;
     s->wnow = t->now_ms; /* 0: the clock, read when an op needs it */
+    s->wowner = t->owner;
     if ((full_mode || refuse_adds) && store_txn_adds_data(t)) {
         store_txn_fail(t, SR_E_FULL);
         return STORE_UNIT_DONE;

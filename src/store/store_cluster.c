@@ -47,6 +47,7 @@
 #define CL_APPLY_WAIT_MS 30000     /* a published unit applied here within this, or it fails */
 #define CL_CATCH_UP_MS 120000      /* at open: the replica reaches the stream's end within this */
 #define CL_MAX_PEERS 256
+#define CL_APPLY_MAX 64 /* stream messages already waiting applied in one transaction */
 #define CL_BEAT_MS 1000 /* a node says it is alive this often; silent SR_STORE_NODE_TIMEOUT_MS: gone */
 #define CL_DUPLICATE_WINDOW_NS (120LL * 1000000000) /* the stream's Nats-Msg-Id window */
 
@@ -570,6 +571,7 @@ void store_cluster_commit(sr_store *s, sr_store_txn *head) {
 
 typedef struct cl_message {
     char node[96];
+    char owner[160]; /* "node/incarnation": who owns the work its units leave in flight */
     uint64_t incarnation, token;
     sr_store_txn *head, *tail;
     int n;
@@ -659,58 +661,95 @@ static void cl_hand_outcomes(store_cluster *cl, const cl_message *m) {
 
 /* Units of another node (or of this node's predecessor): to the loop, for the scheduler, the reports
  * and the statistics, when they did something those act on; else freed here. */
-static void cl_to_loop(sr_store *s, cl_message *m) {
+static void cl_to_loop(sr_store *s, sr_store_txn *head, sr_store_txn *tail, size_t n) {
     int wanted = 0;
-    for (sr_store_txn *t = m->head; t; t = t->next) {
+    for (sr_store_txn *t = head; t; t = t->next) {
         t->remote = 1;
+        t->owner = NULL; /* it pointed into the applier's batch */
         for (int j = 0; j < t->count && t->status == 0; j++)
             if (t->ops[j].events) wanted = 1;
     }
     if (!wanted || !s->cluster->caught_up) {
-        cl_free_units(m->head);
+        cl_free_units(head);
         return;
     }
-    store_list list = {m->head, m->tail, (size_t)m->n};
+    store_list list = {head, tail, n};
     pthread_mutex_lock(&s->mu);
     store_list_append(&s->done, &list);
     pthread_mutex_unlock(&s->mu);
     uv_async_send(&s->handles->async);
 }
 
-/* Applies one stream message at seq. 0 when the replica is at seq afterwards; -1 when it could not
- * write (it is tried again). */
-static int cl_apply(sr_store *s, const char *data, size_t len, uint64_t seq) {
-    store_cluster *cl = s->cluster;
-    cl_message m;
-    if (cl_decode_message(s, data, len, &m) < 0) {
-        /* Every replica skips it alike. */
+/* A stream message into units; one that is not a unit of ours becomes an empty unit (every replica
+ * skips it alike: only the position moves). */
+static void cl_decode_or_skip(sr_store *s, const char *data, size_t len, uint64_t seq, cl_message *m) {
+    if (cl_decode_message(s, data, len, m) < 0) {
         sr_warn("cluster: skipped a stream message that is not a unit of ours", "seq", sr_log_num((int64_t)seq));
-        m.head = m.tail = sr_store_txn_new(s); /* no mutation: the batch only moves the replica's sequence */
-        m.n = 1;
+        m->head = m->tail = sr_store_txn_new(s);
+        m->n = 1;
     }
-    char owner[160];
-    snprintf(owner, sizeof owner, "%s/%016llx", m.node, (unsigned long long)m.incarnation);
-    s->wowner = owner;
-    s->wmeta_seq = seq;
-    int committed = store_commit_batch(s, m.head);
-    s->wmeta_seq = 0;
-    s->wowner = NULL;
-    if (!committed) {
-        cl_free_units(m.head);
-        free(m.index);
-        return -1;
-    }
+    snprintf(m->owner, sizeof m->owner, "%.95s/%016llx", m->node, (unsigned long long)m->incarnation);
+    for (sr_store_txn *t = m->head; t; t = t->next) t->owner = m->owner;
+}
+
+/* Is m the round this node's writer waits for (under mu)? */
+static int cl_is_awaited(const store_cluster *cl, const cl_message *m) {
+    return m->index && strcmp(m->node, cl->node) == 0 && m->incarnation == cl->incarnation &&
+           m->token == cl->await_token && cl->await_token != 0;
+}
+
+/* After the commit: outcomes to this node's writer (its own units are freed), the replica's position
+ * moved to seq, the other units (linked anew) to the loop with the batch's results arena. */
+static void cl_after_apply(sr_store *s, cl_message *ms, int n, uint64_t seq, sr_arena *arena) {
+    store_cluster *cl = s->cluster;
+    sr_store_txn *head = NULL, *tail = NULL;
+    size_t count = 0;
     pthread_mutex_lock(&cl->mu);
-    int own = m.index && strcmp(m.node, cl->node) == 0 && m.incarnation == cl->incarnation &&
-              m.token == cl->await_token && cl->await_token != 0;
-    if (own) cl_hand_outcomes(cl, &m);
+    for (int i = 0; i < n; i++) ms[i].tail->next = NULL;
+    for (int i = 0; i < n; i++) {
+        if (cl_is_awaited(cl, &ms[i])) {
+            cl_hand_outcomes(cl, &ms[i]);
+            cl_free_units(ms[i].head);
+        } else {
+            if (tail) tail->next = ms[i].head;
+            else
+                head = ms[i].head;
+            tail = ms[i].tail;
+            count += (size_t)ms[i].n;
+        }
+        free(ms[i].index);
+    }
     cl->applied_seq = seq;
     pthread_cond_broadcast(&cl->cond);
     pthread_mutex_unlock(&cl->mu);
-    if (own) cl_free_units(m.head);
-    else
-        cl_to_loop(s, &m);
-    free(m.index);
+    if (!tail) {
+        sr_arena_free(arena);
+        return;
+    }
+    tail->arena = *arena; /* freed with the last unit, after every callback */
+    cl_to_loop(s, head, tail, count);
+}
+
+/* Applies n stream messages (their data and sequences) in one transaction. 0 when the replica is at the
+ * last one's sequence afterwards; -1 when it could not write (they are tried again). */
+static int cl_apply(sr_store *s, natsMsg **msgs, const uint64_t *seqs, int n) {
+    cl_message ms[CL_APPLY_MAX];
+    for (int i = 0; i < n; i++) {
+        cl_decode_or_skip(s, natsMsg_GetData(msgs[i]), (size_t)natsMsg_GetDataLength(msgs[i]), seqs[i], &ms[i]);
+        if (i > 0) ms[i - 1].tail->next = ms[i].head;
+    }
+    s->wmeta_seq = seqs[n - 1];
+    int committed = store_commit_batch(s, ms[0].head);
+    s->wmeta_seq = 0;
+    if (!committed) {
+        cl_free_units(ms[0].head);
+        for (int i = 0; i < n; i++) free(ms[i].index);
+        return -1;
+    }
+    /* The results arena went to the batch's last unit: it follows the units that go to the loop. */
+    sr_arena arena = ms[n - 1].tail->arena;
+    sr_arena_init(&ms[n - 1].tail->arena, 0);
+    cl_after_apply(s, ms, n, seqs[n - 1], &arena);
     return 0;
 }
 
@@ -721,19 +760,35 @@ static int cl_stopping(store_cluster *cl) {
     return stop;
 }
 
-/* One message from the stream, applied; a replica that cannot write waits and tries again. */
-static void cl_apply_msg(sr_store *s, natsMsg *msg) {
-    store_cluster *cl = s->cluster;
+/* The stream sequence of a message (0: unknown). */
+static uint64_t cl_seq_of(natsMsg *msg) {
     jsMsgMetaData *meta = NULL;
-    if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) return;
+    if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) return 0;
     uint64_t seq = meta->Sequence.Stream;
     jsMsgMetaData_Destroy(meta);
-    if (seq <= cl->applied_seq) return; /* seen (the ordered consumer restarted) */
-    while (cl_apply(s, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), seq) < 0) {
-        sr_error("cluster: the replica cannot apply the stream; retrying", "seq", sr_log_num((int64_t)seq));
-        for (int i = 0; i < 10 && !cl_stopping(cl); i++) usleep(100000);
-        if (cl_stopping(cl)) return;
+    return seq;
+}
+
+/* The messages in msgs[0..n) (destroyed here), applied in one transaction (those already applied
+ * skipped: the ordered consumer restarted); a replica that cannot write waits and tries again. */
+static void cl_apply_msgs(sr_store *s, natsMsg **msgs, int n) {
+    store_cluster *cl = s->cluster;
+    natsMsg *todo[CL_APPLY_MAX];
+    uint64_t seqs[CL_APPLY_MAX], last = cl->applied_seq;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t seq = cl_seq_of(msgs[i]);
+        if (seq > last) {
+            todo[k] = msgs[i];
+            seqs[k++] = last = seq;
+        }
     }
+    while (k > 0 && cl_apply(s, todo, seqs, k) < 0) {
+        sr_error("cluster: the replica cannot apply the stream; retrying", "seq", sr_log_num((int64_t)seqs[0]));
+        for (int i = 0; i < 10 && !cl_stopping(cl); i++) usleep(100000);
+        if (cl_stopping(cl)) break;
+    }
+    for (int i = 0; i < n; i++) natsMsg_Destroy(msgs[i]);
 }
 
 /* A heartbeat heard (a NATS thread). */
@@ -840,8 +895,14 @@ static void *cl_applier_main(void *arg) {
             usleep(50000);
             continue;
         }
-        cl_apply_msg(s, msg);
-        natsMsg_Destroy(msg);
+        /* Whatever else waits already goes into the same transaction (one sync for all). */
+        natsMsg *msgs[CL_APPLY_MAX];
+        int n = 0, pending = 0;
+        msgs[n++] = msg;
+        while (n < CL_APPLY_MAX && natsSubscription_GetPending(cl->sub, &pending, NULL) == NATS_OK && pending > 0 &&
+               natsSubscription_NextMsg(&msgs[n], cl->sub, 1) == NATS_OK)
+            n++;
+        cl_apply_msgs(s, msgs, n);
     }
     pthread_mutex_lock(&cl->mu);
     cl->stop = 1;

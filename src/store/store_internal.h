@@ -98,13 +98,14 @@ struct sr_store_txn {
     int count;
     int cap;
     int status;
-    int hard_error; /* set by the writer: the unit broke a batch and is skipped when it is redone */
-    int hard_slot;  /* > 0: only that mutation failed with hard_error (an SR_E_* code) */
-    int64_t now_ms; /* the unit's clock for expiry and times it records; 0: the writer's sr_now_ms() (cluster
-                       mode sets it, so every replica applies the unit alike) */
-    int applied;    /* cluster mode: this node's replica applied it (its outcome is in) */
-    int remote;     /* cluster mode: a unit another node made, applied here; no callback, not in inflight */
-    sr_arena arena; /* the last unit of a batch: the arena of the batch's update results */
+    int hard_error;    /* set by the writer: the unit broke a batch and is skipped when it is redone */
+    int hard_slot;     /* > 0: only that mutation failed with hard_error (an SR_E_* code) */
+    int64_t now_ms;    /* the unit's clock for expiry and times it records; 0: the writer's sr_now_ms() (cluster
+                          mode sets it, so every replica applies the unit alike) */
+    int applied;       /* cluster mode: this node's replica applied it (its outcome is in) */
+    const char *owner; /* cluster mode: "node/incarnation" of the node that made it (while it is applied) */
+    int remote;        /* cluster mode: a unit another node made, applied here; no callback, not in inflight */
+    sr_arena arena;    /* the last unit of a batch: the arena of the batch's update results */
     sr_store_done_cb cb;
     void *ud;
     sr_store_txn *next;
@@ -188,7 +189,7 @@ struct sr_store {
     struct timespec last_done;            /* when it was committed (CLOCK_MONOTONIC) */
     int64_t last_cycle_ns;                /* how long it took, from taking it to its commit */
     int64_t wnow;                         /* the clock of the unit being applied (sr_store_txn.now_ms) */
-    const char *wowner; /* cluster mode: "node/incarnation" of the units being applied; NULL: single node */
+    const char *wowner; /* cluster mode: the owner of the unit being applied (its node); NULL: single node */
     uint64_t wmeta_seq; /* cluster mode: > 0, the stream sequence the batch brings the replica to */
 
     struct store_cluster *cluster; /* cluster mode (store_cluster.c); NULL: a single node */
