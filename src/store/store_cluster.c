@@ -688,7 +688,9 @@ static void cl_decode_or_skip(sr_store *s, const char *data, size_t len, uint64_
         m->head = m->tail = sr_store_txn_new(s);
         m->n = 1;
     }
-    snprintf(m->owner, sizeof m->owner, "%.95s/%016llx", m->node, (unsigned long long)m->incarnation);
+    char owner[sizeof m->owner];
+    snprintf(owner, sizeof owner, "%.95s/%016llx", m->node, (unsigned long long)m->incarnation);
+    memcpy(m->owner, owner, sizeof owner);
     for (sr_store_txn *t = m->head; t; t = t->next) t->owner = m->owner;
 }
 
