@@ -65,6 +65,9 @@ sms.provider("fake", { adapter = "generic", url = "http://127.0.0.1:$fake_port/s
                        concurrency = $PROVIDER_CONCURRENCY })
 LUA
 
+# plural N: "s" unless N is 1.
+plural() { [ "$1" = 1 ] || echo s; }
+
 # ---- the NATS cluster of a mode ----
 
 nats_helper=""
@@ -172,7 +175,7 @@ run_mode() {
             node_start "$mdir/node$i" --cluster "$nats_urls" --node "node$i"
             i=$((i + 1))
         done
-        label="cluster, $nn node(s) on $NATS_SERVERS nats-servers (replicas $REPLICAS)"
+        label="cluster, $nn node$(plural "$nn") on $NATS_SERVERS nats-servers (replicas $REPLICAS)"
     fi
     # One wrk thread a node (2 for one node, as the other scripts); the connections split evenly.
     THREADS=$THREADS_ASKED
@@ -180,6 +183,7 @@ run_mode() {
     CONNECTIONS=$((CONNECTIONS_ASKED - CONNECTIONS_ASKED % THREADS))
     {
         printf 'local headers = { ["Authorization"] = "Bearer %s", ["Content-Type"] = "application/json" }\n' "$KEY"
+        # shellcheck disable=SC2086 # split and joined again: the list without its leading space
         printf 'local ports = { %s }\n' "$(echo $node_ports | tr ' ' ',')"
         cat <<'LUA'
 local addrs = {}
@@ -250,14 +254,16 @@ LUA
     eval "r_$mode=\$(rate \"\$MESSAGES\" \"\$ms\")"
     eval "a_$mode=\$(rate \"\$MESSAGES\" \"\$accept_ms\")"
     eval "c_$mode=\$(us_per \"\$cpu0\" \"\$cpu1\" \"\$MESSAGES\")"
-    eval "n_$mode=\$(us_per \"\$ncpu0\" \"\$ncpu1\" \"\$MESSAGES\")"
+    nats_us=-
+    [ "$mode" = lmdb ] || nats_us=$(us_per "$ncpu0" "$ncpu1" "$MESSAGES")
+    eval "n_$mode=\$nats_us"
     eval "k_$mode=\$(core_pct \$((cpu1 - cpu0)) \"\$ms\")"
     eval "q_$mode=\$CONNECTIONS"
     printf '%s: %s: %s messages (1 a request, wrk t=%s c=%s), accepted in %s s (%s/s), all sent (committed) in %s s: %s messages/s end to end; CPU a message: smsrules %s µs (%s%% of a core), nats-servers %s µs (%s%% of a core); sent by node:%s; %s store units in %s commits; the provider answered %s retried, %s failed%s\n' \
         "$NAME" "$label" "$MESSAGES" "$THREADS" "$CONNECTIONS" "$(secs "$accept_ms")" \
         "$(rate "$MESSAGES" "$accept_ms")" "$(secs "$ms")" "$(rate "$MESSAGES" "$ms")" \
         "$(us_per "$cpu0" "$cpu1" "$MESSAGES")" "$(core_pct $((cpu1 - cpu0)) "$ms")" \
-        "$(us_per "$ncpu0" "$ncpu1" "$MESSAGES")" "$(core_pct $((ncpu1 - ncpu0)) "$ms")" "$per_node" \
+        "$nats_us" "$(core_pct $((ncpu1 - ncpu0)) "$ms")" "$per_node" \
         "$units" "$commits" "$retried" "$failed" "${wrk_errors:+; wrk socket errors: $wrk_errors}"
 }
 
@@ -277,9 +283,11 @@ for m in $MODES; do
     if [ "$m" = lmdb ]; then
         l="single node, LMDB (no --cluster)"
     else
-        l="cluster, $m node(s), $NATS_SERVERS nats-servers, R$REPLICAS"
+        l="cluster, $m node$(plural "$m"), $NATS_SERVERS nats-servers, R$REPLICAS"
     fi
-    eval "printf '%-48s %7s %12s %11s %16s %14s %12s%%\n' \"\$l\" \"\$q_$m\" \"\$r_$m\" \"\$a_$m\" \"\$c_$m\" \"\$n_$m\" \"\$k_$m\""
+    eval "q=\$q_$m r=\$r_$m a=\$a_$m c=\$c_$m nu=\$n_$m k=\$k_$m"
+    # shellcheck disable=SC2154 # set by the eval above
+    printf '%-48s %7s %12s %11s %16s %14s %12s%%\n' "$l" "$q" "$r" "$a" "$c" "$nu" "$k"
 done
 printf '%s: load average %s before, %s after; disk %s before, %s after\n' \
     "$NAME" "$load_before" "$(load)" "$sync_before" "$(disk_sync)"
