@@ -73,6 +73,7 @@ plural() { [ "$1" = 1 ] || echo s; }
 nats_helper=""
 nats_pids=""
 nats_urls=""
+nats_http=""
 
 # nats_start: starts NATS_SERVERS nats-servers (a fresh JetStream cluster);
 # sets $nats_urls and $nats_pids (tracked: killed on exit even should the
@@ -89,6 +90,7 @@ nats_start() {
     wait_until 120 nats_ready || fail "the NATS cluster was not ready within 120 s"
     nats_urls=$(sed -n 's/^urls //p' "$out")
     nats_pids=$(sed -n 's/^pids //p' "$out")
+    nats_http=$(sed -n 's/^http \([0-9]*\).*/\1/p' "$out")
     for p in $nats_pids; do bench_track "$p"; done
 }
 
@@ -248,6 +250,14 @@ LUA
         per_node="$per_node $(curl -s "http://127.0.0.1:$p/metrics" |
             awk '$1 == "smsrules_provider_sent_total{provider=\"fake\"}" { printf "%d", $2 }')"
     done
+    stream=""
+    if [ "$mode" != lmdb ]; then
+        # shellcheck disable=SC2046 # two numbers
+        set -- $(python3 "$bench_dir/nats_cluster.py" stream "$nats_http")
+        stream=$(awk -v m="$1" -v b="$2" -v n="$MESSAGES" -v u="$units" -v nn="$nn" 'BEGIN {
+            printf "; the stream: %d messages (%.1f units each), %.1f MB (%.0f bytes an SMS)",
+                m, (m > 0 ? u / nn / m : 0), b / 1e6, b / n }')
+    fi
     nodes_stop
     nats_stop
     [ "$accepted" -eq "$MESSAGES" ] || fail "$label: accepted $accepted of $MESSAGES requests"
@@ -259,12 +269,12 @@ LUA
     eval "n_$mode=\$nats_us"
     eval "k_$mode=\$(core_pct \$((cpu1 - cpu0)) \"\$ms\")"
     eval "q_$mode=\$CONNECTIONS"
-    printf '%s: %s: %s messages (1 a request, wrk t=%s c=%s), accepted in %s s (%s/s), all sent (committed) in %s s: %s messages/s end to end; CPU a message: smsrules %s µs (%s%% of a core), nats-servers %s µs (%s%% of a core); sent by node:%s; %s store units in %s commits; the provider answered %s retried, %s failed%s\n' \
+    printf '%s: %s: %s messages (1 a request, wrk t=%s c=%s), accepted in %s s (%s/s), all sent (committed) in %s s: %s messages/s end to end; CPU a message: smsrules %s µs (%s%% of a core), nats-servers %s µs (%s%% of a core); sent by node:%s; %s store units in %s commits; the provider answered %s retried, %s failed%s%s\n' \
         "$NAME" "$label" "$MESSAGES" "$THREADS" "$CONNECTIONS" "$(secs "$accept_ms")" \
         "$(rate "$MESSAGES" "$accept_ms")" "$(secs "$ms")" "$(rate "$MESSAGES" "$ms")" \
         "$(us_per "$cpu0" "$cpu1" "$MESSAGES")" "$(core_pct $((cpu1 - cpu0)) "$ms")" \
         "$nats_us" "$(core_pct $((ncpu1 - ncpu0)) "$ms")" "$per_node" \
-        "$units" "$commits" "$retried" "$failed" "${wrk_errors:+; wrk socket errors: $wrk_errors}"
+        "$units" "$commits" "$retried" "$failed" "$stream" "${wrk_errors:+; wrk socket errors: $wrk_errors}"
 }
 
 for m in $MODES; do

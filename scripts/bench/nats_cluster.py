@@ -2,6 +2,7 @@
 """A NATS JetStream cluster for the benchmarks (cluster.sh), held until told to stop.
 
     nats_cluster.py N OUT_FILE
+    nats_cluster.py stream HTTP_PORT   prints the stream's messages and bytes
 
 Starts N nats-servers with JetStream on free loopback ports through
 tests/e2e/natscluster.py (the cluster the e2e tests use: each server its own
@@ -10,20 +11,23 @@ JetStream has a meta leader every server agrees on), then writes OUT_FILE:
 
     urls nats://127.0.0.1:P1,nats://127.0.0.1:P2,...
     pids PID1 PID2 ...
+    http PORT1 PORT2 ...  (the servers' monitoring ports: /jsz, /healthz)
     dir  FOLDER
 
 (written to OUT_FILE.tmp and renamed, so a reader never sees half of it) and
-waits. SIGTERM or SIGINT stops every server
-(SIGTERM, then SIGKILL) and removes the folder. The caller also tracks the
+waits. SIGTERM or SIGINT stops every server (SIGTERM, then SIGKILL) and
+removes the folder. The caller also tracks the
 servers' pids itself: should this helper be SIGKILLed, it kills them.
 Settings: NATS_MAX_FILE_STORE (each server's JetStream file limit, default
-4GB: a benchmark stream of 100,000 messages holds ~300,000 units),
+4GB: the stream keeps every unit of a run, ~1 KB an SMS),
 NATS_SERVER (the binary).
 """
+import json
 import os
 import signal
 import sys
 import threading
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "e2e"))
 
@@ -31,7 +35,23 @@ import harness  # noqa: E402 (after the path)
 from natscluster import NatsCluster  # noqa: E402
 
 
+def stream_figures(port):
+    """'MESSAGES BYTES' of the stream the servers hold (one stream: cluster.sh
+    starts a fresh cluster for each mode), from /jsz on the monitoring PORT."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/jsz?streams=true" % port, timeout=10) as r:
+        doc = json.load(r)
+    msgs = total = 0
+    for acc in doc.get("account_details") or []:
+        for st in acc.get("stream_detail") or []:
+            msgs += st["state"]["messages"]
+            total += st["state"]["bytes"]
+    return "%d %d" % (msgs, total)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "stream":
+        print(stream_figures(int(sys.argv[2])))
+        return 0
     if len(sys.argv) != 3:
         sys.stderr.write("usage: nats_cluster.py N OUT_FILE\n")
         return 2
@@ -47,6 +67,7 @@ def main():
         with open(out + ".tmp", "w") as f:
             f.write("urls %s\n" % cluster.urls())
             f.write("pids %s\n" % " ".join(str(s.proc.pid) for s in cluster.servers))
+            f.write("http %s\n" % " ".join(str(s.http_port) for s in cluster.servers))
             f.write("dir %s\n" % cluster.dir)
         os.rename(out + ".tmp", out)
 
@@ -68,3 +89,4 @@ def main():
 
 if __name__ == "__main__":
     sys.exit(main())
+
