@@ -153,6 +153,14 @@ nodes_metric() {
     echo "$sum"
 }
 
+# loops_ticks: the CPU ticks of the daemons' loop threads (the rest: the store's writer, in cluster
+# mode the applier of the replica and the NATS client's threads).
+loops_ticks() {
+    t=0
+    for p in $node_pids; do t=$((t + $(loop_ticks "$p"))); done
+    echo "$t"
+}
+
 sent_count() { count=$(nodes_metric 'smsrules_provider_sent_total{provider="fake"}'); }
 
 # ---- one mode ----
@@ -219,6 +227,7 @@ LUA
     fi
     # shellcheck disable=SC2086 # pid lists
     cpu0=$(cpu_ticks $node_pids)
+    loop0=$(loops_ticks)
     # shellcheck disable=SC2086
     ncpu0=$([ -n "$nats_pids" ] && cpu_ticks $nats_pids || echo 0)
     t0=$(now_ms)
@@ -230,6 +239,7 @@ LUA
     ms=$((t_reached - t0))
     # shellcheck disable=SC2086
     cpu1=$(cpu_ticks $node_pids)
+    loop1=$(loops_ticks)
     # shellcheck disable=SC2086
     ncpu1=$([ -n "$nats_pids" ] && cpu_ticks $nats_pids || echo 0)
     wrk_quota_end
@@ -267,13 +277,16 @@ LUA
     nats_us=-
     [ "$mode" = lmdb ] || nats_us=$(us_per "$ncpu0" "$ncpu1" "$MESSAGES")
     eval "n_$mode=\$nats_us"
+    nats_text="no nats-servers"
+    [ "$mode" = lmdb ] || nats_text="nats-servers $nats_us µs ($(core_pct $((ncpu1 - ncpu0)) "$ms")% of a core)"
     eval "k_$mode=\$(core_pct \$((cpu1 - cpu0)) \"\$ms\")"
     eval "q_$mode=\$CONNECTIONS"
-    printf '%s: %s: %s messages (1 a request, wrk t=%s c=%s), accepted in %s s (%s/s), all sent (committed) in %s s: %s messages/s end to end; CPU a message: smsrules %s µs (%s%% of a core), nats-servers %s µs (%s%% of a core); sent by node:%s; %s store units in %s commits; the provider answered %s retried, %s failed%s%s\n' \
+    printf '%s: %s: %s messages (1 a request, wrk t=%s c=%s), accepted in %s s (%s/s), all sent (committed) in %s s: %s messages/s end to end; CPU a message: smsrules %s µs (%s%% of a core: loop threads %s%%, writer, applier and other threads %s%%), %s; sent by node:%s; %s store units in %s commits; the provider answered %s retried, %s failed%s%s\n' \
         "$NAME" "$label" "$MESSAGES" "$THREADS" "$CONNECTIONS" "$(secs "$accept_ms")" \
         "$(rate "$MESSAGES" "$accept_ms")" "$(secs "$ms")" "$(rate "$MESSAGES" "$ms")" \
         "$(us_per "$cpu0" "$cpu1" "$MESSAGES")" "$(core_pct $((cpu1 - cpu0)) "$ms")" \
-        "$nats_us" "$(core_pct $((ncpu1 - ncpu0)) "$ms")" "$per_node" \
+        "$(core_pct $((loop1 - loop0)) "$ms")" "$(core_pct $((cpu1 - cpu0 - loop1 + loop0)) "$ms")" \
+        "$nats_text" "$per_node" \
         "$units" "$commits" "$retried" "$failed" "$stream" "${wrk_errors:+; wrk socket errors: $wrk_errors}"
 }
 
