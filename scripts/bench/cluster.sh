@@ -80,7 +80,8 @@ nats_http=""
 # helper be killed first).
 nats_start() {
     out="$work/nats.$mode"
-    python3 "$bench_dir/nats_cluster.py" "$NATS_SERVERS" "$out" 2>"$work/nats.$mode.err" &
+    # Its folder (stores, configs, logs) under $work: removed on exit even should the helper be killed.
+    TMPDIR=$work python3 "$bench_dir/nats_cluster.py" "$NATS_SERVERS" "$out" 2>"$work/nats.$mode.err" &
     nats_helper=$!
     bench_track "$nats_helper"
     nats_ready() {
