@@ -231,6 +231,7 @@ LUA
     loop0=$(loops_ticks)
     # shellcheck disable=SC2086
     ncpu0=$([ -n "$nats_pids" ] && cpu_ticks $nats_pids || echo 0)
+    nats_each0=$(for p in $nats_pids; do cpu_ticks "$p"; done)
     t0=$(now_ms)
     wrk_quota "http://127.0.0.1:${node_ports##* }/v1/messages" "$MESSAGES" "$mdir/post.lua"
     wrk_quota_wait 3600
@@ -243,6 +244,7 @@ LUA
     loop1=$(loops_ticks)
     # shellcheck disable=SC2086
     ncpu1=$([ -n "$nats_pids" ] && cpu_ticks $nats_pids || echo 0)
+    nats_each1=$(for p in $nats_pids; do cpu_ticks "$p"; done)
     wrk_quota_end
     if [ "$mode" = "$PERF_MODE" ]; then
         perf_stop
@@ -263,11 +265,15 @@ LUA
     done
     stream=""
     if [ "$mode" != lmdb ]; then
-        # shellcheck disable=SC2046 # two numbers
+        # shellcheck disable=SC2046 # two numbers and a name
         set -- $(python3 "$bench_dir/nats_cluster.py" stream "$nats_http")
         stream=$(awk -v m="$1" -v b="$2" -v n="$MESSAGES" -v u="$units" -v nn="$nn" 'BEGIN {
             printf "; the stream: %d messages (%.1f units each), %.1f MB (%.0f bytes an SMS)",
                 m, (m > 0 ? u / nn / m : 0), b / 1e6, b / n }')
+        # Each server's share (n0, n1, ... in the order of $nats_pids), its leader marked.
+        stream="$stream; nats-servers apart:$(printf '%s\n%s\n' "$nats_each0" "$nats_each1" | awk -v l="$3" -v n="$MESSAGES" \
+            -v hz="$(getconf CLK_TCK)" '{ a[NR] = $0 } END { k = NR / 2; for (i = 1; i <= k; i++)
+                printf " n%d %.1f µs%s", i - 1, (a[k + i] - a[i]) * 1e6 / hz / n, ("n" (i - 1) == l ? " (stream leader)" : "") }')"
     fi
     nodes_stop
     nats_stop

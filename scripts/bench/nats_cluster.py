@@ -2,7 +2,7 @@
 """A NATS JetStream cluster for the benchmarks (cluster.sh), held until told to stop.
 
     nats_cluster.py N OUT_FILE
-    nats_cluster.py stream HTTP_PORT   prints the stream's messages and bytes
+    nats_cluster.py stream HTTP_PORT   prints the stream's messages, bytes and leader
 
 Starts N nats-servers with JetStream on free loopback ports through
 tests/e2e/natscluster.py (the cluster the e2e tests use: each server its own
@@ -36,16 +36,20 @@ from natscluster import NatsCluster  # noqa: E402
 
 
 def stream_figures(port):
-    """'MESSAGES BYTES' of the stream the servers hold (one stream: cluster.sh
-    starts a fresh cluster for each mode), from /jsz on the monitoring PORT."""
+    """'MESSAGES BYTES LEADER' of the stream the servers hold (one stream:
+    cluster.sh starts a fresh cluster for each mode; LEADER: the name of the
+    server that leads its Raft group, n0, n1, ... in the order of the pids,
+    or ? when none), from /jsz on the monitoring PORT."""
     with urllib.request.urlopen("http://127.0.0.1:%d/jsz?streams=true" % port, timeout=10) as r:
         doc = json.load(r)
     msgs = total = 0
+    leader = "?"
     for acc in doc.get("account_details") or []:
         for st in acc.get("stream_detail") or []:
             msgs += st["state"]["messages"]
             total += st["state"]["bytes"]
-    return "%d %d" % (msgs, total)
+            leader = (st.get("cluster") or {}).get("leader") or leader
+    return "%d %d %s" % (msgs, total, leader)
 
 
 def main():
