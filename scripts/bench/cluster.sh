@@ -21,7 +21,10 @@
 # Each mode starts its own daemons and NATS cluster and stops them after, so
 # no mode inherits another's stream or load.
 #
-# Prints one line per mode, then a table of the modes side by side.
+# Prints one line per mode (the rates; the daemons' CPU split into their loop
+# threads and the rest: writer, replica applier, NATS client; each
+# nats-server's CPU, the stream's leader named; the stream's messages, units
+# each and bytes an SMS), then a table of the modes side by side.
 #
 # Settings: lib.sh's (CONNECTIONS, PIN: the daemons on CPU 0, BUILD,
 # SMSRULES_BIN); MESSAGES (default 30,000 a mode); NODES (default 3);
@@ -30,9 +33,9 @@
 # STALL (seconds without progress before giving up, default 60); PERF=FILE
 # records `perf record -g` of the first daemon of mode PERF_MODE (default
 # the last of MODES; PERF_ARGS replaces -g) and PERF_NATS=FILE of the
-# nats-servers in that mode (perf_summary.py prints a summary of either).
-# Needs nats-server (Debian's nats-server); installs wrk and nginx-light
-# with apt-get when missing (as root).
+# nats-servers in that mode (perf_summary.py summarises the daemon's).
+# Installs nats-server, wrk, nginx-light (and linux-perf for PERF) with
+# apt-get when missing (as root).
 set -eu
 NAME=cluster.sh
 . "$(dirname "$0")/lib.sh"
