@@ -245,7 +245,8 @@ bench_stop() {
 # wrk_quota URL TOTAL LUA [IDLE_PATH]: starts wrk in the background (THREADS,
 # CONNECTIONS) so that exactly TOTAL requests are sent over all its threads:
 # LUA defines make_request(n, tid) returning wrk.format(...) for the n-th
-# request of thread tid; each thread stops after its share and marks itself
+# request of thread tid (and may define thread_setup(thread, tid), run in
+# wrk's setup for each thread); each thread stops after its share and marks itself
 # done (any request after that is a GET of IDLE_PATH, default /healthz, which
 # the measured counters do not see). Sets $wrk_pid; wrk_quota_wait waits.
 wrk_quota() {
@@ -258,6 +259,8 @@ local count = 0
 function setup(thread)
   count = count + 1
   thread:set("tid", count)
+  -- LUA may define thread_setup(thread, tid), e.g. to point the thread at another server (thread.addr).
+  if thread_setup then thread_setup(thread, count) end
 end
 local n, quota, verified = 0, 0, false
 function init(args)
