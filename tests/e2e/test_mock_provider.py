@@ -630,6 +630,42 @@ def dlr_post_retried_then_given_up():
 
 
 @mock_test(timeout=30.0)
+def dlr_url_list_takes_the_urls_in_turn():
+    # Three receivers (the nodes of a cluster): six reports, two each, in turn.
+    rs = [Receiver() for _ in range(3)]
+    m = Mock.start("--dlr-url", ",".join(r.url for r in rs), "--dlr-delay-ms", "0")
+    c = m.client()
+    mids = []
+    for i in range(6):
+        mids.append(check_accepted(*c.send(phone(i, 7))[::2]))
+        # One at a time, so that the order of the posts is the order of the sends.
+        wait_for(lambda: m.stats()["dlr_sent"] == i + 1, 5 * SLOWDOWN, "report %d" % (i + 1))
+    for k, r in enumerate(rs):
+        got = [doc.get("message_id") for doc in r.bodies()]
+        check(got == [mids[k], mids[k + 3]], "receiver %d got %r, expected %r" % (k, got, [mids[k], mids[k + 3]]))
+    # A retry goes to the next URL: posts alternate between a port where nobody listens and a receiver,
+    # so every report fails once and then reaches the receiver.
+    r = Receiver()
+    dead = "http://%s:%d/dlr" % (HOST, free_port())
+    settings = m.control({"dlr_url": dead + "," + r.url})
+    check(settings["dlr_url"] == dead + "," + r.url, "/control did not take the list: %r" % settings)
+    m.request("POST", "/stats/reset")
+    for i in range(2):
+        mid = check_accepted(*c.send(phone(i, 8))[::2])
+        wait_for(lambda: m.stats()["dlr_sent"] == i + 1, 5 * SLOWDOWN, "report %d via the second URL" % (i + 1))
+        check(r.bodies()[-1].get("message_id") == mid, "the receiver got %r" % r.bodies())
+    stats = m.stats()
+    check(stats["dlr_retried"] == 2 and stats["dlr_failed"] == 0, "each report should fail once, then arrive: %r"
+          % {k: stats[k] for k in ("dlr_sent", "dlr_retried", "dlr_failed")})
+    # An empty URL in the list is refused, on the command line and by /control.
+    for bad in (r.url + ",", "," + r.url, r.url + ",," + r.url):
+        code, _, err = run_cli(["mock-provider", "--dlr-url", bad])
+        check(code == 1 and "invalid value for" in err, "--dlr-url %r: %d %r" % (bad, code, err))
+        status, _, _, _ = m.request("POST", "/control", {"dlr_url": bad})
+        check(status == 400, "/control dlr_url %r answered %d" % (bad, status))
+
+
+@mock_test(timeout=30.0)
 def dlr_before_answer_orders_the_report_first():
     r = Receiver()
     m = Mock.start("--dlr-url", r.url, "--dlr-delay-ms", "0", "--dlr-before-answer")
