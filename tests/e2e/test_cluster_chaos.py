@@ -16,6 +16,7 @@ The client is what a careful client does: a POST without an answer (a node kille
 sent again later, to another node, with the same idempotency key, until it is acknowledged (202, or
 200 with the first id). The seeds are fixed (the mock's); the schedule of kills is by the clock."""
 
+import calendar
 import os
 import random
 import sys
@@ -138,6 +139,12 @@ def check_none_lost(c, acked, timeout=40):
     return st
 
 
+def iso_ms(s):
+    """An RFC 3339 time of the daemon ("...T01:02:03.456Z") as wall-clock ms."""
+    base, frac = s.rstrip("Z").split(".")
+    return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) * 1000 + int(frac)
+
+
 @test(timeout=90)
 def sigkill_a_node_every_few_seconds_loses_nothing_and_counts_resends():
     # The provider answers after 300 ms, so a node killed has sends in flight: those are resent.
@@ -178,13 +185,6 @@ def sigkill_a_node_every_few_seconds_loses_nothing_and_counts_resends():
     check(counted == resent, "%s counts %d, the messages record %d resends" % (CRASH, counted, resent))
     print("kill: %d messages, %d resent, %d duplicates at the provider, answers %r"
           % (len(acked), resent, st["duplicates"], load.answers), file=sys.stderr)
-
-
-def iso_ms(s):
-    """An RFC 3339 time of the daemon ("...T01:02:03.456Z") as wall-clock ms."""
-    import calendar
-    base, frac = s.rstrip("Z").split(".")
-    return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) * 1000 + int(frac)
 
 
 @test(timeout=90)
