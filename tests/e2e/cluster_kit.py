@@ -146,7 +146,7 @@ def wait_all_status(d, ids, status, timeout):
     try:
         wait_for(done, timeout * SLOWDOWN, "%d messages %s on :%d" % (len(ids), status, d.port), 0.05)
     except AssertionError:
-        st = statuses(d, left[:20])
+        st = statuses(d, left[-20:])
         raise AssertionError("%d of %d messages not %s on :%d after %.0fs, e.g. %r"
                              % (len(left), len(ids), status, d.port, timeout * SLOWDOWN, st))
 

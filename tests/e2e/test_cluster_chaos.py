@@ -125,15 +125,23 @@ def check_none_lost(c, acked, timeout=40):
     """Every acknowledged message reached the provider exactly once as a recipient (resends with the
     same client id count as the mock's duplicates) and ends delivered on every node; none sending."""
     n = len(acked)
+    try:
+        wait_for(lambda: c.mock.stats()["received"] >= n, timeout * SLOWDOWN, "%d messages at the provider" % n, 0.1)
+        for d in c.live():
+            wait_all_status(d, list(acked.values()), "delivered", timeout)
+    except AssertionError as e:
+        st = c.mock.stats()
+        del st["by_recipient"]
+        raise AssertionError("%s; provider %r" % (e, st))
     wait_for(lambda: c.mock.stats()["received"] >= n, timeout * SLOWDOWN, "%d messages at the provider" % n, 0.1)
-    for d in c.nodes:
+    for d in c.live():
         wait_all_status(d, list(acked.values()), "delivered", timeout)
     st = c.mock.stats()
     got = st["by_recipient"]
     missing = [i for i in acked if got.get(phone(i, 5)) != 1]
     check(not missing, "messages not at the provider exactly once: %r" % [(i, got.get(phone(i, 5))) for i in missing][:10])
     check(st["received"] == n, "the provider received %d messages, %d were acknowledged" % (st["received"], n))
-    for d in c.nodes:
+    for d in c.live():
         status, _, _, doc = d.request("GET", "/v1/messages?status=sending&limit=10", headers=AUTH)
         check(status == 200 and not doc.get("messages"), "messages left sending on :%d: %r" % (d.port, doc))
     return st
@@ -143,6 +151,26 @@ def iso_ms(s):
     """An RFC 3339 time of the daemon ("...T01:02:03.456Z") as wall-clock ms."""
     base, frac = s.rstrip("Z").split(".")
     return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) * 1000 + int(frac)
+
+
+def check_resends(c, acked, kills, st, crash_counted):
+    """Resends are only of messages in flight at a kill (an attempt whose outcome is unknown, started
+    shortly before a kill; the provider saw at most that many duplicates), and each is counted once in
+    smsrules_resent_after_crash_total (crash_counted: what the killed runs counted). Returns how many."""
+    resent = 0
+    for i, mid in acked.items():
+        attempts = get_message(c.live()[0], mid)["attempts"]
+        check(attempts[-1]["outcome"] == "sent", "message %s: last attempt %r" % (mid, attempts[-1]))
+        for a in attempts[:-1]:
+            check(a["outcome"] == "unknown", "message %s resent after %r" % (mid, a))
+            started = iso_ms(a["started_at"])
+            check(any(k - 5000 * SLOWDOWN <= started <= k + 1000 for k in kills),
+                  "message %s resent, but its attempt at %s was not in flight at a kill" % (mid, a["started_at"]))
+            resent += 1
+    counted = crash_counted + sum(metric(d, CRASH) for d in c.live())
+    check(st["duplicates"] <= resent, "the provider saw %d resends, the messages record %d" % (st["duplicates"], resent))
+    check(counted == resent, "%s counts %d, the messages record %d resends" % (CRASH, counted, resent))
+    return resent
 
 
 @test(timeout=90)
@@ -167,24 +195,29 @@ def sigkill_a_node_every_few_seconds_loses_nothing_and_counts_resends():
     # The node timeout is 1.5 s and each node looks for orphans every 5 s: what a killed node left
     # `sending` is taken over within a few seconds (by its successor at once).
     st = check_none_lost(c, acked)
-    # Resends: only of messages in flight at a kill (an attempt whose outcome is unknown, started
-    # shortly before a kill), each counted once.
-    resent = 0
-    for i, mid in acked.items():
-        msg = get_message(c.nodes[0], mid)
-        attempts = msg["attempts"]
-        check(attempts[-1]["outcome"] == "sent", "message %s: last attempt %r" % (mid, attempts[-1]))
-        for a in attempts[:-1]:
-            check(a["outcome"] == "unknown", "message %s resent after %r" % (mid, a))
-            started = iso_ms(a["started_at"])
-            check(any(started <= k + 1000 and started >= k - 5000 * SLOWDOWN for k in kills),
-                  "message %s resent, but its attempt at %s was not in flight at a kill" % (mid, a["started_at"]))
-            resent += 1
-    counted = crash_counted + sum(metric(d, CRASH) for d in c.nodes)
-    check(st["duplicates"] <= resent, "the provider saw %d resends, the messages record %d" % (st["duplicates"], resent))
-    check(counted == resent, "%s counts %d, the messages record %d resends" % (CRASH, counted, resent))
+    resent = check_resends(c, acked, kills, st, crash_counted)
     print("kill: %d messages, %d resent, %d duplicates at the provider, answers %r"
           % (len(acked), resent, st["duplicates"], load.answers), file=sys.stderr)
+
+
+@test(timeout=60)
+def a_node_killed_for_good_has_its_sends_taken_over_by_the_others():
+    # Not restarted: the other two find its messages `sending` once it is silent for the node timeout
+    # (1.5 s; they look every 5 s) and exactly one of them resends each.
+    c = Cluster.start(mock_args=("--latency-ms", "300", "--seed", "17"))
+    load = Load(c, "gone")
+    wait_acked(c, load, 60, "before the kill")
+    victim = c.nodes[2]
+    crash_counted = metric(victim, CRASH)
+    kills = [time.time() * 1000]
+    victim.kill()
+    wait_acked(c, load, 30, "after the kill")
+    acked = load.finish()
+    st = check_none_lost(c, acked)
+    resent = check_resends(c, acked, kills, st, crash_counted)
+    # About a third of the sends in flight were the victim's (300 ms each, ~100 messages/s).
+    check(resent > 0, "no message of the killed node was resent: were none in flight?")
+    print("gone: %d messages, %d resent by the others" % (len(acked), resent), file=sys.stderr)
 
 
 @test(timeout=90)

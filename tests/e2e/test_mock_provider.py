@@ -643,20 +643,22 @@ def dlr_url_list_takes_the_urls_in_turn():
     for k, r in enumerate(rs):
         got = [doc.get("message_id") for doc in r.bodies()]
         check(got == [mids[k], mids[k + 3]], "receiver %d got %r, expected %r" % (k, got, [mids[k], mids[k + 3]]))
-    # A retry goes to the next URL: posts alternate between a port where nobody listens and a receiver,
-    # so every report fails once and then reaches the receiver.
+    # A retry goes to the URL after the one the report's last post went to, so a report tries every
+    # URL before any twice: with two dead URLs of three and --dlr-attempts 3, every report arrives.
     r = Receiver()
-    dead = "http://%s:%d/dlr" % (HOST, free_port())
-    settings = m.control({"dlr_url": dead + "," + r.url})
-    check(settings["dlr_url"] == dead + "," + r.url, "/control did not take the list: %r" % settings)
-    m.request("POST", "/stats/reset")
-    for i in range(2):
-        mid = check_accepted(*c.send(phone(i, 8))[::2])
-        wait_for(lambda: m.stats()["dlr_sent"] == i + 1, 5 * SLOWDOWN, "report %d via the second URL" % (i + 1))
+    dead = ["http://%s:%d/dlr" % (HOST, free_port()) for _ in range(2)]
+    m2 = Mock.start("--dlr-url", ",".join(dead + [r.url]), "--dlr-delay-ms", "0", "--dlr-attempts", "3")
+    c2 = m2.client()
+    for i in range(3):
+        mid = check_accepted(*c2.send(phone(i, 8))[::2])
+        wait_for(lambda: m2.stats()["dlr_sent"] == i + 1, 10 * SLOWDOWN, "report %d via the third URL" % (i + 1))
         check(r.bodies()[-1].get("message_id") == mid, "the receiver got %r" % r.bodies())
-    stats = m.stats()
-    check(stats["dlr_retried"] == 2 and stats["dlr_failed"] == 0, "each report should fail once, then arrive: %r"
+    stats = m2.stats()
+    # The reports start at the first, second and third URL: 2 + 1 + 0 failed posts.
+    check(stats["dlr_retried"] == 3 and stats["dlr_failed"] == 0, "posts: %r"
           % {k: stats[k] for k in ("dlr_sent", "dlr_retried", "dlr_failed")})
+    settings = m.control({"dlr_url": dead[0] + "," + r.url})
+    check(settings["dlr_url"] == dead[0] + "," + r.url, "/control did not take the list: %r" % settings)
     # An empty URL in the list is refused, on the command line and by /control.
     for bad in (r.url + ",", "," + r.url, r.url + ",," + r.url):
         code, _, err = run_cli(["mock-provider", "--dlr-url", bad])

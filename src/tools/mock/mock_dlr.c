@@ -176,16 +176,18 @@ bool mock_url_list_ok(const char *list) {
     }
 }
 
-/* The URL of the next report post, copied into out: --dlr-url may list several (one per node of a
- * cluster, so that reports reach every node); posts take them in turn, so a retry goes to the next
- * one. NULL when reports are off. */
-static const char *mock_dlr_next_url(mock_provider *mp, sr_buf *out) {
+/* The URL of d's next post, copied into out: --dlr-url may list several (one per node of a cluster,
+ * so that reports reach every node). Reports take them in turn, and a retry of a report goes to the
+ * URL after the one its last post went to, so that it tries every URL before any twice. NULL when
+ * reports are off. */
+static const char *mock_dlr_next_url(mock_provider *mp, mock_dlr *d, sr_buf *out) {
     const char *list = mp->set.dlr_url;
     if (!list) return NULL;
     size_t n = 1;
     for (const char *p = list; *p; p++) n += *p == ',';
+    d->url_turn = d->attempts == 0 ? mp->dlr_next++ : d->url_turn + 1;
     const char *at = list;
-    for (uint64_t k = mp->dlr_next++ % n; k > 0; k--) at = strchr(at, ',') + 1;
+    for (uint64_t k = d->url_turn % n; k > 0; k--) at = strchr(at, ',') + 1;
     sr_buf_append(out, at, strcspn(at, ","));
     return sr_buf_cstr(out);
 }
@@ -195,7 +197,7 @@ static void mock_dlr_post(uv_timer_t *t) {
     mock_provider *mp = d->mp;
     sr_buf url_buf;
     sr_buf_init(&url_buf);
-    const char *url = mp->stopping ? NULL : mock_dlr_next_url(mp, &url_buf);
+    const char *url = mp->stopping ? NULL : mock_dlr_next_url(mp, d, &url_buf);
     if (!url) {
         /* Reports were switched off meanwhile (POST /control). */
         mock_dlr_finish(d);

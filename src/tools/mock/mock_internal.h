@@ -121,7 +121,7 @@ typedef struct mock_provider {
     mock_pending *pending; /* answers not given yet */
     mock_dlr *dlrs;        /* delivery reports started and not finished */
     uint64_t dlrs_started; /* how many are in dlrs */
-    uint64_t dlr_next;     /* report posts so far: the next one goes to this one's URL of --dlr-url */
+    uint64_t dlr_next;     /* reports started: the next one's first post goes to this one's URL of --dlr-url */
     uv_signal_t sig_term, sig_int;
     uv_timer_t drain_timer;
     bool stopping;
@@ -156,6 +156,7 @@ struct mock_dlr {
     mock_dlr *prev, *next; /* in mp->dlrs once started */
     mock_dlr *next_deferred;
     int attempts;
+    uint64_t url_turn; /* which URL of --dlr-url the last post went to (mod their count) */
     bool posting;
     bool undelivered;
     unsigned part, parts; /* which part this report is about, of how many (0, 0: the whole message) */
