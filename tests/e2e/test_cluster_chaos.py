@@ -258,10 +258,12 @@ def two_nats_servers_down_answers_503_and_loses_nothing():
         results[k] = post_message(c.nodes[k], phone(1000 + k, 5), key="quorum-%d" % (1000 + k), timeout=40.0)
 
     threads = [threading.Thread(target=post, args=(k,), daemon=True) for k in range(3)]
+    t0 = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join(60 * SLOWDOWN)
+    print("no quorum: 503 after %.1fs" % (time.monotonic() - t0), file=sys.stderr)
     for k, (status, doc) in enumerate(results):
         check(status == 503 and doc and doc["error"]["code"] == "cluster_unavailable",
               "node %d answered %r %r without a quorum, expected 503 cluster_unavailable" % (k, status, doc))
