@@ -718,6 +718,7 @@ typedef struct unpark_job {
     sr_reports *R;
     struct unpark_job *next; /* in R->unparking */
     int again;               /* asked for again while in flight, or more were left: look again */
+    int listed_only;         /* see unpark_scan */
     int n;
     parked *chain;          /* the records this unit deletes */
     char key[PARK_KEY_MAX]; /* the prefix */
@@ -728,6 +729,8 @@ typedef struct unpark_job {
 } unpark_job;
 
 typedef struct unpark_scan {
+    sr_reports *R;
+    int listed_only; /* cluster mode, on a provider id: only the records this node parked (below) */
     const char *prefix;
     size_t prefix_len;
     int n;
@@ -746,6 +749,7 @@ static int reports_unpark_cb(const char *key, size_t klen, const char *val, size
     if (klen <= sc->prefix_len || memcmp(key, sc->prefix, sc->prefix_len) != 0 || key[sc->prefix_len] != '\0')
         return 1; /* past the prefix */
     if (klen > PARK_KEY_MAX) return 0;
+    if (sc->listed_only && !parked_find(sc->R, key, klen)) return 0;
     if (sc->n == UNPARK_MAX) {
         sc->more = 1;
         return 1;
@@ -757,7 +761,8 @@ static int reports_unpark_cb(const char *key, size_t klen, const char *val, size
     return 0;
 }
 
-static void reports_unpark(sr_reports *R, const char *provider, const char *key, size_t key_len, const char *id);
+static void reports_unpark(sr_reports *R, const char *provider, const char *key, size_t key_len, const char *id,
+                           int listed_only);
 
 /* An unpark unit failed because a parked record it took was gone (its updates, slots 0..n-1, were fine). */
 static int reports_taken_by_another(const sr_store_txn *t, int n) {
@@ -789,7 +794,7 @@ static void reports_unpark_done(sr_store_txn *t, void *ud) {
         sr_warn("report: parked reports could not be applied", "error", sr_store_strerror(sr_store_txn_status(t)));
         parked_restore(R, u->chain);
     }
-    if (u->again) reports_unpark(R, u->provider, u->key, u->key_len, u->id);
+    if (u->again) reports_unpark(R, u->provider, u->key, u->key_len, u->id, u->listed_only);
     free(u);
     R->inflight--;
     reports_check_stopped(R);
@@ -845,7 +850,8 @@ static void reports_unpark_submit(sr_reports *R, unpark_job *u, const unpark_sca
  * exactly their records (reports parked meanwhile stay for the next look).
  * One look per prefix at a time: asked again while one is in flight, it looks
  * again once that one is committed, so no report is applied twice. */
-static void reports_unpark(sr_reports *R, const char *provider, const char *key, size_t key_len, const char *id) {
+static void reports_unpark(sr_reports *R, const char *provider, const char *key, size_t key_len, const char *id,
+                           int listed_only) {
     for (unpark_job *j = R->unparking; j; j = j->next) {
         if (j->key_len == key_len && memcmp(j->key, key, key_len) == 0) {
             j->again = 1;
@@ -854,6 +860,8 @@ static void reports_unpark(sr_reports *R, const char *provider, const char *key,
     }
     unpark_scan *sc = calloc(1, sizeof *sc);
     if (!sc) abort();
+    sc->R = R;
+    sc->listed_only = listed_only;
     sc->prefix = key;
     sc->prefix_len = key_len;
     sr_buf_init(&sc->values);
@@ -873,7 +881,9 @@ static void reports_unpark(sr_reports *R, const char *provider, const char *key,
             n += reports_deserialise(sc->values.data + sc->offsets[i], sc->offsets[i + 1] - sc->offsets[i], reps + n,
                                      UNPARK_MAX - n, &used);
         if (has_legacy) n += reports_deserialise(legacy.data, legacy.len, reps + n, UNPARK_MAX - n, &legacy_used);
-        reports_unpark_submit(R, reports_unpark_job(R, provider, key, key_len, id, reps, n), sc, &legacy, legacy_used);
+        unpark_job *u = reports_unpark_job(R, provider, key, key_len, id, reps, n);
+        u->listed_only = listed_only;
+        reports_unpark_submit(R, u, sc, &legacy, legacy_used);
     }
     sr_buf_free(&sc->values);
     sr_buf_free(&legacy);
@@ -892,12 +902,15 @@ static void reports_on_provider_id(const sr_store_event *ev, void *ud) {
     sr_report rep;
     memset(&rep, 0, sizeof rep);
     snprintf(rep.provider_id, sizeof rep.provider_id, "%s", m->provider_id);
+    /* Cluster mode: every node hears of the provider id; each applies the reports it parked itself, so
+     * its list keeps mirroring the store (the slow sweep takes those of a node that is gone). */
+    int listed_only = sr_store_clustered(R->store);
     size_t n = reports_park_key(m->provider, &rep, key, sizeof key);
-    if (n) reports_unpark(R, m->provider, key, n, m->id);
+    if (n) reports_unpark(R, m->provider, key, n, m->id, listed_only);
     memset(&rep, 0, sizeof rep);
     snprintf(rep.message_id, sizeof rep.message_id, "%s", m->id);
     n = reports_park_key(m->provider, &rep, key, sizeof key);
-    if (n) reports_unpark(R, m->provider, key, n, m->id);
+    if (n) reports_unpark(R, m->provider, key, n, m->id, listed_only);
 }
 
 /* ---- checking a report on entry ---- */
@@ -963,7 +976,7 @@ static void reports_parked_done(sr_store_txn *t, void *ud) {
         /* The send answer may have been recorded while this report was parking: look again. */
         char id[SR_ID_LEN + 1];
         if (reports_lookup(R, o->a.provider, &o->a.rep, id) == 0)
-            reports_unpark(R, o->a.provider, o->a.park_key, o->a.park_key_len, id);
+            reports_unpark(R, o->a.provider, o->a.park_key, o->a.park_key_len, id, 0);
     } else {
         parked *p = parked_find(R, o->record, o->record_len);
         if (p) {
@@ -1320,7 +1333,7 @@ static void reports_expire(sr_reports *R, int64_t now) {
     }
     if (t) reports_drop_submit(R, t, j);
     for (int i = 0; i < nfound; i++)
-        reports_unpark(R, found[i].provider, found[i].prefix, found[i].prefix_len, found[i].id);
+        reports_unpark(R, found[i].provider, found[i].prefix, found[i].prefix_len, found[i].id, 0);
 }
 
 typedef struct sweep_scan {
@@ -1364,7 +1377,7 @@ static void reports_sweep(sr_reports *R) {
         char provider[72], id[SR_ID_LEN + 1];
         sr_report rep;
         if (reports_prefix_parse(sc->keys[i], plen, provider, &rep) == 0 && reports_lookup(R, provider, &rep, id) == 0)
-            reports_unpark(R, provider, sc->keys[i], plen, id);
+            reports_unpark(R, provider, sc->keys[i], plen, id, 0);
     }
     free(sc);
 }

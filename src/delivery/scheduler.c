@@ -440,7 +440,8 @@ static void sched_request_drop(sr_scheduler *s, sched_request *rq) {
 static void sched_transition_done(sr_store_txn *t, void *ud) {
     sched_job *j = ud;
     sr_scheduler *s = j->req ? j->req->s : NULL;
-    (void)t;
+    /* Counted once requeued: in cluster mode another node may have taken the message over first. */
+    if (s && j->change.kind == CH_CRASH_REQUEUE && sr_store_txn_status(t) == 0) s->m_crash->value++;
     /* The job holds its scheduler through a one-element fake request. */
     sched_request *holder = j->req;
     j->req = NULL;
@@ -457,6 +458,10 @@ static void sched_transition(sr_scheduler *s, sched_job *j) {
     holder->msgs_ref = LUA_NOREF;
     j->req = holder;
     sr_store_txn *t = sr_store_txn_new(s->store);
+    /* A requeue after a crash claims the message from its gone owner first: in cluster mode the unit
+     * then fails if another node took it over and is sending it again (the status alone would not
+     * tell: it is `sending` once more). Single node: nothing to claim. */
+    if (j->change.kind == CH_CRASH_REQUEUE) sr_store_txn_take_over(t, SR_ORPHAN_SENDING, j->id, SR_ID_LEN);
     sr_store_txn_update_message(t, j->id, sched_apply, &j->change);
     sr_store_txn_submit(t, sched_transition_done, j);
 }
@@ -1316,10 +1321,7 @@ static void sched_recover(sr_scheduler *s) {
         snprintf(after, sizeof after, "%s", ids[n - 1]);
         if (n < 256) break;
     }
-    if (total > 0) {
-        s->m_crash->value += total;
-        sr_warn("messages left sending by a stop without drain are resent", "count", sr_log_num(total));
-    }
+    if (total > 0) sr_warn("messages left sending by a stop without drain are resent", "count", sr_log_num(total));
 }
 
 void sr_scheduler_take_over(sr_scheduler *s) {

@@ -47,8 +47,9 @@
 #define CL_APPLY_WAIT_MS 30000     /* a published unit applied here within this, or it fails */
 #define CL_CATCH_UP_MS 120000      /* at open: the replica reaches the stream's end within this */
 #define CL_MAX_PEERS 256
-#define CL_APPLY_MAX 64 /* stream messages already waiting applied in one transaction */
-#define CL_BEAT_MS 1000 /* a node says it is alive this often; silent SR_STORE_NODE_TIMEOUT_MS: gone */
+#define CL_APPLY_MAX 64              /* stream messages already waiting applied in one transaction */
+#define CL_BEAT_MS 1000              /* a node says it is alive this often; silent SR_STORE_NODE_TIMEOUT_MS: gone */
+#define CL_ORDERED_HEARTBEAT_MS 1000 /* the stream consumer's idle heartbeat: a lost consumer is noticed in 2 */
 #define CL_DUPLICATE_WINDOW_NS (120LL * 1000000000) /* the stream's Nats-Msg-Id window */
 
 typedef struct cl_overlay_entry {
@@ -1073,6 +1074,10 @@ static int cl_start_applier(sr_store *s, char *err, size_t errlen) {
     jsSubOptions_Init(&so);
     so.Stream = cl->stream;
     so.Ordered = true;
+    /* The server's idle heartbeats tell the client that the consumer is gone (its server died): the
+     * client recreates it after two missed. The default (5 s) stalls every write (they wait to be
+     * applied here) for 10 s and more after a nats-server dies; 1 s keeps that short. */
+    so.Config.Heartbeat = (int64_t)CL_ORDERED_HEARTBEAT_MS * 1000000;
     so.Config.DeliverPolicy = cl->applied_seq ? js_DeliverByStartSequence : js_DeliverAll;
     so.Config.OptStartSeq = cl->applied_seq ? cl->applied_seq + 1 : 0;
     natsStatus st = js_SubscribeSync(&cl->sub, cl->js, cl->subject, NULL, &so, &jerr);

@@ -396,6 +396,7 @@ class Daemon:
     @classmethod
     def start(cls, rules=None, args=(), env=None, ready_timeout=10.0, attempts=5):
         d = cls()
+        d.args, d.env = list(args), dict(env or {})  # restart() starts it with them again
         d.dir = make_temp_dir()
         data = os.path.join(d.dir, "data")
         os.mkdir(data)
@@ -464,8 +465,8 @@ class Daemon:
         return False
 
     def restart(self, ready_timeout=10.0, attempts=5):
-        """Starts the daemon again on the same data folder, port and rules
-        (after stop() or kill()).
+        """Starts the daemon again on the same data folder, port, rules,
+        arguments and environment (after stop() or kill()).
 
         While the daemon was down, something else may have taken its port
         (start() picks ports outside the ephemeral range so that outgoing
@@ -483,12 +484,15 @@ class Daemon:
         cmd = [BIN, "serve", "--listen", "%s:%d" % (HOST, self.port), "--data", os.path.join(self.dir, "data")]
         if self.rules_path:
             cmd += ["-c", self.rules_path]
+        cmd += getattr(self, "args", [])
+        env = dict(os.environ)
+        env.update(getattr(self, "env", {}))
         for attempt in range(attempts):
             self.restarts = getattr(self, "restarts", 0) + 1
             self.stderr_path = os.path.join(self.dir, "stderr-restart-%d.log" % self.restarts)
             with open(self.stderr_path, "wb") as err:
                 self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                             cwd=self.dir)
+                                             env=env, cwd=self.dir)
             if self._wait_ready(ready_timeout * SLOWDOWN):
                 return
             log = self.stderr()

@@ -370,6 +370,8 @@ def sigterm_leaves_marked_requests_sending_and_restart_sends_them_once():
     check(d.proc.returncode == 0, "exit %s" % d.proc.returncode)
     check(mock.stats()["received"] == 0, "received before the restart: %r" % mock.stats())
     d.restart()
+    # (Counted once the requeue committed, a moment after the start.)
+    wait_for(lambda: metric(d, "smsrules_resent_after_crash_total") >= 2, 10 * SLOWDOWN, "2 resends counted")
     check(metric(d, "smsrules_resent_after_crash_total") == 2, "resent after the stop: %r" %
           metric(d, "smsrules_resent_after_crash_total"))
     wait_for(lambda: metric(d, "smsrules_provider_sent_total", provider="primary") >= n, 30 * SLOWDOWN,

@@ -630,6 +630,44 @@ def dlr_post_retried_then_given_up():
 
 
 @mock_test(timeout=30.0)
+def dlr_url_list_takes_the_urls_in_turn():
+    # Three receivers (the nodes of a cluster): six reports, two each, in turn.
+    rs = [Receiver() for _ in range(3)]
+    m = Mock.start("--dlr-url", ",".join(r.url for r in rs), "--dlr-delay-ms", "0")
+    c = m.client()
+    mids = []
+    for i in range(6):
+        mids.append(check_accepted(*c.send(phone(i, 7))[::2]))
+        # One at a time, so that the order of the posts is the order of the sends.
+        wait_for(lambda: m.stats()["dlr_sent"] == i + 1, 5 * SLOWDOWN, "report %d" % (i + 1))
+    for k, r in enumerate(rs):
+        got = [doc.get("message_id") for doc in r.bodies()]
+        check(got == [mids[k], mids[k + 3]], "receiver %d got %r, expected %r" % (k, got, [mids[k], mids[k + 3]]))
+    # A retry goes to the URL after the one the report's last post went to, so a report tries every
+    # URL before any twice: with two dead URLs of three and --dlr-attempts 3, every report arrives.
+    r = Receiver()
+    dead = ["http://%s:%d/dlr" % (HOST, free_port()) for _ in range(2)]
+    m2 = Mock.start("--dlr-url", ",".join(dead + [r.url]), "--dlr-delay-ms", "0", "--dlr-attempts", "3")
+    c2 = m2.client()
+    for i in range(3):
+        mid = check_accepted(*c2.send(phone(i, 8))[::2])
+        wait_for(lambda: m2.stats()["dlr_sent"] == i + 1, 10 * SLOWDOWN, "report %d via the third URL" % (i + 1))
+        check(r.bodies()[-1].get("message_id") == mid, "the receiver got %r" % r.bodies())
+    stats = m2.stats()
+    # The reports start at the first, second and third URL: 2 + 1 + 0 failed posts.
+    check(stats["dlr_retried"] == 3 and stats["dlr_failed"] == 0, "posts: %r"
+          % {k: stats[k] for k in ("dlr_sent", "dlr_retried", "dlr_failed")})
+    settings = m.control({"dlr_url": dead[0] + "," + r.url})
+    check(settings["dlr_url"] == dead[0] + "," + r.url, "/control did not take the list: %r" % settings)
+    # An empty URL in the list is refused, on the command line and by /control.
+    for bad in (r.url + ",", "," + r.url, r.url + ",," + r.url):
+        code, _, err = run_cli(["mock-provider", "--dlr-url", bad])
+        check(code == 1 and "invalid value for" in err, "--dlr-url %r: %d %r" % (bad, code, err))
+        status, _, _, _ = m.request("POST", "/control", {"dlr_url": bad})
+        check(status == 400, "/control dlr_url %r answered %d" % (bad, status))
+
+
+@mock_test(timeout=30.0)
 def dlr_before_answer_orders_the_report_first():
     r = Receiver()
     m = Mock.start("--dlr-url", r.url, "--dlr-delay-ms", "0", "--dlr-before-answer")

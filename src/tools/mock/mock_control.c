@@ -174,6 +174,7 @@ static void mock_release_down(mock_provider *mp) {
 /* The string settings /control may change, in one place: names, the new
  * values (owned until applied) and whether each was given. */
 #define MOCK_CONTROL_STRS 5
+#define MOCK_CONTROL_DLR_URL 1 /* the index of dlr_url in the strings */
 typedef struct mock_control_strs {
     const char *name[MOCK_CONTROL_STRS];
     char *value[MOCK_CONTROL_STRS];
@@ -227,6 +228,8 @@ static bool mock_control_parse(const sr_json *root, mock_settings *next, mock_co
                mock_control_bool(root, "down", &next->down) < 0 || mock_control_dialect(root, &next->dialect) < 0;
     for (size_t i = 0; i < MOCK_CONTROL_STRS && !bad; i++)
         bad = mock_control_str(root, strs->name[i], &strs->value[i], &strs->set[i]) < 0;
+    if (!bad && strs->value[MOCK_CONTROL_DLR_URL] && !mock_url_list_ok(strs->value[MOCK_CONTROL_DLR_URL]))
+        bad = true; /* a dlr_url list with an empty URL */
     return !bad && next->fail_5xx_pct + next->fail_429_pct + next->timeout_pct + next->reject_pct <= 100;
 }
 

@@ -165,25 +165,55 @@ void mock_post_sign_body(const mock_provider *mp, mock_post *post) {
     mock_post_sign(post);
 }
 
+/* Whether list is a --dlr-url value: comma-separated URLs, none empty. */
+bool mock_url_list_ok(const char *list) {
+    if (!list || !*list) return false;
+    for (const char *p = list;; p++) {
+        size_t len = strcspn(p, ",");
+        if (len == 0) return false;
+        p += len;
+        if (!*p) return true;
+    }
+}
+
+/* The URL of d's next post, copied into out: --dlr-url may list several (one per node of a cluster,
+ * so that reports reach every node). Reports take them in turn, and a retry of a report goes to the
+ * URL after the one its last post went to, so that it tries every URL before any twice. NULL when
+ * reports are off. */
+static const char *mock_dlr_next_url(mock_provider *mp, mock_dlr *d, sr_buf *out) {
+    const char *list = mp->set.dlr_url;
+    if (!list) return NULL;
+    size_t n = 1;
+    for (const char *p = list; *p; p++) n += *p == ',';
+    d->url_turn = d->attempts == 0 ? mp->dlr_next++ : d->url_turn + 1;
+    const char *at = list;
+    for (uint64_t k = d->url_turn % n; k > 0; k--) at = strchr(at, ',') + 1;
+    sr_buf_append(out, at, strcspn(at, ","));
+    return sr_buf_cstr(out);
+}
+
 static void mock_dlr_post(uv_timer_t *t) {
     mock_dlr *d = t->data;
     mock_provider *mp = d->mp;
-    const char *url = mp->set.dlr_url;
-    if (mp->stopping || !url) {
+    sr_buf url_buf;
+    sr_buf_init(&url_buf);
+    const char *url = mp->stopping ? NULL : mock_dlr_next_url(mp, d, &url_buf);
+    if (!url) {
         /* Reports were switched off meanwhile (POST /control). */
         mock_dlr_finish(d);
         return;
     }
     if (d->attempts++ > 0) mp->stats.dlr_retried++; /* the receiver may have applied the failed post */
     sr_http_client *client = mock_client(mp);
-    if (!client) {
-        mock_dlr_failed_attempt(d, 0, "cannot create the HTTP client");
-        return;
+    int rc = -1;
+    if (client) {
+        mock_post post;
+        d->dialect->dlr_build(d, url, &post);
+        rc = mock_post_send(client, url, &post, MOCK_DLR_TIMEOUT_MS, mock_dlr_answered, d);
     }
-    mock_post post;
-    d->dialect->dlr_build(d, url, &post);
-    if (mock_post_send(client, url, &post, MOCK_DLR_TIMEOUT_MS, mock_dlr_answered, d) != 0) {
-        mock_dlr_failed_attempt(d, 0, "the request could not start");
+    sr_buf_free(&url_buf);
+    if (rc != 0) {
+        mock_dlr_failed_attempt(d, 0, client ? "the request could not start" : "cannot create the HTTP client");
         return;
     }
     d->posting = true;

@@ -58,7 +58,7 @@ typedef struct mock_settings {
     char *auth_key;       /* owned, or NULL: no auth */
     char *auth_token;     /* owned, or NULL: Twilio's auth token (Basic password, webhook signatures) */
     char *webhook_secret; /* owned, or NULL: generic X-Signature and Vonage sig */
-    char *dlr_url;        /* owned, or NULL: no delivery reports */
+    char *dlr_url;        /* owned, or NULL: no delivery reports; comma-separated URLs, taken in turn */
     char *inbound_url;    /* owned, or NULL: no inbound posts */
 } mock_settings;
 
@@ -121,6 +121,7 @@ typedef struct mock_provider {
     mock_pending *pending; /* answers not given yet */
     mock_dlr *dlrs;        /* delivery reports started and not finished */
     uint64_t dlrs_started; /* how many are in dlrs */
+    uint64_t dlr_next;     /* reports started: the next one's first post goes to this one's URL of --dlr-url */
     uv_signal_t sig_term, sig_int;
     uv_timer_t drain_timer;
     bool stopping;
@@ -155,6 +156,7 @@ struct mock_dlr {
     mock_dlr *prev, *next; /* in mp->dlrs once started */
     mock_dlr *next_deferred;
     int attempts;
+    uint64_t url_turn; /* which URL of --dlr-url the last post went to (mod their count) */
     bool posting;
     bool undelivered;
     unsigned part, parts; /* which part this report is about, of how many (0, 0: the whole message) */
@@ -369,6 +371,7 @@ void mock_dlr_start(mock_dlr *d);
 mock_dlr *mock_dlr_new(mock_provider *mp, const mock_dialect *dialect, const mock_msg *m, const char *account,
                        bool undelivered);
 void mock_dlr_finish(mock_dlr *d);
+bool mock_url_list_ok(const char *list);
 void mock_inbound(mock_provider *mp, sr_http_request *req);
 void mock_post_init(mock_post *post, const char *content_type);
 void mock_post_sign(mock_post *post);

@@ -47,7 +47,9 @@ static const char mock_usage[] =
     "      --webhook-secret S     mock, generic: status and inbound posts carry X-Signature, the hex\n"
     "                             HMAC-SHA256 of the body keyed by S; vonage: they carry timestamp,\n"
     "                             nonce and sig (md5hash: md5 of the sorted \"&name=value\" text and S)\n"
-    "      --dlr-url URL          post a delivery report for every accepted message to URL\n"
+    "      --dlr-url URL[,URL...] post a delivery report for every accepted message to URL; with\n"
+    "                             several (the nodes of a cluster), reports take them in turn and a\n"
+    "                             retry goes to the URL after the one the report last tried\n"
     "      --dlr-delay-ms N       post it N ms after the send answer (default 100); polled statuses\n"
     "                             stay \"in progress\" that long after the send answer\n"
     "      --dlr-undelivered PCT  report PCT% of messages undelivered, the rest delivered\n"
@@ -88,7 +90,8 @@ static const char mock_usage[] =
     "                          (sends are not answered until {\"down\":false}), fail_429, retry_after,\n"
     "                          timeout, reject, hold_ms, latency_ms, latency_jitter_ms, dlr_url,\n"
     "                          dlr_delay_ms, dlr_undelivered, dlr_before_answer, auth_key, dialect,\n"
-    "                          auth_token, webhook_secret, inbound_url (strings; null clears)\n"
+    "                          auth_token, webhook_secret, inbound_url (strings; null clears;\n"
+    "                          dlr_url may list several URLs, as --dlr-url)\n"
     "  POST /control/inbound   {\"from\":\"+...\",\"to\":\"+...\",\"text\":\"...\",\"id\":optional}: posts one\n"
     "                          inbound SMS to --inbound-url in the dialect's format and answers\n"
     "                          {\"status\": the HTTP status it got, \"body\": the body it got} once done\n"
@@ -390,7 +393,7 @@ static int mock_option_string(mock_provider *mp, int ch, const char *arg) {
     case OPT_INBOUND_URL: slot = &s->inbound_url; break;
     default: return 1;
     }
-    if (!*arg) return -1;
+    if (!*arg || (ch == OPT_DLR_URL && !mock_url_list_ok(arg))) return -1;
     sr_config_set_str(slot, arg);
     return 0;
 }
