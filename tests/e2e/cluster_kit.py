@@ -74,10 +74,11 @@ class Cluster:
         self.nodes = nodes
 
     @classmethod
-    def start(cls, nodes=3, servers=3, mock_args=()):
+    def start(cls, nodes=3, servers=3, mock_args=(), rules_of=None):
+        """rules_of(mock) → the rules text (default: RULES, counting handler runs)."""
         nats = NatsCluster.start(servers)
         mock = Mock.start("--dlr-delay-ms", "20", *mock_args)
-        text = rules(mock)
+        text = (rules_of or rules)(mock)
         # The first node creates the stream; the others start at once after it.
         ds = []
         for i in range(nodes):
