@@ -704,12 +704,17 @@ static int store_write_back(sr_store *s, MDB_txn *txn, store_op *op, sr_message 
     return store_index_update(s, txn, before, &s->wkeys_after, op->id);
 }
 
+int store_get_record(sr_store *s, MDB_txn *txn, const char *id, MDB_val *v) {
+    MDB_val k = {SR_ID_LEN, (void *)id};
+    if (!sr_id_valid(id, strlen(id))) return SR_E_NOTFOUND;
+    int rc = mdb_get(txn, s->dbi[STORE_DB_MESSAGES], &k, v);
+    return rc == MDB_NOTFOUND ? SR_E_NOTFOUND : rc;
+}
+
 static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
-    MDB_val k = {SR_ID_LEN, op->id}, v;
+    MDB_val v;
     sr_message m;
-    if (!sr_id_valid(op->id, strlen(op->id))) return SR_E_NOTFOUND;
-    int rc = mdb_get(txn, s->dbi[STORE_DB_MESSAGES], &k, &v);
-    if (rc == MDB_NOTFOUND) return SR_E_NOTFOUND;
+    int rc = store_get_record(s, txn, op->id, &v);
     if (rc) return rc;
     if (sr_message_decode(v.mv_data, v.mv_size, &m) < 0) {
         sr_warn("store: corrupt message record", "id", op->id);
@@ -739,9 +744,7 @@ static int store_op_update(sr_store *s, MDB_txn *txn, store_op *op) {
 static int store_op_replace(sr_store *s, MDB_txn *txn, store_op *op) {
     MDB_val k = {SR_ID_LEN, op->id}, v;
     sr_message m;
-    if (!sr_id_valid(op->id, strlen(op->id))) return SR_E_NOTFOUND;
-    int rc = mdb_get(txn, s->dbi[STORE_DB_MESSAGES], &k, &v);
-    if (rc == MDB_NOTFOUND) return SR_E_NOTFOUND;
+    int rc = store_get_record(s, txn, op->id, &v);
     if (rc) return rc;
     if (store_bytes_hash(v.mv_data, v.mv_size) != op->body_hash) return STORE_E_RETRY;
     if (sr_message_decode(v.mv_data, v.mv_size, &m) < 0) return SR_E_CORRUPT;

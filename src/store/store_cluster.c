@@ -285,11 +285,9 @@ static int cl_current(sr_store *s, MDB_txn *rtxn, const char *id, const char **b
         *len = s->cluster->ov.e[i].len;
         return 0;
     }
-    MDB_val k = {SR_ID_LEN, (void *)id}, v;
-    if (!sr_id_valid(id, strlen(id))) return SR_E_NOTFOUND;
-    int rc = mdb_get(rtxn, s->dbi[STORE_DB_MESSAGES], &k, &v);
-    if (rc == MDB_NOTFOUND) return SR_E_NOTFOUND;
-    if (rc) return store_error(rc, "cluster read");
+    MDB_val v;
+    int rc = store_get_record(s, rtxn, id, &v);
+    if (rc) return store_is_code(rc) ? rc : store_error(rc, "cluster read");
     *bytes = v.mv_data;
     *len = v.mv_size;
     return 0;

@@ -212,6 +212,8 @@ int store_message_ok(const sr_message *m);
 void store_txn_fail(sr_store_txn *t, int code);
 void store_list_append(store_list *dst, store_list *src);
 int store_read_meta_u64(sr_store *s, const char *key, uint64_t *out);
+/* The stored record of message id in txn (v): 0, SR_E_NOTFOUND or an LMDB code. */
+int store_get_record(sr_store *s, MDB_txn *txn, const char *id, MDB_val *v);
 int store_write_meta_u64(sr_store *s, const char *key, uint64_t v); /* in a transaction of its own */
 int store_has_messages(sr_store *s);
 #define STORE_META_CLUSTER_SEQ "cluster_seq"

@@ -376,6 +376,18 @@ def parse_metrics(text):
 # ---- the daemon ----
 
 
+def find_log(text, msg):
+    """The first JSON log line of text whose msg is `msg` (a dict), or None."""
+    for raw in text.splitlines():
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and obj.get("msg") == msg:
+            return obj
+    return None
+
+
 class Daemon:
     """The real daemon on a free loopback port with its own data folder.
 
@@ -567,14 +579,7 @@ class Daemon:
         """Waits for a log line whose msg is `msg`; returns it."""
 
         def find():
-            for raw in self.stderr().splitlines():
-                try:
-                    obj = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(obj, dict) and obj.get("msg") == msg:
-                    return obj
-            return None
+            return find_log(self.stderr(), msg)
 
         return wait_for(find, timeout, "log line %r" % msg)
 

@@ -6,13 +6,12 @@ That the daemon really talks to NATS JetStream is tested with the store's cluste
 The daemons started here point at loopback ports where nothing listens: the line that names the mode is
 logged before the store opens, so these tests hold whether the store then runs single-node or refuses."""
 
-import json
 import os
 import signal
 import socket
 import subprocess
 
-from harness import (BIN, HOST, REPO, SLOWDOWN, check, free_port, make_temp_dir, run, run_cli, test,
+from harness import (BIN, HOST, REPO, SLOWDOWN, check, find_log, free_port, make_temp_dir, run, run_cli, test,
                      wait_for)
 
 CLUSTER_LOG = "store: cluster mode (NATS JetStream)"
@@ -139,14 +138,7 @@ class Serve:
             return f.read().decode("utf-8", "replace")
 
     def log(self, msg):
-        for raw in self.stderr().splitlines():
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(obj, dict) and obj.get("msg") == msg:
-                return obj
-        return None
+        return find_log(self.stderr(), msg)
 
     def wait_log(self, msg):
         """The first log line msg; fails when the daemon ended or the deadline passed without it."""

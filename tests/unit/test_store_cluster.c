@@ -123,6 +123,28 @@ static void node_remove(node *nd) {
     nftw(nd->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+/* A server and two nodes on it, "a" and "b" (the common start of a test). */
+static void two_nodes(natsd *n, node *a, node *b) {
+    natsd_start(n);
+    uv_loop_init(&loop);
+    node_up(a, n, "a");
+    node_up(b, n, "b");
+}
+
+static void two_nodes_done(natsd *n, node *a, node *b) {
+    node_remove(a);
+    node_remove(b);
+    natsd_stop(n);
+}
+
+/* One turn of waiting for something (the loop, then 2 ms); 0 once past deadline. */
+static int waiting(int64_t deadline) {
+    if (mono_ms() > deadline) return 0;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(2000);
+    return 1;
+}
+
 typedef struct result {
     int done, status, result0;
     char id[SR_ID_LEN + 1];
@@ -174,19 +196,14 @@ static void wait_message(node *nd, const char *id, const char *text) {
         int ok = rc == 0 && (!text || (m.text && strcmp(m.text, text) == 0));
         sr_message_free(&m);
         if (ok) return;
-        if (mono_ms() > deadline) UNIT_FAIL("%s: message %s (%s) not in the replica", nd->name, id, text ? text : "");
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(2000);
+        if (!waiting(deadline)) UNIT_FAIL("%s: message %s (%s) not in the replica", nd->name, id, text ? text : "");
     }
 }
 
 TEST(a_message_put_on_one_node_is_in_the_other_nodes_replica) {
     natsd n;
     node a = {0}, b = {0};
-    natsd_start(&n);
-    uv_loop_init(&loop);
-    node_up(&a, &n, "a");
-    node_up(&b, &n, "b");
+    two_nodes(&n, &a, &b);
     result r;
     put(&a, "hello from a", NULL, &r);
     wait_done(&r, 1);
@@ -194,9 +211,7 @@ TEST(a_message_put_on_one_node_is_in_the_other_nodes_replica) {
     CHECK_INT((int)strlen(r.id), SR_ID_LEN);
     wait_message(&a, r.id, "hello from a"); /* the writer's own replica has it when the callback runs */
     wait_message(&b, r.id, "hello from a");
-    node_remove(&a);
-    node_remove(&b);
-    natsd_stop(&n);
+    two_nodes_done(&n, &a, &b);
 }
 
 static int append_char(sr_message *m, void *arg) {
@@ -209,10 +224,7 @@ static int append_char(sr_message *m, void *arg) {
 TEST(updates_racing_on_two_nodes_are_all_kept) {
     natsd n;
     node a = {0}, b = {0};
-    natsd_start(&n);
-    uv_loop_init(&loop);
-    node_up(&a, &n, "a");
-    node_up(&b, &n, "b");
+    two_nodes(&n, &a, &b);
     result r, ra[20], rb[20];
     put(&a, "", NULL, &r);
     wait_done(&r, 1);
@@ -247,10 +259,8 @@ TEST(updates_racing_on_two_nodes_are_all_kept) {
         sr_message m;
         for (;;) {
             CHECK_INT(sr_store_get_message(nd->s, r.id, &m), 0);
-            if (strlen(m.text) == 40 || mono_ms() > deadline) break;
+            if (strlen(m.text) == 40 || !waiting(deadline)) break;
             sr_message_free(&m);
-            uv_run(&loop, UV_RUN_NOWAIT);
-            usleep(2000);
         }
         CHECK_INT((int)strlen(m.text), 40);
         int as = 0;
@@ -258,18 +268,13 @@ TEST(updates_racing_on_two_nodes_are_all_kept) {
         CHECK_INT(as, 20);
         sr_message_free(&m);
     }
-    node_remove(&a);
-    node_remove(&b);
-    natsd_stop(&n);
+    two_nodes_done(&n, &a, &b);
 }
 
 TEST(an_idempotency_key_reused_on_another_node_returns_the_first_id) {
     natsd n;
     node a = {0}, b = {0};
-    natsd_start(&n);
-    uv_loop_init(&loop);
-    node_up(&a, &n, "a");
-    node_up(&b, &n, "b");
+    two_nodes(&n, &a, &b);
     result first, again;
     put(&a, "order 17 shipped", "order-17", &first);
     wait_done(&first, 1);
@@ -278,18 +283,13 @@ TEST(an_idempotency_key_reused_on_another_node_returns_the_first_id) {
     wait_done(&again, 1);
     CHECK_INT(again.status, SR_E_EXISTS);
     CHECK_STR(again.id, first.id);
-    node_remove(&a);
-    node_remove(&b);
-    natsd_stop(&n);
+    two_nodes_done(&n, &a, &b);
 }
 
 TEST(counters_incremented_on_two_nodes_add_up) {
     natsd n;
     node a = {0}, b = {0};
-    natsd_start(&n);
-    uv_loop_init(&loop);
-    node_up(&a, &n, "a");
-    node_up(&b, &n, "b");
+    two_nodes(&n, &a, &b);
     result r[100];
     for (int i = 0; i < 100; i++) {
         sr_store_txn *t = sr_store_txn_new(i % 2 ? a.s : b.s);
@@ -309,25 +309,17 @@ TEST(counters_incremented_on_two_nodes_add_up) {
     int64_t deadline = mono_ms() + 5000;
     for (;;) {
         sr_buf_reset(&v);
-        if (sr_store_kv_get(a.s, "sent:today", 10, sr_now_ms(), &v) == 0 && v.len == 3) break;
-        if (mono_ms() > deadline) break;
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(2000);
+        if ((sr_store_kv_get(a.s, "sent:today", 10, sr_now_ms(), &v) == 0 && v.len == 3) || !waiting(deadline)) break;
     }
     CHECK(v.len == 3 && memcmp(v.data, "100", 3) == 0);
     sr_buf_free(&v);
-    node_remove(&a);
-    node_remove(&b);
-    natsd_stop(&n);
+    two_nodes_done(&n, &a, &b);
 }
 
 TEST(a_node_that_was_down_catches_up_from_where_it_stopped) {
     natsd n;
     node a = {0}, b = {0};
-    natsd_start(&n);
-    uv_loop_init(&loop);
-    node_up(&a, &n, "a");
-    node_up(&b, &n, "b");
+    two_nodes(&n, &a, &b);
     result r1, r2;
     put(&a, "before", NULL, &r1);
     wait_done(&r1, 1);
@@ -414,9 +406,7 @@ TEST(work_left_by_a_node_that_is_gone_is_taken_over_by_exactly_one) {
     /* Each node gives a node it never heard the timeout from its own start. */
     for (int64_t deadline = mono_ms() + 3000; !sr_store_orphaned(x1.s, SR_ORPHAN_SENDING, id, SR_ID_LEN) ||
                                               !sr_store_orphaned(x2.s, SR_ORPHAN_OWED, "owed/1", 6);) {
-        if (mono_ms() > deadline) UNIT_FAIL("a's work never seen orphaned");
-        uv_run(&loop, UV_RUN_NOWAIT);
-        usleep(10000);
+        if (!waiting(deadline)) UNIT_FAIL("a's work never seen orphaned");
     }
     result r1, r2;
     take_over(&x1, SR_ORPHAN_OWED, "owed/1", &r1);
@@ -510,10 +500,7 @@ TEST(a_replica_the_stream_can_no_longer_build_is_seeded_from_another_nodes_backu
 TEST(live_nodes_share_the_timed_work_of_messages) {
     natsd n;
     node a = {0}, b = {0};
-    natsd_start(&n);
-    uv_loop_init(&loop);
-    node_up(&a, &n, "a");
-    node_up(&b, &n, "b");
+    two_nodes(&n, &a, &b);
     /* Once each has heard the other, every id is looked after by exactly one of them. */
     for (int64_t deadline = mono_ms() + 3000; sr_store_cluster_nodes(a.s) != 2 || sr_store_cluster_nodes(b.s) != 2;
          usleep(10000))
