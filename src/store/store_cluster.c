@@ -374,14 +374,13 @@ static int cl_resolve_unit(sr_store *s, MDB_txn *rtxn, sr_store_txn *t, int unit
 
 /* ---- publishing (writer thread) ---- */
 
-/* The header of one stream message: whose units, which round, where in it they start. */
-static void cl_begin_message(store_cluster *cl, sr_buf *b, uint32_t first) {
+/* The header of one stream message: whose units, which round (each unit then carries its index in it). */
+static void cl_begin_message(store_cluster *cl, sr_buf *b) {
     sr_buf_reset(b);
     sr_buf_append(b, CL_MAGIC, 4);
     cl_put_bytes(b, cl->node, strlen(cl->node));
     cl_put_u64(b, cl->incarnation);
     cl_put_u64(b, cl->token);
-    cl_put_u32(b, first);
     cl_put_u32(b, 0); /* the unit count, set when the message is complete */
 }
 
@@ -430,7 +429,7 @@ static int cl_publish_round(sr_store *s, sr_store_txn **round, int n, uint64_t *
     pthread_rwlock_rdlock(&s->map_lock);
     int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rtxn);
     cl_overlay_reset(&cl->ov);
-    cl_begin_message(cl, &cl->out, 0);
+    cl_begin_message(cl, &cl->out);
     count_at = cl->out.len - 4;
     for (int i = 0; i < n && rc == 0; i++) {
         sr_buf_reset(&unit);
@@ -442,7 +441,7 @@ static int cl_publish_round(sr_store *s, sr_store_txn **round, int n, uint64_t *
         if (cl->out.len + unit.len > cl->max_payload && in_msg > 0) {
             cl_set_count(&cl->out, count_at, (uint32_t)in_msg);
             rc = cl_publish(cl, &cl->out, part++, last);
-            cl_begin_message(cl, &cl->out, (uint32_t)i);
+            cl_begin_message(cl, &cl->out);
             in_msg = 0;
         }
         if (cl->out.len + unit.len > cl->max_payload) {
@@ -615,7 +614,6 @@ static int cl_decode_message(sr_store *s, const char *data, size_t len, cl_messa
     free(node);
     m->incarnation = cl_get_u64(&r);
     m->token = cl_get_u64(&r);
-    (void)cl_get_u32(&r); /* the first unit's index (each unit carries its own) */
     uint32_t n = cl_get_u32(&r);
     if (r.bad || n > len) return -1;
     m->index = calloc(n ? n : 1, sizeof *m->index);
@@ -774,17 +772,17 @@ static uint64_t cl_seq_of(natsMsg *msg) {
  * skipped: the ordered consumer restarted); a replica that cannot write waits and tries again. */
 static void cl_apply_msgs(sr_store *s, natsMsg **msgs, int n) {
     store_cluster *cl = s->cluster;
-    natsMsg *todo[CL_APPLY_MAX];
+    natsMsg *unapplied[CL_APPLY_MAX];
     uint64_t seqs[CL_APPLY_MAX], last = cl->applied_seq;
     int k = 0;
     for (int i = 0; i < n; i++) {
         uint64_t seq = cl_seq_of(msgs[i]);
         if (seq > last) {
-            todo[k] = msgs[i];
+            unapplied[k] = msgs[i];
             seqs[k++] = last = seq;
         }
     }
-    while (k > 0 && cl_apply(s, todo, seqs, k) < 0) {
+    while (k > 0 && cl_apply(s, unapplied, seqs, k) < 0) {
         sr_error("cluster: the replica cannot apply the stream; retrying", "seq", sr_log_num((int64_t)seqs[0]));
         for (int i = 0; i < 10 && !cl_stopping(cl); i++) usleep(100000);
         if (cl_stopping(cl)) break;

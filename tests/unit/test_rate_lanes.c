@@ -5,6 +5,16 @@
 #include "delivery/rate_lanes.h"
 #include "unit.h"
 
+/* A provider "mock" at 100 a second, burst 10. */
+static sr_provider mock_100_a_second(void) {
+    sr_provider p;
+    memset(&p, 0, sizeof p);
+    p.name = "mock";
+    p.rate_per_s = 100;
+    p.burst = 10;
+    return p;
+}
+
 /* How many takes succeed in [0, ms) when trying every millisecond. */
 static int taken_in(sr_rate_lanes *rl, const sr_provider *p, int64_t ms) {
     int n = 0;
@@ -13,11 +23,7 @@ static int taken_in(sr_rate_lanes *rl, const sr_provider *p, int64_t ms) {
 }
 
 TEST(a_single_node_takes_the_whole_rate) {
-    sr_provider p;
-    memset(&p, 0, sizeof p);
-    p.name = "mock";
-    p.rate_per_s = 100;
-    p.burst = 10;
+    sr_provider p = mock_100_a_second();
     sr_rate_lanes *rl = sr_rate_lanes_new();
     int n = taken_in(rl, &p, 10000);
     /* 10 s at 100/s plus the burst: 1,010 (one either way for the edges). */
@@ -26,11 +32,7 @@ TEST(a_single_node_takes_the_whole_rate) {
 }
 
 TEST(three_nodes_take_a_third_each) {
-    sr_provider p;
-    memset(&p, 0, sizeof p);
-    p.name = "mock";
-    p.rate_per_s = 100;
-    p.burst = 10;
+    sr_provider p = mock_100_a_second();
     sr_rate_lanes *rl = sr_rate_lanes_new();
     sr_rate_lanes_set_nodes(rl, 3);
     CHECK_INT(sr_rate_lanes_nodes(rl), 3);
