@@ -1798,18 +1798,22 @@ static int store_walk_env(MDB_env **env, char *problem, size_t len) {
     MDB_stat st;
     store_walk w = {.problem = problem, .len = len};
     volatile int code = 0;
+    int rc = mdb_txn_begin(*env, NULL, MDB_RDONLY, &w.txn);
+    if (rc) {
+        snprintf(problem, len, "it cannot be read: %s", mdb_strerror(rc));
+        return SR_E_CORRUPT;
+    }
+    /* The bounds after the transaction began: a daemon writing beside a reader (`smsrules backup`)
+     * may commit in between, and the newest meta then covers the transaction's pages, where one read
+     * before it did not (a false "entry outside the file"). */
     if (mdb_env_info(*env, &info) != 0 || mdb_env_stat(*env, &st) != 0) {
+        mdb_txn_abort(w.txn);
         snprintf(problem, len, "its meta pages cannot be read");
         return SR_E_CORRUPT;
     }
     w.last_pg = info.me_last_pgno;
     w.lo = store_map_address(*env);
     w.hi = w.lo ? w.lo + (info.me_last_pgno + 1) * st.ms_psize : NULL;
-    int rc = mdb_txn_begin(*env, NULL, MDB_RDONLY, &w.txn);
-    if (rc) {
-        snprintf(problem, len, "it cannot be read: %s", mdb_strerror(rc));
-        return SR_E_CORRUPT;
-    }
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = store_walk_on_signal;
     sigemptyset(&sa.sa_mask);
