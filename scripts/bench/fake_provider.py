@@ -61,6 +61,8 @@ CONF = NGINX_HEAD + """    client_max_body_size 64m;
         location = /send { return 200 '{"message_id":"$request_id","status":"accepted"}'; }
         location = /batch { return 200 '@BATCH_RESULTS@'; }
         location = /status { stub_status; }
+        # webhooks.sh's floor: a receiver of the same reports that does no work.
+        location = /hooks/mock/status { return 200 '{"status":"ok"}'; }
         location / { return 404 '{"error":{"code":"not_found","message":"no such endpoint"}}'; }
     }
 }

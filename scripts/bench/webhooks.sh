@@ -10,8 +10,11 @@
 # when the ids run out (or after DURATION; the other thread's last few ids
 # then stay unused). Prints reports/s, p99 and the daemon's CPU µs per report,
 # and checks that every report matched, that as many messages are delivered,
-# and the on_status counts. Inbound SMS with an auto-reply: inbound.sh.
-# Settings: see lib.sh; MESSAGES, BATCH (1000); PERF=FILE (record `perf
+# and the on_status counts. Then the floor: the same wrk and reports against
+# nginx (the fake provider) answering each with a canned 200 and doing no
+# work, the most any receiver of these reports reaches on this machine with
+# this client (FLOOR=0 skips it). Inbound SMS with an auto-reply: inbound.sh.
+# Settings: see lib.sh; MESSAGES, BATCH (1000); FLOOR (1); PERF=FILE (record `perf
 # record -g` of the daemon during the reports into FILE; PERF_ARGS replaces -g,
 # e.g. "--call-graph dwarf -F 499"). With PIN=1 nginx shares CPU 1 with wrk.
 set -eu
@@ -20,6 +23,7 @@ NAME=webhooks.sh
 
 MESSAGES=${MESSAGES:-100000}
 BATCH=${BATCH:-1000}
+FLOOR=${FLOOR:-1}
 PERF=${PERF:-}
 KEY=bench-key
 if [ -n "$PERF" ]; then
@@ -188,10 +192,22 @@ delivered=$(grep -o '"history":' "$work/pages" | wc -l)
 reports_warn=$(warn_lines reports)
 bench_stop
 
-printf 'webhooks.sh: POST /hooks/mock/status (DLR sent → delivered, on_status kv.incr, durable) t=%s c=%s (%s): %s reports/s (aim 50000/s: %s%%), p99 %s, daemon CPU %s µs/report, %s answered in %s; %s matched, %s messages delivered (of %s sent), on_status counted %s (duplicate %s, parked %s); %s store units in %s synced commits; load average %s before, %s after; disk %s before, %s after%s\n' \
+# The floor: the same reports to nginx's canned answer (bench_wrk measures the
+# CPU of $pid: nginx's now, the daemon has exited).
+floor=""
+if [ "$FLOOR" = 1 ]; then
+    pid=$fake_pid
+    bench_wrk "http://127.0.0.1:$fake_port/hooks/mock/status" -s "$work/status.lua"
+    floor=$(printf '; the floor (nginx %s, one worker, a canned 200 to the same reports): %s reports/s, nginx CPU %s µs/report%s; smsrules/floor %s' \
+        "$(nginx -v 2>&1 | sed 's/.*nginx\///')" "$rps" "$cpu_us" "${errors:+, errors: $errors}" \
+        "$(awk -v a="$reports_rps" -v b="$rps" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "?" }')")
+fi
+
+printf 'webhooks.sh: POST /hooks/mock/status (DLR sent → delivered, on_status kv.incr, durable) t=%s c=%s (%s): %s reports/s (aim 50000/s: %s%%), p99 %s, daemon CPU %s µs/report, %s answered in %s; %s matched, %s messages delivered (of %s sent), on_status counted %s (duplicate %s, parked %s); %s store units in %s synced commits; load average %s before, %s after; disk %s before, %s after%s%s\n' \
     "$THREADS" "$CONNECTIONS" "$pinned" "$reports_rps" "$(awk -v r="$reports_rps" 'BEGIN { printf "%.0f", r / 500 }')" \
     "${reports_p99:-?}" "$reports_cpu" "$reports_answered" "$reports_time" "$matched" "$delivered" "$total" "${on_status:-?}" \
-    "$duplicate" "$parked" "$units" "$commits" "$load_before" "$(load)" "$sync_before" "$(disk_sync)" "${reports_errors:+, errors: $reports_errors}"
+    "$duplicate" "$parked" "$units" "$commits" "$load_before" "$(load)" "$sync_before" "$(disk_sync)" "${reports_errors:+, errors: $reports_errors}" \
+    "$floor"
 
 problems=""
 [ -n "$reports_errors" ] && problems="$problems wrk errors ($reports_errors);"
