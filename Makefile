@@ -2,10 +2,12 @@
 #
 # The public targets first make sure the Debian packages are there
 # (scripts/install-deps.sh), then build through a recursive make so that the
-# pkg-config calls below run only once the libraries exist.
+# pkg-config calls below run only once the libraries exist. That inner make
+# builds on every core (JOBS, default: nproc).
 
 BUILD ?= build
 SAN ?=
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PKGS = lua5.4 libcurl libuv lmdb lua5.4-cjson libcrypto libnats
 LLHTTP_SRC = /usr/share/llhttp
 LLHTTP_INC = /usr/share/include/llhttp
@@ -46,7 +48,7 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all deps build run test asan bench fuzz fuzz-build clean fmt deb
 
 all: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory -j$(JOBS) build
 	@ln -sf $(BIN) smsrules
 
 deps:
@@ -107,29 +109,29 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.c tests/unit/unit.h tests/unit/
 	@$(CC) $(CFLAGS_COMMON) $(WARN) $(CPPFLAGS) -Itests/unit $< tests/unit/unit.c tests/unit/lua_fixture.c $(LIB) -o $@ $(LDLIBS)
 
 run: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory -j$(JOBS) build
 	@BIN=$(BIN) scripts/run.sh
 
 test: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory -j$(JOBS) build
 	@BUILD=$(BUILD) tests/run.sh
 
 # The Debian package (binary, units, quickstart rules as /etc/smsrules/rules.lua)
 # of the binary built here: $(BUILD)/deb/smsrules_VERSION_ARCH.deb. See
 # scripts/build-deb.sh and docs/operations.md.
 deb: deps
-	@$(MAKE) --no-print-directory $(BIN)
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
 	@scripts/build-deb.sh $(BIN) $(BUILD)/deb
 
 # AddressSanitizer + UBSan build of everything, running the same tests.
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build/asan OPT=-O1 \
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" build
 	@BUILD=build/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 SMSRULES_ASAN=1 tests/run.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory -j$(JOBS) build
 	@for b in scripts/bench/*.sh; do echo "== $$b"; BUILD=$(BUILD) $$b || exit 1; done
 
 # Coverage-guided fuzzing of the parsers that read outside input (libFuzzer,
@@ -171,7 +173,7 @@ FUZZ_MAX_LEN_webhooks = 8192
 
 fuzz: deps
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install clang" >&2; exit 1; }
-	@$(MAKE) --no-print-directory fuzz-build
+	@$(MAKE) --no-print-directory -j$(JOBS) fuzz-build
 	@status=0; $(foreach t,$(FUZZ_TARGETS),\
 		echo "== fuzz $(t) ($(FUZZ_SECONDS) s)"; mkdir -p $(BUILD)/fuzz/corpus/$(t); \
 		$(BUILD)/fuzz/fuzz_$(t) -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN_$(t)) \
