@@ -2378,28 +2378,35 @@ int sr_store_watch_due(sr_store *s, int64_t now_ms, char (*ids)[SR_ID_LEN + 1], 
     return store_time_index_due(s, STORE_DB_WATCH, now_ms + 1, ids, max, next_ms, "watch scan");
 }
 
-int sr_store_list_status(sr_store *s, sr_status st, const char *after_id, char (*ids)[SR_ID_LEN + 1], int max) {
+static int store_cursor_before(MDB_cursor *cur, const void *start, size_t start_len, MDB_val *k, MDB_val *v);
+
+/* The ids of status st after from_id (back: before it), in id order (back: newest first); from_id NULL or
+ * not an id: from the first (back: the last) of st. */
+static int store_list_status(sr_store *s, sr_status st, const char *from_id, int back, char (*ids)[SR_ID_LEN + 1],
+                             int max) {
     MDB_cursor *cur = NULL;
     int n = 0, rc;
     if (max <= 0 || (int)st < 0 || st >= SR_ST_COUNT) return 0;
     int code = store_read_begin(s);
     if (code) return code;
+    /* At (st, from_id), else at the first key of st (back: of the status after it). */
     unsigned char start[STORE_STATUS_KEY_LEN];
     size_t start_len = 1;
-    start[0] = (unsigned char)st;
-    if (after_id && strlen(after_id) == SR_ID_LEN) {
-        memcpy(start + 1, after_id, SR_ID_LEN);
+    start[0] = (unsigned char)(back ? st + 1 : st);
+    if (from_id && strlen(from_id) == SR_ID_LEN) {
+        start[0] = (unsigned char)st;
+        memcpy(start + 1, from_id, SR_ID_LEN);
         start_len = STORE_STATUS_KEY_LEN;
     }
     rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_STATUS], &cur);
     if (rc) goto fail;
     MDB_val k = {start_len, start}, v;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && n < max;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (rc = back ? store_cursor_before(cur, start, start_len, &k, &v) : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, back ? MDB_PREV : MDB_NEXT)) {
         const unsigned char *p = k.mv_data;
         if (p[0] != (unsigned char)st) break;
         if (k.mv_size != STORE_STATUS_KEY_LEN) continue;
-        if (start_len == STORE_STATUS_KEY_LEN && memcmp(p, start, STORE_STATUS_KEY_LEN) == 0) continue;
+        if (!back && start_len == STORE_STATUS_KEY_LEN && memcmp(p, start, STORE_STATUS_KEY_LEN) == 0) continue;
         memcpy(ids[n], p + 1, SR_ID_LEN);
         ids[n][SR_ID_LEN] = '\0';
         n++;
@@ -2409,6 +2416,10 @@ fail:
     if (cur) mdb_cursor_close(cur);
     store_read_end(s);
     return rc ? store_error(rc, "status scan") : n;
+}
+
+int sr_store_list_status(sr_store *s, sr_status st, const char *after_id, char (*ids)[SR_ID_LEN + 1], int max) {
+    return store_list_status(s, st, after_id, 0, ids, max);
 }
 
 static void store_on_sweep_done(sr_store_txn *t, void *ud) {
@@ -2620,37 +2631,7 @@ int sr_store_scan_messages_before(sr_store *s, const char *before, int64_t since
 }
 
 int sr_store_list_status_back(sr_store *s, sr_status st, const char *before_id, char (*ids)[SR_ID_LEN + 1], int max) {
-    MDB_cursor *cur = NULL;
-    int n = 0, rc;
-    if (max <= 0 || (int)st < 0 || st >= SR_ST_COUNT) return 0;
-    int code = store_read_begin(s);
-    if (code) return code;
-    /* Before (st, before_id), or before the first key of the next status. */
-    unsigned char start[STORE_STATUS_KEY_LEN];
-    size_t start_len = 1;
-    start[0] = (unsigned char)(st + 1);
-    if (before_id && strlen(before_id) == SR_ID_LEN) {
-        start[0] = (unsigned char)st;
-        memcpy(start + 1, before_id, SR_ID_LEN);
-        start_len = STORE_STATUS_KEY_LEN;
-    }
-    rc = mdb_cursor_open(s->read_txn, s->dbi[STORE_DB_STATUS], &cur);
-    if (rc) goto fail;
-    MDB_val k, v;
-    for (rc = store_cursor_before(cur, start, start_len, &k, &v); rc == 0 && n < max;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
-        const unsigned char *p = k.mv_data;
-        if (p[0] != (unsigned char)st) break;
-        if (k.mv_size != STORE_STATUS_KEY_LEN) continue;
-        memcpy(ids[n], p + 1, SR_ID_LEN);
-        ids[n][SR_ID_LEN] = '\0';
-        n++;
-    }
-    if (rc == MDB_NOTFOUND) rc = 0;
-fail:
-    if (cur) mdb_cursor_close(cur);
-    store_read_end(s);
-    return rc ? store_error(rc, "status scan") : n;
+    return store_list_status(s, st, before_id, 1, ids, max);
 }
 
 int64_t sr_store_count_messages(sr_store *s, int64_t since_ms, int64_t until_ms, int64_t max) {
