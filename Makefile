@@ -3,11 +3,13 @@
 # The public targets first make sure the Debian packages are there
 # (scripts/install-deps.sh), then build through a recursive make so that the
 # pkg-config calls below run only once the libraries exist. That inner make
-# builds on every core (JOBS, default: nproc).
+# builds on every core (JOBS, default: nproc; or as `make -jN` says).
 
 BUILD ?= build
 SAN ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# -jJOBS unless the make above was given its own -j (its jobserver then serves the inner one).
+JOBS_FLAG = $(if $(findstring jobserver,$(MAKEFLAGS)),,-j$(JOBS))
 PKGS = lua5.4 libcurl libuv lmdb lua5.4-cjson libcrypto libnats
 LLHTTP_SRC = /usr/share/llhttp
 LLHTTP_INC = /usr/share/include/llhttp
@@ -48,7 +50,7 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all deps build run test asan bench fuzz fuzz-build clean fmt deb
 
 all: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) build
+	@$(MAKE) --no-print-directory $(JOBS_FLAG) build
 	@ln -sf $(BIN) smsrules
 
 deps:
@@ -109,29 +111,29 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.c tests/unit/unit.h tests/unit/
 	@$(CC) $(CFLAGS_COMMON) $(WARN) $(CPPFLAGS) -Itests/unit $< tests/unit/unit.c tests/unit/lua_fixture.c $(LIB) -o $@ $(LDLIBS)
 
 run: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) build
+	@$(MAKE) --no-print-directory $(JOBS_FLAG) build
 	@BIN=$(BIN) scripts/run.sh
 
 test: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) build
+	@$(MAKE) --no-print-directory $(JOBS_FLAG) build
 	@BUILD=$(BUILD) tests/run.sh
 
 # The Debian package (binary, units, quickstart rules as /etc/smsrules/rules.lua)
 # of the binary built here: $(BUILD)/deb/smsrules_VERSION_ARCH.deb. See
 # scripts/build-deb.sh and docs/operations.md.
 deb: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
+	@$(MAKE) --no-print-directory $(JOBS_FLAG) $(BIN)
 	@scripts/build-deb.sh $(BIN) $(BUILD)/deb
 
 # AddressSanitizer + UBSan build of everything, running the same tests.
 asan: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) BUILD=build/asan OPT=-O1 \
+	@$(MAKE) --no-print-directory $(JOBS_FLAG) BUILD=build/asan OPT=-O1 \
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" build
 	@BUILD=build/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 SMSRULES_ASAN=1 tests/run.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) build
+	@$(MAKE) --no-print-directory $(JOBS_FLAG) build
 	@for b in scripts/bench/*.sh; do echo "== $$b"; BUILD=$(BUILD) $$b || exit 1; done
 
 # Coverage-guided fuzzing of the parsers that read outside input (libFuzzer,
@@ -173,7 +175,7 @@ FUZZ_MAX_LEN_webhooks = 8192
 
 fuzz: deps
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install clang" >&2; exit 1; }
-	@$(MAKE) --no-print-directory -j$(JOBS) fuzz-build
+	@$(MAKE) --no-print-directory $(JOBS_FLAG) fuzz-build
 	@status=0; $(foreach t,$(FUZZ_TARGETS),\
 		echo "== fuzz $(t) ($(FUZZ_SECONDS) s)"; mkdir -p $(BUILD)/fuzz/corpus/$(t); \
 		$(BUILD)/fuzz/fuzz_$(t) -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN_$(t)) \
