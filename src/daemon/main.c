@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "tools/backup.h"
+#include "tools/cli.h"
 #include "tools/mock/mock_provider.h"
 #include "rules/rules.h"
 #include "tools/sim/sim_fit.h"
@@ -82,13 +83,6 @@ static const char usage_report_html[] =
     "`simulate --html` writes (inline SVG charts, nothing fetched when it opens). A helper for\n"
     "re-rendering saved results and for tests; OUT.html `-` writes to stdout.\n";
 
-static int usage_error(const char *usage, const char *fmt, const char *arg) {
-    fprintf(stderr, "smsrules: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n%s", usage);
-    return 1;
-}
-
 /* Parses the options shared by serve and check. Returns -1 when it already
  * handled the outcome (help or error) with *exit_code set. */
 typedef struct cli_options {
@@ -139,7 +133,7 @@ static int parse_options(int argc, char **argv, const char *usage, int allow_ser
             break;
         case 'L':
             if (sr_log_parse_level(optarg) < 0) {
-                *exit_code = usage_error(usage, "unknown log level '%s'", optarg);
+                *exit_code = sr_cli_usage_error(usage, "unknown log level '%s'", optarg);
                 return -1;
             }
             o->log_level = optarg;
@@ -154,10 +148,10 @@ static int parse_options(int argc, char **argv, const char *usage, int allow_ser
             if ((*exit_code = check_option(usage, "--node", "node", optarg)) != 0) return -1;
             o->node = optarg;
             break;
-        case ':': *exit_code = usage_error(usage, "option '%s' needs a value", argv[optind - 1]); return -1;
+        case ':': *exit_code = sr_cli_usage_error(usage, "option '%s' needs a value", argv[optind - 1]); return -1;
         default:
         unknown:
-            *exit_code = usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+            *exit_code = sr_cli_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
             return -1;
         }
     }
@@ -182,7 +176,7 @@ static int cmd_serve(int argc, char **argv) {
     cli_options o;
     int code = 0;
     if (parse_options(argc, argv, usage_serve, 1, &o, &code) < 0) return code;
-    if (optind < argc) return usage_error(usage_serve, "unexpected argument '%s'", argv[optind]);
+    if (optind < argc) return sr_cli_usage_error(usage_serve, "unexpected argument '%s'", argv[optind]);
     if (o.log_level) sr_log_set_level((sr_log_level)sr_log_parse_level(o.log_level));
 
     sr_config config;
@@ -225,7 +219,7 @@ static int cmd_check(int argc, char **argv) {
     cli_options o;
     int code = 0;
     if (parse_options(argc, argv, usage_check, 0, &o, &code) < 0) return code;
-    if (optind != argc - 1) return usage_error(usage_check, "%s", "check needs exactly one rules file");
+    if (optind != argc - 1) return sr_cli_usage_error(usage_check, "%s", "check needs exactly one rules file");
     sr_config config;
     sr_config_init(&config);
     sr_rules *rules = NULL;
@@ -247,7 +241,7 @@ static int cmd_version(int argc, char **argv) {
     cli_options o;
     int code = 0;
     if (parse_options(argc, argv, usage_version, 0, &o, &code) < 0) return code;
-    if (optind < argc) return usage_error(usage_version, "unexpected argument '%s'", argv[optind]);
+    if (optind < argc) return sr_cli_usage_error(usage_version, "unexpected argument '%s'", argv[optind]);
     printf("smsrules %s (%s, libuv %s)\n", SR_VERSION, LUA_RELEASE, uv_version_string());
     return 0;
 }
@@ -265,7 +259,7 @@ static int cmd_report_html(int argc, char **argv) {
         fputs(usage_report_html, stdout);
         return 0;
     }
-    if (argc != 3) return usage_error(usage_report_html, "%s", "report-html needs DOC.json and OUT.html");
+    if (argc != 3) return sr_cli_usage_error(usage_report_html, "%s", "report-html needs DOC.json and OUT.html");
     sr_buf text, html;
     sr_buf_init(&text);
     sr_buf_init(&html);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "store/store.h"
+#include "tools/cli.h"
 
 /* The daemon's lock file in a data directory (store.c takes it the same way: an flock on the open
  * file, our pid in it). Holding it keeps a daemon from starting while the store is swapped. */
@@ -45,13 +46,6 @@ static const char usage_restore[] =
     "  -h, --help       this help\n"
     "Exit codes: 0 ok, 1 bad arguments or FILE is not a store, 2 a daemon holds DIR or I/O failed.\n";
 
-static int backup_usage_error(const char *usage, const char *fmt, const char *arg) {
-    fprintf(stderr, "smsrules: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n%s", usage);
-    return 1;
-}
-
 /* Reads [--data DIR] FILE. Returns 0, or -1 with *code set (help shown, or a usage error). */
 static int backup_parse(int argc, char **argv, const char *usage, const char **dir, const char **file, int *code) {
     static const struct option long_opts[] = {
@@ -68,17 +62,17 @@ static int backup_parse(int argc, char **argv, const char *usage, const char **d
             *code = 0;
             return -1;
         case 'd': *dir = optarg; break;
-        case ':': *code = backup_usage_error(usage, "option '%s' needs a value", argv[optind - 1]); return -1;
-        default: *code = backup_usage_error(usage, "unknown option '%s'", argv[optind - 1]); return -1;
+        case ':': *code = sr_cli_usage_error(usage, "option '%s' needs a value", argv[optind - 1]); return -1;
+        default: *code = sr_cli_usage_error(usage, "unknown option '%s'", argv[optind - 1]); return -1;
         }
     }
     if (optind != argc - 1) {
-        *code = backup_usage_error(usage, "%s", optind < argc ? "too many arguments" : "FILE is missing");
+        *code = sr_cli_usage_error(usage, "%s", optind < argc ? "too many arguments" : "FILE is missing");
         return -1;
     }
     *file = argv[optind];
     if (!**dir || !**file) {
-        *code = backup_usage_error(usage, "%s", "empty DIR or FILE");
+        *code = sr_cli_usage_error(usage, "%s", "empty DIR or FILE");
         return -1;
     }
     return 0;
@@ -408,7 +402,7 @@ int sr_restore_main(int argc, char **argv) {
         return 1;
     }
     restore_paths p;
-    if (restore_make_paths(&p, dir) != 0) return backup_usage_error(usage_restore, "path too long: %s", dir);
+    if (restore_make_paths(&p, dir) != 0) return sr_cli_usage_error(usage_restore, "path too long: %s", dir);
     int lock_fd = restore_lock(dir, p.lock, &code);
     if (lock_fd < 0) return code;
     code = 2;
