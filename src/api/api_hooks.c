@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "rules/adapter.h"
+#include "core/buf.h"
 #include "api/api.h"
 #include "codec/crypto.h"
 #include "codec/form.h"
@@ -52,7 +53,7 @@ static void hooks_respond_answer(sr_http_request *req, const sr_webhook_answer *
         if (strncasecmp(*h, "content-type:", 13) == 0) {
             const char *v = *h + 13;
             while (*v == ' ') v++;
-            snprintf(ct, sizeof ct, "%s", v);
+            sr_str_copy(ct, sizeof ct, v);
             content_type = ct;
         } else if (strncasecmp(*h, "content-length:", 15) != 0 && strncasecmp(*h, "connection:", 11) != 0) {
             sr_buf_puts(&extra, *h);
@@ -292,11 +293,11 @@ static void hooks_error_stored(sr_store_txn *t, void *ud) {
 static void hooks_handler_failed(hooks_handler_ctx *h, const sr_invocation_result *res) {
     sr_api *app = h->app;
     char why[600];
-    snprintf(why, sizeof why, "%s",
-             res->error                      ? res->error
-             : res->status == SR_INV_TIMEOUT ? "the rule ran past its instruction budget"
-             : res->status == SR_INV_MEMORY  ? "the rule ran past the memory limit"
-                                             : "the rule failed");
+    sr_str_copy(why, sizeof why,
+                res->error                      ? res->error
+                : res->status == SR_INV_TIMEOUT ? "the rule ran past its instruction budget"
+                : res->status == SR_INV_MEMORY  ? "the rule ran past the memory limit"
+                                                : "the rule failed");
     sr_metric_counter("smsrules_inbound_handler_errors_total", "Inbound handlers that failed (the SMS is kept).", NULL)
         ->value++;
     sr_warn("inbound: handler failed", "id", h->id, "error", why);
@@ -345,7 +346,7 @@ static int hooks_fire(sr_api *app, const char *id, const char *provider, const s
     hooks_handler_ctx *h = calloc(1, sizeof *h);
     if (!h) abort();
     h->app = app;
-    snprintf(h->id, sizeof h->id, "%s", id);
+    sr_str_copy(h->id, sizeof h->id, id);
     h->received = received;
     h->head = *head;
     sr_buf_init(head);
@@ -469,7 +470,7 @@ static void hooks_inbound(sr_api *app, sr_http_request *req, const sr_provider *
     c->req = req;
     c->ans = *ans;
     memset(ans, 0, sizeof *ans);
-    snprintf(c->provider, sizeof c->provider, "%s", p->name);
+    sr_str_copy(c->provider, sizeof c->provider, p->name);
     c->msgs = msgs;
     c->n = n;
     c->ones = calloc((size_t)(n ? n : 1), sizeof *c->ones);
@@ -485,9 +486,9 @@ static void hooks_inbound(sr_api *app, sr_http_request *req, const sr_provider *
          * alphanumeric sender, a short code): the message is recorded either way. */
         char e164[SR_PHONE_MAX];
         if (sr_phone_normalize_received(m->from, strlen(m->from), app->config->default_country, e164) == 0)
-            snprintf(m->from, sizeof m->from, "%s", e164);
+            sr_str_copy(m->from, sizeof m->from, e164);
         if (m->to[0] && sr_phone_normalize_received(m->to, strlen(m->to), app->config->default_country, e164) == 0)
-            snprintf(m->to, sizeof m->to, "%s", e164);
+            sr_str_copy(m->to, sizeof m->to, e164);
         hooks_inbound_one *o = &c->ones[i];
         o->ctx = c;
         o->sms = m;
@@ -618,7 +619,7 @@ static void hooks_status_post(sr_api *app, sr_http_request *req, const sr_provid
     if (!c) abort();
     c->req = req;
     c->ans = ans;
-    snprintf(c->provider, sizeof c->provider, "%s", p->name);
+    sr_str_copy(c->provider, sizeof c->provider, p->name);
     sr_reports_apply(app->reports, p->name, reps, count, hooks_status_done, c);
     free(reps);
 }
@@ -694,12 +695,12 @@ static void hooks_refire(sr_api *app, const char *id) {
         char provider[72] = "";
         int64_t received = 0;
         if ((v = sr_json_get(doc.root, "provider")) && v->type == SR_JSON_STRING)
-            snprintf(provider, sizeof provider, "%s", v->str);
+            sr_str_copy(provider, sizeof provider, v->str);
         if ((v = sr_json_get(doc.root, "provider_message_id")) && v->type == SR_JSON_STRING)
-            snprintf(m.provider_message_id, sizeof m.provider_message_id, "%s", v->str);
+            sr_str_copy(m.provider_message_id, sizeof m.provider_message_id, v->str);
         if ((v = sr_json_get(doc.root, "from")) && v->type == SR_JSON_STRING)
-            snprintf(m.from, sizeof m.from, "%s", v->str);
-        if ((v = sr_json_get(doc.root, "to")) && v->type == SR_JSON_STRING) snprintf(m.to, sizeof m.to, "%s", v->str);
+            sr_str_copy(m.from, sizeof m.from, v->str);
+        if ((v = sr_json_get(doc.root, "to")) && v->type == SR_JSON_STRING) sr_str_copy(m.to, sizeof m.to, v->str);
         if ((v = sr_json_get(doc.root, "at"))) sr_json_is_integer(v, &m.at_ms);
         if ((v = sr_json_get(doc.root, "received_at"))) sr_json_is_integer(v, &received);
         if ((v = sr_json_get(doc.root, "text")) && v->type == SR_JSON_STRING) {
@@ -740,7 +741,7 @@ static int hooks_recover_one(sr_api *app, const char *id) {
     hooks_take_over *x = calloc(1, sizeof *x);
     if (!x) abort();
     x->app = app;
-    snprintf(x->id, sizeof x->id, "%s", id);
+    sr_str_copy(x->id, sizeof x->id, id);
     sr_store_txn *t = sr_store_txn_new(app->store);
     sr_store_txn_take_over(t, SR_ORPHAN_INBOUND, id, SR_ID_LEN);
     sr_store_txn_submit(t, hooks_taken_over, x);

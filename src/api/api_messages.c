@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "core/buf.h"
 #include "codec/form.h"
 #include "api/api_console.h"
 #include "codec/json.h"
@@ -157,15 +158,15 @@ static void store_error_reason(post_item *it, const char *ref_prefix) {
         snprintf(r->message, sizeof r->message, "idempotency key already used with a different message");
     } else if (it->code == SR_E_UNAVAILABLE) {
         r->key = "cluster_unavailable";
-        snprintf(r->ref, sizeof r->ref, "%s", ref_prefix[0] ? "messages" : "");
+        sr_str_copy(r->ref, sizeof r->ref, ref_prefix[0] ? "messages" : "");
         snprintf(r->message, sizeof r->message, "the cluster could not store the message now; send it again later");
     } else if (it->code == SR_E_FULL) {
         r->key = "storage_full";
-        snprintf(r->ref, sizeof r->ref, "%s", ref_prefix[0] ? "messages" : "");
+        sr_str_copy(r->ref, sizeof r->ref, ref_prefix[0] ? "messages" : "");
         snprintf(r->message, sizeof r->message, "the store is full; the message was not accepted");
     } else {
         r->key = "storage_error";
-        snprintf(r->ref, sizeof r->ref, "%s", ref_prefix[0] ? "messages" : "");
+        sr_str_copy(r->ref, sizeof r->ref, ref_prefix[0] ? "messages" : "");
         snprintf(r->message, sizeof r->message, "the message could not be stored: %s", sr_store_strerror(it->code));
     }
 }
@@ -271,7 +272,7 @@ static void post_unit_done(sr_store_txn *t, void *ud) {
     it->code = st ? st : sr_store_txn_result(t, 0);
     if (it->code == 0 || it->code == SR_E_EXISTS) {
         const char *id = sr_store_txn_id(t, 0);
-        snprintf(it->id, sizeof it->id, "%s", id ? id : "");
+        sr_str_copy(it->id, sizeof it->id, id ? id : "");
         if (it->code == SR_E_EXISTS) {
             /* The original message's own figures. */
             sr_message m;
@@ -589,6 +590,6 @@ void sr_api_messages_retry(sr_api *app, sr_http_request *req, const char *const 
     if (!ctx) abort();
     ctx->app = app;
     ctx->req = req;
-    snprintf(ctx->id, sizeof ctx->id, "%s", params[0]);
+    sr_str_copy(ctx->id, sizeof ctx->id, params[0]);
     sr_scheduler_retry(app->scheduler, ctx->id, retry_done, ctx);
 }

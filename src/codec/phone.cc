@@ -3,6 +3,7 @@
 // allocations are small std::strings (an allocation failure aborts, as
 // everywhere else in smsrules).
 #include "codec/phone.h"
+#include "core/buf.h"
 
 #include <cctype>
 #include <cerrno>
@@ -251,16 +252,16 @@ void phone_fill(const PhoneNumber &num, sr_phone_info *out) {
     memset(out, 0, sizeof *out);
     std::string e164, region;
     phone_util()->Format(num, PhoneNumberUtil::E164, &e164);
-    snprintf(out->e164, sizeof out->e164, "%s", e164.c_str());
+    sr_str_copy(out->e164, sizeof out->e164, e164.c_str());
     phone_util()->GetRegionCodeForNumber(num, &region);
-    if (region != "ZZ") snprintf(out->region, sizeof out->region, "%s", region.c_str());
+    if (region != "ZZ") sr_str_copy(out->region, sizeof out->region, region.c_str());
     out->calling_code = num.country_code();
     out->valid = phone_util()->IsValidNumber(num);
     out->possible = phone_util()->IsPossibleNumber(num);
     PhoneNumberUtil::PhoneNumberType type = phone_util()->GetNumberType(num);
     out->type = phone_type_name(type);
     out->geographic = out->valid && phone_util()->IsNumberGeographical(type, num.country_code());
-    if (num.has_extension()) snprintf(out->extension, sizeof out->extension, "%s", num.extension().c_str());
+    if (num.has_extension()) sr_str_copy(out->extension, sizeof out->extension, num.extension().c_str());
 }
 
 // The value of the longest key of map that is a prefix of digits and at
@@ -405,7 +406,7 @@ extern "C" int sr_phone_normalize(const char *in, size_t len, const char *defaul
     }
     std::string e164;
     phone_util()->Format(num, PhoneNumberUtil::E164, &e164);
-    snprintf(out, SR_PHONE_MAX, "%s", e164.c_str());
+    sr_str_copy(out, SR_PHONE_MAX, e164.c_str());
     return 0;
 }
 
@@ -436,7 +437,7 @@ extern "C" int sr_phone_normalize_received(const char *in, size_t len, const cha
         phone_util()->IsValidNumber(num)) {
         phone_util()->Format(num, PhoneNumberUtil::E164, &e164);
         if (e164.size() < SR_PHONE_MAX) {
-            snprintf(out, SR_PHONE_MAX, "%s", e164.c_str());
+            sr_str_copy(out, SR_PHONE_MAX, e164.c_str());
             return 0;
         }
     }
@@ -469,7 +470,7 @@ extern "C" void sr_phone_location(const sr_phone_info *info, char *out, size_t o
     if (!info->valid || !phone_from_info(info, &num)) return;
     static PhoneNumberOfflineGeocoder *geocoder = new PhoneNumberOfflineGeocoder();
     std::string where = geocoder->GetDescriptionForNumber(num, icu::Locale("en"));
-    snprintf(out, out_size, "%s", where.c_str());
+    sr_str_copy(out, out_size, where.c_str());
 }
 
 extern "C" int sr_phone_calling_code(const char *e164) {
@@ -508,6 +509,6 @@ extern "C" int sr_phone_example_mobile(int calling_code, char out[SR_PHONE_MAX])
     std::string e164;
     phone_util()->Format(num, PhoneNumberUtil::E164, &e164);
     if (e164.size() >= SR_PHONE_MAX) return -EINVAL;
-    snprintf(out, SR_PHONE_MAX, "%s", e164.c_str());
+    sr_str_copy(out, SR_PHONE_MAX, e164.c_str());
     return 0;
 }

@@ -9,6 +9,16 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+/* Copies the string src (NULL: an empty one) into dst of size bytes, cut to fit, always NUL-terminated:
+ * snprintf(dst, size, "%s", src) without the cost of reading a format. */
+static inline void sr_str_copy(char *dst, size_t size, const char *src) {
+    if (size == 0) return;
+    size_t n = src ? strnlen(src, size - 1) : 0;
+    if (n) memcpy(dst, src, n);
+    dst[n] = '\0';
+}
 
 typedef struct sr_buf {
     char *data;

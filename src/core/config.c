@@ -1,4 +1,5 @@
 #include "core/config.h"
+#include "core/buf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -360,7 +361,7 @@ void sr_config_format(const sr_config *c, const sr_config_key *k, char *out, siz
     } else if (k->type == SR_CONFIG_LOG_LEVEL) {
         static const char *const levels[] = {"debug", "info", "warn", "error"};
         int64_t v = sr_config_get_int(c, k);
-        snprintf(out, len, "%s", v >= 0 && v < 4 ? levels[v] : "?");
+        sr_str_copy(out, len, v >= 0 && v < 4 ? levels[v] : "?");
     } else if (k->type == SR_CONFIG_STRING || k->type == SR_CONFIG_COUNTRY) {
         const char *v = *sr_config_str_slot((sr_config *)c, k);
         sr_config_redact_urls(v ? v : "(none)", out, len);

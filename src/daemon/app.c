@@ -526,7 +526,7 @@ static void app_http_options(sr_app *app, const sr_config *config, sr_http_optio
 static void app_cluster_options(const sr_config *config, sr_store_options *so, char *node, size_t nodelen) {
     if (!config->cluster || !*config->cluster) return;
     if (config->node) {
-        snprintf(node, nodelen, "%s", config->node);
+        sr_str_copy(node, nodelen, config->node);
     } else {
         char host[256];
         if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "smsrules");

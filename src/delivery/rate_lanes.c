@@ -1,4 +1,5 @@
 #include "delivery/rate_lanes.h"
+#include "core/buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,7 @@ sr_rate_lane *sr_rate_lanes_lane(sr_rate_lanes *rl, const char *name) {
     for (int i = 0; i < rl->count; i++)
         if (strcmp(rl->lanes[i].name, name) == 0) return &rl->lanes[i].lane;
     if (rl->count == SR_RATE_LANES_MAX) return NULL;
-    snprintf(rl->lanes[rl->count].name, sizeof rl->lanes[0].name, "%s", name);
+    sr_str_copy(rl->lanes[rl->count].name, sizeof rl->lanes[0].name, name);
     rl->lanes[rl->count].lane.nodes = &rl->nodes;
     return &rl->lanes[rl->count++].lane;
 }

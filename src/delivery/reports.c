@@ -92,7 +92,7 @@ static int reports_claimed(sr_reports *R, const char *id) {
 static void reports_claim(sr_reports *R, const char *id) {
     claim *c = calloc(1, sizeof *c);
     if (!c) abort();
-    snprintf(c->id, sizeof c->id, "%s", id);
+    sr_str_copy(c->id, sizeof c->id, id);
     unsigned h = reports_hash(id);
     c->next = R->claimed[h];
     R->claimed[h] = c;
@@ -809,15 +809,15 @@ static unpark_job *reports_unpark_job(sr_reports *R, const char *provider, const
     u->n = n;
     memcpy(u->key, key, key_len);
     u->key_len = key_len;
-    snprintf(u->provider, sizeof u->provider, "%s", provider);
-    snprintf(u->id, sizeof u->id, "%s", id);
+    sr_str_copy(u->provider, sizeof u->provider, provider);
+    sr_str_copy(u->id, sizeof u->id, id);
     int64_t now = sr_now_ms();
     for (int i = 0; i < n; i++) {
         apply_arg *a = &u->args[i];
-        snprintf(a->provider, sizeof a->provider, "%s", provider);
+        sr_str_copy(a->provider, sizeof a->provider, provider);
         a->rep = reps[i];
         a->now = now;
-        snprintf(a->id, sizeof a->id, "%s", id);
+        sr_str_copy(a->id, sizeof a->id, id);
     }
     return u;
 }
@@ -901,14 +901,14 @@ static void reports_on_provider_id(const sr_store_event *ev, void *ud) {
     char key[PARK_KEY_MAX];
     sr_report rep;
     memset(&rep, 0, sizeof rep);
-    snprintf(rep.provider_id, sizeof rep.provider_id, "%s", m->provider_id);
+    sr_str_copy(rep.provider_id, sizeof rep.provider_id, m->provider_id);
     /* Cluster mode: every node hears of the provider id; each applies the reports it parked itself, so
      * its list keeps mirroring the store (the slow sweep takes those of a node that is gone). */
     int listed_only = sr_store_clustered(R->store);
     size_t n = reports_park_key(m->provider, &rep, key, sizeof key);
     if (n) reports_unpark(R, m->provider, key, n, m->id, listed_only);
     memset(&rep, 0, sizeof rep);
-    snprintf(rep.message_id, sizeof rep.message_id, "%s", m->id);
+    sr_str_copy(rep.message_id, sizeof rep.message_id, m->id);
     n = reports_park_key(m->provider, &rep, key, sizeof key);
     if (n) reports_unpark(R, m->provider, key, n, m->id, listed_only);
 }
@@ -1056,7 +1056,7 @@ void sr_reports_apply(sr_reports *R, const char *provider, const sr_report *reps
         apply_one *o = calloc(1, sizeof *o);
         if (!o) abort();
         o->b = b;
-        snprintf(o->a.provider, sizeof o->a.provider, "%s", provider);
+        sr_str_copy(o->a.provider, sizeof o->a.provider, provider);
         o->a.rep = reps[i];
         o->a.now = now;
         o->a.must_match = 1;
@@ -1126,14 +1126,14 @@ static void reports_poll_record(poll_req *q, const sr_report *reps, int nreps) {
     int64_t now = sr_now_ms();
     for (int i = 0; i < q->n; i++) {
         apply_arg *a = &w->args[i];
-        snprintf(a->provider, sizeof a->provider, "%s", q->p->name);
-        snprintf(a->id, sizeof a->id, "%s", q->ids[i]);
+        sr_str_copy(a->provider, sizeof a->provider, q->p->name);
+        sr_str_copy(a->id, sizeof a->id, q->ids[i]);
         a->now = now;
         a->poll_round = 1;
         a->provider_polls = 1;
         a->max_age_ms = (int64_t)R->config->poll_max_age_s * 1000;
         a->rep.status = -1;
-        snprintf(a->rep.provider_id, sizeof a->rep.provider_id, "%s", q->pids[i]);
+        sr_str_copy(a->rep.provider_id, sizeof a->rep.provider_id, q->pids[i]);
         for (int k = 0; k < nreps; k++) {
             if (!reports_same_pid(reps[k].provider_id, q->pids[i])) continue;
             char err[160];
@@ -1204,7 +1204,7 @@ static void reports_watch_units(sr_reports *R, char (*ids)[SR_ID_LEN + 1], const
     sr_store_txn *t = sr_store_txn_new(R->store);
     for (int i = 0; i < n; i++) {
         apply_arg *a = &w->args[i];
-        snprintf(a->id, sizeof a->id, "%s", ids[i]);
+        sr_str_copy(a->id, sizeof a->id, ids[i]);
         a->now = now;
         a->provider_polls = polls[i];
         a->max_age_ms = (int64_t)R->config->poll_max_age_s * 1000;
@@ -1250,7 +1250,7 @@ static void reports_watch(sr_reports *R, int64_t now) {
                 q->p = p;
                 open[pi] = q;
             }
-            snprintf(q->ids[q->n], sizeof q->ids[q->n], "%s", ids[i]);
+            sr_str_copy(q->ids[q->n], sizeof q->ids[q->n], ids[i]);
             q->pids[q->n] = strdup(m.provider_id);
             if (!q->pids[q->n]) abort();
             q->n++;
@@ -1261,7 +1261,7 @@ static void reports_watch(sr_reports *R, int64_t now) {
                 reports_poll_start(R, q);
             }
         } else {
-            snprintf(units[nunits], sizeof units[nunits], "%s", ids[i]);
+            sr_str_copy(units[nunits], sizeof units[nunits], ids[i]);
             unit_polls[nunits++] = polls;
             reports_claim(R, ids[i]);
         }
@@ -1306,7 +1306,7 @@ static void reports_expire(sr_reports *R, int64_t now) {
             for (int i = 0; i < nfound; i++)
                 if (found[i].prefix_len == plen && memcmp(found[i].prefix, p->key, plen) == 0) listed = 1;
             if (!listed && nfound < (int)(sizeof found / sizeof found[0])) {
-                snprintf(found[nfound].provider, sizeof found[nfound].provider, "%s", provider);
+                sr_str_copy(found[nfound].provider, sizeof found[nfound].provider, provider);
                 memcpy(found[nfound].prefix, p->key, plen);
                 found[nfound].prefix_len = plen;
                 memcpy(found[nfound].id, id, sizeof found[nfound].id);

@@ -177,7 +177,7 @@ static int sched_is_claimed(sr_scheduler *s, const char *id) {
 static sched_job *sched_claim(sr_scheduler *s, const char *id) {
     sched_job *j = calloc(1, sizeof *j);
     if (!j) abort();
-    snprintf(j->id, sizeof j->id, "%s", id);
+    sr_str_copy(j->id, sizeof j->id, id);
     sr_message_init(&j->msg);
     unsigned h = sched_hash(id);
     j->hnext = s->claimed[h];
@@ -590,10 +590,10 @@ static void sched_decide(sr_scheduler *s, const sr_provider *p, sched_job *j, co
     c->attempt_count_at_send = j->msg.attempt_count;
     c->http_status = http_status;
     c->duration_ms = duration_ms;
-    snprintf(j->error, sizeof j->error, "%s", o->error);
+    sr_str_copy(j->error, sizeof j->error, o->error);
     c->error = j->error[0] ? j->error : NULL;
     if (o->ok) {
-        snprintf(j->provider_id, sizeof j->provider_id, "%s", o->provider_id);
+        sr_str_copy(j->provider_id, sizeof j->provider_id, o->provider_id);
         c->kind = CH_SENT;
         c->provider_id = j->provider_id;
         c->attempt_outcome = "sent";
@@ -672,10 +672,10 @@ static void sched_transport_failed(const sched_request *rq, const sr_http_client
     for (int i = 0; i < rq->count; i++) {
         outs[i].retry = 1;
         outs[i].retry_after_s = -1;
-        snprintf(outs[i].error, sizeof outs[i].error, "%s",
-                 resp->error == SR_HTTP_E_TIMEOUT   ? "timeout: no answer in time"
-                 : resp->error == SR_HTTP_E_CONNECT ? "connection failed"
-                                                    : "transport error");
+        sr_str_copy(outs[i].error, sizeof outs[i].error,
+                    resp->error == SR_HTTP_E_TIMEOUT   ? "timeout: no answer in time"
+                    : resp->error == SR_HTTP_E_CONNECT ? "connection failed"
+                                                       : "transport error");
         if (resp->error_message && resp->error_message[0])
             snprintf(outs[i].error + strlen(outs[i].error), sizeof outs[i].error - strlen(outs[i].error), ": %s",
                      resp->error_message);
@@ -1318,7 +1318,7 @@ static void sched_recover(sr_scheduler *s) {
             sched_transition(s, j);
             total++;
         }
-        snprintf(after, sizeof after, "%s", ids[n - 1]);
+        sr_str_copy(after, sizeof after, ids[n - 1]);
         if (n < 256) break;
     }
     if (total > 0) sr_warn("messages left sending by a stop without drain are resent", "count", sr_log_num(total));
@@ -1351,7 +1351,7 @@ void sr_scheduler_set_rules(sr_scheduler *s, sr_rules *rules) {
             }
             found = s->lane_count++;
             lane *l = &s->lanes[found];
-            snprintf(l->name, sizeof l->name, "%s", p->name);
+            sr_str_copy(l->name, sizeof l->name, p->name);
             l->tat = sr_rate_lanes_lane(s->rates, l->name);
             l->pending_tail = &l->pending;
             l->ready_tail = &l->ready;

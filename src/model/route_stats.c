@@ -1,4 +1,5 @@
 #include "model/route_stats.h"
+#include "core/buf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -114,7 +115,7 @@ static rs_provider *rs_get_provider(sr_route_stats *rs, const char *name) {
     if (p || rs->provider_count == SR_ROUTE_STATS_PROVIDERS || strlen(name) >= sizeof p->name) return p;
     p = calloc(1, sizeof *p);
     if (!p) abort();
-    snprintf(p->name, sizeof p->name, "%s", name);
+    sr_str_copy(p->name, sizeof p->name, name);
     p->all = rs_slot_new(-1);
     rs->providers[rs->provider_count++] = p;
     return p;

@@ -1,4 +1,5 @@
 #include "model/submission.h"
+#include "core/buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ static void reason_add(sr_reasons *r, const char *key, const char *prefix, const
         size_t n = strlen(arg);
         if (n > 64) snprintf(shown, sizeof shown, "%.64s...", arg);
         else
-            snprintf(shown, sizeof shown, "%s", arg);
+            sr_str_copy(shown, sizeof shown, arg);
     }
     snprintf(x->message, sizeof x->message, fmt, arg ? shown : "");
 }

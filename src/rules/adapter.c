@@ -1,4 +1,5 @@
 #include "rules/adapter.h"
+#include "core/buf.h"
 
 #include <lauxlib.h>
 #include <limits.h>
@@ -467,8 +468,7 @@ static int adapter_verify_in(sr_rules *r, const sr_provider *p, const sr_webhook
         return -1;
     }
     int ok = lua_toboolean(L, -2);
-    if (!ok)
-        snprintf(reason, len, "%s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "signature check failed");
+    if (!ok) sr_str_copy(reason, len, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "signature check failed");
     lua_settop(L, top);
     return ok;
 }
@@ -557,7 +557,7 @@ static int adapter_read_reports(lua_State *L, int idx, const sr_provider *p, con
                              ? st
                              : -1;
             adapter_string_field(L, e, "raw_status", rp->raw_status, sizeof rp->raw_status);
-            if (!rp->raw_status[0]) snprintf(rp->raw_status, sizeof rp->raw_status, "%s", status);
+            if (!rp->raw_status[0]) sr_str_copy(rp->raw_status, sizeof rp->raw_status, status);
             adapter_string_field(L, e, "error", rp->error, sizeof rp->error);
             rp->at_ms = adapter_field_time(L, e, "at");
             rp->part = adapter_field_part(L, e, "part");

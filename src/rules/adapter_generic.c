@@ -182,7 +182,7 @@ int sr_generic_provider_id(int status, const char *body, size_t body_len, char *
     if (sr_json_parse(&doc, body, body_len, NULL, 0) != 0) return 0;
     const sr_json *id = doc.root && doc.root->type == SR_JSON_OBJECT ? sr_json_get(doc.root, "message_id") : NULL;
     int done = id && id->type == SR_JSON_STRING && id->len > 0 && !memchr(id->str, '\0', id->len);
-    if (done) snprintf(out, outlen, "%s", id->str);
+    if (done) sr_str_copy(out, outlen, id->str);
     sr_json_doc_free(&doc);
     return done;
 }

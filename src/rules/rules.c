@@ -1,4 +1,5 @@
 #include "rules/rules.h"
+#include "core/buf.h"
 
 #include <lauxlib.h>
 #include <lua-cjson.h>
@@ -231,7 +232,7 @@ static int rules_searcher(lua_State *L) {
 static int rules_load_embedded(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
     char path[128];
-    snprintf(path, sizeof path, "%s", name);
+    sr_str_copy(path, sizeof path, name);
     for (char *p = path; *p; p++)
         if (*p == '.') *p = '/';
     size_t len;
@@ -316,7 +317,7 @@ static void rules_sandbox_preload(lua_State *L) {
     lua_setfield(L, -2, "debug");
     for (int i = 0; sr_lua_embedded_name(i); i++) {
         char mod[128];
-        snprintf(mod, sizeof mod, "%s", sr_lua_embedded_name(i));
+        sr_str_copy(mod, sizeof mod, sr_lua_embedded_name(i));
         for (char *p = mod; *p; p++)
             if (*p == '/') *p = '.';
         lua_pushcfunction(L, rules_load_embedded);
@@ -833,7 +834,7 @@ int sr_rules_create(sr_rules **out, const char *path, sr_config *config, sr_rule
             if (strncmp(err, "memory limit", 12) == 0) {
                 char tmp[512];
                 snprintf(tmp, sizeof tmp, "%s: %s", path, err);
-                snprintf(err, errlen, "%s", tmp);
+                sr_str_copy(err, errlen, tmp);
             }
             goto fail;
         }
@@ -943,6 +944,6 @@ void sr_rules_summary(sr_rules *r, char *out, size_t outlen) {
     lua_pop(L, 1);
     if (r->route_ref != LUA_NOREF) sr_buf_puts(&b, "; sms.route defined");
     sr_buf_free(&names);
-    snprintf(out, outlen, "%s", sr_buf_cstr(&b));
+    sr_str_copy(out, outlen, sr_buf_cstr(&b));
     sr_buf_free(&b);
 }

@@ -1,4 +1,5 @@
 #include "rules/rules_exec.h"
+#include "core/buf.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -44,7 +45,7 @@ void sr_invocation_add_id(sr_invocation *inv, const char *id) {
         inv->ids = realloc(inv->ids, sizeof *inv->ids * (size_t)inv->id_cap);
         if (!inv->ids) abort();
     }
-    snprintf(inv->ids[inv->id_count++], SR_ID_LEN + 1, "%s", id);
+    sr_str_copy(inv->ids[inv->id_count++], SR_ID_LEN + 1, id);
 }
 
 void sr_invocation_push_overlay(sr_invocation *inv, lua_State *L) {
@@ -138,7 +139,7 @@ static void exec_committed(sr_store_txn *t, void *ud) {
         for (int slot = 0; slot < inv->id_count; slot++) {
             if (sr_store_txn_result(t, slot) == SR_E_EXISTS) {
                 const char *id = sr_store_txn_id(t, slot);
-                if (id) snprintf(inv->ids[slot], SR_ID_LEN + 1, "%s", id);
+                if (id) sr_str_copy(inv->ids[slot], SR_ID_LEN + 1, id);
             }
         }
         st = 0;
@@ -247,7 +248,7 @@ static void exec_finish(sr_invocation *inv, int rc) {
          * (kept after the error) says where it was. */
         char where[160], text[96];
         sr_rules_where(inv->co, 0, where, sizeof where);
-        if (!where[0]) snprintf(where, sizeof where, "%s", inv->budget.where);
+        if (!where[0]) sr_str_copy(where, sizeof where, inv->budget.where);
         inv->budget.expired = SR_LIMIT_MEMORY;
         snprintf(inv->error, sizeof inv->error, "%s%s%s", where, where[0] ? " " : "",
                  sr_rules_limit_text(r, &inv->budget, text, sizeof text));
@@ -291,7 +292,7 @@ static int exec_resume(sr_invocation *inv, int nargs) {
          * coroutine of its own caught it) before the hook could fire again. */
         char where[160], text[96];
         sr_rules_where(inv->co, 0, where, sizeof where);
-        if (!where[0]) snprintf(where, sizeof where, "%s", inv->budget.where);
+        if (!where[0]) sr_str_copy(where, sizeof where, inv->budget.where);
         lua_settop(inv->co, 0);
         lua_pushfstring(inv->co, "%s%s%s", where, where[0] ? " " : "",
                         sr_rules_limit_text(r, &inv->budget, text, sizeof text));
@@ -434,7 +435,7 @@ static int exec_fire_status(sr_rules *r, const sr_message *m, sr_status status, 
         return SR_E_NOTFOUND;
     }
     sr_invocation *inv = exec_start(r, NULL, NULL);
-    if (owed_key) snprintf(inv->owed_key, sizeof inv->owed_key, "%s", owed_key);
+    if (owed_key) sr_str_copy(inv->owed_key, sizeof inv->owed_key, owed_key);
     exec_push_message(inv->co, m);
     lua_pushstring(inv->co, sr_status_name(status));
     exec_resume(inv, 2);
@@ -529,7 +530,7 @@ static void exec_take_over_owed(sr_rules *r, sr_store *store, const char *key, i
     x->r = r ? sr_rules_retain(r) : NULL;
     x->store = store;
     x->status = status;
-    snprintf(x->key, sizeof x->key, "%s", key);
+    sr_str_copy(x->key, sizeof x->key, key);
     sr_store_txn *t = sr_store_txn_new(store);
     sr_store_txn_take_over(t, SR_ORPHAN_OWED, key, strlen(key));
     sr_store_txn_submit(t, exec_owed_taken, x);

@@ -2,6 +2,7 @@
  * (see the header). Every rule here restates a line of lua/adapters/generic.lua or adapters/util.lua; where the Lua
  * would take a path this file does not follow, it answers "not mine" (1) and the Lua runs. */
 #include "rules/webhook_generic.h"
+#include "core/buf.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -517,7 +518,7 @@ static int gw_copy(const gw_str *v, char *out, size_t size) {
     size_t n;
     char *d = gw_decoded(v, &n);
     if (!d) return -1;
-    snprintf(out, size, "%s", d);
+    sr_str_copy(out, size, d);
     free(d);
     return 0;
 }

@@ -14,6 +14,7 @@
  * closed, so loop-side reads hold map_lock for reading around their read
  * transaction and the writer takes it for writing to resize. */
 #include "store/store.h"
+#include "core/buf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1595,7 +1596,7 @@ static int store_read_metas(int fd, uint64_t size, store_meta meta[2], char *pro
     }
     store_meta_parse(page, &meta[0]);
     if (store_meta_problem(&meta[0], 0, why, sizeof why)) {
-        snprintf(problem, len, "%s", why);
+        sr_str_copy(problem, len, why);
         return SR_E_CORRUPT;
     }
     uint64_t psize = meta[0].psize;
@@ -1611,7 +1612,7 @@ static int store_read_metas(int fd, uint64_t size, store_meta meta[2], char *pro
     }
     store_meta_parse(page, &meta[1]);
     if (store_meta_problem(&meta[1], 1, why, sizeof why)) {
-        snprintf(problem, len, "%s", why);
+        sr_str_copy(problem, len, why);
         return SR_E_CORRUPT;
     }
     if (meta[1].psize != psize) {

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "codec/crypto.h"
+#include "core/buf.h"
 #include "core/log.h"
 #include "store/store_internal.h"
 
@@ -261,7 +262,7 @@ static void cl_overlay_add(cl_overlay *ov, sr_arena *a, const char *id, const ch
     }
     cl_overlay_entry *e = &ov->e[ov->n];
     unsigned h = sr_fnv1a_str(SR_FNV1A_INIT, id) & 255;
-    snprintf(e->id, sizeof e->id, "%s", id);
+    sr_str_copy(e->id, sizeof e->id, id);
     e->bytes = sr_arena_strndup(a, bytes, len);
     e->len = len;
     e->unit = unit;
@@ -610,7 +611,7 @@ static int cl_decode_message(sr_store *s, const char *data, size_t len, cl_messa
     const unsigned char *magic = cl_take(&r, 4);
     if (!magic || memcmp(magic, CL_MAGIC, 4) != 0) return -1;
     char *node = cl_get_bytes(&r, &nlen);
-    snprintf(m->node, sizeof m->node, "%s", node ? node : "");
+    sr_str_copy(m->node, sizeof m->node, node ? node : "");
     free(node);
     m->incarnation = cl_get_u64(&r);
     m->token = cl_get_u64(&r);
@@ -1120,7 +1121,7 @@ static void cl_hear_peers(store_cluster *cl) {
 static void cl_node_name(char *out, size_t len, const char *node) {
     char host[64] = "node";
     if (node && node[0]) {
-        snprintf(out, len, "%s", node);
+        sr_str_copy(out, len, node);
         return;
     }
     gethostname(host, sizeof host - 1);
@@ -1138,8 +1139,8 @@ int store_cluster_open(sr_store *s, const sr_store_options *opt, char *err, size
     sr_buf_init(&cl->out);
     sr_buf_init(&cl->rec);
     sr_arena_init(&cl->arena, 0);
-    snprintf(cl->stream, sizeof cl->stream, "%s",
-             opt->cluster_stream && opt->cluster_stream[0] ? opt->cluster_stream : "SMSRULES");
+    sr_str_copy(cl->stream, sizeof cl->stream,
+                opt->cluster_stream && opt->cluster_stream[0] ? opt->cluster_stream : "SMSRULES");
     snprintf(cl->subject, sizeof cl->subject, "%s.units", cl->stream);
     snprintf(cl->alive_subject, sizeof cl->alive_subject, "%s.alive", cl->stream);
     cl_node_name(cl->node, sizeof cl->node, opt->node);

@@ -1,5 +1,6 @@
 /* backup: `smsrules backup` and `smsrules restore` (see backup.h). */
 #include "tools/backup.h"
+#include "core/buf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -82,7 +83,7 @@ static int backup_parse(int argc, char **argv, const char *usage, const char **d
  * entry in it durable. */
 static int backup_sync_dir(const char *path, int is_dir) {
     char copy[4096];
-    snprintf(copy, sizeof copy, "%s", path);
+    sr_str_copy(copy, sizeof copy, path);
     int fd = open(is_dir ? copy : dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -1;
     int rc = fsync(fd);
@@ -333,7 +334,7 @@ static int restore_verify(const restore_paths *p, const char *file) {
         const char *end = strstr(why, ". Stop smsrules");
         snprintf(problem, sizeof problem, "%.*s", end ? (int)(end - why) : (int)strlen(why), why);
     } else {
-        snprintf(problem, sizeof problem, "%s", err);
+        sr_str_copy(problem, sizeof problem, err);
     }
     fprintf(stderr, "smsrules: %s is not a smsrules store (%s): nothing was changed\n", file, problem);
     return rc == SR_E_IO ? 2 : 1;

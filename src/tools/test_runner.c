@@ -102,6 +102,7 @@
  * Providers declared with poll = true are not polled (there is no network):
  * their reports are scripted like the others'. */
 #include "tools/test_runner.h"
+#include "core/buf.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -239,7 +240,7 @@ static sim_provider *tr_sim(tr_engine *e, const char *name) {
     if (e->sim_count == SR_MAX_PROVIDERS) return NULL;
     sim_provider *sp = &e->sims[e->sim_count++];
     memset(sp, 0, sizeof *sp);
-    snprintf(sp->name, sizeof sp->name, "%s", name);
+    sr_str_copy(sp->name, sizeof sp->name, name);
     sp->dlr_status = -1;
     return sp;
 }
@@ -307,9 +308,9 @@ static void tr_transport(void *ud, const sr_provider *p, sr_message *const *msgs
     a->request = request;
     a->answer = answer;
     a->count = n;
-    snprintf(a->provider, sizeof a->provider, "%s", p->name);
+    sr_str_copy(a->provider, sizeof a->provider, p->name);
     a->dlr_status = sp ? sp->dlr_status : -1;
-    if (sp) snprintf(a->dlr_error, sizeof a->dlr_error, "%s", sp->dlr_error);
+    if (sp) sr_str_copy(a->dlr_error, sizeof a->dlr_error, sp->dlr_error);
     int64_t delay_ms = 0;
     int timed_out = 0;
     for (int i = 0; i < n; i++) {
@@ -341,7 +342,7 @@ static void tr_transport(void *ud, const sr_provider *p, sr_message *const *msgs
             if (so->text[0]) snprintf(provider_id, sizeof provider_id, "%.100s", so->text);
             else
                 snprintf(provider_id, sizeof provider_id, "%.64s-%ld", p->name, ++e->provider_ids);
-            snprintf(o->provider_id, sizeof o->provider_id, "%s", provider_id);
+            sr_str_copy(o->provider_id, sizeof o->provider_id, provider_id);
             break;
         case SIM_REJECT: snprintf(o->error, sizeof o->error, "%s", so->text[0] ? so->text : "rejected"); break;
         case SIM_FAIL:
@@ -376,9 +377,9 @@ static void tr_due_report_push(tr_engine *e, const char *provider, const char *p
     }
     tr_due_report *d = &e->due_reports[e->due_report_count++];
     memset(d, 0, sizeof *d);
-    snprintf(d->provider, sizeof d->provider, "%s", provider);
-    snprintf(d->rep.provider_id, sizeof d->rep.provider_id, "%s", provider_id);
-    snprintf(d->rep.error, sizeof d->rep.error, "%s", error);
+    sr_str_copy(d->provider, sizeof d->provider, provider);
+    sr_str_copy(d->rep.provider_id, sizeof d->rep.provider_id, provider_id);
+    sr_str_copy(d->rep.error, sizeof d->rep.error, error);
     d->rep.status = status;
 }
 
@@ -774,7 +775,7 @@ static void tr_put_done(sr_store_txn *t, void *ud) {
     int st = sr_store_txn_status(t);
     p->code = st ? st : sr_store_txn_result(t, 0);
     const char *id = sr_store_txn_id(t, 0);
-    if (id) snprintf(p->id, sizeof p->id, "%s", id);
+    if (id) sr_str_copy(p->id, sizeof p->id, id);
     p->e->core.in_flight--;
     sr_scheduler_kick(p->e->core.scheduler);
 }
@@ -921,14 +922,14 @@ static int tr_queue(lua_State *L, sim_provider *sp, const sim_outcome *o) {
 static int l_provider_accept(lua_State *L) {
     sim_provider *sp = tr_self(L, "accept");
     sim_outcome o = tr_outcome(SIM_ACCEPT);
-    snprintf(o.text, sizeof o.text, "%s", luaL_optstring(L, 2, ""));
+    sr_str_copy(o.text, sizeof o.text, luaL_optstring(L, 2, ""));
     return tr_queue(L, sp, &o);
 }
 
 static int l_provider_reject(lua_State *L) {
     sim_provider *sp = tr_self(L, "reject");
     sim_outcome o = tr_outcome(SIM_REJECT);
-    snprintf(o.text, sizeof o.text, "%s", luaL_optstring(L, 2, "rejected"));
+    sr_str_copy(o.text, sizeof o.text, luaL_optstring(L, 2, "rejected"));
     return tr_queue(L, sp, &o);
 }
 
@@ -988,7 +989,7 @@ static void tr_report_options(lua_State *L, int idx, const char *what, int parts
         const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
         if (key && strcmp(key, "error") == 0) {
             if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: 'error' must be a string", what);
-            snprintf(rep->error, sizeof rep->error, "%s", lua_tostring(L, -1));
+            sr_str_copy(rep->error, sizeof rep->error, lua_tostring(L, -1));
         } else if (key && parts_allowed && (strcmp(key, "part") == 0 || strcmp(key, "parts") == 0)) {
             lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
             if (v < 1 || v > 255) luaL_error(L, "%s: '%s' must be an integer from 1 to 255", what, key);
@@ -1020,7 +1021,7 @@ static int l_provider_dlr(lua_State *L) {
         memset(&rep, 0, sizeof rep);
         tr_report_options(L, 3, "dlr", 0, &rep);
         sp->dlr_status = st;
-        snprintf(sp->dlr_error, sizeof sp->dlr_error, "%s", rep.error);
+        sr_str_copy(sp->dlr_error, sizeof sp->dlr_error, rep.error);
     }
     lua_settop(L, 1);
     return 1;
@@ -1119,8 +1120,8 @@ static void tr_report_target(lua_State *L, tr_engine *e, int idx, char *provider
             if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, idx, "the attempt has a provider_id but no provider");
             const char *name = lua_tostring(L, -1);
             if (!sr_rules_provider(e->core.rules, name)) luaL_error(L, "dlr: the rules declare no provider '%s'", name);
-            snprintf(provider, provider_len, "%s", name);
-            snprintf(rep->provider_id, sizeof rep->provider_id, "%s", lua_tostring(L, -2));
+            sr_str_copy(provider, provider_len, name);
+            sr_str_copy(rep->provider_id, sizeof rep->provider_id, lua_tostring(L, -2));
             lua_pop(L, 2);
             return;
         }
@@ -1131,10 +1132,10 @@ static void tr_report_target(lua_State *L, tr_engine *e, int idx, char *provider
                        lua_tostring(L, -1));
         lua_getfield(L, idx, "id");
         if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, idx, usage);
-        snprintf(id, sizeof id, "%s", lua_tostring(L, -1));
+        sr_str_copy(id, sizeof id, lua_tostring(L, -1));
         lua_pop(L, 2);
     } else if (lua_type(L, idx) == LUA_TSTRING) {
-        snprintf(id, sizeof id, "%s", lua_tostring(L, idx));
+        sr_str_copy(id, sizeof id, lua_tostring(L, idx));
     } else {
         luaL_argerror(L, idx, usage);
         return;
@@ -1142,15 +1143,15 @@ static void tr_report_target(lua_State *L, tr_engine *e, int idx, char *provider
     for (int i = e->sent_count - 1; i >= 0; i--) {
         const sent_entry *s = &e->sent[i];
         if (s->id && strcmp(s->id, id) == 0 && s->provider_id && strcmp(s->outcome, "accepted") == 0) {
-            snprintf(provider, provider_len, "%s", s->provider);
-            snprintf(rep->provider_id, sizeof rep->provider_id, "%s", s->provider_id);
+            sr_str_copy(provider, provider_len, s->provider);
+            sr_str_copy(rep->provider_id, sizeof rep->provider_id, s->provider_id);
             return;
         }
     }
     sr_message m;
     int found = sr_id_valid(id, strlen(id)) && sr_store_get_message(e->core.store, id, &m) == 0;
     char status[32] = "";
-    if (found) snprintf(status, sizeof status, "%s", sr_status_name(m.status));
+    if (found) sr_str_copy(status, sizeof status, sr_status_name(m.status));
     if (sr_id_valid(id, strlen(id))) sr_message_free(&m);
     if (!found) luaL_error(L, "dlr: no message '%s'", id);
     luaL_error(L, "dlr: message %s was not accepted by a provider (status %s): there is no provider id to report on",

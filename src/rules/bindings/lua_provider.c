@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "rules/rules.h"
+#include "core/buf.h"
 #include "rules/bindings/bindings.h"
 
 /* Options every adapter takes; adapters may list more in `adapter.options`. */
@@ -69,7 +70,7 @@ static void provider_read_info(lua_State *L, int idx, provider_adapter_info *inf
         for (lua_Integer i = 1; i <= n && info->option_count < 32; i++) {
             lua_rawgeti(L, -1, i);
             if (lua_type(L, -1) == LUA_TSTRING)
-                snprintf(info->options[info->option_count++], sizeof info->options[0], "%s", lua_tostring(L, -1));
+                sr_str_copy(info->options[info->option_count++], sizeof info->options[0], lua_tostring(L, -1));
             lua_pop(L, 1);
         }
     }

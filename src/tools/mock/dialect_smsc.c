@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tools/mock/mock_internal.h"
+#include "core/buf.h"
 
 /* Field orders; the credentials come first in both lists. */
 enum { SMSC_LOGIN, SMSC_PSW, SMSC_APIKEY, SMSC_PHONES, SMSC_MES, SMSC_SENDER, SMSC_ID };
@@ -248,7 +249,7 @@ static void smsc_assign_id(mock_send_ctx *ctx, mock_msg *m) {
         return;
     }
     if (!ctx->request_id[0]) mock_new_id(ctx->mp, ctx->dialect, ctx->request_id);
-    snprintf(m->provider_id, sizeof m->provider_id, "%s", ctx->request_id);
+    sr_str_copy(m->provider_id, sizeof m->provider_id, ctx->request_id);
 }
 
 const mock_dialect mock_dialect_smsc = {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/buf.h"
 #include "tools/mock/mock_internal.h"
 
 static void mock_dlr_post(uv_timer_t *t);
@@ -29,7 +30,7 @@ mock_dlr *mock_dlr_new(mock_provider *mp, const mock_dialect *dialect, const moc
     if (!d) abort();
     d->mp = mp;
     d->dialect = dialect;
-    snprintf(d->message_id, sizeof d->message_id, "%s", m->provider_id);
+    sr_str_copy(d->message_id, sizeof d->message_id, m->provider_id);
     d->to = mock_strndup(m->to, m->to_len);
     d->to_len = m->to_len;
     d->from = mock_strndup(m->from, m->from_len);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tools/mock/mock_internal.h"
+#include "core/buf.h"
 
 /* A provider id in the dialect's style, unique across restarts of the mock,
  * into out (MOCK_ID_LEN bytes). */
@@ -85,7 +86,7 @@ static mock_pending *mock_pending_new(mock_provider *mp, sr_http_request *req, i
     sr_buf_append(&p->body, body, len);
     sr_buf_init(&p->stamps);
     if (stamps && stamps->len) sr_buf_append(&p->stamps, stamps->data, stamps->len);
-    if (extra) snprintf(p->extra, sizeof p->extra, "%s", extra);
+    if (extra) sr_str_copy(p->extra, sizeof p->extra, extra);
     uv_timer_init(mp->loop, &p->timer);
     p->timer.data = p;
     p->next = mp->pending;
@@ -194,7 +195,7 @@ static void mock_ctx_init(mock_send_ctx *ctx, mock_provider *mp, const char *acc
     mock_fields_init(&ctx->fields);
     ctx->mp = mp;
     ctx->dialect = mp->set.dialect;
-    snprintf(ctx->account, sizeof ctx->account, "%s", account ? account : "");
+    sr_str_copy(ctx->account, sizeof ctx->account, account ? account : "");
 }
 
 static void mock_ctx_free(mock_send_ctx *ctx) {
@@ -256,7 +257,7 @@ static bool mock_decide_duplicate(mock_send_ctx *ctx, mock_msg *m, const sr_buf 
     mock_slot *seen = m->client_id ? mock_recall(&mp->seen, &mp->seen_old, seen_key->data, seen_key->len) : NULL;
     if (!seen) return false;
     mp->stats.duplicates++;
-    snprintf(m->provider_id, sizeof m->provider_id, "%s", mock_slot_value(seen));
+    sr_str_copy(m->provider_id, sizeof m->provider_id, mock_slot_value(seen));
     m->result = MOCK_RESULT_DUPLICATE;
     return true;
 }
@@ -450,7 +451,7 @@ void mock_send(mock_provider *mp, sr_http_request *req, const char *account) {
     double draw = 0;
     if (mock_send_parse(&ctx, req)) {
         /* Inbound posts name the account of the last send (Twilio). */
-        if (ctx.account[0]) snprintf(mp->last_account, sizeof mp->last_account, "%s", ctx.account);
+        if (ctx.account[0]) sr_str_copy(mp->last_account, sizeof mp->last_account, ctx.account);
         if (mock_send_passes(&ctx, req, &draw)) mock_send_decide(&ctx, req, draw);
     }
     mock_ctx_free(&ctx);

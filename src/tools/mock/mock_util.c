@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "tools/mock/mock_internal.h"
+#include "core/buf.h"
 
 /* ---- random numbers (splitmix64: small, fast, seedable) ---- */
 
@@ -474,7 +475,7 @@ void mock_put_problem(sr_jw *w, const mock_msg *m) {
     if (m->problem_field)
         snprintf(text, sizeof text, "%s '%s'", m->problem_missing ? "missing" : "invalid", m->problem_field);
     else
-        snprintf(text, sizeof text, "%s", m->problem);
+        sr_str_copy(text, sizeof text, m->problem);
     sr_jw_cstr(w, text);
 }
 

@@ -20,6 +20,7 @@
  * same messages) and one for the providers and the scheduler's retry jitter,
  * both seeded from --seed. */
 #include "tools/sim/simulate.h"
+#include "core/buf.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -414,7 +415,7 @@ static int sim_model_countries(sim_model *sm, const sr_json *cs, const char *pat
 /* providers.NAME: {default, countries} into sm. */
 static int sim_model_load(sim_model *sm, const sr_json *p, const char *path, char *err, size_t errlen) {
     char where[256];
-    snprintf(sm->name, sizeof sm->name, "%s", p->key);
+    sr_str_copy(sm->name, sizeof sm->name, p->key);
     if (p->type != SR_JSON_OBJECT)
         return sim_fail(err, errlen, "%s: models: providers.%s must be an object", path, p->key);
     for (const sr_json *f = p->child; f; f = f->next)
@@ -445,7 +446,7 @@ static int sim_incidents_load(sim_models *m, const sr_json *inc, const char *pat
             return sim_fail(err, errlen,
                             "%s: models: %s needs provider (a name), from_s and to_s (seconds, from <= to)", path,
                             where);
-        snprintf(si->provider, sizeof si->provider, "%s", pv->str);
+        sr_str_copy(si->provider, sizeof si->provider, pv->str);
         if (cv && (cv->type != SR_JSON_STRING || (si->country = sim_country_code(cv->str, cv->len)) < 0))
             return sim_fail(err, errlen, "%s: models: %s.country must be a calling code (\"84\")", path, where);
         si->from_ms = (int64_t)(from_s * 1000);
@@ -584,9 +585,9 @@ static int sim_traffic_tags(sim_traffic *t, const sr_json *tags, const char *pat
                 sim_fail(err, errlen, "%s: traffic: tags.%s: at most %d values", path, k->key, SIM_MAX_TAG_VALUES);
             return -1;
         }
-        snprintf(td->key, sizeof td->key, "%s", k->key);
+        sr_str_copy(td->key, sizeof td->key, k->key);
         for (const sr_json *v = k->child; v; v = v->next) {
-            snprintf(td->values[td->count], sizeof td->values[0], "%s", v->key);
+            sr_str_copy(td->values[td->count], sizeof td->values[0], v->key);
             td->shares[td->count++] = v->num;
         }
     }
@@ -647,14 +648,14 @@ static int sim_draw_number(sr_sim_random *random, int cc, char out[SR_PHONE_MAX]
     char example[SR_PHONE_MAX];
     if (sr_phone_example_mobile(cc, example) != 0) return -1;
     size_t len = strlen(example);
-    snprintf(out, SR_PHONE_MAX, "%s", example);
+    sr_str_copy(out, SR_PHONE_MAX, example);
     for (int attempt = 0; attempt < 16; attempt++) {
         char cand[SR_PHONE_MAX];
-        snprintf(cand, sizeof cand, "%s", example);
+        sr_str_copy(cand, sizeof cand, example);
         for (size_t d = len > 5 ? len - 4 : len; d < len; d++) cand[d] = (char)('0' + sr_sim_random_next(random) % 10);
         sr_phone_info info;
         if (sr_phone_parse(cand, len, NULL, &info, NULL, 0) == 0 && info.valid) {
-            snprintf(out, SR_PHONE_MAX, "%s", cand);
+            sr_str_copy(out, SR_PHONE_MAX, cand);
             break;
         }
     }
@@ -911,7 +912,7 @@ static void sim_live_grow(sim_run *run) {
 static sim_live *sim_live_add(sim_run *run, const char *id) {
     if (run->live_count * 2 >= run->table_size) sim_live_grow(run);
     sim_live *l = sim_calloc(1, sizeof *l);
-    snprintf(l->id, sizeof l->id, "%s", id);
+    sr_str_copy(l->id, sizeof l->id, id);
     size_t h = sr_fnv1a_str(SR_FNV1A_INIT, id) & (run->table_size - 1);
     l->next = run->table[h];
     run->table[h] = l;
@@ -1065,7 +1066,7 @@ static void sim_schedule_report(sim_run *run, int pi, sim_live *l, const char *p
     re->provider = pi;
     re->live = l;
     re->attempt = l ? l->accepted : 0;
-    snprintf(re->rep.provider_id, sizeof re->rep.provider_id, "%s", provider_id);
+    sr_str_copy(re->rep.provider_id, sizeof re->rep.provider_id, provider_id);
     re->rep.status = report_status;
     re->rep.cost = cost;
     re->rep.has_cost = 1;
@@ -1285,7 +1286,7 @@ static int sim_engine_start(sim_run *run, const char *rules_path, uint64_t seed,
             if (strcmp(run->models->providers[j].name, name) == 0) run->model_of[i] = &run->models->providers[j];
         if (!run->model_of[i])
             return sim_fail(err, errlen, "%s: provider '%s' has no model in the models file", rules_path, name);
-        snprintf(run->res->provider_names[i], sizeof run->res->provider_names[i], "%s", name);
+        sr_str_copy(run->res->provider_names[i], sizeof run->res->provider_names[i], name);
     }
     run->res->provider_count = run->core.rules->provider_count;
     /* The providers' draws: a stream of their own, apart from the retry jitter's. */
