@@ -132,18 +132,26 @@ function mock.parse_send(cfg, msgs, response)
     if type(results) == "table" then
         -- Results are in message order, and the mock echoes our id in them:
         -- an entry is used for a message only when its id, if any, is that
-        -- message's, so a result is never credited to the wrong message.
-        local by_id = {}
-        for _, r in ipairs(results) do
-            if type(r) == "table" and type(r.id) == "string" then by_id[r.id] = r end
+        -- message's, so a result is never credited to the wrong message. The
+        -- results by id are looked up (and so gathered) only when the order
+        -- does not match.
+        local by_id
+        local function find(id)
+            if by_id == nil then
+                by_id = {}
+                for _, r in ipairs(results) do
+                    if type(r) == "table" and type(r.id) == "string" then by_id[r.id] = r end
+                end
+            end
+            return by_id[id]
         end
         for i = 1, #msgs do
             local ours = msgs[i].idempotency_key or msgs[i].id
             ours = ours ~= nil and tostring(ours) or nil
             local r = results[i]
             local rid = type(r) == "table" and type(r.id) == "string" and r.id or nil
-            if rid ~= nil and rid ~= ours then r = ours and by_id[ours] or nil end
-            if r == nil and ours then r = by_id[ours] end
+            if rid ~= nil and rid ~= ours then r = ours and find(ours) or nil end
+            if r == nil and ours then r = find(ours) end
             outcomes[i] = result_outcome(r, response.headers)
         end
         return outcomes

@@ -208,7 +208,7 @@ static void adapter_string_field(lua_State *L, int idx, const char *field, char 
     out[0] = '\0';
     if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
         /* Integers print without a fraction; ids are strings in practice. */
-        snprintf(out, outlen, "%s", lua_tostring(L, -1));
+        sr_str_copy(out, outlen, lua_tostring(L, -1));
     }
     lua_pop(L, 1);
 }

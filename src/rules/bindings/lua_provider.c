@@ -323,7 +323,7 @@ static int l_sms_provider(lua_State *L) {
     lua_getfield(L, 2, "adapter");
     if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "sms.provider: '%s' needs adapter = \"...\"", name);
     char adapter_name[72]; /* a copy: the string leaves the stack below */
-    snprintf(adapter_name, sizeof adapter_name, "%s", lua_tostring(L, -1));
+    sr_str_copy(adapter_name, sizeof adapter_name, lua_tostring(L, -1));
     const char *adapter = adapter_name;
     provider_adapter_info info;
     memset(&info, 0, sizeof info);
