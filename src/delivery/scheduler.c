@@ -983,12 +983,18 @@ static int sched_lane_index(sr_scheduler *s, const char *name) {
 }
 
 /* Lanes that could take a message now; adds up their room in *room_total and lowers *wake to when the
- * first blocked one can (by rate or pause). */
+ * first blocked one can (by rate, pause or its open circuit's probe). */
 static int sched_ready_lanes(sr_scheduler *s, int64_t now, int *room_total, int64_t *wake) {
     int ready_lanes = 0;
     int64_t w;
     for (int i = 0; i < s->lane_count; i++) {
         lane *l = &s->lanes[i];
+        if (l->p && l->circuit == CIRCUIT_OPEN && now < l->open_until_ms) {
+            /* Nothing for it before its probe: reading its messages now would only reschedule each one to
+             * the probe's time, a write per queued message at every opening of the circuit. */
+            if (l->open_until_ms - now < *wake) *wake = l->open_until_ms - now;
+            continue;
+        }
         int room = lane_room(s, l, now, &w);
         *room_total += room;
         if (room > 0 && lane_rate_ready(l, now, &w)) ready_lanes++;

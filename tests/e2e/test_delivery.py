@@ -9,7 +9,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import HOST, SLOWDOWN, Daemon, Mock, check, get_message, metric, run, run_cli, test, wait_for, wait_message_status  # noqa: E402
+from harness import HOST, SLOWDOWN, Daemon, Mock, check, free_port, get_message, metric, run, run_cli, test, wait_for, wait_message_status  # noqa: E402
 
 KEY = "k"
 AUTH = {"Authorization": "Bearer " + KEY}
@@ -174,6 +174,31 @@ def primary_401_sends_through_backup():
     d.stop()
     primary.stop()
     backup.stop()
+
+
+@test(timeout=90)
+def a_backlog_behind_an_open_circuit_is_not_rewritten_at_each_opening():
+    # Nothing listens on the provider's port: every send fails at once and its circuit opens, lets one
+    # probe through after the cooldown, opens again. The 2,000 queued messages wait for it untouched:
+    # before, each opening rescheduled every due message to the probe's time, a store write each.
+    d = Daemon.start(rules('sms.provider("down", { adapter = "mock", url = "http://127.0.0.1:%d/send" })' % free_port(),
+                           ", circuit_failures = 3, circuit_cooldown_ms = 200"))
+    s = Sender(d)
+    ids = []
+    for b in range(2):
+        ids += s.batch([{"to": "+849310%04d7" % (b * 1000 + i), "text": "backlog"} for i in range(1000)])
+
+    def openings():
+        return sum(1 for x in d.log_lines() if x.get("msg") == "circuit state" and x.get("state") == "open")
+
+    wait_for(lambda: openings() >= 2, 30 * SLOWDOWN, "the circuit to open twice")
+    units0, opened0 = metric(d, "smsrules_store_units_total"), openings()
+    wait_for(lambda: openings() >= opened0 + 3, 30 * SLOWDOWN, "three more openings of the circuit")
+    units = metric(d, "smsrules_store_units_total") - units0
+    check(units < 100, "%d store units over three openings of the circuit with 2,000 messages queued" % units)
+    check(metric(d, "smsrules_queue_depth") == 2000, "queue depth %s" % metric(d, "smsrules_queue_depth"))
+    check(get(d, ids[-1])["status"] == "queued", "the last message is %r" % get(d, ids[-1])["status"])
+    d.stop()
 
 
 @test(timeout=90)
