@@ -137,7 +137,7 @@ bench: deps
 	@for b in scripts/bench/*.sh; do echo "== $$b"; BUILD=$(BUILD) $$b || exit 1; done
 
 # Coverage-guided fuzzing of the parsers that read outside input (libFuzzer,
-# clang; not part of `make test`; .ci/run runs it for FUZZ_SECONDS=15 each).
+# clang; not part of `make test`; .ci/run runs it for FUZZ_SECONDS=10 each).
 # One target per parser in tests/fuzz/fuzz_NAME.c, whose header says what it
 # checks; each links the src/ files it needs (fuzz_webhooks all of them: a
 # whole rules state), compiled again by clang into build/fuzz/obj/. Each runs
