@@ -10,7 +10,6 @@ The rules count every sms.on_status run in sms.kv ("st:<id>:<status>" and
 """
 
 import http.client
-import json
 import os
 import sys
 
@@ -98,20 +97,11 @@ def post_message(d, to, key=None, timeout=30.0):
     body = {"to": to, "text": "hello " + to}
     if key:
         body["idempotency_key"] = key
-    conn = http.client.HTTPConnection(HOST, d.port, timeout=timeout * SLOWDOWN)
     try:
-        conn.request("POST", "/v1/messages", body=json.dumps(body),
-                     headers=dict(AUTH, **{"Content-Type": "application/json"}))
-        resp = conn.getresponse()
-        data = resp.read()
-        try:
-            return resp.status, json.loads(data.decode("utf-8"))
-        except ValueError:
-            return resp.status, None
+        status, _, _, doc = d.request("POST", "/v1/messages", body=body, headers=AUTH, timeout=timeout * SLOWDOWN)
+        return status, doc
     except (OSError, http.client.HTTPException):
         return None, None
-    finally:
-        conn.close()
 
 
 def get_message(d, mid):

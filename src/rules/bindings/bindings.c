@@ -1,5 +1,13 @@
 #include "rules/bindings/bindings.h"
 
+void sr_lua_push_registry_table(lua_State *L, const void *key) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
 /* Every table for a rules state; sms.crypto alone for the built-in adapters' state. */
 static void bindings_open(lua_State *L, int rules) {
     if (!rules) {

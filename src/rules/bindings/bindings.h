@@ -31,6 +31,11 @@ int sr_lua_send_reply(lua_State *L);
 int sr_lua_send_reply_text(lua_State *L, const char *to, size_t to_len, const char *text, size_t text_len,
                            const char *provider, const char *reply_to);
 
+/* Pushes the registry's table at key (the address of a static), made on first use: only then can it raise.
+ * Once it exists, the lookup allocates nothing, so a completion callback may use it outside a protected
+ * call (sms.http's requests, sms.ratelimit's waiting handlers). */
+void sr_lua_push_registry_table(lua_State *L, const void *key);
+
 /* Openers of the Lua tables, one per file (lua_*.c). Each expects the `sms`
  * table on top of the stack and adds its fields to it. */
 void sr_lua_open_sms(lua_State *L);

@@ -63,17 +63,6 @@ typedef struct http_results {
 
 static const char *const http_methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL};
 
-/* Pushes the pending table, created on first use: then (only) it can
- * raise. Once it exists, lookups allocate nothing, so the completion
- * callback can use it outside a protected call. */
-static void http_push_pending(lua_State *L) {
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &HTTP_PENDING_KEY) == LUA_TTABLE) return;
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &HTTP_PENDING_KEY);
-}
-
 /* RFC 9110 token characters, for header names. */
 static int http_is_token(const char *s, size_t len) {
     if (len == 0) return 0;
@@ -235,7 +224,7 @@ static void http_on_done(const sr_http_client_response *resp, void *ud) {
     lua_State *co = p->co;
     int top = lua_gettop(L);
 
-    http_push_pending(L);
+    sr_lua_push_registry_table(L, &HTTP_PENDING_KEY);
     int current = lua_rawgetp(L, -1, co) == LUA_TNUMBER && lua_tointeger(L, -1) == p->token;
     lua_pop(L, 1);
     if (!current) {
@@ -337,7 +326,7 @@ static int l_http_request(lua_State *L) {
     /* Register the wait before anything is allocated outside Lua: this is
      * the last step that can raise. */
     lua_Integer token = ++http_next_token;
-    http_push_pending(L);
+    sr_lua_push_registry_table(L, &HTTP_PENDING_KEY);
     lua_pushinteger(L, token);
     lua_rawsetp(L, -2, L);
 

@@ -173,21 +173,13 @@ typedef struct ratelimit_wait {
     lua_State *co;
 } ratelimit_wait;
 
-static void ratelimit_push_waiting(lua_State *L) {
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &RATELIMIT_WAITING_KEY) == LUA_TTABLE) return;
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &RATELIMIT_WAITING_KEY);
-}
-
 /* The unit is applied: its decision goes to the handler, which goes on. A store failure refuses the
  * event (a limit against abuse fails closed) for a second. */
 static void ratelimit_decided(sr_store_txn *t, void *ud) {
     ratelimit_wait *w = ud;
     lua_State *L = w->rules->L;
     int top = lua_gettop(L);
-    ratelimit_push_waiting(L);
+    sr_lua_push_registry_table(L, &RATELIMIT_WAITING_KEY);
     int current = lua_rawgetp(L, -1, w->co) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == w;
     lua_pop(L, 1);
     if (current) {
@@ -220,7 +212,7 @@ static int ratelimit_in_cluster(lua_State *L, sr_rules *r, sr_invocation *inv, c
     w->rules = sr_rules_retain(r);
     w->inv = inv;
     w->co = L;
-    ratelimit_push_waiting(L);
+    sr_lua_push_registry_table(L, &RATELIMIT_WAITING_KEY);
     lua_pushlightuserdata(L, w);
     lua_rawsetp(L, -2, L);
     lua_pop(L, 1);
