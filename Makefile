@@ -145,8 +145,10 @@ bench: deps
 # committed regression corpus tests/fuzz/corpus/NAME (when there is one),
 # then new ones, kept in build/fuzz/corpus/NAME. A crash, leak, UB report or
 # an input that takes more than FUZZ_TIMEOUT seconds is saved as
-# build/fuzz/NAME-crash-* (or -timeout-*) and fails the target once all have
-# run.
+# build/fuzz/NAME-crash-* (or -timeout-*) and fails the target; once all have
+# run, scripts/fuzz.sh repeats each failure's report and input (base64), so
+# the end of the output says what failed. Each target's whole output is in
+# build/fuzz/NAME.log.
 #   make fuzz FUZZ_TARGETS=json FUZZ_SECONDS=600     one target, longer
 #   build/fuzz/fuzz_json build/fuzz/json-crash-...   replay a saved input
 FUZZ_CC = clang
@@ -176,12 +178,7 @@ FUZZ_MAX_LEN_webhooks = 8192
 fuzz: deps
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install clang" >&2; exit 1; }
 	@$(MAKE) --no-print-directory $(JOBS_FLAG) fuzz-build
-	@status=0; $(foreach t,$(FUZZ_TARGETS),\
-		echo "== fuzz $(t) ($(FUZZ_SECONDS) s)"; mkdir -p $(BUILD)/fuzz/corpus/$(t); \
-		$(BUILD)/fuzz/fuzz_$(t) -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN_$(t)) \
-			-timeout=$(FUZZ_TIMEOUT) -artifact_prefix=$(BUILD)/fuzz/$(t)- -print_final_stats=1 \
-			$(BUILD)/fuzz/corpus/$(t) $(wildcard tests/fuzz/corpus/$(t)) tests/fuzz/seeds/$(t) || status=1;) \
-	exit $$status
+	@scripts/fuzz.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_TIMEOUT) "$(foreach t,$(FUZZ_TARGETS),$(t):$(FUZZ_MAX_LEN_$(t)))"
 
 fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
