@@ -1497,6 +1497,10 @@ static int store_lock_dir(const char *dir, char *err, size_t errlen, int *code) 
 #define STORE_MDB_DATA_VERSION 1
 #define STORE_P_META 0x08
 #define STORE_P_INVALID UINT64_MAX
+/* The flags of an MDB_db that choose how its keys and values are kept (the free DB's field also holds
+ * the environment's flags FIXEDMAP and NOSUBDIR, which do not). */
+#define STORE_MDB_DB_FLAGS                                                                                             \
+    (MDB_REVERSEKEY | MDB_DUPSORT | MDB_INTEGERKEY | MDB_DUPFIXED | MDB_INTEGERDUP | MDB_REVERSEDUP)
 /* Offsets in a meta page: the page header (pgno 8, pad 2, flags 2, lower/upper 4), then MDB_meta
  * (magic 4, version 4, address 8, mapsize 8, two MDB_db of 48 bytes, last_pg 8, txnid 8). An MDB_db:
  * pad 4 (the page size, in the free DB's), flags 2, depth 2, branch, leaf, overflow pages, entries,
@@ -1517,6 +1521,7 @@ typedef struct store_meta {
     uint64_t mapsize, last_pg, txnid;
     uint64_t root[2];
     uint16_t depth[2];
+    uint16_t db_flags[2]; /* the free DB's, the main DB's */
 } store_meta;
 
 static uint64_t store_rd64(const unsigned char *p) {
@@ -1545,6 +1550,7 @@ static void store_meta_parse(const unsigned char *p, store_meta *m) {
     m->mapsize = store_rd64(p + STORE_OFF_MAPSIZE);
     m->psize = store_rd32(p + STORE_OFF_DB(0));
     for (int i = 0; i < 2; i++) {
+        m->db_flags[i] = store_rd16(p + STORE_OFF_DB(i) + 4);
         m->depth[i] = store_rd16(p + STORE_OFF_DB(i) + 6);
         m->root[i] = store_rd64(p + STORE_OFF_DB(i) + 40);
     }
@@ -1566,6 +1572,10 @@ static const char *store_meta_problem(const store_meta *m, uint64_t n, char *buf
         snprintf(buf, len, "meta page %d has a bad last page number", (int)n);
     else if (m->mapsize < (m->last_pg + 1) * m->psize)
         snprintf(buf, len, "meta page %d has a map size smaller than its data", (int)n);
+    else if ((m->db_flags[0] & STORE_MDB_DB_FLAGS) != MDB_INTEGERKEY || (m->db_flags[1] & STORE_MDB_DB_FLAGS) != 0)
+        /* LMDB makes the free DB with integer keys and the main one plain; other flags (say, DUPSORT)
+         * send its write path into an assertion once the store is open. */
+        snprintf(buf, len, "meta page %d has bad database flags", (int)n);
     else {
         for (int i = 0; i < 2; i++) {
             if (m->root[i] == STORE_P_INVALID) continue;

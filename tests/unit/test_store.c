@@ -1588,6 +1588,11 @@ static void break_root_pointer(int fd, off_t size) {
     CHECK_INT(pwrite(fd, &bad, 8, 128), 8);
     CHECK_INT(pwrite(fd, &bad, 8, 4096 + 128), 8);
 }
+static void break_free_db_flags(int fd, off_t size) {
+    uint16_t dupsort = 0x05; /* FIXEDMAP | DUPSORT, without INTEGERKEY: found by fuzz_store_open */
+    CHECK_INT(pwrite(fd, &dupsort, 2, 44), 2);
+    CHECK_INT(pwrite(fd, &dupsort, 2, 4096 + 44), 2);
+}
 static void garble_data_pages(int fd, off_t size) {
     char junk[4096];
     for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)(i * 7 + 3);
@@ -1595,9 +1600,9 @@ static void garble_data_pages(int fd, off_t size) {
 }
 
 TEST(store_refuses_damaged_files_with_a_way_to_restore) {
-    void (*hows[])(int, off_t) = {cut_to_zero,      cut_to_one_page,    cut_last_page,
-                                  break_meta_magic, break_root_pointer, garble_data_pages};
-    const char *expect[] = {"empty", "truncated", "truncated", "magic", "root", ""};
+    void (*hows[])(int, off_t) = {cut_to_zero,        cut_to_one_page,     cut_last_page,    break_meta_magic,
+                                  break_root_pointer, break_free_db_flags, garble_data_pages};
+    const char *expect[] = {"empty", "truncated", "truncated", "magic", "root", "database flags", ""};
     for (size_t i = 0; i < sizeof hows / sizeof hows[0]; i++) {
         fx f;
         fx_open(&f, 0, 0);
