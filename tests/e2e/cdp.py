@@ -106,7 +106,9 @@ class Browser:
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                "--disable-default-apps", "--user-data-dir=" + profile, "--remote-debugging-port=0",
                "--remote-debugging-address=127.0.0.1", "--window-size=1280,900", "about:blank"]
-        b.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # TMPDIR inside the profile: Chromium's singleton socket folder goes with it (killed, it leaves it).
+        b.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env=dict(os.environ, TMPDIR=profile))
         active = os.path.join(profile, "DevToolsActivePort")
 
         def port():

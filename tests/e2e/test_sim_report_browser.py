@@ -49,7 +49,8 @@ def load(browser, page):
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            "--disable-default-apps", "--user-data-dir=" + profile, "--enable-logging=stderr", "--v=0",
            "--dump-dom", "file://" + os.path.abspath(page)]
-    p = subprocess.run(cmd, capture_output=True, timeout=90 * SLOWDOWN, stdin=subprocess.DEVNULL)
+    p = subprocess.run(cmd, capture_output=True, timeout=90 * SLOWDOWN, stdin=subprocess.DEVNULL,
+                       env=dict(os.environ, TMPDIR=profile))  # Chromium's temporary folders go with the profile
     err = p.stderr.decode("utf-8", "replace")
     check(p.returncode == 0, "chromium exited %d: %s" % (p.returncode, err[-1000:]))
     dom = p.stdout.decode("utf-8", "replace")
