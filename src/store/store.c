@@ -1795,6 +1795,13 @@ static int store_walk_all(store_walk *w) {
             snprintf(w->problem, w->len, "database '%s' cannot be opened: %s", store_db_names[i], mdb_strerror(rc));
             return SR_E_CORRUPT;
         }
+        /* Every database of ours is plain. Flags in its record say otherwise only when damaged, and LMDB
+         * follows them: DUPSORT, say, turns each overwrite into one more value under the key. */
+        unsigned int flags = 0;
+        if (mdb_dbi_flags(w->txn, dbi, &flags) != 0 || (flags & STORE_MDB_DB_FLAGS) != 0) {
+            snprintf(w->problem, w->len, "database '%s' has bad flags", store_db_names[i]);
+            return SR_E_CORRUPT;
+        }
         code = store_walk_db(w, dbi, store_db_names[i]);
     }
     return code;

@@ -1593,6 +1593,22 @@ static void break_free_db_flags(int fd, off_t size) {
     CHECK_INT(pwrite(fd, &dupsort, 2, 44), 2);
     CHECK_INT(pwrite(fd, &dupsort, 2, 4096 + 44), 2);
 }
+/* Marks the 'queue' database DUPSORT in its record in the main database (every copy in the file). */
+static void break_named_db_flags(int fd, off_t size) {
+    unsigned char *file = malloc((size_t)size);
+    CHECK(file != NULL);
+    CHECK_INT(pread(fd, file, (size_t)size, 0), size);
+    int found = 0;
+    /* A leaf node: data size (4), flags (2: F_SUBDATA), key size (2), the key, then the MDB_db (pad 4, flags 2). */
+    for (off_t i = 8; i + 5 + 6 <= size; i++) {
+        if (memcmp(file + i, "queue", 5) != 0 || file[i - 2] != 5 || file[i - 1] != 0 || file[i - 4] != 2) continue;
+        uint16_t dupsort = 0x04;
+        CHECK_INT(pwrite(fd, &dupsort, 2, i + 5 + 4), 2);
+        found++;
+    }
+    CHECK(found > 0);
+    free(file);
+}
 static void garble_data_pages(int fd, off_t size) {
     char junk[4096];
     for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)(i * 7 + 3);
@@ -1600,9 +1616,9 @@ static void garble_data_pages(int fd, off_t size) {
 }
 
 TEST(store_refuses_damaged_files_with_a_way_to_restore) {
-    void (*hows[])(int, off_t) = {cut_to_zero,        cut_to_one_page,     cut_last_page,    break_meta_magic,
-                                  break_root_pointer, break_free_db_flags, garble_data_pages};
-    const char *expect[] = {"empty", "truncated", "truncated", "magic", "root", "database flags", ""};
+    void (*hows[])(int, off_t) = {cut_to_zero,        cut_to_one_page,     cut_last_page,        break_meta_magic,
+                                  break_root_pointer, break_free_db_flags, break_named_db_flags, garble_data_pages};
+    const char *expect[] = {"empty", "truncated", "truncated", "magic", "root", "database flags", "'queue' has", ""};
     for (size_t i = 0; i < sizeof hows / sizeof hows[0]; i++) {
         fx f;
         fx_open(&f, 0, 0);
