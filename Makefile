@@ -209,7 +209,7 @@ $(BUILD)/fuzz/fuzz_base64: $(FUZZ_OBJ)/codec/crypto.o
 $(BUILD)/fuzz/fuzz_form: $(FUZZ_OBJ)/codec/form.o $(FUZZ_OBJ)/core/buf.o
 $(BUILD)/fuzz/fuzz_pattern: $(FUZZ_OBJ)/rules/lua_string.o
 $(BUILD)/tests/test_lua_string: tests/unit/lua_string_compare.h
-$(BUILD)/fuzz/fuzz_store_open: $(FUZZ_OBJ)/store/store.o $(FUZZ_OBJ)/store/store_cluster.o $(MESSAGE_FUZZ_OBJS) \
+$(BUILD)/fuzz/fuzz_store_open: $(FUZZ_OBJ)/store/store.o $(FUZZ_OBJ)/store/store_pages.o $(FUZZ_OBJ)/store/store_cluster.o $(MESSAGE_FUZZ_OBJS) \
 	$(FUZZ_OBJ)/core/log.o $(FUZZ_OBJ)/core/gcra.o $(FUZZ_OBJ)/codec/text.o $(FUZZ_OBJ)/codec/crypto.o
 $(BUILD)/fuzz/fuzz_store_open: FUZZ_LDLIBS += $(shell pkg-config --libs libuv lmdb libnats)
 # The adapters run in a rules state: the whole library, and every library it links.

@@ -38,7 +38,7 @@ for t in $failed; do
     echo
     echo "==== fuzz $t FAILED; its report ($log):"
     # From the first report line on, without libFuzzer's dictionary and stats.
-    awk '/^==[0-9]+==|^[^ ]*: runtime error|ERROR: libFuzzer|^INFO: a leak|deadly signal|ALARM|out-of-memory/ {on=1}
+    awk '/^==[0-9]+==|^[^ ]*: runtime error|ERROR: libFuzzer|^INFO: a leak|deadly signal|ALARM|out-of-memory|Assertion|^unexpected/ {on=1}
          /^###### Recommended dictionary/ {on=0} on' "$log" | head -n 80
     for a in "$build/fuzz/$t"-crash-* "$build/fuzz/$t"-timeout-* "$build/fuzz/$t"-leak-* "$build/fuzz/$t"-oom-*; do
         [ -f "$a" ] || continue

@@ -38,6 +38,7 @@
 #include "core/log.h"
 
 #include "store/store_internal.h"
+#include "store/store_pages.h"
 
 static const char *const store_db_names[STORE_DB_COUNT] = {
     "messages", "queue", "expiry", "by_status", "provider_ids", "idempotency", "kv",     "dedup",
@@ -1687,6 +1688,27 @@ typedef struct store_abandoned {
 } store_abandoned;
 static store_abandoned *store_abandoned_list;
 static MDB_cursor *volatile store_walk_cursor; /* the walk's open cursor */
+/* The free list's page numbers, gathered by the walk for the page check (freed after the walk, also
+ * when a signal ends it: a static, so that siglongjmp leaves it intact). */
+static uint64_t *volatile store_walk_free;
+static volatile size_t store_walk_free_count, store_walk_free_cap;
+
+static void store_walk_free_add(uint64_t pg) {
+    if (store_walk_free_count == store_walk_free_cap) {
+        size_t cap = store_walk_free_cap ? store_walk_free_cap * 2 : 1024;
+        uint64_t *grown = realloc(store_walk_free, cap * sizeof *grown);
+        if (!grown) abort();
+        store_walk_free = grown;
+        store_walk_free_cap = cap;
+    }
+    store_walk_free[store_walk_free_count++] = pg;
+}
+
+static void store_walk_free_release(void) {
+    free(store_walk_free);
+    store_walk_free = NULL;
+    store_walk_free_count = store_walk_free_cap = 0;
+}
 
 static void store_walk_on_signal(int sig) {
     store_walk_signal = sig;
@@ -1696,7 +1718,7 @@ static void store_walk_on_signal(int sig) {
 typedef struct store_walk {
     MDB_txn *txn;
     const char *lo, *hi; /* the mapped bytes of the newest snapshot */
-    uint64_t last_pg;
+    uint64_t last_pg, psize;
     uint64_t entries;
     char *problem;
     size_t len;
@@ -1758,6 +1780,7 @@ static int store_walk_db(store_walk *w, MDB_dbi dbi, const char *name) {
             for (uint64_t i = 1; ok && i <= count; i++) {
                 uint64_t pg = store_rd64((const unsigned char *)v.mv_data + i * 8);
                 ok = pg >= 2 && pg <= w->last_pg;
+                if (ok) store_walk_free_add(pg);
             }
             if (!ok) {
                 snprintf(w->problem, w->len, "the free page list is damaged");
@@ -1776,6 +1799,28 @@ fail:
     store_walk_cursor = NULL;
     mdb_cursor_close(cur);
     return SR_E_CORRUPT;
+}
+
+/* The page check (store_pages.c) of the walk's snapshot, whose roots are in the meta page of the
+ * transaction's id. Skipped when the map was not found, or when a writer beside this reader (`smsrules
+ * backup` of a running daemon) has since replaced both meta pages. */
+static int store_walk_pages(store_walk *w) {
+    if (!w->lo) return 0;
+    store_meta m;
+    uint64_t id = (uint64_t)mdb_txn_id(w->txn);
+    for (int i = 0; i < 2; i++) {
+        store_meta_parse((const unsigned char *)w->lo + (size_t)i * w->psize, &m);
+        if (m.txnid != id || m.last_pg > w->last_pg) continue;
+        sr_store_pages pg = {.map = (const unsigned char *)w->lo,
+                             .psize = w->psize,
+                             .last_pg = m.last_pg,
+                             .free_root = m.root[0],
+                             .main_root = m.root[1],
+                             .free_pgs = store_walk_free,
+                             .free_count = store_walk_free_count};
+        return sr_store_pages_check(&pg, w->problem, w->len) == 0 ? 0 : SR_E_CORRUPT;
+    }
+    return 0;
 }
 
 static int store_walk_all(store_walk *w) {
@@ -1804,7 +1849,7 @@ static int store_walk_all(store_walk *w) {
         }
         code = store_walk_db(w, dbi, store_db_names[i]);
     }
-    return code;
+    return code == 0 ? store_walk_pages(w) : code;
 }
 
 /* Walks every database of the open environment once. 0, or SR_E_CORRUPT with the problem set (also
@@ -1830,6 +1875,7 @@ static int store_walk_env(MDB_env **env, char *problem, size_t len) {
         return SR_E_CORRUPT;
     }
     w.last_pg = info.me_last_pgno;
+    w.psize = st.ms_psize;
     w.lo = store_map_address(*env);
     w.hi = w.lo ? w.lo + (info.me_last_pgno + 1) * st.ms_psize : NULL;
     memset(&sa, 0, sizeof sa);
@@ -1853,6 +1899,7 @@ static int store_walk_env(MDB_env **env, char *problem, size_t len) {
         code = SR_E_CORRUPT;
     }
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &old[i], NULL);
+    store_walk_free_release();
     return code;
 }
 
