@@ -1719,6 +1719,8 @@ typedef struct store_walk {
     MDB_txn *txn;
     const char *lo, *hi; /* the mapped bytes of the newest snapshot */
     uint64_t last_pg, psize;
+    store_meta snap; /* the transaction's meta page, when has_snap */
+    int has_snap;
     uint64_t entries;
     char *problem;
     size_t len;
@@ -1801,26 +1803,29 @@ fail:
     return SR_E_CORRUPT;
 }
 
-/* The page check (store_pages.c) of the walk's snapshot, whose roots are in the meta page of the
- * transaction's id. Skipped when the map was not found, or when a writer beside this reader (`smsrules
- * backup` of a running daemon) has since replaced both meta pages. */
-static int store_walk_pages(store_walk *w) {
-    if (!w->lo) return 0;
-    store_meta m;
+/* The snapshot of the walk's transaction: its meta page, read right after the transaction began
+ * (a writer beside this reader, `smsrules backup` of a running daemon, rewrites that page two
+ * commits later). 0 when found, -1 when the map was not found or a writer was faster. */
+static int store_walk_snapshot(store_walk *w) {
     uint64_t id = (uint64_t)mdb_txn_id(w->txn);
-    for (int i = 0; i < 2; i++) {
-        store_meta_parse((const unsigned char *)w->lo + (size_t)i * w->psize, &m);
-        if (m.txnid != id || m.last_pg > w->last_pg) continue;
-        sr_store_pages pg = {.map = (const unsigned char *)w->lo,
-                             .psize = w->psize,
-                             .last_pg = m.last_pg,
-                             .free_root = m.root[0],
-                             .main_root = m.root[1],
-                             .free_pgs = store_walk_free,
-                             .free_count = store_walk_free_count};
-        return sr_store_pages_check(&pg, w->problem, w->len) == 0 ? 0 : SR_E_CORRUPT;
+    for (int i = 0; w->lo && i < 2; i++) {
+        store_meta_parse((const unsigned char *)w->lo + (size_t)i * w->psize, &w->snap);
+        if (w->snap.txnid == id && w->snap.last_pg <= w->last_pg) return 0;
     }
-    return 0;
+    return -1;
+}
+
+/* The page check (store_pages.c) of the walk's snapshot, when its meta page was read. */
+static int store_walk_pages(store_walk *w) {
+    if (!w->has_snap) return 0;
+    sr_store_pages pg = {.map = (const unsigned char *)w->lo,
+                         .psize = w->psize,
+                         .last_pg = w->snap.last_pg,
+                         .free_root = w->snap.root[0],
+                         .main_root = w->snap.root[1],
+                         .free_pgs = store_walk_free,
+                         .free_count = store_walk_free_count};
+    return sr_store_pages_check(&pg, w->problem, w->len) == 0 ? 0 : SR_E_CORRUPT;
 }
 
 static int store_walk_all(store_walk *w) {
@@ -1878,6 +1883,7 @@ static int store_walk_env(MDB_env **env, char *problem, size_t len) {
     w.psize = st.ms_psize;
     w.lo = store_map_address(*env);
     w.hi = w.lo ? w.lo + (info.me_last_pgno + 1) * st.ms_psize : NULL;
+    w.has_snap = store_walk_snapshot(&w) == 0;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = store_walk_on_signal;
     sigemptyset(&sa.sa_mask);
