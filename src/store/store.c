@@ -1525,38 +1525,20 @@ typedef struct store_meta {
     uint16_t db_flags[2]; /* the free DB's, the main DB's */
 } store_meta;
 
-static uint64_t store_rd64(const unsigned char *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static uint32_t store_rd32(const unsigned char *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint16_t store_rd16(const unsigned char *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-
 static void store_meta_parse(const unsigned char *p, store_meta *m) {
-    m->pgno = store_rd64(p);
-    m->flags = store_rd16(p + STORE_OFF_FLAGS);
-    m->magic = store_rd32(p + STORE_OFF_MAGIC);
-    m->version = store_rd32(p + STORE_OFF_VERSION);
-    m->mapsize = store_rd64(p + STORE_OFF_MAPSIZE);
-    m->psize = store_rd32(p + STORE_OFF_DB(0));
+    m->pgno = sr_store_rd64(p);
+    m->flags = sr_store_rd16(p + STORE_OFF_FLAGS);
+    m->magic = sr_store_rd32(p + STORE_OFF_MAGIC);
+    m->version = sr_store_rd32(p + STORE_OFF_VERSION);
+    m->mapsize = sr_store_rd64(p + STORE_OFF_MAPSIZE);
+    m->psize = sr_store_rd32(p + STORE_OFF_DB(0));
     for (int i = 0; i < 2; i++) {
-        m->db_flags[i] = store_rd16(p + STORE_OFF_DB(i) + 4);
-        m->depth[i] = store_rd16(p + STORE_OFF_DB(i) + 6);
-        m->root[i] = store_rd64(p + STORE_OFF_DB(i) + 40);
+        m->db_flags[i] = sr_store_rd16(p + STORE_OFF_DB(i) + 4);
+        m->depth[i] = sr_store_rd16(p + STORE_OFF_DB(i) + 6);
+        m->root[i] = sr_store_rd64(p + STORE_OFF_DB(i) + 40);
     }
-    m->last_pg = store_rd64(p + STORE_OFF_LAST_PG);
-    m->txnid = store_rd64(p + STORE_OFF_TXNID);
+    m->last_pg = sr_store_rd64(p + STORE_OFF_LAST_PG);
+    m->txnid = sr_store_rd64(p + STORE_OFF_TXNID);
 }
 
 /* What is wrong with meta page n, or NULL. */
@@ -1777,10 +1759,10 @@ static int store_walk_db(store_walk *w, MDB_dbi dbi, const char *name) {
         }
         prev = k;
         if (dbi == 0) { /* the free list: a count, then that many page numbers */
-            uint64_t count = v.mv_size >= 8 ? store_rd64(v.mv_data) : UINT64_MAX;
+            uint64_t count = v.mv_size >= 8 ? sr_store_rd64(v.mv_data) : UINT64_MAX;
             int ok = count != UINT64_MAX && v.mv_size == (count + 1) * 8;
             for (uint64_t i = 1; ok && i <= count; i++) {
-                uint64_t pg = store_rd64((const unsigned char *)v.mv_data + i * 8);
+                uint64_t pg = sr_store_rd64((const unsigned char *)v.mv_data + i * 8);
                 ok = pg >= 2 && pg <= w->last_pg;
                 if (ok) store_walk_free_add(pg);
             }

@@ -38,24 +38,6 @@ typedef struct pages_walk {
     size_t len;
 } pages_walk;
 
-static uint64_t pages_rd64(const unsigned char *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static uint32_t pages_rd32(const unsigned char *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint16_t pages_rd16(const unsigned char *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-
 /* Marks count pages from n as in use: -1 when one is outside the snapshot or was reached before. */
 static int pages_mark(pages_walk *w, uint64_t n, uint64_t count) {
     if (n < 2 || count == 0 || n > w->pg->last_pg || count > w->pg->last_pg - n + 1) {
@@ -77,7 +59,7 @@ static int pages_mark(pages_walk *w, uint64_t n, uint64_t count) {
 static const unsigned char *pages_get(pages_walk *w, uint64_t n, unsigned kind) {
     if (pages_mark(w, n, 1) != 0) return NULL;
     const unsigned char *p = w->pg->map + n * w->pg->psize;
-    if (pages_rd64(p) != n || (pages_rd16(p + 10) & PAGES_KINDS) != kind) {
+    if (sr_store_rd64(p) != n || (sr_store_rd16(p + 10) & PAGES_KINDS) != kind) {
         snprintf(w->problem, w->len, "page %" PRIu64 " is not the page its tree expects", n);
         return NULL;
     }
@@ -88,7 +70,7 @@ static const unsigned char *pages_get(pages_walk *w, uint64_t n, unsigned kind) 
 static int pages_overflow(pages_walk *w, uint64_t n, uint64_t dsize) {
     const unsigned char *p = pages_get(w, n, PAGES_OVERFLOW);
     if (!p) return -1;
-    uint64_t count = pages_rd32(p + 12);
+    uint64_t count = sr_store_rd32(p + 12);
     if (count == 0 || dsize > count * w->pg->psize - PAGES_HEADER) {
         snprintf(w->problem, w->len, "overflow page %" PRIu64 " has a bad page count", n);
         return -1;
@@ -102,8 +84,8 @@ static int pages_tree(pages_walk *w, uint64_t n, int main_db, int depth);
  * data unless on overflow pages); 0 or -1. */
 static int pages_node(pages_walk *w, const unsigned char *p, uint64_t n, unsigned i, unsigned upper, size_t *off) {
     uint64_t psize = w->pg->psize;
-    size_t o = pages_rd16(p + PAGES_HEADER + 2 * i);
-    if (o < upper || o + PAGES_NODE > psize || o + PAGES_NODE + pages_rd16(p + o + 6) > psize) {
+    size_t o = sr_store_rd16(p + PAGES_HEADER + 2 * i);
+    if (o < upper || o + PAGES_NODE > psize || o + PAGES_NODE + sr_store_rd16(p + o + 6) > psize) {
         snprintf(w->problem, w->len, "page %" PRIu64 " has a node outside it", n);
         return -1;
     }
@@ -114,16 +96,16 @@ static int pages_node(pages_walk *w, const unsigned char *p, uint64_t n, unsigne
 /* A leaf's node at off: its big value's overflow pages, or in the main database a named database's tree. */
 static int pages_leaf_node(pages_walk *w, const unsigned char *p, uint64_t n, size_t off, int main_db, int depth) {
     const unsigned char *node = p + off;
-    unsigned flags = pages_rd16(node + 4);
-    size_t data = off + PAGES_NODE + pages_rd16(node + 6);
-    uint64_t dsize = pages_rd16(node) | (uint64_t)pages_rd16(node + 2) << 16;
+    unsigned flags = sr_store_rd16(node + 4);
+    size_t data = off + PAGES_NODE + sr_store_rd16(node + 6);
+    uint64_t dsize = sr_store_rd16(node) | (uint64_t)sr_store_rd16(node + 2) << 16;
     if (flags & PAGES_DUPDATA) {
         snprintf(w->problem, w->len, "page %" PRIu64 " has a node with duplicates in a plain database", n);
         return -1;
     }
     if (flags & PAGES_BIGDATA) {
         if (data + 8 > w->pg->psize) goto outside;
-        return pages_overflow(w, pages_rd64(p + data), dsize);
+        return pages_overflow(w, sr_store_rd64(p + data), dsize);
     }
     if (data + dsize > w->pg->psize) goto outside;
     if (!(flags & PAGES_SUBDATA)) return 0;
@@ -131,7 +113,7 @@ static int pages_leaf_node(pages_walk *w, const unsigned char *p, uint64_t n, si
         snprintf(w->problem, w->len, "page %" PRIu64 " has a bad database record", n);
         return -1;
     }
-    uint64_t root = pages_rd64(p + data + 40);
+    uint64_t root = sr_store_rd64(p + data + 40);
     return root == UINT64_MAX ? 0 : pages_tree(w, root, 0, depth + 1);
 outside:
     snprintf(w->problem, w->len, "page %" PRIu64 " has a value outside it", n);
@@ -147,9 +129,9 @@ static int pages_tree(pages_walk *w, uint64_t n, int main_db, int depth) {
     }
     if (pages_mark(w, n, 1) != 0) return -1;
     const unsigned char *p = w->pg->map + n * w->pg->psize;
-    unsigned kind = pages_rd16(p + 10) & PAGES_KINDS;
-    unsigned lower = pages_rd16(p + 12), upper = pages_rd16(p + 14);
-    if (pages_rd64(p) != n || (kind != PAGES_BRANCH && kind != PAGES_LEAF) || lower < PAGES_HEADER ||
+    unsigned kind = sr_store_rd16(p + 10) & PAGES_KINDS;
+    unsigned lower = sr_store_rd16(p + 12), upper = sr_store_rd16(p + 14);
+    if (sr_store_rd64(p) != n || (kind != PAGES_BRANCH && kind != PAGES_LEAF) || lower < PAGES_HEADER ||
         (lower - PAGES_HEADER) % 2 || lower > upper || upper > w->pg->psize ||
         (kind == PAGES_BRANCH && lower == PAGES_HEADER)) {
         snprintf(w->problem, w->len, "page %" PRIu64 " is not a good tree page", n);
@@ -162,8 +144,8 @@ static int pages_tree(pages_walk *w, uint64_t n, int main_db, int depth) {
         const unsigned char *node = p + off;
         int rc = kind == PAGES_LEAF ? pages_leaf_node(w, p, n, off, main_db, depth)
                                     : pages_tree(w,
-                                                 pages_rd16(node) | (uint64_t)pages_rd16(node + 2) << 16 |
-                                                     (uint64_t)pages_rd16(node + 4) << 32,
+                                                 sr_store_rd16(node) | (uint64_t)sr_store_rd16(node + 2) << 16 |
+                                                     (uint64_t)sr_store_rd16(node + 4) << 32,
                                                  main_db, depth + 1);
         if (rc != 0) return -1;
     }

@@ -1,4 +1,5 @@
-/* The page check of the store's start-up walk (store.c): LMDB's B-trees of one snapshot, read
+/* The page check of the store's start-up walk (store.c), and the readers of LMDB's on-disk integers
+ * that it and store.c's meta-page check share: LMDB's B-trees of one snapshot, read
  * from the mapped file in LMDB 0.9's 64-bit page layout, against the snapshot's free-page list.
  * Internal to src/store/. */
 #ifndef SR_STORE_PAGES_H
@@ -6,6 +7,26 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+/* LMDB's on-disk integers (little-endian, as this machine), read from bytes of any alignment. */
+static inline uint64_t sr_store_rd64(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint32_t sr_store_rd32(const unsigned char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline uint16_t sr_store_rd16(const unsigned char *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
 
 typedef struct sr_store_pages {
     const unsigned char *map; /* the file's first byte, as mapped */
