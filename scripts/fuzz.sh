@@ -18,8 +18,8 @@ for spec in $targets; do
     log=$build/fuzz/$t.log
     echo "== fuzz $t ($seconds s)"
     mkdir -p "$build/fuzz/corpus/$t"
-    rm -f "$build/fuzz/$t"-crash-* "$build/fuzz/$t"-timeout-* "$build/fuzz/$t"-leak-* "$build/fuzz/$t"-oom-* \
-        "$build/fuzz/$t"-slow-unit-*
+    # Inputs saved by earlier runs stay; the report names only this run's (newer than the stamp).
+    touch "$build/fuzz/$t.start"
     committed=""
     [ -d "tests/fuzz/corpus/$t" ] && committed="tests/fuzz/corpus/$t"
     # shellcheck disable=SC2086 # committed is one directory or nothing
@@ -40,8 +40,9 @@ for t in $failed; do
     # From the first report line on, without libFuzzer's dictionary and stats.
     awk '/^==[0-9]+==|^[^ ]*: runtime error|ERROR: libFuzzer|^INFO: a leak|deadly signal|ALARM|out-of-memory|Assertion|^unexpected/ {on=1}
          /^###### Recommended dictionary/ {on=0} on' "$log" | head -n 80
-    for a in "$build/fuzz/$t"-crash-* "$build/fuzz/$t"-timeout-* "$build/fuzz/$t"-leak-* "$build/fuzz/$t"-oom-*; do
-        [ -f "$a" ] || continue
+    # find compares the times to the nanosecond (test -nt, in dash, to the second).
+    for a in $(find "$build/fuzz" -maxdepth 1 -type f -newer "$build/fuzz/$t.start" \( -name "$t-crash-*" -o \
+        -name "$t-timeout-*" -o -name "$t-leak-*" -o -name "$t-oom-*" \)); do
         size=$(wc -c <"$a")
         echo "the input: $a ($size bytes)"
         if [ "$size" -le 8192 ]; then
